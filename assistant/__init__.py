@@ -1,0 +1,1 @@
+"""ask-oom assistant package."""

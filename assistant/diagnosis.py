@@ -1,0 +1,72 @@
+"""The Diagnosis: the agent's one output object, which the renderers turn into Markdown, JSON and Slack."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from ..tools.configs.schema import ConfigChange
+from ..tools.labels import RootCause
+from ..tools.memory.schema import MemoryEstimate
+from ..tools.report import OOMReport
+from ..tools.training_setup import TrainingSetup
+
+
+class SimilarCase(BaseModel):
+    id: str
+    title: str
+    source: str
+    score: float
+    primary_cause: str
+    why_similar: list[str] = Field(default_factory=list, description="shared facts: same model family, same key=value, same phase")
+    fix_summary: str = ""
+
+
+class Question(BaseModel):
+    """Something the agent needs from the user instead of guessing."""
+
+    slot: Literal["config", "gpu", "model", "num_gpus", "other"]
+    text: str
+
+
+class Diagnosis(BaseModel):
+    """What ran out of memory and why, the similar documented cases, and the fixed config."""
+
+    status: Literal["diagnosed", "no_memory_error", "needs_input"] = "diagnosed"
+    summary: str = ""
+    report: OOMReport
+    setup: TrainingSetup
+    estimate: MemoryEstimate | None = None
+    root_causes: list[RootCause] = Field(default_factory=list)
+    similar_cases: list[SimilarCase] = Field(default_factory=list)
+    fixes: list[ConfigChange] = Field(default_factory=list)
+    fixed_config: str | None = None
+    fixed_config_format: str | None = None
+    fixed_deepspeed: str | None = None
+    diff: str = ""
+    estimate_after: MemoryEstimate | None = None
+    fits_after: bool | None = None
+    assumptions: list[str] = Field(default_factory=list)
+    questions: list[Question] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    probe: dict | None = Field(default=None, description="live CUDA probe result, when one ran")
+
+    @property
+    def primary_cause(self) -> str | None:
+        return self.root_causes[0].label if self.root_causes else None
+
+
+class DiagnoseRequest(BaseModel):
+    """One user turn's inputs: the log, an optional config, and what they said about their hardware."""
+
+    log_text: str = ""
+    log_truncated: bool = False
+    config_text: str | None = None
+    config_name: str | None = Field(default=None, description="file name, used to detect the format (train.yaml, ds.json, run.sh)")
+    extra_configs: dict[str, str] = Field(default_factory=dict, description="other files by name, e.g. a referenced ds_z3.json")
+    model_config_json: str | None = Field(default=None, description="the model's config.json text, when given")
+    gpu: str | None = None
+    gpu_memory_gib: float | None = None
+    num_gpus: int | None = None
+    keep: list[str] = Field(default_factory=list, description="constraints: 'full' (method), 'seq' (cutoff_len), 'batch', 'no-deepspeed'")

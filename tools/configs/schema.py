@@ -1,0 +1,64 @@
+"""Contracts of the config readers/rewriter and the fix planner."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from ..memory.schema import MemoryEstimate
+
+from pydantic import BaseModel, Field
+
+ConfigFormat = Literal["llamafactory_yaml", "hf_json", "shell", "deepspeed_json", "accelerate_yaml", "yaml", "json"]
+
+
+class ConfigDocument(BaseModel):
+    """A user's config file as text plus its detected format and the flat settings read from it.
+
+    `text` is kept verbatim: the rewriter edits it in place so everything it does not change
+    (comments, order, quoting, unknown keys) survives byte for byte.
+    """
+
+    name: str = Field(default="config", description="file name as given (used for the format and the diff header)")
+    format: ConfigFormat
+    text: str
+    settings: dict[str, Any] = Field(default_factory=dict, description="key → value in the framework's own key names")
+    deepspeed: dict[str, Any] | None = Field(default=None, description="inline or referenced DeepSpeed config, when readable")
+
+
+class ConfigChange(BaseModel):
+    """One planned edit: a key from → to, or an action outside the config (install, env var, pin)."""
+
+    key: str | None = None
+    from_value: Any = None
+    to_value: Any = None
+    action: str | None = Field(default=None, description="e.g. 'pip install flash-attn', 'export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True'")
+    rationale: str = ""
+    bytes_saved: int | None = None
+    tier: int = Field(default=1, ge=1, le=6, description="1 free ... 6 changes the method; lower is less invasive")
+    changes_results: bool = Field(default=False, description="True when it changes the data or the trained model (cutoff_len, LoRA/QLoRA)")
+    target: Literal["config", "deepspeed", "env", "install"] = "config"
+    confirmed_by: list[str] = Field(default_factory=list, description="knowledge-base case ids where this change fixed it")
+
+
+class Constraints(BaseModel):
+    """What the user said must not change."""
+
+    keep_method: bool = Field(default=False, description="e.g. 'must stay full fine-tuning'")
+    keep_seq_len: bool = False
+    no_deepspeed: bool = False
+    keep_batch: bool = False
+    num_gpus: int | None = None
+    margin: float = Field(default=0.90, description="fraction of GPU memory the fixed run may use")
+
+
+class FixPlan(BaseModel):
+    """The chosen changes, the rewritten config and the before/after verdicts."""
+
+    changes: list[ConfigChange] = Field(default_factory=list)
+    fits: bool = False
+    fixed_config: str | None = None
+    fixed_deepspeed: str | None = Field(default=None, description="rewritten DeepSpeed JSON when that file changes")
+    diff: str = ""
+    estimate_before: MemoryEstimate | None = None
+    estimate_after: MemoryEstimate | None = None
+    notes: list[str] = Field(default_factory=list, description="warnings: data changed, results change, nothing fits → closest option")

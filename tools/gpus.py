@@ -1,0 +1,92 @@
+"""GPU facts by name: usable memory of the cards people fine-tune on, so "4x A100 40GB" or an
+nvidia-smi line resolves to bytes without a device at hand."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, Field
+
+from .units import GiB, MiB
+
+
+class GPUSpec(BaseModel):
+    """One GPU model: the name users and nvidia-smi print, and the memory torch reports as total capacity."""
+
+    name: str
+    memory_bytes: int = Field(description="total capacity as torch.cuda reports it (bytes)")
+    vendor: str = "nvidia"
+    bf16: bool = True  # False on pre-Ampere cards (V100, T4): bf16 falls back or is unsupported
+
+
+# Memory is what `torch.cuda.get_device_properties().total_memory` reports (slightly less than the
+# marketing size): e.g. an "A100 80GB" shows 79.15 GiB, an "H100 80GB HBM3" 79.18 GiB, a 4090 23.64 GiB.
+_CATALOG: list[tuple[tuple[str, ...], GPUSpec]] = [
+    (("h200",), GPUSpec(name="H200-141GB", memory_bytes=int(139.8 * GiB))),
+    (("h100 nvl", "h100-94", "h100 94"), GPUSpec(name="H100-NVL-94GB", memory_bytes=int(93.1 * GiB))),
+    (("h100-96", "h100 96", "gh200"), GPUSpec(name="H100-96GB", memory_bytes=int(94.5 * GiB))),
+    (("h100", "h800"), GPUSpec(name="H100-80GB", memory_bytes=int(79.18 * GiB))),
+    (("h20",), GPUSpec(name="H20-96GB", memory_bytes=int(94.5 * GiB))),
+    (("a100-80", "a100 80", "a100-sxm4-80", "a100-pcie-80", "a800-80", "a800 80", "a800"),
+     GPUSpec(name="A100-80GB", memory_bytes=int(79.15 * GiB))),
+    (("a100",), GPUSpec(name="A100-40GB", memory_bytes=int(39.39 * GiB))),
+    (("l40s", "l40"), GPUSpec(name="L40S-48GB", memory_bytes=int(44.39 * GiB))),
+    (("a6000", "rtx 6000 ada", "rtx6000"), GPUSpec(name="RTX-A6000-48GB", memory_bytes=int(47.54 * GiB))),
+    (("a40",), GPUSpec(name="A40-48GB", memory_bytes=int(44.35 * GiB))),
+    (("5090",), GPUSpec(name="RTX-5090-32GB", memory_bytes=int(31.36 * GiB))),
+    (("4090",), GPUSpec(name="RTX-4090-24GB", memory_bytes=int(23.64 * GiB))),
+    (("3090",), GPUSpec(name="RTX-3090-24GB", memory_bytes=int(23.69 * GiB))),
+    (("a10g", "a10"), GPUSpec(name="A10-24GB", memory_bytes=int(22.19 * GiB))),
+    (("l4",), GPUSpec(name="L4-24GB", memory_bytes=int(22.03 * GiB))),
+    (("4080",), GPUSpec(name="RTX-4080-16GB", memory_bytes=int(15.7 * GiB))),
+    (("v100-32", "v100 32", "v100-sxm2-32"), GPUSpec(name="V100-32GB", memory_bytes=int(31.74 * GiB), bf16=False)),
+    (("v100",), GPUSpec(name="V100-16GB", memory_bytes=int(15.77 * GiB), bf16=False)),
+    (("t4",), GPUSpec(name="T4-16GB", memory_bytes=int(14.75 * GiB), bf16=False)),
+    (("mi300",), GPUSpec(name="MI300X-192GB", memory_bytes=int(191.98 * GiB), vendor="amd")),
+    (("mi250",), GPUSpec(name="MI250-64GB", memory_bytes=int(63.98 * GiB), vendor="amd")),
+]
+
+_MEM_IN_NAME = re.compile(r"(\d{2,3})\s*G(?:i?B)?\b", re.IGNORECASE)
+
+
+def lookup_gpu(name: str, memory_gib: float | None = None) -> GPUSpec | None:
+    """Resolve a GPU name as users or nvidia-smi write it ('A100-SXM4-40GB', '4090', 'H100 80GB HBM3').
+
+    An explicit memory (from the log or the user) wins over the catalogue's; a size written in the
+    name picks the matching variant ('A100 80GB' → A100-80GB). Unknown names return None, unless a
+    memory is given, in which case a custom spec is built.
+    """
+    key = " ".join(name.lower().replace("_", " ").split())
+    key = key.replace("nvidia ", "").replace("geforce ", "").replace("tesla ", "")
+    size = _MEM_IN_NAME.search(key)
+    found: GPUSpec | None = None
+    for needles, spec in _CATALOG:
+        if any(n in key for n in needles):
+            found = spec
+            if size and int(size.group(1)) in (40, 80) and "a100" in key:
+                found = _by_name("A100-80GB" if size.group(1) == "80" else "A100-40GB")
+            if size and "v100" in key:
+                found = _by_name("V100-32GB" if size.group(1) == "32" else "V100-16GB")
+            break
+    if memory_gib is not None:
+        base = found or GPUSpec(name=name.strip() or "GPU", memory_bytes=0)
+        return base.model_copy(update={"memory_bytes": int(memory_gib * GiB)})
+    return found
+
+
+def _by_name(name: str) -> GPUSpec:
+    return next(spec for _, spec in _CATALOG if spec.name == name)
+
+
+def gpu_from_memory(memory_bytes: int, name: str | None = None) -> GPUSpec:
+    """A spec for a card known only by the capacity a log printed (e.g. '23.64 GiB total capacity')."""
+    if name:
+        spec = lookup_gpu(name)
+        if spec:
+            return spec.model_copy(update={"memory_bytes": memory_bytes})
+    return GPUSpec(name=name or f"GPU ({memory_bytes / GiB:.2f} GiB)", memory_bytes=memory_bytes)
+
+
+# CUDA context + cuBLAS/cuDNN workspaces live outside PyTorch's allocator: ~0.1 GiB measured on an H100
+# with torch 2.11 (../shared/calibration cuda_context_bytes = 92 MiB), 300-500 MiB with older CUDA/cuDNN.
+CUDA_CONTEXT_BYTES = 500 * MiB

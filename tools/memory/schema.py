@@ -1,0 +1,54 @@
+"""The memory calculator's output contract: a per-GPU breakdown of one step's peak."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+PeakPhase = Literal["model_loading", "forward_end", "backward", "optimizer_step", "evaluation"]
+
+# Component names the breakdown uses (stable: renderers colour by these; renderers keep unknown ones too).
+COMPONENTS = (
+    "weights", "gradients", "optimizer_states", "master_weights", "activations", "attention_scores",
+    "logits_and_loss", "vision_activations", "optimizer_temporaries", "eval_accumulated", "allocator_reserve",
+)
+
+
+class MemoryComponent(BaseModel):
+    name: str
+    bytes: int
+    formula: str = Field(default="", description="how it was computed, with the numbers, e.g. '7.62e9 params x 2 B (bf16)'")
+
+
+class MemoryBreakdown(BaseModel):
+    """Components at the peak moment (what is live at `peak_phase`), on the busiest GPU."""
+
+    components: list[MemoryComponent] = Field(default_factory=list)
+
+    def as_dict(self) -> dict[str, int]:
+        return {c.name: c.bytes for c in self.components}
+
+    def get(self, name: str) -> int:
+        return sum(c.bytes for c in self.components if c.name == name)
+
+
+class MemoryEstimate(BaseModel):
+    """Predicted peak allocated by PyTorch on the busiest GPU (CUDA context excluded), and verdicts."""
+
+    peak_bytes: int
+    peak_phase: PeakPhase
+    breakdown: MemoryBreakdown
+    n_params: int
+    n_trainable: int
+    host_bytes: int = Field(default=0, description="host RAM needed (offloaded states, pinned buffers, loading)")
+    cuda_context_bytes: int = 0
+    gpu_name: str | None = None
+    gpu_bytes: int | None = None
+    budget_bytes: int | None = Field(default=None, description="usable: capacity x margin - CUDA context")
+    fits: bool | None = None
+    headroom_bytes: int | None = None
+    host_fits: bool | None = None
+    max_micro_batch: int | None = Field(default=None, description="largest micro-batch that fits the budget at this seq_len")
+    max_seq_len: int | None = Field(default=None, description="largest seq_len that fits the budget at this micro-batch")
+    notes: list[str] = Field(default_factory=list, description="assumptions and caveats the calculator made")

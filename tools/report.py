@@ -1,0 +1,105 @@
+"""The log parser's output contract: what a pasted log says about an out-of-memory failure.
+
+Sizes are integers in bytes (1 GiB = 2**30); each number keeps the line it came from in `evidence`
+with the unit as written. Fields a log does not show stay None / empty: later stages must not guess them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+OOMKind = Literal[
+    "cuda_oom",       # torch.OutOfMemoryError / "CUDA out of memory" / "CUDA error: out of memory"
+    "host_oom",       # host RAM: "Killed", SIGKILL/-9 in launcher tables, "Cannot allocate memory", pinned-memory failures
+    "cublas_alloc",   # CUBLAS_STATUS_ALLOC_FAILED, CUDNN_STATUS_NOT_ENOUGH_WORKSPACE / ALLOC_FAILED
+    "nccl_oom",       # NCCL "out of memory" / ncclSystemError on allocation
+    "hip_oom",        # ROCm "HIP out of memory"
+    "mps_oom",        # Apple "MPS backend out of memory"
+    "xla_oom",        # XLA/JAX RESOURCE_EXHAUSTED
+    "tf_oom",         # TensorFlow "OOM when allocating tensor"
+    "related_error",  # no OOM, but an error met while fixing memory (bitsandbytes kwargs, bf16 op, flash-attn)
+    "not_oom",        # nothing memory-related found
+]
+
+Phase = Literal[
+    "model_loading", "forward", "backward", "optimizer_step", "evaluation", "generation",
+    "checkpoint_save", "lora_merge", "data_loading", "unknown",
+]
+
+
+class Evidence(BaseModel):
+    """One log line that supports a parsed fact (1-based line number in the pasted text)."""
+
+    line: int
+    text: str
+    fact: str = Field(default="", description="what this line established, e.g. 'requested_bytes'")
+
+
+class OtherProcess(BaseModel):
+    pid: int
+    bytes: int
+
+
+class GPUSeen(BaseModel):
+    """A GPU named in the log (nvidia-smi table, device banner, or the OOM message)."""
+
+    index: int | None = None
+    name: str | None = None
+    memory_bytes: int | None = None
+    used_bytes: int | None = None
+
+
+class LoggedArg(BaseModel):
+    """A training argument the framework printed into the log, as text, with its line."""
+
+    value: str
+    line: int
+
+
+class RelatedError(BaseModel):
+    kind: Literal[
+        "bnb_quantization_kwargs", "dtype_not_implemented", "flash_attn_missing", "flash_attn_unused",
+        "nccl_timeout", "device_side_assert", "sigbus", "sigfpe", "other",
+    ]
+    message: str
+    line: int
+
+
+class OOMReport(BaseModel):
+    """Typed summary of one pasted log. Produced by `parse_log`; consumed by every later stage."""
+
+    kind: OOMKind = "not_oom"
+    message: str | None = Field(default=None, description="the primary error line, verbatim (trimmed)")
+    requested_bytes: int | None = None
+    gpu_index: int | None = None
+    gpu_total_bytes: int | None = None
+    gpu_free_bytes: int | None = None
+    process_used_bytes: int | None = Field(default=None, description="'this process has X memory in use' (incl. non-PyTorch)")
+    torch_allocated_bytes: int | None = None
+    torch_reserved_bytes: int | None = Field(default=None, description="old format: 'X reserved in total by PyTorch'")
+    torch_reserved_unallocated_bytes: int | None = None
+    other_processes: list[OtherProcess] = Field(default_factory=list)
+    phase: Phase = "unknown"
+    operation: str | None = Field(
+        default=None,
+        description="cross_entropy | attention | vision_tower | moe_experts | zero3_allgather | optimizer | lm_head | embedding | None",
+    )
+    framework: str | None = Field(default=None, description="llamafactory | hf_trainer | trl | deepspeed | accelerate | axolotl | unsloth | torchtune | swift | vllm | ...")
+    launcher: str | None = Field(default=None, description="torchrun | deepspeed | accelerate | python | llamafactory-cli")
+    deepspeed_stage: int | None = None
+    model: str | None = Field(default=None, description="model name or path as the log writes it")
+    gpus: list[GPUSeen] = Field(default_factory=list)
+    versions: dict[str, str] = Field(default_factory=dict, description="package → version, e.g. torch → 2.1.0")
+    training_args: dict[str, LoggedArg] = Field(default_factory=dict)
+    ranks: list[int] = Field(default_factory=list, description="ranks that printed the same OOM (reported once)")
+    exit_signal: str | None = Field(default=None, description="SIGKILL / SIGBUS / SIGFPE / exit code from launcher summaries")
+    evidence: list[Evidence] = Field(default_factory=list)
+    related_errors: list[RelatedError] = Field(default_factory=list)
+    lines: int = 0
+    truncated: bool = Field(default=False, description="input exceeded the size limit and only a part was read")
+
+    @property
+    def is_memory_error(self) -> bool:
+        return self.kind not in ("not_oom", "related_error")

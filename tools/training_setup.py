@@ -1,0 +1,88 @@
+"""The training setup as ask-oom understands it, with where each fact came from.
+
+Built from every source (log, the user's config, what the user said in chat, framework defaults,
+the model registry); the calculator and the planner read only this, never raw configs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from .gpus import GPUSpec
+from .model_arch import ModelArch
+
+Origin = Literal["log", "config", "user", "default", "registry", "derived"]
+Method = Literal["full", "freeze", "lora", "qlora"]
+# mixed = fp32 master weights + bf16/fp16 autocast (HF Trainer bf16=True on an fp32-loaded model;
+# LLaMA-Factory upcasts *trainable* params to fp32 unless pure_bf16); pure_bf16 = everything bf16.
+Precision = Literal["bf16_mixed", "fp16_mixed", "pure_bf16", "fp32"]
+Optimizer = Literal["adamw", "adamw_fused", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "adafactor", "sgd", "lion"]
+Attention = Literal["eager", "sdpa", "flash_attention_2"]
+Framework = Literal["llamafactory", "hf_trainer", "trl", "deepspeed_script", "axolotl", "unsloth", "torchtune", "swift", "vllm", "other"]
+
+
+class Provenance(BaseModel):
+    """Where one fact came from: origin plus a human pointer (file:key, 'log line 12', 'LLaMA-Factory default')."""
+
+    origin: Origin
+    detail: str = ""
+
+
+class TrainingSetup(BaseModel):
+    """Everything the memory calculator needs about one training (or eval) run, per GPU.
+
+    Defaults are the common case (LoRA-free bf16 mixed-precision AdamW, one GPU); any field the
+    assembler fills from a source gets a `provenance` entry, so the UI can show facts vs assumptions.
+    """
+
+    framework: Framework = "hf_trainer"
+    model_name: str | None = None
+    model: ModelArch | None = Field(default=None, description="resolved from config.json or the registry")
+    method: Method = "full"
+    lora_rank: int = 8
+    lora_targets: list[str] = Field(default_factory=lambda: ["all"], description="module names, or ['all'] for all linear layers")
+    quantization_bit: int | None = None
+    precision: Precision = "bf16_mixed"
+    optimizer: Optimizer = "adamw"
+    zero_stage: int = Field(default=0, ge=0, le=3)
+    offload_optimizer: bool = False
+    offload_param: bool = False
+    fsdp: bool = False
+    num_gpus: int = Field(default=1, ge=1, description="data-parallel world size (all nodes)")
+    num_nodes: int = Field(default=1, ge=1)
+    micro_batch: int = Field(default=1, ge=1, description="per_device_train_batch_size")
+    eval_batch: int | None = Field(default=None, description="per_device_eval_batch_size (None: no eval)")
+    grad_accum: int = Field(default=1, ge=1)
+    seq_len: int = Field(default=1024, ge=1, description="padded worst-case tokens per sample (cutoff_len / max_seq_length)")
+    packing: bool = False
+    gradient_checkpointing: bool = False
+    attn_implementation: Attention = "sdpa"
+    liger_kernel: bool = False
+    freeze_vision_tower: bool = True
+    freeze_projector: bool = False
+    train_mm_proj_only: bool = False
+    image_max_pixels: int | None = None
+    images_per_sample: int = 0
+    video_frames: int = 0
+    eval_accumulation_steps: int | None = None
+    expandable_segments: bool = False
+    gpu: GPUSpec | None = None
+    host_ram_bytes: int | None = None
+    provenance: dict[str, Provenance] = Field(default_factory=dict, description="field name → where it came from")
+
+    @property
+    def effective_batch(self) -> int:
+        """micro-batch × accumulation × data-parallel GPUs: what a schedule change must preserve."""
+        return self.micro_batch * self.grad_accum * self.num_gpus
+
+    def with_fact(self, field: str, value: Any, origin: Origin, detail: str = "") -> "TrainingSetup":
+        """A copy with one field set and its provenance recorded."""
+        prov = dict(self.provenance)
+        prov[field] = Provenance(origin=origin, detail=detail)
+        return self.model_copy(update={field: value, "provenance": prov})
+
+    def assumptions(self) -> list[str]:
+        """Fields that were filled from defaults rather than observed: shown to users as assumptions."""
+        return [k for k, p in self.provenance.items() if p.origin == "default"]

@@ -1,0 +1,51 @@
+"""Byte sizes as logs print them: parse "23.64 GiB" / "704.00 KiB" / "62.5GB" into integer bytes, format back."""
+
+from __future__ import annotations
+
+import re
+
+KiB = 1024
+MiB = 1024**2
+GiB = 1024**3
+TiB = 1024**4
+
+# PyTorch, DeepSpeed and nvidia-smi all print binary units even when they write "GB"/"MB"
+# (DeepSpeed's see_memory_usage divides by 1024**3; nvidia-smi's MiB are 2**20), so "GB" is read as GiB.
+_UNITS = {
+    "b": 1, "bytes": 1, "byte": 1,
+    "k": KiB, "kb": KiB, "kib": KiB,
+    "m": MiB, "mb": MiB, "mib": MiB,
+    "g": GiB, "gb": GiB, "gib": GiB,
+    "t": TiB, "tb": TiB, "tib": TiB,
+}
+
+_SIZE_RE = re.compile(r"^\s*([0-9]{1,15}(?:\.[0-9]{1,12})?)\s{0,3}([A-Za-z]{1,5})\s*$")
+
+
+def parse_size(text: str) -> int | None:
+    """Bytes for a size such as '2.00 MiB' or '79.18GiB'; None if it is not a size."""
+    m = _SIZE_RE.match(text)
+    if not m:
+        return None
+    unit = _UNITS.get(m.group(2).lower())
+    if unit is None:
+        return None
+    return int(round(float(m.group(1)) * unit))
+
+
+def gib(n_bytes: int | float) -> float:
+    """Bytes → GiB as a float (for display and comparisons with printed figures)."""
+    return n_bytes / GiB
+
+
+def format_bytes(n_bytes: int | float | None, digits: int = 2) -> str:
+    """Human-readable binary size: 1.50 GiB, 704.00 KiB. None → 'unknown'."""
+    if n_bytes is None:
+        return "unknown"
+    n = float(n_bytes)
+    sign = "-" if n < 0 else ""
+    n = abs(n)
+    for unit, size in (("TiB", TiB), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+        if n >= size:
+            return f"{sign}{n / size:.{digits}f} {unit}"
+    return f"{sign}{int(n)} B"
