@@ -8,6 +8,7 @@ import argparse
 import importlib
 import sys
 
+from ..tools.errors import InputError
 from .errors import EXIT_INTERNAL, EXIT_USAGE, UserError
 from .inputs import debug_enabled
 
@@ -88,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"ask-oom: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except InputError as exc:
+        print(f"ask-oom: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("ask-oom: interrupted", file=sys.stderr)
         return 130
