@@ -1,0 +1,172 @@
+"""Diagnosis → Slack messages: a short summary (primary cause, key changes, verdict), action buttons,
+and what is too long for a message (fixed config, full report) as files."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, Field
+
+from ..tools.units import format_bytes
+from .diagnosis import Diagnosis
+
+# Slack limits (api.slack.com/reference/block-kit/blocks): 3,000 chars per section text, 50 blocks per message;
+# chat.postMessage truncates `text` past 40,000 chars. We stay well inside them.
+SECTION_LIMIT = 2900
+MAX_BLOCKS = 45
+CODE_BLOCK_LIMIT = 2500  # a fixed config longer than this goes as a file, not a code block
+
+ACTION_WHY = "ask_oom_why"
+ACTION_PROBE = "ask_oom_probe"
+ACTION_SOLVED = "ask_oom_solved"
+ACTION_UNSOLVED = "ask_oom_unsolved"
+
+
+class SlackFile(BaseModel):
+    filename: str
+    content: str
+    title: str
+
+
+class SlackMessage(BaseModel):
+    """One threaded reply: fallback text, Block Kit blocks, and files to attach in the same thread."""
+
+    text: str
+    blocks: list[dict] = Field(default_factory=list)
+    files: list[SlackFile] = Field(default_factory=list)
+
+
+def split_text(text: str, limit: int = SECTION_LIMIT) -> list[str]:
+    """Split on line boundaries into chunks of at most `limit` characters (hard-cut overlong lines)."""
+    chunks: list[str] = []
+    current = ""
+    for line in text.splitlines(keepends=True):
+        while len(line) > limit:
+            if current:
+                chunks.append(current)
+                current = ""
+            chunks.append(line[:limit])
+            line = line[limit:]
+        if len(current) + len(line) > limit:
+            chunks.append(current)
+            current = ""
+        current += line
+    if current:
+        chunks.append(current)
+    return chunks or [""]
+
+
+def _section(text: str) -> dict:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def summary_text(d: Diagnosis) -> str:
+    """Slack mrkdwn summary: what ran out, the primary cause with its first reason, the key changes, the verdict."""
+    lines: list[str] = []
+    r = d.report
+    if d.status == "no_memory_error":
+        lines.append(f"*No memory error found in this log.* {d.summary}".strip())
+    else:
+        what = r.kind.replace("_", " ")
+        req = f" while allocating {format_bytes(r.requested_bytes)}" if r.requested_bytes else ""
+        phase = f" during {r.phase.replace('_', ' ')}" if r.phase != "unknown" else ""
+        lines.append(f"*{what}*{req}{phase}.")
+        if d.summary:
+            lines.append(d.summary)
+    if d.root_causes:
+        top = d.root_causes[0]
+        reason = f" — {top.why[0]}" if top.why else ""
+        lines.append(f"*Primary cause:* `{top.label}`{reason}")
+        if len(d.root_causes) > 1:
+            lines.append("Also: " + ", ".join(f"`{c.label}`" for c in d.root_causes[1:3]))
+    if d.fixes:
+        lines.append("*Changes:*")
+        for ch in d.fixes[:6]:
+            if ch.key:
+                saved = f" (saves {format_bytes(ch.bytes_saved)})" if ch.bytes_saved else ""
+                lines.append(f"• `{ch.key}`: {ch.from_value} → {ch.to_value}{saved}")
+            elif ch.action:
+                lines.append(f"• {ch.action}")
+    if d.estimate and d.estimate_after:
+        verdict = "fits" if d.fits_after else "still does not fit"
+        lines.append(f"*Estimate:* {format_bytes(d.estimate.peak_bytes)} → {format_bytes(d.estimate_after.peak_bytes)} per GPU ({verdict}).")
+    for q in d.questions[:3]:
+        lines.append(f"_{q.text}_")
+    for case in d.similar_cases[:2]:
+        lines.append(f"Similar: <{case.source}|{case.title}>" if case.source.startswith("http") else f"Similar: {case.title} ({case.source})")
+    return "\n".join(lines)
+
+
+def render_slack(d: Diagnosis, *, markdown: str = "", can_probe: bool = False) -> SlackMessage:
+    """The threaded reply for a diagnosis. `markdown` is the full report, attached when it is long."""
+    summary = summary_text(d)
+    blocks = [_section(chunk) for chunk in split_text(summary)]
+    files: list[SlackFile] = []
+    if d.fixed_config:
+        if len(d.fixed_config) <= CODE_BLOCK_LIMIT:
+            blocks.append(_section(f"*Fixed config:*\n```{d.fixed_config.rstrip()}```"))
+        else:
+            files.append(SlackFile(filename=_fixed_name(d), content=d.fixed_config, title="Fixed config"))
+    if d.fixed_deepspeed:
+        files.append(SlackFile(filename="ds_config.fixed.json", content=d.fixed_deepspeed, title="Fixed DeepSpeed config"))
+    if markdown and len(markdown) > SECTION_LIMIT:
+        files.append(SlackFile(filename="ask-oom-diagnosis.md", content=markdown, title="Full diagnosis"))
+    buttons = [{"type": "button", "text": {"type": "plain_text", "text": "Why?"}, "action_id": ACTION_WHY, "value": "why"}]
+    if can_probe:
+        buttons.append({"type": "button", "text": {"type": "plain_text", "text": "Run probe"}, "action_id": ACTION_PROBE, "value": "probe"})
+    buttons.append({"type": "button", "text": {"type": "plain_text", "text": "Solved"}, "style": "primary",
+                    "action_id": ACTION_SOLVED, "value": "solved"})
+    buttons.append({"type": "button", "text": {"type": "plain_text", "text": "Still OOM"}, "action_id": ACTION_UNSOLVED, "value": "unsolved"})
+    blocks = blocks[:MAX_BLOCKS]
+    blocks.append({"type": "actions", "block_id": "ask_oom_actions", "elements": buttons})
+    return SlackMessage(text=split_text(summary, 3000)[0], blocks=blocks, files=files)
+
+
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+_LINK = re.compile(r"\[([^\]\n]{1,300})\]\((https?://[^)\s]{1,500})\)")
+_HEADING = re.compile(r"^#{1,6}\s+(.*)$")
+
+
+def markdown_to_mrkdwn(markdown: str) -> str:
+    """CommonMark → Slack mrkdwn: **bold** → *bold*, [t](u) → <u|t>, headings → bold lines;
+    tables (which Slack cannot show) go into a code block; fenced code stays as is."""
+    out: list[str] = []
+    in_code = in_table = False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+            out.append("```")
+            continue
+        if in_code:
+            out.append(line)
+            continue
+        is_table = line.lstrip().startswith("|")
+        if is_table != in_table:
+            out.append("```")
+            in_table = is_table
+        if is_table:
+            out.append(line)
+            continue
+        heading = _HEADING.match(line)
+        if heading:
+            line = f"**{heading.group(1)}**"
+        line = _LINK.sub(lambda m: f"<{m.group(2)}|{m.group(1)}>", _BOLD.sub(r"*\1*", line))
+        out.append(line)
+    if in_table or in_code:
+        out.append("```")
+    return "\n".join(out)
+
+
+def render_slack_text(markdown: str) -> SlackMessage:
+    """A plain follow-up answer (why?, show the diff): Markdown in sections, long answers as a file."""
+    chunks = split_text(markdown_to_mrkdwn(markdown))
+    if len(chunks) > MAX_BLOCKS:
+        return SlackMessage(text=chunks[0], blocks=[_section(chunks[0])],
+                            files=[SlackFile(filename="ask-oom-answer.md", content=markdown, title="Answer")])
+    return SlackMessage(text=chunks[0], blocks=[_section(c) for c in chunks])
+
+
+def _fixed_name(d: Diagnosis) -> str:
+    return {"llamafactory_yaml": "train.fixed.yaml", "accelerate_yaml": "accelerate.fixed.yaml", "yaml": "config.fixed.yaml",
+            "hf_json": "training_args.fixed.json", "json": "config.fixed.json", "deepspeed_json": "ds_config.fixed.json",
+            "shell": "train.fixed.sh"}.get(d.fixed_config_format or "", "config.fixed.txt")

@@ -1,0 +1,214 @@
+"""The Slack bot tested as Slack uses it: signed Events API POSTs over loopback to the running app (uvicorn),
+Web API calls going to a local Slack API server that records them. The conversation behind it is the real one."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import socket
+import threading
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ask_oom.assistant.settings import Settings
+
+from .slack_api_server import SlackAPIServer
+
+SECRET = "test-signing-secret"
+TOKEN = "xoxb-test-token-never-logged"
+SEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "seeds"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sign(body: bytes, ts: int | None = None, secret: str = SECRET) -> dict[str, str]:
+    ts = int(time.time()) if ts is None else ts
+    base = f"v0:{ts}:".encode() + body
+    sig = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": str(ts), "X-Slack-Signature": sig}
+
+
+@pytest.fixture(scope="module")
+def slack(tmp_path_factory):
+    """The bot in HTTP mode on a free loopback port, its Web API pointed at the local Slack server."""
+    import uvicorn
+
+    from ask_oom.ui.serve import make_conversation
+    from ask_oom.ui.slack_bot import create_app, http_asgi_app
+
+    api = SlackAPIServer().start()
+    settings = Settings(slack_bot_token=TOKEN, slack_signing_secret=SECRET, slack_api_url=api.api_url,
+                        session_db=tmp_path_factory.mktemp("slack") / "sessions.sqlite3")
+    app = create_app(make_conversation(settings), settings, can_probe=False)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(http_asgi_app(app), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    yield api, f"http://127.0.0.1:{port}/slack/events"
+    server.should_exit = True
+    thread.join(timeout=10)
+    api.stop()
+
+
+_counter = iter(range(1, 10_000))
+
+
+def event_body(event: dict) -> bytes:
+    n = next(_counter)
+    return json.dumps({"token": "x", "team_id": "T1", "api_app_id": "A1", "type": "event_callback",
+                       "event_id": f"Ev{n:05d}", "event_time": int(time.time()), "event": event}).encode()
+
+
+def post_event(url: str, event: dict, headers: dict | None = None) -> tuple[httpx.Response, bytes]:
+    body = event_body(event)
+    h = {"Content-Type": "application/json", **sign(body), **(headers or {})}
+    return httpx.post(url, content=body, headers=h, timeout=10), body
+
+
+def mention(text: str, ts: str, channel: str = "C1", files: list | None = None) -> dict:
+    ev = {"type": "app_mention", "user": "U1", "text": f"<@UBOT> {text}", "ts": ts, "channel": channel}
+    if files:
+        ev["files"] = files
+    return ev
+
+
+def replies_in(api: SlackAPIServer, thread_ts: str) -> list[dict]:
+    return [c for c in api.posted() if c.get("thread_ts") == thread_ts]
+
+
+def wait_replies(api: SlackAPIServer, thread_ts: str, n: int = 1, timeout: float = 90) -> list[dict]:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = replies_in(api, thread_ts)
+        if len(got) >= n:
+            return got
+        time.sleep(0.05)
+    raise TimeoutError(f"no reply in thread {thread_ts}")
+
+
+def seed_log(name: str = "moe-llava-phi2") -> str:
+    return (SEEDS / name / "train.log").read_text(encoding="utf-8")
+
+
+def test_mention_gets_threaded_diagnosis_with_buttons(slack):
+    api, url = slack
+    t0 = time.time()
+    resp, _ = post_event(url, mention(seed_log(), ts="1700000001.000100"))
+    assert resp.status_code == 200
+    assert time.time() - t0 < 3.0, "Slack needs the ack within 3 seconds"
+    (reply,) = wait_replies(api, "1700000001.000100")
+    assert reply["channel"] == "C1"
+    blocks = json.loads(reply["blocks"]) if isinstance(reply["blocks"], str) else reply["blocks"]
+    text = json.dumps(blocks)
+    assert "Primary cause" in text
+    actions = [b for b in blocks if b["type"] == "actions"][0]["elements"]
+    assert {a["action_id"] for a in actions} >= {"ask_oom_why", "ask_oom_solved"}
+    assert "ask_oom_probe" not in {a["action_id"] for a in actions}  # no GPU on this host
+    assert TOKEN not in json.dumps(api.calls)  # the token travels only in the Authorization header
+
+
+def test_retries_are_acknowledged_but_not_answered_twice(slack):
+    api, url = slack
+    ev = mention(seed_log(), ts="1700000002.000100")
+    body = event_body(ev)
+    first = httpx.post(url, content=body, headers={"Content-Type": "application/json", **sign(body)}, timeout=10)
+    retry = httpx.post(url, content=body, headers={"Content-Type": "application/json", **sign(body),
+                                                     "X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}, timeout=10)
+    assert first.status_code == 200 and retry.status_code == 200
+    wait_replies(api, "1700000002.000100")
+    time.sleep(2.0)  # a duplicate answer would have been posted by now
+    assert len(replies_in(api, "1700000002.000100")) == 1
+
+
+@pytest.mark.parametrize("headers", [
+    {"X-Slack-Signature": "v0=" + "0" * 64},
+    "stale",
+])
+def test_bad_or_stale_signatures_are_rejected(slack, headers):
+    api, url = slack
+    body = event_body(mention("hello", ts="1700000003.000100"))
+    if headers == "stale":
+        headers = sign(body, ts=int(time.time()) - 600)
+    else:
+        headers = {**sign(body), **headers}
+    resp = httpx.post(url, content=body, headers={"Content-Type": "application/json", **headers}, timeout=10)
+    assert resp.status_code == 401
+    time.sleep(0.5)
+    assert not replies_in(api, "1700000003.000100")
+
+
+def test_attached_config_is_read_and_fixed_config_returned(slack):
+    api, url = slack
+    cfg_dir = SEEDS / "moe-llava-phi2"
+    api.files["finetune_moe.sh"] = (cfg_dir / "finetune_moe.sh").read_bytes()
+    files = [{"id": "F1", "name": "finetune_moe.sh", "size": len(api.files["finetune_moe.sh"]),
+              "url_private_download": api.base_url + "files/finetune_moe.sh"}]
+    post_event(url, mention(seed_log(), ts="1700000004.000100", files=files))
+    (reply,) = wait_replies(api, "1700000004.000100")
+    assert f"Bearer {TOKEN}" in api.auth_headers  # downloaded with the bot token
+    uploads = [c for c in api.posted("files.completeUploadExternal") if c.get("thread_ts") == "1700000004.000100"]
+    everything = json.dumps(reply) + json.dumps(uploads) + "".join(v.decode(errors="replace") for v in api.uploads.values())
+    assert "per_device_train_batch_size" in everything and "gradient_accumulation_steps" in everything
+
+
+def test_follow_up_in_thread_is_answered_and_unknown_threads_ignored(slack):
+    api, url = slack
+    post_event(url, mention(seed_log(), ts="1700000005.000100"))
+    wait_replies(api, "1700000005.000100")
+    post_event(url, {"type": "message", "user": "U1", "text": "why?", "ts": "1700000005.000200",
+                     "thread_ts": "1700000005.000100", "channel": "C1", "channel_type": "channel"})
+    replies = wait_replies(api, "1700000005.000100", n=2)
+    assert len(replies) == 2
+    post_event(url, {"type": "message", "user": "U1", "text": "unrelated chatter", "ts": "1700000006.000200",
+                     "thread_ts": "1700000006.000100", "channel": "C1", "channel_type": "channel"})
+    time.sleep(1.5)
+    assert not replies_in(api, "1700000006.000100")
+
+
+def test_solved_button_is_acknowledged_and_recorded(slack):
+    api, url = slack
+    post_event(url, mention(seed_log(), ts="1700000007.000100"))
+    wait_replies(api, "1700000007.000100")
+    payload = {"type": "block_actions", "user": {"id": "U1"}, "team": {"id": "T1"}, "api_app_id": "A1",
+               "channel": {"id": "C1"}, "container": {"type": "message", "message_ts": "1700000007.000900"},
+               "message": {"ts": "1700000007.000900", "thread_ts": "1700000007.000100"},
+               "trigger_id": "1.2.3", "actions": [{"action_id": "ask_oom_solved", "block_id": "ask_oom_actions",
+                                                   "value": "solved", "type": "button"}]}
+    body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+    resp = httpx.post(url, content=body, headers={"Content-Type": "application/x-www-form-urlencoded", **sign(body)}, timeout=10)
+    assert resp.status_code == 200
+    replies = wait_replies(api, "1700000007.000100", n=2)
+    assert "solved" in json.dumps(replies[-1]).lower()
+
+
+def test_twenty_concurrent_threads_do_not_mix(slack):
+    """Twenty conversations at once, each with its own model: every thread's answer names its own model."""
+    api, url = slack
+    models = [f"model-{i:02d}" for i in range(20)]
+    template = ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate {n}.00 MiB. GPU 0 has a total capacity "
+                "of 79.18 GiB of which 10.00 MiB is free. Including non-PyTorch memory, this process has 79.16 GiB memory "
+                "in use. Of the allocated memory 77.00 GiB is allocated by PyTorch, and 1.20 GiB is reserved by PyTorch "
+                "but unallocated.")
+    def send(i: int):
+        return post_event(url, mention(template.format(n=100 + i), ts=f"1700001{i:03d}.000100"))[0].status_code
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        assert set(pool.map(send, range(20))) == {200}
+    for i in range(20):
+        (reply,) = wait_replies(api, f"1700001{i:03d}.000100", timeout=180)
+        assert f"{100 + i}.00 MiB" in json.dumps(reply)
+        for j in (i - 1, i + 1):
+            if 0 <= j < 20:
+                assert f"{100 + j}.00 MiB" not in json.dumps(reply)

@@ -1,0 +1,180 @@
+"""The Slack bot (slack-bolt): answers mentions, DMs and follow-ups in threads it is part of.
+
+One conversation per thread (session id `slack:<channel>:<thread_ts>`), kept in the agent's session store.
+Bolt acknowledges each event at once and runs the listener in its worker pool, so Slack's 3-second
+deadline holds however slow a diagnosis is; retries (X-Slack-Retry-Num, or a repeated event_id in
+Socket Mode) are acknowledged and dropped so an answer is never posted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import OrderedDict
+from pathlib import PurePosixPath
+from typing import Any
+
+from ..assistant.render_slack import (ACTION_PROBE, ACTION_SOLVED, ACTION_UNSOLVED, ACTION_WHY, SlackMessage,
+                                      render_slack, render_slack_text)
+
+log = logging.getLogger("ask_oom.slack")
+
+ATTACHMENT_TYPES = (".log", ".txt", ".yaml", ".yml", ".json", ".sh", ".md")
+MAX_ATTACHMENT_BYTES = 2 * 1024 * 1024
+_MENTION = re.compile(r"<@[A-Z0-9]{2,20}>")
+
+
+class _SeenEvents:
+    """A bounded set of recently handled event ids (Socket Mode redelivers without retry headers)."""
+
+    def __init__(self, size: int = 2048):
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def first_time(self, event_id: str | None) -> bool:
+        if not event_id:
+            return True
+        with self._lock:
+            if event_id in self._ids:
+                return False
+            self._ids[event_id] = None
+            while len(self._ids) > self._size:
+                self._ids.popitem(last=False)
+            return True
+
+
+def thread_session_id(channel: str, thread_ts: str) -> str:
+    return f"slack:{channel}:{thread_ts}"
+
+
+def create_app(conversation, settings, *, client=None, can_probe: bool = False):
+    """Build the Bolt app. `conversation` is an assistant.conversation.Conversation; `client` a WebClient
+    (tests point its base_url at a local Slack API server)."""
+    from slack_bolt import App
+    from slack_sdk import WebClient
+
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    if client is None:
+        kwargs = {"base_url": settings.slack_api_url} if settings.slack_api_url else {}
+        client = WebClient(token=token, **kwargs)
+    app = App(client=client, signing_secret=secret, token_verification_enabled=False,
+              ignoring_self_events_enabled=True, process_before_response=False)
+    seen = _SeenEvents()
+
+    @app.middleware
+    def drop_retries(req, resp, next):  # noqa: A002 - Bolt's middleware signature
+        # Slack retries an event it thinks we missed; the first delivery is already being answered.
+        if req.headers.get("x-slack-retry-num"):
+            resp.status = 200
+            resp.headers["x-slack-no-retry"] = ["1"]
+            resp.body = ""
+            return resp
+        event_id = (req.body or {}).get("event_id") if isinstance(req.body, dict) else None
+        if not seen.first_time(event_id):
+            resp.status = 200
+            resp.body = ""
+            return resp
+        return next()
+
+    def answer(channel: str, thread_ts: str, text: str, files: list[dict], say_client) -> None:
+        session_id = thread_session_id(channel, thread_ts)
+        try:
+            contents = _download_files(say_client, files, token)
+            reply = conversation.handle(session_id, text, files=contents or None)
+            message = _message_for(reply, can_probe)
+        except Exception as exc:  # noqa: BLE001 - a failed answer must still tell the user, in one line
+            log.warning("slack answer failed: %s", type(exc).__name__)
+            message = render_slack_text(f"Sorry, I could not process that: {exc}")
+        _post(say_client, channel, thread_ts, message)
+
+    @app.event("app_mention")
+    def on_mention(event, client):
+        text = _MENTION.sub("", event.get("text") or "").strip()
+        answer(event["channel"], event.get("thread_ts") or event["ts"], text, event.get("files") or [], client)
+
+    @app.event("message")
+    def on_message(event, client, context):
+        if event.get("bot_id") or event.get("subtype") not in (None, "file_share"):
+            return
+        text = event.get("text") or ""
+        is_dm = event.get("channel_type") == "im"
+        bot_user = context.get("bot_user_id")
+        if not is_dm and bot_user and f"<@{bot_user}>" in text:
+            return  # the app_mention event answers this one
+        thread_ts = event.get("thread_ts")
+        in_our_thread = bool(thread_ts) and conversation.store.get(thread_session_id(event["channel"], thread_ts)) is not None
+        if not (is_dm or in_our_thread):
+            return
+        answer(event["channel"], thread_ts or event["ts"], _MENTION.sub("", text).strip(), event.get("files") or [], client)
+
+    def on_button(message_text: str):
+        def handler(ack, body, client):
+            ack()
+            channel = body["channel"]["id"]
+            msg = body.get("message") or {}
+            thread_ts = msg.get("thread_ts") or msg.get("ts")
+            answer(channel, thread_ts, message_text, [], client)
+        return handler
+
+    app.action(ACTION_WHY)(on_button("why?"))
+    app.action(ACTION_SOLVED)(on_button("solved"))
+    app.action(ACTION_UNSOLVED)(on_button("still OOM"))
+    app.action(ACTION_PROBE)(on_button("run the live probe"))
+    return app
+
+
+def _message_for(reply: Any, can_probe: bool) -> SlackMessage:
+    diagnosis = getattr(reply, "diagnosis", None)
+    if diagnosis is not None and getattr(reply, "show_diagnosis", True):
+        return render_slack(diagnosis, markdown=reply.markdown, can_probe=can_probe)
+    return render_slack_text(reply.markdown)
+
+
+def _post(client, channel: str, thread_ts: str, message: SlackMessage) -> None:
+    client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=message.text, blocks=message.blocks)
+    for f in message.files:
+        client.files_upload_v2(channel=channel, thread_ts=thread_ts, content=f.content, filename=f.filename, title=f.title)
+
+
+def _download_files(client, files: list[dict], token: str | None) -> dict[str, str]:
+    """Text attachments (.log/.txt/.yaml/.json/.sh) of a message, by file name; others are skipped."""
+    import httpx
+
+    contents: dict[str, str] = {}
+    for f in files[:5]:
+        name = PurePosixPath(f.get("name") or "file").name
+        url = f.get("url_private_download") or f.get("url_private")
+        if not url or not name.lower().endswith(ATTACHMENT_TYPES) or int(f.get("size") or 0) > MAX_ATTACHMENT_BYTES:
+            continue
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        with httpx.stream("GET", url, headers=headers, timeout=20, follow_redirects=True) as resp:
+            resp.raise_for_status()
+            data = b""
+            for chunk in resp.iter_bytes():
+                data += chunk
+                if len(data) > MAX_ATTACHMENT_BYTES:
+                    raise ValueError(f"attachment {name} is larger than {MAX_ATTACHMENT_BYTES // 2**20} MiB")
+        contents[name] = data.decode("utf-8", errors="replace")
+    return contents
+
+
+def http_asgi_app(bolt_app):
+    """The Events API endpoint (POST /slack/events) as an ASGI app, for HTTP mode behind uvicorn."""
+    from slack_bolt.adapter.starlette import SlackRequestHandler
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    handler = SlackRequestHandler(bolt_app)
+
+    async def events(request: Request):
+        return await handler.handle(request)
+
+    async def health(_request: Request):
+        return PlainTextResponse("ok")
+
+    return Starlette(routes=[Route("/slack/events", events, methods=["POST"]), Route("/healthz", health)])

@@ -1,0 +1,165 @@
+"""The Gradio chat UI: paste a log or drop files; see the diagnosis, a before/after memory chart, the
+diff and the fixed config (copy / download), similar cases, follow-up suggestions, and feedback.
+
+The UI only collects input and renders: every answer comes from assistant.conversation.Conversation.
+Each browser tab gets its own session id, so no user sees another's conversation.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ..tools.errors import InputError
+from .chart import memory_chart_svg
+
+UPLOAD_TYPES = [".log", ".txt", ".yaml", ".yml", ".json", ".sh", ".md"]
+_FIXED_NAMES = {"llamafactory_yaml": "train.fixed.yaml", "accelerate_yaml": "accelerate.fixed.yaml", "yaml": "config.fixed.yaml",
+                "hf_json": "training_args.fixed.json", "json": "config.fixed.json", "deepspeed_json": "ds_config.fixed.json",
+                "shell": "train.fixed.sh"}
+_CODE_LANGUAGE = {"llamafactory_yaml": "yaml", "accelerate_yaml": "yaml", "yaml": "yaml", "hf_json": "json", "json": "json",
+                  "deepspeed_json": "json", "shell": "shell"}
+
+INTRO = """# ask-oom
+Paste the error log of a training run that ran out of GPU memory (and your training config, if you have it),
+or drop the files. ask-oom says what ran out and why, shows similar documented cases, and returns your config fixed."""
+
+
+def upload_root() -> Path:
+    """Where Gradio stores uploads; the only place this server reads user files from."""
+    from gradio.utils import get_upload_folder
+
+    return Path(get_upload_folder()).resolve()
+
+
+def read_uploads(paths: list[str], max_bytes: int) -> dict[str, str]:
+    """Uploaded files by name, checked: inside the upload area, an allowed type, within the size limit."""
+    root = upload_root()
+    files: dict[str, str] = {}
+    for raw in paths:
+        path = Path(raw).resolve()
+        if root not in path.parents:
+            raise InputError(f"refusing to read {path.name}: not an uploaded file")
+        if path.suffix.lower() not in UPLOAD_TYPES:
+            raise InputError(f"{path.name}: unsupported file type (use {', '.join(UPLOAD_TYPES)})")
+        if path.stat().st_size > max_bytes:
+            raise InputError(f"{path.name} is larger than the {max_bytes // 2**20} MiB upload limit")
+        files[path.name] = path.read_bytes().decode("utf-8", errors="replace")
+    return files
+
+
+def cases_markdown(diagnosis: Any) -> str:
+    if diagnosis is None or not diagnosis.similar_cases:
+        return "_No similar documented case yet._"
+    lines = []
+    for c in diagnosis.similar_cases:
+        link = f"[{c.title}]({c.source})" if c.source.startswith("http") else f"{c.title} — _{c.source}_"
+        why = f" · {'; '.join(c.why_similar[:3])}" if c.why_similar else ""
+        fix = f"\n  - fixed by: {c.fix_summary}" if c.fix_summary else ""
+        lines.append(f"- {link} (`{c.primary_cause}`, score {c.score:.2f}){why}{fix}")
+    return "\n".join(lines)
+
+
+def panel_updates(diagnosis: Any, download_dir: Path):
+    """(chart html, fixed config code, diff, download path, cases markdown) for one diagnosis."""
+    import gradio as gr
+
+    if diagnosis is None:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    gpu_bytes = diagnosis.estimate.gpu_bytes if diagnosis.estimate else None
+    chart = memory_chart_svg(diagnosis.estimate, diagnosis.estimate_after, gpu_bytes)
+    fmt = diagnosis.fixed_config_format or ""
+    download = None
+    if diagnosis.fixed_config:
+        download_dir.mkdir(parents=True, exist_ok=True)
+        download = download_dir / _FIXED_NAMES.get(fmt, "config.fixed.txt")
+        download.write_text(diagnosis.fixed_config, encoding="utf-8")
+    code = gr.update(value=diagnosis.fixed_config or "", language=_CODE_LANGUAGE.get(fmt))
+    return (chart, code, diagnosis.diff or "", gr.update(value=str(download) if download else None,
+            interactive=download is not None), cases_markdown(diagnosis))
+
+
+def build_app(conversation, settings, *, can_probe: bool | None = None):
+    """The Blocks app. `conversation` answers; `settings` gives upload limits."""
+    import gradio as gr
+
+    if can_probe is None:
+        from ..tools.cuda_available import cuda_available
+
+        can_probe = cuda_available()
+    downloads = Path(tempfile.gettempdir()) / "ask-oom-downloads"
+
+    def respond(message: dict, history: list, session_id: str | None):
+        session_id = session_id or uuid.uuid4().hex
+        text = (message or {}).get("text") or ""
+        try:
+            files = read_uploads([f if isinstance(f, str) else f.get("path") for f in (message or {}).get("files", [])],
+                                 settings.max_upload_bytes)
+            if not text.strip() and not files:
+                raise InputError("paste a log or a config, or attach the files")
+            reply = conversation.handle(session_id, text, files=files or None)
+        except InputError as exc:
+            history = history + [{"role": "user", "content": text or "(files)"},
+                                 {"role": "assistant", "content": f"⚠️ {exc}"}]
+            return (history, None, session_id, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+        shown = text if text.strip() else "(uploaded " + ", ".join(files) + ")"
+        if files and text.strip():
+            shown += "\n\n_(files: " + ", ".join(files) + ")_"
+        history = history + [{"role": "user", "content": shown}, {"role": "assistant", "content": reply.markdown}]
+        suggestions = gr.update(samples=[[s] for s in (getattr(reply, "suggestions", None) or [])][:6])
+        return (history, None, session_id, *panel_updates(reply.diagnosis, downloads / session_id), suggestions)
+
+    def feedback(data: gr.LikeData, history: list, session_id: str | None):
+        if not session_id:
+            return history
+        reply = conversation.handle(session_id, "solved" if data.liked else "still OOM")
+        return history + [{"role": "assistant", "content": reply.markdown}]
+
+    def follow_up(sample: list, history: list, session_id: str | None):
+        return respond({"text": sample[0], "files": []}, history, session_id)
+
+    with gr.Blocks(title="ask-oom", analytics_enabled=False) as demo:
+        session = gr.State(None)
+        gr.Markdown(INTRO)
+        with gr.Row():
+            with gr.Column(scale=3):
+                chat = gr.Chatbot(label="Conversation", height=560, elem_id="chat", feedback_options=("Like", "Dislike"),
+                                  buttons=["copy"])
+                box = gr.MultimodalTextbox(placeholder="Paste an OOM log or config here, drop files, or ask a follow-up…",
+                                           file_types=UPLOAD_TYPES, file_count="multiple", lines=6, max_lines=20,
+                                           elem_id="input", submit_btn="Diagnose")
+                suggestions = gr.Dataset(components=[gr.Textbox(visible=False)], samples=[], label="Follow-ups",
+                                         elem_id="suggestions", samples_per_page=6)
+                with gr.Row():
+                    probe = gr.Button("Run live probe", visible=can_probe, elem_id="probe")
+                    solved = gr.Button("👍 Solved", elem_id="solved", size="sm")
+                    unsolved = gr.Button("👎 Still OOM", elem_id="unsolved", size="sm")
+            with gr.Column(scale=2):
+                chart = gr.HTML(memory_chart_svg(None, None, None), label="GPU memory: before / after", elem_id="chart")
+                with gr.Tab("Fixed config"):
+                    fixed = gr.Code(label="Fixed config", interactive=False, elem_id="fixed-config", buttons=["copy"])
+                    download = gr.DownloadButton("Download fixed config", interactive=False, elem_id="download")
+                with gr.Tab("Diff"):
+                    diff = gr.Code(label="Diff", interactive=False, elem_id="diff", buttons=["copy"])
+                with gr.Tab("Similar cases"):
+                    cases = gr.Markdown("_No similar documented case yet._", elem_id="cases")
+        outputs = [chat, box, session, chart, fixed, diff, download, cases, suggestions]
+        box.submit(respond, [box, chat, session], outputs, api_name="chat")
+        suggestions.click(follow_up, [suggestions, chat, session], outputs, api_name=False)
+        chat.like(feedback, [chat, session], [chat], api_name=False)
+        solved.click(lambda h, s: respond({"text": "solved", "files": []}, h, s), [chat, session], outputs, api_name=False)
+        unsolved.click(lambda h, s: respond({"text": "still OOM", "files": []}, h, s), [chat, session], outputs, api_name=False)
+        probe.click(lambda h, s: respond({"text": "run the live probe", "files": []}, h, s), [chat, session], outputs,
+                    api_name=False)
+    demo.queue(default_concurrency_limit=8, max_size=64)
+    return demo
+
+
+def launch(conversation, settings, *, host: str | None = None, port: int | None = None, prevent_thread_lock: bool = False):
+    demo = build_app(conversation, settings)
+    demo.launch(server_name=host or settings.web_host, server_port=port or settings.web_port,
+                max_file_size=settings.max_upload_bytes, show_error=False, prevent_thread_lock=prevent_thread_lock,
+                quiet=True)
+    return demo
