@@ -91,6 +91,8 @@ class OOMReport(BaseModel):
     deepspeed_stage: int | None = None
     model: str | None = Field(default=None, description="model name or path as the log writes it")
     gpus: list[GPUSeen] = Field(default_factory=list)
+    gpu_count: int | None = Field(default=None, description="GPUs in the run as the log shows it (world size, "
+                                  "--nproc_per_node, nvidia-smi rows, CUDA_VISIBLE_DEVICES)")
     versions: dict[str, str] = Field(default_factory=dict, description="package → version, e.g. torch → 2.1.0")
     training_args: dict[str, LoggedArg] = Field(default_factory=dict)
     ranks: list[int] = Field(default_factory=list, description="ranks that printed the same OOM (reported once)")

@@ -1,0 +1,90 @@
+"""Where in the run an error struck: the phase (loading, forward, backward, optimizer step, evaluation, ...)
+and the operation (cross-entropy over logits, attention, vision tower, MoE experts, ZeRO-3 all-gather),
+read from the traceback frames and log lines just before the error."""
+
+from __future__ import annotations
+
+import re
+
+# Phases that say *what the run was doing* (they win over the mechanics below when both appear):
+# evaluation that runs a forward pass is still evaluation.
+_CONTEXT_PHASES: list[tuple[str, re.Pattern]] = [
+    ("generation", re.compile(
+        r"\.generate\(|\bin (?:generate|_sample|sample|greedy_search|_greedy_search|beam_search|_beam_search"
+        r"|_assisted_decoding)\b")),
+    ("evaluation", re.compile(
+        r"\.evaluate\(|\bin (?:evaluate|evaluation_loop|prediction_step|prediction_loop|predict|_evaluate"
+        r"|_maybe_log_save_evaluate_eval)\b|\*\*\*\*\* Running (?:Evaluation|Prediction)")),
+    ("checkpoint_save", re.compile(
+        r"save_pretrained|save_checkpoint|\bin (?:save_model|_save|_save_checkpoint|save_16bit_model"
+        r"|_zero3_consolidated_16bit_state_dict|consolidated_16bit_state_dict)\b|Saving model checkpoint")),
+    ("lora_merge", re.compile(r"merge_and_unload|_unload_and_optionally_merge|\bexport_model\b|\bin merge\b")),
+    ("model_loading", re.compile(
+        r"from_pretrained|_load_state_dict|load_state_dict|dispatch_model|load_checkpoint|_load_pretrained_model"
+        r"|set_module_tensor_to_device|Loading checkpoint shards|\bin (?:load_model|load_model_and_tokenizer"
+        r"|_move_model_to_device|_configure_distributed_model|prepare_model|_load_checkpoint)\b")),
+    ("data_loading", re.compile(r"DataLoader worker|\bin (?:_worker_loop|__getitem__|collate\w{0,20}|fetch)\b")),
+]
+# Backward and optimizer frames win over forward ones: a forward frame inside backward is a
+# gradient-checkpointing recompute.
+_UPDATE_PHASES: list[tuple[str, re.Pattern]] = [
+    ("optimizer_step", re.compile(
+        r"optimizer\.step|engine\.step|exp_avg|torch/optim/|_multi_tensor|adamw|cpu_adam|_take_model_step"
+        r"|\bin (?:step|_optimizer_step|optimizer_step)\b")),
+    ("backward", re.compile(r"backward|autograd|_execution_engine")),
+]
+_FORWARD_PHASES: list[tuple[str, re.Pattern]] = [
+    ("forward", re.compile(
+        r"\bin (?:forward|_call_impl|_wrapped_call_impl|compute_loss|training_step)\b|model\(\*\*inputs\)"
+        r"|compute_loss|\.forward\(")),
+]
+
+# Operation patterns, tried in this order on each line (innermost line first).
+_OPERATIONS: list[tuple[str, re.Pattern]] = [
+    ("zero3_allgather", re.compile(
+        r"partition_parameters|all_gather|allgather|fetch_sub_module|pre_sub_module_forward")),
+    ("cross_entropy", re.compile(
+        r"cross_entropy|log_softmax|logits\.float\(\)|loss_function|ForCausalLMLoss|CrossEntropyLoss|nll_loss"
+        r"|loss_fct")),
+    ("moe_experts", re.compile(
+        r"\.experts\b|experts\[|block_sparse_moe|router_logits|self\.gate\(|deepspeed/moe/"
+        r"|\bin (?:\w{0,20}moe\w{0,20}|\w{0,20}experts?\w{0,20})\b")),
+    ("lm_head", re.compile(r"lm_head")),
+    ("embedding", re.compile(r"embed_tokens|F\.embedding|torch\.embedding|\bin embedding\b|wte\(")),
+    ("optimizer", re.compile(
+        r"exp_avg|torch/optim/|optimizer\.step|adamw|_multi_tensor|cpu_adam|\bin (?:step|_optimizer_step)\b")),
+    ("attention", re.compile(
+        r"scaled_dot_product|sdpa|flash_attn|attn_weights|self_attn|eager_attention|\bin (?:_attn|_flash_attention"
+        r"\w{0,20}|attention\w{0,20})\b|softmax\(")),
+]
+_VISION = re.compile(
+    r"visual|vision_model|vision_tower|VisionTransformer|vision_encoder|image_encoder|modeling_clip|CLIPVision"
+    r"|siglip|SigLip|\bclip\b|\bvit\b", re.IGNORECASE)
+
+
+def find_phase(window: list[tuple[int, str]]) -> tuple[str, int, str] | None:
+    """(phase, line number, line) from lines before an error, ordered outermost → innermost."""
+    for table in (_CONTEXT_PHASES, _UPDATE_PHASES, _FORWARD_PHASES):
+        for lineno, text in reversed(window):  # closest to the error first
+            for phase, pattern in table:
+                if pattern.search(text):
+                    return phase, lineno, text
+    return None
+
+
+def find_operation(window: list[tuple[int, str]]) -> tuple[str, int, str] | None:
+    """(operation, line number, line): the innermost frame that names one; the vision tower wins over a
+    generic attention/embedding match when its frames are on the stack."""
+    found = None
+    for lineno, text in reversed(window):
+        for op, pattern in _OPERATIONS:
+            if pattern.search(text):
+                found = (op, lineno, text)
+                break
+        if found:
+            break
+    if found is None or found[0] in ("attention", "embedding"):
+        for lineno, text in reversed(window):
+            if _VISION.search(text):
+                return "vision_tower", lineno, text
+    return found

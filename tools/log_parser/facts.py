@@ -1,0 +1,380 @@
+"""Run context that frameworks print into logs: framework and launcher, DeepSpeed ZeRO stage, model,
+GPUs (nvidia-smi tables, device banners), package versions and training arguments, each with its line.
+
+`FactCollector.feed` sees every cleaned line once; cheap substring gates keep the regexes off most lines.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..report import Evidence, GPUSeen, LoggedArg
+
+
+# Framework → substrings (in the lower-cased line) that show it; the most specific framework wins.
+FRAMEWORKS: list[tuple[str, tuple[str, ...]]] = [
+    ("llamafactory", ("llamafactory", "llama-factory", "llama_factory", "llmtuner", "train_bash.py")),
+    ("axolotl", ("axolotl",)),
+    ("unsloth", ("unsloth",)),
+    ("swift", ("swift/llm", "swift sft", "ms-swift", "/swift/trainers", "swift.llm", "swift/cli")),
+    ("torchtune", ("torchtune", "tune run")),
+    ("moe_llava", ("moellava", "moe-llava")),
+    ("llava", ("llava/train", "llava/model", "llava.train")),
+    ("trl", ("trl/trainer", "trl.trainer", "sfttrainer", "dpotrainer", "grpotrainer")),
+    ("vllm", ("vllm/engine", "vllm/worker", "vllm/model_executor", "vllm.engine", "vllm/executor", "llmengine")),
+    ("hf_trainer", ("transformers/trainer.py", "transformers/trainer_seq2seq.py", "***** running training *****",
+                    "transformers.trainer", "trainingarguments(")),
+    ("accelerate", ("accelerate/", "accelerate launch", "accelerate.")),
+    ("deepspeed", ("deepspeed/runtime", "deepspeed info", "deepspeedengine", "deepspeed/", "zero stage", "[deepspeed]")),
+]
+LAUNCHERS: list[tuple[str, tuple[str, ...]]] = [
+    ("llamafactory-cli", ("llamafactory-cli",)),
+    ("accelerate", ("accelerate launch", "accelerate/commands/launch.py", "bin/accelerate")),
+    ("deepspeed", ("deepspeed/launcher/", "deepspeed.launcher", "bin/deepspeed", "sigkill_handler")),
+    ("torchrun", ("torchrun", "torch/distributed/run.py", "torch.distributed.run", "torch.distributed.launch",
+                  "torch/distributed/launch.py", "torch/distributed/elastic", "childfailederror")),
+]
+_DEEPSPEED_CMD = re.compile(r"(?:^|[\s;&|$])deepspeed\s{1,4}(?:--|[\w./-]{1,200}\.py)")
+_PYTHON_CMD = re.compile(r"(?:^|[\s;&|$/])python3?(?:\.\d{1,2})?\s{1,4}(?:-u\s{1,4}|-m\s{1,4}[\w.]{1,80}|[\w./-]{1,200}\.py)")
+
+_ZERO_STAGE = [
+    re.compile(r"ZeRO[\s-]{0,2}[Ss]tage\s{0,3}([0-3])"),
+    re.compile(r"zero_optimization_stage\s{0,4}\.{0,40}\s{0,4}([0-3])\b"),
+    re.compile(r"zero_config\s{0,4}\.{0,40}\s{0,4}stage=([0-3])\b"),
+    re.compile(r"\bZeRO-([0-3])\b"),
+]
+_JSON_STAGE = re.compile(r"""["']stage["']\s{0,3}:\s{0,3}([0-3])\b""")
+_DS_FILE_STAGE = re.compile(r"(?:z|zero|stage)[_-]?([0-3])(?![0-9])", re.IGNORECASE)
+
+# model
+_MODEL_ARG = re.compile(
+    r"""(?:model_name_or_path|pretrained_model_name_or_path|model_id_or_path|base_model)['"]?\s{0,3}[=:]?\s{0,3}['"]?"""
+    r"""([^\s,'"\\)]{2,300})""")
+_MODEL_FILE = re.compile(r"loading (?:weights|configuration) file ([^\s,]{2,400})")
+_HF_CACHE = re.compile(r"models--([\w.-]{1,100})--([\w.-]{1,200})")
+
+# GPUs
+_SMI_NAME = re.compile(
+    r"^\|?\s{0,8}(\d{1,2})\s{1,8}((?:NVIDIA|Tesla|Quadro|GeForce|AMD|Instinct|Radeon)[^|]{1,60}?)\s{1,40}(?:On|Off)\s{0,8}\|")
+_SMI_MEM = re.compile(r"(\d{1,7})\s{0,2}MiB\s{0,4}/\s{0,4}(\d{1,7})\s{0,2}MiB")
+_TF_DEVICE = re.compile(r"device:GPU:(\d{1,3}) with (\d{1,7}) MB memory\)?\s{0,3}-> device: \d{1,3}, name: ([^,]{1,80})")
+_ENV_GPU_TYPE = re.compile(r"GPU type:\s{0,4}(.{2,80}?)\s*$")
+_GPU_COUNT = [
+    (5, re.compile(r"world[ _]size\s{0,3}[:=]\s{0,3}(\d{1,5})\b", re.IGNORECASE)),
+    (4, re.compile(r"(?:nproc_per_node|num_gpus|NPROC_PER_NODE|num_processes)[=\s]\s{0,3}(\d{1,4})\b")),
+    (4, re.compile(r"GPU number:\s{0,4}(\d{1,4})\b")),
+    (3, re.compile(r"Detected (\d{1,4}) GPUs?", re.IGNORECASE)),
+    (3, re.compile(r"\bn_gpu\s{0,2}[:=]\s{0,2}(\d{1,4})\b")),
+]
+_VISIBLE = re.compile(r"CUDA_VISIBLE_DEVICES=['\"]?([\d,]{1,100})")
+_INCLUDE = re.compile(r"--include[= ]\s{0,3}localhost:([\d,]{1,100})")
+
+# versions
+_KNOWN_PACKAGES = {
+    "torch": "torch", "pytorch": "torch", "transformers": "transformers", "deepspeed": "deepspeed",
+    "accelerate": "accelerate", "peft": "peft", "trl": "trl", "bitsandbytes": "bitsandbytes",
+    "flash-attn": "flash_attn", "flash_attn": "flash_attn", "datasets": "datasets", "vllm": "vllm",
+    "llamafactory": "llamafactory", "llmtuner": "llamafactory", "python": "python", "cuda": "cuda",
+    "xformers": "xformers", "unsloth": "unsloth", "axolotl": "axolotl", "ms-swift": "swift", "swift": "swift",
+    "torchtune": "torchtune", "jax": "jax", "jaxlib": "jaxlib", "tensorflow": "tensorflow",
+    "liger-kernel": "liger_kernel", "liger_kernel": "liger_kernel", "nvidia-cublas-cu12": "nvidia-cublas-cu12",
+    "nccl": "nccl",
+}
+_VER = r"v?(\d{1,4}(?:\.\d{1,6}){0,3}(?:[\w.+-]{0,30}))"
+_ENV_VERSION = re.compile(
+    r"^[-*]?\s{0,4}`?([A-Za-z][\w.-]{0,30})`?\s{1,3}version(?:\s{0,2}\([^)]{0,30}\))?\s{0,2}:\s{0,4}" + _VER)
+_PIN = re.compile(r"(?:^|[\s'\"(])([A-Za-z][\w.-]{1,30})\s{0,2}==\s{0,2}" + _VER)
+_PIP_LIST = re.compile(r"^([A-Za-z][\w.-]{1,40})\s{2,40}" + _VER + r"\s*$")
+_DS_INFO = re.compile(r"DeepSpeed info: version=([\w.+-]{1,40})")
+_PROSE_VERSION = re.compile(
+    r"\b(torch|pytorch|transformers|deepspeed|accelerate|peft|trl|bitsandbytes|flash[-_]attn|vllm|cuda|python)"
+    r"\s{0,2}(?:version\s{0,2})?[:=]?\s{0,2}v?(\d{1,3}\.\d{1,4}(?:\.\d{1,6})?(?:[\w.+-]{0,20}))", re.IGNORECASE)
+
+# training arguments worth knowing for memory (as frameworks print them)
+TRAINING_KEYS = frozenset({
+    "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+    "eval_accumulation_steps", "cutoff_len", "max_seq_length", "max_seq_len", "max_length", "max_source_length",
+    "max_target_length", "model_max_length", "sequence_len", "micro_batch_size", "train_micro_batch_size_per_gpu",
+    "batch_size", "bf16", "fp16", "pure_bf16", "tf32", "gradient_checkpointing", "deepspeed", "finetuning_type",
+    "train_type", "sft_type", "lora_rank", "lora_r", "lora_alpha", "lora_target", "lora_target_modules",
+    "quantization_bit", "bits", "load_in_4bit", "load_in_8bit", "optim", "flash_attn", "attn_implementation",
+    "sample_packing", "packing", "neat_packing", "max_pixels", "image_max_pixels", "video_max_pixels",
+    "torch_dtype", "do_eval", "eval_strategy", "evaluation_strategy", "eval_steps", "predict_with_generate",
+    "model_name_or_path", "stage", "template", "dataloader_num_workers", "preprocessing_num_workers",
+    "use_unsloth", "enable_liger_kernel", "use_liger_kernel", "freeze_vision_tower", "low_cpu_mem_usage", "fsdp",
+    "offload_optimizer", "offload_param", "zero_stage", "num_train_epochs", "learning_rate", "max_new_tokens",
+    "sequence_parallel_size", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "vision_tower",
+    "model_type", "model_id_or_path", "base_model", "adapter", "load_in_nbits", "double_quantization",
+})
+_GATES = ("batch_size", "accumulation", "cutoff_len", "seq_len", "max_len", "sequence_len", "bf16", "fp16", "tf32",
+          "checkpointing", "deepspeed", "lora", "finetuning_type", "quantization", "load_in", "optim", "flash_attn",
+          "attn_impl", "packing", "pixels", "dtype", "eval", "stage", "model_name_or_path", "train_type", "sft_type",
+          "bits", "num_workers", "liger", "unsloth", "fsdp", "low_cpu_mem", "template", "offload", "epochs",
+          "learning_rate", "max_new_tokens", "parallel_size", "gpu_memory_utilization", "max_model_len",
+          "vision_tower", "model_type", "model_id_or_path", "base_model", "adapter", "max_source", "max_target",
+          "double_quant")
+_KV_EQ = re.compile(r"(?:^|[\s,(])-{0,2}([A-Za-z_][\w]{1,50})\s{0,2}=\s{0,2}(\"[^\"]{0,300}\"|'[^']{0,300}'|[^\s,)]{1,300})")
+_KV_COLON = re.compile(r"""(?:^|[\s,{])['"]?([A-Za-z_][\w]{1,50})['"]?\s{0,2}:\s{1,3}(\"[^\"]{0,300}\"|'[^']{0,300}'|[^\s,}#]{1,300})""")
+_KV_FLAG = re.compile(r"(?:^|\s)--([A-Za-z_][\w]{1,50})(?:[ \t]{1,4}(\"[^\"]{0,300}\"|'[^']{0,300}'|[^\s\\'\"-][^\s\\]{0,300}|-\d[^\s\\]{0,30}))?")
+_BANNERS = [
+    ("per_device_train_batch_size", re.compile(r"Instantaneous batch size per device = ([\d,]{1,12})")),
+    ("gradient_accumulation_steps", re.compile(r"Gradient Accumulation steps = ([\d,]{1,12})")),
+    ("total_train_batch_size", re.compile(r"Total train batch size \([^)]{0,60}\) = ([\d,]{1,12})")),
+    ("num_examples", re.compile(r"Num examples = ([\d,]{1,15})")),
+    ("num_epochs", re.compile(r"Num Epochs = ([\d,]{1,8})")),
+    ("trainable_params", re.compile(r"(?:Number of trainable parameters|trainable params:?) ?=? ?([\d,]{1,20})")),
+    ("eval_batch_size", re.compile(r"^\s{0,8}Batch size = ([\d,]{1,12})")),
+]
+
+
+def _clean_value(value: str) -> str:
+    value = value.strip().rstrip(",;\\").strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        value = value[1:-1]
+    return value
+
+
+def _model_from_path(path: str) -> str:
+    """'/data/Qwen2-7B/model.safetensors.index.json' → '/data/Qwen2-7B'; HF cache paths → 'org/name'."""
+    m = _HF_CACHE.search(path)
+    if m:
+        return f"{m.group(1)}/{m.group(2)}"
+    head, _, tail = path.rstrip("/").rpartition("/")
+    if "." in tail and head:  # a file inside the model directory
+        return head
+    return path
+
+
+class FactCollector:
+    """Collects run facts from a stream of cleaned lines; first sighting wins (the run's setup is printed first)."""
+
+    def __init__(self, max_evidence: int = 200) -> None:
+        self.frameworks: dict[str, tuple[int, str]] = {}
+        self.launchers: dict[str, tuple[int, str]] = {}
+        self.deepspeed_stage: tuple[int, int, str] | None = None  # (stage, line, text)
+        self.model: tuple[int, str, int, str] | None = None      # (strength, model, line, text)
+        self.gpus: dict[int | str, GPUSeen] = {}
+        self.gpu_lines: dict[int | str, tuple[int, str]] = {}
+        self.gpu_count: tuple[int, int, int, str] | None = None   # (strength, count, line, text)
+        self.versions: dict[str, str] = {}
+        self.version_lines: dict[str, tuple[int, str]] = {}
+        self.training_args: dict[str, LoggedArg] = {}
+        self.arg_texts: dict[str, str] = {}
+        self._pending_smi: tuple[int, int] | None = None          # (gpu index, line) awaiting its memory row
+        self._last_zero_json = -100
+
+    # -- dispatch ----------------------------------------------------------------------------------------
+    def feed(self, lineno: int, line: str, low: str) -> None:
+        self._frameworks(lineno, line, low)
+        if "zero" in low or "stage" in low:
+            self._zero_stage(lineno, line, low)
+        if "model" in low or "base_model" in low:
+            self._model(lineno, line, low)
+        if "mib" in low or "nvidia" in low or "gpu" in low or "tesla" in low or "amd" in low:
+            self._gpus(lineno, line, low)
+        if ("size" in low or "gpu" in low or "nproc" in low or "cuda_visible" in low or "include" in low
+                or "num_processes" in low):
+            self._gpu_count(lineno, line, low)
+        if any(ch.isdigit() for ch in line[:400]) and ("version" in low or "==" in low or "." in low):
+            self._versions(lineno, line, low)
+        if any(g in low for g in _GATES):
+            self._training_args(lineno, line, low)
+
+    # -- framework / launcher / ZeRO stage ---------------------------------------------------------------
+    def _frameworks(self, lineno: int, line: str, low: str) -> None:
+        for name, keys in FRAMEWORKS:
+            if name not in self.frameworks and any(k in low for k in keys):
+                self.frameworks[name] = (lineno, line)
+        for name, keys in LAUNCHERS:
+            if name not in self.launchers and any(k in low for k in keys):
+                self.launchers[name] = (lineno, line)
+        if "deepspeed" in low and "deepspeed" not in self.launchers and _DEEPSPEED_CMD.search(line):
+            self.launchers["deepspeed"] = (lineno, line)
+        if "python" in low and "python" not in self.launchers and _PYTHON_CMD.search(line):
+            self.launchers["python"] = (lineno, line)
+
+    def _zero_stage(self, lineno: int, line: str, low: str) -> None:
+        if "zero_optimization" in low:
+            self._last_zero_json = lineno
+        if self.deepspeed_stage is not None and self.deepspeed_stage[0] >= 0:
+            return
+        for pattern in _ZERO_STAGE:
+            m = pattern.search(line)
+            if m:
+                self.deepspeed_stage = (int(m.group(1)), lineno, line)
+                return
+        if lineno - self._last_zero_json <= 12:
+            m = _JSON_STAGE.search(line)
+            if m:
+                self.deepspeed_stage = (int(m.group(1)), lineno, line)
+                return
+        if "deepspeedzerooffload" in low and self.deepspeed_stage is None:  # a ZeRO-3-only class
+            self.deepspeed_stage = (3, lineno, line)
+
+    # -- model ---------------------------------------------------------------------------------------------
+    def _model(self, lineno: int, line: str, low: str) -> None:
+        strength = self.model[0] if self.model else 0
+        if strength < 3 and ("model_name_or_path" in low or "model_id_or_path" in low or "base_model" in low):
+            m = _MODEL_ARG.search(line)
+            if m and not m.group(1).startswith("-"):
+                self.model = (3, _model_from_path(m.group(1)) if "models--" in m.group(1) else m.group(1), lineno, line)
+                return
+        if strength < 2 and "loading" in low and "file" in low:
+            m = _MODEL_FILE.search(line)
+            if m:
+                self.model = (2, _model_from_path(m.group(1)), lineno, line)
+
+    # -- GPUs -----------------------------------------------------------------------------------------------
+    def _gpus(self, lineno: int, line: str, low: str) -> None:
+        m = _SMI_NAME.search(line) if ("on" in low or "off" in low) else None
+        if m:
+            idx = int(m.group(1))
+            name = " ".join(m.group(2).split())
+            if idx not in self.gpus:
+                self.gpus[idx] = GPUSeen(index=idx, name=name)
+                self.gpu_lines[idx] = (lineno, line)
+            self._pending_smi = (idx, lineno)
+            return
+        if self._pending_smi and "mib" in low and lineno - self._pending_smi[1] <= 2:
+            mm = _SMI_MEM.search(line)
+            if mm:
+                gpu = self.gpus.get(self._pending_smi[0])
+                if gpu is not None and gpu.memory_bytes is None:
+                    gpu.used_bytes = int(mm.group(1)) << 20
+                    gpu.memory_bytes = int(mm.group(2)) << 20
+                self._pending_smi = None
+                return
+        if "device:gpu:" in low and "name:" in low:
+            m = _TF_DEVICE.search(line)
+            if m and int(m.group(1)) not in self.gpus:
+                idx = int(m.group(1))
+                self.gpus[idx] = GPUSeen(index=idx, name=m.group(3).strip(), memory_bytes=int(m.group(2)) << 20)
+                self.gpu_lines[idx] = (lineno, line)
+        if "gpu type:" in low and "type" not in self.gpus:
+            m = _ENV_GPU_TYPE.search(line)
+            if m:
+                self.gpus["type"] = GPUSeen(name=m.group(1).strip())
+                self.gpu_lines["type"] = (lineno, line)
+
+    def _gpu_count(self, lineno: int, line: str, low: str) -> None:
+        best = self.gpu_count[0] if self.gpu_count else 0
+        for strength, pattern in _GPU_COUNT:
+            if strength <= best:
+                continue
+            m = pattern.search(line)
+            if m and int(m.group(1)) > 0:
+                self.gpu_count = (strength, int(m.group(1)), lineno, line)
+                return
+        if best < 2 and ("cuda_visible_devices" in low or "--include" in low):
+            m = _VISIBLE.search(line) or _INCLUDE.search(line)
+            if m:
+                ids = [x for x in m.group(1).split(",") if x]
+                if ids:
+                    self.gpu_count = (2, len(ids), lineno, line)
+
+    # -- versions -------------------------------------------------------------------------------------------
+    def _add_version(self, name: str, version: str, lineno: int, line: str) -> None:
+        key = _KNOWN_PACKAGES.get(name.lower().strip("`"))
+        version = version.rstrip(".,;)")
+        if key and key not in self.versions and version[:1].isdigit():
+            self.versions[key] = version
+            self.version_lines[key] = (lineno, line)
+
+    def _versions(self, lineno: int, line: str, low: str) -> None:
+        if "deepspeed info" in low:
+            m = _DS_INFO.search(line)
+            if m:
+                self._add_version("deepspeed", m.group(1), lineno, line)
+        if "version" in low:
+            m = _ENV_VERSION.search(line)
+            if m:
+                self._add_version(m.group(1), m.group(2), lineno, line)
+                return
+        if "==" in line:
+            for m in _PIN.finditer(line[:2000]):
+                self._add_version(m.group(1), m.group(2), lineno, line)
+            return
+        if "  " in line:
+            m = _PIP_LIST.match(line)
+            if m:
+                self._add_version(m.group(1), m.group(2), lineno, line)
+                return
+        if any(k in low for k in ("torch", "transformers", "deepspeed", "accelerate", "peft", "trl", "bitsandbytes",
+                                  "flash", "vllm", "cuda", "python")):
+            for m in _PROSE_VERSION.finditer(line[:2000]):
+                self._add_version(m.group(1), m.group(2), lineno, line)
+
+    # -- training arguments ---------------------------------------------------------------------------------
+    def _add_arg(self, key: str, value: str | None, lineno: int, line: str) -> None:
+        if key in self.training_args or len(self.training_args) >= 200:
+            return
+        value = "true" if value is None else _clean_value(value)
+        if value:
+            self.training_args[key] = LoggedArg(value=value[:300], line=lineno)
+            self.arg_texts[key] = line
+
+    def _training_args(self, lineno: int, line: str, low: str) -> None:
+        text = line[:4096]
+        if "=" in text:
+            if " = " in text:
+                for key, pattern in _BANNERS[:-1]:
+                    m = pattern.search(text)
+                    if m:
+                        self._add_arg(key, m.group(1).replace(",", ""), lineno, line)
+                        return
+            for m in _KV_EQ.finditer(text):
+                if m.group(1) in TRAINING_KEYS:
+                    self._add_arg(m.group(1), m.group(2), lineno, line)
+        if "--" in text:
+            for m in _KV_FLAG.finditer(text):
+                if m.group(1) in TRAINING_KEYS:
+                    self._add_arg(m.group(1), m.group(2), lineno, line)
+        if ":" in text:
+            for m in _KV_COLON.finditer(text):
+                if m.group(1) in TRAINING_KEYS:
+                    self._add_arg(m.group(1), m.group(2), lineno, line)
+        if "trainable params" in low or "number of trainable parameters" in low:
+            m = _BANNERS[5][1].search(text)
+            if m:
+                self._add_arg("trainable_params", m.group(1).replace(",", ""), lineno, line)
+
+    def feed_eval_banner(self, lineno: int, line: str) -> None:
+        """'  Batch size = 8' right after '***** Running Evaluation *****' is the evaluation batch size."""
+        m = _BANNERS[-1][1].search(line)
+        if m:
+            self._add_arg("eval_batch_size", m.group(1).replace(",", ""), lineno, line)
+
+    # -- results ----------------------------------------------------------------------------------------------
+    def framework(self) -> tuple[str, int, str] | None:
+        for name, _ in FRAMEWORKS:
+            if name in self.frameworks:
+                return (name, *self.frameworks[name])
+        return None
+
+    def launcher(self) -> tuple[str, int, str] | None:
+        for name in ("llamafactory-cli", "accelerate", "deepspeed", "torchrun", "python"):
+            if name in self.launchers:
+                return (name, *self.launchers[name])
+        return None
+
+    def stage(self) -> tuple[int, int, str] | None:
+        if self.deepspeed_stage is not None:
+            return self.deepspeed_stage
+        ds = self.training_args.get("deepspeed")
+        if ds is not None:
+            m = _DS_FILE_STAGE.search(ds.value.rsplit("/", 1)[-1])
+            if m:
+                return int(m.group(1)), ds.line, self.arg_texts.get("deepspeed", ds.value)
+        return None
+
+    def evidence(self) -> list[Evidence]:
+        out = []
+        for key, (lineno, line) in self.version_lines.items():
+            out.append(Evidence(line=lineno, text=line[:300], fact=f"versions.{key}"))
+        for key, arg in self.training_args.items():
+            out.append(Evidence(line=arg.line, text=self.arg_texts.get(key, "")[:300], fact=f"training_args.{key}"))
+        for key, (lineno, line) in self.gpu_lines.items():
+            out.append(Evidence(line=lineno, text=line[:300], fact="gpus"))
+        return out
+
+

@@ -1,0 +1,137 @@
+"""Physical lines from pasted text or a byte stream, and their normalised form.
+
+Pastes arrive with ANSI colours, tqdm carriage-return redraws, CRLF, rank prefixes from multi-process
+launchers, Markdown code fences and Slack quoting; `clean_line` undoes all of that so the detectors see
+the text the program printed. Lines are capped (MAX_LINE chars) so a pathological line costs O(cap).
+"""
+
+from __future__ import annotations
+
+import codecs
+import html
+import re
+from collections.abc import Iterable, Iterator
+
+MAX_LINE = 4096  # characters of a line that are examined; a longer line keeps its head (or its last tqdm redraw)
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]{0,32}[ -/]{0,4}[@-~]|\x1b\][^\x07\x1b]{0,256}(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+# "[rank3]:", "[default0]:", "[rank3]:[W1023 ...]" (torchrun --tee / log prefixes)
+_RANK_BRACKET = re.compile(r"^\[(?:rank|default|Rank\s?)(\d{1,5})\]:\s?")
+# "0: " (srun/launcher line prefixes), "worker-1: " / "node3: " / "localhost: " (pdsh under the deepspeed launcher)
+_RANK_NUMBER = re.compile(r"^(\d{1,4}): (?=\S)")
+_HOST_PREFIX = re.compile(r"^(?:localhost|[A-Za-z][\w.]{0,40}-\d{1,4}|[A-Za-z]{1,20}\d{1,4}): (?=\S)")
+# Ray workers: "(RayWorkerWrapper pid=123, ip=10.0.0.1) "
+_RAY_PREFIX = re.compile(r"^\([\w.-]{1,60} pid=\d{1,10}(?:, ip=[\d.]{1,40})?\)\s?")
+
+
+def iter_text_lines(text: str) -> Iterator[str]:
+    """Physical lines of a str, split on '\\n' only (a lone '\\r' is a tqdm redraw, not a new line)."""
+    start = 0
+    n = len(text)
+    while start < n:
+        end = text.find("\n", start)
+        if end == -1:
+            end = n
+        if end - start > 2 * MAX_LINE:
+            yield _cap(text[start:start + MAX_LINE], text[end - MAX_LINE:end])
+        else:
+            yield text[start:end]
+        start = end + 1
+
+
+def _cap(head: str, tail: str) -> str:
+    """A too-long line: its last tqdm redraw if it is a progress line, else its head."""
+    if "\r" in tail:
+        return tail[tail.rfind("\r", 0, len(tail) - 1) + 1:] if tail.rstrip("\r") else head
+    return head
+
+
+def iter_byte_lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """Decoded physical lines from byte chunks in bounded memory (UTF-8, bad bytes replaced)."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    head: list[str] = []   # start of the current line (at most MAX_LINE chars kept)
+    head_len = 0
+    tail = ""              # last MAX_LINE chars of an over-long line
+    overflow = False
+    for chunk in chunks:
+        if not chunk:
+            continue
+        text = decoder.decode(bytes(chunk))
+        parts = text.split("\n")
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if not overflow:
+                if head_len + len(part) <= 2 * MAX_LINE:
+                    head.append(part)
+                    head_len += len(part)
+                else:
+                    joined = "".join(head) + part
+                    head, head_len = [joined[:MAX_LINE]], MAX_LINE
+                    tail = joined[-MAX_LINE:]
+                    overflow = True
+            else:
+                tail = (tail + part)[-MAX_LINE:]
+            if not last:
+                yield _cap(head[0], tail) if overflow else "".join(head)
+                head, head_len, tail, overflow = [], 0, "", False
+    rest = decoder.decode(b"", final=True)
+    if rest:
+        if overflow:
+            tail = (tail + rest)[-MAX_LINE:]
+        else:
+            head.append(rest)
+    if head or overflow:
+        line = _cap(head[0], tail) if overflow else "".join(head)
+        if line:
+            yield line
+
+
+def clean_line(raw: str) -> tuple[str, int | None]:
+    """(text as the program printed it, rank from a launcher prefix or None)."""
+    line = raw
+    if line.endswith("\r"):
+        line = line.rstrip("\r")
+    if "\r" in line:  # tqdm redraws: the terminal shows the last non-empty segment
+        segments = [s for s in line.split("\r") if s.strip()]
+        line = segments[-1] if segments else ""
+    if len(line) > MAX_LINE:
+        line = line[:MAX_LINE]
+    if "\x1b" in line:
+        line = _ANSI.sub("", line)
+    if "&" in line and ("&gt;" in line or "&lt;" in line or "&amp;" in line):
+        line = html.unescape(line)  # Slack's API escapes <, >, &
+    stripped = line.lstrip()
+    if stripped.startswith(">"):  # Slack / e-mail quoting, possibly nested
+        while stripped.startswith(">"):
+            stripped = stripped[1:].lstrip(" ")
+        line = stripped
+        stripped = line.lstrip()
+    if stripped.startswith("```") or stripped.startswith("~~~"):
+        line = stripped.strip("`~ ")
+        if line and " " not in line and len(line) < 20:  # "```python", "```text": the fence's language tag
+            line = ""
+    elif line.endswith("```"):
+        line = line.rstrip("`")
+    rank = None
+    if line[:1] == "(" and " pid=" in line[:80]:
+        line = _RAY_PREFIX.sub("", line, count=1)
+    if line[:1] == "[" and line[1:2] in "rdR":
+        m = _RANK_BRACKET.match(line)
+        if m:
+            rank = int(m.group(1))
+            line = line[m.end():]
+    elif line[:1].isdigit():
+        m = _RANK_NUMBER.match(line)
+        if m:
+            rank = int(m.group(1))
+            line = line[m.end():]
+    elif ": " in line[:48] and line[:1].isalpha():
+        m = _HOST_PREFIX.match(line)
+        if m:
+            line = line[m.end():]
+            if line[:1] == "[" and line[1:2] in "rdR":
+                m = _RANK_BRACKET.match(line)
+                if m:
+                    rank = int(m.group(1))
+                    line = line[m.end():]
+    return line, rank

@@ -1,0 +1,273 @@
+"""Out-of-memory messages: which kind a line reports and the numbers it prints.
+
+Each pattern is matched against one message of at most a few KiB; every repetition is bounded so no
+input can make a pattern backtrack badly. Formats, with the public reports they were checked against,
+are listed in tests/fixtures/logs/SOURCES.md.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .sizes import NUM, SP, UNIT, to_bytes
+
+# Priority of a hit when a log holds several memory errors: the most specific message wins, then the first.
+# 4: PyTorch/HIP/MPS message with a requested size; 3: any other accelerator OOM; 2: library allocation
+# failures (cuBLAS/cuDNN, NCCL, allocator warnings); 1: host RAM exhaustion.
+P_DETAILED, P_GPU, P_LIBRARY, P_HOST = 4, 3, 2, 1
+
+# Markers that end a PyTorch OOM message; a message without one may continue on the next (wrapped) line.
+_END_MARKERS = ("alloc_conf", "environment-variables", "reserved in total by pytorch)", "cached)",
+                "memory management", "disable upper limit", "may cause system failure")
+
+
+@dataclass
+class MemoryHit:
+    """One memory error found in a message: its kind, how much to trust it, and the numbers it prints."""
+
+    kind: str
+    priority: int
+    text: str
+    requested_bytes: int | None = None
+    gpu_index: int | None = None
+    gpu_total_bytes: int | None = None
+    gpu_free_bytes: int | None = None
+    process_used_bytes: int | None = None
+    torch_allocated_bytes: int | None = None
+    torch_reserved_bytes: int | None = None
+    torch_reserved_unallocated_bytes: int | None = None
+    other_processes: list[tuple[int, int]] = field(default_factory=list)
+    exit_signal: str | None = None
+    phase_hint: str | None = None
+    # which fields came from the text, with the fragment as written (for evidence)
+    fragments: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def signature(self) -> tuple:
+        """Identity of 'the same OOM' printed by several ranks."""
+        return (self.kind, self.requested_bytes)
+
+
+def is_open(message: str) -> bool:
+    """A PyTorch OOM message with no end marker yet: the next line may be its wrapped continuation."""
+    low = message.lower()
+    return not any(m in low for m in _END_MARKERS)
+
+
+# --- PyTorch (CUDA/HIP) caching allocator messages -------------------------------------------------------
+_REQ = re.compile(rf"Tried{SP}to{SP}allocate{SP}{NUM}{SP}{UNIT}?")
+# old format: "(GPU 2; 23.64 GiB total capacity; 23.08 GiB already allocated; 704.00 KiB free; 23.20 GiB reserved ...)"
+_OLD_GPU = re.compile(r"\(GPU\s{0,4}(\d{1,4})\s{0,4};")
+_OLD_TOTAL = re.compile(rf"{NUM}{SP}{UNIT}{SP}total{SP}capac")
+_OLD_ALLOC = re.compile(rf"{NUM}{SP}{UNIT}{SP}already{SP}alloc")
+_OLD_FREE = re.compile(rf";{SP}{NUM}{SP}{UNIT}{SP}free")
+_OLD_RESERVED = re.compile(rf"{NUM}{SP}{UNIT}{SP}reserved{SP}in{SP}total")
+# PyTorch 1.0-1.4 printed the cached-but-unallocated bytes as "X cached" (cached_bytes - allocated).
+_OLD_CACHED = re.compile(rf";{SP}{NUM}{SP}{UNIT}{SP}cached")
+# current format: "GPU 0 has a total capacity of 79.18 GiB of which 3.61 GiB is free. Process 1234 has ... Including
+# non-PyTorch memory, this process has 75.56 GiB memory in use. Of the allocated memory 69.86 GiB is allocated by
+# PyTorch, and 5.04 GiB is reserved by PyTorch but unallocated."  ("capacty" is PyTorch 2.1's spelling)
+_NEW_TOTAL = re.compile(rf"GPU{SP}(\d{{1,4}}){SP}has{SP}a{SP}total{SP}capac\w{{0,4}}{SP}of{SP}{NUM}{SP}{UNIT}?")
+_NEW_FREE = re.compile(rf"of{SP}which{SP}{NUM}{SP}{UNIT}?")
+_NEW_PROCESS = re.compile(rf"this{SP}process{SP}has{SP}{NUM}{SP}{UNIT}?")
+_NEW_ALLOC = re.compile(rf"Of{SP}the{SP}allocated{SP}memory{SP}{NUM}{SP}{UNIT}?")
+_NEW_UNALLOC = re.compile(rf"and{SP}{NUM}{SP}{UNIT}{SP}is{SP}reserved{SP}by")
+_OTHER_PROC = re.compile(rf"Process{SP}(\d{{1,10}}){SP}has{SP}{NUM}{SP}{UNIT}{SP}memory")
+# Apple: "MPS backend out of memory (MPS allocated: 17.68 GB, other allocations: 3.95 MB, max allowed: 18.13 GB).
+# Tried to allocate 1024.00 MB on private pool."
+_MPS_ALLOC = re.compile(rf"MPS{SP}allocated:{SP}{NUM}{SP}{UNIT}")
+_MPS_OTHER = re.compile(rf"other{SP}allocations:{SP}{NUM}{SP}{UNIT}")
+_MPS_MAX = re.compile(rf"max{SP}allowed:{SP}{NUM}{SP}{UNIT}")
+# XLA/JAX: "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 7406166528 bytes."
+_XLA_BYTES = re.compile(r"(?:trying to allocate|allocating)\s{0,4}(\d{1,20})\s{0,4}bytes", re.IGNORECASE)
+# TF/XLA BFC allocator: "ran out of memory trying to allocate 1.25TiB (rounded to 1374521760000)"
+_BFC_ROUNDED = re.compile(r"rounded to (\d{1,20})\)")
+# TensorFlow: "OOM when allocating tensor with shape[16,112,112,147] and type float on .../device:GPU:0 by allocator"
+_TF_SHAPE = re.compile(r"OOM when allocating tensor (?:with|of) shape\s{0,2}\[([\d,\s]{0,200})\]\s{0,2}and type (\w{1,16})")
+_TF_DEVICE = re.compile(r"device:GPU:(\d{1,4})")
+_TF_DTYPE_BYTES = {"float": 4, "float32": 4, "half": 2, "float16": 2, "bfloat16": 2, "double": 8, "float64": 8,
+                   "int32": 4, "int64": 8, "int8": 1, "uint8": 1, "bool": 1, "int16": 2}
+# host: "DefaultCPUAllocator: can't allocate memory: you tried to allocate 268435456 bytes."
+_CPU_BYTES = re.compile(r"tried to allocate (\d{1,20}) bytes")
+# NCCL: "include/alloc.h:185 NCCL WARN Failed to CUDA calloc 6291456 bytes"
+_NCCL_BYTES = re.compile(r"Failed to CUDA (?:calloc|malloc|host alloc\w{0,4}) (\d{1,20}) bytes", re.IGNORECASE)
+# launcher summaries: "exitcode  : -9 (pid: 14750)", "exits with return code = -9", "Signal 9 (SIGKILL) received"
+_EXIT_CODE = re.compile(r"(?:exitcode|exit code|return code|returncode|exit status)\s{0,4}[:=]?\s{0,4}(-?\d{1,3})\b",
+                        re.IGNORECASE)
+_SIGNAL_NAME = re.compile(r"\b(SIG(?:KILL|BUS|FPE|SEGV|ABRT|TERM))\b")
+_KILLED_WORD = re.compile(r"(?:^|[\s:])Killed(?:\s|$)")
+_EXIT_SIGNALS = {"-9": "SIGKILL", "137": "SIGKILL", "-7": "SIGBUS", "135": "SIGBUS", "-8": "SIGFPE", "136": "SIGFPE",
+                 "-11": "SIGSEGV", "139": "SIGSEGV", "-6": "SIGABRT", "134": "SIGABRT"}
+
+
+def _size(match: re.Match | None, num_group: int = 1) -> int | None:
+    if match is None:
+        return None
+    return to_bytes(match.group(num_group), match.group(num_group + 1))
+
+
+def _put(hit: MemoryHit, name: str, match: re.Match | None, num_group: int = 1) -> None:
+    value = _size(match, num_group)
+    if value is not None and getattr(hit, name) is None:
+        setattr(hit, name, value)
+        hit.fragments[name] = match.group(0).strip()
+
+
+def exit_signal(line: str) -> str | None:
+    """The signal a launcher summary reports (SIGKILL for exit code -9 or 137), or None."""
+    m = _SIGNAL_NAME.search(line)
+    if m and m.group(1) != "SIGTERM":
+        return m.group(1)
+    m = _EXIT_CODE.search(line)
+    if m:
+        return _EXIT_SIGNALS.get(m.group(1))
+    return None
+
+
+def _torch_segments(message: str) -> list[str]:
+    """A line can hold several PyTorch OOM messages back to back; split at each 'Tried to allocate'."""
+    starts = []
+    pos = message.find("Tried")
+    while pos != -1 and len(starts) < 16:
+        if message.startswith("Tried", pos) and _REQ.match(message, pos):
+            starts.append(pos)
+        pos = message.find("Tried", pos + 5)
+    if len(starts) <= 1:
+        return [message]
+    return [message[: starts[1]]] + [message[a:b] for a, b in zip(starts[1:], starts[2:] + [len(message)])]
+
+
+def parse_torch_message(kind: str, message: str) -> list[MemoryHit]:
+    """Numbers from a PyTorch caching-allocator OOM message (old and current formats, CUDA and HIP)."""
+    hits = []
+    for segment in _torch_segments(message):
+        hit = MemoryHit(kind=kind, priority=P_GPU, text=segment)
+        _put(hit, "requested_bytes", _REQ.search(segment))
+        if hit.requested_bytes is not None:
+            hit.priority = P_DETAILED
+        m = _NEW_TOTAL.search(segment)
+        if m:
+            hit.gpu_index = int(m.group(1))
+            _put(hit, "gpu_total_bytes", m, 2)
+            _put(hit, "gpu_free_bytes", _NEW_FREE.search(segment, m.end()))
+            _put(hit, "process_used_bytes", _NEW_PROCESS.search(segment))
+            _put(hit, "torch_allocated_bytes", _NEW_ALLOC.search(segment))
+            _put(hit, "torch_reserved_unallocated_bytes", _NEW_UNALLOC.search(segment))
+            for pm in _OTHER_PROC.finditer(segment):
+                size = to_bytes(pm.group(2), pm.group(3))
+                if size is not None and len(hit.other_processes) < 64:
+                    hit.other_processes.append((int(pm.group(1)), size))
+        else:
+            m = _OLD_GPU.search(segment)
+            if m:
+                hit.gpu_index = int(m.group(1))
+            _put(hit, "gpu_total_bytes", _OLD_TOTAL.search(segment))
+            _put(hit, "torch_allocated_bytes", _OLD_ALLOC.search(segment))
+            _put(hit, "gpu_free_bytes", _OLD_FREE.search(segment))
+            _put(hit, "torch_reserved_bytes", _OLD_RESERVED.search(segment))
+            _put(hit, "torch_reserved_unallocated_bytes", _OLD_CACHED.search(segment))
+            if hit.torch_reserved_bytes is not None and hit.torch_allocated_bytes is not None:
+                hit.torch_reserved_unallocated_bytes = max(0, hit.torch_reserved_bytes - hit.torch_allocated_bytes)
+            elif hit.torch_reserved_unallocated_bytes is not None and hit.torch_allocated_bytes is not None:
+                hit.torch_reserved_bytes = hit.torch_allocated_bytes + hit.torch_reserved_unallocated_bytes
+        hits.append(hit)
+    return hits
+
+
+def _parse_mps(message: str) -> MemoryHit:
+    hit = MemoryHit(kind="mps_oom", priority=P_GPU, text=message)
+    _put(hit, "requested_bytes", _REQ.search(message))
+    _put(hit, "torch_allocated_bytes", _MPS_ALLOC.search(message))
+    _put(hit, "gpu_total_bytes", _MPS_MAX.search(message))  # the MPS high-watermark limit is the usable total
+    other = _size(_MPS_OTHER.search(message))
+    if hit.torch_allocated_bytes is not None and other is not None:
+        hit.process_used_bytes = hit.torch_allocated_bytes + other
+    if hit.gpu_total_bytes is not None and hit.process_used_bytes is not None:
+        hit.gpu_free_bytes = max(0, hit.gpu_total_bytes - hit.process_used_bytes)
+    if hit.requested_bytes is not None:
+        hit.priority = P_DETAILED
+    return hit
+
+
+def _parse_tf(message: str) -> MemoryHit:
+    hit = MemoryHit(kind="tf_oom", priority=P_GPU, text=message)
+    m = _TF_SHAPE.search(message)
+    if m:
+        dims = [d for d in m.group(1).replace(" ", "").split(",") if d]
+        elem = _TF_DTYPE_BYTES.get(m.group(2).lower())
+        if dims and elem and all(d.isdigit() for d in dims):
+            total = elem
+            for d in dims[:12]:
+                total *= int(d)
+            hit.requested_bytes = total
+            hit.fragments["requested_bytes"] = m.group(0)
+    d = _TF_DEVICE.search(message)
+    if d:
+        hit.gpu_index = int(d.group(1))
+    return hit
+
+
+def _bytes_hit(kind: str, priority: int, message: str, pattern: re.Pattern) -> MemoryHit:
+    hit = MemoryHit(kind=kind, priority=priority, text=message)
+    m = pattern.search(message)
+    if m:
+        hit.requested_bytes = int(m.group(1))
+        hit.fragments["requested_bytes"] = m.group(0)
+    return hit
+
+
+def detect(line: str, low: str) -> list[MemoryHit]:
+    """Memory errors reported by one (cleaned) line. Cheap substring checks decide before any regex runs."""
+    if "out of memory" in low or "outofmemory" in low:
+        if "mps backend out of memory" in low:
+            return [_parse_mps(line)]
+        if "resource_exhausted" in low or "resource exhausted" in low or "xlaruntimeerror" in low:
+            return [_bytes_hit("xla_oom", P_GPU, line, _XLA_BYTES)]
+        if "nccl" in low:
+            return [_bytes_hit("nccl_oom", P_LIBRARY, line, _NCCL_BYTES)]
+        if "out of memory: killed process" in low or "oom-kill" in low:
+            return [MemoryHit(kind="host_oom", priority=P_HOST, text=line, exit_signal="SIGKILL")]
+        if "ran out of memory trying to allocate" in low:  # BFC allocator warning (TF and XLA)
+            return [_bytes_hit("tf_oom", P_LIBRARY, line, _BFC_ROUNDED)]
+        if "hip out of memory" in low:
+            return parse_torch_message("hip_oom", line)
+        if ("cuda out of memory" in low or "cuda error: out of memory" in low or "outofmemoryerror" in low
+                or "cuda_error_out_of_memory" in low or "cudaerrormemoryallocation" in low):
+            return parse_torch_message("cuda_oom", line)
+        return []
+    if "tried to allocate" in low:
+        if "you tried to allocate" in low:  # DefaultCPUAllocator (host RAM)
+            return [_bytes_hit("host_oom", P_HOST, line, _CPU_BYTES)]
+        if _REQ.search(line):  # a wrapped message whose first line was lost
+            return parse_torch_message("cuda_oom", line)
+        return []
+    if "oom when allocating" in low:
+        return [_parse_tf(line)]
+    if "alloc_failed" in low or "not_enough_workspace" in low:
+        if "cublas_status_alloc_failed" in low or "cudnn_status_alloc_failed" in low or \
+                "cudnn_status_not_enough_workspace" in low:
+            return [MemoryHit(kind="cublas_alloc", priority=P_LIBRARY, text=line)]
+        return []
+    if "failed to cuda" in low and "nccl" in low:
+        return [_bytes_hit("nccl_oom", P_LIBRARY, line, _NCCL_BYTES)]
+    return _detect_host(line, low)
+
+
+def _detect_host(line: str, low: str) -> list[MemoryHit]:
+    if "cannot allocate memory" in low or "can't allocate memory" in low or "bad_alloc" in low:
+        return [_bytes_hit("host_oom", P_HOST, line, _CPU_BYTES)]
+    if "killed" in low:
+        if "dataloader worker" in low:
+            return [MemoryHit(kind="host_oom", priority=P_HOST, text=line, exit_signal="SIGKILL",
+                              phase_hint="data_loading")]
+        if _KILLED_WORD.search(line) and "killed process" not in low:
+            return [MemoryHit(kind="host_oom", priority=P_HOST, text=line, exit_signal="SIGKILL")]
+    if ("cudahostalloc" in low or "cudamallochost" in low or "pinned memory" in low) and (
+            "fail" in low or "error" in low):
+        return [MemoryHit(kind="host_oom", priority=P_HOST, text=line)]
+    if "code" in low or "status" in low or "sig" in low:
+        sig = exit_signal(line)
+        if sig == "SIGKILL" and "sending process" not in low:
+            return [MemoryHit(kind="host_oom", priority=P_HOST, text=line, exit_signal="SIGKILL")]
+    return []

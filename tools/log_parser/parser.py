@@ -1,0 +1,314 @@
+"""The single pass over a log: clean each line, detect memory errors and related errors, collect run facts,
+and assemble one `OOMReport`. Memory stays bounded: per-rank windows of recent lines, capped candidate and
+evidence lists, no copy of the whole log."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+
+from ..report import Evidence, GPUSeen, OOMReport, OtherProcess, RelatedError
+from .context import find_operation, find_phase
+from .facts import FactCollector
+from .lines import clean_line, iter_byte_lines, iter_text_lines
+from .messages import MemoryHit, detect, exit_signal, is_open, parse_torch_message
+from .related import SETUP_ERROR_KINDS, detect_related
+
+WINDOW = 80            # recent lines per rank kept for phase/operation (a deep traceback is ~60 frames)
+MAX_RANK_WINDOWS = 64  # ranks tracked separately; others share one window
+MAX_WRAP_LINES = 12    # continuation lines joined to a wrapped OOM message
+MAX_MESSAGE = 4096     # characters of a joined message
+MAX_SIGNATURES = 64    # distinct memory errors remembered
+MAX_RELATED = 20
+_WRAP_MIN_WIDTH = 40   # a wrapped paste cuts lines at a fixed width; shorter lines are not wrapped
+_FRAME_STARTS = ("File ", "Traceback", "During handling", "The above exception")
+
+
+class _Pending:
+    """A PyTorch OOM message whose wrapped continuation lines may follow."""
+
+    def __init__(self, kind: str, lineno: int, text: str, rank: int | None, width: int) -> None:
+        self.kind, self.lineno, self.text, self.rank, self.width = kind, lineno, text, rank, width
+        self.lines = 1
+
+
+class _Occurrence:
+    def __init__(self, hit: MemoryHit, lineno: int, rank: int | None, window: list[tuple[int, str]]) -> None:
+        self.hit, self.lineno, self.window = hit, lineno, window
+        self.ranks: set[int] = set() if rank is None else {rank}
+        self.count = 1
+
+
+class LogParser:
+    """Feed physical lines with `feed_line`; `report()` gives the OOMReport. No exceptions escape."""
+
+    def __init__(self) -> None:
+        self.lineno = 0
+        self.facts = FactCollector()
+        self.windows: dict[int | None, deque] = {None: deque(maxlen=WINDOW)}
+        self.occurrences: dict[tuple, _Occurrence] = {}
+        self.order: list[tuple] = []
+        self.related: list[RelatedError] = []
+        self.related_seen: set[tuple[str, str]] = set()
+        self.signals: list[tuple[str, int, str]] = []
+        self.pending: _Pending | None = None
+        self.eval_banner_line = -100
+        self.truncated = False
+
+    # -- per line --------------------------------------------------------------------------------------------
+    def feed_line(self, raw: str) -> None:
+        self.lineno += 1
+        try:
+            self._feed(raw)
+        except Exception:  # noqa: BLE001 - a parser bug on one odd line must not lose the rest of the report
+            self.pending = None
+
+    def _feed(self, raw: str) -> None:
+        lineno = self.lineno
+        line, rank = clean_line(raw)
+        if self.pending is not None:
+            if self._continues(line, rank):
+                self.pending.text = (self.pending.text + line.strip())[:MAX_MESSAGE]
+                self.pending.lines += 1
+                if is_open(self.pending.text) and self.pending.lines < MAX_WRAP_LINES:
+                    return
+                self._close_pending()
+                return
+            self._close_pending()
+        if not line.strip():
+            return
+        low = line.lower()
+        window = self._window(rank)
+        window.append((lineno, line))
+
+        hits = detect(line, low) if self._may_report_memory(low) else []
+        if hits:
+            first = hits[0]
+            if first.kind in ("cuda_oom", "hip_oom") and len(hits) == 1 and is_open(line) \
+                    and len(raw.rstrip("\r\n")) >= _WRAP_MIN_WIDTH:
+                self.pending = _Pending(first.kind, lineno, line.strip(), rank, len(raw.rstrip("\r\n")))
+            else:
+                for hit in hits:
+                    self._record(hit, lineno, rank)
+        self._related_and_signals(lineno, line, low)
+        if "running evaluation" in low or "running prediction" in low:
+            self.eval_banner_line = lineno
+        elif lineno - self.eval_banner_line <= 4 and "batch size" in low:
+            self.facts.feed_eval_banner(lineno, line)
+        self.facts.feed(lineno, line, low)
+
+    @staticmethod
+    def _may_report_memory(low: str) -> bool:
+        return ("memory" in low or "allocat" in low or "oom" in low or "killed" in low or "alloc_failed" in low
+                or "workspace" in low or "code" in low or "sig" in low or "status" in low or "pinned" in low
+                or "bad_alloc" in low)
+
+    def _continues(self, line: str, rank: int | None) -> bool:
+        """Is this line the wrapped rest of the pending message (same rank, not a new log record)?"""
+        p = self.pending
+        stripped = line.strip()
+        if not stripped or rank != p.rank or stripped.startswith(_FRAME_STARTS):
+            return False
+        if line[:1].isspace():
+            return False
+        head = stripped[:24].lower()
+        if head[:1] == "[" or head[:4].isdigit() or "error" in head.split(":", 1)[0] and ":" in head:
+            return False
+        return True
+
+    def _close_pending(self) -> None:
+        p, self.pending = self.pending, None
+        window = self._window(p.rank)
+        if window and window[-1][0] == p.lineno:
+            window[-1] = (p.lineno, p.text)
+        for hit in parse_torch_message(p.kind, p.text):
+            self._record(hit, p.lineno, p.rank)
+
+    def _window(self, rank: int | None) -> deque:
+        w = self.windows.get(rank)
+        if w is None:
+            if len(self.windows) > MAX_RANK_WINDOWS:
+                return self.windows[None]
+            w = self.windows[rank] = deque(maxlen=WINDOW)
+        return w
+
+    def _record(self, hit: MemoryHit, lineno: int, rank: int | None) -> None:
+        if hit.exit_signal and len(self.signals) < 50:
+            self.signals.append((hit.exit_signal, lineno, hit.text[:300]))
+        key = hit.signature
+        occ = self.occurrences.get(key)
+        if occ is not None:
+            occ.count += 1
+            if rank is not None and len(occ.ranks) < 4096:
+                occ.ranks.add(rank)
+            return
+        if len(self.occurrences) >= MAX_SIGNATURES:
+            return
+        window = list(self._window(rank))
+        if rank is not None and len(window) < 3:
+            window = list(self.windows[None]) + window
+        self.occurrences[key] = _Occurrence(hit, lineno, rank, _traceback_window(window, lineno))
+        self.order.append(key)
+
+    def _related_and_signals(self, lineno: int, line: str, low: str) -> None:
+        sig = None
+        if "code" in low or "sig" in low or "status" in low:
+            sig = exit_signal(line)
+            if sig and sig != "SIGKILL" and len(self.signals) < 50:
+                self.signals.append((sig, lineno, line[:300]))
+        kind = detect_related(line, low, sig)
+        if kind and len(self.related) < MAX_RELATED:
+            key = (kind, line.strip()[:200])
+            if key not in self.related_seen:
+                self.related_seen.add(key)
+                self.related.append(RelatedError(kind=kind, message=line.strip()[:500], line=lineno))
+
+    # -- result ----------------------------------------------------------------------------------------------
+    def report(self) -> OOMReport:
+        if self.pending is not None:
+            try:
+                self._close_pending()
+            except Exception:  # noqa: BLE001
+                self.pending = None
+        try:
+            return self._build()
+        except Exception:  # noqa: BLE001 - never raise: an empty report still says how many lines were read
+            return OOMReport(lines=self.lineno, truncated=self.truncated)
+
+    def _primary(self) -> _Occurrence | None:
+        best = None
+        for key in self.order:
+            occ = self.occurrences[key]
+            if best is None or occ.hit.priority > best.hit.priority:
+                best = occ
+        return best
+
+    def _build(self) -> OOMReport:
+        r = OOMReport(lines=self.lineno, truncated=self.truncated)
+        ev: list[Evidence] = []
+        primary = self._primary()
+        if primary is not None:
+            hit = primary.hit
+            r.kind = hit.kind
+            r.message = hit.text.strip()[:1000]
+            for name in ("requested_bytes", "gpu_index", "gpu_total_bytes", "gpu_free_bytes", "process_used_bytes",
+                         "torch_allocated_bytes", "torch_reserved_bytes", "torch_reserved_unallocated_bytes"):
+                setattr(r, name, getattr(hit, name))
+            r.other_processes = [OtherProcess(pid=pid, bytes=size) for pid, size in hit.other_processes]
+            r.ranks = sorted(primary.ranks)
+            ev.append(Evidence(line=primary.lineno, text=hit.text.strip()[:500], fact="kind"))
+            for name, fragment in hit.fragments.items():
+                ev.append(Evidence(line=primary.lineno, text=fragment[:300], fact=name))
+            if hit.kind in ("cuda_oom",) and hit.requested_bytes is None and _mentions_pinned(primary.window):
+                r.kind = "host_oom"  # "CUDA error: out of memory" raised by pin_memory: host page-locked RAM ran out
+            phase = find_phase(primary.window)
+            if hit.phase_hint:
+                r.phase = hit.phase_hint
+            elif phase:
+                r.phase = phase[0]
+                ev.append(Evidence(line=phase[1], text=phase[2][:300], fact="phase"))
+            op = find_operation(primary.window)
+            if op:
+                r.operation = op[0]
+                ev.append(Evidence(line=op[1], text=op[2][:300], fact="operation"))
+            if r.gpu_index is not None and r.gpu_total_bytes is not None:
+                self.facts.gpus.setdefault(r.gpu_index, GPUSeen(index=r.gpu_index, memory_bytes=r.gpu_total_bytes))
+                gpu = self.facts.gpus[r.gpu_index]
+                if gpu.memory_bytes is None:
+                    gpu.memory_bytes = r.gpu_total_bytes
+        r.related_errors = list(self.related)
+        if primary is None and any(e.kind in SETUP_ERROR_KINDS for e in self.related):
+            r.kind = "related_error"
+            first = next(e for e in self.related if e.kind in SETUP_ERROR_KINDS)
+            r.message = first.message
+            ev.append(Evidence(line=first.line, text=first.message[:300], fact="kind"))
+        if self.signals:
+            order = {"SIGKILL": 0, "SIGBUS": 1, "SIGFPE": 2}
+            sig = min(self.signals, key=lambda s: (order.get(s[0], 9), s[1]))
+            r.exit_signal = sig[0]
+            ev.append(Evidence(line=sig[1], text=sig[2], fact="exit_signal"))
+        self._facts_into(r, ev)
+        r.evidence = ev[:300]
+        return r
+
+    def _facts_into(self, r: OOMReport, ev: list[Evidence]) -> None:
+        f = self.facts
+        fw = f.framework()
+        if fw:
+            r.framework = fw[0]
+            ev.append(Evidence(line=fw[1], text=fw[2][:300], fact="framework"))
+        la = f.launcher()
+        if la:
+            r.launcher = la[0]
+            ev.append(Evidence(line=la[1], text=la[2][:300], fact="launcher"))
+        st = f.stage()
+        if st:
+            r.deepspeed_stage = st[0]
+            ev.append(Evidence(line=st[1], text=st[2][:300], fact="deepspeed_stage"))
+        if f.model:
+            r.model = f.model[1]
+            ev.append(Evidence(line=f.model[2], text=f.model[3][:300], fact="model"))
+        gpus = [g for k, g in f.gpus.items() if k != "type"]
+        gpus.sort(key=lambda g: (g.index is None, g.index or 0))
+        if "type" in f.gpus and not any(g.name for g in gpus):
+            typ = f.gpus["type"]
+            if gpus:
+                for g in gpus:
+                    g.name = typ.name
+            else:
+                gpus = [typ]
+        r.gpus = gpus[:64]
+        if f.gpu_count:
+            r.gpu_count = f.gpu_count[1]
+            ev.append(Evidence(line=f.gpu_count[2], text=f.gpu_count[3][:300], fact="gpu_count"))
+        elif len([g for g in gpus if g.name]) > 1:
+            r.gpu_count = len([g for g in gpus if g.name])
+        r.versions = dict(f.versions)
+        r.training_args = dict(f.training_args)
+        ev.extend(f.evidence())
+
+
+def _traceback_window(window: list[tuple[int, str]], lineno: int) -> list[tuple[int, str]]:
+    """The lines of the traceback that ends at the error (from its last 'Traceback' header), else the window."""
+    lines = [(n, t) for n, t in window if n <= lineno]
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i][1].lstrip().startswith("Traceback (most recent call last)"):
+            return lines[i:]
+    return lines
+
+
+def _mentions_pinned(window: list[tuple[int, str]]) -> bool:
+    return any("pin_memory" in t or "cudaHostAlloc" in t or "pinned" in t for _, t in window[-8:])
+
+
+def parse_lines(lines: Iterable[str]) -> OOMReport:
+    parser = LogParser()
+    try:
+        for raw in lines:
+            parser.feed_line(raw)
+    except Exception:  # noqa: BLE001 - a broken input iterator ends the log; what was read is still reported
+        pass
+    return parser.report()
+
+
+def parse_log_stream(chunks: Iterable[bytes]) -> OOMReport:
+    """Parse a log given as byte chunks (a file read in pieces) in bounded memory; never raises."""
+    return parse_lines(iter_byte_lines(chunks))
+
+
+def _byte_chunks(data: bytes, size: int = 1 << 20) -> Iterator[bytes]:
+    view = memoryview(data)
+    for i in range(0, len(view), size):
+        yield view[i:i + size]
+
+
+def parse_log(text: str | bytes) -> OOMReport:
+    """Parse a pasted log (str, or bytes decoded as UTF-8 with replacement) into an OOMReport; never raises."""
+    try:
+        if isinstance(text, (bytes, bytearray, memoryview)):
+            return parse_log_stream(_byte_chunks(bytes(text)))
+        if not isinstance(text, str):
+            text = str(text)
+        return parse_lines(iter_text_lines(text))
+    except Exception:  # noqa: BLE001
+        return OOMReport()

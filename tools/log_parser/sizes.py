@@ -1,0 +1,32 @@
+"""Sizes as OOM messages print them ("23.64 GiB", "704.00 KiB", "0 bytes", a unit cut short "22.25 Gi")
+turned into integer bytes. Binary units throughout: PyTorch, DeepSpeed and nvidia-smi print GiB even
+when they write "GB" (see tools/units.py)."""
+
+from __future__ import annotations
+
+_UNIT_BYTES = {
+    "b": 1, "byte": 1, "bytes": 1,
+    "k": 1 << 10, "ki": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,
+    "m": 1 << 20, "mi": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
+    "g": 1 << 30, "gi": 1 << 30, "gb": 1 << 30, "gib": 1 << 30,
+    "t": 1 << 40, "ti": 1 << 40, "tb": 1 << 40, "tib": 1 << 40,
+    "e": 1 << 60, "ei": 1 << 60, "eb": 1 << 60, "eib": 1 << 60,
+}
+
+# Regex fragments shared by the message patterns: bounded repetitions only (no backtracking blow-ups).
+NUM = r"(\d{1,15}(?:\.\d{1,12})?)"
+UNIT = r"(bytes|byte|[KMGTE]i?B|[KMGTE]i?|B)"
+SP = r"\s{0,4}"
+
+
+def to_bytes(number: str, unit: str | None) -> int | None:
+    """'23.64', 'GiB' → 25383074365; None when the unit is missing or unknown (a cut-off message)."""
+    if unit is None:
+        return None
+    scale = _UNIT_BYTES.get(unit.lower())
+    if scale is None:
+        return None
+    try:
+        return int(round(float(number) * scale))
+    except (ValueError, OverflowError):
+        return None
