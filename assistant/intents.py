@@ -272,6 +272,15 @@ def _what_if(text: str) -> Intent | None:
     return None
 
 
+def setup_field(key: str) -> str | None:
+    """The TrainingSetup field a config key (or a user's word for it) sets: 'cutoff_len' → 'seq_len'."""
+    low = key.lower().strip()
+    for pattern, field, _ in _KEY_SYNONYMS:
+        if re.fullmatch(pattern, low):
+            return field
+    return None
+
+
 # -- method, explain, show, feedback, reset, help ----------------------------------------------
 
 _METHODS = [(r"q[- ]?lora|4[- ]?bit|4比特|四比特|量化", "qlora"), (r"(?<!q)(?<!q-)lora|peft|adapter", "lora"),
