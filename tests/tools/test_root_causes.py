@@ -1,0 +1,153 @@
+"""Root-cause ranking: each signal of ../shared/oom-signals.md moves the right label to the top, on logs
+written from the formats PyTorch, DeepSpeed and the launchers print (numbers chosen for these tests)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ask_oom.tools.labels import ROOT_CAUSES
+from ask_oom.tools.log_parser import parse_log
+from ask_oom.tools.memory import resolve_model
+from ask_oom.tools.memory_trend import memory_trend
+from ask_oom.tools.root_causes import rank_root_causes, tensor_candidates
+from ask_oom.tools.training_setup import Provenance, TrainingSetup
+
+NEW_FMT = ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate {req}. GPU {gpu} has a total capacity of {total} "
+           "of which {free} is free. {procs}Including non-PyTorch memory, this process has {used} memory in use. Of the "
+           "allocated memory {alloc} is allocated by PyTorch, and {unalloc} is reserved by PyTorch but unallocated. If "
+           "reserved but unallocated memory is large try setting PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True to "
+           "avoid fragmentation.")
+
+
+def oom(req, total, free, used, alloc, unalloc, gpu=0, procs="", frames=""):
+    return frames + NEW_FMT.format(req=req, gpu=gpu, total=total, free=free, used=used, alloc=alloc, unalloc=unalloc,
+                                   procs=procs) + "\n"
+
+
+def labels(causes):
+    return [c.label for c in causes]
+
+
+def observed(setup: TrainingSetup, **facts) -> TrainingSetup:
+    for k, v in facts.items():
+        setup = setup.with_fact(k, v, "config", k)
+    return setup
+
+
+def test_every_cause_is_a_known_label_with_evidence():
+    report = parse_log(oom("3.00 GiB", "79.19 GiB", "1.20 GiB", "77.90 GiB", "70.10 GiB", "6.40 GiB"))
+    causes = rank_root_causes(report)
+    assert causes and all(c.label in ROOT_CAUSES and c.why and 0 <= c.score <= 1 for c in causes)
+    assert [c.score for c in causes] == sorted((c.score for c in causes), reverse=True)
+
+
+def test_reserved_but_unallocated_far_above_the_request_is_fragmentation():
+    report = parse_log(oom("320.00 MiB", "79.19 GiB", "150.00 MiB", "78.95 GiB", "73.60 GiB", "4.90 GiB"))
+    causes = rank_root_causes(report)
+    assert causes[0].label == "fragmentation"
+    assert any("4.90 GiB" in w for w in causes[0].why)
+
+
+def test_memory_held_by_another_process_is_other_process():
+    text = oom("96.00 MiB", "31.74 GiB", "20.00 MiB", "13.10 GiB", "12.80 GiB", "9.00 MiB",
+               procs="Process 51230 has 18.55 GiB memory in use. ")
+    causes = rank_root_causes(parse_log(text))
+    assert causes[0].label == "other_process"
+    assert any("18.5" in w or "18.6" in w for w in causes[0].why)
+
+
+def test_request_equal_to_fp32_logits_names_the_large_vocabulary():
+    gemma = resolve_model("google/gemma-7b")
+    assert gemma is not None and gemma.vocab_size == 256000
+    setup = observed(TrainingSetup(model=gemma, method="lora"), micro_batch=4, seq_len=1024)
+    req = 4 * 1023 * 256000 * 4  # shifted logits upcast to fp32 by the loss
+    report = parse_log(oom(f"{req / 2**30:.2f} GiB", "79.19 GiB", "2.10 GiB", "77.00 GiB", "74.50 GiB", "1.00 GiB"))
+    causes = rank_root_causes(report, setup)
+    assert causes[0].label == "logits_large_vocab"
+    assert any("256,000 vocab" in w for w in causes[0].why)
+    assert "batch_too_large" in labels(causes)[:3]
+
+
+def test_tensor_candidates_cover_logits_weights_and_scores():
+    arch = resolve_model("meta-llama/Llama-2-7b-hf")
+    setup = TrainingSetup(model=arch, micro_batch=2, seq_len=4096, method="full")
+    names = {c.name for c in tensor_candidates(setup)}
+    assert {"train logits fp32", "attention scores bf16", "one MLP weight fp32"} <= names
+    mlp = next(c for c in tensor_candidates(setup) if c.name == "one MLP weight fp32")
+    assert mlp.bytes == 4096 * 11008 * 4 and "full_ft_model_states" in mlp.labels
+
+
+def test_host_memory_kill_under_offload_is_offload_host_ram():
+    log = ("[INFO] [utils.py:789:see_memory_usage] CPU Virtual Memory:  used = 490.10 GB, percent = 97.9%\n"
+           "[ERROR] [launch.py:325:sigkill_handler] ['/usr/bin/python3', '-u', 'train.py', '--local_rank=0'] exits with return code = -9\n")
+    setup = observed(TrainingSetup(), zero_stage=3, offload_optimizer=True, offload_param=True, method="full")
+    causes = rank_root_causes(parse_log(log), setup)
+    assert causes[0].label == "offload_host_ram"
+
+
+def test_sigfpe_is_not_oom():
+    log = ("E0301 10:11:12.000000 1 torch/distributed/elastic/multiprocessing/api.py:833] failed (exitcode: -8) "
+           "local_rank: 1 (pid: 4242) of binary: /usr/bin/python3\n")
+    causes = rank_root_causes(parse_log(log))
+    assert causes[0].label == "not_oom"
+
+
+def test_bitsandbytes_error_beside_a_full_gpu_is_in_the_top_three():
+    log = ("torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB (GPU 1; 15.77 GiB total capacity; "
+           "15.12 GiB already allocated; 12.50 MiB free; 15.30 GiB reserved in total by PyTorch)\n"
+           "ValueError: You can't pass `load_in_4bit`or `load_in_8bit` as a kwarg when passing `quantization_config` argument at the same time.\n")
+    causes = rank_root_causes(parse_log(log))
+    assert causes[0].label == "weights_exceed_gpu"
+    assert "quantization_setup" in labels(causes)[:3]
+
+
+def test_readings_climbing_over_steps_is_memory_growth():
+    lines = [f"step {s}: memory allocated {a:.2f} GiB" for s, a in ((50, 30.0), (200, 36.5), (400, 44.0), (800, 51.5))]
+    text = "\n".join(lines) + "\n" + oom("1.10 GiB", "79.19 GiB", "700.00 MiB", "78.40 GiB", "74.90 GiB", "2.80 GiB")
+    report = parse_log(text)
+    without = rank_root_causes(report)
+    with_trend = rank_root_causes(report, trend=memory_trend(text))
+    assert without[0].label == "fragmentation"  # the single message alone reads as fragmentation
+    assert with_trend[0].label == "memory_growth"
+    assert any("30.00 GiB" in w and "74.90 GiB" in w for w in with_trend[0].why)
+
+
+def test_whole_model_on_one_of_several_idle_gpus_is_imbalance():
+    smi = "".join(
+        f"|   {i}  NVIDIA GeForce RTX 4090        Off | 00000000:{31 + i}:00.0 Off |                  Off |\n"
+        f"| 30%   25C    P8              20W / 450W |     {used}MiB / 24564MiB |      0%      Default |\n"
+        for i, used in ((0, 40), (1, 12), (2, 12), (3, 12)))
+    text = smi + oom("224.00 MiB", "23.65 GiB", "40.00 MiB", "23.55 GiB", "22.95 GiB", "180.00 MiB")
+    causes = rank_root_causes(parse_log(text))
+    assert causes[0].label == "multi_gpu_imbalance"
+
+
+@pytest.mark.parametrize("phase_frame, label", [
+    ('  File "x/trainer.py", line 3100, in evaluation_loop\n', "eval_accumulation"),
+    ('  File "x/peft/tuners/lora/model.py", line 400, in merge_and_unload\n', "model_load_oom"),
+    ('  File "x/generation/utils.py", line 1500, in generate\n', "generation_kv_cache"),
+])
+def test_the_phase_narrows_the_causes(phase_frame, label):
+    text = "Traceback (most recent call last):\n" + phase_frame + oom(
+        "2.00 GiB", "44.35 GiB", "1.10 GiB", "43.20 GiB", "41.90 GiB", "0.90 GiB")
+    causes = rank_root_causes(parse_log(text))
+    assert causes[0].label == label
+
+
+def test_similar_cases_are_weak_evidence_only():
+    class Hit:  # the shape of kb.index.CaseHit that the ranking reads
+        def __init__(self, labels):
+            self.case = type("C", (), {"id": "x-case", "root_causes": labels})()
+
+    report = parse_log(oom("320.00 MiB", "79.19 GiB", "150.00 MiB", "78.95 GiB", "73.60 GiB", "4.90 GiB"))
+    causes = rank_root_causes(report, hits=[Hit(["eval_accumulation"])])
+    assert causes[0].label == "fragmentation"
+    assert "eval_accumulation" in labels(causes)
+
+
+def test_provenance_default_attention_is_not_treated_as_eager():
+    setup = TrainingSetup(attn_implementation="eager", provenance={"attn_implementation": Provenance(origin="default")})
+    text = ('Traceback (most recent call last):\n  File "m.py", line 10, in forward\n    attn_weights = torch.matmul(q, k)\n'
+            + oom("12.00 GiB", "79.19 GiB", "5.00 GiB", "74.10 GiB", "72.00 GiB", "1.50 GiB"))
+    causes = rank_root_causes(parse_log(text), setup)
+    assert "eager_attention" not in labels(causes)[:1]

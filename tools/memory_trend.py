@@ -1,0 +1,93 @@
+"""Memory over time in a training log: per-step memory readings and how far the run got before it failed.
+
+A run that trained for hundreds of steps and then ran out, with the readings climbing step after step, is a
+different problem (memory kept alive, a leak, growing shapes) from one that fails on its first step. The
+readings are the ones people paste: DeepSpeed's see_memory_usage ("MA 9.82 GB Max_MA ..."), memory printouts
+from callbacks ("memory allocated 38.41 GiB"), nvidia-smi "12345MiB / 81920MiB"; progress from tqdm bars.
+Linear time, bounded memory (a fixed number of readings kept).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+
+from pydantic import BaseModel, Field
+
+from .units import format_bytes, parse_size
+
+MAX_READINGS = 512
+MAX_LINE = 4096
+
+# "memory allocated 38.41 GiB", "allocated: 38.41GB", "MA 9.82 GB", "mem_alloc=38.4G"; first number after the word.
+_ALLOCATED = re.compile(
+    r"(?:memory[ _]allocated|mem(?:ory)?[ _]?alloc(?:ated)?|allocated memory|\bMA)\s{0,3}[:=]?\s{0,3}"
+    r"([0-9]{1,6}(?:\.[0-9]{1,4})?)\s{0,2}(GiB|GB|G|MiB|MB|M)\b", re.IGNORECASE)
+_SMI = re.compile(r"\b([0-9]{2,7})MiB\s{0,2}/\s{0,2}([0-9]{3,7})MiB")
+_STEP = re.compile(r"\bstep\s{0,2}[:=]?\s{0,2}([0-9]{1,9})\b", re.IGNORECASE)
+_TQDM = re.compile(r"\|\s{0,3}([0-9]{1,9})/([0-9]{1,9})\s{0,3}\[")
+
+
+class MemoryReading(BaseModel):
+    line: int
+    step: int | None = None
+    bytes: int
+    source: str = Field(description="allocated | nvidia-smi")
+
+
+class MemoryTrend(BaseModel):
+    """What the log shows of memory over time."""
+
+    readings: list[MemoryReading] = Field(default_factory=list)
+    growth_bytes: int = 0
+    growing: bool = False
+    steps_done: int | None = Field(default=None, description="last progress step printed before the failure")
+    total_steps: int | None = None
+
+    def describe(self) -> str:
+        if not self.readings:
+            return ""
+        first, last = self.readings[0], self.readings[-1]
+        at = lambda r: f"step {r.step}" if r.step is not None else f"line {r.line}"  # noqa: E731
+        return (f"memory went from {format_bytes(first.bytes)} ({at(first)}) to {format_bytes(last.bytes)} ({at(last)}) "
+                f"over {len(self.readings)} readings")
+
+
+def memory_trend(text: str) -> MemoryTrend:
+    """Readings and progress from a log; `growing` when a series rises by ≥ 1 GiB and ≥ 10% over ≥ 3 readings."""
+    series: dict[str, list[MemoryReading]] = {"allocated": [], "nvidia-smi": []}
+    steps_done = total = None
+    for lineno, raw in enumerate(io.StringIO(text), start=1):  # streamed: no list of all lines
+        line = raw[:MAX_LINE]
+        for m in _TQDM.finditer(line):
+            done, tot = int(m.group(1)), int(m.group(2))
+            # A finished bar (dataset map, checkpoint shards) is not the training loop that failed.
+            if 0 < tot and done < tot and "examples/s" not in line and "shards" not in line:
+                steps_done, total = done, tot
+        step_m = _STEP.search(line)
+        step = int(step_m.group(1)) if step_m else None
+        m = _ALLOCATED.search(line)
+        if m:
+            unit = m.group(2).upper().rstrip("B").rstrip("I") or "G"
+            size = parse_size(f"{m.group(1)} {unit}iB")
+            if size:
+                _keep(series["allocated"], MemoryReading(line=lineno, step=step, bytes=size, source="allocated"))
+            continue
+        s = _SMI.search(line)
+        if s:
+            _keep(series["nvidia-smi"], MemoryReading(line=lineno, step=step, bytes=int(s.group(1)) * 2**20, source="nvidia-smi"))
+    best = max(series.values(), key=len)
+    trend = MemoryTrend(readings=best, steps_done=steps_done, total_steps=total)
+    if len(best) >= 3:
+        rises = sum(1 for a, b in zip(best, best[1:]) if b.bytes >= a.bytes)
+        growth = best[-1].bytes - best[0].bytes
+        trend.growth_bytes = growth
+        trend.growing = growth >= max(2**30, 0.10 * best[0].bytes) and rises >= 0.7 * (len(best) - 1)
+    return trend
+
+
+def _keep(readings: list[MemoryReading], r: MemoryReading) -> None:
+    """Keep the first and the latest readings within a bound (the start and the climb both matter)."""
+    if len(readings) >= MAX_READINGS:
+        del readings[1]
+    readings.append(r)

@@ -1,0 +1,548 @@
+"""Rank root causes of one OOM report: evidence-weighted scoring over every label in tools.labels.
+
+Each signal (the requested size matched against tensor shapes of the setup, the numbers printed after
+the request, the phase and operation, host signals, the calculator's breakdown against the budget, the
+similar cases' labels) adds points to one or more labels together with a `why` sentence whose numbers
+come from the parser or the calculator. The signals are the ones engineers use when they read an OOM
+report (../shared/oom-signals.md); none of them decides alone, the sum does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from .labels import ROOT_CAUSES, RootCause
+from .memory.schema import MemoryEstimate
+from .memory_trend import MemoryTrend
+from .report import OOMReport
+from .training_setup import TrainingSetup
+from .units import GiB, MiB, format_bytes
+
+# Points → score in [0, 1): score = 1 - exp(-points / _SCALE); ~6 points is a confident 0.78.
+_SCALE = 4.0
+_MAX_CAUSES = 6
+
+
+class TensorCandidate(BaseModel):
+    """A tensor the setup would allocate in one piece, with the causes an allocation of exactly that size points to."""
+
+    name: str
+    bytes: int
+    formula: str
+    labels: dict[str, float] = Field(description="label → points when the request matches this tensor")
+
+
+@dataclass
+class _Scores:
+    """Accumulates points and reasons per label (keeps the order evidence arrived in)."""
+
+    points: dict[str, float] = field(default_factory=dict)
+    why: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, label: str, pts: float, reason: str) -> None:
+        if label not in ROOT_CAUSES or pts == 0:
+            return
+        self.points[label] = self.points.get(label, 0.0) + pts
+        reasons = self.why.setdefault(label, [])
+        if reason and reason not in reasons:
+            reasons.append(reason)
+
+    def ranked(self, limit: int = _MAX_CAUSES) -> list[RootCause]:
+        order = sorted((p, -i, lab) for i, (lab, p) in enumerate(self.points.items()) if p > 0.25)
+        out = []
+        for pts, _, label in reversed(order[-limit:]):
+            score = round(1.0 - math.exp(-pts / _SCALE), 3)
+            out.append(RootCause(label=label, score=min(max(score, 0.0), 1.0), why=self.why.get(label, [])))
+        return out
+
+
+def rank_root_causes(
+    report: OOMReport,
+    setup: TrainingSetup | None = None,
+    estimate: MemoryEstimate | None = None,
+    hits: Sequence[Any] | None = None,
+    trend: MemoryTrend | None = None,
+) -> list[RootCause]:
+    """Causes ranked by evidence, primary first. Never raises; an empty list only for an empty report.
+
+    `hits` are retrieval hits (objects with `.case`, or cases themselves) whose labels count as weak evidence;
+    `trend` is the log's memory over time (tools.memory_trend), when the agent has the raw log.
+    """
+    s = _Scores()
+    if not report.is_memory_error:
+        _not_a_memory_error(report, s)
+        _related_errors(report, s, memory_error=False)
+        return s.ranked()
+    if report.kind == "host_oom":
+        _host_memory(report, setup, estimate, s)
+    else:
+        _request_vs_tensors(report, setup, estimate, s)
+        _numbers_after_request(report, s)
+        _gpu_already_full(report, setup, estimate, s)
+        _multi_gpu(report, setup, s)
+        _estimate_breakdown(report, setup, estimate, s)
+    _phase_and_operation(report, setup, s)
+    if trend is not None and report.kind != "host_oom":
+        _over_time(trend, s)
+    _related_errors(report, s, memory_error=True)
+    _similar_cases(hits or [], s)
+    if not s.points:
+        s.add("batch_too_large", 0.5, "no specific evidence: the per-step activations (micro-batch) are the usual suspect")
+        s.add("seq_len_too_long", 0.4, "no specific evidence: the sequence length drives activations and logits")
+    return s.ranked()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Not a memory error
+
+
+def _not_a_memory_error(report: OOMReport, s: _Scores) -> None:
+    signal = (report.exit_signal or "").upper()
+    if "SIGBUS" in signal or "-7" in signal:
+        s.add("not_oom", 8, f"the launcher reports {report.exit_signal} (bus error): usually /dev/shm too small in a container, not GPU memory")
+    elif "SIGFPE" in signal or "-8" in signal:
+        s.add("not_oom", 8, f"the launcher reports {report.exit_signal} (floating-point exception): a library bug (e.g. cuBLAS on H20), not memory")
+    elif report.kind == "not_oom":
+        s.add("not_oom", 8, "no out-of-memory message (CUDA, host, NCCL, cuBLAS) was found in the log")
+    else:
+        s.add("not_oom", 3, "the log shows an error met while fixing memory, but no out-of-memory message")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Host memory
+
+
+def _host_memory(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None, s: _Scores) -> None:
+    what = report.exit_signal or (report.message or "host allocation failure")
+    s.add("offload_host_ram", 6, f"host (CPU) memory ran out: {what}")
+    if report.phase in ("model_loading", "lora_merge", "checkpoint_save"):
+        ranks = setup.num_gpus if setup else 1
+        extra = f"; {ranks} ranks each load a copy" if ranks > 1 else ""
+        s.add("model_load_oom", 5, f"the host ran out while {report.phase.replace('_', ' ')}{extra}")
+    if setup is not None and (setup.offload_optimizer or setup.offload_param):
+        parts = [n for n, on in (("optimizer", setup.offload_optimizer), ("parameters", setup.offload_param)) if on]
+        s.add("offload_host_ram", 2, f"ZeRO-{setup.zero_stage} offloads the {' and '.join(parts)} to CPU RAM")
+        if setup.method == "full":
+            s.add("full_ft_model_states", 1.5, "full fine-tuning: fp32 master weights, gradients and Adam states all live in the offloaded RAM")
+    if estimate is not None and estimate.host_bytes:
+        have = setup.host_ram_bytes if setup else None
+        if have:
+            verdict = "more than" if estimate.host_bytes > have else "close to" if estimate.host_bytes > 0.8 * have else "within"
+            pts = 2.5 if estimate.host_bytes > have else 1.0 if estimate.host_bytes > 0.8 * have else 0
+            s.add("offload_host_ram", pts, f"the calculator puts host RAM needs at {format_bytes(estimate.host_bytes)}, "
+                                           f"{verdict} the {format_bytes(have)} available")
+        elif estimate.host_fits is False:
+            s.add("offload_host_ram", 2, f"the calculator puts host RAM needs at {format_bytes(estimate.host_bytes)}: more than the host has")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The requested size names the tensor
+
+
+def tensor_candidates(setup: TrainingSetup, estimate: MemoryEstimate | None = None) -> list[TensorCandidate]:
+    """Tensors of this setup that are allocated in one piece (logits, weight matrices, ZeRO shards, attention scores)."""
+    arch = setup.model
+    if arch is None:
+        return []
+    out: list[TensorCandidate] = []
+    b, s_len, vocab = setup.micro_batch, setup.seq_len, arch.vocab_size
+    # Logits: the LM head emits b*s*V in bf16 and the loss upcasts them to fp32 (HF LlamaForCausalLM: logits.float());
+    # the shifted copy drops one position (labels[..., 1:]).
+    batches = {("train", b)}
+    if setup.eval_batch:
+        batches.add(("eval", setup.eval_batch))
+    for mode, bb in sorted(batches):
+        for ss, shift in ((s_len, ""), (s_len - 1, " (shifted)")):
+            for nbytes, dt in ((4, "fp32"), (2, "bf16")):
+                labels = {"logits_large_vocab": 3.0, "batch_too_large" if bb > 1 else "seq_len_too_long": 1.0}
+                if mode == "eval":
+                    labels = {"eval_accumulation": 3.0, "logits_large_vocab": 2.0, "batch_too_large": 1.0}
+                out.append(TensorCandidate(
+                    name=f"{mode} logits {dt}{shift}", bytes=bb * ss * vocab * nbytes,
+                    formula=f"{bb} x {ss} tokens x {vocab:,} vocab x {nbytes} B", labels=labels))
+    # Eager attention scores: b * heads * s * s (bf16 scores, fp32 softmax) — Vaswani et al. attention, no flash kernel.
+    for nbytes, dt in ((2, "bf16"), (4, "fp32")):
+        out.append(TensorCandidate(
+            name=f"attention scores {dt}", bytes=b * arch.num_heads * s_len * s_len * nbytes,
+            formula=f"{b} x {arch.num_heads} heads x {s_len}^2 x {nbytes} B",
+            labels={"eager_attention": 4.0, "seq_len_too_long": 2.0}))
+    # One weight matrix (rows x cols x dtype): the run was still placing or upcasting weights.
+    h = arch.hidden_size
+    mats = {"MLP": arch.intermediate_size, "attention projection": arch.num_heads * arch.head_dim,
+            "KV projection": arch.num_kv_heads * arch.head_dim, "embedding / LM head": arch.vocab_size}
+    if arch.moe_intermediate_size:
+        mats["MoE expert MLP"] = arch.moe_intermediate_size
+    if arch.shared_expert_intermediate_size:
+        mats["shared expert MLP"] = arch.shared_expert_intermediate_size
+    full = setup.method == "full"
+    for what, cols in mats.items():
+        if not cols or cols == arch.num_kv_heads * arch.head_dim and what == "KV projection" and cols == h:
+            continue
+        for nbytes, dt in ((2, "bf16/fp16"), (4, "fp32")):
+            if nbytes == 2:
+                labels = {"weights_exceed_gpu": 2.0, "model_load_oom": 1.5}
+                if arch.is_moe and "MoE" in what:
+                    labels["moe_memory"] = 1.5
+            elif full:
+                labels = {"full_ft_model_states": 3.0}
+            else:
+                labels = {"weights_exceed_gpu": 2.0, "model_load_oom": 1.0}
+            out.append(TensorCandidate(name=f"one {what} weight {dt}", bytes=h * cols * nbytes,
+                                       formula=f"{h} x {cols} x {nbytes} B", labels=labels))
+    # ZeRO partition of one fp32 optimizer tensor: trainable params / data-parallel GPUs x 4 B (ZeRO paper, Rajbhandari et al. 2020).
+    n_train = estimate.n_trainable if estimate is not None and estimate.n_trainable else None
+    if n_train and setup.num_gpus >= 1:
+        parts = setup.num_gpus if setup.zero_stage >= 1 else 1
+        labels = {"full_ft_model_states": 3.0}
+        if setup.zero_stage < 3 and setup.num_gpus > 1:
+            labels["zero_stage_insufficient"] = 3.0
+        out.append(TensorCandidate(name="fp32 optimizer-state partition", bytes=n_train * 4 // parts,
+                                   formula=f"{n_train:,} trainable params / {parts} GPU x 4 B", labels=labels))
+    return [c for c in out if c.bytes > 0]
+
+
+def _matches(requested: int, candidate: int) -> bool:
+    """Equal up to the two-decimal rounding of the printed size (± one unit in the last digit, ≥ 1.2% slack)."""
+    unit = GiB if requested >= GiB else MiB if requested >= MiB else 1024
+    return abs(requested - candidate) <= max(0.012 * candidate, 0.0051 * unit)
+
+
+def _request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None, s: _Scores) -> None:
+    req = report.requested_bytes
+    if not req:
+        return
+    total = report.gpu_total_bytes or (setup.gpu.memory_bytes if setup and setup.gpu else None)
+    if total and req > total:
+        s.add("vision_tokens", 3 if _is_multimodal(setup) else 1,
+              f"one allocation of {format_bytes(req)} is larger than the whole GPU ({format_bytes(total)}): "
+              "a quadratic tensor over far too many (visual) tokens")
+        s.add("seq_len_too_long", 1.5, f"a single {format_bytes(req)} tensor exceeds the {format_bytes(total)} GPU: too many tokens per step")
+    matched = False
+    if setup is not None and setup.model is not None:
+        for cand in tensor_candidates(setup, estimate):
+            if _matches(req, cand.bytes):
+                matched = True
+                for label, pts in cand.labels.items():
+                    s.add(label, pts, f"the {format_bytes(req)} request equals the {cand.name}: {cand.formula} = {format_bytes(cand.bytes)}")
+        vocab = setup.model.vocab_size
+        tokens = req / (vocab * 4)
+        in_training = setup.micro_batch * setup.seq_len
+        if not matched and tokens >= 256 and _near_power_of_two(tokens):
+            s.add("logits_large_vocab", 2.5, f"{format_bytes(req)} / ({vocab:,} vocab x 4 B) = {tokens:,.0f} tokens: "
+                                             "an fp32 logits tensor of a power-of-two token count")
+            if tokens > 2 * in_training:
+                s.add("eval_accumulation", 2.5, f"{tokens:,.0f} tokens in flight, more than the training step's "
+                                                f"{setup.micro_batch} x {setup.seq_len}: the failing step is evaluation")
+        if _is_multimodal(setup) and total and req > 0.4 * total and not matched:
+            s.add("vision_tokens", 2, f"the {setup.model.model_type} vision tower is in the step and one {format_bytes(req)} "
+                                      f"allocation takes {req / total:.0%} of the GPU: visual tokens per sample are the likely driver")
+    if total and not matched and req >= 0.15 * total and req <= total:
+        # A single activation-sized tensor (no weight is that large): it scales with tokens per step.
+        frac = req / total
+        op = report.operation
+        if op in ("cross_entropy", "lm_head"):
+            s.add("logits_large_vocab", 3, f"a {format_bytes(req)} allocation ({frac:.0%} of the GPU) in the loss / LM head")
+        elif op == "attention":
+            if setup is not None and setup.attn_implementation == "eager" and _observed(setup, "attn_implementation"):
+                s.add("eager_attention", 3, f"a {format_bytes(req)} allocation in eager attention: the score matrix grows with seq^2")
+            s.add("seq_len_too_long", 2.5, f"a {format_bytes(req)} allocation ({frac:.0%} of the GPU) in attention: it grows with the tokens per sample")
+        elif op == "vision_tower":
+            s.add("vision_tokens", 3, f"a {format_bytes(req)} allocation ({frac:.0%} of the GPU) inside the vision tower")
+        elif op == "moe_experts":
+            s.add("moe_memory", 2.5, f"a {format_bytes(req)} allocation ({frac:.0%} of the GPU) in the MoE expert dispatch")
+        b = setup.micro_batch if setup is not None else None
+        if b and b > 1:
+            s.add("batch_too_large", 2.0 + min(b, 16) / 8, f"one {format_bytes(req)} activation ({frac:.0%} of the GPU) at micro-batch {b}: "
+                                                          "activations scale linearly with the batch")
+        else:
+            s.add("seq_len_too_long", 1.5, f"one {format_bytes(req)} activation ({frac:.0%} of the GPU) at micro-batch {b or 'unknown'}: "
+                                           "the tokens per sample drive it")
+            s.add("batch_too_large", 0.8, f"a {format_bytes(req)} activation-sized allocation scales with the micro-batch")
+
+
+def _near_power_of_two(x: float, rel: float = 0.005) -> bool:
+    p = 2 ** round(math.log2(x))
+    return abs(x - p) <= rel * p
+
+
+# ---------------------------------------------------------------------------------------------------
+# The numbers after the request
+
+
+def _numbers_after_request(report: OOMReport, s: _Scores) -> None:
+    req = report.requested_bytes or 0
+    total = report.gpu_total_bytes
+    unalloc = report.torch_reserved_unallocated_bytes
+    if unalloc is None and report.torch_reserved_bytes is not None and report.torch_allocated_bytes is not None:
+        unalloc = max(report.torch_reserved_bytes - report.torch_allocated_bytes, 0)
+    if unalloc and req and total:
+        if unalloc >= req and unalloc >= 0.02 * total:
+            pts = 3.5 + min(math.log2(unalloc / req), 4) / 2
+            s.add("fragmentation", pts, f"{format_bytes(unalloc)} is reserved by PyTorch but unallocated, more than the "
+                                        f"{format_bytes(req)} requested: the cache is fragmented (expandable_segments helps)")
+        elif unalloc >= 0.5 * req and unalloc >= 0.03 * total:
+            s.add("fragmentation", 1.5, f"{format_bytes(unalloc)} reserved but unallocated against a {format_bytes(req)} request")
+    # Other processes on the same GPU: memory in use that is neither ours nor free.
+    used = report.process_used_bytes
+    others = [p for p in report.other_processes]
+    if total:
+        if used is not None and report.gpu_free_bytes is not None:
+            outside = total - report.gpu_free_bytes - used
+            if outside >= 0.10 * total:
+                listed = ", ".join(f"PID {p.pid} {format_bytes(p.bytes)}" for p in others if abs(p.bytes - used) > 0.01 * total)
+                s.add("other_process", 4 + 3 * min(outside / total, 0.5),
+                      f"{format_bytes(outside)} of the GPU is held outside this process ({listed or 'other processes'}); "
+                      f"this process has only {format_bytes(used)}")
+        elif len(others) >= 2:
+            biggest = sorted(others, key=lambda p: -p.bytes)
+            s.add("other_process", 4, "several processes share the GPU: " + ", ".join(f"PID {p.pid} {format_bytes(p.bytes)}" for p in biggest))
+    if used and report.torch_allocated_bytes:
+        non_torch = used - report.torch_allocated_bytes - (unalloc or 0)
+        if total and non_torch >= max(2 * GiB, 0.10 * total):
+            s.add("other_process", 1.5, f"{format_bytes(non_torch)} of this process's memory is outside PyTorch's allocator "
+                                        "(NCCL buffers, cuBLAS workspaces, another library)")
+
+
+def _gpu_already_full(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None, s: _Scores) -> None:
+    """A tiny request on a full GPU: what filled it matters, not the last allocation."""
+    req, total, free = report.requested_bytes, report.gpu_total_bytes, report.gpu_free_bytes
+    if not (req and total) or req > 0.03 * total:
+        return
+    if free is not None and free > 0.05 * total:
+        return
+    held = report.torch_allocated_bytes or report.process_used_bytes
+    filled = f"the GPU was already full ({format_bytes(held)} allocated) when a small {format_bytes(req)} request failed" if held \
+        else f"a small {format_bytes(req)} request failed on a full GPU"
+    if setup is None or setup.model is None or estimate is None:
+        s.add("weights_exceed_gpu", 2.5, filled + ": the model states (weights first) fill the card")
+        s.add("full_ft_model_states", 1.0 if not setup or setup.method == "full" else 0.2, filled)
+        s.add("model_load_oom", 0.8, filled)
+        return
+    s.add("weights_exceed_gpu", 0.5, filled)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Multi-GPU placement
+
+
+def _multi_gpu(report: OOMReport, setup: TrainingSetup | None, s: _Scores) -> None:
+    gpus = report.gpus
+    total = report.gpu_total_bytes
+    if len(gpus) < 2 or not total:
+        return
+    idx = report.gpu_index if report.gpu_index is not None else 0
+    oom_used = report.process_used_bytes or report.torch_allocated_bytes
+    others = [g for g in gpus if g.index is not None and g.index != idx and g.used_bytes is not None]
+    distributed = bool(report.ranks) or report.launcher in ("torchrun", "deepspeed", "accelerate") or \
+        (setup is not None and setup.num_gpus > 1 and _observed(setup, "num_gpus") and setup.zero_stage > 0)
+    if oom_used and others and all(g.used_bytes < 0.2 * oom_used for g in others):
+        names = ", ".join(f"GPU {g.index} {format_bytes(g.used_bytes)}" for g in others)
+        pts = 5 if not distributed else 3
+        s.add("multi_gpu_imbalance", pts, f"GPU {idx} ran out with {format_bytes(oom_used)} in use while the other GPUs "
+                                          f"hold little ({names}): the model is not spread over the {len(gpus)} GPUs")
+    elif not distributed:
+        s.add("multi_gpu_imbalance", 2, f"{len(gpus)} GPUs are visible but the run is a single process: "
+                                        f"everything lands on GPU {idx} unless device_map splits the model")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The calculator's breakdown against the budget
+
+
+def _estimate_breakdown(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None, s: _Scores) -> None:
+    if setup is None or estimate is None:
+        return
+    budget = estimate.budget_bytes or (report.gpu_total_bytes and int(report.gpu_total_bytes * 0.9))
+    if not budget:
+        return
+    bd = estimate.breakdown
+    weights = bd.get("weights")
+    states = weights + bd.get("gradients") + bd.get("optimizer_states") + bd.get("master_weights")
+    acts = bd.get("activations") + bd.get("attention_scores") + bd.get("logits_and_loss") + bd.get("vision_activations")
+    peak = estimate.peak_bytes
+    over = peak > budget
+    gib = lambda n: format_bytes(n)  # noqa: E731 - local shorthand
+    if weights > budget:
+        s.add("weights_exceed_gpu", 6, f"the weights alone take {gib(weights)} per GPU, above the {gib(budget)} budget")
+        if setup.num_gpus > 1 and setup.zero_stage < 3 and not setup.fsdp:
+            s.add("zero_stage_insufficient", 2.5, f"{setup.num_gpus} GPUs each keep a full copy of the weights under "
+                                                  f"ZeRO-{setup.zero_stage}; ZeRO-3 would shard them")
+        if setup.model is not None and setup.model.is_moe:
+            s.add("moe_memory", 2, f"{setup.model.num_experts} experts per MoE layer are all resident although only "
+                                   f"{setup.model.num_experts_per_tok} are active per token")
+    elif states > budget:
+        if setup.method == "full":
+            s.add("full_ft_model_states", 6, f"full fine-tuning keeps weights, gradients and optimizer states: "
+                                             f"{gib(states)} per GPU against a {gib(budget)} budget")
+        else:
+            s.add("weights_exceed_gpu", 3, f"model states take {gib(states)} per GPU against a {gib(budget)} budget")
+        if setup.num_gpus > 1 and setup.zero_stage < 3 and not setup.fsdp:
+            s.add("zero_stage_insufficient", 4, f"ZeRO-{setup.zero_stage} on {setup.num_gpus} GPUs leaves {gib(states)} of "
+                                                "states on each GPU; ZeRO-3 shards all of them")
+    elif states > 0.6 * budget and over:
+        label = "full_ft_model_states" if setup.method == "full" else "weights_exceed_gpu"
+        s.add(label, 2, f"model states already take {gib(states)} of the {gib(budget)} budget ({states / budget:.0%})")
+        if setup.num_gpus > 1 and setup.zero_stage < 2 and setup.method == "full":
+            s.add("zero_stage_insufficient", 2, f"ZeRO-{setup.zero_stage}: gradients and optimizer states are not sharded "
+                                                f"over the {setup.num_gpus} GPUs")
+    if over and acts > 0 and acts >= 0.35 * peak:
+        _activation_drivers(setup, estimate, budget, acts, s)
+    elif not over and report.phase in ("forward", "backward", "unknown", "optimizer_step"):
+        s.add("memory_growth", 1.5, f"the calculator predicts a {gib(peak)} peak that fits the {gib(budget)} budget, yet the "
+                                    "run ran out: something grows or stays alive beyond one step")
+        s.add("fragmentation", 0.5, f"predicted {gib(peak)} fits {gib(budget)}: the allocator may have lost the difference to fragmentation")
+    if estimate.host_fits is False:
+        s.add("offload_host_ram", 2, f"host RAM needs of {gib(estimate.host_bytes)} exceed what the host has")
+
+
+def _activation_drivers(setup: TrainingSetup, estimate: MemoryEstimate, budget: int, acts: int, s: _Scores) -> None:
+    bd = estimate.breakdown
+    gib = lambda n: format_bytes(n)  # noqa: E731
+    peak = estimate.peak_bytes
+    base = f"activations take {gib(acts)} of the {gib(peak)} predicted peak (budget {gib(budget)})"
+    b, seq = setup.micro_batch, setup.seq_len
+    mmb, msl = estimate.max_micro_batch, estimate.max_seq_len
+    if b > 1:
+        pts = 3.0
+        if mmb is not None and 1 <= mmb < b:
+            pts += 2.0
+            base_b = f"{base}; micro-batch {b} is above the largest that fits ({mmb})"
+        else:
+            base_b = f"{base} at micro-batch {b}"
+        s.add("batch_too_large", pts, base_b)
+    if seq >= 2048 or b == 1 or (mmb is not None and mmb < 1):
+        pts = 2.0 + (1.5 if seq >= 8192 else 0.5 if seq >= 4096 else 0)
+        if b == 1 or (mmb is not None and mmb < 1):
+            pts += 1.5
+        reason = f"{base}; cutoff {seq} tokens"
+        if msl:
+            reason += f", the longest that fits at micro-batch {b} is {msl}"
+        s.add("seq_len_too_long", pts, reason)
+    if not setup.gradient_checkpointing and bd.get("activations") >= 0.25 * peak:
+        s.add("no_gradient_checkpointing", 2.5, f"gradient checkpointing is off: {gib(bd.get('activations'))} of per-layer activations are kept")
+    scores = bd.get("attention_scores")
+    if setup.attn_implementation == "eager" and scores >= 0.15 * peak:
+        s.add("eager_attention", 3.5, f"eager attention materialises {gib(scores)} of b x heads x s x s scores")
+    logits = bd.get("logits_and_loss")
+    if logits >= 0.25 * peak or (logits and logits == max(c.bytes for c in bd.components)):
+        s.add("logits_large_vocab", 3, f"the logits and fp32 loss take {gib(logits)} ({logits / peak:.0%} of the peak)")
+    vis = bd.get("vision_activations")
+    if vis >= 0.2 * peak:
+        s.add("vision_tokens", 3, f"the vision tower's activations take {gib(vis)} ({vis / peak:.0%} of the peak)")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Memory over time
+
+
+def _over_time(trend: MemoryTrend, s: _Scores) -> None:
+    if trend.growing:
+        s.add("memory_growth", 7, f"{trend.describe()}: +{format_bytes(trend.growth_bytes)} while training, "
+                                  "so something stays alive or grows from step to step")
+    done = trend.steps_done
+    if done is not None and done >= 50:
+        where = f"{done} of {trend.total_steps} steps" if trend.total_steps else f"{done} steps"
+        if not trend.growing:
+            s.add("memory_growth", 2, f"the run trained {where} before it failed: the first steps fit, so memory grew "
+                                      "or a rare batch was larger")
+            s.add("seq_len_too_long", 0.8, f"after {where}, a longer-than-usual sample can push the peak over")
+        else:
+            s.add("memory_growth", 1, f"it failed only after {where}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Phase, operation, related errors, similar cases
+
+
+_PHASE_LABELS: dict[str, list[tuple[str, float, str]]] = {
+    "model_loading": [("model_load_oom", 3.5, "it failed while loading the model: a smaller batch cannot fix that"),
+                      ("weights_exceed_gpu", 1.5, "weights are being placed on the GPU when it fails")],
+    "lora_merge": [("model_load_oom", 5, "it failed while merging the LoRA adapter into the weights")],
+    "checkpoint_save": [("model_load_oom", 4, "it failed while saving / gathering a checkpoint")],
+    "evaluation": [("eval_accumulation", 5, "it failed in evaluation / prediction, not in the training step")],
+    "generation": [("generation_kv_cache", 5, "it failed while generating: the KV cache grows with max_new_tokens")],
+    "optimizer_step": [("full_ft_model_states", 2.5, "it failed in the optimizer step: optimizer states and their temporaries"),
+                       ("zero_stage_insufficient", 1.5, "optimizer-step OOM: the states are not sharded enough")],
+    "backward": [("seq_len_too_long", 0.5, "it failed in backward: activations saved for the gradient"),
+                 ("batch_too_large", 0.5, "it failed in backward: activations saved for the gradient")],
+    "forward": [("seq_len_too_long", 0.4, "it failed in the forward pass"), ("batch_too_large", 0.4, "it failed in the forward pass")],
+}
+
+
+def _phase_and_operation(report: OOMReport, setup: TrainingSetup | None, s: _Scores) -> None:
+    for label, pts, reason in _PHASE_LABELS.get(report.phase, []):
+        if label == "zero_stage_insufficient" and setup is not None and setup.zero_stage >= 3:
+            continue
+        if label == "full_ft_model_states" and setup is not None and setup.method != "full" and _observed(setup, "method"):
+            continue
+        if report.kind == "host_oom" and label in ("weights_exceed_gpu",):
+            continue
+        s.add(label, pts, reason)
+    op = report.operation
+    if op == "moe_experts" or (op == "zero3_allgather" and setup is not None and setup.model is not None and setup.model.is_moe):
+        s.add("moe_memory", 2.5, f"the failing operation is {op.replace('_', ' ')}")
+    elif op == "vision_tower":
+        s.add("vision_tokens", 2, "the failing operation is in the vision tower")
+    elif op in ("cross_entropy", "lm_head"):
+        s.add("logits_large_vocab", 2, f"the failing operation is the {op.replace('_', ' ')} over the vocabulary")
+    elif op == "optimizer" and report.phase != "optimizer_step":
+        s.add("full_ft_model_states", 2, "the failing operation is the optimizer")
+    elif op == "attention" and setup is not None and setup.attn_implementation == "eager" and _observed(setup, "attn_implementation"):
+        s.add("eager_attention", 2, "the failing operation is attention and the run uses eager attention")
+    if report.framework == "vllm" or (report.phase == "generation"):
+        s.add("generation_kv_cache", 1.5, "inference / generation engine: the KV cache is pre-allocated or grows")
+
+
+_RELATED: dict[str, tuple[str, str]] = {
+    "bnb_quantization_kwargs": ("quantization_setup", "bitsandbytes: load_in_4bit/8bit passed together with quantization_config"),
+    "dtype_not_implemented": ("dtype_unsupported", "an op is not implemented for this dtype (version incompatibility)"),
+    "flash_attn_missing": ("eager_attention", "flash-attn is not installed: attention falls back to a slower, memory-hungrier path"),
+    "flash_attn_unused": ("eager_attention", "the log warns that FlashAttention-2 is not used"),
+    "device_side_assert": ("not_oom", "a device-side assert fired: an allocation failure after it is not a memory budget problem"),
+    "sigbus": ("not_oom", "SIGBUS: shared memory (/dev/shm) exhausted, not GPU memory"),
+    "sigfpe": ("not_oom", "SIGFPE: a library bug, not memory"),
+}
+
+
+def _related_errors(report: OOMReport, s: _Scores, *, memory_error: bool) -> None:
+    seen: set[str] = set()
+    for err in report.related_errors:
+        if err.kind not in _RELATED or err.kind in seen:
+            continue
+        seen.add(err.kind)
+        label, meaning = _RELATED[err.kind]
+        pts = 2.0 if memory_error else 6.0
+        if label == "eager_attention" and memory_error:
+            pts = 3.0
+        if label == "not_oom" and memory_error:
+            pts = 1.0
+        s.add(label, pts, f"{meaning} (log line {err.line})")
+
+
+def _similar_cases(hits: Iterable[Any], s: _Scores) -> None:
+    """Labels of the retrieved cases: weak evidence, decaying with rank."""
+    for rank, hit in enumerate(list(hits)[:5]):
+        case = getattr(hit, "case", hit)
+        labels = list(getattr(case, "root_causes", []) or [])
+        cid = getattr(case, "id", "?")
+        weight = 1.2 / (rank + 1)
+        for i, label in enumerate(labels[:3]):
+            s.add(label, weight if i == 0 else weight / 3, f"similar documented case {cid} had {label.replace('_', ' ')}")
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+def _observed(setup: TrainingSetup, field_name: str) -> bool:
+    """True when a fact came from the log, the config or the user (not an assumed default)."""
+    prov = setup.provenance.get(field_name)
+    return prov is not None and prov.origin in ("log", "config", "user", "registry", "derived")
+
+
+def _is_multimodal(setup: TrainingSetup | None) -> bool:
+    return bool(setup is not None and setup.model is not None and setup.model.vision is not None)
