@@ -35,7 +35,7 @@ _UPDATE_PHASES: list[tuple[str, re.Pattern]] = [
 ]
 _FORWARD_PHASES: list[tuple[str, re.Pattern]] = [
     ("forward", re.compile(
-        r"\bin (?:forward|_call_impl|_wrapped_call_impl|compute_loss|training_step)\b|model\(\*\*inputs\)"
+        r"\bin (?:\w{0,40}forward|_call_impl|_wrapped_call_impl|compute_loss|training_step)\b|model\(\*\*\w{1,20}\)"
         r"|compute_loss|\.forward\(")),
 ]
 

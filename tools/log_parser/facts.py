@@ -49,7 +49,7 @@ _DS_FILE_STAGE = re.compile(r"(?:z|zero|stage)[_-]?([0-3])(?![0-9])", re.IGNOREC
 # model
 _MODEL_ARG = re.compile(
     r"""(?:model_name_or_path|pretrained_model_name_or_path|model_id_or_path|base_model)['"]?\s{0,3}[=:]?\s{0,3}['"]?"""
-    r"""([^\s,'"\\)]{2,300})""")
+    r"""([^\s,'")]{2,300})""")
 _MODEL_FILE = re.compile(r"loading (?:weights|configuration) file ([^\s,]{2,400})")
 _HF_CACHE = re.compile(r"models--([\w.-]{1,100})--([\w.-]{1,200})")
 
@@ -112,10 +112,12 @@ _GATES = ("batch_size", "accumulation", "cutoff_len", "seq_len", "max_len", "seq
           "bits", "num_workers", "liger", "unsloth", "fsdp", "low_cpu_mem", "template", "offload", "epochs",
           "learning_rate", "max_new_tokens", "parallel_size", "gpu_memory_utilization", "max_model_len",
           "vision_tower", "model_type", "model_id_or_path", "base_model", "adapter", "max_source", "max_target",
-          "double_quant")
+          "double_quant", "micro_batch", "batch size", "trainable", "num examples", "num epochs")
 _KV_EQ = re.compile(r"(?:^|[\s,(])-{0,2}([A-Za-z_][\w]{1,50})\s{0,2}=\s{0,2}(\"[^\"]{0,300}\"|'[^']{0,300}'|[^\s,)]{1,300})")
 _KV_COLON = re.compile(r"""(?:^|[\s,{])['"]?([A-Za-z_][\w]{1,50})['"]?\s{0,2}:\s{1,3}(\"[^\"]{0,300}\"|'[^']{0,300}'|[^\s,}#]{1,300})""")
 _KV_FLAG = re.compile(r"(?:^|\s)--([A-Za-z_][\w]{1,50})(?:[ \t]{1,4}(\"[^\"]{0,300}\"|'[^']{0,300}'|[^\s\\'\"-][^\s\\]{0,300}|-\d[^\s\\]{0,30}))?")
+# DeepSpeed's config dump: "[config.py:1000:print]   train_micro_batch_size_per_gpu  2"
+_DS_CONFIG_PRINT = re.compile(r"\[config\.py:\d{1,6}:print\]\s{1,8}([A-Za-z_]\w{1,60})\s{1,4}\.{0,40}\s{0,4}(\S.{0,200}?)\s*$")
 _BANNERS = [
     ("per_device_train_batch_size", re.compile(r"Instantaneous batch size per device = ([\d,]{1,12})")),
     ("gradient_accumulation_steps", re.compile(r"Gradient Accumulation steps = ([\d,]{1,12})")),
@@ -291,9 +293,12 @@ class FactCollector:
                 self._add_version(m.group(1), m.group(2), lineno, line)
                 return
         if "==" in line:
+            pinned = False
             for m in _PIN.finditer(line[:2000]):
                 self._add_version(m.group(1), m.group(2), lineno, line)
-            return
+                pinned = True
+            if pinned:
+                return
         if "  " in line:
             m = _PIP_LIST.match(line)
             if m:
@@ -315,6 +320,11 @@ class FactCollector:
 
     def _training_args(self, lineno: int, line: str, low: str) -> None:
         text = line[:4096]
+        if "config.py" in text and ":print]" in text:
+            m = _DS_CONFIG_PRINT.search(text)
+            if m and m.group(1) in TRAINING_KEYS:
+                self._add_arg(m.group(1), m.group(2), lineno, line)
+            return
         if "=" in text:
             if " = " in text:
                 for key, pattern in _BANNERS[:-1]:

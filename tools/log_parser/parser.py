@@ -77,6 +77,8 @@ class LogParser:
             self._close_pending()
         if not line.strip():
             return
+        if "\\" in line and ("\\site-packages\\" in line or "File " in line):
+            line = line.replace("\\", "/")  # Windows tracebacks: frame paths read like POSIX ones
         low = line.lower()
         window = self._window(rank)
         window.append((lineno, line))
@@ -272,7 +274,7 @@ def _traceback_window(window: list[tuple[int, str]], lineno: int) -> list[tuple[
     """The lines of the traceback that ends at the error (from its last 'Traceback' header), else the window."""
     lines = [(n, t) for n, t in window if n <= lineno]
     for i in range(len(lines) - 1, -1, -1):
-        if lines[i][1].lstrip().startswith("Traceback (most recent call last)"):
+        if "Traceback (most recent call last)" in lines[i][1]:
             return lines[i:]
     return lines
 
