@@ -23,6 +23,8 @@ class VisionArch(BaseModel):
     gated_mlp: bool = False
     window_attention: bool = False
     projector_hidden: int | None = None
+    projector_kind: str = Field(default="mlp2x", description="mlp2x (LLaVA linear-GELU-linear) | merger (Qwen-VL, MoonViT patch merger) | gemma3 (RMSNorm + one matrix)")
+    tokens_per_image: int | None = Field(default=None, description="LM tokens per image when fixed (CLIP-L-336: 576, Gemma3: 256)")
     num_params: int | None = Field(default=None, description="exact count when known; else computed from the fields")
 
 

@@ -1,0 +1,201 @@
+"""Bytes that autograd keeps per token for one decoder layer, the logits/loss, and vision towers.
+
+Counting follows Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large Transformer
+Models", sec. 4.1): list the tensors each op saves for backward. Adapted to what transformers'
+Llama-style layers actually save: RMSNorm upcasts its input to fp32, SwiGLU saves gate/up/act,
+sdpa/flash attention keep q, k, v and the output (no s x s scores), GQA k/v are not repeated
+(sdpa enable_gqa), and frozen Linear layers do not save their inputs. Verified against the H100
+measurements in ../shared/calibration (evals/calibration_benchmark.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..model_arch import ModelArch, VisionArch
+from .params import lora_module_shapes, moe_layer_indices
+
+
+@dataclass(frozen=True)
+class ActPolicy:
+    """How a step runs, as far as saved activations are concerned."""
+
+    weights_trainable: bool  # full fine-tuning of this layer (Linear layers save their inputs)
+    autocast_fp32_weights: bool  # fp32 weights under bf16 autocast: fp32 residual stream, per-Linear bf16 casts
+    lora_inputs: dict[str, int]  # LoRA module name → per-layer count of fp32 input copies PEFT saves
+    act_bytes: int = 2  # element size of activations (2 for bf16/fp16, 4 for fp32 training)
+    eager_attention: bool = False
+
+
+def _norm_bytes(h: int, p: ActPolicy, consumers: int) -> int:
+    """One RMSNorm + the inputs its consumer Linears save (per token).
+
+    LlamaRMSNorm: x.to(float32) is saved (pow, mul: 4h); the normalized tensor is saved by the
+    weight multiply when the norm weight trains; the output is saved by each trainable Linear that
+    reads it (under autocast every Linear makes its own bf16 cast, so one copy per consumer).
+    """
+    if p.act_bytes == 4:
+        n = 4 * h + (4 * h if p.weights_trainable else 0)
+    elif p.autocast_fp32_weights:
+        n = 4 * h + 4 * h  # fp32 residual is the input; normalized fp32 saved by the (fp32) weight mul
+    else:
+        n = 4 * h + (2 * h if p.weights_trainable else 0)
+    if p.weights_trainable:
+        n += (2 * h * consumers) if p.autocast_fp32_weights else p.act_bytes * h  # shared bf16 output without autocast
+    return n
+
+
+def layer_activation_bytes(arch: ModelArch, p: ActPolicy, *, moe: bool) -> int:
+    """Bytes saved per token by one decoder layer during a training forward (no checkpointing)."""
+    h, a = arch.hidden_size, p.act_bytes
+    fused_qkv = bool(arch.extra.get("fused_qkv"))
+    qkv_consumers = 1 if fused_qkv else 3
+    # --- attention block
+    total = _norm_bytes(h, p, qkv_consumers)
+    if arch.is_mla:
+        nh = arch.num_heads
+        qk_hd = (arch.qk_nope_head_dim or 0) + (arch.qk_rope_head_dim or 0)
+        rq, rkv = arch.q_lora_rank or 0, arch.kv_lora_rank or 0
+        # latent q / kv RMSNorms (fp32 input + normalized + output), then q, k, v of full width for attention
+        total += 8 * rq + 8 * rkv + a * nh * qk_hd * 2 + a * nh * max(qk_hd, arch.v_head_dim or 0)
+        attn_out = nh * (arch.v_head_dim or 0)
+    else:
+        qd, kvd = arch.num_heads * arch.head_dim, arch.num_kv_heads * arch.head_dim
+        total += a * qd + 2 * a * kvd  # q, k (after RoPE) and v, saved by sdpa / flash-attn
+        attn_out = qd
+    total += a * attn_out  # attention output saved by sdpa backward
+    if p.weights_trainable:
+        total += a * attn_out  # o_proj input
+    # --- MLP block (parallel attention+MLP layers such as phi share the first norm)
+    mlp_consumers = 1 if (not arch.gated_mlp or arch.model_type == "phi3") else 2
+    if not arch.parallel_attn_mlp:
+        total += _norm_bytes(h, p, mlp_consumers)
+    total += mlp_bytes(arch, p, moe=moe)
+    # --- LoRA: PEFT casts each adapted Linear's input to the adapter dtype (fp32) and lora_A saves it
+    total += sum(4 * in_f * n for in_f, n in p.lora_inputs.values())
+    if arch.extra.get("sandwich_norm"):
+        total += 2 * (4 * h + (2 * h if p.weights_trainable else 0))  # Gemma2/3 post-attention/post-FFN norms
+    return total
+
+
+def mlp_bytes(arch: ModelArch, p: ActPolicy, *, moe: bool) -> int:
+    """Per-token saved bytes of one MLP (dense, or routed experts + shared experts + router)."""
+    a = p.act_bytes
+
+    def dense(i: int) -> int:
+        if arch.gated_mlp:
+            # gate out (silu), up out and act out (mul); the product feeds down_proj (saved if it trains)
+            return a * i * 3 + (a * i if p.weights_trainable else 0)
+        return a * i + (a * i if p.weights_trainable else 0)  # fc1 out (gelu), gelu out (fc2)
+
+    if not moe:
+        return dense(arch.intermediate_size)
+    h, k, E = arch.hidden_size, arch.num_experts_per_tok, arch.num_experts
+    mi = arch.moe_intermediate_size or arch.intermediate_size
+    # router logits (bf16) and their fp32 softmax; each token's hidden state gathered to k experts,
+    # each expert's MLP activations, and the expert outputs saved by the routing-weight multiply
+    n = 2 * E + 4 * E + k * (a * h * (1 if p.weights_trainable else 0) + dense(mi) + a * h)
+    if arch.shared_expert_intermediate_size:
+        n += dense(arch.shared_expert_intermediate_size) + a * h
+    elif arch.num_shared_experts:
+        n += dense(mi * arch.num_shared_experts)
+    return n
+
+
+def lora_inputs_per_layer(arch: ModelArch, targets: list[str], rank: int) -> dict[str, tuple[int, int]]:
+    """LoRA module → (in_features, count per layer); modules of MoE/dense MLPs averaged over layers."""
+    out: dict[str, tuple[int, int]] = {}
+    L = max(arch.num_layers, 1)
+    for name, in_f, _out_f, count in lora_module_shapes(arch, targets):
+        # count is over the whole model: per layer that is count / L (dense MLPs of MoE models are in few layers)
+        out[name] = (in_f, count / L)
+    return out
+
+
+def attention_score_bytes(arch: ModelArch, p: ActPolicy, batch: int, seq: int) -> int:
+    """Eager attention: the s x s probabilities are kept per layer (fp32 softmax output + bf16 copy).
+
+    sdpa / flash-attn keep only a per-row logsumexp (Dao et al. 2022), so this is 0 for them.
+    """
+    if not p.eager_attention:
+        return 0
+    per_elem = 4 + (2 if p.act_bytes == 2 else 0)  # softmax(dtype=float32) output + .to(bf16) saved by matmul
+    if arch.model_type in ("gemma2",):
+        per_elem += 2  # attention logit soft-capping keeps the tanh output
+    return per_elem * batch * arch.num_heads * seq * seq
+
+
+def logits_bytes_per_token(arch: ModelArch) -> dict[str, int]:
+    """Per-token sizes of the loss tensors: bf16 logits, one fp32 copy (transformers' ForCausalLMLoss upcasts)."""
+    return {"bf16": 2 * arch.vocab_size, "fp32": 4 * arch.vocab_size}
+
+
+def loss_peak_units() -> dict[str, int]:
+    """How many bytes per logit element are live at each moment of the loss (units of b x s x V).
+
+    forward: bf16 logits (2) + logits.float() (4) + log_softmax output (4) = 10.
+    backward start: bf16 logits (2, still referenced by the model output) + log_softmax output (4, saved)
+    + its incoming gradient from nll_loss (4) + the gradient w.r.t. the fp32 logits (4) = 14.
+    (torch.nn.functional.cross_entropy = log_softmax + nll_loss; measured 14 x b x s x V on the H100 rows.)
+    """
+    return {"forward": 10, "backward": 14, "retained": 2}
+
+
+def liger_loss_bytes(arch: ModelArch, tokens: int, lm_head_trainable: bool) -> int:
+    """Liger fused linear cross-entropy: logits only per chunk of tokens (liger_kernel FLCE source).
+
+    chunk = next_pow2(ceil(tokens / ceil(V / h))); per chunk an fp32 logits block and its gradient,
+    plus the gradient w.r.t. the hidden states (tokens x h) and, if lm_head trains, its fp32 grad.
+    """
+    V, h = arch.vocab_size, arch.hidden_size
+    inc = max(1, -(-V // h))
+    chunk = max(1, -(-tokens // inc))
+    chunk = 1 << (chunk - 1).bit_length()
+    return 2 * chunk * V * 4 + tokens * h * 4 + (V * h * 4 if lm_head_trainable else 0)
+
+
+def vision_tokens(v: VisionArch, image_max_pixels: int | None, images: int, video_frames: int = 0) -> tuple[int, int]:
+    """(LM tokens, vision-tower patches) per sample for `images` images (and `video_frames` frames)."""
+    if images <= 0 and video_frames <= 0:
+        return 0, 0
+    if v.kind in ("qwen2_vl", "qwen2_5_vl", "moonvit"):
+        # native resolution: patches = pixels / patch^2; LM tokens = patches / merge^2
+        # (Qwen2-VL: 14-px patches, 2x2 merge → 28x28 px per token; default max_pixels 12845056)
+        px = image_max_pixels or (768 * 768 if v.kind != "moonvit" else 896 * 896)
+        patches = px // (v.patch_size * v.patch_size)
+        tokens = patches // (v.spatial_merge_size ** 2)
+        n_img_patches = images * patches
+        n_img_tokens = images * tokens
+        if video_frames:
+            # video: temporal_patch_size frames share one patch grid (Qwen2-VL: 2 frames per temporal patch)
+            t = max(1, video_frames // max(1, v.temporal_patch_size))
+            n_img_patches += t * patches
+            n_img_tokens += t * tokens
+        return n_img_tokens, n_img_patches
+    # fixed resolution towers (CLIP-L-336: 24x24 = 576 patch tokens + class token; Gemma3: pooled to 256)
+    side = (v.image_size or 336) // v.patch_size
+    patches = side * side + (1 if v.kind == "clip" else 0)
+    tokens = v.tokens_per_image or side * side
+    n = images + video_frames
+    return n * tokens, n * patches
+
+
+def vision_block_bytes(v: VisionArch, trainable: bool, a: int = 2) -> int:
+    """Per-patch bytes one ViT block saves when the tower trains (LayerNorm/RMSNorm, fused qkv, MLP)."""
+    h, i = v.hidden_size, v.intermediate_size
+    mlp = (4 * a * i) if v.gated_mlp else (2 * a * i)
+    # norm1 input+output, qkv out (3h), attention out, proj in, norm2 input+output, MLP (Korthikanti sec. 4.1)
+    return a * (2 * h + 3 * h + h + h + 2 * h) + mlp if trainable else 0
+
+
+def vision_transient_bytes(v: VisionArch, patches_per_image: int, images: int, eager: bool, a: int = 2) -> int:
+    """Peak of a frozen tower's forward: one block's working set over all patches, plus eager scores per image."""
+    h, i = v.hidden_size, v.intermediate_size
+    work = images * patches_per_image * a * (4 * h + (3 if v.gated_mlp else 2) * i)
+    if eager:
+        work += images * v.num_heads * patches_per_image ** 2 * (4 + 2)
+    return work
+
+
+def moe_layers(arch: ModelArch) -> int:
+    return len(moe_layer_indices(arch))

@@ -1,0 +1,395 @@
+"""Predict the peak memory of one training (or evaluation) step on the busiest GPU.
+
+The step is walked through its moments (end of forward, start of backward at the loss, late
+backward, optimizer step, evaluation forward); each moment lists what is live and the largest is
+the peak. Model states follow the ZeRO paper (Rajbhandari et al. 2020, sec. 3: 2+2+12 bytes/param
+for mixed-precision Adam), activations follow activations.py, and every constant names its source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..errors import InputError
+from ..gpus import CUDA_CONTEXT_BYTES
+from ..training_setup import TrainingSetup
+from ..units import GiB
+from .activations import (
+    ActPolicy, attention_score_bytes, layer_activation_bytes, liger_loss_bytes, lora_inputs_per_layer,
+    loss_peak_units, vision_block_bytes, vision_tokens, vision_transient_bytes,
+)
+from .params import ParamCount, count_params, lora_params, moe_layer_indices
+from .schema import MemoryBreakdown, MemoryComponent, MemoryEstimate
+
+Mode = Literal["train", "eval"]
+
+# QLoRA (Dettmers et al. 2023, sec. 3): NF4 = 4 bits/param; blockwise absmax per 64 weights, and with
+# double quantization those constants are 8-bit with one fp32 constant per 256 blocks: 0.127 bits/param.
+NF4_BYTES = 0.5
+NF4_DQ_CONST_BYTES = 1 / 64 + 4 / (64 * 256)
+# LLM.int8 (Dettmers et al. 2022): int8 weights plus one fp32 scale per output row (negligible).
+INT8_BYTES = 1.0
+# bitsandbytes 8-bit Adam (Dettmers et al. 2021): two uint8 states + fp32 absmax per 2048-value block.
+ADAM8BIT_BYTES = 2 + 2 * 4 / 2048
+# DeepSpeed ZeRO-3 defaults (deepspeed/runtime/zero/config.py): stage3_prefetch_bucket_size 5e7,
+# stage3_max_live_parameters 1e9 (elements, in the 16-bit param dtype).
+ZERO3_PREFETCH = 50_000_000
+ZERO3_MAX_LIVE = 1_000_000_000
+# DeepSpeed ZeRO-1/2 default reduce_bucket_size / allgather_bucket_size: 5e8 elements (zero/config.py).
+ZERO_BUCKET = 500_000_000
+# cuBLAS/cuBLASLt workspaces come from PyTorch's caching allocator (torch >= 2.3) on every GPU.
+CUBLAS_WORKSPACE = 32 * 1024 * 1024
+
+
+@dataclass
+class _Plan:
+    """Resolved per-parameter byte costs for one setup (independent of batch and sequence length)."""
+
+    pc: ParamCount
+    n_trainable: int
+    weights: int
+    gradients: int
+    optimizer_states: int
+    master_weights: int
+    optimizer_temporaries: int
+    zero_gathered: int
+    host: int
+    policy: ActPolicy
+    autocast_weight_copies: int  # bf16 copies of fp32 weights that autocast makes (all weights run through Linear)
+    lm_head_copy: int  # autocast copy of the lm_head weight, saved for backward even with checkpointing
+    vision_trainable: bool
+    trainable_layers: int
+    notes: list[str] = field(default_factory=list)
+
+
+def _dtype_bytes(precision: str) -> int:
+    return 4 if precision == "fp32" else 2
+
+
+def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
+    arch = setup.model
+    assert arch is not None
+    pc = count_params(arch)
+    notes: list[str] = []
+    N = setup.num_gpus
+    zero = setup.zero_stage if not setup.fsdp else 3  # FSDP FULL_SHARD shards like ZeRO-3
+    deepspeed = zero > 0
+    pure = setup.precision == "pure_bf16"
+    fp32 = setup.precision == "fp32"
+    lm_total = pc.total - pc.vision - pc.projector
+    vision_total = pc.vision
+    proj_total = pc.projector
+    half = 2
+
+    # ---- which parameters train, and in which dtype they live
+    lora_like = setup.method in ("lora", "qlora")
+    vision_trainable = arch.vision is not None and not setup.freeze_vision_tower and not setup.train_mm_proj_only
+    projector_trainable = arch.vision is not None and not setup.freeze_projector
+    trainable_layers = arch.num_layers
+    if mode == "eval":
+        n_trainable = 0
+    elif lora_like:
+        n_trainable = lora_params(arch, setup.lora_rank, setup.lora_targets, vision=vision_trainable)
+    elif setup.method == "freeze":
+        # LLaMA-Factory freeze tuning: freeze_trainable_layers (default 2) last layers train
+        trainable_layers = min(2, arch.num_layers)
+        per_layer = (pc.attention + pc.mlp_dense + pc.experts + pc.shared_experts + pc.routers) // max(arch.num_layers, 1)
+        n_trainable = per_layer * trainable_layers
+    elif setup.train_mm_proj_only:
+        n_trainable = proj_total
+    else:
+        n_trainable = lm_total + (vision_total if vision_trainable else 0) + (proj_total if projector_trainable else 0)
+
+    # trainable parameter dtype: fp32 master in the model (HF autocast; LLaMA-Factory upcasts trainable
+    # params to fp32 unless pure_bf16: llamafactory/model/adapter.py), DeepSpeed keeps bf16 in the model
+    # and its fp32 master copy inside the optimizer (ZeRO paper: 2 + 2 + 12 bytes/param).
+    if fp32:
+        train_b = 4
+    elif pure:
+        train_b = 2
+    elif deepspeed and not lora_like:
+        train_b = 2
+    else:
+        train_b = 4
+    frozen_b = 4 if fp32 else half
+
+    # ---- weights resident on each GPU
+    if setup.method == "qlora" and mode == "train" or (setup.method == "qlora" and setup.quantization_bit):
+        bits = setup.quantization_bit or 4
+        q_params = pc.linear_weights
+        per = (NF4_BYTES + NF4_DQ_CONST_BYTES) if bits == 4 else INT8_BYTES
+        # embeddings, lm_head, norms, biases stay bf16 (bitsandbytes skips lm_head); vision tower kept 16-bit
+        weights = int(q_params * per) + (pc.total - q_params) * half
+        notes.append(f"QLoRA {bits}-bit: {q_params / 1e9:.2f}B Linear weights at {per:.3f} B/param, the rest bf16")
+    else:
+        frozen = pc.total - (n_trainable if not lora_like else 0)
+        weights = frozen * frozen_b + (0 if lora_like else n_trainable * train_b)
+    if lora_like:
+        weights += n_trainable * train_b  # adapters (fp32 unless pure_bf16)
+
+    # ---- gradients, optimizer states, master copies (per GPU, after ZeRO sharding)
+    grad_b = train_b
+    opt = setup.optimizer
+    state_b = 4 if train_b == 4 or deepspeed else 2  # Adam moments in the param dtype; fp32 under DeepSpeed
+    if opt in ("adamw", "adamw_fused", "paged_adamw_32bit"):
+        states_per = 2 * state_b
+    elif opt in ("adamw_8bit", "paged_adamw_8bit"):
+        states_per = ADAM8BIT_BYTES
+    elif opt == "adafactor":
+        # factored second moment: a row and a column vector per matrix (Shazeer & Stern 2018), no momentum
+        states_per = 4 * 2 / max(arch.hidden_size, 1)
+    elif opt == "lion":
+        states_per = state_b  # one momentum buffer (Chen et al. 2023)
+    else:
+        states_per = 0  # SGD without momentum (torch default momentum=0)
+    master_per = 4 if (deepspeed and train_b == 2 and not pure) else 0
+    if mode == "eval":
+        grad_b, states_per, master_per = 0, 0, 0
+    gradients = n_trainable * grad_b
+    optimizer_states = int(n_trainable * states_per)
+    master = n_trainable * master_per
+    host = 0
+    if deepspeed and mode == "train":
+        if zero >= 1:
+            optimizer_states //= N
+            master //= N
+        if zero >= 2:
+            # partitioned grads + the contiguous reduce (ipg) bucket of reduce_bucket_size elements
+            gradients = gradients // N + min(ZERO_BUCKET, n_trainable) * grad_b
+        if zero >= 3:
+            weights = weights // N
+        if setup.offload_optimizer:
+            # ZeRO-Offload (Ren et al. 2021): fp32 master, moments and fp32 grads live in host RAM
+            host += (optimizer_states + master + n_trainable * 4 // N) * (N // setup.num_nodes or 1)
+            optimizer_states = master = 0
+        if setup.offload_param and zero == 3:
+            host += weights * (N // setup.num_nodes or 1)
+            weights = 0
+    gathered = 0
+    if zero == 3 and mode == "train":
+        # ZeRO-3 gathers each module's full 16-bit params before use and prefetches the next ones
+        layer_params = (pc.total - pc.embedding - pc.lm_head) // max(arch.num_layers, 1)
+        gathered = min(ZERO3_MAX_LIVE, 2 * max(layer_params, pc.embedding)) * half + ZERO3_PREFETCH * half
+    # ---- optimizer temporaries
+    temps = 0
+    if mode == "train" and not deepspeed:
+        if opt == "adamw":
+            # torch.optim.AdamW foreach path (_multi_tensor_adam): exp_avg_sq.sqrt() for the whole group at once
+            temps = n_trainable * state_b
+        elif opt == "adafactor":
+            temps = pc.largest_layer * 4  # one update tensor at a time
+    # ---- activation policy
+    autocast_fp32 = (not fp32 and not pure and not deepspeed and not lora_like and mode == "train"
+                     and setup.precision in ("bf16_mixed", "fp16_mixed"))
+    lora_inputs: dict[str, tuple[int, float]] = {}
+    if lora_like and mode == "train":
+        lora_inputs = lora_inputs_per_layer(arch, setup.lora_targets, setup.lora_rank)
+    policy = ActPolicy(
+        weights_trainable=(mode == "train" and not lora_like),
+        autocast_fp32_weights=autocast_fp32,
+        lora_inputs=lora_inputs,
+        act_bytes=4 if fp32 else 2,
+        eager_attention=setup.attn_implementation == "eager",
+    )
+    copies = int(n_trainable * 2) if autocast_fp32 else 0  # autocast's bf16 weight cache (torch.autocast docs)
+    lm_head_copy = (pc.lm_head or pc.embedding) * 2 if autocast_fp32 else 0
+    return _Plan(pc=pc, n_trainable=n_trainable, weights=weights, gradients=gradients,
+                 optimizer_states=optimizer_states, master_weights=master, optimizer_temporaries=temps,
+                 zero_gathered=gathered, host=host, policy=policy, autocast_weight_copies=copies,
+                 lm_head_copy=lm_head_copy, vision_trainable=vision_trainable, trainable_layers=trainable_layers,
+                 notes=notes)
+
+
+@dataclass
+class _Moments:
+    phases: dict[str, dict[str, int]]
+
+
+def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int) -> dict[str, dict[str, int]]:
+    """Live components at each moment of the step, for a micro-batch and sequence length."""
+    arch = setup.model
+    assert arch is not None
+    p = plan.policy
+    T = batch * seq
+    L = arch.num_layers
+    V = arch.vocab_size
+    h = arch.hidden_size
+    units = loss_peak_units()
+    state = {"weights": plan.weights, "optimizer_states": plan.optimizer_states,
+             "master_weights": plan.master_weights}
+    if plan.zero_gathered:
+        state["zero3_gathered_params"] = plan.zero_gathered
+    state["cuda_workspace"] = CUBLAS_WORKSPACE
+
+    # ---- vision
+    vis_act = vis_transient = 0
+    img_tokens = 0
+    if arch.vision is not None and (setup.images_per_sample or setup.video_frames):
+        v = arch.vision
+        img_tokens, patches = vision_tokens(v, setup.image_max_pixels, setup.images_per_sample, setup.video_frames)
+        n_img = max(1, setup.images_per_sample + setup.video_frames)
+        eager = setup.attn_implementation == "eager"
+        per_image = patches // n_img if n_img else patches
+        if mode == "train" and plan.vision_trainable:
+            if setup.gradient_checkpointing:
+                vis_act = batch * patches * v.hidden_size * 2 * v.num_layers  # block inputs only
+                vis_transient = batch * patches * vision_block_bytes(v, True)
+            else:
+                vis_act = batch * patches * vision_block_bytes(v, True) * v.num_layers
+                if eager:
+                    vis_act += batch * n_img * v.num_heads * per_image ** 2 * 6 * v.num_layers
+        else:
+            vis_transient = vision_transient_bytes(v, per_image, batch * n_img, eager)
+        vis_act += batch * patches * 3 * v.patch_size ** 2 * v.temporal_patch_size * 4  # fp32 pixel_values
+
+    if mode == "eval":
+        # no_grad forward: nothing is saved; the peak is either one layer's working set or the loss at the end
+        logits_fwd = units["forward"] * T * V if not setup.liger_kernel else liger_loss_bytes(arch, T, False) // 2
+        frozen = ActPolicy(False, False, {}, p.act_bytes, p.eager_attention)
+        one_layer = T * layer_activation_bytes(arch, frozen, moe=bool(moe_layer_indices(arch)))
+        one_layer += attention_score_bytes(arch, p, batch, seq)
+        ev = dict(state)
+        ev.update(activations=T * h * 4, logits_and_loss=logits_fwd)
+        layer = dict(state)
+        layer.update(activations=one_layer, vision_activations=vis_transient)
+        return {"evaluation": ev, "evaluation_layer": layer}
+
+    moe_idx = set(moe_layer_indices(arch))
+    n_moe = len(moe_idx)
+    per_tok_dense = layer_activation_bytes(arch, p, moe=False)
+    per_tok_moe = layer_activation_bytes(arch, p, moe=True) if n_moe else 0
+    first_trainable = L - plan.trainable_layers  # freeze tuning: earlier layers keep nothing
+    stored_layers = [(i in moe_idx) for i in range(first_trainable, L)]
+    full_layer = T * max(per_tok_moe if n_moe else 0, per_tok_dense) + attention_score_bytes(arch, p, batch, seq)
+    if setup.gradient_checkpointing:
+        # torch.utils.checkpoint (non-reentrant): each layer keeps only its input hidden states
+        resid_b = 4 if (p.autocast_fp32_weights or p.act_bytes == 4) else 2
+        acts = len(stored_layers) * T * h * resid_b
+        recompute = full_layer
+    else:
+        acts = T * (sum(per_tok_moe if m else per_tok_dense for m in stored_layers))
+        acts += len(stored_layers) * attention_score_bytes(arch, p, batch, seq)
+        recompute = 0
+    # final norm: fp32 input + normalized + the lm_head input (Korthikanti: the last layernorm/output layer)
+    acts += T * h * (4 + (4 if p.weights_trainable else 0))
+    lm_head_trainable = p.weights_trainable
+    if setup.liger_kernel:
+        loss_fwd = loss_bwd = liger_loss_bytes(arch, T, lm_head_trainable)
+        retained = 0
+    else:
+        loss_fwd = units["forward"] * T * V
+        loss_bwd = units["backward"] * T * V
+        retained = units["retained"] * T * V
+    weight_copies_saved = (plan.autocast_weight_copies if not setup.gradient_checkpointing else plan.lm_head_copy)
+
+    fwd = dict(state)
+    fwd.update(activations=acts, logits_and_loss=loss_fwd, vision_activations=vis_act + vis_transient,
+               autocast_weight_copies=plan.autocast_weight_copies)
+    bwd = dict(state)
+    bwd.update(activations=acts, logits_and_loss=loss_bwd, vision_activations=vis_act,
+               autocast_weight_copies=weight_copies_saved)
+    # late backward: gradients almost all accumulated, one checkpointed layer recomputed and differentiated
+    late = dict(state)
+    late.update(gradients=plan.gradients, activations=acts + 2 * recompute, logits_and_loss=retained,
+                vision_activations=vis_act)
+    step = dict(state)
+    step.update(gradients=plan.gradients, optimizer_temporaries=plan.optimizer_temporaries,
+                logits_and_loss=retained)
+    return {"forward_end": fwd, "backward": bwd, "backward_late": late, "optimizer_step": step}
+
+
+def _peak(moments: dict[str, dict[str, int]]) -> tuple[str, dict[str, int], int]:
+    best = max(moments.items(), key=lambda kv: sum(kv[1].values()))
+    return best[0], best[1], sum(best[1].values())
+
+
+def _peak_bytes(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int) -> int:
+    return _peak(_moments(setup, plan, mode, batch, seq))[2]
+
+
+_FORMULAS = {
+    "weights": "parameters x bytes per parameter in their storage dtype (sharded /N under ZeRO-3)",
+    "gradients": "trainable parameters x grad dtype (fp32 for fp32 params; /N under ZeRO-2/3)",
+    "optimizer_states": "AdamW: 2 moments per trainable parameter (ZeRO paper); 8-bit: 2 B; /N under ZeRO",
+    "master_weights": "DeepSpeed bf16/fp16: fp32 master copy, 4 B per trainable parameter (/N under ZeRO)",
+    "activations": "per layer per token saved tensors (Korthikanti et al. 2022, adapted) x layers x tokens",
+    "logits_and_loss": "bf16 logits + fp32 upcast + log_softmax + grads: 10 (forward) / 14 (backward) B x b x s x V",
+    "optimizer_temporaries": "foreach AdamW: sqrt(exp_avg_sq) for all params of a group at once",
+    "autocast_weight_copies": "torch.autocast caches a bf16 copy of each fp32 weight during forward",
+    "vision_activations": "vision tower: saved block activations (trainable) or one block's working set (frozen)",
+    "zero3_gathered_params": "ZeRO-3 all-gathered 16-bit params of live modules + prefetch bucket",
+    "cuda_workspace": "cuBLAS workspace allocated through PyTorch's caching allocator",
+}
+
+
+def estimate_memory(setup: TrainingSetup, *, mode: Mode = "train", margin: float = 0.9) -> MemoryEstimate:
+    """Peak bytes PyTorch allocates on the busiest GPU for one step, its breakdown, and verdicts.
+
+    Raises InputError when the setup has no model architecture.
+    """
+    if setup.model is None:
+        raise InputError("no model architecture: pass --model NAME or --model-config config.json")
+    if mode not in ("train", "eval"):
+        raise InputError(f"mode must be 'train' or 'eval', not {mode!r}")
+    if not (0 < margin <= 1):
+        raise InputError("margin must be in (0, 1]")
+    plan = _plan(setup, mode)
+    batch = (setup.eval_batch or setup.micro_batch) if mode == "eval" else setup.micro_batch
+    phase, comps, peak = _peak(_moments(setup, plan, mode, batch, setup.seq_len))
+    peak_phase = {"backward_late": "backward", "evaluation_layer": "evaluation"}.get(phase, phase)
+    components = [MemoryComponent(name=k, bytes=int(v), formula=_FORMULAS.get(k, "")) for k, v in comps.items() if v]
+    notes = list(plan.notes)
+    if setup.optimizer.startswith("paged"):
+        notes.append("paged optimizer: states live in unified memory and can be paged to host RAM under pressure")
+    if setup.method in ("lora", "qlora") and not setup.gradient_checkpointing:
+        notes.append("LoRA activations counted with PEFT's fp32 input copy per adapted Linear (upper bound under autocast)")
+    if setup.framework == "hf_trainer" and mode == "train" and not setup.liger_kernel:
+        notes.append("logits counted as still referenced at backward (2 B x b x s x V more than HF Trainer keeps)")
+    est = MemoryEstimate(
+        peak_bytes=int(peak), peak_phase=peak_phase, breakdown=MemoryBreakdown(components=components),
+        n_params=plan.pc.total, n_trainable=plan.n_trainable, host_bytes=int(plan.host),
+        cuda_context_bytes=CUDA_CONTEXT_BYTES, notes=notes,
+    )
+    if setup.host_ram_bytes:
+        est.host_fits = plan.host <= setup.host_ram_bytes
+    if setup.gpu is not None and setup.gpu.memory_bytes > 0:
+        cap = setup.gpu.memory_bytes
+        budget = int(cap * margin) - CUDA_CONTEXT_BYTES
+        est.gpu_name = setup.gpu.name
+        est.gpu_bytes = cap
+        est.budget_bytes = budget
+        est.fits = peak <= budget
+        est.headroom_bytes = budget - int(peak)
+        est.max_micro_batch = _max_int(lambda b: _peak_bytes(setup, plan, mode, b, setup.seq_len) <= budget, 4096)
+        cap_seq = max(setup.seq_len, arch_max_seq(setup))
+        est.max_seq_len = _max_int(lambda s: _peak_bytes(setup, plan, mode, batch, s) <= budget, cap_seq)
+        if est.max_micro_batch == 0:
+            notes.append(f"does not fit even at micro-batch 1 on {setup.gpu.name} "
+                         f"({budget / GiB:.2f} GiB usable at margin {margin})")
+    return est
+
+
+def arch_max_seq(setup: TrainingSetup) -> int:
+    m = setup.model.max_position_embeddings if setup.model else None
+    return int(m) if m else 131072
+
+
+def _max_int(fits, upper: int) -> int:
+    """Largest n in [1, upper] with fits(n) (monotone), 0 if none."""
+    if not fits(1):
+        return 0
+    lo, hi = 1, 1
+    while hi < upper and fits(min(hi * 2, upper)):
+        hi = min(hi * 2, upper)
+        lo = hi
+    if hi >= upper:
+        return upper
+    hi = min(hi * 2, upper)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
