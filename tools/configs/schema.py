@@ -23,6 +23,13 @@ class ConfigDocument(BaseModel):
     text: str
     settings: dict[str, Any] = Field(default_factory=dict, description="key → value in the framework's own key names")
     deepspeed: dict[str, Any] | None = Field(default=None, description="inline or referenced DeepSpeed config, when readable")
+    # additive fields (config IO): what the planner needs to write changes back in the file's own terms
+    framework: str | None = Field(default=None, description="llamafactory | hf_trainer | deepspeed_script | accelerate | ...")
+    launcher: dict[str, Any] = Field(default_factory=dict, description="shell scripts: program, script, num_gpus (+ the flag that said so), num_nodes, env")
+    deepspeed_name: str | None = Field(default=None, description="the DeepSpeed file the config names (as written)")
+    deepspeed_text: str | None = Field(default=None, description="that file's text, kept verbatim for in-place edits")
+    deepspeed_inline: bool = Field(default=False, description="True when the DeepSpeed config is a dict inside this file")
+    notes: list[str] = Field(default_factory=list, description="what the reader assumed (e.g. ZeRO stage inferred from a file name)")
 
 
 class ConfigChange(BaseModel):
@@ -49,6 +56,11 @@ class Constraints(BaseModel):
     keep_batch: bool = False
     num_gpus: int | None = None
     margin: float = Field(default=0.90, description="fraction of GPU memory the fixed run may use")
+    observed_peak_bytes: int | None = Field(
+        default=None,
+        description="memory the failing run really held at the OOM (allocated + requested, from the log); "
+        "when above the calculator's peak, the plan keeps that extra under the budget too",
+    )
 
 
 class FixPlan(BaseModel):

@@ -1,0 +1,357 @@
+"""The fix catalogue: each candidate turns one memory mechanism into setup changes (what the
+calculator scores) plus the matching edits in the user's own keys, at increasing strength.
+
+Tiers follow the cost to the user's training: 1 free, 2 same optimisation with another schedule,
+3 freeze what need not train, 4 sharding/offload, 5 shorter sequences (data change),
+6 another method (result change)."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..training_setup import TrainingSetup
+from .keys import KeyStyle
+from .rewrite import deepspeed_template
+from .schema import ConfigChange, ConfigDocument, Constraints
+
+# Model families Liger Kernel ships fused kernels for (liger_kernel.transformers.monkey_patch).
+LIGER_FAMILIES = {"llama", "mistral", "mixtral", "qwen2", "qwen2_vl", "qwen2_5_vl", "qwen3", "qwen3_moe", "gemma", "gemma2",
+                  "gemma3", "phi3", "mllama", "granite", "olmo2", "glm4"}
+
+
+@dataclass
+class Option:
+    """One strength of a candidate: the setup after it and the edits that express it."""
+
+    setup_update: dict[str, Any]
+    changes: list[ConfigChange]
+    label: str
+
+
+@dataclass
+class Candidate:
+    name: str
+    tier: int
+    addresses: tuple[str, ...]
+    options: Callable[[TrainingSetup], list[Option]]
+    extra_cost: float = 0.0
+    confirmed_by: list[str] = field(default_factory=list)
+
+
+def _ch(key: str, frm: Any, to: Any, why: str, tier: int, *, target: str = "config", results: bool = False) -> ConfigChange:
+    return ConfigChange(key=key, from_value=frm, to_value=to, rationale=why, tier=tier, target=target, changes_results=results)
+
+
+def _action(text: str, why: str, tier: int, target: str = "install") -> ConfigChange:
+    return ConfigChange(action=text, rationale=why, tier=tier, target=target)
+
+
+class Catalogue:
+    """Candidates for one setup and config; `all()` lists those that apply."""
+
+    def __init__(self, setup: TrainingSetup, doc: ConfigDocument | None, constraints: Constraints):
+        self.base = setup
+        self.doc = doc
+        self.constraints = constraints
+        framework = (doc.framework if doc is not None and doc.framework else setup.framework)
+        self.keys = KeyStyle(framework=framework, doc=doc)
+
+    def _setting(self, key: str, fallback: Any) -> Any:
+        return self.keys.settings.get(key, fallback)
+
+    # ------------------------------------------------------------------ tier 1: free
+    def attention(self) -> Candidate:
+        def opts(s: TrainingSetup) -> list[Option]:
+            if s.attn_implementation != "eager":
+                return []
+            impl = "flash_attention_2" if (s.gpu is None or s.gpu.bf16) else "sdpa"
+            kv = self.keys.attention(impl)
+            why = ("eager attention materialises the batch x heads x seq x seq score matrix; "
+                   f"{'FlashAttention-2' if impl == 'flash_attention_2' else 'SDPA'} computes it in tiles")
+            changes = []
+            if kv:
+                changes.append(_ch(kv[0], self._setting(kv[0], None), kv[1], why, 1))
+            else:
+                changes.append(_action(f"load the model with attn_implementation=\"{impl}\"", why, 1, "config"))
+            if impl == "flash_attention_2":
+                changes.append(_action("pip install flash-attn --no-build-isolation",
+                                       "the fa2 setting only takes effect when flash-attn is installed (else it falls back to eager)", 1))
+            return [Option({"attn_implementation": impl}, changes, impl)]
+        return Candidate("attention", 1, ("eager_attention", "seq_len_too_long"), opts)
+
+    def gradient_checkpointing(self) -> Candidate:
+        def opts(s: TrainingSetup) -> list[Option]:
+            if s.gradient_checkpointing:
+                return []
+            kv = self.keys.gradient_checkpointing()
+            why = "keeps only each layer's input and recomputes the rest in backward (~20-30% more compute, far fewer activations)"
+            if kv is None:
+                return []
+            return [Option({"gradient_checkpointing": True}, [_ch(kv[0], self._setting(kv[0], None), kv[1], why, 1)], "on")]
+        return Candidate("gradient_checkpointing", 1, ("no_gradient_checkpointing", "seq_len_too_long", "batch_too_large",
+                                                       "vision_tokens", "memory_growth"), opts)
+
+    def liger(self) -> Candidate:
+        def opts(s: TrainingSetup) -> list[Option]:
+            if s.liger_kernel or s.model is None or s.model.model_type not in LIGER_FAMILIES:
+                return []
+            kv = self.keys.liger()
+            why = "Liger's fused linear + cross-entropy never materialises the full batch x seq x vocab logits in fp32"
+            return [Option({"liger_kernel": True}, [_ch(kv[0], self._setting(kv[0], None), kv[1], why, 1),
+                                                    _action("pip install liger-kernel", "needed by the Liger setting", 1)], "on")]
+        return Candidate("liger", 1, ("logits_large_vocab", "seq_len_too_long"), opts)
+
+    def bf16(self) -> Candidate:
+        def opts(s: TrainingSetup) -> list[Option]:
+            if s.precision != "fp32":
+                return []
+            if s.gpu is not None and not s.gpu.bf16:
+                return [Option({"precision": "fp16_mixed"}, [_ch("fp16", self._setting("fp16", None), True,
+                                "this GPU has no bf16; fp16 autocast halves activation memory", 1)], "fp16")]
+            return [Option({"precision": "bf16_mixed"}, [_ch(self.keys.bf16(), self._setting("bf16", None), True,
+                            "bf16 autocast halves activation memory versus fp32", 1)], "bf16")]
+        return Candidate("bf16", 1, ("seq_len_too_long", "batch_too_large"), opts)
+
+    def eval_memory(self) -> Candidate:
+        def opts(s: TrainingSetup) -> list[Option]:
+            out: list[Option] = []
+            if s.eval_batch is None:
+                return out
+            base_changes = []
+            upd: dict[str, Any] = {}
+            if not s.eval_accumulation_steps:
+                upd["eval_accumulation_steps"] = 1
+                base_changes.append(_ch("eval_accumulation_steps", self._setting("eval_accumulation_steps", None), 1,
+                                        "moves accumulated predictions/logits to the CPU after every eval step instead of keeping them on the GPU", 1))
+            if upd:
+                out.append(Option(dict(upd), list(base_changes), "eval_accumulation_steps=1"))
+            b = s.eval_batch
+            while b > 1:
+                b //= 2
+                out.append(Option({**upd, "eval_batch": b}, base_changes + [
+                    _ch("per_device_eval_batch_size", s.eval_batch, b, "evaluation holds a batch of activations and logits; a smaller eval batch only slows eval", 1)],
+                    f"eval batch {b}"))
+            return out
+        return Candidate("eval_memory", 1, ("eval_accumulation",), opts)
+
+    # ------------------------------------------------------------------ tier 2: schedule
+    def micro_batch(self) -> Candidate:
+        def opts(s: TrainingSetup) -> list[Option]:
+            if self.constraints.keep_batch or s.micro_batch <= 1:
+                return []
+            per_gpu = s.micro_batch * s.grad_accum   # samples per GPU per optimizer step: must stay the same
+            out = []
+            for m in range(s.micro_batch - 1, 0, -1):
+                if per_gpu % m:
+                    continue
+                a = per_gpu // m
+                why = (f"a micro-batch of {m} holds {m}/{s.micro_batch} of the activations; accumulation {s.grad_accum}->{a} keeps "
+                       f"the effective batch {m} x {a} x {s.num_gpus} GPUs = {m * a * s.num_gpus}")
+                out.append(Option({"micro_batch": m, "grad_accum": a}, [
+                    _ch("per_device_train_batch_size", s.micro_batch, m, why, 2),
+                    _ch("gradient_accumulation_steps", s.grad_accum, a, "keeps the effective batch size unchanged", 2)], f"micro-batch {m}"))
+            return out
+        return Candidate("micro_batch", 2, ("batch_too_large", "seq_len_too_long", "logits_large_vocab", "memory_growth",
+                                           "vision_tokens", "moe_memory"), opts)
+
+    # ------------------------------------------------------------------ tier 3: freeze
+    def freeze_vision(self) -> Candidate:
+        def opts(s: TrainingSetup) -> list[Option]:
+            if s.model is None or s.model.vision is None or s.method not in ("full", "freeze"):
+                return []
+            out = []
+            upd: dict[str, Any] = {}
+            changes: list[ConfigChange] = []
+            if not s.freeze_vision_tower and (kv := self.keys.freeze_vision_tower()):
+                upd["freeze_vision_tower"] = True
+                changes.append(_ch(kv[0], self._setting(kv[0], None), kv[1],
+                                   "the vision tower needs no gradients or optimizer states for most SFT; its activations stop being saved for backward", 3))
+                out.append(Option(dict(upd), list(changes), "vision tower"))
+            if not s.freeze_projector and (kv := self.keys.freeze_projector()):
+                upd["freeze_projector"] = True
+                changes.append(_ch(kv[0], self._setting(kv[0], None), kv[1], "the projector's gradients and optimizer states go too", 3))
+                out.append(Option(dict(upd), list(changes), "vision tower + projector"))
+            return out
+        return Candidate("freeze_vision", 3, ("vision_tokens", "full_ft_model_states", "memory_growth"), opts)
+
+    def image_pixels(self) -> Candidate:
+        def opts(s: TrainingSetup) -> list[Option]:
+            key = self.keys.image_max_pixels()
+            if key is None or s.model is None or s.model.vision is None or not s.image_max_pixels:
+                return []
+            out = []
+            p = s.image_max_pixels
+            for target in (1024 * 1024, 768 * 768, 512 * 512, 384 * 384, 256 * 256):
+                if target < p:
+                    out.append(Option({"image_max_pixels": target}, [_ch(key, p, target,
+                        f"visual tokens scale with pixels: {p} -> {target} px cuts image tokens ~{p / target:.1f}x (lower image detail)", 3)],
+                        f"{target} px"))
+            return out
+        return Candidate("image_pixels", 3, ("vision_tokens",), opts)
+
+    # ------------------------------------------------------------------ tier 4: shard / offload
+    def _ds_changes(self, s: TrainingSetup, stage: int, off_opt: bool, off_param: bool, why: str) -> tuple[list[ConfigChange], float]:
+        """Edits that set the DeepSpeed stage/offload, in the file the config uses (or a new one)."""
+        doc = self.doc
+        changes: list[ConfigChange] = []
+        extra = 0.0
+        if doc is not None and doc.format == "accelerate_yaml":
+            if stage != s.zero_stage:
+                changes.append(_ch("deepspeed_config.zero_stage", s.zero_stage, stage, why, 4))
+            if off_opt != s.offload_optimizer:
+                changes.append(_ch("deepspeed_config.offload_optimizer_device", "none", "cpu" if off_opt else "none", why, 4))
+            if off_param != s.offload_param:
+                changes.append(_ch("deepspeed_config.offload_param_device", "none", "cpu" if off_param else "none", why, 4))
+            return changes, extra
+        has_ds_text = doc is not None and (doc.deepspeed_text is not None or doc.deepspeed_inline or doc.format == "deepspeed_json")
+        if has_ds_text:
+            zero = ((doc.deepspeed or {}).get("zero_optimization") or {})
+            if stage != s.zero_stage:
+                changes.append(_ch("zero_optimization.stage", s.zero_stage, stage, why, 4, target="deepspeed"))
+            for part, on in (("offload_optimizer", off_opt), ("offload_param", off_param)):
+                if on == getattr(s, part):
+                    continue
+                if isinstance(zero.get(part), dict):
+                    changes.append(_ch(f"zero_optimization.{part}.device", zero[part].get("device"), "cpu" if on else "none", why, 4, target="deepspeed"))
+                else:
+                    changes.append(_ch(f"zero_optimization.{part}", zero.get(part), {"device": "cpu", "pin_memory": True} if on else {"device": "none"},
+                                       why, 4, target="deepspeed"))
+            return changes, extra
+        ds_key = self.keys.deepspeed_key()
+        ref = doc.deepspeed_name if doc is not None else None
+        if ref:
+            # a referenced file we were not given: point at the matching LLaMA-Factory example file instead
+            new_ref = _renamed_ds_file(ref, stage, off_opt or off_param)
+            changes.append(_ch(ds_key or "deepspeed", ref, new_ref, why, 4))
+            return changes, extra
+        # no DeepSpeed at all: a new file plus the flag that names it (a new dependency: costs more)
+        name = f"ds_z{stage}{'_offload' if (off_opt or off_param) else ''}_config.json"
+        if ds_key is None:
+            return [], extra
+        changes.append(_ch(ds_key, None, name, why + " (new DeepSpeed file; run with the deepspeed launcher or torchrun)", 4))
+        changes.append(ConfigChange(key="__file__", to_value=deepspeed_template(stage, off_opt, off_param), target="deepspeed", tier=4,
+                                    rationale=f"new {name}"))
+        changes.append(_action("pip install deepspeed", "the new DeepSpeed config needs the deepspeed package", 4))
+        return changes, 2.5
+
+    def zero(self) -> Candidate:
+        def opts(s: TrainingSetup) -> list[Option]:
+            if self.constraints.no_deepspeed or s.num_gpus * s.num_nodes < 2 or s.zero_stage >= 3 or s.fsdp:
+                return []
+            out = []
+            for stage in (2, 3):
+                if stage <= s.zero_stage:
+                    continue
+                if stage == 2 and s.method in ("lora", "qlora"):
+                    continue   # with adapters the optimizer states are tiny: only sharding the weights (ZeRO-3) helps
+                n = s.num_gpus
+                why = (f"ZeRO-{stage} shards {'gradients and optimizer states' if stage == 2 else 'weights, gradients and optimizer states'} "
+                       f"across the {n} GPUs instead of replicating them")
+                changes, _ = self._ds_changes(s, stage, s.offload_optimizer, s.offload_param, why)
+                if changes:
+                    out.append(Option({"zero_stage": stage}, changes, f"ZeRO-{stage}"))
+            return out
+        new_dep = self._introduces_deepspeed()
+        return Candidate("zero", 4, ("zero_stage_insufficient", "full_ft_model_states", "weights_exceed_gpu", "moe_memory"), opts,
+                         extra_cost=2.5 if new_dep else 0.0)
+
+    def offload(self) -> Candidate:
+        def opts(s: TrainingSetup) -> list[Option]:
+            if self.constraints.no_deepspeed or s.zero_stage < 2 or s.method in ("lora", "qlora"):
+                return []
+            out = []
+            if not s.offload_optimizer:
+                why = "ZeRO-Offload keeps the fp32 optimizer states (12 bytes/param) in host RAM; the step runs on the CPU (slower)"
+                changes, _ = self._ds_changes(s, s.zero_stage, True, s.offload_param, why)
+                out.append(Option({"offload_optimizer": True}, changes, "optimizer offload"))
+            if s.zero_stage == 3 and not s.offload_param:
+                why = "ZeRO-3 parameter offload keeps the weights in host RAM and streams each layer in (much slower)"
+                changes, _ = self._ds_changes(s, 3, True, True, why)
+                out.append(Option({"offload_optimizer": True, "offload_param": True}, changes, "optimizer + parameter offload"))
+            return out
+        return Candidate("offload", 4, ("full_ft_model_states", "zero_stage_insufficient", "weights_exceed_gpu"), opts,
+                         extra_cost=2.5 if self._introduces_deepspeed() else 0.0)
+
+    def _introduces_deepspeed(self) -> bool:
+        d = self.doc
+        return d is None or (d.deepspeed is None and not d.deepspeed_name and d.format not in ("deepspeed_json", "accelerate_yaml"))
+
+    # ------------------------------------------------------------------ tier 5: shorter sequences
+    def seq_len(self) -> Candidate:
+        def opts(s: TrainingSetup) -> list[Option]:
+            if self.constraints.keep_seq_len or s.seq_len <= 512:
+                return []
+            prov = s.provenance.get("seq_len")
+            key = self.keys.seq_len_key(prov.detail if prov else None)
+            if key is None:
+                return []
+            out = []
+            v = 1 << (s.seq_len - 1).bit_length()   # next power of two >= seq_len
+            while v > 512:
+                v //= 2
+                if v >= s.seq_len:
+                    continue
+                why = (f"activations, attention and logits grow with tokens per sample: {s.seq_len} -> {v}. "
+                       f"Samples longer than {v} tokens are truncated (the training data changes)")
+                out.append(Option({"seq_len": v}, [_ch(key, s.seq_len, v, why, 5, results=True)], f"{key} {v}"))
+            return out
+        return Candidate("seq_len", 5, ("seq_len_too_long", "logits_large_vocab", "vision_tokens"), opts)
+
+    # ------------------------------------------------------------------ tier 6: another method
+    def lora(self) -> Candidate:
+        def opts(s: TrainingSetup) -> list[Option]:
+            if self.constraints.keep_method or s.method not in ("full", "freeze"):
+                return []
+            kvs = self.keys.lora()
+            why = ("LoRA trains small adapters on frozen weights: no full gradients or optimizer states "
+                   "(the trained result differs from full fine-tuning)")
+            if kvs:
+                changes = [_ch(k, self._setting(k, s.method if k == "finetuning_type" else None), v, why, 6, results=True) for k, v in kvs]
+            else:
+                changes = [_action("train LoRA adapters with peft (LoraConfig r=8 on all linear layers) instead of full fine-tuning", why, 6, "config")]
+            upd = {"method": "lora", "offload_optimizer": False, "offload_param": False} if s.offload_optimizer or s.offload_param else {"method": "lora"}
+            if s.offload_optimizer or s.offload_param:
+                changes += self._ds_changes(s, s.zero_stage, False, False, "with LoRA the small optimizer states fit on the GPU; offload only slows it down")[0]
+            return [Option(upd, changes, "LoRA")]
+        return Candidate("lora", 6, ("full_ft_model_states", "offload_host_ram", "zero_stage_insufficient"), opts)
+
+    def qlora(self) -> Candidate:
+        def opts(s: TrainingSetup) -> list[Option]:
+            if self.constraints.keep_method or s.method in ("qlora",) or (s.gpu is not None and s.gpu.vendor != "nvidia"):
+                return []
+            if s.method not in ("lora",) and not (s.method in ("full", "freeze") and self.keys.lora()):
+                return []
+            kv = self.keys.qlora()
+            why = ("4-bit (NF4) base weights take ~0.5 byte/param instead of 2; LoRA adapters train on top "
+                   "(QLoRA: results differ slightly from 16-bit LoRA)")
+            changes: list[ConfigChange] = []
+            if s.method in ("full", "freeze"):
+                for k, v in self.keys.lora() or []:
+                    changes.append(_ch(k, self._setting(k, s.method), v, "QLoRA trains LoRA adapters", 6, results=True))
+            if kv:
+                changes.append(_ch(kv[0], self._setting(kv[0], None), kv[1], why, 6, results=True))
+            else:
+                changes.append(_action("load the base model with BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='nf4')", why, 6, "config"))
+            changes.append(_action("pip install bitsandbytes", "4-bit loading needs bitsandbytes", 6))
+            upd = {"method": "qlora", "quantization_bit": 4}
+            if s.zero_stage == 3:
+                upd["zero_stage"] = 3   # kept; bitsandbytes 4-bit + ZeRO-3 needs recent transformers/peft
+            return [Option(upd, changes, "QLoRA 4-bit")]
+        return Candidate("qlora", 6, ("weights_exceed_gpu", "full_ft_model_states"), opts)
+
+    def all(self) -> list[Candidate]:
+        return [self.attention(), self.gradient_checkpointing(), self.liger(), self.bf16(), self.eval_memory(),
+                self.micro_batch(), self.freeze_vision(), self.image_pixels(), self.zero(), self.offload(),
+                self.seq_len(), self.lora(), self.qlora()]
+
+
+def _renamed_ds_file(ref: str, stage: int, offload: bool) -> str:
+    """LLaMA-Factory's examples/deepspeed naming: ds_z{0,2,3}[_offload]_config.json, in the same folder."""
+    folder, base = posixpath.split(ref)
+    new = f"ds_z{stage}{'_offload' if offload else ''}_config.json"
+    if re.search(r"z[0-3]", base):
+        new = re.sub(r"z[0-3](?:_offload)?", f"z{stage}{'_offload' if offload else ''}", base, count=1)
+    return posixpath.join(folder, new) if folder else new

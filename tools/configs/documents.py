@@ -1,0 +1,208 @@
+"""load_config: detect a config's format, read its settings safely, and attach the DeepSpeed config
+it names (inline dict, or a referenced file passed in `extra_files`)."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from typing import Any
+
+from ..errors import InputError
+from .json_doc import parse_json
+from .safe_yaml import check_size
+from .schema import ConfigDocument
+from .shell import (
+    flag_settings,
+    main_command,
+    num_gpus_from_command,
+    num_nodes_from_command,
+    script_variables,
+    tokenize,
+    training_commands,
+)
+from .yaml_doc import read_yaml
+
+# Keys only a LLaMA-Factory config has (checked against llamafactory 0.9.5 hparams/*.py).
+LLAMAFACTORY_KEYS = {
+    "finetuning_type", "cutoff_len", "template", "lora_target", "lora_rank", "quantization_bit", "flash_attn",
+    "pure_bf16", "freeze_vision_tower", "freeze_multi_modal_projector", "freeze_language_model", "train_mm_proj_only",
+    "image_max_pixels", "video_max_pixels", "enable_liger_kernel", "use_unsloth_gc", "use_unsloth",
+    "disable_gradient_checkpointing", "stage", "dataset", "dataset_dir", "val_size", "buffer_size",
+}
+ACCELERATE_KEYS = {"compute_environment", "distributed_type", "num_processes", "num_machines", "deepspeed_config",
+                   "fsdp_config", "mixed_precision", "machine_rank", "main_training_function"}
+DEEPSPEED_KEYS = {"zero_optimization", "train_micro_batch_size_per_gpu", "train_batch_size", "zero_allow_untested_optimizer",
+                  "gradient_clipping", "steps_per_print", "wall_clock_breakdown"}
+HF_TRAINER_KEYS = {"per_device_train_batch_size", "gradient_accumulation_steps", "output_dir", "learning_rate",
+                   "num_train_epochs", "per_device_eval_batch_size", "gradient_checkpointing", "model_name_or_path"}
+
+# LLaMA-Factory's and many repos' example DeepSpeed files say their stage/offload in the name.
+_DS_NAME = re.compile(r"(?:zero|z)[_-]?([0-3])(?:[_-]?(offload|cpu))?", re.IGNORECASE)
+
+
+def detect_format(text: str, name: str) -> str:
+    """The config's format from its file name, then its content."""
+    lower = name.lower()
+    stripped = text.lstrip()
+    if lower.endswith((".sh", ".bash", ".zsh")) or stripped.startswith("#!"):
+        return "shell"
+    if lower.endswith(".json") or stripped.startswith("{"):
+        return "json"
+    if lower.endswith((".yaml", ".yml")):
+        return "yaml"
+    # no telling extension: a training command means a script, else YAML
+    try:
+        if training_commands(text):
+            return "shell"
+    except InputError:
+        pass
+    return "yaml"
+
+
+def load_config(text: str, name: str = "config", extra_files: dict[str, str] | None = None) -> ConfigDocument:
+    """Read a user's config (LLaMA-Factory YAML, HF TrainingArguments JSON, a shell script with the
+    training command, DeepSpeed JSON, accelerate YAML) into a ConfigDocument.
+
+    A DeepSpeed file the config names is looked up in `extra_files` (by path, then by file name);
+    when `extra_files` is given and the file is not in it, that is an InputError. With no
+    `extra_files` at all, the stage is inferred from a telling file name (ds_z3_offload_config.json).
+    """
+    if not isinstance(text, str):
+        raise InputError(f"{name}: config must be text")
+    check_size(text, name)
+    if "\x00" in text:
+        raise InputError(f"{name}: config contains NUL bytes; pass the text file, not a binary")
+    kind = detect_format(text, name)
+    if kind == "shell":
+        doc = _load_shell(text, name)
+    elif kind == "json":
+        doc = _load_json(text, name)
+    else:
+        doc = _load_yaml(text, name)
+    _attach_deepspeed(doc, extra_files)
+    return doc
+
+
+def _load_yaml(text: str, name: str) -> ConfigDocument:
+    data = read_yaml(text, name)
+    keys = set(data)
+    if keys & ACCELERATE_KEYS and not keys & LLAMAFACTORY_KEYS:
+        return ConfigDocument(name=name, format="accelerate_yaml", text=text, settings=data, framework="accelerate")
+    if keys & LLAMAFACTORY_KEYS:
+        return ConfigDocument(name=name, format="llamafactory_yaml", text=text, settings=data, framework="llamafactory")
+    framework = "hf_trainer" if keys & HF_TRAINER_KEYS else None
+    return ConfigDocument(name=name, format="yaml", text=text, settings=data, framework=framework)
+
+
+def _load_json(text: str, name: str) -> ConfigDocument:
+    data = parse_json(text, name).value
+    keys = set(data)
+    if keys & DEEPSPEED_KEYS or (isinstance(data.get("bf16"), dict) or isinstance(data.get("fp16"), dict)):
+        doc = ConfigDocument(name=name, format="deepspeed_json", text=text, settings={}, framework=None)
+        doc.deepspeed = data
+        doc.deepspeed_text = text
+        doc.deepspeed_name = name
+        return doc
+    if keys & LLAMAFACTORY_KEYS:
+        return ConfigDocument(name=name, format="json", text=text, settings=data, framework="llamafactory")
+    framework = "hf_trainer" if keys & HF_TRAINER_KEYS else None
+    return ConfigDocument(name=name, format="hf_json", text=text, settings=data, framework=framework)
+
+
+def _load_shell(text: str, name: str) -> ConfigDocument:
+    cmd = main_command(text, name)
+    variables = script_variables(tokenize(text))
+    settings = flag_settings(cmd, variables)
+    num_gpus, gpu_flag = num_gpus_from_command(cmd, variables)
+    launcher: dict[str, Any] = {
+        "program": cmd.program,
+        "script": cmd.script,
+        "num_gpus": num_gpus,
+        "num_gpus_from": gpu_flag,
+        "num_nodes": num_nodes_from_command(cmd, variables),
+        "env": {**{k: v for k, v in variables.items() if k.isupper()}, **cmd.env},
+    }
+    if cmd.program == "llamafactory-cli":
+        framework = "llamafactory"
+        if cmd.script and cmd.script.endswith((".yaml", ".yml", ".json")):
+            launcher["config_file"] = cmd.script
+    elif cmd.program == "deepspeed":
+        framework = "deepspeed_script"   # an HF-Trainer-style script started by the deepspeed launcher
+    else:
+        framework = "hf_trainer"
+        if cmd.program == "accelerate":
+            launcher["config_file"] = cmd.launcher_flags.get("--config_file")
+    if cmd.program == "accelerate" and cmd.launcher_flags.get("--zero_stage", "").isdigit():
+        launcher["zero_stage"] = int(cmd.launcher_flags["--zero_stage"])
+    return ConfigDocument(name=name, format="shell", text=text, settings=settings, framework=framework, launcher=launcher)
+
+
+def deepspeed_reference(doc: ConfigDocument) -> str | dict | None:
+    """What the config says about DeepSpeed: a file name, an inline dict, or None."""
+    if doc.format == "accelerate_yaml":
+        ds = doc.settings.get("deepspeed_config")
+        if isinstance(ds, dict):
+            return ds.get("deepspeed_config_file") or None
+        return None
+    if doc.format == "shell" and doc.launcher.get("program") == "accelerate":
+        ref = doc.settings.get("deepspeed") or doc.launcher.get("deepspeed_config_file")
+        return ref if isinstance(ref, (str, dict)) else None
+    ref = doc.settings.get("deepspeed")
+    if isinstance(ref, (str, dict)) and ref:
+        return ref
+    return None
+
+
+def _find_file(ref: str, files: dict[str, str]) -> tuple[str, str] | None:
+    norm = posixpath.normpath(ref.strip().strip("'\""))
+    for key, text in files.items():
+        if posixpath.normpath(key) == norm:
+            return key, text
+    base = posixpath.basename(norm)
+    for key, text in files.items():
+        if posixpath.basename(key.replace("\\", "/")) == base:
+            return key, text
+    return None
+
+
+def _attach_deepspeed(doc: ConfigDocument, extra_files: dict[str, str] | None) -> None:
+    if doc.format == "deepspeed_json":
+        return
+    ref = deepspeed_reference(doc)
+    if ref is None:
+        return
+    if isinstance(ref, dict):
+        doc.deepspeed = ref
+        doc.deepspeed_inline = True
+        return
+    doc.deepspeed_name = ref
+    found = _find_file(ref, extra_files) if extra_files else None
+    if found is None:
+        if extra_files is not None:
+            raise InputError(
+                f"{doc.name} names DeepSpeed config {ref!r}, which was not given; pass it too "
+                f"(e.g. --config {posixpath.basename(ref)})"
+            )
+        m = _DS_NAME.search(posixpath.basename(ref))
+        if m:
+            stage = int(m.group(1))
+            inferred: dict[str, Any] = {"zero_optimization": {"stage": stage}}
+            if m.group(2):
+                inferred["zero_optimization"]["offload_optimizer"] = {"device": "cpu"}
+                if stage == 3:
+                    inferred["zero_optimization"]["offload_param"] = {"device": "cpu"}
+            doc.deepspeed = inferred
+            doc.notes.append(f"DeepSpeed file {ref} not given: ZeRO stage {stage}{' with CPU offload' if m.group(2) else ''} inferred from its name")
+        else:
+            doc.notes.append(f"DeepSpeed file {ref} not given: its ZeRO stage is unknown")
+        return
+    key, ds_text = found
+    index = parse_json(ds_text, key)
+    doc.deepspeed = index.value
+    doc.deepspeed_text = ds_text
+
+
+def dumps_settings(doc: ConfigDocument) -> str:
+    """Settings as JSON (for debugging and --json output)."""
+    return json.dumps(doc.settings, indent=2, default=str)

@@ -1,0 +1,111 @@
+"""How a setting is spelled in each framework's config, so a planned change lands on a key the
+user's training code actually accepts (never an invented flag that would crash the argument parser)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .schema import ConfigDocument
+
+# TrainingArguments fields: valid for any HF-Trainer-based script (HfArgumentParser accepts them).
+HF_TRAINING_ARGS = {
+    "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps", "eval_accumulation_steps",
+    "gradient_checkpointing", "bf16", "fp16", "deepspeed", "use_liger_kernel", "optim",
+}
+
+
+@dataclass
+class KeyStyle:
+    """The key names (or None when the framework has no such setting) for one config."""
+
+    framework: str
+    doc: ConfigDocument | None
+
+    @property
+    def is_lf(self) -> bool:
+        return self.framework == "llamafactory"
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.doc.settings if self.doc is not None else {}
+
+    def has(self, key: str) -> bool:
+        return key in self.settings
+
+    # --- tier 1
+    def gradient_checkpointing(self) -> tuple[str, Any] | None:
+        if self.is_lf:
+            return ("disable_gradient_checkpointing", False) if self.has("disable_gradient_checkpointing") else None
+        return ("gradient_checkpointing", True)
+
+    def attention(self, impl: str) -> tuple[str, Any] | None:
+        if self.is_lf:
+            return ("flash_attn", {"flash_attention_2": "fa2", "sdpa": "sdpa", "eager": "disabled"}[impl])
+        if self.has("attn_implementation"):
+            return ("attn_implementation", impl)
+        if self.has("use_flash_attn"):
+            return ("use_flash_attn", impl == "flash_attention_2")
+        return None
+
+    def liger(self) -> tuple[str, Any] | None:
+        if self.is_lf:
+            return ("enable_liger_kernel", True)
+        return ("use_liger_kernel", True)
+
+    def bf16(self) -> str:
+        return "bf16"
+
+    # --- tier 3
+    def freeze_vision_tower(self) -> tuple[str, Any] | None:
+        if self.is_lf:
+            return ("freeze_vision_tower", True)
+        if self.has("unfreeze_mm_vision_tower"):
+            return ("unfreeze_mm_vision_tower", False)
+        return None
+
+    def freeze_projector(self) -> tuple[str, Any] | None:
+        if self.is_lf:
+            return ("freeze_multi_modal_projector", True)
+        if self.has("freeze_mm_mlp_adapter"):
+            return ("freeze_mm_mlp_adapter", True)
+        return None
+
+    def image_max_pixels(self) -> str | None:
+        return "image_max_pixels" if self.is_lf or self.has("image_max_pixels") else None
+
+    # --- tier 5
+    def seq_len_key(self, provenance_detail: str | None) -> str | None:
+        """The key the sequence length came from (cutoff_len, model_max_length, max_seq_length...)."""
+        if provenance_detail and ":" in provenance_detail:
+            key = provenance_detail.split(":")[-1].strip()
+            if key in self.settings:
+                return key
+        for key in ("cutoff_len", "max_seq_length", "model_max_length", "max_length", "sequence_len"):
+            if key in self.settings:
+                return key
+        return "cutoff_len" if self.is_lf else None
+
+    # --- tier 6
+    def lora(self) -> list[tuple[str, Any]] | None:
+        if self.is_lf or self.has("finetuning_type"):
+            return [("finetuning_type", "lora")]
+        if self.has("lora_enable") or self.has("mm_projector_type") or self.has("image_tower") or self.has("vision_tower"):
+            return [("lora_enable", True)]   # LLaVA-family train.py
+        if self.has("use_peft"):
+            return [("use_peft", True)]      # TRL scripts
+        return None
+
+    def qlora(self) -> tuple[str, Any] | None:
+        if self.is_lf or self.has("quantization_bit"):
+            return ("quantization_bit", 4)
+        if self.has("bits") or self.has("lora_r") or self.has("lora_enable"):
+            return ("bits", 4)               # LLaVA / DeepKE / qlora.py scripts: --bits 4
+        if self.has("load_in_4bit") or self.has("use_peft"):
+            return ("load_in_4bit", True)    # TRL ModelConfig
+        return None
+
+    def deepspeed_key(self) -> str | None:
+        if self.doc is not None and self.doc.format == "accelerate_yaml":
+            return None
+        return "deepspeed"

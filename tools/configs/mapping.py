@@ -1,0 +1,406 @@
+"""apply_config_to_setup: framework keys → TrainingSetup fields, each with provenance ("config" and
+the key for what the file says, "default" and the framework's rule for what it leaves out).
+
+Framework defaults are the ones the code applies, not the docs' examples: LLaMA-Factory 0.9.x
+(hparams/*.py) and HF transformers' TrainingArguments."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..training_setup import TrainingSetup
+from .schema import ConfigDocument
+
+# HF TrainingArguments.optim → the calculator's optimizer families (state bytes differ per family).
+_OPTIM = {
+    "adamw_torch": "adamw", "adamw_hf": "adamw", "adamw_torch_xla": "adamw", "adamw_apex_fused": "adamw_fused",
+    "adamw_torch_fused": "adamw_fused", "adamw_bnb_8bit": "adamw_8bit", "adamw_8bit": "adamw_8bit",
+    "paged_adamw_8bit": "paged_adamw_8bit", "paged_adamw_32bit": "paged_adamw_32bit", "adafactor": "adafactor",
+    "sgd": "sgd", "lion_32bit": "lion", "lion_8bit": "lion", "paged_lion_8bit": "lion", "paged_lion_32bit": "lion",
+}
+# Sequence-length keys by framework convention, first found wins.
+_SEQ_KEYS = ("cutoff_len", "max_seq_length", "model_max_length", "max_length", "sequence_len", "max_seq_len")
+_LORA_RANK_KEYS = ("lora_rank", "lora_r", "r")
+_MODEL_KEYS = ("model_name_or_path", "base_model", "model_path", "pretrained_model_name_or_path")
+_LF_DEFAULT_IMAGE_MAX_PIXELS = 768 * 768   # llamafactory ProcessorArguments.image_max_pixels
+_LF_DEFAULT_CUTOFF = 2048                   # llamafactory DataArguments.cutoff_len
+_HF_DEFAULT_BATCH = 8                       # TrainingArguments.per_device_{train,eval}_batch_size
+
+
+def _truthy(v: Any) -> bool:
+    if isinstance(v, str):
+        return v.strip().lower() in ("true", "1", "yes", "on")
+    return bool(v)
+
+
+def _int(v: Any) -> int | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    if isinstance(v, str) and v.strip().isdigit():
+        return int(v.strip())
+    return None
+
+
+class _Builder:
+    """Collects facts for one setup: `config(...)` for what the file says, `default(...)` for rules."""
+
+    def __init__(self, setup: TrainingSetup, name: str):
+        self.setup = setup
+        self.name = name
+
+    def config(self, field: str, value: Any, key: str) -> None:
+        self.setup = self.setup.with_fact(field, value, "config", f"{self.name}: {key}")
+
+    def default(self, field: str, value: Any, why: str) -> None:
+        self.setup = self.setup.with_fact(field, value, "default", why)
+
+
+def deepspeed_facts(ds: dict[str, Any] | None) -> dict[str, Any]:
+    """ZeRO stage and offload devices from a DeepSpeed config dict."""
+    if not isinstance(ds, dict):
+        return {}
+    zero = ds.get("zero_optimization") or {}
+    if not isinstance(zero, dict):
+        return {}
+    out: dict[str, Any] = {}
+    stage = _int(zero.get("stage"))
+    if stage is not None and 0 <= stage <= 3:
+        out["zero_stage"] = stage
+    for part in ("offload_optimizer", "offload_param"):
+        dev = zero.get(part)
+        device = dev.get("device") if isinstance(dev, dict) else dev if isinstance(dev, str) else None
+        out[part] = device in ("cpu", "nvme")
+    # the deprecated boolean form ("cpu_offload": true) still appears in old scripts
+    if _truthy(zero.get("cpu_offload", False)):
+        out["offload_optimizer"] = True
+    return out
+
+
+def apply_config_to_setup(doc: ConfigDocument, setup: TrainingSetup) -> TrainingSetup:
+    """`setup` with every fact the config states (origin "config", detail "file: key") and the
+    framework's defaults for what it leaves out (origin "default")."""
+    s = doc.settings or {}
+    b = _Builder(setup, doc.name)
+    framework = doc.framework or ("llamafactory" if doc.format == "llamafactory_yaml" else "hf_trainer")
+    is_lf = framework == "llamafactory"
+    if doc.format in ("deepspeed_json", "accelerate_yaml"):
+        _apply_deepspeed(b, doc)
+        if doc.format == "accelerate_yaml":
+            _apply_accelerate(b, s)
+        return b.setup
+    b.config("framework", framework if framework in _FRAMEWORK_NAMES else "other", "file format")
+
+    # model
+    model_key = next((k for k in _MODEL_KEYS if s.get(k) not in (None, "")), None)
+    if model_key:
+        b.config("model_name", str(s[model_key]), model_key)
+        arch = _resolve(str(s[model_key]), s)
+        if arch is not None:
+            arch = _moe_upcycling(arch, s)
+            b.setup = b.setup.with_fact("model", arch, "registry", f"built-in registry: {s[model_key]}")
+
+    # method
+    _apply_method(b, s, is_lf)
+
+    # precision
+    if is_lf and _truthy(s.get("pure_bf16", False)):
+        b.config("precision", "pure_bf16", "pure_bf16")
+    elif _truthy(s.get("bf16", False)):
+        b.config("precision", "bf16_mixed", "bf16")
+    elif _truthy(s.get("fp16", False)):
+        b.config("precision", "fp16_mixed", "fp16")
+    elif is_lf:
+        b.default("precision", "bf16_mixed", "LLaMA-Factory loads weights in bf16 and upcasts trainable params to fp32 (no pure_bf16)")
+    else:
+        b.default("precision", "fp32", "HF Trainer without bf16/fp16 trains in fp32")
+
+    # optimizer
+    if "optim" in s:
+        b.config("optimizer", _OPTIM.get(str(s["optim"]).lower(), "adamw"), "optim")
+    else:
+        b.default("optimizer", "adamw", "TrainingArguments.optim default adamw_torch")
+
+    # batch and schedule
+    mb = _int(s.get("per_device_train_batch_size"))
+    if mb:
+        b.config("micro_batch", mb, "per_device_train_batch_size")
+    else:
+        b.default("micro_batch", _HF_DEFAULT_BATCH, "TrainingArguments.per_device_train_batch_size default 8")
+    ga = _int(s.get("gradient_accumulation_steps"))
+    if ga:
+        b.config("grad_accum", ga, "gradient_accumulation_steps")
+    else:
+        b.default("grad_accum", 1, "TrainingArguments.gradient_accumulation_steps default 1")
+    if _evaluates(s):
+        eb = _int(s.get("per_device_eval_batch_size"))
+        if eb:
+            b.config("eval_batch", eb, "per_device_eval_batch_size")
+        else:
+            b.default("eval_batch", _HF_DEFAULT_BATCH, "TrainingArguments.per_device_eval_batch_size default 8")
+    eas = _int(s.get("eval_accumulation_steps"))
+    if eas:
+        b.config("eval_accumulation_steps", eas, "eval_accumulation_steps")
+
+    # sequence length
+    seq_key = next((k for k in _SEQ_KEYS if _int(s.get(k))), None)
+    if seq_key:
+        b.config("seq_len", _int(s[seq_key]), seq_key)
+    elif _int(s.get("max_source_length")) and _int(s.get("max_target_length")):
+        b.config("seq_len", _int(s["max_source_length"]) + _int(s["max_target_length"]),
+                 "max_source_length + max_target_length")
+    elif is_lf:
+        b.default("seq_len", _LF_DEFAULT_CUTOFF, "LLaMA-Factory cutoff_len default 2048")
+    if "packing" in s and s["packing"] is not None:
+        b.config("packing", _truthy(s["packing"]), "packing")
+    elif is_lf:
+        b.default("packing", str(s.get("stage", "sft")) == "pt", "LLaMA-Factory packs only for stage pt by default")
+
+    # gradient checkpointing
+    if is_lf:
+        if "disable_gradient_checkpointing" in s:
+            b.config("gradient_checkpointing", not _truthy(s["disable_gradient_checkpointing"]), "disable_gradient_checkpointing")
+        else:
+            b.default("gradient_checkpointing", True, "LLaMA-Factory enables gradient checkpointing unless disable_gradient_checkpointing")
+    elif "gradient_checkpointing" in s:
+        b.config("gradient_checkpointing", _truthy(s["gradient_checkpointing"]), "gradient_checkpointing")
+    else:
+        b.default("gradient_checkpointing", False, "TrainingArguments.gradient_checkpointing default False")
+
+    # attention
+    _apply_attention(b, s, is_lf, doc)
+    if _truthy(s.get("enable_liger_kernel", False)) or _truthy(s.get("use_liger_kernel", False)) or _truthy(s.get("use_liger", False)):
+        key = next(k for k in ("enable_liger_kernel", "use_liger_kernel", "use_liger") if _truthy(s.get(k, False)))
+        b.config("liger_kernel", True, key)
+
+    # multimodal
+    _apply_multimodal(b, s, is_lf)
+
+    # distribution
+    _apply_deepspeed(b, doc)
+    n = doc.launcher.get("num_gpus") if doc.launcher else None
+    if n:
+        nodes = doc.launcher.get("num_nodes") or 1
+        b.config("num_gpus", int(n) * int(nodes), doc.launcher.get("num_gpus_from") or "launcher")
+        if nodes > 1:
+            b.config("num_nodes", int(nodes), "launcher --num_nodes")
+    alloc = (doc.launcher.get("env") or {}).get("PYTORCH_CUDA_ALLOC_CONF", "") if doc.launcher else ""
+    if "expandable_segments:true" in alloc.replace(" ", "").lower():
+        b.config("expandable_segments", True, "PYTORCH_CUDA_ALLOC_CONF")
+    return b.setup
+
+
+_FRAMEWORK_NAMES = {"llamafactory", "hf_trainer", "trl", "deepspeed_script", "axolotl", "unsloth", "torchtune", "swift", "vllm", "other"}
+
+
+def _evaluates(s: dict[str, Any]) -> bool:
+    strategy = str(s.get("eval_strategy", s.get("evaluation_strategy", "no"))).lower()
+    return _truthy(s.get("do_eval", False)) or strategy not in ("no", "none", "") or bool(s.get("val_size"))
+
+
+def _apply_method(b: _Builder, s: dict[str, Any], is_lf: bool) -> None:
+    ft = str(s.get("finetuning_type", "")).lower()
+    rank_key = next((k for k in _LORA_RANK_KEYS if _int(s.get(k))), None)
+    lora_flag = next((k for k in ("lora_enable", "use_peft", "use_lora") if _truthy(s.get(k, False))), None)
+    qbits = _int(s.get("quantization_bit")) or _int(s.get("bits"))
+    qkey = "quantization_bit" if _int(s.get("quantization_bit")) else "bits"
+    if _truthy(s.get("load_in_4bit", False)):
+        qbits, qkey = 4, "load_in_4bit"
+    elif _truthy(s.get("load_in_8bit", False)):
+        qbits, qkey = 8, "load_in_8bit"
+    if qbits is not None and qbits >= 16:
+        qbits = None   # LLaVA/QLoRA scripts use bits=16 for "not quantized"
+    if ft in ("lora", "oft"):
+        method, key = "lora", "finetuning_type"
+    elif ft == "freeze":
+        method, key = "freeze", "finetuning_type"
+    elif ft == "full":
+        method, key = "full", "finetuning_type"
+    elif lora_flag:
+        method, key = "lora", lora_flag
+    elif rank_key and not is_lf:
+        method, key = "lora", rank_key   # a LoRA rank on the command line means the script trains LoRA
+    else:
+        method, key = ("lora" if is_lf else "full"), ""
+    if qbits and method == "lora":
+        method = "qlora"
+    if key:
+        b.config("method", method, key if not qbits else f"{key} + {qkey}")
+    else:
+        b.default("method", method, "LLaMA-Factory finetuning_type default lora" if is_lf else "no LoRA settings: full fine-tuning")
+    if qbits:
+        b.config("quantization_bit", qbits, qkey)
+    if method in ("lora", "qlora"):
+        if rank_key:
+            b.config("lora_rank", _int(s[rank_key]), rank_key)
+        else:
+            b.default("lora_rank", 8, "LLaMA-Factory lora_rank default 8" if is_lf else "peft LoraConfig r default 8")
+        target = s.get("lora_target", s.get("lora_target_modules", s.get("target_modules")))
+        if target:
+            targets = [t.strip() for t in (target if isinstance(target, list) else str(target).split(",")) if str(t).strip()]
+            b.config("lora_targets", targets, "lora_target")
+        else:
+            b.default("lora_targets", ["all"], "LLaMA-Factory lora_target default all" if is_lf else "all linear layers assumed")
+
+
+def _apply_attention(b: _Builder, s: dict[str, Any], is_lf: bool, doc: ConfigDocument) -> None:
+    if is_lf:
+        fa = str(s.get("flash_attn", "auto")).lower()
+        mapping = {"disabled": "eager", "sdpa": "sdpa", "fa2": "flash_attention_2", "fa3": "flash_attention_2"}
+        if "flash_attn" in s and fa in mapping:
+            b.config("attn_implementation", mapping[fa], "flash_attn")
+        else:
+            b.default("attn_implementation", "sdpa", "LLaMA-Factory flash_attn auto: transformers picks sdpa")
+        return
+    impl = str(s.get("attn_implementation", "")).lower()
+    if impl in ("eager", "sdpa", "flash_attention_2"):
+        b.config("attn_implementation", impl, "attn_implementation")
+    elif impl in ("flash_attention_3", "fa3", "fa2", "flash_attn"):
+        b.config("attn_implementation", "flash_attention_2", "attn_implementation")
+    elif _truthy(s.get("use_flash_attn", False)) or _truthy(s.get("flash_attention", False)):
+        b.config("attn_implementation", "flash_attention_2", "use_flash_attn")
+    elif str((doc.launcher or {}).get("script") or "").endswith("train_mem.py"):
+        # LLaVA-family train_mem.py patches the model to FlashAttention-2 before training
+        b.config("attn_implementation", "flash_attention_2", "script train_mem.py (flash-attn patched)")
+    else:
+        b.default("attn_implementation", "sdpa", "transformers >= 4.36 default attention: sdpa")
+
+
+def _apply_multimodal(b: _Builder, s: dict[str, Any], is_lf: bool) -> None:
+    if is_lf:
+        for field, key in (("freeze_vision_tower", "freeze_vision_tower"), ("freeze_projector", "freeze_multi_modal_projector")):
+            if key in s:
+                b.config(field, _truthy(s[key]), key)
+            else:
+                b.default(field, True, f"LLaMA-Factory {key} default true")
+        if _truthy(s.get("train_mm_proj_only", False)):
+            b.config("train_mm_proj_only", True, "train_mm_proj_only")
+        model = b.setup.model
+        if model is not None and model.vision is not None:
+            if _int(s.get("image_max_pixels")):
+                b.config("image_max_pixels", _int(s["image_max_pixels"]), "image_max_pixels")
+            else:
+                b.default("image_max_pixels", _LF_DEFAULT_IMAGE_MAX_PIXELS, "LLaMA-Factory image_max_pixels default 768*768")
+        elif _int(s.get("image_max_pixels")):
+            b.config("image_max_pixels", _int(s["image_max_pixels"]), "image_max_pixels")
+        return
+    # LLaVA-family flags
+    if "unfreeze_mm_vision_tower" in s:
+        b.config("freeze_vision_tower", not _truthy(s["unfreeze_mm_vision_tower"]), "unfreeze_mm_vision_tower")
+    if "freeze_mm_mlp_adapter" in s:
+        b.config("freeze_projector", _truthy(s["freeze_mm_mlp_adapter"]), "freeze_mm_mlp_adapter")
+    if _truthy(s.get("tune_mm_mlp_adapter", False)):
+        b.config("train_mm_proj_only", True, "tune_mm_mlp_adapter")
+    tower = next((k for k in ("image_tower", "vision_tower") if s.get(k)), None)
+    if tower:
+        b.config("images_per_sample", 1, f"{tower} (one image per sample assumed)")
+
+
+def _moe_upcycling(arch: Any, s: dict[str, Any]) -> Any:
+    """MoE-LLaVA-style scripts turn a dense LM's MLPs into experts (--moe_enable --num_experts N)."""
+    if not _truthy(s.get("moe_enable", False)) or arch.num_experts:
+        return arch
+    n = _int(s.get("num_experts"))
+    if isinstance(s.get("num_experts"), list):
+        n = _int(s["num_experts"][0])
+    k = _int(s.get("top_k_experts")) or 2
+    if not n or n < 2:
+        return arch
+    mode = str(s.get("moe_mode", "sparse")).lower()
+    L = arch.num_layers
+    # MoE-LLaVA moe_mode: sparse = every other layer from 0, dense = all, first_half / second_half
+    layers = {"dense": list(range(L)), "first_half": list(range(L // 2)),
+              "second_half": list(range(L // 2, L))}.get(mode, list(range(0, L, 2)))
+    return arch.model_copy(update={
+        "num_experts": n, "num_experts_per_tok": k, "moe_intermediate_size": arch.intermediate_size,
+        "extra": {**arch.extra, "moe_layers_idx": layers},
+        "name": f"{arch.name or arch.model_type} + MoE x{n} (top-{k}, {mode})",
+    })
+
+
+def _lookup(name: str) -> Any:
+    try:
+        from ..memory import resolve_model
+    except ImportError:
+        return None
+    try:
+        return resolve_model(name)
+    except Exception:  # noqa: BLE001 - an unknown or malformed name is simply unresolved
+        return None
+
+
+# Vision towers LLaVA-family scripts name with --image_tower/--vision_tower → a registry model using the same tower.
+_TOWER_DONORS = {
+    "clip-vit-large-patch14-336": "llava-hf/llava-1.5-7b-hf",
+}
+
+
+def _resolve(name: str, s: dict[str, Any] | None = None) -> Any:
+    """The registry's architecture for a model name, if the calculator is installed and knows it.
+
+    LLaVA-family checkpoints are named after their LM ("llavaphi-2.7b-finetune", "llava-v1.5-13b"):
+    the LM is looked up without the llava prefix and the tower named by --image_tower is attached.
+    """
+    s = s or {}
+    arch = _lookup(name)
+    if arch is not None:
+        return arch
+    base = name.rstrip("/").rsplit("/", 1)[-1].lower()
+    if not base.startswith("llava"):
+        return None
+    lm_name = re.sub(r"^llava[-_]?(?:v?\d(?:\.\d)?[-_])?", "", base)
+    lm_name = re.sub(r"phi[-_]?2(?:\.7b)?|phi[-_]2\.7b", "phi-2", lm_name)   # Phi-2 is the 2.7B Phi
+    lm_name = re.sub(r"^(\d+(?:\.\d+)?b)", r"vicuna-\1", lm_name)          # llava-v1.5-7b: a Vicuna/Llama-2 LM
+    arch = _lookup(lm_name) or _lookup(lm_name.replace("vicuna", "llama-2"))
+    if arch is None:
+        return None
+    tower = next((str(s[k]) for k in ("image_tower", "vision_tower", "mm_vision_tower") if s.get(k)), "")
+    donor_id = next((d for t, d in _TOWER_DONORS.items() if t in tower), None)
+    donor = _lookup(donor_id) if donor_id else None
+    if donor is not None and donor.vision is not None and arch.vision is None:
+        vision = donor.vision.model_copy(update={"projector_hidden": arch.hidden_size})
+        arch = arch.model_copy(update={"vision": vision, "name": f"{arch.name or arch.model_type} + {tower.rsplit('/', 1)[-1]}"})
+    return arch
+
+
+def _apply_deepspeed(b: _Builder, doc: ConfigDocument) -> None:
+    facts = deepspeed_facts(doc.deepspeed)
+    where = doc.deepspeed_name or ("deepspeed (inline)" if doc.deepspeed_inline else doc.name)
+    inferred = any("inferred from its name" in n for n in doc.notes)
+    for field in ("zero_stage", "offload_optimizer", "offload_param"):
+        if field in facts:
+            detail = f"{where}: zero_optimization.{'stage' if field == 'zero_stage' else field}"
+            if inferred:
+                b.setup = b.setup.with_fact(field, facts[field], "derived", f"{where}: from the file name")
+            else:
+                b.setup = b.setup.with_fact(field, facts[field], "config", detail)
+    if doc.launcher and "zero_stage" in doc.launcher:
+        b.config("zero_stage", doc.launcher["zero_stage"], "accelerate --zero_stage")
+
+
+def _apply_accelerate(b: _Builder, s: dict[str, Any]) -> None:
+    n = _int(s.get("num_processes"))
+    if n:
+        b.config("num_gpus", n, "num_processes")
+    nodes = _int(s.get("num_machines"))
+    if nodes and nodes > 1:
+        b.config("num_nodes", nodes, "num_machines")
+    mp = str(s.get("mixed_precision", "")).lower()
+    if mp == "bf16":
+        b.config("precision", "bf16_mixed", "mixed_precision")
+    elif mp == "fp16":
+        b.config("precision", "fp16_mixed", "mixed_precision")
+    dsc = s.get("deepspeed_config")
+    if isinstance(dsc, dict):
+        st = _int(dsc.get("zero_stage"))
+        if st is not None:
+            b.config("zero_stage", st, "deepspeed_config.zero_stage")
+        for part, key in (("offload_optimizer", "offload_optimizer_device"), ("offload_param", "offload_param_device")):
+            if key in dsc:
+                b.config(part, str(dsc[key]).lower() in ("cpu", "nvme"), f"deepspeed_config.{key}")
+    if str(s.get("distributed_type", "")).upper() == "FSDP":
+        b.config("fsdp", True, "distributed_type")

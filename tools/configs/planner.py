@@ -1,0 +1,375 @@
+"""plan_fixes: the fewest, least invasive changes that bring the calculator's peak under the budget.
+
+Search: candidates are tried cheapest first (tier, minus a bonus when they address a diagnosed
+cause, plus a penalty for new dependencies); each is applied at the mildest strength that fits,
+else at the strength that saves the most; once it fits, changes that are no longer needed are
+dropped and the rest relaxed to their mildest fitting strength. Causes that are not a budget
+problem (versions, allocator, other processes, host RAM) become actions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import InputError
+from ..gpus import CUDA_CONTEXT_BYTES, lookup_gpu
+from ..labels import RootCause
+from ..memory.schema import MemoryEstimate
+from ..training_setup import TrainingSetup
+from ..units import GiB, format_bytes
+from .candidates import Candidate, Catalogue, Option
+from .rewrite import apply_changes, unified_diff
+from .schema import ConfigChange, ConfigDocument, Constraints, FixPlan
+
+_MIN_SAVING_FRACTION = 0.01   # a change that saves < 1% of the peak is not worth the user's trouble
+_PRIMARY_BONUS = 1.5          # fixing the diagnosed primary cause outranks a cheaper generic change by one tier
+_CAUSE_BONUS = 0.5
+_HINT_BONUS = 0.25
+
+
+class _Scorer:
+    """Wraps the calculator: estimates and the fit test (budget, calibration to the observed peak, host RAM)."""
+
+    def __init__(self, setup: TrainingSetup, constraints: Constraints, mode: str, host_limit: int | None):
+        self.constraints = constraints
+        self.mode = mode
+        self.host_limit = host_limit
+        self.available = False
+        self._fn = None
+        try:
+            from ..memory import estimate_memory  # written in parallel; absent until it lands
+            self._fn = estimate_memory
+            self.available = setup.model is not None and setup.gpu is not None
+        except ImportError:
+            self.available = False
+        self.factor = 1.0
+        self.before: MemoryEstimate | None = None
+        if self.available:
+            try:
+                self.before = self.estimate(setup)
+            except InputError:
+                self.available = False
+        if self.before is not None and constraints.observed_peak_bytes and self.before.peak_bytes > 0:
+            # the failing run really held this much: keep the calculator's miss as extra headroom
+            self.factor = max(1.0, constraints.observed_peak_bytes / self.before.peak_bytes)
+
+    def estimate(self, setup: TrainingSetup) -> MemoryEstimate:
+        return self._fn(setup, mode=self.mode, margin=self.constraints.margin)
+
+    def budget(self, est: MemoryEstimate) -> int | None:
+        return est.budget_bytes
+
+    def fits(self, est: MemoryEstimate) -> bool:
+        budget = est.budget_bytes
+        if budget is None:
+            return False
+        if est.peak_bytes * self.factor > budget:
+            return False
+        if est.host_fits is False:
+            return False
+        if self.host_limit is not None and est.host_bytes > self.host_limit:
+            return False
+        return True
+
+    def load(self, est: MemoryEstimate) -> float:
+        """How far over (>1) or under (<1) the limits an estimate is: the search minimises it."""
+        gpu = est.peak_bytes * self.factor / max(est.budget_bytes or 1, 1)
+        host = est.host_bytes / self.host_limit if self.host_limit else 0.0
+        return max(gpu, host)
+
+
+def _actions_for_causes(causes: list[RootCause], setup: TrainingSetup) -> list[ConfigChange]:
+    """Causes whose fix is not a smaller memory budget: versions, allocator, other processes, host RAM."""
+    out: list[ConfigChange] = []
+    labels = [c.label for c in causes]
+    if "fragmentation" in labels:
+        out.append(ConfigChange(action="export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True", target="env", tier=1,
+                                rationale="'reserved but unallocated' memory is fragmentation; expandable segments let the allocator grow blocks instead of splitting them"))
+    if "other_process" in labels:
+        out.append(ConfigChange(action="free the GPU: stop the other processes nvidia-smi lists on it, or pick idle GPUs with CUDA_VISIBLE_DEVICES",
+                                target="env", tier=1, rationale="memory held by another process is not available to this run"))
+    if "quantization_setup" in labels:
+        out.append(ConfigChange(action="pass quantization only through quantization_config=BitsAndBytesConfig(...) (not load_in_4bit/load_in_8bit kwargs as well), with matching transformers/bitsandbytes/peft versions",
+                                target="install", tier=1, rationale="transformers refuses load_in_4bit/8bit kwargs next to a quantization_config; the framework version and transformers must agree"))
+    if "dtype_unsupported" in labels:
+        if setup.gpu is not None and not setup.gpu.bf16:
+            out.append(ConfigChange(key="bf16", from_value=True, to_value=False, tier=1,
+                                    rationale=f"{setup.gpu.name} has no bf16 support; train in fp16 instead"))
+            out.append(ConfigChange(key="fp16", from_value=None, to_value=True, tier=1, rationale="fp16 mixed precision on a pre-Ampere GPU"))
+        else:
+            out.append(ConfigChange(action="align torch/transformers versions: the failing op has no BFloat16 kernel in this combination; upgrade torch or pin transformers to a release that works with it (see the cited case for the version that did)",
+                                    target="install", tier=1, rationale="an op not implemented for the dtype is a version problem, not a memory one"))
+    if "offload_host_ram" in labels:
+        out.append(ConfigChange(action="on the host: load the model once (ZeRO-3 zero.Init / low_cpu_mem_usage), lower dataloader_num_workers and preprocessing_num_workers, and check free RAM (free -g) before training",
+                                target="env", tier=1, rationale="the process was killed for host RAM: offloaded states, per-rank model copies and workers all live there"))
+    if "memory_growth" in labels:
+        out.append(ConfigChange(action="upgrade transformers/the framework (growth from a model implementation is often fixed upstream) and keep padded shapes fixed",
+                                target="install", tier=1, rationale="memory that grows step after step is a leak or shape churn; a smaller peak only postpones it"))
+    if "model_load_oom" in labels:
+        out.append(ConfigChange(action="load with low_cpu_mem_usage=True (and torch_dtype=bfloat16), merge/save adapters on CPU or one GPU",
+                                target="env", tier=1, rationale="loading or merging holds a second copy of the weights"))
+    return out
+
+
+def _apply_option(setup: TrainingSetup, opt: Option) -> TrainingSetup:
+    s = setup
+    for k, v in opt.setup_update.items():
+        s = s.with_fact(k, v, "derived", f"planned fix: {opt.label}")
+    return s
+
+
+def _cost(c: Candidate, primary: str | None, labels: set[str], hinted: set[str]) -> float:
+    cost = c.tier + c.extra_cost
+    if primary and primary in c.addresses:
+        cost -= _PRIMARY_BONUS
+    elif labels & set(c.addresses):
+        cost -= _CAUSE_BONUS
+    if c.name in hinted:
+        cost -= _HINT_BONUS
+    return cost
+
+
+def _hinted(hints: list[ConfigChange] | None, catalogue: list[Candidate]) -> dict[str, list[str]]:
+    """Candidates the knowledge base's fixes point at (by key), with the case ids that confirm them."""
+    key_to_candidate = {
+        "per_device_train_batch_size": "micro_batch", "gradient_accumulation_steps": "micro_batch", "cutoff_len": "seq_len",
+        "max_seq_length": "seq_len", "model_max_length": "seq_len", "flash_attn": "attention", "attn_implementation": "attention",
+        "freeze_vision_tower": "freeze_vision", "freeze_multi_modal_projector": "freeze_vision", "image_max_pixels": "image_pixels",
+        "deepspeed": "zero", "zero_optimization.stage": "zero", "finetuning_type": "lora", "quantization_bit": "qlora", "bits": "qlora",
+        "load_in_4bit": "qlora", "gradient_checkpointing": "gradient_checkpointing", "disable_gradient_checkpointing": "gradient_checkpointing",
+        "enable_liger_kernel": "liger", "use_liger_kernel": "liger", "eval_accumulation_steps": "eval_memory",
+        "per_device_eval_batch_size": "eval_memory", "offload_optimizer": "offload",
+    }
+    out: dict[str, list[str]] = {}
+    for h in hints or []:
+        name = key_to_candidate.get(h.key or "")
+        if name:
+            out.setdefault(name, []).extend(h.confirmed_by)
+    return out
+
+
+def plan_fixes(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[RootCause], constraints: Constraints,
+               hints: list[ConfigChange] | None = None) -> FixPlan:
+    """The least invasive set of changes that fits, the rewritten config, and before/after estimates."""
+    if constraints.num_gpus is not None:
+        setup = setup.with_fact("num_gpus", constraints.num_gpus, "user", "constraint: number of GPUs")
+    labels = {c.label for c in causes}
+    primary = causes[0].label if causes else None
+    mode = "eval" if primary == "eval_accumulation" else "train"
+    host_limit = setup.host_ram_bytes
+    notes: list[str] = []
+    scorer = _Scorer(setup, constraints, mode, None)
+    if "offload_host_ram" in labels and host_limit is None and scorer.before is not None and scorer.before.host_bytes:
+        # the run was killed for host RAM: whatever it needed did not fit, so the plan must need less
+        host_limit = int(scorer.before.host_bytes * 0.9)
+        notes.append(f"host RAM not given: the fixed run must need less host memory than the failing one ({format_bytes(scorer.before.host_bytes)})")
+    scorer.host_limit = host_limit
+    if scorer.factor > 1.0:
+        notes.append(f"the failing run held {format_bytes(constraints.observed_peak_bytes)}, {scorer.factor:.2f}x the calculator's "
+                     f"{format_bytes(scorer.before.peak_bytes)}: the plan keeps that extra under the budget")
+
+    catalogue = Catalogue(setup, doc, constraints)
+    candidates = catalogue.all()
+    hinted = _hinted(hints, candidates)
+    for c in candidates:
+        c.confirmed_by = sorted(set(hinted.get(c.name, [])))
+    order = sorted(candidates, key=lambda c: (_cost(c, primary, labels, set(hinted)), c.tier))
+    actions = _actions_for_causes(causes, setup)
+    actions += [h for h in (hints or []) if h.key is None and h.action and h.target in ("install", "env")
+                and all(h.action != a.action for a in actions)]
+
+    if not scorer.available:
+        return _plan_unverified(setup, doc, causes, order, actions, notes, scorer)
+
+    before = scorer.before
+    current = setup
+    chosen: list[tuple[Candidate, list[Option], int]] = []   # candidate, its options, index applied
+    est = before
+    if not scorer.fits(before):
+        for cand in order:
+            options = cand.options(current)
+            if not options:
+                continue
+            scored = []
+            for i, opt in enumerate(options):
+                try:
+                    e = scorer.estimate(_apply_option(current, opt))
+                except InputError:
+                    continue
+                scored.append((i, opt, e))
+            if not scored:
+                continue
+            fitting = [x for x in scored if scorer.fits(x[2])]
+            if fitting:
+                i, opt, e = fitting[0]
+            else:
+                i, opt, e = min(scored, key=lambda x: scorer.load(x[2]))
+                if scorer.load(e) > scorer.load(est) * (1 - _MIN_SAVING_FRACTION):
+                    continue
+            current = _apply_option(current, opt)
+            est = e
+            chosen.append((cand, options, i))
+            if scorer.fits(est):
+                break
+    fits = scorer.fits(est)
+    if fits and chosen:
+        chosen, current, est = _minimise(setup, chosen, scorer)
+
+    changes: list[ConfigChange] = []
+    prev = before
+    state = setup
+    for cand, options, i in chosen:
+        opt = options[i]
+        state = _apply_option(state, opt)
+        e = scorer.estimate(state)
+        saved = prev.peak_bytes - e.peak_bytes
+        for n, ch in enumerate(opt.changes):
+            ch = ch.model_copy(update={"confirmed_by": cand.confirmed_by,
+                                       "bytes_saved": saved if n == 0 else None})
+            changes.append(ch)
+        prev = e
+    changes = _dedupe(changes) + actions
+
+    if not fits:
+        notes += _nothing_fits(setup, current, est, scorer)
+    if any(c.changes_results for c in changes):
+        notes += sorted({_results_note(c) for c in changes if c.changes_results})
+    plan = FixPlan(changes=changes, fits=fits, estimate_before=before, estimate_after=est, notes=notes)
+    return _with_rewrite(plan, doc)
+
+
+def _minimise(setup: TrainingSetup, chosen: list, scorer: _Scorer):
+    """Drop changes that are no longer needed (most invasive first), then relax each to its mildest fitting strength."""
+    def build(items):
+        s = setup
+        for _, options, i in items:
+            s = _apply_option(s, options[i])
+        return s
+
+    items = list(chosen)
+    for idx in range(len(items) - 1, -1, -1):
+        trial = items[:idx] + items[idx + 1:]
+        if trial and scorer.fits(scorer.estimate(build(trial))):
+            items = trial
+        elif not trial and scorer.fits(scorer.estimate(setup)):
+            items = trial
+    for idx in range(len(items)):
+        cand, options, i = items[idx]
+        for j in range(0, i):
+            trial = items[:idx] + [(cand, options, j)] + items[idx + 1:]
+            if scorer.fits(scorer.estimate(build(trial))):
+                items = trial
+                break
+    final = build(items)
+    return items, final, scorer.estimate(final)
+
+
+def _dedupe(changes: list[ConfigChange]) -> list[ConfigChange]:
+    """One change per key (the last wins, keeping the first 'from'), one per action."""
+    by_key: dict[tuple[str, str], ConfigChange] = {}
+    out: list[ConfigChange] = []
+    for ch in changes:
+        if ch.key is None:
+            if all(ch.action != o.action for o in out if o.key is None):
+                out.append(ch)
+            continue
+        k = (ch.target, ch.key)
+        if k in by_key:
+            first = by_key[k]
+            merged = ch.model_copy(update={"from_value": first.from_value,
+                                           "bytes_saved": (first.bytes_saved or 0) + (ch.bytes_saved or 0) or None})
+            out[out.index(first)] = merged
+            by_key[k] = merged
+        else:
+            by_key[k] = ch
+            out.append(ch)
+    return [c for c in out if c.key is None or c.from_value != c.to_value]
+
+
+def _results_note(ch: ConfigChange) -> str:
+    if ch.tier == 5:
+        return f"{ch.key} {ch.from_value} -> {ch.to_value} changes the data: longer samples are truncated (check how many of yours exceed it)"
+    return "the method change (LoRA/QLoRA) changes what is trained: results differ from the original run; compare on your eval set"
+
+
+def _nothing_fits(setup: TrainingSetup, closest: TrainingSetup, est: MemoryEstimate, scorer: _Scorer) -> list[str]:
+    """Say plainly that nothing fits, how close the best option gets, and what hardware would do."""
+    notes = []
+    budget = est.budget_bytes or 0
+    need = int(est.peak_bytes * scorer.factor)
+    notes.append(f"nothing fits: the closest option peaks at {format_bytes(need)} per GPU, over the {format_bytes(budget)} budget "
+                 f"by {format_bytes(need - budget)}")
+    if est.host_fits is False or (scorer.host_limit is not None and est.host_bytes > scorer.host_limit):
+        notes.append(f"host RAM: the closest option still needs {format_bytes(est.host_bytes)} of host memory")
+    margin = scorer.constraints.margin
+    required = int(need / margin + CUDA_CONTEXT_BYTES)
+    for name in ("A100 80GB", "H100", "H100 NVL", "H200", "MI300X"):
+        gpu = lookup_gpu(name)
+        if gpu is not None and gpu.memory_bytes >= required:
+            notes.append(f"hardware: a GPU with at least {required / GiB:.0f} GiB (e.g. {gpu.name}) would fit the closest option")
+            break
+    else:
+        notes.append(f"hardware: the closest option needs {required / GiB:.0f} GiB per GPU, more than any single GPU: shard across more GPUs")
+    if closest.zero_stage == 3 or setup.method == "full":
+        for n in (2, 4, 8, 16, 32, 64):
+            total = n * max(closest.num_nodes, 1)
+            if total <= closest.num_gpus:
+                continue
+            trial = closest.model_copy(update={"num_gpus": total, "zero_stage": max(closest.zero_stage, 3)})
+            try:
+                e = scorer.estimate(trial)
+            except InputError:
+                break
+            if scorer.fits(e):
+                notes.append(f"hardware: with ZeRO-3 over {total} GPUs of this kind the peak is {format_bytes(e.peak_bytes)} per GPU, which fits")
+                break
+    return notes
+
+
+def _plan_unverified(setup, doc, causes, order, actions, notes, scorer) -> FixPlan:
+    """No calculator for this setup (model or GPU unknown): one cheapest fix per diagnosed cause, fit unverified."""
+    changes: list[ConfigChange] = []
+    current = setup
+    labels = [c.label for c in causes]
+    used: set[str] = set()
+    for label in labels:
+        for cand in order:
+            if label not in cand.addresses or cand.name in used:
+                continue
+            options = cand.options(current)
+            if not options:
+                continue
+            opt = options[min(len(options) - 1, max(0, len(options) // 2 - 1))]   # a middle strength
+            current = _apply_option(current, opt)
+            for ch in opt.changes:
+                changes.append(ch.model_copy(update={"confirmed_by": cand.confirmed_by}))
+            used.add(cand.name)
+            break
+    why = "model architecture" if setup.model is None else "GPU" if setup.gpu is None else "calculator"
+    notes = notes + [f"fit unverified: the {why} is unknown, so the calculator could not check these changes "
+                     "(give --model-config config.json and --gpu to verify)"]
+    plan = FixPlan(changes=_dedupe(changes) + actions, fits=False, notes=notes)
+    plan = _with_rewrite(plan, doc)
+    return plan
+
+
+def _with_rewrite(plan: FixPlan, doc: ConfigDocument | None) -> FixPlan:
+    if doc is None:
+        return plan
+    edits = [c for c in plan.changes if c.key is not None and c.target in ("config", "deepspeed")]
+    try:
+        new_text, new_ds = apply_changes(doc, edits)
+    except InputError as exc:
+        plan.notes.append(f"could not rewrite {doc.name}: {exc}")
+        return plan
+    plan.fixed_config = new_text
+    plan.fixed_deepspeed = new_ds
+    diff = unified_diff(doc.text, new_text, doc.name)
+    if new_ds is not None:
+        old_ds = doc.deepspeed_text or ""
+        diff += unified_diff(old_ds, new_ds, doc.deepspeed_name or "ds_config.json")
+    plan.diff = diff
+    return plan
+
+
+def describe(value: Any) -> str:
+    return "unset" if value is None else str(value)

@@ -1,0 +1,368 @@
+"""Training command lines inside shell scripts (`deepspeed train.py --per_device_train_batch_size 8 \\`,
+`torchrun ...`, `accelerate launch ...`, `llamafactory-cli train ...`): every word is kept with its
+character span, so a flag's value is edited in place and a missing flag is appended to the same
+command in the script's own continuation style; the rest of the script stays byte for byte."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import InputError
+from .safe_yaml import check_size, parse_plain_scalar
+
+_OPERATORS = ("&&", "||", ";;", ";", "|", "&", "(", ")")
+_REDIRECT = re.compile(r"^\d*(?:>>?|<|>&|&>)")
+_ASSIGN = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:[:-][^}]*)?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+LAUNCHERS = ("deepspeed", "torchrun", "accelerate", "llamafactory-cli", "python", "python3")
+# launcher options that are switches (take no value); every other launcher option takes one
+_LAUNCHER_SWITCHES = {
+    "--standalone", "--no_python", "--no-python", "--multi_gpu", "--use_deepspeed", "--use_fsdp", "--no_local_rank",
+    "--no_ssh_check", "--force_multi", "--autotuning", "--elastic_training", "--module", "-m", "--debug",
+    "--tpu", "--cpu", "--mps", "--same_network", "--dynamo_use_fullgraph", "-u",
+}
+
+
+@dataclass
+class Word:
+    """One shell word: raw text with its span, and its value with quotes removed."""
+
+    raw: str
+    start: int
+    end: int
+    value: str
+    line: int = 0
+
+
+@dataclass
+class Flag:
+    """A program option: `--name value...`, `--name=value` or a bare `--name`."""
+
+    name: str
+    word: Word
+    values: list[Word] = field(default_factory=list)
+    inline: bool = False  # --name=value
+
+
+@dataclass
+class Command:
+    """One simple command that runs a training script, with the launcher's own options split off."""
+
+    env: dict[str, str]
+    program: str
+    launcher_flags: dict[str, str]
+    script: str | None
+    subcommand: str | None
+    flags: list[Flag]
+    words: list[Word]
+    end: int  # end of the last argument word (before redirections / operators)
+
+    def flag(self, name: str) -> Flag | None:
+        return next((f for f in self.flags if f.name == name), None)
+
+
+def tokenize(text: str) -> list[list[Word]]:
+    """Simple commands as lists of words (continuations joined, comments and operators dropped)."""
+    commands: list[list[Word]] = []
+    current: list[Word] = []
+    i, n, line = 0, len(text), 0
+    while i < n:
+        ch = text[i]
+        if ch == "\\" and i + 1 < n and text[i + 1] == "\n":
+            i += 2
+            line += 1
+            continue
+        if ch == "\n":
+            if current:
+                commands.append(current)
+                current = []
+            i += 1
+            line += 1
+            continue
+        if ch in " \t\r":
+            i += 1
+            continue
+        if ch == "#":
+            while i < n and text[i] != "\n":
+                i += 1
+            continue
+        op = next((o for o in _OPERATORS if text.startswith(o, i)), None)
+        if op:
+            if current:
+                commands.append(current)
+                current = []
+            i += len(op)
+            continue
+        start, value = i, []
+        while i < n and text[i] not in " \t\r\n;&|()":
+            c = text[i]
+            if c == "\\" and i + 1 < n:
+                if text[i + 1] == "\n":
+                    break
+                value.append(text[i + 1])
+                i += 2
+            elif c in "'\"":
+                close = text.find(c, i + 1)
+                if close < 0:
+                    raise InputError(f"shell script: unterminated {c} quote on line {line + 1}")
+                value.append(text[i + 1:close])
+                line += text.count("\n", i, close)
+                i = close + 1
+            elif c == "$" and text.startswith("$(", i):
+                depth, j = 0, i
+                while j < n:
+                    if text[j] == "(":
+                        depth += 1
+                    elif text[j] == ")":
+                        depth -= 1
+                        if depth == 0:
+                            break
+                    j += 1
+                value.append(text[i:j + 1])
+                i = j + 1
+            else:
+                value.append(c)
+                i += 1
+        current.append(Word(raw=text[start:i], start=start, end=i, value="".join(value), line=line))
+    if current:
+        commands.append(current)
+    return commands
+
+
+def script_variables(commands: list[list[Word]]) -> dict[str, str]:
+    """`name=value` and `export name=value` lines (later ones win), for resolving ${name} in flags."""
+    out: dict[str, str] = {}
+    for words in commands:
+        ws = words[1:] if words and words[0].value == "export" else words
+        if ws and all(_ASSIGN.match(w.value) for w in ws):
+            for w in ws:
+                m = _ASSIGN.match(w.value)
+                out[m.group(1)] = substitute(m.group(2), out)
+    return out
+
+
+def substitute(value: str, variables: dict[str, str]) -> str:
+    return _VAR.sub(lambda m: variables.get(m.group(1) or m.group(2), m.group(0)), value)
+
+
+def _is_value_word(w: Word) -> bool:
+    v = w.value
+    return not v.startswith("-") or bool(re.match(r"^-\d", v)) or v == "-"
+
+
+def parse_command(words: list[Word]) -> Command | None:
+    """The training command in `words`, or None when it does not launch training."""
+    env: dict[str, str] = {}
+    i = 0
+    while i < len(words) and _ASSIGN.match(words[i].value):
+        m = _ASSIGN.match(words[i].value)
+        env[m.group(1)] = m.group(2)
+        i += 1
+    if i < len(words) and words[i].value in ("nohup", "exec", "time", "env"):
+        i += 1
+        while i < len(words) and _ASSIGN.match(words[i].value):
+            m = _ASSIGN.match(words[i].value)
+            env[m.group(1)] = m.group(2)
+            i += 1
+    if i >= len(words):
+        return None
+    program = words[i].value.rsplit("/", 1)[-1]
+    if program not in LAUNCHERS:
+        return None
+    i += 1
+    subcommand = None
+    if program == "accelerate" or program == "llamafactory-cli":
+        if i >= len(words):
+            return None
+        subcommand = words[i].value
+        i += 1
+        if program == "accelerate" and subcommand != "launch":
+            return None
+        if program == "llamafactory-cli" and subcommand not in ("train", "sft"):
+            return None
+    launcher_flags: dict[str, str] = {}
+    script = None
+    if program != "llamafactory-cli":
+        while i < len(words):
+            w = words[i]
+            v = w.value
+            if not v.startswith("-"):
+                if program in ("python", "python3") and launcher_flags.get("-m") == "":
+                    pass
+                script = v
+                i += 1
+                break
+            if "=" in v:
+                k, val = v.split("=", 1)
+                launcher_flags[k] = val
+                i += 1
+                continue
+            if v in _LAUNCHER_SWITCHES:
+                launcher_flags[v] = ""
+                i += 1
+                if v == "-m" and i < len(words):   # python -m torch.distributed.run / module
+                    launcher_flags["-m"] = words[i].value
+                    i += 1
+                    if words[i - 1].value in ("torch.distributed.run", "torch.distributed.launch"):
+                        program = "torchrun"
+                        continue
+                    script = words[i - 1].value
+                    break
+                continue
+            if i + 1 < len(words):
+                launcher_flags[v] = words[i + 1].value
+                i += 2
+                continue
+            i += 1
+    elif i < len(words) and not words[i].value.startswith("-"):
+        script = words[i].value  # llamafactory-cli train config.yaml
+        i += 1
+    flags: list[Flag] = []
+    end = words[i - 1].end if i else words[0].end
+    j = i
+    while j < len(words):
+        w = words[j]
+        if _REDIRECT.match(w.raw):
+            break
+        if w.value.startswith("--") or (w.value.startswith("-") and not _is_value_word(w)):
+            name = w.value.lstrip("-")
+            if "=" in name:
+                name, _, _ = name.partition("=")
+                eq = w.raw.index("=")
+                vword = Word(raw=w.raw[eq + 1:], start=w.start + eq + 1, end=w.end,
+                             value=w.value.split("=", 1)[1], line=w.line)
+                flags.append(Flag(name=name, word=w, values=[vword], inline=True))
+                end = w.end
+                j += 1
+                continue
+            flag = Flag(name=name, word=w)
+            j += 1
+            while j < len(words) and _is_value_word(words[j]) and not _REDIRECT.match(words[j].raw):
+                flag.values.append(words[j])
+                j += 1
+            flags.append(flag)
+            end = (flag.values[-1] if flag.values else w).end
+            continue
+        end = w.end
+        j += 1
+    return Command(env=env, program=program, launcher_flags=launcher_flags, script=script,
+                   subcommand=subcommand, flags=flags, words=words, end=end)
+
+
+def training_commands(text: str) -> list[Command]:
+    """Every command in the script that launches training."""
+    return [c for c in (parse_command(ws) for ws in tokenize(text)) if c is not None]
+
+
+def main_command(text: str, name: str = "script") -> Command:
+    check_size(text, name)
+    commands = training_commands(text)
+    if not commands:
+        raise InputError(
+            f"{name}: no training command found (expected deepspeed, torchrun, accelerate launch, "
+            "llamafactory-cli train or python <script>.py with --flags)"
+        )
+    # the command with the most training flags is the training run (a script may also run eval/merge)
+    return max(commands, key=lambda c: len(c.flags))
+
+
+def flag_settings(cmd: Command, variables: dict[str, str]) -> dict[str, Any]:
+    """Flags as settings: typed single values, lists for multi-value flags, True for bare switches."""
+    out: dict[str, Any] = {}
+    for f in cmd.flags:
+        if not f.values:
+            out[f.name] = True
+            continue
+        vals = [parse_plain_scalar(substitute(v.value, variables)) if not v.raw.startswith(("'", '"'))
+                else substitute(v.value, variables) for v in f.values]
+        out[f.name] = vals[0] if len(vals) == 1 else vals
+    return out
+
+
+def num_gpus_from_command(cmd: Command, variables: dict[str, str]) -> tuple[int | None, str]:
+    """Data-parallel processes the launcher starts on one node, and the flag that said so."""
+    lf = {k.lstrip("-").replace("-", "_"): substitute(v, variables) for k, v in cmd.launcher_flags.items()}
+    for key in ("num_gpus", "nproc_per_node", "num_processes"):
+        if lf.get(key, "").isdigit():
+            return int(lf[key]), f"--{key}"
+    if "include" in lf:
+        hosts = lf["include"].split("@")
+        total = 0
+        for h in hosts:
+            _, _, slots = h.partition(":")
+            total += len([s for s in slots.split(",") if s]) if slots else 0
+        if total:
+            return total, "--include"
+    visible = cmd.env.get("CUDA_VISIBLE_DEVICES") or variables.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        ids = [s for s in substitute(visible, variables).strip("'\"").split(",") if s.strip()]
+        if ids:
+            return len(ids), "CUDA_VISIBLE_DEVICES"
+    if cmd.program in ("python", "python3") and "-m" not in cmd.launcher_flags:
+        return 1, "single process (python)"
+    return None, ""
+
+
+def num_nodes_from_command(cmd: Command, variables: dict[str, str]) -> int | None:
+    lf = {k.lstrip("-").replace("-", "_"): substitute(v, variables) for k, v in cmd.launcher_flags.items()}
+    for key in ("num_nodes", "nnodes", "num_machines"):
+        if lf.get(key, "").isdigit():
+            return int(lf[key])
+    return None
+
+
+def render_value(value: Any, like: Word | None = None) -> str:
+    """A shell word for `value`, quoted like the word it replaces."""
+    if isinstance(value, bool):
+        text = "True" if value else "False"
+        if like is not None and like.value.islower():
+            text = text.lower()
+    else:
+        text = str(value)
+    if like is not None and like.raw[:1] in ("'", '"'):
+        return f"{like.raw[0]}{text}{like.raw[0]}"
+    if re.search(r"[\s'\"$`\\;&|<>(){}*?#]", text):
+        return "'" + text.replace("'", "'\\''") + "'"
+    return text
+
+
+def set_flags(text: str, updates: dict[str, Any], name: str = "script") -> str:
+    """Edit the training command's flags in place; add missing ones on the same command.
+
+    A value of None removes nothing (flags are never deleted); a bare switch set to False
+    becomes `--switch False`.
+    """
+    for key, value in updates.items():
+        cmd = main_command(text, name)
+        flag = cmd.flag(key)
+        if flag is not None:
+            if flag.values:
+                w = flag.values[0]
+                new = render_value(value, w)
+                if len(flag.values) > 1:   # multi-value flag replaced by one value
+                    text = text[:w.start] + new + text[flag.values[-1].end:]
+                else:
+                    text = text[:w.start] + new + text[w.end:]
+            elif value is not True:
+                text = text[:flag.word.end] + " " + render_value(value) + text[flag.word.end:]
+            continue
+        text = _append_flag(text, cmd, f"--{key}" + ("" if value is True else " " + render_value(value)))
+    return text
+
+
+def _append_flag(text: str, cmd: Command, literal: str) -> str:
+    """Add a flag after the command's last argument, continuing the line the way the script does."""
+    pos = cmd.end
+    first_line_start = text.rfind("\n", 0, cmd.words[0].start) + 1
+    continued = "\\\n" in text[first_line_start:pos]
+    if not continued:
+        return text[:pos] + " " + literal + text[pos:]
+    # the continuation style of the previous lines: spacing before the backslash and the indent after it
+    last_cont = text.rfind("\\\n", first_line_start, pos)
+    before = re.search(r"[ \t]*$", text[:last_cont]).group(0) or " "
+    line_start = last_cont + 2
+    indent = re.match(r"[ \t]*", text[line_start:]).group(0)
+    return text[:pos] + before + "\\\n" + indent + literal + text[pos:]
