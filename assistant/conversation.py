@@ -383,8 +383,13 @@ class Conversation:
     def _llm_answer(self, state: SessionState, question: str, markdown: str, what_if: dict | None) -> tuple[str, list[str]]:
         from .llm import answer_with_llm
 
+        try:
+            request = self._request(state)[0]
+        except Exception:  # noqa: BLE001 - the tools then work from the diagnosis alone
+            request = state.request
         outcome = answer_with_llm(self.settings, question, state.diagnosis, deterministic_markdown=markdown,
-                                  extra_facts={"what_if": what_if} if what_if else None)
+                                  extra_facts={"what_if": what_if} if what_if else None, request=request,
+                                  index=self._index)
         if outcome.accepted and outcome.text:
             return outcome.text, []
         return markdown + (f"\n\n> {outcome.note}" if outcome.note else ""), [outcome.note] if outcome.note else []
