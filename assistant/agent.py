@@ -28,6 +28,7 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
     """One diagnosis for one request. Bad input raises InputError (the CLI's exit 2); nothing else is raised
     for a tool that cannot help (retrieval, planning): the answer says what is missing instead."""
     from ..tools.log_parser import parse_log
+    from ..tools.memory_trend import memory_trend
     from ..tools.root_causes import rank_root_causes
     from ..tools.setup_assembly import assemble_setup
 
@@ -41,7 +42,13 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
     setup = assemble_setup(report, doc, request)
     estimate = _estimate(setup, notes)
     hits = _retrieve(report, setup, index, settings, mode, notes)
-    causes = rank_root_causes(report, setup, estimate, hits)
+    trend = memory_trend(request.log_text) if report.is_memory_error else None
+    causes = rank_root_causes(report, setup, estimate, hits, trend=trend)
+    refined = _refine_attention(setup, causes)
+    if refined is not None:  # the evidence says eager attention ran: size it, then rank again with that estimate
+        setup = refined
+        estimate = _estimate(setup, notes)
+        causes = rank_root_causes(report, setup, estimate, hits, trend=trend)
     similar = [_similar_case(h, report, setup) for h in hits]
     questions = _questions(report, setup, doc)
     assumptions = _assumptions(setup)
@@ -51,7 +58,7 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
                          estimate=estimate, root_causes=causes, similar_cases=similar, assumptions=assumptions,
                          questions=[], notes=notes)
 
-    plan = _plan(setup, doc, causes, request, settings, hits, notes)
+    plan = _plan(setup, doc, causes, request, settings, hits, notes, _observed_peak(report))
     fixes = plan.changes if plan is not None else _fixes_from_cases(hits)
     if plan is None and fixes:
         notes.append("fixes below come from similar documented cases and are not verified by the calculator: "
@@ -114,8 +121,28 @@ def _retrieve(report: OOMReport, setup: TrainingSetup, index: Any, settings: Any
         return []
 
 
+def _refine_attention(setup: TrainingSetup, causes: list[RootCause]) -> TrainingSetup | None:
+    """When the ranking found eager attention from the log's own evidence (a request equal to the score matrix,
+    a flash-attn warning) but the setup only assumed sdpa, record eager as a derived fact so the calculator sizes it."""
+    prov = setup.provenance.get("attn_implementation")
+    if setup.attn_implementation == "eager" or (prov is not None and prov.origin not in ("default",)):
+        return None
+    top = [c for c in causes[:2] if c.label == "eager_attention"]
+    if not top or top[0].score < 0.6:
+        return None
+    reason = "; ".join(top[0].why[:2])
+    return setup.with_fact("attn_implementation", "eager", "derived", f"from the log: {reason}"[:300])
+
+
+def _observed_peak(report: OOMReport) -> int | None:
+    """What the failing run really needed at the OOM: PyTorch's allocation plus the request that failed."""
+    if report.kind not in ("cuda_oom", "hip_oom") or not report.requested_bytes or report.torch_allocated_bytes is None:
+        return None
+    return report.torch_allocated_bytes + report.requested_bytes
+
+
 def _plan(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[RootCause], request: DiagnoseRequest,
-          settings: Any, hits: list[Any], notes: list[str]) -> FixPlan | None:
+          settings: Any, hits: list[Any], notes: list[str], observed_peak: int | None = None) -> FixPlan | None:
     if setup.model is None:
         return None
     from ..tools.configs import plan_fixes
@@ -125,6 +152,7 @@ def _plan(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[RootCau
         keep_method="full" in keep, keep_seq_len="seq" in keep, keep_batch="batch" in keep,
         no_deepspeed="no-deepspeed" in keep, num_gpus=request.num_gpus,
         margin=getattr(settings, "gpu_margin", None) or Constraints().margin,
+        observed_peak_bytes=observed_peak,
     )
     try:
         return plan_fixes(setup, doc, causes, constraints, hints=_hints(hits))
