@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from ..tools.errors import InputError
 from .cases import CaseError, case_files, load_case_file, load_cases, parse_case_text
-from .extract import Extraction, KeyChange, extract
+from .extract import Extraction, KeyChange, _clauses, extract
 from .extract_clean import clean_document
 from .extract_rules import KEY_LABELS
 from .schema import Case, CaseFix, CaseHardware, CaseModel, CaseSymptom
@@ -116,8 +116,8 @@ def draft_from_extraction(ex: Extraction, source: str, text: str) -> tuple[Case,
     oom_lines = [ln for ln in ex.error_lines if re.search(r"out of memory|OutOfMemory|Killed", ln, re.I)]
     message = (oom_lines or ex.error_lines or [None])[0]
     if message is None:
-        clause = re.search(r"[^。.\n]{0,80}(OOM|out of memory|内存不足|显存不足|显存溢出)[^。.\n]{0,60}", text, re.I)
-        message = clause.group(0).strip() if clause else None
+        oom = re.compile(r"OOM|out of memory|内存不足|显存不足|显存溢出", re.I)
+        message = next((c for c in _clauses(text) if oom.search(c) and len(c) < 400), None)
     digest = hashlib.sha256(source.encode()).hexdigest()[:6]
     case_id = f"draft-{_slug(ex.model_name or ex.framework)}-{labels[0].replace('_', '-')}-{digest}"
     case = Case(
