@@ -1,0 +1,217 @@
+"""Multi-turn conversations end to end over the real agent: log, then config, then follow-ups; state persists
+across a restart; bad input is answered without losing the session; 20 sessions at once do not mix."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from ask_oom.assistant.conversation import Conversation
+from ask_oom.assistant.session import SessionStore
+from ask_oom.assistant.session_to_case import draft_case_from_session
+from ask_oom.assistant.settings import Settings
+from ask_oom.kb.schema import Case
+from ask_oom.tools.errors import InputError
+
+SEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "seeds"
+KIMI = SEEDS / "kimi-vl-a3b"
+
+
+def _settings(**kw) -> Settings:
+    return Settings(llm_base_url=None, **kw)
+
+
+@pytest.fixture(scope="module")
+def index():
+    from ask_oom.kb.index import CaseIndex
+
+    return CaseIndex.load_or_build()
+
+
+@pytest.fixture
+def conv(tmp_path, index):
+    return Conversation(SessionStore(tmp_path / "sessions.db"), _settings(), index=index)
+
+
+def _kimi_files() -> dict[str, str]:
+    return {"train.yaml": (KIMI / "train.yaml").read_text(), "ds_z3_config.json": (KIMI / "ds_z3_config.json").read_text()}
+
+
+def test_log_then_config_then_follow_ups(conv):
+    r1 = conv.handle("s", (KIMI / "train.log").read_text())
+    assert r1.intent == "log" and r1.show_diagnosis and r1.diagnosis.status != "no_memory_error"
+    assert r1.diagnosis.report.kind == "cuda_oom"
+    assert any(q.slot == "config" for q in r1.needs)          # it asks for what it lacks
+    assert r1.markdown.strip()
+
+    r2 = conv.handle("s", "here is my config", files=_kimi_files())
+    assert r2.intent == "config" and r2.show_diagnosis
+    d = r2.diagnosis
+    assert d.setup.model_name == "moonshotai/Kimi-VL-A3B-Instruct"
+    assert d.fixed_config and d.diff
+    assert "why?" in r2.suggestions
+
+    r3 = conv.handle("s", "why?")
+    assert r3.intent == "explain" and not r3.show_diagnosis
+    assert f"`{d.root_causes[0].label}`" in r3.markdown
+    assert r3.diagnosis == d                                   # no re-plan for a question
+
+    r4 = conv.handle("s", "show the diff again")
+    assert f"```diff\n{d.diff}\n```" in r4.markdown
+
+    r5 = conv.handle("s", "give me the full fixed config")
+    assert d.fixed_config in r5.markdown
+
+
+def test_hardware_and_constraints_re_plan(conv):
+    conv.handle("s", (KIMI / "train.log").read_text(), files=_kimi_files())
+    r = conv.handle("s", "I have 4x A100 40GB")
+    assert r.intent == "set_hardware" and r.show_diagnosis
+    setup = r.diagnosis.setup
+    assert setup.gpu.name == "A100-40GB" and setup.num_gpus == 4
+    assert setup.provenance["gpu"].origin == "user" and setup.provenance["num_gpus"].origin == "user"
+
+    r = conv.handle("s", "I must keep full fine-tuning")
+    assert "full" in conv.store.get("s").state.request.keep
+    assert not any(f.key in ("finetuning_type", "quantization_bit") for f in r.diagnosis.fixes)
+    assert r.diagnosis.setup.method == "full"
+
+
+def test_what_if_edits_the_config_and_the_diff_is_against_the_original(conv):
+    conv.handle("s", (KIMI / "train.log").read_text(), files=_kimi_files())
+    r = conv.handle("s", "what if cutoff_len is 8192?")
+    assert r.intent == "what_if" and r.show_diagnosis
+    assert r.diagnosis.setup.seq_len == 8192
+    assert conv.store.get("s").state.overrides == {"cutoff_len": 8192}
+    assert "What-if (cutoff_len=8192)" in r.markdown
+    # the diff the user sees starts from the file they gave, so it shows 16384 going away
+    assert "-cutoff_len: 16384" in r.diagnosis.diff
+
+
+def test_switch_method_to_qlora(conv):
+    conv.handle("s", (KIMI / "train.log").read_text(), files=_kimi_files())
+    r = conv.handle("s", "use QLoRA instead")
+    assert r.intent == "switch_method" and r.show_diagnosis
+    assert r.diagnosis.setup.method == "qlora"
+    assert "+finetuning_type: lora" in r.diagnosis.diff
+
+
+def test_what_if_without_a_config_uses_the_calculator(conv):
+    log = (SEEDS / "deepke-llama2-13b" / "train.log").read_text()
+    r = conv.handle("s", log)
+    if r.diagnosis.setup.model is None:
+        pytest.skip("the log alone does not name a model the registry knows")
+    r = conv.handle("s", "what if per_device_train_batch_size is 1?")
+    assert r.what_if is not None and r.what_if["values"] == {"micro_batch": 1}
+    est = r.what_if["estimate"]
+    assert est["peak_bytes"] > 0
+    assert "What-if (micro_batch=1)" in r.markdown
+
+
+def test_session_survives_a_restart(tmp_path, index):
+    db = tmp_path / "s.db"
+    first = Conversation(SessionStore(db), _settings(), index=index)
+    first.handle("thread-1", (KIMI / "train.log").read_text(), files=_kimi_files())
+    first.handle("thread-1", "我有8张H20")
+    again = Conversation(SessionStore(db), _settings(), index=index)
+    r = again.handle("thread-1", "为什么")
+    assert r.intent == "explain" and r.diagnosis is not None
+    state = again.store.get("thread-1").state
+    assert state.request.num_gpus == 8 and state.language == "zh"
+    assert [t.intent for t in state.history if t.role == "user"] == [None, "set_hardware", "explain"]
+
+
+def test_feedback_and_draft_case(conv):
+    conv.handle("s", (KIMI / "train.log").read_text(), files=_kimi_files())
+    with pytest.raises(InputError, match="not marked solved"):
+        draft_case_from_session(conv.store, "s")
+    r = conv.handle("s", "still OOM")
+    assert r.intent == "mark_unsolved" and "not solved" in r.markdown
+    r = conv.handle("s", "it worked, thanks!")
+    assert r.intent == "mark_solved"
+    case = draft_case_from_session(conv.store, "s")
+    assert isinstance(case, Case) and Case.model_validate(case.model_dump(by_alias=True))
+    d = r.diagnosis
+    assert case.root_causes[0] == d.root_causes[0].label
+    assert case.model.name == "moonshotai/Kimi-VL-A3B-Instruct"
+    assert case.symptom.error_kind == "cuda_oom" and case.symptom.numbers["requested_gib"] == 16.0
+    assert [f.key for f in case.fixes] == [f.key for f in d.fixes] and all(f.confirmed for f in case.fixes)
+    assert case.settings.get("cutoff_len") == 16384 or "cutoff_len" not in [f.key for f in d.fixes]
+    assert "s" in case.source and "solved" in case.tags
+
+
+def test_draft_case_needs_a_diagnosed_session(conv):
+    with pytest.raises(InputError, match="no session"):
+        draft_case_from_session(conv.store, "nope")
+    conv.handle("empty", "I have 2x 4090")
+    with pytest.raises(InputError, match="no diagnosis"):
+        draft_case_from_session(conv.store, "empty")
+
+
+def test_chat_before_any_log_is_remembered(conv):
+    r = conv.handle("s", "I have 2x 4090 and no deepspeed")
+    assert r.diagnosis is None and not r.show_diagnosis
+    assert "paste the error log" in r.markdown.lower()
+    state = conv.store.get("s").state
+    assert state.request.gpu == "RTX-4090-24GB" and state.request.num_gpus == 2 and state.request.keep == ["no-deepspeed"]
+    r = conv.handle("s", (KIMI / "train.log").read_text())
+    assert r.diagnosis.setup.gpu.name == "RTX-4090-24GB"
+
+
+def test_unknown_help_reset_and_chinese(conv):
+    r = conv.handle("s", "hello there")
+    assert r.intent == "unknown" and "what if cutoff_len is 8192?" in r.markdown
+    r = conv.handle("zh", "你能做什么")
+    assert r.intent == "help" and "粘贴报错日志" in r.markdown
+    conv.handle("s", (KIMI / "train.log").read_text())
+    r = conv.handle("s", "start over")
+    assert r.intent == "reset" and r.diagnosis is None
+    assert conv.store.get("s").state.request.log_text == ""
+
+
+def test_bad_config_is_answered_and_the_session_kept(conv):
+    conv.handle("s", (KIMI / "train.log").read_text())
+    r = conv.handle("s", "", files={"train.yaml": "model_name_or_path: !!python/object/apply:os.system ['echo hi']\ncutoff_len: 1024\n"})
+    assert r.intent == "error" and r.error and "\n" not in r.error
+    state = conv.store.get("s").state
+    assert state.request.log_text and not state.configs       # the log stays, the bad config is not kept
+    r = conv.handle("s", "why?")
+    assert r.intent == "explain" and r.diagnosis is not None
+
+
+def test_oversized_input_is_refused(tmp_path, index):
+    conv = Conversation(SessionStore(tmp_path / "s.db"), _settings(max_upload_bytes=1000), index=index)
+    r = conv.handle("s", "x" * 5000)
+    assert r.intent == "error" and "too large" in r.markdown
+    assert conv.store.get("s") is None
+
+
+def test_twenty_concurrent_sessions_do_not_mix(tmp_path, index):
+    conv = Conversation(SessionStore(tmp_path / "s.db"), _settings(), index=index)
+    seeds = sorted(p for p in SEEDS.iterdir() if p.is_dir())
+    results: dict[int, tuple] = {}
+    errors: list[BaseException] = []
+
+    def user(n: int) -> None:
+        seed = seeds[n % len(seeds)]
+        try:
+            r1 = conv.handle(f"u{n}", (seed / "train.log").read_text())
+            r2 = conv.handle(f"u{n}", f"I have {n + 1}x H100")
+            results[n] = (seed.name, r1.diagnosis.report.requested_bytes, r2.diagnosis.setup.num_gpus)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=user, args=(n,)) for n in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors[:1]
+    for n, (seed, requested, gpus) in results.items():
+        own = conv.store.get(f"u{n}").state
+        assert gpus == n + 1 and own.request.num_gpus == n + 1
+        assert own.diagnosis.report.requested_bytes == requested
+        assert own.request.log_text == (SEEDS / seed / "train.log").read_text().strip()
+    assert len(results) == 20
