@@ -24,6 +24,8 @@ _MIN_SAVING_FRACTION = 0.01   # a change that saves < 1% of the peak is not wort
 _PRIMARY_BONUS = 1.5          # fixing the diagnosed primary cause outranks a cheaper generic change by one tier
 _CAUSE_BONUS = 0.5
 _HINT_BONUS = 0.25
+_MIN_CAUSE_SCORE = 0.2        # causes ranked below this are hunches, not diagnoses: they earn no bonus
+_UNDIAGNOSED_PENALTY = 3.0    # fixes for causes nobody diagnosed come after every diagnosed one (still tried)
 
 
 class _Scorer:
@@ -110,6 +112,13 @@ def _actions_for_causes(causes: list[RootCause], setup: TrainingSetup) -> list[C
     return out
 
 
+def _as_action(h: ConfigChange) -> ConfigChange:
+    """A knowledge-base action that fixed a similar case, filed as install/env by what it does."""
+    text = h.action.strip()
+    target = "install" if text.startswith(("pip", "conda", "uv ")) else "env" if text.startswith("export") else h.target
+    return h.model_copy(update={"target": target, "tier": 1})
+
+
 def _apply_option(setup: TrainingSetup, opt: Option) -> TrainingSetup:
     s = setup
     for k, v in opt.setup_update.items():
@@ -123,6 +132,8 @@ def _cost(c: Candidate, primary: str | None, labels: set[str], hinted: set[str])
         cost -= _PRIMARY_BONUS
     elif labels & set(c.addresses):
         cost -= _CAUSE_BONUS
+    elif c.name not in hinted and labels:
+        cost += _UNDIAGNOSED_PENALTY
     if c.name in hinted:
         cost -= _HINT_BONUS
     return cost
@@ -152,7 +163,7 @@ def plan_fixes(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[Ro
     """The least invasive set of changes that fits, the rewritten config, and before/after estimates."""
     if constraints.num_gpus is not None:
         setup = setup.with_fact("num_gpus", constraints.num_gpus, "user", "constraint: number of GPUs")
-    labels = {c.label for c in causes}
+    labels = {c.label for c in causes if c.score >= _MIN_CAUSE_SCORE} or {c.label for c in causes[:1]}
     primary = causes[0].label if causes else None
     mode = "eval" if primary == "eval_accumulation" else "train"
     host_limit = setup.host_ram_bytes
@@ -174,7 +185,7 @@ def plan_fixes(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[Ro
         c.confirmed_by = sorted(set(hinted.get(c.name, [])))
     order = sorted(candidates, key=lambda c: (_cost(c, primary, labels, set(hinted)), c.tier))
     actions = _actions_for_causes(causes, setup)
-    actions += [h for h in (hints or []) if h.key is None and h.action and h.target in ("install", "env")
+    actions += [_as_action(h) for h in (hints or []) if h.key is None and h.action and h.confirmed_by
                 and all(h.action != a.action for a in actions)]
 
     if not scorer.available:
@@ -222,10 +233,14 @@ def plan_fixes(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[Ro
         state = _apply_option(state, opt)
         e = scorer.estimate(state)
         saved = prev.peak_bytes - e.peak_bytes
+        host_saved = prev.host_bytes - e.host_bytes
         for n, ch in enumerate(opt.changes):
-            ch = ch.model_copy(update={"confirmed_by": cand.confirmed_by,
-                                       "bytes_saved": saved if n == 0 else None})
-            changes.append(ch)
+            update: dict[str, Any] = {"confirmed_by": cand.confirmed_by, "bytes_saved": saved if n == 0 and saved > 0 else None}
+            if n == 0 and abs(host_saved) >= GiB:
+                update["rationale"] = (f"{ch.rationale}; host RAM {format_bytes(prev.host_bytes)} -> {format_bytes(e.host_bytes)}")
+            if n == 0 and saved < 0:
+                update["rationale"] = (update.get("rationale", ch.rationale) + f"; GPU peak +{format_bytes(-saved)}")
+            changes.append(ch.model_copy(update=update))
         prev = e
     changes = _dedupe(changes) + actions
 

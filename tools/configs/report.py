@@ -1,0 +1,81 @@
+"""A fix plan as Markdown: verdict, before/after peaks, each change with its reason and bytes saved,
+actions outside the config, notes, and the diff."""
+
+from __future__ import annotations
+
+from ..labels import RootCause
+from ..memory.schema import MemoryEstimate
+from ..training_setup import TrainingSetup
+from ..units import format_bytes
+from .schema import ConfigDocument, FixPlan
+
+
+def _estimate_line(label: str, est: MemoryEstimate | None) -> str:
+    if est is None:
+        return f"- {label}: not estimated"
+    budget = f" of a {format_bytes(est.budget_bytes)} budget" if est.budget_bytes else ""
+    verdict = "" if est.fits is None else (" (fits)" if est.fits else " (does not fit)")
+    host = f"; host RAM {format_bytes(est.host_bytes)}" if est.host_bytes else ""
+    return f"- {label}: peak {format_bytes(est.peak_bytes)} per GPU{budget}{verdict}, at {est.peak_phase}{host}"
+
+
+def _value(v) -> str:
+    return "unset" if v is None else f"`{v}`"
+
+
+def render_plan(doc: ConfigDocument, setup: TrainingSetup, causes: list[RootCause], plan: FixPlan,
+                written: list[str] | None = None) -> str:
+    lines: list[str] = []
+    gpu = setup.gpu.name if setup.gpu is not None else "unknown GPU"
+    model = setup.model.name if setup.model is not None and setup.model.name else setup.model_name or "unknown model"
+    if plan.estimate_before is None:
+        head = "Fix planned (not verified by the calculator)"
+    elif plan.fits and not any(c.key is not None for c in plan.changes):
+        head = "Already fits"
+    else:
+        head = "Fixed: the changed config fits" if plan.fits else "Nothing fits: closest option below"
+    lines.append(f"# {head}")
+    lines.append("")
+    lines.append(f"{doc.name} ({doc.format}), {model}, {setup.num_gpus} x {gpu}, method {setup.method}, "
+                 f"micro-batch {setup.micro_batch} x accumulation {setup.grad_accum}, sequence {setup.seq_len}")
+    if causes:
+        lines.append("")
+        lines.append("## Causes")
+        for c in causes[:4]:
+            why = f": {c.why[0]}" if c.why else ""
+            lines.append(f"- `{c.label}` ({c.score:.2f}){why}")
+    lines.append("")
+    lines.append("## Memory")
+    lines.append(_estimate_line("before", plan.estimate_before))
+    lines.append(_estimate_line("after", plan.estimate_after))
+    edits = [c for c in plan.changes if c.key is not None and c.key != "__file__"]
+    actions = [c for c in plan.changes if c.key is None and c.action]
+    if edits:
+        lines.append("")
+        lines.append("## Changes")
+        for c in edits:
+            saved = f", saves {format_bytes(c.bytes_saved)}" if c.bytes_saved else ""
+            where = " (DeepSpeed file)" if c.target == "deepspeed" else ""
+            flag = " — changes the data/results" if c.changes_results else ""
+            lines.append(f"- `{c.key}`{where}: {_value(c.from_value)} → {_value(c.to_value)}{saved}{flag}. {c.rationale}")
+    if actions:
+        lines.append("")
+        lines.append("## Also do")
+        for c in actions:
+            saved = f" (saves {format_bytes(c.bytes_saved)})" if c.bytes_saved else ""
+            lines.append(f"- `{c.action}`{saved}: {c.rationale}")
+    notes = plan.notes + doc.notes
+    if notes:
+        lines.append("")
+        lines.append("## Notes")
+        lines.extend(f"- {n}" for n in notes)
+    if plan.diff:
+        lines.append("")
+        lines.append("## Diff")
+        lines.append("```diff")
+        lines.append(plan.diff.rstrip("\n"))
+        lines.append("```")
+    if written:
+        lines.append("")
+        lines.append("Written: " + ", ".join(written))
+    return "\n".join(lines) + "\n"
