@@ -13,7 +13,7 @@ from ..report import Evidence, GPUSeen, LoggedArg
 
 # Framework → substrings (in the lower-cased line) that show it; the most specific framework wins.
 FRAMEWORKS: list[tuple[str, tuple[str, ...]]] = [
-    ("llamafactory", ("llamafactory", "llama-factory", "llama_factory", "llmtuner", "train_bash.py")),
+    ("llamafactory", ("llamafactory", "llama-factory", "llama_factory", "llmtuner", "train_bash.py", "finetuning_type")),
     ("axolotl", ("axolotl",)),
     ("unsloth", ("unsloth",)),
     ("swift", ("swift/llm", "swift sft", "ms-swift", "/swift/trainers", "swift.llm", "swift/cli")),
@@ -23,7 +23,7 @@ FRAMEWORKS: list[tuple[str, tuple[str, ...]]] = [
     ("trl", ("trl/trainer", "trl.trainer", "sfttrainer", "dpotrainer", "grpotrainer")),
     ("vllm", ("vllm/engine", "vllm/worker", "vllm/model_executor", "vllm.engine", "vllm/executor", "llmengine")),
     ("hf_trainer", ("transformers/trainer.py", "transformers/trainer_seq2seq.py", "***** running training *****",
-                    "transformers.trainer", "trainingarguments(")),
+                    "transformers.trainer", "trainingarguments(", "|trainer.py:")),
     ("accelerate", ("accelerate/", "accelerate launch", "accelerate.")),
     ("deepspeed", ("deepspeed/runtime", "deepspeed info", "deepspeedengine", "deepspeed/", "zero stage", "[deepspeed]")),
 ]
@@ -32,7 +32,7 @@ LAUNCHERS: list[tuple[str, tuple[str, ...]]] = [
     ("accelerate", ("accelerate launch", "accelerate/commands/launch.py", "bin/accelerate")),
     ("deepspeed", ("deepspeed/launcher/", "deepspeed.launcher", "bin/deepspeed", "sigkill_handler")),
     ("torchrun", ("torchrun", "torch/distributed/run.py", "torch.distributed.run", "torch.distributed.launch",
-                  "torch/distributed/launch.py", "torch/distributed/elastic", "childfailederror")),
+                  "torch/distributed/launch.py", "torch/distributed/elastic", "torch.distributed.elastic", "childfailederror")),
 ]
 _DEEPSPEED_CMD = re.compile(r"(?:^|[\s;&|$])deepspeed\s{1,4}(?:--|[\w./-]{1,200}\.py)")
 _PYTHON_CMD = re.compile(r"(?:^|[\s;&|$/])python3?(?:\.\d{1,2})?\s{1,4}(?:-u\s{1,4}|-m\s{1,4}[\w.]{1,80}|[\w./-]{1,200}\.py)")
@@ -57,7 +57,7 @@ _HF_CACHE = re.compile(r"models--([\w.-]{1,100})--([\w.-]{1,200})")
 _SMI_NAME = re.compile(
     r"^\|?\s{0,8}(\d{1,2})\s{1,8}((?:NVIDIA|Tesla|Quadro|GeForce|AMD|Instinct|Radeon)[^|]{1,60}?)\s{1,40}(?:On|Off)\s{0,8}\|")
 _SMI_MEM = re.compile(r"(\d{1,7})\s{0,2}MiB\s{0,4}/\s{0,4}(\d{1,7})\s{0,2}MiB")
-_TF_DEVICE = re.compile(r"device:GPU:(\d{1,3}) with (\d{1,7}) MB memory\)?\s{0,3}-> device: \d{1,3}, name: ([^,]{1,80})")
+_TF_DEVICE = re.compile(r"device:GPU:(\d{1,3}) with (\d{1,7}) MB memory\)?:?\s{0,3}-> device: \d{1,3}, name: ([^,]{1,80})")
 _ENV_GPU_TYPE = re.compile(r"GPU type:\s{0,4}(.{2,80}?)\s*$")
 _GPU_COUNT = [
     (5, re.compile(r"world[ _]size\s{0,3}[:=]\s{0,3}(\d{1,5})\b", re.IGNORECASE)),
@@ -154,6 +154,7 @@ class FactCollector:
         self.frameworks: dict[str, tuple[int, str]] = {}
         self.launchers: dict[str, tuple[int, str]] = {}
         self.deepspeed_stage: tuple[int, int, str] | None = None  # (stage, line, text)
+        self._stage_weak = False  # stage inferred from a ZeRO-3-only file or class; a printed stage replaces it
         self.model: tuple[int, str, int, str] | None = None      # (strength, model, line, text)
         self.gpus: dict[int | str, GPUSeen] = {}
         self.gpu_lines: dict[int | str, tuple[int, str]] = {}
@@ -170,7 +171,7 @@ class FactCollector:
         self._frameworks(lineno, line, low)
         if "zero" in low or "stage" in low:
             self._zero_stage(lineno, line, low)
-        if "model" in low or "base_model" in low:
+        if "model" in low or "loading" in low:
             self._model(lineno, line, low)
         if "mib" in low or "nvidia" in low or "gpu" in low or "tesla" in low or "amd" in low:
             self._gpus(lineno, line, low)
@@ -198,20 +199,21 @@ class FactCollector:
     def _zero_stage(self, lineno: int, line: str, low: str) -> None:
         if "zero_optimization" in low:
             self._last_zero_json = lineno
-        if self.deepspeed_stage is not None and self.deepspeed_stage[0] >= 0:
+        if self.deepspeed_stage is not None and not self._stage_weak:
             return
         for pattern in _ZERO_STAGE:
             m = pattern.search(line)
             if m:
-                self.deepspeed_stage = (int(m.group(1)), lineno, line)
+                self.deepspeed_stage, self._stage_weak = (int(m.group(1)), lineno, line), False
                 return
         if lineno - self._last_zero_json <= 12:
             m = _JSON_STAGE.search(line)
             if m:
-                self.deepspeed_stage = (int(m.group(1)), lineno, line)
+                self.deepspeed_stage, self._stage_weak = (int(m.group(1)), lineno, line), False
                 return
-        if "deepspeedzerooffload" in low and self.deepspeed_stage is None:  # a ZeRO-3-only class
-            self.deepspeed_stage = (3, lineno, line)
+        if self.deepspeed_stage is None and ("deepspeedzerooffload" in low or "zero/stage3.py" in low
+                                             or "[stage3.py:" in low):  # ZeRO-3-only class / module
+            self.deepspeed_stage, self._stage_weak = (3, lineno, line), True
 
     # -- model ---------------------------------------------------------------------------------------------
     def _model(self, lineno: int, line: str, low: str) -> None:

@@ -51,6 +51,7 @@ class LogParser:
         self.related: list[RelatedError] = []
         self.related_seen: set[tuple[str, str]] = set()
         self.signals: list[tuple[str, int, str]] = []
+        self.related_window: list[tuple[int, str]] | None = None  # traceback of the first setup error
         self.pending: _Pending | None = None
         self.eval_banner_line = -100
         self.truncated = False
@@ -92,7 +93,7 @@ class LogParser:
             else:
                 for hit in hits:
                     self._record(hit, lineno, rank)
-        self._related_and_signals(lineno, line, low)
+        self._related_and_signals(lineno, line, low, rank)
         if "running evaluation" in low or "running prediction" in low:
             self.eval_banner_line = lineno
         elif lineno - self.eval_banner_line <= 4 and "batch size" in low:
@@ -101,7 +102,7 @@ class LogParser:
 
     @staticmethod
     def _may_report_memory(low: str) -> bool:
-        return ("memory" in low or "allocat" in low or "oom" in low or "killed" in low or "alloc_failed" in low
+        return ("memory" in low or "alloc" in low or "oom" in low or "killed" in low or "alloc_failed" in low
                 or "workspace" in low or "code" in low or "sig" in low or "status" in low or "pinned" in low
                 or "bad_alloc" in low)
 
@@ -137,6 +138,16 @@ class LogParser:
     def _record(self, hit: MemoryHit, lineno: int, rank: int | None) -> None:
         if hit.exit_signal and len(self.signals) < 50:
             self.signals.append((hit.exit_signal, lineno, hit.text[:300]))
+        last = self.occurrences.get(self.order[-1]) if self.order else None
+        if (last is not None and last.hit.kind == hit.kind and last.hit.requested_bytes is None
+                and hit.requested_bytes is not None and lineno - last.lineno <= 5):
+            # the size follows the error on its own line (NCCL's "Failed to CUDA calloc N bytes"): one error
+            last.hit.requested_bytes = hit.requested_bytes
+            last.hit.fragments.update(hit.fragments)
+            del self.occurrences[self.order.pop()]
+            self.occurrences[last.hit.signature] = last
+            self.order.append(last.hit.signature)
+            return
         key = hit.signature
         occ = self.occurrences.get(key)
         if occ is not None:
@@ -152,7 +163,7 @@ class LogParser:
         self.occurrences[key] = _Occurrence(hit, lineno, rank, _traceback_window(window, lineno))
         self.order.append(key)
 
-    def _related_and_signals(self, lineno: int, line: str, low: str) -> None:
+    def _related_and_signals(self, lineno: int, line: str, low: str, rank: int | None) -> None:
         sig = None
         if "code" in low or "sig" in low or "status" in low:
             sig = exit_signal(line)
@@ -164,6 +175,8 @@ class LogParser:
             if key not in self.related_seen:
                 self.related_seen.add(key)
                 self.related.append(RelatedError(kind=kind, message=line.strip()[:500], line=lineno))
+                if kind in SETUP_ERROR_KINDS and self.related_window is None:
+                    self.related_window = _traceback_window(list(self._window(rank)), lineno)
 
     # -- result ----------------------------------------------------------------------------------------------
     def report(self) -> OOMReport:
@@ -224,6 +237,10 @@ class LogParser:
             first = next(e for e in self.related if e.kind in SETUP_ERROR_KINDS)
             r.message = first.message
             ev.append(Evidence(line=first.line, text=first.message[:300], fact="kind"))
+            phase = find_phase(self.related_window or [])
+            if phase:
+                r.phase = phase[0]
+                ev.append(Evidence(line=phase[1], text=phase[2][:300], fact="phase"))
         if self.signals:
             order = {"SIGKILL": 0, "SIGBUS": 1, "SIGFPE": 2}
             sig = min(self.signals, key=lambda s: (order.get(s[0], 9), s[1]))

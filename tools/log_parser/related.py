@@ -33,7 +33,7 @@ def detect_related(line: str, low: str, signal: str | None) -> str | None:
         return "nccl_timeout"
     if "nccl" in low and ("timeout(ms)" in low or "timed out" in low):
         return "nccl_timeout"
-    if "device-side assert" in low or ("assertion" in low and "srcindex < srcselectdimsize" in low):
+    if "device-side assert triggered" in low or ("assertion" in low and "srcindex < srcselectdimsize" in low):
         return "device_side_assert"
     if signal == "SIGBUS" or "bus error" in low:
         return "sigbus"

@@ -1,0 +1,173 @@
+"""Diagnosis benchmark: the deterministic agent over real OOM reports with labelled root causes.
+
+Datasets: ../shared/dev-cases/*.yaml (when present beside the repo) and evals/data/diagnosis/*.yaml (our own
+cases from public threads that are not in kb/cases). Each case gives the log as the reporter pasted it, the config
+when they gave one, and what the reporter said about the hardware (passed as --gpu/--gpus, as a user would).
+
+Reports primary-cause accuracy (target >= 85%), a cause in the top 3 (target >= 95%), a per-label table, and for
+every case with a config whether the fixed config fits per the calculator.
+
+    python evals/diagnosis_benchmark.py [--json] [--verbose] [--only ID ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = [REPO.parent / "shared" / "dev-cases", REPO / "evals" / "data" / "diagnosis"]
+PRIMARY_TARGET, TOP3_TARGET = 0.85, 0.95
+
+
+def load_cases(dirs: list[Path] = DATASETS) -> list[dict]:
+    yaml = YAML(typ="safe")
+    cases = []
+    for folder in dirs:
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.yaml")):
+            data = yaml.load(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict) and data.get("log") is not None and data.get("expected"):
+                data["_file"] = str(path.relative_to(folder.parent.parent) if folder.parent.parent in path.parents else path)
+                data["_set"] = folder.name
+                cases.append(data)
+    return cases
+
+
+def config_name(text: str) -> str:
+    """A file name that tells the config reader the format, as a user's file name would."""
+    stripped = text.lstrip()
+    if stripped.startswith("{"):
+        return "config.json"
+    if "\\\n" in text or re.search(r"^\s*(export |CUDA_VISIBLE_DEVICES|deepspeed |torchrun |python |accelerate |llamafactory-cli |nohup |swift |[A-Z_]+=\S+ )", text, re.M):
+        return "run.sh"
+    return "train.yaml"
+
+
+def request_for(case: dict):
+    from ask_oom.assistant.diagnosis import DiagnoseRequest
+    from ask_oom.tools.gpus import lookup_gpu
+
+    env = case.get("environment") or {}
+    gpu_text = str(env.get("gpu") or "")
+    name = re.sub(r"^\s*\d+\s*x\s*", "", gpu_text).split(",")[0].strip()
+    mem = env.get("gpu_memory_gib")
+    gpu = name if name and lookup_gpu(name) is not None else None
+    cfg = case.get("config")
+    return DiagnoseRequest(
+        log_text=case["log"], config_text=cfg, config_name=config_name(cfg) if cfg else None,
+        gpu=gpu, gpu_memory_gib=float(mem) if mem and gpu is None else None,
+        num_gpus=int(env["gpus"]) if env.get("gpus") else None,
+    )
+
+
+def evaluate(cases: list[dict], index=None) -> list[dict]:
+    from ask_oom.assistant.agent import diagnose
+    from ask_oom.tools.errors import InputError
+
+    rows = []
+    for case in cases:
+        exp = case["expected"]
+        accepted = list(exp.get("primary_any_of") or [])
+        must = list(exp.get("top3_must_include") or [])
+        t0 = time.perf_counter()
+        request = request_for(case)
+        error = None
+        try:
+            d = diagnose(request, index=index)
+        except InputError as exc:
+            # A config the readers cannot use is a one-line exit 2 in the CLI; a user then pastes the log alone.
+            error = f"config not usable ({exc}); diagnosed from the log alone"
+            d = diagnose(request.model_copy(update={"config_text": None, "config_name": None}), index=index)
+        labels = [c.label for c in d.root_causes]
+        ms = (time.perf_counter() - t0) * 1000
+        top3 = labels[:3]
+        rows.append({
+            "id": case.get("id", case["_file"]), "set": case["_set"], "expected": accepted, "got": labels[:3],
+            "primary_ok": bool(labels) and labels[0] in accepted,
+            "top3_ok": bool(labels) and (all(m in top3 for m in must) if must else any(a in top3 for a in accepted)),
+            "has_config": bool(case.get("config")),
+            "fits_after": d.fits_after if case.get("config") else None,
+            "fixed_config": bool(d.fixed_config), "ms": round(ms, 1), "error": error,
+            "why": d.root_causes[0].why[:2] if d.root_causes else [],
+        })
+    return rows
+
+
+def summarise(rows: list[dict]) -> dict:
+    n = len(rows)
+    per_label: dict[str, dict[str, int]] = defaultdict(lambda: {"n": 0, "primary": 0, "top3": 0})
+    for r in rows:
+        key = r["expected"][0] if r["expected"] else "?"
+        per_label[key]["n"] += 1
+        per_label[key]["primary"] += r["primary_ok"]
+        per_label[key]["top3"] += r["top3_ok"]
+    with_cfg = [r for r in rows if r["has_config"]]
+    return {
+        "cases": n,
+        "primary_accuracy": round(sum(r["primary_ok"] for r in rows) / n, 3) if n else 0.0,
+        "top3_accuracy": round(sum(r["top3_ok"] for r in rows) / n, 3) if n else 0.0,
+        "with_config": len(with_cfg),
+        "fixed_config_fits": sum(1 for r in with_cfg if r["fits_after"]),
+        "per_label": dict(sorted(per_label.items())),
+        "median_ms": sorted(r["ms"] for r in rows)[n // 2] if n else 0.0,
+    }
+
+
+def print_table(rows: list[dict], summary: dict, verbose: bool = False) -> None:
+    print(f"{'case':<44} {'expected primary':<44} {'got (top 3)':<62} P  T3 fits")
+    for r in rows:
+        fits = "-" if r["fits_after"] is None else ("yes" if r["fits_after"] else "NO")
+        print(f"{r['id'][:43]:<44} {'/'.join(r['expected'])[:43]:<44} {', '.join(r['got'])[:61]:<62} "
+              f"{'✓' if r['primary_ok'] else '✗'}  {'✓' if r['top3_ok'] else '✗'}  {fits}")
+        if verbose and (not r["primary_ok"] or r["error"] or r["fits_after"] is False):
+            for w in r["why"]:
+                print(f"{'':<46}why: {w[:150]}")
+            if r["error"]:
+                print(f"{'':<46}{r['error']}")
+    print()
+    print(f"{'label (expected primary)':<28} {'n':>3} {'primary':>8} {'top3':>6}")
+    for label, c in summary["per_label"].items():
+        print(f"{label:<28} {c['n']:>3} {c['primary']:>8} {c['top3']:>6}")
+    print()
+    p, t = summary["primary_accuracy"], summary["top3_accuracy"]
+    print(f"cases: {summary['cases']}   primary accuracy: {p:.1%} (target {PRIMARY_TARGET:.0%}) {'OK' if p >= PRIMARY_TARGET else 'BELOW'}"
+          f"   top-3: {t:.1%} (target {TOP3_TARGET:.0%}) {'OK' if t >= TOP3_TARGET else 'BELOW'}")
+    print(f"cases with a config: {summary['with_config']}, fixed config fits per the calculator: {summary['fixed_config_fits']}"
+          f"   median diagnosis time: {summary['median_ms']:.0f} ms")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true", help="print rows and summary as JSON")
+    ap.add_argument("--verbose", action="store_true", help="show the evidence of misses")
+    ap.add_argument("--only", nargs="*", help="case ids to run")
+    args = ap.parse_args(argv)
+    cases = load_cases()
+    if args.only:
+        cases = [c for c in cases if c.get("id") in args.only]
+    if not cases:
+        print("no cases found (../shared/dev-cases or evals/data/diagnosis)", file=sys.stderr)
+        return 2
+    from ask_oom.kb.index import CaseIndex
+
+    index = CaseIndex.load_or_build()
+    rows = evaluate(cases, index=index)
+    summary = summarise(rows)
+    if args.json:
+        print(json.dumps({"rows": rows, "summary": summary}, indent=2, ensure_ascii=False))
+    else:
+        print_table(rows, summary, verbose=args.verbose)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
