@@ -285,8 +285,11 @@ def _summary(d: Diagnosis) -> str:
         fit = ""
         if after is not None:
             fit = f"; predicted peak after: {format_bytes(after.peak_bytes)}" + (" — fits" if d.fits_after else " — still does not fit")
-        keys = ", ".join(c.key or c.action or "" for c in d.fixes[:4])
-        parts.append(f"Fixed config: {len(d.fixes)} change(s) ({keys}){fit}.")
+        keys = [f"{c.key} {c.from_value}→{c.to_value}" for c in d.fixes if c.key]
+        actions = sum(1 for c in d.fixes if not c.key)
+        listed = ", ".join(keys) or "no key changes"
+        extra = f" plus {actions} action(s)" if actions else ""
+        parts.append(f"Fixed config: {listed}{extra}{fit}.")
     if d.questions:
         parts.append("To go further I need: " + ", ".join(q.slot.replace("_", " ") for q in d.questions) + ".")
     return " ".join(parts)

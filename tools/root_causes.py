@@ -185,7 +185,7 @@ def tensor_candidates(setup: TrainingSetup, estimate: MemoryEstimate | None = No
             continue
         for nbytes, dt in ((2, "bf16/fp16"), (4, "fp32")):
             if nbytes == 2:
-                labels = {"weights_exceed_gpu": 2.0, "model_load_oom": 1.5}
+                labels = {"model_load_oom": 2.0, "weights_exceed_gpu": 1.5}
                 if arch.is_moe and "MoE" in what:
                     labels["moe_memory"] = 1.5
             elif full:
@@ -298,6 +298,9 @@ def _numbers_after_request(report: OOMReport, s: _Scores) -> None:
                 s.add("other_process", 4 + 3 * min(outside / total, 0.5),
                       f"{format_bytes(outside)} of the GPU is held outside this process ({listed or 'other processes'}); "
                       f"this process has only {format_bytes(used)}")
+                if used + req <= 0.9 * total:
+                    s.add("other_process", 3, f"alone, this process would have fit: {format_bytes(used)} in use + "
+                                              f"{format_bytes(req)} requested < 90% of {format_bytes(total)}")
         elif len(others) >= 2:
             biggest = sorted(others, key=lambda p: -p.bytes)
             s.add("other_process", 4, "several processes share the GPU: " + ", ".join(f"PID {p.pid} {format_bytes(p.bytes)}" for p in biggest))
@@ -367,33 +370,36 @@ def _estimate_breakdown(report: OOMReport, setup: TrainingSetup | None, estimate
     peak = estimate.peak_bytes
     over = peak > budget
     gib = lambda n: format_bytes(n)  # noqa: E731 - local shorthand
+    # Evidence from the calculator is only as good as the setup it sized: halve it when the method is assumed.
+    states_conf = 1.0 if _observed(setup, "method") else 0.5
+    add = lambda label, pts, why: s.add(label, pts * states_conf, why)  # noqa: E731
     if weights > budget:
-        s.add("weights_exceed_gpu", 6, f"the weights alone take {gib(weights)} per GPU, above the {gib(budget)} budget")
+        add("weights_exceed_gpu", 6, f"the weights alone take {gib(weights)} per GPU, above the {gib(budget)} budget")
         if setup.num_gpus > 1 and setup.zero_stage < 3 and not setup.fsdp:
-            s.add("zero_stage_insufficient", 2.5, f"{setup.num_gpus} GPUs each keep a full copy of the weights under "
+            add("zero_stage_insufficient", 2.5, f"{setup.num_gpus} GPUs each keep a full copy of the weights under "
                                                   f"ZeRO-{setup.zero_stage}; ZeRO-3 would shard them")
         if setup.model is not None and setup.model.is_moe:
-            s.add("moe_memory", 2, f"{setup.model.num_experts} experts per MoE layer are all resident although only "
+            add("moe_memory", 2, f"{setup.model.num_experts} experts per MoE layer are all resident although only "
                                    f"{setup.model.num_experts_per_tok} are active per token")
     elif states > budget:
         if setup.method == "full":
-            s.add("full_ft_model_states", 6, f"full fine-tuning keeps weights, gradients and optimizer states: "
+            add("full_ft_model_states", 6, f"full fine-tuning keeps weights, gradients and optimizer states: "
                                              f"{gib(states)} per GPU against a {gib(budget)} budget")
         else:
-            s.add("weights_exceed_gpu", 3, f"model states take {gib(states)} per GPU against a {gib(budget)} budget")
+            add("weights_exceed_gpu", 3, f"model states take {gib(states)} per GPU against a {gib(budget)} budget")
         if setup.num_gpus > 1 and setup.zero_stage < 3 and not setup.fsdp:
-            s.add("zero_stage_insufficient", 4, f"ZeRO-{setup.zero_stage} on {setup.num_gpus} GPUs leaves {gib(states)} of "
+            add("zero_stage_insufficient", 4, f"ZeRO-{setup.zero_stage} on {setup.num_gpus} GPUs leaves {gib(states)} of "
                                                 "states on each GPU; ZeRO-3 shards all of them")
     elif states > 0.6 * budget and over:
         label = "full_ft_model_states" if setup.method == "full" else "weights_exceed_gpu"
-        s.add(label, 2, f"model states already take {gib(states)} of the {gib(budget)} budget ({states / budget:.0%})")
+        add(label, 2, f"model states already take {gib(states)} of the {gib(budget)} budget ({states / budget:.0%})")
         if setup.num_gpus > 1 and setup.zero_stage < 2 and setup.method == "full":
-            s.add("zero_stage_insufficient", 2, f"ZeRO-{setup.zero_stage}: gradients and optimizer states are not sharded "
+            add("zero_stage_insufficient", 2, f"ZeRO-{setup.zero_stage}: gradients and optimizer states are not sharded "
                                                 f"over the {setup.num_gpus} GPUs")
     if over and acts > 0 and acts >= 0.35 * peak:
         _activation_drivers(setup, estimate, budget, acts, s)
     elif not over and report.phase in ("forward", "backward", "unknown", "optimizer_step"):
-        s.add("memory_growth", 1.5, f"the calculator predicts a {gib(peak)} peak that fits the {gib(budget)} budget, yet the "
+        s.add("memory_growth", 1.0, f"the calculator predicts a {gib(peak)} peak that fits the {gib(budget)} budget, yet the "
                                     "run ran out: something grows or stays alive beyond one step")
         s.add("fragmentation", 0.5, f"predicted {gib(peak)} fits {gib(budget)}: the allocator may have lost the difference to fragmentation")
     if estimate.host_fits is False:
