@@ -32,6 +32,8 @@ MAX_CONFIG_CHARS = 2 * 1024 * 1024  # same limit as the CLI's config reader
 MAX_CONFIGS = 8
 _REPLANNING = {"set_hardware", "keep_constraint", "release_constraint", "what_if", "switch_method"}
 _VALID_KEEP = ("full", "seq", "batch", "no-deepspeed")
+PROBE_TRIAL_TIMEOUT_S = 300.0   # one probe step set; the whole probe is bounded too (never a hang)
+PROBE_TOTAL_TIMEOUT_S = 600.0
 
 
 class Reply(BaseModel):
@@ -58,7 +60,7 @@ class Conversation:
     """
 
     def __init__(self, store: SessionStore, settings=None, *, diagnose: Callable[..., Diagnosis] | None = None,
-                 index: Any = None):
+                 index: Any = None, probe_device: str | None = "auto"):
         if settings is None:
             from .settings import load_settings
 
@@ -69,6 +71,7 @@ class Conversation:
         self._index = index
         self._index_lock = threading.Lock()
         self._index_loaded = index is not None
+        self._probe_device = probe_device  # "auto": cuda:0 when this host has a GPU; None: never probe
 
     # -- public -----------------------------------------------------------------------------
 
@@ -137,6 +140,11 @@ class Conversation:
             session.state = before
             return self._reply(session.state, sid, f"**Internal error while diagnosing** ({type(exc).__name__}): {exc}",
                                "error", intents, error=f"{type(exc).__name__}: {exc}")
+
+        if any(i.name == "run_probe" for i in intents):
+            probe_md = self._probe(state)
+            state.add_turn("assistant", probe_md, "run_probe")
+            return self._reply(state, sid, probe_md, "run_probe", intents, show=False)
 
         kind = _turn_kind(parts, intents)
         what_if = None
@@ -342,6 +350,78 @@ class Conversation:
         except InputError as exc:
             return {"error": str(exc)}
         return {"values": values, "estimate": est.model_dump(), "before_peak_bytes": d.estimate.peak_bytes if d.estimate else None}
+
+    # -- live probe -------------------------------------------------------------------------
+
+    def probe_device(self) -> str | None:
+        if self._probe_device != "auto":
+            return self._probe_device
+        from ..tools.cuda_available import cuda_available
+
+        return "cuda:0" if cuda_available() else None
+
+    def _probe(self, state: SessionState) -> str:
+        """Run real training steps of the (fixed) config on this host's GPU and put the measurement beside the estimate."""
+        d = state.diagnosis
+        if d is None:
+            return _t(state, "nothing_yet")
+        device = self.probe_device()
+        if device is None:
+            return ("No CUDA device on this server, so no live probe here. On the GPU host you train on, run "
+                    "`ask-oom probe --config <fixed config> --model-config config.json` to measure the peak.")
+        if device.startswith("cuda"):
+            from ..tools.probe.gpu_check import busy_reason
+            from ..tools.units import GiB
+
+            reason = busy_reason(int(device.split(":")[1]) if ":" in device else 0, threshold_bytes=GiB)
+            if reason:
+                return f"Live probe not started: {reason}"
+        setup, what = self._probe_setup(state, d)
+        hf_config = _hf_config(state, setup)
+        if hf_config is None:
+            return ("The live probe needs the model's config.json (the registry has no entry for "
+                    f"{setup.model_name or 'this model'}): paste or attach it.")
+        from ..tools.probe.runner import run_probe
+        from ..tools.probe.schema import ProbeSpec, Trial
+
+        image_px = int(setup.image_max_pixels ** 0.5) if setup.image_max_pixels and setup.model and setup.model.vision else None
+        spec = ProbeSpec(hf_config=hf_config, device=device, method=setup.method, precision=setup.precision,
+                         lora_rank=setup.lora_rank, lora_targets=setup.lora_targets, optimizer=setup.optimizer,
+                         gradient_checkpointing=setup.gradient_checkpointing, attn_implementation=setup.attn_implementation,
+                         freeze_vision_tower=setup.freeze_vision_tower, freeze_projector=setup.freeze_projector,
+                         image_px=image_px, steps=2)
+        estimate_peak = None
+        try:
+            from ..tools.memory import estimate_memory
+
+            estimate_peak = estimate_memory(setup, margin=self.settings.gpu_margin).peak_bytes if setup.model else None
+        except InputError:
+            pass
+        result = run_probe(spec, Trial(micro_batch=setup.micro_batch, seq_len=setup.seq_len), margin=self.settings.gpu_margin,
+                           trial_timeout_s=PROBE_TRIAL_TIMEOUT_S, total_timeout_s=PROBE_TOTAL_TIMEOUT_S,
+                           estimate_peak_bytes=estimate_peak)
+        state.diagnosis = d.model_copy(update={"probe": result.model_dump(mode="json")})
+        return _probe_markdown(result, what)
+
+    def _probe_setup(self, state: SessionState, d: Diagnosis):
+        """The setup the user would run next: the fixed config when there is one, else the diagnosed setup."""
+        if not d.fixed_config:
+            return d.setup, "the current setup"
+        try:
+            from ..tools.configs import load_config
+            from ..tools.setup_assembly import assemble_setup
+
+            req, _ = self._request(state)
+            extras = dict(req.extra_configs)
+            if d.fixed_deepspeed:
+                name = referenced_deepspeed(d.fixed_config) or next((n for n, t in extras.items() if is_deepspeed_config(n, t)), None)
+                if name:
+                    extras[name] = d.fixed_deepspeed
+            doc = load_config(d.fixed_config, req.config_name or "config", extras or None)
+            return assemble_setup(d.report, doc, req), "the fixed config"
+        except Exception:  # noqa: BLE001 - fall back to the diagnosed setup, said in the answer
+            log.info("could not assemble the fixed setup for the probe", exc_info=True)
+            return d.setup, "the current setup (the fixed config could not be read back)"
 
     # -- answers ----------------------------------------------------------------------------
 
@@ -550,6 +630,48 @@ def _what_if_markdown(what_if: dict) -> str:
     if est.get("max_seq_len"):
         extra.append(f"longest sequence that fits: {est['max_seq_len']}")
     return line + ("\n" + "; ".join(extra) + "." if extra else "")
+
+
+def _hf_config(state: SessionState, setup) -> dict | None:
+    """The model's config.json: what the user pasted, else the built-in registry's copy."""
+    import json
+
+    if state.request.model_config_json:
+        try:
+            data = json.loads(state.request.model_config_json)
+            if isinstance(data, dict) and "model_type" in data:
+                return data
+        except ValueError:
+            pass
+    if setup.model_name:
+        try:
+            from ..tools.memory.registry import registry_config
+
+            cfg = registry_config(setup.model_name)
+            return dict(cfg) if cfg else None
+        except Exception:  # noqa: BLE001 - unknown to the registry
+            return None
+    return None
+
+
+def _probe_markdown(result, what: str) -> str:
+    lines = [f"**Live probe** of {what} on {result.device_name or 'the device'}:"]
+    if result.error:
+        return lines[0] + f" failed — {result.error}"
+    main = result.main
+    if main is None:
+        return lines[0] + " no trial ran."
+    verdict = {"ok": "ran", "oom": "ran out of memory", "error": "failed", "timeout": "timed out"}[main.result]
+    lines.append(f"- micro-batch {main.micro_batch}, seq len {main.seq_len}: {verdict}"
+                 + (f"; peak allocated {format_bytes(main.peak_allocated_bytes)}, reserved {format_bytes(main.peak_reserved_bytes)}"
+                    if main.peak_allocated_bytes else "")
+                 + (" — fits within the margin." if main.fits_margin else " — does not fit within the margin." if main.result == "ok" else "."))
+    if main.error and main.result != "ok":
+        lines.append(f"- {main.error[:300]}")
+    if result.estimate_peak_bytes:
+        err = f" ({result.estimate_error:+.1%} vs measured)" if result.estimate_error is not None else ""
+        lines.append(f"- calculator's estimate: {format_bytes(result.estimate_peak_bytes)}{err}")
+    return "\n".join(lines)
 
 
 def _what_if_from_config(state: SessionState, d: Diagnosis) -> str:

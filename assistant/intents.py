@@ -16,7 +16,7 @@ from ..tools.gpus import lookup_gpu
 
 IntentName = Literal[
     "set_hardware", "keep_constraint", "release_constraint", "what_if", "switch_method", "explain",
-    "show_diff", "show_config", "mark_solved", "mark_unsolved", "reset", "help", "unknown",
+    "show_diff", "show_config", "mark_solved", "mark_unsolved", "run_probe", "reset", "help", "unknown",
 ]
 
 MAX_PARSE_CHARS = 4000  # follow-ups are short; longer text is a log or a config, classified elsewhere
@@ -321,6 +321,8 @@ _UNSOLVED = re.compile(r"still\s+(?:\w+\s+){0,2}?(?:oom|ooms|out of memory|fail\
 _SOLVED = re.compile(r"\b(?:it|that|this) (?:worked|works|fixed it|did it|helped|solved it)|works now|working now|runs now|solved|resolved|"
                      r"fixed it|problem fixed|that fixed|training (?:runs|works|started|is running)|no more oom|no longer ooms?|👍|"
                      r"解决了|可以了|跑通了|跑起来了|成功了|好了|搞定|没问题了|有效了|不再oom|不oom了|能跑了|正常了", re.I)
+_PROBE = re.compile(r"\b(?:run|start|do|try)\s+(?:the\s+|a\s+)?(?:live\s+)?probe|\bprobe\s+(?:it|this|that|the (?:fixed )?config)|"
+                    r"measure (?:it|this|the peak) on (?:the|this|a|your) gpu|实测|跑一下\s*probe|在\s*gpu\s*上(?:测|跑)", re.I)
 _RESET = re.compile(r"^\W*(?:reset|start over|restart|clear|new (?:problem|issue|session|conversation|question)|forget (?:it|everything|that)|"
                     r"重新开始|重置|清空|新问题|从头开始|重来)\W*$", re.I)
 _HELP = re.compile(r"^\W*(?:help|\?|what can you do|how does (?:this|it) work|commands|usage|how do i use (?:this|you)|"
@@ -337,6 +339,8 @@ def parse_followups(text: str) -> list[Intent]:
     if _HELP.search(text):
         return [Intent(name="help", evidence=text)]
     out: list[Intent] = []
+    if _PROBE.search(text):
+        out.append(Intent(name="run_probe", evidence=_PROBE.search(text).group(0)))
     unsolved = _UNSOLVED.search(text)
     if unsolved and not re.search(r"(?:no|不)\s*(?:再|more|longer)", text[max(0, unsolved.start() - 8): unsolved.start()], re.I):
         out.append(Intent(name="mark_unsolved", slots={"note": text[:500]}, evidence=unsolved.group(0)))
@@ -382,5 +386,6 @@ UNDERSTOOD = [
     ("show_config", "show the fixed config / 给我完整配置"),
     ("mark_solved", "it worked / 解决了"),
     ("mark_unsolved", "still OOM / 还是OOM"),
+    ("run_probe", "run the live probe (on a GPU host) / 实测一下"),
     ("reset", "start over / 重新开始"),
 ]
