@@ -33,7 +33,8 @@ def lexical_node(case: Case):
     config keys are tokenised exactly like the fast path's."""
     from llama_index.core.schema import TextNode
 
-    return TextNode(id_=case.id, text=" ".join(tokenize(case.search_text())), metadata={"case_id": case.id})
+    return TextNode(id_=case.id, text=" ".join(tokenize(case.search_text())), metadata={"case_id": case.id},
+                    excluded_embed_metadata_keys=["case_id"], excluded_llm_metadata_keys=["case_id"])
 
 
 def metadata_filters(filters: dict | None):
