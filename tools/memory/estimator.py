@@ -218,6 +218,10 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
     units = loss_peak_units()
     state = {"weights": plan.weights, "optimizer_states": plan.optimizer_states,
              "master_weights": plan.master_weights}
+    if mode == "train" and (setup.grad_accum > 1 or setup.zero_stage > 0):
+        # gradients outlive the step's backward: accumulated across micro-batches, and DeepSpeed keeps
+        # its (partitioned) gradient buffers allocated for the whole run (contiguous_gradients)
+        state["gradients"] = plan.gradients
     if plan.zero_gathered:
         state["zero3_gathered_params"] = plan.zero_gathered
     state["cuda_workspace"] = CUBLAS_WORKSPACE

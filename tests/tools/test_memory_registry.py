@@ -1,0 +1,79 @@
+"""Registry and config loading: names in logs resolve without a download; bad configs are one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ask_oom.tools.errors import InputError
+from ask_oom.tools.memory import count_params, load_model_arch, resolve_model
+
+
+@pytest.mark.parametrize("name,key", [
+    ("Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-7B"),
+    ("qwen2.5-7b", "Qwen/Qwen2.5-7B"),
+    ("/data/models/Qwen2.5-32B-Instruct/", "Qwen/Qwen2.5-32B"),
+    ("/data/Mixtral-8x7B-v0.1", "mistralai/Mixtral-8x7B-v0.1"),
+    ("Llama-2-13b-chat-hf", "meta-llama/Llama-2-13b-hf"),
+    ("llama2-13b", "meta-llama/Llama-2-13b-hf"),
+    ("meta-llama/Meta-Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-8B"),
+    ("Kimi-VL-A3B-Instruct", "moonshotai/Kimi-VL-A3B-Instruct"),
+    ("MoE-LLaVA-Phi2-2.7B-4e", "LanguageBind/MoE-LLaVA-Phi2-2.7B-4e"),
+    ("Qwen2.5-VL-7B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct"),
+    ("llava-v1.5-13b", "llava-hf/llava-1.5-13b-hf"),
+    ("Qwen3-30B-A3B", "Qwen/Qwen3-30B-A3B"),
+    ("qwen2.5-7b-instruct-my-sft", "Qwen/Qwen2.5-7B"),
+])
+def test_resolve_loose_names(name, key):
+    arch = resolve_model(name)
+    assert arch is not None and arch.name == key
+
+
+@pytest.mark.parametrize("name", ["gpt-5-turbo", "", "x" * 1000, "qwen"])
+def test_unknown_names_return_none(name):
+    assert resolve_model(name) is None
+
+
+def test_registry_sizes_are_the_published_ones():
+    """Totals against model cards (rounded): catches a wrong config fact in registry.json."""
+    expected_b = {
+        "Qwen/Qwen2.5-32B": 32.76, "Qwen/Qwen2.5-72B": 72.71, "meta-llama/Llama-2-70b-hf": 68.98,
+        "meta-llama/Llama-3.1-8B": 8.03, "meta-llama/Llama-3.2-1B": 1.24, "mistralai/Mixtral-8x7B-v0.1": 46.70,
+        "microsoft/phi-2": 2.78, "google/gemma-7b": 8.54, "google/gemma-2-27b": 27.23, "Qwen/Qwen3-30B-A3B": 30.53,
+        "deepseek-ai/DeepSeek-V3": 671.03, "deepseek-ai/DeepSeek-V2-Lite": 15.71, "allenai/OLMoE-1B-7B-0924": 6.92,
+        "moonshotai/Kimi-VL-A3B-Instruct": 16.41, "THUDM/glm-4-9b-chat": 9.40, "baichuan-inc/Baichuan2-13B-Chat": 13.90,
+        "llava-hf/llava-1.5-7b-hf": 7.06,
+    }
+    for key, billions in expected_b.items():
+        assert round(count_params(resolve_model(key)).total / 1e9, 2) == billions, key
+
+
+def test_vision_facts():
+    clip = resolve_model("llava-1.5-7b").vision
+    assert clip.kind == "clip" and clip.image_size == 336 and clip.tokens_per_image == 576
+    qvl = resolve_model("qwen2.5-vl-7b").vision
+    assert qvl.patch_size == 14 and qvl.spatial_merge_size == 2 and qvl.kind == "qwen2_5_vl"
+    kimi = resolve_model("Kimi-VL-A3B-Instruct")
+    assert kimi.is_mla and kimi.is_moe and kimi.vision.kind == "moonvit"
+
+
+def test_load_model_arch_from_file_and_directory(tmp_path):
+    cfg = {"model_type": "qwen2", "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
+           "num_attention_heads": 14, "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": True}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    assert count_params(load_model_arch(tmp_path)).total == 494_032_768
+    assert count_params(load_model_arch(str(tmp_path / "config.json"))).total == 494_032_768
+
+
+@pytest.mark.parametrize("content", ["not json", "[1, 2]", '{"model_type": "qwen2"}', '{"hidden_size": "big"}'])
+def test_bad_configs_raise_input_error(tmp_path, content):
+    f = tmp_path / "config.json"
+    f.write_text(content)
+    with pytest.raises(InputError):
+        load_model_arch(f)
+
+
+def test_missing_config_raises_input_error(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        load_model_arch(tmp_path / "nope")
