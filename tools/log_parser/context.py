@@ -31,7 +31,7 @@ _UPDATE_PHASES: list[tuple[str, re.Pattern]] = [
     ("optimizer_step", re.compile(
         r"optimizer\.step|engine\.step|exp_avg|torch/optim/|_multi_tensor|adamw|cpu_adam|_take_model_step"
         r"|\bin (?:step|_optimizer_step|optimizer_step)\b")),
-    ("backward", re.compile(r"backward|autograd|_execution_engine")),
+    ("backward", re.compile(r"backward|torch/autograd/__init__|_execution_engine")),
 ]
 _FORWARD_PHASES: list[tuple[str, re.Pattern]] = [
     ("forward", re.compile(
@@ -58,8 +58,7 @@ _OPERATIONS: list[tuple[str, re.Pattern]] = [
         r"\w{0,20}|attention\w{0,20})\b|softmax\(")),
 ]
 _VISION = re.compile(
-    r"visual|vision_model|vision_tower|VisionTransformer|vision_encoder|image_encoder|modeling_clip|CLIPVision"
-    r"|siglip|SigLip|\bclip\b|\bvit\b", re.IGNORECASE)
+    r"visual|(?<![a-z])vision|Vision|image_encoder|modeling_clip|CLIP|[Ss]ig[Ll]ip|\bclip\b|[_/]vit[_.]|\bvit\b|ViT")
 
 
 def find_phase(window: list[tuple[int, str]]) -> tuple[str, int, str] | None:

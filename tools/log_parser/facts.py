@@ -50,6 +50,8 @@ _DS_FILE_STAGE = re.compile(r"(?:z|zero|stage)[_-]?([0-3])(?![0-9])", re.IGNOREC
 _MODEL_ARG = re.compile(
     r"""(?:model_name_or_path|pretrained_model_name_or_path|model_id_or_path|base_model)['"]?\s{0,3}[=:]?\s{0,3}['"]?"""
     r"""([^\s,'")]{2,300})""")
+_MODEL_KWARG = re.compile(r"""(?:^|[\s(,])(?:model|model_path|model_id)\s{0,2}=\s{0,2}['"]([^'"\s]{2,300})['"]""")
+_MODEL_FLAG = re.compile(r"(?:^|\s)--(?:model|model_path|model_id|model_dir)[ =]\s{0,3}([^\s\\'\"-][^\s\\'\"]{1,300})")
 _MODEL_FILE = re.compile(r"loading (?:weights|configuration) file ([^\s,]{2,400})")
 _HF_CACHE = re.compile(r"models--([\w.-]{1,100})--([\w.-]{1,200})")
 
@@ -112,7 +114,7 @@ _GATES = ("batch_size", "accumulation", "cutoff_len", "seq_len", "max_len", "seq
           "bits", "num_workers", "liger", "unsloth", "fsdp", "low_cpu_mem", "template", "offload", "epochs",
           "learning_rate", "max_new_tokens", "parallel_size", "gpu_memory_utilization", "max_model_len",
           "vision_tower", "model_type", "model_id_or_path", "base_model", "adapter", "max_source", "max_target",
-          "double_quant", "micro_batch", "batch size", "trainable", "num examples", "num epochs")
+          "double_quant", "micro_batch", "predict", "generate", "batch size", "trainable", "num examples", "num epochs")
 _KV_EQ = re.compile(r"(?:^|[\s,(])-{0,2}([A-Za-z_][\w]{1,50})\s{0,2}=\s{0,2}(\"[^\"]{0,300}\"|'[^']{0,300}'|[^\s,)]{1,300})")
 _KV_COLON = re.compile(r"""(?:^|[\s,{])['"]?([A-Za-z_][\w]{1,50})['"]?\s{0,2}:\s{1,3}(\"[^\"]{0,300}\"|'[^']{0,300}'|[^\s,}#]{1,300})""")
 _KV_FLAG = re.compile(r"(?:^|\s)--([A-Za-z_][\w]{1,50})(?:[ \t]{1,4}(\"[^\"]{0,300}\"|'[^']{0,300}'|[^\s\\'\"-][^\s\\]{0,300}|-\d[^\s\\]{0,30}))?")
@@ -125,7 +127,7 @@ _BANNERS = [
     ("num_examples", re.compile(r"Num examples = ([\d,]{1,15})")),
     ("num_epochs", re.compile(r"Num Epochs = ([\d,]{1,8})")),
     ("trainable_params", re.compile(r"(?:Number of trainable parameters|trainable params:?) ?=? ?([\d,]{1,20})")),
-    ("eval_batch_size", re.compile(r"^\s{0,8}Batch size = ([\d,]{1,12})")),
+    ("eval_batch_size", re.compile(r"\bBatch size = ([\d,]{1,12})")),
 ]
 
 
@@ -222,6 +224,17 @@ class FactCollector:
             m = _MODEL_ARG.search(line)
             if m and not m.group(1).startswith("-"):
                 self.model = (3, _model_from_path(m.group(1)) if "models--" in m.group(1) else m.group(1), lineno, line)
+                return
+        if strength < 3 and ("model=" in low or "model_path=" in low or "model_id=" in low):
+            m = _MODEL_KWARG.search(line)
+            if m:
+                self.model = (3, m.group(1), lineno, line)
+                return
+        if strength < 3 and ("--model " in low or "--model=" in low or "--model_path" in low or "--model_dir" in low
+                             or "--model_id " in low):
+            m = _MODEL_FLAG.search(line)
+            if m:
+                self.model = (3, m.group(1), lineno, line)
                 return
         if strength < 2 and "loading" in low and "file" in low:
             m = _MODEL_FILE.search(line)

@@ -18,7 +18,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]{0,32}[ -/]{0,4}[@-~]|\x1b\][^\x07\x1b]{0,256}
 # "[rank3]:", "[default0]:", "[rank3]:[W1023 ...]" (torchrun --tee / log prefixes)
 _RANK_BRACKET = re.compile(r"^\[(?:rank|default|Rank\s?)(\d{1,5})\]:\s?")
 # "0: " (srun/launcher line prefixes), "worker-1: " / "node3: " / "localhost: " (pdsh under the deepspeed launcher)
-_RANK_NUMBER = re.compile(r"^(\d{1,4}): (?=\S)")
+_RANK_NUMBER = re.compile(r"^(\d{1,4}): ")
 _HOST_PREFIX = re.compile(
     r"^(?:localhost|(?:worker|node|host|gpu|compute|machine)[\w.-]{0,30}|[A-Za-z][\w.]{0,40}-\d{1,4}): (?=\S)")
 # Ray workers: "(RayWorkerWrapper pid=123, ip=10.0.0.1) "

@@ -112,8 +112,6 @@ class LogParser:
         stripped = line.strip()
         if not stripped or rank != p.rank or stripped.startswith(_FRAME_STARTS):
             return False
-        if line[:1].isspace():
-            return False
         head = stripped[:24].lower()
         if head[:1] == "[" or head[:4].isdigit() or "error" in head.split(":", 1)[0] and ":" in head:
             return False
