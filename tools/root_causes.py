@@ -80,6 +80,8 @@ def rank_root_causes(
         return s.ranked()
     if report.kind == "host_oom":
         _host_memory(report, setup, estimate, s)
+        if "not_oom" in s.points:
+            return s.ranked()
     else:
         _request_vs_tensors(report, setup, estimate, s)
         _numbers_after_request(report, s)
@@ -118,6 +120,13 @@ def _not_a_memory_error(report: OOMReport, s: _Scores) -> None:
 
 
 def _host_memory(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None, s: _Scores) -> None:
+    bus = next((e for e in report.related_errors if e.kind == "sigbus"), None)
+    if bus is not None or "bus error" in (report.message or "").lower():
+        # A worker killed by SIGBUS is shared memory (/dev/shm), not RAM or GPU memory running out.
+        line = f" (log line {bus.line})" if bus is not None else ""
+        s.add("not_oom", 8, f"the process died of a bus error{line}: /dev/shm too small for DataLoader workers "
+                            "(raise --shm-size or use fewer workers); not a memory budget problem")
+        return
     what = report.exit_signal or (report.message or "host allocation failure")
     s.add("offload_host_ram", 6, f"host (CPU) memory ran out: {what}")
     if report.phase in ("model_loading", "lora_merge", "checkpoint_save"):
@@ -217,6 +226,9 @@ def _request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate
     if not req:
         return
     total = report.gpu_total_bytes or (setup.gpu.memory_bytes if setup and setup.gpu else None)
+    if total and 0.5 * total <= req <= total and (setup is None or setup.model is None):
+        s.add("vision_tokens", 1.2, f"one {format_bytes(req)} tensor ({req / total:.0%} of the GPU): only quadratic tensors get this "
+                                    "large, e.g. attention over thousands of visual patches")
     if total and req > total:
         s.add("vision_tokens", 3 if _is_multimodal(setup) else 1,
               f"one allocation of {format_bytes(req)} is larger than the whole GPU ({format_bytes(total)}): "
@@ -286,7 +298,7 @@ def _numbers_after_request(report: OOMReport, s: _Scores) -> None:
             s.add("fragmentation", pts, f"{format_bytes(unalloc)} is reserved by PyTorch but unallocated, more than the "
                                         f"{format_bytes(req)} requested: the cache is fragmented (expandable_segments helps)")
         elif unalloc >= 0.5 * req and unalloc >= 0.03 * total:
-            s.add("fragmentation", 1.5, f"{format_bytes(unalloc)} reserved but unallocated against a {format_bytes(req)} request")
+            s.add("fragmentation", 1.0, f"{format_bytes(unalloc)} reserved but unallocated against a {format_bytes(req)} request")
     # Other processes on the same GPU: memory in use that is neither ours nor free.
     used = report.process_used_bytes
     others = [p for p in report.other_processes]
@@ -314,9 +326,14 @@ def _numbers_after_request(report: OOMReport, s: _Scores) -> None:
 def _gpu_already_full(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None, s: _Scores) -> None:
     """A tiny request on a full GPU: what filled it matters, not the last allocation."""
     req, total, free = report.requested_bytes, report.gpu_total_bytes, report.gpu_free_bytes
-    if not (req and total) or req > 0.03 * total:
+    if not (req and total) or (free is not None and free > 0.05 * total):
         return
-    if free is not None and free > 0.05 * total:
+    if req > min(0.03 * total, 1 * GiB):
+        if setup is None or setup.model is None:
+            # A mid-sized chunk (hundreds of MiB to GiB) on a full card: activations that scale with tokens per step.
+            s.add("seq_len_too_long", 1.0, f"a {format_bytes(req)} request on a full GPU ({format_bytes(report.torch_allocated_bytes)} "
+                                           "allocated): activation-sized, it grows with the tokens per step")
+            s.add("batch_too_large", 0.7, f"a {format_bytes(req)} activation-sized request on a full GPU")
         return
     held = report.torch_allocated_bytes or report.process_used_bytes
     filled = f"the GPU was already full ({format_bytes(held)} allocated) when a small {format_bytes(req)} request failed" if held \
@@ -496,6 +513,10 @@ def _phase_and_operation(report: OOMReport, setup: TrainingSetup | None, s: _Sco
         s.add("vision_tokens", 2, "the failing operation is in the vision tower")
     elif op in ("cross_entropy", "lm_head"):
         s.add("logits_large_vocab", 2, f"the failing operation is the {op.replace('_', ' ')} over the vocabulary")
+        if report.requested_bytes and report.requested_bytes >= GiB:
+            s.add("logits_large_vocab", 1.5, f"a {format_bytes(report.requested_bytes)} allocation in the loss: "
+                                             "logits scale with tokens x vocabulary")
+            s.add("seq_len_too_long", 1.0, f"{format_bytes(report.requested_bytes)} of logits for one step: many tokens per sample")
     elif op == "optimizer" and report.phase != "optimizer_step":
         s.add("full_ft_model_states", 2, "the failing operation is the optimizer")
     elif op == "attention" and setup is not None and setup.attn_implementation == "eager" and _observed(setup, "attn_implementation"):
