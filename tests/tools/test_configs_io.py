@@ -1,0 +1,223 @@
+"""Config readers/rewriter: formats, exact round-trips, in-place edits, and safe loading."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from ask_oom.tools.configs import ConfigChange, apply_changes, load_config, unified_diff
+from ask_oom.tools.configs.documents import detect_format
+from ask_oom.tools.configs.yaml_doc import read_yaml
+from ask_oom.tools.errors import InputError
+
+SEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "seeds"
+CONFIGS = Path(__file__).resolve().parents[1] / "fixtures" / "configs"
+
+
+def _files(folder: str) -> dict[str, str]:
+    return {p.name: p.read_text() for p in (SEEDS / folder).iterdir() if p.name not in ("train.log", "expected.json")}
+
+
+SEED_MAIN = {
+    "kimi-vl-a3b": "train.yaml", "qwen2.5-vl-7b": "train.yaml", "qwen2.5-32b": "train.yaml",
+    "moe-llava-phi2": "finetune_moe.sh", "deepke-llama2-13b": "run.sh",
+}
+
+
+@pytest.mark.parametrize("folder,main", sorted(SEED_MAIN.items()))
+def test_seed_configs_load_and_round_trip_unchanged(folder, main):
+    files = _files(folder)
+    doc = load_config(files[main], main, files)
+    text, ds = apply_changes(doc, [])
+    assert text == files[main]
+    assert ds is None
+    assert unified_diff(files[main], text, main) == ""
+
+
+def test_formats_are_detected():
+    files = _files("kimi-vl-a3b")
+    assert load_config(files["train.yaml"], "train.yaml", files).format == "llamafactory_yaml"
+    assert load_config(files["ds_z3_config.json"], "ds_z3_config.json").format == "deepspeed_json"
+    assert load_config(_files("moe-llava-phi2")["finetune_moe.sh"], "finetune_moe.sh", _files("moe-llava-phi2")).format == "shell"
+    assert load_config((CONFIGS / "hf_args.json").read_text(), "hf_args.json").format == "hf_json"
+    assert load_config((CONFIGS / "accelerate_ds.yaml").read_text(), "accelerate_ds.yaml").format == "accelerate_yaml"
+    # no telling file name: the content decides
+    assert detect_format("deepspeed train.py --bf16 True\n", "pasted") == "shell"
+    assert detect_format('{"zero_optimization": {"stage": 2}}', "pasted") == "json"
+
+
+def test_yaml_edit_changes_only_the_value_and_keeps_comments_and_quotes():
+    text = (
+        "# my run\n"
+        "model_name_or_path: 'Qwen/Qwen2.5-7B-Instruct'  # quoted on purpose\n"
+        "finetuning_type: lora\n"
+        "cutoff_len: 4096   # long samples\n"
+        "per_device_train_batch_size: 8\n"
+        "gradient_accumulation_steps: 2\n"
+        "learning_rate: 1.0e-4\n"
+        "unknown_key_kept: {a: 1}\n"
+    )
+    doc = load_config(text, "train.yaml")
+    new, _ = apply_changes(doc, [ConfigChange(key="cutoff_len", to_value=2048),
+                                 ConfigChange(key="per_device_train_batch_size", to_value=4),
+                                 ConfigChange(key="model_name_or_path", to_value="Qwen/Qwen2.5-3B-Instruct")])
+    assert new.splitlines()[0] == "# my run"
+    assert "cutoff_len: 2048   # long samples" in new
+    assert "model_name_or_path: 'Qwen/Qwen2.5-3B-Instruct'  # quoted on purpose" in new
+    assert "learning_rate: 1.0e-4" in new and "unknown_key_kept: {a: 1}" in new
+    changed = [line for line in unified_diff(text, new, "t").splitlines() if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))]
+    assert len(changed) == 6
+
+
+def test_yaml_new_key_goes_beside_its_related_key():
+    files = _files("kimi-vl-a3b")
+    doc = load_config(files["train.yaml"], "train.yaml", files)
+    new, _ = apply_changes(doc, [ConfigChange(key="freeze_multi_modal_projector", to_value=True),
+                                 ConfigChange(key="flash_attn", to_value="fa2"),
+                                 ConfigChange(key="quantization_bit", to_value=4)])
+    lines = new.splitlines()
+    assert lines[lines.index("image_max_pixels: 1003520") + 1] == "flash_attn: fa2"
+    assert lines[lines.index("finetuning_type: full") + 1] == "quantization_bit: 4"
+    assert "freeze_multi_modal_projector: true" in lines
+    assert read_yaml(new)["flash_attn"] == "fa2"
+
+
+def test_nested_yaml_edit_in_accelerate_config():
+    text = (CONFIGS / "accelerate_ds.yaml").read_text()
+    doc = load_config(text, "accelerate_ds.yaml")
+    new, _ = apply_changes(doc, [ConfigChange(key="deepspeed_config.zero_stage", to_value=3),
+                                 ConfigChange(key="deepspeed_config.offload_optimizer_device", to_value="cpu")])
+    data = read_yaml(new)
+    assert data["deepspeed_config"]["zero_stage"] == 3
+    assert data["deepspeed_config"]["offload_optimizer_device"] == "cpu"
+    assert new.count("\n") - text.count("\n") in (0, 1)
+    assert "# written by accelerate config" in new
+
+
+def test_deepspeed_json_edits_keep_indent_and_auto_values():
+    files = _files("moe-llava-phi2")
+    doc = load_config(files["finetune_moe.sh"], "finetune_moe.sh", files)
+    _, ds = apply_changes(doc, [
+        ConfigChange(key="zero_optimization.stage", to_value=3, target="deepspeed"),
+        ConfigChange(key="zero_optimization.offload_optimizer", to_value={"device": "cpu", "pin_memory": True}, target="deepspeed"),
+    ])
+    data = json.loads(ds)
+    assert data["zero_optimization"]["stage"] == 3
+    assert data["zero_optimization"]["offload_optimizer"] == {"device": "cpu", "pin_memory": True}
+    assert '        "stage": 3,' in ds                      # the file's 4-space indent, 8 at this depth
+    assert '"sub_group_size": 1e9' in ds                    # untouched literals stay as written
+    assert '"train_batch_size": "auto"' in ds
+    assert '            "device": "cpu",' in ds
+
+
+def test_hf_json_and_inline_deepspeed():
+    text = (CONFIGS / "hf_args.json").read_text()
+    doc = load_config(text, "hf_args.json")
+    assert doc.deepspeed_inline and doc.deepspeed["zero_optimization"]["stage"] == 2
+    new, ds = apply_changes(doc, [ConfigChange(key="per_device_train_batch_size", to_value=2),
+                                  ConfigChange(key="zero_optimization.stage", to_value=3, target="deepspeed")])
+    assert ds is None
+    data = json.loads(new)
+    assert data["per_device_train_batch_size"] == 2 and data["deepspeed"]["zero_optimization"]["stage"] == 3
+    assert data["output_dir"] == json.loads(text)["output_dir"]
+
+
+def test_shell_edits_in_place_and_adds_flags_in_the_scripts_style():
+    files = _files("deepke-llama2-13b")
+    doc = load_config(files["run.sh"], "run.sh", files)
+    assert doc.launcher["num_gpus"] == 3 and doc.launcher["program"] == "torchrun"
+    new, _ = apply_changes(doc, [ConfigChange(key="bits", to_value=4), ConfigChange(key="cutoff_len", to_value=256),
+                                 ConfigChange(key="output_dir", to_value="out dir")])
+    assert new.endswith("    --bf16 \\\n    --bits 4\n")
+    assert "    --cutoff_len 256 \\\n" in new
+    assert "--output_dir='out dir' \\\n" in new
+    again = load_config(new, "run.sh", files)
+    assert again.settings["bits"] == 4 and again.settings["cutoff_len"] == 256 and again.settings["output_dir"] == "out dir"
+    # everything before the command is untouched
+    head = files["run.sh"].split("CUDA_VISIBLE_DEVICES")[0]
+    assert new.startswith(head)
+
+
+def test_shell_single_line_command_and_quoted_values():
+    text = 'export PYTHONPATH=.\nllamafactory-cli train --model_name_or_path "Qwen/Qwen2.5-7B" --cutoff_len=1024 --stage sft\necho done\n'
+    doc = load_config(text, "train.sh")
+    assert doc.framework == "llamafactory" and doc.settings["cutoff_len"] == 1024
+    new, _ = apply_changes(doc, [ConfigChange(key="cutoff_len", to_value=512), ConfigChange(key="quantization_bit", to_value=4),
+                                 ConfigChange(key="model_name_or_path", to_value="Qwen/Qwen2.5-3B")])
+    assert new == ('export PYTHONPATH=.\nllamafactory-cli train --model_name_or_path "Qwen/Qwen2.5-3B" --cutoff_len=512 '
+                   '--stage sft --quantization_bit 4\necho done\n')
+
+
+def test_shell_variables_launchers_and_gpu_counts():
+    moe = load_config(_files("moe-llava-phi2")["finetune_moe.sh"], "finetune_moe.sh", _files("moe-llava-phi2"))
+    assert moe.settings["num_experts"] == 4                 # ${num_experts} resolved from the script
+    assert moe.settings["data_path"] == ["ft_json/llava_image_tune_.json", "ft_json/nlp_tune.json"]
+    assert moe.settings["mm_vision_select_layer"] == -2
+    assert moe.deepspeed["zero_optimization"]["stage"] == 2  # ./scripts/zero2.json matched by file name
+    cases = {
+        "deepspeed --include localhost:0,1,2,3 train.py --bf16 True\n": 4,
+        "deepspeed --num_gpus 2 train.py --bf16 True\n": 2,
+        "torchrun --nproc_per_node=8 --nnodes 2 train.py --bf16 True\n": 8,
+        "CUDA_VISIBLE_DEVICES=0,1 accelerate launch --num_processes 2 train.py --bf16 True\n": 2,
+        "CUDA_VISIBLE_DEVICES=0,1,2 deepspeed train.py --bf16 True\n": 3,
+        "python -m torch.distributed.run --nproc_per_node 4 train.py --bf16 True\n": 4,
+    }
+    for text, n in cases.items():
+        assert load_config(text, "run.sh").launcher["num_gpus"] == n, text
+    assert load_config("torchrun --nproc_per_node=8 --nnodes 2 train.py --bf16 True\n", "r.sh").launcher["num_nodes"] == 2
+
+
+# ----------------------------------------------------------------------------------------- safety
+
+def test_yaml_bomb_is_refused_quickly():
+    bomb = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n"
+    prev = "a"
+    for name in "bcdefghi":
+        bomb += f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]\n"
+        prev = name
+    start = time.perf_counter()
+    with pytest.raises(InputError, match="alias bomb"):
+        load_config(bomb, "bomb.yaml")
+    assert time.perf_counter() - start < 5
+
+
+def test_python_tags_are_refused_and_never_executed(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = f"model_name_or_path: !!python/object/apply:os.system ['touch {marker}']\ncutoff_len: 1024\n"
+    with pytest.raises(InputError, match="tag"):
+        load_config(evil, "evil.yaml")
+    assert not marker.exists()
+    with pytest.raises(InputError, match="tag"):
+        load_config("a: !!python/name:os.system\n", "evil.yaml")
+    with pytest.raises(InputError, match="tag"):
+        load_config("a: !custom 1\n", "evil.yaml")
+
+
+def test_large_deep_and_malformed_configs_are_refused():
+    with pytest.raises(InputError, match="MB"):
+        load_config("cutoff_len: 1024\n" + "# pad\n" * 2_000_000, "big.yaml")
+    with pytest.raises(InputError, match="deeper"):
+        load_config("a: " + "[" * 200 + "]" * 200 + "\n", "deep.yaml")
+    with pytest.raises(InputError, match="deeper"):
+        load_config('{"a": ' + "[" * 200 + "]" * 200 + "}", "deep.json")
+    with pytest.raises(InputError, match="not valid YAML"):
+        load_config("a: [1, 2\nb: c: d\n", "bad.yaml")
+    with pytest.raises(InputError, match="not valid JSON"):
+        load_config('{"zero_optimization": {"stage": 2,}}', "bad.json")
+    with pytest.raises(InputError, match="mapping"):
+        load_config("- just\n- a list\n", "list.yaml")
+    with pytest.raises(InputError, match="no training command"):
+        load_config("#!/bin/bash\necho hello\n", "run.sh")
+
+
+def test_missing_deepspeed_file_is_an_input_error_when_files_are_given():
+    files = _files("kimi-vl-a3b")
+    with pytest.raises(InputError, match="ds_z3_config.json"):
+        load_config(files["train.yaml"], "train.yaml", {"other.json": "{}"})
+    # with no files at all (a config pasted in chat) the stage is inferred from the telling name
+    doc = load_config(files["train.yaml"], "train.yaml")
+    assert doc.deepspeed == {"zero_optimization": {"stage": 3}}
+    assert any("inferred" in n for n in doc.notes)

@@ -1,0 +1,96 @@
+"""apply_config_to_setup: framework keys and defaults → TrainingSetup with provenance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ask_oom.tools.configs import apply_config_to_setup, load_config
+from ask_oom.tools.configs.schema import ConfigDocument
+from ask_oom.tools.training_setup import TrainingSetup
+
+SEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "seeds"
+CONFIGS = Path(__file__).resolve().parents[1] / "fixtures" / "configs"
+
+
+def _setup(text: str, name: str = "train.yaml", files: dict[str, str] | None = None) -> TrainingSetup:
+    return apply_config_to_setup(load_config(text, name, files), TrainingSetup())
+
+
+def test_llamafactory_defaults_are_the_frameworks():
+    s = _setup("model_name_or_path: Qwen/Qwen2.5-7B-Instruct\nstage: sft\nfinetuning_type: lora\ntemplate: qwen\n")
+    assert s.framework == "llamafactory"
+    assert s.method == "lora" and s.lora_rank == 8 and s.lora_targets == ["all"]
+    assert s.gradient_checkpointing is True and s.provenance["gradient_checkpointing"].origin == "default"
+    assert s.attn_implementation == "sdpa" and s.provenance["attn_implementation"].origin == "default"
+    assert s.seq_len == 2048 and s.provenance["seq_len"].origin == "default"
+    assert s.precision == "bf16_mixed" and s.micro_batch == 8 and s.grad_accum == 1
+    assert s.model is not None and s.model.hidden_size == 3584
+    assert s.provenance["model_name"].origin == "config" and s.provenance["model_name"].detail == "train.yaml: model_name_or_path"
+
+
+def test_llamafactory_explicit_keys_win():
+    s = _setup(
+        "model_name_or_path: Qwen/Qwen2.5-7B-Instruct\nfinetuning_type: lora\nlora_rank: 64\nlora_target: q_proj,v_proj\n"
+        "quantization_bit: 4\ncutoff_len: 8192\ndisable_gradient_checkpointing: true\nflash_attn: disabled\npure_bf16: true\n"
+        "enable_liger_kernel: true\nper_device_train_batch_size: 2\ngradient_accumulation_steps: 8\n"
+    )
+    assert s.method == "qlora" and s.quantization_bit == 4 and s.lora_rank == 64 and s.lora_targets == ["q_proj", "v_proj"]
+    assert s.seq_len == 8192 and s.provenance["seq_len"].detail.endswith("cutoff_len")
+    assert s.gradient_checkpointing is False and s.provenance["gradient_checkpointing"].origin == "config"
+    assert s.attn_implementation == "eager" and s.precision == "pure_bf16" and s.liger_kernel
+    assert (s.micro_batch, s.grad_accum) == (2, 8)
+    fa2 = _setup("model_name_or_path: Qwen/Qwen2.5-7B-Instruct\nflash_attn: fa2\nstage: sft\n")
+    assert fa2.attn_implementation == "flash_attention_2" and fa2.method == "lora"
+
+
+def test_llamafactory_multimodal_and_deepspeed_from_file():
+    folder = SEEDS / "kimi-vl-a3b"
+    files = {p.name: p.read_text() for p in folder.iterdir()}
+    s = _setup(files["train.yaml"], "train.yaml", files)
+    assert s.method == "full" and s.zero_stage == 3 and not s.offload_optimizer
+    assert s.provenance["zero_stage"].detail == "ds_z3_config.json: zero_optimization.stage"
+    assert s.freeze_vision_tower is False and s.freeze_projector is False
+    assert s.image_max_pixels == 1003520 and s.model.vision is not None
+    folder = SEEDS / "qwen2.5-32b"
+    files = {p.name: p.read_text() for p in folder.iterdir()}
+    s = _setup(files["train.yaml"], "train.yaml", files)
+    assert s.zero_stage == 3 and s.offload_optimizer and s.offload_param
+
+
+def test_hf_trainer_defaults():
+    s = _setup((CONFIGS / "hf_args.json").read_text(), "hf_args.json")
+    assert s.framework == "hf_trainer"
+    assert s.gradient_checkpointing is False and s.provenance["gradient_checkpointing"].origin == "default"
+    assert s.eval_batch == 8 and s.provenance["eval_batch"].origin == "default"
+    assert s.seq_len == 4096 and s.zero_stage == 2 and s.method == "full"
+    assert s.provenance["zero_stage"].detail == "deepspeed (inline): zero_optimization.stage"
+    no_eval = _setup('{"per_device_train_batch_size": 4, "output_dir": "o"}', "args.json")
+    assert no_eval.eval_batch is None and no_eval.micro_batch == 4
+
+
+def test_shell_scripts_map_launcher_gpus_lora_and_flash_attention():
+    folder = SEEDS / "deepke-llama2-13b"
+    files = {p.name: p.read_text() for p in folder.iterdir()}
+    s = _setup(files["run.sh"], "run.sh", files)
+    assert s.num_gpus == 3 and s.provenance["num_gpus"].detail == "run.sh: --nproc_per_node"
+    assert s.method == "lora" and s.lora_rank == 64
+    assert s.seq_len == 512 and s.micro_batch == 1 and s.eval_batch == 1
+    assert s.model is not None and s.model.num_layers == 40     # models/llama2-13b-chat resolves to Llama-2-13B
+    folder = SEEDS / "moe-llava-phi2"
+    files = {p.name: p.read_text() for p in folder.iterdir()}
+    s = _setup(files["finetune_moe.sh"], "finetune_moe.sh", files)
+    assert s.framework == "deepspeed_script" and s.zero_stage == 2 and s.gradient_checkpointing
+    assert s.attn_implementation == "flash_attention_2"      # train_mem.py patches in flash-attn
+    assert s.model.num_experts == 4 and s.model.num_experts_per_tok == 2 and s.model.vision is not None
+    assert s.model.extra["moe_layers_idx"] == list(range(0, s.model.num_layers, 2))   # moe_mode sparse
+    assert (s.micro_batch, s.grad_accum, s.seq_len) == (8, 2, 2048)
+
+
+def test_accelerate_config_and_log_style_pseudo_document():
+    s = _setup((CONFIGS / "accelerate_ds.yaml").read_text(), "accelerate_ds.yaml")
+    assert s.num_gpus == 4 and s.zero_stage == 2 and s.precision == "bf16_mixed"
+    # the setup assembler feeds printed training arguments as a settings-only document
+    doc = ConfigDocument(name="log", format="hf_json", text="", settings={
+        "per_device_train_batch_size": 16, "gradient_checkpointing": True, "bf16": True, "model_name_or_path": "Qwen/Qwen2.5-0.5B"})
+    s = apply_config_to_setup(doc, TrainingSetup())
+    assert s.micro_batch == 16 and s.gradient_checkpointing and s.precision == "bf16_mixed" and s.model is not None

@@ -1,0 +1,176 @@
+"""The fix planner on the five seed scenarios, constraints, nothing-fits, unverified plans and actions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ask_oom.tools.configs import Constraints, apply_config_to_setup, load_config, plan_fixes
+from ask_oom.tools.configs.causes import observed_peak, setup_and_causes
+from ask_oom.tools.gpus import lookup_gpu
+from ask_oom.tools.labels import RootCause
+from ask_oom.tools.memory import estimate_memory
+from ask_oom.tools.training_setup import TrainingSetup
+
+SEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "seeds"
+SCENARIOS = sorted(p.name for p in SEEDS.iterdir() if (p / "expected.json").is_file())
+
+
+def _scenario(folder: str):
+    d = SEEDS / folder
+    expected = json.loads((d / "expected.json").read_text())
+    files = {name: (d / name).read_text() for name in [expected["config"], *expected.get("extra_configs", [])]}
+    doc = load_config(files[expected["config"]], expected["config"], files)
+    req = expected.get("request", {})
+    setup, causes, report = setup_and_causes(doc, (d / expected["log"]).read_text(), gpu=req.get("gpu"),
+                                             num_gpus=req.get("num_gpus"))
+    constraints = Constraints(num_gpus=req.get("num_gpus"), observed_peak_bytes=observed_peak(report))
+    return expected, doc, setup, causes, constraints
+
+
+def _matches(settings: dict, group: list[dict]) -> bool:
+    for cond in group:
+        v = settings.get(cond["key"])
+        if "value" in cond and v != cond["value"]:
+            return False
+        if "max" in cond and not (isinstance(v, int) and v <= cond["max"]):
+            return False
+        if "min" in cond and not (isinstance(v, int) and v >= cond["min"]):
+            return False
+    return True
+
+
+@pytest.mark.parametrize("folder", SCENARIOS)
+def test_seed_scenario_fixed_config_fits_and_contains_the_documented_fix(folder):
+    expected, doc, setup, causes, constraints = _scenario(folder)
+    assert setup.model is not None and setup.gpu is not None
+    plan = plan_fixes(setup, doc, causes, constraints)
+    assert plan.fits, plan.notes
+    assert plan.estimate_after is not None and plan.estimate_after.fits
+    assert plan.fixed_config is not None and plan.diff
+    fixed = load_config(plan.fixed_config, doc.name, {doc.deepspeed_name or "-": plan.fixed_deepspeed or doc.deepspeed_text or "{}"})
+    assert any(_matches(fixed.settings, group) for group in expected["documented_fix_any_of"]), plan.changes
+    # every config edit says why and the first edit of each fix says how much it saves
+    edits = [c for c in plan.changes if c.key is not None]
+    assert edits and all(c.rationale for c in edits)
+    assert any(c.bytes_saved and c.bytes_saved > 0 for c in edits) or any("host RAM" in c.rationale for c in edits)
+    # the fixed config's own setup estimates the same as the plan's after-estimate
+    refit = apply_config_to_setup(fixed, setup.model_copy(update={"provenance": {}}))
+    assert estimate_memory(refit.model_copy(update={"gpu": setup.gpu, "num_gpus": setup.num_gpus,
+                                                    "attn_implementation": plan_attention(plan, setup)})).peak_bytes \
+        == pytest.approx(plan.estimate_after.peak_bytes, rel=0.02)
+
+
+def plan_attention(plan, setup: TrainingSetup) -> str:
+    """Attention after the plan (the log-derived eager fact is not in the config file)."""
+    for c in plan.changes:
+        if c.key in ("flash_attn", "attn_implementation"):
+            return "flash_attention_2" if c.to_value in ("fa2", "flash_attention_2") else str(c.to_value)
+    return setup.attn_implementation
+
+
+def test_moe_llava_keeps_the_effective_batch():
+    _, doc, setup, causes, constraints = _scenario("moe-llava-phi2")
+    plan = plan_fixes(setup, doc, causes, constraints)
+    by_key = {c.key: c for c in plan.changes if c.key}
+    mb, ga = by_key["per_device_train_batch_size"], by_key["gradient_accumulation_steps"]
+    assert (mb.from_value, mb.to_value, ga.from_value, ga.to_value) == (8, 4, 2, 4)
+    assert mb.to_value * ga.to_value * setup.num_gpus == 8 * 2 * setup.num_gpus
+    assert mb.tier == 2 and not mb.changes_results
+
+
+def test_host_ram_scenario_moves_to_lora_and_drops_offload():
+    _, doc, setup, causes, constraints = _scenario("qwen2.5-32b")
+    plan = plan_fixes(setup, doc, causes, constraints)
+    keys = {(c.target, c.key): c.to_value for c in plan.changes if c.key}
+    assert keys[("config", "finetuning_type")] == "lora"
+    assert plan.estimate_after.host_bytes < plan.estimate_before.host_bytes
+    assert json.loads(plan.fixed_deepspeed)["zero_optimization"]["offload_param"]["device"] == "none"
+    assert any("results differ" in n for n in plan.notes)
+
+
+def test_constraints_are_respected():
+    _, doc, setup, causes, constraints = _scenario("qwen2.5-32b")
+    kept = plan_fixes(setup, doc, causes, constraints.model_copy(update={"keep_method": True}))
+    assert not any(c.key in ("finetuning_type", "quantization_bit") for c in kept.changes)
+    assert not kept.fits and any(n.startswith("nothing fits") for n in kept.notes)
+    assert any(n.startswith("hardware:") for n in kept.notes)
+    _, doc, setup, causes, constraints = _scenario("kimi-vl-a3b")
+    long_ctx = setup.model_copy(update={"seq_len": 65536})
+    plan = plan_fixes(long_ctx, doc, causes, constraints.model_copy(update={"keep_seq_len": True, "observed_peak_bytes": None}))
+    assert not any(c.key == "cutoff_len" for c in plan.changes)
+    plan = plan_fixes(long_ctx, doc, causes, constraints.model_copy(update={"observed_peak_bytes": None}))
+    cut = [c for c in plan.changes if c.key == "cutoff_len"]
+    assert plan.fits and cut and cut[0].changes_results and any("truncated" in n for n in plan.notes)
+    _, doc, setup, causes, constraints = _scenario("moe-llava-phi2")
+    plan = plan_fixes(setup, doc, causes, constraints.model_copy(update={"keep_batch": True, "no_deepspeed": True}))
+    assert not any(c.key in ("per_device_train_batch_size", "gradient_accumulation_steps") for c in plan.changes)
+    assert not any(c.target == "deepspeed" for c in plan.changes)
+
+
+def test_already_fitting_setup_changes_nothing():
+    doc = load_config("model_name_or_path: Qwen/Qwen2.5-0.5B\nfinetuning_type: lora\ncutoff_len: 1024\n"
+                      "per_device_train_batch_size: 2\nstage: sft\n", "train.yaml")
+    setup = apply_config_to_setup(doc, TrainingSetup()).model_copy(update={"gpu": lookup_gpu("A100 80GB")})
+    plan = plan_fixes(setup, doc, [], Constraints())
+    assert plan.fits and plan.changes == [] and plan.fixed_config == doc.text and plan.diff == ""
+
+
+def test_unknown_model_plans_from_causes_and_says_unverified():
+    doc = load_config("model_name_or_path: /data/my-private-model\nstage: sft\nfinetuning_type: full\ncutoff_len: 8192\n"
+                      "per_device_train_batch_size: 4\ngradient_accumulation_steps: 2\n", "train.yaml")
+    setup = apply_config_to_setup(doc, TrainingSetup())
+    assert setup.model is None
+    causes = [RootCause(label="batch_too_large", score=0.8), RootCause(label="seq_len_too_long", score=0.5)]
+    plan = plan_fixes(setup, doc, causes, Constraints())
+    assert not plan.fits and plan.estimate_before is None
+    assert any("unverified" in n for n in plan.notes)
+    keys = {c.key: c.to_value for c in plan.changes if c.key}
+    assert keys["per_device_train_batch_size"] * keys["gradient_accumulation_steps"] == 8
+    assert "cutoff_len" in keys and keys["cutoff_len"] < 8192
+
+
+def test_non_budget_causes_become_actions():
+    doc = load_config("model_name_or_path: Qwen/Qwen2.5-0.5B\nfinetuning_type: lora\nstage: sft\nbf16: true\n"
+                      "per_device_train_batch_size: 1\ncutoff_len: 512\n", "train.yaml")
+    setup = apply_config_to_setup(doc, TrainingSetup()).model_copy(update={"gpu": lookup_gpu("V100 16GB")})
+    causes = [RootCause(label=x, score=0.7) for x in ("fragmentation", "other_process", "dtype_unsupported", "quantization_setup")]
+    plan = plan_fixes(setup, doc, causes, Constraints())
+    actions = " | ".join(c.action for c in plan.changes if c.action)
+    assert "expandable_segments:True" in actions and "free the GPU" in actions and "BitsAndBytesConfig" in actions
+    # V100 has no bf16: the dtype problem becomes fp16 in the config itself
+    keys = {c.key: c.to_value for c in plan.changes if c.key}
+    assert keys == {"bf16": False, "fp16": True}
+    assert "bf16: false" in plan.fixed_config and "fp16: true" in plan.fixed_config
+
+
+def test_new_deepspeed_file_when_the_run_has_none():
+    doc = load_config('{"model_name_or_path": "meta-llama/Llama-3.1-8B", "output_dir": "o", "bf16": true, '
+                      '"gradient_checkpointing": true, "per_device_train_batch_size": 1, "max_seq_length": 2048}', "args.json")
+    setup = apply_config_to_setup(doc, TrainingSetup()).model_copy(update={"gpu": lookup_gpu("A100 80GB"), "num_gpus": 8})
+    causes = [RootCause(label="full_ft_model_states", score=0.9)]
+    plan = plan_fixes(setup, doc, causes, Constraints(keep_method=True))
+    assert plan.fits
+    ds_key = [c for c in plan.changes if c.key == "deepspeed"]
+    assert ds_key and ds_key[0].to_value.startswith("ds_z")
+    ds = json.loads(plan.fixed_deepspeed)
+    assert ds["zero_optimization"]["stage"] in (2, 3) and ds["train_micro_batch_size_per_gpu"] == "auto"
+    assert json.loads(plan.fixed_config)["deepspeed"] == ds_key[0].to_value
+    assert any(c.action == "pip install deepspeed" for c in plan.changes)
+
+
+def test_planner_is_idempotent_on_its_own_output():
+    for folder in SCENARIOS:
+        _, doc, setup, causes, constraints = _scenario(folder)
+        plan = plan_fixes(setup, doc, causes, constraints)
+        files = {doc.deepspeed_name: plan.fixed_deepspeed or doc.deepspeed_text} if doc.deepspeed_name else None
+        fixed_doc = load_config(plan.fixed_config, doc.name, files)
+        fixed_setup = apply_config_to_setup(fixed_doc, setup.model_copy(update={"provenance": {}}))
+        fixed_setup = fixed_setup.model_copy(update={"gpu": setup.gpu, "num_gpus": setup.num_gpus,
+                                                     "attn_implementation": plan_attention(plan, setup)})
+        again = plan_fixes(fixed_setup, fixed_doc, [], Constraints(num_gpus=constraints.num_gpus))
+        assert again.fits, folder
+        assert [c for c in again.changes if c.key] == [], folder
+        assert again.fixed_config == plan.fixed_config, folder
