@@ -1,0 +1,114 @@
+"""Latency benchmark: a warm diagnosis (in-process, index loaded, no probe) and `ask-oom < log` from a cold start.
+
+Targets (issue 8): warm < 200 ms; cold start < 3 s on 2 CPU cores. Each figure is the median of several runs;
+the cold runs are pinned to two cores with `taskset` when it is available.
+
+    python evals/latency_benchmark.py [--runs 7] [--cold-runs 5] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SEEDS = REPO / "tests" / "fixtures" / "seeds"
+WARM_TARGET_MS, COLD_TARGET_S = 200.0, 3.0
+
+
+def scenarios() -> list[tuple[str, dict, Path]]:
+    out = []
+    for folder in sorted(SEEDS.iterdir()):
+        exp_path = folder / "expected.json"
+        if exp_path.is_file():
+            out.append((folder.name, json.loads(exp_path.read_text(encoding="utf-8")), folder))
+    return out
+
+
+def request_for(exp: dict, folder: Path):
+    from ask_oom.assistant.diagnosis import DiagnoseRequest
+
+    req = exp.get("request", {})
+    return DiagnoseRequest(
+        log_text=(folder / exp["log"]).read_text(encoding="utf-8"),
+        config_text=(folder / exp["config"]).read_text(encoding="utf-8"), config_name=exp["config"],
+        extra_configs={n: (folder / n).read_text(encoding="utf-8") for n in exp.get("extra_configs", [])},
+        gpu=req.get("gpu"), num_gpus=req.get("num_gpus"),
+    )
+
+
+def warm(runs: int) -> list[dict]:
+    """Median in-process time per scenario after one warm-up call (imports and the index already loaded)."""
+    from ask_oom.assistant.agent import diagnose
+    from ask_oom.assistant.render import render_markdown
+    from ask_oom.kb.index import CaseIndex
+
+    index = CaseIndex.load_or_build()
+    rows = []
+    for name, exp, folder in scenarios():
+        request = request_for(exp, folder)
+        render_markdown(diagnose(request, index=index))  # warm-up
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            render_markdown(diagnose(request, index=index))
+            times.append((time.perf_counter() - t0) * 1000)
+        rows.append({"scenario": name, "median_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1)})
+    return rows
+
+
+def cold(runs: int) -> list[dict]:
+    """Median wall time of `python -m ask_oom.ui.cli diagnose --config ... < log` in a fresh process."""
+    pin = ["taskset", "-c", "0,1"] if shutil.which("taskset") and (os.cpu_count() or 1) >= 2 else []
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    rows = []
+    for name, exp, folder in scenarios():
+        args = [*pin, sys.executable, "-m", "ask_oom.ui.cli", "diagnose", "--config", str(folder / exp["config"])]
+        for extra in exp.get("extra_configs", []):
+            args += ["--config", str(folder / extra)]
+        if exp.get("request", {}).get("gpu"):
+            args += ["--gpu", exp["request"]["gpu"]]
+        log = (folder / exp["log"]).read_bytes()
+        times, codes = [], set()
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            proc = subprocess.run(args, input=log, capture_output=True, env=env, timeout=120)
+            times.append(time.perf_counter() - t0)
+            codes.add(proc.returncode)
+        rows.append({"scenario": name, "median_s": round(statistics.median(times), 3), "max_s": round(max(times), 3),
+                     "exit_codes": sorted(codes), "cores": "0,1" if pin else "all"})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=7, help="warm runs per scenario")
+    ap.add_argument("--cold-runs", type=int, default=5, help="cold CLI runs per scenario")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    w, c = warm(args.runs), cold(args.cold_runs)
+    if args.json:
+        print(json.dumps({"warm": w, "cold": c}, indent=2))
+        return 0
+    print(f"{'scenario':<22} {'warm median':>12} {'warm max':>10} {'cold median':>12} {'cold max':>10}  exit")
+    for wr, cr in zip(w, c):
+        print(f"{wr['scenario']:<22} {wr['median_ms']:>9.1f} ms {wr['max_ms']:>7.1f} ms {cr['median_s']:>10.3f} s "
+              f"{cr['max_s']:>8.3f} s  {cr['exit_codes']}")
+    wm = statistics.median(r["median_ms"] for r in w)
+    cm = statistics.median(r["median_s"] for r in c)
+    print(f"\nwarm diagnosis (no probe): median {wm:.1f} ms (target < {WARM_TARGET_MS:.0f} ms) "
+          f"{'OK' if wm < WARM_TARGET_MS else 'ABOVE'}")
+    print(f"cold `ask-oom < log` on cores {c[0]['cores'] if c else '?'}: median {cm:.3f} s (target < {COLD_TARGET_S:.0f} s) "
+          f"{'OK' if cm < COLD_TARGET_S else 'ABOVE'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
