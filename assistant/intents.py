@@ -86,7 +86,7 @@ def parse_value(raw: str) -> Any:
 
 # -- set_hardware ------------------------------------------------------------------------------
 
-_GPU_NAME = (r"(?<![a-z0-9])(?:nvidia\s*)?(?:geforce\s*)?(?:tesla\s*)?(?:rtx\s*)?"
+_GPU_NAME = (r"(?:(?<![a-z0-9])|(?<=\dx))(?:nvidia\s*)?(?:geforce\s*)?(?:tesla\s*)?(?:rtx\s*)?"
              r"(?P<name>h200|h100(?:\s*nvl)?|h800|h20|gh200|a100|a800|a6000|a40|a10g|a10|l40s|l40|l4|v100|t4|"
              r"mi300x?|mi250x?|rtx\s*6000(?:\s*ada)?|[345]0[6789]0(?:\s*ti)?)(?![0-9])(?:\s*s\b)?")
 _MEM = r"(?P<mem>\d{1,3}(?:\.\d+)?)\s*(?:g|gb|gib|g显存|gb显存)(?![a-z])"
@@ -182,21 +182,23 @@ def _constraints(text: str) -> list[Intent]:
 
     # method: full fine-tuning must stay
     if (near_fwd(_KEEP_EN, _FULL_WORDS, 30) or near_fwd(_KEEP_ZH, _FULL_WORDS, 8)
-            or near_fwd(_FULL_WORDS, r"(?:is |are )?(?:required|a must|mandatory|must stay|non-negotiable)", 12)
-            or re.search(r"(?:can't|cannot|can not|don't want to|do not want to|not allowed to|won't|no)\s+(?:use\s+)?" + _LORA_WORDS, low)
+            or near_fwd(_FULL_WORDS, r"(?:is |are )?(?:required|a must|mandatory|must stay|non-negotiable|a (?:hard |strict )?requirement)", 12)
+            or re.search(r"(?:can't|cannot|can not|don't want to|do not want to|not allowed to|won't|no)\s+"
+                         r"(?:(?:use|switch to|go with|move to|do|go to|change to)\s+)?" + _LORA_WORDS, low)
             or re.search(_LORA_WORDS + r"\s+(?:is|are)\s+not\s+(?:an option|allowed|ok|acceptable|possible)", low)
             or re.search(r"(?:不能|不可以|不要|不想|不允许|不用)\s*(?:用|使用)?\s*" + _LORA_WORDS, low)):
         keep.append("full")
     # sequence length must stay
     if (near_fwd(_KEEP_EN, _SEQ_WORDS, 40) or near_fwd(_NOCHANGE_EN, _SEQ_WORDS, 30) or near_fwd(_NOCHANGE_ZH, _SEQ_WORDS, 8)
-            or near_fwd(_SEQ_WORDS, r"(?:must stay|has to stay|is fixed|stays|can't change|cannot change|can't be (?:reduced|changed|lowered)|"
-                        r"cannot be (?:reduced|changed|lowered)|不能|不可以|不要|必须保持|保持不变|不变|固定)", 25)
+            or near_fwd(_SEQ_WORDS, r"(?:must (?:stay|remain|be)|has to (?:stay|remain|be)|is fixed|stays|can't change|cannot change|"
+                        r"can't be (?:reduced|changed|lowered)|cannot be (?:reduced|changed|lowered)|不能|不可以|不要|必须|保持不变|不变|固定)", 25)
             or near_fwd(_KEEP_ZH, _SEQ_WORDS, 6)):
         if not re.search(r"what if|如果|假如|会怎样", low):
             keep.append("seq")
     # batch must stay
     if (near_fwd(_KEEP_EN, _BATCH_WORDS, 30) or near_fwd(_NOCHANGE_EN, _BATCH_WORDS, 30) or near_fwd(_NOCHANGE_ZH, _BATCH_WORDS, 8)
-            or near_fwd(_BATCH_WORDS, r"(?:must stay|has to stay|is fixed|can't change|cannot change|不能|不可以|不要|必须保持|保持不变|不变|固定)", 25)):
+            or near_fwd(_BATCH_WORDS, r"(?:must (?:stay|remain|be)|has to (?:stay|remain|be)|is fixed|can't change|cannot change|"
+                        r"不能|不可以|不要|必须|保持不变|不变|固定)", 25)):
         if not re.search(r"what if|如果|假如|会怎样", low):
             keep.append("batch")
     # no DeepSpeed
@@ -243,8 +245,11 @@ _KEY_SYNONYMS: list[tuple[str, str, str]] = [
     (r"flash_attn|attn_implementation|attention", "attn_implementation", "flash_attn"),
     (r"num_gpus|gpus|gpu count|卡数", "num_gpus", "num_gpus"),
 ]
+_BOOL_FIELDS = {"gradient_checkpointing"}
+_ON_VERBS = r"(?:turn on|turned on|switch on|enable|enabled|activate|use|打开|开启|启用|开)"
+_OFF_VERBS = r"(?:turn off|turned off|switch off|disable|disabled|deactivate|关闭|关掉|禁用|关)"
 _WHATIF_TRIGGER = re.compile(
-    r"what if|what about|how about|what happens|suppose|would (?:it |that |this )?fit|fits?\s*\?|够吗|能跑吗|行吗|放得下|if i|if we|would it fit|would that fit|try\b|set\b|change\b|use\b|with\b|"
+    r"what if|what about|how about|what happens|suppose|\bif\b|turn on|turn off|enable|disable|would (?:it |that |this )?fit|fits?\s*\?|够吗|能跑吗|行吗|放得下|if i|if we|would it fit|would that fit|try\b|set\b|change\b|use\b|with\b|"
     r"会怎样|会怎么样|会如何|怎么样|呢|如果|假如|假设|试试|试一下|改成|改为|设为|设成|设置为|调到|调成|调为|变成|换成", re.I)
 _VALUE = r"(?P<val>(?:zero[-_ ]?[0-3])|[48][-_ ]?bits?|[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?\s*[kK]?(?![a-z0-9_.])|true|false|on|off|开启|关闭|打开|关掉|[a-z][\w.-]*)"
 _LINK = r"\s*(?:=|:|：|->|→|is|are|to|of|at|was|were|becomes?|改成|改为|设为|设成|设置为|调到|调成|调为|变成|换成|为|是|of)?\s*"
@@ -254,6 +259,13 @@ def _what_if(text: str) -> Intent | None:
     low = text.lower()
     if not _WHATIF_TRIGGER.search(low):
         return None
+    for pattern, field, key in _KEY_SYNONYMS:
+        if field not in _BOOL_FIELDS:
+            continue
+        m = re.search(r"(?P<verb>" + _ON_VERBS + "|" + _OFF_VERBS + r")\s*(?:the\s+)?(?P<key>" + pattern + r")(?![a-z_])", low)
+        if m:
+            return Intent(name="what_if", slots={"key": key, "field": field, "value": bool(re.fullmatch(_ON_VERBS, m.group("verb")))},
+                          evidence=m.group(0))
     for pattern, field, key in _KEY_SYNONYMS:
         m = re.search(r"(?<![a-z_])(?P<key>" + pattern + r")(?![a-z_])" + _LINK + _VALUE, low)
         if not m:
@@ -285,7 +297,7 @@ def setup_field(key: str) -> str | None:
 
 _METHODS = [(r"q[- ]?lora|4[- ]?bit|4比特|四比特|量化", "qlora"), (r"(?<!q)(?<!q-)lora|peft|adapter", "lora"),
             (r"freeze|冻结", "freeze"), (_FULL_WORDS, "full")]
-_SWITCH = re.compile(r"(?:use|using|switch(?:ing)? to|try|go with|change to|move to|instead|rather|let's do|do|prefer|"
+_SWITCH = re.compile(r"(?:use|using|switch(?:ing)?(?: \w+)? to|try|go with|change to|move to|instead|rather|let's do|do|prefer|"
                      r"改用|用|换成|换用|试试|切换到|切换成|改成|采用|使用)", re.I)
 
 
@@ -300,15 +312,18 @@ def _switch_method(text: str, keep: list[str]) -> Intent | None:
             continue
         m = re.search(pattern, low)
         if m:
-            if re.search(r"(?:\bnot|\bno|don't|without|不|别)\s*(?:use\s+|用)?(?:" + pattern + ")", low):
+            if re.search(r"(?:\bnot|\bno|don't|without|can't|cannot|won't|不|别)\s*"
+                         r"(?:(?:use|switch to|go with|move to|do|go to|change to)\s+|用)?(?:" + pattern + ")", low):
                 continue
             return Intent(name="switch_method", slots={"method": method}, evidence=m.group(0))
     return None
 
 
 _EXPLAIN = re.compile(r"^\W*(?:why|how come|explain|reason|how so|because\?|what caused|what's the cause|what is the cause)|\bwhy\b|"
+                      r"\bexplain\b|what(?:'s| is) (?:using|eating|taking|filling) (?:up )?(?:all )?(?:the |my )?(?:gpu )?memory|"
+                      r"where does (?:the|all the) memory go|\bexplain\b|\bwhat(?:'s| is| was) (?:the )?(?:cause|reason)|\b(?:the|a) (?:root )?(?:cause|reason)\b|"
                       r"为什么|为啥|为何|原因|怎么回事|解释|咋回事|什么导致", re.I)
-_SHOW_DIFF = re.compile(r"(?<![a-z])diff(?![a-z])|what (?:did you |has |have you )?change[ds]?|the changes|show.{0,20}changes|"
+_SHOW_DIFF = re.compile(r"(?<![a-z])diff(?![a-z])|what (?!if)(?:\w+\s+){0,3}?change[ds]?\b|the changes|show.{0,20}changes|"
                         r"差异|改动|改了什么|改了哪些|修改了哪些|修改内容|对比", re.I)
 _SHOW_CONFIG = re.compile(r"(?:show|give|print|send|paste|see|display|fixed|new|full|whole|complete|updated|final|corrected|download)"
                           r".{0,25}(?:config|yaml|json|script|file)|^\W*config\W*$|"
@@ -318,14 +333,14 @@ _UNSOLVED = re.compile(r"still\s+(?:\w+\s+){0,2}?(?:oom|ooms|out of memory|fail\
                        r"does not (?:work|help)|no luck|same (?:error|oom|problem)|no (?:change|difference)|👎|"
                        r"(?:还是|仍然|依然|仍旧|照样|还会|又)\s*.{0,6}?(?:oom|爆显存|显存不足|显存溢出|out of memory|报错|不行|溢出|崩|挂|失败)|"
                        r"没解决|没有解决|未解决|不行|没用|没有用|没效果|无效|失败了", re.I)
-_SOLVED = re.compile(r"\b(?:it|that|this) (?:worked|works|fixed it|did it|helped|solved it)|works now|working now|runs now|solved|resolved|"
+_SOLVED = re.compile(r"\b(?:it|that|this) (?:worked|works|fixed it|did it|helped|solved it)|\b(?:it's|it is|that's|all|now) fixed\b|works now|working now|runs now|solved|resolved|"
                      r"fixed it|problem fixed|that fixed|training (?:runs|works|started|is running)|no more oom|no longer ooms?|👍|"
                      r"解决了|可以了|跑通了|跑起来了|成功了|好了|搞定|没问题了|有效了|不再oom|不oom了|能跑了|正常了", re.I)
 _PROBE = re.compile(r"\b(?:run|start|do|try)\s+(?:the\s+|a\s+)?(?:live\s+)?probe|\bprobe\s+(?:it|this|that|the (?:fixed )?config)|"
                     r"measure (?:it|this|the peak) on (?:the|this|a|your) gpu|实测|跑一下\s*probe|在\s*gpu\s*上(?:测|跑)", re.I)
-_RESET = re.compile(r"^\W*(?:reset|start over|restart|clear|new (?:problem|issue|session|conversation|question)|forget (?:it|everything|that)|"
-                    r"重新开始|重置|清空|新问题|从头开始|重来)\W*$", re.I)
-_HELP = re.compile(r"^\W*(?:help|\?|what can you do|how does (?:this|it) work|commands|usage|how do i use (?:this|you)|"
+_RESET = re.compile(r"^\W*(?:(?:please|pls|ok|okay|let's|lets|请)\W*)?(?:reset|start over|restart|clear(?: (?:everything|all|it|the session|this))?|new (?:problem|issue|session|conversation|question)|forget (?:it|everything|that)|"
+                    r"重新开始|重置|清空|新问题|从头开始|重来)\W*(?:please|pls|吧)?\W*$", re.I)
+_HELP = re.compile(r"^\W*(?:help(?: me| please| pls)?|\?|what can you do|how does (?:this|it) work|commands|usage|how do i use (?:this|you)|"
                    r"帮助|你能做什么|怎么用|使用说明|能干什么|你会什么)\W*$", re.I)
 
 
