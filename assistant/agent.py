@@ -285,7 +285,7 @@ def _summary(d: Diagnosis) -> str:
         fit = ""
         if after is not None:
             fit = f"; predicted peak after: {format_bytes(after.peak_bytes)}" + (" — fits" if d.fits_after else " — still does not fit")
-        keys = [f"{c.key} {c.from_value}→{c.to_value}" for c in d.fixes if c.key]
+        keys = [f"{c.key} {'unset' if c.from_value is None else c.from_value}→{c.to_value}" for c in d.fixes if c.key]
         actions = sum(1 for c in d.fixes if not c.key)
         listed = ", ".join(keys) or "no key changes"
         extra = f" plus {actions} action(s)" if actions else ""

@@ -1,0 +1,95 @@
+"""The deterministic agent on real tools and the real knowledge-base index: grounded numbers, questions instead
+of guesses, constraints respected, bad input as InputError."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ask_oom.assistant.agent import diagnose
+from ask_oom.assistant.diagnosis import DiagnoseRequest
+from ask_oom.kb.cases import load_cases
+from ask_oom.kb.index import CaseIndex
+from ask_oom.tools.errors import InputError
+from ask_oom.tools.units import format_bytes
+
+SEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "seeds"
+
+
+@pytest.fixture(scope="module")
+def index():
+    return CaseIndex.load_or_build()
+
+
+def seed_request(name: str, **overrides) -> DiagnoseRequest:
+    folder = SEEDS / name
+    exp = json.loads((folder / "expected.json").read_text(encoding="utf-8"))
+    data = dict(log_text=(folder / exp["log"]).read_text(encoding="utf-8"),
+                config_text=(folder / exp["config"]).read_text(encoding="utf-8"), config_name=exp["config"],
+                extra_configs={n: (folder / n).read_text(encoding="utf-8") for n in exp.get("extra_configs", [])},
+                **exp.get("request", {}))
+    data.update(overrides)
+    return DiagnoseRequest(**data)
+
+
+def test_numbers_in_the_summary_come_from_the_tools(index):
+    d = diagnose(seed_request("moe-llava-phi2"), index=index)
+    assert d.status == "diagnosed" and d.primary_cause == "batch_too_large"
+    assert format_bytes(d.report.requested_bytes) in d.summary
+    assert format_bytes(d.estimate.peak_bytes) in d.summary
+    assert format_bytes(d.estimate_after.peak_bytes) in d.summary
+    changed = {c.key: (c.from_value, c.to_value) for c in d.fixes if c.key}
+    assert changed["per_device_train_batch_size"] == (8, 4) and changed["gradient_accumulation_steps"] == (2, 4)
+
+
+def test_similar_cases_cite_sources_that_exist(index):
+    d = diagnose(seed_request("kimi-vl-a3b"), index=index)
+    known = {c.id: c for c in load_cases()}
+    assert d.similar_cases
+    for sc in d.similar_cases:
+        assert sc.id in known and sc.source == known[sc.id].source and len(sc.source) >= 5
+    for fix in d.fixes:
+        assert all(cid in known for cid in fix.confirmed_by)
+
+
+def test_eager_attention_found_in_the_log_is_sized_by_the_calculator(index):
+    d = diagnose(seed_request("kimi-vl-a3b"), index=index)
+    assert d.setup.attn_implementation == "eager"
+    assert d.setup.provenance["attn_implementation"].origin == "derived"
+    assert d.estimate.fits is False and d.fits_after is True
+
+
+def test_without_config_it_diagnoses_and_asks_for_the_config(index):
+    d = diagnose(seed_request("moe-llava-phi2", config_text=None, config_name=None, extra_configs={}), index=index)
+    assert d.root_causes and d.fixed_config is None
+    assert [q.slot for q in d.questions][:1] == ["config"]
+
+
+def test_unknown_model_and_gpu_are_asked_for_not_guessed(index):
+    log = "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 512.00 MiB\n"
+    d = diagnose(DiagnoseRequest(log_text=log), index=index)
+    slots = {q.slot for q in d.questions}
+    assert {"config", "model", "gpu"} <= slots
+    assert d.status == "needs_input" and d.estimate is None and d.estimate_after is None
+    assert d.assumptions  # defaults are shown, not hidden
+
+
+def test_a_log_without_memory_error(index):
+    log = "[E ProcessGroupNCCL.cpp:475] [Rank 1] Watchdog caught collective operation timeout: WorkNCCL(SeqNum=12, OpType=ALLGATHER)\n"
+    d = diagnose(DiagnoseRequest(log_text=log), index=index)
+    assert d.status == "no_memory_error" and d.primary_cause == "not_oom"
+    assert d.summary.startswith("No out-of-memory error") and not d.fixes
+
+
+def test_keep_full_fine_tuning_is_respected(index):
+    d = diagnose(seed_request("qwen2.5-32b", keep=["full"]), index=index)
+    assert d.primary_cause == "offload_host_ram"
+    assert all(c.key != "finetuning_type" for c in d.fixes)
+
+
+def test_unsafe_config_is_an_input_error(index):
+    with pytest.raises(InputError):
+        diagnose(seed_request("qwen2.5-32b", config_text="a: !!python/object/apply:os.system ['true']\n",
+                              config_name="train.yaml", extra_configs={}), index=index)

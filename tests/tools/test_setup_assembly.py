@@ -1,0 +1,95 @@
+"""Setup assembly: every source lands in one TrainingSetup, later sources win, and each fact says where it came from."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ask_oom.assistant.diagnosis import DiagnoseRequest
+from ask_oom.tools.configs import load_config
+from ask_oom.tools.errors import InputError
+from ask_oom.tools.log_parser import parse_log
+from ask_oom.tools.setup_assembly import KEY_FIELDS, assemble_setup
+from ask_oom.tools.units import GiB
+
+LF_LOG = """[INFO|2025-01-02 10:00:00] llamafactory.hparams.parser:401 >> Process rank: 0, world size: 4, device: cuda:0, distributed training: True, compute dtype: torch.bfloat16
+[INFO|trainer.py:2406] 2025-01-02 10:01:00,000 >>   Instantaneous batch size per device = 8
+[INFO|trainer.py:2412] 2025-01-02 10:01:00,000 >>   Gradient Accumulation steps = 2
+torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 1 has a total capacity of 79.19 GiB of which 1.02 GiB is free. Including non-PyTorch memory, this process has 78.15 GiB memory in use. Of the allocated memory 75.90 GiB is allocated by PyTorch, and 1.40 GiB is reserved by PyTorch but unallocated.
+"""
+
+LF_YAML = """model_name_or_path: Qwen/Qwen2.5-7B-Instruct
+stage: sft
+finetuning_type: lora
+cutoff_len: 4096
+per_device_train_batch_size: 4
+gradient_accumulation_steps: 4
+bf16: true
+"""
+
+
+def test_config_facts_win_over_the_log_and_the_log_fills_gaps():
+    setup = assemble_setup(parse_log(LF_LOG), load_config(LF_YAML, "train.yaml"), None)
+    assert setup.micro_batch == 4 and setup.provenance["micro_batch"].origin == "config"
+    assert setup.seq_len == 4096 and setup.method == "lora"
+    assert setup.num_gpus == 4 and setup.provenance["num_gpus"].origin == "log"
+    assert setup.model is not None and setup.model.model_type == "qwen2"
+    assert setup.provenance["model"].origin == "registry"
+
+
+def test_log_alone_gives_what_the_framework_printed():
+    setup = assemble_setup(parse_log(LF_LOG), None, None)
+    assert setup.micro_batch == 8 and setup.provenance["micro_batch"].origin == "log"
+    assert "log line" in setup.provenance["micro_batch"].detail
+    assert setup.grad_accum == 2
+    assert setup.gpu is not None and abs(setup.gpu.memory_bytes / GiB - 79.19) < 0.01
+    assert setup.provenance["gpu"].origin == "log"
+
+
+def test_what_the_user_says_wins():
+    req = DiagnoseRequest(log_text=LF_LOG, gpu="A100-40GB", num_gpus=8)
+    setup = assemble_setup(parse_log(LF_LOG), load_config(LF_YAML, "train.yaml"), req)
+    assert setup.gpu.name == "A100-40GB" and setup.provenance["gpu"].origin == "user"
+    assert setup.num_gpus == 8 and setup.provenance["num_gpus"].detail == "--gpus 8"
+
+
+def test_gpu_memory_alone_builds_a_custom_gpu():
+    setup = assemble_setup(parse_log("CUDA error: out of memory\n"), None, DiagnoseRequest(gpu_memory_gib=24))
+    assert setup.gpu is not None and setup.gpu.memory_bytes == 24 * GiB
+
+
+def test_unknown_facts_are_recorded_as_assumptions():
+    setup = assemble_setup(parse_log("CUDA error: out of memory\n"), None, None)
+    assumed = setup.assumptions()
+    assert set(KEY_FIELDS) <= set(assumed)
+    assert setup.gpu is None and setup.model is None
+
+
+def test_model_config_json_from_the_user_is_used():
+    cfg = {"model_type": "llama", "hidden_size": 2048, "num_hidden_layers": 16, "num_attention_heads": 32,
+           "num_key_value_heads": 8, "intermediate_size": 8192, "vocab_size": 128256, "tie_word_embeddings": True}
+    setup = assemble_setup(parse_log(LF_LOG), None, DiagnoseRequest(model_config_json=json.dumps(cfg)))
+    assert setup.model is not None and setup.model.hidden_size == 2048
+    assert setup.provenance["model"].origin == "user"
+
+
+def test_a_broken_model_config_is_an_input_error():
+    with pytest.raises(InputError):
+        assemble_setup(parse_log(LF_LOG), None, DiagnoseRequest(model_config_json="{not json"))
+
+
+def test_moe_llava_checkpoint_folder_resolves_like_moe_llava_does():
+    script = ("deepspeed moellava/train/train_mem.py \\\n    --moe_enable True --num_experts 4 \\\n"
+              "    --model_name_or_path ./checkpoints/llavaphi-2.7b-finetune \\\n"
+              "    --image_tower openai/clip-vit-large-patch14-336 \\\n    --per_device_train_batch_size 8\n")
+    setup = assemble_setup(parse_log("CUDA error: out of memory\n"), load_config(script, "finetune_moe.sh"), None)
+    assert setup.model is not None and setup.model.num_experts == 4 and setup.model.vision is not None
+    assert setup.provenance["model"].origin == "registry"
+
+
+def test_a_config_file_name_in_the_log_is_not_a_model_name():
+    log = ("[INFO|configuration_utils.py:699] 2025-01-02 10:00:00,000 >> loading configuration file config.json from cache "
+           "at /root/.cache/huggingface/hub/models--org--m/snapshots/1/config.json\nCUDA error: out of memory\n")
+    setup = assemble_setup(parse_log(log), None, None)
+    assert setup.model_name != "config.json"
