@@ -20,6 +20,7 @@ from .session import SessionState, SessionStore
 
 _FRAMEWORKS = {"deepspeed_script": "deepspeed", "other": "other"}
 _METHODS = {"full", "freeze", "lora", "qlora"}
+MIN_CONTRIBUTOR_SCORE = 0.5
 
 
 def draft_case_from_session(store: SessionStore, session_id: str, *, require_solved: bool = True) -> Case:
@@ -46,7 +47,9 @@ def _case(session_id: str, created_at: float, state: SessionState, d: Diagnosis)
     digest = hashlib.sha1(session_id.encode()).hexdigest()[:8]
     model_name = setup.model_name or report.model or (setup.model.name if setup.model else None) or "unknown model"
     short_model = re.sub(r"[^a-z0-9]+", "-", model_name.lower().rsplit("/", 1)[-1]).strip("-")[:30] or "model"
-    labels = [c.label for c in d.root_causes if c.label != "not_oom"] or ["not_oom"]
+    # the primary cause and the strong contributors only: weak candidates would mislabel the case
+    ranked = [c for c in d.root_causes if c.label != "not_oom"]
+    labels = [c.label for i, c in enumerate(ranked) if i == 0 or c.score >= MIN_CONTRIBUTOR_SCORE][:3] or ["not_oom"]
     gpu = setup.gpu
     hardware = CaseHardware(
         gpu=gpu.name if gpu else None,
@@ -95,7 +98,7 @@ def _settings_before(state: SessionState, d: Diagnosis) -> dict[str, Any]:
     s = d.setup
     out: dict[str, Any] = {}
     for f in d.fixes:
-        if f.key:
+        if f.key and f.from_value is not None:
             out[f.key] = f.from_value
     facts = {"per_device_train_batch_size": s.micro_batch, "gradient_accumulation_steps": s.grad_accum, "seq_len": s.seq_len,
              "zero_stage": s.zero_stage, "gradient_checkpointing": s.gradient_checkpointing, "precision": s.precision,

@@ -140,6 +140,12 @@ def test_feedback_and_draft_case(conv):
     assert [f.key for f in case.fixes] == [f.key for f in d.fixes] and all(f.confirmed for f in case.fixes)
     assert case.settings.get("cutoff_len") == 16384 or "cutoff_len" not in [f.key for f in d.fixes]
     assert "s" in case.source and "solved" in case.tags
+    assert all(c.score >= 0.5 for c in d.root_causes[1:] if c.label in case.root_causes[1:])
+    # what `ask-oom kb ingest --session` writes reads back as a valid case
+    from ask_oom.kb.cases import parse_case_text
+    from ask_oom.kb.ingest import case_to_yaml
+
+    assert parse_case_text(case_to_yaml(case)) == case
 
 
 def test_draft_case_needs_a_diagnosed_session(conv):
