@@ -22,6 +22,11 @@ LIGER_FAMILIES = {"llama", "mistral", "mixtral", "qwen2", "qwen2_vl", "qwen2_5_v
                   "gemma3", "phi3", "mllama", "granite", "olmo2", "glm4"}
 
 
+# DeepSpeed where the run has none: a new package, a new file and maybe a new launcher. It ranks after
+# quantizing a LoRA run's frozen base, but before leaving full fine-tuning for LoRA.
+NEW_DEPENDENCY_COST = 1.75
+
+
 @dataclass
 class Option:
     """One strength of a candidate: the setup after it and the edits that express it."""
@@ -235,7 +240,7 @@ class Catalogue:
         changes.append(ConfigChange(key="__file__", to_value=deepspeed_template(stage, off_opt, off_param), target="deepspeed", tier=4,
                                     rationale=f"new {name}"))
         changes.append(_action("pip install deepspeed", "the new DeepSpeed config needs the deepspeed package", 4))
-        return changes, 2.5
+        return changes, NEW_DEPENDENCY_COST
 
     def zero(self) -> Candidate:
         def opts(s: TrainingSetup) -> list[Option]:
@@ -254,26 +259,28 @@ class Catalogue:
                 if changes:
                     out.append(Option({"zero_stage": stage}, changes, f"ZeRO-{stage}"))
             return out
-        new_dep = self._introduces_deepspeed()
         return Candidate("zero", 4, ("zero_stage_insufficient", "full_ft_model_states", "weights_exceed_gpu", "moe_memory"), opts,
-                         extra_cost=2.5 if new_dep else 0.0)
+                         extra_cost=NEW_DEPENDENCY_COST if self._introduces_deepspeed() else 0.0)
 
     def offload(self) -> Candidate:
         def opts(s: TrainingSetup) -> list[Option]:
-            if self.constraints.no_deepspeed or s.zero_stage < 2 or s.method in ("lora", "qlora"):
+            if self.constraints.no_deepspeed or s.method in ("lora", "qlora") or s.fsdp:
                 return []
             out = []
+            opt_why = "ZeRO-Offload keeps the fp32 optimizer states (12 bytes/param) in host RAM; the step runs on the CPU (slower)"
             if not s.offload_optimizer:
-                why = "ZeRO-Offload keeps the fp32 optimizer states (12 bytes/param) in host RAM; the step runs on the CPU (slower)"
-                changes, _ = self._ds_changes(s, s.zero_stage, True, s.offload_param, why)
-                out.append(Option({"offload_optimizer": True}, changes, "optimizer offload"))
-            if s.zero_stage == 3 and not s.offload_param:
-                why = "ZeRO-3 parameter offload keeps the weights in host RAM and streams each layer in (much slower)"
+                stage = max(s.zero_stage, 2)   # optimizer offload needs ZeRO-2 or 3 (it works on a single GPU too)
+                changes, _ = self._ds_changes(s, stage, True, s.offload_param, opt_why)
+                out.append(Option({"offload_optimizer": True, "zero_stage": stage}, changes, f"ZeRO-{stage} + optimizer offload"))
+            if not s.offload_param:
+                why = ("ZeRO-3 parameter offload keeps the weights in host RAM too and streams each layer in "
+                       "(much slower; works on a single GPU)")
                 changes, _ = self._ds_changes(s, 3, True, True, why)
-                out.append(Option({"offload_optimizer": True, "offload_param": True}, changes, "optimizer + parameter offload"))
+                out.append(Option({"offload_optimizer": True, "offload_param": True, "zero_stage": 3}, changes,
+                                  "ZeRO-3 + optimizer and parameter offload"))
             return out
         return Candidate("offload", 4, ("full_ft_model_states", "zero_stage_insufficient", "weights_exceed_gpu"), opts,
-                         extra_cost=2.5 if self._introduces_deepspeed() else 0.0)
+                         extra_cost=NEW_DEPENDENCY_COST if self._introduces_deepspeed() else 0.0)
 
     def _introduces_deepspeed(self) -> bool:
         d = self.doc
@@ -340,7 +347,9 @@ class Catalogue:
             if s.zero_stage == 3:
                 upd["zero_stage"] = 3   # kept; bitsandbytes 4-bit + ZeRO-3 needs recent transformers/peft
             return [Option(upd, changes, "QLoRA 4-bit")]
-        return Candidate("qlora", 6, ("weights_exceed_gpu", "full_ft_model_states"), opts)
+        # quantizing the frozen base of a LoRA run changes results less than leaving full fine-tuning
+        shift = -0.5 if self.base.method == "lora" else 0.5
+        return Candidate("qlora", 6, ("weights_exceed_gpu", "full_ft_model_states"), opts, extra_cost=shift)
 
     def all(self) -> list[Candidate]:
         return [self.attention(), self.gradient_checkpointing(), self.liger(), self.bf16(), self.eval_memory(),

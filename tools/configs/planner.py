@@ -246,6 +246,9 @@ def plan_fixes(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[Ro
 
     if not fits:
         notes += _nothing_fits(setup, current, est, scorer)
+    elif host_limit is None and est.host_bytes > max(before.host_bytes, 0) and est.host_bytes > 32 * GiB:
+        notes.append(f"the fixed run needs {format_bytes(est.host_bytes)} of host RAM for offloaded states: "
+                     "check the machine has it (give --host-ram to verify)")
     if any(c.changes_results for c in changes):
         notes += sorted({_results_note(c) for c in changes if c.changes_results})
     plan = FixPlan(changes=changes, fits=fits, estimate_before=before, estimate_after=est, notes=notes)
@@ -380,8 +383,9 @@ def _with_rewrite(plan: FixPlan, doc: ConfigDocument | None) -> FixPlan:
     plan.fixed_deepspeed = new_ds
     diff = unified_diff(doc.text, new_text, doc.name)
     if new_ds is not None:
+        renamed = next((c.to_value for c in edits if c.key == "deepspeed" and isinstance(c.to_value, str)), None)
         old_ds = doc.deepspeed_text or ""
-        diff += unified_diff(old_ds, new_ds, doc.deepspeed_name or "ds_config.json")
+        diff += unified_diff(old_ds, new_ds, renamed if not old_ds and renamed else doc.deepspeed_name or "ds_config.json")
     plan.diff = diff
     return plan
 

@@ -1,0 +1,152 @@
+"""Property tests (hypothesis): edits re-parse, untouched keys and comments survive, the effective batch
+is kept whenever the batch is lowered, and the planner leaves its own fitting output alone."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from ask_oom.tools.configs import ConfigChange, Constraints, apply_changes, apply_config_to_setup, load_config, plan_fixes
+from ask_oom.tools.configs.causes import causes_from_estimate
+from ask_oom.tools.configs.yaml_doc import read_yaml
+from ask_oom.tools.gpus import lookup_gpu
+from ask_oom.tools.memory import estimate_memory
+from ask_oom.tools.training_setup import TrainingSetup
+
+KEYS = st.from_regex(r"[a-z][a-z0-9_]{0,14}", fullmatch=True).filter(lambda k: k not in ("true", "false", "null", "yes", "no", "on", "off"))
+WORDS = st.from_regex(r"[A-Za-z][A-Za-z0-9_./-]{0,12}", fullmatch=True).filter(
+    lambda w: w.lower() not in ("true", "false", "null", "yes", "no", "on", "off", "nan", "inf", "infinity") and not w.replace(".", "").isdigit())
+SCALARS = st.one_of(st.integers(-10**6, 10**6), st.booleans(), WORDS, st.sampled_from([1.0e-4, 0.5, 2e-05]))
+COMMENTS = st.from_regex(r"[ A-Za-z0-9,.()-]{0,20}", fullmatch=True)
+
+
+def _yaml_line(key, value, style, comment):
+    if isinstance(value, bool):
+        literal = "true" if value else "false"
+    elif isinstance(value, str):
+        literal = {"plain": value, "single": f"'{value}'", "double": f'"{value}"'}[style]
+    else:
+        literal = repr(value)
+    return f"{key}: {literal}" + (f"  # {comment}" if comment is not None else "")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    items=st.dictionaries(KEYS, st.tuples(SCALARS, st.sampled_from(["plain", "single", "double"]), st.none() | COMMENTS),
+                          min_size=1, max_size=12),
+    header=st.none() | COMMENTS,
+    data=st.data(),
+)
+def test_yaml_edits_reparse_and_keep_everything_else(items, header, data):
+    lines = ([f"# {header}"] if header is not None else []) + [_yaml_line(k, *v) for k, v in items.items()]
+    text = "\n".join(lines) + "\n"
+    original = read_yaml(text)
+    keys = sorted(items)
+    changed = data.draw(st.lists(st.sampled_from(keys), unique=True, max_size=len(keys)))
+    added = data.draw(st.lists(KEYS.filter(lambda k: k not in items), unique=True, max_size=3))
+    updates = {k: data.draw(SCALARS) for k in changed + added}
+    doc = load_config(text, "cfg.yaml")
+    new, ds = apply_changes(doc, [ConfigChange(key=k, to_value=v) for k, v in updates.items()])
+    assert ds is None
+    parsed = read_yaml(new)
+    for k, v in updates.items():
+        assert parsed[k] == v
+    for k in keys:
+        if k not in updates:
+            assert parsed[k] == original[k]
+    for line in lines:            # comments survive, and so does every untouched line, verbatim
+        key = line.split(":", 1)[0]
+        if line.startswith("#") or key not in updates:
+            assert line in new.splitlines()
+    if not updates:
+        assert new == text
+
+
+FLAG_VALUES = st.one_of(st.integers(0, 10**5), st.sampled_from(["True", "False"]), WORDS)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    flags=st.dictionaries(KEYS, FLAG_VALUES, min_size=1, max_size=10),
+    launcher=st.sampled_from(["deepspeed train.py", "torchrun --nproc_per_node=4 train.py", "python train.py",
+                              "accelerate launch --num_processes 2 train.py"]),
+    multiline=st.booleans(),
+    indent=st.sampled_from(["  ", "    ", "\t"]),
+    data=st.data(),
+)
+def test_shell_edits_reparse_and_keep_the_rest(flags, launcher, multiline, indent, data):
+    sep = f" \\\n{indent}" if multiline else " "
+    command = launcher + "".join(f"{sep}--{k} {v}" for k, v in flags.items())
+    text = f"#!/bin/bash\nexport WANDB_MODE=offline\n{command}\necho finished\n"
+    doc = load_config(text, "run.sh")
+    keys = sorted(flags)
+    changed = data.draw(st.lists(st.sampled_from(keys), unique=True, max_size=len(keys)))
+    added = data.draw(st.lists(KEYS.filter(lambda k: k not in flags), unique=True, max_size=3))
+    updates = {k: data.draw(st.integers(1, 4096)) for k in changed + added}
+    new, _ = apply_changes(doc, [ConfigChange(key=k, to_value=v) for k, v in updates.items()])
+    again = load_config(new, "run.sh")
+    for k, v in updates.items():
+        assert again.settings[k] == v
+    for k in keys:
+        if k not in updates:
+            assert again.settings[k] == doc.settings[k]
+    assert new.startswith("#!/bin/bash\nexport WANDB_MODE=offline\n") and new.endswith("\necho finished\n")
+    assert again.launcher["program"] == doc.launcher["program"]
+
+
+JSON_VALUES = st.recursive(st.one_of(st.integers(-1000, 1000), st.booleans(), st.none(), WORDS),
+                           lambda inner: st.dictionaries(KEYS, inner, max_size=4), max_leaves=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(body=st.dictionaries(KEYS, JSON_VALUES, min_size=1, max_size=6), indent=st.sampled_from([2, 4]), data=st.data())
+def test_json_edits_reparse_and_match_the_intended_object(body, indent, data):
+    body = {"zero_optimization": {"stage": 2}, **body}
+    text = json.dumps(body, indent=indent) + "\n"
+    path = data.draw(st.sampled_from([("zero_optimization", "stage"), ("zero_optimization", "offload_optimizer", "device"),
+                                      ("new_section", "value")] + [(k,) for k in body]))
+    value = data.draw(st.integers(0, 3) | WORDS)
+    doc = load_config(text, "ds.json")
+    new, _ = apply_changes(doc, [ConfigChange(key=".".join(path), to_value=value, target="deepspeed")])
+    expected = json.loads(text)
+    node = expected
+    for k in path[:-1]:
+        if not isinstance(node.get(k), dict):
+            node[k] = {}
+        node = node[k]
+    node[path[-1]] = value
+    assert json.loads(new) == expected
+
+
+MODELS = ["Qwen/Qwen2.5-0.5B", "Qwen/Qwen2.5-7B", "meta-llama/Llama-2-13b-hf", "Qwen/Qwen2.5-VL-7B-Instruct", "google/gemma-2-9b"]
+GPUS = ["4090", "A100 40GB", "A100 80GB", "H100"]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=st.sampled_from(MODELS), gpu=st.sampled_from(GPUS), method=st.sampled_from(["full", "lora"]),
+       micro=st.sampled_from([1, 2, 3, 4, 6, 8, 16]), accum=st.integers(1, 8), seq=st.sampled_from([512, 1024, 2048, 4096, 8192, 16384]),
+       gc_off=st.booleans(), gpus=st.sampled_from([1, 2, 4, 8]))
+def test_planner_keeps_effective_batch_and_is_stable_on_its_output(model, gpu, method, micro, accum, seq, gc_off, gpus):
+    text = (f"### model\nmodel_name_or_path: {model}\n\n### method\nstage: sft\nfinetuning_type: {method}\n"
+            f"disable_gradient_checkpointing: {'true' if gc_off else 'false'}\n\n### dataset\ncutoff_len: {seq}  # tokens\n\n"
+            f"### train\nper_device_train_batch_size: {micro}\ngradient_accumulation_steps: {accum}\nbf16: true\n")
+    doc = load_config(text, "train.yaml")
+    base = TrainingSetup().model_copy(update={"gpu": lookup_gpu(gpu), "num_gpus": gpus})
+    setup = apply_config_to_setup(doc, base)
+    causes = causes_from_estimate(setup, estimate_memory(setup))
+    plan = plan_fixes(setup, doc, causes, Constraints())
+    assert plan.fixed_config is not None
+    fixed = load_config(plan.fixed_config, "train.yaml")          # the output re-parses
+    s = fixed.settings
+    if s["per_device_train_batch_size"] != micro:
+        assert s["per_device_train_batch_size"] < micro
+        assert s["per_device_train_batch_size"] * s["gradient_accumulation_steps"] == micro * accum
+    for line in ("### model", "### method", "### dataset", "### train"):
+        assert line in plan.fixed_config.splitlines()
+    if plan.fits:
+        again_setup = apply_config_to_setup(fixed, base)
+        again = plan_fixes(again_setup, fixed, causes_from_estimate(again_setup, estimate_memory(again_setup)), Constraints())
+        assert again.fits and [c for c in again.changes if c.key] == []
+        assert again.fixed_config == plan.fixed_config
