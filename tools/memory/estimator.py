@@ -38,6 +38,8 @@ ZERO3_PREFETCH = 50_000_000
 ZERO3_MAX_LIVE = 1_000_000_000
 # DeepSpeed ZeRO-1/2 default reduce_bucket_size / allgather_bucket_size: 5e8 elements (zero/config.py).
 ZERO_BUCKET = 500_000_000
+# DeepSpeed estimate_zero{2,3}_model_states_mem_needs: additional_buffer_factor for host (pinned) memory.
+HOST_BUFFER_FACTOR = 1.5
 # cuBLAS/cuBLASLt workspaces come from PyTorch's caching allocator (torch >= 2.3) on every GPU.
 CUBLAS_WORKSPACE = 32 * 1024 * 1024
 
@@ -54,6 +56,7 @@ class _Plan:
     master_weights: int
     optimizer_temporaries: int
     zero_gathered: int
+    ddp_buckets: int
     host: int
     policy: ActPolicy
     autocast_weight_copies: int  # bf16 copies of fp32 weights that autocast makes (all weights run through Linear)
@@ -115,7 +118,8 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
     frozen_b = 4 if fp32 else half
 
     # ---- weights resident on each GPU
-    if setup.method == "qlora" and mode == "train" or (setup.method == "qlora" and setup.quantization_bit):
+    quantized = setup.method == "qlora" or (setup.quantization_bit in (4, 8) and setup.method != "full")
+    if quantized:
         bits = setup.quantization_bit or 4
         q_params = pc.linear_weights
         per = (NF4_BYTES + NF4_DQ_CONST_BYTES) if bits == 4 else INT8_BYTES
@@ -159,18 +163,23 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
             gradients = gradients // N + min(ZERO_BUCKET, n_trainable) * grad_b
         if zero >= 3:
             weights = weights // N
+        ranks_per_node = max(1, N // max(1, setup.num_nodes))
         if setup.offload_optimizer:
-            # ZeRO-Offload (Ren et al. 2021): fp32 master, moments and fp32 grads live in host RAM
-            host += (optimizer_states + master + n_trainable * 4 // N) * (N // setup.num_nodes or 1)
+            # ZeRO-Offload (Ren et al. 2021): fp32 master, moments and fp32 grads live in host RAM; pinned
+            # staging buffers on top: DeepSpeed's own estimator multiplies by additional_buffer_factor=1.5
+            host += int((optimizer_states + master + n_trainable * 4 // N) * ranks_per_node * HOST_BUFFER_FACTOR)
             optimizer_states = master = 0
         if setup.offload_param and zero == 3:
-            host += weights * (N // setup.num_nodes or 1)
+            host += int(weights * ranks_per_node * HOST_BUFFER_FACTOR)
             weights = 0
     gathered = 0
     if zero == 3 and mode == "train":
         # ZeRO-3 gathers each module's full 16-bit params before use and prefetches the next ones
         layer_params = (pc.total - pc.embedding - pc.lm_head) // max(arch.num_layers, 1)
         gathered = min(ZERO3_MAX_LIVE, 2 * max(layer_params, pc.embedding)) * half + ZERO3_PREFETCH * half
+    # torch DDP keeps all-reduce buckets as large as all gradients unless gradient_as_bucket_view=True
+    # (torch.nn.parallel.DistributedDataParallel docs); HF Trainer leaves it False
+    ddp_buckets = gradients if (mode == "train" and N > 1 and zero == 0) else 0
     # ---- optimizer temporaries
     temps = 0
     if mode == "train" and not deepspeed:
@@ -196,7 +205,7 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
     lm_head_copy = (pc.lm_head or pc.embedding) * 2 if autocast_fp32 else 0
     return _Plan(pc=pc, n_trainable=n_trainable, weights=weights, gradients=gradients,
                  optimizer_states=optimizer_states, master_weights=master, optimizer_temporaries=temps,
-                 zero_gathered=gathered, host=host, policy=policy, autocast_weight_copies=copies,
+                 zero_gathered=gathered, ddp_buckets=ddp_buckets, host=host, policy=policy, autocast_weight_copies=copies,
                  lm_head_copy=lm_head_copy, vision_trainable=vision_trainable, trainable_layers=trainable_layers,
                  notes=notes)
 
@@ -211,6 +220,7 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
     arch = setup.model
     assert arch is not None
     p = plan.policy
+    seq = seq + _expanded_image_tokens(setup)
     T = batch * seq
     L = arch.num_layers
     V = arch.vocab_size
@@ -218,7 +228,9 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
     units = loss_peak_units()
     state = {"weights": plan.weights, "optimizer_states": plan.optimizer_states,
              "master_weights": plan.master_weights}
-    if mode == "train" and (setup.grad_accum > 1 or setup.zero_stage > 0):
+    if plan.ddp_buckets:
+        state["ddp_gradient_buckets"] = plan.ddp_buckets
+    if mode == "train" and (setup.grad_accum > 1 or setup.zero_stage > 0 or setup.fsdp):
         # gradients outlive the step's backward: accumulated across micro-batches, and DeepSpeed keeps
         # its (partitioned) gradient buffers allocated for the whole run (contiguous_gradients)
         state["gradients"] = plan.gradients
@@ -263,7 +275,9 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
     n_moe = len(moe_idx)
     per_tok_dense = layer_activation_bytes(arch, p, moe=False)
     per_tok_moe = layer_activation_bytes(arch, p, moe=True) if n_moe else 0
-    first_trainable = L - plan.trainable_layers  # freeze tuning: earlier layers keep nothing
+    # freeze tuning: frozen leading layers keep nothing unless checkpointing made the inputs require grad
+    # (LLaMA-Factory/PEFT call enable_input_require_grads with gradient checkpointing)
+    first_trainable = 0 if setup.gradient_checkpointing else L - plan.trainable_layers
     stored_layers = [(i in moe_idx) for i in range(first_trainable, L)]
     full_layer = T * max(per_tok_moe if n_moe else 0, per_tok_dense) + attention_score_bytes(arch, p, batch, seq)
     if setup.gradient_checkpointing:
@@ -282,9 +296,13 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
         loss_fwd = loss_bwd = liger_loss_bytes(arch, T, lm_head_trainable)
         retained = 0
     else:
-        loss_fwd = units["forward"] * T * V
-        loss_bwd = units["backward"] * T * V
-        retained = units["retained"] * T * V
+        # fp32 training: the logits are fp32 already, logits.float() is a no-op: 4+4 forward, 4+4+4+4 backward
+        fp32_logits = p.act_bytes == 4
+        # Gemma2 final_logit_softcapping: tanh(logits / cap) * cap keeps the tanh output for backward
+        softcap = 2 if arch.model_type == "gemma2" else 0
+        loss_fwd = ((8 if fp32_logits else units["forward"]) + softcap) * T * V
+        loss_bwd = ((16 if fp32_logits else units["backward"]) + softcap) * T * V
+        retained = (4 if fp32_logits else units["retained"]) * T * V
     weight_copies_saved = (plan.autocast_weight_copies if not setup.gradient_checkpointing else plan.lm_head_copy)
 
     fwd = dict(state)
@@ -301,6 +319,20 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
     step.update(gradients=plan.gradients, optimizer_temporaries=plan.optimizer_temporaries,
                 logits_and_loss=retained)
     return {"forward_end": fwd, "backward": bwd, "backward_late": late, "optimizer_step": step}
+
+
+def _expanded_image_tokens(setup: TrainingSetup) -> int:
+    """Extra LM positions when a fixed-resolution tower's tokens are spliced in after truncation.
+
+    LLaVA / MoE-LLaVA training code truncates text to model_max_length, then replaces each <image>
+    token by 576 CLIP-L-336 features inside the model (llava_arch.prepare_inputs_labels_for_multimodal);
+    LLaMA-Factory and Qwen-VL processors expand image tokens before truncation (counted in seq_len).
+    """
+    v = setup.model.vision if setup.model else None
+    if v is None or v.kind not in ("clip", "siglip") or setup.framework == "llamafactory":
+        return 0
+    n = setup.images_per_sample + setup.video_frames
+    return max(0, (v.tokens_per_image or 0) - 1) * n
 
 
 def _peak(moments: dict[str, dict[str, int]]) -> tuple[str, dict[str, int], int]:
@@ -324,6 +356,7 @@ _FORMULAS = {
     "vision_activations": "vision tower: saved block activations (trainable) or one block's working set (frozen)",
     "zero3_gathered_params": "ZeRO-3 all-gathered 16-bit params of live modules + prefetch bucket",
     "cuda_workspace": "cuBLAS workspace allocated through PyTorch's caching allocator",
+    "ddp_gradient_buckets": "torch DDP all-reduce buckets, one more copy of the gradients (gradient_as_bucket_view=False)",
 }
 
 

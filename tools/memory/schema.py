@@ -12,6 +12,7 @@ PeakPhase = Literal["model_loading", "forward_end", "backward", "optimizer_step"
 COMPONENTS = (
     "weights", "gradients", "optimizer_states", "master_weights", "activations", "attention_scores",
     "logits_and_loss", "vision_activations", "optimizer_temporaries", "eval_accumulated", "allocator_reserve",
+    "autocast_weight_copies", "zero3_gathered_params", "ddp_gradient_buckets", "cuda_workspace",
 )
 
 
