@@ -313,7 +313,10 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
                autocast_weight_copies=weight_copies_saved)
     # late backward: gradients almost all accumulated, one checkpointed layer recomputed and differentiated
     late = dict(state)
-    late.update(gradients=plan.gradients, activations=acts + 2 * recompute, logits_and_loss=retained,
+    # a layer's backward holds its saved tensors plus ~3 gradient tensors of MLP width (d down-input, d act, d up)
+    mlp_width = max(arch.intermediate_size, arch.num_experts_per_tok * (arch.moe_intermediate_size or 0))
+    grad_transient = 3 * T * mlp_width * p.act_bytes
+    late.update(gradients=plan.gradients, activations=acts + recompute + grad_transient, logits_and_loss=retained,
                 vision_activations=vis_act)
     step = dict(state)
     step.update(gradients=plan.gradients, optimizer_temporaries=plan.optimizer_temporaries,
