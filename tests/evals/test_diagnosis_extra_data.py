@@ -1,0 +1,179 @@
+"""The held-out diagnosis set (evals/data/diagnosis_extra/*.yaml): real public OOM reports in the format of
+../shared/dev-cases. These tests keep it usable as an evaluation set: every file has the dev-case keys, the labels
+come from the root-cause vocabulary, ids and sources are unique and never overlap the dev cases or the knowledge
+base, and every number in `expected.parse` is printed in the case's own log (read here with plain regexes,
+independently of the product's parser)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from ask_oom.tools.labels import ROOT_CAUSES
+
+REPO = Path(__file__).resolve().parents[2]
+EXTRA = REPO / "evals" / "data" / "diagnosis_extra"
+KB_CASES = REPO / "kb" / "cases"
+SHARED_DEV_CASES = REPO.parent / "shared" / "dev-cases"
+
+TOP_KEYS = {"id", "source", "project", "title", "log", "environment", "model", "phase", "expected", "resolution",
+            "confirmed"}
+OPTIONAL_TOP_KEYS = {"config"}
+ENV_KEYS = {"gpu", "gpu_memory_gib", "gpus"}
+EXPECTED_KEYS = {"parse", "primary_any_of"}
+OPTIONAL_EXPECTED_KEYS = {"top3_must_include"}
+# the keys evals/parser_accuracy.py compares for the dev cases
+PARSE_KEYS = {"requested_gib", "total_gib", "free_gib", "torch_allocated_gib", "reserved_unallocated_gib", "gpu_index"}
+MIN_CASES = 25
+
+_yaml = YAML(typ="safe")
+
+
+def _load(path: Path) -> dict:
+    return _yaml.load(path.read_text(encoding="utf-8"))
+
+
+def _case_files() -> list[Path]:
+    return sorted(EXTRA.glob("*.yaml"))
+
+
+def _thread_key(url: str) -> tuple[str, str] | str:
+    """A GitHub thread as (repository name without owner, punctuation or case; number): repositories get renamed
+    and moved between owners (LLaMA-Factory -> LlamaFactory, microsoft -> deepspeedai), threads keep their number."""
+    m = re.search(r"github\.com/[^/]+/([^/]+)/(?:issues|pull|discussions)/(\d+)", url)
+    if not m:
+        return url.strip().rstrip("/").lower()
+    return re.sub(r"[^a-z0-9]", "", m.group(1).lower()), m.group(2)
+
+
+def _sources(directory: Path) -> set:
+    out = set()
+    for path in directory.glob("*.yaml"):
+        data = _load(path) or {}
+        if isinstance(data, dict) and data.get("source"):
+            out.add(_thread_key(str(data["source"])))
+    return out
+
+
+CASES = [pytest.param(path, id=path.stem) for path in _case_files()]
+
+
+def test_enough_cases_and_a_varied_mix():
+    cases = [_load(p) for p in _case_files()]
+    assert len(cases) >= MIN_CASES, f"only {len(cases)} cases in {EXTRA}"
+    primaries = {c["expected"]["primary_any_of"][0] for c in cases}
+    all_labels = {label for c in cases for label in c["expected"]["primary_any_of"]}
+    assert len(primaries) >= 12, f"first labels cover only {sorted(primaries)}"
+    assert "not_oom" in all_labels, "the set needs reports that are not memory errors at all"
+    assert len({c["project"].split()[0] for c in cases}) >= 10, "too few distinct projects"
+
+
+@pytest.mark.parametrize("path", CASES)
+def test_case_has_the_dev_case_keys(path: Path):
+    case = _load(path)
+    keys = set(case)
+    assert TOP_KEYS <= keys, f"missing {sorted(TOP_KEYS - keys)}"
+    assert keys <= TOP_KEYS | OPTIONAL_TOP_KEYS, f"unknown keys {sorted(keys - TOP_KEYS - OPTIONAL_TOP_KEYS)}"
+    assert path.stem == case["id"] or path.stem.startswith(f"{case['id']}-"), "file name must start with the id"
+    assert case["source"].startswith("https://github.com/"), "source must be the public thread"
+    for key in ("title", "log", "model", "phase", "resolution", "project"):
+        assert isinstance(case[key], str) and case[key].strip(), f"{key} is empty"
+    if "config" in case:
+        assert isinstance(case["config"], str) and case["config"].strip()
+    assert isinstance(case["confirmed"], bool)
+
+    env = case["environment"]
+    assert set(env) == ENV_KEYS
+    assert env["gpu_memory_gib"] is None or isinstance(env["gpu_memory_gib"], (int, float))
+    assert env["gpus"] is None or (isinstance(env["gpus"], int) and env["gpus"] >= 1)
+
+    expected = case["expected"]
+    assert EXPECTED_KEYS <= set(expected) <= EXPECTED_KEYS | OPTIONAL_EXPECTED_KEYS
+    assert set(expected["parse"]) <= PARSE_KEYS, f"unknown parse keys {set(expected['parse']) - PARSE_KEYS}"
+
+
+@pytest.mark.parametrize("path", CASES)
+def test_labels_come_from_the_vocabulary(path: Path):
+    expected = _load(path)["expected"]
+    primary = expected["primary_any_of"]
+    top3 = expected.get("top3_must_include") or []
+    assert primary, "primary_any_of must name at least one cause"
+    assert len(primary) == len(set(primary)), "duplicate labels"
+    for label in [*primary, *top3]:
+        assert label in ROOT_CAUSES, f"{label!r} is not in tools/labels.py ROOT_CAUSES"
+    assert len(top3) <= 3
+    if "not_oom" in primary:
+        assert primary == ["not_oom"], "a report is either not a memory error or it is one"
+
+
+def test_ids_and_sources_are_unique():
+    cases = [_load(p) for p in _case_files()]
+    ids = [c["id"] for c in cases]
+    keys = [_thread_key(c["source"]) for c in cases]
+    assert len(ids) == len(set(ids)), f"duplicate ids {sorted(i for i in ids if ids.count(i) > 1)}"
+    assert len(keys) == len(set(keys)), "two cases cite the same thread"
+
+
+def test_no_case_comes_from_the_knowledge_base():
+    """A held-out case whose thread is also a knowledge-base case would be retrieved as its own answer."""
+    overlap = {_thread_key(_load(p)["source"]) for p in _case_files()} & _sources(KB_CASES)
+    assert not overlap, f"threads also in kb/cases: {sorted(overlap)}"
+
+
+def test_no_case_duplicates_a_dev_case(shared_dir):
+    overlap = {_thread_key(_load(p)["source"]) for p in _case_files()} & _sources(shared_dir / "dev-cases")
+    assert not overlap, f"threads also in ../shared/dev-cases: {sorted(overlap)}"
+
+
+# Each expected.parse number must be printed in the log; both PyTorch message formats (before and after 2.1) and
+# ggml's allocator line are read.
+_NUM = r"([\d.]+)\s*(B|KiB|MiB|GiB|TiB)"
+_UNIT = {"B": 1 / 1024**3, "KiB": 1 / 1024**2, "MiB": 1 / 1024, "GiB": 1.0, "TiB": 1024.0}
+_PATTERNS = {
+    "requested_gib": [rf"Tried to allocate {_NUM}", rf"allocating {_NUM} on device"],
+    "total_gib": [rf"total capac\w* of {_NUM}", rf"{_NUM} total capacity"],
+    "free_gib": [rf"of which {_NUM} is free", rf"{_NUM} free;"],
+    "torch_allocated_gib": [rf"{_NUM} is allocated by PyTorch", rf"{_NUM} already allocated"],
+    "reserved_unallocated_gib": [rf"{_NUM} is reserved by PyTorch but unallocated"],
+}
+
+
+def _printed_sizes(log: str, key: str) -> list[float]:
+    return [float(n) * _UNIT[u] for pattern in _PATTERNS[key] for n, u in re.findall(pattern, log)]
+
+
+def _old_format_unallocated(log: str) -> list[float]:
+    """Pre-2.1 messages print 'X already allocated; ... Y reserved in total': unallocated = Y - X."""
+    out = []
+    for line in log.splitlines():
+        alloc = re.search(rf"{_NUM} already allocated", line)
+        reserved = re.search(rf"{_NUM} reserved in total", line)
+        if alloc and reserved:
+            out.append(float(reserved[1]) * _UNIT[reserved[2]] - float(alloc[1]) * _UNIT[alloc[2]])
+    return out
+
+
+@pytest.mark.parametrize("path", CASES)
+def test_parse_numbers_are_printed_in_the_log(path: Path):
+    case = _load(path)
+    log = case["log"]
+    for key, want in case["expected"]["parse"].items():
+        if key == "gpu_index":
+            assert re.search(rf"\bGPU {want}\b", log), f"GPU {want} not in the log"
+            continue
+        printed = _printed_sizes(log, key)
+        if key == "reserved_unallocated_gib":
+            printed += _old_format_unallocated(log)
+        assert any(abs(p - want) <= max(0.005 * abs(want), 0.0005) for p in printed), (
+            f"{key}={want} GiB does not match any printed size {[round(p, 5) for p in printed]}")
+
+
+@pytest.mark.parametrize("path", CASES)
+def test_memory_errors_with_a_pytorch_message_label_its_numbers(path: Path):
+    """A log that prints PyTorch's OOM numbers must have them labelled, so the parser is scored on them too."""
+    case = _load(path)
+    if re.search(r"Tried to allocate [\d.]+ ?[KMG]iB", case["log"]):
+        assert "requested_gib" in case["expected"]["parse"]
