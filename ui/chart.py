@@ -22,8 +22,10 @@ COLOURS = {
 _W, _H, _PAD_L, _PAD_B, _PAD_T, _BAR_W = 520, 300, 56, 36, 16, 90
 
 
-def memory_chart_svg(before: MemoryEstimate | None, after: MemoryEstimate | None, capacity_bytes: int | None) -> str:
-    """Stacked bars (GiB) of the estimate before and after the fix against the GPU's capacity."""
+def memory_chart_svg(before: MemoryEstimate | None, after: MemoryEstimate | None, capacity_bytes: int | None,
+                     budget_bytes: int | None = None) -> str:
+    """Stacked bars (GiB) of the estimate before and after the fix against the GPU's capacity
+    (red) and the planner's budget (orange: capacity x margin - CUDA context)."""
     bars = [(label, est) for label, est in (("before", before), ("after", after)) if est is not None]
     if not bars:
         return '<div class="ask-oom-chart empty">No memory estimate yet: paste a config or name the model.</div>'
@@ -62,6 +64,10 @@ def memory_chart_svg(before: MemoryEstimate | None, after: MemoryEstimate | None
         parts.append(f'<line class="capacity" x1="{_PAD_L}" x2="{_W - 150}" y1="{y(capacity_bytes):.1f}" y2="{y(capacity_bytes):.1f}" '
                      f'stroke="#c00" stroke-dasharray="6 3"/><text x="{_W - 154}" y="{y(capacity_bytes) - 4:.1f}" font-size="11" '
                      f'fill="#c00" text-anchor="end">GPU {capacity_bytes / GiB:.1f} GiB</text>')
+    if budget_bytes and (not capacity_bytes or abs(capacity_bytes - budget_bytes) > 0.03 * capacity_bytes):
+        parts.append(f'<line class="budget" x1="{_PAD_L}" x2="{_W - 150}" y1="{y(budget_bytes):.1f}" y2="{y(budget_bytes):.1f}" '
+                     f'stroke="#e08a00" stroke-dasharray="2 3"/><text x="{_W - 154}" y="{y(budget_bytes) + 12:.1f}" '
+                     f'font-size="11" fill="#b06a00" text-anchor="end">budget {budget_bytes / GiB:.1f} GiB</text>')
     for j, (name, colour) in enumerate(legend.items()):
         ly = _PAD_T + j * 17
         parts.append(f'<rect x="{_W - 140}" y="{ly}" width="11" height="11" fill="{colour}"/>'

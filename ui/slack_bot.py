@@ -52,7 +52,7 @@ def thread_session_id(channel: str, thread_ts: str) -> str:
 def create_app(conversation, settings, *, client=None, can_probe: bool = False):
     """Build the Bolt app. `conversation` is an assistant.conversation.Conversation; `client` a WebClient
     (tests point its base_url at a local Slack API server)."""
-    from slack_bolt import App
+    from slack_bolt import App, BoltResponse
     from slack_sdk import WebClient
 
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
@@ -65,18 +65,13 @@ def create_app(conversation, settings, *, client=None, can_probe: bool = False):
     seen = _SeenEvents()
 
     @app.middleware
-    def drop_retries(req, resp, next):  # noqa: A002 - Bolt's middleware signature
+    def drop_retries(req, next):  # noqa: A002 - Bolt's middleware signature
         # Slack retries an event it thinks we missed; the first delivery is already being answered.
         if req.headers.get("x-slack-retry-num"):
-            resp.status = 200
-            resp.headers["x-slack-no-retry"] = ["1"]
-            resp.body = ""
-            return resp
+            return BoltResponse(status=200, body="", headers={"x-slack-no-retry": "1"})
         event_id = (req.body or {}).get("event_id") if isinstance(req.body, dict) else None
         if not seen.first_time(event_id):
-            resp.status = 200
-            resp.body = ""
-            return resp
+            return BoltResponse(status=200, body="")
         return next()
 
     def answer(channel: str, thread_ts: str, text: str, files: list[dict], say_client) -> None:

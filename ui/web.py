@@ -12,6 +12,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import gradio as gr  # at module level: Gradio reads the `gr.LikeData` annotation of the feedback handler
+
 from ..tools.errors import InputError
 from .chart import memory_chart_svg
 
@@ -64,12 +66,11 @@ def cases_markdown(diagnosis: Any) -> str:
 
 def panel_updates(diagnosis: Any, download_dir: Path):
     """(chart html, fixed config code, diff, download path, cases markdown) for one diagnosis."""
-    import gradio as gr
-
     if diagnosis is None:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    gpu_bytes = diagnosis.estimate.gpu_bytes if diagnosis.estimate else None
-    chart = memory_chart_svg(diagnosis.estimate, diagnosis.estimate_after, gpu_bytes)
+    est = diagnosis.estimate
+    chart = memory_chart_svg(est, diagnosis.estimate_after, est.gpu_bytes if est else None,
+                             budget_bytes=est.budget_bytes if est else None)
     fmt = diagnosis.fixed_config_format or ""
     download = None
     if diagnosis.fixed_config:
@@ -83,8 +84,6 @@ def panel_updates(diagnosis: Any, download_dir: Path):
 
 def build_app(conversation, settings, *, can_probe: bool | None = None):
     """The Blocks app. `conversation` answers; `settings` gives upload limits."""
-    import gradio as gr
-
     if can_probe is None:
         from ..tools.cuda_available import cuda_available
 
@@ -129,13 +128,14 @@ def build_app(conversation, settings, *, can_probe: bool | None = None):
                                   buttons=["copy"])
                 box = gr.MultimodalTextbox(placeholder="Paste an OOM log or config here, drop files, or ask a follow-up…",
                                            file_types=UPLOAD_TYPES, file_count="multiple", lines=6, max_lines=20,
+                                           label="Log, config or question",
                                            elem_id="input", submit_btn="Diagnose")
                 suggestions = gr.Dataset(components=[gr.Textbox(visible=False)], samples=[], label="Follow-ups",
                                          elem_id="suggestions", samples_per_page=6)
                 with gr.Row():
                     probe = gr.Button("Run live probe", visible=can_probe, elem_id="probe")
-                    solved = gr.Button("👍 Solved", elem_id="solved", size="sm")
-                    unsolved = gr.Button("👎 Still OOM", elem_id="unsolved", size="sm")
+                    solved = gr.Button("Solved: it fits now", elem_id="solved", size="sm")
+                    unsolved = gr.Button("Still out of memory", elem_id="unsolved", size="sm")
             with gr.Column(scale=2):
                 chart = gr.HTML(memory_chart_svg(None, None, None), label="GPU memory: before / after", elem_id="chart")
                 with gr.Tab("Fixed config"):
