@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 MAX_LOG_CHARS = 4 * 1024 * 1024   # the stored log keeps its last 4 MiB (the error is at the end)
 MAX_CONFIG_CHARS = 2 * 1024 * 1024  # same limit as the CLI's config reader
 MAX_CONFIGS = 8
-_REPLANNING = {"set_hardware", "keep_constraint", "release_constraint", "what_if", "switch_method"}
+_REPLANNING = {"set_hardware", "keep_constraint", "release_constraint", "what_if", "switch_method", "mark_unsolved"}
+MARGIN_STEP = 0.10   # each "still OOM" leaves 10% more of the GPU unplanned (the estimate was optimistic)
+MIN_MARGIN = 0.60
 _VALID_KEEP = ("full", "seq", "batch", "no-deepspeed")
 PROBE_TRIAL_TIMEOUT_S = 300.0   # one probe step set; the whole probe is bounded too (never a hang)
 PROBE_TOTAL_TIMEOUT_S = 600.0
@@ -191,7 +193,8 @@ class Conversation:
             state.original_configs.pop(oldest, None)
         if not is_deepspeed_config(name, text) or state.main_config is None:
             state.main_config = name
-            state.overrides.clear()  # a new config starts a new plan; what-ifs were about the old one
+            state.overrides.clear()
+            state.margin = None  # a new config starts a new plan; what-ifs were about the old one
         return f"config `{name}`"
 
     def _pasted_name(self, state: SessionState, text: str) -> str:
@@ -233,6 +236,12 @@ class Conversation:
             return f"method: {s['method']}"
         if intent.name in ("mark_solved", "mark_unsolved"):
             state.feedback.append(Feedback(solved=intent.name == "mark_solved", note=s.get("note", "")))
+            if intent.name == "mark_unsolved" and state.diagnosis is not None and state.diagnosis.fixes:
+                # the plan fit on paper but not on the GPU: re-plan with more headroom
+                current = state.margin or self.settings.gpu_margin
+                state.margin = round(max(MIN_MARGIN, current - MARGIN_STEP), 2)
+                if state.margin < current:
+                    return f"planning margin {current:.0%} → {state.margin:.0%} of GPU memory"
             return None
         return None
 
@@ -283,7 +292,7 @@ class Conversation:
 
     def _replan(self, state: SessionState) -> tuple[Diagnosis, list[str]]:
         request, notes = self._request(state)
-        diagnosis = self._diagnose(request)
+        diagnosis = self._diagnose(request, state.margin)
         original = state.original_configs.get(state.main_config or "")
         if original and request.config_text != original and diagnosis.fixed_config:
             from ..tools.configs import unified_diff
@@ -292,12 +301,13 @@ class Conversation:
             diagnosis = diagnosis.model_copy(update={"diff": unified_diff(original, diagnosis.fixed_config, state.main_config)})
         return diagnosis, notes
 
-    def _diagnose(self, request: DiagnoseRequest) -> Diagnosis:
+    def _diagnose(self, request: DiagnoseRequest, margin: float | None = None) -> Diagnosis:
+        settings = self.settings if margin is None else self.settings.model_copy(update={"gpu_margin": margin})
         if self._diagnose_fn is not None:
-            return self._diagnose_fn(request, index=self._get_index())
+            return self._diagnose_fn(request, index=self._get_index(), settings=settings)
         from .agent import diagnose
 
-        return diagnose(request, index=self._get_index())
+        return diagnose(request, index=self._get_index(), settings=settings)
 
     def _get_index(self):
         if self._index_loaded:
@@ -434,8 +444,8 @@ class Conversation:
         names = {i.name for i in intents}
         if "mark_solved" in names:
             out.append(_t(state, "solved"))
-        if "mark_unsolved" in names and not new_diagnosis:
-            out.append(_t(state, "unsolved"))
+        if "mark_unsolved" in names:
+            out.append(_t(state, "unsolved_replanned" if new_diagnosis else "unsolved"))
         if what_if:
             out.append(_what_if_markdown(what_if))
         elif kind in ("what_if", "switch_method") and new_diagnosis and d is not None and d.estimate is not None:
@@ -715,6 +725,9 @@ _TEXTS = {
     "unsolved": ("Sorry it still fails — marked **not solved**. Paste the new log (its numbers show what changed) "
                  "and I will re-plan from it; say e.g. \"use QLoRA\" or \"what if cutoff_len is 2048?\" to try a stronger change.",
                  "抱歉还是不行，已标记为**未解决**。请粘贴新的日志（其中的数字能说明变化），我会据此重新规划；也可以说“用QLoRA”或“cutoff_len改成2048会怎样”。"),
+    "unsolved_replanned": ("Sorry it still fails — marked **not solved**. I re-planned with more headroom below; if it "
+                           "still fails, paste the new log (its numbers show what changed).",
+                           "抱歉还是不行，已标记为**未解决**。下面按更保守的显存余量重新规划了；如果仍然失败，请粘贴新的日志。"),
     "nothing_yet": ("There is no diagnosis yet to explain: paste the error log first.", "还没有诊断结果可以解释：请先粘贴报错日志。"),
     "no_diff": ("No fixed config yet: paste your training config (YAML / JSON / shell script) and I will rewrite it.",
                 "还没有修改后的配置：请粘贴训练配置（YAML/JSON/shell），我来改写。"),

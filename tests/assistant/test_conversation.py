@@ -127,8 +127,13 @@ def test_feedback_and_draft_case(conv):
     conv.handle("s", (KIMI / "train.log").read_text(), files=_kimi_files())
     with pytest.raises(InputError, match="not marked solved"):
         draft_case_from_session(conv.store, "s")
+    before = conv.store.get("s").state.diagnosis
     r = conv.handle("s", "still OOM")
     assert r.intent == "mark_unsolved" and "not solved" in r.markdown
+    # the plan fit on paper but not on the GPU: it is re-planned with 10% more headroom
+    assert r.show_diagnosis and conv.store.get("s").state.margin == 0.8
+    assert r.diagnosis.estimate_after.budget_bytes < before.estimate_after.budget_bytes
+    assert r.diagnosis.estimate_after.peak_bytes <= r.diagnosis.estimate_after.budget_bytes
     r = conv.handle("s", "it worked, thanks!")
     assert r.intent == "mark_solved"
     case = draft_case_from_session(conv.store, "s")
