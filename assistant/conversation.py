@@ -125,8 +125,9 @@ class Conversation:
                 if part.kind != "chat":
                     changed.append(self._absorb(state, part))
                     replan = True
+            new_log = any(p.kind == "log" for p in parts)
             for intent in intents:
-                note = self._apply_intent(state, intent)
+                note = self._apply_intent(state, intent, new_log=new_log)
                 if note:
                     changed.append(note)
                 replan = replan or intent.name in _REPLANNING
@@ -200,7 +201,7 @@ class Conversation:
     def _pasted_name(self, state: SessionState, text: str) -> str:
         return config_name_for(text)
 
-    def _apply_intent(self, state: SessionState, intent: Intent) -> str | None:
+    def _apply_intent(self, state: SessionState, intent: Intent, *, new_log: bool = False) -> str | None:
         req = state.request
         s = intent.slots
         if intent.name == "set_hardware":
@@ -236,8 +237,9 @@ class Conversation:
             return f"method: {s['method']}"
         if intent.name in ("mark_solved", "mark_unsolved"):
             state.feedback.append(Feedback(solved=intent.name == "mark_solved", note=s.get("note", "")))
-            if intent.name == "mark_unsolved" and state.diagnosis is not None and state.diagnosis.fixes:
-                # the plan fit on paper but not on the GPU: re-plan with more headroom
+            if intent.name == "mark_unsolved" and not new_log and state.diagnosis is not None and state.diagnosis.fixes:
+                # the plan fit on paper but not on the GPU: re-plan with more headroom (a new log instead
+                # brings the real numbers of the new failure, which the agent reads)
                 current = state.margin or self.settings.gpu_margin
                 state.margin = round(max(MIN_MARGIN, current - MARGIN_STEP), 2)
                 if state.margin < current:

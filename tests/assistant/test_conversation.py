@@ -153,6 +153,17 @@ def test_feedback_and_draft_case(conv):
     assert parse_case_text(case_to_yaml(case)) == case
 
 
+def test_still_oom_with_a_new_log_replaces_the_log(conv):
+    conv.handle("s", (KIMI / "train.log").read_text(), files=_kimi_files())
+    new_log = (SEEDS / "qwen2.5-vl-7b" / "train.log").read_text()
+    r = conv.handle("s", f"still OOM after the change, new log:\n```\n{new_log}\n```")
+    assert {i.name for i in r.intents} == {"mark_unsolved"} and r.show_diagnosis
+    state = conv.store.get("s").state
+    assert state.request.log_text.strip() == new_log.strip()       # a new OOM replaces the old log
+    assert state.margin is None                                      # the new numbers, not a blind margin cut
+    assert state.feedback[-1].solved is False
+
+
 def test_draft_case_needs_a_diagnosed_session(conv):
     with pytest.raises(InputError, match="no session"):
         draft_case_from_session(conv.store, "nope")
