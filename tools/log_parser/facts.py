@@ -34,6 +34,9 @@ LAUNCHERS: list[tuple[str, tuple[str, ...]]] = [
     ("torchrun", ("torchrun", "torch/distributed/run.py", "torch.distributed.run", "torch.distributed.launch",
                   "torch/distributed/launch.py", "torch/distributed/elastic", "torch.distributed.elastic", "childfailederror")),
 ]
+# One C-level scan per line decides whether the per-framework checks run at all (most lines name none).
+_FRAMEWORK_GATE = re.compile("|".join(re.escape(k) for _, keys in FRAMEWORKS + LAUNCHERS for k in keys)
+                             + r"|deepspeed|python")
 _DEEPSPEED_CMD = re.compile(r"(?:^|[\s;&|$])deepspeed\s{1,4}(?:--|[\w./-]{1,200}\.py)")
 _PYTHON_CMD = re.compile(r"(?:^|[\s;&|$/])python3?(?:\.\d{1,2})?\s{1,4}(?:-u\s{1,4}|-m\s{1,4}[\w.]{1,80}|[\w./-]{1,200}\.py)")
 
@@ -104,17 +107,20 @@ TRAINING_KEYS = frozenset({
     "torch_dtype", "do_eval", "eval_strategy", "evaluation_strategy", "eval_steps", "predict_with_generate",
     "model_name_or_path", "stage", "template", "dataloader_num_workers", "preprocessing_num_workers",
     "use_unsloth", "enable_liger_kernel", "use_liger_kernel", "freeze_vision_tower", "low_cpu_mem_usage", "fsdp",
-    "offload_optimizer", "offload_param", "zero_stage", "num_train_epochs", "learning_rate", "max_new_tokens",
+    "offload_optimizer", "offload_param", "zero_stage", "max_new_tokens",
     "sequence_parallel_size", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "vision_tower",
     "model_type", "model_id_or_path", "base_model", "adapter", "load_in_nbits", "double_quantization",
 })
 _GATES = ("batch_size", "accumulation", "cutoff_len", "seq_len", "max_len", "sequence_len", "bf16", "fp16", "tf32",
           "checkpointing", "deepspeed", "lora", "finetuning_type", "quantization", "load_in", "optim", "flash_attn",
           "attn_impl", "packing", "pixels", "dtype", "eval", "stage", "model_name_or_path", "train_type", "sft_type",
-          "bits", "num_workers", "liger", "unsloth", "fsdp", "low_cpu_mem", "template", "offload", "epochs",
-          "learning_rate", "max_new_tokens", "parallel_size", "gpu_memory_utilization", "max_model_len",
+          "bits", "num_workers", "liger", "unsloth", "fsdp", "low_cpu_mem", "template", "offload",
+          "max_new_tokens", "parallel_size", "gpu_memory_utilization", "max_model_len",
           "vision_tower", "model_type", "model_id_or_path", "base_model", "adapter", "max_source", "max_target",
           "double_quant", "micro_batch", "predict", "generate", "batch size", "trainable", "num examples", "num epochs")
+_ARGS_GATE = re.compile("|".join(re.escape(g) for g in _GATES))
+_VERSION_GATE = re.compile(r"version|==|torch|transformers|deepspeed|accelerate|peft|trl|bitsandbytes|flash|vllm|cuda"
+                           r"|python|unsloth|axolotl|swift|jax|tensorflow|liger|nccl|datasets|xformers")
 _KV_EQ = re.compile(r"(?:^|[\s,(])-{0,2}([A-Za-z_][\w]{1,50})\s{0,2}=\s{0,2}(\"[^\"]{0,300}\"|'[^']{0,300}'|[^\s,)]{1,300})")
 _KV_COLON = re.compile(r"""(?:^|[\s,{])['"]?([A-Za-z_][\w]{1,50})['"]?\s{0,2}:\s{1,3}(\"[^\"]{0,300}\"|'[^']{0,300}'|[^\s,}#]{1,300})""")
 _KV_FLAG = re.compile(r"(?:^|\s)--([A-Za-z_][\w]{1,50})(?:[ \t]{1,4}(\"[^\"]{0,300}\"|'[^']{0,300}'|[^\s\\'\"-][^\s\\]{0,300}|-\d[^\s\\]{0,30}))?")
@@ -149,6 +155,13 @@ def _model_from_path(path: str) -> str:
     return path
 
 
+_DROP_DIGITS = str.maketrans("", "", "0123456789")
+# Lines whose facts depend on their digits (GPU rows by index, ZeRO stage JSON, nvidia-smi memory rows) are never
+# skipped as "seen before".
+_DIGIT_SENSITIVE = ("stage", "zero", "mib", "nvidia", "device:gpu", "tesla", "amd", "gpu type", "radeon", "instinct")
+_SEEN_CAP = 8192
+
+
 class FactCollector:
     """Collects run facts from a stream of cleaned lines; first sighting wins (the run's setup is printed first)."""
 
@@ -167,10 +180,29 @@ class FactCollector:
         self.arg_texts: dict[str, str] = {}
         self._pending_smi: tuple[int, int] | None = None          # (gpu index, line) awaiting its memory row
         self._last_zero_json = -100
+        # Long logs repeat the same line shapes (loss dicts, progress, step logs) millions of times: a shape (the
+        # line without its digits) that once yielded no new fact cannot yield one later (first sighting wins).
+        self._seen_shapes: set[str] = set()
 
     # -- dispatch ----------------------------------------------------------------------------------------
+    def _state(self) -> tuple:
+        return (len(self.frameworks), len(self.launchers), self.deepspeed_stage, self.model, len(self.gpus),
+                self.gpu_count, len(self.versions), len(self.training_args), self._pending_smi)
+
     def feed(self, lineno: int, line: str, low: str) -> None:
-        self._frameworks(lineno, line, low)
+        shape = low.translate(_DROP_DIGITS)
+        if shape in self._seen_shapes:
+            return
+        before = self._state()
+        self._feed(lineno, line, low)
+        if self._state() == before and not any(k in low for k in _DIGIT_SENSITIVE):
+            if len(self._seen_shapes) >= _SEEN_CAP:
+                self._seen_shapes.clear()
+            self._seen_shapes.add(shape)
+
+    def _feed(self, lineno: int, line: str, low: str) -> None:
+        if _FRAMEWORK_GATE.search(low):
+            self._frameworks(lineno, line, low)
         if "zero" in low or "stage" in low:
             self._zero_stage(lineno, line, low)
         if "model" in low or "loading" in low:
@@ -180,9 +212,9 @@ class FactCollector:
         if ("size" in low or "gpu" in low or "nproc" in low or "cuda_visible" in low or "include" in low
                 or "num_processes" in low):
             self._gpu_count(lineno, line, low)
-        if any(ch.isdigit() for ch in line[:400]) and ("version" in low or "==" in low or "." in low):
+        if "." in low and _VERSION_GATE.search(low):
             self._versions(lineno, line, low)
-        if any(g in low for g in _GATES):
+        if _ARGS_GATE.search(low):
             self._training_args(lineno, line, low)
 
     # -- framework / launcher / ZeRO stage ---------------------------------------------------------------
@@ -319,8 +351,7 @@ class FactCollector:
             if m:
                 self._add_version(m.group(1), m.group(2), lineno, line)
                 return
-        if any(k in low for k in ("torch", "transformers", "deepspeed", "accelerate", "peft", "trl", "bitsandbytes",
-                                  "flash", "vllm", "cuda", "python")):
+        if len(self.versions) < len(_KNOWN_PACKAGES):
             for m in _PROSE_VERSION.finditer(line[:2000]):
                 self._add_version(m.group(1), m.group(2), lineno, line)
 

@@ -1,0 +1,149 @@
+"""Parser speed and memory on a generated realistic training log (default 100 MB): MB/s (median of several
+runs) and peak traced memory while streaming it, printed as tables.
+
+    .venv/bin/python evals/parser_speed.py [--mb 100] [--runs 5]
+
+The log mixes what long runs print: multi-rank HF/DeepSpeed INFO lines, loss dicts, tqdm redraws, ANSI
+colours, argument dumps, an nvidia-smi table, warnings, and an OOM traceback on four ranks at the end.
+Target (issue 3): 100 MB in under 10 s on one core, memory bounded (independent of the log size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+_OOM = ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1.02 GiB. GPU {r} has a total capacity of 79.10 GiB "
+        "of which 601.19 MiB is free. Including non-PyTorch memory, this process has 78.50 GiB memory in use. Of the "
+        "allocated memory 75.33 GiB is allocated by PyTorch, and 1.21 GiB is reserved by PyTorch but unallocated. If "
+        "reserved but unallocated memory is large try setting PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True to avoid "
+        "fragmentation.  See documentation for Memory Management  (https://pytorch.org/docs/stable/notes/cuda.html#environment-variables)")
+
+
+def _line(rng: random.Random, step: int) -> str:
+    r = rng.randrange(8)
+    kind = rng.randrange(100)
+    if kind < 35:
+        return (f"[rank{r}]:{{'loss': {rng.uniform(0.5, 2.5):.4f}, 'grad_norm': {rng.uniform(0.1, 3):.3f}, "
+                f"'learning_rate': {rng.uniform(1e-6, 2e-5):.3e}, 'epoch': {step / 1e5:.2f}}}")
+    if kind < 55:
+        bars = "\r".join(f"{p:3d}%|{'#' * (p // 10):10s}| {p * 40}/4000 [00:{p:02d}<11:11,  1.{p:02d}it/s]"
+                         for p in range(step % 90, step % 90 + 6))
+        return bars
+    if kind < 70:
+        return (f"[2025-03-0{r + 1} 12:{step % 60:02d}:{rng.randrange(60):02d},{rng.randrange(1000):03d}] [INFO] "
+                f"[logging.py:128:log_dist] [Rank {r}] step={step}, skipped=0, lr=[{rng.uniform(1e-6, 2e-5):.6e}], "
+                f"mom=[(0.9, 0.95)]")
+    if kind < 80:
+        return (f"\x1b[32m[INFO|trainer.py:2{rng.randrange(1000):03d}] 2025-03-01 12:00:00,000\x1b[0m >> "
+                f"Saving model checkpoint to /out/run/checkpoint-{step}")
+    if kind < 88:
+        return (f"[rank{r}]:[W301 12:00:{rng.randrange(60):02d}.{rng.randrange(10**6):06d} ProcessGroupNCCL.cpp:4115] "
+                f"[PG ID 0 PG GUID 0 Rank {r}] using GPU {r} to perform barrier as devices used by this process are "
+                f"currently unknown.")
+    if kind < 94:
+        return (f"[2025-03-01 12:00:00,000] [INFO] [config.py:1000:print]   "
+                f"{rng.choice(['train_micro_batch_size_per_gpu', 'gradient_accumulation_steps', 'zero_optimization_stage'])}"
+                f"  {rng.randrange(1, 9)}")
+    if kind < 97:
+        return f"|   {r}  NVIDIA H100 80GB HBM3          On  | 00000000:1B:00.0 Off |                    0 |"
+    return (f"/usr/lib/python3.11/site-packages/torch/utils/checkpoint.py:{rng.randrange(2000)}: UserWarning: "
+            f"torch.utils.checkpoint: the use_reentrant parameter should be passed explicitly.")
+
+
+def generate_log(path: Path, size_mb: float, seed: int = 0) -> int:
+    """Write a realistic multi-rank training log of about size_mb MB ending in an OOM; returns its size."""
+    rng = random.Random(seed)
+    target = int(size_mb * 1_000_000)
+    written = 0
+    step = 0
+    with path.open("w", encoding="utf-8", newline="\n") as fh:
+        header = ("llamafactory-cli train examples/train_full/qwen2_full_sft_ds3.yaml\n"
+                  "- `transformers` version: 4.46.1\n- PyTorch version: 2.5.1+cu124 (GPU)\n"
+                  "[2025-03-01 11:59:00,000] [INFO] [logging.py:128:log_dist] [Rank 0] DeepSpeed info: version=0.15.4\n")
+        fh.write(header)
+        written += len(header)
+        batch = []
+        while written < target:
+            step += 1
+            line = _line(rng, step) + "\n"
+            batch.append(line)
+            written += len(line)
+            if len(batch) >= 4096:
+                fh.write("".join(batch))
+                batch.clear()
+        fh.write("".join(batch))
+        tail = "".join(f"[rank{r}]: Traceback (most recent call last):\n"
+                       f"[rank{r}]:   File \"/w/train.py\", line 10, in <module>\n"
+                       f"[rank{r}]:     loss.backward()\n[rank{r}]: {_OOM.format(r=r)}\n" for r in range(4))
+        fh.write(tail)
+    return path.stat().st_size
+
+
+def _chunks(path: Path, size: int = 1 << 20):
+    with path.open("rb") as fh:
+        while True:
+            chunk = fh.read(size)
+            if not chunk:
+                return
+            yield chunk
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ask_oom.tools.log_parser import parse_log_stream
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mb", type=float, default=100.0, help="size of the generated log in MB (default 100)")
+    ap.add_argument("--runs", type=int, default=5, help="timed runs (median reported)")
+    args = ap.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "train.log"
+        size = generate_log(path, args.mb)
+        mb = size / 1e6
+        times, walls = [], []
+        report = None
+        for _ in range(args.runs):
+            c0, t0 = time.process_time(), time.perf_counter()
+            report = parse_log_stream(_chunks(path))
+            times.append(time.process_time() - c0)  # CPU time of this process: the machine is shared
+            walls.append(time.perf_counter() - t0)
+        med = statistics.median(times)
+        print(f"## Parser speed ({mb:.1f} MB generated log, {report.lines:,} lines, {args.runs} runs)\n")
+        print("| metric | value |")
+        print("|---|---:|")
+        print(f"| median CPU time (one core) | {med:.2f} s |")
+        print(f"| min / max CPU time | {min(times):.2f} / {max(times):.2f} s |")
+        print(f"| median wall time | {statistics.median(walls):.2f} s |")
+        print(f"| throughput (median) | {mb / med:.1f} MB/s |")
+        print(f"| lines/s (median) | {report.lines / med:,.0f} |")
+        print(f"| result | {report.kind}, requested {report.requested_bytes}, ranks {report.ranks}, phase {report.phase} |")
+
+        print("\n## Peak traced memory while streaming (tracemalloc, one run each)\n")
+        print("| log size | peak traced memory |")
+        print("|---:|---:|")
+        for frac in (0.1, 1.0):
+            part = Path(tmp) / f"part{frac}.log"
+            if frac < 1.0:
+                with path.open("rb") as src, part.open("wb") as dst:
+                    dst.write(src.read(int(size * frac)))
+            else:
+                part = path
+            tracemalloc.start()
+            parse_log_stream(_chunks(part))
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            print(f"| {part.stat().st_size / 1e6:.1f} MB | {peak / 2**20:.1f} MiB |")
+    ok = med < 10.0 and report is not None and report.kind == "cuda_oom"
+    print(f"\ntarget < 10 s for 100 MB: {'met' if ok and args.mb >= 100 else 'see numbers'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
