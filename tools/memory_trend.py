@@ -9,7 +9,6 @@ Linear time, bounded memory (a fixed number of readings kept).
 
 from __future__ import annotations
 
-import io
 import re
 
 from pydantic import BaseModel, Field
@@ -20,12 +19,13 @@ MAX_READINGS = 512
 MAX_LINE = 4096
 
 # "memory allocated 38.41 GiB", "allocated: 38.41GB", "MA 9.82 GB", "mem_alloc=38.4G"; first number after the word.
+# Horizontal whitespace only ([ \t]), so no match spans two lines.
 _ALLOCATED = re.compile(
-    r"(?:memory[ _]allocated|mem(?:ory)?[ _]?alloc(?:ated)?|allocated memory|\bMA)\s{0,3}[:=]?\s{0,3}"
-    r"([0-9]{1,6}(?:\.[0-9]{1,4})?)\s{0,2}(GiB|GB|G|MiB|MB|M)\b", re.IGNORECASE)
-_SMI = re.compile(r"\b([0-9]{2,7})MiB\s{0,2}/\s{0,2}([0-9]{3,7})MiB")
-_STEP = re.compile(r"\bstep\s{0,2}[:=]?\s{0,2}([0-9]{1,9})\b", re.IGNORECASE)
-_TQDM = re.compile(r"\|\s{0,3}([0-9]{1,9})/([0-9]{1,9})\s{0,3}\[")
+    r"(?:memory[ _]allocated|mem(?:ory)?[ _]?alloc(?:ated)?|allocated memory|\bMA)[ \t]{0,3}[:=]?[ \t]{0,3}"
+    r"([0-9]{1,6}(?:\.[0-9]{1,4})?)[ \t]{0,2}(GiB|GB|G|MiB|MB|M)\b", re.IGNORECASE)
+_SMI = re.compile(r"\b([0-9]{2,7})MiB[ \t]{0,2}/[ \t]{0,2}([0-9]{3,7})MiB")
+_STEP = re.compile(r"\bstep[ \t]{0,2}[:=]?[ \t]{0,2}([0-9]{1,9})\b", re.IGNORECASE)
+_TQDM = re.compile(r"\|[ \t]{0,3}([0-9]{1,9})/([0-9]{1,9})[ \t]{0,3}\[")
 
 
 class MemoryReading(BaseModel):
@@ -54,28 +54,36 @@ class MemoryTrend(BaseModel):
 
 
 def memory_trend(text: str) -> MemoryTrend:
-    """Readings and progress from a log; `growing` when a series rises by ≥ 1 GiB and ≥ 10% over ≥ 3 readings."""
+    """Readings and progress from a log; `growing` when a series rises by ≥ 1 GiB and ≥ 10% over ≥ 3 readings.
+
+    Each pattern scans the whole text once in C (finditer); Python only touches the matches, so a 100 MB log
+    without readings costs a few regex passes.
+    """
     series: dict[str, list[MemoryReading]] = {"allocated": [], "nvidia-smi": []}
+    lines = _LineIndex(text)
     steps_done = total = None
-    for lineno, raw in enumerate(io.StringIO(text), start=1):  # streamed: no list of all lines
-        line = raw[:MAX_LINE]
-        for m in _TQDM.finditer(line):
-            done, tot = int(m.group(1)), int(m.group(2))
-            # A finished bar (dataset map, checkpoint shards) is not the training loop that failed.
-            if 0 < tot and done < tot and "examples/s" not in line and "shards" not in line:
-                steps_done, total = done, tot
-        step_m = _STEP.search(line)
-        step = int(step_m.group(1)) if step_m else None
+    for m in _TQDM.finditer(text):
+        done, tot = int(m.group(1)), int(m.group(2))
+        line = lines.text_of(m.start())
+        # A finished bar (dataset map, checkpoint shards) is not the training loop that failed.
+        if 0 < tot and done < tot and "examples/s" not in line and "shards" not in line:
+            steps_done, total = done, tot
+    # Regexes with alternations are slow on 100 MB; find the few candidate lines with str.find (C speed) first.
+    for start in _candidate_lines(text, ("lloc", "LLOC", "MA ", "MiB")):
+        end = text.find("\n", start)
+        line = text[start:end if end != -1 else len(text)][:MAX_LINE]
         m = _ALLOCATED.search(line)
         if m:
             unit = m.group(2).upper().rstrip("B").rstrip("I") or "G"
             size = parse_size(f"{m.group(1)} {unit}iB")
             if size:
-                _keep(series["allocated"], MemoryReading(line=lineno, step=step, bytes=size, source="allocated"))
+                _keep(series["allocated"], MemoryReading(line=lines.number_of(start), step=_step(line), bytes=size,
+                                                         source="allocated"))
             continue
-        s = _SMI.search(line)
-        if s:
-            _keep(series["nvidia-smi"], MemoryReading(line=lineno, step=step, bytes=int(s.group(1)) * 2**20, source="nvidia-smi"))
+        m = _SMI.search(line)
+        if m:
+            _keep(series["nvidia-smi"], MemoryReading(line=lines.number_of(start), step=_step(line),
+                                                      bytes=int(m.group(1)) * 2**20, source="nvidia-smi"))
     best = max(series.values(), key=len)
     trend = MemoryTrend(readings=best, steps_done=steps_done, total_steps=total)
     if len(best) >= 3:
@@ -84,6 +92,45 @@ def memory_trend(text: str) -> MemoryTrend:
         trend.growth_bytes = growth
         trend.growing = growth >= max(2**30, 0.10 * best[0].bytes) and rises >= 0.7 * (len(best) - 1)
     return trend
+
+
+def _candidate_lines(text: str, needles: tuple[str, ...], limit: int = 200_000) -> list[int]:
+    """Start offsets of the lines containing any needle, in order (at most `limit` lines)."""
+    starts: set[int] = set()
+    for needle in needles:
+        pos = text.find(needle)
+        while pos != -1 and len(starts) < limit:
+            line_start = text.rfind("\n", 0, pos) + 1
+            starts.add(line_start)
+            end = text.find("\n", pos)
+            if end == -1:
+                break
+            pos = text.find(needle, end)
+    return sorted(starts)
+
+
+def _step(line: str) -> int | None:
+    m = _STEP.search(line)
+    return int(m.group(1)) if m else None
+
+
+class _LineIndex:
+    """Line numbers and line text for positions visited in increasing order (counts newlines incrementally)."""
+
+    def __init__(self, text: str):
+        self.text, self.pos, self.line = text, 0, 1
+
+    def number_of(self, pos: int) -> int:
+        if pos < self.pos:  # a new pattern pass starts from the top
+            self.pos, self.line = 0, 1
+        self.line += self.text.count("\n", self.pos, pos)
+        self.pos = pos
+        return self.line
+
+    def text_of(self, pos: int) -> str:
+        start = self.text.rfind("\n", 0, pos) + 1
+        end = self.text.find("\n", pos)
+        return self.text[start:end if end != -1 else len(self.text)][:MAX_LINE]
 
 
 def _keep(readings: list[MemoryReading], r: MemoryReading) -> None:

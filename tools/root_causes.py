@@ -503,8 +503,8 @@ def _phase_and_operation(report: OOMReport, setup: TrainingSetup | None, s: _Sco
             continue
         if label == "full_ft_model_states" and setup is not None and setup.method != "full" and _observed(setup, "method"):
             continue
-        if report.kind == "host_oom" and label in ("weights_exceed_gpu",):
-            continue
+        if report.kind == "host_oom" and label in ("weights_exceed_gpu", "model_load_oom"):
+            continue  # host memory: loading was already weighed by _host_memory
         s.add(label, pts, reason)
     op = report.operation
     if op == "moe_experts" or (op == "zero3_allgather" and setup is not None and setup.model is not None and setup.model.is_moe):

@@ -103,13 +103,13 @@ def _from_log(report: OOMReport) -> TrainingSetup:
         setup = setup.with_fact("zero_stage", report.deepspeed_stage, "log", _evidence_line(report, "deepspeed_stage") or "DeepSpeed stage in the log")
     world = _world_size(report)
     stated = setup.provenance.get("num_gpus")
-    if world and world > 1 and (stated is None or stated.origin == "default"):
+    if world and (stated is None or stated.origin == "default"):
         setup = setup.with_fact("num_gpus", world, "log", "ranks / world size printed in the log")
     return setup
 
 
 def _world_size(report: OOMReport) -> int | None:
-    if report.gpu_count and report.gpu_count > 1:
+    if report.gpu_count:
         return report.gpu_count
     for key in ("world_size", "num_processes", "nproc_per_node", "n_gpu"):
         if key in report.training_args:
