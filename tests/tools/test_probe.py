@@ -131,3 +131,40 @@ def test_gpu_find_max_agrees_with_direct_runs():
     ok = run_probe(spec, Trial(micro_batch=found.max_fitting, seq_len=4096))
     over = run_probe(spec, Trial(micro_batch=found.max_fitting + 1, seq_len=4096))
     assert ok.trials[0].fits_margin and not over.trials[0].fits_margin
+
+
+# ---- the CLI ----
+
+def _write_tiny(tmp_path: Path) -> tuple[Path, Path]:
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(TINY_LLAMA))
+    train = tmp_path / "train.yaml"
+    train.write_text("model_name_or_path: ./tiny\nstage: sft\nfinetuning_type: lora\nlora_rank: 4\n"
+                     "per_device_train_batch_size: 2\ncutoff_len: 32\nbf16: true\n")
+    return cfg, train
+
+
+def test_cli_probe_on_cpu_prints_json_and_records(tmp_path, capsys):
+    from ask_oom.ui.cli import main
+
+    cfg, train = _write_tiny(tmp_path)
+    record = tmp_path / "m.jsonl"
+    code = main(["probe", "--config", str(train), "--model-config", str(cfg), "--device", "cpu", "--steps", "1",
+                 "--record", str(record), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert out["trials"][0]["micro_batch"] == 2 and out["trials"][0]["seq_len"] == 32
+    assert out["n_trainable"] < out["n_params"]
+    assert json.loads(record.read_text())["method"] == "lora"
+
+
+def test_cli_probe_without_cuda_says_so(tmp_path, capsys):
+    import torch
+
+    from ask_oom.ui.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    cfg, train = _write_tiny(tmp_path)
+    assert main(["probe", "--config", str(train), "--model-config", str(cfg)]) == 4
+    assert "no CUDA device" in capsys.readouterr().err
