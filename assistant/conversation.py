@@ -10,7 +10,7 @@ import copy
 import logging
 import re
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -52,6 +52,7 @@ class Reply(BaseModel):
     what_if: dict[str, Any] | None = Field(default=None, description="calculator result of a what-if not applied to a config")
     notes: list[str] = Field(default_factory=list)
     error: str | None = None
+    answered_by: Literal["rules", "llm"] = Field(default="rules", description="llm: the LLM's answer passed the number check")
 
 
 class Conversation:
@@ -154,12 +155,14 @@ class Conversation:
         if new_diagnosis or kind in ("what_if", "switch_method"):
             what_if = self._calculator_what_if(state)
         markdown = self._compose(state, kind, intents, changed, notes, new_diagnosis, what_if, before.diagnosis is not None)
+        answered_by = "rules"
         if self.settings.llm_base_url and state.diagnosis is not None and kind in ("log", "config", "explain", "what_if",
                                                                                      "switch_method", "unknown"):
-            markdown, llm_notes = self._llm_answer(state, chat or message, markdown, what_if)
+            markdown, llm_notes, answered_by = self._llm_answer(state, chat or message, markdown, what_if, new_diagnosis)
             notes.extend(llm_notes)
         state.add_turn("assistant", markdown, kind)
-        return self._reply(state, sid, markdown, kind, intents, show=new_diagnosis, what_if=what_if, notes=notes)
+        return self._reply(state, sid, markdown, kind, intents, show=new_diagnosis, what_if=what_if, notes=notes,
+                           answered_by=answered_by)
 
     # -- state updates ----------------------------------------------------------------------
 
@@ -472,7 +475,8 @@ class Conversation:
             out.append(_t(state, "need_log"))
         return "\n\n".join(x for x in out if x)
 
-    def _llm_answer(self, state: SessionState, question: str, markdown: str, what_if: dict | None) -> tuple[str, list[str]]:
+    def _llm_answer(self, state: SessionState, question: str, markdown: str, what_if: dict | None,
+                    new_diagnosis: bool) -> tuple[str, list[str], str]:
         from .llm import answer_with_llm
 
         try:
@@ -483,14 +487,18 @@ class Conversation:
                                   extra_facts={"what_if": what_if} if what_if else None, request=request,
                                   index=self._index)
         if outcome.accepted and outcome.text:
-            return outcome.text, []
-        return markdown + (f"\n\n> {outcome.note}" if outcome.note else ""), [outcome.note] if outcome.note else []
+            # a new diagnosis keeps its full report (fixed config, diff) under the LLM's explanation
+            text = outcome.text + ("\n\n---\n\n" + markdown if new_diagnosis else "")
+            return text, [], "llm"
+        note = [outcome.note] if outcome.note else []
+        return markdown + (f"\n\n> {outcome.note}" if outcome.note else ""), note, "rules"
 
     def _reply(self, state: SessionState, sid: str, markdown: str, kind: str, intents: list[Intent], *, show: bool = False,
-               what_if: dict | None = None, notes: list[str] | None = None, error: str | None = None) -> Reply:
+               what_if: dict | None = None, notes: list[str] | None = None, error: str | None = None,
+               answered_by: str = "rules") -> Reply:
         return Reply(session_id=sid, markdown=markdown, diagnosis=state.diagnosis, intent=kind, intents=intents,
                      suggestions=_suggestions(state), needs=_needs(state), show_diagnosis=show, what_if=what_if,
-                     notes=notes or [], error=error)
+                     notes=notes or [], error=error, answered_by=answered_by)
 
 
 # -- helpers -------------------------------------------------------------------------------------

@@ -63,7 +63,9 @@ async def _run_agent(settings, ctx: ToolContext, prompt: str) -> str:
                           streaming=False, timeout=settings.llm_timeout_s)
     handler = agent.run(user_msg=prompt)
     result = await asyncio.wait_for(handler, timeout=settings.llm_timeout_s)
-    return str(getattr(result, "response", result) or "")
+    message = getattr(result, "response", None)   # AgentOutput.response is a ChatMessage
+    text = getattr(message, "content", None) if message is not None else None
+    return str(text if text is not None else result or "")
 
 
 def answer_with_llm(settings, question: str, diagnosis: Diagnosis, *, deterministic_markdown: str = "",

@@ -161,11 +161,16 @@ def test_conversation_uses_the_llm_and_falls_back(llm_server, tmp_path):
     log_text = (SEEDS / "kimi-vl-a3b" / "train.log").read_text()
     good = Conversation(SessionStore(tmp_path / "a.db"), _settings(llm_server, "grounded"))
     reply = good.handle("s", log_text)
-    assert "Primary cause:" in reply.markdown and reply.diagnosis is not None
+    assert reply.answered_by == "llm" and reply.markdown.startswith("The log shows")
+    assert reply.diagnosis.summary.splitlines()[0][:40] in reply.markdown  # the full report stays below it
+    reply = good.handle("s", "why did it run out of memory?")
+    assert reply.answered_by == "llm" and "Primary cause:" in reply.markdown
+    reply = good.handle("s", "show the diff again")              # exact outputs never go through the LLM
+    assert reply.answered_by == "rules"
 
     bad = Conversation(SessionStore(tmp_path / "b.db"), _settings(llm_server, "wrong"))
     reply = bad.handle("s", log_text)
-    assert "12.34" not in reply.markdown
+    assert reply.answered_by == "rules" and "12.34" not in reply.markdown
     assert "do not match the tools' outputs" in reply.markdown
     assert reply.diagnosis.summary.splitlines()[0][:40] in reply.markdown  # the deterministic answer stands
 
