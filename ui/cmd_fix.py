@@ -38,23 +38,46 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _read_inputs(args: argparse.Namespace):
-    """(main config name, text, extra files): the first config that is not a DeepSpeed JSON is the main one;
-    a DeepSpeed file it names but that was not passed is read from beside it."""
-    from ..tools.configs.documents import deepspeed_reference, detect_format, load_config
+    """The config document: the first config that is not a DeepSpeed JSON is the main one; a YAML that a
+    `llamafactory-cli train` script runs, and a DeepSpeed file the config names, are read from beside it
+    when they were not passed (a named DeepSpeed file found nowhere is a one-line error). Every path read
+    is kept in args.config_paths_read so --write never overwrites one."""
+    from ..tools.configs.documents import _find_file, deepspeed_reference, detect_format, load_config
 
     configs = [(c, read_config_text(c)) for c in args.config]
     main = next(((p, t) for p, t in configs if not (detect_format(t, p) == "json" and "zero_optimization" in t)), configs[0])
     extra = {p: t for p, t in configs if p != main[0]}
-    doc = load_config(main[1], Path(main[0]).name, extra or None)
-    ref = deepspeed_reference(doc)
-    if isinstance(ref, str) and doc.deepspeed_text is None and doc.format != "deepspeed_json":
-        for base in (Path(main[0]).parent, Path.cwd()):
-            cand = base / ref
-            if cand.is_file():
-                extra[str(ref)] = read_config_text(str(cand))
-                break
-        doc = load_config(main[1], Path(main[0]).name, extra)   # InputError when the named file is still missing
-    return doc
+    read = [p for p, _ in configs]
+    name = Path(main[0]).name
+    lenient = load_config(main[1], name)            # no file lookups yet: only to see what it references
+    base = main[0]
+    wrapped = lenient.launcher.get("config_file") if lenient.format == "shell" else None
+    if wrapped and str(wrapped).endswith((".yaml", ".yml", ".json")):
+        found = _find_file(wrapped, extra)
+        path = None if found else _beside(wrapped, main[0])
+        if path is not None:
+            extra[wrapped] = read_config_text(str(path))
+            read.append(str(path))
+            found = (wrapped, extra[wrapped])
+        if found:
+            lenient = load_config(found[1], Path(found[0]).name)
+            base = str(path) if path is not None else found[0]
+    ref = deepspeed_reference(lenient)
+    if isinstance(ref, str) and _find_file(ref, extra) is None:
+        path = _beside(ref, base) or _beside(ref, main[0])
+        if path is not None:
+            extra[ref] = read_config_text(str(path))
+            read.append(str(path))
+    args.config_paths_read = read
+    return load_config(main[1], name, extra)     # strict: a named DeepSpeed file must be among these
+
+
+def _beside(ref: str, main_path: str) -> Path | None:
+    for base in (Path(main_path).parent, Path.cwd()):
+        cand = base / ref
+        if cand.is_file():
+            return cand
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,7 +137,7 @@ def _write(args: argparse.Namespace, doc, plan) -> list[str]:
     if not plan.fixed_config:
         raise UserError("no fixed config to write: the planner could not rewrite this config (see the notes)")
     out = Path(args.write)
-    inputs = {Path(c).resolve() for c in args.config}
+    inputs = {Path(c).resolve() for c in getattr(args, "config_paths_read", args.config)}
     if out.resolve() in inputs:
         raise UserError(f"--write {out} would overwrite an input file: write the fix to a new path")
     out.write_text(plan.fixed_config, encoding="utf-8")

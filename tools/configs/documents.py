@@ -80,8 +80,29 @@ def load_config(text: str, name: str = "config", extra_files: dict[str, str] | N
         doc = _load_json(text, name)
     else:
         doc = _load_yaml(text, name)
+    inner = _wrapped_config(doc, extra_files)
+    if inner is not None:
+        return inner
     _attach_deepspeed(doc, extra_files)
     return doc
+
+
+def _wrapped_config(doc: ConfigDocument, extra_files: dict[str, str] | None) -> ConfigDocument | None:
+    """`llamafactory-cli train train.yaml` in a script: the YAML is the config to read and fix; the
+    script still says how many GPUs run it."""
+    ref = doc.launcher.get("config_file") if doc.format == "shell" else None
+    if not ref or not extra_files:
+        return None
+    found = _find_file(ref, extra_files)
+    if found is None:
+        return None
+    name, text = found
+    inner = load_config(text, posixpath.basename(name), {k: v for k, v in extra_files.items() if k != name})
+    if inner.format == "shell":
+        return None
+    inner.launcher = {k: v for k, v in doc.launcher.items() if k != "config_file"}
+    inner.notes.append(f"{doc.name} runs {name}: the fix edits {posixpath.basename(name)}")
+    return inner
 
 
 def _load_yaml(text: str, name: str) -> ConfigDocument:

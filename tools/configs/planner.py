@@ -25,7 +25,8 @@ _PRIMARY_BONUS = 1.5          # fixing the diagnosed primary cause outranks a ch
 _CAUSE_BONUS = 0.5
 _HINT_BONUS = 0.25
 _MIN_CAUSE_SCORE = 0.2        # causes ranked below this are hunches, not diagnoses: they earn no bonus
-_UNDIAGNOSED_PENALTY = 3.0    # fixes for causes nobody diagnosed come after every diagnosed one (still tried)
+_UNDIAGNOSED_PENALTY = 3.0
+_GAP_PERSISTS = {"memory_growth", "fragmentation", "other_process"}    # fixes for causes nobody diagnosed come after every diagnosed one (still tried)
 
 
 class _Scorer:
@@ -60,11 +61,12 @@ class _Scorer:
     def budget(self, est: MemoryEstimate) -> int | None:
         return est.budget_bytes
 
-    def fits(self, est: MemoryEstimate) -> bool:
+    def fits(self, est: MemoryEstimate, primary_fixed: bool = False) -> bool:
+        """Under the budget (with the observed miss unless the failing mechanism was fixed) and the host limit."""
         budget = est.budget_bytes
         if budget is None:
             return False
-        if est.peak_bytes * self.factor > budget:
+        if est.peak_bytes * (1.0 if primary_fixed else self.factor) > budget:
             return False
         if est.host_fits is False:
             return False
@@ -72,9 +74,9 @@ class _Scorer:
             return False
         return True
 
-    def load(self, est: MemoryEstimate) -> float:
+    def load(self, est: MemoryEstimate, primary_fixed: bool = False) -> float:
         """How far over (>1) or under (<1) the limits an estimate is: the search minimises it."""
-        gpu = est.peak_bytes * self.factor / max(est.budget_bytes or 1, 1)
+        gpu = est.peak_bytes * (1.0 if primary_fixed else self.factor) / max(est.budget_bytes or 1, 1)
         host = est.host_bytes / self.host_limit if self.host_limit else 0.0
         return max(gpu, host)
 
@@ -195,8 +197,15 @@ def plan_fixes(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[Ro
     current = setup
     chosen: list[tuple[Candidate, list[Option], int]] = []   # candidate, its options, index applied
     est = before
+    def fixes_primary(cands) -> bool:
+        # the calculator's miss (observed - estimated) sits in the mechanism that failed; fixing that
+        # mechanism removes it, except for growth/fragmentation/other processes, which persist
+        return primary is not None and primary not in _GAP_PERSISTS and any(primary in c.addresses for c in cands)
+
     if not scorer.fits(before):
         for cand in order:
+            fp = fixes_primary([c for c, _, _ in chosen] + [cand])
+            was = fixes_primary([c for c, _, _ in chosen])
             options = cand.options(current)
             if not options:
                 continue
@@ -209,21 +218,21 @@ def plan_fixes(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[Ro
                 scored.append((i, opt, e))
             if not scored:
                 continue
-            fitting = [x for x in scored if scorer.fits(x[2])]
+            fitting = [x for x in scored if scorer.fits(x[2], fp)]
             if fitting:
                 i, opt, e = fitting[0]
             else:
-                i, opt, e = min(scored, key=lambda x: scorer.load(x[2]))
-                if scorer.load(e) > scorer.load(est) * (1 - _MIN_SAVING_FRACTION):
+                i, opt, e = min(scored, key=lambda x: scorer.load(x[2], fp))
+                if scorer.load(e, fp) > scorer.load(est, was) * (1 - _MIN_SAVING_FRACTION):
                     continue
             current = _apply_option(current, opt)
             est = e
             chosen.append((cand, options, i))
-            if scorer.fits(est):
+            if scorer.fits(est, fp):
                 break
-    fits = scorer.fits(est)
+    fits = scorer.fits(est, fixes_primary([c for c, _, _ in chosen]))
     if fits and chosen:
-        chosen, current, est = _minimise(setup, chosen, scorer)
+        chosen, current, est = _minimise(setup, chosen, scorer, fixes_primary)
 
     changes: list[ConfigChange] = []
     prev = before
@@ -238,6 +247,8 @@ def plan_fixes(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[Ro
             update: dict[str, Any] = {"confirmed_by": cand.confirmed_by, "bytes_saved": saved if n == 0 and saved > 0 else None}
             if n == 0 and abs(host_saved) >= GiB:
                 update["rationale"] = (f"{ch.rationale}; host RAM {format_bytes(prev.host_bytes)} -> {format_bytes(e.host_bytes)}")
+            if n == 0 and primary in cand.addresses and causes[0].why:
+                update["rationale"] = update.get("rationale", ch.rationale) + f" (it removes the failing allocation: {causes[0].why[0]})"
             if n == 0 and saved < 0:
                 update["rationale"] = (update.get("rationale", ch.rationale) + f"; GPU peak +{format_bytes(-saved)}")
             changes.append(ch.model_copy(update=update))
@@ -255,7 +266,7 @@ def plan_fixes(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[Ro
     return _with_rewrite(plan, doc)
 
 
-def _minimise(setup: TrainingSetup, chosen: list, scorer: _Scorer):
+def _minimise(setup: TrainingSetup, chosen: list, scorer: _Scorer, fixes_primary):
     """Drop changes that are no longer needed (most invasive first), then relax each to its mildest fitting strength."""
     def build(items):
         s = setup
@@ -263,18 +274,19 @@ def _minimise(setup: TrainingSetup, chosen: list, scorer: _Scorer):
             s = _apply_option(s, options[i])
         return s
 
+    def ok(items) -> bool:
+        return scorer.fits(scorer.estimate(build(items)), fixes_primary([c for c, _, _ in items]))
+
     items = list(chosen)
     for idx in range(len(items) - 1, -1, -1):
         trial = items[:idx] + items[idx + 1:]
-        if trial and scorer.fits(scorer.estimate(build(trial))):
-            items = trial
-        elif not trial and scorer.fits(scorer.estimate(setup)):
+        if ok(trial):
             items = trial
     for idx in range(len(items)):
         cand, options, i = items[idx]
         for j in range(0, i):
             trial = items[:idx] + [(cand, options, j)] + items[idx + 1:]
-            if scorer.fits(scorer.estimate(build(trial))):
+            if ok(trial):
                 items = trial
                 break
     final = build(items)
@@ -353,6 +365,8 @@ def _plan_unverified(setup, doc, causes, order, actions, notes, scorer) -> FixPl
         for cand in order:
             if label not in cand.addresses or cand.name in used:
                 continue
+            if cand.tier == 6 and any(c.tier == 6 for c in order if c.name in used):
+                continue   # one method change at most: LoRA or QLoRA, not both
             options = cand.options(current)
             if not options:
                 continue

@@ -296,6 +296,9 @@ def num_gpus_from_command(cmd: Command, variables: dict[str, str]) -> tuple[int 
             total += len([s for s in slots.split(",") if s]) if slots else 0
         if total:
             return total, "--include"
+    env = {**variables, **cmd.env}
+    if cmd.program == "llamafactory-cli" and str(env.get("NPROC_PER_NODE", "")).strip("'\"").isdigit():
+        return int(str(env["NPROC_PER_NODE"]).strip("'\"")), "NPROC_PER_NODE"   # LLaMA-Factory's torchrun setting
     visible = cmd.env.get("CUDA_VISIBLE_DEVICES") or variables.get("CUDA_VISIBLE_DEVICES")
     if visible:
         ids = [s for s in substitute(visible, variables).strip("'\"").split(",") if s.strip()]
@@ -311,6 +314,9 @@ def num_nodes_from_command(cmd: Command, variables: dict[str, str]) -> int | Non
     for key in ("num_nodes", "nnodes", "num_machines"):
         if lf.get(key, "").isdigit():
             return int(lf[key])
+    nnodes = str({**variables, **cmd.env}.get("NNODES", "")).strip("'\"")
+    if cmd.program == "llamafactory-cli" and nnodes.isdigit():
+        return int(nnodes)
     return None
 
 
