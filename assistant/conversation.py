@@ -23,7 +23,7 @@ from .intents import UNDERSTOOD, Intent, parse_followups, setup_field
 from .message_parts import (
     MessagePart, config_name_for, is_deepspeed_config, referenced_deepspeed, split_message,
 )
-from .session import Feedback, Session, SessionState, SessionStore, StaleSessionError
+from .session import Feedback, Session, SessionState, SessionStore, StaleSessionError, _check_id as _check_session_id
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,11 @@ class Conversation:
 
     def handle(self, session_id: str, message: str, files: dict[str, str] | None = None) -> Reply:
         """Apply one user turn to the session and answer it. Bad input is answered, never raised."""
+        try:
+            _check_session_id(session_id)
+            files = _text_files(files)
+        except InputError as exc:
+            return Reply(session_id=str(session_id)[:200], intent="error", error=str(exc), markdown=f"**Cannot use that input:** {exc}")
         size = len(message or "") + sum(len(t) for t in (files or {}).values())
         if size > self.settings.max_upload_bytes:
             return Reply(session_id=session_id, intent="error",
@@ -558,6 +563,24 @@ def _setup_value(field: str, value: Any) -> Any:
     if field == "quantization_bit" and value is True:
         return 4
     return value
+
+
+def _text_files(files: dict[str, Any] | None) -> dict[str, str] | None:
+    """Attached files as text: bytes are decoded (UTF-8, replacement); binary data is refused with a one-line error."""
+    if not files:
+        return None
+    out: dict[str, str] = {}
+    for name, data in files.items():
+        if isinstance(data, bytes):
+            if b"\x00" in data[:8192]:
+                raise InputError(f"{name} looks binary, not a text log or config: attach the .log / .yaml / .json / .sh file")
+            data = data.decode("utf-8", errors="replace")
+        if not isinstance(data, str):
+            raise InputError(f"{name}: expected file text, got {type(data).__name__}")
+        if "\x00" in data[:8192]:
+            raise InputError(f"{name} looks binary, not a text log or config: attach the .log / .yaml / .json / .sh file")
+        out[str(name)[:255]] = data
+    return out
 
 
 def _has_memory_error(text: str) -> bool:

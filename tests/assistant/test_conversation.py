@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ask_oom.assistant.conversation import Conversation
 from ask_oom.assistant.session import SessionStore
@@ -237,3 +238,19 @@ def test_twenty_concurrent_sessions_do_not_mix(tmp_path, index):
         assert own.diagnosis.report.requested_bytes == requested
         assert own.request.log_text == (SEEDS / seed / "train.log").read_text().strip()
     assert len(results) == 20
+
+
+def test_bad_ids_and_binary_files_are_answered_not_raised(conv):
+    r = conv.handle("", "why?")
+    assert r.intent == "error" and "session id" in r.error
+    r = conv.handle("s", "", files={"core.dump": b"\x7fELF\x00\x00\x01"})
+    assert r.intent == "error" and "binary" in r.error and conv.store.get("s") is None
+    r = conv.handle("s", "", files={"train.log": (KIMI / "train.log").read_bytes()})
+    assert r.intent == "log" and r.diagnosis.report.kind == "cuda_oom"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(max_size=400))
+def test_any_message_gets_an_answer(conv, text):
+    r = conv.handle("fuzz", text)
+    assert r.markdown and r.intent
