@@ -43,6 +43,7 @@ class _Scores:
 
     points: dict[str, float] = field(default_factory=dict)
     why: dict[str, list[str]] = field(default_factory=dict)
+    explained: bool = False  # the failing allocation matched a tensor of the setup
 
     def add(self, label: str, pts: float, reason: str) -> None:
         if label not in ROOT_CAUSES or pts == 0:
@@ -238,7 +239,7 @@ def _request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate
     if setup is not None and setup.model is not None:
         for cand in tensor_candidates(setup, estimate):
             if _matches(req, cand.bytes):
-                matched = True
+                matched = s.explained = True
                 for label, pts in cand.labels.items():
                     s.add(label, pts, f"the {format_bytes(req)} request equals the {cand.name}: {cand.formula} = {format_bytes(cand.bytes)}")
         vocab = setup.model.vocab_size
@@ -415,7 +416,7 @@ def _estimate_breakdown(report: OOMReport, setup: TrainingSetup | None, estimate
                                                 f"over the {setup.num_gpus} GPUs")
     if over and acts > 0 and acts >= 0.35 * peak:
         _activation_drivers(setup, estimate, budget, acts, s)
-    elif not over and report.phase in ("forward", "backward", "unknown", "optimizer_step"):
+    elif not over and not s.explained and report.phase in ("forward", "backward", "unknown", "optimizer_step"):
         s.add("memory_growth", 1.0, f"the calculator predicts a {gib(peak)} peak that fits the {gib(budget)} budget, yet the "
                                     "run ran out: something grows or stays alive beyond one step")
         s.add("fragmentation", 0.5, f"predicted {gib(peak)} fits {gib(budget)}: the allocator may have lost the difference to fragmentation")

@@ -58,7 +58,9 @@ def test_eager_attention_found_in_the_log_is_sized_by_the_calculator(index):
     d = diagnose(seed_request("kimi-vl-a3b"), index=index)
     assert d.setup.attn_implementation == "eager"
     assert d.setup.provenance["attn_implementation"].origin == "derived"
-    assert d.estimate.fits is False and d.fits_after is True
+    assert d.fits_after is True
+    assert ("flash_attn", "fa2") in [(c.key, c.to_value) for c in d.fixes]
+    assert d.primary_cause == "eager_attention" and "memory_growth" not in [c.label for c in d.root_causes[:3]]
 
 
 def test_without_config_it_diagnoses_and_asks_for_the_config(index):
