@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ask_oom.tools.configs import Constraints, apply_config_to_setup, load_config, plan_fixes
+from ask_oom.tools.configs import ConfigChange, Constraints, apply_config_to_setup, load_config, plan_fixes
 from ask_oom.tools.configs.causes import observed_peak, setup_and_causes
 from ask_oom.tools.gpus import lookup_gpu
 from ask_oom.tools.labels import RootCause
@@ -175,3 +175,44 @@ def test_planner_is_idempotent_on_its_own_output():
         assert again.fits, folder
         assert [c for c in again.changes if c.key] == [], folder
         assert again.fixed_config == plan.fixed_config, folder
+
+
+def test_eval_only_oom_uses_eval_accumulation_and_a_smaller_eval_batch():
+    doc = load_config('{"model_name_or_path": "Qwen/Qwen2.5-7B", "output_dir": "o", "do_eval": true, "eval_strategy": "steps", '
+                      '"bf16": true, "per_device_train_batch_size": 1, "per_device_eval_batch_size": 64, '
+                      '"gradient_checkpointing": true, "max_seq_length": 4096, "finetuning_type": "lora"}', "args.json")
+    setup = apply_config_to_setup(doc, TrainingSetup()).model_copy(update={"gpu": lookup_gpu("H100")})
+    assert estimate_memory(setup, mode="train").fits and not estimate_memory(setup, mode="eval").fits
+    hint = ConfigChange(key="eval_accumulation_steps", to_value=1, confirmed_by=["hf-7232-eval-predictions-kept-on-gpu"])
+    plan = plan_fixes(setup, doc, [RootCause(label="eval_accumulation", score=0.9)], Constraints(), hints=[hint])
+    assert plan.fits and plan.estimate_after.fits
+    keys = {c.key: c for c in plan.changes if c.key}
+    assert keys["eval_accumulation_steps"].to_value == 1 and keys["eval_accumulation_steps"].tier == 1
+    assert keys["eval_accumulation_steps"].confirmed_by == ["hf-7232-eval-predictions-kept-on-gpu"]
+    assert keys["per_device_eval_batch_size"].to_value < 64
+    assert "per_device_train_batch_size" not in keys             # training was never the problem
+    data = json.loads(plan.fixed_config)
+    assert data["eval_accumulation_steps"] == 1 and data["per_device_eval_batch_size"] == keys["per_device_eval_batch_size"].to_value
+
+
+def test_accelerate_config_gets_zero_and_plans_work_without_a_document():
+    from ask_oom.tools.configs.yaml_doc import read_yaml
+
+    text = (SEEDS.parent / "configs" / "accelerate_ds.yaml").read_text()
+    doc = load_config(text, "accelerate_ds.yaml")
+    base = TrainingSetup(model_name="meta-llama/Llama-3.1-8B", gradient_checkpointing=True, micro_batch=1, seq_len=2048)
+    from ask_oom.tools.memory import resolve_model
+
+    base = base.model_copy(update={"model": resolve_model("meta-llama/Llama-3.1-8B"), "gpu": lookup_gpu("A100 40GB")})
+    setup = apply_config_to_setup(doc, base)
+    assert setup.zero_stage == 2 and setup.num_gpus == 4
+    causes = [RootCause(label="full_ft_model_states", score=0.9)]
+    plan = plan_fixes(setup, doc, causes, Constraints(keep_method=True))
+    assert plan.fits
+    data = read_yaml(plan.fixed_config)
+    assert data["deepspeed_config"]["zero_stage"] == 3 or data["deepspeed_config"]["offload_optimizer_device"] == "cpu"
+    assert "# written by accelerate config" in plan.fixed_config
+    bare = plan_fixes(setup, None, causes, Constraints(keep_method=True))
+    assert bare.fits and bare.fixed_config is None
+    assert {c.key for c in bare.changes if c.key} <= {"zero_optimization.stage", "zero_optimization.offload_optimizer",
+                                                      "zero_optimization.offload_param"}

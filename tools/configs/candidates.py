@@ -212,8 +212,10 @@ class Catalogue:
                 changes.append(_ch("deepspeed_config.offload_param_device", "none", "cpu" if off_param else "none", why, 4))
             return changes, extra
         has_ds_text = doc is not None and (doc.deepspeed_text is not None or doc.deepspeed_inline or doc.format == "deepspeed_json")
+        if doc is None and (s.zero_stage > 0 or self.base.zero_stage > 0):
+            has_ds_text = True   # DeepSpeed is in use, its file unknown: describe the edits in DeepSpeed's own keys
         if has_ds_text:
-            zero = ((doc.deepspeed or {}).get("zero_optimization") or {})
+            zero = (((doc.deepspeed if doc is not None else None) or {}).get("zero_optimization") or {})
             if stage != s.zero_stage:
                 changes.append(_ch("zero_optimization.stage", s.zero_stage, stage, why, 4, target="deepspeed"))
             for part, on in (("offload_optimizer", off_opt), ("offload_param", off_param)):
@@ -284,7 +286,9 @@ class Catalogue:
 
     def _introduces_deepspeed(self) -> bool:
         d = self.doc
-        return d is None or (d.deepspeed is None and not d.deepspeed_name and d.format not in ("deepspeed_json", "accelerate_yaml"))
+        if d is None:
+            return self.base.zero_stage == 0
+        return d.deepspeed is None and not d.deepspeed_name and d.format not in ("deepspeed_json", "accelerate_yaml")
 
     # ------------------------------------------------------------------ tier 5: shorter sequences
     def seq_len(self) -> Candidate:

@@ -176,9 +176,6 @@ def plan_fixes(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[Ro
         host_limit = int(scorer.before.host_bytes * 0.9)
         notes.append(f"host RAM not given: the fixed run must need less host memory than the failing one ({format_bytes(scorer.before.host_bytes)})")
     scorer.host_limit = host_limit
-    if scorer.factor > 1.0:
-        notes.append(f"the failing run held {format_bytes(constraints.observed_peak_bytes)}, {scorer.factor:.2f}x the calculator's "
-                     f"{format_bytes(scorer.before.peak_bytes)}: the plan keeps that extra under the budget")
 
     catalogue = Catalogue(setup, doc, constraints)
     candidates = catalogue.all()
@@ -233,6 +230,12 @@ def plan_fixes(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[Ro
     fits = scorer.fits(est, fixes_primary([c for c, _, _ in chosen]))
     if fits and chosen:
         chosen, current, est = _minimise(setup, chosen, scorer, fixes_primary)
+    if scorer.factor > 1.0:
+        held = f"the failing run held {format_bytes(constraints.observed_peak_bytes)}, {scorer.factor:.2f}x the calculator's {format_bytes(before.peak_bytes)}"
+        if fixes_primary([c for c, _, _ in chosen]):
+            notes.append(f"{held}: the difference was the failing {primary} allocation, which the plan removes")
+        else:
+            notes.append(f"{held}: the plan keeps that extra under the budget")
 
     changes: list[ConfigChange] = []
     prev = before
