@@ -124,7 +124,7 @@ def build_tools(ctx: ToolContext) -> list:
                 from ..kb.index import CaseIndex
 
                 index = ctx.index = CaseIndex.load_or_build(ctx.settings)
-            hits = index.search(query, k=max(1, min(int(k), 5)), mode="lexical")
+            hits = index.search(query, k=max(1, min(int(k), 5)), mode="fast")
         except Exception as exc:  # noqa: BLE001
             return ctx.record("search_cases", {"error": f"{type(exc).__name__}: {exc}"})
         return ctx.record("search_cases", [
