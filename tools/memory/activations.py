@@ -27,22 +27,28 @@ class ActPolicy:
     eager_attention: bool = False
 
 
-def _norm_bytes(h: int, p: ActPolicy, consumers: int) -> int:
-    """One RMSNorm + the inputs its consumer Linears save (per token).
+def _norm_bytes(arch: ModelArch, h: int, p: ActPolicy, consumers: int) -> int:
+    """One norm + the inputs its consumer Linears save (per token).
 
     LlamaRMSNorm: x.to(float32) is saved (pow, mul: 4h); the normalized tensor is saved by the
-    weight multiply when the norm weight trains; the output is saved by each trainable Linear that
-    reads it (under autocast every Linear makes its own bf16 cast, so one copy per consumer).
+    weight multiply when the norm weight trains (bf16; Gemma's RMSNorm multiplies in fp32: 4h);
+    the output is saved once by the trainable Linears that read it (under autocast every Linear
+    makes its own bf16 cast: one copy per consumer). nn.LayerNorm keeps its 16-bit input only.
     """
-    if p.act_bytes == 4:
+    if arch.norm == "layernorm":
+        n = p.act_bytes * h  # native layer_norm saves its input (+ per-row mean/rstd)
+    elif p.act_bytes == 4:
         n = 4 * h + (4 * h if p.weights_trainable else 0)
-    elif p.autocast_fp32_weights:
-        n = 4 * h + 4 * h  # fp32 residual is the input; normalized fp32 saved by the (fp32) weight mul
+    elif p.autocast_fp32_weights or arch.model_type in _GEMMA:
+        n = 4 * h + (4 * h if (p.weights_trainable or p.autocast_fp32_weights) else 0)
     else:
         n = 4 * h + (2 * h if p.weights_trainable else 0)
     if p.weights_trainable:
         n += (2 * h * consumers) if p.autocast_fp32_weights else p.act_bytes * h  # shared bf16 output without autocast
     return n
+
+
+_GEMMA = ("gemma", "gemma2", "gemma3_text", "gemma3")
 
 
 def layer_activation_bytes(arch: ModelArch, p: ActPolicy, *, moe: bool) -> int:
@@ -51,7 +57,7 @@ def layer_activation_bytes(arch: ModelArch, p: ActPolicy, *, moe: bool) -> int:
     fused_qkv = bool(arch.extra.get("fused_qkv"))
     qkv_consumers = 1 if fused_qkv else 3
     # --- attention block
-    total = _norm_bytes(h, p, qkv_consumers)
+    total = _norm_bytes(arch, h, p, qkv_consumers)
     if arch.is_mla:
         nh = arch.num_heads
         qk_hd = (arch.qk_nope_head_dim or 0) + (arch.qk_rope_head_dim or 0)
@@ -62,31 +68,59 @@ def layer_activation_bytes(arch: ModelArch, p: ActPolicy, *, moe: bool) -> int:
     else:
         qd, kvd = arch.num_heads * arch.head_dim, arch.num_kv_heads * arch.head_dim
         total += a * qd + 2 * a * kvd  # q, k (after RoPE) and v, saved by sdpa / flash-attn
+        if arch.extra.get("qk_norm"):
+            # Qwen3/Gemma3/OLMoE q_norm, k_norm: fp32 input (4) + normalized (2, the weight trains)
+            total += (4 + (2 if p.weights_trainable else 0)) * (qd + kvd)
         attn_out = qd
     total += a * attn_out  # attention output saved by sdpa backward
-    if p.weights_trainable:
-        total += a * attn_out  # o_proj input
+    if p.weights_trainable and p.eager_attention:
+        # eager: transpose(1, 2).contiguous() copies the output for o_proj; flash/sdpa kernels already
+        # write it in (b, s, h, d) layout, so o_proj's input is a view of the saved output
+        total += a * attn_out
     # --- MLP block (parallel attention+MLP layers such as phi share the first norm)
     mlp_consumers = 1 if (not arch.gated_mlp or arch.model_type == "phi3") else 2
     if not arch.parallel_attn_mlp:
-        total += _norm_bytes(h, p, mlp_consumers)
+        total += _norm_bytes(arch, h, p, mlp_consumers)
     total += mlp_bytes(arch, p, moe=moe)
     # --- LoRA: PEFT casts each adapted Linear's input to the adapter dtype (fp32) and lora_A saves it
     total += sum(4 * in_f * n for in_f, n in p.lora_inputs.values())
     if arch.extra.get("sandwich_norm"):
-        total += 2 * (4 * h + (2 * h if p.weights_trainable else 0))  # Gemma2/3 post-attention/post-FFN norms
+        total += 2 * (4 * h + (4 * h if p.weights_trainable else 0))  # Gemma2/3 post-attention/post-FFN norms
     return total
+
+
+def final_norm_bytes(arch: ModelArch, p: ActPolicy) -> int:
+    """Per-token bytes of the final norm and the lm_head input (Korthikanti: the output layer's input)."""
+    h = arch.hidden_size
+    if arch.norm == "layernorm":
+        n = p.act_bytes * h
+    else:
+        n = 4 * h + ((4 if (p.autocast_fp32_weights or arch.model_type in _GEMMA or p.act_bytes == 4) else 2) * h
+                     if p.weights_trainable else 0)
+    return n + (p.act_bytes * h if p.weights_trainable else 0)
+
+
+def model_activation_bytes(arch: ModelArch, p: ActPolicy, tokens: int, first_layer: int = 0) -> int:
+    """Saved bytes of a whole training forward without checkpointing (layers first_layer.. + final norm)."""
+    moe = set(moe_layer_indices(arch))
+    dense = layer_activation_bytes(arch, p, moe=False)
+    sparse = layer_activation_bytes(arch, p, moe=True) if moe else 0
+    per_tok = sum(sparse if i in moe else dense for i in range(first_layer, arch.num_layers))
+    return tokens * (per_tok + final_norm_bytes(arch, p))
 
 
 def mlp_bytes(arch: ModelArch, p: ActPolicy, *, moe: bool) -> int:
     """Per-token saved bytes of one MLP (dense, or routed experts + shared experts + router)."""
     a = p.act_bytes
 
+    # transformers' gelu_new / gelu_fast are Python tanh formulas: 4 saved tensors of width i, not 1
+    act_saves = 4 if arch.hidden_act in ("gelu_new", "gelu_fast", "gelu_accurate") else 1
+
     def dense(i: int) -> int:
         if arch.gated_mlp:
-            # gate out (silu), up out and act out (mul); the product feeds down_proj (saved if it trains)
-            return a * i * 3 + (a * i if p.weights_trainable else 0)
-        return a * i + (a * i if p.weights_trainable else 0)  # fc1 out (gelu), gelu out (fc2)
+            # gate out (activation), up out and act out (mul); the product feeds down_proj (saved if it trains)
+            return a * i * (2 + act_saves) + (a * i if p.weights_trainable else 0)
+        return a * i * act_saves + (a * i if p.weights_trainable else 0)  # fc1 out (activation), act out (fc2)
 
     if not moe:
         return dense(arch.intermediate_size)
@@ -95,6 +129,8 @@ def mlp_bytes(arch: ModelArch, p: ActPolicy, *, moe: bool) -> int:
     # router logits (bf16) and their fp32 softmax; each token's hidden state gathered to k experts,
     # each expert's MLP activations, and the expert outputs saved by the routing-weight multiply
     n = 2 * E + 4 * E + k * (a * h * (1 if p.weights_trainable else 0) + dense(mi) + a * h)
+    if arch.model_type in ("deepseek_v2", "deepseek_v3", "kimi_vl"):
+        n += 4 * h  # DeepSeek routers run in fp32: F.linear(hidden.float(), weight.float()) saves the fp32 input
     if arch.shared_expert_intermediate_size:
         n += dense(arch.shared_expert_intermediate_size) + a * h
     elif arch.num_shared_experts:

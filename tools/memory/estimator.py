@@ -16,7 +16,8 @@ from ..gpus import CUDA_CONTEXT_BYTES
 from ..training_setup import TrainingSetup
 from ..units import GiB
 from .activations import (
-    ActPolicy, attention_score_bytes, layer_activation_bytes, liger_loss_bytes, lora_inputs_per_layer,
+    ActPolicy, attention_score_bytes, final_norm_bytes, layer_activation_bytes, liger_loss_bytes,
+    lora_inputs_per_layer, model_activation_bytes,
     loss_peak_units, vision_block_bytes, vision_tokens, vision_transient_bytes,
 )
 from .params import ParamCount, count_params, lora_params, moe_layer_indices
@@ -283,14 +284,12 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
     if setup.gradient_checkpointing:
         # torch.utils.checkpoint (non-reentrant): each layer keeps only its input hidden states
         resid_b = 4 if (p.autocast_fp32_weights or p.act_bytes == 4) else 2
-        acts = len(stored_layers) * T * h * resid_b
+        acts = len(stored_layers) * T * h * resid_b + T * final_norm_bytes(arch, p)
         recompute = full_layer
     else:
-        acts = T * (sum(per_tok_moe if m else per_tok_dense for m in stored_layers))
+        acts = model_activation_bytes(arch, p, T, first_layer=first_trainable)
         acts += len(stored_layers) * attention_score_bytes(arch, p, batch, seq)
         recompute = 0
-    # final norm: fp32 input + normalized + the lm_head input (Korthikanti: the last layernorm/output layer)
-    acts += T * h * (4 + (4 if p.weights_trainable else 0))
     lm_head_trainable = p.weights_trainable
     if setup.liger_kernel:
         loss_fwd = loss_bwd = liger_loss_bytes(arch, T, lm_head_trainable)

@@ -1,0 +1,117 @@
+"""Per-layer activation formulas against what autograd really saves, measured on CPU with real models.
+
+Tiny configs of each family are built with transformers; a saved_tensors_hooks pass records every
+tensor autograd keeps for backward (deduplicated by storage, parameters excluded) and the total
+is compared with activations.model_activation_bytes. CPU sdpa uses the flash kernel (q, k, v,
+output, logsumexp are saved) like CUDA does, so the counts carry over to GPUs.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+
+from ask_oom.tools.memory import load_model_arch
+from ask_oom.tools.memory.activations import ActPolicy, lora_inputs_per_layer, model_activation_bytes
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+B, S = 2, 64
+
+
+def _build(cfg: dict, dtype):
+    config = transformers.AutoConfig.for_model(**json.loads(json.dumps(cfg)))
+    config._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = transformers.AutoModelForCausalLM.from_config(config).to(dtype)
+    model.train()
+    return model
+
+
+def saved_activation_bytes(model, vocab: int, autocast: bool = False) -> int:
+    """Bytes of the distinct non-parameter storages autograd saves during one forward (no loss)."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    param_shapes = {tuple(p.shape) for p in model.parameters() if p.dim() == 2}
+    param_shapes |= {shape[::-1] for shape in param_shapes}  # Linear saves the weight transposed
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        ptr = t.untyped_storage().data_ptr()
+        weight_copy = autocast and t.dim() == 2 and tuple(t.shape) in param_shapes  # autocast's bf16 weight cache
+        if ptr not in params and not weight_copy:
+            seen[ptr] = t.untyped_storage().nbytes()
+        return t
+
+    ids = torch.randint(0, vocab, (B, S))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        if autocast:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                model(input_ids=ids)
+        else:
+            model(input_ids=ids)
+    return sum(seen.values())
+
+
+FAMILIES = [
+    dict(model_type="llama", hidden_size=256, intermediate_size=704, num_hidden_layers=2, num_attention_heads=8,
+         num_key_value_heads=8, vocab_size=512),
+    dict(model_type="qwen2", hidden_size=256, intermediate_size=704, num_hidden_layers=2, num_attention_heads=8,
+         num_key_value_heads=2, vocab_size=512),
+    dict(model_type="qwen3", hidden_size=256, intermediate_size=704, num_hidden_layers=2, num_attention_heads=8,
+         num_key_value_heads=2, head_dim=64, vocab_size=512),
+    dict(model_type="mistral", hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=8,
+         num_key_value_heads=4, vocab_size=512),
+    dict(model_type="gemma", hidden_size=256, intermediate_size=704, num_hidden_layers=2, num_attention_heads=4,
+         num_key_value_heads=1, head_dim=96, vocab_size=512, pad_token_id=0),
+    dict(model_type="phi", hidden_size=256, intermediate_size=1024, num_hidden_layers=2, num_attention_heads=8,
+         vocab_size=512),
+    dict(model_type="phi3", hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=8,
+         num_key_value_heads=2, vocab_size=512, pad_token_id=0, eos_token_id=1, bos_token_id=1),
+    dict(model_type="mixtral", hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=8,
+         num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2, vocab_size=512),
+    dict(model_type="qwen2_moe", hidden_size=256, intermediate_size=512, moe_intermediate_size=128,
+         shared_expert_intermediate_size=512, num_experts=8, num_experts_per_tok=2, num_hidden_layers=2,
+         num_attention_heads=8, num_key_value_heads=2, vocab_size=512),
+    dict(model_type="olmoe", hidden_size=256, intermediate_size=128, num_hidden_layers=2, num_attention_heads=8,
+         num_key_value_heads=8, num_experts=8, num_experts_per_tok=2, vocab_size=512),
+    dict(model_type="deepseek_v3", hidden_size=256, intermediate_size=512, moe_intermediate_size=64,
+         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, n_routed_experts=8, n_shared_experts=1,
+         num_experts_per_tok=2, first_k_dense_replace=1, q_lora_rank=96, kv_lora_rank=64, qk_rope_head_dim=16,
+         qk_nope_head_dim=32, v_head_dim=48, vocab_size=512, n_group=1, topk_group=1),
+]
+
+
+@pytest.mark.parametrize("cfg", FAMILIES, ids=[c["model_type"] for c in FAMILIES])
+def test_full_bf16_activations_match_autograd(cfg):
+    measured = saved_activation_bytes(_build(cfg, torch.bfloat16), cfg["vocab_size"])
+    predicted = model_activation_bytes(load_model_arch(cfg), ActPolicy(True, False, {}, 2, False), B * S)
+    assert predicted == pytest.approx(measured, rel=0.06)
+
+
+def test_autocast_fp32_master_activations_match_autograd():
+    """fp32 weights under bf16 autocast: fp32 residual stream and one bf16 input cast per Linear."""
+    cfg = FAMILIES[1]
+    measured = saved_activation_bytes(_build(cfg, torch.float32), cfg["vocab_size"], autocast=True)
+    predicted = model_activation_bytes(load_model_arch(cfg), ActPolicy(True, True, {}, 2, False), B * S)
+    assert predicted == pytest.approx(measured, rel=0.08)
+
+
+def test_lora_activations_match_autograd():
+    """Frozen bf16 base, fp32 adapters on all linear layers (PEFT casts each adapter's input to fp32)."""
+    peft = pytest.importorskip("peft")
+    cfg = FAMILIES[1]
+    model = _build(cfg, torch.bfloat16)
+    lora = peft.get_peft_model(model, peft.LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
+    for n, p in lora.named_parameters():
+        if "lora_" in n:
+            p.data = p.data.float()
+    lora.enable_input_require_grads()
+    measured = saved_activation_bytes(lora, cfg["vocab_size"])
+    arch = load_model_arch(cfg)
+    policy = ActPolicy(False, False, lora_inputs_per_layer(arch, ["all"], 8), 2, False)
+    assert model_activation_bytes(arch, policy, B * S) == pytest.approx(measured, rel=0.08)
