@@ -1,0 +1,351 @@
+"""Each message format and log convention the parser must read, one small realistic excerpt per test."""
+
+from __future__ import annotations
+
+import pytest
+
+from ask_oom.tools.log_parser import parse_log, parse_log_stream
+
+GiB, MiB, KiB = 1 << 30, 1 << 20, 1 << 10
+
+
+def gib(x: float) -> int:
+    return round(x * GiB)
+
+
+NEW = ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 4.00 GiB. GPU 0 has a total capacity of 79.18 GiB "
+       "of which 3.61 GiB is free. Process 1234 has 10.00 GiB memory in use. Including non-PyTorch memory, this process "
+       "has 65.56 GiB memory in use. Of the allocated memory 59.86 GiB is allocated by PyTorch, and 5.04 GiB is reserved "
+       "by PyTorch but unallocated. If reserved but unallocated memory is large try setting "
+       "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True to avoid fragmentation.")
+OLD = ("torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 MiB (GPU 2; 23.64 GiB total capacity; "
+       "23.08 GiB already allocated; 704.00 KiB free; 23.20 GiB reserved in total by PyTorch) If reserved memory is >> "
+       "allocated memory try setting max_split_size_mb to avoid fragmentation.")
+
+
+def test_current_format_all_numbers():
+    r = parse_log(NEW)
+    assert r.kind == "cuda_oom" and r.is_memory_error
+    assert r.requested_bytes == 4 * GiB
+    assert (r.gpu_index, r.gpu_total_bytes, r.gpu_free_bytes) == (0, gib(79.18), gib(3.61))
+    assert r.process_used_bytes == gib(65.56)
+    assert r.torch_allocated_bytes == gib(59.86)
+    assert r.torch_reserved_unallocated_bytes == gib(5.04)
+    assert [(p.pid, p.bytes) for p in r.other_processes] == [(1234, 10 * GiB)]
+    assert r.gpus[0].index == 0 and r.gpus[0].memory_bytes == gib(79.18)
+
+
+def test_old_format_fills_reserved_and_reserved_minus_allocated():
+    r = parse_log(OLD)
+    assert r.requested_bytes == 2 * MiB and r.gpu_index == 2
+    assert r.gpu_free_bytes == 704 * KiB
+    assert r.torch_allocated_bytes == gib(23.08) and r.torch_reserved_bytes == gib(23.20)
+    assert r.torch_reserved_unallocated_bytes == gib(23.20) - gib(23.08)
+
+
+@pytest.mark.parametrize("text, free", [
+    ("CUDA out of memory. Tried to allocate 2.00 MiB (GPU 2; 23.64 GiB total capacity; 23.08 GiB already allocated; "
+     "704.00 KiB free)", 704 * KiB),
+    ("CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 79.35 GiB total capacity; 77.12 GiB already allocated; "
+     "0 bytes free; 78.01 GiB reserved in total by PyTorch)", 0),
+    ("CUDA out of memory. Tried to allocate 192.00 MiB. GPU 0 has a total capacity of 23.65 GiB of which 3.56 MiB is "
+     "free. Including non-PyTorch memory, this process has 23.57 GiB memory in use.", round(3.56 * MiB)),
+    ("CUDA out of memory. Tried to allocate 172.00 MiB. GPU 0 has a total capacty of 79.35 GiB of which 72.94 MiB is "
+     "free. Process 193789 has 79.27 GiB memory in use.", round(72.94 * MiB)),
+])
+def test_old_and_current_variants(text, free):
+    r = parse_log("RuntimeError: " + text)
+    assert r.kind == "cuda_oom" and r.gpu_free_bytes == free and r.gpu_total_bytes is not None
+
+
+def test_message_cut_short_keeps_what_it_printed():
+    r = parse_log("[rank0]: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 34.83 GiB. GPU 0 has a total "
+                  "capacity of 44.55 GiB of which 22.25 GiB i")
+    assert (r.requested_bytes, r.gpu_total_bytes, r.gpu_free_bytes) == (gib(34.83), gib(44.55), gib(22.25))
+    assert r.torch_allocated_bytes is None and r.ranks == [0]
+
+
+@pytest.mark.parametrize("width", [60, 80, 100, 137])
+def test_message_hard_wrapped_at_any_width(width):
+    text = "\n".join(NEW[i:i + width] for i in range(0, len(NEW), width))
+    r = parse_log("some context line\n" + text + "\nnext unrelated line")
+    assert r.requested_bytes == 4 * GiB and r.torch_reserved_unallocated_bytes == gib(5.04)
+    assert r.process_used_bytes == gib(65.56)
+    assert r.evidence[0].line == 2
+
+
+def test_two_messages_glued_on_one_line_are_two_errors_first_wins():
+    a = ("torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 136.00 MiB. GPU 0 has a total capacty of "
+         "31.73 GiB of which 24.69 MiB is free. Process 149826 has 16.98 GiB memory in use. See documentation f")
+    b = ("torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 50.00 MiB. GPU 0 has a total capacty of "
+         "31.73 GiB of which 24.69 MiB is free. Process 150072 has 14.72 GiB memory in use.")
+    r = parse_log(a + b)
+    assert r.requested_bytes == 136 * MiB
+    assert [p.pid for p in r.other_processes] == [149826]
+
+
+@pytest.mark.parametrize("line, kind, requested", [
+    ("RuntimeError: CUDA error: out of memory", "cuda_oom", None),
+    ("torch.OutOfMemoryError: HIP out of memory. Tried to allocate 8.00 GiB. GPU 0 has a total capacity of 63.98 GiB "
+     "of which 5.12 GiB is free.", "hip_oom", 8 * GiB),
+    ("RuntimeError: MPS backend out of memory (MPS allocated: 17.68 GB, other allocations: 3.95 MB, max allowed: "
+     "18.13 GB). Tried to allocate 1024.00 MB on private pool.", "mps_oom", 1024 * MiB),
+    ("jaxlib.xla_extension.XlaRuntimeError: RESOURCE_EXHAUSTED: Out of memory while trying to allocate 7406166528 "
+     "bytes.", "xla_oom", 7406166528),
+    ("ResourceExhaustedError: OOM when allocating tensor with shape[100,4096,32] and type float on "
+     "/job:localhost/replica:0/task:0/device:GPU:1 by allocator GPU_1_bfc", "tf_oom", 100 * 4096 * 32 * 4),
+    ("RuntimeError: CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`", "cublas_alloc", None),
+    ("RuntimeError: cuDNN error: CUDNN_STATUS_ALLOC_FAILED", "cublas_alloc", None),
+    ("node:21:23 [0] include/alloc.h:178 NCCL WARN Cuda failure 'out of memory'", "nccl_oom", None),
+    ("RuntimeError: [enforce fail at alloc_cpu.cpp:83] err == 0. DefaultCPUAllocator: can't allocate memory: you "
+     "tried to allocate 268435456 bytes. Error code 12 (Cannot allocate memory)", "host_oom", 268435456),
+    ("OSError: [Errno 12] Cannot allocate memory", "host_oom", None),
+])
+def test_every_error_kind(line, kind, requested):
+    r = parse_log(line)
+    assert r.kind == kind and r.requested_bytes == requested
+
+
+def test_mps_numbers_and_gb_is_binary():
+    r = parse_log("MPS backend out of memory (MPS allocated: 17.02 GB, other allocations: 1.05 GB, max allowed: "
+                  "18.13 GB). Tried to allocate 96.00 MB on private pool.")
+    assert r.torch_allocated_bytes == gib(17.02) and r.gpu_total_bytes == gib(18.13)
+    assert r.process_used_bytes == gib(17.02) + gib(1.05)
+    # the unit stays as written in the evidence
+    assert any(e.fact == "requested_bytes" and "96.00 MB" in e.text for e in r.evidence)
+
+
+def test_tf_device_index_and_nccl_size_on_next_line():
+    assert parse_log("OOM when allocating tensor with shape[2,3] and type half on /job:localhost/replica:0/task:0/"
+                     "device:GPU:3 by allocator GPU_3_bfc").gpu_index == 3
+    r = parse_log("h:1:2 [3] include/alloc.h:178 NCCL WARN Cuda failure 'out of memory'\n"
+                  "h:1:2 [3] include/alloc.h:185 NCCL WARN Failed to CUDA calloc 6291456 bytes\n")
+    assert r.kind == "nccl_oom" and r.requested_bytes == 6291456
+
+
+@pytest.mark.parametrize("text, signal", [
+    ("Killed", "SIGKILL"),
+    ("./train.sh: line 3: 88123 Killed                  python train.py", "SIGKILL"),
+    ("  exitcode  : -9 (pid: 14750)\n  traceback : Signal 9 (SIGKILL) received by PID 14750", "SIGKILL"),
+    ("[ERROR] [launch.py:321:sigkill_handler] ['python', 'train.py'] exits with return code = -9", "SIGKILL"),
+    ("RuntimeError: DataLoader worker (pid 40921) is killed by signal: Killed.", "SIGKILL"),
+    ("[Sat Mar  8 04:12:55 2025] Out of memory: Killed process 771203 (python) total-vm:301224376kB", "SIGKILL"),
+])
+def test_host_oom_signals(text, signal):
+    r = parse_log(text)
+    assert r.kind == "host_oom" and r.exit_signal == signal
+
+
+@pytest.mark.parametrize("text, signal, related", [
+    ("failed (exitcode: -7) local_rank: 1 (pid: 311) of binary: /usr/bin/python", "SIGBUS", "sigbus"),
+    ("  traceback : Signal 7 (SIGBUS) received by PID 311", "SIGBUS", "sigbus"),
+    ("failed (exitcode: -8) local_rank: 2 (pid: 1541107) of binary: /bin/python3.10", "SIGFPE", "sigfpe"),
+])
+def test_sigbus_and_sigfpe_are_not_host_oom(text, signal, related):
+    r = parse_log(text)
+    assert r.kind == "not_oom" and r.exit_signal == signal
+    assert [e.kind for e in r.related_errors] == [related]
+
+
+def test_exitcode_1_and_sigterm_are_not_memory_errors():
+    r = parse_log("Sending process 86503 closing signal SIGTERM\nfailed (exitcode: 1) local_rank: 2 (pid: 86505)")
+    assert r.kind == "not_oom" and r.exit_signal is None
+
+
+@pytest.mark.parametrize("line, kind", [
+    ("ValueError: You can't pass `load_in_4bit`or `load_in_8bit` as a kwarg when passing `quantization_config` "
+     "argument at the same time.", "bnb_quantization_kwargs"),
+    ('RuntimeError: "triu_tril_cuda_template" not implemented for \'BFloat16\'', "dtype_not_implemented"),
+    ('RuntimeError: "addmm_impl_cpu_" not implemented for \'Half\'', "dtype_not_implemented"),
+    ("ImportError: FlashAttention2 has been toggled on, but it cannot be used due to the following error: the package "
+     "flash_attn seems to be not installed.", "flash_attn_missing"),
+    ("ModuleNotFoundError: No module named 'flash_attn'", "flash_attn_missing"),
+    ("Flash Attention 2 only supports torch.float16 and torch.bfloat16 dtypes, but the current dype in LlamaModel is "
+     "torch.float32.", "flash_attn_unused"),
+])
+def test_related_errors_make_a_related_error_report(line, kind):
+    r = parse_log(line)
+    assert r.kind == "related_error" and [e.kind for e in r.related_errors] == [kind]
+
+
+def test_related_error_beside_an_oom_keeps_the_oom_primary():
+    r = parse_log(OLD + "\nValueError: You can't pass `load_in_4bit`or `load_in_8bit` as a kwarg when passing "
+                  "`quantization_config` argument at the same time.")
+    assert r.kind == "cuda_oom" and [e.kind for e in r.related_errors] == ["bnb_quantization_kwargs"]
+
+
+def test_device_side_assert_before_cublas_and_nccl_timeout():
+    r = parse_log("Indexing.cu:1289: indexSelectLargeIndex: block: [0,0,0] Assertion `srcIndex < srcSelectDimSize` "
+                  "failed.\nRuntimeError: CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")
+    assert r.kind == "cublas_alloc" and [e.kind for e in r.related_errors] == ["device_side_assert"]
+    r = parse_log("[rank3]:[E1002 ProcessGroupNCCL.cpp:607] [Rank 3] Watchdog caught collective operation timeout: "
+                  "WorkNCCL(SeqNum=8, OpType=_ALLGATHER_BASE, Timeout(ms)=1800000) ran for 1800051 milliseconds")
+    assert r.kind == "not_oom" and [e.kind for e in r.related_errors] == ["nccl_timeout"]
+    # the CUDA hint about device-side assertions is not an assert
+    assert parse_log("Compile with `TORCH_USE_CUDA_DSA` to enable device-side assertions.").related_errors == []
+
+
+# --- pasted-text conventions -------------------------------------------------------------------------------------
+
+def test_same_oom_on_many_ranks_reported_once_with_ranks():
+    lines = [f"[rank{r}]: " + NEW.replace("GPU 0", f"GPU {r}") for r in (3, 1, 0, 2)]
+    r = parse_log("\n".join(lines))
+    assert r.ranks == [0, 1, 2, 3] and r.gpu_index == 3
+    assert sum(1 for e in r.evidence if e.fact == "kind") == 1
+
+
+@pytest.mark.parametrize("prefix, rank", [("[rank3]:", 3), ("[default5]:", 5), ("0: ", 0), ("12: ", 12),
+                                          ("localhost: [rank1]:", 1)])
+def test_rank_prefixes(prefix, rank):
+    r = parse_log(prefix + NEW)
+    assert r.ranks == [rank] and r.requested_bytes == 4 * GiB
+
+
+def test_ansi_tqdm_crlf_fences_and_slack_quotes():
+    ansi = "\x1b[1;31mtorch.OutOfMemoryError: \x1b[0m" + NEW.split(": ", 1)[1]
+    tqdm = " 10%|#         | 1/10 [00:01<00:09]\r 20%|##        | 2/10 [00:02<00:08]\r" + NEW
+    crlf = ("Traceback (most recent call last):\r\n  File \"t.py\", line 3, in <module>\r\n    loss.backward()\r\n"
+            + NEW + "\r\n")
+    fenced = "```text\n" + NEW + "\n```\n"
+    slack = "&gt; " + OLD.replace(">>", "&gt;&gt;")
+    for text in (ansi, tqdm, crlf, fenced, slack):
+        r = parse_log(text)
+        assert r.kind == "cuda_oom" and r.requested_bytes in (4 * GiB, 2 * MiB), text[:40]
+        assert "\x1b" not in r.message and "\r" not in r.message and not r.message.startswith(">")
+    assert parse_log(crlf).phase == "backward"
+
+
+def test_non_utf8_bytes_are_replaced_not_rejected():
+    data = b"\xff\xfe garbage \xc3\x28 line\n" + NEW.encode() + b"\n\x80\x81 tail"
+    r = parse_log(data)
+    assert r.kind == "cuda_oom" and r.lines == 3
+
+
+def test_stream_chunks_of_any_size_give_the_same_report():
+    text = ("line one\n\x1b[31m[rank0]: Traceback (most recent call last):\n[rank0]:   File \"x.py\", line 1, in "
+            "forward\n[rank0]: " + NEW + "\nü tail ✓\n").encode()
+    expected = parse_log(text).model_dump()
+    for size in (1, 2, 3, 5, 64, 4096):
+        assert parse_log_stream(text[i:i + size] for i in range(0, len(text), size)).model_dump() == expected
+
+
+# --- context: phase, operation -----------------------------------------------------------------------------------
+
+def _tb(*frames: str) -> str:
+    body = "\n".join(f'  File "/x/{f}"' if f.endswith(tuple("0123456789")) or " in " in f else f"    {f}"
+                     for f in frames)
+    return "Traceback (most recent call last):\n" + body + "\n" + NEW
+
+
+@pytest.mark.parametrize("frames, phase", [
+    (("trainer.py\", line 1, in training_step", "loss = self.compute_loss(model, inputs)",
+      "modeling_llama.py\", line 2, in forward"), "forward"),
+    (("trainer.py\", line 1, in training_step", "self.accelerator.backward(loss)",
+      "torch/utils/checkpoint.py\", line 3, in backward", "modeling_llama.py\", line 2, in forward"), "backward"),
+    (("trainer.py\", line 1, in _inner_training_loop", "self.optimizer.step()",
+      "torch/optim/adamw.py\", line 5, in _multi_tensor_adamw"), "optimizer_step"),
+    (("trainer.py\", line 1, in evaluate", "trainer.py\", line 2, in evaluation_loop",
+      "modeling_llama.py\", line 2, in forward"), "evaluation"),
+    (("trainer_seq2seq.py\", line 1, in prediction_step", "generated = self.model.generate(**inputs)",
+      "generation/utils.py\", line 2, in _sample", "modeling_llama.py\", line 2, in forward"), "generation"),
+    (("run.py\", line 1, in main", "model = AutoModelForCausalLM.from_pretrained(path)",
+      "modeling_utils.py\", line 2, in _load_state_dict_into_meta_model"), "model_loading"),
+    (("trainer.py\", line 1, in _save_checkpoint", "self.save_model(output_dir)"), "checkpoint_save"),
+    (("export.py\", line 1, in main", "model = model.merge_and_unload()"), "lora_merge"),
+])
+def test_phase_from_frames(frames, phase):
+    assert parse_log(_tb(*frames)).phase == phase
+
+
+@pytest.mark.parametrize("frames, op", [
+    (("modeling_gemma.py\", line 1, in forward", "logits = logits.float()"), "cross_entropy"),
+    (("loss_utils.py\", line 1, in ForCausalLMLoss", "loss = fixed_cross_entropy(logits, labels)"), "cross_entropy"),
+    (("modeling_llama.py\", line 1, in forward", "attn_output = F.scaled_dot_product_attention(q, k, v)"), "attention"),
+    (("modeling_qwen2_vl.py\", line 1, in forward", "image_embeds = self.visual(pixel_values)",
+      "modeling_qwen2_vl.py\", line 2, in forward", "attn_weights = torch.matmul(q, k.transpose(1, 2))"),
+     "vision_tower"),
+    (("modeling_mixtral.py\", line 1, in forward", "out, router_logits = self.block_sparse_moe(h)"), "moe_experts"),
+    (("deepspeed/runtime/zero/partition_parameters.py\", line 1, in all_gather_coalesced", "buf = torch.empty(n)"),
+     "zero3_allgather"),
+    (("torch/optim/adamw.py\", line 1, in _multi_tensor_adamw", "exp_avg_sq_sqrt = torch._foreach_sqrt(v)"),
+     "optimizer"),
+    (("modeling_llama.py\", line 1, in forward", "logits = self.lm_head(hidden_states)"), "lm_head"),
+    (("modeling_llama.py\", line 1, in forward", "inputs_embeds = self.embed_tokens(input_ids)"), "embedding"),
+])
+def test_operation_from_frames(frames, op):
+    assert parse_log(_tb(*frames)).operation == op
+
+
+def test_frames_of_an_earlier_traceback_do_not_leak():
+    text = ("Traceback (most recent call last):\n  File \"a.py\", line 1, in evaluate\nKeyError: 'x'\n"
+            + _tb("trainer.py\", line 1, in training_step", "loss.backward()"))
+    assert parse_log(text).phase == "backward"
+
+
+# --- run facts ---------------------------------------------------------------------------------------------------
+
+def test_framework_launcher_stage_model_from_a_deepspeed_run():
+    r = parse_log(
+        "[INFO] [runner.py:568:main] cmd = /usr/bin/python3 -u -m deepspeed.launcher.launch --world_info=e30= "
+        "src/train.py --deepspeed ds_z3_config.json --model_name_or_path /data/Qwen2.5-7B --finetuning_type full\n"
+        "[INFO] [logging.py:96:log_dist] [Rank 0] DeepSpeed info: version=0.14.4, git-hash=unknown\n"
+        "[INFO] [config.py:1000:print]   zero_optimization_stage ...... 3\n" + OLD)
+    assert (r.framework, r.launcher, r.deepspeed_stage, r.model) == ("llamafactory", "deepspeed", 3, "/data/Qwen2.5-7B")
+    assert r.versions["deepspeed"] == "0.14.4"
+    assert r.training_args["deepspeed"].value == "ds_z3_config.json" and r.training_args["deepspeed"].line == 1
+
+
+def test_zero_stage_from_config_file_name_when_not_printed():
+    r = parse_log("torchrun --nproc_per_node 4 train.py --deepspeed configs/ds_config_zero2.json\n" + OLD)
+    assert r.deepspeed_stage == 2 and r.launcher == "torchrun" and r.gpu_count == 4
+
+
+def test_model_from_hf_cache_path_and_weights_file():
+    r = parse_log("loading weights file /root/.cache/huggingface/hub/models--Qwen--Qwen2-VL-7B-Instruct/snapshots/"
+                  "a1b2c3/model.safetensors.index.json\n" + NEW)
+    assert r.model == "Qwen/Qwen2-VL-7B-Instruct"
+    r = parse_log("[INFO|modeling_utils.py:3474] >> loading weights file /models/glm-4-9b/model.safetensors\n")
+    assert r.model == "/models/glm-4-9b"
+
+
+def test_training_args_from_every_print_style_with_lines():
+    r = parse_log(
+        "Seq2SeqTrainingArguments(\nper_device_train_batch_size=8,\ngradient_checkpointing=True,\n)\n"
+        "cutoff_len: 4096\n"
+        "    --gradient_accumulation_steps 4 \\\n    --bf16 \\\n"
+        "  Instantaneous batch size per device = 16\n"
+        "  Total train batch size (w. parallel, distributed & accumulation) = 512\n"
+        "{'lora_rank': 64, 'template': 'qwen'}\n")
+    got = {k: (a.value, a.line) for k, a in r.training_args.items()}
+    assert got["per_device_train_batch_size"] == ("8", 2)  # the first print wins; the banner says 16 later
+    assert got["gradient_checkpointing"] == ("True", 3)
+    assert got["cutoff_len"] == ("4096", 5)
+    assert got["gradient_accumulation_steps"] == ("4", 6)
+    assert got["bf16"] == ("true", 7)
+    assert got["total_train_batch_size"] == ("512", 9)
+    assert got["lora_rank"] == ("64", 10) and got["template"] == ("qwen", 10)
+    assert any(e.fact == "training_args.cutoff_len" and e.line == 5 for e in r.evidence)
+
+
+def test_logged_metrics_are_not_arguments():
+    r = parse_log("{'loss': 1.2, 'grad_norm': 0.3, 'learning_rate': 2e-05, 'epoch': 0.1}\n")
+    assert r.training_args == {}
+
+
+def test_versions_from_env_blocks_pins_and_prose():
+    r = parse_log("- `transformers` version: 4.41.2\n- PyTorch version (GPU?): 2.1.0+cu121 (True)\n"
+                  "pip install deepspeed==0.12.3 peft==0.7.1\nflash-attn                2.5.8\n"
+                  "I use torch 2.1.0 and bitsandbytes 0.41.1\n")
+    assert r.versions == {"transformers": "4.41.2", "torch": "2.1.0+cu121", "deepspeed": "0.12.3", "peft": "0.7.1",
+                          "flash_attn": "2.5.8", "bitsandbytes": "0.41.1"}
+
+
+def test_gpus_from_nvidia_smi_and_messages():
+    r = parse_log(
+        "|   0  NVIDIA A100-SXM4-40GB          On  | 00000000:07:00.0 Off |                    0 |\n"
+        "| N/A   31C    P0              58W / 400W |     39MiB / 40960MiB |      0%      Default |\n"
+        "|   1  NVIDIA A100-SXM4-40GB          On  | 00000000:0F:00.0 Off |                    0 |\n"
+        "| N/A   30C    P0              57W / 400W |  40100MiB / 40960MiB |    100%      Default |\n")
+    assert [(g.index, g.name, g.memory_bytes, g.used_bytes) for g in r.gpus] == [
+        (0, "NVIDIA A100-SXM4-40GB", 40960 * MiB, 39 * MiB), (1, "NVIDIA A100-SXM4-40GB", 40960 * MiB, 40100 * MiB)]
+    assert r.gpu_count == 2 and r.kind == "not_oom"
