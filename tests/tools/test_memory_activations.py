@@ -22,9 +22,9 @@ transformers = pytest.importorskip("transformers")
 B, S = 2, 64
 
 
-def _build(cfg: dict, dtype):
+def _build(cfg: dict, dtype, attn: str = "sdpa"):
     config = transformers.AutoConfig.for_model(**json.loads(json.dumps(cfg)))
-    config._attn_implementation = "sdpa"
+    config._attn_implementation = attn
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -115,3 +115,15 @@ def test_lora_activations_match_autograd():
     arch = load_model_arch(cfg)
     policy = ActPolicy(False, False, lora_inputs_per_layer(arch, ["all"], 8), 2, False)
     assert model_activation_bytes(arch, policy, B * S) == pytest.approx(measured, rel=0.08)
+
+
+def test_eager_attention_keeps_the_probabilities():
+    """Eager attention saves the fp32 softmax and its bf16 copy (b x heads x s x s each) per layer."""
+    from ask_oom.tools.memory.activations import attention_score_bytes
+
+    cfg = FAMILIES[1]
+    measured = saved_activation_bytes(_build(cfg, torch.bfloat16, attn="eager"), cfg["vocab_size"])
+    arch = load_model_arch(cfg)
+    policy = ActPolicy(True, False, {}, 2, True)
+    predicted = model_activation_bytes(arch, policy, B * S) + arch.num_layers * attention_score_bytes(arch, policy, B, S)
+    assert predicted == pytest.approx(measured, rel=0.08)
