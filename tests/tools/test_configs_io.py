@@ -221,3 +221,16 @@ def test_missing_deepspeed_file_is_an_input_error_when_files_are_given():
     doc = load_config(files["train.yaml"], "train.yaml")
     assert doc.deepspeed == {"zero_optimization": {"stage": 3}}
     assert any("inferred" in n for n in doc.notes)
+
+
+def test_shell_flag_set_through_a_variable_edits_the_assignment():
+    text = ('#!/bin/bash\nBS=8\nGA="2"\nOUT=out\ndeepspeed train.py \\\n  --per_device_train_batch_size $BS \\\n'
+            '  --gradient_accumulation_steps ${GA} \\\n  --output_dir $OUT/x \\\n  --logging_dir $OUT/logs\n')
+    doc = load_config(text, "run.sh")
+    assert doc.settings["per_device_train_batch_size"] == 8 and doc.settings["gradient_accumulation_steps"] == 2
+    new, _ = apply_changes(doc, [ConfigChange(key="per_device_train_batch_size", to_value=4),
+                                 ConfigChange(key="gradient_accumulation_steps", to_value=4),
+                                 ConfigChange(key="output_dir", to_value="o2")])
+    assert new.startswith('#!/bin/bash\nBS=4\nGA="4"\nOUT=out\n')       # the assignments, in their quoting
+    assert "--per_device_train_batch_size $BS \\\n" in new
+    assert "--output_dir o2 \\\n" in new and "--logging_dir $OUT/logs\n" in new   # $OUT is shared: edited in place

@@ -150,3 +150,42 @@ def test_planner_keeps_effective_batch_and_is_stable_on_its_output(model, gpu, m
         again = plan_fixes(again_setup, fixed, causes_from_estimate(again_setup, estimate_memory(again_setup)), Constraints())
         assert again.fits and [c for c in again.changes if c.key] == []
         assert again.fixed_config == plan.fixed_config
+
+
+LABELS = st.sampled_from(sorted(__import__("ask_oom.tools.labels", fromlist=["ROOT_CAUSES"]).ROOT_CAUSES))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=st.sampled_from(MODELS + [None]), gpu=st.sampled_from(GPUS + ["V100 16GB", None]),
+       method=st.sampled_from(["full", "freeze", "lora", "qlora"]), zero=st.integers(0, 3), off=st.booleans(),
+       micro=st.integers(1, 32), accum=st.integers(1, 16), seq=st.integers(1, 65536), gpus=st.integers(1, 16),
+       attn=st.sampled_from(["eager", "sdpa", "flash_attention_2"]), precision=st.sampled_from(["bf16_mixed", "fp16_mixed", "pure_bf16", "fp32"]),
+       eval_batch=st.none() | st.integers(1, 64), causes=st.lists(st.tuples(LABELS, st.floats(0, 1)), max_size=4),
+       keep=st.sets(st.sampled_from(["keep_method", "keep_seq_len", "no_deepspeed", "keep_batch"])),
+       observed=st.none() | st.integers(1, 200 * 2**30))
+def test_planner_never_raises_and_keeps_its_promises(model, gpu, method, zero, off, micro, accum, seq, gpus, attn, precision,
+                                                      eval_batch, causes, keep, observed):
+    from ask_oom.tools.labels import RootCause
+    from ask_oom.tools.memory import resolve_model
+
+    setup = TrainingSetup(method=method, zero_stage=zero, offload_optimizer=off and zero >= 2, micro_batch=micro, grad_accum=accum,
+                          seq_len=seq, num_gpus=gpus, attn_implementation=attn, precision=precision, eval_batch=eval_batch,
+                          quantization_bit=4 if method == "qlora" else None)
+    setup = setup.model_copy(update={"model": resolve_model(model) if model else None, "gpu": lookup_gpu(gpu) if gpu else None})
+    ranked = [RootCause(label=label, score=score) for label, score in sorted(causes, key=lambda x: -x[1])]
+    constraints = Constraints(**{k: True for k in keep}, observed_peak_bytes=observed)
+    plan = plan_fixes(setup, None, ranked, constraints)
+    keys = {c.key: c for c in plan.changes if c.key}
+    if "per_device_train_batch_size" in keys:
+        m, a = keys["per_device_train_batch_size"].to_value, keys["gradient_accumulation_steps"].to_value
+        assert m * a == micro * accum and m < micro
+    if "keep_method" in keep:
+        assert not any(c.tier == 6 and c.key for c in plan.changes)
+    if "keep_seq_len" in keep:
+        assert not any(c.tier == 5 for c in plan.changes)
+    if "no_deepspeed" in keep:
+        assert not any(c.target == "deepspeed" for c in plan.changes)
+    if plan.estimate_before is None:
+        assert any("unverified" in n for n in plan.notes)
+    elif not plan.fits:
+        assert any(n.startswith("nothing fits") for n in plan.notes)

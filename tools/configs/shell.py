@@ -345,6 +345,11 @@ def set_flags(text: str, updates: dict[str, Any], name: str = "script") -> str:
         cmd = main_command(text, name)
         flag = cmd.flag(key)
         if flag is not None:
+            if len(flag.values) == 1 and (assign := _sole_assignment(text, flag.values[0])) is not None:
+                # `--per_device_train_batch_size $BS` with `BS=8` set once and used once: edit the assignment
+                start, end, like = assign
+                text = text[:start] + render_value(value, like) + text[end:]
+                continue
             if flag.values:
                 w = flag.values[0]
                 new = render_value(value, w)
@@ -357,6 +362,33 @@ def set_flags(text: str, updates: dict[str, Any], name: str = "script") -> str:
             continue
         text = _append_flag(text, cmd, f"--{key}" + ("" if value is True else " " + render_value(value)))
     return text
+
+
+def _sole_assignment(text: str, word: Word) -> tuple[int, int, Word] | None:
+    """The span of NAME's value in its one `NAME=value` line when `word` is exactly $NAME / ${NAME} and the
+    script uses NAME nowhere else (so editing the assignment changes only this flag)."""
+    m = re.fullmatch(r"[\"']?\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))[\"']?", word.raw)
+    if not m:
+        return None
+    var = m.group(1) or m.group(2)
+    uses = re.findall(r"\$\{?" + re.escape(var) + r"\b", text)
+    if len(uses) != 1:
+        return None
+    assigns = []
+    for words in tokenize(text):
+        ws = words[1:] if words and words[0].value == "export" else words
+        for w in ws:
+            am = _ASSIGN.match(w.raw)
+            if am and am.group(1) == var:
+                assigns.append(w)
+    if len(assigns) != 1:
+        return None
+    w = assigns[0]
+    vstart = w.start + len(var) + 1
+    like = Word(raw=w.raw[len(var) + 1:], start=vstart, end=w.end, value=w.value[len(var) + 1:], line=w.line)
+    if "$" in like.raw or "`" in like.raw:
+        return None
+    return vstart, w.end, like
 
 
 def _append_flag(text: str, cmd: Command, literal: str) -> str:
