@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 MAX_LOG_CHARS = 4 * 1024 * 1024   # the stored log keeps its last 4 MiB (the error is at the end)
 MAX_CONFIG_CHARS = 2 * 1024 * 1024  # same limit as the CLI's config reader
 MAX_CONFIGS = 8
-_REPLANNING = {"set_hardware", "keep_constraint", "release_constraint", "what_if", "switch_method", "mark_unsolved"}
+_REPLANNING = {"set_hardware", "keep_constraint", "release_constraint", "what_if", "switch_method", "mark_unsolved", "undo"}
 MARGIN_STEP = 0.10   # each "still OOM" leaves 10% more of the GPU unplanned (the estimate was optimistic)
 MIN_MARGIN = 0.60
 _VALID_KEEP = ("full", "seq", "batch", "no-deepspeed")
@@ -238,6 +238,12 @@ class Conversation:
         if intent.name == "what_if":
             state.overrides[s["key"]] = s["value"]
             return f"what-if: {s['key']} = {s['value']}"
+        if intent.name == "undo":
+            dropped = [f"{k}={v}" for k, v in state.overrides.items()] + ([f"method={state.method}"] if state.method else [])
+            state.overrides.clear()
+            state.method = None
+            state.margin = None
+            return "back to your own config" + (f" (dropped {', '.join(dropped)})" if dropped else "")
         if intent.name == "switch_method":
             state.method = s["method"]
             if s["method"] != "full" and "full" in req.keep:
@@ -258,14 +264,16 @@ class Conversation:
     # -- planning ---------------------------------------------------------------------------
 
     def _request(self, state: SessionState) -> tuple[DiagnoseRequest, list[str]]:
-        """The agent's input from the state: the main config with what-ifs and the method applied."""
+        """The agent's input from the state: the main config with what-ifs and the method applied.
+        Sets `state.unapplied`: the what-ifs the config could not carry (the calculator answers those)."""
         req = state.request.model_copy(deep=True)
         notes: list[str] = []
         main = state.main_config if state.main_config in state.configs else None
         extras = {n: t for n, t in state.configs.items() if n != main}
         text = state.configs.get(main) if main else None
+        state.unapplied = list(state.overrides) + (["method"] if state.method else [])
         if text is not None and (state.overrides or state.method):
-            text, extras, notes = self._apply_overrides(state, main, text, extras)
+            text, extras, notes, state.unapplied = self._apply_overrides(state, main, text, extras)
         req.config_text = text
         req.config_name = main
         req.extra_configs = extras
@@ -278,27 +286,32 @@ class Conversation:
         doc = load_config(text, name, extra_files=extras or None)
         changes: list[ConfigChange] = []
         notes: list[str] = []
+        unapplied: list[str] = []
         for key, value in state.overrides.items():
-            real = _config_key(doc.settings, key)
-            if real is None:
-                notes.append(f"`{key}` is not a key your config uses; the what-if is estimated with the calculator only")
+            change = _override_change(doc, key, value)
+            if change is None:
+                if setup_field(key) is None:
+                    notes.append(f"`{key}` is not in your config and the calculator does not model it: it does not change the estimate")
+                else:
+                    notes.append(f"`{key}` is not a setting your config can carry; the what-if is estimated with the calculator only")
+                unapplied.append(key)
                 continue
-            changes.append(ConfigChange(key=real, from_value=doc.settings.get(real), to_value=value,
-                                        rationale="what-if asked in the conversation", tier=1))
+            changes.append(change)
         if state.method:
             method_changes = _method_changes(doc.format, doc.settings, state.method)
             if method_changes is None:
                 notes.append(f"your config format ({doc.format}) has no method key; {state.method} is estimated with the calculator only")
+                unapplied.append("method")
             else:
                 changes.extend(method_changes)
         if not changes:
-            return text, extras, notes
+            return text, extras, notes, unapplied
         new_text, new_ds = apply_changes(doc, changes)
         if new_ds is not None:
             ds_name = next((n for n, t in extras.items() if is_deepspeed_config(n, t)), None)
             if ds_name:
                 extras = {**extras, ds_name: new_ds}
-        return new_text, extras, notes
+        return new_text, extras, notes, unapplied
 
     def _replan(self, state: SessionState) -> tuple[Diagnosis, list[str]]:
         request, notes = self._request(state)
@@ -342,13 +355,12 @@ class Conversation:
             return None
         setup = d.setup
         values: dict[str, Any] = {}
-        if state.main_config is None or _not_in_config(state):
-            for key, value in state.overrides.items():
-                field = setup_field(key)
-                if field is None or field not in type(setup).model_fields:
-                    continue
-                values[field] = _setup_value(field, value)
-        if state.method and setup.method != state.method:
+        for key, value in state.overrides.items():
+            field = setup_field(key)
+            if key not in state.unapplied or field is None or field not in type(setup).model_fields:
+                continue
+            values[field] = _setup_value(field, value)
+        if state.method and "method" in state.unapplied and setup.method != state.method:
             values["method"] = state.method
             values["quantization_bit"] = 4 if state.method == "qlora" else None
         if not values:
@@ -534,6 +546,40 @@ def _config_key(settings: dict[str, Any], key: str) -> str | None:
     return None
 
 
+# Keys a format takes for a setup field when the user's file does not have them yet (LLaMA-Factory and HF names).
+_FORMAT_KEYS: dict[str, dict[str, str]] = {
+    "llamafactory_yaml": {"seq_len": "cutoff_len", "micro_batch": "per_device_train_batch_size",
+                          "eval_batch": "per_device_eval_batch_size", "grad_accum": "gradient_accumulation_steps",
+                          "lora_rank": "lora_rank", "quantization_bit": "quantization_bit", "image_max_pixels": "image_max_pixels",
+                          "video_frames": "video_maxlen", "optimizer": "optim", "attn_implementation": "flash_attn"},
+    "hf_json": {"micro_batch": "per_device_train_batch_size", "eval_batch": "per_device_eval_batch_size",
+                "grad_accum": "gradient_accumulation_steps", "gradient_checkpointing": "gradient_checkpointing", "optimizer": "optim"},
+    "shell": {"micro_batch": "per_device_train_batch_size", "eval_batch": "per_device_eval_batch_size",
+              "grad_accum": "gradient_accumulation_steps", "gradient_checkpointing": "gradient_checkpointing"},
+}
+
+
+def _override_change(doc, key: str, value: Any) -> ConfigChange | None:
+    """The config edit for one what-if: the key the file uses, else the format's own key for that setting
+    (LLaMA-Factory turns checkpointing off with `disable_gradient_checkpointing`); ZeRO stage goes to the DeepSpeed JSON."""
+    why = "what-if asked in the conversation"
+    real = _config_key(doc.settings, key)
+    field = setup_field(key)
+    if real is None and field == "gradient_checkpointing" and doc.format == "llamafactory_yaml" and isinstance(value, bool):
+        return ConfigChange(key="disable_gradient_checkpointing", from_value=doc.settings.get("disable_gradient_checkpointing"),
+                            to_value=not value, rationale=why)
+    if real is None and field == "zero_stage":
+        if doc.deepspeed is None or not isinstance(value, int) or not 0 <= value <= 3:
+            return None
+        stage = (doc.deepspeed.get("zero_optimization") or {}).get("stage")
+        return ConfigChange(key="zero_optimization.stage", from_value=stage, to_value=value, rationale=why, target="deepspeed")
+    if real is None and field is not None:
+        real = _FORMAT_KEYS.get(doc.format, {}).get(field)
+    if real is None:
+        return None
+    return ConfigChange(key=real, from_value=doc.settings.get(real), to_value=value, rationale=why)
+
+
 def _method_changes(fmt: str, settings: dict[str, Any], method: str) -> list[ConfigChange] | None:
     """Config edits that switch the fine-tuning method, in the framework's own keys (LLaMA-Factory here)."""
     if "finetuning_type" not in settings and fmt != "llamafactory_yaml":
@@ -549,11 +595,6 @@ def _method_changes(fmt: str, settings: dict[str, Any], method: str) -> list[Con
         changes.append(ConfigChange(key="quantization_bit", from_value=settings.get("quantization_bit"), to_value=None,
                                     rationale=why, tier=6, changes_results=True))
     return changes
-
-
-def _not_in_config(state: SessionState) -> bool:
-    text = state.configs.get(state.main_config or "", "")
-    return any(not re.search(r"(?<![\w])" + re.escape(k) + r"(?![\w])", text) for k in state.overrides)
 
 
 def _setup_value(field: str, value: Any) -> Any:

@@ -16,7 +16,7 @@ from ..tools.gpus import lookup_gpu
 
 IntentName = Literal[
     "set_hardware", "keep_constraint", "release_constraint", "what_if", "switch_method", "explain",
-    "show_diff", "show_config", "mark_solved", "mark_unsolved", "run_probe", "reset", "help", "unknown",
+    "show_diff", "show_config", "mark_solved", "mark_unsolved", "run_probe", "undo", "reset", "help", "unknown",
 ]
 
 MAX_PARSE_CHARS = 4000  # follow-ups are short; longer text is a log or a config, classified elsewhere
@@ -338,6 +338,8 @@ _SOLVED = re.compile(r"\b(?:it|that|this) (?:worked|works|fixed it|did it|helped
                      r"解决了|可以了|跑通了|跑起来了|成功了|好了|搞定|没问题了|有效了|不再oom|不oom了|能跑了|正常了", re.I)
 _PROBE = re.compile(r"\b(?:run|start|do|try)\s+(?:the\s+|a\s+)?(?:live\s+)?probe|\bprobe\s+(?:it|this|that|the (?:fixed )?config)|"
                     r"measure (?:it|this|the peak) on (?:the|this|a|your) gpu|实测|跑一下\s*probe|在\s*gpu\s*上(?:测|跑)", re.I)
+_UNDO = re.compile(r"^\W*(?:undo|revert|(?:drop|forget|clear|remove) (?:the |all |my )*what[- ]?ifs?|back to my (?:own |original )?config|"
+                   r"use my (?:original|own) config(?: again)?|撤销|撤回|恢复原(?:来的)?配置|回到原(?:来的)?配置)\W*(?:please|pls|吧)?\W*$", re.I)
 _RESET = re.compile(r"^\W*(?:(?:please|pls|ok|okay|let's|lets|请)\W*)?(?:reset|start over|restart|clear(?: (?:everything|all|it|the session|this))?|new (?:problem|issue|session|conversation|question)|forget (?:it|everything|that)|"
                     r"重新开始|重置|清空|新问题|从头开始|重来)\W*(?:please|pls|吧)?\W*$", re.I)
 _HELP = re.compile(r"^\W*(?:help(?: me| please| pls)?|\?|what can you do|how does (?:this|it) work|commands|usage|how do i use (?:this|you)|"
@@ -353,6 +355,8 @@ def parse_followups(text: str) -> list[Intent]:
         return [Intent(name="reset", evidence=text)]
     if _HELP.search(text):
         return [Intent(name="help", evidence=text)]
+    if _UNDO.search(text):
+        return [Intent(name="undo", evidence=text)]
     out: list[Intent] = []
     if _PROBE.search(text):
         out.append(Intent(name="run_probe", evidence=_PROBE.search(text).group(0)))
@@ -402,5 +406,6 @@ UNDERSTOOD = [
     ("mark_solved", "it worked / 解决了"),
     ("mark_unsolved", "still OOM / 还是OOM"),
     ("run_probe", "run the live probe (on a GPU host) / 实测一下"),
+    ("undo", "undo (drop the what-ifs, back to my config) / 撤销"),
     ("reset", "start over / 重新开始"),
 ]

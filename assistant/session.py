@@ -54,6 +54,7 @@ class SessionState(BaseModel):
     original_configs: dict[str, str] = Field(default_factory=dict, description="configs as the user gave them (before what-ifs)")
     overrides: dict[str, Any] = Field(default_factory=dict, description="what-if settings applied on top of the config: key → value")
     method: str | None = Field(default=None, description="method the user asked for (lora / qlora / full)")
+    unapplied: list[str] = Field(default_factory=list, description="what-if keys (and 'method') the config could not carry")
     margin: float | None = Field(default=None, description="GPU fraction plans may use; lowered each time a fix still OOMs")
     diagnosis: Diagnosis | None = None
     feedback: list[Feedback] = Field(default_factory=list)

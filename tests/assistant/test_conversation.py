@@ -91,6 +91,20 @@ def test_what_if_edits_the_config_and_the_diff_is_against_the_original(conv):
     assert "-cutoff_len: 16384" in r.diagnosis.diff
 
 
+def test_what_ifs_accumulate_until_undone(conv):
+    conv.handle("s", (KIMI / "train.log").read_text(), files=_kimi_files())
+    r = conv.handle("s", "what if zero stage 2?")                   # goes to the DeepSpeed JSON
+    assert r.diagnosis.setup.zero_stage == 2
+    r = conv.handle("s", "what if I turn off gradient checkpointing")  # LLaMA-Factory's inverted key
+    assert r.diagnosis.setup.gradient_checkpointing is False and r.diagnosis.setup.zero_stage == 2
+    r = conv.handle("s", "what if lora_dropout=0.1")
+    assert "does not change the estimate" in r.markdown
+    r = conv.handle("s", "undo")
+    assert r.intent == "undo" and "dropped" in r.markdown
+    state = conv.store.get("s").state
+    assert state.overrides == {} and r.diagnosis.setup.zero_stage == 3 and r.diagnosis.setup.gradient_checkpointing
+
+
 def test_switch_method_to_qlora(conv):
     conv.handle("s", (KIMI / "train.log").read_text(), files=_kimi_files())
     r = conv.handle("s", "use QLoRA instead")

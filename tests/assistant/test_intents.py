@@ -144,3 +144,8 @@ def test_never_raises_on_any_text(text):
 
 def test_long_text_is_bounded():
     assert parse_followups("why " * 100_000)[0].name == "explain"
+
+
+@pytest.mark.parametrize("text", ["undo", "drop the what-ifs", "back to my original config", "撤销", "恢复原配置"])
+def test_undo(text):
+    assert parse_followup(text).name == "undo"
