@@ -10,6 +10,7 @@ report (../shared/oom-signals.md); none of them decides alone, the sum does.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +84,12 @@ def rank_root_causes(
         _host_memory(report, setup, estimate, s)
         if "not_oom" in s.points:
             return s.ranked()
+    elif report.kind == "cublas_alloc" and any(e.kind == "device_side_assert" for e in report.related_errors):
+        line = next(e.line for e in report.related_errors if e.kind == "device_side_assert")
+        s.add("not_oom", 7, f"the cuBLAS allocation failure follows a device-side assert (log line {line}): usually an "
+                            "out-of-range index (token id, label) that broke the CUDA context, not memory")
+        _related_errors(report, s, memory_error=False)
+        return s.ranked()
     else:
         _request_vs_tensors(report, setup, estimate, s)
         _numbers_after_request(report, s)
@@ -304,7 +311,8 @@ def _numbers_after_request(report: OOMReport, s: _Scores) -> None:
     used = report.process_used_bytes
     others = [p for p in report.other_processes]
     if total:
-        if used is not None and report.gpu_free_bytes is not None:
+        reliable = used is not None and (report.torch_allocated_bytes is None or used >= report.torch_allocated_bytes)
+        if reliable and report.gpu_free_bytes is not None:
             outside = total - report.gpu_free_bytes - used
             if outside >= 0.10 * total:
                 listed = ", ".join(f"PID {p.pid} {format_bytes(p.bytes)}" for p in others if abs(p.bytes - used) > 0.01 * total)
@@ -317,7 +325,7 @@ def _numbers_after_request(report: OOMReport, s: _Scores) -> None:
         elif len(others) >= 2:
             biggest = sorted(others, key=lambda p: -p.bytes)
             s.add("other_process", 4, "several processes share the GPU: " + ", ".join(f"PID {p.pid} {format_bytes(p.bytes)}" for p in biggest))
-    if used and report.torch_allocated_bytes:
+    if used and report.torch_allocated_bytes and used >= report.torch_allocated_bytes:
         non_torch = used - report.torch_allocated_bytes - (unalloc or 0)
         if total and non_torch >= max(2 * GiB, 0.10 * total):
             s.add("other_process", 1.5, f"{format_bytes(non_torch)} of this process's memory is outside PyTorch's allocator "
@@ -335,16 +343,27 @@ def _gpu_already_full(report: OOMReport, setup: TrainingSetup | None, estimate: 
             s.add("seq_len_too_long", 1.0, f"a {format_bytes(req)} request on a full GPU ({format_bytes(report.torch_allocated_bytes)} "
                                            "allocated): activation-sized, it grows with the tokens per step")
             s.add("batch_too_large", 0.7, f"a {format_bytes(req)} activation-sized request on a full GPU")
+            _replicas(setup, s, f"the GPU was full ({format_bytes(report.torch_allocated_bytes)} allocated)")
         return
     held = report.torch_allocated_bytes or report.process_used_bytes
     filled = f"the GPU was already full ({format_bytes(held)} allocated) when a small {format_bytes(req)} request failed" if held \
         else f"a small {format_bytes(req)} request failed on a full GPU"
     if setup is None or setup.model is None or estimate is None:
         s.add("weights_exceed_gpu", 2.5, filled + ": the model states (weights first) fill the card")
+        _replicas(setup, s, filled)
         s.add("full_ft_model_states", 1.0 if not setup or setup.method == "full" else 0.2, filled)
         s.add("model_load_oom", 0.8, filled)
         return
     s.add("weights_exceed_gpu", 0.5, filled)
+
+
+def _replicas(setup: TrainingSetup | None, s: _Scores, filled: str) -> None:
+    """Several GPUs without ZeRO/FSDP: each one holds a full replica of the model states."""
+    if setup is None or setup.num_gpus <= 1 or not _observed(setup, "num_gpus") or setup.fsdp:
+        return
+    if setup.zero_stage == 0 or (setup.zero_stage < 3 and _observed(setup, "zero_stage")):
+        s.add("zero_stage_insufficient", 1.5, f"{filled}, and each of the {setup.num_gpus} GPUs keeps a full replica "
+                                              f"(ZeRO-{setup.zero_stage}, no FSDP): sharding would divide the model states")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -392,7 +411,11 @@ def _estimate_breakdown(report: OOMReport, setup: TrainingSetup | None, estimate
     states_conf = 1.0 if _observed(setup, "method") else 0.5
     add = lambda label, pts, why: s.add(label, pts * states_conf, why)  # noqa: E731
     if weights > budget:
-        add("weights_exceed_gpu", 6, f"the weights alone take {gib(weights)} per GPU, above the {gib(budget)} budget")
+        add("weights_exceed_gpu", 6 if setup.method != "full" else 4,
+            f"the weights alone take {gib(weights)} per GPU, above the {gib(budget)} budget")
+        if setup.method == "full":
+            add("full_ft_model_states", 6, f"full fine-tuning: even the weights ({gib(weights)} per GPU) exceed the "
+                                           f"{gib(budget)} budget before gradients and optimizer states")
         if setup.num_gpus > 1 and setup.zero_stage < 3 and not setup.fsdp:
             add("zero_stage_insufficient", 2.5, f"{setup.num_gpus} GPUs each keep a full copy of the weights under "
                                                   f"ZeRO-{setup.zero_stage}; ZeRO-3 would shard them")
@@ -507,6 +530,11 @@ def _phase_and_operation(report: OOMReport, setup: TrainingSetup | None, s: _Sco
         if report.kind == "host_oom" and label in ("weights_exceed_gpu", "model_load_oom"):
             continue  # host memory: loading was already weighed by _host_memory
         s.add(label, pts, reason)
+    op_line = next((e for e in report.evidence if e.fact == "operation"), None)
+    if op_line is not None and _EAGER_LINE.search(op_line.text):
+        s.add("eager_attention", 3.5, f"the failing line builds the attention score matrix explicitly (log line {op_line.line}: "
+                                      "eager attention; sdpa / flash-attn never materialise it)")
+        s.add("seq_len_too_long", 1.0, "the score matrix grows with the square of the sequence length")
     op = report.operation
     if op == "moe_experts" or (op == "zero3_allgather" and setup is not None and setup.model is not None and setup.model.is_moe):
         s.add("moe_memory", 2.5, f"the failing operation is {op.replace('_', ' ')}")
@@ -525,6 +553,9 @@ def _phase_and_operation(report: OOMReport, setup: TrainingSetup | None, s: _Sco
     if report.framework == "vllm" or (report.phase == "generation"):
         s.add("generation_kv_cache", 1.5, "inference / generation engine: the KV cache is pre-allocated or grows")
 
+
+# The score matrix of eager attention, as model code writes it (HF modeling_*.py, llama-recipes, remote code).
+_EAGER_LINE = re.compile(r"attn_weights\s{0,3}=\s{0,3}(?:torch\.matmul|nn\.functional\.softmax|F\.softmax|torch\.softmax)|eager_attention_forward")
 
 _RELATED: dict[str, tuple[str, str]] = {
     "bnb_quantization_kwargs": ("quantization_setup", "bitsandbytes: load_in_4bit/8bit passed together with quantization_config"),
