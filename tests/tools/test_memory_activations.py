@@ -113,7 +113,7 @@ def test_lora_activations_match_autograd():
     lora.enable_input_require_grads()
     measured = saved_activation_bytes(lora, cfg["vocab_size"])
     arch = load_model_arch(cfg)
-    policy = ActPolicy(False, False, lora_inputs_per_layer(arch, ["all"], 8), 2, False)
+    policy = ActPolicy(False, False, lora_inputs_per_layer(arch, ["all"]), 2, False)
     assert model_activation_bytes(arch, policy, B * S) == pytest.approx(measured, rel=0.08)
 
 

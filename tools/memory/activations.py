@@ -138,7 +138,7 @@ def mlp_bytes(arch: ModelArch, p: ActPolicy, *, moe: bool) -> int:
     return n
 
 
-def lora_inputs_per_layer(arch: ModelArch, targets: list[str], rank: int) -> dict[str, tuple[int, int]]:
+def lora_inputs_per_layer(arch: ModelArch, targets: list[str]) -> dict[str, tuple[int, float]]:
     """LoRA module → (in_features, count per layer); modules of MoE/dense MLPs averaged over layers."""
     out: dict[str, tuple[int, int]] = {}
     L = max(arch.num_layers, 1)

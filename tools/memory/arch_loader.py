@@ -21,6 +21,7 @@ KNOWN_TEXT_TYPES = {
     "llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen2_moe", "qwen3_moe", "gemma", "gemma2", "gemma3_text",
     "phi", "phi3", "deepseek_v2", "deepseek_v3", "olmoe", "baichuan", "chatglm", "glm", "glm4", "internlm2",
     "yi", "codellama", "starcoder2", "falcon", "gpt_neox", "olmo", "olmo2", "cohere", "granite",
+    "qwen2_vl", "qwen2_5_vl", "kimi_vl",
 }
 
 
@@ -157,10 +158,6 @@ def arch_from_config(cfg: dict, name: str | None = None) -> ModelArch:
     if text_type in ("chatglm", "glm"):
         fields.update(qkv_bias=bool(text.get("add_qkv_bias", True)))
         extra["fused_qkv"] = True
-    if model_type in ("llava", "kimi_vl", "moe_llava", "llava_phi", "mistral3"):
-        extra["projector"] = cfg.get("projector_hidden_act") and "mlp2x" or "mlp2x"
-        if model_type == "kimi_vl":
-            extra["projector"] = "kimi"
     extra["architectures"] = list(cfg.get("architectures") or [])
     fields["extra"] = extra
     return ModelArch(**fields)

@@ -20,6 +20,7 @@ from .activations import (
     lora_inputs_per_layer, model_activation_bytes,
     loss_peak_units, vision_block_bytes, vision_tokens, vision_transient_bytes,
 )
+from .arch_loader import KNOWN_TEXT_TYPES
 from .params import ParamCount, count_params, lora_params, moe_layer_indices
 from .schema import MemoryBreakdown, MemoryComponent, MemoryEstimate
 
@@ -194,7 +195,7 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
                      and setup.precision in ("bf16_mixed", "fp16_mixed"))
     lora_inputs: dict[str, tuple[int, float]] = {}
     if lora_like and mode == "train":
-        lora_inputs = lora_inputs_per_layer(arch, setup.lora_targets, setup.lora_rank)
+        lora_inputs = lora_inputs_per_layer(arch, setup.lora_targets)
     policy = ActPolicy(
         weights_trainable=(mode == "train" and not lora_like),
         autocast_fp32_weights=autocast_fp32,
@@ -209,11 +210,6 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
                  zero_gathered=gathered, ddp_buckets=ddp_buckets, host=host, policy=policy, autocast_weight_copies=copies,
                  lm_head_copy=lm_head_copy, vision_trainable=vision_trainable, trainable_layers=trainable_layers,
                  notes=notes)
-
-
-@dataclass
-class _Moments:
-    phases: dict[str, dict[str, int]]
 
 
 def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int) -> dict[str, dict[str, int]]:
@@ -241,10 +237,9 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
 
     # ---- vision
     vis_act = vis_transient = 0
-    img_tokens = 0
     if arch.vision is not None and (setup.images_per_sample or setup.video_frames):
         v = arch.vision
-        img_tokens, patches = vision_tokens(v, setup.image_max_pixels, setup.images_per_sample, setup.video_frames)
+        _, patches = vision_tokens(v, setup.image_max_pixels, setup.images_per_sample, setup.video_frames)
         n_img = max(1, setup.images_per_sample + setup.video_frames)
         eager = setup.attn_implementation == "eager"
         per_image = patches // n_img if n_img else patches
@@ -379,6 +374,8 @@ def estimate_memory(setup: TrainingSetup, *, mode: Mode = "train", margin: float
     peak_phase = {"backward_late": "backward", "evaluation_layer": "evaluation"}.get(phase, phase)
     components = [MemoryComponent(name=k, bytes=int(v), formula=_FORMULAS.get(k, "")) for k, v in comps.items() if v]
     notes = list(plan.notes)
+    if setup.model.model_type not in KNOWN_TEXT_TYPES:
+        notes.append(f"model_type {setup.model.model_type!r} is not a family ask-oom knows: counted as a Llama-style layout")
     if setup.optimizer.startswith("paged"):
         notes.append("paged optimizer: states live in unified memory and can be paged to host RAM under pressure")
     if setup.method in ("lora", "qlora") and not setup.gradient_checkpointing:

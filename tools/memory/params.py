@@ -198,8 +198,8 @@ def lora_module_shapes(arch: ModelArch, targets: list[str], include_experts: boo
     """
     h, L = arch.hidden_size, arch.num_layers
     q, kv = arch.num_heads * arch.head_dim, arch.num_kv_heads * arch.head_dim
-    allt = not targets or "all" in targets or "all-linear" in targets
-    want = set(t.strip() for t in targets)
+    want = {t.strip() for item in targets for t in str(item).split(",") if t.strip()}  # "q_proj,v_proj" too
+    allt = not want or "all" in want or "all-linear" in want
     mods: list[tuple[str, int, int, int]] = []
     if arch.is_mla:
         qk_hd = (arch.qk_nope_head_dim or 0) + (arch.qk_rope_head_dim or 0)
