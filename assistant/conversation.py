@@ -94,13 +94,19 @@ class Conversation:
         for _attempt in range(3):
             with self.store.lock(session_id):
                 session = self.store.get_or_create(session_id)
-                reply = self._turn(session, message or "", files)
+                try:
+                    reply = self._turn(session, message or "", files)
+                except Exception as exc:  # noqa: BLE001 - a bug must not take the UI down; the session stays as it was
+                    log.exception("turn failed for session %s", session_id)
+                    return Reply(session_id=session_id, intent="error", error=f"{type(exc).__name__}: {exc}",
+                                 markdown=f"**Internal error** ({type(exc).__name__}): {exc}", diagnosis=session.state.diagnosis)
                 try:
                     self.store.save(session)
                     return reply
                 except StaleSessionError:
                     log.info("session %s changed in another process; replaying the turn", session_id)
-        raise StaleSessionError(f"session {session_id} keeps changing in another process")
+        return Reply(session_id=session_id, intent="error", error="session busy",
+                     markdown="**This conversation is being updated elsewhere right now** — send the message again.")
 
     # -- one turn ---------------------------------------------------------------------------
 
@@ -151,7 +157,10 @@ class Conversation:
                                "error", intents, error=f"{type(exc).__name__}: {exc}")
 
         if any(i.name == "run_probe" for i in intents):
-            probe_md = self._probe(state)
+            try:
+                probe_md = self._probe(state)
+            except InputError as exc:
+                probe_md = f"Live probe not started: {exc}"
             state.add_turn("assistant", probe_md, "run_probe")
             return self._reply(state, sid, probe_md, "run_probe", intents, show=False)
 

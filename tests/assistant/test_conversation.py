@@ -268,3 +268,24 @@ def test_bad_ids_and_binary_files_are_answered_not_raised(conv):
 def test_any_message_gets_an_answer(conv, text):
     r = conv.handle("fuzz", text)
     assert r.markdown and r.intent
+
+
+def test_a_failing_stage_is_answered_and_the_session_kept(tmp_path, index):
+    calls = {"n": 0}
+
+    def flaky(request, **kw):
+        from ask_oom.assistant.agent import diagnose
+
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("planner exploded")
+        return diagnose(request, **kw)
+
+    conv = Conversation(SessionStore(tmp_path / "s.db"), _settings(), index=index, diagnose=flaky)
+    first = conv.handle("s", (KIMI / "train.log").read_text())
+    r = conv.handle("s", "I have 2x H100")
+    assert r.intent == "error" and "planner exploded" in r.error
+    state = conv.store.get("s").state
+    assert state.request.gpu is None and state.diagnosis == first.diagnosis   # the failed turn changed nothing
+    r = conv.handle("s", "I have 2x H100")
+    assert r.diagnosis.setup.num_gpus == 2
