@@ -108,6 +108,12 @@ def _actions_for_causes(causes: list[RootCause], setup: TrainingSetup) -> list[C
     if "memory_growth" in labels:
         out.append(ConfigChange(action="upgrade transformers/the framework (growth from a model implementation is often fixed upstream) and keep padded shapes fixed",
                                 target="install", tier=1, rationale="memory that grows step after step is a leak or shape churn; a smaller peak only postpones it"))
+    if "generation_kv_cache" in labels:
+        out.append(ConfigChange(action="lower vLLM gpu_memory_utilization / max_model_len (or max_new_tokens and the generation batch)",
+                                target="env", tier=1, rationale="the KV cache of generation grows with tokens x batch and is sized up front by vLLM"))
+    if "multi_gpu_imbalance" in labels:
+        out.append(ConfigChange(action="balance the ranks: device_map='balanced' or max_memory per GPU, and keep rank 0 free of extra copies (evaluation, logging, saving)",
+                                target="env", tier=1, rationale="one GPU holds more than the others, so it runs out first"))
     if "model_load_oom" in labels:
         out.append(ConfigChange(action="load with low_cpu_mem_usage=True (and torch_dtype=bfloat16), merge/save adapters on CPU or one GPU",
                                 target="env", tier=1, rationale="loading or merging holds a second copy of the weights"))
@@ -171,10 +177,14 @@ def plan_fixes(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[Ro
     host_limit = setup.host_ram_bytes
     notes: list[str] = []
     scorer = _Scorer(setup, constraints, mode, None)
-    if "offload_host_ram" in labels and host_limit is None and scorer.before is not None and scorer.before.host_bytes:
-        # the run was killed for host RAM: whatever it needed did not fit, so the plan must need less
-        host_limit = int(scorer.before.host_bytes * 0.9)
-        notes.append(f"host RAM not given: the fixed run must need less host memory than the failing one ({format_bytes(scorer.before.host_bytes)})")
+    if "offload_host_ram" in labels and scorer.before is not None and scorer.before.host_bytes:
+        # the run was killed for host RAM: whatever it needed did not fit (even if the calculator thinks the
+        # stated RAM suffices: buffers, per-rank copies and workers come on top), so the plan must need less
+        observed_limit = int(scorer.before.host_bytes * 0.9)
+        if host_limit is None or observed_limit < host_limit:
+            notes.append(f"the run was killed for host RAM: the fixed run must need less host memory than the failing one "
+                         f"({format_bytes(scorer.before.host_bytes)} by the calculator)")
+            host_limit = observed_limit
     scorer.host_limit = host_limit
 
     catalogue = Catalogue(setup, doc, constraints)
@@ -325,35 +335,50 @@ def _results_note(ch: ConfigChange) -> str:
 
 
 def _nothing_fits(setup: TrainingSetup, closest: TrainingSetup, est: MemoryEstimate, scorer: _Scorer) -> list[str]:
-    """Say plainly that nothing fits, how close the best option gets, and what hardware would do."""
+    """Say plainly that nothing fits, which limit binds (GPU or host RAM), how close the best option gets,
+    and what hardware would do."""
     notes = []
     budget = est.budget_bytes or 0
     need = int(est.peak_bytes * scorer.factor)
-    notes.append(f"nothing fits: the closest option peaks at {format_bytes(need)} per GPU, over the {format_bytes(budget)} budget "
-                 f"by {format_bytes(need - budget)}")
-    if est.host_fits is False or (scorer.host_limit is not None and est.host_bytes > scorer.host_limit):
-        notes.append(f"host RAM: the closest option still needs {format_bytes(est.host_bytes)} of host memory")
-    margin = scorer.constraints.margin
-    required = int(need / margin + CUDA_CONTEXT_BYTES)
-    for name in ("A100 80GB", "H100", "H100 NVL", "H200", "MI300X"):
-        gpu = lookup_gpu(name)
-        if gpu is not None and gpu.memory_bytes >= required:
-            notes.append(f"hardware: a GPU with at least {required / GiB:.0f} GiB (e.g. {gpu.name}) would fit the closest option")
-            break
-    else:
-        notes.append(f"hardware: the closest option needs {required / GiB:.0f} GiB per GPU, more than any single GPU: shard across more GPUs")
-    if closest.zero_stage == 3 or setup.method == "full":
-        for n in (2, 4, 8, 16, 32, 64):
-            total = n * max(closest.num_nodes, 1)
-            if total <= closest.num_gpus:
-                continue
-            trial = closest.model_copy(update={"num_gpus": total, "zero_stage": max(closest.zero_stage, 3)})
-            try:
-                e = scorer.estimate(trial)
-            except InputError:
+    gpu_over = need > budget
+    host_limit = scorer.host_limit
+    host_over = est.host_fits is False or (host_limit is not None and est.host_bytes > host_limit)
+    if gpu_over:
+        notes.append(f"nothing fits: the closest option peaks at {format_bytes(need)} per GPU, over the {format_bytes(budget)} budget "
+                     f"by {format_bytes(need - budget)}")
+    if host_over:
+        limit = f" (limit {format_bytes(host_limit)})" if host_limit is not None else ""
+        lead = "nothing fits: " if not gpu_over else ""
+        notes.append(f"{lead}host RAM binds: the closest option needs {format_bytes(est.host_bytes)} of host memory{limit}")
+        notes.append(f"hardware: a machine with more than {format_bytes(est.host_bytes)} of RAM would hold the offloaded states")
+    if gpu_over:
+        required = int(need / scorer.constraints.margin + CUDA_CONTEXT_BYTES)
+        for name in ("A100 80GB", "H100", "H100 NVL", "H200", "MI300X"):
+            gpu = lookup_gpu(name)
+            if gpu is not None and gpu.memory_bytes >= required:
+                notes.append(f"hardware: a GPU with at least {required / GiB:.0f} GiB (e.g. {gpu.name}) would fit the closest option")
                 break
-            if scorer.fits(e):
-                notes.append(f"hardware: with ZeRO-3 over {total} GPUs of this kind the peak is {format_bytes(e.peak_bytes)} per GPU, which fits")
+        else:
+            notes.append(f"hardware: the closest option needs {required / GiB:.0f} GiB per GPU, more than any single GPU: shard across more GPUs")
+    if closest.method in ("full", "freeze") and not scorer.constraints.no_deepspeed:
+        # more GPUs of this kind: ZeRO-3 shards the states, so offload (and its host RAM) may not be needed at all
+        for n in (2, 4, 8, 16, 32, 64, 128):
+            if n <= closest.num_gpus:
+                continue
+            found = None
+            for off in ((False, False), (True, False), (True, True)):
+                trial = closest.model_copy(update={"num_gpus": n, "zero_stage": 3, "offload_optimizer": off[0], "offload_param": off[1]})
+                try:
+                    e = scorer.estimate(trial)
+                except InputError:
+                    break
+                if scorer.fits(e):
+                    found = (e, off)
+                    break
+            if found:
+                e, off = found
+                how = "without offload" if not off[0] else "with optimizer offload" if not off[1] else "with full offload"
+                notes.append(f"hardware: ZeRO-3 over {n} GPUs of this kind {how} peaks at {format_bytes(e.peak_bytes)} per GPU, which fits")
                 break
     return notes
 
