@@ -51,6 +51,17 @@ class ScriptedLLM(BaseHTTPRequestHandler):
             self.send_error(404)
             return
         model, messages = body["model"], body["messages"]
+        if model == "broken":
+            self.send_error(500, "model crashed")
+            return
+        if model == "garbage":
+            data = b"<html>not json</html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         tool_results = [m for m in messages if m["role"] == "tool"]
         if model == "slow":
             time.sleep(3.0)
@@ -155,6 +166,13 @@ def test_unreachable_endpoint_gives_a_note(seed_diagnosis):
     req, d = seed_diagnosis
     out = answer_with_llm(_settings(f"http://127.0.0.1:{_free_port()}/v1", "any", timeout=5), "why?", d, request=req)
     assert not out.accepted and "unavailable" in out.note
+
+
+@pytest.mark.parametrize("model", ["broken", "garbage"])
+def test_server_errors_give_a_note(llm_server, seed_diagnosis, model):
+    req, d = seed_diagnosis
+    out = answer_with_llm(_settings(llm_server, model, timeout=5), "why?", d, request=req)
+    assert not out.accepted and out.note.startswith("The LLM") and "deterministic answer" in out.note
 
 
 def test_conversation_uses_the_llm_and_falls_back(llm_server, tmp_path):
