@@ -349,3 +349,22 @@ def test_gpus_from_nvidia_smi_and_messages():
     assert [(g.index, g.name, g.memory_bytes, g.used_bytes) for g in r.gpus] == [
         (0, "NVIDIA A100-SXM4-40GB", 40960 * MiB, 39 * MiB), (1, "NVIDIA A100-SXM4-40GB", 40960 * MiB, 40100 * MiB)]
     assert r.gpu_count == 2 and r.kind == "not_oom"
+
+
+def test_source_lines_naming_the_error_are_not_errors():
+    text = ('  File "/x/utils.py", line 12, in run\n    except torch.cuda.OutOfMemoryError:\n'
+            "    # retry when CUDA out of memory\n")
+    assert parse_log(text).kind == "not_oom"
+
+
+def test_wrapped_message_stops_at_the_short_last_fragment():
+    width = 90
+    wrapped = "\n".join(NEW[i:i + width] for i in range(0, len(NEW), width))
+    r = parse_log("[rank0]: x\n" + wrapped.replace("\n", "\n") + "\nI tried batch size 1 too\nKilled\n")
+    assert r.kind == "cuda_oom" and r.requested_bytes == 4 * GiB
+    assert r.exit_signal == "SIGKILL"  # the 'Killed' line after the message was still read on its own
+
+
+def test_prose_around_flags_is_not_a_value():
+    r = parse_log("我加了 --bits 4参数尝试进行量化 and --lora_target q_proj,v_proj \\\n")
+    assert "bits" not in r.training_args and r.training_args["lora_target"].value == "q_proj,v_proj"

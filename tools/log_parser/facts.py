@@ -121,9 +121,15 @@ _GATES = ("batch_size", "accumulation", "cutoff_len", "seq_len", "max_len", "seq
 _ARGS_GATE = re.compile("|".join(re.escape(g) for g in _GATES))
 _VERSION_GATE = re.compile(r"version|==|torch|transformers|deepspeed|accelerate|peft|trl|bitsandbytes|flash|vllm|cuda"
                            r"|python|unsloth|axolotl|swift|jax|tensorflow|liger|nccl|datasets|xformers")
-_KV_EQ = re.compile(r"(?:^|[\s,(])-{0,2}([A-Za-z_][\w]{1,50})\s{0,2}=\s{0,2}(\"[^\"]{0,300}\"|'[^']{0,300}'|[^\s,)]{1,300})")
-_KV_COLON = re.compile(r"""(?:^|[\s,{])['"]?([A-Za-z_][\w]{1,50})['"]?\s{0,2}:\s{1,3}(\"[^\"]{0,300}\"|'[^']{0,300}'|[^\s,}#]{1,300})""")
-_KV_FLAG = re.compile(r"(?:^|\s)--([A-Za-z_][\w]{1,50})(?:[ \t]{1,4}(\"[^\"]{0,300}\"|'[^']{0,300}'|[^\s\\'\"-][^\s\\]{0,300}|-\d[^\s\\]{0,30}))?")
+# Unquoted values are ASCII tokens (paths, numbers, module lists): prose around a flag is not its value.
+_VAL = r"[A-Za-z0-9_./:+@~%\[\]-]"
+_KV_EQ = re.compile(r"(?:^|[\s,(])-{0,2}([A-Za-z_][\w]{1,50})\s{0,2}=\s{0,2}(\"[^\"]{0,300}\"|'[^']{0,300}'|"
+                    + _VAL + r"{1,300})")
+_KV_COLON = re.compile(r"""(?:^|[\s,{])['"]?([A-Za-z_][\w]{1,50})['"]?\s{0,2}:\s{1,3}(\"[^\"]{0,300}\"|'[^']{0,300}'|"""
+                       + _VAL + r"{1,300})")
+# "--key value" / "--key=value", or a bare "--flag" (true) when the next thing is another flag, "\" or the line end
+_KV_FLAG = re.compile(r"(?:^|\s)--([A-Za-z_][\w]{1,50})(?:[ \t=]{1,4}(\"[^\"]{0,300}\"|'[^']{0,300}'|[A-Za-z0-9_./:+@~%\[]"
+                      + r"[A-Za-z0-9_./:+@~%,=\[\]-]{0,300}|-\d" + _VAL + r"{0,30})(?=[\s\\]|$)|(?=\s{0,4}(?:-|\\|$)))")
 # DeepSpeed's config dump: "[config.py:1000:print]   train_micro_batch_size_per_gpu  2"
 _DS_CONFIG_PRINT = re.compile(r"\[config\.py:\d{1,6}:print\]\s{1,8}([A-Za-z_]\w{1,60})\s{1,4}\.{0,40}\s{0,4}(\S.{0,200}?)\s*$")
 _BANNERS = [

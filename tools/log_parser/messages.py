@@ -217,9 +217,14 @@ def _bytes_hit(kind: str, priority: int, message: str, pattern: re.Pattern) -> M
     return hit
 
 
+_CODE_STARTS = ("except ", "except(", "raise ", "if ", "elif ", "#", "return ", "print(", "logger.", "assert ")
+
+
 def detect(line: str, low: str) -> list[MemoryHit]:
     """Memory errors reported by one (cleaned) line. Cheap substring checks decide before any regex runs."""
     if "out of memory" in low or "outofmemory" in low:
+        if low.lstrip().startswith(_CODE_STARTS) and "tried to allocate" not in low:
+            return []  # a source line shown in a traceback ("except torch.cuda.OutOfMemoryError:"), not an error
         if "mps backend out of memory" in low:
             return [_parse_mps(line)]
         if "resource_exhausted" in low or "resource exhausted" in low or "xlaruntimeerror" in low:

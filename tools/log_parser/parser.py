@@ -4,6 +4,7 @@ evidence lists, no copy of the whole log."""
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Iterable, Iterator
 
@@ -21,6 +22,7 @@ MAX_MESSAGE = 4096     # characters of a joined message
 MAX_SIGNATURES = 64    # distinct memory errors remembered
 MAX_RELATED = 20
 _WRAP_MIN_WIDTH = 40   # a wrapped paste cuts lines at a fixed width; shorter lines are not wrapped
+_NEW_RECORD = re.compile(r"[\w.]{1,80}(?:Error|Exception|Interrupt|Warning)\b|Killed\b|\w{1,30} \| ")
 _FRAME_STARTS = ("File ", "Traceback", "During handling", "The above exception")
 
 
@@ -30,6 +32,7 @@ class _Pending:
     def __init__(self, kind: str, lineno: int, text: str, rank: int | None, width: int) -> None:
         self.kind, self.lineno, self.text, self.rank, self.width = kind, lineno, text, rank, width
         self.lines = 1
+        self.last_len = width  # a hard wrap fills every line but the last to the same width
 
 
 class _Occurrence:
@@ -71,6 +74,7 @@ class LogParser:
             if self._continues(line, rank):
                 self.pending.text = (self.pending.text + line.strip())[:MAX_MESSAGE]
                 self.pending.lines += 1
+                self.pending.last_len = len(line.rstrip())
                 if is_open(self.pending.text) and self.pending.lines < MAX_WRAP_LINES:
                     return
                 self._close_pending()
@@ -89,7 +93,7 @@ class LogParser:
             first = hits[0]
             if first.kind in ("cuda_oom", "hip_oom") and len(hits) == 1 and is_open(line) \
                     and len(raw.rstrip("\r\n")) >= _WRAP_MIN_WIDTH:
-                self.pending = _Pending(first.kind, lineno, line.strip(), rank, len(raw.rstrip("\r\n")))
+                self.pending = _Pending(first.kind, lineno, line.strip(), rank, len(line.rstrip()))
             else:
                 for hit in hits:
                     self._record(hit, lineno, rank)
@@ -112,8 +116,13 @@ class LogParser:
         stripped = line.strip()
         if not stripped or rank != p.rank or stripped.startswith(_FRAME_STARTS):
             return False
+        if abs(p.last_len - p.width) > 2:  # the previous line was short: the message ended there
+            return False
         head = stripped[:24].lower()
         if head[:1] == "[" or head[:4].isdigit() or "error" in head.split(":", 1)[0] and ":" in head:
+            return False
+        low = stripped.lower()
+        if "out of memory" in low or "traceback" in low or _NEW_RECORD.match(stripped):
             return False
         return True
 
