@@ -289,3 +289,16 @@ def test_a_failing_stage_is_answered_and_the_session_kept(tmp_path, index):
     assert state.request.gpu is None and state.diagnosis == first.diagnosis   # the failed turn changed nothing
     r = conv.handle("s", "I have 2x H100")
     assert r.diagnosis.setup.num_gpus == 2
+
+
+@pytest.mark.parametrize("lang_msg", ["I have 4x H100", "我有4张H100"])
+def test_every_suggestion_is_understood(conv, lang_msg):
+    from ask_oom.assistant.intents import parse_followup
+
+    conv.handle("s", lang_msg)
+    r = conv.handle("s", (KIMI / "train.log").read_text(), files=_kimi_files())
+    assert len(r.suggestions) >= 4
+    for suggestion in r.suggestions:
+        assert parse_followup(suggestion).name != "unknown", suggestion
+        follow = conv.handle("s", suggestion)
+        assert follow.intent != "unknown" and follow.intent != "error", (suggestion, follow.markdown[:200])
