@@ -17,7 +17,7 @@ from ask_oom.tools.labels import ROOT_CAUSES
 REPO = Path(__file__).resolve().parents[2]
 EXTRA = REPO / "evals" / "data" / "diagnosis_extra"
 KB_CASES = REPO / "kb" / "cases"
-SHARED_DEV_CASES = REPO.parent / "shared" / "dev-cases"
+SIBLING_SET = REPO / "evals" / "data" / "diagnosis"  # the benchmark's other own-cases folder
 
 TOP_KEYS = {"id", "source", "project", "title", "log", "environment", "model", "phase", "expected", "resolution",
             "confirmed"}
@@ -124,6 +124,12 @@ def test_no_case_comes_from_the_knowledge_base():
     """A held-out case whose thread is also a knowledge-base case would be retrieved as its own answer."""
     overlap = {_thread_key(_load(p)["source"]) for p in _case_files()} & _sources(KB_CASES)
     assert not overlap, f"threads also in kb/cases: {sorted(overlap)}"
+
+
+def test_no_case_duplicates_the_sibling_evaluation_set():
+    """The benchmark reads both folders; a thread in both would be counted twice."""
+    overlap = {_thread_key(_load(p)["source"]) for p in _case_files()} & _sources(SIBLING_SET)
+    assert not overlap, f"threads also in evals/data/diagnosis: {sorted(overlap)}"
 
 
 def test_no_case_duplicates_a_dev_case(shared_dir):
