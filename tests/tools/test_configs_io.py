@@ -234,3 +234,11 @@ def test_shell_flag_set_through_a_variable_edits_the_assignment():
     assert new.startswith('#!/bin/bash\nBS=4\nGA="4"\nOUT=out\n')       # the assignments, in their quoting
     assert "--per_device_train_batch_size $BS \\\n" in new
     assert "--output_dir o2 \\\n" in new and "--logging_dir $OUT/logs\n" in new   # $OUT is shared: edited in place
+
+
+def test_yaml_missing_sections_are_created_as_nested_blocks():
+    text = "compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_GPU\nnum_processes: 4  # four\n"
+    doc = load_config(text, "accelerate.yaml")
+    new, _ = apply_changes(doc, [ConfigChange(key="deepspeed_config.zero_stage", to_value=3),
+                                 ConfigChange(key="deepspeed_config.offload_optimizer_device", to_value="cpu")])
+    assert new == text + "deepspeed_config:\n  zero_stage: 3\n  offload_optimizer_device: cpu\n"

@@ -3,7 +3,6 @@ it names (inline dict, or a referenced file passed in `extra_files`)."""
 
 from __future__ import annotations
 
-import json
 import posixpath
 import re
 from typing import Any
@@ -222,8 +221,3 @@ def _attach_deepspeed(doc: ConfigDocument, extra_files: dict[str, str] | None) -
     index = parse_json(ds_text, key)
     doc.deepspeed = index.value
     doc.deepspeed_text = ds_text
-
-
-def dumps_settings(doc: ConfigDocument) -> str:
-    """Settings as JSON (for debugging and --json output)."""
-    return json.dumps(doc.settings, indent=2, default=str)

@@ -430,7 +430,3 @@ def _with_rewrite(plan: FixPlan, doc: ConfigDocument | None) -> FixPlan:
         diff += unified_diff(old_ds, new_ds, renamed if not old_ds and renamed else doc.deepspeed_name or "ds_config.json")
     plan.diff = diff
     return plan
-
-
-def describe(value: Any) -> str:
-    return "unset" if value is None else str(value)

@@ -93,6 +93,7 @@ def set_yaml_values(text: str, updates: dict[Path, Any], name: str = "config",
 
 
 def _insert_line(text: str, parent: MappingNode, key: str, literal: str, after: Iterable[str]) -> str:
+    """Insert `key: literal` (literal may carry nested lines) after a sibling, at the siblings' indent."""
     pairs = [(k, v) for k, v in parent.value if isinstance(k, ScalarNode)]
     if not pairs:
         raise InputError(f"cannot add {key}: its section is empty")
@@ -105,12 +106,14 @@ def _insert_line(text: str, parent: MappingNode, key: str, literal: str, after: 
         nl = text.find("\n", pos)
         pos = len(text) if nl < 0 else nl + 1
     prefix = "" if pos == 0 or text[pos - 1] == "\n" else "\n"
-    return text[:pos] + prefix + f"{indent}{key}: {literal}\n" + text[pos:]
+    first, *rest = literal.split("\n")
+    block = "\n".join(indent + line for line in [f"{key}:" + (f" {first}" if first else ""), *rest])
+    return text[:pos] + prefix + block + "\n" + text[pos:]
 
 
 def _insert_block(text: str, root: MappingNode, parent_path: Path, key: str, value: Any, name: str) -> str:
-    """Add `parent_path` (missing) as a nested block ending in key: value."""
-    existing = ()
+    """Add the missing mappings of `parent_path` as a nested block that ends in `key: value`."""
+    existing: Path = ()
     for i in range(len(parent_path), -1, -1):
         if _find_mapping(root, parent_path[:i]) is not None:
             existing = parent_path[:i]
@@ -119,16 +122,10 @@ def _insert_block(text: str, root: MappingNode, parent_path: Path, key: str, val
     pairs = [(k, v) for k, v in holder.value if isinstance(k, ScalarNode)]
     if not pairs:
         raise InputError(f"{name}: cannot add {'.'.join(parent_path + (key,))}")
-    step = 2
-    base = pairs[0][0].start_mark.column
-    lines = []
-    for depth, k in enumerate(parent_path[len(existing):] + (key,)):
-        is_leaf = depth == len(parent_path) - len(existing)
-        lines.append(" " * (base + depth * step) + f"{k}:" + (f" {render_scalar(value)}" if is_leaf else ""))
-    block = "\n".join(lines)
-    first, rest = block.split(":", 1)
-    first_key = first.strip()
-    literal_rest = rest  # the remaining nested lines after the first key
-    # reuse _insert_line for the first key, then splice the rest of the block under it
-    text = _insert_line(text, holder, first_key, "__ASK_OOM_BLOCK__", ())
-    return text.replace(f"{first_key}: __ASK_OOM_BLOCK__", f"{first_key}:{literal_rest}", 1)
+    missing = list(parent_path[len(existing):]) + [key]
+    # first missing key on the insertion line; each further level two spaces deeper
+    lines = [""]
+    for depth, k in enumerate(missing[1:], start=1):
+        is_leaf = depth == len(missing) - 1
+        lines.append("  " * depth + f"{k}:" + (f" {render_scalar(value)}" if is_leaf else ""))
+    return _insert_line(text, holder, missing[0], "\n".join(lines), ())
