@@ -14,7 +14,7 @@ from ..tools.configs.schema import ConfigChange, ConfigDocument, Constraints, Fi
 from ..tools.errors import InputError
 from ..tools.labels import ROOT_CAUSES, RootCause
 from ..tools.memory.schema import MemoryEstimate
-from ..tools.report import OOMReport
+from ..tools.report import Evidence, OOMReport
 from ..tools.training_setup import TrainingSetup
 from ..tools.units import format_bytes
 from .diagnosis import DiagnoseRequest, Diagnosis, Question, SimilarCase
@@ -38,11 +38,19 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
         report = report.model_copy(update={"truncated": True})
     if report.truncated:
         notes.append("the log was larger than the input limit: only its end was read")
+    described = _described(report, request.log_text)
+    if described is not None:
+        report = report.model_copy(update={
+            "kind": described.kind, "phase": described.phase or report.phase,
+            "evidence": [*report.evidence, Evidence(line=described.line, text=described.text, fact="described_oom")]})
+        notes.append(f"no error message in the text; diagnosing the memory error it describes (line {described.line})")
     doc = _load_config(request)
     setup = assemble_setup(report, doc, request)
     estimate = _estimate(setup, notes)
     hits = _retrieve(report, setup, index, settings, mode, notes)
     trend = memory_trend(request.log_text) if report.is_memory_error else None
+    if trend is not None and described is not None and described.growth_text and not trend.growing:
+        trend = trend.model_copy(update={"growing": True, "said": described.growth_text})
     causes = rank_root_causes(report, setup, estimate, hits, trend=trend)
     refined = _refine_attention(setup, causes)
     if refined is not None:  # the evidence says eager attention ran: size it, then rank again with that estimate
@@ -119,6 +127,15 @@ def _retrieve(report: OOMReport, setup: TrainingSetup, index: Any, settings: Any
             raise
         notes.append(f"similar cases unavailable ({type(exc).__name__}: {exc})")
         return []
+
+
+def _described(report: OOMReport, text: str):
+    """A memory error stated in words, used only when the parser found no error and no other signal at all."""
+    if report.kind != "not_oom" or report.exit_signal or report.related_errors:
+        return None
+    from ..tools.described_oom import described_oom
+
+    return described_oom(text)
 
 
 def _refine_attention(setup: TrainingSetup, causes: list[RootCause]) -> TrainingSetup | None:

@@ -43,10 +43,11 @@ class MemoryTrend(BaseModel):
     growing: bool = False
     steps_done: int | None = Field(default=None, description="last progress step printed before the failure")
     total_steps: int | None = None
+    said: str | None = Field(default=None, description="the user's own words that memory grows, when no readings show it")
 
     def describe(self) -> str:
         if not self.readings:
-            return ""
+            return f"the report says: \"{self.said}\"" if self.said else ""
         first, last = self.readings[0], self.readings[-1]
         at = lambda r: f"step {r.step}" if r.step is not None else f"line {r.line}"  # noqa: E731
         return (f"memory went from {format_bytes(first.bytes)} ({at(first)}) to {format_bytes(last.bytes)} ({at(last)}) "

@@ -488,9 +488,12 @@ def _activation_drivers(setup: TrainingSetup, estimate: MemoryEstimate, budget: 
 
 
 def _over_time(trend: MemoryTrend, s: _Scores) -> None:
-    if trend.growing:
+    if trend.growing and trend.readings:
         s.add("memory_growth", 7, f"{trend.describe()}: +{format_bytes(trend.growth_bytes)} while training, "
                                   "so something stays alive or grows from step to step")
+    elif trend.growing:
+        s.add("memory_growth", 4, f"{trend.describe()}: memory that grows over time points at something kept alive "
+                                  "or growing shapes")
     done = trend.steps_done
     if done is not None and done >= 50:
         where = f"{done} of {trend.total_steps} steps" if trend.total_steps else f"{done} steps"

@@ -1,0 +1,30 @@
+"""A memory error told in words (English or Chinese) is read as such, GPU vs host, with growth and phase hints."""
+
+from __future__ import annotations
+
+from ask_oom.tools.described_oom import described_oom
+
+
+def test_english_gpu_oom_in_words():
+    d = described_oom("i have 2 * v100-16G\nthen i got OOM on each gpu: allocate 372Mib but 367.12 left\n")
+    assert d is not None and d.kind == "cuda_oom" and d.line == 2
+
+
+def test_chinese_growth_until_oom():
+    d = described_oom("使用的是这个命令，其中一张显卡的显存会无限增加直到out of memory\n")
+    assert d is not None and d.kind == "cuda_oom" and d.growth_line == 1
+
+
+def test_host_ram_in_chinese():
+    d = described_oom("前面一段内存大约180g，后面直接超过256，训了几个steps\n")
+    assert d is not None and d.kind == "host_oom"
+
+
+def test_evaluation_phase_hint():
+    d = described_oom("Training is fine but during evaluation I get CUDA out of memory\n")
+    assert d is not None and d.phase == "evaluation"
+
+
+def test_no_memory_words_is_none():
+    assert described_oom("NCCL watchdog timeout while saving the checkpoint\n") is None
+    assert described_oom("") is None

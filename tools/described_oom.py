@@ -1,0 +1,63 @@
+"""A memory error described in words instead of pasted: "I got OOM on each GPU", "显存会无限增加直到out of memory".
+
+Users often paste a sentence, not a traceback. When the log parser finds no error message, this reads the text for
+a stated memory failure (GPU or host, English or Chinese), what the run was doing, and whether memory was said to
+grow, so the agent can diagnose what was described instead of answering "no memory error". Linear, bounded.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel
+
+MAX_SCAN = 2 * 1024 * 1024  # a description is short; read at most its first 2 MiB
+
+_GPU = re.compile(r"\b(?:CUDA\s{0,2})?OOM\b|out[ -]of[ -]memory|显存(?:不足|溢出|不够|爆|占满|炸)|爆显存|VRAM", re.IGNORECASE)
+_HOST = re.compile(r"(?<!显)内存.{0,20}(?:不足|占满|爆|溢出|不够|超过|满了)|\b(?:host|CPU|system)\s{0,2}(?:RAM|memory)\b|\bRAM\b.{0,40}\b(?:full|exhausted)\b"
+                   r"|oom[- ]killer|Cannot allocate memory", re.IGNORECASE)
+_GROWTH = re.compile(r"\bkeeps?\s{0,2}(?:increasing|growing|rising)|\b(?:increas|grow)\w{0,4}\s{0,2}(?:from|over|steadily|gradually|until|each|every)"
+                     r"|memory leak|不断(?:增加|增长|上涨)|持续(?:增加|增长|上涨)|逐渐(?:增加|增长)|无限增加|一直(?:增加|涨)|越来越(?:大|多)",
+                     re.IGNORECASE)
+_PHASES: list[tuple[str, re.Pattern]] = [
+    ("evaluation", re.compile(r"\b(?:evaluat\w{0,4}|eval|predict\w{0,4})\b|评估|验证集|预测", re.IGNORECASE)),
+    ("lora_merge", re.compile(r"\bmerg\w{0,3}\b|合并", re.IGNORECASE)),
+    ("generation", re.compile(r"\b(?:inference|generat\w{0,4}|vllm|serving)\b|推理", re.IGNORECASE)),
+    ("model_loading", re.compile(r"\b(?:loading|load)\s{0,2}(?:the\s{0,2})?(?:model|weights|checkpoint)|加载", re.IGNORECASE)),
+]
+
+
+class DescribedOOM(BaseModel):
+    """What a prose description says about a memory failure."""
+
+    kind: str  # cuda_oom | host_oom (OOMReport kinds)
+    line: int
+    text: str
+    phase: str | None = None
+    growth_line: int | None = None
+    growth_text: str | None = None
+
+
+def described_oom(text: str) -> DescribedOOM | None:
+    """The memory failure a text describes in words, or None when it describes none."""
+    gpu = host = growth = None
+    phase: str | None = None
+    for lineno, line in enumerate(text[:MAX_SCAN].splitlines(), start=1):
+        line = line[:2000]
+        if gpu is None and _GPU.search(line):
+            gpu = (lineno, line.strip())
+        if host is None and _HOST.search(line):
+            host = (lineno, line.strip())
+        if growth is None and _GROWTH.search(line):
+            growth = (lineno, line.strip())
+        if phase is None:
+            phase = next((name for name, pat in _PHASES if pat.search(line)), None)
+    if gpu is None and host is None:
+        return None
+    gpu_words = re.search(r"GPU|CUDA|VRAM|显存|显卡", text[:MAX_SCAN], re.IGNORECASE)
+    if host is not None and (gpu is None or not gpu_words):
+        kind, (line, said) = "host_oom", host
+    else:
+        kind, (line, said) = "cuda_oom", gpu or host
+    return DescribedOOM(kind=kind, line=line, text=said[:300], phase=phase,
+                        growth_line=growth[0] if growth else None, growth_text=growth[1][:300] if growth else None)
