@@ -31,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpu-memory", type=float, metavar="GiB", help="GPU memory in GiB (overrides the catalogue)")
     p.add_argument("--gpus", type=int, metavar="N", help="data-parallel GPUs in all (ZeRO shards over them)")
     p.add_argument("--nodes", type=int, metavar="N", help="number of nodes (host RAM is per node)")
+    p.add_argument("--host-ram", type=float, metavar="GiB", help="host RAM per node in GiB (host verdict for offload)")
     p.add_argument("--method", choices=_METHODS, help="fine-tuning method")
     p.add_argument("--lora-rank", type=int, metavar="R", help="LoRA rank")
     p.add_argument("--quantization-bit", type=int, choices=(4, 8), help="QLoRA bits")
@@ -72,7 +73,8 @@ def build_setup(args: argparse.Namespace):
                            ("--micro-batch", args.micro_batch, 1 << 20), ("--eval-batch", args.eval_batch, 1 << 20),
                            ("--seq-len", args.seq_len, 1 << 24), ("--lora-rank", args.lora_rank, 65536),
                            ("--gpu-memory", args.gpu_memory, 4096), ("--images", args.images, 4096),
-                           ("--image-max-pixels", args.image_max_pixels, 1 << 30)):
+                           ("--image-max-pixels", args.image_max_pixels, 1 << 30),
+                           ("--host-ram", args.host_ram, 1 << 20)):
         _positive(name, v, upper)
     if not (0 < args.margin <= 1):
         raise UserError("--margin must be in (0, 1]")
@@ -105,6 +107,8 @@ def build_setup(args: argparse.Namespace):
     for field, value in flags.items():
         if value is not None:
             setup = user(setup, field, value, "--" + field.replace("_", "-"))
+    if args.host_ram:
+        setup = user(setup, "host_ram_bytes", int(args.host_ram * 2**30), "--host-ram")
     if args.train_vision:
         setup = user(setup, "freeze_vision_tower", False, "--train-vision")
     if args.offload is not None:
@@ -156,7 +160,9 @@ def render_markdown(est, setup) -> str:
         lines.append(f"| {c.name} | {format_bytes(c.bytes)} | {100 * c.bytes / max(est.peak_bytes, 1):.1f}% |")
     lines.append("")
     if est.host_bytes:
-        lines.append(f"Host RAM for offloaded states: {format_bytes(est.host_bytes)} per node.")
+        parts = ", ".join(f"{k} {format_bytes(v)}" for k, v in est.host_breakdown.items() if v)
+        verdict = "" if est.host_fits is None else (" (fits the host)" if est.host_fits else " (**does NOT fit the host**)")
+        lines.append(f"Host RAM per node: {format_bytes(est.host_bytes)} ({parts}){verdict}.")
     if est.fits is not None:
         verdict = "fits" if est.fits else "does NOT fit"
         lines.append(f"On {est.gpu_name} ({format_bytes(est.gpu_bytes)}, {format_bytes(est.budget_bytes)} usable after "

@@ -87,3 +87,9 @@ def test_bad_input_is_one_line_exit_2(args, needle):
     assert p.returncode == 2
     assert needle in p.stderr and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_host_verdict_flag():
+    p = run_cli("--model", "Qwen2.5-32B-Instruct", "--method", "full", "--zero", "3", "--gpus", "8", "--offload", "all",
+                "--gpu-memory", "96", "--host-ram", "744")
+    assert "does NOT fit the host" in p.stdout

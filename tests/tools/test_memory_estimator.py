@@ -236,7 +236,9 @@ def test_host_offload_uses_deepspeed_buffer_factor():
     est = estimate_memory(s)
     n = est.n_params
     # 12 B optimizer state + 4 B fp32 grads + 2 B params per parameter on the host, x1.5 pinned buffers
-    assert est.host_bytes == pytest.approx(18 * n * 1.5, rel=0.01)
+    assert est.host_breakdown["offload"] == pytest.approx(18 * n * 1.5, rel=0.01)
+    assert est.host_breakdown["loading"] == 8 * 5 * 10**9  # 8 ranks, one 5 GB shard each while loading
+    assert est.host_bytes == sum(est.host_breakdown.values())
     assert est.host_fits is False  # the 32B seed case: 744 GB of host RAM is not enough
 
 

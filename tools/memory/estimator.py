@@ -42,6 +42,8 @@ ZERO3_MAX_LIVE = 1_000_000_000
 ZERO_BUCKET = 500_000_000
 # DeepSpeed estimate_zero{2,3}_model_states_mem_needs: additional_buffer_factor for host (pinned) memory.
 HOST_BUFFER_FACTOR = 1.5
+# huggingface_hub / transformers save_pretrained default max_shard_size ("5GB").
+LOAD_SHARD_BYTES = 5 * 10**9
 # cuBLAS/cuBLASLt workspaces come from PyTorch's caching allocator (torch >= 2.3) on every GPU.
 CUBLAS_WORKSPACE = 32 * 1024 * 1024
 
@@ -60,6 +62,7 @@ class _Plan:
     zero_gathered: int
     ddp_buckets: int
     host: int
+    host_parts: dict[str, int]
     policy: ActPolicy
     autocast_weight_copies: int  # bf16 copies of fp32 weights that autocast makes (all weights run through Linear)
     lm_head_copy: int  # autocast copy of the lm_head weight, saved for backward even with checkpointing
@@ -205,9 +208,15 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
     )
     copies = int(n_trainable * 2) if autocast_fp32 else 0  # autocast's bf16 weight cache (torch.autocast docs)
     lm_head_copy = (pc.lm_head or pc.embedding) * 2 if autocast_fp32 else 0
+    # loading: from_pretrained reads safetensors shard by shard (max_shard_size 5GB on the Hub), each rank
+    # of a node holding about one shard at a time; ZeRO-3 zero.Init partitions as it loads
+    ranks = max(1, N // max(1, setup.num_nodes))
+    loading = ranks * min(pc.total * half, LOAD_SHARD_BYTES)
+    host_parts = {"offload": host, "loading": loading}
+    host = host + loading
     return _Plan(pc=pc, n_trainable=n_trainable, weights=weights, gradients=gradients,
                  optimizer_states=optimizer_states, master_weights=master, optimizer_temporaries=temps,
-                 zero_gathered=gathered, ddp_buckets=ddp_buckets, host=host, policy=policy, autocast_weight_copies=copies,
+                 zero_gathered=gathered, ddp_buckets=ddp_buckets, host=host, host_parts=host_parts, policy=policy, autocast_weight_copies=copies,
                  lm_head_copy=lm_head_copy, vision_trainable=vision_trainable, trainable_layers=trainable_layers,
                  notes=notes)
 
@@ -260,11 +269,11 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
         logits_fwd = units["forward"] * T * V if not setup.liger_kernel else liger_loss_bytes(arch, T, False) // 2
         frozen = ActPolicy(False, False, {}, p.act_bytes, p.eager_attention)
         one_layer = T * layer_activation_bytes(arch, frozen, moe=bool(moe_layer_indices(arch)))
-        one_layer += attention_score_bytes(arch, p, batch, seq)
         ev = dict(state)
         ev.update(activations=T * h * 4, logits_and_loss=logits_fwd)
         layer = dict(state)
-        layer.update(activations=one_layer, vision_activations=vis_transient)
+        layer.update(activations=one_layer, attention_scores=attention_score_bytes(arch, p, batch, seq),
+                     vision_activations=vis_transient)
         return {"evaluation": ev, "evaluation_layer": layer}
 
     moe_idx = set(moe_layer_indices(arch))
@@ -275,15 +284,17 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
     # (LLaMA-Factory/PEFT call enable_input_require_grads with gradient checkpointing)
     first_trainable = 0 if setup.gradient_checkpointing else L - plan.trainable_layers
     stored_layers = [(i in moe_idx) for i in range(first_trainable, L)]
-    full_layer = T * max(per_tok_moe if n_moe else 0, per_tok_dense) + attention_score_bytes(arch, p, batch, seq)
+    layer_scores = attention_score_bytes(arch, p, batch, seq)
+    full_layer = T * max(per_tok_moe if n_moe else 0, per_tok_dense)
     if setup.gradient_checkpointing:
         # torch.utils.checkpoint (non-reentrant): each layer keeps only its input hidden states
         resid_b = 4 if (p.autocast_fp32_weights or p.act_bytes == 4) else 2
         acts = len(stored_layers) * T * h * resid_b + T * final_norm_bytes(arch, p)
         recompute = full_layer
+        scores = layer_scores  # only the layer being recomputed holds its probabilities
     else:
         acts = model_activation_bytes(arch, p, T, first_layer=first_trainable)
-        acts += len(stored_layers) * attention_score_bytes(arch, p, batch, seq)
+        scores = len(stored_layers) * layer_scores
         recompute = 0
     lm_head_trainable = p.weights_trainable
     if setup.liger_kernel:
@@ -300,17 +311,20 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
     weight_copies_saved = (plan.autocast_weight_copies if not setup.gradient_checkpointing else plan.lm_head_copy)
 
     fwd = dict(state)
-    fwd.update(activations=acts, logits_and_loss=loss_fwd, vision_activations=vis_act + vis_transient,
+    fwd.update(activations=acts, attention_scores=0 if setup.gradient_checkpointing else scores,
+               logits_and_loss=loss_fwd, vision_activations=vis_act + vis_transient,
                autocast_weight_copies=plan.autocast_weight_copies)
     bwd = dict(state)
-    bwd.update(activations=acts, logits_and_loss=loss_bwd, vision_activations=vis_act,
+    bwd.update(activations=acts, attention_scores=0 if setup.gradient_checkpointing else scores,
+               logits_and_loss=loss_bwd, vision_activations=vis_act,
                autocast_weight_copies=weight_copies_saved)
     # late backward: gradients almost all accumulated, one checkpointed layer recomputed and differentiated
     late = dict(state)
     # a layer's backward holds its saved tensors plus ~3 gradient tensors of MLP width (d down-input, d act, d up)
     mlp_width = max(arch.intermediate_size, arch.num_experts_per_tok * (arch.moe_intermediate_size or 0))
     grad_transient = 3 * T * mlp_width * p.act_bytes
-    late.update(gradients=plan.gradients, activations=acts + recompute + grad_transient, logits_and_loss=retained,
+    late.update(gradients=plan.gradients, activations=acts + recompute + grad_transient, attention_scores=scores,
+                logits_and_loss=retained,
                 vision_activations=vis_act)
     step = dict(state)
     step.update(gradients=plan.gradients, optimizer_temporaries=plan.optimizer_temporaries,
@@ -346,6 +360,7 @@ _FORMULAS = {
     "gradients": "trainable parameters x grad dtype (fp32 for fp32 params; /N under ZeRO-2/3)",
     "optimizer_states": "AdamW: 2 moments per trainable parameter (ZeRO paper); 8-bit: 2 B; /N under ZeRO",
     "master_weights": "DeepSpeed bf16/fp16: fp32 master copy, 4 B per trainable parameter (/N under ZeRO)",
+    "attention_scores": "eager attention: fp32 softmax + bf16 copy, 6 B x b x heads x s^2 per stored layer",
     "activations": "per layer per token saved tensors (Korthikanti et al. 2022, adapted) x layers x tokens",
     "logits_and_loss": "bf16 logits + fp32 upcast + log_softmax + grads: 10 (forward) / 14 (backward) B x b x s x V",
     "optimizer_temporaries": "foreach AdamW: sqrt(exp_avg_sq) for all params of a group at once",
@@ -385,7 +400,7 @@ def estimate_memory(setup: TrainingSetup, *, mode: Mode = "train", margin: float
     est = MemoryEstimate(
         peak_bytes=int(peak), peak_phase=peak_phase, breakdown=MemoryBreakdown(components=components),
         n_params=plan.pc.total, n_trainable=plan.n_trainable, host_bytes=int(plan.host),
-        cuda_context_bytes=CUDA_CONTEXT_BYTES, notes=notes,
+        cuda_context_bytes=CUDA_CONTEXT_BYTES, notes=notes, host_breakdown=plan.host_parts,
     )
     if setup.host_ram_bytes:
         est.host_fits = plan.host <= setup.host_ram_bytes
@@ -395,6 +410,7 @@ def estimate_memory(setup: TrainingSetup, *, mode: Mode = "train", margin: float
         est.gpu_name = setup.gpu.name
         est.gpu_bytes = cap
         est.budget_bytes = budget
+        est.allocator_reserve_bytes = cap - int(cap * margin)
         est.fits = peak <= budget
         est.headroom_bytes = budget - int(peak)
         est.max_micro_batch = _max_int(lambda b: _peak_bytes(setup, plan, mode, b, setup.seq_len) <= budget, 4096)

@@ -53,3 +53,6 @@ class MemoryEstimate(BaseModel):
     max_micro_batch: int | None = Field(default=None, description="largest micro-batch that fits the budget at this seq_len")
     max_seq_len: int | None = Field(default=None, description="largest seq_len that fits the budget at this micro-batch")
     notes: list[str] = Field(default_factory=list, description="assumptions and caveats the calculator made")
+    host_breakdown: dict[str, int] = Field(default_factory=dict, description="host RAM per node by purpose (offload, loading)")
+    allocator_reserve_bytes: int | None = Field(
+        default=None, description="capacity x (1 - margin): left free for allocator fragmentation and non-PyTorch memory")
