@@ -42,10 +42,10 @@ def _read_inputs(args: argparse.Namespace):
     `llamafactory-cli train` script runs, and a DeepSpeed file the config names, are read from beside it
     when they were not passed (a named DeepSpeed file found nowhere is a one-line error). Every path read
     is kept in args.config_paths_read so --write never overwrites one."""
-    from ..tools.configs.documents import _find_file, deepspeed_reference, detect_format, load_config
+    from ..tools.configs.documents import _find_file, deepspeed_reference, load_config
 
     configs = [(c, read_config_text(c)) for c in args.config]
-    main = next(((p, t) for p, t in configs if not (detect_format(t, p) == "json" and "zero_optimization" in t)), configs[0])
+    main = next(((p, t) for p, t in configs if not _is_deepspeed_file(p, t)), configs[0])
     extra = {p: t for p, t in configs if p != main[0]}
     read = [p for p, _ in configs]
     name = Path(main[0]).name
@@ -70,6 +70,14 @@ def _read_inputs(args: argparse.Namespace):
             read.append(str(path))
     args.config_paths_read = read
     return load_config(main[1], name, extra)     # strict: a named DeepSpeed file must be among these
+
+
+def _is_deepspeed_file(path: str, text: str) -> bool:
+    from ..tools.configs.documents import detect_format, load_config
+
+    if detect_format(text, path) != "json":
+        return False
+    return load_config(text, Path(path).name).format == "deepspeed_json"
 
 
 def _beside(ref: str, main_path: str) -> Path | None:

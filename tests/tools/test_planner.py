@@ -216,3 +216,22 @@ def test_accelerate_config_gets_zero_and_plans_work_without_a_document():
     assert bare.fits and bare.fixed_config is None
     assert {c.key for c in bare.changes if c.key} <= {"zero_optimization.stage", "zero_optimization.offload_optimizer",
                                                       "zero_optimization.offload_param"}
+
+
+def test_trl_script_gets_attention_and_checkpointing_edited_in_place():
+    text = ("#!/bin/bash\naccelerate launch --num_processes 1 trl/scripts/sft.py \\\n    --model_name_or_path Qwen/Qwen2.5-1.5B \\\n"
+            "    --attn_implementation eager \\\n    --max_seq_length 8192 \\\n    --per_device_train_batch_size 4 \\\n"
+            "    --gradient_accumulation_steps 4 \\\n    --bf16 \\\n    --use_peft \\\n    --output_dir out\n")
+    doc = load_config(text, "sft.sh")
+    setup = apply_config_to_setup(doc, TrainingSetup()).model_copy(update={"gpu": lookup_gpu("4090")})
+    assert setup.method == "lora" and setup.attn_implementation == "eager" and not setup.gradient_checkpointing
+    assert setup.num_gpus == 1 and setup.seq_len == 8192
+    causes = [RootCause(label="eager_attention", score=0.8), RootCause(label="no_gradient_checkpointing", score=0.6)]
+    plan = plan_fixes(setup, doc, causes, Constraints())
+    keys = {c.key: c.to_value for c in plan.changes if c.key}
+    assert plan.fits and keys["attn_implementation"] == "flash_attention_2"
+    assert "    --attn_implementation flash_attention_2 \\\n" in plan.fixed_config
+    again = load_config(plan.fixed_config, "sft.sh")
+    assert again.settings["output_dir"] == "out" and again.launcher["program"] == "accelerate"
+    if "gradient_checkpointing" in keys:
+        assert again.settings["gradient_checkpointing"] is True

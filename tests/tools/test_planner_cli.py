@@ -43,8 +43,9 @@ def test_fix_markdown_and_write(capsys, tmp_path):
     assert out.startswith("# Fixed: the changed config fits")
     assert "## Changes" in out and "`flash_attn`" in out and "```diff" in out
     assert out_path.read_text().count("flash_attn: fa2") == 1
-    # the DeepSpeed file beside the config was found without being passed
-    assert "DeepSpeed file" not in out or "not given" not in out
+    # the DeepSpeed file beside the config was read without being passed (its stage is not guessed from the name)
+    assert "inferred from its name" not in out
+    assert "8 x GPU (94.50 GiB)" in out
 
 
 def test_fix_without_log_uses_the_calculator_breakdown(capsys):
