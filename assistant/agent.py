@@ -21,6 +21,7 @@ from .diagnosis import DiagnoseRequest, Diagnosis, Question, SimilarCase
 
 SIMILAR_K = 5          # cases retrieved; the top ones also lend their fixes to the planner as hints
 HINT_CASES = 3
+PLAN_MIN_SCORE = 0.2   # causes below this score are listed as alternatives but get no fix of their own
 RETRIEVAL_MODE = os.environ.get("ASK_OOM_RETRIEVAL_MODE", "fast")  # fast: no torch / embeddings on the CLI path
 
 
@@ -171,8 +172,10 @@ def _plan(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[RootCau
         margin=getattr(settings, "gpu_margin", None) or Constraints().margin,
         observed_peak_bytes=observed_peak,
     )
+    # Hunches (weak causes, e.g. only a similar case's label) are shown to the user but do not drive the plan.
+    planned = [c for i, c in enumerate(causes) if i == 0 or c.score >= PLAN_MIN_SCORE]
     try:
-        return plan_fixes(setup, doc, causes, constraints, hints=_hints(hits))
+        return plan_fixes(setup, doc, planned, constraints, hints=_hints(hits))
     except InputError as exc:
         notes.append(f"no fix plan: {exc}")
         return None

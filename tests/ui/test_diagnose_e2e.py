@@ -119,3 +119,12 @@ def test_write_fixed_writes_the_users_file_fixed(tmp_path):
     assert proc.returncode == 0, proc.stderr.decode()
     text = target.read_text(encoding="utf-8")
     assert "--bits 4" in text and "--model_name_or_path 'models/llama2-13b-chat'" in text
+
+
+def test_the_readme_example_runs_from_the_bundled_files():
+    repo = SEEDS.parents[2]
+    proc = run_cli(["diagnose", "ui/examples/moe-llava-phi2.log", "--config", "ui/examples/moe-llava-phi2.sh"], cwd=repo)
+    assert proc.returncode == 0, proc.stderr.decode()
+    text = proc.stdout.decode()
+    assert "batch_too_large" in text and "## Fixed config" in text
+    assert "--per_device_train_batch_size 4" in text and "--gradient_accumulation_steps 4" in text
