@@ -127,3 +127,38 @@ def test_eager_attention_keeps_the_probabilities():
     policy = ActPolicy(True, False, {}, 2, True)
     predicted = model_activation_bytes(arch, policy, B * S) + arch.num_layers * attention_score_bytes(arch, policy, B, S)
     assert predicted == pytest.approx(measured, rel=0.08)
+
+
+def test_trainable_vision_tower_activations_match_autograd():
+    """Qwen2.5-VL tower (RMSNorm, gated MLP, windowed attention) trained: bytes per patch per block."""
+    from ask_oom.tools.memory.activations import vision_block_bytes
+
+    cfg = {"model_type": "qwen2_5_vl",
+           "text_config": {"hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 1, "num_attention_heads": 4,
+                           "num_key_value_heads": 2, "vocab_size": 512,
+                           "rope_scaling": {"type": "mrope", "mrope_section": [8, 12, 12]}},
+           "vision_config": {"depth": 4, "hidden_size": 512, "intermediate_size": 1024, "num_heads": 8,
+                             "out_hidden_size": 256, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
+                             "window_size": 112, "fullatt_block_indexes": [3]}}
+    config = transformers.AutoConfig.for_model(**cfg)
+    config._attn_implementation = "sdpa"
+    config.vision_config._attn_implementation = "sdpa"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = transformers.AutoModelForImageTextToText.from_config(config).to(torch.bfloat16)
+    model.train()
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        if t.untyped_storage().data_ptr() not in params:
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    patches = 16 * 16  # one 224 x 224 image
+    pixels = torch.randn(patches, 3 * 2 * 14 * 14, dtype=torch.bfloat16)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model.model.visual(pixels, grid_thw=torch.tensor([[1, 16, 16]]))
+    measured_per_patch_block = sum(seen.values()) / patches / 4
+    predicted = vision_block_bytes(load_model_arch(cfg).vision, True)
+    assert predicted == pytest.approx(measured_per_patch_block, rel=0.08)

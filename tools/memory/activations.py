@@ -217,11 +217,24 @@ def vision_tokens(v: VisionArch, image_max_pixels: int | None, images: int, vide
 
 
 def vision_block_bytes(v: VisionArch, trainable: bool, a: int = 2) -> int:
-    """Per-patch bytes one ViT block saves when the tower trains (LayerNorm/RMSNorm, fused qkv, MLP)."""
+    """Per-patch bytes one ViT block saves when the tower trains (measured on transformers' towers on CPU).
+
+    Norms: RMSNorm (Qwen2.5-VL) keeps fp32 input + normalized + output (8h), LayerNorm (CLIP, SigLIP,
+    Qwen2-VL) input + output (4h); attention keeps q, k (after RoPE), the fused qkv output, the output
+    and o-proj's input (14h; windowed attention copies q/k/v/out per window: +4h); gated MLP 4 x i,
+    plain MLP fc1 out, the activation's saved tensors and fc2's input.
+    """
+    if not trainable:
+        return 0
     h, i = v.hidden_size, v.intermediate_size
-    mlp = (4 * a * i) if v.gated_mlp else (2 * a * i)
-    # norm1 input+output, qkv out (3h), attention out, proj in, norm2 input+output, MLP (Korthikanti sec. 4.1)
-    return a * (2 * h + 3 * h + h + h + 2 * h) + mlp if trainable else 0
+    norm = 8 * h if v.kind == "qwen2_5_vl" else 4 * h
+    attn = 14 * h + (4 * h if v.window_attention else 0)
+    if v.gated_mlp:
+        mlp = 4 * a * i
+    else:
+        act_saves = 2 if v.kind == "clip" else 1  # CLIP quick_gelu is x * sigmoid(1.702 x): x and the sigmoid
+        mlp = a * i * (2 + act_saves)
+    return 2 * norm + attn + mlp
 
 
 def vision_transient_bytes(v: VisionArch, patches_per_image: int, images: int, eager: bool, a: int = 2) -> int:
