@@ -368,3 +368,18 @@ def test_wrapped_message_stops_at_the_short_last_fragment():
 def test_prose_around_flags_is_not_a_value():
     r = parse_log("我加了 --bits 4参数尝试进行量化 and --lora_target q_proj,v_proj \\\n")
     assert "bits" not in r.training_args and r.training_args["lora_target"].value == "q_proj,v_proj"
+
+
+def test_error_first_then_its_traceback():
+    text = (OLD + "\nTraceback (most recent call last):\n  File \"t.py\", line 9, in <module>\n    trainer.train()\n"
+            "  File \"/x/torch/optim/adamw.py\", line 5, in _multi_tensor_adamw\n    exp_avg.lerp_(grad, 1 - beta1)\n"
+            "torch.cuda.OutOfMemoryError: CUDA out of memory.\n")
+    r = parse_log(text)
+    assert r.phase == "optimizer_step" and r.operation == "optimizer"
+
+
+def test_phase_from_surrounding_lines_when_frames_say_nothing():
+    text = ("Loading checkpoint shards:  40%|####      | 2/5 [00:31<00:47]\nTraceback (most recent call last):\n"
+            "  File \"/usr/bin/torchrun\", line 8, in <module>\n    sys.exit(main())\nKilled\n")
+    r = parse_log(text)
+    assert r.kind == "host_oom" and r.phase == "model_loading"

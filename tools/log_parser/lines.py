@@ -21,6 +21,8 @@ _RANK_BRACKET = re.compile(r"^\[(?:rank|default|Rank\s?)(\d{1,5})\]:\s?")
 _RANK_NUMBER = re.compile(r"^(\d{1,4}): ")
 _HOST_PREFIX = re.compile(
     r"^(?:localhost|(?:worker|node|host|gpu|compute|machine)[\w.-]{0,30}|[A-Za-z][\w.]{0,40}-\d{1,4}): (?=\S)")
+# log collectors (kubectl --timestamps, cloud consoles, CI): "16:49:33.630 " / "2024-05-21T10:00:00.123456Z "
+_COLLECTOR_TIME = re.compile(r"^(?:\d{4}-\d{2}-\d{2}T)?\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})? ")
 # Ray workers: "(RayWorkerWrapper pid=123, ip=10.0.0.1) "
 _RAY_PREFIX = re.compile(r"^\([\w.-]{1,60} pid=\d{1,10}(?:, ip=[\d.]{1,40})?\)\s?")
 
@@ -114,6 +116,10 @@ def clean_line(raw: str) -> tuple[str, int | None]:
     elif line.endswith("```"):
         line = line.rstrip("`")
     rank = None
+    if line[2:3] == ":" or line[4:5] == "-" and line[10:11] == "T":
+        m = _COLLECTOR_TIME.match(line)
+        if m:
+            line = line[m.end():]
     if line[:1] == "(" and " pid=" in line[:80]:
         line = _RAY_PREFIX.sub("", line, count=1)
     if line[:1] == "[" and line[1:2] in "rdR":

@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 
 from ..report import Evidence, GPUSeen, OOMReport, OtherProcess, RelatedError
-from .context import find_operation, find_phase
+from .context import find_context_phase, find_operation, find_phase
 from .facts import FactCollector
 from .lines import clean_line, iter_byte_lines, iter_text_lines
 from .messages import MemoryHit, detect, exit_signal, is_open, parse_torch_message
@@ -21,6 +21,7 @@ MAX_WRAP_LINES = 12    # continuation lines joined to a wrapped OOM message
 MAX_MESSAGE = 4096     # characters of a joined message
 MAX_SIGNATURES = 64    # distinct memory errors remembered
 MAX_RELATED = 20
+CONTEXT_LINES = 20     # log lines before an error that may say what the run was doing
 _WRAP_MIN_WIDTH = 40   # a wrapped paste cuts lines at a fixed width; shorter lines are not wrapped
 _NEW_RECORD = re.compile(r"[\w.]{1,80}(?:Error|Exception|Interrupt|Warning)\b|Killed\b|\w{1,30} \| ")
 _FRAME_STARTS = ("File ", "Traceback", "During handling", "The above exception")
@@ -37,9 +38,30 @@ class _Pending:
 
 class _Occurrence:
     def __init__(self, hit: MemoryHit, lineno: int, rank: int | None, window: list[tuple[int, str]]) -> None:
-        self.hit, self.lineno, self.window = hit, lineno, window
+        self.hit, self.lineno, self.rank = hit, lineno, rank
+        self.context = window                            # recent lines of this rank (surrounding log lines)
+        window = _traceback_window(window, lineno)      # the traceback that ends at the error
+        self.window = window
         self.ranks: set[int] = set() if rank is None else {rank}
         self.count = 1
+        # Pastes often put the error line first and its traceback after it; with no frames before the error,
+        # the traceback that follows (if one starts within 2 lines) is read instead.
+        self.follow = 0 if any(t.lstrip().startswith("File ") for _, t in window) else WINDOW
+        self.after: list[tuple[int, str]] = []
+
+    def follow_line(self, lineno: int, line: str) -> None:
+        stripped = line.lstrip()
+        if not self.after:
+            if "Traceback (most recent call last)" in line:
+                self.after.append((lineno, line))
+            elif lineno - self.lineno >= 2:
+                self.follow = 0
+            return
+        if stripped.startswith(("File ", "^", "~")) or line[:1].isspace():
+            self.after.append((lineno, line))
+            self.follow -= 1
+        else:
+            self.follow = 0  # the traceback ended (its exception line)
 
 
 class LogParser:
@@ -56,6 +78,7 @@ class LogParser:
         self.signals: list[tuple[str, int, str]] = []
         self.related_window: list[tuple[int, str]] | None = None  # traceback of the first setup error
         self.pending: _Pending | None = None
+        self.following: list[_Occurrence] = []  # errors still reading a traceback printed after them
         self.eval_banner_line = -100
         self.truncated = False
 
@@ -84,6 +107,8 @@ class LogParser:
             return
         if "\\" in line and ("\\site-packages\\" in line or "File " in line):
             line = line.replace("\\", "/")  # Windows tracebacks: frame paths read like POSIX ones
+        if self.following:
+            self._follow(lineno, line, rank)
         low = line.lower()
         window = self._window(rank)
         window.append((lineno, line))
@@ -167,8 +192,17 @@ class LogParser:
         window = list(self._window(rank))
         if rank is not None and len(window) < 3:
             window = list(self.windows[None]) + window
-        self.occurrences[key] = _Occurrence(hit, lineno, rank, _traceback_window(window, lineno))
+        occ = _Occurrence(hit, lineno, rank, window)
+        self.occurrences[key] = occ
         self.order.append(key)
+        if occ.follow:
+            self.following.append(occ)
+
+    def _follow(self, lineno: int, line: str, rank: int | None) -> None:
+        for occ in self.following:
+            if occ.rank == rank and lineno > occ.lineno:
+                occ.follow_line(lineno, line)
+        self.following = [o for o in self.following if o.follow > 0]
 
     def _related_and_signals(self, lineno: int, line: str, low: str, rank: int | None) -> None:
         sig = None
@@ -223,13 +257,14 @@ class LogParser:
                 ev.append(Evidence(line=primary.lineno, text=fragment[:300], fact=name))
             if hit.kind in ("cuda_oom",) and hit.requested_bytes is None and _mentions_pinned(primary.window):
                 r.kind = "host_oom"  # "CUDA error: out of memory" raised by pin_memory: host page-locked RAM ran out
-            phase = find_phase(primary.window)
+            phase = (find_phase(primary.window) or find_phase(primary.after)
+                     or find_context_phase(primary.context[-CONTEXT_LINES:]))
             if hit.phase_hint:
                 r.phase = hit.phase_hint
             elif phase:
                 r.phase = phase[0]
                 ev.append(Evidence(line=phase[1], text=phase[2][:300], fact="phase"))
-            op = find_operation(primary.window)
+            op = find_operation(primary.window) or find_operation(primary.after)
             if op:
                 r.operation = op[0]
                 ev.append(Evidence(line=op[1], text=op[2][:300], fact="operation"))
