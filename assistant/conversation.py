@@ -511,7 +511,7 @@ class Conversation:
             request = state.request
         outcome = answer_with_llm(self.settings, question, state.diagnosis, deterministic_markdown=markdown,
                                   extra_facts={"what_if": what_if} if what_if else None, request=request,
-                                  index=self._index)
+                                  index=self._index, history=[(t.role, t.text) for t in state.history[:-1]])
         if outcome.accepted and outcome.text:
             # a new diagnosis keeps its full report (fixed config, diff) under the LLM's explanation
             text = outcome.text + ("\n\n---\n\n" + markdown if new_diagnosis else "")

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -22,6 +23,7 @@ from .number_check import unmatched_numbers
 log = logging.getLogger(__name__)
 
 MAX_ANSWER_CHARS = 20_000
+MAX_HISTORY_TURNS = 6  # earlier turns give the LLM the thread of the conversation; the diagnosis stays the authority
 
 SYSTEM_PROMPT = """You are ask-oom, an assistant for GPU out-of-memory failures in LLM fine-tuning.
 You are given a diagnosis computed by deterministic tools (log parser, memory calculator, case search, fix planner).
@@ -36,52 +38,71 @@ class LLMOutcome(BaseModel):
     note: str = ""
     unmatched: list[str] = Field(default_factory=list, description="numbers in the answer no tool produced")
     tool_calls: list[str] = Field(default_factory=list)
+    agent: str = Field(default="function", description="function (the endpoint's tool calling) or react (text tool calls)")
 
 
-def _make_llm(settings):
+def _make_llm(settings, *, function_calling: bool = True, timeout: float | None = None):
     from llama_index.llms.openai_like import OpenAILike
 
     key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "not-needed"
     return OpenAILike(model=settings.llm_model or "default", api_base=settings.llm_base_url, api_key=key,
-                      is_chat_model=True, is_function_calling_model=True, timeout=settings.llm_timeout_s,
-                      max_retries=0, temperature=0.0, reuse_client=False)
+                      is_chat_model=True, is_function_calling_model=function_calling,
+                      timeout=timeout or settings.llm_timeout_s, max_retries=0, temperature=0.0, reuse_client=False)
 
 
-def _prompt(question: str, d: Diagnosis, deterministic_markdown: str, extra_facts: dict | None) -> str:
+def _prompt(question: str, d: Diagnosis, deterministic_markdown: str, extra_facts: dict | None,
+            history: list[tuple[str, str]] | None = None) -> str:
     facts = grounding(d)
     if extra_facts:
         facts["extra"] = extra_facts
-    return (f"User question: {question.strip()[:4000] or 'Explain the diagnosis.'}\n\n"
+    earlier = "".join(f"{role}: {text[:500]}\n" for role, text in (history or [])[-MAX_HISTORY_TURNS:])
+    return ((f"Conversation so far (shortened):\n{earlier}\n" if earlier else "")
+            + f"User question: {question.strip()[:4000] or 'Explain the diagnosis.'}\n\n"
             f"Deterministic diagnosis (JSON, sizes in GiB):\n{json.dumps(facts, ensure_ascii=False, default=str)[:12000]}\n\n"
             f"Deterministic answer shown so far (Markdown):\n{deterministic_markdown[:6000]}")
 
 
-async def _run_agent(settings, ctx: ToolContext, prompt: str) -> str:
-    from llama_index.core.agent.workflow import FunctionAgent
+async def _run_agent(settings, ctx: ToolContext, prompt: str, *, react: bool = False, timeout: float | None = None) -> str:
+    """One agent run: FunctionAgent (the endpoint's tool calling) or ReActAgent (tools described in text,
+    for servers and models without tool calling)."""
+    from llama_index.core.agent.workflow import FunctionAgent, ReActAgent
 
-    agent = FunctionAgent(tools=build_tools(ctx), llm=_make_llm(settings), system_prompt=SYSTEM_PROMPT,
-                          streaming=False, timeout=settings.llm_timeout_s)
+    timeout = timeout or settings.llm_timeout_s
+    cls = ReActAgent if react else FunctionAgent
+    agent = cls(tools=build_tools(ctx), llm=_make_llm(settings, function_calling=not react, timeout=timeout),
+                system_prompt=SYSTEM_PROMPT, streaming=False, timeout=timeout)
     handler = agent.run(user_msg=prompt)
-    result = await asyncio.wait_for(handler, timeout=settings.llm_timeout_s)
+    result = await asyncio.wait_for(handler, timeout=timeout)
     message = getattr(result, "response", None)   # AgentOutput.response is a ChatMessage
     text = getattr(message, "content", None) if message is not None else None
     return str(text if text is not None else result or "")
 
 
 def answer_with_llm(settings, question: str, diagnosis: Diagnosis, *, deterministic_markdown: str = "",
-                    extra_facts: dict | None = None, request: DiagnoseRequest | None = None, index: Any = None) -> LLMOutcome:
+                    extra_facts: dict | None = None, request: DiagnoseRequest | None = None, index: Any = None,
+                    history: list[tuple[str, str]] | None = None) -> LLMOutcome:
     """Ask the configured LLM; return its answer only when its numbers check out. Never hangs: the call
     runs in a worker thread that is abandoned after the timeout."""
     if not settings.llm_base_url:
         return LLMOutcome(accepted=False, note="")
     ctx = ToolContext(diagnosis=diagnosis, request=request, index=index, settings=settings)
-    prompt = _prompt(question, diagnosis, deterministic_markdown, extra_facts)
+    prompt = _prompt(question, diagnosis, deterministic_markdown, extra_facts, history)
     box: dict[str, Any] = {}
+
+    started = time.monotonic()
 
     def work() -> None:
         try:
             box["text"] = asyncio.run(_run_agent(settings, ctx, prompt))
         except BaseException as exc:  # noqa: BLE001 - reported to the caller as a note
+            left = settings.llm_timeout_s - (time.monotonic() - started)
+            if _no_tool_calling(exc) and left > 0.5:
+                try:  # the endpoint refuses tool calls: the same tools through ReAct text, in the time left
+                    box["text"] = asyncio.run(_run_agent(settings, ctx, prompt, react=True, timeout=left))
+                    box["react"] = True
+                    return
+                except BaseException as exc2:  # noqa: BLE001
+                    exc = exc2
             box["error"] = exc
 
     worker = threading.Thread(target=work, name="ask-oom-llm", daemon=True)
@@ -101,7 +122,7 @@ def answer_with_llm(settings, question: str, diagnosis: Diagnosis, *, determinis
         return LLMOutcome(accepted=False, tool_calls=list(ctx.calls),
                           note="The LLM returned an empty answer; this is the deterministic answer.")
     sources: list[Any] = [grounding(diagnosis), diagnosis.model_dump(mode="json"), deterministic_markdown, question,
-                          extra_facts, *ctx.outputs]
+                          extra_facts, *ctx.outputs, *[text for role, text in (history or []) if role == "user"]]
     if request is not None:
         sources.extend([request.config_text or "", request.log_text[-200_000:]])
     bad = unmatched_numbers(text, sources)
@@ -110,7 +131,14 @@ def answer_with_llm(settings, question: str, diagnosis: Diagnosis, *, determinis
         return LLMOutcome(accepted=False, unmatched=bad, tool_calls=list(ctx.calls),
                           note=f"The LLM's answer was not shown: {len(bad)} of its numbers do not match the tools' outputs; "
                                "this is the deterministic answer.")
-    return LLMOutcome(accepted=True, text=text, tool_calls=list(ctx.calls))
+    return LLMOutcome(accepted=True, text=text, tool_calls=list(ctx.calls), agent="react" if box.get("react") else "function")
+
+
+def _no_tool_calling(exc: BaseException) -> bool:
+    """The endpoint rejected the request because of its tools (HTTP 400 naming tools / functions)."""
+    status = getattr(exc, "status_code", None)
+    text = str(exc).lower()
+    return status == 400 and any(w in text for w in ("tool", "function"))
 
 
 def _is_timeout(exc: BaseException | None) -> bool:

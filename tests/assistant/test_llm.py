@@ -54,6 +54,30 @@ class ScriptedLLM(BaseHTTPRequestHandler):
         if model == "broken":
             self.send_error(500, "model crashed")
             return
+        if model == "notools" and body.get("tools"):
+            data = json.dumps({"error": {"message": "this model does not support tools", "type": "invalid_request_error"}}).encode()
+            self.send_response(400)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        if model == "notools":  # ReAct: tools are described in the prompt, calls come back as text
+            observed = [m for m in messages if m["role"] != "system" and "Observation:" in str(m.get("content"))]
+            if not observed:
+                content = 'Thought: I need the calculator.\nAction: estimate_memory\nAction Input: {"micro_batch": 1}'
+            else:
+                g = _grounding(messages)
+                content = ("Thought: I can answer without using any more tools.\n"
+                           f"Answer: {g['error']['requested_gib']} GiB was requested; primary cause {g['root_causes'][0]['label']}.")
+            reply = _completion(model, {"role": "assistant", "content": content}, "stop")
+            data = json.dumps(reply).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         if model == "garbage":
             data = b"<html>not json</html>"
             self.send_response(200)
@@ -166,6 +190,14 @@ def test_unreachable_endpoint_gives_a_note(seed_diagnosis):
     req, d = seed_diagnosis
     out = answer_with_llm(_settings(f"http://127.0.0.1:{_free_port()}/v1", "any", timeout=5), "why?", d, request=req)
     assert not out.accepted and "unavailable" in out.note
+
+
+def test_endpoint_without_tool_calling_falls_back_to_react(llm_server, seed_diagnosis):
+    req, d = seed_diagnosis
+    out = answer_with_llm(_settings(llm_server, "notools"), "why?", d, request=req)
+    assert out.accepted, out.note
+    assert out.agent == "react" and out.tool_calls == ["estimate_memory"]
+    assert f"primary cause {d.root_causes[0].label}" in out.text
 
 
 @pytest.mark.parametrize("model", ["broken", "garbage"])
