@@ -249,7 +249,7 @@ def _request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate
                 matched = s.explained = True
                 for label, pts in cand.labels.items():
                     s.add(label, pts, f"the {format_bytes(req)} request equals the {cand.name}: {cand.formula} = {format_bytes(cand.bytes)}")
-        vocab = setup.model.vocab_size
+        vocab = max(setup.model.vocab_size, 1)
         tokens = req / (vocab * 4)
         in_training = setup.micro_batch * setup.seq_len
         if not matched and tokens >= 256 and _near_power_of_two(tokens):
@@ -399,6 +399,8 @@ def _estimate_breakdown(report: OOMReport, setup: TrainingSetup | None, estimate
         return
     budget = estimate.budget_bytes or (report.gpu_total_bytes and int(report.gpu_total_bytes * 0.9))
     if not budget:
+        return
+    if estimate.peak_bytes <= 0:
         return
     bd = estimate.breakdown
     weights = bd.get("weights")

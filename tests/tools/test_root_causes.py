@@ -151,3 +151,29 @@ def test_provenance_default_attention_is_not_treated_as_eager():
             + oom("12.00 GiB", "79.19 GiB", "5.00 GiB", "74.10 GiB", "72.00 GiB", "1.50 GiB"))
     causes = rank_root_causes(parse_log(text), setup)
     assert "eager_attention" not in labels(causes)[:1]
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from ask_oom.tools.memory.schema import MemoryBreakdown, MemoryComponent, MemoryEstimate  # noqa: E402
+from ask_oom.tools.report import OOMReport, OtherProcess  # noqa: E402
+
+_sizes = st.one_of(st.none(), st.integers(min_value=0, max_value=2**42))
+
+
+@settings(max_examples=150, deadline=None)
+@given(kind=st.sampled_from(["cuda_oom", "host_oom", "cublas_alloc", "not_oom", "related_error", "xla_oom"]),
+       req=_sizes, total=_sizes, free=_sizes, used=_sizes, alloc=_sizes, unalloc=_sizes,
+       phase=st.sampled_from(["unknown", "forward", "backward", "optimizer_step", "evaluation", "model_loading"]),
+       peak=st.integers(min_value=0, max_value=2**40), batch=st.integers(min_value=1, max_value=64),
+       seq=st.integers(min_value=1, max_value=131072), others=st.lists(st.integers(min_value=0, max_value=2**38), max_size=3))
+def test_ranking_never_raises_on_any_numbers(kind, req, total, free, used, alloc, unalloc, phase, peak, batch, seq, others):
+    report = OOMReport(kind=kind, requested_bytes=req, gpu_total_bytes=total, gpu_free_bytes=free, process_used_bytes=used,
+                       torch_allocated_bytes=alloc, torch_reserved_unallocated_bytes=unalloc, phase=phase,
+                       other_processes=[OtherProcess(pid=i + 1, bytes=b) for i, b in enumerate(others)])
+    setup = observed(TrainingSetup(model=resolve_model("qwen2.5-7b")), micro_batch=batch, seq_len=seq, num_gpus=2)
+    estimate = MemoryEstimate(peak_bytes=peak, peak_phase="backward", n_params=7_000_000_000, n_trainable=7_000_000_000,
+                              budget_bytes=total, breakdown=MemoryBreakdown(components=[
+                                  MemoryComponent(name="weights", bytes=peak // 3), MemoryComponent(name="logits_and_loss", bytes=peak // 3)]))
+    causes = rank_root_causes(report, setup, estimate)
+    assert all(c.label in ROOT_CAUSES for c in causes)
