@@ -254,3 +254,13 @@ def test_fp32_training_doubles_activations():
     assert fp.breakdown.get("weights") == 2 * bf.breakdown.get("weights")
     assert fp.breakdown.get("activations") > 1.6 * bf.breakdown.get("activations")
     assert fp.breakdown.get("logits_and_loss") == 16 * 4096 * 151936  # fp32 logits: .float() is a no-op
+
+
+def test_evaluation_during_training_can_be_the_peak():
+    """HF Trainer evaluates with per_device_eval_batch_size (default 8) while the optimizer states stay resident."""
+    train_only = estimate_memory(_setup(method="lora", micro_batch=1, seq_len=4096))
+    with_eval = estimate_memory(_setup(method="lora", micro_batch=1, seq_len=4096, eval_batch=8))
+    assert with_eval.peak_phase == "evaluation"
+    assert with_eval.breakdown.get("logits_and_loss") == 10 * 8 * 4096 * 152064
+    assert with_eval.breakdown.get("optimizer_states") == train_only.breakdown.get("optimizer_states")
+    assert with_eval.peak_bytes > train_only.peak_bytes

@@ -226,6 +226,7 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
     arch = setup.model
     assert arch is not None
     p = plan.policy
+    raw_seq = seq
     seq = seq + _expanded_image_tokens(setup)
     T = batch * seq
     L = arch.num_layers
@@ -265,16 +266,7 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
         vis_act += batch * patches * 3 * v.patch_size ** 2 * v.temporal_patch_size * 4  # fp32 pixel_values
 
     if mode == "eval":
-        # no_grad forward: nothing is saved; the peak is either one layer's working set or the loss at the end
-        logits_fwd = units["forward"] * T * V if not setup.liger_kernel else liger_loss_bytes(arch, T, False) // 2
-        frozen = ActPolicy(False, False, {}, p.act_bytes, p.eager_attention)
-        one_layer = T * layer_activation_bytes(arch, frozen, moe=bool(moe_layer_indices(arch)))
-        ev = dict(state)
-        ev.update(activations=T * h * 4, logits_and_loss=logits_fwd)
-        layer = dict(state)
-        layer.update(activations=one_layer, attention_scores=attention_score_bytes(arch, p, batch, seq),
-                     vision_activations=vis_transient)
-        return {"evaluation": ev, "evaluation_layer": layer}
+        return _eval_moments(setup, arch, p, state, batch, raw_seq, vis_transient)
 
     moe_idx = set(moe_layer_indices(arch))
     n_moe = len(moe_idx)
@@ -329,7 +321,33 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
     step = dict(state)
     step.update(gradients=plan.gradients, optimizer_temporaries=plan.optimizer_temporaries,
                 logits_and_loss=retained)
-    return {"forward_end": fwd, "backward": bwd, "backward_late": late, "optimizer_step": step}
+    moments = {"forward_end": fwd, "backward": bwd, "backward_late": late, "optimizer_step": step}
+    if setup.eval_batch:
+        # evaluation during training: the optimizer states stay resident (HF Trainer evaluates between steps),
+        # gradients were freed by zero_grad(set_to_none=True); the eval batch is often larger (HF default 8)
+        eval_state = {k: v for k, v in state.items() if k != "gradients"}
+        moments.update(_eval_moments(setup, arch, p, eval_state, setup.eval_batch, raw_seq, vis_transient))
+    return moments
+
+
+def _eval_moments(setup: TrainingSetup, arch, p: ActPolicy, state: dict[str, int], batch: int, seq: int,
+                  vis_transient: int) -> dict[str, dict[str, int]]:
+    """no_grad forward: nothing is saved; the peak is one layer's working set or the loss at the end
+    (bf16 logits + fp32 upcast + log_softmax output: 10 B x b x s x V)."""
+    seq = seq + _expanded_image_tokens(setup)
+    T, V, h = batch * seq, arch.vocab_size, arch.hidden_size
+    if setup.liger_kernel:
+        logits_fwd = liger_loss_bytes(arch, T, False) // 2
+    else:
+        logits_fwd = loss_peak_units()["forward"] * T * V
+    frozen = ActPolicy(False, False, {}, p.act_bytes, p.eager_attention)
+    one_layer = T * layer_activation_bytes(arch, frozen, moe=bool(moe_layer_indices(arch)))
+    ev = dict(state)
+    ev.update(activations=T * h * 4, logits_and_loss=logits_fwd)
+    layer = dict(state)
+    layer.update(activations=one_layer, attention_scores=attention_score_bytes(arch, p, batch, seq),
+                 vision_activations=vis_transient)
+    return {"evaluation": ev, "evaluation_layer": layer}
 
 
 def _expanded_image_tokens(setup: TrainingSetup) -> int:
