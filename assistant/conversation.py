@@ -668,7 +668,7 @@ def _explain(d: Diagnosis, topic: str) -> str:
     """Why the diagnosis says what it says: the causes with their evidence, where the memory goes, why each fix."""
     if not d.root_causes:
         return d.summary or "No memory error was found in the log, so there is nothing to explain yet."
-    topic_words = {w for w in re.findall(r"[a-z_]{3,}", topic.lower())} if topic else set()
+    topic_words = {w for w in re.findall(r"[a-z_]{4,}", topic.lower()) if w not in _STOPWORDS} if topic else set()
     causes = sorted(d.root_causes, key=lambda c: (-_overlap(topic_words, c.label + " " + " ".join(c.why)), -c.score))
     lines = []
     top = causes[0]
@@ -678,7 +678,7 @@ def _explain(d: Diagnosis, topic: str) -> str:
         lines.append("\nAlso contributing: " + ", ".join(f"`{c.label}` ({c.score:.2f})" for c in causes[1:4]))
     est = d.estimate
     if est is not None:
-        comps = sorted(est.breakdown.components, key=lambda c: -c.bytes)
+        comps = sorted(est.breakdown.components, key=lambda c: (-_overlap(topic_words, c.name.replace("_", " ")), -c.bytes))
         head = f"\n**Where the memory goes** (estimated peak {format_bytes(est.peak_bytes)} at {est.peak_phase}"
         if est.budget_bytes:
             head += f"; usable budget {format_bytes(est.budget_bytes)} on {est.gpu_name or 'the GPU'}"
@@ -697,6 +697,10 @@ def _explain(d: Diagnosis, topic: str) -> str:
         lines.append(f"\nAfter the changes the calculator estimates {format_bytes(after.peak_bytes)}"
                      + (f" of {format_bytes(after.budget_bytes)} usable" if after.budget_bytes else "") + f": it {verdict}.")
     return "\n".join(lines)
+
+
+_STOPWORDS = {"this", "that", "what", "when", "with", "does", "doing", "much", "many", "memory", "there", "these", "those",
+              "much", "need", "have", "from", "into", "about", "still", "again", "large", "huge", "high", "take", "takes"}
 
 
 def _overlap(words: set[str], text: str) -> int:

@@ -302,3 +302,13 @@ def test_every_suggestion_is_understood(conv, lang_msg):
         assert parse_followup(suggestion).name != "unknown", suggestion
         follow = conv.handle("s", suggestion)
         assert follow.intent != "unknown" and follow.intent != "error", (suggestion, follow.markdown[:200])
+
+
+def test_explain_puts_the_asked_topic_first(conv):
+    seed = SEEDS / "qwen2.5-vl-7b"
+    conv.handle("s", (seed / "train.log").read_text(), files={p.name: p.read_text() for p in seed.iterdir()
+                                                               if p.suffix in (".yaml", ".json") and p.name != "expected.json"})
+    r = conv.handle("s", "why are the logits so big?")
+    where = r.markdown.split("**Where the memory goes**", 1)[1]
+    first_component = where.split("\n- ", 1)[1].split(":", 1)[0]
+    assert first_component == "logits_and_loss"
