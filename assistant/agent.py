@@ -46,6 +46,7 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
             "evidence": [*report.evidence, Evidence(line=described.line, text=described.text, fact="described_oom")]})
         notes.append(f"no error message in the text; diagnosing the memory error it describes (line {described.line})")
     doc = _load_config(request)
+    report = _phase_from_config(report, doc)
     setup = assemble_setup(report, doc, request)
     estimate = _estimate(setup, notes)
     hits = _retrieve(report, setup, index, settings, mode, notes)
@@ -128,6 +129,20 @@ def _retrieve(report: OOMReport, setup: TrainingSetup, index: Any, settings: Any
             raise
         notes.append(f"similar cases unavailable ({type(exc).__name__}: {exc})")
         return []
+
+
+def _phase_from_config(report: OOMReport, doc: ConfigDocument | None) -> OOMReport:
+    """A run whose config only evaluates or predicts failed in evaluation, even when the log shows no frame of it."""
+    if doc is None or not report.is_memory_error or report.phase != "unknown":
+        return report
+    st = doc.settings
+    truthy = lambda k: str(st.get(k, "")).lower() in ("true", "1")  # noqa: E731
+    if truthy("do_train") or not (truthy("do_eval") or truthy("do_predict")):
+        return report
+    phase = "generation" if truthy("predict_with_generate") else "evaluation"
+    keys = [k for k in ("do_eval", "do_predict", "predict_with_generate") if truthy(k)]
+    ev = Evidence(line=0, text=f"{doc.name}: {', '.join(keys)} without do_train", fact="phase")
+    return report.model_copy(update={"phase": phase, "evidence": [*report.evidence, ev]})
 
 
 def _described(report: OOMReport, text: str):
