@@ -195,7 +195,8 @@ def test_same_oom_on_many_ranks_reported_once_with_ranks():
 
 
 @pytest.mark.parametrize("prefix, rank", [("[rank3]:", 3), ("[default5]:", 5), ("0: ", 0), ("12: ", 12),
-                                          ("localhost: [rank1]:", 1)])
+                                          ("localhost: [rank1]:", 1), ("[1,6]<stderr>:", 6),
+                                          ("(RayWorkerWrapper pid=4411, ip=10.0.0.2) [rank2]:", 2)])
 def test_rank_prefixes(prefix, rank):
     r = parse_log(prefix + NEW)
     assert r.ranks == [rank] and r.requested_bytes == 4 * GiB

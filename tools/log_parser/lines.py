@@ -17,6 +17,8 @@ MAX_LINE = 4096  # characters of a line that are examined; a longer line keeps i
 _ANSI = re.compile(r"\x1b\[[0-9;?]{0,32}[ -/]{0,4}[@-~]|\x1b\][^\x07\x1b]{0,256}(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 # "[rank3]:", "[default0]:", "[rank3]:[W1023 ...]" (torchrun --tee / log prefixes)
 _RANK_BRACKET = re.compile(r"^\[(?:rank|default|Rank\s?)(\d{1,5})\]:\s?")
+# mpirun --tag-output: "[1,3]<stdout>:" (job, rank)
+_RANK_MPI = re.compile(r"^\[\d{1,4},(\d{1,5})\]<std(?:out|err)>:\s?")
 # "0: " (srun/launcher line prefixes), "worker-1: " / "node3: " / "localhost: " (pdsh under the deepspeed launcher)
 _RANK_NUMBER = re.compile(r"^(\d{1,4}): ")
 _HOST_PREFIX = re.compile(
@@ -124,6 +126,11 @@ def clean_line(raw: str) -> tuple[str, int | None]:
         line = _RAY_PREFIX.sub("", line, count=1)
     if line[:1] == "[" and line[1:2] in "rdR":
         m = _RANK_BRACKET.match(line)
+        if m:
+            rank = int(m.group(1))
+            line = line[m.end():]
+    elif line[:1] == "[" and line[1:2].isdigit() and "]<std" in line[:24]:
+        m = _RANK_MPI.match(line)
         if m:
             rank = int(m.group(1))
             line = line[m.end():]
