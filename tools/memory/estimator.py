@@ -71,10 +71,6 @@ class _Plan:
     notes: list[str] = field(default_factory=list)
 
 
-def _dtype_bytes(precision: str) -> int:
-    return 4 if precision == "fp32" else 2
-
-
 def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
     arch = setup.model
     assert arch is not None
@@ -114,9 +110,7 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
     # and its fp32 master copy inside the optimizer (ZeRO paper: 2 + 2 + 12 bytes/param).
     if fp32:
         train_b = 4
-    elif pure:
-        train_b = 2
-    elif deepspeed and not lora_like:
+    elif pure or (deepspeed and not lora_like):
         train_b = 2
     else:
         train_b = 4
@@ -152,7 +146,8 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
         states_per = state_b  # one momentum buffer (Chen et al. 2023)
     else:
         states_per = 0  # SGD without momentum (torch default momentum=0)
-    master_per = 4 if (deepspeed and train_b == 2 and not pure) else 0
+    # DeepSpeed's bf16/fp16 optimizers always keep an fp32 master partition (even with pure_bf16 in the model)
+    master_per = 4 if (deepspeed and not fp32) else 0
     if mode == "eval":
         grad_b, states_per, master_per = 0, 0, 0
     gradients = n_trainable * grad_b
@@ -216,8 +211,8 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
     host = host + loading
     return _Plan(pc=pc, n_trainable=n_trainable, weights=weights, gradients=gradients,
                  optimizer_states=optimizer_states, master_weights=master, optimizer_temporaries=temps,
-                 zero_gathered=gathered, ddp_buckets=ddp_buckets, host=host, host_parts=host_parts, policy=policy, autocast_weight_copies=copies,
-                 lm_head_copy=lm_head_copy, vision_trainable=vision_trainable, trainable_layers=trainable_layers,
+                 zero_gathered=gathered, ddp_buckets=ddp_buckets, host=host, host_parts=host_parts, policy=policy,
+                 autocast_weight_copies=copies, lm_head_copy=lm_head_copy, vision_trainable=vision_trainable, trainable_layers=trainable_layers,
                  notes=notes)
 
 
