@@ -94,3 +94,23 @@ def test_accelerate_config_and_log_style_pseudo_document():
         "per_device_train_batch_size": 16, "gradient_checkpointing": True, "bf16": True, "model_name_or_path": "Qwen/Qwen2.5-0.5B"})
     s = apply_config_to_setup(doc, TrainingSetup())
     assert s.micro_batch == 16 and s.gradient_checkpointing and s.precision == "bf16_mixed" and s.model is not None
+
+
+def test_ms_swift_command_lines():
+    text = ("MAX_PIXELS=1003520 NPROC_PER_NODE=2 CUDA_VISIBLE_DEVICES=0,1 swift sft \\\n  --model Qwen/Qwen2.5-VL-7B-Instruct \\\n"
+            "  --train_type full \\\n  --deepspeed zero3-offload \\\n  --max_length 4096 \\\n  --output_dir out\n")
+    doc = load_config(text, "sft.sh", {})           # a preset name, not a file: no file needed
+    assert doc.framework == "swift" and doc.launcher["num_gpus"] == 2
+    s = apply_config_to_setup(doc, TrainingSetup())
+    assert s.method == "full" and s.zero_stage == 3 and s.offload_optimizer and s.offload_param
+    assert s.seq_len == 4096 and s.micro_batch == 1 and s.gradient_checkpointing      # ms-swift defaults
+    assert s.image_max_pixels == 1003520 and s.model is not None and s.model.vision is not None
+    old = _setup("swift sft --model_type qwen2_5-7b-instruct --sft_type lora --batch_size 4 --deepspeed default-zero2\n", "run.sh")
+    assert old.method == "lora" and old.micro_batch == 4 and old.zero_stage == 2 and old.model is not None
+
+
+def test_llamafactory_entry_scripts_get_llamafactory_defaults():
+    text = ("CUDA_VISIBLE_DEVICES=0 python src/train_bash.py \\\n    --stage sft \\\n    --model_name_or_path Qwen/Qwen2.5-7B \\\n"
+            "    --finetuning_type full \\\n    --template qwen \\\n    --per_device_train_batch_size 2\n")
+    s = _setup(text, "run.sh")
+    assert s.framework == "llamafactory" and s.gradient_checkpointing and s.seq_len == 2048 and s.num_gpus == 1

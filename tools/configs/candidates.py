@@ -137,7 +137,7 @@ class Catalogue:
             while b > 1:
                 b //= 2
                 out.append(Option({**upd, "eval_batch": b}, base_changes + [
-                    _ch("per_device_eval_batch_size", s.eval_batch, b, "evaluation holds a batch of activations and logits; a smaller eval batch only slows eval", 1)],
+                    _ch(self.keys.eval_batch_key(), s.eval_batch, b, "evaluation holds a batch of activations and logits; a smaller eval batch only slows eval", 1)],
                     f"eval batch {b}"))
             return out
         return Candidate("eval_memory", 1, ("eval_accumulation",), opts)
@@ -156,7 +156,7 @@ class Catalogue:
                 why = (f"a micro-batch of {m} holds {m}/{s.micro_batch} of the activations; accumulation {s.grad_accum}->{a} keeps "
                        f"the effective batch {m} x {a} x {s.num_gpus} GPUs = {m * a * s.num_gpus}")
                 out.append(Option({"micro_batch": m, "grad_accum": a}, [
-                    _ch("per_device_train_batch_size", s.micro_batch, m, why, 2),
+                    _ch(self.keys.micro_batch_key(), s.micro_batch, m, why, 2),
                     _ch("gradient_accumulation_steps", s.grad_accum, a, "keeps the effective batch size unchanged", 2)], f"micro-batch {m}"))
             return out
         return Candidate("micro_batch", 2, ("batch_too_large", "seq_len_too_long", "logits_large_vocab", "memory_growth",
@@ -363,7 +363,10 @@ class Catalogue:
 
 
 def _renamed_ds_file(ref: str, stage: int, offload: bool) -> str:
-    """LLaMA-Factory's examples/deepspeed naming: ds_z{0,2,3}[_offload]_config.json, in the same folder."""
+    """The file (or preset) with the wanted stage: LLaMA-Factory's examples/deepspeed naming
+    ds_z{0,2,3}[_offload]_config.json in the same folder; ms-swift's presets default-zero{2,3} / zero{2,3}-offload."""
+    if not ref.strip().lower().endswith(".json"):
+        return f"zero{stage}-offload" if offload else f"default-zero{stage}"
     folder, base = posixpath.split(ref)
     new = f"ds_z{stage}{'_offload' if offload else ''}_config.json"
     if re.search(r"z[0-3]", base):

@@ -147,6 +147,10 @@ def _load_shell(text: str, name: str) -> ConfigDocument:
         framework = "llamafactory"
         if cmd.script and cmd.script.endswith((".yaml", ".yml", ".json")):
             launcher["config_file"] = cmd.script
+    elif cmd.program == "swift":
+        framework = "swift"
+    elif _runs_llamafactory(cmd.script, settings):
+        framework = "llamafactory"       # LLaMA-Factory's own entry script (src/train_bash.py, src/train.py)
     elif cmd.program == "deepspeed":
         framework = "deepspeed_script"   # an HF-Trainer-style script started by the deepspeed launcher
     else:
@@ -156,6 +160,14 @@ def _load_shell(text: str, name: str) -> ConfigDocument:
     if cmd.program == "accelerate" and cmd.launcher_flags.get("--zero_stage", "").isdigit():
         launcher["zero_stage"] = int(cmd.launcher_flags["--zero_stage"])
     return ConfigDocument(name=name, format="shell", text=text, settings=settings, framework=framework, launcher=launcher)
+
+
+def _runs_llamafactory(script: str | None, settings: dict[str, Any]) -> bool:
+    """LLaMA-Factory's entry scripts take its argument names (and its defaults apply)."""
+    path = (script or "").replace("\\", "/").lower()
+    if "llamafactory" in path or "llama_factory" in path or path.endswith("train_bash.py"):
+        return True
+    return path.endswith("src/train.py") and {"stage", "template", "finetuning_type"} <= set(settings)
 
 
 def deepspeed_reference(doc: ConfigDocument) -> str | dict | None:
@@ -198,8 +210,9 @@ def _attach_deepspeed(doc: ConfigDocument, extra_files: dict[str, str] | None) -
         return
     doc.deepspeed_name = ref
     found = _find_file(ref, extra_files) if extra_files else None
+    preset = not ref.strip().strip("'\"").lower().endswith(".json")
     if found is None:
-        if extra_files is not None:
+        if extra_files is not None and not preset:
             raise InputError(
                 f"{doc.name} names DeepSpeed config {ref!r}, which was not given; pass it too "
                 f"(e.g. --config {posixpath.basename(ref)})"
@@ -213,7 +226,9 @@ def _attach_deepspeed(doc: ConfigDocument, extra_files: dict[str, str] | None) -
                 if stage == 3:
                     inferred["zero_optimization"]["offload_param"] = {"device": "cpu"}
             doc.deepspeed = inferred
-            doc.notes.append(f"DeepSpeed file {ref} not given: ZeRO stage {stage}{' with CPU offload' if m.group(2) else ''} inferred from its name")
+            what = "preset" if preset else "file"
+            doc.notes.append(f"DeepSpeed {what} {ref}{'' if preset else ' not given'}: ZeRO stage {stage}"
+                             f"{' with CPU offload' if m.group(2) else ''} inferred from its name")
         else:
             doc.notes.append(f"DeepSpeed file {ref} not given: its ZeRO stage is unknown")
         return

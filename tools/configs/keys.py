@@ -33,6 +33,12 @@ class KeyStyle:
     def has(self, key: str) -> bool:
         return key in self.settings
 
+    def micro_batch_key(self) -> str:
+        return "batch_size" if self.has("batch_size") and not self.has("per_device_train_batch_size") else "per_device_train_batch_size"
+
+    def eval_batch_key(self) -> str:
+        return "eval_batch_size" if self.has("eval_batch_size") and not self.has("per_device_eval_batch_size") else "per_device_eval_batch_size"
+
     # --- tier 1
     def gradient_checkpointing(self) -> tuple[str, Any] | None:
         if self.is_lf:
@@ -90,6 +96,11 @@ class KeyStyle:
     def lora(self) -> list[tuple[str, Any]] | None:
         if self.is_lf or self.has("finetuning_type"):
             return [("finetuning_type", "lora")]
+        for key in ("train_type", "sft_type"):   # ms-swift 3.x / 2.x
+            if self.has(key):
+                return [(key, "lora")]
+        if self.framework == "swift":
+            return [("train_type", "lora")]
         if self.has("lora_enable") or self.has("mm_projector_type") or self.has("image_tower") or self.has("vision_tower"):
             return [("lora_enable", True)]   # LLaVA-family train.py
         if self.has("use_peft"):
@@ -97,8 +108,10 @@ class KeyStyle:
         return None
 
     def qlora(self) -> tuple[str, Any] | None:
-        if self.is_lf or self.has("quantization_bit"):
+        if self.is_lf or self.has("quantization_bit") or (self.framework == "swift" and self.has("sft_type")):
             return ("quantization_bit", 4)
+        if self.framework == "swift" or self.has("quant_bits"):
+            return ("quant_bits", 4)
         if self.has("bits") or self.has("lora_r") or self.has("lora_enable"):
             return ("bits", 4)               # LLaVA / DeepKE / qlora.py scripts: --bits 4
         if self.has("load_in_4bit") or self.has("use_peft"):

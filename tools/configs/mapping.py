@@ -22,7 +22,8 @@ _OPTIM = {
 # Sequence-length keys by framework convention, first found wins.
 _SEQ_KEYS = ("cutoff_len", "max_seq_length", "model_max_length", "max_length", "sequence_len", "max_seq_len")
 _LORA_RANK_KEYS = ("lora_rank", "lora_r", "r")
-_MODEL_KEYS = ("model_name_or_path", "base_model", "model_path", "pretrained_model_name_or_path")
+_MODEL_KEYS = ("model_name_or_path", "base_model", "model_path", "pretrained_model_name_or_path",
+               "model_id_or_path", "model", "model_type")   # the last three: ms-swift 2.x / 3.x
 _LF_DEFAULT_IMAGE_MAX_PIXELS = 768 * 768   # llamafactory ProcessorArguments.image_max_pixels
 _LF_DEFAULT_CUTOFF = 2048                   # llamafactory DataArguments.cutoff_len
 _HF_DEFAULT_BATCH = 8                       # TrainingArguments.per_device_{train,eval}_batch_size
@@ -88,6 +89,7 @@ def apply_config_to_setup(doc: ConfigDocument, setup: TrainingSetup) -> Training
     b = _Builder(setup, doc.name)
     framework = doc.framework or ("llamafactory" if doc.format == "llamafactory_yaml" else "hf_trainer")
     is_lf = framework == "llamafactory"
+    is_swift = framework == "swift"
     if doc.format in ("deepspeed_json", "accelerate_yaml"):
         _apply_deepspeed(b, doc)
         if doc.format == "accelerate_yaml":
@@ -96,7 +98,7 @@ def apply_config_to_setup(doc: ConfigDocument, setup: TrainingSetup) -> Training
     b.config("framework", framework if framework in _FRAMEWORK_NAMES else "other", "file format")
 
     # model
-    model_key = next((k for k in _MODEL_KEYS if s.get(k) not in (None, "")), None)
+    model_key = next((k for k in _MODEL_KEYS if isinstance(s.get(k), str) and s[k].strip()), None)
     if model_key:
         b.config("model_name", str(s[model_key]), model_key)
         arch = _resolve(str(s[model_key]), s)
@@ -126,9 +128,11 @@ def apply_config_to_setup(doc: ConfigDocument, setup: TrainingSetup) -> Training
         b.default("optimizer", "adamw", "TrainingArguments.optim default adamw_torch")
 
     # batch and schedule
-    mb = _int(s.get("per_device_train_batch_size"))
-    if mb:
-        b.config("micro_batch", mb, "per_device_train_batch_size")
+    mb_key = next((k for k in ("per_device_train_batch_size", "batch_size") if _int(s.get(k))), None)
+    if mb_key:
+        b.config("micro_batch", _int(s[mb_key]), mb_key)
+    elif is_swift:
+        b.default("micro_batch", 1, "ms-swift per_device_train_batch_size default 1")
     else:
         b.default("micro_batch", _HF_DEFAULT_BATCH, "TrainingArguments.per_device_train_batch_size default 8")
     ga = _int(s.get("gradient_accumulation_steps"))
@@ -137,9 +141,9 @@ def apply_config_to_setup(doc: ConfigDocument, setup: TrainingSetup) -> Training
     else:
         b.default("grad_accum", 1, "TrainingArguments.gradient_accumulation_steps default 1")
     if _evaluates(s):
-        eb = _int(s.get("per_device_eval_batch_size"))
-        if eb:
-            b.config("eval_batch", eb, "per_device_eval_batch_size")
+        eb_key = next((k for k in ("per_device_eval_batch_size", "eval_batch_size") if _int(s.get(k))), None)
+        if eb_key:
+            b.config("eval_batch", _int(s[eb_key]), eb_key)
         else:
             b.default("eval_batch", _HF_DEFAULT_BATCH, "TrainingArguments.per_device_eval_batch_size default 8")
     eas = _int(s.get("eval_accumulation_steps"))
@@ -155,6 +159,8 @@ def apply_config_to_setup(doc: ConfigDocument, setup: TrainingSetup) -> Training
                  "max_source_length + max_target_length")
     elif is_lf:
         b.default("seq_len", _LF_DEFAULT_CUTOFF, "LLaMA-Factory cutoff_len default 2048")
+    elif is_swift:
+        b.default("seq_len", 2048, "ms-swift max_length assumed 2048 (2.x default; 3.x uses the model's maximum)")
     if "packing" in s and s["packing"] is not None:
         b.config("packing", _truthy(s["packing"]), "packing")
     elif is_lf:
@@ -168,6 +174,8 @@ def apply_config_to_setup(doc: ConfigDocument, setup: TrainingSetup) -> Training
             b.default("gradient_checkpointing", True, "LLaMA-Factory enables gradient checkpointing unless disable_gradient_checkpointing")
     elif "gradient_checkpointing" in s:
         b.config("gradient_checkpointing", _truthy(s["gradient_checkpointing"]), "gradient_checkpointing")
+    elif is_swift:
+        b.default("gradient_checkpointing", True, "ms-swift gradient_checkpointing default True")
     else:
         b.default("gradient_checkpointing", False, "TrainingArguments.gradient_checkpointing default False")
 
@@ -188,7 +196,10 @@ def apply_config_to_setup(doc: ConfigDocument, setup: TrainingSetup) -> Training
         b.config("num_gpus", int(n) * int(nodes), doc.launcher.get("num_gpus_from") or "launcher")
         if nodes > 1:
             b.config("num_nodes", int(nodes), "launcher --num_nodes")
-    alloc = (doc.launcher.get("env") or {}).get("PYTORCH_CUDA_ALLOC_CONF", "") if doc.launcher else ""
+    env = (doc.launcher.get("env") or {}) if doc.launcher else {}
+    if is_swift and _int(str(env.get("MAX_PIXELS", "")).strip("'\"")):
+        b.config("image_max_pixels", _int(str(env["MAX_PIXELS"]).strip("'\"")), "MAX_PIXELS (ms-swift)")
+    alloc = env.get("PYTORCH_CUDA_ALLOC_CONF", "")
     if "expandable_segments:true" in alloc.replace(" ", "").lower():
         b.config("expandable_segments", True, "PYTORCH_CUDA_ALLOC_CONF")
     return b.setup
@@ -203,23 +214,27 @@ def _evaluates(s: dict[str, Any]) -> bool:
 
 
 def _apply_method(b: _Builder, s: dict[str, Any], is_lf: bool) -> None:
-    ft = str(s.get("finetuning_type", "")).lower()
+    ft_key = next((k for k in ("finetuning_type", "train_type", "sft_type") if s.get(k)), "finetuning_type")
+    ft = str(s.get(ft_key, "")).lower()
     rank_key = next((k for k in _LORA_RANK_KEYS if _int(s.get(k))), None)
     lora_flag = next((k for k in ("lora_enable", "use_peft", "use_lora") if _truthy(s.get(k, False))), None)
-    qbits = _int(s.get("quantization_bit")) or _int(s.get("bits"))
-    qkey = "quantization_bit" if _int(s.get("quantization_bit")) else "bits"
+    qkey = next((k for k in ("quantization_bit", "quant_bits", "bits") if _int(s.get(k))), "bits")
+    qbits = _int(s.get(qkey))
     if _truthy(s.get("load_in_4bit", False)):
         qbits, qkey = 4, "load_in_4bit"
     elif _truthy(s.get("load_in_8bit", False)):
         qbits, qkey = 8, "load_in_8bit"
     if qbits is not None and qbits >= 16:
         qbits = None   # LLaVA/QLoRA scripts use bits=16 for "not quantized"
-    if ft in ("lora", "oft"):
-        method, key = "lora", "finetuning_type"
-    elif ft == "freeze":
-        method, key = "freeze", "finetuning_type"
+    if ft in ("lora", "oft", "longlora", "adalora", "vera", "boft", "dora"):
+        method, key = "lora", ft_key
+    elif ft in ("qlora",):
+        method, key = "qlora", ft_key
+        qbits = qbits or 4
+    elif ft in ("freeze", "llamapro"):
+        method, key = "freeze", ft_key
     elif ft == "full":
-        method, key = "full", "finetuning_type"
+        method, key = "full", ft_key
     elif lora_flag:
         method, key = "lora", lora_flag
     elif rank_key and not is_lf:
@@ -347,6 +362,8 @@ def _resolve(name: str, s: dict[str, Any] | None = None) -> Any:
     """
     s = s or {}
     arch = _lookup(name)
+    if arch is None and re.search(r"\d_\d", name):
+        arch = _lookup(re.sub(r"(?<=\d)_(?=\d)", ".", name))   # ms-swift model_type spelling: qwen2_5-7b-instruct
     if arch is not None:
         return arch
     base = name.rstrip("/").rsplit("/", 1)[-1].lower()

@@ -17,7 +17,7 @@ _REDIRECT = re.compile(r"^\d*(?:>>?|<|>&|&>)")
 _ASSIGN = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:[:-][^}]*)?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
-LAUNCHERS = ("deepspeed", "torchrun", "accelerate", "llamafactory-cli", "python", "python3")
+LAUNCHERS = ("deepspeed", "torchrun", "accelerate", "llamafactory-cli", "swift", "python", "python3")
 # launcher options that are switches (take no value); every other launcher option takes one
 _LAUNCHER_SWITCHES = {
     "--standalone", "--no_python", "--no-python", "--multi_gpu", "--use_deepspeed", "--use_fsdp", "--no_local_rank",
@@ -174,7 +174,7 @@ def parse_command(words: list[Word]) -> Command | None:
         return None
     i += 1
     subcommand = None
-    if program == "accelerate" or program == "llamafactory-cli":
+    if program in ("accelerate", "llamafactory-cli", "swift"):
         if i >= len(words):
             return None
         subcommand = words[i].value
@@ -183,9 +183,11 @@ def parse_command(words: list[Word]) -> Command | None:
             return None
         if program == "llamafactory-cli" and subcommand not in ("train", "sft"):
             return None
+        if program == "swift" and subcommand not in ("sft", "pt", "rlhf"):
+            return None
     launcher_flags: dict[str, str] = {}
     script = None
-    if program != "llamafactory-cli":
+    if program not in ("llamafactory-cli", "swift"):
         while i < len(words):
             w = words[i]
             v = w.value
@@ -297,8 +299,9 @@ def num_gpus_from_command(cmd: Command, variables: dict[str, str]) -> tuple[int 
         if total:
             return total, "--include"
     env = {**variables, **cmd.env}
-    if cmd.program == "llamafactory-cli" and str(env.get("NPROC_PER_NODE", "")).strip("'\"").isdigit():
-        return int(str(env["NPROC_PER_NODE"]).strip("'\"")), "NPROC_PER_NODE"   # LLaMA-Factory's torchrun setting
+    if cmd.program in ("llamafactory-cli", "swift") and str(env.get("NPROC_PER_NODE", "")).strip("'\"").isdigit():
+        # LLaMA-Factory and ms-swift start torchrun themselves with NPROC_PER_NODE processes
+        return int(str(env["NPROC_PER_NODE"]).strip("'\"")), "NPROC_PER_NODE"
     visible = cmd.env.get("CUDA_VISIBLE_DEVICES") or variables.get("CUDA_VISIBLE_DEVICES")
     if visible:
         ids = [s for s in substitute(visible, variables).strip("'\"").split(",") if s.strip()]
@@ -315,7 +318,7 @@ def num_nodes_from_command(cmd: Command, variables: dict[str, str]) -> int | Non
         if lf.get(key, "").isdigit():
             return int(lf[key])
     nnodes = str({**variables, **cmd.env}.get("NNODES", "")).strip("'\"")
-    if cmd.program == "llamafactory-cli" and nnodes.isdigit():
+    if cmd.program in ("llamafactory-cli", "swift") and nnodes.isdigit():
         return int(nnodes)
     return None
 
