@@ -101,6 +101,12 @@ _MEM_ONLY = re.compile(
     r"(?:(?:显存|memory|vram)\D{0,6}" + _MEM + r"|" + _MEM.replace("?P<mem>", "?P<mem2>") + r"\s*(?:的)?\s*(?:显存|vram|cards?|gpus?|memory|of memory|卡))", re.I)
 
 
+def _host_memory(low: str, m: re.Match) -> bool:
+    """'256GB of RAM' / '512G内存' is the host's memory, not the GPU's."""
+    window = low[max(0, m.start() - 14): m.end() + 16]
+    return bool(re.search(r"\bram\b|内存|host|system memory|cpu memory|\bdram\b", window))
+
+
 def _hardware(text: str) -> Intent | None:
     low = text.lower()
     slots: dict[str, Any] = {}
@@ -131,11 +137,11 @@ def _hardware(text: str) -> Intent | None:
             ev = ev or m3.group(0)
     if "memory_gib" not in slots and m3 is not None:
         m5 = re.compile(r"(?:\s*(?:with|of|,|each|，|每张|每卡|每块))*\s*" + _MEM).match(low, m3.end())
-        if m5:
+        if m5 and not _host_memory(low, m5):
             slots["memory_gib"] = float(m5.group("mem"))
     if "memory_gib" not in slots:
         m4 = _MEM_ONLY.search(low)
-        if m4:
+        if m4 and not _host_memory(low, m4):
             slots["memory_gib"] = float(m4.group("mem") or m4.group("mem2"))
             ev = ev or m4.group(0)
     if not slots:
@@ -255,33 +261,46 @@ _VALUE = r"(?P<val>(?:zero[-_ ]?[0-3])|[48][-_ ]?bits?|[-+]?\d+(?:\.\d+)?(?:[eE]
 _LINK = r"\s*(?:=|:|：|->|→|is|are|to|of|at|was|were|becomes?|改成|改为|设为|设成|设置为|调到|调成|调为|变成|换成|为|是|of)?\s*"
 
 
-def _what_if(text: str) -> Intent | None:
+def _what_ifs(text: str) -> list[Intent]:
+    """Every key=value a what-if message sets ("what if cutoff_len is 4096 and batch size 2?"), one per setting."""
     low = text.lower()
     if not _WHATIF_TRIGGER.search(low):
-        return None
+        return []
+    found: list[tuple[int, Intent]] = []
+    taken: list[tuple[int, int]] = []
+    fields: set[str] = set()
+
+    def add(m: re.Match, slots: dict[str, Any]) -> None:
+        found.append((m.start(), Intent(name="what_if", slots=slots, evidence=m.group(0))))
+        taken.append(m.span())
+        if slots["field"]:
+            fields.add(slots["field"])
+
+    def free(m: re.Match) -> bool:
+        return all(m.end() <= a or m.start() >= b for a, b in taken)
+
     for pattern, field, key in _KEY_SYNONYMS:
         if field not in _BOOL_FIELDS:
             continue
         m = re.search(r"(?P<verb>" + _ON_VERBS + "|" + _OFF_VERBS + r")\s*(?:the\s+)?(?P<key>" + pattern + r")(?![a-z_])", low)
         if m:
-            return Intent(name="what_if", slots={"key": key, "field": field, "value": bool(re.fullmatch(_ON_VERBS, m.group("verb")))},
-                          evidence=m.group(0))
+            add(m, {"key": key, "field": field, "value": bool(re.fullmatch(_ON_VERBS, m.group("verb")))})
     for pattern, field, key in _KEY_SYNONYMS:
-        m = re.search(r"(?<![a-z_])(?P<key>" + pattern + r")(?![a-z_])" + _LINK + _VALUE, low)
-        if not m:
+        if field in fields:
             continue
-        raw_key = m.group("key")
-        val = parse_value(m.group("val"))
-        if isinstance(val, str) and field not in ("optimizer", "attn_implementation"):
-            continue  # "batch is the problem" is not a what-if
-        user_key = raw_key if re.fullmatch(r"[a-z_]+", raw_key) and "_" in raw_key else key
-        return Intent(name="what_if", slots={"key": user_key, "field": field, "value": val}, evidence=m.group(0))
-    # any config-looking key=value ("lora_target=all", "--max_grad_norm 0.5")
-    m = re.search(r"(?:--)?(?P<key>[a-z][a-z0-9]*(?:_[a-z0-9]+)+)\s*(?:=|:|\s+to\s+|\s+is\s+|改成|设为|\s)\s*" + _VALUE, low)
-    if m:
-        return Intent(name="what_if", slots={"key": m.group("key"), "field": None, "value": parse_value(m.group("val"))},
-                      evidence=m.group(0))
-    return None
+        for m in re.finditer(r"(?<![a-z_])(?P<key>" + pattern + r")(?![a-z_])" + _LINK + _VALUE, low):
+            val = parse_value(m.group("val"))
+            if not free(m) or (isinstance(val, str) and field not in ("optimizer", "attn_implementation")):
+                continue  # "batch is the problem" is not a what-if
+            raw_key = m.group("key")
+            user_key = raw_key if re.fullmatch(r"[a-z_]+", raw_key) and "_" in raw_key else key
+            add(m, {"key": user_key, "field": field, "value": val})
+            break
+    # any other config-looking key=value ("lora_target=all", "--max_grad_norm 0.5")
+    for m in re.finditer(r"(?:--)?(?P<key>[a-z][a-z0-9]*(?:_[a-z0-9]+)+)\s*(?:=|:|\s+to\s+|\s+is\s+|改成|设为|\s)\s*" + _VALUE, low):
+        if free(m) and setup_field(m.group("key")) not in fields:
+            add(m, {"key": m.group("key"), "field": setup_field(m.group("key")), "value": parse_value(m.group("val"))})
+    return [intent for _, intent in sorted(found, key=lambda x: x[0])]
 
 
 def setup_field(key: str) -> str | None:
@@ -367,14 +386,12 @@ def parse_followups(text: str) -> list[Intent]:
         out.append(Intent(name="mark_solved", slots={"note": text[:500]}, evidence=solved.group(0)))
     constraints = _constraints(text)
     keep = next((i.slots["keep"] for i in constraints if i.name == "keep_constraint"), [])
-    what_if = _what_if(text)
     hw = _hardware(text)
-    if what_if and hw and what_if.slots.get("field") in (None, "num_gpus"):
-        what_if = None  # "what if I use 8 A100s" is a hardware change
-    if what_if:
-        out.append(what_if)
+    # "what if I use 8 A100s" is a hardware change, not a config key
+    what_ifs = [w for w in _what_ifs(text) if not (hw and w.slots.get("field") in (None, "num_gpus"))]
+    out.extend(what_ifs)
     switch = _switch_method(text, keep)
-    if switch and not (what_if and what_if.slots.get("field") in ("quantization_bit",)):
+    if switch and not any(w.slots.get("field") == "quantization_bit" for w in what_ifs):
         out.append(switch)
     out.extend(constraints)
     if hw:

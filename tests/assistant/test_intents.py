@@ -149,3 +149,15 @@ def test_long_text_is_bounded():
 @pytest.mark.parametrize("text", ["undo", "drop the what-ifs", "back to my original config", "撤销", "恢复原配置"])
 def test_undo(text):
     assert parse_followup(text).name == "undo"
+
+
+@pytest.mark.parametrize("text", ["what if cutoff_len is 4096 and batch size 2?", "cutoff_len改成4096，batch size改成2会怎样"])
+def test_several_what_ifs_in_one_message(text):
+    got = parse_followups(text)
+    assert [(i.name, i.slots["field"], i.slots["value"]) for i in got] == [
+        ("what_if", "seq_len", 4096), ("what_if", "micro_batch", 2)]
+
+
+@pytest.mark.parametrize("text", ["we have 256GB memory of host RAM", "the server has 512G内存"])
+def test_host_ram_is_not_gpu_memory(text):
+    assert all(i.slots.get("memory_gib") is None for i in parse_followups(text))
