@@ -188,6 +188,16 @@ def tensor_candidates(setup: TrainingSetup, estimate: MemoryEstimate | None = No
             name=f"attention scores {dt}", bytes=b * arch.num_heads * s_len * s_len * nbytes,
             formula=f"{b} x {arch.num_heads} heads x {s_len}^2 x {nbytes} B",
             labels={"eager_attention": 4.0, "seq_len_too_long": 2.0}))
+    # Vision-tower attention over one image's patches: patches^2 x heads x dtype (ViT, Dosovitskiy et al. 2021);
+    # patches = pixels / patch_size^2 before any spatial merge (Qwen2-VL merges 2x2 only after the tower).
+    vis = arch.vision
+    if vis is not None and setup.image_max_pixels:
+        patches = setup.image_max_pixels // max(vis.patch_size, 1) ** 2
+        for nbytes, dt in ((2, "bf16"), (4, "fp32")):
+            out.append(TensorCandidate(
+                name=f"vision attention scores {dt}", bytes=patches * patches * vis.num_heads * nbytes,
+                formula=f"{patches:,} patches^2 x {vis.num_heads} heads x {nbytes} B (image_max_pixels {setup.image_max_pixels:,})",
+                labels={"vision_tokens": 4.0}))
     # One weight matrix (rows x cols x dtype): the run was still placing or upcasting weights.
     h = arch.hidden_size
     mats = {"MLP": arch.intermediate_size, "attention projection": arch.num_heads * arch.head_dim,

@@ -177,3 +177,16 @@ def test_ranking_never_raises_on_any_numbers(kind, req, total, free, used, alloc
                                   MemoryComponent(name="weights", bytes=peak // 3), MemoryComponent(name="logits_and_loss", bytes=peak // 3)]))
     causes = rank_root_causes(report, setup, estimate)
     assert all(c.label in ROOT_CAUSES for c in causes)
+
+
+def test_request_equal_to_vision_attention_over_one_image_is_vision_tokens():
+    arch = resolve_model("Qwen/Qwen2-VL-7B-Instruct")
+    assert arch is not None and arch.vision is not None
+    pixels = 1280 * 28 * 28 * 4  # a large max_pixels, in the units Qwen2-VL counts
+    setup = observed(TrainingSetup(model=arch, method="lora"), image_max_pixels=pixels, micro_batch=1, seq_len=4096)
+    patches = pixels // arch.vision.patch_size ** 2
+    req = patches * patches * arch.vision.num_heads * 4
+    report = parse_log(oom(f"{req / 2**30:.2f} GiB", "79.19 GiB", "30.00 GiB", "49.00 GiB", "45.00 GiB", "2.00 GiB"))
+    causes = rank_root_causes(report, setup)
+    assert causes[0].label == "vision_tokens"
+    assert any("patches^2" in w for w in causes[0].why)
