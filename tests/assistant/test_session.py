@@ -126,3 +126,52 @@ def test_same_session_from_many_threads_keeps_every_turn(tmp_path):
     for t in threads:
         t.join(timeout=60)
     assert sorted(int(t.text) for t in store.get("shared").state.history) == list(range(20))
+
+
+def _process_writer(db: str, prefix: str, turns: int) -> None:
+    from ask_oom.assistant.session import SessionStore
+
+    store = SessionStore(db)
+    for i in range(turns):
+        sid = f"{prefix}-{i % 5}"
+        for _ in range(20):  # the other process may win the race for a shared id: reload and retry
+            with store.lock(sid):
+                s = store.get_or_create(sid)
+                s.state.add_turn("user", f"{prefix}:{i}")
+                try:
+                    store.save(s)
+                    break
+                except StaleSessionError:
+                    continue
+        shared = "shared"
+        for _ in range(50):
+            s = store.get_or_create(shared)
+            s.state.add_turn("user", f"{prefix}:{i}")
+            try:
+                store.save(s)
+                break
+            except StaleSessionError:
+                continue
+        else:
+            raise AssertionError("could not save the shared session")
+
+
+def test_two_processes_share_one_store(tmp_path):
+    """The Slack bot and the web UI run as separate processes over the same SQLite file."""
+    import multiprocessing as mp
+
+    db = str(tmp_path / "s.db")
+    SessionStore(db)  # create the schema first
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_process_writer, args=(db, name, 40)) for name in ("slack", "web")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    store = SessionStore(db)
+    for name in ("slack", "web"):
+        turns = [t.text for sid in (f"{name}-{k}" for k in range(5)) for t in store.get(sid).state.history]
+        assert sorted(turns, key=lambda t: int(t.split(":")[1])) == [f"{name}:{i}" for i in range(40)]
+    shared = [t.text for t in store.get("shared").state.history]
+    assert len(shared) == 80 and len(set(shared)) == 80     # no turn lost to a concurrent writer
