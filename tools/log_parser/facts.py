@@ -1,5 +1,6 @@
 """Run context that frameworks print into logs: framework and launcher, DeepSpeed ZeRO stage, model,
 GPUs (nvidia-smi tables, device banners), package versions and training arguments, each with its line.
+The version and argument formats live in versions.py and arguments.py; this module keeps first sightings.
 
 `FactCollector.feed` sees every cleaned line once; cheap substring gates keep the regexes off most lines.
 """
@@ -9,6 +10,8 @@ from __future__ import annotations
 import re
 
 from ..report import Evidence, GPUSeen, LoggedArg
+from .arguments import clean_value, find_arguments, find_eval_batch_size, may_name_arguments
+from .versions import find_versions, may_name_versions
 
 
 # Framework → substrings (in the lower-cased line) that show it; the most specific framework wins.
@@ -74,80 +77,6 @@ _GPU_COUNT = [
 _VISIBLE = re.compile(r"CUDA_VISIBLE_DEVICES=['\"]?([\d,]{1,100})")
 _INCLUDE = re.compile(r"--include[= ]\s{0,3}localhost:([\d,]{1,100})")
 
-# versions
-_KNOWN_PACKAGES = {
-    "torch": "torch", "pytorch": "torch", "transformers": "transformers", "deepspeed": "deepspeed",
-    "accelerate": "accelerate", "peft": "peft", "trl": "trl", "bitsandbytes": "bitsandbytes",
-    "flash-attn": "flash_attn", "flash_attn": "flash_attn", "datasets": "datasets", "vllm": "vllm",
-    "llamafactory": "llamafactory", "llmtuner": "llamafactory", "python": "python", "cuda": "cuda",
-    "xformers": "xformers", "unsloth": "unsloth", "axolotl": "axolotl", "ms-swift": "swift", "swift": "swift",
-    "torchtune": "torchtune", "jax": "jax", "jaxlib": "jaxlib", "tensorflow": "tensorflow",
-    "liger-kernel": "liger_kernel", "liger_kernel": "liger_kernel", "nvidia-cublas-cu12": "nvidia-cublas-cu12",
-    "nccl": "nccl",
-}
-_VER = r"v?(\d{1,4}(?:\.\d{1,6}){0,3}(?:[\w.+-]{0,30}))"
-_ENV_VERSION = re.compile(
-    r"^[-*]?\s{0,4}`?([A-Za-z][\w.-]{0,30})`?\s{1,3}version(?:\s{0,2}\([^)]{0,30}\))?\s{0,2}:\s{0,4}" + _VER)
-_PIN = re.compile(r"(?:^|[\s'\"(])([A-Za-z][\w.-]{1,30})\s{0,2}==\s{0,2}" + _VER)
-_PIP_LIST = re.compile(r"^([A-Za-z][\w.-]{1,40})\s{2,40}" + _VER + r"\s*$")
-_DS_INFO = re.compile(r"DeepSpeed info: version=([\w.+-]{1,40})")
-_PROSE_VERSION = re.compile(
-    r"\b(torch|pytorch|transformers|deepspeed|accelerate|peft|trl|bitsandbytes|flash[-_]attn|vllm|cuda|python)"
-    r"\s{0,2}(?:version\s{0,2})?[:=]?\s{0,2}v?(\d{1,3}\.\d{1,4}(?:\.\d{1,6})?(?:[\w.+-]{0,20}))", re.IGNORECASE)
-
-# training arguments worth knowing for memory (as frameworks print them)
-TRAINING_KEYS = frozenset({
-    "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
-    "eval_accumulation_steps", "cutoff_len", "max_seq_length", "max_seq_len", "max_length", "max_source_length",
-    "max_target_length", "model_max_length", "sequence_len", "micro_batch_size", "train_micro_batch_size_per_gpu",
-    "batch_size", "bf16", "fp16", "pure_bf16", "tf32", "gradient_checkpointing", "deepspeed", "finetuning_type",
-    "train_type", "sft_type", "lora_rank", "lora_r", "lora_alpha", "lora_target", "lora_target_modules",
-    "quantization_bit", "bits", "load_in_4bit", "load_in_8bit", "optim", "flash_attn", "attn_implementation",
-    "sample_packing", "packing", "neat_packing", "max_pixels", "image_max_pixels", "video_max_pixels",
-    "torch_dtype", "do_eval", "eval_strategy", "evaluation_strategy", "eval_steps", "predict_with_generate",
-    "model_name_or_path", "stage", "template", "dataloader_num_workers", "preprocessing_num_workers",
-    "use_unsloth", "enable_liger_kernel", "use_liger_kernel", "freeze_vision_tower", "low_cpu_mem_usage", "fsdp",
-    "offload_optimizer", "offload_param", "zero_stage", "max_new_tokens",
-    "sequence_parallel_size", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "vision_tower",
-    "model_type", "model_id_or_path", "base_model", "adapter", "load_in_nbits", "double_quantization",
-})
-_GATES = ("batch_size", "accumulation", "cutoff_len", "seq_len", "max_len", "sequence_len", "bf16", "fp16", "tf32",
-          "checkpointing", "deepspeed", "lora", "finetuning_type", "quantization", "load_in", "optim", "flash_attn",
-          "attn_impl", "packing", "pixels", "dtype", "eval", "stage", "model_name_or_path", "train_type", "sft_type",
-          "bits", "num_workers", "liger", "unsloth", "fsdp", "low_cpu_mem", "template", "offload",
-          "max_new_tokens", "parallel_size", "gpu_memory_utilization", "max_model_len",
-          "vision_tower", "model_type", "model_id_or_path", "base_model", "adapter", "max_source", "max_target",
-          "double_quant", "micro_batch", "predict", "generate", "batch size", "trainable", "num examples", "num epochs")
-_ARGS_GATE = re.compile("|".join(re.escape(g) for g in _GATES))
-_VERSION_GATE = re.compile(r"version|==|torch|transformers|deepspeed|accelerate|peft|trl|bitsandbytes|flash|vllm|cuda"
-                           r"|python|unsloth|axolotl|swift|jax|tensorflow|liger|nccl|datasets|xformers")
-# Unquoted values are ASCII tokens (paths, numbers, module lists): prose around a flag is not its value.
-_VAL = r"[A-Za-z0-9_./:+@~%\[\]-]"
-_KV_EQ = re.compile(r"(?:^|[\s,(])-{0,2}([A-Za-z_][\w]{1,50})\s{0,2}=\s{0,2}(\"[^\"]{0,300}\"|'[^']{0,300}'|"
-                    + _VAL + r"{1,300})")
-_KV_COLON = re.compile(r"""(?:^|[\s,{])['"]?([A-Za-z_][\w]{1,50})['"]?\s{0,2}:\s{1,3}(\"[^\"]{0,300}\"|'[^']{0,300}'|"""
-                       + _VAL + r"{1,300})")
-# "--key value" / "--key=value", or a bare "--flag" (true) when the next thing is another flag, "\" or the line end
-_KV_FLAG = re.compile(r"(?:^|\s)--([A-Za-z_][\w]{1,50})(?:[ \t=]{1,4}(\"[^\"]{0,300}\"|'[^']{0,300}'|[A-Za-z0-9_./:+@~%\[]"
-                      + r"[A-Za-z0-9_./:+@~%,=\[\]-]{0,300}|-\d" + _VAL + r"{0,30})(?=[\s\\]|$)|(?=\s{0,4}(?:-|\\|$)))")
-# DeepSpeed's config dump: "[config.py:1000:print]   train_micro_batch_size_per_gpu  2"
-_DS_CONFIG_PRINT = re.compile(r"\[config\.py:\d{1,6}:print\]\s{1,8}([A-Za-z_]\w{1,60})\s{1,4}\.{0,40}\s{0,4}(\S.{0,200}?)\s*$")
-_BANNERS = [
-    ("per_device_train_batch_size", re.compile(r"Instantaneous batch size per device = ([\d,]{1,12})")),
-    ("gradient_accumulation_steps", re.compile(r"Gradient Accumulation steps = ([\d,]{1,12})")),
-    ("total_train_batch_size", re.compile(r"Total train batch size \([^)]{0,60}\) = ([\d,]{1,12})")),
-    ("num_examples", re.compile(r"Num examples = ([\d,]{1,15})")),
-    ("num_epochs", re.compile(r"Num Epochs = ([\d,]{1,8})")),
-    ("trainable_params", re.compile(r"(?:Number of trainable parameters|trainable params:?) ?=? ?([\d,]{1,20})")),
-    ("eval_batch_size", re.compile(r"\bBatch size = ([\d,]{1,12})")),
-]
-
-
-def _clean_value(value: str) -> str:
-    value = value.strip().rstrip(",;\\").strip()
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        value = value[1:-1]
-    return value
 
 
 def _model_from_path(path: str) -> str:
@@ -218,9 +147,9 @@ class FactCollector:
         if ("size" in low or "gpu" in low or "nproc" in low or "cuda_visible" in low or "include" in low
                 or "num_processes" in low):
             self._gpu_count(lineno, line, low)
-        if "." in low and _VERSION_GATE.search(low):
+        if may_name_versions(low):
             self._versions(lineno, line, low)
-        if _ARGS_GATE.search(low):
+        if may_name_arguments(low):
             self._training_args(lineno, line, low)
 
     # -- framework / launcher / ZeRO stage ---------------------------------------------------------------
@@ -327,84 +256,30 @@ class FactCollector:
                 if ids:
                     self.gpu_count = (2, len(ids), lineno, line)
 
-    # -- versions -------------------------------------------------------------------------------------------
-    def _add_version(self, name: str, version: str, lineno: int, line: str) -> None:
-        key = _KNOWN_PACKAGES.get(name.lower().strip("`"))
-        version = version.rstrip(".,;)")
-        if key and key not in self.versions and version[:1].isdigit():
-            self.versions[key] = version
-            self.version_lines[key] = (lineno, line)
-
+    # -- versions and training arguments (first sighting wins) ----------------------------------------------
     def _versions(self, lineno: int, line: str, low: str) -> None:
-        if "deepspeed info" in low:
-            m = _DS_INFO.search(line)
-            if m:
-                self._add_version("deepspeed", m.group(1), lineno, line)
-        if "version" in low:
-            m = _ENV_VERSION.search(line)
-            if m:
-                self._add_version(m.group(1), m.group(2), lineno, line)
-                return
-        if "==" in line:
-            pinned = False
-            for m in _PIN.finditer(line[:2000]):
-                self._add_version(m.group(1), m.group(2), lineno, line)
-                pinned = True
-            if pinned:
-                return
-        if "  " in line:
-            m = _PIP_LIST.match(line)
-            if m:
-                self._add_version(m.group(1), m.group(2), lineno, line)
-                return
-        if len(self.versions) < len(_KNOWN_PACKAGES):
-            for m in _PROSE_VERSION.finditer(line[:2000]):
-                self._add_version(m.group(1), m.group(2), lineno, line)
+        for key, version in find_versions(line, low):
+            if key not in self.versions:
+                self.versions[key] = version
+                self.version_lines[key] = (lineno, line)
 
-    # -- training arguments ---------------------------------------------------------------------------------
     def _add_arg(self, key: str, value: str | None, lineno: int, line: str) -> None:
         if key in self.training_args or len(self.training_args) >= 200:
             return
-        value = "true" if value is None else _clean_value(value)
+        value = clean_value(value)
         if value:
             self.training_args[key] = LoggedArg(value=value[:300], line=lineno)
             self.arg_texts[key] = line
 
     def _training_args(self, lineno: int, line: str, low: str) -> None:
-        text = line[:4096]
-        if "config.py" in text and ":print]" in text:
-            m = _DS_CONFIG_PRINT.search(text)
-            if m and m.group(1) in TRAINING_KEYS:
-                self._add_arg(m.group(1), m.group(2), lineno, line)
-            return
-        if "=" in text:
-            if " = " in text:
-                for key, pattern in _BANNERS[:-1]:
-                    m = pattern.search(text)
-                    if m:
-                        self._add_arg(key, m.group(1).replace(",", ""), lineno, line)
-                        return
-            for m in _KV_EQ.finditer(text):
-                if m.group(1) in TRAINING_KEYS:
-                    self._add_arg(m.group(1), m.group(2), lineno, line)
-        if "--" in text:
-            for m in _KV_FLAG.finditer(text):
-                if m.group(1) in TRAINING_KEYS:
-                    self._add_arg(m.group(1), m.group(2), lineno, line)
-        if ":" in text:
-            for m in _KV_COLON.finditer(text):
-                if m.group(1) in TRAINING_KEYS:
-                    self._add_arg(m.group(1), m.group(2), lineno, line)
-        if "trainable params" in low or "number of trainable parameters" in low:
-            m = _BANNERS[5][1].search(text)
-            if m:
-                self._add_arg("trainable_params", m.group(1).replace(",", ""), lineno, line)
+        for key, value in find_arguments(line, low):
+            self._add_arg(key, value, lineno, line)
 
     def feed_eval_banner(self, lineno: int, line: str) -> None:
         """'  Batch size = 8' right after '***** Running Evaluation *****' is the evaluation batch size."""
-        m = _BANNERS[-1][1].search(line)
-        if m:
-            self._add_arg("eval_batch_size", m.group(1).replace(",", ""), lineno, line)
+        value = find_eval_batch_size(line)
+        if value:
+            self._add_arg("eval_batch_size", value, lineno, line)
 
     # -- results ----------------------------------------------------------------------------------------------
     def framework(self) -> tuple[str, int, str] | None:

@@ -1,0 +1,107 @@
+"""Training arguments that frameworks print into logs, as text with their line: HF `TrainingArguments(` dumps
+("per_device_train_batch_size=8,"), YAML blocks ("cutoff_len: 4096"), command lines ("--bf16 \\"), Python dict
+prints, DeepSpeed's config print, and the HF Trainer banner ("Instantaneous batch size per device = 8")."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+# Keys worth knowing for memory; others (learning rate, logging) are left out.
+TRAINING_KEYS = frozenset({
+    "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+    "eval_accumulation_steps", "cutoff_len", "max_seq_length", "max_seq_len", "max_length", "max_source_length",
+    "max_target_length", "model_max_length", "sequence_len", "micro_batch_size", "train_micro_batch_size_per_gpu",
+    "batch_size", "bf16", "fp16", "pure_bf16", "tf32", "gradient_checkpointing", "deepspeed", "finetuning_type",
+    "train_type", "sft_type", "lora_rank", "lora_r", "lora_alpha", "lora_target", "lora_target_modules",
+    "quantization_bit", "bits", "load_in_4bit", "load_in_8bit", "optim", "flash_attn", "attn_implementation",
+    "sample_packing", "packing", "neat_packing", "max_pixels", "image_max_pixels", "video_max_pixels",
+    "torch_dtype", "do_eval", "eval_strategy", "evaluation_strategy", "eval_steps", "predict_with_generate",
+    "model_name_or_path", "stage", "template", "dataloader_num_workers", "preprocessing_num_workers",
+    "use_unsloth", "enable_liger_kernel", "use_liger_kernel", "freeze_vision_tower", "low_cpu_mem_usage", "fsdp",
+    "offload_optimizer", "offload_param", "zero_stage", "max_new_tokens",
+    "sequence_parallel_size", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "vision_tower",
+    "model_type", "model_id_or_path", "base_model", "adapter", "load_in_nbits", "double_quantization",
+})
+_GATES = ("batch_size", "accumulation", "cutoff_len", "seq_len", "max_len", "sequence_len", "bf16", "fp16", "tf32",
+          "checkpointing", "deepspeed", "lora", "finetuning_type", "quantization", "load_in", "optim", "flash_attn",
+          "attn_impl", "packing", "pixels", "dtype", "eval", "stage", "model_name_or_path", "train_type", "sft_type",
+          "bits", "num_workers", "liger", "unsloth", "fsdp", "low_cpu_mem", "template", "offload",
+          "max_new_tokens", "parallel_size", "gpu_memory_utilization", "max_model_len",
+          "vision_tower", "model_type", "model_id_or_path", "base_model", "adapter", "max_source", "max_target",
+          "double_quant", "micro_batch", "predict", "generate", "batch size", "trainable", "num examples", "num epochs")
+_ARGS_GATE = re.compile("|".join(re.escape(g) for g in _GATES))
+# Unquoted values are ASCII tokens (paths, numbers, module lists): prose around a flag is not its value.
+_VAL = r"[A-Za-z0-9_./:+@~%\[\]-]"
+_KV_EQ = re.compile(r"(?:^|[\s,(])-{0,2}([A-Za-z_][\w]{1,50})\s{0,2}=\s{0,2}(\"[^\"]{0,300}\"|'[^']{0,300}'|"
+                    + _VAL + r"{1,300})")
+_KV_COLON = re.compile(r"""(?:^|[\s,{])['"]?([A-Za-z_][\w]{1,50})['"]?\s{0,2}:\s{1,3}(\"[^\"]{0,300}\"|'[^']{0,300}'|"""
+                       + _VAL + r"{1,300})")
+# "--key value" / "--key=value", or a bare "--flag" (true) when the next thing is another flag, "\" or the line end
+_KV_FLAG = re.compile(r"(?:^|\s)--([A-Za-z_][\w]{1,50})(?:[ \t=]{1,4}(\"[^\"]{0,300}\"|'[^']{0,300}'|[A-Za-z0-9_./:+@~%\[]"
+                      + r"[A-Za-z0-9_./:+@~%,=\[\]-]{0,300}|-\d" + _VAL + r"{0,30})(?=[\s\\]|$)|(?=\s{0,4}(?:-|\\|$)))")
+# DeepSpeed's config dump: "[config.py:1000:print]   train_micro_batch_size_per_gpu  2"
+_DS_CONFIG_PRINT = re.compile(r"\[config\.py:\d{1,6}:print\]\s{1,8}([A-Za-z_]\w{1,60})\s{1,4}\.{0,40}\s{0,4}(\S.{0,200}?)\s*$")
+_BANNERS = [
+    ("per_device_train_batch_size", re.compile(r"Instantaneous batch size per device = ([\d,]{1,12})")),
+    ("gradient_accumulation_steps", re.compile(r"Gradient Accumulation steps = ([\d,]{1,12})")),
+    ("total_train_batch_size", re.compile(r"Total train batch size \([^)]{0,60}\) = ([\d,]{1,12})")),
+    ("num_examples", re.compile(r"Num examples = ([\d,]{1,15})")),
+    ("num_epochs", re.compile(r"Num Epochs = ([\d,]{1,8})")),
+    ("trainable_params", re.compile(r"(?:Number of trainable parameters|trainable params:?) ?=? ?([\d,]{1,20})")),
+    ("eval_batch_size", re.compile(r"\bBatch size = ([\d,]{1,12})")),
+]
+_TRAINABLE = _BANNERS[5][1]
+_EVAL_BATCH = _BANNERS[6][1]
+
+
+def may_name_arguments(low: str) -> bool:
+    return _ARGS_GATE.search(low) is not None
+
+
+def clean_value(value: str | None) -> str:
+    """'"ds_z3.json",' → 'ds_z3.json'; a bare flag (None) → 'true'."""
+    if value is None:
+        return "true"
+    value = value.strip().rstrip(",;\\").strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        value = value[1:-1]
+    return value
+
+
+def find_arguments(line: str, low: str) -> Iterator[tuple[str, str | None]]:
+    """(key, raw value) pairs one line prints; value None for a bare flag."""
+    text = line[:4096]
+    if "config.py" in text and ":print]" in text:
+        m = _DS_CONFIG_PRINT.search(text)
+        if m and m.group(1) in TRAINING_KEYS:
+            yield m.group(1), m.group(2)
+        return
+    if "=" in text:
+        if " = " in text:
+            for key, pattern in _BANNERS[:-1]:
+                m = pattern.search(text)
+                if m:
+                    yield key, m.group(1).replace(",", "")
+                    return
+        for m in _KV_EQ.finditer(text):
+            if m.group(1) in TRAINING_KEYS:
+                yield m.group(1), m.group(2)
+    if "--" in text:
+        for m in _KV_FLAG.finditer(text):
+            if m.group(1) in TRAINING_KEYS:
+                yield m.group(1), m.group(2)
+    if ":" in text:
+        for m in _KV_COLON.finditer(text):
+            if m.group(1) in TRAINING_KEYS:
+                yield m.group(1), m.group(2)
+    if "trainable params" in low or "number of trainable parameters" in low:
+        m = _TRAINABLE.search(text)
+        if m:
+            yield "trainable_params", m.group(1).replace(",", "")
+
+
+def find_eval_batch_size(line: str) -> str | None:
+    """'  Batch size = 8' (printed right after '***** Running Evaluation *****')."""
+    m = _EVAL_BATCH.search(line)
+    return m.group(1).replace(",", "") if m else None
