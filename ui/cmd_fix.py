@@ -114,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
     keep = set(args.keep)
     constraints = Constraints(keep_method="full" in keep, keep_seq_len="seq" in keep, keep_batch="batch" in keep,
                               no_deepspeed="no-deepspeed" in keep, num_gpus=args.gpus, margin=args.margin,
-                              observed_peak_bytes=observed_peak(report) if report is not None else None)
+                              observed_peak_bytes=observed_peak(report) if report is not None else None,
+                              observed_oom=bool(report is not None and report.is_memory_error))
     plan = plan_fixes(setup, doc, causes, constraints)
     written = _write(args, doc, plan) if args.write else []
     verified = plan.estimate_before is not None

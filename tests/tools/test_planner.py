@@ -235,3 +235,19 @@ def test_trl_script_gets_attention_and_checkpointing_edited_in_place():
     assert again.settings["output_dir"] == "out" and again.launcher["program"] == "accelerate"
     if "gradient_checkpointing" in keys:
         assert again.settings["gradient_checkpointing"] is True
+
+
+def test_observed_oom_that_the_calculator_says_fits_still_targets_the_primary_cause():
+    doc = load_config("model_name_or_path: Qwen/Qwen2.5-0.5B\nstage: sft\nfinetuning_type: full\ncutoff_len: 4096\n"
+                      "per_device_train_batch_size: 1\nbf16: true\n", "train.yaml")
+    setup = apply_config_to_setup(doc, TrainingSetup()).model_copy(update={"gpu": lookup_gpu("A100 80GB")})
+    causes = [RootCause(label="seq_len_too_long", score=0.7)]
+    quiet = plan_fixes(setup, doc, causes, Constraints())
+    assert quiet.fits and not [c for c in quiet.changes if c.key]
+    plan = plan_fixes(setup, doc, causes, Constraints(observed_oom=True))
+    edits = [c for c in plan.changes if c.key]
+    assert len(edits) == 1 and edits[0].bytes_saved >= 0.1 * plan.estimate_before.peak_bytes
+    assert any("cannot confirm" in n for n in plan.notes)
+    # growth and fragmentation are not nudged: their fixes are actions
+    growth = plan_fixes(setup, doc, [RootCause(label="memory_growth", score=0.7)], Constraints(observed_oom=True))
+    assert not [c for c in growth.changes if c.key] and any(c.action for c in growth.changes)

@@ -237,8 +237,18 @@ def plan_fixes(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[Ro
             chosen.append((cand, options, i))
             if scorer.fits(est, fp):
                 break
+    elif constraints.observed_oom and primary is not None and primary not in _GAP_PERSISTS:
+        # the calculator says it fits, yet the run ran out: act on the diagnosed mechanism anyway,
+        # with its mildest change that lowers the peak by a tenth
+        picked = _primary_nudge(setup, order, primary, scorer)
+        if picked is not None:
+            cand, options, i, e = picked
+            chosen.append((cand, options, i))
+            current, est = _apply_option(setup, options[i]), e
+            notes.append(f"the calculator puts the original run under the budget, yet it ran out of memory: this change targets "
+                         f"the diagnosed {primary}; the numbers cannot confirm the margin it buys")
     fits = scorer.fits(est, fixes_primary([c for c, _, _ in chosen]))
-    if fits and chosen:
+    if fits and chosen and not scorer.fits(before):
         chosen, current, est = _minimise(setup, chosen, scorer, fixes_primary)
     if scorer.factor > 1.0:
         held = f"the failing run held {format_bytes(constraints.observed_peak_bytes)}, {scorer.factor:.2f}x the calculator's {format_bytes(before.peak_bytes)}"
@@ -277,6 +287,23 @@ def plan_fixes(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[Ro
         notes += sorted({_results_note(c) for c in changes if c.changes_results})
     plan = FixPlan(changes=changes, fits=fits, estimate_before=before, estimate_after=est, notes=notes)
     return _with_rewrite(plan, doc)
+
+
+def _primary_nudge(setup: TrainingSetup, order: list[Candidate], primary: str, scorer: _Scorer):
+    """The cheapest candidate for the primary cause at its mildest strength that saves >= 10% of the peak."""
+    base = scorer.before.peak_bytes
+    for cand in order:
+        if primary not in cand.addresses:
+            continue
+        options = cand.options(setup)
+        for i, opt in enumerate(options):
+            try:
+                e = scorer.estimate(_apply_option(setup, opt))
+            except InputError:
+                continue
+            if e.peak_bytes <= 0.9 * base:
+                return cand, options, i, e
+    return None
 
 
 def _minimise(setup: TrainingSetup, chosen: list, scorer: _Scorer, fixes_primary):
@@ -387,7 +414,8 @@ def _plan_unverified(setup, doc, causes, order, actions, notes, scorer) -> FixPl
     """No calculator for this setup (model or GPU unknown): one cheapest fix per diagnosed cause, fit unverified."""
     changes: list[ConfigChange] = []
     current = setup
-    labels = [c.label for c in causes]
+    top = causes[0].score if causes else 0.0
+    labels = [c.label for c in causes if c.score >= 0.5 * top][:3]
     used: set[str] = set()
     for label in labels:
         for cand in order:

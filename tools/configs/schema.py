@@ -56,6 +56,7 @@ class Constraints(BaseModel):
     keep_batch: bool = False
     num_gpus: int | None = None
     margin: float = Field(default=0.90, description="fraction of GPU memory the fixed run may use")
+    observed_oom: bool = Field(default=False, description="the log shows this run ran out of memory (even if the calculator says it fits)")
     observed_peak_bytes: int | None = Field(
         default=None,
         description="memory the failing run really held at the OOM (allocated + requested, from the log); "
