@@ -198,7 +198,7 @@ class Conversation:
         if len(text) > MAX_CONFIG_CHARS or part.truncated:
             raise InputError(f"config too large: {len(text) / 2**20:.1f} MiB (limit {MAX_CONFIG_CHARS / 2**20:.0f} MiB); "
                              "attach the training config itself, not a data file")
-        name = part.name or self._pasted_name(state, text)
+        name = part.name or config_name_for(text)
         if is_deepspeed_config(name, text) and part.name is None:
             main = state.configs.get(state.main_config or "")
             ref = referenced_deepspeed(main) if main else None
@@ -214,9 +214,6 @@ class Conversation:
             state.overrides.clear()
             state.margin = None  # a new config starts a new plan; what-ifs were about the old one
         return f"config `{name}`"
-
-    def _pasted_name(self, state: SessionState, text: str) -> str:
-        return config_name_for(text)
 
     def _apply_intent(self, state: SessionState, intent: Intent, *, new_log: bool = False) -> str | None:
         req = state.request
