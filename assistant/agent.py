@@ -34,17 +34,7 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
     from ..tools.setup_assembly import assemble_setup
 
     notes: list[str] = []
-    report = parse_log(request.log_text)
-    if request.log_truncated and not report.truncated:
-        report = report.model_copy(update={"truncated": True})
-    if report.truncated:
-        notes.append("the log was larger than the input limit: only its end was read")
-    described = _described(report, request.log_text)
-    if described is not None:
-        report = report.model_copy(update={
-            "kind": described.kind, "phase": described.phase or report.phase,
-            "evidence": [*report.evidence, Evidence(line=described.line, text=described.text, fact="described_oom")]})
-        notes.append(f"no error message in the text; diagnosing the memory error it describes (line {described.line})")
+    report, described = _read_report(request, parse_log, notes)
     doc = _load_config(request)
     report = _phase_from_config(report, doc)
     setup = assemble_setup(report, doc, request)
@@ -90,6 +80,22 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
 
 # ---------------------------------------------------------------------------------------------------
 # Stages
+
+
+def _read_report(request: DiagnoseRequest, parse_log, notes: list[str]):
+    """The parsed log; when it holds no error at all but the text describes one in words, that description."""
+    report = parse_log(request.log_text)
+    if request.log_truncated and not report.truncated:
+        report = report.model_copy(update={"truncated": True})
+    if report.truncated:
+        notes.append("the log was larger than the input limit: only its end was read")
+    described = _described(report, request.log_text)
+    if described is not None:
+        report = report.model_copy(update={
+            "kind": described.kind, "phase": described.phase or report.phase,
+            "evidence": [*report.evidence, Evidence(line=described.line, text=described.text, fact="described_oom")]})
+        notes.append(f"no error message in the text; diagnosing the memory error it describes (line {described.line})")
+    return report, described
 
 
 def _load_config(request: DiagnoseRequest) -> ConfigDocument | None:
