@@ -95,3 +95,20 @@ def test_unsafe_config_is_an_input_error(index):
     with pytest.raises(InputError):
         diagnose(seed_request("qwen2.5-32b", config_text="a: !!python/object/apply:os.system ['true']\n",
                               config_name="train.yaml", extra_configs={}), index=index)
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_fragments = st.sampled_from([
+    "CUDA out of memory. Tried to allocate 2.00 GiB", "GPU 0 has a total capacity of 79.19 GiB of which 1.00 GiB is free.",
+    "exits with return code = -9", "Killed", "[rank3]: ", "显存不足", "memory allocated 40.00 GiB", "| 12/400 [",
+    "ValueError: You can't pass `load_in_4bit`", "attn_weights = torch.matmul(q, k)", "\x1b[31m", "\r", "\n",
+])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(parts=st.lists(st.one_of(_fragments, st.text(max_size=40)), max_size=12))
+def test_any_text_gets_a_diagnosis_object(index, parts):
+    d = diagnose(DiagnoseRequest(log_text="".join(parts)), index=index)
+    assert d.status in ("diagnosed", "no_memory_error", "needs_input")
+    assert d.summary
