@@ -66,6 +66,8 @@ _SMI_NAME = re.compile(
     r"^\|?\s{0,8}(\d{1,2})\s{1,8}((?:NVIDIA|Tesla|Quadro|GeForce|AMD|Instinct|Radeon)[^|]{1,60}?)\s{1,40}(?:On|Off)\s{0,8}\|")
 _SMI_MEM = re.compile(r"(\d{1,7})\s{0,2}MiB\s{0,4}/\s{0,4}(\d{1,7})\s{0,2}MiB")
 _TF_DEVICE = re.compile(r"device:GPU:(\d{1,3}) with (\d{1,7}) MB memory\)?:?\s{0,3}-> device: \d{1,3}, name: ([^,]{1,80})")
+# banners naming the device: unsloth "GPU: NVIDIA GeForce RTX 4090. Max memory: 23.643 GB.", "Using GPU: NVIDIA A10G"
+_GPU_BANNER = re.compile(r"GPU:\s{1,3}((?:NVIDIA|Tesla|AMD|Radeon|Instinct)[\w -]{2,60}?)(?:\.|,|\s*$)(?:\s{1,3}Max memory:\s{0,3}([\d.]{1,10})\s{0,2}GB)?")
 _ENV_GPU_TYPE = re.compile(r"GPU type:\s{0,4}(.{2,80}?)\s*$")
 _GPU_COUNT = [
     (5, re.compile(r"world[ _]size\s{0,3}[:=]\s{0,3}(\d{1,5})\b", re.IGNORECASE)),
@@ -234,6 +236,13 @@ class FactCollector:
                 idx = int(m.group(1))
                 self.gpus[idx] = GPUSeen(index=idx, name=m.group(3).strip(), memory_bytes=int(m.group(2)) << 20)
                 self.gpu_lines[idx] = (lineno, line)
+        if "gpu: " in low and "type" not in self.gpus:
+            m = _GPU_BANNER.search(line)
+            if m:
+                # "GB" in these banners is GiB (torch total_memory / 1024**3)
+                memory = int(round(float(m.group(2)) * (1 << 30))) if m.group(2) else None
+                self.gpus["type"] = GPUSeen(name=m.group(1).strip(), memory_bytes=memory)
+                self.gpu_lines["type"] = (lineno, line)
         if "gpu type:" in low and "type" not in self.gpus:
             m = _ENV_GPU_TYPE.search(line)
             if m:

@@ -222,7 +222,7 @@ _CODE_STARTS = ("except ", "except(", "raise ", "if ", "elif ", "#", "return ", 
 
 def detect(line: str, low: str) -> list[MemoryHit]:
     """Memory errors reported by one (cleaned) line. Cheap substring checks decide before any regex runs."""
-    if "out of memory" in low or "outofmemory" in low:
+    if "out of memory" in low or "outofmemory" in low or "out_of_memory" in low or "memoryallocation" in low:
         if low.lstrip().startswith(_CODE_STARTS) and "tried to allocate" not in low:
             return []  # a source line shown in a traceback ("except torch.cuda.OutOfMemoryError:"), not an error
         if "mps backend out of memory" in low:
@@ -235,6 +235,8 @@ def detect(line: str, low: str) -> list[MemoryHit]:
             return [MemoryHit(kind="host_oom", priority=P_HOST, text=line, exit_signal="SIGKILL")]
         if "ran out of memory trying to allocate" in low:  # BFC allocator warning (TF and XLA)
             return [_bytes_hit("tf_oom", P_LIBRARY, line, _BFC_ROUNDED)]
+        if "on host" in low and ("cuda_error_out_of_memory" in low or "cudahostalloc" in low):
+            return [MemoryHit(kind="host_oom", priority=P_HOST, text=line)]  # pinned host memory, not the GPU
         if "hip out of memory" in low:
             return parse_torch_message("hip_oom", line)
         if ("cuda out of memory" in low or "cuda error: out of memory" in low or "outofmemoryerror" in low
