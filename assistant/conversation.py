@@ -484,12 +484,8 @@ class Conversation:
             out.append(_render(d))
         elif "explain" in names:
             out.append(_explain(d, next(i for i in intents if i.name == "explain").slots.get("topic", "")) if d else _t(state, "nothing_yet"))
-        if "show_diff" in names:
-            out.append(f"```diff\n{d.diff}\n```" if d and d.diff else _t(state, "no_diff"))
-        if "show_config" in names:
-            out.append(f"```{_lang(d.fixed_config_format)}\n{d.fixed_config}\n```" if d and d.fixed_config else _t(state, "no_diff"))
-            if d and d.fixed_deepspeed:
-                out.append(f"```json\n{d.fixed_deepspeed}\n```")
+        if "show_diff" in names or "show_config" in names:
+            out.extend(self._show_config(state, diff="show_diff" in names, full="show_config" in names))
         if kind == "help":
             out.append(_help(state))
         elif kind == "unknown":
@@ -497,6 +493,31 @@ class Conversation:
         elif not new_diagnosis and not (state.request.log_text or state.configs) and kind not in ("mark_solved", "mark_unsolved"):
             out.append(_t(state, "need_log"))
         return "\n\n".join(x for x in out if x)
+
+    def _show_config(self, state: SessionState, *, diff: bool, full: bool) -> list[str]:
+        """The diff and/or the config to use: the fixed one; else, with what-ifs and no changes planned,
+        the user's config with the what-ifs applied (against the file they gave)."""
+        d = state.diagnosis
+        if d is None or not state.main_config:
+            return [_t(state, "no_diff")]
+        out: list[str] = []
+        text, fmt = d.fixed_config, d.fixed_config_format
+        if not text:
+            request, _ = self._request(state)
+            text = request.config_text
+            fmt = _format_of(state.main_config)
+            out.append(_t(state, "no_changes"))
+        original = state.original_configs.get(state.main_config, "")
+        if diff:
+            from ..tools.configs import unified_diff
+
+            patch = d.diff if d.fixed_config else unified_diff(original, text or "", state.main_config)
+            out.append(f"```diff\n{patch}\n```" if patch.strip() else _t(state, "same_config"))
+        if full and text:
+            out.append(f"```{_lang(fmt)}\n{text}\n```")
+            if d.fixed_deepspeed:
+                out.append(f"```json\n{d.fixed_deepspeed}\n```")
+        return out
 
     def _llm_answer(self, state: SessionState, question: str, markdown: str, what_if: dict | None,
                     new_diagnosis: bool) -> tuple[str, list[str], str]:
@@ -647,6 +668,11 @@ def _turn_kind(parts: list[MessagePart], intents: list[Intent]) -> str:
     if "config" in kinds or "model_config" in kinds:
         return "config"
     return intents[0].name if intents else "unknown"
+
+
+def _format_of(name: str) -> str:
+    low = name.lower()
+    return "json" if low.endswith(".json") else "shell" if low.endswith(".sh") else "yaml"
 
 
 def _lang(fmt: str | None) -> str:
@@ -815,6 +841,9 @@ _TEXTS = {
     "nothing_yet": ("There is no diagnosis yet to explain: paste the error log first.", "还没有诊断结果可以解释：请先粘贴报错日志。"),
     "no_diff": ("No fixed config yet: paste your training config (YAML / JSON / shell script) and I will rewrite it.",
                 "还没有修改后的配置：请粘贴训练配置（YAML/JSON/shell），我来改写。"),
+    "no_changes": ("No config changes are planned for this diagnosis (see its notes); this is your config as it stands"
+                   " in this conversation.", "这次诊断没有计划修改配置（见诊断说明）；下面是本次会话中的当前配置。"),
+    "same_config": ("Your config is unchanged.", "配置没有变化。"),
     "unknown": ("I did not understand that as a request I can act on.", "我没能理解这条消息。"),
     "need_log": ("Noted. Now paste the error log (the traceback with \"out of memory\" and the lines before it).",
                  "已记录。请粘贴报错日志（包含 \"out of memory\" 的 traceback 及其前面的几行）。"),

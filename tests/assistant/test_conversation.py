@@ -312,3 +312,14 @@ def test_explain_puts_the_asked_topic_first(conv):
     where = r.markdown.split("**Where the memory goes**", 1)[1]
     first_component = where.split("\n- ", 1)[1].split(":", 1)[0]
     assert first_component == "logits_and_loss"
+
+
+def test_show_config_without_a_plan_shows_the_what_if_config(conv):
+    cfg = (KIMI / "train.yaml").read_text()
+    conv.handle("s", "", files={"train.yaml": cfg, "ds_z3_config.json": (KIMI / "ds_z3_config.json").read_text()})
+    r = conv.handle("s", "what if cutoff_len is 2048?")
+    assert r.diagnosis.fixed_config is None                      # no OOM log: nothing to fix, only the what-if
+    r = conv.handle("s", "show the diff again")
+    assert "-cutoff_len: 16384\n+cutoff_len: 2048" in r.markdown
+    r = conv.handle("s", "show me the full config")
+    assert "cutoff_len: 2048" in r.markdown and "No config changes are planned" in r.markdown
