@@ -565,8 +565,16 @@ def _phase_and_operation(report: OOMReport, setup: TrainingSetup | None, s: _Sco
         s.add("full_ft_model_states", 2, "the failing operation is the optimizer")
     elif op == "attention" and setup is not None and setup.attn_implementation == "eager" and _observed(setup, "attn_implementation"):
         s.add("eager_attention", 2, "the failing operation is attention and the run uses eager attention")
-    if report.framework == "vllm" or (report.phase == "generation"):
-        s.add("generation_kv_cache", 1.5, "inference / generation engine: the KV cache is pre-allocated or grows")
+    if report.framework == "vllm":
+        # vLLM sizes its KV cache up front (gpu_memory_utilization) after a profile run at the longest inputs.
+        s.add("generation_kv_cache", 3, "vLLM pre-allocates the KV cache from gpu_memory_utilization after a profiling run")
+        if _is_multimodal(setup):
+            s.add("vision_tokens", 1.5, "vLLM's profiling run of a multimodal model feeds the most images/video frames the "
+                                        "limits allow (limit_mm_per_prompt, max pixels)")
+    elif report.phase == "generation":
+        s.add("generation_kv_cache", 1.5, "generation: the KV cache grows with the tokens generated")
+    if report.phase == "evaluation" and setup is not None and setup.eval_batch and setup.eval_batch > 1:
+        s.add("batch_too_large", 1.5, f"evaluation runs at per_device_eval_batch_size {setup.eval_batch}")
 
 
 # The score matrix of eager attention, as model code writes it (HF modeling_*.py, llama-recipes, remote code).
