@@ -88,7 +88,7 @@ def test_two_messages_glued_on_one_line_are_two_errors_first_wins():
     ("RuntimeError: CUDA error: out of memory", "cuda_oom", None),
     ("E external/xla/stream_executor/cuda/cuda_driver.cc:711] failed to alloc 2147483648 bytes on host: "
      "CUDA_ERROR_OUT_OF_MEMORY", "host_oom", None),
-    ("jax: cuMemAlloc failed to allocate 1073741824 bytes: CUDA_ERROR_OUT_OF_MEMORY", "cuda_oom", None),
+    ("jax: cuMemAlloc failed to allocate 1073741824 bytes: CUDA_ERROR_OUT_OF_MEMORY", "cuda_oom", 1073741824),
     ("torch.OutOfMemoryError: HIP out of memory. Tried to allocate 8.00 GiB. GPU 0 has a total capacity of 63.98 GiB "
      "of which 5.12 GiB is free.", "hip_oom", 8 * GiB),
     ("RuntimeError: MPS backend out of memory (MPS allocated: 17.68 GB, other allocations: 3.95 MB, max allowed: "

@@ -40,6 +40,7 @@ class MemoryHit:
     other_processes: list[tuple[int, int]] = field(default_factory=list)
     exit_signal: str | None = None
     phase_hint: str | None = None
+    wrappable: bool = False  # a PyTorch allocator message: may continue on the next (hard-wrapped) line
     # which fields came from the text, with the fragment as written (for evidence)
     fragments: dict[str, str] = field(default_factory=dict)
 
@@ -88,6 +89,8 @@ _TF_SHAPE = re.compile(r"OOM when allocating tensor (?:with|of) shape\s{0,2}\[([
 _TF_DEVICE = re.compile(r"device:GPU:(\d{1,4})")
 _TF_DTYPE_BYTES = {"float": 4, "float32": 4, "half": 2, "float16": 2, "bfloat16": 2, "double": 8, "float64": 8,
                    "int32": 4, "int64": 8, "int8": 1, "uint8": 1, "bool": 1, "int16": 2}
+# CUDA driver API: "cuMemAlloc failed to allocate 1073741824 bytes: CUDA_ERROR_OUT_OF_MEMORY"
+_DRIVER_BYTES = re.compile(r"(?:allocate|alloc)\s{0,2}(\d{1,20})\s{0,2}bytes")
 # host: "DefaultCPUAllocator: can't allocate memory: you tried to allocate 268435456 bytes."
 _CPU_BYTES = re.compile(r"tried to allocate (\d{1,20}) bytes")
 # NCCL: "include/alloc.h:185 NCCL WARN Failed to CUDA calloc 6291456 bytes"
@@ -142,7 +145,7 @@ def parse_torch_message(kind: str, message: str) -> list[MemoryHit]:
     """Numbers from a PyTorch caching-allocator OOM message (old and current formats, CUDA and HIP)."""
     hits = []
     for segment in _torch_segments(message):
-        hit = MemoryHit(kind=kind, priority=P_GPU, text=segment)
+        hit = MemoryHit(kind=kind, priority=P_GPU, text=segment, wrappable=True)
         _put(hit, "requested_bytes", _REQ.search(segment))
         if hit.requested_bytes is not None:
             hit.priority = P_DETAILED
@@ -237,6 +240,8 @@ def detect(line: str, low: str) -> list[MemoryHit]:
             return [_bytes_hit("tf_oom", P_LIBRARY, line, _BFC_ROUNDED)]
         if "on host" in low and ("cuda_error_out_of_memory" in low or "cudahostalloc" in low):
             return [MemoryHit(kind="host_oom", priority=P_HOST, text=line)]  # pinned host memory, not the GPU
+        if "cuda_error_out_of_memory" in low and "tried to allocate" not in low:  # driver API (JAX, CuPy, vLLM)
+            return [_bytes_hit("cuda_oom", P_GPU, line, _DRIVER_BYTES)]
         if "hip out of memory" in low:
             return parse_torch_message("hip_oom", line)
         if ("cuda out of memory" in low or "cuda error: out of memory" in low or "outofmemoryerror" in low

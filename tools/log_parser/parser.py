@@ -116,7 +116,7 @@ class LogParser:
         hits = detect(line, low) if self._may_report_memory(low) else []
         if hits:
             first = hits[0]
-            if first.kind in ("cuda_oom", "hip_oom") and len(hits) == 1 and is_open(line) \
+            if first.wrappable and len(hits) == 1 and is_open(line) \
                     and len(raw.rstrip("\r\n")) >= _WRAP_MIN_WIDTH:
                 self.pending = _Pending(first.kind, lineno, line.strip(), rank, len(line.rstrip()))
             else:
