@@ -4,7 +4,8 @@ Counting follows Korthikanti et al. 2022 ("Reducing Activation Recomputation in 
 Models", sec. 4.1): list the tensors each op saves for backward. Adapted to what transformers'
 Llama-style layers actually save: RMSNorm upcasts its input to fp32, SwiGLU saves gate/up/act,
 sdpa/flash attention keep q, k, v and the output (no s x s scores), GQA k/v are not repeated
-(sdpa enable_gqa), and frozen Linear layers do not save their inputs. Verified against the H100
+(sdpa enable_gqa), and frozen Linear layers do not save their inputs. Verified op by op against
+autograd's saved tensors (tests/tools/test_memory_activations.py) and end to end against the H100
 measurements in ../shared/calibration (evals/calibration_benchmark.py).
 """
 
@@ -22,7 +23,7 @@ class ActPolicy:
 
     weights_trainable: bool  # full fine-tuning of this layer (Linear layers save their inputs)
     autocast_fp32_weights: bool  # fp32 weights under bf16 autocast: fp32 residual stream, per-Linear bf16 casts
-    lora_inputs: dict[str, int]  # LoRA module name → per-layer count of fp32 input copies PEFT saves
+    lora_inputs: dict[str, tuple[int, float]]  # LoRA module → (in_features, modules per layer) whose fp32 input PEFT saves
     act_bytes: int = 2  # element size of activations (2 for bf16/fp16, 4 for fp32 training)
     eager_attention: bool = False
 
@@ -161,11 +162,6 @@ def attention_score_bytes(arch: ModelArch, p: ActPolicy, batch: int, seq: int) -
     return per_elem * batch * arch.num_heads * seq * seq
 
 
-def logits_bytes_per_token(arch: ModelArch) -> dict[str, int]:
-    """Per-token sizes of the loss tensors: bf16 logits, one fp32 copy (transformers' ForCausalLMLoss upcasts)."""
-    return {"bf16": 2 * arch.vocab_size, "fp32": 4 * arch.vocab_size}
-
-
 def loss_peak_units() -> dict[str, int]:
     """How many bytes per logit element are live at each moment of the loss (units of b x s x V).
 
@@ -244,7 +240,3 @@ def vision_transient_bytes(v: VisionArch, patches_per_image: int, images: int, e
     if eager:
         work += images * v.num_heads * patches_per_image ** 2 * (4 + 2)
     return work
-
-
-def moe_layers(arch: ModelArch) -> int:
-    return len(moe_layer_indices(arch))
