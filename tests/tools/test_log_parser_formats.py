@@ -387,3 +387,19 @@ def test_phase_from_surrounding_lines_when_frames_say_nothing():
             "  File \"/usr/bin/torchrun\", line 8, in <module>\n    sys.exit(main())\nKilled\n")
     r = parse_log(text)
     assert r.kind == "host_oom" and r.phase == "model_loading"
+
+
+def test_real_host_allocator_failure_from_the_installed_torch():
+    """A real c10 DefaultCPUAllocator failure (not a hand-written string): the parser reads its exact size."""
+    import traceback
+
+    torch = pytest.importorskip("torch")
+    size = 1 << 45  # 32 TiB: more than any test machine has
+    try:
+        torch.empty(size, dtype=torch.uint8)
+    except RuntimeError:
+        text = traceback.format_exc()
+    else:  # pragma: no cover - a machine with 32 TiB of RAM
+        pytest.skip("the allocation succeeded")
+    r = parse_log(text)
+    assert r.kind == "host_oom" and r.requested_bytes == size
