@@ -197,8 +197,12 @@ def test_python_tags_are_refused_and_never_executed(tmp_path):
 
 
 def test_large_deep_and_malformed_configs_are_refused():
-    with pytest.raises(InputError, match="MB"):
+    with pytest.raises(InputError, match="KB limit"):
         load_config("cutoff_len: 1024\n" + "# pad\n" * 2_000_000, "big.yaml")
+    start = time.perf_counter()
+    with pytest.raises(InputError, match="entries"):
+        load_config("".join(f"k{i}: v\n" for i in range(30000)), "many.yaml")
+    assert time.perf_counter() - start < 5
     with pytest.raises(InputError, match="deeper"):
         load_config("a: " + "[" * 200 + "]" * 200 + "\n", "deep.yaml")
     with pytest.raises(InputError, match="deeper"):

@@ -19,8 +19,8 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ..errors import InputError
 
-MAX_CONFIG_CHARS = 1_000_000     # training configs are a few KB; 1 MB is generous and bounds all later work
-MAX_EXPANDED_NODES = 100_000     # nodes after expanding aliases: a billion-laughs file reaches 10^9
+MAX_CONFIG_CHARS = 256_000       # training configs are a few KB; 256 KB is generous and bounds parse time (< 2 s)
+MAX_EXPANDED_NODES = 20_000      # nodes after expanding aliases (real configs: < 1,000; a billion-laughs file: 10^9)
 MAX_DEPTH = 64                   # real configs nest 2-4 levels
 
 # Tags a config may carry: the YAML core schema. Anything else (!!python/object, custom !Tags) is refused.
@@ -35,7 +35,7 @@ def check_size(text: str, name: str) -> None:
     """Refuse configs over the size limit before parsing them at all."""
     if len(text) > MAX_CONFIG_CHARS:
         raise InputError(
-            f"{name}: config is {len(text) / 1e6:.1f} MB, over the {MAX_CONFIG_CHARS // 1_000_000} MB limit; "
+            f"{name}: config is {len(text) / 1e3:,.0f} KB, over the {MAX_CONFIG_CHARS // 1000} KB limit; "
             "pass the training config itself, not data"
         )
 
@@ -51,6 +51,7 @@ def check_yaml_events(text: str, name: str) -> None:
     weights: dict[str, int] = {}           # anchor → expanded size of the anchored node
     stack: list[list[Any]] = []            # open collections: [anchor, size]
     total = 0
+    aliases = 0
     try:
         for event in _yaml().parse(text):
             if isinstance(event, NodeEvent) and not isinstance(event, AliasEvent):
@@ -61,6 +62,7 @@ def check_yaml_events(text: str, name: str) -> None:
                         "remove the tag)"
                     )
             if isinstance(event, AliasEvent):
+                aliases += 1
                 size = weights.get(event.anchor, 1)
             elif isinstance(event, ScalarEvent):
                 size = 1
@@ -81,9 +83,10 @@ def check_yaml_events(text: str, name: str) -> None:
             if stack:
                 stack[-1][1] += size
             if total > MAX_EXPANDED_NODES:
-                raise InputError(
-                    f"{name}: YAML expands to more than {MAX_EXPANDED_NODES} nodes (alias bomb?); refusing to load it"
-                )
+                if aliases:
+                    raise InputError(f"{name}: YAML aliases expand to more than {MAX_EXPANDED_NODES} nodes "
+                                     "(an alias bomb?); refusing to load it")
+                raise InputError(f"{name}: more than {MAX_EXPANDED_NODES} YAML entries; not a training config")
     except YAMLError as exc:
         raise InputError(f"{name}: not valid YAML: {_one_line(exc)}") from None
 
