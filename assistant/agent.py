@@ -321,6 +321,9 @@ def _summary(d: Diagnosis) -> str:
         if e.budget_bytes:
             verdict = f" against a budget of {format_bytes(e.budget_bytes)}" + (" (does not fit)" if e.fits is False else "")
         parts.append(f"The calculator predicts a peak of {format_bytes(e.peak_bytes)} per GPU at {e.peak_phase.replace('_', ' ')}{verdict}.")
+        held = _observed_peak(d.report)
+        if held and held > e.peak_bytes:
+            parts.append(f"The failing run needed at least {format_bytes(held)} (allocated + requested), more than predicted.")
     if d.fixes and d.fixed_config:
         after = d.estimate_after
         fit = ""
