@@ -201,7 +201,7 @@ def test_large_deep_and_malformed_configs_are_refused():
         load_config("cutoff_len: 1024\n" + "# pad\n" * 2_000_000, "big.yaml")
     start = time.perf_counter()
     with pytest.raises(InputError, match="entries"):
-        load_config("".join(f"k{i}: v\n" for i in range(30000)), "many.yaml")
+        load_config("".join(f"k{i}: 1\n" for i in range(25000)), "many.yaml")
     assert time.perf_counter() - start < 5
     with pytest.raises(InputError, match="deeper"):
         load_config("a: " + "[" * 200 + "]" * 200 + "\n", "deep.yaml")
