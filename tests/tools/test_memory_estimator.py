@@ -147,6 +147,7 @@ def test_moe_all_experts_resident():
     assert est.breakdown.get("weights") >= 2 * 46.7e9
     assert est.fits is False  # 87 GiB of bf16 weights do not fit one 80 GB card
     assert est.max_micro_batch == 0
+    assert any("model states alone" in n for n in est.notes)
 
 
 def test_vision_tokens_and_trainable_tower():

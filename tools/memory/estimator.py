@@ -429,8 +429,11 @@ def estimate_memory(setup: TrainingSetup, *, mode: Mode = "train", margin: float
         est.max_micro_batch = _max_int(lambda b: _peak_bytes(setup, plan, mode, b, setup.seq_len) <= budget, 4096)
         cap_seq = max(setup.seq_len, arch_max_seq(setup))
         est.max_seq_len = _max_int(lambda s: _peak_bytes(setup, plan, mode, batch, s) <= budget, cap_seq)
-        if est.max_micro_batch == 0:
-            notes.append(f"does not fit even at micro-batch 1 on {setup.gpu.name} "
+        if plan.weights + plan.optimizer_states + plan.master_weights > budget:
+            est.notes.append("the model states alone exceed the GPU budget: it fails while loading or at the first step, "
+                         "whatever the batch or sequence length (shard with ZeRO-3/FSDP, offload, or quantize)")
+        elif est.max_micro_batch == 0:
+            est.notes.append(f"does not fit even at micro-batch 1 on {setup.gpu.name} "
                          f"({budget / GiB:.2f} GiB usable at margin {margin})")
     return est
 
