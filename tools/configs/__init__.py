@@ -4,6 +4,7 @@ TrainingSetup, plan the least invasive changes that fit, and write them back in 
 
 from .documents import load_config
 from .mapping import apply_config_to_setup
+from .planner import plan_fixes
 from .rewrite import apply_changes, unified_diff
 from .schema import ConfigChange, ConfigDocument, Constraints, FixPlan
 
@@ -11,10 +12,3 @@ __all__ = [
     "ConfigChange", "ConfigDocument", "Constraints", "FixPlan",
     "apply_changes", "apply_config_to_setup", "load_config", "plan_fixes", "unified_diff",
 ]
-
-
-def plan_fixes(setup, doc, causes, constraints, hints=None):
-    """The least invasive changes that fit (see planner.plan_fixes)."""
-    from .planner import plan_fixes as _plan
-
-    return _plan(setup, doc, causes, constraints, hints)
