@@ -117,10 +117,12 @@ def run(args: argparse.Namespace) -> int:
     except Exception:  # noqa: BLE001 - the probe measures even where the calculator cannot estimate
         estimate_peak, guess = None, None
     record = Path(args.record) if args.record else load_settings().session_db.parent / "probe-measurements.jsonl"
-    result = run_probe(build_spec(args, setup, hf_config, device), Trial(micro_batch=setup.micro_batch, seq_len=setup.seq_len),
+    with _progress(enabled=not args.json) as on_event:
+        result = run_probe(build_spec(args, setup, hf_config, device), Trial(micro_batch=setup.micro_batch, seq_len=setup.seq_len),
                        find_max=args.find_max, start_guess=guess, margin=args.margin, trial_timeout_s=args.trial_timeout,
                        total_timeout_s=args.timeout, estimate_peak_bytes=estimate_peak, record_path=record,
-                       record_meta={"model": setup.model_name or hf_config.get("_name_or_path") or hf_config["model_type"]})
+                       record_meta={"model": setup.model_name or hf_config.get("_name_or_path") or hf_config["model_type"]},
+                       on_event=on_event)
     if args.json:
         print_json(result)
     else:
@@ -129,6 +131,30 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"probe failed: {result.error}", EXIT_UNAVAILABLE)
     main = result.main
     return EXIT_OK if main is not None and main.fits_margin else EXIT_DOES_NOT_FIT
+
+
+class _progress:
+    """A spinner with the probe's current stage on a terminal (stderr); silent when piped or with --json."""
+
+    def __init__(self, enabled: bool):
+        import sys
+
+        self.enabled = enabled and sys.stderr.isatty()
+        self.status = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from rich.console import Console
+
+        self.status = Console(stderr=True).status("probe: starting")
+        self.status.__enter__()
+        return lambda msg: self.status.update(f"probe: {msg}")
+
+    def __exit__(self, *exc):
+        if self.status is not None:
+            self.status.__exit__(*exc)
+        return False
 
 
 def render_probe(result) -> str:

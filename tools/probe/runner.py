@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .schema import ProbeResult, ProbeSpec, Trial, TrialResult
@@ -130,13 +131,19 @@ def fits_with_margin(result: TrialResult, total_bytes: int | None, margin: float
 def run_probe(spec: ProbeSpec, trial: Trial, *, find_max: str | None = None, start_guess: int | None = None,
               margin: float = 0.9, trial_timeout_s: float = 300.0, total_timeout_s: float = 1200.0,
               estimate_peak_bytes: int | None = None, record_path: Path | None = None, record_meta: dict | None = None,
-              worker_env: dict | None = None) -> ProbeResult:
-    """Run the configured step (and, with find_max, the bracketing search) and report the measurements."""
+              worker_env: dict | None = None, on_event: Callable[[str], None] | None = None) -> ProbeResult:
+    """Run the configured step (and, with find_max, the bracketing search) and report the measurements.
+
+    `on_event` receives one line per stage (model built, trial started/finished) for progress display.
+    """
+    say = on_event or (lambda _msg: None)
     started = time.monotonic()
     result = ProbeResult(find_max=find_max, estimate_peak_bytes=estimate_peak_bytes)
     try:
+        say("starting the probe worker and building the model")
         with ProbeWorker(spec, build_timeout_s=min(600.0, total_timeout_s), env=worker_env) as worker:
             ready = worker.ready
+            say(f"model built in {ready.get('build_seconds') or 0:.1f} s on {ready.get('device_name')}")
             for key in ("device_name", "gpu_total_bytes", "cuda_context_bytes", "n_params", "n_trainable",
                         "after_load_bytes", "build_seconds", "versions"):
                 setattr(result, key, ready.get(key))
@@ -147,6 +154,7 @@ def run_probe(spec: ProbeSpec, trial: Trial, *, find_max: str | None = None, sta
                 if left <= 0:
                     r = TrialResult(micro_batch=t.micro_batch, seq_len=t.seq_len, result="timeout", error="overall time limit reached")
                 else:
+                    say(f"trial {len(result.trials) + 1}: micro-batch {t.micro_batch}, seq {t.seq_len}")
                     r = worker.trial(t, min(trial_timeout_s, left))
                 r.fits_margin = fits_with_margin(r, total, margin)
                 result.trials.append(r)
