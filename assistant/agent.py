@@ -92,7 +92,7 @@ def _read_report(request: DiagnoseRequest, parse_log, notes: list[str]):
     described = _described(report, request.log_text)
     if described is not None:
         report = report.model_copy(update={
-            "kind": described.kind, "phase": described.phase or report.phase,
+            "kind": described.kind, "phase": described.phase or report.phase, "model": report.model or described.model,
             "evidence": [*report.evidence, Evidence(line=described.line, text=described.text, fact="described_oom")]})
         notes.append(f"no error message in the text; diagnosing the memory error it describes (line {described.line})")
     return report, described

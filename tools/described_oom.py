@@ -27,6 +27,10 @@ _PHASES: list[tuple[str, re.Pattern]] = [
 ]
 
 
+# A Hugging Face model id as people paste it: a hub URL or "Org/Model-Name" with a size or version in it.
+_MODEL_ID = re.compile(r"huggingface\.co/([\w.-]{2,60}/[\w.-]{2,100})|\b([A-Za-z][\w.-]{1,40}/[\w.-]*\d[\w.-]{0,80})")
+
+
 class DescribedOOM(BaseModel):
     """What a prose description says about a memory failure."""
 
@@ -34,6 +38,7 @@ class DescribedOOM(BaseModel):
     line: int
     text: str
     phase: str | None = None
+    model: str | None = None
     growth_line: int | None = None
     growth_text: str | None = None
 
@@ -42,6 +47,7 @@ def described_oom(text: str) -> DescribedOOM | None:
     """The memory failure a text describes in words, or None when it describes none."""
     gpu = host = growth = None
     phase: str | None = None
+    model: str | None = None
     for lineno, line in enumerate(text[:MAX_SCAN].splitlines(), start=1):
         line = line[:2000]
         if gpu is None and _GPU.search(line):
@@ -52,6 +58,9 @@ def described_oom(text: str) -> DescribedOOM | None:
             growth = (lineno, line.strip())
         if phase is None:
             phase = next((name for name, pat in _PHASES if pat.search(line)), None)
+        if model is None:
+            m = _MODEL_ID.search(line)
+            model = (m.group(1) or m.group(2)).rstrip(".") if m else None
     if gpu is None and host is None:
         return None
     gpu_words = re.search(r"GPU|CUDA|VRAM|显存|显卡", text[:MAX_SCAN], re.IGNORECASE)
@@ -59,5 +68,5 @@ def described_oom(text: str) -> DescribedOOM | None:
         kind, (line, said) = "host_oom", host
     else:
         kind, (line, said) = "cuda_oom", gpu or host
-    return DescribedOOM(kind=kind, line=line, text=said[:300], phase=phase,
+    return DescribedOOM(kind=kind, line=line, text=said[:300], phase=phase, model=model,
                         growth_line=growth[0] if growth else None, growth_text=growth[1][:300] if growth else None)

@@ -422,10 +422,10 @@ def _estimate_breakdown(report: OOMReport, setup: TrainingSetup | None, estimate
     # Evidence from the calculator is only as good as the setup it sized: halve it when the method is assumed.
     states_conf = 1.0 if _observed(setup, "method") else 0.5
     add = lambda label, pts, why: s.add(label, pts * states_conf, why)  # noqa: E731
+    full_ft = setup.method == "full" and _observed(setup, "method")
     if weights > budget:
-        add("weights_exceed_gpu", 6 if setup.method != "full" else 4,
-            f"the weights alone take {gib(weights)} per GPU, above the {gib(budget)} budget")
-        if setup.method == "full":
+        add("weights_exceed_gpu", 4 if full_ft else 6, f"the weights alone take {gib(weights)} per GPU, above the {gib(budget)} budget")
+        if full_ft:
             add("full_ft_model_states", 6, f"full fine-tuning: even the weights ({gib(weights)} per GPU) exceed the "
                                            f"{gib(budget)} budget before gradients and optimizer states")
         if setup.num_gpus > 1 and setup.zero_stage < 3 and not setup.fsdp:

@@ -6,8 +6,10 @@ from ask_oom.tools.described_oom import described_oom
 
 
 def test_english_gpu_oom_in_words():
-    d = described_oom("i have 2 * v100-16G\nthen i got OOM on each gpu: allocate 372Mib but 367.12 left\n")
+    d = described_oom("i have 2 * v100-16G and want to serve https://huggingface.co/Qwen/Qwen1.5-MoE-A2.7B-Chat\n"
+                      "then i got OOM on each gpu: allocate 372Mib but 367.12 left\n")
     assert d is not None and d.kind == "cuda_oom" and d.line == 2
+    assert d.model == "Qwen/Qwen1.5-MoE-A2.7B-Chat"
 
 
 def test_chinese_growth_until_oom():
