@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .embedding import load_embed_model
+from .embedding import embed_query, load_embed_model
 from .facets import FILTER_KEYS, case_facets
 from .schema import Case
 from .text import tokenize, translate_zh
@@ -18,13 +18,32 @@ from .text import tokenize, translate_zh
 logging.getLogger("bm25s").setLevel(logging.ERROR)
 
 
+EMBED_MAX_TOKENS = 128  # MiniLM was trained on 128-token inputs; cost grows with length (1,000 cases < 60 s on 2 cores)
+
+
+def embed_text(case: Case) -> str:
+    """The gist of a case for the embedding model: what failed, where, why, what fixed it, without rationales.
+
+    BM25 indexes the full Case.search_text(); the dense side needs the meaning, and every token costs build time.
+    """
+    s = case.symptom
+    fixes = "; ".join(f.key or (f.action or "")[:60] for f in case.fixes if f.key or f.action)
+    return "\n".join(p for p in (
+        case.title,
+        f"{case.model.name} {case.model.size or ''} {case.model.modality}, {case.framework}, {case.method}",
+        f"{s.error_kind} {s.phase or ''} {s.operation or ''}: {(s.message or '')[:160]}",
+        "causes: " + ", ".join(c.replace("_", " ") for c in case.root_causes),
+        f"fixes: {fixes}" if fixes else "",
+    ) if p.strip())
+
+
 def case_node(case: Case):
-    """One TextNode per case: the text embedded is Case.search_text(); facets ride along as metadata for filters."""
+    """One TextNode per case: the text embedded is the case's gist (embed_text); facets ride along for filters."""
     from llama_index.core.schema import TextNode
 
     facets = case_facets(case)
     metadata = {"case_id": case.id, **{f"{k}_tags": sorted(facets[k]) for k in FILTER_KEYS}}
-    return TextNode(id_=case.id, text=case.search_text(), metadata=metadata,
+    return TextNode(id_=case.id, text=embed_text(case), metadata=metadata,
                     excluded_embed_metadata_keys=list(metadata), excluded_llm_metadata_keys=list(metadata))
 
 
@@ -97,9 +116,13 @@ class HybridRetrievers:
     # --- querying -----------------------------------------------------------------------------------
     def dense(self, query: str, top_k: int, filters: dict | None = None) -> list[tuple[str, float]]:
         """(case id, cosine similarity), best first; Chinese terms are glossed into English for the English model."""
+        from llama_index.core.schema import QueryBundle
+
         retriever = self.vector_index.as_retriever(similarity_top_k=min(top_k, self.n_cases),
                                                    filters=metadata_filters(filters))
-        return [(n.node.node_id, float(n.score or 0.0)) for n in retriever.retrieve(translate_zh(query))]
+        text = translate_zh(query)
+        bundle = QueryBundle(query_str=text, embedding=embed_query(text))  # embedded once, on one thread
+        return [(n.node.node_id, float(n.score or 0.0)) for n in retriever.retrieve(bundle)]
 
     def lexical(self, query: str, top_k: int) -> list[tuple[str, float]]:
         """(case id, BM25 score), best first; only cases sharing a term with the query."""

@@ -28,7 +28,8 @@ from .lexical import LexicalIndex
 from .schema import Case
 from .text import tokenize
 
-INDEX_FORMAT = 2  # bump when the tokenizer, node text or file layout changes: old indexes rebuild themselves
+INDEX_FORMAT = 3  # bump when the tokenizer, node text or file layout changes: old indexes rebuild themselves
+CANDIDATES = 50  # per-retriever candidates fused by RRF
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al. 2009, "RRF outperforms Condorcet")
 Mode = Literal["fast", "hybrid", "dense", "bm25"]
 MODES: tuple[str, ...] = ("fast", "hybrid", "dense", "bm25")
@@ -229,8 +230,12 @@ class CaseIndex:
             return self._search_fast(query, k, allowed)
         hybrid = self.ensure_dense()
         n = len(self.cases)
-        dense = [(i, s) for i, s in hybrid.dense(query, n, filters)] if mode in ("dense", "hybrid") else []
-        lexical = [(i, s) for i, s in hybrid.lexical(query, n) if i in allowed] if mode in ("bm25", "hybrid") else []
+        # fusion looks at the top candidates of each retriever, not the whole corpus (keeps a warm query in ms);
+        # BM25 filters after retrieval, so with filters it ranks everything
+        depth = min(n, max(CANDIDATES, 4 * k))
+        dense = [(i, s) for i, s in hybrid.dense(query, depth, filters)] if mode in ("dense", "hybrid") else []
+        lexical = ([(i, s) for i, s in hybrid.lexical(query, n if filters else depth) if i in allowed]
+                   if mode in ("bm25", "hybrid") else [])
         dense = [(i, s) for i, s in dense if i in allowed]
         d_score, l_score = dict(dense), dict(lexical)
         if mode == "dense":
