@@ -27,8 +27,8 @@ def observed_peak(report: Any) -> int | None:
 
 def causes_from_estimate(setup: TrainingSetup, est: MemoryEstimate | None) -> list[RootCause]:
     """Rank causes from the breakdown alone: the components that push the peak over the budget."""
-    if est is None:
-        return []
+    if est is None or (est.fits and est.host_fits is not False):
+        return []   # nothing ran out: there is no cause to rank
     parts = est.breakdown.as_dict()
     budget = est.budget_bytes or est.peak_bytes
     peak = max(est.peak_bytes, 1)

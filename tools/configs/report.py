@@ -29,7 +29,9 @@ def render_plan(doc: ConfigDocument, setup: TrainingSetup, causes: list[RootCaus
     gpu = setup.gpu.name if setup.gpu is not None else "unknown GPU"
     model = setup.model.name if setup.model is not None and setup.model.name else setup.model_name or "unknown model"
     if plan.estimate_before is None:
-        head = "Fix planned (not verified by the calculator)"
+        has_edits = any(c.key is not None for c in plan.changes)
+        head = ("Fix planned (not verified by the calculator)" if has_edits
+                else "No verified plan: the calculator needs the model architecture and the GPU")
     elif plan.fits and not any(c.key is not None for c in plan.changes):
         head = "Already fits"
     else:
