@@ -38,7 +38,7 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
     doc = _load_config(request)
     report = _phase_from_config(report, doc)
     setup = assemble_setup(report, doc, request)
-    estimate = _estimate(setup, notes)
+    estimate = _estimate(setup, notes, report)
     hits = _retrieve(report, setup, index, settings, mode, notes)
     trend = memory_trend(request.log_text) if report.is_memory_error else None
     if trend is not None and described is not None and described.growth_text and not trend.growing:
@@ -47,7 +47,7 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
     refined = _refine_attention(setup, causes)
     if refined is not None:  # the evidence says eager attention ran: size it, then rank again with that estimate
         setup = refined
-        estimate = _estimate(setup, notes)
+        estimate = _estimate(setup, notes, report)
         causes = rank_root_causes(report, setup, estimate, hits, trend=trend)
     similar = [_similar_case(h, report, setup) for h in hits]
     questions = _questions(report, setup, doc)
@@ -106,13 +106,15 @@ def _load_config(request: DiagnoseRequest) -> ConfigDocument | None:
     return load_config(request.config_text, request.config_name or "config", request.extra_configs or None)
 
 
-def _estimate(setup: TrainingSetup, notes: list[str]) -> MemoryEstimate | None:
+def _estimate(setup: TrainingSetup, notes: list[str], report: OOMReport | None = None) -> MemoryEstimate | None:
+    """The calculator's estimate for the step that failed: an evaluation/inference step is sized without training states."""
     if setup.model is None:
         return None
     from ..tools.memory import estimate_memory
 
+    inference = report is not None and (report.phase in ("evaluation", "generation") or report.framework == "vllm")
     try:
-        return estimate_memory(setup)
+        return estimate_memory(setup, mode="eval" if inference else "train")
     except InputError as exc:
         notes.append(f"memory estimate unavailable: {exc}")
         return None
