@@ -101,8 +101,10 @@ def test_autocast_fp32_master_activations_match_autograd():
     assert predicted == pytest.approx(measured, rel=0.08)
 
 
-def test_lora_activations_match_autograd():
-    """Frozen bf16 base, fp32 adapters on all linear layers (PEFT casts each adapter's input to fp32)."""
+@pytest.mark.parametrize("autocast", [False, True], ids=["plain", "autocast"])
+def test_lora_activations_match_autograd(autocast):
+    """Frozen bf16 base, fp32 adapters on all linear layers (PEFT casts each adapter's input to fp32;
+    under autocast, as HF Trainer runs it with bf16=True, lora_A keeps a bf16 cast instead)."""
     peft = pytest.importorskip("peft")
     cfg = FAMILIES[1]
     model = _build(cfg, torch.bfloat16)
@@ -111,9 +113,9 @@ def test_lora_activations_match_autograd():
         if "lora_" in n:
             p.data = p.data.float()
     lora.enable_input_require_grads()
-    measured = saved_activation_bytes(lora, cfg["vocab_size"])
+    measured = saved_activation_bytes(lora, cfg["vocab_size"], autocast=autocast)
     arch = load_model_arch(cfg)
-    policy = ActPolicy(False, False, lora_inputs_per_layer(arch, ["all"]), 2, False)
+    policy = ActPolicy(False, False, lora_inputs_per_layer(arch, ["all"]), 2, False, lora_input_bytes=2 if autocast else 4)
     assert model_activation_bytes(arch, policy, B * S) == pytest.approx(measured, rel=0.08)
 
 

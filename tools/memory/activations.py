@@ -26,6 +26,7 @@ class ActPolicy:
     lora_inputs: dict[str, tuple[int, float]]  # LoRA module → (in_features, modules per layer) whose fp32 input PEFT saves
     act_bytes: int = 2  # element size of activations (2 for bf16/fp16, 4 for fp32 training)
     eager_attention: bool = False
+    lora_input_bytes: int = 4  # 4: PEFT's fp32 cast of the input is saved; 2: under autocast lora_A saves a bf16 cast
 
 
 def _norm_bytes(arch: ModelArch, h: int, p: ActPolicy, consumers: int) -> int:
@@ -83,8 +84,9 @@ def layer_activation_bytes(arch: ModelArch, p: ActPolicy, *, moe: bool) -> int:
     if not arch.parallel_attn_mlp:
         total += _norm_bytes(arch, h, p, mlp_consumers)
     total += mlp_bytes(arch, p, moe=moe)
-    # --- LoRA: PEFT casts each adapted Linear's input to the adapter dtype (fp32) and lora_A saves it
-    total += sum(4 * in_f * n for in_f, n in p.lora_inputs.values())
+    # --- LoRA: PEFT casts each adapted Linear's input to the adapter dtype (fp32) and lora_A saves it;
+    # under autocast lora_A re-casts that copy to bf16 and saves the bf16 one instead
+    total += sum(p.lora_input_bytes * in_f * n for in_f, n in p.lora_inputs.values())
     if arch.extra.get("sandwich_norm"):
         total += 2 * (4 * h + (4 * h if p.weights_trainable else 0))  # Gemma2/3 post-attention/post-FFN norms
     return total

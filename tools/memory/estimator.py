@@ -40,6 +40,8 @@ ZERO3_PREFETCH = 50_000_000
 ZERO3_MAX_LIVE = 1_000_000_000
 # DeepSpeed ZeRO-1/2 default reduce_bucket_size / allgather_bucket_size: 5e8 elements (zero/config.py).
 ZERO_BUCKET = 500_000_000
+# Frameworks built on HF Trainer / accelerate: with bf16/fp16 they run the forward under torch.autocast.
+TRAINER_FRAMEWORKS = ("llamafactory", "hf_trainer", "trl", "axolotl", "swift")
 # DeepSpeed estimate_zero{2,3}_model_states_mem_needs: additional_buffer_factor for host (pinned) memory.
 HOST_BUFFER_FACTOR = 1.5
 # huggingface_hub / transformers save_pretrained default max_shard_size ("5GB").
@@ -200,6 +202,8 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
         lora_inputs=lora_inputs,
         act_bytes=4 if fp32 else 2,
         eager_attention=setup.attn_implementation == "eager",
+        lora_input_bytes=2 if (lora_like and setup.precision in ("bf16_mixed", "fp16_mixed")
+                               and setup.framework in TRAINER_FRAMEWORKS) else 4,
     )
     copies = int(n_trainable * 2) if autocast_fp32 else 0  # autocast's bf16 weight cache (torch.autocast docs)
     lm_head_copy = (pc.lm_head or pc.embedding) * 2 if autocast_fp32 else 0
@@ -406,8 +410,8 @@ def estimate_memory(setup: TrainingSetup, *, mode: Mode = "train", margin: float
         notes.append(f"model_type {setup.model.model_type!r} is not a family ask-oom knows: counted as a Llama-style layout")
     if setup.optimizer.startswith("paged"):
         notes.append("paged optimizer: states live in unified memory and can be paged to host RAM under pressure")
-    if setup.method in ("lora", "qlora") and not setup.gradient_checkpointing:
-        notes.append("LoRA activations counted with PEFT's fp32 input copy per adapted Linear (upper bound under autocast)")
+    if setup.method in ("lora", "qlora") and not setup.gradient_checkpointing and plan.policy.lora_input_bytes == 4:
+        notes.append("LoRA activations counted with PEFT's fp32 input copy per adapted Linear (no autocast)")
     if setup.framework == "hf_trainer" and mode == "train" and not setup.liger_kernel:
         notes.append("logits counted as still referenced at backward (2 B x b x s x V more than HF Trainer keeps)")
     est = MemoryEstimate(
