@@ -13,17 +13,19 @@ from pydantic import BaseModel
 
 MAX_SCAN = 2 * 1024 * 1024  # a description is short; read at most its first 2 MiB
 
-_GPU = re.compile(r"\b(?:CUDA\s{0,2})?OOM\b|out[ -]of[ -]memory|显存(?:不足|溢出|不够|爆|占满|炸)|爆显存|VRAM", re.IGNORECASE)
+# ASCII-only boundaries: in Unicode mode \b sees no boundary between a Chinese character and "OOM".
+_GPU = re.compile(r"(?<![A-Za-z])OOM(?![A-Za-z])|out[ -]of[ -]memory|显存(?:不足|溢出|不够|爆|占满|炸)|爆显存|VRAM", re.IGNORECASE)
 _HOST = re.compile(r"(?<!显)内存.{0,20}(?:不足|占满|爆|溢出|不够|超过|满了)|\b(?:host|CPU|system)\s{0,2}(?:RAM|memory)\b|\bRAM\b.{0,40}\b(?:full|exhausted)\b"
                    r"|oom[- ]killer|Cannot allocate memory", re.IGNORECASE)
 _GROWTH = re.compile(r"\bkeeps?\s{0,2}(?:increasing|growing|rising)|\b(?:increas|grow)\w{0,4}\s{0,2}(?:from|over|steadily|gradually|until|each|every)"
                      r"|memory leak|不断(?:增加|增长|上涨)|持续(?:增加|增长|上涨)|逐渐(?:增加|增长)|无限增加|一直(?:增加|涨)|越来越(?:大|多)",
                      re.IGNORECASE)
+_A, _Z = r"(?<![A-Za-z])", r"(?![A-Za-z])"  # word edges that also hold next to Chinese characters
 _PHASES: list[tuple[str, re.Pattern]] = [
-    ("evaluation", re.compile(r"\b(?:evaluat\w{0,4}|eval|predict\w{0,4})\b|评估|验证集|预测", re.IGNORECASE)),
-    ("lora_merge", re.compile(r"\bmerg\w{0,3}\b|合并", re.IGNORECASE)),
-    ("generation", re.compile(r"\b(?:inference|generat\w{0,4}|vllm|serving)\b|推理", re.IGNORECASE)),
-    ("model_loading", re.compile(r"\b(?:loading|load)\s{0,2}(?:the\s{0,2})?(?:model|weights|checkpoint)|加载", re.IGNORECASE)),
+    ("evaluation", re.compile(_A + r"(?:evaluat[a-z]{0,4}|eval|predict[a-z]{0,4})" + _Z + r"|评估|验证集|预测", re.IGNORECASE)),
+    ("lora_merge", re.compile(_A + r"merg[a-z]{0,3}" + _Z + r"|合并", re.IGNORECASE)),
+    ("generation", re.compile(_A + r"(?:inference|generat[a-z]{0,4}|vllm|serving)" + _Z + r"|推理", re.IGNORECASE)),
+    ("model_loading", re.compile(_A + r"(?:loading|load)\s{0,2}(?:the\s{0,2})?(?:model|weights|checkpoint)|加载", re.IGNORECASE)),
 ]
 
 

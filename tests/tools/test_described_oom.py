@@ -30,3 +30,8 @@ def test_evaluation_phase_hint():
 def test_no_memory_words_is_none():
     assert described_oom("NCCL watchdog timeout while saving the checkpoint\n") is None
     assert described_oom("") is None
+
+
+def test_oom_right_after_chinese_text():
+    d = described_oom("在RTX 3090单卡上微调后进行evaluate会报OOM的错误\n")
+    assert d is not None and d.kind == "cuda_oom" and d.phase == "evaluation"
