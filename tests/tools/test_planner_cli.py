@@ -94,3 +94,17 @@ def test_console_script_runs_fix():
     data = json.loads(proc.stdout)
     assert any(c["key"] == "finetuning_type" and c["to_value"] == "lora" for c in data["changes"])
     assert json.loads(data["fixed_deepspeed"])["zero_optimization"]["offload_optimizer"]["device"] == "none"
+
+
+def test_write_puts_a_changed_deepspeed_file_beside_the_fixed_config(capsys, tmp_path):
+    d = SEEDS / "qwen2.5-32b"
+    out_path = tmp_path / "train.fixed.yaml"
+    code, out, _ = _run(capsys, "--config", str(d / "train.yaml"), "--log", str(d / "train.log"), "--gpu", "H100-96GB",
+                        "--gpus", "1", "--write", str(out_path), "--json")
+    data = json.loads(out)
+    assert code == 0 and data["written"] == [str(out_path), str(tmp_path / "ds_z3_offload_config.json")]
+    assert "finetuning_type: lora" in out_path.read_text()
+    written_ds = json.loads((tmp_path / "ds_z3_offload_config.json").read_text())
+    assert written_ds["zero_optimization"]["offload_param"]["device"] == "none"
+    # the user's original files are untouched
+    assert json.loads((d / "ds_z3_offload_config.json").read_text())["zero_optimization"]["offload_param"]["device"] == "cpu"
