@@ -18,6 +18,7 @@ exit codes: 0 estimated (and fits, when a GPU is given), 2 bad input, 5 does not
 """
 
 _METHODS = ("full", "freeze", "lora", "qlora")
+_FRAMEWORKS = ("llamafactory", "hf_trainer", "trl", "deepspeed_script", "axolotl", "unsloth", "torchtune", "swift", "other")
 _PRECISIONS = ("bf16_mixed", "fp16_mixed", "pure_bf16", "fp32")
 _OPTIMIZERS = ("adamw", "adamw_fused", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "adafactor", "sgd", "lion")
 
@@ -32,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus", type=int, metavar="N", help="data-parallel GPUs in all (ZeRO shards over them)")
     p.add_argument("--nodes", type=int, metavar="N", help="number of nodes (host RAM is per node)")
     p.add_argument("--host-ram", type=float, metavar="GiB", help="host RAM per node in GiB (host verdict for offload)")
+    p.add_argument("--framework", choices=_FRAMEWORKS,
+                   help="training framework (defaults differ; 'other' = a plain PyTorch loop that keeps the model output)")
     p.add_argument("--method", choices=_METHODS, help="fine-tuning method")
     p.add_argument("--lora-rank", type=int, metavar="R", help="LoRA rank")
     p.add_argument("--quantization-bit", type=int, choices=(4, 8), help="QLoRA bits")
@@ -97,7 +100,7 @@ def build_setup(args: argparse.Namespace):
         setup = user(setup, "model", arch, f"--model {args.model}")
         setup = user(setup, "model_name", args.model, "--model")
     flags = {
-        "method": args.method, "lora_rank": args.lora_rank, "quantization_bit": args.quantization_bit,
+        "framework": args.framework, "method": args.method, "lora_rank": args.lora_rank, "quantization_bit": args.quantization_bit,
         "precision": args.precision, "optimizer": args.optimizer, "zero_stage": args.zero,
         "num_gpus": args.gpus, "num_nodes": args.nodes, "micro_batch": args.micro_batch,
         "eval_batch": args.eval_batch, "seq_len": args.seq_len, "gradient_checkpointing": args.gc,

@@ -19,7 +19,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_flags_only_json():
     p = run_cli("--model", "qwen2.5-7b", "--method", "lora", "--lora-rank", "16", "--micro-batch", "1",
-                "--seq-len", "16384", "--gradient-checkpointing", "--gpu", "H100", "--json")
+                "--seq-len", "16384", "--gradient-checkpointing", "--gpu", "H100", "--framework", "other", "--json")
     assert p.returncode == 0, p.stderr
     data = json.loads(p.stdout)
     for key in ("peak_bytes", "breakdown", "peak_phase", "host_bytes", "fits", "max_micro_batch", "max_seq_len"):
@@ -93,3 +93,12 @@ def test_host_verdict_flag():
     p = run_cli("--model", "Qwen2.5-32B-Instruct", "--method", "full", "--zero", "3", "--gpus", "8", "--offload", "all",
                 "--gpu-memory", "96", "--host-ram", "744")
     assert "does NOT fit the host" in p.stdout
+
+
+def test_trainer_frameworks_drop_the_logits_before_backward():
+    """HF Trainer returns only the loss from compute_loss: 12 B x b x s x V at backward instead of 14."""
+    base = ["--model", "qwen2.5-7b", "--method", "lora", "--seq-len", "16384", "--gradient-checkpointing", "--json"]
+    loop = json.loads(run_cli(*base, "--framework", "other").stdout)
+    trainer = json.loads(run_cli(*base, "--framework", "hf_trainer").stdout)
+    assert loop["breakdown"]["logits_and_loss"] == 14 * 16384 * 152064
+    assert trainer["breakdown"]["logits_and_loss"] == 12 * 16384 * 152064

@@ -164,15 +164,18 @@ def attention_score_bytes(arch: ModelArch, p: ActPolicy, batch: int, seq: int) -
     return per_elem * batch * arch.num_heads * seq * seq
 
 
-def loss_peak_units() -> dict[str, int]:
+def loss_peak_units(outputs_kept: bool = True) -> dict[str, int]:
     """How many bytes per logit element are live at each moment of the loss (units of b x s x V).
 
     forward: bf16 logits (2) + logits.float() (4) + log_softmax output (4) = 10.
-    backward start: bf16 logits (2, still referenced by the model output) + log_softmax output (4, saved)
-    + its incoming gradient from nll_loss (4) + the gradient w.r.t. the fp32 logits (4) = 14.
-    (torch.nn.functional.cross_entropy = log_softmax + nll_loss; measured 14 x b x s x V on the H100 rows.)
+    backward start: log_softmax output (4, saved) + its incoming gradient from nll_loss (4) + the
+    gradient w.r.t. the fp32 logits (4) = 12, plus the bf16 logits (2) while the caller still holds the
+    model output (a plain training loop: measured 14 x b x s x V on the H100 rows). HF Trainer's
+    compute_loss returns only the loss, so the output (and its logits) is gone before backward.
+    (torch.nn.functional.cross_entropy = log_softmax + nll_loss.)
     """
-    return {"forward": 10, "backward": 14, "retained": 2}
+    kept = 2 if outputs_kept else 0
+    return {"forward": 10, "backward": 12 + kept, "retained": kept}
 
 
 def liger_loss_bytes(arch: ModelArch, tokens: int, lm_head_trainable: bool) -> int:

@@ -231,7 +231,8 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
     L = arch.num_layers
     V = arch.vocab_size
     h = arch.hidden_size
-    units = loss_peak_units()
+    # HF-Trainer-based frameworks drop the model output (and its bf16 logits) before backward
+    units = loss_peak_units(outputs_kept=setup.framework not in TRAINER_FRAMEWORKS)
     state = {"weights": plan.weights, "optimizer_states": plan.optimizer_states,
              "master_weights": plan.master_weights}
     if plan.ddp_buckets:
@@ -297,8 +298,8 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
         # Gemma2 final_logit_softcapping: tanh(logits / cap) * cap keeps the tanh output for backward
         softcap = 2 if arch.model_type == "gemma2" else 0
         loss_fwd = ((8 if fp32_logits else units["forward"]) + softcap) * T * V
-        loss_bwd = ((16 if fp32_logits else units["backward"]) + softcap) * T * V
-        retained = (4 if fp32_logits else units["retained"]) * T * V
+        loss_bwd = ((12 + (4 if units["retained"] else 0) if fp32_logits else units["backward"]) + softcap) * T * V
+        retained = ((4 if units["retained"] else 0) if fp32_logits else units["retained"]) * T * V
     weight_copies_saved = (plan.autocast_weight_copies if not setup.gradient_checkpointing else plan.lm_head_copy)
 
     fwd = dict(state)
@@ -412,8 +413,8 @@ def estimate_memory(setup: TrainingSetup, *, mode: Mode = "train", margin: float
         notes.append("paged optimizer: states live in unified memory and can be paged to host RAM under pressure")
     if setup.method in ("lora", "qlora") and not setup.gradient_checkpointing and plan.policy.lora_input_bytes == 4:
         notes.append("LoRA activations counted with PEFT's fp32 input copy per adapted Linear (no autocast)")
-    if setup.framework == "hf_trainer" and mode == "train" and not setup.liger_kernel:
-        notes.append("logits counted as still referenced at backward (2 B x b x s x V more than HF Trainer keeps)")
+    if setup.framework not in TRAINER_FRAMEWORKS and mode == "train" and not setup.liger_kernel:
+        notes.append("training loop assumed to keep the model output (its bf16 logits) alive through backward")
     est = MemoryEstimate(
         peak_bytes=int(peak), peak_phase=peak_phase, breakdown=MemoryBreakdown(components=components),
         n_params=plan.pc.total, n_trainable=plan.n_trainable, host_bytes=int(plan.host),
