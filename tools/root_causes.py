@@ -347,13 +347,19 @@ def _gpu_already_full(report: OOMReport, setup: TrainingSetup | None, estimate: 
     req, total, free = report.requested_bytes, report.gpu_total_bytes, report.gpu_free_bytes
     if not (req and total) or (free is not None and free > 0.05 * total):
         return
-    if req > min(0.03 * total, 1 * GiB):
-        if setup is None or setup.model is None:
-            # A mid-sized chunk (hundreds of MiB to GiB) on a full card: activations that scale with tokens per step.
-            s.add("seq_len_too_long", 1.0, f"a {format_bytes(req)} request on a full GPU ({format_bytes(report.torch_allocated_bytes)} "
-                                           "allocated): activation-sized, it grows with the tokens per step")
+    if req > 0.015 * total:
+        # Not a few MiB: a mid-sized chunk on a full card, activations that scale with the tokens in a step.
+        b = setup.micro_batch if setup is not None and _observed(setup, "micro_batch") else None
+        held = format_bytes(report.torch_allocated_bytes)
+        if b and b > 1:
+            s.add("batch_too_large", 1.5, f"a {format_bytes(req)} activation-sized request on a full GPU ({held} allocated) "
+                                          f"at micro-batch {b}")
+            s.add("seq_len_too_long", 0.7, f"a {format_bytes(req)} activation-sized request grows with the tokens per sample")
+        elif setup is None or setup.model is None or b == 1:
+            s.add("seq_len_too_long", 1.0, f"a {format_bytes(req)} request on a full GPU ({held} allocated): "
+                                           "activation-sized, it grows with the tokens per step")
             s.add("batch_too_large", 0.7, f"a {format_bytes(req)} activation-sized request on a full GPU")
-            _replicas(setup, s, f"the GPU was full ({format_bytes(report.torch_allocated_bytes)} allocated)")
+        _replicas(setup, s, f"the GPU was full ({held} allocated)")
         return
     held = report.torch_allocated_bytes or report.process_used_bytes
     filled = f"the GPU was already full ({format_bytes(held)} allocated) when a small {format_bytes(req)} request failed" if held \
