@@ -251,3 +251,17 @@ def test_observed_oom_that_the_calculator_says_fits_still_targets_the_primary_ca
     # growth and fragmentation are not nudged: their fixes are actions
     growth = plan_fixes(setup, doc, [RootCause(label="memory_growth", score=0.7)], Constraints(observed_oom=True))
     assert not [c for c in growth.changes if c.key] and any(c.action for c in growth.changes)
+
+
+def test_unverified_plan_uses_confirmed_case_fixes_for_keys_the_config_has():
+    doc = load_config("model_name_or_path: /data/my-private-model\nstage: sft\nfinetuning_type: lora\ncutoff_len: 8192\n"
+                      "per_device_train_batch_size: 1\n", "train.yaml")
+    setup = apply_config_to_setup(doc, TrainingSetup())
+    hints = [ConfigChange(key="cutoff_len", to_value=4096, rationale="shorter samples", confirmed_by=["case-a"]),
+             ConfigChange(key="not_in_this_config", to_value=1, confirmed_by=["case-b"]),
+             ConfigChange(key="per_device_train_batch_size", to_value=1, confirmed_by=["case-c"]),
+             ConfigChange(key="finetuning_type", to_value="full", rationale="unconfirmed idea")]
+    plan = plan_fixes(setup, doc, [], Constraints(), hints=hints)
+    keys = {c.key: c for c in plan.changes if c.key}
+    assert set(keys) == {"cutoff_len"} and keys["cutoff_len"].confirmed_by == ["case-a"]
+    assert "cutoff_len: 4096" in plan.fixed_config and not plan.fits

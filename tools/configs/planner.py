@@ -150,7 +150,7 @@ def plan_fixes(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[Ro
                 and all(h.action != a.action for a in actions)]
 
     if not scorer.available:
-        return _plan_unverified(setup, doc, causes, order, actions, notes, scorer)
+        return _plan_unverified(setup, doc, causes, order, actions, notes, scorer, hints)
 
     before = scorer.before
     current = setup
@@ -362,8 +362,9 @@ def _nothing_fits(setup: TrainingSetup, closest: TrainingSetup, est: MemoryEstim
     return notes
 
 
-def _plan_unverified(setup, doc, causes, order, actions, notes, scorer) -> FixPlan:
-    """No calculator for this setup (model or GPU unknown): one cheapest fix per diagnosed cause, fit unverified."""
+def _plan_unverified(setup, doc, causes, order, actions, notes, scorer, hints=None) -> FixPlan:
+    """No calculator for this setup (model or GPU unknown): one cheapest fix per diagnosed cause, plus the
+    confirmed fixes of similar cases for keys this config has; the fit is unverified."""
     changes: list[ConfigChange] = []
     current = setup
     top = causes[0].score if causes else 0.0
@@ -384,6 +385,15 @@ def _plan_unverified(setup, doc, causes, order, actions, notes, scorer) -> FixPl
                 changes.append(ch.model_copy(update={"confirmed_by": cand.confirmed_by}))
             used.add(cand.name)
             break
+    settings = doc.settings if doc is not None else {}
+    for h in hints or []:
+        if not (h.key and h.confirmed_by and h.key in settings and isinstance(h.to_value, (int, float, str, bool))):
+            continue
+        if any(c.key == h.key for c in changes) or settings[h.key] == h.to_value:
+            continue
+        changes.append(ConfigChange(key=h.key, from_value=settings[h.key], to_value=h.to_value, tier=h.tier,
+                                    rationale=f"{h.rationale} (fixed the similar case {', '.join(h.confirmed_by)})".strip(),
+                                    confirmed_by=h.confirmed_by, changes_results=h.changes_results))
     why = "model architecture" if setup.model is None else "GPU" if setup.gpu is None else "calculator"
     notes = notes + [f"fit unverified: the {why} is unknown, so the calculator could not check these changes "
                      "(give --model-config config.json and --gpu to verify)"]
