@@ -22,8 +22,9 @@ LIGER_FAMILIES = {"llama", "mistral", "mixtral", "qwen2", "qwen2_vl", "qwen2_5_v
                   "gemma3", "phi3", "mllama", "granite", "olmo2", "glm4"}
 
 
-# DeepSpeed where the run has none: a new package, a new file and maybe a new launcher. It ranks after
-# quantizing a LoRA run's frozen base, but before leaving full fine-tuning for LoRA.
+# A new dependency (DeepSpeed where the run has none: a package, a file, maybe a launcher; Liger: a package
+# that patches the model). DeepSpeed then ranks after quantizing a LoRA run's frozen base but before
+# leaving full fine-tuning for LoRA; Liger after a schedule change.
 NEW_DEPENDENCY_COST = 1.75
 
 
@@ -107,7 +108,8 @@ class Catalogue:
             why = "Liger's fused linear + cross-entropy never materialises the full batch x seq x vocab logits in fp32"
             return [Option({"liger_kernel": True}, [_ch(kv[0], self._setting(kv[0], None), kv[1], why, 1),
                                                     _action("pip install liger-kernel", "needed by the Liger setting", 1)], "on")]
-        return Candidate("liger", 1, ("logits_large_vocab", "seq_len_too_long"), opts)
+        # free in memory and math, but a new package with per-model patches: ranked after schedule changes
+        return Candidate("liger", 1, ("logits_large_vocab", "seq_len_too_long"), opts, extra_cost=NEW_DEPENDENCY_COST)
 
     def bf16(self) -> Candidate:
         def opts(s: TrainingSetup) -> list[Option]:

@@ -201,7 +201,7 @@ def plan_fixes(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[Ro
                          f"the diagnosed {primary}; the numbers cannot confirm the margin it buys")
     fits = scorer.fits(est, fixes_primary([c for c, _, _ in chosen]))
     if fits and chosen and not scorer.fits(before):
-        chosen, current, est = _minimise(setup, chosen, scorer, fixes_primary)
+        chosen, current, est = _minimise(setup, chosen, scorer, fixes_primary, primary)
     if scorer.factor > 1.0:
         held = f"the failing run held {format_bytes(constraints.observed_peak_bytes)}, {scorer.factor:.2f}x the calculator's {format_bytes(before.peak_bytes)}"
         if fixes_primary([c for c, _, _ in chosen]):
@@ -258,7 +258,7 @@ def _primary_nudge(setup: TrainingSetup, order: list[Candidate], primary: str, s
     return None
 
 
-def _minimise(setup: TrainingSetup, chosen: list, scorer: _Scorer, fixes_primary):
+def _minimise(setup: TrainingSetup, chosen: list, scorer: _Scorer, fixes_primary, primary: str | None = None):
     """Drop changes that are no longer needed (most invasive first), then relax each to its mildest fitting strength."""
     def build(items):
         s = setup
@@ -271,6 +271,9 @@ def _minimise(setup: TrainingSetup, chosen: list, scorer: _Scorer, fixes_primary
 
     items = list(chosen)
     for idx in range(len(items) - 1, -1, -1):
+        cand = items[idx][0]
+        if cand.tier == 1 and primary in cand.addresses:
+            continue   # the diagnosed cause keeps its free fix even if other changes could compensate for it
         trial = items[:idx] + items[idx + 1:]
         if ok(trial):
             items = trial
