@@ -23,14 +23,6 @@ TRAINING_KEYS = frozenset({
     "sequence_parallel_size", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "vision_tower",
     "model_type", "model_id_or_path", "base_model", "adapter", "load_in_nbits", "double_quantization",
 })
-_GATES = ("batch_size", "accumulation", "cutoff_len", "seq_len", "max_len", "sequence_len", "bf16", "fp16", "tf32",
-          "checkpointing", "deepspeed", "lora", "finetuning_type", "quantization", "load_in", "optim", "flash_attn",
-          "attn_impl", "packing", "pixels", "dtype", "eval", "stage", "model_name_or_path", "train_type", "sft_type",
-          "bits", "num_workers", "liger", "unsloth", "fsdp", "low_cpu_mem", "template", "offload",
-          "max_new_tokens", "parallel_size", "gpu_memory_utilization", "max_model_len",
-          "vision_tower", "model_type", "model_id_or_path", "base_model", "adapter", "max_source", "max_target",
-          "double_quant", "micro_batch", "predict", "generate", "batch size", "trainable", "num examples", "num epochs")
-_ARGS_GATE = re.compile("|".join(re.escape(g) for g in _GATES))
 # Unquoted values are ASCII tokens (paths, numbers, module lists): prose around a flag is not its value.
 _VAL = r"[A-Za-z0-9_./:+@~%\[\]-]"
 _KV_EQ = re.compile(r"(?:^|[\s,(])-{0,2}([A-Za-z_][\w]{1,50})\s{0,2}=\s{0,2}(\"[^\"]{0,300}\"|'[^']{0,300}'|"
@@ -55,8 +47,15 @@ _TRAINABLE = _BANNERS[5][1]
 _EVAL_BATCH = _BANNERS[6][1]
 
 
-def may_name_arguments(low: str) -> bool:
-    return _ARGS_GATE.search(low) is not None
+_BANNER_WORDS = ("batch size", "accumulation steps", "num examples", "num epochs", "trainable param")
+
+
+_KEY_TOKENS = frozenset(k.encode() for k in TRAINING_KEYS)
+
+
+def may_name_arguments(low: str, tokens: set[bytes]) -> bool:
+    """Could this line print a training argument? (a known key as a word, or an HF Trainer banner phrase)"""
+    return not _KEY_TOKENS.isdisjoint(tokens) or any(w in low for w in _BANNER_WORDS)
 
 
 def clean_value(value: str | None) -> str:

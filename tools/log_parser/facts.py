@@ -37,9 +37,18 @@ LAUNCHERS: list[tuple[str, tuple[str, ...]]] = [
     ("torchrun", ("torchrun", "torch/distributed/run.py", "torch.distributed.run", "torch.distributed.launch",
                   "torch/distributed/launch.py", "torch/distributed/elastic", "torch.distributed.elastic", "childfailederror")),
 ]
-# One C-level scan per line decides whether the per-framework checks run at all (most lines name none).
-_FRAMEWORK_GATE = re.compile("|".join(re.escape(k) for _, keys in FRAMEWORKS + LAUNCHERS for k in keys)
-                             + r"|deepspeed|python")
+# Word tokens of a line decide cheaply which extractors run: a framework key shows up as its longest token
+# ("transformers/trainer.py" → "transformers"). One tokenisation per line replaces many alternation scans.
+_TO_SPACES = bytes(c if (48 <= c <= 57 or 97 <= c <= 122 or c == 95 or c >= 128) else 32 for c in range(256))
+
+
+def tokens_of(encoded_low: bytes) -> set[bytes]:
+    """Runs of [a-z0-9_] in a lower-cased, UTF-8 encoded line (C speed: one bytes.translate, one split)."""
+    return set(encoded_low.translate(_TO_SPACES).split())
+
+
+_FRAMEWORK_TOKENS = frozenset(max(tokens_of(k.encode()), key=len) for _, keys in FRAMEWORKS + LAUNCHERS for k in keys) | {
+    b"deepspeed", b"python", b"python3", b"trainer", b"llama", b"accelerate"}
 _DEEPSPEED_CMD = re.compile(r"(?:^|[\s;&|$])deepspeed\s{1,4}(?:--|[\w./-]{1,200}\.py)")
 _PYTHON_CMD = re.compile(r"(?:^|[\s;&|$/])python3?(?:\.\d{1,2})?\s{1,4}(?:-u\s{1,4}|-m\s{1,4}[\w.]{1,80}|[\w./-]{1,200}\.py)")
 
@@ -92,7 +101,7 @@ def _model_from_path(path: str) -> str:
     return path
 
 
-_DROP_DIGITS = str.maketrans("", "", "0123456789")
+_DIGITS = b"0123456789"
 # Lines whose facts depend on their digits (GPU rows by index, ZeRO stage JSON, nvidia-smi memory rows) are never
 # skipped as "seen before".
 _DIGIT_SENSITIVE = ("stage", "zero", "mib", "nvidia", "device:gpu", "tesla", "amd", "gpu type", "radeon", "instinct")
@@ -119,7 +128,7 @@ class FactCollector:
         self._last_zero_json = -100
         # Long logs repeat the same line shapes (loss dicts, progress, step logs) millions of times: a shape (the
         # line without its digits) that once yielded no new fact cannot yield one later (first sighting wins).
-        self._seen_shapes: set[str] = set()
+        self._seen_shapes: set[bytes] = set()
 
     # -- dispatch ----------------------------------------------------------------------------------------
     def _state(self) -> tuple:
@@ -127,18 +136,19 @@ class FactCollector:
                 self.gpu_count, len(self.versions), len(self.training_args), self._pending_smi)
 
     def feed(self, lineno: int, line: str, low: str) -> None:
-        shape = low.translate(_DROP_DIGITS)
+        encoded = low.encode("utf-8", "replace")
+        shape = encoded.translate(None, _DIGITS)  # bytes.translate: ~10x faster than str.translate
         if shape in self._seen_shapes:
             return
         before = self._state()
-        self._feed(lineno, line, low)
+        self._feed(lineno, line, low, tokens_of(encoded))
         if self._state() == before and not any(k in low for k in _DIGIT_SENSITIVE):
             if len(self._seen_shapes) >= _SEEN_CAP:
                 self._seen_shapes.clear()
             self._seen_shapes.add(shape)
 
-    def _feed(self, lineno: int, line: str, low: str) -> None:
-        if _FRAMEWORK_GATE.search(low):
+    def _feed(self, lineno: int, line: str, low: str, tokens: set[bytes]) -> None:
+        if not tokens.isdisjoint(_FRAMEWORK_TOKENS):
             self._frameworks(lineno, line, low)
         if "zero" in low or "stage" in low:
             self._zero_stage(lineno, line, low)
@@ -149,9 +159,9 @@ class FactCollector:
         if ("size" in low or "gpu" in low or "nproc" in low or "cuda_visible" in low or "include" in low
                 or "num_processes" in low):
             self._gpu_count(lineno, line, low)
-        if may_name_versions(low):
+        if may_name_versions(low, tokens):
             self._versions(lineno, line, low)
-        if may_name_arguments(low):
+        if may_name_arguments(low, tokens):
             self._training_args(lineno, line, low)
 
     # -- framework / launcher / ZeRO stage ---------------------------------------------------------------
