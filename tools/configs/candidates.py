@@ -200,11 +200,10 @@ class Catalogue:
         return Candidate("image_pixels", 3, ("vision_tokens",), opts)
 
     # ------------------------------------------------------------------ tier 4: shard / offload
-    def _ds_changes(self, s: TrainingSetup, stage: int, off_opt: bool, off_param: bool, why: str) -> tuple[list[ConfigChange], float]:
+    def _ds_changes(self, s: TrainingSetup, stage: int, off_opt: bool, off_param: bool, why: str) -> list[ConfigChange]:
         """Edits that set the DeepSpeed stage/offload, in the file the config uses (or a new one)."""
         doc = self.doc
         changes: list[ConfigChange] = []
-        extra = 0.0
         if doc is not None and doc.format == "accelerate_yaml":
             if stage != s.zero_stage:
                 changes.append(_ch("deepspeed_config.zero_stage", s.zero_stage, stage, why, 4))
@@ -212,7 +211,7 @@ class Catalogue:
                 changes.append(_ch("deepspeed_config.offload_optimizer_device", "none", "cpu" if off_opt else "none", why, 4))
             if off_param != s.offload_param:
                 changes.append(_ch("deepspeed_config.offload_param_device", "none", "cpu" if off_param else "none", why, 4))
-            return changes, extra
+            return changes
         has_ds_text = doc is not None and (doc.deepspeed_text is not None or doc.deepspeed_inline or doc.format == "deepspeed_json")
         if doc is None and (s.zero_stage > 0 or self.base.zero_stage > 0):
             has_ds_text = True   # DeepSpeed is in use, its file unknown: describe the edits in DeepSpeed's own keys
@@ -228,23 +227,23 @@ class Catalogue:
                 else:
                     changes.append(_ch(f"zero_optimization.{part}", zero.get(part), {"device": "cpu", "pin_memory": True} if on else {"device": "none"},
                                        why, 4, target="deepspeed"))
-            return changes, extra
+            return changes
         ds_key = self.keys.deepspeed_key()
         ref = doc.deepspeed_name if doc is not None else None
         if ref:
             # a referenced file we were not given: point at the matching LLaMA-Factory example file instead
             new_ref = _renamed_ds_file(ref, stage, off_opt or off_param)
             changes.append(_ch(ds_key or "deepspeed", ref, new_ref, why, 4))
-            return changes, extra
+            return changes
         # no DeepSpeed at all: a new file plus the flag that names it (a new dependency: costs more)
         name = f"ds_z{stage}{'_offload' if (off_opt or off_param) else ''}_config.json"
         if ds_key is None:
-            return [], extra
+            return []
         changes.append(_ch(ds_key, None, name, why + " (new DeepSpeed file; run with the deepspeed launcher or torchrun)", 4))
         changes.append(ConfigChange(key="__file__", to_value=deepspeed_template(stage, off_opt, off_param), target="deepspeed", tier=4,
                                     rationale=f"new {name}"))
         changes.append(_action("pip install deepspeed", "the new DeepSpeed config needs the deepspeed package", 4))
-        return changes, NEW_DEPENDENCY_COST
+        return changes
 
     def zero(self) -> Candidate:
         def opts(s: TrainingSetup) -> list[Option]:
@@ -259,7 +258,7 @@ class Catalogue:
                 n = s.num_gpus
                 why = (f"ZeRO-{stage} shards {'gradients and optimizer states' if stage == 2 else 'weights, gradients and optimizer states'} "
                        f"across the {n} GPUs instead of replicating them")
-                changes, _ = self._ds_changes(s, stage, s.offload_optimizer, s.offload_param, why)
+                changes = self._ds_changes(s, stage, s.offload_optimizer, s.offload_param, why)
                 if changes:
                     out.append(Option({"zero_stage": stage}, changes, f"ZeRO-{stage}"))
             return out
@@ -274,12 +273,12 @@ class Catalogue:
             opt_why = "ZeRO-Offload keeps the fp32 optimizer states (12 bytes/param) in host RAM; the step runs on the CPU (slower)"
             if not s.offload_optimizer:
                 stage = max(s.zero_stage, 2)   # optimizer offload needs ZeRO-2 or 3 (it works on a single GPU too)
-                changes, _ = self._ds_changes(s, stage, True, s.offload_param, opt_why)
+                changes = self._ds_changes(s, stage, True, s.offload_param, opt_why)
                 out.append(Option({"offload_optimizer": True, "zero_stage": stage}, changes, f"ZeRO-{stage} + optimizer offload"))
             if not s.offload_param:
                 why = ("ZeRO-3 parameter offload keeps the weights in host RAM too and streams each layer in "
                        "(much slower; works on a single GPU)")
-                changes, _ = self._ds_changes(s, 3, True, True, why)
+                changes = self._ds_changes(s, 3, True, True, why)
                 out.append(Option({"offload_optimizer": True, "offload_param": True, "zero_stage": 3}, changes,
                                   "ZeRO-3 + optimizer and parameter offload"))
             return out
@@ -328,7 +327,7 @@ class Catalogue:
             drop_offload = (s.offload_optimizer or s.offload_param) and not self.constraints.no_deepspeed
             upd = {"method": "lora", "offload_optimizer": False, "offload_param": False} if drop_offload else {"method": "lora"}
             if drop_offload:
-                changes += self._ds_changes(s, s.zero_stage, False, False, "with LoRA the small optimizer states fit on the GPU; offload only slows it down")[0]
+                changes += self._ds_changes(s, s.zero_stage, False, False, "with LoRA the small optimizer states fit on the GPU; offload only slows it down")
             return [Option(upd, changes, "LoRA")]
         return Candidate("lora", 6, ("full_ft_model_states", "offload_host_ram", "zero_stage_insufficient"), opts)
 
