@@ -7,7 +7,9 @@ bot pointing at that server shares one index and a changed knowledge base gets a
 
 from __future__ import annotations
 
+import atexit
 import logging
+import uuid
 from pathlib import Path
 
 from .embedding import embed_query, load_embed_model
@@ -37,13 +39,18 @@ def embed_text(case: Case) -> str:
     ) if p.strip())
 
 
+def node_id(case_id: str) -> str:
+    """A stable UUID per case (Qdrant accepts only UUIDs or integers as point ids); case_id rides in metadata."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"ask-oom-case:{case_id}"))
+
+
 def case_node(case: Case):
     """One TextNode per case: the text embedded is the case's gist (embed_text); facets ride along for filters."""
     from llama_index.core.schema import TextNode
 
     facets = case_facets(case)
     metadata = {"case_id": case.id, **{f"{k}_tags": sorted(facets[k]) for k in FILTER_KEYS}}
-    return TextNode(id_=case.id, text=embed_text(case), metadata=metadata,
+    return TextNode(id_=node_id(case.id), text=embed_text(case), metadata=metadata,
                     excluded_embed_metadata_keys=list(metadata), excluded_llm_metadata_keys=list(metadata))
 
 
@@ -56,8 +63,11 @@ def lexical_node(case: Case):
                     excluded_embed_metadata_keys=["case_id"], excluded_llm_metadata_keys=["case_id"])
 
 
-def metadata_filters(filters: dict | None):
-    """llama-index MetadataFilters (AND of facets; a list value means any of) or None."""
+def metadata_filters(filters: dict | None, qdrant: bool = False):
+    """llama-index MetadataFilters (AND of facets; a list value means any of) or None.
+
+    Facets are lists in the metadata; "any overlap" is ANY for the simple store and IN for Qdrant (MatchAny on arrays).
+    """
     from llama_index.core.vector_stores.types import FilterOperator, MetadataFilter, MetadataFilters
 
     items = []
@@ -65,14 +75,16 @@ def metadata_filters(filters: dict | None):
         if want in (None, "", []):
             continue
         values = [str(w).lower() for w in (want if isinstance(want, (list, tuple, set)) else [want])]
-        items.append(MetadataFilter(key=f"{key}_tags", value=values, operator=FilterOperator.ANY))
+        op = FilterOperator.IN if qdrant else FilterOperator.ANY
+        items.append(MetadataFilter(key=f"{key}_tags", value=values, operator=op))
     return MetadataFilters(filters=items) if items else None
 
 
 class HybridRetrievers:
     """Dense (VectorStoreIndex) and BM25 (llama-index-retrievers-bm25) retrievers over the same cases."""
 
-    def __init__(self, vector_index, bm25, n_cases: int):
+    def __init__(self, vector_index, bm25, n_cases: int, qdrant: bool = False):
+        self.qdrant = qdrant
         self.vector_index = vector_index
         self.bm25 = bm25
         self.n_cases = n_cases
@@ -95,7 +107,7 @@ class HybridRetrievers:
             vector_index.storage_context.persist(persist_dir=str(root / "vector"))
         bm25 = _build_bm25([lexical_node(c) for c in cases])
         bm25.persist(str(root / "bm25"), show_progress=False)
-        return cls(vector_index, bm25, len(cases))
+        return cls(vector_index, bm25, len(cases), qdrant=bool(qdrant_url))
 
     @classmethod
     def load(cls, root: Path, n_cases: int, *, qdrant_url: str | None = None,
@@ -111,7 +123,7 @@ class HybridRetrievers:
             storage = StorageContext.from_defaults(persist_dir=str(root / "vector"))
             vector_index = load_index_from_storage(storage, embed_model=embed)
         bm25 = BM25Retriever.from_persist_dir(str(root / "bm25"), show_progress=False)
-        return cls(vector_index, bm25, n_cases)
+        return cls(vector_index, bm25, n_cases, qdrant=bool(qdrant_url))
 
     # --- querying -----------------------------------------------------------------------------------
     def dense(self, query: str, top_k: int, filters: dict | None = None) -> list[tuple[str, float]]:
@@ -119,10 +131,10 @@ class HybridRetrievers:
         from llama_index.core.schema import QueryBundle
 
         retriever = self.vector_index.as_retriever(similarity_top_k=min(top_k, self.n_cases),
-                                                   filters=metadata_filters(filters))
+                                                   filters=metadata_filters(filters, self.qdrant))
         text = translate_zh(query)
         bundle = QueryBundle(query_str=text, embedding=embed_query(text))  # embedded once, on one thread
-        return [(n.node.node_id, float(n.score or 0.0)) for n in retriever.retrieve(bundle)]
+        return [(n.node.metadata["case_id"], float(n.score or 0.0)) for n in retriever.retrieve(bundle)]
 
     def lexical(self, query: str, top_k: int) -> list[tuple[str, float]]:
         """(case id, BM25 score), best first; only cases sharing a term with the query."""
@@ -144,14 +156,44 @@ def _build_bm25(nodes):
                                        token_pattern=r"\S+", language=None)
 
 
-def _qdrant_store(url: str, collection: str | None, recreate: bool = False):
-    """A QdrantVectorStore on a server (optional extra `qdrant`: pip install 'ask-oom[qdrant]')."""
+_QDRANT_CLIENTS: dict[str, object] = {}  # one client per location and process (local-mode storage is locked)
+
+
+def _qdrant_client(url: str):
+    """A Qdrant client: http(s)://host:6333 for a server; ':memory:' or a folder path for Qdrant's local mode."""
     try:
         import qdrant_client
-        from llama_index.vector_stores.qdrant import QdrantVectorStore
     except ImportError as exc:
         raise RuntimeError("qdrant_url is set but the Qdrant extra is missing: pip install 'ask-oom[qdrant]'") from exc
-    client = qdrant_client.QdrantClient(location=url) if url == ":memory:" else qdrant_client.QdrantClient(url=url)
+    if not _QDRANT_CLIENTS:
+        atexit.register(_close_qdrant_clients)
+    if url not in _QDRANT_CLIENTS:
+        if url.startswith(("http://", "https://")):
+            _QDRANT_CLIENTS[url] = qdrant_client.QdrantClient(url=url, timeout=10)
+        elif url == ":memory:":
+            _QDRANT_CLIENTS[url] = qdrant_client.QdrantClient(location=":memory:")
+        else:
+            _QDRANT_CLIENTS[url] = qdrant_client.QdrantClient(path=url)
+    return _QDRANT_CLIENTS[url]
+
+
+def _close_qdrant_clients() -> None:
+    for client in _QDRANT_CLIENTS.values():
+        try:
+            client.close()
+        except Exception:  # noqa: BLE001 - closing at exit is best effort
+            pass
+    _QDRANT_CLIENTS.clear()
+
+
+def _qdrant_store(url: str, collection: str | None, recreate: bool = False):
+    """A QdrantVectorStore (optional extra `qdrant`: pip install 'ask-oom[qdrant]'); the collection is named after
+    the cases' content hash, so a server shared by several machines keeps one collection per knowledge-base version."""
+    client = _qdrant_client(url)
+    from llama_index.vector_stores.qdrant import QdrantVectorStore
+
+    if not recreate and not client.collection_exists(collection):
+        raise ValueError(f"Qdrant collection {collection} is missing")  # → CaseIndex rebuilds it
     if recreate and client.collection_exists(collection):
         client.delete_collection(collection)
     return QdrantVectorStore(client=client, collection_name=collection)

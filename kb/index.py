@@ -28,7 +28,7 @@ from .lexical import LexicalIndex
 from .schema import Case
 from .text import tokenize
 
-INDEX_FORMAT = 3  # bump when the tokenizer, node text or file layout changes: old indexes rebuild themselves
+INDEX_FORMAT = 4  # bump when the tokenizer, node text or file layout changes: old indexes rebuild themselves
 CANDIDATES = 50  # per-retriever candidates fused by RRF
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al. 2009, "RRF outperforms Condorcet")
 Mode = Literal["fast", "hybrid", "dense", "bm25"]

@@ -142,3 +142,21 @@ def test_explicit_index_dir_and_corrupt_files_rebuild(kb_copy, tmp_path):
     (tmp_path / "idx" / "lexical.json").write_text("{corrupt")
     again = CaseIndex.load_or_build(cases_dir=kb_copy, index_dir=tmp_path / "idx")
     assert len(again.cases) == len(idx.cases) and again.search("OOM", mode="fast")
+
+
+def test_qdrant_vector_store_path(kb_copy, tmp_path):
+    """The same index code against Qdrant (local mode here; a server URL in production): build, reload, filter."""
+    pytest.importorskip("llama_index.vector_stores.qdrant")
+    from ask_oom.assistant.settings import Settings
+
+    settings = Settings(kb_dir=kb_copy, index_dir=tmp_path / "idx", qdrant_url=str(tmp_path / "qdrant"),
+                        qdrant_collection="test_cases")
+    built = CaseIndex.load_or_build(settings, dense=True)
+    assert built.manifest.dense_store == "qdrant"
+    assert not (tmp_path / "idx" / "vector").exists()  # vectors live in Qdrant, not in the JSON store
+    again = CaseIndex.load_or_build(settings)
+    hits = again.search("Trainer evaluation OOM, predictions accumulated on the GPU", k=3, mode="dense")
+    assert again.manifest.built_at == built.manifest.built_at
+    assert "eval_accumulation" in hits[0].case.root_causes
+    hits = again.search("out of memory", k=5, filters={"framework": "llamafactory"}, mode="hybrid")
+    assert hits and all(h.case.framework == "llamafactory" for h in hits)
