@@ -86,7 +86,7 @@ class OOMReport(BaseModel):
         default=None,
         description="cross_entropy | attention | vision_tower | moe_experts | zero3_allgather | optimizer | lm_head | embedding | None",
     )
-    framework: str | None = Field(default=None, description="llamafactory | hf_trainer | trl | deepspeed | accelerate | axolotl | unsloth | torchtune | swift | vllm | ...")
+    framework: str | None = Field(default=None, description="llamafactory | axolotl | unsloth | swift | torchtune | moe-llava | llava | trl | vllm | hf_trainer | accelerate | deepspeed (the most specific one the log shows)")
     launcher: str | None = Field(default=None, description="torchrun | deepspeed | accelerate | python | llamafactory-cli")
     deepspeed_stage: int | None = None
     model: str | None = Field(default=None, description="model name or path as the log writes it")

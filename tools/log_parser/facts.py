@@ -21,7 +21,7 @@ FRAMEWORKS: list[tuple[str, tuple[str, ...]]] = [
     ("unsloth", ("unsloth",)),
     ("swift", ("swift/llm", "swift sft", "ms-swift", "/swift/trainers", "swift.llm", "swift/cli")),
     ("torchtune", ("torchtune", "tune run")),
-    ("moe_llava", ("moellava", "moe-llava")),
+    ("moe-llava", ("moellava", "moe-llava")),
     ("llava", ("llava/train", "llava/model", "llava.train")),
     ("trl", ("trl/trainer", "trl.trainer", "sfttrainer", "dpotrainer", "grpotrainer")),
     ("vllm", ("vllm/engine", "vllm/worker", "vllm/model_executor", "vllm.engine", "vllm/executor", "llmengine")),
