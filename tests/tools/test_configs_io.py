@@ -164,6 +164,8 @@ def test_shell_variables_launchers_and_gpu_counts():
         "CUDA_VISIBLE_DEVICES=0,1 accelerate launch --num_processes 2 train.py --bf16 True\n": 2,
         "CUDA_VISIBLE_DEVICES=0,1,2 deepspeed train.py --bf16 True\n": 3,
         "python -m torch.distributed.run --nproc_per_node 4 train.py --bf16 True\n": 4,
+        "python -m torch.distributed.launch --nproc_per_node=2 --use_env train.py --bf16 True\n": 2,
+        "deepspeed --hostfile hosts --num_nodes 2 --num_gpus 8 train.py --bf16 True\n": 8,
     }
     for text, n in cases.items():
         assert load_config(text, "run.sh").launcher["num_gpus"] == n, text

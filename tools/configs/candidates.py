@@ -39,6 +39,8 @@ class Option:
 
 @dataclass
 class Candidate:
+    """One fix mechanism: its cost tier, the causes it addresses, and its options for a given setup."""
+
     name: str
     tier: int
     addresses: tuple[str, ...]

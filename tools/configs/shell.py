@@ -22,7 +22,7 @@ LAUNCHERS = ("deepspeed", "torchrun", "accelerate", "llamafactory-cli", "swift",
 _LAUNCHER_SWITCHES = {
     "--standalone", "--no_python", "--no-python", "--multi_gpu", "--use_deepspeed", "--use_fsdp", "--no_local_rank",
     "--no_ssh_check", "--force_multi", "--autotuning", "--elastic_training", "--module", "-m", "--debug",
-    "--tpu", "--cpu", "--mps", "--same_network", "--dynamo_use_fullgraph", "-u",
+    "--tpu", "--cpu", "--mps", "--same_network", "--dynamo_use_fullgraph", "-u", "--use_env", "--use-env",
 }
 
 
@@ -214,9 +214,13 @@ def parse_command(words: list[Word]) -> Command | None:
                     script = words[i - 1].value
                     break
                 continue
-            if i + 1 < len(words):
+            if i + 1 < len(words) and not words[i + 1].value.endswith(".py"):
                 launcher_flags[v] = words[i + 1].value
                 i += 2
+                continue
+            if i + 1 < len(words):            # an unknown switch right before the script
+                launcher_flags[v] = ""
+                i += 1
                 continue
             i += 1
     elif i < len(words) and not words[i].value.startswith("-"):
