@@ -5,10 +5,12 @@ cases from public threads that are not in kb/cases) and evals/data/diagnosis_ext
 id already seen in an earlier set is counted once). Each case gives the log as the reporter pasted it, the config
 when they gave one, and what the reporter said about the hardware (passed as --gpu/--gpus, as a user would).
 
-Reports primary-cause accuracy (target >= 85%), a cause in the top 3 (target >= 95%), a per-label table, and for
-every case with a config whether the fixed config fits per the calculator.
+Reports primary-cause accuracy (target >= 85% over the dev sets), a cause in the top 3 (target >= 95%), a per-label
+table per dataset, one line per dataset plus a combined line, and for every case with a config whether the fixed
+config fits per the calculator. `--half a|b` keeps the first / second half of diagnosis_extra by sorted id (develop
+rules on one half, measure the other, so the held-out number stays honest).
 
-    python evals/diagnosis_benchmark.py [--json] [--verbose] [--only ID ...]
+    python evals/diagnosis_benchmark.py [--json] [--verbose] [--only ID ...] [--sets NAME ...] [--half a|b]
 """
 
 from __future__ import annotations
@@ -28,6 +30,14 @@ DATASETS = [REPO.parent / "shared" / "dev-cases", REPO / "evals" / "data" / "dia
             REPO / "evals" / "data" / "diagnosis_extra"]
 TARGET_SETS = ("dev-cases", "diagnosis")  # the issue's targets apply to these; diagnosis_extra is reported beside them
 PRIMARY_TARGET, TOP3_TARGET = 0.85, 0.95
+
+
+def split_half(cases: list[dict], half: str, set_name: str = "diagnosis_extra") -> list[dict]:
+    """Keep one half of `set_name` by sorted id (a: the first len//2, b: the rest); other sets pass through."""
+    ids = sorted(str(c.get("id")) for c in cases if c["_set"] == set_name)
+    cut = len(ids) // 2
+    keep = set(ids[:cut] if half == "a" else ids[cut:])
+    return [c for c in cases if c["_set"] != set_name or str(c.get("id")) in keep]
 
 
 def load_cases(dirs: list[Path] = DATASETS) -> list[dict]:
@@ -118,9 +128,12 @@ def summarise(rows: list[dict]) -> dict:
         per_set[name] = {"cases": len(sub), "primary": round(sum(r["primary_ok"] for r in sub) / len(sub), 3),
                          "top3": round(sum(r["top3_ok"] for r in sub) / len(sub), 3),
                          "with_config": sum(1 for r in sub if r["has_config"]),
-                         "fits": sum(1 for r in sub if r["has_config"] and r["fits_after"])}
+                         "fits": sum(1 for r in sub if r["has_config"] and r["fits_after"]),
+                         "per_label": _summary_of(sub)["per_label"]}
     summary["per_set"] = per_set
     summary["target_sets"] = [n for n in per_set if n in TARGET_SETS]
+    combined = _summary_of(rows)
+    summary["combined"] = {k: combined[k] for k in ("cases", "primary_accuracy", "top3_accuracy", "per_label")}
     return summary
 
 
@@ -156,14 +169,24 @@ def print_table(rows: list[dict], summary: dict, verbose: bool = False) -> None:
             if r["error"]:
                 print(f"{'':<46}{r['error']}")
     print()
-    print(f"per label over {' + '.join(summary['target_sets'])}:")
-    print(f"{'label (expected primary)':<28} {'n':>3} {'primary':>8} {'top3':>6}")
-    for label, c in summary["per_label"].items():
-        print(f"{label:<28} {c['n']:>3} {c['primary']:>8} {c['top3']:>6}")
+    sets = list(summary["per_set"])
+    labels = sorted({lab for c in summary["per_set"].values() for lab in c["per_label"]})
+    print("per label (expected primary): primary / top-3 hits of n, per dataset")
+    print(f"{'label':<26}" + "".join(f" {n[:16]:>16}" for n in sets) + f" {'all':>10}")
+    for label in labels:
+        cells = []
+        for n in sets:
+            c = summary["per_set"][n]["per_label"].get(label)
+            cells.append(f" {c['primary']}/{c['top3']} of {c['n']}".rjust(17) if c else " " * 17)
+        a = summary["combined"]["per_label"][label]
+        print(f"{label:<26}" + "".join(cells) + f" {a['primary']}/{a['top3']} of {a['n']}".rjust(11))
     print()
     for name, c in summary["per_set"].items():
         print(f"set {name:<18} cases {c['cases']:>3}   primary {c['primary']:>6.1%}   top-3 {c['top3']:>6.1%}   "
               f"with config {c['with_config']:>3}, fixed config fits {c['fits']:>3}")
+    c = summary["combined"]
+    print(f"combined {'(' + ' + '.join(sets) + ')':<42} cases {c['cases']:>3}   primary {c['primary_accuracy']:>6.1%}   "
+          f"top-3 {c['top3_accuracy']:>6.1%}")
     p, t = summary["primary_accuracy"], summary["top3_accuracy"]
     print(f"targets over {' + '.join(summary['target_sets'])}: cases: {summary['cases']}   primary accuracy: {p:.1%} (target {PRIMARY_TARGET:.0%}) {'OK' if p >= PRIMARY_TARGET else 'BELOW'}"
           f"   top-3: {t:.1%} (target {TOP3_TARGET:.0%}) {'OK' if t >= TOP3_TARGET else 'BELOW'}")
@@ -176,12 +199,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print rows and summary as JSON")
     ap.add_argument("--verbose", action="store_true", help="show the evidence of misses")
     ap.add_argument("--only", nargs="*", help="case ids to run")
+    ap.add_argument("--sets", nargs="*", help="dataset folder names to run (default: all)")
+    ap.add_argument("--half", choices=("a", "b"), help="only the first (a) or second (b) half of diagnosis_extra by sorted id")
     args = ap.parse_args(argv)
     cases = load_cases()
+    if args.sets:
+        cases = [c for c in cases if c["_set"] in args.sets]
+    if args.half:
+        cases = split_half(cases, args.half)
     if args.only:
         cases = [c for c in cases if c.get("id") in args.only]
     if not cases:
-        print("no cases found (../shared/dev-cases or evals/data/diagnosis)", file=sys.stderr)
+        print("no cases found (../shared/dev-cases, evals/data/diagnosis, evals/data/diagnosis_extra)", file=sys.stderr)
         return 2
     from ask_oom.kb.index import CaseIndex
 
