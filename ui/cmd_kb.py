@@ -102,7 +102,9 @@ def _ingest_session(args, settings):
     from ..kb.cases import load_cases
     from ..kb.ingest import IngestResult, case_to_yaml, default_drafts_dir, find_duplicate
 
-    case = draft_case_from_session(SessionStore(settings.session_db), args.session)
+    if not Path(settings.session_db).is_file():
+        raise UserError(f"no session store at {settings.session_db}: set ASK_OOM_SESSION_DB or session_db in the config")
+    case = draft_case_from_session(SessionStore(settings.session_db, ttl_days=settings.session_ttl_days), args.session)
     dup, why = find_duplicate(case, load_cases(settings.kb_dir))
     result = IngestResult(case=case, duplicate_of=dup)
     if dup and not args.force:
