@@ -62,6 +62,10 @@ def _read_inputs(args: argparse.Namespace):
         if found:
             lenient = load_config(found[1], Path(found[0]).name)
             base = str(path) if path is not None else found[0]
+    acc = lenient.launcher.get("config_file") if lenient.format == "shell" and lenient.launcher.get("program") == "accelerate" else None
+    if acc and _find_file(acc, extra) is None and (path := _beside(acc, main[0])) is not None:
+        extra[acc] = read_config_text(str(path))
+        read.append(str(path))
     ref = deepspeed_reference(lenient)
     if isinstance(ref, str) and _find_file(ref, extra) is None:
         path = _beside(ref, base) or _beside(ref, main[0])

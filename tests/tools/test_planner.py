@@ -265,3 +265,17 @@ def test_unverified_plan_uses_confirmed_case_fixes_for_keys_the_config_has():
     keys = {c.key: c for c in plan.changes if c.key}
     assert set(keys) == {"cutoff_len"} and keys["cutoff_len"].confirmed_by == ["case-a"]
     assert "cutoff_len: 4096" in plan.fixed_config and not plan.fits
+
+
+def test_accelerate_launch_reads_its_config_file_and_says_what_to_set_there():
+    acc = (SEEDS.parent / "configs" / "accelerate_ds.yaml").read_text()
+    script = ("accelerate launch --config_file accelerate_ds.yaml train.py \\\n  --model_name_or_path meta-llama/Llama-3.1-8B \\\n"
+              "  --per_device_train_batch_size 1 \\\n  --gradient_checkpointing True \\\n  --bf16 True \\\n  --max_seq_length 2048\n")
+    doc = load_config(script, "run.sh", {"accelerate_ds.yaml": acc})
+    assert doc.format == "shell" and doc.launcher["num_gpus"] == 4 and doc.deepspeed == {"zero_optimization": {"stage": 2}}
+    setup = apply_config_to_setup(doc, TrainingSetup()).model_copy(update={"gpu": lookup_gpu("A100 40GB")})
+    assert setup.num_gpus == 4 and setup.zero_stage == 2 and setup.model is not None
+    plan = plan_fixes(setup, doc, [RootCause(label="full_ft_model_states", score=0.9)], Constraints(keep_method=True))
+    assert plan.fits
+    told = [c.action for c in plan.changes if c.action and c.action.startswith("in accelerate_ds.yaml set deepspeed_config.")]
+    assert told and plan.fixed_config == script      # the script itself needs no edit

@@ -206,6 +206,16 @@ class Catalogue:
         """Edits that set the DeepSpeed stage/offload, in the file the config uses (or a new one)."""
         doc = self.doc
         changes: list[ConfigChange] = []
+        if doc is not None and doc.launcher.get("accelerate_config"):
+            # the ZeRO settings live in the accelerate config the script names: say what to set there
+            acc = doc.launcher["accelerate_config"]
+            sets = []
+            if stage != s.zero_stage:
+                sets.append(f"deepspeed_config.zero_stage: {stage}")
+            for part, on in (("offload_optimizer", off_opt), ("offload_param", off_param)):
+                if on != getattr(s, part):
+                    sets.append(f"deepspeed_config.{part}_device: {'cpu' if on else 'none'}")
+            return [_action(f"in {acc} set " + ", ".join(sets), why, 4, "config")] if sets else []
         if doc is not None and doc.format == "accelerate_yaml":
             if stage != s.zero_stage:
                 changes.append(_ch("deepspeed_config.zero_stage", s.zero_stage, stage, why, 4))

@@ -82,14 +82,45 @@ def load_config(text: str, name: str = "config", extra_files: dict[str, str] | N
     inner = _wrapped_config(doc, extra_files)
     if inner is not None:
         return inner
+    _attach_accelerate_config(doc, extra_files)
     _attach_deepspeed(doc, extra_files)
     return doc
+
+
+def _attach_accelerate_config(doc: ConfigDocument, extra_files: dict[str, str] | None) -> None:
+    """`accelerate launch --config_file cfg.yaml`: the process count and ZeRO settings live in that YAML
+    (read only: the fix edits the script; DeepSpeed changes are described, not written into it)."""
+    ref = doc.launcher.get("config_file") if doc.format == "shell" and doc.launcher.get("program") == "accelerate" else None
+    if not ref or not extra_files:
+        return
+    found = _find_file(ref, extra_files)
+    if found is None:
+        return
+    acc = load_config(found[1], posixpath.basename(found[0]))
+    if acc.format != "accelerate_yaml":
+        return
+    s = acc.settings
+    n = s.get("num_processes")
+    if isinstance(n, int) and n > 0 and not doc.launcher.get("num_gpus"):
+        nodes = s.get("num_machines") if isinstance(s.get("num_machines"), int) else 1
+        doc.launcher.update({"num_gpus": n // max(nodes, 1) or n, "num_gpus_from": f"{posixpath.basename(found[0])}: num_processes",
+                             "num_nodes": nodes})
+    dsc = s.get("deepspeed_config")
+    if isinstance(dsc, dict) and isinstance(dsc.get("zero_stage"), int) and doc.deepspeed is None:
+        zero: dict[str, Any] = {"stage": dsc["zero_stage"]}
+        for part, key in (("offload_optimizer", "offload_optimizer_device"), ("offload_param", "offload_param_device")):
+            if str(dsc.get(key, "none")).lower() in ("cpu", "nvme"):
+                zero[part] = {"device": str(dsc[key]).lower()}
+        doc.deepspeed = {"zero_optimization": zero}
+        doc.launcher["accelerate_config"] = found[0]
+        doc.deepspeed_name = posixpath.basename(found[0])
+        doc.notes.append(f"ZeRO settings read from {posixpath.basename(found[0])} (accelerate config)")
 
 
 def _wrapped_config(doc: ConfigDocument, extra_files: dict[str, str] | None) -> ConfigDocument | None:
     """`llamafactory-cli train train.yaml` in a script: the YAML is the config to read and fix; the
     script still says how many GPUs run it."""
-    ref = doc.launcher.get("config_file") if doc.format == "shell" else None
+    ref = doc.launcher.get("config_file") if doc.format == "shell" and doc.launcher.get("program") == "llamafactory-cli" else None
     if not ref or not extra_files:
         return None
     found = _find_file(ref, extra_files)
