@@ -403,3 +403,25 @@ def test_real_host_allocator_failure_from_the_installed_torch():
         pytest.skip("the allocation succeeded")
     r = parse_log(text)
     assert r.kind == "host_oom" and r.requested_bytes == size
+
+
+def test_without_a_traceback_log_lines_give_the_phase_but_no_operation():
+    text = ("[2025-03-02 16:41:02,336] [INFO] [partition_parameters.py:348:__exit__] finished initializing model\n"
+            "Loading checkpoint shards: 100%|##########| 17/17 [03:12<00:00, 11.32s/it]\n"
+            "[2025-03-02 16:44:41,530] [INFO] [utils.py:781:see_memory_usage] Before initializing optimizer states\n"
+            "Adam Optimizer #0 is created with AVX512 arithmetic capability.\n"
+            "[2025-03-02 16:48:20,661] [ERROR] [launch.py:325:sigkill_handler] ['python', 'train.py'] exits with "
+            "return code = -9\n")
+    r = parse_log(text)
+    assert r.kind == "host_oom" and r.phase == "optimizer_step" and r.operation is None
+
+
+def test_model_from_a_hub_cache_config_line():
+    r = parse_log("[INFO|configuration_utils.py:699] >> loading configuration file config.json from cache at "
+                  "/data/hf/hub/models--Qwen--Qwen2.5-32B-Instruct/snapshots/5ede1c9/config.json\n")
+    assert r.model == "Qwen/Qwen2.5-32B-Instruct"
+
+
+def test_progress_bar_after_a_cut_message_is_not_joined():
+    r = parse_log("[rank3]: " + NEW[:260] + "\n  0%|          | 0/5700 [00:38<?, ?it/s]\n")
+    assert r.requested_bytes == 4 * GiB and "%|" not in r.message

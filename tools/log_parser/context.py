@@ -24,6 +24,9 @@ _CONTEXT_PHASES: list[tuple[str, re.Pattern]] = [
         r"|set_module_tensor_to_device|Loading checkpoint shards|deepspeed\.initialize\(|_move_model_to_device|\bin (?:load_model|load_model_and_tokenizer"
         r"|_move_model_to_device|_configure_distributed_model|prepare_model|_load_checkpoint)\b")),
     ("data_loading", re.compile(r"DataLoader worker|\bin (?:_worker_loop|__getitem__|collate\w{0,20}|fetch)\b")),
+    # DeepSpeed building the optimizer states (their memory is what runs out): the setup of the optimizer step
+    ("optimizer_step", re.compile(r"initializing optimizer states|Adam Optimizer #\d{1,3} is created"
+                                  r"|Creating [\w.]{0,20} ?ZeRO stage \d optimizer")),
 ]
 # Backward and optimizer frames win over forward ones: a forward frame inside backward is a
 # gradient-checkpointing recompute.

@@ -67,7 +67,8 @@ _MODEL_ARG = re.compile(
     r"""([^\s,'")]{2,300})""")
 _MODEL_KWARG = re.compile(r"""(?:^|[\s(,])(?:model|model_path|model_id)\s{0,2}=\s{0,2}['"]([^'"\s]{2,300})['"]""")
 _MODEL_FLAG = re.compile(r"(?:^|\s)--(?:model|model_path|model_id|model_dir)[ =]\s{0,3}([^\s\\'\"-][^\s\\'\"]{1,300})")
-_MODEL_FILE = re.compile(r"loading (?:weights|configuration) file ([^\s,]{2,400})")
+# "loading weights file /m/X/model.safetensors" or "... file config.json from cache at /hub/models--org--X/..."
+_MODEL_FILE = re.compile(r"loading (?:weights|configuration) file ([^\s,]{2,400})(?: from cache at ([^\s,]{2,400}))?")
 _HF_CACHE = re.compile(r"models--([\w.-]{1,100})--([\w.-]{1,200})")
 
 # GPUs
@@ -217,8 +218,8 @@ class FactCollector:
                 return
         if strength < 2 and "loading" in low and "file" in low:
             m = _MODEL_FILE.search(line)
-            if m:
-                self.model = (2, _model_from_path(m.group(1)), lineno, line)
+            if m and (m.group(2) or "/" in m.group(1)):
+                self.model = (2, _model_from_path(m.group(2) or m.group(1)), lineno, line)
 
     # -- GPUs -----------------------------------------------------------------------------------------------
     def _gpus(self, lineno: int, line: str, low: str) -> None:

@@ -23,7 +23,11 @@ MAX_SIGNATURES = 64    # distinct memory errors remembered
 MAX_RELATED = 20
 CONTEXT_LINES = 20     # log lines before an error that may say what the run was doing
 _WRAP_MIN_WIDTH = 40   # a wrapped paste cuts lines at a fixed width; shorter lines are not wrapped
-_NEW_RECORD = re.compile(r"[\w.]{1,80}(?:Error|Exception|Interrupt|Warning)\b|Killed\b|\w{1,30} \| ")
+# lines that start something new (an exception, a log record), never the wrapped rest of a message
+_NEW_RECORD = re.compile(r"[\w.]{1,80}(?:Error|Exception|Interrupt|Warning)\b|Killed\b|\w{1,30} \| "
+                         r"|(?:INFO|WARNING|WARN|ERROR|DEBUG)\b|[IWE]\d{4} |\d{4}[-/]\d{2}[-/]\d{2}")
+# a log record (not a traceback line): "[2025-...", "[INFO|...", "06/03/2024 ...", "{'loss': ...}", "INFO 09-14 ..."
+_LOG_RECORD = re.compile(r"\s{0,3}(?:\[|\{|\d|(?:INFO|WARNING|WARN|ERROR|DEBUG)\b|[IWE]\d{4} )")
 _FRAME_STARTS = ("File ", "Traceback", "During handling", "The above exception")
 
 
@@ -147,7 +151,7 @@ class LogParser:
         if head[:1] == "[" or head[:4].isdigit() or "error" in head.split(":", 1)[0] and ":" in head:
             return False
         low = stripped.lower()
-        if "out of memory" in low or "traceback" in low or _NEW_RECORD.match(stripped):
+        if "out of memory" in low or "traceback" in low or "%|" in stripped or _NEW_RECORD.match(stripped):
             return False
         return True
 
@@ -330,12 +334,21 @@ class LogParser:
 
 
 def _traceback_window(window: list[tuple[int, str]], lineno: int) -> list[tuple[int, str]]:
-    """The lines of the traceback that ends at the error (from its last 'Traceback' header), else the window."""
+    """The traceback that ends at the error: from its last 'Traceback' header, or, when the paste lost the
+    header, the block of frame and source lines right before the error (log records end the block)."""
     lines = [(n, t) for n, t in window if n <= lineno]
     for i in range(len(lines) - 1, -1, -1):
         if "Traceback (most recent call last)" in lines[i][1]:
             return lines[i:]
-    return lines
+    start = len(lines)
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i][0] == lineno:
+            start = i
+            continue
+        if _LOG_RECORD.match(lines[i][1]) or "%|" in lines[i][1]:
+            break
+        start = i
+    return lines[start:]
 
 
 def _mentions_pinned(window: list[tuple[int, str]]) -> bool:
