@@ -423,5 +423,5 @@ def test_model_from_a_hub_cache_config_line():
 
 
 def test_progress_bar_after_a_cut_message_is_not_joined():
-    r = parse_log("[rank3]: " + NEW[:260] + "\n  0%|          | 0/5700 [00:38<?, ?it/s]\n")
+    r = parse_log(NEW[:260] + "\n  0%|          | 0/5700 [00:38<?, ?it/s]\n")
     assert r.requested_bytes == 4 * GiB and "%|" not in r.message
