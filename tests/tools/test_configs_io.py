@@ -248,3 +248,25 @@ def test_yaml_missing_sections_are_created_as_nested_blocks():
     new, _ = apply_changes(doc, [ConfigChange(key="deepspeed_config.zero_stage", to_value=3),
                                  ConfigChange(key="deepspeed_config.offload_optimizer_device", to_value="cpu")])
     assert new == text + "deepspeed_config:\n  zero_stage: 3\n  offload_optimizer_device: cpu\n"
+
+
+def test_windows_line_ends_and_byte_order_marks_survive_edits():
+    y = "model_name_or_path: Qwen/Qwen2.5-7B\r\nstage: sft\r\ncutoff_len: 4096\r\nper_device_train_batch_size: 4\r\n"
+    new, _ = apply_changes(load_config(y, "t.yaml"), [ConfigChange(key="cutoff_len", to_value=2048),
+                                                      ConfigChange(key="gradient_accumulation_steps", to_value=2)])
+    assert new == y.replace("4096", "2048") + "gradient_accumulation_steps: 2\r\n"
+    sh = "deepspeed train.py \\\r\n  --per_device_train_batch_size 8 \\\r\n  --bf16 True\r\n"
+    doc = load_config(sh, "r.sh")
+    assert doc.settings == {"per_device_train_batch_size": 8, "bf16": True}
+    new, _ = apply_changes(doc, [ConfigChange(key="per_device_train_batch_size", to_value=4), ConfigChange(key="bits", to_value=4)])
+    assert new == "deepspeed train.py \\\r\n  --per_device_train_batch_size 4 \\\r\n  --bf16 True \\\r\n  --bits 4\r\n"
+    ds = '\ufeff{\r\n  "zero_optimization": {\r\n    "stage": 2\r\n  }\r\n}\r\n'
+    doc = load_config(ds, "ds.json")
+    new, _ = apply_changes(doc, [ConfigChange(key="zero_optimization.offload_optimizer", to_value={"device": "cpu"}, target="deepspeed")])
+    assert "\n" not in new.replace("\r\n", "") and new.startswith("\ufeff{")
+    assert json.loads(new.lstrip("\ufeff"))["zero_optimization"]["offload_optimizer"] == {"device": "cpu"}
+
+
+def test_yaml_anchors_and_merge_keys_are_read():
+    text = "base: &b\n  cutoff_len: 1024\nrun:\n  <<: *b\n  finetuning_type: lora\nmodel_name_or_path: x\ntemplate: qwen\n"
+    assert load_config(text, "t.yaml").settings["run"] == {"cutoff_len": 1024, "finetuning_type": "lora"}

@@ -41,7 +41,8 @@ def parse_json(text: str, name: str = "config") -> JsonIndex:
     """Parse JSON with spans; InputError for anything that is not a JSON object within the limits."""
     check_size(text, name)
     objects: dict[Path, JsonObject] = {}
-    pos, value = _value(text, _skip(text, 0), (), objects, 0, name)
+    start = 1 if text.startswith("\ufeff") else 0   # a byte-order mark from Windows editors
+    pos, value = _value(text, _skip(text, start), (), objects, 0, name)
     if _skip(text, pos) != len(text):
         raise InputError(f"{name}: not valid JSON: extra data at character {_skip(text, pos)}")
     if not isinstance(value, dict):
@@ -167,7 +168,11 @@ def _render(value: Any, text: str, at: int) -> str:
     step = _indent_step(text)
     base = _line_indent(text, at)
     dumped = json.dumps(value, indent=len(step) if step.strip() == "" else 2)
-    return dumped.replace("\n", "\n" + base)
+    return dumped.replace("\n", _newline(text) + base)
+
+
+def _newline(text: str) -> str:
+    return "\r\n" if "\r\n" in text else "\n"
 
 
 def _indent_step(text: str) -> str:
@@ -184,12 +189,13 @@ def _insert_member(text: str, obj: JsonObject, key: str, value: Any) -> str:
         # the member line starts at the key: find the indent of the last member's line
         key_line_indent = _line_indent(text, last_start)
         multiline = "\n" in text[obj.start:last_start]
-        sep = ",\n" + key_line_indent if multiline else ", "
+        sep = "," + _newline(text) + key_line_indent if multiline else ", "
         member_text = f"{json.dumps(key)}: {_render(value, text, last_start)}"
         return text[:last_end] + sep + member_text + text[last_end:]
     # empty object: expand it
     base = _line_indent(text, obj.start)
     step = _indent_step(text)
     member_text = f"{json.dumps(key)}: {_render(value, text, obj.start)}"
-    member_text = member_text.replace("\n", "\n" + step)
-    return text[:obj.start] + "{\n" + base + step + member_text + "\n" + base + "}" + text[obj.end:]
+    nl = _newline(text)
+    member_text = member_text.replace(nl, nl + step)
+    return text[:obj.start] + "{" + nl + base + step + member_text + nl + base + "}" + text[obj.end:]

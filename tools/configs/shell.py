@@ -71,8 +71,12 @@ def tokenize(text: str) -> list[list[Word]]:
     i, n, line = 0, len(text), 0
     while i < n:
         ch = text[i]
-        if ch == "\\" and i + 1 < n and text[i + 1] == "\n":
+        if ch == "\\" and text.startswith("\n", i + 1):
             i += 2
+            line += 1
+            continue
+        if ch == "\\" and text.startswith("\r\n", i + 1):   # a script saved with Windows line ends
+            i += 3
             line += 1
             continue
         if ch == "\n":
@@ -100,7 +104,7 @@ def tokenize(text: str) -> list[list[Word]]:
         while i < n and text[i] not in " \t\r\n;&|()":
             c = text[i]
             if c == "\\" and i + 1 < n:
-                if text[i + 1] == "\n":
+                if text[i + 1] == "\n" or text.startswith("\r\n", i + 1):
                     break
                 value.append(text[i + 1])
                 i += 2
@@ -401,13 +405,14 @@ def _sole_assignment(text: str, word: Word) -> tuple[int, int, Word] | None:
 def _append_flag(text: str, cmd: Command, literal: str) -> str:
     """Add a flag after the command's last argument, continuing the line the way the script does."""
     pos = cmd.end
+    nl = "\r\n" if "\r\n" in text else "\n"
+    cont = "\\" + nl
     first_line_start = text.rfind("\n", 0, cmd.words[0].start) + 1
-    continued = "\\\n" in text[first_line_start:pos]
-    if not continued:
+    if cont not in text[first_line_start:pos]:
         return text[:pos] + " " + literal + text[pos:]
     # the continuation style of the previous lines: spacing before the backslash and the indent after it
-    last_cont = text.rfind("\\\n", first_line_start, pos)
+    last_cont = text.rfind(cont, first_line_start, pos)
     before = re.search(r"[ \t]*$", text[:last_cont]).group(0) or " "
-    line_start = last_cont + 2
+    line_start = last_cont + len(cont)
     indent = re.match(r"[ \t]*", text[line_start:]).group(0)
-    return text[:pos] + before + "\\\n" + indent + literal + text[pos:]
+    return text[:pos] + before + cont + indent + literal + text[pos:]

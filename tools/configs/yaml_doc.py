@@ -105,10 +105,11 @@ def _insert_line(text: str, parent: MappingNode, key: str, literal: str, after: 
     if vnode.end_mark.column != 0 or isinstance(vnode, ScalarNode):
         nl = text.find("\n", pos)
         pos = len(text) if nl < 0 else nl + 1
-    prefix = "" if pos == 0 or text[pos - 1] == "\n" else "\n"
+    nl = "\r\n" if "\r\n" in text else "\n"    # keep the file's line ends
+    prefix = "" if pos == 0 or text[pos - 1] == "\n" else nl
     first, *rest = literal.split("\n")
-    block = "\n".join(indent + line for line in [f"{key}:" + (f" {first}" if first else ""), *rest])
-    return text[:pos] + prefix + block + "\n" + text[pos:]
+    block = nl.join(indent + line for line in [f"{key}:" + (f" {first}" if first else ""), *rest])
+    return text[:pos] + prefix + block + nl + text[pos:]
 
 
 def _insert_block(text: str, root: MappingNode, parent_path: Path, key: str, value: Any, name: str) -> str:
