@@ -37,11 +37,13 @@ def _yaml_line(key, value, style, comment):
     items=st.dictionaries(KEYS, st.tuples(SCALARS, st.sampled_from(["plain", "single", "double"]), st.none() | COMMENTS),
                           min_size=1, max_size=12),
     header=st.none() | COMMENTS,
+    crlf=st.booleans(),
     data=st.data(),
 )
-def test_yaml_edits_reparse_and_keep_everything_else(items, header, data):
+def test_yaml_edits_reparse_and_keep_everything_else(items, header, crlf, data):
     lines = ([f"# {header}"] if header is not None else []) + [_yaml_line(k, *v) for k, v in items.items()]
-    text = "\n".join(lines) + "\n"
+    nl = "\r\n" if crlf else "\n"
+    text = nl.join(lines) + nl
     original = read_yaml(text)
     keys = sorted(items)
     changed = data.draw(st.lists(st.sampled_from(keys), unique=True, max_size=len(keys)))
@@ -62,6 +64,7 @@ def test_yaml_edits_reparse_and_keep_everything_else(items, header, data):
             assert line in new.splitlines()
     if not updates:
         assert new == text
+    assert new.count("\n") == new.count("\r\n") if crlf else "\r" not in new
 
 
 FLAG_VALUES = st.one_of(st.integers(0, 10**5), st.sampled_from(["True", "False"]), WORDS)
@@ -74,12 +77,14 @@ FLAG_VALUES = st.one_of(st.integers(0, 10**5), st.sampled_from(["True", "False"]
                               "accelerate launch --num_processes 2 train.py"]),
     multiline=st.booleans(),
     indent=st.sampled_from(["  ", "    ", "\t"]),
+    crlf=st.booleans(),
     data=st.data(),
 )
-def test_shell_edits_reparse_and_keep_the_rest(flags, launcher, multiline, indent, data):
-    sep = f" \\\n{indent}" if multiline else " "
+def test_shell_edits_reparse_and_keep_the_rest(flags, launcher, multiline, indent, crlf, data):
+    nl = "\r\n" if crlf else "\n"
+    sep = f" \\{nl}{indent}" if multiline else " "
     command = launcher + "".join(f"{sep}--{k} {v}" for k, v in flags.items())
-    text = f"#!/bin/bash\nexport WANDB_MODE=offline\n{command}\necho finished\n"
+    text = f"#!/bin/bash{nl}export WANDB_MODE=offline{nl}{command}{nl}echo finished{nl}"
     doc = load_config(text, "run.sh")
     keys = sorted(flags)
     changed = data.draw(st.lists(st.sampled_from(keys), unique=True, max_size=len(keys)))
@@ -92,7 +97,8 @@ def test_shell_edits_reparse_and_keep_the_rest(flags, launcher, multiline, inden
     for k in keys:
         if k not in updates:
             assert again.settings[k] == doc.settings[k]
-    assert new.startswith("#!/bin/bash\nexport WANDB_MODE=offline\n") and new.endswith("\necho finished\n")
+    assert new.startswith(f"#!/bin/bash{nl}export WANDB_MODE=offline{nl}") and new.endswith(f"{nl}echo finished{nl}")
+    assert new.count("\n") == new.count("\r\n") if crlf else "\r" not in new
     assert again.launcher["program"] == doc.launcher["program"]
 
 
