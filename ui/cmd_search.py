@@ -12,6 +12,7 @@ EPILOG = """examples:
   ask-oom search "qwen2.5-vl lora oom vision tower"
   ask-oom search "显存逐渐增加 Qwen2.5-VL 全量微调" --k 3 --json
   ask-oom search "eval OOM predictions" --mode bm25 --framework hf_trainer
+  ask-oom search --log train.log --json        the query ask-oom builds from a log (parsed facts, not raw lines)
 modes: hybrid (dense MiniLM + BM25, reciprocal rank fusion), dense, bm25, fast (BM25 + facets, no model load)
 """
 MAX_QUERY_CHARS = 4000
@@ -19,6 +20,7 @@ MAX_QUERY_CHARS = 4000
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("query", nargs="?", help="what went wrong, in words (or '-' to read it from stdin)")
+    p.add_argument("--log", metavar="FILE", help="search with the query ask-oom builds from this log (parsed, not raw)")
     p.add_argument("--k", type=int, default=5, metavar="N", help="number of cases (default 5, at most 50)")
     p.add_argument("--mode", choices=["hybrid", "dense", "bm25", "fast"], default="hybrid")
     p.add_argument("--framework", help="only cases of this framework (llamafactory, hf_trainer, trl, deepspeed, ...)")
@@ -28,6 +30,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _query_text(args: argparse.Namespace) -> str:
+    if args.log:
+        if args.query:
+            raise UserError("give a query or --log FILE, not both")
+        from ..kb.query import build_query
+        from ..tools.log_parser import parse_log
+        from .inputs import read_log_bytes
+
+        data, _ = read_log_bytes(args.log)
+        report = parse_log(data)
+        query = build_query(report, None)
+        if report.kind == "not_oom" or not query:
+            raise UserError(f"no memory error or related error found in {args.log}: nothing to search for", 3)
+        return query[:MAX_QUERY_CHARS]
     query = args.query
     if query in (None, "-"):
         if sys.stdin is None or sys.stdin.isatty():

@@ -131,3 +131,15 @@ def test_kb_ingest_session(env, capsys, monkeypatch):
     draft = json.loads(out)["drafts"][0]
     case = load_case_file(draft["file"])
     assert case.model.name == "moonshotai/Kimi-VL-A3B-Instruct" and "t1" in case.source
+
+
+def test_search_from_a_log(env, capsys):
+    log = REPO / "tests" / "fixtures" / "seeds" / "moe-llava-phi2" / "train.log"
+    code, out, _ = _run(capsys, "search", "--log", str(log), "--mode", "fast", "--k", "3", "--json")
+    data = json.loads(out)
+    assert code == 0 and "cuda_oom" in data["query"] and "Traceback" not in data["query"]
+    assert data["results"][0]["id"] == "seed-moe-llava-phi2-batch8-a100-40g"
+    clean = REPO / "tests" / "fixtures" / "logs" / "clean_training_log_not_oom.log"
+    if clean.is_file():
+        code, out, err = _run(capsys, "search", "--log", str(clean))
+        assert code == 3 and "nothing to search for" in err  # a clean log has no failure to search for
