@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ask_oom.tools.gpus import GPUSpec
-from ask_oom.tools.memory import estimate_memory, load_model_arch
+from ask_oom.tools.memory import estimate_memory
 from ask_oom.tools.memory.calibration import row_to_setup
 from ask_oom.tools.units import GiB
 

@@ -14,6 +14,11 @@ EPILOG = """examples:
   ask-oom estimate --model-config ./my-model/config.json --method full --zero 3 --gpus 8 --gpu A100-80GB
   ask-oom estimate --model Qwen2.5-32B-Instruct --deepspeed-estimate --zero 3 --offload optimizer
 
+--json keys: peak_bytes (PyTorch-allocated peak on the busiest GPU, CUDA context excluded), peak_phase,
+breakdown (component -> bytes, summing to peak_bytes), breakdown_formulas, n_params, n_trainable,
+host_bytes + host_breakdown, cuda_context_bytes, and with a GPU: gpu_bytes, budget_bytes, fits,
+headroom_bytes, max_micro_batch, max_seq_len; notes; setup (every fact with its provenance).
+
 exit codes: 0 estimated (and fits, when a GPU is given), 2 bad input, 5 does not fit the given GPU
 """
 

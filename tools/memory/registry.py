@@ -28,7 +28,7 @@ def _norm(name: str) -> str:
     while len(tokens) > 1 and tokens[-1] in _VARIANT_WORDS:
         tokens.pop()
     s = "".join(tokens)
-    s = s.replace("llama2", "llama2").replace("llamav2", "llama2")
+    s = s.replace("llamav2", "llama2")
     return s
 
 
