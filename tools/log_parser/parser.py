@@ -41,13 +41,14 @@ class _Pending:
 
 
 class _Occurrence:
+    """The first sighting of one memory error (by signature), the ranks that printed it, and its context."""
+
     def __init__(self, hit: MemoryHit, lineno: int, rank: int | None, window: list[tuple[int, str]]) -> None:
         self.hit, self.lineno, self.rank = hit, lineno, rank
         self.context = window                            # recent lines of this rank (surrounding log lines)
         window = _traceback_window(window, lineno)      # the traceback that ends at the error
         self.window = window
         self.ranks: set[int] = set() if rank is None else {rank}
-        self.count = 1
         # Pastes often put the error line first and its traceback after it; with no frames before the error,
         # the traceback that follows (if one starts within 2 lines) is read instead.
         self.follow = 0 if any(t.lstrip().startswith("File ") for _, t in window) else WINDOW
@@ -187,7 +188,6 @@ class LogParser:
         key = hit.signature
         occ = self.occurrences.get(key)
         if occ is not None:
-            occ.count += 1
             if rank is not None and len(occ.ranks) < 4096:
                 occ.ranks.add(rank)
             return
@@ -259,7 +259,7 @@ class LogParser:
             ev.append(Evidence(line=primary.lineno, text=hit.text.strip()[:500], fact="kind"))
             for name, fragment in hit.fragments.items():
                 ev.append(Evidence(line=primary.lineno, text=fragment[:300], fact=name))
-            if hit.kind in ("cuda_oom",) and hit.requested_bytes is None and _mentions_pinned(primary.window):
+            if hit.kind == "cuda_oom" and hit.requested_bytes is None and _mentions_pinned(primary.window):
                 r.kind = "host_oom"  # "CUDA error: out of memory" raised by pin_memory: host page-locked RAM ran out
             phase = (find_phase(primary.window) or find_phase(primary.after)
                      or find_context_phase(primary.context[-CONTEXT_LINES:]))
