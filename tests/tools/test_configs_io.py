@@ -270,3 +270,7 @@ def test_windows_line_ends_and_byte_order_marks_survive_edits():
 def test_yaml_anchors_and_merge_keys_are_read():
     text = "base: &b\n  cutoff_len: 1024\nrun:\n  <<: *b\n  finetuning_type: lora\nmodel_name_or_path: x\ntemplate: qwen\n"
     assert load_config(text, "t.yaml").settings["run"] == {"cutoff_len": 1024, "finetuning_type": "lora"}
+
+
+def test_odd_yaml_keys_become_strings():
+    assert load_config(":\n1: a\n", "odd.yaml").settings == {"null": None, "1": "a"}

@@ -195,3 +195,18 @@ def test_planner_never_raises_and_keeps_its_promises(model, gpu, method, zero, o
         assert any("unverified" in n for n in plan.notes)
     elif not plan.fits:
         assert any(n.startswith("nothing fits") for n in plan.notes)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=st.one_of(st.text(max_size=400), st.text(alphabet=st.sampled_from(list("{}[]:,-'\"&*!|>#%@` \n\t\\$=abc12.")), max_size=300)),
+       name=st.sampled_from(["c.yaml", "c.json", "run.sh", "config"]))
+def test_any_text_loads_or_fails_with_a_one_line_input_error(text, name):
+    from ask_oom.tools.errors import InputError
+
+    try:
+        doc = load_config(text, name)
+    except InputError as exc:
+        assert "\n" not in str(exc) and str(exc)
+        return
+    new, _ = apply_changes(doc, [])
+    assert new == text

@@ -21,7 +21,7 @@ def read_yaml(text: str, name: str = "config") -> dict[str, Any]:
         return {}
     if not isinstance(node, MappingNode):
         raise InputError(f"{name}: expected a mapping of settings (key: value) at the top level")
-    return node_to_python(node)
+    return {("null" if k is None else str(k)): v for k, v in node_to_python(node).items()}
 
 
 def _find_mapping(root: MappingNode, path: Path) -> MappingNode | None:
