@@ -95,7 +95,8 @@ class OOMReport(BaseModel):
                                   "--nproc_per_node, nvidia-smi rows, CUDA_VISIBLE_DEVICES)")
     versions: dict[str, str] = Field(default_factory=dict, description="package → version, e.g. torch → 2.1.0")
     training_args: dict[str, LoggedArg] = Field(default_factory=dict)
-    ranks: list[int] = Field(default_factory=list, description="ranks that printed the same OOM (reported once)")
+    ranks: list[int] = Field(default_factory=list, description="ranks that printed the same OOM (reported once): from "
+                             "launcher prefixes ([rank3]:, [default0]:, 0: ), else the GPU indices that printed it")
     exit_signal: str | None = Field(default=None, description="SIGKILL / SIGBUS / SIGFPE / exit code from launcher summaries")
     evidence: list[Evidence] = Field(default_factory=list)
     related_errors: list[RelatedError] = Field(default_factory=list)

@@ -425,3 +425,27 @@ def test_model_from_a_hub_cache_config_line():
 def test_progress_bar_after_a_cut_message_is_not_joined():
     r = parse_log(NEW[:260] + "\n  0%|          | 0/5700 [00:38<?, ?it/s]\n")
     assert r.requested_bytes == 4 * GiB and "%|" not in r.message
+
+
+def test_same_error_on_several_gpus_without_prefixes_gives_local_ranks():
+    r = parse_log("\n".join(NEW.replace("GPU 0", f"GPU {g}") for g in (1, 0, 3)))
+    assert r.ranks == [0, 1, 3] and r.gpu_index == 1
+    assert parse_log(NEW).ranks == []
+
+
+def test_zero_stage_from_a_printed_deepspeed_json_config():
+    r = parse_log('[INFO] [config.py:1004:print_user_config]   json = {\n    "zero_optimization": {\n'
+                  '        "offload_param": {"device": "cpu"},\n        "stage": 3,\n        "overlap_comm": true\n'
+                  '    }\n}\n')
+    assert r.deepspeed_stage == 3
+    # a lone "stage": 2 far from any zero_optimization block is not a ZeRO stage
+    assert parse_log('{"stage": 2, "name": "warmup"}').deepspeed_stage is None
+
+
+@pytest.mark.parametrize("line", [
+    "subprocess.CalledProcessError: Command '['python', 'train.py']' died with <Signals.SIGKILL: 9>.",
+    "srun: error: node-3: task 0: Exited with exit code 137",
+    "terminate called after throwing an instance of 'std::bad_alloc'",
+])
+def test_more_host_kill_forms(line):
+    assert parse_log(line).kind == "host_oom"

@@ -49,6 +49,7 @@ class _Occurrence:
         window = _traceback_window(window, lineno)      # the traceback that ends at the error
         self.window = window
         self.ranks: set[int] = set() if rank is None else {rank}
+        self.gpu_indices: set[int] = set() if hit.gpu_index is None else {hit.gpu_index}
         # Pastes often put the error line first and its traceback after it; with no frames before the error,
         # the traceback that follows (if one starts within 2 lines) is read instead.
         self.follow = 0 if any(t.lstrip().startswith("File ") for _, t in window) else WINDOW
@@ -190,6 +191,8 @@ class LogParser:
         if occ is not None:
             if rank is not None and len(occ.ranks) < 4096:
                 occ.ranks.add(rank)
+            if hit.gpu_index is not None and len(occ.gpu_indices) < 4096:
+                occ.gpu_indices.add(hit.gpu_index)
             return
         if len(self.occurrences) >= MAX_SIGNATURES:
             return
@@ -255,7 +258,9 @@ class LogParser:
                          "torch_allocated_bytes", "torch_reserved_bytes", "torch_reserved_unallocated_bytes"):
                 setattr(r, name, getattr(hit, name))
             r.other_processes = [OtherProcess(pid=pid, bytes=size) for pid, size in hit.other_processes]
-            r.ranks = sorted(primary.ranks)
+            # Without launcher prefixes, one process per GPU is the rule: the GPUs that printed the same
+            # error stand for the (local) ranks.
+            r.ranks = sorted(primary.ranks or (primary.gpu_indices if len(primary.gpu_indices) > 1 else ()))
             ev.append(Evidence(line=primary.lineno, text=hit.text.strip()[:500], fact="kind"))
             for name, fragment in hit.fragments.items():
                 ev.append(Evidence(line=primary.lineno, text=fragment[:300], fact=name))
