@@ -28,6 +28,7 @@ RETRIEVAL_MODE = os.environ.get("ASK_OOM_RETRIEVAL_MODE", "fast")  # fast: no to
 def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = None, mode: str | None = None) -> Diagnosis:
     """One diagnosis for one request. Bad input raises InputError (the CLI's exit 2); nothing else is raised
     for a tool that cannot help (retrieval, planning): the answer says what is missing instead."""
+    from ..tools.log_cues import log_cues
     from ..tools.log_parser import parse_log
     from ..tools.memory_trend import memory_trend
     from ..tools.root_causes import rank_root_causes
@@ -35,20 +36,22 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
 
     notes: list[str] = []
     report, described = _read_report(request, parse_log, notes)
+    cues = log_cues(request.log_text)
     doc = _load_config(request)
     report = _phase_from_config(report, doc)
+    report = _phase_from_cues(report, cues)
     setup = assemble_setup(report, doc, request)
     estimate = _estimate(setup, notes, report)
     hits = _retrieve(report, setup, index, settings, mode, notes)
     trend = memory_trend(request.log_text) if report.is_memory_error else None
     if trend is not None and described is not None and described.growth_text and not trend.growing:
         trend = trend.model_copy(update={"growing": True, "said": described.growth_text})
-    causes = rank_root_causes(report, setup, estimate, hits, trend=trend)
+    causes = rank_root_causes(report, setup, estimate, hits, trend=trend, cues=cues)
     refined = _refine_attention(setup, causes)
     if refined is not None:  # the evidence says eager attention ran: size it, then rank again with that estimate
         setup = refined
         estimate = _estimate(setup, notes, report)
-        causes = rank_root_causes(report, setup, estimate, hits, trend=trend)
+        causes = rank_root_causes(report, setup, estimate, hits, trend=trend, cues=cues)
     similar = [_similar_case(h, report, setup) for h in hits]
     questions = _questions(report, setup, doc)
     assumptions = _assumptions(setup)
@@ -151,6 +154,21 @@ def _phase_from_config(report: OOMReport, doc: ConfigDocument | None) -> OOMRepo
     keys = [k for k in ("do_eval", "do_predict", "predict_with_generate") if truthy(k)]
     ev = Evidence(line=0, text=f"{doc.name}: {', '.join(keys)} without do_train", fact="phase")
     return report.model_copy(update={"phase": phase, "evidence": [*report.evidence, ev]})
+
+
+# A phase cue counts only near the error: lines far before it are set-up chatter (loading, earlier steps).
+CUE_WINDOW = 80
+
+
+def _phase_from_cues(report: OOMReport, cues) -> OOMReport:
+    """The phase a function name or sentence near the error names, when the traceback's frames named none."""
+    if not report.is_memory_error or report.phase != "unknown" or cues.phase is None or cues.phase_cue is None:
+        return report
+    at = next((e.line for e in report.evidence if e.fact in ("kind", "described_oom") and e.line), None)
+    if at is not None and abs(cues.phase_cue.line - at) > CUE_WINDOW:
+        return report
+    ev = Evidence(line=cues.phase_cue.line, text=cues.phase_cue.text, fact="phase")
+    return report.model_copy(update={"phase": cues.phase, "evidence": [*report.evidence, ev]})
 
 
 def _described(report: OOMReport, text: str):

@@ -20,6 +20,10 @@ _HOST = re.compile(r"(?<!显)内存.{0,20}(?:不足|占满|爆|溢出|不够|超
 _GROWTH = re.compile(r"\bkeeps?\s{0,2}(?:increasing|growing|rising)|\b(?:increas|grow)\w{0,4}\s{0,2}(?:from|over|steadily|gradually|until|each|every)"
                      r"|memory leak|不断(?:增加|增长|上涨)|持续(?:增加|增长|上涨)|逐渐(?:增加|增长)|无限增加|一直(?:增加|涨)|越来越(?:大|多)",
                      re.IGNORECASE)
+# Something accumulated across steps (a loss summed with its graph, kept tensors) grows until OOM; accumulating
+# predictions or logits is the evaluation loop's own mechanism (eval_accumulation), not growth across steps.
+_ACCUMULATES = re.compile(r"\baccumulat(?:e|es|ed|ing)\b", re.IGNORECASE)
+_EVAL_WORDS = re.compile(r"pred|logit|eval", re.IGNORECASE)
 _A, _Z = r"(?<![A-Za-z])", r"(?![A-Za-z])"  # word edges that also hold next to Chinese characters
 _PHASES: list[tuple[str, re.Pattern]] = [
     ("evaluation", re.compile(_A + r"(?:evaluat[a-z]{0,4}|eval|predict[a-z]{0,4})" + _Z + r"|评估|验证集|预测", re.IGNORECASE)),
@@ -56,7 +60,7 @@ def described_oom(text: str) -> DescribedOOM | None:
             gpu = (lineno, line.strip())
         if host is None and _HOST.search(line):
             host = (lineno, line.strip())
-        if growth is None and _GROWTH.search(line):
+        if growth is None and (_GROWTH.search(line) or (_ACCUMULATES.search(line) and not _EVAL_WORDS.search(line))):
             growth = (lineno, line.strip())
         if phase is None:
             phase = next((name for name, pat in _PHASES if pat.search(line)), None)

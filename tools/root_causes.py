@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from .labels import ROOT_CAUSES, RootCause
+from .log_cues import LogCues
 from .memory.schema import MemoryEstimate
 from .memory_trend import MemoryTrend
 from .report import OOMReport
@@ -69,16 +70,19 @@ def rank_root_causes(
     estimate: MemoryEstimate | None = None,
     hits: Sequence[Any] | None = None,
     trend: MemoryTrend | None = None,
+    cues: LogCues | None = None,
 ) -> list[RootCause]:
     """Causes ranked by evidence, primary first. Never raises; an empty list only for an empty report.
 
     `hits` are retrieval hits (objects with `.case`, or cases themselves) whose labels count as weak evidence;
-    `trend` is the log's memory over time (tools.memory_trend), when the agent has the raw log.
+    `trend` is the log's memory over time (tools.memory_trend), when the agent has the raw log; `cues` the log's
+    non-numeric cues (tools.log_cues: quantization, dtype errors).
     """
     s = _Scores()
     if not report.is_memory_error:
         _not_a_memory_error(report, s)
         _related_errors(report, s, memory_error=False)
+        _dtype(report, setup, cues, s, memory_error=False)
         return s.ranked()
     if report.kind == "host_oom":
         _host_memory(report, setup, estimate, s)
@@ -100,6 +104,8 @@ def rank_root_causes(
     if trend is not None and report.kind != "host_oom":
         _over_time(trend, s)
     _related_errors(report, s, memory_error=True)
+    _dtype(report, setup, cues, s, memory_error=True)
+    _quantization(report, cues, s)
     _similar_cases(hits or [], s)
     if not s.points:
         s.add("batch_too_large", 0.5, "no specific evidence: the per-step activations (micro-batch) are the usual suspect")
@@ -215,6 +221,9 @@ def tensor_candidates(setup: TrainingSetup, estimate: MemoryEstimate | None = No
                 labels = {"model_load_oom": 2.0, "weights_exceed_gpu": 1.5}
                 if arch.is_moe and "MoE" in what:
                     labels["moe_memory"] = 1.5
+                if full and _observed(setup, "method"):
+                    # Full fine-tuning keeps a bf16 gradient of every weight: same shape and dtype as the weight.
+                    labels["full_ft_model_states"] = 2.0
             elif full:
                 labels = {"full_ft_model_states": 3.0}
             else:
@@ -254,11 +263,17 @@ def _request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate
         s.add("seq_len_too_long", 1.5, f"a single {format_bytes(req)} tensor exceeds the {format_bytes(total)} GPU: too many tokens per step")
     matched = False
     if setup is not None and setup.model is not None:
+        # Several candidates can have the same size (an MoE expert and a dense MLP of equal width): the request is one
+        # tensor, so each label counts its best match once instead of summing look-alikes.
+        best: dict[str, tuple[float, str]] = {}
         for cand in tensor_candidates(setup, estimate):
             if _matches(req, cand.bytes):
                 matched = s.explained = True
                 for label, pts in cand.labels.items():
-                    s.add(label, pts, f"the {format_bytes(req)} request equals the {cand.name}: {cand.formula} = {format_bytes(cand.bytes)}")
+                    if pts > best.get(label, (0.0, ""))[0]:
+                        best[label] = (pts, f"the {format_bytes(req)} request equals the {cand.name}: {cand.formula} = {format_bytes(cand.bytes)}")
+        for label, (pts, reason) in best.items():
+            s.add(label, pts, reason)
         vocab = max(setup.model.vocab_size, 1)
         tokens = req / (vocab * 4)
         in_training = setup.micro_batch * setup.seq_len
@@ -271,6 +286,18 @@ def _request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate
         if _is_multimodal(setup) and total and req > 0.4 * total and not matched:
             s.add("vision_tokens", 2, f"the {setup.model.model_type} vision tower is in the step and one {format_bytes(req)} "
                                       f"allocation takes {req / total:.0%} of the GPU: visual tokens per sample are the likely driver")
+    if not matched and (setup is None or setup.model is None):
+        _logits_without_model(report, req, s)
+    if total and not matched and req >= 0.15 * total and report.phase in _STATE_PHASES:
+        # A large one-piece allocation while loading, saving or stepping the optimizer is a weight or state tensor
+        # (ZeRO flattens each partition into one buffer), not an activation (../shared/oom-signals.md, ZeRO shard).
+        if report.phase == "optimizer_step" and setup is not None and setup.num_gpus > 1 and setup.zero_stage < 3:
+            s.add("zero_stage_insufficient", 2.5, f"one {format_bytes(req)} allocation ({req / total:.0%} of the GPU) in the "
+                                                  f"optimizer step: a flat fp32 state partition of ZeRO-{setup.zero_stage} "
+                                                  f"over {setup.num_gpus} GPUs; ZeRO-3 (or offload) shards it further")
+            s.add("full_ft_model_states", 1.5, f"a {format_bytes(req)} optimizer-state buffer: fp32 master weights and Adam "
+                                               "moments of every trained parameter")
+        return
     if total and not matched and req >= 0.15 * total and req <= total:
         # A single activation-sized tensor (no weight is that large): it scales with tokens per step.
         frac = req / total
@@ -285,7 +312,8 @@ def _request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate
             s.add("vision_tokens", 3, f"a {format_bytes(req)} allocation ({frac:.0%} of the GPU) inside the vision tower")
         elif op == "moe_experts":
             s.add("moe_memory", 2.5, f"a {format_bytes(req)} allocation ({frac:.0%} of the GPU) in the MoE expert dispatch")
-        b = setup.micro_batch if setup is not None else None
+        # An assumed micro-batch is no evidence: only a batch the log, config or user stated scales the blame.
+        b = setup.micro_batch if setup is not None and _observed(setup, "micro_batch") else None
         if b and b > 1:
             s.add("batch_too_large", 2.0 + min(b, 16) / 8, f"one {format_bytes(req)} activation ({frac:.0%} of the GPU) at micro-batch {b}: "
                                                           "activations scale linearly with the batch")
@@ -293,6 +321,31 @@ def _request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate
             s.add("seq_len_too_long", 1.5, f"one {format_bytes(req)} activation ({frac:.0%} of the GPU) at micro-batch {b or 'unknown'}: "
                                            "the tokens per sample drive it")
             s.add("batch_too_large", 0.8, f"a {format_bytes(req)} activation-sized allocation scales with the micro-batch")
+
+
+_STATE_PHASES = ("optimizer_step", "model_loading", "checkpoint_save", "lora_merge")
+# Vocabularies of at least 100k entries in the model registry: logits over these dominate a step
+# (Llama-3 128,256, Qwen2 151,936/152,064, Gemma 256,000, ...).
+_LARGE_VOCABS = (102400, 125696, 128256, 129280, 131072, 151936, 152064, 163840, 256000, 262144)
+
+
+def _logits_without_model(report: OOMReport, req: int, s: _Scores) -> None:
+    """No model known: a request that is fp32 logits of a power-of-two token count for a common large vocabulary
+    (oom-signals.md: requested / (vocab x 4 B) = tokens in flight)."""
+    if req < 256 * MiB or report.phase in _STATE_PHASES or report.phase == "generation":
+        return
+    # Without the model's vocabulary a size match can be chance: it needs the phase or operation of the loss.
+    corroborated = report.phase in ("forward", "backward", "evaluation") or report.operation in ("cross_entropy", "lm_head")
+    unit = GiB if req >= GiB else MiB
+    rel = 0.0051 * unit / req + 0.001  # the printed size's rounding, plus slack for the shifted (s-1) copy
+    for vocab in _LARGE_VOCABS:
+        tokens = req / (vocab * 4)
+        if tokens >= 1024 and _near_power_of_two(tokens, rel) and corroborated:
+            n = 2 ** round(math.log2(tokens))
+            s.add("logits_large_vocab", 2.5, f"{format_bytes(req)} = {n:,} tokens x {vocab:,} vocab x 4 B: the fp32 logits "
+                                             "(or their gradient) of a large-vocabulary model")
+            s.add("seq_len_too_long", 0.8, f"{n:,} tokens of logits in one step: the tokens per sample drive it")
+            return
 
 
 def _near_power_of_two(x: float, rel: float = 0.005) -> bool:
@@ -345,6 +398,10 @@ def _numbers_after_request(report: OOMReport, s: _Scores) -> None:
 def _gpu_already_full(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None, s: _Scores) -> None:
     """A tiny request on a full GPU: what filled it matters, not the last allocation."""
     req, total, free = report.requested_bytes, report.gpu_total_bytes, report.gpu_free_bytes
+    alloc = report.torch_allocated_bytes
+    if req and total and alloc and alloc >= 0.8 * total and free is not None and free > 0.05 * total:
+        # PyTorch already holds most of the card: with several data-parallel GPUs, each holds a full replica.
+        _replicas(setup, s, f"PyTorch held {format_bytes(alloc)} of the {format_bytes(total)} GPU")
     if not (req and total) or (free is not None and free > 0.05 * total):
         return
     if req > 0.015 * total:
@@ -441,6 +498,11 @@ def _estimate_breakdown(report: OOMReport, setup: TrainingSetup | None, estimate
             add("moe_memory", 2, f"{setup.model.num_experts} experts per MoE layer are all resident although only "
                                    f"{setup.model.num_experts_per_tok} are active per token")
     elif states > budget:
+        # ZeRO-3 / FSDP divide weights, gradients and optimizer states alike over the data-parallel GPUs.
+        if setup.num_gpus > 1 and setup.zero_stage < 3 and not setup.fsdp and states / setup.num_gpus + acts < budget:
+            # Sharding over the GPUs already in the run would make it fit: that is the actionable cause (ZeRO paper).
+            add("zero_stage_insufficient", 3, f"sharded over the {setup.num_gpus} GPUs (ZeRO-3) the {gib(states)} of model "
+                                              f"states would take {gib(states // setup.num_gpus)} per GPU and fit")
         if setup.method == "full":
             add("full_ft_model_states", 6, f"full fine-tuning keeps weights, gradients and optimizer states: "
                                              f"{gib(states)} per GPU against a {gib(budget)} budget")
@@ -610,6 +672,33 @@ def _related_errors(report: OOMReport, s: _Scores, *, memory_error: bool) -> Non
         if label == "not_oom" and memory_error:
             pts = 1.0
         s.add(label, pts, f"{meaning} (log line {err.line})")
+
+
+def _dtype(report: OOMReport, setup: TrainingSetup | None, cues: LogCues | None, s: _Scores, *, memory_error: bool) -> None:
+    """A dtype the GPU or an op cannot run: an error to fix before memory, or the whole story when nothing ran out."""
+    if cues is not None and cues.dtype_error is not None:
+        s.add("dtype_unsupported", 3.0 if memory_error else 7.0,
+              f"the log shows a dtype error (line {cues.dtype_error.line}: {cues.dtype_error.text[:120]})")
+    gpu = setup.gpu if setup is not None else None
+    if gpu is not None and not gpu.bf16 and "bf16" in setup.precision and _observed(setup, "precision") \
+            and _observed(setup, "gpu"):
+        # bf16 needs compute capability 8.0 (Ampere); V100 / T4 emulate it slowly or refuse it (PyTorch, vLLM checks).
+        s.add("dtype_unsupported", 2.5 if memory_error else 5.0, f"{setup.precision} is asked for on a {gpu.name}, "
+                                                                  "which has no native bf16 (pre-Ampere): use fp16 or fp32")
+
+
+def _quantization(report: OOMReport, cues: LogCues | None, s: _Scores) -> None:
+    """4/8-bit weights in play: bitsandbytes frames or quantization flags near the failure."""
+    if cues is None or cues.quantization is None or any(_RELATED.get(e.kind, ("",))[0] == "quantization_setup"
+                                                        for e in report.related_errors):
+        return  # a quantization error the parser named was already weighed; the same fact counts once
+    cue = cues.quantization
+    s.add("quantization_setup", 1.5, f"quantized weights are in play (line {cue.line}: {cue.text[:120]}): a quantization "
+                                     "that is not applied, or de-quantized copies, changes the memory the run planned for")
+    if report.requested_bytes is None and report.gpu_total_bytes is None and report.phase in ("unknown", "forward", "backward"):
+        # A report without any number whose one concrete detail is how the weights are quantized.
+        s.add("quantization_setup", 2.0, "the report gives no memory numbers; the quantization it describes is the one "
+                                         "concrete detail of the setup")
 
 
 def _similar_cases(hits: Iterable[Any], s: _Scores) -> None:

@@ -9,6 +9,7 @@ silently: facts that stay at their defaults are recorded with origin "default" a
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -101,11 +102,35 @@ def _from_log(report: OOMReport) -> TrainingSetup:
         setup = setup.with_fact("model_name", report.model, "log", _evidence_line(report, "model") or "model named in the log")
     if report.deepspeed_stage is not None and 0 <= report.deepspeed_stage <= 3:
         setup = setup.with_fact("zero_stage", report.deepspeed_stage, "log", _evidence_line(report, "deepspeed_stage") or "DeepSpeed stage in the log")
+    share = _trainable_share(report)
+    method_prov = setup.provenance.get("method")
+    if share is not None and (method_prov is None or method_prov.origin == "default"):
+        # PEFT's print_trainable_parameters: an adapter trains a few percent of the weights, full fine-tuning all of them.
+        method = "lora" if share < 0.10 else "full"
+        setup = setup.with_fact("method", method, "log", f"{share:.2%} of the parameters are trainable "
+                                                         f"({_evidence_line(report, 'training_args.trainable_params') or 'log'})")
     world = _world_size(report)
     stated = setup.provenance.get("num_gpus")
     if world and (stated is None or stated.origin == "default"):
         setup = setup.with_fact("num_gpus", world, "log", "ranks / world size printed in the log")
     return setup
+
+
+_ALL_PARAMS = re.compile(r"all params:\s{0,3}([\d,]{1,20})")
+
+
+def _trainable_share(report: OOMReport) -> float | None:
+    """Trainable / all parameters from "trainable params: X || all params: Y" (PEFT), when the log prints both."""
+    arg = report.training_args.get("trainable_params")
+    ev = next((e for e in report.evidence if e.fact == "training_args.trainable_params"), None)
+    if arg is None or ev is None:
+        return None
+    m = _ALL_PARAMS.search(ev.text)
+    try:
+        trainable, total = int(str(arg.value).replace(",", "")), int(m.group(1).replace(",", "")) if m else 0
+    except ValueError:
+        return None
+    return trainable / total if total > 0 and 0 < trainable <= total else None
 
 
 def _world_size(report: OOMReport) -> int | None:

@@ -1,0 +1,86 @@
+"""Cues in a pasted log that are not numbers: the phase a function name or a sentence names, quantization in play,
+dtype errors. The parser reads the error message and the traceback's frames; users also paste code lines, rich
+tracebacks (│ ... in _save_to_state_dict │) and prose, and these name the phase just as well
+(../shared/oom-signals.md, "Phase from the traceback frames"). Linear, bounded; each cue keeps its line.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel
+
+MAX_SCAN = 2 * 1024 * 1024  # cues sit near the error; read at most the first 2 MiB
+MAX_LINE = 2000
+
+_A, _Z = r"(?<![A-Za-z_])", r"(?![A-Za-z_])"  # word edges that also hold next to Chinese characters
+
+# Function and method names of the phases (HF Trainer, PEFT, DeepSpeed, accelerate, bitsandbytes), and the words
+# people use for them. Later lines win: in a traceback the deepest frame is the closest to the failure.
+_PHASE_CUES: list[tuple[str, re.Pattern]] = [
+    # HF Trainer's evaluation loop keeps every batch's logits in preds_host via nested_concat until the end.
+    ("evaluation", re.compile(r"\b(?:evaluation_loop|prediction_step|nested_concat|preds_host|prediction_loop|"
+                              r"compute_metrics|eval_accumulation_steps)\b|" + _A + r"(?:evaluating|evaluation)" + _Z
+                              + r"|评估|验证", re.IGNORECASE)),
+    # Serialising a checkpoint: bitsandbytes' _save_to_state_dict un-tiles 8-bit weights (a second copy) on save.
+    ("checkpoint_save", re.compile(r"\b(?:_save_to_state_dict|save_pretrained|_save_checkpoint|save_checkpoint|"
+                                   r"save_model|save_16bit_model|_zero3_consolidated_16bit_state_dict|get_state_dict)\b"
+                                   r"|" + _A + r"(?:saving|save)\s{0,2}(?:the\s{0,2})?(?:model|checkpoint|weights)" + _Z
+                                   + r"|保存", re.IGNORECASE)),
+    # Merging a LoRA adapter materialises W + BA for every layer (PEFT merge_and_unload).
+    ("lora_merge", re.compile(r"\b(?:merge_and_unload|merge_adapter|_merge_lora|export_model)\b|"
+                              + _A + r"merg(?:e|ing)\s{0,2}(?:the\s{0,2})?(?:lora|adapter|weights|model)" + _Z,
+                              re.IGNORECASE)),
+    # Placing weights on the GPU: from_pretrained / load_state_dict / dispatch_model, or moving a model with .to/.cuda.
+    ("model_loading", re.compile(r"\b(?:from_pretrained|_load_state_dict|load_state_dict|dispatch_model|"
+                                 r"load_checkpoint_in_model|_load_pretrained_model)\b|\bmodel\.(?:to|cuda)\(",
+                                 re.IGNORECASE)),
+    ("generation", re.compile(r"\b(?:greedy_search|_sample|beam_search|generate)\(|\bmax_new_tokens\b")),
+    # Creating or stepping optimizer states: torch optimizers, DeepSpeed's ZeRO optimizer initialisation.
+    ("optimizer_step", re.compile(r"\b(?:optimizer\.step|_init_group|initialize_optimizer_states|"
+                                  r"_create_fp32_partitions|adamw?_step)\b|" + _A
+                                  + r"optimizer\s{0,2}states?\s{0,2}(?:init\w{0,12}|creation|allocation)" + _Z,
+                                  re.IGNORECASE)),
+]
+
+# Quantized weights in play: bitsandbytes frames, 4/8-bit loading flags, GPTQ/AWQ, QLoRA.
+_QUANT = re.compile(r"bitsandbytes|\bload_in_(?:4|8)bit\b|\bBitsAndBytesConfig\b|\bbnb_4bit\w{0,20}|"
+                    r"(?<![\w.])(?:4|8)[- ]?bit(?![\w])|\bnf4\b|\bint8\b|\bqlora\b|\bgptq\b|\bawq\b", re.IGNORECASE)
+
+# Errors of a dtype the GPU or an op does not support (PyTorch, vLLM, GradScaler messages).
+_DTYPE = re.compile(r"Bfloat16 is only supported on GPUs with compute capability|"
+                    r"Attempting to unscale FP16 gradients|"
+                    r"not implemented for '(?:BFloat16|Half|Float8\w{0,8})'|"
+                    r"(?:bf16|bfloat16)[^\n]{0,60}(?:not supported|unsupported|requires)", re.IGNORECASE)
+
+
+class Cue(BaseModel):
+    """One cue: what it says and where."""
+
+    line: int
+    text: str
+
+
+class LogCues(BaseModel):
+    """Non-numeric cues of one log."""
+
+    phase: str | None = None
+    phase_cue: Cue | None = None
+    quantization: Cue | None = None
+    dtype_error: Cue | None = None
+
+
+def log_cues(text: str) -> LogCues:
+    """The cues of `text`; never raises."""
+    phase = phase_cue = quant = dtype = None
+    for lineno, line in enumerate(text[:MAX_SCAN].splitlines(), start=1):
+        line = line[:MAX_LINE]
+        for name, pat in _PHASE_CUES:
+            if pat.search(line):
+                phase, phase_cue = name, Cue(line=lineno, text=line.strip(" │|")[:300])
+                break
+        if quant is None and _QUANT.search(line):
+            quant = Cue(line=lineno, text=line.strip(" │|")[:300])
+        if dtype is None and _DTYPE.search(line):
+            dtype = Cue(line=lineno, text=line.strip(" │|")[:300])
+    return LogCues(phase=phase, phase_cue=phase_cue, quantization=quant, dtype_error=dtype)
