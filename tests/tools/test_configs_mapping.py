@@ -114,3 +114,10 @@ def test_llamafactory_entry_scripts_get_llamafactory_defaults():
             "    --finetuning_type full \\\n    --template qwen \\\n    --per_device_train_batch_size 2\n")
     s = _setup(text, "run.sh")
     assert s.framework == "llamafactory" and s.gradient_checkpointing and s.seq_len == 2048 and s.num_gpus == 1
+
+
+def test_nonsense_numbers_fall_back_to_defaults():
+    s = _setup("per_device_train_batch_size: -1\ngradient_accumulation_steps: 0\ncutoff_len: -5\nstage: sft\nmodel_name_or_path: x\n")
+    assert (s.micro_batch, s.grad_accum, s.seq_len) == (8, 1, 2048)
+    assert _setup('{"zero_optimization": {"stage": 7}}', "ds.json").zero_stage == 0
+    assert _setup("distributed_type: DEEPSPEED\nnum_processes: 0\ndeepspeed_config:\n  zero_stage: 9\n", "acc.yaml").zero_stage == 0

@@ -35,7 +35,7 @@ def _truthy(v: Any) -> bool:
     return bool(v)
 
 
-def _int(v: Any) -> int | None:
+def _int_any(v: Any) -> int | None:
     if isinstance(v, bool):
         return None
     if isinstance(v, int):
@@ -45,6 +45,12 @@ def _int(v: Any) -> int | None:
     if isinstance(v, str) and v.strip().isdigit():
         return int(v.strip())
     return None
+
+
+def _int(v: Any) -> int | None:
+    """A positive count (batch, steps, tokens, ranks); anything else is 'not set'."""
+    n = _int_any(v)
+    return n if n is not None and n >= 1 else None
 
 
 class _Builder:
@@ -69,7 +75,7 @@ def deepspeed_facts(ds: dict[str, Any] | None) -> dict[str, Any]:
     if not isinstance(zero, dict):
         return {}
     out: dict[str, Any] = {}
-    stage = _int(zero.get("stage"))
+    stage = _int_any(zero.get("stage"))
     if stage is not None and 0 <= stage <= 3:
         out["zero_stage"] = stage
     for part in ("offload_optimizer", "offload_param"):
@@ -413,8 +419,8 @@ def _apply_accelerate(b: _Builder, s: dict[str, Any]) -> None:
         b.config("precision", "fp16_mixed", "mixed_precision")
     dsc = s.get("deepspeed_config")
     if isinstance(dsc, dict):
-        st = _int(dsc.get("zero_stage"))
-        if st is not None:
+        st = _int_any(dsc.get("zero_stage"))
+        if st is not None and 0 <= st <= 3:
             b.config("zero_stage", st, "deepspeed_config.zero_stage")
         for part, key in (("offload_optimizer", "offload_optimizer_device"), ("offload_param", "offload_param_device")):
             if key in dsc:
