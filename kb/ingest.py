@@ -172,8 +172,40 @@ def _fingerprint(case: Case) -> Counter:
     return Counter(tokenize(c.search_text()))
 
 
+def _model_tokens(case: Case) -> set[str]:
+    """Family tokens of the model name: 'meta-llama/Llama-2-13b' and 'Llama2-13B' share {llama2, 13b}."""
+    name = re.sub(r"^[\w.-]+/", "", case.model.name.lower())
+    name = re.sub(r"([a-z])[-_ ]?(\d)", r"\1\2", name)
+    return {t for t in re.split(r"[^a-z0-9.]+", name) if re.match(r"[a-z]", t)} - {
+        "instruct", "chat", "hf", "base", "model", "unknown", "family", "the"}
+
+
+def _size(case: Case) -> str | None:
+    m = re.search(r"(\d+(?:\.\d+)?)\s?b\b", f"{case.model.size or ''} {case.model.name}".lower())
+    return m.group(1) if m else None
+
+
+def same_incident(a: Case, b: Case) -> bool:
+    """Same model (family and size), same primary cause, and the same hardware — or, where either case does not
+    say the hardware, mostly the same fixed keys: two write-ups of one incident, whatever their wording."""
+    if not (_model_tokens(a) & _model_tokens(b)) or a.root_causes[0] != b.root_causes[0]:
+        return False
+    sa, sb = _size(a), _size(b)
+    if sa and sb and sa != sb:
+        return False
+    hw = [(c.hardware.count, round(c.hardware.memory_gib) if c.hardware.memory_gib else None) for c in (a, b)]
+    if any(hw[0]) and any(hw[1]):
+        return all(x == y or x is None or y is None for x, y in zip(*hw))
+    if not (sa and sb):
+        return False  # no size and no hardware on one side: too little to call it the same incident
+    keys = [{f.key for f in c.fixes if f.key} for c in (a, b)]
+    union = keys[0] | keys[1]
+    return bool(union) and len(keys[0] & keys[1]) / len(union) >= 0.5
+
+
 def find_duplicate(case: Case, existing: list[Case]) -> tuple[str | None, str]:
-    """(id of the case it duplicates, why) — same source, or near-identical content — else (None, '')."""
+    """(id of the case it duplicates, why): same source, the same incident (model, cause, hardware or fixes),
+    or near-identical content — else (None, '')."""
     src = _norm_source(case.source)
     fp = _fingerprint(case)
     for other in existing:
@@ -181,6 +213,9 @@ def find_duplicate(case: Case, existing: list[Case]) -> tuple[str | None, str]:
             return other.id, "same id"
         if _norm_source(other.source) == src:
             return other.id, f"same source ({other.source})"
+    for other in existing:
+        if same_incident(case, other):
+            return other.id, f"same incident (model {other.model.name}, {other.root_causes[0]}, same hardware or fixes)"
     best, best_sim = None, 0.0
     for other in existing:
         sim = _cosine(fp, _fingerprint(other))
