@@ -57,3 +57,9 @@ def test_accuracy_eval_reports_100_percent():
     result = ACCURACY.evaluate_corpus(CORPUS)
     assert result["checked"] > 400
     assert result["correct"] == result["checked"], result["failures"]
+
+
+def test_numbers_of_the_real_dev_case_reports(shared_dir):
+    """The sizes printed in ../shared/dev-cases logs (real reports) parse to their labelled values."""
+    rows = ACCURACY.evaluate_dev_cases(shared_dir / "dev-cases")
+    assert rows and all(r["correct"] == r["fields"] for r in rows), [r for r in rows if r["misses"]]
