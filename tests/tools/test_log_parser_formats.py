@@ -449,3 +449,12 @@ def test_zero_stage_from_a_printed_deepspeed_json_config():
 ])
 def test_more_host_kill_forms(line):
     assert parse_log(line).kind == "host_oom"
+
+
+def test_cr_only_line_endings_are_lines_but_tqdm_redraws_are_not():
+    cr = "Traceback (most recent call last):\r  File \"t.py\", line 1, in <module>\r    loss.backward()\r" + OLD + "\r"
+    r = parse_log(cr)
+    assert r.kind == "cuda_oom" and r.phase == "backward" and r.lines == 4
+    bars = "".join(f"{p}%|##| {p}/100 [00:0{p % 10}<00:10, 9.1it/s]\r" for p in range(0, 100, 10)) + OLD
+    r = parse_log(bars)
+    assert r.kind == "cuda_oom" and r.lines == 1

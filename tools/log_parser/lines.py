@@ -91,6 +91,17 @@ def iter_byte_lines(chunks: Iterable[bytes]) -> Iterator[str]:
             yield line
 
 
+_PROGRESS_MARKS = ("%|", "it/s", "s/it", "it]", "/s]")
+
+
+def is_cr_separated(raw: str) -> bool:
+    """A physical line whose carriage returns separate real lines (a CR-only file), not tqdm redraws."""
+    body = raw.rstrip("\r")
+    if body.count("\r") < 2:
+        return False
+    return not any(mark in body for mark in _PROGRESS_MARKS)
+
+
 def clean_line(raw: str) -> tuple[str, int | None]:
     """(text as the program printed it, rank from a launcher prefix or None)."""
     line = raw

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from ..report import Evidence, GPUSeen, OOMReport, OtherProcess, RelatedError
 from .context import find_context_phase, find_operation, find_phase
 from .facts import FactCollector
-from .lines import clean_line, iter_byte_lines, iter_text_lines
+from .lines import clean_line, is_cr_separated, iter_byte_lines, iter_text_lines
 from .messages import MemoryHit, detect, exit_signal, is_open, parse_torch_message
 from .related import SETUP_ERROR_KINDS, detect_related
 
@@ -90,6 +90,11 @@ class LogParser:
 
     # -- per line --------------------------------------------------------------------------------------------
     def feed_line(self, raw: str) -> None:
+        if "\r" in raw and is_cr_separated(raw):
+            for part in raw.split("\r"):  # a file with old-Mac CR line ends: each part is a line
+                if part:
+                    self.feed_line(part)
+            return
         self.lineno += 1
         try:
             self._feed(raw)
