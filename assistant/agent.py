@@ -36,7 +36,7 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
 
     notes: list[str] = []
     report, described = _read_report(request, parse_log, notes)
-    cues = log_cues(request.log_text)
+    cues = log_cues(request.log_text, request.config_text)
     doc = _load_config(request)
     report = _phase_from_config(report, doc)
     report = _phase_from_cues(report, cues)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 MAX_SCAN = 2 * 1024 * 1024  # cues sit near the error; read at most the first 2 MiB
 MAX_LINE = 2000
@@ -54,6 +54,10 @@ _DTYPE = re.compile(r"Bfloat16 is only supported on GPUs with compute capability
                     r"(?:bf16|bfloat16)[^\n]{0,60}(?:not supported|unsupported|requires)", re.IGNORECASE)
 
 
+# accelerate's big-model placement: one process spreads the layers over every visible GPU.
+_DEVICE_MAP = re.compile(r"""device_map\s{0,2}[=:]\s{0,2}["']?(auto|balanced|balanced_low_0|sequential)\b""")
+
+
 class Cue(BaseModel):
     """One cue: what it says and where."""
 
@@ -68,11 +72,13 @@ class LogCues(BaseModel):
     phase_cue: Cue | None = None
     quantization: Cue | None = None
     dtype_error: Cue | None = None
+    device_map: Cue | None = Field(default=None, description="device_map=auto/balanced/sequential in the log or config")
 
 
-def log_cues(text: str) -> LogCues:
-    """The cues of `text`; never raises."""
+def log_cues(text: str, config_text: str | None = None) -> LogCues:
+    """The cues of `text` (the log); the device map also from `config_text` (code or config). Never raises."""
     phase = phase_cue = quant = dtype = None
+    device_map = _device_map(config_text or "") or _device_map(text)
     for lineno, line in enumerate(text[:MAX_SCAN].splitlines(), start=1):
         line = line[:MAX_LINE]
         for name, pat in _PHASE_CUES:
@@ -83,4 +89,13 @@ def log_cues(text: str) -> LogCues:
             quant = Cue(line=lineno, text=line.strip(" │|")[:300])
         if dtype is None and _DTYPE.search(line):
             dtype = Cue(line=lineno, text=line.strip(" │|")[:300])
-    return LogCues(phase=phase, phase_cue=phase_cue, quantization=quant, dtype_error=dtype)
+    return LogCues(phase=phase, phase_cue=phase_cue, quantization=quant, dtype_error=dtype, device_map=device_map)
+
+
+def _device_map(text: str) -> Cue | None:
+    m = _DEVICE_MAP.search(text[:MAX_SCAN])
+    if m is None:
+        return None
+    start = text.rfind("\n", 0, m.start()) + 1
+    end = text.find("\n", m.end())
+    return Cue(line=text.count("\n", 0, m.start()) + 1, text=text[start:end if end >= 0 else None].strip()[:300])

@@ -99,6 +99,7 @@ def rank_root_causes(
         _numbers_after_request(report, s)
         _gpu_already_full(report, setup, estimate, s)
         _multi_gpu(report, setup, s)
+        _device_map(report, setup, cues, s)
         _estimate_breakdown(report, setup, estimate, s)
     _phase_and_operation(report, setup, s)
     if trend is not None and report.kind != "host_oom":
@@ -325,8 +326,9 @@ def _request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate
 
 _STATE_PHASES = ("optimizer_step", "model_loading", "checkpoint_save", "lora_merge")
 # Vocabularies of at least 100k entries in the model registry: logits over these dominate a step
-# (Llama-3 128,256, Qwen2 151,936/152,064, Gemma 256,000, ...).
-_LARGE_VOCABS = (102400, 125696, 128256, 129280, 131072, 151936, 152064, 163840, 256000, 262144)
+# (Llama-3 128,256, Qwen2 151,936/152,064, Gemma 256,000, ...). Powers of two (131,072, 262,144) and 5 x 2^15 are
+# left out: any round request divides by them, so a match says nothing.
+_LARGE_VOCABS = (102400, 125696, 128256, 129280, 151936, 152064, 256000)
 
 
 def _logits_without_model(report: OOMReport, req: int, s: _Scores) -> None:
@@ -463,6 +465,23 @@ def _multi_gpu(report: OOMReport, setup: TrainingSetup | None, s: _Scores) -> No
                                         f"everything lands on GPU {idx} unless device_map splits the model")
 
 
+def _device_map(report: OOMReport, setup: TrainingSetup | None, cues: LogCues | None, s: _Scores) -> None:
+    """One process spreading the layers over several GPUs (accelerate device_map): the split is rarely even."""
+    if cues is None or cues.device_map is None:
+        return
+    gpus = max(len(report.gpus), report.gpu_count or 0, setup.num_gpus if setup is not None and _observed(setup, "num_gpus") else 0)
+    distributed = bool(report.ranks) or report.launcher in ("torchrun", "deepspeed", "accelerate")
+    if gpus < 2 or distributed:
+        return
+    idx = report.gpu_index
+    # accelerate fills GPUs in order and GPU 0 also holds the embeddings, the inputs and generate's outputs
+    # (its docs offer balanced_low_0 for this); the failing GPU shows where the split was uneven.
+    where = f"GPU {idx}" if idx is not None else "one GPU"
+    s.add("multi_gpu_imbalance", 3.0 if idx in (0, None) else 2.0,
+          f"{cues.device_map.text[:80]} splits the model over {gpus} GPUs in one process and {where} ran out: "
+          "the split is uneven (set max_memory per GPU or balanced_low_0)")
+
+
 # ---------------------------------------------------------------------------------------------------
 # The calculator's breakdown against the budget
 
@@ -487,7 +506,9 @@ def _estimate_breakdown(report: OOMReport, setup: TrainingSetup | None, estimate
     add = lambda label, pts, why: s.add(label, pts * states_conf, why)  # noqa: E731
     full_ft = setup.method == "full" and _observed(setup, "method")
     if weights > budget:
-        add("weights_exceed_gpu", 4 if full_ft else 6, f"the weights alone take {gib(weights)} per GPU, above the {gib(budget)} budget")
+        # The weights' size depends on the model, dtype and sharding, not on the training method: no discount for an
+        # assumed method.
+        s.add("weights_exceed_gpu", 4 if full_ft else 6, f"the weights alone take {gib(weights)} per GPU, above the {gib(budget)} budget")
         if full_ft:
             add("full_ft_model_states", 6, f"full fine-tuning: even the weights ({gib(weights)} per GPU) exceed the "
                                            f"{gib(budget)} budget before gradients and optimizer states")
@@ -677,7 +698,8 @@ def _related_errors(report: OOMReport, s: _Scores, *, memory_error: bool) -> Non
 def _dtype(report: OOMReport, setup: TrainingSetup | None, cues: LogCues | None, s: _Scores, *, memory_error: bool) -> None:
     """A dtype the GPU or an op cannot run: an error to fix before memory, or the whole story when nothing ran out."""
     if cues is not None and cues.dtype_error is not None:
-        s.add("dtype_unsupported", 3.0 if memory_error else 7.0,
+        # Without an OOM, a named dtype error is the specific diagnosis (it outranks the generic not_oom).
+        s.add("dtype_unsupported", 3.0 if memory_error else 9.0,
               f"the log shows a dtype error (line {cues.dtype_error.line}: {cues.dtype_error.text[:120]})")
     gpu = setup.gpu if setup is not None else None
     if gpu is not None and not gpu.bf16 and "bf16" in setup.precision and _observed(setup, "precision") \

@@ -35,3 +35,10 @@ def test_no_memory_words_is_none():
 def test_oom_right_after_chinese_text():
     d = described_oom("在RTX 3090单卡上微调后进行evaluate会报OOM的错误\n")
     assert d is not None and d.kind == "cuda_oom" and d.phase == "evaluation"
+
+
+def test_something_accumulated_across_steps_is_growth_but_accumulated_predictions_are_not():
+    grows = described_oom("the running loss keeps its graph: losses += loss will accumulate until OOM")
+    assert grows is not None and grows.growth_text is not None
+    preds = described_oom("the trainer will accumulate all preds and logits on the GPU, then OOM")
+    assert preds is not None and preds.growth_text is None

@@ -190,3 +190,73 @@ def test_request_equal_to_vision_attention_over_one_image_is_vision_tokens():
     causes = rank_root_causes(report, setup)
     assert causes[0].label == "vision_tokens"
     assert any("patches^2" in w for w in causes[0].why)
+
+
+# --- mechanisms that generalise beyond the numbers (log cues, provenance, phases) ---------------------------------
+
+from ask_oom.tools.gpus import lookup_gpu  # noqa: E402
+from ask_oom.tools.log_cues import log_cues  # noqa: E402
+
+
+def test_an_assumed_micro_batch_does_not_blame_the_batch():
+    text = "  File \"t.py\", line 1, in backward\n" + oom("2.70 GiB", "23.65 GiB", "1.10 GiB", "22.40 GiB", "21.90 GiB", "300.00 MiB")
+    assumed = TrainingSetup(micro_batch=8).with_fact("micro_batch", 8, "default", "framework default")
+    stated = observed(TrainingSetup(), micro_batch=8)
+    assert "batch_too_large" not in labels(rank_root_causes(parse_log(text), assumed))[:1]
+    assert labels(rank_root_causes(parse_log(text), stated))[0] == "batch_too_large"
+
+
+def test_fp32_logits_of_a_large_vocabulary_without_a_model_in_backward():
+    # 4,096 tokens x 151,936 vocab x 4 B = 2.32 GiB, requested in backward; the model is not named.
+    text = "    torch.autograd.backward(\n" + oom("2.32 GiB", "79.19 GiB", "1.50 GiB", "77.60 GiB", "76.90 GiB", "200.00 MiB")
+    causes = rank_root_causes(parse_log(text), TrainingSetup())
+    assert causes[0].label == "logits_large_vocab"
+    assert any("4,096 tokens x 151,936 vocab" in w for w in causes[0].why)
+
+
+def test_large_allocation_in_the_optimizer_step_is_a_state_partition_not_an_activation():
+    text = oom("9.50 GiB", "39.39 GiB", "6.20 GiB", "33.10 GiB", "32.90 GiB", "100.00 MiB") + \
+        "It happens at optimizer state initialization\n"
+    report = parse_log(text)
+    report = report.model_copy(update={"phase": log_cues(text).phase})
+    setup = TrainingSetup(num_gpus=2).with_fact("num_gpus", 2, "user", "2 GPUs")
+    got = labels(rank_root_causes(report, setup))
+    assert got[0] in ("zero_stage_insufficient", "full_ft_model_states") and "zero_stage_insufficient" in got[:2]
+    assert "seq_len_too_long" not in got[:2]
+
+
+def test_ddp_replicas_fill_most_of_each_gpu():
+    text = oom("1.00 GiB", "15.77 GiB", "1.00 GiB", "14.30 GiB", "13.20 GiB", "400.00 MiB")
+    setup = TrainingSetup(num_gpus=4).with_fact("num_gpus", 4, "user", "4 GPUs")
+    causes = rank_root_causes(parse_log(text), setup)
+    assert causes[0].label == "zero_stage_insufficient"
+
+
+def test_quantization_in_a_report_without_numbers():
+    text = "I load the checkpoint with load_in_4bit but it still runs out of memory (OOM) during training"
+    report = parse_log(text).model_copy(update={"kind": "cuda_oom"})
+    assert labels(rank_root_causes(report, TrainingSetup(), cues=log_cues(text)))[0] == "quantization_setup"
+
+
+def test_bf16_on_a_pre_ampere_gpu_is_a_dtype_problem():
+    setup = observed(TrainingSetup(gpu=lookup_gpu("V100")), precision="bf16_mixed", gpu=lookup_gpu("V100"))
+    report = parse_log("RuntimeError: CUDA error: an illegal memory access was encountered")
+    assert "dtype_unsupported" in labels(rank_root_causes(report, setup, cues=log_cues("")))[:2]
+    text = "ValueError: Bfloat16 is only supported on GPUs with compute capability of at least 8.0."
+    assert labels(rank_root_causes(parse_log(text), TrainingSetup(), cues=log_cues(text)))[0] == "dtype_unsupported"
+
+
+def test_device_map_auto_with_gpu0_out_of_memory_is_imbalance():
+    text = oom("500.00 MiB", "23.65 GiB", "200.00 MiB", "23.40 GiB", "22.80 GiB", "300.00 MiB")
+    setup = TrainingSetup(num_gpus=2).with_fact("num_gpus", 2, "user", "2 GPUs")
+    cues = log_cues(text, 'model = AutoModelForCausalLM.from_pretrained(name, device_map="auto")')
+    assert labels(rank_root_causes(parse_log(text), setup, cues=cues))[0] == "multi_gpu_imbalance"
+    assert "multi_gpu_imbalance" not in labels(rank_root_causes(parse_log(text), setup, cues=log_cues(text)))[:1]
+
+
+def test_same_sized_candidates_count_once():
+    mixtral = resolve_model("mistralai/Mixtral-8x7B-v0.1")
+    setup = observed(TrainingSetup(model=mixtral), method="lora")
+    text = oom("112.00 MiB", "79.19 GiB", "20.00 MiB", "79.10 GiB", "78.50 GiB", "100.00 MiB")
+    causes = {c.label: c for c in rank_root_causes(parse_log(text), setup)}
+    assert sum("request equals" in w for w in causes["model_load_oom"].why) == 1

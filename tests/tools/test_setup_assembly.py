@@ -93,3 +93,12 @@ def test_a_config_file_name_in_the_log_is_not_a_model_name():
            "at /root/.cache/huggingface/hub/models--org--m/snapshots/1/config.json\nCUDA error: out of memory\n")
     setup = assemble_setup(parse_log(log), None, None)
     assert setup.model_name != "config.json"
+
+
+def test_peft_trainable_share_gives_the_method():
+    log = ("trainable params: 41,943,040 || all params: 8,072,204,288 || trainable%: 0.5196\n"
+           "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.\n")
+    setup = assemble_setup(parse_log(log))
+    assert setup.method == "lora" and setup.provenance["method"].origin == "log"
+    yaml_doc = load_config("finetuning_type: full\nper_device_train_batch_size: 1\n", "train.yaml")
+    assert assemble_setup(parse_log(log), yaml_doc).method == "full"  # the config wins over the log

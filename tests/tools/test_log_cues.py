@@ -1,0 +1,42 @@
+"""Log cues: the phase a function name or sentence names, quantization, dtype errors and device maps, from the
+shapes users paste (rich tracebacks, code lines, prose). Texts written for these tests."""
+
+from __future__ import annotations
+
+from ask_oom.tools.log_cues import log_cues
+
+
+def test_rich_traceback_frame_names_the_save_phase():
+    text = ("│ /usr/lib/python3.10/site-packages/bitsandbytes/nn/modules.py:301 in _save_to_state_dict │\n"
+            "│ ❱ 301 │   self.weight.data = undo_layout(self.state.CxB, self.state.tile_indices) │\n")
+    cues = log_cues(text)
+    assert cues.phase == "checkpoint_save" and cues.phase_cue.line == 1
+    assert cues.quantization is not None and cues.quantization.line == 1
+
+
+def test_evaluation_loop_code_line_names_evaluation():
+    cues = log_cues("all_preds = nested_concat(all_preds, logits, padding_index=-100)\nthen it dies with OOM")
+    assert cues.phase == "evaluation"
+
+
+def test_prose_optimizer_state_initialisation_is_the_optimizer_step():
+    assert log_cues("CUDA out of memory. Tried to allocate 9.5 GiB.\nIt happens at optimizer state initialization").phase \
+        == "optimizer_step"
+
+
+def test_the_deepest_frame_wins():
+    text = "  File \"x.py\", line 3, in from_pretrained\n  File \"y.py\", line 9, in merge_and_unload\n"
+    assert log_cues(text).phase == "lora_merge"
+
+
+def test_plain_training_oom_has_no_cue():
+    cues = log_cues("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.")
+    assert cues.phase is None and cues.quantization is None and cues.dtype_error is None and cues.device_map is None
+
+
+def test_dtype_errors_and_device_map_from_the_config():
+    cues = log_cues("ValueError: Bfloat16 is only supported on GPUs with compute capability of at least 8.0.",
+                    'model = AutoModelForCausalLM.from_pretrained(path, device_map="auto")')
+    assert cues.dtype_error is not None and cues.dtype_error.line == 1
+    assert cues.device_map is not None and "device_map" in cues.device_map.text
+    assert log_cues("x", "device_map: cuda:0").device_map is None  # a fixed placement is not a split
