@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from ..tools.units import GiB, parse_size
 from .extract_rules import (
-    ADVICE_HEADINGS, COMPILED_LABEL_RULES, COMPILED_PHRASE_FIXES, FIX_HEADINGS, KEY_LABELS, PROBLEM_HEADINGS,
+    ADVICE_HEADINGS, COMPILED_LABEL_RULES, COMPILED_PHRASE_FIXES, CONFIRMED, FIX_HEADINGS, KEY_LABELS, PROBLEM_HEADINGS,
 )
 
 MODEL_FAMILIES = (
@@ -37,7 +37,7 @@ HOST_RAM_RE = re.compile(r"(?:CPU|主机|系统|host)\s*(?:内存|RAM|memory)\s*
 
 # A config key as frameworks write it: snake_case (cutoff_len) or a known flag word.
 KEY = r"(?<![A-Za-z0-9_=:,])(?:--)?([A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+|bits|bf16|fp16|deepspeed|optim|gradient_checkpointing)"
-VAL = r"(\d+(?:\.\d+)?(?:e-?\d+)?(?!\d|\.\d)|true|false|True|False|[A-Za-z][A-Za-z0-9_.\-]*)"
+VAL = r"(\d+(?:\.\d+)?(?:e-?\d+)?(?!\d|\.\d)|true|false|True|False|[A-Za-z][A-Za-z0-9_.\-/]*[A-Za-z0-9])"
 PAREN = r"\s*(?:[(（][^()（）\n]{0,20}[)）])?\s*"
 _DOWN = r"降低|降至|降到|减少|减小|调低|下调|缩小|缩短|改|调整|调|设|变"
 _UP = r"提高|提升|增加|增大|调高|上调|扩大"
@@ -51,7 +51,8 @@ CHANGE_PATTERNS = [
 ]
 SET_PATTERNS = [
     re.compile(rf"{KEY}{PAREN}(?:设为|设置为|设成|设置成|改为|改成|调为|调整为|调整到|降为|降至|降到|提高到|增加到)\s*{VAL}", re.ASCII),
-    re.compile(rf"\bset(?:ting)?\s+{KEY}\s+(?:to|=)\s+{VAL}", re.IGNORECASE | re.ASCII),
+    re.compile(rf"\b(?:set|reduc|lower|decreas|increas|rais|chang|bump|drop|cut|limit|cap)\w*\s+(?:the\s+)?{KEY}"
+               rf"\s+(?:to|=|down to|up to)\s+{VAL}", re.IGNORECASE | re.ASCII),
     re.compile(rf"(?<![\w-])--{KEY}[ =]+{VAL}", re.ASCII),
     re.compile(rf"(?<![\w.]){KEY}\s*=\s*{VAL}", re.ASCII),
 ]
@@ -63,6 +64,8 @@ DIRECTION_PATTERN = re.compile(rf"(减小|降低|减少|lower|reduce|decrease|sh
 # "(freeze_vision_tower)" / "(train_mm_proj_only)" after a verb that turns something on: the key becomes true
 PAREN_BOOL_KEY = re.compile(r"[(（]\s*((?:freeze|use|enable|train|disable)_[a-z0-9_]+|[a-z0-9_]+_only)\s*[)）]")
 ENABLE_VERB = re.compile(r"冻结|仅|只|启用|开启|使用|打开|enable|freeze|only|turn on|set", re.IGNORECASE)
+# "enable liger_kernel" / "turn on gradient_checkpointing" / "启用 flash_attn": a snake_case switch becomes true
+ENABLE_KEY = re.compile(rf"(?:\benable|\bturn on|\bswitch on|启用|开启|打开)\s*(?:the\s+)?{KEY}(?!\s*[=:])", re.IGNORECASE | re.ASCII)
 PIN_RE = re.compile(r"pip install\s+(?:-[Uq]\s+|--upgrade\s+)*([A-Za-z][\w\-]*)\s*==\s*([\w.]+)")
 INSTALL_RE = re.compile(r"(安装|install(?:ed)?)\s*(?:the\s*)?(flash-attn|flash_attn|bitsandbytes|deepspeed|liger-kernel)", re.IGNORECASE)
 ENV_RE = re.compile(r"(PYTORCH_CUDA_ALLOC_CONF)\s*=\s*([A-Za-z0-9_:,.]+)")
@@ -74,6 +77,10 @@ CUDA_NUMBERS = [
     ("total_gib", re.compile(r"([\d.]+\s*[KMGT]i?B) total capacity", re.I)),
     ("allocated_gib", re.compile(r"([\d.]+\s*[KMGT]i?B) already allocated", re.I)),
     ("free_gib", re.compile(r"([\d.]+\s*[KMGT]i?B) free", re.I)),
+    ("total_gib", re.compile(r"total capacity of ([\d.]+\s*[KMGT]i?B)", re.I)),
+    ("free_gib", re.compile(r"of which ([\d.]+\s*[KMGT]i?B) is free", re.I)),
+    ("allocated_gib", re.compile(r"([\d.]+\s*[KMGT]i?B) is allocated by PyTorch", re.I)),
+    ("reserved_unallocated_gib", re.compile(r"([\d.]+\s*[KMGT]i?B) is reserved by PyTorch but unallocated", re.I)),
     ("reserved_gib", re.compile(r"([\d.]+\s*[KMGT]i?B) reserved in total", re.I)),
     ("in_use_gib", re.compile(r"has ([\d.]+\s*[KMGT]i?B) memory in use", re.I)),
     ("requested_gib", re.compile(r"(?:尝试|试图)分配\s*([\d.]+\s*[KMGT]i?B)", re.I)),
@@ -97,6 +104,7 @@ class KeyChange(BaseModel):
     to_value: Any = None
     action: str | None = None
     clause: str = Field(default="", description="the sentence it was read from (for the reviewer)")
+    confirmed: bool = Field(default=False, description="a sentence naming this change says it worked")
 
 
 class Extraction(BaseModel):
@@ -196,22 +204,28 @@ def extract_model(title: str, text: str) -> tuple[str | None, str | None, str]:
 def extract_hardware(text: str) -> tuple[str | None, int | None, float | None, float | None]:
     """(gpu, count, memory GiB, host RAM GiB) from the first clause that names GPUs."""
     gpu = count = mem = None
+    seen = 0
     for clause in _clauses(text):
         g = GPU_RE.search(clause)
         plain = re.search(r"\d+\s*(?:块|张|x|×)\s*GPU|GPU\s*[(（]每块|\d+\s*(?:GPUs|cards)\b", clause, re.I)
         if not g and not plain:
             continue
-        gpu = g.group(1).upper().replace(" ", "") if g else None
+        name = g.group(1).upper().replace(" ", "") if g else None
+        if gpu and name and name != gpu:
+            continue  # another GPU type (a comparison, a different machine): only complete the first one
+        seen += 1
+        gpu = gpu or name
         c = COUNT_RE.search(clause)
-        if c:
-            count = int(next(x for x in c.groups() if x))
-            count = count if 0 < count <= 4096 else None
+        if c and count is None:
+            n = int(next(x for x in c.groups() if x))
+            count = n if 0 < n <= 4096 else None
         for m in MEM_RE.finditer(clause):
             v = float(m.group(1))
-            if 4 <= v <= 300:
+            if 4 <= v <= 300 and mem is None:
                 mem = v
                 break
-        break
+        if (count and mem) or seen >= 3:
+            break
     host = None
     h = HOST_RAM_RE.search(text)
     if h:
@@ -266,6 +280,8 @@ def extract_changes(text: str) -> tuple[list[KeyChange], dict[str, Any]]:
             if not any(c.key == key for c in changes.values()):
                 verb = "increase" if re.match(r"增加|提高|increase|raise", m.group(1), re.I) else "lower"
                 add(KeyChange(key=key, action=f"{verb} {key}", clause=clause[:240]))
+        for m in ENABLE_KEY.finditer(clause):
+            add(KeyChange(key=m.group(1), to_value=True, clause=clause[:240]))
         if ENABLE_VERB.search(clause):
             for m in PAREN_BOOL_KEY.finditer(clause):
                 add(KeyChange(key=m.group(1), to_value=True, clause=clause[:240]))
@@ -286,6 +302,12 @@ def extract_changes(text: str) -> tuple[list[KeyChange], dict[str, Any]]:
                 and settings[ch.key] != ch.to_value:
             ch = ch.model_copy(update={"from_value": settings[ch.key]})
         out.append(ch)
+    said_worked = [c for _, line in sections(text) for c in _clauses(line) if CONFIRMED.search(c)]
+    for i, ch in enumerate(out):
+        needle = ch.key if ch.key and not ch.key.isupper() else (ch.action or "").split("==")[0].split()[-1:]
+        needle = needle if isinstance(needle, str) else (needle[0] if needle else "")
+        if needle and any(needle in c for c in said_worked):
+            out[i] = ch.model_copy(update={"confirmed": True})
     for ch in out:  # settings hold the values before the fix only
         if ch.key and ch.to_value is not None and settings.get(ch.key) == ch.to_value and ch.from_value is None:
             settings.pop(ch.key, None)
@@ -322,6 +344,7 @@ def score_labels(text: str, changes: list[KeyChange]) -> dict[str, float]:
             continue
         # a concrete before→after change is the document's own account of what mattered
         bonus = 4.0 if ch.from_value is not None and ch.to_value is not None else 1.0
+        bonus += 2.0 if ch.confirmed else 0.0  # the change the source says worked names the cause best
         if ch.key in SEQ_KEYS and isinstance(ch.from_value, int) and isinstance(ch.to_value, int) \
                 and ch.to_value >= ch.from_value:
             continue

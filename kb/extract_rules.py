@@ -65,6 +65,7 @@ KEY_LABELS: dict[str, str] = {
     "load_in_8bit": "weights_exceed_gpu",
     "finetuning_type": "full_ft_model_states",
     "image_max_pixels": "vision_tokens", "freeze_vision_tower": "vision_tokens", "max_pixels": "vision_tokens",
+    "liger_kernel": "logits_large_vocab", "use_liger_kernel": "logits_large_vocab",  # fused linear cross-entropy
     "gpu_memory_utilization": "generation_kv_cache", "max_new_tokens": "generation_kv_cache",
     "PYTORCH_CUDA_ALLOC_CONF": "fragmentation",
 }
@@ -89,3 +90,7 @@ ADVICE_HEADINGS = re.compile(r"^(实践建议|最佳实践|建议|总结|小结|
 PROBLEM_HEADINGS = re.compile(r"^(问题|背景|现象|问题背景|问题现象|问题描述|问题分析|问题根源|技术分析|原因|"
                               r"Problem|Background|Symptoms?|Issue|Root cause|Analysis)", re.IGNORECASE)
 FIX_HEADINGS = re.compile(r"^(解决方案|解决方法|最终解决方案|优化措施|解决|Solution|Fix|Workaround|Resolution)", re.IGNORECASE)
+
+# A sentence that says a change worked (the fix is then marked confirmed in the draft).
+CONFIRMED = re.compile(r"解决了|成功解决|有效解决|问题解决|经过实践验证|实践验证|验证有效|可以正常|得以解决|"
+                       r"\b(worked|works now|fixed it|fixes it|solved|resolved|this fixes|confirmed)\b", re.IGNORECASE)

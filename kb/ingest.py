@@ -20,7 +20,7 @@ from ..tools.errors import InputError
 from .cases import CaseError, case_files, load_case_file, load_cases, parse_case_text
 from .extract import Extraction, KeyChange, _clauses, extract
 from .extract_clean import clean_document
-from .extract_rules import KEY_LABELS
+from .extract_rules import CONFIRMED, KEY_LABELS
 from .schema import Case, CaseFix, CaseHardware, CaseModel, CaseSymptom
 from .text import tokenize
 
@@ -44,8 +44,6 @@ ACTION_RATIONALES = [
     (r"install flash-attn", "The fused attention kernel only takes effect when the package is installed."),
     (r"^export PYTORCH_CUDA_ALLOC_CONF", "Allocator settings change how cached blocks are split and reused."),
 ]
-CONFIRMED = re.compile(r"解决了|成功解决|有效解决|问题解决|经过实践验证|实践验证|验证有效|可以正常|得以解决|"
-                       r"\b(worked|fixed it|solved|resolved|this fixes|confirmed)\b", re.IGNORECASE)
 
 
 class IngestResult(BaseModel):
@@ -97,7 +95,7 @@ def _fix_from_change(ch: KeyChange) -> CaseFix:
     clause = " ".join(ch.clause.split())
     rationale = (rationale + " " if rationale else "") + f"[source: {clause[:160]}]"
     return CaseFix(key=ch.key or None, from_value=ch.from_value, to_value=ch.to_value, action=ch.action,
-                   rationale=rationale.strip(), confirmed=bool(CONFIRMED.search(ch.clause)))
+                   rationale=rationale.strip(), confirmed=ch.confirmed or bool(CONFIRMED.search(ch.clause)))
 
 
 def draft_from_extraction(ex: Extraction, source: str, text: str) -> tuple[Case, list[str]]:

@@ -220,3 +220,22 @@ def test_distinct_packaged_cases_are_not_duplicates_of_each_other():
     worst = max((_cosine(prints[i], prints[j]), cases[i].id, cases[j].id)
                 for i in range(len(cases)) for j in range(i + 1, len(cases)))
     assert worst[0] < NEAR_DUPLICATE, worst
+
+
+def test_github_style_issue_in_english(tmp_path):
+    """An issue thread written for this test (config block, traceback, maintainer advice, author confirmation)."""
+    doc = Path(__file__).parent / "data" / "github_issue_qwen2_lora_a6000.md"
+    case, ex, warnings, _ = draft_case(read_document(doc), doc.name)
+    assert case.language == "en" and case.framework == "llamafactory" and case.method == "lora"
+    assert (case.model.name, case.model.size) == ("Qwen2-7B", "7B")
+    assert (case.hardware.gpu, case.hardware.count, case.hardware.memory_gib, case.hardware.host_ram_gib) == ("A6000", 2, 48.0, 256.0)
+    assert case.settings["model_name_or_path"] == "Qwen/Qwen2-7B-Instruct" and case.settings["cutoff_len"] == 8192
+    n = case.symptom.numbers
+    assert (n["requested_gib"], n["total_gib"], n["free_gib"], n["reserved_unallocated_gib"]) == (4.64, 47.53, 2.91, 3.87)
+    fixes = {f.key: f for f in case.fixes}
+    assert (fixes["cutoff_len"].from_value, fixes["cutoff_len"].to_value) == (8192, 4096)
+    batch = fixes["per_device_train_batch_size"]
+    assert (batch.from_value, batch.to_value, batch.confirmed) == (4, 1, True)  # the author said it fixed it
+    assert (fixes["gradient_accumulation_steps"].to_value, fixes["gradient_accumulation_steps"].confirmed) == (16, True)
+    assert fixes["liger_kernel"].to_value is True and not fixes["cutoff_len"].confirmed
+    assert case.root_causes[0] == "batch_too_large" and "logits_large_vocab" in case.root_causes
