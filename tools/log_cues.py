@@ -54,6 +54,12 @@ _DTYPE = re.compile(r"Bfloat16 is only supported on GPUs with compute capability
                     r"(?:bf16|bfloat16)[^\n]{0,60}(?:not supported|unsupported|requires)", re.IGNORECASE)
 
 
+# A vision encoder in the step: its inputs (pixel_values, grid sizes), modules and pixel / image-count limits as
+# HF (Qwen2-VL, LLaVA, mllama), vLLM (limit_mm_per_prompt) and llama.cpp (mmproj, clip) name them.
+_VISION = re.compile(r"pixel_values|image_grid_thw|video_grid_thw|\bvisual\.|vision_tower|vision_model|vision_encoder|"
+                     r"image_features|mm_projector|multi_modal_projector|limit_mm_per_prompt|\b(?:image_|video_)?max_pixels\b|"
+                     r"\bmmproj\b|\bclip_image|\bencode_images?\b|get_image_features", re.IGNORECASE)
+
 # accelerate's big-model placement: one process spreads the layers over every visible GPU.
 _DEVICE_MAP = re.compile(r"""device_map\s{0,2}[=:]\s{0,2}["']?(auto|balanced|balanced_low_0|sequential)\b""")
 
@@ -73,11 +79,12 @@ class LogCues(BaseModel):
     quantization: Cue | None = None
     dtype_error: Cue | None = None
     device_map: Cue | None = Field(default=None, description="device_map=auto/balanced/sequential in the log or config")
+    vision: Cue | None = Field(default=None, description="a vision encoder or image input named in the log or config")
 
 
 def log_cues(text: str, config_text: str | None = None) -> LogCues:
     """The cues of `text` (the log); the device map also from `config_text` (code or config). Never raises."""
-    phase = phase_cue = quant = dtype = None
+    phase = phase_cue = quant = dtype = vision = None
     device_map = _device_map(config_text or "") or _device_map(text)
     for lineno, line in enumerate(text[:MAX_SCAN].splitlines(), start=1):
         line = line[:MAX_LINE]
@@ -89,7 +96,14 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
             quant = Cue(line=lineno, text=line.strip(" │|")[:300])
         if dtype is None and _DTYPE.search(line):
             dtype = Cue(line=lineno, text=line.strip(" │|")[:300])
-    return LogCues(phase=phase, phase_cue=phase_cue, quantization=quant, dtype_error=dtype, device_map=device_map)
+        if vision is None and _VISION.search(line):
+            vision = Cue(line=lineno, text=line.strip(" │|")[:300])
+    if vision is None and config_text:
+        m = _VISION.search(config_text[:MAX_SCAN])
+        if m is not None:
+            vision = Cue(line=config_text.count("\n", 0, m.start()) + 1, text=f"config: {m.group(0)}")
+    return LogCues(phase=phase, phase_cue=phase_cue, quantization=quant, dtype_error=dtype, device_map=device_map,
+                   vision=vision)
 
 
 def _device_map(text: str) -> Cue | None:

@@ -95,13 +95,13 @@ def rank_root_causes(
         _related_errors(report, s, memory_error=False)
         return s.ranked()
     else:
-        _request_vs_tensors(report, setup, estimate, s)
+        _request_vs_tensors(report, setup, estimate, s, _multimodal(report, setup, cues))
         _numbers_after_request(report, s)
         _gpu_already_full(report, setup, estimate, s)
         _multi_gpu(report, setup, s)
         _device_map(report, setup, cues, s)
         _estimate_breakdown(report, setup, estimate, s)
-    _phase_and_operation(report, setup, s)
+    _phase_and_operation(report, setup, s, _multimodal(report, setup, cues))
     if trend is not None and report.kind != "host_oom":
         _over_time(trend, s)
     _related_errors(report, s, memory_error=True)
@@ -249,7 +249,8 @@ def _matches(requested: int, candidate: int) -> bool:
     return abs(requested - candidate) <= max(0.012 * candidate, 0.0051 * unit)
 
 
-def _request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None, s: _Scores) -> None:
+def _request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None, s: _Scores,
+                        multimodal: str | None = None) -> None:
     req = report.requested_bytes
     if not req:
         return
@@ -258,7 +259,7 @@ def _request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate
         s.add("vision_tokens", 1.2, f"one {format_bytes(req)} tensor ({req / total:.0%} of the GPU): only quadratic tensors get this "
                                     "large, e.g. attention over thousands of visual patches")
     if total and req > total:
-        s.add("vision_tokens", 3 if _is_multimodal(setup) else 1,
+        s.add("vision_tokens", 3 if multimodal else 1,
               f"one allocation of {format_bytes(req)} is larger than the whole GPU ({format_bytes(total)}): "
               "a quadratic tensor over far too many (visual) tokens")
         s.add("seq_len_too_long", 1.5, f"a single {format_bytes(req)} tensor exceeds the {format_bytes(total)} GPU: too many tokens per step")
@@ -284,9 +285,14 @@ def _request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate
             if tokens > 2 * in_training:
                 s.add("eval_accumulation", 2.5, f"{tokens:,.0f} tokens in flight, more than the training step's "
                                                 f"{setup.micro_batch} x {setup.seq_len}: the failing step is evaluation")
-        if _is_multimodal(setup) and total and req > 0.4 * total and not matched:
-            s.add("vision_tokens", 2, f"the {setup.model.model_type} vision tower is in the step and one {format_bytes(req)} "
-                                      f"allocation takes {req / total:.0%} of the GPU: visual tokens per sample are the likely driver")
+    if multimodal and total and req > 0.25 * total and not matched and report.phase not in _STATE_PHASES:
+        # Visual tokens per sample are the one input of a multimodal run that makes a single tensor this large
+        # (Qwen2-VL's default max_pixels is ~12.8 MP per image; video multiplies by frames: oom-signals.md).
+        s.add("vision_tokens", 2.5, f"{multimodal}, and one {format_bytes(req)} allocation takes {req / total:.0%} of the "
+                                    "GPU: visual tokens per sample are the likely driver")
+    elif multimodal and total and 0.1 * total <= req <= 0.25 * total and not matched and \
+            report.phase in ("forward", "backward", "unknown", "generation"):
+        s.add("vision_tokens", 1.0, f"{multimodal}: activations grow with the visual tokens of each sample")
     if not matched and (setup is None or setup.model is None):
         _logits_without_model(report, req, s)
     if total and not matched and req >= 0.15 * total and report.phase in _STATE_PHASES:
@@ -487,6 +493,11 @@ def _device_map(report: OOMReport, setup: TrainingSetup | None, cues: LogCues | 
 
 
 def _estimate_breakdown(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None, s: _Scores) -> None:
+    if setup is not None and estimate is None and not setup.gradient_checkpointing and \
+            _observed(setup, "gradient_checkpointing") and report.phase in ("forward", "backward", "unknown"):
+        # Unsized, but stated: without checkpointing every layer's activations stay alive until backward.
+        s.add("no_gradient_checkpointing", 2.0, "gradient checkpointing is off (stated): every layer's activations are "
+                                                "kept for backward, the largest share of a training step")
     if setup is None or estimate is None:
         return
     budget = estimate.budget_bytes or (report.gpu_total_bytes and int(report.gpu_total_bytes * 0.9))
@@ -625,7 +636,7 @@ _PHASE_LABELS: dict[str, list[tuple[str, float, str]]] = {
 }
 
 
-def _phase_and_operation(report: OOMReport, setup: TrainingSetup | None, s: _Scores) -> None:
+def _phase_and_operation(report: OOMReport, setup: TrainingSetup | None, s: _Scores, multimodal: str | None = None) -> None:
     for label, pts, reason in _PHASE_LABELS.get(report.phase, []):
         if label == "zero_stage_insufficient" and setup is not None and setup.zero_stage >= 3:
             continue
@@ -654,11 +665,15 @@ def _phase_and_operation(report: OOMReport, setup: TrainingSetup | None, s: _Sco
         s.add("full_ft_model_states", 2, "the failing operation is the optimizer")
     elif op == "attention" and setup is not None and setup.attn_implementation == "eager" and _observed(setup, "attn_implementation"):
         s.add("eager_attention", 2, "the failing operation is attention and the run uses eager attention")
-    if report.framework == "vllm":
+    if report.framework == "vllm" and report.phase == "model_loading":
+        # vLLM places the weights before it profiles and sizes the KV cache: an OOM while loading is the weights.
+        s.add("weights_exceed_gpu", 2, "vLLM ran out while loading the weights, before any KV cache exists: the weights "
+                                       "per GPU (tensor_parallel_size splits them) do not fit")
+    elif report.framework == "vllm":
         # vLLM sizes its KV cache up front (gpu_memory_utilization) after a profile run at the longest inputs.
         s.add("generation_kv_cache", 3, "vLLM pre-allocates the KV cache from gpu_memory_utilization after a profiling run")
-        if _is_multimodal(setup):
-            s.add("vision_tokens", 1.5, "vLLM's profiling run of a multimodal model feeds the most images/video frames the "
+        if multimodal:
+            s.add("vision_tokens", 1.5, f"{multimodal}: vLLM's profiling run feeds the most images/video frames the "
                                         "limits allow (limit_mm_per_prompt, max pixels)")
     elif report.phase == "generation":
         s.add("generation_kv_cache", 1.5, "generation: the KV cache grows with the tokens generated")
@@ -741,6 +756,23 @@ def _observed(setup: TrainingSetup, field_name: str) -> bool:
     """True when a fact came from the log, the config or the user (not an assumed default)."""
     prov = setup.provenance.get(field_name)
     return prov is not None and prov.origin in ("log", "config", "user", "registry", "derived")
+
+
+# Model names of vision-language families (HF / vLLM / llama.cpp naming): "-VL", "Vision", LLaVA, InternVL, ...
+_VL_NAME = re.compile(r"(?<![a-z])vl(?![a-z])|vision|llava|internvl|minicpm-?v|pixtral|idefics|paligemma|cogvlm|mllama|"
+                      r"glm-?4v|molmo|blip|kosmos|fuyu|(?<![a-z])ovis|deepseek-vl|janus|gemma-?3-(?:4|12|27)b", re.IGNORECASE)
+
+
+def _multimodal(report: OOMReport, setup: TrainingSetup | None, cues: LogCues | None) -> str | None:
+    """Why this run has a vision encoder in the step (architecture, model name, or the log's inputs), or None."""
+    if _is_multimodal(setup):
+        return f"the {setup.model.model_type} model has a vision tower"
+    for name in (setup.model_name if setup is not None else None, report.model):
+        if name and _VL_NAME.search(name):
+            return f"{name} is a vision-language model"
+    if cues is not None and cues.vision is not None:
+        return f"the run feeds images (line {cues.vision.line}: {cues.vision.text[:60]})"
+    return None
 
 
 def _is_multimodal(setup: TrainingSetup | None) -> bool:

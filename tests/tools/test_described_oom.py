@@ -42,3 +42,9 @@ def test_something_accumulated_across_steps_is_growth_but_accumulated_prediction
     assert grows is not None and grows.growth_text is not None
     preds = described_oom("the trainer will accumulate all preds and logits on the GPU, then OOM")
     assert preds is not None and preds.growth_text is None
+
+
+def test_apple_metal_insufficient_memory_is_a_gpu_memory_error():
+    d = described_oom("libc++abi: terminating due to uncaught exception of type std::runtime_error: [METAL] Command "
+                      "buffer execution failed: Insufficient Memory (00000008:kIOGPUCommandBufferCallbackErrorOutOfMemory)")
+    assert d is not None and d.kind == "cuda_oom"

@@ -260,3 +260,36 @@ def test_same_sized_candidates_count_once():
     text = oom("112.00 MiB", "79.19 GiB", "20.00 MiB", "79.10 GiB", "78.50 GiB", "100.00 MiB")
     causes = {c.label: c for c in rank_root_causes(parse_log(text), setup)}
     assert sum("request equals" in w for w in causes["model_load_oom"].why) == 1
+
+
+def test_a_vision_language_model_by_name_makes_a_huge_request_visual_tokens():
+    text = oom("30.00 GiB", "79.19 GiB", "20.00 GiB", "58.00 GiB", "57.00 GiB", "500.00 MiB")
+    setup = TrainingSetup(model_name="someorg/Foo-VL-7B-Chat").with_fact("model_name", "someorg/Foo-VL-7B-Chat", "config", "model")
+    assert labels(rank_root_causes(parse_log(text), setup))[0] == "vision_tokens"
+    assert "vision_tokens" not in labels(rank_root_causes(parse_log(text), TrainingSetup()))[:1]
+
+
+def test_image_inputs_in_the_traceback_make_the_run_multimodal():
+    text = "    image_embeds = self.visual(pixel_values, grid_thw=image_grid_thw)\n" + \
+        oom("40.00 GiB", "79.19 GiB", "30.00 GiB", "48.00 GiB", "47.00 GiB", "500.00 MiB")
+    causes = rank_root_causes(parse_log(text), TrainingSetup(), cues=log_cues(text))
+    assert causes[0].label == "vision_tokens"
+
+
+def test_vllm_out_of_memory_while_loading_is_the_weights_not_the_kv_cache():
+    text = ("INFO 05-01 10:00:00 model_runner.py:100] Starting to load model /models/big\n"
+            "  File \"/usr/lib/python3.10/site-packages/vllm/worker/model_runner.py\", line 250, in load_model\n"
+            "    self.model = get_model(model_config=self.model_config)\n"
+            + oom("448.00 MiB", "23.65 GiB", "300.00 MiB", "23.30 GiB", "23.00 GiB", "50.00 MiB"))
+    report = parse_log(text)
+    if report.framework != "vllm" or report.phase != "model_loading":
+        pytest.skip("the parser does not see vLLM's loading frames in this log")
+    got = labels(rank_root_causes(report, TrainingSetup()))
+    assert got[0] in ("model_load_oom", "weights_exceed_gpu") and "generation_kv_cache" not in got[:2]
+
+
+def test_stated_gradient_checkpointing_off_counts_without_a_model():
+    text = "  File \"t.py\", line 1, in backward\n" + oom("1.20 GiB", "23.65 GiB", "900.00 MiB", "22.50 GiB", "22.00 GiB", "200.00 MiB")
+    setup = observed(TrainingSetup(), gradient_checkpointing=False)
+    assert "no_gradient_checkpointing" in labels(rank_root_causes(parse_log(text), setup))[:2]
+    assert "no_gradient_checkpointing" not in labels(rank_root_causes(parse_log(text), TrainingSetup()))
