@@ -738,6 +738,9 @@ def _quantization(report: OOMReport, cues: LogCues | None, s: _Scores) -> None:
                                          "concrete detail of the setup")
 
 
+_MECHANISM_FACETS = {"phase", "modality"}  # kb.facets facets that tell how memory was spent
+
+
 def _similar_cases(hits: Iterable[Any], s: _Scores) -> None:
     """Labels of the retrieved cases: weak evidence, decaying with rank."""
     for rank, hit in enumerate(list(hits)[:5]):
@@ -745,6 +748,10 @@ def _similar_cases(hits: Iterable[Any], s: _Scores) -> None:
         labels = list(getattr(case, "root_causes", []) or [])
         cid = getattr(case, "id", "?")
         weight = 1.2 / (rank + 1)
+        shared = set(getattr(hit, "matched_facets", None) or [])
+        if hasattr(hit, "matched_facets") and not shared & _MECHANISM_FACETS:
+            # Sharing only the error kind, framework or method makes a case a neighbour in wording, not in mechanism.
+            weight /= 2
         for i, label in enumerate(labels[:3]):
             s.add(label, weight if i == 0 else weight / 3, f"similar documented case {cid} had {label.replace('_', ' ')}")
 
