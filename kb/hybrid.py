@@ -156,6 +156,10 @@ def _build_bm25(nodes):
                                        token_pattern=r"\S+", language=None)
 
 
+class VectorStoreUnavailable(RuntimeError):
+    """The configured vector store cannot be used (Qdrant extra missing, server unreachable)."""
+
+
 _QDRANT_CLIENTS: dict[str, object] = {}  # one client per location and process (local-mode storage is locked)
 
 
@@ -164,7 +168,7 @@ def _qdrant_client(url: str):
     try:
         import qdrant_client
     except ImportError as exc:
-        raise RuntimeError("qdrant_url is set but the Qdrant extra is missing: pip install 'ask-oom[qdrant]'") from exc
+        raise VectorStoreUnavailable("qdrant_url is set but the Qdrant extra is missing: pip install 'ask-oom[qdrant]'") from exc
     if not _QDRANT_CLIENTS:
         atexit.register(_close_qdrant_clients)
     if url not in _QDRANT_CLIENTS:
@@ -192,8 +196,13 @@ def _qdrant_store(url: str, collection: str | None, recreate: bool = False):
     client = _qdrant_client(url)
     from llama_index.vector_stores.qdrant import QdrantVectorStore
 
-    if not recreate and not client.collection_exists(collection):
+    try:
+        exists = client.collection_exists(collection)
+    except Exception as exc:  # noqa: BLE001 - connection refused, timeout, TLS, auth: all mean "not usable now"
+        raise VectorStoreUnavailable(f"Qdrant at {url} is unreachable ({type(exc).__name__}); "
+                                     "check ASK_OOM_QDRANT_URL or unset it to use the embedded index") from None
+    if not recreate and not exists:
         raise ValueError(f"Qdrant collection {collection} is missing")  # → CaseIndex rebuilds it
-    if recreate and client.collection_exists(collection):
+    if recreate and exists:
         client.delete_collection(collection)
     return QdrantVectorStore(client=client, collection_name=collection)

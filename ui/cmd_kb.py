@@ -119,13 +119,14 @@ def _ingest_session(args, settings):
 
 def _build(args, settings) -> int:
     from ..kb.embedding import EmbeddingUnavailable
+    from ..kb.hybrid import VectorStoreUnavailable
     from ..kb.index import CaseIndex
     from .output import print_json, print_markdown
 
     t0 = time.perf_counter()
     try:
         index = CaseIndex.build(settings, dense=not args.lexical_only)
-    except EmbeddingUnavailable as exc:
+    except (EmbeddingUnavailable, VectorStoreUnavailable) as exc:
         raise UserError(str(exc), EXIT_UNAVAILABLE) from None
     took = time.perf_counter() - t0
     info = {"cases": len(index.cases), "index_dir": str(index.root), "cases_hash": index.manifest.cases_hash,

@@ -76,13 +76,14 @@ def run(args: argparse.Namespace) -> int:
 
     from ..assistant.settings import load_settings
     from ..kb.embedding import EmbeddingUnavailable
+    from ..kb.hybrid import VectorStoreUnavailable
     from ..kb.index import CaseIndex
     from .output import print_json, print_markdown
 
     try:
         index = CaseIndex.load_or_build(load_settings())
         hits = index.search(query, k=args.k, filters=filters or None, mode=args.mode)
-    except EmbeddingUnavailable as exc:
+    except (EmbeddingUnavailable, VectorStoreUnavailable) as exc:
         raise UserError(f"{exc} (or use --mode fast)", EXIT_UNAVAILABLE) from None
     if args.json:
         print_json({"query": query, "mode": args.mode, "filters": filters, "n_cases": len(index.cases),

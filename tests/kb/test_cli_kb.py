@@ -143,3 +143,23 @@ def test_search_from_a_log(env, capsys):
     if clean.is_file():
         code, out, err = _run(capsys, "search", "--log", str(clean))
         assert code == 3 and "nothing to search for" in err  # a clean log has no failure to search for
+
+
+def test_unreachable_qdrant_is_exit_4(env, capsys, monkeypatch):
+    pytest.importorskip("llama_index.vector_stores.qdrant")
+    monkeypatch.setenv("ASK_OOM_QDRANT_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    code, _, err = _run(capsys, "search", "eval oom", "--mode", "hybrid")
+    assert code == 4 and "unreachable" in err and err.count("\n") == 1
+    code, out, _ = _run(capsys, "search", "eval oom", "--mode", "fast", "--json")
+    assert code == 0 and json.loads(out)["results"]  # the fast path never needs the vector store
+
+
+def test_fast_search_cli_imports_no_torch(env):
+    import subprocess
+    import sys
+
+    code = ("import sys; from ask_oom.ui.cli import main; "
+            "rc = main(['search', 'eval oom', '--mode', 'fast', '--json']); "
+            "print('HEAVY', [m for m in ('torch', 'llama_index.core', 'transformers') if m in sys.modules], rc)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert "HEAVY [] 0" in out.stdout
