@@ -156,8 +156,9 @@ def _phase_from_config(report: OOMReport, doc: ConfigDocument | None) -> OOMRepo
     return report.model_copy(update={"phase": phase, "evidence": [*report.evidence, ev]})
 
 
-# A phase cue counts only near the error: lines far before it are set-up chatter (loading, earlier steps).
-CUE_WINDOW = 80
+# A phase cue counts only near the error: lines far before it are set-up chatter (loading, earlier steps); a
+# sentence right after it is the user's explanation.
+CUE_LINES_BEFORE, CUE_LINES_AFTER = 40, 10
 
 
 def _phase_from_cues(report: OOMReport, cues) -> OOMReport:
@@ -165,7 +166,7 @@ def _phase_from_cues(report: OOMReport, cues) -> OOMReport:
     if not report.is_memory_error or report.phase != "unknown" or cues.phase is None or cues.phase_cue is None:
         return report
     at = next((e.line for e in report.evidence if e.fact in ("kind", "described_oom") and e.line), None)
-    if at is not None and abs(cues.phase_cue.line - at) > CUE_WINDOW:
+    if at is not None and not (at - CUE_LINES_BEFORE <= cues.phase_cue.line <= at + CUE_LINES_AFTER):
         return report
     ev = Evidence(line=cues.phase_cue.line, text=cues.phase_cue.text, fact="phase")
     return report.model_copy(update={"phase": cues.phase, "evidence": [*report.evidence, ev]})

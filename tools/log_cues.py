@@ -19,8 +19,8 @@ _A, _Z = r"(?<![A-Za-z_])", r"(?![A-Za-z_])"  # word edges that also hold next t
 # people use for them. Later lines win: in a traceback the deepest frame is the closest to the failure.
 _PHASE_CUES: list[tuple[str, re.Pattern]] = [
     # HF Trainer's evaluation loop keeps every batch's logits in preds_host via nested_concat until the end.
-    ("evaluation", re.compile(r"\b(?:evaluation_loop|prediction_step|nested_concat|preds_host|prediction_loop|"
-                              r"compute_metrics|eval_accumulation_steps)\b|" + _A + r"(?:evaluating|evaluation)" + _Z
+    # (Argument names such as eval_accumulation_steps are left out: Trainer prints them in every run's argument dump.)
+    ("evaluation", re.compile(r"\b(?:evaluation_loop|prediction_step|nested_concat|preds_host|prediction_loop)\b|" + _A + r"(?:evaluating|evaluation)" + _Z
                               + r"|评估|验证", re.IGNORECASE)),
     # Serialising a checkpoint: bitsandbytes' _save_to_state_dict un-tiles 8-bit weights (a second copy) on save.
     ("checkpoint_save", re.compile(r"\b(?:_save_to_state_dict|save_pretrained|_save_checkpoint|save_checkpoint|"

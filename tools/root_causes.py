@@ -100,6 +100,7 @@ def rank_root_causes(
         _gpu_already_full(report, setup, estimate, s)
         _multi_gpu(report, setup, s)
         _device_map(report, setup, cues, s)
+        _moe_by_name(report, setup, s)
         _estimate_breakdown(report, setup, estimate, s)
     _phase_and_operation(report, setup, s, _multimodal(report, setup, cues))
     if trend is not None and report.kind != "host_oom":
@@ -396,6 +397,14 @@ def _numbers_after_request(report: OOMReport, s: _Scores) -> None:
         elif len(others) >= 2:
             biggest = sorted(others, key=lambda p: -p.bytes)
             s.add("other_process", 4, "several processes share the GPU: " + ", ".join(f"PID {p.pid} {format_bytes(p.bytes)}" for p in biggest))
+    small = [p for p in others if p.bytes <= 1.5 * GiB and (used is None or abs(p.bytes - used) > 0.01 * (total or GiB))]
+    if small and total and sum(p.bytes for p in small) < 0.10 * total:
+        # A few hundred MiB per foreign process is a CUDA context: other ranks touching this GPU (no set_device per
+        # rank, tensors created on cuda:0), which piles up on GPU 0 (tools.gpus.CUDA_CONTEXT_BYTES).
+        listed = ", ".join(f"PID {p.pid} {format_bytes(p.bytes)}" for p in small[:4])
+        s.add("multi_gpu_imbalance", 1.5 if len(small) >= 2 else 0.6,
+              f"{listed}: CUDA-context-sized processes on this GPU, other ranks creating their context here")
+        s.add("other_process", 0.8 if len(small) >= 2 else 0.4, f"{listed} also hold memory on this GPU")
     if used and report.torch_allocated_bytes and used >= report.torch_allocated_bytes:
         non_torch = used - report.torch_allocated_bytes - (unalloc or 0)
         if total and non_torch >= max(2 * GiB, 0.10 * total):
@@ -469,6 +478,21 @@ def _multi_gpu(report: OOMReport, setup: TrainingSetup | None, s: _Scores) -> No
     elif not distributed:
         s.add("multi_gpu_imbalance", 2, f"{len(gpus)} GPUs are visible but the run is a single process: "
                                         f"everything lands on GPU {idx} unless device_map splits the model")
+
+
+def _moe_by_name(report: OOMReport, setup: TrainingSetup | None, s: _Scores) -> None:
+    """An MoE model the calculator cannot size: all experts are resident (oom-signals.md, "Defaults that bite")."""
+    if setup is not None and setup.model is not None:
+        return  # sized: the estimate's breakdown and the expert-weight candidates weigh it
+    why = _moe(report, setup)
+    if why is None:
+        return
+    req, total, free = report.requested_bytes, report.gpu_total_bytes, report.gpu_free_bytes
+    full = bool(req and total and free is not None and free <= 0.05 * total)
+    if report.phase in ("model_loading", "lora_merge", "checkpoint_save") or full:
+        s.add("moe_memory", 2.0, f"{why}: every expert's weights are resident although few are active per token")
+    elif report.phase in ("forward", "backward", "generation", "unknown"):
+        s.add("moe_memory", 1.0, f"{why}: expert dispatch buffers and all experts' weights share the GPU")
 
 
 def _device_map(report: OOMReport, setup: TrainingSetup | None, cues: LogCues | None, s: _Scores) -> None:
@@ -768,6 +792,21 @@ def _observed(setup: TrainingSetup, field_name: str) -> bool:
 # Model names of vision-language families (HF / vLLM / llama.cpp naming): "-VL", "Vision", LLaVA, InternVL, ...
 _VL_NAME = re.compile(r"(?<![a-z])vl(?![a-z])|vision|llava|internvl|minicpm-?v|pixtral|idefics|paligemma|cogvlm|mllama|"
                       r"glm-?4v|molmo|blip|kosmos|fuyu|(?<![a-z])ovis|deepseek-vl|janus|gemma-?3-(?:4|12|27)b", re.IGNORECASE)
+
+
+# Mixture-of-experts families by name (Mixtral, Qwen-MoE / -A3B, DeepSeek-V2/V3, gpt-oss, DBRX, Jamba, OLMoE, ...).
+_MOE_NAME = re.compile(r"(?<![a-z])moe(?![a-z])|mixtral|-a\d{1,2}(?:\.\d)?b(?![a-z])|deepseek-v[23]|gpt-oss|dbrx|jamba|"
+                       r"olmoe|arctic|grok-?1|switch-", re.IGNORECASE)
+
+
+def _moe(report: OOMReport, setup: TrainingSetup | None) -> str | None:
+    """Why this run is a mixture-of-experts model (architecture or name), or None."""
+    if setup is not None and setup.model is not None:
+        return f"{setup.model.num_experts} experts per MoE layer" if setup.model.is_moe else None
+    for name in (setup.model_name if setup is not None else None, report.model):
+        if name and _MOE_NAME.search(name):
+            return f"{name} is a mixture-of-experts model"
+    return None
 
 
 def _multimodal(report: OOMReport, setup: TrainingSetup | None, cues: LogCues | None) -> str | None:

@@ -293,3 +293,19 @@ def test_stated_gradient_checkpointing_off_counts_without_a_model():
     setup = observed(TrainingSetup(), gradient_checkpointing=False)
     assert "no_gradient_checkpointing" in labels(rank_root_causes(parse_log(text), setup))[:2]
     assert "no_gradient_checkpointing" not in labels(rank_root_causes(parse_log(text), TrainingSetup()))
+
+
+def test_an_moe_model_by_name_on_a_full_gpu_names_the_resident_experts():
+    text = oom("64.00 MiB", "79.19 GiB", "30.00 MiB", "79.10 GiB", "78.60 GiB", "100.00 MiB")
+    setup = TrainingSetup(model_name="acme/Foo-30B-A3B").with_fact("model_name", "acme/Foo-30B-A3B", "config", "model")
+    assert "moe_memory" in labels(rank_root_causes(parse_log(text), setup))[:3]
+    assert "moe_memory" not in labels(rank_root_causes(parse_log(text), TrainingSetup()))
+
+
+def test_cuda_context_sized_processes_of_other_ranks():
+    text = oom("1.00 GiB", "23.65 GiB", "700.00 MiB", "21.00 GiB", "20.50 GiB", "200.00 MiB",
+               procs="Process 4101 has 21.00 GiB memory in use. Process 4102 has 480.00 MiB memory in use. "
+                     "Process 4103 has 480.00 MiB memory in use. ")
+    causes = {c.label: c for c in rank_root_causes(parse_log(text))}
+    assert "multi_gpu_imbalance" in causes and any("PID 4102" in w for w in causes["multi_gpu_imbalance"].why)
+    assert not any("PID 4101" in w for w in causes["multi_gpu_imbalance"].why)  # this process is not foreign

@@ -1,0 +1,22 @@
+"""The agent takes the phase from a function name or sentence near the error when the traceback names none,
+and ignores one far before it (set-up chatter)."""
+
+from __future__ import annotations
+
+from ask_oom.assistant.agent import diagnose
+from ask_oom.assistant.diagnosis import DiagnoseRequest
+
+OOM = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB."
+
+
+def test_code_line_next_to_the_error_names_evaluation():
+    log = "    all_preds = nested_concat(all_preds, logits, padding_index=-100)\n" + OOM + "\n"
+    d = diagnose(DiagnoseRequest(log_text=log), index=None, mode="fast")
+    assert d.report.phase == "evaluation"
+    assert d.root_causes[0].label == "eval_accumulation"
+
+
+def test_a_cue_far_before_the_error_is_not_the_phase():
+    log = "    all_preds = nested_concat(all_preds, logits)\n" + "step log line\n" * 200 + OOM + "\n"
+    d = diagnose(DiagnoseRequest(log_text=log), index=None, mode="fast")
+    assert d.report.phase != "evaluation"
