@@ -199,12 +199,19 @@ def tensor_candidates(setup: TrainingSetup, estimate: MemoryEstimate | None = No
     # Vision-tower attention over one image's patches: patches^2 x heads x dtype (ViT, Dosovitskiy et al. 2021);
     # patches = pixels / patch_size^2 before any spatial merge (Qwen2-VL merges 2x2 only after the tower).
     vis = arch.vision
-    if vis is not None and setup.image_max_pixels:
-        patches = setup.image_max_pixels // max(vis.patch_size, 1) ** 2
+    pixels, source = setup.image_max_pixels, "image_max_pixels"
+    if vis is not None and not pixels:
+        if vis.image_size:
+            pixels, source = vis.image_size ** 2, "fixed image size"
+        elif vis.kind in ("qwen2_vl", "qwen2_5_vl"):
+            # Qwen2-VL's image processor default max_pixels = 28 x 28 x 16384 (preprocessor_config.json; oom-signals.md).
+            pixels, source = 28 * 28 * 16384, "the processor's default max_pixels"
+    if vis is not None and pixels:
+        patches = pixels // max(vis.patch_size, 1) ** 2
         for nbytes, dt in ((2, "bf16"), (4, "fp32")):
             out.append(TensorCandidate(
                 name=f"vision attention scores {dt}", bytes=patches * patches * vis.num_heads * nbytes,
-                formula=f"{patches:,} patches^2 x {vis.num_heads} heads x {nbytes} B (image_max_pixels {setup.image_max_pixels:,})",
+                formula=f"{patches:,} patches^2 x {vis.num_heads} heads x {nbytes} B ({source} {pixels:,})",
                 labels={"vision_tokens": 4.0}))
     # One weight matrix (rows x cols x dtype): the run was still placing or upcasting weights.
     h = arch.hidden_size

@@ -309,3 +309,12 @@ def test_cuda_context_sized_processes_of_other_ranks():
     causes = {c.label: c for c in rank_root_causes(parse_log(text))}
     assert "multi_gpu_imbalance" in causes and any("PID 4102" in w for w in causes["multi_gpu_imbalance"].why)
     assert not any("PID 4101" in w for w in causes["multi_gpu_imbalance"].why)  # this process is not foreign
+
+
+def test_qwen2_vl_without_max_pixels_is_sized_at_the_processors_default():
+    qwen2vl = resolve_model("Qwen/Qwen2-VL-7B-Instruct")
+    vision = [c for c in tensor_candidates(TrainingSetup(model=qwen2vl)) if c.name.startswith("vision attention")]
+    # 28 x 28 x 16384 pixels / 14^2 = 65,536 patches; 65,536^2 x 16 heads x 2 B = 128 GiB.
+    assert vision and vision[0].bytes == 65536 * 65536 * 16 * 2 and "default max_pixels" in vision[0].formula
+    text = oom("128.00 GiB", "79.19 GiB", "60.00 GiB", "18.00 GiB", "17.50 GiB", "100.00 MiB")
+    assert labels(rank_root_causes(parse_log(text), TrainingSetup(model=qwen2vl)))[0] == "vision_tokens"
