@@ -69,8 +69,9 @@ def index_root(cases_dir: Path, index_dir: Path | None = None) -> Path:
     """Where the index lives: index_dir if given; beside the cases if writable; else the user's state dir."""
     if index_dir is not None:
         return Path(index_dir)
-    beside = cases_dir / ".ask-oom" / "index"
-    probe = beside if beside.exists() else cases_dir
+    folder = cases_dir if cases_dir.is_dir() else cases_dir.parent  # kb_dir may name a single case file
+    beside = folder / ".ask-oom" / "index"
+    probe = beside if beside.exists() else folder
     if os.access(probe, os.W_OK):
         return beside
     state = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "ask-oom" / "index"
