@@ -35,8 +35,8 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
     from ..tools.setup_assembly import assemble_setup
 
     notes: list[str] = []
-    report, described = _read_report(request, parse_log, notes)
     cues = log_cues(request.log_text, request.config_text)
+    report, described = _read_report(request, parse_log, notes, cues)
     doc = _load_config(request)
     report = _phase_from_config(report, doc)
     report = _phase_from_cues(report, cues)
@@ -44,8 +44,9 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
     estimate = _estimate(setup, notes, report)
     hits = _retrieve(report, setup, index, settings, mode, notes)
     trend = memory_trend(request.log_text) if report.is_memory_error else None
-    if trend is not None and described is not None and described.growth_text and not trend.growing:
-        trend = trend.model_copy(update={"growing": True, "said": described.growth_text})
+    said = described if described is not None else _said_growth(report, request.log_text)
+    if trend is not None and said is not None and said.growth_text and not trend.growing:
+        trend = trend.model_copy(update={"growing": True, "said": said.growth_text})
     causes = rank_root_causes(report, setup, estimate, hits, trend=trend, cues=cues)
     refined = _refine_attention(setup, causes)
     if refined is not None:  # the evidence says eager attention ran: size it, then rank again with that estimate
@@ -85,9 +86,17 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
 # Stages
 
 
-def _read_report(request: DiagnoseRequest, parse_log, notes: list[str]):
+def _read_report(request: DiagnoseRequest, parse_log, notes: list[str], cues=None):
     """The parsed log; when it holds no error at all but the text describes one in words, that description."""
     report = parse_log(request.log_text)
+    if report.kind == "not_oom" and cues is not None and cues.kv_cache is not None:
+        # vLLM refusing to start because the KV cache does not fit what is left after the weights is a GPU memory
+        # budget failure, printed as a ValueError rather than an out-of-memory error.
+        report = report.model_copy(update={
+            "kind": "cuda_oom", "framework": report.framework or "vllm",
+            "phase": report.phase if report.phase != "unknown" else "generation",
+            "evidence": [*report.evidence, Evidence(line=cues.kv_cache.line, text=cues.kv_cache.text, fact="kind")]})
+        notes.append(f"vLLM could not fit its KV cache (line {cues.kv_cache.line}): a GPU memory budget failure")
     if request.log_truncated and not report.truncated:
         report = report.model_copy(update={"truncated": True})
     if report.truncated:
@@ -170,6 +179,15 @@ def _phase_from_cues(report: OOMReport, cues) -> OOMReport:
         return report
     ev = Evidence(line=cues.phase_cue.line, text=cues.phase_cue.text, fact="phase")
     return report.model_copy(update={"phase": cues.phase, "evidence": [*report.evidence, ev]})
+
+
+def _said_growth(report: OOMReport, text: str):
+    """For a pasted error, the user's own words that memory grew ("keeps increasing every step"), if any."""
+    if not report.is_memory_error:
+        return None
+    from ..tools.described_oom import described_oom
+
+    return described_oom(text)
 
 
 def _described(report: OOMReport, text: str):

@@ -60,6 +60,11 @@ _VISION = re.compile(r"pixel_values|image_grid_thw|video_grid_thw|\bvisual\.|vis
                      r"image_features|mm_projector|multi_modal_projector|limit_mm_per_prompt|\b(?:image_|video_)?max_pixels\b|"
                      r"\bmmproj\b|\bclip_image|\bencode_images?\b|get_image_features", re.IGNORECASE)
 
+# vLLM refusing to start because the KV cache does not fit the memory left after weights and profiling.
+_KV_CACHE = re.compile(r"No available memory for the cache blocks|larger than the maximum number of tokens that can be "
+                       r"stored in KV cache|Insufficient memory for (?:the )?KV cache|KV cache is needed, which is larger "
+                       r"than the available KV cache memory", re.IGNORECASE)
+
 # accelerate's big-model placement: one process spreads the layers over every visible GPU.
 _DEVICE_MAP = re.compile(r"""device_map\s{0,2}[=:]\s{0,2}["']?(auto|balanced|balanced_low_0|sequential)\b""")
 
@@ -80,11 +85,12 @@ class LogCues(BaseModel):
     dtype_error: Cue | None = None
     device_map: Cue | None = Field(default=None, description="device_map=auto/balanced/sequential in the log or config")
     vision: Cue | None = Field(default=None, description="a vision encoder or image input named in the log or config")
+    kv_cache: Cue | None = Field(default=None, description="vLLM's KV cache does not fit (a budget error, not an OOM)")
 
 
 def log_cues(text: str, config_text: str | None = None) -> LogCues:
     """The cues of `text` (the log); the device map also from `config_text` (code or config). Never raises."""
-    phase = phase_cue = quant = dtype = vision = None
+    phase = phase_cue = quant = dtype = vision = kv = None
     device_map = _device_map(config_text or "") or _device_map(text)
     for lineno, line in enumerate(text[:MAX_SCAN].splitlines(), start=1):
         line = line[:MAX_LINE]
@@ -96,6 +102,8 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
             quant = Cue(line=lineno, text=line.strip(" │|")[:300])
         if dtype is None and _DTYPE.search(line):
             dtype = Cue(line=lineno, text=line.strip(" │|")[:300])
+        if kv is None and _KV_CACHE.search(line):
+            kv = Cue(line=lineno, text=line.strip()[:300])
         if vision is None and _VISION.search(line):
             vision = Cue(line=lineno, text=line.strip(" │|")[:300])
     if vision is None and config_text:
@@ -103,7 +111,7 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
         if m is not None:
             vision = Cue(line=config_text.count("\n", 0, m.start()) + 1, text=f"config: {m.group(0)}")
     return LogCues(phase=phase, phase_cue=phase_cue, quantization=quant, dtype_error=dtype, device_map=device_map,
-                   vision=vision)
+                   vision=vision, kv_cache=kv)
 
 
 def _device_map(text: str) -> Cue | None:

@@ -102,7 +102,7 @@ def rank_root_causes(
         _device_map(report, setup, cues, s)
         _moe_by_name(report, setup, s)
         _estimate_breakdown(report, setup, estimate, s)
-    _phase_and_operation(report, setup, s, _multimodal(report, setup, cues))
+    _phase_and_operation(report, setup, s, _multimodal(report, setup, cues), cues)
     if trend is not None and report.kind != "host_oom":
         _over_time(trend, s)
     _related_errors(report, s, memory_error=True)
@@ -667,7 +667,8 @@ _PHASE_LABELS: dict[str, list[tuple[str, float, str]]] = {
 }
 
 
-def _phase_and_operation(report: OOMReport, setup: TrainingSetup | None, s: _Scores, multimodal: str | None = None) -> None:
+def _phase_and_operation(report: OOMReport, setup: TrainingSetup | None, s: _Scores, multimodal: str | None = None,
+                         cues: LogCues | None = None) -> None:
     for label, pts, reason in _PHASE_LABELS.get(report.phase, []):
         if label == "zero_stage_insufficient" and setup is not None and setup.zero_stage >= 3:
             continue
@@ -696,6 +697,9 @@ def _phase_and_operation(report: OOMReport, setup: TrainingSetup | None, s: _Sco
         s.add("full_ft_model_states", 2, "the failing operation is the optimizer")
     elif op == "attention" and setup is not None and setup.attn_implementation == "eager" and _observed(setup, "attn_implementation"):
         s.add("eager_attention", 2, "the failing operation is attention and the run uses eager attention")
+    if cues is not None and cues.kv_cache is not None:
+        s.add("generation_kv_cache", 5, f"vLLM cannot fit its KV cache (line {cues.kv_cache.line}): max_model_len x "
+                                        "layers x KV heads needs more than gpu_memory_utilization leaves after the weights")
     if report.framework == "vllm" and report.phase == "model_loading":
         # vLLM places the weights before it profiles and sizes the KV cache: an OOM while loading is the weights.
         s.add("weights_exceed_gpu", 2, "vLLM ran out while loading the weights, before any KV cache exists: the weights "

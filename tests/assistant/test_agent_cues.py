@@ -20,3 +20,16 @@ def test_a_cue_far_before_the_error_is_not_the_phase():
     log = "    all_preds = nested_concat(all_preds, logits)\n" + "step log line\n" * 200 + OOM + "\n"
     d = diagnose(DiagnoseRequest(log_text=log), index=None, mode="fast")
     assert d.report.phase != "evaluation"
+
+
+def test_vllm_kv_cache_that_does_not_fit_is_a_memory_budget_failure():
+    log = ("ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when "
+           "initializing the engine.\n")
+    d = diagnose(DiagnoseRequest(log_text=log), index=None, mode="fast")
+    assert d.report.is_memory_error and d.root_causes[0].label == "generation_kv_cache"
+
+
+def test_growth_said_in_words_next_to_a_pasted_error():
+    log = "GPU memory keeps increasing every step until it dies:\n" + OOM + "\n"
+    d = diagnose(DiagnoseRequest(log_text=log), index=None, mode="fast")
+    assert d.root_causes[0].label == "memory_growth"
