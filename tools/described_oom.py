@@ -15,7 +15,7 @@ MAX_SCAN = 2 * 1024 * 1024  # a description is short; read at most its first 2 M
 
 # ASCII-only boundaries: in Unicode mode \b sees no boundary between a Chinese character and "OOM".
 # Apple Metal (MLX, PyTorch MPS) reports "Command buffer execution failed: Insufficient Memory (...ErrorOutOfMemory)".
-_GPU = re.compile(r"(?<![A-Za-z])OOM(?![A-Za-z])|out[ -]of[ -]memory|Insufficient Memory|ErrorOutOfMemory|显存(?:不足|溢出|不够|爆|占满|炸)|爆显存|VRAM", re.IGNORECASE)
+_GPU = re.compile(r"(?<![A-Za-z])OOM(?![A-Za-z])|out[ -]of[ -](?:GPU[ -]|CUDA[ -]|device[ -]|video[ -])?memory|Insufficient Memory|ErrorOutOfMemory|显存(?:不足|溢出|不够|爆|占满|炸)|爆显存|VRAM", re.IGNORECASE)
 _HOST = re.compile(r"(?<!显)内存.{0,20}(?:不足|占满|爆|溢出|不够|超过|满了)|\b(?:host|CPU|system)\s{0,2}(?:RAM|memory)\b|\bRAM\b.{0,40}\b(?:full|exhausted)\b"
                    r"|oom[- ]killer|Cannot allocate memory", re.IGNORECASE)
 _GROWTH = re.compile(r"\bkeeps?\s{0,2}(?:increasing|growing|rising)|\b(?:increas|grow)\w{0,4}\s{0,2}(?:from|over|steadily|gradually|until|each|every)"
@@ -36,6 +36,10 @@ _PHASES: list[tuple[str, re.Pattern]] = [
 
 # A Hugging Face model id as people paste it: a hub URL or "Org/Model-Name" with a size or version in it.
 _MODEL_ID = re.compile(r"huggingface\.co/([\w.-]{2,60}/[\w.-]{2,100})|\b([A-Za-z][\w.-]{1,40}/[\w.-]*\d[\w.-]{0,80})")
+# A loose model name with its size, as people write it in a sentence: Llama-2-70b, Qwen2-VL-7B, Mixtral-8x7B, gpt-oss-20b
+# (the calculator's registry resolves such names).
+_MODEL_NAME = re.compile(r"(?<![\w/.-])([A-Za-z][\w.]{1,30}(?:-[\w.]{1,20}){0,3}?-\d{1,3}(?:\.\d)?(?:x\d{1,3})?[bB]"
+                         r"(?:-[A-Za-z][\w.]{0,20}){0,3})(?![\w/])")
 
 
 class DescribedOOM(BaseModel):
@@ -68,6 +72,9 @@ def described_oom(text: str) -> DescribedOOM | None:
         if model is None:
             m = _MODEL_ID.search(line)
             model = (m.group(1) or m.group(2)).rstrip(".") if m else None
+            if model is None:
+                m = _MODEL_NAME.search(line)
+                model = m.group(1).rstrip(".") if m else None
     if gpu is None and host is None:
         return None
     gpu_words = re.search(r"GPU|CUDA|VRAM|显存|显卡", text[:MAX_SCAN], re.IGNORECASE)

@@ -58,7 +58,8 @@ _DTYPE = re.compile(r"Bfloat16 is only supported on GPUs with compute capability
 # HF (Qwen2-VL, LLaVA, mllama), vLLM (limit_mm_per_prompt) and llama.cpp (mmproj, clip) name them.
 _VISION = re.compile(r"pixel_values|image_grid_thw|video_grid_thw|\bvisual\.|vision_tower|vision_model|vision_encoder|"
                      r"image_features|mm_projector|multi_modal_projector|limit_mm_per_prompt|\b(?:image_|video_)?max_pixels\b|"
-                     r"\bmmproj\b|\bclip_image|\bencode_images?\b|get_image_features", re.IGNORECASE)
+                     r"\bmmproj\b|\bclip_image|\bencode_images?\b|get_image_features|"
+                     r"high[- ]res\w{0,8}|\bimages\b|\bvideos?\b|multi-?modal|图片|图像|视频|多模态", re.IGNORECASE)
 
 # vLLM refusing to start because the KV cache does not fit the memory left after weights and profiling.
 _KV_CACHE = re.compile(r"No available memory for the cache blocks|larger than the maximum number of tokens that can be "

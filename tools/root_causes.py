@@ -108,6 +108,7 @@ def rank_root_causes(
     _related_errors(report, s, memory_error=True)
     _dtype(report, setup, cues, s, memory_error=True)
     _quantization(report, cues, s)
+    _without_numbers(report, setup, cues, s)
     _similar_cases(hits or [], s)
     if not s.points:
         s.add("batch_too_large", 0.5, "no specific evidence: the per-step activations (micro-batch) are the usual suspect")
@@ -774,6 +775,21 @@ def _quantization(report: OOMReport, cues: LogCues | None, s: _Scores) -> None:
 
 
 _MECHANISM_FACETS = {"phase", "modality"}  # kb.facets facets that tell how memory was spent
+
+
+def _without_numbers(report: OOMReport, setup: TrainingSetup | None, cues: LogCues | None, s: _Scores) -> None:
+    """A report with no memory numbers: what kind of model it is says which tensors usually dominate."""
+    if report.requested_bytes is not None or report.gpu_total_bytes is not None or report.kind == "host_oom":
+        return
+    if report.phase not in ("unknown", "forward", "backward"):
+        return  # a named phase already says where the memory went
+    mm = _multimodal(report, setup, cues)
+    if mm:
+        # Images and video frames become thousands of tokens each (oom-signals.md, vision-tower attention).
+        s.add("vision_tokens", 2.0, f"{mm}: without numbers, the visual tokens per sample are the usual driver")
+    moe = _moe(report, setup)
+    if moe:
+        s.add("moe_memory", 1.5, f"{moe}: all experts' weights are resident on every GPU that holds a layer")
 
 
 def _similar_cases(hits: Iterable[Any], s: _Scores) -> None:

@@ -33,3 +33,9 @@ def test_growth_said_in_words_next_to_a_pasted_error():
     log = "GPU memory keeps increasing every step until it dies:\n" + OOM + "\n"
     d = diagnose(DiagnoseRequest(log_text=log), index=None, mode="fast")
     assert d.root_causes[0].label == "memory_growth"
+
+
+def test_prose_about_a_vision_language_model_points_at_visual_tokens():
+    d = diagnose(DiagnoseRequest(log_text="Qwen2-VL-7B LoRA with high-resolution images goes OOM\n"), index=None, mode="fast")
+    assert d.setup.model is not None and d.setup.model.vision is not None
+    assert d.root_causes[0].label == "vision_tokens"

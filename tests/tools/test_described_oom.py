@@ -48,3 +48,9 @@ def test_apple_metal_insufficient_memory_is_a_gpu_memory_error():
     d = described_oom("libc++abi: terminating due to uncaught exception of type std::runtime_error: [METAL] Command "
                       "buffer execution failed: Insufficient Memory (00000008:kIOGPUCommandBufferCallbackErrorOutOfMemory)")
     assert d is not None and d.kind == "cuda_oom"
+
+
+def test_loose_model_names_and_out_of_gpu_memory():
+    d = described_oom("fine-tuning Mixtral-8x7B with LoRA on A100-80GB runs out of GPU memory")
+    assert d is not None and d.kind == "cuda_oom" and d.model == "Mixtral-8x7B"
+    assert described_oom("OOM on an A100-80GB").model is None  # a GPU is not a model
