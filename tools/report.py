@@ -97,6 +97,15 @@ class OOMReport(BaseModel):
     training_args: dict[str, LoggedArg] = Field(default_factory=dict)
     ranks: list[int] = Field(default_factory=list, description="ranks that printed the same OOM (reported once): from "
                              "launcher prefixes ([rank3]:, [default0]:, 0: ), else the GPU indices that printed it")
+    attn_implementation: str | None = Field(
+        default=None, description="attention kernel the log shows: eager | sdpa | flash_attention_2 | flash_attention_3 "
+        "| flex_attention | xformers, or eager_or_sdpa when it only says FlashAttention was unavailable (the library "
+        "default then runs); evidence fact 'attn_implementation'")
+    host_ram_total_bytes: int | None = Field(
+        default=None, description="host RAM size as the log shows it (DeepSpeed's 'CPU Virtual Memory: used = U GB, "
+        "percent = P%' gives U / P; GB there is GiB)")
+    host_ram_used_bytes: int | None = Field(
+        default=None, description="host RAM in use (total - available) at the highest such print in the log")
     exit_signal: str | None = Field(default=None, description="SIGKILL / SIGBUS / SIGFPE / exit code from launcher summaries")
     evidence: list[Evidence] = Field(default_factory=list)
     related_errors: list[RelatedError] = Field(default_factory=list)

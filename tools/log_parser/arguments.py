@@ -47,7 +47,7 @@ _TRAINABLE = _BANNERS[5][1]
 _EVAL_BATCH = _BANNERS[6][1]
 
 
-_BANNER_WORDS = ("batch size", "accumulation steps", "num examples", "num epochs", "trainable param")
+BANNER_WORDS = ("batch size", "accumulation steps", "num examples", "num epochs", "trainable param")
 
 
 _KEY_TOKENS = frozenset(k.encode() for k in TRAINING_KEYS)
@@ -55,7 +55,7 @@ _KEY_TOKENS = frozenset(k.encode() for k in TRAINING_KEYS)
 
 def may_name_arguments(low: str, tokens: set[bytes]) -> bool:
     """Could this line print a training argument? (a known key as a word, or an HF Trainer banner phrase)"""
-    return not _KEY_TOKENS.isdisjoint(tokens) or any(w in low for w in _BANNER_WORDS)
+    return not _KEY_TOKENS.isdisjoint(tokens) or any(w in low for w in BANNER_WORDS)
 
 
 def clean_value(value: str | None) -> str:

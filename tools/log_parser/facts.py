@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from ..report import Evidence, GPUSeen, LoggedArg
+from .attention import find_attention
 from .arguments import clean_value, find_arguments, find_eval_batch_size, may_name_arguments
 from .versions import find_versions, may_name_versions
 
@@ -47,7 +48,7 @@ def tokens_of(encoded_low: bytes) -> set[bytes]:
     return set(encoded_low.translate(_TO_SPACES).split())
 
 
-_FRAMEWORK_TOKENS = frozenset(max(tokens_of(k.encode()), key=len) for _, keys in FRAMEWORKS + LAUNCHERS for k in keys) | {
+FRAMEWORK_TOKENS = frozenset(max(tokens_of(k.encode()), key=len) for _, keys in FRAMEWORKS + LAUNCHERS for k in keys) | {
     b"deepspeed", b"python", b"python3", b"trainer", b"llama", b"accelerate"}
 _DEEPSPEED_CMD = re.compile(r"(?:^|[\s;&|$])deepspeed\s{1,4}(?:--|[\w./-]{1,200}\.py)")
 _PYTHON_CMD = re.compile(r"(?:^|[\s;&|$/])python3?(?:\.\d{1,2})?\s{1,4}(?:-u\s{1,4}|-m\s{1,4}[\w.]{1,80}|[\w./-]{1,200}\.py)")
@@ -70,6 +71,15 @@ _MODEL_FLAG = re.compile(r"(?:^|\s)--(?:model|model_path|model_id|model_dir)[ =]
 # "loading weights file /m/X/model.safetensors" or "... file config.json from cache at /hub/models--org--X/..."
 _MODEL_FILE = re.compile(r"loading (?:weights|configuration) file ([^\s,]{2,400})(?: from cache at ([^\s,]{2,400}))?")
 _HF_CACHE = re.compile(r"models--([\w.-]{1,100})--([\w.-]{1,200})")
+# any file fetched from the hub cache: "loading file tokenizer.json from cache at /root/.cache/.../models--org--X/..."
+_FROM_CACHE = re.compile(r"from cache at ([^\s,]{0,400}models--[\w.-]{1,100}--[\w.-]{1,200})")
+# a config print naming the checkpoint: '"_name_or_path": "/root/.cache/huggingface/hub/models--org--X/snapshots/..."'
+_NAME_OR_PATH = re.compile(r"""["']_name_or_path["']\s{0,2}:\s{0,2}["']([^"'\s]{2,400})["']""")
+
+# DeepSpeed see_memory_usage: "CPU Virtual Memory:  used = 503.3 GB, percent = 97.9%" where used is
+# (total - available) / 2**30 and percent is psutil's (total - available) / total (deepspeed/runtime/utils.py)
+_CPU_VM = re.compile(r"CPU Virtual Memory:\s{0,4}used\s{0,3}=\s{0,3}(\d{1,7}(?:\.\d{1,6})?)\s{0,2}GB,"
+                     r"\s{0,3}percent\s{0,3}=\s{0,3}(\d{1,3}(?:\.\d{1,4})?)\s{0,2}%")
 
 # GPUs
 _SMI_NAME = re.compile(
@@ -102,10 +112,16 @@ def _model_from_path(path: str) -> str:
     return path
 
 
+def _hub_name(value: str) -> str:
+    """A hub-cache path given as a model argument names its repo: '.../models--org--X/snapshots/h' → 'org/X'."""
+    return _model_from_path(value) if "models--" in value else value
+
+
 _DIGITS = b"0123456789"
 # Lines whose facts depend on their digits (GPU rows by index, ZeRO stage JSON, nvidia-smi memory rows) are never
 # skipped as "seen before".
-_DIGIT_SENSITIVE = ("stage", "zero", "mib", "nvidia", "device:gpu", "tesla", "amd", "gpu type", "radeon", "instinct")
+_DIGIT_SENSITIVE = ("stage", "zero", "mib", "nvidia", "device:gpu", "tesla", "amd", "gpu type", "radeon", "instinct",
+                     "cpu virtual memory")
 _SEEN_CAP = 8192
 
 
@@ -127,6 +143,8 @@ class FactCollector:
         self.arg_texts: dict[str, str] = {}
         self._pending_smi: tuple[int, int] | None = None          # (gpu index, line) awaiting its memory row
         self._last_zero_json = -100
+        self.attention: tuple[int, str, int, str] | None = None   # (strength, implementation, line, text)
+        self.host_ram: tuple[float, int, int, int, str] | None = None  # (percent, used, total, line, text)
         # Long logs repeat the same line shapes (loss dicts, progress, step logs) millions of times: a shape (the
         # line without its digits) that once yielded no new fact cannot yield one later (first sighting wins).
         self._seen_shapes: set[bytes] = set()
@@ -134,7 +152,8 @@ class FactCollector:
     # -- dispatch ----------------------------------------------------------------------------------------
     def _state(self) -> tuple:
         return (len(self.frameworks), len(self.launchers), self.deepspeed_stage, self.model, len(self.gpus),
-                self.gpu_count, len(self.versions), len(self.training_args), self._pending_smi)
+                self.gpu_count, len(self.versions), len(self.training_args), self._pending_smi, self.attention,
+                self.host_ram)
 
     def feed(self, lineno: int, line: str, low: str) -> None:
         encoded = low.encode("utf-8", "replace")
@@ -149,11 +168,11 @@ class FactCollector:
             self._seen_shapes.add(shape)
 
     def _feed(self, lineno: int, line: str, low: str, tokens: set[bytes]) -> None:
-        if not tokens.isdisjoint(_FRAMEWORK_TOKENS):
+        if not tokens.isdisjoint(FRAMEWORK_TOKENS):
             self._frameworks(lineno, line, low)
         if "zero" in low or "stage" in low:
             self._zero_stage(lineno, line, low)
-        if "model" in low or "loading" in low:
+        if "model" in low or "loading" in low or "_name_or_path" in low:
             self._model(lineno, line, low)
         if "mib" in low or "nvidia" in low or "gpu" in low or "tesla" in low or "amd" in low:
             self._gpus(lineno, line, low)
@@ -164,6 +183,10 @@ class FactCollector:
             self._versions(lineno, line, low)
         if may_name_arguments(low, tokens):
             self._training_args(lineno, line, low)
+        if "attn" in low or "attention" in low or "sdpa" in low or "xformers" in low or "flash" in low:
+            self._attention(lineno, line, low)
+        if "cpu virtual memory" in low:
+            self._host_ram(lineno, line)
 
     # -- framework / launcher / ZeRO stage ---------------------------------------------------------------
     def _frameworks(self, lineno: int, line: str, low: str) -> None:
@@ -208,18 +231,44 @@ class FactCollector:
         if strength < 3 and ("model=" in low or "model_path=" in low or "model_id=" in low):
             m = _MODEL_KWARG.search(line)
             if m:
-                self.model = (3, m.group(1), lineno, line)
+                self.model = (3, _hub_name(m.group(1)), lineno, line)
                 return
         if strength < 3 and ("--model " in low or "--model=" in low or "--model_path" in low or "--model_dir" in low
                              or "--model_id " in low):
             m = _MODEL_FLAG.search(line)
             if m:
-                self.model = (3, m.group(1), lineno, line)
+                self.model = (3, _hub_name(m.group(1)), lineno, line)
                 return
         if strength < 2 and "loading" in low and "file" in low:
             m = _MODEL_FILE.search(line)
             if m and (m.group(2) or "/" in m.group(1)):
                 self.model = (2, _model_from_path(m.group(2) or m.group(1)), lineno, line)
+                return
+        if strength < 2 and "from cache at" in low and "models--" in low:
+            m = _FROM_CACHE.search(line)  # tokenizer/processor files name the same checkpoint
+            if m:
+                self.model = (2, _model_from_path(m.group(1)), lineno, line)
+                return
+        if strength < 2 and "_name_or_path" in low:
+            m = _NAME_OR_PATH.search(line)
+            if m:
+                self.model = (2, _model_from_path(m.group(1)) if "models--" in m.group(1) else m.group(1), lineno, line)
+
+    # -- attention kernel, host RAM ------------------------------------------------------------------------
+    def _attention(self, lineno: int, line: str, low: str) -> None:
+        found = find_attention(line, low)
+        if found and (self.attention is None or found[1] > self.attention[0]):
+            self.attention = (found[1], found[0], lineno, line)
+
+    def _host_ram(self, lineno: int, line: str) -> None:
+        m = _CPU_VM.search(line)
+        if not m:
+            return
+        used_gib, percent = float(m.group(1)), float(m.group(2))
+        if percent <= 0 or percent > 100 or (self.host_ram and percent <= self.host_ram[0]):
+            return  # the highest print wins: the peak, and the most precise total (percent has one decimal)
+        used = int(round(used_gib * (1 << 30)))
+        self.host_ram = (percent, used, int(round(used * 100 / percent)), lineno, line)
 
     # -- GPUs -----------------------------------------------------------------------------------------------
     def _gpus(self, lineno: int, line: str, low: str) -> None:
@@ -313,6 +362,9 @@ class FactCollector:
             if name in self.launchers:
                 return (name, *self.launchers[name])
         return None
+
+    def attn_implementation(self) -> tuple[str, int, str] | None:
+        return self.attention[1:] if self.attention else None
 
     def stage(self) -> tuple[int, int, str] | None:
         if self.deepspeed_stage is not None:

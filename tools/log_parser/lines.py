@@ -27,6 +27,9 @@ _HOST_PREFIX = re.compile(
 _COLLECTOR_TIME = re.compile(r"^(?:\d{4}-\d{2}-\d{2}T)?\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})? ")
 # Ray workers: "(RayWorkerWrapper pid=123, ip=10.0.0.1) "
 _RAY_PREFIX = re.compile(r"^\([\w.-]{1,60} pid=\d{1,10}(?:, ip=[\d.]{1,40})?\)\s?")
+# the end of a tqdm bar: "| 4/4 [00:10<00:00,  2.50s/it]" (what follows it was written by someone else)
+_BAR_END = re.compile(r"\|\s{0,3}[\d.]{1,12}[kMGT]?/[\d.?]{1,12}[kMGT]?\s{0,3}\[[^\]\n]{0,120}\]")
+_TRACEBACK_HEADER = "Traceback (most recent call last)"
 
 
 def iter_text_lines(text: str) -> Iterator[str]:
@@ -128,6 +131,8 @@ def clean_line(raw: str) -> tuple[str, int | None]:
             line = ""
     elif line.endswith("```"):
         line = line.rstrip("`")
+    if "%|" in line:
+        line = _after_progress_bar(line)
     rank = None
     if line[2:3] == ":" or line[4:5] == "-" and line[10:11] == "T":
         m = _COLLECTOR_TIME.match(line)
@@ -159,4 +164,23 @@ def clean_line(raw: str) -> tuple[str, int | None]:
                 if m:
                     rank = int(m.group(1))
                     line = line[m.end():]
+    if _TRACEBACK_HEADER in line and not line.startswith(_TRACEBACK_HEADER):
+        # a header glued to what came before it on the terminal (a progress bar, a partial write): the
+        # traceback starts here, and the text before it must not be read as one of its frames
+        line = line[line.index(_TRACEBACK_HEADER):]
     return line, rank
+
+
+def _after_progress_bar(line: str) -> str:
+    """'Loading checkpoint shards: 100%|###| 4/4 [00:10<00:00, 2.5s/it]Traceback ...' → 'Traceback ...':
+    text glued after a finished tqdm redraw is the next line the program printed."""
+    end = None
+    for m in _BAR_END.finditer(line, line.find("%|")):
+        end = m.end()
+    if end is None or not line[end:].strip():
+        return line
+    rest = line[end:].lstrip()
+    prefix = _RANK_BRACKET.match(line)  # keep the launcher's rank prefix of the line
+    if prefix and not _RANK_BRACKET.match(rest):
+        return prefix.group(0) + rest
+    return rest

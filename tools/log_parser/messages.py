@@ -99,6 +99,9 @@ _NCCL_BYTES = re.compile(r"Failed to CUDA (?:calloc|malloc|host alloc\w{0,4}) (\
 _EXIT_CODE = re.compile(r"(?:exitcode|exit code|return code|returncode|exit status)\s{0,4}[:=]?\s{0,4}(-?\d{1,3})\b",
                         re.IGNORECASE)
 _SIGNAL_NAME = re.compile(r"\b(SIG(?:KILL|BUS|FPE|SEGV|ABRT|TERM))\b")
+# torch DataLoader: "DataLoader worker (pid 123) is killed by signal: Bus error." (the signal's strsignal text)
+_KILLED_BY = {"bus error": "SIGBUS", "floating point exception": "SIGFPE", "segmentation fault": "SIGSEGV",
+              "aborted": "SIGABRT"}
 _KILLED_WORD = re.compile(r"(?:^|[\s:])Killed(?:\s|$)")
 _EXIT_SIGNALS = {"-9": "SIGKILL", "137": "SIGKILL", "-7": "SIGBUS", "135": "SIGBUS", "-8": "SIGFPE", "136": "SIGFPE",
                  "-11": "SIGSEGV", "139": "SIGSEGV", "-6": "SIGABRT", "134": "SIGABRT"}
@@ -122,6 +125,11 @@ def exit_signal(line: str) -> str | None:
     m = _SIGNAL_NAME.search(line)
     if m and m.group(1) != "SIGTERM":
         return m.group(1)
+    low = line.lower()
+    if "killed by signal" in low:
+        for text, name in _KILLED_BY.items():
+            if text in low:
+                return name
     m = _EXIT_CODE.search(line)
     if m:
         return _EXIT_SIGNALS.get(m.group(1))
@@ -270,6 +278,8 @@ def _detect_host(line: str, low: str) -> list[MemoryHit]:
     if "cannot allocate memory" in low or "can't allocate memory" in low or "bad_alloc" in low:
         return [_bytes_hit("host_oom", P_HOST, line, _CPU_BYTES)]
     if "killed" in low:
+        if "bus error" in low:  # "killed by signal: Bus error": SIGBUS (/dev/shm too small), not RAM exhaustion
+            return []
         if "dataloader worker" in low:
             return [MemoryHit(kind="host_oom", priority=P_HOST, text=line, exit_signal="SIGKILL",
                               phase_hint="data_loading")]

@@ -14,6 +14,7 @@ from .facts import FactCollector
 from .lines import clean_line, is_cr_separated, iter_byte_lines, iter_text_lines
 from .messages import MemoryHit, detect, exit_signal, is_open, parse_torch_message
 from .related import SETUP_ERROR_KINDS, detect_related
+from .triggers import has_trigger
 
 WINDOW = 80            # recent lines per rank kept for phase/operation (a deep traceback is ~60 frames)
 MAX_RANK_WINDOWS = 64  # ranks tracked separately; others share one window
@@ -73,7 +74,8 @@ class _Occurrence:
 class LogParser:
     """Feed physical lines with `feed_line`; `report()` gives the OOMReport. No exceptions escape."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, prefilter: bool = True) -> None:
+        self.prefilter = prefilter  # skip detectors on lines without a trigger word (off only to test it)
         self.lineno = 0
         self.facts = FactCollector()
         self.windows: dict[int | None, deque] = {None: deque(maxlen=WINDOW)}
@@ -121,8 +123,9 @@ class LogParser:
         if self.following:
             self._follow(lineno, line, rank)
         low = line.lower()
-        window = self._window(rank)
-        window.append((lineno, line))
+        self._window(rank).append((lineno, line))
+        if self.prefilter and not has_trigger(low):
+            return  # no detector or fact extractor can fire on this line: it only serves as context
 
         hits = detect(line, low) if self._may_report_memory(low) else []
         if hits:
@@ -302,13 +305,16 @@ class LogParser:
             sig = min(self.signals, key=lambda s: (order.get(s[0], 9), s[1]))
             r.exit_signal = sig[0]
             ev.append(Evidence(line=sig[1], text=sig[2], fact="exit_signal"))
-        self._facts_into(r, ev)
+        self._facts_into(r, ev, primary)
         r.evidence = ev[:300]
         return r
 
-    def _facts_into(self, r: OOMReport, ev: list[Evidence]) -> None:
+    def _facts_into(self, r: OOMReport, ev: list[Evidence], primary: _Occurrence | None = None) -> None:
         f = self.facts
         fw = f.framework()
+        engine = _inference_engine_frame(primary) if primary is not None else None
+        if engine and (fw is None or fw[0] in _TRAINING_FRAMEWORKS):
+            fw = engine  # vLLM inside a trainer (TRL GRPO/online DPO): the engine's memory ran out, not the trainer's
         if fw:
             r.framework = fw[0]
             ev.append(Evidence(line=fw[1], text=fw[2][:300], fact="framework"))
@@ -338,6 +344,14 @@ class LogParser:
             ev.append(Evidence(line=f.gpu_count[2], text=f.gpu_count[3][:300], fact="gpu_count"))
         elif len([g for g in gpus if g.name]) > 1:
             r.gpu_count = len([g for g in gpus if g.name])
+        att = f.attn_implementation()
+        if att:
+            r.attn_implementation = att[0]
+            ev.append(Evidence(line=att[1], text=att[2][:300], fact="attn_implementation"))
+        if f.host_ram:
+            _, r.host_ram_used_bytes, r.host_ram_total_bytes, line, text = f.host_ram
+            ev.append(Evidence(line=line, text=text[:300], fact="host_ram_used_bytes"))
+            ev.append(Evidence(line=line, text=text[:300], fact="host_ram_total_bytes"))
         r.versions = dict(f.versions)
         r.training_args = dict(f.training_args)
         ev.extend(f.evidence())
@@ -361,12 +375,25 @@ def _traceback_window(window: list[tuple[int, str]], lineno: int) -> list[tuple[
     return lines[start:]
 
 
+# frameworks that may drive an inference engine in-process; the engine's frames on the error's stack win over them
+_TRAINING_FRAMEWORKS = frozenset({"trl", "hf_trainer", "accelerate", "deepspeed", "llamafactory", "swift", "axolotl",
+                                  "unsloth", "torchtune"})
+
+
+def _inference_engine_frame(occ: _Occurrence) -> tuple[str, int, str] | None:
+    """('vllm', line, text) when the error's traceback runs through vLLM's own modules."""
+    for lineno, text in reversed(occ.window + occ.after):
+        if "vllm/" in text and ("File " in text or "site-packages" in text):
+            return "vllm", lineno, text
+    return None
+
+
 def _mentions_pinned(window: list[tuple[int, str]]) -> bool:
     return any("pin_memory" in t or "cudaHostAlloc" in t or "pinned" in t for _, t in window[-8:])
 
 
-def parse_lines(lines: Iterable[str]) -> OOMReport:
-    parser = LogParser()
+def parse_lines(lines: Iterable[str], *, prefilter: bool = True) -> OOMReport:
+    parser = LogParser(prefilter=prefilter)
     try:
         for raw in lines:
             parser.feed_line(raw)

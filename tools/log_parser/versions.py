@@ -26,7 +26,7 @@ _DS_INFO = re.compile(r"DeepSpeed info: version=([\w.+-]{1,40})")
 _PROSE_VERSION = re.compile(
     r"\b(torch|pytorch|transformers|deepspeed|accelerate|peft|trl|bitsandbytes|flash[-_]attn|vllm|cuda|python)"
     r"\s{0,2}(?:version\s{0,2})?[:=]?\s{0,2}v?(\d{1,3}\.\d{1,4}(?:\.\d{1,6})?(?:[\w.+-]{0,20}))", re.IGNORECASE)
-_VERSION_WORDS = frozenset(w.encode() for w in (
+VERSION_WORDS = frozenset(w.encode() for w in (
     "version", "torch", "pytorch", "transformers", "deepspeed", "accelerate", "peft", "trl", "bitsandbytes", "flash",
     "flash_attn", "vllm", "cuda", "python", "python3", "unsloth", "axolotl", "swift", "jax", "jaxlib", "tensorflow",
     "liger", "liger_kernel", "nccl", "datasets", "xformers", "llamafactory", "llmtuner", "torchtune"))
@@ -34,7 +34,7 @@ _VERSION_WORDS = frozenset(w.encode() for w in (
 
 def may_name_versions(low: str, tokens: set[bytes]) -> bool:
     """Could this line state a package version? (a dotted number beside a known package word, or a pin)"""
-    return "." in low and ("==" in low or not _VERSION_WORDS.isdisjoint(tokens))
+    return "." in low and ("==" in low or not VERSION_WORDS.isdisjoint(tokens))
 
 
 def find_versions(line: str, low: str) -> Iterator[tuple[str, str]]:
