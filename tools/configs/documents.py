@@ -12,6 +12,7 @@ from .json_doc import parse_json
 from .safe_yaml import check_size
 from .schema import ConfigDocument
 from .shell import (
+    ascii_digits,
     flag_settings,
     main_command,
     num_gpus_from_command,
@@ -188,7 +189,7 @@ def _load_shell(text: str, name: str) -> ConfigDocument:
         framework = "hf_trainer"
         if cmd.program == "accelerate":
             launcher["config_file"] = cmd.launcher_flags.get("--config_file")
-    if cmd.program == "accelerate" and cmd.launcher_flags.get("--zero_stage", "").isdigit():
+    if cmd.program == "accelerate" and ascii_digits(cmd.launcher_flags.get("--zero_stage", "")):
         launcher["zero_stage"] = int(cmd.launcher_flags["--zero_stage"])
     return ConfigDocument(name=name, format="shell", text=text, settings=settings, framework=framework, launcher=launcher)
 

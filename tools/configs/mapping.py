@@ -42,7 +42,7 @@ def _int_any(v: Any) -> int | None:
         return v
     if isinstance(v, float) and v.is_integer():
         return int(v)
-    if isinstance(v, str) and v.strip().isdigit():
+    if isinstance(v, str) and v.strip().isascii() and v.strip().isdigit():
         return int(v.strip())
     return None
 
@@ -262,7 +262,7 @@ def _apply_method(b: _Builder, s: dict[str, Any], is_lf: bool) -> None:
             b.default("lora_rank", 8, "LLaMA-Factory lora_rank default 8" if is_lf else "peft LoraConfig r default 8")
         target = s.get("lora_target", s.get("lora_target_modules", s.get("target_modules")))
         if target:
-            targets = [t.strip() for t in (target if isinstance(target, list) else str(target).split(",")) if str(t).strip()]
+            targets = [str(t).strip() for t in (target if isinstance(target, list) else str(target).split(",")) if str(t).strip()]
             b.config("lora_targets", targets, "lora_target")
         else:
             b.default("lora_targets", ["all"], "LLaMA-Factory lora_target default all" if is_lf else "all linear layers assumed")

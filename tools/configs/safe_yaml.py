@@ -149,8 +149,9 @@ def parse_plain_scalar(value: str) -> Any:
         return False
     if low in ("null", "~", ""):
         return None
+    digits = value.lstrip("+-").replace("_", "")
     try:
-        return int(value.replace("_", "")) if value.lstrip("+-").replace("_", "").isdigit() else float(value)
+        return int(value.replace("_", "")) if digits.isascii() and digits.isdigit() else float(value)
     except ValueError:
         return value
 

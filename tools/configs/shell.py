@@ -148,6 +148,11 @@ def script_variables(commands: list[list[Word]]) -> dict[str, str]:
     return out
 
 
+def ascii_digits(text: str) -> bool:
+    """'8' yes; '³' or '٣' no (str.isdigit accepts them, int() does not or should not)."""
+    return text.isascii() and text.isdigit()
+
+
 def substitute(value: str, variables: dict[str, str]) -> str:
     return _VAR.sub(lambda m: variables.get(m.group(1) or m.group(2), m.group(0)), value)
 
@@ -296,7 +301,7 @@ def num_gpus_from_command(cmd: Command, variables: dict[str, str]) -> tuple[int 
     """Data-parallel processes the launcher starts on one node, and the flag that said so."""
     lf = {k.lstrip("-").replace("-", "_"): substitute(v, variables) for k, v in cmd.launcher_flags.items()}
     for key in ("num_gpus", "nproc_per_node", "num_processes"):
-        if lf.get(key, "").isdigit():
+        if ascii_digits(lf.get(key, "")):
             return int(lf[key]), f"--{key}"
     if "include" in lf:
         hosts = lf["include"].split("@")
@@ -307,7 +312,7 @@ def num_gpus_from_command(cmd: Command, variables: dict[str, str]) -> tuple[int 
         if total:
             return total, "--include"
     env = {**variables, **cmd.env}
-    if cmd.program in ("llamafactory-cli", "swift") and str(env.get("NPROC_PER_NODE", "")).strip("'\"").isdigit():
+    if cmd.program in ("llamafactory-cli", "swift") and ascii_digits(str(env.get("NPROC_PER_NODE", "")).strip("'\"")):
         # LLaMA-Factory and ms-swift start torchrun themselves with NPROC_PER_NODE processes
         return int(str(env["NPROC_PER_NODE"]).strip("'\"")), "NPROC_PER_NODE"
     visible = cmd.env.get("CUDA_VISIBLE_DEVICES") or variables.get("CUDA_VISIBLE_DEVICES")
@@ -323,10 +328,10 @@ def num_gpus_from_command(cmd: Command, variables: dict[str, str]) -> tuple[int 
 def num_nodes_from_command(cmd: Command, variables: dict[str, str]) -> int | None:
     lf = {k.lstrip("-").replace("-", "_"): substitute(v, variables) for k, v in cmd.launcher_flags.items()}
     for key in ("num_nodes", "nnodes", "num_machines"):
-        if lf.get(key, "").isdigit():
+        if ascii_digits(lf.get(key, "")):
             return int(lf[key])
     nnodes = str({**variables, **cmd.env}.get("NNODES", "")).strip("'\"")
-    if cmd.program in ("llamafactory-cli", "swift") and nnodes.isdigit():
+    if cmd.program in ("llamafactory-cli", "swift") and ascii_digits(nnodes):
         return int(nnodes)
     return None
 
