@@ -54,6 +54,15 @@ class DescribedOOM(BaseModel):
     growth_text: str | None = None
 
 
+def _prose(line: str) -> bool:
+    """A sentence, not noise: few symbols among the characters (random or binary-ish text is a third symbols)."""
+    chars = [c for c in line if not c.isspace()]
+    if not chars:
+        return False
+    symbols = sum(1 for c in chars if not c.isalnum())
+    return symbols <= 0.2 * len(chars)
+
+
 def described_oom(text: str) -> DescribedOOM | None:
     """The memory failure a text describes in words, or None when it describes none."""
     gpu = host = growth = None
@@ -61,9 +70,9 @@ def described_oom(text: str) -> DescribedOOM | None:
     model: str | None = None
     for lineno, line in enumerate(text[:MAX_SCAN].splitlines(), start=1):
         line = line[:2000]
-        if gpu is None and _GPU.search(line):
+        if gpu is None and _GPU.search(line) and _prose(line):
             gpu = (lineno, line.strip())
-        if host is None and _HOST.search(line):
+        if host is None and _HOST.search(line) and _prose(line):
             host = (lineno, line.strip())
         if growth is None and (_GROWTH.search(line) or (_ACCUMULATES.search(line) and not _EVAL_WORDS.search(line))):
             growth = (lineno, line.strip())

@@ -54,3 +54,8 @@ def test_loose_model_names_and_out_of_gpu_memory():
     d = described_oom("fine-tuning Mixtral-8x7B with LoRA on A100-80GB runs out of GPU memory")
     assert d is not None and d.kind == "cuda_oom" and d.model == "Mixtral-8x7B"
     assert described_oom("OOM on an A100-80GB").model is None  # a GPU is not a model
+
+
+def test_noise_that_happens_to_spell_oom_is_not_a_description():
+    assert described_oom("K.V= Bl0Gx[6}z8U4sT]nx>X1ZGJ1OoM.QF.yYW'>0QUh{C+iVz!H=aq]g 'R9L::3F7dO1>A0x])\n") is None
+    assert described_oom("训练时显存不足（OOM），怎么办？\n") is not None
