@@ -59,7 +59,7 @@ def _prose(line: str) -> bool:
     chars = [c for c in line if not c.isspace()]
     if not chars:
         return False
-    symbols = sum(1 for c in chars if not c.isalnum())
+    symbols = sum(1 for c in chars if not c.isalnum() and ord(c) < 0x3000)  # CJK punctuation is prose punctuation
     return symbols <= 0.2 * len(chars)
 
 
