@@ -59,10 +59,13 @@ def render_report_markdown(report) -> str:
     facts.append(f"- phase: {report.phase}{at('phase')}")
     if report.operation:
         facts.append(f"- operation: {report.operation}{at('operation')}")
-    for name in ("framework", "launcher", "deepspeed_stage", "model", "gpu_count"):
+    for name in ("framework", "launcher", "deepspeed_stage", "model", "gpu_count", "attn_implementation"):
         value = getattr(report, name)
         if value is not None:
             facts.append(f"- {name.replace('_', ' ')}: {value}{at(name)}")
+    if report.host_ram_used_bytes is not None:
+        total = f" of {format_bytes(report.host_ram_total_bytes)}" if report.host_ram_total_bytes else ""
+        facts.append(f"- host RAM in use: {format_bytes(report.host_ram_used_bytes)}{total}{at('host_ram_used_bytes')}")
     for g in report.gpus:
         desc = " ".join(x for x in (f"GPU {g.index}" if g.index is not None else "GPU", g.name or "",
                                     format_bytes(g.memory_bytes) if g.memory_bytes else "") if x)

@@ -1,0 +1,171 @@
+"""Follow-ups to the parser: the trigger-word prefilter (same reports with and without it), tracebacks glued to
+progress bars, DataLoader bus errors, hub-cache model names, the attention kernel, vLLM under a trainer and host RAM
+from DeepSpeed's memory prints. The matching corpus logs live in tests/fixtures/logs/."""
+
+from __future__ import annotations
+
+import random
+import string
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ask_oom.tools.log_parser import parse_log
+from ask_oom.tools.log_parser.lines import clean_line, iter_text_lines
+from ask_oom.tools.log_parser.parser import parse_lines
+from ask_oom.tools.log_parser.triggers import TRIGGER_WORDS, has_trigger, regex_has_trigger
+
+GiB = 1 << 30
+CORPUS = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "logs"
+LOGS = sorted(CORPUS.glob("*.log"))
+OOM = ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.18 GiB "
+       "of which 1.61 GiB is free. Including non-PyTorch memory, this process has 77.56 GiB memory in use. Of the "
+       "allocated memory 70.86 GiB is allocated by PyTorch, and 5.04 GiB is reserved by PyTorch but unallocated. If "
+       "reserved but unallocated memory is large try setting PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True to avoid "
+       "fragmentation.")
+
+
+def _both(text: str):
+    lines = list(iter_text_lines(text))
+    return parse_lines(lines, prefilter=True), parse_lines(lines, prefilter=False)
+
+
+# -- prefilter ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("log", LOGS, ids=lambda p: p.stem)
+def test_prefilter_changes_no_report_on_the_corpus(log: Path):
+    fast, full = _both(log.read_bytes().decode("utf-8", "replace"))
+    assert fast.model_dump() == full.model_dump()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from([p.read_text(encoding="utf-8", errors="replace").splitlines() for p in LOGS[:30]]),
+                min_size=1, max_size=3), st.randoms(use_true_random=False))
+def test_prefilter_changes_no_report_on_shuffled_corpus_lines(logs, rnd):
+    lines = [line for log in logs for line in log]
+    rnd.shuffle(lines)
+    fast, full = _both("\n".join(lines[:400]))
+    assert fast.model_dump() == full.model_dump()
+
+
+def test_aho_corasick_and_regex_prefilters_agree():
+    rng = random.Random(7)
+    samples = [line.lower() for p in LOGS for line in p.read_text(encoding="utf-8", errors="replace").splitlines()]
+    samples += ["".join(rng.choices(string.printable, k=rng.randint(0, 200))).lower() for _ in range(3000)]
+    samples += [f"xx {w} yy" for w in TRIGGER_WORDS]
+    assert all(has_trigger(s) == regex_has_trigger(s) for s in samples)
+    assert not has_trigger("{'loss': 0.4123, 'grad_norm': 1.02, 'learning_rate': 1.2e-05, 'epoch': 0.5}")
+    assert has_trigger("torch.outofmemoryerror: cuda out of memory.")
+
+
+def test_lines_without_trigger_words_still_serve_as_traceback_context():
+    # frame lines carry no trigger word, yet they decide the phase and the operation
+    log = ("Traceback (most recent call last):\n  File \"/w/run.py\", line 9, in step\n"
+           "    loss = F.cross_entropy(logits, labels)\n" + OOM + "\n")
+    r = parse_log(log)
+    assert r.operation == "cross_entropy" and r.phase == "optimizer_step"
+
+
+# -- progress bars and traceback headers ----------------------------------------------------------------------
+def test_header_glued_after_a_bar_starts_the_traceback():
+    bar = "Loading checkpoint shards: 100%|##########| 4/4 [00:10<00:00,  2.50s/it]"
+    body = ("  File \"/venv/lib/python3.11/site-packages/torch/autograd/__init__.py\", line 266, in backward\n"
+            "    Variable._execution_engine.run_backward(\n" + OOM + "\n")
+    for sep in ("", "\r", "\n"):
+        r = parse_log(bar + sep + "Traceback (most recent call last):\n" + body)
+        assert r.phase == "backward", sep
+
+
+def test_clean_line_cuts_a_glued_bar_and_keeps_the_rank_prefix():
+    line, rank = clean_line("[rank2]: Map: 100%|####| 10/10 [00:01<00:00, 9.1 examples/s]"
+                            "torch.OutOfMemoryError: CUDA out of memory.")
+    assert (line, rank) == ("torch.OutOfMemoryError: CUDA out of memory.", 2)
+    assert clean_line("a 100%|####| 10/10 [00:01<00:00]")[0] == "a 100%|####| 10/10 [00:01<00:00]"
+    assert clean_line("xx Traceback (most recent call last):")[0] == "Traceback (most recent call last):"
+
+
+# -- signals -----------------------------------------------------------------------------------------------------
+def test_dataloader_bus_error_is_sigbus_not_host_oom():
+    r = parse_log("RuntimeError: DataLoader worker (pid 77) is killed by signal: Bus error. It is possible that "
+                  "dataloader's workers are out of shared memory. Please try to raise your shared memory limit.")
+    assert r.kind == "not_oom" and r.exit_signal == "SIGBUS"
+    assert [e.kind for e in r.related_errors] == ["sigbus"]
+    killed = parse_log("RuntimeError: DataLoader worker (pid 77) is killed by signal: Killed.")
+    assert killed.kind == "host_oom" and killed.exit_signal == "SIGKILL"
+
+
+# -- model --------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("line", [
+    "loading configuration file config.json from cache at /root/.cache/huggingface/hub/models--Qwen--Qwen2.5-7B/"
+    "snapshots/0123abcd/config.json",
+    "loading file tokenizer_config.json from cache at /root/.cache/huggingface/hub/models--Qwen--Qwen2.5-7B/"
+    "snapshots/…/tokenizer_config.json",
+    '  "_name_or_path": "/root/.cache/huggingface/hub/models--Qwen--Qwen2.5-7B/snapshots/0123abcd",',
+    "Initializing an LLM engine (v0.6.3) with config: model='/root/.cache/huggingface/hub/models--Qwen--Qwen2.5-7B/"
+    "snapshots/0123abcd', speculative_config=None",
+    "python train.py --model /root/.cache/huggingface/hub/models--Qwen--Qwen2.5-7B/snapshots/0123abcd --bf16",
+])
+def test_hub_cache_paths_name_the_repo(line):
+    assert parse_log(line).model == "Qwen/Qwen2.5-7B"
+
+
+def test_name_or_path_outside_the_cache_is_kept_as_written():
+    assert parse_log('  "_name_or_path": "/data/ckpt/Qwen2.5-7B-sft",').model == "/data/ckpt/Qwen2.5-7B-sft"
+
+
+# -- attention kernel ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("line, expected", [
+    ("[INFO|2024-09-02 10:00:03] llamafactory.model.model_utils.attention:157 >> Using vanilla attention "
+     "implementation.", "eager"),
+    ("[INFO|2024-09-02 10:00:03] llamafactory.model.model_utils.attention:154 >> Using torch SDPA for faster training "
+     "and inference.", "sdpa"),
+    ("Using FlashAttention-2 for faster training and inference.", "flash_attention_2"),
+    ("ModelArguments(attn_implementation='eager', torch_dtype='bfloat16')", "eager"),
+    ("flash_attn: fa2", "flash_attention_2"),
+    ("model = AutoModelForCausalLM.from_pretrained(path, use_flash_attention_2=True)", "flash_attention_2"),
+    ("[WARNING|attention:80] >> FlashAttention-2 is not installed.", "eager_or_sdpa"),
+])
+def test_attention_kernel_from_log_lines(line, expected):
+    r = parse_log(line)
+    assert r.attn_implementation == expected
+    assert any(e.fact == "attn_implementation" and e.line == 1 for e in r.evidence)
+
+
+def test_what_ran_beats_what_was_unavailable():
+    r = parse_log("FlashAttention-2 is not installed.\nUsing torch SDPA for faster training and inference.\n")
+    assert r.attn_implementation == "sdpa"
+    assert [e.line for e in r.evidence if e.fact == "attn_implementation"] == [2]
+    assert parse_log("flash_attn: auto\n").attn_implementation is None
+
+
+# -- vLLM under a trainer ---------------------------------------------------------------------------------------
+def test_vllm_frames_on_the_error_stack_win_over_trl():
+    frames = ("Traceback (most recent call last):\n"
+              "  File \"/v/lib/python3.11/site-packages/trl/trainer/grpo_trainer.py\", line 840, in _generate\n"
+              "    outs = self.llm.generate(prompts)\n"
+              "  File \"/v/lib/python3.11/site-packages/vllm/entrypoints/llm.py\", line 465, in generate\n"
+              "    outputs = self._run_engine(use_tqdm=use_tqdm)\n")
+    r = parse_log(frames + OOM)
+    assert r.framework == "vllm"
+    assert [e.line for e in r.evidence if e.fact == "framework"] == [4]
+    trl_only = frames.split("  File \"/v/lib/python3.11/site-packages/vllm")[0]
+    assert parse_log(trl_only + OOM).framework == "trl"
+
+
+# -- host RAM ----------------------------------------------------------------------------------------------------
+def test_deepspeed_cpu_virtual_memory_gives_host_ram_at_its_peak():
+    log = ("[INFO] [utils.py:787:see_memory_usage] CPU Virtual Memory:  used = 212.46 GB, percent = 41.3%\n"
+           "[INFO] [utils.py:787:see_memory_usage] CPU Virtual Memory:  used = 503.3 GB, percent = 97.9%\n"
+           "[INFO] [utils.py:787:see_memory_usage] CPU Virtual Memory:  used = 300.1 GB, percent = 58.4%\n")
+    r = parse_log(log)
+    assert r.host_ram_used_bytes == round(503.3 * GiB)
+    assert r.host_ram_total_bytes == round(round(503.3 * GiB) * 100 / 97.9)
+    assert 513 * GiB < r.host_ram_total_bytes < 515 * GiB
+    assert {e.fact: e.line for e in r.evidence if e.fact.startswith("host_ram")} == {
+        "host_ram_used_bytes": 2, "host_ram_total_bytes": 2}
+
+
+def test_no_memory_print_leaves_host_ram_unknown():
+    r = parse_log("CPU Virtual Memory:  used = 5 GB, percent = 0%\n" + OOM)
+    assert r.host_ram_total_bytes is None and r.host_ram_used_bytes is None
