@@ -99,6 +99,7 @@ def rank_root_causes(
         _numbers_after_request(report, s)
         _gpu_already_full(report, setup, estimate, s)
         _multi_gpu(report, setup, s)
+        _single_process_many_gpus(report, setup, s)
         _device_map(report, setup, cues, s)
         _moe_by_name(report, setup, s)
         _estimate_breakdown(report, setup, estimate, s)
@@ -234,6 +235,10 @@ def tensor_candidates(setup: TrainingSetup, estimate: MemoryEstimate | None = No
                 if full and _observed(setup, "method"):
                     # Full fine-tuning keeps a bf16 gradient of every weight: same shape and dtype as the weight.
                     labels["full_ft_model_states"] = 2.0
+                if setup.quantization_bit in (4, 8) and _observed(setup, "quantization_bit"):
+                    # bitsandbytes stores 4/8-bit weights packed (1/4 or 1/2 of this size): a 16-bit copy of one means
+                    # the quantization was not applied there, or the weight is being de-quantized.
+                    labels["quantization_setup"] = 3.0
             elif full:
                 labels = {"full_ft_model_states": 3.0}
             else:
@@ -486,6 +491,17 @@ def _multi_gpu(report: OOMReport, setup: TrainingSetup | None, s: _Scores) -> No
     elif not distributed:
         s.add("multi_gpu_imbalance", 2, f"{len(gpus)} GPUs are visible but the run is a single process: "
                                         f"everything lands on GPU {idx} unless device_map splits the model")
+
+
+def _single_process_many_gpus(report: OOMReport, setup: TrainingSetup | None, s: _Scores) -> None:
+    """Several GPUs, started with plain `python`: HF Trainer then wraps the model in nn.DataParallel, which
+    gathers every replica's outputs (and the loss) on GPU 0."""
+    if len(report.gpus) >= 2 or setup is None or setup.num_gpus < 2 or not _observed(setup, "num_gpus"):
+        return  # with an nvidia-smi table, _multi_gpu reads the real spread
+    if report.launcher != "python" or report.ranks or setup.zero_stage > 0 or setup.fsdp:
+        return
+    s.add("multi_gpu_imbalance", 3.0, f"{setup.num_gpus} GPUs but a plain `python` launch: DataParallel keeps the "
+                                      "master copy and gathers outputs on GPU 0 (use torchrun for DDP)")
 
 
 def _moe_by_name(report: OOMReport, setup: TrainingSetup | None, s: _Scores) -> None:

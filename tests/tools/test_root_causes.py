@@ -318,3 +318,21 @@ def test_qwen2_vl_without_max_pixels_is_sized_at_the_processors_default():
     assert vision and vision[0].bytes == 65536 * 65536 * 16 * 2 and "default max_pixels" in vision[0].formula
     text = oom("128.00 GiB", "79.19 GiB", "60.00 GiB", "18.00 GiB", "17.50 GiB", "100.00 MiB")
     assert labels(rank_root_causes(parse_log(text), TrainingSetup(model=qwen2vl)))[0] == "vision_tokens"
+
+
+def test_plain_python_launch_on_several_gpus_is_data_parallel_imbalance():
+    text = "$ python train.py --model_name_or_path m\n" + oom("1.00 GiB", "23.65 GiB", "500.00 MiB", "23.00 GiB", "22.60 GiB", "100.00 MiB")
+    report = parse_log(text)
+    assert report.launcher == "python"
+    setup = TrainingSetup(num_gpus=4).with_fact("num_gpus", 4, "user", "4 GPUs")
+    assert "multi_gpu_imbalance" in labels(rank_root_causes(report, setup))[:2]
+    assert "multi_gpu_imbalance" not in labels(rank_root_causes(report, TrainingSetup()))
+
+
+def test_a_16_bit_weight_sized_request_under_4bit_quantization_is_a_quantization_problem():
+    llama = resolve_model("meta-llama/Llama-2-7b-hf")
+    from ask_oom.tools.memory import estimate_memory
+
+    setup = observed(TrainingSetup(model=llama, gpu=lookup_gpu("T4")), method="lora", quantization_bit=4, gpu=lookup_gpu("T4"))
+    text = oom("86.00 MiB", "14.75 GiB", "40.00 MiB", "14.60 GiB", "14.30 GiB", "100.00 MiB")  # 4096 x 11008 x 2 B
+    assert "quantization_setup" in labels(rank_root_causes(parse_log(text), setup, estimate_memory(setup)))[:2]
