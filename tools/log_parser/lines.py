@@ -108,11 +108,11 @@ def is_cr_separated(raw: str) -> bool:
 def clean_line(raw: str) -> tuple[str, int | None]:
     """(text as the program printed it, rank from a launcher prefix or None)."""
     line = raw
-    if line.endswith("\r"):
+    if "\r" in line:
         line = line.rstrip("\r")
-    if "\r" in line:  # tqdm redraws: the terminal shows the last non-empty segment
-        segments = [s for s in line.split("\r") if s.strip()]
-        line = segments[-1] if segments else ""
+        if "\r" in line:  # tqdm redraws: the terminal shows the last non-empty segment
+            segments = [s for s in line.split("\r") if s.strip()]
+            line = segments[-1] if segments else ""
     if len(line) > MAX_LINE:
         line = line[:MAX_LINE]
     if "\x1b" in line:
@@ -120,12 +120,14 @@ def clean_line(raw: str) -> tuple[str, int | None]:
     if "&" in line and ("&gt;" in line or "&lt;" in line or "&amp;" in line):
         line = html.unescape(line)  # Slack's API escapes <, >, &
     stripped = line.lstrip()
-    if stripped.startswith(">"):  # Slack / e-mail quoting, possibly nested
+    first = stripped[:1]
+    if first == ">":  # Slack / e-mail quoting, possibly nested
         while stripped.startswith(">"):
             stripped = stripped[1:].lstrip(" ")
         line = stripped
         stripped = line.lstrip()
-    if stripped.startswith("```") or stripped.startswith("~~~"):
+        first = stripped[:1]
+    if (first == "`" or first == "~") and stripped.startswith(("```", "~~~")):
         line = stripped.strip("`~ ")
         if line and " " not in line and len(line) < 20:  # "```python", "```text": the fence's language tag
             line = ""
