@@ -147,6 +147,10 @@ def _host_memory(report: OOMReport, setup: TrainingSetup | None, estimate: Memor
         return
     what = report.exit_signal or (report.message or "host allocation failure")
     s.add("offload_host_ram", 6, f"host (CPU) memory ran out: {what}")
+    used, have = report.host_ram_used_bytes, report.host_ram_total_bytes
+    if used and have and used >= 0.9 * have:
+        # The log's own RAM readings (DeepSpeed's "CPU Virtual Memory") show the host at its limit before the kill.
+        s.add("offload_host_ram", 1.5, f"the log shows host RAM at {format_bytes(used)} of {format_bytes(have)} ({used / have:.0%})")
     if report.phase in ("model_loading", "lora_merge", "checkpoint_save"):
         ranks = setup.num_gpus if setup else 1
         extra = f"; {ranks} ranks each load a copy" if ranks > 1 else ""

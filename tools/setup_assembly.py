@@ -109,6 +109,13 @@ def _from_log(report: OOMReport) -> TrainingSetup:
         method = "lora" if share < 0.10 else "full"
         setup = setup.with_fact("method", method, "log", f"{share:.2%} of the parameters are trainable "
                                                          f"({_evidence_line(report, 'training_args.trainable_params') or 'log'})")
+    attn = report.attn_implementation
+    if attn in ("eager", "sdpa", "flash_attention_2"):
+        # The kernel the run really used (a printed argument or a fallback warning) decides the score-matrix memory.
+        setup = setup.with_fact("attn_implementation", attn, "log", _evidence_line(report, "attn_implementation") or "log")
+    if report.host_ram_total_bytes:
+        setup = setup.with_fact("host_ram_bytes", report.host_ram_total_bytes, "log",
+                                _evidence_line(report, "host_ram_total_bytes") or "host RAM printed in the log")
     world = _world_size(report)
     stated = setup.provenance.get("num_gpus")
     if world and (stated is None or stated.origin == "default"):

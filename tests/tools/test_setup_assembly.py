@@ -102,3 +102,14 @@ def test_peft_trainable_share_gives_the_method():
     assert setup.method == "lora" and setup.provenance["method"].origin == "log"
     yaml_doc = load_config("finetuning_type: full\nper_device_train_batch_size: 1\n", "train.yaml")
     assert assemble_setup(parse_log(log), yaml_doc).method == "full"  # the config wins over the log
+
+
+def test_attention_kernel_and_host_ram_the_log_shows_are_log_facts():
+    from ask_oom.tools.report import OOMReport
+
+    report = OOMReport(kind="cuda_oom", attn_implementation="eager", host_ram_total_bytes=64 * GiB)
+    setup = assemble_setup(report)
+    assert setup.attn_implementation == "eager" and setup.provenance["attn_implementation"].origin == "log"
+    assert setup.host_ram_bytes == 64 * GiB and setup.provenance["host_ram_bytes"].origin == "log"
+    assert assemble_setup(OOMReport(kind="cuda_oom", attn_implementation="eager_or_sdpa")).provenance[
+        "attn_implementation"].origin == "default"
