@@ -57,7 +57,8 @@ def test_similar_cases_cite_sources_that_exist(index):
 def test_eager_attention_found_in_the_log_is_sized_by_the_calculator(index):
     d = diagnose(seed_request("kimi-vl-a3b"), index=index)
     assert d.setup.attn_implementation == "eager"
-    assert d.setup.provenance["attn_implementation"].origin == "derived"
+    # the parser names the kernel (log), or the ranking derives it from the request size (derived)
+    assert d.setup.provenance["attn_implementation"].origin in ("log", "derived")
     assert d.fits_after is True
     assert ("flash_attn", "fa2") in [(c.key, c.to_value) for c in d.fixes]
     assert d.primary_cause == "eager_attention" and "memory_growth" not in [c.label for c in d.root_causes[:3]]
