@@ -169,3 +169,10 @@ def test_deepspeed_cpu_virtual_memory_gives_host_ram_at_its_peak():
 def test_no_memory_print_leaves_host_ram_unknown():
     r = parse_log("CPU Virtual Memory:  used = 5 GB, percent = 0%\n" + OOM)
     assert r.host_ram_total_bytes is None and r.host_ram_used_bytes is None
+
+
+def test_adversarial_progress_bar_lines_are_read_in_bounded_time():
+    # lines full of bar-like fragments: the glued-bar cut scans a bounded span after the last "%|"
+    lines = ["%|" + "|1/1 [" * 700, "%|" + "|1" * 3000, "50%|" * 2000, "%|| 1/2 [" + "x" * 5000 + "]Traceback"]
+    r = parse_log("\n".join(lines * 200) + "\n" + OOM)
+    assert r.kind == "cuda_oom" and r.lines == 801

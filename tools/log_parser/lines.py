@@ -28,7 +28,9 @@ _COLLECTOR_TIME = re.compile(r"^(?:\d{4}-\d{2}-\d{2}T)?\d{2}:\d{2}:\d{2}(?:[.,]\
 # Ray workers: "(RayWorkerWrapper pid=123, ip=10.0.0.1) "
 _RAY_PREFIX = re.compile(r"^\([\w.-]{1,60} pid=\d{1,10}(?:, ip=[\d.]{1,40})?\)\s?")
 # the end of a tqdm bar: "| 4/4 [00:10<00:00,  2.50s/it]" (what follows it was written by someone else)
-_BAR_END = re.compile(r"\|\s{0,3}[\d.]{1,12}[kMGT]?/[\d.?]{1,12}[kMGT]?\s{0,3}\[[^\]\n]{0,120}\]")
+# (no "[" inside the brackets, so every "[" is scanned at most once: linear on adversarial lines)
+_BAR_END = re.compile(r"\|\s{0,3}[\d.]{1,12}[kMGT]?/[\d.?]{1,12}[kMGT]?\s{0,3}\[[^\][\n]{0,120}\]")
+_BAR_SCAN = 400  # characters after "%|" where a tqdm bar's "| n/total [elapsed<left, rate]" ends
 _TRACEBACK_HEADER = "Traceback (most recent call last)"
 
 
@@ -176,9 +178,9 @@ def clean_line(raw: str) -> tuple[str, int | None]:
 def _after_progress_bar(line: str) -> str:
     """'Loading checkpoint shards: 100%|###| 4/4 [00:10<00:00, 2.5s/it]Traceback ...' → 'Traceback ...':
     text glued after a finished tqdm redraw is the next line the program printed."""
-    end = None
-    for m in _BAR_END.finditer(line, line.find("%|")):
-        end = m.end()
+    start = line.rfind("%|")  # the last redraw; its end is within a bar's width (bounded scan)
+    m = _BAR_END.search(line, start, start + _BAR_SCAN)
+    end = m.end() if m else None
     if end is None or not line[end:].strip():
         return line
     rest = line[end:].lstrip()
