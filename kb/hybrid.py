@@ -103,7 +103,10 @@ class HybridRetrievers:
             storage = StorageContext.from_defaults(vector_store=store)
             vector_index = VectorStoreIndex(nodes, storage_context=storage, embed_model=embed)
         else:
-            vector_index = VectorStoreIndex(nodes, embed_model=embed)
+            from .vector_store import MatrixVectorStore
+
+            storage = StorageContext.from_defaults(vector_store=MatrixVectorStore())
+            vector_index = VectorStoreIndex(nodes, storage_context=storage, embed_model=embed)
             vector_index.storage_context.persist(persist_dir=str(root / "vector"))
         bm25 = _build_bm25([lexical_node(c) for c in cases])
         bm25.persist(str(root / "bm25"), show_progress=False)
@@ -120,7 +123,11 @@ class HybridRetrievers:
         if qdrant_url:
             vector_index = VectorStoreIndex.from_vector_store(_qdrant_store(qdrant_url, collection), embed_model=embed)
         else:
-            storage = StorageContext.from_defaults(persist_dir=str(root / "vector"))
+            from .vector_store import MatrixVectorStore
+
+            folder = str(root / "vector")
+            storage = StorageContext.from_defaults(persist_dir=folder,
+                                                   vector_store=MatrixVectorStore.from_persist_dir(folder))
             vector_index = load_index_from_storage(storage, embed_model=embed)
         bm25 = BM25Retriever.from_persist_dir(str(root / "bm25"), show_progress=False)
         return cls(vector_index, bm25, n_cases, qdrant=bool(qdrant_url))

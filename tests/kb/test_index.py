@@ -160,3 +160,26 @@ def test_qdrant_vector_store_path(kb_copy, tmp_path):
     assert "eval_accumulation" in hits[0].case.root_causes
     hits = again.search("out of memory", k=5, filters={"framework": "llamafactory"}, mode="hybrid")
     assert hits and all(h.case.framework == "llamafactory" for h in hits)
+
+
+def test_matrix_vector_store_ranks_like_simple_vector_store(index):
+    """The vectorised query returns what llama-index's own SimpleVectorStore returns, filters included."""
+    from llama_index.core.vector_stores.simple import SimpleVectorStore
+    from llama_index.core.vector_stores.types import VectorStoreQuery
+
+    from ask_oom.kb.embedding import embed_query
+    from ask_oom.kb.hybrid import metadata_filters
+    from ask_oom.kb.vector_store import MatrixVectorStore
+
+    store = index.ensure_dense().vector_index.vector_store
+    assert isinstance(store, MatrixVectorStore)
+    plain = SimpleVectorStore(data=store.data)
+    for text, filters in (("QLoRA 4-bit OOM while loading", None), ("evaluation OOM", {"framework": "hf_trainer"}),
+                          ("vision tower OOM", {"modality": ["vision-language", "moe"], "method": "lora"})):
+        some = list(store.data.embedding_dict)[::2]
+        for node_ids in (None, some):
+            q = VectorStoreQuery(query_embedding=embed_query(text), similarity_top_k=7,
+                                 filters=metadata_filters(filters), node_ids=node_ids)
+            ours, theirs = store.query(q), plain.query(q)
+            assert ours.ids == theirs.ids
+            assert ours.similarities == pytest.approx(theirs.similarities, abs=1e-5)
