@@ -233,8 +233,30 @@ def extract_hardware(text: str) -> tuple[str | None, int | None, float | None, f
     return gpu, count, mem, host
 
 
-def extract_changes(text: str) -> tuple[list[KeyChange], dict[str, Any]]:
+# Settings named in words ("batch size从8改成4", "reduced the max sequence length to 2048") → the framework's key.
+# Only where a number follows soon, so prose about batch sizes in general is left alone.
+_NUM_SOON = r"(?=[^。.\n;；]{0,12}?(?:从|from|to|为|设|改|降|=|:|：|\d))"
+KEY_ALIASES: list[tuple[re.Pattern, str | None]] = [
+    (re.compile(r"(?<![A-Za-z_])(?:per[- ]device[- ])?(?:train(?:ing)?[- ])?(?:micro[- ])?batch[ -]?size(?![A-Za-z_])|"
+                r"(?:每卡|单卡)?(?:训练)?批次大小|批大小|批处理大小" + _NUM_SOON, re.IGNORECASE), "per_device_train_batch_size"),
+    (re.compile(r"(?<![A-Za-z_])gradient[ -]accumulation(?:[ -]steps)?(?![A-Za-z_])|梯度累积步数|梯度累加步数" + _NUM_SOON,
+                re.IGNORECASE), "gradient_accumulation_steps"),
+    (re.compile(r"(?<![A-Za-z_])max(?:imum)?[ -](?:sequence|seq)[ -]length(?![A-Za-z_])|序列长度|截断长度|上下文长度" + _NUM_SOON,
+                re.IGNORECASE), None),  # the framework's own key: cutoff_len (LLaMA-Factory) or max_seq_length
+]
+
+
+def normalise_key_names(text: str, framework: str = "other") -> str:
+    """Replace settings written in words by the config key the framework uses (see KEY_ALIASES)."""
+    seq_key = "cutoff_len" if framework == "llamafactory" else "max_seq_length"
+    for rx, key in KEY_ALIASES:
+        text = rx.sub(f" {key or seq_key} ", text)
+    return text
+
+
+def extract_changes(text: str, framework: str = "other") -> tuple[list[KeyChange], dict[str, Any]]:
     """Typed fixes (key from → to, or an action) and the settings before the fix."""
+    text = normalise_key_names(text, framework)
     changes: dict[tuple[str, str], KeyChange] = {}
     settings: dict[str, Any] = {}
 
@@ -385,10 +407,10 @@ def extract(title: str, text: str) -> Extraction:
     """All deterministic facts of one cleaned document."""
     name, size, modality = extract_model(title, text)
     gpu, count, mem, host = extract_hardware(text)
-    changes, settings = extract_changes(text)
+    framework, launcher = detect_framework(title + "\n" + text)
+    changes, settings = extract_changes(text, framework)
     errors, numbers = extract_errors(text)
     scores = score_labels(title + "\n" + text, changes)
-    framework, launcher = detect_framework(title + "\n" + text)
     top = max(scores.items(), key=lambda kv: kv[1])[0] if scores else None
     error_kind = "host_oom" if top == "offload_host_ram" else "cuda_oom"
     if not re.search(r"OOM|out of memory|内存不足|显存不足|显存溢出|OutOfMemory|Killed", text, re.I):

@@ -107,11 +107,22 @@ def test_seed_debris_is_stripped(shared_dir):
     ("gradient_accumulation_steps: 2 → 4 keeps the effective batch.", "gradient_accumulation_steps", 2, 4),
     ("Changed max_seq_length 8192->2048 and it trains.", "max_seq_length", 8192, 2048),
     ("We lowered image_max_pixels from 1048576 to 262144.", "image_max_pixels", 1048576, 262144),
+    # settings named in words map to the framework's key
+    ("我把batch size从8改成4就好了。", "per_device_train_batch_size", 8, 4),
+    ("Reducing the batch size from 16 to 4 fixed it.", "per_device_train_batch_size", 16, 4),
+    ("gradient accumulation steps from 1 to 4", "gradient_accumulation_steps", 1, 4),
+    ("最后把序列长度从8192降到2048。", "max_seq_length", 8192, 2048),
 ])
 def test_before_after_values(sentence, key, before, after):
     changes, _ = extract_changes(sentence)
     got = {c.key: c for c in changes}
     assert got[key].from_value == before and got[key].to_value == after
+
+
+def test_words_map_to_the_frameworks_key_only_with_numbers():
+    changes, _ = extract_changes("最后把序列长度从8192降到2048。", framework="llamafactory")
+    assert [(c.key, c.from_value, c.to_value) for c in changes] == [("cutoff_len", 8192, 2048)]
+    assert extract_changes("Batch size matters a lot for throughput in general.")[0] == []
 
 
 def test_set_value_and_stated_setting_make_a_change():
