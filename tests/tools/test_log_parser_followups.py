@@ -125,6 +125,13 @@ def test_name_or_path_outside_the_cache_is_kept_as_written():
     ("flash_attn: fa2", "flash_attention_2"),
     ("model = AutoModelForCausalLM.from_pretrained(path, use_flash_attention_2=True)", "flash_attention_2"),
     ("[WARNING|attention:80] >> FlashAttention-2 is not installed.", "eager_or_sdpa"),
+    ("INFO 03-11 09:30:33 selector.py:115] Using XFormers backend.", "xformers"),
+    ("INFO 03-11 09:30:33 cuda.py:230] Using Flash Attention backend.", "flash_attention_2"),
+    ("flash_attention: true", "flash_attention_2"),
+    ("sdp_attention: true", "sdpa"),
+    ("O^O/ \\_/ \\    Torch: 2.4.0+cu121. CUDA: 8.9. Bfloat16 = TRUE. FA [Xformers = 0.0.27.post2. FA2 = False]",
+     "xformers"),
+    ("\\        /    Bfloat16 = TRUE. FA [Xformers = 0.0.28. FA2 = True]", "flash_attention_2"),
 ])
 def test_attention_kernel_from_log_lines(line, expected):
     r = parse_log(line)
@@ -137,6 +144,9 @@ def test_what_ran_beats_what_was_unavailable():
     assert r.attn_implementation == "sdpa"
     assert [e.line for e in r.evidence if e.fact == "attn_implementation"] == [2]
     assert parse_log("flash_attn: auto\n").attn_implementation is None
+    assert parse_log("flash_attention: false\n").attn_implementation is None
+    assert parse_log("Using the `SDPA` attention implementation on multi-gpu setup with ROCM").attn_implementation \
+        is None
 
 
 # -- vLLM under a trainer ---------------------------------------------------------------------------------------
