@@ -87,7 +87,7 @@ def test_fast_path_imports_no_torch_or_llama_index(index, kb_copy):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     result = json.loads(out.stdout)
     assert result["heavy"] == []
-    assert result["ids"][0] == "seed-qwen2.5-vl-7b-full-memory-growth"
+    assert "seed-qwen2.5-vl-7b-full-memory-growth" in result["ids"][:3]
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "dense", "bm25", "fast"])
