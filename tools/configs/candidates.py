@@ -28,6 +28,9 @@ LIGER_FAMILIES = {"llama", "mistral", "mixtral", "qwen2", "qwen2_vl", "qwen2_5_v
 NEW_DEPENDENCY_COST = 1.75
 
 
+_MAX_MICRO_BATCH = 4096   # no real micro-batch is larger; bounds the option search
+
+
 @dataclass
 class Option:
     """One strength of a candidate: the setup after it and the edits that express it."""
@@ -58,7 +61,11 @@ def _action(text: str, why: str, tier: int, target: str = "install") -> ConfigCh
 
 
 class Catalogue:
-    """Candidates for one setup and config; `all()` lists those that apply."""
+    """Candidates for one setup and config; `all()` lists those that apply.
+
+    Every option's edits are stated against the *original* config (self.base), whatever was applied
+    before it: the planner may later drop or relax other changes, and each kept option must still
+    describe a complete edit on its own."""
 
     def __init__(self, setup: TrainingSetup, doc: ConfigDocument | None, constraints: Constraints):
         self.base = setup
@@ -153,7 +160,7 @@ class Catalogue:
                 return []
             per_gpu = s.micro_batch * s.grad_accum   # samples per GPU per optimizer step: must stay the same
             out = []
-            for m in range(s.micro_batch - 1, 0, -1):
+            for m in range(min(s.micro_batch - 1, _MAX_MICRO_BATCH), 0, -1):   # bounded: a nonsense batch must not hang us
                 if per_gpu % m:
                     continue
                 a = per_gpu // m
@@ -248,7 +255,9 @@ class Catalogue:
             changes.append(_ch(ds_key or "deepspeed", ref, new_ref, why, 4))
             return changes
         # no DeepSpeed at all: a new file plus the flag that names it (a new dependency: costs more)
-        name = f"ds_z{stage}{'_offload' if (off_opt or off_param) else ''}_config.json"
+        # LLaMA-Factory's names: ds_z3_offload_config.json offloads both; optimizer-only gets its own name
+        suffix = "_offload" if off_param or (off_opt and stage == 2) else "_offload_optimizer" if off_opt else ""
+        name = f"ds_z{stage}{suffix}_config.json"
         if ds_key is None:
             return []
         changes.append(_ch(ds_key, None, name, why + " (new DeepSpeed file; run with the deepspeed launcher or torchrun)", 4))
@@ -270,7 +279,7 @@ class Catalogue:
                 n = s.num_gpus
                 why = (f"ZeRO-{stage} shards {'gradients and optimizer states' if stage == 2 else 'weights, gradients and optimizer states'} "
                        f"across the {n} GPUs instead of replicating them")
-                changes = self._ds_changes(s, stage, s.offload_optimizer, s.offload_param, why)
+                changes = self._ds_changes(self.base, stage, s.offload_optimizer, s.offload_param, why)
                 if changes:
                     out.append(Option({"zero_stage": stage}, changes, f"ZeRO-{stage}"))
             return out
@@ -285,12 +294,12 @@ class Catalogue:
             opt_why = "ZeRO-Offload keeps the fp32 optimizer states (12 bytes/param) in host RAM; the step runs on the CPU (slower)"
             if not s.offload_optimizer:
                 stage = max(s.zero_stage, 2)   # optimizer offload needs ZeRO-2 or 3 (it works on a single GPU too)
-                changes = self._ds_changes(s, stage, True, s.offload_param, opt_why)
+                changes = self._ds_changes(self.base, stage, True, s.offload_param, opt_why)
                 out.append(Option({"offload_optimizer": True, "zero_stage": stage}, changes, f"ZeRO-{stage} + optimizer offload"))
             if not s.offload_param:
                 why = ("ZeRO-3 parameter offload keeps the weights in host RAM too and streams each layer in "
                        "(much slower; works on a single GPU)")
-                changes = self._ds_changes(s, 3, True, True, why)
+                changes = self._ds_changes(self.base, 3, True, True, why)
                 out.append(Option({"offload_optimizer": True, "offload_param": True, "zero_stage": 3}, changes,
                                   "ZeRO-3 + optimizer and parameter offload"))
             return out
@@ -339,7 +348,8 @@ class Catalogue:
             drop_offload = (s.offload_optimizer or s.offload_param) and not self.constraints.no_deepspeed
             upd = {"method": "lora", "offload_optimizer": False, "offload_param": False} if drop_offload else {"method": "lora"}
             if drop_offload:
-                changes += self._ds_changes(s, s.zero_stage, False, False, "with LoRA the small optimizer states fit on the GPU; offload only slows it down")
+                changes += self._ds_changes(self.base, s.zero_stage, False, False,
+                                            "with LoRA the small optimizer states fit on the GPU; offload only slows it down")
             return [Option(upd, changes, "LoRA")]
         return Candidate("lora", 6, ("full_ft_model_states", "offload_host_ram", "zero_stage_insufficient"), opts)
 
@@ -353,18 +363,15 @@ class Catalogue:
             why = ("4-bit (NF4) base weights take ~0.5 byte/param instead of 2; LoRA adapters train on top "
                    "(QLoRA: results differ slightly from 16-bit LoRA)")
             changes: list[ConfigChange] = []
-            if s.method in ("full", "freeze"):
+            if self.base.method in ("full", "freeze"):
                 for k, v in self.keys.lora() or []:
-                    changes.append(_ch(k, self._setting(k, s.method), v, "QLoRA trains LoRA adapters", 6, results=True))
+                    changes.append(_ch(k, self._setting(k, self.base.method), v, "QLoRA trains LoRA adapters", 6, results=True))
             if kv:
                 changes.append(_ch(kv[0], self._setting(kv[0], None), kv[1], why, 6, results=True))
             else:
                 changes.append(_action("load the base model with BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='nf4')", why, 6, "config"))
             changes.append(_action("pip install bitsandbytes", "4-bit loading needs bitsandbytes", 6))
-            upd = {"method": "qlora", "quantization_bit": 4}
-            if s.zero_stage == 3:
-                upd["zero_stage"] = 3   # kept; bitsandbytes 4-bit + ZeRO-3 needs recent transformers/peft
-            return [Option(upd, changes, "QLoRA 4-bit")]
+            return [Option({"method": "qlora", "quantization_bit": 4}, changes, "QLoRA 4-bit")]
         # quantizing the frozen base of a LoRA run changes results less than leaving full fine-tuning
         shift = -0.5 if self.base.method == "lora" else 0.5
         return Candidate("qlora", 6, ("weights_exceed_gpu", "full_ft_model_states"), opts, extra_cost=shift)

@@ -255,7 +255,7 @@ def _attach_deepspeed(doc: ConfigDocument, extra_files: dict[str, str] | None) -
             inferred: dict[str, Any] = {"zero_optimization": {"stage": stage}}
             if m.group(2):
                 inferred["zero_optimization"]["offload_optimizer"] = {"device": "cpu"}
-                if stage == 3:
+                if stage == 3 and "offload_optimizer" not in ref.lower():
                     inferred["zero_optimization"]["offload_param"] = {"device": "cpu"}
             doc.deepspeed = inferred
             what = "preset" if preset else "file"

@@ -47,10 +47,13 @@ def _int_any(v: Any) -> int | None:
     return None
 
 
+_MAX_COUNT = 1 << 32   # batches, steps, tokens, pixels: anything larger is a typo, not a setting
+
+
 def _int(v: Any) -> int | None:
     """A positive count (batch, steps, tokens, ranks); anything else is 'not set'."""
     n = _int_any(v)
-    return n if n is not None and n >= 1 else None
+    return n if n is not None and 1 <= n <= _MAX_COUNT else None
 
 
 class _Builder:
@@ -329,8 +332,9 @@ def _moe_upcycling(arch: Any, s: dict[str, Any]) -> Any:
     if isinstance(s.get("num_experts"), list):
         n = _int(s["num_experts"][0])
     k = _int(s.get("top_k_experts")) or 2
-    if not n or n < 2:
+    if not n or n < 2 or n > 1024:   # beyond any real MoE: a typo, not a model to size
         return arch
+    k = min(k, n)
     mode = str(s.get("moe_mode", "sparse")).lower()
     L = arch.num_layers
     # MoE-LLaVA moe_mode: sparse = every other layer from 0, dense = all, first_half / second_half
