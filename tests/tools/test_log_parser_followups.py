@@ -49,6 +49,16 @@ def test_prefilter_changes_no_report_on_shuffled_corpus_lines(logs, rnd):
     assert fast.model_dump() == full.model_dump()
 
 
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.one_of(st.text(alphabet=string.printable, max_size=120),
+                          st.sampled_from(["[rank1]: " + OOM, "Traceback (most recent call last):", "  File \"/a/b.py\", "
+                                           "line 3, in backward", "bf16: true", "CPU Virtual Memory:  used = 5.5 GB, "
+                                           "percent = 9.1%", "Killed", "exitcode  : -7 (pid: 9)"])), max_size=60))
+def test_prefilter_changes_no_report_on_random_text(parts):
+    fast, full = _both("\n".join(parts))
+    assert fast.model_dump() == full.model_dump()
+
+
 def test_aho_corasick_and_regex_prefilters_agree():
     rng = random.Random(7)
     samples = [line.lower() for p in LOGS for line in p.read_text(encoding="utf-8", errors="replace").splitlines()]

@@ -126,7 +126,36 @@ class LogParser:
         self._window(rank).append((lineno, line))
         if self.prefilter and not has_trigger(low):
             return  # no detector or fact extractor can fire on this line: it only serves as context
+        self._detect(lineno, line, low, rank, raw)
 
+    def feed_lines(self, lines: Iterable[str]) -> None:
+        """Feed many physical lines. The common case (no pending message, no traceback being followed, no
+        carriage return) runs inline here; every other line goes through `feed_line`. Same result either way."""
+        if not self.prefilter:
+            for raw in lines:
+                self.feed_line(raw)
+            return
+        window = self._window
+        for raw in lines:
+            if self.pending is not None or self.following or "\r" in raw:
+                self.feed_line(raw)
+                continue
+            self.lineno += 1
+            try:
+                line, rank = clean_line(raw)
+                if not line.strip():
+                    continue
+                if "\\" in line and ("\\site-packages\\" in line or "File " in line):
+                    line = line.replace("\\", "/")  # Windows tracebacks: frame paths read like POSIX ones
+                low = line.lower()
+                window(rank).append((self.lineno, line))
+                if has_trigger(low):
+                    self._detect(self.lineno, line, low, rank, raw)
+            except Exception:  # noqa: BLE001 - as in feed_line
+                self.pending = None
+
+    def _detect(self, lineno: int, line: str, low: str, rank: int | None, raw: str) -> None:
+        """Memory errors, related errors, signals and run facts on one cleaned line."""
         hits = detect(line, low) if self._may_report_memory(low) else []
         if hits:
             first = hits[0]
@@ -395,8 +424,7 @@ def _mentions_pinned(window: list[tuple[int, str]]) -> bool:
 def parse_lines(lines: Iterable[str], *, prefilter: bool = True) -> OOMReport:
     parser = LogParser(prefilter=prefilter)
     try:
-        for raw in lines:
-            parser.feed_line(raw)
+        parser.feed_lines(lines)
     except Exception:  # noqa: BLE001 - a broken input iterator ends the log; what was read is still reported
         pass
     return parser.report()

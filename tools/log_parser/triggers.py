@@ -16,9 +16,12 @@ from .facts import FRAMEWORK_TOKENS
 from .versions import VERSION_WORDS
 
 # Substrings the detectors and gates test for (parser._may_report_memory, messages.detect, related.detect_related,
-# the evaluation banner, FactCollector._feed and its extractors, attention and host-RAM facts).
+# the evaluation banner, FactCollector._feed and its extractors, attention and host-RAM facts). Where a gate is a
+# short word ("oom", "sig") the words its detectors go on to require stand in for it: random text is full of
+# three-letter words.
 _GATE_WORDS = (
-    "memory", "alloc", "oom", "killed", "workspace", "code", "sig", "status", "pinned", "kwarg",
+    "memory", "alloc", "oom when", "oom-kill", "killed", "workspace", "code", "sigkill", "sigbus", "sigfpe", "sigsegv",
+    "sigabrt", "signal", "status", "pinned", "kwarg",
     "not implemented for", "flash", "watchdog", "nccl", "assert", "bus error", "floating point", "running evaluation",
     "running prediction", "batch size", "zero", "stage", "model", "loading", "mib", "nvidia", "gpu", "tesla", "amd",
     "size", "nproc", "cuda_visible", "include", "num_processes", "==", "attn", "attention", "sdpa", "vllm", "_name_or_path",
