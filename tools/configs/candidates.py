@@ -345,10 +345,11 @@ class Catalogue:
                 changes = [_ch(k, self._setting(k, s.method if k == "finetuning_type" else None), v, why, 6, results=True) for k, v in kvs]
             else:
                 changes = [_action("train LoRA adapters with peft (LoraConfig r=8 on all linear layers) instead of full fine-tuning", why, 6, "config")]
-            drop_offload = (s.offload_optimizer or s.offload_param) and not self.constraints.no_deepspeed
+            # the user's own offload is no longer needed with LoRA (offload the plan added is dropped by the planner)
+            drop_offload = (self.base.offload_optimizer or self.base.offload_param) and not self.constraints.no_deepspeed
             upd = {"method": "lora", "offload_optimizer": False, "offload_param": False} if drop_offload else {"method": "lora"}
             if drop_offload:
-                changes += self._ds_changes(self.base, s.zero_stage, False, False,
+                changes += self._ds_changes(self.base, self.base.zero_stage, False, False,
                                             "with LoRA the small optimizer states fit on the GPU; offload only slows it down")
             return [Option(upd, changes, "LoRA")]
         return Candidate("lora", 6, ("full_ft_model_states", "offload_host_ram", "zero_stage_insufficient"), opts)
