@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ask_oom.tools.log_parser import parse_log
-from ask_oom.tools.log_parser.lines import clean_line, iter_text_lines
+from ask_oom.tools.log_parser.lines import clean_line, iter_text_lines, split_glued_bar
 from ask_oom.tools.log_parser.parser import parse_lines
 from ask_oom.tools.log_parser.triggers import TRIGGER_WORDS, has_trigger, regex_has_trigger
 
@@ -87,12 +87,16 @@ def test_header_glued_after_a_bar_starts_the_traceback():
         assert r.phase == "backward", sep
 
 
-def test_clean_line_cuts_a_glued_bar_and_keeps_the_rank_prefix():
-    line, rank = clean_line("[rank2]: Map: 100%|####| 10/10 [00:01<00:00, 9.1 examples/s]"
-                            "torch.OutOfMemoryError: CUDA out of memory.")
-    assert (line, rank) == ("torch.OutOfMemoryError: CUDA out of memory.", 2)
-    assert clean_line("a 100%|####| 10/10 [00:01<00:00]")[0] == "a 100%|####| 10/10 [00:01<00:00]"
+def test_a_bar_glued_before_a_line_is_split_off_as_context():
+    assert split_glued_bar("Map: 100%|####| 10/10 [00:01<00:00, 9.1 examples/s][rank2]: RuntimeError: x") == (
+        "Map: 100%|####| 10/10 [00:01<00:00, 9.1 examples/s]", "RuntimeError: x")
+    assert split_glued_bar("a 100%|####| 10/10 [00:01<00:00]") == (None, "a 100%|####| 10/10 [00:01<00:00]")
     assert clean_line("xx Traceback (most recent call last):")[0] == "Traceback (most recent call last):"
+    # the bar still says what the run was doing when the process was killed
+    r = parse_log("Loading checkpoint shards:  50%|#####     | 2/4 [00:31<00:31, 15.6s/it]Killed\n")
+    assert r.kind == "host_oom" and r.phase == "model_loading" and r.message == "Killed"
+    r = parse_log("[rank3]:  10%|#         | 10/100 [00:31<04:39,  3.1s/it][rank3]: " + OOM + "\n")
+    assert r.ranks == [3] and r.message.startswith("torch.OutOfMemoryError")
 
 
 # -- signals -----------------------------------------------------------------------------------------------------

@@ -135,8 +135,6 @@ def clean_line(raw: str) -> tuple[str, int | None]:
             line = ""
     elif line.endswith("```"):
         line = line.rstrip("`")
-    if "%|" in line:
-        line = _after_progress_bar(line)
     rank = None
     if line[2:3] == ":" or line[4:5] == "-" and line[10:11] == "T":
         m = _COLLECTOR_TIME.match(line)
@@ -175,16 +173,18 @@ def clean_line(raw: str) -> tuple[str, int | None]:
     return line, rank
 
 
-def _after_progress_bar(line: str) -> str:
-    """'Loading checkpoint shards: 100%|###| 4/4 [00:10<00:00, 2.5s/it]Traceback ...' → 'Traceback ...':
-    text glued after a finished tqdm redraw is the next line the program printed."""
+def split_glued_bar(line: str) -> tuple[str | None, str]:
+    """('Loading checkpoint shards: 50%|###| 2/4 [00:10<00:10, 5.0s/it]', 'Killed') from the two glued together:
+    tqdm leaves its last redraw without a newline, so what the program printed next lands on the same line. The bar
+    is context (what the run was doing); the rest is the line. (None, line) when nothing follows a bar."""
     start = line.rfind("%|")  # the last redraw; its end is within a bar's width (bounded scan)
+    if start == -1:
+        return None, line
     m = _BAR_END.search(line, start, start + _BAR_SCAN)
-    end = m.end() if m else None
-    if end is None or not line[end:].strip():
-        return line
-    rest = line[end:].lstrip()
-    prefix = _RANK_BRACKET.match(line)  # keep the launcher's rank prefix of the line
-    if prefix and not _RANK_BRACKET.match(rest):
-        return prefix.group(0) + rest
-    return rest
+    if m is None or not line[m.end():].strip():
+        return None, line
+    rest = line[m.end():].lstrip()
+    prefix = _RANK_BRACKET.match(rest)  # the rest's own launcher prefix ("...s/it][rank1]: Killed")
+    if prefix:
+        rest = rest[prefix.end():]
+    return line[:m.end()], rest

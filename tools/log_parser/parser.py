@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from ..report import Evidence, GPUSeen, OOMReport, OtherProcess, RelatedError
 from .context import find_context_phase, find_operation, find_phase
 from .facts import FactCollector
-from .lines import clean_line, is_cr_separated, iter_byte_lines, iter_text_lines
+from .lines import clean_line, is_cr_separated, iter_byte_lines, iter_text_lines, split_glued_bar
 from .messages import MemoryHit, detect, exit_signal, is_open, parse_torch_message
 from .related import SETUP_ERROR_KINDS, detect_related
 from .triggers import has_trigger
@@ -116,6 +116,10 @@ class LogParser:
                 self._close_pending()
                 return
             self._close_pending()
+        if "%|" in line:
+            bar, line = split_glued_bar(line)
+            if bar is not None:
+                self._window(rank).append((lineno, bar))  # context only: what ran when the next line was printed
         if not line.strip():
             return
         if "\\" in line and ("\\site-packages\\" in line or "File " in line):
@@ -137,7 +141,7 @@ class LogParser:
             return
         window = self._window
         for raw in lines:
-            if self.pending is not None or self.following or "\r" in raw:
+            if self.pending is not None or self.following or "\r" in raw or "%|" in raw:
                 self.feed_line(raw)
                 continue
             self.lineno += 1
