@@ -256,7 +256,6 @@ def normalise_key_names(text: str, framework: str = "other") -> str:
 
 def extract_changes(text: str, framework: str = "other") -> tuple[list[KeyChange], dict[str, Any]]:
     """Typed fixes (key from → to, or an action) and the settings before the fix."""
-    text = normalise_key_names(text, framework)
     changes: dict[tuple[str, str], KeyChange] = {}
     settings: dict[str, Any] = {}
 
@@ -271,13 +270,14 @@ def extract_changes(text: str, framework: str = "other") -> tuple[list[KeyChange
         elif old.from_value is None and ch.from_value is not None and ch.to_value is not None:
             changes[slot] = ch
 
-    for kind, clause in ((kind, c) for kind, line in sections(text) for c in _clauses(line)):
+    for kind, orig in ((kind, c) for kind, line in sections(text) for c in _clauses(line)):
+        clause = normalise_key_names(orig, framework)  # patterns see keys; the reviewer sees the source's words
         if kind == "problem":
             # the problem statement describes the failing setup: "X=8" there is a setting, not a fix
             for rx in CHANGE_PATTERNS:
                 for m in rx.finditer(clause):
                     add(KeyChange(key=m.group(1), from_value=_value(m.group(2)), to_value=_value(m.group(3)),
-                                  clause=clause[:240]))
+                                  clause=orig[:240]))
             for rx in (*SET_PATTERNS[2:], *BEFORE_PATTERNS):
                 for m in rx.finditer(clause):
                     if not m.group(1).isupper():
@@ -286,14 +286,14 @@ def extract_changes(text: str, framework: str = "other") -> tuple[list[KeyChange
         for rx in CHANGE_PATTERNS:
             for m in rx.finditer(clause):
                 key, a, b = m.group(1), _value(m.group(2)), _value(m.group(3))
-                add(KeyChange(key=key, from_value=a, to_value=b, clause=clause[:240]))
+                add(KeyChange(key=key, from_value=a, to_value=b, clause=orig[:240]))
                 settings.setdefault(key, a)
         for rx in SET_PATTERNS:
             for m in rx.finditer(clause):
                 key, v = m.group(1), _value(m.group(2))
                 if key.isupper():
                     continue  # environment variables are actions (export ...), handled below
-                add(KeyChange(key=key, to_value=v, clause=clause[:240]))
+                add(KeyChange(key=key, to_value=v, clause=orig[:240]))
         for rx in BEFORE_PATTERNS:
             for m in rx.finditer(clause):
                 settings.setdefault(m.group(1), _value(m.group(2)))
@@ -301,22 +301,22 @@ def extract_changes(text: str, framework: str = "other") -> tuple[list[KeyChange
             key = m.group(2)
             if not any(c.key == key for c in changes.values()):
                 verb = "increase" if re.match(r"增加|提高|increase|raise", m.group(1), re.I) else "lower"
-                add(KeyChange(key=key, action=f"{verb} {key}", clause=clause[:240]))
+                add(KeyChange(key=key, action=f"{verb} {key}", clause=orig[:240]))
         for m in ENABLE_KEY.finditer(clause):
-            add(KeyChange(key=m.group(1), to_value=True, clause=clause[:240]))
+            add(KeyChange(key=m.group(1), to_value=True, clause=orig[:240]))
         if ENABLE_VERB.search(clause):
             for m in PAREN_BOOL_KEY.finditer(clause):
-                add(KeyChange(key=m.group(1), to_value=True, clause=clause[:240]))
+                add(KeyChange(key=m.group(1), to_value=True, clause=orig[:240]))
         for rx, key, value in COMPILED_PHRASE_FIXES:
             if rx.search(clause) and not any(c.key == key for c in changes.values()):
                 frm, to = value if isinstance(value, tuple) else (None, value)
-                add(KeyChange(key=key, from_value=frm, to_value=to, clause=clause[:240]))
+                add(KeyChange(key=key, from_value=frm, to_value=to, clause=orig[:240]))
         for m in PIN_RE.finditer(clause):
-            add(KeyChange(key="", action=f"pin {m.group(1).lower()}=={m.group(2)}", clause=clause[:240]))
+            add(KeyChange(key="", action=f"pin {m.group(1).lower()}=={m.group(2)}", clause=orig[:240]))
         for m in INSTALL_RE.finditer(clause):
-            add(KeyChange(key="", action=f"pip install {m.group(2).lower().replace('_', '-')}", clause=clause[:240]))
+            add(KeyChange(key="", action=f"pip install {m.group(2).lower().replace('_', '-')}", clause=orig[:240]))
         for m in ENV_RE.finditer(clause):
-            add(KeyChange(key=m.group(1), action=f"export {m.group(1)}={m.group(2)}", clause=clause[:240]))
+            add(KeyChange(key=m.group(1), action=f"export {m.group(1)}={m.group(2)}", clause=orig[:240]))
     # a "before" value the text states (cutoff_len为16384) completes a change that only gave the target
     out = []
     for ch in changes.values():
@@ -324,7 +324,8 @@ def extract_changes(text: str, framework: str = "other") -> tuple[list[KeyChange
                 and settings[ch.key] != ch.to_value:
             ch = ch.model_copy(update={"from_value": settings[ch.key]})
         out.append(ch)
-    said_worked = [c for _, line in sections(text) for c in _clauses(line) if CONFIRMED.search(c)]
+    said_worked = [normalise_key_names(c, framework) for _, line in sections(text) for c in _clauses(line)
+                   if CONFIRMED.search(c)]
     for i, ch in enumerate(out):
         needle = ch.key if ch.key and not ch.key.isupper() else (ch.action or "").split("==")[0].split()[-1:]
         needle = needle if isinstance(needle, str) else (needle[0] if needle else "")
