@@ -130,28 +130,49 @@ MODELS = ["Qwen/Qwen2.5-0.5B", "Qwen/Qwen2.5-7B", "meta-llama/Llama-2-13b-hf", "
 GPUS = ["4090", "A100 40GB", "A100 80GB", "H100"]
 
 
+def _config_text(fmt: str, model: str, method: str, micro: int, accum: int, seq: int, gc_off: bool) -> tuple[str, str]:
+    """The same training in three formats: LLaMA-Factory YAML, HF TrainingArguments JSON, a deepspeed script."""
+    if fmt == "yaml":
+        return "train.yaml", (
+            f"### model\nmodel_name_or_path: {model}\n\n### method\nstage: sft\nfinetuning_type: {method}\n"
+            f"disable_gradient_checkpointing: {'true' if gc_off else 'false'}\n\n### dataset\ncutoff_len: {seq}  # tokens\n\n"
+            f"### train\nper_device_train_batch_size: {micro}\ngradient_accumulation_steps: {accum}\nbf16: true\n")
+    if fmt == "json":
+        body = {"model_name_or_path": model, "output_dir": "out", "use_peft": method == "lora", "max_seq_length": seq,
+                "gradient_checkpointing": not gc_off, "per_device_train_batch_size": micro,
+                "gradient_accumulation_steps": accum, "bf16": True}
+        return "args.json", json.dumps(body, indent=2) + "\n"
+    return "finetune.sh", (
+        "#!/bin/bash\n# LLaVA-style launch\ndeepspeed llava/train/train.py \\\n"
+        f"    --model_name_or_path {model} \\\n    --lora_enable {method == 'lora'} \\\n"
+        f"    --model_max_length {seq} \\\n    --gradient_checkpointing {not gc_off} \\\n"
+        f"    --per_device_train_batch_size {micro} \\\n    --gradient_accumulation_steps {accum} \\\n"
+        "    --bf16 True \\\n    --output_dir ./checkpoints/run\n")
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(model=st.sampled_from(MODELS), gpu=st.sampled_from(GPUS), method=st.sampled_from(["full", "lora"]),
        micro=st.sampled_from([1, 2, 3, 4, 6, 8, 16]), accum=st.integers(1, 8), seq=st.sampled_from([512, 1024, 2048, 4096, 8192, 16384]),
-       gc_off=st.booleans(), gpus=st.sampled_from([1, 2, 4, 8]))
-def test_planner_keeps_effective_batch_and_is_stable_on_its_output(model, gpu, method, micro, accum, seq, gc_off, gpus):
-    text = (f"### model\nmodel_name_or_path: {model}\n\n### method\nstage: sft\nfinetuning_type: {method}\n"
-            f"disable_gradient_checkpointing: {'true' if gc_off else 'false'}\n\n### dataset\ncutoff_len: {seq}  # tokens\n\n"
-            f"### train\nper_device_train_batch_size: {micro}\ngradient_accumulation_steps: {accum}\nbf16: true\n")
-    doc = load_config(text, "train.yaml")
+       gc_off=st.booleans(), gpus=st.sampled_from([1, 2, 4, 8]), fmt=st.sampled_from(["yaml", "json", "shell"]))
+def test_planner_keeps_effective_batch_and_is_stable_on_its_output(model, gpu, method, micro, accum, seq, gc_off, gpus, fmt):
+    name, text = _config_text(fmt, model, method, micro, accum, seq, gc_off)
+    doc = load_config(text, name)
     base = TrainingSetup().model_copy(update={"gpu": lookup_gpu(gpu), "num_gpus": gpus})
     setup = apply_config_to_setup(doc, base)
+    assert (setup.micro_batch, setup.grad_accum, setup.seq_len, setup.method) == (micro, accum, seq, method)
     causes = causes_from_estimate(setup, estimate_memory(setup))
     plan = plan_fixes(setup, doc, causes, Constraints())
     assert plan.fixed_config is not None
     new_ds = {c.to_value: plan.fixed_deepspeed for c in plan.changes if c.key == "deepspeed"} if plan.fixed_deepspeed else None
-    fixed = load_config(plan.fixed_config, "train.yaml", new_ds)  # the output re-parses (with the DeepSpeed file it names)
+    fixed = load_config(plan.fixed_config, name, new_ds)          # the output re-parses (with the DeepSpeed file it names)
     s = fixed.settings
     if s["per_device_train_batch_size"] != micro:
         assert s["per_device_train_batch_size"] < micro
         assert s["per_device_train_batch_size"] * s["gradient_accumulation_steps"] == micro * accum
-    for line in ("### model", "### method", "### dataset", "### train"):
-        assert line in plan.fixed_config.splitlines()
+    for line in text.splitlines():                                 # untouched lines (comments included) survive
+        key = line.strip().lstrip("-").split(":")[0].split(" ")[0].strip('"')
+        if not any(c.key == key for c in plan.changes) and line.strip().startswith(("#", "###")):
+            assert line in plan.fixed_config.splitlines()
     if plan.fits:
         again_setup = apply_config_to_setup(fixed, base)
         # the written config is exactly the setup the plan sized (no edit lost, none extra)
