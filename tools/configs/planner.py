@@ -377,8 +377,8 @@ def _plan_unverified(setup, doc, causes, order, actions, notes, scorer, hints=No
         for cand in order:
             if label not in cand.addresses or cand.name in used:
                 continue
-            if cand.tier == 6 and any(c.tier == 6 for c in order if c.name in used):
-                continue   # one method change at most: LoRA or QLoRA, not both
+            if cand.tier >= 4 and any(c.tier >= 4 for c in order if c.name in used):
+                continue   # unsized, one structural change at most (sharding, shorter data or another method)
             options = cand.options(current)
             if not options:
                 continue
