@@ -42,7 +42,7 @@ def _read_inputs(args: argparse.Namespace):
     `llamafactory-cli train` script runs, and a DeepSpeed file the config names, are read from beside it
     when they were not passed (a named DeepSpeed file found nowhere is a one-line error). Every path read
     is kept in args.config_paths_read so --write never overwrites one."""
-    from ..tools.configs.documents import _find_file, deepspeed_reference, load_config
+    from ..tools.configs.documents import find_file, deepspeed_reference, load_config
 
     configs = [(c, read_config_text(c)) for c in args.config]
     main = next(((p, t) for p, t in configs if not _is_deepspeed_file(p, t)), configs[0])
@@ -53,7 +53,7 @@ def _read_inputs(args: argparse.Namespace):
     base = main[0]
     wrapped = lenient.launcher.get("config_file") if lenient.format == "shell" else None
     if wrapped and str(wrapped).endswith((".yaml", ".yml", ".json")):
-        found = _find_file(wrapped, extra)
+        found = find_file(wrapped, extra)
         path = None if found else _beside(wrapped, main[0])
         if path is not None:
             extra[wrapped] = read_config_text(str(path))
@@ -63,11 +63,11 @@ def _read_inputs(args: argparse.Namespace):
             lenient = load_config(found[1], Path(found[0]).name)
             base = str(path) if path is not None else found[0]
     acc = lenient.launcher.get("config_file") if lenient.format == "shell" and lenient.launcher.get("program") == "accelerate" else None
-    if acc and _find_file(acc, extra) is None and (path := _beside(acc, main[0])) is not None:
+    if acc and find_file(acc, extra) is None and (path := _beside(acc, main[0])) is not None:
         extra[acc] = read_config_text(str(path))
         read.append(str(path))
     ref = deepspeed_reference(lenient)
-    if isinstance(ref, str) and _find_file(ref, extra) is None:
+    if isinstance(ref, str) and find_file(ref, extra) is None:
         path = _beside(ref, base) or _beside(ref, main[0])
         if path is not None:
             extra[ref] = read_config_text(str(path))

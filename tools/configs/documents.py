@@ -94,7 +94,7 @@ def _attach_accelerate_config(doc: ConfigDocument, extra_files: dict[str, str] |
     ref = doc.launcher.get("config_file") if doc.format == "shell" and doc.launcher.get("program") == "accelerate" else None
     if not ref or not extra_files:
         return
-    found = _find_file(ref, extra_files)
+    found = find_file(ref, extra_files)
     if found is None:
         return
     acc = load_config(found[1], posixpath.basename(found[0]))
@@ -124,7 +124,7 @@ def _wrapped_config(doc: ConfigDocument, extra_files: dict[str, str] | None) -> 
     ref = doc.launcher.get("config_file") if doc.format == "shell" and doc.launcher.get("program") == "llamafactory-cli" else None
     if not ref or not extra_files:
         return None
-    found = _find_file(ref, extra_files)
+    found = find_file(ref, extra_files)
     if found is None:
         return None
     name, text = found
@@ -218,7 +218,7 @@ def deepspeed_reference(doc: ConfigDocument) -> str | dict | None:
     return None
 
 
-def _find_file(ref: str, files: dict[str, str]) -> tuple[str, str] | None:
+def find_file(ref: str, files: dict[str, str]) -> tuple[str, str] | None:
     norm = posixpath.normpath(ref.strip().strip("'\""))
     for key, text in files.items():
         if posixpath.normpath(key) == norm:
@@ -241,7 +241,7 @@ def _attach_deepspeed(doc: ConfigDocument, extra_files: dict[str, str] | None) -
         doc.deepspeed_inline = True
         return
     doc.deepspeed_name = ref
-    found = _find_file(ref, extra_files) if extra_files else None
+    found = find_file(ref, extra_files) if extra_files else None
     preset = not ref.strip().strip("'\"").lower().endswith(".json")
     if found is None:
         if extra_files is not None and not preset:
