@@ -56,7 +56,7 @@ def test_seed_scenario_fixed_config_fits_and_contains_the_documented_fix(folder)
     edits = [c for c in plan.changes if c.key is not None]
     assert edits and all(c.rationale for c in edits)
     assert (any(c.bytes_saved and c.bytes_saved > 0 for c in edits) or any("host RAM" in c.rationale for c in edits)
-            or any("removes the failing allocation" in c.rationale for c in edits))
+            or any("the diagnosed cause:" in c.rationale for c in edits))
     # the fixed config's own setup estimates the same as the plan's after-estimate
     refit = apply_config_to_setup(fixed, setup.model_copy(update={"provenance": {}}))
     assert estimate_memory(refit.model_copy(update={"gpu": setup.gpu, "num_gpus": setup.num_gpus,

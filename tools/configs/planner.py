@@ -205,7 +205,7 @@ def plan_fixes(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[Ro
     if scorer.factor > 1.0:
         held = f"the failing run held {format_bytes(constraints.observed_peak_bytes)}, {scorer.factor:.2f}x the calculator's {format_bytes(before.peak_bytes)}"
         if fixes_primary([c for c, _, _ in chosen]):
-            notes.append(f"{held}: the difference was the failing {primary} allocation, which the plan removes")
+            notes.append(f"{held}: the difference is put down to the diagnosed {primary}, which the plan fixes")
         else:
             notes.append(f"{held}: the plan keeps that extra under the budget")
 
@@ -223,7 +223,7 @@ def plan_fixes(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[Ro
             if n == 0 and abs(host_saved) >= GiB:
                 update["rationale"] = (f"{ch.rationale}; host RAM {format_bytes(prev.host_bytes)} -> {format_bytes(e.host_bytes)}")
             if n == 0 and primary in cand.addresses and causes[0].why:
-                update["rationale"] = update.get("rationale", ch.rationale) + f" (it removes the failing allocation: {causes[0].why[0]})"
+                update["rationale"] = update.get("rationale", ch.rationale) + f" (the diagnosed cause: {causes[0].why[0]})"
             if n == 0 and saved < 0:
                 update["rationale"] = (update.get("rationale", ch.rationale) + f"; GPU peak +{format_bytes(-saved)}")
             changes.append(ch.model_copy(update=update))
