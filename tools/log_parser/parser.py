@@ -72,7 +72,8 @@ class _Occurrence:
 
 
 class LogParser:
-    """Feed physical lines with `feed_line`; `report()` gives the OOMReport. No exceptions escape."""
+    """Feed physical lines with `feed_lines` (or one at a time with `feed_line`); `report()` gives the OOMReport.
+    No exceptions escape."""
 
     def __init__(self, *, prefilter: bool = True) -> None:
         self.prefilter = prefilter  # skip detectors on lines without a trigger word (off only to test it)
@@ -133,8 +134,9 @@ class LogParser:
         self._detect(lineno, line, low, rank, raw)
 
     def feed_lines(self, lines: Iterable[str]) -> None:
-        """Feed many physical lines. The common case (no pending message, no traceback being followed, no
-        carriage return) runs inline here; every other line goes through `feed_line`. Same result either way."""
+        """Feed many physical lines. The common case (no pending message, no traceback being followed, no carriage
+        return or progress bar) runs inline here; every other line goes through `feed_line`. Same result either way
+        (tests compare it with prefilter=False, which feeds every line through `feed_line`)."""
         if not self.prefilter:
             for raw in lines:
                 self.feed_line(raw)
