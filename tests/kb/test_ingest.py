@@ -250,3 +250,22 @@ def test_github_style_issue_in_english(tmp_path):
     assert (fixes["gradient_accumulation_steps"].to_value, fixes["gradient_accumulation_steps"].confirmed) == (16, True)
     assert fixes["liger_kernel"].to_value is True and not fixes["cutoff_len"].confirmed
     assert case.root_causes[0] == "batch_too_large" and "logits_large_vocab" in case.root_causes
+
+
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st  # noqa: E402
+
+_WORDS = st.sampled_from(["cutoff_len", "从", "降低到", "to", "from", "8", "4096", "→", "A100", "40GB", "x", "块",
+                          "显存不足", "OOM", "Qwen2.5-7B", "per_device_train_batch_size", "=", ":", "\n", "(", ")",
+                          "set", "--bits", "pip install -U transformers==4.33.0", "<p>", "</p>", "登录后查看全文"])
+
+
+@hsettings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.text(max_size=600), st.lists(_WORDS, max_size=120).map(" ".join)))
+def test_any_text_gives_a_valid_draft_or_an_input_error(text):
+    try:
+        case, *_ = draft_case(text, "fuzz.txt")
+    except InputError:
+        return
+    from ask_oom.kb.cases import parse_case_text
+
+    assert parse_case_text(case_to_yaml(case)) == case  # always a schema-valid, round-tripping draft
