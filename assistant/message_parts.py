@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
+
+from ..tools.errors import InputError
 
 PartKind = Literal["log", "config", "model_config", "chat"]
 
@@ -141,3 +143,21 @@ def referenced_deepspeed(config_text: str) -> str | None:
     """The DeepSpeed file a training config points to (`deepspeed: ds_z3.json`, `--deepspeed ds.json`)."""
     m = re.search(r"""(?:^|\s)-{0,2}"?deepspeed"?\s*[:=\s]\s*["']?([^\s"',}]+\.json)""", config_text, re.M)
     return m.group(1) if m else None
+
+
+def text_files(files: dict[str, Any] | None) -> dict[str, str] | None:
+    """Attached files as text: bytes are decoded (UTF-8, replacement); binary data is refused with a one-line error."""
+    if not files:
+        return None
+    out: dict[str, str] = {}
+    for name, data in files.items():
+        if isinstance(data, bytes):
+            if b"\x00" in data[:8192]:
+                raise InputError(f"{name} looks binary, not a text log or config: attach the .log / .yaml / .json / .sh file")
+            data = data.decode("utf-8", errors="replace")
+        if not isinstance(data, str):
+            raise InputError(f"{name}: expected file text, got {type(data).__name__}")
+        if "\x00" in data[:8192]:
+            raise InputError(f"{name} looks binary, not a text log or config: attach the .log / .yaml / .json / .sh file")
+        out[str(name)[:255]] = data
+    return out
