@@ -69,7 +69,8 @@ _OLD_CACHED = re.compile(rf";{SP}{NUM}{SP}{UNIT}{SP}cached")
 # current format: "GPU 0 has a total capacity of 79.18 GiB of which 3.61 GiB is free. Process 1234 has ... Including
 # non-PyTorch memory, this process has 75.56 GiB memory in use. Of the allocated memory 69.86 GiB is allocated by
 # PyTorch, and 5.04 GiB is reserved by PyTorch but unallocated."  ("capacty" is PyTorch 2.1's spelling)
-_NEW_TOTAL = re.compile(rf"GPU{SP}(\d{{1,4}}){SP}has{SP}a{SP}total{SP}capac\w{{0,4}}{SP}of{SP}{NUM}{SP}{UNIT}?")
+# Some builds (and device-less contexts) print no index: "GPU  has a total capacity of ...".
+_NEW_TOTAL = re.compile(rf"GPU{SP}(\d{{1,4}})?{SP}has{SP}a{SP}total{SP}capac\w{{0,4}}{SP}of{SP}{NUM}{SP}{UNIT}?")
 _NEW_FREE = re.compile(rf"of{SP}which{SP}{NUM}{SP}{UNIT}?")
 _NEW_PROCESS = re.compile(rf"this{SP}process{SP}has{SP}{NUM}{SP}{UNIT}?")
 _NEW_ALLOC = re.compile(rf"Of{SP}the{SP}allocated{SP}memory{SP}{NUM}{SP}{UNIT}?")
@@ -159,7 +160,8 @@ def parse_torch_message(kind: str, message: str) -> list[MemoryHit]:
             hit.priority = P_DETAILED
         m = _NEW_TOTAL.search(segment)
         if m:
-            hit.gpu_index = int(m.group(1))
+            if m.group(1) is not None:
+                hit.gpu_index = int(m.group(1))
             _put(hit, "gpu_total_bytes", m, 2)
             _put(hit, "gpu_free_bytes", _NEW_FREE.search(segment, m.end()))
             _put(hit, "process_used_bytes", _NEW_PROCESS.search(segment))
