@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from .errors import EXIT_OK, EXIT_UNAVAILABLE, UserError
+from .errors import EXIT_ALL_DUPLICATES, EXIT_OK, EXIT_UNAVAILABLE, UserError
 
 HELP = "knowledge base: ingest documents into draft cases, build the retrieval index, list and show cases"
 EPILOG = """examples:
@@ -18,7 +18,6 @@ EPILOG = """examples:
 exit codes: 0 ok, 2 bad input (unreadable document, invalid case), 4 LLM / session support unavailable,
             6 every document was a duplicate of an existing case
 """
-EXIT_ALL_DUPLICATES = 6
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
