@@ -1,0 +1,113 @@
+"""The calculator's breakdown against the GPU budget: model states, then the activations that drive the peak."""
+
+from __future__ import annotations
+
+from ..memory.schema import MemoryEstimate
+from ..report import OOMReport
+from ..training_setup import TrainingSetup
+from ..units import format_bytes
+from .facts import observed
+from .scores import Scores
+
+
+def estimate_vs_budget(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None, s: Scores) -> None:
+    if setup is not None and estimate is None and not setup.gradient_checkpointing and \
+            observed(setup, "gradient_checkpointing") and report.phase in ("forward", "backward", "unknown"):
+        # Unsized, but stated: without checkpointing every layer's activations stay alive until backward.
+        s.add("no_gradient_checkpointing", 2.0, "gradient checkpointing is off (stated): every layer's activations are "
+                                                "kept for backward, the largest share of a training step")
+    if setup is None or estimate is None:
+        return
+    budget = estimate.budget_bytes or (report.gpu_total_bytes and int(report.gpu_total_bytes * 0.9))
+    if not budget:
+        return
+    if estimate.peak_bytes <= 0:
+        return
+    bd = estimate.breakdown
+    weights = bd.get("weights")
+    states = weights + bd.get("gradients") + bd.get("optimizer_states") + bd.get("master_weights")
+    acts = bd.get("activations") + bd.get("attention_scores") + bd.get("logits_and_loss") + bd.get("vision_activations")
+    peak = estimate.peak_bytes
+    over = peak > budget
+    gib = lambda n: format_bytes(n)  # noqa: E731 - local shorthand
+    # Evidence from the calculator is only as good as the setup it sized: halve it when the method is assumed.
+    states_conf = 1.0 if observed(setup, "method") else 0.5
+    add = lambda label, pts, why: s.add(label, pts * states_conf, why)  # noqa: E731
+    full_ft = setup.method == "full" and observed(setup, "method")
+    if weights > budget:
+        # The weights' size depends on the model, dtype and sharding, not on the training method: no discount for an
+        # assumed method.
+        s.add("weights_exceed_gpu", 4 if full_ft else 6, f"the weights alone take {gib(weights)} per GPU, above the {gib(budget)} budget")
+        if full_ft:
+            add("full_ft_model_states", 6, f"full fine-tuning: even the weights ({gib(weights)} per GPU) exceed the "
+                                           f"{gib(budget)} budget before gradients and optimizer states")
+        if setup.num_gpus > 1 and setup.zero_stage < 3 and not setup.fsdp:
+            add("zero_stage_insufficient", 2.5, f"{setup.num_gpus} GPUs each keep a full copy of the weights under "
+                                                  f"ZeRO-{setup.zero_stage}; ZeRO-3 would shard them")
+        if setup.model is not None and setup.model.is_moe:
+            add("moe_memory", 2, f"{setup.model.num_experts} experts per MoE layer are all resident although only "
+                                   f"{setup.model.num_experts_per_tok} are active per token")
+    elif states > budget:
+        # ZeRO-3 / FSDP divide weights, gradients and optimizer states alike over the data-parallel GPUs.
+        if setup.num_gpus > 1 and setup.zero_stage < 3 and not setup.fsdp and states / setup.num_gpus + acts < budget:
+            # Sharding over the GPUs already in the run would make it fit: that is the actionable cause (ZeRO paper).
+            add("zero_stage_insufficient", 3, f"sharded over the {setup.num_gpus} GPUs (ZeRO-3) the {gib(states)} of model "
+                                              f"states would take {gib(states // setup.num_gpus)} per GPU and fit")
+        if setup.method == "full":
+            add("full_ft_model_states", 6, f"full fine-tuning keeps weights, gradients and optimizer states: "
+                                             f"{gib(states)} per GPU against a {gib(budget)} budget")
+        else:
+            add("weights_exceed_gpu", 3, f"model states take {gib(states)} per GPU against a {gib(budget)} budget")
+        if setup.num_gpus > 1 and setup.zero_stage < 3 and not setup.fsdp:
+            add("zero_stage_insufficient", 4, f"ZeRO-{setup.zero_stage} on {setup.num_gpus} GPUs leaves {gib(states)} of "
+                                                "states on each GPU; ZeRO-3 shards all of them")
+    elif states > 0.6 * budget and over:
+        label = "full_ft_model_states" if setup.method == "full" else "weights_exceed_gpu"
+        add(label, 2, f"model states already take {gib(states)} of the {gib(budget)} budget ({states / budget:.0%})")
+        if setup.num_gpus > 1 and setup.zero_stage < 2 and setup.method == "full":
+            add("zero_stage_insufficient", 2, f"ZeRO-{setup.zero_stage}: gradients and optimizer states are not sharded "
+                                                f"over the {setup.num_gpus} GPUs")
+    if over and acts > 0 and acts >= 0.35 * peak:
+        _activation_drivers(setup, estimate, budget, acts, s)
+    elif not over and not s.explained and report.phase in ("forward", "backward", "unknown", "optimizer_step"):
+        s.add("memory_growth", 1.0, f"the calculator predicts a {gib(peak)} peak that fits the {gib(budget)} budget, yet the "
+                                    "run ran out: something grows or stays alive beyond one step")
+        s.add("fragmentation", 0.5, f"predicted {gib(peak)} fits {gib(budget)}: the allocator may have lost the difference to fragmentation")
+    if estimate.host_fits is False:
+        s.add("offload_host_ram", 2, f"host RAM needs of {gib(estimate.host_bytes)} exceed what the host has")
+
+
+def _activation_drivers(setup: TrainingSetup, estimate: MemoryEstimate, budget: int, acts: int, s: Scores) -> None:
+    bd = estimate.breakdown
+    gib = lambda n: format_bytes(n)  # noqa: E731
+    peak = estimate.peak_bytes
+    base = f"activations take {gib(acts)} of the {gib(peak)} predicted peak (budget {gib(budget)})"
+    b, seq = setup.micro_batch, setup.seq_len
+    mmb, msl = estimate.max_micro_batch, estimate.max_seq_len
+    if b > 1:
+        pts = 3.0
+        if mmb is not None and 1 <= mmb < b:
+            pts += 2.0
+            base_b = f"{base}; micro-batch {b} is above the largest that fits ({mmb})"
+        else:
+            base_b = f"{base} at micro-batch {b}"
+        s.add("batch_too_large", pts, base_b)
+    if seq >= 2048 or b == 1 or (mmb is not None and mmb < 1):
+        pts = 2.0 + (1.5 if seq >= 8192 else 0.5 if seq >= 4096 else 0)
+        if b == 1 or (mmb is not None and mmb < 1):
+            pts += 1.5
+        reason = f"{base}; cutoff {seq} tokens"
+        if msl:
+            reason += f", the longest that fits at micro-batch {b} is {msl}"
+        s.add("seq_len_too_long", pts, reason)
+    if not setup.gradient_checkpointing and bd.get("activations") >= 0.25 * peak:
+        s.add("no_gradient_checkpointing", 2.5, f"gradient checkpointing is off: {gib(bd.get('activations'))} of per-layer activations are kept")
+    scores = bd.get("attention_scores")
+    if setup.attn_implementation == "eager" and scores >= 0.15 * peak:
+        s.add("eager_attention", 3.5, f"eager attention materialises {gib(scores)} of b x heads x s x s scores")
+    logits = bd.get("logits_and_loss")
+    if logits >= 0.25 * peak or (logits and logits == max(c.bytes for c in bd.components)):
+        s.add("logits_large_vocab", 3, f"the logits and fp32 loss take {gib(logits)} ({logits / peak:.0%} of the peak)")
+    vis = bd.get("vision_activations")
+    if vis >= 0.2 * peak:
+        s.add("vision_tokens", 3, f"the vision tower's activations take {gib(vis)} ({vis / peak:.0%} of the peak)")

@@ -1,0 +1,25 @@
+"""Memory over time (tools.memory_trend): growth across steps, or a failure only after many steps."""
+
+from __future__ import annotations
+
+from ..memory_trend import MemoryTrend
+from ..units import format_bytes
+from .scores import Scores
+
+
+def memory_over_time(trend: MemoryTrend, s: Scores) -> None:
+    if trend.growing and trend.readings:
+        s.add("memory_growth", 7, f"{trend.describe()}: +{format_bytes(trend.growth_bytes)} while training, "
+                                  "so something stays alive or grows from step to step")
+    elif trend.growing:
+        s.add("memory_growth", 4, f"{trend.describe()}: memory that grows over time points at something kept alive "
+                                  "or growing shapes")
+    done = trend.steps_done
+    if done is not None and done >= 50:
+        where = f"{done} of {trend.total_steps} steps" if trend.total_steps else f"{done} steps"
+        if not trend.growing:
+            s.add("memory_growth", 2, f"the run trained {where} before it failed: the first steps fit, so memory grew "
+                                      "or a rare batch was larger")
+            s.add("seq_len_too_long", 0.8, f"after {where}, a longer-than-usual sample can push the peak over")
+        else:
+            s.add("memory_growth", 1, f"it failed only after {where}")

@@ -1,0 +1,55 @@
+"""What kind of model it is when the calculator cannot size it: mixture of experts, vision-language, quantized
+weights. The kind says which tensors usually dominate."""
+
+from __future__ import annotations
+
+from ..log_cues import LogCues
+from ..report import OOMReport
+from ..training_setup import TrainingSetup
+from .facts import moe_reason, multimodal_reason
+from .related_errors import RELATED
+from .scores import Scores
+
+
+def moe_by_name(report: OOMReport, setup: TrainingSetup | None, s: Scores) -> None:
+    """An MoE model the calculator cannot size: all experts are resident (oom-signals.md, "Defaults that bite")."""
+    if setup is not None and setup.model is not None:
+        return  # sized: the estimate's breakdown and the expert-weight candidates weigh it
+    why = moe_reason(report, setup)
+    if why is None:
+        return
+    req, total, free = report.requested_bytes, report.gpu_total_bytes, report.gpu_free_bytes
+    full = bool(req and total and free is not None and free <= 0.05 * total)
+    if report.phase in ("model_loading", "lora_merge", "checkpoint_save") or full:
+        s.add("moe_memory", 2.0, f"{why}: every expert's weights are resident although few are active per token")
+    elif report.phase in ("forward", "backward", "generation", "unknown"):
+        s.add("moe_memory", 1.0, f"{why}: expert dispatch buffers and all experts' weights share the GPU")
+
+
+def quantization(report: OOMReport, cues: LogCues | None, s: Scores) -> None:
+    """4/8-bit weights in play: bitsandbytes frames or quantization flags near the failure."""
+    if cues is None or cues.quantization is None or any(RELATED.get(e.kind, ("",))[0] == "quantization_setup"
+                                                        for e in report.related_errors):
+        return  # a quantization error the parser named was already weighed; the same fact counts once
+    cue = cues.quantization
+    s.add("quantization_setup", 1.5, f"quantized weights are in play (line {cue.line}: {cue.text[:120]}): a quantization "
+                                     "that is not applied, or de-quantized copies, changes the memory the run planned for")
+    if report.requested_bytes is None and report.gpu_total_bytes is None and report.phase in ("unknown", "forward", "backward"):
+        # A report without any number whose one concrete detail is how the weights are quantized.
+        s.add("quantization_setup", 2.0, "the report gives no memory numbers; the quantization it describes is the one "
+                                         "concrete detail of the setup")
+
+
+def without_numbers(report: OOMReport, setup: TrainingSetup | None, cues: LogCues | None, s: Scores) -> None:
+    """A report with no memory numbers: what kind of model it is says which tensors usually dominate."""
+    if report.requested_bytes is not None or report.gpu_total_bytes is not None or report.kind == "host_oom":
+        return
+    if report.phase not in ("unknown", "forward", "backward"):
+        return  # a named phase already says where the memory went
+    mm = multimodal_reason(report, setup, cues)
+    if mm:
+        # Images and video frames become thousands of tokens each (oom-signals.md, vision-tower attention).
+        s.add("vision_tokens", 2.0, f"{mm}: without numbers, the visual tokens per sample are the usual driver")
+    moe = moe_reason(report, setup)
+    if moe:
+        s.add("moe_memory", 1.5, f"{moe}: all experts' weights are resident on every GPU that holds a layer")

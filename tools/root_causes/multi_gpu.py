@@ -1,0 +1,58 @@
+"""How the run spreads over several GPUs: an uneven split, DataParallel on one launcher, a device_map."""
+
+from __future__ import annotations
+
+from ..log_cues import LogCues
+from ..report import OOMReport
+from ..training_setup import TrainingSetup
+from ..units import format_bytes
+from .facts import observed
+from .scores import Scores
+
+
+def multi_gpu_spread(report: OOMReport, setup: TrainingSetup | None, s: Scores) -> None:
+    gpus = report.gpus
+    total = report.gpu_total_bytes
+    if len(gpus) < 2 or not total:
+        return
+    idx = report.gpu_index if report.gpu_index is not None else 0
+    oom_used = report.process_used_bytes or report.torch_allocated_bytes
+    others = [g for g in gpus if g.index is not None and g.index != idx and g.used_bytes is not None]
+    distributed = bool(report.ranks) or report.launcher in ("torchrun", "deepspeed", "accelerate") or \
+        (setup is not None and setup.num_gpus > 1 and observed(setup, "num_gpus") and setup.zero_stage > 0)
+    if oom_used and others and all(g.used_bytes < 0.2 * oom_used for g in others):
+        names = ", ".join(f"GPU {g.index} {format_bytes(g.used_bytes)}" for g in others)
+        pts = 5 if not distributed else 3
+        s.add("multi_gpu_imbalance", pts, f"GPU {idx} ran out with {format_bytes(oom_used)} in use while the other GPUs "
+                                          f"hold little ({names}): the model is not spread over the {len(gpus)} GPUs")
+    elif not distributed:
+        s.add("multi_gpu_imbalance", 2, f"{len(gpus)} GPUs are visible but the run is a single process: "
+                                        f"everything lands on GPU {idx} unless device_map splits the model")
+
+
+def single_process_many_gpus(report: OOMReport, setup: TrainingSetup | None, s: Scores) -> None:
+    """Several GPUs, started with plain `python`: HF Trainer then wraps the model in nn.DataParallel, which
+    gathers every replica's outputs (and the loss) on GPU 0."""
+    if len(report.gpus) >= 2 or setup is None or setup.num_gpus < 2 or not observed(setup, "num_gpus"):
+        return  # with an nvidia-smi table, multi_gpu_spread reads the real spread
+    if report.launcher != "python" or report.ranks or setup.zero_stage > 0 or setup.fsdp:
+        return
+    s.add("multi_gpu_imbalance", 3.0, f"{setup.num_gpus} GPUs but a plain `python` launch: DataParallel keeps the "
+                                      "master copy and gathers outputs on GPU 0 (use torchrun for DDP)")
+
+
+def device_map_split(report: OOMReport, setup: TrainingSetup | None, cues: LogCues | None, s: Scores) -> None:
+    """One process spreading the layers over several GPUs (accelerate device_map): the split is rarely even."""
+    if cues is None or cues.device_map is None:
+        return
+    gpus = max(len(report.gpus), report.gpu_count or 0, setup.num_gpus if setup is not None and observed(setup, "num_gpus") else 0)
+    distributed = bool(report.ranks) or report.launcher in ("torchrun", "deepspeed", "accelerate")
+    if gpus < 2 or distributed:
+        return
+    idx = report.gpu_index
+    # accelerate fills GPUs in order and GPU 0 also holds the embeddings, the inputs and generate's outputs
+    # (its docs offer balanced_low_0 for this); the failing GPU shows where the split was uneven.
+    where = f"GPU {idx}" if idx is not None else "one GPU"
+    s.add("multi_gpu_imbalance", 3.0 if idx in (0, None) else 2.0,
+          f"{cues.device_map.text[:80]} splits the model over {gpus} GPUs in one process and {where} ran out: "
+          "the split is uneven (set max_memory per GPU or balanced_low_0)")
