@@ -30,3 +30,42 @@ def test_new_format_with_index_still_reads_it():
     r = parse_log("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB. GPU 3 has a total "
                   "capacity of 79.15 GiB of which 3.06 MiB is free.")
     assert r.gpu_index == 3 and r.gpu_total_bytes == round(79.15 * GiB)
+
+
+# -- 2. llama.cpp / ggml allocation failures ------------------------------------------------------------------
+def test_ggml_cudamalloc_line_gives_size_and_device():
+    r = parse_log("ggml_backend_cuda_buffer_type_alloc_buffer: allocating 1234.56 MiB on device 1: "
+                  "cudaMalloc failed: out of memory")
+    assert r.kind == "cuda_oom" and r.gpu_index == 1
+    assert r.requested_bytes == round(1234.56 * MiB)
+
+
+def test_ggml_exact_buffer_size_refines_the_rounded_one():
+    r = parse_log("llama_new_context_with_model: pipeline parallelism enabled (n_copies=4)\n"
+                  "ggml_backend_cuda_buffer_type_alloc_buffer: allocating 144.00 MiB on device 4: cudaMalloc failed: "
+                  "out of memory\n"
+                  "ggml_gallocr_reserve_n: failed to allocate CUDA4 buffer of size 150995968\n"
+                  "llama_new_context_with_model: failed to allocate compute buffers\n")
+    assert (r.kind, r.requested_bytes, r.gpu_index, r.framework) == ("cuda_oom", 150995968, 4, "llama.cpp")
+    assert {e.fact: e.line for e in r.evidence if e.fact in ("kind", "requested_bytes")} == {
+        "kind": 2, "requested_bytes": 3}
+
+
+def test_ggml_buffer_line_alone_and_bare_cudamalloc():
+    r = parse_log("alloc_tensor_range: failed to allocate CUDA0 buffer of size 151851674624\n"
+                  "llama_model_load: error loading model: unable to allocate CUDA0 buffer")
+    assert (r.kind, r.requested_bytes, r.gpu_index) == ("cuda_oom", 151851674624, 0)
+    r = parse_log("cudaMalloc failed: out of memory")
+    assert r.kind == "cuda_oom" and r.requested_bytes is None
+
+
+def test_ggml_buffers_by_backend():
+    assert parse_log("ggml_gallocr_reserve_n: failed to allocate ROCm1 buffer of size 2097152").kind == "hip_oom"
+    host = parse_log("llama_kv_cache_init: failed to allocate CUDA_Host buffer of size 1073741824")
+    assert host.kind == "host_oom" and host.requested_bytes == 1 << 30
+
+
+def test_a_distinct_later_size_is_not_merged():
+    r = parse_log("ggml_backend_cuda_buffer_type_alloc_buffer: allocating 144.00 MiB on device 0: cudaMalloc failed: "
+                  "out of memory\nalloc_tensor_range: failed to allocate CUDA0 buffer of size 999999999")
+    assert r.requested_bytes == 144 * MiB

@@ -21,7 +21,7 @@ _CONTEXT_PHASES: list[tuple[str, re.Pattern]] = [
     ("lora_merge", re.compile(r"merge_and_unload|_unload_and_optionally_merge|\bexport_model\b|\bin merge\b")),
     ("model_loading", re.compile(
         r"from_pretrained|_load_state_dict|load_state_dict|dispatch_model|load_checkpoint|_load_pretrained_model"
-        r"|set_module_tensor_to_device|Loading checkpoint shards|deepspeed\.initialize\(|_move_model_to_device|\bin (?:load_model|load_model_and_tokenizer"
+        r"|set_module_tensor_to_device|Loading checkpoint shards|loading model tensors|deepspeed\.initialize\(|_move_model_to_device|\bin (?:load_model|load_model_and_tokenizer"
         r"|_move_model_to_device|_configure_distributed_model|prepare_model|_load_checkpoint)\b")),
     ("data_loading", re.compile(r"DataLoader worker|\bin (?:_worker_loop|__getitem__|collate\w{0,20}|fetch)\b")),
     # DeepSpeed building the optimizer states (their memory is what runs out): the setup of the optimizer step

@@ -40,9 +40,11 @@ class MemoryHit:
     other_processes: list[tuple[int, int]] = field(default_factory=list)
     exit_signal: str | None = None
     phase_hint: str | None = None
+    exact_size: bool = False  # requested_bytes printed as an exact byte count (refines a rounded print before it)
     wrappable: bool = False  # a PyTorch allocator message: may continue on the next (hard-wrapped) line
     # which fields came from the text, with the fragment as written (for evidence)
     fragments: dict[str, str] = field(default_factory=dict)
+    fragment_lines: dict[str, int] = field(default_factory=dict)  # a fragment read from a later line (merged hits)
 
     @property
     def signature(self) -> tuple:
@@ -96,6 +98,13 @@ _DRIVER_BYTES = re.compile(r"(?:allocate|alloc)\s{0,2}(\d{1,20})\s{0,2}bytes")
 _CPU_BYTES = re.compile(r"tried to allocate (\d{1,20}) bytes")
 # NCCL: "include/alloc.h:185 NCCL WARN Failed to CUDA calloc 6291456 bytes"
 _NCCL_BYTES = re.compile(r"Failed to CUDA (?:calloc|malloc|host alloc\w{0,4}) (\d{1,20}) bytes", re.IGNORECASE)
+# llama.cpp / ggml (ggml-cuda.cu, ggml-alloc.c, llama.cpp's loader): "ggml_backend_cuda_buffer_type_alloc_buffer:
+# allocating 144.00 MiB on device 4: cudaMalloc failed: out of memory" (size / 1024 / 1024 with %.2f), then
+# "ggml_gallocr_reserve_n: failed to allocate CUDA4 buffer of size 150995968" (%zu bytes) and
+# "llama_model_load: error loading model: unable to allocate CUDA0 buffer". HIP builds name devices ROCm<n>.
+_GGML_DEVICE_ALLOC = re.compile(rf"allocating{SP}{NUM}{SP}{UNIT}{SP}on{SP}device{SP}(\d{{1,4}})")
+_GGML_BUFFER = re.compile(r"(?:failed|unable) to allocate (CUDA|ROCm)(\d{1,4}|_Host) buffer(?: of size (\d{1,20}))?")
+_GGML_BUFFER_KIND = {"CUDA": "cuda_oom", "ROCm": "hip_oom"}
 # launcher summaries: "exitcode  : -9 (pid: 14750)", "exits with return code = -9", "Signal 9 (SIGKILL) received"
 _EXIT_CODE = re.compile(r"(?:exitcode|exit code|return code|returncode|exit status)\s{0,4}[:=]?\s{0,4}(-?\d{1,3})\b",
                         re.IGNORECASE)
@@ -221,6 +230,30 @@ def _parse_tf(message: str) -> MemoryHit:
     return hit
 
 
+def _parse_ggml_malloc(message: str) -> MemoryHit:
+    """ggml's 'allocating X MiB on device N: cudaMalloc failed: out of memory' (size rounded to 0.01 MiB)."""
+    hit = MemoryHit(kind="cuda_oom", priority=P_GPU, text=message)
+    m = _GGML_DEVICE_ALLOC.search(message)
+    if m:
+        _put(hit, "requested_bytes", m)
+        hit.gpu_index = int(m.group(3))
+    return hit
+
+
+def _parse_ggml_buffer(message: str, match: re.Match) -> MemoryHit:
+    """ggml's 'failed to allocate CUDA0 buffer of size N' (exact bytes); a CUDA_Host buffer is pinned host RAM."""
+    backend, device, size = match.groups()
+    if device == "_Host":
+        hit = MemoryHit(kind="host_oom", priority=P_HOST, text=message)
+    else:
+        hit = MemoryHit(kind=_GGML_BUFFER_KIND[backend], priority=P_GPU, text=message, gpu_index=int(device))
+    if size is not None:
+        hit.requested_bytes = int(size)
+        hit.fragments["requested_bytes"] = match.group(0)
+        hit.exact_size = True
+    return hit
+
+
 def _bytes_hit(kind: str, priority: int, message: str, pattern: re.Pattern) -> MemoryHit:
     hit = MemoryHit(kind=kind, priority=priority, text=message)
     m = pattern.search(message)
@@ -252,6 +285,8 @@ def detect(line: str, low: str) -> list[MemoryHit]:
             return [MemoryHit(kind="host_oom", priority=P_HOST, text=line)]  # pinned host memory, not the GPU
         if "cuda_error_out_of_memory" in low and "tried to allocate" not in low:  # driver API (JAX, CuPy, vLLM)
             return [_bytes_hit("cuda_oom", P_GPU, line, _DRIVER_BYTES)]
+        if "cudamalloc failed" in low or "hipmalloc failed" in low:  # ggml / llama.cpp device allocation
+            return [_parse_ggml_malloc(line)]
         if "hip out of memory" in low:
             return parse_torch_message("hip_oom", line)
         if ("cuda out of memory" in low or "cuda error: out of memory" in low or "outofmemoryerror" in low
@@ -271,6 +306,10 @@ def detect(line: str, low: str) -> list[MemoryHit]:
                 "cudnn_status_not_enough_workspace" in low:
             return [MemoryHit(kind="cublas_alloc", priority=P_LIBRARY, text=line)]
         return []
+    if "buffer" in low and ("failed to allocate" in low or "unable to allocate" in low):
+        m = _GGML_BUFFER.search(line)
+        if m:
+            return [_parse_ggml_buffer(line, m)]
     if "failed to cuda" in low and "nccl" in low:
         return [_bytes_hit("nccl_oom", P_LIBRARY, line, _NCCL_BYTES)]
     return _detect_host(line, low)

@@ -23,6 +23,7 @@ MAX_MESSAGE = 4096     # characters of a joined message
 MAX_SIGNATURES = 64    # distinct memory errors remembered
 MAX_RELATED = 20
 CONTEXT_LINES = 20     # log lines before an error that may say what the run was doing
+_ROUNDING_SLACK = (1 << 20) // 100  # a size printed as "%.2f MiB" is within 0.005 MiB of the exact one
 _WRAP_MIN_WIDTH = 40   # a wrapped paste cuts lines at a fixed width; shorter lines are not wrapped
 # lines that start something new (an exception, a log record), never the wrapped rest of a message
 _NEW_RECORD = re.compile(r"[\w.]{1,80}(?:Error|Exception|Interrupt|Warning)\b|Killed\b|\w{1,30} \| "
@@ -225,7 +226,24 @@ class LogParser:
             # the size follows the error on its own line (NCCL's "Failed to CUDA calloc N bytes"): one error
             last.hit.requested_bytes = hit.requested_bytes
             last.hit.fragments.update(hit.fragments)
+            last.hit.fragment_lines.update(dict.fromkeys(hit.fragments, lineno))
             del self.occurrences[self.order.pop()]
+            self.occurrences[last.hit.signature] = last
+            self.order.append(last.hit.signature)
+            return
+        if (last is not None and hit.exact_size and last.hit.kind == hit.kind and not last.hit.exact_size
+                and last.hit.requested_bytes is not None and lineno - last.lineno <= 5
+                and abs(last.hit.requested_bytes - hit.requested_bytes) <= _ROUNDING_SLACK):
+            # ggml prints the size rounded ("144.00 MiB on device 4"), then exactly ("CUDA4 buffer of size
+            # 150995968"): one error, with the exact size
+            del self.occurrences[self.order.pop()]
+            last.hit.requested_bytes, last.hit.exact_size = hit.requested_bytes, True
+            last.hit.fragments["requested_bytes"] = hit.fragments.get("requested_bytes", "")
+            last.hit.fragment_lines["requested_bytes"] = lineno
+            if last.hit.gpu_index is None:
+                last.hit.gpu_index = hit.gpu_index
+            if last.hit.signature in self.occurrences:
+                return
             self.occurrences[last.hit.signature] = last
             self.order.append(last.hit.signature)
             return
@@ -306,7 +324,7 @@ class LogParser:
             r.ranks = sorted(primary.ranks or (primary.gpu_indices if len(primary.gpu_indices) > 1 else ()))
             ev.append(Evidence(line=primary.lineno, text=hit.text.strip()[:500], fact="kind"))
             for name, fragment in hit.fragments.items():
-                ev.append(Evidence(line=primary.lineno, text=fragment[:300], fact=name))
+                ev.append(Evidence(line=hit.fragment_lines.get(name, primary.lineno), text=fragment[:300], fact=name))
             if hit.kind == "cuda_oom" and hit.requested_bytes is None and _mentions_pinned(primary.window):
                 r.kind = "host_oom"  # "CUDA error: out of memory" raised by pin_memory: host page-locked RAM ran out
             phase = (find_phase(primary.window) or find_phase(primary.after)
