@@ -58,13 +58,14 @@ def run(args: argparse.Namespace) -> int:
 def _ingest(args, settings) -> int:
     from ..kb.ingest import case_to_yaml, ingest_file
     from .output import print_json, print_markdown
+    from .progress import track
 
     if not args.files and not args.session:
         raise UserError("nothing to ingest: pass FILE... or --session ID")
     results = []
     if args.session:
         results.append(_ingest_session(args, settings))
-    for f in args.files:
+    for f in track(args.files, "ingesting", enabled=not args.json):
         results.append(ingest_file(f, cases_dir=settings.kb_dir, out_dir=args.out, source=args.source,
                                    settings=settings, use_llm=args.llm, force=args.force))
     if args.json:
@@ -121,10 +122,13 @@ def _build(args, settings) -> int:
     from ..kb.hybrid import VectorStoreUnavailable
     from ..kb.index import CaseIndex
     from .output import print_json, print_markdown
+    from .progress import status
 
     t0 = time.perf_counter()
+    what = "building the lexical index" if args.lexical_only else "embedding the cases (all-MiniLM-L6-v2) and building BM25"
     try:
-        index = CaseIndex.build(settings, dense=not args.lexical_only)
+        with status(f"kb build: {what}", enabled=not args.json):
+            index = CaseIndex.build(settings, dense=not args.lexical_only)
     except (EmbeddingUnavailable, VectorStoreUnavailable) as exc:
         raise UserError(str(exc), EXIT_UNAVAILABLE) from None
     took = time.perf_counter() - t0

@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from ..tools.units import GiB
     from .inputs import read_config_text
     from .output import print_json, print_markdown
+    from .progress import status
 
     if args.weights and not args.model:
         raise UserError("--weights needs --model DIR (a local checkpoint)")
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     except Exception:  # noqa: BLE001 - the probe measures even where the calculator cannot estimate
         estimate_peak, guess = None, None
     record = Path(args.record) if args.record else load_settings().session_db.parent / "probe-measurements.jsonl"
-    with _progress(enabled=not args.json) as on_event:
+    with status("probe: starting", enabled=not args.json) as on_event:
         result = run_probe(build_spec(args, setup, hf_config, device), Trial(micro_batch=setup.micro_batch, seq_len=setup.seq_len),
                        find_max=args.find_max, start_guess=guess, margin=args.margin, trial_timeout_s=args.trial_timeout,
                        total_timeout_s=args.timeout, estimate_peak_bytes=estimate_peak, record_path=record,
@@ -131,30 +132,6 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"probe failed: {result.error}", EXIT_UNAVAILABLE)
     main = result.main
     return EXIT_OK if main is not None and main.fits_margin else EXIT_DOES_NOT_FIT
-
-
-class _progress:
-    """A spinner with the probe's current stage on a terminal (stderr); silent when piped or with --json."""
-
-    def __init__(self, enabled: bool):
-        import sys
-
-        self.enabled = enabled and sys.stderr.isatty()
-        self.status = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return None
-        from rich.console import Console
-
-        self.status = Console(stderr=True).status("probe: starting")
-        self.status.__enter__()
-        return lambda msg: self.status.update(f"probe: {msg}")
-
-    def __exit__(self, *exc):
-        if self.status is not None:
-            self.status.__exit__(*exc)
-        return False
 
 
 def render_probe(result) -> str:
