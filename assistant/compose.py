@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .diagnosis import Diagnosis
 from .explain import explain
-from .intents import Intent
+from .intent_types import Intent
 from .reply_texts import help_text, localized
 from .session import SessionState
 from .what_if import agent_request, what_if_from_config, what_if_markdown

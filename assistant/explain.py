@@ -46,7 +46,7 @@ def explain(d: Diagnosis, topic: str) -> str:
 
 
 # words too common in questions to say which cause / component / fix they are about
-_STOPWORDS = {"this", "that", "what", "when", "with", "does", "doing", "much", "many", "memory", "there", "these", "those",
+_STOPWORDS = {"this", "that", "what", "when", "with", "does", "doing", "many", "memory", "there", "these", "those",
               "much", "need", "have", "from", "into", "about", "still", "again", "large", "huge", "high", "take", "takes"}
 
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from .diagnosis import Diagnosis, Question
-from .intents import Intent
+from .intent_types import Intent
 
 
 class Reply(BaseModel):

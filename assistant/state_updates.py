@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from ..tools.errors import InputError
-from .intents import Intent
+from .intent_types import Intent
 from .message_parts import MessagePart, config_name_for, is_deepspeed_config, referenced_deepspeed
 from .session import Feedback, SessionState
 from .what_if import what_if_values

@@ -11,7 +11,7 @@ from ..tools.configs.schema import ConfigChange
 from ..tools.errors import InputError
 from ..tools.units import format_bytes
 from .diagnosis import DiagnoseRequest, Diagnosis
-from .intents import setup_field
+from .intent_what_if import setup_field
 from .message_parts import is_deepspeed_config
 from .session import SessionState
 
