@@ -69,3 +69,18 @@ def test_a_distinct_later_size_is_not_merged():
     r = parse_log("ggml_backend_cuda_buffer_type_alloc_buffer: allocating 144.00 MiB on device 0: cudaMalloc failed: "
                   "out of memory\nalloc_tensor_range: failed to allocate CUDA0 buffer of size 999999999")
     assert r.requested_bytes == 144 * MiB
+
+
+# -- 5. PEFT's parameter counts ---------------------------------------------------------------------------------
+def test_peft_trainable_line_keeps_both_counts_with_their_line():
+    r = parse_log("Loading checkpoint shards: 100%|██████████| 2/2\n"
+                  "trainable params: 4,194,304 || all params: 6,742,609,920 || trainable%: 0.0622\n")
+    assert r.training_args["trainable_params"].value == "4194304"
+    assert r.training_args["all_params"].value == "6742609920"
+    assert r.training_args["all_params"].line == 2
+    assert any(e.fact == "training_args.all_params" and "all params" in e.text for e in r.evidence)
+
+
+def test_hf_trainer_trainable_banner_has_no_all_params():
+    r = parse_log("[INFO|trainer.py:2136] >>   Number of trainable parameters = 20,971,520")
+    assert r.training_args["trainable_params"].value == "20971520" and "all_params" not in r.training_args

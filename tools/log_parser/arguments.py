@@ -44,6 +44,8 @@ _BANNERS = [
     ("eval_batch_size", re.compile(r"\bBatch size = ([\d,]{1,12})")),
 ]
 _TRAINABLE = _BANNERS[5][1]
+# PEFT print_trainable_parameters: "trainable params: 4,194,304 || all params: 6,742,609,920 || trainable%: 0.0622"
+_ALL_PARAMS = re.compile(r"\|\|\s{0,3}all params:?\s{0,3}([\d,]{1,20})")
 _EVAL_BATCH = _BANNERS[6][1]
 
 
@@ -98,6 +100,9 @@ def find_arguments(line: str, low: str) -> Iterator[tuple[str, str | None]]:
         m = _TRAINABLE.search(text)
         if m:
             yield "trainable_params", m.group(1).replace(",", "")
+        m = _ALL_PARAMS.search(text)
+        if m:
+            yield "all_params", m.group(1).replace(",", "")
 
 
 def find_eval_batch_size(line: str) -> str | None:
