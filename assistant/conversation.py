@@ -20,7 +20,7 @@ from .live_probe import run_live_probe
 from .message_parts import MessagePart, split_message, text_files
 from .reply import Reply
 from .reply_texts import localized, needs, suggestions
-from .session import Session, SessionState, SessionStore, StaleSessionError, _check_id as _check_session_id
+from .session import Session, SessionState, SessionStore, StaleSessionError, check_session_id
 from .state_updates import absorb_part, apply_intent
 from .what_if import agent_request, calculator_what_if
 
@@ -55,7 +55,7 @@ class Conversation:
     def handle(self, session_id: str, message: str, files: dict[str, str] | None = None) -> Reply:
         """Apply one user turn to the session and answer it. Bad input is answered, never raised."""
         try:
-            _check_session_id(session_id)
+            check_session_id(session_id)
             files = text_files(files)
         except InputError as exc:
             return Reply(session_id=str(session_id)[:200], intent="error", error=str(exc), markdown=f"**Cannot use that input:** {exc}")
@@ -90,10 +90,7 @@ class Conversation:
         parts = split_message(message, files)
         chat = "\n".join(p.text for p in parts if p.kind == "chat").strip()
         intents = parse_followups(chat) if chat else []
-        if _has_cjk(message):
-            state.language = "zh"
-        elif chat and re.search(r"[A-Za-z]{3,}", chat) and not _has_cjk(chat):
-            state.language = "en"
+        _note_language(state, message, chat)
         state.add_turn("user", message or " ".join((files or {}).keys()), intents[0].name if intents else None)
         sid = session.id
 
@@ -102,24 +99,8 @@ class Conversation:
             session.state.add_turn("user", message, "reset")
             return self._reply(session.state, sid, localized(state, "reset"), "reset", intents)
 
-        changed: list[str] = []
-        notes: list[str] = []
-        new_diagnosis = False
         try:
-            replan = False
-            for part in parts:
-                if part.kind != "chat":
-                    changed.append(absorb_part(state, part))
-                    replan = True
-            new_log = any(p.kind == "log" for p in parts)
-            for intent in intents:
-                note = apply_intent(state, intent, default_margin=self.settings.gpu_margin, new_log=new_log)
-                if note:
-                    changed.append(note)
-                replan = replan or intent.name in _REPLANNING
-            if replan and (state.request.log_text.strip() or state.configs):
-                state.diagnosis, notes = self._replan(state)
-                new_diagnosis = True
+            changed, notes, new_diagnosis = self._update(state, parts, intents)
         except InputError as exc:
             session.state = before
             session.state.add_turn("user", message, "error")
@@ -151,6 +132,27 @@ class Conversation:
         state.add_turn("assistant", markdown, kind)
         return self._reply(state, sid, markdown, kind, intents, show=new_diagnosis, what_if=what_if, notes=notes,
                            answered_by=answered_by)
+
+    def _update(self, state: SessionState, parts: list[MessagePart],
+                intents: list[Intent]) -> tuple[list[str], list[str], bool]:
+        """Absorb the turn's logs / configs and intents into the state and re-plan when they change the plan.
+        Returns what changed (in words), the re-plan's notes, and whether there is a new diagnosis."""
+        changed: list[str] = []
+        replan = False
+        for part in parts:
+            if part.kind != "chat":
+                changed.append(absorb_part(state, part))
+                replan = True
+        new_log = any(p.kind == "log" for p in parts)
+        for intent in intents:
+            note = apply_intent(state, intent, default_margin=self.settings.gpu_margin, new_log=new_log)
+            if note:
+                changed.append(note)
+            replan = replan or intent.name in _REPLANNING
+        if replan and (state.request.log_text.strip() or state.configs):
+            state.diagnosis, notes = self._replan(state)
+            return changed, notes, True
+        return changed, [], False
 
     # -- planning ---------------------------------------------------------------------------
 
@@ -229,6 +231,14 @@ class Conversation:
         return Reply(session_id=sid, markdown=markdown, diagnosis=state.diagnosis, intent=kind, intents=intents,
                      suggestions=suggestions(state), needs=needs(state), show_diagnosis=show, what_if=what_if,
                      notes=notes or [], error=error, answered_by=answered_by)
+
+
+def _note_language(state: SessionState, message: str, chat: str) -> None:
+    """Answer in Chinese once the user writes Chinese; back to English when they write English chat."""
+    if _has_cjk(message):
+        state.language = "zh"
+    elif chat and re.search(r"[A-Za-z]{3,}", chat) and not _has_cjk(chat):
+        state.language = "en"
 
 
 def _has_cjk(text: str) -> bool:

@@ -27,9 +27,6 @@ def constraint_intents(text: str) -> list[Intent]:
     keep: list[str] = []
     release: list[str] = []
 
-    def near(a: str, b: str, gap: int = 40) -> bool:
-        return bool(re.search(a + r".{0,%d}?" % gap + b, low) or re.search(b + r".{0,%d}?" % gap + a, low)) if a and b else False
-
     def near_fwd(a: str, b: str, gap: int = 40) -> bool:
         return bool(re.search(a + r".{0,%d}?" % gap + b, low))
 

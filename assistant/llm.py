@@ -87,29 +87,9 @@ def answer_with_llm(settings, question: str, diagnosis: Diagnosis, *, determinis
         return LLMOutcome(accepted=False, note="")
     ctx = ToolContext(diagnosis=diagnosis, request=request, index=index, settings=settings)
     prompt = _prompt(question, diagnosis, deterministic_markdown, extra_facts, history)
-    box: dict[str, Any] = {}
-
-    started = time.monotonic()
-
-    def work() -> None:
-        try:
-            box["text"] = asyncio.run(_run_agent(settings, ctx, prompt))
-        except BaseException as exc:  # noqa: BLE001 - reported to the caller as a note
-            left = settings.llm_timeout_s - (time.monotonic() - started)
-            if _no_tool_calling(exc) and left > 0.5:
-                try:  # the endpoint refuses tool calls: the same tools through ReAct text, in the time left
-                    box["text"] = asyncio.run(_run_agent(settings, ctx, prompt, react=True, timeout=left))
-                    box["react"] = True
-                    return
-                except BaseException as exc2:  # noqa: BLE001
-                    exc = exc2
-            box["error"] = exc
-
-    worker = threading.Thread(target=work, name="ask-oom-llm", daemon=True)
-    worker.start()
-    worker.join(settings.llm_timeout_s + 1.0)
+    box, finished = _run_with_deadline(settings, ctx, prompt)
     where = settings.llm_base_url
-    if worker.is_alive() or isinstance(box.get("error"), (asyncio.TimeoutError, TimeoutError)) or _is_timeout(box.get("error")):
+    if not finished or isinstance(box.get("error"), (asyncio.TimeoutError, TimeoutError)) or _is_timeout(box.get("error")):
         return LLMOutcome(accepted=False, tool_calls=list(ctx.calls),
                           note=f"The LLM at {where} did not answer within {settings.llm_timeout_s:g} s; this is the deterministic answer.")
     if "error" in box:
@@ -132,6 +112,32 @@ def answer_with_llm(settings, question: str, diagnosis: Diagnosis, *, determinis
                           note=f"The LLM's answer was not shown: {len(bad)} of its numbers do not match the tools' outputs; "
                                "this is the deterministic answer.")
     return LLMOutcome(accepted=True, text=text, tool_calls=list(ctx.calls), agent="react" if box.get("react") else "function")
+
+
+def _run_with_deadline(settings, ctx: ToolContext, prompt: str) -> tuple[dict[str, Any], bool]:
+    """Run the agent in a worker thread, abandoned after Settings.llm_timeout_s (never a hang); falls back to
+    ReAct when the endpoint refuses tool calls. Returns what it left (text / react / error) and whether it finished."""
+    box: dict[str, Any] = {}
+    started = time.monotonic()
+
+    def work() -> None:
+        try:
+            box["text"] = asyncio.run(_run_agent(settings, ctx, prompt))
+        except BaseException as exc:  # noqa: BLE001 - reported to the caller as a note
+            left = settings.llm_timeout_s - (time.monotonic() - started)
+            if _no_tool_calling(exc) and left > 0.5:
+                try:  # the endpoint refuses tool calls: the same tools through ReAct text, in the time left
+                    box["text"] = asyncio.run(_run_agent(settings, ctx, prompt, react=True, timeout=left))
+                    box["react"] = True
+                    return
+                except BaseException as exc2:  # noqa: BLE001
+                    exc = exc2
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name="ask-oom-llm", daemon=True)
+    worker.start()
+    worker.join(settings.llm_timeout_s + 1.0)
+    return box, not worker.is_alive()
 
 
 def _no_tool_calling(exc: BaseException) -> bool:

@@ -96,7 +96,8 @@ CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated_at);
 """
 
 
-def _check_id(session_id: str) -> str:
+def check_session_id(session_id: str) -> str:
+    """The id unchanged when it is usable as a session key; InputError (one line) otherwise."""
     if not isinstance(session_id, str) or not session_id.strip() or len(session_id) > MAX_SESSION_ID:
         raise InputError(f"bad session id: use 1-{MAX_SESSION_ID} characters (e.g. a UUID or a Slack thread id)")
     return session_id
@@ -163,7 +164,7 @@ class SessionStore:
 
     def get(self, session_id: str) -> Session | None:
         """The session, or None when unknown or expired."""
-        _check_id(session_id)
+        check_session_id(session_id)
         with self._conn() as db:
             row = db.execute(
                 "SELECT id, created_at, updated_at, version, state FROM sessions WHERE id = ?", (session_id,)
@@ -182,7 +183,7 @@ class SessionStore:
 
     def save(self, session: Session) -> Session:
         """Write the session; its version must still be the stored one (else StaleSessionError)."""
-        _check_id(session.id)
+        check_session_id(session.id)
         now = time.time()
         payload = session.state.model_dump_json()
         with self._conn() as db:
@@ -215,7 +216,7 @@ class SessionStore:
 
     def delete(self, session_id: str) -> bool:
         with self._conn() as db:
-            cur = db.execute("DELETE FROM sessions WHERE id = ?", (_check_id(session_id),))
+            cur = db.execute("DELETE FROM sessions WHERE id = ?", (check_session_id(session_id),))
         return cur.rowcount > 0
 
     def list_ids(self, limit: int = 100) -> list[str]:
