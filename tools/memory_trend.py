@@ -13,6 +13,7 @@ import re
 
 from pydantic import BaseModel, Field
 
+from .described_oom import DescribedOOM, described_oom
 from .units import format_bytes, parse_size
 
 MAX_READINGS = 512
@@ -92,6 +93,16 @@ def memory_trend(text: str) -> MemoryTrend:
         growth = best[-1].bytes - best[0].bytes
         trend.growth_bytes = growth
         trend.growing = growth >= max(2**30, 0.10 * best[0].bytes) and rises >= 0.7 * (len(best) - 1)
+    return trend
+
+
+def failure_trend(text: str, described: DescribedOOM | None = None) -> MemoryTrend:
+    """The log's memory over time, `growing` also when the user only said so in words ("keeps increasing every
+    step"); `described` is the prose reading of the text when the caller already has it."""
+    trend = memory_trend(text)
+    said = described if described is not None else described_oom(text)
+    if said is not None and said.growth_text and not trend.growing:
+        trend = trend.model_copy(update={"growing": True, "said": said.growth_text})
     return trend
 
 

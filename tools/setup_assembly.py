@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from .configs.schema import ConfigDocument
 from .errors import InputError
 from .gpus import GPUSpec, gpu_from_memory, lookup_gpu
+from .labels import RootCause
 from .report import OOMReport
 from .training_setup import Provenance, TrainingSetup
 
@@ -70,6 +71,19 @@ def assemble_setup(report: OOMReport, doc: ConfigDocument | None = None, request
 
 # ---------------------------------------------------------------------------------------------------
 # The log
+
+
+def eager_attention_from_ranking(setup: TrainingSetup, causes: list[RootCause]) -> TrainingSetup | None:
+    """When the ranking found eager attention from the log's own evidence (a request equal to the score matrix,
+    a flash-attn warning) but the setup only assumed sdpa, record eager as a derived fact so the calculator sizes it."""
+    prov = setup.provenance.get("attn_implementation")
+    if setup.attn_implementation == "eager" or (prov is not None and prov.origin not in ("default",)):
+        return None
+    top = [c for c in causes[:2] if c.label == "eager_attention"]
+    if not top or top[0].score < 0.6:
+        return None
+    reason = "; ".join(top[0].why[:2])
+    return setup.with_fact("attn_implementation", "eager", "derived", f"from the log: {reason}"[:300])
 
 
 def _from_log(report: OOMReport) -> TrainingSetup:

@@ -1,0 +1,42 @@
+"""What the agent asks instead of guessing (the config, the model, the GPU, the GPU count) and the assumptions it
+made, each a fact of the setup that stayed at its default."""
+
+from __future__ import annotations
+
+from ..tools.configs.schema import ConfigDocument
+from ..tools.report import OOMReport
+from ..tools.training_setup import TrainingSetup
+from .diagnosis import Question
+
+
+def questions(report: OOMReport, setup: TrainingSetup, doc: ConfigDocument | None) -> list[Question]:
+    """The facts a memory error's diagnosis lacks, as questions for the user (none when nothing ran out)."""
+    if not report.is_memory_error:
+        return []
+    qs: list[Question] = []
+    if doc is None:
+        qs.append(Question(slot="config", text="Paste your training config (LLaMA-Factory YAML, TrainingArguments JSON or "
+                                                "the launch script, plus its DeepSpeed JSON) so I can return it fixed."))
+    if setup.model is None:
+        named = f" '{setup.model_name}' is not in my registry:" if setup.model_name else ""
+        qs.append(Question(slot="model", text=f"Which model do you train?{named} give its Hugging Face name or paste its config.json "
+                                              "(--model-config) so I can size weights, activations and logits."))
+    if setup.gpu is None:
+        qs.append(Question(slot="gpu", text="Which GPU is it (e.g. --gpu A100-40GB, or --gpu-memory 24)? The log does not say."))
+    prov = setup.provenance.get("num_gpus")
+    distributed = bool(report.ranks) or report.launcher in ("torchrun", "deepspeed", "accelerate") or setup.zero_stage > 0
+    if distributed and (prov is None or prov.origin == "default"):
+        qs.append(Question(slot="num_gpus", text="How many GPUs does the run use (--gpus N)? ZeRO sharding divides memory by it."))
+    return qs
+
+
+def assumptions(setup: TrainingSetup) -> list[str]:
+    """Every fact of the setup that nobody stated, with the default it was given."""
+    out = []
+    for field, p in setup.provenance.items():
+        if p.origin != "default":
+            continue
+        value = getattr(setup, field, None)
+        shown = value.name if hasattr(value, "name") and not isinstance(value, (str, bool, int)) else value
+        out.append(f"{field} = {shown} ({p.detail or 'default'})")
+    return out

@@ -1,0 +1,76 @@
+"""The diagnosis in one paragraph: what ran out, the most likely cause, the calculator's peak against the budget,
+the fixed config and what is still needed. Every number is one a tool produced."""
+
+from __future__ import annotations
+
+from ..tools.labels import ROOT_CAUSES, RootCause
+from ..tools.report import OOMReport
+from ..tools.report_refinement import observed_peak
+from ..tools.units import format_bytes
+from .diagnosis import Diagnosis
+
+
+def summary(d: Diagnosis) -> str:
+    """The summary of a diagnosed memory error."""
+    r = d.report
+    what = _what_ran_out(r)
+    parts = [what]
+    if d.root_causes:
+        top = d.root_causes[0]
+        parts.append(f"Most likely cause: {top.label.replace('_', ' ')} — {ROOT_CAUSES.get(top.label, '')}.")
+    if d.estimate is not None:
+        e = d.estimate
+        verdict = ""
+        if e.budget_bytes:
+            verdict = f" against a budget of {format_bytes(e.budget_bytes)}" + (" (does not fit)" if e.fits is False else "")
+        parts.append(f"The calculator predicts a peak of {format_bytes(e.peak_bytes)} per GPU at {e.peak_phase.replace('_', ' ')}{verdict}.")
+        held = observed_peak(d.report)
+        if held and held > e.peak_bytes:
+            parts.append(f"The failing run needed at least {format_bytes(held)} (allocated + requested), more than predicted.")
+    if d.fixes and d.fixed_config:
+        after = d.estimate_after
+        fit = ""
+        if after is not None:
+            fit = f"; predicted peak after: {format_bytes(after.peak_bytes)}" + (" — fits" if d.fits_after else " — still does not fit")
+        keys = [f"{c.key} {'unset' if c.from_value is None else c.from_value}→{c.to_value}" for c in d.fixes if c.key]
+        actions = sum(1 for c in d.fixes if not c.key)
+        listed = ", ".join(keys) or "no key changes"
+        extra = f" plus {actions} action(s)" if actions else ""
+        parts.append(f"Fixed config: {listed}{extra}{fit}.")
+    if d.questions:
+        parts.append("To go further I need: " + ", ".join(q.slot.replace("_", " ") for q in d.questions) + ".")
+    return " ".join(parts)
+
+
+def summary_no_oom(report: OOMReport, causes: list[RootCause]) -> str:
+    """The summary of a log without a memory error: what it shows instead."""
+    found = []
+    if report.exit_signal:
+        found.append(f"the process ended with {report.exit_signal}")
+    for e in report.related_errors[:3]:
+        found.append(f"{e.kind.replace('_', ' ')} (line {e.line}): {e.message[:160]}")
+    head = "No out-of-memory error in this log."
+    if found:
+        head += " Found: " + "; ".join(found) + "."
+    if causes:
+        top = causes[0]
+        head += f" Reading: {top.label.replace('_', ' ')} — {top.why[0] if top.why else ROOT_CAUSES.get(top.label, '')}."
+    return head
+
+
+def _what_ran_out(r: OOMReport) -> str:
+    if r.kind == "host_oom":
+        return f"The host (CPU RAM) ran out of memory{f' ({r.exit_signal})' if r.exit_signal else ''}."
+    where = f"GPU {r.gpu_index}" if r.gpu_index is not None else "the GPU"
+    kind = {"cuda_oom": "CUDA", "hip_oom": "ROCm/HIP", "mps_oom": "MPS", "xla_oom": "XLA", "tf_oom": "TensorFlow",
+            "cublas_alloc": "cuBLAS/cuDNN", "nccl_oom": "NCCL"}.get(r.kind, r.kind)
+    s = f"{kind} out of memory on {where}"
+    if r.gpu_total_bytes:
+        s += f" ({format_bytes(r.gpu_total_bytes)})"
+    if r.requested_bytes:
+        s += f": a {format_bytes(r.requested_bytes)} allocation failed"
+        if r.gpu_free_bytes is not None:
+            s += f" with {format_bytes(r.gpu_free_bytes)} free"
+    if r.phase != "unknown":
+        s += f", during {r.phase.replace('_', ' ')}"
+    return s + "."

@@ -1,0 +1,103 @@
+"""Complete the parsed report with what the rest of the input says: vLLM's KV-cache refusal is a memory failure, a
+failure stated in words stands for a missing traceback, and the phase comes from the config or from cues near the
+error when the frames name none. Also what the report says about the failing step itself (its mode, its real peak).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from .configs.schema import ConfigDocument
+from .described_oom import DescribedOOM, described_oom
+from .log_cues import LogCues
+from .report import Evidence, OOMReport
+
+# A phase cue counts only near the error: lines far before it are set-up chatter (loading, earlier steps); a
+# sentence right after it is the user's explanation.
+CUE_LINES_BEFORE, CUE_LINES_AFTER = 40, 10
+
+
+class RefinedReport(BaseModel):
+    """The report completed from the input, the prose description it used (if any), and what was changed."""
+
+    report: OOMReport
+    described: DescribedOOM | None = None
+    notes: list[str] = Field(default_factory=list, description="one sentence per change, for the user")
+
+
+def refine_report(report: OOMReport, log_text: str, *, cues: LogCues, doc: ConfigDocument | None = None,
+                  truncated: bool = False) -> RefinedReport:
+    """The parsed `report` completed from the log's cues, its prose and the user's config. Never raises."""
+    notes: list[str] = []
+    if report.kind == "not_oom" and cues.kv_cache is not None:
+        report = _kv_cache_failure(report, cues)
+        notes.append(f"vLLM could not fit its KV cache (line {cues.kv_cache.line}): a GPU memory budget failure")
+    if truncated and not report.truncated:
+        report = report.model_copy(update={"truncated": True})
+    if report.truncated:
+        notes.append("the log was larger than the input limit: only its end was read")
+    described = _described(report, log_text)
+    if described is not None:
+        report = report.model_copy(update={
+            "kind": described.kind, "phase": described.phase or report.phase, "model": report.model or described.model,
+            "evidence": [*report.evidence, Evidence(line=described.line, text=described.text, fact="described_oom")]})
+        notes.append(f"no error message in the text; diagnosing the memory error it describes (line {described.line})")
+    report = _phase_from_config(report, doc)
+    report = _phase_from_cues(report, cues)
+    return RefinedReport(report=report, described=described, notes=notes)
+
+
+def estimate_mode(report: OOMReport) -> Literal["train", "eval"]:
+    """How the calculator should size the failing step: evaluation, generation and vLLM carry no training states."""
+    inference = report.phase in ("evaluation", "generation") or report.framework == "vllm"
+    return "eval" if inference else "train"
+
+
+def observed_peak(report: OOMReport) -> int | None:
+    """What the failing run really needed at the OOM: PyTorch's allocation plus the request that failed."""
+    if report.kind not in ("cuda_oom", "hip_oom") or not report.requested_bytes or report.torch_allocated_bytes is None:
+        return None
+    return report.torch_allocated_bytes + report.requested_bytes
+
+
+def _kv_cache_failure(report: OOMReport, cues: LogCues) -> OOMReport:
+    # vLLM refusing to start because the KV cache does not fit what is left after the weights is a GPU memory
+    # budget failure, printed as a ValueError rather than an out-of-memory error.
+    return report.model_copy(update={
+        "kind": "cuda_oom", "framework": report.framework or "vllm",
+        "phase": report.phase if report.phase != "unknown" else "generation",
+        "evidence": [*report.evidence, Evidence(line=cues.kv_cache.line, text=cues.kv_cache.text, fact="kind")]})
+
+
+def _described(report: OOMReport, text: str) -> DescribedOOM | None:
+    """A memory error stated in words, used only when the parser found no error and no other signal at all."""
+    if report.kind != "not_oom" or report.exit_signal or report.related_errors:
+        return None
+    return described_oom(text)
+
+
+def _phase_from_config(report: OOMReport, doc: ConfigDocument | None) -> OOMReport:
+    """A run whose config only evaluates or predicts failed in evaluation, even when the log shows no frame of it."""
+    if doc is None or not report.is_memory_error or report.phase != "unknown":
+        return report
+    st = doc.settings
+    truthy = lambda k: str(st.get(k, "")).lower() in ("true", "1")  # noqa: E731
+    if truthy("do_train") or not (truthy("do_eval") or truthy("do_predict")):
+        return report
+    phase = "generation" if truthy("predict_with_generate") else "evaluation"
+    keys = [k for k in ("do_eval", "do_predict", "predict_with_generate") if truthy(k)]
+    ev = Evidence(line=0, text=f"{doc.name}: {', '.join(keys)} without do_train", fact="phase")
+    return report.model_copy(update={"phase": phase, "evidence": [*report.evidence, ev]})
+
+
+def _phase_from_cues(report: OOMReport, cues: LogCues) -> OOMReport:
+    """The phase a function name or sentence near the error names, when the traceback's frames named none."""
+    if not report.is_memory_error or report.phase != "unknown" or cues.phase is None or cues.phase_cue is None:
+        return report
+    at = next((e.line for e in report.evidence if e.fact in ("kind", "described_oom") and e.line), None)
+    if at is not None and not (at - CUE_LINES_BEFORE <= cues.phase_cue.line <= at + CUE_LINES_AFTER):
+        return report
+    ev = Evidence(line=cues.phase_cue.line, text=cues.phase_cue.text, fact="phase")
+    return report.model_copy(update={"phase": cues.phase, "evidence": [*report.evidence, ev]})
