@@ -84,3 +84,51 @@ def test_peft_trainable_line_keeps_both_counts_with_their_line():
 def test_hf_trainer_trainable_banner_has_no_all_params():
     r = parse_log("[INFO|trainer.py:2136] >>   Number of trainable parameters = 20,971,520")
     assert r.training_args["trainable_params"].value == "20971520" and "all_params" not in r.training_args
+
+
+# -- 3. phases from frames and the source lines under them -----------------------------------------------------
+_OOM_LINE = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB. GPU 0 has a total capacity of 8 GiB"
+_MODULE = '  File "/venv/lib/python3.11/site-packages/torch/nn/modules/module.py", line {n}, in {fn}'
+
+
+def _trace(*frames: str) -> str:
+    return "\n".join(["Traceback (most recent call last):", *frames, _OOM_LINE])
+
+
+@pytest.mark.parametrize("frames, phase", [
+    # Module.to → _apply → convert: weights moving onto the GPU
+    (('  File "train.py", line 9, in <module>', "    model.to('cuda')", _MODULE.format(n=1343, fn="to"),
+      "    return self._apply(convert)", _MODULE.format(n=903, fn="_apply"), "    module._apply(fn)",
+      _MODULE.format(n=1329, fn="convert"), "    return t.to("), "model_loading"),
+    (('  File "train.py", line 9, in <module>', "    model = model.cuda()", _MODULE.format(n=1050, fn="cuda"),
+      "    return self._apply(lambda t: t.cuda(device))"), "model_loading"),
+    # state_dict / _save_to_state_dict / torch.save: a checkpoint being written
+    (('  File "train.py", line 40, in <module>', "    sd = model.state_dict()", _MODULE.format(n=1908, fn="state_dict"),
+      "    self._save_to_state_dict(destination, prefix, keep_vars)"), "checkpoint_save"),
+    (('  File "train.py", line 41, in <module>', '    torch.save(model.state_dict(), "ckpt.pt")',
+      '  File "/venv/lib/python3.11/site-packages/torch/serialization.py", line 850, in save',
+      "    _save(obj, opened_zipfile, pickle_module, pickle_protocol)"), "checkpoint_save"),
+    (('  File "/venv/lib/python3.11/site-packages/peft/peft_model.py", line 310, in save_pretrained',
+      "    output_state_dict = get_peft_model_state_dict("), "checkpoint_save"),
+    # evaluation read from the source lines when no frame names it
+    (('  File "eval.py", line 88, in <module>', "    all_preds = torch.cat([all_preds, preds], dim=0)"), "evaluation"),
+    (("    preds_host = logits if preds_host is None else nested_concat(preds_host, logits, padding_index=-100)",
+      '  File "/venv/lib/python3.11/site-packages/transformers/trainer_pt_utils.py", line 84, in torch_pad_and_concatenate',
+      "    result = tensor1.new_full(new_shape, padding_index)"), "evaluation"),
+])
+def test_phase_from_frames_and_source_lines(frames, phase):
+    assert parse_log(_trace(*frames)).phase == phase
+
+
+@pytest.mark.parametrize("frames, phase", [
+    # casting a tensor inside forward is not moving the model
+    (('  File "/venv/lib/python3.11/site-packages/transformers/models/llama/modeling_llama.py", line 300, in forward',
+      "    attn_weights = attn_weights.to(query_states.dtype)"), "forward"),
+    # loading a checkpoint is not saving one
+    (('  File "train.py", line 12, in <module>', "    model.load_state_dict(torch.load('ckpt.pt'))"), "model_loading"),
+    # plain backward frames stay backward
+    (('  File "/venv/lib/python3.11/site-packages/torch/_tensor.py", line 581, in backward',
+      "    torch.autograd.backward("), "backward"),
+])
+def test_phase_patterns_do_not_overreach(frames, phase):
+    assert parse_log(_trace(*frames)).phase == phase

@@ -14,13 +14,22 @@ _CONTEXT_PHASES: list[tuple[str, re.Pattern]] = [
         r"|_assisted_decoding)\b")),
     ("evaluation", re.compile(
         r"\.evaluate\(|\bin (?:evaluate|evaluation_loop|prediction_step|prediction_loop|predict|_evaluate"
-        r"|_maybe_log_save_evaluate_eval)\b|\*\*\*\*\* Running (?:Evaluation|Prediction)")),
+        r"|_maybe_log_save_evaluate_eval|evaluation_step|validation_step|eval_step|_eval_step|compute_metrics"
+        r"|nested_concat|torch_pad_and_concatenate|nested_numpify|gather_for_metrics)\b"
+        r"|\*\*\*\*\* Running (?:Evaluation|Prediction)"
+        # source lines that accumulate predictions across eval batches (HF Trainer's preds_host, hand-written loops)
+        r"|\b(?:preds_host|labels_host|logits_host|all_preds|all_labels|all_logits|eval_preds)\s{0,2}=|nested_concat\(")),
     ("checkpoint_save", re.compile(
         r"save_pretrained|save_checkpoint|\bin (?:save_model|_save|_save_checkpoint|save_16bit_model"
-        r"|_zero3_consolidated_16bit_state_dict|consolidated_16bit_state_dict)\b|Saving model checkpoint")),
+        r"|_zero3_consolidated_16bit_state_dict|consolidated_16bit_state_dict|_save_to_state_dict|state_dict"
+        r"|get_state_dict)\b|torch/serialization\.py\", line \d{1,6}, in _?save\b|Saving model checkpoint|torch\.save\("
+        r"|(?<![\w_])\.?state_dict\(\)")),
     ("lora_merge", re.compile(r"merge_and_unload|_unload_and_optionally_merge|\bexport_model\b|\bin merge\b")),
     ("model_loading", re.compile(
         r"from_pretrained|_load_state_dict|load_state_dict|dispatch_model|load_checkpoint|_load_pretrained_model"
+        # Module.to/.cuda/.half → _apply → convert: the weights being moved onto the GPU
+        r"|nn/modules/module\.py\", line \d{1,6}, in (?:_apply|convert|to|cuda|half|bfloat16|to_empty)\b"
+        r"|\b(?:model|base_model|peft_model|lm|llm|net)\.(?:to|cuda|half|bfloat16)\("
         r"|set_module_tensor_to_device|Loading checkpoint shards|loading model tensors|deepspeed\.initialize\(|_move_model_to_device|\bin (?:load_model|load_model_and_tokenizer"
         r"|_move_model_to_device|_configure_distributed_model|prepare_model|_load_checkpoint)\b")),
     ("data_loading", re.compile(r"DataLoader worker|\bin (?:_worker_loop|__getitem__|collate\w{0,20}|fetch)\b")),
