@@ -118,9 +118,7 @@ def _retrieve(report: OOMReport, setup: TrainingSetup, index: Any, settings: Any
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - retrieval is an aid: the diagnosis stands without it
-        if _debug():
-            raise
-        notes.append(f"similar cases unavailable ({type(exc).__name__}: {exc})")
+        _aid_failed(notes, "similar cases unavailable", exc)
         return []
 
 
@@ -146,11 +144,12 @@ def _plan(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[RootCau
         notes.append(f"no fix plan: {exc}")
         return None
     except Exception as exc:  # noqa: BLE001 - the diagnosis stands without a plan; say why
-        if _debug():
-            raise
-        notes.append(f"fix planner failed ({type(exc).__name__}: {exc})")
+        _aid_failed(notes, "fix planner failed", exc)
         return None
 
 
-def _debug() -> bool:
-    return os.environ.get("ASK_OOM_DEBUG", "") not in ("", "0")
+def _aid_failed(notes: list[str], what: str, exc: Exception) -> None:
+    """A tool that only aids the diagnosis failed: say so in the notes (ASK_OOM_DEBUG=1 re-raises instead)."""
+    if os.environ.get("ASK_OOM_DEBUG", "") not in ("", "0"):
+        raise exc
+    notes.append(f"{what} ({type(exc).__name__}: {exc})")

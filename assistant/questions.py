@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..tools.configs.schema import ConfigDocument
 from ..tools.report import OOMReport
+from ..tools.root_causes.facts import launched_distributed
 from ..tools.training_setup import TrainingSetup
 from .diagnosis import Question
 
@@ -24,7 +25,7 @@ def questions(report: OOMReport, setup: TrainingSetup, doc: ConfigDocument | Non
     if setup.gpu is None:
         qs.append(Question(slot="gpu", text="Which GPU is it (e.g. --gpu A100-40GB, or --gpu-memory 24)? The log does not say."))
     prov = setup.provenance.get("num_gpus")
-    distributed = bool(report.ranks) or report.launcher in ("torchrun", "deepspeed", "accelerate") or setup.zero_stage > 0
+    distributed = launched_distributed(report) or setup.zero_stage > 0
     if distributed and (prov is None or prov.origin == "default"):
         qs.append(Question(slot="num_gpus", text="How many GPUs does the run use (--gpus N)? ZeRO sharding divides memory by it."))
     return qs

@@ -97,22 +97,27 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
         line = line[:MAX_LINE]
         for name, pat in _PHASE_CUES:
             if pat.search(line):
-                phase, phase_cue = name, Cue(line=lineno, text=line.strip(" │|")[:300])
+                phase, phase_cue = name, _cue(lineno, line)
                 break
         if quant is None and _QUANT.search(line):
-            quant = Cue(line=lineno, text=line.strip(" │|")[:300])
+            quant = _cue(lineno, line)
         if dtype is None and _DTYPE.search(line):
-            dtype = Cue(line=lineno, text=line.strip(" │|")[:300])
+            dtype = _cue(lineno, line)
         if kv is None and _KV_CACHE.search(line):
             kv = Cue(line=lineno, text=line.strip()[:300])
         if vision is None and _VISION.search(line):
-            vision = Cue(line=lineno, text=line.strip(" │|")[:300])
+            vision = _cue(lineno, line)
     if vision is None and config_text:
         m = _VISION.search(config_text[:MAX_SCAN])
         if m is not None:
             vision = Cue(line=config_text.count("\n", 0, m.start()) + 1, text=f"config: {m.group(0)}")
     return LogCues(phase=phase, phase_cue=phase_cue, quantization=quant, dtype_error=dtype, device_map=device_map,
                    vision=vision, kv_cache=kv)
+
+
+def _cue(lineno: int, line: str) -> Cue:
+    """A cue on one line, without the frame borders of rich tracebacks (│ ... │)."""
+    return Cue(line=lineno, text=line.strip(" │|")[:300])
 
 
 def _device_map(text: str) -> Cue | None:

@@ -29,6 +29,16 @@ _MOE_NAME = re.compile(r"(?<![a-z])moe(?![a-z])|mixtral|-a\d{1,2}(?:\.\d)?b(?![a
                        r"olmoe|arctic|grok-?1|switch-", re.IGNORECASE)
 
 
+def launched_distributed(report: OOMReport) -> bool:
+    """The log shows ranks or a multi-process launcher (torchrun, deepspeed, accelerate)."""
+    return bool(report.ranks) or report.launcher in ("torchrun", "deepspeed", "accelerate")
+
+
+def stated_micro_batch(setup: TrainingSetup | None) -> int | None:
+    """The micro-batch when the log, config or user stated it: an assumed one is no evidence."""
+    return setup.micro_batch if setup is not None and observed(setup, "micro_batch") else None
+
+
 def moe_reason(report: OOMReport, setup: TrainingSetup | None) -> str | None:
     """Why this run is a mixture-of-experts model (architecture or name), or None."""
     if setup is not None and setup.model is not None:

@@ -6,7 +6,7 @@ from ..memory.schema import MemoryEstimate
 from ..report import OOMReport
 from ..training_setup import TrainingSetup
 from ..units import format_bytes
-from .facts import observed
+from .facts import observed, stated_micro_batch
 from .scores import Scores
 
 
@@ -21,7 +21,7 @@ def gpu_already_full(report: OOMReport, setup: TrainingSetup | None, estimate: M
         return
     if req > 0.015 * total:
         # Not a few MiB: a mid-sized chunk on a full card, activations that scale with the tokens in a step.
-        b = setup.micro_batch if setup is not None and observed(setup, "micro_batch") else None
+        b = stated_micro_batch(setup)
         held = format_bytes(report.torch_allocated_bytes)
         if b and b > 1:
             s.add("batch_too_large", 1.5, f"a {format_bytes(req)} activation-sized request on a full GPU ({held} allocated) "

@@ -6,7 +6,7 @@ from ..log_cues import LogCues
 from ..report import OOMReport
 from ..training_setup import TrainingSetup
 from ..units import format_bytes
-from .facts import observed
+from .facts import launched_distributed, observed
 from .scores import Scores
 
 
@@ -18,7 +18,7 @@ def multi_gpu_spread(report: OOMReport, setup: TrainingSetup | None, s: Scores) 
     idx = report.gpu_index if report.gpu_index is not None else 0
     oom_used = report.process_used_bytes or report.torch_allocated_bytes
     others = [g for g in gpus if g.index is not None and g.index != idx and g.used_bytes is not None]
-    distributed = bool(report.ranks) or report.launcher in ("torchrun", "deepspeed", "accelerate") or \
+    distributed = launched_distributed(report) or \
         (setup is not None and setup.num_gpus > 1 and observed(setup, "num_gpus") and setup.zero_stage > 0)
     if oom_used and others and all(g.used_bytes < 0.2 * oom_used for g in others):
         names = ", ".join(f"GPU {g.index} {format_bytes(g.used_bytes)}" for g in others)
@@ -46,7 +46,7 @@ def device_map_split(report: OOMReport, setup: TrainingSetup | None, cues: LogCu
     if cues is None or cues.device_map is None:
         return
     gpus = max(len(report.gpus), report.gpu_count or 0, setup.num_gpus if setup is not None and observed(setup, "num_gpus") else 0)
-    distributed = bool(report.ranks) or report.launcher in ("torchrun", "deepspeed", "accelerate")
+    distributed = launched_distributed(report)
     if gpus < 2 or distributed:
         return
     idx = report.gpu_index

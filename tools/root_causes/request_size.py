@@ -9,7 +9,7 @@ from ..memory.schema import MemoryEstimate
 from ..report import OOMReport
 from ..training_setup import TrainingSetup
 from ..units import GiB, MiB, format_bytes
-from .facts import STATE_PHASES, observed
+from .facts import STATE_PHASES, observed, stated_micro_batch
 from .scores import Scores
 from .tensors import matches_size, tensor_candidates
 
@@ -85,7 +85,7 @@ def request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate:
         elif op == "moe_experts":
             s.add("moe_memory", 2.5, f"a {format_bytes(req)} allocation ({frac:.0%} of the GPU) in the MoE expert dispatch")
         # An assumed micro-batch is no evidence: only a batch the log, config or user stated scales the blame.
-        b = setup.micro_batch if setup is not None and observed(setup, "micro_batch") else None
+        b = stated_micro_batch(setup)
         if b and b > 1:
             s.add("batch_too_large", 2.0 + min(b, 16) / 8, f"one {format_bytes(req)} activation ({frac:.0%} of the GPU) at micro-batch {b}: "
                                                           "activations scale linearly with the batch")
