@@ -132,3 +132,46 @@ def test_phase_from_frames_and_source_lines(frames, phase):
 ])
 def test_phase_patterns_do_not_overreach(frames, phase):
     assert parse_log(_trace(*frames)).phase == phase
+
+
+# -- 4. only model-like names become the model -----------------------------------------------------------------
+from ask_oom.tools.log_parser.model_names import looks_like_model  # noqa: E402
+
+
+@pytest.mark.parametrize("name", [
+    "meta-llama/Llama-2-7b-hf", "facebook/opt-1.3b", "bigscience/bloomz-7b1", "EleutherAI/pythia-160m", "gpt2",
+    "qwen2.5-7b", "THUDM/chatglm3-6b", "mistralai/Mixtral-8x7B-v0.1", "/data/llama-7b", "./checkpoints/llavaqwen-1.8b-ft",
+    "/out/qwen-lora/checkpoint-500", "/data/models/my-sft", "/root/.cache/modelscope/hub/ZJUNLP/OneKE",
+    "C:\\models\\Meta-Llama-3-8B-Instruct", "/hub/models--Qwen--Qwen2-7B/snapshots/abc",
+])
+def test_model_like_names(name):
+    assert looks_like_model(name)
+
+
+@pytest.mark.parametrize("name", [
+    "lib/python3.7/site-packages/transformers", "/usr/local/lib/python3.10/dist-packages/peft",
+    "training/step1_supervised_finetuning/output", "/root/DeepSpeed-Chat/training/step1_supervised_finetuning/output",
+    "training/step1_supervised_finetuning/run.sh", "(input_ids", "self.base_model.model", "Dahoas/rm-static",
+    "output", "/tmp/out/checkpoint-500", "optimizer", "config.json", "", "a/b",
+])
+def test_not_model_like(name):
+    assert not looks_like_model(name)
+
+
+@pytest.mark.parametrize("text", [
+    "model_name_or_path: /root/DeepSpeedExamples/applications/DeepSpeed-Chat/training/step1_supervised_finetuning/output",
+    "loading weights file /home/u/.local/lib/python3.7/site-packages/foo/pytorch_model.bin",
+    "    return self.base_model(input_ids, attention_mask=attention_mask)",
+    "model='lib/python3.7/site-packages/x'",
+    "--model training/step1_supervised_finetuning/run.sh",
+    '"_name_or_path": "/usr/local/lib/python3.7/site-packages/x"',
+])
+def test_paths_and_code_never_become_the_model(text):
+    assert parse_log(text).model is None
+
+
+def test_a_rejected_argument_leaves_room_for_a_later_model_print():
+    r = parse_log("--model_name_or_path training/step1_supervised_finetuning/output\n"
+                  '  "_name_or_path": "facebook/opt-1.3b",\n')
+    assert r.model == "facebook/opt-1.3b"
+    assert [e.line for e in r.evidence if e.fact == "model"] == [2]

@@ -12,6 +12,7 @@ import re
 from ..report import Evidence, GPUSeen, LoggedArg
 from .attention import find_attention
 from .arguments import clean_value, find_arguments, find_eval_batch_size, may_name_arguments
+from .model_names import looks_like_model
 from .versions import find_versions, may_name_versions
 
 
@@ -227,36 +228,43 @@ class FactCollector:
     # -- model ---------------------------------------------------------------------------------------------
     def _model(self, lineno: int, line: str, low: str) -> None:
         strength = self.model[0] if self.model else 0
-        if strength < 3 and ("model_name_or_path" in low or "model_id_or_path" in low or "base_model" in low):
+        if strength >= 3:
+            return
+        for level, candidate in self._model_candidates(line, low, strength):
+            if looks_like_model(candidate):  # script folders, package paths and code never name the model
+                self.model = (level, candidate, lineno, line)
+                return
+
+    @staticmethod
+    def _model_candidates(line: str, low: str, strength: int):
+        """(strength, name) pairs this line offers, strongest first: arguments naming the model (3), then files
+        loaded from a model directory or the hub cache and config prints (2)."""
+        if "model_name_or_path" in low or "model_id_or_path" in low or "base_model" in low:
             m = _MODEL_ARG.search(line)
             if m and not m.group(1).startswith("-"):
-                self.model = (3, _model_from_path(m.group(1)) if "models--" in m.group(1) else m.group(1), lineno, line)
-                return
-        if strength < 3 and ("model=" in low or "model_path=" in low or "model_id=" in low):
+                yield 3, _hub_name(m.group(1))
+        if "model=" in low or "model_path=" in low or "model_id=" in low:
             m = _MODEL_KWARG.search(line)
             if m:
-                self.model = (3, _hub_name(m.group(1)), lineno, line)
-                return
-        if strength < 3 and ("--model " in low or "--model=" in low or "--model_path" in low or "--model_dir" in low
-                             or "--model_id " in low):
+                yield 3, _hub_name(m.group(1))
+        if "--model " in low or "--model=" in low or "--model_path" in low or "--model_dir" in low or "--model_id " in low:
             m = _MODEL_FLAG.search(line)
             if m:
-                self.model = (3, _hub_name(m.group(1)), lineno, line)
-                return
-        if strength < 2 and "loading" in low and "file" in low:
+                yield 3, _hub_name(m.group(1))
+        if strength >= 2:
+            return
+        if "loading" in low and "file" in low:
             m = _MODEL_FILE.search(line)
             if m and (m.group(2) or "/" in m.group(1)):
-                self.model = (2, _model_from_path(m.group(2) or m.group(1)), lineno, line)
-                return
-        if strength < 2 and "from cache at" in low and "models--" in low:
+                yield 2, _model_from_path(m.group(2) or m.group(1))
+        if "from cache at" in low and "models--" in low:
             m = _FROM_CACHE.search(line)  # tokenizer/processor files name the same checkpoint
             if m:
-                self.model = (2, _model_from_path(m.group(1)), lineno, line)
-                return
-        if strength < 2 and "_name_or_path" in low:
+                yield 2, _model_from_path(m.group(1))
+        if "_name_or_path" in low:
             m = _NAME_OR_PATH.search(line)
             if m:
-                self.model = (2, _model_from_path(m.group(1)) if "models--" in m.group(1) else m.group(1), lineno, line)
+                yield 2, _hub_name(m.group(1))
 
     # -- attention kernel, host RAM ------------------------------------------------------------------------
     def _attention(self, lineno: int, line: str, low: str) -> None:
