@@ -84,6 +84,7 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
 
 
 def _load_config(request: DiagnoseRequest) -> ConfigDocument | None:
+    """The user's config, or None when none was given; an unusable one raises InputError."""
     if not request.config_text or not request.config_text.strip():
         return None
     from ..tools.configs import load_config
@@ -107,6 +108,7 @@ def _estimate(setup: TrainingSetup, report: OOMReport, notes: list[str]) -> Memo
 
 def _retrieve(report: OOMReport, setup: TrainingSetup, index: Any, settings: Any, mode: str | None,
               notes: list[str]) -> list[Any]:
+    """The most similar documented cases; a failing index is a note, not an error."""
     try:
         from ..kb.query import build_query
         if index is None:
@@ -124,6 +126,7 @@ def _retrieve(report: OOMReport, setup: TrainingSetup, index: Any, settings: Any
 
 def _plan(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[RootCause], request: DiagnoseRequest,
           settings: Any, hits: list[Any], notes: list[str], observed_peak: int | None = None) -> FixPlan | None:
+    """The planner's fixes under the user's constraints, for the causes strong enough to act on (None without a model)."""
     if setup.model is None:
         return None
     from ..tools.case_fixes import planner_hints

@@ -59,6 +59,7 @@ def summary_no_oom(report: OOMReport, causes: list[RootCause]) -> str:
 
 
 def _what_ran_out(r: OOMReport) -> str:
+    """The first sentence: which memory ran out, where, and the allocation that failed."""
     if r.kind == "host_oom":
         return f"The host (CPU RAM) ran out of memory{f' ({r.exit_signal})' if r.exit_signal else ''}."
     where = f"GPU {r.gpu_index}" if r.gpu_index is not None else "the GPU"

@@ -37,5 +37,6 @@ def fixes_from_top_case(hits: Sequence[Any]) -> list[ConfigChange]:
 
 
 def _as_change(fix: Any, case_id: str, rationale: str, *, action: str | None) -> ConfigChange:
+    """One documented fix as a typed change, confirmed by its case when the source says it worked."""
     return ConfigChange(key=fix.key, from_value=fix.from_value, to_value=fix.to_value, action=action,
                         rationale=rationale, confirmed_by=[case_id] if fix.confirmed else [])

@@ -65,6 +65,7 @@ def observed_peak(report: OOMReport) -> int | None:
 def _kv_cache_failure(report: OOMReport, cues: LogCues) -> OOMReport:
     # vLLM refusing to start because the KV cache does not fit what is left after the weights is a GPU memory
     # budget failure, printed as a ValueError rather than an out-of-memory error.
+    """vLLM's KV-cache refusal as the GPU memory failure it is."""
     return report.model_copy(update={
         "kind": "cuda_oom", "framework": report.framework or "vllm",
         "phase": report.phase if report.phase != "unknown" else "generation",

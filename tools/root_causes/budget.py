@@ -11,6 +11,7 @@ from .scores import Scores
 
 
 def estimate_vs_budget(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None, s: Scores) -> None:
+    """Model states and activations from the calculator's breakdown against the per-GPU budget."""
     if setup is not None and estimate is None and not setup.gradient_checkpointing and \
             observed(setup, "gradient_checkpointing") and report.phase in ("forward", "backward", "unknown"):
         # Unsized, but stated: without checkpointing every layer's activations stay alive until backward.
@@ -78,6 +79,7 @@ def estimate_vs_budget(report: OOMReport, setup: TrainingSetup | None, estimate:
 
 
 def _activation_drivers(setup: TrainingSetup, estimate: MemoryEstimate, budget: int, acts: int, s: Scores) -> None:
+    """Over budget with activations a large share of the peak: which knob (batch, length, checkpointing, kernel) drives them."""
     bd = estimate.breakdown
     gib = lambda n: format_bytes(n)  # noqa: E731
     peak = estimate.peak_bytes

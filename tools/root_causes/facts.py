@@ -62,4 +62,5 @@ def multimodal_reason(report: OOMReport, setup: TrainingSetup | None, cues: LogC
 
 
 def _has_vision_tower(setup: TrainingSetup | None) -> bool:
+    """The sized architecture has a vision encoder."""
     return bool(setup is not None and setup.model is not None and setup.model.vision is not None)

@@ -18,6 +18,7 @@ def unallocated_bytes(report: OOMReport) -> int | None:
 
 
 def fragmentation(report: OOMReport, s: Scores) -> None:
+    """Reserved-but-unallocated memory at least as large as the request: the cache is fragmented."""
     req = report.requested_bytes or 0
     total = report.gpu_total_bytes
     unalloc = unallocated_bytes(report)

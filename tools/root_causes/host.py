@@ -11,6 +11,7 @@ from .scores import Scores
 
 
 def host_memory(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None, s: Scores) -> None:
+    """Host RAM ran out: offload, per-rank loading and the calculator's host estimate say why; a bus error is not memory."""
     bus = next((e for e in report.related_errors if e.kind == "sigbus"), None)
     if bus is not None or "bus error" in (report.message or "").lower():
         # A worker killed by SIGBUS is shared memory (/dev/shm), not RAM or GPU memory running out.

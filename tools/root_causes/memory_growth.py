@@ -8,6 +8,7 @@ from .scores import Scores
 
 
 def memory_over_time(trend: MemoryTrend, s: Scores) -> None:
+    """Memory that rose across steps, or a failure after many good steps: something grows or stays alive."""
     if trend.growing and trend.readings:
         s.add("memory_growth", 7, f"{trend.describe()}: +{format_bytes(trend.growth_bytes)} while training, "
                                   "so something stays alive or grows from step to step")

@@ -11,6 +11,7 @@ from .scores import Scores
 
 
 def multi_gpu_spread(report: OOMReport, setup: TrainingSetup | None, s: Scores) -> None:
+    """An nvidia-smi table with several GPUs: the failing one full while the others hold little."""
     gpus = report.gpus
     total = report.gpu_total_bytes
     if len(gpus) < 2 or not total:

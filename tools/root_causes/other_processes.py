@@ -10,6 +10,7 @@ from .scores import Scores
 
 
 def other_processes(report: OOMReport, s: Scores) -> None:
+    """GPU memory held outside this process's tensors: foreign processes, ranks' CUDA contexts, non-PyTorch buffers."""
     req = report.requested_bytes or 0
     total = report.gpu_total_bytes
     unalloc = unallocated_bytes(report)

@@ -29,6 +29,7 @@ _PHASE_LABELS: dict[str, list[tuple[str, float, str]]] = {
 
 def phase_and_operation(report: OOMReport, setup: TrainingSetup | None, s: Scores, multimodal: str | None = None,
                          cues: LogCues | None = None) -> None:
+    """Priors of the phase, the failing operation and the engine (vLLM), each on the causes that live there."""
     for label, pts, reason in _PHASE_LABELS.get(report.phase, []):
         if label == "zero_stage_insufficient" and setup is not None and setup.zero_stage >= 3:
             continue

@@ -11,6 +11,7 @@ from .scores import Scores
 
 
 def not_a_memory_error(report: OOMReport, s: Scores) -> None:
+    """Nothing ran out: name what the log shows instead (a bus error, SIGFPE, no OOM message at all)."""
     signal = (report.exit_signal or "").upper()
     if "SIGBUS" in signal or "-7" in signal:
         s.add("not_oom", 8, f"the launcher reports {report.exit_signal} (bus error): usually /dev/shm too small in a container, not GPU memory")
@@ -42,6 +43,7 @@ RELATED: dict[str, tuple[str, str]] = {
 
 
 def related_errors(report: OOMReport, s: Scores, *, memory_error: bool) -> None:
+    """Each kind of related error once: decisive without an OOM, a contributing cause beside one."""
     seen: set[str] = set()
     for err in report.related_errors:
         if err.kind not in RELATED or err.kind in seen:

@@ -16,6 +16,7 @@ from .tensors import matches_size, tensor_candidates
 
 def request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None, s: Scores,
                         multimodal: str | None = None) -> None:
+    """The failing allocation's size against the setup's tensors and the GPU; `multimodal` says why a vision tower is in the step."""
     req = report.requested_bytes
     if not req:
         return
@@ -121,5 +122,6 @@ def _logits_without_model(report: OOMReport, req: int, s: Scores) -> None:
 
 
 def _near_power_of_two(x: float, rel: float = 0.005) -> bool:
+    """Within `rel` of a power of two (token counts of padded batches are)."""
     p = 2 ** round(math.log2(x))
     return abs(x - p) <= rel * p
