@@ -67,6 +67,9 @@ class ModelArch(BaseModel):
     # multimodal
     vision: VisionArch | None = None
     max_position_embeddings: int | None = None
+    attention_impls: list[str] | None = Field(
+        default=None, description="attention implementations the modeling code provides; None: eager, sdpa and "
+        "flash_attention_2 as transformers' own classes do (remote code such as Kimi-VL's has no sdpa path)")
     extra: dict = Field(default_factory=dict, description="family-specific facts not modelled above")
 
     @property

@@ -152,7 +152,7 @@ def lora_inputs_per_layer(arch: ModelArch, targets: list[str]) -> dict[str, tupl
 
 
 def attention_score_bytes(arch: ModelArch, p: ActPolicy, batch: int, seq: int) -> int:
-    """Eager attention: the s x s probabilities are kept per layer (fp32 softmax output + bf16 copy).
+    """Eager attention: the s x s probabilities one layer keeps for backward (fp32 softmax output + bf16 copy).
 
     sdpa / flash-attn keep only a per-row logsumexp (Dao et al. 2022), so this is 0 for them.
     """
@@ -162,6 +162,44 @@ def attention_score_bytes(arch: ModelArch, p: ActPolicy, batch: int, seq: int) -
     if arch.model_type in ("gemma2",):
         per_elem += 2  # attention logit soft-capping keeps the tanh output
     return per_elem * batch * arch.num_heads * seq * seq
+
+
+def score_elements(arch: ModelArch, batch: int, seq: int) -> int:
+    """Elements of one layer's eager score matrix: batch x query heads (not kv heads) x s x s."""
+    return batch * arch.num_heads * seq * seq
+
+
+def eager_forward_transient_units(p: ActPolicy) -> int:
+    """Bytes per score element live at one layer's softmax in forward (grad or not, measured on CPU).
+
+    transformers' eager_attention_forward: softmax(w, dtype=float32).to(q.dtype); aten softmax converts a
+    bf16 input with input.toType(float32) first (only CUDA fp16 takes the half_to_float path), so the bf16
+    scores (2) + their fp32 copy (4) + the fp32 softmax output (4) are live at once: 10 (fp16: 2 + 4).
+    """
+    if not p.eager_attention:
+        return 0
+    if p.act_bytes == 4:
+        return 4 + 4  # fp32 scores and the fp32 softmax output (the dtype cast is a no-op)
+    return 2 + 4 + 4
+
+
+def eager_backward_units(p: ActPolicy) -> int:
+    """Bytes per score element at the peak of one layer's backward through eager attention.
+
+    The saved fp32 + bf16 probabilities (6), then matmul's bf16 grad (2) cast to fp32 for the softmax
+    backward (4) and softmax's fp32 grad_input (4) before the bf16 copies are freed: 12 measured on CPU.
+    """
+    if not p.eager_attention:
+        return 0
+    return 12
+
+
+def eager_mask_bytes(arch: ModelArch, p: ActPolicy, batch: int, seq: int) -> int:
+    """The 4-D additive causal mask eager attention adds to the scores (b x 1 x s x s in the compute dtype),
+    built once per forward and kept until backward ends (checkpointed layers keep it as an input)."""
+    if not p.eager_attention:
+        return 0
+    return p.act_bytes * batch * seq * seq
 
 
 def loss_peak_units(outputs_kept: bool = True) -> dict[str, int]:
@@ -243,5 +281,6 @@ def vision_transient_bytes(v: VisionArch, patches_per_image: int, images: int, e
     h, i = v.hidden_size, v.intermediate_size
     work = images * patches_per_image * a * (4 * h + (3 if v.gated_mlp else 2) * i)
     if eager:
-        work += images * v.num_heads * patches_per_image ** 2 * (4 + 2)
+        # bf16 scores + their fp32 copy + the fp32 softmax output at one block's softmax (see eager_forward_transient_units)
+        work += images * v.num_heads * patches_per_image ** 2 * (2 + 4 + 4)
     return work

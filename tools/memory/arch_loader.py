@@ -158,6 +158,10 @@ def arch_from_config(cfg: dict, name: str | None = None) -> ModelArch:
     if text_type in ("chatglm", "glm"):
         fields.update(qkv_bias=bool(text.get("add_qkv_bias", True)))
         extra["fused_qkv"] = True
+    if model_type == "kimi_vl":
+        # Kimi-VL's remote modeling_kimi_vl.py (DeepSeek-V3 text code) maps only "eager" and
+        # "flash_attention_2" in its attention-class table: without flash-attn it runs eager
+        fields["attention_impls"] = ["eager", "flash_attention_2"]
     extra["architectures"] = list(cfg.get("architectures") or [])
     fields["extra"] = extra
     return ModelArch(**fields)

@@ -16,7 +16,8 @@ from ..gpus import CUDA_CONTEXT_BYTES
 from ..training_setup import TrainingSetup
 from ..units import GiB
 from .activations import (
-    ActPolicy, attention_score_bytes, final_norm_bytes, layer_activation_bytes, liger_loss_bytes,
+    ActPolicy, attention_score_bytes, eager_backward_units, eager_forward_transient_units, eager_mask_bytes,
+    final_norm_bytes, score_elements, layer_activation_bytes, liger_loss_bytes,
     lora_inputs_per_layer, model_activation_bytes,
     loss_peak_units, vision_block_bytes, vision_tokens, vision_transient_bytes,
 )
@@ -201,7 +202,7 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
         autocast_fp32_weights=autocast_fp32,
         lora_inputs=lora_inputs,
         act_bytes=4 if fp32 else 2,
-        eager_attention=setup.attn_implementation == "eager",
+        eager_attention=effective_attention(setup) == "eager",
         lora_input_bytes=2 if (lora_like and setup.precision in ("bf16_mixed", "fp16_mixed")
                                and setup.framework in TRAINER_FRAMEWORKS) else 4,
     )
@@ -218,6 +219,18 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
                  zero_gathered=gathered, ddp_buckets=ddp_buckets, host=host, host_parts=host_parts, policy=policy,
                  autocast_weight_copies=copies, lm_head_copy=lm_head_copy, vision_trainable=vision_trainable, trainable_layers=trainable_layers,
                  notes=notes)
+
+
+def effective_attention(setup: TrainingSetup) -> str:
+    """The attention implementation that really runs: one the modeling code lacks falls back to eager.
+
+    transformers picks sdpa by default, but remote code with no sdpa class (Kimi-VL's DeepSeek-V3 text
+    model: eager and flash_attention_2 only) runs eager unless flash-attn is installed and requested.
+    """
+    impls = setup.model.attention_impls if setup.model is not None else None
+    if impls and setup.attn_implementation not in impls:
+        return "eager"
+    return setup.attn_implementation
 
 
 def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int) -> dict[str, dict[str, int]]:
@@ -251,7 +264,7 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
         v = arch.vision
         _, patches = vision_tokens(v, setup.image_max_pixels, setup.images_per_sample, setup.video_frames)
         n_img = max(1, setup.images_per_sample + setup.video_frames)
-        eager = setup.attn_implementation == "eager"
+        eager = effective_attention(setup) == "eager"
         per_image = patches // n_img if n_img else patches
         if mode == "train" and plan.vision_trainable:
             if setup.gradient_checkpointing:
@@ -277,17 +290,25 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
     first_trainable = 0 if setup.gradient_checkpointing else L - plan.trainable_layers
     stored_layers = [(i in moe_idx) for i in range(first_trainable, L)]
     layer_scores = attention_score_bytes(arch, p, batch, seq)
+    # eager attention: the causal mask lives all step; one layer at a time holds its softmax working set
+    E = score_elements(arch, batch, seq) if p.eager_attention else 0
+    mask = eager_mask_bytes(arch, p, batch, seq)
     full_layer = T * max(per_tok_moe if n_moe else 0, per_tok_dense)
     if setup.gradient_checkpointing:
         # torch.utils.checkpoint (non-reentrant): each layer keeps only its input hidden states
         resid_b = 4 if (p.autocast_fp32_weights or p.act_bytes == 4) else 2
         acts = len(stored_layers) * T * h * resid_b + T * final_norm_bytes(arch, p)
         recompute = full_layer
-        scores = layer_scores  # only the layer being recomputed holds its probabilities
+        kept_scores = mask  # the checkpointed forward keeps no probabilities
+        # the layer recomputed in backward keeps its probabilities again and differentiates through them
+        late_scores = mask + eager_backward_units(p) * E
     else:
         acts = model_activation_bytes(arch, p, T, first_layer=first_trainable)
-        scores = len(stored_layers) * layer_scores
+        kept_scores = len(stored_layers) * layer_scores + mask
+        late_scores = kept_scores - layer_scores + eager_backward_units(p) * E
         recompute = 0
+    # forward of the last layer: earlier layers' kept scores + this layer's softmax working set
+    layer_fwd_scores = kept_scores - (0 if setup.gradient_checkpointing else layer_scores) + eager_forward_transient_units(p) * E
     lm_head_trainable = p.weights_trainable
     if setup.liger_kernel:
         loss_fwd = loss_bwd = liger_loss_bytes(arch, T, lm_head_trainable)
@@ -303,11 +324,11 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
     weight_copies_saved = (plan.autocast_weight_copies if not setup.gradient_checkpointing else plan.lm_head_copy)
 
     fwd = dict(state)
-    fwd.update(activations=acts, attention_scores=0 if setup.gradient_checkpointing else scores,
+    fwd.update(activations=acts, attention_scores=kept_scores,
                logits_and_loss=loss_fwd, vision_activations=vis_act + vis_transient,
                autocast_weight_copies=plan.autocast_weight_copies)
     bwd = dict(state)
-    bwd.update(activations=acts, attention_scores=0 if setup.gradient_checkpointing else scores,
+    bwd.update(activations=acts, attention_scores=kept_scores,
                logits_and_loss=loss_bwd, vision_activations=vis_act,
                autocast_weight_copies=weight_copies_saved)
     # late backward: gradients almost all accumulated, one checkpointed layer recomputed and differentiated
@@ -315,13 +336,20 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
     # a layer's backward holds its saved tensors plus ~3 gradient tensors of MLP width (d down-input, d act, d up)
     mlp_width = max(arch.intermediate_size, arch.num_experts_per_tok * (arch.moe_intermediate_size or 0))
     grad_transient = 3 * T * mlp_width * p.act_bytes
-    late.update(gradients=plan.gradients, activations=acts + recompute + grad_transient, attention_scores=scores,
+    late.update(gradients=plan.gradients, activations=acts + recompute + grad_transient, attention_scores=late_scores,
                 logits_and_loss=retained,
                 vision_activations=vis_act)
     step = dict(state)
     step.update(gradients=plan.gradients, optimizer_temporaries=plan.optimizer_temporaries,
                 logits_and_loss=retained)
     moments = {"forward_end": fwd, "backward": bwd, "backward_late": late, "optimizer_step": step}
+    if E:
+        # eager: a decoder layer's softmax in forward (the seed Kimi-VL run failed here, at 16 GiB for fp32 scores)
+        layer_fwd = dict(state)
+        layer_fwd.update(activations=acts,
+                         attention_scores=layer_fwd_scores, vision_activations=vis_act,
+                         autocast_weight_copies=plan.autocast_weight_copies)
+        moments["forward_layer"] = layer_fwd
     if setup.eval_batch:
         # evaluation during training: the optimizer states stay resident (HF Trainer evaluates between steps),
         # gradients were freed by zero_grad(set_to_none=True); the eval batch is often larger (HF default 8)
@@ -345,7 +373,10 @@ def _eval_moments(setup: TrainingSetup, arch, p: ActPolicy, state: dict[str, int
     ev = dict(state)
     ev.update(activations=T * h * 4, logits_and_loss=logits_fwd)
     layer = dict(state)
-    layer.update(activations=one_layer, attention_scores=attention_score_bytes(arch, p, batch, seq),
+    # no_grad eager attention: bf16 scores + fp32 copy + fp32 softmax at one layer, plus the causal mask
+    scores = (eager_forward_transient_units(p) * score_elements(arch, batch, seq) + eager_mask_bytes(arch, p, batch, seq)
+              if p.eager_attention else 0)
+    layer.update(activations=one_layer, attention_scores=scores,
                  vision_activations=vis_transient)
     return {"evaluation": ev, "evaluation_layer": layer}
 
@@ -365,7 +396,9 @@ def _expanded_image_tokens(setup: TrainingSetup) -> int:
 
 
 def _peak(moments: dict[str, dict[str, int]]) -> tuple[str, dict[str, int], int]:
-    best = max(moments.items(), key=lambda kv: sum(kv[1].values()))
+    # whole bytes per component, so the breakdown adds up exactly to the peak
+    whole = {name: {k: int(v) for k, v in parts.items()} for name, parts in moments.items()}
+    best = max(whole.items(), key=lambda kv: sum(kv[1].values()))
     return best[0], best[1], sum(best[1].values())
 
 
@@ -378,7 +411,8 @@ _FORMULAS = {
     "gradients": "trainable parameters x grad dtype (fp32 for fp32 params; /N under ZeRO-2/3)",
     "optimizer_states": "AdamW: 2 moments per trainable parameter (ZeRO paper); 8-bit: 2 B; /N under ZeRO",
     "master_weights": "DeepSpeed bf16/fp16: fp32 master copy, 4 B per trainable parameter (/N under ZeRO)",
-    "attention_scores": "eager attention: fp32 softmax + bf16 copy, 6 B x b x heads x s^2 per stored layer",
+    "attention_scores": "eager attention: 6 B x b x heads x s^2 kept per stored layer (fp32 softmax + bf16 copy); "
+                        "10 B at a layer's softmax in forward, 12 B in its backward; + the b x s^2 causal mask",
     "activations": "per layer per token saved tensors (Korthikanti et al. 2022, adapted) x layers x tokens",
     "logits_and_loss": "bf16 logits + fp32 upcast + log_softmax + grads: 10 (forward) / 14 (backward) B x b x s x V",
     "optimizer_temporaries": "foreach AdamW: sqrt(exp_avg_sq) for all params of a group at once",
@@ -404,11 +438,15 @@ def estimate_memory(setup: TrainingSetup, *, mode: Mode = "train", margin: float
     plan = _plan(setup, mode)
     batch = (setup.eval_batch or setup.micro_batch) if mode == "eval" else setup.micro_batch
     phase, comps, peak = _peak(_moments(setup, plan, mode, batch, setup.seq_len))
-    peak_phase = {"backward_late": "backward", "evaluation_layer": "evaluation"}.get(phase, phase)
+    peak_phase = {"backward_late": "backward", "evaluation_layer": "evaluation", "forward_layer": "forward_end"}.get(phase, phase)
     components = [MemoryComponent(name=k, bytes=int(v), formula=_FORMULAS.get(k, "")) for k, v in comps.items() if v]
     notes = list(plan.notes)
     if setup.model.model_type not in KNOWN_TEXT_TYPES:
         notes.append(f"model_type {setup.model.model_type!r} is not a family ask-oom knows: counted as a Llama-style layout")
+    if effective_attention(setup) != setup.attn_implementation:
+        notes.append(f"attention counted as eager: {setup.model.name or setup.model.model_type}'s modeling code provides only "
+                     f"{', '.join(setup.model.attention_impls or [])}, so {setup.attn_implementation} falls back to eager "
+                     "(b x heads x s x s scores per layer); install flash-attn and set it explicitly")
     if setup.optimizer.startswith("paged"):
         notes.append("paged optimizer: states live in unified memory and can be paged to host RAM under pressure")
     if setup.method in ("lora", "qlora") and not setup.gradient_checkpointing and plan.policy.lora_input_bytes == 4:

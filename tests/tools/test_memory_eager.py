@@ -1,0 +1,162 @@
+"""Eager attention against what really happens on CPU, and what the calculator makes of it.
+
+Saved tensors are counted with saved_tensors_hooks (as in test_memory_activations.py); the transient
+peaks of a forward and of a checkpointed backward are read from the CPU allocator's trace
+(torch.profiler with profile_memory=True: every allocation and free, in order). Each peak of an
+eager model minus the same model's sdpa peak is the score working set, in units of one layer's score
+elements (batch x query heads x s x s): 10 B at a forward softmax, 12 B in a recomputed layer's backward.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+
+from ask_oom.tools.memory import estimate_memory, load_model_arch
+from ask_oom.tools.memory.activations import (
+    ActPolicy, attention_score_bytes, eager_backward_units, eager_forward_transient_units, eager_mask_bytes,
+    model_activation_bytes, score_elements,
+)
+from ask_oom.tools.training_setup import TrainingSetup
+from ask_oom.tools.units import GiB
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+B, S = 1, 384
+TINY = [
+    dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=8,
+         num_key_value_heads=8, vocab_size=128),
+    dict(model_type="qwen2", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=8,
+         num_key_value_heads=2, vocab_size=128),
+]
+EAGER = ActPolicy(True, False, {}, 2, True)
+
+
+def _build(cfg: dict, attn: str, checkpointing: bool = False):
+    config = transformers.AutoConfig.for_model(**json.loads(json.dumps(cfg)))
+    config._attn_implementation = attn
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = transformers.AutoModelForCausalLM.from_config(config).to(torch.bfloat16)
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    return model
+
+
+def _allocator_peak(fn) -> int:
+    """Highest net bytes the CPU allocator held while fn ran (allocations minus frees, in time order)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                    key=lambda e: e.start_ns())
+    cur = peak = 0
+    for e in events:
+        cur += e.nbytes()
+        peak = max(peak, cur)
+    return peak
+
+
+def _ids(cfg):
+    torch.manual_seed(1)
+    return torch.randint(0, cfg["vocab_size"], (B, S))
+
+
+@pytest.mark.parametrize("cfg", TINY, ids=[c["model_type"] for c in TINY])
+def test_saved_probabilities_match_autograd(cfg):
+    """Each layer keeps its fp32 softmax output and the bf16 copy matmul saves: 6 B x b x heads x s^2."""
+    model = _build(cfg, "eager")
+    seen: dict[int, int] = {}
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+
+    def pack(t):
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in params:
+            seen[ptr] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(input_ids=_ids(cfg))
+    arch = load_model_arch(cfg)
+    predicted = model_activation_bytes(arch, EAGER, B * S) + arch.num_layers * attention_score_bytes(arch, EAGER, B, S)
+    assert predicted == pytest.approx(sum(seen.values()), rel=0.06)
+
+
+@pytest.mark.parametrize("cfg", TINY, ids=[c["model_type"] for c in TINY])
+def test_forward_softmax_working_set(cfg):
+    """no_grad forward (what a checkpointed layer runs): bf16 scores + fp32 cast + fp32 softmax, plus the mask."""
+    arch = load_model_arch(cfg)
+    E = score_elements(arch, B, S)
+    peaks = {}
+    for attn in ("eager", "sdpa"):
+        model = _build(cfg, attn)
+        with torch.no_grad():
+            peaks[attn] = _allocator_peak(lambda: model.model(input_ids=_ids(cfg)))
+    predicted = eager_forward_transient_units(EAGER) * E + eager_mask_bytes(arch, EAGER, B, S)
+    assert peaks["eager"] - peaks["sdpa"] == pytest.approx(predicted, rel=0.06)
+    assert peaks["eager"] - peaks["sdpa"] > 8 * E  # more than the 6 B/element a saved-tensor count shows
+
+
+@pytest.mark.parametrize("cfg", TINY, ids=[c["model_type"] for c in TINY])
+def test_recomputed_layer_backward_peak(cfg):
+    """Gradient checkpointing: the recomputed layer holds its probabilities again and their gradients (12 B)."""
+    arch = load_model_arch(cfg)
+    E = score_elements(arch, B, S)
+    peaks = {}
+    for attn in ("eager", "sdpa"):
+        model = _build(cfg, attn, checkpointing=True)
+        out = model.model(input_ids=_ids(cfg)).last_hidden_state
+        peaks[attn] = _allocator_peak(lambda: out.float().sum().backward())
+    # the causal mask was allocated in forward, before the trace started
+    assert peaks["eager"] - peaks["sdpa"] == pytest.approx(eager_backward_units(EAGER) * E, rel=0.08)
+
+
+def _setup(arch, **kw) -> TrainingSetup:
+    base = dict(model=arch, method="full", precision="pure_bf16", micro_batch=1, seq_len=16384,
+                gradient_checkpointing=True, framework="llamafactory")
+    base.update(kw)
+    return TrainingSetup(**base)
+
+
+@pytest.mark.parametrize("checkpointing", [True, False], ids=["gc", "no_gc"])
+def test_eager_costs_scores_at_long_sequences(checkpointing):
+    """eager vs sdpa/fa2 differs by the score working set; sdpa and fa2 are the same to the calculator."""
+    from ask_oom.tools.memory import resolve_model
+
+    arch = resolve_model("Qwen/Qwen2.5-7B-Instruct")
+    est = {impl: estimate_memory(_setup(arch, attn_implementation=impl, gradient_checkpointing=checkpointing))
+           for impl in ("eager", "sdpa", "flash_attention_2")}
+    assert est["sdpa"].peak_bytes == est["flash_attention_2"].peak_bytes
+    E = score_elements(arch, 1, 16384)  # 28 heads x 16384^2: 7.5 G elements
+    diff = est["eager"].peak_bytes - est["sdpa"].peak_bytes
+    if checkpointing:
+        assert diff >= 10 * E  # at least one layer's softmax working set, not 0
+        assert est["eager"].breakdown.as_dict()["attention_scores"] <= 12 * E + 2 * 16384 ** 2
+    else:
+        assert diff >= arch.num_layers * 6 * E  # every layer keeps its probabilities
+
+
+def test_kimi_vl_default_attention_runs_eager():
+    """Kimi-VL's remote code has no sdpa class: LLaMA-Factory's flash_attn auto without flash-attn runs eager
+    (the seed run failed at softmax allocating 16 GiB = 16 heads x 16384^2 x 4 B)."""
+    from ask_oom.tools.gpus import lookup_gpu
+    from ask_oom.tools.memory import resolve_model
+
+    arch = resolve_model("moonshotai/Kimi-VL-A3B-Instruct")
+    assert arch.attention_impls == ["eager", "flash_attention_2"]
+    kw = dict(precision="bf16_mixed", zero_stage=3, num_gpus=8, grad_accum=8, freeze_vision_tower=False,
+              image_max_pixels=1003520, gpu=lookup_gpu("H20"))
+    auto = estimate_memory(_setup(arch, attn_implementation="sdpa", **kw))
+    fa2 = estimate_memory(_setup(arch, attn_implementation="flash_attention_2", **kw))
+    assert 16 * 16384 ** 2 * 4 == 16 * GiB
+    assert any("falls back to eager" in n for n in auto.notes)
+    assert auto.breakdown.as_dict()["attention_scores"] >= 16 * GiB
+    assert auto.peak_bytes - fa2.peak_bytes >= 16 * GiB
+    assert not auto.fits and fa2.fits
