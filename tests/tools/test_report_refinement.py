@@ -1,0 +1,76 @@
+"""Completing the parsed report from the rest of the input: vLLM's KV-cache refusal, a failure told in words, the
+phase from an evaluation-only config or a cue near the error; the failing step's mode and observed peak."""
+
+from __future__ import annotations
+
+from ask_oom.tools.configs import load_config
+from ask_oom.tools.log_cues import log_cues
+from ask_oom.tools.log_parser import parse_log
+from ask_oom.tools.memory_trend import failure_trend
+from ask_oom.tools.report_refinement import CUE_LINES_BEFORE, estimate_mode, observed_peak, refine_report
+from ask_oom.tools.units import GiB
+
+OOM = ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.15 GiB "
+       "of which 1.00 GiB is free. Including non-PyTorch memory, this process has 78.00 GiB memory in use. Of the "
+       "allocated memory 70.00 GiB is allocated by PyTorch, and 6.00 GiB is reserved by PyTorch but unallocated.\n")
+
+
+def refine(text: str, **kw):
+    return refine_report(parse_log(text), text, cues=log_cues(text), **kw)
+
+
+def test_vllm_kv_cache_refusal_is_a_gpu_memory_failure_in_generation():
+    text = "ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization`.\n"
+    assert parse_log(text).kind == "not_oom"
+    out = refine(text)
+    assert out.report.kind == "cuda_oom" and out.report.phase == "generation" and out.report.framework == "vllm"
+    assert any(e.fact == "kind" and e.line == 1 for e in out.report.evidence)
+    assert out.notes and "KV cache" in out.notes[0]
+
+
+def test_a_failure_told_in_words_stands_for_the_missing_traceback():
+    text = "I got OOM on each GPU while evaluating Qwen/Qwen2-7B-Instruct, memory keeps increasing every step\n"
+    out = refine(text)
+    assert out.described is not None
+    assert (out.report.kind, out.report.phase, out.report.model) == ("cuda_oom", "evaluation", "Qwen/Qwen2-7B-Instruct")
+    assert any("describes" in n for n in out.notes)
+    # the stated growth makes the trend growing although the text holds no readings
+    trend = failure_trend(text, out.described)
+    assert trend.growing and not trend.readings and trend.said
+
+
+def test_a_real_error_is_not_replaced_by_prose_around_it():
+    out = refine(OOM + "I think it is an OOM while evaluating\n")
+    assert out.described is None and out.report.requested_bytes == 2 * GiB
+
+
+def test_evaluation_only_config_names_the_phase():
+    doc = load_config("do_eval: true\ndo_train: false\nper_device_eval_batch_size: 8\n", "eval.yaml")
+    out = refine(OOM, doc=doc)
+    assert out.report.phase == "evaluation"
+    assert out.report.evidence[-1].text == "eval.yaml: do_eval without do_train"
+    training = load_config("do_train: true\ndo_eval: true\n", "train.yaml")
+    assert refine(OOM, doc=training).report.phase == "unknown"
+
+
+def test_a_phase_cue_counts_only_near_the_error():
+    cue = "starting evaluation of the checkpoint\n"  # a sentence the parser does not read as a frame
+    assert parse_log(cue + OOM).phase == "unknown"
+    near = refine(cue + OOM).report
+    assert near.phase == "evaluation" and near.evidence[-1].line == 1
+    far = cue + "step done\n" * (CUE_LINES_BEFORE + 5) + OOM
+    assert refine(far).report.phase == "unknown"
+
+
+def test_truncated_input_is_said():
+    out = refine(OOM, truncated=True)
+    assert out.report.truncated and any("larger than the input limit" in n for n in out.notes)
+
+
+def test_failing_step_mode_and_observed_peak():
+    report = parse_log(OOM)
+    assert estimate_mode(report) == "train"
+    assert estimate_mode(report.model_copy(update={"phase": "generation"})) == "eval"
+    assert estimate_mode(report.model_copy(update={"framework": "vllm"})) == "eval"
+    assert observed_peak(report) == report.torch_allocated_bytes + 2 * GiB
+    assert observed_peak(report.model_copy(update={"kind": "host_oom"})) is None
