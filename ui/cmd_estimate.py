@@ -156,11 +156,15 @@ def _deepspeed(args: argparse.Namespace, setup) -> int:
 def render_markdown(est, setup) -> str:
     from ..tools.units import format_bytes
 
+    from ..tools.memory.estimator import effective_attention
+
     arch = setup.model
+    runs = effective_attention(setup) if arch is not None else setup.attn_implementation
+    attn = setup.attn_implementation if runs == setup.attn_implementation else f"{setup.attn_implementation} (runs {runs})"
     lines = [f"## Memory estimate: {setup.model_name or (arch.name if arch else 'model')}", "",
              f"{setup.method}, {setup.precision}, {setup.optimizer}, ZeRO-{setup.zero_stage} on {setup.num_gpus} GPU(s), "
              f"micro-batch {setup.micro_batch} x {setup.seq_len} tokens, gradient checkpointing "
-             f"{'on' if setup.gradient_checkpointing else 'off'}, attention {setup.attn_implementation}", "",
+             f"{'on' if setup.gradient_checkpointing else 'off'}, attention {attn}", "",
              f"Peak (PyTorch allocated, busiest GPU): **{format_bytes(est.peak_bytes)}** at **{est.peak_phase}**; "
              f"{est.n_params / 1e9:.2f}B parameters, {est.n_trainable / 1e6:.1f}M trainable.", "",
              "| component | bytes | share |", "|---|---:|---:|"]

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +103,18 @@ def test_trainer_frameworks_drop_the_logits_before_backward():
     trainer = json.loads(run_cli(*base, "--framework", "hf_trainer").stdout)
     assert loop["breakdown"]["logits_and_loss"] == 14 * 16384 * 152064
     assert trainer["breakdown"]["logits_and_loss"] == 12 * 16384 * 152064
+
+
+def test_seed_kimi_vl_config_counts_eager_attention():
+    """LLaMA-Factory flash_attn auto on Kimi-VL (no sdpa class, flash-attn absent) runs eager: the estimate
+    says so and does not fit an H20 at 16384 tokens; with --attn flash_attention_2 it fits."""
+    seed = str(Path(__file__).resolve().parents[1] / "fixtures" / "seeds" / "kimi-vl-a3b") + "/"
+    base = ("--config", seed + "train.yaml", "--config", seed + "ds_z3_config.json", "--gpu", "H20", "--gpus", "8")
+    p = run_cli(*base)
+    assert p.returncode == 5, p.stderr
+    assert "attention sdpa (runs eager)" in p.stdout and "falls back to eager" in p.stdout
+    eager = json.loads(run_cli(*base, "--json").stdout)
+    fa2 = json.loads(run_cli(*base, "--attn", "flash_attention_2", "--json").stdout)
+    assert eager["breakdown"]["attention_scores"] >= 16 * GiB  # one layer's fp32 scores: 16 heads x 16384^2 x 4 B
+    assert fa2["fits"] is True and "attention_scores" not in fa2["breakdown"]
+    assert eager["peak_bytes"] - fa2["peak_bytes"] > 16 * GiB
