@@ -175,3 +175,58 @@ def test_a_rejected_argument_leaves_room_for_a_later_model_print():
                   '  "_name_or_path": "facebook/opt-1.3b",\n')
     assert r.model == "facebook/opt-1.3b"
     assert [e.line for e in r.evidence if e.fact == "model"] == [2]
+
+
+# -- 6. random text yields nothing -------------------------------------------------------------------------------
+import json  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
+import string  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from ask_oom.tools.log_parser.arguments import plausible_value  # noqa: E402
+
+
+@pytest.mark.parametrize("alphabet", [string.printable, string.ascii_lowercase + " =:-/._'\n0123456789"],
+                         ids=["printable", "lowercase_and_separators"])
+def test_cli_on_megabytes_of_random_text_reports_nothing(alphabet):
+    rnd = random.Random(1234)
+    data = "".join(rnd.choices(alphabet, k=3_000_000)).encode()
+    proc = subprocess.run([sys.executable, "-m", "ask_oom.ui.cli", "parse", "--json"], input=data,
+                          capture_output=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 3, proc.stderr  # no memory error
+    report = json.loads(proc.stdout)
+    assert report["kind"] == "not_oom" and report["model"] is None and report["training_args"] == {}
+    assert report["framework"] is None and report["versions"] == {} and report["gpus"] == []
+    assert report["lines"] > 1000
+
+
+@pytest.mark.parametrize("key, value, ok", [
+    ("bf16", "true", True), ("bf16", "True", True), ("fp16", "auto", True), ("bf16", "t5", False),
+    ("gradient_checkpointing", "memory_and", False), ("bits", "4", True), ("bits", "not", False),
+    ("per_device_train_batch_size", "8", True), ("per_device_train_batch_size", "auto", True),
+    ("max_pixels", "1280*28*28", True), ("max_pixels", "passed", False), ("lora_alpha", "16.0", True),
+    ("cutoff_len", "4,096", True), ("deepspeed", "ds_z3_config.json", True), ("template", "qwen", True),
+])
+def test_typed_argument_values(key, value, ok):
+    assert plausible_value(key, value) is ok
+
+
+_WORDS = ("the model of a run with batch size and loading file from cache at path to gpu memory python train eval "
+          "step loss lr bf16 fp16 bits cutoff_len per_device_train_batch_size x y 7b qwen llama opt data output "
+          "checkpoint = : -- ' / site-packages lib python3.7 training step1_supervised_finetuning").split()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_WORDS), st.sampled_from(["", " ", "_", "-", "/", "\n", ": ", "="])),
+                max_size=400))
+def test_word_salad_gives_only_well_shaped_facts(parts):
+    r = parse_log("".join(w + sep for w, sep in parts))
+    assert r.kind == "not_oom"
+    for key, arg in r.training_args.items():
+        assert plausible_value(key, arg.value)
+    assert r.model is None or looks_like_model(r.model)

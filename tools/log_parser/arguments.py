@@ -70,6 +70,35 @@ def clean_value(value: str | None) -> str:
     return value
 
 
+# Keys whose value has a fixed shape: a value of another shape is not that argument (prose, code, word salad).
+_FLAG_KEYS = frozenset({
+    "bf16", "fp16", "pure_bf16", "tf32", "gradient_checkpointing", "load_in_4bit", "load_in_8bit", "sample_packing",
+    "packing", "neat_packing", "do_eval", "predict_with_generate", "use_unsloth", "enable_liger_kernel",
+    "use_liger_kernel", "freeze_vision_tower", "low_cpu_mem_usage", "double_quantization"})
+_NUMBER_KEYS = frozenset({
+    "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+    "eval_accumulation_steps", "cutoff_len", "max_seq_length", "max_seq_len", "max_length", "max_source_length",
+    "max_target_length", "model_max_length", "sequence_len", "micro_batch_size", "train_micro_batch_size_per_gpu",
+    "batch_size", "lora_rank", "lora_r", "lora_alpha", "quantization_bit", "bits", "dataloader_num_workers",
+    "preprocessing_num_workers", "zero_stage", "max_new_tokens", "sequence_parallel_size", "tensor_parallel_size",
+    "max_model_len", "max_pixels", "image_max_pixels", "video_max_pixels", "eval_steps", "load_in_nbits",
+    "gpu_memory_utilization",
+    "total_train_batch_size", "num_examples", "num_epochs", "trainable_params", "all_params", "eval_batch_size"})
+_FLAG_VALUE = re.compile(r"true|false|yes|no|on|off|[01]|none|null|auto", re.IGNORECASE)
+# numbers as configs write them: 4, 0.9, 1e-4, 1_024, 1280*28*28; DeepSpeed's "auto"
+_NUMBER_VALUE = re.compile(r"-?\d[\d_.,]{0,20}(?:[eE][+-]?\d{1,3})?(?:\s{0,2}\*\s{0,2}\d{1,8}){0,4}|auto|none|null",
+                           re.IGNORECASE)
+
+
+def plausible_value(key: str, value: str) -> bool:
+    """Does the value have the shape this key takes? (a flag: true/false...; a size or count: a number)"""
+    if key in _FLAG_KEYS:
+        return _FLAG_VALUE.fullmatch(value) is not None
+    if key in _NUMBER_KEYS:
+        return _NUMBER_VALUE.fullmatch(value) is not None
+    return True
+
+
 def find_arguments(line: str, low: str) -> Iterator[tuple[str, str | None]]:
     """(key, raw value) pairs one line prints; value None for a bare flag."""
     text = line[:4096]

@@ -11,7 +11,7 @@ import re
 
 from ..report import Evidence, GPUSeen, LoggedArg
 from .attention import find_attention
-from .arguments import clean_value, find_arguments, find_eval_batch_size, may_name_arguments
+from .arguments import clean_value, find_arguments, find_eval_batch_size, may_name_arguments, plausible_value
 from .model_names import looks_like_model
 from .versions import find_versions, may_name_versions
 
@@ -348,7 +348,7 @@ class FactCollector:
         if key in self.training_args or len(self.training_args) >= 200:
             return
         value = clean_value(value)
-        if value:
+        if value and plausible_value(key, value):
             self.training_args[key] = LoggedArg(value=value[:300], line=lineno)
             self.arg_texts[key] = line
 
