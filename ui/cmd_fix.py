@@ -109,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
     model_config = read_config_text(args.model_config) if args.model_config else None
 
     from ..tools.configs import Constraints, plan_fixes
-    from ..tools.configs.causes import observed_peak, setup_and_causes
+    from ..tools.configs.causes import setup_and_causes
+    from ..tools.report_refinement import observed_peak
     from .output import print_json, print_markdown
 
     setup, causes, report = setup_and_causes(doc, log_text, gpu=args.gpu, gpu_memory_gib=args.gpu_memory,

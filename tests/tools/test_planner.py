@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from ask_oom.tools.configs import ConfigChange, Constraints, apply_config_to_setup, load_config, plan_fixes
-from ask_oom.tools.configs.causes import observed_peak, setup_and_causes
+from ask_oom.tools.configs.causes import setup_and_causes
+from ask_oom.tools.report_refinement import observed_peak
 from ask_oom.tools.gpus import lookup_gpu
 from ask_oom.tools.labels import RootCause
 from ask_oom.tools.memory import estimate_memory

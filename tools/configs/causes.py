@@ -4,25 +4,13 @@ component is over the budget and which setting makes it so)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..errors import InputError
-from ..gpus import GPUSpec, lookup_gpu
 from ..labels import RootCause
 from ..memory.schema import MemoryEstimate
+from ..report import OOMReport
 from ..training_setup import TrainingSetup
 from ..units import GiB, format_bytes
-from .mapping import apply_config_to_setup
 from .schema import ConfigDocument
-
-
-def observed_peak(report: Any) -> int | None:
-    """What the failing run held at the OOM: PyTorch's allocation plus the request that failed."""
-    if report is None or getattr(report, "kind", None) not in ("cuda_oom", "hip_oom"):
-        return None
-    if not report.requested_bytes or report.torch_allocated_bytes is None:
-        return None
-    return report.torch_allocated_bytes + report.requested_bytes
 
 
 def causes_from_estimate(setup: TrainingSetup, est: MemoryEstimate | None) -> list[RootCause]:
@@ -71,43 +59,29 @@ def causes_from_estimate(setup: TrainingSetup, est: MemoryEstimate | None) -> li
 def setup_and_causes(doc: ConfigDocument, log_text: str | None, *, gpu: str | None = None,
                      gpu_memory_gib: float | None = None, num_gpus: int | None = None,
                      model_config_json: str | None = None, host_ram_gib: float | None = None,
-                     margin: float = 0.9) -> tuple[TrainingSetup, list[RootCause], Any]:
-    """(setup, ranked causes, parsed report or None) for one config and an optional log."""
-    report = None
-    setup: TrainingSetup | None = None
-    if log_text:
-        try:
-            from ..log_parser import parse_log
-        except ImportError:
-            parse_log = None
-        if parse_log is not None:
-            report = parse_log(log_text)
-        try:
-            from ..setup_assembly import AssemblyRequest, assemble_setup
-        except ImportError:
-            assemble_setup = None
-        if report is not None and assemble_setup is not None:
-            req = AssemblyRequest(gpu=gpu, gpu_memory_gib=gpu_memory_gib, num_gpus=num_gpus, model_config_json=model_config_json)
-            setup = assemble_setup(report, doc, req)
-    if setup is None:
-        setup = apply_config_to_setup(doc, TrainingSetup())
-        setup = _user_facts(setup, gpu, gpu_memory_gib, num_gpus, model_config_json)
+                     margin: float = 0.9) -> tuple[TrainingSetup, list[RootCause], OOMReport | None]:
+    """(setup, ranked causes, parsed report or None) for one config and an optional log.
+
+    The same assembler and ranker as `ask-oom diagnose`; without a log, causes come from the breakdown.
+    """
+    from ..log_parser import parse_log
+    from ..root_causes import rank_root_causes
+    from ..setup_assembly import AssemblyRequest, assemble_setup, eager_attention_from_ranking
+
+    report = parse_log(log_text) if log_text else None
+    request = AssemblyRequest(gpu=gpu, gpu_memory_gib=gpu_memory_gib, num_gpus=num_gpus, model_config_json=model_config_json)
+    setup = assemble_setup(report or OOMReport(), doc, request)
     if host_ram_gib is not None:
         setup = setup.with_fact("host_ram_bytes", int(host_ram_gib * GiB), "user", f"--host-ram {host_ram_gib:g}")
     est = _estimate(setup, margin)
     causes: list[RootCause] = []
     if report is not None:
-        try:
-            from ..root_causes import rank_root_causes
-        except ImportError:
-            rank_root_causes = None
-        if rank_root_causes is not None:
+        causes = [c for c in rank_root_causes(report, setup, est, []) if c.label != "not_oom"]
+        refined = eager_attention_from_ranking(setup, causes)
+        if refined is not None:   # the log shows eager attention ran: size that, then rank again
+            setup = refined
+            est = _estimate(setup, margin)
             causes = [c for c in rank_root_causes(report, setup, est, []) if c.label != "not_oom"]
-            refined = _eager_from_evidence(setup, causes)
-            if refined is not None:   # the log shows eager attention ran: size that, then rank again
-                setup = refined
-                est = _estimate(setup, margin)
-                causes = [c for c in rank_root_causes(report, setup, est, []) if c.label != "not_oom"]
     if not causes:
         causes = causes_from_estimate(setup, est)
     return setup, causes, report
@@ -116,46 +90,11 @@ def setup_and_causes(doc: ConfigDocument, log_text: str | None, *, gpu: str | No
 def _estimate(setup: TrainingSetup, margin: float) -> MemoryEstimate | None:
     if setup.model is None:
         return None
+    from ..memory import estimate_memory
+
     try:
-        from ..memory import estimate_memory
-
         return estimate_memory(setup, margin=margin)
-    except (ImportError, InputError):
+    except InputError:   # a setup the calculator cannot size: plan from the causes alone
         return None
 
 
-def _eager_from_evidence(setup: TrainingSetup, causes: list[RootCause]) -> TrainingSetup | None:
-    """When the ranking finds eager attention in the log (a request equal to the score matrix, a
-    flash-attn fallback warning) but the setup only assumed sdpa, record eager so the calculator sizes it."""
-    prov = setup.provenance.get("attn_implementation")
-    if setup.attn_implementation == "eager" or (prov is not None and prov.origin != "default"):
-        return None
-    top = [c for c in causes[:2] if c.label == "eager_attention" and c.score >= 0.6]
-    if not top:
-        return None
-    return setup.with_fact("attn_implementation", "eager", "derived", ("from the log: " + "; ".join(top[0].why[:1]))[:300])
-
-
-def _user_facts(setup: TrainingSetup, gpu: str | None, gpu_memory_gib: float | None, num_gpus: int | None,
-                model_config_json: str | None) -> TrainingSetup:
-    if gpu or gpu_memory_gib:
-        spec = lookup_gpu(gpu, gpu_memory_gib) if gpu else GPUSpec(name=f"GPU ({gpu_memory_gib:g} GiB)",
-                                                                   memory_bytes=int(gpu_memory_gib * GiB))
-        if spec is None:
-            raise InputError(f"unknown GPU {gpu!r}: give its memory too (--gpu-memory GiB)")
-        setup = setup.with_fact("gpu", spec, "user", f"--gpu {gpu}" if gpu else f"--gpu-memory {gpu_memory_gib:g}")
-    if num_gpus is not None:
-        setup = setup.with_fact("num_gpus", num_gpus, "user", f"--gpus {num_gpus}")
-    if model_config_json:
-        import json
-
-        from ..memory import load_model_arch
-
-        try:
-            data = json.loads(model_config_json)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"the model config is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        if not isinstance(data, dict):
-            raise InputError("the model config must be a JSON object: pass the model's config.json")
-        setup = setup.with_fact("model", load_model_arch(data), "user", "--model-config")
-    return setup
