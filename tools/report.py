@@ -86,7 +86,7 @@ class OOMReport(BaseModel):
         default=None,
         description="cross_entropy | attention | vision_tower | moe_experts | zero3_allgather | optimizer | lm_head | embedding | None",
     )
-    framework: str | None = Field(default=None, description="llamafactory | axolotl | unsloth | swift | torchtune | moe-llava | llava | trl | vllm | hf_trainer | accelerate | deepspeed (the most specific one the log shows)")
+    framework: str | None = Field(default=None, description="llamafactory | axolotl | unsloth | swift | torchtune | moe-llava | llava | trl | vllm | llama.cpp | hf_trainer | accelerate | deepspeed (the most specific one the log shows)")
     launcher: str | None = Field(default=None, description="torchrun | deepspeed | accelerate | python | llamafactory-cli")
     deepspeed_stage: int | None = None
     model: str | None = Field(default=None, description="model name or path as the log writes it")
@@ -94,7 +94,10 @@ class OOMReport(BaseModel):
     gpu_count: int | None = Field(default=None, description="GPUs in the run as the log shows it (world size, "
                                   "--nproc_per_node, nvidia-smi rows, CUDA_VISIBLE_DEVICES)")
     versions: dict[str, str] = Field(default_factory=dict, description="package → version, e.g. torch → 2.1.0")
-    training_args: dict[str, LoggedArg] = Field(default_factory=dict)
+    training_args: dict[str, LoggedArg] = Field(
+        default_factory=dict, description="argument → value as printed (flags and numbers only when well-shaped); also "
+        "banner counts: trainable_params and all_params (PEFT 'trainable params: N || all params: M'), num_examples, "
+        "total_train_batch_size, eval_batch_size")
     ranks: list[int] = Field(default_factory=list, description="ranks that printed the same OOM (reported once): from "
                              "launcher prefixes ([rank3]:, [default0]:, 0: ), else the GPU indices that printed it")
     attn_implementation: str | None = Field(

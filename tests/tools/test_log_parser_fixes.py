@@ -230,3 +230,9 @@ def test_word_salad_gives_only_well_shaped_facts(parts):
     for key, arg in r.training_args.items():
         assert plausible_value(key, arg.value)
     assert r.model is None or looks_like_model(r.model)
+
+
+def test_ggml_hip_build_cuda_wording_then_rocm_device_is_one_hip_error():
+    r = parse_log("ggml_backend_cuda_buffer_type_alloc_buffer: allocating 2.00 MiB on device 1: cudaMalloc failed: "
+                  "out of memory\nggml_gallocr_reserve_n: failed to allocate ROCm1 buffer of size 2097152")
+    assert (r.kind, r.requested_bytes, r.gpu_index) == ("hip_oom", 2097152, 1)

@@ -231,12 +231,13 @@ class LogParser:
             self.occurrences[last.hit.signature] = last
             self.order.append(last.hit.signature)
             return
-        if (last is not None and hit.exact_size and last.hit.kind == hit.kind and not last.hit.exact_size
+        if (last is not None and hit.exact_size and _same_ggml_error(last.hit, hit) and not last.hit.exact_size
                 and last.hit.requested_bytes is not None and lineno - last.lineno <= 5
                 and abs(last.hit.requested_bytes - hit.requested_bytes) <= _ROUNDING_SLACK):
             # ggml prints the size rounded ("144.00 MiB on device 4"), then exactly ("CUDA4 buffer of size
             # 150995968"): one error, with the exact size
             del self.occurrences[self.order.pop()]
+            last.hit.kind = hit.kind  # a HIP build of ggml says "cudaMalloc failed", then names the device ROCm<n>
             last.hit.requested_bytes, last.hit.exact_size = hit.requested_bytes, True
             last.hit.fragments["requested_bytes"] = hit.fragments.get("requested_bytes", "")
             last.hit.fragment_lines["requested_bytes"] = lineno
@@ -408,6 +409,12 @@ class LogParser:
         r.versions = dict(f.versions)
         r.training_args = dict(f.training_args)
         ev.extend(f.evidence())
+
+
+def _same_ggml_error(first: MemoryHit, then: MemoryHit) -> bool:
+    """Can `then` (an exact-size buffer line) be the rest of `first`? Same kind, or ggml's CUDA wording on ROCm."""
+    return first.kind == then.kind or (first.kind == "cuda_oom" and then.kind == "hip_oom"
+                                       and "cudamalloc failed" in first.text.lower())
 
 
 def _traceback_window(window: list[tuple[int, str]], lineno: int) -> list[tuple[int, str]]:
