@@ -26,6 +26,8 @@ class VisionArch(BaseModel):
     projector_kind: str = Field(default="mlp2x", description="mlp2x (LLaVA linear-GELU-linear) | merger (Qwen-VL, MoonViT patch merger) | gemma3 (RMSNorm + one matrix)")
     tokens_per_image: int | None = Field(default=None, description="LM tokens per image when fixed (CLIP-L-336: 576, Gemma3: 256)")
     num_params: int | None = Field(default=None, description="exact count when known; else computed from the fields")
+    checkpointing: bool = Field(default=True, description="the encoder honours gradient_checkpointing_enable(); "
+                                "MoonViT's encoder loops over its blocks without a checkpoint hook")
 
 
 class ModelArch(BaseModel):

@@ -160,3 +160,31 @@ def test_kimi_vl_default_attention_runs_eager():
     assert auto.breakdown.as_dict()["attention_scores"] >= 16 * GiB
     assert auto.peak_bytes - fa2.peak_bytes >= 16 * GiB
     assert not auto.fits and fa2.fits
+
+
+def test_moonvit_is_not_checkpointed_and_packs_images():
+    """MoonViT's encoder has no checkpoint hook: with gradient checkpointing on, a trainable tower still keeps
+    every block's activations, and its eager path scores one packed sequence of all the sample's images."""
+    from ask_oom.tools.memory import resolve_model
+    from ask_oom.tools.memory.activations import vision_block_bytes, vision_tokens
+    from ask_oom.tools.memory.estimator import _moments, _plan
+
+    kimi = resolve_model("moonshotai/Kimi-VL-A3B-Instruct")
+    v = kimi.vision
+    assert v.kind == "moonvit" and v.checkpointing is False
+    assert resolve_model("Qwen/Qwen2.5-VL-7B-Instruct").vision.checkpointing is True
+    kw = dict(precision="pure_bf16", freeze_vision_tower=False, image_max_pixels=448 * 448, seq_len=4096)
+    parts = {}
+    for impl in ("flash_attention_2", "eager"):
+        for n in (1, 2):
+            setup = _setup(kimi, attn_implementation=impl, images_per_sample=n, **kw)
+            assert any("does not checkpoint" in note for note in estimate_memory(setup).notes)
+            # the moment at the loss, whatever the peak (full fine-tuning on one GPU peaks at the optimizer step)
+            parts[impl, n] = _moments(setup, _plan(setup, "train"), "train", 1, 4096)["backward"]["vision_activations"]
+    _, patches = vision_tokens(v, 448 * 448, 1, 0)
+    assert parts["flash_attention_2", 1] >= patches * vision_block_bytes(v, True) * v.num_layers
+    # eager scores: heads x (packed patches)^2 x 6 B per layer; two images pack into 4x the elements of one
+    eager_1 = parts["eager", 1] - parts["flash_attention_2", 1]
+    eager_2 = parts["eager", 2] - parts["flash_attention_2", 2]
+    assert eager_1 == v.num_heads * patches ** 2 * 6 * v.num_layers
+    assert eager_2 == 4 * eager_1

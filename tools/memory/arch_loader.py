@@ -225,4 +225,7 @@ def _vit_vision(vc: dict, cfg: dict, text: dict) -> VisionArch:
                       image_size=int(image_size) if image_size else None,
                       spatial_merge_size=int(vc.get("merge_kernel_size", [1])[0]) if kind == "moonvit" else 1,
                       in_channels=int(vc.get("num_channels", 3)),
-                      projector_hidden=int(text.get("hidden_size", 0)) or None)
+                      projector_hidden=int(text.get("hidden_size", 0)) or None,
+                      # Kimi-VL's remote MoonVitEncoder.forward calls each block directly (no gradient_checkpointing
+                      # attribute, so transformers' gradient_checkpointing_enable() leaves the tower un-checkpointed)
+                      checkpointing=kind != "moonvit")

@@ -266,14 +266,20 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
         n_img = max(1, setup.images_per_sample + setup.video_frames)
         eager = effective_attention(setup) == "eager"
         per_image = patches // n_img if n_img else patches
+        # eager score elements per head: one s x s block per image, or, for MoonViT, whose eager path masks
+        # one packed sequence of every image of the batch (block-diagonal bool mask), the whole packed length
+        score_sq = (batch * patches) ** 2 if v.kind == "moonvit" else batch * n_img * per_image ** 2
         if mode == "train" and plan.vision_trainable:
-            if setup.gradient_checkpointing:
+            if setup.gradient_checkpointing and v.checkpointing:
                 vis_act = batch * patches * v.hidden_size * 2 * v.num_layers  # block inputs only
                 vis_transient = batch * patches * vision_block_bytes(v, True)
+                if eager:
+                    # the recomputed block's eager scores and their gradients, per image (eager_backward_units)
+                    vis_transient += v.num_heads * score_sq * 12
             else:
                 vis_act = batch * patches * vision_block_bytes(v, True) * v.num_layers
                 if eager:
-                    vis_act += batch * n_img * v.num_heads * per_image ** 2 * 6 * v.num_layers
+                    vis_act += v.num_heads * score_sq * 6 * v.num_layers
         else:
             vis_transient = vision_transient_bytes(v, per_image, batch * n_img, eager)
         vis_act += batch * patches * 3 * v.patch_size ** 2 * v.temporal_patch_size * 4  # fp32 pixel_values
@@ -443,6 +449,10 @@ def estimate_memory(setup: TrainingSetup, *, mode: Mode = "train", margin: float
     notes = list(plan.notes)
     if setup.model.model_type not in KNOWN_TEXT_TYPES:
         notes.append(f"model_type {setup.model.model_type!r} is not a family ask-oom knows: counted as a Llama-style layout")
+    v = setup.model.vision
+    if (v is not None and not v.checkpointing and setup.gradient_checkpointing and not setup.freeze_vision_tower
+            and (setup.images_per_sample or setup.video_frames)):
+        notes.append(f"the {v.kind} vision tower does not checkpoint its blocks: all of their activations are kept")
     if effective_attention(setup) != setup.attn_implementation:
         notes.append(f"attention counted as eager: {setup.model.name or setup.model.model_type}'s modeling code provides only "
                      f"{', '.join(setup.model.attention_impls or [])}, so {setup.attn_implementation} falls back to eager "
