@@ -141,7 +141,7 @@ from ask_oom.tools.log_parser.model_names import looks_like_model  # noqa: E402
 @pytest.mark.parametrize("name", [
     "meta-llama/Llama-2-7b-hf", "facebook/opt-1.3b", "bigscience/bloomz-7b1", "EleutherAI/pythia-160m", "gpt2",
     "qwen2.5-7b", "THUDM/chatglm3-6b", "mistralai/Mixtral-8x7B-v0.1", "/data/llama-7b", "./checkpoints/llavaqwen-1.8b-ft",
-    "/out/qwen-lora/checkpoint-500", "/data/models/my-sft", "/root/.cache/modelscope/hub/ZJUNLP/OneKE",
+    "/out/qwen-lora/checkpoint-500", "/data/models/my-sft", "/root/.cache/modelscope/hub/SomeOrg/SomeName", "allenai/OLMoE-1B-7B-0924",
     "C:\\models\\Meta-Llama-3-8B-Instruct", "/hub/models--Qwen--Qwen2-7B/snapshots/abc",
 ])
 def test_model_like_names(name):

@@ -17,7 +17,7 @@ electra bart xlm baichuan chatglm glm cogvlm cogagent internlm internvl internlm
 starcoder santacoder wizardlm wizardcoder mpt olmo minicpm stablelm zephyr openchat orca solar command aya jamba mamba
 rwkv granite smollm nemotron minitron ernie skywork aquila xverse telechat hunyuan kimi idefics florence blip
 instructblip minigpt whisper clip siglip vit dinov2 dbrx grok arctic exaone cohere persimmon fuyu bakllava yuan moss
-belle ziya chinese dolly redpajama cerebras stablecode oneke qwen1 qwen2 qwen3
+belle ziya chinese dolly redpajama cerebras stablecode qwen1 qwen2 qwen3 olmoe qwenmoe phimoe
 """.split())
 _FAMILY_TOKEN = re.compile(r"([a-z]{1,20})(?:v?\d[\w.]{0,10})?")
 # "7b", "1.3b", "8x7b", "160m", "70B", "7b1" (BLOOM), "0.5B": a parameter count
