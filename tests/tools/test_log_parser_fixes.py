@@ -236,3 +236,9 @@ def test_ggml_hip_build_cuda_wording_then_rocm_device_is_one_hip_error():
     r = parse_log("ggml_backend_cuda_buffer_type_alloc_buffer: allocating 2.00 MiB on device 1: cudaMalloc failed: "
                   "out of memory\nggml_gallocr_reserve_n: failed to allocate ROCm1 buffer of size 2097152")
     assert (r.kind, r.requested_bytes, r.gpu_index) == ("hip_oom", 2097152, 1)
+
+
+def test_accumulating_logits_is_evaluation_not_cross_entropy():
+    r = parse_log(_trace('  File "eval.py", line 88, in <module>',
+                         "    all_preds = torch.cat([all_preds, logits.float()], dim=0)"))
+    assert r.phase == "evaluation" and r.operation is None

@@ -95,11 +95,19 @@ def find_context_phase(lines: list[tuple[int, str]]) -> tuple[str, int, str] | N
     return None
 
 
+# a line gathering predictions across batches ("all_preds = torch.cat([all_preds, logits.float()])") names logits
+# without computing a loss over them: it says the phase (evaluation), not the operation
+_ACCUMULATION = re.compile(r"\b(?:preds_host|labels_host|logits_host|all_preds|all_labels|all_logits|eval_preds)"
+                           r"\s{0,2}=|nested_concat\(")
+
+
 def find_operation(window: list[tuple[int, str]]) -> tuple[str, int, str] | None:
     """(operation, line number, line): the innermost frame that names one; the vision tower wins over a
     generic attention/embedding match when its frames are on the stack."""
     found = None
     for lineno, text in reversed(window):
+        if _ACCUMULATION.search(text):
+            continue
         for op, pattern in _OPERATIONS:
             if pattern.search(text):
                 found = (op, lineno, text)
