@@ -242,3 +242,11 @@ def test_accumulating_logits_is_evaluation_not_cross_entropy():
     r = parse_log(_trace('  File "eval.py", line 88, in <module>',
                          "    all_preds = torch.cat([all_preds, logits.float()], dim=0)"))
     assert r.phase == "evaluation" and r.operation is None
+
+
+def test_prose_question_yields_no_arguments_or_model():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "tests/fixtures/logs/prose_question_no_log.log").read_bytes()
+    r = parse_log(text)
+    assert r.kind == "not_oom" and r.model is None and r.training_args == {} and r.gpus == []
