@@ -172,8 +172,9 @@ def score_elements(arch: ModelArch, batch: int, seq: int) -> int:
 def eager_forward_transient_units(p: ActPolicy) -> int:
     """Bytes per score element live at one layer's softmax in forward (grad or not, measured on CPU).
 
-    transformers' eager_attention_forward: softmax(w, dtype=float32).to(q.dtype); aten softmax converts a
-    bf16 input with input.toType(float32) first (only CUDA fp16 takes the half_to_float path), so the bf16
+    transformers' eager_attention_forward: softmax(w, dtype=float32).to(q.dtype); aten softmax
+    (aten/src/ATen/native/SoftMax.cpp) converts a bf16 input with input.toType(float32) first (only CUDA
+    fp16 takes the half_to_float path, on GPU as on CPU), so the bf16
     scores (2) + their fp32 copy (4) + the fp32 softmax output (4) are live at once: 10. CUDA fp16 inputs
     skip the copy (6); the policy does not tell fp16 from bf16, so 10 is counted for both (the safe side).
     """
