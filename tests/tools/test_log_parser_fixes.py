@@ -250,3 +250,12 @@ def test_prose_question_yields_no_arguments_or_model():
     text = (Path(__file__).resolve().parents[2] / "tests/fixtures/logs/prose_question_no_log.log").read_bytes()
     r = parse_log(text)
     assert r.kind == "not_oom" and r.model is None and r.training_args == {} and r.gpus == []
+
+
+def test_ggml_error_on_several_ranks_is_reported_once_with_its_ranks():
+    text = "".join(f"[rank{r}]: ggml_backend_cuda_buffer_type_alloc_buffer: allocating 144.00 MiB on device {r}: "
+                   f"cudaMalloc failed: out of memory\n"
+                   f"[rank{r}]: ggml_gallocr_reserve_n: failed to allocate CUDA{r} buffer of size 150995968\n"
+                   for r in range(4))
+    r = parse_log(text)
+    assert (r.kind, r.requested_bytes, r.ranks) == ("cuda_oom", 150995968, [0, 1, 2, 3])

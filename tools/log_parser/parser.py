@@ -83,6 +83,7 @@ class LogParser:
         self.windows: dict[int | None, deque] = {None: deque(maxlen=WINDOW)}
         self.occurrences: dict[tuple, _Occurrence] = {}
         self.order: list[tuple] = []
+        self.aliases: dict[tuple, tuple] = {}  # signature of a rounded size print → the exact one it was merged into
         self.related: list[RelatedError] = []
         self.related_seen: set[tuple[str, str]] = set()
         self.signals: list[tuple[str, int, str]] = []
@@ -236,6 +237,7 @@ class LogParser:
                 and abs(last.hit.requested_bytes - hit.requested_bytes) <= _ROUNDING_SLACK):
             # ggml prints the size rounded ("144.00 MiB on device 4"), then exactly ("CUDA4 buffer of size
             # 150995968"): one error, with the exact size
+            rounded = last.hit.signature
             del self.occurrences[self.order.pop()]
             last.hit.kind = hit.kind  # a HIP build of ggml says "cudaMalloc failed", then names the device ROCm<n>
             last.hit.requested_bytes, last.hit.exact_size = hit.requested_bytes, True
@@ -243,12 +245,14 @@ class LogParser:
             last.hit.fragment_lines["requested_bytes"] = lineno
             if last.hit.gpu_index is None:
                 last.hit.gpu_index = hit.gpu_index
+            if len(self.aliases) < MAX_SIGNATURES:
+                self.aliases[rounded] = last.hit.signature  # later rank's rounded print: the same error
             if last.hit.signature in self.occurrences:
                 return
             self.occurrences[last.hit.signature] = last
             self.order.append(last.hit.signature)
             return
-        key = hit.signature
+        key = self.aliases.get(hit.signature, hit.signature)
         occ = self.occurrences.get(key)
         if occ is not None:
             if rank is not None and len(occ.ranks) < 4096:
