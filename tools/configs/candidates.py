@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..memory.estimator import effective_attention
 from ..training_setup import TrainingSetup
 from .keys import KeyStyle
 from .rewrite import deepspeed_template
@@ -80,9 +81,10 @@ class Catalogue:
     # ------------------------------------------------------------------ tier 1: free
     def attention(self) -> Candidate:
         def opts(s: TrainingSetup) -> list[Option]:
-            if s.attn_implementation != "eager":
+            if effective_attention(s) != "eager":   # what really runs: a model without sdpa falls back to eager
                 return []
-            impl = "flash_attention_2" if (s.gpu is None or s.gpu.bf16) else "sdpa"
+            lacks_sdpa = s.model is not None and s.model.attention_impls and "sdpa" not in s.model.attention_impls
+            impl = "flash_attention_2" if (s.gpu is None or s.gpu.bf16 or lacks_sdpa) else "sdpa"
             kv = self.keys.attention(impl)
             why = ("eager attention materialises the batch x heads x seq x seq score matrix; "
                    f"{'FlashAttention-2' if impl == 'flash_attention_2' else 'SDPA'} computes it in tiles")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from ..errors import InputError
 from ..labels import RootCause
+from ..memory.estimator import effective_attention
 from ..memory.schema import MemoryEstimate
 from ..report import OOMReport
 from ..training_setup import TrainingSetup
@@ -35,7 +36,7 @@ def causes_from_estimate(setup: TrainingSetup, est: MemoryEstimate | None) -> li
         add("full_ft_model_states", states / peak, f"weights + gradients + optimizer states: {format_bytes(states)}")
         if setup.num_gpus > 1 and setup.zero_stage < 3:
             add("zero_stage_insufficient", 0.6 * states / peak, f"ZeRO-{setup.zero_stage} over {setup.num_gpus} GPUs leaves {format_bytes(states)} per GPU")
-    if parts.get("attention_scores", 0) > 0.1 * peak and setup.attn_implementation == "eager":
+    if parts.get("attention_scores", 0) > 0.1 * peak and effective_attention(setup) == "eager":
         add("eager_attention", parts["attention_scores"] / peak, f"eager attention scores: {format_bytes(parts['attention_scores'])}")
     if parts.get("logits_and_loss", 0) > 0.15 * peak:
         add("logits_large_vocab", parts["logits_and_loss"] / peak, f"logits and loss: {format_bytes(parts['logits_and_loss'])}")
