@@ -274,3 +274,15 @@ def test_yaml_anchors_and_merge_keys_are_read():
 
 def test_odd_yaml_keys_become_strings():
     assert load_config(":\n1: a\n", "odd.yaml").settings == {"null": None, "1": "a"}
+
+
+def test_pasted_command_without_backslashes_keeps_its_flag_lines():
+    """Issue trackers drop the trailing backslashes; a line starting with --flag still continues the command."""
+    text = ("CUDA_VISIBLE_DEVICES=0 python src/train_bash.py\n--stage sft\n--model_name_or_path /m/baichuan-7b\n"
+            "--per_device_train_batch_size 4\n--gradient_accumulation_steps 8\n")
+    doc = load_config(text, "run.sh")
+    assert doc.settings["per_device_train_batch_size"] == 4 and doc.settings["gradient_accumulation_steps"] == 8
+    new, _ = apply_changes(doc, [ConfigChange(key="per_device_train_batch_size", from_value=4, to_value=1, rationale="fit")])
+    again = load_config(new, "run.sh")
+    assert again.settings["per_device_train_batch_size"] == 1 and again.settings["stage"] == "sft"
+    assert new.replace("--per_device_train_batch_size 1", "--per_device_train_batch_size 4") == text

@@ -121,3 +121,25 @@ def test_nonsense_numbers_fall_back_to_defaults():
     assert (s.micro_batch, s.grad_accum, s.seq_len) == (8, 1, 2048)
     assert _setup('{"zero_optimization": {"stage": 7}}', "ds.json").zero_stage == 0
     assert _setup("distributed_type: DEEPSPEED\nnum_processes: 0\ndeepspeed_config:\n  zero_stage: 9\n", "acc.yaml").zero_stage == 0
+
+
+def test_unknown_model_stands_in_by_stated_family_and_size():
+    """A model the registry lacks resolves to its nearest family/size neighbour, shown as an assumption."""
+    s = _setup("model_name_or_path: /data/models/Qwen1.5-32B-Chat\nstage: sft\nfinetuning_type: lora\n")
+    assert s.model is not None and s.model.name == "Qwen/Qwen2.5-32B"
+    assert s.provenance["model"].origin == "derived" and "assumed" in s.provenance["model"].detail
+    # a family without that size: a Llama-architecture model of the same size
+    s = _setup("model_name_or_path: /home/me/baichuan-7b\nstage: sft\nfinetuning_type: lora\n")
+    assert s.model is not None and s.model.name == "meta-llama/Llama-2-7b-hf"
+
+
+def test_opaque_model_name_resolves_through_its_adapter_path():
+    text = ("torchrun --nproc_per_node=3 src/finetune.py \\\n    --model_name_or_path '/cache/hub/ORG/OneKE' \\\n"
+            "    --checkpoint_dir 'ckpt/llama2-13b-IEPile-lora' \\\n    --finetuning_type lora\n")
+    s = _setup(text, "run.sh")
+    assert s.model is not None and s.model.name == "meta-llama/Llama-2-13b-hf"
+    assert "checkpoint_dir" in s.provenance["model"].detail
+
+
+def test_unknown_model_without_size_stays_unknown():
+    assert _setup("model_name_or_path: my-org/secret-model\nstage: sft\n").model is None

@@ -77,3 +77,14 @@ def test_bad_configs_raise_input_error(tmp_path, content):
 def test_missing_config_raises_input_error(tmp_path):
     with pytest.raises(InputError, match="not found"):
         load_model_arch(tmp_path / "nope")
+
+
+def test_nearest_model_by_family_and_size():
+    from ask_oom.tools.memory.registry import nearest_model
+
+    arch, why = nearest_model("openbuddy-mistral-7b-chat")
+    assert arch.name.startswith("mistralai/Mistral-7B") and "nearest mistral" in why
+    assert nearest_model("Qwen/Qwen2.5-7B") is None          # known: resolve_model's job
+    assert nearest_model("mixtral-8x22b") is None            # MoE sizes are not guessed
+    assert nearest_model("internlm2-20b") is None            # no neighbour within the tolerance
+    assert nearest_model("gpt-5-turbo") is None              # no size stated

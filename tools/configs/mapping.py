@@ -114,6 +114,8 @@ def apply_config_to_setup(doc: ConfigDocument, setup: TrainingSetup) -> Training
         if arch is not None:
             arch = _moe_upcycling(arch, s)
             b.setup = b.setup.with_fact("model", arch, "registry", f"built-in registry: {s[model_key]}")
+        else:
+            _resolve_stand_in(b, s, str(s[model_key]))
 
     # method
     _apply_method(b, s, is_lf)
@@ -392,6 +394,35 @@ def _resolve(name: str, s: dict[str, Any] | None = None) -> Any:
         vision = donor.vision.model_copy(update={"projector_hidden": arch.hidden_size})
         arch = arch.model_copy(update={"vision": vision, "name": f"{arch.name or arch.model_type} + {tower.rsplit('/', 1)[-1]}"})
     return arch
+
+
+# Keys whose value names the base model when model_name_or_path is an opaque local name ("/models/OneKE"):
+# an adapter or checkpoint directory is usually named after the model it was trained on.
+_BASE_HINT_KEYS = ("checkpoint_dir", "adapter_name_or_path", "adapters", "peft_model_id", "lora_weights",
+                   "resume_lora_training", "model_name")
+
+
+def _resolve_stand_in(b: _Builder, s: dict[str, Any], name: str) -> None:
+    """An unknown model: the registry's nearest model by the family and size its name states, else the base model
+    an adapter/checkpoint path names. Marked "derived" so the answer shows it as an assumption."""
+    try:
+        from ..memory.registry import nearest_model
+    except ImportError:
+        return
+    near = nearest_model(name)
+    if near is not None:
+        b.setup = b.setup.with_fact("model", near[0], "derived", f"assumed {near[1]} (the registry does not list {name})")
+        return
+    for key in _BASE_HINT_KEYS:
+        value = s.get(key)
+        if not isinstance(value, str) or not value.strip():
+            continue
+        for part in reversed([p for p in re.split(r"[/\\]", value) if p]):
+            arch = _resolve(part, s)
+            if arch is not None:
+                b.setup = b.setup.with_fact("model", arch, "derived",
+                                            f"assumed {arch.name}, the base model {key} names (the registry does not list {name})")
+                return
 
 
 def _apply_deepspeed(b: _Builder, doc: ConfigDocument) -> None:

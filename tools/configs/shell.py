@@ -80,6 +80,10 @@ def tokenize(text: str) -> list[list[Word]]:
             line += 1
             continue
         if ch == "\n":
+            if current and _continues_pasted(text, i + 1):
+                i += 1   # a flag line pasted without its backslash (issue trackers eat them) continues the command
+                line += 1
+                continue
             if current:
                 commands.append(current)
                 current = []
@@ -265,6 +269,13 @@ def parse_command(words: list[Word]) -> Command | None:
         j += 1
     return Command(env=env, program=program, launcher_flags=launcher_flags, script=script,
                    subcommand=subcommand, flags=flags, words=words, end=end)
+
+
+def _continues_pasted(text: str, i: int) -> bool:
+    """True when the line starting at i begins with a --flag: no shell command starts so, so it is a continuation."""
+    while i < len(text) and text[i] in " \t":
+        i += 1
+    return text.startswith("--", i) and text[i + 2:i + 3].isalpha()
 
 
 def training_commands(text: str) -> list[Command]:

@@ -88,3 +88,65 @@ def resolve_model(name_or_path: str) -> ModelArch | None:
     if key is None:
         return None
     return _resolve_cached(key).model_copy(deep=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Nearest match: a model the registry does not list, read from the family and size its name states
+
+_SIZE = re.compile(r"(?<![\dx.a-z])(\d+(?:\.\d+)?)b(?![a-z\d])")
+_MOE_NAME = re.compile(r"\d+x\d+(?:\.\d+)?b|(?<![a-z])a\d+(?:\.\d+)?b|moe")
+_MULTIMODAL_TYPES = ("vl", "llava", "gemma3", "kimi", "moe")   # model_type parts of entries that are not plain LMs
+_SIZE_TOLERANCE = 0.25   # a neighbour within ±25% of the stated size has a comparable memory footprint
+
+
+def _size_b(text: str) -> float | None:
+    m = _SIZE.search(text.lower())
+    return float(m.group(1)) if m else None
+
+
+def _family(key: str) -> str:
+    """The leading word of a registry id's basename: 'Qwen/Qwen2.5-7B' → 'qwen', 'codellama/CodeLlama-7b-hf' → 'codellama'."""
+    m = re.match(r"[a-z]+", key.split("/")[-1].lower())
+    return m.group(0) if m else ""
+
+
+def _dense_text_entries() -> list[tuple[str, str, float]]:
+    """(key, family, size in billions) of the registry's dense text-only models."""
+    out = []
+    for key, entry in _registry().items():
+        mt = str(entry["config"].get("model_type", ""))
+        size = _size_b(key.split("/")[-1])
+        if size is None or any(p in mt for p in _MULTIMODAL_TYPES) or _MOE_NAME.search(key.lower()):
+            continue
+        out.append((key, _family(key), size))
+    return out
+
+
+def nearest_model(name_or_path: str) -> tuple[ModelArch, str] | None:
+    """A stand-in for a model the registry does not list, from the family and size its name states, with why.
+
+    "openbuddy-mistral-7b-chat" → Mistral-7B; "Qwen1.5-32B-Chat" → the registry's Qwen 32B; a family the registry
+    lacks at that size ("baichuan-7b") → the Llama-architecture model of that size (most dense decoders follow it).
+    Exact names go through resolve_model first; MoE and multimodal names are not guessed (their memory differs).
+    """
+    if not name_or_path or len(name_or_path) > 512 or resolve_model(name_or_path) is not None:
+        return None
+    base = name_or_path.strip().rstrip("/").split("/")[-1].lower()
+    size = _size_b(base)
+    if size is None or _MOE_NAME.search(base) or re.search(r"vl|vision|llava", base):
+        return None
+    entries = _dense_text_entries()
+    families = sorted({f for _, f, _ in entries if f and re.search(rf"(?<![a-z]){f}", base)}, key=len, reverse=True)
+
+    def closest(pool: list[tuple[str, str, float]]) -> str | None:
+        near = [e for e in pool if abs(e[2] - size) <= _SIZE_TOLERANCE * size]
+        return min(near, key=lambda e: abs(e[2] - size))[0] if near else None
+
+    if families:
+        key = closest([e for e in entries if e[1] == families[0]])
+        if key is not None:
+            return _resolve_cached(key).model_copy(deep=True), f"{key}, the registry's nearest {families[0]} model to {size:g}B"
+    key = closest([e for e in entries if registry_config(e[0]).get("model_type") == "llama"])
+    if key is None:
+        return None
+    return _resolve_cached(key).model_copy(deep=True), f"{key}, a Llama-architecture model of the same size ({size:g}B)"
