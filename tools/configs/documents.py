@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import InputError
 from .json_doc import parse_json
+from .python_doc import CALL_PATTERN, python_settings
 from .safe_yaml import check_size
 from .schema import ConfigDocument
 from .shell import (
@@ -49,6 +50,8 @@ def detect_format(text: str, name: str) -> str:
         return "shell"
     if lower.endswith(".json") or stripped.startswith("{"):
         return "json"
+    if lower.endswith(".py"):
+        return "python"
     if lower.endswith((".yaml", ".yml")):
         return "yaml"
     # no telling extension: a training command means a script, else YAML
@@ -78,8 +81,10 @@ def load_config(text: str, name: str = "config", extra_files: dict[str, str] | N
         doc = _load_shell(text, name)
     elif kind == "json":
         doc = _load_json(text, name)
+    elif kind == "python":
+        doc = _load_python(text, name)
     else:
-        doc = _load_yaml(text, name)
+        doc = _load_yaml_or_python(text, name)
     inner = _wrapped_config(doc, extra_files)
     if inner is not None:
         return inner
@@ -145,6 +150,23 @@ def _load_yaml(text: str, name: str) -> ConfigDocument:
         return ConfigDocument(name=name, format="llamafactory_yaml", text=text, settings=data, framework="llamafactory")
     framework = "hf_trainer" if keys & HF_TRAINER_KEYS else None
     return ConfigDocument(name=name, format="yaml", text=text, settings=data, framework=framework)
+
+
+def _load_yaml_or_python(text: str, name: str) -> ConfigDocument:
+    """YAML, or — when it is not a YAML mapping but configures training through Python calls — a Python snippet
+    (users paste their script's TrainingArguments(...) / from_pretrained(...) whatever the file is called)."""
+    try:
+        return _load_yaml(text, name)
+    except InputError:
+        if not CALL_PATTERN.search(text):
+            raise
+        return _load_python(text, name)
+
+
+def _load_python(text: str, name: str) -> ConfigDocument:
+    settings, framework = python_settings(text)
+    return ConfigDocument(name=name, format="python", text=text, settings=settings, framework=framework,
+                          notes=["Python code read without running it: literal keyword arguments only"])
 
 
 def _load_json(text: str, name: str) -> ConfigDocument:

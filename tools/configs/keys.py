@@ -43,6 +43,8 @@ class KeyStyle:
     def gradient_checkpointing(self) -> tuple[str, Any] | None:
         if self.is_lf:
             return ("disable_gradient_checkpointing", False) if self.has("disable_gradient_checkpointing") else None
+        if self.has("use_gradient_checkpointing") and not self.has("gradient_checkpointing"):
+            return ("use_gradient_checkpointing", "unsloth" if self.framework == "unsloth" else True)
         return ("gradient_checkpointing", True)
 
     def attention(self, impl: str) -> tuple[str, Any] | None:
@@ -68,6 +70,8 @@ class KeyStyle:
             return ("freeze_vision_tower", True)
         if self.has("unfreeze_mm_vision_tower"):
             return ("unfreeze_mm_vision_tower", False)
+        if self.has("finetune_vision_layers"):
+            return ("finetune_vision_layers", False)   # unsloth FastVisionModel.get_peft_model
         return None
 
     def freeze_projector(self) -> tuple[str, Any] | None:

@@ -185,6 +185,9 @@ def apply_config_to_setup(doc: ConfigDocument, setup: TrainingSetup) -> Training
             b.default("gradient_checkpointing", True, "LLaMA-Factory enables gradient checkpointing unless disable_gradient_checkpointing")
     elif "gradient_checkpointing" in s:
         b.config("gradient_checkpointing", _truthy(s["gradient_checkpointing"]), "gradient_checkpointing")
+    elif "use_gradient_checkpointing" in s:   # unsloth from_pretrained / get_peft_model: True or "unsloth"
+        b.config("gradient_checkpointing", str(s["use_gradient_checkpointing"]).lower() not in ("false", "0", "none", ""),
+                 "use_gradient_checkpointing")
     elif is_swift:
         b.default("gradient_checkpointing", True, "ms-swift gradient_checkpointing default True")
     else:
@@ -315,6 +318,8 @@ def _apply_multimodal(b: _Builder, s: dict[str, Any], is_lf: bool) -> None:
             b.config("image_max_pixels", _int(s["image_max_pixels"]), "image_max_pixels")
         return
     # LLaVA-family flags
+    if "finetune_vision_layers" in s:   # unsloth FastVisionModel.get_peft_model
+        b.config("freeze_vision_tower", not _truthy(s["finetune_vision_layers"]), "finetune_vision_layers")
     if "unfreeze_mm_vision_tower" in s:
         b.config("freeze_vision_tower", not _truthy(s["unfreeze_mm_vision_tower"]), "unfreeze_mm_vision_tower")
     if "freeze_mm_mlp_adapter" in s:

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import InputError
 from .json_doc import set_json_values
+from .python_doc import set_python_values
 from .schema import ConfigChange, ConfigDocument
 from .shell import set_flags
 from .yaml_doc import set_yaml_values
@@ -106,6 +107,8 @@ def apply_changes(doc: ConfigDocument, changes: list[ConfigChange]) -> tuple[str
 def _apply_to_config(doc: ConfigDocument, text: str, updates: dict[str, Any]) -> str:
     if doc.format == "shell":
         return set_flags(text, updates, doc.name)
+    if doc.format == "python":
+        return set_python_values(text, updates, doc.name)
     if doc.format in ("hf_json", "json", "deepspeed_json"):
         return set_json_values(text, {_split_path(k): v for k, v in updates.items()}, doc.name)
     insert_after = _LF_INSERT_AFTER if doc.format in ("llamafactory_yaml", "yaml") else {}

@@ -8,7 +8,7 @@ from ..memory.schema import MemoryEstimate
 
 from pydantic import BaseModel, Field
 
-ConfigFormat = Literal["llamafactory_yaml", "hf_json", "shell", "deepspeed_json", "accelerate_yaml", "yaml", "json"]
+ConfigFormat = Literal["llamafactory_yaml", "hf_json", "shell", "deepspeed_json", "accelerate_yaml", "yaml", "json", "python"]
 
 
 class ConfigDocument(BaseModel):

@@ -1,0 +1,94 @@
+"""Python snippets as configs: keyword literals read with ast (never executed) and edited in place."""
+
+from __future__ import annotations
+
+import pytest
+
+from ask_oom.tools.configs import ConfigChange, apply_changes, apply_config_to_setup, load_config
+from ask_oom.tools.configs.python_doc import find_calls, set_python_values
+from ask_oom.tools.errors import InputError
+from ask_oom.tools.training_setup import TrainingSetup
+
+SCRIPT = '''from transformers import AutoModelForCausalLM, BitsAndBytesConfig, TrainingArguments
+model_id = "meta-llama/Llama-2-7b-hf"
+bnb = BitsAndBytesConfig(
+    load_in_4bit=True,
+    bnb_4bit_compute_dtype=torch.bfloat16,  # compute in bf16
+)
+model = AutoModelForCausalLM.from_pretrained(model_id, quantization_config=bnb, device_map="auto")
+peft_config = LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "v_proj"])
+args = TrainingArguments(
+    output_dir="out",
+    per_device_train_batch_size=8,
+    gradient_accumulation_steps=2,
+    bf16=True,
+)
+'''
+
+
+def test_reads_literal_keywords_and_the_model_behind_a_variable():
+    doc = load_config(SCRIPT, "train.py")
+    assert doc.format == "python" and doc.framework == "hf_trainer"
+    s = doc.settings
+    assert s["model_name_or_path"] == "meta-llama/Llama-2-7b-hf"
+    assert s["per_device_train_batch_size"] == 8 and s["load_in_4bit"] is True and s["r"] == 16
+    assert s["bnb_4bit_compute_dtype"] == "torch.bfloat16"          # a dotted name is kept as text, not evaluated
+    setup = apply_config_to_setup(doc, TrainingSetup())
+    assert setup.method == "qlora" and setup.lora_rank == 16 and setup.micro_batch == 8
+    assert setup.model is not None and setup.model.name == "meta-llama/Llama-2-7b-hf"
+
+
+def test_edits_replace_only_the_literal_and_insert_into_the_right_call():
+    doc = load_config(SCRIPT, "train.py")
+    changes = [ConfigChange(key="per_device_train_batch_size", from_value=8, to_value=2),
+               ConfigChange(key="gradient_accumulation_steps", from_value=2, to_value=8),
+               ConfigChange(key="gradient_checkpointing", from_value=None, to_value=True)]
+    new, ds = apply_changes(doc, changes)
+    assert ds is None
+    again = load_config(new, "train.py").settings
+    assert again["per_device_train_batch_size"] == 2 and again["gradient_accumulation_steps"] == 8
+    assert again["gradient_checkpointing"] is True
+    assert "    bf16=True,\n    gradient_checkpointing=True,\n)" in new      # the call's own layout
+    assert new.replace("per_device_train_batch_size=2", "per_device_train_batch_size=8").replace(
+        "gradient_accumulation_steps=8", "gradient_accumulation_steps=2").replace("    gradient_checkpointing=True,\n", "") == SCRIPT
+    assert apply_changes(doc, [])[0] == SCRIPT
+
+
+def test_string_edit_keeps_the_quote_style():
+    text = "m = AutoModelForCausalLM.from_pretrained('x/y', attn_implementation='eager')\n"
+    assert set_python_values(text, {"attn_implementation": "sdpa"}) == text.replace("'eager'", "'sdpa'")
+    text = "m = AutoModelForCausalLM.from_pretrained('x/y')\n"
+    assert set_python_values(text, {"attn_implementation": "sdpa"}) == "m = AutoModelForCausalLM.from_pretrained('x/y', attn_implementation=\"sdpa\")\n"
+
+
+def test_pasted_snippet_with_elisions_still_reads():
+    """Issue pastes elide arguments ("[...]") and are not valid Python as a whole; each argument is read alone."""
+    text = ('model, tok = FastVisionModel.from_pretrained(\n    "unsloth/Qwen2-VL-7B-Instruct-bnb-4bit",\n'
+            '    load_in_4bit=True,\n    use_gradient_checkpointing="unsloth",\n)\n'
+            'model = FastVisionModel.get_peft_model(\n    model,\n    finetune_vision_layers=True,\n    [...]\n)\n')
+    doc = load_config(text, "train.yaml")          # not a YAML mapping: read as Python
+    assert doc.format == "python" and doc.framework == "unsloth"
+    setup = apply_config_to_setup(doc, TrainingSetup())
+    assert setup.gradient_checkpointing is True and setup.freeze_vision_tower is False
+    assert setup.method == "qlora"
+    new, _ = apply_changes(doc, [ConfigChange(key="finetune_vision_layers", from_value=True, to_value=False)])
+    assert new == text.replace("finetune_vision_layers=True", "finetune_vision_layers=False")
+
+
+def test_code_is_never_executed():
+    text = "args = TrainingArguments(per_device_train_batch_size=__import__('os').system('echo pwned'), bf16=True)\n"
+    doc = load_config(text, "train.py")
+    assert "per_device_train_batch_size" not in doc.settings and doc.settings["bf16"] is True
+
+
+def test_no_configuring_call_is_a_clear_error():
+    with pytest.raises(InputError, match="no TrainingArguments"):
+        load_config("print('hello')\n", "train.py")
+    with pytest.raises(InputError):
+        load_config("just some words: [unbalanced\n", "train.yaml")
+
+
+def test_nested_and_multiline_strings_do_not_confuse_the_scanner():
+    text = 'a = TrainingArguments(output_dir="a,b)(", run_name="""x)\ny""", per_device_train_batch_size=4)  # )\n'
+    (call,) = find_calls(text)
+    assert {k.name: k.value for k in call.kwargs} == {"output_dir": "a,b)(", "run_name": "x)\ny", "per_device_train_batch_size": 4}
