@@ -197,7 +197,11 @@ def _load_shell(text: str, name: str) -> ConfigDocument:
         "num_nodes": num_nodes_from_command(cmd, variables),
         "env": {**{k: v for k, v in variables.items() if k.isupper()}, **cmd.env},
     }
-    if cmd.program == "llamafactory-cli":
+    if is_vllm_command(cmd.program, cmd.script):
+        framework = "vllm"
+        if cmd.program == "vllm" and cmd.script:
+            settings.setdefault("model", cmd.script)   # vllm serve MODEL
+    elif cmd.program == "llamafactory-cli":
         framework = "llamafactory"
         if cmd.script and cmd.script.endswith((".yaml", ".yml", ".json")):
             launcher["config_file"] = cmd.script
@@ -214,6 +218,11 @@ def _load_shell(text: str, name: str) -> ConfigDocument:
     if cmd.program == "accelerate" and ascii_digits(cmd.launcher_flags.get("--zero_stage", "")):
         launcher["zero_stage"] = int(cmd.launcher_flags["--zero_stage"])
     return ConfigDocument(name=name, format="shell", text=text, settings=settings, framework=framework, launcher=launcher)
+
+
+def is_vllm_command(program: str | None, script: str | None) -> bool:
+    """`vllm serve MODEL` or `python -m vllm.entrypoints.openai.api_server` / `vllm.entrypoints.api_server`."""
+    return program == "vllm" or (program in ("python", "python3") and (script or "").startswith("vllm.entrypoints"))
 
 
 def _runs_llamafactory(script: str | None, settings: dict[str, Any]) -> bool:

@@ -123,6 +123,10 @@ def plan_fixes(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[Ro
     """The least invasive set of changes that fits, the rewritten config, and before/after estimates."""
     if constraints.num_gpus is not None:
         setup = setup.with_fact("num_gpus", constraints.num_gpus, "user", "constraint: number of GPUs")
+    if doc is not None and doc.framework == "vllm":   # an inference server: weights + KV cache, not training states
+        from .vllm_plan import plan_vllm
+
+        return _with_rewrite(plan_vllm(setup, doc, constraints), doc)
     labels = {c.label for c in causes if c.score >= _MIN_CAUSE_SCORE} or {c.label for c in causes[:1]}
     primary = causes[0].label if causes else None
     mode = "eval" if primary == "eval_accumulation" else "train"

@@ -17,7 +17,7 @@ _REDIRECT = re.compile(r"^\d*(?:>>?|<|>&|&>)")
 _ASSIGN = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:[:-][^}]*)?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
-LAUNCHERS = ("deepspeed", "torchrun", "accelerate", "llamafactory-cli", "swift", "python", "python3")
+LAUNCHERS = ("deepspeed", "torchrun", "accelerate", "llamafactory-cli", "swift", "python", "python3", "vllm")
 # launcher options that are switches (take no value); every other launcher option takes one
 _LAUNCHER_SWITCHES = {
     "--standalone", "--no_python", "--no-python", "--multi_gpu", "--use_deepspeed", "--use_fsdp", "--no_local_rank",
@@ -187,7 +187,7 @@ def parse_command(words: list[Word]) -> Command | None:
         return None
     i += 1
     subcommand = None
-    if program in ("accelerate", "llamafactory-cli", "swift"):
+    if program in ("accelerate", "llamafactory-cli", "swift", "vllm"):
         if i >= len(words):
             return None
         subcommand = words[i].value
@@ -198,9 +198,11 @@ def parse_command(words: list[Word]) -> Command | None:
             return None
         if program == "swift" and subcommand not in ("sft", "pt", "rlhf"):
             return None
+        if program == "vllm" and subcommand != "serve":   # `vllm serve MODEL --flags`: an inference server
+            return None
     launcher_flags: dict[str, str] = {}
     script = None
-    if program not in ("llamafactory-cli", "swift"):
+    if program not in ("llamafactory-cli", "swift", "vllm"):
         while i < len(words):
             w = words[i]
             v = w.value
@@ -237,7 +239,7 @@ def parse_command(words: list[Word]) -> Command | None:
                 continue
             i += 1
     elif i < len(words) and not words[i].value.startswith("-"):
-        script = words[i].value  # llamafactory-cli train config.yaml
+        script = words[i].value  # llamafactory-cli train config.yaml / vllm serve MODEL
         i += 1
     flags: list[Flag] = []
     end = words[i - 1].end if i else words[0].end
