@@ -215,6 +215,8 @@ def _load_shell(text: str, name: str) -> ConfigDocument:
         framework = "hf_trainer"
         if cmd.program == "accelerate":
             launcher["config_file"] = cmd.launcher_flags.get("--config_file")
+    if cmd.subcommand in ("export", "merge-lora"):
+        launcher["task"] = "merge"   # merging an adapter into the base weights / exporting: no training states
     if cmd.program == "accelerate" and ascii_digits(cmd.launcher_flags.get("--zero_stage", "")):
         launcher["zero_stage"] = int(cmd.launcher_flags["--zero_stage"])
     return ConfigDocument(name=name, format="shell", text=text, settings=settings, framework=framework, launcher=launcher)

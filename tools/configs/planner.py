@@ -127,6 +127,11 @@ def plan_fixes(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[Ro
         from .vllm_plan import plan_vllm
 
         return _with_rewrite(plan_vllm(setup, doc, constraints), doc)
+    if doc is not None and (doc.launcher or {}).get("task") == "merge":   # adapter merge / export: weights only
+        from .merge_plan import plan_merge
+
+        failed = any(c.label in ("model_load_oom", "weights_exceed_gpu") for c in causes[:1])
+        return _with_rewrite(plan_merge(setup, doc, constraints, failed_loading=failed), doc)
     labels = {c.label for c in causes if c.score >= _MIN_CAUSE_SCORE} or {c.label for c in causes[:1]}
     primary = causes[0].label if causes else None
     mode = "eval" if primary == "eval_accumulation" else "train"

@@ -194,9 +194,9 @@ def parse_command(words: list[Word]) -> Command | None:
         i += 1
         if program == "accelerate" and subcommand != "launch":
             return None
-        if program == "llamafactory-cli" and subcommand not in ("train", "sft"):
+        if program == "llamafactory-cli" and subcommand not in ("train", "sft", "export"):
             return None
-        if program == "swift" and subcommand not in ("sft", "pt", "rlhf"):
+        if program == "swift" and subcommand not in ("sft", "pt", "rlhf", "export", "merge-lora"):
             return None
         if program == "vllm" and subcommand != "serve":   # `vllm serve MODEL --flags`: an inference server
             return None
