@@ -92,3 +92,35 @@ def test_nested_and_multiline_strings_do_not_confuse_the_scanner():
     text = 'a = TrainingArguments(output_dir="a,b)(", run_name="""x)\ny""", per_device_train_batch_size=4)  # )\n'
     (call,) = find_calls(text)
     assert {k.name: k.value for k in call.kwargs} == {"output_dir": "a,b)(", "run_name": "x)\ny", "per_device_train_batch_size": 4}
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_KEYS = ["per_device_train_batch_size", "gradient_accumulation_steps", "per_device_eval_batch_size", "eval_accumulation_steps"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.dictionaries(st.sampled_from(_KEYS), st.integers(1, 512), min_size=1),
+       edits=st.dictionaries(st.sampled_from(_KEYS + ["gradient_checkpointing", "bf16"]),
+                             st.one_of(st.integers(1, 512), st.booleans()), max_size=3),
+       inline=st.booleans())
+def test_python_edits_round_trip(values, edits, inline):
+    """Edited keywords re-parse to their new values; every other keyword and comment is unchanged; no edit, same text."""
+    args = [f"{k}={v}" for k, v in values.items()] + ['output_dir="out"  # keep me']
+    body = ", ".join(a.split("  #")[0] for a in args) if inline else "\n" + "".join(f"    {a}\n" if "#" in a else f"    {a},\n" for a in args)
+    text = f"import x\nargs = TrainingArguments({body})\ntrainer = Trainer(args=args)\n"
+    doc = load_config(text, "train.py")
+    assert apply_changes(doc, [])[0] == text
+    new, _ = apply_changes(doc, [ConfigChange(key=k, from_value=values.get(k), to_value=v) for k, v in edits.items()])
+    got = load_config(new, "train.py").settings
+    for k, v in {**values, **edits}.items():
+        assert got[k] == v
+    assert got["output_dir"] == "out" and new.startswith("import x\nargs = TrainingArguments(") and new.endswith("trainer = Trainer(args=args)\n")
+    if not inline:
+        assert "# keep me" in new
+
+
+def test_comment_after_the_last_argument_stays_on_its_line():
+    text = 'args = TrainingArguments(\n    output_dir="out",\n    bf16=True  # mixed precision\n)\n'
+    new = set_python_values(text, {"gradient_checkpointing": True, "output_dir": "o2"})
+    assert new == 'args = TrainingArguments(\n    output_dir="o2",\n    bf16=True,  # mixed precision\n    gradient_checkpointing=True,\n)\n'

@@ -113,6 +113,39 @@ def _matching_string_end(text: str, i: int) -> int:
     return j + len(quote) if j >= 0 else -1
 
 
+def _skip_comments(text: str, i: int, end: int) -> int:
+    """The offset of the first code character at or after i (blanks and whole comment lines skipped)."""
+    while i < end:
+        if text[i].isspace():
+            i += 1
+        elif text[i] == "#":
+            j = text.find("\n", i, end)
+            i = end if j < 0 else j
+        else:
+            break
+    return i
+
+
+def _code_end(text: str, start: int, end: int) -> int:
+    """The offset just after the last code character in [start, end): trailing blanks and comments excluded."""
+    i, last = start, start
+    while i < end:
+        c = text[i]
+        if c in "'\"":
+            close = _matching_string_end(text, i)
+            i = close if 0 < close <= end else end
+            last = i
+            continue
+        if c == "#":
+            j = text.find("\n", i)
+            i = end if j < 0 or j > end else j
+            continue
+        if not c.isspace():
+            last = i + 1
+        i += 1
+    return last
+
+
 def literal(source: str) -> Any:
     """The value of a literal expression, a dotted name as text, or _UNREADABLE (never evaluates code)."""
     try:
@@ -140,6 +173,7 @@ def find_calls(text: str) -> list[Call]:
             continue
         kwargs, first = [], None
         for a, b in _split_args(text, open_at + 1, close):
+            a = _skip_comments(text, a, b)
             piece = text[a:b]
             km = _KWARG.match(piece)
             if km is None:
@@ -148,7 +182,7 @@ def find_calls(text: str) -> list[Call]:
                     first = (piece.strip(), a + lead, a + lead + len(piece.strip()))
                 continue
             vstart = a + km.end()
-            vend = vstart + len(text[vstart:b].rstrip())
+            vend = _code_end(text, vstart, b)
             value = literal(text[vstart:vend])
             if value is not _UNREADABLE:
                 kwargs.append(Kwarg(m.group(1), km.group(1), value, vstart, vend))
@@ -224,6 +258,7 @@ def _home_call(calls: list[Call], key: str) -> Call | None:
 def set_python_values(text: str, updates: dict[str, Any], name: str = "snippet") -> str:
     """The snippet with each keyword's literal replaced in place, or added to the call it belongs in."""
     edits: list[tuple[int, int, str]] = []
+    inserts: dict[int, tuple[Call, list[str]]] = {}   # new keywords per call: one edit each (spans never overlap)
     calls = find_calls(text)
     for key, value in updates.items():
         existing = next((kw for c in calls for kw in c.kwargs if kw.name == key), None)
@@ -234,24 +269,30 @@ def set_python_values(text: str, updates: dict[str, Any], name: str = "snippet")
         if call is None:
             raise InputError(f"{name}: no call to put {key}= in (expected TrainingArguments/SFTConfig, "
                              "from_pretrained, BitsAndBytesConfig or LoraConfig); set it where your script builds its arguments")
-        edits.append(_insertion(text, call, f"{key}={render_literal(value)}"))
+        inserts.setdefault(call.open, (call, []))[1].append(f"{key}={render_literal(value)}")
+    edits.extend(_insertion(text, call, args) for call, args in inserts.values())
     out = text
     for start, end, new in sorted(edits, key=lambda e: e[0], reverse=True):
         out = out[:start] + new + out[end:]
     return out
 
 
-def _insertion(text: str, call: Call, arg: str) -> tuple[int, int, str]:
-    """An edit adding `arg` as the call's last argument, in the call's own layout (one per line or inline)."""
+def _insertion(text: str, call: Call, args: list[str]) -> tuple[int, int, str]:
+    """An edit adding `args` as the call's last arguments, in the call's own layout (one per line or inline)."""
     inner = text[call.open + 1:call.close]
-    body = inner.rstrip()
+    last_end = _code_end(text, call.open + 1, call.close)
+    body = text[call.open + 1:last_end]
     if not body.strip():
-        return call.close, call.close, arg
-    last_end = call.open + 1 + len(body)
+        return call.close, call.close, ", ".join(args)
     if "\n" not in inner:
-        return last_end, last_end, (" " if body.endswith(",") else ", ") + arg
+        return last_end, last_end, (" " if body.endswith(",") else ", ") + ", ".join(args)
     lines = [ln for ln in body.split("\n") if ln.strip()]
     indent = re.match(r"[ \t]*", lines[-1]).group(0) if len(lines) > 1 or inner.startswith("\n") else "    "
+    added = "".join(f"\n{indent}{a}," for a in args)
+    eol = text.find("\n", last_end, call.close)
+    tail = text[last_end:eol] if eol >= 0 else ""
+    if tail.strip().startswith("#"):   # a comment after the last argument stays on its line
+        return last_end, eol, f"{'' if body.endswith(',') else ','}{tail}{added}"
     if body.endswith(","):
-        return last_end, last_end, f"\n{indent}{arg},"
-    return last_end, last_end, f",\n{indent}{arg}"
+        return last_end, last_end, added
+    return last_end, last_end, "," + added[:-1]
