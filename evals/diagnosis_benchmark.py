@@ -112,7 +112,8 @@ def evaluate(cases: list[dict], index=None) -> list[dict]:
             "primary_ok": bool(labels) and labels[0] in accepted,
             "top3_ok": bool(labels) and (all(m in top3 for m in must) if must else any(a in top3 for a in accepted)),
             "has_config": bool(case.get("config")),
-            "fits_after": d.fits_after if case.get("config") else None,
+            # a fit counts only when the user's config really came back rewritten (not just a plan on paper)
+            "fits_after": bool(d.fits_after and d.fixed_config) if case.get("config") else None,
             "fixed_config": bool(d.fixed_config), "ms": round(ms, 1), "error": error,
             "why": d.root_causes[0].why[:2] if d.root_causes else [],
         })
