@@ -69,7 +69,7 @@ def config_name(text: str) -> str:
     return "train.yaml"
 
 
-def request_for(case: dict):
+def request_for(case: dict, with_title: bool = False):
     from ask_oom.assistant.diagnosis import DiagnoseRequest
     from ask_oom.tools.gpus import lookup_gpu
 
@@ -80,13 +80,13 @@ def request_for(case: dict):
     gpu = name if name and lookup_gpu(name) is not None else None
     cfg = case.get("config")
     return DiagnoseRequest(
-        log_text=case["log"], config_text=cfg, config_name=config_name(cfg) if cfg else None,
+        log_text=(f"{case['title']}\n\n" if with_title and case.get("title") else "") + case["log"], config_text=cfg, config_name=config_name(cfg) if cfg else None,
         gpu=gpu, gpu_memory_gib=float(mem) if mem and gpu is None else None,
         num_gpus=int(env["gpus"]) if env.get("gpus") else None,
     )
 
 
-def evaluate(cases: list[dict], index=None) -> list[dict]:
+def evaluate(cases: list[dict], index=None, with_title: bool = False) -> list[dict]:
     from ask_oom.assistant.agent import diagnose
     from ask_oom.tools.errors import InputError
 
@@ -96,7 +96,7 @@ def evaluate(cases: list[dict], index=None) -> list[dict]:
         accepted = list(exp.get("primary_any_of") or [])
         must = list(exp.get("top3_must_include") or [])
         t0 = time.perf_counter()
-        request = request_for(case)
+        request = request_for(case, with_title)
         error = None
         try:
             d = diagnose(request, index=index)
@@ -202,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", help="case ids to run")
     ap.add_argument("--sets", nargs="*", help="dataset folder names to run (default: all)")
     ap.add_argument("--half", choices=("a", "b"), help="only the first (a) or second (b) half of diagnosis_extra by sorted id")
+    ap.add_argument("--with-title", action="store_true",
+                    help="paste the report's title above its log, as a user's question would read")
     args = ap.parse_args(argv)
     cases = load_cases()
     if args.sets:
@@ -216,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     from ask_oom.kb.index import CaseIndex
 
     index = CaseIndex.load_or_build()
-    rows = evaluate(cases, index=index)
+    rows = evaluate(cases, index=index, with_title=args.with_title)
     summary = summarise(rows)
     if args.json:
         print(json.dumps({"rows": rows, "summary": summary}, indent=2, ensure_ascii=False))

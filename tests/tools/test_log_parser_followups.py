@@ -200,3 +200,18 @@ def test_adversarial_progress_bar_lines_are_read_in_bounded_time():
     lines = ["%|" + "|1/1 [" * 700, "%|" + "|1" * 3000, "50%|" * 2000, "%|| 1/2 [" + "x" * 5000 + "]Traceback"]
     r = parse_log("\n".join(lines * 200) + "\n" + OOM)
     assert r.kind == "cuda_oom" and r.lines == 801
+
+
+@pytest.mark.parametrize("question", ["cuda 内存溢出 (CUDA out of memory)", "Qwen2 keeps hitting CUDA out of memory:"])
+def test_a_question_naming_the_error_does_not_hide_the_real_message(question):
+    # the user's own words above the pasted error: the message with the allocator's numbers is the error
+    r = parse_log(question + "\n\n" + OOM)
+    assert r.message.startswith("torch.OutOfMemoryError")
+    assert r.gpu_total_bytes == round(79.18 * GiB) and r.torch_allocated_bytes == round(70.86 * GiB)
+    assert r.requested_bytes == 2 * GiB
+
+
+def test_a_bare_size_line_after_the_error_still_completes_it():
+    r = parse_log("NCCL error: unhandled cuda error, NCCL version 2.18.1\n"
+                  "h:1:2 [3] include/alloc.h:185 NCCL WARN Failed to CUDA calloc 6291456 bytes\n")
+    assert r.requested_bytes == 6291456

@@ -223,6 +223,13 @@ class LogParser:
             self.signals.append((hit.exit_signal, lineno, hit.text[:300]))
         last = self.occurrences.get(self.order[-1]) if self.order else None
         if (last is not None and last.hit.kind == hit.kind and last.hit.requested_bytes is None
+                and hit.requested_bytes is not None and lineno - last.lineno <= 5
+                and last.hit.gpu_total_bytes is None and _is_full_message(hit)):
+            # a bare mention ("CUDA out of memory" in the user's question) just before the real message: the
+            # message with the numbers is the error
+            del self.occurrences[self.order.pop()]
+            last = None
+        if (last is not None and last.hit.kind == hit.kind and last.hit.requested_bytes is None
                 and hit.requested_bytes is not None and lineno - last.lineno <= 5):
             # the size follows the error on its own line (NCCL's "Failed to CUDA calloc N bytes"): one error
             last.hit.requested_bytes = hit.requested_bytes
@@ -413,6 +420,11 @@ class LogParser:
         r.versions = dict(f.versions)
         r.training_args = dict(f.training_args)
         ev.extend(f.evidence())
+
+
+def _is_full_message(hit: MemoryHit) -> bool:
+    """Does the hit carry the allocator's full account (capacity, allocated), not just a size?"""
+    return hit.gpu_total_bytes is not None or hit.torch_allocated_bytes is not None
 
 
 def _same_ggml_error(first: MemoryHit, then: MemoryHit) -> bool:
