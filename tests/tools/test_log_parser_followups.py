@@ -215,3 +215,15 @@ def test_a_bare_size_line_after_the_error_still_completes_it():
     r = parse_log("NCCL error: unhandled cuda error, NCCL version 2.18.1\n"
                   "h:1:2 [3] include/alloc.h:185 NCCL WARN Failed to CUDA calloc 6291456 bytes\n")
     assert r.requested_bytes == 6291456
+
+
+def test_a_summary_sentence_takes_its_phase_from_the_trace_pasted_below_it():
+    log = ("CUDA out of memory when evaluating model\n\n"
+           "Loading checkpoint shards:  89%|████████▊ | 8/9 [00:46<00:05,  5.78s/it]\n[...]\n"
+           "Traceback (most recent call last):\n"
+           '  File "/app/src/llamafactory/train/sft/workflow.py", line 48, in run_sft\n'
+           "    model = load_model(tokenizer, model_args, finetuning_args, training_args.do_train)\n"
+           '  File "/app/src/llamafactory/model/loader.py", line 160, in load_model\n')
+    r = parse_log(log)
+    assert r.kind == "cuda_oom" and r.phase == "model_loading"
+    assert r.message == "CUDA out of memory when evaluating model"

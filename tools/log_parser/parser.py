@@ -22,6 +22,7 @@ MAX_WRAP_LINES = 12    # continuation lines joined to a wrapped OOM message
 MAX_MESSAGE = 4096     # characters of a joined message
 MAX_SIGNATURES = 64    # distinct memory errors remembered
 MAX_RELATED = 20
+PROSE_LOOKAHEAD = 12   # lines after a prose mention of the error in which its pasted traceback may start
 CONTEXT_LINES = 20     # log lines before an error that may say what the run was doing
 _ROUNDING_SLACK = (1 << 20) // 100  # a size printed as "%.2f MiB" is within 0.005 MiB of the exact one
 _WRAP_MIN_WIDTH = 40   # a wrapped paste cuts lines at a fixed width; shorter lines are not wrapped
@@ -56,14 +57,21 @@ class _Occurrence:
         # the traceback that follows (if one starts within 2 lines) is read instead.
         self.follow = 0 if any(t.lstrip().startswith("File ") for _, t in window) else WINDOW
         self.after: list[tuple[int, str]] = []
+        # A sentence that names the error ("OOM when evaluating model") is the user's summary, not the error: the
+        # traceback pasted below it, a few lines on, says where it failed.
+        self.prose = _is_prose_mention(hit)
+        self.lookahead = PROSE_LOOKAHEAD if self.prose else 2
+        self.after_context: list[tuple[int, str]] = []  # log lines between a prose mention and its traceback
 
     def follow_line(self, lineno: int, line: str) -> None:
         stripped = line.lstrip()
         if not self.after:
             if "Traceback (most recent call last)" in line:
                 self.after.append((lineno, line))
-            elif lineno - self.lineno >= 2:
+            elif lineno - self.lineno >= self.lookahead:
                 self.follow = 0
+            elif self.prose:
+                self.after_context.append((lineno, line))
             return
         if stripped.startswith(("File ", "^", "~")) or line[:1].isspace():
             self.after.append((lineno, line))
@@ -339,8 +347,12 @@ class LogParser:
                 ev.append(Evidence(line=hit.fragment_lines.get(name, primary.lineno), text=fragment[:300], fact=name))
             if hit.kind == "cuda_oom" and hit.requested_bytes is None and _mentions_pinned(primary.window):
                 r.kind = "host_oom"  # "CUDA error: out of memory" raised by pin_memory: host page-locked RAM ran out
-            phase = (find_phase(primary.window) or find_phase(primary.after)
-                     or find_context_phase(primary.context[-CONTEXT_LINES:]))
+            if primary.prose:  # the pasted trace and log lines outrank the words of the user's summary
+                phase = (find_phase(primary.after) or find_context_phase(primary.after_context)
+                         or find_phase(primary.window) or find_context_phase(primary.context[-CONTEXT_LINES:]))
+            else:
+                phase = (find_phase(primary.window) or find_phase(primary.after)
+                         or find_context_phase(primary.context[-CONTEXT_LINES:]))
             if hit.phase_hint:
                 r.phase = hit.phase_hint
             elif phase:
@@ -420,6 +432,18 @@ class LogParser:
         r.versions = dict(f.versions)
         r.training_args = dict(f.training_args)
         ev.extend(f.evidence())
+
+
+# an exception or runtime error line, as opposed to a sentence that mentions the error
+_EXCEPTION_LINE = re.compile(r"(?:Error|Exception|error)\s*:|\b(?:RuntimeError|OutOfMemoryError|CUBLAS_STATUS|cudaMalloc)"
+                             r"|^\s*(?:ERROR|E\d{4}|\[rank\d+\]|torch\.)")
+
+
+def _is_prose_mention(hit: MemoryHit) -> bool:
+    """A CUDA OOM named in a sentence ("CUDA out of memory when evaluating model"), without numbers or an
+    exception class: the user's summary of the error rather than the error."""
+    return (hit.kind == "cuda_oom" and hit.requested_bytes is None and hit.gpu_total_bytes is None
+            and not _EXCEPTION_LINE.search(hit.text))
 
 
 def _is_full_message(hit: MemoryHit) -> bool:
