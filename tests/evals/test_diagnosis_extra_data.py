@@ -1,8 +1,9 @@
-"""The held-out diagnosis set (evals/data/diagnosis_extra/*.yaml): real public OOM reports in the format of
-../shared/dev-cases. These tests keep it usable as an evaluation set: every file has the dev-case keys, the labels
-come from the root-cause vocabulary, ids and sources are unique and never overlap the dev cases or the knowledge
-base, and every number in `expected.parse` is printed in the case's own log (read here with plain regexes,
-independently of the product's parser)."""
+"""The held-out diagnosis sets (evals/data/diagnosis_extra/*.yaml and evals/data/diagnosis_fresh/*.yaml): real public
+OOM reports in the format of ../shared/dev-cases. These tests keep both usable as evaluation sets: every file has the
+dev-case keys, the labels come from the root-cause vocabulary, ids and sources are unique and never overlap the dev
+cases, the knowledge base, the benchmark's own set or each other, and every number in `expected.parse` is printed in
+the case's own log (read here with plain regexes, independently of the product's parser). Every check runs for each
+folder."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from ruamel.yaml import YAML
 from ask_oom.tools.labels import ROOT_CAUSES
 
 REPO = Path(__file__).resolve().parents[2]
-EXTRA = REPO / "evals" / "data" / "diagnosis_extra"
+HELD_OUT_SETS = [REPO / "evals" / "data" / "diagnosis_extra", REPO / "evals" / "data" / "diagnosis_fresh"]
 KB_CASES = REPO / "kb" / "cases"
 SIBLING_SET = REPO / "evals" / "data" / "diagnosis"  # the benchmark's other own-cases folder
 
@@ -38,8 +39,8 @@ def _load(path: Path) -> dict:
     return _yaml.load(path.read_text(encoding="utf-8"))
 
 
-def _case_files() -> list[Path]:
-    return sorted(EXTRA.glob("*.yaml"))
+def _case_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.yaml"))
 
 
 def _thread_key(url: str) -> tuple[str, str] | str:
@@ -60,12 +61,15 @@ def _sources(directory: Path) -> set:
     return out
 
 
-CASES = [pytest.param(path, id=path.stem) for path in _case_files()]
+SETS = [pytest.param(directory, id=directory.name) for directory in HELD_OUT_SETS]
+CASES = [pytest.param(path, id=f"{directory.name}/{path.stem}")
+         for directory in HELD_OUT_SETS for path in _case_files(directory)]
 
 
-def test_enough_cases_and_a_varied_mix():
-    cases = [_load(p) for p in _case_files()]
-    assert len(cases) >= MIN_CASES, f"only {len(cases)} cases in {EXTRA}"
+@pytest.mark.parametrize("directory", SETS)
+def test_enough_cases_and_a_varied_mix(directory: Path):
+    cases = [_load(p) for p in _case_files(directory)]
+    assert len(cases) >= MIN_CASES, f"only {len(cases)} cases in {directory}"
     primaries = {c["expected"]["primary_any_of"][0] for c in cases}
     all_labels = {label for c in cases for label in c["expected"]["primary_any_of"]}
     assert len(primaries) >= 12, f"first labels cover only {sorted(primaries)}"
@@ -112,28 +116,41 @@ def test_labels_come_from_the_vocabulary(path: Path):
         assert not memory_causes, f"not_oom cannot be accepted beside memory causes {sorted(memory_causes)}"
 
 
-def test_ids_and_sources_are_unique():
-    cases = [_load(p) for p in _case_files()]
+@pytest.mark.parametrize("directory", SETS)
+def test_ids_and_sources_are_unique(directory: Path):
+    cases = [_load(p) for p in _case_files(directory)]
     ids = [c["id"] for c in cases]
     keys = [_thread_key(c["source"]) for c in cases]
     assert len(ids) == len(set(ids)), f"duplicate ids {sorted(i for i in ids if ids.count(i) > 1)}"
     assert len(keys) == len(set(keys)), "two cases cite the same thread"
 
 
-def test_no_case_comes_from_the_knowledge_base():
+@pytest.mark.parametrize("directory", SETS)
+def test_no_case_comes_from_the_knowledge_base(directory: Path):
     """A held-out case whose thread is also a knowledge-base case would be retrieved as its own answer."""
-    overlap = {_thread_key(_load(p)["source"]) for p in _case_files()} & _sources(KB_CASES)
+    overlap = _sources(directory) & _sources(KB_CASES)
     assert not overlap, f"threads also in kb/cases: {sorted(overlap)}"
 
 
-def test_no_case_duplicates_the_sibling_evaluation_set():
+@pytest.mark.parametrize("directory", SETS)
+def test_no_case_duplicates_the_sibling_evaluation_set(directory: Path):
     """The benchmark reads both folders; a thread in both would be counted twice."""
-    overlap = {_thread_key(_load(p)["source"]) for p in _case_files()} & _sources(SIBLING_SET)
+    overlap = _sources(directory) & _sources(SIBLING_SET)
     assert not overlap, f"threads also in evals/data/diagnosis: {sorted(overlap)}"
 
 
-def test_no_case_duplicates_a_dev_case(shared_dir):
-    overlap = {_thread_key(_load(p)["source"]) for p in _case_files()} & _sources(shared_dir / "dev-cases")
+def test_the_held_out_sets_share_no_thread():
+    """The fresh set measures generalisation beyond the extra set: a thread in both would be no news to it."""
+    seen: dict = {}
+    for directory in HELD_OUT_SETS:
+        for key in _sources(directory):
+            assert key not in seen, f"{key} is in both {seen[key].name} and {directory.name}"
+            seen[key] = directory
+
+
+@pytest.mark.parametrize("directory", SETS)
+def test_no_case_duplicates_a_dev_case(directory: Path, shared_dir):
+    overlap = _sources(directory) & _sources(shared_dir / "dev-cases")
     assert not overlap, f"threads also in ../shared/dev-cases: {sorted(overlap)}"
 
 
