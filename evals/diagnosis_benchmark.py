@@ -64,7 +64,8 @@ def config_name(text: str) -> str:
     stripped = text.lstrip()
     if stripped.startswith("{"):
         return "config.json"
-    if "\\\n" in text or re.search(r"^\s*(export |CUDA_VISIBLE_DEVICES|deepspeed |torchrun |python |accelerate |llamafactory-cli |nohup |swift |[A-Z_]+=\S+ )", text, re.M):
+    if "\\\n" in text or re.search(r"^\s*(export |CUDA_VISIBLE_DEVICES|deepspeed |torchrun |python |accelerate |llamafactory-cli |nohup |swift |[A-Z_]+=\S+ )", text, re.M) \
+            or re.match(r"\s*[\w./-]+\s+-{1,2}[A-Za-z]", stripped):  # a program and its flags: llama-cli -m x.gguf
         return "run.sh"
     return "train.yaml"
 
@@ -75,9 +76,11 @@ def request_for(case: dict, with_title: bool = False):
 
     env = case.get("environment") or {}
     gpu_text = str(env.get("gpu") or "")
-    name = re.sub(r"^\s*\d+\s*x\s*", "", gpu_text).split(",")[0].strip()
+    whole = re.sub(r"^\s*\d+\s*x\s*", "", gpu_text).strip()
+    name = whole.split(",")[0].strip()
     mem = env.get("gpu_memory_gib")
-    gpu = name if name and lookup_gpu(name) is not None else None
+    # the first part names the card ("7x RTX 3090 24GB, two nodes"); a Mac needs its memory size from the rest
+    gpu = next((n for n in (name, whole) if n and lookup_gpu(n) is not None), None)
     cfg = case.get("config")
     return DiagnoseRequest(
         log_text=(f"{case['title']}\n\n" if with_title and case.get("title") else "") + case["log"], config_text=cfg, config_name=config_name(cfg) if cfg else None,

@@ -16,6 +16,13 @@ MAX_SCAN = 2 * 1024 * 1024  # a description is short; read at most its first 2 M
 # ASCII-only boundaries: in Unicode mode \b sees no boundary between a Chinese character and "OOM".
 # Apple Metal (MLX, PyTorch MPS) reports "Command buffer execution failed: Insufficient Memory (...ErrorOutOfMemory)".
 _GPU = re.compile(r"(?<![A-Za-z])OOM(?![A-Za-z])|out[ -]of[ -](?:GPU[ -]|CUDA[ -]|device[ -]|video[ -])?memory|Insufficient Memory|ErrorOutOfMemory|显存(?:不足|溢出|不够|爆|占满|炸)|爆显存|VRAM", re.IGNORECASE)
+# Memory named with a failure a few words on: "...memory increases to over 200 GB ... crashes", "memory usage explodes".
+_FAILS = r"\b(?:crash(?:es|ed|ing)?|froze|freezes|exhaust(?:s|ed)?|explod(?:es|ed|ing)|blows? up|(?:gets?|got|is|was) killed)\b"
+_MEMORY_FAILS = re.compile(r"\b(?:memory|VRAM)\s{0,2}(?:consumption|usage|use|footprint)\b.{0,160}?" + _FAILS, re.IGNORECASE)
+_RAM_FAILS = re.compile(r"\b(?:RAM|host memory|CPU memory|system memory)\s{0,2}(?:consumption|usage|use|footprint)?\b.{0,160}?" + _FAILS,
+                        re.IGNORECASE)
+# Apple silicon: the GPU shares the Mac's unified memory (MLX, PyTorch MPS, Metal)
+_APPLE = re.compile(r"\b(?:MLX|mlx_lm|MPS|Metal|Mac(?:Book| Studio| mini)?|Apple|M[1-5] ?(?:Pro|Max|Ultra)|unified memory)\b")
 _HOST = re.compile(r"(?<!显)内存.{0,20}(?:不足|占满|爆|溢出|不够|超过|满了)|\b(?:host|CPU|system)\s{0,2}(?:RAM|memory)\b|\bRAM\b.{0,40}\b(?:full|exhausted)\b"
                    r"|oom[- ]killer|Cannot allocate memory", re.IGNORECASE)
 _GROWTH = re.compile(r"\bkeeps?\s{0,2}(?:increasing|growing|rising)|\b(?:increas|grow)\w{0,4}\s{0,2}(?:from|over|steadily|gradually|until|each|every)"
@@ -45,7 +52,7 @@ _MODEL_NAME = re.compile(r"(?<![\w/.-])([A-Za-z][\w.]{1,30}(?:-[\w.]{1,20}){0,3}
 class DescribedOOM(BaseModel):
     """What a prose description says about a memory failure."""
 
-    kind: str  # cuda_oom | host_oom (OOMReport kinds)
+    kind: str  # cuda_oom | host_oom | mps_oom (OOMReport kinds)
     line: int
     text: str
     phase: str | None = None
@@ -70,9 +77,9 @@ def described_oom(text: str) -> DescribedOOM | None:
     model: str | None = None
     for lineno, line in enumerate(text[:MAX_SCAN].splitlines(), start=1):
         line = line[:2000]
-        if gpu is None and _GPU.search(line) and _prose(line):
+        if gpu is None and (_GPU.search(line) or _MEMORY_FAILS.search(line)) and _prose(line):
             gpu = (lineno, line.strip())
-        if host is None and _HOST.search(line) and _prose(line):
+        if host is None and (_HOST.search(line) or _RAM_FAILS.search(line)) and _prose(line):
             host = (lineno, line.strip())
         if growth is None and (_GROWTH.search(line) or (_ACCUMULATES.search(line) and not _EVAL_WORDS.search(line))):
             growth = (lineno, line.strip())
@@ -87,7 +94,9 @@ def described_oom(text: str) -> DescribedOOM | None:
     if gpu is None and host is None:
         return None
     gpu_words = re.search(r"GPU|CUDA|VRAM|显存|显卡", text[:MAX_SCAN], re.IGNORECASE)
-    if host is not None and (gpu is None or not gpu_words):
+    if _APPLE.search(text[:MAX_SCAN]) and not re.search(r"CUDA|nvidia|显卡", text[:MAX_SCAN], re.IGNORECASE):
+        kind, (line, said) = "mps_oom", gpu or host   # one memory for CPU and GPU: the device ran out
+    elif host is not None and (gpu is None or not gpu_words):
         kind, (line, said) = "host_oom", host
     else:
         kind, (line, said) = "cuda_oom", gpu or host

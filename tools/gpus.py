@@ -68,10 +68,30 @@ def lookup_gpu(name: str, memory_gib: float | None = None) -> GPUSpec | None:
             if size and "v100" in key:
                 found = _by_name("V100-32GB" if size.group(1) == "32" else "V100-16GB")
             break
+    if found is None and _APPLE.search(key):
+        found = _apple_silicon(key, size)
     if memory_gib is not None:
         base = found or GPUSpec(name=name.strip() or "GPU", memory_bytes=0)
         return base.model_copy(update={"memory_bytes": int(memory_gib * GiB)})
     return found
+
+
+# Apple silicon shares one memory between CPU and GPU; Metal lets the GPU wire about three quarters of it by default
+# (MTLDevice.recommendedMaxWorkingSetSize, which MLX and PyTorch MPS use as their limit).
+_APPLE = re.compile(r"\bapple\b|\bm[1-5]\s?(?:pro|max|ultra)\b|\bmacbook|\bmac studio\b|\bmac mini\b")
+APPLE_GPU_SHARE = 0.75
+
+
+def _apple_silicon(key: str, size: re.Match | None) -> GPUSpec | None:
+    """An Apple-silicon Mac with its unified memory size in the name ('M3 Max 128GB'); None without a size (the same
+    chip ships with 36 to 128 GB)."""
+    if size is None:
+        return None
+    chip = re.search(r"m[1-5]\s?(?:pro|max|ultra)?", key)
+    label = chip.group(0).upper().replace("PRO", "Pro").replace("MAX", "Max").replace("ULTRA", "Ultra") if chip else "Mac"
+    total = int(size.group(1))
+    return GPUSpec(name=f"Apple {label} ({total} GB unified)", memory_bytes=int(total * APPLE_GPU_SHARE * GiB),
+                   vendor="apple")
 
 
 def _by_name(name: str) -> GPUSpec:

@@ -20,7 +20,7 @@ Method = Literal["full", "freeze", "lora", "qlora"]
 Precision = Literal["bf16_mixed", "fp16_mixed", "pure_bf16", "fp32"]
 Optimizer = Literal["adamw", "adamw_fused", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "adafactor", "sgd", "lion"]
 Attention = Literal["eager", "sdpa", "flash_attention_2"]
-Framework = Literal["llamafactory", "hf_trainer", "trl", "deepspeed_script", "axolotl", "unsloth", "torchtune", "swift", "vllm", "other"]
+Framework = Literal["llamafactory", "hf_trainer", "trl", "deepspeed_script", "axolotl", "unsloth", "torchtune", "swift", "vllm", "mlx", "other"]
 
 
 class Provenance(BaseModel):

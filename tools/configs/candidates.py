@@ -170,7 +170,7 @@ class Catalogue:
                        f"the effective batch {m} x {a} x {s.num_gpus} GPUs = {m * a * s.num_gpus}")
                 out.append(Option({"micro_batch": m, "grad_accum": a}, [
                     _ch(self.keys.micro_batch_key(), s.micro_batch, m, why, 2),
-                    _ch("gradient_accumulation_steps", s.grad_accum, a, "keeps the effective batch size unchanged", 2)], f"micro-batch {m}"))
+                    _ch(self.keys.grad_accum_key(), s.grad_accum, a, "keeps the effective batch size unchanged", 2)], f"micro-batch {m}"))
             return out
         return Candidate("micro_batch", 2, ("batch_too_large", "seq_len_too_long", "logits_large_vocab", "memory_growth",
                                            "vision_tokens", "moe_memory"), opts)
@@ -380,6 +380,9 @@ class Catalogue:
         return Candidate("qlora", 6, ("weights_exceed_gpu", "full_ft_model_states"), opts, extra_cost=shift)
 
     def all(self) -> list[Candidate]:
+        if self.keys.is_mlx:
+            # MLX (Apple silicon): no DeepSpeed, bitsandbytes, flash-attn or Liger; these are the levers its trainer has
+            return [self.gradient_checkpointing(), self.micro_batch(), self.seq_len(), self.lora()]
         return [self.attention(), self.gradient_checkpointing(), self.liger(), self.bf16(), self.eval_memory(),
                 self.micro_batch(), self.freeze_vision(), self.image_pixels(), self.zero(), self.offload(),
                 self.seq_len(), self.lora(), self.qlora()]

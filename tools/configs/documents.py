@@ -37,6 +37,9 @@ DEEPSPEED_KEYS = {"zero_optimization", "train_micro_batch_size_per_gpu", "train_
                   "gradient_clipping", "steps_per_print", "wall_clock_breakdown"}
 HF_TRAINER_KEYS = {"per_device_train_batch_size", "gradient_accumulation_steps", "output_dir", "learning_rate",
                    "num_train_epochs", "per_device_eval_batch_size", "gradient_checkpointing", "model_name_or_path"}
+# mlx_lm.lora's YAML (Apple MLX): keys no other trainer uses
+MLX_LM_KEYS = {"lora_layers", "grad_checkpoint", "lora_parameters", "fine_tune_type", "steps_per_report", "steps_per_eval",
+               "resume_adapter_file"}
 
 # LLaMA-Factory's and many repos' example DeepSpeed files say their stage/offload in the name.
 _DS_NAME = re.compile(r"(?:zero|z)[_-]?([0-3])(?:[_-]?(offload|cpu))?", re.IGNORECASE)
@@ -148,6 +151,8 @@ def _load_yaml(text: str, name: str) -> ConfigDocument:
         return ConfigDocument(name=name, format="accelerate_yaml", text=text, settings=data, framework="accelerate")
     if keys & LLAMAFACTORY_KEYS:
         return ConfigDocument(name=name, format="llamafactory_yaml", text=text, settings=data, framework="llamafactory")
+    if keys & MLX_LM_KEYS and ("model" in keys or "lora_parameters" in keys):
+        return ConfigDocument(name=name, format="yaml", text=text, settings=data, framework="mlx")
     framework = "hf_trainer" if keys & HF_TRAINER_KEYS else None
     return ConfigDocument(name=name, format="yaml", text=text, settings=data, framework=framework)
 

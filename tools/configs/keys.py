@@ -30,8 +30,15 @@ class KeyStyle:
     def settings(self) -> dict[str, Any]:
         return self.doc.settings if self.doc is not None else {}
 
+    @property
+    def is_mlx(self) -> bool:
+        return self.framework == "mlx"
+
     def has(self, key: str) -> bool:
         return key in self.settings
+
+    def grad_accum_key(self) -> str:
+        return "grad_accumulation_steps" if self.is_mlx else "gradient_accumulation_steps"   # mlx-lm >= 0.26
 
     def micro_batch_key(self) -> str:
         return "batch_size" if self.has("batch_size") and not self.has("per_device_train_batch_size") else "per_device_train_batch_size"
@@ -43,6 +50,8 @@ class KeyStyle:
     def gradient_checkpointing(self) -> tuple[str, Any] | None:
         if self.is_lf:
             return ("disable_gradient_checkpointing", False) if self.has("disable_gradient_checkpointing") else None
+        if self.is_mlx:
+            return ("grad_checkpoint", True)
         if self.has("use_gradient_checkpointing") and not self.has("gradient_checkpointing"):
             return ("use_gradient_checkpointing", "unsloth" if self.framework == "unsloth" else True)
         return ("gradient_checkpointing", True)
@@ -98,6 +107,8 @@ class KeyStyle:
 
     # --- tier 6
     def lora(self) -> list[tuple[str, Any]] | None:
+        if self.is_mlx:
+            return [("fine_tune_type", "lora")]
         if self.is_lf or self.has("finetuning_type"):
             return [("finetuning_type", "lora")]
         for key in ("train_type", "sft_type"):   # ms-swift 3.x / 2.x

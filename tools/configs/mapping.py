@@ -117,6 +117,10 @@ def apply_config_to_setup(doc: ConfigDocument, setup: TrainingSetup) -> Training
         else:
             _resolve_stand_in(b, s, str(s[model_key]))
 
+    if framework == "mlx":
+        _apply_mlx(b, s)
+        return b.setup
+
     # method
     _apply_method(b, s, is_lf)
 
@@ -219,7 +223,47 @@ def apply_config_to_setup(doc: ConfigDocument, setup: TrainingSetup) -> Training
     return b.setup
 
 
-_FRAMEWORK_NAMES = {"llamafactory", "hf_trainer", "trl", "deepspeed_script", "axolotl", "unsloth", "torchtune", "swift", "vllm", "other"}
+_FRAMEWORK_NAMES = {"llamafactory", "hf_trainer", "trl", "deepspeed_script", "axolotl", "unsloth", "torchtune", "swift", "vllm", "mlx",
+                    "other"}
+
+
+def _apply_mlx(b: _Builder, s: dict[str, Any]) -> None:
+    """mlx_lm.lora's YAML, with its defaults (mlx_lm/lora.py CONFIG_DEFAULTS): LoRA on the last num_layers
+    layers, batch 4, max_seq_length 2048, grad_checkpoint off, Adam."""
+    ft = str(s.get("fine_tune_type", "lora")).lower()
+    method = "full" if ft == "full" else "lora"
+    if "fine_tune_type" in s:
+        b.config("method", method, "fine_tune_type")
+    else:
+        b.default("method", method, "mlx_lm fine_tune_type default lora")
+    lp = s.get("lora_parameters") if isinstance(s.get("lora_parameters"), dict) else {}
+    if method == "lora":
+        if _int(lp.get("rank")):
+            b.config("lora_rank", _int(lp["rank"]), "lora_parameters.rank")
+        else:
+            b.default("lora_rank", 8, "mlx_lm lora_parameters.rank default 8")
+        if isinstance(lp.get("keys"), list) and lp["keys"]:
+            b.config("lora_targets", [str(k).rsplit(".", 1)[-1] for k in lp["keys"]], "lora_parameters.keys")
+        else:
+            b.default("lora_targets", ["q_proj", "v_proj"], "mlx_lm LoRA default keys: the attention q/v projections")
+    b.default("precision", "bf16_mixed", "MLX trains in the weights' dtype (bf16) with fp32 adapters")
+    b.default("optimizer", "adamw", "mlx_lm optimizer default adam (two fp32 states per trainable parameter)")
+    if _int(s.get("batch_size")):
+        b.config("micro_batch", _int(s["batch_size"]), "batch_size")
+    else:
+        b.default("micro_batch", 4, "mlx_lm batch_size default 4")
+    if _int(s.get("grad_accumulation_steps")):
+        b.config("grad_accum", _int(s["grad_accumulation_steps"]), "grad_accumulation_steps")
+    else:
+        b.default("grad_accum", 1, "mlx_lm grad_accumulation_steps default 1")
+    if _int(s.get("max_seq_length")):
+        b.config("seq_len", _int(s["max_seq_length"]), "max_seq_length")
+    else:
+        b.default("seq_len", 2048, "mlx_lm max_seq_length default 2048")
+    if "grad_checkpoint" in s:
+        b.config("gradient_checkpointing", _truthy(s["grad_checkpoint"]), "grad_checkpoint")
+    else:
+        b.default("gradient_checkpointing", False, "mlx_lm grad_checkpoint default false")
 
 
 def _evaluates(s: dict[str, Any]) -> bool:

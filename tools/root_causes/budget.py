@@ -102,8 +102,13 @@ def _activation_drivers(setup: TrainingSetup, estimate: MemoryEstimate, budget: 
         if msl:
             reason += f", the longest that fits at micro-batch {b} is {msl}"
         s.add("seq_len_too_long", pts, reason)
-    if not setup.gradient_checkpointing and bd.get("activations") >= 0.25 * peak:
-        s.add("no_gradient_checkpointing", 2.5, f"gradient checkpointing is off: {gib(bd.get('activations'))} of per-layer activations are kept")
+    layer_acts = bd.get("activations")
+    if not setup.gradient_checkpointing and layer_acts >= 0.25 * peak:
+        # Checkpointing removes most of this share at once, whatever the batch and length: when it is most of the
+        # peak and the config says it is off, it is the first lever (the batch and length ones trade data away).
+        pts = 2.5 + ((3.0 if observed(setup, "gradient_checkpointing") else 1.0) if layer_acts >= 0.5 * peak else 0.0)
+        s.add("no_gradient_checkpointing", pts, f"gradient checkpointing is off: {gib(layer_acts)} of per-layer activations "
+                                                f"({layer_acts / peak:.0%} of the peak) are kept")
     scores = bd.get("attention_scores")
     if setup.attn_implementation == "eager" and scores >= 0.15 * peak:
         s.add("eager_attention", 3.5, f"eager attention materialises {gib(scores)} of b x heads x s x s scores")

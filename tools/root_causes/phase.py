@@ -73,8 +73,10 @@ def phase_and_operation(report: OOMReport, setup: TrainingSetup | None, s: Score
                                         "limits allow (limit_mm_per_prompt, max pixels)")
     elif report.phase == "generation":
         s.add("generation_kv_cache", 1.5, "generation: the KV cache grows with the tokens generated")
-    if report.phase == "evaluation" and setup is not None and setup.eval_batch and setup.eval_batch > 1:
-        s.add("batch_too_large", 1.5, f"evaluation runs at per_device_eval_batch_size {setup.eval_batch}")
+    if report.phase in ("evaluation", "generation") and setup is not None and setup.eval_batch and setup.eval_batch > 1:
+        # every sequence of the eval batch holds its own KV cache and logits while it generates
+        s.add("batch_too_large", 1.5, f"evaluation runs at per_device_eval_batch_size {setup.eval_batch}"
+                                      + (": one KV cache per sequence of the batch" if report.phase == "generation" else ""))
 
 
 # The score matrix of eager attention, as model code writes it (HF modeling_*.py, llama-recipes, remote code).
