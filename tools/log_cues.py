@@ -70,6 +70,12 @@ _KV_CACHE = re.compile(r"No available memory for the cache blocks|larger than th
 _DEVICE_MAP = re.compile(r"""device_map\s{0,2}[=:]\s{0,2}["']?(auto|balanced|balanced_low_0|sequential)\b""")
 
 
+# GPU models as people and nvidia-smi name them: consumer cards need a marker (RTX/GTX, a plural "3090s", "Ti", "GPU")
+# so years and ports are not read as cards.
+_GPU_NAME = re.compile(r"(?:\b(?:RTX|GTX|GeForce)\s?)([1-5]0[5-9]0)(\s?Ti)?\b|\b([1-5]0[5-9]0)(\s?Ti)?(?=s\b|\s?(?:GPU|card|显卡)|\s?\d{1,2}\s?GB)"
+                       r"|\b(A100|H100|H200|H800|A800|H20|V100|P100|P40|T4|A6000|A40|A10G?|L40S?|L4|MI250|MI300X?)\b", re.IGNORECASE)
+
+
 class Cue(BaseModel):
     """One cue: what it says and where."""
 
@@ -87,11 +93,13 @@ class LogCues(BaseModel):
     device_map: Cue | None = Field(default=None, description="device_map=auto/balanced/sequential in the log or config")
     vision: Cue | None = Field(default=None, description="a vision encoder or image input named in the log or config")
     kv_cache: Cue | None = Field(default=None, description="vLLM's KV cache does not fit (a budget error, not an OOM)")
+    gpu_models: list[str] = Field(default_factory=list, description="distinct GPU models the text names, in order")
 
 
 def log_cues(text: str, config_text: str | None = None) -> LogCues:
     """The cues of `text` (the log); the device map also from `config_text` (code or config). Never raises."""
     phase = phase_cue = quant = dtype = vision = kv = None
+    gpu_models: list[str] = []
     device_map = _device_map(config_text or "") or _device_map(text)
     for lineno, line in enumerate(text[:MAX_SCAN].splitlines(), start=1):
         line = line[:MAX_LINE]
@@ -107,12 +115,18 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
             kv = Cue(line=lineno, text=line.strip()[:300])
         if vision is None and _VISION.search(line):
             vision = _cue(lineno, line)
+        if len(gpu_models) < 8:
+            for m in _GPU_NAME.finditer(line):
+                number, ti = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+                name = (number + (" Ti" if ti else "")) if number else m.group(5).upper()
+                if name not in gpu_models:
+                    gpu_models.append(name)
     if vision is None and config_text:
         m = _VISION.search(config_text[:MAX_SCAN])
         if m is not None:
             vision = Cue(line=config_text.count("\n", 0, m.start()) + 1, text=f"config: {m.group(0)}")
     return LogCues(phase=phase, phase_cue=phase_cue, quantization=quant, dtype_error=dtype, device_map=device_map,
-                   vision=vision, kv_cache=kv)
+                   vision=vision, kv_cache=kv, gpu_models=gpu_models)
 
 
 def _cue(lineno: int, line: str) -> Cue:

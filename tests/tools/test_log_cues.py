@@ -40,3 +40,10 @@ def test_dtype_errors_and_device_map_from_the_config():
     assert cues.dtype_error is not None and cues.dtype_error.line == 1
     assert cues.device_map is not None and "device_map" in cues.device_map.text
     assert log_cues("x", "device_map: cuda:0").device_map is None  # a fixed placement is not a split
+
+
+def test_gpu_models_named_in_the_text_but_not_years_or_ports():
+    cues = log_cues("4 3090s on one node, 3 3090s and one 3080 on the other; 3080s only have 12GB\n"
+                    "| 0 NVIDIA GeForce RTX 3090 | ... | 1 NVIDIA A100-SXM4-80GB |")
+    assert cues.gpu_models == ["3090", "3080", "A100"]
+    assert log_cues("since 2023 the server on port 8080 has 2 workers").gpu_models == []

@@ -336,3 +336,40 @@ def test_a_16_bit_weight_sized_request_under_4bit_quantization_is_a_quantization
     setup = observed(TrainingSetup(model=llama, gpu=lookup_gpu("T4")), method="lora", quantization_bit=4, gpu=lookup_gpu("T4"))
     text = oom("86.00 MiB", "14.75 GiB", "40.00 MiB", "14.60 GiB", "14.30 GiB", "100.00 MiB")  # 4096 x 11008 x 2 B
     assert "quantization_setup" in labels(rank_root_causes(parse_log(text), setup, estimate_memory(setup)))[:2]
+
+
+RAW_AT_LOAD = ("Traceback (most recent call last):\n"
+               '  File "train_gpt2.py", line 359, in <module>\n    model.to(device)\n'
+               '  File "torch/nn/modules/module.py", line 1150, in convert\n'
+               "    return t.to(device, dtype if t.is_floating_point() or t.is_complex() else None, non_blocking)\n"
+               "RuntimeError: CUDA error: out of memory\n")
+
+
+def test_the_runtimes_own_error_at_the_first_transfer_of_small_weights_is_another_process():
+    from ask_oom.tools.gpus import lookup_gpu
+    from ask_oom.tools.memory import estimate_memory
+
+    report = parse_log(RAW_AT_LOAD)
+    assert report.phase == "model_loading" and report.requested_bytes is None
+    unknown = rank_root_causes(report)
+    assert "other_process" in labels(unknown)[:3]   # a model we cannot size: a candidate, not the verdict
+    setup = observed(TrainingSetup(model=resolve_model("Qwen/Qwen2.5-0.5B"), gpu=lookup_gpu("4090")), method="lora")
+    small = rank_root_causes(report, setup, estimate_memory(setup))
+    assert labels(small)[0] == "other_process"
+    assert any("0.5B" in w or "GiB" in w for w in small[0].why)
+
+
+def test_mixed_gpu_models_in_one_run_bound_the_even_split_but_machines_tried_in_turn_do_not():
+    from ask_oom.tools.log_cues import log_cues
+    from ask_oom.tools.report_refinement import refine_report
+
+    def described(text: str):   # a report in words: the agent's refinement turns it into the memory error it states
+        return refine_report(parse_log(text), text, cues=log_cues(text)).report
+
+    text = ("I have 8 GPUs: seven 3090s and a 3080. 3090s have 24gb, 3080s only 12. Loading llama3 70b splits ~16gb "
+            "per GPU and I get an OOM error.")
+    causes = rank_root_causes(described(text), TrainingSetup(num_gpus=8), cues=log_cues(text))
+    assert labels(causes)[0] == "multi_gpu_imbalance" and "3090 and 3080" in causes[0].why[0]
+    tried = "fails at trainer.train() with CUDA out of memory on H100 and V100 80GB"
+    one = rank_root_causes(described(tried), TrainingSetup(num_gpus=1), cues=log_cues(tried))
+    assert "multi_gpu_imbalance" not in labels(one)

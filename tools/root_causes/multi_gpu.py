@@ -57,3 +57,17 @@ def device_map_split(report: OOMReport, setup: TrainingSetup | None, cues: LogCu
     s.add("multi_gpu_imbalance", 3.0 if idx in (0, None) else 2.0,
           f"{cues.device_map.text[:80]} splits the model over {gpus} GPUs in one process and {where} ran out: "
           "the split is uneven (set max_memory per GPU or balanced_low_0)")
+
+
+def mixed_gpu_models(report: OOMReport, setup: TrainingSetup | None, cues: LogCues | None, s: Scores) -> None:
+    """GPUs of different models in one run: data-parallel replicas, tensor-parallel shards and even pipeline splits
+    give every GPU the same share, so the smallest card decides what fits."""
+    if cues is None or len(cues.gpu_models) < 2:
+        return
+    gpus = max(len(report.gpus), report.gpu_count or 0, len(report.ranks), setup.num_gpus if setup is not None else 0)
+    if gpus < 2:
+        return   # one GPU at a time: the names are machines tried one after another ("fails on H100 and V100")
+    names = " and ".join(cues.gpu_models[:4])
+    s.add("multi_gpu_imbalance", 4.0, f"the run mixes GPU models ({names}): an even split gives each the same share, "
+                                      "so the smallest card runs out first (uneven splits: a max_memory map per GPU, or "
+                                      "leave the smaller card out)")

@@ -3,7 +3,9 @@ contexts, and buffers outside PyTorch's allocator."""
 
 from __future__ import annotations
 
+from ..memory.schema import MemoryEstimate
 from ..report import OOMReport
+from ..training_setup import TrainingSetup
 from ..units import GiB, format_bytes
 from .fragmentation import unallocated_bytes
 from .scores import Scores
@@ -45,3 +47,21 @@ def other_processes(report: OOMReport, s: Scores) -> None:
         if total and non_torch >= max(2 * GiB, 0.10 * total):
             s.add("other_process", 1.5, f"{format_bytes(non_torch)} of this process's memory is outside PyTorch's allocator "
                                         "(NCCL buffers, cuBLAS workspaces, another library)")
+
+
+def raw_error_while_loading(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None, s: Scores) -> None:
+    """"CUDA error: out of memory" (the runtime's error, not the caching allocator's message with its numbers) while the
+    model is first moved to the GPU: the CUDA context or the very first allocation failed, before PyTorch held anything.
+    A GPU that cannot take even that is already occupied (another job, a leftover process) when the weights are small."""
+    if report.kind != "cuda_oom" or report.requested_bytes is not None or report.phase != "model_loading":
+        return
+    if "cuda error: out of memory" not in (report.message or "").lower():
+        return
+    total = report.gpu_total_bytes or (setup.gpu.memory_bytes if setup is not None and setup.gpu is not None else None)
+    weights = estimate.breakdown.get("weights") if estimate is not None else None
+    if weights and total and weights < 0.25 * total:
+        s.add("other_process", 6, f"the weights need only {format_bytes(weights)} of the {format_bytes(total)} GPU, yet "
+                                  "its first allocation failed: something else already holds the GPU (nvidia-smi shows it)")
+        return
+    s.add("other_process", 2.5, "the CUDA runtime's own error, not PyTorch's allocator message, at the first transfer of the "
+                                "weights: the GPU may already be held by another process or a leftover run (check nvidia-smi)")

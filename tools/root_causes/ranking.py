@@ -24,8 +24,8 @@ from .full_gpu import gpu_already_full
 from .host import host_memory
 from .memory_growth import memory_over_time
 from .model_kind import moe_by_name, quantization, without_numbers
-from .multi_gpu import device_map_split, multi_gpu_spread, single_process_many_gpus
-from .other_processes import other_processes
+from .multi_gpu import mixed_gpu_models, device_map_split, multi_gpu_spread, single_process_many_gpus
+from .other_processes import other_processes, raw_error_while_loading
 from .phase import phase_and_operation
 from .related_errors import cublas_after_assert, dtype_support, not_a_memory_error, related_errors
 from .request_size import request_vs_tensors
@@ -64,10 +64,12 @@ def rank_root_causes(
         request_vs_tensors(report, setup, estimate, s, multimodal_reason(report, setup, cues))
         fragmentation(report, s)
         other_processes(report, s)
+        raw_error_while_loading(report, setup, estimate, s)
         gpu_already_full(report, setup, estimate, s)
         multi_gpu_spread(report, setup, s)
         single_process_many_gpus(report, setup, s)
         device_map_split(report, setup, cues, s)
+        mixed_gpu_models(report, setup, cues, s)
         moe_by_name(report, setup, s)
         estimate_vs_budget(report, setup, estimate, s)
     phase_and_operation(report, setup, s, multimodal_reason(report, setup, cues), cues)
