@@ -227,3 +227,12 @@ def test_a_summary_sentence_takes_its_phase_from_the_trace_pasted_below_it():
     r = parse_log(log)
     assert r.kind == "cuda_oom" and r.phase == "model_loading"
     assert r.message == "CUDA out of memory when evaluating model"
+
+
+@pytest.mark.parametrize("frame", [
+    '  File "torch/nn/functional.py", line 4853, in unfold\n    return torch._C._nn.im2col(input, _pair(kernel_size))\n',
+    '  File "torch/nn/modules/conv.py", line 549, in _conv_forward\n    return F.conv2d(input, weight, bias)\n',
+    '  File "modeling_qwen2_vl.py", line 250, in forward\n    hidden_states = self.patch_embed(hidden_states)\n'])
+def test_a_patch_embedding_frame_is_the_vision_tower(frame):
+    r = parse_log("Traceback (most recent call last):\n" + frame + OOM)
+    assert r.operation == "vision_tower"

@@ -69,8 +69,10 @@ _OPERATIONS: list[tuple[str, re.Pattern]] = [
         r"scaled_dot_product|sdpa|flash_attn|attn_weights|self_attn|eager_attention|\bin (?:_attn|_flash_attention"
         r"\w{0,20}|attention\w{0,20})\b|softmax\(")),
 ]
+# In an LLM's step, a 2-D/3-D convolution or an unfold (im2col) is the vision encoder cutting the image into patches.
 _VISION = re.compile(
-    r"visual|(?<![a-z])vision|Vision|image_encoder|modeling_clip|CLIP|[Ss]ig[Ll]ip|\bclip\b|[_/]vit[_.]|\bvit\b|ViT")
+    r"visual|(?<![a-z])vision|Vision|image_encoder|modeling_clip|CLIP|[Ss]ig[Ll]ip|\bclip\b|[_/]vit[_.]|\bvit\b|ViT"
+    r"|patch_embed|PatchEmbed|pixel_values|\bF\.unfold\b|\bim2col\b|\b[Cc]onv[23]d\b|_conv_forward")
 
 
 def find_phase(window: list[tuple[int, str]]) -> tuple[str, int, str] | None:
