@@ -373,3 +373,22 @@ def test_mixed_gpu_models_in_one_run_bound_the_even_split_but_machines_tried_in_
     tried = "fails at trainer.train() with CUDA out of memory on H100 and V100 80GB"
     one = rank_root_causes(described(tried), TrainingSetup(num_gpus=1), cues=log_cues(tried))
     assert "multi_gpu_imbalance" not in labels(one)
+
+
+def test_memory_said_to_climb_in_an_uncapped_vision_run_is_the_largest_image_not_a_leak():
+    from ask_oom.tools.log_cues import log_cues
+    from ask_oom.tools.memory_trend import failure_trend
+    from ask_oom.tools.report_refinement import refine_report
+
+    text = "one GPU's memory keeps increasing until out of memory while fine-tuning Qwen2-VL-7B with LoRA"
+    report = refine_report(parse_log(text), text, cues=log_cues(text)).report
+    trend = failure_trend(text)
+    vlm = observed(TrainingSetup(model=resolve_model("Qwen/Qwen2-VL-7B-Instruct")), method="lora")
+    assert labels(rank_root_causes(report, vlm, trend=trend, cues=log_cues(text)))[0] == "vision_tokens"
+    capped = observed(vlm, image_max_pixels=512 * 512)
+    assert labels(rank_root_causes(report, capped, trend=trend, cues=log_cues(text)))[0] == "memory_growth"
+    plain = "one GPU's memory keeps increasing until out of memory while fine-tuning Qwen2.5-7B with LoRA"
+    text_model = observed(TrainingSetup(model=resolve_model("Qwen/Qwen2.5-7B")), method="lora")
+    ranked = rank_root_causes(refine_report(parse_log(plain), plain, cues=log_cues(plain)).report, text_model,
+                              trend=failure_trend(plain), cues=log_cues(plain))
+    assert labels(ranked)[0] == "memory_growth" and "vision_tokens" not in labels(ranked)

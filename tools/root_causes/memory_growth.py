@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from ..memory_trend import MemoryTrend
+from ..training_setup import TrainingSetup
+from .facts import observed
 from ..units import format_bytes
 from .scores import Scores
 
@@ -24,3 +26,15 @@ def memory_over_time(trend: MemoryTrend, s: Scores) -> None:
             s.add("seq_len_too_long", 0.8, f"after {where}, a longer-than-usual sample can push the peak over")
         else:
             s.add("memory_growth", 1, f"it failed only after {where}")
+
+
+def growth_with_images(trend: MemoryTrend, setup: TrainingSetup | None, multimodal: str | None, s: Scores) -> None:
+    """Memory said to climb in a vision-language run whose image size is not capped: the caching allocator keeps the
+    peak of the largest image seen so far, so 'growth' is one big image's visual tokens arriving, not a leak."""
+    if not trend.growing or trend.readings or not multimodal:
+        return   # measured readings that rise step after step are weighed as growth above
+    if setup is not None and observed(setup, "image_max_pixels"):
+        return   # the user capped the pixels: the largest image is bounded
+    s.add("vision_tokens", 4.5, f"{multimodal}, and memory is said to climb until it runs out: with the image size not "
+                                "capped (max_pixels), each new largest image brings more visual tokens and the "
+                                "allocator keeps that peak; cap the pixels before looking for a leak")

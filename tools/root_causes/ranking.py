@@ -22,7 +22,7 @@ from .facts import multimodal_reason
 from .fragmentation import fragmentation
 from .full_gpu import gpu_already_full
 from .host import host_memory
-from .memory_growth import memory_over_time
+from .memory_growth import growth_with_images, memory_over_time
 from .model_kind import moe_by_name, quantization, without_numbers
 from .multi_gpu import mixed_gpu_models, device_map_split, multi_gpu_spread, single_process_many_gpus
 from .other_processes import other_processes, raw_error_while_loading
@@ -75,6 +75,7 @@ def rank_root_causes(
     phase_and_operation(report, setup, s, multimodal_reason(report, setup, cues), cues)
     if trend is not None and report.kind != "host_oom":
         memory_over_time(trend, s)
+        growth_with_images(trend, setup, multimodal_reason(report, setup, cues), s)
     related_errors(report, s, memory_error=True)
     dtype_support(report, setup, cues, s, memory_error=True)
     quantization(report, cues, s)
