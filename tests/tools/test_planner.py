@@ -280,3 +280,24 @@ def test_accelerate_launch_reads_its_config_file_and_says_what_to_set_there():
     assert plan.fits
     told = [c.action for c in plan.changes if c.action and c.action.startswith("in accelerate_ds.yaml set deepspeed_config.")]
     assert told and plan.fixed_config == script      # the script itself needs no edit
+
+
+LOAD_SNIPPET = ('model = AutoModelForCausalLM.from_pretrained("Qwen/Qwen2.5-1.5B-Instruct", torch_dtype=torch.bfloat16,\n'
+                '                                             attn_implementation="eager")\n'
+                'peft_config = LoraConfig(r=16, target_modules="all-linear")\n')
+ARGS_SNIPPET = 'args = TrainingArguments(output_dir="out", bf16=True, per_device_train_batch_size=1, max_seq_length=4096)\n'
+
+
+@pytest.mark.parametrize("code, expected", [(LOAD_SNIPPET, "attn_implementation"),
+                                            (LOAD_SNIPPET + ARGS_SNIPPET, "gradient_checkpointing")])
+def test_a_snippet_gets_a_fix_made_of_settings_it_has_a_place_for(code, expected):
+    # without TrainingArguments in the paste, checkpointing has nowhere to go: the fitting fix it can hold is chosen
+    doc = load_config(code, "train.py")
+    setup = apply_config_to_setup(doc, TrainingSetup()).with_fact("gpu", lookup_gpu("4090"), "user", "--gpu 4090")
+    for field, value in (("seq_len", 4096), ("micro_batch", 1), ("gradient_checkpointing", False), ("precision", "bf16_mixed")):
+        setup = setup.with_fact(field, value, "user", "stated")
+    causes = [RootCause(label="batch_too_large", score=0.8), RootCause(label="eager_attention", score=0.6)]
+    plan = plan_fixes(setup, doc, causes, Constraints())
+    assert plan.fits and plan.fixed_config is not None and plan.fixed_config != code
+    assert [c.key for c in plan.changes if c.key] == [expected]
+    assert not any(n.startswith("could not rewrite") for n in plan.notes)

@@ -132,6 +132,18 @@ def plan_fixes(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[Ro
 
         failed = any(c.label in ("model_load_oom", "weights_exceed_gpu") for c in causes[:1])
         return _with_rewrite(plan_merge(setup, doc, constraints, failed_loading=failed), doc)
+    if doc is not None and doc.format == "python":
+        # A pasted snippet holds only some calls: first look for a fix made of settings it has a place for, so the
+        # user gets their own code back fixed; else the plan says where each setting goes.
+        placed = _plan_training(setup, doc, causes, constraints, hints, placeable_only=True)
+        if placed.fits and placed.fixed_config is not None:
+            return placed
+    return _plan_training(setup, doc, causes, constraints, hints, placeable_only=False)
+
+
+def _plan_training(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[RootCause], constraints: Constraints,
+                   hints: list[ConfigChange] | None, placeable_only: bool) -> FixPlan:
+    """plan_fixes for a training run; with `placeable_only`, only options whose edits land in `doc` are tried."""
     labels = {c.label for c in causes if c.score >= _MIN_CAUSE_SCORE} or {c.label for c in causes[:1]}
     primary = causes[0].label if causes else None
     mode = "eval" if primary == "eval_accumulation" else "train"
@@ -179,6 +191,8 @@ def plan_fixes(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[Ro
                 continue
             scored = []
             for i, opt in enumerate(options):
+                if placeable_only and not _placeable(doc, opt):
+                    continue
                 try:
                     e = scorer.estimate(_apply_option(current, opt))
                 except InputError:
@@ -412,6 +426,18 @@ def _plan_unverified(setup, doc, causes, order, actions, notes, scorer, hints=No
     plan = FixPlan(changes=_dedupe(changes) + actions, fits=False, notes=notes)
     plan = _with_rewrite(plan, doc)
     return plan
+
+
+def _placeable(doc: ConfigDocument | None, opt: Option) -> bool:
+    """Can every edit of `opt` be written into `doc` (a snippet may lack the call a setting belongs to)?"""
+    edits = [c for c in opt.changes if c.key is not None and c.target in ("config", "deepspeed")]
+    if doc is None or not edits:
+        return True
+    try:
+        apply_changes(doc, edits)
+    except InputError:
+        return False
+    return True
 
 
 def _with_rewrite(plan: FixPlan, doc: ConfigDocument | None) -> FixPlan:
