@@ -73,7 +73,7 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
         fixed_config=plan.fixed_config if plan is not None else None,
         fixed_config_format=doc.format if doc is not None and plan is not None and plan.fixed_config else None,
         fixed_deepspeed=plan.fixed_deepspeed if plan is not None else None, diff=plan.diff if plan is not None else "",
-        estimate_after=plan.estimate_after if plan is not None else None, fits_after=plan.fits if plan is not None else None,
+        estimate_after=plan.estimate_after if plan is not None else None, fits_after=_verified_fit(plan),
         assumptions=assumptions(setup), questions=questions(report, setup, doc), notes=notes,
     )
     return d.model_copy(update={"summary": summary(d)})
@@ -82,6 +82,14 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
 # ---------------------------------------------------------------------------------------------------
 # Stages: each calls one tool and turns what it cannot do into a note instead of an error
 
+
+
+def _verified_fit(plan) -> bool | None:
+    """Whether the fixed config fits, as far as the calculator could check: None when it had no GPU budget to check
+    against (unknown GPU or model), so no answer claims "does not fit" for a plan nobody could size."""
+    if plan is None or plan.estimate_after is None or not plan.estimate_after.budget_bytes:
+        return None
+    return plan.fits
 
 def _load_config(request: DiagnoseRequest) -> ConfigDocument | None:
     """The user's config, or None when none was given; an unusable one raises InputError."""

@@ -79,6 +79,15 @@ def test_unknown_model_and_gpu_are_asked_for_not_guessed(index):
     assert d.assumptions  # defaults are shown, not hidden
 
 
+def test_a_fix_the_calculator_could_not_size_is_neither_fits_nor_does_not_fit(index):
+    log = "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n"
+    cfg = "model_name_or_path: Qwen/Qwen2.5-7B\nstage: sft\nfinetuning_type: full\ncutoff_len: 4096\n"
+    d = diagnose(DiagnoseRequest(log_text=log, config_text=cfg, config_name="train.yaml"), index=index)
+    assert d.fixes and d.fits_after is None and "gpu" in {q.slot for q in d.questions}
+    sized = diagnose(DiagnoseRequest(log_text=log, config_text=cfg, config_name="train.yaml", gpu="A100 80GB"), index=index)
+    assert sized.fits_after is True and sized.estimate_after.budget_bytes
+
+
 def test_a_log_without_memory_error(index):
     log = "[E ProcessGroupNCCL.cpp:475] [Rank 1] Watchdog caught collective operation timeout: WorkNCCL(SeqNum=12, OpType=ALLGATHER)\n"
     d = diagnose(DiagnoseRequest(log_text=log), index=index)
