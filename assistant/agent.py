@@ -73,7 +73,7 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
         fixed_config=plan.fixed_config if plan is not None else None,
         fixed_config_format=doc.format if doc is not None and plan is not None and plan.fixed_config else None,
         fixed_deepspeed=plan.fixed_deepspeed if plan is not None else None, diff=plan.diff if plan is not None else "",
-        estimate_after=plan.estimate_after if plan is not None else None, fits_after=_verified_fit(plan),
+        estimate_after=plan.estimate_after if plan is not None else None, fits_after=_verified_fit(plan, setup),
         assumptions=assumptions(setup), questions=questions(report, setup, doc), notes=notes,
     )
     return d.model_copy(update={"summary": summary(d)})
@@ -84,10 +84,10 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
 
 
 
-def _verified_fit(plan) -> bool | None:
-    """Whether the fixed config fits, as far as the calculator could check: None when it had no GPU budget to check
-    against (unknown GPU or model), so no answer claims "does not fit" for a plan nobody could size."""
-    if plan is None or plan.estimate_after is None or not plan.estimate_after.budget_bytes:
+def _verified_fit(plan, setup) -> bool | None:
+    """Whether the fixed config fits, as far as the calculator could check: None when it had no GPU to check against
+    or could not size the model, so no answer claims "does not fit" for a plan nobody could size."""
+    if plan is None or setup is None or setup.gpu is None or setup.model is None:
         return None
     return plan.fits
 
