@@ -20,6 +20,9 @@ Method = Literal["full", "freeze", "lora", "qlora"]
 Precision = Literal["bf16_mixed", "fp16_mixed", "pure_bf16", "fp32"]
 Optimizer = Literal["adamw", "adamw_fused", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "adafactor", "sgd", "lion"]
 Attention = Literal["eager", "sdpa", "flash_attention_2"]
+# Preference stages that score a chosen and a rejected answer per sample run two sequences through the model.
+Stage = Literal["sft", "pt", "dpo", "kto", "orpo", "simpo", "rm", "ppo", "grpo"]
+PAIRED_STAGES = frozenset({"dpo", "orpo", "simpo", "rm"})
 Framework = Literal["llamafactory", "hf_trainer", "trl", "deepspeed_script", "axolotl", "unsloth", "torchtune", "swift", "vllm", "mlx", "other"]
 
 
@@ -68,6 +71,8 @@ class TrainingSetup(BaseModel):
     video_frames: int = 0
     eval_accumulation_steps: int | None = None
     expandable_segments: bool = False
+    stage: Stage = Field(default="sft", description="training objective: sft/pt, or a preference / RL stage")
+    reference_model: bool = Field(default=False, description="a frozen copy of the weights for the KL term (DPO, KTO, PPO, GRPO)")
     gpu: GPUSpec | None = None
     host_ram_bytes: int | None = None
     provenance: dict[str, Provenance] = Field(default_factory=dict, description="field name → where it came from")

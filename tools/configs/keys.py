@@ -59,6 +59,8 @@ class KeyStyle:
     def attention(self, impl: str) -> tuple[str, Any] | None:
         if self.is_lf:
             return ("flash_attn", {"flash_attention_2": "fa2", "sdpa": "sdpa", "eager": "disabled"}[impl])
+        if self.doc is not None and str((self.doc.launcher or {}).get("script") or "").startswith("openrlhf"):
+            return ("flash_attn", True) if impl == "flash_attention_2" else None
         if self.has("attn_implementation"):
             return ("attn_implementation", impl)
         if self.has("use_flash_attn"):

@@ -20,7 +20,8 @@ _OPTIM = {
     "sgd": "sgd", "lion_32bit": "lion", "lion_8bit": "lion", "paged_lion_8bit": "lion", "paged_lion_32bit": "lion",
 }
 # Sequence-length keys by framework convention, first found wins.
-_SEQ_KEYS = ("cutoff_len", "max_seq_length", "model_max_length", "max_length", "sequence_len", "max_seq_len")
+_SEQ_KEYS = ("cutoff_len", "max_seq_length", "model_max_length", "max_length", "sequence_len", "max_seq_len",
+             "max_len")   # the last: OpenRLHF
 _LORA_RANK_KEYS = ("lora_rank", "lora_r", "r")
 _MODEL_KEYS = ("model_name_or_path", "base_model", "model_path", "pretrained_model_name_or_path",
                "model_id_or_path", "model", "model_type")   # the last three: ms-swift 2.x / 3.x
@@ -107,7 +108,7 @@ def apply_config_to_setup(doc: ConfigDocument, setup: TrainingSetup) -> Training
     b.config("framework", framework if framework in _FRAMEWORK_NAMES else "other", "file format")
 
     # model
-    model_key = next((k for k in _MODEL_KEYS if isinstance(s.get(k), str) and s[k].strip()), None)
+    model_key = next((k for k in _MODEL_KEYS if isinstance(s.get(k), str) and s[k].strip()), None) or _model_like_key(s)
     if model_key:
         b.config("model_name", str(s[model_key]), model_key)
         arch = _resolve(str(s[model_key]), s)
@@ -121,8 +122,9 @@ def apply_config_to_setup(doc: ConfigDocument, setup: TrainingSetup) -> Training
         _apply_mlx(b, s)
         return b.setup
 
-    # method
+    # method, and the objective (a preference stage doubles the sequences and may add a reference model)
     _apply_method(b, s, is_lf)
+    _apply_stage(b, s, doc, is_lf)
 
     # precision
     if is_lf and _truthy(s.get("pure_bf16", False)):
@@ -143,7 +145,7 @@ def apply_config_to_setup(doc: ConfigDocument, setup: TrainingSetup) -> Training
         b.default("optimizer", "adamw", "TrainingArguments.optim default adamw_torch")
 
     # batch and schedule
-    mb_key = next((k for k in ("per_device_train_batch_size", "batch_size") if _int(s.get(k))), None)
+    mb_key = next((k for k in ("per_device_train_batch_size", "batch_size", "micro_train_batch_size") if _int(s.get(k))), None)
     if mb_key:
         b.config("micro_batch", _int(s[mb_key]), mb_key)
     elif is_swift:
@@ -266,6 +268,60 @@ def _apply_mlx(b: _Builder, s: dict[str, Any]) -> None:
         b.default("gradient_checkpointing", False, "mlx_lm grad_checkpoint default false")
 
 
+# Trainers name the model flag their own way (OpenRLHF --pretrain, --model_path_to_load, --base_model_dir): a key
+# that says model/pretrain/checkpoint whose value looks like a model id or checkpoint path is the model.
+_MODEL_LIKE_KEY = re.compile(r"model|pretrain|ckpt|checkpoint|base", re.IGNORECASE)
+_NOT_MODEL_KEY = re.compile(r"output|save|log|data|cache|adapter|lora|tokenizer|reward|critic|ref_|teacher|draft",
+                            re.IGNORECASE)
+
+
+def _model_like_key(s: dict[str, Any]) -> str | None:
+    from ..log_parser.model_names import looks_like_model
+
+    for key, value in s.items():
+        if (isinstance(value, str) and _MODEL_LIKE_KEY.search(key) and not _NOT_MODEL_KEY.search(key)
+                and looks_like_model(value.strip().strip("'\""))):
+            return key
+    return None
+
+
+_OPENRLHF_STAGES = {"train_dpo": "dpo", "train_kto": "kto", "train_rm": "rm", "train_ppo": "ppo", "train_ppo_ray": "ppo",
+                    "train_sft": "sft", "train_prm": "rm"}
+_STAGES = {"sft", "pt", "dpo", "kto", "orpo", "simpo", "rm", "ppo", "grpo"}
+
+
+def _apply_stage(b: _Builder, s: dict[str, Any], doc: ConfigDocument, is_lf: bool) -> None:
+    """The objective: LLaMA-Factory `stage` (+ pref_loss), ms-swift `rlhf_type`, OpenRLHF's cli module. DPO-style
+    stages run chosen and rejected together; DPO/KTO/PPO keep a frozen reference copy unless the reference is the
+    LoRA base with adapters off (LLaMA-Factory, TRL with peft), offloaded, or the loss needs none (ORPO, SimPO)."""
+    script = str((doc.launcher or {}).get("script") or "")
+    stage, key = None, ""
+    for k in ("stage", "rlhf_type"):
+        if str(s.get(k, "")).lower() in _STAGES:
+            stage, key = str(s[k]).lower(), k
+            break
+    if stage is None:
+        m = re.search(r"openrlhf\.cli\.(\w+)", script)
+        if m and m.group(1) in _OPENRLHF_STAGES:
+            stage, key = _OPENRLHF_STAGES[m.group(1)], f"openrlhf.cli.{m.group(1)}"
+    if stage is None:
+        return
+    loss = str(s.get("pref_loss", s.get("loss_type", ""))).lower()
+    if stage == "dpo" and loss in ("orpo", "simpo"):
+        stage = loss
+    b.config("stage", stage, key)
+    openrlhf = script.startswith("openrlhf")
+    if stage not in ("dpo", "kto", "ppo"):
+        return
+    if openrlhf and _truthy(s.get("ref_offload", False)):
+        return   # the reference actor lives on the CPU
+    if not openrlhf and b.setup.method in ("lora", "qlora"):
+        return   # the reference is the base model with the adapters disabled: no second copy
+    if _truthy(s.get("use_ref_model", True)) is False:
+        return
+    b.config("reference_model", True, f"{key}: frozen reference model for the KL term")
+
+
 def _evaluates(s: dict[str, Any]) -> bool:
     strategy = str(s.get("eval_strategy", s.get("evaluation_strategy", "no"))).lower()
     return _truthy(s.get("do_eval", False)) or strategy not in ("no", "none", "") or bool(s.get("val_size"))
@@ -328,6 +384,12 @@ def _apply_attention(b: _Builder, s: dict[str, Any], is_lf: bool, doc: ConfigDoc
             b.config("attn_implementation", mapping[fa], "flash_attn")
         else:
             b.default("attn_implementation", "sdpa", "LLaMA-Factory flash_attn auto: transformers picks sdpa")
+        return
+    if str((doc.launcher or {}).get("script") or "").startswith("openrlhf"):
+        if _truthy(s.get("flash_attn", False)):
+            b.config("attn_implementation", "flash_attention_2", "flash_attn")
+        else:
+            b.default("attn_implementation", "eager", "OpenRLHF loads the model with attn_implementation='eager' unless --flash_attn")
         return
     impl = str(s.get("attn_implementation", "")).lower()
     if impl in ("eager", "sdpa", "flash_attention_2"):
@@ -487,6 +549,10 @@ def _apply_deepspeed(b: _Builder, doc: ConfigDocument) -> None:
                 b.setup = b.setup.with_fact(field, facts[field], "config", detail)
     if doc.launcher and "zero_stage" in doc.launcher:
         b.config("zero_stage", doc.launcher["zero_stage"], "accelerate --zero_stage")
+    elif "zero_stage" not in b.setup.provenance and _int_any(doc.settings.get("zero_stage")) in (0, 1, 2, 3):
+        b.config("zero_stage", _int_any(doc.settings["zero_stage"]), "zero_stage")   # OpenRLHF builds its DeepSpeed config
+        if _truthy(doc.settings.get("adam_offload", False)):
+            b.config("offload_optimizer", True, "adam_offload")
 
 
 def _apply_accelerate(b: _Builder, s: dict[str, Any]) -> None:

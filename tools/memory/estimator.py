@@ -13,7 +13,7 @@ from typing import Literal
 
 from ..errors import InputError
 from ..gpus import CUDA_CONTEXT_BYTES
-from ..training_setup import TrainingSetup
+from ..training_setup import PAIRED_STAGES, TrainingSetup
 from ..units import GiB
 from .activations import (
     ActPolicy, attention_score_bytes, eager_backward_units, eager_forward_transient_units, eager_mask_bytes,
@@ -133,6 +133,13 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
         weights = frozen * frozen_b + (0 if lora_like else n_trainable * train_b)
     if lora_like:
         weights += n_trainable * train_b  # adapters (fp32 unless pure_bf16)
+    if setup.reference_model and mode == "train":
+        # DPO/KTO/PPO/GRPO keep a frozen reference copy of the base for the KL term (TRL create_reference_model,
+        # OpenRLHF's ref actor, LLaMA-Factory create_ref_model): the base weights once more, sharded like the policy
+        ref = (int(pc.linear_weights * ((NF4_BYTES + NF4_DQ_CONST_BYTES) if (setup.quantization_bit or 4) == 4 else INT8_BYTES))
+               + (pc.total - pc.linear_weights) * half) if quantized else pc.total * frozen_b
+        weights += ref
+        notes.append(f"a frozen reference model for the {setup.stage.upper()} KL term: +{ref / 2**30:.2f} GiB of weights")
 
     # ---- gradients, optimizer states, master copies (per GPU, after ZeRO sharding)
     grad_b = train_b
@@ -443,6 +450,9 @@ def estimate_memory(setup: TrainingSetup, *, mode: Mode = "train", margin: float
         raise InputError("margin must be in (0, 1]")
     plan = _plan(setup, mode)
     batch = (setup.eval_batch or setup.micro_batch) if mode == "eval" else setup.micro_batch
+    # a chosen and a rejected answer per sample go through the model together (TRL/LLaMA-Factory concatenated forward)
+    pairs = 2 if mode == "train" and setup.stage in PAIRED_STAGES else 1
+    batch *= pairs
     phase, comps, peak = _peak(_moments(setup, plan, mode, batch, setup.seq_len))
     peak_phase = {"backward_late": "backward", "evaluation_layer": "evaluation", "forward_layer": "forward_end"}.get(phase, phase)
     components = [MemoryComponent(name=k, bytes=int(v), formula=_FORMULAS.get(k, "")) for k, v in comps.items() if v]
@@ -479,7 +489,7 @@ def estimate_memory(setup: TrainingSetup, *, mode: Mode = "train", margin: float
         est.allocator_reserve_bytes = cap - int(cap * margin)
         est.fits = peak <= budget
         est.headroom_bytes = budget - int(peak)
-        est.max_micro_batch = _max_int(lambda b: _peak_bytes(setup, plan, mode, b, setup.seq_len) <= budget, 4096)
+        est.max_micro_batch = _max_int(lambda b: _peak_bytes(setup, plan, mode, b * pairs, setup.seq_len) <= budget, 4096)
         cap_seq = max(setup.seq_len, arch_max_seq(setup))
         est.max_seq_len = _max_int(lambda s: _peak_bytes(setup, plan, mode, batch, s) <= budget, cap_seq)
         if plan.weights + plan.optimizer_states + plan.master_weights > budget:
