@@ -23,7 +23,8 @@ exit codes: 0 estimated (and fits, when a GPU is given), 2 bad input, 5 does not
 """
 
 _METHODS = ("full", "freeze", "lora", "qlora")
-_FRAMEWORKS = ("llamafactory", "hf_trainer", "trl", "deepspeed_script", "axolotl", "unsloth", "torchtune", "swift", "other")
+_FRAMEWORKS = ("llamafactory", "hf_trainer", "trl", "deepspeed_script", "axolotl", "unsloth", "torchtune", "swift", "mlx", "other")
+_STAGES = ("sft", "pt", "dpo", "kto", "orpo", "simpo", "rm", "ppo", "grpo")
 _PRECISIONS = ("bf16_mixed", "fp16_mixed", "pure_bf16", "fp32")
 _OPTIMIZERS = ("adamw", "adamw_fused", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "adafactor", "sgd", "lion")
 
@@ -41,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--framework", choices=_FRAMEWORKS,
                    help="training framework (defaults differ; 'other' = a plain PyTorch loop that keeps the model output)")
     p.add_argument("--method", choices=_METHODS, help="fine-tuning method")
+    p.add_argument("--stage", choices=_STAGES, help="objective: dpo/orpo/simpo/rm run chosen + rejected per sample")
+    p.add_argument("--reference-model", action="store_true", default=None,
+                   help="a frozen reference copy of the weights is on the GPU (full-parameter DPO/KTO/PPO)")
     p.add_argument("--lora-rank", type=int, metavar="R", help="LoRA rank")
     p.add_argument("--quantization-bit", type=int, choices=(4, 8), help="QLoRA bits")
     p.add_argument("--precision", choices=_PRECISIONS, help="bf16_mixed = fp32 master + bf16 autocast; pure_bf16 = all bf16")
@@ -110,7 +114,7 @@ def build_setup(args: argparse.Namespace):
         "num_gpus": args.gpus, "num_nodes": args.nodes, "micro_batch": args.micro_batch,
         "eval_batch": args.eval_batch, "seq_len": args.seq_len, "gradient_checkpointing": args.gc,
         "attn_implementation": args.attn, "liger_kernel": args.liger, "images_per_sample": args.images,
-        "image_max_pixels": args.image_max_pixels,
+        "image_max_pixels": args.image_max_pixels, "stage": args.stage, "reference_model": args.reference_model,
     }
     for field, value in flags.items():
         if value is not None:
@@ -162,7 +166,8 @@ def render_markdown(est, setup) -> str:
     runs = effective_attention(setup) if arch is not None else setup.attn_implementation
     attn = setup.attn_implementation if runs == setup.attn_implementation else f"{setup.attn_implementation} (runs {runs})"
     lines = [f"## Memory estimate: {setup.model_name or (arch.name if arch else 'model')}", "",
-             f"{setup.method}, {setup.precision}, {setup.optimizer}, ZeRO-{setup.zero_stage} on {setup.num_gpus} GPU(s), "
+             (f"{setup.stage.upper()}{' + reference model' if setup.reference_model else ''}, " if setup.stage != "sft" else "")
+             + f"{setup.method}, {setup.precision}, {setup.optimizer}, ZeRO-{setup.zero_stage} on {setup.num_gpus} GPU(s), "
              f"micro-batch {setup.micro_batch} x {setup.seq_len} tokens, gradient checkpointing "
              f"{'on' if setup.gradient_checkpointing else 'off'}, attention {attn}", "",
              f"Peak (PyTorch allocated, busiest GPU): **{format_bytes(est.peak_bytes)}** at **{est.peak_phase}**; "

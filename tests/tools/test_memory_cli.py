@@ -118,3 +118,16 @@ def test_seed_kimi_vl_config_counts_eager_attention():
     assert eager["breakdown"]["attention_scores"] >= 16 * GiB  # one layer's fp32 scores: 16 heads x 16384^2 x 4 B
     assert fa2["fits"] is True and "attention_scores" not in fa2["breakdown"]
     assert eager["peak_bytes"] - fa2["peak_bytes"] > 16 * GiB
+
+
+def test_dpo_with_a_reference_model_on_a_mac():
+    base = ("--model", "qwen2.5-7b", "--method", "full", "--micro-batch", "1", "--seq-len", "2048", "--zero", "3",
+            "--gpus", "8", "--gpu", "A100-80GB", "--json")
+    sft = json.loads(run_cli(*base).stdout)
+    dpo = run_cli(*base, "--stage", "dpo", "--reference-model")
+    assert dpo.returncode == 0, dpo.stderr
+    dpo = json.loads(dpo.stdout)
+    assert dpo["setup"]["stage"] == "dpo" and dpo["setup"]["reference_model"] is True
+    assert dpo["breakdown"]["weights"] > sft["breakdown"]["weights"] and dpo["peak_bytes"] > sft["peak_bytes"]
+    mac = run_cli("--model", "qwen2.5-7b", "--method", "lora", "--framework", "mlx", "--gpu", "M3 Max 128GB")
+    assert mac.returncode == 0 and "Apple M3 Max (128 GB unified)" in mac.stdout
