@@ -42,7 +42,7 @@ _PHASES: list[tuple[str, re.Pattern]] = [
 
 
 # A Hugging Face model id as people paste it: a hub URL or "Org/Model-Name" with a size or version in it.
-_MODEL_ID = re.compile(r"huggingface\.co/([\w.-]{2,60}/[\w.-]{2,100})|\b([A-Za-z][\w.-]{1,40}/[\w.-]*\d[\w.-]{0,80})")
+_MODEL_ID = re.compile(r"(?:huggingface\.co|hf\.co|modelscope\.cn/models)/([\w.-]{2,60}/[\w.-]{2,100})|\b([A-Za-z][\w.-]{1,40}/[\w.-]*\d[\w.-]{0,80})")
 # A loose model name with its size, as people write it in a sentence: Llama-2-70b, Qwen2-VL-7B, Mixtral-8x7B, gpt-oss-20b
 # (the calculator's registry resolves such names).
 _MODEL_NAME = re.compile(r"(?<![\w/.-])([A-Za-z][\w.]{1,30}(?:-[\w.]{1,20}){0,3}?-\d{1,3}(?:\.\d)?(?:x\d{1,3})?[bB]"
@@ -68,6 +68,19 @@ def _prose(line: str) -> bool:
         return False
     symbols = sum(1 for c in chars if not c.isalnum() and ord(c) < 0x3000)  # CJK punctuation is prose punctuation
     return symbols <= 0.2 * len(chars)
+
+
+def model_named(text: str) -> str | None:
+    """The first model the text names: a Hugging Face / ModelScope URL or id, or a loose name with its size."""
+    for line in text[:MAX_SCAN].splitlines():
+        line = line[:2000]
+        m = _MODEL_ID.search(line)
+        if m:
+            return (m.group(1) or m.group(2)).rstrip(".")
+        m = _MODEL_NAME.search(line)
+        if m:
+            return m.group(1).rstrip(".")
+    return None
 
 
 def described_oom(text: str) -> DescribedOOM | None:

@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from .configs.schema import ConfigDocument
-from .described_oom import DescribedOOM, described_oom
+from .described_oom import DescribedOOM, described_oom, model_named
 from .log_cues import LogCues
 from .report import Evidence, OOMReport
 
@@ -44,6 +44,11 @@ def refine_report(report: OOMReport, log_text: str, *, cues: LogCues, doc: Confi
             "kind": described.kind, "phase": described.phase or report.phase, "model": report.model or described.model,
             "evidence": [*report.evidence, Evidence(line=described.line, text=described.text, fact="described_oom")]})
         notes.append(f"no error message in the text; diagnosing the memory error it describes (line {described.line})")
+    if report.model is None and report.is_memory_error:
+        named = model_named(log_text)
+        if named is not None:   # the user's words name the model the traceback does not ("I followed Qwen2-VL-7B-...")
+            report = report.model_copy(update={"model": named})
+            notes.append(f"the model is taken from the text: {named}")
     report = _phase_from_config(report, doc)
     report = _phase_from_cues(report, cues)
     return RefinedReport(report=report, described=described, notes=notes)

@@ -274,7 +274,25 @@ def _resolve_model(setup: TrainingSetup, req: AssemblyRequest, settings: dict[st
             arch = None
         if arch is not None:
             via = "" if name == setup.model_name else f" (read as {name})"
-            return setup.with_fact("model", arch, "registry", f"built-in registry entry for {setup.model_name}{via}")
+            setup = setup.with_fact("model", arch, "registry", f"built-in registry entry for {setup.model_name}{via}")
+            return _quantized_checkpoint(setup)
+    return setup
+
+
+# Pre-quantized checkpoints say so in their names (Qwen's -GPTQ-Int4/-Int8 and -AWQ, unsloth's -bnb-4bit, TheBloke's -GPTQ).
+_QUANT_NAME = re.compile(r"[-_]?(?:gptq|awq)[-_]?int(4|8)|[-_](?:bnb[-_])?(4|8)[-_]?bit\b|int(4|8)\b|[-_](gptq|awq)\b", re.IGNORECASE)
+
+
+def _quantized_checkpoint(setup: TrainingSetup) -> TrainingSetup:
+    """A 4/8-bit checkpoint named as such: its weights take a quarter/half of 16-bit, and it trains only adapters."""
+    m = _QUANT_NAME.search(setup.model_name or "")
+    if m is None or "quantization_bit" in setup.provenance:
+        return setup
+    bits = int(next((g for g in m.groups()[:3] if g), "4"))
+    setup = setup.with_fact("quantization_bit", bits, "derived", f"the checkpoint's name: {m.group(0).strip('-_')}")
+    prov = setup.provenance.get("method")
+    if prov is None or prov.origin == "default":
+        setup = setup.with_fact("method", "qlora", "derived", "a quantized checkpoint trains only adapters (QLoRA-style)")
     return setup
 
 

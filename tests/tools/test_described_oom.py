@@ -59,3 +59,13 @@ def test_loose_model_names_and_out_of_gpu_memory():
 def test_noise_that_happens_to_spell_oom_is_not_a_description():
     assert described_oom("K.V= Bl0Gx[6}z8U4sT]nx>X1ZGJ1OoM.QF.yYW'>0QUh{C+iVz!H=aq]g 'R9L::3F7dO1>A0x])\n") is None
     assert described_oom("训练时显存不足（OOM），怎么办？\n") is not None
+
+
+def test_the_model_a_text_names_by_url_or_id():
+    from ask_oom.tools.described_oom import model_named
+
+    assert model_named("I followed https://www.modelscope.cn/models/Qwen/Qwen2-VL-7B-Instruct-GPTQ-Int8 and") == \
+        "Qwen/Qwen2-VL-7B-Instruct-GPTQ-Int8"
+    assert model_named("see https://huggingface.co/meta-llama/Llama-3.1-8B.") == "meta-llama/Llama-3.1-8B"
+    assert model_named("fine-tuning Mixtral-8x7B on two cards") == "Mixtral-8x7B"
+    assert model_named("nothing here but an A100-80GB") is None

@@ -113,3 +113,18 @@ def test_attention_kernel_and_host_ram_the_log_shows_are_log_facts():
     assert setup.host_ram_bytes == 64 * GiB and setup.provenance["host_ram_bytes"].origin == "log"
     assert assemble_setup(OOMReport(kind="cuda_oom", attn_implementation="eager_or_sdpa")).provenance[
         "attn_implementation"].origin == "default"
+
+
+@pytest.mark.parametrize("name, bits", [("Qwen/Qwen2-VL-7B-Instruct-GPTQ-Int8", 8), ("unsloth/Qwen2-VL-7B-Instruct-bnb-4bit", 4),
+                                        ("Qwen/Qwen2.5-7B-Instruct-AWQ", 4), ("Qwen/Qwen2.5-7B-Instruct", None)])
+def test_a_pre_quantized_checkpoint_is_sized_by_its_bits(name, bits):
+    from ask_oom.tools.log_parser import parse_log
+    from ask_oom.tools.report_refinement import refine_report
+    from ask_oom.tools.log_cues import log_cues
+
+    text = f"I load {name} on a 24 GB card\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.\n"
+    report = refine_report(parse_log(text), text, cues=log_cues(text)).report
+    setup = assemble_setup(report)
+    assert setup.model is not None and setup.quantization_bit == bits
+    if bits:
+        assert setup.method == "qlora" and setup.provenance["quantization_bit"].origin == "derived"
