@@ -23,7 +23,7 @@ _RAM_FAILS = re.compile(r"\b(?:RAM|host memory|CPU memory|system memory)\s{0,2}(
                         re.IGNORECASE)
 # Apple silicon: the GPU shares the Mac's unified memory (MLX, PyTorch MPS, Metal)
 _APPLE = re.compile(r"\b(?:MLX|mlx_lm|MPS|Metal|Mac(?:Book| Studio| mini)?|Apple|M[1-5] ?(?:Pro|Max|Ultra)|unified memory)\b")
-_HOST = re.compile(r"(?<!显)内存.{0,20}(?:不足|占满|爆|溢出|不够|超过|满了)|\b(?:host|CPU|system)\s{0,2}(?:RAM|memory)\b|\bRAM\b.{0,40}\b(?:full|exhausted)\b"
+_HOST = re.compile(r"(?<!显)内存.{0,20}(?:不足|占满|爆|溢出|不够|超过|满了|小了|太小)|\b(?:host|CPU|system)\s{0,2}(?:RAM|memory)\b|\bRAM\b.{0,40}\b(?:full|exhausted)\b"
                    r"|oom[- ]killer|Cannot allocate memory", re.IGNORECASE)
 _GROWTH = re.compile(r"\bkeeps?\s{0,2}(?:increasing|growing|rising)|\b(?:increas|grow)\w{0,4}\s{0,2}(?:from|over|steadily|gradually|until|each|every)"
                      r"|memory leak|不断(?:增加|增长|上涨)|持续(?:增加|增长|上涨)|逐渐(?:增加|增长)|无限增加|一直(?:增加|涨)|越来越(?:大|多)",

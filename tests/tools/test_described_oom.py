@@ -69,3 +69,8 @@ def test_the_model_a_text_names_by_url_or_id():
     assert model_named("see https://huggingface.co/meta-llama/Llama-3.1-8B.") == "meta-llama/Llama-3.1-8B"
     assert model_named("fine-tuning Mixtral-8x7B on two cards") == "Mixtral-8x7B"
     assert model_named("nothing here but an A100-80GB") is None
+
+
+def test_host_ram_too_small_in_chinese():
+    d = described_oom("8*V100，deepspeed zero3，跑小份数据可以正常跑起来，但是跑3M数据量时会出现这种情况，是否可能是内存小了")
+    assert d is not None and d.kind == "host_oom"
