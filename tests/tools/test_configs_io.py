@@ -286,3 +286,13 @@ def test_pasted_command_without_backslashes_keeps_its_flag_lines():
     again = load_config(new, "run.sh")
     assert again.settings["per_device_train_batch_size"] == 1 and again.settings["stage"] == "sft"
     assert new.replace("--per_device_train_batch_size 1", "--per_device_train_batch_size 4") == text
+
+
+def test_a_shortened_yaml_paste_reads_with_its_cut_marker_as_a_comment():
+    text = ("### model\nmodel_name_or_path: Qwen/Qwen2.5-7B\n[...]\nfinetuning_type: lora\n  ...\n"
+            "per_device_train_batch_size: 4\ncutoff_len: 4096\n")
+    doc = load_config(text, "train.yaml")
+    assert doc.settings["per_device_train_batch_size"] == 4 and doc.settings["finetuning_type"] == "lora"
+    assert "# [...]" in doc.text and any("cut" in n for n in doc.notes)
+    with pytest.raises(InputError):
+        load_config("a: [1, 2\nb: 3\n", "train.yaml")   # broken YAML without a cut marker is still an error

@@ -144,8 +144,20 @@ def _wrapped_config(doc: ConfigDocument, extra_files: dict[str, str] | None) -> 
     return inner
 
 
+# A line a user puts where they cut a paste short: "[...]", "...", "…", "[snip]".
+_GAP_LINE = re.compile(r"^([ \t]*)(\[\s*(?:\.{3}|…|snip|omitted|truncated)[^\]\n]{0,80}\]|\.{3}|…)[ \t]*$", re.MULTILINE)
+
+
 def _load_yaml(text: str, name: str) -> ConfigDocument:
-    data = read_yaml(text, name)
+    try:
+        data = read_yaml(text, name)
+    except InputError:
+        if not _GAP_LINE.search(text):
+            raise
+        # a shortened paste: the gap markers become comments, so the rest reads (and is rewritten) as YAML
+        doc = _load_yaml(_GAP_LINE.sub(lambda m: f"{m.group(1)}# {m.group(2)}", text), name)
+        doc.notes.append(f"{name}: lines marking a cut ([...]) were read as comments")
+        return doc
     keys = set(data)
     if keys & ACCELERATE_KEYS and not keys & LLAMAFACTORY_KEYS:
         return ConfigDocument(name=name, format="accelerate_yaml", text=text, settings=data, framework="accelerate")
