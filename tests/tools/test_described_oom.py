@@ -74,3 +74,8 @@ def test_the_model_a_text_names_by_url_or_id():
 def test_host_ram_too_small_in_chinese():
     d = described_oom("8*V100，deepspeed zero3，跑小份数据可以正常跑起来，但是跑3M数据量时会出现这种情况，是否可能是内存小了")
     assert d is not None and d.kind == "host_oom"
+
+
+def test_growth_said_with_a_progressive_aspect_in_chinese():
+    d = described_oom("按你这么设置的，显存一直在增长，差不多训练到10% 就会显存溢出")
+    assert d is not None and d.kind == "cuda_oom" and d.growth_text is not None

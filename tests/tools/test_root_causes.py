@@ -392,3 +392,29 @@ def test_memory_said_to_climb_in_an_uncapped_vision_run_is_the_largest_image_not
     ranked = rank_root_causes(refine_report(parse_log(plain), plain, cues=log_cues(plain)).report, text_model,
                               trend=failure_trend(plain), cues=log_cues(plain))
     assert labels(ranked)[0] == "memory_growth" and "vision_tokens" not in labels(ranked)
+
+
+def test_growth_said_of_a_run_without_a_length_cap_is_the_longest_sample_and_of_an_over_budget_run_is_not_a_leak():
+    from ask_oom.tools.configs import load_config
+    from ask_oom.tools.log_cues import log_cues
+    from ask_oom.tools.memory import estimate_memory
+    from ask_oom.tools.memory_trend import failure_trend
+    from ask_oom.tools.report_refinement import refine_report
+    from ask_oom.tools.setup_assembly import AssemblyRequest, assemble_setup
+
+    text = "GPU memory keeps increasing and at about 10% of training it runs out of memory"
+    report = refine_report(parse_log(text), text, cues=log_cues(text)).report
+    trend = failure_trend(text)
+
+    def ranked(cfg: str) -> list[str]:
+        setup = assemble_setup(report, load_config(cfg, "train.yaml"), AssemblyRequest(gpu="A100 40GB"))
+        return labels(rank_root_causes(report, setup, estimate_memory(setup), trend=trend))
+
+    uncapped = ranked("model_name_or_path: Qwen/Qwen3-4B\nuse_peft: true\nper_device_train_batch_size: 1\n")
+    assert uncapped[0] == "seq_len_too_long" and "no_gradient_checkpointing" in uncapped[:3]
+    capped_fits = ranked("model_name_or_path: Qwen/Qwen3-4B\nuse_peft: true\nper_device_train_batch_size: 1\n"
+                         "max_seq_length: 1024\ngradient_checkpointing: true\n")
+    assert capped_fits[0] == "memory_growth"   # the worst case fits: something really grows
+    over = ranked("model_name_or_path: Qwen/Qwen3-4B\nuse_peft: true\nper_device_train_batch_size: 16\n"
+                  "max_seq_length: 8192\ngradient_checkpointing: true\n")
+    assert over[0] != "memory_growth"         # the configured worst case does not fit: that is the climb

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..memory.schema import MemoryEstimate
 from ..memory_trend import MemoryTrend
 from ..training_setup import TrainingSetup
 from .facts import observed
@@ -38,3 +39,31 @@ def growth_with_images(trend: MemoryTrend, setup: TrainingSetup | None, multimod
     s.add("vision_tokens", 4.5, f"{multimodal}, and memory is said to climb until it runs out: with the image size not "
                                 "capped (max_pixels), each new largest image brings more visual tokens and the "
                                 "allocator keeps that peak; cap the pixels before looking for a leak")
+
+
+_UNCAPPED_FRAMEWORKS = frozenset({"hf_trainer", "deepspeed_script", "other"})
+
+
+def growth_without_length_cap(trend: MemoryTrend, setup: TrainingSetup | None, s: Scores) -> None:
+    """Memory said to climb in a run whose config caps no sequence length: each new longest sample allocates more
+    (and the caching allocator keeps it), which reads as growth; without checkpointing every layer keeps its share."""
+    if not trend.growing or trend.readings or setup is None or setup.model is None:
+        return
+    from_config = any(p.origin == "config" for p in setup.provenance.values())
+    # LLaMA-Factory (cutoff_len 2048), TRL and ms-swift truncate by default; a plain Trainer script keeps every token
+    seq = setup.provenance.get("seq_len")
+    if not from_config or seq is None or seq.origin != "default" or setup.packing or setup.framework not in _UNCAPPED_FRAMEWORKS:
+        return
+    s.add("seq_len_too_long", 5.5, "memory is said to climb, and the config caps no sequence length: each new longest "
+                                   "sample allocates more and the allocator keeps that peak; set a maximum length")
+    if not setup.gradient_checkpointing:
+        s.add("no_gradient_checkpointing", 2.5, "gradient checkpointing is not on: every layer keeps the activations of "
+                                                "that longest sample for backward")
+
+
+def growth_explained_by_the_budget(trend: MemoryTrend, estimate: MemoryEstimate | None, s: Scores) -> None:
+    """Memory said to climb, in a run whose configured worst case (the full cutoff at its micro-batch) already does
+    not fit: the climb is batches reaching that worst case, not a leak, so the prose weighs less."""
+    if not trend.growing or trend.readings or estimate is None or estimate.fits is not False:
+        return
+    s.add("memory_growth", -2.5, "")

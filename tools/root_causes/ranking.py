@@ -22,7 +22,8 @@ from .facts import multimodal_reason
 from .fragmentation import fragmentation
 from .full_gpu import gpu_already_full
 from .host import host_memory
-from .memory_growth import growth_with_images, memory_over_time
+from .memory_growth import (growth_explained_by_the_budget, growth_with_images, growth_without_length_cap,
+                            memory_over_time)
 from .model_kind import moe_by_name, quantization, without_numbers
 from .multi_gpu import mixed_gpu_models, device_map_split, multi_gpu_spread, single_process_many_gpus
 from .other_processes import other_processes, raw_error_while_loading
@@ -76,6 +77,8 @@ def rank_root_causes(
     if trend is not None and report.kind != "host_oom":
         memory_over_time(trend, s)
         growth_with_images(trend, setup, multimodal_reason(report, setup, cues), s)
+        growth_without_length_cap(trend, setup, s)
+        growth_explained_by_the_budget(trend, estimate, s)
     related_errors(report, s, memory_error=True)
     dtype_support(report, setup, cues, s, memory_error=True)
     quantization(report, cues, s)
