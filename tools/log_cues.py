@@ -67,7 +67,7 @@ _KV_CACHE = re.compile(r"No available memory for the cache blocks|larger than th
                        r"than the available KV cache memory", re.IGNORECASE)
 
 # accelerate's big-model placement: one process spreads the layers over every visible GPU.
-_DEVICE_MAP = re.compile(r"""device_map\s{0,2}[=:]\s{0,2}["']?(auto|balanced|balanced_low_0|sequential)\b""")
+_DEVICE_MAP = re.compile(r"""device_map\s{0,2}(?:[=:(]|\s)\s{0,2}["']?(auto|balanced|balanced_low_0|sequential)\b""")
 
 
 # GPU models as people and nvidia-smi name them: consumer cards need a marker (RTX/GTX, a plural "3090s", "Ti", "GPU")

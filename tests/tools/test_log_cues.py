@@ -47,3 +47,8 @@ def test_gpu_models_named_in_the_text_but_not_years_or_ports():
                     "| 0 NVIDIA GeForce RTX 3090 | ... | 1 NVIDIA A100-SXM4-80GB |")
     assert cues.gpu_models == ["3090", "3080", "A100"]
     assert log_cues("since 2023 the server on port 8080 has 2 workers").gpu_models == []
+
+
+def test_device_map_named_in_prose():
+    cues = log_cues("loaded with AutoModelForCausalLM.from_pretrained() and different device_map(auto,balanced) on 8 GPUs")
+    assert cues.device_map is not None and "device_map(auto" in cues.device_map.text

@@ -418,3 +418,9 @@ def test_growth_said_of_a_run_without_a_length_cap_is_the_longest_sample_and_of_
     over = ranked("model_name_or_path: Qwen/Qwen3-4B\nuse_peft: true\nper_device_train_batch_size: 16\n"
                   "max_seq_length: 8192\ngradient_checkpointing: true\n")
     assert over[0] != "memory_growth"         # the configured worst case does not fit: that is the climb
+
+
+def test_an_oom_in_vllms_cumem_allocator_is_the_colocated_rollout_engine():
+    report = parse_log("Runtime Error: Cuda error: out of memory at /workspace/csrc/cumem_allocator.cpp: 62\n")
+    ranked = labels(rank_root_causes(report))
+    assert ranked[0] == "other_process" and "generation_kv_cache" in ranked[:3]

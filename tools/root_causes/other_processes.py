@@ -65,3 +65,14 @@ def raw_error_while_loading(report: OOMReport, setup: TrainingSetup | None, esti
         return
     s.add("other_process", 2.5, "the CUDA runtime's own error, not PyTorch's allocator message, at the first transfer of the "
                                 "weights: the GPU may already be held by another process or a leftover run (check nvidia-smi)")
+
+
+def colocated_vllm(report: OOMReport, s: Scores) -> None:
+    """An OOM inside vLLM's cumem allocator (its sleep-mode memory pool) during training: the rollout engine runs on
+    the trainer's GPUs (colocated RL: GRPO/PPO in verl, OpenRLHF, TRL) and claims gpu_memory_utilization of each card
+    for weights and KV cache, on top of what the actor and reference models hold."""
+    if "cumem_allocator" not in (report.message or "") and not any("cumem_allocator" in e.text for e in report.evidence):
+        return
+    s.add("other_process", 4.0, "the allocation failed in vLLM's cumem allocator: a colocated rollout engine shares the "
+                                "GPU with the trainer and claims its gpu_memory_utilization share (lower it)")
+    s.add("generation_kv_cache", 2.5, "vLLM's share is mostly KV cache sized from gpu_memory_utilization and max_model_len")

@@ -26,7 +26,7 @@ from .memory_growth import (growth_explained_by_the_budget, growth_with_images, 
                             memory_over_time)
 from .model_kind import moe_by_name, quantization, without_numbers
 from .multi_gpu import mixed_gpu_models, device_map_split, multi_gpu_spread, single_process_many_gpus
-from .other_processes import other_processes, raw_error_while_loading
+from .other_processes import colocated_vllm, other_processes, raw_error_while_loading
 from .phase import phase_and_operation
 from .related_errors import cublas_after_assert, dtype_support, not_a_memory_error, related_errors
 from .request_size import request_vs_tensors
@@ -66,6 +66,7 @@ def rank_root_causes(
         fragmentation(report, s)
         other_processes(report, s)
         raw_error_while_loading(report, setup, estimate, s)
+        colocated_vllm(report, s)
         gpu_already_full(report, setup, estimate, s)
         multi_gpu_spread(report, setup, s)
         single_process_many_gpus(report, setup, s)
