@@ -72,6 +72,8 @@ class TrainingSetup(BaseModel):
     eval_accumulation_steps: int | None = None
     expandable_segments: bool = False
     stage: Stage = Field(default="sft", description="training objective: sft/pt, or a preference / RL stage")
+    quant_storage_sharded: bool = Field(default=True, description="4/8-bit weights are partitioned by ZeRO-3 "
+                                        "(bnb_4bit_quant_storage set, as LLaMA-Factory does)")
     reference_model: bool = Field(default=False, description="a frozen copy of the weights for the KL term (DPO, KTO, PPO, GRPO)")
     gpu: GPUSpec | None = None
     host_ram_bytes: int | None = None

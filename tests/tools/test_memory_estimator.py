@@ -265,3 +265,14 @@ def test_evaluation_during_training_can_be_the_peak():
     assert with_eval.breakdown.get("logits_and_loss") == 10 * 8 * 4096 * 152064
     assert with_eval.breakdown.get("optimizer_states") == train_only.breakdown.get("optimizer_states")
     assert with_eval.peak_bytes > train_only.peak_bytes
+
+
+def test_zero3_partitions_4bit_weights_only_with_a_quant_storage_dtype():
+    from ask_oom.tools.memory import resolve_model
+
+    base = TrainingSetup(model=resolve_model("Qwen/Qwen2.5-72B"), method="qlora", quantization_bit=4, zero_stage=3,
+                         num_gpus=8, micro_batch=1, seq_len=1024, gradient_checkpointing=True)
+    sharded = estimate_memory(base).breakdown.get("weights")
+    whole = estimate_memory(base.model_copy(update={"quant_storage_sharded": False}))
+    assert whole.breakdown.get("weights") > 5 * sharded          # ~37 GiB of packed 4-bit weights stay on every GPU
+    assert any("bnb_4bit_quant_storage" in n for n in whole.notes)

@@ -62,3 +62,10 @@ def test_an_openrlhf_fix_uses_its_flash_attn_flag():
         .with_fact("num_gpus", 8, "user", "8 GPUs")
     plan = plan_fixes(setup, doc, [RootCause(label="eager_attention", score=0.9)], Constraints())
     assert "--flash_attn" in plan.fixed_config and "attn_implementation" not in plan.fixed_config
+
+
+def test_4bit_loading_outside_llamafactory_leaves_zero3_unable_to_partition_it():
+    four_bit = _setup(OPENRLHF.format(extra=" \\\n   --load_in_4bit \\\n   --lora_rank 32"), "run.sh")
+    assert four_bit.method == "qlora" and four_bit.quant_storage_sharded is False
+    lf = _setup(LF.format(stage="sft", method="lora") + "quantization_bit: 4\n", "train.yaml")
+    assert lf.method == "qlora" and lf.quant_storage_sharded is True

@@ -363,6 +363,9 @@ def _apply_method(b: _Builder, s: dict[str, Any], is_lf: bool) -> None:
         b.default("method", method, "LLaMA-Factory finetuning_type default lora" if is_lf else "no LoRA settings: full fine-tuning")
     if qbits:
         b.config("quantization_bit", qbits, qkey)
+        if not is_lf and qbits == 4 and "bnb_4bit_quant_storage" not in s and not s.get("quantization_method") == "gptq":
+            # LLaMA-Factory sets the quant storage dtype under ZeRO-3 itself; elsewhere it must be asked for
+            b.default("quant_storage_sharded", False, "no bnb_4bit_quant_storage: ZeRO-3 cannot partition 4-bit weights")
     if method in ("lora", "qlora"):
         if rank_key:
             b.config("lora_rank", _int(s[rank_key]), rank_key)

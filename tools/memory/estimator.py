@@ -172,7 +172,16 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
             # partitioned grads + the contiguous reduce (ipg) bucket of reduce_bucket_size elements
             gradients = gradients // N + min(ZERO_BUCKET, n_trainable) * grad_b
         if zero >= 3:
-            weights = weights // N
+            unsharded = 0
+            if quantized and not setup.quant_storage_sharded:
+                # bitsandbytes packs 4/8-bit weights as uint8: ZeRO-3 only partitions them when the quant storage dtype
+                # is the float dtype of the rest (bnb_4bit_quant_storage; PEFT's DeepSpeed QLoRA guide), else every
+                # GPU keeps them whole
+                unsharded = int(pc.linear_weights * ((NF4_BYTES + NF4_DQ_CONST_BYTES) if (setup.quantization_bit or 4) == 4
+                                                     else INT8_BYTES))
+                notes.append("4/8-bit weights without bnb_4bit_quant_storage are not partitioned by ZeRO-3: each GPU holds "
+                             "all of them")
+            weights = unsharded + (weights - unsharded) // N
         ranks_per_node = max(1, N // max(1, setup.num_nodes))
         if setup.offload_optimizer:
             # ZeRO-Offload (Ren et al. 2021): fp32 master, moments and fp32 grads live in host RAM; pinned
