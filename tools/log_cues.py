@@ -70,6 +70,9 @@ _KV_CACHE = re.compile(r"No available memory for the cache blocks|larger than th
 _DEVICE_MAP = re.compile(r"""device_map\s{0,2}(?:[=:(]|\s)\s{0,2}["']?(auto|balanced|balanced_low_0|sequential)\b""")
 
 
+# Adapter training named anywhere (a script finetuning_lora.py, "QLoRA", peft frames): the base weights are frozen.
+_ADAPTERS = re.compile(r"(?<![A-Za-z])(?:q?lora|peft|adalora)(?![A-Za-z])", re.IGNORECASE)
+
 # GPU models as people and nvidia-smi name them: consumer cards need a marker (RTX/GTX, a plural "3090s", "Ti", "GPU")
 # so years and ports are not read as cards.
 _GPU_NAME = re.compile(r"(?:\b(?:RTX|GTX|GeForce)\s?)([1-5]0[5-9]0)(\s?Ti)?\b|\b([1-5]0[5-9]0)(\s?Ti)?(?=s\b|\s?(?:GPU|card|显卡)|\s?\d{1,2}\s?GB)"
@@ -94,11 +97,12 @@ class LogCues(BaseModel):
     vision: Cue | None = Field(default=None, description="a vision encoder or image input named in the log or config")
     kv_cache: Cue | None = Field(default=None, description="vLLM's KV cache does not fit (a budget error, not an OOM)")
     gpu_models: list[str] = Field(default_factory=list, description="distinct GPU models the text names, in order")
+    adapters: Cue | None = Field(default=None, description="LoRA / QLoRA / PEFT named in the log: the weights are frozen")
 
 
 def log_cues(text: str, config_text: str | None = None) -> LogCues:
     """The cues of `text` (the log); the device map also from `config_text` (code or config). Never raises."""
-    phase = phase_cue = quant = dtype = vision = kv = None
+    phase = phase_cue = quant = dtype = vision = kv = adapters = None
     gpu_models: list[str] = []
     device_map = _device_map(config_text or "") or _device_map(text)
     for lineno, line in enumerate(text[:MAX_SCAN].splitlines(), start=1):
@@ -115,6 +119,8 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
             kv = Cue(line=lineno, text=line.strip()[:300])
         if vision is None and _VISION.search(line):
             vision = _cue(lineno, line)
+        if adapters is None and _ADAPTERS.search(line):
+            adapters = _cue(lineno, line)
         if len(gpu_models) < 8:
             for m in _GPU_NAME.finditer(line):
                 number, ti = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
@@ -126,7 +132,7 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
         if m is not None:
             vision = Cue(line=config_text.count("\n", 0, m.start()) + 1, text=f"config: {m.group(0)}")
     return LogCues(phase=phase, phase_cue=phase_cue, quantization=quant, dtype_error=dtype, device_map=device_map,
-                   vision=vision, kv_cache=kv, gpu_models=gpu_models)
+                   vision=vision, kv_cache=kv, gpu_models=gpu_models, adapters=adapters)
 
 
 def _cue(lineno: int, line: str) -> Cue:

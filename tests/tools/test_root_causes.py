@@ -424,3 +424,15 @@ def test_an_oom_in_vllms_cumem_allocator_is_the_colocated_rollout_engine():
     report = parse_log("Runtime Error: Cuda error: out of memory at /workspace/csrc/cumem_allocator.cpp: 62\n")
     ranked = labels(rank_root_causes(report))
     assert ranked[0] == "other_process" and "generation_kv_cache" in ranked[:3]
+
+
+def test_a_full_gpu_in_an_adapter_run_is_activations_not_weights():
+    from ask_oom.tools.log_cues import log_cues
+
+    error = ("torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 144.00 MiB (GPU 0; 31.75 GiB total "
+             "capacity; 30.26 GiB already allocated; 68.69 MiB free; 30.33 GiB reserved in total by PyTorch)\n")
+    plain = labels(rank_root_causes(parse_log(error), cues=log_cues(error)))
+    assert plain[0] == "weights_exceed_gpu"     # unknown model, unknown method: the states are the first suspect
+    lora = error + "finetuning_freeze.py runs on this V100, but finetuning_lora.py runs out of GPU memory\n"
+    ranked = labels(rank_root_causes(parse_log(lora), cues=log_cues(lora)))
+    assert ranked[:2] == ["seq_len_too_long", "batch_too_large"] and "model_load_oom" in ranked[:3]

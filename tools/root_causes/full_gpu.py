@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..log_cues import LogCues
 from ..memory.schema import MemoryEstimate
 from ..report import OOMReport
 from ..training_setup import TrainingSetup
@@ -10,7 +11,8 @@ from .facts import observed, stated_micro_batch
 from .scores import Scores
 
 
-def gpu_already_full(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None, s: Scores) -> None:
+def gpu_already_full(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None, s: Scores,
+                     cues: LogCues | None = None) -> None:
     """A tiny request on a full GPU: what filled it matters, not the last allocation."""
     req, total, free = report.requested_bytes, report.gpu_total_bytes, report.gpu_free_bytes
     alloc = report.torch_allocated_bytes
@@ -36,6 +38,16 @@ def gpu_already_full(report: OOMReport, setup: TrainingSetup | None, estimate: M
     held = report.torch_allocated_bytes or report.process_used_bytes
     filled = f"the GPU was already full ({format_bytes(held)} allocated) when a small {format_bytes(req)} request failed" if held \
         else f"a small {format_bytes(req)} request failed on a full GPU"
+    if (setup is None or setup.model is None or estimate is None) and cues is not None and cues.adapters is not None:
+        # Adapter training: frozen 16-bit weights and tiny optimizer states; if the weights alone filled the card the
+        # run would have died loading, so what filled it during training is the activations of the step
+        s.add("seq_len_too_long", 2.0, filled + f", in an adapter run (line {cues.adapters.line}: {cues.adapters.text[:60]}): "
+                                                "frozen weights and small states leave the activations as what filled it")
+        s.add("batch_too_large", 1.2, filled + ": activations scale with the micro-batch")
+        s.add("model_load_oom", 1.1, filled + ": or a second copy of the weights, as merging the adapter into them "
+                                              "for a save makes")
+        s.add("weights_exceed_gpu", 1.0, filled)
+        return
     if setup is None or setup.model is None or estimate is None:
         s.add("weights_exceed_gpu", 2.5, filled + ": the model states (weights first) fill the card")
         _replicas(setup, s, filled)

@@ -67,7 +67,7 @@ def rank_root_causes(
         other_processes(report, s)
         raw_error_while_loading(report, setup, estimate, s)
         colocated_vllm(report, s)
-        gpu_already_full(report, setup, estimate, s)
+        gpu_already_full(report, setup, estimate, s, cues)
         multi_gpu_spread(report, setup, s)
         single_process_many_gpus(report, setup, s)
         device_map_split(report, setup, cues, s)
