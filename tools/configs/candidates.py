@@ -374,7 +374,9 @@ class Catalogue:
             else:
                 changes.append(_action("load the base model with BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='nf4')", why, 6, "config"))
             changes.append(_action("pip install bitsandbytes", "4-bit loading needs bitsandbytes", 6))
-            return [Option({"method": "qlora", "quantization_bit": 4}, changes, "QLoRA 4-bit")]
+            # outside LLaMA-Factory ZeRO-3 partitions 4-bit weights only with a quant storage dtype (mapping.py)
+            sharded = self.keys.is_lf or self.keys.has("bnb_4bit_quant_storage")
+            return [Option({"method": "qlora", "quantization_bit": 4, "quant_storage_sharded": sharded}, changes, "QLoRA 4-bit")]
         # quantizing the frozen base of a LoRA run changes results less than leaving full fine-tuning
         shift = -0.5 if self.base.method == "lora" else 0.5
         return Candidate("qlora", 6, ("weights_exceed_gpu", "full_ft_model_states"), opts, extra_cost=shift)
