@@ -276,6 +276,15 @@ def _resolve_model(setup: TrainingSetup, req: AssemblyRequest, settings: dict[st
             via = "" if name == setup.model_name else f" (read as {name})"
             setup = setup.with_fact("model", arch, "registry", f"built-in registry entry for {setup.model_name}{via}")
             return _quantized_checkpoint(setup)
+    if setup.model_name:
+        # not listed: the nearest registry model of the family and size the name states, shown as an assumption
+        from .memory.registry import nearest_model
+
+        near = nearest_model(setup.model_name.rstrip("/").rsplit("/", 1)[-1] if "/" in setup.model_name else setup.model_name)
+        if near is not None:
+            setup = setup.with_fact("model", near[0], "derived", f"assumed {near[1]} (the registry does not list "
+                                                                 f"{setup.model_name})")
+            return _quantized_checkpoint(setup)
     return setup
 
 

@@ -128,3 +128,16 @@ def test_a_pre_quantized_checkpoint_is_sized_by_its_bits(name, bits):
     assert setup.model is not None and setup.quantization_bit == bits
     if bits:
         assert setup.method == "qlora" and setup.provenance["quantization_bit"].origin == "derived"
+
+
+def test_a_model_named_in_the_log_but_not_listed_gets_the_nearest_stand_in_as_an_assumption():
+    from ask_oom.tools.log_parser import parse_log
+    from ask_oom.tools.log_cues import log_cues
+    from ask_oom.tools.report_refinement import refine_report
+
+    text = "QLoRA on Qwen-72B-Chat-Int4 with 8x V100 32GB still runs out of GPU memory (OOM)\n"
+    report = refine_report(parse_log(text), text, cues=log_cues(text)).report
+    setup = assemble_setup(report)
+    assert setup.model is not None and setup.model.name == "Qwen/Qwen2.5-72B"
+    assert setup.provenance["model"].origin == "derived" and "does not list" in setup.provenance["model"].detail
+    assert setup.quantization_bit == 4 and setup.method == "qlora"
