@@ -436,3 +436,17 @@ def test_a_full_gpu_in_an_adapter_run_is_activations_not_weights():
     lora = error + "finetuning_freeze.py runs on this V100, but finetuning_lora.py runs out of GPU memory\n"
     ranked = labels(rank_root_causes(parse_log(lora), cues=log_cues(lora)))
     assert ranked[:2] == ["seq_len_too_long", "batch_too_large"] and "model_load_oom" in ranked[:3]
+
+
+def test_past_loading_a_log_holding_less_than_the_assumed_weights_overrules_the_calculator():
+    from ask_oom.tools.gpus import lookup_gpu
+    from ask_oom.tools.memory import estimate_memory
+
+    frames = 'Traceback (most recent call last):\n  File "train.py", line 88, in <module>\n    loss.backward()\n'
+    report = parse_log(oom("1.20 GiB", "23.64 GiB", "1.01 GiB", "21.54 GiB", "18.24 GiB", "3.30 GiB", frames=frames))
+    assert report.phase == "backward"
+    # nothing stated: a 13B in fp32 (the Trainer's default dtype) would be 52 GB of weights, yet only 18 GiB are held
+    assumed = TrainingSetup(model=resolve_model("baichuan-inc/Baichuan2-13B-Chat"), precision="fp32", gpu=lookup_gpu("4090"))
+    est = estimate_memory(assumed)
+    assert est.breakdown.get("weights") > 2 * report.torch_allocated_bytes
+    assert "weights_exceed_gpu" not in labels(rank_root_causes(report, assumed, est))[:1]

@@ -35,6 +35,13 @@ def estimate_vs_budget(report: OOMReport, setup: TrainingSetup | None, estimate:
     states_conf = 1.0 if observed(setup, "method") else 0.5
     add = lambda label, pts, why: s.add(label, pts * states_conf, why)  # noqa: E731
     full_ft = setup.method == "full" and observed(setup, "method")
+    held = (report.torch_allocated_bytes or 0) + (report.requested_bytes or 0) if report.torch_allocated_bytes else None
+    past_loading = report.phase in ("forward", "backward", "optimizer_step", "evaluation", "generation") and \
+        report.framework != "vllm"
+    if held is not None and weights > 1.1 * held and past_loading:
+        # Past loading, the log shows less memory in use than the calculator's weights alone: its assumed dtype or
+        # method is wrong for this run, so its breakdown is no evidence here.
+        return
     if weights > budget:
         # The weights' size depends on the model, dtype and sharding, not on the training method: no discount for an
         # assumed method.
