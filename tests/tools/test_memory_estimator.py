@@ -276,3 +276,20 @@ def test_zero3_partitions_4bit_weights_only_with_a_quant_storage_dtype():
     whole = estimate_memory(base.model_copy(update={"quant_storage_sharded": False}))
     assert whole.breakdown.get("weights") > 5 * sharded          # ~37 GiB of packed 4-bit weights stay on every GPU
     assert any("bnb_4bit_quant_storage" in n for n in whole.notes)
+
+
+def test_embed_tokens_and_lm_head_as_lora_targets_train_in_full():
+    from ask_oom.tools.root_causes import rank_root_causes
+    from ask_oom.tools.report import OOMReport
+
+    linear = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    a = TrainingSetup(model=resolve_model("google/gemma-2b"), method="lora", lora_rank=128, lora_targets=linear,
+                      gpu=lookup_gpu("A100 40GB"), gradient_checkpointing=True, seq_len=2048, micro_batch=2)
+    b = a.model_copy(update={"lora_targets": linear + ["embed_tokens", "lm_head"]})
+    ea, eb = estimate_memory(a), estimate_memory(b)
+    vocab_rows = 256_000 * 2048   # gemma-2b: tied, so lm_head becomes a second trainable copy of the embedding
+    assert eb.n_trainable - ea.n_trainable == 2 * vocab_rows
+    assert eb.peak_bytes - ea.peak_bytes > 2 * vocab_rows * 8     # an fp32 copy and its gradient at least
+    assert any("modules_to_save" in n for n in eb.notes)
+    ranked = [c.label for c in rank_root_causes(OOMReport(kind="cuda_oom"), b)]
+    assert ranked[:2] == ["full_ft_model_states", "logits_large_vocab"]

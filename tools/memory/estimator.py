@@ -98,6 +98,11 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
         n_trainable = 0
     elif lora_like:
         n_trainable = lora_params(arch, setup.lora_rank, setup.lora_targets, vision=vision_trainable)
+        full_rows = fully_trained_embedding_params(pc, setup.lora_targets)
+        if full_rows:
+            n_trainable += full_rows
+            notes.append(f"embed_tokens / lm_head among the LoRA targets train in full (modules_to_save): "
+                         f"{full_rows / 1e6:.0f}M parameters with fp32 copies, gradients and optimizer states")
     elif setup.method == "freeze":
         # LLaMA-Factory freeze tuning: freeze_trainable_layers (default 2) last layers train
         trainable_layers = min(2, arch.num_layers)
@@ -444,6 +449,18 @@ _FORMULAS = {
     "cuda_workspace": "cuBLAS workspace allocated through PyTorch's caching allocator",
     "ddp_gradient_buckets": "torch DDP all-reduce buckets, one more copy of the gradients (gradient_as_bucket_view=False)",
 }
+
+
+def fully_trained_embedding_params(pc, targets: list[str]) -> int:
+    """Parameters of embed_tokens / lm_head named as LoRA targets: PEFT and Unsloth train them whole
+    (modules_to_save), and a tied lm_head becomes its own trainable copy."""
+    want = {t.strip().lower() for item in targets for t in str(item).split(",")}
+    n = 0
+    if want & {"embed_tokens", "wte", "word_embeddings", "embeddings"}:
+        n += pc.embedding
+    if "lm_head" in want:
+        n += pc.lm_head or pc.embedding
+    return n
 
 
 def estimate_memory(setup: TrainingSetup, *, mode: Mode = "train", margin: float = 0.9) -> MemoryEstimate:

@@ -125,3 +125,21 @@ def _activation_drivers(setup: TrainingSetup, estimate: MemoryEstimate, budget: 
     vis = bd.get("vision_activations")
     if vis >= 0.2 * peak:
         s.add("vision_tokens", 3, f"the vision tower's activations take {gib(vis)} ({vis / peak:.0%} of the peak)")
+
+
+def fully_trained_embeddings(setup: TrainingSetup | None, s: Scores) -> None:
+    """embed_tokens / lm_head among the LoRA targets: trained whole (modules_to_save), with fp32 copies, gradients and
+    Adam states of vocab x hidden parameters each; a large vocabulary makes them the biggest trainable tensors."""
+    if setup is None or setup.model is None or setup.method not in ("lora", "qlora"):
+        return
+    from ..memory.estimator import fully_trained_embedding_params
+    from ..memory.params import count_params
+
+    n = fully_trained_embedding_params(count_params(setup.model), setup.lora_targets)
+    if not n:
+        return
+    s.add("full_ft_model_states", 3.0, f"the LoRA targets include embed_tokens / lm_head: {n / 1e6:,.0f}M parameters train in "
+                                       "full (modules_to_save) with fp32 copies, gradients and Adam states (~16 B each)")
+    if setup.model.vocab_size >= 150_000:
+        s.add("logits_large_vocab", 1.0, f"a {setup.model.vocab_size:,}-token vocabulary: both the trained embedding matrices "
+                                         "and the logits scale with it")

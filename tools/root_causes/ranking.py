@@ -17,7 +17,7 @@ from ..memory.schema import MemoryEstimate
 from ..memory_trend import MemoryTrend
 from ..report import OOMReport
 from ..training_setup import TrainingSetup
-from .budget import estimate_vs_budget
+from .budget import estimate_vs_budget, fully_trained_embeddings
 from .facts import multimodal_reason
 from .fragmentation import fragmentation
 from .full_gpu import gpu_already_full
@@ -74,6 +74,7 @@ def rank_root_causes(
         mixed_gpu_models(report, setup, cues, s)
         moe_by_name(report, setup, s)
         estimate_vs_budget(report, setup, estimate, s)
+        fully_trained_embeddings(setup, s)
     phase_and_operation(report, setup, s, multimodal_reason(report, setup, cues), cues)
     if trend is not None and report.kind != "host_oom":
         memory_over_time(trend, s)
