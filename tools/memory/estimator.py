@@ -182,8 +182,9 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
                 # bitsandbytes packs 4/8-bit weights as uint8: ZeRO-3 only partitions them when the quant storage dtype
                 # is the float dtype of the rest (bnb_4bit_quant_storage; PEFT's DeepSpeed QLoRA guide), else every
                 # GPU keeps them whole
-                unsharded = int(pc.linear_weights * ((NF4_BYTES + NF4_DQ_CONST_BYTES) if (setup.quantization_bit or 4) == 4
-                                                     else INT8_BYTES))
+                copies = 2 if setup.reference_model else 1   # a reference model is loaded quantized the same way
+                unsharded = copies * int(pc.linear_weights * ((NF4_BYTES + NF4_DQ_CONST_BYTES) if (setup.quantization_bit or 4) == 4
+                                                              else INT8_BYTES))
                 notes.append("4/8-bit weights without bnb_4bit_quant_storage are not partitioned by ZeRO-3: each GPU holds "
                              "all of them")
             weights = unsharded + (weights - unsharded) // N
