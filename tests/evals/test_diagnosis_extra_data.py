@@ -1,5 +1,6 @@
-"""The held-out diagnosis sets (evals/data/diagnosis_extra/*.yaml and evals/data/diagnosis_fresh/*.yaml): real public
-OOM reports in the format of ../shared/dev-cases. These tests keep both usable as evaluation sets: every file has the
+"""The held-out diagnosis sets (evals/data/diagnosis_extra/, evals/data/diagnosis_fresh/ and
+evals/data/diagnosis_fresh2/, *.yaml): real public
+OOM reports in the format of ../shared/dev-cases. These tests keep all of them usable as evaluation sets: every file has the
 dev-case keys, the labels come from the root-cause vocabulary, ids and sources are unique and never overlap the dev
 cases, the knowledge base, the benchmark's own set or each other, and every number in `expected.parse` is printed in
 the case's own log (read here with plain regexes, independently of the product's parser). Every check runs for each
@@ -16,7 +17,7 @@ from ruamel.yaml import YAML
 from ask_oom.tools.labels import ROOT_CAUSES
 
 REPO = Path(__file__).resolve().parents[2]
-HELD_OUT_SETS = [REPO / "evals" / "data" / "diagnosis_extra", REPO / "evals" / "data" / "diagnosis_fresh"]
+HELD_OUT_SETS = [REPO / "evals" / "data" / name for name in ("diagnosis_extra", "diagnosis_fresh", "diagnosis_fresh2")]
 KB_CASES = REPO / "kb" / "cases"
 SIBLING_SET = REPO / "evals" / "data" / "diagnosis"  # the benchmark's other own-cases folder
 
@@ -140,7 +141,7 @@ def test_no_case_duplicates_the_sibling_evaluation_set(directory: Path):
 
 
 def test_the_held_out_sets_share_no_thread():
-    """The fresh set measures generalisation beyond the extra set: a thread in both would be no news to it."""
+    """Each fresh set measures generalisation beyond the sets before it: a thread in two sets would be no news to it."""
     seen: dict = {}
     for directory in HELD_OUT_SETS:
         for key in _sources(directory):
