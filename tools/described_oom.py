@@ -19,6 +19,9 @@ _GPU = re.compile(r"(?<![A-Za-z])OOM(?![A-Za-z])|out[ -]of[ -](?:GPU[ -]|CUDA[ -
 # Memory named with a failure a few words on: "...memory increases to over 200 GB ... crashes", "memory usage explodes".
 _FAILS = r"\b(?:crash(?:es|ed|ing)?|froze|freezes|exhaust(?:s|ed)?|explod(?:es|ed|ing)|blows? up|(?:gets?|got|is|was) killed)\b"
 _MEMORY_FAILS = re.compile(r"\b(?:memory|VRAM)\s{0,2}(?:consumption|usage|use|footprint)\b.{0,160}?" + _FAILS, re.IGNORECASE)
+# "batch can only be set to 1": the memory limit stated by the largest batch that still runs
+_BATCH_ONE = re.compile(r"batch[_ ]?(?:size)?\s{0,3}(?:只能(?:设置到|设置为|设为|开到|是|用)?|can only be(?: set to)?|only (?:fits|works|runs)(?: at| with)?)"
+                        r"\s{0,3}1(?!\d)", re.IGNORECASE)
 _RAM_FAILS = re.compile(r"\b(?:RAM|host memory|CPU memory|system memory)\s{0,2}(?:consumption|usage|use|footprint)?\b.{0,160}?" + _FAILS,
                         re.IGNORECASE)
 # Apple silicon: the GPU shares the Mac's unified memory (MLX, PyTorch MPS, Metal)
@@ -83,6 +86,17 @@ def model_named(text: str) -> str | None:
     return None
 
 
+_HOST_SUBJECT = re.compile(r"(?:(?<!显)内存|\bRAM\b|host memory|CPU memory|system memory)(?!.*(?:显存|GPU|VRAM|CUDA))",
+                           re.IGNORECASE)
+
+
+def _grows_on_host(line: str) -> bool:
+    """Is host RAM what the growth sentence says grows (the memory word closest before the growth words)?"""
+    m = _GROWTH.search(line)
+    before = line[max(0, (m.start() if m else len(line)) - 24):m.start() if m else len(line)]
+    return bool(_HOST_SUBJECT.search(before))
+
+
 def described_oom(text: str) -> DescribedOOM | None:
     """The memory failure a text describes in words, or None when it describes none."""
     gpu = host = growth = None
@@ -90,7 +104,7 @@ def described_oom(text: str) -> DescribedOOM | None:
     model: str | None = None
     for lineno, line in enumerate(text[:MAX_SCAN].splitlines(), start=1):
         line = line[:2000]
-        if gpu is None and (_GPU.search(line) or _MEMORY_FAILS.search(line)) and _prose(line):
+        if gpu is None and (_GPU.search(line) or _MEMORY_FAILS.search(line) or _BATCH_ONE.search(line)) and _prose(line):
             gpu = (lineno, line.strip())
         if host is None and (_HOST.search(line) or _RAM_FAILS.search(line)) and _prose(line):
             host = (lineno, line.strip())
@@ -105,7 +119,14 @@ def described_oom(text: str) -> DescribedOOM | None:
                 m = _MODEL_NAME.search(line)
                 model = m.group(1).rstrip(".") if m else None
     if gpu is None and host is None:
-        return None
+        if growth is None:
+            return None
+        # No failure named, but memory said to keep growing ("内存会一直增长，哪里有内存泄漏"): asked of a memory
+        # troubleshooter, that is the memory problem itself, on the host when only RAM words are used
+        if _grows_on_host(growth[1]):
+            host = growth
+        else:
+            gpu = growth
     gpu_words = re.search(r"GPU|CUDA|VRAM|显存|显卡", text[:MAX_SCAN], re.IGNORECASE)
     if _APPLE.search(text[:MAX_SCAN]) and not re.search(r"CUDA|nvidia|显卡", text[:MAX_SCAN], re.IGNORECASE):
         kind, (line, said) = "mps_oom", gpu or host   # one memory for CPU and GPU: the device ran out

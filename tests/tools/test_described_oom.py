@@ -79,3 +79,17 @@ def test_host_ram_too_small_in_chinese():
 def test_growth_said_with_a_progressive_aspect_in_chinese():
     d = described_oom("按你这么设置的，显存一直在增长，差不多训练到10% 就会显存溢出")
     assert d is not None and d.kind == "cuda_oom" and d.growth_text is not None
+
+
+def test_growth_without_a_named_failure_is_the_memory_problem_on_the_memory_that_grows():
+    host = described_oom("这是资源图，512GB内存，显存一直没问题，稳定在50GB左右，内存会一直增长，哪里有内存泄漏")
+    assert host is not None and host.kind == "host_oom" and host.growth_text is not None
+    gpu = described_oom("GPU memory keeps increasing every step of the epoch")
+    assert gpu is not None and gpu.kind == "cuda_oom"
+
+
+def test_batch_that_can_only_be_one_states_the_memory_limit():
+    d = described_oom("4张80G的A100好像不能支持基于lora的7b bloom在batch为4的条件下训练，我对比了一下，batch只能设置到1")
+    assert d is not None and d.kind == "cuda_oom"
+    assert described_oom("the batch size can only be set to 1 on my 24GB card").kind == "cuda_oom"
+    assert described_oom("batch size 16 works fine, loss is nan") is None
