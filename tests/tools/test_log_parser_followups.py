@@ -236,3 +236,12 @@ def test_a_summary_sentence_takes_its_phase_from_the_trace_pasted_below_it():
 def test_a_patch_embedding_frame_is_the_vision_tower(frame):
     r = parse_log("Traceback (most recent call last):\n" + frame + OOM)
     assert r.operation == "vision_tower"
+
+
+def test_a_layer_allocating_its_weight_in_init_is_model_loading():
+    frames = ("Traceback (most recent call last):\n"
+              '  File "vllm/model_executor/models/llama.py", line 103, in __init__\n'
+              "    self.qkv_proj = ColumnParallelLinear(\n"
+              '  File "vllm/model_executor/parallel_utils/tensor_parallel/layers.py", line 272, in __init__\n'
+              "    self.weight = Parameter(torch.empty(\n")
+    assert parse_log(frames + OOM).phase == "model_loading"

@@ -31,7 +31,10 @@ _CONTEXT_PHASES: list[tuple[str, re.Pattern]] = [
         r"|nn/modules/module\.py\", line \d{1,6}, in (?:_apply|convert|to|cuda|half|bfloat16|to_empty)\b"
         r"|\b(?:model|base_model|peft_model|lm|llm|net)\.(?:to|cuda|half|bfloat16)\("
         r"|set_module_tensor_to_device|Loading checkpoint shards|loading model tensors|deepspeed\.initialize\(|_move_model_to_device|\bin (?:load_model|load_model_and_tokenizer"
-        r"|_move_model_to_device|_configure_distributed_model|prepare_model|_load_checkpoint)\b")),
+        r"|_move_model_to_device|_configure_distributed_model|prepare_model|_load_checkpoint)\b"
+        # building the model on the GPU: a layer's __init__ allocating its weight (vLLM's model_executor, meta-free init)
+        r"|(?:self\.\w{1,30}\s{0,2}=\s{0,2})?(?:nn\.)?Parameter\(\s{0,2}torch\.(?:empty|zeros|ones|randn)\("
+        r"|\bin (?:_initialize_model|initialize_model|load_weights|init_model)\b")),
     ("data_loading", re.compile(r"DataLoader worker|\bin (?:_worker_loop|__getitem__|collate\w{0,20}|fetch)\b")),
     # DeepSpeed building the optimizer states (their memory is what runs out): the setup of the optimizer step
     ("optimizer_step", re.compile(r"initializing optimizer states|Adam Optimizer #\d{1,3} is created"
