@@ -5,6 +5,7 @@ error when the frames name none. Also what the report says about the failing ste
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -17,6 +18,7 @@ from .report import Evidence, OOMReport
 # A phase cue counts only near the error: lines far before it are set-up chatter (loading, earlier steps); a
 # sentence right after it is the user's explanation.
 CUE_LINES_BEFORE, CUE_LINES_AFTER = 40, 10
+MAX_STAGE_SCAN = 4 * 1024 * 1024   # vLLM's start-up lines sit at the top of a log
 
 
 class RefinedReport(BaseModel):
@@ -50,6 +52,7 @@ def refine_report(report: OOMReport, log_text: str, *, cues: LogCues, doc: Confi
             report = report.model_copy(update={"model": named})
             notes.append(f"the model is taken from the text: {named}")
     report = _phase_from_config(report, doc)
+    report = _vllm_stage(report, log_text)
     report = _phase_from_cues(report, cues)
     return RefinedReport(report=report, described=described, notes=notes)
 
@@ -95,6 +98,29 @@ def _phase_from_config(report: OOMReport, doc: ConfigDocument | None) -> OOMRepo
     phase = "generation" if truthy("predict_with_generate") else "evaluation"
     keys = [k for k in ("do_eval", "do_predict", "predict_with_generate") if truthy(k)]
     ev = Evidence(line=0, text=f"{doc.name}: {', '.join(keys)} without do_train", fact="phase")
+    return report.model_copy(update={"phase": phase, "evidence": [*report.evidence, ev]})
+
+
+_VLLM_WEIGHTS_DONE = re.compile(r"(?:Loading (?:model )?weights|Model loading) took\s{0,2}[\d.]+\s{0,2}G", re.IGNORECASE)
+_VLLM_ENGINE_INIT = re.compile(r"Initializing an? (?:LLM|V1 LLM) engine", re.IGNORECASE)
+
+
+def _vllm_stage(report: OOMReport, text: str) -> OOMReport:
+    """vLLM logs its start-up steps: weights loaded ("Loading model weights took 17.98 GB"), then a profiling run and
+    the KV cache. With no frame naming the phase, the last step logged says where it failed."""
+    framed = any(e.fact == "phase" for e in report.evidence)   # a frame or log line named it (prose does not count)
+    if report.framework != "vllm" or not report.is_memory_error or framed:
+        return report
+    head = text[:MAX_STAGE_SCAN]
+    done = _VLLM_WEIGHTS_DONE.search(head)
+    if done is not None:
+        phase, line = "generation", head.count("\n", 0, done.start()) + 1   # profiling + KV cache come next
+    else:
+        init = _VLLM_ENGINE_INIT.search(head)
+        if init is None:
+            return report
+        phase, line = "model_loading", head.count("\n", 0, init.start()) + 1
+    ev = Evidence(line=line, text=head.splitlines()[line - 1].strip()[:300], fact="phase")
     return report.model_copy(update={"phase": phase, "evidence": [*report.evidence, ev]})
 
 

@@ -69,3 +69,15 @@ def test_4bit_loading_outside_llamafactory_leaves_zero3_unable_to_partition_it()
     assert four_bit.method == "qlora" and four_bit.quant_storage_sharded is False
     lf = _setup(LF.format(stage="sft", method="lora") + "quantization_bit: 4\n", "train.yaml")
     assert lf.method == "qlora" and lf.quant_storage_sharded is True
+
+
+def test_openrlhf_can_move_its_reference_model_to_the_cpu():
+    text = (OPENRLHF.format(extra=" \\\n   --load_in_4bit \\\n   --lora_rank 32")
+            .replace("/models/ZhipuAI/glm-4-9b-chat/", "/models/Qwen2.5-72B-Instruct"))
+    doc = load_config(text, "run.sh")
+    setup = apply_config_to_setup(doc, TrainingSetup()).with_fact("gpu", lookup_gpu("A800 80GB"), "user", "gpu") \
+        .with_fact("num_gpus", 8, "user", "8 GPUs")
+    assert setup.reference_model and not setup.quant_storage_sharded
+    plan = plan_fixes(setup, doc, [RootCause(label="weights_exceed_gpu", score=0.9)], Constraints())
+    assert plan.fits and "--ref_offload" in plan.fixed_config
+    assert plan.estimate_after.breakdown.get("weights") < plan.estimate_before.breakdown.get("weights") * 0.6

@@ -3,6 +3,8 @@ phase from an evaluation-only config or a cue near the error; the failing step's
 
 from __future__ import annotations
 
+import pytest
+
 from ask_oom.tools.configs import load_config
 from ask_oom.tools.log_cues import log_cues
 from ask_oom.tools.log_parser import parse_log
@@ -74,3 +76,15 @@ def test_failing_step_mode_and_observed_peak():
     assert estimate_mode(report.model_copy(update={"framework": "vllm"})) == "eval"
     assert observed_peak(report) == report.torch_allocated_bytes + 2 * GiB
     assert observed_peak(report.model_copy(update={"kind": "host_oom"})) is None
+
+
+@pytest.mark.parametrize("lines, phase", [
+    (["INFO 12-27 08:52:17 llm_engine.py:249] Initializing an LLM engine (v0.6.4) with config: model='/m/Qwen2-VL-72B'"],
+     "model_loading"),
+    (["INFO 12-27 08:52:17 llm_engine.py:249] Initializing an LLM engine (v0.6.4) with config: model='/m/Qwen2-7B'",
+      "INFO 06-30 18:37:30 model_runner.py:160] Loading model weights took 17.9828 GB",
+      "before loading weight it already consumed 18.7G VRAM"], "generation")])
+def test_vllm_start_up_lines_say_where_it_failed(lines, phase):
+    text = "\n".join(lines) + "\ntorch.OutOfMemoryError: CUDA out of memory.\n"
+    report = refine_report(parse_log(text), text, cues=log_cues(text)).report
+    assert report.framework == "vllm" and report.phase == phase

@@ -308,6 +308,18 @@ class Catalogue:
         return Candidate("offload", 4, ("full_ft_model_states", "zero_stage_insufficient", "weights_exceed_gpu"), opts,
                          extra_cost=NEW_DEPENDENCY_COST if self._introduces_deepspeed() else 0.0)
 
+    def reference_offload(self) -> Candidate:
+        def opts(s: TrainingSetup) -> list[Option]:
+            script = str(((self.doc.launcher if self.doc is not None else None) or {}).get("script") or "")
+            if not s.reference_model or not script.startswith("openrlhf"):
+                return []
+            why = ("OpenRLHF keeps the frozen reference model on the CPU and moves it in for its forward pass: its "
+                   "weights leave the GPU (slower reference log-probs)")
+            return [Option({"reference_model": False}, [_ch("ref_offload", self._setting("ref_offload", None), True, why, 4)],
+                           "reference model on the CPU")]
+        return Candidate("reference_offload", 4, ("weights_exceed_gpu", "full_ft_model_states", "zero_stage_insufficient",
+                                                  "quantization_setup"), opts)
+
     def _introduces_deepspeed(self) -> bool:
         d = self.doc
         if d is None:
@@ -386,7 +398,7 @@ class Catalogue:
             # MLX (Apple silicon): no DeepSpeed, bitsandbytes, flash-attn or Liger; these are the levers its trainer has
             return [self.gradient_checkpointing(), self.micro_batch(), self.seq_len(), self.lora()]
         return [self.attention(), self.gradient_checkpointing(), self.liger(), self.bf16(), self.eval_memory(),
-                self.micro_batch(), self.freeze_vision(), self.image_pixels(), self.zero(), self.offload(),
+                self.micro_batch(), self.freeze_vision(), self.image_pixels(), self.zero(), self.offload(), self.reference_offload(),
                 self.seq_len(), self.lora(), self.qlora()]
 
 
