@@ -73,6 +73,8 @@ _DEVICE_MAP = re.compile(r"""device_map\s{0,2}(?:[=:(]|\s)\s{0,2}["']?(auto|bala
 # Adapter training named anywhere (a script finetuning_lora.py, "QLoRA", peft frames): the base weights are frozen.
 _ADAPTERS = re.compile(r"(?<![A-Za-z])(?:q?lora|peft|adalora)(?![A-Za-z])", re.IGNORECASE)
 
+_INFERENCE = re.compile(r"(?<![A-Za-z])(?:inference|infer|serving|generate\(|做推理|推理)(?![A-Za-z])", re.IGNORECASE)
+
 # GPU models as people and nvidia-smi name them: consumer cards need a marker (RTX/GTX, a plural "3090s", "Ti", "GPU")
 # so years and ports are not read as cards.
 _GPU_NAME = re.compile(r"(?:\b(?:RTX|GTX|GeForce)\s?)([1-5]0[5-9]0)(\s?Ti)?\b|\b([1-5]0[5-9]0)(\s?Ti)?(?=s\b|\s?(?:GPU|card|显卡)|\s?\d{1,2}\s?GB)"
@@ -127,6 +129,8 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
                 name = (number + (" Ti" if ti else "")) if number else m.group(5).upper()
                 if name not in gpu_models:
                     gpu_models.append(name)
+    if adapters is not None and _INFERENCE.search(text[:MAX_SCAN]):
+        adapters = None   # an adapter loaded to run the model: the weights are all there is, not a training step
     if vision is None and config_text:
         m = _VISION.search(config_text[:MAX_SCAN])
         if m is not None:

@@ -93,3 +93,10 @@ def test_batch_that_can_only_be_one_states_the_memory_limit():
     assert d is not None and d.kind == "cuda_oom"
     assert described_oom("the batch size can only be set to 1 on my 24GB card").kind == "cuda_oom"
     assert described_oom("batch size 16 works fine, loss is nan") is None
+
+
+def test_model_names_next_to_chinese_text():
+    from ask_oom.tools.described_oom import model_named
+
+    assert model_named("我这里尝试使用llama-13b-hf做推理，设备是4张10G 3080") == "llama-13b-hf"
+    assert model_named("Qwen2-VL-7B的微调out of memory") == "Qwen2-VL-7B"

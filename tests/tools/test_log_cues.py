@@ -52,3 +52,8 @@ def test_gpu_models_named_in_the_text_but_not_years_or_ports():
 def test_device_map_named_in_prose():
     cues = log_cues("loaded with AutoModelForCausalLM.from_pretrained() and different device_map(auto,balanced) on 8 GPUs")
     assert cues.device_map is not None and "device_map(auto" in cues.device_map.text
+
+
+def test_an_adapter_loaded_for_inference_is_not_an_adapter_training_run():
+    assert log_cues("finetuning_lora.py runs out of GPU memory").adapters is not None
+    assert log_cues("我这里尝试使用llama-13b-hf做推理，但在加载lora模型时，就会报错").adapters is None
