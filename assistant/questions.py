@@ -22,6 +22,12 @@ def questions(report: OOMReport, setup: TrainingSetup, doc: ConfigDocument | Non
         named = f" '{setup.model_name}' is not in my registry:" if setup.model_name else ""
         qs.append(Question(slot="model", text=f"Which model do you train?{named} give its Hugging Face name or paste its config.json "
                                               "(--model-config) so I can size weights, activations and logits."))
+    elif (p := setup.provenance.get("model")) is not None and p.origin == "derived":
+        qs.append(Question(slot="model", text=f"I sized {setup.model.name or 'a stand-in'} in place of {setup.model_name} "
+                                              "(not in my registry): paste its config.json (--model-config) to size the real one."))
+    if report.kind in ("cuda_oom", "hip_oom") and report.requested_bytes is None and report.gpu_total_bytes is None:
+        qs.append(Question(slot="other", text="Paste the whole error: PyTorch's 'Tried to allocate … GiB … total capacity …' "
+                                              "line and the traceback above it. Its numbers say which tensor ran out."))
     if setup.gpu is None:
         qs.append(Question(slot="gpu", text="Which GPU is it (e.g. --gpu A100-40GB, or --gpu-memory 24)? The log does not say."))
     prov = setup.provenance.get("num_gpus")

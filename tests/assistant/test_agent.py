@@ -122,3 +122,14 @@ def test_any_text_gets_a_diagnosis_object(index, parts):
     d = diagnose(DiagnoseRequest(log_text="".join(parts)), index=index)
     assert d.status in ("diagnosed", "no_memory_error", "needs_input")
     assert d.summary
+
+
+def test_a_report_without_numbers_asks_for_the_whole_error_and_a_stand_in_model_is_confirmed(index):
+    d = diagnose(DiagnoseRequest(log_text="QLoRA on Qwen-72B-Chat-Int4 with 8x V100 32GB still runs out of GPU memory"),
+                 index=index)
+    texts = {q.slot: q.text for q in d.questions}
+    assert "Tried to allocate" in texts["other"]
+    assert "in place of Qwen-72B-Chat-Int4" in texts["model"]
+    full = diagnose(DiagnoseRequest(log_text="torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 "
+                                             "has a total capacity of 79.15 GiB of which 1.00 GiB is free."), index=index)
+    assert "other" not in {q.slot for q in full.questions}
