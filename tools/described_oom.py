@@ -29,7 +29,7 @@ _APPLE = re.compile(r"\b(?:MLX|mlx_lm|MPS|Metal|Mac(?:Book| Studio| mini)?|Apple
 _HOST = re.compile(r"(?<!显)内存.{0,20}(?:不足|占满|爆|溢出|不够|超过|满了|小了|太小)|\b(?:host|CPU|system)\s{0,2}(?:RAM|memory)\b|\bRAM\b.{0,40}\b(?:full|exhausted)\b"
                    r"|oom[- ]killer|Cannot allocate memory", re.IGNORECASE)
 _GROWTH = re.compile(r"\bkeeps?\s{0,2}(?:increasing|growing|rising)|\b(?:increas|grow)\w{0,4}\s{0,2}(?:from|over|steadily|gradually|until|each|every)"
-                     r"|memory leak|不断在?(?:增加|增长|上涨)|持续在?(?:增加|增长|上涨)|逐渐(?:增加|增长)|无限增加|一直在?(?:增加|增长|上涨|涨)|越来越(?:大|多)",
+                     r"|memory leak|(?:不断|持续|逐渐|一直)在?(?:增加|增长|上涨|升高|上升|涨)|无限增加|越来越(?:大|多|高)",
                      re.IGNORECASE)
 # Something accumulated across steps (a loss summed with its graph, kept tensors) grows until OOM; accumulating
 # predictions or logits is the evaluation loop's own mechanism (eval_accumulation), not growth across steps.

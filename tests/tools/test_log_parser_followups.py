@@ -245,3 +245,9 @@ def test_a_layer_allocating_its_weight_in_init_is_model_loading():
               '  File "vllm/model_executor/parallel_utils/tensor_parallel/layers.py", line 272, in __init__\n'
               "    self.weight = Parameter(torch.empty(\n")
     assert parse_log(frames + OOM).phase == "model_loading"
+
+
+@pytest.mark.parametrize("text, stage", [("采用 deepspeed zero3.\n", 3), ("we train with ZeRO-2 on 8 GPUs\n", 2),
+                                         ("zero 2 problems so far\n", None), ("see ds_z3_config.json\n", None)])
+def test_zero_stage_named_in_a_sentence(text, stage):
+    assert parse_log(text + OOM).deepspeed_stage == stage

@@ -64,6 +64,8 @@ _ZERO_STAGE = [
     re.compile(r"zero_config\s{0,4}\.{0,40}\s{0,4}stage=([0-3])\b"),
     re.compile(r"\bZeRO-([0-3])\b"),
     re.compile(r"\bStage (3) initialize (?:beginning|end)\b"),  # DeepSpeed stage3.py's see_memory_usage banner
+    # how people write it in a sentence or a file name: "deepspeed zero3", "ZeRO3", "zero-2"
+    re.compile(r"(?<![A-Za-z0-9])[Zz][Ee][Rr][Oo][-_]?([1-3])(?![0-9])"),
 ]
 _JSON_STAGE = re.compile(r"""["']stage["']\s{0,3}:\s{0,3}([0-3])\b""")
 _DS_FILE_STAGE = re.compile(r"(?:z|zero|stage)[_-]?([0-3])(?![0-9])", re.IGNORECASE)
