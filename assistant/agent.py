@@ -87,7 +87,7 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
 def _verified_fit(plan, setup) -> bool | None:
     """Whether the fixed config fits, as far as the calculator could check: None when it had no GPU to check against
     or could not size the model, so no answer claims "does not fit" for a plan nobody could size."""
-    if plan is None or setup is None or setup.gpu is None or setup.model is None:
+    if plan is None or not plan.sized or setup is None or setup.gpu is None or setup.model is None:
         return None
     return plan.fits
 

@@ -59,7 +59,7 @@ def refine_report(report: OOMReport, log_text: str, *, cues: LogCues, doc: Confi
 
 def estimate_mode(report: OOMReport) -> Literal["train", "eval"]:
     """How the calculator should size the failing step: evaluation, generation and vLLM carry no training states."""
-    inference = report.phase in ("evaluation", "generation") or report.framework == "vllm"
+    inference = report.phase in ("evaluation", "generation") or report.framework in ("vllm", "llama.cpp")
     return "eval" if inference else "train"
 
 

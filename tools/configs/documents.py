@@ -14,6 +14,7 @@ from .safe_yaml import check_size
 from .schema import ConfigDocument
 from .shell import (
     ascii_digits,
+    is_llama_cpp_program,
     flag_settings,
     main_command,
     num_gpus_from_command,
@@ -214,7 +215,18 @@ def _load_shell(text: str, name: str) -> ConfigDocument:
         "num_nodes": num_nodes_from_command(cmd, variables),
         "env": {**{k: v for k, v in variables.items() if k.isupper()}, **cmd.env},
     }
-    if is_vllm_command(cmd.program, cmd.script):
+    if is_llama_cpp_program(cmd.program):
+        framework = "llama.cpp"
+        model = settings.get("m", settings.get("model"))
+        if isinstance(model, str) and model.strip():
+            # "Qwen2-VL-7B-Instruct-Q4_K_M.gguf": the model name, and its quantization in the file name
+            base = posixpath.basename(model.replace("\\", "/")).removesuffix(".gguf")
+            settings.setdefault("model", re.sub(r"[-.](?:Q\d(?:_\w{1,4})?|IQ\d\w{0,4}|F16|BF16|F32)$", "", base, flags=re.IGNORECASE))
+            q = re.search(r"(?:^|[-.])(?:I?Q)(\d)", base, re.IGNORECASE)
+            if q:
+                settings.setdefault("quantization_bit", int(q.group(1)))
+        launcher["task"] = "inference"
+    elif is_vllm_command(cmd.program, cmd.script):
         framework = "vllm"
         if cmd.program == "vllm" and cmd.script:
             settings.setdefault("model", cmd.script)   # vllm serve MODEL

@@ -123,6 +123,10 @@ def plan_fixes(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[Ro
     """The least invasive set of changes that fits, the rewritten config, and before/after estimates."""
     if constraints.num_gpus is not None:
         setup = setup.with_fact("num_gpus", constraints.num_gpus, "user", "constraint: number of GPUs")
+    if doc is not None and doc.framework == "llama.cpp":   # ggml inference: its levers, unverified
+        from .llama_cpp_plan import plan_llama_cpp
+
+        return _with_rewrite(plan_llama_cpp(doc, causes), doc)
     if doc is not None and doc.framework == "vllm":   # an inference server: weights + KV cache, not training states
         from .vllm_plan import plan_vllm
 

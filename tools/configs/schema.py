@@ -75,3 +75,4 @@ class FixPlan(BaseModel):
     estimate_before: MemoryEstimate | None = None
     estimate_after: MemoryEstimate | None = None
     notes: list[str] = Field(default_factory=list, description="warnings: data changed, results change, nothing fits → closest option")
+    sized: bool = Field(default=True, description="False when the calculator could not size the fix (llama.cpp buffers)")

@@ -183,7 +183,7 @@ def parse_command(words: list[Word]) -> Command | None:
     if i >= len(words):
         return None
     program = words[i].value.rsplit("/", 1)[-1]
-    if program not in LAUNCHERS:
+    if program not in LAUNCHERS and not is_llama_cpp_program(program):
         return None
     i += 1
     subcommand = None
@@ -202,7 +202,7 @@ def parse_command(words: list[Word]) -> Command | None:
             return None
     launcher_flags: dict[str, str] = {}
     script = None
-    if program not in ("llamafactory-cli", "swift", "vllm"):
+    if program not in ("llamafactory-cli", "swift", "vllm") and not is_llama_cpp_program(program):
         while i < len(words):
             w = words[i]
             v = w.value
@@ -280,6 +280,14 @@ def _continues_pasted(text: str, i: int) -> bool:
     return text.startswith("--", i) and text[i + 2:i + 3].isalpha()
 
 
+# llama.cpp's programs: llama-cli, llama-server, llama-mtmd-cli, llama-qwen2vl-cli, llava-cli, ... (inference)
+_LLAMA_CPP_PROGRAM = re.compile(r"(?:llama-[a-z0-9-]{2,30}|llava-cli|minicpmv-cli)(?:\.exe)?", re.IGNORECASE)
+
+
+def is_llama_cpp_program(program: str) -> bool:
+    return bool(_LLAMA_CPP_PROGRAM.fullmatch(program))
+
+
 def training_commands(text: str) -> list[Command]:
     """Every command in the script that launches training."""
     return [c for c in (parse_command(ws) for ws in tokenize(text)) if c is not None]
@@ -291,7 +299,7 @@ def main_command(text: str, name: str = "script") -> Command:
     if not commands:
         raise InputError(
             f"{name}: no training command found (expected deepspeed, torchrun, accelerate launch, "
-            "llamafactory-cli train or python <script>.py with --flags)"
+            "llamafactory-cli train, python <script>.py with --flags, vllm serve or a llama.cpp program)"
         )
     # the command with the most training flags is the training run (a script may also run eval/merge)
     return max(commands, key=lambda c: len(c.flags))

@@ -14,6 +14,9 @@ from .scores import Scores
 from .tensors import matches_size, tensor_candidates
 
 
+LARGEST_GPU_BYTES = 192 * GiB   # MI300X; H200 141 GB
+
+
 def request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None, s: Scores,
                         multimodal: str | None = None) -> None:
     """The failing allocation's size against the setup's tensors and the GPU; `multimodal` says why a vision tower is in the step."""
@@ -21,14 +24,18 @@ def request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate:
     if not req:
         return
     total = report.gpu_total_bytes or (setup.gpu.memory_bytes if setup and setup.gpu else None)
+    where = f"the whole GPU ({format_bytes(total)})" if total else ""
+    if not total and req > LARGEST_GPU_BYTES:
+        total = LARGEST_GPU_BYTES   # the GPU is unknown, but no GPU holds this much: compare with the largest there is
+        where = f"any GPU (the largest hold {format_bytes(total)})"
     if total and 0.5 * total <= req <= total and (setup is None or setup.model is None):
         s.add("vision_tokens", 1.2, f"one {format_bytes(req)} tensor ({req / total:.0%} of the GPU): only quadratic tensors get this "
                                     "large, e.g. attention over thousands of visual patches")
     if total and req > total:
         s.add("vision_tokens", 3 if multimodal else 1,
-              f"one allocation of {format_bytes(req)} is larger than the whole GPU ({format_bytes(total)}): "
-              "a quadratic tensor over far too many (visual) tokens")
-        s.add("seq_len_too_long", 1.5, f"a single {format_bytes(req)} tensor exceeds the {format_bytes(total)} GPU: too many tokens per step")
+              f"one allocation of {format_bytes(req)} is larger than {where}: a quadratic tensor over far too many "
+              "(visual) tokens")
+        s.add("seq_len_too_long", 1.5, f"a single {format_bytes(req)} tensor is larger than {where}: too many tokens per step")
     matched = False
     if setup is not None and setup.model is not None:
         # Several candidates can have the same size (an MoE expert and a dense MLP of equal width): the request is one
@@ -54,8 +61,9 @@ def request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate:
     if multimodal and total and req > 0.25 * total and not matched and report.phase not in STATE_PHASES:
         # Visual tokens per sample are the one input of a multimodal run that makes a single tensor this large
         # (Qwen2-VL's default max_pixels is ~12.8 MP per image; video multiplies by frames: oom-signals.md).
-        s.add("vision_tokens", 2.5, f"{multimodal}, and one {format_bytes(req)} allocation takes {req / total:.0%} of the "
-                                    "GPU: visual tokens per sample are the likely driver")
+        share = f"takes {req / total:.0%} of the GPU" if where.startswith("the whole") else "is more than any GPU holds"
+        s.add("vision_tokens", 2.5, f"{multimodal}, and one {format_bytes(req)} allocation {share}: visual tokens per "
+                                    "sample are the likely driver")
     elif multimodal and total and 0.1 * total <= req <= 0.25 * total and not matched and \
             report.phase in ("forward", "backward", "unknown", "generation"):
         s.add("vision_tokens", 1.0, f"{multimodal}: activations grow with the visual tokens of each sample")
