@@ -450,3 +450,18 @@ def test_past_loading_a_log_holding_less_than_the_assumed_weights_overrules_the_
     est = estimate_memory(assumed)
     assert est.breakdown.get("weights") > 2 * report.torch_allocated_bytes
     assert "weights_exceed_gpu" not in labels(rank_root_causes(report, assumed, est))[:1]
+
+
+def test_states_that_nearly_fill_the_card_stay_among_the_top_causes_beside_activations():
+    from ask_oom.tools.gpus import lookup_gpu
+    from ask_oom.tools.memory import estimate_memory
+
+    setup = TrainingSetup(model=resolve_model("Qwen/Qwen2.5-72B"), method="qlora", quantization_bit=4, zero_stage=3,
+                          num_gpus=8, micro_batch=1, seq_len=2048, stage="dpo", reference_model=True,
+                          quant_storage_sharded=False, gpu=lookup_gpu("A800 80GB"))
+    setup = observed(setup, method="qlora")
+    est = estimate_memory(setup)
+    assert est.breakdown.get("weights") > 0.9 * est.budget_bytes
+    report = parse_log(oom("462.00 MiB", "79.32 GiB", "380.44 MiB", "78.93 GiB", "73.18 GiB", "1.61 GiB"))
+    ranked = rank_root_causes(report, setup, est)
+    assert ranked[0].label == "weights_exceed_gpu" and ranked[0].score > 0.7   # states at 97% of the budget weigh fully

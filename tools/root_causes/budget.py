@@ -71,7 +71,9 @@ def estimate_vs_budget(report: OOMReport, setup: TrainingSetup | None, estimate:
                                                 "states on each GPU; ZeRO-3 shards all of them")
     elif states > 0.6 * budget and over:
         label = "full_ft_model_states" if setup.method == "full" else "weights_exceed_gpu"
-        add(label, 2, f"model states already take {gib(states)} of the {gib(budget)} budget ({states / budget:.0%})")
+        # the fuller the card is with states before any activation, the more the states are the cause
+        add(label, 2 + 2 * min(1.0, max(0.0, (states / budget - 0.6) / 0.4)),
+            f"model states already take {gib(states)} of the {gib(budget)} budget ({states / budget:.0%})")
         if setup.num_gpus > 1 and setup.zero_stage < 2 and setup.method == "full":
             add("zero_stage_insufficient", 2, f"ZeRO-{setup.zero_stage}: gradients and optimizer states are not sharded "
                                                 f"over the {setup.num_gpus} GPUs")
