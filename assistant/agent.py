@@ -35,6 +35,7 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
     from ..tools.root_causes import rank_root_causes
     from ..tools.setup_assembly import assemble_setup, eager_attention_from_ranking
     from .questions import assumptions, questions
+    from .text_facts import text_facts
     from .similar_cases import similar_case
     from .summary import summary, summary_no_oom
 
@@ -43,7 +44,7 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
     doc = _load_config(request)
     refined = refine_report(parsed, request.log_text, cues=cues, doc=doc, truncated=request.log_truncated)
     report, notes = refined.report, list(refined.notes)
-    setup = assemble_setup(report, doc, request)
+    setup = text_facts(assemble_setup(report, doc, request), request.log_text)
     estimate = _estimate(setup, report, notes)
     hits = _retrieve(report, setup, index, settings, mode, notes)
     trend = failure_trend(request.log_text, refined.described) if report.is_memory_error else None

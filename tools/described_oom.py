@@ -64,13 +64,19 @@ class DescribedOOM(BaseModel):
     growth_text: str | None = None
 
 
-def _prose(line: str) -> bool:
+def is_prose(line: str) -> bool:
     """A sentence, not noise: few symbols among the characters (random or binary-ish text is a third symbols)."""
     chars = [c for c in line if not c.isspace()]
     if not chars:
         return False
     symbols = sum(1 for c in chars if not c.isalnum() and ord(c) < 0x3000)  # CJK punctuation is prose punctuation
     return symbols <= 0.2 * len(chars)
+
+
+# "llama3.1 70B", "qwen2.5 7b": a family word and its size with a space between (read as "llama3.1-70B")
+_FAMILY_SIZE = re.compile(r"(?<![A-Za-z0-9_/.-])((?:llama|qwen|mistral|mixtral|gemma|phi|yi|baichuan|chatglm|glm|internlm|"
+                          r"deepseek|falcon|bloomz?|opt|vicuna|codellama|olmo|starcoder)[A-Za-z0-9_.]{0,10}) "
+                          r"(\d{1,3}(?:\.\d)?[bB])(?![A-Za-z0-9])", re.IGNORECASE)
 
 
 def model_named(text: str) -> str | None:
@@ -83,6 +89,9 @@ def model_named(text: str) -> str | None:
         m = _MODEL_NAME.search(line)
         if m:
             return m.group(1).rstrip(".")
+        m = _FAMILY_SIZE.search(line)
+        if m:
+            return f"{m.group(1)}-{m.group(2)}"
     return None
 
 
@@ -104,9 +113,9 @@ def described_oom(text: str) -> DescribedOOM | None:
     model: str | None = None
     for lineno, line in enumerate(text[:MAX_SCAN].splitlines(), start=1):
         line = line[:2000]
-        if gpu is None and (_GPU.search(line) or _MEMORY_FAILS.search(line) or _BATCH_ONE.search(line)) and _prose(line):
+        if gpu is None and (_GPU.search(line) or _MEMORY_FAILS.search(line) or _BATCH_ONE.search(line)) and is_prose(line):
             gpu = (lineno, line.strip())
-        if host is None and (_HOST.search(line) or _RAM_FAILS.search(line)) and _prose(line):
+        if host is None and (_HOST.search(line) or _RAM_FAILS.search(line)) and is_prose(line):
             host = (lineno, line.strip())
         if growth is None and (_GROWTH.search(line) or (_ACCUMULATES.search(line) and not _EVAL_WORDS.search(line))):
             growth = (lineno, line.strip())

@@ -465,3 +465,16 @@ def test_states_that_nearly_fill_the_card_stay_among_the_top_causes_beside_activ
     report = parse_log(oom("462.00 MiB", "79.32 GiB", "380.44 MiB", "78.93 GiB", "73.18 GiB", "1.61 GiB"))
     ranked = rank_root_causes(report, setup, est)
     assert ranked[0].label == "weights_exceed_gpu" and ranked[0].score > 0.7   # states at 97% of the budget weigh fully
+
+
+def test_qlora_named_as_the_method_is_not_by_itself_a_quantization_fault():
+    from ask_oom.tools.log_cues import log_cues
+    from ask_oom.tools.report_refinement import refine_report
+
+    def top(text: str):
+        report = refine_report(parse_log(text), text, cues=log_cues(text)).report
+        return rank_root_causes(report, cues=log_cues(text))[0]
+
+    method = top("QLoRA 4-bit fine-tuning on 8 T4 still runs out of memory at bs=1")
+    fault = top("loading the 8-bit checkpoint as 4-bit with bitsandbytes runs out of memory")
+    assert fault.label == "quantization_setup" and method.score < fault.score

@@ -46,7 +46,8 @@ def estimate_vs_budget(report: OOMReport, setup: TrainingSetup | None, estimate:
         # The weights' size depends on the model, dtype and sharding, not on the training method: no discount for an
         # assumed method.
         s.add("weights_exceed_gpu", 4 if full_ft else 6, f"the weights alone take {gib(weights)} per GPU, above the {gib(budget)} budget")
-        if full_ft:
+        if full_ft or setup.method == "full":
+            # assumed full fine-tuning (add() halves it): the states it would add are as much the suspect as the weights
             add("full_ft_model_states", 6, f"full fine-tuning: even the weights ({gib(weights)} per GPU) exceed the "
                                            f"{gib(budget)} budget before gradients and optimizer states")
         if setup.num_gpus > 1 and setup.zero_stage < 3 and not setup.fsdp:

@@ -3,12 +3,18 @@ weights. The kind says which tensors usually dominate."""
 
 from __future__ import annotations
 
+import re
+
 from ..log_cues import LogCues
 from ..report import OOMReport
 from ..training_setup import TrainingSetup
 from .facts import moe_reason, multimodal_reason
 from .related_errors import RELATED
 from .scores import Scores
+
+
+_METHOD_WORDS = re.compile(r"q-?lora|4[- ]?bit|load_in_4bit|quantization_bit|double[_ ]quant", re.IGNORECASE)
+_QUANT_TROUBLE = re.compile(r"bitsandbytes/|dequant|Int8Params|Params4bit|8[- ]?bit|int8|gptq|awq|quant_state", re.IGNORECASE)
 
 
 def moe_by_name(report: OOMReport, setup: TrainingSetup | None, s: Scores) -> None:
@@ -32,12 +38,16 @@ def quantization(report: OOMReport, cues: LogCues | None, s: Scores) -> None:
                                                         for e in report.related_errors):
         return  # a quantization error the parser named was already weighed; the same fact counts once
     cue = cues.quantization
-    s.add("quantization_setup", 1.5, f"quantized weights are in play (line {cue.line}: {cue.text[:120]}): a quantization "
-                                     "that is not applied, or de-quantized copies, changes the memory the run planned for")
+    # "QLoRA" / "4-bit" named as the method is the plan, not a sign that the quantization went wrong: weigh it less
+    # than a quantization library in the failing frames or an 8-bit/4-bit mismatch
+    just_method = bool(_METHOD_WORDS.search(cue.text)) and not _QUANT_TROUBLE.search(cue.text)
+    s.add("quantization_setup", 0.8 if just_method else 1.5,
+          f"quantized weights are in play (line {cue.line}: {cue.text[:120]}): a quantization that is not applied, or "
+          "de-quantized copies, changes the memory the run planned for")
     if report.requested_bytes is None and report.gpu_total_bytes is None and report.phase in ("unknown", "forward", "backward"):
         # A report without any number whose one concrete detail is how the weights are quantized.
-        s.add("quantization_setup", 2.0, "the report gives no memory numbers; the quantization it describes is the one "
-                                         "concrete detail of the setup")
+        s.add("quantization_setup", 1.0 if just_method else 2.0,
+              "the report gives no memory numbers; the quantization it describes is the one concrete detail of the setup")
 
 
 def without_numbers(report: OOMReport, setup: TrainingSetup | None, cues: LogCues | None, s: Scores) -> None:

@@ -1,0 +1,75 @@
+"""Facts the user's own words state beside the log: the GPUs ("8x A100 80GB", "4张10G 3080"), the sequence length
+("context length is 32k"), the micro-batch ("bs=1") and the method ("QLoRA"). They fill only what the log, the config
+and the flags left unsaid (at a default), each with provenance "user" and the words it came from."""
+
+from __future__ import annotations
+
+import re
+
+from ..tools.described_oom import is_prose
+from ..tools.gpus import lookup_gpu
+from ..tools.training_setup import TrainingSetup
+from .intent_hardware import hardware_intent
+
+MAX_LINES = 400          # the user's words sit around the pasted log, not inside a 100 MB trace
+MAX_LINE = 1000
+
+_K = r"(\d{1,6}(?:\.\d)?)\s{0,2}(k|K)?"
+_SEQ = re.compile(r"(?:context|sequence|seq|cutoff|max|model_max)[ _-]?(?:length|len)\b[^\d\n]{0,24}?" + _K + r"(?![\w.])"
+                  r"|" + _K + r"\s{0,2}(?:tokens?\s{0,2})?(?:context|上下文|长度)", re.IGNORECASE)
+_BATCH = re.compile(r"(?<![A-Za-z_])(?:bs|batch[ _]?size|micro[ _]?batch(?:[ _]?size)?|per_device_train_batch_size)"
+                    r"\s{0,2}(?:=|:|is|of|为|设为|设置为)?\s{0,2}(\d{1,4})(?!\d|\.\d)", re.IGNORECASE)
+_QLORA = re.compile(r"(?<![A-Za-z])q-?lora(?![A-Za-z])", re.IGNORECASE)
+_LORA = re.compile(r"(?<![A-Za-z])lora(?![A-Za-z])", re.IGNORECASE)
+_FULL = re.compile(r"full[- ](?:fine-?tun\w*|parameter\w*|ft|sft)|全参|全量微调", re.IGNORECASE)
+
+
+def prose_lines(text: str) -> list[str]:
+    """The lines of the text that are sentences (not log records, frames or tables)."""
+    out = []
+    for line in text.splitlines()[:MAX_LINES]:
+        line = line[:MAX_LINE]
+        stripped = line.strip()
+        if stripped and not stripped.startswith(("File ", "Traceback", "[rank", "|")) and is_prose(stripped):
+            out.append(stripped)
+    return out
+
+
+def text_facts(setup: TrainingSetup, text: str) -> TrainingSetup:
+    """`setup` with the GPUs, count, sequence length, micro-batch and method the user's sentences state, where the
+    setup only had defaults."""
+    words = "\n".join(prose_lines(text))
+    if not words:
+        return setup
+    if setup.gpu is None:
+        hw = hardware_intent(words)
+        if hw is not None and (hw.slots.get("gpu") or hw.slots.get("gpu_text")):
+            spec = lookup_gpu(hw.slots.get("gpu") or hw.slots["gpu_text"], hw.slots.get("memory_gib"))
+            if spec is not None:
+                setup = setup.with_fact("gpu", spec, "user", f"the text: {hw.evidence}")
+                if hw.slots.get("count") and _unsaid(setup, "num_gpus"):
+                    setup = setup.with_fact("num_gpus", int(hw.slots["count"]), "user", f"the text: {hw.evidence}")
+    m = _SEQ.search(words)
+    if m and _unsaid(setup, "seq_len"):
+        num, k = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+        tokens = int(float(num) * (1024 if k else 1))
+        if 128 <= tokens <= 1 << 21:
+            setup = setup.with_fact("seq_len", tokens, "user", f"the text: {m.group(0).strip()}")
+    b = _BATCH.search(words)
+    if b and _unsaid(setup, "micro_batch") and 1 <= int(b.group(1)) <= 4096:
+        setup = setup.with_fact("micro_batch", int(b.group(1)), "user", f"the text: {b.group(0).strip()}")
+    if _unsaid(setup, "method"):
+        if (q := _QLORA.search(words)) is not None:
+            setup = setup.with_fact("method", "qlora", "user", f"the text: {q.group(0)}")
+            if setup.quantization_bit is None:
+                setup = setup.with_fact("quantization_bit", 4, "user", f"the text: {q.group(0)} (4-bit)")
+        elif (lo := _LORA.search(words)) is not None:
+            setup = setup.with_fact("method", "lora", "user", f"the text: {lo.group(0)}")
+        elif (f := _FULL.search(words)) is not None:
+            setup = setup.with_fact("method", "full", "user", f"the text: {f.group(0)}")
+    return setup
+
+
+def _unsaid(setup: TrainingSetup, field: str) -> bool:
+    p = setup.provenance.get(field)
+    return p is None or p.origin == "default"

@@ -1,0 +1,36 @@
+"""Facts the user's sentences state beside the log (GPUs, count, sequence length, micro-batch, method) fill what the
+log, the config and the flags left at a default, and never override what they said."""
+
+from __future__ import annotations
+
+from ask_oom.assistant.text_facts import text_facts
+from ask_oom.tools.described_oom import model_named
+from ask_oom.tools.gpus import lookup_gpu
+from ask_oom.tools.training_setup import TrainingSetup
+
+TEXT = ("Hi, I'm trying to use qlora+fsdp for the llama3.1 70B model with 8x A100 80GB. In my case, the context length "
+        "is large (32k), bs=1.\n"
+        "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n"
+        '  File "train.py", line 10, in <module>\n')
+
+
+def test_sentences_fill_what_nobody_stated():
+    s = text_facts(TrainingSetup(), TEXT)
+    assert s.gpu is not None and s.gpu.name == "A100-80GB" and s.num_gpus == 8
+    assert (s.seq_len, s.micro_batch, s.method, s.quantization_bit) == (32768, 1, "qlora", 4)
+    assert all(s.provenance[f].origin == "user" and s.provenance[f].detail.startswith("the text:")
+               for f in ("gpu", "num_gpus", "seq_len", "micro_batch", "method"))
+    assert model_named(TEXT) == "llama3.1-70B"
+
+
+def test_stated_facts_win_over_the_text():
+    stated = (TrainingSetup().with_fact("gpu", lookup_gpu("4090"), "user", "--gpu 4090")
+              .with_fact("seq_len", 2048, "config", "train.yaml: cutoff_len")
+              .with_fact("method", "full", "config", "train.yaml: finetuning_type"))
+    s = text_facts(stated, TEXT)
+    assert s.gpu.name == "RTX-4090-24GB" and s.seq_len == 2048 and s.method == "full"
+
+
+def test_log_lines_and_numbers_elsewhere_are_not_read_as_statements():
+    s = text_facts(TrainingSetup(), "[rank0]: batch size 64 dataloader\nINFO step 10 loss 1.2 lr 2e-5\n")
+    assert "micro_batch" not in s.provenance and s.gpu is None
