@@ -46,7 +46,7 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
     report, notes = refined.report, list(refined.notes)
     setup = text_facts(assemble_setup(report, doc, request), request.log_text)
     estimate = _estimate(setup, report, notes)
-    hits = _retrieve(report, setup, index, settings, mode, notes)
+    hits = _retrieve(report, setup, index, settings, mode, notes, request.log_text)
     trend = failure_trend(request.log_text, refined.described) if report.is_memory_error else None
     causes = rank_root_causes(report, setup, estimate, hits, trend=trend, cues=cues)
     eager = eager_attention_from_ranking(setup, causes)
@@ -116,15 +116,19 @@ def _estimate(setup: TrainingSetup, report: OOMReport, notes: list[str]) -> Memo
 
 
 def _retrieve(report: OOMReport, setup: TrainingSetup, index: Any, settings: Any, mode: str | None,
-              notes: list[str]) -> list[Any]:
+              notes: list[str], text: str = "") -> list[Any]:
     """The most similar documented cases; a failing index is a note, not an error."""
     try:
         from ..kb.query import build_query
+        from .text_facts import prose_lines
         if index is None:
             from ..kb.index import CaseIndex
 
             index = CaseIndex.load_or_build(settings)
         query = build_query(report, setup)
+        if report.requested_bytes is None:
+            # a report without the allocator's numbers is mostly the user's words: they say what the case is about
+            query = " ; ".join([query, " ".join(prose_lines(text)[:3])[:400]]).strip(" ;")
         return list(index.search(query, k=SIMILAR_K, mode=mode or RETRIEVAL_MODE))
     except InputError:
         raise

@@ -133,3 +133,9 @@ def test_a_report_without_numbers_asks_for_the_whole_error_and_a_stand_in_model_
     full = diagnose(DiagnoseRequest(log_text="torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 "
                                              "has a total capacity of 79.15 GiB of which 1.00 GiB is free."), index=index)
     assert "other" not in {q.slot for q in full.questions}
+
+
+def test_a_report_in_words_retrieves_by_its_words(index):
+    words = "DPO training of Qwen2-72B: GPU memory keeps rising step after step until CUDA out of memory"
+    d = diagnose(DiagnoseRequest(log_text=words), index=index)
+    assert d.similar_cases[0].primary_cause == "memory_growth"
