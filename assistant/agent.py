@@ -109,7 +109,8 @@ def _estimate(setup: TrainingSetup, report: OOMReport, notes: list[str]) -> Memo
     from ..tools.report_refinement import estimate_mode
 
     try:
-        return estimate_memory(setup, mode=estimate_mode(report))
+        # a vLLM engine named by the config runs no training step either, whatever the log shows
+        return estimate_memory(setup, mode="eval" if setup.framework == "vllm" else estimate_mode(report))
     except InputError as exc:
         notes.append(f"memory estimate unavailable: {exc}")
         return None

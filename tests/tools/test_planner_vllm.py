@@ -48,3 +48,19 @@ def test_nothing_fits_says_so():
     doc, setup = _setup("vllm serve Qwen/Qwen2.5-72B\n", "RTX 4090")
     plan = plan_fixes(setup, doc, [], Constraints(num_gpus=1))
     assert not plan.fits and any("nothing fits" in n for n in plan.notes)
+
+
+def test_vllm_python_engine_call_is_read_and_fixed_in_place():
+    from ask_oom.tools.configs import Constraints, apply_config_to_setup, load_config, plan_fixes
+    from ask_oom.tools.gpus import lookup_gpu
+    from ask_oom.tools.training_setup import TrainingSetup
+
+    code = ('from vllm import LLM, SamplingParams\n'
+            'llm = LLM(model="Qwen/Qwen2.5-72B", max_model_len=32768)\n'
+            'out = llm.generate(prompts, SamplingParams(max_tokens=256))\n')
+    doc = load_config(code, "serve.py")
+    assert doc.framework == "vllm" and doc.settings["max_model_len"] == 32768
+    setup = apply_config_to_setup(doc, TrainingSetup()).with_fact("gpu", lookup_gpu("A100 80GB"), "user", "--gpu") \
+        .with_fact("num_gpus", 4, "user", "--gpus 4")
+    plan = plan_fixes(setup, doc, [], Constraints(num_gpus=4))
+    assert plan.fits and 'LLM(model="Qwen/Qwen2.5-72B", max_model_len=32768, tensor_parallel_size=4)' in plan.fixed_config

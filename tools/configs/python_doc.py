@@ -22,13 +22,16 @@ TRAINING_ARGS_CALLS = ("TrainingArguments", "Seq2SeqTrainingArguments", "SFTConf
 QUANT_CALLS = ("BitsAndBytesConfig",)
 LORA_CALLS = ("LoraConfig", "get_peft_model")
 LOAD_CALLS = ("from_pretrained",)
-SETTING_CALLS = TRAINING_ARGS_CALLS + QUANT_CALLS + LORA_CALLS + LOAD_CALLS + ("SFTTrainer", "Trainer")
+VLLM_CALLS = ("LLM", "AsyncEngineArgs", "EngineArgs")   # vLLM's offline engine: LLM(model=..., tensor_parallel_size=...)
+SETTING_CALLS = TRAINING_ARGS_CALLS + QUANT_CALLS + LORA_CALLS + LOAD_CALLS + VLLM_CALLS + ("SFTTrainer", "Trainer")
 CALL_PATTERN = re.compile(r"(?<![\w.])(?:[A-Za-z_][\w]*\.)*(" + "|".join(SETTING_CALLS) + r")\s*\(")
 
 _QUANT_KEYS = ("load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type", "bnb_4bit_compute_dtype", "bnb_4bit_use_double_quant")
 _LORA_KEYS = ("r", "lora_alpha", "lora_dropout", "target_modules")
 _LOAD_KEYS = ("attn_implementation", "torch_dtype", "device_map", "low_cpu_mem_usage", "max_memory",
               "offload_folder", "max_seq_length", "use_gradient_checkpointing")
+_VLLM_KEYS = ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "max_num_seqs", "enforce_eager",
+              "limit_mm_per_prompt", "kv_cache_dtype", "quantization", "pipeline_parallel_size")
 _UNREADABLE = object()
 
 
@@ -201,7 +204,7 @@ def python_settings(text: str) -> tuple[dict[str, Any], str]:
     calls = find_calls(text)
     if not calls:
         raise InputError("python snippet: no TrainingArguments / SFTConfig / from_pretrained / BitsAndBytesConfig / "
-                         "LoraConfig call found; paste the code that configures training")
+                         "LoraConfig / vLLM LLM call found; paste the code that configures the run")
     settings: dict[str, Any] = {}
     for call in calls:
         if call.name in LOAD_CALLS and call.first_positional and "model_name_or_path" not in settings:
@@ -220,7 +223,9 @@ def python_settings(text: str) -> tuple[dict[str, Any], str]:
     names = {c.name for c in calls}
     if names & set(LORA_CALLS) and not any(k in settings for k in ("r", "lora_r")):
         settings.setdefault("use_peft", True)   # LoRA is applied even when the snippet elides its rank
-    if re.search(r"\bFast(?:Language|Vision)?Model\b", text):
+    if names & set(VLLM_CALLS) and not names & set(TRAINING_ARGS_CALLS):
+        framework = "vllm"   # an inference engine: its keywords are the server's flags (model, tensor_parallel_size...)
+    elif re.search(r"\bFast(?:Language|Vision)?Model\b", text):
         framework = "unsloth"
     elif names & {"SFTConfig", "DPOConfig", "GRPOConfig", "ORPOConfig", "KTOConfig", "RewardConfig", "SFTTrainer"}:
         framework = "trl"
@@ -246,6 +251,8 @@ def _home_call(calls: list[Call], key: str) -> Call | None:
         order = LORA_CALLS
     elif key in _LOAD_KEYS:
         order = LOAD_CALLS
+    elif key in _VLLM_KEYS:
+        order = VLLM_CALLS
     else:
         order = TRAINING_ARGS_CALLS
     for name in order:
