@@ -1,5 +1,5 @@
-"""Facts the user's own words state beside the log: the GPUs ("8x A100 80GB", "4张10G 3080"), the sequence length
-("context length is 32k"), the micro-batch ("bs=1") and the method ("QLoRA"). They fill only what the log, the config
+"""Facts the user's own words state beside the log: the GPUs ("8x A100 80GB", "4张10G 3080"), the host's RAM
+("512GB内存"), the sequence length ("context length is 32k"), the micro-batch ("bs=1") and the method ("QLoRA"). They fill only what the log, the config
 and the flags left unsaid (at a default), each with provenance "user" and the words it came from."""
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ _SEQ = re.compile(r"(?:context|sequence|seq|cutoff|max|model_max)[ _-]?(?:length
                   r"|" + _K + r"\s{0,2}(?:tokens?\s{0,2})?(?:context|上下文|长度)", re.IGNORECASE)
 _BATCH = re.compile(r"(?<![A-Za-z_])(?:bs|batch[ _]?size|micro[ _]?batch(?:[ _]?size)?|per_device_train_batch_size)"
                     r"\s{0,2}(?:=|:|is|of|为|设为|设置为)?\s{0,2}(\d{1,4})(?!\d|\.\d)", re.IGNORECASE)
+# "512GB内存", "256 GB of RAM", "1.4TB host memory": the host's memory (not the GPU's)
+_HOST_RAM = re.compile(r"(\d{1,4}(?:\.\d)?)\s{0,2}(T|G)i?B?\s{0,3}(?:of\s{1,3})?(?:host\s{1,3}|system\s{1,3}|CPU\s{1,3})?"
+                       r"(?:内存|RAM\b|memory\s{0,2}\(?RAM|host memory)", re.IGNORECASE)
 _QLORA = re.compile(r"(?<![A-Za-z])q-?lora(?![A-Za-z])", re.IGNORECASE)
 _LORA = re.compile(r"(?<![A-Za-z])lora(?![A-Za-z])", re.IGNORECASE)
 _FULL = re.compile(r"full[- ](?:fine-?tun\w*|parameter\w*|ft|sft)|全参|全量微调", re.IGNORECASE)
@@ -49,6 +52,11 @@ def text_facts(setup: TrainingSetup, text: str) -> TrainingSetup:
                 setup = setup.with_fact("gpu", spec, "user", f"the text: {hw.evidence}")
                 if hw.slots.get("count") and _unsaid(setup, "num_gpus"):
                     setup = setup.with_fact("num_gpus", int(hw.slots["count"]), "user", f"the text: {hw.evidence}")
+    h = _HOST_RAM.search(words)
+    if h and _unsaid(setup, "host_ram_bytes"):
+        size = float(h.group(1)) * (1024 if h.group(2).upper() == "T" else 1)
+        if 4 <= size <= 64 * 1024:
+            setup = setup.with_fact("host_ram_bytes", int(size * 2**30), "user", f"the text: {h.group(0).strip()}")
     m = _SEQ.search(words)
     if m and _unsaid(setup, "seq_len"):
         num, k = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))

@@ -34,3 +34,10 @@ def test_stated_facts_win_over_the_text():
 def test_log_lines_and_numbers_elsewhere_are_not_read_as_statements():
     s = text_facts(TrainingSetup(), "[rank0]: batch size 64 dataloader\nINFO step 10 loss 1.2 lr 2e-5\n")
     assert "micro_batch" not in s.provenance and s.gpu is None
+
+
+def test_host_ram_said_in_words():
+    s = text_facts(TrainingSetup(), "这是资源图，512GB内存，显存一直没问题，稳定在50GB左右，内存会一直增长\n")
+    assert s.host_ram_bytes == 512 * 2**30 and s.provenance["host_ram_bytes"].origin == "user"
+    assert text_facts(TrainingSetup(), "a node with 1.4TB host memory\n").host_ram_bytes == int(1.4 * 1024 * 2**30)
+    assert text_facts(TrainingSetup(), "the 80GB GPU memory is full\n").host_ram_bytes is None

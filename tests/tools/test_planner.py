@@ -301,3 +301,14 @@ def test_a_snippet_gets_a_fix_made_of_settings_it_has_a_place_for(code, expected
     assert plan.fits and plan.fixed_config is not None and plan.fixed_config != code
     assert [c.key for c in plan.changes if c.key] == [expected]
     assert not any(n.startswith("could not rewrite") for n in plan.notes)
+
+
+def test_a_host_far_larger_than_the_runs_need_is_not_squeezed_for_a_host_kill():
+    doc = load_config("model_name_or_path: Qwen/Qwen2.5-7B\nfinetuning_type: lora\nstage: sft\ncutoff_len: 1024\n"
+                      "per_device_train_batch_size: 1\n", "train.yaml")
+    setup = apply_config_to_setup(doc, TrainingSetup()).model_copy(update={"gpu": lookup_gpu("A100 80GB")})
+    roomy = setup.with_fact("host_ram_bytes", 512 * 2**30, "user", "512GB内存")
+    plan = plan_fixes(roomy, doc, [RootCause(label="offload_host_ram", score=0.8)], Constraints())
+    assert plan.fits and any("grew during the run" in n for n in plan.notes)
+    tight = plan_fixes(setup, doc, [RootCause(label="offload_host_ram", score=0.8)], Constraints())
+    assert any("killed for host RAM" in n for n in tight.notes)

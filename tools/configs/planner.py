@@ -154,7 +154,11 @@ def _plan_training(setup: TrainingSetup, doc: ConfigDocument | None, causes: lis
     host_limit = setup.host_ram_bytes
     notes: list[str] = []
     scorer = _Scorer(setup, constraints, mode, None)
-    if "offload_host_ram" in labels and scorer.before is not None and scorer.before.host_bytes:
+    roomy_host = host_limit is not None and scorer.before is not None and host_limit >= 2 * scorer.before.host_bytes
+    if roomy_host and "offload_host_ram" in labels:
+        notes.append(f"the host has {format_bytes(host_limit)} of RAM, far above the {format_bytes(scorer.before.host_bytes)} "
+                     "the run needs at its start: what filled it grew during the run, which a smaller setting does not fix")
+    elif "offload_host_ram" in labels and scorer.before is not None and scorer.before.host_bytes:
         # the run was killed for host RAM: whatever it needed did not fit (even if the calculator thinks the
         # stated RAM suffices: buffers, per-rank copies and workers come on top), so the plan must need less
         observed_limit = int(scorer.before.host_bytes * 0.9)

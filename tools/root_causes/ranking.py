@@ -76,7 +76,7 @@ def rank_root_causes(
         estimate_vs_budget(report, setup, estimate, s)
         fully_trained_embeddings(setup, s)
     phase_and_operation(report, setup, s, multimodal_reason(report, setup, cues), cues)
-    if trend is not None and report.kind != "host_oom":
+    if trend is not None and (report.kind != "host_oom" or trend.said):   # host RAM said to grow is growth too
         memory_over_time(trend, s)
         growth_with_images(trend, setup, multimodal_reason(report, setup, cues), s)
         growth_without_length_cap(trend, setup, s)
