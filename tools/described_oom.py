@@ -82,17 +82,23 @@ _FAMILY_SIZE = re.compile(r"(?<![A-Za-z0-9_/.-])((?:llama|qwen|mistral|mixtral|g
 def model_named(text: str) -> str | None:
     """The first model the text names: a Hugging Face / ModelScope URL or id, or a loose name with its size."""
     for line in text[:MAX_SCAN].splitlines():
-        line = line[:2000]
-        m = _MODEL_ID.search(line)
-        if m:
-            return (m.group(1) or m.group(2)).rstrip(".")
-        m = _MODEL_NAME.search(line)
-        if m:
-            return m.group(1).rstrip(".")
-        m = _FAMILY_SIZE.search(line)
-        if m:
-            return f"{m.group(1)}-{m.group(2)}"
+        model = _model_in_line(line[:2000])
+        if model is not None:
+            return model
     return None
+
+
+def _model_in_line(line: str) -> str | None:
+    """A model named in one line, the most explicit form first: URL or org/name id, a hyphenated name with its size,
+    a family word and its size."""
+    m = _MODEL_ID.search(line)
+    if m:
+        return (m.group(1) or m.group(2)).rstrip(".")
+    m = _MODEL_NAME.search(line)
+    if m:
+        return m.group(1).rstrip(".")
+    m = _FAMILY_SIZE.search(line)
+    return f"{m.group(1)}-{m.group(2)}" if m else None
 
 
 _HOST_SUBJECT = re.compile(r"(?:(?<!显)内存|\bRAM\b|host memory|CPU memory|system memory)(?!.*(?:显存|GPU|VRAM|CUDA))",
@@ -122,11 +128,7 @@ def described_oom(text: str) -> DescribedOOM | None:
         if phase is None:
             phase = next((name for name, pat in _PHASES if pat.search(line)), None)
         if model is None:
-            m = _MODEL_ID.search(line)
-            model = (m.group(1) or m.group(2)).rstrip(".") if m else None
-            if model is None:
-                m = _MODEL_NAME.search(line)
-                model = m.group(1).rstrip(".") if m else None
+            model = _model_in_line(line)
     if gpu is None and host is None:
         if growth is None:
             return None
