@@ -280,7 +280,7 @@ def _resolve_model(setup: TrainingSetup, req: AssemblyRequest, settings: dict[st
         # not listed: the nearest registry model of the family and size the name states, shown as an assumption
         from .memory.registry import nearest_model
 
-        near = nearest_model(setup.model_name.rstrip("/").rsplit("/", 1)[-1] if "/" in setup.model_name else setup.model_name)
+        near = nearest_model(setup.model_name)   # reads the last part of a path itself
         if near is not None:
             setup = setup.with_fact("model", near[0], "derived", f"assumed {near[1]} (the registry does not list "
                                                                  f"{setup.model_name})")
