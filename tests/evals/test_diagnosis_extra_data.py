@@ -1,10 +1,9 @@
-"""The held-out diagnosis sets (evals/data/diagnosis_extra/, evals/data/diagnosis_fresh/,
-evals/data/diagnosis_fresh2/ and evals/data/diagnosis_fresh3/, *.yaml): real public
-OOM reports in the format of ../shared/dev-cases. These tests keep all of them usable as evaluation sets: every file has the
-dev-case keys, the labels come from the root-cause vocabulary, ids and sources are unique and never overlap the dev
-cases, the knowledge base, the benchmark's own set or each other, and every number in `expected.parse` is printed in
-the case's own log (read here with plain regexes, independently of the product's parser). Every check runs for each
-folder."""
+"""The held-out diagnosis sets (evals/data/diagnosis_extra/, evals/data/diagnosis_fresh/, evals/data/diagnosis_fresh2/,
+evals/data/diagnosis_fresh3/ and evals/data/diagnosis_fresh4/, *.yaml): real public OOM reports in the format of
+../shared/dev-cases. These tests keep all of them usable as evaluation sets: every file has the dev-case keys, the
+labels come from the root-cause vocabulary, ids and sources are unique and never overlap the dev cases, the knowledge
+base, the benchmark's own set or each other, and every number in `expected.parse` is printed in the case's own log
+(read here with plain regexes, independently of the product's parser). Every check runs for each folder."""
 
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ from ask_oom.tools.labels import ROOT_CAUSES
 
 REPO = Path(__file__).resolve().parents[2]
 HELD_OUT_SETS = [REPO / "evals" / "data" / name for name in ("diagnosis_extra", "diagnosis_fresh", "diagnosis_fresh2",
-                                                                 "diagnosis_fresh3")]
+                                                                 "diagnosis_fresh3", "diagnosis_fresh4")]
 KB_CASES = REPO / "kb" / "cases"
 SIBLING_SET = REPO / "evals" / "data" / "diagnosis"  # the benchmark's other own-cases folder
 
