@@ -296,3 +296,17 @@ def test_a_shortened_yaml_paste_reads_with_its_cut_marker_as_a_comment():
     assert "# [...]" in doc.text and any("cut" in n for n in doc.notes)
     with pytest.raises(InputError):
         load_config("a: [1, 2\nb: 3\n", "train.yaml")   # broken YAML without a cut marker is still an error
+
+
+def test_a_json_paste_cut_short_with_markers_reads_and_rewrites_in_place():
+    from ask_oom.tools.configs.json_doc import parse_json, set_json_values
+
+    text = '{\n  "a": 1,\n  [...]\n  "b": {"c": 2,\n   ...\n  },\n  "d": 3\n  [...]\n}\n'
+    index = parse_json(text)
+    assert index.value == {"a": 1, "b": {"c": 2}, "d": 3} and index.cuts == 3
+    out = set_json_values(text, {("a",): 5, ("b", "c"): 7})
+    assert out == text.replace('"a": 1', '"a": 5').replace('"c": 2', '"c": 7')   # the marks stay where the user put them
+    doc = load_config('{\n  "cutoff_len": 4096,\n  [...]\n  "per_device_train_batch_size": 2\n}\n', "config.json")
+    assert doc.settings["cutoff_len"] == 4096 and any("cut" in n for n in doc.notes)
+    with pytest.raises(InputError):
+        load_config('{\n  "a": 1,\n  [...] "b"\n}\n', "config.json")     # a mark inside a member is still not JSON

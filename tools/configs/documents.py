@@ -188,18 +188,22 @@ def _load_python(text: str, name: str) -> ConfigDocument:
 
 
 def _load_json(text: str, name: str) -> ConfigDocument:
-    data = parse_json(text, name).value
+    index = parse_json(text, name)
+    data = index.value
     keys = set(data)
     if keys & DEEPSPEED_KEYS or (isinstance(data.get("bf16"), dict) or isinstance(data.get("fp16"), dict)):
         doc = ConfigDocument(name=name, format="deepspeed_json", text=text, settings={}, framework=None)
         doc.deepspeed = data
         doc.deepspeed_text = text
         doc.deepspeed_name = name
-        return doc
-    if keys & LLAMAFACTORY_KEYS:
-        return ConfigDocument(name=name, format="json", text=text, settings=data, framework="llamafactory")
-    framework = "hf_trainer" if keys & HF_TRAINER_KEYS else None
-    return ConfigDocument(name=name, format="hf_json", text=text, settings=data, framework=framework)
+    elif keys & LLAMAFACTORY_KEYS:
+        doc = ConfigDocument(name=name, format="json", text=text, settings=data, framework="llamafactory")
+    else:
+        framework = "hf_trainer" if keys & HF_TRAINER_KEYS else None
+        doc = ConfigDocument(name=name, format="hf_json", text=text, settings=data, framework=framework)
+    if index.cuts:
+        doc.notes.append(f"{name}: lines marking a cut ([...]) were skipped; the settings cut out are unknown")
+    return doc
 
 
 def _load_shell(text: str, name: str) -> ConfigDocument:

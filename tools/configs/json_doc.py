@@ -17,6 +17,9 @@ Path = tuple[str, ...]
 _WS = re.compile(r"\s*")
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
 _STRING = re.compile(r'"(?:[^"\\\x00-\x1f]|\\.)*"')
+# Where a member would start, a user's mark of a cut paste ("[...]", "...", "…", "[snip]"), with its comma if any:
+# skipped in place, so every span still points into the text as pasted.
+_GAP = re.compile(r"(?:\[\s*(?:\.{3}|…|snip|omitted|truncated)[^\]\n]{0,80}\]|\.{3}|…)\s*,?")
 
 
 @dataclass
@@ -35,6 +38,7 @@ class JsonIndex:
 
     value: Any
     objects: dict[Path, JsonObject]
+    cuts: int = 0   # cut marks ([...]) skipped between members
 
 
 def parse_json(text: str, name: str = "config") -> JsonIndex:
@@ -42,12 +46,13 @@ def parse_json(text: str, name: str = "config") -> JsonIndex:
     check_size(text, name)
     objects: dict[Path, JsonObject] = {}
     start = 1 if text.startswith("\ufeff") else 0   # a byte-order mark from Windows editors
-    pos, value = _value(text, _skip(text, start), (), objects, 0, name)
+    cuts = [0]
+    pos, value = _value(text, _skip(text, start), (), objects, 0, name, cuts)
     if _skip(text, pos) != len(text):
         raise InputError(f"{name}: not valid JSON: extra data at character {_skip(text, pos)}")
     if not isinstance(value, dict):
         raise InputError(f"{name}: expected a JSON object at the top level")
-    return JsonIndex(value=value, objects=objects)
+    return JsonIndex(value=value, objects=objects, cuts=cuts[0])
 
 
 def _skip(text: str, pos: int) -> int:
@@ -59,7 +64,15 @@ def _err(name: str, text: str, pos: int, what: str) -> InputError:
     return InputError(f"{name}: not valid JSON: {what} at line {line}")
 
 
-def _value(text: str, pos: int, path: Path, objects: dict, depth: int, name: str) -> tuple[int, Any]:
+def _skip_cuts(text: str, pos: int, cuts: list[int]) -> int:
+    """Past any cut marks where a member would start (counted in `cuts`)."""
+    while (m := _GAP.match(text, pos)) is not None:
+        cuts[0] += 1
+        pos = _skip(text, m.end())
+    return pos
+
+
+def _value(text: str, pos: int, path: Path, objects: dict, depth: int, name: str, cuts: list[int]) -> tuple[int, Any]:
     if depth > MAX_DEPTH:
         raise InputError(f"{name}: JSON nests deeper than {MAX_DEPTH} levels; not a training config")
     if pos >= len(text):
@@ -68,7 +81,7 @@ def _value(text: str, pos: int, path: Path, objects: dict, depth: int, name: str
     if ch == "{":
         obj = JsonObject(start=pos, end=pos)
         out: dict[str, Any] = {}
-        pos = _skip(text, pos + 1)
+        pos = _skip_cuts(text, _skip(text, pos + 1), cuts)
         if text.startswith("}", pos):
             obj.end = pos + 1
             objects[path] = obj
@@ -82,7 +95,7 @@ def _value(text: str, pos: int, path: Path, objects: dict, depth: int, name: str
             if not text.startswith(":", pos):
                 raise _err(name, text, pos, "expected ':'")
             vstart = _skip(text, pos + 1)
-            pos, val = _value(text, vstart, path + (key,), objects, depth + 1, name)
+            pos, val = _value(text, vstart, path + (key,), objects, depth + 1, name, cuts)
             if key in out:
                 raise _err(name, text, vstart, f"duplicate key {key!r}")
             out[key] = val
@@ -90,7 +103,19 @@ def _value(text: str, pos: int, path: Path, objects: dict, depth: int, name: str
             obj.order.append(key)
             pos = _skip(text, pos)
             if text.startswith(",", pos):
-                pos = _skip(text, pos + 1)
+                before = cuts[0]
+                pos = _skip_cuts(text, _skip(text, pos + 1), cuts)
+                if cuts[0] > before and text.startswith("}", pos):   # the cut was the object's last part
+                    obj.end = pos + 1
+                    objects[path] = obj
+                    return pos + 1, out
+                continue
+            if (gap := _skip_cuts(text, pos, cuts)) != pos:   # "value\n  [...]\n  "key": ..." without a comma
+                pos = gap
+                if text.startswith("}", pos):
+                    obj.end = pos + 1
+                    objects[path] = obj
+                    return pos + 1, out
                 continue
             if text.startswith("}", pos):
                 obj.end = pos + 1
@@ -103,7 +128,7 @@ def _value(text: str, pos: int, path: Path, objects: dict, depth: int, name: str
         if text.startswith("]", pos):
             return pos + 1, items
         while True:
-            pos, val = _value(text, pos, path + (str(len(items)),), objects, depth + 1, name)
+            pos, val = _value(text, pos, path + (str(len(items)),), objects, depth + 1, name, cuts)
             items.append(val)
             pos = _skip(text, pos)
             if text.startswith(",", pos):
