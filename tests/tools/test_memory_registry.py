@@ -88,3 +88,14 @@ def test_nearest_model_by_family_and_size():
     assert nearest_model("mixtral-8x22b") is None            # MoE sizes are not guessed
     assert nearest_model("internlm2-20b") is None            # no neighbour within the tolerance
     assert nearest_model("gpt-5-turbo") is None              # no size stated
+
+
+def test_the_classic_decoders_count_exactly_as_transformers_builds_them():
+    """GPT-2, OPT and BLOOM (LayerNorm, plain MLP, biases, tied embeddings, learned positions / embedding norm):
+    exact totals of the published checkpoints."""
+    exact = {"gpt2": 124_439_808, "gpt2-xl": 1_557_611_200, "facebook/opt-1.3b": 1_315_758_080,
+             "facebook/opt-6.7b": 6_658_473_984, "bigscience/bloom-560m": 559_214_592, "bigscience/bloomz-7b1": 7_069_016_064}
+    for name, total in exact.items():
+        assert count_params(resolve_model(name)).total == total, name
+    bloom = resolve_model("bloom-7b")
+    assert bloom.attention_impls == ["eager"] and bloom.vocab_size == 250_880   # no sdpa / flash-attn path for BLOOM

@@ -21,8 +21,10 @@ KNOWN_TEXT_TYPES = {
     "llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen2_moe", "qwen3_moe", "gemma", "gemma2", "gemma3_text",
     "phi", "phi3", "deepseek_v2", "deepseek_v3", "olmoe", "baichuan", "chatglm", "glm", "glm4", "internlm2",
     "yi", "codellama", "starcoder2", "falcon", "gpt_neox", "olmo", "olmo2", "cohere", "granite",
-    "qwen2_vl", "qwen2_5_vl", "kimi_vl",
+    "qwen2_vl", "qwen2_5_vl", "kimi_vl", "bloom", "opt", "gpt2",
 }
+# The pre-LLaMA decoders (GPT-2, OPT, BLOOM): LayerNorm, a plain two-matrix MLP and biases everywhere, tied embeddings.
+CLASSIC_TYPES = {"bloom", "opt", "gpt2"}
 
 
 def load_model_arch(source: dict | str | Path, name: str | None = None) -> ModelArch:
@@ -155,6 +157,20 @@ def arch_from_config(cfg: dict, name: str | None = None) -> ModelArch:
                       moe_intermediate_size=inter)
         if text.get("moe_layers_idx"):
             extra["moe_layers_idx"] = list(text["moe_layers_idx"])
+    if text_type in CLASSIC_TYPES:
+        fields.update(norm="layernorm", gated_mlp=False, attention_bias=True, qkv_bias=True, mlp_bias=True,
+                      tie_word_embeddings=bool(_get(text, "tie_word_embeddings", default=True)),
+                      hidden_act=str(_get(text, "activation_function", "hidden_act",
+                                          default={"bloom": "gelu", "opt": "relu"}.get(text_type, "gelu_new"))))
+        if text_type == "gpt2":   # learned absolute positions; n_inner null means 4 x n_embd
+            fields["max_position_embeddings"] = _get(text, "n_positions", "n_ctx", default=1024)
+            extra["learned_positions"] = fields["max_position_embeddings"]
+        elif text_type == "opt":   # OPT's learned positions carry an offset of 2
+            fields["intermediate_size"] = int(_get(text, "ffn_dim", default=4 * h))
+            extra["learned_positions"] = int(fields["max_position_embeddings"] or 2048) + 2
+        else:   # BLOOM: ALiBi, a LayerNorm on the word embeddings, and only the eager attention in transformers
+            extra["embedding_norm"] = True
+            fields["attention_impls"] = ["eager"]
     if text_type in ("chatglm", "glm"):
         fields.update(qkv_bias=bool(text.get("add_qkv_bias", True)))
         extra["fused_qkv"] = True

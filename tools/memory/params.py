@@ -153,7 +153,7 @@ def vision_params(v: VisionArch) -> tuple[int, int]:
 def count_params(arch: ModelArch) -> ParamCount:
     """Exact parameter count of the model transformers builds from this config (buffers excluded)."""
     h, V, L = arch.hidden_size, arch.vocab_size, arch.num_layers
-    embedding = V * h
+    embedding = V * h + h * int(arch.extra.get("learned_positions") or 0)   # GPT-2 / OPT: a position table too
     lm_head = 0 if arch.tie_word_embeddings else V * h
     if arch.extra.get("lm_head_bias"):
         lm_head += V  # phi-2's lm_head has a bias even when... (it is never tied)
@@ -161,6 +161,8 @@ def count_params(arch: ModelArch) -> ParamCount:
     attention = L * attn_layer
     per_layer_norms = 4 if arch.extra.get("sandwich_norm") else (1 if arch.parallel_attn_mlp else 2)
     norms = L * per_layer_norms * _norm(arch, h) + _norm(arch, h)  # + final norm
+    if arch.extra.get("embedding_norm"):
+        norms += _norm(arch, h)   # BLOOM's word_embeddings_layernorm
     moe_layers = _moe_layer_indices(arch)
     n_moe = len(moe_layers)
     dense_mlp = _mlp(h, arch.intermediate_size, arch.gated_mlp, arch.mlp_bias)
