@@ -35,6 +35,11 @@ _GROWTH = re.compile(r"\bkeeps?\s{0,2}(?:increasing|growing|rising)|\b(?:increas
 # predictions or logits is the evaluation loop's own mechanism (eval_accumulation), not growth across steps.
 _ACCUMULATES = re.compile(r"\baccumulat(?:e|es|ed|ing)\b", re.IGNORECASE)
 _EVAL_WORDS = re.compile(r"pred|logit|eval", re.IGNORECASE)
+# ...and said of the evaluation outputs, with memory named anywhere, it is the memory problem itself: the Trainer keeps
+# every batch's logits until the metrics run ("Trainer accumulates logits", nested_concat(preds_host, logits)).
+_KEPT_OUTPUTS = re.compile(r"\b(?:logits|preds?|predictions|outputs)\b.{0,80}?\baccumulat|\baccumulat\w*\b.{0,80}?\b(?:logits|preds?|"
+                           r"predictions)\b|nested_concat|preds_host", re.IGNORECASE)
+_MEMORY_WORD = re.compile(r"memory|\d\s{0,2}G[Bi]?\b|显存|内存", re.IGNORECASE)
 _A, _Z = r"(?<![A-Za-z])", r"(?![A-Za-z])"  # word edges that also hold next to Chinese characters
 _PHASES: list[tuple[str, re.Pattern]] = [
     ("evaluation", re.compile(_A + r"(?:evaluat[a-z]{0,4}|eval|predict[a-z]{0,4})" + _Z + r"|评估|验证集|预测", re.IGNORECASE)),
@@ -49,7 +54,7 @@ _MODEL_ID = re.compile(r"(?:huggingface\.co|hf\.co|modelscope\.cn/models)/([\w.-
 # A loose model name with its size, as people write it in a sentence: Llama-2-70b, Qwen2-VL-7B, Mixtral-8x7B, gpt-oss-20b
 # (the calculator's registry resolves such names).
 _MODEL_NAME = re.compile(r"(?<![A-Za-z0-9_/.-])([A-Za-z][A-Za-z0-9_.]{1,30}(?:-[A-Za-z0-9_.]{1,20}){0,3}?-\d{1,3}(?:\.\d)?(?:x\d{1,3})?[bB]"
-                         r"(?:-[A-Za-z][A-Za-z0-9_.]{0,20}){0,3})(?![A-Za-z0-9_/])")
+                         r"(?:-(?:[A-Za-z][A-Za-z0-9_.]{0,20}|\d{1,2}bit)){0,3})(?![A-Za-z0-9_/])")   # "-Instruct-bnb-4bit"
 
 
 class DescribedOOM(BaseModel):
@@ -74,9 +79,11 @@ def is_prose(line: str) -> bool:
 
 
 # "llama3.1 70B", "qwen2.5 7b": a family word and its size with a space between (read as "llama3.1-70B")
-_FAMILY_SIZE = re.compile(r"(?<![A-Za-z0-9_/.-])((?:llama|qwen|mistral|mixtral|gemma|phi|yi|baichuan|chatglm|glm|internlm|"
-                          r"deepseek|falcon|bloomz?|opt|vicuna|codellama|olmo|starcoder)[A-Za-z0-9_.]{0,10}) "
-                          r"(\d{1,3}(?:\.\d)?[bB])(?![A-Za-z0-9])", re.IGNORECASE)
+_FAMILIES = (r"(?:llama|qwen|mistral|mixtral|gemma|phi|yi|baichuan|chatglm|glm|internlm|deepseek|falcon|bloomz?|opt|vicuna|"
+             r"codellama|olmo|starcoder)[A-Za-z0-9_.]{0,10}")
+_FAMILY_SIZE = re.compile(r"(?<![A-Za-z0-9_/.-])(" + _FAMILIES + r") (\d{1,3}(?:\.\d)?[bB])(?![A-Za-z0-9])", re.IGNORECASE)
+# ...or its size first: "7b bloom", "70B llama"
+_SIZE_FAMILY = re.compile(r"(?<![A-Za-z0-9_/.-])(\d{1,3}(?:\.\d)?[bB]) (" + _FAMILIES + r")(?![A-Za-z0-9])", re.IGNORECASE)
 
 
 def model_named(text: str) -> str | None:
@@ -98,7 +105,10 @@ def _model_in_line(line: str) -> str | None:
     if m:
         return m.group(1).rstrip(".")
     m = _FAMILY_SIZE.search(line)
-    return f"{m.group(1)}-{m.group(2)}" if m else None
+    if m:
+        return f"{m.group(1)}-{m.group(2)}"
+    m = _SIZE_FAMILY.search(line)
+    return f"{m.group(2)}-{m.group(1)}" if m else None
 
 
 _HOST_SUBJECT = re.compile(r"(?:(?<!显)内存|\bRAM\b|host memory|CPU memory|system memory)(?!.*(?:显存|GPU|VRAM|CUDA))",
@@ -117,10 +127,13 @@ def described_oom(text: str) -> DescribedOOM | None:
     gpu = host = growth = None
     phase: str | None = None
     model: str | None = None
+    kept = None   # evaluation outputs said to be kept
     for lineno, line in enumerate(text[:MAX_SCAN].splitlines(), start=1):
         line = line[:2000]
         if gpu is None and (_GPU.search(line) or _MEMORY_FAILS.search(line) or _BATCH_ONE.search(line)) and is_prose(line):
             gpu = (lineno, line.strip())
+        if kept is None and _KEPT_OUTPUTS.search(line):
+            kept = (lineno, line.strip())
         if host is None and (_HOST.search(line) or _RAM_FAILS.search(line)) and is_prose(line):
             host = (lineno, line.strip())
         if growth is None and (_GROWTH.search(line) or (_ACCUMULATES.search(line) and not _EVAL_WORDS.search(line))):
@@ -129,6 +142,10 @@ def described_oom(text: str) -> DescribedOOM | None:
             phase = next((name for name, pat in _PHASES if pat.search(line)), None)
         if model is None:
             model = _model_in_line(line)
+    if kept is not None and _MEMORY_WORD.search(text[:MAX_SCAN]):
+        phase = "evaluation"
+        if gpu is None and host is None:
+            gpu = kept
     if gpu is None and host is None:
         if growth is None:
             return None
@@ -147,3 +164,26 @@ def described_oom(text: str) -> DescribedOOM | None:
         kind, (line, said) = "cuda_oom", gpu or host
     return DescribedOOM(kind=kind, line=line, text=said[:300], phase=phase, model=model,
                         growth_line=growth[0] if growth else None, growth_text=growth[1][:300] if growth else None)
+
+
+# Any sign that something other than memory went wrong: an exception, a kill, a fault, a hang, a NaN.
+_ANY_ERROR = re.compile(r"[A-Za-z]*(?:Error|Exception)\b|Traceback|\b(?:failed|fatal|killed|abort(?:ed)?|assert\w*|segmentation "
+                        r"fault|core dumped|timed? ?out|hangs?|stuck|nan|inf)\b|报错|错误|异常|失败|卡住", re.IGNORECASE)
+
+
+MIN_QUESTION_WORDS = 5   # "Try to fine tune 8B on an H100 with cutoff_len 51974": a sentence, not a word or two
+
+
+def memory_question(text: str) -> DescribedOOM | None:
+    """A config pasted with words but no error at all: asked of a memory troubleshooter, the question is whether the
+    run fits. Read as a GPU memory failure of the text's phase, at its first sentence; None when any error is shown
+    or no sentence was written (a config alone asks nothing: it is sized, not diagnosed)."""
+    head = text[:MAX_SCAN]
+    if _ANY_ERROR.search(head):
+        return None
+    first = next(((n, line.strip()) for n, line in enumerate(head.splitlines(), start=1)
+                  if len(line.split()) >= MIN_QUESTION_WORDS and is_prose(line)), None)
+    if first is None:
+        return None
+    phase = next((name for name, pat in _PHASES if pat.search(head)), None)
+    return DescribedOOM(kind="cuda_oom", line=first[0], text=first[1][:300], phase=phase, model=model_named(head))

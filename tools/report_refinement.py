@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from .configs.schema import ConfigDocument
-from .described_oom import DescribedOOM, described_oom, model_named
+from .described_oom import DescribedOOM, described_oom, memory_question, model_named
 from .log_cues import LogCues
 from .report import Evidence, OOMReport
 
@@ -46,6 +46,12 @@ def refine_report(report: OOMReport, log_text: str, *, cues: LogCues, doc: Confi
             "kind": described.kind, "phase": described.phase or report.phase, "model": report.model or described.model,
             "evidence": [*report.evidence, Evidence(line=described.line, text=described.text, fact="described_oom")]})
         notes.append(f"no error message in the text; diagnosing the memory error it describes (line {described.line})")
+    elif doc is not None and _unexplained(report) and (asked := memory_question(log_text)) is not None:
+        report = report.model_copy(update={
+            "kind": asked.kind, "phase": asked.phase or report.phase, "model": report.model or asked.model,
+            "evidence": [*report.evidence, Evidence(line=asked.line, text=asked.text or doc.name, fact="described_oom")]})
+        notes.append("no error in the text, only a config: read as the question whether this run fits in GPU memory "
+                     "(paste the error to confirm)")
     if report.model is None and report.is_memory_error:
         named = model_named(log_text)
         if named is not None:   # the user's words name the model the traceback does not ("I followed Qwen2-VL-7B-...")
@@ -80,11 +86,14 @@ def _kv_cache_failure(report: OOMReport, cues: LogCues) -> OOMReport:
         "evidence": [*report.evidence, Evidence(line=cues.kv_cache.line, text=cues.kv_cache.text, fact="kind")]})
 
 
+def _unexplained(report: OOMReport) -> bool:
+    """The parser found no error and no other signal at all."""
+    return report.kind == "not_oom" and not report.exit_signal and not report.related_errors
+
+
 def _described(report: OOMReport, text: str) -> DescribedOOM | None:
     """A memory error stated in words, used only when the parser found no error and no other signal at all."""
-    if report.kind != "not_oom" or report.exit_signal or report.related_errors:
-        return None
-    return described_oom(text)
+    return described_oom(text) if _unexplained(report) else None
 
 
 def _phase_from_config(report: OOMReport, doc: ConfigDocument | None) -> OOMReport:

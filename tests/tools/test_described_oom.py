@@ -100,3 +100,30 @@ def test_model_names_next_to_chinese_text():
 
     assert model_named("我这里尝试使用llama-13b-hf做推理，设备是4张10G 3080") == "llama-13b-hf"
     assert model_named("Qwen2-VL-7B的微调out of memory") == "Qwen2-VL-7B"
+
+
+def test_evaluation_outputs_said_to_accumulate_are_the_memory_problem_in_evaluation():
+    text = ("I am using transformers.Trainer to pre-train a model with MLM. The logits obtained on the evaluation step are "
+            "accumulated:\n`preds_host = logits if preds_host is None else nested_concat(preds_host, logits)`\n"
+            "1000 examples with max_length 512 and vocab_size 30522 occupy more than 14 Gb of memory.\n")
+    d = described_oom(text)
+    assert d is not None and d.kind == "cuda_oom" and d.phase == "evaluation" and d.line == 1
+    # accumulation without any memory word is only a description of the code
+    assert described_oom("The Trainer accumulates the logits of every evaluation batch.\n") is None
+
+
+def test_a_model_named_size_first():
+    from ask_oom.tools.described_oom import model_named
+
+    assert model_named("4张80G的A100好像不能支持基于lora的7b bloom在batch为4的条件下训练") == "bloom-7b"
+    assert model_named("fine-tuning the 70B llama with QLoRA") == "llama-70B"
+
+
+def test_a_question_with_a_config_but_no_error_is_a_memory_question():
+    from ask_oom.tools.described_oom import memory_question
+
+    q = memory_question("Try to fine tune Meta-Llama-3.1-8B-Instruct-bnb-4bit on a 80GB H100 using cutoff_len 51974\n")
+    assert q is not None and q.kind == "cuda_oom" and q.line == 1 and q.model == "Meta-Llama-3.1-8B-Instruct-bnb-4bit"
+    assert memory_question("RuntimeError: expected scalar type Half but found Float\nusing this config\n") is None
+    assert memory_question("loss is nan after 100 steps with this config, any idea why\n") is None
+    assert memory_question("\n\n") is None and memory_question("my config:\n") is None   # no sentence: nothing asked

@@ -88,3 +88,12 @@ def test_vllm_start_up_lines_say_where_it_failed(lines, phase):
     text = "\n".join(lines) + "\ntorch.OutOfMemoryError: CUDA out of memory.\n"
     report = refine_report(parse_log(text), text, cues=log_cues(text)).report
     assert report.framework == "vllm" and report.phase == phase
+
+
+def test_words_and_a_config_without_any_error_read_as_the_question_whether_it_fits():
+    text = "Try to fine tune an 8B model on a 80GB H100 using cutoff_len 51974, it should be possible per the wiki\n"
+    doc = load_config('{\n  "finetuning_type": "lora",\n  "cutoff_len": 51974,\n  [...]\n  "bf16": true\n}\n', "config.json")
+    out = refine(text, doc=doc)
+    assert out.report.kind == "cuda_oom" and any("fits in GPU memory" in n for n in out.notes)
+    assert refine(text).report.kind == "not_oom"                          # without a config nothing is asked
+    assert refine("Traceback (most recent call last):\nKeyError: 'labels'\n", doc=doc).report.kind == "not_oom"
