@@ -66,7 +66,21 @@ def assemble_setup(report: OOMReport, doc: ConfigDocument | None = None, request
     setup = _apply_user(setup, req)
     setup = _resolve_gpu(setup, report, req)
     setup = _resolve_model(setup, req, doc.settings if doc is not None else None)
+    if setup.model is None and report.model and report.model != setup.model_name:
+        setup = _model_the_log_names(setup, req, report)
     return _mark_defaults(setup)
+
+
+def _model_the_log_names(setup: TrainingSetup, req: AssemblyRequest, report: OOMReport) -> TrainingSetup:
+    """The config's model is a placeholder or a local folder ("xxx", $MODEL_PATH) while the log or the user's words
+    name one ("7b bloom"): size the named one, saying why."""
+    named = _resolve_model(setup.model_copy(update={"model_name": report.model}), req)
+    if named.model is None:
+        return setup
+    was = setup.model_name
+    out = setup.with_fact("model", named.model, named.provenance["model"].origin,
+                          f"{report.model}, named in the log" + (f"; the config's {was!r} is not a model name I know" if was else ""))
+    return _quantized_checkpoint(out)
 
 
 # ---------------------------------------------------------------------------------------------------

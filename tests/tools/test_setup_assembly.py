@@ -141,3 +141,18 @@ def test_a_model_named_in_the_log_but_not_listed_gets_the_nearest_stand_in_as_an
     assert setup.model is not None and setup.model.name == "Qwen/Qwen2.5-72B"
     assert setup.provenance["model"].origin == "derived" and "does not list" in setup.provenance["model"].detail
     assert setup.quantization_bit == 4 and setup.method == "qlora"
+
+
+def test_a_placeholder_model_in_the_config_gives_way_to_the_model_the_words_name():
+    from ask_oom.tools.log_cues import log_cues
+    from ask_oom.tools.report_refinement import refine_report
+
+    text = "4张80G的A100好像不能支持基于lora的7b bloom在batch为4的条件下训练, batch只能设置到1\n"
+    doc = load_config("deepspeed --num_gpus 4 main.py --model_name_or_path xxx --per_device_train_batch_size 4 "
+                      "--lora_dim 128\n", "run.sh")
+    report = refine_report(parse_log(text), text, cues=log_cues(text), doc=doc).report
+    setup = assemble_setup(report, doc)
+    assert setup.model_name == "xxx" and setup.model is not None and setup.model.name == "bigscience/bloom-7b1"
+    assert "named in the log" in setup.provenance["model"].detail and "'xxx'" in setup.provenance["model"].detail
+    named = load_config("deepspeed --num_gpus 4 main.py --model_name_or_path Qwen/Qwen2.5-7B\n", "run.sh")
+    assert assemble_setup(report, named).model.name == "Qwen/Qwen2.5-7B"   # a config naming a real model wins
