@@ -73,6 +73,14 @@ _DEVICE_MAP = re.compile(r"""device_map\s{0,2}(?:[=:(]|\s)\s{0,2}["']?(auto|bala
 # Adapter training named anywhere (a script finetuning_lora.py, "QLoRA", peft frames): the base weights are frozen.
 _ADAPTERS = re.compile(r"(?<![A-Za-z])(?:q?lora|peft|adalora)(?![A-Za-z])", re.IGNORECASE)
 
+# The user says the same run worked with another model of its kind ("no issues doing a similar experiment with other
+# 7B models", "其他7B模型都没问题"): what differs is this model's own traits, not the setup's size.
+_COMPARABLE_WORKED = re.compile(
+    r"\bno (?:issues?|problems?|OOMs?)\b.{0,80}?\b(?:other|similar|older|smaller)\b.{0,40}?\bmodels?\b"
+    r"|\b(?:other|similar|older)\b.{0,30}?\bmodels?\b(?:(?!\bnot\b|n't|\bnever\b|\bno\b).){0,30}?\b(?:work(?:s|ed)?|fit|fits|trained|ran)\b(?! ?not)"
+    r"|\bwork(?:s|ed)? (?:fine |well )?(?:with|for|on) (?:other|similar|older)\b.{0,30}?\bmodels?\b"
+    r"|(?:其他|别的|其它).{0,12}模型.{0,6}(?:都)?(?:没问题|没有问题|可以|正常)", re.IGNORECASE)
+
 _INFERENCE = re.compile(r"(?<![A-Za-z])(?:inference|infer|serving|generate\(|做推理|推理)(?![A-Za-z])", re.IGNORECASE)
 
 # GPU models as people and nvidia-smi name them: consumer cards need a marker (RTX/GTX, a plural "3090s", "Ti", "GPU")
@@ -100,11 +108,13 @@ class LogCues(BaseModel):
     kv_cache: Cue | None = Field(default=None, description="vLLM's KV cache does not fit (a budget error, not an OOM)")
     gpu_models: list[str] = Field(default_factory=list, description="distinct GPU models the text names, in order")
     adapters: Cue | None = Field(default=None, description="LoRA / QLoRA / PEFT named in the log: the weights are frozen")
+    comparable_worked: Cue | None = Field(default=None, description="the user says the same run worked with other "
+                                                                    "models of its kind")
 
 
 def log_cues(text: str, config_text: str | None = None) -> LogCues:
     """The cues of `text` (the log); the device map also from `config_text` (code or config). Never raises."""
-    phase = phase_cue = quant = dtype = vision = kv = adapters = None
+    phase = phase_cue = quant = dtype = vision = kv = adapters = worked = None
     gpu_models: list[str] = []
     device_map = _device_map(config_text or "") or _device_map(text)
     for lineno, line in enumerate(text[:MAX_SCAN].splitlines(), start=1):
@@ -123,6 +133,8 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
             vision = _cue(lineno, line)
         if adapters is None and _ADAPTERS.search(line):
             adapters = _cue(lineno, line)
+        if worked is None and _COMPARABLE_WORKED.search(line):
+            worked = _cue(lineno, line)
         if len(gpu_models) < 8:
             for m in _GPU_NAME.finditer(line):
                 number, ti = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
@@ -136,7 +148,7 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
         if m is not None:
             vision = Cue(line=config_text.count("\n", 0, m.start()) + 1, text=f"config: {m.group(0)}")
     return LogCues(phase=phase, phase_cue=phase_cue, quantization=quant, dtype_error=dtype, device_map=device_map,
-                   vision=vision, kv_cache=kv, gpu_models=gpu_models, adapters=adapters)
+                   vision=vision, kv_cache=kv, gpu_models=gpu_models, adapters=adapters, comparable_worked=worked)
 
 
 def _cue(lineno: int, line: str) -> Cue:

@@ -478,3 +478,64 @@ def test_qlora_named_as_the_method_is_not_by_itself_a_quantization_fault():
     method = top("QLoRA 4-bit fine-tuning on 8 T4 still runs out of memory at bs=1")
     fault = top("loading the 8-bit checkpoint as 4-bit with bitsandbytes runs out of memory")
     assert fault.label == "quantization_setup" and method.score < fault.score
+
+
+def test_a_full_gpu_in_a_lora_run_the_config_states_puts_the_stated_micro_batch_first():
+    frames = 'Traceback (most recent call last):\n  File "train.py", line 88, in <module>\n    loss.backward()\n'
+    report = parse_log(oom("134.00 MiB", "39.39 GiB", "107.94 MiB", "39.28 GiB", "37.86 GiB", "93.47 MiB", frames=frames))
+    assert report.phase == "backward"
+    unknown = labels(rank_root_causes(report, TrainingSetup()))
+    assert unknown[0] == "weights_exceed_gpu" and "model_load_oom" not in unknown   # in backward, loading was over
+    lora = observed(TrainingSetup(method="lora", micro_batch=4), method="lora", micro_batch=4)
+    ranked = labels(rank_root_causes(report, lora))
+    assert ranked[0] == "batch_too_large" and "seq_len_too_long" in ranked[:2] and "model_load_oom" not in ranked
+
+
+def test_the_same_run_working_with_comparable_models_turns_blame_from_states_to_the_step():
+    from ask_oom.tools.gpus import lookup_gpu
+    from ask_oom.tools.log_cues import log_cues
+    from ask_oom.tools.memory import estimate_memory
+
+    text = ("I get CUDA out of memory doing SFT of Qwen2.5-Coder-7B-Instruct on one A100 40GB.\n"
+            "I have had no issues doing a similar experiment with other 7B models.\n")
+    setup = TrainingSetup(model=resolve_model("Qwen/Qwen2.5-7B"), gpu=lookup_gpu("A100-40GB"), seq_len=1024)
+    est = estimate_memory(setup)
+    report = parse_log("CUDA out of memory\n").model_copy(update={"kind": "cuda_oom"})
+    cues = log_cues(text)
+    assert cues.comparable_worked is not None and cues.comparable_worked.line == 2
+    before = labels(rank_root_causes(report, setup, est, cues=log_cues(text.splitlines()[0])))
+    assert before[0] == "full_ft_model_states"            # assumed full fine-tuning of a 7B on 40 GB
+    after = rank_root_causes(report, setup, est, cues=cues)
+    assert labels(after)[0] == "logits_large_vocab" and "batch_too_large" in labels(after)[:3]
+    assert any("152,064" in w for w in after[0].why)
+    demoted = next(c for c in after if c.label == "full_ft_model_states")
+    assert any(w.startswith("but the same run worked") for w in demoted.why)
+
+
+@pytest.mark.parametrize("sentence, found", [
+    ("I have had no issues doing a similar experiment with other 7B models", True),
+    ("Other 7B models work fine with this config", True),
+    ("其他7B模型都没问题", True),
+    ("no issues until step 300, then OOM", False),
+    ("other models did not fit either", False),
+])
+def test_the_comparison_cue_reads_only_a_comparable_run_that_worked(sentence, found):
+    from ask_oom.tools.log_cues import log_cues
+
+    assert (log_cues(sentence).comparable_worked is not None) is found
+
+
+def test_a_predicted_fit_that_ran_out_with_eager_attention_names_the_attention():
+    from ask_oom.tools.gpus import lookup_gpu
+    from ask_oom.tools.memory import estimate_memory
+
+    base = TrainingSetup(model=resolve_model("THUDM/glm-4-9b-chat"), gpu=lookup_gpu("A100-80GB"), num_gpus=8, zero_stage=3,
+                         seq_len=2048, micro_batch=1, gradient_checkpointing=True, stage="dpo", reference_model=True)
+    report = parse_log("CUDA out of memory\n").model_copy(update={"kind": "cuda_oom"})
+    sdpa = base.with_fact("attn_implementation", "sdpa", "config", "attn_implementation")
+    assert estimate_memory(sdpa).fits
+    assert "eager_attention" not in labels(rank_root_causes(report, sdpa, estimate_memory(sdpa)))
+    eager = base.with_fact("attn_implementation", "eager", "default", "OpenRLHF eager unless --flash_attn")
+    ranked = rank_root_causes(report, eager, estimate_memory(eager))
+    assert ranked[0].label == "eager_attention"
+    assert "1.50 GiB per layer" in ranked[0].why[0]    # 2 (chosen + rejected) x 32 heads x 2048^2 x 6 B

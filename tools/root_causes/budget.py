@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from ..memory.activations import score_elements
 from ..memory.schema import MemoryEstimate
 from ..report import OOMReport
-from ..training_setup import TrainingSetup
+from ..training_setup import PAIRED_STAGES, TrainingSetup
 from ..units import format_bytes
 from .facts import observed
 from .scores import Scores
+
+EAGER_KEPT_BYTES = 6   # per score element kept for backward: the fp32 softmax output and its 16-bit copy
 
 
 def estimate_vs_budget(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None, s: Scores) -> None:
@@ -84,6 +87,17 @@ def estimate_vs_budget(report: OOMReport, setup: TrainingSetup | None, estimate:
         s.add("memory_growth", 1.0, f"the calculator predicts a {gib(peak)} peak that fits the {gib(budget)} budget, yet the "
                                     "run ran out: something grows or stays alive beyond one step")
         s.add("fragmentation", 0.5, f"predicted {gib(peak)} fits {gib(budget)}: the allocator may have lost the difference to fragmentation")
+        if setup.attn_implementation == "eager":
+            # The estimate sizes the configured length; eager scores grow with the square of the longest sample drawn,
+            # plus fp32 softmax copies: the first setting to change when a predicted fit still runs out.
+            prov = setup.provenance.get("attn_implementation")
+            sized = ""
+            if setup.model is not None:
+                rows = setup.micro_batch * (2 if setup.stage in PAIRED_STAGES else 1)   # chosen and rejected together
+                sized = f" ({gib(EAGER_KEPT_BYTES * score_elements(setup.model, rows, setup.seq_len))} per layer at {setup.seq_len} tokens)"
+            s.add("eager_attention", 1.5, f"the run uses eager attention ({prov.detail if prov else 'configured'}): its "
+                                          f"b x heads x s x s scores{sized} grow with the square of the longest sample; "
+                                          "flash attention removes them")
     if estimate.host_fits is False:
         s.add("offload_host_ram", 2, f"host RAM needs of {gib(estimate.host_bytes)} exceed what the host has")
 

@@ -10,6 +10,8 @@ from ..units import format_bytes
 from .facts import observed, stated_micro_batch
 from .scores import Scores
 
+TRAINING_STEP = ("forward", "backward", "optimizer_step")
+
 
 def gpu_already_full(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None, s: Scores,
                      cues: LogCues | None = None) -> None:
@@ -38,23 +40,40 @@ def gpu_already_full(report: OOMReport, setup: TrainingSetup | None, estimate: M
     held = report.torch_allocated_bytes or report.process_used_bytes
     filled = f"the GPU was already full ({format_bytes(held)} allocated) when a small {format_bytes(req)} request failed" if held \
         else f"a small {format_bytes(req)} request failed on a full GPU"
-    if (setup is None or setup.model is None or estimate is None) and cues is not None and cues.adapters is not None:
+    in_step = report.phase in TRAINING_STEP   # a frame of the step: loading (or a merge) was over
+    adapter = _adapter_run(setup, cues)
+    if (setup is None or setup.model is None or estimate is None) and adapter is not None:
         # Adapter training: frozen 16-bit weights and tiny optimizer states; if the weights alone filled the card the
         # run would have died loading, so what filled it during training is the activations of the step
-        s.add("seq_len_too_long", 2.0, filled + f", in an adapter run (line {cues.adapters.line}: {cues.adapters.text[:60]}): "
-                                                "frozen weights and small states leave the activations as what filled it")
-        s.add("batch_too_large", 1.2, filled + ": activations scale with the micro-batch")
-        s.add("model_load_oom", 1.1, filled + ": or a second copy of the weights, as merging the adapter into them "
-                                              "for a save makes")
+        b = stated_micro_batch(setup)
+        s.add("seq_len_too_long", 2.0 if not b or b == 1 else 1.4,
+              filled + f", in an adapter run ({adapter}): frozen weights and small states leave the activations as "
+                       "what filled it")
+        s.add("batch_too_large", 1.2 if not b or b == 1 else 2.2,
+              filled + (f": activations scale with the micro-batch ({b})" if b and b > 1 else
+                        ": activations scale with the micro-batch"))
+        if not in_step:
+            s.add("model_load_oom", 1.1, filled + ": or a second copy of the weights, as merging the adapter into them "
+                                                  "for a save makes")
         s.add("weights_exceed_gpu", 1.0, filled)
         return
     if setup is None or setup.model is None or estimate is None:
         s.add("weights_exceed_gpu", 2.5, filled + ": the model states (weights first) fill the card")
         _replicas(setup, s, filled)
         s.add("full_ft_model_states", 1.0 if not setup or setup.method == "full" else 0.2, filled)
-        s.add("model_load_oom", 0.8, filled)
+        if not in_step:
+            s.add("model_load_oom", 0.8, filled)
         return
     s.add("weights_exceed_gpu", 0.5, filled)
+
+
+def _adapter_run(setup: TrainingSetup | None, cues: LogCues | None) -> str | None:
+    """Where the input says this is adapter training (a log line, or a LoRA/QLoRA method the config states)."""
+    if cues is not None and cues.adapters is not None:
+        return f"line {cues.adapters.line}: {cues.adapters.text[:60]}"
+    if setup is not None and setup.method in ("lora", "qlora") and observed(setup, "method"):
+        return f"{setup.method} per {setup.provenance['method'].detail or setup.provenance['method'].origin}"
+    return None
 
 
 def _replicas(setup: TrainingSetup | None, s: Scores, filled: str) -> None:

@@ -18,6 +18,7 @@ from ..memory_trend import MemoryTrend
 from ..report import OOMReport
 from ..training_setup import TrainingSetup
 from .budget import estimate_vs_budget, fully_trained_embeddings
+from .comparison import comparable_model_worked
 from .facts import multimodal_reason
 from .fragmentation import fragmentation
 from .full_gpu import gpu_already_full
@@ -85,6 +86,7 @@ def rank_root_causes(
     dtype_support(report, setup, cues, s, memory_error=True)
     quantization(report, cues, s)
     without_numbers(report, setup, cues, s)
+    comparable_model_worked(setup, cues, s)
     similar_case_votes(hits or [], s)
     if not s.points:
         s.add("batch_too_large", 0.5, "no specific evidence: the per-step activations (micro-batch) are the usual suspect")

@@ -21,6 +21,12 @@ class Scores:
     points: dict[str, float] = field(default_factory=dict)
     why: dict[str, list[str]] = field(default_factory=dict)
     explained: bool = False  # the failing allocation matched a tensor of the setup
+    discounts: dict[str, float] = field(default_factory=dict)
+
+    def discount(self, label: str, factor: float, reason: str) -> None:
+        """Evidence against a label: its points, whenever they arrive, count `factor` times (the reason is kept)."""
+        self.discounts[label] = self.discounts.get(label, 1.0) * factor
+        self.why.setdefault(label, []).append(reason)
 
     def add(self, label: str, pts: float, reason: str) -> None:
         if label not in ROOT_CAUSES or pts == 0:
@@ -31,7 +37,8 @@ class Scores:
             reasons.append(reason)
 
     def ranked(self, limit: int = _MAX_CAUSES) -> list[RootCause]:
-        order = sorted((p, -i, lab) for i, (lab, p) in enumerate(self.points.items()) if p > 0.25)
+        points = {lab: p * self.discounts.get(lab, 1.0) for lab, p in self.points.items()}
+        order = sorted((p, -i, lab) for i, (lab, p) in enumerate(points.items()) if p > 0.25)
         out = []
         for pts, _, label in reversed(order[-limit:]):
             score = round(1.0 - math.exp(-pts / _SCALE), 3)
