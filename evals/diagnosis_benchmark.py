@@ -3,8 +3,8 @@
 Datasets: ../shared/dev-cases/*.yaml (when present beside the repo) and our own cases from public threads that are
 not in kb/cases: evals/data/diagnosis, diagnosis_extra, diagnosis_fresh and diagnosis_fresh2 form the dev set the
 targets apply to (the last two were held out until their first measurement, see their READMEs);
-evals/data/diagnosis_fresh3 was written after the diagnosis was tuned, by someone who did not see its output, and is
-reported beside the dev set as the measure of generalisation (never tune rules on it). A case id already seen in an
+evals/data/diagnosis_fresh3 and diagnosis_fresh4 were written after the diagnosis was tuned, by someone who did not see
+its output, and are reported beside the dev set as the measure of generalisation (never tune rules on them). A case id already seen in an
 earlier set is counted once. Each case gives the log as the reporter pasted it, the config when they gave
 one, and what the reporter said about the hardware (passed as --gpu/--gpus, as a user would); `--with-title` also
 pastes the report's title above the log, as a user's question would read.
@@ -32,9 +32,10 @@ from ruamel.yaml import YAML
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = [REPO.parent / "shared" / "dev-cases", REPO / "evals" / "data" / "diagnosis",
             REPO / "evals" / "data" / "diagnosis_extra", REPO / "evals" / "data" / "diagnosis_fresh",
-            REPO / "evals" / "data" / "diagnosis_fresh2", REPO / "evals" / "data" / "diagnosis_fresh3"]
-# the dev set: ../shared/dev-cases plus our own cases from public reports; diagnosis_fresh3 (written after the
-# diagnosis was tuned, never developed on) is reported beside it as the measure of generalisation
+            REPO / "evals" / "data" / "diagnosis_fresh2", REPO / "evals" / "data" / "diagnosis_fresh3",
+            REPO / "evals" / "data" / "diagnosis_fresh4"]
+# the dev set: ../shared/dev-cases plus our own cases from public reports; diagnosis_fresh3 and diagnosis_fresh4
+# (written after the diagnosis was tuned, never developed on) are reported beside it as the measure of generalisation
 TARGET_SETS = ("dev-cases", "diagnosis", "diagnosis_extra", "diagnosis_fresh", "diagnosis_fresh2")
 PRIMARY_TARGET, TOP3_TARGET = 0.85, 0.95
 
