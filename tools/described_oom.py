@@ -50,11 +50,11 @@ _PHASES: list[tuple[str, re.Pattern]] = [
 
 
 # A Hugging Face model id as people paste it: a hub URL or "Org/Model-Name" with a size or version in it.
-_MODEL_ID = re.compile(r"(?:huggingface\.co|hf\.co|modelscope\.cn/models)/([\w.-]{2,60}/[\w.-]{2,100})|\b([A-Za-z][\w.-]{1,40}/[\w.-]*\d[\w.-]{0,80})")
+_MODEL_ID = re.compile(r"(?:huggingface\.co|hf\.co|modelscope\.cn/models)/([\w.-]{2,60}/[\w.-]{2,100})|(?<![/\w.~-])([A-Za-z][\w.-]{1,40}/[\w.-]*\d[\w.-]{0,80})(?![\w.-]*/[\w.-])")   # an org/name id, not folders of a path
 # A loose model name with its size, as people write it in a sentence: Llama-2-70b, Qwen2-VL-7B, Mixtral-8x7B, gpt-oss-20b
-# (the calculator's registry resolves such names).
-_MODEL_NAME = re.compile(r"(?<![A-Za-z0-9_/.-])([A-Za-z][A-Za-z0-9_.]{1,30}(?:-[A-Za-z0-9_.]{1,20}){0,3}?-\d{1,3}(?:\.\d)?(?:x\d{1,3})?[bB]"
-                         r"(?:-(?:[A-Za-z][A-Za-z0-9_.]{0,20}|\d{1,2}bit)){0,3})(?![A-Za-z0-9_/])")   # "-Instruct-bnb-4bit"
+# (the calculator's registry resolves such names), also as the last folder of a path (/models/Qwen2.5-VL-32B-Instruct/).
+_MODEL_NAME = re.compile(r"(?<![A-Za-z0-9_.-])([A-Za-z][A-Za-z0-9_.]{1,30}(?:-[A-Za-z0-9_.]{1,20}){0,3}?-\d{1,3}(?:\.\d)?(?:x\d{1,3})?[bB]"
+                         r"(?:-(?:[A-Za-z][A-Za-z0-9_.]{0,20}|\d{1,2}bit)){0,3})(?![A-Za-z0-9_]|/[\w.-])")   # "-Instruct-bnb-4bit"
 
 
 class DescribedOOM(BaseModel):

@@ -127,3 +127,11 @@ def test_a_question_with_a_config_but_no_error_is_a_memory_question():
     assert memory_question("RuntimeError: expected scalar type Half but found Float\nusing this config\n") is None
     assert memory_question("loss is nan after 100 steps with this config, any idea why\n") is None
     assert memory_question("\n\n") is None and memory_question("my config:\n") is None   # no sentence: nothing asked
+
+
+def test_a_path_names_a_model_only_by_its_last_folder():
+    from ask_oom.tools.described_oom import model_named
+
+    assert model_named("Input a video path or URL <<< /data1/qwen2vl/test/test.mp4") is None   # folders, not an org/name id
+    assert model_named("Loading the model using model_dir: /tmp/Qwen2.5-VL-32B-Instruct/") == "Qwen2.5-VL-32B-Instruct"
+    assert model_named("serve Qwen/Qwen2-7B-Instruct now") == "Qwen/Qwen2-7B-Instruct"
