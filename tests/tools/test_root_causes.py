@@ -539,3 +539,25 @@ def test_a_predicted_fit_that_ran_out_with_eager_attention_names_the_attention()
     ranked = rank_root_causes(report, eager, estimate_memory(eager))
     assert ranked[0].label == "eager_attention"
     assert "1.50 GiB per layer" in ranked[0].why[0]    # 2 (chosen + rejected) x 32 heads x 2048^2 x 6 B
+
+
+def test_one_huge_allocation_while_generating_is_the_prefill_not_the_kv_cache():
+    from ask_oom.tools.log_cues import log_cues
+
+    frames = ('Traceback (most recent call last):\n  File "utils.py", line 745, in _model_generate\n    res = model.generate(**kw)\n'
+              '  File "transformers/generation/utils.py", line 3009, in _sample\n    outputs = self(**model_inputs)\n')
+    def gen(req):
+        return parse_log(frames + f"torch.OutOfMemoryError: CUDA out of memory. Tried to allocate {req}.\n")
+    assert gen("39.25 GiB").phase == "generation"
+    small = labels(rank_root_causes(gen("64.00 MiB")))
+    assert small[0] == "generation_kv_cache"                          # a cache step's size: the cache grows
+    big = rank_root_causes(gen("39.25 GiB"))
+    assert labels(big)[0] == "seq_len_too_long" and "generation_kv_cache" in labels(big)
+    video = "Input a video path or URL <<< /data/test.mp4\n"
+    ranked = labels(rank_root_causes(gen("39.25 GiB"), cues=log_cues(video)))
+    assert ranked[:2] == ["vision_tokens", "seq_len_too_long"]
+    # with the model known, the bound is its own cache: 2 GiB is 1M tokens of one layer's keys for a GQA 7B
+    qwen = TrainingSetup(model=resolve_model("Qwen/Qwen2-VL-7B-Instruct"))
+    assert labels(rank_root_causes(gen("2.00 GiB"), qwen))[0] != "generation_kv_cache"
+    llama2 = TrainingSetup(model=resolve_model("meta-llama/Llama-2-7b-hf"))    # MHA: 8 KiB per token and layer
+    assert labels(rank_root_causes(gen("2.00 GiB"), llama2))[0] == "generation_kv_cache"

@@ -71,6 +71,8 @@ def phase_and_operation(report: OOMReport, setup: TrainingSetup | None, s: Score
         if multimodal:
             s.add("vision_tokens", 1.5, f"{multimodal}: vLLM's profiling run feeds the most images/video frames the "
                                         "limits allow (limit_mm_per_prompt, max pixels)")
+    elif report.phase == "generation" and _prefill_sized(report, setup):
+        _prefill(report, s, multimodal)
     elif report.phase == "generation":
         s.add("generation_kv_cache", 1.5, "generation: the KV cache grows with the tokens generated")
     if report.phase in ("evaluation", "generation") and setup is not None and setup.eval_batch and setup.eval_batch > 1:
@@ -81,3 +83,34 @@ def phase_and_operation(report: OOMReport, setup: TrainingSetup | None, s: Score
 
 # The score matrix of eager attention, as model code writes it (HF modeling_*.py, llama-recipes, remote code).
 _EAGER_LINE = re.compile(r"attn_weights\s{0,3}=\s{0,3}(?:torch\.matmul|nn\.functional\.softmax|F\.softmax|torch\.softmax)|eager_attention_forward")
+
+
+# One decoding step appends a token's keys and values to each layer's cache: even re-copied whole (torch.cat in HF's
+# dynamic cache), one layer's cache this large would hold more tokens than any batch of prompts does.
+MAX_CACHED_TOKENS = 256 * 1024
+UNSIZED_PREFILL_REQUEST = 8 * GiB   # without the model: far above one layer's cache of a 7B MHA model at 64 x 16k tokens
+
+
+def _prefill_sized(report: OOMReport, setup: TrainingSetup | None) -> bool:
+    """Is the failed request too large for the KV cache of one decoding step, so it belongs to the prompt's prefill?"""
+    req = report.requested_bytes
+    if not req:
+        return False
+    model = setup.model if setup is not None else None
+    if model is None:
+        return req >= UNSIZED_PREFILL_REQUEST
+    per_token_layer = model.num_kv_heads * model.head_dim * 2   # keys or values of one token in one layer, 16-bit
+    return req > MAX_CACHED_TOKENS * per_token_layer
+
+
+def _prefill(report: OOMReport, s: Scores, multimodal: str | None) -> None:
+    """A generation OOM on one huge allocation: the prompt's first forward (prefill), not the growing cache."""
+    size = format_bytes(report.requested_bytes)
+    s.discount("generation_kv_cache", 0.4, f"but a single {size} request is no KV-cache step (a token adds KiB to each "
+                                           "layer's cache): it is the prompt's first forward")
+    if multimodal:
+        s.add("vision_tokens", 4.0, f"{multimodal}: a {size} allocation while generating is the prefill over the prompt's "
+                                    "visual tokens (thousands per image or video), whose attention grows with their square")
+    s.add("seq_len_too_long", 2.5, f"a {size} allocation while generating is the prompt's prefill: attention and "
+                                   "activations over every prompt token at once")
+    s.add("eager_attention", 1.0, "without flash-attention the prefill materialises heads x s x s attention scores")
