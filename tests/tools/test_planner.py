@@ -312,3 +312,36 @@ def test_a_host_far_larger_than_the_runs_need_is_not_squeezed_for_a_host_kill():
     assert plan.fits and any("grew during the run" in n for n in plan.notes)
     tight = plan_fixes(setup, doc, [RootCause(label="offload_host_ram", score=0.8)], Constraints())
     assert any("killed for host RAM" in n for n in tight.notes)
+
+
+def test_visual_tokens_diagnosed_get_an_image_cap_where_the_config_has_a_place_for_one():
+    from ask_oom.tools.memory import resolve_model
+
+    causes = [RootCause(label="vision_tokens", score=0.7)]
+    unset = load_config("CUDA_VISIBLE_DEVICES=3,4 NPROC_PER_NODE=2 swift sft \\\n  --model_type qwen2-vl-7b-instruct \\\n"
+                        "  --sft_type lora\n", "run.sh")
+    setup = apply_config_to_setup(unset, TrainingSetup()).model_copy(update={
+        "gpu": lookup_gpu("A40"), "model": resolve_model("Qwen/Qwen2-VL-7B-Instruct"), "images_per_sample": 1})
+    plan = plan_fixes(setup, unset, causes, Constraints(observed_oom=True))
+    cap = next(c for c in plan.changes if c.key == "MAX_PIXELS")
+    assert cap.from_value is None and cap.to_value == 1024 * 1024 and "12,845,056" in cap.rationale   # the processor's own
+    assert plan.fits and "NPROC_PER_NODE=2 MAX_PIXELS=1048576 swift sft" in plan.fixed_config
+    stated = load_config("MAX_PIXELS=602112 swift sft --model_type qwen2-vl-7b-instruct --sft_type lora\n", "run.sh")
+    capped = setup.model_copy(update={"image_max_pixels": 602112})
+    again = next(c for c in plan_fixes(capped, stated, causes, Constraints(observed_oom=True)).changes if c.key == "MAX_PIXELS")
+    assert again.to_value <= 602112 // 2              # it already failed at that cap: at least halve the visual tokens
+    text_only = plan_fixes(setup, unset, [RootCause(label="seq_len_too_long", score=0.7)], Constraints(observed_oom=True))
+    assert not any(c.key == "MAX_PIXELS" for c in text_only.changes)
+
+
+def test_a_shell_script_gets_environment_settings_as_the_launcher_reads_them():
+    from ask_oom.tools.configs.shell import set_flags
+
+    prefix = "SIZE_FACTOR=8 MAX_PIXELS=1003520 CUDA_VISIBLE_DEVICES=0,1 swift sft --model_type qwen2-vl-7b-instruct\n"
+    assert set_flags(prefix, {"MAX_PIXELS": 602112}) == prefix.replace("1003520", "602112")
+    exported = "export MAX_PIXELS=1003520\nnohup swift sft --model_type qwen2-vl-7b-instruct > log 2>&1 &\n"
+    assert set_flags(exported, {"MAX_PIXELS": 602112}) == exported.replace("1003520", "602112")
+    bare = "swift sft --model_type qwen2-vl-7b-instruct\n"
+    assert set_flags(bare, {"MAX_PIXELS": 602112}) == "MAX_PIXELS=602112 " + bare
+    later = "swift sft --model_type qwen2-vl-7b-instruct --note MAX_PIXELS=5\n"    # an argument, not the environment
+    assert set_flags(later, {"MAX_PIXELS": 7}).startswith("MAX_PIXELS=7 swift sft")

@@ -30,6 +30,9 @@ NEW_DEPENDENCY_COST = 1.75
 
 
 _MAX_MICRO_BATCH = 4096   # no real micro-batch is larger; bounds the option search
+# The image cap a native-resolution processor applies when the config sets none (Qwen2-VL / Qwen2.5-VL
+# preprocessor_config.json max_pixels).
+PROCESSOR_MAX_PIXELS = {"qwen2_vl": 12_845_056, "qwen2_5_vl": 12_845_056}
 
 
 @dataclass
@@ -198,15 +201,19 @@ class Catalogue:
     def image_pixels(self) -> Candidate:
         def opts(s: TrainingSetup) -> list[Option]:
             key = self.keys.image_max_pixels()
-            if key is None or s.model is None or s.model.vision is None or not s.image_max_pixels:
+            if key is None or s.model is None or s.model.vision is None:
+                return []
+            # unset, images reach the tower at up to the processor's own limit (Qwen-VL: 12,845,056 px)
+            p = s.image_max_pixels or PROCESSOR_MAX_PIXELS.get(s.model.vision.kind)
+            if not p:
                 return []
             out = []
-            p = s.image_max_pixels
+            unset = "" if s.image_max_pixels else f" (unset, the processor allows {p:,} px)"
             for target in (1024 * 1024, 768 * 768, 512 * 512, 384 * 384, 256 * 256):
                 if target < p:
-                    out.append(Option({"image_max_pixels": target}, [_ch(key, p, target,
-                        f"visual tokens scale with pixels: {p} -> {target} px cuts image tokens ~{p / target:.1f}x (lower image detail)", 3)],
-                        f"{target} px"))
+                    out.append(Option({"image_max_pixels": target}, [_ch(key, s.image_max_pixels, target,
+                        f"visual tokens scale with pixels: {p} -> {target} px{unset} cuts image tokens ~{p / target:.1f}x "
+                        "(lower image detail)", 3)], f"{target} px"))
             return out
         return Candidate("image_pixels", 3, ("vision_tokens",), opts)
 

@@ -93,6 +93,8 @@ class KeyStyle:
         return None
 
     def image_max_pixels(self) -> str | None:
+        if self.framework == "swift" and self.doc is not None and self.doc.format == "shell":
+            return "MAX_PIXELS"   # ms-swift reads the image cap from the environment
         return "image_max_pixels" if self.is_lf or self.has("image_max_pixels") else None
 
     # --- tier 5

@@ -233,6 +233,12 @@ def _plan_training(setup: TrainingSetup, doc: ConfigDocument | None, causes: lis
     fits = scorer.fits(est, fixes_primary([c for c, _, _ in chosen]))
     if fits and chosen and not scorer.fits(before):
         chosen, current, est = _minimise(setup, chosen, scorer, fixes_primary, primary)
+    if primary == "vision_tokens" and (capped := _image_cap(order, chosen, current, doc, placeable_only, scorer)):
+        chosen.append(capped[0])
+        current, est = capped[1], capped[2]
+        fits = scorer.fits(est, True)
+        notes.append("the images' real size is what the visual tokens follow, and only a cap bounds it whatever the data "
+                     "holds: the plan sets one (the calculator sizes one image per sample at the cap)")
     if scorer.factor > 1.0:
         held = f"the failing run held {format_bytes(constraints.observed_peak_bytes)}, {scorer.factor:.2f}x the calculator's {format_bytes(before.peak_bytes)}"
         if fixes_primary([c for c, _, _ in chosen]):
@@ -270,6 +276,28 @@ def _plan_training(setup: TrainingSetup, doc: ConfigDocument | None, causes: lis
         notes += sorted({_results_note(c) for c in changes if c.changes_results})
     plan = FixPlan(changes=changes, fits=fits, estimate_before=before, estimate_after=est, notes=notes)
     return _with_rewrite(plan, doc)
+
+
+def _image_cap(order: list[Candidate], chosen: list, current: TrainingSetup, doc: ConfigDocument | None,
+               placeable_only: bool, scorer: _Scorer):
+    """Visual tokens diagnosed and no image cap among the changes: the mildest cap at most half the current one (the
+    processor's own limit when none is set), as (chosen entry, setup, estimate); None when the config has no place."""
+    if any(c.name == "image_pixels" for c, _, _ in chosen):
+        return None
+    cand = next((c for c in order if c.name == "image_pixels"), None)
+    options = cand.options(current) if cand is not None else []
+    was = current.image_max_pixels   # the cap in force; unset, the options start below the processor's own
+    for i, opt in enumerate(options):
+        if placeable_only and not _placeable(doc, opt):
+            continue
+        if was and opt.setup_update["image_max_pixels"] > was // 2:
+            continue   # the run already failed at this cap: halve the visual tokens at least
+        try:
+            capped = _apply_option(current, opt)
+            return (cand, options, i), capped, scorer.estimate(capped)
+        except InputError:
+            continue
+    return None
 
 
 def _primary_nudge(setup: TrainingSetup, order: list[Candidate], primary: str, scorer: _Scorer):

@@ -380,6 +380,9 @@ def set_flags(text: str, updates: dict[str, Any], name: str = "script") -> str:
     """
     for key, value in updates.items():
         cmd = main_command(text, name)
+        if ENV_KEY.fullmatch(key):
+            text = _set_env(text, cmd, key, value)
+            continue
         flag = cmd.flag(key)
         if flag is not None:
             if len(flag.values) == 1 and (assign := _sole_assignment(text, flag.values[0])) is not None:
@@ -399,6 +402,28 @@ def set_flags(text: str, updates: dict[str, Any], name: str = "script") -> str:
             continue
         text = _append_flag(text, cmd, f"--{key}" + ("" if value is True else " " + render_value(value)))
     return text
+
+
+# A setting the launcher reads from the environment (ms-swift's MAX_PIXELS, NPROC_PER_NODE): upper case, as scripts
+# write them; flags are lower case.
+ENV_KEY = re.compile(r"[A-Z][A-Z0-9_]*")
+
+
+def _set_env(text: str, cmd: Command, key: str, value: Any) -> str:
+    """Set an environment variable for the command: its `KEY=value` prefix (or the script's one `KEY=`/`export KEY=`
+    assignment) edited in place, else a new prefix right before the program."""
+    literal = render_value(value)
+    for words in tokenize(text):
+        ws = words[1:] if words and words[0].value == "export" else words
+        for w in ws:
+            m = _ASSIGN.match(w.raw)
+            if m and m.group(1) == key and (w in cmd.words or ws is not words or len(ws) == 1):
+                start = w.start + len(key) + 1
+                return text[:start] + literal + text[w.end:]
+            if not (m or w.value in ("nohup", "exec", "time", "env")):
+                break   # past the command's prefix: assignments later on the line are arguments
+    program = next(w for w in cmd.words if not _ASSIGN.match(w.value) and w.value not in ("nohup", "exec", "time", "env"))
+    return text[:program.start] + f"{key}={literal} " + text[program.start:]
 
 
 def _sole_assignment(text: str, word: Word) -> tuple[int, int, Word] | None:
