@@ -68,7 +68,16 @@ def assemble_setup(report: OOMReport, doc: ConfigDocument | None = None, request
     setup = _resolve_model(setup, req, doc.settings if doc is not None else None)
     if setup.model is None and report.model and report.model != setup.model_name:
         setup = _model_the_log_names(setup, req, report)
-    return _mark_defaults(setup)
+    return _mark_defaults(_images_of_a_vision_model(setup))
+
+
+def _images_of_a_vision_model(setup: TrainingSetup) -> TrainingSetup:
+    """A vision-language model trains on images: with no count stated, one per sample (shown as an assumption), so
+    the vision tower and its visual tokens are sized rather than left out."""
+    if setup.model is None or setup.model.vision is None or setup.images_per_sample or setup.video_frames \
+            or "images_per_sample" in setup.provenance:
+        return setup
+    return setup.with_fact("images_per_sample", 1, "default", "one image per sample assumed (a vision-language model)")
 
 
 def _model_the_log_names(setup: TrainingSetup, req: AssemblyRequest, report: OOMReport) -> TrainingSetup:

@@ -156,3 +156,10 @@ def test_a_placeholder_model_in_the_config_gives_way_to_the_model_the_words_name
     assert "named in the log" in setup.provenance["model"].detail and "'xxx'" in setup.provenance["model"].detail
     named = load_config("deepspeed --num_gpus 4 main.py --model_name_or_path Qwen/Qwen2.5-7B\n", "run.sh")
     assert assemble_setup(report, named).model.name == "Qwen/Qwen2.5-7B"   # a config naming a real model wins
+
+
+def test_a_vision_language_model_trains_on_one_image_per_sample_unless_told():
+    vl = assemble_setup(parse_log(""), load_config("model_name_or_path: Qwen/Qwen2-VL-7B-Instruct\nstage: sft\n", "t.yaml"))
+    assert vl.images_per_sample == 1 and vl.provenance["images_per_sample"].origin == "default"
+    text = assemble_setup(parse_log(""), load_config("model_name_or_path: Qwen/Qwen2.5-7B\nstage: sft\n", "t.yaml"))
+    assert text.images_per_sample == 0
