@@ -124,3 +124,35 @@ def test_comment_after_the_last_argument_stays_on_its_line():
     text = 'args = TrainingArguments(\n    output_dir="out",\n    bf16=True  # mixed precision\n)\n'
     new = set_python_values(text, {"gradient_checkpointing": True, "output_dir": "o2"})
     assert new == 'args = TrainingArguments(\n    output_dir="o2",\n    bf16=True,  # mixed precision\n    gradient_checkpointing=True,\n)\n'
+
+
+def test_a_processor_in_the_snippet_holds_the_image_cap_read_and_written_there():
+    from ask_oom.tools.configs import Constraints, apply_config_to_setup, plan_fixes
+    from ask_oom.tools.gpus import lookup_gpu
+    from ask_oom.tools.labels import RootCause
+    from ask_oom.tools.memory import resolve_model
+    from ask_oom.tools.training_setup import TrainingSetup
+
+    snippet = ('model = Qwen2VLForConditionalGeneration.from_pretrained("Qwen/Qwen2-VL-7B-Instruct", torch_dtype=torch.bfloat16)\n'
+               'processor = AutoProcessor.from_pretrained("Qwen/Qwen2-VL-7B-Instruct", max_pixels=1280*28*28)\n'
+               'args = TrainingArguments(output_dir="out", per_device_train_batch_size=1, bf16=True)\n')
+    doc = load_config(snippet, "train.py")
+    assert doc.settings["max_pixels"] == 1280 * 28 * 28          # integer arithmetic of literals is read, nothing else
+    setup = apply_config_to_setup(doc, TrainingSetup())
+    assert setup.image_max_pixels == 1003520 and setup.provenance["image_max_pixels"].detail.endswith("max_pixels")
+    setup = setup.model_copy(update={"gpu": lookup_gpu("A100 80GB"), "model": resolve_model("Qwen/Qwen2-VL-7B-Instruct"),
+                                     "images_per_sample": 1})
+    plan = plan_fixes(setup, doc, [RootCause(label="vision_tokens", score=0.8)], Constraints(observed_oom=True))
+    assert 'AutoProcessor.from_pretrained("Qwen/Qwen2-VL-7B-Instruct", max_pixels=262144)' in plan.fixed_config
+    assert 'Qwen2VLForConditionalGeneration.from_pretrained("Qwen/Qwen2-VL-7B-Instruct", torch_dtype=torch.bfloat16)\n' \
+        in plan.fixed_config                                        # the model's call is left alone
+    without = load_config("".join(ln for ln in snippet.splitlines(True) if "Processor" not in ln), "train.py")
+    assert not any(c.key == "max_pixels" for c in plan_fixes(setup, without, [RootCause(label="vision_tokens", score=0.8)],
+                                                             Constraints(observed_oom=True)).changes)
+
+
+@pytest.mark.parametrize("source", ["2**10", "a*3", "10**10**10", "(1<<62)*(1<<62)", "'x'*3"])
+def test_only_integer_products_of_literals_are_computed(source):
+    from ask_oom.tools.configs.python_doc import _UNREADABLE, literal
+
+    assert literal(source) is _UNREADABLE

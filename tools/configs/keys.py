@@ -95,6 +95,11 @@ class KeyStyle:
     def image_max_pixels(self) -> str | None:
         if self.framework == "swift" and self.doc is not None and self.doc.format == "shell":
             return "MAX_PIXELS"   # ms-swift reads the image cap from the environment
+        if self.doc is not None and self.doc.format == "python":
+            from .python_doc import find_calls, is_processor_call
+
+            # a processor built in the snippet takes the cap: AutoProcessor.from_pretrained(..., max_pixels=...)
+            return "max_pixels" if any(is_processor_call(c) for c in find_calls(self.doc.text)) else None
         return "image_max_pixels" if self.is_lf or self.has("image_max_pixels") else None
 
     # --- tier 5

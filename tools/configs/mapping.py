@@ -426,6 +426,9 @@ def _apply_multimodal(b: _Builder, s: dict[str, Any], is_lf: bool) -> None:
         elif _int(s.get("image_max_pixels")):
             b.config("image_max_pixels", _int(s["image_max_pixels"]), "image_max_pixels")
         return
+    if _int(s.get("image_max_pixels")) or _int(s.get("max_pixels")):   # the processor's cap (Qwen-VL max_pixels=)
+        key = "image_max_pixels" if _int(s.get("image_max_pixels")) else "max_pixels"
+        b.config("image_max_pixels", _int(s[key]), key)
     # LLaVA-family flags
     if "finetune_vision_layers" in s:   # unsloth FastVisionModel.get_peft_model
         b.config("freeze_vision_tower", not _truthy(s["finetune_vision_layers"]), "finetune_vision_layers")

@@ -32,7 +32,13 @@ _LOAD_KEYS = ("attn_implementation", "torch_dtype", "device_map", "low_cpu_mem_u
               "offload_folder", "max_seq_length", "use_gradient_checkpointing")
 _VLLM_KEYS = ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "max_num_seqs", "enforce_eager",
               "limit_mm_per_prompt", "kv_cache_dtype", "quantization", "pipeline_parallel_size")
+_PROCESSOR_KEYS = ("max_pixels", "min_pixels")   # Qwen-VL processors take the image cap at from_pretrained
 _UNREADABLE = object()
+
+
+def is_processor_call(call: Call) -> bool:
+    """`AutoProcessor.from_pretrained(...)`, `Qwen2VLProcessor.from_pretrained(...)`: where image settings go."""
+    return call.name in LOAD_CALLS and call.owner.endswith("Processor")
 
 
 @dataclass
@@ -55,6 +61,7 @@ class Call:
     close: int
     kwargs: list[Kwarg]
     first_positional: tuple[str, int, int] | None = None   # source text and span of the first positional argument
+    owner: str = ""   # what the call is made on: "AutoProcessor" in AutoProcessor.from_pretrained(...)
 
 
 def _matching_paren(text: str, i: int) -> int:
@@ -157,10 +164,29 @@ def literal(source: str) -> Any:
         return _UNREADABLE
     if isinstance(node, (ast.Name, ast.Attribute)):
         return ast.unparse(node)
+    if isinstance(node, ast.BinOp):
+        return _int_product(node)
     try:
         return ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, RecursionError):
         return _UNREADABLE
+
+
+_INT_OPS = {ast.Mult: lambda a, b: a * b, ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b}
+_MAX_INT = 1 << 62   # no setting is larger; keeps a pasted 10**10**10 from being computed
+
+
+def _int_product(node: ast.AST) -> Any:
+    """Integer arithmetic of literals, as pixel caps are written (max_pixels=1280*28*28); nothing else is computed."""
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        return node.value
+    if isinstance(node, ast.BinOp) and type(node.op) in _INT_OPS:
+        a, b = _int_product(node.left), _int_product(node.right)
+        if a is _UNREADABLE or b is _UNREADABLE or abs(a) > _MAX_INT or abs(b) > _MAX_INT:
+            return _UNREADABLE
+        out = _INT_OPS[type(node.op)](a, b)
+        return out if abs(out) <= _MAX_INT else _UNREADABLE
+    return _UNREADABLE
 
 
 _KWARG = re.compile(r"\s*([A-Za-z_]\w*)\s*=(?!=)\s*", re.S)
@@ -189,7 +215,8 @@ def find_calls(text: str) -> list[Call]:
             value = literal(text[vstart:vend])
             if value is not _UNREADABLE:
                 kwargs.append(Kwarg(m.group(1), km.group(1), value, vstart, vend))
-        calls.append(Call(m.group(1), open_at, close, kwargs, first))
+        owner = m.group(0)[:m.start(1) - m.start(0)].rstrip(".")
+        calls.append(Call(m.group(1), open_at, close, kwargs, first, owner))
     return calls
 
 
@@ -245,6 +272,8 @@ def render_literal(value: Any, like: str | None = None) -> str:
 def _home_call(calls: list[Call], key: str) -> Call | None:
     """The call a new keyword belongs in: quantization → BitsAndBytesConfig/from_pretrained, LoRA → LoraConfig,
     loading → from_pretrained, anything else → the TrainingArguments-like call."""
+    if key in _PROCESSOR_KEYS:
+        return next((c for c in calls if is_processor_call(c)), None)
     if key in _QUANT_KEYS:
         order = QUANT_CALLS + LOAD_CALLS
     elif key in _LORA_KEYS:
@@ -256,7 +285,7 @@ def _home_call(calls: list[Call], key: str) -> Call | None:
     else:
         order = TRAINING_ARGS_CALLS
     for name in order:
-        found = next((c for c in calls if c.name == name), None)
+        found = next((c for c in calls if c.name == name and not is_processor_call(c)), None)
         if found is not None:
             return found
     return None
