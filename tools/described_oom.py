@@ -82,6 +82,8 @@ def is_prose(line: str) -> bool:
 _FAMILIES = (r"(?:llama|qwen|mistral|mixtral|gemma|phi|yi|baichuan|chatglm|glm|internlm|deepseek|falcon|bloomz?|opt|vicuna|"
              r"codellama|olmo|starcoder)[A-Za-z0-9_.]{0,10}")
 _FAMILY_SIZE = re.compile(r"(?<![A-Za-z0-9_/.-])(" + _FAMILIES + r") (\d{1,3}(?:\.\d)?[bB])(?![A-Za-z0-9])", re.IGNORECASE)
+# ...or only its size, said of a model: "13B 模型", "a 7B model" (the registry stands in a model of that size)
+_SIZE_ONLY = re.compile(r"(?<![A-Za-z0-9_.])(\d{1,3}(?:\.\d)?) ?[bB] ?(?:的 ?)?(?:大?模型|models?\b|LLMs?\b)", re.IGNORECASE)
 # ...or its size first: "7b bloom", "70B llama"
 _SIZE_FAMILY = re.compile(r"(?<![A-Za-z0-9_/.-])(\d{1,3}(?:\.\d)?[bB]) (" + _FAMILIES + r")(?![A-Za-z0-9])", re.IGNORECASE)
 
@@ -108,7 +110,10 @@ def _model_in_line(line: str) -> str | None:
     if m:
         return f"{m.group(1)}-{m.group(2)}"
     m = _SIZE_FAMILY.search(line)
-    return f"{m.group(2)}-{m.group(1)}" if m else None
+    if m:
+        return f"{m.group(2)}-{m.group(1)}"
+    m = _SIZE_ONLY.search(line)
+    return f"{m.group(1)}B" if m else None
 
 
 _HOST_SUBJECT = re.compile(r"(?:(?<!显)内存|\bRAM\b|host memory|CPU memory|system memory)(?!.*(?:显存|GPU|VRAM|CUDA))",

@@ -135,3 +135,11 @@ def test_a_path_names_a_model_only_by_its_last_folder():
     assert model_named("Input a video path or URL <<< /data1/qwen2vl/test/test.mp4") is None   # folders, not an org/name id
     assert model_named("Loading the model using model_dir: /tmp/Qwen2.5-VL-32B-Instruct/") == "Qwen2.5-VL-32B-Instruct"
     assert model_named("serve Qwen/Qwen2-7B-Instruct now") == "Qwen/Qwen2-7B-Instruct"
+
+
+def test_a_model_said_only_by_its_size():
+    from ask_oom.tools.described_oom import model_named
+
+    assert model_named("试过几个13B 模型 微调的时候 都OOM报错") == "13B"
+    assert model_named("training a 7B model on a 24GB card") == "7B"
+    assert model_named("two 80GB cards, plenty of models") is None        # a memory size is no model size

@@ -561,3 +561,22 @@ def test_one_huge_allocation_while_generating_is_the_prefill_not_the_kv_cache():
     assert labels(rank_root_causes(gen("2.00 GiB"), qwen))[0] != "generation_kv_cache"
     llama2 = TrainingSetup(model=resolve_model("meta-llama/Llama-2-7b-hf"))    # MHA: 8 KiB per token and layer
     assert labels(rank_root_causes(gen("2.00 GiB"), llama2))[0] == "generation_kv_cache"
+
+
+def test_a_size_match_on_a_stand_in_model_is_weak_and_its_full_gpu_reads_as_an_adapter_run():
+    from ask_oom.tools.gpus import lookup_gpu
+    from ask_oom.tools.memory import estimate_memory
+
+    frames = 'Traceback (most recent call last):\n  File "train.py", line 88, in <module>\n    loss.backward()\n'
+    report = parse_log(oom("134.00 MiB", "39.39 GiB", "107.94 MiB", "39.28 GiB", "37.86 GiB", "93.47 MiB", frames=frames))
+    base = TrainingSetup(model=resolve_model("meta-llama/Llama-2-13b-hf"), gpu=lookup_gpu("A100-40GB"), method="lora",
+                         micro_batch=4, seq_len=2048)
+    base = observed(base, method="lora", micro_batch=4)
+    named = base.with_fact("model", base.model, "registry", "built-in registry entry")
+    stand_in = base.with_fact("model", base.model, "derived", "assumed Llama-2-13b-hf (the registry does not list 13B)")
+    real = rank_root_causes(report, named, estimate_memory(named))
+    assert labels(real)[0] == "weights_exceed_gpu"      # 134 MiB is one of this model's MLP weights (5120 x 13824 x 2 B)
+    ranked = rank_root_causes(report, stand_in, estimate_memory(stand_in))
+    assert labels(ranked)[:2] in (["seq_len_too_long", "batch_too_large"], ["batch_too_large", "seq_len_too_long"])
+    weights = next(c for c in ranked if c.label == "weights_exceed_gpu")
+    assert any("(of the stand-in model)" in w for w in weights.why)

@@ -34,6 +34,12 @@ def launched_distributed(report: OOMReport) -> bool:
     return bool(report.ranks) or report.launcher in ("torchrun", "deepspeed", "accelerate")
 
 
+def stand_in_model(setup: TrainingSetup | None) -> bool:
+    """The sized model is the registry's stand-in for one it does not list: its shapes are not the user's."""
+    prov = setup.provenance.get("model") if setup is not None else None
+    return prov is not None and prov.origin == "derived"
+
+
 def stated_micro_batch(setup: TrainingSetup | None) -> int | None:
     """The micro-batch when the log, config or user stated it: an assumed one is no evidence."""
     return setup.micro_batch if setup is not None and observed(setup, "micro_batch") else None

@@ -7,7 +7,7 @@ from ..memory.schema import MemoryEstimate
 from ..report import OOMReport
 from ..training_setup import TrainingSetup
 from ..units import format_bytes
-from .facts import observed, stated_micro_batch
+from .facts import observed, stand_in_model, stated_micro_batch
 from .scores import Scores
 
 TRAINING_STEP = ("forward", "backward", "optimizer_step")
@@ -42,7 +42,8 @@ def gpu_already_full(report: OOMReport, setup: TrainingSetup | None, estimate: M
         else f"a small {format_bytes(req)} request failed on a full GPU"
     in_step = report.phase in TRAINING_STEP   # a frame of the step: loading (or a merge) was over
     adapter = _adapter_run(setup, cues)
-    if (setup is None or setup.model is None or estimate is None) and adapter is not None:
+    unsized = setup is None or setup.model is None or estimate is None or stand_in_model(setup)
+    if unsized and adapter is not None:
         # Adapter training: frozen 16-bit weights and tiny optimizer states; if the weights alone filled the card the
         # run would have died loading, so what filled it during training is the activations of the step
         b = stated_micro_batch(setup)

@@ -9,12 +9,13 @@ from ..memory.schema import MemoryEstimate
 from ..report import OOMReport
 from ..training_setup import TrainingSetup
 from ..units import GiB, MiB, format_bytes
-from .facts import STATE_PHASES, observed, stated_micro_batch
+from .facts import STATE_PHASES, observed, stand_in_model, stated_micro_batch
 from .scores import Scores
 from .tensors import matches_size, tensor_candidates
 
 
 LARGEST_GPU_BYTES = 192 * GiB   # MI300X; H200 141 GB
+STAND_IN_MATCH_WEIGHT = 0.3
 
 
 def request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None, s: Scores,
@@ -41,14 +42,19 @@ def request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate:
         # Several candidates can have the same size (an MoE expert and a dense MLP of equal width): the request is one
         # tensor, so each label counts its best match once instead of summing look-alikes.
         best: dict[str, tuple[float, str]] = {}
+        # A stand-in model (the registry's nearest of the named size) has its own shapes, not the user's: a size match
+        # on it is a coincidence as often as a clue.
+        weight = STAND_IN_MATCH_WEIGHT if stand_in_model(setup) else 1.0
         for cand in tensor_candidates(setup, estimate):
             if matches_size(req, cand.bytes):
-                matched = s.explained = True
+                matched = True
+                s.explained = s.explained or weight == 1.0
                 for label, pts in cand.labels.items():
                     if pts > best.get(label, (0.0, ""))[0]:
-                        best[label] = (pts, f"the {format_bytes(req)} request equals the {cand.name}: {cand.formula} = {format_bytes(cand.bytes)}")
+                        best[label] = (pts, f"the {format_bytes(req)} request equals the {cand.name}: {cand.formula} = "
+                                            f"{format_bytes(cand.bytes)}" + (" (of the stand-in model)" if weight < 1 else ""))
         for label, (pts, reason) in best.items():
-            s.add(label, pts, reason)
+            s.add(label, pts * weight, reason)
         vocab = max(setup.model.vocab_size, 1)
         tokens = req / (vocab * 4)
         in_training = setup.micro_batch * setup.seq_len
