@@ -102,25 +102,18 @@ def _value(text: str, pos: int, path: Path, objects: dict, depth: int, name: str
             obj.members[key] = (vstart, pos)
             obj.order.append(key)
             pos = _skip(text, pos)
-            if text.startswith(",", pos):
-                before = cuts[0]
-                pos = _skip_cuts(text, _skip(text, pos + 1), cuts)
-                if cuts[0] > before and text.startswith("}", pos):   # the cut was the object's last part
-                    obj.end = pos + 1
-                    objects[path] = obj
-                    return pos + 1, out
-                continue
-            if (gap := _skip_cuts(text, pos, cuts)) != pos:   # "value\n  [...]\n  "key": ..." without a comma
-                pos = gap
-                if text.startswith("}", pos):
-                    obj.end = pos + 1
-                    objects[path] = obj
-                    return pos + 1, out
-                continue
-            if text.startswith("}", pos):
+            comma = text.startswith(",", pos)
+            if comma:
+                pos = _skip(text, pos + 1)
+            before = cuts[0]
+            pos = _skip_cuts(text, pos, cuts)   # "value,\n  [...]\n  }" or "value\n  [...]\n  "key": ..."
+            cut = cuts[0] > before
+            if text.startswith("}", pos) and (cut or not comma):   # a trailing comma closes only before a cut
                 obj.end = pos + 1
                 objects[path] = obj
                 return pos + 1, out
+            if comma or cut:
+                continue
             raise _err(name, text, pos, "expected ',' or '}'")
     if ch == "[":
         items: list[Any] = []

@@ -15,6 +15,7 @@ from .safe_yaml import check_size, parse_plain_scalar
 _OPERATORS = ("&&", "||", ";;", ";", "|", "&", "(", ")")
 _REDIRECT = re.compile(r"^\d*(?:>>?|<|>&|&>)")
 _ASSIGN = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
+_PREFIX_WORDS = ("nohup", "exec", "time", "env")   # run the command after them, with the same environment prefix
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:[:-][^}]*)?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
 LAUNCHERS = ("deepspeed", "torchrun", "accelerate", "llamafactory-cli", "swift", "python", "python3", "vllm")
@@ -174,7 +175,7 @@ def parse_command(words: list[Word]) -> Command | None:
         m = _ASSIGN.match(words[i].value)
         env[m.group(1)] = m.group(2)
         i += 1
-    if i < len(words) and words[i].value in ("nohup", "exec", "time", "env"):
+    if i < len(words) and words[i].value in _PREFIX_WORDS:
         i += 1
         while i < len(words) and _ASSIGN.match(words[i].value):
             m = _ASSIGN.match(words[i].value)
@@ -414,15 +415,17 @@ def _set_env(text: str, cmd: Command, key: str, value: Any) -> str:
     assignment) edited in place, else a new prefix right before the program."""
     literal = render_value(value)
     for words in tokenize(text):
-        ws = words[1:] if words and words[0].value == "export" else words
+        exported = bool(words) and words[0].value == "export"
+        ws = words[1:] if exported else words
         for w in ws:
             m = _ASSIGN.match(w.raw)
-            if m and m.group(1) == key and (w in cmd.words or ws is not words or len(ws) == 1):
+            # the command's own prefix, an `export KEY=`, or a `KEY=` line of its own
+            if m and m.group(1) == key and (w in cmd.words or exported or len(ws) == 1):
                 start = w.start + len(key) + 1
                 return text[:start] + literal + text[w.end:]
-            if not (m or w.value in ("nohup", "exec", "time", "env")):
+            if not (m or w.value in _PREFIX_WORDS):
                 break   # past the command's prefix: assignments later on the line are arguments
-    program = next(w for w in cmd.words if not _ASSIGN.match(w.value) and w.value not in ("nohup", "exec", "time", "env"))
+    program = next(w for w in cmd.words if not _ASSIGN.match(w.value) and w.value not in _PREFIX_WORDS)
     return text[:program.start] + f"{key}={literal} " + text[program.start:]
 
 
