@@ -3,6 +3,7 @@ explanation, the fixed config or diff, help."""
 
 from __future__ import annotations
 
+from ..tools.configs.schema import fence_language, format_from_filename
 from .diagnosis import Diagnosis
 from .explain import explain
 from .intent_types import Intent
@@ -55,7 +56,7 @@ def show_config(state: SessionState, *, diff: bool, full: bool) -> list[str]:
     if not text:
         request, _ = agent_request(state)
         text = request.config_text
-        fmt = _format_of(state.main_config)
+        fmt = format_from_filename(state.main_config) or "yaml"   # a file with no telling extension reads as YAML
         out.append(localized(state, "no_changes"))
     original = state.original_configs.get(state.main_config, "")
     if diff:
@@ -64,23 +65,10 @@ def show_config(state: SessionState, *, diff: bool, full: bool) -> list[str]:
         patch = d.diff if d.fixed_config else unified_diff(original, text or "", state.main_config)
         out.append(f"```diff\n{patch}\n```" if patch.strip() else localized(state, "same_config"))
     if full and text:
-        out.append(f"```{_lang(fmt)}\n{text}\n```")
+        out.append(f"```{fence_language(fmt)}\n{text}\n```")
         if d.fixed_deepspeed:
             out.append(f"```json\n{d.fixed_deepspeed}\n```")
     return out
-
-
-def _format_of(name: str) -> str:
-    """The config format a file name suggests (for the code fence of an unchanged config)."""
-    low = name.lower()
-    return "json" if low.endswith(".json") else "shell" if low.endswith(".sh") else "yaml"
-
-
-def _lang(fmt: str | None) -> str:
-    """The Markdown code-fence language of a config format."""
-    if not fmt:
-        return ""
-    return "json" if "json" in fmt else "bash" if fmt == "shell" else "yaml"
 
 
 def _render(d: Diagnosis) -> str:

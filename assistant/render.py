@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..tools.configs.schema import fence_language
 from ..tools.labels import ROOT_CAUSES
 from ..tools.memory.schema import MemoryEstimate
 from ..tools.units import format_bytes
 from .diagnosis import Diagnosis
 
 JSON_SCHEMA_VERSION = 1
-_FENCE_LANG = {"llamafactory_yaml": "yaml", "yaml": "yaml", "accelerate_yaml": "yaml", "hf_json": "json", "json": "json",
-               "deepspeed_json": "json", "shell": "bash"}
 
 
 def render_json(d: Diagnosis) -> dict[str, Any]:
@@ -37,8 +36,7 @@ def render_markdown(d: Diagnosis) -> str:
     if d.diff.strip():
         parts += ["## Diff", "", "```diff", d.diff.rstrip("\n"), "```", ""]
     if d.fixed_config:
-        lang = _FENCE_LANG.get(d.fixed_config_format or "", "")
-        parts += ["## Fixed config", "", f"```{lang}", d.fixed_config.rstrip("\n"), "```", ""]
+        parts += ["## Fixed config", "", f"```{fence_language(d.fixed_config_format)}", d.fixed_config.rstrip("\n"), "```", ""]
     if d.fixed_deepspeed:
         parts += ["## Fixed DeepSpeed config", "", "```json", d.fixed_deepspeed.rstrip("\n"), "```", ""]
     parts += _similar(d)

@@ -14,11 +14,11 @@ from typing import Any
 
 from ..kb.schema import Case, CaseFix, CaseHardware, CaseModel, CaseSymptom
 from ..tools.errors import InputError
+from ..tools.frameworks import case_framework
 from ..tools.units import GiB
 from .diagnosis import Diagnosis
 from .session import SessionState, SessionStore
 
-_FRAMEWORKS = {"deepspeed_script": "deepspeed", "other": "other"}
 _METHODS = {"full", "freeze", "lora", "qlora"}
 MIN_CONTRIBUTOR_SCORE = 0.5
 
@@ -78,7 +78,7 @@ def _case(session_id: str, created_at: float, state: SessionState, d: Diagnosis)
         language="zh" if state.language == "zh" else "en",
         model=CaseModel(name=model_name, size=_size(d), modality=_modality(d)),
         hardware=hardware,
-        framework=_FRAMEWORKS.get(setup.framework, setup.framework) if setup.provenance.get("framework") or not report.framework
+        framework=case_framework(setup.framework) if setup.provenance.get("framework") or not report.framework
         else report.framework,
         launcher=report.launcher,
         versions=dict(report.versions),

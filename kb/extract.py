@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from ..tools.configs.keys import SEQ_LEN_KEYS
 from ..tools.units import GiB, parse_size
 from .extract_rules import (
     ADVICE_HEADINGS, COMPILED_LABEL_RULES, COMPILED_PHRASE_FIXES, CONFIRMED, FIX_HEADINGS, KEY_LABELS, PROBLEM_HEADINGS,
@@ -95,7 +96,7 @@ FRAMEWORKS = [
     ("hf_trainer", r"\bTrainer\b|TrainingArguments|transformers\.Trainer"),
     ("deepspeed", r"DeepSpeed"), ("peft", r"\bPEFT\b"),
 ]
-SEQ_KEYS = ("cutoff_len", "max_seq_length", "max_length", "model_max_length", "max_source_length")
+SEQ_KEYS = (*SEQ_LEN_KEYS, "max_source_length")   # a fix that shortens the prompt shortens the sequence too
 
 
 class KeyChange(BaseModel):

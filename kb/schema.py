@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from ..tools.frameworks import CASE_FRAMEWORKS
 from ..tools.labels import ROOT_CAUSES
 
 
@@ -50,7 +51,7 @@ class Case(BaseModel):
     language: Literal["en", "zh", "other"] = "en"
     model: CaseModel
     hardware: CaseHardware = Field(default_factory=CaseHardware)
-    framework: str = Field(description="llamafactory | hf_trainer | trl | deepspeed | accelerate | fsdp | peft | unsloth | axolotl | torchtune | llava | qwen-vl | swift | vllm | other")
+    framework: str = Field(description=" | ".join(CASE_FRAMEWORKS))
     launcher: str | None = None
     versions: dict[str, str] = Field(default_factory=dict)
     method: Literal["full", "freeze", "lora", "qlora", "inference", "other"] = "full"

@@ -46,6 +46,11 @@ _CATALOG: list[tuple[tuple[str, ...], GPUSpec]] = [
     (("mi250",), GPUSpec(name="MI250-64GB", memory_bytes=int(63.98 * GiB), vendor="amd")),
 ]
 
+# The single cards a run too big for its GPU could move to, smallest first (a hardware suggestion names the first that fits).
+_UPGRADES = ("A100-80GB", "H100-80GB", "H100-NVL-94GB", "H200-141GB", "MI300X-192GB")
+# The most memory any single GPU in the catalogue has: a request above it cannot be one tensor on one card.
+LARGEST_GPU_BYTES = max(spec.memory_bytes for _, spec in _CATALOG)
+
 _MEM_IN_NAME = re.compile(r"(\d{2,3})\s*G(?:i?B)?\b", re.IGNORECASE)
 
 
@@ -96,6 +101,11 @@ def _apple_silicon(key: str, size: re.Match | None) -> GPUSpec | None:
 
 def _by_name(name: str) -> GPUSpec:
     return next(spec for _, spec in _CATALOG if spec.name == name)
+
+
+def larger_gpu(required_bytes: int) -> GPUSpec | None:
+    """The smallest data-centre GPU with at least `required_bytes`; None when no single card has that much."""
+    return next((spec for spec in map(_by_name, _UPGRADES) if spec.memory_bytes >= required_bytes), None)
 
 
 def gpu_from_memory(memory_bytes: int, name: str | None = None) -> GPUSpec:

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from .frameworks import LOG_FRAMEWORKS
+
 OOMKind = Literal[
     "cuda_oom",       # torch.OutOfMemoryError / "CUDA out of memory" / "CUDA error: out of memory"
     "host_oom",       # host RAM: "Killed", SIGKILL/-9 in launcher tables, "Cannot allocate memory", pinned-memory failures
@@ -86,7 +88,7 @@ class OOMReport(BaseModel):
         default=None,
         description="cross_entropy | attention | vision_tower | moe_experts | zero3_allgather | optimizer | lm_head | embedding | None",
     )
-    framework: str | None = Field(default=None, description="llamafactory | axolotl | unsloth | swift | torchtune | moe-llava | llava | trl | vllm | llama.cpp | hf_trainer | accelerate | deepspeed (the most specific one the log shows)")
+    framework: str | None = Field(default=None, description=" | ".join(LOG_FRAMEWORKS) + " (the most specific one the log shows)")
     launcher: str | None = Field(default=None, description="torchrun | deepspeed | accelerate | python | llamafactory-cli")
     deepspeed_stage: int | None = None
     model: str | None = Field(default=None, description="model name or path as the log writes it")

@@ -10,31 +10,23 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from .configs.keys import MODEL_NAME_KEYS
 from .configs.schema import ConfigDocument
 from .errors import InputError
+from .frameworks import canonical_framework
 from .gpus import GPUSpec, gpu_from_memory, lookup_gpu
 from .labels import RootCause
+from .model_resolver import apply_resolved_model, resolve_model_name
 from .report import OOMReport
 from .training_setup import Provenance, TrainingSetup
 
 # Fields worth telling the user about when they were assumed (the calculator is sensitive to them).
 KEY_FIELDS = ("method", "micro_batch", "seq_len", "grad_accum", "num_gpus", "precision", "zero_stage",
               "gradient_checkpointing", "attn_implementation", "optimizer")
-
-_FRAMEWORKS = {
-    "llamafactory": "llamafactory", "llama_factory": "llamafactory", "llama-factory": "llamafactory",
-    "hf_trainer": "hf_trainer", "transformers": "hf_trainer", "trl": "trl", "deepspeed": "deepspeed_script",
-    "deepspeed_script": "deepspeed_script", "llava": "deepspeed_script", "moe-llava": "deepspeed_script",
-    "axolotl": "axolotl", "unsloth": "unsloth", "torchtune": "torchtune", "swift": "swift", "ms-swift": "swift",
-    "vllm": "vllm",
-}
-
-# Config / log keys that name the model, in the order frameworks use them.
-_MODEL_KEYS = ("model_name_or_path", "model_id_or_path", "base_model", "model_path", "model_type", "model", "pretrained_model_name_or_path")
 
 
 class AssemblyRequest(BaseModel):
@@ -44,6 +36,9 @@ class AssemblyRequest(BaseModel):
     gpu_memory_gib: float | None = None
     num_gpus: int | None = None
     model_config_json: str | None = None
+    model_name: str | None = None          # a model the user named: resolved like one the config names
+    host_ram_gib: float | None = None
+    facts: list[Any] = []                  # StatedFact-like objects (field, value, said): the user's settings, applied last
 
 
 def assemble_setup(report: OOMReport, doc: ConfigDocument | None = None, request: Any = None) -> TrainingSetup:
@@ -60,9 +55,9 @@ def assemble_setup(report: OOMReport, doc: ConfigDocument | None = None, request
 
         setup = _merge(setup, apply_config_to_setup(doc, TrainingSetup()))
         if setup.model_name is None:
-            name = _first_setting(doc.settings, _MODEL_KEYS)
+            name = _first_setting(doc.settings, MODEL_NAME_KEYS)
             if name:
-                setup = setup.with_fact("model_name", name, "config", _key_of(doc.settings, _MODEL_KEYS))
+                setup = setup.with_fact("model_name", name, "config", _key_of(doc.settings, MODEL_NAME_KEYS))
     setup = _apply_user(setup, req)
     setup = _resolve_gpu(setup, report, req)
     setup = _resolve_model(setup, req, doc.settings if doc is not None else None)
@@ -83,13 +78,12 @@ def _images_of_a_vision_model(setup: TrainingSetup) -> TrainingSetup:
 def _model_the_log_names(setup: TrainingSetup, req: AssemblyRequest, report: OOMReport) -> TrainingSetup:
     """The config's model is a placeholder or a local folder ("xxx", $MODEL_PATH) while the log or the user's words
     name one ("7b bloom"): size the named one, saying why."""
-    named = _resolve_model(setup.model_copy(update={"model_name": report.model}), req)
-    if named.model is None:
+    named = resolve_model_name(report.model)
+    if named is None:
         return setup
     was = setup.model_name
-    out = setup.with_fact("model", named.model, named.provenance["model"].origin,
-                          f"{report.model}, named in the log" + (f"; the config's {was!r} is not a model name I know" if was else ""))
-    return _quantized_checkpoint(out)
+    return apply_resolved_model(setup, named, f"{report.model}, named in the log"
+                                + (f"; the config's {was!r} is not a model name I know" if was else ""))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -132,7 +126,7 @@ def _from_log(report: OOMReport) -> TrainingSetup:
                 prov[field] = Provenance(origin="log", detail=where)
         # Framework defaults stay defaults; only the printed facts are log facts.
         setup = applied.model_copy(update={"provenance": {**{f: p for f, p in applied.provenance.items() if p.origin != "config"}, **prov}})
-    fw = _FRAMEWORKS.get((report.framework or "").lower())
+    fw = canonical_framework(report.framework)
     if fw:
         setup = setup.with_fact("framework", fw, "log", f"framework detected in the log ({report.framework})")
     if report.model and not report.model.lower().endswith((".json", ".bin", ".safetensors")):
@@ -236,10 +230,32 @@ def _merge(base: TrainingSetup, new: TrainingSetup) -> TrainingSetup:
 
 
 def _apply_user(setup: TrainingSetup, req: AssemblyRequest) -> TrainingSetup:
+    """What the user stated outside their files wins over the log and the config."""
     if req.num_gpus is not None:
         if req.num_gpus < 1:
             raise InputError("the number of GPUs must be at least 1")
         setup = setup.with_fact("num_gpus", req.num_gpus, "user", f"--gpus {req.num_gpus}")
+    if req.model_name and req.model_name != setup.model_name:
+        # the named model replaces whatever the config resolved: the resolver sizes it below
+        setup = setup.with_fact("model_name", req.model_name, "user", f"--model {req.model_name}").model_copy(update={"model": None})
+        # what the replaced model's name implied (a 4-bit checkpoint, so QLoRA) goes with it
+        derived = [f for f in ("quantization_bit", "method") if (p := setup.provenance.get(f)) is not None and p.origin == "derived"]
+        if derived:
+            setup = setup.model_copy(update={**{f: TrainingSetup.model_fields[f].default for f in derived},
+                                             "provenance": {k: v for k, v in setup.provenance.items() if k not in derived}})
+    if req.host_ram_gib is not None:
+        setup = setup.with_fact("host_ram_bytes", int(req.host_ram_gib * 2**30), "user", f"--host-ram {req.host_ram_gib:g}")
+    for fact in req.facts:
+        field, value, said = (fact.get(k) for k in ("field", "value", "said")) if isinstance(fact, dict) else \
+            (fact.field, fact.value, fact.said)
+        if field not in TrainingSetup.model_fields or field in ("model", "provenance"):
+            raise InputError(f"{field!r} is not a setting of a training setup")
+        try:
+            info = TrainingSetup.model_fields[field]
+            value = TypeAdapter(Annotated[info.annotation, info]).validate_python(value)
+        except ValidationError as exc:
+            raise InputError(f"{said or field}: {value!r} is not a valid {field} ({exc.errors()[0]['msg']})") from None
+        setup = setup.with_fact(field, value, "user", said or field)
     return setup
 
 
@@ -275,9 +291,7 @@ def _log_gpu_name(report: OOMReport) -> str | None:
 
 
 def _resolve_model(setup: TrainingSetup, req: AssemblyRequest, settings: dict[str, Any] | None = None) -> TrainingSetup:
-    from .memory import load_model_arch, resolve_model
-
-    settings = settings or {}
+    from .memory import load_model_arch
 
     if req.model_config_json:
         try:
@@ -290,65 +304,8 @@ def _resolve_model(setup: TrainingSetup, req: AssemblyRequest, settings: dict[st
         return setup.with_fact("model", arch, "user", "config.json given by the user")
     if setup.model is not None:
         return setup
-    for name in _name_candidates(setup.model_name, settings):
-        try:
-            arch = resolve_model(name)
-        except InputError:
-            arch = None
-        if arch is not None:
-            via = "" if name == setup.model_name else f" (read as {name})"
-            setup = setup.with_fact("model", arch, "registry", f"built-in registry entry for {setup.model_name}{via}")
-            return _quantized_checkpoint(setup)
-    if setup.model_name:
-        # not listed: the nearest registry model of the family and size the name states, shown as an assumption
-        from .memory.registry import nearest_model
-
-        near = nearest_model(setup.model_name)   # reads the last part of a path itself
-        if near is not None:
-            setup = setup.with_fact("model", near[0], "derived", f"assumed {near[1]} (the registry does not list "
-                                                                 f"{setup.model_name})")
-            return _quantized_checkpoint(setup)
-    return setup
-
-
-# Pre-quantized checkpoints say so in their names (Qwen's -GPTQ-Int4/-Int8 and -AWQ, unsloth's -bnb-4bit, TheBloke's -GPTQ).
-_QUANT_NAME = re.compile(r"[-_]?(?:gptq|awq)[-_]?int(4|8)|[-_](?:bnb[-_])?(4|8)[-_]?bit\b|int(4|8)\b|[-_](gptq|awq)\b", re.IGNORECASE)
-
-
-def _quantized_checkpoint(setup: TrainingSetup) -> TrainingSetup:
-    """A 4/8-bit checkpoint named as such: its weights take a quarter/half of 16-bit, and it trains only adapters."""
-    m = _QUANT_NAME.search(setup.model_name or "")
-    if m is None or "quantization_bit" in setup.provenance:
-        return setup
-    bits = int(next((g for g in m.groups()[:3] if g), "4"))
-    setup = setup.with_fact("quantization_bit", bits, "derived", f"the checkpoint's name: {m.group(0).strip('-_')}")
-    prov = setup.provenance.get("method")
-    if prov is None or prov.origin == "default":
-        setup = setup.with_fact("method", "qlora", "derived", "a quantized checkpoint trains only adapters (QLoRA-style)")
-    return setup
-
-
-def _name_candidates(name: str | None, settings: dict[str, Any]) -> list[str]:
-    """Names to look up: as written, its last path part, and for LLaVA-style MoE scripts the MoE-LLaVA variant.
-
-    MoE-LLaVA's own train.py picks the architecture by a substring of model_name_or_path ('phi' in the name →
-    MoELLaVAPhiForCausalLM) when moe_enable is set, so a local checkpoint folder resolves the same way here.
-    """
-    if not name:
-        return []
-    out = [name]
-    base = name.rstrip("/").rsplit("/", 1)[-1]
-    if base and base != name:
-        out.append(base)
-    vision = any(settings.get(k) for k in ("image_tower", "vision_tower", "mm_vision_tower"))
-    if vision and str(settings.get("moe_enable", "")).lower() == "true":
-        low = base.lower()
-        for family, alias in (("phi", "MoE-LLaVA-Phi2"), ("qwen", "MoE-LLaVA-Qwen"), ("stablelm", "MoE-LLaVA-StableLM"),
-                              ("minicpm", "MoE-LLaVA-MiniCPM")):
-            if family in low:
-                out.append(alias)
-                break
-    return out
+    resolved = resolve_model_name(setup.model_name, settings)
+    return apply_resolved_model(setup, resolved) if resolved is not None else setup
 
 
 def _mark_defaults(setup: TrainingSetup) -> TrainingSetup:

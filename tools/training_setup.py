@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from .frameworks import Framework
 from .gpus import GPUSpec
 from .model_arch import ModelArch
 
@@ -23,7 +24,6 @@ Attention = Literal["eager", "sdpa", "flash_attention_2"]
 # Preference stages that score a chosen and a rejected answer per sample run two sequences through the model.
 Stage = Literal["sft", "pt", "dpo", "kto", "orpo", "simpo", "rm", "ppo", "grpo"]
 PAIRED_STAGES = frozenset({"dpo", "orpo", "simpo", "rm"})
-Framework = Literal["llamafactory", "hf_trainer", "trl", "deepspeed_script", "axolotl", "unsloth", "torchtune", "swift", "vllm", "mlx", "other"]
 
 
 class Provenance(BaseModel):

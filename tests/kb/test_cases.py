@@ -12,15 +12,13 @@ import pytest
 
 from ask_oom.kb.cases import CaseError, case_files, parse_case_text
 from ask_oom.kb.schema import Case
+from ask_oom.tools.frameworks import CASE_FRAMEWORKS
 from ask_oom.tools.labels import ROOT_CAUSES
 from ask_oom.tools.report import OOMKind, Phase
 
 REPO = Path(__file__).resolve().parents[2]
 CASES_DIR = REPO / "kb" / "cases"
-FRAMEWORKS = {
-    "llamafactory", "hf_trainer", "trl", "deepspeed", "accelerate", "fsdp", "peft", "unsloth", "axolotl",
-    "torchtune", "llava", "qwen-vl", "swift", "vllm", "other",
-}
+FRAMEWORKS = set(CASE_FRAMEWORKS)
 # A GitHub thread (issue, pull request or discussion), a forum/blog/doc page, or a seed document under shared/seeds/.
 SOURCE_RE = re.compile(r"^(https?://\S+|shared/seeds/\d{3}_[0-9a-f]+\.txt)$")
 GITHUB_THREAD_RE = re.compile(r"^https://github\.com/([^/\s]+)/([^/\s]+)/(issues|pull|discussions)/(\d+)$")

@@ -11,7 +11,7 @@ from ..errors import InputError
 from .json_doc import parse_json
 from .python_doc import CALL_PATTERN, python_settings
 from .safe_yaml import check_size
-from .schema import ConfigDocument
+from .schema import ConfigDocument, format_from_filename
 from .shell import (
     ascii_digits,
     is_llama_cpp_program,
@@ -48,16 +48,14 @@ _DS_NAME = re.compile(r"(?:zero|z)[_-]?([0-3])(?:[_-]?(offload|cpu))?", re.IGNOR
 
 def detect_format(text: str, name: str) -> str:
     """The config's format from its file name, then its content."""
-    lower = name.lower()
+    by_name = format_from_filename(name)
     stripped = text.lstrip()
-    if lower.endswith((".sh", ".bash", ".zsh")) or stripped.startswith("#!"):
+    if by_name == "shell" or stripped.startswith("#!"):
         return "shell"
-    if lower.endswith(".json") or stripped.startswith("{"):
+    if by_name == "json" or stripped.startswith("{"):
         return "json"
-    if lower.endswith(".py"):
-        return "python"
-    if lower.endswith((".yaml", ".yml")):
-        return "yaml"
+    if by_name is not None:
+        return by_name
     # no telling extension: a training command means a script, else YAML
     try:
         if training_commands(text):
@@ -71,9 +69,8 @@ def load_config(text: str, name: str = "config", extra_files: dict[str, str] | N
     """Read a user's config (LLaMA-Factory YAML, HF TrainingArguments JSON, a shell script with the
     training command, DeepSpeed JSON, accelerate YAML) into a ConfigDocument.
 
-    A DeepSpeed file the config names is looked up in `extra_files` (by path, then by file name);
-    when `extra_files` is given and the file is not in it, that is an InputError. With no
-    `extra_files` at all, the stage is inferred from a telling file name (ds_z3_offload_config.json).
+    A DeepSpeed file the config names is looked up in `extra_files` (by path, then by file name); one that
+    was not given is a note, and its stage is inferred from a telling file name (ds_z3_offload_config.json).
     """
     if not isinstance(text, str):
         raise InputError(f"{name}: config must be text")
@@ -310,11 +307,6 @@ def _attach_deepspeed(doc: ConfigDocument, extra_files: dict[str, str] | None) -
     found = find_file(ref, extra_files) if extra_files else None
     preset = not ref.strip().strip("'\"").lower().endswith(".json")
     if found is None:
-        if extra_files is not None and not preset:
-            raise InputError(
-                f"{doc.name} names DeepSpeed config {ref!r}, which was not given; pass it too "
-                f"(e.g. --config {posixpath.basename(ref)})"
-            )
         m = _DS_NAME.search(posixpath.basename(ref))
         if m:
             stage = int(m.group(1))
@@ -328,7 +320,8 @@ def _attach_deepspeed(doc: ConfigDocument, extra_files: dict[str, str] | None) -
             doc.notes.append(f"DeepSpeed {what} {ref}{'' if preset else ' not given'}: ZeRO stage {stage}"
                              f"{' with CPU offload' if m.group(2) else ''} inferred from its name")
         else:
-            doc.notes.append(f"DeepSpeed file {ref} not given: its ZeRO stage is unknown")
+            doc.notes.append(f"DeepSpeed file {ref} not given: its ZeRO stage is unknown; pass it too "
+                             f"(e.g. --config {posixpath.basename(ref)})")
         return
     key, ds_text = found
     index = parse_json(ds_text, key)

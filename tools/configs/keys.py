@@ -13,6 +13,34 @@ HF_TRAINING_ARGS = {
     "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps", "eval_accumulation_steps",
     "gradient_checkpointing", "bf16", "fp16", "deepspeed", "use_liger_kernel", "optim",
 }
+# Keys that name the model, first found wins. This is the config mapping's order, which every config passes through
+# first (the setup assembly only falls back to it for what the mapping skipped), so keeping it changes no answer.
+# The keys that hold a checkpoint's id or path (HF, LLaMA-Factory, axolotl, diffusers-style scripts) come first;
+# ms-swift's last (2.x model_id_or_path, 3.x model, then 2.x model_type), since model_type is only a registry
+# spelling ('qwen2_5-7b-instruct') and says less than an id when a file gives both.
+MODEL_NAME_KEYS = ("model_name_or_path", "base_model", "model_path", "pretrained_model_name_or_path",
+                   "model_id_or_path", "model", "model_type")
+
+# Sequence-length keys by framework convention, first found wins (the mapping reads them in this order): LLaMA-Factory,
+# TRL/SFT scripts, HF tokenizer-style scripts, axolotl, ms-swift/others, OpenRLHF (max_len), Megatron-style (seq_length).
+SEQ_LEN_KEYS = ("cutoff_len", "max_seq_length", "model_max_length", "max_length", "sequence_len", "max_seq_len",
+                "max_len", "seq_length")
+LORA_RANK_KEYS = ("lora_rank", "lora_r", "r")
+# The keys configs use for a setup field (LLaMA-Factory, HF TrainingArguments, axolotl, DeepSpeed, launchers): where a
+# what-if or a fix finds the user's own spelling of a setting.
+FIELD_KEYS: dict[str, tuple[str, ...]] = {
+    "seq_len": SEQ_LEN_KEYS,
+    "micro_batch": ("per_device_train_batch_size", "micro_batch_size", "train_micro_batch_size_per_gpu", "batch_size"),
+    "eval_batch": ("per_device_eval_batch_size", "eval_batch_size"),
+    "grad_accum": ("gradient_accumulation_steps", "gradient_accumulation"),
+    "gradient_checkpointing": ("gradient_checkpointing", "activation_checkpointing"),
+    "lora_rank": LORA_RANK_KEYS,
+    "quantization_bit": ("quantization_bit", "load_in_4bit", "bits"),
+    "image_max_pixels": ("image_max_pixels", "max_pixels"),
+    "video_frames": ("video_maxlen", "max_frames"),
+    "optimizer": ("optim", "optimizer"),
+    "attn_implementation": ("flash_attn", "attn_implementation"),
+}
 
 
 @dataclass
@@ -109,7 +137,7 @@ class KeyStyle:
             key = provenance_detail.split(":")[-1].strip()
             if key in self.settings:
                 return key
-        for key in ("cutoff_len", "max_seq_length", "model_max_length", "max_length", "sequence_len"):
+        for key in SEQ_LEN_KEYS:
             if key in self.settings:
                 return key
         return "cutoff_len" if self.is_lf else None

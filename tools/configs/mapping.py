@@ -9,7 +9,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..config_values import count, int_any, truthy
+from ..frameworks import FRAMEWORKS
+from ..model_resolver import apply_checkpoint_quantization, resolve_model_name
 from ..training_setup import TrainingSetup
+from .keys import LORA_RANK_KEYS, MODEL_NAME_KEYS, SEQ_LEN_KEYS
 from .schema import ConfigDocument
 
 # HF TrainingArguments.optim → the calculator's optimizer families (state bytes differ per family).
@@ -19,42 +23,9 @@ _OPTIM = {
     "paged_adamw_8bit": "paged_adamw_8bit", "paged_adamw_32bit": "paged_adamw_32bit", "adafactor": "adafactor",
     "sgd": "sgd", "lion_32bit": "lion", "lion_8bit": "lion", "paged_lion_8bit": "lion", "paged_lion_32bit": "lion",
 }
-# Sequence-length keys by framework convention, first found wins.
-_SEQ_KEYS = ("cutoff_len", "max_seq_length", "model_max_length", "max_length", "sequence_len", "max_seq_len",
-             "max_len")   # the last: OpenRLHF
-_LORA_RANK_KEYS = ("lora_rank", "lora_r", "r")
-_MODEL_KEYS = ("model_name_or_path", "base_model", "model_path", "pretrained_model_name_or_path",
-               "model_id_or_path", "model", "model_type")   # the last three: ms-swift 2.x / 3.x
 _LF_DEFAULT_IMAGE_MAX_PIXELS = 768 * 768   # llamafactory ProcessorArguments.image_max_pixels
 _LF_DEFAULT_CUTOFF = 2048                   # llamafactory DataArguments.cutoff_len
 _HF_DEFAULT_BATCH = 8                       # TrainingArguments.per_device_{train,eval}_batch_size
-
-
-def _truthy(v: Any) -> bool:
-    if isinstance(v, str):
-        return v.strip().lower() in ("true", "1", "yes", "on")
-    return bool(v)
-
-
-def _int_any(v: Any) -> int | None:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, int):
-        return v
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    if isinstance(v, str) and v.strip().isascii() and v.strip().isdigit():
-        return int(v.strip())
-    return None
-
-
-_MAX_COUNT = 1 << 32   # batches, steps, tokens, pixels: anything larger is a typo, not a setting
-
-
-def _int(v: Any) -> int | None:
-    """A positive count (batch, steps, tokens, ranks); anything else is 'not set'."""
-    n = _int_any(v)
-    return n if n is not None and 1 <= n <= _MAX_COUNT else None
 
 
 class _Builder:
@@ -79,7 +50,7 @@ def deepspeed_facts(ds: dict[str, Any] | None) -> dict[str, Any]:
     if not isinstance(zero, dict):
         return {}
     out: dict[str, Any] = {}
-    stage = _int_any(zero.get("stage"))
+    stage = int_any(zero.get("stage"))
     if stage is not None and 0 <= stage <= 3:
         out["zero_stage"] = stage
     for part in ("offload_optimizer", "offload_param"):
@@ -87,7 +58,7 @@ def deepspeed_facts(ds: dict[str, Any] | None) -> dict[str, Any]:
         device = dev.get("device") if isinstance(dev, dict) else dev if isinstance(dev, str) else None
         out[part] = device in ("cpu", "nvme")
     # the deprecated boolean form ("cpu_offload": true) still appears in old scripts
-    if _truthy(zero.get("cpu_offload", False)):
+    if truthy(zero.get("cpu_offload", False)):
         out["offload_optimizer"] = True
     return out
 
@@ -105,33 +76,33 @@ def apply_config_to_setup(doc: ConfigDocument, setup: TrainingSetup) -> Training
         if doc.format == "accelerate_yaml":
             _apply_accelerate(b, s)
         return b.setup
-    b.config("framework", framework if framework in _FRAMEWORK_NAMES else "other", "file format")
+    b.config("framework", framework if framework in FRAMEWORKS else "other", "file format")
 
     # model
-    model_key = next((k for k in _MODEL_KEYS if isinstance(s.get(k), str) and s[k].strip()), None) or _model_like_key(s)
+    model_key = next((k for k in MODEL_NAME_KEYS if isinstance(s.get(k), str) and s[k].strip()), None) or _model_like_key(s)
+    resolved = None
     if model_key:
         b.config("model_name", str(s[model_key]), model_key)
-        arch = _resolve(str(s[model_key]), s)
-        if arch is not None:
-            arch = _moe_upcycling(arch, s)
-            b.setup = b.setup.with_fact("model", arch, "registry", f"built-in registry: {s[model_key]}")
-        else:
-            _resolve_stand_in(b, s, str(s[model_key]))
+        resolved = resolve_model_name(str(s[model_key]), s)
+        if resolved is not None:
+            b.setup = b.setup.with_fact("model", resolved.arch, resolved.origin, resolved.detail)
 
     if framework == "mlx":
         _apply_mlx(b, s)
-        return b.setup
+        return apply_checkpoint_quantization(b.setup, resolved)
 
-    # method, and the objective (a preference stage doubles the sequences and may add a reference model)
+    # method (a pre-quantized checkpoint's bits after it: what the file states wins), and the objective (a preference
+    # stage doubles the sequences and may add a reference model)
     _apply_method(b, s, is_lf)
+    b.setup = apply_checkpoint_quantization(b.setup, resolved)
     _apply_stage(b, s, doc, is_lf)
 
     # precision
-    if is_lf and _truthy(s.get("pure_bf16", False)):
+    if is_lf and truthy(s.get("pure_bf16", False)):
         b.config("precision", "pure_bf16", "pure_bf16")
-    elif _truthy(s.get("bf16", False)):
+    elif truthy(s.get("bf16", False)):
         b.config("precision", "bf16_mixed", "bf16")
-    elif _truthy(s.get("fp16", False)):
+    elif truthy(s.get("fp16", False)):
         b.config("precision", "fp16_mixed", "fp16")
     elif is_lf:
         b.default("precision", "bf16_mixed", "LLaMA-Factory loads weights in bf16 and upcasts trainable params to fp32 (no pure_bf16)")
@@ -145,52 +116,52 @@ def apply_config_to_setup(doc: ConfigDocument, setup: TrainingSetup) -> Training
         b.default("optimizer", "adamw", "TrainingArguments.optim default adamw_torch")
 
     # batch and schedule
-    mb_key = next((k for k in ("per_device_train_batch_size", "batch_size", "micro_train_batch_size") if _int(s.get(k))), None)
+    mb_key = next((k for k in ("per_device_train_batch_size", "batch_size", "micro_train_batch_size") if count(s.get(k))), None)
     if mb_key:
-        b.config("micro_batch", _int(s[mb_key]), mb_key)
+        b.config("micro_batch", count(s[mb_key]), mb_key)
     elif is_swift:
         b.default("micro_batch", 1, "ms-swift per_device_train_batch_size default 1")
     else:
         b.default("micro_batch", _HF_DEFAULT_BATCH, "TrainingArguments.per_device_train_batch_size default 8")
-    ga = _int(s.get("gradient_accumulation_steps"))
+    ga = count(s.get("gradient_accumulation_steps"))
     if ga:
         b.config("grad_accum", ga, "gradient_accumulation_steps")
     else:
         b.default("grad_accum", 1, "TrainingArguments.gradient_accumulation_steps default 1")
     if _evaluates(s):
-        eb_key = next((k for k in ("per_device_eval_batch_size", "eval_batch_size") if _int(s.get(k))), None)
+        eb_key = next((k for k in ("per_device_eval_batch_size", "eval_batch_size") if count(s.get(k))), None)
         if eb_key:
-            b.config("eval_batch", _int(s[eb_key]), eb_key)
+            b.config("eval_batch", count(s[eb_key]), eb_key)
         else:
             b.default("eval_batch", _HF_DEFAULT_BATCH, "TrainingArguments.per_device_eval_batch_size default 8")
-    eas = _int(s.get("eval_accumulation_steps"))
+    eas = count(s.get("eval_accumulation_steps"))
     if eas:
         b.config("eval_accumulation_steps", eas, "eval_accumulation_steps")
 
     # sequence length
-    seq_key = next((k for k in _SEQ_KEYS if _int(s.get(k))), None)
+    seq_key = next((k for k in SEQ_LEN_KEYS if count(s.get(k))), None)
     if seq_key:
-        b.config("seq_len", _int(s[seq_key]), seq_key)
-    elif _int(s.get("max_source_length")) and _int(s.get("max_target_length")):
-        b.config("seq_len", _int(s["max_source_length"]) + _int(s["max_target_length"]),
+        b.config("seq_len", count(s[seq_key]), seq_key)
+    elif count(s.get("max_source_length")) and count(s.get("max_target_length")):
+        b.config("seq_len", count(s["max_source_length"]) + count(s["max_target_length"]),
                  "max_source_length + max_target_length")
     elif is_lf:
         b.default("seq_len", _LF_DEFAULT_CUTOFF, "LLaMA-Factory cutoff_len default 2048")
     elif is_swift:
         b.default("seq_len", 2048, "ms-swift max_length assumed 2048 (2.x default; 3.x uses the model's maximum)")
     if "packing" in s and s["packing"] is not None:
-        b.config("packing", _truthy(s["packing"]), "packing")
+        b.config("packing", truthy(s["packing"]), "packing")
     elif is_lf:
         b.default("packing", str(s.get("stage", "sft")) == "pt", "LLaMA-Factory packs only for stage pt by default")
 
     # gradient checkpointing
     if is_lf:
         if "disable_gradient_checkpointing" in s:
-            b.config("gradient_checkpointing", not _truthy(s["disable_gradient_checkpointing"]), "disable_gradient_checkpointing")
+            b.config("gradient_checkpointing", not truthy(s["disable_gradient_checkpointing"]), "disable_gradient_checkpointing")
         else:
             b.default("gradient_checkpointing", True, "LLaMA-Factory enables gradient checkpointing unless disable_gradient_checkpointing")
     elif "gradient_checkpointing" in s:
-        b.config("gradient_checkpointing", _truthy(s["gradient_checkpointing"]), "gradient_checkpointing")
+        b.config("gradient_checkpointing", truthy(s["gradient_checkpointing"]), "gradient_checkpointing")
     elif "use_gradient_checkpointing" in s:   # unsloth from_pretrained / get_peft_model: True or "unsloth"
         b.config("gradient_checkpointing", str(s["use_gradient_checkpointing"]).lower() not in ("false", "0", "none", ""),
                  "use_gradient_checkpointing")
@@ -201,8 +172,8 @@ def apply_config_to_setup(doc: ConfigDocument, setup: TrainingSetup) -> Training
 
     # attention
     _apply_attention(b, s, is_lf, doc)
-    if _truthy(s.get("enable_liger_kernel", False)) or _truthy(s.get("use_liger_kernel", False)) or _truthy(s.get("use_liger", False)):
-        key = next(k for k in ("enable_liger_kernel", "use_liger_kernel", "use_liger") if _truthy(s.get(k, False)))
+    if truthy(s.get("enable_liger_kernel", False)) or truthy(s.get("use_liger_kernel", False)) or truthy(s.get("use_liger", False)):
+        key = next(k for k in ("enable_liger_kernel", "use_liger_kernel", "use_liger") if truthy(s.get(k, False)))
         b.config("liger_kernel", True, key)
 
     # multimodal
@@ -217,16 +188,12 @@ def apply_config_to_setup(doc: ConfigDocument, setup: TrainingSetup) -> Training
         if nodes > 1:
             b.config("num_nodes", int(nodes), "launcher --num_nodes")
     env = (doc.launcher.get("env") or {}) if doc.launcher else {}
-    if is_swift and _int(str(env.get("MAX_PIXELS", "")).strip("'\"")):
-        b.config("image_max_pixels", _int(str(env["MAX_PIXELS"]).strip("'\"")), "MAX_PIXELS (ms-swift)")
+    if is_swift and count(str(env.get("MAX_PIXELS", "")).strip("'\"")):
+        b.config("image_max_pixels", count(str(env["MAX_PIXELS"]).strip("'\"")), "MAX_PIXELS (ms-swift)")
     alloc = env.get("PYTORCH_CUDA_ALLOC_CONF", "")
     if "expandable_segments:true" in alloc.replace(" ", "").lower():
         b.config("expandable_segments", True, "PYTORCH_CUDA_ALLOC_CONF")
     return b.setup
-
-
-_FRAMEWORK_NAMES = {"llamafactory", "hf_trainer", "trl", "deepspeed_script", "axolotl", "unsloth", "torchtune", "swift", "vllm", "mlx",
-                    "other"}
 
 
 def _apply_mlx(b: _Builder, s: dict[str, Any]) -> None:
@@ -240,8 +207,8 @@ def _apply_mlx(b: _Builder, s: dict[str, Any]) -> None:
         b.default("method", method, "mlx_lm fine_tune_type default lora")
     lp = s.get("lora_parameters") if isinstance(s.get("lora_parameters"), dict) else {}
     if method == "lora":
-        if _int(lp.get("rank")):
-            b.config("lora_rank", _int(lp["rank"]), "lora_parameters.rank")
+        if count(lp.get("rank")):
+            b.config("lora_rank", count(lp["rank"]), "lora_parameters.rank")
         else:
             b.default("lora_rank", 8, "mlx_lm lora_parameters.rank default 8")
         if isinstance(lp.get("keys"), list) and lp["keys"]:
@@ -250,20 +217,20 @@ def _apply_mlx(b: _Builder, s: dict[str, Any]) -> None:
             b.default("lora_targets", ["q_proj", "v_proj"], "mlx_lm LoRA default keys: the attention q/v projections")
     b.default("precision", "bf16_mixed", "MLX trains in the weights' dtype (bf16) with fp32 adapters")
     b.default("optimizer", "adamw", "mlx_lm optimizer default adam (two fp32 states per trainable parameter)")
-    if _int(s.get("batch_size")):
-        b.config("micro_batch", _int(s["batch_size"]), "batch_size")
+    if count(s.get("batch_size")):
+        b.config("micro_batch", count(s["batch_size"]), "batch_size")
     else:
         b.default("micro_batch", 4, "mlx_lm batch_size default 4")
-    if _int(s.get("grad_accumulation_steps")):
-        b.config("grad_accum", _int(s["grad_accumulation_steps"]), "grad_accumulation_steps")
+    if count(s.get("grad_accumulation_steps")):
+        b.config("grad_accum", count(s["grad_accumulation_steps"]), "grad_accumulation_steps")
     else:
         b.default("grad_accum", 1, "mlx_lm grad_accumulation_steps default 1")
-    if _int(s.get("max_seq_length")):
-        b.config("seq_len", _int(s["max_seq_length"]), "max_seq_length")
+    if count(s.get("max_seq_length")):
+        b.config("seq_len", count(s["max_seq_length"]), "max_seq_length")
     else:
         b.default("seq_len", 2048, "mlx_lm max_seq_length default 2048")
     if "grad_checkpoint" in s:
-        b.config("gradient_checkpointing", _truthy(s["grad_checkpoint"]), "grad_checkpoint")
+        b.config("gradient_checkpointing", truthy(s["grad_checkpoint"]), "grad_checkpoint")
     else:
         b.default("gradient_checkpointing", False, "mlx_lm grad_checkpoint default false")
 
@@ -313,30 +280,30 @@ def _apply_stage(b: _Builder, s: dict[str, Any], doc: ConfigDocument, is_lf: boo
     openrlhf = script.startswith("openrlhf")
     if stage not in ("dpo", "kto", "ppo"):
         return
-    if openrlhf and _truthy(s.get("ref_offload", False)):
+    if openrlhf and truthy(s.get("ref_offload", False)):
         return   # the reference actor lives on the CPU
     if not openrlhf and b.setup.method in ("lora", "qlora"):
         return   # the reference is the base model with the adapters disabled: no second copy
-    if _truthy(s.get("use_ref_model", True)) is False:
+    if truthy(s.get("use_ref_model", True)) is False:
         return
     b.config("reference_model", True, f"{key}: frozen reference model for the KL term")
 
 
 def _evaluates(s: dict[str, Any]) -> bool:
     strategy = str(s.get("eval_strategy", s.get("evaluation_strategy", "no"))).lower()
-    return _truthy(s.get("do_eval", False)) or strategy not in ("no", "none", "") or bool(s.get("val_size"))
+    return truthy(s.get("do_eval", False)) or strategy not in ("no", "none", "") or bool(s.get("val_size"))
 
 
 def _apply_method(b: _Builder, s: dict[str, Any], is_lf: bool) -> None:
     ft_key = next((k for k in ("finetuning_type", "train_type", "sft_type") if s.get(k)), "finetuning_type")
     ft = str(s.get(ft_key, "")).lower()
-    rank_key = next((k for k in _LORA_RANK_KEYS if _int(s.get(k))), None)
-    lora_flag = next((k for k in ("lora_enable", "use_peft", "use_lora") if _truthy(s.get(k, False))), None)
-    qkey = next((k for k in ("quantization_bit", "quant_bits", "bits") if _int(s.get(k))), "bits")
-    qbits = _int(s.get(qkey))
-    if _truthy(s.get("load_in_4bit", False)):
+    rank_key = next((k for k in LORA_RANK_KEYS if count(s.get(k))), None)
+    lora_flag = next((k for k in ("lora_enable", "use_peft", "use_lora") if truthy(s.get(k, False))), None)
+    qkey = next((k for k in ("quantization_bit", "quant_bits", "bits") if count(s.get(k))), "bits")
+    qbits = count(s.get(qkey))
+    if truthy(s.get("load_in_4bit", False)):
         qbits, qkey = 4, "load_in_4bit"
-    elif _truthy(s.get("load_in_8bit", False)):
+    elif truthy(s.get("load_in_8bit", False)):
         qbits, qkey = 8, "load_in_8bit"
     if qbits is not None and qbits >= 16:
         qbits = None   # LLaVA/QLoRA scripts use bits=16 for "not quantized"
@@ -368,7 +335,7 @@ def _apply_method(b: _Builder, s: dict[str, Any], is_lf: bool) -> None:
             b.default("quant_storage_sharded", False, "no bnb_4bit_quant_storage: ZeRO-3 cannot partition 4-bit weights")
     if method in ("lora", "qlora"):
         if rank_key:
-            b.config("lora_rank", _int(s[rank_key]), rank_key)
+            b.config("lora_rank", count(s[rank_key]), rank_key)
         else:
             b.default("lora_rank", 8, "LLaMA-Factory lora_rank default 8" if is_lf else "peft LoraConfig r default 8")
         target = s.get("lora_target", s.get("lora_target_modules", s.get("target_modules")))
@@ -389,7 +356,7 @@ def _apply_attention(b: _Builder, s: dict[str, Any], is_lf: bool, doc: ConfigDoc
             b.default("attn_implementation", "sdpa", "LLaMA-Factory flash_attn auto: transformers picks sdpa")
         return
     if str((doc.launcher or {}).get("script") or "").startswith("openrlhf"):
-        if _truthy(s.get("flash_attn", False)):
+        if truthy(s.get("flash_attn", False)):
             b.config("attn_implementation", "flash_attention_2", "flash_attn")
         else:
             b.default("attn_implementation", "eager", "OpenRLHF loads the model with attn_implementation='eager' unless --flash_attn")
@@ -399,7 +366,7 @@ def _apply_attention(b: _Builder, s: dict[str, Any], is_lf: bool, doc: ConfigDoc
         b.config("attn_implementation", impl, "attn_implementation")
     elif impl in ("flash_attention_3", "fa3", "fa2", "flash_attn"):
         b.config("attn_implementation", "flash_attention_2", "attn_implementation")
-    elif _truthy(s.get("use_flash_attn", False)) or _truthy(s.get("flash_attention", False)):
+    elif truthy(s.get("use_flash_attn", False)) or truthy(s.get("flash_attention", False)):
         b.config("attn_implementation", "flash_attention_2", "use_flash_attn")
     elif str((doc.launcher or {}).get("script") or "").endswith("train_mem.py"):
         # LLaVA-family train_mem.py patches the model to FlashAttention-2 before training
@@ -412,134 +379,35 @@ def _apply_multimodal(b: _Builder, s: dict[str, Any], is_lf: bool) -> None:
     if is_lf:
         for field, key in (("freeze_vision_tower", "freeze_vision_tower"), ("freeze_projector", "freeze_multi_modal_projector")):
             if key in s:
-                b.config(field, _truthy(s[key]), key)
+                b.config(field, truthy(s[key]), key)
             else:
                 b.default(field, True, f"LLaMA-Factory {key} default true")
-        if _truthy(s.get("train_mm_proj_only", False)):
+        if truthy(s.get("train_mm_proj_only", False)):
             b.config("train_mm_proj_only", True, "train_mm_proj_only")
         model = b.setup.model
         if model is not None and model.vision is not None:
-            if _int(s.get("image_max_pixels")):
-                b.config("image_max_pixels", _int(s["image_max_pixels"]), "image_max_pixels")
+            if count(s.get("image_max_pixels")):
+                b.config("image_max_pixels", count(s["image_max_pixels"]), "image_max_pixels")
             else:
                 b.default("image_max_pixels", _LF_DEFAULT_IMAGE_MAX_PIXELS, "LLaMA-Factory image_max_pixels default 768*768")
-        elif _int(s.get("image_max_pixels")):
-            b.config("image_max_pixels", _int(s["image_max_pixels"]), "image_max_pixels")
+        elif count(s.get("image_max_pixels")):
+            b.config("image_max_pixels", count(s["image_max_pixels"]), "image_max_pixels")
         return
-    if _int(s.get("image_max_pixels")) or _int(s.get("max_pixels")):   # the processor's cap (Qwen-VL max_pixels=)
-        key = "image_max_pixels" if _int(s.get("image_max_pixels")) else "max_pixels"
-        b.config("image_max_pixels", _int(s[key]), key)
+    if count(s.get("image_max_pixels")) or count(s.get("max_pixels")):   # the processor's cap (Qwen-VL max_pixels=)
+        key = "image_max_pixels" if count(s.get("image_max_pixels")) else "max_pixels"
+        b.config("image_max_pixels", count(s[key]), key)
     # LLaVA-family flags
     if "finetune_vision_layers" in s:   # unsloth FastVisionModel.get_peft_model
-        b.config("freeze_vision_tower", not _truthy(s["finetune_vision_layers"]), "finetune_vision_layers")
+        b.config("freeze_vision_tower", not truthy(s["finetune_vision_layers"]), "finetune_vision_layers")
     if "unfreeze_mm_vision_tower" in s:
-        b.config("freeze_vision_tower", not _truthy(s["unfreeze_mm_vision_tower"]), "unfreeze_mm_vision_tower")
+        b.config("freeze_vision_tower", not truthy(s["unfreeze_mm_vision_tower"]), "unfreeze_mm_vision_tower")
     if "freeze_mm_mlp_adapter" in s:
-        b.config("freeze_projector", _truthy(s["freeze_mm_mlp_adapter"]), "freeze_mm_mlp_adapter")
-    if _truthy(s.get("tune_mm_mlp_adapter", False)):
+        b.config("freeze_projector", truthy(s["freeze_mm_mlp_adapter"]), "freeze_mm_mlp_adapter")
+    if truthy(s.get("tune_mm_mlp_adapter", False)):
         b.config("train_mm_proj_only", True, "tune_mm_mlp_adapter")
     tower = next((k for k in ("image_tower", "vision_tower") if s.get(k)), None)
     if tower:
         b.config("images_per_sample", 1, f"{tower} (one image per sample assumed)")
-
-
-def _moe_upcycling(arch: Any, s: dict[str, Any]) -> Any:
-    """MoE-LLaVA-style scripts turn a dense LM's MLPs into experts (--moe_enable --num_experts N)."""
-    if not _truthy(s.get("moe_enable", False)) or arch.num_experts:
-        return arch
-    n = _int(s.get("num_experts"))
-    if isinstance(s.get("num_experts"), list):
-        n = _int(s["num_experts"][0])
-    k = _int(s.get("top_k_experts")) or 2
-    if not n or n < 2 or n > 1024:   # beyond any real MoE: a typo, not a model to size
-        return arch
-    k = min(k, n)
-    mode = str(s.get("moe_mode", "sparse")).lower()
-    L = arch.num_layers
-    # MoE-LLaVA moe_mode: sparse = every other layer from 0, dense = all, first_half / second_half
-    layers = {"dense": list(range(L)), "first_half": list(range(L // 2)),
-              "second_half": list(range(L // 2, L))}.get(mode, list(range(0, L, 2)))
-    return arch.model_copy(update={
-        "num_experts": n, "num_experts_per_tok": k, "moe_intermediate_size": arch.intermediate_size,
-        "extra": {**arch.extra, "moe_layers_idx": layers},
-        "name": f"{arch.name or arch.model_type} + MoE x{n} (top-{k}, {mode})",
-    })
-
-
-def _lookup(name: str) -> Any:
-    try:
-        from ..memory import resolve_model
-    except ImportError:
-        return None
-    try:
-        return resolve_model(name)
-    except Exception:  # noqa: BLE001 - an unknown or malformed name is simply unresolved
-        return None
-
-
-# Vision towers LLaVA-family scripts name with --image_tower/--vision_tower → a registry model using the same tower.
-_TOWER_DONORS = {
-    "clip-vit-large-patch14-336": "llava-hf/llava-1.5-7b-hf",
-}
-
-
-def _resolve(name: str, s: dict[str, Any] | None = None) -> Any:
-    """The registry's architecture for a model name, if the calculator is installed and knows it.
-
-    LLaVA-family checkpoints are named after their LM ("llavaphi-2.7b-finetune", "llava-v1.5-13b"):
-    the LM is looked up without the llava prefix and the tower named by --image_tower is attached.
-    """
-    s = s or {}
-    arch = _lookup(name)
-    if arch is None and re.search(r"\d_\d", name):
-        arch = _lookup(re.sub(r"(?<=\d)_(?=\d)", ".", name))   # ms-swift model_type spelling: qwen2_5-7b-instruct
-    if arch is not None:
-        return arch
-    base = name.rstrip("/").rsplit("/", 1)[-1].lower()
-    if not base.startswith("llava"):
-        return None
-    lm_name = re.sub(r"^llava[-_]?(?:v?\d(?:\.\d)?[-_])?", "", base)
-    lm_name = re.sub(r"phi[-_]?2(?:\.7b)?|phi[-_]2\.7b", "phi-2", lm_name)   # Phi-2 is the 2.7B Phi
-    lm_name = re.sub(r"^(\d+(?:\.\d+)?b)", r"vicuna-\1", lm_name)          # llava-v1.5-7b: a Vicuna/Llama-2 LM
-    arch = _lookup(lm_name) or _lookup(lm_name.replace("vicuna", "llama-2"))
-    if arch is None:
-        return None
-    tower = next((str(s[k]) for k in ("image_tower", "vision_tower", "mm_vision_tower") if s.get(k)), "")
-    donor_id = next((d for t, d in _TOWER_DONORS.items() if t in tower), None)
-    donor = _lookup(donor_id) if donor_id else None
-    if donor is not None and donor.vision is not None and arch.vision is None:
-        vision = donor.vision.model_copy(update={"projector_hidden": arch.hidden_size})
-        arch = arch.model_copy(update={"vision": vision, "name": f"{arch.name or arch.model_type} + {tower.rsplit('/', 1)[-1]}"})
-    return arch
-
-
-# Keys whose value names the base model when model_name_or_path is an opaque local name ("/models/OneKE"):
-# an adapter or checkpoint directory is usually named after the model it was trained on.
-_BASE_HINT_KEYS = ("checkpoint_dir", "adapter_name_or_path", "adapters", "peft_model_id", "lora_weights",
-                   "resume_lora_training", "model_name")
-
-
-def _resolve_stand_in(b: _Builder, s: dict[str, Any], name: str) -> None:
-    """An unknown model: the registry's nearest model by the family and size its name states, else the base model
-    an adapter/checkpoint path names. Marked "derived" so the answer shows it as an assumption."""
-    try:
-        from ..memory.registry import nearest_model
-    except ImportError:
-        return
-    near = nearest_model(name)
-    if near is not None:
-        b.setup = b.setup.with_fact("model", near[0], "derived", f"assumed {near[1]} (the registry does not list {name})")
-        return
-    for key in _BASE_HINT_KEYS:
-        value = s.get(key)
-        if not isinstance(value, str) or not value.strip():
-            continue
-        for part in reversed([p for p in re.split(r"[/\\]", value) if p]):
-            arch = _resolve(part, s)
-            if arch is not None:
-                b.setup = b.setup.with_fact("model", arch, "derived",
-                                            f"assumed {arch.name}, the base model {key} names (the registry does not list {name})")
-                return
 
 
 def _apply_deepspeed(b: _Builder, doc: ConfigDocument) -> None:
@@ -555,17 +423,17 @@ def _apply_deepspeed(b: _Builder, doc: ConfigDocument) -> None:
                 b.setup = b.setup.with_fact(field, facts[field], "config", detail)
     if doc.launcher and "zero_stage" in doc.launcher:
         b.config("zero_stage", doc.launcher["zero_stage"], "accelerate --zero_stage")
-    elif "zero_stage" not in b.setup.provenance and _int_any(doc.settings.get("zero_stage")) in (0, 1, 2, 3):
-        b.config("zero_stage", _int_any(doc.settings["zero_stage"]), "zero_stage")   # OpenRLHF builds its DeepSpeed config
-        if _truthy(doc.settings.get("adam_offload", False)):
+    elif "zero_stage" not in b.setup.provenance and int_any(doc.settings.get("zero_stage")) in (0, 1, 2, 3):
+        b.config("zero_stage", int_any(doc.settings["zero_stage"]), "zero_stage")   # OpenRLHF builds its DeepSpeed config
+        if truthy(doc.settings.get("adam_offload", False)):
             b.config("offload_optimizer", True, "adam_offload")
 
 
 def _apply_accelerate(b: _Builder, s: dict[str, Any]) -> None:
-    n = _int(s.get("num_processes"))
+    n = count(s.get("num_processes"))
     if n:
         b.config("num_gpus", n, "num_processes")
-    nodes = _int(s.get("num_machines"))
+    nodes = count(s.get("num_machines"))
     if nodes and nodes > 1:
         b.config("num_nodes", nodes, "num_machines")
     mp = str(s.get("mixed_precision", "")).lower()
@@ -575,7 +443,7 @@ def _apply_accelerate(b: _Builder, s: dict[str, Any]) -> None:
         b.config("precision", "fp16_mixed", "mixed_precision")
     dsc = s.get("deepspeed_config")
     if isinstance(dsc, dict):
-        st = _int_any(dsc.get("zero_stage"))
+        st = int_any(dsc.get("zero_stage"))
         if st is not None and 0 <= st <= 3:
             b.config("zero_stage", st, "deepspeed_config.zero_stage")
         for part, key in (("offload_optimizer", "offload_optimizer_device"), ("offload_param", "offload_param_device")):

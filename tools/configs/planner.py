@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InputError
-from ..gpus import CUDA_CONTEXT_BYTES, lookup_gpu
+from ..gpus import CUDA_CONTEXT_BYTES, larger_gpu
 from ..labels import RootCause
 from ..memory.schema import MemoryEstimate
 from ..training_setup import TrainingSetup
@@ -394,11 +394,9 @@ def _nothing_fits(setup: TrainingSetup, closest: TrainingSetup, est: MemoryEstim
         notes.append(f"hardware: a machine with more than {format_bytes(est.host_bytes)} of RAM would hold the offloaded states")
     if gpu_over:
         required = int(need / scorer.constraints.margin + CUDA_CONTEXT_BYTES)
-        for name in ("A100 80GB", "H100", "H100 NVL", "H200", "MI300X"):
-            gpu = lookup_gpu(name)
-            if gpu is not None and gpu.memory_bytes >= required:
-                notes.append(f"hardware: a GPU with at least {required / GiB:.0f} GiB (e.g. {gpu.name}) would fit the closest option")
-                break
+        gpu = larger_gpu(required)
+        if gpu is not None:
+            notes.append(f"hardware: a GPU with at least {required / GiB:.0f} GiB (e.g. {gpu.name}) would fit the closest option")
         else:
             notes.append(f"hardware: the closest option needs {required / GiB:.0f} GiB per GPU, more than any single GPU: shard across more GPUs")
     if closest.method in ("full", "freeze") and not scorer.constraints.no_deepspeed:

@@ -10,6 +10,38 @@ from pydantic import BaseModel, Field
 
 ConfigFormat = Literal["llamafactory_yaml", "hf_json", "shell", "deepspeed_json", "accelerate_yaml", "yaml", "json", "python"]
 
+# Per format: the Markdown code-fence language, and the file name a fixed config is offered under.
+_FORMAT_FILES: dict[str, tuple[str, str]] = {
+    "llamafactory_yaml": ("yaml", "train.fixed.yaml"), "accelerate_yaml": ("yaml", "accelerate.fixed.yaml"),
+    "yaml": ("yaml", "config.fixed.yaml"), "hf_json": ("json", "training_args.fixed.json"),
+    "json": ("json", "config.fixed.json"), "deepspeed_json": ("json", "ds_config.fixed.json"),
+    "shell": ("bash", "train.fixed.sh"), "python": ("python", "train.fixed.py"),
+}
+
+
+def fence_language(fmt: str | None) -> str:
+    """The Markdown code-fence language of a config format ('' when there is none to say)."""
+    return _FORMAT_FILES.get(fmt or "", ("", ""))[0]
+
+
+def fixed_file_name(fmt: str | None) -> str:
+    """The file name a fixed config of this format is offered under (downloads, Slack uploads)."""
+    return _FORMAT_FILES.get(fmt or "", ("", "config.fixed.txt"))[1]
+
+
+def format_from_filename(name: str) -> ConfigFormat | None:
+    """The format a file name's extension says, before any content is read; None when it says none."""
+    low = name.lower()
+    if low.endswith((".sh", ".bash", ".zsh")):
+        return "shell"
+    if low.endswith(".json"):
+        return "json"
+    if low.endswith(".py"):
+        return "python"
+    if low.endswith((".yaml", ".yml")):
+        return "yaml"
+    return None
+
 
 class ConfigDocument(BaseModel):
     """A user's config file as text plus its detected format and the flat settings read from it.

@@ -8,6 +8,7 @@ import re
 from collections import deque
 from collections.abc import Iterable, Iterator
 
+from ..frameworks import ENGINE_HOSTS
 from ..report import Evidence, GPUSeen, OOMReport, OtherProcess, RelatedError
 from .context import find_context_phase, find_operation, find_phase
 from .facts import FactCollector
@@ -390,7 +391,7 @@ class LogParser:
         f = self.facts
         fw = f.framework()
         engine = _inference_engine_frame(primary) if primary is not None else None
-        if engine and (fw is None or fw[0] in _TRAINING_FRAMEWORKS):
+        if engine and (fw is None or fw[0] in ENGINE_HOSTS):
             fw = engine  # vLLM inside a trainer (TRL GRPO/online DPO): the engine's memory ran out, not the trainer's
         if fw:
             r.framework = fw[0]
@@ -473,11 +474,6 @@ def _traceback_window(window: list[tuple[int, str]], lineno: int) -> list[tuple[
             break
         start = i
     return lines[start:]
-
-
-# frameworks that may drive an inference engine in-process; the engine's frames on the error's stack win over them
-_TRAINING_FRAMEWORKS = frozenset({"trl", "hf_trainer", "accelerate", "deepspeed", "llamafactory", "swift", "axolotl",
-                                  "unsloth", "torchtune"})
 
 
 def _inference_engine_frame(occ: _Occurrence) -> tuple[str, int, str] | None:

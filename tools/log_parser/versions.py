@@ -7,15 +7,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from ..frameworks import PACKAGES
+
+# package name as printed → the key its version is kept under; the training frameworks' own come from tools/frameworks.py
 KNOWN_PACKAGES = {
     "torch": "torch", "pytorch": "torch", "transformers": "transformers", "deepspeed": "deepspeed",
-    "accelerate": "accelerate", "peft": "peft", "trl": "trl", "bitsandbytes": "bitsandbytes",
+    "accelerate": "accelerate", "peft": "peft", "bitsandbytes": "bitsandbytes",
     "flash-attn": "flash_attn", "flash_attn": "flash_attn", "datasets": "datasets", "vllm": "vllm",
-    "llamafactory": "llamafactory", "llmtuner": "llamafactory", "python": "python", "cuda": "cuda",
-    "xformers": "xformers", "unsloth": "unsloth", "axolotl": "axolotl", "ms-swift": "swift", "swift": "swift",
-    "torchtune": "torchtune", "jax": "jax", "jaxlib": "jaxlib", "tensorflow": "tensorflow",
+    "python": "python", "cuda": "cuda", "xformers": "xformers", "jax": "jax", "jaxlib": "jaxlib", "tensorflow": "tensorflow",
     "liger-kernel": "liger_kernel", "liger_kernel": "liger_kernel", "nvidia-cublas-cu12": "nvidia-cublas-cu12",
     "nccl": "nccl",
+    **PACKAGES,
 }
 _VER = r"v?(\d{1,4}(?:\.\d{1,6}){0,3}(?:[\w.+-]{0,30}))"
 _ENV_VERSION = re.compile(
@@ -27,9 +29,10 @@ _PROSE_VERSION = re.compile(
     r"\b(torch|pytorch|transformers|deepspeed|accelerate|peft|trl|bitsandbytes|flash[-_]attn|vllm|cuda|python)"
     r"\s{0,2}(?:version\s{0,2})?[:=]?\s{0,2}v?(\d{1,3}\.\d{1,4}(?:\.\d{1,6})?(?:[\w.+-]{0,20}))", re.IGNORECASE)
 VERSION_WORDS = frozenset(w.encode() for w in (
-    "version", "torch", "pytorch", "transformers", "deepspeed", "accelerate", "peft", "trl", "bitsandbytes", "flash",
-    "flash_attn", "vllm", "cuda", "python", "python3", "unsloth", "axolotl", "swift", "jax", "jaxlib", "tensorflow",
-    "liger", "liger_kernel", "nccl", "datasets", "xformers", "llamafactory", "llmtuner", "torchtune"))
+    "version", "torch", "pytorch", "transformers", "deepspeed", "accelerate", "peft", "bitsandbytes", "flash",
+    "flash_attn", "vllm", "cuda", "python", "python3", "jax", "jaxlib", "tensorflow",
+    "liger", "liger_kernel", "nccl", "datasets", "xformers",
+    *(max(name.split("-"), key=len) for name in PACKAGES)))   # a framework package's telling word: ms-swift → swift
 
 
 def may_name_versions(low: str, tokens: set[bytes]) -> bool:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..errors import InputError
+from ..frameworks import HF_TRAINER_FRAMEWORKS
 from ..gpus import CUDA_CONTEXT_BYTES
 from ..training_setup import PAIRED_STAGES, TrainingSetup
 from ..units import GiB
@@ -41,8 +42,6 @@ ZERO3_PREFETCH = 50_000_000
 ZERO3_MAX_LIVE = 1_000_000_000
 # DeepSpeed ZeRO-1/2 default reduce_bucket_size / allgather_bucket_size: 5e8 elements (zero/config.py).
 ZERO_BUCKET = 500_000_000
-# Frameworks built on HF Trainer / accelerate: with bf16/fp16 they run the forward under torch.autocast.
-TRAINER_FRAMEWORKS = ("llamafactory", "hf_trainer", "trl", "axolotl", "swift")
 # DeepSpeed estimate_zero{2,3}_model_states_mem_needs: additional_buffer_factor for host (pinned) memory.
 HOST_BUFFER_FACTOR = 1.5
 # huggingface_hub / transformers save_pretrained default max_shard_size ("5GB").
@@ -226,7 +225,7 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
         act_bytes=4 if fp32 else 2,
         eager_attention=effective_attention(setup) == "eager",
         lora_input_bytes=2 if (lora_like and setup.precision in ("bf16_mixed", "fp16_mixed")
-                               and setup.framework in TRAINER_FRAMEWORKS) else 4,
+                               and setup.framework in HF_TRAINER_FRAMEWORKS) else 4,
     )
     copies = int(n_trainable * 2) if autocast_fp32 else 0  # autocast's bf16 weight cache (torch.autocast docs)
     lm_head_copy = (pc.lm_head or pc.embedding) * 2 if autocast_fp32 else 0
@@ -267,7 +266,7 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
     V = arch.vocab_size
     h = arch.hidden_size
     # HF-Trainer-based frameworks drop the model output (and its bf16 logits) before backward
-    units = loss_peak_units(outputs_kept=setup.framework not in TRAINER_FRAMEWORKS)
+    units = loss_peak_units(outputs_kept=setup.framework not in HF_TRAINER_FRAMEWORKS)
     state = {"weights": plan.weights, "optimizer_states": plan.optimizer_states,
              "master_weights": plan.master_weights}
     if plan.ddp_buckets:
@@ -498,7 +497,7 @@ def estimate_memory(setup: TrainingSetup, *, mode: Mode = "train", margin: float
         notes.append("paged optimizer: states live in unified memory and can be paged to host RAM under pressure")
     if setup.method in ("lora", "qlora") and not setup.gradient_checkpointing and plan.policy.lora_input_bytes == 4:
         notes.append("LoRA activations counted with PEFT's fp32 input copy per adapted Linear (no autocast)")
-    if setup.framework not in TRAINER_FRAMEWORKS and mode == "train" and not setup.liger_kernel:
+    if setup.framework not in HF_TRAINER_FRAMEWORKS and mode == "train" and not setup.liger_kernel:
         notes.append("training loop assumed to keep the model output (its bf16 logits) alive through backward")
     est = MemoryEstimate(
         peak_bytes=int(peak), peak_phase=peak_phase, breakdown=MemoryBreakdown(components=components),
