@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ask_oom.tools.configs import ConfigChange, Constraints, apply_changes, apply_config_to_setup, load_config, plan_fixes
-from ask_oom.tools.configs.causes import causes_from_estimate
+from ask_oom.tools.root_causes import rank_root_causes
 from ask_oom.tools.configs.yaml_doc import read_yaml
 from ask_oom.tools.gpus import lookup_gpu
 from ask_oom.tools.memory import estimate_memory
@@ -160,7 +160,7 @@ def test_planner_keeps_effective_batch_and_is_stable_on_its_output(model, gpu, m
     base = TrainingSetup().model_copy(update={"gpu": lookup_gpu(gpu), "num_gpus": gpus})
     setup = apply_config_to_setup(doc, base)
     assert (setup.micro_batch, setup.grad_accum, setup.seq_len, setup.method) == (micro, accum, seq, method)
-    causes = causes_from_estimate(setup, estimate_memory(setup))
+    causes = rank_root_causes(None, setup, estimate_memory(setup))
     plan = plan_fixes(setup, doc, causes, Constraints())
     assert plan.fixed_config is not None
     new_ds = {c.to_value: plan.fixed_deepspeed for c in plan.changes if c.key == "deepspeed"} if plan.fixed_deepspeed else None
@@ -177,7 +177,7 @@ def test_planner_keeps_effective_batch_and_is_stable_on_its_output(model, gpu, m
         again_setup = apply_config_to_setup(fixed, base)
         # the written config is exactly the setup the plan sized (no edit lost, none extra)
         assert estimate_memory(again_setup).peak_bytes == plan.estimate_after.peak_bytes
-        again = plan_fixes(again_setup, fixed, causes_from_estimate(again_setup, estimate_memory(again_setup)), Constraints())
+        again = plan_fixes(again_setup, fixed, rank_root_causes(None, again_setup, estimate_memory(again_setup)), Constraints())
         assert again.fits and [c for c in again.changes if c.key] == []
         assert again.fixed_config == plan.fixed_config
 

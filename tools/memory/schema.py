@@ -16,6 +16,10 @@ COMPONENTS = (
 )
 
 
+MODEL_STATE_COMPONENTS = ("weights", "gradients", "optimizer_states", "master_weights")
+ACTIVATION_COMPONENTS = ("activations", "attention_scores", "logits_and_loss", "vision_activations")
+
+
 class MemoryComponent(BaseModel):
     name: str
     bytes: int
@@ -32,6 +36,14 @@ class MemoryBreakdown(BaseModel):
 
     def get(self, name: str) -> int:
         return sum(c.bytes for c in self.components if c.name == name)
+
+    def model_states(self) -> int:
+        """Weights, gradients, optimizer states and fp32 master weights: what sharding (ZeRO/FSDP) divides."""
+        return sum(self.get(n) for n in MODEL_STATE_COMPONENTS)
+
+    def step_activations(self) -> int:
+        """What a step's tokens make: layer activations, attention scores, logits and loss, vision activations."""
+        return sum(self.get(n) for n in ACTIVATION_COMPONENTS)
 
 
 class MemoryEstimate(BaseModel):

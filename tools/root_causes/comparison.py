@@ -3,29 +3,34 @@ model this size fit, so what differs is this model's own traits (its vocabulary)
 
 from __future__ import annotations
 
+from ..labels import Label
 from ..log_cues import LogCues
 from ..training_setup import TrainingSetup
-from .scores import Scores
+from .signals import Signal, discount, support
+from .weights import QUOTE_SAID, THRESHOLDS, TYPICAL_VOCAB, Thresholds
 
-# A vocabulary this much larger than the 32k of Llama-2 / Mistral-era models makes its logits the difference.
-TYPICAL_VOCAB, LARGE_VOCAB = 32_000, 100_000
-# Sizing causes the comparison speaks against keep this share of their points.
-SIZE_CAUSES_KEEP = 0.35
+# Sizing causes the comparison speaks against (each keeps the weights table's `comparable_model_worked` share).
+SIZE_CAUSES = (Label.full_ft_model_states, Label.weights_exceed_gpu, Label.zero_stage_insufficient)
 
 
-def comparable_model_worked(setup: TrainingSetup | None, cues: LogCues | None, s: Scores) -> None:
+def comparable_model_worked(setup: TrainingSetup | None, cues: LogCues | None, th: Thresholds = THRESHOLDS) -> list[Signal]:
     """The same run fit with a comparable model: the size causes weigh less, the per-step ones more."""
     said = cues.comparable_worked if cues is not None else None
     if said is None:
-        return
-    where = f"line {said.line}: {said.text[:90]}"
-    for label in ("full_ft_model_states", "weights_exceed_gpu", "zero_stage_insufficient"):
-        s.discount(label, SIZE_CAUSES_KEEP, f"but the same run worked with other models of this kind ({where}): the "
-                                            "model states of a model this size fit")
+        return []
+    where = f"line {said.line}: {said.text[:QUOTE_SAID]}"
+    out = [discount(label, "comparable_model_worked", f"but the same run worked with other models of this kind ({where}): "
+                                                      "the model states of a model this size fit")
+           for label in SIZE_CAUSES]
     vocab = setup.model.vocab_size if setup is not None and setup.model is not None else None
-    if vocab and vocab >= LARGE_VOCAB:
-        s.add("logits_large_vocab", 2.0, f"its vocabulary of {vocab:,} tokens is {vocab / TYPICAL_VOCAB:.1f}x the 32,000 of "
-                                         f"Llama-2-era models: the logits per token are that much larger ({where})")
-    s.add("batch_too_large", 1.5, f"between models of one size the per-step activations differ, and the micro-batch "
-                                  f"scales them ({where})")
-    s.add("seq_len_too_long", 0.8, f"the tokens per sample scale the per-step activations too ({where})")
+    # A vocabulary this much larger than the 32k of Llama-2 / Mistral-era models makes its logits the difference.
+    if vocab and vocab >= th["comparison_large_vocab"]:
+        out.append(support(Label.logits_large_vocab, "comparison_large_vocab",
+                           f"its vocabulary of {vocab:,} tokens is {vocab / TYPICAL_VOCAB:.1f}x the {TYPICAL_VOCAB:,} of "
+                           f"Llama-2-era models: the logits per token are that much larger ({where})"))
+    out.append(support(Label.batch_too_large, "comparison_batch",
+                       f"between models of one size the per-step activations differ, and the micro-batch "
+                       f"scales them ({where})"))
+    out.append(support(Label.seq_len_too_long, "comparison_tokens",
+                       f"the tokens per sample scale the per-step activations too ({where})"))
+    return out

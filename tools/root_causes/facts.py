@@ -8,6 +8,7 @@ import re
 from ..log_cues import LogCues
 from ..report import OOMReport
 from ..training_setup import TrainingSetup
+from .weights import QUOTE_SHORT
 
 # Phases that place, save or step the model states: a large allocation there is a weight or a state, not an activation.
 STATE_PHASES = ("optimizer_step", "model_loading", "checkpoint_save", "lora_merge")
@@ -63,7 +64,7 @@ def multimodal_reason(report: OOMReport, setup: TrainingSetup | None, cues: LogC
         if name and _VL_NAME.search(name):
             return f"{name} is a vision-language model"
     if cues is not None and cues.vision is not None:
-        return f"the run feeds images (line {cues.vision.line}: {cues.vision.text[:60]})"
+        return f"the run feeds images (line {cues.vision.line}: {cues.vision.text[:QUOTE_SHORT]})"
     return None
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+from ..labels import Label
 from ..report import OOMReport
 from ..units import format_bytes
-from .scores import Scores
+from .signals import Signal, support
+from .weights import THRESHOLDS, Thresholds
 
 
 def unallocated_bytes(report: OOMReport) -> int | None:
@@ -17,15 +19,21 @@ def unallocated_bytes(report: OOMReport) -> int | None:
     return unalloc
 
 
-def fragmentation(report: OOMReport, s: Scores) -> None:
+def fragmentation(report: OOMReport, th: Thresholds = THRESHOLDS) -> list[Signal]:
     """Reserved-but-unallocated memory at least as large as the request: the cache is fragmented."""
     req = report.requested_bytes or 0
     total = report.gpu_total_bytes
     unalloc = unallocated_bytes(report)
-    if unalloc and req and total:
-        if unalloc >= req and unalloc >= 0.02 * total:
-            pts = 3.5 + min(math.log2(unalloc / req), 4) / 2
-            s.add("fragmentation", pts, f"{format_bytes(unalloc)} is reserved by PyTorch but unallocated, more than the "
-                                        f"{format_bytes(req)} requested: the cache is fragmented (expandable_segments helps)")
-        elif unalloc >= 0.5 * req and unalloc >= 0.03 * total:
-            s.add("fragmentation", 1.0, f"{format_bytes(unalloc)} reserved but unallocated against a {format_bytes(req)} request")
+    if not (unalloc and req and total):
+        return []
+    if unalloc >= req and unalloc >= th["fragmented_min_gpu_share"] * total:
+        reason = (f"{format_bytes(unalloc)} is reserved by PyTorch but unallocated, more than the "
+                  f"{format_bytes(req)} requested: the cache is fragmented (expandable_segments helps)")
+        # the excess counts in doublings of the request, up to a cap
+        doublings = min(math.log2(unalloc / req), th["fragmented_excess_doublings_cap"])
+        return [support(Label.fragmentation, "fragmented_cache", reason),
+                support(Label.fragmentation, "fragmented_cache_excess", reason, doublings)]
+    if unalloc >= th["partial_fragment_of_request"] * req and unalloc >= th["partial_fragment_min_gpu_share"] * total:
+        return [support(Label.fragmentation, "fragmented_cache_partial",
+                        f"{format_bytes(unalloc)} reserved but unallocated against a {format_bytes(req)} request")]
+    return []

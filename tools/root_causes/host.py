@@ -3,43 +3,61 @@ bus error that is /dev/shm rather than memory."""
 
 from __future__ import annotations
 
+from ..labels import Label
 from ..memory.schema import MemoryEstimate
 from ..report import OOMReport
 from ..training_setup import TrainingSetup
 from ..units import format_bytes
-from .scores import Scores
+from .signals import Signal, support
+from .weights import THRESHOLDS, Thresholds
 
 
-def host_memory(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None, s: Scores) -> None:
+def died_of_bus_error(report: OOMReport) -> bool:
+    """The process died of SIGBUS (or says "bus error"): shared memory (/dev/shm), not a memory budget."""
+    return any(e.kind == "sigbus" for e in report.related_errors) or "bus error" in (report.message or "").lower()
+
+
+def host_memory(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None,
+                th: Thresholds = THRESHOLDS) -> list[Signal]:
     """Host RAM ran out: offload, per-rank loading and the calculator's host estimate say why; a bus error is not memory."""
-    bus = next((e for e in report.related_errors if e.kind == "sigbus"), None)
-    if bus is not None or "bus error" in (report.message or "").lower():
+    if died_of_bus_error(report):
         # A worker killed by SIGBUS is shared memory (/dev/shm), not RAM or GPU memory running out.
+        bus = next((e for e in report.related_errors if e.kind == "sigbus"), None)
         line = f" (log line {bus.line})" if bus is not None else ""
-        s.add("not_oom", 8, f"the process died of a bus error{line}: /dev/shm too small for DataLoader workers "
-                            "(raise --shm-size or use fewer workers); not a memory budget problem")
-        return
+        return [support(Label.not_oom, "bus_error",
+                        f"the process died of a bus error{line}: /dev/shm too small for DataLoader workers "
+                        "(raise --shm-size or use fewer workers); not a memory budget problem")]
     what = report.exit_signal or (report.message or "host allocation failure")
-    s.add("offload_host_ram", 6, f"host (CPU) memory ran out: {what}")
+    out = [support(Label.offload_host_ram, "host_oom", f"host (CPU) memory ran out: {what}")]
     used, have = report.host_ram_used_bytes, report.host_ram_total_bytes
-    if used and have and used >= 0.9 * have:
+    if used and have and used >= th["host_ram_full_share"] * have:
         # The log's own RAM readings (DeepSpeed's "CPU Virtual Memory") show the host at its limit before the kill.
-        s.add("offload_host_ram", 1.5, f"the log shows host RAM at {format_bytes(used)} of {format_bytes(have)} ({used / have:.0%})")
+        out.append(support(Label.offload_host_ram, "host_ram_at_limit",
+                           f"the log shows host RAM at {format_bytes(used)} of {format_bytes(have)} ({used / have:.0%})"))
     if report.phase in ("model_loading", "lora_merge", "checkpoint_save"):
         ranks = setup.num_gpus if setup else 1
         extra = f"; {ranks} ranks each load a copy" if ranks > 1 else ""
-        s.add("model_load_oom", 5, f"the host ran out while {report.phase.replace('_', ' ')}{extra}")
+        out.append(support(Label.model_load_oom, "host_oom_loading",
+                           f"the host ran out while {report.phase.replace('_', ' ')}{extra}"))
     if setup is not None and (setup.offload_optimizer or setup.offload_param):
         parts = [n for n, on in (("optimizer", setup.offload_optimizer), ("parameters", setup.offload_param)) if on]
-        s.add("offload_host_ram", 2, f"ZeRO-{setup.zero_stage} offloads the {' and '.join(parts)} to CPU RAM")
+        out.append(support(Label.offload_host_ram, "host_offload",
+                           f"ZeRO-{setup.zero_stage} offloads the {' and '.join(parts)} to CPU RAM"))
         if setup.method == "full":
-            s.add("full_ft_model_states", 1.5, "full fine-tuning: fp32 master weights, gradients and Adam states all live in the offloaded RAM")
+            out.append(support(Label.full_ft_model_states, "host_offload_full_ft",
+                               "full fine-tuning: fp32 master weights, gradients and Adam states all live in the "
+                               "offloaded RAM"))
     if estimate is not None and estimate.host_bytes:
         have = setup.host_ram_bytes if setup else None
         if have:
-            verdict = "more than" if estimate.host_bytes > have else "close to" if estimate.host_bytes > 0.8 * have else "within"
-            pts = 2.5 if estimate.host_bytes > have else 1.0 if estimate.host_bytes > 0.8 * have else 0
-            s.add("offload_host_ram", pts, f"the calculator puts host RAM needs at {format_bytes(estimate.host_bytes)}, "
-                                           f"{verdict} the {format_bytes(have)} available")
+            over, close = estimate.host_bytes > have, estimate.host_bytes > th["host_ram_close_share"] * have
+            verdict = "more than" if over else "close to" if close else "within"
+            out.append(support(Label.offload_host_ram,
+                               "host_estimate_over" if over else "host_estimate_close" if close else "host_estimate_within",
+                               f"the calculator puts host RAM needs at {format_bytes(estimate.host_bytes)}, "
+                               f"{verdict} the {format_bytes(have)} available"))
         elif estimate.host_fits is False:
-            s.add("offload_host_ram", 2, f"the calculator puts host RAM needs at {format_bytes(estimate.host_bytes)}: more than the host has")
+            out.append(support(Label.offload_host_ram, "host_estimate_unfit",
+                               f"the calculator puts host RAM needs at {format_bytes(estimate.host_bytes)}: "
+                               "more than the host has"))
+    return out

@@ -5,61 +5,72 @@ from __future__ import annotations
 
 import re
 
+from ..labels import Label
 from ..log_cues import LogCues
 from ..report import OOMReport
 from ..training_setup import TrainingSetup
 from .facts import moe_reason, multimodal_reason
 from .related_errors import RELATED
-from .scores import Scores
-
+from .signals import Signal, support
+from .weights import QUOTE_LONG, THRESHOLDS, Thresholds
 
 _METHOD_WORDS = re.compile(r"q-?lora|4[- ]?bit|load_in_4bit|quantization_bit|double[_ ]quant", re.IGNORECASE)
 _QUANT_TROUBLE = re.compile(r"bitsandbytes/|dequant|Int8Params|Params4bit|8[- ]?bit|int8|gptq|awq|quant_state", re.IGNORECASE)
 
 
-def moe_by_name(report: OOMReport, setup: TrainingSetup | None, s: Scores) -> None:
+def moe_by_name(report: OOMReport, setup: TrainingSetup | None, th: Thresholds = THRESHOLDS) -> list[Signal]:
     """An MoE model the calculator cannot size: all experts are resident (oom-signals.md, "Defaults that bite")."""
     if setup is not None and setup.model is not None:
-        return  # sized: the estimate's breakdown and the expert-weight candidates weigh it
+        return []  # sized: the estimate's breakdown and the expert-weight candidates weigh it
     why = moe_reason(report, setup)
     if why is None:
-        return
+        return []
     req, total, free = report.requested_bytes, report.gpu_total_bytes, report.gpu_free_bytes
-    full = bool(req and total and free is not None and free <= 0.05 * total)
+    full = bool(req and total and free is not None and free <= th["full_gpu_free_share"] * total)
     if report.phase in ("model_loading", "lora_merge", "checkpoint_save") or full:
-        s.add("moe_memory", 2.0, f"{why}: every expert's weights are resident although few are active per token")
-    elif report.phase in ("forward", "backward", "generation", "unknown"):
-        s.add("moe_memory", 1.0, f"{why}: expert dispatch buffers and all experts' weights share the GPU")
+        return [support(Label.moe_memory, "moe_by_name_resident",
+                        f"{why}: every expert's weights are resident although few are active per token")]
+    if report.phase in ("forward", "backward", "generation", "unknown"):
+        return [support(Label.moe_memory, "moe_by_name_dispatch",
+                        f"{why}: expert dispatch buffers and all experts' weights share the GPU")]
+    return []
 
 
-def quantization(report: OOMReport, cues: LogCues | None, s: Scores) -> None:
+def quantization(report: OOMReport, cues: LogCues | None) -> list[Signal]:
     """4/8-bit weights in play: bitsandbytes frames or quantization flags near the failure."""
-    if cues is None or cues.quantization is None or any(RELATED.get(e.kind, ("",))[0] == "quantization_setup"
+    if cues is None or cues.quantization is None or any(RELATED.get(e.kind, ("",))[0] == Label.quantization_setup
                                                         for e in report.related_errors):
-        return  # a quantization error the parser named was already weighed; the same fact counts once
+        return []  # a quantization error the parser named was already weighed; the same fact counts once
     cue = cues.quantization
     # "QLoRA" / "4-bit" named as the method is the plan, not a sign that the quantization went wrong: weigh it less
     # than a quantization library in the failing frames or an 8-bit/4-bit mismatch
     just_method = bool(_METHOD_WORDS.search(cue.text)) and not _QUANT_TROUBLE.search(cue.text)
-    s.add("quantization_setup", 0.8 if just_method else 1.5,
-          f"quantized weights are in play (line {cue.line}: {cue.text[:120]}): a quantization that is not applied, or "
-          "de-quantized copies, changes the memory the run planned for")
+    out = [support(Label.quantization_setup, "quantization_method_named" if just_method else "quantization_in_play",
+                   f"quantized weights are in play (line {cue.line}: {cue.text[:QUOTE_LONG]}): a quantization that is not "
+                   "applied, or de-quantized copies, changes the memory the run planned for")]
     if report.requested_bytes is None and report.gpu_total_bytes is None and report.phase in ("unknown", "forward", "backward"):
         # A report without any number whose one concrete detail is how the weights are quantized.
-        s.add("quantization_setup", 1.0 if just_method else 2.0,
-              "the report gives no memory numbers; the quantization it describes is the one concrete detail of the setup")
+        out.append(support(Label.quantization_setup,
+                           "quantization_method_only_detail" if just_method else "quantization_only_detail",
+                           "the report gives no memory numbers; the quantization it describes is the one concrete detail "
+                           "of the setup"))
+    return out
 
 
-def without_numbers(report: OOMReport, setup: TrainingSetup | None, cues: LogCues | None, s: Scores) -> None:
+def without_numbers(report: OOMReport, setup: TrainingSetup | None, cues: LogCues | None) -> list[Signal]:
     """A report with no memory numbers: what kind of model it is says which tensors usually dominate."""
     if report.requested_bytes is not None or report.gpu_total_bytes is not None or report.kind == "host_oom":
-        return
+        return []
     if report.phase not in ("unknown", "forward", "backward"):
-        return  # a named phase already says where the memory went
+        return []  # a named phase already says where the memory went
+    out: list[Signal] = []
     mm = multimodal_reason(report, setup, cues)
     if mm:
         # Images and video frames become thousands of tokens each (oom-signals.md, vision-tower attention).
-        s.add("vision_tokens", 2.0, f"{mm}: without numbers, the visual tokens per sample are the usual driver")
+        out.append(support(Label.vision_tokens, "vision_model_without_numbers",
+                           f"{mm}: without numbers, the visual tokens per sample are the usual driver"))
     moe = moe_reason(report, setup)
     if moe:
-        s.add("moe_memory", 1.5, f"{moe}: all experts' weights are resident on every GPU that holds a layer")
+        out.append(support(Label.moe_memory, "moe_model_without_numbers",
+                           f"{moe}: all experts' weights are resident on every GPU that holds a layer"))
+    return out

@@ -1,9 +1,12 @@
-"""Rank the root causes of one OOM report: every evidence family adds points and reasons to one score sheet.
+"""Rank the root causes of one OOM report: every evidence family turns its inputs into signals, one scorer
+turns all signals into ranked causes.
 
 The families are the signals engineers read in an OOM report (../shared/oom-signals.md): the requested size
 against the setup's tensors, the allocator's numbers, other processes, the multi-GPU spread, the calculator's
 breakdown against the budget, the phase and operation, memory over time, related errors, the model's kind and
-the similar cases' labels. Every `why` sentence carries numbers from the parser or the calculator.
+the similar cases' labels. No family reads another's output: facts several need (the request matches a tensor,
+the run is multimodal, a bus error) are computed once, first, and passed in. Every `why` sentence carries numbers
+from the parser or the calculator.
 """
 
 from __future__ import annotations
@@ -11,84 +14,111 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..labels import RootCause
+from ..labels import Label, RootCause
 from ..log_cues import LogCues
 from ..memory.schema import MemoryEstimate
 from ..memory_trend import MemoryTrend
 from ..report import OOMReport
 from ..training_setup import TrainingSetup
+from .breakdown import breakdown_signals
 from .budget import estimate_vs_budget, fully_trained_embeddings
 from .comparison import comparable_model_worked
 from .facts import multimodal_reason
 from .fragmentation import fragmentation
 from .full_gpu import gpu_already_full
-from .host import host_memory
+from .host import died_of_bus_error, host_memory
 from .memory_growth import (growth_explained_by_the_budget, growth_with_images, growth_without_length_cap,
                             memory_over_time)
 from .model_kind import moe_by_name, quantization, without_numbers
-from .multi_gpu import mixed_gpu_models, device_map_split, multi_gpu_spread, single_process_many_gpus
+from .multi_gpu import device_map_split, mixed_gpu_models, multi_gpu_spread, single_process_many_gpus
 from .other_processes import colocated_vllm, other_processes, raw_error_while_loading
 from .phase import phase_and_operation
 from .related_errors import cublas_after_assert, dtype_support, not_a_memory_error, related_errors
-from .request_size import request_vs_tensors
-from .scores import Scores
+from .request_size import request_explained, request_vs_tensors
+from .scoring import has_evidence, score_signals
+from .signals import Signal, support
 from .similar_cases import similar_case_votes
+from .weights import DEFAULT_WEIGHTS, Weights
 
 
 def rank_root_causes(
-    report: OOMReport,
+    report: OOMReport | None,
     setup: TrainingSetup | None = None,
     estimate: MemoryEstimate | None = None,
     hits: Sequence[Any] | None = None,
     trend: MemoryTrend | None = None,
     cues: LogCues | None = None,
+    weights: Weights | None = None,
 ) -> list[RootCause]:
-    """Causes ranked by evidence, primary first. Never raises; an empty list only for an empty report.
+    """Causes ranked by evidence, primary first.
 
-    `hits` are retrieval hits (objects with `.case`, or cases themselves) whose labels count as weak evidence;
-    `trend` is the log's memory over time (tools.memory_trend), when the agent has the raw log; `cues` the log's
-    non-numeric cues (tools.log_cues: quantization, dtype errors).
+    `report` None means there is no log: the causes are read off the calculator's breakdown alone (an empty list when
+    the estimate fits on the GPU and the host). `hits` are retrieval hits (objects with `.case`, or cases themselves)
+    whose labels count as weak evidence; `trend` is the log's memory over time (tools.memory_trend), when the agent
+    has the raw log; `cues` the log's non-numeric cues (tools.log_cues: quantization, dtype errors). `weights` is the
+    table of points and thresholds (weights.DEFAULT_WEIGHTS when None). A label outside the vocabulary raises.
     """
-    s = Scores()
+    table = weights or DEFAULT_WEIGHTS
+    return score_signals(collect_signals(report, setup, estimate, hits, trend, cues, table), table)
+
+
+def collect_signals(
+    report: OOMReport | None,
+    setup: TrainingSetup | None = None,
+    estimate: MemoryEstimate | None = None,
+    hits: Sequence[Any] | None = None,
+    trend: MemoryTrend | None = None,
+    cues: LogCues | None = None,
+    weights: Weights = DEFAULT_WEIGHTS,
+) -> list[Signal]:
+    """Every family's signals for one report, in the order they are weighed (the inputs of `score_signals`).
+
+    The table matters here only through its thresholds, the choice of each label's best-matching tensor, and whether
+    anything spoke at all (else the no-evidence pair is added)."""
+    th = weights.thresholds
+    if report is None:
+        return breakdown_signals(setup, estimate, th)
     if not report.is_memory_error:
-        not_a_memory_error(report, s)
-        related_errors(report, s, memory_error=False)
-        dtype_support(report, setup, cues, s, memory_error=False)
-        return s.ranked()
+        return [*not_a_memory_error(report), *related_errors(report, memory_error=False),
+                *dtype_support(report, setup, cues, memory_error=False)]
+    multimodal = multimodal_reason(report, setup, cues)
+    signals: list[Signal] = []
     if report.kind == "host_oom":
-        host_memory(report, setup, estimate, s)
-        if "not_oom" in s.points:
-            return s.ranked()
+        signals += host_memory(report, setup, estimate, th)
+        if died_of_bus_error(report):
+            return signals
     elif report.kind == "cublas_alloc" and any(e.kind == "device_side_assert" for e in report.related_errors):
-        cublas_after_assert(report, s)
-        return s.ranked()
+        return cublas_after_assert(report)
     else:
-        request_vs_tensors(report, setup, estimate, s, multimodal_reason(report, setup, cues))
-        fragmentation(report, s)
-        other_processes(report, s)
-        raw_error_while_loading(report, setup, estimate, s)
-        colocated_vllm(report, s)
-        gpu_already_full(report, setup, estimate, s, cues)
-        multi_gpu_spread(report, setup, s)
-        single_process_many_gpus(report, setup, s)
-        device_map_split(report, setup, cues, s)
-        mixed_gpu_models(report, setup, cues, s)
-        moe_by_name(report, setup, s)
-        estimate_vs_budget(report, setup, estimate, s)
-        fully_trained_embeddings(setup, s)
-    phase_and_operation(report, setup, s, multimodal_reason(report, setup, cues), cues)
+        signals += _gpu_memory(report, setup, estimate, cues, multimodal, weights)
+    signals += phase_and_operation(report, setup, multimodal, cues, th)
     if trend is not None and (report.kind != "host_oom" or trend.said):   # host RAM said to grow is growth too
-        memory_over_time(trend, s)
-        growth_with_images(trend, setup, multimodal_reason(report, setup, cues), s)
-        growth_without_length_cap(trend, setup, s)
-        growth_explained_by_the_budget(trend, estimate, s)
-    related_errors(report, s, memory_error=True)
-    dtype_support(report, setup, cues, s, memory_error=True)
-    quantization(report, cues, s)
-    without_numbers(report, setup, cues, s)
-    comparable_model_worked(setup, cues, s)
-    similar_case_votes(hits or [], s)
-    if not s.points:
-        s.add("batch_too_large", 0.5, "no specific evidence: the per-step activations (micro-batch) are the usual suspect")
-        s.add("seq_len_too_long", 0.4, "no specific evidence: the sequence length drives activations and logits")
-    return s.ranked()
+        signals += [*memory_over_time(trend, th), *growth_with_images(trend, setup, multimodal),
+                    *growth_without_length_cap(trend, setup), *growth_explained_by_the_budget(trend, estimate)]
+    signals += [*related_errors(report, memory_error=True), *dtype_support(report, setup, cues, memory_error=True),
+                *quantization(report, cues), *without_numbers(report, setup, cues),
+                *comparable_model_worked(setup, cues, th), *similar_case_votes(hits or [], th)]
+    if not has_evidence(signals, weights):
+        signals += no_specific_evidence()
+    return signals
+
+
+def _gpu_memory(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None,
+                cues: LogCues | None, multimodal: str | None, weights: Weights) -> list[Signal]:
+    """The families of a GPU out-of-memory error: the request, the allocator, the GPUs, the calculator's budget."""
+    th = weights.thresholds
+    explained = request_explained(report, setup, estimate, th)
+    return [*request_vs_tensors(report, setup, estimate, multimodal, weights), *fragmentation(report, th),
+            *other_processes(report, th), *raw_error_while_loading(report, setup, estimate, th), *colocated_vllm(report),
+            *gpu_already_full(report, setup, estimate, cues, th), *multi_gpu_spread(report, setup, th),
+            *single_process_many_gpus(report, setup), *device_map_split(report, setup, cues),
+            *mixed_gpu_models(report, setup, cues), *moe_by_name(report, setup, th),
+            *estimate_vs_budget(report, setup, estimate, explained, th), *fully_trained_embeddings(setup, th)]
+
+
+def no_specific_evidence() -> list[Signal]:
+    """Nothing else spoke: the per-step activations (micro-batch, then length) are the usual suspects."""
+    return [support(Label.batch_too_large, "no_evidence_batch",
+                    "no specific evidence: the per-step activations (micro-batch) are the usual suspect"),
+            support(Label.seq_len_too_long, "no_evidence_length",
+                    "no specific evidence: the sequence length drives activations and logits")]

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from ..labels import Label
 from ..memory.schema import MemoryEstimate
 from ..training_setup import TrainingSetup
-from ..units import GiB, MiB
+from ..units import GiB, KiB, MiB
 from .facts import observed
+from .weights import (BF16_BYTES, FP32_BYTES, FULL_SHARDING, QUANTIZED_BITS, QWEN2_VL_DEFAULT_MAX_PIXELS, THRESHOLDS,
+                      Thresholds)
 
 
 class TensorCandidate(BaseModel):
@@ -17,7 +20,7 @@ class TensorCandidate(BaseModel):
     name: str
     bytes: int
     formula: str
-    labels: dict[str, float] = Field(description="label → points when the request matches this tensor")
+    labels: dict[Label, str] = Field(description="label → the rule (its weights-table name) a request of this size fires")
 
 
 def tensor_candidates(setup: TrainingSetup, estimate: MemoryEstimate | None = None) -> list[TensorCandidate]:
@@ -34,19 +37,21 @@ def tensor_candidates(setup: TrainingSetup, estimate: MemoryEstimate | None = No
         batches.add(("eval", setup.eval_batch))
     for mode, bb in sorted(batches):
         for ss, shift in ((s_len, ""), (s_len - 1, " (shifted)")):
-            for nbytes, dt in ((4, "fp32"), (2, "bf16")):
-                labels = {"logits_large_vocab": 3.0, "batch_too_large" if bb > 1 else "seq_len_too_long": 1.0}
+            for nbytes, dt in ((FP32_BYTES, "fp32"), (BF16_BYTES, "bf16")):
+                labels = {Label.logits_large_vocab: "match_logits",
+                          Label.batch_too_large if bb > 1 else Label.seq_len_too_long: "match_logits_tokens"}
                 if mode == "eval":
-                    labels = {"eval_accumulation": 3.0, "logits_large_vocab": 2.0, "batch_too_large": 1.0}
+                    labels = {Label.eval_accumulation: "match_eval_logits", Label.logits_large_vocab: "match_eval_logits_vocab",
+                              Label.batch_too_large: "match_eval_logits_batch"}
                 out.append(TensorCandidate(
                     name=f"{mode} logits {dt}{shift}", bytes=bb * ss * vocab * nbytes,
                     formula=f"{bb} x {ss} tokens x {vocab:,} vocab x {nbytes} B", labels=labels))
     # Eager attention scores: b * heads * s * s (bf16 scores, fp32 softmax) — Vaswani et al. attention, no flash kernel.
-    for nbytes, dt in ((2, "bf16"), (4, "fp32")):
+    for nbytes, dt in ((BF16_BYTES, "bf16"), (FP32_BYTES, "fp32")):
         out.append(TensorCandidate(
             name=f"attention scores {dt}", bytes=b * arch.num_heads * s_len * s_len * nbytes,
             formula=f"{b} x {arch.num_heads} heads x {s_len}^2 x {nbytes} B",
-            labels={"eager_attention": 4.0, "seq_len_too_long": 2.0}))
+            labels={Label.eager_attention: "match_attention_scores", Label.seq_len_too_long: "match_attention_scores_length"}))
     # Vision-tower attention over one image's patches: patches^2 x heads x dtype (ViT, Dosovitskiy et al. 2021);
     # patches = pixels / patch_size^2 before any spatial merge (Qwen2-VL merges 2x2 only after the tower).
     vis = arch.vision
@@ -56,14 +61,14 @@ def tensor_candidates(setup: TrainingSetup, estimate: MemoryEstimate | None = No
             pixels, source = vis.image_size ** 2, "fixed image size"
         elif vis.kind in ("qwen2_vl", "qwen2_5_vl"):
             # Qwen2-VL's image processor default max_pixels = 28 x 28 x 16384 (preprocessor_config.json; oom-signals.md).
-            pixels, source = 28 * 28 * 16384, "the processor's default max_pixels"
+            pixels, source = QWEN2_VL_DEFAULT_MAX_PIXELS, "the processor's default max_pixels"
     if vis is not None and pixels:
         patches = pixels // max(vis.patch_size, 1) ** 2
-        for nbytes, dt in ((2, "bf16"), (4, "fp32")):
+        for nbytes, dt in ((BF16_BYTES, "bf16"), (FP32_BYTES, "fp32")):
             out.append(TensorCandidate(
                 name=f"vision attention scores {dt}", bytes=patches * patches * vis.num_heads * nbytes,
                 formula=f"{patches:,} patches^2 x {vis.num_heads} heads x {nbytes} B ({source} {pixels:,})",
-                labels={"vision_tokens": 4.0}))
+                labels={Label.vision_tokens: "match_vision_scores"}))
     # One weight matrix (rows x cols x dtype): the run was still placing or upcasting weights.
     h = arch.hidden_size
     mats = {"MLP": arch.intermediate_size, "attention projection": arch.num_heads * arch.head_dim,
@@ -76,37 +81,37 @@ def tensor_candidates(setup: TrainingSetup, estimate: MemoryEstimate | None = No
     for what, cols in mats.items():
         if not cols or cols == arch.num_kv_heads * arch.head_dim and what == "KV projection" and cols == h:
             continue
-        for nbytes, dt in ((2, "bf16/fp16"), (4, "fp32")):
-            if nbytes == 2:
-                labels = {"model_load_oom": 2.0, "weights_exceed_gpu": 1.5}
+        for nbytes, dt in ((BF16_BYTES, "bf16/fp16"), (FP32_BYTES, "fp32")):
+            if nbytes == BF16_BYTES:
+                labels = {Label.model_load_oom: "match_weight16_loading", Label.weights_exceed_gpu: "match_weight16"}
                 if arch.is_moe and "MoE" in what:
-                    labels["moe_memory"] = 1.5
+                    labels[Label.moe_memory] = "match_expert_weight16"
                 if full and observed(setup, "method"):
                     # Full fine-tuning keeps a bf16 gradient of every weight: same shape and dtype as the weight.
-                    labels["full_ft_model_states"] = 2.0
-                if setup.quantization_bit in (4, 8) and observed(setup, "quantization_bit"):
+                    labels[Label.full_ft_model_states] = "match_weight16_gradient"
+                if setup.quantization_bit in QUANTIZED_BITS and observed(setup, "quantization_bit"):
                     # bitsandbytes stores 4/8-bit weights packed (1/4 or 1/2 of this size): a 16-bit copy of one means
                     # the quantization was not applied there, or the weight is being de-quantized.
-                    labels["quantization_setup"] = 3.0
+                    labels[Label.quantization_setup] = "match_weight16_unquantized"
             elif full:
-                labels = {"full_ft_model_states": 3.0}
+                labels = {Label.full_ft_model_states: "match_weight32_full_ft"}
             else:
-                labels = {"weights_exceed_gpu": 2.0, "model_load_oom": 1.0}
+                labels = {Label.weights_exceed_gpu: "match_weight32", Label.model_load_oom: "match_weight32_loading"}
             out.append(TensorCandidate(name=f"one {what} weight {dt}", bytes=h * cols * nbytes,
                                        formula=f"{h} x {cols} x {nbytes} B", labels=labels))
     # ZeRO partition of one fp32 optimizer tensor: trainable params / data-parallel GPUs x 4 B (ZeRO paper, Rajbhandari et al. 2020).
     n_train = estimate.n_trainable if estimate is not None and estimate.n_trainable else None
     if n_train and setup.num_gpus >= 1:
         parts = setup.num_gpus if setup.zero_stage >= 1 else 1
-        labels = {"full_ft_model_states": 3.0}
-        if setup.zero_stage < 3 and setup.num_gpus > 1:
-            labels["zero_stage_insufficient"] = 3.0
-        out.append(TensorCandidate(name="fp32 optimizer-state partition", bytes=n_train * 4 // parts,
-                                   formula=f"{n_train:,} trainable params / {parts} GPU x 4 B", labels=labels))
+        labels = {Label.full_ft_model_states: "match_optimizer_partition"}
+        if setup.zero_stage < FULL_SHARDING and setup.num_gpus > 1:
+            labels[Label.zero_stage_insufficient] = "match_optimizer_partition_sharding"
+        out.append(TensorCandidate(name="fp32 optimizer-state partition", bytes=n_train * FP32_BYTES // parts,
+                                   formula=f"{n_train:,} trainable params / {parts} GPU x {FP32_BYTES} B", labels=labels))
     return [c for c in out if c.bytes > 0]
 
 
-def matches_size(requested: int, candidate: int) -> bool:
+def matches_size(requested: int, candidate: int, th: Thresholds = THRESHOLDS) -> bool:
     """Equal up to the two-decimal rounding of the printed size (± one unit in the last digit, ≥ 1.2% slack)."""
-    unit = GiB if requested >= GiB else MiB if requested >= MiB else 1024
-    return abs(requested - candidate) <= max(0.012 * candidate, 0.0051 * unit)
+    unit = GiB if requested >= GiB else MiB if requested >= MiB else KiB
+    return abs(requested - candidate) <= max(th["size_match_slack"] * candidate, th["printed_size_rounding"] * unit)

@@ -1,0 +1,58 @@
+"""The one scorer: signals → ranked RootCauses. Support adds weight x value points to its label, a discount
+multiplies the label's points; score = 1 - exp(-points / scale), causes under the cut-off dropped, the rest ranked.
+
+No rule decides alone, the sum does; ties keep the order in which the labels first gained points."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from ..labels import Label, RootCause
+from .signals import Kind, Signal
+from .weights import DEFAULT_WEIGHTS, SCORE_DECIMALS, Weights
+
+
+def signal_points(signal: Signal, weights: Weights = DEFAULT_WEIGHTS) -> float:
+    """The points one support signal adds: the weight of its rule x its value."""
+    return _weight(signal, weights) * signal.value
+
+
+def has_evidence(signals: Iterable[Signal], weights: Weights = DEFAULT_WEIGHTS) -> bool:
+    """Any support signal that moves a label's points (a zero weight or value is no evidence)."""
+    return any(s.kind is Kind.support and signal_points(s, weights) != 0 for s in signals)
+
+
+def score_signals(signals: Iterable[Signal], weights: Weights = DEFAULT_WEIGHTS) -> list[RootCause]:
+    """Ranked causes, primary first, at most `max_causes`, each with its reasons in the order they arrived."""
+    points: dict[Label, float] = {}
+    factors: dict[Label, float] = {}
+    why: dict[Label, list[str]] = {}
+    for sig in signals:
+        if sig.kind is Kind.discount:
+            factors[sig.label] = factors.get(sig.label, 1.0) * _weight(sig, weights)
+            why.setdefault(sig.label, []).append(sig.reason)
+            continue
+        pts = signal_points(sig, weights)
+        if pts == 0:
+            continue
+        points[sig.label] = points.get(sig.label, 0.0) + pts
+        reasons = why.setdefault(sig.label, [])
+        if sig.reason and sig.reason not in reasons:
+            reasons.append(sig.reason)
+    th = weights.thresholds
+    final = {label: p * factors.get(label, 1.0) for label, p in points.items()}
+    order = sorted((p, -i, label) for i, (label, p) in enumerate(final.items()) if p > th["min_points"])
+    out = []
+    for pts, _, label in reversed(order[-int(th["max_causes"]):]):
+        score = round(1.0 - math.exp(-pts / th["score_scale"]), SCORE_DECIMALS)
+        out.append(RootCause(label=label.value, score=min(max(score, 0.0), 1.0), why=why.get(label, [])))
+    return out
+
+
+def _weight(signal: Signal, weights: Weights) -> float:
+    """The table's weight of the signal's rule; a rule missing from the table raises (no silent zero)."""
+    try:
+        return weights.points[signal.name]
+    except KeyError:
+        raise KeyError(f"no weight for the rule {signal.name!r}: add it to tools/root_causes/weights.py") from None
