@@ -1,9 +1,10 @@
-"""The deterministic agent: compose the tools into one grounded Diagnosis (no LLM, no network).
+"""The one pipeline: every entry point (diagnose, fix, estimate, probe, the conversation, the LLM tools, the web UI
+and the Slack bot) turns its input into a DiagnoseRequest and calls `diagnose`; it only chooses what to compute
+(`request.retrieve`, `request.plan`) and what to show.
 
-parse the log → complete the report from the config, cues and prose → assemble the setup (with provenance) →
-estimate memory → retrieve similar cases → rank root causes → plan fixes and rewrite the config (the cases' fixes
-as hints) → verify with the calculator. Every number comes from a tool; what the agent lacks it asks for instead
-of guessing.
+log → report (parse, refine) → setup (log + config + user, with provenance) → estimate → similar cases → ranked
+causes → fix plan (the cases' fixes as hints) → Diagnosis. Every number comes from a tool; what the pipeline lacks
+it asks for instead of guessing. Without a log, the causes are what the calculator finds over the budget.
 """
 
 from __future__ import annotations
@@ -17,67 +18,110 @@ from ..tools.labels import RootCause
 from ..tools.memory.schema import MemoryEstimate
 from ..tools.report import OOMReport
 from ..tools.training_setup import TrainingSetup
-from .diagnosis import DiagnoseRequest, Diagnosis
+from .diagnosis import ConfigInfo, DiagnoseRequest, Diagnosis
 
 SIMILAR_K = 5          # cases retrieved; the top ones also lend their fixes to the planner as hints
 PLAN_MIN_SCORE = 0.2   # causes below this score are listed as alternatives but get no fix of their own
+DEFAULT_MARGIN = Constraints().margin
 RETRIEVAL_MODE = os.environ.get("ASK_OOM_RETRIEVAL_MODE", "fast")  # fast: no torch / embeddings on the CLI path
 
 
 def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = None, mode: str | None = None) -> Diagnosis:
     """One diagnosis for one request. Bad input raises InputError (the CLI's exit 2); nothing else is raised
     for a tool that cannot help (retrieval, planning): the answer says what is missing instead."""
-    from ..tools.case_fixes import fixes_from_top_case
     from ..tools.log_cues import log_cues
     from ..tools.log_parser import parse_log
     from ..tools.memory_trend import failure_trend
-    from ..tools.report_refinement import observed_peak, refine_report
+    from ..tools.report_refinement import refine_report
     from ..tools.root_causes import rank_root_causes
     from ..tools.setup_assembly import assemble_setup, eager_attention_from_ranking
     from .questions import assumptions, questions
-    from .text_facts import text_facts
     from .similar_cases import similar_case
-    from .summary import summary, summary_no_oom
+    from .text_facts import text_facts
 
-    cues = log_cues(request.log_text, request.config_text)
-    parsed = parse_log(request.log_text)
+    has_log = bool(request.log_text.strip())
     doc = _load_config(request)
-    refined = refine_report(parsed, request.log_text, cues=cues, doc=doc, truncated=request.log_truncated)
-    report, notes = refined.report, list(refined.notes)
-    setup = text_facts(assemble_setup(report, doc, request), request.log_text)
-    estimate = _estimate(setup, report, notes)
-    hits = _retrieve(report, setup, index, settings, mode, notes, request.log_text)
-    trend = failure_trend(request.log_text, refined.described) if report.is_memory_error else None
-    causes = rank_root_causes(report, setup, estimate, hits, trend=trend, cues=cues)
+    notes: list[str] = []
+    report, trend, cues = OOMReport(), None, None
+    if has_log:
+        cues = log_cues(request.log_text, request.config_text)
+        refined = refine_report(parse_log(request.log_text), request.log_text, cues=cues, doc=doc,
+                                truncated=request.log_truncated)
+        report, notes = refined.report, list(refined.notes)
+        trend = failure_trend(request.log_text, refined.described) if report.is_memory_error else None
+    if doc is not None:
+        notes.extend(n for n in doc.notes if n not in notes)
+    setup = assemble_setup(report, doc, request)
+    if has_log:
+        setup = text_facts(setup, request.log_text)
+    margin = request.margin or getattr(settings, "gpu_margin", None) or DEFAULT_MARGIN
+    sized = _sized_step(request, report, setup)
+    estimate = _estimate(setup, sized, margin, notes)
+    hits = _retrieve(report, setup, index, settings, mode, notes, request.log_text) if request.retrieve and has_log else []
+    causes = rank_root_causes(report if has_log else None, setup, estimate, hits, trend=trend, cues=cues)
     eager = eager_attention_from_ranking(setup, causes)
     if eager is not None:  # the evidence says eager attention ran: size it, then rank again with that estimate
         setup = eager
-        estimate = _estimate(setup, report, notes)
-        causes = rank_root_causes(report, setup, estimate, hits, trend=trend, cues=cues)
+        estimate = _estimate(setup, sized, margin, notes)
+        causes = rank_root_causes(report if has_log else None, setup, estimate, hits, trend=trend, cues=cues)
     similar = [similar_case(h, report, setup) for h in hits]
+    config = ConfigInfo(name=doc.name, format=doc.format, framework=doc.framework,
+                        deepspeed_name=doc.deepspeed_name) if doc is not None else None
+    oom = report.is_memory_error
+    if has_log and not oom:
+        # no memory error in the log: a plan only for what the calculator finds over the budget
+        plan_causes = rank_root_causes(None, setup, estimate)
+    else:
+        plan_causes = causes
+    # Without an OOM in a log, a plan only for a setup the calculator judged over the GPU's (or host's) budget.
+    over_budget = estimate is not None and (estimate.fits is False or estimate.host_fits is False)
+    plan = None
+    if request.plan and plan_causes and (oom or over_budget):
+        plan = _plan(setup, doc, plan_causes, request, margin, hits, notes, report)
+    fixes = list(plan.changes) if plan is not None else []
+    if has_log and oom and plan is None:
+        from ..tools.case_fixes import fixes_from_top_case
 
-    if not report.is_memory_error:
-        return Diagnosis(status="no_memory_error", summary=summary_no_oom(report, causes), report=report, setup=setup,
-                         estimate=estimate, root_causes=causes, similar_cases=similar, assumptions=assumptions(setup),
-                         questions=[], notes=notes)
-
-    plan = _plan(setup, doc, causes, request, settings, hits, notes, observed_peak(report))
-    fixes = plan.changes if plan is not None else fixes_from_top_case(hits)
-    if plan is None and fixes:
-        notes.append("fixes below come from similar documented cases and are not verified by the calculator: "
-                     "answer the questions so ask-oom can size them")
+        fixes = fixes_from_top_case(hits)
+        if fixes:
+            notes.append("fixes below come from similar documented cases and are not verified by the calculator: "
+                         "answer the questions so ask-oom can size them")
     if plan is not None:
         notes.extend(n for n in plan.notes if n not in notes)
+    if has_log and not oom:
+        status = "no_memory_error"
+    else:
+        status = "diagnosed" if estimate is not None else "needs_input"
     d = Diagnosis(
-        status="diagnosed" if estimate is not None else "needs_input", report=report, setup=setup, estimate=estimate,
-        root_causes=causes, similar_cases=similar, fixes=fixes,
+        status=status, config=config, sized=sized if estimate is not None else None, report=report, setup=setup,
+        estimate=estimate, root_causes=causes, similar_cases=similar, fixes=fixes,
         fixed_config=plan.fixed_config if plan is not None else None,
         fixed_config_format=doc.format if doc is not None and plan is not None and plan.fixed_config else None,
         fixed_deepspeed=plan.fixed_deepspeed if plan is not None else None, diff=plan.diff if plan is not None else "",
         estimate_after=plan.estimate_after if plan is not None else None, fits_after=_verified_fit(plan, setup),
-        assumptions=assumptions(setup), questions=questions(report, setup, doc), notes=notes,
+        assumptions=assumptions(setup), questions=questions(report, setup, doc) if has_log else [], notes=notes,
     )
-    return d.model_copy(update={"summary": summary(d)})
+    return d.model_copy(update={"summary": _summary(d, has_log)})
+
+
+def _summary(d: Diagnosis, has_log: bool) -> str:
+    from .summary import summary, summary_config_only, summary_no_oom
+
+    if not has_log:
+        return summary_config_only(d)
+    if d.status == "no_memory_error":
+        return summary_no_oom(d.report, d.root_causes)
+    return summary(d)
+
+
+def _sized_step(request: DiagnoseRequest, report: OOMReport, setup: TrainingSetup) -> str:
+    """The step the calculator sizes: what the user asked for, else the failing step (an evaluation, generation or
+    vLLM step carries no training states)."""
+    from ..tools.report_refinement import estimate_mode
+
+    if request.mode != "auto":
+        return request.mode
+    return "eval" if setup.framework == "vllm" else estimate_mode(report)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -101,16 +145,14 @@ def _load_config(request: DiagnoseRequest) -> ConfigDocument | None:
     return load_config(request.config_text, request.config_name or "config", request.extra_configs or None)
 
 
-def _estimate(setup: TrainingSetup, report: OOMReport, notes: list[str]) -> MemoryEstimate | None:
-    """The calculator's estimate for the step that failed (an evaluation/inference step without training states)."""
+def _estimate(setup: TrainingSetup, sized: str, margin: float, notes: list[str]) -> MemoryEstimate | None:
+    """The calculator's estimate of the sized step; a setup it cannot size is a note."""
     if setup.model is None:
         return None
     from ..tools.memory import estimate_memory
-    from ..tools.report_refinement import estimate_mode
 
     try:
-        # a vLLM engine named by the config runs no training step either, whatever the log shows
-        return estimate_memory(setup, mode="eval" if setup.framework == "vllm" else estimate_mode(report))
+        return estimate_memory(setup, mode=sized, margin=margin)
     except InputError as exc:
         notes.append(f"memory estimate unavailable: {exc}")
         return None
@@ -139,19 +181,19 @@ def _retrieve(report: OOMReport, setup: TrainingSetup, index: Any, settings: Any
 
 
 def _plan(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[RootCause], request: DiagnoseRequest,
-          settings: Any, hits: list[Any], notes: list[str], observed_peak: int | None = None) -> FixPlan | None:
+          margin: float, hits: list[Any], notes: list[str], report: OOMReport) -> FixPlan | None:
     """The planner's fixes under the user's constraints, for the causes strong enough to act on (None without a model)."""
     if setup.model is None:
         return None
     from ..tools.case_fixes import planner_hints
     from ..tools.configs import plan_fixes
+    from ..tools.report_refinement import observed_peak
 
     keep = set(request.keep)
     constraints = Constraints(
         keep_method="full" in keep, keep_seq_len="seq" in keep, keep_batch="batch" in keep,
-        no_deepspeed="no-deepspeed" in keep, num_gpus=request.num_gpus,
-        margin=getattr(settings, "gpu_margin", None) or Constraints().margin,
-        observed_peak_bytes=observed_peak,
+        no_deepspeed="no-deepspeed" in keep, num_gpus=request.num_gpus, margin=margin,
+        observed_peak_bytes=observed_peak(report), observed_oom=report.is_memory_error,
     )
     # Hunches (weak causes, e.g. only a similar case's label) are shown to the user but do not drive the plan.
     planned = [c for i, c in enumerate(causes) if i == 0 or c.score >= PLAN_MIN_SCORE]

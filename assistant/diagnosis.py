@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -30,11 +30,22 @@ class Question(BaseModel):
     text: str
 
 
+class ConfigInfo(BaseModel):
+    """The user's main config as the pipeline read it."""
+
+    name: str
+    format: str
+    framework: str | None = None
+    deepspeed_name: str | None = Field(default=None, description="the DeepSpeed file the config names")
+
+
 class Diagnosis(BaseModel):
     """What ran out of memory and why, the similar documented cases, and the fixed config."""
 
     status: Literal["diagnosed", "no_memory_error", "needs_input"] = "diagnosed"
     summary: str = ""
+    config: ConfigInfo | None = Field(default=None, description="the main config read, when one was given")
+    sized: Literal["train", "eval"] | None = Field(default=None, description="the step the calculator sized")
     report: OOMReport
     setup: TrainingSetup
     estimate: MemoryEstimate | None = None
@@ -57,8 +68,17 @@ class Diagnosis(BaseModel):
         return self.root_causes[0].label if self.root_causes else None
 
 
+class StatedFact(BaseModel):
+    """One setting the user stated outside their files (a CLI flag, a what-if): it wins over the log and the config."""
+
+    field: str = Field(description="a TrainingSetup field, e.g. micro_batch, zero_stage, host_ram_bytes")
+    value: Any
+    said: str = Field(default="", description="how the user said it, e.g. '--micro-batch 4'")
+
+
 class DiagnoseRequest(BaseModel):
-    """One user turn's inputs: the log, an optional config, and what they said about their hardware."""
+    """Everything one run of the pipeline reads: the log, the configs, the user's words and statements about the
+    hardware and the setup, the constraints on a fix, and which stages to compute. Every entry point builds one."""
 
     log_text: str = ""
     log_truncated: bool = False
@@ -66,7 +86,14 @@ class DiagnoseRequest(BaseModel):
     config_name: str | None = Field(default=None, description="file name, used to detect the format (train.yaml, ds.json, run.sh)")
     extra_configs: dict[str, str] = Field(default_factory=dict, description="other files by name, e.g. a referenced ds_z3.json")
     model_config_json: str | None = Field(default=None, description="the model's config.json text, when given")
+    model_name: str | None = Field(default=None, description="a model the user named (--model): resolved like any other name")
     gpu: str | None = None
     gpu_memory_gib: float | None = None
     num_gpus: int | None = None
+    host_ram_gib: float | None = Field(default=None, description="host RAM per node the user stated (checks CPU offload)")
+    facts: list[StatedFact] = Field(default_factory=list, description="settings the user stated, applied last")
     keep: list[str] = Field(default_factory=list, description="constraints: 'full' (method), 'seq' (cutoff_len), 'batch', 'no-deepspeed'")
+    margin: float | None = Field(default=None, description="usable fraction of GPU memory (default: the settings' gpu_margin)")
+    mode: Literal["auto", "train", "eval"] = Field(default="auto", description="the step to size; auto reads it from the log")
+    retrieve: bool = Field(default=True, description="look up similar documented cases (their labels count as weak evidence)")
+    plan: bool = Field(default=True, description="plan fixes and rewrite the config")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 
-from ..tools.errors import InputError
 from ..tools.units import format_bytes
 from .diagnosis import Diagnosis
 from .message_parts import is_deepspeed_config, referenced_deepspeed
@@ -32,7 +31,7 @@ def run_live_probe(state: SessionState, device: str | None, margin: float) -> st
         reason = busy_reason(int(device.split(":")[1]) if ":" in device else 0, threshold_bytes=GiB)
         if reason:
             return f"Live probe not started: {reason}"
-    setup, what = _probe_setup(state, d)
+    setup, estimate, what = _probe_setup(state, d, margin)
     hf_config = _hf_config(state, setup)
     if hf_config is None:
         return ("The live probe needs the model's config.json (the registry has no entry for "
@@ -46,13 +45,7 @@ def run_live_probe(state: SessionState, device: str | None, margin: float) -> st
                      gradient_checkpointing=setup.gradient_checkpointing, attn_implementation=setup.attn_implementation,
                      freeze_vision_tower=setup.freeze_vision_tower, freeze_projector=setup.freeze_projector,
                      image_px=image_px, steps=2)
-    estimate_peak = None
-    try:
-        from ..tools.memory import estimate_memory
-
-        estimate_peak = estimate_memory(setup, margin=margin).peak_bytes if setup.model else None
-    except InputError:
-        pass
+    estimate_peak = estimate.peak_bytes if estimate is not None else None
     result = run_probe(spec, Trial(micro_batch=setup.micro_batch, seq_len=setup.seq_len), margin=margin,
                        trial_timeout_s=PROBE_TRIAL_TIMEOUT_S, total_timeout_s=PROBE_TOTAL_TIMEOUT_S,
                        estimate_peak_bytes=estimate_peak)
@@ -60,13 +53,13 @@ def run_live_probe(state: SessionState, device: str | None, margin: float) -> st
     return _probe_markdown(result, what)
 
 
-def _probe_setup(state: SessionState, d: Diagnosis):
-    """The setup the user would run next: the fixed config when there is one, else the diagnosed setup."""
+def _probe_setup(state: SessionState, d: Diagnosis, margin: float):
+    """(setup, estimate, what) the user would run next: the pipeline on the fixed config when there is one, else
+    the diagnosed setup."""
     if not d.fixed_config:
-        return d.setup, "the current setup"
+        return d.setup, d.estimate, "the current setup"
     try:
-        from ..tools.configs import load_config
-        from ..tools.setup_assembly import assemble_setup
+        from .agent import diagnose
 
         req, _ = agent_request(state)
         extras = dict(req.extra_configs)
@@ -74,11 +67,12 @@ def _probe_setup(state: SessionState, d: Diagnosis):
             name = referenced_deepspeed(d.fixed_config) or next((n for n, t in extras.items() if is_deepspeed_config(n, t)), None)
             if name:
                 extras[name] = d.fixed_deepspeed
-        doc = load_config(d.fixed_config, req.config_name or "config", extras or None)
-        return assemble_setup(d.report, doc, req), "the fixed config"
+        fixed = diagnose(req.model_copy(update={"config_text": d.fixed_config, "extra_configs": extras, "margin": margin,
+                                                "retrieve": False, "plan": False}))
+        return fixed.setup, fixed.estimate, "the fixed config"
     except Exception:  # noqa: BLE001 - fall back to the diagnosed setup, said in the answer
         log.info("could not assemble the fixed setup for the probe", exc_info=True)
-        return d.setup, "the current setup (the fixed config could not be read back)"
+        return d.setup, d.estimate, "the current setup (the fixed config could not be read back)"
 
 
 def _hf_config(state: SessionState, setup) -> dict | None:

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..tools.units import GiB
-from .diagnosis import DiagnoseRequest, Diagnosis
+from .diagnosis import DiagnoseRequest, Diagnosis, StatedFact
 
 MAX_TOOL_OUTPUT_CHARS = 6000  # tool results go back into the prompt; keep them small
 
@@ -99,8 +99,7 @@ def build_tools(ctx: ToolContext) -> list:
                         num_gpus: int | None = None, lora_rank: int | None = None) -> str:
         """Peak GPU memory (GiB) of the user's training setup, optionally with changed settings (what-if).
         method: full | lora | qlora | freeze. Returns the peak, the usable budget, whether it fits and the breakdown."""
-        setup = ctx.diagnosis.setup
-        if setup.model is None:
+        if ctx.diagnosis.setup.model is None:
             return ctx.record("estimate_memory", {"error": "model unknown: ask the user for the model name or config.json"})
         changes = {k: v for k, v in {"seq_len": seq_len, "micro_batch": micro_batch, "grad_accum": grad_accum,
                                      "gradient_checkpointing": gradient_checkpointing, "method": method,
@@ -108,13 +107,26 @@ def build_tools(ctx: ToolContext) -> list:
         if changes.get("method") == "qlora":
             changes["quantization_bit"] = 4
         try:
-            from ..tools.memory import estimate_memory as _estimate
-
-            new = type(setup).model_validate({**setup.model_dump(), **changes})
-            est = _estimate(new, margin=getattr(ctx.settings, "gpu_margin", 0.9))
+            d = _rerun(facts=[StatedFact(field=k, value=v, said=f"what-if {k}={v}") for k, v in changes.items()], plan=False)
         except Exception as exc:  # noqa: BLE001 - the tool answers the LLM with the reason
             return ctx.record("estimate_memory", {"error": f"{type(exc).__name__}: {exc}"})
-        return ctx.record("estimate_memory", {"changes": changes, **_estimate_summary(est)})
+        if d.estimate is None:
+            return ctx.record("estimate_memory", {"error": "the calculator could not size this setup", "notes": d.notes[-3:]})
+        return ctx.record("estimate_memory", {"changes": changes, **_estimate_summary(d.estimate)})
+
+    def _rerun(facts: list[StatedFact] | None = None, keep: list[str] | None = None, plan: bool = True) -> Diagnosis:
+        """The pipeline again on the user's request, with what-if facts or constraints added (no retrieval)."""
+        req = ctx.request
+        if req is None:
+            raise ValueError("the user's request is not available to re-run the pipeline")
+        update: dict[str, Any] = {"retrieve": False, "plan": plan, "margin": getattr(ctx.settings, "gpu_margin", None) or req.margin}
+        if facts:
+            update["facts"] = [*req.facts, *facts]
+        if keep is not None:
+            update["keep"] = keep
+        from .agent import diagnose
+
+        return diagnose(req.model_copy(update=update), settings=ctx.settings)
 
     def search_cases(query: str, k: int = 3) -> str:
         """Documented OOM cases like the user's (knowledge base): id, title, source URL, primary cause, fixes."""
@@ -135,23 +147,17 @@ def build_tools(ctx: ToolContext) -> list:
     def plan_fixes(keep_full: bool = False, keep_seq_len: bool = False, keep_batch: bool = False,
                    no_deepspeed: bool = False) -> str:
         """Plan the least invasive config changes that make the user's run fit, under constraints."""
-        from ..tools.configs import Constraints, load_config, plan_fixes as _plan
-
-        d = ctx.diagnosis
-        if d.setup.model is None:
+        if ctx.diagnosis.setup.model is None:
             return ctx.record("plan_fixes", {"error": "model unknown"})
+        keep = [k for k, on in (("full", keep_full), ("seq", keep_seq_len), ("batch", keep_batch),
+                                ("no-deepspeed", no_deepspeed)) if on]
         try:
-            req = ctx.request
-            doc = load_config(req.config_text, req.config_name or "config", req.extra_configs or None) \
-                if req is not None and req.config_text else None
-            plan = _plan(d.setup, doc, d.root_causes, Constraints(
-                keep_method=keep_full, keep_seq_len=keep_seq_len, keep_batch=keep_batch, no_deepspeed=no_deepspeed,
-                margin=getattr(ctx.settings, "gpu_margin", 0.9)))
+            d = _rerun(keep=keep)
         except Exception as exc:  # noqa: BLE001
             return ctx.record("plan_fixes", {"error": f"{type(exc).__name__}: {exc}"})
         return ctx.record("plan_fixes", {
-            "fits": plan.fits, "changes": [{"key": c.key, "from": c.from_value, "to": c.to_value, "action": c.action,
-                                            "saves_gib": _gib(c.bytes_saved)} for c in plan.changes],
-            "estimate_after": _estimate_summary(plan.estimate_after) if plan.estimate_after else None, "notes": plan.notes})
+            "fits": d.fits_after, "changes": [{"key": c.key, "from": c.from_value, "to": c.to_value, "action": c.action,
+                                               "saves_gib": _gib(c.bytes_saved)} for c in d.fixes],
+            "estimate_after": _estimate_summary(d.estimate_after) if d.estimate_after else None, "notes": d.notes})
 
     return [FunctionTool.from_defaults(fn=f) for f in (parse_log, estimate_memory, search_cases, plan_fixes)]

@@ -12,18 +12,23 @@ from .diagnosis import Diagnosis
 
 def summary(d: Diagnosis) -> str:
     """The summary of a diagnosed memory error."""
-    r = d.report
-    what = _what_ran_out(r)
-    parts = [what]
+    parts = [_what_ran_out(d.report)]
     if d.root_causes:
         top = d.root_causes[0]
         parts.append(f"Most likely cause: {top.label.replace('_', ' ')} — {ROOT_CAUSES.get(top.label, '')}.")
+    return " ".join(parts + _verdict_and_fix(d))
+
+
+def _verdict_and_fix(d: Diagnosis) -> list[str]:
+    """The calculator's peak against the budget (and against what the failing run held), the fixed config, and
+    what is still needed; the first item is the peak sentence ('' without an estimate)."""
+    parts = [""]
     if d.estimate is not None:
         e = d.estimate
         verdict = ""
         if e.budget_bytes:
             verdict = f" against a budget of {format_bytes(e.budget_bytes)}" + (" (does not fit)" if e.fits is False else "")
-        parts.append(f"The calculator predicts a peak of {format_bytes(e.peak_bytes)} per GPU at {e.peak_phase.replace('_', ' ')}{verdict}.")
+        parts[0] = f"The calculator predicts a peak of {format_bytes(e.peak_bytes)} per GPU at {e.peak_phase.replace('_', ' ')}{verdict}."
         held = observed_peak(d.report)
         if held and held > e.peak_bytes:
             parts.append(f"The failing run needed at least {format_bytes(held)} (allocated + requested), more than predicted.")
@@ -39,7 +44,19 @@ def summary(d: Diagnosis) -> str:
         parts.append(f"Fixed config: {listed}{extra}{fit}.")
     if d.questions:
         parts.append("To go further I need: " + ", ".join(q.slot.replace("_", " ") for q in d.questions) + ".")
-    return " ".join(parts)
+    return [p for p in parts if p]
+
+
+def summary_config_only(d: Diagnosis) -> str:
+    """The summary of a config checked without a log: the calculator's verdict and the fix, if one is needed."""
+    what = f"No log given: the calculator sized {d.config.name}" if d.config is not None else "No log given: the calculator sized the setup"
+    parts = [what + "."]
+    if d.estimate is None:
+        parts.append("It could not size the model.")
+    if d.root_causes:
+        top = d.root_causes[0]
+        parts.append(f"Over the budget: {top.label.replace('_', ' ')} — {ROOT_CAUSES.get(top.label, '')}.")
+    return " ".join(parts + _verdict_and_fix(d))
 
 
 def summary_no_oom(report: OOMReport, causes: list[RootCause]) -> str:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
 
+from ..tools.configs.keys import FIELD_KEYS
 from ..tools.configs.schema import ConfigChange
 from ..tools.errors import InputError
 from ..tools.units import format_bytes
-from .diagnosis import DiagnoseRequest, Diagnosis
+from .diagnosis import DiagnoseRequest, Diagnosis, StatedFact
 from .intent_what_if import setup_field
 from .message_parts import is_deepspeed_config
 from .session import SessionState
@@ -91,39 +91,18 @@ def calculator_what_if(state: SessionState, margin: float) -> dict[str, Any] | N
         values["quantization_bit"] = 4 if state.method == "qlora" else None
     if not values:
         return None
-    try:
-        new = type(setup).model_validate({**setup.model_dump(), **values})
-    except ValidationError as exc:
-        return {"error": f"cannot evaluate {values}: {exc.errors()[0]['msg']}"}
-    prov = dict(setup.provenance)
-    from ..tools.training_setup import Provenance
+    from .agent import diagnose
 
-    for f in values:
-        prov[f] = Provenance(origin="user", detail="what-if in the conversation")
-    new = new.model_copy(update={"provenance": prov})
-    from ..tools.memory import estimate_memory
-
+    request, _ = agent_request(state)
+    facts = [StatedFact(field=f, value=v, said="what-if in the conversation") for f, v in values.items()]
     try:
-        est = estimate_memory(new, margin=margin)
+        est = diagnose(request.model_copy(update={"facts": [*request.facts, *facts], "margin": margin, "retrieve": False,
+                                                  "plan": False})).estimate
     except InputError as exc:
-        return {"error": str(exc)}
+        return {"error": f"cannot evaluate {values}: {exc}"}
+    if est is None:
+        return {"error": f"cannot evaluate {values}: the calculator could not size the setup"}
     return {"values": values, "estimate": est.model_dump(), "before_peak_bytes": d.estimate.peak_bytes if d.estimate else None}
-
-
-# The keys configs use for a setup field (LLaMA-Factory, HF TrainingArguments, axolotl, DeepSpeed, launchers).
-_FIELD_KEYS = {
-    "seq_len": ("cutoff_len", "max_seq_length", "model_max_length", "max_length", "sequence_len", "max_seq_len", "seq_length"),
-    "micro_batch": ("per_device_train_batch_size", "micro_batch_size", "train_micro_batch_size_per_gpu", "batch_size"),
-    "eval_batch": ("per_device_eval_batch_size", "eval_batch_size"),
-    "grad_accum": ("gradient_accumulation_steps", "gradient_accumulation"),
-    "gradient_checkpointing": ("gradient_checkpointing", "activation_checkpointing"),
-    "lora_rank": ("lora_rank", "lora_r", "r"),
-    "quantization_bit": ("quantization_bit", "load_in_4bit", "bits"),
-    "image_max_pixels": ("image_max_pixels", "max_pixels"),
-    "video_frames": ("video_maxlen", "max_frames"),
-    "optimizer": ("optim", "optimizer"),
-    "attn_implementation": ("flash_attn", "attn_implementation"),
-}
 
 
 def _config_key(settings: dict[str, Any], key: str) -> str | None:
@@ -131,7 +110,7 @@ def _config_key(settings: dict[str, Any], key: str) -> str | None:
     if key in settings:
         return key
     field = setup_field(key)
-    for candidate in _FIELD_KEYS.get(field or "", ()):
+    for candidate in FIELD_KEYS.get(field or "", ()):
         if candidate in settings:
             return candidate
     return None

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+from typing import get_args
 
+from ..tools.frameworks import FRAMEWORKS
+from ..tools.training_setup import Method, Optimizer, Precision, Stage
 from .errors import EXIT_DOES_NOT_FIT, EXIT_OK, UserError
+from .request import DEFAULT_MARGIN, add_setup_arguments, build_request
 
 HELP = "predict the peak GPU memory of a training step: breakdown, peak phase, fits/headroom, max batch and seq len"
 EPILOG = """examples:
@@ -22,24 +25,18 @@ headroom_bytes, max_micro_batch, max_seq_len; notes; setup (every fact with its 
 exit codes: 0 estimated (and fits, when a GPU is given), 2 bad input, 5 does not fit the given GPU
 """
 
-_METHODS = ("full", "freeze", "lora", "qlora")
-_FRAMEWORKS = ("llamafactory", "hf_trainer", "trl", "deepspeed_script", "axolotl", "unsloth", "torchtune", "swift", "mlx", "other")
-_STAGES = ("sft", "pt", "dpo", "kto", "orpo", "simpo", "rm", "ppo", "grpo")
-_PRECISIONS = ("bf16_mixed", "fp16_mixed", "pure_bf16", "fp32")
-_OPTIMIZERS = ("adamw", "adamw_fused", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "adafactor", "sgd", "lion")
+# The choices are the setup's own vocabularies (tools/training_setup.py, tools/frameworks.py): one home each.
+_METHODS, _STAGES, _PRECISIONS, _OPTIMIZERS = (get_args(t) for t in (Method, Stage, Precision, Optimizer))
+FRAMEWORK_CHOICES = tuple(f for f in FRAMEWORKS if f != "vllm")   # vLLM serves; `estimate` sizes a training step
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", action="append", default=[], metavar="FILE",
-                   help="training config (LLaMA-Factory YAML, HF TrainingArguments JSON, shell script); repeat for a DeepSpeed JSON")
+    add_setup_arguments(p, model_config=False)
     p.add_argument("--model-config", metavar="FILE", help="the model's config.json, or a model directory holding one")
     p.add_argument("--model", metavar="NAME", help="model from the built-in registry (HF id, local path or name like qwen2.5-7b)")
-    p.add_argument("--gpu", metavar="NAME", help="GPU type, e.g. H100-80GB, A100-40GB, 4090")
-    p.add_argument("--gpu-memory", type=float, metavar="GiB", help="GPU memory in GiB (overrides the catalogue)")
-    p.add_argument("--gpus", type=int, metavar="N", help="data-parallel GPUs in all (ZeRO shards over them)")
+    p.add_argument("--log", metavar="FILE", help="a log of the run: the facts it prints (GPU, arguments, ranks) are used too")
     p.add_argument("--nodes", type=int, metavar="N", help="number of nodes (host RAM is per node)")
-    p.add_argument("--host-ram", type=float, metavar="GiB", help="host RAM per node in GiB (host verdict for offload)")
-    p.add_argument("--framework", choices=_FRAMEWORKS,
+    p.add_argument("--framework", choices=FRAMEWORK_CHOICES,
                    help="training framework (defaults differ; 'other' = a plain PyTorch loop that keeps the model output)")
     p.add_argument("--method", choices=_METHODS, help="fine-tuning method")
     p.add_argument("--stage", choices=_STAGES, help="objective: dpo/orpo/simpo/rm run chosen + rejected per sample")
@@ -62,8 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", type=int, metavar="N", help="images per sample (multimodal models)")
     p.add_argument("--image-max-pixels", type=int, metavar="PX", help="pixels per image after resizing")
     p.add_argument("--train-vision", action="store_true", default=None, help="the vision tower trains (not frozen)")
-    p.add_argument("--mode", choices=("train", "eval"), default="train")
-    p.add_argument("--margin", type=float, default=0.9, help="usable fraction of GPU memory (default 0.9)")
+    p.add_argument("--mode", choices=("auto", "train", "eval"), default="auto",
+                   help="the step to size: train, eval, or auto (what the log shows; train without one)")
+    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help=f"usable fraction of GPU memory (default {DEFAULT_MARGIN})")
     p.add_argument("--deepspeed-estimate", action="store_true",
                    help="print DeepSpeed's own model-state estimator (ZeRO-2/3 table), exactly as DeepSpeed computes it")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -74,68 +72,63 @@ def _positive(name: str, v: int | float | None, upper: float) -> None:
         raise UserError(f"{name} must be between 1 and {upper:g}")
 
 
-def build_setup(args: argparse.Namespace):
-    """The TrainingSetup from the config files, then the flags (flags win, origin 'user')."""
-    from ..tools.gpus import lookup_gpu
-    from ..tools.memory import load_model_arch, resolve_model
-    from ..tools.training_setup import TrainingSetup
-    from .inputs import read_config_text
+# flag → (TrainingSetup field, upper bound for counts or None)
+_FLAG_FACTS = {
+    "framework": ("framework", None), "method": ("method", None), "lora_rank": ("lora_rank", 65536),
+    "quantization_bit": ("quantization_bit", None), "precision": ("precision", None), "optimizer": ("optimizer", None),
+    "zero": ("zero_stage", None), "nodes": ("num_nodes", 10000), "micro_batch": ("micro_batch", 1 << 20),
+    "eval_batch": ("eval_batch", 1 << 20), "seq_len": ("seq_len", 1 << 24), "gc": ("gradient_checkpointing", None),
+    "attn": ("attn_implementation", None), "liger": ("liger_kernel", None), "images": ("images_per_sample", 4096),
+    "image_max_pixels": ("image_max_pixels", 1 << 30), "stage": ("stage", None), "reference_model": ("reference_model", None),
+}
 
-    for name, v, upper in (("--gpus", args.gpus, 100000), ("--nodes", args.nodes, 10000),
-                           ("--micro-batch", args.micro_batch, 1 << 20), ("--eval-batch", args.eval_batch, 1 << 20),
-                           ("--seq-len", args.seq_len, 1 << 24), ("--lora-rank", args.lora_rank, 65536),
-                           ("--gpu-memory", args.gpu_memory, 4096), ("--images", args.images, 4096),
-                           ("--image-max-pixels", args.image_max_pixels, 1 << 30),
-                           ("--host-ram", args.host_ram, 1 << 20)):
-        _positive(name, v, upper)
-    if not (0 < args.margin <= 1):
-        raise UserError("--margin must be in (0, 1]")
-    setup = TrainingSetup()
-    if args.config:
-        from ..tools.configs import apply_config_to_setup, load_config
 
-        texts = [(Path(c).name, read_config_text(c)) for c in args.config]
-        main = next(((n, t) for n, t in texts if not (n.endswith(".json") and "zero_optimization" in t)), texts[0])
-        extra = {n: t for n, t in texts if n != main[0]}
-        doc = load_config(main[1], name=main[0], extra_files=extra or None)
-        setup = apply_config_to_setup(doc, setup)
-    user = lambda s, field, value, detail: s.with_fact(field, value, "user", detail)  # noqa: E731
-    if args.model_config:
-        setup = user(setup, "model", load_model_arch(args.model_config), f"--model-config {args.model_config}")
-    elif args.model:
-        arch = resolve_model(args.model)
-        if arch is None:
-            raise UserError(f"unknown model {args.model!r}: not in the built-in registry; pass its config.json with --model-config")
-        setup = user(setup, "model", arch, f"--model {args.model}")
-        setup = user(setup, "model_name", args.model, "--model")
-    flags = {
-        "framework": args.framework, "method": args.method, "lora_rank": args.lora_rank, "quantization_bit": args.quantization_bit,
-        "precision": args.precision, "optimizer": args.optimizer, "zero_stage": args.zero,
-        "num_gpus": args.gpus, "num_nodes": args.nodes, "micro_batch": args.micro_batch,
-        "eval_batch": args.eval_batch, "seq_len": args.seq_len, "gradient_checkpointing": args.gc,
-        "attn_implementation": args.attn, "liger_kernel": args.liger, "images_per_sample": args.images,
-        "image_max_pixels": args.image_max_pixels, "stage": args.stage, "reference_model": args.reference_model,
-    }
-    for field, value in flags.items():
-        if value is not None:
-            setup = user(setup, field, value, "--" + field.replace("_", "-"))
-    if args.host_ram:
-        setup = user(setup, "host_ram_bytes", int(args.host_ram * 2**30), "--host-ram")
+def stated_facts(args: argparse.Namespace) -> list[dict]:
+    """The setup flags the user gave, as stated facts (they win over the config and the log)."""
+    facts = []
+    for flag, (field, upper) in _FLAG_FACTS.items():
+        value = getattr(args, flag, None)
+        if value is None:
+            continue
+        name = "--" + flag.replace("_", "-")
+        if upper is not None:
+            _positive(name, value, upper)
+        said = name if isinstance(value, bool) else f"{name} {value}"
+        facts.append({"field": field, "value": value, "said": said})
     if args.train_vision:
-        setup = user(setup, "freeze_vision_tower", False, "--train-vision")
+        facts.append({"field": "freeze_vision_tower", "value": False, "said": "--train-vision"})
     if args.offload is not None:
-        setup = user(setup, "offload_optimizer", args.offload in ("optimizer", "all"), "--offload")
-        setup = user(setup, "offload_param", args.offload == "all", "--offload")
-    if setup.method == "qlora" and setup.quantization_bit is None:
-        setup = setup.with_fact("quantization_bit", 4, "default", "QLoRA default 4-bit NF4")
-    if args.gpu or args.gpu_memory:
-        gpu = lookup_gpu(args.gpu or "GPU", args.gpu_memory)
-        if gpu is None:
-            raise UserError(f"unknown GPU {args.gpu!r}: give its memory with --gpu-memory GiB")
-        setup = user(setup, "gpu", gpu, "--gpu/--gpu-memory")
-    if setup.model is None:
+        facts.append({"field": "offload_optimizer", "value": args.offload in ("optimizer", "all"), "said": f"--offload {args.offload}"})
+        facts.append({"field": "offload_param", "value": args.offload == "all", "said": f"--offload {args.offload}"})
+    if args.method == "qlora" and args.quantization_bit is None:
+        facts.append({"field": "quantization_bit", "value": 4, "said": "--method qlora (4-bit NF4)"})
+    return facts
+
+
+def build_setup(args: argparse.Namespace):
+    """The pipeline's setup for these flags: config files, log facts and flags (flags win, origin 'user')."""
+    from ..assistant.agent import diagnose
+
+    d = diagnose(estimate_request(args))
+    if d.setup.model is None:
         raise UserError("no model: pass --model NAME, --model-config config.json, or a --config naming a known model")
-    return setup
+    return d
+
+
+def estimate_request(args: argparse.Namespace):
+    """The pipeline request of `ask-oom estimate`: no retrieval, no plan; --model-config may name a model directory."""
+    from pathlib import Path
+
+    if args.model:
+        from ..tools.model_resolver import resolve_model_name
+
+        if resolve_model_name(args.model) is None:
+            raise UserError(f"unknown model {args.model!r}: not in the built-in registry; pass its config.json with --model-config")
+    model_config = args.model_config
+    if model_config and Path(model_config).is_dir():
+        model_config = str(Path(model_config) / "config.json")
+    return build_request(args, log_path=getattr(args, "log", None), facts=stated_facts(args), model_name=args.model,
+                         model_config_path=model_config, mode=args.mode, retrieve=False, plan=False)
 
 
 def _deepspeed(args: argparse.Namespace, setup) -> int:
@@ -195,20 +188,29 @@ def render_markdown(est, setup) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    setup = build_setup(args)
+    d = build_setup(args)
+    setup, est = d.setup, d.estimate
     if args.deepspeed_estimate:
         return _deepspeed(args, setup)
-    from ..tools.memory import estimate_memory
+    if est is None:
+        raise UserError("; ".join(n for n in d.notes if n.startswith("memory estimate unavailable")) or
+                        "the calculator could not size this setup")
     from .output import print_json, print_markdown
 
-    est = estimate_memory(setup, mode=args.mode, margin=args.margin)
     if args.json:
-        data = est.model_dump(mode="json")
-        data["breakdown"] = est.breakdown.as_dict()
-        data["breakdown_formulas"] = {c.name: c.formula for c in est.breakdown.components}
-        data["setup"] = setup.model_dump(mode="json", exclude={"model"})
-        data["model"] = setup.model_name or (setup.model.name if setup.model else None)
-        print_json(data)
+        print_json(estimate_json(d))
     else:
         print_markdown(render_markdown(est, setup))
     return EXIT_DOES_NOT_FIT if est.fits is False else EXIT_OK
+
+
+def estimate_json(d) -> dict:
+    """estimate's --json object: the estimate's fields, its breakdown and formulas, the setup and the step sized."""
+    est, setup = d.estimate, d.setup
+    data = est.model_dump(mode="json")
+    data["breakdown"] = est.breakdown.as_dict()
+    data["breakdown_formulas"] = {c.name: c.formula for c in est.breakdown.components}
+    data["setup"] = setup.model_dump(mode="json", exclude={"model"})
+    data["model"] = setup.model_name or (setup.model.name if setup.model else None)
+    data["sized"] = d.sized
+    return data

@@ -78,16 +78,29 @@ def build_spec(args, setup, hf_config: dict, device: str):
                      freeze_projector=setup.freeze_projector, image_px=image_px, steps=args.steps)
 
 
+def probe_setup(args: argparse.Namespace):
+    """(setup, the model's config.json, the calculator's estimate or None): the pipeline's setup for the config (no
+    retrieval, no plan), sized on the model config given (--model-config, --model DIR), else on the registry's."""
+    from ..assistant.agent import diagnose
+    from ..tools.memory import load_model_arch
+    from .request import build_request
+
+    model_config = args.model_config or (str(Path(args.model) / "config.json") if args.model else None)
+    hf_config = _load_json_file(Path(model_config)) if model_config else None
+    d = diagnose(build_request(args, model_config_path=model_config, retrieve=False, plan=False))
+    if hf_config is not None:
+        return d.setup, hf_config, d.estimate
+    hf_config = hf_config_for(args, d.setup)
+    return d.setup.model_copy(update={"model": load_model_arch(hf_config, name=d.setup.model_name)}), hf_config, None
+
+
 def run(args: argparse.Namespace) -> int:
     from ..assistant.settings import load_settings
-    from ..tools.configs import apply_config_to_setup, load_config
-    from ..tools.memory import estimate_memory, load_model_arch
+    from ..tools.memory import estimate_memory
     from ..tools.probe.gpu_check import busy_reason
     from ..tools.probe.runner import run_probe
     from ..tools.probe.schema import Trial
-    from ..tools.training_setup import TrainingSetup
     from ..tools.units import GiB
-    from .inputs import read_config_text
     from .output import print_json, print_markdown
     from .progress import status
 
@@ -95,12 +108,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--weights needs --model DIR (a local checkpoint)")
     if not 0.1 < args.margin <= 1.0:
         raise UserError("--margin must be in (0.1, 1.0]")
-    texts = {Path(c).name: read_config_text(c) for c in args.config}
-    main_name = next((n for n, t in texts.items() if not (n.endswith(".json") and "zero_optimization" in t)), next(iter(texts)))
-    doc = load_config(texts[main_name], main_name, extra_files={n: t for n, t in texts.items() if n != main_name})
-    setup = apply_config_to_setup(doc, TrainingSetup())
-    hf_config = hf_config_for(args, setup)
-    setup = setup.model_copy(update={"model": load_model_arch(hf_config, name=setup.model_name)})
+    setup, hf_config, estimate = probe_setup(args)
 
     device = args.device or f"cuda:{args.gpu_index}"
     if device.startswith("cuda"):
@@ -112,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         if reason:
             raise UserError(reason, EXIT_UNAVAILABLE)
     try:
-        estimate = estimate_memory(setup)
+        estimate = estimate or estimate_memory(setup, margin=args.margin)
         estimate_peak = estimate.peak_bytes
         guess = estimate.max_micro_batch if args.find_max == "batch" else estimate.max_seq_len if args.find_max == "seq" else None
     except Exception:  # noqa: BLE001 - the probe measures even where the calculator cannot estimate

@@ -85,3 +85,77 @@ def read_config_text(path: str, max_bytes: int = MAX_CONFIG_BYTES) -> str:
 
 def debug_enabled() -> bool:
     return os.environ.get("ASK_OOM_DEBUG", "") not in ("", "0")
+
+
+class ConfigFiles:
+    """The user's config files as one bundle: the main config, the files it names (by the name it uses), and
+    every path read (so nothing writes over one)."""
+
+    def __init__(self, main_name: str | None, main_text: str | None, extra: dict[str, str], paths_read: list[str],
+                 main_path: str | None = None):
+        self.main_name, self.main_text, self.extra, self.paths_read, self.main_path = main_name, main_text, extra, paths_read, main_path
+
+
+def read_configs(paths: list[str]) -> ConfigFiles:
+    """The configs given with --config: the first that is not a DeepSpeed JSON is the main one. A YAML that a
+    `llamafactory-cli train` script runs, an accelerate config and a DeepSpeed file the config names are read from
+    beside it (or the working directory) when they were not passed; one found nowhere is left to the pipeline,
+    which says so in a note."""
+    from ..tools.configs.documents import deepspeed_reference, find_file, load_config
+
+    if not paths:
+        return ConfigFiles(None, None, {}, [])
+    configs = [(p, read_config_text(p)) for p in paths]
+    main = next(((p, t) for p, t in configs if not _is_deepspeed_file(p, t)), configs[0])
+    name = Path(main[0]).name
+    extra = {Path(p).name: t for p, t in configs if p != main[0]}
+    read = [p for p, _ in configs]
+
+    def beside(ref: str, *bases: str) -> str | None:
+        for base in (*(Path(b).parent for b in bases), Path.cwd()):
+            cand = base / ref
+            if cand.is_file():
+                return str(cand)
+        return None
+
+    def add(ref: str, *bases: str) -> str | None:
+        if find_file(ref, extra) is not None:
+            return None
+        path = beside(ref, *bases)
+        if path is not None:
+            extra[ref] = read_config_text(path)
+            read.append(path)
+        return path
+
+    try:
+        lenient = load_config(main[1], name)     # no file lookups yet: only to see what it references
+    except Exception:  # noqa: BLE001 - an unreadable config is the pipeline's one-line error, not this lookup's
+        return ConfigFiles(name, main[1], extra, read, main[0])
+    base = main[0]
+    wrapped = lenient.launcher.get("config_file") if lenient.format == "shell" else None
+    if wrapped and str(wrapped).endswith((".yaml", ".yml", ".json")):
+        path = add(wrapped, main[0])
+        found = find_file(wrapped, extra)
+        if found:
+            try:
+                lenient = load_config(found[1], Path(found[0]).name)
+            except Exception:  # noqa: BLE001 - see above
+                return ConfigFiles(name, main[1], extra, read, main[0])
+            base = path or base
+    if lenient.format == "shell" and lenient.launcher.get("program") == "accelerate" and lenient.launcher.get("config_file"):
+        add(lenient.launcher["config_file"], main[0])
+    ref = deepspeed_reference(lenient)
+    if isinstance(ref, str):
+        add(ref, base, main[0])
+    return ConfigFiles(name, main[1], extra, read, main[0])
+
+
+def _is_deepspeed_file(path: str, text: str) -> bool:
+    from ..tools.configs.documents import detect_format, load_config
+
+    if detect_format(text, path) != "json":
+        return False
+    try:
+        return load_config(text, Path(path).name).format == "deepspeed_json"
+    except Exception:  # noqa: BLE001 - not a readable DeepSpeed file
+        return False

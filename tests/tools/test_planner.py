@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from ask_oom.tools.configs import ConfigChange, Constraints, apply_config_to_setup, load_config, plan_fixes
-from ask_oom.tools.configs.causes import setup_and_causes
+from ask_oom.assistant.agent import diagnose
+from ask_oom.assistant.diagnosis import DiagnoseRequest
 from ask_oom.tools.report_refinement import observed_peak
 from ask_oom.tools.gpus import lookup_gpu
 from ask_oom.tools.labels import RootCause
@@ -25,8 +26,11 @@ def _scenario(folder: str):
     files = {name: (d / name).read_text() for name in [expected["config"], *expected.get("extra_configs", [])]}
     doc = load_config(files[expected["config"]], expected["config"], files)
     req = expected.get("request", {})
-    setup, causes, report = setup_and_causes(doc, (d / expected["log"]).read_text(), gpu=req.get("gpu"),
-                                             num_gpus=req.get("num_gpus"))
+    # the pipeline up to the causes (no retrieval, no plan): the planner under test plans from them
+    found = diagnose(DiagnoseRequest(log_text=(d / expected["log"]).read_text(), config_text=files[expected["config"]],
+                                     config_name=expected["config"], extra_configs=files, gpu=req.get("gpu"),
+                                     num_gpus=req.get("num_gpus"), retrieve=False, plan=False))
+    setup, causes, report = found.setup, found.root_causes, found.report
     constraints = Constraints(num_gpus=req.get("num_gpus"), observed_peak_bytes=observed_peak(report))
     return expected, doc, setup, causes, constraints
 

@@ -67,12 +67,21 @@ def test_nothing_fits_exits_5_with_the_closest_option(capsys, tmp_path):
     assert "nothing fits" in out and "hardware:" in out
 
 
-def test_bad_inputs_exit_2_with_one_line(capsys, tmp_path):
+def test_a_named_deepspeed_file_not_given_is_a_note_like_diagnose(capsys, tmp_path):
+    """fix accepts what diagnose accepts: the DeepSpeed file the config names but nobody gave is inferred from its
+    name (ds_z3 → ZeRO-3) and said in a note, never a refusal."""
     d = SEEDS / "kimi-vl-a3b"
     lonely = tmp_path / "train.yaml"
     lonely.write_text((d / "train.yaml").read_text())
-    code, out, err = _run(capsys, "--config", str(lonely), "--gpu", "H20")
-    assert code == 2 and "ds_z3_config.json" in err and len(err.strip().splitlines()) == 1
+    code, out, err = _run(capsys, "--config", str(lonely), "--gpu", "H20", "--json")
+    assert code in (0, 5), err
+    data = json.loads(out)
+    assert data["setup"]["zero_stage"] == 3
+    assert any("ds_z3_config.json" in n and "not given" in n for n in data["notes"])
+
+
+def test_bad_inputs_exit_2_with_one_line(capsys, tmp_path):
+    d = SEEDS / "kimi-vl-a3b"
     evil = tmp_path / "evil.yaml"
     evil.write_text("model_name_or_path: !!python/object/apply:os.system ['echo hi']\n")
     code, _, err = _run(capsys, "--config", str(evil))

@@ -1,13 +1,14 @@
-"""A fix plan as Markdown: verdict, before/after peaks, each change with its reason and bytes saved,
+"""`ask-oom fix`'s view of a diagnosis as Markdown: verdict, before/after peaks, each change with its reason and bytes saved,
 actions outside the config, notes, and the diff."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from ..labels import RootCause
 from ..memory.schema import MemoryEstimate
 from ..training_setup import TrainingSetup
 from ..units import format_bytes
-from .schema import ConfigDocument, FixPlan
 
 
 def _estimate_line(label: str, est: MemoryEstimate | None) -> str:
@@ -23,22 +24,26 @@ def _value(v) -> str:
     return "unset" if v is None else f"`{v}`"
 
 
-def render_plan(doc: ConfigDocument, setup: TrainingSetup, causes: list[RootCause], plan: FixPlan,
-                written: list[str] | None = None) -> str:
+def render_plan(d: Any, written: list[str] | None = None) -> str:
+    """`ask-oom fix`'s view of a Diagnosis (assistant.diagnosis): verdict, causes, before/after, changes, diff."""
     lines: list[str] = []
+    setup: TrainingSetup = d.setup
+    causes: list[RootCause] = d.root_causes
+    before: MemoryEstimate | None = d.estimate
     gpu = setup.gpu.name if setup.gpu is not None else "unknown GPU"
     model = setup.model.name if setup.model is not None and setup.model.name else setup.model_name or "unknown model"
-    if plan.estimate_before is None:
-        has_edits = any(c.key is not None for c in plan.changes)
+    has_edits = any(c.key is not None for c in d.fixes)
+    if before is None:
         head = ("Fix planned (not verified by the calculator)" if has_edits
                 else "No verified plan: the calculator needs the model architecture and the GPU")
-    elif plan.fits and not any(c.key is not None for c in plan.changes):
+    elif d.fits_after is not False and not has_edits and before.fits is not False:
         head = "Already fits"
     else:
-        head = "Fixed: the changed config fits" if plan.fits else "Nothing fits: closest option below"
+        head = "Fixed: the changed config fits" if d.fits_after else "Nothing fits: closest option below"
     lines.append(f"# {head}")
     lines.append("")
-    lines.append(f"{doc.name} ({doc.format}), {model}, {setup.num_gpus} x {gpu}, method {setup.method}, "
+    where = f"{d.config.name} ({d.config.format}), " if d.config is not None else ""
+    lines.append(f"{where}{model}, {setup.num_gpus} x {gpu}, method {setup.method}, "
                  f"micro-batch {setup.micro_batch} x accumulation {setup.grad_accum}, sequence {setup.seq_len}")
     if causes:
         lines.append("")
@@ -48,10 +53,10 @@ def render_plan(doc: ConfigDocument, setup: TrainingSetup, causes: list[RootCaus
             lines.append(f"- `{c.label}` ({c.score:.2f}){why}")
     lines.append("")
     lines.append("## Memory")
-    lines.append(_estimate_line("before", plan.estimate_before))
-    lines.append(_estimate_line("after", plan.estimate_after))
-    edits = [c for c in plan.changes if c.key is not None and c.key != "__file__"]
-    actions = [c for c in plan.changes if c.key is None and c.action]
+    lines.append(_estimate_line("before", before))
+    lines.append(_estimate_line("after", d.estimate_after))
+    edits = [c for c in d.fixes if c.key is not None and c.key != "__file__"]
+    actions = [c for c in d.fixes if c.key is None and c.action]
     if edits:
         lines.append("")
         lines.append("## Changes")
@@ -66,16 +71,16 @@ def render_plan(doc: ConfigDocument, setup: TrainingSetup, causes: list[RootCaus
         for c in actions:
             saved = f" (saves {format_bytes(c.bytes_saved)})" if c.bytes_saved else ""
             lines.append(f"- `{c.action}`{saved}: {c.rationale}")
-    notes = plan.notes + doc.notes
+    notes = d.notes
     if notes:
         lines.append("")
         lines.append("## Notes")
         lines.extend(f"- {n}" for n in notes)
-    if plan.diff:
+    if d.diff:
         lines.append("")
         lines.append("## Diff")
         lines.append("```diff")
-        lines.append(plan.diff.rstrip("\n"))
+        lines.append(d.diff.rstrip("\n"))
         lines.append("```")
     if written:
         lines.append("")

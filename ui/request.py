@@ -1,0 +1,78 @@
+"""The one place command-line arguments become a pipeline request: every command that reads a setup (diagnose, fix,
+estimate, probe) shares these arguments, their checks and this builder, so the same flags mean the same setup."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .inputs import read_config_text, read_configs, read_log_bytes
+
+KEEP_CHOICES = ("full", "seq", "batch", "no-deepspeed")
+DEFAULT_MARGIN = 0.90
+
+
+def add_setup_arguments(p: argparse.ArgumentParser, *, config_required: bool = False, model_config: bool = True) -> None:
+    """--config, --model-config, --gpu, --gpu-memory, --gpus, --host-ram: what the setup is and where it runs."""
+    p.add_argument("--config", action="append", default=[], metavar="FILE", required=config_required,
+                   help="training config: LLaMA-Factory YAML, HF TrainingArguments JSON, shell script, accelerate YAML; "
+                        "repeat for the DeepSpeed JSON it names (read from beside it when not given)")
+    if model_config:
+        p.add_argument("--model-config", metavar="FILE", help="the model's config.json (when the model is not in the registry)")
+    p.add_argument("--gpu", metavar="NAME", help="GPU type, e.g. A100-40GB, H100, 4090")
+    p.add_argument("--gpu-memory", type=float, metavar="GiB", help="GPU memory in GiB (overrides the GPU's catalogue size)")
+    p.add_argument("--gpus", type=int, metavar="N", help="number of GPUs (data-parallel world size; ZeRO shards over them)")
+    p.add_argument("--host-ram", type=float, metavar="GiB", help="host RAM per node in GiB (checks CPU offload)")
+
+
+def add_plan_arguments(p: argparse.ArgumentParser) -> None:
+    """--keep and --margin: the constraints on a fix."""
+    p.add_argument("--keep", action="append", default=[], choices=KEEP_CHOICES,
+                   help="what must not change: full (method), seq (cutoff_len), batch (micro-batch), no-deepspeed (repeatable)")
+    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN, metavar="F",
+                   help=f"fraction of GPU memory the run may use (default {DEFAULT_MARGIN:.2f})")
+
+
+def build_request(args: argparse.Namespace, *, log_path: str | None = None, read_log: bool = False,
+                  facts: list[Any] | None = None, model_name: str | None = None, model_config_path: str | None = None,
+                  mode: str = "auto", retrieve: bool = True, plan: bool = True):
+    """The DiagnoseRequest for these arguments. `read_log` reads the log from `log_path` or stdin (diagnose);
+    otherwise a log is read only when `log_path` is given (fix --log). Sets `args.config_paths_read`."""
+    from ..assistant.diagnosis import DiagnoseRequest
+
+    gpus, gpu_memory = getattr(args, "gpus", None), getattr(args, "gpu_memory", None)
+    if gpus is not None and gpus < 1:
+        raise UserError("--gpus must be at least 1")
+    if gpu_memory is not None and not (0 < gpu_memory <= 4096):
+        raise UserError("--gpu-memory must be a size in GiB between 0 and 4096")
+    host_ram = getattr(args, "host_ram", None)
+    if host_ram is not None and not (0 < host_ram <= 1 << 20):
+        raise UserError("--host-ram must be a size in GiB between 0 and 1048576")
+    margin = getattr(args, "margin", None)
+    if margin is not None and not (0.1 <= margin <= 1.0):
+        raise UserError("--margin must be between 0.1 and 1.0")
+    gpu = getattr(args, "gpu", None)
+    if gpu:
+        from ..tools.gpus import lookup_gpu
+
+        if lookup_gpu(gpu, gpu_memory) is None:
+            raise UserError(f"unknown GPU {gpu!r}: give its memory with --gpu-memory GiB")
+    log_text, truncated = "", False
+    if read_log or log_path:
+        data, truncated = read_log_bytes(log_path)
+        log_text = data.decode("utf-8", errors="replace")
+    files = read_configs(list(getattr(args, "config", None) or []))
+    args.config_paths_read = files.paths_read
+    model_config_path = model_config_path or getattr(args, "model_config", None)
+    if model_config_path and not Path(model_config_path).is_file():
+        raise UserError(f"model config not found: {model_config_path} (pass the model's config.json)")
+    return DiagnoseRequest(
+        log_text=log_text, log_truncated=truncated, config_text=files.main_text, config_name=files.main_name,
+        extra_configs=files.extra, model_config_json=read_config_text(model_config_path) if model_config_path else None,
+        model_name=model_name, gpu=getattr(args, "gpu", None), gpu_memory_gib=gpu_memory, num_gpus=gpus,
+        host_ram_gib=host_ram, facts=list(facts or []), keep=list(getattr(args, "keep", None) or []), margin=margin,
+        mode=mode, retrieve=retrieve, plan=plan,
+    )
+
