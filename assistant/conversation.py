@@ -15,11 +15,12 @@ from typing import Any, Callable
 from ..tools.errors import InputError
 from .compose import compose_markdown
 from .diagnosis import DiagnoseRequest, Diagnosis
+from .intent_types import IntentName
 from .intents import Intent, parse_followups
 from .live_probe import run_live_probe
 from .message_parts import MessagePart, split_message, text_files
-from .reply import Reply
-from .reply_texts import localized, needs, suggestions
+from .reply import Action, Reply
+from .reply_texts import action_text, localized, needs, suggestion_actions, suggestions, unknown_action
 from .session import Session, SessionState, SessionStore, StaleSessionError, check_session_id
 from .state_updates import absorb_part, apply_intent
 from .what_if import agent_request, calculator_what_if
@@ -27,6 +28,10 @@ from .what_if import agent_request, calculator_what_if
 log = logging.getLogger(__name__)
 
 _REPLANNING = {"set_hardware", "keep_constraint", "release_constraint", "what_if", "switch_method", "mark_unsolved", "undo"}
+_ACTION_INTENTS: dict[Action, IntentName] = {  # each button does exactly what the intent of its words does
+    Action.SOLVED: "mark_solved", Action.STILL_OOM: "mark_unsolved", Action.WHY: "explain",
+    Action.SHOW_DIFF: "show_diff", Action.PROBE: "run_probe",
+}
 
 
 class Conversation:
@@ -65,11 +70,31 @@ class Conversation:
                          error=f"input too large: {size / 2**20:.1f} MiB (limit {self.settings.max_upload_bytes / 2**20:.0f} MiB)",
                          markdown=f"**Input too large** ({size / 2**20:.1f} MiB, limit {self.settings.max_upload_bytes / 2**20:.0f} MiB): "
                                   "paste the traceback and the ~200 lines before it, and attach the config.")
+        return self._locked_turn(session_id, lambda session: self._turn(session, message or "", files))
+
+    def act(self, session_id: str, action: Action | str) -> Reply:
+        """Perform a button's action (an `Action` or its value) as its intent would, without the intent parser and
+        without touching the session's language. An unknown action is answered, never raised."""
+        try:
+            check_session_id(session_id)
+        except InputError as exc:
+            return Reply(session_id=str(session_id)[:200], intent="error", error=str(exc),
+                         markdown=f"**Cannot use that input:** {exc}")
+        try:
+            action = Action(action)
+        except ValueError:
+            return self._unknown_action(session_id, str(action))
+        return self._locked_turn(session_id, lambda session: self._action_turn(session, action))
+
+    # -- one turn ---------------------------------------------------------------------------
+
+    def _locked_turn(self, session_id: str, turn: Callable[[Session], Reply]) -> Reply:
+        """Run `turn` on the session under its lock and save it; replayed when another process saved in between."""
         for _attempt in range(3):
             with self.store.lock(session_id):
                 session = self.store.get_or_create(session_id)
                 try:
-                    reply = self._turn(session, message or "", files)
+                    reply = turn(session)
                 except Exception as exc:  # noqa: BLE001 - a bug must not take the UI down; the session stays as it was
                     log.exception("turn failed for session %s", session_id)
                     return Reply(session_id=session_id, intent="error", error=f"{type(exc).__name__}: {exc}",
@@ -82,28 +107,50 @@ class Conversation:
         return Reply(session_id=session_id, intent="error", error="session busy",
                      markdown="**This conversation is being updated elsewhere right now** — send the message again.")
 
-    # -- one turn ---------------------------------------------------------------------------
+    def _unknown_action(self, session_id: str, name: str) -> Reply:
+        """A clear answer to an action this version does not know, in the session's language; the session is untouched."""
+        session = self.store.get(session_id)
+        state = session.state if session is not None else SessionState()
+        return Reply(session_id=session_id, intent="error", error=f"unknown action: {name[:80]}",
+                     markdown=unknown_action(state, name), diagnosis=state.diagnosis,
+                     suggestions=suggestions(state), suggestion_actions=suggestion_actions(state))
 
     def _turn(self, session: Session, message: str, files: dict[str, str] | None) -> Reply:
+        """A typed turn: split the message, parse its chat into intents, follow the user's language, answer."""
         before = session.state.model_copy(deep=True)
-        state = session.state
         parts = split_message(message, files)
         chat = "\n".join(p.text for p in parts if p.kind == "chat").strip()
         intents = parse_followups(chat) if chat else []
-        _note_language(state, message, chat)
-        state.add_turn("user", message or " ".join((files or {}).keys()), intents[0].name if intents else None)
+        _note_language(session.state, message, chat)
+        said = message or " ".join((files or {}).keys())
+        return self._answer(session, before, parts, intents, said, chat or message)
+
+    def _action_turn(self, session: Session, action: Action) -> Reply:
+        """A button turn: the action's intent, no parser, the session's language kept; history records the words
+        the click stands for, in that language."""
+        before = session.state.model_copy(deep=True)
+        said = action_text(session.state, action)
+        intent = Intent(name=_ACTION_INTENTS[action], evidence=f"action:{action.value}")
+        return self._answer(session, before, [], [intent], said, said)
+
+    def _answer(self, session: Session, before: SessionState, parts: list[MessagePart], intents: list[Intent],
+                said: str, question: str) -> Reply:
+        """Apply the turn's parts and intents to the state and answer it; `said` is the user's turn as the history
+        keeps it, `question` what an LLM answer replies to."""
+        state = session.state
+        state.add_turn("user", said, intents[0].name if intents else None)
         sid = session.id
 
         if any(i.name == "reset" for i in intents):
             session.state = SessionState(language=state.language)
-            session.state.add_turn("user", message, "reset")
+            session.state.add_turn("user", said, "reset")
             return self._reply(session.state, sid, localized(state, "reset"), "reset", intents)
 
         try:
             changed, notes, new_diagnosis = self._update(state, parts, intents)
         except InputError as exc:
             session.state = before
-            session.state.add_turn("user", message, "error")
+            session.state.add_turn("user", said, "error")
             return self._reply(session.state, sid, f"**Cannot use that input:** {exc}", "error", intents, error=str(exc))
         except Exception as exc:  # noqa: BLE001 - a bug in a stage must not lose the conversation
             log.exception("diagnosis failed for session %s", sid)
@@ -127,7 +174,7 @@ class Conversation:
         answered_by = "rules"
         if self.settings.llm_base_url and state.diagnosis is not None and kind in ("log", "config", "explain", "what_if",
                                                                                      "switch_method", "unknown"):
-            markdown, llm_notes, answered_by = self._llm_answer(state, chat or message, markdown, what_if, new_diagnosis)
+            markdown, llm_notes, answered_by = self._llm_answer(state, question, markdown, what_if, new_diagnosis)
             notes.extend(llm_notes)
         state.add_turn("assistant", markdown, kind)
         return self._reply(state, sid, markdown, kind, intents, show=new_diagnosis, what_if=what_if, notes=notes,
@@ -229,7 +276,8 @@ class Conversation:
                what_if: dict | None = None, notes: list[str] | None = None, error: str | None = None,
                answered_by: str = "rules") -> Reply:
         return Reply(session_id=sid, markdown=markdown, diagnosis=state.diagnosis, intent=kind, intents=intents,
-                     suggestions=suggestions(state), needs=needs(state), show_diagnosis=show, what_if=what_if,
+                     suggestions=suggestions(state), suggestion_actions=suggestion_actions(state), needs=needs(state),
+                     show_diagnosis=show, what_if=what_if,
                      notes=notes or [], error=error, answered_by=answered_by)
 
 
@@ -254,4 +302,4 @@ def _turn_kind(parts: list[MessagePart], intents: list[Intent]) -> str:
     return intents[0].name if intents else "unknown"
 
 
-__all__ = ["Conversation", "Reply"]
+__all__ = ["Action", "Conversation", "Reply"]

@@ -7,8 +7,10 @@ import re
 
 from pydantic import BaseModel, Field
 
+from ..tools.configs.schema import fixed_file_name
 from ..tools.units import format_bytes
 from .diagnosis import Diagnosis
+from .reply import Action
 
 # Slack limits (api.slack.com/reference/block-kit/blocks): 3,000 chars per section text, 50 blocks per message;
 # chat.postMessage truncates `text` past 40,000 chars. We stay well inside them.
@@ -20,6 +22,11 @@ ACTION_WHY = "ask_oom_why"
 ACTION_PROBE = "ask_oom_probe"
 ACTION_SOLVED = "ask_oom_solved"
 ACTION_UNSOLVED = "ask_oom_unsolved"
+ACTION_SHOW_DIFF = "ask_oom_show_diff"
+ACTIONS: dict[str, Action] = {  # a button's action_id → the typed action the conversation performs
+    ACTION_WHY: Action.WHY, ACTION_SHOW_DIFF: Action.SHOW_DIFF, ACTION_PROBE: Action.PROBE,
+    ACTION_SOLVED: Action.SOLVED, ACTION_UNSOLVED: Action.STILL_OOM,
+}
 
 
 class SlackFile(BaseModel):
@@ -106,20 +113,30 @@ def render_slack(d: Diagnosis, *, markdown: str = "", can_probe: bool = False) -
         if len(d.fixed_config) <= CODE_BLOCK_LIMIT:
             blocks.append(_section(f"*Fixed config:*\n```{d.fixed_config.rstrip()}```"))
         else:
-            files.append(SlackFile(filename=_fixed_name(d), content=d.fixed_config, title="Fixed config"))
+            files.append(SlackFile(filename=fixed_file_name(d.fixed_config_format), content=d.fixed_config, title="Fixed config"))
     if d.fixed_deepspeed:
         files.append(SlackFile(filename="ds_config.fixed.json", content=d.fixed_deepspeed, title="Fixed DeepSpeed config"))
     if markdown and len(markdown) > SECTION_LIMIT:
         files.append(SlackFile(filename="ask-oom-diagnosis.md", content=markdown, title="Full diagnosis"))
-    buttons = [{"type": "button", "text": {"type": "plain_text", "text": "Why?"}, "action_id": ACTION_WHY, "value": "why"}]
+    buttons = [_button("Why?", ACTION_WHY)]
+    if d.diff:
+        buttons.append(_button("Show diff", ACTION_SHOW_DIFF))
     if can_probe:
-        buttons.append({"type": "button", "text": {"type": "plain_text", "text": "Run probe"}, "action_id": ACTION_PROBE, "value": "probe"})
-    buttons.append({"type": "button", "text": {"type": "plain_text", "text": "Solved"}, "style": "primary",
-                    "action_id": ACTION_SOLVED, "value": "solved"})
-    buttons.append({"type": "button", "text": {"type": "plain_text", "text": "Still OOM"}, "action_id": ACTION_UNSOLVED, "value": "unsolved"})
+        buttons.append(_button("Run probe", ACTION_PROBE))
+    buttons.append(_button("Solved", ACTION_SOLVED, style="primary"))
+    buttons.append(_button("Still OOM", ACTION_UNSOLVED))
     blocks = blocks[:MAX_BLOCKS]
     blocks.append({"type": "actions", "block_id": "ask_oom_actions", "elements": buttons})
     return SlackMessage(text=split_text(summary, 3000)[0], blocks=blocks, files=files)
+
+
+def _button(label: str, action_id: str, *, style: str | None = None) -> dict:
+    """One Block Kit button; its value is the typed action its action_id maps to (see ACTIONS)."""
+    button = {"type": "button", "text": {"type": "plain_text", "text": label}, "action_id": action_id,
+              "value": ACTIONS[action_id].value}
+    if style:
+        button["style"] = style
+    return button
 
 
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
@@ -164,9 +181,3 @@ def render_slack_text(markdown: str) -> SlackMessage:
         return SlackMessage(text=chunks[0], blocks=[_section(chunks[0])],
                             files=[SlackFile(filename="ask-oom-answer.md", content=markdown, title="Answer")])
     return SlackMessage(text=chunks[0], blocks=[_section(c) for c in chunks])
-
-
-def _fixed_name(d: Diagnosis) -> str:
-    return {"llamafactory_yaml": "train.fixed.yaml", "accelerate_yaml": "accelerate.fixed.yaml", "yaml": "config.fixed.yaml",
-            "hf_json": "training_args.fixed.json", "json": "config.fixed.json", "deepspeed_json": "ds_config.fixed.json",
-            "shell": "train.fixed.sh"}.get(d.fixed_config_format or "", "config.fixed.txt")

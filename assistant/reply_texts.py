@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .diagnosis import Question
 from .intents import UNDERSTOOD
+from .reply import Action
 from .session import SessionState
 
 
@@ -58,30 +59,65 @@ def localized(state: SessionState, key: str) -> str:
     return zh if state.language == "zh" else en
 
 
+_ACTION_TEXTS = {
+    Action.WHY: ("why?", "为什么？"),
+    Action.SHOW_DIFF: ("show the diff again", "再给我看一下diff"),
+    Action.SOLVED: ("it worked", "解决了"),
+    Action.STILL_OOM: ("still OOM", "还是OOM"),
+    Action.PROBE: ("run the live probe", "实测一下"),
+}
+
+
+def action_text(state: SessionState, action: Action) -> str:
+    """What a button click says, in the conversation's language (its history entry and its suggestion chip)."""
+    en, zh = _ACTION_TEXTS[action]
+    return zh if state.language == "zh" else en
+
+
+def unknown_action(state: SessionState, name: str) -> str:
+    """The answer to a button this version does not know (an old message, a stray client), in the session's language."""
+    name = name.replace("`", "'")[:80]
+    known = ", ".join(action_text(state, a) for a in Action)
+    if state.language == "zh":
+        return f"我不认识这个按钮（`{name}`），没有做任何改动。可用的操作：{known}；也可以直接输入问题。"
+    return f"I do not know the button `{name}`, so nothing was changed. Buttons I know: {known}; or type your question."
+
+
 def suggestions(state: SessionState) -> list[str]:
     """Follow-up prompts that make sense now (the UIs show them as buttons)."""
+    return [text for text, _ in _suggested(state)]
+
+
+def suggestion_actions(state: SessionState) -> dict[str, Action]:
+    """The suggestions that are typed actions, by their text: a UI sends the action so no parser reads the chip."""
+    return {text: action for text, action in _suggested(state) if action is not None}
+
+
+def _suggested(state: SessionState) -> list[tuple[str, Action | None]]:
+    """Follow-up prompts that make sense now, each with the action it performs (None: free text for the parser)."""
     zh = state.language == "zh"
     d = state.diagnosis
     req = state.request
-    out: list[str] = []
+    why = (action_text(state, Action.WHY), Action.WHY)
+    help_ = ("帮助" if zh else "help", None)
     if not req.log_text and not state.configs:
-        return ["帮助"] if zh else ["help"]
+        return [help_]
     if d is None or d.status == "no_memory_error":
-        return ["为什么", "帮助"] if zh else ["why?", "help"]
-    out.append("为什么？" if zh else "why?")
+        return [why, help_]
+    out: list[tuple[str, Action | None]] = [why]
     if d.diff:
-        out.append("再给我看一下diff" if zh else "show the diff again")
+        out.append((action_text(state, Action.SHOW_DIFF), Action.SHOW_DIFF))
     if not (req.gpu or req.gpu_memory_gib) and (d.setup.gpu is None):
-        out.append("我有4张A100 40G" if zh else "I have 4x A100 40GB")
+        out.append(("我有4张A100 40G" if zh else "I have 4x A100 40GB", None))
     if d.setup.method == "full" and "full" not in req.keep:
-        out.append("必须全量微调" if zh else "I must keep full fine-tuning")
-        out.append("用QLoRA" if zh else "use QLoRA instead")
+        out.append(("必须全量微调" if zh else "I must keep full fine-tuning", None))
+        out.append(("用QLoRA" if zh else "use QLoRA instead", None))
     seq_prov = d.setup.provenance.get("seq_len")
     if d.setup.seq_len >= 1024 and seq_prov is not None and seq_prov.origin != "default":
         half = d.setup.seq_len // 2
-        out.append(f"cutoff_len改成{half}会怎样" if zh else f"what if cutoff_len is {half}?")
-    out.append("解决了" if zh else "it worked")
-    out.append("还是OOM" if zh else "still OOM")
+        out.append((f"cutoff_len改成{half}会怎样" if zh else f"what if cutoff_len is {half}?", None))
+    out.append((action_text(state, Action.SOLVED), Action.SOLVED))
+    out.append((action_text(state, Action.STILL_OOM), Action.STILL_OOM))
     return out[:7]
 
 

@@ -13,16 +13,16 @@ import re
 import threading
 from collections import OrderedDict
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, Callable
 
-from ..assistant.render_slack import (ACTION_PROBE, ACTION_SOLVED, ACTION_UNSOLVED, ACTION_WHY, SlackMessage,
-                                      render_slack, render_slack_text)
+from ..assistant.render_slack import ACTIONS, SlackMessage, render_slack, render_slack_text
 
 log = logging.getLogger("ask_oom.slack")
 
 ATTACHMENT_TYPES = (".log", ".txt", ".yaml", ".yml", ".json", ".sh", ".md")
 MAX_ATTACHMENT_BYTES = 2 * 1024 * 1024
 _MENTION = re.compile(r"<@[A-Z0-9]{2,20}>")
+_ANY_ACTION = re.compile(r".*")  # every button click reaches `on_action`, so an unknown one is answered, not a 404
 
 
 class _SeenEvents:
@@ -74,16 +74,20 @@ def create_app(conversation, settings, *, client=None, can_probe: bool = False):
             return BoltResponse(status=200, body="")
         return next()
 
-    def answer(channel: str, thread_ts: str, text: str, files: list[dict], say_client) -> None:
-        session_id = thread_session_id(channel, thread_ts)
+    def post_reply(channel: str, thread_ts: str, say_client, get_reply: Callable[[], Any]) -> None:
+        """Post the conversation's reply in the thread; a failure is still answered, in one line."""
         try:
-            contents = _download_files(say_client, files, token)
-            reply = conversation.handle(session_id, text, files=contents or None)
-            message = _message_for(reply, can_probe)
+            message = _message_for(get_reply(), can_probe)
         except Exception as exc:  # noqa: BLE001 - a failed answer must still tell the user, in one line
             log.warning("slack answer failed: %s", type(exc).__name__)
             message = render_slack_text(f"Sorry, I could not process that: {exc}")
         _post(say_client, channel, thread_ts, message)
+
+    def answer(channel: str, thread_ts: str, text: str, files: list[dict], say_client) -> None:
+        """A message (with its text attachments) is a turn of the thread's conversation."""
+        session_id = thread_session_id(channel, thread_ts)
+        post_reply(channel, thread_ts, say_client, lambda: conversation.handle(
+            session_id, text, files=_download_files(say_client, files, token) or None))
 
     @app.event("app_mention")
     def on_mention(event, client):
@@ -105,19 +109,22 @@ def create_app(conversation, settings, *, client=None, can_probe: bool = False):
             return
         answer(event["channel"], thread_ts or event["ts"], _MENTION.sub("", text).strip(), event.get("files") or [], client)
 
-    def on_button(message_text: str):
-        def handler(ack, body, client):
-            ack()
-            channel = body["channel"]["id"]
-            msg = body.get("message") or {}
-            thread_ts = msg.get("thread_ts") or msg.get("ts")
-            answer(channel, thread_ts, message_text, [], client)
-        return handler
+    @app.action(_ANY_ACTION)
+    def on_action(ack, body, action, client):
+        """A button click is the typed action its action_id maps to; an unknown id (marked `slack:`, so it can never
+        pass for an action) gets the conversation's clear answer in the thread."""
+        ack()
+        msg = body.get("message") or {}
+        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+        thread_ts = msg.get("thread_ts") or msg.get("ts") or (body.get("container") or {}).get("message_ts")
+        if not channel or not thread_ts:
+            log.warning("slack action without a channel or message: ignored")
+            return
+        action_id = str((action or {}).get("action_id") or "")
+        typed = ACTIONS.get(action_id)
+        session_id = thread_session_id(channel, thread_ts)
+        post_reply(channel, thread_ts, client, lambda: conversation.act(session_id, typed if typed else f"slack:{action_id}"))
 
-    app.action(ACTION_WHY)(on_button("why?"))
-    app.action(ACTION_SOLVED)(on_button("solved"))
-    app.action(ACTION_UNSOLVED)(on_button("still OOM"))
-    app.action(ACTION_PROBE)(on_button("run the live probe"))
     return app
 
 

@@ -14,15 +14,12 @@ from typing import Any
 
 import gradio as gr  # at module level: Gradio reads the `gr.LikeData` annotation of the feedback handler
 
+from ..assistant.reply import Action
+from ..tools.configs.schema import fence_language, fixed_file_name
 from ..tools.errors import InputError
 from .chart import memory_chart_svg
 
 UPLOAD_TYPES = [".log", ".txt", ".yaml", ".yml", ".json", ".sh", ".md"]
-_FIXED_NAMES = {"llamafactory_yaml": "train.fixed.yaml", "accelerate_yaml": "accelerate.fixed.yaml", "yaml": "config.fixed.yaml",
-                "hf_json": "training_args.fixed.json", "json": "config.fixed.json", "deepspeed_json": "ds_config.fixed.json",
-                "shell": "train.fixed.sh"}
-_CODE_LANGUAGE = {"llamafactory_yaml": "yaml", "accelerate_yaml": "yaml", "yaml": "yaml", "hf_json": "json", "json": "json",
-                  "deepspeed_json": "json", "shell": "shell"}
 
 INTRO = """# ask-oom
 Paste the error log of a training run that ran out of GPU memory (and your training config, if you have it),
@@ -75,9 +72,10 @@ def panel_updates(diagnosis: Any, download_dir: Path):
     download = None
     if diagnosis.fixed_config:
         download_dir.mkdir(parents=True, exist_ok=True)
-        download = download_dir / _FIXED_NAMES.get(fmt, "config.fixed.txt")
+        download = download_dir / fixed_file_name(fmt)
         download.write_text(diagnosis.fixed_config, encoding="utf-8")
-    code = gr.update(value=diagnosis.fixed_config or "", language=_CODE_LANGUAGE.get(fmt))
+    lang = fence_language(fmt)
+    code = gr.update(value=diagnosis.fixed_config or "", language={"bash": "shell", "": None}.get(lang, lang))  # Gradio's names
     return (chart, code, diagnosis.diff or "", gr.update(value=str(download) if download else None,
             interactive=download is not None), cases_markdown(diagnosis))
 
@@ -89,6 +87,17 @@ def build_app(conversation, settings, *, can_probe: bool | None = None):
 
         can_probe = cuda_available()
     downloads = Path(tempfile.gettempdir()) / "ask-oom-downloads"
+
+    def render(reply, shown: str | None, history: list, session_id: str, *, clear_input: bool = True):
+        """The outputs of one answered turn: the chat with the user's turn (`shown`; None: none to show) and the
+        reply, the input box (cleared after a sent message, kept after a click), the panels, the follow-ups and
+        which of them are typed actions."""
+        turn = [{"role": "user", "content": shown}] if shown is not None else []
+        history = history + turn + [{"role": "assistant", "content": reply.markdown}]
+        samples = (getattr(reply, "suggestions", None) or [])[:6]
+        chips = {text: str(action) for text, action in (getattr(reply, "suggestion_actions", None) or {}).items()}
+        return (history, None if clear_input else gr.skip(), session_id,
+                *panel_updates(reply.diagnosis, downloads / session_id), gr.update(samples=[[s] for s in samples]), chips)
 
     def respond(message: dict, history: list, session_id: str | None):
         session_id = session_id or uuid.uuid4().hex
@@ -102,25 +111,34 @@ def build_app(conversation, settings, *, can_probe: bool | None = None):
         except InputError as exc:
             history = history + [{"role": "user", "content": text or "(files)"},
                                  {"role": "assistant", "content": f"⚠️ {exc}"}]
-            return (history, None, session_id, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+            return (history, None, session_id, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
         shown = text if text.strip() else "(uploaded " + ", ".join(files) + ")"
         if files and text.strip():
             shown += "\n\n_(files: " + ", ".join(files) + ")_"
-        history = history + [{"role": "user", "content": shown}, {"role": "assistant", "content": reply.markdown}]
-        suggestions = gr.update(samples=[[s] for s in (getattr(reply, "suggestions", None) or [])][:6])
-        return (history, None, session_id, *panel_updates(reply.diagnosis, downloads / session_id), suggestions)
+        return render(reply, shown, history, session_id)
+
+    def act(action: Action, label: str, history: list, session_id: str | None):
+        """A button click: the typed action, answered in the conversation's language; `label` is what the chat shows."""
+        session_id = session_id or uuid.uuid4().hex
+        return render(conversation.act(session_id, action), label, history, session_id, clear_input=False)
 
     def feedback(data: gr.LikeData, history: list, session_id: str | None):
+        """Like / dislike on an answer: the Solved / Still-OOM actions (a re-plan refreshes the panels)."""
         if not session_id:
-            return history
-        reply = conversation.handle(session_id, "solved" if data.liked else "still OOM")
-        return history + [{"role": "assistant", "content": reply.markdown}]
+            return (history, *[gr.skip()] * 9)
+        reply = conversation.act(session_id, Action.SOLVED if data.liked else Action.STILL_OOM)
+        return render(reply, None, history, session_id, clear_input=False)
 
-    def follow_up(sample: list, history: list, session_id: str | None):
+    def follow_up(sample: list, history: list, session_id: str | None, actions: dict | None):
+        """A follow-up chip: its typed action when it is one (why? / show the diff / solved / still OOM), else its text."""
+        action = (actions or {}).get(sample[0])
+        if action:
+            return act(Action(action), sample[0], history, session_id)
         return respond({"text": sample[0], "files": []}, history, session_id)
 
     with gr.Blocks(title="ask-oom", analytics_enabled=False) as demo:
         session = gr.State(None)
+        chip_actions = gr.State({})  # the shown follow-ups that are typed actions: text → Action value
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column(scale=3):
@@ -145,16 +163,21 @@ def build_app(conversation, settings, *, can_probe: bool | None = None):
                     diff = gr.Code(label="Diff", interactive=False, elem_id="diff", buttons=["copy"])
                 with gr.Tab("Similar cases"):
                     cases = gr.Markdown("_No similar documented case yet._", elem_id="cases")
-        outputs = [chat, box, session, chart, fixed, diff, download, cases, suggestions]
+        outputs = [chat, box, session, chart, fixed, diff, download, cases, suggestions, chip_actions]
         box.submit(respond, [box, chat, session], outputs, api_name="chat")
-        suggestions.click(follow_up, [suggestions, chat, session], outputs, api_name=False)
-        chat.like(feedback, [chat, session], [chat], api_name=False)
-        solved.click(lambda h, s: respond({"text": "solved", "files": []}, h, s), [chat, session], outputs, api_name=False)
-        unsolved.click(lambda h, s: respond({"text": "still OOM", "files": []}, h, s), [chat, session], outputs, api_name=False)
-        probe.click(lambda h, s: respond({"text": "run the live probe", "files": []}, h, s), [chat, session], outputs,
-                    api_name=False)
+        suggestions.click(follow_up, [suggestions, chat, session, chip_actions], outputs, api_name=False)
+        chat.like(feedback, [chat, session], outputs, api_name=False)
+        for button, action in ((solved, Action.SOLVED), (unsolved, Action.STILL_OOM), (probe, Action.PROBE)):
+            button.click(_clicked(act, action, button.value), [chat, session], outputs, api_name=False)
     demo.queue(default_concurrency_limit=8, max_size=64)
     return demo
+
+
+def _clicked(act, action: Action, label: str):
+    """The click handler of one action button (a function per button: Gradio reads its parameters)."""
+    def on_click(history: list, session_id: str | None):
+        return act(action, label, history, session_id)
+    return on_click
 
 
 def launch(conversation, settings, *, host: str | None = None, port: int | None = None, prevent_thread_lock: bool = False):

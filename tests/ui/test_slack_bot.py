@@ -39,8 +39,9 @@ def sign(body: bytes, ts: int | None = None, secret: str = SECRET) -> dict[str, 
 
 
 @pytest.fixture(scope="module")
-def slack(tmp_path_factory):
-    """The bot in HTTP mode on a free loopback port, its Web API pointed at the local Slack server."""
+def slack_bot(tmp_path_factory):
+    """The bot in HTTP mode on a free loopback port, its Web API pointed at the local Slack server; also yields
+    the conversation behind it (to read a thread's session)."""
     import uvicorn
 
     from ask_oom.ui.serve import make_conversation
@@ -49,7 +50,8 @@ def slack(tmp_path_factory):
     api = SlackAPIServer().start()
     settings = Settings(slack_bot_token=TOKEN, slack_signing_secret=SECRET, slack_api_url=api.api_url,
                         session_db=tmp_path_factory.mktemp("slack") / "sessions.sqlite3")
-    app = create_app(make_conversation(settings), settings, can_probe=False)
+    conversation = make_conversation(settings)
+    app = create_app(conversation, settings, can_probe=False)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(http_asgi_app(app), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -57,10 +59,16 @@ def slack(tmp_path_factory):
     deadline = time.time() + 30
     while not server.started and time.time() < deadline:
         time.sleep(0.05)
-    yield api, f"http://127.0.0.1:{port}/slack/events"
+    yield api, f"http://127.0.0.1:{port}/slack/events", conversation
     server.should_exit = True
     thread.join(timeout=10)
     api.stop()
+
+
+@pytest.fixture
+def slack(slack_bot):
+    api, url, _conversation = slack_bot
+    return api, url
 
 
 _counter = iter(range(1, 10_000))
@@ -178,20 +186,87 @@ def test_follow_up_in_thread_is_answered_and_unknown_threads_ignored(slack):
     assert not replies_in(api, "1700000006.000100")
 
 
+def click(url: str, action_id: str, thread_ts: str, message_ts: str, channel: str = "C1") -> httpx.Response:
+    """A signed block_actions POST, as Slack sends it when a user clicks a button of the bot's message."""
+    payload = {"type": "block_actions", "user": {"id": "U1"}, "team": {"id": "T1"}, "api_app_id": "A1",
+               "channel": {"id": channel}, "container": {"type": "message", "message_ts": message_ts},
+               "message": {"ts": message_ts, "thread_ts": thread_ts},
+               "trigger_id": "1.2.3", "actions": [{"action_id": action_id, "block_id": "ask_oom_actions",
+                                                   "value": "x", "type": "button"}]}
+    body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+    return httpx.post(url, content=body, headers={"Content-Type": "application/x-www-form-urlencoded", **sign(body)}, timeout=10)
+
+
+def reply_text(reply: dict) -> str:
+    """A posted message's fallback text and blocks, as one string (unicode kept)."""
+    return str(reply.get("text") or "") + json.dumps(reply.get("blocks"), ensure_ascii=False)
+
+
+def buttons_of(reply: dict) -> set[str]:
+    blocks = json.loads(reply["blocks"]) if isinstance(reply["blocks"], str) else reply["blocks"]
+    return {e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]}
+
+
 def test_solved_button_is_acknowledged_and_recorded(slack):
     api, url = slack
     post_event(url, mention(seed_log(), ts="1700000007.000100"))
     wait_replies(api, "1700000007.000100")
-    payload = {"type": "block_actions", "user": {"id": "U1"}, "team": {"id": "T1"}, "api_app_id": "A1",
-               "channel": {"id": "C1"}, "container": {"type": "message", "message_ts": "1700000007.000900"},
-               "message": {"ts": "1700000007.000900", "thread_ts": "1700000007.000100"},
-               "trigger_id": "1.2.3", "actions": [{"action_id": "ask_oom_solved", "block_id": "ask_oom_actions",
-                                                   "value": "solved", "type": "button"}]}
-    body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
-    resp = httpx.post(url, content=body, headers={"Content-Type": "application/x-www-form-urlencoded", **sign(body)}, timeout=10)
+    resp = click(url, "ask_oom_solved", "1700000007.000100", "1700000007.000900")
     assert resp.status_code == 200
     replies = wait_replies(api, "1700000007.000100", n=2)
     assert "solved" in json.dumps(replies[-1]).lower()
+
+
+def test_buttons_in_a_chinese_thread_answer_in_chinese(slack_bot):
+    api, url, conversation = slack_bot
+    thread = "1700000010.000100"
+    post_event(url, mention("训练时显存不足，帮我看看：\n" + seed_log(), ts=thread))
+    wait_replies(api, thread)
+    assert conversation.store.get(f"slack:C1:{thread}").state.language == "zh"
+    assert click(url, "ask_oom_solved", thread, "1700000010.000900").status_code == 200
+    solved = wait_replies(api, thread, n=2)[-1]
+    assert "已标记为*已解决*" in reply_text(solved) and "Glad it works" not in reply_text(solved)
+    click(url, "ask_oom_unsolved", thread, "1700000010.000900")
+    unsolved = wait_replies(api, thread, n=3)[-1]
+    assert "ask_oom_solved" in buttons_of(unsolved)               # re-planned with more headroom: a new diagnosis
+    state = conversation.store.get(f"slack:C1:{thread}").state
+    assert state.language == "zh" and [f.solved for f in state.feedback] == [True, False]
+    assert [t.text for t in state.history if t.role == "user"][-2:] == ["解决了", "还是OOM"]
+
+
+@pytest.mark.parametrize("action_id, words", [("ask_oom_why", "why?"), ("ask_oom_show_diff", "show the diff again"),
+                                              ("ask_oom_unsolved", "still OOM"), ("ask_oom_solved", "it worked")])
+def test_each_button_answers_as_its_english_words_do(slack, action_id, words):
+    """Two threads with the same log and config: a button clicked in one, its words sent in the other."""
+    api, url = slack
+    cfg = (SEEDS / "moe-llava-phi2" / "finetune_moe.sh").read_bytes()
+    api.files["finetune_moe.sh"] = cfg
+    files = [{"id": "F1", "name": "finetune_moe.sh", "size": len(cfg), "url_private_download": api.base_url + "files/finetune_moe.sh"}]
+    n = next(_counter)
+    clicked, typed = f"1700002{n:03d}.000100", f"1700003{n:03d}.000100"
+    for thread in (clicked, typed):
+        post_event(url, mention(seed_log(), ts=thread, files=files))
+    first = wait_replies(api, clicked)[0]
+    wait_replies(api, typed)
+    assert {"ask_oom_why", "ask_oom_show_diff", "ask_oom_solved", "ask_oom_unsolved"} <= buttons_of(first)
+    click(url, action_id, clicked, clicked[:-1] + "9")
+    post_event(url, {"type": "message", "user": "U1", "text": words, "ts": typed[:-1] + "2",
+                     "thread_ts": typed, "channel": "C1", "channel_type": "channel"})
+    by_click, by_words = wait_replies(api, clicked, n=2)[-1], wait_replies(api, typed, n=2)[-1]
+    assert by_click["blocks"] == by_words["blocks"] and by_click["text"] == by_words["text"]
+    if action_id == "ask_oom_show_diff":
+        assert "```" in reply_text(by_click) and "per_device_train_batch_size" in reply_text(by_click)
+
+
+def test_unknown_button_gets_a_clear_answer(slack):
+    api, url = slack
+    thread = "1700000011.000100"
+    post_event(url, mention(seed_log(), ts=thread))
+    wait_replies(api, thread)
+    resp = click(url, "ask_oom_teleport", thread, "1700000011.000900")
+    assert resp.status_code == 200
+    answer = reply_text(wait_replies(api, thread, n=2)[-1])
+    assert "ask_oom_teleport" in answer and "do not know the button" in answer and "nothing was changed" in answer
 
 
 def test_twenty_concurrent_threads_do_not_mix(slack):

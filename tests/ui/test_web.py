@@ -3,12 +3,14 @@ plus gradio_client calls of its API, including 20 concurrent conversations."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ask_oom.assistant.settings import Settings
@@ -27,17 +29,32 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def web(tmp_path_factory):
+def web_app(tmp_path_factory):
+    """The app on a free loopback port, and the typed actions its conversation performed (session id, action)."""
     from ask_oom.ui.serve import make_conversation
     from ask_oom.ui.web import build_app
 
     settings = Settings(session_db=tmp_path_factory.mktemp("web") / "sessions.sqlite3", max_upload_bytes=1024 * 1024)
-    demo = build_app(make_conversation(settings), settings, can_probe=False)
+    conversation = make_conversation(settings)
+    acts: list[tuple[str, str]] = []
+    act = conversation.act
+
+    def recorded_act(session_id, action):
+        acts.append((session_id, str(action)))
+        return act(session_id, action)
+
+    conversation.act = recorded_act
+    demo = build_app(conversation, settings, can_probe=False)
     port = _free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 max_file_size=settings.max_upload_bytes)
-    yield f"http://127.0.0.1:{port}/"
+    yield f"http://127.0.0.1:{port}/", acts
     demo.close()
+
+
+@pytest.fixture
+def web(web_app):
+    return web_app[0]
 
 
 def _shot(page, name: str, tmp_path: Path) -> None:
@@ -140,3 +157,68 @@ def test_twenty_concurrent_browser_sessions_do_not_mix(web):
         assert f"{200 + i}.00 MiB" in first
         others = [f"{200 + j}.00 MiB" for j in range(20) if j != i]
         assert not any(o in history for o in others), f"session {i} saw another session's log"
+
+
+def browser_event(web: str, session_hash: str, elem_id: str, event: str, data: list, event_data: dict | None = None) -> list:
+    """Fire a component's event as the browser does (queue/join + the SSE stream) and return the handler's outputs.
+    Button and like events are not client API endpoints, so this speaks the page's own protocol."""
+    config = httpx.get(web + "config", timeout=10).json()
+    component = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == elem_id)
+    fn_index = next(d["id"] for d in config["dependencies"] if [component, event] in d["targets"])
+    joined = httpx.post(web + "gradio_api/queue/join", timeout=10,
+                        json={"data": data, "fn_index": fn_index, "trigger_id": component, "session_hash": session_hash,
+                              "event_data": event_data})
+    joined.raise_for_status()
+    with httpx.stream("GET", web + "gradio_api/queue/data", params={"session_hash": session_hash}, timeout=120) as stream:
+        for line in stream.iter_lines():
+            msg = json.loads(line[5:]) if line.startswith("data:") else {}
+            if msg.get("msg") == "process_completed" and msg.get("event_id") == joined.json()["event_id"]:
+                assert msg.get("success", True), msg
+                return msg["output"]["data"]
+    raise AssertionError(f"no answer to the {event} of #{elem_id}")
+
+
+def last_answer(outputs: list) -> str:
+    """The text of the last chat message in a handler's outputs."""
+    content = outputs[0][-1]["content"]
+    return content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
+
+
+def test_buttons_and_feedback_in_a_chinese_conversation_answer_in_chinese(web):
+    from gradio_client import Client
+
+    client = Client(web, verbose=False)
+    log = (SEEDS / "moe-llava-phi2" / "train.log").read_text(encoding="utf-8")
+    client.predict({"text": "训练时显存不足，帮我看看：\n" + log, "files": []}, api_name="/chat")
+    solved = browser_event(web, client.session_hash, "solved", "click", [[], None])
+    assert "已标记为**已解决**" in last_answer(solved) and "Glad it works" not in last_answer(solved)
+    assert "为什么？" in json.dumps(solved[8], ensure_ascii=False)       # the follow-ups stay Chinese
+    unsolved = browser_event(web, client.session_hash, "unsolved", "click", [[], None])
+    assert "已标记为**未解决**" in last_answer(unsolved)
+    liked = browser_event(web, client.session_hash, "chat", "like", [[], None], {"index": 1, "value": "x", "liked": True})
+    assert "已标记为**已解决**" in last_answer(liked) and len(liked[0]) == 1    # the answer only: no user turn
+    disliked = browser_event(web, client.session_hash, "chat", "like", [[], None], {"index": 1, "value": "x", "liked": False})
+    assert "已标记为**未解决**" in last_answer(disliked)
+    assert "--per_device_train_batch_size" not in json.dumps(disliked[4])  # no config given: no fixed config panel
+
+
+def test_follow_up_chips_perform_their_actions(web_app):
+    """The chip "why?" is the Why action (not text for the parser), and answers as the typed words do."""
+    from gradio_client import Client
+
+    web, acts = web_app
+    log = (SEEDS / "moe-llava-phi2" / "train.log").read_text(encoding="utf-8")
+    typed, clicked = Client(web, verbose=False), Client(web, verbose=False)
+    typed.predict({"text": log, "files": []}, api_name="/chat")
+    chips = [row[0] for row in clicked.predict({"text": log, "files": []}, api_name="/chat")[7]["samples"]]
+    by_words = typed.predict({"text": "why?", "files": []}, api_name="/chat")
+    done = len(acts)
+    by_chip = browser_event(web, clicked.session_hash, "suggestions", "click", [chips.index("why?"), [], None, None])
+    assert [a for _, a in acts[done:]] == ["why"]
+    assert last_answer(by_chip) == last_answer(by_words)
+    assert by_chip[0][-2]["content"] == by_words[0][-2]["content"]          # the user's turn shows the chip's words
+    chips = [row[0] for row in by_chip[8]["samples"]]
+    free_text = next(i for i, c in enumerate(chips) if c not in ("why?", "show the diff again", "it worked", "still OOM"))
+    done = len(acts)
+    answer = browser_event(web, clicked.session_hash, "suggestions", "click", [free_text, [], None, None])
+    assert acts[done:] == [] and chips[free_text] in json.dumps(answer[0][-2]["content"])  # a free-text chip is still text
