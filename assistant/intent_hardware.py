@@ -7,12 +7,12 @@ from typing import Any
 
 from ..tools.gpus import lookup_gpu
 from .intent_types import Intent
+from ..tools.gpus import DATACENTER_GPU_PATTERN
 from .intent_values import parse_count
 
 
 _GPU_NAME = (r"(?:(?<![a-z0-9])|(?<=\dx))(?:nvidia\s*)?(?:geforce\s*)?(?:tesla\s*)?(?:rtx\s*)?"
-             r"(?P<name>h200|h100(?:\s*nvl)?|h800|h20|gh200|a100|a800|a6000|a40|a10g|a10|l40s|l40|l4|v100|t4|"
-             r"mi300x?|mi250x?|rtx\s*6000(?:\s*ada)?|[345]0[6789]0(?:\s*ti)?)(?![0-9])(?:\s*s\b)?")
+             rf"(?P<name>{DATACENTER_GPU_PATTERN}|rtx\s*6000(?:\s*ada)?|[345]0[6789]0(?:\s*ti)?)(?![0-9])(?:\s*s\b)?")
 _MEM = r"(?P<mem>\d{1,3}(?:\.\d+)?)\s*(?:g|gb|gib|g显存|gb显存)(?![a-z])"
 _NUM = r"(?P<count>\d{1,3}|[一二两俩三四五六七八九十]{1,3}|one|two|three|four|five|six|seven|eight|sixteen|single|dual|a)"
 _CNT_BEFORE = re.compile(_NUM + r"\s*(?:x|×|\*|张|块|个|台|卡|片|pcs)?\s*(?:of\s+)?(?:the\s+)?(?:nvidia\s+)?" + _GPU_NAME, re.I)

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ..tools.configs.keys import SEQ_LEN_KEYS
+from ..tools.gpus import DATACENTER_GPU_PATTERN
 from ..tools.units import GiB, parse_size
 from .extract_rules import (
     ADVICE_HEADINGS, COMPILED_LABEL_RULES, COMPILED_PHRASE_FIXES, CONFIRMED, FIX_HEADINGS, KEY_LABELS, PROBLEM_HEADINGS,
@@ -26,7 +27,7 @@ MODEL_FAMILIES = (
 MODEL_RE = re.compile(rf"(?<![\w/-])((?:[\w.-]+/)?(?:{MODEL_FAMILIES})(?:[\w.]*)(?:-[A-Za-z0-9.]+)*)", re.IGNORECASE | re.ASCII)
 NOT_MODELS = re.compile(r"llama[-_ ]?factory|llava[-_ ]?(project|repo)", re.IGNORECASE)
 SIZE_RE = re.compile(r"(?<![\w.])(\d{1,4}(?:\.\d)?)\s?[Bb](?![\w])", re.ASCII)
-GPU_RE = re.compile(r"(?<![\w])(H100|H200|H800|H20|A100|A800|A6000|A40|A10G?|L40S?|L4|V100|T4|P100|"
+GPU_RE = re.compile(rf"(?<![\w])({DATACENTER_GPU_PATTERN}|"
                     r"RTX\s?\d{4}(?:\s?Ti)?|\d{4}\s?Ti|(?:RTX\s?)?(?:3090|4090|4080|5090)|MI\d{3}X?|TPU\s?v\d)(?![\w])",
                     re.IGNORECASE | re.ASCII)
 COUNT_RE = re.compile(r"(\d{1,4})\s*(?:块|张|个|台|x|×|\*)\s*(?:\d+(?:\.\d+)?\s*G(?:i?B)?\s*(?:显存)?\s*的?\s*)?"

@@ -51,6 +51,13 @@ _UPGRADES = ("A100-80GB", "H100-80GB", "H100-NVL-94GB", "H200-141GB", "MI300X-19
 # The most memory any single GPU in the catalogue has: a request above it cannot be one tensor on one card.
 LARGEST_GPU_BYTES = max(spec.memory_bytes for _, spec in _CATALOG)
 
+# Data-centre and workstation GPU models as people write them, longest spelling first so an alternation never stops
+# at a prefix (h200 before h20, l40s before l4): the one list every text reader (log cues, the user's words, the
+# knowledge-base extractor) matches, each with its own context rules around it. Consumer cards (RTX 3090, 4090 Ti)
+# are numbers that need a marker, which each reader adds itself.
+DATACENTER_GPU_PATTERN = (r"gh200|h200|h100(?:\s*nvl)?|h800|h20|a100|a800|a6000|a40|a10g|a10|l40s|l40|l4|v100|p100|p40|t4|"
+                          r"mi300x|mi300|mi250x|mi250")
+
 _MEM_IN_NAME = re.compile(r"(\d{2,3})\s*G(?:i?B)?\b", re.IGNORECASE)
 
 

@@ -10,6 +10,8 @@ import re
 
 from pydantic import BaseModel, Field
 
+from .gpus import DATACENTER_GPU_PATTERN
+
 MAX_SCAN = 2 * 1024 * 1024  # cues sit near the error; read at most the first 2 MiB
 MAX_LINE = 2000
 
@@ -86,7 +88,7 @@ _INFERENCE = re.compile(r"(?<![A-Za-z])(?:inference|infer|serving|generate\(|做
 # GPU models as people and nvidia-smi name them: consumer cards need a marker (RTX/GTX, a plural "3090s", "Ti", "GPU")
 # so years and ports are not read as cards.
 _GPU_NAME = re.compile(r"(?:\b(?:RTX|GTX|GeForce)\s?)([1-5]0[5-9]0)(\s?Ti)?\b|\b([1-5]0[5-9]0)(\s?Ti)?(?=s\b|\s?(?:GPU|card|显卡)|\s?\d{1,2}\s?GB)"
-                       r"|\b(A100|H100|H200|H800|A800|H20|V100|P100|P40|T4|A6000|A40|A10G?|L40S?|L4|MI250|MI300X?)\b", re.IGNORECASE)
+                       rf"|\b({DATACENTER_GPU_PATTERN})\b", re.IGNORECASE)
 
 
 class Cue(BaseModel):
