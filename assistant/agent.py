@@ -34,6 +34,8 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
     from ..tools.memory_trend import failure_trend
     from ..tools.report_refinement import refine_report
     from ..tools.root_causes import rank_root_causes
+    from ..tools.root_causes.ranking import collect_signals
+    from ..tools.root_causes.scoring import score_signals
     from ..tools.setup_assembly import assemble_setup, eager_attention_from_ranking
     from .questions import assumptions, questions
     from .similar_cases import similar_case
@@ -58,12 +60,14 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
     sized = _sized_step(request, report, setup)
     estimate = _estimate(setup, sized, margin, notes)
     hits = _retrieve(report, setup, index, settings, mode, notes, request.log_text) if request.retrieve and has_log else []
-    causes = rank_root_causes(report if has_log else None, setup, estimate, hits, trend=trend, cues=cues)
+    signals = collect_signals(report if has_log else None, setup, estimate, hits, trend, cues)
+    causes = score_signals(signals)
     eager = eager_attention_from_ranking(setup, causes)
     if eager is not None:  # the evidence says eager attention ran: size it, then rank again with that estimate
         setup = eager
         estimate = _estimate(setup, sized, margin, notes)
-        causes = rank_root_causes(report if has_log else None, setup, estimate, hits, trend=trend, cues=cues)
+        signals = collect_signals(report if has_log else None, setup, estimate, hits, trend, cues)
+        causes = score_signals(signals)
     similar = [similar_case(h, report, setup) for h in hits]
     config = ConfigInfo(name=doc.name, format=doc.format, framework=doc.framework,
                         deepspeed_name=doc.deepspeed_name) if doc is not None else None
@@ -93,7 +97,7 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
     else:
         status = "diagnosed" if estimate is not None else "needs_input"
     d = Diagnosis(
-        status=status, config=config, sized=sized if estimate is not None else None, report=report, setup=setup,
+        status=status, config=config, signals=signals, sized=sized if estimate is not None else None, report=report, setup=setup,
         estimate=estimate, root_causes=causes, similar_cases=similar, fixes=fixes,
         fixed_config=plan.fixed_config if plan is not None else None,
         fixed_config_format=doc.format if doc is not None and plan is not None and plan.fixed_config else None,

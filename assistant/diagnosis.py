@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from ..tools.configs.schema import ConfigChange
 from ..tools.labels import RootCause
+from ..tools.root_causes.signals import Signal
 from ..tools.memory.schema import MemoryEstimate
 from ..tools.report import OOMReport
 from ..tools.training_setup import TrainingSetup
@@ -62,6 +63,8 @@ class Diagnosis(BaseModel):
     questions: list[Question] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     probe: dict | None = Field(default=None, description="live CUDA probe result, when one ran")
+    signals: list[Signal] = Field(default_factory=list, exclude=True,
+                                  description="every piece of evidence the ranking weighed (rule, label, value, reason)")
 
     @property
     def primary_cause(self) -> str | None:

@@ -32,11 +32,15 @@ from ruamel.yaml import YAML
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = [REPO.parent / "shared" / "dev-cases", REPO / "evals" / "data" / "diagnosis",
             REPO / "evals" / "data" / "diagnosis_extra", REPO / "evals" / "data" / "diagnosis_fresh",
-            REPO / "evals" / "data" / "diagnosis_fresh2", REPO / "evals" / "data" / "diagnosis_fresh3",
+            REPO / "evals" / "data" / "diagnosis_fresh2", REPO / "evals" / "data" / "diagnosis_corpus_a",
+            REPO / "evals" / "data" / "diagnosis_corpus_b", REPO / "evals" / "data" / "diagnosis_fresh3",
             REPO / "evals" / "data" / "diagnosis_fresh4"]
 # the dev set: ../shared/dev-cases plus our own cases from public reports; diagnosis_fresh3 and diagnosis_fresh4
 # (written after the diagnosis was tuned, never developed on) are reported beside it as the measure of generalisation
-TARGET_SETS = ("dev-cases", "diagnosis", "diagnosis_extra", "diagnosis_fresh", "diagnosis_fresh2")
+TARGET_SETS = ("dev-cases", "diagnosis", "diagnosis_extra", "diagnosis_fresh", "diagnosis_fresh2", "diagnosis_corpus_a",
+               "diagnosis_corpus_b")
+# the folders the weights may be fitted on (evals/fit_weights.py): the dev set, never a held-out one
+DEV_SETS = [d for d in DATASETS if d.name in TARGET_SETS]
 PRIMARY_TARGET, TOP3_TARGET = 0.85, 0.95
 
 
@@ -91,7 +95,9 @@ def request_for(case: dict, with_title: bool = False):
     gpu = next((n for n in (name, whole) if n and lookup_gpu(n) is not None), None)
     cfg = case.get("config")
     return DiagnoseRequest(
-        log_text=(f"{case['title']}\n\n" if with_title and case.get("title") else "") + case["log"], config_text=cfg, config_name=config_name(cfg) if cfg else None,
+        log_text=(f"{case['title']}\n\n" if with_title and case.get("title") else "")
+        + (f"{case['words'].strip()}\n\n" if case.get("words") else "") + case["log"],   # the user's words, then the log
+        config_text=cfg, config_name=config_name(cfg) if cfg else None,
         gpu=gpu, gpu_memory_gib=float(mem) if mem and gpu is None else None,
         num_gpus=int(env["gpus"]) if env.get("gpus") else None,
     )

@@ -27,7 +27,9 @@ _RAM_FAILS = re.compile(r"\b(?:RAM|host memory|CPU memory|system memory)\s{0,2}(
 # Apple silicon: the GPU shares the Mac's unified memory (MLX, PyTorch MPS, Metal)
 _APPLE = re.compile(r"\b(?:MLX|mlx_lm|MPS|Metal|Mac(?:Book| Studio| mini)?|Apple|M[1-5] ?(?:Pro|Max|Ultra)|unified memory)\b")
 _HOST = re.compile(r"(?<!显)内存.{0,20}(?:不足|占满|爆|溢出|不够|超过|满了|小了|太小)|\b(?:host|CPU|system)\s{0,2}(?:RAM|memory)\b|\bRAM\b.{0,40}\b(?:full|exhausted)\b"
-                   r"|oom[- ]killer|Cannot allocate memory", re.IGNORECASE)
+                   r"|oom[- ]killer|Cannot allocate memory"
+                   # a process "killed" with no Python error is the host's OOM killer at work (oom-signals.md: Killed, -9)
+                   r"|\b(?:was|got|gets|is|get|been)\s{1,2}(?:[a-z]{2,12}\s{1,2})?killed\b", re.IGNORECASE)
 _GROWTH = re.compile(r"\bkeeps?\s{0,2}(?:increasing|growing|rising)|\b(?:increas|grow)\w{0,4}\s{0,2}(?:from|over|steadily|gradually|until|each|every)"
                      r"|memory leak|(?:不断|持续|逐渐|一直)在?(?:增加|增长|上涨|升高|上升|涨)|无限增加|越来越(?:大|多|高)",
                      re.IGNORECASE)

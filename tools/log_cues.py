@@ -63,10 +63,32 @@ _VISION = re.compile(r"pixel_values|image_grid_thw|video_grid_thw|\bvisual\.|vis
                      r"\bmmproj\b|\bclip_image|\bencode_images?\b|get_image_features|"
                      r"high[- ]res\w{0,8}|\bimages\b|\bvideos?\b|multi-?modal|图片|图像|视频|多模态", re.IGNORECASE)
 
-# vLLM refusing to start because the KV cache does not fit the memory left after weights and profiling.
+# An engine refusing to start because its KV cache does not fit the memory left after weights and profiling: vLLM's
+# own messages (and its profile line when the rest is negative or no block fits), llama.cpp's KV buffer allocation.
 _KV_CACHE = re.compile(r"No available memory for the cache blocks|larger than the maximum number of tokens that can be "
                        r"stored in KV cache|Insufficient memory for (?:the )?KV cache|KV cache is needed, which is larger "
-                       r"than the available KV cache memory", re.IGNORECASE)
+                       r"than the available KV cache memory|the rest of the memory reserved for KV Cache is -\d"
+                       r"|# (?:cuda|GPU) blocks: 0\b|failed to allocate buffer for kv cache|kv_cache_init\(\) failed",
+                       re.IGNORECASE)
+
+# vLLM's start-up check: "Free memory on device (31.44/47.38 GiB) on startup is less than desired GPU memory
+# utilization (0.95, 45.01 GiB)". Before the engine loads anything, what is not free is held by something else.
+_STARTUP_FREE = re.compile(r"Free memory on device \((\d{1,5}(?:\.\d{1,3})?)/(\d{1,5}(?:\.\d{1,3})?) GiB\) on startup is less "
+                           r"than desired GPU memory utilization \((\d(?:\.\d{1,3})?), (\d{1,5}(?:\.\d{1,3})?) GiB\)")
+
+# Allocation failures printed by runtimes the allocator parser does not model: Apple Metal / MLX ("[malloc_or_wait]
+# Unable to allocate N bytes"), ggml's buffer allocation ("failed to allocate buffer of size N"), and a notebook's
+# exception header ("OutOfMemoryError    Traceback (most recent call last)") whose message was not pasted.
+_RUNTIME_OOM = re.compile(r"\[malloc(?:_or_wait)?\] Unable to allocate|\[metal::malloc\]|failed to allocate buffer of size \d"
+                          r"|^\s{0,8}(?:torch\.)?(?:cuda\.)?OutOfMemoryError\s{2,}Traceback", re.IGNORECASE | re.MULTILINE)
+# An index past a table's end (token ids beyond the vocabulary, labels beyond the classes): on CUDA it surfaces as a
+# device-side assert or as the next cuBLAS call failing to allocate its handle (CUBLAS_STATUS_ALLOC_FAILED).
+_INDEX_ERROR = re.compile(r"IndexError: index out of range|index out of range in self|indexSelect\w{0,20}Index|"
+                          r"srcIndex < srcSelectDimSize|out of index|(?:greater|larger) th[ae]n (?:the )?num_embeddings|"
+                          r"(?:token|input) ids?\b.{0,40}\b(?:exceed|out of range|larger than|beyond)\b.{0,20}\bvocab",
+                          re.IGNORECASE)
+_HOST_BUFFER = re.compile(r"ggml_backend_cpu_buffer|CPU_REPACK|host buffer", re.IGNORECASE)
+_METAL = re.compile(r"malloc_or_wait|metal::malloc|\bmlx\b", re.IGNORECASE)
 
 # accelerate's big-model placement: one process spreads the layers over every visible GPU.
 _DEVICE_MAP = re.compile(r"""device_map\s{0,2}(?:[=:(]|\s)\s{0,2}["']?(auto|balanced|balanced_low_0|sequential)\b""")
@@ -108,6 +130,9 @@ class LogCues(BaseModel):
     device_map: Cue | None = Field(default=None, description="device_map=auto/balanced/sequential in the log or config")
     vision: Cue | None = Field(default=None, description="a vision encoder or image input named in the log or config")
     kv_cache: Cue | None = Field(default=None, description="vLLM's KV cache does not fit (a budget error, not an OOM)")
+    startup_free: Cue | None = Field(default=None, description="vLLM's start-up check: less free memory than it wants")
+    runtime_oom: Cue | None = Field(default=None, description="an allocation failure of MLX/Metal, ggml or a notebook header")
+    index_error: Cue | None = Field(default=None, description="an index past a table's end (token id beyond the vocabulary)")
     gpu_models: list[str] = Field(default_factory=list, description="distinct GPU models the text names, in order")
     adapters: Cue | None = Field(default=None, description="LoRA / QLoRA / PEFT named in the log: the weights are frozen")
     comparable_worked: Cue | None = Field(default=None, description="the user says the same run worked with other "
@@ -116,7 +141,7 @@ class LogCues(BaseModel):
 
 def log_cues(text: str, config_text: str | None = None) -> LogCues:
     """The cues of `text` (the log); the device map also from `config_text` (code or config). Never raises."""
-    phase = phase_cue = quant = dtype = vision = kv = adapters = worked = None
+    phase = phase_cue = quant = dtype = vision = kv = adapters = worked = startup = runtime = index_error = None
     gpu_models: list[str] = []
     device_map = _device_map(config_text or "") or _device_map(text)
     for lineno, line in enumerate(text[:MAX_SCAN].splitlines(), start=1):
@@ -131,6 +156,12 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
             dtype = _cue(lineno, line)
         if kv is None and _KV_CACHE.search(line):
             kv = Cue(line=lineno, text=line.strip()[:300])
+        if startup is None and "on startup" in line and _STARTUP_FREE.search(line):
+            startup = Cue(line=lineno, text=line.strip()[:300])
+        if runtime is None and _RUNTIME_OOM.search(line):
+            runtime = Cue(line=lineno, text=line.strip()[:300])
+        if index_error is None and _INDEX_ERROR.search(line):
+            index_error = _cue(lineno, line)
         if vision is None and _VISION.search(line):
             vision = _cue(lineno, line)
         if adapters is None and _ADAPTERS.search(line):
@@ -150,7 +181,23 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
         if m is not None:
             vision = Cue(line=config_text.count("\n", 0, m.start()) + 1, text=f"config: {m.group(0)}")
     return LogCues(phase=phase, phase_cue=phase_cue, quantization=quant, dtype_error=dtype, device_map=device_map,
-                   vision=vision, kv_cache=kv, gpu_models=gpu_models, adapters=adapters, comparable_worked=worked)
+                   vision=vision, kv_cache=kv, startup_free=startup, runtime_oom=runtime, index_error=index_error, gpu_models=gpu_models,
+                   adapters=adapters, comparable_worked=worked)
+
+
+def startup_free_numbers(cue: Cue) -> tuple[float, float, float, float] | None:
+    """(free GiB, total GiB, utilization, wanted GiB) of vLLM's start-up check line."""
+    m = _STARTUP_FREE.search(cue.text)
+    return tuple(float(g) for g in m.groups()) if m else None  # type: ignore[return-value]
+
+
+def runtime_oom_kind(cue: Cue, text: str) -> str:
+    """The OOMReport kind of a runtime allocation failure: Metal's unified memory, a ggml host buffer, else the GPU."""
+    if _METAL.search(cue.text) or _METAL.search(text[:MAX_SCAN]):
+        return "mps_oom"
+    if _HOST_BUFFER.search(cue.text):
+        return "host_oom"
+    return "cuda_oom"
 
 
 def _cue(lineno: int, line: str) -> Cue:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from .configs.schema import ConfigDocument
 from .described_oom import DescribedOOM, described_oom, memory_question, model_named
-from .log_cues import LogCues
+from .log_cues import Cue, LogCues, runtime_oom_kind, startup_free_numbers
 from .report import Evidence, OOMReport
 
 # A phase cue counts only near the error: lines far before it are set-up chatter (loading, earlier steps); a
@@ -35,7 +35,16 @@ def refine_report(report: OOMReport, log_text: str, *, cues: LogCues, doc: Confi
     notes: list[str] = []
     if report.kind == "not_oom" and cues.kv_cache is not None:
         report = _kv_cache_failure(report, cues)
-        notes.append(f"vLLM could not fit its KV cache (line {cues.kv_cache.line}): a GPU memory budget failure")
+        notes.append(f"the engine could not fit its KV cache (line {cues.kv_cache.line}): a memory budget failure")
+    elif report.kind == "not_oom" and cues.startup_free is not None:
+        report = _startup_short(report, cues.startup_free)
+        notes.append(f"vLLM found less free GPU memory at start-up than it wants (line {cues.startup_free.line}): "
+                     "a GPU memory budget failure before anything was loaded")
+    elif report.kind == "not_oom" and cues.runtime_oom is not None:
+        kind = runtime_oom_kind(cues.runtime_oom, log_text)
+        report = report.model_copy(update={"kind": kind, "evidence": [
+            *report.evidence, Evidence(line=cues.runtime_oom.line, text=cues.runtime_oom.text, fact="kind")]})
+        notes.append(f"an allocation failure the runtime printed (line {cues.runtime_oom.line}): read as {kind}")
     if truncated and not report.truncated:
         report = report.model_copy(update={"truncated": True})
     if report.truncated:
@@ -84,6 +93,20 @@ def _kv_cache_failure(report: OOMReport, cues: LogCues) -> OOMReport:
         "kind": "cuda_oom", "framework": report.framework or "vllm",
         "phase": report.phase if report.phase != "unknown" else "generation",
         "evidence": [*report.evidence, Evidence(line=cues.kv_cache.line, text=cues.kv_cache.text, fact="kind")]})
+
+
+def _startup_short(report: OOMReport, cue: Cue) -> OOMReport:
+    """vLLM's start-up check as the GPU memory failure it is: the free and total memory it printed, before loading."""
+    from .units import GiB
+
+    numbers = startup_free_numbers(cue)
+    update: dict = {"kind": "cuda_oom", "framework": report.framework or "vllm", "phase": "model_loading",
+                    "evidence": [*report.evidence, Evidence(line=cue.line, text=cue.text, fact="kind"),
+                                 Evidence(line=cue.line, text=cue.text, fact="startup_free")]}
+    if numbers is not None:
+        free, total, _, _ = numbers
+        update.update(gpu_free_bytes=int(free * GiB), gpu_total_bytes=int(total * GiB))
+    return report.model_copy(update=update)
 
 
 def _unexplained(report: OOMReport) -> bool:

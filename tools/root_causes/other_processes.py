@@ -93,3 +93,17 @@ def colocated_vllm(report: OOMReport) -> list[Signal]:
                     "trainer and claims its gpu_memory_utilization share (lower it)"),
             support(Label.generation_kv_cache, "colocated_vllm_kv_cache",
                     "vLLM's share is mostly KV cache sized from gpu_memory_utilization and max_model_len")]
+
+
+def held_before_start(report: OOMReport, th: Thresholds = THRESHOLDS) -> list[Signal]:
+    """An engine's start-up check found the GPU already part full (vLLM: "Free memory on device (31.44/47.38 GiB) on
+    startup"): nothing of the run was loaded yet, so whatever is not free belongs to another process."""
+    if not any(e.fact == "startup_free" for e in report.evidence) or not report.gpu_total_bytes or report.gpu_free_bytes is None:
+        return []
+    total, held = report.gpu_total_bytes, report.gpu_total_bytes - report.gpu_free_bytes
+    if held < th["outside_memory_share"] * total:
+        return []
+    reason = (f"{format_bytes(held)} of the {format_bytes(total)} GPU were already in use when the engine started "
+              f"({format_bytes(report.gpu_free_bytes)} free): another process holds it")
+    return [support(Label.other_process, "held_before_start", reason),
+            support(Label.other_process, "held_before_start_share", reason, min(held / total, th["outside_share_cap"]))]

@@ -31,7 +31,7 @@ from .memory_growth import (growth_explained_by_the_budget, growth_with_images, 
                             memory_over_time)
 from .model_kind import moe_by_name, quantization, without_numbers
 from .multi_gpu import device_map_split, mixed_gpu_models, multi_gpu_spread, single_process_many_gpus
-from .other_processes import colocated_vllm, other_processes, raw_error_while_loading
+from .other_processes import held_before_start, colocated_vllm, other_processes, raw_error_while_loading
 from .phase import phase_and_operation
 from .related_errors import cublas_after_assert, dtype_support, not_a_memory_error, related_errors
 from .request_size import request_explained, request_vs_tensors
@@ -87,8 +87,9 @@ def collect_signals(
         signals += host_memory(report, setup, estimate, th)
         if died_of_bus_error(report):
             return signals
-    elif report.kind == "cublas_alloc" and any(e.kind == "device_side_assert" for e in report.related_errors):
-        return cublas_after_assert(report)
+    elif report.kind == "cublas_alloc" and (any(e.kind == "device_side_assert" for e in report.related_errors)
+                                            or (cues is not None and cues.index_error is not None)):
+        return cublas_after_assert(report, cues.index_error if cues is not None else None)
     else:
         signals += _gpu_memory(report, setup, estimate, cues, multimodal, weights)
     signals += phase_and_operation(report, setup, multimodal, cues, th)
@@ -109,7 +110,7 @@ def _gpu_memory(report: OOMReport, setup: TrainingSetup | None, estimate: Memory
     th = weights.thresholds
     explained = request_explained(report, setup, estimate, th)
     return [*request_vs_tensors(report, setup, estimate, multimodal, weights), *fragmentation(report, th),
-            *other_processes(report, th), *raw_error_while_loading(report, setup, estimate, th), *colocated_vllm(report),
+            *other_processes(report, th), *held_before_start(report, th), *raw_error_while_loading(report, setup, estimate, th), *colocated_vllm(report),
             *gpu_already_full(report, setup, estimate, cues, th), *multi_gpu_spread(report, setup, th),
             *single_process_many_gpus(report, setup), *device_map_split(report, setup, cues),
             *mixed_gpu_models(report, setup, cues), *moe_by_name(report, setup, th),

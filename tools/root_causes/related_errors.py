@@ -4,12 +4,12 @@ missing flash-attn, bitsandbytes misuse. Each names a cause, strongly when nothi
 from __future__ import annotations
 
 from ..labels import Label
-from ..log_cues import LogCues
+from ..log_cues import Cue, LogCues
 from ..report import OOMReport
 from ..training_setup import TrainingSetup
 from .facts import observed
 from .signals import Signal, support
-from .weights import QUOTE_LONG
+from .weights import QUOTE_LONG, QUOTE_SHORT
 
 
 def not_a_memory_error(report: OOMReport) -> list[Signal]:
@@ -28,12 +28,16 @@ def not_a_memory_error(report: OOMReport) -> list[Signal]:
                     "the log shows an error met while fixing memory, but no out-of-memory message")]
 
 
-def cublas_after_assert(report: OOMReport) -> list[Signal]:
-    """A cuBLAS allocation failure right after a device-side assert: the broken CUDA context, not memory."""
-    line = next(e.line for e in report.related_errors if e.kind == "device_side_assert")
+def cublas_after_assert(report: OOMReport, index_error: Cue | None = None) -> list[Signal]:
+    """A cuBLAS allocation failure after a device-side assert, or beside an out-of-range index: the broken CUDA context,
+    not memory (the first cuBLAS call after an embedding lookup past the vocabulary fails to create its handle)."""
+    assert_line = next((e.line for e in report.related_errors if e.kind == "device_side_assert"), None)
+    where = (f"follows a device-side assert (log line {assert_line})" if assert_line is not None else
+             f"comes with an out-of-range index (line {index_error.line}: {index_error.text[:QUOTE_SHORT]})" if index_error
+             else "comes without any allocator numbers")
     return [support(Label.not_oom, "cublas_after_assert",
-                    f"the cuBLAS allocation failure follows a device-side assert (log line {line}): usually an "
-                    "out-of-range index (token id, label) that broke the CUDA context, not memory"),
+                    f"the cuBLAS allocation failure {where}: usually an out-of-range index (token id, label) that broke "
+                    "the CUDA context, not memory"),
             *related_errors(report, memory_error=False)]
 
 

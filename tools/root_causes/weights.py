@@ -77,6 +77,8 @@ _POINTS: dict[str, float] = {
     "first_allocation_failed_small_weights": 6, # the runtime's error at the first transfer of small weights
     "raw_cuda_error_loading": 2.5,              # the runtime's error at the first transfer of the weights
     "colocated_vllm": 4.0,                      # OOM in vLLM's cumem allocator during training
+    "held_before_start": 4.0,                   # memory already held when an engine started (vLLM's start-up check)
+    "held_before_start_share": 3.0,             # ... x its share of the GPU (capped)
     "colocated_vllm_kv_cache": 2.5,             # ... its share is KV cache
     # full_gpu: a request that failed on a full GPU
     "replicas_fill_gpu": 1.5,                   # several GPUs without ZeRO/FSDP: full replicas

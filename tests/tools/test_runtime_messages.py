@@ -1,0 +1,70 @@
+"""Memory failures that runtimes print in their own words (vLLM's start-up check and KV-cache profile, llama.cpp's KV
+buffer, MLX/Metal's allocator, a notebook's exception header), a cuBLAS handle failure beside an out-of-range index,
+and a process said to be killed: each is read as what it is, through the whole pipeline."""
+
+from __future__ import annotations
+
+import pytest
+
+from ask_oom.assistant.agent import diagnose
+from ask_oom.assistant.diagnosis import DiagnoseRequest
+from ask_oom.tools.units import GiB
+
+
+def _run(log: str):
+    return diagnose(DiagnoseRequest(log_text=log, retrieve=False))
+
+
+def test_vllm_startup_check_is_memory_held_by_another_process():
+    d = _run("INFO 06-30 13:53:18 [core.py:69] Initializing a V1 LLM engine (v0.9.1) with config: model='Qwen/Qwen2.5-7B'\n"
+             "ERROR 06-30 13:53:19 [core.py:515] ValueError: Free memory on device (12.50/79.19 GiB) on startup is less than "
+             "desired GPU memory utilization (0.9, 71.27 GiB). Decrease GPU memory utilization or reduce GPU memory used by "
+             "other processes.\n")
+    assert d.report.is_memory_error and d.report.gpu_total_bytes == int(79.19 * GiB)
+    assert d.root_causes[0].label == "other_process"
+    assert "66.69 GiB" in d.root_causes[0].why[0]          # 79.19 - 12.50 held before the engine loaded anything
+
+
+@pytest.mark.parametrize("line", [
+    "INFO worker.py:267] model weights take 13.20GiB; non_torch_memory takes 0.03GiB; PyTorch activation peak memory takes "
+    "1.42GiB; the rest of the memory reserved for KV Cache is -2.05GiB.",
+    "INFO executor_base.py:111] # cuda blocks: 0, # CPU blocks: 4681",
+    "llama_kv_cache_init: failed to allocate buffer for kv cache",
+])
+def test_an_engine_whose_kv_cache_does_not_fit_is_a_kv_cache_budget_failure(line):
+    d = _run(line + "\n")
+    assert d.report.is_memory_error
+    assert d.root_causes[0].label == "generation_kv_cache"
+
+
+def test_metal_allocator_failure_is_the_macs_unified_memory():
+    d = _run("Loading pretrained model\nTraining\nlibc++abi: terminating due to uncaught exception of type "
+             "std::runtime_error: [malloc_or_wait] Unable to allocate 4294967296 bytes.\n")
+    assert d.report.kind == "mps_oom"
+
+
+def test_a_notebook_exception_header_without_its_message_is_a_gpu_oom():
+    d = _run("---------------------------------------------------------------------------\n"
+             "OutOfMemoryError                          Traceback (most recent call last)\n"
+             "Cell In[21], line 2\n----> 2 trainer.train()\n")
+    assert d.report.is_memory_error
+
+
+@pytest.mark.parametrize("words", [
+    "IndexError: index out of range in self",
+    "it happens when I pass ids greater than num_embeddings to the embedding layer",
+])
+def test_cublas_handle_failure_beside_an_out_of_range_index_is_not_oom(words):
+    d = _run(f"RuntimeError: CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`\n{words}\n")
+    assert d.root_causes[0].label == "not_oom"
+
+
+def test_a_cublas_failure_alone_stays_a_memory_question():
+    d = _run("RuntimeError: CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`\n")
+    assert d.root_causes[0].label != "not_oom"
+
+
+def test_a_process_said_to_be_killed_without_an_error_is_the_host_oom_killer():
+    d = _run("I tried to merge the LoRA into the 70B base model on the CPU in bf16.\nIt was still killed suddenly, no error.\n")
+    assert d.report.kind == "host_oom"
+    assert d.root_causes[0].label in ("offload_host_ram", "model_load_oom")
