@@ -103,7 +103,7 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
         fixed_config_format=doc.format if doc is not None and plan is not None and plan.fixed_config else None,
         fixed_deepspeed=plan.fixed_deepspeed if plan is not None else None, diff=plan.diff if plan is not None else "",
         estimate_after=plan.estimate_after if plan is not None else None, fits_after=_verified_fit(plan, setup),
-        assumptions=assumptions(setup), questions=questions(report, setup, doc) if has_log else [], notes=notes,
+        assumptions=assumptions(setup), questions=questions(report, setup, doc, causes) if has_log else [], notes=notes,
     )
     return d.model_copy(update={"summary": _summary(d, has_log)})
 

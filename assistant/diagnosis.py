@@ -27,7 +27,8 @@ class SimilarCase(BaseModel):
 class Question(BaseModel):
     """Something the agent needs from the user instead of guessing."""
 
-    slot: Literal["config", "gpu", "model", "num_gpus", "other"]
+    slot: Literal["config", "gpu", "model", "num_gpus", "decide", "other"] = Field(
+        description="what the answer fills; 'decide' is the fact that separates close causes")
     text: str
 
 
@@ -63,8 +64,9 @@ class Diagnosis(BaseModel):
     questions: list[Question] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     probe: dict | None = Field(default=None, description="live CUDA probe result, when one ran")
-    signals: list[Signal] = Field(default_factory=list, exclude=True,
-                                  description="every piece of evidence the ranking weighed (rule, label, value, reason)")
+    signals: list[Signal] = Field(default_factory=list,
+                                  description="every piece of evidence the ranking weighed: rule (its key in the weights "
+                                              "table), label, value, reason, support or discount")
 
     @property
     def primary_cause(self) -> str | None:

@@ -8,13 +8,19 @@ from ..tools.report import OOMReport
 from ..tools.root_causes.facts import launched_distributed
 from ..tools.training_setup import TrainingSetup
 from .diagnosis import Question
+from ..tools.labels import RootCause
+from .deciding_facts import deciding_question, is_confident
 
 
-def questions(report: OOMReport, setup: TrainingSetup, doc: ConfigDocument | None) -> list[Question]:
-    """The facts a memory error's diagnosis lacks, as questions for the user (none when nothing ran out)."""
+def questions(report: OOMReport, setup: TrainingSetup, doc: ConfigDocument | None,
+              causes: list[RootCause] | None = None) -> list[Question]:
+    """The facts a memory error's diagnosis lacks, as questions for the user (none when nothing ran out). When the
+    leading causes are close, the fact that separates them comes first."""
     if not report.is_memory_error:
         return []
     qs: list[Question] = []
+    if causes and not is_confident(causes) and (decide := deciding_question(causes, setup)) is not None:
+        qs.append(Question(slot="decide", text=decide))
     if doc is None:
         qs.append(Question(slot="config", text="Paste your training config (LLaMA-Factory YAML, TrainingArguments JSON or "
                                                 "the launch script, plus its DeepSpeed JSON) so I can return it fixed."))

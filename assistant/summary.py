@@ -7,16 +7,32 @@ from ..tools.labels import ROOT_CAUSES, RootCause
 from ..tools.report import OOMReport
 from ..tools.report_refinement import observed_peak
 from ..tools.units import format_bytes
+from .deciding_facts import is_confident
 from .diagnosis import Diagnosis
+
+NOT_SURE_LISTED = 0.1   # a hypothesis below this probability is not named beside the leading ones
 
 
 def summary(d: Diagnosis) -> str:
     """The summary of a diagnosed memory error."""
     parts = [_what_ran_out(d.report)]
-    if d.root_causes:
+    if d.root_causes and is_confident(d.root_causes):
         top = d.root_causes[0]
-        parts.append(f"Most likely cause: {top.label.replace('_', ' ')} — {ROOT_CAUSES.get(top.label, '')}.")
+        sure = f" (probability {top.probability:.0%})" if top.probability is not None else ""
+        parts.append(f"Most likely cause{sure}: {top.label.replace('_', ' ')} — {ROOT_CAUSES.get(top.label, '')}.")
+    elif d.root_causes:
+        parts.append(_not_sure(d))
     return " ".join(parts + _verdict_and_fix(d))
+
+
+def _not_sure(d: Diagnosis) -> str:
+    """The leading hypotheses with their probabilities, and the one fact that would separate them."""
+    leading = [c for c in d.root_causes[:3] if c.probability is None or c.probability >= NOT_SURE_LISTED]
+    names = [f"{c.label.replace('_', ' ')} ({c.probability:.0%})" if c.probability is not None else c.label.replace('_', ' ')
+             for c in leading or d.root_causes[:1]]
+    said = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+    decide = next((q.text for q in d.questions if q.slot == "decide"), None)
+    return f"Not sure yet: {said}." + (f" What would decide it: {decide}" if decide else "")
 
 
 def _verdict_and_fix(d: Diagnosis) -> list[str]:
@@ -43,7 +59,8 @@ def _verdict_and_fix(d: Diagnosis) -> list[str]:
         extra = f" plus {actions} action(s)" if actions else ""
         parts.append(f"Fixed config: {listed}{extra}{fit}.")
     if d.questions:
-        parts.append("To go further I need: " + ", ".join(q.slot.replace("_", " ") for q in d.questions) + ".")
+        parts.append("To go further I need: " + ", ".join("the deciding fact" if q.slot == "decide" else q.slot.replace("_", " ")
+                                                          for q in d.questions) + ".")
     return [p for p in parts if p]
 
 

@@ -68,6 +68,10 @@ class RootCause(BaseModel):
     label: str
     score: float = Field(ge=0.0, le=1.0)
     why: list[str] = Field(default_factory=list, description="each item one piece of evidence, numbers from tools")
+    probability: float | None = Field(default=None, ge=0.0, le=1.0,
+                                      description="how likely this cause is the primary one, among the causes with "
+                                                  "evidence (a softmax of the points; its calibration is measured by "
+                                                  "evals/fit_weights.py on folds grouped by project)")
 
     @property
     def meaning(self) -> str:

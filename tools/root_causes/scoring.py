@@ -42,12 +42,25 @@ def score_signals(signals: Iterable[Signal], weights: Weights = DEFAULT_WEIGHTS)
             reasons.append(sig.reason)
     th = weights.thresholds
     final = {label: p * factors.get(label, 1.0) for label, p in points.items()}
+    probability = label_probabilities(final)
     order = sorted((p, -i, label) for i, (label, p) in enumerate(final.items()) if p > th["min_points"])
     out = []
     for pts, _, label in reversed(order[-int(th["max_causes"]):]):
         score = round(1.0 - math.exp(-pts / th["score_scale"]), SCORE_DECIMALS)
-        out.append(RootCause(label=label.value, score=min(max(score, 0.0), 1.0), why=why.get(label, [])))
+        out.append(RootCause(label=label.value, score=min(max(score, 0.0), 1.0), why=why.get(label, []),
+                             probability=round(probability[label], SCORE_DECIMALS)))
     return out
+
+
+def label_probabilities(points: dict[Label, float]) -> dict[Label, float]:
+    """P(label is the primary cause) = softmax of the points over the labels with evidence: the model the weights are
+    fitted as (evals/fit_weights.py), so its reliability on held-out folds is what the probability means."""
+    live = {label: p for label, p in points.items() if p > 0}
+    if not live:
+        return {label: 0.0 for label in points}
+    top = max(live.values())
+    z = sum(math.exp(p - top) for p in live.values())
+    return {label: (math.exp(points[label] - top) / z if label in live else 0.0) for label in points}
 
 
 def _weight(signal: Signal, weights: Weights) -> float:
