@@ -68,7 +68,7 @@ DECIDING_FACTS: dict[Label, DecidingFact] = {
                                             "what is `gpu_memory_utilization`?"),
     Label.multi_gpu_imbalance: DecidingFact(("num_gpus",), "Is the memory the same on every GPU, or is one fuller "
                                                            "(`device_map`, rank 0)?"),
-    Label.not_oom: DecidingFact((), "Is there an 'out of memory' line in the full log? Paste the error as printed."),
+    Label.not_oom: DecidingFact((), "Paste the error as printed: is there an 'out of memory' line in the full log?"),
 }
 
 
