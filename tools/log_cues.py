@@ -11,6 +11,7 @@ import re
 from pydantic import BaseModel, Field
 
 from .gpus import DATACENTER_GPU_PATTERN
+from .log_parser.lines import numbered_lines
 
 MAX_SCAN = 2 * 1024 * 1024  # cues sit near the error; read at most the first 2 MiB
 MAX_LINE = 2000
@@ -65,7 +66,7 @@ _VISION = re.compile(r"pixel_values|image_grid_thw|video_grid_thw|\bvisual\.|vis
 
 # An engine refusing to start because its KV cache does not fit the memory left after weights and profiling: vLLM's
 # own messages (and its profile line when the rest is negative or no block fits), llama.cpp's KV buffer allocation.
-_KV_CACHE = re.compile(r"No available memory for the cache blocks|larger than the maximum number of tokens that can be "
+_KV_CACHE = re.compile(r"No available memory for the cache blocks|raise_if_cache_size_invalid|larger than the maximum number of tokens that can be "
                        r"stored in KV cache|Insufficient memory for (?:the )?KV cache|KV cache is needed, which is larger "
                        r"than the available KV cache memory|the rest of the memory reserved for KV Cache is -\d"
                        r"|# (?:cuda|GPU) blocks: 0\b|failed to allocate buffer for kv cache|kv_cache_init\(\) failed",
@@ -87,6 +88,16 @@ _INDEX_ERROR = re.compile(r"IndexError: index out of range|index out of range in
                           r"srcIndex < srcSelectDimSize|out of index|(?:greater|larger) th[ae]n (?:the )?num_embeddings|"
                           r"(?:token|input) ids?\b.{0,40}\b(?:exceed|out of range|larger than|beyond)\b.{0,20}\bvocab",
                           re.IGNORECASE)
+# The user's own experiment that isolates the method: adapters work, full fine-tuning runs out ("sft_type为lora的时候是
+# 正常的，改成full后报错", "LoRA works fine but full fine-tuning OOMs"). Only the trained parameters' states differ.
+_ADAPTER_OK = r"(?:q?lora|peft|adapter)\w{0,4}.{0,40}?(?:works?|worked|is fine|runs?|ran|fits?|正常|没问题|没有问题|可以|能跑)"
+_FULL = r"(?:(?<![A-Za-z])full(?:[ _-]?(?:fine[ _-]?tun[a-z]{0,5}|ft|param[a-z]{0,6}|training|sft))?(?![A-Za-z])|全量|全参)"
+_METHOD_CONTRAST = re.compile(_ADAPTER_OK + r".{0,80}?" + _FULL + r"|" + _FULL + r".{0,60}?(?:oom|out of memory|fail\w{0,3}|报错|爆显存|显存不足)"
+                              r".{0,80}?" + _ADAPTER_OK, re.IGNORECASE)
+
+# DeepSpeed ZeRO-3's optimizer works in sub groups of `sub_group_size` parameters (default 1e9): its frames
+# (_prepare_fp32_grad_for_sub_group, _optimizer_step(sub_group_id)) name them.
+_ZERO3_SUB_GROUP = re.compile(r"\w{0,40}sub_group\w{0,20}")
 _HOST_BUFFER = re.compile(r"ggml_backend_cpu_buffer|CPU_REPACK|host buffer", re.IGNORECASE)
 _METAL = re.compile(r"malloc_or_wait|metal::malloc|\bmlx\b", re.IGNORECASE)
 
@@ -133,6 +144,8 @@ class LogCues(BaseModel):
     startup_free: Cue | None = Field(default=None, description="vLLM's start-up check: less free memory than it wants")
     runtime_oom: Cue | None = Field(default=None, description="an allocation failure of MLX/Metal, ggml or a notebook header")
     index_error: Cue | None = Field(default=None, description="an index past a table's end (token id beyond the vocabulary)")
+    zero3_sub_group: Cue | None = Field(default=None, description="a DeepSpeed ZeRO-3 optimizer sub-group frame")
+    method_contrast: Cue | None = Field(default=None, description="the user says adapters work where full fine-tuning fails")
     gpu_models: list[str] = Field(default_factory=list, description="distinct GPU models the text names, in order")
     adapters: Cue | None = Field(default=None, description="LoRA / QLoRA / PEFT named in the log: the weights are frozen")
     comparable_worked: Cue | None = Field(default=None, description="the user says the same run worked with other "
@@ -141,10 +154,10 @@ class LogCues(BaseModel):
 
 def log_cues(text: str, config_text: str | None = None) -> LogCues:
     """The cues of `text` (the log); the device map also from `config_text` (code or config). Never raises."""
-    phase = phase_cue = quant = dtype = vision = kv = adapters = worked = startup = runtime = index_error = None
+    phase = phase_cue = quant = dtype = vision = kv = adapters = worked = startup = runtime = index_error = sub_group = contrast = None
     gpu_models: list[str] = []
     device_map = _device_map(config_text or "") or _device_map(text)
-    for lineno, line in enumerate(text[:MAX_SCAN].splitlines(), start=1):
+    for lineno, line in numbered_lines(text[:MAX_SCAN]):
         line = line[:MAX_LINE]
         for name, pat in _PHASE_CUES:
             if pat.search(line):
@@ -162,6 +175,10 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
             runtime = Cue(line=lineno, text=line.strip()[:300])
         if index_error is None and _INDEX_ERROR.search(line):
             index_error = _cue(lineno, line)
+        if sub_group is None and "sub_group" in line and _ZERO3_SUB_GROUP.search(line):
+            sub_group = _cue(lineno, line)
+        if contrast is None and _METHOD_CONTRAST.search(line):
+            contrast = _cue(lineno, line)
         if vision is None and _VISION.search(line):
             vision = _cue(lineno, line)
         if adapters is None and _ADAPTERS.search(line):
@@ -181,7 +198,8 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
         if m is not None:
             vision = Cue(line=config_text.count("\n", 0, m.start()) + 1, text=f"config: {m.group(0)}")
     return LogCues(phase=phase, phase_cue=phase_cue, quantization=quant, dtype_error=dtype, device_map=device_map,
-                   vision=vision, kv_cache=kv, startup_free=startup, runtime_oom=runtime, index_error=index_error, gpu_models=gpu_models,
+                   vision=vision, kv_cache=kv, startup_free=startup, runtime_oom=runtime, index_error=index_error, zero3_sub_group=sub_group,
+                   method_contrast=contrast, gpu_models=gpu_models,
                    adapters=adapters, comparable_worked=worked)
 
 

@@ -68,3 +68,27 @@ def test_a_process_said_to_be_killed_without_an_error_is_the_host_oom_killer():
     d = _run("I tried to merge the LoRA into the 70B base model on the CPU in bf16.\nIt was still killed suddenly, no error.\n")
     assert d.report.kind == "host_oom"
     assert d.root_causes[0].label in ("offload_host_ram", "model_load_oom")
+
+
+def test_a_request_of_one_zero3_optimizer_sub_group_is_full_fine_tuning_states():
+    # DeepSpeed's default sub_group_size is 1e9 parameters: their fp32 copy is 3.73 GiB
+    d = _run("  File \"deepspeed/runtime/zero/stage3.py\", line 1450, in _prepare_fp32_grad_for_sub_group\n"
+             "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 3.73 GiB. GPU 3 has a total capacity of 39.39 GiB "
+             "of which 943.06 MiB is free. Of the allocated memory 35.98 GiB is allocated by PyTorch, and 1.59 GiB is "
+             "reserved by PyTorch but unallocated.\n")
+    top = d.root_causes[0]
+    assert top.label == "full_ft_model_states" and any("sub group" in w for w in top.why)
+
+
+@pytest.mark.parametrize("words", ["sft_type为lora的时候是正常的，改成full后报错", "LoRA works fine but full fine-tuning OOMs"])
+def test_the_users_own_method_contrast_points_at_full_fine_tuning_states(words):
+    d = _run(f"{words}\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 112.00 MiB. GPU 0 has a total capacity "
+             "of 79.33 GiB of which 25.81 MiB is free. Of the allocated memory 78.23 GiB is allocated by PyTorch, and "
+             "554.17 MiB is reserved by PyTorch but unallocated.\n")
+    assert d.root_causes[0].label == "full_ft_model_states"
+
+
+def test_lora_on_a_full_dataset_is_no_method_contrast():
+    from ask_oom.tools.log_cues import log_cues
+
+    assert log_cues("I use lora on a full dataset and it works").method_contrast is None

@@ -34,3 +34,14 @@ def comparable_model_worked(setup: TrainingSetup | None, cues: LogCues | None, t
     out.append(support(Label.seq_len_too_long, "comparison_tokens",
                        f"the tokens per sample scale the per-step activations too ({where})"))
     return out
+
+
+def adapters_worked(cues: LogCues | None) -> list[Signal]:
+    """The user ran the same job with adapters and it fit, and full fine-tuning did not: what the methods differ in is
+    the trained parameters' gradients and optimizer states (16 B per parameter with Adam and fp32 masters)."""
+    said = cues.method_contrast if cues is not None else None
+    if said is None:
+        return []
+    return [support(Label.full_ft_model_states, "adapters_worked",
+                    f"LoRA fit where full fine-tuning ran out (line {said.line}: {said.text[:QUOTE_SAID]}): the gradients "
+                    "and optimizer states of every parameter are the difference")]

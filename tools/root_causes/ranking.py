@@ -22,7 +22,7 @@ from ..report import OOMReport
 from ..training_setup import TrainingSetup
 from .breakdown import breakdown_signals
 from .budget import estimate_vs_budget, fully_trained_embeddings
-from .comparison import comparable_model_worked
+from .comparison import adapters_worked, comparable_model_worked
 from .facts import multimodal_reason
 from .fragmentation import fragmentation
 from .full_gpu import gpu_already_full
@@ -34,7 +34,7 @@ from .multi_gpu import device_map_split, mixed_gpu_models, multi_gpu_spread, sin
 from .other_processes import held_before_start, colocated_vllm, other_processes, raw_error_while_loading
 from .phase import phase_and_operation
 from .related_errors import cublas_after_assert, dtype_support, not_a_memory_error, related_errors
-from .request_size import request_explained, request_vs_tensors
+from .request_size import request_explained, request_vs_tensors, zero3_sub_group_request
 from .scoring import has_evidence, score_signals
 from .signals import Signal, support
 from .similar_cases import similar_case_votes
@@ -98,7 +98,7 @@ def collect_signals(
                     *growth_without_length_cap(trend, setup), *growth_explained_by_the_budget(trend, estimate)]
     signals += [*related_errors(report, memory_error=True), *dtype_support(report, setup, cues, memory_error=True),
                 *quantization(report, cues), *without_numbers(report, setup, cues),
-                *comparable_model_worked(setup, cues, th), *similar_case_votes(hits or [], th)]
+                *comparable_model_worked(setup, cues, th), *adapters_worked(cues), *similar_case_votes(hits or [], th)]
     if not has_evidence(signals, weights):
         signals += no_specific_evidence()
     return signals
@@ -109,7 +109,8 @@ def _gpu_memory(report: OOMReport, setup: TrainingSetup | None, estimate: Memory
     """The families of a GPU out-of-memory error: the request, the allocator, the GPUs, the calculator's budget."""
     th = weights.thresholds
     explained = request_explained(report, setup, estimate, th)
-    return [*request_vs_tensors(report, setup, estimate, multimodal, weights), *fragmentation(report, th),
+    return [*request_vs_tensors(report, setup, estimate, multimodal, weights),
+            *zero3_sub_group_request(report, cues.zero3_sub_group if cues is not None else None, th), *fragmentation(report, th),
             *other_processes(report, th), *held_before_start(report, th), *raw_error_while_loading(report, setup, estimate, th), *colocated_vllm(report),
             *gpu_already_full(report, setup, estimate, cues, th), *multi_gpu_spread(report, setup, th),
             *single_process_many_gpus(report, setup), *device_map_split(report, setup, cues),

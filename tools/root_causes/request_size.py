@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from ..labels import Label
+from ..log_cues import Cue
 from ..memory.schema import MemoryEstimate
 from ..report import OOMReport
 from ..training_setup import TrainingSetup
@@ -13,7 +14,8 @@ from ..units import GiB, MiB, format_bytes
 from .facts import STATE_PHASES, observed, stand_in_model, stated_micro_batch
 from .signals import Signal, support
 from .tensors import matches_size, tensor_candidates
-from .weights import DEFAULT_WEIGHTS, FP32_BYTES, FULL_SHARDING, LARGE_VOCABS, THRESHOLDS, Thresholds, Weights
+from .weights import (DEEPSPEED_SUB_GROUP_SIZE, DEFAULT_WEIGHTS, FP32_BYTES, FULL_SHARDING, LARGE_VOCABS, QUOTE_SHORT,
+                      THRESHOLDS, Thresholds, Weights)
 
 
 def request_explained(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None,
@@ -187,3 +189,19 @@ def _near_power_of_two(x: float, rel: float) -> bool:
     """Within `rel` of a power of two (token counts of padded batches are)."""
     p = 2 ** round(math.log2(x))
     return abs(x - p) <= rel * p
+
+
+def zero3_sub_group_request(report: OOMReport, sub_group: Cue | None, th: Thresholds = THRESHOLDS) -> list[Signal]:
+    """ZeRO-3 steps its optimizer in sub groups of `sub_group_size` parameters (DeepSpeed default 1e9): a request of one
+    sub group's fp32 copy (1e9 x 4 B = 3.73 GiB) in those frames is the optimizer states of full fine-tuning, not an
+    activation (DeepSpeed's stage3 _prepare_fp32_grad_for_sub_group)."""
+    req = report.requested_bytes
+    if not req or sub_group is None:
+        return []
+    size = DEEPSPEED_SUB_GROUP_SIZE * FP32_BYTES
+    if not matches_size(req, size, th):
+        return []
+    return [support(Label.full_ft_model_states, "zero3_sub_group_request",
+                    f"the {format_bytes(req)} request is one ZeRO-3 optimizer sub group: {DEEPSPEED_SUB_GROUP_SIZE:.0e} "
+                    f"params (DeepSpeed's default sub_group_size) x {FP32_BYTES} B fp32 = {format_bytes(size)}, at "
+                    f"line {sub_group.line} ({sub_group.text[:QUOTE_SHORT]}): the optimizer states of full fine-tuning")]

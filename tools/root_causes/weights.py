@@ -59,6 +59,8 @@ _POINTS: dict[str, float] = {
     "match_weight32": 2.0,                      # one fp32 weight matrix otherwise: the weights
     "match_weight32_loading": 1.0,              # ... loading
     "match_optimizer_partition": 3.0,           # one fp32 optimizer-state partition: full fine-tuning states
+    "adapters_worked": 4.0,                     # the user says LoRA fit where full fine-tuning ran out
+    "zero3_sub_group_request": 3.0,             # request = one ZeRO-3 optimizer sub group in fp32 (sub_group_size x 4 B)
     "match_optimizer_partition_sharding": 3.0,  # ... not sharded enough (ZeRO < 3 on several GPUs)
     # fragmentation
     "fragmented_cache": 3.5,                    # reserved-but-unallocated ≥ the request
@@ -347,6 +349,7 @@ MILLION = 1e6                                   # parameters are counted in mill
 LARGE_VOCABS = (102400, 125696, 128256, 129280, 151936, 152064, 256000)
 # How much of a log line or list a reason quotes.
 QUOTE_SHORT, QUOTE_MEDIUM, QUOTE_SAID, QUOTE_LONG = 60, 80, 90, 120
+DEEPSPEED_SUB_GROUP_SIZE = 1_000_000_000       # DeepSpeed zero_optimization.sub_group_size default (ZeRO-3)
 LISTED_ITEMS = 4                                # processes / GPU models named in one reason
 
 
