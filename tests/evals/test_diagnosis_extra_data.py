@@ -1,5 +1,6 @@
-"""The held-out diagnosis sets (evals/data/diagnosis_extra/, evals/data/diagnosis_fresh/, evals/data/diagnosis_fresh2/,
-evals/data/diagnosis_fresh3/ and evals/data/diagnosis_fresh4/, *.yaml): real public OOM reports in the format of
+"""The diagnosis sets of our own (evals/data/diagnosis_extra/, diagnosis_fresh/, diagnosis_fresh2/, diagnosis_fresh3/,
+diagnosis_fresh4/, the dev corpora diagnosis_corpus_a/ and diagnosis_corpus_b/, and the held-out project group
+heldout_projects/, *.yaml): real public OOM reports in the format of
 ../shared/dev-cases. These tests keep all of them usable as evaluation sets: every file has the dev-case keys, the
 labels come from the root-cause vocabulary, ids and sources are unique and never overlap the dev cases, the knowledge
 base, the benchmark's own set or each other, and every number in `expected.parse` is printed in the case's own log
@@ -17,13 +18,14 @@ from ask_oom.tools.labels import ROOT_CAUSES
 
 REPO = Path(__file__).resolve().parents[2]
 HELD_OUT_SETS = [REPO / "evals" / "data" / name for name in ("diagnosis_extra", "diagnosis_fresh", "diagnosis_fresh2",
-                                                                 "diagnosis_fresh3", "diagnosis_fresh4")]
+                                                                 "diagnosis_fresh3", "diagnosis_fresh4", "diagnosis_corpus_a",
+                                                                 "diagnosis_corpus_b", "heldout_projects")]
 KB_CASES = REPO / "kb" / "cases"
 SIBLING_SET = REPO / "evals" / "data" / "diagnosis"  # the benchmark's other own-cases folder
 
 TOP_KEYS = {"id", "source", "project", "title", "log", "environment", "model", "phase", "expected", "resolution",
             "confirmed"}
-OPTIONAL_TOP_KEYS = {"config"}
+OPTIONAL_TOP_KEYS = {"config", "words"}   # words: the reporter's sentences around the log
 ENV_KEYS = {"gpu", "gpu_memory_gib", "gpus"}
 EXPECTED_KEYS = {"parse", "primary_any_of"}
 OPTIONAL_EXPECTED_KEYS = {"top3_must_include"}
