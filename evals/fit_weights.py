@@ -40,6 +40,7 @@ PRIOR_WEIGHT = 2.0        # every weight is pulled towards this one constant (th
 L2_GRID = (0.03, 0.1, 0.3)   # prior strengths tried by an inner grouped split; the best on it is used
 STEPS = 200
 LEARNING_RATE = 0.08
+NULL = "unexplained_points"   # the threshold-table name of the null option's points (tools/root_causes/weights.py)
 CONFIDENT = 0.8           # the issue's bar: among answers at this probability or more, at least 90% right
 
 
@@ -53,6 +54,7 @@ class CaseSignals:
     must: list[str]
     features: dict[str, dict[str, float]]   # label -> rule -> summed value
     discount: dict[str, float]              # label -> product of discount weights (fixed, not fitted)
+    set_name: str = ""
 
 
 def project_of(case: dict) -> str:
@@ -90,7 +92,7 @@ def collect(cases: list[dict]) -> list[CaseSignals]:
         exp = case["expected"]
         out.append(CaseSignals(str(case.get("id")), project_of(case), list(exp.get("primary_any_of") or []),
                                list(exp.get("top3_must_include") or []),
-                               {k: dict(v) for k, v in features.items()}, dict(discount)))
+                               {k: dict(v) for k, v in features.items()}, dict(discount), case["_set"]))
     return out
 
 
@@ -108,15 +110,16 @@ def grouped_folds(rows: list[CaseSignals], k: int) -> list[list[int]]:
 class Fitter:
     """The conditional-logit fit over a fixed rule vocabulary (torch on CPU; a few hundred cases fit in a second)."""
 
-    def __init__(self, rules: list[str]):
+    def __init__(self, rules: list[str], prior: dict[str, float] | None = None):
         self.rules = rules
         self.pos = {r: i for i, r in enumerate(rules)}
+        self.prior = [float((prior or {}).get(r, PRIOR_WEIGHT)) for r in rules]
 
     def _tensors(self, rows: list[CaseSignals]):
         """One padded batch: x[case, label, rule] (discount applied), which labels each case accepts, which exist."""
         import torch
 
-        usable = [r for r in rows if r.features and any(label in r.accepted for label in r.features)]
+        usable = [r for r in rows if r.features]   # a case whose evidence misses its label teaches the null option
         width = max((len(r.features) for r in usable), default=1)
         x = torch.zeros(len(usable), width, len(self.rules))
         ok = torch.zeros(len(usable), width, dtype=torch.bool)
@@ -134,30 +137,39 @@ class Fitter:
         import torch
 
         x, ok, present = self._tensors(rows)
-        raw = torch.full((len(self.rules),), math.log(math.expm1(PRIOR_WEIGHT)), requires_grad=True)
-        opt = torch.optim.Adam([raw], lr=LEARNING_RATE)
+        centre = torch.tensor(self.prior).clamp(min=0.05)
+        raw = torch.log(torch.expm1(centre)).clone().requires_grad_(True)
+        null = torch.tensor(float(PRIOR_WEIGHT), requires_grad=True)   # the points of "none of the causes with evidence"
+        opt = torch.optim.Adam([raw, null], lr=LEARNING_RATE)
         neg = torch.tensor(float("-inf"))
         for _ in range(STEPS):
             opt.zero_grad()
             w = torch.nn.functional.softplus(raw)        # weights stay positive: evidence never counts against
             logits = x @ w
-            right = torch.logsumexp(torch.where(ok, logits, neg), 1)
-            every = torch.logsumexp(torch.where(present, logits, neg), 1)
-            loss = (every - right).mean() + l2 * ((w - PRIOR_WEIGHT) ** 2).sum() / len(self.rules)
+            missed = ~ok.any(1, keepdim=True)          # no candidate is right: "none of these" is the right answer
+            right = torch.logsumexp(torch.cat([torch.where(ok, logits, neg),
+                                               torch.where(missed, null.expand(len(x), 1), neg)], 1), 1)
+            every = torch.logsumexp(torch.cat([torch.where(present, logits, neg), null.expand(len(x), 1)], 1), 1)
+            loss = (every - right).mean() + l2 * ((w - centre) ** 2).sum() / len(self.rules)
             loss.backward()
             opt.step()
-        return {r: float(v) for r, v in zip(self.rules, torch.nn.functional.softplus(raw).detach())}
+        fitted = {r: float(v) for r, v in zip(self.rules, torch.nn.functional.softplus(raw).detach())}
+        fitted[NULL] = float(null.detach())
+        return fitted
 
 
-def predict(row: CaseSignals, weights: dict[str, float], default: float = PRIOR_WEIGHT) -> list[tuple[str, float, float]]:
-    """(label, points, probability) best first: points as the ranking adds them, probability as the softmax."""
-    pts = {label: row.discount.get(label, 1.0) * sum(weights.get(rule, default) * v for rule, v in feats.items())
+def predict(row: CaseSignals, weights: dict[str, float], default: float = PRIOR_WEIGHT,
+            temperature: float = 1.0) -> list[tuple[str, float, float]]:
+    """(label, points, probability) best first: points as the ranking adds them, probability as the softmax of
+    points / temperature."""
+    pts = {label: row.discount.get(label, 1.0) * sum(weights.get(rule, default) * v for rule, v in feats.items() if rule != NULL)
            for label, feats in row.features.items()}
     if not pts:
         return []
-    top = max(pts.values())
-    z = sum(math.exp(p - top) for p in pts.values())
-    return sorted(((label, p, math.exp(p - top) / z) for label, p in pts.items()), key=lambda t: -t[1])
+    null = weights.get(NULL, 0.0)
+    top = max(max(pts.values()), null)
+    z = sum(math.exp((p - top) / temperature) for p in pts.values()) + math.exp((null - top) / temperature)
+    return sorted(((label, p, math.exp((p - top) / temperature) / z) for label, p in pts.items()), key=lambda t: -t[1])
 
 
 def score(rows: list[CaseSignals], preds: list[list[tuple[str, float, float]]]) -> dict:
@@ -183,37 +195,87 @@ def reliability(rows: list[CaseSignals], preds: list[list[tuple[str, float, floa
     return out
 
 
-def cross_validate(rows: list[CaseSignals], rules: list[str], k: int) -> tuple[list, dict]:
-    """Held-out predictions for every case (each from weights fitted without its fold), and the L2 chosen per fold."""
+def cross_validate(rows: list[CaseSignals], rules: list[str], k: int, prior: dict | None = None) -> tuple[list, dict]:
+    """Held-out predictions for every case, each from weights (and a temperature) chosen and fitted without its fold."""
     preds: list = [None] * len(rows)
     chosen = {}
-    fitter = Fitter(rules)
+    fitter = Fitter(rules, prior)
     for fi, fold in enumerate(grouped_folds(rows, k)):
         held = set(fold)
         train = [r for i, r in enumerate(rows) if i not in held]
-        l2 = _choose_l2(train, rules)
-        chosen[fi] = l2
+        l2, temperature = choose_hyperparameters(train, rules, prior)
+        chosen[fi] = {"l2": l2, "temperature": temperature}
         w = fitter.fit(train, l2)
         for i in fold:
-            preds[i] = predict(rows[i], w)
+            preds[i] = predict(rows[i], w, temperature=temperature)
     return preds, chosen
 
 
-def _choose_l2(train: list[CaseSignals], rules: list[str]) -> float:
-    """The prior strength that does best on an inner split by project (3 groups) of the training part."""
-    if len(train) < 30:
-        return L2_GRID[-1]
+TEMPERATURES = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
+
+
+def choose_hyperparameters(train: list[CaseSignals], rules: list[str], prior: dict | None = None) -> tuple[float, float]:
+    """The prior strength that does best on an inner split by project (3 groups) of the training part, and the
+    softmax temperature that makes those inner held-out probabilities most likely (calibration, never in-sample)."""
     inner = grouped_folds(train, 3)
-    fitter = Fitter(rules)
-    best = (-1.0, L2_GRID[-1])
+    fitter = Fitter(rules, prior)
+    best = (-1.0, L2_GRID[-1], [])
     for l2 in L2_GRID:
-        hits = 0
+        hits, inner_preds = 0, []
         for fold in inner:
             held = set(fold)
             w = fitter.fit([r for i, r in enumerate(train) if i not in held], l2)
-            hits += sum(bool(p := predict(train[i], w)) and p[0][0] in train[i].accepted for i in fold)
-        best = max(best, (hits, l2))
-    return best[1]
+            for i in fold:
+                inner_preds.append((train[i], w))
+                p = predict(train[i], w)
+                hits += bool(p) and p[0][0] in train[i].accepted
+        if hits > best[0]:
+            best = (hits, l2, inner_preds)
+    _, l2, inner_preds = best
+
+    def nll(t: float) -> float:
+        total = 0.0
+        for row, w in inner_preds:
+            p = {label: prob for label, _, prob in predict(row, w, temperature=t)}
+            right = sum(p.get(a, 0.0) for a in row.accepted)
+            total -= math.log(max(right, 1e-6)) if p else 0.0
+        return total
+
+    return l2, min(TEMPERATURES, key=nll)
+
+
+NULL_GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
+
+
+def calibrate(rows: list[CaseSignals], weights: dict[str, float]) -> tuple[float, float]:
+    """The null option's points and the temperature that make `weights`' probabilities most likely on `rows` (two
+    scalars on a grid; the weights themselves stay as they are)."""
+    def nll(null: float, t: float) -> float:
+        total = 0.0
+        for row in rows:
+            p = {label: prob for label, _, prob in predict(row, {**weights, NULL: null}, temperature=t)}
+            if not p:
+                continue
+            right = sum(p.get(a, 0.0) for a in row.accepted)
+            if not any(a in p for a in row.accepted):   # the evidence missed the label: "none of these" was right
+                right = 1.0 - sum(p.values())
+            total -= math.log(max(right, 1e-6))
+        return total
+
+    return min(((n, t) for n in NULL_GRID for t in TEMPERATURES), key=lambda nt: nll(*nt))
+
+
+def cross_validate_calibration(rows: list[CaseSignals], weights: dict[str, float], k: int) -> tuple[list, dict]:
+    """Held-out predictions of fixed `weights` whose calibration (null points, temperature) is fitted without the fold."""
+    preds: list = [None] * len(rows)
+    chosen = {}
+    for fi, fold in enumerate(grouped_folds(rows, k)):
+        held = set(fold)
+        null, t = calibrate([r for i, r in enumerate(rows) if i not in held], weights)
+        chosen[fi] = {"unexplained_points": null, "temperature": t}
+        for i in fold:
+            preds[i] = predict(rows[i], {**weights, NULL: null}, temperature=t)
+    return preds, chosen
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,24 +283,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--write", action="store_true", help="store the weights fitted on all dev cases")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--calibrate-hand", action="store_true",
+                    help="keep the hand-written weights; fit (and cross-validate) only their probabilities' calibration")
+    ap.add_argument("--prior", choices=("constant", "hand"), default="constant",
+                    help="pull the weights towards one constant (default: no case leaks through the prior) or towards "
+                         "the hand-written table (which its author wrote while reading the older dev cases)")
     args = ap.parse_args(argv)
 
-    from ask_oom.tools.root_causes.weights import WEIGHTS
+    from ask_oom.tools.root_causes.weights import HAND_WEIGHTS
 
     cases = load_cases(DEV_SETS)
     rows = collect(cases)
-    hand = dict(WEIGHTS)
+    hand = dict(HAND_WEIGHTS)
     rules = sorted({rule for r in rows for feats in r.features.values() for rule in feats})
-    preds_cv, chosen = cross_validate(rows, rules, args.folds)
-    l2_all = _choose_l2(rows, rules)
-    fitted = Fitter(rules).fit(rows, l2_all)
-    preds_in = [predict(r, fitted) for r in rows]
+    if args.calibrate_hand:
+        return _calibrate_hand(rows, hand, args)
+    prior = hand if args.prior == "hand" else None
+    preds_cv, chosen = cross_validate(rows, rules, args.folds, prior)
+    l2_all, temperature = choose_hyperparameters(rows, rules, prior)
+    fitted = Fitter(rules, prior).fit(rows, l2_all)
+    preds_in = [predict(r, fitted, temperature=temperature) for r in rows]
     preds_hand = [predict(r, hand) for r in rows]
     result = {
         "cases": len(rows), "projects": len({r.project for r in rows}), "folds": args.folds,
         "cross_validated": score(rows, preds_cv), "fitted_in_sample": score(rows, preds_in),
-        "hand_table_in_sample": score(rows, preds_hand), "l2_per_fold": chosen, "l2_all": l2_all,
-        "reliability_cv": reliability(rows, preds_cv),
+        "hand_table_in_sample": score(rows, preds_hand), "per_fold": chosen, "l2_all": l2_all,
+        "temperature": temperature, "prior": args.prior,
+        "cross_validated_new_corpora": score([r for r in rows if r.set_name.startswith("diagnosis_corpus")],
+                                             [p for r, p in zip(rows, preds_cv) if r.set_name.startswith("diagnosis_corpus")]),
+        "hand_table_new_corpora": score([r for r in rows if r.set_name.startswith("diagnosis_corpus")],
+                                        [p for r, p in zip(rows, preds_hand) if r.set_name.startswith("diagnosis_corpus")]),
+        "reliability_cv": reliability(rows, preds_cv), "reliability_hand_in_sample": reliability(rows, preds_hand),
     }
     confident = [(r, p) for r, p in zip(rows, preds_cv) if p and p[0][2] >= CONFIDENT]
     result["confident_cv"] = {"answers": len(confident),
@@ -248,9 +323,10 @@ def main(argv: list[str] | None = None) -> int:
         FITTED_PATH.write_text(json.dumps({
             "about": "root-cause weights fitted by evals/fit_weights.py on the dev cases (conditional logit, L2 towards "
                      f"{PRIOR_WEIGHT}); rules absent here keep the hand table's weight",
-            "cases": len(rows), "projects": result["projects"], "l2": l2_all,
+            "cases": len(rows), "projects": result["projects"], "l2": l2_all, "temperature": temperature,
             "cross_validated": result["cross_validated"], "reliability_cv": result["reliability_cv"],
-            "points": {k: round(v, 4) for k, v in sorted(fitted.items())},
+            "points": {k: round(v, 4) for k, v in sorted(fitted.items()) if k != NULL},
+            "thresholds": {NULL: round(fitted[NULL], 4), "probability_temperature": temperature},
         }, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     if args.json:
         print(json.dumps(result, indent=1))
@@ -259,7 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'weights':<44} {'primary':>8} {'top 3':>8}")
     for name, key in (("fitted, cross-validated by project (headline)", "cross_validated"),
                       ("fitted, on the cases it was fitted on", "fitted_in_sample"),
-                      ("hand table, on the cases its author read", "hand_table_in_sample")):
+                      ("hand table, on the cases its author read", "hand_table_in_sample"),
+                      ("  new corpora only: fitted, cross-validated", "cross_validated_new_corpora"),
+                      ("  new corpora only: hand table", "hand_table_new_corpora")):
         s = result[key]
         print(f"{name:<44} {s['primary']:>8.1%} {s['top3']:>8.1%}")
     print("\nreliability of the answer's probability (cross-validated):")
@@ -268,10 +346,52 @@ def main(argv: list[str] | None = None) -> int:
         acc = "-" if b["accuracy"] is None else f"{b['accuracy']:.0%}"
         mp = "-" if b["mean_probability"] is None else f"{b['mean_probability']:.2f}"
         print(f"{b['band']:<10} {b['answers']:>8} {b['right']:>6} {acc:>9} {mp:>7}")
+    print("\nthe hand table's probabilities on the cases its author read (not held out):")
+    for b in result["reliability_hand_in_sample"]:
+        acc = "-" if b["accuracy"] is None else f"{b['accuracy']:.0%}"
+        mp = "-" if b["mean_probability"] is None else f"{b['mean_probability']:.2f}"
+        print(f"{b['band']:<10} {b['answers']:>8} {b['right']:>6} {acc:>9} {mp:>7}")
     c = result["confident_cv"]
     if c["answers"]:
         print(f"\nconfident (p >= {CONFIDENT}): {c['right']}/{c['answers']} right ({c['right'] / c['answers']:.0%}), "
               f"{c['share_of_cases']:.0%} of the cases")
+    return 0
+
+
+def _calibrate_hand(rows: list[CaseSignals], hand: dict[str, float], args) -> int:
+    """The product's table: hand-written weights, probabilities calibrated on the dev cases (folds grouped by project)."""
+    preds_cv, chosen = cross_validate_calibration(rows, hand, args.folds)
+    null, t = calibrate(rows, hand)
+    confident = [(r, p) for r, p in zip(rows, preds_cv) if p and p[0][2] >= CONFIDENT]
+    result = {"cases": len(rows), "projects": len({r.project for r in rows}), "accuracy": score(rows, preds_cv),
+              "reliability_cv": reliability(rows, preds_cv), "per_fold": chosen,
+              "confident_cv": {"answers": len(confident), "right": sum(p[0][0] in r.accepted for r, p in confident)},
+              "unexplained_points": null, "temperature": t}
+    if args.write:
+        data = json.loads(FITTED_PATH.read_text(encoding="utf-8")) if FITTED_PATH.is_file() else {}
+        data.pop("points", None)   # the product ranks with the hand table: only its calibration is fitted
+        data.update({"about": "calibration of the hand-written root-cause weights, fitted by evals/fit_weights.py "
+                              "--calibrate-hand on the dev cases (null option's points and softmax temperature)",
+                     "cases": len(rows), "projects": result["projects"],
+                     "thresholds": {NULL: null, "probability_temperature": t},
+                     "reliability_cv": result["reliability_cv"], "confident_cv": result["confident_cv"]})
+        FITTED_PATH.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    a = result["accuracy"]
+    print(f"{len(rows)} dev cases from {result['projects']} projects; hand-written weights; calibration fitted on "
+          f"{args.folds} folds grouped by project")
+    print(f"primary {a['primary']:.1%}, top 3 {a['top3']:.1%} (on the cases the table's author read)")
+    print(f"calibration on all cases: unexplained_points {null}, temperature {t}\n")
+    print(f"{'band':<10} {'answers':>8} {'right':>6} {'accuracy':>9} {'mean p':>7}")
+    for b in result["reliability_cv"]:
+        acc = "-" if b["accuracy"] is None else f"{b['accuracy']:.0%}"
+        mp = "-" if b["mean_probability"] is None else f"{b['mean_probability']:.2f}"
+        print(f"{b['band']:<10} {b['answers']:>8} {b['right']:>6} {acc:>9} {mp:>7}")
+    c = result["confident_cv"]
+    if c["answers"]:
+        print(f"\nconfident (p >= {CONFIDENT}): {c['right']}/{c['answers']} right ({c['right'] / c['answers']:.0%})")
     return 0
 
 

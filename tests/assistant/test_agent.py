@@ -67,7 +67,9 @@ def test_eager_attention_found_in_the_log_is_sized_by_the_calculator(index):
 def test_without_config_it_diagnoses_and_asks_for_the_config(index):
     d = diagnose(seed_request("moe-llava-phi2", config_text=None, config_name=None, extra_configs={}), index=index)
     assert d.root_causes and d.fixed_config is None
-    assert [q.slot for q in d.questions][:1] == ["config"]
+    slots = [q.slot for q in d.questions]
+    # the fact that separates close causes comes first when the answer is not sure, then the config
+    assert slots[:1] == ["config"] or slots[:2] == ["decide", "config"]
 
 
 def test_unknown_model_and_gpu_are_asked_for_not_guessed(index):

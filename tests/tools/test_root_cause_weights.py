@@ -19,6 +19,7 @@ from ask_oom.tools.root_causes import (DEFAULT_WEIGHTS, THRESHOLDS, WEIGHTS, col
 from ask_oom.tools.root_causes.phase import _PHASE_LABELS
 from ask_oom.tools.root_causes.related_errors import RELATED, _related_rule
 from ask_oom.tools.root_causes.signals import Kind, discount, support
+from ask_oom.tools.root_causes.weights import HAND_WEIGHTS, Weights
 from ask_oom.tools.training_setup import TrainingSetup
 
 PACKAGE = Path(__import__("ask_oom.tools.root_causes", fromlist=["x"]).__file__).parent
@@ -111,7 +112,7 @@ def test_the_scorer_sums_weights_times_values_then_applies_discounts():
                support(Label.fragmentation, "fragmented_cache_excess", "frag", 3),  # + 0.5 x 3
                discount(Label.fragmentation, "comparable_model_worked", "but"),  # x 0.35
                support(Label.moe_memory, "phase_forward_length", "tiny", 0.5)]   # 0.4 x 0.5: under the cut-off
-    causes = score_signals(signals)
+    causes = score_signals(signals, Weights(points=HAND_WEIGHTS))   # the hand-written values in the comments
     assert [c.label for c in causes] == ["not_oom", "fragmentation"]
     scale = THRESHOLDS["score_scale"]
     assert causes[0].score == round(1 - math.exp(-8 / scale), 3)
@@ -157,3 +158,18 @@ def test_without_a_log_the_breakdown_ranks_the_causes_by_their_share():
     est = estimate_memory(fits)
     assert est.fits and rank_root_causes(None, fits, est) == []
     assert rank_root_causes(None, over, None) == [] and rank_root_causes(None, None, None) == []
+
+
+def test_the_fitted_table_names_only_known_rules_and_calibrates_the_probabilities():
+    """tools/root_causes/fitted_weights.json (evals/fit_weights.py --write) may only refit rules the hand table has;
+    its null option and temperature are what the probabilities use."""
+    import json
+
+    from ask_oom.tools.root_causes.weights import FITTED_PATH
+
+    data = json.loads(FITTED_PATH.read_text(encoding="utf-8"))
+    assert set(data["points"]) <= set(HAND_WEIGHTS)
+    assert all(v >= 0 for v in data["points"].values())
+    assert all(WEIGHTS[k] == pytest.approx(v) for k, v in data["points"].items())
+    assert THRESHOLDS["unexplained_points"] == pytest.approx(data["thresholds"]["unexplained_points"])
+    assert THRESHOLDS["probability_temperature"] == pytest.approx(data["thresholds"]["probability_temperature"])

@@ -42,7 +42,7 @@ def score_signals(signals: Iterable[Signal], weights: Weights = DEFAULT_WEIGHTS)
             reasons.append(sig.reason)
     th = weights.thresholds
     final = {label: p * factors.get(label, 1.0) for label, p in points.items()}
-    probability = label_probabilities(final)
+    probability = label_probabilities(final, th["unexplained_points"], th["probability_temperature"])
     order = sorted((p, -i, label) for i, (label, p) in enumerate(final.items()) if p > th["min_points"])
     out = []
     for pts, _, label in reversed(order[-int(th["max_causes"]):]):
@@ -52,15 +52,16 @@ def score_signals(signals: Iterable[Signal], weights: Weights = DEFAULT_WEIGHTS)
     return out
 
 
-def label_probabilities(points: dict[Label, float]) -> dict[Label, float]:
-    """P(label is the primary cause) = softmax of the points over the labels with evidence: the model the weights are
-    fitted as (evals/fit_weights.py), so its reliability on held-out folds is what the probability means."""
+def label_probabilities(points: dict[Label, float], null_points: float = 0.0, temperature: float = 1.0) -> dict[Label, float]:
+    """P(label is the primary cause) = softmax of points / temperature over the labels with evidence and a null option
+    ("none of these", `null_points`): the model evals/fit_weights.py fits, so its reliability on held-out folds is what
+    the probability means, and one weak piece of evidence alone is never a certainty."""
     live = {label: p for label, p in points.items() if p > 0}
     if not live:
         return {label: 0.0 for label in points}
-    top = max(live.values())
-    z = sum(math.exp(p - top) for p in live.values())
-    return {label: (math.exp(points[label] - top) / z if label in live else 0.0) for label in points}
+    top = max(max(live.values()), null_points)
+    z = sum(math.exp((p - top) / temperature) for p in live.values()) + math.exp((null_points - top) / temperature)
+    return {label: (math.exp((points[label] - top) / temperature) / z if label in live else 0.0) for label in points}
 
 
 def _weight(signal: Signal, weights: Weights) -> float:

@@ -2,15 +2,19 @@
 scalings the rules test against (THRESHOLDS), and the few fixed facts they compute with (dtype sizes, defaults).
 
 The evidence families hold no numbers of their own; `rank_root_causes(..., weights=DEFAULT_WEIGHTS.replace(...))`
-ranks with another table, e.g. one fitted on labelled cases. Points become a score as 1 - exp(-points / score_scale):
+ranks with another table. The values below are the hand-written ones; those of the rules the labelled dev reports
+exercise are replaced by the fit in fitted_weights.json (evals/fit_weights.py: a conditional logit pulled towards these
+values, folds grouped by project), which also sets the probabilities' null option and temperature. Points become a score as 1 - exp(-points / score_scale):
 about 6 points is a confident 0.78.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 
 from ..gpus import LARGEST_GPU_BYTES
@@ -245,7 +249,23 @@ _POINTS.update({
     "breakdown_cutoff": 0.8 * _PER_SHARE,                # x activations' share, the cutoff at micro-batch 1
     "breakdown_host_unfit": 0.9 * _PER_SHARE,            # host RAM does not fit (a fixed 0.9 share)
 })
-WEIGHTS: Mapping[str, float] = MappingProxyType(_POINTS)
+HAND_WEIGHTS: Mapping[str, float] = MappingProxyType(dict(_POINTS))   # the rules' weights as written, before fitting
+FITTED_PATH = Path(__file__).with_name("fitted_weights.json")
+
+
+def _fitted() -> dict:
+    """The table evals/fit_weights.py fitted on the labelled dev cases (weights of the rules that fired there, the null
+    option's points, the softmax temperature), or {} when none was written."""
+    try:
+        return json.loads(FITTED_PATH.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+_FIT = _fitted()
+# Fitted weights replace the hand-written ones of the rules the dev cases exercise; the others keep theirs.
+WEIGHTS: Mapping[str, float] = MappingProxyType({**_POINTS, **{k: float(v) for k, v in _FIT.get("points", {}).items()
+                                                                if k in _POINTS}})
 
 # ---- cut-offs and scalings the rules test against: fractions, byte sizes, counts ----------------------------------
 THRESHOLDS: Thresholds = MappingProxyType({
@@ -253,6 +273,10 @@ THRESHOLDS: Thresholds = MappingProxyType({
     "score_scale": _SCORE_SCALE,                # points → score: 1 - exp(-points / score_scale)
     "min_points": 0.25,                         # a label needs more points than this to be ranked
     "max_causes": 6,                            # at most this many causes
+    # probabilities: P(label) = softmax over the labels with evidence and a null option ("none of these") of the points
+    # / temperature; both fitted by evals/fit_weights.py (the null option learns from cases whose evidence missed)
+    "unexplained_points": float(_FIT.get("thresholds", {}).get("unexplained_points", 2.0)),
+    "probability_temperature": float(_FIT.get("thresholds", {}).get("probability_temperature", 1.0)),
     # matching a requested size (tensors.matches_size)
     "size_match_slack": 0.012,                  # relative slack of a size match
     "printed_size_rounding": 0.0051,            # ± one unit in the last of two printed decimals
