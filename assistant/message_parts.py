@@ -1,5 +1,7 @@
 """Split a chat message (and attached files) into what it carries: a log, a training config, a model
-config.json, or chat text for the intent parser."""
+config.json, or chat text for the intent parser. Any mix, in any order, fenced or not: a log pasted above a fenced
+config, a config block between the user's sentences and the traceback, a Markdown list of settings. Slack's escaping
+is undone at its door (`unescape_slack`)."""
 
 from __future__ import annotations
 
@@ -9,25 +11,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from ..tools.configs.keys import TRAINING_KEYS
+from ..tools.configs.partial import argument_list_settings, setting_of
 from ..tools.errors import InputError
 
 PartKind = Literal["log", "config", "model_config", "chat"]
 
 MAX_PART_CHARS = 8 * 1024 * 1024  # a part beyond this is cut (logs keep their end, where the error is)
 
-# Keys that only training configs carry (LLaMA-Factory, HF TrainingArguments, TRL, axolotl, DeepSpeed, launchers).
-TRAINING_KEYS = (
-    "model_name_or_path", "base_model", "finetuning_type", "stage", "do_train", "dataset", "template", "cutoff_len",
-    "max_seq_length", "model_max_length", "per_device_train_batch_size", "per_device_eval_batch_size",
-    "gradient_accumulation_steps", "learning_rate", "num_train_epochs", "max_steps", "lr_scheduler_type", "bf16", "fp16",
-    "deepspeed", "gradient_checkpointing", "lora_rank", "lora_target", "lora_alpha", "quantization_bit", "output_dir",
-    "save_steps", "logging_steps", "warmup_ratio", "optim", "flash_attn", "zero_optimization", "train_micro_batch_size_per_gpu",
-    "train_batch_size", "micro_batch_size", "sequence_len", "load_in_4bit", "load_in_8bit", "image_max_pixels",
-    "video_maxlen", "freeze_vision_tower", "eval_steps", "eval_strategy", "evaluation_strategy", "packing",
-    "sample_packing", "adapter", "lora_r", "offload_optimizer", "stage3_param_persistence_threshold", "mm_projector_lr",
-)
+_PARENT_KEY = re.compile(r"^[A-Za-z_][\w.-]{0,60}:[ \t]*$")   # "deepspeed_config:" opening a nested YAML block
+_FLAG_ANYWHERE = re.compile(r"""(?:^|[\s'"])--([A-Za-z_]\w{1,60})""")
 _KEY_LINE = re.compile(r'^\s*(?:--|"|-\s+)?([A-Za-z_][\w.]*)"?\s*(?:[:=]|\s+\S)', re.M)
-_LAUNCH = re.compile(r"\b(?:torchrun|deepspeed|accelerate launch|llamafactory-cli|python3? -m torch\.distributed|swift sft|axolotl)\b")
+# A launcher run as a command (not a `deepspeed:` key): at a line start, after `nohup`/env assignments, or after `&&`.
+_LAUNCH = re.compile(r"(?:^|&&|;|\bnohup)[ \t]*(?:[A-Z_][A-Z0-9_]*=\S*[ \t]+)*(?:torchrun|deepspeed|accelerate launch|"
+                     r"llamafactory-cli|python3? -m torch\.distributed|python3? [\w./-]+\.py|swift sft|axolotl)\b(?![ \t]*:)",
+                     re.M)
 _LOG_LINE = re.compile(
     r"Traceback \(most recent call last\)|^\s*File \".*\", line \d+|\d{2}:\d{2}:\d{2}|^\[(?:INFO|WARNING|ERROR|rank\d+)|"
     r"^\s*\[rank\d+\]|\d+%\|[^|]*\|\s*\d+/\d+|Error:|warnings\.warn|^\s*(?:INFO|WARNING|ERROR)\b|\bstep\s+\d+|loss[:=]\s*\d",
@@ -35,6 +33,10 @@ _LOG_LINE = re.compile(
 )
 _MODEL_CONFIG_KEYS = {"architectures", "num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size"}
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)```", re.S)
+MAX_SETTING_LINES = 2000   # lines of a text counted for settings when classifying it (a config is short)
+MAX_RUN_LINES = 200_000    # lines searched for an unfenced config block (one may follow a long log)
+MIN_RUN_SETTINGS = 3       # an unfenced config block states at least this many settings...
+MIN_RUN_TRAINING_KEYS = 2  # ...of which this many are training keys
 
 
 class MessagePart(BaseModel):
@@ -45,8 +47,13 @@ class MessagePart(BaseModel):
 
 
 def training_key_hits(text: str) -> int:
-    keys = {m.group(1).lower() for m in _KEY_LINE.finditer(text[:200_000])}
-    keys |= {k.lower() for k in re.findall(r'"([A-Za-z_]\w*)"\s*:', text[:200_000])}
+    """How many distinct training-config keys the text sets, written as keys or as people name them ("batch size")."""
+    head = text[:200_000]
+    keys = {m.group(1).lower() for m in _KEY_LINE.finditer(head)}
+    keys |= {k.lower() for k in re.findall(r'"([A-Za-z_]\w*)"\s*:', head)}
+    keys |= {found[0] for line in head.splitlines()[:MAX_SETTING_LINES] if (found := setting_of(line)) is not None}
+    keys |= {k.lower() for k in _FLAG_ANYWHERE.findall(head)}   # a one-line command: --flags anywhere in it
+    keys |= {s.key for s in argument_list_settings(head)}        # a command printed as a Python list
     return len(keys.intersection(TRAINING_KEYS))
 
 
@@ -98,24 +105,135 @@ def classify_file(name: str, text: str) -> PartKind:
 
 
 def split_message(message: str, files: dict[str, str] | None = None) -> list[MessagePart]:
-    """The parts of one turn: each fenced block and each file classified, the remaining prose as chat."""
+    """The parts of one turn, in the order written: each fenced block classified, each stretch of text between them
+    read for logs and unfenced config blocks (`read_loose`), each file classified; the user's words, together, last."""
     parts: list[MessagePart] = []
+    words: list[str] = []
+    described: list[str] = []   # words that only describe the failure: the log when the message has no other
     message = message or ""
-    blocks = [m.group(1) for m in _FENCE.finditer(message)]
-    prose = _FENCE.sub("\n", message).strip() if blocks else message.strip()
-    if not blocks and prose:
-        kind = classify_text(prose)
-        if kind != "chat":
-            parts.append(_part(kind, prose))
-            prose = ""
-    for block in blocks:
-        kind = classify_text(block)
-        parts.append(_part("log" if kind == "chat" else kind, block))
+    fenced = _FENCE.search(message) is not None
+    pos = 0
+    for m in [*_FENCE.finditer(message), None]:
+        loose = message[pos:m.start() if m is not None else len(message)]
+        found, said = read_loose(loose, alone=not fenced)
+        parts.extend(found)
+        if said and (fenced or len(found)) and _describes_failure(said):
+            described.append(said)
+        elif said:
+            words.append(said)
+        if m is not None:
+            kind = classify_text(m.group(1))
+            parts.append(_part("log" if kind == "chat" else kind, m.group(1)))
+            pos = m.end()
     for name, text in (files or {}).items():
         parts.append(_part(classify_file(name, text), text, name=name))
-    if prose:
-        parts.append(MessagePart(kind="chat", text=prose[:MAX_PART_CHARS]))
+    if described and not any(p.kind == "log" for p in parts):
+        parts.insert(0, _part("log", "\n".join(described)))
+    else:
+        words = described + words
+    chat = "\n".join(words).strip()
+    if chat:
+        parts.append(MessagePart(kind="chat", text=chat[:MAX_PART_CHARS]))
     return parts
+
+
+def read_loose(text: str, *, alone: bool = True) -> tuple[list[MessagePart], str]:
+    """Unfenced text: (the logs and configs it holds, the words left for the intent parser). A whole text that is a
+    config or a model config.json is one; config blocks inside it (YAML, --flags, Markdown lists of settings) are cut
+    out, and what is left is a log if it shows or describes the failure (`alone`, a whole message: also any long text,
+    as a bare paste always was), else words."""
+    stripped = text.strip()
+    if not stripped:
+        return [], ""
+    kind = classify_text(stripped)
+    if kind == "model_config":
+        return [_part(kind, stripped)], ""
+    lines = stripped.splitlines()
+    runs = config_runs(lines)
+    inside = {i for a, b in runs for i in range(a, b)}
+    rest = "\n".join(line for i, line in enumerate(lines) if i not in inside).strip()
+    if kind == "config" and (not runs or all(not ln.strip() or ln.lstrip().startswith("#") for ln in rest.splitlines())):
+        return [_part("config", stripped)], ""   # the whole text is the config (its comments included)
+    configs = [_part("config", "\n".join(lines[a:b])) for a, b in runs]
+    if runs:
+        stripped = rest
+        kind = classify_text(stripped) if stripped else "chat"
+    if (runs or not alone) and stripped:
+        # beside a config: text that shows the failure is the log; words (describing it or not) are words
+        kind = "log" if _shows_failure(stripped) else "chat"
+    if kind == "log":
+        return [_part("log", stripped), *configs], ""
+    return configs, stripped
+
+
+def _shows_failure(text: str) -> bool:
+    """Does this text show the failure (log lines, an error message)?"""
+    from ..tools.log_parser import parse_log
+
+    if _LOG_LINE.search(text):
+        return True
+    report = parse_log(text)
+    return report.is_memory_error or report.kind == "related_error"
+
+
+def _describes_failure(text: str) -> bool:
+    """Do these words describe a memory failure ("fine-tuning with ZeRO-3 still OOMs")? Without a log in the message,
+    the description is what the diagnosis reads."""
+    from ..tools.described_oom import described_oom
+
+    return described_oom(text) is not None
+
+
+def config_runs(lines: list[str]) -> list[tuple[int, int]]:
+    """[start, end) line ranges of unfenced config blocks: consecutive lines that state settings (or continue them:
+    comments, indented lines, shell continuations, blank lines between), with at least MIN_RUN_SETTINGS settings of which
+    MIN_RUN_TRAINING_KEYS are training keys, no log line among them, and none right before or after them: a block
+    printed inside a log (an argument dump, the command a launcher echoes) stays part of the log."""
+    runs: list[tuple[int, int]] = []
+    i, n = 0, min(len(lines), MAX_RUN_LINES)
+    while i < n:
+        if not _opens_block(lines[i]):
+            i += 1
+            continue
+        j, keys = i, []
+        while j < n and _continues_block(lines[j], lines[j - 1] if j > i else ""):
+            keys += _line_settings(lines[j])
+            j += 1
+        end = j
+        while end > i and not lines[end - 1].strip():
+            end -= 1
+        apart = (i == 0 or not _LOG_LINE.search(lines[i - 1])) and (end >= len(lines) or not _LOG_LINE.search(lines[end]))
+        if apart and len(keys) >= MIN_RUN_SETTINGS and len(set(keys) & TRAINING_KEYS) >= MIN_RUN_TRAINING_KEYS:
+            runs.append((i, end))
+        i = max(j, i + 1)
+    return runs
+
+
+def _line_settings(line: str) -> list[str]:
+    """The keys one line of a config block sets: a `key: value` line one, a command or a Python argument list all of
+    its flags."""
+    if _LAUNCH.match(line.strip()) or line.lstrip().startswith("--"):
+        return [k.lower() for k in _FLAG_ANYWHERE.findall(line)]
+    listed = [s.key for s in argument_list_settings(line)]
+    if listed:
+        return listed
+    found = setting_of(line)
+    return [found[0]] if found is not None else []
+
+
+def _opens_block(line: str) -> bool:
+    return not _LOG_LINE.search(line) and (bool(_line_settings(line)) or bool(_LAUNCH.match(line.strip())))
+
+
+def _continues_block(line: str, before: str) -> bool:
+    """Can `line` belong to the config block that `before` belongs to?"""
+    stripped = line.strip()
+    if _LOG_LINE.search(line):
+        return False
+    if not stripped:
+        return bool(before.strip())   # one blank line inside a block; two end it
+    return (bool(_line_settings(line)) or stripped.startswith(("#", "--", "{", "}", "]")) or line[:1] in " \t"
+            or before.rstrip().endswith("\\") or bool(_LAUNCH.match(stripped)) or bool(_PARENT_KEY.match(line)))
 
 
 def _part(kind: PartKind, text: str, name: str | None = None) -> MessagePart:
@@ -131,7 +249,7 @@ def config_name_for(text: str) -> str:
     if s.startswith("{"):
         return "pasted_deepspeed.json" if "zero_optimization" in s else "pasted_config.json"
     if _LAUNCH.search(text) or re.search(r"^\s*--\w+", text, re.M) or s.startswith("#!"):
-        return "pasted_run.sh"
+        return "pasted_run.sh"   # a command: a `deepspeed:` key in a YAML is not one
     return "pasted_config.yaml"
 
 
@@ -161,3 +279,16 @@ def text_files(files: dict[str, Any] | None) -> dict[str, str] | None:
             raise InputError(f"{name} looks binary, not a text log or config: attach the .log / .yaml / .json / .sh file")
         out[str(name)[:255]] = data
     return out
+
+
+_SLACK_LINK = re.compile(r"<((?:https?|mailto|ftp):[^|>\s]{1,2000})(?:\|([^>]{0,2000}))?>")
+_SLACK_ENTITY = re.compile(r"&(amp|lt|gt);")
+_SLACK_CHARS = {"amp": "&", "lt": "<", "gt": ">"}
+
+
+def unescape_slack(text: str) -> str:
+    """A Slack message's text as the user typed it: Slack sends `&`, `<`, `>` as `&amp;`, `&lt;`, `&gt;` and links as
+    `<url|label>`. Links become their label (or URL), then each entity is undone once, in one pass, so a literal
+    `&lt;` the user typed (sent as `&amp;lt;`) stays `&lt;`. Called once, at the Slack door."""
+    text = _SLACK_LINK.sub(lambda m: m.group(2) or m.group(1), text)
+    return _SLACK_ENTITY.sub(lambda m: _SLACK_CHARS[m.group(1)], text)

@@ -21,7 +21,7 @@ def questions(report: OOMReport, setup: TrainingSetup, doc: ConfigDocument | Non
     qs: list[Question] = []
     if causes and not is_confident(causes) and (decide := deciding_question(causes, setup)) is not None:
         qs.append(Question(slot="decide", text=decide))
-    if doc is None:
+    if doc is None or not doc.readable:
         qs.append(Question(slot="config", text="Paste your training config (LLaMA-Factory YAML, TrainingArguments JSON or "
                                                 "the launch script, plus its DeepSpeed JSON) so I can return it fixed."))
     if setup.model is None:

@@ -7,6 +7,11 @@ The log mixes what long runs print: multi-rank HF/DeepSpeed INFO lines, loss dic
 colours, argument dumps, an nvidia-smi table, warnings, and an OOM traceback on four ranks at the end.
 Target (issue 3): 100 MB in under 10 s on one core, memory bounded (independent of the log size), in every case:
 the worst-case table adds logs where no line shape repeats (the shape cache cannot help) and random printable text.
+
+The paste table (issue 18) times the shapes that used to be quadratic or lose the error, through the parser alone and
+through every reader of the log text in the pipeline (`agent.diagnose` without retrieval or planning): tqdm's `\r`
+redraws on one line, a 2 MB single line with the OOM in its middle, CR-only line ends. Each must stay linear: the
+"per MB" column is the cost of one MB of that shape, and the 2x column the same input doubled (about twice the time).
 """
 
 from __future__ import annotations
@@ -120,6 +125,67 @@ def generate_random_text(path: Path, size_mb: float, seed: int = 2) -> int:
     return path.stat().st_size
 
 
+def tqdm_redraws(size_mb: float) -> str:
+    """One physical line of tqdm `\r` redraws (a progress bar left running without a newline), then the OOM."""
+    bars, n, p = [], 0, 0
+    while n < size_mb * 1_000_000:
+        bar = f"{p % 100:3d}%|{'#' * (p % 100 // 10):10s}| {p}/400000 [00:10<11:11,  1.50it/s]"
+        bars.append(bar)
+        n += len(bar) + 1
+        p += 1
+    return "Training...\n" + "\r".join(bars) + "\n" + _OOM.format(r=0) + "\n"
+
+
+def long_single_line(size_mb: float) -> str:
+    """One line of `size_mb` MB (a log whose newlines were lost) with the OOM message in its middle."""
+    half = "step done loss 1.25 lr 2e-05 " * int(size_mb * 1_000_000 / 2 / 29)
+    return half + _OOM.format(r=0) + " " + half
+
+
+def cr_only(size_mb: float) -> str:
+    """The realistic log with old-Mac CR line ends (no "\n" at all), the OOM traceback at its end."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cr.log"
+        generate_log(path, size_mb)
+        return path.read_text(encoding="utf-8").replace("\n", "\r")
+
+
+PASTES = (("tqdm \\r redraws on one line", tqdm_redraws, 4.7), ("one line with the OOM in its middle", long_single_line, 2.0),
+          ("CR-only line ends", cr_only, 5.0))
+
+
+def _median_time(fn, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        c0 = time.process_time()
+        fn()
+        times.append(time.process_time() - c0)
+    return statistics.median(times)
+
+
+def paste_table(runs: int, scale: float = 1.0) -> None:
+    """The shapes that used to be quadratic or hide the OOM: parser alone and every log reader of the pipeline, each
+    timed at its size and at twice its size (linear: about twice the time)."""
+    from ask_oom.assistant.agent import diagnose
+    from ask_oom.assistant.diagnosis import DiagnoseRequest
+    from ask_oom.tools.log_parser import parse_log
+
+    print(f"\n## Pasted shapes (median CPU time of {runs} runs)\n")
+    print("| input | size | parse_log | all log readers (diagnose) | per MB (readers) | 2x size (readers) | OOM found |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for name, gen, size_mb in PASTES:
+        size_mb *= scale
+        text, double = gen(size_mb), gen(2 * size_mb)
+        request = DiagnoseRequest(log_text=text, retrieve=False, plan=False)
+        parse_s = _median_time(lambda: parse_log(text), runs)
+        readers_s = _median_time(lambda: diagnose(request), runs)
+        double_s = _median_time(lambda: diagnose(DiagnoseRequest(log_text=double, retrieve=False, plan=False)), runs)
+        found = diagnose(request).report
+        mb = len(text) / 1e6
+        print(f"| {name} | {mb:.1f} MB | {parse_s:.2f} s | {readers_s:.2f} s | {readers_s / mb:.2f} s | "
+              f"{double_s:.2f} s | {found.kind} ({found.requested_bytes} B requested) |")
+
+
 def _chunks(path: Path, size: int = 1 << 20):
     with path.open("rb") as fh:
         while True:
@@ -139,7 +205,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="size of the no-repetition worst-case log (default 20 MB; 0 to skip)")
     ap.add_argument("--random-mb", type=float, default=20.0,
                     help="size of the random printable text case (default 20 MB; 0 to skip)")
+    ap.add_argument("--pastes", type=float, default=1.0,
+                    help="scale of the pasted-shape table (1: the issue's sizes, 4.7 / 2 / 5 MB; 0 to skip)")
+    ap.add_argument("--only-pastes", action="store_true", help="print only the pasted-shape table")
     args = ap.parse_args(argv)
+    if args.only_pastes:
+        paste_table(args.runs, args.pastes)
+        return 0
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "train.log"
@@ -196,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
             print(f"| {part.stat().st_size / 1e6:.1f} MB | {peak / 2**20:.1f} MiB |")
+    if args.pastes > 0:
+        paste_table(args.runs, args.pastes)
     ok = med < 10.0 and report is not None and report.kind == "cuda_oom"
     print(f"\ntarget < 10 s for 100 MB: {'met' if ok and args.mb >= 100 else 'see numbers'}")
     return 0

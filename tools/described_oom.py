@@ -11,6 +11,8 @@ import re
 
 from pydantic import BaseModel
 
+from .log_parser.lines import numbered_lines
+
 MAX_SCAN = 2 * 1024 * 1024  # a description is short; read at most its first 2 MiB
 
 # ASCII-only boundaries: in Unicode mode \b sees no boundary between a Chinese character and "OOM".
@@ -92,7 +94,7 @@ _SIZE_FAMILY = re.compile(r"(?<![A-Za-z0-9_/.-])(\d{1,3}(?:\.\d)?[bB]) (" + _FAM
 
 def model_named(text: str) -> str | None:
     """The first model the text names: a Hugging Face / ModelScope URL or id, or a loose name with its size."""
-    for line in text[:MAX_SCAN].splitlines():
+    for _, line in numbered_lines(text[:MAX_SCAN]):
         model = _model_in_line(line[:2000])
         if model is not None:
             return model
@@ -135,7 +137,7 @@ def described_oom(text: str) -> DescribedOOM | None:
     phase: str | None = None
     model: str | None = None
     kept = None   # evaluation outputs said to be kept
-    for lineno, line in enumerate(text[:MAX_SCAN].splitlines(), start=1):
+    for lineno, line in numbered_lines(text[:MAX_SCAN]):
         line = line[:2000]
         if gpu is None and (_GPU.search(line) or _MEMORY_FAILS.search(line) or _BATCH_ONE.search(line)) and is_prose(line):
             gpu = (lineno, line.strip())
@@ -188,7 +190,7 @@ def memory_question(text: str) -> DescribedOOM | None:
     head = text[:MAX_SCAN]
     if _ANY_ERROR.search(head):
         return None
-    first = next(((n, line.strip()) for n, line in enumerate(head.splitlines(), start=1)
+    first = next(((n, line.strip()) for n, line in numbered_lines(head)
                   if len(line.split()) >= MIN_QUESTION_WORDS and is_prose(line)), None)
     if first is None:
         return None

@@ -8,3 +8,8 @@ class InputError(ValueError):
 
     The message is one line, says what is wrong and what to do; it never includes a traceback.
     """
+
+
+class UnsafeInput(InputError):
+    """Input refused for safety (a Python YAML tag, an alias bomb, absurd nesting, over the size limit, NUL bytes):
+    never read in part, whatever else the input shows."""

@@ -127,10 +127,15 @@ def _step(line: str) -> int | None:
 
 
 class _LineIndex:
-    """Line numbers and line text for positions visited in increasing order (counts newlines incrementally)."""
+    """Line numbers and line text for positions visited in increasing order (counts newlines incrementally).
+
+    `text_of` gives the segment around a position, bounded by "\\n" or "\\r" (a tqdm redraw is its own segment), and
+    remembers it and the next newline: the many matches of one long line cost one scan of that line, not one each."""
 
     def __init__(self, text: str):
         self.text, self.pos, self.line = text, 0, 1
+        self._seg = (0, 0)   # [start, end) of the last segment found; text[end] is its separator
+        self._nl = -1        # the next newline at or after the last segment's start (len(text) when none)
 
     def number_of(self, pos: int) -> int:
         if pos < self.pos:  # a new pattern pass starts from the top
@@ -140,9 +145,20 @@ class _LineIndex:
         return self.line
 
     def text_of(self, pos: int) -> str:
-        start = self.text.rfind("\n", 0, pos) + 1
-        end = self.text.find("\n", pos)
-        return self.text[start:end if end != -1 else len(self.text)][:MAX_LINE]
+        text = self.text
+        start, end = self._seg
+        if not start <= pos < end:
+            if pos < start:   # a new pass from the top
+                self._nl, end = -1, 0
+            lo = end + 1 if 0 < end <= pos else 0   # the segment starts after the last one
+            start = max(text.rfind("\n", lo, pos), text.rfind("\r", lo, pos), lo - 1) + 1
+            if self._nl < pos:
+                nl = text.find("\n", pos)
+                self._nl = len(text) if nl == -1 else nl
+            cr = text.find("\r", pos, self._nl)
+            end = self._nl if cr == -1 else cr
+            self._seg = (start, end)
+        return text[start:min(end, start + MAX_LINE)]
 
 
 def _keep(readings: list[MemoryReading], r: MemoryReading) -> None:

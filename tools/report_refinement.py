@@ -14,6 +14,7 @@ from .configs.schema import ConfigDocument
 from .described_oom import DescribedOOM, described_oom, memory_question, model_named
 from .log_cues import Cue, LogCues, runtime_oom_kind, startup_free_numbers
 from .report import Evidence, OOMReport
+from .units import format_bytes
 
 # A phase cue counts only near the error: lines far before it are set-up chatter (loading, earlier steps); a
 # sentence right after it is the user's explanation.
@@ -49,6 +50,7 @@ def refine_report(report: OOMReport, log_text: str, *, cues: LogCues, doc: Confi
         report = report.model_copy(update={"truncated": True})
     if report.truncated:
         notes.append("the log was larger than the input limit: only its end was read")
+    notes.extend(impossible_numbers(report))
     described = _described(report, log_text)
     if described is not None:
         report = report.model_copy(update={
@@ -70,6 +72,24 @@ def refine_report(report: OOMReport, log_text: str, *, cues: LogCues, doc: Confi
     report = _vllm_stage(report, log_text)
     report = _phase_from_cues(report, cues)
     return RefinedReport(report=report, described=described, notes=notes)
+
+
+def impossible_numbers(report: OOMReport) -> list[str]:
+    """The allocator's numbers that cannot all be true (more free, used or allocated than the GPU holds, more allocated
+    than reserved): an edited or mistyped paste. Said in the notes, with the numbers; the diagnosis keeps them, since
+    which one is wrong cannot be told."""
+    total = report.gpu_total_bytes
+    out: list[str] = []
+    for name, value in (("free", report.gpu_free_bytes), ("in use by this process", report.process_used_bytes),
+                        ("allocated by PyTorch", report.torch_allocated_bytes), ("reserved by PyTorch", report.torch_reserved_bytes)):
+        if total and value is not None and value > total:
+            out.append(f"the error's numbers cannot all be true: {format_bytes(value)} {name} on a GPU of "
+                       f"{format_bytes(total)}; check that the paste is unedited (sizes below are read as printed)")
+    allocated, reserved = report.torch_allocated_bytes, report.torch_reserved_bytes
+    if allocated is not None and reserved is not None and allocated > reserved:
+        out.append(f"the error's numbers cannot all be true: {format_bytes(allocated)} allocated but only "
+                   f"{format_bytes(reserved)} reserved by PyTorch; check that the paste is unedited")
+    return out
 
 
 def estimate_mode(report: OOMReport) -> Literal["train", "eval"]:

@@ -50,7 +50,7 @@ def assemble_setup(report: OOMReport, doc: ConfigDocument | None = None, request
     req = AssemblyRequest.model_validate(request, from_attributes=True) if request is not None else AssemblyRequest()
     setup = TrainingSetup()
     setup = _merge(setup, _from_log(report))
-    if doc is not None:
+    if doc is not None and doc.readable:   # a config of which nothing could be read adds no framework defaults
         from .configs import apply_config_to_setup
 
         setup = _merge(setup, apply_config_to_setup(doc, TrainingSetup()))

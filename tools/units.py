@@ -19,7 +19,17 @@ _UNITS = {
     "t": TiB, "tb": TiB, "tib": TiB,
 }
 
-_SIZE_RE = re.compile(r"^\s*([0-9]{1,15}(?:\.[0-9]{1,12})?)\s{0,3}([A-Za-z]{1,5})\s*$")
+_SIZE_RE = re.compile(r"^\s*([0-9]{1,15}(?:[.,][0-9]{1,12})?)\s{0,3}([A-Za-z]{1,5})\s*$")
+_THOUSANDS = re.compile(r"[0-9]{1,3}(?:,[0-9]{3})+")
+
+
+def decimal_number(number: str) -> float:
+    """A number as logs and pastes write it: "39.39", a comma decimal "39,39" (a localised print or paste), or
+    thousands separators "1,024" (exactly three digits after each comma; PyTorch prints two decimals, so a
+    localised size never has three). ValueError when it is not a number."""
+    if "," in number:
+        number = number.replace(",", "") if _THOUSANDS.fullmatch(number) else number.replace(",", ".", 1)
+    return float(number)
 
 
 def parse_size(text: str) -> int | None:
@@ -30,7 +40,7 @@ def parse_size(text: str) -> int | None:
     unit = _UNITS.get(m.group(2).lower())
     if unit is None:
         return None
-    return int(round(float(m.group(1)) * unit))
+    return int(round(decimal_number(m.group(1)) * unit))
 
 
 def gib(n_bytes: int | float) -> float:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-from .errors import EXIT_DOES_NOT_FIT, EXIT_OK
+from .errors import EXIT_DOES_NOT_FIT, EXIT_OK, UserError
 from .output import write_fixed
-from .request import add_plan_arguments, add_setup_arguments, build_request
+from .request import add_force_argument, add_plan_arguments, add_setup_arguments, build_request
 
 HELP = "fix a training config so it fits the GPU: the changed config, a diff, and before/after estimates"
 EPILOG = """examples:
@@ -19,7 +19,8 @@ With --log, the same pipeline as `ask-oom diagnose` (the log's facts, the ranked
 one, the causes are what the calculator finds over the budget.
 
 exit codes: 0 the fixed config fits (or no calculator check was possible: see the notes),
-            2 bad input, 5 nothing fits (the closest option is still printed)
+            2 bad input, or --write refused (the path exists: --force) or failed (the plan is still printed),
+            5 nothing fits (the closest option is still printed)
 """
 
 
@@ -27,7 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_setup_arguments(p, config_required=True)
     p.add_argument("--log", metavar="FILE", help="the failing run's log: GPU facts, arguments and the ranked causes come from it")
     add_plan_arguments(p)
-    p.add_argument("--write", metavar="PATH", help="write the fixed config to PATH (a changed DeepSpeed file goes beside it)")
+    p.add_argument("--write", metavar="PATH", help="write the fixed config to PATH (a new or changed DeepSpeed file goes beside "
+                                               "it; never over an input or an existing file without --force)")
+    add_force_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -38,13 +41,21 @@ def run(args: argparse.Namespace) -> int:
     from .output import print_json, print_markdown
 
     d = diagnose(request)
-    written = write_fixed(d, args.write, args.config_paths_read) if args.write else []
+    written: list[str] = []
+    failed: UserError | None = None   # a refused or failed write: the plan is printed first, then the one-line error
+    if args.write:
+        try:
+            written = write_fixed(d, args.write, args.config_paths_read, force=args.force, source=args.config_main_path)
+        except UserError as exc:
+            failed = exc
     if args.json:
         print_json(fix_json(d, written))
     else:
         from ..tools.configs.report import render_plan
 
         print_markdown(render_plan(d, written))
+    if failed is not None:
+        raise failed
     return EXIT_DOES_NOT_FIT if d.estimate is not None and d.fits_after is False else EXIT_OK
 
 

@@ -6,6 +6,7 @@ import argparse
 
 from .errors import EXIT_NO_OOM, EXIT_OK
 from .inputs import read_log_bytes
+from .request import add_symlink_argument
 
 HELP = "parse an OOM log into a typed report (kind, sizes, phase, operation, framework, GPUs, versions, arguments)"
 EPILOG = """examples:
@@ -19,6 +20,7 @@ exit codes: 0 a memory error was found, 3 none was found, 2 unusable input (empt
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("log", nargs="?", help="log file (default: stdin)")
     p.add_argument("--json", action="store_true", help="print the OOMReport as one JSON object")
+    add_symlink_argument(p)
 
 
 def render_report_markdown(report) -> str:
@@ -84,7 +86,7 @@ def render_report_markdown(report) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    data, truncated = read_log_bytes(args.log)
+    data, truncated = read_log_bytes(args.log, allow_symlinks=args.allow_symlinks)
 
     from ..tools.log_parser import parse_log
     from .output import print_json, print_markdown

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from .errors import EXIT_DOES_NOT_FIT, EXIT_OK, EXIT_UNAVAILABLE, UserError
+from .request import add_symlink_argument
 
 HELP = "run a real forward/backward/optimizer step of the config on the GPU (random weights) and measure it"
 EPILOG = """examples:
@@ -33,16 +34,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trial-timeout", type=float, default=300, metavar="S", help="wall-clock limit per trial (default 300 s)")
     p.add_argument("--timeout", type=float, default=1200, metavar="S", help="overall wall-clock limit (default 1200 s)")
     p.add_argument("--force", action="store_true", help="probe even if other processes use the GPU")
+    add_symlink_argument(p)
     p.add_argument("--record", metavar="JSONL", help="append each measurement here (default: the state dir)")
     p.add_argument("--device", default=None, help=argparse.SUPPRESS)  # tests: 'cpu' runs the whole path without CUDA
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 
-def _load_json_file(path: Path) -> dict:
+def _load_json_file(path: Path, allow_symlinks: bool = False) -> dict:
     from .inputs import read_config_text
 
     try:
-        data = json.loads(read_config_text(str(path)))
+        data = json.loads(read_config_text(str(path), allow_symlinks=allow_symlinks))
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} is not valid JSON: {exc.msg}") from None
     if not isinstance(data, dict) or "model_type" not in data:
@@ -53,9 +55,9 @@ def _load_json_file(path: Path) -> dict:
 def hf_config_for(args, setup) -> dict:
     """The model's config.json: from --model-config, from --model DIR, or from the built-in registry."""
     if args.model_config:
-        return _load_json_file(Path(args.model_config))
+        return _load_json_file(Path(args.model_config), args.allow_symlinks)
     if args.model:
-        return _load_json_file(Path(args.model) / "config.json")
+        return _load_json_file(Path(args.model) / "config.json", args.allow_symlinks)
     from ..tools import memory
 
     getter = getattr(memory, "registry_config", None)
@@ -86,7 +88,7 @@ def probe_setup(args: argparse.Namespace):
     from .request import build_request
 
     model_config = args.model_config or (str(Path(args.model) / "config.json") if args.model else None)
-    hf_config = _load_json_file(Path(model_config)) if model_config else None
+    hf_config = _load_json_file(Path(model_config), args.allow_symlinks) if model_config else None
     d = diagnose(build_request(args, model_config_path=model_config, retrieve=False, plan=False))
     if hf_config is not None:
         return d.setup, hf_config, d.estimate

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .errors import EXIT_OK, EXIT_UNAVAILABLE, UserError
+from .request import add_symlink_argument
 
 HELP = "search the knowledge base for cases like a described failure (hybrid dense + BM25 by default)"
 EPILOG = """examples:
@@ -27,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modality", choices=["text", "vision-language", "moe", "vision-language-moe"])
     p.add_argument("--method", choices=["full", "freeze", "lora", "qlora", "inference", "other"])
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_symlink_argument(p)
 
 
 def _query_text(args: argparse.Namespace) -> str:
@@ -37,7 +39,7 @@ def _query_text(args: argparse.Namespace) -> str:
         from ..tools.log_parser import parse_log
         from .inputs import read_log_bytes
 
-        data, _ = read_log_bytes(args.log)
+        data, _ = read_log_bytes(args.log, allow_symlinks=args.allow_symlinks)
         report = parse_log(data)
         query = build_query(report, None)
         if report.kind == "not_oom" or not query:

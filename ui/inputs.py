@@ -1,10 +1,14 @@
-"""Reading what users hand us (logs, configs) with explicit size limits and clear errors."""
+"""Reading what users hand us (logs, configs) with explicit size limits and clear errors: regular files only (a
+symbolic link only with --allow-symlinks), so no link to /etc/shadow is read, printed or copied into a fixed config."""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import UserError
 
@@ -23,17 +27,36 @@ def looks_binary(sample: bytes) -> bool:
     return control / len(head) > 0.10
 
 
-def read_log_bytes(path: str | None, max_bytes: int = MAX_LOG_BYTES) -> tuple[bytes, bool]:
+def open_input(path: str, what: str, *, allow_symlinks: bool = False) -> tuple[BinaryIO, int]:
+    """A user's input file opened for reading, and its size. Only regular files: a symbolic link is refused unless
+    `allow_symlinks` (checked on the open itself, O_NOFOLLOW, so nothing can swap the file in between), a directory,
+    device, pipe or socket always (opened without blocking, then refused). UserError (exit 2) says which and why."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | (0 if allow_symlinks else getattr(os, "O_NOFOLLOW", 0))
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise UserError(f"cannot read {what}: no such file: {path}") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and not allow_symlinks:
+            raise UserError(f"{what} {path} is a symbolic link: pass the file itself, or --allow-symlinks to read "
+                            "what it points to") from None
+        raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise UserError(f"{what} {path} is not a regular file (a directory, device, pipe or socket): pass the file itself")
+    return os.fdopen(fd, "rb"), st.st_size
+
+
+def read_log_bytes(path: str | None, max_bytes: int = MAX_LOG_BYTES, *, allow_symlinks: bool = False) -> tuple[bytes, bool]:
     """The log from a file or stdin, capped at max_bytes (keeping the end, where errors are).
 
-    Returns (data, truncated). Raises UserError for no input, empty input or binary data.
+    Returns (data, truncated). Raises UserError for no input, empty input, binary data, or a path that is a symbolic
+    link (unless `allow_symlinks`) or not a regular file.
     """
     if path and path != "-":
-        p = Path(path)
-        if not p.is_file():
-            raise UserError(f"cannot read log: no such file: {path}")
-        size = p.stat().st_size
-        with p.open("rb") as fh:
+        fh, size = open_input(path, "log", allow_symlinks=allow_symlinks)
+        with fh:
             if size > max_bytes:
                 fh.seek(size - max_bytes)
             data = fh.read(max_bytes)
@@ -69,15 +92,14 @@ def _read_capped(stream, max_bytes: int) -> tuple[bytes, bool]:
     return data, truncated
 
 
-def read_config_text(path: str, max_bytes: int = MAX_CONFIG_BYTES) -> str:
-    """A config file's text (UTF-8, replacement for bad bytes); UserError if missing, too large or binary."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"cannot read config: no such file: {path}")
-    size = p.stat().st_size
-    if size > max_bytes:
-        raise UserError(f"config too large: {path} is {size / 2**20:.1f} MiB (limit {max_bytes / 2**20:.0f} MiB)")
-    data = p.read_bytes()
+def read_config_text(path: str, max_bytes: int = MAX_CONFIG_BYTES, *, allow_symlinks: bool = False) -> str:
+    """A config file's text (UTF-8, replacement for bad bytes); UserError if missing, too large, binary, a symbolic
+    link (unless `allow_symlinks`) or not a regular file."""
+    fh, size = open_input(path, "config", allow_symlinks=allow_symlinks)
+    with fh:
+        if size > max_bytes:
+            raise UserError(f"config too large: {path} is {size / 2**20:.1f} MiB (limit {max_bytes / 2**20:.0f} MiB)")
+        data = fh.read(max_bytes + 1)
     if looks_binary(data):
         raise UserError(f"config looks binary, not YAML/JSON/shell text: {path}")
     return data.decode("utf-8", errors="replace")
@@ -96,7 +118,7 @@ class ConfigFiles:
         self.main_name, self.main_text, self.extra, self.paths_read, self.main_path = main_name, main_text, extra, paths_read, main_path
 
 
-def read_configs(paths: list[str]) -> ConfigFiles:
+def read_configs(paths: list[str], *, allow_symlinks: bool = False) -> ConfigFiles:
     """The configs given with --config: the first that is not a DeepSpeed JSON is the main one. A YAML that a
     `llamafactory-cli train` script runs, an accelerate config and a DeepSpeed file the config names are read from
     beside it (or the working directory) when they were not passed; one found nowhere is left to the pipeline,
@@ -105,7 +127,7 @@ def read_configs(paths: list[str]) -> ConfigFiles:
 
     if not paths:
         return ConfigFiles(None, None, {}, [])
-    configs = [(p, read_config_text(p)) for p in paths]
+    configs = [(p, read_config_text(p, allow_symlinks=allow_symlinks)) for p in paths]
     main = next(((p, t) for p, t in configs if not _is_deepspeed_file(p, t)), configs[0])
     name = Path(main[0]).name
     extra = {Path(p).name: t for p, t in configs if p != main[0]}
@@ -123,7 +145,7 @@ def read_configs(paths: list[str]) -> ConfigFiles:
             return None
         path = beside(ref, *bases)
         if path is not None:
-            extra[ref] = read_config_text(path)
+            extra[ref] = read_config_text(path, allow_symlinks=allow_symlinks)
             read.append(path)
         return path
 

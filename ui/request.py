@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .inputs import read_config_text, read_configs, read_log_bytes
+from .inputs import ConfigFiles, read_config_text, read_configs, read_log_bytes
 
 KEEP_CHOICES = ("full", "seq", "batch", "no-deepspeed")
 DEFAULT_MARGIN = 0.90
+MAX_PASTE_CHARS = 4 * 1024 * 1024   # a log this size may be a paste holding its config too; a larger one is a file
 
 
 def add_setup_arguments(p: argparse.ArgumentParser, *, config_required: bool = False, model_config: bool = True) -> None:
@@ -25,6 +26,20 @@ def add_setup_arguments(p: argparse.ArgumentParser, *, config_required: bool = F
     p.add_argument("--gpu-memory", type=float, metavar="GiB", help="GPU memory in GiB (overrides the GPU's catalogue size)")
     p.add_argument("--gpus", type=int, metavar="N", help="number of GPUs (data-parallel world size; ZeRO shards over them)")
     p.add_argument("--host-ram", type=float, metavar="GiB", help="host RAM per node in GiB (checks CPU offload)")
+    add_symlink_argument(p)
+
+
+def add_symlink_argument(p: argparse.ArgumentParser) -> None:
+    """--allow-symlinks: read a log or config given as a symbolic link (refused by default: a link to /etc/shadow must
+    not end up printed or written into a fixed config)."""
+    p.add_argument("--allow-symlinks", action="store_true",
+                   help="read input files that are symbolic links (refused by default; special files always are)")
+
+
+def add_force_argument(p: argparse.ArgumentParser) -> None:
+    """--force: let the fixed config replace an existing file, the input included."""
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing file with the fixed config (by default nothing is ever overwritten)")
 
 
 def add_plan_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,20 +74,44 @@ def build_request(args: argparse.Namespace, *, log_path: str | None = None, read
 
         if lookup_gpu(gpu, gpu_memory) is None:
             raise UserError(f"unknown GPU {gpu!r}: give its memory with --gpu-memory GiB")
+    allow = bool(getattr(args, "allow_symlinks", False))
     log_text, truncated = "", False
     if read_log or log_path:
-        data, truncated = read_log_bytes(log_path)
+        data, truncated = read_log_bytes(log_path, allow_symlinks=allow)
         log_text = data.decode("utf-8", errors="replace")
-    files = read_configs(list(getattr(args, "config", None) or []))
+    files = read_configs(list(getattr(args, "config", None) or []), allow_symlinks=allow)
+    if files.main_text is None and log_text and len(log_text) <= MAX_PASTE_CHARS:
+        log_text, files = pasted_configs(log_text, files)
     args.config_paths_read = files.paths_read
+    args.config_main_path = files.main_path
     model_config_path = model_config_path or getattr(args, "model_config", None)
     if model_config_path and not Path(model_config_path).is_file():
         raise UserError(f"model config not found: {model_config_path} (pass the model's config.json)")
     return DiagnoseRequest(
         log_text=log_text, log_truncated=truncated, config_text=files.main_text, config_name=files.main_name,
-        extra_configs=files.extra, model_config_json=read_config_text(model_config_path) if model_config_path else None,
+        extra_configs=files.extra,
+        model_config_json=read_config_text(model_config_path, allow_symlinks=allow) if model_config_path else None,
         model_name=model_name, gpu=getattr(args, "gpu", None), gpu_memory_gib=gpu_memory, num_gpus=gpus,
         host_ram_gib=host_ram, facts=list(facts or []), keep=list(getattr(args, "keep", None) or []), margin=margin,
         mode=mode, retrieve=retrieve, plan=plan,
     )
 
+
+def pasted_configs(text: str, files: ConfigFiles) -> tuple[str, ConfigFiles]:
+    """A paste of log and config in one text (`ask-oom < paste.txt`, a GitHub issue saved to a file): the configs it
+    holds become the configs, as if given with --config, and the rest stays the log; the same split the web UI and
+    the Slack bot make of a message. Text without a config is returned as it is."""
+    from ..assistant.message_parts import config_name_for, is_deepspeed_config, referenced_deepspeed, split_message
+
+    parts = split_message(text)
+    configs = [p.text for p in parts if p.kind == "config"]
+    if not configs:
+        return text, files
+    main = next((c for c in configs if not is_deepspeed_config(config_name_for(c), c)), configs[0])
+    extra = {}
+    for c in configs:
+        if c is not main:
+            name = config_name_for(c)
+            extra[(referenced_deepspeed(main) if is_deepspeed_config(name, c) else None) or name] = c
+    log = "\n".join(p.text for p in parts if p.kind in ("log", "chat"))
+    return log, ConfigFiles(config_name_for(main), main, extra, files.paths_read)

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from pathlib import PurePosixPath
 from typing import Any, Callable
 
+from ..assistant.message_parts import unescape_slack
 from ..assistant.render_slack import ACTIONS, SlackMessage, render_slack, render_slack_text
 
 log = logging.getLogger("ask_oom.slack")
@@ -91,7 +92,7 @@ def create_app(conversation, settings, *, client=None, can_probe: bool = False):
 
     @app.event("app_mention")
     def on_mention(event, client):
-        text = _MENTION.sub("", event.get("text") or "").strip()
+        text = unescape_slack(_MENTION.sub("", event.get("text") or "")).strip()
         answer(event["channel"], event.get("thread_ts") or event["ts"], text, event.get("files") or [], client)
 
     @app.event("message")
@@ -107,7 +108,8 @@ def create_app(conversation, settings, *, client=None, can_probe: bool = False):
         in_our_thread = bool(thread_ts) and conversation.store.get(thread_session_id(event["channel"], thread_ts)) is not None
         if not (is_dm or in_our_thread):
             return
-        answer(event["channel"], thread_ts or event["ts"], _MENTION.sub("", text).strip(), event.get("files") or [], client)
+        answer(event["channel"], thread_ts or event["ts"], unescape_slack(_MENTION.sub("", text)).strip(),
+               event.get("files") or [], client)
 
     @app.action(_ANY_ACTION)
     def on_action(ack, body, action, client):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ask_oom.assistant.message_parts import (
-    classify_file, classify_text, config_name_for, referenced_deepspeed, split_message,
+    classify_file, classify_text, config_name_for, referenced_deepspeed, split_message, unescape_slack,
 )
 
 SEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "seeds"
@@ -57,3 +57,94 @@ def test_pasted_config_names_and_deepspeed_reference():
     assert config_name_for("torchrun --nproc_per_node 8 train.py --per_device_train_batch_size 4") == "pasted_run.sh"
     assert referenced_deepspeed("deepspeed: examples/deepspeed/ds_z3_config.json\n") == "examples/deepspeed/ds_z3_config.json"
     assert referenced_deepspeed("deepspeed train.py --deepspeed ./scripts/zero2.json --bf16") == "./scripts/zero2.json"
+
+
+# -- issue 18: any mix of log, config and words, in any order, fenced or not ----------------------------------------
+def _seed(seed: str) -> tuple[str, str]:
+    d = SEEDS / seed
+    exp = json.loads((d / "expected.json").read_text(encoding="utf-8"))
+    return (d / exp["log"]).read_text(encoding="utf-8"), (d / exp["config"]).read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("seed", sorted(p.name for p in SEEDS.iterdir() if p.is_dir()))
+@pytest.mark.parametrize("fence", ["```", "```yaml", "```bash"])
+def test_a_log_above_a_fenced_config_is_the_log(seed, fence):
+    """The log pasted unfenced above a fenced config used to be chat ("No memory error found")."""
+    log, cfg = _seed(seed)
+    parts = split_message(f"{log}\n{fence}\n{cfg}```\nwhy does it run out of memory?")
+    assert [p.kind for p in parts] == ["log", "config", "chat"]
+    assert parts[0].text.strip() == log.strip() and parts[1].text == cfg and parts[2].text == "why does it run out of memory?"
+
+
+@pytest.mark.parametrize("seed", ["kimi-vl-a3b", "qwen2.5-32b", "deepke-llama2-13b"])
+def test_an_unfenced_config_beside_a_log_is_cut_out_in_either_order(seed):
+    log, cfg = _seed(seed)
+    for message in (f"I get this error:\n{log}\n\nmy config:\n{cfg}", f"{cfg}\n\n{log}"):
+        parts = split_message(message)
+        kinds = sorted(p.kind for p in parts)
+        assert kinds.count("config") == 1 and kinds.count("log") == 1, kinds
+        (config,) = [p.text for p in parts if p.kind == "config"]
+        (got,) = [p.text for p in parts if p.kind == "log"]
+        assert config.strip() in cfg.strip() and len(config) > 0.6 * len(cfg.strip())
+        assert log.strip().splitlines()[-1] in got
+
+
+@pytest.mark.parametrize("log", sorted((SEEDS.parent / "logs").glob("*.log")) + sorted(SEEDS.glob("*/train.log")),
+                         ids=lambda p: p.parent.name + "/" + p.stem)
+def test_blocks_printed_inside_a_log_stay_in_the_log(log):
+    """Argument dumps, a launcher's echoed command, an axolotl config printed between log lines: part of the log."""
+    parts = split_message(log.read_text(encoding="utf-8", errors="replace"))
+    if "code_fences" in log.name:   # a GitHub issue with a fenced YAML and a fenced log: both are read
+        assert [p.kind for p in parts] == ["config", "log", "chat"]
+    else:
+        assert [p.kind for p in parts if p.kind != "chat"] in (["log"], [])
+
+
+def test_a_llamafactory_yaml_with_a_deepspeed_key_is_a_yaml_not_a_script():
+    _, cfg = _seed("kimi-vl-a3b")
+    assert "deepspeed:" in cfg and config_name_for(cfg) == "pasted_config.yaml"
+    assert config_name_for("model_name_or_path: x\nstage: sft\ndeepspeed: examples/deepspeed/ds_z3_config.json\n") == \
+        "pasted_config.yaml"
+    assert config_name_for("CUDA_VISIBLE_DEVICES=0,1 deepspeed --num_gpus 2 train.py --deepspeed ds.json") == "pasted_run.sh"
+    assert config_name_for("nohup deepspeed train.py --bf16 > log.txt &") == "pasted_run.sh"
+
+
+@pytest.mark.parametrize("text", [
+    "- 模型：Qwen2.5-7B-Instruct\n- batch size：1\n- 学习率: 1e-4\n- 梯度累积: 8\n- 序列长度: 4096",
+    "* model: meta-llama/Llama-3.1-8B\n* micro batch size: 2\n* gradient accumulation: 16\n* seq len: 8192",
+    "per_device_train_batch_size=8\ngradient_accumulation_steps=2\nlearning_rate=2e-5\nmodel_max_length=2048",
+])
+def test_lists_of_settings_are_configs(text):
+    assert classify_text(text) == "config"
+    parts = split_message(f"训练时显存溢出 CUDA out of memory, 配置如下:\n\n{text}")
+    assert "config" in [p.kind for p in parts]
+
+
+def test_slack_escaping_is_undone_once():
+    assert unescape_slack("cd /w &amp;&amp; deepspeed train.py &gt; out.log 2&gt;&amp;1") == \
+        "cd /w && deepspeed train.py > out.log 2>&1"
+    assert unescape_slack("a literal &amp;lt; stays") == "a literal &lt; stays"
+    assert unescape_slack("see <https://huggingface.co/Qwen/Qwen2-7B|Qwen/Qwen2-7B> and <https://x.org>") == \
+        "see Qwen/Qwen2-7B and https://x.org"
+
+
+@pytest.mark.parametrize("seed", ["deepke-llama2-13b", "kimi-vl-a3b", "qwen2.5-32b"])
+def test_a_paste_of_log_and_configs_diagnoses_like_the_files(seed, tmp_path):
+    """One message with the log and its configs (the DeepSpeed JSON too) gives the diagnosis the same files attached
+    give: what the web UI and the Slack bot both hand to the conversation."""
+    from ask_oom.assistant.conversation import Conversation
+    from ask_oom.assistant.session import SessionStore
+    from ask_oom.assistant.settings import Settings
+
+    d = SEEDS / seed
+    exp = json.loads((d / "expected.json").read_text(encoding="utf-8"))
+    log = (d / exp["log"]).read_text(encoding="utf-8")
+    configs = {name: (d / name).read_text(encoding="utf-8") for name in [exp["config"], *exp.get("extra_configs", [])]}
+    conv = Conversation(SessionStore(tmp_path / "s.db"), Settings(llm_base_url=None))
+    as_files = conv.handle("files", "", files={**configs, "train.log": log}).diagnosis
+    paste = log + "".join(f"\n```{'json' if n.endswith('.json') else ''}\n{t}```\n" for n, t in configs.items())
+    as_paste = conv.handle("paste", paste).diagnosis
+    assert as_files is not None and as_paste is not None
+    assert as_paste.primary_cause == as_files.primary_cause and as_paste.fixed_config == as_files.fixed_config
+    assert [(c.key, c.to_value) for c in as_paste.fixes] == [(c.key, c.to_value) for c in as_files.fixes]
+    assert as_paste.setup.zero_stage == as_files.setup.zero_stage

@@ -134,7 +134,7 @@ def test_kb_ingest_session(env, capsys, monkeypatch):
 
 
 def test_search_from_a_log(env, capsys):
-    log = REPO / "tests" / "fixtures" / "seeds" / "moe-llava-phi2" / "train.log"
+    log = (REPO / "tests" / "fixtures" / "seeds" / "moe-llava-phi2" / "train.log").resolve()   # a link into ui/examples
     code, out, _ = _run(capsys, "search", "--log", str(log), "--mode", "fast", "--k", "3", "--json")
     data = json.loads(out)
     assert code == 0 and "cuda_oom" in data["query"] and "Traceback" not in data["query"]

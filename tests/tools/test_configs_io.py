@@ -220,13 +220,18 @@ def test_large_deep_and_malformed_configs_are_refused():
 
 
 def test_missing_deepspeed_file_is_a_note_whether_or_not_other_files_are_given():
-    """Every entry point reads a config the same way: a named DeepSpeed file nobody gave is inferred from its
-    telling name and said in a note, never an error that one door raises and another does not."""
+    """Every entry point reads a config the same way: a named DeepSpeed file nobody gave is a note, never an error
+    that one door raises and another does not. LLaMA-Factory's ds_z3_config.json is assumed with its published
+    content; a name nobody publishes has its stage inferred from the name."""
     files = _files("kimi-vl-a3b")
     for extra in ({"other.json": "{}"}, {}, None):
         doc = load_config(files["train.yaml"], "train.yaml", extra)
-        assert doc.deepspeed == {"zero_optimization": {"stage": 3}}
-        assert any("ds_z3_config.json" in n and "inferred" in n and "not given" in n for n in doc.notes)
+        assert doc.deepspeed["zero_optimization"]["stage"] == 3 and doc.deepspeed["train_micro_batch_size_per_gpu"] == "auto"
+        assert doc.deepspeed_text is None and "hiyouga/LLaMA-Factory" in doc.deepspeed_assumed
+        assert any("ds_z3_config.json" in n and "assumed" in n and "not given" in n for n in doc.notes)
+        own = load_config(files["train.yaml"].replace("ds_z3_config.json", "my_z3.json"), "train.yaml", extra)
+        assert own.deepspeed == {"zero_optimization": {"stage": 3}}
+        assert any("my_z3.json" in n and "inferred" in n and "not given" in n for n in own.notes)
 
 
 def test_shell_flag_set_through_a_variable_edits_the_assignment():

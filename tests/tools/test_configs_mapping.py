@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ask_oom.tools.configs import apply_config_to_setup, load_config
 from ask_oom.tools.configs.schema import ConfigDocument
+from ask_oom.tools.configs.validation import ImpossibleValue
+from ask_oom.tools.errors import InputError
 from ask_oom.tools.training_setup import TrainingSetup
 
 SEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "seeds"
@@ -116,11 +120,46 @@ def test_llamafactory_entry_scripts_get_llamafactory_defaults():
     assert s.framework == "llamafactory" and s.gradient_checkpointing and s.seq_len == 2048 and s.num_gpus == 1
 
 
-def test_nonsense_numbers_fall_back_to_defaults():
-    s = _setup("per_device_train_batch_size: -1\ngradient_accumulation_steps: 0\ncutoff_len: -5\nstage: sft\nmodel_name_or_path: x\n")
-    assert (s.micro_batch, s.grad_accum, s.seq_len) == (8, 1, 2048)
-    assert _setup('{"zero_optimization": {"stage": 7}}', "ds.json").zero_stage == 0
-    assert _setup("distributed_type: DEEPSPEED\nnum_processes: 0\ndeepspeed_config:\n  zero_stage: 9\n", "acc.yaml").zero_stage == 0
+@pytest.mark.parametrize("text, name, where", [
+    ("stage: sft\nmodel_name_or_path: x\nper_device_train_batch_size: -1\n", "train.yaml",
+     "train.yaml line 3: per_device_train_batch_size = -1 is impossible: negative"),
+    ("stage: sft\ngradient_accumulation_steps: 0\n", "train.yaml", "train.yaml line 2: gradient_accumulation_steps = 0 is impossible: zero"),
+    ("stage: sft\n\ncutoff_len: -2048  # tokens\n", "train.yaml", "train.yaml line 3: cutoff_len = -2048 is impossible: negative"),
+    ('{\n  "learning_rate": NaN,\n  "output_dir": "o"\n}', "args.json", None),   # not JSON at all: the reader's error
+    ("stage: sft\nlearning_rate: nan\n", "train.yaml", "train.yaml line 2: learning_rate = 'nan' is impossible: not a finite"),
+    ("stage: sft\nlearning_rate: .nan\n", "train.yaml", "train.yaml line 2: learning_rate = '.nan' is impossible"),
+    ("stage: sft\nper_device_train_batch_size: 100000000000\n", "train.yaml", "line 2: per_device_train_batch_size = "
+     "100000000000 is impossible: absurdly large"),
+    ("stage: sft\nper_device_train_batch_size: 2.5\n", "train.yaml", "not a whole number"),
+    ("stage: sft\nper_device_train_batch_size: eight\n", "train.yaml", "not a number"),
+    ('{\n  "zero_optimization": {\n    "stage": 7\n  }\n}', "ds.json", "ds.json line 3: zero_optimization.stage = 7 is impossible"),
+    ('{\n  "train_micro_batch_size_per_gpu": -4\n}', "ds.json", "ds.json line 2: train_micro_batch_size_per_gpu = -4"),
+    ("#!/bin/bash\ndeepspeed train.py \\\n  --per_device_train_batch_size -8 \\\n  --bf16\n", "run.sh",
+     "run.sh line 3: per_device_train_batch_size = -8 is impossible: negative"),
+    ("args = TrainingArguments(\n    output_dir='o',\n    gradient_accumulation_steps=0,\n)\n", "train.py",
+     "train.py line 3: gradient_accumulation_steps = 0 is impossible: zero"),
+])
+def test_impossible_values_are_errors_naming_the_key_and_the_line(text, name, where):
+    """A negative batch, zero accumulation or `cutoff_len: -2048` used to read as 'not set' and take the framework's
+    default, so `fix` said "fits"; now the answer stops with the file, the line and the key (exit 2)."""
+    with pytest.raises(InputError) as err:
+        load_config(text, name)
+    if where is not None:
+        assert isinstance(err.value, ImpossibleValue) and where in str(err.value)
+
+
+def test_values_nobody_can_check_here_pass():
+    doc = load_config('{\n  "train_micro_batch_size_per_gpu": "auto",\n  "zero_optimization": {"stage": 3}\n}', "ds.json")
+    assert doc.deepspeed["train_micro_batch_size_per_gpu"] == "auto"
+    doc = load_config("#!/bin/bash\nBS=${1}\ndeepspeed train.py --per_device_train_batch_size $BS --max_steps -1\n", "run.sh")
+    assert doc.settings["max_steps"] == -1
+    assert load_config("stage: sft\nper_device_train_batch_size: null\ncutoff_len: 4096\n", "t.yaml").settings["cutoff_len"] == 4096
+
+
+def test_impossible_values_in_a_named_deepspeed_file_name_that_file():
+    with pytest.raises(ImpossibleValue, match=r"ds_z3\.json line 4: zero_optimization\.stage = 4"):
+        load_config("stage: sft\ndeepspeed: ds_z3.json\n", "train.yaml",
+                    {"ds_z3.json": '{\n  "train_batch_size": "auto",\n  "zero_optimization": {\n    "stage": 4}\n}'})
 
 
 def test_unknown_model_stands_in_by_stated_family_and_size():

@@ -97,3 +97,23 @@ def test_words_and_a_config_without_any_error_read_as_the_question_whether_it_fi
     assert out.report.kind == "cuda_oom" and any("fits in GPU memory" in n for n in out.notes)
     assert refine(text).report.kind == "not_oom"                          # without a config nothing is asked
     assert refine("Traceback (most recent call last):\nKeyError: 'labels'\n", doc=doc).report.kind == "not_oom"
+
+
+@pytest.mark.parametrize("message, needle", [
+    ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.64 GiB "
+     "of which 39.39 GiB is free. Of the allocated memory 20.00 GiB is allocated by PyTorch, and 1.00 GiB is reserved "
+     "by PyTorch but unallocated.", "39.39 GiB free on a GPU of 23.64 GiB"),
+    ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.64 GiB "
+     "of which 1.00 GiB is free. Of the allocated memory 80.00 GiB is allocated by PyTorch, and 1.00 GiB is reserved "
+     "by PyTorch but unallocated.", "80.00 GiB allocated by PyTorch on a GPU of 23.64 GiB"),
+    ("RuntimeError: CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 23.64 GiB total capacity; 22.00 GiB already "
+     "allocated; 10.00 MiB free; 21.00 GiB reserved in total by PyTorch)", "22.00 GiB allocated but only 21.00 GiB reserved"),
+])
+def test_impossible_oom_numbers_are_flagged_in_the_notes(message, needle):
+    """More free (or allocated) than the GPU holds, or more allocated than reserved: an edited or mistyped paste."""
+    notes = refine(message + "\n").notes
+    assert any("cannot all be true" in n and needle in n for n in notes), notes
+
+
+def test_possible_oom_numbers_add_no_note():
+    assert not any("cannot all be true" in n for n in refine(OOM).notes)

@@ -26,7 +26,8 @@ def run_cli(args: list[str], stdin: bytes | None = None, cwd: Path | None = None
 def seed_args(name: str) -> tuple[dict, list[str], bytes]:
     folder = SEEDS / name
     exp = json.loads((folder / "expected.json").read_text(encoding="utf-8"))
-    args = ["--json", "--config", str(folder / exp["config"])]
+    # seed files may be symbolic links into ui/examples: read them as the user would have to, with --allow-symlinks
+    args = ["--json", "--allow-symlinks", "--config", str(folder / exp["config"])]
     for extra in exp.get("extra_configs", []):
         args += ["--config", str(folder / extra)]
     req = exp.get("request", {})

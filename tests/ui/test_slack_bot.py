@@ -287,3 +287,49 @@ def test_twenty_concurrent_threads_do_not_mix(slack):
         for j in (i - 1, i + 1):
             if 0 <= j < 20:
                 assert f"{100 + j}.00 MiB" not in json.dumps(reply)
+
+
+def _slack_escaped(text: str) -> str:
+    """Text as Slack's Events API delivers it: &, < and > escaped."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+SEED_PASTES = [(seed, fence) for seed in ("moe-llava-phi2", "deepke-llama2-13b", "kimi-vl-a3b", "qwen2.5-32b", "qwen2.5-vl-7b")
+               for fence in ("```", "```yaml")]
+
+
+def test_a_log_pasted_above_a_fenced_config_is_diagnosed_with_that_config(slack_bot):
+    """A log pasted unfenced above a fenced config used to be read as chat ("No memory error found"): each seed's log
+    and config in one Slack message now give a diagnosis of that log with that config."""
+    api, url, conversation = slack_bot
+    sent = []
+    for i, (seed, fence) in enumerate(SEED_PASTES):
+        exp = json.loads((SEEDS / seed / "expected.json").read_text(encoding="utf-8"))
+        config = (SEEDS / seed / exp["config"]).read_text(encoding="utf-8")
+        ts = f"17000030{i:02d}.000100"
+        post_event(url, mention(_slack_escaped(f"{seed_log(seed)}\n{fence}\n{config}```\nwhy does it run out?"), ts=ts))
+        sent.append((ts, config))
+    for ts, config in sent:
+        (reply,) = wait_replies(api, ts, timeout=180)
+        assert "No memory error" not in reply_text(reply) and "No out-of-memory" not in reply_text(reply)
+        state = conversation.store.get(f"slack:C1:{ts}").state
+        assert state.diagnosis is not None and state.diagnosis.report.is_memory_error
+        assert config in state.configs.values() and state.diagnosis.config is not None
+
+
+def test_slack_escaping_is_undone_once_at_the_door(slack_bot):
+    """`&&` in a pasted script arrives as `&amp;&amp;`; the fixed config must carry `&&` (and a `&lt;` the user really
+    typed, sent as `&amp;lt;`, stays `&lt;`)."""
+    api, url, conversation = slack_bot
+    script = (SEEDS / "moe-llava-phi2" / "finetune_moe.sh").read_text(encoding="utf-8").replace(
+        "cd ~/MoE-LLaVA\n", "cd ~/MoE-LLaVA && mkdir -p logs  # keep &lt; as typed\n")
+    ts = "1700004001.000100"
+    post_event(url, mention(_slack_escaped(f"{seed_log()}\n```\n{script}```"), ts=ts))
+    (reply,) = wait_replies(api, ts, timeout=180)
+    state = conversation.store.get(f"slack:C1:{ts}").state
+    (config,) = [t for t in state.configs.values() if "deepspeed" in t and "moellava" in t]
+    assert config == script and "&amp;" not in config
+    fixed = state.diagnosis.fixed_config
+    assert "cd ~/MoE-LLaVA && mkdir -p logs  # keep &lt; as typed" in fixed and "&amp;" not in fixed
+    uploads = "".join(v.decode(errors="replace") for v in api.uploads.values())   # files: raw text, never escaped
+    assert "&amp;" not in uploads and "&amp;amp;" not in reply_text(reply)     # messages: escaped once, for Slack

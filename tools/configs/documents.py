@@ -7,8 +7,9 @@ import posixpath
 import re
 from typing import Any
 
-from ..errors import InputError
+from ..errors import InputError, UnsafeInput
 from .json_doc import parse_json
+from .known_files import known_file
 from .python_doc import CALL_PATTERN, python_settings
 from .safe_yaml import check_size
 from .schema import ConfigDocument, format_from_filename
@@ -23,6 +24,7 @@ from .shell import (
     tokenize,
     training_commands,
 )
+from .validation import check_config
 from .yaml_doc import read_yaml
 
 # Keys only a LLaMA-Factory config has (checked against llamafactory 0.9.5 hparams/*.py).
@@ -69,14 +71,16 @@ def load_config(text: str, name: str = "config", extra_files: dict[str, str] | N
     """Read a user's config (LLaMA-Factory YAML, HF TrainingArguments JSON, a shell script with the
     training command, DeepSpeed JSON, accelerate YAML) into a ConfigDocument.
 
-    A DeepSpeed file the config names is looked up in `extra_files` (by path, then by file name); one that
-    was not given is a note, and its stage is inferred from a telling file name (ds_z3_offload_config.json).
+    A DeepSpeed file the config names is looked up in `extra_files` (by path, then by file name); a well-known one
+    that was not given (LLaMA-Factory's examples/deepspeed/ds_z3_config.json, LLaVA's scripts/zero2.json) is read with
+    its published content, any other is a note and its stage is inferred from a telling file name. An impossible
+    value (a negative batch, zero accumulation steps) raises ImpossibleValue, naming the key and its line.
     """
     if not isinstance(text, str):
         raise InputError(f"{name}: config must be text")
     check_size(text, name)
     if "\x00" in text:
-        raise InputError(f"{name}: config contains NUL bytes; pass the text file, not a binary")
+        raise UnsafeInput(f"{name}: config contains NUL bytes; pass the text file, not a binary")
     kind = detect_format(text, name)
     if kind == "shell":
         doc = _load_shell(text, name)
@@ -90,7 +94,8 @@ def load_config(text: str, name: str = "config", extra_files: dict[str, str] | N
     if inner is not None:
         return inner
     _attach_accelerate_config(doc, extra_files)
-    _attach_deepspeed(doc, extra_files)
+    attach_deepspeed(doc, extra_files)
+    check_config(doc)
     return doc
 
 
@@ -293,7 +298,9 @@ def find_file(ref: str, files: dict[str, str]) -> tuple[str, str] | None:
     return None
 
 
-def _attach_deepspeed(doc: ConfigDocument, extra_files: dict[str, str] | None) -> None:
+def attach_deepspeed(doc: ConfigDocument, extra_files: dict[str, str] | None) -> None:
+    """The DeepSpeed config `doc` names: an inline dict, a file given in `extra_files`, a well-known file nobody gave
+    (its published content, an assumption), or a note (with the stage a telling name says)."""
     if doc.format == "deepspeed_json":
         return
     ref = deepspeed_reference(doc)
@@ -306,6 +313,12 @@ def _attach_deepspeed(doc: ConfigDocument, extra_files: dict[str, str] | None) -
     doc.deepspeed_name = ref
     found = find_file(ref, extra_files) if extra_files else None
     preset = not ref.strip().strip("'\"").lower().endswith(".json")
+    known = known_file(ref) if found is None and not preset else None
+    if known is not None:
+        doc.deepspeed = known.config()
+        doc.deepspeed_assumed = known.source
+        doc.notes.append(f"DeepSpeed file {ref} not given: assumed {known.describe()}; pass your own file if it differs")
+        return
     if found is None:
         m = _DS_NAME.search(posixpath.basename(ref))
         if m:

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import InputError
+from ..errors import InputError, UnsafeInput
 from .safe_yaml import MAX_DEPTH, check_size
 
 Path = tuple[str, ...]
@@ -74,7 +74,7 @@ def _skip_cuts(text: str, pos: int, cuts: list[int]) -> int:
 
 def _value(text: str, pos: int, path: Path, objects: dict, depth: int, name: str, cuts: list[int]) -> tuple[int, Any]:
     if depth > MAX_DEPTH:
-        raise InputError(f"{name}: JSON nests deeper than {MAX_DEPTH} levels; not a training config")
+        raise UnsafeInput(f"{name}: JSON nests deeper than {MAX_DEPTH} levels; not a training config")
     if pos >= len(text):
         raise _err(name, text, pos, "unexpected end")
     ch = text[pos]

@@ -70,6 +70,9 @@ def _split_path(key: str) -> tuple[str, ...]:
 def apply_changes(doc: ConfigDocument, changes: list[ConfigChange]) -> tuple[str, str | None]:
     """The config text with the changes applied in place, and the new DeepSpeed text (None when
     the DeepSpeed file does not change). Actions (env, install) are not file edits and are skipped."""
+    if doc.format == "partial":
+        raise InputError(f"{doc.name} was read only in part, so the changes are listed, not written into it: "
+                         "apply them to your config by hand (or paste it whole)")
     config_updates: dict[str, Any] = {}
     ds_updates: dict[tuple[str, ...], Any] = {}
     new_ds_text: str | None = None

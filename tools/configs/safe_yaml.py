@@ -17,7 +17,7 @@ from ruamel.yaml.events import (
 )
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from ..errors import InputError
+from ..errors import InputError, UnsafeInput
 
 MAX_CONFIG_CHARS = 256_000       # training configs are a few KB; 256 KB is generous and bounds parse time (< 2 s)
 MAX_EXPANDED_NODES = 20_000      # nodes after expanding aliases (real configs: < 1,000; a billion-laughs file: 10^9)
@@ -34,7 +34,7 @@ _ALLOWED_TAGS = {
 def check_size(text: str, name: str) -> None:
     """Refuse configs over the size limit before parsing them at all."""
     if len(text) > MAX_CONFIG_CHARS:
-        raise InputError(
+        raise UnsafeInput(
             f"{name}: config is {len(text) / 1e3:,.0f} KB, over the {MAX_CONFIG_CHARS // 1000} KB limit; "
             "pass the training config itself, not data"
         )
@@ -57,7 +57,7 @@ def check_yaml_events(text: str, name: str) -> None:
             if isinstance(event, NodeEvent) and not isinstance(event, AliasEvent):
                 tag_value = tag_of(event)
                 if tag_value not in _ALLOWED_TAGS:
-                    raise InputError(
+                    raise UnsafeInput(
                         f"{name}: YAML tag {tag_value!r} is not allowed (only plain YAML is read; "
                         "remove the tag)"
                     )
@@ -71,7 +71,7 @@ def check_yaml_events(text: str, name: str) -> None:
             elif isinstance(event, CollectionStartEvent):
                 stack.append([event.anchor, 1])
                 if len(stack) > MAX_DEPTH:
-                    raise InputError(f"{name}: YAML nests deeper than {MAX_DEPTH} levels; not a training config")
+                    raise UnsafeInput(f"{name}: YAML nests deeper than {MAX_DEPTH} levels; not a training config")
                 continue
             elif isinstance(event, CollectionEndEvent):
                 anchor, size = stack.pop()
@@ -84,9 +84,9 @@ def check_yaml_events(text: str, name: str) -> None:
                 stack[-1][1] += size
             if total > MAX_EXPANDED_NODES:
                 if aliases:
-                    raise InputError(f"{name}: YAML aliases expand to more than {MAX_EXPANDED_NODES} nodes "
+                    raise UnsafeInput(f"{name}: YAML aliases expand to more than {MAX_EXPANDED_NODES} nodes "
                                      "(an alias bomb?); refusing to load it")
-                raise InputError(f"{name}: more than {MAX_EXPANDED_NODES} YAML entries; not a training config")
+                raise UnsafeInput(f"{name}: more than {MAX_EXPANDED_NODES} YAML entries; not a training config")
     except YAMLError as exc:
         raise InputError(f"{name}: not valid YAML: {_one_line(exc)}") from None
 

@@ -1,6 +1,7 @@
 """Training arguments that frameworks print into logs, as text with their line: HF `TrainingArguments(` dumps
-("per_device_train_batch_size=8,"), YAML blocks ("cutoff_len: 4096"), command lines ("--bf16 \\"), Python dict
-prints, DeepSpeed's config print, and the HF Trainer banner ("Instantaneous batch size per device = 8")."""
+("per_device_train_batch_size=8,"), YAML blocks ("cutoff_len: 4096"), command lines ("--bf16 \\"), commands as Python
+lists (the DeepSpeed launcher's "['--per_device_train_batch_size', '8', ...]"), Python dict prints, DeepSpeed's config
+print, and the HF Trainer banner ("Instantaneous batch size per device = 8")."""
 
 from __future__ import annotations
 
@@ -32,6 +33,11 @@ _KV_COLON = re.compile(r"""(?:^|[\s,{])['"]?([A-Za-z_][\w]{1,50})['"]?\s{0,2}:\s
 # "--key value" / "--key=value", or a bare "--flag" (true) when the next thing is another flag, "\" or the line end
 _KV_FLAG = re.compile(r"(?:^|\s)--([A-Za-z_][\w]{1,50})(?:[ \t=]{1,4}(\"[^\"]{0,300}\"|'[^']{0,300}'|[A-Za-z0-9_./:+@~%\[]"
                       + r"[A-Za-z0-9_./:+@~%,=\[\]-]{0,300}|-\d" + _VAL + r"{0,30})(?=[\s\\]|$)|(?=\s{0,4}(?:-|\\|$)))")
+# A command as a Python list, as the DeepSpeed launcher prints it ("[launch.py:321:sigkill_handler] ['/usr/bin/python',
+# '-u', 'train.py', '--local_rank=0', '--per_device_train_batch_size', '8', '--bf16'] exits with return code = -9") and
+# subprocess.CalledProcessError quotes it: "'--key', 'value'", "'--key=value'", or a bare "'--flag'" before the next flag.
+_KV_LIST = re.compile(r"""(['"])--([A-Za-z_]\w{1,50})(?:=([^'"\n]{0,300}))?\1"""
+                      r"""(?:\s{0,3},\s{0,3}(['"])(?!--)([^'"\n]{0,300})\4)?""")
 # DeepSpeed's config dump: "[config.py:1000:print]   train_micro_batch_size_per_gpu  2"
 _DS_CONFIG_PRINT = re.compile(r"\[config\.py:\d{1,6}:print\]\s{1,8}([A-Za-z_]\w{1,60})\s{1,4}\.{0,40}\s{0,4}(\S.{0,200}?)\s*$")
 _BANNERS = [
@@ -121,6 +127,10 @@ def find_arguments(line: str, low: str) -> Iterator[tuple[str, str | None]]:
         for m in _KV_FLAG.finditer(text):
             if m.group(1) in TRAINING_KEYS:
                 yield m.group(1), m.group(2)
+        if "'--" in text or '"--' in text:
+            for m in _KV_LIST.finditer(text):
+                if m.group(2) in TRAINING_KEYS:
+                    yield m.group(2), m.group(3) if m.group(3) is not None else m.group(5)
     if ":" in text:
         for m in _KV_COLON.finditer(text):
             if m.group(1) in TRAINING_KEYS:

@@ -1,8 +1,9 @@
-"""Physical lines from pasted text or a byte stream, and their normalised form.
+"""Lines from pasted text or a byte stream, and their normalised form.
 
-Pastes arrive with ANSI colours, tqdm carriage-return redraws, CRLF, rank prefixes from multi-process
-launchers, Markdown code fences and Slack quoting; `clean_line` undoes all of that so the detectors see
-the text the program printed. Lines are capped (MAX_LINE chars) so a pathological line costs O(cap).
+Pastes arrive with ANSI colours, tqdm carriage-return redraws, CRLF or CR-only line ends, lines of megabytes (a log
+whose newlines were lost), rank prefixes from multi-process launchers, Markdown code fences and Slack quoting. The line
+iterators turn carriage returns and very long lines into logical lines of at most MAX_LINE characters (LineSplitter,
+linear time); `clean_line` undoes the rest so the detectors see the text the program printed.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import html
 import re
 from collections.abc import Iterable, Iterator
 
-MAX_LINE = 4096  # characters of a line that are examined; a longer line keeps its head (or its last tqdm redraw)
+MAX_LINE = 4096  # characters of a logical line that are examined; a longer line is cut into pieces (LineSplitter)
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]{0,32}[ -/]{0,4}[@-~]|\x1b\][^\x07\x1b]{0,256}(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 # "[rank3]:", "[default0]:", "[rank3]:[W1023 ...]" (torchrun --tee / log prefixes)
@@ -34,77 +35,235 @@ _BAR_SCAN = 400  # characters after "%|" where a tqdm bar's "| n/total [elapsed<
 _TRACEBACK_HEADER = "Traceback (most recent call last)"
 
 
+class Piece(str):
+    """A logical line that continues the physical line before it: a cut of a very long line, or what was printed over
+    a progress bar after a carriage return. The parser gives it that line's number, so line numbers stay the ones an
+    editor shows for "\\n"-separated text."""
+
+    __slots__ = ()
+
+
+MAX_PROGRESS = 1000   # a tqdm redraw is a few hundred characters; a longer segment is something printed
+CUT_WINDOW = 1024     # the end of a piece of a very long line where a cut looks for a record or word boundary
+_CHUNK = 1 << 16      # a very long line of a str is fed to the splitter in slices of this size
+# Where a piece of a very long line should end: before a record or a message starts (the latest one in the window),
+# else after a space. (needle, offset of the cut from the needle's start): literal finds, C speed, no backtracking.
+_CUT_NEEDLES = (("Traceback (most recent", 0), ("CUDA out of memory", 0), ("out of memory", 0), ("Killed", 0),
+                ("[rank", 0), ("[INFO", 0), ("[WARNING", 0), ("[ERROR", 0), ("'--", 0), ('"--', 0), (" --", 1),
+                ("\\n", 2))
+_EXCEPTION_WORDS = ("Error: ", "Exception: ")
+_IDENT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
+
+
+def is_progress(segment: str) -> bool:
+    """A tqdm-style redraw (the terminal overwrites it with the next one). (The marks spelled out: this runs on every
+    redraw of a long log.)"""
+    return len(segment) <= MAX_PROGRESS and ("%|" in segment or "it/s" in segment or "s/it" in segment
+                                             or "it]" in segment or "/s]" in segment)
+
+
+def _cut(buf: str, start: int) -> int:
+    """Where the piece of `buf` starting at `start` ends (at most MAX_LINE characters): before the last record or
+    message start in its final CUT_WINDOW characters (pulled back to the exception class that introduces it), else
+    after the last space there, else at MAX_LINE."""
+    hi = start + MAX_LINE
+    lo = hi - CUT_WINDOW
+    best = -1
+    for needle, offset in _CUT_NEEDLES:
+        i = buf.rfind(needle, lo, hi)
+        if i > lo:
+            best = max(best, i + offset)
+    if best > lo:
+        for word in _EXCEPTION_WORDS:   # "torch.OutOfMemoryError: CUDA out of memory": cut before the class
+            i = buf.rfind(word, max(lo, best - 160), best)
+            if i > lo:
+                j = i
+                while j > lo and buf[j - 1] in _IDENT:
+                    j -= 1
+                return j
+        return best
+    space = max(buf.rfind(" ", lo, hi), buf.rfind("\t", lo, hi))
+    return space + 1 if space > lo else hi
+
+
+class LineSplitter:
+    """One physical line (the text between two "\\n") as the logical lines it holds, fed in chunks with bounded memory.
+
+    Carriage returns: a run of progress redraws is one line, its last redraw (what the terminal shows); blank
+    segments are tqdm clearing the line; every other segment was printed and is read. Once one printed segment was
+    read, each later segment is a line of its own (a file with CR-only line ends); before that, segments continue
+    the first line. A segment longer than MAX_LINE is cut into pieces of at most MAX_LINE characters at record or
+    word boundaries, so a message anywhere in a 2 MB line is read whole. Linear time in the line's length."""
+
+    def __init__(self) -> None:
+        self._seg: list[str] = []        # the current segment's text not yet emitted
+        self._seg_len = 0
+        self._seg_cut = False            # pieces of the current segment were already emitted
+        self._progress: str | None = None  # the latest redraw of the current progress run
+        self._items = 0
+        self._printed = False
+
+    def feed(self, text: str) -> Iterator[str]:
+        parts = text.split("\r")
+        for i, part in enumerate(parts):
+            if part:
+                self._seg.append(part)
+                self._seg_len += len(part)
+                if self._seg_len > MAX_LINE:
+                    yield from self._cut_long()
+            if i < len(parts) - 1:
+                yield from self._end_segment()
+
+    def finish(self) -> Iterator[str]:
+        yield from self._end_segment()
+        if self._progress is not None:
+            yield self._emit(self._progress, printed=False)
+            self._progress = None
+        if self._items == 0:
+            yield ""   # a line of blanks and carriage returns is still a line
+
+    def _emit(self, text: str, *, printed: bool, continued: bool = False) -> str:
+        new_line = self._items == 0 or (not continued and self._printed)
+        self._items += 1
+        self._printed = self._printed or printed
+        return text if new_line else Piece(text)
+
+    def _cut_long(self) -> Iterator[str]:
+        buf = "".join(self._seg)
+        pos = 0
+        while len(buf) - pos > MAX_LINE:
+            cut = _cut(buf, pos)
+            if not self._seg_cut and self._progress is not None:
+                yield self._emit(self._progress, printed=False)
+                self._progress = None
+            yield self._emit(buf[pos:cut], printed=True, continued=self._seg_cut)
+            self._seg_cut = True
+            pos = cut
+        rest = buf[pos:]
+        self._seg, self._seg_len = [rest], len(rest)
+
+    def _end_segment(self) -> Iterator[str]:
+        seg = "".join(self._seg)
+        self._seg, self._seg_len = [], 0
+        was_cut, self._seg_cut = self._seg_cut, False
+        if not seg.strip():
+            return
+        if not was_cut:
+            if is_progress(seg):
+                self._progress = seg
+                return
+            if self._progress is not None:
+                yield self._emit(self._progress, printed=False)
+                self._progress = None
+        yield self._emit(seg, printed=True, continued=was_cut)
+
+
+def split_physical_line(line: str) -> list[str]:
+    """The logical lines of one physical line held in memory (see LineSplitter). A line of at most MAX_LINE characters
+    (most are a progress bar's redraws) needs no cutting: the same rules run in one loop, without the splitter."""
+    if len(line) <= MAX_LINE:   # no piece to cut: LineSplitter's rules in one loop
+        out: list[str] = []
+        progress: str | None = None
+        printed = False
+        for seg in line.split("\r"):
+            if not seg.strip():
+                continue
+            if is_progress(seg):
+                progress = seg
+                continue
+            if progress is not None:
+                out.append(progress if not out or printed else Piece(progress))
+                progress = None
+            out.append(seg if not out or printed else Piece(seg))
+            printed = True
+        if progress is not None:
+            out.append(progress if not out or printed else Piece(progress))
+        return out or [""]
+    splitter = LineSplitter()
+    return [*splitter.feed(line), *splitter.finish()]
+
+
+def _is_simple(line: str) -> bool:
+    """A line the parser reads as it is: at most MAX_LINE characters, no carriage return but a CRLF's."""
+    return len(line) <= MAX_LINE and line.find("\r", 0, len(line) - 1) == -1
+
+
 def iter_text_lines(text: str) -> Iterator[str]:
-    """Physical lines of a str, split on '\\n' only (a lone '\\r' is a tqdm redraw, not a new line)."""
+    """Logical lines of a str: split on "\\n"; a physical line with carriage returns or over MAX_LINE characters goes
+    through LineSplitter (its continuations are `Piece`s). Linear time."""
     start = 0
     n = len(text)
     while start < n:
         end = text.find("\n", start)
         if end == -1:
             end = n
-        if end - start > 2 * MAX_LINE:
-            yield _cap(text[start:start + MAX_LINE], text[end - MAX_LINE:end])
+        if end - start <= MAX_LINE:
+            line = text[start:end]
+            if text.find("\r", start, end - 1) == -1:   # _is_simple, inlined: this runs on every line
+                yield line
+            else:
+                yield from split_physical_line(line)
         else:
-            yield text[start:end]
+            splitter = LineSplitter()
+            for i in range(start, end, _CHUNK):
+                yield from splitter.feed(text[i:min(i + _CHUNK, end)])
+            yield from splitter.finish()
         start = end + 1
 
 
-def _cap(head: str, tail: str) -> str:
-    """A too-long line: its last tqdm redraw if it is a progress line, else its head."""
-    if "\r" in tail:
-        return tail[tail.rfind("\r", 0, len(tail) - 1) + 1:] if tail.rstrip("\r") else head
-    return head
+def numbered_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(line number, logical line) as the parser numbers them: what every other reader of a log's text iterates, so a
+    cue's line is the parser's line and no reader goes quadratic on redraws or megabyte lines."""
+    lineno = 0
+    for line in iter_text_lines(text):
+        if type(line) is not Piece or lineno == 0:
+            lineno += 1
+        yield lineno, line
 
 
 def iter_byte_lines(chunks: Iterable[bytes]) -> Iterator[str]:
-    """Decoded physical lines from byte chunks in bounded memory (UTF-8, bad bytes replaced)."""
+    """Decoded logical lines from byte chunks in bounded memory (UTF-8, bad bytes replaced); the same lines as
+    `iter_text_lines` gives for the decoded text."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    head: list[str] = []   # start of the current line (at most MAX_LINE chars kept)
+    head: list[str] = []   # the start of the current physical line while it is short
     head_len = 0
-    tail = ""              # last MAX_LINE chars of an over-long line
-    overflow = False
-    for chunk in chunks:
-        if not chunk:
-            continue
-        text = decoder.decode(bytes(chunk))
+    splitter: LineSplitter | None = None   # the current physical line once it is long
+    for text in _decoded(chunks, decoder):
         parts = text.split("\n")
+        last = len(parts) - 1
         for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            if not overflow:
-                if head_len + len(part) <= 2 * MAX_LINE:
-                    head.append(part)
-                    head_len += len(part)
-                else:
-                    joined = "".join(head) + part
-                    head, head_len = [joined[:MAX_LINE]], MAX_LINE
-                    tail = joined[-MAX_LINE:]
-                    overflow = True
+            if i < last and splitter is None and not head and len(part) <= MAX_LINE and \
+                    part.find("\r", 0, len(part) - 1) == -1:
+                yield part   # the common case: a whole short line inside one chunk (what _is_simple says, inlined)
+                continue
+            if splitter is not None:
+                yield from splitter.feed(part)
             else:
-                tail = (tail + part)[-MAX_LINE:]
-            if not last:
-                yield _cap(head[0], tail) if overflow else "".join(head)
-                head, head_len, tail, overflow = [], 0, "", False
-    rest = decoder.decode(b"", final=True)
-    if rest:
-        if overflow:
-            tail = (tail + rest)[-MAX_LINE:]
-        else:
-            head.append(rest)
-    if head or overflow:
-        line = _cap(head[0], tail) if overflow else "".join(head)
-        if line:
-            yield line
+                head.append(part)
+                head_len += len(part)
+                if head_len > MAX_LINE:
+                    splitter = LineSplitter()
+                    yield from splitter.feed("".join(head))
+                    head, head_len = [], 0
+            if i < last:   # the physical line ends here
+                if splitter is not None:
+                    yield from splitter.finish()
+                else:
+                    line = "".join(head)
+                    yield from ((line,) if _is_simple(line) else split_physical_line(line))
+                head, head_len, splitter = [], 0, None
+    if splitter is not None:
+        yield from splitter.finish()
+    elif any(head):
+        line = "".join(head)
+        yield from ((line,) if _is_simple(line) else split_physical_line(line))
 
 
-_PROGRESS_MARKS = ("%|", "it/s", "s/it", "it]", "/s]")
-
-
-def is_cr_separated(raw: str) -> bool:
-    """A physical line whose carriage returns separate real lines (a CR-only file), not tqdm redraws."""
-    body = raw.rstrip("\r")
-    if body.count("\r") < 2:
-        return False
-    return not any(mark in body for mark in _PROGRESS_MARKS)
+def _decoded(chunks: Iterable[bytes], decoder: codecs.IncrementalDecoder) -> Iterator[str]:
+    for chunk in chunks:
+        if chunk:
+            yield decoder.decode(bytes(chunk))
+    yield decoder.decode(b"", final=True)
 
 
 def clean_line(raw: str) -> tuple[str, int | None]:

@@ -12,7 +12,7 @@ from ..frameworks import ENGINE_HOSTS
 from ..report import Evidence, GPUSeen, OOMReport, OtherProcess, RelatedError
 from .context import find_context_phase, find_operation, find_phase
 from .facts import FactCollector
-from .lines import clean_line, is_cr_separated, iter_byte_lines, iter_text_lines, split_glued_bar
+from .lines import Piece, clean_line, iter_byte_lines, iter_text_lines, split_glued_bar, split_physical_line
 from .messages import MemoryHit, detect, exit_signal, is_open, parse_torch_message
 from .related import SETUP_ERROR_KINDS, detect_related
 from .triggers import has_trigger
@@ -25,6 +25,7 @@ MAX_SIGNATURES = 64    # distinct memory errors remembered
 MAX_RELATED = 20
 PROSE_LOOKAHEAD = 12   # lines after a prose mention of the error in which its pasted traceback may start
 CONTEXT_LINES = 20     # log lines before an error that may say what the run was doing
+PIECE_CONTEXT = 512    # characters of a piece of an over-long line kept as context (its detectors see all of it)
 _ROUNDING_SLACK = (1 << 20) // 100  # a size printed as "%.2f MiB" is within 0.005 MiB of the exact one
 _WRAP_MIN_WIDTH = 40   # a wrapped paste cuts lines at a fixed width; shorter lines are not wrapped
 # lines that start something new (an exception, a log record), never the wrapped rest of a message
@@ -104,12 +105,14 @@ class LogParser:
 
     # -- per line --------------------------------------------------------------------------------------------
     def feed_line(self, raw: str) -> None:
-        if "\r" in raw and is_cr_separated(raw):
-            for part in raw.split("\r"):  # a file with old-Mac CR line ends: each part is a line
-                if part:
-                    self.feed_line(part)
+        """One logical line; a `Piece` continues the line before it (same line number). A raw physical line with
+        carriage returns is split first (progress redraws, CR-only line ends: see LineSplitter)."""
+        if raw.find("\r", 0, len(raw) - 1) != -1:
+            for item in split_physical_line(raw):
+                self.feed_line(item if type(raw) is not Piece or type(item) is Piece else Piece(item))
             return
-        self.lineno += 1
+        if type(raw) is not Piece or self.lineno == 0:
+            self.lineno += 1
         try:
             self._feed(raw)
         except Exception:  # noqa: BLE001 - a parser bug on one odd line must not lose the rest of the report
@@ -139,7 +142,8 @@ class LogParser:
         if self.following:
             self._follow(lineno, line, rank)
         low = line.lower()
-        self._window(rank).append((lineno, line))
+        # a piece of a megabyte line is context by its head only: frames and log records are short lines
+        self._window(rank).append((lineno, line if type(raw) is not Piece else line[:PIECE_CONTEXT]))
         if self.prefilter and not has_trigger(low):
             return  # no detector or fact extractor can fire on this line: it only serves as context
         self._detect(lineno, line, low, rank, raw)
@@ -154,7 +158,7 @@ class LogParser:
             return
         window = self._window
         for raw in lines:
-            if self.pending is not None or self.following or "\r" in raw or "%|" in raw:
+            if self.pending is not None or self.following or "\r" in raw or "%|" in raw or type(raw) is Piece:
                 self.feed_line(raw)
                 continue
             self.lineno += 1

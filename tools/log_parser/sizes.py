@@ -1,8 +1,10 @@
-"""Sizes as OOM messages print them ("23.64 GiB", "704.00 KiB", "0 bytes", a unit cut short "22.25 Gi")
-turned into integer bytes. Binary units throughout: PyTorch, DeepSpeed and nvidia-smi print GiB even
-when they write "GB" (see tools/units.py)."""
+"""Sizes as OOM messages print them ("23.64 GiB", "704.00 KiB", "0 bytes", a unit cut short "22.25 Gi", a comma
+decimal "39,39 GiB") turned into integer bytes. Binary units throughout: PyTorch, DeepSpeed and nvidia-smi print GiB
+even when they write "GB" (see tools/units.py)."""
 
 from __future__ import annotations
+
+from ..units import decimal_number
 
 _UNIT_BYTES = {
     "b": 1, "byte": 1, "bytes": 1,
@@ -14,7 +16,7 @@ _UNIT_BYTES = {
 }
 
 # Regex fragments shared by the message patterns: bounded repetitions only (no backtracking blow-ups).
-NUM = r"(\d{1,15}(?:\.\d{1,12})?)"
+NUM = r"(\d{1,15}(?:[.,]\d{1,12})?)"   # "39.39", or a comma decimal "39,39" (see units.decimal_number)
 UNIT = r"(bytes|byte|[KMGTE]i?B|[KMGTE]i?|B)"
 SP = r"\s{0,4}"
 
@@ -27,6 +29,6 @@ def to_bytes(number: str, unit: str | None) -> int | None:
     if scale is None:
         return None
     try:
-        return int(round(float(number) * scale))
+        return int(round(decimal_number(number) * scale))
     except (ValueError, OverflowError):
         return None
