@@ -119,13 +119,18 @@ def _summary(d: Diagnosis, has_log: bool) -> str:
 
 
 def _sized_step(request: DiagnoseRequest, report: OOMReport, setup: TrainingSetup) -> str:
-    """The step the calculator sizes: what the user asked for, else the failing step (an evaluation, generation or
-    vLLM step carries no training states)."""
+    """The step the calculator sizes: what the user asked for, else the failing step the log shows (an evaluation,
+    generation or vLLM step carries no training states), else the workload the config states (eval-only, predict,
+    predict with generation), else a training step."""
     from ..tools.report_refinement import estimate_mode
 
     if request.mode != "auto":
         return request.mode
-    return "eval" if setup.framework == "vllm" else estimate_mode(report)
+    if setup.framework == "vllm":
+        return "eval"
+    if report.phase == "unknown" and report.framework not in ("vllm", "llama.cpp"):
+        return setup.workload   # the log says nothing about the step (or there is no log): the config's workload
+    return estimate_mode(report)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -141,12 +146,32 @@ def _verified_fit(plan, setup) -> bool | None:
     return plan.fits
 
 def _load_config(request: DiagnoseRequest) -> ConfigDocument | None:
-    """The user's config, or None when none was given; an unusable one raises InputError."""
+    """The user's config, or None when none was given. An unusable one raises InputError, unless the log shows an
+    out-of-memory error: then what can be read of it is used (a file cut short, a Markdown list of settings) or, when
+    nothing can, none of it, and a note says so; the answer stands on the log. An impossible value is an error either
+    way (ImpossibleValue names its key and line)."""
     if not request.config_text or not request.config_text.strip():
         return None
     from ..tools.configs import load_config
+    from ..tools.configs.partial import read_partial, unreadable
+    from ..tools.configs.validation import ImpossibleValue
+    from ..tools.errors import UnsafeInput
+    from ..tools.log_parser import parse_log
 
-    return load_config(request.config_text, request.config_name or "config", request.extra_configs or None)
+    name, extra = request.config_name or "config", request.extra_configs or None
+    try:
+        return load_config(request.config_text, name, extra)
+    except (ImpossibleValue, UnsafeInput):   # the user's to fix, and a refusal for safety is never read in part
+        raise
+    except InputError as exc:
+        if not request.log_text.strip() or not parse_log(request.log_text).is_memory_error:
+            raise
+        try:
+            return read_partial(request.config_text, name, extra, reason=str(exc))
+        except ImpossibleValue:
+            raise
+        except InputError:
+            return unreadable(request.config_text, name, reason=str(exc))
 
 
 def _estimate(setup: TrainingSetup, sized: str, margin: float, notes: list[str]) -> MemoryEstimate | None:

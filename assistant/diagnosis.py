@@ -47,7 +47,8 @@ class Diagnosis(BaseModel):
     status: Literal["diagnosed", "no_memory_error", "needs_input"] = "diagnosed"
     summary: str = ""
     config: ConfigInfo | None = Field(default=None, description="the main config read, when one was given")
-    sized: Literal["train", "eval"] | None = Field(default=None, description="the step the calculator sized")
+    sized: Literal["train", "eval", "predict", "generate"] | None = Field(
+        default=None, description="the step the calculator sized (a training step or the config's inference workload)")
     report: OOMReport
     setup: TrainingSetup
     estimate: MemoryEstimate | None = None
@@ -71,6 +72,16 @@ class Diagnosis(BaseModel):
     @property
     def primary_cause(self) -> str | None:
         return self.root_causes[0].label if self.root_causes else None
+
+    @property
+    def fixed_deepspeed_name(self) -> str | None:
+        """The file name the fixed DeepSpeed config is shown and written under: the file the fix points the config at,
+        else the one the config names (None without a fixed DeepSpeed config)."""
+        if not self.fixed_deepspeed:
+            return None
+        switched = next((c.to_value for c in self.fixes if c.key == "deepspeed" and isinstance(c.to_value, str)), None)
+        name = switched or (self.config.deepspeed_name if self.config else None) or "ds_config.json"
+        return name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
 
 
 class StatedFact(BaseModel):

@@ -48,7 +48,8 @@ def _gib(n: int | None) -> float | None:
 def _estimate_summary(est) -> dict[str, Any]:
     return {
         "peak_gib": _gib(est.peak_bytes), "peak_phase": est.peak_phase, "budget_gib": _gib(est.budget_bytes),
-        "gpu": est.gpu_name, "gpu_gib": _gib(est.gpu_bytes), "fits": est.fits,
+        "gpu": est.gpu_name, "gpu_gib": _gib(est.gpu_bytes), "fits": est.fits, "verdict": est.verdict,
+        "band_gib": [_gib(est.band_lower_bytes), _gib(est.band_upper_bytes)], "workload": est.workload,
         "max_micro_batch": est.max_micro_batch, "max_seq_len": est.max_seq_len,
         "components_gib": {c.name: _gib(c.bytes) for c in sorted(est.breakdown.components, key=lambda c: -c.bytes)},
     }

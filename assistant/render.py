@@ -38,7 +38,8 @@ def render_markdown(d: Diagnosis) -> str:
     if d.fixed_config:
         parts += ["## Fixed config", "", f"```{fence_language(d.fixed_config_format)}", d.fixed_config.rstrip("\n"), "```", ""]
     if d.fixed_deepspeed:
-        parts += ["## Fixed DeepSpeed config", "", "```json", d.fixed_deepspeed.rstrip("\n"), "```", ""]
+        parts += [f"## Fixed DeepSpeed config (`{d.fixed_deepspeed_name}`)", "", "```json", d.fixed_deepspeed.rstrip("\n"),
+                  "```", ""]
     parts += _similar(d)
     parts += _bullets("Assumptions", d.assumptions)
     parts += _bullets("Questions", [q.text for q in d.questions])
@@ -108,7 +109,10 @@ def _estimates(d: Diagnosis) -> list[str]:
     out.append(_total_row("**peak**", before, after, lambda e: f"**{format_bytes(e.peak_bytes)}** ({e.peak_phase.replace('_', ' ')})"))
     if before.budget_bytes is not None:
         out.append(_total_row("budget", before, after, lambda e: format_bytes(e.budget_bytes)))
-        out.append(_total_row("fits", before, after, lambda e: "yes" if e.fits else "no" if e.fits is False else "?"))
+        out.append(_total_row("error band", before, after, lambda e: (
+            f"{format_bytes(e.band_lower_bytes)} - {format_bytes(e.band_upper_bytes)}" if e.band_upper_bytes else "?")))
+        out.append(_total_row("fits", before, after, lambda e: "yes" if e.fits else "borderline" if e.verdict == "borderline"
+                              else "no" if e.fits is False else "?"))
     if before.max_micro_batch is not None:
         out.append(_total_row("largest micro-batch that fits", before, after, lambda e: str(e.max_micro_batch)))
     if before.host_bytes:
@@ -131,7 +135,9 @@ def _changes(d: Diagnosis) -> list[str]:
     out = ["## Changes", "", "| change | from → to | why | saves |", "| --- | --- | --- | ---: |"]
     for c in d.fixes:
         what = f"`{c.key}`" if c.key else _cell(c.action or "")
-        if c.key:
+        if c.key == "__file__":   # a whole new DeepSpeed file: its text is the section below, not a cell
+            what, move = f"new file `{d.fixed_deepspeed_name or 'ds_config.json'}`", "see Fixed DeepSpeed config"
+        elif c.key:
             move = f"{_show(c.from_value)} → {_show(c.to_value)}"
         else:
             move = "(action)" if c.target in ("install", "env") else "—"

@@ -43,7 +43,9 @@ def _verdict_and_fix(d: Diagnosis) -> list[str]:
         e = d.estimate
         verdict = ""
         if e.budget_bytes:
-            verdict = f" against a budget of {format_bytes(e.budget_bytes)}" + (" (does not fit)" if e.fits is False else "")
+            fit = ("borderline: the budget is inside the error band" if e.verdict == "borderline"
+                   else "does not fit" if e.fits is False else "")
+            verdict = f" against a budget of {format_bytes(e.budget_bytes)}" + (f" ({fit})" if fit else "")
         parts[0] = f"The calculator predicts a peak of {format_bytes(e.peak_bytes)} per GPU at {e.peak_phase.replace('_', ' ')}{verdict}."
         held = observed_peak(d.report)
         if held and held > e.peak_bytes:
@@ -53,7 +55,8 @@ def _verdict_and_fix(d: Diagnosis) -> list[str]:
         fit = ""
         if after is not None:
             fit = f"; predicted peak after: {format_bytes(after.peak_bytes)}" + (" — fits" if d.fits_after else " — still does not fit")
-        keys = [f"{c.key} {'unset' if c.from_value is None else c.from_value}→{c.to_value}" for c in d.fixes if c.key]
+        keys = [f"{c.key} {'unset' if c.from_value is None else c.from_value}→{c.to_value}" if c.key != "__file__"
+                else f"new {d.fixed_deepspeed_name or 'DeepSpeed file'}" for c in d.fixes if c.key]
         actions = sum(1 for c in d.fixes if not c.key)
         listed = ", ".join(keys) or "no key changes"
         extra = f" plus {actions} action(s)" if actions else ""

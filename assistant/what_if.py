@@ -187,7 +187,8 @@ def what_if_markdown(what_if: dict) -> str:
         line += f" (was {format_bytes(what_if['before_peak_bytes'])})"
     if est.get("budget_bytes"):
         line += f" against {format_bytes(est['budget_bytes'])} usable on {est.get('gpu_name') or 'the GPU'}"
-        line += " — **fits**." if est.get("fits") else " — **does not fit**."
+        line += (" — **fits**." if est.get("fits") else " — **borderline** (the budget is inside the error band)."
+                 if est.get("verdict") == "borderline" else " — **does not fit**.")
     else:
         line += " (GPU unknown: tell me your GPU to check the fit)."
     extra = []
@@ -204,7 +205,9 @@ def what_if_from_config(state: SessionState, d: Diagnosis) -> str:
     est = d.estimate
     line = f"**What-if ({vals})**: estimated peak {format_bytes(est.peak_bytes)}"
     if est.budget_bytes:
-        line += f" against {format_bytes(est.budget_bytes)} usable" + (" — **fits** as is." if est.fits else " — **does not fit** as is.")
+        line += f" against {format_bytes(est.budget_bytes)} usable" + (
+            " — **fits** as is." if est.fits else " — **borderline** as is (the budget is inside the error band)."
+            if est.verdict == "borderline" else " — **does not fit** as is.")
     if d.fixes and not est.fits:
         line += " The plan below makes it fit." if d.fits_after else " The plan below is the closest I can get."
     return line

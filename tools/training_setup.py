@@ -24,6 +24,12 @@ Attention = Literal["eager", "sdpa", "flash_attention_2"]
 # Preference stages that score a chosen and a rejected answer per sample run two sequences through the model.
 Stage = Literal["sft", "pt", "dpo", "kto", "orpo", "simpo", "rm", "ppo", "grpo"]
 PAIRED_STAGES = frozenset({"dpo", "orpo", "simpo", "rm"})
+# What the run does on the GPU, read from the config (LLaMA-Factory / HF TrainingArguments do_train, do_eval, do_predict,
+# predict_with_generate): a training step (with evaluation between steps when enabled), an evaluation-only forward
+# (no gradients, no optimizer), prediction (a forward whose logits are kept), or prediction by generation (weights,
+# the prompt and a KV cache for max_new_tokens).
+Workload = Literal["train", "eval", "predict", "generate"]
+WORKLOADS: tuple[str, ...] = ("train", "eval", "predict", "generate")
 
 
 class Provenance(BaseModel):
@@ -46,6 +52,7 @@ class TrainingSetup(BaseModel):
     method: Method = "full"
     lora_rank: int = 8
     lora_targets: list[str] = Field(default_factory=lambda: ["all"], description="module names, or ['all'] for all linear layers")
+    lora_dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="LoRA dropout (PEFT LoraConfig / LLaMA-Factory default 0)")
     quantization_bit: int | None = None
     precision: Precision = "bf16_mixed"
     optimizer: Optimizer = "adamw"
@@ -72,6 +79,11 @@ class TrainingSetup(BaseModel):
     eval_accumulation_steps: int | None = None
     expandable_segments: bool = False
     stage: Stage = Field(default="sft", description="training objective: sft/pt, or a preference / RL stage")
+    workload: Workload = Field(default="train", description="what the run does: train, eval (evaluation only), "
+                               "predict (logits kept), generate (prediction by generation)")
+    max_new_tokens: int | None = Field(default=None, ge=1, description="tokens generated per sample (generate workload)")
+    num_beams: int = Field(default=1, ge=1, description="beam search width of generation (each beam keeps a KV cache)")
+    eval_samples: int | None = Field(default=None, ge=1, description="samples evaluated or predicted (max_samples), when known")
     quant_storage_sharded: bool = Field(default=True, description="4/8-bit weights are partitioned by ZeRO-3 "
                                         "(bnb_4bit_quant_storage set, as LLaMA-Factory does)")
     reference_model: bool = Field(default=False, description="a frozen copy of the weights for the KL term (DPO, KTO, PPO, GRPO)")
@@ -89,6 +101,11 @@ class TrainingSetup(BaseModel):
         prov = dict(self.provenance)
         prov[field] = Provenance(origin=origin, detail=detail)
         return self.model_copy(update={field: value, "provenance": prov})
+
+    def stated(self, field: str) -> bool:
+        """Whether a source gave this field (constructor argument or a recorded fact), not a default nobody stated."""
+        prov = self.provenance.get(field)
+        return field in self.model_fields_set and (prov is None or prov.origin != "default")
 
     def assumptions(self) -> list[str]:
         """Fields that were filled from defaults rather than observed: shown to users as assumptions."""

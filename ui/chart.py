@@ -56,7 +56,7 @@ def memory_chart_svg(before: MemoryEstimate | None, after: MemoryEstimate | None
                          f'height="{max(y1 - y0, 0.5):.1f}" fill="{colour}"><title>{escape(comp.name)}: '
                          f'{comp.bytes / GiB:.2f} GiB</title></rect>')
             base += comp.bytes
-        verdict = "" if est.fits is None else (" fits" if est.fits else " OOM")
+        verdict = "" if est.fits is None else (" fits" if est.fits else " borderline" if est.verdict == "borderline" else " OOM")
         parts.append(f'<text x="{x + _BAR_W / 2}" y="{y(est.peak_bytes) - 4:.1f}" font-size="12" text-anchor="middle">'
                      f'{est.peak_bytes / GiB:.1f} GiB</text>'
                      f'<text x="{x + _BAR_W / 2}" y="{_H - 14}" font-size="12" text-anchor="middle">{label}{verdict}</text>')

@@ -37,7 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log", metavar="FILE", help="a log of the run: the facts it prints (GPU, arguments, ranks) are used too")
     p.add_argument("--nodes", type=int, metavar="N", help="number of nodes (host RAM is per node)")
     p.add_argument("--framework", choices=FRAMEWORK_CHOICES,
-                   help="training framework (defaults differ; 'other' = a plain PyTorch loop that keeps the model output)")
+                   help="training framework (defaults differ; 'other' = a plain PyTorch loop that keeps the model output; "
+                        "unset, the step is sized as that loop and an HF Trainer run is the error band's lower edge)")
     p.add_argument("--method", choices=_METHODS, help="fine-tuning method")
     p.add_argument("--stage", choices=_STAGES, help="objective: dpo/orpo/simpo/rm run chosen + rejected per sample")
     p.add_argument("--reference-model", action="store_true", default=None,
@@ -164,7 +165,9 @@ def render_markdown(est, setup) -> str:
              f"micro-batch {setup.micro_batch} x {setup.seq_len} tokens, gradient checkpointing "
              f"{'on' if setup.gradient_checkpointing else 'off'}, attention {attn}", "",
              f"Peak (PyTorch allocated, busiest GPU): **{format_bytes(est.peak_bytes)}** at **{est.peak_phase}**; "
-             f"{est.n_params / 1e9:.2f}B parameters, {est.n_trainable / 1e6:.1f}M trainable.", "",
+             f"{est.n_params / 1e9:.2f}B parameters, {est.n_trainable / 1e6:.1f}M trainable."
+             + (f" Error band: {format_bytes(est.band_lower_bytes)} - {format_bytes(est.band_upper_bytes)}."
+                if est.band_upper_bytes else ""), "",
              "| component | bytes | share |", "|---|---:|---:|"]
     for c in sorted(est.breakdown.components, key=lambda c: -c.bytes):
         lines.append(f"| {c.name} | {format_bytes(c.bytes)} | {100 * c.bytes / max(est.peak_bytes, 1):.1f}% |")
@@ -174,13 +177,16 @@ def render_markdown(est, setup) -> str:
         verdict = "" if est.host_fits is None else (" (fits the host)" if est.host_fits else " (**does NOT fit the host**)")
         lines.append(f"Host RAM per node: {format_bytes(est.host_bytes)} ({parts}){verdict}.")
     if est.fits is not None:
-        verdict = "fits" if est.fits else "does NOT fit"
+        verdict = {"fits": "fits", "borderline": "borderline (the budget is inside the error band)"}.get(
+            est.verdict or "", "does NOT fit")
         lines.append(f"On {est.gpu_name} ({format_bytes(est.gpu_bytes)}, {format_bytes(est.budget_bytes)} usable after "
                      f"margin and CUDA context): **{verdict}**, headroom {format_bytes(est.headroom_bytes)}. "
                      f"Largest micro-batch at this length: {est.max_micro_batch}; largest sequence length at this "
                      f"micro-batch: {est.max_seq_len}.")
     if est.notes:
         lines += ["", "Notes:"] + [f"- {n}" for n in est.notes]
+    if est.band_notes:
+        lines += ["", "Error band: " + "; ".join(est.band_notes)]
     assumed = setup.assumptions()
     if assumed:
         lines += ["", "Assumed (framework defaults): " + ", ".join(assumed)]

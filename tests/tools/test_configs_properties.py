@@ -10,12 +10,16 @@ from hypothesis import strategies as st
 
 from ask_oom.tools.configs import ConfigChange, Constraints, apply_changes, apply_config_to_setup, load_config, plan_fixes
 from ask_oom.tools.root_causes import rank_root_causes
+from ask_oom.tools.configs.validation import RULES
 from ask_oom.tools.configs.yaml_doc import read_yaml
 from ask_oom.tools.gpus import lookup_gpu
 from ask_oom.tools.memory import estimate_memory
 from ask_oom.tools.training_setup import TrainingSetup
 
-KEYS = st.from_regex(r"[a-z][a-z0-9_]{0,14}", fullmatch=True).filter(lambda k: k not in ("true", "false", "null", "yes", "no", "on", "off"))
+# keys with a value rule (batch sizes, ranks, lengths) are left out: an impossible value there is an error by design
+# (tests/tools/test_configs_mapping.py), and these properties are about edits of any other key
+KEYS = st.from_regex(r"[a-z][a-z0-9_]{0,14}", fullmatch=True).filter(
+    lambda k: k not in ("true", "false", "null", "yes", "no", "on", "off") and k not in RULES)
 WORDS = st.from_regex(r"[A-Za-z][A-Za-z0-9_./-]{0,12}", fullmatch=True).filter(
     lambda w: w.lower() not in ("true", "false", "null", "yes", "no", "on", "off", "nan", "inf", "infinity") and not w.replace(".", "").isdigit())
 SCALARS = st.one_of(st.integers(-10**6, 10**6), st.booleans(), WORDS, st.sampled_from([1.0e-4, 0.5, 2e-05]))
@@ -173,7 +177,9 @@ def test_planner_keeps_effective_batch_and_is_stable_on_its_output(model, gpu, m
         key = line.strip().lstrip("-").split(":")[0].split(" ")[0].strip('"')
         if not any(c.key == key for c in plan.changes) and line.strip().startswith(("#", "###")):
             assert line in plan.fixed_config.splitlines()
-    if plan.fits:
+    # a change the file cannot hold (an action such as loading the model with another attention) is sized but not written
+    in_code = any(c.key is None and c.target == "config" for c in plan.changes)
+    if plan.fits and not in_code:
         again_setup = apply_config_to_setup(fixed, base)
         # the written config is exactly the setup the plan sized (no edit lost, none extra)
         assert estimate_memory(again_setup).peak_bytes == plan.estimate_after.peak_bytes

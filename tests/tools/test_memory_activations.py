@@ -164,3 +164,64 @@ def test_trainable_vision_tower_activations_match_autograd():
     measured_per_patch_block = sum(seen.values()) / patches / 4
     predicted = vision_block_bytes(load_model_arch(cfg).vision, True)
     assert predicted == pytest.approx(measured_per_patch_block, rel=0.08)
+
+
+def _lora(model, dropout: float):
+    peft = pytest.importorskip("peft")
+    lora = peft.get_peft_model(model, peft.LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", lora_dropout=dropout))
+    for n, p in lora.named_parameters():
+        if "lora_" in n:
+            p.data = p.data.float()
+    lora.enable_input_require_grads()
+    return lora
+
+
+def test_lora_dropout_keeps_one_mask_per_adapter_input():
+    """lora_dropout > 0: each adapted Linear's dropout keeps a mask of its input for backward. On CUDA the fused
+    native_dropout keeps a bool mask (1 B per element, what the calculator counts); on CPU the mask has the input's
+    dtype (the adapters' fp32 copy: 4 B), so the CPU difference is 4x the calculator's mask bytes."""
+    from ask_oom.tools.memory.activations import DROPOUT_MASK_BYTES
+
+    cfg = FAMILIES[1]
+    arch = load_model_arch(cfg)
+    measured = (saved_activation_bytes(_lora(_build(cfg, torch.bfloat16), 0.1), cfg["vocab_size"])
+                - saved_activation_bytes(_lora(_build(cfg, torch.bfloat16), 0.0), cfg["vocab_size"]))
+    inputs = lora_inputs_per_layer(arch, ["all"])
+    with_mask = ActPolicy(False, False, inputs, 2, False, lora_input_bytes=4, lora_dropout=True)
+    without = ActPolicy(False, False, inputs, 2, False, lora_input_bytes=4)
+    predicted = model_activation_bytes(arch, with_mask, B * S) - model_activation_bytes(arch, without, B * S)
+    assert measured == pytest.approx(predicted * 4 // DROPOUT_MASK_BYTES, rel=0.01)
+
+
+def test_phi2_residual_dropout_keeps_two_masks_per_layer():
+    """Phi-2's config.json sets resid_pdrop 0.1: the attention and the MLP outputs are dropped out in training, each
+    keeping a mask (bool on CUDA; bf16 on CPU, 2x the calculator's 1 B)."""
+    cfg = dict(FAMILIES[5])
+    arch = load_model_arch({**cfg, "resid_pdrop": 0.1})
+    assert arch.extra["resid_dropout"] == 0.1 and "resid_dropout" not in load_model_arch(cfg).extra
+    measured = (saved_activation_bytes(_build({**cfg, "resid_pdrop": 0.1}, torch.bfloat16), cfg["vocab_size"])
+                - saved_activation_bytes(_build(cfg, torch.bfloat16), cfg["vocab_size"]))
+    policy = ActPolicy(True, False, {}, 2, False)
+    predicted = model_activation_bytes(arch, policy, B * S) - model_activation_bytes(load_model_arch(cfg), policy, B * S)
+    assert predicted == arch.num_layers * 2 * arch.hidden_size * B * S
+    assert measured == pytest.approx(2 * predicted, rel=0.01)
+    assert load_model_arch({"model_type": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 2, "vocab_size": 128}).extra["resid_dropout"] == 0.1
+
+
+MOE_RETARGETED = [FAMILIES[9], FAMILIES[10]]   # OLMoE, DeepSeek-V3 layout (MLA + shared experts)
+
+
+@pytest.mark.parametrize("cfg", MOE_RETARGETED, ids=[c["model_type"] for c in MOE_RETARGETED])
+def test_lora_all_linear_reaches_fused_experts(cfg):
+    """PEFT re-targets all-linear onto transformers v5's fused experts (lora.ParamWrapper, rank 2r on gate_up) and the
+    router, and drops the dense/shared MLPs named like v4 experts: trainable counts and saved activations (each MoE layer
+    keeps W + dW of its experts and, since those need gradients, the experts' inputs) match the calculator."""
+    from ask_oom.tools.memory.params import lora_params, lora_wraps_experts
+
+    arch = load_model_arch(cfg)
+    assert lora_wraps_experts(arch, ["all"])
+    model = _lora(_build(cfg, torch.bfloat16), 0.0)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == lora_params(arch, 8, ["all"])
+    measured = saved_activation_bytes(model, cfg["vocab_size"])
+    policy = ActPolicy(False, False, lora_inputs_per_layer(arch, ["all"]), 2, False, lora_input_bytes=4, expert_lora_rank=8)
+    assert model_activation_bytes(arch, policy, B * S) == pytest.approx(measured, rel=0.06)

@@ -188,3 +188,49 @@ def test_moonvit_is_not_checkpointed_and_packs_images():
     eager_2 = parts["eager", 2] - parts["flash_attention_2", 2]
     assert eager_1 == v.num_heads * patches ** 2 * 6 * v.num_layers
     assert eager_2 == 4 * eager_1
+
+
+GEMMA2 = dict(model_type="gemma2", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=8,
+              num_key_value_heads=4, head_dim=16, vocab_size=128, pad_token_id=0, sliding_window=128)
+
+
+def test_gemma2_has_no_sdpa_so_it_runs_eager():
+    """transformers' Gemma-2 refuses sdpa (soft-capping): a run that names none loads eager, and so does the calculator."""
+    from ask_oom.tools.memory.estimator import effective_attention
+
+    assert transformers.Gemma2PreTrainedModel._supports_sdpa is False
+    arch = load_model_arch(GEMMA2)
+    setup = _setup(arch, attn_implementation="sdpa", seq_len=4096)
+    assert effective_attention(setup) == "eager"
+    est = estimate_memory(setup)
+    assert est.breakdown.get("attention_scores") > 0 and any("falls back to eager" in n for n in est.notes)
+    assert effective_attention(_setup(arch, attn_implementation="flash_attention_2")) == "flash_attention_2"
+
+
+def test_gemma2_softcapping_keeps_the_tanh_output_and_two_masks():
+    """Saved per layer: fp32 softmax + bf16 copy + the soft-capped tanh output (8 B per score element); a recomputed
+    layer's backward holds 14 B per element; the sliding and the global mask are both built."""
+    arch = load_model_arch(GEMMA2)
+    E = score_elements(arch, B, S)
+    model = _build(GEMMA2, "eager")
+    seen: dict[int, int] = {}
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+
+    def pack(t):
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in params:
+            seen[ptr] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(input_ids=_ids(GEMMA2))
+    predicted = (model_activation_bytes(arch, EAGER, B * S) + arch.num_layers * attention_score_bytes(arch, EAGER, B, S)
+                 + eager_mask_bytes(arch, EAGER, B, S))
+    assert attention_score_bytes(arch, EAGER, B, S) == 8 * E
+    assert predicted == pytest.approx(sum(seen.values()), rel=0.03)
+    checkpointed = _build(GEMMA2, "eager", checkpointing=True)
+    out = checkpointed.model(input_ids=_ids(GEMMA2)).last_hidden_state
+    peak = _allocator_peak(lambda: out.float().sum().backward())
+    assert eager_backward_units(EAGER, arch) == 14
+    assert peak == pytest.approx(14 * E, rel=0.08)
+    assert eager_mask_bytes(arch, EAGER, B, S) == 2 * 2 * B * S * S

@@ -48,7 +48,7 @@ def test_any_setup_gives_a_consistent_estimate(d, mode):
     assert est.peak_bytes > 0
     assert sum(c.bytes for c in est.breakdown.components) == est.peak_bytes
     assert all(c.bytes >= 0 for c in est.breakdown.components)
-    assert est.fits == (est.peak_bytes <= est.budget_bytes)
+    assert est.fits == (est.band_upper_bytes <= est.budget_bytes)   # "fits": the error band's upper edge fits
     assert 0 <= est.n_trainable <= est.n_params
     assert est.max_micro_batch is not None and est.max_seq_len is not None
 

@@ -143,7 +143,9 @@ class Catalogue:
                 return out
             base_changes = []
             upd: dict[str, Any] = {}
-            if not s.eval_accumulation_steps:
+            # accumulated predictions exist when logits are kept: prediction, or evaluation between training steps
+            # (compute_metrics); an evaluation-only or generation run keeps only the loss / token ids
+            if not s.eval_accumulation_steps and s.workload in ("train", "predict"):
                 upd["eval_accumulation_steps"] = 1
                 base_changes.append(_ch("eval_accumulation_steps", self._setting("eval_accumulation_steps", None), 1,
                                         "moves accumulated predictions/logits to the CPU after every eval step instead of keeping them on the GPU", 1))
@@ -157,6 +159,29 @@ class Catalogue:
                     f"eval batch {b}"))
             return out
         return Candidate("eval_memory", 1, ("eval_accumulation",), opts)
+
+    def generation(self) -> Candidate:
+        """Prediction by generation: each beam of each sequence keeps a KV cache of prompt + max_new_tokens."""
+        def opts(s: TrainingSetup) -> list[Option]:
+            out: list[Option] = []
+            if s.workload != "generate":
+                return out
+            if s.num_beams > 1:
+                key = "num_beams" if self.keys.has("num_beams") or not self.keys.has("generation_num_beams") else "generation_num_beams"
+                out.append(Option({"num_beams": 1}, [_ch(key, s.num_beams, 1, "each beam keeps its own KV cache: greedy "
+                                                    "or sampled decoding keeps one per sequence (outputs may differ)", 1,
+                                                    results=True)], "one beam"))
+            from ..memory.estimator import max_new_tokens
+
+            n = max_new_tokens(s)
+            key = "generation_max_new_tokens" if self.keys.has("generation_max_new_tokens") else "max_new_tokens"
+            while n > 64:
+                n //= 2
+                out.append(Option({"max_new_tokens": n}, [_ch(key, self._setting(key, max_new_tokens(s)), n,
+                                  f"the KV cache grows with every generated token: at most {n} new tokens per sample "
+                                  "(longer answers are cut)", 5, results=True)], f"max_new_tokens {n}"))
+            return out
+        return Candidate("generation", 1, ("eval_accumulation", "seq_len_too_long", "batch_too_large"), opts)
 
     # ------------------------------------------------------------------ tier 2: schedule
     def micro_batch(self) -> Candidate:
@@ -259,14 +284,16 @@ class Catalogue:
         ds_key = self.keys.deepspeed_key()
         ref = doc.deepspeed_name if doc is not None else None
         if ref:
-            # a referenced file we were not given: point at the matching LLaMA-Factory example file instead
-            new_ref = _renamed_ds_file(ref, stage, off_opt or off_param)
+            # a referenced file we were not given: point at the file with the new stage (the same family's published
+            # one when the reference is well known) and give its content, so the answer holds the file it names
+            new_ref, content, source = _switched_ds_file(ref, stage, off_opt, off_param)
             changes.append(_ch(ds_key or "deepspeed", ref, new_ref, why, 4))
+            if content is not None:
+                changes.append(ConfigChange(key="__file__", to_value=content, target="deepspeed", tier=4,
+                                            rationale=f"new {posixpath.basename(new_ref)}" + (f" ({source})" if source else "")))
             return changes
         # no DeepSpeed at all: a new file plus the flag that names it (a new dependency: costs more)
-        # LLaMA-Factory's names: ds_z3_offload_config.json offloads both; optimizer-only gets its own name
-        suffix = "_offload" if off_param or (off_opt and stage == 2) else "_offload_optimizer" if off_opt else ""
-        name = f"ds_z{stage}{suffix}_config.json"
+        name = _new_ds_name(stage, off_opt, off_param)
         if ds_key is None:
             return []
         changes.append(_ch(ds_key, None, name, why + " (new DeepSpeed file; run with the deepspeed launcher or torchrun)", 4))
@@ -401,12 +428,43 @@ class Catalogue:
         return Candidate("qlora", 6, ("weights_exceed_gpu", "full_ft_model_states"), opts, extra_cost=shift)
 
     def all(self) -> list[Candidate]:
+        if self.base.workload != "train":
+            # evaluation / prediction only: no training step runs, so only evaluation and generation keys are levers
+            # (never per_device_train_batch_size or gradient_accumulation_steps)
+            return [self.eval_memory(), self.generation()]
         if self.keys.is_mlx:
             # MLX (Apple silicon): no DeepSpeed, bitsandbytes, flash-attn or Liger; these are the levers its trainer has
             return [self.gradient_checkpointing(), self.micro_batch(), self.seq_len(), self.lora()]
         return [self.attention(), self.gradient_checkpointing(), self.liger(), self.bf16(), self.eval_memory(),
                 self.micro_batch(), self.freeze_vision(), self.image_pixels(), self.zero(), self.offload(), self.reference_offload(),
                 self.seq_len(), self.lora(), self.qlora()]
+
+
+def _switched_ds_file(ref: str, stage: int, off_opt: bool, off_param: bool) -> tuple[str, str | None, str | None]:
+    """(the reference to write, the new file's text, where that text comes from) for a switch of ZeRO stage/offload
+    away from a DeepSpeed file nobody gave: the same family's published file when the reference is well known and
+    that family publishes one for the new setting, else the renamed file with a template (None for ms-swift presets,
+    which are names, not files)."""
+    from .known_files import known_file, sibling
+
+    known = known_file(ref)
+    match = sibling(known, stage, off_opt, off_param and stage == 3) if known is not None else None
+    if match is not None:
+        folder = posixpath.dirname(ref.strip().strip("'\""))
+        return posixpath.join(folder, match.name) if folder else match.name, match.text(), match.source
+    new_ref = _renamed_ds_file(ref, stage, off_opt or off_param)
+    if not new_ref.lower().endswith(".json"):
+        return new_ref, None, None
+    if known_file(new_ref) is not None:   # a published file's name with other settings: a name of its own instead
+        new_ref = posixpath.join(posixpath.dirname(new_ref), _new_ds_name(stage, off_opt, off_param))
+    return new_ref, deepspeed_template(stage, off_opt, off_param), None
+
+
+def _new_ds_name(stage: int, off_opt: bool, off_param: bool) -> str:
+    """A new DeepSpeed file's name in LLaMA-Factory's style: ds_z3_offload_config.json offloads both (ds_z2_offload the
+    optimizer, the only one ZeRO-2 can); an optimizer-only offload at ZeRO-3 gets its own name."""
+    suffix = "_offload" if off_param or (off_opt and stage == 2) else "_offload_optimizer" if off_opt else ""
+    return f"ds_z{stage}{suffix}_config.json"
 
 
 def _renamed_ds_file(ref: str, stage: int, offload: bool) -> str:

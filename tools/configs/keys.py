@@ -35,6 +35,11 @@ FIELD_KEYS: dict[str, tuple[str, ...]] = {
     "grad_accum": ("gradient_accumulation_steps", "gradient_accumulation"),
     "gradient_checkpointing": ("gradient_checkpointing", "activation_checkpointing"),
     "lora_rank": LORA_RANK_KEYS,
+    "lora_dropout": ("lora_dropout",),
+    "eval_accumulation_steps": ("eval_accumulation_steps",),
+    "max_new_tokens": ("max_new_tokens", "generation_max_new_tokens"),
+    "num_beams": ("num_beams", "generation_num_beams"),
+    "eval_samples": ("max_samples",),
     "quantization_bit": ("quantization_bit", "load_in_4bit", "bits"),
     "image_max_pixels": ("image_max_pixels", "max_pixels"),
     "video_frames": ("video_maxlen", "max_frames"),
@@ -42,6 +47,46 @@ FIELD_KEYS: dict[str, tuple[str, ...]] = {
     "attn_implementation": ("flash_attn", "attn_implementation"),
 }
 
+
+# Keys only training configs carry (LLaMA-Factory, HF TrainingArguments, TRL, axolotl, DeepSpeed, launchers): how a
+# pasted block is told from prose or a log, and which keys a partial read counts as settings.
+TRAINING_KEYS = frozenset({
+    "model_name_or_path", "base_model", "finetuning_type", "stage", "do_train", "dataset", "template", "cutoff_len",
+    "max_seq_length", "model_max_length", "per_device_train_batch_size", "per_device_eval_batch_size",
+    "gradient_accumulation_steps", "learning_rate", "num_train_epochs", "max_steps", "lr_scheduler_type", "bf16", "fp16",
+    "deepspeed", "gradient_checkpointing", "lora_rank", "lora_target", "lora_alpha", "quantization_bit", "output_dir",
+    "save_steps", "logging_steps", "warmup_ratio", "optim", "flash_attn", "zero_optimization",
+    "train_micro_batch_size_per_gpu", "train_batch_size", "micro_batch_size", "sequence_len", "load_in_4bit",
+    "load_in_8bit", "image_max_pixels", "video_maxlen", "freeze_vision_tower", "eval_steps", "eval_strategy",
+    "evaluation_strategy", "packing", "sample_packing", "adapter", "lora_r", "offload_optimizer",
+    "stage3_param_persistence_threshold", "mm_projector_lr", "zero_stage", "max_length", "batch_size",
+})
+# Settings as people name them in prose-like pastes (Markdown lists in issues, chat: "- batch size：1", "- 学习率: 1e-4")
+# → the config key they mean. Names are compared lower-cased with spaces, "_" and "-" as one space.
+SETTING_ALIASES: dict[str, str] = {
+    **dict.fromkeys(("batch size", "bs", "micro batch", "micro batch size", "per device batch size",
+                     "per device train batch size", "train batch size per device", "批大小", "批量大小", "批次大小",
+                     "每卡批大小", "单卡批大小", "每卡 batch size", "单卡 batch size"), "per_device_train_batch_size"),
+    **dict.fromkeys(("eval batch size", "per device eval batch size", "评估批大小"), "per_device_eval_batch_size"),
+    **dict.fromkeys(("gradient accumulation", "grad accum", "grad accumulation", "ga", "gradient accumulation steps",
+                     "梯度累积", "梯度累积步数", "梯度累计", "梯度累计步数"), "gradient_accumulation_steps"),
+    **dict.fromkeys(("learning rate", "lr", "学习率"), "learning_rate"),
+    **dict.fromkeys(("seq len", "sequence length", "max length", "max seq len", "max seq length", "context length",
+                     "max sequence length", "序列长度", "最大长度", "最大序列长度", "上下文长度", "文本长度"), "max_seq_length"),
+    **dict.fromkeys(("cutoff len", "cutoff length", "截断长度"), "cutoff_len"),
+    **dict.fromkeys(("model", "model name", "model path", "base model", "模型", "基座模型", "模型路径", "基础模型"),
+                    "model_name_or_path"),
+    **dict.fromkeys(("lora rank", "rank", "lora r", "lora 秩", "lora秩"), "lora_rank"),
+    **dict.fromkeys(("lora alpha",), "lora_alpha"),
+    **dict.fromkeys(("epochs", "epoch", "num epochs", "train epochs", "训练轮数", "轮数"), "num_train_epochs"),
+    **dict.fromkeys(("zero stage", "zero", "deepspeed stage", "deepspeed zero stage"), "zero_stage"),
+    **dict.fromkeys(("finetuning type", "finetune type", "fine tuning type", "微调方式", "微调类型", "训练方式"),
+                    "finetuning_type"),
+    **dict.fromkeys(("gradient checkpointing", "梯度检查点"), "gradient_checkpointing"),
+    **dict.fromkeys(("quantization", "quantization bit", "量化", "量化位数"), "quantization_bit"),
+    **dict.fromkeys(("image max pixels", "max pixels", "最大像素"), "image_max_pixels"),
+    **dict.fromkeys(("optimizer", "优化器"), "optim"),
+}
 
 @dataclass
 class KeyStyle:
@@ -89,8 +134,8 @@ class KeyStyle:
             return ("flash_attn", {"flash_attention_2": "fa2", "sdpa": "sdpa", "eager": "disabled"}[impl])
         if self.doc is not None and str((self.doc.launcher or {}).get("script") or "").startswith("openrlhf"):
             return ("flash_attn", True) if impl == "flash_attention_2" else None
-        if self.has("attn_implementation"):
-            return ("attn_implementation", impl)
+        if self.has("attn_implementation") or self.has("use_peft"):
+            return ("attn_implementation", impl)   # TRL scripts: ModelConfig.attn_implementation
         if self.has("use_flash_attn"):
             return ("use_flash_attn", impl == "flash_attention_2")
         return None

@@ -137,6 +137,7 @@ def apply_config_to_setup(doc: ConfigDocument, setup: TrainingSetup) -> Training
     eas = count(s.get("eval_accumulation_steps"))
     if eas:
         b.config("eval_accumulation_steps", eas, "eval_accumulation_steps")
+    _apply_workload(b, s, is_lf)
 
     # sequence length
     seq_key = next((k for k in SEQ_LEN_KEYS if count(s.get(k))), None)
@@ -289,6 +290,41 @@ def _apply_stage(b: _Builder, s: dict[str, Any], doc: ConfigDocument, is_lf: boo
     b.config("reference_model", True, f"{key}: frozen reference model for the KL term")
 
 
+def _apply_workload(b: _Builder, s: dict[str, Any], is_lf: bool) -> None:
+    """What the run does: training unless the config asks only for evaluation or prediction.
+
+    HF TrainingArguments (and LLaMA-Factory, which runs on them) default do_train/do_eval/do_predict to False and the
+    workflows run each phase the flags ask for: do_eval or do_predict without do_train sizes an inference step
+    (no gradients, no optimizer states) at per_device_eval_batch_size; predict_with_generate (Seq2SeqTrainingArguments,
+    LLaMA-Factory) makes it generation. A config with none of the flags is a training script's (trainer.train())."""
+    train, ev, pred = (truthy(s.get(k, False)) for k in ("do_train", "do_eval", "do_predict"))
+    strategy = str(s.get("eval_strategy", s.get("evaluation_strategy", "no"))).lower()
+    if train or not (ev or pred) or strategy not in ("no", "none", "") or s.get("val_size"):
+        return   # training (an evaluation strategy or a validation split means evaluation between training steps)
+    generate = truthy(s.get("predict_with_generate", False))
+    key = ("do_predict" if pred else "do_eval") + (" + predict_with_generate" if generate else "") + " without do_train"
+    b.config("workload", "generate" if generate else "predict" if pred else "eval", key)
+    if "eval_batch" not in b.setup.provenance:
+        eb_key = next((k for k in ("per_device_eval_batch_size", "eval_batch_size") if count(s.get(k))), None)
+        if eb_key:
+            b.config("eval_batch", count(s[eb_key]), eb_key)
+        else:
+            b.default("eval_batch", _HF_DEFAULT_BATCH, "TrainingArguments.per_device_eval_batch_size default 8")
+    samples = count(s.get("max_samples"))
+    if samples:
+        b.config("eval_samples", samples, "max_samples")
+    if not generate:
+        return
+    new_key = next((k for k in ("max_new_tokens", "generation_max_new_tokens") if count(s.get(k))), None)
+    if new_key:
+        b.config("max_new_tokens", count(s[new_key]), new_key)
+    elif is_lf:
+        b.default("max_new_tokens", 1024, "LLaMA-Factory GeneratingArguments.max_new_tokens default 1024")
+    beams_key = next((k for k in ("num_beams", "generation_num_beams") if count(s.get(k))), None)
+    if beams_key:
+        b.config("num_beams", count(s[beams_key]), beams_key)
+
+
 def _evaluates(s: dict[str, Any]) -> bool:
     strategy = str(s.get("eval_strategy", s.get("evaluation_strategy", "no"))).lower()
     return truthy(s.get("do_eval", False)) or strategy not in ("no", "none", "") or bool(s.get("val_size"))
@@ -344,6 +380,20 @@ def _apply_method(b: _Builder, s: dict[str, Any], is_lf: bool) -> None:
             b.config("lora_targets", targets, "lora_target")
         else:
             b.default("lora_targets", ["all"], "LLaMA-Factory lora_target default all" if is_lf else "all linear layers assumed")
+        dropout = _fraction(s.get("lora_dropout"))
+        if dropout is not None:
+            b.config("lora_dropout", dropout, "lora_dropout")
+        elif b.setup.framework == "swift":
+            b.default("lora_dropout", 0.05, "ms-swift lora_dropout default 0.05")
+
+
+def _fraction(v: Any) -> float | None:
+    """A probability in [0, 1) from a config value ('0.05', 0.1), or None."""
+    try:
+        f = float(str(v).strip().strip("'\""))
+    except (TypeError, ValueError):
+        return None
+    return f if 0.0 <= f < 1.0 else None
 
 
 def _apply_attention(b: _Builder, s: dict[str, Any], is_lf: bool, doc: ConfigDocument) -> None:
@@ -417,7 +467,9 @@ def _apply_deepspeed(b: _Builder, doc: ConfigDocument) -> None:
     for field in ("zero_stage", "offload_optimizer", "offload_param"):
         if field in facts:
             detail = f"{where}: zero_optimization.{'stage' if field == 'zero_stage' else field}"
-            if inferred:
+            if doc.deepspeed_assumed:   # a well-known file nobody gave: its published content is an assumption
+                b.default(field, facts[field], f"{detail} of the published file ({doc.deepspeed_assumed})")
+            elif inferred:
                 b.setup = b.setup.with_fact(field, facts[field], "derived", f"{where}: from the file name")
             else:
                 b.setup = b.setup.with_fact(field, facts[field], "config", detail)

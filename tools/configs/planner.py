@@ -59,12 +59,18 @@ class _Scorer:
     def estimate(self, setup: TrainingSetup) -> MemoryEstimate:
         return self._fn(setup, mode=self.mode, margin=self.constraints.margin)
 
+    def need(self, est: MemoryEstimate, primary_fixed: bool = False) -> float:
+        """What the GPU must hold: the band's upper edge (a plan "fits" only when that does), and the observed miss
+        unless the failing mechanism was fixed."""
+        return max(est.band_upper_bytes or est.peak_bytes, est.peak_bytes * (1.0 if primary_fixed else self.factor))
+
     def fits(self, est: MemoryEstimate, primary_fixed: bool = False) -> bool:
-        """Under the budget (with the observed miss unless the failing mechanism was fixed) and the host limit."""
+        """Under the budget (the band's upper edge, with the observed miss unless the failing mechanism was fixed) and
+        the host limit."""
         budget = est.budget_bytes
         if budget is None:
             return False
-        if est.peak_bytes * (1.0 if primary_fixed else self.factor) > budget:
+        if self.need(est, primary_fixed) > budget:
             return False
         if est.host_fits is False:
             return False
@@ -74,7 +80,7 @@ class _Scorer:
 
     def load(self, est: MemoryEstimate, primary_fixed: bool = False) -> float:
         """How far over (>1) or under (<1) the limits an estimate is: the search minimises it."""
-        gpu = est.peak_bytes * (1.0 if primary_fixed else self.factor) / max(est.budget_bytes or 1, 1)
+        gpu = self.need(est, primary_fixed) / max(est.budget_bytes or 1, 1)
         host = est.host_bytes / self.host_limit if self.host_limit else 0.0
         return max(gpu, host)
 
@@ -108,7 +114,8 @@ def _hinted(hints: list[ConfigChange] | None, catalogue: list[Candidate]) -> dic
         "deepspeed": "zero", "zero_optimization.stage": "zero", "finetuning_type": "lora", "quantization_bit": "qlora", "bits": "qlora",
         "load_in_4bit": "qlora", "gradient_checkpointing": "gradient_checkpointing", "disable_gradient_checkpointing": "gradient_checkpointing",
         "enable_liger_kernel": "liger", "use_liger_kernel": "liger", "eval_accumulation_steps": "eval_memory",
-        "per_device_eval_batch_size": "eval_memory", "offload_optimizer": "offload",
+        "per_device_eval_batch_size": "eval_memory", "offload_optimizer": "offload", "max_new_tokens": "generation",
+        "num_beams": "generation",
     }
     out: dict[str, list[str]] = {}
     for h in hints or []:
@@ -150,7 +157,8 @@ def _plan_training(setup: TrainingSetup, doc: ConfigDocument | None, causes: lis
     """plan_fixes for a training run; with `placeable_only`, only options whose edits land in `doc` are tried."""
     labels = {c.label for c in causes if c.score >= _MIN_CAUSE_SCORE} or {c.label for c in causes[:1]}
     primary = causes[0].label if causes else None
-    mode = "eval" if primary == "eval_accumulation" else "train"
+    # an evaluation-only / predict / generate config sizes its own workload; a training config's evaluation OOM the eval step
+    mode = setup.workload if setup.workload != "train" else ("eval" if primary == "eval_accumulation" else "train")
     host_limit = setup.host_ram_bytes
     notes: list[str] = []
     scorer = _Scorer(setup, constraints, mode, None)
@@ -380,12 +388,12 @@ def _nothing_fits(setup: TrainingSetup, closest: TrainingSetup, est: MemoryEstim
     and what hardware would do."""
     notes = []
     budget = est.budget_bytes or 0
-    need = int(est.peak_bytes * scorer.factor)
+    need = int(scorer.need(est))   # the band's upper edge (and the observed miss): what "fits" is judged on
     gpu_over = need > budget
     host_limit = scorer.host_limit
     host_over = est.host_fits is False or (host_limit is not None and est.host_bytes > host_limit)
     if gpu_over:
-        notes.append(f"nothing fits: the closest option peaks at {format_bytes(need)} per GPU, over the {format_bytes(budget)} budget "
+        notes.append(f"nothing fits: the closest option peaks at up to {format_bytes(need)} per GPU, over the {format_bytes(budget)} budget "
                      f"by {format_bytes(need - budget)}")
     if host_over:
         limit = f" (limit {format_bytes(host_limit)})" if host_limit is not None else ""
@@ -475,7 +483,7 @@ def _placeable(doc: ConfigDocument | None, opt: Option) -> bool:
 
 
 def _with_rewrite(plan: FixPlan, doc: ConfigDocument | None) -> FixPlan:
-    if doc is None:
+    if doc is None or not doc.readable:   # nothing of the config was read: nothing to rewrite, nothing to say twice
         return plan
     edits = [c for c in plan.changes if c.key is not None and c.target in ("config", "deepspeed")]
     try:

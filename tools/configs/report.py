@@ -15,9 +15,12 @@ def _estimate_line(label: str, est: MemoryEstimate | None) -> str:
     if est is None:
         return f"- {label}: not estimated"
     budget = f" of a {format_bytes(est.budget_bytes)} budget" if est.budget_bytes else ""
-    verdict = "" if est.fits is None else (" (fits)" if est.fits else " (does not fit)")
+    verdict = "" if est.fits is None else (" (fits)" if est.fits else " (borderline: probe it)" if est.verdict == "borderline"
+                                           else " (does not fit)")
+    band = (f" (band {format_bytes(est.band_lower_bytes)}-{format_bytes(est.band_upper_bytes)})"
+            if est.band_upper_bytes else "")
     host = f"; host RAM {format_bytes(est.host_bytes)}" if est.host_bytes else ""
-    return f"- {label}: peak {format_bytes(est.peak_bytes)} per GPU{budget}{verdict}, at {est.peak_phase}{host}"
+    return f"- {label}: peak {format_bytes(est.peak_bytes)}{band} per GPU{budget}{verdict}, at {est.peak_phase}{host}"
 
 
 def _value(v) -> str:
@@ -43,8 +46,12 @@ def render_plan(d: Any, written: list[str] | None = None) -> str:
     lines.append(f"# {head}")
     lines.append("")
     where = f"{d.config.name} ({d.config.format}), " if d.config is not None else ""
-    lines.append(f"{where}{model}, {setup.num_gpus} x {gpu}, method {setup.method}, "
-                 f"micro-batch {setup.micro_batch} x accumulation {setup.grad_accum}, sequence {setup.seq_len}")
+    if setup.workload == "train":
+        step = f"method {setup.method}, micro-batch {setup.micro_batch} x accumulation {setup.grad_accum}"
+    else:
+        step = {"eval": "evaluation only", "predict": "prediction", "generate": "prediction with generation"}[setup.workload]
+        step += f", eval batch {setup.eval_batch or setup.micro_batch}"
+    lines.append(f"{where}{model}, {setup.num_gpus} x {gpu}, {step}, sequence {setup.seq_len}")
     if causes:
         lines.append("")
         lines.append("## Causes")

@@ -8,7 +8,10 @@ from ..memory.schema import MemoryEstimate
 
 from pydantic import BaseModel, Field
 
-ConfigFormat = Literal["llamafactory_yaml", "hf_json", "shell", "deepspeed_json", "accelerate_yaml", "yaml", "json", "python"]
+# "partial": settings read line by line from a config no format reader accepts (a truncated JSON or YAML, a Markdown list
+# of settings, key=value text, a Python argument list): read for the diagnosis, never rewritten.
+ConfigFormat = Literal["llamafactory_yaml", "hf_json", "shell", "deepspeed_json", "accelerate_yaml", "yaml", "json", "python",
+                       "partial"]
 
 # Per format: the Markdown code-fence language, and the file name a fixed config is offered under.
 _FORMAT_FILES: dict[str, tuple[str, str]] = {
@@ -16,6 +19,7 @@ _FORMAT_FILES: dict[str, tuple[str, str]] = {
     "yaml": ("yaml", "config.fixed.yaml"), "hf_json": ("json", "training_args.fixed.json"),
     "json": ("json", "config.fixed.json"), "deepspeed_json": ("json", "ds_config.fixed.json"),
     "shell": ("bash", "train.fixed.sh"), "python": ("python", "train.fixed.py"),
+    "partial": ("yaml", "config.fixed.yaml"),   # shown as the key: value settings it was read as; never rewritten
 }
 
 
@@ -61,7 +65,14 @@ class ConfigDocument(BaseModel):
     deepspeed_name: str | None = Field(default=None, description="the DeepSpeed file the config names (as written)")
     deepspeed_text: str | None = Field(default=None, description="that file's text, kept verbatim for in-place edits")
     deepspeed_inline: bool = Field(default=False, description="True when the DeepSpeed config is a dict inside this file")
+    deepspeed_assumed: str | None = Field(default=None, description="the published file assumed for a well-known DeepSpeed "
+                                          "file the config names but nobody gave (its source link)")
     notes: list[str] = Field(default_factory=list, description="what the reader assumed (e.g. ZeRO stage inferred from a file name)")
+
+    @property
+    def readable(self) -> bool:
+        """False for a config of which nothing could be read (a partial read that found no setting)."""
+        return self.format != "partial" or bool(self.settings)
 
 
 class ConfigChange(BaseModel):

@@ -4,7 +4,8 @@ and DeepSpeed's own model-state estimators. Pure Python (no torch), so it runs a
 Modules: arch_loader (config.json → ModelArch), registry (+ registry.json: popular models by name),
 params (exact counts, LoRA adapter sizes), activations (saved tensors per layer, loss, vision),
 estimator (the step's moments and their peak), deepspeed_estimator (DeepSpeed's formulas, exactly),
-calibration (a ../shared/calibration row → the TrainingSetup it measured).
+calibration (a ../shared/calibration row → the TrainingSetup it measured), band (the error band from the calibration
+residuals, and the fits / borderline / does_not_fit verdict).
 """
 
 from .arch_loader import load_model_arch

@@ -27,6 +27,14 @@ class ActPolicy:
     act_bytes: int = 2  # element size of activations (2 for bf16/fp16, 4 for fp32 training)
     eager_attention: bool = False
     lora_input_bytes: int = 4  # 4: PEFT's fp32 cast of the input is saved; 2: under autocast lora_A saves a bf16 cast
+    lora_dropout: bool = False  # LoRA dropout p > 0: each adapter keeps a dropout mask of its input
+    training: bool = True  # model.train(): dropout layers with p > 0 keep their masks (not under model.eval())
+    expert_lora_rank: int = 0  # LoRA rank on the fused MoE experts (PEFT lora.ParamWrapper; params.lora_wraps_experts), 0: none
+
+
+# torch's fused dropout (at::native_dropout, taken on CUDA: aten/src/ATen/native/Dropout.cpp is_fused_kernel_acceptable)
+# keeps a bool mask, 1 B per element, for backward. (The CPU path multiplies by a mask in the input's dtype instead.)
+DROPOUT_MASK_BYTES = 1
 
 
 def _norm_bytes(arch: ModelArch, h: int, p: ActPolicy, consumers: int) -> int:
@@ -86,10 +94,22 @@ def layer_activation_bytes(arch: ModelArch, p: ActPolicy, *, moe: bool) -> int:
     total += mlp_bytes(arch, p, moe=moe)
     # --- LoRA: PEFT casts each adapted Linear's input to the adapter dtype (fp32) and lora_A saves it;
     # under autocast lora_A re-casts that copy to bf16 and saves the bf16 one instead
-    total += sum(p.lora_input_bytes * in_f * n for in_f, n in p.lora_inputs.values())
+    lora_in = sum(in_f * n for in_f, n in p.lora_inputs.values())
+    total += p.lora_input_bytes * lora_in
+    if p.lora_dropout and p.training:
+        # PEFT applies lora_dropout (nn.Dropout) to each adapter's input copy: one mask per adapted Linear
+        total += DROPOUT_MASK_BYTES * lora_in
+    if p.training:
+        # hidden dropout (Phi-2 resid_pdrop 0.1, GPT-2, OPT): a mask on the attention output and on the MLP output
+        total += DROPOUT_MASK_BYTES * h * resid_dropout_sites(arch)
     if arch.extra.get("sandwich_norm"):
         total += 2 * (4 * h + (4 * h if p.weights_trainable else 0))  # Gemma2/3 post-attention/post-FFN norms
     return total
+
+
+def resid_dropout_sites(arch: ModelArch) -> int:
+    """Dropout layers with p > 0 on the residual branch of one layer (config.json resid_pdrop / dropout)."""
+    return 2 if arch.extra.get("resid_dropout") else 0
 
 
 def final_norm_bytes(arch: ModelArch, p: ActPolicy) -> int:
@@ -109,7 +129,25 @@ def model_activation_bytes(arch: ModelArch, p: ActPolicy, tokens: int, first_lay
     dense = layer_activation_bytes(arch, p, moe=False)
     sparse = layer_activation_bytes(arch, p, moe=True) if moe else 0
     per_tok = sum(sparse if i in moe else dense for i in range(first_layer, arch.num_layers))
-    return tokens * (per_tok + final_norm_bytes(arch, p))
+    n_moe = sum(1 for i in moe if i >= first_layer)
+    return tokens * (per_tok + final_norm_bytes(arch, p)) + n_moe * expert_lora_weight_bytes(arch, p)
+
+
+def expert_lora_weight_bytes(arch: ModelArch, p: ActPolicy) -> int:
+    """Per MoE layer, what LoRA on the fused experts materialises whatever the tokens (measured on CPU with peft 0.21).
+
+    lora.ParamWrapper parametrizes each wrapped 3-D weight as W + scaling * einsum(B, A) in the weights' dtype: the
+    gate_up_proj (E x 2i x h) and down_proj (E x h x i) sums are new tensors the expert matmuls save for backward, and
+    the adapter factors are reshaped and cast for the einsum (E x out x r and E x r x in per weight; gate_up at rank 2r).
+    """
+    r = p.expert_lora_rank
+    if not r or not arch.is_moe:
+        return 0
+    h, E, a = arch.hidden_size, arch.num_experts, p.act_bytes
+    mi = arch.moe_intermediate_size or arch.intermediate_size
+    merged = E * 3 * mi * h * a
+    factors = E * (2 * r * (h + 2 * mi) + r * (h + mi)) * a
+    return merged + factors
 
 
 def mlp_bytes(arch: ModelArch, p: ActPolicy, *, moe: bool) -> int:
@@ -129,9 +167,15 @@ def mlp_bytes(arch: ModelArch, p: ActPolicy, *, moe: bool) -> int:
         return dense(arch.intermediate_size)
     h, k, E = arch.hidden_size, arch.num_experts_per_tok, arch.num_experts
     mi = arch.moe_intermediate_size or arch.intermediate_size
+    # experts whose weights need a gradient (full fine-tuning, or LoRA on the fused experts, where W + dW requires grad)
+    # keep the gathered inputs and the down projection's input
+    grad_w = p.weights_trainable or p.expert_lora_rank > 0
+    expert_mlp = dense(mi) + (a * mi if grad_w and not p.weights_trainable else 0)
     # router logits (bf16) and their fp32 softmax; each token's hidden state gathered to k experts,
     # each expert's MLP activations, and the expert outputs saved by the routing-weight multiply
-    n = 2 * E + 4 * E + k * (a * h * (1 if p.weights_trainable else 0) + dense(mi) + a * h)
+    n = 2 * E + 4 * E + k * (a * h * (1 if grad_w else 0) + expert_mlp + a * h)
+    if p.expert_lora_rank and not p.weights_trainable:
+        n += a * h  # the router weight is wrapped too: F.linear(hidden, W + dW) saves the router's input
     if arch.model_type in ("deepseek_v2", "deepseek_v3", "kimi_vl"):
         n += 4 * h  # DeepSeek routers run in fp32: F.linear(hidden.float(), weight.float()) saves the fp32 input
     if arch.shared_expert_intermediate_size:
@@ -159,8 +203,7 @@ def attention_score_bytes(arch: ModelArch, p: ActPolicy, batch: int, seq: int) -
     if not p.eager_attention:
         return 0
     per_elem = 4 + (2 if p.act_bytes == 2 else 0)  # softmax(dtype=float32) output + .to(bf16) saved by matmul
-    if arch.model_type in ("gemma2",):
-        per_elem += 2  # attention logit soft-capping keeps the tanh output
+    per_elem += _softcap_units(arch, p)  # attention logit soft-capping keeps the tanh output
     return per_elem * batch * arch.num_heads * seq * seq
 
 
@@ -169,7 +212,13 @@ def score_elements(arch: ModelArch, batch: int, seq: int) -> int:
     return batch * arch.num_heads * seq * seq
 
 
-def eager_forward_transient_units(p: ActPolicy) -> int:
+def _softcap_units(arch: ModelArch | None, p: ActPolicy) -> int:
+    """Gemma-2's attention logit soft-capping, tanh(scores / cap) * cap: tanh saves its output (one score in the
+    activation dtype) for backward (measured on CPU: 8 B per score element kept, not 6)."""
+    return p.act_bytes if arch is not None and arch.extra.get("attn_softcap") else 0
+
+
+def eager_forward_transient_units(p: ActPolicy, arch: ModelArch | None = None, grad: bool = False) -> int:
     """Bytes per score element live at one layer's softmax in forward (grad or not, measured on CPU).
 
     transformers' eager_attention_forward: softmax(w, dtype=float32).to(q.dtype); aten softmax
@@ -180,28 +229,32 @@ def eager_forward_transient_units(p: ActPolicy) -> int:
     """
     if not p.eager_attention:
         return 0
+    # a training forward (grad) has already saved the soft-capped tanh output of this layer when it reaches the softmax
+    softcap = _softcap_units(arch, p) if grad else 0
     if p.act_bytes == 4:
-        return 4 + 4  # fp32 scores and the fp32 softmax output (the dtype cast is a no-op)
-    return 2 + 4 + 4
+        return 4 + 4 + softcap  # fp32 scores and the fp32 softmax output (the dtype cast is a no-op)
+    return 2 + 4 + 4 + softcap
 
 
-def eager_backward_units(p: ActPolicy) -> int:
+def eager_backward_units(p: ActPolicy, arch: ModelArch | None = None) -> int:
     """Bytes per score element at the peak of one layer's backward through eager attention.
 
     The saved fp32 + bf16 probabilities (6), then matmul's bf16 grad (2) cast to fp32 for the softmax
-    backward (4) and softmax's fp32 grad_input (4) before the bf16 copies are freed: 12 measured on CPU.
+    backward (4) and softmax's fp32 grad_input (4) before the bf16 copies are freed: 12 measured on CPU
+    (Gemma-2's soft-capping: + its saved tanh output, 14 measured).
     """
     if not p.eager_attention:
         return 0
-    return 12
+    return 12 + _softcap_units(arch, p)
 
 
 def eager_mask_bytes(arch: ModelArch, p: ActPolicy, batch: int, seq: int) -> int:
     """The 4-D additive causal mask eager attention adds to the scores (b x 1 x s x s in the compute dtype),
-    built once per forward and kept until backward ends (checkpointed layers keep it as an input)."""
+    built once per forward and kept until backward ends (checkpointed layers keep it as an input). Models that mix
+    sliding-window and global layers (Gemma-2/3 layer_types) build one mask of each kind."""
     if not p.eager_attention:
         return 0
-    return p.act_bytes * batch * seq * seq
+    return int(arch.extra.get("mask_kinds", 1)) * p.act_bytes * batch * seq * seq
 
 
 def loss_peak_units(outputs_kept: bool = True) -> dict[str, int]:

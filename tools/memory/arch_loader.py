@@ -117,6 +117,15 @@ def arch_from_config(cfg: dict, name: str | None = None) -> ModelArch:
         extra["qk_norm"] = "full"  # OLMoE: RMSNorm over all q heads and all kv heads
     if text_type in ("gemma2", "gemma3_text", "gemma3"):
         extra["sandwich_norm"] = True  # 4 RMSNorms per layer (pre/post attention and feed-forward)
+        # sliding-window and global layers alternate (layer_types): the model builds one b x 1 x s x s mask for each kind
+        extra["mask_kinds"] = 2
+    if text_type == "gemma2":
+        # transformers' Gemma2PreTrainedModel sets _supports_sdpa = False ("sdpa does not support softcapping"): with
+        # no attn_implementation (LLaMA-Factory flash_attn auto) it loads eager; only flash-attn (or flex) avoids the
+        # b x heads x s x s scores. attn_logit_softcapping (50.0 by default) keeps tanh's output per score as well
+        fields["attention_impls"] = ["eager", "flash_attention_2"]
+        if text.get("attn_logit_softcapping", 50.0):
+            extra["attn_softcap"] = True
     if text_type == "phi":
         fields.update(norm="layernorm", gated_mlp=False, attention_bias=True, qkv_bias=True, mlp_bias=True,
                       parallel_attn_mlp=True, partial_rotary_factor=float(text.get("partial_rotary_factor", 0.5)),
@@ -178,6 +187,14 @@ def arch_from_config(cfg: dict, name: str | None = None) -> ModelArch:
         # Kimi-VL's remote modeling_kimi_vl.py (DeepSeek-V3 text code) maps only "eager" and
         # "flash_attention_2" in its attention-class table: without flash-attn it runs eager
         fields["attention_impls"] = ["eager", "flash_attention_2"]
+    # residual-branch dropout that is on by default in some checkpoints' config.json (Phi-2 resid_pdrop 0.1, GPT-2
+    # resid_pdrop 0.1, OPT dropout 0.1): modeling_phi/gpt2/opt apply it to the attention and the MLP outputs
+    # (an absent key takes the config class's default: PhiConfig 0.0, GPT2Config 0.1, OPTConfig 0.1)
+    resid_key, resid_default = {"phi": ("resid_pdrop", 0.0), "gpt2": ("resid_pdrop", 0.1),
+                                "opt": ("dropout", 0.1)}.get(text_type, ("", 0.0))
+    resid_p = float(_get(text, resid_key, default=resid_default) or 0.0) if resid_key else 0.0
+    if resid_p > 0:
+        extra["resid_dropout"] = resid_p
     extra["architectures"] = list(cfg.get("architectures") or [])
     fields["extra"] = extra
     return ModelArch(**fields)

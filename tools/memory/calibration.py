@@ -17,6 +17,17 @@ _METHODS: dict[str, tuple[str, str]] = {
 }
 
 
+def row_family(row: dict) -> str:
+    """The model family a row measured, for leave-one-family-out: every Qwen row is one family (Qwen2.5 dense, MoE and VL
+    share the tokenizer and the layer code), Llama-2 and Llama-3.x are two (MHA + 32k vocabulary vs GQA + 128k)."""
+    name = str(row.get("model", "")).lower()
+    if name.startswith("qwen"):
+        return "qwen"
+    if name.startswith("llama"):
+        return "-".join(name.split("-")[:2]).split(".")[0]   # llama-2, llama-3
+    return name.split("-")[0]
+
+
 def row_to_setup(row: dict) -> tuple[TrainingSetup, Literal["train", "eval"]]:
     """The setup a calibration row measured, and whether it was a training or an eval step."""
     method, precision = _METHODS[row["method"]]

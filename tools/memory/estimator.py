@@ -18,15 +18,19 @@ from ..training_setup import PAIRED_STAGES, TrainingSetup
 from ..units import GiB
 from .activations import (
     ActPolicy, attention_score_bytes, eager_backward_units, eager_forward_transient_units, eager_mask_bytes,
+    expert_lora_weight_bytes,
     final_norm_bytes, score_elements, layer_activation_bytes, liger_loss_bytes,
     lora_inputs_per_layer, model_activation_bytes,
     loss_peak_units, vision_block_bytes, vision_tokens, vision_transient_bytes,
 )
 from .arch_loader import KNOWN_TEXT_TYPES
-from .params import ParamCount, count_params, lora_params, moe_layer_indices
+from .params import ParamCount, count_params, lora_params, lora_wraps_experts, moe_layer_indices
+from .band import error_band, probe_command
+from .band import verdict as band_verdict
 from .schema import MemoryBreakdown, MemoryComponent, MemoryEstimate
 
-Mode = Literal["train", "eval"]
+# The step sized: a training step, or one of the inference workloads (TrainingSetup.workload).
+Mode = Literal["train", "eval", "predict", "generate"]
 
 # QLoRA (Dettmers et al. 2023, sec. 3): NF4 = 4 bits/param; blockwise absmax per 64 weights, and with
 # double quantization those constants are 8-bit with one fp32 constant per 256 blocks: 0.127 bits/param.
@@ -93,7 +97,7 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
     vision_trainable = arch.vision is not None and not setup.freeze_vision_tower and not setup.train_mm_proj_only
     projector_trainable = arch.vision is not None and not setup.freeze_projector
     trainable_layers = arch.num_layers
-    if mode == "eval":
+    if mode != "train":
         n_trainable = 0
     elif lora_like:
         n_trainable = lora_params(arch, setup.lora_rank, setup.lora_targets, vision=vision_trainable)
@@ -162,7 +166,7 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
         states_per = 0  # SGD without momentum (torch default momentum=0)
     # DeepSpeed's bf16/fp16 optimizers always keep an fp32 master partition (even with pure_bf16 in the model)
     master_per = 4 if (deepspeed and not fp32) else 0
-    if mode == "eval":
+    if mode != "train":
         grad_b, states_per, master_per = 0, 0, 0
     gradients = n_trainable * grad_b
     optimizer_states = int(n_trainable * states_per)
@@ -225,7 +229,9 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
         act_bytes=4 if fp32 else 2,
         eager_attention=effective_attention(setup) == "eager",
         lora_input_bytes=2 if (lora_like and setup.precision in ("bf16_mixed", "fp16_mixed")
-                               and setup.framework in HF_TRAINER_FRAMEWORKS) else 4,
+                               and runs_trainer(setup)) else 4,
+        lora_dropout=lora_like and setup.lora_dropout > 0,
+        expert_lora_rank=setup.lora_rank if (lora_like and mode == "train" and lora_wraps_experts(arch, setup.lora_targets)) else 0,
     )
     copies = int(n_trainable * 2) if autocast_fp32 else 0  # autocast's bf16 weight cache (torch.autocast docs)
     lm_head_copy = (pc.lm_head or pc.embedding) * 2 if autocast_fp32 else 0
@@ -240,6 +246,18 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
                  zero_gathered=gathered, ddp_buckets=ddp_buckets, host=host, host_parts=host_parts, policy=policy,
                  autocast_weight_copies=copies, lm_head_copy=lm_head_copy, vision_trainable=vision_trainable, trainable_layers=trainable_layers,
                  notes=notes)
+
+
+def runs_trainer(setup: TrainingSetup) -> bool:
+    """Whether an HF-Trainer-based framework runs the step, as far as anyone stated.
+
+    Two mechanisms hang on it (both measured: tests/tools/test_memory_framework.py): accelerate's bf16/fp16 autocast,
+    under which PEFT's lora_A saves a bf16 cast of its input instead of the fp32 copy (2 vs 4 B per in-feature), and
+    Trainer.compute_loss returning only the loss, so the model output's bf16 logits are freed before backward (12 vs
+    14 B x b x s x V). A framework nobody stated (TrainingSetup's default, `estimate --model` alone) is sized as the
+    plain loop, the larger of the two: a setup that fits only as a Trainer run is "borderline", not "fits"
+    (the band's lower edge is the Trainer run)."""
+    return setup.framework in HF_TRAINER_FRAMEWORKS and setup.stated("framework")
 
 
 def effective_attention(setup: TrainingSetup) -> str:
@@ -266,7 +284,7 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
     V = arch.vocab_size
     h = arch.hidden_size
     # HF-Trainer-based frameworks drop the model output (and its bf16 logits) before backward
-    units = loss_peak_units(outputs_kept=setup.framework not in HF_TRAINER_FRAMEWORKS)
+    units = loss_peak_units(outputs_kept=not runs_trainer(setup))
     state = {"weights": plan.weights, "optimizer_states": plan.optimizer_states,
              "master_weights": plan.master_weights}
     if plan.ddp_buckets:
@@ -305,8 +323,13 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
             vis_transient = vision_transient_bytes(v, per_image, batch * n_img, eager)
         vis_act += batch * patches * 3 * v.patch_size ** 2 * v.temporal_patch_size * 4  # fp32 pixel_values
 
-    if mode == "eval":
-        return _eval_moments(setup, arch, p, state, batch, raw_seq, vis_transient)
+    if mode == "generate":
+        return _generate_moments(setup, arch, p, state, batch, raw_seq, vis_transient)
+    if mode != "train":
+        moments = _eval_moments(setup, arch, p, state, batch, raw_seq, vis_transient)
+        if mode == "predict":
+            moments.update(_predict_accumulation(setup, arch, state, batch, raw_seq))
+        return moments
 
     moe_idx = set(moe_layer_indices(arch))
     n_moe = len(moe_idx)
@@ -325,17 +348,19 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
         # torch.utils.checkpoint (non-reentrant): each layer keeps only its input hidden states
         resid_b = 4 if (p.autocast_fp32_weights or p.act_bytes == 4) else 2
         acts = len(stored_layers) * T * h * resid_b + T * final_norm_bytes(arch, p)
-        recompute = full_layer
+        # the recomputed MoE layer materialises its experts' W + dW again (LoRA on the fused experts)
+        recompute = full_layer + (expert_lora_weight_bytes(arch, p) if n_moe else 0)
         kept_scores = mask  # the checkpointed forward keeps no probabilities
         # the layer recomputed in backward keeps its probabilities again and differentiates through them
-        late_scores = mask + eager_backward_units(p) * E
+        late_scores = mask + eager_backward_units(p, arch) * E
     else:
         acts = model_activation_bytes(arch, p, T, first_layer=first_trainable)
         kept_scores = len(stored_layers) * layer_scores + mask
-        late_scores = kept_scores - layer_scores + eager_backward_units(p) * E
+        late_scores = kept_scores - layer_scores + eager_backward_units(p, arch) * E
         recompute = 0
     # forward of the last layer: earlier layers' kept scores + this layer's softmax working set
-    layer_fwd_scores = kept_scores - (0 if setup.gradient_checkpointing else layer_scores) + eager_forward_transient_units(p) * E
+    layer_fwd_scores = (kept_scores - (0 if setup.gradient_checkpointing else layer_scores)
+                        + eager_forward_transient_units(p, arch, grad=True) * E)
     lm_head_trainable = p.weights_trainable
     if setup.liger_kernel:
         loss_fwd = loss_bwd = liger_loss_bytes(arch, T, lm_head_trainable)
@@ -363,6 +388,9 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
     # a layer's backward holds its saved tensors plus ~3 gradient tensors of MLP width (d down-input, d act, d up)
     mlp_width = max(arch.intermediate_size, arch.num_experts_per_tok * (arch.moe_intermediate_size or 0))
     grad_transient = 3 * T * mlp_width * p.act_bytes
+    if p.expert_lora_rank and n_moe:
+        # the gradient of a materialised W + dW (the gate_up sum: E x 2i x h) before it reaches the adapter factors
+        grad_transient += arch.num_experts * 2 * (arch.moe_intermediate_size or arch.intermediate_size) * h * p.act_bytes
     late.update(gradients=plan.gradients, activations=acts + recompute + grad_transient, attention_scores=late_scores,
                 logits_and_loss=retained,
                 vision_activations=vis_act)
@@ -395,10 +423,11 @@ def _eval_moments(setup: TrainingSetup, arch, p: ActPolicy, state: dict[str, int
         logits_fwd = liger_loss_bytes(arch, T, False) // 2
     else:
         logits_fwd = loss_peak_units()["forward"] * T * V
-    frozen = ActPolicy(False, False, {}, p.act_bytes, p.eager_attention)
+    frozen = ActPolicy(False, False, {}, p.act_bytes, p.eager_attention, training=False)
     one_layer = T * layer_activation_bytes(arch, frozen, moe=bool(moe_layer_indices(arch)))
     ev = dict(state)
-    ev.update(activations=T * h * 4, logits_and_loss=logits_fwd)
+    # the final norm's output (the last hidden state the model output holds and lm_head reads), in the compute dtype
+    ev.update(activations=T * h * p.act_bytes, logits_and_loss=logits_fwd)
     layer = dict(state)
     # no_grad eager attention: bf16 scores + fp32 copy + fp32 softmax at one layer, plus the causal mask
     scores = (eager_forward_transient_units(p) * score_elements(arch, batch, seq) + eager_mask_bytes(arch, p, batch, seq)
@@ -406,6 +435,80 @@ def _eval_moments(setup: TrainingSetup, arch, p: ActPolicy, state: dict[str, int
     layer.update(activations=one_layer, attention_scores=scores,
                  vision_activations=vis_transient)
     return {"evaluation": ev, "evaluation_layer": layer}
+
+
+# HF Trainer's evaluation loop keeps the logits prediction_step returns (prediction_loss_only False: trainer.predict, or
+# evaluate with compute_metrics), converted to fp32 by accelerate's convert_outputs_to_fp32 under bf16/fp16 autocast.
+KEPT_LOGIT_BYTES = 4
+# Generation defaults: LLaMA-Factory GeneratingArguments.max_new_tokens 1024; transformers GenerationConfig
+# max_length 20 (HF Seq2SeqTrainer without generation_max_length), counted as 20 new tokens.
+LF_MAX_NEW_TOKENS = 1024
+HF_MAX_NEW_TOKENS = 20
+
+
+def predict_steps_kept(setup: TrainingSetup, batch: int) -> tuple[int, bool]:
+    """How many prediction steps' logits are on the GPU at once, and whether that number is known.
+
+    evaluation_loop concatenates each step's logits onto the previous ones (EvalLoopContainer.add -> nested_concat) and
+    moves them to the CPU every eval_accumulation_steps steps; without it they stay until the whole set is predicted."""
+    if setup.eval_accumulation_steps:
+        return setup.eval_accumulation_steps, True
+    if setup.eval_samples:
+        return max(1, -(-setup.eval_samples // max(1, batch))), True
+    return 1, False
+
+
+def _predict_accumulation(setup: TrainingSetup, arch, state: dict[str, int], batch: int, seq: int) -> dict[str, dict[str, int]]:
+    """The moment the kept logits grow: torch.cat of the accumulated and the new step's logits holds both plus the
+    concatenated copy (2 x the steps kept x b x s x V x 4 B)."""
+    steps, _ = predict_steps_kept(setup, batch)
+    step_logits = KEPT_LOGIT_BYTES * batch * (seq + _expanded_image_tokens(setup)) * arch.vocab_size
+    acc = dict(state)
+    acc.update(eval_accumulated=2 * steps * step_logits)
+    return {"eval_accumulate": acc}
+
+
+def kv_bytes_per_token(arch, a: int = 2) -> int:
+    """KV-cache bytes one token adds across all layers: keys and values of the kv heads (GQA/MQA share them); HF's MLA
+    cache (DeepSeek-V2/V3) stores the decompressed per-head keys (nope + rope) and values."""
+    if arch.is_mla:
+        per_layer = arch.num_heads * ((arch.qk_nope_head_dim or 0) + (arch.qk_rope_head_dim or 0) + (arch.v_head_dim or 0))
+    else:
+        per_layer = 2 * arch.num_kv_heads * arch.head_dim
+    return per_layer * a * arch.num_layers
+
+
+def max_new_tokens(setup: TrainingSetup) -> int:
+    """Tokens generated per sample: the config's max_new_tokens, else the framework's default."""
+    if setup.max_new_tokens:
+        return setup.max_new_tokens
+    return LF_MAX_NEW_TOKENS if setup.framework == "llamafactory" else HF_MAX_NEW_TOKENS
+
+
+def _generate_moments(setup: TrainingSetup, arch, p: ActPolicy, state: dict[str, int], batch: int, prompt: int,
+                      vis_transient: int) -> dict[str, dict[str, int]]:
+    """model.generate under no_grad (Seq2SeqTrainer.prediction_step with predict_with_generate):
+
+    prefill: the prompt (b x beams x prompt tokens) through one layer at a time, its KV cache written, logits for the last
+    position only (generate's logits_to_keep); decode: the cache grows by one token per step for every layer
+    (DynamicCache torch.cat: a layer's cache is briefly held twice), up to prompt + max_new_tokens."""
+    n_new = max_new_tokens(setup)
+    seqs = batch * max(1, setup.num_beams)
+    prompt = prompt + _expanded_image_tokens(setup)
+    T, V, h, a = seqs * prompt, arch.vocab_size, arch.hidden_size, p.act_bytes
+    kv_tok = kv_bytes_per_token(arch, a)
+    frozen = ActPolicy(False, False, {}, a, p.eager_attention, training=False)
+    one_layer = T * layer_activation_bytes(arch, frozen, moe=bool(moe_layer_indices(arch)))
+    scores = (eager_forward_transient_units(p) * score_elements(arch, seqs, prompt) + eager_mask_bytes(arch, p, seqs, prompt)
+              if p.eager_attention else 0)
+    prefill = dict(state)
+    prefill.update(kv_cache=seqs * prompt * kv_tok, activations=T * h * a + one_layer, attention_scores=scores,
+                   logits_and_loss=seqs * V * (2 + 4), vision_activations=vis_transient)
+    full = seqs * (prompt + n_new)
+    decode = dict(state)
+    decode.update(kv_cache=full * kv_tok + full * kv_tok // max(1, arch.num_layers),
+                  logits_and_loss=seqs * V * (2 + 4 + 4), activations=seqs * h * 4 * 4)
+    return {"generation_prefill": prefill, "generation": decode}
 
 
 def _expanded_image_tokens(setup: TrainingSetup) -> int:
@@ -447,6 +550,9 @@ _FORMULAS = {
     "vision_activations": "vision tower: saved block activations (trainable) or one block's working set (frozen)",
     "zero3_gathered_params": "ZeRO-3 all-gathered 16-bit params of live modules + prefetch bucket",
     "cuda_workspace": "cuBLAS workspace allocated through PyTorch's caching allocator",
+    "kv_cache": "generation: 2 (K, V) x kv heads x head dim x 2 B x layers per token, for b x beams x (prompt + new tokens)",
+    "eval_accumulated": "prediction: kept fp32 logits (b x s x V x 4 B per step) of the steps not yet moved to the CPU, "
+                        "held twice while torch.cat appends a step",
     "ddp_gradient_buckets": "torch DDP all-reduce buckets, one more copy of the gradients (gradient_as_bucket_view=False)",
 }
 
@@ -463,24 +569,44 @@ def fully_trained_embedding_params(pc, targets: list[str]) -> int:
     return n
 
 
-def estimate_memory(setup: TrainingSetup, *, mode: Mode = "train", margin: float = 0.9) -> MemoryEstimate:
+def sized_workload(setup: TrainingSetup, mode: str | None) -> Mode:
+    """The step to size: the mode asked for, else the setup's workload; a generic "eval" (an inference step, e.g. the
+    log's evaluation phase) of a predict or generate configuration is that workload."""
+    if mode is None:
+        return setup.workload
+    if mode == "eval" and setup.workload in ("predict", "generate"):
+        return setup.workload
+    return mode  # type: ignore[return-value]
+
+
+_WORKLOAD_WORDS = {
+    "train": "a training step", "eval": "an evaluation step (forward without gradients or optimizer states)",
+    "predict": "a prediction step (forward without gradients; the logits are kept)",
+    "generate": "prediction by generation (weights, the prompt and the KV cache of max_new_tokens)",
+}
+
+
+def estimate_memory(setup: TrainingSetup, *, mode: Mode | None = None, margin: float = 0.9) -> MemoryEstimate:
     """Peak bytes PyTorch allocates on the busiest GPU for one step, its breakdown, and verdicts.
 
+    `mode` is the step to size (train, eval, predict, generate); None sizes the setup's own workload.
     Raises InputError when the setup has no model architecture.
     """
     if setup.model is None:
         raise InputError("no model architecture: pass --model NAME or --model-config config.json")
-    if mode not in ("train", "eval"):
-        raise InputError(f"mode must be 'train' or 'eval', not {mode!r}")
+    if mode is not None and mode not in ("train", "eval", "predict", "generate"):
+        raise InputError(f"mode must be 'train', 'eval', 'predict' or 'generate', not {mode!r}")
     if not (0 < margin <= 1):
         raise InputError("margin must be in (0, 1]")
+    mode = sized_workload(setup, mode)
     plan = _plan(setup, mode)
-    batch = (setup.eval_batch or setup.micro_batch) if mode == "eval" else setup.micro_batch
+    batch = (setup.eval_batch or setup.micro_batch) if mode != "train" else setup.micro_batch
     # a chosen and a rejected answer per sample go through the model together (TRL/LLaMA-Factory concatenated forward)
     pairs = 2 if mode == "train" and setup.stage in PAIRED_STAGES else 1
     batch *= pairs
     phase, comps, peak = _peak(_moments(setup, plan, mode, batch, setup.seq_len))
-    peak_phase = {"backward_late": "backward", "evaluation_layer": "evaluation", "forward_layer": "forward_end"}.get(phase, phase)
+    peak_phase = {"backward_late": "backward", "evaluation_layer": "evaluation", "forward_layer": "forward_end",
+                  "eval_accumulate": "evaluation", "generation_prefill": "generation"}.get(phase, phase)
     components = [MemoryComponent(name=k, bytes=int(v), formula=_FORMULAS.get(k, "")) for k, v in comps.items() if v]
     notes = list(plan.notes)
     if setup.model.model_type not in KNOWN_TEXT_TYPES:
@@ -497,13 +623,31 @@ def estimate_memory(setup: TrainingSetup, *, mode: Mode = "train", margin: float
         notes.append("paged optimizer: states live in unified memory and can be paged to host RAM under pressure")
     if setup.method in ("lora", "qlora") and not setup.gradient_checkpointing and plan.policy.lora_input_bytes == 4:
         notes.append("LoRA activations counted with PEFT's fp32 input copy per adapted Linear (no autocast)")
-    if setup.framework not in HF_TRAINER_FRAMEWORKS and mode == "train" and not setup.liger_kernel:
-        notes.append("training loop assumed to keep the model output (its bf16 logits) alive through backward")
+    if not runs_trainer(setup) and mode == "train" and not setup.liger_kernel:
+        if setup.stated("framework"):
+            notes.append("training loop assumed to keep the model output (its bf16 logits) alive through backward")
+        else:
+            notes.append("framework not stated: sized as a plain PyTorch loop that keeps the model output through backward "
+                         "and runs LoRA without autocast (the larger); an HF-Trainer-based run needs less (the band's lower edge)")
     est = MemoryEstimate(
-        peak_bytes=int(peak), peak_phase=peak_phase, breakdown=MemoryBreakdown(components=components),
+        peak_bytes=int(peak), peak_phase=peak_phase, workload=mode, breakdown=MemoryBreakdown(components=components),
         n_params=plan.pc.total, n_trainable=plan.n_trainable, host_bytes=int(plan.host),
         cuda_context_bytes=CUDA_CONTEXT_BYTES, notes=notes, host_breakdown=plan.host_parts,
     )
+    if mode != "train":
+        est.notes.insert(0, f"sized: {_WORKLOAD_WORDS[mode]}, batch {batch}" + (
+            f" x {setup.num_beams} beams, {setup.seq_len} prompt + {max_new_tokens(setup)} new tokens" if mode == "generate" else
+            f" x {setup.seq_len} tokens"))
+    if mode == "predict":
+        steps, known = predict_steps_kept(setup, batch)
+        if not known:
+            est.notes.append("prediction keeps every step's logits on the GPU until the set is done (no eval_accumulation_steps, "
+                         "number of samples unknown): sized for one step, it grows by "
+                         f"{KEPT_LOGIT_BYTES * batch * setup.seq_len * setup.model.vocab_size / GiB:.2f} GiB per step; "
+                         "eval_accumulation_steps moves them to the CPU")
+    band = error_band(setup, int(peak), lower_alternative=_trainer_alternative(setup, mode, batch),
+                      workload_measured=mode in ("train", "eval"))
+    est.band_lower_bytes, est.band_upper_bytes, est.band_notes = band.lower, band.upper, band.reasons
     if setup.host_ram_bytes:
         est.host_fits = plan.host <= setup.host_ram_bytes
     if setup.gpu is not None and setup.gpu.memory_bytes > 0:
@@ -513,11 +657,18 @@ def estimate_memory(setup: TrainingSetup, *, mode: Mode = "train", margin: float
         est.gpu_bytes = cap
         est.budget_bytes = budget
         est.allocator_reserve_bytes = cap - int(cap * margin)
-        est.fits = peak <= budget
+        # "fits" is judged on the band's upper edge; the largest batch / length likewise (the band scales with the peak)
+        est.fits = band.upper <= budget
+        est.verdict = band_verdict(band, budget)
         est.headroom_bytes = budget - int(peak)
-        est.max_micro_batch = _max_int(lambda b: _peak_bytes(setup, plan, mode, b * pairs, setup.seq_len) <= budget, 4096)
+        if est.verdict == "borderline":
+            est.probe_command = probe_command(setup)
+            est.notes.append(f"borderline: the {budget / GiB:.2f} GiB budget lies inside the error band "
+                             f"({band.lower / GiB:.2f}-{band.upper / GiB:.2f} GiB); measure it: {est.probe_command}")
+        factor = band.upper / peak if peak else 1.0
+        est.max_micro_batch = _max_int(lambda b: _peak_bytes(setup, plan, mode, b * pairs, setup.seq_len) * factor <= budget, 4096)
         cap_seq = max(setup.seq_len, arch_max_seq(setup))
-        est.max_seq_len = _max_int(lambda s: _peak_bytes(setup, plan, mode, batch, s) <= budget, cap_seq)
+        est.max_seq_len = _max_int(lambda s: _peak_bytes(setup, plan, mode, batch, s) * factor <= budget, cap_seq)
         if plan.weights + plan.optimizer_states + plan.master_weights > budget:
             est.notes.append("the model states alone exceed the GPU budget: it fails while loading or at the first step, "
                          "whatever the batch or sequence length (shard with ZeRO-3/FSDP, offload, or quantize)")
@@ -525,6 +676,14 @@ def estimate_memory(setup: TrainingSetup, *, mode: Mode = "train", margin: float
             est.notes.append(f"does not fit even at micro-batch 1 on {setup.gpu.name} "
                          f"({budget / GiB:.2f} GiB usable at margin {margin})")
     return est
+
+
+def _trainer_alternative(setup: TrainingSetup, mode: Mode, batch: int) -> int | None:
+    """The peak of the same step run by HF Trainer, when nobody stated the framework (the band's lower edge)."""
+    if mode != "train" or setup.stated("framework") or setup.framework not in HF_TRAINER_FRAMEWORKS:
+        return None
+    trainer = setup.with_fact("framework", setup.framework, "derived", "the band's lower edge: an HF-Trainer-based run")
+    return _peak_bytes(trainer, _plan(trainer, mode), mode, batch, setup.seq_len)
 
 
 def arch_max_seq(setup: TrainingSetup) -> int:

@@ -240,6 +240,11 @@ def lora_module_shapes(arch: ModelArch, targets: list[str], include_experts: boo
         if include_experts:
             n = len(moe) * arch.num_experts
             mods += [("experts.gate_proj", h, mi, n), ("experts.up_proj", h, mi, n), ("experts.down_proj", mi, h, n)]
+    if not include_experts and lora_wraps_experts(arch, targets):
+        # PEFT's re-targeting moves every target named like a v4 expert projection (gate_proj/up_proj/down_proj, w1-w3)
+        # to the fused expert parameters and drops it from the module targets, so the dense and shared-expert MLPs of
+        # the same names get no adapter (measured with peft 0.21 on DeepSeek-V2; huggingface/peft#3711)
+        mods = [m for m in mods if m[0].split(".")[-1] not in _V4_EXPERT_NAMES]
     if allt:
         return mods
     return [m for m in mods if m[0] in want or m[0].split(".")[-1] in want]
@@ -261,10 +266,41 @@ def lora_vision_shapes(v: VisionArch, lm_hidden: int) -> list[tuple[str, int, in
     return mods
 
 
+# PEFT >= 0.21 re-targets LoRA configs written for transformers v4 MoE models (experts were nn.Linear) onto v5's fused
+# 3-D expert parameters (peft/utils/transformers_weight_conversion.py _convert_peft_config_moe, huggingface/peft#3232:
+# "all-linear carries the experts into target_parameters"), for the model types transformers converts from the qwen2_moe
+# and mixtral layouts (_MODEL_TO_CONVERSION_PATTERN). Qwen2-MoE itself is not re-targeted: the calibration row of
+# Qwen1.5-MoE-A2.7B counts no expert adapters.
+PEFT_RETARGETED_MOE = frozenset({"mixtral", "olmoe", "deepseek_v2", "deepseek_v3", "qwen3_moe", "glm4_moe"})
+_V4_EXPERT_NAMES = {"gate_proj", "up_proj", "down_proj", "w1", "w2", "w3"}
+
+
+def lora_wraps_experts(arch: ModelArch, targets: list[str]) -> bool:
+    """Whether PEFT's LoRA reaches the routed experts (lora.ParamWrapper on the fused expert weights and the router):
+    all-linear, or v4 expert projection names, on a model type PEFT re-targets."""
+    if not arch.is_moe or arch.model_type not in PEFT_RETARGETED_MOE:
+        return False
+    want = {t.strip() for item in targets for t in str(item).split(",") if t.strip()}
+    return not want or bool(want & {"all", "all-linear"}) or bool(want & _V4_EXPERT_NAMES)
+
+
+def expert_lora_params(arch: ModelArch, rank: int) -> int:
+    """Adapter parameters lora.ParamWrapper adds per model (experts x rank rows per wrapped 3-D weight): gate_up_proj at
+    rank 2r (two fused v4 projections: PEFT's rank_pattern), down_proj at r, and the router weight (E x h) at r."""
+    h, E = arch.hidden_size, arch.num_experts
+    mi = arch.moe_intermediate_size or arch.intermediate_size
+    per_layer = 2 * rank * E * (h + 2 * mi) + rank * E * (mi + h) + rank * (h + E)
+    return len(_moe_layer_indices(arch)) * per_layer
+
+
 def lora_params(arch: ModelArch, rank: int, targets: list[str], *, vision: bool = False,
                 include_experts: bool = False) -> int:
-    """LoRA adapter parameters: r x (in + out) per wrapped Linear (Hu et al. 2021, A: in→r, B: r→out)."""
+    """LoRA adapter parameters: r x (in + out) per wrapped Linear (Hu et al. 2021, A: in→r, B: r→out), plus the expert
+    adapters PEFT adds on re-targeted MoE models (lora_wraps_experts)."""
     mods = lora_module_shapes(arch, targets, include_experts)
     if vision and arch.vision is not None:
         mods = mods + lora_vision_shapes(arch.vision, arch.hidden_size)
-    return sum(rank * (i + o) * n for _, i, o, n in mods)
+    n = sum(rank * (i + o) * n for _, i, o, n in mods)
+    if not include_experts and lora_wraps_experts(arch, targets):
+        n += expert_lora_params(arch, rank)
+    return n

@@ -6,18 +6,20 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-PeakPhase = Literal["model_loading", "forward_end", "backward", "optimizer_step", "evaluation"]
+PeakPhase = Literal["model_loading", "forward_end", "backward", "optimizer_step", "evaluation", "generation"]
 
 # Component names the breakdown uses (stable: renderers colour by these; renderers keep unknown ones too).
 COMPONENTS = (
     "weights", "gradients", "optimizer_states", "master_weights", "activations", "attention_scores",
     "logits_and_loss", "vision_activations", "optimizer_temporaries", "eval_accumulated", "allocator_reserve",
-    "autocast_weight_copies", "zero3_gathered_params", "ddp_gradient_buckets", "cuda_workspace",
+    "autocast_weight_copies", "zero3_gathered_params", "ddp_gradient_buckets", "cuda_workspace", "kv_cache",
 )
 
 
 MODEL_STATE_COMPONENTS = ("weights", "gradients", "optimizer_states", "master_weights")
-ACTIVATION_COMPONENTS = ("activations", "attention_scores", "logits_and_loss", "vision_activations")
+# What a step's tokens make (grows with batch and length): the generation KV cache is one of them.
+ACTIVATION_COMPONENTS = ("activations", "attention_scores", "logits_and_loss", "vision_activations", "kv_cache",
+                         "eval_accumulated")
 
 
 class MemoryComponent(BaseModel):
@@ -42,7 +44,8 @@ class MemoryBreakdown(BaseModel):
         return sum(self.get(n) for n in MODEL_STATE_COMPONENTS)
 
     def step_activations(self) -> int:
-        """What a step's tokens make: layer activations, attention scores, logits and loss, vision activations."""
+        """What a step's tokens make: layer activations, attention scores, logits and loss, vision activations, the
+        generation KV cache and the kept predictions."""
         return sum(self.get(n) for n in ACTIVATION_COMPONENTS)
 
 
@@ -51,6 +54,8 @@ class MemoryEstimate(BaseModel):
 
     peak_bytes: int
     peak_phase: PeakPhase
+    workload: Literal["train", "eval", "predict", "generate"] = Field(
+        default="train", description="the step sized: a training step, evaluation, prediction, or generation")
     breakdown: MemoryBreakdown
     n_params: int
     n_trainable: int
@@ -59,7 +64,14 @@ class MemoryEstimate(BaseModel):
     gpu_name: str | None = None
     gpu_bytes: int | None = None
     budget_bytes: int | None = Field(default=None, description="usable: capacity x margin - CUDA context")
-    fits: bool | None = None
+    fits: bool | None = Field(default=None, description="the band's upper edge fits the budget (None: no GPU given)")
+    verdict: Literal["fits", "borderline", "does_not_fit"] | None = Field(
+        default=None, description="fits: the upper edge fits; borderline: the budget lies inside the band (probe it); "
+        "does_not_fit: even the lower edge is over")
+    band_lower_bytes: int | None = Field(default=None, description="lower edge of the error band (calibration residuals)")
+    band_upper_bytes: int | None = Field(default=None, description="upper edge of the error band: what `fits` is judged on")
+    band_notes: list[str] = Field(default_factory=list, description="why the band is as wide as it is")
+    probe_command: str | None = Field(default=None, description="the `ask-oom probe` command that settles a borderline verdict")
     headroom_bytes: int | None = None
     host_fits: bool | None = None
     max_micro_batch: int | None = Field(default=None, description="largest micro-batch that fits the budget at this seq_len")
