@@ -5,9 +5,11 @@ and the flags left unsaid (at a default), each with provenance "user" and the wo
 from __future__ import annotations
 
 import re
+from itertools import islice
 
 from ..tools.described_oom import is_prose
 from ..tools.gpus import lookup_gpu
+from ..tools.log_parser.lines import numbered_lines
 from ..tools.training_setup import TrainingSetup
 from .intent_hardware import hardware_intent
 
@@ -30,12 +32,18 @@ _FULL = re.compile(r"full[- ](?:fine-?tun\w*|parameter\w*|ft|sft)|全参|全量�
 def prose_lines(text: str) -> list[str]:
     """The lines of the text that are sentences (not log records, frames or tables)."""
     out = []
-    for line in text.splitlines()[:MAX_LINES]:
+    for _, line in islice(numbered_lines(text), MAX_LINES):
         line = line[:MAX_LINE]
         stripped = line.strip()
         if stripped and not stripped.startswith(("File ", "Traceback", "[rank", "|")) and is_prose(stripped):
             out.append(stripped)
     return out
+
+
+# Nodes (machines) of a multi-node run: "2 nodes", "2 machines", "两台机器", "2个节点".
+_NODES = re.compile(r"(?<![\d.])(?:(\d{1,4})|([两二三四五六七八九十]))\s{0,2}(?:nodes?\b|machines?\b|hosts?\b|servers?\b|台(?:机器|服务器|节点)?|个?节点)",
+                    re.IGNORECASE)
+_CN_NUMBERS = {"两": 2, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
 
 
 def text_facts(setup: TrainingSetup, text: str) -> TrainingSetup:
@@ -44,14 +52,21 @@ def text_facts(setup: TrainingSetup, text: str) -> TrainingSetup:
     words = "\n".join(prose_lines(text))
     if not words:
         return setup
-    if setup.gpu is None:
-        hw = hardware_intent(words)
-        if hw is not None and (hw.slots.get("gpu") or hw.slots.get("gpu_text")):
-            spec = lookup_gpu(hw.slots.get("gpu") or hw.slots["gpu_text"], hw.slots.get("memory_gib"))
-            if spec is not None:
-                setup = setup.with_fact("gpu", spec, "user", f"the text: {hw.evidence}")
-                if hw.slots.get("count") and _unsaid(setup, "num_gpus"):
-                    setup = setup.with_fact("num_gpus", int(hw.slots["count"]), "user", f"the text: {hw.evidence}")
+    hw = hardware_intent(words)
+    named = hw is not None and bool(hw.slots.get("gpu") or hw.slots.get("gpu_text"))
+    if setup.gpu is None and named:
+        spec = lookup_gpu(hw.slots.get("gpu") or hw.slots["gpu_text"], hw.slots.get("memory_gib"))
+        if spec is not None:
+            setup = setup.with_fact("gpu", spec, "user", f"the text: {hw.evidence}")
+    if named and hw.slots.get("count") and _unsaid(setup, "num_gpus"):
+        # "2 nodes x 8 A800", "两台机器，每台8张A800": the count is per node; the data-parallel world is all of them
+        count, said = int(hw.slots["count"]), f"the text: {hw.evidence}"
+        n = _NODES.search(words)
+        nodes = int(n.group(1) or _CN_NUMBERS.get(n.group(2) or "", 0)) if n else 0
+        if 2 <= nodes <= 1024 and _unsaid(setup, "num_nodes"):
+            setup = setup.with_fact("num_nodes", nodes, "user", f"the text: {n.group(0).strip()}")
+            count, said = count * nodes, f"{said}, x {nodes} nodes"
+        setup = setup.with_fact("num_gpus", count, "user", said)
     h = _HOST_RAM.search(words)
     if h and _unsaid(setup, "host_ram_bytes"):
         size = float(h.group(1)) * (1024 if h.group(2).upper() == "T" else 1)

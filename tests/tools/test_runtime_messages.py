@@ -92,3 +92,29 @@ def test_lora_on_a_full_dataset_is_no_method_contrast():
     from ask_oom.tools.log_cues import log_cues
 
     assert log_cues("I use lora on a full dataset and it works").method_contrast is None
+
+
+@pytest.mark.parametrize("words", ["Qwen1.5-72B full fine-tuning on 2 nodes x 8 A800, deepspeed zero2",
+                                   "Qwen1.5-72B 全参微调，两台机器，每台8张A800"])
+def test_a_request_that_back_solves_to_the_models_size_over_the_ranks_is_a_zero_partition(words):
+    # 16.83 GiB x 16 ranks / 4 B = 72.3B: one rank's fp32 partition of the whole 72B model, not an activation
+    d = _run(f"{words}\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 16.83 GiB. GPU 0 has a total "
+             "capacity of 79.33 GiB of which 10.26 GiB is free. Of the allocated memory 66.31 GiB is allocated by PyTorch, "
+             "and 1.66 GiB is reserved by PyTorch but unallocated.\n")
+    assert d.setup.num_gpus == 16 and d.setup.num_nodes == 2
+    top = d.root_causes[0]
+    assert top.label == "full_ft_model_states"
+    assert any("16.83 GiB x 16 ranks / 4 B = 72.3B parameters" in w for w in top.why)
+
+
+def test_an_assumed_gpu_count_back_solves_nothing():
+    from ask_oom.tools.log_parser import parse_log
+    from ask_oom.tools.root_causes.request_size import zero_partition_request
+    from ask_oom.tools.training_setup import TrainingSetup
+
+    report = parse_log("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 16.83 GiB. GPU 0 has a total "
+                       "capacity of 79.33 GiB of which 10.26 GiB is free.\n")
+    assumed = TrainingSetup(num_gpus=16, model_name="Qwen1.5-72B")          # no provenance: nobody said 16
+    assert zero_partition_request(report, assumed) == []
+    stated = assumed.with_fact("num_gpus", 16, "user", "--gpus 16")
+    assert zero_partition_request(report, stated)

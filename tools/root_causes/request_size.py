@@ -4,6 +4,7 @@ against fp32 logits of a power-of-two token count, or against its share of the G
 from __future__ import annotations
 
 import math
+import re
 
 from ..labels import Label
 from ..log_cues import Cue
@@ -14,7 +15,7 @@ from ..units import GiB, MiB, format_bytes
 from .facts import STATE_PHASES, observed, stand_in_model, stated_micro_batch
 from .signals import Signal, support
 from .tensors import matches_size, tensor_candidates
-from .weights import (DEEPSPEED_SUB_GROUP_SIZE, DEFAULT_WEIGHTS, FP32_BYTES, FULL_SHARDING, LARGE_VOCABS, QUOTE_SHORT,
+from .weights import (BILLION, DEEPSPEED_SUB_GROUP_SIZE, DEFAULT_WEIGHTS, FP32_BYTES, FULL_SHARDING, LARGE_VOCABS, QUOTE_SHORT,
                       THRESHOLDS, Thresholds, Weights)
 
 
@@ -205,3 +206,35 @@ def zero3_sub_group_request(report: OOMReport, sub_group: Cue | None, th: Thresh
                     f"the {format_bytes(req)} request is one ZeRO-3 optimizer sub group: {DEEPSPEED_SUB_GROUP_SIZE:.0e} "
                     f"params (DeepSpeed's default sub_group_size) x {FP32_BYTES} B fp32 = {format_bytes(size)}, at "
                     f"line {sub_group.line} ({sub_group.text[:QUOTE_SHORT]}): the optimizer states of full fine-tuning")]
+
+
+_SIZE_IN_NAME = re.compile(r"(?<![\d.])(\d{1,4}(?:\.\d{1,2})?)\s?[bB](?![a-zA-Z])")
+
+
+def zero_partition_request(report: OOMReport, setup: TrainingSetup | None, th: Thresholds = THRESHOLDS) -> list[Signal]:
+    """Back-solve a ZeRO partition: the request x the data-parallel ranks / 4 B is a parameter count; when it is the
+    model's (counted, or the size its name states), the request is one rank's flat fp32 partition of the full model's
+    master weights or Adam moments (ZeRO, Rajbhandari et al. 2020): the model states of full fine-tuning, not an
+    activation. Only with a GPU count that was stated, not assumed."""
+    req = report.requested_bytes
+    if not req or setup is None or setup.num_gpus < 2 or not observed(setup, "num_gpus"):
+        return []
+    implied = req * setup.num_gpus / FP32_BYTES
+    if setup.model is not None and not stand_in_model(setup):
+        from ..memory.params import count_params
+
+        total, what = count_params(setup.model).total, f"{setup.model.name or 'the model'}'s parameter count"
+    else:
+        m = _SIZE_IN_NAME.search(setup.model_name or "")
+        if m is None:
+            return []
+        total, what = float(m.group(1)) * BILLION, f"the {m.group(1)}B its name states"
+    if not total or abs(implied - total) > th["partition_param_slack"] * total:
+        return []
+    reason = (f"{format_bytes(req)} x {setup.num_gpus} ranks / {FP32_BYTES} B = {implied / BILLION:.1f}B parameters, "
+              f"{what}: the request is one rank's fp32 partition of the whole model (master weights or an Adam moment)")
+    out = [support(Label.full_ft_model_states, "zero_partition_request", reason)]
+    if setup.zero_stage < FULL_SHARDING:
+        out.append(support(Label.zero_stage_insufficient, "zero_partition_request_sharding",
+                           f"{reason}; ZeRO-{setup.zero_stage} keeps the weights and activations whole on every rank"))
+    return out

@@ -63,6 +63,8 @@ _POINTS: dict[str, float] = {
     "match_weight32": 2.0,                      # one fp32 weight matrix otherwise: the weights
     "match_weight32_loading": 1.0,              # ... loading
     "match_optimizer_partition": 3.0,           # one fp32 optimizer-state partition: full fine-tuning states
+    "zero_partition_request": 3.0,              # request x ranks / 4 B = the model's parameter count: a ZeRO partition
+    "zero_partition_request_sharding": 1.5,     # ... under ZeRO < 3
     "adapters_worked": 4.0,                     # the user says LoRA fit where full fine-tuning ran out
     "zero3_sub_group_request": 3.0,             # request = one ZeRO-3 optimizer sub group in fp32 (sub_group_size x 4 B)
     "match_optimizer_partition_sharding": 3.0,  # ... not sharded enough (ZeRO < 3 on several GPUs)
@@ -273,6 +275,7 @@ THRESHOLDS: Thresholds = MappingProxyType({
     "score_scale": _SCORE_SCALE,                # points → score: 1 - exp(-points / score_scale)
     "min_points": 0.25,                         # a label needs more points than this to be ranked
     "max_causes": 6,                            # at most this many causes
+    "partition_param_slack": 0.05,              # a back-solved parameter count this close to the model's matches
     # probabilities: P(label) = softmax over the labels with evidence and a null option ("none of these") of the points
     # / temperature; both fitted by evals/fit_weights.py (the null option learns from cases whose evidence missed)
     "unexplained_points": float(_FIT.get("thresholds", {}).get("unexplained_points", 2.0)),
@@ -366,6 +369,7 @@ QUANTIZED_BITS = (4, 8)                         # bitsandbytes weight widths
 QWEN2_VL_DEFAULT_MAX_PIXELS = 28 * 28 * 16384   # Qwen2-VL image processor default (preprocessor_config.json)
 TYPICAL_VOCAB = 32_000                          # vocabulary of Llama-2 / Mistral-era models
 SCORE_DECIMALS = 3                              # scores are rounded to this many decimals
+BILLION = 1e9                                   # parameters are counted in billions in model names
 MILLION = 1e6                                   # parameters are counted in millions in reasons
 # Vocabularies of at least 100k entries in the model registry: logits over these dominate a step (Llama-3 128,256,
 # Qwen2 151,936/152,064, Gemma 256,000, ...). Powers of two (131,072, 262,144) and 5 x 2^15 are left out: any round
