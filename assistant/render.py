@@ -86,7 +86,8 @@ def _causes(d: Diagnosis) -> list[str]:
         return []
     out = ["## Why (ranked causes)", ""]
     for i, c in enumerate(d.root_causes, start=1):
-        out.append(f"{i}. **{c.label}** (score {c.score:.2f}): {ROOT_CAUSES.get(c.label, '')}")
+        prob = f", probability {min(c.probability, 0.99):.0%}" if c.probability is not None else ""
+        out.append(f"{i}. **{c.label}** (score {c.score:.2f}{prob}): {ROOT_CAUSES.get(c.label, '')}")
         out += [f"   - {w}" for w in c.why]
     return out + [""]
 
