@@ -342,15 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<44} {s['primary']:>8.1%} {s['top3']:>8.1%}")
     print("\nreliability of the answer's probability (cross-validated):")
     print(f"{'band':<10} {'answers':>8} {'right':>6} {'accuracy':>9} {'mean p':>7}")
-    for b in result["reliability_cv"]:
-        acc = "-" if b["accuracy"] is None else f"{b['accuracy']:.0%}"
-        mp = "-" if b["mean_probability"] is None else f"{b['mean_probability']:.2f}"
-        print(f"{b['band']:<10} {b['answers']:>8} {b['right']:>6} {acc:>9} {mp:>7}")
+    _print_bands(result["reliability_cv"])
     print("\nthe hand table's probabilities on the cases its author read (not held out):")
-    for b in result["reliability_hand_in_sample"]:
-        acc = "-" if b["accuracy"] is None else f"{b['accuracy']:.0%}"
-        mp = "-" if b["mean_probability"] is None else f"{b['mean_probability']:.2f}"
-        print(f"{b['band']:<10} {b['answers']:>8} {b['right']:>6} {acc:>9} {mp:>7}")
+    _print_bands(result["reliability_hand_in_sample"])
     c = result["confident_cv"]
     if c["answers"]:
         print(f"\nconfident (p >= {CONFIDENT}): {c['right']}/{c['answers']} right ({c['right'] / c['answers']:.0%}), "
@@ -385,14 +379,19 @@ def _calibrate_hand(rows: list[CaseSignals], hand: dict[str, float], args) -> in
     print(f"primary {a['primary']:.1%}, top 3 {a['top3']:.1%} (on the cases the table's author read)")
     print(f"calibration on all cases: unexplained_points {null}, temperature {t}\n")
     print(f"{'band':<10} {'answers':>8} {'right':>6} {'accuracy':>9} {'mean p':>7}")
-    for b in result["reliability_cv"]:
-        acc = "-" if b["accuracy"] is None else f"{b['accuracy']:.0%}"
-        mp = "-" if b["mean_probability"] is None else f"{b['mean_probability']:.2f}"
-        print(f"{b['band']:<10} {b['answers']:>8} {b['right']:>6} {acc:>9} {mp:>7}")
+    _print_bands(result["reliability_cv"])
     c = result["confident_cv"]
     if c["answers"]:
         print(f"\nconfident (p >= {CONFIDENT}): {c['right']}/{c['answers']} right ({c['right'] / c['answers']:.0%})")
     return 0
+
+
+def _print_bands(bands: list[dict]) -> None:
+    """One row per probability band: answers, right, accuracy, mean probability."""
+    for b in bands:
+        acc = "-" if b["accuracy"] is None else f"{b['accuracy']:.0%}"
+        mp = "-" if b["mean_probability"] is None else f"{b['mean_probability']:.2f}"
+        print(f"{b['band']:<10} {b['answers']:>8} {b['right']:>6} {acc:>9} {mp:>7}")
 
 
 if __name__ == "__main__":

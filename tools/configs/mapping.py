@@ -129,11 +129,7 @@ def apply_config_to_setup(doc: ConfigDocument, setup: TrainingSetup) -> Training
     else:
         b.default("grad_accum", 1, "TrainingArguments.gradient_accumulation_steps default 1")
     if _evaluates(s):
-        eb_key = next((k for k in ("per_device_eval_batch_size", "eval_batch_size") if count(s.get(k))), None)
-        if eb_key:
-            b.config("eval_batch", count(s[eb_key]), eb_key)
-        else:
-            b.default("eval_batch", _HF_DEFAULT_BATCH, "TrainingArguments.per_device_eval_batch_size default 8")
+        _eval_batch(b, s)
     eas = count(s.get("eval_accumulation_steps"))
     if eas:
         b.config("eval_accumulation_steps", eas, "eval_accumulation_steps")
@@ -305,11 +301,7 @@ def _apply_workload(b: _Builder, s: dict[str, Any], is_lf: bool) -> None:
     key = ("do_predict" if pred else "do_eval") + (" + predict_with_generate" if generate else "") + " without do_train"
     b.config("workload", "generate" if generate else "predict" if pred else "eval", key)
     if "eval_batch" not in b.setup.provenance:
-        eb_key = next((k for k in ("per_device_eval_batch_size", "eval_batch_size") if count(s.get(k))), None)
-        if eb_key:
-            b.config("eval_batch", count(s[eb_key]), eb_key)
-        else:
-            b.default("eval_batch", _HF_DEFAULT_BATCH, "TrainingArguments.per_device_eval_batch_size default 8")
+        _eval_batch(b, s)
     samples = count(s.get("max_samples"))
     if samples:
         b.config("eval_samples", samples, "max_samples")
@@ -503,3 +495,12 @@ def _apply_accelerate(b: _Builder, s: dict[str, Any]) -> None:
                 b.config(part, str(dsc[key]).lower() in ("cpu", "nvme"), f"deepspeed_config.{key}")
     if str(s.get("distributed_type", "")).upper() == "FSDP":
         b.config("fsdp", True, "distributed_type")
+
+
+def _eval_batch(b: _Builder, s: dict[str, Any]) -> None:
+    """The evaluation micro-batch: the config's key, else TrainingArguments' default of 8."""
+    eb_key = next((k for k in ("per_device_eval_batch_size", "eval_batch_size") if count(s.get(k))), None)
+    if eb_key:
+        b.config("eval_batch", count(s[eb_key]), eb_key)
+    else:
+        b.default("eval_batch", _HF_DEFAULT_BATCH, "TrainingArguments.per_device_eval_batch_size default 8")
