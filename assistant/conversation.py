@@ -19,6 +19,7 @@ from .intent_types import IntentName
 from .intents import Intent, parse_followups
 from .live_probe import run_live_probe
 from .message_parts import MessagePart, split_message, text_files
+from .markdown_text import md_escape_outside_code
 from .reply import Action, Reply
 from .reply_texts import action_text, localized, needs, suggestion_actions, suggestions, unknown_action
 from .session import Session, SessionState, SessionStore, StaleSessionError, check_session_id
@@ -27,7 +28,7 @@ from .what_if import agent_request, calculator_what_if
 
 log = logging.getLogger(__name__)
 
-_REPLANNING = {"set_hardware", "keep_constraint", "release_constraint", "what_if", "switch_method", "mark_unsolved", "undo"}
+_REPLANNING = {"set_hardware", "set_host_ram", "keep_constraint", "release_constraint", "what_if", "switch_method", "mark_unsolved", "undo"}
 _ACTION_INTENTS: dict[Action, IntentName] = {  # each button does exactly what the intent of its words does
     Action.SOLVED: "mark_solved", Action.STILL_OOM: "mark_unsolved", Action.WHY: "explain",
     Action.SHOW_DIFF: "show_diff", Action.PROBE: "run_probe",
@@ -85,6 +86,22 @@ class Conversation:
         except ValueError:
             return self._unknown_action(session_id, str(action))
         return self._locked_turn(session_id, lambda session: self._action_turn(session, action))
+
+    def resume(self, session_id: str) -> tuple[list[tuple[str, str]], Reply] | None:
+        """A stored conversation to show again (a reloaded page, a restarted server): its turns as (role, text) and
+        a Reply carrying its latest diagnosis and follow-ups; None when the id is invalid, unknown or expired."""
+        try:
+            session = self.store.get(session_id)
+        except InputError:
+            return None
+        if session is None:
+            return None
+        state = session.state
+        turns = [(t.role, t.text) for t in state.history]
+        reply = Reply(session_id=session_id, markdown=turns[-1][1] if turns else "", diagnosis=state.diagnosis,
+                      intent="resume", suggestions=suggestions(state), suggestion_actions=suggestion_actions(state),
+                      needs=needs(state))
+        return turns, reply
 
     # -- one turn ---------------------------------------------------------------------------
 
@@ -151,7 +168,8 @@ class Conversation:
         except InputError as exc:
             session.state = before
             session.state.add_turn("user", said, "error")
-            return self._reply(session.state, sid, f"**Cannot use that input:** {exc}", "error", intents, error=str(exc))
+            return self._reply(session.state, sid, localized(session.state, "cannot_use", error=md_escape_outside_code(str(exc))),
+                               "error", intents, error=str(exc))
         except Exception as exc:  # noqa: BLE001 - a bug in a stage must not lose the conversation
             log.exception("diagnosis failed for session %s", sid)
             session.state = before
@@ -170,7 +188,8 @@ class Conversation:
         what_if = None
         if new_diagnosis or kind in ("what_if", "switch_method"):
             what_if = calculator_what_if(state, self.settings.gpu_margin)
-        markdown = compose_markdown(state, kind, intents, changed, notes, new_diagnosis, what_if, before.diagnosis is not None)
+        markdown = compose_markdown(state, kind, intents, changed, notes, new_diagnosis, what_if, before.diagnosis is not None,
+                                    session_id=sid)
         answered_by = "rules"
         if self.settings.llm_base_url and state.diagnosis is not None and kind in ("log", "config", "explain", "what_if",
                                                                                      "switch_method", "unknown"):

@@ -20,9 +20,12 @@ _CNT_AFTER = re.compile(_GPU_NAME + r"[\s\-_]*(?:(?:sxm\d?|pcie|hbm\d?e?)[\s\-_]
 _GPU_COUNT_ONLY = re.compile(
     r"(?:(?P<n>\d{1,3}|[一二两俩三四五六七八九十]{1,3}|one|two|three|four|five|six|seven|eight|sixteen|single|a)\s*"
     r"(?:x\s*)?(?:gpus?|cards?|devices?|张卡|块卡|张显卡|块显卡|卡(?!住))|(?P<zh>单|双)卡)", re.I)
+_ONE_GPU = re.compile(  # "one 24GB card", "一张24G的卡", "a single RTX 4090": the count is 1
+    r"(?:\b(?:only\s+)?(?:one|single|a\s+single|1)\b(?!\s+(?:of|more|other)\b)|(?:只有|只|仅有|就)?(?:一|1)\s*(?:张|块|个|台|片))"
+    r"\s*(?:[\w.\-]+\s*){0,3}?(?:gpus?|cards?|devices?|卡|显卡)", re.I)
 _ZH_TOTAL = re.compile(r"(?:共|一共|总共|总计)\s*(\d{1,3}|[一二两三四五六七八九十]{1,3})\s*(?:张|块|台|卡|个)")
 _MEM_ONLY = re.compile(
-    r"(?:(?:显存|memory|vram)\D{0,6}" + _MEM + r"|" + _MEM.replace("?P<mem>", "?P<mem2>") + r"\s*(?:的)?\s*(?:显存|vram|cards?|gpus?|memory|of memory|卡))", re.I)
+    r"(?:(?:显存|memory|vram)\D{0,6}" + _MEM + r"|" + _MEM.replace("?P<mem>", "?P<mem2>") + r"\s*(?:的)?\s*(?:显存|显卡|vram|cards?|gpus?|memory|of memory|卡))", re.I)
 
 
 def _host_memory(low: str, m: re.Match) -> bool:
@@ -55,6 +58,9 @@ def hardware_intent(text: str) -> Intent | None:
     m3 = None
     if "count" not in slots and (mt := _ZH_TOTAL.search(low)):
         slots["count"] = parse_count(mt.group(1))
+    if "count" not in slots and (m1 := _ONE_GPU.search(low)):
+        slots["count"] = 1
+        ev = ev or m1.group(0)
     if "count" not in slots:
         m3 = _GPU_COUNT_ONLY.search(low)
         if m3:

@@ -7,8 +7,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 IntentName = Literal[
-    "set_hardware", "keep_constraint", "release_constraint", "what_if", "switch_method", "explain",
-    "show_diff", "show_config", "mark_solved", "mark_unsolved", "run_probe", "undo", "reset", "help", "unknown",
+    "set_hardware", "set_host_ram", "keep_constraint", "release_constraint", "what_if", "switch_method", "explain",
+    "show_diff", "show_config", "show_report", "mark_solved", "mark_unsolved", "run_probe", "undo", "reset", "help", "unknown",
 ]
 
 

@@ -22,7 +22,7 @@ _KEY_SYNONYMS: list[tuple[str, str, str]] = [
     (r"gradient_checkpointing|grad(?:ient)?[ _]checkpointing|grad[ _]ckpt|activation[ _]checkpointing|梯度检查点", "gradient_checkpointing", "gradient_checkpointing"),
     (r"lora_rank|lora[ _]r(?:ank)?", "lora_rank", "lora_rank"),
     (r"quantization_bit|quantization|quant(?:ize)?[ _]bits?", "quantization_bit", "quantization_bit"),
-    (r"zero[ _]?stage|zero|deepspeed[ _]stage|stage", "zero_stage", "zero_stage"),
+    (r"zero[ _]?stage|zero-?|deepspeed[ _]stage|stage", "zero_stage", "zero_stage"),
     (r"image_max_pixels|max_pixels|图片分辨率|图像分辨率", "image_max_pixels", "image_max_pixels"),
     (r"video_maxlen|video[ _]frames|max_frames|视频帧数", "video_frames", "video_maxlen"),
     (r"optim(?:izer)?|优化器", "optimizer", "optim"),
@@ -30,6 +30,11 @@ _KEY_SYNONYMS: list[tuple[str, str, str]] = [
     (r"num_gpus|gpus|gpu count|卡数", "num_gpus", "num_gpus"),
 ]
 _BOOL_FIELDS = {"gradient_checkpointing"}
+_TEXT_FIELDS = {  # the fields whose value is a name, with what such a name looks like ("and" is not an optimizer)
+    "optimizer": re.compile(r"[a-z_]*(?:adam|sgd|lion|adafactor|galore|apollo|muon|lomo|adalomo|badam|rmsprop|"
+                            r"lamb|8bit|paged|fused)[\w.-]*"),
+    "attn_implementation": re.compile(r"fa2|fa3|flash[\w-]*|sdpa|eager|auto|disabled?|xformers"),
+}
 _ON_VERBS = r"(?:turn on|turned on|switch on|enable|enabled|activate|use|打开|开启|启用|开)"
 _OFF_VERBS = r"(?:turn off|turned off|switch off|disable|disabled|deactivate|关闭|关掉|禁用|关)"
 _WHATIF_TRIGGER = re.compile(
@@ -68,17 +73,34 @@ def what_if_intents(text: str) -> list[Intent]:
             continue
         for m in re.finditer(r"(?<![a-z_])(?P<key>" + pattern + r")(?![a-z_])" + _LINK + _VALUE, low):
             val = parse_value(m.group("val"))
-            if not free(m) or (isinstance(val, str) and field not in ("optimizer", "attn_implementation")):
-                continue  # "batch is the problem" is not a what-if
+            if not free(m) or not valid_value(field, val):
+                continue  # "batch is the problem", "optimizer and params" are not what-ifs
             raw_key = m.group("key")
             user_key = raw_key if re.fullmatch(r"[a-z_]+", raw_key) and "_" in raw_key else key
             add(m, {"key": user_key, "field": field, "value": val})
             break
     # any other config-looking key=value ("lora_target=all", "--max_grad_norm 0.5")
     for m in re.finditer(r"(?:--)?(?P<key>[a-z][a-z0-9]*(?:_[a-z0-9]+)+)\s*(?:=|:|\s+to\s+|\s+is\s+|改成|设为|\s)\s*" + _VALUE, low):
-        if free(m) and setup_field(m.group("key")) not in fields:
+        if free(m) and setup_field(m.group("key")) not in fields and valid_value(setup_field(m.group("key")), parse_value(m.group("val"))):
             add(m, {"key": m.group("key"), "field": setup_field(m.group("key")), "value": parse_value(m.group("val"))})
     return [intent for _, intent in sorted(found, key=lambda x: x[0])]
+
+
+def valid_value(field: str | None, value: Any) -> bool:
+    """Whether `value` can be a what-if's value for `field`: never negative, a ZeRO stage is 0-3, a name field
+    (optimizer, attention) holds a name of its kind, other known fields hold numbers or booleans."""
+    if isinstance(value, bool):
+        return field not in _TEXT_FIELDS
+    if isinstance(value, (int, float)):
+        if value < 0 or value != value:  # negative or NaN
+            return False
+        return not (field == "zero_stage" and value not in (0, 1, 2, 3)) and field not in _TEXT_FIELDS
+    if field in _TEXT_FIELDS:
+        return bool(_TEXT_FIELDS[field].fullmatch(str(value)))
+    return field is None and bool(re.fullmatch(r"[a-z][\w.-]*", str(value))) and str(value) not in _NOT_VALUES
+
+
+_NOT_VALUES = {"and", "or", "the", "a", "an", "to", "of", "is", "it", "with", "on", "in", "for", "but", "then", "so"}
 
 
 def setup_field(key: str) -> str | None:

@@ -12,6 +12,7 @@ import re
 
 from .intent_constraints import constraint_intents
 from .intent_hardware import hardware_intent
+from .intent_host_ram import host_ram_intent, without_host_ram
 from .intent_types import Intent, IntentName
 from .intent_values import parse_value, zh_number
 from .intent_what_if import setup_field, switch_method_intent, what_if_intents
@@ -31,6 +32,9 @@ _SHOW_DIFF = re.compile(r"(?<![a-z])diff(?![a-z])|what (?!if)(?:\w+\s+){0,3}?cha
 _SHOW_CONFIG = re.compile(r"(?:show|give|print|send|paste|see|display|fixed|new|full|whole|complete|updated|final|corrected|download)"
                           r".{0,25}(?:config|yaml|json|script|file)|^\W*config\W*$|"
                           r"(?:给|看|发|完整|修改后|新的|修正后|最终|改好).{0,8}(?:配置|yaml|json|脚本)|^\W*配置\W*$", re.I)
+_SHOW_REPORT = re.compile(r"(?:full|whole|complete|entire|detailed)\s+(?:diagnosis|report|analysis)|"
+                          r"(?:show|give|see|print|send|display)\b.{0,20}\breport\b|"
+                          r"完整(?:的)?(?:诊断)?报告|全部报告|详细报告|完整诊断", re.I)
 _UNSOLVED = re.compile(r"still\s+(?:\w+\s+){0,2}?(?:oom|ooms|out of memory|fail\w*|crash\w*|error\w*|broken|dies|killed|the same|not working|doesn't work)|"
                        r"not (?:solved|fixed|working|resolved)|didn't (?:work|help|fix)|did not (?:work|help|fix)|doesn't (?:work|help|fit)|"
                        r"does not (?:work|help)|no luck|same (?:error|oom|problem)|no (?:change|difference)|👎|"
@@ -70,9 +74,11 @@ def parse_followups(text: str) -> list[Intent]:
         out.append(Intent(name="mark_solved", slots={"note": text[:500]}, evidence=solved.group(0)))
     constraints = constraint_intents(text)
     keep = next((i.slots["keep"] for i in constraints if i.name == "keep_constraint"), [])
-    hw = hardware_intent(text)
+    ram = host_ram_intent(text)
+    rest = without_host_ram(text)  # "744 GB RAM" is host RAM, never a GPU's memory or a what-if value
+    hw = hardware_intent(rest)
     # "what if I use 8 A100s" is a hardware change, not a config key
-    what_ifs = [w for w in what_if_intents(text) if not (hw and w.slots.get("field") in (None, "num_gpus"))]
+    what_ifs = [w for w in what_if_intents(rest) if not (hw and w.slots.get("field") in (None, "num_gpus"))]
     out.extend(what_ifs)
     switch = switch_method_intent(text, keep)
     if switch and not any(w.slots.get("field") == "quantization_bit" for w in what_ifs):
@@ -80,7 +86,11 @@ def parse_followups(text: str) -> list[Intent]:
     out.extend(constraints)
     if hw:
         out.append(hw)
-    if _SHOW_DIFF.search(text):
+    if ram:
+        out.append(ram)
+    if _SHOW_REPORT.search(text):
+        out.append(Intent(name="show_report", evidence=text[:80]))
+    elif _SHOW_DIFF.search(text):
         out.append(Intent(name="show_diff", evidence=text[:80]))
     elif _SHOW_CONFIG.search(text):
         out.append(Intent(name="show_config", evidence=text[:80]))
@@ -98,12 +108,14 @@ def parse_followup(text: str) -> Intent:
 
 UNDERSTOOD = [
     ("set_hardware", "I have 4x A100 40GB / 我有4张A100 40G"),
+    ("set_host_ram", "the machine has 512 GB RAM / 机器内存512G"),
     ("keep_constraint", "I must keep full fine-tuning / 必须全量微调 / cutoff_len can't change / no DeepSpeed"),
     ("what_if", "what if cutoff_len is 8192? / cutoff_len改成8192会怎样"),
     ("switch_method", "use QLoRA instead / 用QLoRA"),
     ("explain", "why? / 为什么"),
     ("show_diff", "show the diff again / 再给我看一下diff"),
     ("show_config", "show the fixed config / 给我完整配置"),
+    ("show_report", "show the full report / 完整报告"),
     ("mark_solved", "it worked / 解决了"),
     ("mark_unsolved", "still OOM / 还是OOM"),
     ("run_probe", "run the live probe (on a GPU host) / 实测一下"),

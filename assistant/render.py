@@ -5,6 +5,7 @@ Renderers only format what the tools computed: every number printed here is a fi
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..tools.configs.schema import fence_language
@@ -12,6 +13,7 @@ from ..tools.labels import ROOT_CAUSES
 from ..tools.memory.schema import MemoryEstimate
 from ..tools.units import format_bytes
 from .diagnosis import Diagnosis
+from .markdown_text import md_escape, md_escape_outside_code
 
 JSON_SCHEMA_VERSION = 1
 
@@ -28,7 +30,7 @@ def render_json(d: Diagnosis) -> dict[str, Any]:
 
 def render_markdown(d: Diagnosis) -> str:
     """The answer as Markdown: summary, what ran out, ranked causes, estimate, changes, diff, fixed config, cases."""
-    parts: list[str] = ["# ask-oom diagnosis", "", d.summary or "", ""]
+    parts: list[str] = ["# ask-oom diagnosis", "", md_escape_outside_code(d.summary or ""), ""]
     parts += _what_ran_out(d)
     parts += _causes(d)
     parts += _estimates(d)
@@ -75,7 +77,7 @@ def _what_ran_out(d: Diagnosis) -> list[str]:
     if r.ranks:
         rows.append(("ranks", ", ".join(map(str, r.ranks))))
     for e in r.related_errors:
-        rows.append((f"related (line {e.line})", _cell(e.message[:160])))
+        rows.append((f"related (line {e.line})", _cell(md_escape(e.message[:160]))))
     out = ["## What ran out of memory", "", "| fact | value |", "| --- | --- |"]
     out += [f"| {k} | {v} |" for k, v in rows]
     return out + [""]
@@ -87,8 +89,8 @@ def _causes(d: Diagnosis) -> list[str]:
     out = ["## Why (ranked causes)", ""]
     for i, c in enumerate(d.root_causes, start=1):
         prob = f", probability {min(c.probability, 0.99):.0%}" if c.probability is not None else ""
-        out.append(f"{i}. **{c.label}** (score {c.score:.2f}{prob}): {ROOT_CAUSES.get(c.label, '')}")
-        out += [f"   - {w}" for w in c.why]
+        out.append(f"{i}. **{md_escape(c.label)}** (score {c.score:.2f}{prob}): {md_escape(ROOT_CAUSES.get(c.label, ''))}")
+        out += [f"   - {md_escape_outside_code(w)}" for w in c.why]
     return out + [""]
 
 
@@ -142,7 +144,7 @@ def _changes(d: Diagnosis) -> list[str]:
             move = f"{_show(c.from_value)} → {_show(c.to_value)}"
         else:
             move = "(action)" if c.target in ("install", "env") else "—"
-        why = c.rationale
+        why = md_escape_outside_code(c.rationale)
         if c.confirmed_by:
             why += f" (worked in {', '.join(c.confirmed_by)})"
         if c.changes_results:
@@ -163,14 +165,14 @@ def _similar(d: Diagnosis) -> list[str]:
             line += "; " + ", ".join(c.why_similar[:4])
         out.append(line)
         if c.fix_summary:
-            out.append(f"  - fixed by: {c.fix_summary}")
+            out.append(f"  - fixed by: {md_escape_outside_code(c.fix_summary)}")
     return out + [""]
 
 
 def _bullets(title: str, items: list[str]) -> list[str]:
     if not items:
         return []
-    return [f"## {title}", "", *[f"- {i}" for i in items], ""]
+    return [f"## {title}", "", *[f"- {md_escape_outside_code(i)}" for i in items], ""]
 
 
 def _show(v: Any) -> str:
@@ -178,4 +180,5 @@ def _show(v: Any) -> str:
 
 
 def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """A table cell: `|` escaped (once) and on one line."""
+    return re.sub(r"(?<!\\)\|", r"\\|", str(text)).replace("\n", " ")

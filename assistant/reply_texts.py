@@ -6,57 +6,30 @@ from .diagnosis import Question
 from .intents import UNDERSTOOD
 from .reply import Action
 from .session import SessionState
+from .texts import tr
 
 
 def help_text(state: SessionState) -> str:
     """What the assistant understands, with examples, and what it has so far in this conversation."""
-    zh = state.language == "zh"
-    head = "我能理解这些（中英文都可以）：" if zh else "I understand (English or Chinese):"
+    lang = state.language
     rows = [f"- {example}" for _, example in UNDERSTOOD]
-    have = []
     req = state.request
-    have.append(("日志" if zh else "log") + (" ✓" if req.log_text else " ✗"))
-    have.append(("配置" if zh else "config") + (f" ✓ ({state.main_config})" if state.main_config else " ✗"))
-    have.append(("GPU" if zh else "GPU") + (f" ✓ ({(str(req.num_gpus) + ' × ') if req.num_gpus else ''}{req.gpu or ''}"
-                                            f"{(' ' + format(req.gpu_memory_gib, 'g') + ' GiB') if req.gpu_memory_gib else ''})"
-                                            if (req.gpu or req.gpu_memory_gib or req.num_gpus) else " ?"))
+    have = [tr(lang, "help_log") + (" ✓" if req.log_text else " ✗"),
+            tr(lang, "help_config") + (f" ✓ ({state.main_config})" if state.main_config else " ✗"),
+            "GPU" + (f" ✓ ({(str(req.num_gpus) + ' × ') if req.num_gpus else ''}{req.gpu or ''}"
+                     f"{(' ' + format(req.gpu_memory_gib, 'g') + ' GiB') if req.gpu_memory_gib else ''})"
+                     if (req.gpu or req.gpu_memory_gib or req.num_gpus) else " ?")]
+    if req.host_ram_gib:
+        have.append(f"{tr(lang, 'help_host_ram')} ✓ ({req.host_ram_gib:g} GiB)")
     if req.keep:
-        have.append(("约束: " if zh else "keep: ") + ", ".join(req.keep))
-    status = ("目前我有：" if zh else "So far I have: ") + "; ".join(have)
-    paste = ("粘贴报错日志（或上传 .log 文件）开始诊断；再粘贴训练配置（YAML/JSON/shell）就能得到修改后的配置。" if zh else
-             "Paste the error log (or attach the .log file) to start; add your training config (YAML / JSON / shell script) "
-             "to get it back fixed.")
-    return "\n".join([paste, "", head, *rows, "", status])
+        have.append(tr(lang, "help_keep") + ", ".join(req.keep))
+    status = tr(lang, "help_status") + "; ".join(have)
+    return "\n".join([tr(lang, "help_paste"), "", tr(lang, "help_head"), *rows, "", status])
 
 
-_TEXTS = {
-    "reset": ("Started over: the log, config, hardware and constraints of this conversation are cleared.",
-              "已重新开始：本次会话的日志、配置、硬件和约束都已清空。"),
-    "updated": ("Updated: ", "已更新："),
-    "solved": ("Glad it works — marked **solved**. This conversation can become a knowledge-base case "
-               "(`ask-oom kb ingest --session <id>`).", "太好了，已标记为**已解决**。这段对话可以整理成知识库案例（`ask-oom kb ingest --session <id>`）。"),
-    "unsolved": ("Sorry it still fails — marked **not solved**. Paste the new log (its numbers show what changed) "
-                 "and I will re-plan from it; say e.g. \"use QLoRA\" or \"what if cutoff_len is 2048?\" to try a stronger change.",
-                 "抱歉还是不行，已标记为**未解决**。请粘贴新的日志（其中的数字能说明变化），我会据此重新规划；也可以说“用QLoRA”或“cutoff_len改成2048会怎样”。"),
-    "unsolved_replanned": ("Sorry it still fails — marked **not solved**. I re-planned with more headroom below; if it "
-                           "still fails, paste the new log (its numbers show what changed).",
-                           "抱歉还是不行，已标记为**未解决**。下面按更保守的显存余量重新规划了；如果仍然失败，请粘贴新的日志。"),
-    "nothing_yet": ("There is no diagnosis yet to explain: paste the error log first.", "还没有诊断结果可以解释：请先粘贴报错日志。"),
-    "no_diff": ("No fixed config yet: paste your training config (YAML / JSON / shell script) and I will rewrite it.",
-                "还没有修改后的配置：请粘贴训练配置（YAML/JSON/shell），我来改写。"),
-    "no_changes": ("No config changes are planned for this diagnosis (see its notes); this is your config as it stands"
-                   " in this conversation.", "这次诊断没有计划修改配置（见诊断说明）；下面是本次会话中的当前配置。"),
-    "same_config": ("Your config is unchanged.", "配置没有变化。"),
-    "unknown": ("I did not understand that as a request I can act on.", "我没能理解这条消息。"),
-    "need_log": ("Noted. Now paste the error log (the traceback with \"out of memory\" and the lines before it).",
-                 "已记录。请粘贴报错日志（包含 \"out of memory\" 的 traceback 及其前面的几行）。"),
-}
-
-
-def localized(state: SessionState, key: str) -> str:
-    """One of the fixed texts, in the conversation's language."""
-    en, zh = _TEXTS[key]
-    return zh if state.language == "zh" else en
+def localized(state: SessionState, text_key: str, /, **values: object) -> str:
+    """One of the fixed texts (see texts.py), in the conversation's language, formatted with `values`."""
+    return tr(state.language, text_key, **values)
 
 
 _ACTION_TEXTS = {
@@ -78,9 +51,7 @@ def unknown_action(state: SessionState, name: str) -> str:
     """The answer to a button this version does not know (an old message, a stray client), in the session's language."""
     name = name.replace("`", "'")[:80]
     known = ", ".join(action_text(state, a) for a in Action)
-    if state.language == "zh":
-        return f"我不认识这个按钮（`{name}`），没有做任何改动。可用的操作：{known}；也可以直接输入问题。"
-    return f"I do not know the button `{name}`, so nothing was changed. Buttons I know: {known}; or type your question."
+    return localized(state, "unknown_action", name=name, known=known)
 
 
 def suggestions(state: SessionState) -> list[str]:

@@ -7,6 +7,7 @@ from ..tools.errors import InputError
 from .intent_types import Intent
 from .message_parts import MessagePart, config_name_for, is_deepspeed_config, referenced_deepspeed
 from .session import Feedback, SessionState
+from .texts import tr
 from .what_if import what_if_values
 
 
@@ -23,7 +24,7 @@ def absorb_part(state: SessionState, part: MessagePart) -> str:
     req = state.request
     if part.kind == "model_config":
         req.model_config_json = part.text[:MAX_CONFIG_CHARS]
-        return "model config.json"
+        return tr(state.language, "ch_model_config")
     if part.kind == "log":
         text = part.text
         if req.log_text and not (_has_memory_error(text) and _has_memory_error(req.log_text)):
@@ -31,7 +32,7 @@ def absorb_part(state: SessionState, part: MessagePart) -> str:
             text = req.log_text + "\n" + text
         req.log_truncated = part.truncated or len(text) > MAX_LOG_CHARS
         req.log_text = text[-MAX_LOG_CHARS:]
-        return "log"
+        return tr(state.language, "ch_log")
     text = part.text
     if len(text) > MAX_CONFIG_CHARS or part.truncated:
         raise InputError(f"config too large: {len(text) / 2**20:.1f} MiB (limit {MAX_CONFIG_CHARS / 2**20:.0f} MiB); "
@@ -51,7 +52,7 @@ def absorb_part(state: SessionState, part: MessagePart) -> str:
         state.main_config = name
         state.overrides.clear()
         state.margin = None  # a new config starts a new plan; what-ifs were about the old one
-    return f"config `{name}`"
+    return tr(state.language, "ch_config", name=name)
 
 
 def apply_intent(state: SessionState, intent: Intent, *, default_margin: float, new_log: bool = False) -> str | None:
@@ -59,6 +60,7 @@ def apply_intent(state: SessionState, intent: Intent, *, default_margin: float, 
     `default_margin` is the planning margin a "still OOM" tightens when the session has none of its own."""
     req = state.request
     s = intent.slots
+    lang = state.language
     if intent.name == "set_hardware":
         said = []
         if s.get("gpu") or s.get("gpu_text"):
@@ -67,35 +69,38 @@ def apply_intent(state: SessionState, intent: Intent, *, default_margin: float, 
             said.append(req.gpu + (f" ({s['memory_gib']:g} GiB)" if s.get("memory_gib") else ""))
         elif s.get("memory_gib"):
             req.gpu_memory_gib = s["memory_gib"]
-            said.append(f"{s['memory_gib']:g} GiB per GPU")
+            said.append(tr(lang, "ch_per_gpu", gib=f"{s['memory_gib']:g}"))
         if s.get("count"):
             req.num_gpus = int(s["count"])
             said.insert(0, f"{req.num_gpus} ×")
-        return "hardware: " + " ".join(said)
+        return tr(lang, "ch_hardware", what=" ".join(said))
+    if intent.name == "set_host_ram":
+        req.host_ram_gib = float(s["host_ram_gib"])
+        return tr(lang, "ch_host_ram", gib=f"{req.host_ram_gib:g}")
     if intent.name == "keep_constraint":
         for k in s.get("keep", []):
             if k in _VALID_KEEP and k not in req.keep:
                 req.keep.append(k)
             if k == "full" and state.method not in (None, "full"):
                 state.method = None
-        return "constraints: keep " + ", ".join(req.keep)
+        return tr(lang, "ch_keep", keep=", ".join(req.keep))
     if intent.name == "release_constraint":
         req.keep = [k for k in req.keep if k not in s.get("release", [])]
-        return "constraints released: " + ", ".join(s.get("release", []))
+        return tr(lang, "ch_released", released=", ".join(s.get("release", [])))
     if intent.name == "what_if":
         state.overrides[s["key"]] = s["value"]
-        return f"what-if: {s['key']} = {s['value']}"
+        return tr(lang, "ch_what_if", key=s["key"], value=s["value"])
     if intent.name == "undo":
         dropped = what_if_values(state)
         state.overrides.clear()
         state.method = None
         state.margin = None
-        return "back to your own config" + (f" (dropped {', '.join(dropped)})" if dropped else "")
+        return tr(lang, "ch_undo") + (tr(lang, "ch_dropped", dropped=", ".join(dropped)) if dropped else "")
     if intent.name == "switch_method":
         state.method = s["method"]
         if s["method"] != "full" and "full" in req.keep:
             req.keep.remove("full")
-        return f"method: {s['method']}"
+        return tr(lang, "ch_method", method=s["method"])
     if intent.name in ("mark_solved", "mark_unsolved"):
         state.feedback.append(Feedback(solved=intent.name == "mark_solved", note=s.get("note", "")))
         if intent.name == "mark_unsolved" and not new_log and state.diagnosis is not None and state.diagnosis.fixes:
@@ -104,7 +109,7 @@ def apply_intent(state: SessionState, intent: Intent, *, default_margin: float, 
             current = state.margin or default_margin
             state.margin = round(max(MIN_MARGIN, current - MARGIN_STEP), 2)
             if state.margin < current:
-                return f"planning margin {current:.0%} → {state.margin:.0%} of GPU memory"
+                return tr(lang, "ch_margin", before=f"{current:.0%}", after=f"{state.margin:.0%}")
         return None
     return None
 

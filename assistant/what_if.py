@@ -14,6 +14,7 @@ from .diagnosis import DiagnoseRequest, Diagnosis, StatedFact
 from .intent_what_if import setup_field
 from .message_parts import is_deepspeed_config
 from .session import SessionState
+from .texts import tr
 
 
 def what_if_values(state: SessionState) -> list[str]:
@@ -176,38 +177,43 @@ def _setup_value(field: str, value: Any) -> Any:
     return value
 
 
-def what_if_markdown(what_if: dict) -> str:
-    """A calculator what-if (from `calculator_what_if`) in one or two lines: peak, fit, largest batch / sequence."""
+def what_if_markdown(what_if: dict, language: str = "en") -> str:
+    """A calculator what-if (from `calculator_what_if`) in one or two lines: peak, fit, largest batch / sequence,
+    in the conversation's `language`."""
     if "error" in what_if:
-        return f"> what-if not evaluated: {what_if['error']}"
+        return tr(language, "wi_not_evaluated", error=what_if["error"])
     est = what_if["estimate"]
     vals = ", ".join(f"{k}={v}" for k, v in what_if["values"].items())
-    line = f"**What-if ({vals})**: estimated peak {format_bytes(est['peak_bytes'])}"
+    line = tr(language, "wi_head", values=vals, peak=format_bytes(est["peak_bytes"]))
     if what_if.get("before_peak_bytes"):
-        line += f" (was {format_bytes(what_if['before_peak_bytes'])})"
+        line += tr(language, "delta_was", peak=format_bytes(what_if["before_peak_bytes"]))
     if est.get("budget_bytes"):
-        line += f" against {format_bytes(est['budget_bytes'])} usable on {est.get('gpu_name') or 'the GPU'}"
-        line += (" — **fits**." if est.get("fits") else " — **borderline** (the budget is inside the error band)."
-                 if est.get("verdict") == "borderline" else " — **does not fit**.")
+        line += tr(language, "wi_against", budget=format_bytes(est["budget_bytes"]), gpu=est.get("gpu_name") or tr(language, "the_gpu"))
+        line += " — " + verdict_text(language, est.get("fits"), est.get("verdict")) + tr(language, "end")
     else:
-        line += " (GPU unknown: tell me your GPU to check the fit)."
+        line += tr(language, "wi_gpu_unknown")
     extra = []
     if est.get("max_micro_batch"):
-        extra.append(f"largest micro-batch that fits: {est['max_micro_batch']}")
+        extra.append(tr(language, "wi_max_batch", n=est["max_micro_batch"]))
     if est.get("max_seq_len"):
-        extra.append(f"longest sequence that fits: {est['max_seq_len']}")
-    return line + ("\n" + "; ".join(extra) + "." if extra else "")
+        extra.append(tr(language, "wi_max_seq", n=est["max_seq_len"]))
+    return line + ("\n" + "; ".join(extra) + tr(language, "end") if extra else "")
+
+
+def verdict_text(language: str, fits: bool | None, verdict: str | None) -> str:
+    """'fits' / 'borderline' / 'does not fit' (bold), in `language`."""
+    return tr(language, "fits" if fits else "borderline" if verdict == "borderline" else "does_not_fit")
 
 
 def what_if_from_config(state: SessionState, d: Diagnosis) -> str:
     """The what-if was written into the config and re-planned: its numbers are the new diagnosis' 'before'."""
+    lang = state.language
     vals = ", ".join(what_if_values(state))
     est = d.estimate
-    line = f"**What-if ({vals})**: estimated peak {format_bytes(est.peak_bytes)}"
+    line = tr(lang, "wi_head", values=vals, peak=format_bytes(est.peak_bytes))
     if est.budget_bytes:
-        line += f" against {format_bytes(est.budget_bytes)} usable" + (
-            " — **fits** as is." if est.fits else " — **borderline** as is (the budget is inside the error band)."
-            if est.verdict == "borderline" else " — **does not fit** as is.")
+        line += (tr(lang, "wi_against_config", budget=format_bytes(est.budget_bytes)) + " — "
+                 + verdict_text(lang, est.fits, est.verdict) + tr(lang, "wi_as_is") + tr(lang, "end"))
     if d.fixes and not est.fits:
-        line += " The plan below makes it fit." if d.fits_after else " The plan below is the closest I can get."
+        line += tr(lang, "wi_plan_fits") if d.fits_after else tr(lang, "wi_plan_closest")
     return line

@@ -2,11 +2,15 @@
 diff and the fixed config (copy / download), similar cases, follow-up suggestions, and feedback.
 
 The UI only collects input and renders: every answer comes from assistant.conversation.Conversation.
-Each browser tab gets its own session id, so no user sees another's conversation.
+Each browser gets its own session id, so no user sees another's conversation. The id is kept in the browser's
+storage (and may be given as `?session=ID` in the URL), so a reload or a server restart resumes the conversation
+from the SQLite session store.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import tempfile
 import uuid
 from pathlib import Path
@@ -80,6 +84,27 @@ def panel_updates(diagnosis: Any, download_dir: Path):
             interactive=download is not None), cases_markdown(diagnosis))
 
 
+SESSION_STORAGE_KEY = "ask_oom_session"
+SESSION_QUERY_PARAM = "session"
+
+
+def browser_secret(settings) -> str:
+    """The key Gradio encrypts the stored session id with in the browser. It must be the same after a restart (a
+    random one, Gradio's default, would make every stored id unreadable), so it derives from the session database's
+    path; the id itself is what guards a conversation."""
+    return hashlib.sha256(f"ask-oom:{Path(settings.session_db).resolve()}".encode()).hexdigest()[:32]
+
+
+_WEB_SESSION_ID = re.compile(r"[0-9a-f]{32}")  # the ids this UI makes (uuid4 hex): never a Slack thread's guessable id
+
+
+def requested_session(stored: str | None, query: dict | None) -> str | None:
+    """The session a page load resumes: `?session=ID` in the URL first, else the id kept in the browser's storage;
+    only an id of the web UI's own form (a Slack thread's id is guessable from its channel and timestamp)."""
+    wanted = str((query or {}).get(SESSION_QUERY_PARAM) or stored or "")
+    return wanted if _WEB_SESSION_ID.fullmatch(wanted) else None
+
+
 def build_app(conversation, settings, *, can_probe: bool | None = None):
     """The Blocks app. `conversation` answers; `settings` gives upload limits."""
     if can_probe is None:
@@ -122,6 +147,20 @@ def build_app(conversation, settings, *, can_probe: bool | None = None):
         session_id = session_id or uuid.uuid4().hex
         return render(conversation.act(session_id, action), label, history, session_id, clear_input=False)
 
+    def restore(stored: str | None, request: gr.Request):
+        """A page load: the conversation of the session in the URL or the browser's storage, from the session store
+        (history, panels, follow-ups); a fresh page when there is none."""
+        wanted = requested_session(stored, dict(request.query_params) if request is not None else None)
+        resumed = conversation.resume(wanted) if wanted else None
+        if resumed is None:
+            return ([], gr.skip(), None, *[gr.skip()] * 5, gr.update(samples=[]), {})
+        turns, reply = resumed
+        history = [{"role": role, "content": text} for role, text in turns]
+        samples = reply.suggestions[:6]
+        chips = {text: str(action) for text, action in reply.suggestion_actions.items()}
+        return (history, gr.skip(), wanted, *panel_updates(reply.diagnosis, downloads / wanted),
+                gr.update(samples=[[x] for x in samples]), chips)
+
     def feedback(data: gr.LikeData, history: list, session_id: str | None):
         """Like / dislike on an answer: the Solved / Still-OOM actions (a re-plan refreshes the panels)."""
         if not session_id:
@@ -138,6 +177,8 @@ def build_app(conversation, settings, *, can_probe: bool | None = None):
 
     with gr.Blocks(title="ask-oom", analytics_enabled=False) as demo:
         session = gr.State(None)
+        # the id kept in the browser (localStorage): a reload or a server restart resumes the conversation
+        saved = gr.BrowserState(None, storage_key=SESSION_STORAGE_KEY, secret=browser_secret(settings))
         chip_actions = gr.State({})  # the shown follow-ups that are typed actions: text → Action value
         gr.Markdown(INTRO)
         with gr.Row():
@@ -164,6 +205,8 @@ def build_app(conversation, settings, *, can_probe: bool | None = None):
                 with gr.Tab("Similar cases"):
                     cases = gr.Markdown("_No similar documented case yet._", elem_id="cases")
         outputs = [chat, box, session, chart, fixed, diff, download, cases, suggestions, chip_actions]
+        demo.load(restore, [saved], outputs, api_name=False)
+        session.change(lambda sid: sid, [session], [saved], api_name=False)
         box.submit(respond, [box, chat, session], outputs, api_name="chat")
         suggestions.click(follow_up, [suggestions, chat, session, chip_actions], outputs, api_name=False)
         chat.like(feedback, [chat, session], outputs, api_name=False)

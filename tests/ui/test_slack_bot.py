@@ -253,7 +253,10 @@ def test_each_button_answers_as_its_english_words_do(slack, action_id, words):
     post_event(url, {"type": "message", "user": "U1", "text": words, "ts": typed[:-1] + "2",
                      "thread_ts": typed, "channel": "C1", "channel_type": "channel"})
     by_click, by_words = wait_replies(api, clicked, n=2)[-1], wait_replies(api, typed, n=2)[-1]
-    assert by_click["blocks"] == by_words["blocks"] and by_click["text"] == by_words["text"]
+    same = json.loads(json.dumps(by_click).replace(clicked, typed))     # each names its own session (kb ingest)
+    assert same["blocks"] == by_words["blocks"] and same["text"] == by_words["text"]
+    if action_id == "ask_oom_solved":
+        assert f"--session slack:C1:{typed}" in reply_text(by_words) and "<id>" not in reply_text(by_words)
     if action_id == "ask_oom_show_diff":
         assert "```" in reply_text(by_click) and "per_device_train_batch_size" in reply_text(by_click)
 

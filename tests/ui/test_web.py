@@ -222,3 +222,105 @@ def test_follow_up_chips_perform_their_actions(web_app):
     done = len(acts)
     answer = browser_event(web, clicked.session_hash, "suggestions", "click", [free_text, [], None, None])
     assert acts[done:] == [] and chips[free_text] in json.dumps(answer[0][-2]["content"])  # a free-text chip is still text
+
+
+def _serve(db: Path, port: int):
+    """The app on `port` over the session database `db` (a fresh Conversation, as a restarted server has)."""
+    from ask_oom.ui.serve import make_conversation
+    from ask_oom.ui.web import build_app
+
+    settings = Settings(session_db=db, max_upload_bytes=1024 * 1024)
+    demo = build_app(make_conversation(settings), settings, can_probe=False)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                max_file_size=settings.max_upload_bytes)
+    return demo
+
+
+def page_load(web: str, stored_session: str | None, query: str = "", session_hash: str | None = None) -> list:
+    """The page-load event as the browser fires it: the id from browser storage as its input, the page's query
+    string on the join request."""
+    config = httpx.get(web + "config", timeout=10).json()
+    fn_index = next(d["id"] for d in config["dependencies"] if any(t[1] == "load" for t in d["targets"]))
+    session_hash = session_hash or os.urandom(6).hex()
+    joined = httpx.post(web + "gradio_api/queue/join" + query, timeout=10,
+                        json={"data": [stored_session], "fn_index": fn_index, "trigger_id": None, "session_hash": session_hash})
+    joined.raise_for_status()
+    with httpx.stream("GET", web + "gradio_api/queue/data", params={"session_hash": session_hash}, timeout=120) as stream:
+        for line in stream.iter_lines():
+            msg = json.loads(line[5:]) if line.startswith("data:") else {}
+            if msg.get("msg") == "process_completed" and msg.get("event_id") == joined.json()["event_id"]:
+                assert msg.get("success", True), msg
+                return msg["output"]["data"]
+    raise AssertionError("no answer to the page load")
+
+
+def test_session_survives_a_reload_and_a_server_restart(tmp_path):
+    """A new client with the same session id (from browser storage or ?session=) gets the conversation back, also
+    from a server restarted on the same database; the conversation then goes on in that session."""
+    from gradio_client import Client
+
+    db, port = tmp_path / "sessions.sqlite3", _free_port()
+    web = f"http://127.0.0.1:{port}/"
+    log = (SEEDS / "moe-llava-phi2" / "train.log").read_text(encoding="utf-8")
+    demo = _serve(db, port)
+    try:
+        first = Client(web, verbose=False).predict({"text": log, "files": []}, api_name="/chat")
+        answer = last_answer(first)
+        sid = next(s for s in {r[0] for r in __import__("sqlite3").connect(db).execute("SELECT id FROM sessions")})
+        reloaded = page_load(web, sid)                           # the id kept in the browser's storage
+        assert [m["role"] for m in reloaded[0]] == ["user", "assistant"]
+        assert last_answer(reloaded)[:200] == answer[:200]
+        assert page_load(web, None)[0] == []                     # no id: a fresh page
+        assert page_load(web, "no-such-session")[0] == []
+        assert page_load(web, None, "?session=slack:C1:1700000000.000100")[0] == []   # only the web UI's own ids
+    finally:
+        demo.close()
+    demo = _serve(db, port)                                      # restarted on the same database
+    try:
+        page = os.urandom(6).hex()
+        restored = page_load(web, None, f"?session={sid}", session_hash=page)   # the id in the URL
+        assert len(restored[0]) == 2 and last_answer(restored)[:200] == answer[:200]
+        assert "bar-before" in restored[3]                       # the panels come back too
+        assert "why?" in json.dumps(restored[8])
+        # the conversation goes on in the same session: "why?" is answered from the stored diagnosis
+        why = browser_event(web, page, "input", "submit", [{"text": "why?", "files": []}, restored[0], None])
+        assert "**Why:" in last_answer(why) and len(why[0]) == 4
+        assert len(page_load(web, sid)[0]) == 4
+    finally:
+        demo.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_browser_reload_and_server_restart_resume_the_conversation(tmp_path):
+    """In Chromium: diagnose, reload the page, restart the server (same port and database), reload again; the
+    conversation is still there and goes on."""
+    from playwright.sync_api import expect, sync_playwright
+
+    db, port = tmp_path / "sessions.sqlite3", _free_port()
+    web = f"http://127.0.0.1:{port}/"
+    log = (SEEDS / "moe-llava-phi2" / "train.log").read_text(encoding="utf-8")
+    demo = _serve(db, port)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(web, wait_until="domcontentloaded")
+            page.wait_for_selector("#input textarea", timeout=60_000)
+            submit = page.locator("#input button.submit-button, #input button:has-text('Diagnose')").first
+            page.locator("#input textarea").fill(log)
+            submit.click()
+            chat = page.locator("#chat")
+            expect(chat).to_contain_text("ranked causes", timeout=120_000)
+            page.wait_for_timeout(1500)                                  # the id reaches the browser's storage
+            page.reload(wait_until="domcontentloaded")
+            expect(chat).to_contain_text("ranked causes", timeout=60_000)
+            demo.close()
+            demo = _serve(db, port)
+            page.reload(wait_until="domcontentloaded")
+            expect(chat).to_contain_text("ranked causes", timeout=60_000)
+            page.locator("#input textarea").fill("why?")
+            submit.click()
+            expect(chat).to_contain_text("Why:", timeout=60_000)
+        finally:
+            browser.close()
+            demo.close()

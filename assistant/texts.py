@@ -1,0 +1,171 @@
+"""Every fixed text of a conversation reply, as data: one table per language (English, Chinese), same keys.
+
+A reply in a Chinese session takes all its fixed words from ZH, so it never switches to English after its first
+line; `tr` formats a text with the values of the turn (numbers, names, the session id)."""
+
+from __future__ import annotations
+
+EN: dict[str, str] = {
+    # turn outcomes
+    "reset": "Started over: the log, config, hardware and constraints of this conversation are cleared.",
+    "updated": "Updated: ",
+    "solved": "Glad it works — marked **solved**. This conversation can become a knowledge-base case "
+              "(`ask-oom kb ingest --session {session_id}`).",
+    "unsolved": "Sorry it still fails — marked **not solved**. Paste the new log (its numbers show what changed) "
+                "and I will re-plan from it; say e.g. \"use QLoRA\" or \"what if cutoff_len is 2048?\" to try a stronger change.",
+    "unsolved_replanned": "Sorry it still fails — marked **not solved**. I re-planned with more headroom below; if it "
+                          "still fails, paste the new log (its numbers show what changed).",
+    "nothing_yet": "There is no diagnosis yet to explain: paste the error log first.",
+    "no_diff": "No fixed config yet: paste your training config (YAML / JSON / shell script) and I will rewrite it.",
+    "no_changes": "No config changes are planned for this diagnosis (see its notes); this is your config as it stands"
+                  " in this conversation.",
+    "same_config": "Your config is unchanged.",
+    "unknown": "I did not understand that as a request I can act on.",
+    "need_log": "Noted. Now paste the error log (the traceback with \"out of memory\" and the lines before it).",
+    "note": "> note: {note}",
+    "end": ".",
+    "cannot_use": "**Cannot use that input:** {error}",
+    # what a turn changed (the "Updated:" list)
+    "ch_log": "log",
+    "ch_config": "config `{name}`",
+    "ch_model_config": "model config.json",
+    "ch_hardware": "hardware: {what}",
+    "ch_per_gpu": "{gib} GiB per GPU",
+    "ch_host_ram": "host RAM: {gib} GiB",
+    "ch_keep": "constraints: keep {keep}",
+    "ch_released": "constraints released: {released}",
+    "ch_what_if": "what-if: {key} = {value}",
+    "ch_undo": "back to your own config",
+    "ch_dropped": " (dropped {dropped})",
+    "ch_method": "method: {method}",
+    "ch_margin": "planning margin {before} → {after} of GPU memory",
+    # a follow-up's answer: what changed, not the whole report
+    "delta_peak": "**New estimate**: peak {peak} per GPU",
+    "delta_was": " (was {peak})",
+    "delta_budget": " against {budget} usable",
+    "delta_after": "**After the changes**: peak {peak} — {verdict}.",
+    "delta_diff": "**New diff** (against your config):",
+    "delta_no_diff": "No config changes are needed for this plan.",
+    "delta_hint": "Say \"show the full report\" to see the whole report.",
+    "fits": "**fits**",
+    "does_not_fit": "**does not fit**",
+    "borderline": "**borderline** (the budget is inside the error band)",
+    # what-if numbers
+    "wi_not_evaluated": "> what-if not evaluated: {error}",
+    "wi_head": "**What-if ({values})**: estimated peak {peak}",
+    "wi_against": " against {budget} usable on {gpu}",
+    "wi_against_config": " against {budget} usable",
+    "the_gpu": "the GPU",
+    "wi_gpu_unknown": " (GPU unknown: tell me your GPU to check the fit).",
+    "wi_max_batch": "largest micro-batch that fits: {n}",
+    "wi_max_seq": "longest sequence that fits: {n}",
+    "wi_as_is": " as is",
+    "wi_plan_fits": " The plan below makes it fit.",
+    "wi_plan_closest": " The plan below is the closest I can get.",
+    # "why?"
+    "ex_no_error": "No memory error was found in the log, so there is nothing to explain yet.",
+    "ex_why": "**Why: `{label}`**",
+    "ex_also": "Also contributing: ",
+    "ex_where": "**Where the memory goes** (estimated peak {peak} at {phase}",
+    "ex_budget": "; usable budget {budget} on {gpu}",
+    "ex_where_end": "):",
+    "ex_changes": "**Why these changes**:",
+    "ex_saves": " (saves {saved})",
+    "ex_after": "After the changes the calculator estimates {peak}",
+    "ex_of": " of {budget} usable",
+    "ex_verdict": ": it {verdict}.",
+    "ex_fits": "fits",
+    "ex_not_fit": "does not fit",
+    # help
+    "help_paste": "Paste the error log (or attach the .log file) to start; add your training config "
+                  "(YAML / JSON / shell script) to get it back fixed.",
+    "help_head": "I understand (English or Chinese):",
+    "help_log": "log",
+    "help_config": "config",
+    "help_keep": "keep: ",
+    "help_status": "So far I have: ",
+    "help_host_ram": "host RAM",
+    "unknown_action": "I do not know the button `{name}`, so nothing was changed. Buttons I know: {known}; "
+                      "or type your question.",
+}
+
+ZH: dict[str, str] = {
+    "reset": "已重新开始：本次会话的日志、配置、硬件和约束都已清空。",
+    "updated": "已更新：",
+    "solved": "太好了，已标记为**已解决**。这段对话可以整理成知识库案例（`ask-oom kb ingest --session {session_id}`）。",
+    "unsolved": "抱歉还是不行，已标记为**未解决**。请粘贴新的日志（其中的数字能说明变化），我会据此重新规划；"
+                "也可以说“用QLoRA”或“cutoff_len改成2048会怎样”。",
+    "unsolved_replanned": "抱歉还是不行，已标记为**未解决**。下面按更保守的显存余量重新规划了；如果仍然失败，请粘贴新的日志。",
+    "nothing_yet": "还没有诊断结果可以解释：请先粘贴报错日志。",
+    "no_diff": "还没有修改后的配置：请粘贴训练配置（YAML/JSON/shell），我来改写。",
+    "no_changes": "这次诊断没有计划修改配置（见诊断说明）；下面是本次会话中的当前配置。",
+    "same_config": "配置没有变化。",
+    "unknown": "我没能理解这条消息。",
+    "need_log": "已记录。请粘贴报错日志（包含 \"out of memory\" 的 traceback 及其前面的几行）。",
+    "note": "> 注：{note}",
+    "end": "。",
+    "cannot_use": "**无法使用这条输入：**{error}",
+    "ch_log": "日志",
+    "ch_config": "配置 `{name}`",
+    "ch_model_config": "模型 config.json",
+    "ch_hardware": "硬件：{what}",
+    "ch_per_gpu": "每张 GPU {gib} GiB",
+    "ch_host_ram": "主机内存：{gib} GiB",
+    "ch_keep": "约束：保留 {keep}",
+    "ch_released": "已取消约束：{released}",
+    "ch_what_if": "假设：{key} = {value}",
+    "ch_undo": "已回到你自己的配置",
+    "ch_dropped": "（撤销了 {dropped}）",
+    "ch_method": "微调方法：{method}",
+    "ch_margin": "规划余量：GPU 显存的 {before} → {after}",
+    "delta_peak": "**新的估算**：每张 GPU 峰值 {peak}",
+    "delta_was": "（之前 {peak}）",
+    "delta_budget": "，可用预算 {budget}",
+    "delta_after": "**按修改后的配置**：峰值 {peak}，{verdict}。",
+    "delta_diff": "**新的 diff**（相对你的配置）：",
+    "delta_no_diff": "这个方案不需要修改配置。",
+    "delta_hint": "需要完整报告请说“完整报告”。",
+    "fits": "**放得下**",
+    "does_not_fit": "**放不下**",
+    "borderline": "**临界**（预算落在误差范围内）",
+    "wi_not_evaluated": "> 假设未能计算：{error}",
+    "wi_head": "**假设（{values}）**：估算峰值 {peak}",
+    "wi_against": "，{gpu} 上可用 {budget}",
+    "wi_against_config": "，可用 {budget}",
+    "the_gpu": "这张 GPU",
+    "wi_gpu_unknown": "（不知道 GPU 型号：告诉我你的 GPU 才能判断是否放得下）。",
+    "wi_max_batch": "能放下的最大 micro-batch：{n}",
+    "wi_max_seq": "能放下的最长序列：{n}",
+    "wi_as_is": "（按现在的配置）",
+    "wi_plan_fits": "下面的方案能让它放得下。",
+    "wi_plan_closest": "下面的方案是我能做到的最接近的。",
+    "ex_no_error": "日志里没有找到显存不足的错误，所以还没有可以解释的内容。",
+    "ex_why": "**原因：`{label}`**",
+    "ex_also": "其他因素：",
+    "ex_where": "**显存用在哪里**（估算峰值 {peak}，出现在 {phase}",
+    "ex_budget": "；{gpu} 上可用预算 {budget}",
+    "ex_where_end": "）：",
+    "ex_changes": "**为什么这样修改**：",
+    "ex_saves": "（节省 {saved}）",
+    "ex_after": "修改后计算器估算峰值 {peak}",
+    "ex_of": "，可用 {budget}",
+    "ex_verdict": "：{verdict}。",
+    "ex_fits": "放得下",
+    "ex_not_fit": "放不下",
+    "help_paste": "粘贴报错日志（或上传 .log 文件）开始诊断；再粘贴训练配置（YAML/JSON/shell）就能得到修改后的配置。",
+    "help_head": "我能理解这些（中英文都可以）：",
+    "help_log": "日志",
+    "help_config": "配置",
+    "help_keep": "约束: ",
+    "help_status": "目前我有：",
+    "help_host_ram": "主机内存",
+    "unknown_action": "我不认识这个按钮（`{name}`），没有做任何改动。可用的操作：{known}；也可以直接输入问题。",
+}
+
+TABLES: dict[str, dict[str, str]] = {"en": EN, "zh": ZH}
+
+
+def tr(language: str | None, text_key: str, /, **values: object) -> str:
+    """The fixed text `text_key` in `language` ('zh' or else English), formatted with `values`."""
+    text = TABLES.get(language or "en", EN)[text_key]
+    return text.format(**values) if values else text
