@@ -13,6 +13,12 @@ from ..tools.labels import Label, RootCause
 from ..tools.training_setup import TrainingSetup
 
 CONFIDENT = 0.8   # an answer at this probability or above is stated; below it, the leading causes and a question
+MAX_SHOWN_PROBABILITY = 0.99   # evidence is never a certainty: 0.998 is shown as 99%, not 100%
+
+
+def shown_probability(p: float) -> str:
+    """A probability as the answer prints it (capped below certainty)."""
+    return f"{min(p, MAX_SHOWN_PROBABILITY):.0%}"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from ..tools.labels import ROOT_CAUSES
 from ..tools.memory.schema import MemoryEstimate
 from ..tools.units import format_bytes
 from .diagnosis import Diagnosis
+from .deciding_facts import shown_probability
 from .markdown_text import md_escape, md_escape_outside_code
 
 JSON_SCHEMA_VERSION = 1
@@ -88,7 +89,7 @@ def _causes(d: Diagnosis) -> list[str]:
         return []
     out = ["## Why (ranked causes)", ""]
     for i, c in enumerate(d.root_causes, start=1):
-        prob = f", probability {min(c.probability, 0.99):.0%}" if c.probability is not None else ""
+        prob = f", probability {shown_probability(c.probability)}" if c.probability is not None else ""
         out.append(f"{i}. **{md_escape(c.label)}** (score {c.score:.2f}{prob}): {md_escape(ROOT_CAUSES.get(c.label, ''))}")
         out += [f"   - {md_escape_outside_code(w)}" for w in c.why]
     return out + [""]

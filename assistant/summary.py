@@ -7,10 +7,9 @@ from ..tools.labels import ROOT_CAUSES, RootCause
 from ..tools.report import OOMReport
 from ..tools.report_refinement import observed_peak
 from ..tools.units import format_bytes
-from .deciding_facts import is_confident
+from .deciding_facts import is_confident, shown_probability
 from .diagnosis import Diagnosis
 
-MAX_SHOWN_PROBABILITY = 0.99   # evidence is never a certainty: 0.998 is shown as 99%, not 100%
 NOT_SURE_LISTED = 0.1   # a hypothesis below this probability is not named beside the leading ones
 
 
@@ -19,7 +18,7 @@ def summary(d: Diagnosis) -> str:
     parts = [_what_ran_out(d.report)]
     if d.root_causes and is_confident(d.root_causes):
         top = d.root_causes[0]
-        sure = f" (probability {min(top.probability, MAX_SHOWN_PROBABILITY):.0%})" if top.probability is not None else ""
+        sure = f" (probability {shown_probability(top.probability)})" if top.probability is not None else ""
         parts.append(f"Most likely cause{sure}: {top.label.replace('_', ' ')} — {ROOT_CAUSES.get(top.label, '')}.")
     elif d.root_causes:
         parts.append(_not_sure(d))

@@ -12,6 +12,7 @@ from ..tools.gpus import lookup_gpu
 from ..tools.log_parser.lines import numbered_lines
 from ..tools.training_setup import TrainingSetup
 from .intent_hardware import hardware_intent
+from .intent_values import parse_count
 
 MAX_LINES = 400          # the user's words sit around the pasted log, not inside a 100 MB trace
 MAX_LINE = 1000
@@ -43,7 +44,6 @@ def prose_lines(text: str) -> list[str]:
 # Nodes (machines) of a multi-node run: "2 nodes", "2 machines", "两台机器", "2个节点".
 _NODES = re.compile(r"(?<![\d.])(?:(\d{1,4})|([两二三四五六七八九十]))\s{0,2}(?:nodes?\b|machines?\b|hosts?\b|servers?\b|台(?:机器|服务器|节点)?|个?节点)",
                     re.IGNORECASE)
-_CN_NUMBERS = {"两": 2, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
 
 
 def text_facts(setup: TrainingSetup, text: str) -> TrainingSetup:
@@ -62,7 +62,7 @@ def text_facts(setup: TrainingSetup, text: str) -> TrainingSetup:
         # "2 nodes x 8 A800", "两台机器，每台8张A800": the count is per node; the data-parallel world is all of them
         count, said = int(hw.slots["count"]), f"the text: {hw.evidence}"
         n = _NODES.search(words)
-        nodes = int(n.group(1) or _CN_NUMBERS.get(n.group(2) or "", 0)) if n else 0
+        nodes = (parse_count(n.group(1) or n.group(2)) or 0) if n else 0
         if 2 <= nodes <= 1024 and _unsaid(setup, "num_nodes"):
             setup = setup.with_fact("num_nodes", nodes, "user", f"the text: {n.group(0).strip()}")
             count, said = count * nodes, f"{said}, x {nodes} nodes"

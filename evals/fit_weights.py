@@ -35,13 +35,14 @@ sys.path.insert(0, str(REPO / "evals"))
 
 from diagnosis_benchmark import DEV_SETS, load_cases, request_for  # noqa: E402
 
+from ask_oom.assistant.deciding_facts import CONFIDENT  # noqa: E402 - the product's bar for a stated answer
+
 FITTED_PATH = REPO / "tools" / "root_causes" / "fitted_weights.json"
 PRIOR_WEIGHT = 2.0        # every weight is pulled towards this one constant (the typical size of one piece of evidence)
 L2_GRID = (0.03, 0.1, 0.3)   # prior strengths tried by an inner grouped split; the best on it is used
 STEPS = 200
 LEARNING_RATE = 0.08
 NULL = "unexplained_points"   # the threshold-table name of the null option's points (tools/root_causes/weights.py)
-CONFIDENT = 0.8           # the bar: among answers at this probability or more, at least 90% right
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import get_args
 from ..tools.frameworks import FRAMEWORKS
 from ..tools.training_setup import Method, Optimizer, Precision, Stage
 from .errors import EXIT_DOES_NOT_FIT, EXIT_OK, UserError
-from .request import DEFAULT_MARGIN, add_setup_arguments, build_request
+from .request import add_setup_arguments, build_request
 
 HELP = "predict the peak GPU memory of a training step: breakdown, peak phase, fits/headroom, max batch and seq len"
 EPILOG = """examples:
@@ -62,7 +62,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-vision", action="store_true", default=None, help="the vision tower trains (not frozen)")
     p.add_argument("--mode", choices=("auto", "train", "eval"), default="auto",
                    help="the step to size: train, eval, or auto (what the log shows; train without one)")
-    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help=f"usable fraction of GPU memory (default {DEFAULT_MARGIN})")
+    from ..tools.configs.schema import Constraints
+
+    margin = Constraints().margin
+    p.add_argument("--margin", type=float, default=margin, help=f"usable fraction of GPU memory (default {margin})")
     p.add_argument("--deepspeed-estimate", action="store_true",
                    help="print DeepSpeed's own model-state estimator (ZeRO-2/3 table), exactly as DeepSpeed computes it")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -111,6 +114,8 @@ def build_setup(args: argparse.Namespace):
     from ..assistant.agent import diagnose
 
     d = diagnose(estimate_request(args))
+    if d.setup.model is None and args.model:   # the pipeline's one resolver found nothing for the name given
+        raise UserError(f"unknown model {args.model!r}: not in the built-in registry; pass its config.json with --model-config")
     if d.setup.model is None:
         raise UserError("no model: pass --model NAME, --model-config config.json, or a --config naming a known model")
     return d
@@ -120,11 +125,6 @@ def estimate_request(args: argparse.Namespace):
     """The pipeline request of `ask-oom estimate`: no retrieval, no plan; --model-config may name a model directory."""
     from pathlib import Path
 
-    if args.model:
-        from ..tools.model_resolver import resolve_model_name
-
-        if resolve_model_name(args.model) is None:
-            raise UserError(f"unknown model {args.model!r}: not in the built-in registry; pass its config.json with --model-config")
     model_config = args.model_config
     if model_config and Path(model_config).is_dir():
         model_config = str(Path(model_config) / "config.json")

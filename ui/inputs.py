@@ -7,6 +7,7 @@ import errno
 import os
 import stat
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -109,13 +110,16 @@ def debug_enabled() -> bool:
     return os.environ.get("ASK_OOM_DEBUG", "") not in ("", "0")
 
 
+@dataclass
 class ConfigFiles:
     """The user's config files as one bundle: the main config, the files it names (by the name it uses), and
     every path read (so nothing writes over one)."""
 
-    def __init__(self, main_name: str | None, main_text: str | None, extra: dict[str, str], paths_read: list[str],
-                 main_path: str | None = None):
-        self.main_name, self.main_text, self.extra, self.paths_read, self.main_path = main_name, main_text, extra, paths_read, main_path
+    main_name: str | None
+    main_text: str | None
+    extra: dict[str, str]
+    paths_read: list[str]
+    main_path: str | None = None
 
 
 def read_configs(paths: list[str], *, allow_symlinks: bool = False) -> ConfigFiles:

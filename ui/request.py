@@ -11,7 +11,6 @@ from .errors import UserError
 from .inputs import ConfigFiles, read_config_text, read_configs, read_log_bytes
 
 KEEP_CHOICES = ("full", "seq", "batch", "no-deepspeed")
-DEFAULT_MARGIN = 0.90
 MAX_PASTE_CHARS = 4 * 1024 * 1024   # a log this size may be a paste holding its config too; a larger one is a file
 
 
@@ -46,8 +45,11 @@ def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     """--keep and --margin: the constraints on a fix."""
     p.add_argument("--keep", action="append", default=[], choices=KEEP_CHOICES,
                    help="what must not change: full (method), seq (cutoff_len), batch (micro-batch), no-deepspeed (repeatable)")
-    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN, metavar="F",
-                   help=f"fraction of GPU memory the run may use (default {DEFAULT_MARGIN:.2f})")
+    from ..tools.configs.schema import Constraints
+
+    default = Constraints().margin
+    p.add_argument("--margin", type=float, default=default, metavar="F",
+                   help=f"fraction of GPU memory the run may use (default {default:.2f})")
 
 
 def build_request(args: argparse.Namespace, *, log_path: str | None = None, read_log: bool = False,

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 
 from ask_oom.assistant.conversation import Action, Conversation
-from ask_oom.assistant.session import SessionStore
-from ask_oom.assistant.settings import Settings
 
 KIMI = Path(__file__).resolve().parents[1] / "fixtures" / "seeds" / "kimi-vl-a3b"
 
@@ -17,18 +14,6 @@ KIMI = Path(__file__).resolve().parents[1] / "fixtures" / "seeds" / "kimi-vl-a3b
 # questions first (no re-plan), then "still OOM" (re-plans with more headroom), then "it worked"
 EQUIVALENT_WORDS = [(Action.WHY, "why?"), (Action.SHOW_DIFF, "show the diff again"), (Action.PROBE, "run the live probe"),
                     (Action.STILL_OOM, "still OOM"), (Action.SOLVED, "it worked")]
-
-
-@pytest.fixture(scope="module")
-def index():
-    from ask_oom.kb.index import CaseIndex
-
-    return CaseIndex.load_or_build()
-
-
-@pytest.fixture
-def conv(tmp_path, index):
-    return Conversation(SessionStore(tmp_path / "sessions.db"), Settings(llm_base_url=None), index=index, probe_device=None)
 
 
 def _start(conv: Conversation, sid: str, words: str = "") -> None:

@@ -14,24 +14,10 @@ from ask_oom.assistant.explain import explain
 from ask_oom.assistant.intents import parse_followups
 from ask_oom.assistant.markdown_text import md_escape
 from ask_oom.assistant.render import render_markdown
-from ask_oom.assistant.session import SessionStore
-from ask_oom.assistant.settings import Settings
 from ask_oom.assistant.texts import EN
 from ask_oom.tools.labels import RootCause
 
 KIMI = Path(__file__).resolve().parents[1] / "fixtures" / "seeds" / "kimi-vl-a3b"
-
-
-@pytest.fixture(scope="module")
-def index():
-    from ask_oom.kb.index import CaseIndex
-
-    return CaseIndex.load_or_build()
-
-
-@pytest.fixture
-def conv(tmp_path, index):
-    return Conversation(SessionStore(tmp_path / "sessions.db"), Settings(llm_base_url=None), index=index, probe_device=None)
 
 
 def _diagnosed(conv: Conversation, sid: str, first_words: str = "") -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 
 import pytest
 
@@ -69,10 +68,8 @@ def _ids(cfg):
     return torch.randint(0, cfg["vocab_size"], (B, S))
 
 
-@pytest.mark.parametrize("cfg", TINY, ids=[c["model_type"] for c in TINY])
-def test_saved_probabilities_match_autograd(cfg):
-    """Each layer keeps its fp32 softmax output and the bf16 copy matmul saves: 6 B x b x heads x s^2."""
-    model = _build(cfg, "eager")
+def _saved_storages(model, cfg: dict) -> dict[int, int]:
+    """Bytes of each storage autograd saves for backward in one forward pass (parameters left out), by storage."""
     seen: dict[int, int] = {}
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
 
@@ -84,6 +81,14 @@ def test_saved_probabilities_match_autograd(cfg):
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         model(input_ids=_ids(cfg))
+    return seen
+
+
+@pytest.mark.parametrize("cfg", TINY, ids=[c["model_type"] for c in TINY])
+def test_saved_probabilities_match_autograd(cfg):
+    """Each layer keeps its fp32 softmax output and the bf16 copy matmul saves: 6 B x b x heads x s^2."""
+    model = _build(cfg, "eager")
+    seen = _saved_storages(model, cfg)
     arch = load_model_arch(cfg)
     predicted = model_activation_bytes(arch, EAGER, B * S) + arch.num_layers * attention_score_bytes(arch, EAGER, B, S)
     assert predicted == pytest.approx(sum(seen.values()), rel=0.06)
@@ -213,17 +218,7 @@ def test_gemma2_softcapping_keeps_the_tanh_output_and_two_masks():
     arch = load_model_arch(GEMMA2)
     E = score_elements(arch, B, S)
     model = _build(GEMMA2, "eager")
-    seen: dict[int, int] = {}
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-
-    def pack(t):
-        ptr = t.untyped_storage().data_ptr()
-        if ptr not in params:
-            seen[ptr] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(input_ids=_ids(GEMMA2))
+    seen = _saved_storages(model, GEMMA2)
     predicted = (model_activation_bytes(arch, EAGER, B * S) + arch.num_layers * attention_score_bytes(arch, EAGER, B, S)
                  + eager_mask_bytes(arch, EAGER, B, S))
     assert attention_score_bytes(arch, EAGER, B, S) == 8 * E

@@ -17,6 +17,8 @@ import pytest
 from ask_oom.tools.memory import estimate_memory, load_model_arch
 from ask_oom.tools.training_setup import TrainingSetup
 
+from .memory_peaks import allocator_peak
+
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
@@ -43,17 +45,6 @@ FAMILIES = {
 }
 
 
-def _allocator_peak(fn) -> int:
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns())
-    cur = peak = 0
-    for e in events:
-        cur += e.nbytes()
-        peak = max(peak, cur)
-    return peak
 
 
 def _storage_bytes(tensors) -> int:
@@ -86,7 +77,7 @@ def _measured_step_peak(cfg: dict, method: str) -> int:
     step()
     states = [t for st in opt.state.values() for t in st.values() if torch.is_tensor(t)]
     resident = _storage_bytes([*model.parameters(), *model.buffers(), *states])
-    return resident + _allocator_peak(step)
+    return resident + allocator_peak(step)
 
 
 @pytest.mark.parametrize("method", ["lora", "full"])

@@ -16,6 +16,8 @@ import pytest
 from ask_oom.tools.memory import estimate_memory, load_model_arch
 from ask_oom.tools.training_setup import TrainingSetup
 
+from .memory_peaks import allocator_peak
+
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
@@ -24,18 +26,6 @@ CFG = dict(model_type="qwen2", hidden_size=128, intermediate_size=352, num_hidde
 B, S = 2, 192
 
 
-def _allocator_peak(fn) -> int:
-    """Highest net bytes the CPU allocator held while fn ran (allocations minus frees, in time order)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns())
-    cur = peak = 0
-    for e in events:
-        cur += e.nbytes()
-        peak = max(peak, cur)
-    return peak
 
 
 def _lora_model():
@@ -65,7 +55,7 @@ def test_trainer_step_needs_what_the_calculator_says_less_than_a_plain_loop():
 
     plain()
     plain_model.zero_grad(set_to_none=True)
-    plain_peak = _allocator_peak(plain)
+    plain_peak = allocator_peak(plain)
 
     model = _lora_model()
     with tempfile.TemporaryDirectory() as out_dir, warnings.catch_warnings():
@@ -77,7 +67,7 @@ def test_trainer_step_needs_what_the_calculator_says_less_than_a_plain_loop():
         trainer.current_gradient_accumulation_steps = 1
         trainer.training_step(prepared, {"input_ids": ids, "labels": ids})
         prepared.zero_grad(set_to_none=True)
-        trainer_peak = _allocator_peak(lambda: trainer.training_step(prepared, {"input_ids": ids, "labels": ids}))
+        trainer_peak = allocator_peak(lambda: trainer.training_step(prepared, {"input_ids": ids, "labels": ids}))
 
     arch = load_model_arch(CFG)
 

@@ -168,14 +168,7 @@ def browser_event(web: str, session_hash: str, elem_id: str, event: str, data: l
     joined = httpx.post(web + "gradio_api/queue/join", timeout=10,
                         json={"data": data, "fn_index": fn_index, "trigger_id": component, "session_hash": session_hash,
                               "event_data": event_data})
-    joined.raise_for_status()
-    with httpx.stream("GET", web + "gradio_api/queue/data", params={"session_hash": session_hash}, timeout=120) as stream:
-        for line in stream.iter_lines():
-            msg = json.loads(line[5:]) if line.startswith("data:") else {}
-            if msg.get("msg") == "process_completed" and msg.get("event_id") == joined.json()["event_id"]:
-                assert msg.get("success", True), msg
-                return msg["output"]["data"]
-    raise AssertionError(f"no answer to the {event} of #{elem_id}")
+    return _queue_answer(web, joined, session_hash, f"the {event} of #{elem_id}")
 
 
 def last_answer(outputs: list) -> str:
@@ -244,14 +237,7 @@ def page_load(web: str, stored_session: str | None, query: str = "", session_has
     session_hash = session_hash or os.urandom(6).hex()
     joined = httpx.post(web + "gradio_api/queue/join" + query, timeout=10,
                         json={"data": [stored_session], "fn_index": fn_index, "trigger_id": None, "session_hash": session_hash})
-    joined.raise_for_status()
-    with httpx.stream("GET", web + "gradio_api/queue/data", params={"session_hash": session_hash}, timeout=120) as stream:
-        for line in stream.iter_lines():
-            msg = json.loads(line[5:]) if line.startswith("data:") else {}
-            if msg.get("msg") == "process_completed" and msg.get("event_id") == joined.json()["event_id"]:
-                assert msg.get("success", True), msg
-                return msg["output"]["data"]
-    raise AssertionError("no answer to the page load")
+    return _queue_answer(web, joined, session_hash, "the page load")
 
 
 def test_session_survives_a_reload_and_a_server_restart(tmp_path):
@@ -324,3 +310,15 @@ def test_browser_reload_and_server_restart_resume_the_conversation(tmp_path):
         finally:
             browser.close()
             demo.close()
+
+
+def _queue_answer(web: str, joined, session_hash: str, what: str):
+    """The output of the queued event `joined`, read from Gradio's event stream."""
+    joined.raise_for_status()
+    with httpx.stream("GET", web + "gradio_api/queue/data", params={"session_hash": session_hash}, timeout=120) as stream:
+        for line in stream.iter_lines():
+            msg = json.loads(line[5:]) if line.startswith("data:") else {}
+            if msg.get("msg") == "process_completed" and msg.get("event_id") == joined.json()["event_id"]:
+                assert msg.get("success", True), msg
+                return msg["output"]["data"]
+    raise AssertionError(f"no answer to {what}")
