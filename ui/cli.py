@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "diagnose": "ask_oom.ui.cmd_diagnose",
     "parse": "ask_oom.ui.cmd_parse",
     "estimate": "ask_oom.ui.cmd_estimate",
+    "check": "ask_oom.ui.cmd_check",
     "fix": "ask_oom.ui.cmd_fix",
     "probe": "ask_oom.ui.cmd_probe",
     "search": "ask_oom.ui.cmd_search",
@@ -30,11 +31,13 @@ EPILOG = """examples:
   ask-oom diagnose train.log --config train.yaml --gpu A100-40GB --gpus 8 --write-fixed fixed.yaml
   ask-oom parse --json < train.log             the parsed OOM report only
   ask-oom estimate --config train.yaml --gpu H100-80GB
+  ask-oom check train.yaml --gpu A100-80GB && llamafactory-cli train train.yaml
   ask-oom fix --config train.yaml --log train.log --gpu 4090 --write fixed.yaml
   ask-oom search "qwen2.5-vl lora oom vision tower"
 
 exit codes: 0 ok, 1 internal error, 2 bad usage or unreadable input, 3 no memory error in the input,
-            4 a needed resource is unavailable (no CUDA, no index), 5 nothing fits the GPU
+            4 a needed resource is unavailable (no CUDA, no index), 5 nothing fits the GPU,
+            6 kb ingest: nothing new, 7 check: borderline (inside the error band)
 """
 
 

@@ -10,6 +10,7 @@ EXIT_NO_OOM = 3        # the input contains no memory error (the output still sa
 EXIT_UNAVAILABLE = 4   # a needed resource is missing: no CUDA device, no index, server unreachable
 EXIT_DOES_NOT_FIT = 5  # fix/estimate/probe: nothing fits the GPU budget (closest option still printed)
 EXIT_ALL_DUPLICATES = 6  # kb ingest: every document duplicates an existing case (nothing new written)
+EXIT_BORDERLINE = 7    # check: the budget lies inside the error band (measure it with the probe)
 
 
 class UserError(Exception):
