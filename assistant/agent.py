@@ -97,7 +97,7 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
     else:
         status = "diagnosed" if estimate is not None else "needs_input"
     d = Diagnosis(
-        status=status, config=config, signals=signals, sized=sized if estimate is not None else None, report=report, setup=setup,
+        status=status, config=config, signals=signals, sized=estimate.workload if estimate is not None else None, report=report, setup=setup,
         estimate=estimate, root_causes=causes, similar_cases=similar, fixes=fixes,
         fixed_config=plan.fixed_config if plan is not None else None,
         fixed_config_format=doc.format if doc is not None and plan is not None and plan.fixed_config else None,

@@ -47,8 +47,9 @@ class Diagnosis(BaseModel):
     status: Literal["diagnosed", "no_memory_error", "needs_input"] = "diagnosed"
     summary: str = ""
     config: ConfigInfo | None = Field(default=None, description="the main config read, when one was given")
-    sized: Literal["train", "eval", "predict", "generate"] | None = Field(
-        default=None, description="the step the calculator sized (a training step or the config's inference workload)")
+    sized: Literal["train", "eval", "predict", "generate", "serve"] | None = Field(
+        default=None, description="the step the calculator sized (a training step, the config's inference workload, or "
+                                  "a vLLM server)")
     report: OOMReport
     setup: TrainingSetup
     estimate: MemoryEstimate | None = None

@@ -53,7 +53,12 @@ def assemble_setup(report: OOMReport, doc: ConfigDocument | None = None, request
     if doc is not None and doc.readable:   # a config of which nothing could be read adds no framework defaults
         from .configs import apply_config_to_setup
 
-        setup = _merge(setup, apply_config_to_setup(doc, TrainingSetup()))
+        applied = apply_config_to_setup(doc, TrainingSetup())
+        if doc.framework == "vllm":   # an inference engine: its flags size the server (tools/memory/serve.py)
+            from .configs.vllm_plan import serving_setup
+
+            applied = serving_setup(doc, applied)
+        setup = _merge(setup, applied)
         if setup.model_name is None:
             name = _first_setting(doc.settings, MODEL_NAME_KEYS)
             if name:

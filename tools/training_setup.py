@@ -87,6 +87,17 @@ class TrainingSetup(BaseModel):
     quant_storage_sharded: bool = Field(default=True, description="4/8-bit weights are partitioned by ZeRO-3 "
                                         "(bnb_4bit_quant_storage set, as LLaMA-Factory does)")
     reference_model: bool = Field(default=False, description="a frozen copy of the weights for the KL term (DPO, KTO, PPO, GRPO)")
+    # vLLM serving (framework "vllm": `vllm serve` flags or LLM(...) keywords); None: vLLM's own default, resolved by the
+    # calculator (tools/memory/serve.py), since several depend on the GPU and the entry point
+    gpu_memory_utilization: float | None = Field(default=None, gt=0.0, le=1.0, description="vLLM --gpu-memory-utilization")
+    max_model_len: int | None = Field(default=None, ge=1, description="vLLM --max-model-len (None: the model's context)")
+    max_num_seqs: int | None = Field(default=None, ge=1, description="vLLM --max-num-seqs")
+    max_num_batched_tokens: int | None = Field(default=None, ge=1, description="vLLM --max-num-batched-tokens")
+    tensor_parallel_size: int = Field(default=1, ge=1, description="vLLM --tensor-parallel-size: GPUs one model is split over")
+    kv_cache_dtype: str = Field(default="auto", description="vLLM --kv-cache-dtype: auto (the model dtype) or fp8*")
+    enforce_eager: bool = Field(default=False, description="vLLM --enforce-eager: no CUDA graphs are captured")
+    serve_entry: Literal["server", "llm"] = Field(default="server", description="vLLM usage context: an OpenAI API server "
+                                                 "(`vllm serve`) or the offline LLM class; their defaults differ")
     gpu: GPUSpec | None = None
     host_ram_bytes: int | None = None
     provenance: dict[str, Provenance] = Field(default_factory=dict, description="field name → where it came from")

@@ -10,17 +10,20 @@ from ..tools.training_setup import Method, Optimizer, Precision, Stage
 from .errors import EXIT_DOES_NOT_FIT, EXIT_OK, UserError
 from .request import add_setup_arguments, build_request
 
-HELP = "predict the peak GPU memory of a training step: breakdown, peak phase, fits/headroom, max batch and seq len"
+HELP = ("predict the peak GPU memory of a training step (or of a vLLM server: weights, profiling run, CUDA graphs, "
+        "KV-cache pool): breakdown, peak phase, fits/headroom, max batch and seq len")
 EPILOG = """examples:
   ask-oom estimate --config train.yaml --gpu H100-80GB
   ask-oom estimate --model Qwen/Qwen2.5-7B-Instruct --method lora --micro-batch 4 --seq-len 4096 --gpu 4090 --json
   ask-oom estimate --model-config ./my-model/config.json --method full --zero 3 --gpus 8 --gpu A100-80GB
   ask-oom estimate --model Qwen2.5-32B-Instruct --deepspeed-estimate --zero 3 --offload optimizer
+  ask-oom estimate --config serve.sh --gpu H100      (a `vllm serve` command or a Python file calling LLM(...))
 
 --json keys: peak_bytes (PyTorch-allocated peak on the busiest GPU, CUDA context excluded), peak_phase,
 breakdown (component -> bytes, summing to peak_bytes), breakdown_formulas, n_params, n_trainable,
 host_bytes + host_breakdown, cuda_context_bytes, and with a GPU: gpu_bytes, budget_bytes, fits,
-headroom_bytes, max_micro_batch, max_seq_len; notes; setup (every fact with its provenance).
+headroom_bytes, max_micro_batch, max_seq_len; notes; setup (every fact with its provenance). workload says what was
+sized (train, eval, predict, generate, serve); a vLLM server adds serving (the KV-cache pool arithmetic).
 
 exit codes: 0 estimated (and fits, when a GPU is given), 2 bad input, 5 does not fit the given GPU
 """
@@ -151,6 +154,30 @@ def _deepspeed(args: argparse.Namespace, setup) -> int:
     return EXIT_OK
 
 
+def _serving_lines(est, setup) -> list[str]:
+    """The head and the verdict of a vLLM serving estimate (tools/memory/serve.py): vLLM's own arithmetic, not a step."""
+    from ..tools.units import format_bytes
+
+    z = est.serving
+    head = [f"vLLM serving, tensor parallel {setup.tensor_parallel_size}, weights {setup.precision.replace('pure_', '')}"
+            + (f" {setup.quantization_bit}-bit" if setup.quantization_bit else "") + ", KV cache "
+            + (setup.kv_cache_dtype if setup.kv_cache_dtype != "auto" else "in the model dtype")
+            + (", --enforce-eager (no CUDA graphs)" if setup.enforce_eager else "")
+            + (f": gpu_memory_utilization {z.utilization:g}, max_model_len {z.max_model_len}, max_num_seqs {z.max_num_seqs}, "
+               f"max_num_batched_tokens {z.max_num_batched_tokens}" if z is not None else ""), "",
+            f"vLLM takes **{format_bytes(est.peak_bytes)}** per GPU at start-up ({est.peak_phase.replace('_', ' ')}); "
+            f"{est.n_params / 1e9:.2f}B parameters.", ""]
+    tail = []
+    if z is not None:
+        verdict = {"fits": "starts", "borderline": "borderline (the pool is inside the error band)"}.get(
+            est.verdict or "", "does NOT start")
+        tail.append(f"On {est.gpu_name} ({format_bytes(est.gpu_bytes)}), vLLM may use {format_bytes(z.requested)}; the KV-cache "
+                    f"pool of {format_bytes(max(z.kv_available, 0))} against {format_bytes(z.kv_needed)} for one "
+                    f"{z.max_model_len}-token sequence: **{verdict}**. Largest max_model_len: {z.max_len_that_fits}; "
+                    f"concurrency at {z.max_model_len} tokens: {z.concurrency:.2f}x.")
+    return head, tail
+
+
 def render_markdown(est, setup) -> str:
     from ..tools.units import format_bytes
 
@@ -159,7 +186,10 @@ def render_markdown(est, setup) -> str:
     arch = setup.model
     runs = effective_attention(setup) if arch is not None else setup.attn_implementation
     attn = setup.attn_implementation if runs == setup.attn_implementation else f"{setup.attn_implementation} (runs {runs})"
-    lines = [f"## Memory estimate: {setup.model_name or (arch.name if arch else 'model')}", "",
+    serving = est.workload == "serve"
+    head, tail = _serving_lines(est, setup) if serving else ([], [])
+    lines = [f"## Memory estimate: {setup.model_name or (arch.name if arch else 'model')}", ""] + head if serving else [
+             f"## Memory estimate: {setup.model_name or (arch.name if arch else 'model')}", "",
              (f"{setup.stage.upper()}{' + reference model' if setup.reference_model else ''}, " if setup.stage != "sft" else "")
              + f"{setup.method}, {setup.precision}, {setup.optimizer}, ZeRO-{setup.zero_stage} on {setup.num_gpus} GPU(s), "
              f"micro-batch {setup.micro_batch} x {setup.seq_len} tokens, gradient checkpointing "
@@ -167,8 +197,8 @@ def render_markdown(est, setup) -> str:
              f"Peak (PyTorch allocated, busiest GPU): **{format_bytes(est.peak_bytes)}** at **{est.peak_phase}**; "
              f"{est.n_params / 1e9:.2f}B parameters, {est.n_trainable / 1e6:.1f}M trainable."
              + (f" Error band: {format_bytes(est.band_lower_bytes)} - {format_bytes(est.band_upper_bytes)}."
-                if est.band_upper_bytes else ""), "",
-             "| component | bytes | share |", "|---|---:|---:|"]
+                if est.band_upper_bytes else ""), ""]
+    lines += ["| component | bytes | share |", "|---|---:|---:|"]
     for c in sorted(est.breakdown.components, key=lambda c: -c.bytes):
         lines.append(f"| {c.name} | {format_bytes(c.bytes)} | {100 * c.bytes / max(est.peak_bytes, 1):.1f}% |")
     lines.append("")
@@ -176,7 +206,8 @@ def render_markdown(est, setup) -> str:
         parts = ", ".join(f"{k} {format_bytes(v)}" for k, v in est.host_breakdown.items() if v)
         verdict = "" if est.host_fits is None else (" (fits the host)" if est.host_fits else " (**does NOT fit the host**)")
         lines.append(f"Host RAM per node: {format_bytes(est.host_bytes)} ({parts}){verdict}.")
-    if est.fits is not None:
+    lines += tail
+    if est.fits is not None and not serving:
         verdict = {"fits": "fits", "borderline": "borderline (the budget is inside the error band)"}.get(
             est.verdict or "", "does NOT fit")
         lines.append(f"On {est.gpu_name} ({format_bytes(est.gpu_bytes)}, {format_bytes(est.budget_bytes)} usable after "
@@ -188,6 +219,8 @@ def render_markdown(est, setup) -> str:
     if est.band_notes:
         lines += ["", "Error band: " + "; ".join(est.band_notes)]
     assumed = setup.assumptions()
+    if serving:   # a server has no training step: only the facts the serving arithmetic uses
+        assumed = [a for a in assumed if a in ("precision", "serve_entry", "model")]
     if assumed:
         lines += ["", "Assumed (framework defaults): " + ", ".join(assumed)]
     return "\n".join(lines)

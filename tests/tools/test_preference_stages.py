@@ -28,13 +28,15 @@ def test_llamafactory_full_dpo_adds_a_reference_copy_and_doubles_the_sequences()
     dpo = _setup(LF.format(stage="dpo", method="full"), "train.yaml")
     assert (dpo.stage, dpo.reference_model) == ("dpo", True) and dpo.provenance["reference_model"].origin == "config"
     a, b = estimate_memory(sft), estimate_memory(dpo)
-    ref = b.breakdown.get("weights") - a.breakdown.get("weights")
+    ref = b.breakdown.get("reference_weights")
+    assert b.breakdown.get("weights") == a.breakdown.get("weights")
     assert 14 * GiB < ref < 15.5 * GiB                       # 7.6B parameters once more in bf16
     assert any("reference model" in n for n in b.notes)
     # chosen + rejected: the largest micro-batch of pairs is about half the largest of single sequences
     lora_sft = estimate_memory(_setup(LF.format(stage="sft", method="lora"), "train.yaml"))
     lora_dpo = estimate_memory(_setup(LF.format(stage="dpo", method="lora"), "train.yaml"))
-    assert lora_dpo.max_micro_batch in (lora_sft.max_micro_batch // 2, lora_sft.max_micro_batch // 2 + 1)
+    # at most half: each pair also runs the reference's no_grad forward while the policy's graph is alive
+    assert lora_dpo.max_micro_batch <= lora_sft.max_micro_batch // 2
     assert lora_dpo.peak_bytes > lora_sft.peak_bytes
 
 
@@ -80,4 +82,4 @@ def test_openrlhf_can_move_its_reference_model_to_the_cpu():
     assert setup.reference_model and not setup.quant_storage_sharded
     plan = plan_fixes(setup, doc, [RootCause(label="weights_exceed_gpu", score=0.9)], Constraints())
     assert plan.fits and "--ref_offload" in plan.fixed_config
-    assert plan.estimate_after.breakdown.get("weights") < plan.estimate_before.breakdown.get("weights") * 0.6
+    assert plan.estimate_after.breakdown.all_weights() < plan.estimate_before.breakdown.all_weights() * 0.6

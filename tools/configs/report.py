@@ -14,6 +14,13 @@ from ..units import format_bytes
 def _estimate_line(label: str, est: MemoryEstimate | None) -> str:
     if est is None:
         return f"- {label}: not estimated"
+    if est.serving is not None:   # a vLLM server: what it reserves, and whether its KV-cache pool holds one sequence
+        z = est.serving
+        verdict = "" if est.verdict is None else f" ({est.verdict.replace('_', ' ')})"
+        return (f"- {label}: vLLM reserves {format_bytes(z.requested)} per GPU; its KV-cache pool of "
+                f"{format_bytes(max(z.kv_available, 0))} against {format_bytes(z.kv_needed)} for one "
+                f"{z.max_model_len}-token sequence (band {format_bytes(est.band_lower_bytes)}-"
+                f"{format_bytes(est.band_upper_bytes)} of {format_bytes(est.budget_bytes)} needed in all){verdict}")
     budget = f" of a {format_bytes(est.budget_bytes)} budget" if est.budget_bytes else ""
     verdict = "" if est.fits is None else (" (fits)" if est.fits else " (borderline: probe it)" if est.verdict == "borderline"
                                            else " (does not fit)")
@@ -46,12 +53,15 @@ def render_plan(d: Any, written: list[str] | None = None) -> str:
     lines.append(f"# {head}")
     lines.append("")
     where = f"{d.config.name} ({d.config.format}), " if d.config is not None else ""
-    if setup.workload == "train":
+    if d.sized == "serve":
+        step = (f"vLLM serving (max_model_len {setup.max_model_len or 'the model context'}, max_num_seqs "
+                f"{setup.max_num_seqs or 'default'}, gpu_memory_utilization {setup.gpu_memory_utilization or 'default'})")
+    elif setup.workload == "train":
         step = f"method {setup.method}, micro-batch {setup.micro_batch} x accumulation {setup.grad_accum}"
     else:
         step = {"eval": "evaluation only", "predict": "prediction", "generate": "prediction with generation"}[setup.workload]
         step += f", eval batch {setup.eval_batch or setup.micro_batch}"
-    lines.append(f"{where}{model}, {setup.num_gpus} x {gpu}, {step}, sequence {setup.seq_len}")
+    lines.append(f"{where}{model}, {setup.num_gpus} x {gpu}, {step}" + ("" if d.sized == "serve" else f", sequence {setup.seq_len}"))
     if causes:
         lines.append("")
         lines.append("## Causes")

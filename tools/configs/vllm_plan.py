@@ -8,36 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
-
-from ..gpus import CUDA_CONTEXT_BYTES
+from ..config_values import count, truthy
+from ..memory.schema import ServingSize
 from ..training_setup import TrainingSetup
-from ..units import GiB, format_bytes
+from ..units import format_bytes
 from .schema import ConfigChange, ConfigDocument, Constraints, FixPlan
 
-_DEFAULT_UTILIZATION = 0.9      # vLLM EngineArgs.gpu_memory_utilization default
 _MAX_UTILIZATION = 0.95         # above this the CUDA graphs / sampler of vLLM itself run out
-_DTYPE_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2, "auto": 2}
-# vLLM's profiling run and CUDA graphs hold activations beside weights and cache (its docs: "leave a few GiB");
-# 1 GiB per GPU is the lower end of what it reports for 7B-70B models.
-_RUNTIME_OVERHEAD = 1 * GiB
 _MIN_CONTEXT = 2048
-
-
-class ServingSize(BaseModel):
-    """Per-GPU memory of one vLLM configuration."""
-
-    tensor_parallel: int
-    utilization: float
-    max_model_len: int
-    weights_per_gpu: int
-    kv_bytes_per_token: int
-    kv_needed: int
-    kv_available: int
-
-    @property
-    def fits(self) -> bool:
-        return self.kv_available >= self.kv_needed
+# vLLM --dtype values: float32 keeps 4-byte weights; auto (the checkpoint's 16-bit dtype), bfloat16, float16 keep 2.
+_FP32_DTYPES = ("float32", "float")
 
 
 def _get(settings: dict[str, Any], *names: str) -> tuple[str | None, Any]:
@@ -48,21 +28,63 @@ def _get(settings: dict[str, Any], *names: str) -> tuple[str | None, Any]:
     return None, None
 
 
-def serving_size(setup: TrainingSetup, tp: int, utilization: float, max_len: int, dtype_bytes: int) -> ServingSize:
-    """Weights and KV cache per GPU for one configuration."""
-    from ..memory import count_params
+def serving_setup(doc: ConfigDocument, setup: TrainingSetup) -> TrainingSetup:
+    """`setup` with the engine's flags (`vllm serve` / `python -m vllm.entrypoints...` flags, or LLM(...) keywords) as
+    facts from the config: what tools/memory/serve.py sizes. What the command leaves out stays None (vLLM's default,
+    resolved there for the GPU and entry point); the entry point is a default fact (the LLM class and the API server
+    have different defaults)."""
+    s = doc.settings or {}
 
-    arch = setup.model
-    # weights: every parameter once, split evenly over the tensor-parallel ranks (Megatron-style sharding in vLLM)
-    weights = count_params(arch).total * dtype_bytes // tp
-    # KV cache per token: K and V for each layer and KV head (vLLM docs, "Memory" / PagedAttention paper §4.1);
-    # KV heads are split over ranks (replicated when there are fewer heads than ranks)
-    kv_heads = max(1, arch.num_kv_heads // tp) if arch.num_kv_heads >= tp else 1
-    kv_per_token = 2 * arch.num_layers * kv_heads * arch.head_dim * dtype_bytes
-    budget = int(setup.gpu.memory_bytes * utilization)
-    available = budget - weights - CUDA_CONTEXT_BYTES - _RUNTIME_OVERHEAD
-    return ServingSize(tensor_parallel=tp, utilization=utilization, max_model_len=max_len, weights_per_gpu=weights,
-                       kv_bytes_per_token=kv_per_token, kv_needed=kv_per_token * max_len, kv_available=max(available, 0))
+    def fact(field: str, value: Any, key: str) -> None:
+        nonlocal setup
+        setup = setup.with_fact(field, value, "config", f"{doc.name}: {key}")
+
+    entry = "llm" if doc.format == "python" else "server"
+    setup = setup.with_fact("serve_entry", entry, "default", "the LLM class" if entry == "llm" else "vLLM's OpenAI API server")
+    for field, names, parse in (
+            ("tensor_parallel_size", ("tensor_parallel_size", "tp"), count),
+            ("max_model_len", ("max_model_len",), count),
+            ("max_num_seqs", ("max_num_seqs",), count),
+            ("max_num_batched_tokens", ("max_num_batched_tokens",), count),
+            ("gpu_memory_utilization", ("gpu_memory_utilization",), _fraction)):
+        key, value = _get(s, *names)
+        parsed = parse(value) if key is not None else None
+        if parsed:
+            fact(field, parsed, key)
+    key, value = _get(s, "kv_cache_dtype")
+    if key is not None and str(value).strip("'\"").lower() not in ("", "none"):
+        fact("kv_cache_dtype", str(value).strip("'\"").lower(), key)
+    key, value = _get(s, "enforce_eager")
+    if key is not None and truthy(value if value is not None else True):
+        fact("enforce_eager", True, key)
+    key, value = _get(s, "dtype")
+    dtype = str(value or "auto").strip("'\"").lower()
+    if key is not None:
+        fact("precision", "fp32" if dtype in _FP32_DTYPES else "pure_bf16", key)
+    else:
+        setup = setup.with_fact("precision", "pure_bf16", "default", "vLLM --dtype auto: the checkpoint's 16-bit dtype")
+    key, value = _get(s, "quantization", "q")
+    from ..memory.serve import QUANTIZATION_BITS
+
+    bits = QUANTIZATION_BITS.get(str(value or "").strip("'\"").lower()) if key is not None else None
+    if bits:
+        fact("quantization_bit", bits, key)
+    return setup
+
+
+def _fraction(value: Any) -> float | None:
+    try:
+        v = float(str(value).strip("'\""))
+    except (TypeError, ValueError):
+        return None
+    return v if 0 < v <= 1 else None
+
+
+def serving_size(setup: TrainingSetup, tp: int, utilization: float, max_len: int, dtype_bytes: int | None = None) -> ServingSize:
+    """Weights, profiling peak and KV-cache pool per GPU for one configuration (tools/memory/serve.py does the arithmetic)."""
+    from ..memory.serve import serving_size as size
+
+    return size(setup, tensor_parallel=tp, utilization=utilization, max_model_len=max_len, dtype_bytes=dtype_bytes)
 
 
 def plan_vllm(setup: TrainingSetup, doc: ConfigDocument, constraints: Constraints) -> FixPlan:
@@ -70,14 +92,16 @@ def plan_vllm(setup: TrainingSetup, doc: ConfigDocument, constraints: Constraint
     if setup.model is None or setup.gpu is None:
         missing = "the model" if setup.model is None else "the GPU"
         return FixPlan(notes=[f"vLLM sizing needs {missing}: give it (--gpu / the model's config.json) to size the server"])
+    from ..memory.serve import resolved
+
     s = doc.settings
-    tp_key, tp = _get(s, "tensor_parallel_size", "tp")
-    util_key, util = _get(s, "gpu_memory_utilization")
-    len_key, max_len = _get(s, "max_model_len")
-    _, dtype = _get(s, "dtype")
-    tp, util = int(tp or 1), float(util or _DEFAULT_UTILIZATION)
-    max_len = int(max_len or setup.model.max_position_embeddings or setup.seq_len or 4096)
-    dtype_bytes = _DTYPE_BYTES.get(str(dtype or "auto").lower(), 2)
+    setup = serving_setup(doc, setup)
+    tp_key, _ = _get(s, "tensor_parallel_size", "tp")
+    util_key, _ = _get(s, "gpu_memory_utilization")
+    len_key, _ = _get(s, "max_model_len")
+    tp = setup.tensor_parallel_size
+    util, max_len, _, _ = resolved(setup)
+    dtype_bytes = None   # the setup's dtype (serving_setup read --dtype)
     visible = constraints.num_gpus or (doc.launcher or {}).get("num_gpus") or setup.num_gpus or 1
     dash = any("-" in k for k in s) or not any("_" in k for k in s)
     spell = (lambda name: name.replace("_", "-")) if dash else (lambda name: name)

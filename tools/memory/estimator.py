@@ -29,8 +29,8 @@ from .band import error_band, probe_command
 from .band import verdict as band_verdict
 from .schema import MemoryBreakdown, MemoryComponent, MemoryEstimate
 
-# The step sized: a training step, or one of the inference workloads (TrainingSetup.workload).
-Mode = Literal["train", "eval", "predict", "generate"]
+# The step sized: a training step, one of the inference workloads (TrainingSetup.workload), or a vLLM engine (serve.py).
+Mode = Literal["train", "eval", "predict", "generate", "serve"]
 
 # QLoRA (Dettmers et al. 2023, sec. 3): NF4 = 4 bits/param; blockwise absmax per 64 weights, and with
 # double quantization those constants are 8-bit with one fp32 constant per 256 blocks: 0.127 bits/param.
@@ -70,6 +70,7 @@ class _Plan:
     host: int
     host_parts: dict[str, int]
     policy: ActPolicy
+    reference_weights: int  # the frozen reference copy of a preference stage (sharded like the policy), 0 without one
     autocast_weight_copies: int  # bf16 copies of fp32 weights that autocast makes (all weights run through Linear)
     lm_head_copy: int  # autocast copy of the lm_head weight, saved for backward even with checkpointing
     vision_trainable: bool
@@ -141,12 +142,13 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
         weights = frozen * frozen_b + (0 if lora_like else n_trainable * train_b)
     if lora_like:
         weights += n_trainable * train_b  # adapters (fp32 unless pure_bf16)
+    reference = 0
     if setup.reference_model and mode == "train":
         # DPO/KTO/PPO/GRPO keep a frozen reference copy of the base for the KL term (TRL create_reference_model,
         # OpenRLHF's ref actor, LLaMA-Factory create_ref_model): the base weights once more, sharded like the policy
         ref = (int(pc.linear_weights * ((NF4_BYTES + NF4_DQ_CONST_BYTES) if (setup.quantization_bit or 4) == 4 else INT8_BYTES))
                + (pc.total - pc.linear_weights) * half) if quantized else pc.total * frozen_b
-        weights += ref
+        reference = ref
         notes.append(f"a frozen reference model for the {setup.stage.upper()} KL term: +{ref / 2**30:.2f} GiB of weights")
 
     # ---- gradients, optimizer states, master copies (per GPU, after ZeRO sharding)
@@ -190,7 +192,11 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
                                                               else INT8_BYTES))
                 notes.append("4/8-bit weights without bnb_4bit_quant_storage are not partitioned by ZeRO-3: each GPU holds "
                              "all of them")
-            weights = unsharded + (weights - unsharded) // N
+            # the reference copy is loaded (and partitioned) like the policy; its share of the unpartitioned 4/8-bit
+            # weights is the second of `copies`
+            ref_unsharded = unsharded // 2 if setup.reference_model else 0
+            weights = unsharded - ref_unsharded + (weights - (unsharded - ref_unsharded)) // N
+            reference = ref_unsharded + (reference - ref_unsharded) // N
         ranks_per_node = max(1, N // max(1, setup.num_nodes))
         if setup.offload_optimizer:
             # ZeRO-Offload (Ren et al. 2021): fp32 master, moments and fp32 grads live in host RAM; pinned
@@ -198,8 +204,8 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
             host += int((optimizer_states + master + n_trainable * 4 // N) * ranks_per_node * HOST_BUFFER_FACTOR)
             optimizer_states = master = 0
         if setup.offload_param and zero == 3:
-            host += int(weights * ranks_per_node * HOST_BUFFER_FACTOR)
-            weights = 0
+            host += int((weights + reference) * ranks_per_node * HOST_BUFFER_FACTOR)
+            weights = reference = 0
     gathered = 0
     if zero == 3 and mode == "train":
         # ZeRO-3 gathers each module's full 16-bit params before use and prefetches the next ones
@@ -241,7 +247,7 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
     loading = ranks * min(pc.total * half, LOAD_SHARD_BYTES)
     host_parts = {"offload": host, "loading": loading}
     host = host + loading
-    return _Plan(pc=pc, n_trainable=n_trainable, weights=weights, gradients=gradients,
+    return _Plan(pc=pc, n_trainable=n_trainable, weights=weights, reference_weights=reference, gradients=gradients,
                  optimizer_states=optimizer_states, master_weights=master, optimizer_temporaries=temps,
                  zero_gathered=gathered, ddp_buckets=ddp_buckets, host=host, host_parts=host_parts, policy=policy,
                  autocast_weight_copies=copies, lm_head_copy=lm_head_copy, vision_trainable=vision_trainable, trainable_layers=trainable_layers,
@@ -287,6 +293,8 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
     units = loss_peak_units(outputs_kept=not runs_trainer(setup))
     state = {"weights": plan.weights, "optimizer_states": plan.optimizer_states,
              "master_weights": plan.master_weights}
+    if plan.reference_weights:
+        state["reference_weights"] = plan.reference_weights
     if plan.ddp_buckets:
         state["ddp_gradient_buckets"] = plan.ddp_buckets
     if mode == "train" and (setup.grad_accum > 1 or setup.zero_stage > 0 or setup.fsdp):
@@ -398,6 +406,22 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
     step.update(gradients=plan.gradients, optimizer_temporaries=plan.optimizer_temporaries,
                 logits_and_loss=retained)
     moments = {"forward_end": fwd, "backward": bwd, "backward_late": late, "optimizer_step": step}
+    if setup.stage in REFERENCE_FORWARD_STAGES:
+        # DPO/KTO: the reference log-probs come from a no_grad forward of the same sequences (the frozen copy, or the
+        # LoRA model with its adapters disabled) while the policy's graph is alive: TRL DPOTrainer.get_batch_loss_metrics
+        # and LLaMA-Factory CustomDPOTrainer run concatenated_forward(policy), then compute_ref_log_probs. The policy keeps
+        # its log_softmax output for backward (4 B) and its model output's logits while held; the reference's logits
+        # are bf16 + fp32 upcast + log_softmax (10 B x b x s x V) until they are reduced to per-sequence log-probs.
+        ref_fwd = dict(state)
+        if setup.liger_kernel:
+            kept_loss, ref_logits = 0, liger_loss_bytes(arch, T, False) // 2
+        else:
+            kept_loss = (4 + (4 if p.act_bytes == 4 and units["retained"] else units["retained"])) * T * V
+            ref_logits = loss_peak_units()["forward"] * T * V
+        ref_fwd.update(activations=acts, attention_scores=kept_scores, vision_activations=vis_act,
+                       autocast_weight_copies=plan.autocast_weight_copies, logits_and_loss=kept_loss,
+                       reference_logits=ref_logits)
+        moments["reference_forward"] = ref_fwd
     if E:
         # eager: a decoder layer's softmax in forward (the seed Kimi-VL run failed here, at 16 GiB for fp32 scores)
         layer_fwd = dict(state)
@@ -554,7 +578,24 @@ _FORMULAS = {
     "eval_accumulated": "prediction: kept fp32 logits (b x s x V x 4 B per step) of the steps not yet moved to the CPU, "
                         "held twice while torch.cat appends a step",
     "ddp_gradient_buckets": "torch DDP all-reduce buckets, one more copy of the gradients (gradient_as_bucket_view=False)",
+    "reference_weights": "frozen reference copy of the base (full-parameter DPO/KTO/PPO): its parameters x 2 B (4/8-bit "
+                         "when the policy is quantized), sharded like the policy; none for LoRA (adapters disabled)",
+    "reference_logits": "the reference's no_grad forward, run while the policy's graph is alive: bf16 logits + fp32 upcast + "
+                        "log_softmax, 10 B x b x s x V",
 }
+# Stages whose loss needs the reference model's log-probs each step (TRL/LLaMA-Factory DPO, KTO; precompute_ref_log_probs
+# off, the TRL default): ORPO and SimPO are reference-free.
+REFERENCE_FORWARD_STAGES = frozenset({"dpo", "kto"})
+# Components that scale with the sequences in the batch: a paired stage runs chosen + rejected together.
+_PAIRED_COMPONENTS = ("activations", "attention_scores", "logits_and_loss", "reference_logits", "vision_activations")
+
+
+def component_formula(name: str, setup: TrainingSetup, mode: str) -> str:
+    """How a component was computed; for a preference stage, where the chosen + rejected pair enters."""
+    text = _FORMULAS.get(name, "")
+    if mode == "train" and setup.stage in PAIRED_STAGES and name in _PAIRED_COMPONENTS:
+        text += "; b = 2 x micro-batch: x2 (chosen + rejected, one concatenated forward)"
+    return text
 
 
 def fully_trained_embedding_params(pc, targets: list[str]) -> int:
@@ -571,7 +612,11 @@ def fully_trained_embedding_params(pc, targets: list[str]) -> int:
 
 def sized_workload(setup: TrainingSetup, mode: str | None) -> Mode:
     """The step to size: the mode asked for, else the setup's workload; a generic "eval" (an inference step, e.g. the
-    log's evaluation phase) of a predict or generate configuration is that workload."""
+    log's evaluation phase) of a predict or generate configuration is that workload, and of a vLLM engine serving."""
+    from .serve import serves
+
+    if mode in (None, "eval") and serves(setup):
+        return "serve"
     if mode is None:
         return setup.workload
     if mode == "eval" and setup.workload in ("predict", "generate"):
@@ -583,22 +628,28 @@ _WORKLOAD_WORDS = {
     "train": "a training step", "eval": "an evaluation step (forward without gradients or optimizer states)",
     "predict": "a prediction step (forward without gradients; the logits are kept)",
     "generate": "prediction by generation (weights, the prompt and the KV cache of max_new_tokens)",
+    "serve": "vLLM serving (weights, the profiling run, CUDA graphs and the KV-cache pool)",
 }
 
 
 def estimate_memory(setup: TrainingSetup, *, mode: Mode | None = None, margin: float = 0.9) -> MemoryEstimate:
     """Peak bytes PyTorch allocates on the busiest GPU for one step, its breakdown, and verdicts.
 
-    `mode` is the step to size (train, eval, predict, generate); None sizes the setup's own workload.
+    `mode` is the step to size (train, eval, predict, generate, serve); None sizes the setup's own workload (a vLLM
+    engine: serve, whose budget is its gpu_memory_utilization rather than `margin`).
     Raises InputError when the setup has no model architecture.
     """
     if setup.model is None:
         raise InputError("no model architecture: pass --model NAME or --model-config config.json")
-    if mode is not None and mode not in ("train", "eval", "predict", "generate"):
-        raise InputError(f"mode must be 'train', 'eval', 'predict' or 'generate', not {mode!r}")
+    if mode is not None and mode not in ("train", "eval", "predict", "generate", "serve"):
+        raise InputError(f"mode must be 'train', 'eval', 'predict', 'generate' or 'serve', not {mode!r}")
     if not (0 < margin <= 1):
         raise InputError("margin must be in (0, 1]")
     mode = sized_workload(setup, mode)
+    if mode == "serve":
+        from .serve import serve_estimate
+
+        return serve_estimate(setup)
     plan = _plan(setup, mode)
     batch = (setup.eval_batch or setup.micro_batch) if mode != "train" else setup.micro_batch
     # a chosen and a rejected answer per sample go through the model together (TRL/LLaMA-Factory concatenated forward)
@@ -606,8 +657,9 @@ def estimate_memory(setup: TrainingSetup, *, mode: Mode | None = None, margin: f
     batch *= pairs
     phase, comps, peak = _peak(_moments(setup, plan, mode, batch, setup.seq_len))
     peak_phase = {"backward_late": "backward", "evaluation_layer": "evaluation", "forward_layer": "forward_end",
-                  "eval_accumulate": "evaluation", "generation_prefill": "generation"}.get(phase, phase)
-    components = [MemoryComponent(name=k, bytes=int(v), formula=_FORMULAS.get(k, "")) for k, v in comps.items() if v]
+                  "eval_accumulate": "evaluation", "generation_prefill": "generation",
+                  "reference_forward": "forward_end"}.get(phase, phase)
+    components = [MemoryComponent(name=k, bytes=int(v), formula=component_formula(k, setup, mode)) for k, v in comps.items() if v]
     notes = list(plan.notes)
     if setup.model.model_type not in KNOWN_TEXT_TYPES:
         notes.append(f"model_type {setup.model.model_type!r} is not a family ask-oom knows: counted as a Llama-style layout")
@@ -619,6 +671,18 @@ def estimate_memory(setup: TrainingSetup, *, mode: Mode | None = None, margin: f
         notes.append(f"attention counted as eager: {setup.model.name or setup.model.model_type}'s modeling code provides only "
                      f"{', '.join(setup.model.attention_impls or [])}, so {setup.attn_implementation} falls back to eager "
                      "(b x heads x s x s scores per layer); install flash-attn and set it explicitly")
+    if mode == "train" and setup.stage in PAIRED_STAGES:
+        notes.append(f"{setup.stage.upper()}: chosen + rejected per sample, {batch} sequences of {setup.seq_len} tokens per step "
+                     "(2x the activations and logits of SFT at this micro-batch)")
+    if mode == "train" and setup.stage in REFERENCE_FORWARD_STAGES:
+        notes.append("reference log-probs: one no_grad forward per step " + (
+            "of the frozen reference copy" if plan.reference_weights else
+            "of the base model with the LoRA adapters disabled (no second copy of the weights)"
+            if setup.method in ("lora", "qlora") else "of the reference model")
+            + f" (reference_logits {loss_peak_units()['forward'] * batch * setup.seq_len * setup.model.vocab_size / GiB:.2f} GiB "
+            "at its end)")
+    elif mode == "train" and setup.stage in ("orpo", "simpo"):
+        notes.append(f"{setup.stage.upper()} is reference-free: no reference weights and no reference forward")
     if setup.optimizer.startswith("paged"):
         notes.append("paged optimizer: states live in unified memory and can be paged to host RAM under pressure")
     if setup.method in ("lora", "qlora") and not setup.gradient_checkpointing and plan.policy.lora_input_bytes == 4:
@@ -669,7 +733,7 @@ def estimate_memory(setup: TrainingSetup, *, mode: Mode | None = None, margin: f
         est.max_micro_batch = _max_int(lambda b: _peak_bytes(setup, plan, mode, b * pairs, setup.seq_len) * factor <= budget, 4096)
         cap_seq = max(setup.seq_len, arch_max_seq(setup))
         est.max_seq_len = _max_int(lambda s: _peak_bytes(setup, plan, mode, batch, s) * factor <= budget, cap_seq)
-        if plan.weights + plan.optimizer_states + plan.master_weights > budget:
+        if plan.weights + plan.reference_weights + plan.optimizer_states + plan.master_weights > budget:
             est.notes.append("the model states alone exceed the GPU budget: it fails while loading or at the first step, "
                          "whatever the batch or sequence length (shard with ZeRO-3/FSDP, offload, or quantize)")
         elif est.max_micro_batch == 0:

@@ -20,8 +20,12 @@ def breakdown_signals(setup: TrainingSetup | None, estimate: MemoryEstimate | No
     Nothing when the estimate fits on the GPU and the host: there is no cause to rank."""
     if setup is None or estimate is None or (estimate.fits and estimate.host_fits is not False):
         return []
-    parts = estimate.breakdown.as_dict()
     budget = estimate.budget_bytes or estimate.peak_bytes
+    if estimate.workload == "serve":
+        from .budget import serving_signals
+
+        return serving_signals(estimate, budget)
+    parts = estimate.breakdown.as_dict()
     peak = max(estimate.peak_bytes, 1)
     out: list[Signal] = []
 

@@ -30,7 +30,7 @@ def estimate_vs_budget(report: OOMReport, setup: TrainingSetup | None, estimate:
     if not budget or estimate.peak_bytes <= 0:
         return out
     bd = estimate.breakdown
-    weights = bd.get("weights")
+    weights = bd.all_weights()
     held = (report.torch_allocated_bytes or 0) + (report.requested_bytes or 0) if report.torch_allocated_bytes else None
     past_loading = report.phase in ("forward", "backward", "optimizer_step", "evaluation", "generation") and \
         report.framework != "vllm"
@@ -55,8 +55,10 @@ def estimate_vs_budget(report: OOMReport, setup: TrainingSetup | None, estimate:
 def _model_states(setup: TrainingSetup, estimate: MemoryEstimate, budget: int, th: Thresholds) -> list[Signal]:
     """Weights, then weights + gradients + optimizer states, against the budget; ZeRO and MoE where they decide."""
     out: list[Signal] = []
+    if estimate.workload == "serve":
+        return serving_signals(estimate, budget)
     bd = estimate.breakdown
-    weights = bd.get("weights")
+    weights = bd.all_weights()
     states = bd.model_states()
     acts = bd.step_activations()
     over = estimate.peak_bytes > budget
@@ -114,6 +116,23 @@ def _model_states(setup: TrainingSetup, estimate: MemoryEstimate, budget: int, t
                                f"ZeRO-{setup.zero_stage}: gradients and optimizer states are not sharded "
                                f"over the {setup.num_gpus} GPUs", conf))
     return out
+
+
+def serving_signals(estimate: MemoryEstimate, budget: int) -> list[Signal]:
+    """A vLLM server (tools/memory/serve.py) has no training states: its weights fit the GPU or not, then its KV-cache
+    pool holds one max_model_len sequence or not (vLLM's own start-up check)."""
+    gib = format_bytes
+    weights = estimate.breakdown.all_weights()
+    if weights > budget:
+        return [support(Label.weights_exceed_gpu, "weights_over_budget",
+                        f"the weights alone take {gib(weights)} per GPU, above the {gib(budget)} budget")]
+    z = estimate.serving
+    if z is None or z.fits:
+        return []
+    return [support(Label.generation_kv_cache, "serve_kv_pool_short",
+                    f"vLLM's KV-cache pool of {gib(max(z.kv_available, 0))} cannot hold one {z.max_model_len}-token "
+                    f"sequence ({gib(z.kv_needed)} at {z.kv_bytes_per_token} B per token); the longest it holds is "
+                    f"{z.max_len_that_fits} tokens")]
 
 
 def _predicted_fit_ran_out(setup: TrainingSetup, peak: int, budget: int) -> list[Signal]:

@@ -72,7 +72,7 @@ def raw_error_while_loading(report: OOMReport, setup: TrainingSetup | None, esti
     if "cuda error: out of memory" not in (report.message or "").lower():
         return []
     total = report.gpu_total_bytes or (setup.gpu.memory_bytes if setup is not None and setup.gpu is not None else None)
-    weights = estimate.breakdown.get("weights") if estimate is not None else None
+    weights = estimate.breakdown.all_weights() if estimate is not None else None
     if weights and total and weights < th["small_weights_share"] * total:
         return [support(Label.other_process, "first_allocation_failed_small_weights",
                         f"the weights need only {format_bytes(weights)} of the {format_bytes(total)} GPU, yet its first "

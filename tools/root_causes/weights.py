@@ -204,6 +204,7 @@ _POINTS: dict[str, float] = {
     "vllm_kv_cache_cue": 5,                     # vLLM cannot fit its KV cache
     "vllm_loading": 2,                          # vLLM ran out loading the weights
     "vllm_kv_preallocated": 3,                  # vLLM pre-allocates the KV cache
+    "serve_kv_pool_short": 3,                   # the calculator: vLLM's KV-cache pool holds no max_model_len sequence
     "vllm_profile_images": 1.5,                 # ... its profiling run feeds the most images
     "prefill_not_kv_cache": 0.4,                # discount: one huge request while generating is no KV-cache step
     "prefill_visual_tokens": 4.0,               # ... the prefill over visual tokens
