@@ -109,13 +109,9 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
 
 
 def _summary(d: Diagnosis, has_log: bool) -> str:
-    from .summary import summary, summary_config_only, summary_no_oom
+    from .summary import summary_for
 
-    if not has_log:
-        return summary_config_only(d)
-    if d.status == "no_memory_error":
-        return summary_no_oom(d.report, d.root_causes)
-    return summary(d)
+    return summary_for(d, has_log)
 
 
 def _sized_step(request: DiagnoseRequest, report: OOMReport, setup: TrainingSetup) -> str:

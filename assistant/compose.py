@@ -40,7 +40,7 @@ def compose_markdown(state: SessionState, kind: str, intents: list[Intent], chan
         out.append(localized(state, "note", note=md_escape_outside_code(n)))
     full_report = new_diagnosis and (not had_diagnosis or kind in ("log", "config"))
     if d is not None and (full_report or "show_report" in names):
-        out.append(_render(d))
+        out.append(_render(d, state.language))
     elif new_diagnosis and d is not None:
         out.extend(follow_up_delta(state, d, with_peak=not said_peak))
     elif "show_report" in names:
@@ -109,7 +109,7 @@ def show_config(state: SessionState, *, diff: bool, full: bool) -> list[str]:
     return out
 
 
-def _render(d: Diagnosis) -> str:
+def _render(d: Diagnosis, language: str | None) -> str:
     from .render import render_markdown
 
-    return render_markdown(d)
+    return render_markdown(d, language or "en")

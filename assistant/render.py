@@ -15,6 +15,8 @@ from ..tools.units import format_bytes
 from .diagnosis import Diagnosis
 from .deciding_facts import shown_probability
 from .markdown_text import md_escape, md_escape_outside_code
+from .summary import localized_summary
+from .texts import tr
 
 JSON_SCHEMA_VERSION = 1
 
@@ -29,100 +31,109 @@ def render_json(d: Diagnosis) -> dict[str, Any]:
     return out
 
 
-def render_markdown(d: Diagnosis) -> str:
-    """The answer as Markdown: summary, what ran out, ranked causes, estimate, changes, diff, fixed config, cases."""
-    parts: list[str] = ["# ask-oom diagnosis", "", md_escape_outside_code(d.summary or ""), ""]
-    parts += _what_ran_out(d)
-    parts += _causes(d)
-    parts += _estimates(d)
-    parts += _changes(d)
+def render_markdown(d: Diagnosis, language: str | None = "en") -> str:
+    """The answer as Markdown: summary, what ran out, ranked causes, estimate, changes, diff, fixed config, cases.
+
+    `language` ('en' or 'zh') picks the fixed words (headings, table headers, verdicts, the summary's template) from
+    assistant/texts.py; cause labels, config keys, numbers and the texts the tools wrote stay as they are. English is
+    the pipeline's own summary and the report `ask-oom diagnose` prints."""
+    lang = language or "en"
+    parts: list[str] = [tr(lang, "rp_title"), "", md_escape_outside_code(localized_summary(d, lang) or ""), ""]
+    parts += _what_ran_out(d, lang)
+    parts += _causes(d, lang)
+    parts += _estimates(d, lang)
+    parts += _changes(d, lang)
     if d.diff.strip():
-        parts += ["## Diff", "", "```diff", d.diff.rstrip("\n"), "```", ""]
+        parts += [tr(lang, "rp_diff"), "", "```diff", d.diff.rstrip("\n"), "```", ""]
     if d.fixed_config:
-        parts += ["## Fixed config", "", f"```{fence_language(d.fixed_config_format)}", d.fixed_config.rstrip("\n"), "```", ""]
-    if d.fixed_deepspeed:
-        parts += [f"## Fixed DeepSpeed config (`{d.fixed_deepspeed_name}`)", "", "```json", d.fixed_deepspeed.rstrip("\n"),
+        parts += [tr(lang, "rp_fixed_config"), "", f"```{fence_language(d.fixed_config_format)}", d.fixed_config.rstrip("\n"),
                   "```", ""]
-    parts += _similar(d)
-    parts += _bullets("Assumptions", d.assumptions)
-    parts += _bullets("Questions", [q.text for q in d.questions])
-    parts += _bullets("Notes", d.notes)
+    if d.fixed_deepspeed:
+        parts += [tr(lang, "rp_fixed_deepspeed", name=d.fixed_deepspeed_name), "", "```json", d.fixed_deepspeed.rstrip("\n"),
+                  "```", ""]
+    parts += _similar(d, lang)
+    parts += _bullets(tr(lang, "rp_assumptions"), d.assumptions)
+    parts += _bullets(tr(lang, "rp_questions"), [q.text for q in d.questions])
+    parts += _bullets(tr(lang, "rp_notes"), d.notes)
     return "\n".join(parts).rstrip() + "\n"
 
 
 # ---------------------------------------------------------------------------------------------------
 
 
-def _what_ran_out(d: Diagnosis) -> list[str]:
+def _what_ran_out(d: Diagnosis, lang: str = "en") -> list[str]:
     r = d.report
-    rows: list[tuple[str, str]] = [("error", r.kind)]
+    rows: list[tuple[str, str]] = [(tr(lang, "rp_error"), r.kind)]
     if r.message:
-        rows.append(("message", f"`{_cell(r.message[:200])}`"))
+        rows.append((tr(lang, "rp_message"), f"`{_cell(r.message[:200])}`"))
     if r.gpu_index is not None:
-        rows.append(("GPU", str(r.gpu_index)))
-    sizes = [("requested", r.requested_bytes), ("GPU total", r.gpu_total_bytes), ("free", r.gpu_free_bytes),
-             ("in use by this process", r.process_used_bytes), ("allocated by PyTorch", r.torch_allocated_bytes),
-             ("reserved by PyTorch", r.torch_reserved_bytes),
-             ("reserved but unallocated", r.torch_reserved_unallocated_bytes)]
-    rows += [(name, format_bytes(v)) for name, v in sizes if v is not None]
+        rows.append((tr(lang, "rp_gpu"), str(r.gpu_index)))
+    sizes = [("rp_requested", r.requested_bytes), ("rp_gpu_total", r.gpu_total_bytes), ("rp_free", r.gpu_free_bytes),
+             ("rp_in_use", r.process_used_bytes), ("rp_allocated", r.torch_allocated_bytes),
+             ("rp_reserved", r.torch_reserved_bytes), ("rp_reserved_unallocated", r.torch_reserved_unallocated_bytes)]
+    rows += [(tr(lang, key), format_bytes(v)) for key, v in sizes if v is not None]
     for p in r.other_processes:
-        rows.append((f"process {p.pid}", format_bytes(p.bytes)))
+        rows.append((tr(lang, "rp_process", pid=p.pid), format_bytes(p.bytes)))
     if r.phase != "unknown":
-        rows.append(("phase", r.phase.replace("_", " ")))
-    for name, value in (("operation", r.operation), ("framework", r.framework), ("launcher", r.launcher),
-                        ("model", r.model), ("exit signal", r.exit_signal)):
+        rows.append((tr(lang, "rp_phase"), r.phase.replace("_", " ")))
+    for key, value in (("rp_operation", r.operation), ("rp_framework", r.framework), ("rp_launcher", r.launcher),
+                       ("rp_model", r.model), ("rp_exit_signal", r.exit_signal)):
         if value:
-            rows.append((name, str(value)))
+            rows.append((tr(lang, key), str(value)))
     if r.deepspeed_stage is not None:
-        rows.append(("DeepSpeed ZeRO stage", str(r.deepspeed_stage)))
+        rows.append((tr(lang, "rp_zero_stage"), str(r.deepspeed_stage)))
     if r.ranks:
-        rows.append(("ranks", ", ".join(map(str, r.ranks))))
+        rows.append((tr(lang, "rp_ranks"), ", ".join(map(str, r.ranks))))
     for e in r.related_errors:
-        rows.append((f"related (line {e.line})", _cell(md_escape(e.message[:160]))))
-    out = ["## What ran out of memory", "", "| fact | value |", "| --- | --- |"]
+        rows.append((tr(lang, "rp_related", line=e.line), _cell(md_escape(e.message[:160]))))
+    out = [tr(lang, "rp_ran_out"), "", tr(lang, "rp_fact_head"), "| --- | --- |"]
     out += [f"| {k} | {v} |" for k, v in rows]
     return out + [""]
 
 
-def _causes(d: Diagnosis) -> list[str]:
+def _causes(d: Diagnosis, lang: str = "en") -> list[str]:
     if not d.root_causes:
         return []
-    out = ["## Why (ranked causes)", ""]
+    out = [tr(lang, "rp_causes"), ""]
     for i, c in enumerate(d.root_causes, start=1):
-        prob = f", probability {shown_probability(c.probability)}" if c.probability is not None else ""
-        out.append(f"{i}. **{md_escape(c.label)}** (score {c.score:.2f}{prob}): {md_escape(ROOT_CAUSES.get(c.label, ''))}")
+        prob = tr(lang, "rp_cause_probability", p=shown_probability(c.probability)) if c.probability is not None else ""
+        score = tr(lang, "rp_cause_score", score=f"{c.score:.2f}")
+        out.append(f"{i}. **{md_escape(c.label)}** ({score}{prob}): {md_escape(ROOT_CAUSES.get(c.label, ''))}")
         out += [f"   - {md_escape_outside_code(w)}" for w in c.why]
     return out + [""]
 
 
-def _estimates(d: Diagnosis) -> list[str]:
+def _estimates(d: Diagnosis, lang: str = "en") -> list[str]:
     before, after = d.estimate, d.estimate_after
     if before is None:
         return []
     names = [c.name for c in before.breakdown.components]
     if after is not None:
         names += [c.name for c in after.breakdown.components if c.name not in names]
-    head = "| component | before |" + (" after |" if after is not None else "")
+    head = f"| {tr(lang, 'rp_component')} | {tr(lang, 'rp_before')} |" + (f" {tr(lang, 'rp_after')} |" if after is not None else "")
     sep = "| --- | ---: |" + (" ---: |" if after is not None else "")
-    out = ["## Memory per GPU (calculator)", "", head, sep]
+    out = [tr(lang, "rp_memory"), "", head, sep]
     for name in names:
         row = f"| {name.replace('_', ' ')} | {format_bytes(before.breakdown.get(name))} |"
         if after is not None:
             row += f" {format_bytes(after.breakdown.get(name))} |"
         out.append(row)
-    out.append(_total_row("**peak**", before, after, lambda e: f"**{format_bytes(e.peak_bytes)}** ({e.peak_phase.replace('_', ' ')})"))
+    out.append(_total_row(tr(lang, "rp_peak"), before, after,
+                          lambda e: f"**{format_bytes(e.peak_bytes)}** ({e.peak_phase.replace('_', ' ')})"))
     if before.budget_bytes is not None:
-        out.append(_total_row("budget", before, after, lambda e: format_bytes(e.budget_bytes)))
-        out.append(_total_row("error band", before, after, lambda e: (
+        out.append(_total_row(tr(lang, "rp_budget"), before, after, lambda e: format_bytes(e.budget_bytes)))
+        out.append(_total_row(tr(lang, "rp_band"), before, after, lambda e: (
             f"{format_bytes(e.band_lower_bytes)} - {format_bytes(e.band_upper_bytes)}" if e.band_upper_bytes else "?")))
-        out.append(_total_row("fits", before, after, lambda e: "yes" if e.fits else "borderline" if e.verdict == "borderline"
-                              else "no" if e.fits is False else "?"))
+        out.append(_total_row(tr(lang, "rp_fits"), before, after, lambda e: tr(lang, "rp_yes") if e.fits
+                              else tr(lang, "rp_borderline") if e.verdict == "borderline"
+                              else tr(lang, "rp_no") if e.fits is False else "?"))
     if before.max_micro_batch is not None:
-        out.append(_total_row("largest micro-batch that fits", before, after, lambda e: str(e.max_micro_batch)))
+        out.append(_total_row(tr(lang, "rp_max_batch"), before, after, lambda e: str(e.max_micro_batch)))
     if before.host_bytes:
-        out.append(_total_row("host RAM", before, after, lambda e: format_bytes(e.host_bytes)))
+        out.append(_total_row(tr(lang, "rp_host_ram"), before, after, lambda e: format_bytes(e.host_bytes)))
     gpu = before.gpu_name or (d.setup.gpu.name if d.setup.gpu else None)
-    out += ["", f"Parameters: {before.n_params:,} ({before.n_trainable:,} trainable)" + (f"; GPU: {gpu}" if gpu else "") + "."]
+    params = tr(lang, "rp_params", n=f"{before.n_params:,}", trainable=f"{before.n_trainable:,}")
+    out += ["", params + (tr(lang, "rp_params_gpu", gpu=gpu) if gpu else "") + tr(lang, "end")]
     return out + [""]
 
 
@@ -133,40 +144,41 @@ def _total_row(name: str, before: MemoryEstimate, after: MemoryEstimate | None, 
     return row
 
 
-def _changes(d: Diagnosis) -> list[str]:
+def _changes(d: Diagnosis, lang: str = "en") -> list[str]:
     if not d.fixes:
         return []
-    out = ["## Changes", "", "| change | from → to | why | saves |", "| --- | --- | --- | ---: |"]
+    out = [tr(lang, "rp_changes"), "", tr(lang, "rp_changes_head"), "| --- | --- | --- | ---: |"]
     for c in d.fixes:
         what = f"`{c.key}`" if c.key else _cell(c.action or "")
         if c.key == "__file__":   # a whole new DeepSpeed file: its text is the section below, not a cell
-            what, move = f"new file `{d.fixed_deepspeed_name or 'ds_config.json'}`", "see Fixed DeepSpeed config"
+            what, move = tr(lang, "rp_new_file", name=d.fixed_deepspeed_name or 'ds_config.json'), tr(lang, "rp_see_deepspeed")
         elif c.key:
-            move = f"{_show(c.from_value)} → {_show(c.to_value)}"
+            move = f"{_show(c.from_value, lang)} → {_show(c.to_value, lang)}"
         else:
-            move = "(action)" if c.target in ("install", "env") else "—"
+            move = tr(lang, "rp_action") if c.target in ("install", "env") else "—"
         why = md_escape_outside_code(c.rationale)
         if c.confirmed_by:
-            why += f" (worked in {', '.join(c.confirmed_by)})"
+            why += tr(lang, "rp_worked_in", cases=", ".join(c.confirmed_by))
         if c.changes_results:
-            why += " ⚠ changes the data or the trained model"
+            why += tr(lang, "rp_changes_results")
         saved = format_bytes(c.bytes_saved) if c.bytes_saved else ""
         out.append(f"| {what} | {_cell(move)} | {_cell(why)} | {saved} |")
     return out + [""]
 
 
-def _similar(d: Diagnosis) -> list[str]:
+def _similar(d: Diagnosis, lang: str = "en") -> list[str]:
     if not d.similar_cases:
         return []
-    out = ["## Similar documented cases", ""]
+    out = [tr(lang, "rp_similar"), ""]
     for c in d.similar_cases:
-        link = f"[{c.title}]({c.source})" if c.source.startswith(("http://", "https://")) else f"{c.title} (source: {c.source})"
-        line = f"- {link}: `{c.id}`, primary cause **{c.primary_cause}**"
+        link = (f"[{c.title}]({c.source})" if c.source.startswith(("http://", "https://"))
+                else tr(lang, "rp_source", title=c.title, source=c.source))
+        line = f"- {link}" + tr(lang, "rp_case", id=c.id, cause=c.primary_cause)
         if c.why_similar:
             line += "; " + ", ".join(c.why_similar[:4])
         out.append(line)
         if c.fix_summary:
-            out.append(f"  - fixed by: {md_escape_outside_code(c.fix_summary)}")
+            out.append(tr(lang, "rp_fixed_by", fix=md_escape_outside_code(c.fix_summary)))
     return out + [""]
 
 
@@ -176,8 +188,8 @@ def _bullets(title: str, items: list[str]) -> list[str]:
     return [f"## {title}", "", *[f"- {md_escape_outside_code(i)}" for i in items], ""]
 
 
-def _show(v: Any) -> str:
-    return "unset" if v is None else f"`{v}`"
+def _show(v: Any, lang: str = "en") -> str:
+    return tr(lang, "rp_unset") if v is None else f"`{v}`"
 
 
 def _cell(text: str) -> str:

@@ -11,6 +11,8 @@ from ..tools.configs.schema import fixed_file_name
 from ..tools.units import format_bytes
 from .diagnosis import Diagnosis
 from .reply import Action
+from .summary import localized_summary
+from .texts import tr
 
 # Slack limits (api.slack.com/reference/block-kit/blocks): 3,000 chars per section text, 50 blocks per message;
 # chat.postMessage truncates `text` past 40,000 chars. We stay well inside them.
@@ -67,64 +69,72 @@ def _section(text: str) -> dict:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
-def summary_text(d: Diagnosis) -> str:
-    """Slack mrkdwn summary: what ran out, the primary cause with its first reason, the key changes, the verdict."""
+def summary_text(d: Diagnosis, language: str | None = "en") -> str:
+    """Slack mrkdwn summary: what ran out, the primary cause with its first reason, the key changes, the verdict; the
+    fixed words in `language` (assistant/texts.py)."""
+    lang = language or "en"
     lines: list[str] = []
     r = d.report
+    summary = localized_summary(d, lang)
     if d.status == "no_memory_error":
-        lines.append(f"*No memory error found in this log.* {d.summary}".strip())
+        lines.append(tr(lang, "sl_no_error", summary=summary).strip())
     else:
         what = r.kind.replace("_", " ")
-        req = f" while allocating {format_bytes(r.requested_bytes)}" if r.requested_bytes else ""
-        phase = f" during {r.phase.replace('_', ' ')}" if r.phase != "unknown" else ""
-        lines.append(f"*{what}*{req}{phase}.")
-        if d.summary:
-            lines.append(d.summary)
+        req = tr(lang, "sl_allocating", size=format_bytes(r.requested_bytes)) if r.requested_bytes else ""
+        phase = tr(lang, "sl_during", phase=r.phase.replace('_', ' ')) if r.phase != "unknown" else ""
+        lines.append(f"*{what}*{req}{phase}" + tr(lang, "end"))
+        if summary:
+            lines.append(summary)
     if d.root_causes:
         top = d.root_causes[0]
         reason = f" — {top.why[0]}" if top.why else ""
-        lines.append(f"*Primary cause:* `{top.label}`{reason}")
+        lines.append(tr(lang, "sl_primary", label=top.label, reason=reason))
         if len(d.root_causes) > 1:
-            lines.append("Also: " + ", ".join(f"`{c.label}`" for c in d.root_causes[1:3]))
+            lines.append(tr(lang, "sl_also") + ", ".join(f"`{c.label}`" for c in d.root_causes[1:3]))
     if d.fixes:
-        lines.append("*Changes:*")
+        lines.append(tr(lang, "sl_changes"))
         for ch in d.fixes[:6]:
             if ch.key:
-                saved = f" (saves {format_bytes(ch.bytes_saved)})" if ch.bytes_saved else ""
+                saved = tr(lang, "sl_saves", saved=format_bytes(ch.bytes_saved)) if ch.bytes_saved else ""
                 lines.append(f"• `{ch.key}`: {ch.from_value} → {ch.to_value}{saved}")
             elif ch.action:
                 lines.append(f"• {ch.action}")
     if d.estimate and d.estimate_after:
-        verdict = "fits" if d.fits_after else "still does not fit"
-        lines.append(f"*Estimate:* {format_bytes(d.estimate.peak_bytes)} → {format_bytes(d.estimate_after.peak_bytes)} per GPU ({verdict}).")
+        verdict = tr(lang, "sl_fits" if d.fits_after else "sl_not_fit")
+        lines.append(tr(lang, "sl_estimate", before=format_bytes(d.estimate.peak_bytes),
+                        after=format_bytes(d.estimate_after.peak_bytes), verdict=verdict))
     for q in d.questions[:3]:
         lines.append(f"_{q.text}_")
     for case in d.similar_cases[:2]:
-        lines.append(f"Similar: <{case.source}|{case.title}>" if case.source.startswith("http") else f"Similar: {case.title} ({case.source})")
+        lines.append(tr(lang, "sl_similar") + (f"<{case.source}|{case.title}>" if case.source.startswith("http")
+                                               else f"{case.title} ({case.source})"))
     return "\n".join(lines)
 
 
-def render_slack(d: Diagnosis, *, markdown: str = "", can_probe: bool = False) -> SlackMessage:
-    """The threaded reply for a diagnosis. `markdown` is the full report, attached when it is long."""
-    summary = summary_text(d)
+def render_slack(d: Diagnosis, *, markdown: str = "", can_probe: bool = False, language: str | None = "en") -> SlackMessage:
+    """The threaded reply for a diagnosis. `markdown` is the full report, attached when it is long; `language` picks
+    the fixed words of the summary, the buttons and the file titles."""
+    lang = language or "en"
+    summary = summary_text(d, lang)
     blocks = [_section(chunk) for chunk in split_text(summary)]
     files: list[SlackFile] = []
     if d.fixed_config:
         if len(d.fixed_config) <= CODE_BLOCK_LIMIT:
-            blocks.append(_section(f"*Fixed config:*\n```{d.fixed_config.rstrip()}```"))
+            blocks.append(_section(f"{tr(lang, 'sl_fixed_config')}\n```{d.fixed_config.rstrip()}```"))
         else:
-            files.append(SlackFile(filename=fixed_file_name(d.fixed_config_format), content=d.fixed_config, title="Fixed config"))
+            files.append(SlackFile(filename=fixed_file_name(d.fixed_config_format), content=d.fixed_config,
+                                   title=tr(lang, "sl_fixed_config_title")))
     if d.fixed_deepspeed:
-        files.append(SlackFile(filename="ds_config.fixed.json", content=d.fixed_deepspeed, title="Fixed DeepSpeed config"))
+        files.append(SlackFile(filename="ds_config.fixed.json", content=d.fixed_deepspeed, title=tr(lang, "sl_fixed_deepspeed_title")))
     if markdown and len(markdown) > SECTION_LIMIT:
-        files.append(SlackFile(filename="ask-oom-diagnosis.md", content=markdown, title="Full diagnosis"))
-    buttons = [_button("Why?", ACTION_WHY)]
+        files.append(SlackFile(filename="ask-oom-diagnosis.md", content=markdown, title=tr(lang, "sl_full_title")))
+    buttons = [_button(tr(lang, "sl_why"), ACTION_WHY)]
     if d.diff:
-        buttons.append(_button("Show diff", ACTION_SHOW_DIFF))
+        buttons.append(_button(tr(lang, "sl_show_diff"), ACTION_SHOW_DIFF))
     if can_probe:
-        buttons.append(_button("Run probe", ACTION_PROBE))
-    buttons.append(_button("Solved", ACTION_SOLVED, style="primary"))
-    buttons.append(_button("Still OOM", ACTION_UNSOLVED))
+        buttons.append(_button(tr(lang, "sl_probe"), ACTION_PROBE))
+    buttons.append(_button(tr(lang, "sl_solved"), ACTION_SOLVED, style="primary"))
+    buttons.append(_button(tr(lang, "sl_still_oom"), ACTION_UNSOLVED))
     blocks = blocks[:MAX_BLOCKS]
     blocks.append({"type": "actions", "block_id": "ask_oom_actions", "elements": buttons})
     return SlackMessage(text=split_text(summary, 3000)[0], blocks=blocks, files=files)

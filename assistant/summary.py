@@ -9,33 +9,59 @@ from ..tools.report_refinement import observed_peak
 from ..tools.units import format_bytes
 from .deciding_facts import is_confident, shown_probability
 from .diagnosis import Diagnosis
+from .texts import tr
 
 NOT_SURE_LISTED = 0.1   # a hypothesis below this probability is not named beside the leading ones
 
 
-def summary(d: Diagnosis) -> str:
-    """The summary of a diagnosed memory error."""
-    parts = [_what_ran_out(d.report)]
+def summary(d: Diagnosis, language: str = "en") -> str:
+    """The summary of a diagnosed memory error, its fixed words in `language` (assistant/texts.py)."""
+    lang = language
+    parts = [_what_ran_out(d.report, lang)]
     if d.root_causes and is_confident(d.root_causes):
         top = d.root_causes[0]
-        sure = f" (probability {shown_probability(top.probability)})" if top.probability is not None else ""
-        parts.append(f"Most likely cause{sure}: {top.label.replace('_', ' ')} — {ROOT_CAUSES.get(top.label, '')}.")
+        sure = tr(lang, "sm_sure", p=shown_probability(top.probability)) if top.probability is not None else ""
+        parts.append(tr(lang, "sm_likely", sure=sure, label=top.label.replace('_', ' '), meaning=ROOT_CAUSES.get(top.label, '')))
     elif d.root_causes:
-        parts.append(_not_sure(d))
-    return " ".join(parts + _verdict_and_fix(d))
+        parts.append(_not_sure(d, lang))
+    return _join(lang, parts + _verdict_and_fix(d, lang))
 
 
-def _not_sure(d: Diagnosis) -> str:
+def localized_summary(d: Diagnosis, language: str | None = "en") -> str:
+    """The diagnosis' summary in `language`: the pipeline's own (English) summary as it is, else the same summary
+    written again with that language's fixed words (summary, summary_config_only or summary_no_oom, as the pipeline
+    chose: a log-less diagnosis has an empty report)."""
+    if (language or "en") == "en":
+        return d.summary
+    return summary_for(d, d.report.lines > 0 or d.report.is_memory_error, language)
+
+
+def summary_for(d: Diagnosis, has_log: bool, language: str | None = "en") -> str:
+    """The one choice of summary: a config-only one without a log, 'no memory error' for a log without one, else the
+    diagnosis' summary; the pipeline writes it in English, a conversation in its language."""
+    if not has_log:
+        return summary_config_only(d, language)
+    if d.status == "no_memory_error":
+        return summary_no_oom(d.report, d.root_causes, language)
+    return summary(d, language)
+
+
+def _join(lang: str, parts: list[str]) -> str:
+    """Sentences joined as the language writes them: a space in English, nothing in Chinese."""
+    return ("" if lang == "zh" else " ").join(parts)
+
+
+def _not_sure(d: Diagnosis, lang: str = "en") -> str:
     """The leading hypotheses with their probabilities, and the one fact that would separate them."""
     leading = [c for c in d.root_causes[:3] if c.probability is None or c.probability >= NOT_SURE_LISTED]
     names = [f"{c.label.replace('_', ' ')} ({c.probability:.0%})" if c.probability is not None else c.label.replace('_', ' ')
              for c in leading or d.root_causes[:1]]
-    said = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+    said = names[0] if len(names) == 1 else tr(lang, "sm_list").join(names[:-1]) + tr(lang, "sm_or") + names[-1]
     decide = next((q.text for q in d.questions if q.slot == "decide"), None)
-    return f"Not sure yet: {said}." + (f" What would decide it: {decide}" if decide else "")
+    return tr(lang, "sm_not_sure", said=said) + (tr(lang, "sm_decide", decide=decide) if decide else "")
 
 
-def _verdict_and_fix(d: Diagnosis) -> list[str]:
+def _verdict_and_fix(d: Diagnosis, lang: str = "en") -> list[str]:
     """The calculator's peak against the budget (and against what the failing run held), the fixed config, and
     what is still needed; the first item is the peak sentence ('' without an estimate)."""
     parts = [""]
@@ -43,72 +69,73 @@ def _verdict_and_fix(d: Diagnosis) -> list[str]:
         e = d.estimate
         verdict = ""
         if e.budget_bytes:
-            fit = ("borderline: the budget is inside the error band" if e.verdict == "borderline"
-                   else "does not fit" if e.fits is False else "")
-            verdict = f" against a budget of {format_bytes(e.budget_bytes)}" + (f" ({fit})" if fit else "")
-        parts[0] = f"The calculator predicts a peak of {format_bytes(e.peak_bytes)} per GPU at {e.peak_phase.replace('_', ' ')}{verdict}."
+            fit = (tr(lang, "sm_borderline") if e.verdict == "borderline"
+                   else tr(lang, "sm_does_not_fit") if e.fits is False else "")
+            verdict = tr(lang, "sm_against", budget=format_bytes(e.budget_bytes)) + (tr(lang, "sm_fit", fit=fit) if fit else "")
+        parts[0] = tr(lang, "sm_peak", peak=format_bytes(e.peak_bytes), phase=e.peak_phase.replace('_', ' '), verdict=verdict)
         held = observed_peak(d.report)
         if held and held > e.peak_bytes:
-            parts.append(f"The failing run needed at least {format_bytes(held)} (allocated + requested), more than predicted.")
+            parts.append(tr(lang, "sm_held", held=format_bytes(held)))
     if d.fixes and d.fixed_config:
         after = d.estimate_after
         fit = ""
         if after is not None:
-            fit = f"; predicted peak after: {format_bytes(after.peak_bytes)}" + (" — fits" if d.fits_after else " — still does not fit")
-        keys = [f"{c.key} {'unset' if c.from_value is None else c.from_value}→{c.to_value}" if c.key != "__file__"
-                else f"new {d.fixed_deepspeed_name or 'DeepSpeed file'}" for c in d.fixes if c.key]
+            fit = tr(lang, "sm_after", peak=format_bytes(after.peak_bytes)) + tr(lang, "sm_after_fits" if d.fits_after else "sm_after_not")
+        keys = [f"{c.key} {tr(lang, 'rp_unset') if c.from_value is None else c.from_value}→{c.to_value}" if c.key != "__file__"
+                else tr(lang, "sm_new_file", name=d.fixed_deepspeed_name or tr(lang, "sm_deepspeed_file")) for c in d.fixes if c.key]
         actions = sum(1 for c in d.fixes if not c.key)
-        listed = ", ".join(keys) or "no key changes"
-        extra = f" plus {actions} action(s)" if actions else ""
-        parts.append(f"Fixed config: {listed}{extra}{fit}.")
+        listed = ", ".join(keys) or tr(lang, "sm_no_keys")
+        extra = tr(lang, "sm_actions", n=actions) if actions else ""
+        parts.append(tr(lang, "sm_fixed", listed=listed, extra=extra, fit=fit))
     if d.questions:
-        parts.append("To go further I need: " + ", ".join("the deciding fact" if q.slot == "decide" else q.slot.replace("_", " ")
-                                                          for q in d.questions) + ".")
+        parts.append(tr(lang, "sm_need", slots=tr(lang, "sm_list").join(
+            tr(lang, "sm_decide_slot") if q.slot == "decide" else q.slot.replace("_", " ") for q in d.questions)))
     return [p for p in parts if p]
 
 
-def summary_config_only(d: Diagnosis) -> str:
+def summary_config_only(d: Diagnosis, language: str = "en") -> str:
     """The summary of a config checked without a log: the calculator's verdict and the fix, if one is needed."""
-    what = f"No log given: the calculator sized {d.config.name}" if d.config is not None else "No log given: the calculator sized the setup"
-    parts = [what + "."]
+    lang = language
+    parts = [tr(lang, "sm_no_log", name=d.config.name if d.config is not None else tr(lang, "sm_the_setup"))]
     if d.estimate is None:
-        parts.append("It could not size the model.")
+        parts.append(tr(lang, "sm_not_sized"))
     if d.root_causes:
         top = d.root_causes[0]
-        parts.append(f"Over the budget: {top.label.replace('_', ' ')} — {ROOT_CAUSES.get(top.label, '')}.")
-    return " ".join(parts + _verdict_and_fix(d))
+        parts.append(tr(lang, "sm_over", label=top.label.replace('_', ' '), meaning=ROOT_CAUSES.get(top.label, '')))
+    return _join(lang, parts + _verdict_and_fix(d, lang))
 
 
-def summary_no_oom(report: OOMReport, causes: list[RootCause]) -> str:
+def summary_no_oom(report: OOMReport, causes: list[RootCause], language: str = "en") -> str:
     """The summary of a log without a memory error: what it shows instead."""
+    lang = language
     found = []
     if report.exit_signal:
-        found.append(f"the process ended with {report.exit_signal}")
+        found.append(tr(lang, "sm_exit", signal=report.exit_signal))
     for e in report.related_errors[:3]:
-        found.append(f"{e.kind.replace('_', ' ')} (line {e.line}): {e.message[:160]}")
-    head = "No out-of-memory error in this log."
+        found.append(tr(lang, "sm_related", kind=e.kind.replace('_', ' '), line=e.line, message=e.message[:160]))
+    head = tr(lang, "sm_no_oom")
     if found:
-        head += " Found: " + "; ".join(found) + "."
+        head += tr(lang, "sm_found", found=tr(lang, "sm_semicolon").join(found))
     if causes:
         top = causes[0]
-        head += f" Reading: {top.label.replace('_', ' ')} — {top.why[0] if top.why else ROOT_CAUSES.get(top.label, '')}."
+        head += tr(lang, "sm_reading", label=top.label.replace('_', ' '), why=top.why[0] if top.why else ROOT_CAUSES.get(top.label, ''))
     return head
 
 
-def _what_ran_out(r: OOMReport) -> str:
+def _what_ran_out(r: OOMReport, lang: str = "en") -> str:
     """The first sentence: which memory ran out, where, and the allocation that failed."""
     if r.kind == "host_oom":
-        return f"The host (CPU RAM) ran out of memory{f' ({r.exit_signal})' if r.exit_signal else ''}."
-    where = f"GPU {r.gpu_index}" if r.gpu_index is not None else "the GPU"
+        return tr(lang, "sm_host_oom", signal=tr(lang, "sm_total", total=r.exit_signal) if r.exit_signal else "")
+    where = tr(lang, "sm_gpu_n", n=r.gpu_index) if r.gpu_index is not None else tr(lang, "sm_the_gpu")
     kind = {"cuda_oom": "CUDA", "hip_oom": "ROCm/HIP", "mps_oom": "MPS", "xla_oom": "XLA", "tf_oom": "TensorFlow",
             "cublas_alloc": "cuBLAS/cuDNN", "nccl_oom": "NCCL"}.get(r.kind, r.kind)
-    s = f"{kind} out of memory on {where}"
+    s = tr(lang, "sm_oom_on", kind=kind, where=where)
     if r.gpu_total_bytes:
-        s += f" ({format_bytes(r.gpu_total_bytes)})"
+        s += tr(lang, "sm_total", total=format_bytes(r.gpu_total_bytes))
     if r.requested_bytes:
-        s += f": a {format_bytes(r.requested_bytes)} allocation failed"
+        s += tr(lang, "sm_failed", requested=format_bytes(r.requested_bytes))
         if r.gpu_free_bytes is not None:
-            s += f" with {format_bytes(r.gpu_free_bytes)} free"
+            s += tr(lang, "sm_with_free", free=format_bytes(r.gpu_free_bytes))
     if r.phase != "unknown":
-        s += f", during {r.phase.replace('_', ' ')}"
-    return s + "."
+        s += tr(lang, "sm_during", phase=r.phase.replace('_', ' '))
+    return s + tr(lang, "end")

@@ -19,7 +19,14 @@ COLOURS = {
     "allocator_reserve": "#d3d3d3",
 }
 
-_W, _H, _PAD_L, _PAD_B, _PAD_T, _BAR_W = 520, 300, 56, 36, 16, 90
+_W, _H, _PAD_L, _PAD_B, _PAD_T, _BAR_W = 640, 300, 56, 36, 16, 90
+# Columns, left to right: the y axis, the two bars (each with its peak above it), the end of the plot, the labels of
+# the capacity and budget lines (a column of their own, so they never cross a bar or a peak label), the legend.
+_PLOT_R = 330          # where the gridlines, the capacity and the budget lines end
+_LINE_LABEL_X = _PLOT_R + 6
+_LEGEND_X = 470
+_FONT = 11             # px, every label but the peaks and the bar names (12)
+_LABEL_GAP = 2         # px between two stacked labels
 
 
 def memory_chart_svg(before: MemoryEstimate | None, after: MemoryEstimate | None, capacity_bytes: int | None,
@@ -38,7 +45,7 @@ def memory_chart_svg(before: MemoryEstimate | None, after: MemoryEstimate | None
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="ask-oom-chart" viewBox="0 0 {_W} {_H}" '
              f'width="100%" role="img" aria-label="GPU memory before and after the fix">']
     for tick in _ticks(top):
-        parts.append(f'<line x1="{_PAD_L}" x2="{_W - 150}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" stroke="#eee"/>'
+        parts.append(f'<line x1="{_PAD_L}" x2="{_PLOT_R}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" stroke="#eee"/>'
                      f'<text x="{_PAD_L - 6}" y="{y(tick) + 4:.1f}" font-size="11" text-anchor="end">{tick / GiB:.0f}</text>')
     parts.append(f'<text x="12" y="{_PAD_T + plot_h / 2:.0f}" font-size="11" transform="rotate(-90 12 {_PAD_T + plot_h / 2:.0f})" '
                  'text-anchor="middle">GiB per GPU</text>')
@@ -60,20 +67,54 @@ def memory_chart_svg(before: MemoryEstimate | None, after: MemoryEstimate | None
         parts.append(f'<text x="{x + _BAR_W / 2}" y="{y(est.peak_bytes) - 4:.1f}" font-size="12" text-anchor="middle">'
                      f'{est.peak_bytes / GiB:.1f} GiB</text>'
                      f'<text x="{x + _BAR_W / 2}" y="{_H - 14}" font-size="12" text-anchor="middle">{label}{verdict}</text>')
+    lines: list[tuple[str, float, str, str, str, str]] = []   # class, y, stroke, dash, label colour, label
     if capacity_bytes:
-        parts.append(f'<line class="capacity" x1="{_PAD_L}" x2="{_W - 150}" y1="{y(capacity_bytes):.1f}" y2="{y(capacity_bytes):.1f}" '
-                     f'stroke="#c00" stroke-dasharray="6 3"/><text x="{_W - 154}" y="{y(capacity_bytes) - 4:.1f}" font-size="11" '
-                     f'fill="#c00" text-anchor="end">GPU {capacity_bytes / GiB:.1f} GiB</text>')
+        lines.append(("capacity", y(capacity_bytes), "#c00", "6 3", "#c00", f"GPU {capacity_bytes / GiB:.1f} GiB"))
     if budget_bytes and (not capacity_bytes or abs(capacity_bytes - budget_bytes) > 0.03 * capacity_bytes):
-        parts.append(f'<line class="budget" x1="{_PAD_L}" x2="{_W - 150}" y1="{y(budget_bytes):.1f}" y2="{y(budget_bytes):.1f}" '
-                     f'stroke="#e08a00" stroke-dasharray="2 3"/><text x="{_W - 154}" y="{y(budget_bytes) + 12:.1f}" '
-                     f'font-size="11" fill="#b06a00" text-anchor="end">budget {budget_bytes / GiB:.1f} GiB</text>')
+        lines.append(("budget", y(budget_bytes), "#e08a00", "2 3", "#b06a00", f"budget {budget_bytes / GiB:.1f} GiB"))
+    # each label centred on its line, moved apart just enough when the lines are close (the order is kept)
+    centres = spread([ly for _, ly, *_ in lines], _FONT + _LABEL_GAP, _FONT / 2, _H - _PAD_B - _FONT / 2)
+    for (cls, ly, stroke, dash, colour, label), centre in zip(lines, centres):
+        parts.append(f'<line class="{cls}" x1="{_PAD_L}" x2="{_PLOT_R}" y1="{ly:.1f}" y2="{ly:.1f}" stroke="{stroke}" '
+                     f'stroke-dasharray="{dash}"/><text class="{cls}-label" x="{_LINE_LABEL_X}" y="{centre + _FONT * 0.35:.1f}" '
+                     f'font-size="{_FONT}" fill="{colour}" text-anchor="start">{label}</text>')
+    step = min(17.0, (_H - _PAD_T - _FONT) / max(len(legend), 1))
     for j, (name, colour) in enumerate(legend.items()):
-        ly = _PAD_T + j * 17
-        parts.append(f'<rect x="{_W - 140}" y="{ly}" width="11" height="11" fill="{colour}"/>'
-                     f'<text x="{_W - 124}" y="{ly + 10}" font-size="11">{escape(name.replace("_", " "))}</text>')
+        ly = _PAD_T + j * step
+        parts.append(f'<rect x="{_LEGEND_X}" y="{ly:.1f}" width="11" height="11" fill="{colour}"/>'
+                     f'<text x="{_LEGEND_X + 16}" y="{ly + 10:.1f}" font-size="{_FONT}">{escape(name.replace("_", " "))}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def spread(centres: list[float], gap: float, lo: float, hi: float) -> list[float]:
+    """Positions for labels wanted at `centres` (one axis) at least `gap` apart, inside [lo, hi], each as near its
+    wish as that allows and in the same order: overlapping neighbours are merged into a block centred on their
+    mean wish, until no two blocks overlap."""
+    if not centres:
+        return []
+    order = sorted(range(len(centres)), key=lambda i: centres[i])
+    blocks: list[list[float]] = []   # [first position, count, sum of wishes]
+    for i in order:
+        blocks.append([centres[i], 1, centres[i]])
+        while True:
+            last = blocks[-1]
+            start = last[2] / last[1] - gap * (last[1] - 1) / 2           # the block centred on its members' wishes
+            start = min(max(start, lo), max(lo, hi - gap * (last[1] - 1)))
+            last[0] = start
+            if len(blocks) > 1 and blocks[-2][0] + gap * blocks[-2][1] > start:
+                prev = blocks.pop(-2)
+                last[1] += prev[1]
+                last[2] += prev[2]
+                continue
+            break
+    placed: dict[int, float] = {}
+    k = 0
+    for first, count, _ in blocks:
+        for j in range(int(count)):
+            placed[order[k]] = first + j * gap
+            k += 1
+    return [placed[i] for i in range(len(centres))]
 
 
 def _ticks(top: float) -> list[float]:

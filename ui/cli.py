@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "kb": "ask_oom.ui.cmd_kb",
     "ui": "ask_oom.ui.cmd_ui",
     "slack": "ask_oom.ui.cmd_slack",
+    "chat": "ask_oom.ui.cmd_chat",
 }
 
 EPILOG = """examples:
@@ -34,6 +35,8 @@ EPILOG = """examples:
   ask-oom check train.yaml --gpu A100-80GB && llamafactory-cli train train.yaml
   ask-oom fix --config train.yaml --log train.log --gpu 4090 --write fixed.yaml
   ask-oom search "qwen2.5-vl lora oom vision tower"
+  ask-oom chat                                 a conversation in the terminal (paste a log, then ask follow-ups)
+  echo "what if zero 3" | ask-oom chat --session ID --json    one turn for scripts: reply, state, diagnosis
 
 exit codes: 0 ok, 1 internal error, 2 bad usage or unreadable input, 3 no memory error in the input,
             4 a needed resource is unavailable (no CUDA, no index), 5 nothing fits the GPU,

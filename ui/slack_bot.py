@@ -13,16 +13,19 @@ import re
 import threading
 from collections import OrderedDict
 from pathlib import PurePosixPath
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from ..assistant.message_parts import unescape_slack
 from ..assistant.render_slack import ACTIONS, SlackMessage, render_slack, render_slack_text
+from ..assistant.texts import tr
 
 log = logging.getLogger("ask_oom.slack")
 
 ATTACHMENT_TYPES = (".log", ".txt", ".yaml", ".yml", ".json", ".sh", ".md")
 MAX_ATTACHMENT_BYTES = 2 * 1024 * 1024
+MAX_ATTACHMENTS = 5   # files read from one message; the rest are listed as skipped
 _MENTION = re.compile(r"<@[A-Z0-9]{2,20}>")
+_CJK = re.compile(r"[\u4e00-\u9fff]")
 _ANY_ACTION = re.compile(r".*")  # every button click reaches `on_action`, so an unknown one is answered, not a 404
 
 
@@ -75,20 +78,31 @@ def create_app(conversation, settings, *, client=None, can_probe: bool = False):
             return BoltResponse(status=200, body="")
         return next()
 
-    def post_reply(channel: str, thread_ts: str, say_client, get_reply: Callable[[], Any]) -> None:
-        """Post the conversation's reply in the thread; a failure is still answered, in one line."""
+    def post_reply(channel: str, thread_ts: str, say_client, get_reply: Callable[[], tuple[Any, list["Skipped"]]],
+                   fallback_language: str = "en") -> None:
+        """Post the conversation's reply in the thread, in the session's language, with one line per attachment that
+        was skipped (and why); a failure is still answered, in one line."""
+        session_id = thread_session_id(channel, thread_ts)
         try:
-            message = _message_for(get_reply(), can_probe)
+            reply, skipped = get_reply()
+            message = _message_for(reply, can_probe, _language(conversation, session_id, fallback_language), skipped)
         except Exception as exc:  # noqa: BLE001 - a failed answer must still tell the user, in one line
             log.warning("slack answer failed: %s", type(exc).__name__)
             message = render_slack_text(f"Sorry, I could not process that: {exc}")
         _post(say_client, channel, thread_ts, message)
 
     def answer(channel: str, thread_ts: str, text: str, files: list[dict], say_client) -> None:
-        """A message (with its text attachments) is a turn of the thread's conversation."""
+        """A message (with its text attachments) is a turn of the thread's conversation; attachments that cannot be
+        read are named in the reply. A message whose only content was skipped files gets just those lines."""
         session_id = thread_session_id(channel, thread_ts)
-        post_reply(channel, thread_ts, say_client, lambda: conversation.handle(
-            session_id, text, files=_download_files(say_client, files, token) or None))
+
+        def turn() -> tuple[Any, list[Skipped]]:
+            contents, skipped = _download_files(say_client, files, token)
+            if skipped and not contents and not text.strip():
+                return None, skipped
+            return conversation.handle(session_id, text, files=contents or None), skipped
+
+        post_reply(channel, thread_ts, say_client, turn, "zh" if _CJK.search(text) else "en")
 
     @app.event("app_mention")
     def on_mention(event, client):
@@ -125,16 +139,49 @@ def create_app(conversation, settings, *, client=None, can_probe: bool = False):
         action_id = str((action or {}).get("action_id") or "")
         typed = ACTIONS.get(action_id)
         session_id = thread_session_id(channel, thread_ts)
-        post_reply(channel, thread_ts, client, lambda: conversation.act(session_id, typed if typed else f"slack:{action_id}"))
+        post_reply(channel, thread_ts, client, lambda: (conversation.act(session_id, typed if typed else f"slack:{action_id}"), []))
 
     return app
 
 
-def _message_for(reply: Any, can_probe: bool) -> SlackMessage:
+class Skipped(NamedTuple):
+    """An attachment not read: its name and why, as a key of the texts table with its values."""
+
+    name: str
+    why: str
+    values: dict
+
+
+def skipped_lines(skipped: list[Skipped], language: str = "en") -> list[str]:
+    """One line per skipped attachment, in the conversation's language."""
+    return [tr(language, "sl_skipped", name=s.name.replace("`", "'")[:120], why=tr(language, s.why, **s.values))
+            for s in skipped]
+
+
+def _language(conversation, session_id: str, fallback: str = "en") -> str:
+    """The thread's conversation language (the turn just answered set it); `fallback` without a session."""
+    try:
+        session = conversation.store.get(session_id)
+    except Exception:  # noqa: BLE001 - an unreadable session must not stop the answer
+        session = None
+    return session.state.language if session is not None else fallback
+
+
+def _message_for(reply: Any, can_probe: bool, language: str = "en", skipped: list[Skipped] | None = None) -> SlackMessage:
+    lines = skipped_lines(skipped or [], language)
+    if reply is None:
+        return render_slack_text("\n".join(lines))
     diagnosis = getattr(reply, "diagnosis", None)
     if diagnosis is not None and getattr(reply, "show_diagnosis", True):
-        return render_slack(diagnosis, markdown=reply.markdown, can_probe=can_probe)
-    return render_slack_text(reply.markdown)
+        message = render_slack(diagnosis, markdown=reply.markdown, can_probe=can_probe, language=language)
+    else:
+        message = render_slack_text(reply.markdown)
+    if lines:   # the skipped files first, so the user sees at once what was not read
+        note = "\n".join(lines)
+        message = message.model_copy(update={"text": (note + "\n" + message.text)[:3000],
+                                             "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": note[:2900]}},
+                                                        *message.blocks]})
+    return message
 
 
 def _post(client, channel: str, thread_ts: str, message: SlackMessage) -> None:
@@ -143,26 +190,52 @@ def _post(client, channel: str, thread_ts: str, message: SlackMessage) -> None:
         client.files_upload_v2(channel=channel, thread_ts=thread_ts, content=f.content, filename=f.filename, title=f.title)
 
 
-def _download_files(client, files: list[dict], token: str | None) -> dict[str, str]:
-    """Text attachments (.log/.txt/.yaml/.json/.sh) of a message, by file name; others are skipped."""
+def _download_files(client, files: list[dict], token: str | None) -> tuple[dict[str, str], list[Skipped]]:
+    """Text attachments (.log/.txt/.yaml/.yml/.json/.sh/.md) of a message, by file name, and the ones skipped with
+    why: too large, binary, an unsupported type, a failed download, or past the first MAX_ATTACHMENTS."""
     import httpx
 
+    from .inputs import looks_binary
+
     contents: dict[str, str] = {}
-    for f in files[:5]:
+    skipped: list[Skipped] = []
+    limit = {"limit": MAX_ATTACHMENT_BYTES // 2**20}
+    for i, f in enumerate(files):
         name = PurePosixPath(f.get("name") or "file").name
+        if i >= MAX_ATTACHMENTS:
+            skipped.append(Skipped(name, "sl_skip_count", {"limit": MAX_ATTACHMENTS}))
+            continue
         url = f.get("url_private_download") or f.get("url_private")
-        if not url or not name.lower().endswith(ATTACHMENT_TYPES) or int(f.get("size") or 0) > MAX_ATTACHMENT_BYTES:
+        if not name.lower().endswith(ATTACHMENT_TYPES):
+            skipped.append(Skipped(name, "sl_skip_type", {"types": " ".join(ATTACHMENT_TYPES)}))
+            continue
+        if int(f.get("size") or 0) > MAX_ATTACHMENT_BYTES:
+            skipped.append(Skipped(name, "sl_skip_size", limit))
+            continue
+        if not url:
+            skipped.append(Skipped(name, "sl_skip_download", {"error": "no download link"}))
             continue
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        with httpx.stream("GET", url, headers=headers, timeout=20, follow_redirects=True) as resp:
-            resp.raise_for_status()
-            data = b""
-            for chunk in resp.iter_bytes():
-                data += chunk
-                if len(data) > MAX_ATTACHMENT_BYTES:
-                    raise ValueError(f"attachment {name} is larger than {MAX_ATTACHMENT_BYTES // 2**20} MiB")
-        contents[name] = data.decode("utf-8", errors="replace")
-    return contents
+        data = b""
+        try:
+            with httpx.stream("GET", url, headers=headers, timeout=20, follow_redirects=True) as resp:
+                if resp.status_code != 200:
+                    skipped.append(Skipped(name, "sl_skip_download", {"error": f"HTTP {resp.status_code}"}))
+                    continue
+                for chunk in resp.iter_bytes():
+                    data += chunk
+                    if len(data) > MAX_ATTACHMENT_BYTES:
+                        break
+        except httpx.HTTPError as exc:
+            skipped.append(Skipped(name, "sl_skip_download", {"error": type(exc).__name__}))
+            continue
+        if len(data) > MAX_ATTACHMENT_BYTES:
+            skipped.append(Skipped(name, "sl_skip_size", limit))
+        elif looks_binary(data):
+            skipped.append(Skipped(name, "sl_skip_binary", {}))
+        else:
+            contents[name] = data.decode("utf-8", errors="replace")
+    return contents, skipped
 
 
 def http_asgi_app(bolt_app):

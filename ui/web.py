@@ -10,6 +10,7 @@ from the SQLite session store.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import tempfile
 import uuid
@@ -83,6 +84,57 @@ def panel_updates(diagnosis: Any, download_dir: Path):
     return (chart, code, diagnosis.diff or "", gr.update(value=str(download) if download else None,
             interactive=download is not None), cases_markdown(diagnosis))
 
+
+# Code blocks wrap inside their panel instead of running past it (a long `deepspeed … --arg` line of a shell config).
+PAGE_CSS = """
+#chat pre, #chat code, #cases pre, #cases code {
+  white-space: pre-wrap !important; overflow-wrap: anywhere !important; word-break: normal; max-width: 100%;
+}
+#chat pre { overflow-x: hidden !important; }
+#chat .message-content table { display: block; max-width: 100%; overflow-x: auto; }
+"""
+
+# Page script run once on load: adds PAGE_CSS, and opens each new answer at its top (its summary) instead of at its
+# bottom: the Chatbot does not autoscroll, and when a new answer appears its first line is scrolled to the top of the
+# conversation panel.
+PAGE_JS = """
+() => {
+  if (!document.getElementById('ask-oom-style')) {
+    const style = document.createElement('style');
+    style.id = 'ask-oom-style';
+    style.textContent = %s;
+    document.head.appendChild(style);
+  }
+  const attach = (tries) => {
+    const chat = document.querySelector('#chat');
+    if (!chat) { if (tries > 0) setTimeout(() => attach(tries - 1), 200); return; }
+    if (chat.dataset.askOomScroll) return;
+    chat.dataset.askOomScroll = '1';
+    let shown = null;
+    let moved = false;   // the user scrolled: stop holding the answer's top in place
+    for (const ev of ['wheel', 'touchstart', 'keydown', 'mousedown']) chat.addEventListener(ev, () => { moved = true; });
+    const openAtTop = () => {
+      const rows = chat.querySelectorAll('.message-row.bot-row');
+      const row = rows[rows.length - 1];
+      if (!row || row === shown) return;
+      shown = row;
+      moved = false;
+      const box = row.closest('[role=log]');
+      if (!box) return;
+      const until = performance.now() + 2000;   // the messages above may still grow while they render
+      const hold = () => {
+        if (moved || shown !== row) return;
+        box.scrollTop += row.getBoundingClientRect().top - box.getBoundingClientRect().top;
+        if (performance.now() < until) requestAnimationFrame(hold);
+      };
+      hold();
+    };
+    new MutationObserver(() => requestAnimationFrame(openAtTop)).observe(chat, {childList: true, subtree: true});
+    openAtTop();
+  };
+  attach(50);
+}
+""" % json.dumps(PAGE_CSS)
 
 SESSION_STORAGE_KEY = "ask_oom_session"
 SESSION_QUERY_PARAM = "session"
@@ -184,7 +236,7 @@ def build_app(conversation, settings, *, can_probe: bool | None = None):
         with gr.Row():
             with gr.Column(scale=3):
                 chat = gr.Chatbot(label="Conversation", height=560, elem_id="chat", feedback_options=("Like", "Dislike"),
-                                  buttons=["copy"])
+                                  buttons=["copy"], autoscroll=False)   # PAGE_JS opens an answer at its top
                 box = gr.MultimodalTextbox(placeholder="Paste an OOM log or config here, drop files, or ask a follow-up…",
                                            file_types=UPLOAD_TYPES, file_count="multiple", lines=6, max_lines=20,
                                            label="Log, config or question",
@@ -198,14 +250,16 @@ def build_app(conversation, settings, *, can_probe: bool | None = None):
             with gr.Column(scale=2):
                 chart = gr.HTML(memory_chart_svg(None, None, None), label="GPU memory: before / after", elem_id="chart")
                 with gr.Tab("Fixed config"):
-                    fixed = gr.Code(label="Fixed config", interactive=False, elem_id="fixed-config", buttons=["copy"])
+                    fixed = gr.Code(label="Fixed config", interactive=False, elem_id="fixed-config", buttons=["copy"],
+                                    wrap_lines=True)
                     download = gr.DownloadButton("Download fixed config", interactive=False, elem_id="download")
                 with gr.Tab("Diff"):
-                    diff = gr.Code(label="Diff", interactive=False, elem_id="diff", buttons=["copy"])
+                    diff = gr.Code(label="Diff", interactive=False, elem_id="diff", buttons=["copy"], wrap_lines=True)
                 with gr.Tab("Similar cases"):
                     cases = gr.Markdown("_No similar documented case yet._", elem_id="cases")
         outputs = [chat, box, session, chart, fixed, diff, download, cases, suggestions, chip_actions]
         demo.load(restore, [saved], outputs, api_name=False)
+        demo.load(None, None, None, js=PAGE_JS)
         session.change(lambda sid: sid, [session], [saved], api_name=False)
         box.submit(respond, [box, chat, session], outputs, api_name="chat")
         suggestions.click(follow_up, [suggestions, chat, session, chip_actions], outputs, api_name=False)

@@ -123,9 +123,16 @@ def test_follow_up_shows_what_changed_and_the_full_report_only_on_request(conv):
 
 
 def test_chinese_full_report_on_request(conv):
-    _diagnosed(conv, "zh", "帮我看看")
-    assert "# ask-oom diagnosis" not in conv.handle("zh", "cutoff_len改成2048会怎样").markdown
-    assert "# ask-oom diagnosis" in conv.handle("zh", "完整报告").markdown
+    """A Chinese conversation's report is Chinese: the first answer's and the one asked for again."""
+    from ask_oom.assistant.texts import ZH
+
+    first = conv.handle("zh", "帮我看看").markdown
+    files = {"train.yaml": (KIMI / "train.yaml").read_text(), "ds_z3_config.json": (KIMI / "ds_z3_config.json").read_text()}
+    first = conv.handle("zh", (KIMI / "train.log").read_text(), files=files).markdown
+    assert ZH["rp_title"] in first and ZH["rp_causes"] in first and EN["rp_causes"] not in first
+    assert ZH["rp_title"] not in conv.handle("zh", "cutoff_len改成2048会怎样").markdown
+    again = conv.handle("zh", "完整报告").markdown
+    assert ZH["rp_title"] in again and ZH["rp_memory"] in again and EN["rp_memory"] not in again
 
 
 # -- 5. the kb command names the session ---------------------------------------------------------------

@@ -56,3 +56,49 @@ def test_markdown_without_a_memory_error_is_short():
     md = render_markdown(d)
     assert "No out-of-memory error" in md
     assert "## Memory per GPU" not in md and "## Changes" not in md
+
+
+def test_a_chinese_report_takes_its_fixed_words_from_the_chinese_table(diagnosis):
+    """The full report in a Chinese session: headings, table headers, verdicts and the summary's template in Chinese;
+    cause labels, config keys and numbers unchanged; English stays byte-identical to what `diagnose` prints."""
+    from ask_oom.assistant.texts import EN, ZH
+
+    en = render_markdown(diagnosis)
+    assert render_markdown(diagnosis, "en") == en and en.startswith("# ask-oom diagnosis\n\n" + diagnosis.summary)
+    zh = render_markdown(diagnosis, "zh")
+    for heading in ("# ask-oom diagnosis", "## What ran out of memory", "## Why (ranked causes)", "## Memory per GPU",
+                    "## Changes", "## Fixed config", "## Similar documented cases", "| component | before |",
+                    "| fact | value |", "| change | from → to | why | saves |", "The calculator predicts", "unset"):
+        assert heading not in zh, heading
+    for key in ("rp_title", "rp_ran_out", "rp_causes", "rp_memory", "rp_changes", "rp_fixed_config", "rp_similar"):
+        assert ZH[key] in zh and EN[key] in en
+    assert diagnosis.primary_cause in zh and "`bits`" in zh and "--bits 4" in zh
+    assert format_bytes(diagnosis.estimate.peak_bytes) in zh and format_bytes(diagnosis.report.requested_bytes) in zh
+    summary = zh.split("\n\n")[1]
+    assert "计算器预测" in summary and format_bytes(diagnosis.estimate.peak_bytes) in summary
+
+
+def test_the_slack_summary_follows_the_language(diagnosis):
+    from ask_oom.assistant.render_slack import render_slack, summary_text
+
+    assert summary_text(diagnosis) == summary_text(diagnosis, "en") and "*Primary cause:*" in summary_text(diagnosis)
+    zh = summary_text(diagnosis, "zh")
+    assert "*主要原因：*" in zh and f"`{diagnosis.primary_cause}`" in zh and "Primary cause" not in zh
+    message = render_slack(diagnosis, markdown=render_markdown(diagnosis, "zh"), language="zh")
+    labels = [e["text"]["text"] for b in message.blocks if b["type"] == "actions" for e in b["elements"]]
+    assert labels[0] == "为什么？" and "Solved" not in labels
+
+
+def test_every_summary_kind_has_a_chinese_form():
+    """Config-only and no-memory-error summaries are written again in Chinese; the English one is the pipeline's."""
+    from ask_oom.assistant.summary import localized_summary
+
+    no_oom = diagnose(DiagnoseRequest(log_text="Traceback (most recent call last):\nValueError: bad value\n"),
+                      index=CaseIndex.load_or_build())
+    assert localized_summary(no_oom, "en") == no_oom.summary
+    assert localized_summary(no_oom, "zh").startswith("这个日志里没有显存不足的错误。")
+    folder = SEEDS / "deepke-llama2-13b"
+    config_only = diagnose(DiagnoseRequest(config_text=(folder / "run.sh").read_text(encoding="utf-8"), config_name="run.sh",
+                                           gpu="4090"), index=CaseIndex.load_or_build())
+    assert config_only.summary.startswith("No log given")
+    assert localized_summary(config_only, "zh").startswith("没有日志：计算器估算了 run.sh。")

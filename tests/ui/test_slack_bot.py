@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import socket
 import threading
 import time
@@ -336,3 +337,52 @@ def test_slack_escaping_is_undone_once_at_the_door(slack_bot):
     assert "cd ~/MoE-LLaVA && mkdir -p logs  # keep &lt; as typed" in fixed and "&amp;" not in fixed
     uploads = "".join(v.decode(errors="replace") for v in api.uploads.values())   # files: raw text, never escaped
     assert "&amp;" not in uploads and "&amp;amp;" not in reply_text(reply)     # messages: escaped once, for Slack
+
+
+def test_skipped_attachments_are_named_with_why(slack):
+    """Each attachment not read gets one line in the reply: too large, binary, unsupported type, download failed."""
+    api, url = slack
+    thread = "1700000030.000100"
+    api.files["binary.log"] = bytes(range(256)) * 8
+    api.files["big.txt"] = b"x" * (2 * 1024 * 1024 + 10)   # the metadata says small: the download finds it too large
+    files = [
+        {"id": "F1", "name": "huge.log", "size": 50 * 1024 * 1024, "url_private_download": api.base_url + "files/huge.log"},
+        {"id": "F2", "name": "binary.log", "size": 2048, "url_private_download": api.base_url + "files/binary.log"},
+        {"id": "F3", "name": "screenshot.png", "size": 1000, "url_private_download": api.base_url + "files/screenshot.png"},
+        {"id": "F4", "name": "gone.yaml", "size": 100, "url_private_download": api.base_url + "files/gone.yaml"},
+        {"id": "F5", "name": "big.txt", "size": 100, "url_private_download": api.base_url + "files/big.txt"},
+    ]
+    post_event(url, mention(seed_log(), ts=thread, files=files))
+    (reply,) = wait_replies(api, thread)
+    text = reply_text(reply)
+    lines = [ln for ln in str(reply.get("text") or "").splitlines() if ln.startswith("Skipped attachment")]
+    assert len(lines) == 5, text[:600]
+    by_name = {re.search(r"`([^`]+)`", ln).group(1): ln for ln in lines}
+    assert "larger than the 2 MiB limit" in by_name["huge.log"] and "larger than" in by_name["big.txt"]
+    assert "binary" in by_name["binary.log"]
+    assert "unsupported type" in by_name["screenshot.png"]
+    assert "download failed (HTTP 404)" in by_name["gone.yaml"]
+    assert "Primary cause" in text            # the log in the message is still diagnosed
+
+
+def test_only_skipped_attachments_get_just_those_lines(slack):
+    api, url = slack
+    thread = "1700000031.000100"
+    files = [{"id": "F1", "name": "photo.jpg", "size": 10, "url_private_download": api.base_url + "files/photo.jpg"}]
+    post_event(url, mention("", ts=thread, files=files))
+    (reply,) = wait_replies(api, thread)
+    assert reply_text(reply).startswith("Skipped attachment `photo.jpg`: unsupported type")
+
+
+def test_a_chinese_thread_gets_a_chinese_slack_summary(slack_bot):
+    api, url, conversation = slack_bot
+    thread = "1700000032.000100"
+    post_event(url, mention("训练时显存不足，帮我看看：\n" + seed_log(), ts=thread,
+                            files=[{"id": "F1", "name": "a.png", "size": 1, "url_private_download": api.base_url + "files/a.png"}]))
+    (reply,) = wait_replies(api, thread)
+    text = reply_text(reply)
+    assert "*主要原因：*" in text and "Primary cause" not in text
+    assert "跳过了附件 `a.png`" in text
+    labels = {e["text"]["text"] for b in (json.loads(reply["blocks"]) if isinstance(reply["blocks"], str) else reply["blocks"])
+              if b["type"] == "actions" for e in b["elements"]}
+    assert "为什么？" in labels and "Why?" not in labels

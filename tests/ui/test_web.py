@@ -322,3 +322,64 @@ def _queue_answer(web: str, joined, session_hash: str, what: str):
                 assert msg.get("success", True), msg
                 return msg["output"]["data"]
     raise AssertionError(f"no answer to {what}")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_browser_answer_opens_at_its_summary_and_long_lines_stay_inside(web, tmp_path):
+    """A long answer opens at its first line (the summary), not at its bottom; a config line of 400 characters wraps
+    inside the conversation and the fixed-config panel instead of running past them."""
+    from playwright.sync_api import expect, sync_playwright
+
+    log = (SEEDS / "moe-llava-phi2" / "train.log").read_text(encoding="utf-8")
+    config = (SEEDS / "moe-llava-phi2" / "finetune_moe.sh").read_text(encoding="utf-8")
+    long_path = "/data/" + "/".join(f"very_long_directory_name_{i}" for i in range(14)) + "/llava_instruct.json"
+    config = config.replace("--deepspeed ./scripts/zero2.json \\", f"--deepspeed ./scripts/zero2.json \\\n    --data_path {long_path} \\")
+    assert len(max(config.splitlines(), key=len)) > 400
+    path = tmp_path / "finetune_moe.sh"
+    path.write_text(config, encoding="utf-8")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(web, wait_until="domcontentloaded")
+            page.wait_for_selector("#input textarea", timeout=60_000)
+            page.locator("#input textarea").fill(log)
+            page.locator("#input input[type=file]").set_input_files(str(path))
+            expect(page.locator("#input [aria-label='File thumbnail']")).to_have_count(1, timeout=20_000)
+            page.locator("#input button.submit-button, #input button:has-text('Diagnose')").first.click()
+            expect(page.locator("#chat")).to_contain_text("ranked causes", timeout=120_000)
+            expect(page.locator("#fixed-config")).to_contain_text("very_long_directory_name_13", timeout=20_000)
+            page.wait_for_timeout(1000)
+            where = page.evaluate("""() => {
+                const rows = document.querySelectorAll('#chat .message-row.bot-row');
+                const row = rows[rows.length - 1];
+                const box = row.closest('[role=log]');
+                return {offset: row.getBoundingClientRect().top - box.getBoundingClientRect().top,
+                        scrollTop: box.scrollTop, bottom: box.scrollHeight - box.clientHeight, height: row.offsetHeight,
+                        boxHeight: box.clientHeight};
+            }""")
+            assert where["height"] > where["boxHeight"], where          # a long answer: its top and bottom differ
+            assert abs(where["offset"]) <= 4, where                      # its first line is at the top of the panel
+            assert where["scrollTop"] < where["bottom"] - 100, where     # not scrolled to its end
+            expect(page.locator("#chat .message-row.bot-row").last).to_contain_text("CUDA out of memory on GPU")
+            wide = page.evaluate("""() => {
+                const out = [];
+                for (const pre of document.querySelectorAll('#chat pre')) {
+                    const bubble = pre.closest('.message-row').getBoundingClientRect();
+                    const r = pre.getBoundingClientRect();
+                    if (pre.scrollWidth > pre.clientWidth + 1 || r.right > bubble.right + 1)
+                        out.push({text: pre.textContent.slice(0, 60), sw: pre.scrollWidth, cw: pre.clientWidth});
+                }
+                for (const id of ['#fixed-config', '#diff']) {
+                    const panel = document.querySelector(id);
+                    const scroller = panel && panel.querySelector('.cm-scroller');
+                    if (scroller && scroller.offsetParent !== null && scroller.scrollWidth > scroller.clientWidth + 1)
+                        out.push({panel: id, sw: scroller.scrollWidth, cw: scroller.clientWidth});
+                }
+                return out;
+            }""")
+            assert wide == [], wide
+            assert page.evaluate("document.querySelectorAll('#chat pre').length") >= 2   # the diff and the fixed config
+            _shot(page, "web-long-lines.png", tmp_path)
+        finally:
+            browser.close()
