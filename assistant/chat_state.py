@@ -77,7 +77,7 @@ def public_state(session_or_state: Session | SessionState, last_intents: Iterabl
 
     Hardware is what the user stated in the conversation (None when unsaid; the diagnosis has what the log and the
     config show); `gpu_memory_gib` is the stated memory, else the size in the named card's name ("A100-40GB" → 40);
-    `nodes` is a stated node count (no reader sets one yet, so None); `what_if` maps config keys to the values asked
+    `nodes` is a stated node count ("2 nodes x 8", "2机16卡"; None when unsaid); `what_if` maps config keys to the values asked
     for (public_what_if: a ZeRO stage as `zero_stage`, "use QLoRA" as finetuning_type lora + quantization_bit 4);
     `keep` uses KEEP_VOCABULARY. `last_intents` are
     the last turn's intents (Intent objects or names; the first that maps to a public word other than 'other' wins);

@@ -12,7 +12,16 @@ _KEEP_EN = r"(?:must|have to|need to|needs to|has to|should|want to|wanna|keep|s
 _NOCHANGE_EN = (r"(?:can't|cannot|can not|don't|do not|mustn't|must not|won't|not allowed to|unable to|no way to|shouldn't|"
                 r"i'd rather not)\s+(?:\w+\s+){0,2}?(?:change|reduce|lower|shorten|decrease|cut|touch|drop|modify|shrink|alter|go below)")
 _KEEP_ZH = r"(?:必须|一定要|只能|要保持|保持|得|需要|不变|要求)"
-_NOCHANGE_ZH = r"(?:不能|不可以|不要|不想|别|无法|不允许|不可)\s*(?:再)?\s*(?:改|缩短|减少|减小|降低|动|变|调小|调低|砍|截断)"
+_NOCHANGE_ZH = (r"(?:(?:不能|不可以|不要|不想|别|无法|不允许|不可)\s*(?:再)?\s*(?:改|缩短|减少|减小|降低|动|变|调小|调低|砍|截断|换)|"
+                r"不改|不动|不换|不减|不缩)")
+# said after the thing that must stay: "batch size别动", "deepspeed配置…我们改不了", "the model has to stay"
+_STAYS_AFTER = (r"(?:must (?:stay|remain|be)|has to (?:stay|remain|be)|have to (?:stay|remain|be)|is fixed|stays|can't change|cannot change|"
+                r"can't be (?:reduced|changed|lowered|touched)|cannot be (?:reduced|changed|lowered|touched)|is owned by|are owned by|"
+                r"stays? (?:at|the same)|不能|不可以|不要|必须|保持|维持|不变|固定|别动|别改|别碰|不能动|动不了|改不了|不能变|统一的|定死)")
+_EFFECTIVE_WORDS = (r"(?:(?:effective|global|total|overall)\s+(?:train(?:ing)?\s+)?batch(?:[ _]?size)?|train_batch_size|"
+                    r"(?:全局|总的?|有效|等效|整体)\s*(?:的)?\s*(?:batch(?:[ _]?size)?|批大小|批量)|卡数\s*[x×*]\s*bs)")
+_MODEL_WORDS = r"(?:(?:the |this |our )?model|模型)"
+_DS_WORDS = r"(?:deep\s?speed(?:\s*(?:config|配置|json))?|ds\s+config|ds配置|zero[ _-]?stage|zero配置)"
 _SEQ_WORDS = (r"(?:cutoff_len|cutoff|max_seq_length|max_seq_len|max_length|model_max_length|seq(?:uence)?[ _]?len(?:gth)?|"
               r"context(?: length| window| size)?|sequence|tokens|序列长度|序列|上下文长度|上下文|长度|截断长度)")
 _BATCH_WORDS = r"(?:per_device_train_batch_size|micro[ _-]?batch(?:[ _]size)?|batch[ _]?size|batch|bs|批大小|批次大小|批量)"
@@ -45,17 +54,31 @@ def constraint_intents(text: str) -> list[Intent]:
             or near_fwd(_KEEP_ZH, _SEQ_WORDS, 6)):
         if not re.search(r"what if|如果|假如|会怎样", low):
             keep.append("seq")
+    # the global (effective) batch must stay: said of the global batch, it is not the per-device one
+    effective = bool(re.search(_EFFECTIVE_WORDS, low))
+    if effective and (near_fwd(_KEEP_EN, _EFFECTIVE_WORDS, 30) or near_fwd(_NOCHANGE_EN, _EFFECTIVE_WORDS, 30)
+                      or near_fwd(_NOCHANGE_ZH, _EFFECTIVE_WORDS, 8) or near_fwd(_EFFECTIVE_WORDS, _STAYS_AFTER, 30)
+                      or near_fwd(r"keep\s+(?:the\s+)?", _EFFECTIVE_WORDS, 4)):
+        if not re.search(r"what if|如果|假如|会怎样", low):
+            keep.append("effective_batch")
+    # the model must stay (no smaller model)
+    if (near_fwd(_MODEL_WORDS, r"(?:(?:has to|must|needs to|should) (?:stay|remain|be)|can't change|cannot change|is fixed|不能换|不能改|不换|不变|必须)", 25)
+            or re.search(r"no (?:smaller|other|different) model|(?:can't|cannot|don't want to|won't) (?:use |switch to |go to )?(?:a )?(?:smaller|other|different) model|"
+                         r"(?:不改|不换|不能换|不能改|不要换|别换)\s*(?:成)?\s*(?:小)?模型|不能(?:用|换)?(?:更)?小的?模型", low)):
+        keep.append("model")
     # batch must stay
-    if (near_fwd(_KEEP_EN, _BATCH_WORDS, 30) or near_fwd(_NOCHANGE_EN, _BATCH_WORDS, 30) or near_fwd(_NOCHANGE_ZH, _BATCH_WORDS, 8)
-            or near_fwd(_BATCH_WORDS, r"(?:must (?:stay|remain|be)|has to (?:stay|remain|be)|is fixed|can't change|cannot change|"
-                        r"不能|不可以|不要|必须|保持不变|不变|固定)", 25)):
+    if not effective and (near_fwd(_KEEP_EN, _BATCH_WORDS, 30) or near_fwd(_NOCHANGE_EN, _BATCH_WORDS, 30) or near_fwd(_NOCHANGE_ZH, _BATCH_WORDS, 8)
+            or near_fwd(_BATCH_WORDS, _STAYS_AFTER, 25)):
         if not re.search(r"what if|如果|假如|会怎样", low):
             keep.append("batch")
     # no DeepSpeed
     if re.search(r"(?:no|without|can't use|cannot use|can not use|don't use|do not use|don't want|do not want|not allowed to use|"
-                 r"don't have|do not have|no access to)\s+(?:to use\s+)?deep\s?speed|deep\s?speed\s+(?:is\s+)?not\s+(?:available|allowed|an option|installed)|"
-                 r"(?:不用|不能用|不要|不想用|不使用|没有|没装|不支持)\s*deep\s?speed", low):
-        keep.append("no-deepspeed")
+                 r"don't have|do not have|no access to)\s+(?:to use\s+)?deep\s?speed|"
+                 r"deep\s?speed\s+(?:is\s+|was\s+)?(?:not|isn't|wasn't|is not|cannot be|can't be)\s+(?:available|allowed|an option|installed|supported|added)|"
+                 r"(?:不用|不能用|不要|不想用|不使用|没有|没装|不支持|没用)\s*deep\s?speed|deep\s?speed.{0,12}(?:装不了|不能装|没法装|用不了|没装)", low) \
+            or near_fwd(_NOCHANGE_EN, _DS_WORDS, 30) or near_fwd(_DS_WORDS, _STAYS_AFTER, 30) or near_fwd(_NOCHANGE_ZH, _DS_WORDS, 8):
+        if not re.search(r"what if|如果|假如|会怎样", low):
+            keep.append("no-deepspeed")
     # releases: "LoRA is fine", "you can change the batch", "可以用LoRA"
     if re.search(_LORA_WORDS + r"\s+(?:is|are)\s+(?:fine|ok|okay|acceptable|allowed)|(?<!不)(?:可以|能)\s*(?:用|使用)\s*" + _LORA_WORDS
                  + r"|don't need full|no longer need full|不需要全量|不必全量", low):

@@ -8,7 +8,7 @@ from typing import Any
 
 _ZH_DIGITS = {"零": 0, "一": 1, "二": 2, "两": 2, "俩": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _EN_NUMBERS = {"one": 1, "a": 1, "single": 1, "two": 2, "dual": 2, "three": 3, "four": 4, "five": 5, "six": 6,
-               "seven": 7, "eight": 8, "sixteen": 16, "ten": 10, "twelve": 12, "thirty-two": 32, "sixty-four": 64}
+               "seven": 7, "eight": 8, "sixteen": 16, "quad": 4, "twin": 2, "ten": 10, "twelve": 12, "thirty-two": 32, "sixty-four": 64}
 
 
 def zh_number(text: str) -> int | None:
@@ -28,7 +28,9 @@ def zh_number(text: str) -> int | None:
 
 def parse_count(text: str) -> int | None:
     """A count as users write it: 'four', 'dual', '四', '16'."""
-    text = text.lower().strip()
+    text = " ".join(text.lower().split())
+    if text == "a single":
+        return 1
     return _EN_NUMBERS.get(text) or zh_number(text)
 
 

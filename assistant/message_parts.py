@@ -23,8 +23,11 @@ _PARENT_KEY = re.compile(r"^[A-Za-z_][\w.-]{0,60}:[ \t]*$")   # "deepspeed_confi
 _FLAG_ANYWHERE = re.compile(r"""(?:^|[\s'"])--([A-Za-z_]\w{1,60})""")
 _KEY_LINE = re.compile(r'^\s*(?:--|"|-\s+)?([A-Za-z_][\w.]*)"?\s*(?:[:=]|\s+\S)', re.M)
 # A launcher run as a command (not a `deepspeed:` key): at a line start, after `nohup`/env assignments, or after `&&`.
-_LAUNCH = re.compile(r"(?:^|&&|;|\bnohup)[ \t]*(?:[A-Z_][A-Z0-9_]*=\S*[ \t]+)*(?:torchrun|deepspeed|accelerate launch|"
-                     r"llamafactory-cli|python3? -m torch\.distributed|python3? [\w./-]+\.py|swift sft|axolotl)\b(?![ \t]*:)",
+# `torchrun`/`deepspeed` are also words of prose ("deepspeed isn't installed"): as commands they are followed by an
+# option, a path or script, a variable, a line continuation, or nothing.
+_LAUNCH = re.compile(r"(?:^|&&|;|\bnohup)[ \t]*(?:[A-Z_][A-Z0-9_]*=\S*[ \t]+)*"
+                     r"(?:(?:torchrun|deepspeed)(?=[ \t]*\\?$|[ \t]+(?:-|\$|\S*[./]))|(?:accelerate launch|"
+                     r"llamafactory-cli|python3? -m torch\.distributed|python3? [\w./-]+\.py|swift sft|axolotl)\b(?![ \t]*:))",
                      re.M)
 _LOG_LINE = re.compile(
     r"Traceback \(most recent call last\)|^\s*File \".*\", line \d+|\d{2}:\d{2}:\d{2}|^\[(?:INFO|WARNING|ERROR|rank\d+)|"

@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 from ..tools.errors import InputError
+from ..tools.gpus import gpu_family, sized_variant
+from .diagnosis import StatedFact
 from .intent_types import Intent
+from .intent_what_if import public_key, setup_field
 from .message_parts import MessagePart, config_name_for, is_deepspeed_config, referenced_deepspeed
 from .session import Feedback, SessionState
 from .texts import tr
@@ -16,7 +19,7 @@ MAX_CONFIG_CHARS = 2 * 1024 * 1024  # same limit as the CLI's config reader
 MAX_CONFIGS = 8
 MARGIN_STEP = 0.10   # each "still OOM" leaves 10% more of the GPU unplanned (the estimate was optimistic)
 MIN_MARGIN = 0.60
-_VALID_KEEP = ("full", "seq", "batch", "no-deepspeed")
+_VALID_KEEP = ("full", "seq", "batch", "no-deepspeed", "effective_batch", "model")
 
 
 def absorb_part(state: SessionState, part: MessagePart) -> str:
@@ -64,15 +67,30 @@ def apply_intent(state: SessionState, intent: Intent, *, default_margin: float, 
     if intent.name == "set_hardware":
         said = []
         if s.get("gpu") or s.get("gpu_text"):
-            req.gpu = s.get("gpu") or s.get("gpu_text")
-            req.gpu_memory_gib = s.get("memory_gib")
+            name = s.get("gpu") or s.get("gpu_text")
+            if s.get("bare") and req.gpu and gpu_family(req.gpu) == gpu_family(name):
+                name = req.gpu   # a bare "A100" never overrides the A100 variant already known
+            elif s.get("bare") and not req.gpu and req.gpu_memory_gib and (v := sized_variant(name, req.gpu_memory_gib)):
+                name = v.name    # "A100" after "each card has 80GB": the variant with that memory
+            if name != req.gpu:
+                req.gpu = name
+                req.gpu_memory_gib = s.get("memory_gib")
+            elif s.get("memory_gib"):
+                req.gpu_memory_gib = s["memory_gib"]
             said.append(req.gpu + (f" ({s['memory_gib']:g} GiB)" if s.get("memory_gib") else ""))
         elif s.get("memory_gib"):
-            req.gpu_memory_gib = s["memory_gib"]
+            variant = sized_variant(req.gpu, s["memory_gib"]) if req.gpu else None
+            if variant is not None:
+                req.gpu, req.gpu_memory_gib = variant.name, None   # "the 80G ones" of a known A100 → A100-80GB
+            else:
+                req.gpu_memory_gib = s["memory_gib"]
             said.append(tr(lang, "ch_per_gpu", gib=f"{s['memory_gib']:g}"))
         if s.get("count"):
             req.num_gpus = int(s["count"])
             said.insert(0, f"{req.num_gpus} ×")
+        if s.get("nodes"):
+            said.append(f"× {int(s['nodes'])} nodes")
+        _set_nodes(req, s.get("nodes"))
         return tr(lang, "ch_hardware", what=" ".join(said))
     if intent.name == "set_host_ram":
         req.host_ram_gib = float(s["host_ram_gib"])
@@ -88,8 +106,12 @@ def apply_intent(state: SessionState, intent: Intent, *, default_margin: float, 
         req.keep = [k for k in req.keep if k not in s.get("release", [])]
         return tr(lang, "ch_released", released=", ".join(s.get("release", [])))
     if intent.name == "what_if":
-        state.overrides[s["key"]] = s["value"]
-        return tr(lang, "ch_what_if", key=s["key"], value=s["value"])
+        key = public_key(s["key"])
+        field = setup_field(key)
+        for other in [k for k in state.overrides if k != key and field is not None and setup_field(k) == field]:
+            state.overrides.pop(other)   # "max_seq_length" said before "cutoff_len": one setting, one what-if
+        state.overrides[key] = s["value"]
+        return tr(lang, "ch_what_if", key=key, value=s["value"])
     if intent.name == "undo":
         dropped = what_if_values(state)
         state.overrides.clear()
@@ -112,6 +134,21 @@ def apply_intent(state: SessionState, intent: Intent, *, default_margin: float, 
                 return tr(lang, "ch_margin", before=f"{current:.0%}", after=f"{state.margin:.0%}")
         return None
     return None
+
+
+def _set_nodes(req, nodes: int | None) -> None:
+    """Record a stated node count (a `num_nodes` fact); with nodes known, the data-parallel world is the GPUs per node
+    (`num_gpus`, as the user says it) times the nodes, stated as a `num_gpus` fact the setup applies last."""
+    if nodes:
+        req.facts = [f for f in req.facts if f.field != "num_nodes"]
+        req.facts.append(StatedFact(field="num_nodes", value=int(nodes), said="nodes stated in the conversation"))
+    stated = next((f for f in reversed(req.facts) if f.field == "num_nodes"), None)
+    req.facts = [f for f in req.facts if not (f.field == "num_gpus" and f.said == _WORLD_SAID)]
+    if stated is not None and req.num_gpus:
+        req.facts.append(StatedFact(field="num_gpus", value=int(req.num_gpus) * int(stated.value), said=_WORLD_SAID))
+
+
+_WORLD_SAID = "GPUs per node x nodes stated in the conversation"
 
 
 def _has_memory_error(text: str) -> bool:

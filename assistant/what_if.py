@@ -48,7 +48,7 @@ def _apply_overrides(state: SessionState, name: str, text: str, extras: dict[str
     notes: list[str] = []
     unapplied: list[str] = []
     for key, value in state.overrides.items():
-        change = _override_change(doc, key, value)
+        change = _offload_changes(doc, value) if setup_field(key) == "offload" else _override_change(doc, key, value)
         if change is None:
             if setup_field(key) is None:
                 notes.append(f"`{key}` is not in your config and the calculator does not model it: it does not change the estimate")
@@ -56,7 +56,7 @@ def _apply_overrides(state: SessionState, name: str, text: str, extras: dict[str
                 notes.append(f"`{key}` is not a setting your config can carry; the what-if is estimated with the calculator only")
             unapplied.append(key)
             continue
-        changes.append(change)
+        changes.extend(change if isinstance(change, list) else [change])
     if state.method:
         method_changes = _method_changes(doc.format, doc.settings, state.method)
         if method_changes is None:
@@ -84,6 +84,9 @@ def calculator_what_if(state: SessionState, margin: float) -> dict[str, Any] | N
     values: dict[str, Any] = {}
     for key, value in state.overrides.items():
         field = setup_field(key)
+        if key in state.unapplied and field == "offload" and value in OFFLOAD_FIELDS:
+            values.update(offload_fields(value, setup.zero_stage))
+            continue
         if key not in state.unapplied or field is None or field not in type(setup).model_fields:
             continue
         values[field] = _setup_value(field, value)
@@ -149,6 +152,43 @@ def _override_change(doc, key: str, value: Any) -> ConfigChange | None:
     if real is None:
         return None
     return ConfigChange(key=real, from_value=doc.settings.get(real), to_value=value, rationale=why)
+
+
+# The offload what-if's values ("optimizer", "all", "none") → the setup's offload facts (DeepSpeed ZeRO-Offload).
+OFFLOAD_FIELDS = {"none": (False, False), "optimizer": (True, False), "all": (True, True)}
+
+
+def offload_fields(value: str, zero_stage: int) -> dict[str, Any]:
+    """The setup facts of an offload what-if: optimizer offload needs ZeRO-2 or 3, parameter offload ZeRO-3
+    (DeepSpeed's ZeRO-Offload / ZeRO-Infinity), so the stage rises to what the offload needs."""
+    opt, param = OFFLOAD_FIELDS[value]
+    out: dict[str, Any] = {"offload_optimizer": opt, "offload_param": param}
+    need = 3 if param else 2 if opt else 0
+    if zero_stage < need:
+        out["zero_stage"] = need
+    return out
+
+
+def _offload_changes(doc, value: Any) -> list[ConfigChange] | None:
+    """The DeepSpeed JSON edits of an offload what-if: the devices of offload_optimizer / offload_param, and the ZeRO
+    stage the offload needs (None without a DeepSpeed config to edit: the calculator answers alone)."""
+    if doc.deepspeed is None or value not in OFFLOAD_FIELDS:
+        return None
+    zero = doc.deepspeed.get("zero_optimization") or {}
+    stage = zero.get("stage") if isinstance(zero.get("stage"), int) else 0
+    facts = offload_fields(value, stage)
+    why = "what-if asked in the conversation"
+    changes = []
+    for name, on in (("offload_optimizer", facts["offload_optimizer"]), ("offload_param", facts["offload_param"])):
+        current = (zero.get(name) or {}).get("device") if isinstance(zero.get(name), dict) else None
+        wanted = "cpu" if on else "none"
+        if current != wanted and (on or current not in (None, "none")):
+            changes.append(ConfigChange(key=f"zero_optimization.{name}.device", from_value=current, to_value=wanted,
+                                        rationale=why, target="deepspeed"))
+    if "zero_stage" in facts:
+        changes.append(ConfigChange(key="zero_optimization.stage", from_value=zero.get("stage"), to_value=facts["zero_stage"],
+                                    rationale=why, target="deepspeed"))
+    return changes
 
 
 def _method_changes(fmt: str, settings: dict[str, Any], method: str) -> list[ConfigChange] | None:

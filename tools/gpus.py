@@ -25,20 +25,27 @@ _CATALOG: list[tuple[tuple[str, ...], GPUSpec]] = [
     (("h200",), GPUSpec(name="H200-141GB", memory_bytes=int(139.8 * GiB))),
     (("h100 nvl", "h100-94", "h100 94"), GPUSpec(name="H100-NVL-94GB", memory_bytes=int(93.1 * GiB))),
     (("h100-96", "h100 96", "gh200"), GPUSpec(name="H100-96GB", memory_bytes=int(94.5 * GiB))),
-    (("h100", "h800"), GPUSpec(name="H100-80GB", memory_bytes=int(79.18 * GiB))),
+    # the China-market export variants (A800, H800, H20) are their own products with their own names
+    (("h800",), GPUSpec(name="H800-80GB", memory_bytes=int(79.18 * GiB))),
+    (("h100",), GPUSpec(name="H100-80GB", memory_bytes=int(79.18 * GiB))),
     (("h20",), GPUSpec(name="H20-96GB", memory_bytes=int(94.5 * GiB))),
-    (("a100-80", "a100 80", "a100-sxm4-80", "a100-pcie-80", "a800-80", "a800 80", "a800"),
-     GPUSpec(name="A100-80GB", memory_bytes=int(79.15 * GiB))),
+    (("a800-40", "a800 40"), GPUSpec(name="A800-40GB", memory_bytes=int(39.39 * GiB))),
+    (("a800",), GPUSpec(name="A800-80GB", memory_bytes=int(79.15 * GiB))),
+    (("a100-80", "a100 80", "a100-sxm4-80", "a100-pcie-80"), GPUSpec(name="A100-80GB", memory_bytes=int(79.15 * GiB))),
     (("a100",), GPUSpec(name="A100-40GB", memory_bytes=int(39.39 * GiB))),
-    (("l40s", "l40"), GPUSpec(name="L40S-48GB", memory_bytes=int(44.39 * GiB))),
+    (("l40s",), GPUSpec(name="L40S-48GB", memory_bytes=int(44.39 * GiB))),
+    (("l40",), GPUSpec(name="L40-48GB", memory_bytes=int(44.39 * GiB))),
+    (("l20",), GPUSpec(name="L20-48GB", memory_bytes=int(44.39 * GiB))),
     (("a6000", "rtx 6000 ada", "rtx6000"), GPUSpec(name="RTX-A6000-48GB", memory_bytes=int(47.54 * GiB))),
     (("a40",), GPUSpec(name="A40-48GB", memory_bytes=int(44.35 * GiB))),
     (("5090",), GPUSpec(name="RTX-5090-32GB", memory_bytes=int(31.36 * GiB))),
+    (("4090d", "4090 d"), GPUSpec(name="RTX-4090D-24GB", memory_bytes=int(23.64 * GiB))),
     (("4090",), GPUSpec(name="RTX-4090-24GB", memory_bytes=int(23.64 * GiB))),
     (("3090",), GPUSpec(name="RTX-3090-24GB", memory_bytes=int(23.69 * GiB))),
     (("a10g", "a10"), GPUSpec(name="A10-24GB", memory_bytes=int(22.19 * GiB))),
     (("l4",), GPUSpec(name="L4-24GB", memory_bytes=int(22.03 * GiB))),
     (("4080",), GPUSpec(name="RTX-4080-16GB", memory_bytes=int(15.7 * GiB))),
+    (("3080",), GPUSpec(name="RTX-3080-10GB", memory_bytes=int(9.77 * GiB))),
     (("v100-32", "v100 32", "v100-sxm2-32"), GPUSpec(name="V100-32GB", memory_bytes=int(31.74 * GiB), bf16=False)),
     (("v100",), GPUSpec(name="V100-16GB", memory_bytes=int(15.77 * GiB), bf16=False)),
     (("t4",), GPUSpec(name="T4-16GB", memory_bytes=int(14.75 * GiB), bf16=False)),
@@ -55,7 +62,7 @@ LARGEST_GPU_BYTES = max(spec.memory_bytes for _, spec in _CATALOG)
 # at a prefix (h200 before h20, l40s before l4): the one list every text reader (log cues, the user's words, the
 # knowledge-base extractor) matches, each with its own context rules around it. Consumer cards (RTX 3090, 4090 Ti)
 # are numbers that need a marker, which each reader adds itself.
-DATACENTER_GPU_PATTERN = (r"gh200|h200|h100(?:\s*nvl)?|h800|h20|a100|a800|a6000|a40|a10g|a10|l40s|l40|l4|v100|p100|p40|t4|"
+DATACENTER_GPU_PATTERN = (r"gh200|h200|h100(?:\s*nvl)?|h800|h20|a100|a800|a6000|a40|a10g|a10|l40s|l40|l20|l4|v100|p100|p40|t4|"
                           r"mi300x|mi300|mi250x|mi250")
 
 _MEM_IN_NAME = re.compile(r"(\d{2,3})\s*G(?:i?B)?\b", re.IGNORECASE)
@@ -75,10 +82,8 @@ def lookup_gpu(name: str, memory_gib: float | None = None) -> GPUSpec | None:
     for needles, spec in _CATALOG:
         if any(n in key for n in needles):
             found = spec
-            if size and int(size.group(1)) in (40, 80) and "a100" in key:
-                found = _by_name("A100-80GB" if size.group(1) == "80" else "A100-40GB")
-            if size and "v100" in key:
-                found = _by_name("V100-32GB" if size.group(1) == "32" else "V100-16GB")
+            if size:  # a size written in the name picks the variant sold with that memory ('A100 80G', 'V100 32GB')
+                found = sized_variant(spec.name, int(size.group(1))) or found
             break
     if found is None and _APPLE.search(key):
         found = _apple_silicon(key, size)
@@ -104,6 +109,20 @@ def _apple_silicon(key: str, size: re.Match | None) -> GPUSpec | None:
     total = int(size.group(1))
     return GPUSpec(name=f"Apple {label} ({total} GB unified)", memory_bytes=int(total * APPLE_GPU_SHARE * GiB),
                    vendor="apple")
+
+
+def gpu_family(name: str) -> str:
+    """The model a catalogue name is a variant of, without its memory: 'A100-80GB' → 'A100', 'RTX-4090-24GB' →
+    'RTX-4090', 'V100-16GB' → 'V100' (a name without a size is its own family)."""
+    return re.sub(r"-\d{1,3}GB$", "", name.strip(), flags=re.IGNORECASE)
+
+
+def sized_variant(name: str, memory_gib: float) -> GPUSpec | None:
+    """The catalogue card of `name`'s family sold with `memory_gib` (nominal GB): ('A100-40GB', 80) → A100-80GB,
+    ('V100', 32) → V100-32GB; None when the family has no such variant."""
+    family = gpu_family(name).lower()
+    want = f"{family}-{int(round(memory_gib))}gb"
+    return next((spec for _, spec in _CATALOG if spec.name.lower() == want), None)
 
 
 def _by_name(name: str) -> GPUSpec:

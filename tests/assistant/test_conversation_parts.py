@@ -148,3 +148,19 @@ def test_a_paste_of_log_and_configs_diagnoses_like_the_files(seed, tmp_path):
     assert as_paste.primary_cause == as_files.primary_cause and as_paste.fixed_config == as_files.fixed_config
     assert [(c.key, c.to_value) for c in as_paste.fixes] == [(c.key, c.to_value) for c in as_files.fixes]
     assert as_paste.setup.zero_stage == as_files.setup.zero_stage
+
+
+@pytest.mark.parametrize("text", ["deepspeed isn't installed on our cluster and I can't add it",
+                                  "torchrun is not allowed here, only plain python"])
+def test_a_launcher_named_in_prose_is_chat_not_a_config(text):
+    from ask_oom.assistant.message_parts import split_message
+
+    assert [p.kind for p in split_message(text)] == ["chat"]
+
+
+@pytest.mark.parametrize("text", ["deepspeed --num_gpus 8 train.py --bf16", "deepspeed train.py --deepspeed ds.json",
+                                  "CUDA_VISIBLE_DEVICES=0,1 torchrun --nproc_per_node 2 train.py \\\n  --bf16 True"])
+def test_a_launcher_command_is_still_a_config(text):
+    from ask_oom.assistant.message_parts import split_message
+
+    assert "config" in [p.kind for p in split_message(text)]

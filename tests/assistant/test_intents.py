@@ -17,7 +17,7 @@ def names(text: str) -> list[str]:
     ("我有4张A100 40G", "A100-40GB", 4, None),
     ("we run on 8 x H100 80GB", "H100-80GB", 8, None),
     ("A100 80G * 8", "A100-80GB", 8, None),
-    ("8卡A800", "A100-80GB", 8, None),
+    ("8卡A800", "A800-80GB", 8, None),
     ("两张4090", "RTX-4090-24GB", 2, None),
     ("单卡3090", "RTX-3090-24GB", 1, None),
     ("I'm on a single 4090", "RTX-4090-24GB", 1, None),
