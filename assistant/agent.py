@@ -59,6 +59,7 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
     margin = request.margin or getattr(settings, "gpu_margin", None) or DEFAULT_MARGIN
     sized = _sized_step(request, report, setup)
     estimate = _estimate(setup, sized, margin, notes)
+    dataset = _dataset(request, doc, setup, estimate, margin) if request.dataset is not None else None
     hits = _retrieve(report, setup, index, settings, mode, notes, request.log_text) if request.retrieve and has_log else []
     signals = collect_signals(report if has_log else None, setup, estimate, hits, trend, cues)
     causes = score_signals(signals)
@@ -104,6 +105,7 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
         fixed_deepspeed=plan.fixed_deepspeed if plan is not None else None, diff=plan.diff if plan is not None else "",
         estimate_after=plan.estimate_after if plan is not None else None, fits_after=_verified_fit(plan, setup),
         assumptions=assumptions(setup), questions=questions(report, setup, doc, causes) if has_log else [], notes=notes,
+        reconciliation=_reconcile(request, estimate), ranks=_ranks(request) if has_log else None, dataset=dataset,
     )
     return d.model_copy(update={"summary": _summary(d, has_log)})
 
@@ -230,6 +232,48 @@ def _plan(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[RootCau
     except Exception as exc:  # noqa: BLE001 - the diagnosis stands without a plan; say why
         _aid_failed(notes, "fix planner failed", exc)
         return None
+
+
+def _reconcile(request: DiagnoseRequest, estimate: MemoryEstimate | None):
+    """The snapshots the door read, held against the calculator's components (None without snapshots)."""
+    from ..tools.snapshot import reconcile
+
+    return reconcile(request.snapshots, estimate) if request.snapshots else None
+
+
+def _ranks(request: DiagnoseRequest):
+    """Per-rank numbers from a log where several ranks printed an OOM (the snapshots' table wins when given)."""
+    from ..tools.snapshot import ranks_from_log
+
+    return None if request.snapshots else ranks_from_log(request.log_text)
+
+
+def _dataset(request: DiagnoseRequest, doc: ConfigDocument | None, setup: TrainingSetup,
+             estimate: MemoryEstimate | None, margin: float):
+    """Profile the dataset (the config's entries and length settings) and size its worst batch against the budget.
+    A dataset that cannot be read is bad input (InputError), like an unreadable config."""
+    from pathlib import Path
+
+    from ..tools.dataset import profile_dataset, worst_case
+    from ..tools.root_causes.facts import observed
+    from .diagnosis import DatasetReport
+
+    spec = request.dataset
+    settings = doc.settings if doc is not None else {}
+    names = spec.names or [n.strip() for n in str(settings.get("dataset") or "").split(",") if n.strip()] or None
+    tokenizer_dir = spec.tokenizer_dir
+    model_path = setup.model_name or ""
+    if tokenizer_dir is None and model_path and (Path(model_path) / "tokenizer.json").is_file():
+        tokenizer_dir = model_path
+    family = setup.model.model_type if setup.model is not None else setup.model_name
+    profile = profile_dataset(spec.path, dataset_names=names, tokenizer_dir=tokenizer_dir, model_family=family,
+                              cutoff_len=setup.seq_len if observed(setup, "seq_len") else None, packing=setup.packing,
+                              image_max_pixels=setup.image_max_pixels)
+    verdict = None
+    if setup.model is not None:
+        budget = estimate.budget_bytes if estimate is not None else None
+        verdict = worst_case(profile, setup, margin=margin, budget_bytes=budget, steps=spec.steps)
+    return DatasetReport(profile=profile, verdict=verdict)
 
 
 def _aid_failed(notes: list[str], what: str, exc: Exception) -> None:

@@ -42,6 +42,10 @@ def compose_markdown(state: SessionState, kind: str, intents: list[Intent], chan
     if d is not None and (full_report or "show_report" in names):
         out.append(_render(d, state.language))
     elif new_diagnosis and d is not None:
+        if kind == "snapshot":   # what the snapshots held against the prediction: the reason they were given
+            from .render import evidence_sections
+
+            out.extend(evidence_sections(d, state.language or "en"))
         out.extend(follow_up_delta(state, d, with_peak=not said_peak))
     elif "show_report" in names:
         out.append(localized(state, "nothing_yet"))

@@ -58,8 +58,10 @@ class Conversation:
 
     # -- public -----------------------------------------------------------------------------
 
-    def handle(self, session_id: str, message: str, files: dict[str, str] | None = None) -> Reply:
-        """Apply one user turn to the session and answer it. Bad input is answered, never raised."""
+    def handle(self, session_id: str, message: str, files: dict[str, str] | None = None,
+               snapshots: list | None = None) -> Reply:
+        """Apply one user turn to the session and answer it. Bad input is answered, never raised. `snapshots` are
+        memory snapshots the door read (tools.snapshot.SnapshotSummary): they join the session's, one per rank."""
         try:
             check_session_id(session_id)
             files = text_files(files)
@@ -71,7 +73,7 @@ class Conversation:
                          error=f"input too large: {size / 2**20:.1f} MiB (limit {self.settings.max_upload_bytes / 2**20:.0f} MiB)",
                          markdown=f"**Input too large** ({size / 2**20:.1f} MiB, limit {self.settings.max_upload_bytes / 2**20:.0f} MiB): "
                                   "paste the traceback and the ~200 lines before it, and attach the config.")
-        return self._locked_turn(session_id, lambda session: self._turn(session, message or "", files))
+        return self._locked_turn(session_id, lambda session: self._turn(session, message or "", files, snapshots))
 
     def act(self, session_id: str, action: Action | str) -> Reply:
         """Perform a button's action (an `Action` or its value) as its intent would, without the intent parser and
@@ -132,15 +134,15 @@ class Conversation:
                      markdown=unknown_action(state, name), diagnosis=state.diagnosis,
                      suggestions=suggestions(state), suggestion_actions=suggestion_actions(state))
 
-    def _turn(self, session: Session, message: str, files: dict[str, str] | None) -> Reply:
+    def _turn(self, session: Session, message: str, files: dict[str, str] | None, snapshots: list | None = None) -> Reply:
         """A typed turn: split the message, parse its chat into intents, follow the user's language, answer."""
         before = session.state.model_copy(deep=True)
         parts = split_message(message, files)
         chat = "\n".join(p.text for p in parts if p.kind == "chat").strip()
         intents = parse_followups(chat) if chat else []
         _note_language(session.state, message, chat)
-        said = message or " ".join((files or {}).keys())
-        return self._answer(session, before, parts, intents, said, chat or message)
+        said = message or " ".join([*(files or {}).keys(), *(s.name for s in snapshots or [])])
+        return self._answer(session, before, parts, intents, said, chat or message, snapshots)
 
     def _action_turn(self, session: Session, action: Action) -> Reply:
         """A button turn: the action's intent, no parser, the session's language kept; history records the words
@@ -151,7 +153,7 @@ class Conversation:
         return self._answer(session, before, [], [intent], said, said)
 
     def _answer(self, session: Session, before: SessionState, parts: list[MessagePart], intents: list[Intent],
-                said: str, question: str) -> Reply:
+                said: str, question: str, snapshots: list | None = None) -> Reply:
         """Apply the turn's parts and intents to the state and answer it; `said` is the user's turn as the history
         keeps it, `question` what an LLM answer replies to."""
         state = session.state
@@ -164,7 +166,7 @@ class Conversation:
             return self._reply(session.state, sid, localized(state, "reset"), "reset", intents)
 
         try:
-            changed, notes, new_diagnosis = self._update(state, parts, intents)
+            changed, notes, new_diagnosis = self._update(state, parts, intents, snapshots)
         except InputError as exc:
             session.state = before
             session.state.add_turn("user", said, "error")
@@ -184,7 +186,7 @@ class Conversation:
             state.add_turn("assistant", probe_md, "run_probe")
             return self._reply(state, sid, probe_md, "run_probe", intents, show=False)
 
-        kind = _turn_kind(parts, intents)
+        kind = "snapshot" if snapshots and not any(p.kind in ("log", "config") for p in parts) else _turn_kind(parts, intents)
         what_if = None
         if new_diagnosis or kind in ("what_if", "switch_method"):
             what_if = calculator_what_if(state, self.settings.gpu_margin)
@@ -199,12 +201,18 @@ class Conversation:
         return self._reply(state, sid, markdown, kind, intents, show=new_diagnosis, what_if=what_if, notes=notes,
                            answered_by=answered_by)
 
-    def _update(self, state: SessionState, parts: list[MessagePart],
-                intents: list[Intent]) -> tuple[list[str], list[str], bool]:
-        """Absorb the turn's logs / configs and intents into the state and re-plan when they change the plan.
-        Returns what changed (in words), the re-plan's notes, and whether there is a new diagnosis."""
+    def _update(self, state: SessionState, parts: list[MessagePart], intents: list[Intent],
+                snapshots: list | None = None) -> tuple[list[str], list[str], bool]:
+        """Absorb the turn's logs / configs, snapshots and intents into the state and re-plan when they change the
+        plan. Returns what changed (in words), the re-plan's notes, and whether there is a new diagnosis."""
         changed: list[str] = []
         replan = False
+        if snapshots:
+            new_ranks = {s.rank for s in snapshots}
+            kept = [s for s in state.request.snapshots if s.rank not in new_ranks]
+            state.request = state.request.model_copy(update={"snapshots": kept + list(snapshots)})
+            changed.append("memory snapshot(s): " + ", ".join(s.name for s in snapshots))
+            replan = True
         for part in parts:
             if part.kind != "chat":
                 changed.append(absorb_part(state, part))

@@ -7,6 +7,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ..tools.configs.schema import ConfigChange
+from ..tools.dataset import DatasetProfile, DatasetVerdict
+from ..tools.snapshot import RankTable, Reconciliation, SnapshotSummary
 from ..tools.labels import RootCause
 from ..tools.root_causes.signals import Signal
 from ..tools.memory.schema import MemoryEstimate
@@ -66,6 +68,10 @@ class Diagnosis(BaseModel):
     questions: list[Question] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     probe: dict | None = Field(default=None, description="live CUDA probe result, when one ran")
+    reconciliation: Reconciliation | None = Field(
+        default=None, description="memory snapshots (one per rank) against the calculator, component by component")
+    ranks: RankTable | None = Field(default=None, description="per-rank OOM numbers when several ranks printed one")
+    dataset: "DatasetReport | None" = Field(default=None, description="the dataset's worst case (--dataset)")
     signals: list[Signal] = Field(default_factory=list,
                                   description="every piece of evidence the ranking weighed: rule (its key in the weights "
                                               "table), label, value, reason, support or discount")
@@ -83,6 +89,23 @@ class Diagnosis(BaseModel):
         switched = next((c.to_value for c in self.fixes if c.key == "deepspeed" and isinstance(c.to_value, str)), None)
         name = switched or (self.config.deepspeed_name if self.config else None) or "ds_config.json"
         return name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+
+
+class DatasetReport(BaseModel):
+    """The dataset's token distribution and its worst batch against the budget (tools/dataset)."""
+
+    profile: DatasetProfile
+    verdict: DatasetVerdict | None = Field(default=None, description="None without a model to size the batch with")
+
+
+class DatasetSource(BaseModel):
+    """A dataset to profile (--dataset): a file or a LLaMA-Factory data directory, the entries to read, a tokenizer."""
+
+    path: str
+    names: list[str] = Field(default_factory=list, description="dataset_info.json entries (default: the config's `dataset`)")
+    tokenizer_dir: str | None = Field(default=None, description="a local model directory with tokenizer.json (default: "
+                                                                "the config's model path, when it is one)")
+    steps: int | None = Field(default=None, description="the run's length in steps, for the chance of meeting a worst sample")
 
 
 class StatedFact(BaseModel):
@@ -114,3 +137,9 @@ class DiagnoseRequest(BaseModel):
     mode: Literal["auto", "train", "eval"] = Field(default="auto", description="the step to size; auto reads it from the log")
     retrieve: bool = Field(default=True, description="look up similar documented cases (their labels count as weak evidence)")
     plan: bool = Field(default=True, description="plan fixes and rewrite the config")
+    snapshots: list[SnapshotSummary] = Field(default_factory=list,
+                                             description="memory snapshots the door read (tools.snapshot), one per rank")
+    dataset: DatasetSource | None = Field(default=None, description="a dataset whose worst batch to size")
+
+
+Diagnosis.model_rebuild()

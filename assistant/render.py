@@ -42,6 +42,7 @@ def render_markdown(d: Diagnosis, language: str | None = "en") -> str:
     parts += _what_ran_out(d, lang)
     parts += _causes(d, lang)
     parts += _estimates(d, lang)
+    parts += evidence_sections(d, lang)
     parts += _changes(d, lang)
     if d.diff.strip():
         parts += [tr(lang, "rp_diff"), "", "```diff", d.diff.rstrip("\n"), "```", ""]
@@ -59,6 +60,25 @@ def render_markdown(d: Diagnosis, language: str | None = "en") -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
+
+
+def evidence_sections(d: Diagnosis, lang: str = "en") -> list[str]:
+    """What the run left behind beside the log, each as its tool renders it: the snapshots held against the
+    calculator, the per-rank table, and the dataset's worst batch."""
+    out: list[str] = []
+    if d.reconciliation is not None:
+        from ..tools.snapshot import render_markdown as render_snapshots
+
+        out += [tr(lang, "rp_snapshots"), "", render_snapshots(d.reconciliation).rstrip("\n"), ""]
+    if d.ranks is not None:
+        from ..tools.snapshot import render_rank_table
+
+        out += [tr(lang, "rp_ranks"), ""] + render_rank_table(d.ranks) + [""]
+    if d.dataset is not None:
+        from ..tools.dataset import render_markdown as render_dataset
+
+        out += [tr(lang, "rp_dataset"), "", render_dataset(d.dataset.profile, d.dataset.verdict).rstrip("\n"), ""]
+    return out
 
 
 def _what_ran_out(d: Diagnosis, lang: str = "en") -> list[str]:

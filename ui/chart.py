@@ -16,7 +16,8 @@ COLOURS = {
     "weights": "#4e79a7", "gradients": "#f28e2b", "optimizer_states": "#e15759", "master_weights": "#76b7b2",
     "activations": "#59a14f", "attention_scores": "#edc948", "logits_and_loss": "#b07aa1",
     "vision_activations": "#ff9da7", "optimizer_temporaries": "#9c755f", "eval_accumulated": "#bab0ac",
-    "allocator_reserve": "#d3d3d3",
+    "allocator_reserve": "#d3d3d3", "kv_cache": "#86bcb6", "kv_cache_pool": "#86bcb6", "reference_weights": "#a0cbe8",
+    "reference_logits": "#d4a6c8", "fragmentation": "#c9c9c9", "unattributed": "#8c8c8c",
 }
 
 _W, _H, _PAD_L, _PAD_B, _PAD_T, _BAR_W = 640, 300, 56, 36, 16, 90
@@ -30,13 +31,19 @@ _LABEL_GAP = 2         # px between two stacked labels
 
 
 def memory_chart_svg(before: MemoryEstimate | None, after: MemoryEstimate | None, capacity_bytes: int | None,
-                     budget_bytes: int | None = None) -> str:
+                     budget_bytes: int | None = None, held: list[tuple[str, dict[str, int]]] | None = None) -> str:
     """Stacked bars (GiB) of the estimate before and after the fix against the GPU's capacity
-    (red) and the planner's budget (orange: capacity x margin - CUDA context)."""
-    bars = [(label, est) for label, est in (("before", before), ("after", after)) if est is not None]
+    (red) and the planner's budget (orange: capacity x margin - CUDA context); `held` adds one bar per memory snapshot
+    (label, component → bytes held), beside the prediction it is compared with."""
+    bars = [(label, [(c.name, c.bytes) for c in est.breakdown.components], est.peak_bytes, _verdict(est))
+            for label, est in (("before" if not held else "predicted", before), ("after", after)) if est is not None]
+    bars[1:1] = [(label, list(parts.items()), sum(parts.values()), "") for label, parts in held or []]
     if not bars:
         return '<div class="ask-oom-chart empty">No memory estimate yet: paste a config or name the model.</div>'
-    top = max([est.peak_bytes for _, est in bars] + [capacity_bytes or 0]) * 1.08 or 1
+    top = max([peak for _, _, peak, _ in bars] + [capacity_bytes or 0]) * 1.08 or 1
+    # bars share the plot's width: 90 px each with 50 px between for two, narrower when snapshots add more
+    gap = 50 if len(bars) <= 2 else 16
+    bar_w = min(_BAR_W, (_PLOT_R - _PAD_L - 30 - gap * (len(bars) - 1)) / len(bars))
     plot_h = _H - _PAD_B - _PAD_T
 
     def y(n_bytes: float) -> float:
@@ -50,23 +57,24 @@ def memory_chart_svg(before: MemoryEstimate | None, after: MemoryEstimate | None
     parts.append(f'<text x="12" y="{_PAD_T + plot_h / 2:.0f}" font-size="11" transform="rotate(-90 12 {_PAD_T + plot_h / 2:.0f})" '
                  'text-anchor="middle">GiB per GPU</text>')
     legend: dict[str, str] = {}
-    for i, (label, est) in enumerate(bars):
-        x = _PAD_L + 30 + i * (_BAR_W + 50)
+    for i, (label, components, peak, verdict) in enumerate(bars):
+        x = _PAD_L + 30 + i * (bar_w + gap)
         base = 0
-        for comp in est.breakdown.components:
-            if comp.bytes <= 0:
+        for name, n_bytes in components:
+            if n_bytes <= 0:
                 continue
-            colour = COLOURS.get(comp.name, "#999")
-            legend[comp.name] = colour
-            y0, y1 = y(base + comp.bytes), y(base)
-            parts.append(f'<rect class="bar-{label} comp-{escape(comp.name)}" x="{x}" y="{y0:.1f}" width="{_BAR_W}" '
-                         f'height="{max(y1 - y0, 0.5):.1f}" fill="{colour}"><title>{escape(comp.name)}: '
-                         f'{comp.bytes / GiB:.2f} GiB</title></rect>')
-            base += comp.bytes
-        verdict = "" if est.fits is None else (" fits" if est.fits else " borderline" if est.verdict == "borderline" else " OOM")
-        parts.append(f'<text x="{x + _BAR_W / 2}" y="{y(est.peak_bytes) - 4:.1f}" font-size="12" text-anchor="middle">'
-                     f'{est.peak_bytes / GiB:.1f} GiB</text>'
-                     f'<text x="{x + _BAR_W / 2}" y="{_H - 14}" font-size="12" text-anchor="middle">{label}{verdict}</text>')
+            colour = COLOURS.get(name, "#999")
+            legend[name] = colour
+            y0, y1 = y(base + n_bytes), y(base)
+            parts.append(f'<rect class="bar-{escape(label.split()[0])} comp-{escape(name)}" x="{x:.1f}" y="{y0:.1f}" '
+                         f'width="{bar_w:.1f}" height="{max(y1 - y0, 0.5):.1f}" fill="{colour}"><title>{escape(name)}: '
+                         f'{n_bytes / GiB:.2f} GiB</title></rect>')
+            base += n_bytes
+        size = 12 if len(bars) <= 2 else _FONT
+        parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{y(peak) - 4:.1f}" font-size="{size}" text-anchor="middle">'
+                     f'{peak / GiB:.1f} GiB</text>'
+                     f'<text x="{x + bar_w / 2:.1f}" y="{_name_y(i, len(bars))}" font-size="{size}" text-anchor="middle">'
+                     f'{escape(label)}{verdict}</text>')
     lines: list[tuple[str, float, str, str, str, str]] = []   # class, y, stroke, dash, label colour, label
     if capacity_bytes:
         lines.append(("capacity", y(capacity_bytes), "#c00", "6 3", "#c00", f"GPU {capacity_bytes / GiB:.1f} GiB"))
@@ -85,6 +93,25 @@ def memory_chart_svg(before: MemoryEstimate | None, after: MemoryEstimate | None
                      f'<text x="{_LEGEND_X + 16}" y="{ly + 10:.1f}" font-size="{_FONT}">{escape(name.replace("_", " "))}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _name_y(i: int, n_bars: int) -> int:
+    """Baseline of bar i's name: one row under two bars; with more (narrower) bars, two staggered rows."""
+    if n_bars <= 2:
+        return _H - 14
+    return _H - 20 if i % 2 == 0 else _H - 5
+
+
+def _verdict(est: MemoryEstimate) -> str:
+    return "" if est.fits is None else (" fits" if est.fits else " borderline" if est.verdict == "borderline" else " OOM")
+
+
+def held_bars(reconciliation) -> list[tuple[str, dict[str, int]]]:
+    """One bar per snapshot of a reconciliation (tools.snapshot): the bytes it held by component."""
+    if reconciliation is None:
+        return []
+    return [(f"held r{c.rank}" if c.rank is not None else "held", {r.component: r.held_bytes for r in c.rows})
+            for c in reconciliation.comparisons]
 
 
 def spread(centres: list[float], gap: float, lo: float, hi: float) -> list[float]:

@@ -64,12 +64,15 @@ def chat_turn(store_dir: Path | None, session_id: str | None, message: str, atta
     from ..assistant.chat_state import public_state
     from ..assistant.render import render_json
 
-    files = read_attachments([str(a) for a in attachments], allow_symlinks=allow_symlinks)
-    if not (message or "").strip() and not files:
+    from .inputs import is_snapshot_file, read_snapshots
+
+    snapshots = read_snapshots([str(a) for a in attachments if is_snapshot_file(str(a))], allow_symlinks=allow_symlinks)
+    files = read_attachments([str(a) for a in attachments if not is_snapshot_file(str(a))], allow_symlinks=allow_symlinks)
+    if not (message or "").strip() and not files and not snapshots:
         raise UserError("empty message: write a question, paste a log, or attach a file (--attach FILE)")
     conversation = _conversation(store_dir)
     session_id = session_id or uuid.uuid4().hex
-    reply = conversation.handle(session_id, message or "", files=files or None)
+    reply = conversation.handle(session_id, message or "", files=files or None, snapshots=snapshots or None)
     session = conversation.store.get(reply.session_id) if reply.session_id == session_id else None
     state = session.state if session is not None else None
     return {

@@ -12,7 +12,7 @@ from .errors import EXIT_BORDERLINE, EXIT_DOES_NOT_FIT, EXIT_OK, UserError
 HELP = "gate a launch: exit 0 only when the run fits the GPU within the calculator's error band"
 EPILOG = """examples:
   ask-oom check train.yaml --gpu A100-80GB --gpus 8 && llamafactory-cli train train.yaml
-  ask-oom check --config train.yaml --dataset data/ --gpu 4090 --json
+  ask-oom check --config train.yaml --dataset data/ --gpu 4090 --json   (the worst batch of the data too)
 
 The config may be given as the first argument or with --config; every option of `ask-oom estimate` applies.
 
@@ -52,16 +52,26 @@ def gate(d) -> Gate:
     if est is None or est.verdict is None:
         raise UserError("check needs a GPU to judge against: pass --gpu NAME (or --gpu-memory GiB), or a log that "
                         "names the GPU")
-    checks = [(est.verdict, f"GPU: predicted peak {format_bytes(est.peak_bytes)} (band {format_bytes(est.band_lower_bytes)}"
-                            f" - {format_bytes(est.band_upper_bytes)}) against a budget of {format_bytes(est.budget_bytes)}"
-                            f" on {est.gpu_name}: {est.verdict.replace('_', ' ')}")]
+    gpu_line = (f"GPU: predicted peak {format_bytes(est.peak_bytes)} (band {format_bytes(est.band_lower_bytes)} - "
+                f"{format_bytes(est.band_upper_bytes)}) against a budget of {format_bytes(est.budget_bytes)} on "
+                f"{est.gpu_name}")
+    v = d.dataset.verdict if d.dataset is not None else None
+    checks = []
+    if v is not None and v.verdict is not None:
+        # The data's worst batch is the step that will run (batches pad to their longest sample, or pack to
+        # cutoff_len): it replaces the estimate at the configured length, which every sample reaching the cutoff gives.
+        over = (f"; {v.over_budget} sample(s) over budget ({100 * v.over_budget_fraction:.3f}%)" if v.over_budget else "")
+        checks.append((v.verdict, f"dataset: worst batch {v.micro_batch} x {v.worst_length} tokens, predicted peak "
+                                  f"{format_bytes(v.worst_peak_bytes)} (band upper {format_bytes(v.worst_upper_bytes)}) "
+                                  f"against {format_bytes(v.budget_bytes)}: {v.verdict.replace('_', ' ')}{over}"))
+        checks.append(("fits", f"{gpu_line} at the configured {d.setup.seq_len} tokens for every sample: "
+                               f"{est.verdict.replace('_', ' ')} (the dataset's worst batch decides)"))
+    else:
+        checks.append((est.verdict, f"{gpu_line}: {est.verdict.replace('_', ' ')}"))
     if est.host_fits is not None:
         checks.append(("fits" if est.host_fits else "does_not_fit",
                        f"host RAM: {format_bytes(est.host_bytes)} per node: "
                        f"{'fits' if est.host_fits else 'does not fit'}"))
-    dataset = getattr(d, "dataset", None)
-    if dataset is not None and dataset.verdict is not None and dataset.verdict.verdict is not None:
-        checks.append((dataset.verdict.verdict, "dataset: " + dataset.verdict.summary))
     worst = max((v for v, _ in checks), key=SEVERITY.index)
     return Gate(verdict=worst, reasons=[r for _, r in checks],
                 probe_command=est.probe_command if worst == "borderline" else None)

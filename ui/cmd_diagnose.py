@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .errors import EXIT_NO_OOM, EXIT_OK, UserError
-from .request import add_force_argument, add_plan_arguments, add_setup_arguments, build_request
+from .request import add_dataset_arguments, add_force_argument, add_plan_arguments, add_setup_arguments, build_request
 
 HELP = "diagnose an OOM log (default command): what ran out of memory, why, similar cases, the fixed config"
 EPILOG = """examples:
@@ -13,6 +13,8 @@ EPILOG = """examples:
   ask-oom diagnose train.log --config train.yaml --gpu A100-40GB --gpus 8 --json
   ask-oom diagnose train.log --config run.sh --write-fixed run.fixed.sh
   ask-oom diagnose train.log --config run.sh --write-fixed run.fixed.sh --force    (replace an earlier run.fixed.sh)
+  ask-oom diagnose train.log --config train.yaml --snapshot rank0.pickle --snapshot rank1.pickle
+  ask-oom diagnose train.log --config train.yaml --dataset data/ --steps 3000
 """
 
 
@@ -20,6 +22,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("log", nargs="?", help="log file (default: stdin)")
     add_setup_arguments(p)
     add_plan_arguments(p)
+    p.add_argument("--snapshot", action="append", default=[], metavar="FILE",
+                   help="a memory snapshot saved with torch.cuda.memory._dump_snapshot (one per rank, repeatable; the "
+                        "rank is read from the name, e.g. rank3.pickle): held memory is compared with the calculator's. "
+                        "Read as plain data only: a pickle that asks to build any object is refused")
+    add_dataset_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object (schema in README)")
     p.add_argument("--write-fixed", metavar="PATH", help="write the fixed config to PATH (a new DeepSpeed file goes beside it; "
                                                       "never over an input or an existing file without --force)")

@@ -8,7 +8,7 @@ from typing import get_args
 from ..tools.frameworks import FRAMEWORKS
 from ..tools.training_setup import Method, Optimizer, Precision, Stage
 from .errors import EXIT_DOES_NOT_FIT, EXIT_OK, UserError
-from .request import add_setup_arguments, build_request
+from .request import add_dataset_arguments, add_setup_arguments, build_request
 
 HELP = ("predict the peak GPU memory of a training step (or of a vLLM server: weights, profiling run, CUDA graphs, "
         "KV-cache pool): breakdown, peak phase, fits/headroom, max batch and seq len")
@@ -35,6 +35,7 @@ FRAMEWORK_CHOICES = tuple(f for f in FRAMEWORKS if f != "vllm")   # vLLM serves;
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_setup_arguments(p, model_config=False)
+    add_dataset_arguments(p)
     p.add_argument("--model-config", metavar="FILE", help="the model's config.json, or a model directory holding one")
     p.add_argument("--model", metavar="NAME", help="model from the built-in registry (HF id, local path or name like qwen2.5-7b)")
     p.add_argument("--log", metavar="FILE", help="a log of the run: the facts it prints (GPU, arguments, ranks) are used too")
@@ -239,7 +240,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(estimate_json(d))
     else:
-        print_markdown(render_markdown(est, setup))
+        from ..assistant.render import evidence_sections
+
+        print_markdown("\n".join([render_markdown(est, setup), "", *evidence_sections(d)]))
     return EXIT_DOES_NOT_FIT if est.fits is False else EXIT_OK
 
 
@@ -252,4 +255,5 @@ def estimate_json(d) -> dict:
     data["setup"] = setup.model_dump(mode="json", exclude={"model"})
     data["model"] = setup.model_name or (setup.model.name if setup.model else None)
     data["sized"] = d.sized
+    data["dataset"] = d.dataset.model_dump(mode="json") if d.dataset is not None else None
     return data

@@ -7,7 +7,7 @@ import argparse
 
 from .errors import EXIT_DOES_NOT_FIT, EXIT_OK, UserError
 from .output import write_fixed
-from .request import add_force_argument, add_plan_arguments, add_setup_arguments, build_request
+from .request import add_dataset_arguments, add_force_argument, add_plan_arguments, add_setup_arguments, build_request
 
 HELP = "fix a training config so it fits the GPU: the changed config, a diff, and before/after estimates"
 EPILOG = """examples:
@@ -28,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_setup_arguments(p, config_required=True)
     p.add_argument("--log", metavar="FILE", help="the failing run's log: GPU facts, arguments and the ranked causes come from it")
     add_plan_arguments(p)
+    add_dataset_arguments(p)
     p.add_argument("--write", metavar="PATH", help="write the fixed config to PATH (a new or changed DeepSpeed file goes beside "
                                                "it; never over an input or an existing file without --force)")
     add_force_argument(p)
@@ -53,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         from ..tools.configs.report import render_plan
 
-        print_markdown(render_plan(d, written))
+        from ..assistant.render import evidence_sections
+
+        print_markdown("\n".join([render_plan(d, written), *evidence_sections(d)]))
     if failed is not None:
         raise failed
     return EXIT_DOES_NOT_FIT if d.estimate is not None and d.fits_after is False else EXIT_OK
@@ -73,4 +76,5 @@ def fix_json(d, written: list[str]) -> dict:
         "estimate_after": d.estimate_after.model_dump(mode="json") if d.estimate_after else None,
         "fixed_config": d.fixed_config, "fixed_deepspeed": d.fixed_deepspeed, "diff": d.diff,
         "notes": d.notes, "written": written,
+        "dataset": d.dataset.model_dump(mode="json") if d.dataset is not None else None,
     }

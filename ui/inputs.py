@@ -106,6 +106,40 @@ def read_config_text(path: str, max_bytes: int = MAX_CONFIG_BYTES, *, allow_syml
     return data.decode("utf-8", errors="replace")
 
 
+SNAPSHOT_SUFFIXES = (".pickle", ".pkl")   # what torch.cuda.memory._dump_snapshot files are named (its docs: snapshot.pickle)
+
+
+def is_snapshot_file(path: str) -> bool:
+    """A memory snapshot by its name: the doors read these as snapshots, never as text."""
+    return os.path.splitext(path)[1].lower() in SNAPSHOT_SUFFIXES
+
+
+def read_snapshots(paths: list[str], *, allow_symlinks: bool = False) -> list:
+    """PyTorch memory snapshots (`torch.cuda.memory._dump_snapshot`), one per rank, read through the restricted
+    unpickler (plain data only) and summarised; the rank comes from the file name (rank3, rank_3, rank-3), else its
+    place on the command line. UserError for a missing, oversize or unsafe file."""
+    import re
+
+    from ..tools.errors import InputError
+    from ..tools.snapshot import MAX_SNAPSHOT_BYTES, load_snapshot
+
+    out = []
+    for i, path in enumerate(paths):
+        fh, size = open_input(path, "snapshot", allow_symlinks=allow_symlinks)
+        with fh:
+            if size > MAX_SNAPSHOT_BYTES:
+                raise UserError(f"snapshot too large: {path} is {size / 2**20:.0f} MiB "
+                                f"(limit {MAX_SNAPSHOT_BYTES / 2**20:.0f} MiB)")
+            data = fh.read(MAX_SNAPSHOT_BYTES + 1)
+        name = os.path.basename(path)
+        m = re.search(r"rank[_-]?(\d{1,5})", name, re.IGNORECASE)
+        try:
+            out.append(load_snapshot(data, name=name, rank=int(m.group(1)) if m else i))
+        except InputError as exc:
+            raise UserError(str(exc)) from None
+    return out
+
+
 def debug_enabled() -> bool:
     return os.environ.get("ASK_OOM_DEBUG", "") not in ("", "0")
 

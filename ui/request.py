@@ -28,6 +28,20 @@ def add_setup_arguments(p: argparse.ArgumentParser, *, config_required: bool = F
     add_symlink_argument(p)
 
 
+def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
+    """--dataset and its companions: the data whose worst batch to size (diagnose, estimate, fix, check)."""
+    p.add_argument("--dataset", metavar="PATH",
+                   help="training data: a JSON, JSONL or Parquet file, or a LLaMA-Factory data directory with its "
+                        "dataset_info.json; its longest samples are sized as the worst batch")
+    p.add_argument("--dataset-name", action="append", default=[], metavar="NAME",
+                   help="dataset_info.json entry to read (repeatable; default: the config's `dataset`, else all)")
+    p.add_argument("--tokenizer", metavar="DIR",
+                   help="a local model directory with tokenizer.json to count tokens exactly (default: the config's "
+                        "model path when it is a local directory; otherwise tokens are estimated and said so)")
+    p.add_argument("--steps", type=int, metavar="N", help="the run's length in optimizer steps (the chance that a "
+                                                           "shuffled run meets a sample over budget within N steps)")
+
+
 def add_symlink_argument(p: argparse.ArgumentParser) -> None:
     """--allow-symlinks: read a log or config given as a symbolic link (refused by default: a link to /etc/shadow must
     not end up printed or written into a fixed config)."""
@@ -86,6 +100,9 @@ def build_request(args: argparse.Namespace, *, log_path: str | None = None, read
         log_text, files = pasted_configs(log_text, files)
     args.config_paths_read = files.paths_read
     args.config_main_path = files.main_path
+    from .inputs import read_snapshots
+
+    snapshots = read_snapshots(list(getattr(args, "snapshot", None) or []), allow_symlinks=allow)
     model_config_path = model_config_path or getattr(args, "model_config", None)
     if model_config_path and not Path(model_config_path).is_file():
         raise UserError(f"model config not found: {model_config_path} (pass the model's config.json)")
@@ -95,8 +112,27 @@ def build_request(args: argparse.Namespace, *, log_path: str | None = None, read
         model_config_json=read_config_text(model_config_path, allow_symlinks=allow) if model_config_path else None,
         model_name=model_name, gpu=getattr(args, "gpu", None), gpu_memory_gib=gpu_memory, num_gpus=gpus,
         host_ram_gib=host_ram, facts=list(facts or []), keep=list(getattr(args, "keep", None) or []), margin=margin,
-        mode=mode, retrieve=retrieve, plan=plan,
+        mode=mode, retrieve=retrieve, plan=plan, snapshots=snapshots, dataset=_dataset_source(args),
     )
+
+
+def _dataset_source(args: argparse.Namespace):
+    """--dataset and its companions as the request's DatasetSource (None without --dataset)."""
+    from ..assistant.diagnosis import DatasetSource
+
+    path = getattr(args, "dataset", None)
+    if not path:
+        return None
+    if not Path(path).exists():
+        raise UserError(f"cannot read dataset: no such file or directory: {path}")
+    steps = getattr(args, "steps", None)
+    if steps is not None and steps < 1:
+        raise UserError("--steps must be at least 1")
+    tokenizer = getattr(args, "tokenizer", None)
+    if tokenizer and not (Path(tokenizer) / "tokenizer.json").is_file():
+        raise UserError(f"--tokenizer {tokenizer}: no tokenizer.json in that directory")
+    return DatasetSource(path=path, names=list(getattr(args, "dataset_name", None) or []), tokenizer_dir=tokenizer,
+                         steps=steps)
 
 
 def pasted_configs(text: str, files: ConfigFiles) -> tuple[str, ConfigFiles]:

@@ -22,9 +22,11 @@ import gradio as gr  # at module level: Gradio reads the `gr.LikeData` annotatio
 from ..assistant.reply import Action
 from ..tools.configs.schema import fence_language, fixed_file_name
 from ..tools.errors import InputError
-from .chart import memory_chart_svg
+from .chart import held_bars, memory_chart_svg
+from .errors import UserError
+from .inputs import SNAPSHOT_SUFFIXES, is_snapshot_file, read_snapshots
 
-UPLOAD_TYPES = [".log", ".txt", ".yaml", ".yml", ".json", ".sh", ".md"]
+UPLOAD_TYPES = [".log", ".txt", ".yaml", ".yml", ".json", ".sh", ".md", *SNAPSHOT_SUFFIXES]
 
 INTRO = """# ask-oom
 Paste the error log of a training run that ran out of GPU memory (and your training config, if you have it),
@@ -38,10 +40,12 @@ def upload_root() -> Path:
     return Path(get_upload_folder()).resolve()
 
 
-def read_uploads(paths: list[str], max_bytes: int) -> dict[str, str]:
-    """Uploaded files by name, checked: inside the upload area, an allowed type, within the size limit."""
+def read_uploads(paths: list[str], max_bytes: int) -> tuple[dict[str, str], list]:
+    """Uploaded files by name, checked: inside the upload area, an allowed type, within the size limit; memory
+    snapshots apart, read as plain data (ui/inputs.read_snapshots), never as text."""
     root = upload_root()
     files: dict[str, str] = {}
+    snapshot_paths: list[str] = []
     for raw in paths:
         path = Path(raw).resolve()
         if root not in path.parents:
@@ -50,8 +54,15 @@ def read_uploads(paths: list[str], max_bytes: int) -> dict[str, str]:
             raise InputError(f"{path.name}: unsupported file type (use {', '.join(UPLOAD_TYPES)})")
         if path.stat().st_size > max_bytes:
             raise InputError(f"{path.name} is larger than the {max_bytes // 2**20} MiB upload limit")
+        if is_snapshot_file(path.name):
+            snapshot_paths.append(str(path))
+            continue
         files[path.name] = path.read_bytes().decode("utf-8", errors="replace")
-    return files
+    try:
+        snapshots = read_snapshots(snapshot_paths)
+    except UserError as exc:
+        raise InputError(str(exc)) from None
+    return files, snapshots
 
 
 def cases_markdown(diagnosis: Any) -> str:
@@ -71,8 +82,9 @@ def panel_updates(diagnosis: Any, download_dir: Path):
     if diagnosis is None:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
     est = diagnosis.estimate
-    chart = memory_chart_svg(est, diagnosis.estimate_after, est.gpu_bytes if est else None,
-                             budget_bytes=est.budget_bytes if est else None)
+    held = held_bars(diagnosis.reconciliation)
+    chart = memory_chart_svg(est, None if held else diagnosis.estimate_after, est.gpu_bytes if est else None,
+                             budget_bytes=est.budget_bytes if est else None, held=held)
     fmt = diagnosis.fixed_config_format or ""
     download = None
     if diagnosis.fixed_config:
@@ -180,18 +192,19 @@ def build_app(conversation, settings, *, can_probe: bool | None = None):
         session_id = session_id or uuid.uuid4().hex
         text = (message or {}).get("text") or ""
         try:
-            files = read_uploads([f if isinstance(f, str) else f.get("path") for f in (message or {}).get("files", [])],
-                                 settings.max_upload_bytes)
-            if not text.strip() and not files:
+            files, snapshots = read_uploads([f if isinstance(f, str) else f.get("path")
+                                             for f in (message or {}).get("files", [])], settings.max_upload_bytes)
+            if not text.strip() and not files and not snapshots:
                 raise InputError("paste a log or a config, or attach the files")
-            reply = conversation.handle(session_id, text, files=files or None)
+            reply = conversation.handle(session_id, text, files=files or None, snapshots=snapshots or None)
         except InputError as exc:
             history = history + [{"role": "user", "content": text or "(files)"},
                                  {"role": "assistant", "content": f"⚠️ {exc}"}]
             return (history, None, session_id, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
-        shown = text if text.strip() else "(uploaded " + ", ".join(files) + ")"
-        if files and text.strip():
-            shown += "\n\n_(files: " + ", ".join(files) + ")_"
+        names = [*files, *(s.name for s in snapshots)]
+        shown = text if text.strip() else "(uploaded " + ", ".join(names) + ")"
+        if names and text.strip():
+            shown += "\n\n_(files: " + ", ".join(names) + ")_"
         return render(reply, shown, history, session_id)
 
     def act(action: Action, label: str, history: list, session_id: str | None):

@@ -175,3 +175,25 @@ def test_full_report_requests_are_understood(text, name):
 def test_one_of_several_gpus_is_not_a_count():
     assert not any(i.name == "set_hardware" and i.slots.get("count") == 1
                    for i in parse_followups("one of my 8 GPUs runs out first"))
+
+
+@pytest.mark.parametrize("words, optimizer, param", [("what if we offload the optimizer to cpu?", True, False),
+                                                     ("要是参数也offload呢", True, True)])
+def test_an_offload_what_if_reaches_the_deepspeed_config_and_the_estimate(conv, words, optimizer, param):
+    """An offload what-if is written into the DeepSpeed JSON the diagnosis re-plans from (devices, and the ZeRO stage
+    the offload needs), so the setup the calculator sizes has it."""
+    _diagnosed(conv, "off")
+    conv.handle("off", words)
+    state = conv.store.get("off").state
+    assert state.overrides.get("offload") == ("all" if param else "optimizer")
+    setup = state.diagnosis.setup
+    assert (setup.offload_optimizer, setup.offload_param) == (optimizer, param)
+    assert setup.zero_stage >= (3 if param else 2)
+
+
+def test_an_offload_what_if_without_a_deepspeed_config_is_sized_by_the_calculator():
+    from ask_oom.assistant.what_if import offload_fields
+
+    assert offload_fields("optimizer", 0) == {"offload_optimizer": True, "offload_param": False, "zero_stage": 2}
+    assert offload_fields("all", 2) == {"offload_optimizer": True, "offload_param": True, "zero_stage": 3}
+    assert offload_fields("none", 3) == {"offload_optimizer": False, "offload_param": False}

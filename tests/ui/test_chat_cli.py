@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "ui" / "examples"
 ATTACH = [EXAMPLES / "moe-llava-phi2.log", EXAMPLES / "moe-llava-phi2.sh", EXAMPLES / "zero2.json"]
@@ -176,3 +178,41 @@ def test_piped_without_json_prints_the_markdown_reply(tmp_path):
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout.decode().startswith("# ask-oom diagnosis")
     assert "--session" in proc.stderr.decode()
+
+
+def test_a_snapshot_attached_in_a_later_turn_is_reconciled(tmp_path):
+    """`--attach rank1.pickle` reads a memory snapshot as plain data; the session's diagnosis then holds it against
+    the estimate. A malicious pickle is a one-line exit 2 and runs nothing."""
+    sys.path.insert(0, str(REPO / "tests" / "tools"))
+    from test_snapshot_builders import dumps, llama_snapshot
+
+    attach = [a for path in ATTACH for a in ("--attach", str(path))]
+    code, first, err = chat(tmp_path, "", *attach)
+    assert code == 0, err and first["diagnosis"]["reconciliation"] is None
+    snap = tmp_path / "rank1.pickle"
+    snap.write_bytes(dumps(llama_snapshot()))
+    code, obj, err = chat(tmp_path, "here is the memory snapshot", "--session", first["session"], "--attach", str(snap))
+    assert code == 0, err
+    rec = obj["diagnosis"]["reconciliation"]
+    assert [c["rank"] for c in rec["comparisons"]] == [1] and "Memory snapshots" in obj["reply"]
+    evil = tmp_path / "rank2.pkl"
+    evil.write_bytes(b"cos\nsystem\n(S'touch " + str(tmp_path / "pwned").encode() + b"'\ntR.")
+    code, obj, err = chat(tmp_path, "another one", "--session", first["session"], "--attach", str(evil))
+    assert code == 2 and "refused" in err and not (tmp_path / "pwned").exists()
+
+
+def test_held_bars_stand_beside_the_prediction_without_overlapping_labels():
+    from test_chart import _bar_boxes, _overlap, _text_boxes, estimate  # noqa: F401 - the chart tests' geometry
+
+    from ask_oom.ui.chart import memory_chart_svg
+
+    GiB = 1 << 30
+    before = estimate(70.0, {"weights": 30, "optimizer_states": 20, "activations": 20}, fits=False)
+    held = [(f"held r{r}", {"weights": 30 * GiB, "activations": (20 + 5 * r) * GiB, "fragmentation": 3 * GiB})
+            for r in range(3)]
+    svg = memory_chart_svg(before, None, 80 * GiB, budget_bytes=70 * GiB, held=held)
+    assert "bar-predicted" in svg and all(f"held r{r}" in svg for r in range(3))
+    texts, bars = _text_boxes(svg), _bar_boxes(svg)
+    for i, a in enumerate(texts):
+        for b in texts[i + 1:]:
+            assert not _overlap(a, b), (a, b)

@@ -123,6 +123,43 @@ def test_api_chat_with_uploaded_config(web, tmp_path):
     assert "-" in diff and "+" in diff
 
 
+def test_uploaded_snapshots_chart_held_against_predicted(web, tmp_path):
+    """Memory snapshots dropped into the chat (one per rank) are read as plain data, reconciled with the estimate, and
+    charted: the prediction beside what each rank held; a malicious pickle is refused with one line and runs nothing."""
+    import os
+    import pickle
+    import sys
+
+    from gradio_client import Client, handle_file
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from test_snapshot_builders import dumps, llama_snapshot
+
+    client = Client(web, verbose=False)
+    log = (SEEDS / "moe-llava-phi2" / "train.log").read_text(encoding="utf-8")
+    files = [handle_file(str(SEEDS / "moe-llava-phi2" / "finetune_moe.sh"))]
+    for rank in (0, 1):
+        path = tmp_path / f"rank{rank}.pickle"
+        path.write_bytes(dumps(llama_snapshot(extra_activations=rank * 4 * 2**30)))
+        files.append(handle_file(str(path)))
+    result = client.predict({"text": log, "files": files}, api_name="/chat")
+    history, _box, chart = result[:3]
+    answer = str(history[-1]["content"])
+    assert "Memory snapshots" in answer and "rank 1" in answer
+    assert "bar-predicted" in chart and "held r0" in chart and "held r1" in chart
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "rank2.pickle"
+    evil.write_bytes(pickle.dumps({"segments": [Evil()]}))
+    result = Client(web, verbose=False).predict({"text": "", "files": [handle_file(str(evil))]}, api_name="/chat")
+    assert "refused" in str(result[0][-1]["content"]) and not marker.exists()
+
+
 def test_upload_of_disallowed_type_is_refused(web, tmp_path):
     from gradio_client import Client, handle_file
 

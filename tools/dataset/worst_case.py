@@ -82,6 +82,9 @@ class DatasetVerdict(BaseModel):
     worst_peak_bytes: int
     worst_upper_bytes: int = Field(description="the calculator's band upper edge: what `fits` is judged on")
     fits: bool | None
+    verdict: Literal["fits", "borderline", "does_not_fit"] | None = Field(
+        default=None, description="the calculator's band against the budget at the worst batch: fits (upper edge fits), "
+        "borderline (the budget is inside the band), does_not_fit (even the lower edge is over)")
     max_fit_length: int | None = Field(default=None, description="largest sequence length whose batch fits, text-only "
                                        "samples (0: none)")
     fit_limits: list[tuple[int, int]] = Field(default_factory=list, description="(image tokens level, largest length "
@@ -116,7 +119,8 @@ def worst_case(profile: DatasetProfile, setup: TrainingSetup, *, margin: float =
     fits = None if budget is None else upper <= budget
     verdict = DatasetVerdict(
         budget_bytes=budget, margin=margin, micro_batch=setup.micro_batch, worst_length=length,
-        worst_sample=_named(worst_ws, prof), worst_peak_bytes=peak, worst_upper_bytes=upper, fits=fits, notes=notes)
+        worst_sample=_named(worst_ws, prof), worst_peak_bytes=peak, worst_upper_bytes=upper, fits=fits, notes=notes,
+        verdict=None if budget is None else _band_verdict(setup, length, worst_ws, upper, budget))
     verdict.arithmetic.append(
         f"worst batch = micro_batch {setup.micro_batch} x {length} tokens"
         + (" (packing: every sequence is cutoff_len)" if packing and cutoff else
@@ -207,6 +211,14 @@ def setup_for(setup: TrainingSetup, length: int, ws: WorstSample | None, media_t
     variant = setup.model_copy(update={"images_per_sample": n_items, "video_frames": 0, "gpu": None})
     spliced = _expanded_image_tokens(variant)
     return variant.model_copy(update={"seq_len": max(1, length - spliced)})
+
+
+def _band_verdict(setup: TrainingSetup, length: int, ws: WorstSample, upper: int, budget: int) -> str:
+    """The calculator's three-way verdict at the worst batch (its band's edges against the budget)."""
+    if upper <= budget:
+        return "fits"
+    lower = estimate_memory(setup_for(setup, length, ws)).band_lower_bytes
+    return "borderline" if lower is not None and lower <= budget else "does_not_fit"
 
 
 def _judge(setup: TrainingSetup, length: int, ws: WorstSample | None, media_tokens: int | None = None,
