@@ -386,3 +386,26 @@ def test_a_chinese_thread_gets_a_chinese_slack_summary(slack_bot):
     labels = {e["text"]["text"] for b in (json.loads(reply["blocks"]) if isinstance(reply["blocks"], str) else reply["blocks"])
               if b["type"] == "actions" for e in b["elements"]}
     assert "为什么？" in labels and "Why?" not in labels
+
+
+def test_a_paste_in_slack_diagnoses_like_the_two_files_on_the_command_line(slack_bot, tmp_path, capsys):
+    """Log and config in one Slack message give the diagnosis `ask-oom diagnose LOG --config FILE` gives: the same
+    primary cause, the same changes, the same fixed config and verdict."""
+    from ask_oom.ui.cli import main
+
+    api, url, conversation = slack_bot
+    for i, seed in enumerate(("moe-llava-phi2", "deepke-llama2-13b", "qwen2.5-vl-7b")):
+        exp = json.loads((SEEDS / seed / "expected.json").read_text(encoding="utf-8"))
+        config_path = SEEDS / seed / exp["config"]
+        log_path = tmp_path / f"{seed}.log"
+        log_path.write_text(seed_log(seed), encoding="utf-8")
+        assert main(["diagnose", str(log_path), "--config", str(config_path), "--json", "--allow-symlinks"]) == 0
+        cli = json.loads(capsys.readouterr().out)
+        ts = f"17000050{i:02d}.000100"
+        config = config_path.read_text(encoding="utf-8")
+        post_event(url, mention(_slack_escaped(f"{seed_log(seed)}\n```\n{config}```"), ts=ts))
+        wait_replies(api, ts, timeout=180)
+        d = conversation.store.get(f"slack:C1:{ts}").state.diagnosis
+        assert d.primary_cause == cli["primary_cause"], seed
+        assert [(c.key, c.to_value) for c in d.fixes] == [(c["key"], c["to_value"]) for c in cli["fixes"]], seed
+        assert d.fixed_config == cli["fixed_config"] and d.fits_after == cli["fits_after"], seed

@@ -160,6 +160,31 @@ def test_uploaded_snapshots_chart_held_against_predicted(web, tmp_path):
     assert "refused" in str(result[0][-1]["content"]) and not marker.exists()
 
 
+def test_a_paste_in_the_web_ui_diagnoses_like_the_two_files_on_the_command_line(web_app, tmp_path, capsys):
+    """Log and config pasted in one message give what `ask-oom diagnose LOG --config FILE` gives: the same primary
+    cause leads the answer, and the fixed-config panel holds the same fixed config."""
+    import json
+
+    from gradio_client import Client
+
+    from ask_oom.ui.cli import main
+
+    web = web_app[0]
+    for seed, config_name in (("moe-llava-phi2", "finetune_moe.sh"), ("deepke-llama2-13b", None)):
+        exp = json.loads((SEEDS / seed / "expected.json").read_text(encoding="utf-8"))
+        config_path = SEEDS / seed / (config_name or exp["config"])
+        log = (SEEDS / seed / "train.log").read_text(encoding="utf-8")
+        assert main(["diagnose", str(SEEDS / seed / "train.log"), "--config", str(config_path), "--json",
+                     "--allow-symlinks"]) == 0
+        cli = json.loads(capsys.readouterr().out)
+        paste = f"{log}\n```\n{config_path.read_text(encoding='utf-8')}```\n"
+        history, _box, _chart, fixed = Client(web, verbose=False).predict({"text": paste, "files": []}, api_name="/chat")[:4]
+        answer = str(history[-1]["content"])
+        fixed = fixed if isinstance(fixed, str) else fixed.get("value", "")
+        assert f"**{cli['primary_cause']}**" in answer.split("## Why", 1)[1].split("\n2.", 1)[0], seed
+        assert fixed.rstrip("\n") == (cli["fixed_config"] or "").rstrip("\n"), seed   # the Code panel drops the last newline
+
+
 def test_upload_of_disallowed_type_is_refused(web, tmp_path):
     from gradio_client import Client, handle_file
 
