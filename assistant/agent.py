@@ -61,13 +61,15 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
     estimate = _estimate(setup, sized, margin, notes)
     dataset = _dataset(request, doc, setup, estimate, margin) if request.dataset is not None else None
     hits = _retrieve(report, setup, index, settings, mode, notes, request.log_text) if request.retrieve and has_log else []
-    signals = collect_signals(report if has_log else None, setup, estimate, hits, trend, cues)
+    held, ranks = _reconcile(request, estimate), _ranks(request) if has_log else None
+    signals = collect_signals(report if has_log else None, setup, estimate, hits, trend, cues, held=held, ranks=ranks)
     causes = score_signals(signals)
     eager = eager_attention_from_ranking(setup, causes)
     if eager is not None:  # the evidence says eager attention ran: size it, then rank again with that estimate
         setup = eager
         estimate = _estimate(setup, sized, margin, notes)
-        signals = collect_signals(report if has_log else None, setup, estimate, hits, trend, cues)
+        held = _reconcile(request, estimate)
+        signals = collect_signals(report if has_log else None, setup, estimate, hits, trend, cues, held=held, ranks=ranks)
         causes = score_signals(signals)
     similar = [similar_case(h, report, setup) for h in hits]
     config = ConfigInfo(name=doc.name, format=doc.format, framework=doc.framework,
@@ -105,7 +107,7 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
         fixed_deepspeed=plan.fixed_deepspeed if plan is not None else None, diff=plan.diff if plan is not None else "",
         estimate_after=plan.estimate_after if plan is not None else None, fits_after=_verified_fit(plan, setup),
         assumptions=assumptions(setup), questions=questions(report, setup, doc, causes) if has_log else [], notes=notes,
-        reconciliation=_reconcile(request, estimate), ranks=_ranks(request) if has_log else None, dataset=dataset,
+        reconciliation=held, ranks=ranks, dataset=dataset,
     )
     return d.model_copy(update={"summary": _summary(d, has_log)})
 

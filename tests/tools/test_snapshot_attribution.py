@@ -137,3 +137,19 @@ def test_components_always_sum_to_reserved(parts, free, with_oom):
     assert sum(c.bytes for c in a.components) == a.reserved_bytes
     assert a.get(FRAGMENTATION) >= 0
     assert a.allocated_bytes == sum(size for size, _ in parts)
+
+
+def test_predictions_kept_by_the_trainers_evaluation_loop_are_eval_accumulated():
+    """HF Trainer's evaluation loop concatenates every batch's logits on the GPU until eval_accumulation_steps moves
+    them to the host (trainer_pt_utils.nested_concat): those blocks are the eval_accumulated component."""
+    from .test_snapshot_builders import ALLOC_CPP, SP, WEIGHTS, build, fr
+
+    from ask_oom.tools.snapshot import load_snapshot
+
+    concat = ALLOC_CPP + [fr(f"{SP}/transformers/trainer_pt_utils.py", "torch_pad_and_concatenate", 80),
+                          fr(f"{SP}/transformers/trainer_pt_utils.py", "nested_concat", 120),
+                          fr(f"{SP}/transformers/trainer.py", "evaluation_loop", 4200)]
+    data = build([(2 << 30, WEIGHTS), (3 << 30, concat)], oom=(1 << 30, 1 << 28, concat))
+    s = load_snapshot(__import__("pickle").dumps(data), name="rank0.pickle", rank=0)
+    held = {c.name: c.bytes for c in s.components}
+    assert held["eval_accumulated"] == 3 << 30 and held["weights"] == 2 << 30

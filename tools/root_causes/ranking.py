@@ -19,6 +19,7 @@ from ..log_cues import LogCues
 from ..memory.schema import MemoryEstimate
 from ..memory_trend import MemoryTrend
 from ..report import OOMReport
+from ..snapshot import RankTable, Reconciliation
 from ..training_setup import TrainingSetup
 from .breakdown import breakdown_signals
 from .budget import estimate_vs_budget, fully_trained_embeddings
@@ -26,6 +27,7 @@ from .comparison import adapters_worked, comparable_model_worked
 from .facts import multimodal_reason
 from .fragmentation import fragmentation
 from .full_gpu import gpu_already_full
+from .held import held_memory
 from .host import died_of_bus_error, host_memory
 from .memory_growth import (growth_explained_by_the_budget, growth_with_images, growth_without_length_cap,
                             memory_over_time)
@@ -70,6 +72,8 @@ def collect_signals(
     trend: MemoryTrend | None = None,
     cues: LogCues | None = None,
     weights: Weights = DEFAULT_WEIGHTS,
+    held: Reconciliation | None = None,
+    ranks: RankTable | None = None,
 ) -> list[Signal]:
     """Every family's signals for one report, in the order they are weighed (the inputs of `score_signals`).
 
@@ -98,7 +102,8 @@ def collect_signals(
                     *growth_without_length_cap(trend, setup), *growth_explained_by_the_budget(trend, estimate)]
     signals += [*related_errors(report, memory_error=True), *dtype_support(report, setup, cues, memory_error=True),
                 *quantization(report, cues), *without_numbers(report, setup, cues),
-                *comparable_model_worked(setup, cues, th), *adapters_worked(cues), *similar_case_votes(hits or [], th)]
+                *comparable_model_worked(setup, cues, th), *adapters_worked(cues), *similar_case_votes(hits or [], th),
+                *held_memory(held, ranks)]
     if not has_evidence(signals, weights):
         signals += no_specific_evidence()
     return signals

@@ -171,6 +171,9 @@ _POINTS: dict[str, float] = {
     "quantization_method_only_detail": 1.0,     # ... only the method, and no numbers
     "vision_model_without_numbers": 2.0,        # no numbers, vision-language model
     "moe_model_without_numbers": 1.5,           # no numbers, MoE model
+    # held (memory snapshots and per-rank tables from the failing run)
+    "snapshot_excess": 8.0,                     # a component held beyond its prediction, x its share of the rank
+    "ranks_imbalanced": 2.0,                    # the ranks' memory differs by over 10%, with the source it suggests
     # multi_gpu
     "uneven_spread": 5,                         # one GPU full, the others nearly empty, one process
     "uneven_spread_distributed": 3,             # ... in a distributed launch

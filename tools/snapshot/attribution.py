@@ -63,6 +63,8 @@ SITE_RULES: tuple[tuple[str, str, str], ...] = (
     (r"torch/nn/modules/[\w/]{0,40}\.py:(?:__init__|reset_parameters)$|peft/[\w/]{0,60}\.py:update_layer",
      "weights", "parameters created on the GPU"),
     (r"bitsandbytes/nn/modules\.py:\w{0,30}(?:cuda|to|quantize)", "weights", "quantized weights moved to the GPU"),
+    (r"transformers/trainer_pt_utils\.py:(?:nested_concat|torch_pad_and_concatenate|nested_numpify)",
+     "eval_accumulated", "predictions the Trainer's evaluation loop keeps on the GPU (eval_accumulation_steps unset)"),
     (rf"cache_utils\.py:|(?:past_key_value|kv_cache|paged_attention){_NOT_DIR}", "kv_cache", "the generation KV cache"),
     (rf"loss_utils\.py:|(?:cross_entropy|log_softmax|nll_loss|lm_head|logits){_NOT_DIR}", "logits_and_loss",
      "logits and the loss (cross-entropy upcasts the logits)"),

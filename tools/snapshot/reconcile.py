@@ -43,6 +43,11 @@ REASONS: dict[str, tuple[str, str]] = {
     "optimizer_temporaries": ("the optimizer step's temporaries are large (foreach kernels over big groups)",
                               "the optimizer step runs fused or per parameter"),
     "cuda_workspace": ("cuBLAS/cuDNN workspaces are larger than assumed", "smaller workspaces"),
+    "eval_accumulated": ("the evaluation loop keeps every batch's predictions on the GPU: set eval_accumulation_steps "
+                         "(moves them to the host), or prediction_loss_only when only the loss is needed",
+                         "fewer predictions are kept on the GPU"),
+    "vision_activations": ("the vision tower sees more or larger images than configured (image_max_pixels, images "
+                           "per sample)", "fewer or smaller images"),
     FRAGMENTATION: ("the allocator holds reserved memory no tensor uses (fragmentation): set "
                     "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True", "little fragmentation"),
 }
@@ -112,37 +117,50 @@ def _pct(diff: int, pred: int) -> str:
 
 
 def _finding(summaries: list[SnapshotSummary], comparisons: list[RankComparison]) -> str | None:
-    """The rank and component that differ most from the prediction (absolute; the relative leader added when it
-    is another one)."""
-    best = best_rel = None
+    """The rank and component that differ most from the prediction. A device ran out: what it held beyond the
+    prediction explains that first (the largest excess), and a component held far below its prediction (the
+    calculator sized a worse step than the one that ran) comes second; the relative leader is added when it is
+    another one."""
+    over = under = best_rel = None
+    compared = False
     for s, comp in zip(summaries, comparisons):
         for row in comp.rows:
             if row.difference_bytes is None or row.component in (UNATTRIBUTED, FRAGMENTATION):
                 continue
+            compared = True
             key = abs(row.difference_bytes)
-            if best is None or key > best[0]:
-                best = (key, s, row)
+            if row.difference_bytes > 0 and (over is None or key > over[0]):
+                over = (key, s, row)
+            if row.difference_bytes < 0 and (under is None or key > under[0]):
+                under = (key, s, row)
             if row.predicted_bytes and row.predicted_bytes >= MIN_DIFFERENCE and key >= MIN_DIFFERENCE:
                 rel = key / row.predicted_bytes
                 if best_rel is None or rel > best_rel[0]:
                     best_rel = (rel, s, row)
-    if best is None:
-        return None
-    _, s, row = best
-    total_pred = comparisons[0].predicted_total_bytes or 0
-    if best[0] < max(MIN_DIFFERENCE, MATCH_FRACTION * total_pred):
+    total_pred = comparisons[0].predicted_total_bytes or 0 if comparisons else 0
+    threshold = max(MIN_DIFFERENCE, MATCH_FRACTION * total_pred)
+    leading = [c for c in (over, under) if c is not None and c[0] >= threshold]
+    if not leading:
+        if not compared:
+            return None
         return (f"held memory matches the prediction: no component differs by more than "
-                f"{format_bytes(max(MIN_DIFFERENCE, MATCH_FRACTION * total_pred))} on any rank")
-    more, less = REASONS.get(row.component, _DEFAULT_REASON)
-    diff, pred = row.difference_bytes, row.predicted_bytes or 0
-    what = f"{format_bytes(pred)} were predicted" if pred else "none was predicted"
-    text = (f"{_label(s)} holds {format_bytes(row.held_bytes)} of {row.component} where {what} "
-            f"({'+' if diff >= 0 else '-'}{format_bytes(abs(diff))}{_pct(diff, pred)}): {more if diff > 0 else less}")
-    if best_rel is not None and (best_rel[1] is not s or best_rel[2].component != row.component):
+                f"{format_bytes(threshold)} on any rank")
+    text = "; ".join(_difference(s, row) for _, s, row in leading)
+    if best_rel is not None and all(best_rel[1] is not s or best_rel[2].component != row.component
+                                    for _, s, row in leading):
         _, s2, r2 = best_rel
         text += (f"; relatively, {_label(s2)}'s {r2.component} differ most "
                  f"({r2.difference_bytes / r2.predicted_bytes:+.0%})")
     return text
+
+
+def _difference(s: SnapshotSummary, row: ComponentRow) -> str:
+    """One component's difference on one rank, in words, with its likely reason."""
+    more, less = REASONS.get(row.component, _DEFAULT_REASON)
+    diff, pred = row.difference_bytes or 0, row.predicted_bytes or 0
+    what = f"{format_bytes(pred)} were predicted" if pred else "none was predicted"
+    return (f"{_label(s)} holds {format_bytes(row.held_bytes)} of {row.component} where {what} "
+            f"({'+' if diff >= 0 else '-'}{format_bytes(abs(diff))}{_pct(diff, pred)}): {more if diff > 0 else less}")
 
 
 def _finding_without_estimate(summaries: list[SnapshotSummary], table: RankTable | None) -> str | None:
