@@ -73,7 +73,7 @@ def evidence_sections(d: Diagnosis, lang: str = "en") -> list[str]:
     if d.ranks is not None:
         from ..tools.snapshot import render_rank_table
 
-        out += [tr(lang, "rp_ranks"), ""] + render_rank_table(d.ranks) + [""]
+        out += [tr(lang, "rp_rank_table"), ""] + render_rank_table(d.ranks) + [""]
     if d.dataset is not None:
         from ..tools.dataset import render_markdown as render_dataset
 

@@ -102,3 +102,17 @@ def test_every_summary_kind_has_a_chinese_form():
                                            gpu="4090"), index=CaseIndex.load_or_build())
     assert config_only.summary.startswith("No log given")
     assert localized_summary(config_only, "zh").startswith("没有日志：计算器估算了 run.sh。")
+
+
+def test_no_fixed_text_key_is_written_twice():
+    """A dict literal with a key written twice keeps the last silently: each text table's keys are unique."""
+    import ast
+    from pathlib import Path
+
+    import ask_oom.assistant.texts as texts
+
+    tree = ast.parse(Path(texts.__file__).read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            keys = [k.value for k in node.keys if isinstance(k, ast.Constant)]
+            assert len(keys) == len(set(keys)), sorted({k for k in keys if keys.count(k) > 1})
