@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from ..errors import InputError
 from ..gpus import CUDA_CONTEXT_BYTES
-from ..memory.estimator import _expanded_image_tokens, arch_max_seq, estimate_memory
+from ..memory.estimator import expanded_image_tokens, arch_max_seq, estimate_memory, largest_that_fits
 from ..training_setup import TrainingSetup
 from ..units import GiB
 from .images import PROCESSORS, image_tokens, worst_image_side
@@ -209,7 +209,7 @@ def setup_for(setup: TrainingSetup, length: int, ws: WorstSample | None, media_t
         return setup.model_copy(update={"seq_len": max(1, length), "images_per_sample": n_items, "video_frames": 0,
                                         "image_max_pixels": px, "gpu": None})
     variant = setup.model_copy(update={"images_per_sample": n_items, "video_frames": 0, "gpu": None})
-    spliced = _expanded_image_tokens(variant)
+    spliced = expanded_image_tokens(variant)
     return variant.model_copy(update={"seq_len": max(1, length - spliced)})
 
 
@@ -226,23 +226,6 @@ def _judge(setup: TrainingSetup, length: int, ws: WorstSample | None, media_toke
     """(peak, band upper) bytes of the batch, from the calculator."""
     est = estimate_memory(setup_for(setup, length, ws, media_tokens, items))
     return est.peak_bytes, est.band_upper_bytes or est.peak_bytes
-
-
-def _largest(fits, lo: int, hi: int) -> int:
-    """Largest n in [lo, hi] with fits(n) (monotone: doubling, then bisection); lo - 1 when none."""
-    if not fits(lo):
-        return lo - 1
-    step = 1
-    while lo + step <= hi and fits(lo + step):
-        lo, step = lo + step, step * 2
-    hi = min(hi, lo + step - 1)
-    while lo < hi:  # fits(lo); every n > hi fails
-        mid = (lo + hi + 1) // 2
-        if fits(mid):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
 
 
 def media_grid(prof: DatasetProfile, setup: TrainingSetup) -> list[int]:
@@ -269,7 +252,7 @@ def fit_limits(prof: DatasetProfile, setup: TrainingSetup, budget: int) -> dict[
     limits: dict[int, int] = {}
     for m in media_grid(prof, setup):
         items = (math.ceil(m / per_image) if per_image else 1) if m else 0  # fixed towers: tokens_per_image each
-        best = _largest(lambda n: _judge(setup, n, None, m, items)[1] <= budget, max(1, m), upper)
+        best = largest_that_fits(lambda n: _judge(setup, n, None, m, items)[1] <= budget, max(1, m), upper)
         limits[m] = best if best >= max(1, m) else 0
     return limits
 
@@ -414,7 +397,7 @@ def _image_cap(prof: DatasetProfile, setup: TrainingSetup, budget: int, limits: 
         return not any(over_budget_flags(prof, limits, None, _capped_media(prof, (k * unit) ** 2)))
 
     k_hi = math.isqrt(prof.image_max_pixels) // unit
-    best = _largest(fits, MIN_CAP_SIDE_UNITS, k_hi - 1)
+    best = largest_that_fits(fits, MIN_CAP_SIDE_UNITS, k_hi - 1)
     if best < MIN_CAP_SIDE_UNITS:
         return None
     cap = (best * unit) ** 2

@@ -284,7 +284,7 @@ def _moments(setup: TrainingSetup, plan: _Plan, mode: Mode, batch: int, seq: int
     assert arch is not None
     p = plan.policy
     raw_seq = seq
-    seq = seq + _expanded_image_tokens(setup)
+    seq = seq + expanded_image_tokens(setup)
     T = batch * seq
     L = arch.num_layers
     V = arch.vocab_size
@@ -441,7 +441,7 @@ def _eval_moments(setup: TrainingSetup, arch, p: ActPolicy, state: dict[str, int
                   vis_transient: int) -> dict[str, dict[str, int]]:
     """no_grad forward: nothing is saved; the peak is one layer's working set or the loss at the end
     (bf16 logits + fp32 upcast + log_softmax output: 10 B x b x s x V)."""
-    seq = seq + _expanded_image_tokens(setup)
+    seq = seq + expanded_image_tokens(setup)
     T, V, h = batch * seq, arch.vocab_size, arch.hidden_size
     if setup.liger_kernel:
         logits_fwd = liger_loss_bytes(arch, T, False) // 2
@@ -486,7 +486,7 @@ def _predict_accumulation(setup: TrainingSetup, arch, state: dict[str, int], bat
     """The moment the kept logits grow: torch.cat of the accumulated and the new step's logits holds both plus the
     concatenated copy (2 x the steps kept x b x s x V x 4 B)."""
     steps, _ = predict_steps_kept(setup, batch)
-    step_logits = KEPT_LOGIT_BYTES * batch * (seq + _expanded_image_tokens(setup)) * arch.vocab_size
+    step_logits = KEPT_LOGIT_BYTES * batch * (seq + expanded_image_tokens(setup)) * arch.vocab_size
     acc = dict(state)
     acc.update(eval_accumulated=2 * steps * step_logits)
     return {"eval_accumulate": acc}
@@ -518,7 +518,7 @@ def _generate_moments(setup: TrainingSetup, arch, p: ActPolicy, state: dict[str,
     (DynamicCache torch.cat: a layer's cache is briefly held twice), up to prompt + max_new_tokens."""
     n_new = max_new_tokens(setup)
     seqs = batch * max(1, setup.num_beams)
-    prompt = prompt + _expanded_image_tokens(setup)
+    prompt = prompt + expanded_image_tokens(setup)
     T, V, h, a = seqs * prompt, arch.vocab_size, arch.hidden_size, p.act_bytes
     kv_tok = kv_bytes_per_token(arch, a)
     frozen = ActPolicy(False, False, {}, a, p.eager_attention, training=False)
@@ -535,7 +535,7 @@ def _generate_moments(setup: TrainingSetup, arch, p: ActPolicy, state: dict[str,
     return {"generation_prefill": prefill, "generation": decode}
 
 
-def _expanded_image_tokens(setup: TrainingSetup) -> int:
+def expanded_image_tokens(setup: TrainingSetup) -> int:
     """Extra LM positions when a fixed-resolution tower's tokens are spliced in after truncation.
 
     LLaVA / MoE-LLaVA training code truncates text to model_max_length, then replaces each <image>
@@ -730,9 +730,9 @@ def estimate_memory(setup: TrainingSetup, *, mode: Mode | None = None, margin: f
             est.notes.append(f"borderline: the {budget / GiB:.2f} GiB budget lies inside the error band "
                              f"({band.lower / GiB:.2f}-{band.upper / GiB:.2f} GiB); measure it: {est.probe_command}")
         factor = band.upper / peak if peak else 1.0
-        est.max_micro_batch = _max_int(lambda b: _peak_bytes(setup, plan, mode, b * pairs, setup.seq_len) * factor <= budget, 4096)
+        est.max_micro_batch = largest_that_fits(lambda b: _peak_bytes(setup, plan, mode, b * pairs, setup.seq_len) * factor <= budget, 1, 4096)
         cap_seq = max(setup.seq_len, arch_max_seq(setup))
-        est.max_seq_len = _max_int(lambda s: _peak_bytes(setup, plan, mode, batch, s) * factor <= budget, cap_seq)
+        est.max_seq_len = largest_that_fits(lambda s: _peak_bytes(setup, plan, mode, batch, s) * factor <= budget, 1, cap_seq)
         if plan.weights + plan.reference_weights + plan.optimizer_states + plan.master_weights > budget:
             est.notes.append("the model states alone exceed the GPU budget: it fails while loading or at the first step, "
                          "whatever the batch or sequence length (shard with ZeRO-3/FSDP, offload, or quantize)")
@@ -755,18 +755,16 @@ def arch_max_seq(setup: TrainingSetup) -> int:
     return int(m) if m else 131072
 
 
-def _max_int(fits, upper: int) -> int:
-    """Largest n in [1, upper] with fits(n) (monotone), 0 if none."""
-    if not fits(1):
-        return 0
-    lo, hi = 1, 1
-    while hi < upper and fits(min(hi * 2, upper)):
-        hi = min(hi * 2, upper)
-        lo = hi
-    if hi >= upper:
-        return upper
-    hi = min(hi * 2, upper)
-    while lo < hi:
+def largest_that_fits(fits, lo: int, hi: int) -> int:
+    """Largest n in [lo, hi] with fits(n), for a monotone fits (galloping from lo, then bisection); lo - 1 if none.
+    The calculator's max micro-batch and length and the dataset's fitting length all search with it."""
+    if not fits(lo):
+        return lo - 1
+    step = 1
+    while lo + step <= hi and fits(lo + step):
+        lo, step = lo + step, step * 2
+    hi = min(hi, lo + step - 1)
+    while lo < hi:  # fits(lo); every n > hi fails
         mid = (lo + hi + 1) // 2
         if fits(mid):
             lo = mid
