@@ -28,8 +28,13 @@ _RAM_FAILS = re.compile(r"\b(?:RAM|host memory|CPU memory|system memory)\s{0,2}(
                         re.IGNORECASE)
 # Apple silicon: the GPU shares the Mac's unified memory (MLX, PyTorch MPS, Metal)
 _APPLE = re.compile(r"\b(?:MLX|mlx_lm|MPS|Metal|Mac(?:Book| Studio| mini)?|Apple|M[1-5] ?(?:Pro|Max|Ultra)|unified memory)\b")
-_HOST = re.compile(r"(?<!显)内存.{0,20}(?:不足|占满|爆|溢出|不够|超过|满了|小了|太小)|\b(?:host|CPU|system)\s{0,2}(?:RAM|memory)\b|\bRAM\b.{0,40}\b(?:full|exhausted)\b"
+_HOST = re.compile(r"(?<!显)内存.{0,20}(?:不足|占满|爆|溢出|不够|超过|满了|小了|太小)|\b(?:host|CPU|system)\s{0,2}(?:RAM|memor\w{0,3})\b"
+                   r"|\bRAM\b.{0,40}\b(?:full|exhausted)\b|\b(?:not|no)\s{1,2}enough\s{1,2}RAM\b"
+                   # a RAM size said to be exceeded: "the memory requirement exceeds even this machine's 512GB RAM"
+                   r"|\bexceed\w{0,3}\b.{0,80}?\b\d{1,5}\s?[GT]i?B?\s?(?:of\s)?RAM\b"
                    r"|oom[- ]killer|Cannot allocate memory"
+                   # SIGKILL named in words ("I get a sigkill error"), as a launcher's exit code -9 / 137 would say
+                   r"|\bsig ?kill(?:ed)?\b|\bsignal\s?9\b|\bexit(?:ed)?\s(?:with\s)?(?:code|status)\s?(?:-9|137)\b"
                    # a process "killed" with no Python error is the host's OOM killer at work (oom-signals.md: Killed, -9)
                    r"|\b(?:was|got|gets|is|get|been)\s{1,2}(?:[a-z]{2,12}\s{1,2})?killed\b", re.IGNORECASE)
 _GROWTH = re.compile(r"\bkeeps?\s{0,2}(?:increasing|growing|rising)|\b(?:increas|grow)\w{0,4}\s{0,2}(?:from|over|steadily|gradually|until|each|every)"

@@ -143,3 +143,30 @@ def test_a_model_said_only_by_its_size():
     assert model_named("试过几个13B 模型 微调的时候 都OOM报错") == "13B"
     assert model_named("training a 7B model on a 24GB card") == "7B"
     assert model_named("two 80GB cards, plenty of models") is None        # a memory size is no model size
+
+
+import pytest as _pytest
+
+
+@_pytest.mark.parametrize("text", [
+    "the launcher dies with a SIGKILL as soon as the shards start loading",
+    "training exited with code -9 after a few minutes, no traceback at all",
+    "it says there is not enough cpu memory to initialize the optimizer",
+    "there is no enough host memoryy for the offload buffers",
+    "the 70B checkpoint needs more than our machine's 256GB RAM, it exceeds 256 GB RAM easily",
+])
+def test_a_host_memory_failure_said_in_words_is_a_host_oom(text):
+    """SIGKILL / exit -9 said in words is the OOM killer (oom-signals.md), and host memory said to be short or exceeded
+    is the host running out, typos and all."""
+    from ask_oom.tools.described_oom import described_oom
+
+    found = described_oom(text)
+    assert found is not None and found.kind == "host_oom", text
+
+
+@_pytest.mark.parametrize("text", ["we have 512GB RAM and 8 GPUs", "the signal handler printed its summary",
+                                   "a 7B model exceeds nothing on this box"])
+def test_ram_or_signals_named_without_a_failure_describe_nothing(text):
+    from ask_oom.tools.described_oom import described_oom
+
+    assert described_oom(text) is None
