@@ -186,13 +186,22 @@ _BANNER = ("ask-oom chat — paste the error log (end a paste with an empty line
            "/attach FILE adds a file to your next message; /quit or Ctrl-D ends. Session: {sid}")
 
 
+def _check_attachments(paths: list[str], allow_symlinks: bool) -> None:
+    """Read each attachment as the turn will (a memory snapshot as plain data, anything else as text): a bad one is a
+    one-line error now, not after the message is typed."""
+    from .inputs import is_snapshot_file, read_snapshots
+
+    read_snapshots([p for p in paths if is_snapshot_file(p)], allow_symlinks=allow_symlinks)
+    read_attachments([p for p in paths if not is_snapshot_file(p)], allow_symlinks=allow_symlinks)
+
+
 def _interactive(store_dir: Path | None, session_id: str | None, attach: list[str], allow_symlinks: bool) -> int:
     """A conversation at the terminal: read a message, print the reply rendered as the CLI renders Markdown."""
     from .output import print_markdown
 
     session_id = session_id or uuid.uuid4().hex
     pending = list(attach)
-    read_attachments(pending, allow_symlinks=allow_symlinks)   # a bad --attach is exit 2 before the prompt
+    _check_attachments(pending, allow_symlinks)   # a bad --attach is exit 2 before the prompt
     print(_BANNER.format(sid=session_id))
     while True:
         try:
@@ -209,7 +218,7 @@ def _interactive(store_dir: Path | None, session_id: str | None, attach: list[st
         if command.startswith("/attach"):
             path = command[len("/attach"):].strip()
             try:
-                read_attachments([path], allow_symlinks=allow_symlinks)
+                _check_attachments([path], allow_symlinks)
             except UserError as exc:
                 print(f"ask-oom: {exc}")
                 continue

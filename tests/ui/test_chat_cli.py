@@ -216,3 +216,45 @@ def test_held_bars_stand_beside_the_prediction_without_overlapping_labels():
     for i, a in enumerate(texts):
         for b in texts[i + 1:]:
             assert not _overlap(a, b), (a, b)
+
+
+def test_the_terminal_conversation_takes_a_snapshot_attachment(tmp_path):
+    """In a terminal (a pseudo-terminal here), `/attach rank0.pickle` is checked as a snapshot, not refused as binary."""
+    import pty
+    import select
+    import time as _time
+
+    sys.path.insert(0, str(REPO / "tests" / "tools"))
+    from test_snapshot_builders import dumps, llama_snapshot
+
+    snap = tmp_path / "rank0.pickle"
+    snap.write_bytes(dumps(llama_snapshot()))
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "ask_oom.ui.cli", "chat", "--store-dir", str(tmp_path)],
+                            stdin=slave, stdout=slave, stderr=slave, env=ENV, cwd=REPO)
+    os.close(slave)
+    out = b""
+
+    def read_until(needle: bytes, timeout: float = 60.0) -> None:
+        nonlocal out
+        deadline = _time.time() + timeout
+        while needle not in out and _time.time() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    out += os.read(master, 65536)
+                except OSError:
+                    break
+
+    try:
+        read_until(b">")
+        os.write(master, f"/attach {snap}\n".encode())
+        read_until(b"attached rank0.pickle")
+        os.write(master, b"/quit\n")
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    text = out.decode(errors="replace")
+    assert "attached rank0.pickle" in text and "binary" not in text, text[-500:]
