@@ -31,6 +31,8 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
+from ask_oom.assistant.deciding_facts import CONFIDENT  # the product's bar for a stated answer
+
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = [REPO.parent / "shared" / "dev-cases", REPO / "evals" / "data" / "diagnosis",
             REPO / "evals" / "data" / "diagnosis_extra", REPO / "evals" / "data" / "diagnosis_fresh",
@@ -136,6 +138,7 @@ def evaluate(cases: list[dict], index=None, with_title: bool = False) -> list[di
             "fit_status": _fit_status(case, d, labels, error),
             "fixed_config": bool(d.fixed_config), "ms": round(ms, 1), "error": error,
             "why": d.root_causes[0].why[:2] if d.root_causes else [],
+            "probability": d.root_causes[0].probability if d.root_causes else None,
         })
     return rows
 
@@ -167,6 +170,8 @@ def summarise(rows: list[dict]) -> dict:
                          "top3": round(sum(r["top3_ok"] for r in sub) / len(sub), 3),
                          "with_config": sum(1 for r in sub if r["has_config"]),
                          "fits": sum(1 for r in sub if r["has_config"] and r["fits_after"]),
+                         "confident": sum(1 for r in sub if (r.get("probability") or 0) >= CONFIDENT),
+                         "confident_right": sum(1 for r in sub if (r.get("probability") or 0) >= CONFIDENT and r["primary_ok"]),
                          "per_label": _summary_of(sub)["per_label"]}
     summary["per_set"] = per_set
     summary["target_sets"] = [n for n in per_set if n in TARGET_SETS]
@@ -225,7 +230,8 @@ def print_table(rows: list[dict], summary: dict, verbose: bool = False) -> None:
     print()
     for name, c in summary["per_set"].items():
         print(f"set {name:<18} cases {c['cases']:>3}   primary {c['primary']:>6.1%}   top-3 {c['top3']:>6.1%}   "
-              f"with config {c['with_config']:>3}, fixed config fits {c['fits']:>3}")
+              f"with config {c['with_config']:>3}, fixed config fits {c['fits']:>3}   "
+              f"confident (p >= {CONFIDENT}) {c['confident_right']}/{c['confident']} right")
     c = summary["combined"]
     print(f"combined {'(' + ' + '.join(sets) + ')':<42} cases {c['cases']:>3}   primary {c['primary_accuracy']:>6.1%}   "
           f"top-3 {c['top3_accuracy']:>6.1%}")
