@@ -125,7 +125,9 @@ def render_slack(d: Diagnosis, *, markdown: str = "", can_probe: bool = False, l
             files.append(SlackFile(filename=fixed_file_name(d.fixed_config_format), content=d.fixed_config,
                                    title=tr(lang, "sl_fixed_config_title")))
     if d.fixed_deepspeed:
-        files.append(SlackFile(filename="ds_config.fixed.json", content=d.fixed_deepspeed, title=tr(lang, "sl_fixed_deepspeed_title")))
+        # the name the fixed config points at, so the file is saved where the config looks for it
+        files.append(SlackFile(filename=d.fixed_deepspeed_name or "ds_config.json", content=d.fixed_deepspeed,
+                               title=tr(lang, "sl_fixed_deepspeed_title")))
     if markdown and len(markdown) > SECTION_LIMIT:
         files.append(SlackFile(filename="ask-oom-diagnosis.md", content=markdown, title=tr(lang, "sl_full_title")))
     buttons = [_button(tr(lang, "sl_why"), ACTION_WHY)]

@@ -77,6 +77,18 @@ def cases_markdown(diagnosis: Any) -> str:
     return "\n".join(lines)
 
 
+def deepspeed_download(diagnosis: Any, download_dir: Path):
+    """The fixed DeepSpeed config as a download, under the name the fixed config points at (none: not interactive)."""
+    if diagnosis is None:
+        return gr.skip()
+    if not diagnosis.fixed_deepspeed:
+        return gr.update(value=None, interactive=False)
+    download_dir.mkdir(parents=True, exist_ok=True)
+    path = download_dir / diagnosis.fixed_deepspeed_name
+    path.write_text(diagnosis.fixed_deepspeed, encoding="utf-8")
+    return gr.update(value=str(path), interactive=True, label=f"Download {path.name}")
+
+
 def panel_updates(diagnosis: Any, download_dir: Path):
     """(chart html, fixed config code, diff, download path, cases markdown) for one diagnosis."""
     if diagnosis is None:
@@ -186,7 +198,8 @@ def build_app(conversation, settings, *, can_probe: bool | None = None):
         samples = (getattr(reply, "suggestions", None) or [])[:6]
         chips = {text: str(action) for text, action in (getattr(reply, "suggestion_actions", None) or {}).items()}
         return (history, None if clear_input else gr.skip(), session_id,
-                *panel_updates(reply.diagnosis, downloads / session_id), gr.update(samples=[[s] for s in samples]), chips)
+                *panel_updates(reply.diagnosis, downloads / session_id), gr.update(samples=[[s] for s in samples]), chips,
+                deepspeed_download(reply.diagnosis, downloads / session_id))
 
     def respond(message: dict, history: list, session_id: str | None):
         session_id = session_id or uuid.uuid4().hex
@@ -200,7 +213,7 @@ def build_app(conversation, settings, *, can_probe: bool | None = None):
         except InputError as exc:
             history = history + [{"role": "user", "content": text or "(files)"},
                                  {"role": "assistant", "content": f"⚠️ {exc}"}]
-            return (history, None, session_id, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+            return (history, None, session_id, *[gr.skip()] * 8)
         names = [*files, *(s.name for s in snapshots)]
         shown = text if text.strip() else "(uploaded " + ", ".join(names) + ")"
         if names and text.strip():
@@ -218,18 +231,18 @@ def build_app(conversation, settings, *, can_probe: bool | None = None):
         wanted = requested_session(stored, dict(request.query_params) if request is not None else None)
         resumed = conversation.resume(wanted) if wanted else None
         if resumed is None:
-            return ([], gr.skip(), None, *[gr.skip()] * 5, gr.update(samples=[]), {})
+            return ([], gr.skip(), None, *[gr.skip()] * 5, gr.update(samples=[]), {}, gr.skip())
         turns, reply = resumed
         history = [{"role": role, "content": text} for role, text in turns]
         samples = reply.suggestions[:6]
         chips = {text: str(action) for text, action in reply.suggestion_actions.items()}
         return (history, gr.skip(), wanted, *panel_updates(reply.diagnosis, downloads / wanted),
-                gr.update(samples=[[x] for x in samples]), chips)
+                gr.update(samples=[[x] for x in samples]), chips, deepspeed_download(reply.diagnosis, downloads / wanted))
 
     def feedback(data: gr.LikeData, history: list, session_id: str | None):
         """Like / dislike on an answer: the Solved / Still-OOM actions (a re-plan refreshes the panels)."""
         if not session_id:
-            return (history, *[gr.skip()] * 9)
+            return (history, *[gr.skip()] * 10)
         reply = conversation.act(session_id, Action.SOLVED if data.liked else Action.STILL_OOM)
         return render(reply, None, history, session_id, clear_input=False)
 
@@ -266,11 +279,13 @@ def build_app(conversation, settings, *, can_probe: bool | None = None):
                     fixed = gr.Code(label="Fixed config", interactive=False, elem_id="fixed-config", buttons=["copy"],
                                     wrap_lines=True)
                     download = gr.DownloadButton("Download fixed config", interactive=False, elem_id="download")
+                    download_ds = gr.DownloadButton("Download fixed DeepSpeed config", interactive=False,
+                                                    elem_id="download-deepspeed")
                 with gr.Tab("Diff"):
                     diff = gr.Code(label="Diff", interactive=False, elem_id="diff", buttons=["copy"], wrap_lines=True)
                 with gr.Tab("Similar cases"):
                     cases = gr.Markdown("_No similar documented case yet._", elem_id="cases")
-        outputs = [chat, box, session, chart, fixed, diff, download, cases, suggestions, chip_actions]
+        outputs = [chat, box, session, chart, fixed, diff, download, cases, suggestions, chip_actions, download_ds]
         demo.load(restore, [saved], outputs, api_name=False)
         demo.load(None, None, None, js=PAGE_JS)
         session.change(lambda sid: sid, [session], [saved], api_name=False)

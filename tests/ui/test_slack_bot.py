@@ -409,3 +409,21 @@ def test_a_paste_in_slack_diagnoses_like_the_two_files_on_the_command_line(slack
         assert d.primary_cause == cli["primary_cause"], seed
         assert [(c.key, c.to_value) for c in d.fixes] == [(c["key"], c["to_value"]) for c in cli["fixes"]], seed
         assert d.fixed_config == cli["fixed_config"] and d.fits_after == cli["fits_after"], seed
+
+
+def test_a_switched_deepspeed_config_is_attached_under_the_name_the_fix_points_at(slack_bot):
+    """The fixed DeepSpeed config is attached to the thread under the file name the fixed config refers to."""
+    api, url, conversation = slack_bot
+    seed = SEEDS / "qwen2.5-32b"
+    files = []
+    for name in ("train.yaml", "ds_z3_offload_config.json"):
+        api.files[name] = (seed / name).read_bytes()
+        files.append({"id": f"F-{name}", "name": name, "size": len(api.files[name]),
+                      "url_private_download": api.base_url + "files/" + name})
+    ts = "1700000061.000100"
+    post_event(url, mention(seed_log("qwen2.5-32b") + "\nwe have one H100 96GB", ts=ts, files=files))
+    wait_replies(api, ts, timeout=180)
+    d = conversation.store.get(f"slack:C1:{ts}").state.diagnosis
+    assert d.fixed_deepspeed and d.fixed_deepspeed_name in d.fixed_config     # the fixed config points at it
+    names = [c.get("filename") for c in api.posted("files.getUploadURLExternal")]
+    assert d.fixed_deepspeed_name in names and "ds_config.fixed.json" not in names, names

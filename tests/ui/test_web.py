@@ -185,6 +185,27 @@ def test_a_paste_in_the_web_ui_diagnoses_like_the_two_files_on_the_command_line(
         assert fixed.rstrip("\n") == (cli["fixed_config"] or "").rstrip("\n"), seed   # the Code panel drops the last newline
 
 
+def test_a_switched_deepspeed_config_is_downloadable_under_the_name_the_fix_points_at(web, tmp_path):
+    """When the fix changes the DeepSpeed config, the new file is a download of its own, named as the fixed config
+    refers to it (the Qwen2.5-32B seed: offload settings change in ds_z3_offload_config.json)."""
+    import json
+
+    from gradio_client import Client, handle_file
+
+    seed = SEEDS / "qwen2.5-32b"
+    client = Client(web, verbose=False)
+    files = [handle_file(str(seed / "train.yaml")), handle_file(str(seed / "ds_z3_offload_config.json"))]
+    result = client.predict({"text": (seed / "train.log").read_text(encoding="utf-8") + "\nwe have one H100 96GB",
+                             "files": files}, api_name="/chat")
+    ds_download = result[-1]
+    path = ds_download if isinstance(ds_download, str) else (ds_download or {}).get("value") or ds_download
+    assert path, result[-1]
+    path = Path(path if isinstance(path, str) else path.get("path"))
+    fixed = result[3] if isinstance(result[3], str) else result[3].get("value", "")
+    assert f"deepspeed: {path.name}" in fixed or path.name in fixed
+    assert "zero_optimization" in json.loads(path.read_text(encoding="utf-8"))
+
+
 def test_upload_of_disallowed_type_is_refused(web, tmp_path):
     from gradio_client import Client, handle_file
 
