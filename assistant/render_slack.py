@@ -111,14 +111,16 @@ def summary_text(d: Diagnosis, language: str | None = "en") -> str:
     return "\n".join(lines)
 
 
-def render_slack(d: Diagnosis, *, markdown: str = "", can_probe: bool = False, language: str | None = "en") -> SlackMessage:
+def render_slack(d: Diagnosis, *, markdown: str = "", can_probe: bool = False, language: str | None = "en",
+                 follow_up: bool = False) -> SlackMessage:
     """The threaded reply for a diagnosis. `markdown` is the full report, attached when it is long; `language` picks
-    the fixed words of the summary, the buttons and the file titles."""
+    the fixed words of the summary, the buttons and the file titles. A `follow_up` that re-planned (a what-if, new
+    hardware) shows what changed, the turn's own answer, instead of the whole summary again."""
     lang = language or "en"
-    summary = summary_text(d, lang)
+    summary = markdown_to_mrkdwn(markdown) if follow_up and markdown else summary_text(d, lang)
     blocks = [_section(chunk) for chunk in split_text(summary)]
     files: list[SlackFile] = []
-    if d.fixed_config:
+    if d.fixed_config and not follow_up:
         if len(d.fixed_config) <= CODE_BLOCK_LIMIT:
             blocks.append(_section(f"{tr(lang, 'sl_fixed_config')}\n```{d.fixed_config.rstrip()}```"))
         else:

@@ -173,7 +173,10 @@ def _message_for(reply: Any, can_probe: bool, language: str = "en", skipped: lis
         return render_slack_text("\n".join(lines))
     diagnosis = getattr(reply, "diagnosis", None)
     if diagnosis is not None and getattr(reply, "show_diagnosis", True):
-        message = render_slack(diagnosis, markdown=reply.markdown, can_probe=can_probe, language=language)
+        # a new log, config or snapshot gets the diagnosis' summary; a follow-up that re-planned shows what changed
+        follow_up = getattr(reply, "intent", "") not in ("log", "config", "snapshot")
+        message = render_slack(diagnosis, markdown=reply.markdown, can_probe=can_probe, language=language,
+                               follow_up=follow_up)
     else:
         message = render_slack_text(reply.markdown)
     if lines:   # the skipped files first, so the user sees at once what was not read

@@ -425,5 +425,26 @@ def test_a_switched_deepspeed_config_is_attached_under_the_name_the_fix_points_a
     wait_replies(api, ts, timeout=180)
     d = conversation.store.get(f"slack:C1:{ts}").state.diagnosis
     assert d.fixed_deepspeed and d.fixed_deepspeed_name in d.fixed_config     # the fixed config points at it
-    names = [c.get("filename") for c in api.posted("files.getUploadURLExternal")]
+    deadline = time.time() + 60   # the files follow the reply message
+    while True:
+        names = [c.get("filename") for c in api.posted("files.getUploadURLExternal")]
+        if d.fixed_deepspeed_name in names or time.time() > deadline:
+            break
+        time.sleep(0.1)
     assert d.fixed_deepspeed_name in names and "ds_config.fixed.json" not in names, names
+
+
+def test_a_follow_up_that_replans_shows_what_changed_not_the_summary_again(slack):
+    """A what-if in the thread re-plans: the reply is the new estimate and diff (the turn's answer), with the buttons,
+    not the first answer's summary repeated."""
+    api, url = slack
+    ts = "1700000071.000100"
+    post_event(url, mention(seed_log(), ts=ts))
+    (first,) = wait_replies(api, ts)
+    post_event(url, {"type": "message", "user": "U1", "text": "what if cutoff_len is 1024?", "ts": "1700000071.000200",
+                     "thread_ts": ts, "channel": "C1", "channel_type": "channel"})
+    replies = wait_replies(api, ts, n=2)
+    follow = reply_text(replies[1])
+    assert "New estimate" in follow or "Updated" in follow, follow[:400]
+    assert "Most likely cause" not in follow and "Not sure yet" not in follow, follow[:400]
+    assert any(b.get("type") == "actions" for b in replies[1].get("blocks") or [])      # the buttons stay
