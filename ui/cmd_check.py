@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         objects = [_json(g, d) for g, d in results]
         print_json(objects[0] if len(objects) == 1 else {"verdict": worst, "exit_code": code, "checks": objects})
         return code
-    print_markdown("\n\n".join(_markdown(g, configs[0] if len(runs) > 1 and configs else None)
+    print_markdown("\n\n".join(_markdown(g, configs[0] if len(runs) > 1 and configs else None, fix_command(configs, args))
                                 for (g, _), configs in zip(results, runs)))
     return code
 
@@ -115,12 +115,33 @@ def _json(g: Gate, d) -> dict:
             "estimate": estimate_json(d)}
 
 
-def _markdown(g: Gate, name: str | None) -> str:
+# check's options that `ask-oom fix` takes too, in the order the fix command lists them (flag, attribute)
+FIX_OPTIONS = (("--gpu", "gpu"), ("--gpu-memory", "gpu_memory"), ("--gpus", "gpus"), ("--host-ram", "host_ram"),
+               ("--dataset", "dataset"), ("--tokenizer", "tokenizer"), ("--log", "log"))
+
+
+def fix_command(configs: list[str], args: argparse.Namespace) -> str | None:
+    """The `ask-oom fix` command for the same config and hardware (the options `fix` shares with `check`)."""
+    import shlex
+
+    if not configs:
+        return None
+    parts = ["ask-oom", "fix"] + [x for c in configs for x in ("--config", c)]
+    for flag, attr in FIX_OPTIONS:
+        value = getattr(args, attr, None)
+        if value is not None:
+            parts += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    if getattr(args, "allow_symlinks", False):
+        parts.append("--allow-symlinks")
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _markdown(g: Gate, name: str | None, fix: str | None = None) -> str:
     head = {"fits": "fits: safe to launch", "borderline": "borderline: measure before launching",
             "does_not_fit": "does NOT fit: do not launch"}[g.verdict]
     lines = [f"ask-oom check{' ' + name if name else ''}: **{head}**", ""] + [f"- {r}" for r in g.reasons]
     if g.probe_command:
         lines += ["", f"Settle it on the GPU: `{g.probe_command}`"]
     if g.verdict != "fits":
-        lines += ["", "For the smallest change that fits: `ask-oom fix --config CONFIG` with the same options."]
+        lines += ["", f"For the smallest change that fits: `{fix or 'ask-oom fix --config CONFIG'}`"]
     return "\n".join(lines)

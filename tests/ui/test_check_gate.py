@@ -120,3 +120,17 @@ def test_the_pre_commit_hook_runs_check_on_the_staged_files(tmp_path, train_yaml
     # pre-commit runs: entry + args + the staged file names
     argv = hook["entry"].split()[1:] + ["--gpu", "T4", str(train_yaml), str(train_yaml)]
     assert main(argv) == EXIT_DOES_NOT_FIT
+
+
+def test_a_failed_check_prints_the_fix_command_for_the_same_config_and_gpu(capsys, train_yaml):
+    import re
+    import shlex
+
+    assert main(["check", str(train_yaml), "--gpu", "T4", "--gpus", "2"]) == EXIT_DOES_NOT_FIT
+    out = capsys.readouterr().out
+    m = re.search(r"`(ask-oom fix [^`]+)`", out)
+    assert m, out
+    argv = shlex.split(m.group(1))
+    assert argv[:4] == ["ask-oom", "fix", "--config", str(train_yaml)] and "--gpu" in argv and "--gpus" in argv
+    assert main(argv[1:]) in (EXIT_OK, EXIT_DOES_NOT_FIT)      # a command `fix` accepts as it is
+    assert capsys.readouterr().out.startswith("# ")

@@ -18,7 +18,8 @@ EXAMPLES = [
      ["- GPU: predicted peak 45.64 GiB (band 45.19 GiB - 46.56 GiB) against a budget of 70.75 GiB on A100-80GB: fits"]),
     ("check qwen2.5-7b-lora.yaml --gpu A100-40GB --dataset sft-data.jsonl", 5,
      ["- dataset: worst batch 2 x 8192 tokens, predicted peak 45.64 GiB (band upper 46.56 GiB) against 34.96 GiB: "
-      "does not fit; 1 sample(s) over budget (0.333%)"]),
+      "does not fit; 1 sample(s) over budget (0.333%)",
+      "For the smallest change that fits: `ask-oom fix --config qwen2.5-7b-lora.yaml --gpu A100-40GB --dataset sft-data.jsonl`"]),
     ("estimate --config qwen2.5-7b-lora.yaml --gpu A100-40GB --dataset sft-data.jsonl --steps 50", 5,
      ["| total | 78 | 362 | 538 | 602 | 10656 | 395.1 |",
       "- largest sequence that fits at micro_batch 2 (calculator, bisected): 5200 tokens for text-only samples",
