@@ -70,9 +70,9 @@ def cold(runs: int) -> list[dict]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     rows = []
     for name, exp, folder in scenarios():
-        args = [*pin, sys.executable, "-m", "ask_oom.ui.cli", "diagnose", "--config", str(folder / exp["config"])]
+        args = [*pin, sys.executable, "-m", "ask_oom.ui.cli", "diagnose", "--config", str((folder / exp["config"]).resolve())]
         for extra in exp.get("extra_configs", []):
-            args += ["--config", str(folder / extra)]
+            args += ["--config", str((folder / extra).resolve())]
         if exp.get("request", {}).get("gpu"):
             args += ["--gpu", exp["request"]["gpu"]]
         log = (folder / exp["log"]).read_bytes()
