@@ -162,6 +162,9 @@ PAGE_JS = """
 
 SESSION_STORAGE_KEY = "ask_oom_session"
 SESSION_QUERY_PARAM = "session"
+# Puts the session id in the tab's address without reloading (the same parameter `requested_session` reads).
+SESSION_URL_JS = ("(sid) => { if (sid) { const u = new URL(window.location.href); "
+                  f"u.searchParams.set({SESSION_QUERY_PARAM!r}, sid); history.replaceState(null, '', u); }} return []; }}")
 
 
 def browser_secret(settings) -> str:
@@ -257,6 +260,7 @@ def build_app(conversation, settings, *, can_probe: bool | None = None):
         session = gr.State(None)
         # the id kept in the browser (localStorage): a reload or a server restart resumes the conversation
         saved = gr.BrowserState(None, storage_key=SESSION_STORAGE_KEY, secret=browser_secret(settings))
+        session_id_box = gr.Textbox(visible=False, elem_id="session-id")   # the id where the page's script can read it
         chip_actions = gr.State({})  # the shown follow-ups that are typed actions: text → Action value
         gr.Markdown(INTRO)
         with gr.Row():
@@ -288,7 +292,10 @@ def build_app(conversation, settings, *, can_probe: bool | None = None):
         outputs = [chat, box, session, chart, fixed, diff, download, cases, suggestions, chip_actions, download_ds]
         demo.load(restore, [saved], outputs, api_name=False)
         demo.load(None, None, None, js=PAGE_JS)
-        session.change(lambda sid: sid, [session], [saved], api_name=False)
+        # ...and in this tab's address (?session=ID), so a reload resumes this tab's conversation even when another
+        # tab has started a newer one since (the browser's storage is shared by the tabs)
+        session.change(lambda sid: (sid, sid), [session], [saved, session_id_box], api_name=False)
+        session_id_box.change(None, [session_id_box], None, js=SESSION_URL_JS, api_name=False)
         box.submit(respond, [box, chat, session], outputs, api_name="chat")
         suggestions.click(follow_up, [suggestions, chat, session, chip_actions], outputs, api_name=False)
         chat.like(feedback, [chat, session], outputs, api_name=False)

@@ -381,6 +381,14 @@ def test_browser_reload_and_server_restart_resume_the_conversation(tmp_path):
             chat = page.locator("#chat")
             expect(chat).to_contain_text("ranked causes", timeout=120_000)
             page.wait_for_timeout(1500)                                  # the id reaches the browser's storage
+            assert "session=" in page.url                                # ...and this tab's address
+            other = browser.new_page()                                   # another tab starts a new conversation
+            other.goto(web.rstrip("/") + "/?session=" + "0" * 32, wait_until="domcontentloaded")
+            other.wait_for_selector("#input textarea", timeout=60_000)
+            other.locator("#input textarea").fill("I have 2x A100 80GB")
+            other.locator("#input button.submit-button, #input button:has-text('Diagnose')").first.click()
+            other.wait_for_timeout(2500)
+            other.close()
             page.reload(wait_until="domcontentloaded")
             expect(chat).to_contain_text("ranked causes", timeout=60_000)
             demo.close()
