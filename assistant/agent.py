@@ -82,6 +82,13 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
         plan_causes = causes
     # Without an OOM in a log, a plan only for a setup the calculator judged over the GPU's (or host's) budget.
     over_budget = estimate is not None and (estimate.fits is False or estimate.host_fits is False)
+    if over_budget and dataset is not None and dataset.verdict is not None and dataset.verdict.verdict == "fits" \
+            and estimate.host_fits is not False:
+        # the data's worst batch fits: the step at cutoff_len for every sample never runs, so there is nothing to fix
+        over_budget = False
+        notes.append(f"no change needed for this dataset: its worst batch ({dataset.verdict.micro_batch} x "
+                     f"{dataset.verdict.worst_length} tokens) fits; the estimate above sizes every sample at the "
+                     f"configured {setup.seq_len} tokens")
     plan = None
     if request.plan and plan_causes and (oom or over_budget):
         plan = _plan(setup, doc, plan_causes, request, margin, hits, notes, report)

@@ -137,3 +137,23 @@ def test_missing_dataset_or_tokenizer_is_exit_2(capsys, run_dir):
     assert main([*base, "--dataset", str(run_dir / "data"), "--tokenizer", str(run_dir)]) == EXIT_USAGE
     assert "tokenizer.json" in capsys.readouterr().err
     assert main([*base, "--dataset", str(run_dir / "data"), "--dataset-name", "missing"]) == EXIT_USAGE
+
+
+def test_fix_with_a_dataset_that_fits_changes_nothing(capsys, run_dir):
+    """`fix --dataset` agrees with `check --dataset`: when the data's worst batch fits, no change is planned, though
+    every sample at the configured cutoff_len would not."""
+    data = run_dir / "data"
+    rows = [{"instruction": "q " * 50, "input": "", "output": "a " * 50} for _ in range(300)]
+    (data / "mine.json").write_text(json.dumps(rows))
+    long = run_dir / "long.yaml"
+    long.write_text(TRAIN_YAML.replace("cutoff_len: 8192", "cutoff_len: 32768"))
+    base = ["fix", "--config", str(long), "--gpu", "A100-40GB", "--json"]
+    main(base)
+    without = json.loads(capsys.readouterr().out)
+    assert without["changes"]                                   # at 32768 tokens a sample, something must change
+    assert main([*base, "--dataset", str(data)]) == EXIT_OK
+    with_data = json.loads(capsys.readouterr().out)
+    assert with_data["changes"] == [] and with_data["fixed_config"] is None
+    assert any("no change needed for this dataset" in n for n in with_data["notes"])
+    assert main([*base[:-1], "--dataset", str(data)]) == EXIT_OK
+    assert capsys.readouterr().out.startswith("# Already fits this dataset")

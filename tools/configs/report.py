@@ -48,6 +48,9 @@ def render_plan(d: Any, written: list[str] | None = None) -> str:
                 else "No verified plan: the calculator needs the model architecture and the GPU")
     elif d.fits_after is not False and not has_edits and before.fits is not False:
         head = "Already fits"
+    elif not has_edits and getattr(d, "dataset", None) is not None and d.dataset.verdict is not None \
+            and d.dataset.verdict.verdict == "fits":
+        head = "Already fits this dataset: its worst batch fits (see Notes)"
     else:
         head = "Fixed: the changed config fits" if d.fits_after else "Nothing fits: closest option below"
     lines.append(f"# {head}")
