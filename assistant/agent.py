@@ -81,14 +81,7 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
     else:
         plan_causes = causes
     # Without an OOM in a log, a plan only for a setup the calculator judged over the GPU's (or host's) budget.
-    over_budget = estimate is not None and (estimate.fits is False or estimate.host_fits is False)
-    if over_budget and dataset is not None and dataset.verdict is not None and dataset.verdict.verdict == "fits" \
-            and estimate.host_fits is not False:
-        # the data's worst batch fits: the step at cutoff_len for every sample never runs, so there is nothing to fix
-        over_budget = False
-        notes.append(f"no change needed for this dataset: its worst batch ({dataset.verdict.micro_batch} x "
-                     f"{dataset.verdict.worst_length} tokens) fits; the estimate above sizes every sample at the "
-                     f"configured {setup.seq_len} tokens")
+    over_budget = _over_budget(estimate, dataset, setup, notes)
     plan = None
     if request.plan and plan_causes and (oom or over_budget):
         plan = _plan(setup, doc, plan_causes, request, margin, hits, notes, report)
@@ -241,6 +234,19 @@ def _plan(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[RootCau
     except Exception as exc:  # noqa: BLE001 - the diagnosis stands without a plan; say why
         _aid_failed(notes, "fix planner failed", exc)
         return None
+
+
+def _over_budget(estimate: MemoryEstimate | None, dataset: Any, setup: TrainingSetup, notes: list[str]) -> bool:
+    """Whether the calculator judged the setup over the GPU's (or the host's) budget; with a dataset whose worst batch
+    fits, the step at cutoff_len for every sample never runs, so only the host can still be over."""
+    if estimate is None or not (estimate.fits is False or estimate.host_fits is False):
+        return False
+    v = dataset.verdict if dataset is not None else None
+    if v is not None and v.verdict == "fits" and estimate.host_fits is not False:
+        notes.append(f"no change needed for this dataset: its worst batch ({v.micro_batch} x {v.worst_length} tokens) "
+                     f"fits; the estimate above sizes every sample at the configured {setup.seq_len} tokens")
+        return False
+    return True
 
 
 def _reconcile(request: DiagnoseRequest, estimate: MemoryEstimate | None):
