@@ -146,3 +146,8 @@ def gpu_from_memory(memory_bytes: int, name: str | None = None) -> GPUSpec:
 # CUDA context + cuBLAS/cuDNN workspaces live outside PyTorch's allocator: ~0.1 GiB measured on an H100
 # with torch 2.11 (../shared/calibration cuda_context_bytes = 92 MiB), 300-500 MiB with older CUDA/cuDNN.
 CUDA_CONTEXT_BYTES = 500 * MiB
+
+
+def budget_bytes(capacity_bytes: int, margin: float) -> int:
+    """What a run may allocate on a GPU: capacity x margin (room for the allocator) - the CUDA context."""
+    return int(capacity_bytes * margin) - CUDA_CONTEXT_BYTES

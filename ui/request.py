@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .inputs import ConfigFiles, read_config_text, read_configs, read_log_bytes
+from .inputs import ConfigFiles, read_config_text, read_configs, read_log_bytes, read_snapshots
 
 KEEP_CHOICES = ("full", "seq", "batch", "no-deepspeed")
 MAX_PASTE_CHARS = 4 * 1024 * 1024   # a log this size may be a paste holding its config too; a larger one is a file
@@ -100,8 +100,6 @@ def build_request(args: argparse.Namespace, *, log_path: str | None = None, read
         log_text, files = pasted_configs(log_text, files)
     args.config_paths_read = files.paths_read
     args.config_main_path = files.main_path
-    from .inputs import read_snapshots
-
     snapshots = read_snapshots(list(getattr(args, "snapshot", None) or []), allow_symlinks=allow)
     model_config_path = model_config_path or getattr(args, "model_config", None)
     if model_config_path and not Path(model_config_path).is_file():

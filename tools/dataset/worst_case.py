@@ -15,7 +15,9 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from ..errors import InputError
-from ..gpus import CUDA_CONTEXT_BYTES
+from ..gpus import budget_bytes as gpu_budget_bytes
+from ..memory.band import Band
+from ..memory.band import verdict as band_verdict
 from ..memory.estimator import expanded_image_tokens, arch_max_seq, estimate_memory, largest_that_fits
 from ..training_setup import TrainingSetup
 from ..units import GiB
@@ -108,7 +110,7 @@ def worst_case(profile: DatasetProfile, setup: TrainingSetup, *, margin: float =
     if not (0 < margin <= 1):
         raise InputError("margin must be in (0, 1]")
     budget = budget_bytes if budget_bytes is not None else (
-        int(setup.gpu.memory_bytes * margin) - CUDA_CONTEXT_BYTES if setup.gpu and setup.gpu.memory_bytes else None)
+        gpu_budget_bytes(setup.gpu.memory_bytes, margin) if setup.gpu and setup.gpu.memory_bytes else None)
     prof, notes = _effective_profile(profile, setup)
     cutoff, packing = prof.cutoff_len, prof.packing
 
@@ -216,9 +218,9 @@ def setup_for(setup: TrainingSetup, length: int, ws: WorstSample | None, media_t
 def _band_verdict(setup: TrainingSetup, length: int, ws: WorstSample, upper: int, budget: int) -> str:
     """The calculator's three-way verdict at the worst batch (its band's edges against the budget)."""
     if upper <= budget:
-        return "fits"
-    lower = estimate_memory(setup_for(setup, length, ws)).band_lower_bytes
-    return "borderline" if lower is not None and lower <= budget else "does_not_fit"
+        return "fits"   # decided by the upper edge alone: no second estimate for the lower one
+    est = estimate_memory(setup_for(setup, length, ws))
+    return band_verdict(Band(lower=est.band_lower_bytes or est.peak_bytes, upper=upper), budget)
 
 
 def _judge(setup: TrainingSetup, length: int, ws: WorstSample | None, media_tokens: int | None = None,

@@ -13,7 +13,7 @@ from typing import Literal
 
 from ..errors import InputError
 from ..frameworks import HF_TRAINER_FRAMEWORKS
-from ..gpus import CUDA_CONTEXT_BYTES
+from ..gpus import CUDA_CONTEXT_BYTES, budget_bytes as gpu_budget_bytes
 from ..training_setup import PAIRED_STAGES, TrainingSetup
 from ..units import GiB
 from .activations import (
@@ -716,7 +716,7 @@ def estimate_memory(setup: TrainingSetup, *, mode: Mode | None = None, margin: f
         est.host_fits = plan.host <= setup.host_ram_bytes
     if setup.gpu is not None and setup.gpu.memory_bytes > 0:
         cap = setup.gpu.memory_bytes
-        budget = int(cap * margin) - CUDA_CONTEXT_BYTES
+        budget = gpu_budget_bytes(cap, margin)
         est.gpu_name = setup.gpu.name
         est.gpu_bytes = cap
         est.budget_bytes = budget
