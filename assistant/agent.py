@@ -10,7 +10,7 @@ it asks for instead of guessing. Without a log, the causes are what the calculat
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..tools.configs.schema import ConfigDocument, Constraints, FixPlan
 from ..tools.errors import InputError
@@ -19,6 +19,9 @@ from ..tools.memory.schema import MemoryEstimate
 from ..tools.report import OOMReport
 from ..tools.training_setup import TrainingSetup
 from .diagnosis import ConfigInfo, DiagnoseRequest, Diagnosis
+
+if TYPE_CHECKING:
+    from ..tools.memory_trend import MemoryTrend
 
 SIMILAR_K = 5          # cases retrieved; the top ones also lend their fixes to the planner as hints
 PLAN_MIN_SCORE = 0.2   # causes below this score are listed as alternatives but get no fix of their own
@@ -60,7 +63,7 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
     sized = _sized_step(request, report, setup)
     estimate = _estimate(setup, sized, margin, notes)
     dataset = _dataset(request, doc, setup, estimate, margin) if request.dataset is not None else None
-    hits = _retrieve(report, setup, index, settings, mode, notes, request.log_text) if request.retrieve and has_log else []
+    hits = _retrieve(report, setup, index, settings, mode, notes, request.log_text, trend) if request.retrieve and has_log else []
     held, ranks = _reconcile(request, estimate), _ranks(request) if has_log else None
     signals = collect_signals(report if has_log else None, setup, estimate, hits, trend, cues, held=held, ranks=ranks)
     causes = score_signals(signals)
@@ -188,7 +191,7 @@ def _estimate(setup: TrainingSetup, sized: str, margin: float, notes: list[str])
 
 
 def _retrieve(report: OOMReport, setup: TrainingSetup, index: Any, settings: Any, mode: str | None,
-              notes: list[str], text: str = "") -> list[Any]:
+              notes: list[str], text: str = "", trend: MemoryTrend | None = None) -> list[Any]:
     """The most similar documented cases; a failing index is a note, not an error."""
     try:
         from ..kb.query import build_query
@@ -197,7 +200,7 @@ def _retrieve(report: OOMReport, setup: TrainingSetup, index: Any, settings: Any
             from ..kb.index import CaseIndex
 
             index = CaseIndex.load_or_build(settings)
-        query = build_query(report, setup)
+        query = build_query(report, setup, trend)
         if report.requested_bytes is None:
             # a report without the allocator's numbers is mostly the user's words: they say what the case is about
             query = " ; ".join([query, " ".join(prose_lines(text)[:3])[:400]]).strip(" ;")

@@ -7,9 +7,13 @@ loss lines and warnings that would drown the few facts that make two cases alike
 from __future__ import annotations
 
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
 from ..tools.report import OOMReport
 from ..tools.training_setup import TrainingSetup
+
+if TYPE_CHECKING:
+    from ..tools.memory_trend import MemoryTrend
 
 KIND_WORDS = {
     "cuda_oom": "cuda_oom CUDA out of memory GPU",
@@ -44,6 +48,7 @@ RELATED_WORDS = {
     "sigbus": "SIGBUS shared memory",
     "sigfpe": "SIGFPE",
 }
+GROWTH_WORDS = "memory_growth memory grows every step increasing leak"
 # Logged training arguments worth matching on (framework key names); others are noise for retrieval.
 MEMORY_KEYS = (
     "cutoff_len", "max_seq_length", "max_length", "model_max_length", "max_source_length", "max_target_length",
@@ -63,8 +68,11 @@ def _model_words(name: str | None) -> str:
     return f"model {base}" if base == name else f"model {base} ({name})"
 
 
-def build_query(report: OOMReport, setup: TrainingSetup | None = None) -> str:
-    """A short English description of the failure for `CaseIndex.search` (facts only, no log noise)."""
+def build_query(report: OOMReport, setup: TrainingSetup | None = None, trend: MemoryTrend | None = None) -> str:
+    """A short English description of the failure for `CaseIndex.search` (facts only, no log noise).
+
+    `trend` is the log's memory over time: a run whose memory grew (readings, or the user's words) is like the
+    documented growth cases whatever its model, so that is said in the cases' own words."""
     parts: list[str] = []
     kind = KIND_WORDS.get(report.kind, report.kind)
     if kind:
@@ -73,13 +81,14 @@ def build_query(report: OOMReport, setup: TrainingSetup | None = None) -> str:
         parts.append(PHASE_WORDS[report.phase])
     if report.operation:
         parts.append(f"operation {report.operation.replace('_', ' ')} {report.operation}")
-    framework = report.framework or (setup.framework if setup and "framework" in setup.provenance else None)
+    known = _stated(setup)
+    framework = report.framework or (setup.framework if "framework" in known else None)
     if framework:
         parts.append(f"framework {framework}")
     if report.launcher:
         parts.append(f"launcher {report.launcher}")
     stage = report.deepspeed_stage
-    if stage is None and setup and "zero_stage" in setup.provenance:
+    if stage is None and setup and "zero_stage" in known:
         stage = setup.zero_stage
     if stage is not None:
         parts.append(f"deepspeed ZeRO-{stage} zero{stage}")
@@ -88,7 +97,7 @@ def build_query(report: OOMReport, setup: TrainingSetup | None = None) -> str:
         parts.append(_setup_words(setup))
     gpu = next((g.name for g in report.gpus if g.name), None) or (setup.gpu.name if setup and setup.gpu else None)
     if gpu:
-        count = setup.num_gpus if setup and "num_gpus" in setup.provenance else len(report.ranks) or None
+        count = setup.num_gpus if setup and "num_gpus" in known else len(report.ranks) or None
         parts.append(f"GPU {gpu}" + (f" x{count}" if count and count > 1 else ""))
     args = [f"{k}={v.value}" for k, v in report.training_args.items() if k in MEMORY_KEYS]
     if args:
@@ -99,14 +108,24 @@ def build_query(report: OOMReport, setup: TrainingSetup | None = None) -> str:
         parts.append("large reserved but unallocated memory fragmentation")
     if report.other_processes:
         parts.append("other processes hold GPU memory")
+    if trend is not None and (trend.growing or trend.said):
+        parts.append(GROWTH_WORDS)
     if report.message and report.kind == "related_error":
         parts.append(report.message[:200])
     return " ; ".join(p.strip() for p in parts if p and p.strip())
 
 
+def _stated(setup: TrainingSetup | None) -> set[str]:
+    """The setup's fields a source stated (the user, the config, the log): an assumed default says nothing about
+    this case, and words every assumed setup shares make the cases with the most settings everyone's neighbours."""
+    if setup is None:
+        return set()
+    return {field for field, prov in setup.provenance.items() if prov.origin != "default"}
+
+
 def _setup_words(setup: TrainingSetup) -> str:
     """Facts of the setup that came from the user, the config or the log (defaults would only add noise)."""
-    known = setup.provenance
+    known = _stated(setup)
     words: list[str] = []
     if "method" in known:
         words.append({"full": "full fine-tuning", "freeze": "freeze tuning", "lora": "LoRA",

@@ -41,6 +41,31 @@ def test_setup_adds_only_observed_facts():
     assert "cutoff_len 4096" not in q  # not observed: not part of the query
 
 
+def test_assumed_defaults_are_not_part_of_the_query():
+    """A default the assembler filled in says nothing about this case; words every assumed setup shares made the
+    cases with the most settings (long seed articles) everyone's nearest neighbours."""
+    setup = (TrainingSetup()
+             .with_fact("seq_len", 1024, "default", "LLaMA-Factory default")
+             .with_fact("micro_batch", 1, "default", "LLaMA-Factory default")
+             .with_fact("zero_stage", 0, "default", "no DeepSpeed config")
+             .with_fact("gradient_checkpointing", False, "default", "")
+             .with_fact("method", "lora", "config", "finetuning_type"))
+    q = build_query(_report(deepspeed_stage=None), setup)
+    assert "LoRA" in q
+    for assumed in ("cutoff_len 1024", "batch size 1", "ZeRO-0", "gradient checkpointing"):
+        assert assumed not in q, assumed
+
+
+def test_memory_that_grew_is_said_in_the_cases_words():
+    from ask_oom.tools.memory_trend import MemoryTrend
+
+    plain = build_query(_report())
+    assert "memory grows" not in plain
+    assert "memory grows every step" in build_query(_report(), trend=MemoryTrend(said="memory keeps rising"))
+    assert "memory grows every step" in build_query(_report(), trend=MemoryTrend(growing=True))
+    assert "memory grows" not in build_query(_report(), trend=MemoryTrend())   # readings that did not grow
+
+
 def test_kinds_and_related_errors():
     host = build_query(OOMReport(kind="host_oom", phase="model_loading", exit_signal="SIGKILL"))
     assert "host RAM" in host and "killed" in host and "loading" in host
