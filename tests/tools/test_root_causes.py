@@ -578,8 +578,11 @@ def test_a_size_match_on_a_stand_in_model_is_weak_and_its_full_gpu_reads_as_an_a
     named = base.with_fact("model", base.model, "registry", "built-in registry entry")
     stand_in = base.with_fact("model", base.model, "derived", "assumed Llama-2-13b-hf (the registry does not list 13B)")
     real = rank_root_causes(report, named, estimate_memory(named))
-    assert labels(real)[0] == "weights_exceed_gpu"      # 134 MiB is one of this model's MLP weights (5120 x 13824 x 2 B)
+    # 134 MiB is one of this model's MLP weights (5120 x 13824 x 2 B): a leading hypothesis beside the activations
+    assert "weights_exceed_gpu" in labels(real)[:2]
     ranked = rank_root_causes(report, stand_in, estimate_memory(stand_in))
     assert labels(ranked)[:2] in (["seq_len_too_long", "batch_too_large"], ["batch_too_large", "seq_len_too_long"])
     weights = next(c for c in ranked if c.label == "weights_exceed_gpu")
     assert any("(of the stand-in model)" in w for w in weights.why)
+    named_weights = next(c for c in real if c.label == "weights_exceed_gpu")
+    assert named_weights.probability > 3 * weights.probability   # the same match counts for less on a stand-in

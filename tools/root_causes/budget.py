@@ -67,7 +67,15 @@ def _model_states(setup: TrainingSetup, estimate: MemoryEstimate, budget: int, t
     conf = 1.0 if observed(setup, "method") else th["assumed_method_scale"]
     full_ft = setup.method == "full" and observed(setup, "method")
     unsharded = setup.num_gpus > 1 and setup.zero_stage < FULL_SHARDING and not setup.fsdp
-    if weights > budget:
+    loaded = weights_in_16_bit(setup, estimate)
+    if weights > budget and loaded <= budget:
+        # Only an assumed width makes the weights this large: loaded in 16-bit they fit, so they are no evidence that
+        # the weights exceed the GPU. Under assumed full fine-tuning the fp32 states are the suspect.
+        if setup.method == "full":
+            out.append(support(Label.full_ft_model_states, "full_ft_weights_over_budget",
+                               f"if this is full fine-tuning, its fp32 weights alone take {gib(weights)} per GPU, "
+                               f"above the {gib(budget)} budget (in 16-bit, {gib(loaded)})", conf))
+    elif weights > budget:
         # The weights' size depends on the model, dtype and sharding, not on the training method: no discount for an
         # assumed method.
         out.append(support(Label.weights_exceed_gpu, "weights_over_budget_full_ft" if full_ft else "weights_over_budget",
@@ -116,6 +124,17 @@ def _model_states(setup: TrainingSetup, estimate: MemoryEstimate, budget: int, t
                                f"ZeRO-{setup.zero_stage}: gradients and optimizer states are not sharded "
                                f"over the {setup.num_gpus} GPUs", conf))
     return out
+
+
+def weights_in_16_bit(setup: TrainingSetup, estimate: MemoryEstimate) -> int:
+    """The weights at 16 bits a parameter when their width rests on an assumption: an assumed fp32 run, or assumed full
+    fine-tuning (which keeps its trainable weights in fp32 under autocast), sizes them at up to 4 B a parameter, while a
+    16-bit load, the usual way to load a model, takes 2 B. Stated method and precision keep the calculator's size."""
+    weights = estimate.breakdown.all_weights()
+    if observed(setup, "method") and observed(setup, "precision") or estimate.n_params <= 0:
+        return weights
+    per_param = weights / estimate.n_params
+    return int(weights * 2 / per_param) if per_param > 2 else weights
 
 
 def serving_signals(estimate: MemoryEstimate, budget: int) -> list[Signal]:
@@ -169,19 +188,23 @@ def _activation_drivers(setup: TrainingSetup, estimate: MemoryEstimate, budget: 
     base = f"activations take {gib(acts)} of the {gib(peak)} predicted peak (budget {gib(budget)})"
     b, seq = setup.micro_batch, setup.seq_len
     mmb, msl = estimate.max_micro_batch, estimate.max_seq_len
+    # A knob the run only assumed (the framework's default) is weaker evidence than a stated one: its own rule, fitted
+    # on its own (an HF Trainer default of micro-batch 8 says little about what the user ran).
+    batch_rule = "batch_over_budget" if observed(setup, "micro_batch") else "batch_over_budget_assumed"
     if b > 1:
         if mmb is not None and 1 <= mmb < b:
             reason = f"{base}; micro-batch {b} is above the largest that fits ({mmb})"
-            out += [support(Label.batch_too_large, "batch_over_budget", reason),
+            out += [support(Label.batch_too_large, batch_rule, reason),
                     support(Label.batch_too_large, "batch_above_largest_fit", reason)]
         else:
-            out.append(support(Label.batch_too_large, "batch_over_budget", f"{base} at micro-batch {b}"))
+            out.append(support(Label.batch_too_large, batch_rule, f"{base} at micro-batch {b}"))
     no_batch_fits = mmb is not None and mmb < 1
     if seq >= th["long_cutoff_tokens"] or b == 1 or no_batch_fits:
         reason = f"{base}; cutoff {seq} tokens"
         if msl:
             reason += f", the longest that fits at micro-batch {b} is {msl}"
-        out.append(support(Label.seq_len_too_long, "cutoff_over_budget", reason))
+        out.append(support(Label.seq_len_too_long,
+                           "cutoff_over_budget" if observed(setup, "seq_len") else "cutoff_over_budget_assumed", reason))
         if seq >= th["very_long_cutoff_tokens"]:
             out.append(support(Label.seq_len_too_long, "cutoff_very_long", reason))
         elif seq >= th["longer_cutoff_tokens"]:

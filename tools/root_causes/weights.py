@@ -134,8 +134,10 @@ _POINTS: dict[str, float] = {
     "predicted_fit_eager": 1.5,                 # ... eager attention over a longer sample
     "estimate_host_unfit": 2,                   # the calculator's host RAM needs do not fit
     "batch_over_budget": 3.0,                   # activations drive the peak at micro-batch > 1
+    "batch_over_budget_assumed": 1.5,           # ... at a micro-batch nobody stated (the framework's default)
     "batch_above_largest_fit": 2.0,             # ... above the largest micro-batch that fits
     "cutoff_over_budget": 2.0,                  # activations drive the peak at a long cutoff (or batch 1)
+    "cutoff_over_budget_assumed": 1.0,          # ... at a length nobody stated (the framework's default)
     "cutoff_very_long": 1.5,                    # ... the cutoff is very long
     "cutoff_longer": 0.5,                       # ... the cutoff is long
     "cutoff_at_smallest_batch": 1.5,            # ... at micro-batch 1 (or none fits): only the length is left
