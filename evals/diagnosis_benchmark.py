@@ -32,6 +32,7 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 from ask_oom.assistant.deciding_facts import CONFIDENT  # the product's bar for a stated answer
+from ask_oom.kb.cases import thread_key
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = [REPO.parent / "shared" / "dev-cases", REPO / "evals" / "data" / "diagnosis",
@@ -75,6 +76,21 @@ def load_cases(dirs: list[Path] = DATASETS) -> list[dict]:
     return cases
 
 
+class LeaveOwnThreadOut:
+    """The knowledge base seen by one report: the cases that cite the report's own thread are left out, so a report
+    is never scored against itself (its labels would vote for themselves)."""
+
+    def __init__(self, index, source: str | None):
+        self.index = index
+        self.key = thread_key(source) if source else None
+
+    def search(self, query: str, k: int = 5, **kw):
+        if self.key is None:
+            return self.index.search(query, k, **kw)
+        hits = self.index.search(query, k + 3, **kw)
+        return [h for h in hits if thread_key(getattr(h.case, "source", None)) != self.key][:k]
+
+
 def config_name(text: str) -> str:
     """A file name that tells the config reader the format, as a user's file name would."""
     stripped = text.lstrip()
@@ -109,8 +125,10 @@ def request_for(case: dict, with_title: bool = False):
 
 def evaluate(cases: list[dict], index=None, with_title: bool = False) -> list[dict]:
     from ask_oom.assistant.agent import diagnose
+    from ask_oom.kb.index import CaseIndex
     from ask_oom.tools.errors import InputError
 
+    index = index if index is not None else CaseIndex.load_or_build()
     rows = []
     for case in cases:
         exp = case["expected"]
@@ -120,11 +138,12 @@ def evaluate(cases: list[dict], index=None, with_title: bool = False) -> list[di
         request = request_for(case, with_title)
         error = None
         try:
-            d = diagnose(request, index=index)
+            d = diagnose(request, index=LeaveOwnThreadOut(index, case.get("source")))
         except InputError as exc:
             # A config the readers cannot use is a one-line exit 2 in the CLI; a user then pastes the log alone.
             error = f"config not usable ({exc}); diagnosed from the log alone"
-            d = diagnose(request.model_copy(update={"config_text": None, "config_name": None}), index=index)
+            d = diagnose(request.model_copy(update={"config_text": None, "config_name": None}),
+                         index=LeaveOwnThreadOut(index, case.get("source")))
         labels = [c.label for c in d.root_causes]
         ms = (time.perf_counter() - t0) * 1000
         top3 = labels[:3]

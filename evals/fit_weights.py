@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "evals"))
 
-from diagnosis_benchmark import DEV_SETS, load_cases, request_for  # noqa: E402
+from diagnosis_benchmark import DEV_SETS, LeaveOwnThreadOut, load_cases, request_for  # noqa: E402
 
 from ask_oom.assistant.deciding_facts import CONFIDENT  # noqa: E402 - the product's bar for a stated answer
 
@@ -78,10 +78,11 @@ def collect(cases: list[dict]) -> list[CaseSignals]:
     out = []
     for case in cases:
         request = request_for(case)
+        own = LeaveOwnThreadOut(index, case.get("source"))   # a report never retrieves its own thread
         try:
-            d = diagnose(request, index=index)
+            d = diagnose(request, index=own)
         except InputError:
-            d = diagnose(request.model_copy(update={"config_text": None, "config_name": None}), index=index)
+            d = diagnose(request.model_copy(update={"config_text": None, "config_name": None}), index=own)
         features: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         discount: dict[str, float] = defaultdict(lambda: 1.0)
         for s in d.signals:

@@ -6,6 +6,7 @@ Errors name the file and the field, so a case writer (or `ask-oom kb ingest`) kn
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -16,6 +17,18 @@ from .schema import Case
 CASES_DIR = Path(__file__).resolve().parent / "cases"
 MAX_CASE_BYTES = 256 * 1024  # a case is a few KB; anything larger is not a hand-written case
 MAX_CASES = 20_000
+
+
+_THREAD = re.compile(r"github\.com/[^/\s]+/([^/\s#?]+)/(?:issues|pull|discussions)/(\d+)", re.IGNORECASE)
+
+
+def thread_key(source: str | None) -> str:
+    """A source's identity across renames and URL forms: a GitHub thread is its repository name (no owner, letters and
+    digits only: LLaMA-Factory and LlamaFactory, microsoft and deepspeedai are one) and its number; anything else its
+    text, lower-cased. Two cases with one key document one thread."""
+    text = str(source or "").strip()
+    m = _THREAD.search(text)
+    return f"{re.sub(r'[^a-z0-9]', '', m.group(1).lower())}#{m.group(2)}" if m else text.rstrip("/").lower()
 
 
 class CaseError(InputError):

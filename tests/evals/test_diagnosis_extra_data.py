@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
+from ask_oom.kb.cases import thread_key
 from ask_oom.tools.labels import ROOT_CAUSES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,21 +47,12 @@ def _case_files(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.yaml"))
 
 
-def _thread_key(url: str) -> tuple[str, str] | str:
-    """A GitHub thread as (repository name without owner, punctuation or case; number): repositories get renamed
-    and moved between owners (LLaMA-Factory -> LlamaFactory, microsoft -> deepspeedai), threads keep their number."""
-    m = re.search(r"github\.com/[^/]+/([^/]+)/(?:issues|pull|discussions)/(\d+)", url)
-    if not m:
-        return url.strip().rstrip("/").lower()
-    return re.sub(r"[^a-z0-9]", "", m.group(1).lower()), m.group(2)
-
-
 def _sources(directory: Path) -> set:
     out = set()
     for path in directory.glob("*.yaml"):
         data = _load(path) or {}
         if isinstance(data, dict) and data.get("source"):
-            out.add(_thread_key(str(data["source"])))
+            out.add(thread_key(str(data["source"])))
     return out
 
 
@@ -123,7 +115,7 @@ def test_labels_come_from_the_vocabulary(path: Path):
 def test_ids_and_sources_are_unique(directory: Path):
     cases = [_load(p) for p in _case_files(directory)]
     ids = [c["id"] for c in cases]
-    keys = [_thread_key(c["source"]) for c in cases]
+    keys = [thread_key(c["source"]) for c in cases]
     assert len(ids) == len(set(ids)), f"duplicate ids {sorted(i for i in ids if ids.count(i) > 1)}"
     assert len(keys) == len(set(keys)), "two cases cite the same thread"
 

@@ -10,7 +10,7 @@ from typing import get_args
 
 import pytest
 
-from ask_oom.kb.cases import CaseError, case_files, parse_case_text
+from ask_oom.kb.cases import CaseError, case_files, parse_case_text, thread_key
 from ask_oom.kb.schema import Case
 from ask_oom.tools.frameworks import CASE_FRAMEWORKS
 from ask_oom.tools.labels import ROOT_CAUSES
@@ -58,14 +58,6 @@ def cases(cases_by_file) -> dict[str, Case]:
     return {case.id: case for case in cases_by_file.values()}
 
 
-def canonical_source(url: str) -> str:
-    """One spelling per thread: lower case, no trailing slash or fragment, renamed repos folded together
-    (hiyouga/LLaMA-Factory and hiyouga/LlamaFactory are the same repository)."""
-    url = url.strip().split("#", 1)[0].rstrip("/").lower()
-    url = url.replace("http://", "https://").replace("www.github.com", "github.com")
-    return url.replace("/hiyouga/llama-factory/", "/hiyouga/llamafactory/")
-
-
 def _fix_changes(case: Case) -> dict[str, tuple[object, object]]:
     return {f.key: (f.from_value, f.to_value) for f in case.fixes if f.key}
 
@@ -99,7 +91,7 @@ def test_ids_are_unique(cases_by_file):
 
 
 def test_each_thread_is_one_case(cases_by_file):
-    counts = Counter(canonical_source(c.source) for c in cases_by_file.values())
+    counts = Counter(thread_key(c.source) for c in cases_by_file.values())
     assert not [s for s, n in counts.items() if n > 1], "two cases cite the same source"
 
 
@@ -261,16 +253,22 @@ def test_no_case_cites_a_dev_case_source(cases_by_file, shared_dir):
     for path in sorted((shared_dir / "dev-cases").glob("*.yaml")):
         match = re.search(r"^source:\s*(\S+)", path.read_text(encoding="utf-8"), re.MULTILINE)
         if match:
-            dev_sources.add(canonical_source(match.group(1)))
+            dev_sources.add(thread_key(match.group(1)))
     assert dev_sources, "dev-cases carry sources"
-    leaked = [c.id for c in cases_by_file.values() if canonical_source(c.source) in dev_sources]
+    leaked = [c.id for c in cases_by_file.values() if thread_key(c.source) in dev_sources]
     assert not leaked, f"cases taken from the evaluation set: {leaked}"
 
 
-def test_canonical_source_folds_repo_renames():
-    a = canonical_source("https://github.com/hiyouga/LLaMA-Factory/issues/1221/")
-    assert a == canonical_source("https://github.com/hiyouga/LlamaFactory/issues/1221")
-    assert a != canonical_source("https://github.com/hiyouga/LlamaFactory/issues/12210")
+def test_thread_key_folds_repo_renames():
+    a = thread_key("https://github.com/hiyouga/LLaMA-Factory/issues/1221/")
+    assert a == thread_key("https://github.com/hiyouga/LlamaFactory/issues/1221")
+    assert a == thread_key("https://www.github.com/hiyouga/llamafactory/issues/1221#issuecomment-5")
+    assert a != thread_key("https://github.com/hiyouga/LlamaFactory/issues/12210")
+    # an owner move keeps the thread (microsoft/DeepSpeed -> deepspeedai/DeepSpeed); another repository does not
+    assert thread_key("https://github.com/microsoft/DeepSpeed/issues/3517") == \
+        thread_key("https://github.com/deepspeedai/DeepSpeed/pull/3517")
+    assert thread_key("https://github.com/huggingface/peft/issues/7") != thread_key("https://github.com/huggingface/trl/issues/7")
+    assert thread_key("shared/seeds/002_0ef.txt ") == "shared/seeds/002_0ef.txt"
 
 
 # --- coverage of the vocabulary ----------------------------------------------------------------------------------
