@@ -4,7 +4,9 @@ Datasets: ../shared/dev-cases/*.yaml (when present beside the repo) and our own 
 not in kb/cases: evals/data/diagnosis, diagnosis_extra, diagnosis_fresh and diagnosis_fresh2 form the dev set the
 targets apply to (the last two were held out until their first measurement, see their READMEs);
 evals/data/diagnosis_fresh3 and diagnosis_fresh4 were written after the diagnosis was tuned, by someone who did not see
-its output, and evals/data/heldout_projects holds 45 reports from 38 projects found in no other set: they are reported
+its output; evals/data/diagnosis_fresh5 is a validation set (25 reports from 20 projects found in no other set, written
+blind to the code) whose aggregate line compares changes during a session, its cases never read; and
+evals/data/heldout_projects holds 45 reports from 38 projects found in no other set: they are reported
 beside the dev set as the measure of generalisation (never tune rules on them; heldout_projects is measured once per
 session, at its end). A case id already seen in an
 earlier set is counted once. Each case gives the log as the reporter pasted it, the config when they gave
@@ -39,7 +41,8 @@ DATASETS = [REPO.parent / "shared" / "dev-cases", REPO / "evals" / "data" / "dia
             REPO / "evals" / "data" / "diagnosis_extra", REPO / "evals" / "data" / "diagnosis_fresh",
             REPO / "evals" / "data" / "diagnosis_fresh2", REPO / "evals" / "data" / "diagnosis_corpus_a",
             REPO / "evals" / "data" / "diagnosis_corpus_b", REPO / "evals" / "data" / "diagnosis_fresh3",
-            REPO / "evals" / "data" / "diagnosis_fresh4", REPO / "evals" / "data" / "heldout_projects"]
+            REPO / "evals" / "data" / "diagnosis_fresh4", REPO / "evals" / "data" / "diagnosis_fresh5",
+            REPO / "evals" / "data" / "heldout_projects"]
 # the issue's dev set: ../shared/dev-cases plus our own cases from public reports; diagnosis_fresh3 and diagnosis_fresh4
 # (written after the diagnosis was tuned, never developed on) are reported beside it as the measure of generalisation
 TARGET_SETS = ("dev-cases", "diagnosis", "diagnosis_extra", "diagnosis_fresh", "diagnosis_fresh2", "diagnosis_corpus_a",

@@ -1,5 +1,5 @@
 """The diagnosis sets of our own (evals/data/diagnosis_extra/, diagnosis_fresh/, diagnosis_fresh2/, diagnosis_fresh3/,
-diagnosis_fresh4/, the dev corpora diagnosis_corpus_a/ and diagnosis_corpus_b/, and the held-out project group
+diagnosis_fresh4/, the validation set diagnosis_fresh5/, the dev corpora diagnosis_corpus_a/ and diagnosis_corpus_b/, and the held-out project group
 heldout_projects/, *.yaml): real public OOM reports in the format of
 ../shared/dev-cases. These tests keep all of them usable as evaluation sets: every file has the dev-case keys, the
 labels come from the root-cause vocabulary, ids and sources are unique and never overlap the dev cases, the knowledge
@@ -20,8 +20,10 @@ from ask_oom.tools.labels import ROOT_CAUSES
 REPO = Path(__file__).resolve().parents[2]
 HELD_OUT_SETS = [REPO / "evals" / "data" / name for name in ("diagnosis_extra", "diagnosis_fresh", "diagnosis_fresh2",
                                                                  "diagnosis_fresh3", "diagnosis_fresh4", "diagnosis_corpus_a",
-                                                                 "diagnosis_corpus_b", "heldout_projects")]
+                                                                 "diagnosis_corpus_b", "diagnosis_fresh5", "heldout_projects")]
 KB_CASES = REPO / "kb" / "cases"
+# validation sets written as the threads were found, without a quota of non-memory reports
+AS_FOUND_SETS = {"diagnosis_fresh5"}
 SIBLING_SET = REPO / "evals" / "data" / "diagnosis"  # the benchmark's other own-cases folder
 
 TOP_KEYS = {"id", "source", "project", "title", "log", "environment", "model", "phase", "expected", "resolution",
@@ -68,7 +70,8 @@ def test_enough_cases_and_a_varied_mix(directory: Path):
     primaries = {c["expected"]["primary_any_of"][0] for c in cases}
     all_labels = {label for c in cases for label in c["expected"]["primary_any_of"]}
     assert len(primaries) >= 12, f"first labels cover only {sorted(primaries)}"
-    assert "not_oom" in all_labels, "the set needs reports that are not memory errors at all"
+    if directory.name not in AS_FOUND_SETS:
+        assert "not_oom" in all_labels, "the set needs reports that are not memory errors at all"
     assert len({c["project"].split()[0] for c in cases}) >= 10, "too few distinct projects"
 
 
