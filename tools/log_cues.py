@@ -98,6 +98,13 @@ _METHOD_CONTRAST = re.compile(_ADAPTER_OK + r".{0,80}?" + _FULL + r"|" + _FULL +
 # DeepSpeed ZeRO-3's optimizer works in sub groups of `sub_group_size` parameters (default 1e9): its frames
 # (_prepare_fp32_grad_for_sub_group, _optimizer_step(sub_group_id)) name them.
 _ZERO3_SUB_GROUP = re.compile(r"\w{0,40}sub_group\w{0,20}")
+# a failure the log shows: a Python exception line (KeyError: ..., torch.distributed...ChildFailedError), a fatal signal
+# or a non-zero exit; the last one is the failure (a paste without any is a progress log or a fragment)
+_FAILURE = re.compile(r"(?:^|[\s\]|:])(?:[A-Za-z_][\w.]{0,80}\.)?[A-Z]\w{0,60}(?:Error|Exception|Interrupt):|"
+                      r"^\s{0,8}(?:[A-Za-z_][\w.]{0,80}\.)?[A-Z]\w{0,60}(?:Error|Exception|Interrupt)\s*$|"
+                      r"Traceback \(most recent call last\)|Segmentation fault|core dumped|\bexit(?:s|ed)? with "
+                      r"(?:return |exit )?code[ =:]{1,3}-?[1-9]|exitcode\s{0,2}:\s{0,2}-?[1-9]|returned non-zero exit status|"
+                      r"^\s{0,8}(?:FATAL|Fatal error)\b")
 _HOST_BUFFER = re.compile(r"ggml_backend_cpu_buffer|CPU_REPACK|host buffer", re.IGNORECASE)
 _METAL = re.compile(r"malloc_or_wait|metal::malloc|\bmlx\b", re.IGNORECASE)
 
@@ -144,6 +151,8 @@ class LogCues(BaseModel):
     startup_free: Cue | None = Field(default=None, description="vLLM's start-up check: less free memory than it wants")
     runtime_oom: Cue | None = Field(default=None, description="an allocation failure of MLX/Metal, ggml or a notebook header")
     index_error: Cue | None = Field(default=None, description="an index past a table's end (token id beyond the vocabulary)")
+    failure: Cue | None = Field(default=None, description="the last failure the log shows: an exception line, a fatal "
+                                                          "signal or a non-zero exit (none: a progress log or a fragment)")
     zero3_sub_group: Cue | None = Field(default=None, description="a DeepSpeed ZeRO-3 optimizer sub-group frame")
     method_contrast: Cue | None = Field(default=None, description="the user says adapters work where full fine-tuning fails")
     gpu_models: list[str] = Field(default_factory=list, description="distinct GPU models the text names, in order")
@@ -155,6 +164,7 @@ class LogCues(BaseModel):
 def log_cues(text: str, config_text: str | None = None) -> LogCues:
     """The cues of `text` (the log); the device map also from `config_text` (code or config). Never raises."""
     phase = phase_cue = quant = dtype = vision = kv = adapters = worked = startup = runtime = index_error = sub_group = contrast = None
+    failure = None
     gpu_models: list[str] = []
     device_map = _device_map(config_text or "") or _device_map(text)
     for lineno, line in numbered_lines(text[:MAX_SCAN]):
@@ -173,6 +183,8 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
             startup = Cue(line=lineno, text=line.strip()[:300])
         if runtime is None and _RUNTIME_OOM.search(line):
             runtime = Cue(line=lineno, text=line.strip()[:300])
+        if _FAILURE.search(line):
+            failure = _cue(lineno, line)
         if index_error is None and _INDEX_ERROR.search(line):
             index_error = _cue(lineno, line)
         if sub_group is None and "sub_group" in line and _ZERO3_SUB_GROUP.search(line):
@@ -198,7 +210,7 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
         if m is not None:
             vision = Cue(line=config_text.count("\n", 0, m.start()) + 1, text=f"config: {m.group(0)}")
     return LogCues(phase=phase, phase_cue=phase_cue, quantization=quant, dtype_error=dtype, device_map=device_map,
-                   vision=vision, kv_cache=kv, startup_free=startup, runtime_oom=runtime, index_error=index_error, zero3_sub_group=sub_group,
+                   vision=vision, kv_cache=kv, startup_free=startup, runtime_oom=runtime, index_error=index_error, failure=failure, zero3_sub_group=sub_group,
                    method_contrast=contrast, gpu_models=gpu_models,
                    adapters=adapters, comparable_worked=worked)
 

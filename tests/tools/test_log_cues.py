@@ -57,3 +57,19 @@ def test_device_map_named_in_prose():
 def test_an_adapter_loaded_for_inference_is_not_an_adapter_training_run():
     assert log_cues("finetuning_lora.py runs out of GPU memory").adapters is not None
     assert log_cues("我这里尝试使用llama-13b-hf做推理，但在加载lora模型时，就会报错").adapters is None
+
+
+def test_the_last_failure_the_log_shows_is_a_cue():
+    text = ("Traceback (most recent call last):\n  File \"train.py\", line 3, in <module>\n    x = batch['labels']\n"
+            "KeyError: 'labels'\n[2024-01-01] torch.distributed.elastic.multiprocessing.errors.ChildFailedError:\n")
+    cue = log_cues(text).failure
+    assert cue is not None and cue.line == 5 and "ChildFailedError" in cue.text
+    assert log_cues("  exitcode  : -9 (pid: 4242)\n").failure is not None
+    assert log_cues("RuntimeError: CUDA error: an illegal memory access was encountered").failure is not None
+
+
+def test_progress_bars_and_prose_show_no_failure():
+    text = ("Loading checkpoint shards:  87%|████████▋ | 13/15 [03:00<00:27, 13.71s/it]\n"
+            "W0816 api.py:897] Sending process 151 closing signal SIGTERM\n"
+            "I wonder how Error handling works here, and exit code 0 is fine\n")
+    assert log_cues(text).failure is None

@@ -586,3 +586,17 @@ def test_a_size_match_on_a_stand_in_model_is_weak_and_its_full_gpu_reads_as_an_a
     assert any("(of the stand-in model)" in w for w in weights.why)
     named_weights = next(c for c in real if c.label == "weights_exceed_gpu")
     assert named_weights.probability > 3 * weights.probability   # the same match counts for less on a stand-in
+
+
+def test_a_log_without_any_failure_is_weak_evidence_of_no_oom():
+    """A paste with no OOM message but another error says the run died of that error; a paste with no failure at all
+    (progress bars, a fragment) may only have lost the error: its own rule, and a question instead of a verdict."""
+    from ask_oom.tools.log_cues import log_cues
+
+    other = "Traceback (most recent call last):\n  File \"train.py\", line 9, in <module>\nKeyError: 'labels'\n"
+    fragment = "Loading checkpoint shards:  87%|████████▋ | 13/15 [03:00<00:27, 13.71s/it]\n"
+    died = rank_root_causes(parse_log(other), cues=log_cues(other))
+    lost = rank_root_causes(parse_log(fragment), cues=log_cues(fragment))
+    assert labels(died) == ["not_oom"] and labels(lost) == ["not_oom"]
+    assert "KeyError" in died[0].why[0] and "may be missing" in lost[0].why[0]
+    assert lost[0].probability < died[0].probability

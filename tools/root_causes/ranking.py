@@ -83,7 +83,8 @@ def collect_signals(
     if report is None:
         return breakdown_signals(setup, estimate, th)
     if not report.is_memory_error:
-        return [*not_a_memory_error(report), *related_errors(report, memory_error=False),
+        return [*not_a_memory_error(report, cues.failure if cues is not None else None),
+                *related_errors(report, memory_error=False),
                 *dtype_support(report, setup, cues, memory_error=False)]
     multimodal = multimodal_reason(report, setup, cues)
     signals: list[Signal] = []

@@ -12,8 +12,10 @@ from .signals import Signal, support
 from .weights import QUOTE_LONG, QUOTE_SHORT
 
 
-def not_a_memory_error(report: OOMReport) -> list[Signal]:
-    """Nothing ran out: name what the log shows instead (a bus error, SIGFPE, no OOM message at all)."""
+def not_a_memory_error(report: OOMReport, failure: Cue | None = None) -> list[Signal]:
+    """Nothing ran out: name what the log shows instead (a bus error, SIGFPE, no OOM message at all). `failure` is the
+    last failure the log shows (log_cues): another error is evidence the run died of something else; a paste with no
+    failure at all (progress bars, a fragment) may just have lost the error, and says much less."""
     signal = (report.exit_signal or "").upper()
     if "SIGBUS" in signal or "-7" in signal:
         return [support(Label.not_oom, "sigbus_exit", f"the launcher reports {report.exit_signal} (bus error): usually "
@@ -21,9 +23,14 @@ def not_a_memory_error(report: OOMReport) -> list[Signal]:
     if "SIGFPE" in signal or "-8" in signal:
         return [support(Label.not_oom, "sigfpe_exit", f"the launcher reports {report.exit_signal} (floating-point "
                                                       "exception): a library bug (e.g. cuBLAS on H20), not memory")]
+    if report.kind == "not_oom" and failure is None:
+        return [support(Label.not_oom, "no_failure_shown",
+                        "the log shows no failure at all, and no out-of-memory message: the error may be missing "
+                        "from the paste")]
     if report.kind == "not_oom":
         return [support(Label.not_oom, "no_oom_message",
-                        "no out-of-memory message (CUDA, host, NCCL, cuBLAS) was found in the log")]
+                        f"no out-of-memory message (CUDA, host, NCCL, cuBLAS) was found in the log; it fails with "
+                        f"something else (line {failure.line}: {failure.text[:QUOTE_SHORT]})")]
     return [support(Label.not_oom, "error_without_oom",
                     "the log shows an error met while fixing memory, but no out-of-memory message")]
 

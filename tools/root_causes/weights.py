@@ -220,7 +220,8 @@ _POINTS: dict[str, float] = {
     # related_errors
     "sigbus_exit": 8,                           # no OOM: the launcher reports SIGBUS
     "sigfpe_exit": 8,                           # no OOM: the launcher reports SIGFPE
-    "no_oom_message": 8,                        # no OOM message at all
+    "no_oom_message": 8,                        # no OOM message; the log fails with another error
+    "no_failure_shown": 4,                      # no OOM message and no failure at all: the error may be missing
     "error_without_oom": 3,                     # an error, but no OOM message
     "cublas_after_assert": 7,                   # cuBLAS failure after a device-side assert
     "related_error_alone": 6.0,                 # a related error, no OOM
