@@ -78,6 +78,21 @@ def test_a_request_of_one_zero3_optimizer_sub_group_is_full_fine_tuning_states()
              "reserved by PyTorch but unallocated.\n")
     top = d.root_causes[0]
     assert top.label == "full_ft_model_states" and any("sub group" in w for w in top.why)
+    # the request is one tensor: explained as a state buffer, no activation reading of its size is left
+    reasons = [w for c in d.root_causes for w in c.why]
+    assert not any("activation" in w for w in reasons), reasons
+
+
+def test_a_request_while_zero3_gathers_parameters_is_model_states_not_activations():
+    d = _run("  File \"deepspeed/runtime/zero/partition_parameters.py\", line 1166, in all_gather_coalesced\n"
+             "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1.92 GiB. GPU 0 has a total capacity of 31.74 GiB "
+             "of which 120.00 MiB is free. Of the allocated memory 30.00 GiB is allocated by PyTorch, and 812.00 MiB is "
+             "reserved by PyTorch but unallocated.\n")
+    assert d.report.operation == "zero3_allgather"
+    top = d.root_causes[0]
+    assert top.label == "full_ft_model_states" and any("gathering parameters" in w for w in top.why)
+    labels = [c.label for c in d.root_causes]
+    assert "seq_len_too_long" not in labels and "batch_too_large" not in labels, labels
 
 
 @pytest.mark.parametrize("words", ["sft_type为lora的时候是正常的，改成full后报错", "LoRA works fine but full fine-tuning OOMs"])

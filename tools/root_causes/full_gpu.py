@@ -16,8 +16,9 @@ TRAINING_STEP = ("forward", "backward", "optimizer_step")
 
 
 def gpu_already_full(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None,
-                     cues: LogCues | None = None, th: Thresholds = THRESHOLDS) -> list[Signal]:
-    """A tiny request on a full GPU: what filled it matters, not the last allocation."""
+                     cues: LogCues | None = None, th: Thresholds = THRESHOLDS, state_buffer: bool = False) -> list[Signal]:
+    """A tiny request on a full GPU: what filled it matters, not the last allocation. `state_buffer`: the request is
+    a parameter or state buffer (request_size.state_buffer_request), never an activation-sized chunk."""
     out: list[Signal] = []
     req, total, free = report.requested_bytes, report.gpu_total_bytes, report.gpu_free_bytes
     alloc = report.torch_allocated_bytes
@@ -28,7 +29,7 @@ def gpu_already_full(report: OOMReport, setup: TrainingSetup | None, estimate: M
     if not (req and total) or (free is not None and free > free_share * total):
         return out
     if req > th["activation_chunk_share"] * total:
-        return out + _activation_chunk(report, setup, req)
+        return out + ([] if state_buffer else _activation_chunk(report, setup, req))
     held = report.torch_allocated_bytes or report.process_used_bytes
     filled = f"the GPU was already full ({format_bytes(held)} allocated) when a small {format_bytes(req)} request failed" if held \
         else f"a small {format_bytes(req)} request failed on a full GPU"

@@ -97,6 +97,13 @@ def _operation(report: OOMReport, setup: TrainingSetup | None, th: Thresholds) -
     op = report.operation
     if op == "moe_experts" or (op == "zero3_allgather" and setup is not None and setup.model is not None and setup.model.is_moe):
         return [support(Label.moe_memory, "op_moe", f"the failing operation is {op.replace('_', ' ')}")]
+    if op == "zero3_allgather":
+        # ZeRO-3 gathers each layer's parameters on top of every rank's partitions: what runs out is the model states
+        full = setup is None or setup.method == "full"
+        return [support(Label.full_ft_model_states if full else Label.weights_exceed_gpu,
+                        "op_zero3_gather" if setup is None or observed(setup, "method") else "op_zero3_gather_assumed",
+                        "the failing operation is ZeRO-3 gathering parameters: the model states (partitions plus the "
+                        "gathered layers) fill the card, not activations")]
     if op == "vision_tower":
         return [support(Label.vision_tokens, "op_vision_tower", "the failing operation is in the vision tower")]
     if op in ("cross_entropy", "lm_head"):

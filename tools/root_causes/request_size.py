@@ -29,10 +29,22 @@ def request_explained(report: OOMReport, setup: TrainingSetup | None, estimate: 
     return any(matches_size(req, cand.bytes, th) for cand in tensor_candidates(setup, estimate))
 
 
+def state_buffer_request(report: OOMReport, setup: TrainingSetup | None, sub_group: Cue | None,
+                         th: Thresholds = THRESHOLDS) -> bool:
+    """The failing allocation is a parameter or optimizer-state buffer, not an activation: it failed while ZeRO-3
+    gathered parameters, or its size is one ZeRO-3 optimizer sub group or one rank's ZeRO partition of the model.
+    A request is one tensor: once it is explained as a state buffer, no activation reading of its size applies."""
+    if report.operation == "zero3_allgather" and not (setup is not None and setup.model is not None and setup.model.is_moe):
+        return True
+    return bool(zero3_sub_group_request(report, sub_group, th) or zero_partition_request(report, setup, th))
+
+
 def request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None,
-                       multimodal: str | None = None, weights: Weights = DEFAULT_WEIGHTS) -> list[Signal]:
+                       multimodal: str | None = None, weights: Weights = DEFAULT_WEIGHTS,
+                       state_buffer: bool = False) -> list[Signal]:
     """The failing allocation's size against the setup's tensors and the GPU; `multimodal` says why a vision tower is
-    in the step. `weights` picks each label's best-matching tensor (several can share a size)."""
+    in the step. `weights` picks each label's best-matching tensor (several can share a size); `state_buffer` says
+    the request is a parameter or state buffer (state_buffer_request), so its size is no activation's."""
     th = weights.thresholds
     req = report.requested_bytes
     if not req:
@@ -43,6 +55,9 @@ def request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate:
     if not total and req > th["largest_gpu_bytes"]:
         total = int(th["largest_gpu_bytes"])   # the GPU is unknown, but no GPU holds this much: compare with the largest
         where = f"any GPU (the largest hold {format_bytes(total)})"
+    if state_buffer:
+        # the size is a state buffer's: only the setup's own tensors of that size speak (no activation reading)
+        return _matched_tensors(req, setup, estimate, weights)[0] if setup is not None and setup.model is not None else []
     if total and th["quadratic_request_share"] * total <= req <= total and (setup is None or setup.model is None):
         out.append(support(Label.vision_tokens, "request_half_gpu_unsized",
                            f"one {format_bytes(req)} tensor ({req / total:.0%} of the GPU): only quadratic tensors get this "

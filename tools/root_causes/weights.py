@@ -200,6 +200,8 @@ _POINTS: dict[str, float] = {
     "eager_line": 3.5,                          # the failing line builds the score matrix
     "eager_line_length": 1.0,                   # ... which grows with the length squared
     "op_moe": 2.5,                              # failing operation: expert dispatch / gather
+    "op_zero3_gather": 2.0,                     # failing operation: ZeRO-3 gathers parameters (the model states)
+    "op_zero3_gather_assumed": 1.0,             # ... the method that says whose states is assumed
     "op_vision_tower": 2,                       # failing operation: vision tower
     "op_loss": 2,                               # failing operation: loss / LM head
     "op_loss_large_request": 1.5,               # ... with a large request
