@@ -19,7 +19,8 @@ MAX_LINE = 1000
 
 _K = r"(\d{1,6}(?:\.\d)?)\s{0,2}(k|K)?"
 _SEQ = re.compile(r"(?:context|sequence|seq|cutoff|max|model_max)[ _-]?(?:length|len)\b[^\d\n]{0,24}?" + _K + r"(?![\w.])"
-                  r"|" + _K + r"\s{0,2}(?:tokens?\s{0,2})?(?:context|上下文|长度)", re.IGNORECASE)
+                  r"|" + _K + r"\s{0,2}(?:tokens?\s{0,2})?(?:的\s{0,2})?(?:context|上下文|长度)"
+                  r"|(?:上下文|序列|截断)长度\s{0,2}(?:为|是|设为|设置为|=|:|：)?\s{0,2}" + _K + r"(?![A-Za-z0-9.])", re.IGNORECASE)
 _BATCH = re.compile(r"(?<![A-Za-z_])(?:bs|batch[ _]?size|micro[ _]?batch(?:[ _]?size)?|per_device_train_batch_size)"
                     r"\s{0,2}(?:=|:|is|of|为|设为|设置为)?\s{0,2}(\d{1,4})(?!\d|\.\d)", re.IGNORECASE)
 # "512GB内存", "256 GB of RAM", "1.4TB host memory": the host's memory (not the GPU's)
@@ -74,7 +75,7 @@ def text_facts(setup: TrainingSetup, text: str) -> TrainingSetup:
             setup = setup.with_fact("host_ram_bytes", int(size * 2**30), "user", f"the text: {h.group(0).strip()}")
     m = _SEQ.search(words)
     if m and _unsaid(setup, "seq_len"):
-        num, k = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+        num, k = next((m.group(i), m.group(i + 1)) for i in (1, 3, 5) if m.group(i))
         tokens = int(float(num) * (1024 if k else 1))
         if 128 <= tokens <= 1 << 21:
             setup = setup.with_fact("seq_len", tokens, "user", f"the text: {m.group(0).strip()}")

@@ -129,6 +129,13 @@ _HOST_SUBJECT = re.compile(r"(?:(?<!显)内存|\bRAM\b|host memory|CPU memory|sy
                            re.IGNORECASE)
 
 
+def _fails_on_host(line: str) -> bool:
+    """Is host RAM what the failure sentence says ran out: the last memory named before the failure words is the
+    host's ("GPU memory peaks at 14GB, but system RAM reaches 500GB, resulting in an out of memory error")?"""
+    m = _GPU.search(line)
+    return m is not None and bool(_HOST_SUBJECT.search(line[:m.end()]))   # no GPU word between it and the failure
+
+
 def _grows_on_host(line: str) -> bool:
     """Is host RAM what the growth sentence says grows (the memory word closest before the growth words)?"""
     m = _GROWTH.search(line)
@@ -172,7 +179,7 @@ def described_oom(text: str) -> DescribedOOM | None:
     gpu_words = re.search(r"GPU|CUDA|VRAM|显存|显卡", text[:MAX_SCAN], re.IGNORECASE)
     if _APPLE.search(text[:MAX_SCAN]) and not re.search(r"CUDA|nvidia|显卡", text[:MAX_SCAN], re.IGNORECASE):
         kind, (line, said) = "mps_oom", gpu or host   # one memory for CPU and GPU: the device ran out
-    elif host is not None and (gpu is None or not gpu_words):
+    elif host is not None and (gpu is None or not gpu_words or (gpu[0] == host[0] and _fails_on_host(gpu[1]))):
         kind, (line, said) = "host_oom", host
     else:
         kind, (line, said) = "cuda_oom", gpu or host

@@ -41,3 +41,10 @@ def test_host_ram_said_in_words():
     assert s.host_ram_bytes == 512 * 2**30 and s.provenance["host_ram_bytes"].origin == "user"
     assert text_facts(TrainingSetup(), "a node with 1.4TB host memory\n").host_ram_bytes == int(1.4 * 1024 * 2**30)
     assert text_facts(TrainingSetup(), "the 80GB GPU memory is full\n").host_ram_bytes is None
+
+
+def test_a_context_length_said_in_chinese():
+    for words, tokens in (("我正在用500k的上下文长度微调，仍然出现了OOM", 512000), ("上下文长度为32k时显存不足", 32768),
+                          ("序列长度设置为4096", 4096)):
+        s = text_facts(TrainingSetup(), words)
+        assert s.seq_len == tokens and s.provenance["seq_len"].origin == "user", words

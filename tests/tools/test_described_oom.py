@@ -170,3 +170,13 @@ def test_ram_or_signals_named_without_a_failure_describe_nothing(text):
     from ask_oom.tools.described_oom import described_oom
 
     assert described_oom(text) is None
+
+
+def test_the_memory_named_last_before_the_failure_is_what_ran_out():
+    host = described_oom("During full fine-tuning GPU memory peaks at around 14GB per card, but the system RAM usage quickly "
+                         "reaches 500GB, resulting in an \"out of memory\" error.\n")
+    assert host is not None and host.kind == "host_oom"
+    for gpu in ("The RAM is fine but the GPU runs out of memory at step 3\n", "内存够用，但是显存不足\n",
+                "RAM usage is ok; it runs out of GPU memory\n"):
+        d = described_oom(gpu)
+        assert d is not None and d.kind == "cuda_oom", gpu
