@@ -17,7 +17,10 @@ MAX_SCAN = 2 * 1024 * 1024  # a description is short; read at most its first 2 M
 
 # ASCII-only boundaries: in Unicode mode \b sees no boundary between a Chinese character and "OOM".
 # Apple Metal (MLX, PyTorch MPS) reports "Command buffer execution failed: Insufficient Memory (...ErrorOutOfMemory)".
-_GPU = re.compile(r"(?<![A-Za-z])OOM(?![A-Za-z])|out[ -]of[ -](?:GPU[ -]|CUDA[ -]|device[ -]|video[ -])?memory|Insufficient Memory|ErrorOutOfMemory|显存(?:不足|溢出|不够|爆|占满|炸)|爆显存|VRAM", re.IGNORECASE)
+_GPU = re.compile(r"(?<![A-Za-z])OOM(?![A-Za-z])|out[ -]of[ -](?:GPU[ -]|CUDA[ -]|device[ -]|video[ -])?memory|Insufficient Memory|ErrorOutOfMemory|显存(?:不足|溢出|不够|爆|占满|炸)|爆显存"
+                  # VRAM said to run out (a card's "24GB VRAM" is its size, not a failure)
+                  r"|(?:out of|not enough|insufficient|exceed\w{0,3}(?: the)?)\s{1,2}VRAM|VRAM\s{1,2}(?:overflow\w{0,3}|exhausted|is full|ran out|runs out)",
+                  re.IGNORECASE)
 # Memory named with a failure a few words on: "...memory increases to over 200 GB ... crashes", "memory usage explodes".
 _FAILS = r"\b(?:crash(?:es|ed|ing)?|froze|freezes|exhaust(?:s|ed)?|explod(?:es|ed|ing)|blows? up|(?:gets?|got|is|was) killed)\b"
 _MEMORY_FAILS = re.compile(r"\b(?:memory|VRAM)\s{0,2}(?:consumption|usage|use|footprint)\b.{0,160}?" + _FAILS, re.IGNORECASE)

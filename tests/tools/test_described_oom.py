@@ -180,3 +180,10 @@ def test_the_memory_named_last_before_the_failure_is_what_ran_out():
                 "RAM usage is ok; it runs out of GPU memory\n"):
         d = described_oom(gpu)
         assert d is not None and d.kind == "cuda_oom", gpu
+
+
+def test_a_cards_vram_size_is_not_a_failure():
+    assert described_oom("I train on 8 RTX 4090 GPUs, each with 24GB VRAM, and the loss looks fine\n") is None
+    for said in ("it runs out of VRAM at step 5\n", "VRAM overflow right after loading\n", "not enough VRAM for 7B\n"):
+        d = described_oom(said)
+        assert d is not None and d.kind == "cuda_oom", said
