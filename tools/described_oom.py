@@ -17,7 +17,7 @@ MAX_SCAN = 2 * 1024 * 1024  # a description is short; read at most its first 2 M
 
 # ASCII-only boundaries: in Unicode mode \b sees no boundary between a Chinese character and "OOM".
 # Apple Metal (MLX, PyTorch MPS) reports "Command buffer execution failed: Insufficient Memory (...ErrorOutOfMemory)".
-_GPU = re.compile(r"(?<![A-Za-z])OOM(?![A-Za-z])|out[ -]of[ -](?:GPU[ -]|CUDA[ -]|device[ -]|video[ -])?memory|Insufficient Memory|ErrorOutOfMemory|显存(?:不足|溢出|不够|爆|占满|炸)|爆显存"
+_GPU = re.compile(r"(?<![A-Za-z])OOM(?![A-Za-z])|out[ -]of[ -](?:GPU[ -]|CUDA[ -]|device[ -]|video[ -])?memory|Insufficient Memory|ErrorOutOfMemory|显存(?:不足|溢出|不够|爆|占满|炸|超了|超出)|(?:爆|炸|超)显存"
                   # VRAM said to run out (a card's "24GB VRAM" is its size, not a failure)
                   r"|(?:out of|not enough|insufficient|exceed\w{0,3}(?: the)?)\s{1,2}VRAM|VRAM\s{1,2}(?:overflow\w{0,3}|exhausted|is full|ran out|runs out)",
                   re.IGNORECASE)
@@ -38,6 +38,7 @@ _HOST = re.compile(r"(?<!显)内存.{0,20}(?:不足|占满|爆|溢出|不够|超
                    r"|oom[- ]killer|Cannot allocate memory"
                    # SIGKILL named in words ("I get a sigkill error"), as a launcher's exit code -9 / 137 would say
                    r"|\bsig ?kill(?:ed)?\b|\bsignal\s?9\b|\bexit(?:ed)?\s(?:with\s)?(?:code|status)\s?(?:-9|137)\b"
+                   r"|\b(?:error|return code|exit code|exit status)\s?(?:=\s?|of\s)?-9(?!\d|\.\d)"
                    # a process "killed" with no Python error is the host's OOM killer at work (oom-signals.md: Killed, -9)
                    r"|\b(?:was|got|gets|is|get|been)\s{1,2}(?:[a-z]{2,12}\s{1,2})?killed\b", re.IGNORECASE)
 _GROWTH = re.compile(r"\bkeeps?\s{0,2}(?:increasing|growing|rising)|\b(?:increas|grow)\w{0,4}\s{0,2}(?:from|over|steadily|gradually|until|each|every)"

@@ -187,3 +187,12 @@ def test_a_cards_vram_size_is_not_a_failure():
     for said in ("it runs out of VRAM at step 5\n", "VRAM overflow right after loading\n", "not enough VRAM for 7B\n"):
         d = described_oom(said)
         assert d is not None and d.kind == "cuda_oom", said
+
+
+def test_chinese_verbs_before_the_gpu_memory_and_a_minus_nine_in_words():
+    for said in ("更新了版本之后都炸显存了\n", "使用deepspeed zero2的话会超显存\n", "一跑就爆显存\n"):
+        d = described_oom(said)
+        assert d is not None and d.kind == "cuda_oom", said
+    d = described_oom("then the script crashed with an error -9. No error message.\n")
+    assert d is not None and d.kind == "host_oom"     # -9 is SIGKILL: the kernel's OOM killer
+    assert described_oom("the loss was -9.5 at step 3 and error -90 is unrelated\n") is None
