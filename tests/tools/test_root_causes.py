@@ -480,7 +480,11 @@ def test_qlora_named_as_the_method_is_not_by_itself_a_quantization_fault():
 
     method = top("QLoRA 4-bit fine-tuning on 8 T4 still runs out of memory at bs=1")
     fault = top("loading the 8-bit checkpoint as 4-bit with bitsandbytes runs out of memory")
-    assert fault.label == "quantization_setup" and method.score < fault.score
+    assert fault.label == "quantization_setup" and any("quantized weights are in play" in w for w in fault.why)
+    # the method alone is its own rule, fitted on its own: the answer says the method is quantized, not that a fault
+    # in the quantization was seen
+    assert not any("quantized weights are in play" in w for w in method.why)
+    assert any("the method is quantized" in w for w in method.why)
 
 
 def test_a_full_gpu_in_a_lora_run_the_config_states_puts_the_stated_micro_batch_first():
@@ -581,7 +585,7 @@ def test_a_size_match_on_a_stand_in_model_is_weak_and_its_full_gpu_reads_as_an_a
     # 134 MiB is one of this model's MLP weights (5120 x 13824 x 2 B): a leading hypothesis beside the activations
     assert "weights_exceed_gpu" in labels(real)[:2]
     ranked = rank_root_causes(report, stand_in, estimate_memory(stand_in))
-    assert labels(ranked)[:2] in (["seq_len_too_long", "batch_too_large"], ["batch_too_large", "seq_len_too_long"])
+    assert labels(ranked)[0] == "batch_too_large"          # the stated micro-batch of 4 leads once the match is weak
     weights = next(c for c in ranked if c.label == "weights_exceed_gpu")
     assert any("(of the stand-in model)" in w for w in weights.why)
     named_weights = next(c for c in real if c.label == "weights_exceed_gpu")

@@ -56,6 +56,12 @@ def _activation_chunk(report: OOMReport, setup: TrainingSetup | None, req: int) 
     out: list[Signal] = []
     b = stated_micro_batch(setup)
     held = format_bytes(report.torch_allocated_bytes)
+    if report.phase == "generation":
+        # generating, what grows with the tokens is the KV cache (and the prompt's prefill), not a training step's
+        # saved activations
+        return [support(Label.generation_kv_cache, "full_gpu_chunk_generation",
+                        f"a {format_bytes(req)} request while generating on a full GPU ({held} allocated): the KV "
+                        "cache and the prompt's activations grow with the tokens")]
     if b and b > 1:
         out.append(support(Label.batch_too_large, "full_gpu_chunk_batch",
                            f"a {format_bytes(req)} activation-sized request on a full GPU ({held} allocated) "

@@ -45,9 +45,14 @@ def quantization(report: OOMReport, cues: LogCues | None) -> list[Signal]:
     # "QLoRA" / "4-bit" named as the method is the plan, not a sign that the quantization went wrong: weigh it less
     # than a quantization library in the failing frames or an 8-bit/4-bit mismatch
     just_method = bool(_METHOD_WORDS.search(cue.text)) and not _QUANT_TROUBLE.search(cue.text)
+    if just_method:
+        reason = (f"the method is quantized (line {cue.line}: {cue.text[:QUOTE_LONG]}): if the quantization is not "
+                  "applied, or copies are de-quantized, the run holds more than it planned for")
+    else:
+        reason = (f"quantized weights are in play (line {cue.line}: {cue.text[:QUOTE_LONG]}): a quantization that is "
+                  "not applied, or de-quantized copies, changes the memory the run planned for")
     out = [support(Label.quantization_setup, "quantization_method_named" if just_method else "quantization_in_play",
-                   f"quantized weights are in play (line {cue.line}: {cue.text[:QUOTE_LONG]}): a quantization that is not "
-                   "applied, or de-quantized copies, changes the memory the run planned for")]
+                   reason)]
     if report.requested_bytes is None and report.gpu_total_bytes is None and report.phase in ("unknown", "forward", "backward"):
         # A report without any number whose one concrete detail is how the weights are quantized.
         out.append(support(Label.quantization_setup,

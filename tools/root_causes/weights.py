@@ -93,6 +93,7 @@ _POINTS: dict[str, float] = {
     "full_gpu_chunk_batch": 1.5,                # a mid-sized chunk on a full GPU at a stated micro-batch > 1
     "full_gpu_chunk_tokens": 0.7,               # ... the tokens per sample
     "full_gpu_chunk_length": 1.0,               # a mid-sized chunk at micro-batch 1 or unsized: the length
+    "full_gpu_chunk_generation": 1.5,           # ... while generating: the KV cache grows with the tokens
     "full_gpu_chunk_batch_unstated": 0.7,       # ... the micro-batch
     "full_gpu_adapter_length": 2.0,             # tiny request, full GPU, adapter run, micro-batch 1/unknown: length
     "full_gpu_adapter_length_batched": 1.4,     # ... at a micro-batch > 1
