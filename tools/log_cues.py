@@ -105,6 +105,14 @@ _FAILURE = re.compile(r"(?:^|[\s\]|:])(?:[A-Za-z_][\w.]{0,80}\.)?[A-Z]\w{0,60}(?
                       r"Traceback \(most recent call last\)|Segmentation fault|core dumped|\bexit(?:s|ed)? with "
                       r"(?:return |exit )?code[ =:]{1,3}-?[1-9]|exitcode\s{0,2}:\s{0,2}-?[1-9]|returned non-zero exit status|"
                       r"^\s{0,8}(?:FATAL|Fatal error)\b")
+# the user says one GPU holds more than the others: "GPU 0 uses far more memory", "显存分配不均匀"
+_IMBALANCE = re.compile(r"\b(?:uneven(?:ly)?|imbalanced?|unbalanced)\b.{0,40}?\b(?:memory|VRAM|GPUs?|cards?|load|split|"
+                        r"allocation|distribut\w{0,5})\b|\b(?:memory|VRAM|GPU|load|allocation)\b.{0,30}?\b(?:uneven(?:ly)?|"
+                        r"imbalanced?|unbalanced)\b|\b(?:GPU|cuda|card|rank|device)\s?:?0\b.{0,30}?\b(?:uses|has|takes|holds|"
+                        r"consumes|gets|needs)\s(?:much\s|far\s|way\s|a\slot\s)?more\b|\bmore\s(?:memory|VRAM)\s(?:on\s\w{1,10}\s)?"
+                        r"than\s(?:the\s)?other\s(?:GPUs|cards|ranks|devices)\b|分配不均|不均匀|不均衡|负载不均|"
+                        r"(?:一张|某张|第一张|0号|0卡)卡?.{0,12}?(?:更多|更高|最多|多很多|多出|急剧增长|特别高|爆)",
+                        re.IGNORECASE)
 _HOST_BUFFER = re.compile(r"ggml_backend_cpu_buffer|CPU_REPACK|host buffer", re.IGNORECASE)
 _METAL = re.compile(r"malloc_or_wait|metal::malloc|\bmlx\b", re.IGNORECASE)
 
@@ -153,6 +161,7 @@ class LogCues(BaseModel):
     index_error: Cue | None = Field(default=None, description="an index past a table's end (token id beyond the vocabulary)")
     failure: Cue | None = Field(default=None, description="the last failure the log shows: an exception line, a fatal "
                                                           "signal or a non-zero exit (none: a progress log or a fragment)")
+    imbalance: Cue | None = Field(default=None, description="the user says one GPU holds more memory than the others")
     zero3_sub_group: Cue | None = Field(default=None, description="a DeepSpeed ZeRO-3 optimizer sub-group frame")
     method_contrast: Cue | None = Field(default=None, description="the user says adapters work where full fine-tuning fails")
     gpu_models: list[str] = Field(default_factory=list, description="distinct GPU models the text names, in order")
@@ -164,7 +173,7 @@ class LogCues(BaseModel):
 def log_cues(text: str, config_text: str | None = None) -> LogCues:
     """The cues of `text` (the log); the device map also from `config_text` (code or config). Never raises."""
     phase = phase_cue = quant = dtype = vision = kv = adapters = worked = startup = runtime = index_error = sub_group = contrast = None
-    failure = None
+    failure = imbalance = None
     gpu_models: list[str] = []
     device_map = _device_map(config_text or "") or _device_map(text)
     for lineno, line in numbered_lines(text[:MAX_SCAN]):
@@ -185,6 +194,8 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
             runtime = Cue(line=lineno, text=line.strip()[:300])
         if _FAILURE.search(line):
             failure = _cue(lineno, line)
+        if imbalance is None and _IMBALANCE.search(line):
+            imbalance = _cue(lineno, line)
         if index_error is None and _INDEX_ERROR.search(line):
             index_error = _cue(lineno, line)
         if sub_group is None and "sub_group" in line and _ZERO3_SUB_GROUP.search(line):
@@ -210,7 +221,7 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
         if m is not None:
             vision = Cue(line=config_text.count("\n", 0, m.start()) + 1, text=f"config: {m.group(0)}")
     return LogCues(phase=phase, phase_cue=phase_cue, quantization=quant, dtype_error=dtype, device_map=device_map,
-                   vision=vision, kv_cache=kv, startup_free=startup, runtime_oom=runtime, index_error=index_error, failure=failure, zero3_sub_group=sub_group,
+                   vision=vision, kv_cache=kv, startup_free=startup, runtime_oom=runtime, index_error=index_error, failure=failure, imbalance=imbalance, zero3_sub_group=sub_group,
                    method_contrast=contrast, gpu_models=gpu_models,
                    adapters=adapters, comparable_worked=worked)
 

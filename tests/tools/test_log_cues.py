@@ -73,3 +73,12 @@ def test_progress_bars_and_prose_show_no_failure():
             "W0816 api.py:897] Sending process 151 closing signal SIGTERM\n"
             "I wonder how Error handling works here, and exit code 0 is fine\n")
     assert log_cues(text).failure is None
+
+
+def test_the_users_words_that_one_gpu_holds_more():
+    for said in ("当视频帧数增加时，其中一张卡的显存会急剧增长，出现显存分配不均匀", "GPU 0 uses far more memory than the rest",
+                 "memory is distributed unevenly across the GPUs"):
+        cue = log_cues(said).imbalance
+        assert cue is not None and cue.line == 1, said
+    for said in ("I have 4 GPUs and one of them OOMs", "the loss is uneven between runs", "training on 8 cards, all fine"):
+        assert log_cues(said).imbalance is None, said

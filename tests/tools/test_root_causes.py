@@ -604,3 +604,15 @@ def test_a_log_without_any_failure_is_weak_evidence_of_no_oom():
     assert labels(died) == ["not_oom"] and labels(lost) == ["not_oom"]
     assert "KeyError" in died[0].why[0] and "may be missing" in lost[0].why[0]
     assert lost[0].probability < died[0].probability
+
+
+def test_one_gpu_said_to_hold_more_is_evidence_of_an_uneven_split():
+    from ask_oom.tools.log_cues import log_cues
+
+    text = ("Qwen2-VL-72B with device_map auto on 4 GPUs: GPU 0 uses far more memory than the rest\n"
+            + oom("1.20 GiB", "79.11 GiB", "900.00 MiB", "76.10 GiB", "75.20 GiB", "0.50 GiB"))
+    causes = rank_root_causes(parse_log(text), cues=log_cues(text))
+    imbalance = next(c for c in causes if c.label == "multi_gpu_imbalance")
+    assert any("holds more than the others" in w for w in imbalance.why)
+    plain = oom("1.20 GiB", "79.11 GiB", "900.00 MiB", "76.10 GiB", "75.20 GiB", "0.50 GiB")
+    assert "multi_gpu_imbalance" not in labels(rank_root_causes(parse_log(plain), cues=log_cues(plain)))

@@ -64,6 +64,16 @@ def device_map_split(report: OOMReport, setup: TrainingSetup | None, cues: LogCu
                     "ran out: the split is uneven (set max_memory per GPU or balanced_low_0)")]
 
 
+def imbalance_said(cues: LogCues | None) -> list[Signal]:
+    """The user's words say one GPU fills faster than the others (an uneven device_map, rank 0 gathering, an uneven
+    pipeline split): the spread the log does not print."""
+    if cues is None or cues.imbalance is None:
+        return []
+    return [support(Label.multi_gpu_imbalance, "imbalance_said",
+                    f"the report says one GPU holds more than the others (line {cues.imbalance.line}: "
+                    f"{cues.imbalance.text[:QUOTE_MEDIUM]})")]
+
+
 def mixed_gpu_models(report: OOMReport, setup: TrainingSetup | None, cues: LogCues | None) -> list[Signal]:
     """GPUs of different models in one run: data-parallel replicas, tensor-parallel shards and even pipeline splits
     give every GPU the same share, so the smallest card decides what fits."""

@@ -32,7 +32,7 @@ from .host import died_of_bus_error, host_memory
 from .memory_growth import (growth_explained_by_the_budget, growth_with_images, growth_without_length_cap,
                             memory_over_time)
 from .model_kind import moe_by_name, quantization, without_numbers
-from .multi_gpu import device_map_split, mixed_gpu_models, multi_gpu_spread, single_process_many_gpus
+from .multi_gpu import device_map_split, imbalance_said, mixed_gpu_models, multi_gpu_spread, single_process_many_gpus
 from .other_processes import held_before_start, colocated_vllm, other_processes, raw_error_while_loading
 from .phase import phase_and_operation
 from .related_errors import cublas_after_assert, dtype_support, not_a_memory_error, related_errors
@@ -124,7 +124,7 @@ def _gpu_memory(report: OOMReport, setup: TrainingSetup | None, estimate: Memory
             *other_processes(report, th), *held_before_start(report, th), *raw_error_while_loading(report, setup, estimate, th), *colocated_vllm(report),
             *gpu_already_full(report, setup, estimate, cues, th, state_buffer), *multi_gpu_spread(report, setup, th),
             *single_process_many_gpus(report, setup), *device_map_split(report, setup, cues),
-            *mixed_gpu_models(report, setup, cues), *moe_by_name(report, setup, th),
+            *mixed_gpu_models(report, setup, cues), *imbalance_said(cues), *moe_by_name(report, setup, th),
             *estimate_vs_budget(report, setup, estimate, explained, th), *fully_trained_embeddings(setup, th)]
 
 

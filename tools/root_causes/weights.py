@@ -184,6 +184,7 @@ _POINTS: dict[str, float] = {
     "dataparallel_launch": 3.0,                 # several GPUs, plain `python`: DataParallel on GPU 0
     "device_map_first_gpu": 3.0,                # device_map split, GPU 0 (or unknown) ran out
     "device_map_split": 2.0,                    # device_map split, another GPU ran out
+    "imbalance_said": 2.5,                      # the user says one GPU holds more than the others
     "mixed_gpu_models": 4.0,                    # GPUs of different models in one run
     # phase priors and the failing operation
     "phase_loading": 3.5,                       # failed while loading: loading
