@@ -39,7 +39,7 @@ from ask_oom.assistant.deciding_facts import CONFIDENT  # noqa: E402 - the produ
 
 FITTED_PATH = REPO / "tools" / "root_causes" / "fitted_weights.json"
 PRIOR_WEIGHT = 2.0        # every weight is pulled towards this one constant (the typical size of one piece of evidence)
-L2_GRID = (0.03, 0.1, 0.3)   # prior strengths tried by an inner grouped split; the best on it is used
+L2_GRID = (0.03, 0.1, 0.3, 1.0, 3.0)   # prior strengths tried by an inner grouped split; the best on it is used
 STEPS = 200
 LEARNING_RATE = 0.08
 NULL = "unexplained_points"   # the threshold-table name of the null option's points (tools/root_causes/weights.py)
