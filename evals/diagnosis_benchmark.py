@@ -162,6 +162,10 @@ def evaluate(cases: list[dict], index=None, with_title: bool = False) -> list[di
             "fixed_config": bool(d.fixed_config), "ms": round(ms, 1), "error": error,
             "why": d.root_causes[0].why[:2] if d.root_causes else [],
             "probability": d.root_causes[0].probability if d.root_causes else None,
+            # an answer below the bar must ask for the one fact that decides (assistant/deciding_facts.py)
+            "unsure": bool(d.root_causes) and d.report.is_memory_error
+            and (d.root_causes[0].probability or 0) < CONFIDENT,
+            "asks_deciding_fact": any(q.slot == "decide" for q in d.questions),
         })
     return rows
 
@@ -195,6 +199,8 @@ def summarise(rows: list[dict]) -> dict:
                          "fits": sum(1 for r in sub if r["has_config"] and r["fits_after"]),
                          "confident": sum(1 for r in sub if (r.get("probability") or 0) >= CONFIDENT),
                          "confident_right": sum(1 for r in sub if (r.get("probability") or 0) >= CONFIDENT and r["primary_ok"]),
+                         "unsure": sum(1 for r in sub if r.get("unsure")),
+                         "unsure_asking": sum(1 for r in sub if r.get("unsure") and r.get("asks_deciding_fact")),
                          "per_label": _summary_of(sub)["per_label"]}
     summary["per_set"] = per_set
     summary["target_sets"] = [n for n in per_set if n in TARGET_SETS]
@@ -254,7 +260,8 @@ def print_table(rows: list[dict], summary: dict, verbose: bool = False) -> None:
     for name, c in summary["per_set"].items():
         print(f"set {name:<18} cases {c['cases']:>3}   primary {c['primary']:>6.1%}   top-3 {c['top3']:>6.1%}   "
               f"with config {c['with_config']:>3}, fixed config fits {c['fits']:>3}   "
-              f"confident (p >= {CONFIDENT}) {c['confident_right']}/{c['confident']} right")
+              f"confident (p >= {CONFIDENT}) {c['confident_right']}/{c['confident']} right   "
+              f"unsure answers asking the deciding fact {c['unsure_asking']}/{c['unsure']}")
     c = summary["combined"]
     print(f"combined {'(' + ' + '.join(sets) + ')':<42} cases {c['cases']:>3}   primary {c['primary_accuracy']:>6.1%}   "
           f"top-3 {c['top3_accuracy']:>6.1%}")
