@@ -324,8 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         FITTED_PATH.write_text(json.dumps({
             "about": "root-cause weights fitted by evals/fit_weights.py on the dev cases (conditional logit, L2 towards "
-                     f"{PRIOR_WEIGHT}); rules absent here keep the hand table's weight",
+                     + ("the hand-written table" if prior else f"{PRIOR_WEIGHT}")
+                     + "); rules absent here keep the hand table's weight",
             "cases": len(rows), "projects": result["projects"], "l2": l2_all, "temperature": temperature,
+            "prior": args.prior,
             "cross_validated": result["cross_validated"], "reliability_cv": result["reliability_cv"],
             "points": {k: round(v, 4) for k, v in sorted(fitted.items()) if k != NULL},
             "thresholds": {NULL: round(fitted[NULL], 4), "probability_temperature": temperature},
