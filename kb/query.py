@@ -118,9 +118,7 @@ def build_query(report: OOMReport, setup: TrainingSetup | None = None, trend: Me
 def _stated(setup: TrainingSetup | None) -> set[str]:
     """The setup's fields a source stated (the user, the config, the log): an assumed default says nothing about
     this case, and words every assumed setup shares make the cases with the most settings everyone's neighbours."""
-    if setup is None:
-        return set()
-    return {field for field, prov in setup.provenance.items() if prov.origin != "default"}
+    return set() if setup is None else set(setup.provenance) - set(setup.assumptions())
 
 
 def _setup_words(setup: TrainingSetup) -> str:

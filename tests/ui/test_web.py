@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -57,6 +58,22 @@ def web(web_app):
     return web_app[0]
 
 
+@contextmanager
+def _chromium(url: str, **page_options):
+    """Headless Chromium on the web UI at `url`, its input box ready: yields (browser, page); closes the browser."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000}, **page_options)
+            page.goto(url, wait_until="domcontentloaded")
+            page.wait_for_selector("#input textarea", timeout=60_000)
+            yield browser, page
+        finally:
+            browser.close()
+
+
 def _shot(page, name: str, tmp_path: Path) -> None:
     """Screenshots go to docs/ when ASK_OOM_SCREENSHOTS=1 (to refresh the README's pictures), else to tmp."""
     target = DOCS if os.environ.get("ASK_OOM_SCREENSHOTS") == "1" else tmp_path
@@ -66,15 +83,11 @@ def _shot(page, name: str, tmp_path: Path) -> None:
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_browser_paste_log_upload_config_see_diagnosis_chart_and_download(web, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     log = (SEEDS / "moe-llava-phi2" / "train.log").read_text(encoding="utf-8")
     config = SEEDS / "moe-llava-phi2" / "finetune_moe.sh"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-        page.goto(web, wait_until="domcontentloaded")
-        page.wait_for_selector("#input textarea", timeout=60_000)
+    with _chromium(web, accept_downloads=True) as (_, page):
         _shot(page, "web-empty.png", tmp_path)
         box = page.locator("#input textarea")
         box.fill(log)
@@ -104,7 +117,6 @@ def test_browser_paste_log_upload_config_see_diagnosis_chart_and_download(web, t
         box.fill("why?")
         page.locator("#input button.submit-button, #input button:has-text('Diagnose')").first.click()
         expect(chat.locator(".message").last).not_to_be_empty(timeout=60_000)
-        browser.close()
 
 
 def test_api_chat_with_uploaded_config(web, tmp_path):
@@ -363,18 +375,14 @@ def test_session_survives_a_reload_and_a_server_restart(tmp_path):
 def test_browser_reload_and_server_restart_resume_the_conversation(tmp_path):
     """In Chromium: diagnose, reload the page, restart the server (same port and database), reload again; the
     conversation is still there and goes on."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     db, port = tmp_path / "sessions.sqlite3", _free_port()
     web = f"http://127.0.0.1:{port}/"
     log = (SEEDS / "moe-llava-phi2" / "train.log").read_text(encoding="utf-8")
     demo = _serve(db, port)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(web, wait_until="domcontentloaded")
-            page.wait_for_selector("#input textarea", timeout=60_000)
+    try:
+        with _chromium(web) as (browser, page):
             submit = page.locator("#input button.submit-button, #input button:has-text('Diagnose')").first
             page.locator("#input textarea").fill(log)
             submit.click()
@@ -398,9 +406,8 @@ def test_browser_reload_and_server_restart_resume_the_conversation(tmp_path):
             page.locator("#input textarea").fill("why?")
             submit.click()
             expect(chat).to_contain_text("Why:", timeout=60_000)
-        finally:
-            browser.close()
-            demo.close()
+    finally:
+        demo.close()
 
 
 def _queue_answer(web: str, joined, session_hash: str, what: str):
@@ -419,7 +426,7 @@ def _queue_answer(web: str, joined, session_hash: str, what: str):
 def test_browser_answer_opens_at_its_summary_and_long_lines_stay_inside(web, tmp_path):
     """A long answer opens at its first line (the summary), not at its bottom; a config line of 400 characters wraps
     inside the conversation and the fixed-config panel instead of running past them."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     log = (SEEDS / "moe-llava-phi2" / "train.log").read_text(encoding="utf-8")
     config = (SEEDS / "moe-llava-phi2" / "finetune_moe.sh").read_text(encoding="utf-8")
@@ -428,49 +435,42 @@ def test_browser_answer_opens_at_its_summary_and_long_lines_stay_inside(web, tmp
     assert len(max(config.splitlines(), key=len)) > 400
     path = tmp_path / "finetune_moe.sh"
     path.write_text(config, encoding="utf-8")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(web, wait_until="domcontentloaded")
-            page.wait_for_selector("#input textarea", timeout=60_000)
-            page.locator("#input textarea").fill(log)
-            page.locator("#input input[type=file]").set_input_files(str(path))
-            expect(page.locator("#input [aria-label='File thumbnail']")).to_have_count(1, timeout=20_000)
-            page.locator("#input button.submit-button, #input button:has-text('Diagnose')").first.click()
-            expect(page.locator("#chat")).to_contain_text("ranked causes", timeout=120_000)
-            expect(page.locator("#fixed-config")).to_contain_text("very_long_directory_name_13", timeout=20_000)
-            page.wait_for_timeout(1000)
-            where = page.evaluate("""() => {
-                const rows = document.querySelectorAll('#chat .message-row.bot-row');
-                const row = rows[rows.length - 1];
-                const box = row.closest('[role=log]');
-                return {offset: row.getBoundingClientRect().top - box.getBoundingClientRect().top,
-                        scrollTop: box.scrollTop, bottom: box.scrollHeight - box.clientHeight, height: row.offsetHeight,
-                        boxHeight: box.clientHeight};
-            }""")
-            assert where["height"] > where["boxHeight"], where          # a long answer: its top and bottom differ
-            assert abs(where["offset"]) <= 4, where                      # its first line is at the top of the panel
-            assert where["scrollTop"] < where["bottom"] - 100, where     # not scrolled to its end
-            expect(page.locator("#chat .message-row.bot-row").last).to_contain_text("CUDA out of memory on GPU")
-            wide = page.evaluate("""() => {
-                const out = [];
-                for (const pre of document.querySelectorAll('#chat pre')) {
-                    const bubble = pre.closest('.message-row').getBoundingClientRect();
-                    const r = pre.getBoundingClientRect();
-                    if (pre.scrollWidth > pre.clientWidth + 1 || r.right > bubble.right + 1)
-                        out.push({text: pre.textContent.slice(0, 60), sw: pre.scrollWidth, cw: pre.clientWidth});
-                }
-                for (const id of ['#fixed-config', '#diff']) {
-                    const panel = document.querySelector(id);
-                    const scroller = panel && panel.querySelector('.cm-scroller');
-                    if (scroller && scroller.offsetParent !== null && scroller.scrollWidth > scroller.clientWidth + 1)
-                        out.push({panel: id, sw: scroller.scrollWidth, cw: scroller.clientWidth});
-                }
-                return out;
-            }""")
-            assert wide == [], wide
-            assert page.evaluate("document.querySelectorAll('#chat pre').length") >= 2   # the diff and the fixed config
-            _shot(page, "web-long-lines.png", tmp_path)
-        finally:
-            browser.close()
+    with _chromium(web) as (_, page):
+        page.locator("#input textarea").fill(log)
+        page.locator("#input input[type=file]").set_input_files(str(path))
+        expect(page.locator("#input [aria-label='File thumbnail']")).to_have_count(1, timeout=20_000)
+        page.locator("#input button.submit-button, #input button:has-text('Diagnose')").first.click()
+        expect(page.locator("#chat")).to_contain_text("ranked causes", timeout=120_000)
+        expect(page.locator("#fixed-config")).to_contain_text("very_long_directory_name_13", timeout=20_000)
+        page.wait_for_timeout(1000)
+        where = page.evaluate("""() => {
+            const rows = document.querySelectorAll('#chat .message-row.bot-row');
+            const row = rows[rows.length - 1];
+            const box = row.closest('[role=log]');
+            return {offset: row.getBoundingClientRect().top - box.getBoundingClientRect().top,
+                    scrollTop: box.scrollTop, bottom: box.scrollHeight - box.clientHeight, height: row.offsetHeight,
+                    boxHeight: box.clientHeight};
+        }""")
+        assert where["height"] > where["boxHeight"], where          # a long answer: its top and bottom differ
+        assert abs(where["offset"]) <= 4, where                      # its first line is at the top of the panel
+        assert where["scrollTop"] < where["bottom"] - 100, where     # not scrolled to its end
+        expect(page.locator("#chat .message-row.bot-row").last).to_contain_text("CUDA out of memory on GPU")
+        wide = page.evaluate("""() => {
+            const out = [];
+            for (const pre of document.querySelectorAll('#chat pre')) {
+                const bubble = pre.closest('.message-row').getBoundingClientRect();
+                const r = pre.getBoundingClientRect();
+                if (pre.scrollWidth > pre.clientWidth + 1 || r.right > bubble.right + 1)
+                    out.push({text: pre.textContent.slice(0, 60), sw: pre.scrollWidth, cw: pre.clientWidth});
+            }
+            for (const id of ['#fixed-config', '#diff']) {
+                const panel = document.querySelector(id);
+                const scroller = panel && panel.querySelector('.cm-scroller');
+                if (scroller && scroller.offsetParent !== null && scroller.scrollWidth > scroller.clientWidth + 1)
+                    out.push({panel: id, sw: scroller.scrollWidth, cw: scroller.clientWidth});
+            }
+            return out;
+        }""")
+        assert wide == [], wide
+        assert page.evaluate("document.querySelectorAll('#chat pre').length") >= 2   # the diff and the fixed config
+        _shot(page, "web-long-lines.png", tmp_path)

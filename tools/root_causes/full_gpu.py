@@ -18,7 +18,7 @@ TRAINING_STEP = ("forward", "backward", "optimizer_step")
 def gpu_already_full(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None,
                      cues: LogCues | None = None, th: Thresholds = THRESHOLDS, state_buffer: bool = False) -> list[Signal]:
     """A tiny request on a full GPU: what filled it matters, not the last allocation. `state_buffer`: the request is
-    a parameter or state buffer (request_size.state_buffer_request), never an activation-sized chunk."""
+    a parameter or state buffer (a ZeRO-3 gather, sub group or partition), never an activation-sized chunk."""
     out: list[Signal] = []
     req, total, free = report.requested_bytes, report.gpu_total_bytes, report.gpu_free_bytes
     alloc = report.torch_allocated_bytes

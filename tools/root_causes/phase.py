@@ -11,6 +11,7 @@ from ..report import OOMReport
 from ..training_setup import TrainingSetup
 from ..units import format_bytes
 from .facts import observed
+from .request_size import gathers_parameters
 from .signals import Signal, discount, support
 from .weights import BF16_BYTES, FULL_SHARDING, THRESHOLDS, Thresholds
 
@@ -97,7 +98,7 @@ def _operation(report: OOMReport, setup: TrainingSetup | None, th: Thresholds) -
     op = report.operation
     if op == "moe_experts" or (op == "zero3_allgather" and setup is not None and setup.model is not None and setup.model.is_moe):
         return [support(Label.moe_memory, "op_moe", f"the failing operation is {op.replace('_', ' ')}")]
-    if op == "zero3_allgather":
+    if gathers_parameters(report, setup):
         # ZeRO-3 gathers each layer's parameters on top of every rank's partitions: what runs out is the model states
         full = setup is None or setup.method == "full"
         return [support(Label.full_ft_model_states if full else Label.weights_exceed_gpu,

@@ -36,7 +36,7 @@ from .multi_gpu import device_map_split, imbalance_said, mixed_gpu_models, multi
 from .other_processes import held_before_start, colocated_vllm, other_processes, raw_error_while_loading
 from .phase import phase_and_operation
 from .related_errors import cublas_after_assert, dtype_support, not_a_memory_error, related_errors
-from .request_size import (request_explained, request_vs_tensors, state_buffer_request, zero3_sub_group_request,
+from .request_size import (gathers_parameters, request_explained, request_vs_tensors, zero3_sub_group_request,
                            zero_partition_request)
 from .scoring import has_evidence, score_signals
 from .signals import Signal, support
@@ -116,11 +116,11 @@ def _gpu_memory(report: OOMReport, setup: TrainingSetup | None, estimate: Memory
     """The families of a GPU out-of-memory error: the request, the allocator, the GPUs, the calculator's budget."""
     th = weights.thresholds
     explained = request_explained(report, setup, estimate, th)
-    sub_group = cues.zero3_sub_group if cues is not None else None
-    state_buffer = state_buffer_request(report, setup, sub_group, th)
+    sub_group = zero3_sub_group_request(report, cues.zero3_sub_group if cues is not None else None, th)
+    partition = zero_partition_request(report, setup, th)
+    state_buffer = bool(sub_group or partition) or gathers_parameters(report, setup)   # a state buffer, not activations
     return [*request_vs_tensors(report, setup, estimate, multimodal, weights, state_buffer),
-            *zero3_sub_group_request(report, sub_group, th),
-            *zero_partition_request(report, setup, th), *fragmentation(report, th),
+            *sub_group, *partition, *fragmentation(report, th),
             *other_processes(report, th), *held_before_start(report, th), *raw_error_while_loading(report, setup, estimate, th), *colocated_vllm(report),
             *gpu_already_full(report, setup, estimate, cues, th, state_buffer), *multi_gpu_spread(report, setup, th),
             *single_process_many_gpus(report, setup), *device_map_split(report, setup, cues),

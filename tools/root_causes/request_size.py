@@ -29,14 +29,12 @@ def request_explained(report: OOMReport, setup: TrainingSetup | None, estimate: 
     return any(matches_size(req, cand.bytes, th) for cand in tensor_candidates(setup, estimate))
 
 
-def state_buffer_request(report: OOMReport, setup: TrainingSetup | None, sub_group: Cue | None,
-                         th: Thresholds = THRESHOLDS) -> bool:
-    """The failing allocation is a parameter or optimizer-state buffer, not an activation: it failed while ZeRO-3
-    gathered parameters, or its size is one ZeRO-3 optimizer sub group or one rank's ZeRO partition of the model.
-    A request is one tensor: once it is explained as a state buffer, no activation reading of its size applies."""
-    if report.operation == "zero3_allgather" and not (setup is not None and setup.model is not None and setup.model.is_moe):
-        return True
-    return bool(zero3_sub_group_request(report, sub_group, th) or zero_partition_request(report, setup, th))
+def gathers_parameters(report: OOMReport, setup: TrainingSetup | None) -> bool:
+    """The request failed while ZeRO-3 gathered parameters (a dense model's: an MoE's gather is its experts'): a
+    parameter buffer, not an activation. With a ZeRO-3 sub-group or ZeRO-partition match (their own families), the
+    request is explained as a state buffer, and no activation reading of its size applies."""
+    return report.operation == "zero3_allgather" and not (setup is not None and setup.model is not None
+                                                          and setup.model.is_moe)
 
 
 def request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None,
@@ -44,7 +42,8 @@ def request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate:
                        state_buffer: bool = False) -> list[Signal]:
     """The failing allocation's size against the setup's tensors and the GPU; `multimodal` says why a vision tower is
     in the step. `weights` picks each label's best-matching tensor (several can share a size); `state_buffer` says
-    the request is a parameter or state buffer (state_buffer_request), so its size is no activation's."""
+    the request is a parameter or state buffer (a ZeRO-3 gather, sub group or partition), so its size is no
+    activation's."""
     th = weights.thresholds
     req = report.requested_bytes
     if not req:
