@@ -84,6 +84,23 @@ def _time(runs: int, fn) -> tuple[float, object]:
     return statistics.median(times), result
 
 
+def _profile_then_worst_case(runs: int, profile, samples: int, case: str, model: str,
+                             target_s: float | None) -> list[dict]:
+    """Two rows: profiling a dataset (against `target_s` when given), then the worst batch of that profile for a LoRA
+    run of `model` on an RTX 4090 at micro-batch 2."""
+    med, prof = _time(runs, profile)
+    rows = [{"case": case, "median_s": med, "samples_per_s": samples / med, "target_s": target_s,
+             "ok": med < target_s if target_s else True, "p99": prof.total.p99, "max": prof.total.max}]
+    setup = TrainingSetup(framework="llamafactory", model=resolve_model(model), method="lora", micro_batch=2,
+                          gradient_checkpointing=True, gpu=lookup_gpu("RTX 4090"))
+    med, verdict = _time(runs, lambda: worst_case(prof, setup, margin=0.9))
+    name = model.split("/")[-1].removesuffix("-Instruct")
+    rows.append({"case": f"worst_case on it ({name} LoRA, RTX 4090): {verdict.over_budget} over", "median_s": med,
+                 "samples_per_s": samples / med, "target_s": None, "ok": True, "p99": prof.total.p99,
+                 "max": prof.total.max})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
@@ -99,29 +116,16 @@ def main() -> None:
         write_alpaca(root / "alpaca.jsonl", args.samples, rng)
         gen_s = time.perf_counter() - t0
         size_mb = (root / "alpaca.jsonl").stat().st_size / 1e6
-        med, prof = _time(args.runs, lambda: profile_dataset(root / "alpaca.jsonl", cutoff_len=4096))
-        rows.append({"case": f"{args.samples} alpaca JSONL ({size_mb:.0f} MB), estimate", "median_s": med,
-                     "samples_per_s": args.samples / med, "target_s": TARGET_S, "ok": med < TARGET_S,
-                     "p99": prof.total.p99, "max": prof.total.max, "generate_s": gen_s})
-        setup = TrainingSetup(framework="llamafactory", model=resolve_model("meta-llama/Llama-3.1-8B"), method="lora",
-                              micro_batch=2, gradient_checkpointing=True, gpu=lookup_gpu("RTX 4090"))
-        med, verdict = _time(args.runs, lambda: worst_case(prof, setup, margin=0.9))
-        rows.append({"case": f"worst_case on it (Llama-3.1-8B LoRA, RTX 4090): {verdict.over_budget} over",
-                     "median_s": med, "samples_per_s": args.samples / med, "target_s": None, "ok": True,
-                     "p99": prof.total.p99, "max": prof.total.max})
+        rows += _profile_then_worst_case(
+            args.runs, lambda: profile_dataset(root / "alpaca.jsonl", cutoff_len=4096), args.samples,
+            f"{args.samples} alpaca JSONL ({size_mb:.0f} MB), estimate", "meta-llama/Llama-3.1-8B", TARGET_S)
+        rows[-2]["generate_s"] = gen_s
         mm = root / "mm"
         mm.mkdir()
         write_sharegpt_images(mm, args.image_samples, rng)
-        med, prof = _time(args.runs, lambda: profile_dataset(mm, model_family="qwen2_vl", cutoff_len=4096))
-        rows.append({"case": f"{args.image_samples} sharegpt + images (dataset_info.json), estimate", "median_s": med,
-                     "samples_per_s": args.image_samples / med, "target_s": None, "ok": True,
-                     "p99": prof.total.p99, "max": prof.total.max})
-        setup = TrainingSetup(framework="llamafactory", model=resolve_model("Qwen/Qwen2-VL-7B-Instruct"), method="lora",
-                              micro_batch=2, gradient_checkpointing=True, gpu=lookup_gpu("RTX 4090"))
-        med, verdict = _time(args.runs, lambda: worst_case(prof, setup, margin=0.9))
-        rows.append({"case": f"worst_case on it (Qwen2-VL-7B LoRA, RTX 4090): {verdict.over_budget} over",
-                     "median_s": med, "samples_per_s": args.image_samples / med, "target_s": None, "ok": True,
-                     "p99": prof.total.p99, "max": prof.total.max})
+        rows += _profile_then_worst_case(
+            args.runs, lambda: profile_dataset(mm, model_family="qwen2_vl", cutoff_len=4096), args.image_samples,
+            f"{args.image_samples} sharegpt + images (dataset_info.json), estimate", "Qwen/Qwen2-VL-7B-Instruct", None)
     if args.json:
         print(json.dumps(rows, indent=2))
         return

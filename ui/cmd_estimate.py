@@ -170,8 +170,7 @@ def _serving_lines(est, setup) -> list[str]:
             f"{est.n_params / 1e9:.2f}B parameters.", ""]
     tail = []
     if z is not None:
-        verdict = {"fits": "starts", "borderline": "borderline (the pool is inside the error band)"}.get(
-            est.verdict or "", "does NOT start")
+        verdict = _verdict(est, "starts", "the pool", "does NOT start")
         tail.append(f"On {est.gpu_name} ({format_bytes(est.gpu_bytes)}), vLLM may use {format_bytes(z.requested)}; the KV-cache "
                     f"pool of {format_bytes(max(z.kv_available, 0))} against {format_bytes(z.kv_needed)} for one "
                     f"{z.max_model_len}-token sequence: **{verdict}**. Largest max_model_len: {z.max_len_that_fits}; "
@@ -209,8 +208,7 @@ def render_markdown(est, setup) -> str:
         lines.append(f"Host RAM per node: {format_bytes(est.host_bytes)} ({parts}){verdict}.")
     lines += tail
     if est.fits is not None and not serving:
-        verdict = {"fits": "fits", "borderline": "borderline (the budget is inside the error band)"}.get(
-            est.verdict or "", "does NOT fit")
+        verdict = _verdict(est, "fits", "the budget", "does NOT fit")
         lines.append(f"On {est.gpu_name} ({format_bytes(est.gpu_bytes)}, {format_bytes(est.budget_bytes)} usable after "
                      f"margin and CUDA context): **{verdict}**, headroom {format_bytes(est.headroom_bytes)}. "
                      f"Largest micro-batch at this length: {est.max_micro_batch}; largest sequence length at this "
@@ -257,3 +255,8 @@ def estimate_json(d) -> dict:
     data["sized"] = d.sized
     data["dataset"] = d.dataset.model_dump(mode="json") if d.dataset is not None else None
     return data
+
+
+def _verdict(est, fits: str, inside: str, short: str) -> str:
+    """The band's three-way verdict in the words of what was sized: it fits, `inside` lies in the error band, or not."""
+    return {"fits": fits, "borderline": f"borderline ({inside} is inside the error band)"}.get(est.verdict or "", short)
