@@ -99,10 +99,12 @@ _METHOD_CONTRAST = re.compile(_ADAPTER_OK + r".{0,80}?" + _FULL + r"|" + _FULL +
 # (_prepare_fp32_grad_for_sub_group, _optimizer_step(sub_group_id)) name them.
 _ZERO3_SUB_GROUP = re.compile(r"\w{0,40}sub_group\w{0,20}")
 # a failure the log shows: a Python exception line (KeyError: ..., torch.distributed...ChildFailedError), a fatal signal
-# or a non-zero exit; the last one is the failure (a paste without any is a progress log or a fragment)
+# or a non-zero exit; the last one is the failure (a paste without any is a progress log or a fragment). A bare
+# "Traceback (most recent call last):" is not one: Python prints the exception last, so a traceback cut before its
+# exception line has lost the error itself.
 _FAILURE = re.compile(r"(?:^|[\s\]|:])(?:[A-Za-z_][\w.]{0,80}\.)?[A-Z]\w{0,60}(?:Error|Exception|Interrupt):|"
                       r"^\s{0,8}(?:[A-Za-z_][\w.]{0,80}\.)?[A-Z]\w{0,60}(?:Error|Exception|Interrupt)\s*$|"
-                      r"Traceback \(most recent call last\)|Segmentation fault|core dumped|\bexit(?:s|ed)? with "
+                      r"Segmentation fault|core dumped|\bexit(?:s|ed)? with "
                       r"(?:return |exit )?code[ =:]{1,3}-?[1-9]|exitcode\s{0,2}:\s{0,2}-?[1-9]|returned non-zero exit status|"
                       r"^\s{0,8}(?:FATAL|Fatal error)\b")
 # the user says one GPU holds more than the others: "GPU 0 uses far more memory", "显存分配不均匀"

@@ -82,3 +82,10 @@ def test_the_users_words_that_one_gpu_holds_more():
         assert cue is not None and cue.line == 1, said
     for said in ("I have 4 GPUs and one of them OOMs", "the loss is uneven between runs", "training on 8 cards, all fine"):
         assert log_cues(said).imbalance is None, said
+
+
+def test_a_traceback_cut_before_its_exception_line_shows_no_failure():
+    """Python prints the exception after the frames: a traceback without it has lost the error, not shown another."""
+    cut = "Traceback (most recent call last):\n  File \"train.py\", line 9, in <module>\n    trainer.train()\n[...]\n"
+    assert log_cues(cut).failure is None
+    assert log_cues(cut + "RuntimeError: NCCL error\n").failure is not None

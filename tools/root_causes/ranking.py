@@ -84,9 +84,12 @@ def collect_signals(
     if report is None:
         return breakdown_signals(setup, estimate, th)
     if not report.is_memory_error:
-        return [*not_a_memory_error(report, cues.failure if cues is not None else None),
-                *related_errors(report, memory_error=False),
-                *dtype_support(report, setup, cues, memory_error=False)]
+        signals = [*not_a_memory_error(report, cues.failure if cues is not None else None),
+                   *related_errors(report, memory_error=False),
+                   *dtype_support(report, setup, cues, memory_error=False)]
+        if any(s.name == "no_failure_shown" for s in signals):
+            signals += failure_not_shown(report, setup, estimate, hits, trend, cues, th)
+        return signals
     multimodal = multimodal_reason(report, setup, cues)
     signals: list[Signal] = []
     if report.kind == "host_oom":
@@ -109,6 +112,22 @@ def collect_signals(
     if not has_evidence(signals, weights):
         signals += no_specific_evidence()
     return signals
+
+
+def failure_not_shown(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None,
+                      hits: Sequence[Any] | None, trend: MemoryTrend | None, cues: LogCues | None,
+                      th) -> list[Signal]:
+    """A paste that shows no failure at all (a description, progress bars, a traceback cut before its error) may have
+    lost the error, not avoided one: what the calculator predicts for the setup, the phase and growth the user names,
+    what they say worked, and the similar cases are the evidence left."""
+    multimodal = multimodal_reason(report, setup, cues)
+    out = [*breakdown_signals(setup, estimate, th), *phase_and_operation(report, setup, multimodal, cues, th),
+           *without_numbers(report, setup, cues), *imbalance_said(cues), *comparable_model_worked(setup, cues, th),
+           *adapters_worked(cues), *similar_case_votes(hits or [], th)]
+    if trend is not None:
+        out += [*memory_over_time(trend, th), *growth_with_images(trend, setup, multimodal),
+                *growth_without_length_cap(trend, setup)]
+    return out
 
 
 def _gpu_memory(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None,
