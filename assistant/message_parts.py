@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from ..tools.configs.documents import looks_like_python
 from ..tools.configs.keys import TRAINING_KEYS
 from ..tools.configs.partial import argument_list_settings, setting_of
 from ..tools.errors import InputError
@@ -235,7 +236,7 @@ def _continues_block(line: str, before: str) -> bool:
         return False
     if not stripped:
         return bool(before.strip())   # one blank line inside a block; two end it
-    return (bool(_line_settings(line)) or stripped.startswith(("#", "--", "{", "}", "]")) or line[:1] in " \t"
+    return (bool(_line_settings(line)) or stripped.startswith(("#", "--", "{", "}", "]", ")")) or line[:1] in " \t"
             or before.rstrip().endswith("\\") or bool(_LAUNCH.match(stripped)) or bool(_PARENT_KEY.match(line)))
 
 
@@ -246,12 +247,20 @@ def _part(kind: PartKind, text: str, name: str | None = None) -> MessagePart:
     return MessagePart(kind=kind, text=text, name=name, truncated=truncated)
 
 
+# a program (and a subcommand) with its flags on the first line (`llama-cli -m x.gguf`, `swift export --merge_lora`)
+_COMMAND = re.compile(r"\s*[\w./-]+(?:[ \t]+[a-z][\w-]*)?[ \t]+-{1,2}[A-Za-z]")
+
+
 def config_name_for(text: str) -> str:
-    """A file name for a pasted config, so the config reader detects its format."""
+    """A file name for a pasted config, so the config reader detects its format: JSON, a Python snippet, a command
+    line or shell script, else YAML."""
     s = text.lstrip()
     if s.startswith("{"):
         return "pasted_deepspeed.json" if "zero_optimization" in s else "pasted_config.json"
-    if _LAUNCH.search(text) or re.search(r"^\s*--\w+", text, re.M) or s.startswith("#!"):
+    if looks_like_python(text) and not _LAUNCH.match(s):
+        return "pasted_config.py"
+    if (_LAUNCH.search(text) or re.search(r"^\s*--\w+", text, re.M) or s.startswith("#!") or "\\\n" in text
+            or _COMMAND.match(s)):
         return "pasted_run.sh"   # a command: a `deepspeed:` key in a YAML is not one
     return "pasted_config.yaml"
 

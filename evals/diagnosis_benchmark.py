@@ -97,14 +97,11 @@ class LeaveOwnThreadOut:
 
 
 def config_name(text: str) -> str:
-    """A file name that tells the config reader the format, as a user's file name would."""
-    stripped = text.lstrip()
-    if stripped.startswith("{"):
-        return "config.json"
-    if "\\\n" in text or re.search(r"^\s*(export |CUDA_VISIBLE_DEVICES|deepspeed |torchrun |python |accelerate |llamafactory-cli |nohup |swift |[A-Z_]+=\S+ )", text, re.M) \
-            or re.match(r"\s*[\w./-]+\s+-{1,2}[A-Za-z]", stripped):  # a program and its flags: llama-cli -m x.gguf
-        return "run.sh"
-    return "train.yaml"
+    """The file name the product gives a pasted config (JSON, Python, a command, else YAML), so the config reader
+    sees the case's config as it sees a user's paste."""
+    from ask_oom.assistant.message_parts import config_name_for
+
+    return config_name_for(text)
 
 
 def request_for(case: dict, with_title: bool = False):

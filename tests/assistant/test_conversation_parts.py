@@ -55,6 +55,9 @@ def test_pasted_config_names_and_deepspeed_reference():
     assert config_name_for("model_name_or_path: x\ncutoff_len: 1024\n") == "pasted_config.yaml"
     assert config_name_for('{"zero_optimization": {"stage": 3}}') == "pasted_deepspeed.json"
     assert config_name_for("torchrun --nproc_per_node 8 train.py --per_device_train_batch_size 4") == "pasted_run.sh"
+    assert config_name_for("swift export --merge_lora true --ckpt_dir out/x") == "pasted_run.sh"   # a subcommand
+    assert config_name_for('args = dict(\n  stage="sft",\n  cutoff_len=8192,\n)') == "pasted_config.py"
+    assert config_name_for("from transformers import TrainingArguments\n") == "pasted_config.py"
     assert referenced_deepspeed("deepspeed: examples/deepspeed/ds_z3_config.json\n") == "examples/deepspeed/ds_z3_config.json"
     assert referenced_deepspeed("deepspeed train.py --deepspeed ./scripts/zero2.json --bf16") == "./scripts/zero2.json"
 
@@ -164,3 +167,14 @@ def test_a_launcher_command_is_still_a_config(text):
     from ask_oom.assistant.message_parts import split_message
 
     assert "config" in [p.kind for p in split_message(text)]
+
+
+def test_a_python_argument_dict_above_a_log_is_the_config_with_its_closing_parenthesis():
+    """LLaMA-Factory's Python entry (`args = dict(...)`), pasted above the log: the whole call is the config."""
+    code = ('args = dict(\n  stage="sft",\n  model_name_or_path="llama3 8B",\n  finetuning_type="lora",\n'
+            '  per_device_train_batch_size=2,\n  cutoff_len=8192,\n)\n')
+    log = "[INFO|trainer.py:2081] 2024-06-01 16:22:16,125 >>   Instantaneous batch size per device = 2\n"
+    parts = split_message(code + "\n" + log)
+    config = next(p.text for p in parts if p.kind == "config")
+    assert config.rstrip().endswith(")") and "cutoff_len=8192" in config
+    assert all(p.text.strip() != ")" for p in parts if p.kind == "log")

@@ -94,6 +94,21 @@ def test_nested_and_multiline_strings_do_not_confuse_the_scanner():
     assert {k.name: k.value for k in call.kwargs} == {"output_dir": "a,b)(", "run_name": "x)\ny", "per_device_train_batch_size": 4}
 
 
+def test_llamafactorys_argument_dict_reads_as_its_config_and_takes_new_keys():
+    """`run_exp(dict(stage="sft", ...))` / `args = dict(...)`: LLaMA-Factory's Python entry, its keys as settings."""
+    text = ('args = dict(\n  stage="sft",\n  model_name_or_path="llama3 8B",\n  finetuning_type="lora",\n'
+            '  per_device_train_batch_size=2,\n  fp16=True,\n  cutoff_len=8192,\n)\n')
+    for name in ("train.py", "pasted_config.yaml"):        # by its name, or as YAML that turns out to be Python
+        doc = load_config(text, name)
+        assert doc.format == "python" and doc.framework == "llamafactory"
+        assert doc.settings["cutoff_len"] == 8192 and doc.settings["finetuning_type"] == "lora"
+    setup = apply_config_to_setup(load_config(text, "train.py"), TrainingSetup())
+    assert setup.method == "lora" and setup.micro_batch == 2 and setup.seq_len == 8192
+    edited = set_python_values(text, {"cutoff_len": 4096, "gradient_checkpointing": True})
+    assert "cutoff_len=4096" in edited and "gradient_checkpointing=True" in edited
+    assert load_config(edited, "train.py").settings["gradient_checkpointing"] is True
+
+
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
 _KEYS = ["per_device_train_batch_size", "gradient_accumulation_steps", "per_device_eval_batch_size", "eval_accumulation_steps"]

@@ -48,6 +48,18 @@ MLX_LM_KEYS = {"lora_layers", "grad_checkpoint", "lora_parameters", "fine_tune_t
 _DS_NAME = re.compile(r"(?:zero|z)[_-]?([0-3])(?:[_-]?(offload|cpu))?", re.IGNORECASE)
 
 
+# Python code: an import, or a name bound to a call (`args = dict(`, `model = AutoModel.from_pretrained(`); a shell
+# assignment has no spaces around `=` and is never followed by a call, a YAML value never has `=`
+_PYTHON = re.compile(r"^[ \t]*(?:from[ \t]+[\w.]+[ \t]+import[ \t]|import[ \t]+\w|[A-Za-z_]\w*[ \t]*=[ \t]*[A-Za-z_][\w.]*\()",
+                     re.M)
+MAX_SNIFF = 100_000   # characters read to tell the format of a config without a telling name
+
+
+def looks_like_python(text: str) -> bool:
+    """Does a config without a telling file name read as a Python snippet (an import, `args = dict(...)`)?"""
+    return bool(_PYTHON.search(text[:MAX_SNIFF]))
+
+
 def detect_format(text: str, name: str) -> str:
     """The config's format from its file name, then its content."""
     by_name = format_from_filename(name)
@@ -58,13 +70,13 @@ def detect_format(text: str, name: str) -> str:
         return "json"
     if by_name is not None:
         return by_name
-    # no telling extension: a training command means a script, else YAML
+    # no telling extension: a training command means a script, Python code a snippet, else YAML
     try:
         if training_commands(text):
             return "shell"
     except InputError:
         pass
-    return "yaml"
+    return "python" if looks_like_python(text) else "yaml"
 
 
 def load_config(text: str, name: str = "config", extra_files: dict[str, str] | None = None) -> ConfigDocument:
@@ -185,6 +197,8 @@ def _load_yaml_or_python(text: str, name: str) -> ConfigDocument:
 
 def _load_python(text: str, name: str) -> ConfigDocument:
     settings, framework = python_settings(text)
+    if framework == "hf_trainer" and set(settings) & LLAMAFACTORY_KEYS and re.search(r"(?<![\w.])dict\s*\(", text):
+        framework = "llamafactory"   # LLaMA-Factory's arguments as a Python dict (its run_exp / Colab entry)
     return ConfigDocument(name=name, format="python", text=text, settings=settings, framework=framework,
                           notes=["Python code read without running it: literal keyword arguments only"])
 

@@ -23,7 +23,9 @@ QUANT_CALLS = ("BitsAndBytesConfig",)
 LORA_CALLS = ("LoraConfig", "get_peft_model")
 LOAD_CALLS = ("from_pretrained",)
 VLLM_CALLS = ("LLM", "AsyncEngineArgs", "EngineArgs")   # vLLM's offline engine: LLM(model=..., tensor_parallel_size=...)
-SETTING_CALLS = TRAINING_ARGS_CALLS + QUANT_CALLS + LORA_CALLS + LOAD_CALLS + VLLM_CALLS + ("SFTTrainer", "Trainer")
+ARGS_DICT_CALLS = ("dict",)   # LLaMA-Factory's Python entry: run_exp(dict(stage="sft", cutoff_len=8192, ...))
+SETTING_CALLS = (TRAINING_ARGS_CALLS + QUANT_CALLS + LORA_CALLS + LOAD_CALLS + VLLM_CALLS + ("SFTTrainer", "Trainer")
+                 + ARGS_DICT_CALLS)
 CALL_PATTERN = re.compile(r"(?<![\w.])(?:[A-Za-z_][\w]*\.)*(" + "|".join(SETTING_CALLS) + r")\s*\(")
 
 _QUANT_KEYS = ("load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type", "bnb_4bit_compute_dtype", "bnb_4bit_use_double_quant")
@@ -284,7 +286,7 @@ def _home_call(calls: list[Call], key: str) -> Call | None:
         order = VLLM_CALLS
     else:
         order = TRAINING_ARGS_CALLS
-    for name in order:
+    for name in order + ARGS_DICT_CALLS:   # an argument dict takes every key its framework reads
         found = next((c for c in calls if c.name == name and not is_processor_call(c)), None)
         if found is not None:
             return found
