@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ask_oom.tools.log_parser import parse_log, parse_log_stream
-from ask_oom.tools.log_parser.lines import MAX_LINE, Piece, iter_byte_lines, iter_text_lines, numbered_lines
+from ask_oom.tools.log_parser.lines import MAX_LINE, Piece, clean_line, iter_byte_lines, iter_text_lines, numbered_lines
 from ask_oom.tools.memory_trend import memory_trend
 
 GiB, MiB = 1 << 30, 1 << 20
@@ -97,6 +97,16 @@ def test_a_traceback_printed_over_redraws_keeps_the_physical_line_numbers():
 
 
 # -- numbers --------------------------------------------------------------------------------------------------
+def test_markdown_bold_around_a_size_is_read_as_the_size():
+    """Issue writers bold the number that matters: the parser reads the message as PyTorch printed it."""
+    log = ("torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate **10.36 GiB** (GPU 0; 14.76 GiB total "
+           "capacity; 4.54 GiB already allocated; 9.01 GiB free; 4.93 GiB reserved in total by PyTorch)\n")
+    report = parse_log(log)
+    assert report.requested_bytes == parse_log(log.replace("**", "")).requested_bytes
+    assert report.requested_bytes is not None and abs(report.requested_bytes / 2**30 - 10.36) < 0.01
+    assert clean_line("    y = x ** 2 + z**3")[0] == "    y = x ** 2 + z**3"   # code keeps its operators
+
+
 def test_comma_decimals_are_read_as_decimals():
     r = parse_log("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1,50 GiB. GPU 0 has a total capacity "
                   "of 39,39 GiB of which 601,19 MiB is free. Of the allocated memory 35,33 GiB is allocated by PyTorch, "

@@ -1,7 +1,7 @@
 """Lines from pasted text or a byte stream, and their normalised form.
 
 Pastes arrive with ANSI colours, tqdm carriage-return redraws, CRLF or CR-only line ends, lines of megabytes (a log
-whose newlines were lost), rank prefixes from multi-process launchers, Markdown code fences and Slack quoting. The line
+whose newlines were lost), rank prefixes from multi-process launchers, Markdown code fences and bold, and Slack quoting. The line
 iterators turn carriage returns and very long lines into logical lines of at most MAX_LINE characters (LineSplitter,
 linear time); `clean_line` undoes the rest so the detectors see the text the program printed.
 """
@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator
 MAX_LINE = 4096  # characters of a logical line that are examined; a longer line is cut into pieces (LineSplitter)
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]{0,32}[ -/]{0,4}[@-~]|\x1b\][^\x07\x1b]{0,256}(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+# Markdown bold (**text**), the span bounded so the scan stays linear
+_BOLD = re.compile(r"\*\*(\S(?:[^*\n]{0,200}?\S)?)\*\*")
 # "[rank3]:", "[default0]:", "[rank3]:[W1023 ...]" (torchrun --tee / log prefixes)
 _RANK_BRACKET = re.compile(r"^\[(?:rank|default|Rank\s?)(\d{1,5})\]:\s?")
 # mpirun --tag-output: "[1,3]<stdout>:" (job, rank)
@@ -280,6 +282,8 @@ def clean_line(raw: str) -> tuple[str, int | None]:
         line = _ANSI.sub("", line)
     if "&" in line and ("&gt;" in line or "&lt;" in line or "&amp;" in line):
         line = html.unescape(line)  # Slack's API escapes <, >, &
+    if "**" in line:
+        line = _BOLD.sub(r"\1", line)  # Markdown bold put around a number in an issue: "Tried to allocate **10.36 GiB**"
     stripped = line.lstrip()
     first = stripped[:1]
     if first == ">":  # Slack / e-mail quoting, possibly nested
