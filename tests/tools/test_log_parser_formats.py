@@ -133,6 +133,8 @@ def test_tf_device_index_and_nccl_size_on_next_line():
     ("[ERROR] [launch.py:321:sigkill_handler] ['python', 'train.py'] exits with return code = -9", "SIGKILL"),
     ("RuntimeError: DataLoader worker (pid 40921) is killed by signal: Killed.", "SIGKILL"),
     ("[Sat Mar  8 04:12:55 2025] Out of memory: Killed process 771203 (python) total-vm:301224376kB", "SIGKILL"),
+    # Ray's memory monitor: host RAM of the node, although the exception is called OutOfMemoryError
+    ("ray.exceptions.OutOfMemoryError: Task was killed due to the node running low on memory.", "SIGKILL"),
 ])
 def test_host_oom_signals(text, signal):
     r = parse_log(text)

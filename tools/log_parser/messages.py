@@ -279,6 +279,9 @@ def detect(line: str, low: str) -> list[MemoryHit]:
             return [_bytes_hit("nccl_oom", P_LIBRARY, line, _NCCL_BYTES)]
         if "out of memory: killed process" in low or "oom-kill" in low:
             return [MemoryHit(kind="host_oom", priority=P_HOST, text=line, exit_signal="SIGKILL")]
+        if "ray.exceptions.outofmemoryerror" in low or "node running low on memory" in low:
+            # Ray's memory monitor kills a worker when the node's host RAM passes its threshold (0.95 by default)
+            return [MemoryHit(kind="host_oom", priority=P_HOST, text=line, exit_signal="SIGKILL")]
         if "ran out of memory trying to allocate" in low:  # BFC allocator warning (TF and XLA)
             return [_bytes_hit("tf_oom", P_LIBRARY, line, _BFC_ROUNDED)]
         if "on host" in low and ("cuda_error_out_of_memory" in low or "cudahostalloc" in low):
