@@ -109,6 +109,18 @@ def test_llamafactorys_argument_dict_reads_as_its_config_and_takes_new_keys():
     assert load_config(edited, "train.py").settings["gradient_checkpointing"] is True
 
 
+def test_a_paste_cut_inside_a_call_reads_the_arguments_it_shows_and_adds_nothing_there():
+    text = ('args = TrainingArguments(output_dir="o", per_device_train_batch_size=4)\n'
+            'peft_config = LoraConfig(task_type=TaskType.CAUSAL_LM,\n    inference_mode=False,\n    r=12,\n    lora_al')
+    doc = load_config(text, "train.py")
+    assert doc.settings["r"] == 12 and doc.settings["per_device_train_batch_size"] == 4
+    assert apply_config_to_setup(doc, TrainingSetup()).method == "lora"
+    edited = set_python_values(text, {"r": 8})
+    assert "r=12" not in edited and "r=8," in edited and edited.endswith("lora_al")   # in place; the tail stays
+    with pytest.raises(InputError, match="lora_dropout"):     # a new key has no call that ends in the paste
+        set_python_values(text, {"lora_dropout": 0.1})
+
+
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
 _KEYS = ["per_device_train_batch_size", "gradient_accumulation_steps", "per_device_eval_batch_size", "eval_accumulation_steps"]

@@ -64,6 +64,7 @@ class Call:
     kwargs: list[Kwarg]
     first_positional: tuple[str, int, int] | None = None   # source text and span of the first positional argument
     owner: str = ""   # what the call is made on: "AutoProcessor" in AutoProcessor.from_pretrained(...)
+    cut: bool = False   # the paste ends inside the call: its arguments up to the cut are read, none is added
 
 
 def _matching_paren(text: str, i: int) -> int:
@@ -200,8 +201,9 @@ def find_calls(text: str) -> list[Call]:
     for m in CALL_PATTERN.finditer(text):
         open_at = m.end() - 1
         close = _matching_paren(text, open_at)
-        if close < 0:
-            continue
+        cut = close < 0
+        if cut:   # a paste cut inside the call ("lora_al"): read the arguments it still shows
+            close = len(text)
         kwargs, first = [], None
         for a, b in _split_args(text, open_at + 1, close):
             a = _skip_comments(text, a, b)
@@ -218,7 +220,7 @@ def find_calls(text: str) -> list[Call]:
             if value is not _UNREADABLE:
                 kwargs.append(Kwarg(m.group(1), km.group(1), value, vstart, vend))
         owner = m.group(0)[:m.start(1) - m.start(0)].rstrip(".")
-        calls.append(Call(m.group(1), open_at, close, kwargs, first, owner))
+        calls.append(Call(m.group(1), open_at, close, kwargs, first, owner, cut))
     return calls
 
 
@@ -287,7 +289,7 @@ def _home_call(calls: list[Call], key: str) -> Call | None:
     else:
         order = TRAINING_ARGS_CALLS
     for name in order + ARGS_DICT_CALLS:   # an argument dict takes every key its framework reads
-        found = next((c for c in calls if c.name == name and not is_processor_call(c)), None)
+        found = next((c for c in calls if c.name == name and not is_processor_call(c) and not c.cut), None)
         if found is not None:
             return found
     return None
