@@ -122,8 +122,9 @@ _METAL = re.compile(r"malloc_or_wait|metal::malloc|\bmlx\b", re.IGNORECASE)
 _DEVICE_MAP = re.compile(r"""device_map\s{0,2}(?:[=:(]|\s)\s{0,2}["']?(auto|balanced|balanced_low_0|sequential)\b""")
 
 
-# Adapter training named anywhere (a script finetuning_lora.py, "QLoRA", peft frames): the base weights are frozen.
-_ADAPTERS = re.compile(r"(?<![A-Za-z])(?:q?lora|peft|adalora)(?![A-Za-z])", re.IGNORECASE)
+# Adapter training named anywhere (a script finetuning_lora.py, "QLoRA", peft frames, lit-llama / litgpt's LLaMA-Adapter
+# scripts finetune/adapter.py and adapter_v2.py): the base weights are frozen.
+_ADAPTERS = re.compile(r"(?<![A-Za-z])(?:q?lora|peft|adalora|adapter(?:_v\d)?(?=\.py))(?![A-Za-z])", re.IGNORECASE)
 
 # The user says the same run worked with another model of its kind ("no issues doing a similar experiment with other
 # 7B models", "其他7B模型都没问题"): what differs is this model's own traits, not the setup's size.

@@ -20,8 +20,10 @@ from .errors import InputError
 from .frameworks import canonical_framework
 from .gpus import GPUSpec, gpu_from_memory, lookup_gpu
 from .labels import RootCause
+from .log_cues import LogCues
 from .model_resolver import apply_resolved_model, resolve_model_name
 from .report import OOMReport
+from .root_causes.weights import QUOTE_SHORT
 from .training_setup import Provenance, TrainingSetup
 
 # Fields worth telling the user about when they were assumed (the calculator is sensitive to them).
@@ -69,6 +71,22 @@ def assemble_setup(report: OOMReport, doc: ConfigDocument | None = None, request
     if setup.model is None and report.model and report.model != setup.model_name:
         setup = _model_the_log_names(setup, req, report)
     return _mark_defaults(_images_of_a_vision_model(setup))
+
+
+def adapter_method_named(setup: TrainingSetup, cues: LogCues | None) -> TrainingSetup:
+    """The method an adapter named in the log implies (a finetuning_lora.py script, QLoRA, peft frames, LLaMA-Adapter's
+    adapter_v2.py), when neither the config nor the user said one: frozen base weights, so no full fine-tuning
+    states. QLoRA also means 4-bit base weights."""
+    said = setup.provenance.get("method")
+    if cues is None or cues.adapters is None or (said is not None and said.origin != "default"):
+        return setup
+    where = f"log line {cues.adapters.line}: {cues.adapters.text[:QUOTE_SHORT]}"
+    if re.search(r"(?<![A-Za-z])qlora(?![A-Za-z])", cues.adapters.text, re.IGNORECASE):
+        setup = setup.with_fact("method", "qlora", "log", where)
+        if setup.quantization_bit is None:
+            setup = setup.with_fact("quantization_bit", 4, "log", f"{where} (QLoRA: 4-bit base weights)")
+        return setup
+    return setup.with_fact("method", "lora", "log", where)
 
 
 def _images_of_a_vision_model(setup: TrainingSetup) -> TrainingSetup:

@@ -39,3 +39,21 @@ def test_prose_about_a_vision_language_model_points_at_visual_tokens():
     d = diagnose(DiagnoseRequest(log_text="Qwen2-VL-7B LoRA with high-resolution images goes OOM\n"), index=None, mode="fast")
     assert d.setup.model is not None and d.setup.model.vision is not None
     assert d.root_causes[0].label == "vision_tokens"
+
+
+def test_an_adapter_script_in_the_log_sets_the_method_nobody_stated():
+    """lit-llama / litgpt's finetune/adapter_v2.py, a finetuning_lora.py, QLoRA frames: adapters train on frozen base
+    weights, so the calculator sizes no full fine-tuning states. A method the user states wins."""
+    log = ("  File \"finetune/adapter_v2.py\", line 263, in <module>\n"
+           "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 316.00 MiB. GPU 0 has a total capacity "
+           "of 22.20 GiB of which 144.12 MiB is free. Of the allocated memory 21.23 GiB is allocated by PyTorch, and "
+           "57.37 MiB is reserved by PyTorch but unallocated.\n")
+    d = diagnose(DiagnoseRequest(log_text=log, model_name="meta-llama/Llama-2-7b-hf", retrieve=False, plan=False))
+    assert d.setup.method == "lora" and "adapter_v2.py" in d.setup.provenance["method"].detail
+    assert "method" not in d.setup.assumptions()
+    said = diagnose(DiagnoseRequest(log_text="full fine-tuning of the whole model\n" + log,
+                                    model_name="meta-llama/Llama-2-7b-hf", retrieve=False, plan=False))
+    assert said.setup.method == "full"
+    qlora = diagnose(DiagnoseRequest(log_text="  File \"/home/u/qlora/qlora.py\", line 9, in train\n" + log.split("\n", 1)[1],
+                                     model_name="meta-llama/Llama-2-7b-hf", retrieve=False, plan=False))
+    assert qlora.setup.method == "qlora" and qlora.setup.quantization_bit == 4
