@@ -121,6 +121,19 @@ def test_a_paste_cut_inside_a_call_reads_the_arguments_it_shows_and_adds_nothing
         set_python_values(text, {"lora_dropout": 0.1})
 
 
+@pytest.mark.parametrize("dtype, flag, precision", [
+    ("torch.bfloat16", "", "pure_bf16"), ("torch.float16", "bf16=True, ", "pure_bf16"),   # 16-bit load stays 16-bit
+    ("torch.float32", "", "fp32"), ('"auto"', "bf16=True, ", "bf16_mixed"),               # auto: the checkpoint decides
+])
+def test_the_dtype_the_weights_are_loaded_in_sets_the_precision(dtype, flag, precision):
+    """from_pretrained(torch_dtype=...) decides the weights' width: the HF Trainer never upcasts 16-bit parameters,
+    so their gradients and Adam moments are 16-bit too (the calculator's pure 16-bit precision)."""
+    text = (f'model = AutoModelForCausalLM.from_pretrained("meta-llama/Llama-2-7b-hf", torch_dtype={dtype})\n'
+            f'args = TrainingArguments(output_dir="o", {flag}per_device_train_batch_size=1)\n')
+    setup = apply_config_to_setup(load_config(text, "train.py"), TrainingSetup())
+    assert setup.precision == precision
+
+
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
 _KEYS = ["per_device_train_batch_size", "gradient_accumulation_steps", "per_device_eval_batch_size", "eval_accumulation_steps"]

@@ -26,6 +26,8 @@ _OPTIM = {
 _LF_DEFAULT_IMAGE_MAX_PIXELS = 768 * 768   # llamafactory ProcessorArguments.image_max_pixels
 _LF_DEFAULT_CUTOFF = 2048                   # llamafactory DataArguments.cutoff_len
 _HF_DEFAULT_BATCH = 8                       # TrainingArguments.per_device_{train,eval}_batch_size
+# from_pretrained(torch_dtype=...) values that load 16-bit weights ("auto" is left out: the checkpoint decides)
+HALF_DTYPES = frozenset({"float16", "bfloat16", "half", "bf16", "fp16"})
 
 
 class _Builder:
@@ -98,8 +100,15 @@ def apply_config_to_setup(doc: ConfigDocument, setup: TrainingSetup) -> Training
     _apply_stage(b, s, doc, is_lf)
 
     # precision
+    loaded = str(s.get("torch_dtype") or "").lower().removeprefix("torch.")   # from_pretrained(torch_dtype=...)
     if is_lf and truthy(s.get("pure_bf16", False)):
         b.config("precision", "pure_bf16", "pure_bf16")
+    elif not is_lf and loaded in HALF_DTYPES:
+        # weights loaded in 16-bit stay 16-bit under the HF Trainer (autocast never upcasts parameters), and so do
+        # their gradients and Adam's moments: 16-bit weights and states (DeepSpeed still keeps its fp32 master copy)
+        b.config("precision", "pure_bf16", "torch_dtype")
+    elif not is_lf and loaded in ("float32", "float"):
+        b.config("precision", "fp32", "torch_dtype")
     elif truthy(s.get("bf16", False)):
         b.config("precision", "bf16_mixed", "bf16")
     elif truthy(s.get("fp16", False)):
