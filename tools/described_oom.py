@@ -40,7 +40,9 @@ _HOST = re.compile(r"(?<!显)内存.{0,20}(?:不足|占满|爆|溢出|不够|超
                    r"|\bsig ?kill(?:ed)?\b|\bsignal\s?9\b|\bexit(?:ed)?\s(?:with\s)?(?:code|status)\s?(?:-9|137)\b"
                    r"|\b(?:error|return code|exit code|exit status)\s?(?:=\s?|of\s)?-9(?!\d|\.\d)"
                    # a process "killed" with no Python error is the host's OOM killer at work (oom-signals.md: Killed, -9)
-                   r"|\b(?:was|got|gets|is|get|been)\s{1,2}(?:[a-z]{2,12}\s{1,2})?killed\b", re.IGNORECASE)
+                   r"|\b(?:was|got|gets|is|get|been)\s{1,2}(?:[a-z]{2,12}\s{1,2})?killed\b"
+                   # ... and in Chinese: "被kill了", "进程被杀掉", "被killed"
+                   r"|被\s?(?:kill(?:ed)?|杀(?:掉|死)?)", re.IGNORECASE)
 _GROWTH = re.compile(r"\bkeeps?\s{0,2}(?:increasing|growing|rising)|\b(?:increas|grow)\w{0,4}\s{0,2}(?:from|over|steadily|gradually|until|each|every)"
                      r"|memory leak|(?:不断|持续|逐渐|一直)在?(?:增加|增长|上涨|升高|上升|涨)|无限增加|越来越(?:大|多|高)",
                      re.IGNORECASE)

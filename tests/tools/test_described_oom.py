@@ -76,6 +76,12 @@ def test_host_ram_too_small_in_chinese():
     assert d is not None and d.kind == "host_oom"
 
 
+def test_a_process_killed_said_in_chinese_is_the_host_oom_killer():
+    for said in ("程序在加载模型中被kill了，没有其他提示信息", "训练到一半进程被杀掉了"):
+        d = described_oom(said)
+        assert d is not None and d.kind == "host_oom", said
+
+
 def test_growth_said_with_a_progressive_aspect_in_chinese():
     d = described_oom("按你这么设置的，显存一直在增长，差不多训练到10% 就会显存溢出")
     assert d is not None and d.kind == "cuda_oom" and d.growth_text is not None

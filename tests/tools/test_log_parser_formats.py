@@ -126,6 +126,15 @@ def test_tf_device_index_and_nccl_size_on_next_line():
     assert r.kind == "nccl_oom" and r.requested_bytes == 6291456
 
 
+@pytest.mark.parametrize("line", [
+    "RuntimeError: [TM][ERROR] CUDA runtime error: out of memory /lmdeploy/src/turbomind/utils/memory_utils.cu:32",
+    "RuntimeError: cuda runtime error (2) : out of memory at /pytorch/aten/src/THC/THCCachingAllocator.cpp:510",
+])
+def test_the_cuda_runtimes_own_out_of_memory_string_is_a_gpu_oom(line):
+    """TurboMind and PyTorch before 1.0 print the CUDA runtime's error string for cudaErrorMemoryAllocation."""
+    assert parse_log(line).kind == "cuda_oom"
+
+
 @pytest.mark.parametrize("text, signal", [
     ("Killed", "SIGKILL"),
     ("./train.sh: line 3: 88123 Killed                  python train.py", "SIGKILL"),

@@ -263,6 +263,10 @@ def _bytes_hit(kind: str, priority: int, message: str, pattern: re.Pattern) -> M
     return hit
 
 
+# the CUDA runtime's own error string, as TurboMind ("[TM][ERROR] CUDA runtime error: out of memory") and PyTorch
+# before 1.0 ("cuda runtime error (2) : out of memory") print it
+_CUDA_RUNTIME_OOM = re.compile(r"cuda runtime error(?: \(\d{1,3}\))?\s{0,2}:\s{0,2}out of memory")
+
 _CODE_STARTS = ("except ", "except(", "raise ", "if ", "elif ", "#", "return ", "print(", "logger.", "assert ")
 
 
@@ -293,7 +297,8 @@ def detect(line: str, low: str) -> list[MemoryHit]:
         if "hip out of memory" in low:
             return parse_torch_message("hip_oom", line)
         if ("cuda out of memory" in low or "cuda error: out of memory" in low or "outofmemoryerror" in low
-                or "cuda_error_out_of_memory" in low or "cudaerrormemoryallocation" in low):
+                or "cuda_error_out_of_memory" in low or "cudaerrormemoryallocation" in low
+                or _CUDA_RUNTIME_OOM.search(low)):
             return parse_torch_message("cuda_oom", line)
         return []
     if "tried to allocate" in low:
