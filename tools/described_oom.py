@@ -31,18 +31,20 @@ _RAM_FAILS = re.compile(r"\b(?:RAM|host memory|CPU memory|system memory)\s{0,2}(
                         re.IGNORECASE)
 # Apple silicon: the GPU shares the Mac's unified memory (MLX, PyTorch MPS, Metal)
 _APPLE = re.compile(r"\b(?:MLX|mlx_lm|MPS|Metal|Mac(?:Book| Studio| mini)?|Apple|M[1-5] ?(?:Pro|Max|Ultra)|unified memory)\b")
+# The process killed, in words: SIGKILL named ("I get a sigkill error"), as a launcher's exit code -9 / 137 would say,
+# or a process "killed" with no Python error: the host's OOM killer at work (oom-signals.md: Killed, -9). A CUDA OOM
+# raises an exception with a message instead, so a kill is the host's even when the user asks about GPU memory.
+_KILLED = (r"\bsig ?kill(?:ed)?\b|\bsignal\s?9\b|\bexit(?:ed)?\s(?:with\s)?(?:code|status)\s?(?:-9|137)\b"
+           r"|\b(?:error|return code|exit code|exit status)\s?(?:=\s?|of\s)?-9(?!\d|\.\d)"
+           r"|\b(?:was|got|gets|is|get|been)\s{1,2}(?:[a-z]{2,12}\s{1,2})?killed\b"
+           r"|被\s?(?:kill(?:ed)?|杀(?:掉|死)?)")   # ... and in Chinese: "被kill了", "进程被杀掉"
 _HOST = re.compile(r"(?<!显)内存.{0,20}(?:不足|占满|爆|溢出|不够|超过|满了|小了|太小)|\b(?:host|CPU|system)\s{0,2}(?:RAM|memor\w{0,3})\b"
                    r"|\bRAM\b.{0,40}\b(?:full|exhausted)\b|\b(?:not|no)\s{1,2}enough\s{1,2}RAM\b"
                    # a RAM size said to be exceeded: "the memory requirement exceeds even this machine's 512GB RAM"
                    r"|\bexceed\w{0,3}\b.{0,80}?\b\d{1,5}\s?[GT]i?B?\s?(?:of\s)?RAM\b"
                    r"|oom[- ]killer|Cannot allocate memory"
-                   # SIGKILL named in words ("I get a sigkill error"), as a launcher's exit code -9 / 137 would say
-                   r"|\bsig ?kill(?:ed)?\b|\bsignal\s?9\b|\bexit(?:ed)?\s(?:with\s)?(?:code|status)\s?(?:-9|137)\b"
-                   r"|\b(?:error|return code|exit code|exit status)\s?(?:=\s?|of\s)?-9(?!\d|\.\d)"
-                   # a process "killed" with no Python error is the host's OOM killer at work (oom-signals.md: Killed, -9)
-                   r"|\b(?:was|got|gets|is|get|been)\s{1,2}(?:[a-z]{2,12}\s{1,2})?killed\b"
-                   # ... and in Chinese: "被kill了", "进程被杀掉", "被killed"
-                   r"|被\s?(?:kill(?:ed)?|杀(?:掉|死)?)", re.IGNORECASE)
+                   r"|" + _KILLED, re.IGNORECASE)
+_KILLED_SAID = re.compile(_KILLED, re.IGNORECASE)
 _GROWTH = re.compile(r"\bkeeps?\s{0,2}(?:increasing|growing|rising)|\b(?:increas|grow)\w{0,4}\s{0,2}(?:from|over|steadily|gradually|until|each|every)"
                      r"|memory leak|(?:不断|持续|逐渐|一直)在?(?:增加|增长|上涨|升高|上升|涨)|无限增加|越来越(?:大|多|高)",
                      re.IGNORECASE)
@@ -185,7 +187,8 @@ def described_oom(text: str) -> DescribedOOM | None:
     gpu_words = re.search(r"GPU|CUDA|VRAM|显存|显卡", text[:MAX_SCAN], re.IGNORECASE)
     if _APPLE.search(text[:MAX_SCAN]) and not re.search(r"CUDA|nvidia|显卡", text[:MAX_SCAN], re.IGNORECASE):
         kind, (line, said) = "mps_oom", gpu or host   # one memory for CPU and GPU: the device ran out
-    elif host is not None and (gpu is None or not gpu_words or (gpu[0] == host[0] and _fails_on_host(gpu[1]))):
+    elif host is not None and (gpu is None or not gpu_words or _KILLED_SAID.search(host[1])
+                               or (gpu[0] == host[0] and _fails_on_host(gpu[1]))):
         kind, (line, said) = "host_oom", host
     else:
         kind, (line, said) = "cuda_oom", gpu or host

@@ -104,7 +104,7 @@ _ZERO3_SUB_GROUP = re.compile(r"\w{0,40}sub_group\w{0,20}")
 # exception line has lost the error itself.
 _FAILURE = re.compile(r"(?:^|[\s\]|:])(?:[A-Za-z_][\w.]{0,80}\.)?[A-Z]\w{0,60}(?:Error|Exception|Interrupt):|"
                       r"^\s{0,8}(?:[A-Za-z_][\w.]{0,80}\.)?[A-Z]\w{0,60}(?:Error|Exception|Interrupt)\s*$|"
-                      r"Segmentation fault|core dumped|\bexit(?:s|ed)? with "
+                      r"\b(?:CUDA|NCCL|cuBLAS|CUBLAS|cuDNN|CUDNN) error:|Segmentation fault|core dumped|\bexit(?:s|ed)? with "
                       r"(?:return |exit )?code[ =:]{1,3}-?[1-9]|exitcode\s{0,2}:\s{0,2}-?[1-9]|returned non-zero exit status|"
                       r"^\s{0,8}(?:FATAL|Fatal error)\b")
 # the user says one GPU holds more than the others: "GPU 0 uses far more memory", "显存分配不均匀"

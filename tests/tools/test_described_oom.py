@@ -82,6 +82,13 @@ def test_a_process_killed_said_in_chinese_is_the_host_oom_killer():
         assert d is not None and d.kind == "host_oom", said
 
 
+def test_a_kill_is_the_hosts_even_when_the_user_asks_about_gpu_memory():
+    """A CUDA OOM raises an exception with a message; a silent kill is the host's OOM killer, whatever the user guesses."""
+    d = described_oom("ubuntu，显卡4090，显存24G，程序在加载模型中被kill了，没有其他提示信息，是因为显存不够吗？")
+    assert d is not None and d.kind == "host_oom"
+    assert described_oom("I get CUDA out of memory on the GPU while training").kind == "cuda_oom"
+
+
 def test_growth_said_with_a_progressive_aspect_in_chinese():
     d = described_oom("按你这么设置的，显存一直在增长，差不多训练到10% 就会显存溢出")
     assert d is not None and d.kind == "cuda_oom" and d.growth_text is not None

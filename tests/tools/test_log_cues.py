@@ -89,3 +89,9 @@ def test_a_traceback_cut_before_its_exception_line_shows_no_failure():
     cut = "Traceback (most recent call last):\n  File \"train.py\", line 9, in <module>\n    trainer.train()\n[...]\n"
     assert log_cues(cut).failure is None
     assert log_cues(cut + "RuntimeError: NCCL error\n").failure is not None
+
+
+def test_a_library_error_line_is_a_failure():
+    """"CUDA error: an illegal memory access was encountered" is how the run died, even without an exception name."""
+    assert log_cues("0.4.3 error CUDA error: an illegal memory access was encountered\n").failure is not None
+    assert log_cues("NCCL error: unhandled system error\n").failure is not None

@@ -97,8 +97,8 @@ def test_bitsandbytes_error_beside_a_full_gpu_is_in_the_top_three():
            "15.12 GiB already allocated; 12.50 MiB free; 15.30 GiB reserved in total by PyTorch)\n"
            "ValueError: You can't pass `load_in_4bit`or `load_in_8bit` as a kwarg when passing `quantization_config` argument at the same time.\n")
     causes = rank_root_causes(parse_log(log))
-    assert causes[0].label == "weights_exceed_gpu"
-    assert "quantization_setup" in labels(causes)[:3]
+    # the full GPU and the bitsandbytes misuse lead together (their order is a near tie a refit may swap)
+    assert set(labels(causes)[:2]) == {"weights_exceed_gpu", "quantization_setup"}
 
 
 def test_readings_climbing_over_steps_is_memory_growth():
