@@ -638,3 +638,22 @@ def test_a_paste_that_lost_its_error_keeps_the_calculators_prediction_and_the_us
     other = cut + "KeyError: 'labels'\n"
     died = rank_root_causes(parse_log(other), setup, estimate_memory(setup), cues=log_cues(other))
     assert labels(died) == ["not_oom"]
+
+
+def test_a_device_map_splits_the_weights_over_its_gpus_and_keeps_no_replicas():
+    """One process with device_map over 4 GPUs holds a quarter of the weights on each (if even): 70B in 16 bits is
+    ~131 GiB, over 4 x 80 GB it fits, so an OOM is the split's (uneven) and no GPU keeps a replica to shard."""
+    from ask_oom.tools.memory import estimate_memory
+
+    setup = observed(TrainingSetup(model=resolve_model("meta-llama/Llama-2-70b-hf"), gpu=lookup_gpu("A100-80GB"),
+                                   method="lora", num_gpus=4, precision="pure_bf16"),
+                     method="lora", num_gpus=4, precision="pure_bf16")
+    text = ("model = AutoModelForCausalLM.from_pretrained(name, device_map='auto')\n"
+            + oom("1.20 GiB", "79.11 GiB", "900.00 MiB", "76.10 GiB", "75.20 GiB", "0.50 GiB"))
+    split = rank_root_causes(parse_log(text), setup, estimate_memory(setup), cues=log_cues(text))
+    plain = rank_root_causes(parse_log(text), setup, estimate_memory(setup), cues=log_cues(text.split("\n", 1)[1]))
+    reasons = lambda causes: [w for c in causes for w in c.why]   # noqa: E731
+    assert any("the weights alone take" in w for w in reasons(plain))          # 131 GiB on one 80 GB card
+    assert not any("the weights alone take" in w for w in reasons(split))      # a quarter on each
+    assert not any("full copy of the weights" in w for w in reasons(split))
+    assert "multi_gpu_imbalance" in labels(split)[:3]

@@ -14,9 +14,11 @@ from .weights import EAGER_KEPT_BYTES, FULL_SHARDING, MILLION, THRESHOLDS, Thres
 
 
 def estimate_vs_budget(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None,
-                       explained: bool = False, th: Thresholds = THRESHOLDS) -> list[Signal]:
+                       explained: bool = False, th: Thresholds = THRESHOLDS, split: int = 1) -> list[Signal]:
     """Model states and activations from the calculator's breakdown against the per-GPU budget; `explained` says the
-    failing request equals one of the setup's tensors (request_size.request_explained)."""
+    failing request equals one of the setup's tensors (request_size.request_explained). `split` is the number of GPUs
+    one process spreads the model over (a device_map): evenly split, each holds 1/split of the weights and states,
+    and none holds a replica."""
     out: list[Signal] = []
     if setup is not None and estimate is None and not setup.gradient_checkpointing and \
             observed(setup, "gradient_checkpointing") and report.phase in ("forward", "backward", "unknown"):
@@ -30,7 +32,7 @@ def estimate_vs_budget(report: OOMReport, setup: TrainingSetup | None, estimate:
     if not budget or estimate.peak_bytes <= 0:
         return out
     bd = estimate.breakdown
-    weights = bd.all_weights()
+    weights = bd.all_weights() // split
     held = (report.torch_allocated_bytes or 0) + (report.requested_bytes or 0) if report.torch_allocated_bytes else None
     past_loading = report.phase in ("forward", "backward", "optimizer_step", "evaluation", "generation") and \
         report.framework != "vllm"
@@ -38,7 +40,7 @@ def estimate_vs_budget(report: OOMReport, setup: TrainingSetup | None, estimate:
         # Past loading, the log shows less memory in use than the calculator's weights alone: its assumed dtype or
         # method is wrong for this run, so its breakdown is no evidence here.
         return out
-    out += _model_states(setup, estimate, budget, th)
+    out += _model_states(setup, estimate, budget, th, split)
     peak = estimate.peak_bytes
     acts = bd.step_activations()
     over = peak > budget
@@ -52,22 +54,24 @@ def estimate_vs_budget(report: OOMReport, setup: TrainingSetup | None, estimate:
     return out
 
 
-def _model_states(setup: TrainingSetup, estimate: MemoryEstimate, budget: int, th: Thresholds) -> list[Signal]:
-    """Weights, then weights + gradients + optimizer states, against the budget; ZeRO and MoE where they decide."""
+def _model_states(setup: TrainingSetup, estimate: MemoryEstimate, budget: int, th: Thresholds,
+                  split: int = 1) -> list[Signal]:
+    """Weights, then weights + gradients + optimizer states, against the budget; ZeRO and MoE where they decide.
+    Under a device_map `split` over several GPUs each holds its share, and none a replica."""
     out: list[Signal] = []
     if estimate.workload == "serve":
         return serving_signals(estimate, budget)
     bd = estimate.breakdown
-    weights = bd.all_weights()
-    states = bd.model_states()
+    weights = bd.all_weights() // split
+    states = bd.model_states() // split
     acts = bd.step_activations()
     over = estimate.peak_bytes > budget
     gib = format_bytes
     # Evidence from the calculator is only as good as the setup it sized: scale it down when the method is assumed.
     conf = 1.0 if observed(setup, "method") else th["assumed_method_scale"]
     full_ft = setup.method == "full" and observed(setup, "method")
-    unsharded = setup.num_gpus > 1 and setup.zero_stage < FULL_SHARDING and not setup.fsdp
-    loaded = weights_in_16_bit(setup, estimate)
+    unsharded = setup.num_gpus > 1 and setup.zero_stage < FULL_SHARDING and not setup.fsdp and split == 1
+    loaded = weights_in_16_bit(setup, estimate) // split
     if weights > budget and loaded <= budget:
         # Only an assumed width makes the weights this large: loaded in 16-bit they fit, so they are no evidence that
         # the weights exceed the GPU. Under assumed full fine-tuning the fp32 states are the suspect.
@@ -78,8 +82,9 @@ def _model_states(setup: TrainingSetup, estimate: MemoryEstimate, budget: int, t
     elif weights > budget:
         # The weights' size depends on the model, dtype and sharding, not on the training method: no discount for an
         # assumed method.
+        spread = f" even split over the {split} GPUs of the device map" if split > 1 else ""
         out.append(support(Label.weights_exceed_gpu, "weights_over_budget_full_ft" if full_ft else "weights_over_budget",
-                           f"the weights alone take {gib(weights)} per GPU, above the {gib(budget)} budget"))
+                           f"the weights alone take {gib(weights)} per GPU{spread}, above the {gib(budget)} budget"))
         if full_ft or setup.method == "full":
             # assumed full fine-tuning (scaled down): the states it would add are as much the suspect as the weights
             out.append(support(Label.full_ft_model_states, "full_ft_weights_over_budget",

@@ -144,7 +144,15 @@ def _gpu_memory(report: OOMReport, setup: TrainingSetup | None, estimate: Memory
             *gpu_already_full(report, setup, estimate, cues, th, state_buffer), *multi_gpu_spread(report, setup, th),
             *single_process_many_gpus(report, setup), *device_map_split(report, setup, cues),
             *mixed_gpu_models(report, setup, cues), *imbalance_said(cues), *moe_by_name(report, setup, th),
-            *estimate_vs_budget(report, setup, estimate, explained, th), *fully_trained_embeddings(setup, th)]
+            *estimate_vs_budget(report, setup, estimate, explained, th, model_split(setup, cues)),
+            *fully_trained_embeddings(setup, th)]
+
+
+def model_split(setup: TrainingSetup | None, cues: LogCues | None) -> int:
+    """How many GPUs one process spreads the model over: all of the run's GPUs under a device_map, else 1."""
+    if setup is None or cues is None or cues.device_map is None or setup.num_gpus < 2:
+        return 1
+    return setup.num_gpus
 
 
 def no_specific_evidence() -> list[Signal]:
