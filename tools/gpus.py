@@ -65,7 +65,7 @@ LARGEST_GPU_BYTES = max(spec.memory_bytes for _, spec in _CATALOG)
 DATACENTER_GPU_PATTERN = (r"gh200|h200|h100(?:\s*nvl)?|h800|h20|a100|a800|a6000|a40|a10g|a10|l40s|l40|l20|l4|v100|p100|p40|t4|"
                           r"mi300x|mi300|mi250x|mi250")
 
-_MEM_IN_NAME = re.compile(r"(\d{2,3})\s*G(?:i?B)?\b", re.IGNORECASE)
+_MEM_IN_NAME = re.compile(r"(?<![A-Za-z0-9.])(\d{1,3})\s*G(?:i?B)?\b", re.IGNORECASE)   # not the "10g" of "a10g"
 
 
 def lookup_gpu(name: str, memory_gib: float | None = None) -> GPUSpec | None:
@@ -83,10 +83,15 @@ def lookup_gpu(name: str, memory_gib: float | None = None) -> GPUSpec | None:
         if any(n in key for n in needles):
             found = spec
             if size:  # a size written in the name picks the variant sold with that memory ('A100 80G', 'V100 32GB')
-                found = sized_variant(spec.name, int(size.group(1))) or found
+                # ... or, for a size the catalogue does not list for the card (an RTX 3080 16GB laptop part), is the
+                # card's memory as written, at the share of it torch reports for the catalogued variant
+                found = sized_variant(spec.name, int(size.group(1))) or _resized(spec, int(size.group(1)))
             break
     if found is None and _APPLE.search(key):
         found = _apple_silicon(key, size)
+    if found is None and size and _CARD_WORDS.search(key):
+        # a card the catalogue does not list, with its size in the name ('RTX 4070 Ti 12GB', '2080Ti 11GB')
+        found = GPUSpec(name=name.strip(), memory_bytes=int(int(size.group(1)) * REPORTED_SHARE * GiB))
     if memory_gib is not None:
         base = found or GPUSpec(name=name.strip() or "GPU", memory_bytes=0)
         return base.model_copy(update={"memory_bytes": int(memory_gib * GiB)})
@@ -115,6 +120,27 @@ def gpu_family(name: str) -> str:
     """The model a catalogue name is a variant of, without its memory: 'A100-80GB' → 'A100', 'RTX-4090-24GB' →
     'RTX-4090', 'V100-16GB' → 'V100' (a name without a size is its own family)."""
     return re.sub(r"-\d{1,3}GB$", "", name.strip(), flags=re.IGNORECASE)
+
+
+def _nominal_gb(spec: GPUSpec) -> int | None:
+    m = re.search(r"(\d{1,3})GB", spec.name)
+    return int(m.group(1)) if m else None
+
+
+# The share of its nominal size a card reports as total capacity, over the catalogue (about 98.5%): the memory of a
+# card known only by its size
+REPORTED_SHARE = sorted(spec.memory_bytes / (_nominal_gb(spec) * GiB) for _, spec in _CATALOG if _nominal_gb(spec))[
+    len([1 for _, spec in _CATALOG if _nominal_gb(spec)]) // 2]
+# words that make an unknown name a graphics card (a consumer model number, a product line)
+_CARD_WORDS = re.compile(r"\b(?:rtx|gtx|titan|quadro|radeon|tesla|gpu)\b|\b[1-9]0[5-9]0(?:\s?ti)?\b")
+
+
+def _resized(spec: GPUSpec, nominal_gb: int) -> GPUSpec:
+    """`spec` with another nominal size, at the share of its nominal size the catalogued variant reports."""
+    own = _nominal_gb(spec)
+    share = spec.memory_bytes / (own * GiB) if own else REPORTED_SHARE
+    return spec.model_copy(update={"name": f"{gpu_family(spec.name)}-{nominal_gb}GB",
+                                   "memory_bytes": int(nominal_gb * share * GiB)})
 
 
 def sized_variant(name: str, memory_gib: float) -> GPUSpec | None:
