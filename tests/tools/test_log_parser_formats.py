@@ -126,6 +126,13 @@ def test_tf_device_index_and_nccl_size_on_next_line():
     assert r.kind == "nccl_oom" and r.requested_bytes == 6291456
 
 
+def test_the_vllm_servers_own_launch_command_names_the_framework():
+    for cmd in ("python -m vllm.entrypoints.openai.api_server --model /model/Qwen2-7B",
+                "vllm serve Qwen/Qwen2-7B --max-model-len 8192"):
+        r = parse_log(cmd + "\ntorch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 9.25 GiB.\n")
+        assert r.framework == "vllm", cmd
+
+
 @pytest.mark.parametrize("line", [
     "RuntimeError: [TM][ERROR] CUDA runtime error: out of memory /lmdeploy/src/turbomind/utils/memory_utils.cu:32",
     "RuntimeError: cuda runtime error (2) : out of memory at /pytorch/aten/src/THC/THCCachingAllocator.cpp:510",

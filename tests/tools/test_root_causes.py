@@ -658,3 +658,16 @@ def test_a_device_map_splits_the_weights_over_its_gpus_and_keeps_no_replicas():
     assert not any("the weights alone take" in w for w in reasons(split))      # a quarter on each
     assert not any("full copy of the weights" in w for w in reasons(split))
     assert "multi_gpu_imbalance" in labels(split)[:3]
+
+
+def test_a_logits_sized_request_of_a_server_is_no_evaluation_step():
+    """More logits tokens than the training step holds means evaluation only when there is a training step: a vLLM
+    server's profile run has none."""
+    from ask_oom.tools.memory import estimate_memory
+
+    setup = TrainingSetup(model=resolve_model("Qwen/Qwen2-7B"), micro_batch=1, seq_len=1024)
+    report = parse_log("torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 9.25 GiB.\n")
+    train = rank_root_causes(report, setup, estimate_memory(setup, mode="train"))
+    serve = rank_root_causes(report, setup, estimate_memory(setup, mode="serve"))
+    assert "logits_large_vocab" in labels(train) and "eval_accumulation" in labels(train)
+    assert "logits_large_vocab" in labels(serve) and "eval_accumulation" not in labels(serve)

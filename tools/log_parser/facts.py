@@ -27,7 +27,8 @@ FRAMEWORKS: list[tuple[str, tuple[str, ...]]] = [
     ("llava", ("llava/train", "llava/model", "llava.train")),
     ("trl", ("trl/trainer", "trl.trainer", "sfttrainer", "dpotrainer", "grpotrainer")),
     ("vllm", ("vllm/engine", "vllm/worker", "vllm/model_executor", "vllm.engine", "vllm/executor", "llmengine",
-              "initializing an llm engine", "vllmworkerprocess", "loading model weights took", "model loading took")),
+              "initializing an llm engine", "vllmworkerprocess", "loading model weights took", "model loading took",
+              "vllm.entrypoints", "vllm serve ")),   # the server's own launch command
     # llama.cpp and the tools built on it (llama-cpp-python, Ollama, LM Studio): its loader's log prefixes
     ("llama.cpp", ("llama_model_load:", "llm_load_tensors:", "load_tensors:", "llama_new_context_with_model:",
                    "ggml_cuda_init:", "llama_context:")),

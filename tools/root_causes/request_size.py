@@ -78,7 +78,8 @@ def request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate:
             out.append(support(Label.logits_large_vocab, "request_fp32_logits",
                                f"{format_bytes(req)} / ({vocab:,} vocab x {FP32_BYTES} B) = {tokens:,.0f} tokens: "
                                "an fp32 logits tensor of a power-of-two token count"))
-            if tokens > th["eval_tokens_over_training"] * in_training:
+            serving = estimate is not None and estimate.workload == "serve"   # no training step to compare with
+            if tokens > th["eval_tokens_over_training"] * in_training and not serving:
                 out.append(support(Label.eval_accumulation, "request_logits_beyond_training",
                                    f"{tokens:,.0f} tokens in flight, more than the training step's "
                                    f"{setup.micro_batch} x {setup.seq_len}: the failing step is evaluation"))
