@@ -17,7 +17,10 @@ MAX_SCAN = 2 * 1024 * 1024  # a description is short; read at most its first 2 M
 
 # ASCII-only boundaries: in Unicode mode \b sees no boundary between a Chinese character and "OOM".
 # Apple Metal (MLX, PyTorch MPS) reports "Command buffer execution failed: Insufficient Memory (...ErrorOutOfMemory)".
-_GPU = re.compile(r"(?<![A-Za-z])OOM(?![A-Za-z])|out[ -]of[ -](?:GPU[ -]|CUDA[ -]|device[ -]|video[ -])?memory|Insufficient Memory|ErrorOutOfMemory|显存(?:不足|溢出|不够|爆|占满|炸|超了|超出)|(?:爆|炸|超)显存"
+_GPU = re.compile(r"(?<![A-Za-z])OOM(?![A-Za-z])|out[ -]of[ -](?:GPU[ -]|CUDA[ -]|device[ -]|video[ -])?memory|Insufficient Memory|ErrorOutOfMemory|显存(?:不足|溢出|不够|爆|占满|炸|超了|超出)|(?:爆|炸|超|超过|超出)显存"
+                  # memory said to overflow, or to be what a run ran into ("crashes due to memory overflow", "runs into
+                  # memory issues")
+                  r"|\bmemory\s{1,2}overflow\w{0,3}|\b(?:runs?|ran|running|run)\s{1,2}into\s{1,2}(?:GPU\s|CUDA\s)?memory\s{1,2}(?:issues?|problems?|errors?)"
                   # VRAM said to run out (a card's "24GB VRAM" is its size, not a failure)
                   r"|(?:out of|not enough|insufficient|exceed\w{0,3}(?: the)?)\s{1,2}VRAM|VRAM\s{1,2}(?:overflow\w{0,3}|exhausted|is full|ran out|runs out)",
                   re.IGNORECASE)

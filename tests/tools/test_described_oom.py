@@ -89,6 +89,14 @@ def test_a_kill_is_the_hosts_even_when_the_user_asks_about_gpu_memory():
     assert described_oom("I get CUDA out of memory on the GPU while training").kind == "cuda_oom"
 
 
+@pytest.mark.parametrize("said", ["the model crashes due to memory overflow if the frames exceed 60",
+                                  "HQQ runs into memory issues even when setting context length very short",
+                                  "我部署qwen2VL-7b-awq模型，总是会报超过显存的问题"])
+def test_memory_said_to_overflow_or_to_be_run_into_is_a_gpu_memory_failure(said):
+    d = described_oom(said)
+    assert d is not None and d.kind == "cuda_oom"
+
+
 def test_growth_said_with_a_progressive_aspect_in_chinese():
     d = described_oom("按你这么设置的，显存一直在增长，差不多训练到10% 就会显存溢出")
     assert d is not None and d.kind == "cuda_oom" and d.growth_text is not None
