@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ask_oom.tools.described_oom import described_oom
 
 
