@@ -671,3 +671,21 @@ def test_a_logits_sized_request_of_a_server_is_no_evaluation_step():
     serve = rank_root_causes(report, setup, estimate_memory(setup, mode="serve"))
     assert "logits_large_vocab" in labels(train) and "eval_accumulation" in labels(train)
     assert "logits_large_vocab" in labels(serve) and "eval_accumulation" not in labels(serve)
+
+
+def test_an_unnamed_gpu_that_ran_out_still_points_at_what_dominates_the_predicted_step():
+    """Without the GPU there is no budget, but a training step ran out: when activations are most of the predicted
+    peak, their knobs (checkpointing off, the micro-batch) are the suspects, with the shares as the arithmetic."""
+    from ask_oom.tools.memory import estimate_memory
+
+    setup = observed(TrainingSetup(model=resolve_model("meta-llama/Llama-2-7b-hf"), method="lora", micro_batch=8,
+                                   seq_len=1024, gradient_checkpointing=False),
+                     method="lora", micro_batch=8, gradient_checkpointing=False)
+    est = estimate_memory(setup)
+    assert est.budget_bytes is None or est.budget_bytes == 0
+    report = parse_log("  File \"train.py\", line 9, in <module>\n    loss.backward()\n"
+                       "torch.cuda.OutOfMemoryError: CUDA out of memory.\n")
+    ranked = rank_root_causes(report, setup, est)
+    gc = next(c for c in ranked if c.label == "no_gradient_checkpointing")
+    assert any("gradient checkpointing is off" in w and "% of the peak" in w for w in gc.why)
+    assert "batch_too_large" in labels(ranked)[:3]

@@ -29,7 +29,15 @@ def estimate_vs_budget(report: OOMReport, setup: TrainingSetup | None, estimate:
     if setup is None or estimate is None:
         return out
     budget = estimate.budget_bytes or (report.gpu_total_bytes and int(report.gpu_total_bytes * th["default_budget_share"]))
-    if not budget or estimate.peak_bytes <= 0:
+    if estimate.peak_bytes <= 0:
+        return out
+    if not budget:
+        # The GPU is unknown, but a training step ran out of it: the knobs behind a predicted peak that is mostly
+        # activations are the suspects, whatever the card (the shares do not depend on its size).
+        acts = estimate.breakdown.step_activations()
+        if report.kind == "cuda_oom" and report.phase in ("forward", "backward", "unknown") and \
+                estimate.workload == "train" and acts >= th["activations_share"] * estimate.peak_bytes:
+            out += _activation_drivers(setup, estimate, None, acts, th)
         return out
     bd = estimate.breakdown
     weights = bd.all_weights() // split
@@ -183,14 +191,16 @@ def _predicted_fit_ran_out(setup: TrainingSetup, peak: int, budget: int) -> list
     return out
 
 
-def _activation_drivers(setup: TrainingSetup, estimate: MemoryEstimate, budget: int, acts: int,
+def _activation_drivers(setup: TrainingSetup, estimate: MemoryEstimate, budget: int | None, acts: int,
                         th: Thresholds) -> list[Signal]:
-    """Over budget with activations a large share of the peak: which knob (batch, length, checkpointing, kernel) drives them."""
+    """Over budget with activations a large share of the peak: which knob (batch, length, checkpointing, kernel) drives
+    them. `budget` None: the GPU is unknown, and the run ran out of it."""
     out: list[Signal] = []
     bd = estimate.breakdown
     gib = format_bytes
     peak = estimate.peak_bytes
-    base = f"activations take {gib(acts)} of the {gib(peak)} predicted peak (budget {gib(budget)})"
+    base = (f"activations take {gib(acts)} of the {gib(peak)} predicted peak "
+            + (f"(budget {gib(budget)})" if budget else "(the GPU that ran out is not named)"))
     b, seq = setup.micro_batch, setup.seq_len
     mmb, msl = estimate.max_micro_batch, estimate.max_seq_len
     # A knob the run only assumed (the framework's default) is weaker evidence than a stated one: its own rule, fitted
