@@ -702,3 +702,16 @@ def test_the_old_message_without_a_process_total_still_shows_memory_held_by_othe
     own = ("torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 31.74 GiB total "
            "capacity; 29.10 GiB already allocated; 15.38 MiB free; 30.90 GiB reserved in total by PyTorch)\n")
     assert "other_process" not in labels(rank_root_causes(parse_log(own)))[:1]
+
+
+def test_weights_of_an_assumed_width_are_shown_at_16_bits_beside_the_calculators_size():
+    """Nobody said full fine-tuning or fp32: the weights are shown as loaded in 16-bit (Llama-3-70B: 131 GiB), with the
+    assumed width's size beside them, never the fp32 size alone."""
+    from ask_oom.tools.gpus import lookup_gpu
+    from ask_oom.tools.memory import estimate_memory
+
+    setup = TrainingSetup(model=resolve_model("meta-llama/Meta-Llama-3-70B"), gpu=lookup_gpu("A100-80GB"))
+    report = parse_log("torch.cuda.OutOfMemoryError: CUDA out of memory.\n")
+    weights = next(c for c in rank_root_causes(report, setup, estimate_memory(setup)) if c.label == "weights_exceed_gpu")
+    said = next(w for w in weights.why if "the weights alone take" in w)
+    assert "per GPU in 16-bit" in said and "at the assumed width" in said

@@ -91,8 +91,11 @@ def _model_states(setup: TrainingSetup, estimate: MemoryEstimate, budget: int, t
         # The weights' size depends on the model, dtype and sharding, not on the training method: no discount for an
         # assumed method.
         spread = f" even split over the {split} GPUs of the device map" if split > 1 else ""
+        # an assumed width is shown at 16 bits, the usual load, with the calculator's wider size beside it
+        size = (f"{gib(weights)} per GPU" if loaded == weights
+                else f"{gib(loaded)} per GPU in 16-bit ({gib(weights)} at the assumed width)")
         out.append(support(Label.weights_exceed_gpu, "weights_over_budget_full_ft" if full_ft else "weights_over_budget",
-                           f"the weights alone take {gib(weights)} per GPU{spread}, above the {gib(budget)} budget"))
+                           f"the weights alone take {size}{spread}, above the {gib(budget)} budget"))
         if full_ft or setup.method == "full":
             # assumed full fine-tuning (scaled down): the states it would add are as much the suspect as the weights
             out.append(support(Label.full_ft_model_states, "full_ft_weights_over_budget",
