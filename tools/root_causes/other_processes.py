@@ -26,24 +26,32 @@ def other_processes(report: OOMReport, th: Thresholds = THRESHOLDS) -> list[Sign
     same = th["same_process_slack"]
     if total:
         reliable = used is not None and (report.torch_allocated_bytes is None or used >= report.torch_allocated_bytes)
-        mine, how = used, "has only"
-        if used is None and report.torch_reserved_bytes and report.gpu_free_bytes is not None:
-            # The old message prints no process total: this process holds PyTorch's reserved cache and one CUDA
-            # context (tools.gpus.CUDA_CONTEXT_BYTES); the rest of what is not free is someone else's.
-            mine, how, reliable = report.torch_reserved_bytes + CUDA_CONTEXT_BYTES, "holds about", True
-        if reliable and mine is not None and report.gpu_free_bytes is not None:
-            outside = total - report.gpu_free_bytes - mine
+        if reliable and report.gpu_free_bytes is not None:
+            outside = total - report.gpu_free_bytes - used
             if outside >= th["outside_memory_share"] * total:
-                listed = ", ".join(f"PID {p.pid} {format_bytes(p.bytes)}" for p in others if abs(p.bytes - mine) > same * total)
+                listed = ", ".join(f"PID {p.pid} {format_bytes(p.bytes)}" for p in others if abs(p.bytes - used) > same * total)
                 reason = (f"{format_bytes(outside)} of the GPU is held outside this process ({listed or 'other processes'}); "
-                          f"this process {how} {format_bytes(mine)}")
+                          f"this process has only {format_bytes(used)}")
                 out.append(support(Label.other_process, "memory_outside_process", reason))
                 out.append(support(Label.other_process, "memory_outside_share", reason,
                                    min(outside / total, th["outside_share_cap"])))
-                if mine + req <= th["fit_alone_share"] * total:
+                if used + req <= th["fit_alone_share"] * total:
                     out.append(support(Label.other_process, "would_fit_alone",
-                                       f"alone, this process would have fit: {format_bytes(mine)} in use + "
+                                       f"alone, this process would have fit: {format_bytes(used)} in use + "
                                        f"{format_bytes(req)} requested < {th['fit_alone_share']:.0%} of {format_bytes(total)}"))
+        elif used is None and report.torch_reserved_bytes and report.gpu_free_bytes is not None:
+            # The old message prints no process total: this process holds PyTorch's reserved cache and one CUDA
+            # context (tools.gpus.CUDA_CONTEXT_BYTES); the rest of what is not free is another process's, or this
+            # process's memory outside PyTorch (a display, cuBLAS or NCCL buffers, a non-PyTorch kernel library). Its
+            # own rule, weighed by the share: most of the card held elsewhere is another process.
+            mine = report.torch_reserved_bytes + CUDA_CONTEXT_BYTES
+            outside = total - report.gpu_free_bytes - mine
+            if outside >= th["outside_memory_share"] * total:
+                out.append(support(Label.other_process, "memory_outside_reserved",
+                                   f"{format_bytes(outside)} of the GPU is neither free nor in PyTorch's cache here "
+                                   f"({format_bytes(total)} total - {format_bytes(report.gpu_free_bytes)} free - "
+                                   f"{format_bytes(report.torch_reserved_bytes)} reserved - one CUDA context)",
+                                   min(outside / total, th["outside_share_cap"]) / th["outside_share_cap"]))
         elif len(others) >= th["several_processes"]:
             biggest = sorted(others, key=lambda p: -p.bytes)
             out.append(support(Label.other_process, "several_processes", "several processes share the GPU: " +

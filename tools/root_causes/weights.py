@@ -75,6 +75,7 @@ _POINTS: dict[str, float] = {
     # other_processes
     "memory_outside_process": 4,                # GPU memory held outside this process
     "memory_outside_share": 3,                  # ... x its share of the GPU (capped)
+    "memory_outside_reserved": 5.0,             # old message: GPU share neither free nor in PyTorch's cache (x share / cap)
     "would_fit_alone": 3,                       # this process alone would have fit
     "several_processes": 4,                     # several processes listed on the GPU
     "cuda_contexts": 1.5,                       # several CUDA-context-sized processes: other ranks' contexts
