@@ -721,3 +721,18 @@ def test_weights_of_an_assumed_width_are_shown_at_16_bits_beside_the_calculators
     weights = next(c for c in rank_root_causes(report, setup, estimate_memory(setup)) if c.label == "weights_exceed_gpu")
     said = next(w for w in weights.why if "the weights alone take" in w)
     assert "per GPU in 16-bit" in said and "at the assumed width" in said
+
+
+def test_a_neighbours_vote_for_the_cause_the_phase_already_names_is_its_own_rule():
+    """The neighbours are found by the same phase words: their vote for the phase's own cause is one reading, not a
+    second piece of evidence; a vote for another cause stays an ordinary vote."""
+    from ask_oom.tools.root_causes.ranking import votes_beside_the_phase
+    from ask_oom.tools.root_causes.signals import support
+
+    signals = [support("generation_kv_cache", "phase_generation", "it failed while generating"),
+               support("generation_kv_cache", "similar_case_primary", "similar documented case a had it", 1.0),
+               support("weights_exceed_gpu", "similar_case_primary", "similar documented case b had it", 0.5)]
+    names = [(str(s.label), s.name) for s in votes_beside_the_phase(signals)]
+    assert ("generation_kv_cache", "similar_case_phase_agrees") in names
+    assert ("weights_exceed_gpu", "similar_case_primary") in names
+    assert votes_beside_the_phase(signals[1:]) == signals[1:]          # no phase prior: votes unchanged

@@ -12,6 +12,7 @@ from the parser or the calculator.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from ..labels import Label, RootCause
@@ -109,6 +110,7 @@ def collect_signals(
                 *quantization(report, cues), *without_numbers(report, setup, cues),
                 *comparable_model_worked(setup, cues, th), *adapters_worked(cues), *similar_case_votes(hits or [], th),
                 *held_memory(held, ranks)]
+    signals = votes_beside_the_phase(signals)
     if not has_evidence(signals, weights):
         signals += no_specific_evidence()
     return signals
@@ -146,6 +148,21 @@ def _gpu_memory(report: OOMReport, setup: TrainingSetup | None, estimate: Memory
             *mixed_gpu_models(report, setup, cues), *imbalance_said(cues), *moe_by_name(report, setup, th),
             *estimate_vs_budget(report, setup, estimate, explained, th, model_split(setup, cues)),
             *fully_trained_embeddings(setup, th)]
+
+
+# the phase priors that name a cause by where the run failed (tools/root_causes/phase.py)
+_PHASE_PRIORS = frozenset({"phase_loading", "phase_lora_merge", "phase_checkpoint_save", "phase_evaluation",
+                           "phase_generation"})
+
+
+def votes_beside_the_phase(signals: list[Signal]) -> list[Signal]:
+    """The neighbours are retrieved with the same phase words the phase prior read: a neighbour's vote for the cause
+    that prior already names is its own, weaker rule (one reading, not two)."""
+    phased = {s.label for s in signals if s.name in _PHASE_PRIORS}
+    if not phased:
+        return signals
+    return [replace(s, name="similar_case_phase_agrees") if s.name == "similar_case_primary" and s.label in phased else s
+            for s in signals]
 
 
 def model_split(setup: TrainingSetup | None, cues: LogCues | None) -> int:

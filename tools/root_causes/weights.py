@@ -239,6 +239,7 @@ _POINTS: dict[str, float] = {
     "no_bf16_beside_oom": 2.5,                  # ... beside an OOM
     # similar_cases: value = 1 / rank (halved for a wording-only neighbour)
     "similar_case_primary": 1.2,                # a retrieved case's primary label
+    "similar_case_phase_agrees": 0.5,           # ... for the cause the failing phase already names (same words)
     "similar_case_secondary": 1.2,              # its next labels (value divided by secondary_label_divisor)
     # ranking: nothing else spoke
     "no_evidence_batch": 0.5,                   # the per-step activations (micro-batch) are the usual suspect
