@@ -37,6 +37,12 @@ _PHASE_LABELS: dict[str, list[tuple[Label, str, str]]] = {
 }
 
 
+# The phases outside the training step each name their cause by where the run failed (their first rule above); the
+# similar cases are retrieved with the same words (ranking.votes_beside_the_phase).
+PHASE_PRIOR_RULES = frozenset(_PHASE_LABELS[phase][0][1] for phase in
+                              ("model_loading", "lora_merge", "checkpoint_save", "evaluation", "generation"))
+
+
 def phase_and_operation(report: OOMReport, setup: TrainingSetup | None, multimodal: str | None = None,
                         cues: LogCues | None = None, th: Thresholds = THRESHOLDS) -> list[Signal]:
     """Priors of the phase, the failing operation and the engine (vLLM), each on the causes that live there."""

@@ -35,14 +35,14 @@ from .memory_growth import (growth_explained_by_the_budget, growth_with_images, 
 from .model_kind import moe_by_name, quantization, without_numbers
 from .multi_gpu import device_map_split, imbalance_said, mixed_gpu_models, multi_gpu_spread, single_process_many_gpus
 from .other_processes import held_before_start, colocated_vllm, other_processes, raw_error_while_loading
-from .phase import phase_and_operation
+from .phase import PHASE_PRIOR_RULES, phase_and_operation
 from .related_errors import cublas_after_assert, dtype_support, not_a_memory_error, related_errors
 from .request_size import (gathers_parameters, request_explained, request_vs_tensors, zero3_sub_group_request,
                            zero_partition_request)
 from .scoring import has_evidence, score_signals
 from .signals import Signal, support
 from .similar_cases import similar_case_votes
-from .weights import DEFAULT_WEIGHTS, Weights
+from .weights import DEFAULT_WEIGHTS, Thresholds, Weights
 
 
 def rank_root_causes(
@@ -89,7 +89,7 @@ def collect_signals(
                    *related_errors(report, memory_error=False),
                    *dtype_support(report, setup, cues, memory_error=False)]
         if any(s.name == "no_failure_shown" for s in signals):
-            signals += failure_not_shown(report, setup, estimate, hits, trend, cues, th)
+            signals = votes_beside_the_phase(signals + failure_not_shown(report, setup, estimate, hits, trend, cues, th))
         return signals
     multimodal = multimodal_reason(report, setup, cues)
     signals: list[Signal] = []
@@ -118,7 +118,7 @@ def collect_signals(
 
 def failure_not_shown(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None,
                       hits: Sequence[Any] | None, trend: MemoryTrend | None, cues: LogCues | None,
-                      th) -> list[Signal]:
+                      th: Thresholds) -> list[Signal]:
     """A paste that shows no failure at all (a description, progress bars, a traceback cut before its error) may have
     lost the error, not avoided one: what the calculator predicts for the setup, the phase and growth the user names,
     what they say worked, and the similar cases are the evidence left."""
@@ -150,15 +150,10 @@ def _gpu_memory(report: OOMReport, setup: TrainingSetup | None, estimate: Memory
             *fully_trained_embeddings(setup, th)]
 
 
-# the phase priors that name a cause by where the run failed (tools/root_causes/phase.py)
-_PHASE_PRIORS = frozenset({"phase_loading", "phase_lora_merge", "phase_checkpoint_save", "phase_evaluation",
-                           "phase_generation"})
-
-
 def votes_beside_the_phase(signals: list[Signal]) -> list[Signal]:
     """The neighbours are retrieved with the same phase words the phase prior read: a neighbour's vote for the cause
     that prior already names is its own, weaker rule (one reading, not two)."""
-    phased = {s.label for s in signals if s.name in _PHASE_PRIORS}
+    phased = {s.label for s in signals if s.name in PHASE_PRIOR_RULES}
     if not phased:
         return signals
     return [replace(s, name="similar_case_phase_agrees") if s.name == "similar_case_primary" and s.label in phased else s
