@@ -27,7 +27,7 @@ _LF_DEFAULT_IMAGE_MAX_PIXELS = 768 * 768   # llamafactory ProcessorArguments.ima
 _LF_DEFAULT_CUTOFF = 2048                   # llamafactory DataArguments.cutoff_len
 _HF_DEFAULT_BATCH = 8                       # TrainingArguments.per_device_{train,eval}_batch_size
 # from_pretrained(torch_dtype=...) values that load 16-bit weights ("auto" is left out: the checkpoint decides)
-HALF_DTYPES = frozenset({"float16", "bfloat16", "half", "bf16", "fp16"})
+_HALF_DTYPES = frozenset({"float16", "bfloat16", "half", "bf16", "fp16"})
 
 
 class _Builder:
@@ -103,7 +103,7 @@ def apply_config_to_setup(doc: ConfigDocument, setup: TrainingSetup) -> Training
     loaded = str(s.get("torch_dtype") or "").lower().removeprefix("torch.")   # from_pretrained(torch_dtype=...)
     if is_lf and truthy(s.get("pure_bf16", False)):
         b.config("precision", "pure_bf16", "pure_bf16")
-    elif not is_lf and loaded in HALF_DTYPES:
+    elif not is_lf and loaded in _HALF_DTYPES:
         # weights loaded in 16-bit stay 16-bit under the HF Trainer (autocast never upcasts parameters), and so do
         # their gradients and Adam's moments: 16-bit weights and states (DeepSpeed still keeps its fp32 master copy)
         b.config("precision", "pure_bf16", "torch_dtype")
