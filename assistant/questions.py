@@ -4,7 +4,7 @@ made, each a fact of the setup that stayed at its default."""
 from __future__ import annotations
 
 from ..tools.configs.schema import ConfigDocument
-from ..tools.report import OOMReport
+from ..tools.report import TORCH_ALLOCATOR_KINDS, OOMReport
 from ..tools.root_causes.facts import launched_distributed
 from ..tools.training_setup import TrainingSetup
 from .diagnosis import Question
@@ -31,7 +31,7 @@ def questions(report: OOMReport, setup: TrainingSetup, doc: ConfigDocument | Non
     elif (p := setup.provenance.get("model")) is not None and p.origin == "derived":
         qs.append(Question(slot="model", text=f"I sized {setup.model.name or 'a stand-in'} in place of {setup.model_name} "
                                               "(not in my registry): paste its config.json (--model-config) to size the real one."))
-    if report.kind in ("cuda_oom", "hip_oom") and report.requested_bytes is None and report.gpu_total_bytes is None:
+    if report.kind in TORCH_ALLOCATOR_KINDS and report.requested_bytes is None and report.gpu_total_bytes is None:
         qs.append(Question(slot="other", text="Paste the whole error: PyTorch's 'Tried to allocate … GiB … total capacity …' "
                                               "line and the traceback above it. Its numbers say which tensor ran out."))
     if setup.gpu is None:

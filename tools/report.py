@@ -18,12 +18,16 @@ OOMKind = Literal[
     "cublas_alloc",   # CUBLAS_STATUS_ALLOC_FAILED, CUDNN_STATUS_NOT_ENOUGH_WORKSPACE / ALLOC_FAILED
     "nccl_oom",       # NCCL "out of memory" / ncclSystemError on allocation
     "hip_oom",        # ROCm "HIP out of memory"
+    "xpu_oom",        # Intel GPUs (IPEX, torch.xpu) "XPU out of memory"
     "mps_oom",        # Apple "MPS backend out of memory"
     "xla_oom",        # XLA/JAX RESOURCE_EXHAUSTED
     "tf_oom",         # TensorFlow "OOM when allocating tensor"
     "related_error",  # no OOM, but an error met while fixing memory (bitsandbytes kwargs, bf16 op, flash-attn)
     "not_oom",        # nothing memory-related found
 ]
+
+# PyTorch's caching-allocator message, on NVIDIA (CUDA), AMD (HIP) and Intel (XPU) GPUs: the same numbers to read
+TORCH_ALLOCATOR_KINDS: tuple[str, ...] = ("cuda_oom", "hip_oom", "xpu_oom")
 
 Phase = Literal[
     "model_loading", "forward", "backward", "optimizer_step", "evaluation", "generation",

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from .configs.schema import ConfigDocument
 from .described_oom import DescribedOOM, described_oom, memory_question, model_named
 from .log_cues import Cue, LogCues, runtime_oom_kind, startup_free_numbers
-from .report import Evidence, OOMReport
+from .report import TORCH_ALLOCATOR_KINDS, Evidence, OOMReport
 from .units import format_bytes
 
 # A phase cue counts only near the error: lines far before it are set-up chatter (loading, earlier steps); a
@@ -100,7 +100,7 @@ def estimate_mode(report: OOMReport) -> Literal["train", "eval"]:
 
 def observed_peak(report: OOMReport) -> int | None:
     """What the failing run really needed at the OOM: PyTorch's allocation plus the request that failed."""
-    if report.kind not in ("cuda_oom", "hip_oom") or not report.requested_bytes or report.torch_allocated_bytes is None:
+    if report.kind not in TORCH_ALLOCATOR_KINDS or not report.requested_bytes or report.torch_allocated_bytes is None:
         return None
     return report.torch_allocated_bytes + report.requested_bytes
 

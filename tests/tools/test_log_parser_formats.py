@@ -91,6 +91,8 @@ def test_two_messages_glued_on_one_line_are_two_errors_first_wins():
     ("jax: cuMemAlloc failed to allocate 1073741824 bytes: CUDA_ERROR_OUT_OF_MEMORY", "cuda_oom", 1073741824),
     ("torch.OutOfMemoryError: HIP out of memory. Tried to allocate 8.00 GiB. GPU 0 has a total capacity of 63.98 GiB "
      "of which 5.12 GiB is free.", "hip_oom", 8 * GiB),
+    ("RuntimeError: XPU out of memory. Tried to allocate 130.00 MiB (GPU 0; 15.11 GiB total capacity; 11.09 GiB "
+     "already allocated; 11.23 GiB reserved in total by PyTorch)", "xpu_oom", 130 * MiB),   # Intel GPUs (IPEX)
     ("RuntimeError: MPS backend out of memory (MPS allocated: 17.68 GB, other allocations: 3.95 MB, max allowed: "
      "18.13 GB). Tried to allocate 1024.00 MB on private pool.", "mps_oom", 1024 * MiB),
     ("jaxlib.xla_extension.XlaRuntimeError: RESOURCE_EXHAUSTED: Out of memory while trying to allocate 7406166528 "

@@ -296,6 +296,8 @@ def detect(line: str, low: str) -> list[MemoryHit]:
             return [_parse_ggml_malloc(line)]
         if "hip out of memory" in low:
             return parse_torch_message("hip_oom", line)
+        if "xpu out of memory" in low:
+            return parse_torch_message("xpu_oom", line)
         if ("cuda out of memory" in low or "cuda error: out of memory" in low or "outofmemoryerror" in low
                 or "cuda_error_out_of_memory" in low or "cudaerrormemoryallocation" in low
                 or _CUDA_RUNTIME_OOM.search(low)):

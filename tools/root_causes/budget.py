@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..labels import Label
 from ..memory.activations import score_elements
 from ..memory.schema import MemoryEstimate
-from ..report import OOMReport
+from ..report import TORCH_ALLOCATOR_KINDS, OOMReport
 from ..training_setup import PAIRED_STAGES, TrainingSetup
 from ..units import format_bytes
 from .facts import observed
@@ -35,7 +35,7 @@ def estimate_vs_budget(report: OOMReport, setup: TrainingSetup | None, estimate:
         # The GPU is unknown, but a training step ran out of it: the knobs behind a predicted peak that is mostly
         # activations are the suspects, whatever the card (the shares do not depend on its size).
         acts = estimate.breakdown.step_activations()
-        if report.kind == "cuda_oom" and report.phase in ("forward", "backward", "unknown") and \
+        if report.kind in TORCH_ALLOCATOR_KINDS and report.phase in ("forward", "backward", "unknown") and \
                 estimate.workload == "train" and acts >= th["activations_share"] * estimate.peak_bytes:
             out += _activation_drivers(setup, estimate, None, acts, th)
         return out

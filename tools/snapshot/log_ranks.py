@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from ..log_parser.lines import clean_line, iter_text_lines
 from ..log_parser.messages import MemoryHit, detect, is_open, parse_torch_message
+from ..report import TORCH_ALLOCATOR_KINDS
 from .ranks import RankRow, RankTable, build_rank_table
 
 MAX_LOG_CHARS = 64 * 1024 * 1024
 MAX_RANKS = 1024
 MAX_WRAP_LINES = 12
 MAX_MESSAGE = 4096
-_TORCH_KINDS = ("cuda_oom", "hip_oom")
+_TORCH_KINDS = TORCH_ALLOCATOR_KINDS
 _NEW_RECORD_STARTS = ("File ", "Traceback", "During handling", "The above exception", "[", "{")
 
 
