@@ -62,7 +62,10 @@ _DTYPE = re.compile(r"Bfloat16 is only supported on GPUs with compute capability
 _VISION = re.compile(r"pixel_values|image_grid_thw|video_grid_thw|\bvisual\.|vision_tower|vision_model|vision_encoder|"
                      r"image_features|mm_projector|multi_modal_projector|limit_mm_per_prompt|\b(?:image_|video_)?max_pixels\b|"
                      r"\bmmproj\b|\bclip_image|\bencode_images?\b|get_image_features|"
-                     r"high[- ]res\w{0,8}|\bimages\b|\bvideos?\b|multi-?modal|图片|图像|视频|多模态", re.IGNORECASE)
+                     r"high[- ]res\w{0,8}|\bimages\b|\bvideos?\b|multi-?modal|图片|图像|视频|多模态|"
+                     # transformers' vision-language model classes (Qwen2VLForConditionalGeneration, Llava..., Mllama...)
+                     r"\b\w{0,30}(?:VL|Vision|Llava|Mllama|Idefics\d?|PaliGemma|Pixtral|Florence2|Blip2|Fuyu|Chameleon)"
+                     r"\w{0,20}ForConditionalGeneration\b|\bAutoModelFor(?:Vision2Seq|ImageTextToText)\b", re.IGNORECASE)
 
 # An engine refusing to start because its KV cache does not fit the memory left after weights and profiling: vLLM's
 # own messages (and its profile line when the rest is negative or no block fits), llama.cpp's KV buffer allocation.

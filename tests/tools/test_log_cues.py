@@ -95,3 +95,12 @@ def test_a_library_error_line_is_a_failure():
     """"CUDA error: an illegal memory access was encountered" is how the run died, even without an exception name."""
     assert log_cues("0.4.3 error CUDA error: an illegal memory access was encountered\n").failure is not None
     assert log_cues("NCCL error: unhandled system error\n").failure is not None
+
+
+def test_a_vision_language_model_class_in_the_code_is_a_multimodal_run():
+    """transformers' vision-language classes name the kind of model even when its path is a variable."""
+    for code in ("model = Qwen2VLForConditionalGeneration.from_pretrained(model_dir)",
+                 "model = LlavaNextForConditionalGeneration.from_pretrained(path)",
+                 "model = AutoModelForVision2Seq.from_pretrained(path)"):
+        assert log_cues("RuntimeError: XPU out of memory.", code).vision is not None, code
+    assert log_cues("RuntimeError: CUDA out of memory.", "model = T5ForConditionalGeneration.from_pretrained(p)").vision is None
