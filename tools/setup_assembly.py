@@ -73,12 +73,27 @@ def assemble_setup(report: OOMReport, doc: ConfigDocument | None = None, request
     return _mark_defaults(_images_of_a_vision_model(setup))
 
 
+# a base model loaded in 4 or 8 bits, as configs and users write it
+_QUANTIZED_BASE = re.compile(r"load_in_(?:4|8)bit|(?<![\w.])(?:4|8)[- ]?bit(?![\w])|\bnf4\b|\bint8\b|\bqlora\b", re.IGNORECASE)
+
+
 def adapter_method_named(setup: TrainingSetup, cues: LogCues | None) -> TrainingSetup:
     """The method an adapter named in the log implies (a finetuning_lora.py script, QLoRA, peft frames, LLaMA-Adapter's
-    adapter_v2.py), when neither the config nor the user said one: frozen base weights, so no full fine-tuning
-    states. QLoRA also means 4-bit base weights."""
+    adapter_v2.py), or a base loaded in 4 or 8 bits (load_in_8bit, "8-bit"), when neither the config nor the user said
+    one: frozen base weights, so no full fine-tuning states. QLoRA also means 4-bit base weights."""
     said = setup.provenance.get("method")
-    if cues is None or cues.adapters is None or (said is not None and said.origin != "default"):
+    if cues is None or (said is not None and said.origin != "default"):
+        return setup
+    if cues.adapters is None:
+        # a base loaded in 4 or 8 bits cannot be trained in full: a quantized training run is an adapter run
+        m = _QUANTIZED_BASE.search(cues.quantization.text) if cues.quantization is not None else None
+        if m is None:
+            return setup
+        where = f"log line {cues.quantization.line}: {cues.quantization.text[:QUOTE_SHORT]}"
+        bits = 8 if "8" in m.group(0) or "int8" in m.group(0).lower() else 4
+        setup = setup.with_fact("method", "qlora", "log", f"{where} (a quantized base trains adapters)")
+        if setup.quantization_bit is None:
+            setup = setup.with_fact("quantization_bit", bits, "log", where)
         return setup
     where = f"log line {cues.adapters.line}: {cues.adapters.text[:QUOTE_SHORT]}"
     if re.search(r"(?<![A-Za-z])qlora(?![A-Za-z])", cues.adapters.text, re.IGNORECASE):

@@ -57,3 +57,13 @@ def test_an_adapter_script_in_the_log_sets_the_method_nobody_stated():
     qlora = diagnose(DiagnoseRequest(log_text="  File \"/home/u/qlora/qlora.py\", line 9, in train\n" + log.split("\n", 1)[1],
                                      model_name="meta-llama/Llama-2-7b-hf", retrieve=False, plan=False))
     assert qlora.setup.method == "qlora" and qlora.setup.quantization_bit == 4
+
+
+def test_a_base_loaded_in_8_bits_is_an_adapter_run_of_that_width():
+    """A quantized base cannot be trained in full: with no method stated, load_in_8bit means adapters on 8-bit weights."""
+    log = ("model = LlamaForCausalLM.from_pretrained(base, load_in_8bit=True, device_map='auto')\n"
+           "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.38 GiB (GPU 0; 31.75 GiB total "
+           "capacity; 24.78 GiB already allocated; 1.49 GiB free; 29.21 GiB reserved in total by PyTorch)\n")
+    d = diagnose(DiagnoseRequest(log_text=log, model_name="meta-llama/Llama-2-13b-hf", retrieve=False, plan=False))
+    assert (d.setup.method, d.setup.quantization_bit) == ("qlora", 8)
+    assert "load_in_8bit" in d.setup.provenance["method"].detail
