@@ -61,7 +61,11 @@ def test_eager_attention_found_in_the_log_is_sized_by_the_calculator(index):
     assert d.setup.provenance["attn_implementation"].origin in ("log", "derived")
     assert d.fits_after is True
     assert ("flash_attn", "fa2") in [(c.key, c.to_value) for c in d.fixes]
-    assert d.primary_cause == "eager_attention" and "memory_growth" not in [c.label for c in d.root_causes[:3]]
+    # the seed accepts either as primary (expected.json: the 16384-token cutoff and the eager kernel together make the
+    # 16 GiB score matrix); eager attention must be among the top three, growth must not
+    top = [c.label for c in d.root_causes[:3]]
+    assert d.primary_cause in ("eager_attention", "seq_len_too_long") and "eager_attention" in top
+    assert "memory_growth" not in top
 
 
 def test_without_config_it_diagnoses_and_asks_for_the_config(index):
