@@ -51,6 +51,7 @@ DATASETS = [REPO.parent / "shared" / "dev-cases", REPO / "evals" / "data" / "dia
             REPO / "evals" / "data" / "diagnosis_corpus_r", REPO / "evals" / "data" / "diagnosis_corpus_s",
             REPO / "evals" / "data" / "diagnosis_fresh3",
             REPO / "evals" / "data" / "diagnosis_fresh4", REPO / "evals" / "data" / "diagnosis_fresh5",
+            REPO / "evals" / "data" / "diagnosis_fresh6", REPO / "evals" / "data" / "diagnosis_fresh7",
             REPO / "evals" / "data" / "heldout_projects"]
 # the issue's dev set: ../shared/dev-cases plus our own cases from public reports; diagnosis_fresh3 and diagnosis_fresh4
 # (written after the diagnosis was tuned, never developed on) are reported beside it as the measure of generalisation
