@@ -4,6 +4,7 @@ nvidia-smi line resolves to bytes without a device at hand."""
 from __future__ import annotations
 
 import re
+import statistics
 
 from pydantic import BaseModel, Field
 
@@ -116,21 +117,24 @@ def _apple_silicon(key: str, size: re.Match | None) -> GPUSpec | None:
                    vendor="apple")
 
 
+_NOMINAL_SIZE = re.compile(r"-(\d{1,3})GB$", re.IGNORECASE)   # the nominal size a catalogue name ends with
+
+
 def gpu_family(name: str) -> str:
     """The model a catalogue name is a variant of, without its memory: 'A100-80GB' → 'A100', 'RTX-4090-24GB' →
     'RTX-4090', 'V100-16GB' → 'V100' (a name without a size is its own family)."""
-    return re.sub(r"-\d{1,3}GB$", "", name.strip(), flags=re.IGNORECASE)
+    return _NOMINAL_SIZE.sub("", name.strip())
 
 
 def _nominal_gb(spec: GPUSpec) -> int | None:
-    m = re.search(r"(\d{1,3})GB", spec.name)
+    m = _NOMINAL_SIZE.search(spec.name)
     return int(m.group(1)) if m else None
 
 
 # The share of its nominal size a card reports as total capacity, over the catalogue (about 98.5%): the memory of a
 # card known only by its size
-REPORTED_SHARE = sorted(spec.memory_bytes / (_nominal_gb(spec) * GiB) for _, spec in _CATALOG if _nominal_gb(spec))[
-    len([1 for _, spec in _CATALOG if _nominal_gb(spec)]) // 2]
+REPORTED_SHARE = statistics.median_high(spec.memory_bytes / (_nominal_gb(spec) * GiB)
+                                        for _, spec in _CATALOG if _nominal_gb(spec))
 # words that make an unknown name a graphics card (a consumer model number, a product line)
 _CARD_WORDS = re.compile(r"\b(?:rtx|gtx|titan|quadro|radeon|tesla|gpu)\b|\b[1-9]0[5-9]0(?:\s?ti)?\b")
 
