@@ -108,16 +108,9 @@ class LeaveOwnThreadOut:
         return [h for h in hits if thread_key(getattr(h.case, "source", None)) != self.key][:k]
 
 
-def config_name(text: str) -> str:
-    """The file name the product gives a pasted config (JSON, Python, a command, else YAML), so the config reader
-    sees the case's config as it sees a user's paste."""
-    from ask_oom.assistant.message_parts import config_name_for
-
-    return config_name_for(text)
-
-
 def request_for(case: dict, with_title: bool = False):
     from ask_oom.assistant.diagnosis import DiagnoseRequest
+    from ask_oom.assistant.message_parts import config_name_for   # named as the product names a paste
     from ask_oom.tools.gpus import lookup_gpu
 
     env = case.get("environment") or {}
@@ -131,7 +124,7 @@ def request_for(case: dict, with_title: bool = False):
     return DiagnoseRequest(
         log_text=(f"{case['title']}\n\n" if with_title and case.get("title") else "")
         + (f"{case['words'].strip()}\n\n" if case.get("words") else "") + case["log"],   # the user's words, then the log
-        config_text=cfg, config_name=config_name(cfg) if cfg else None,
+        config_text=cfg, config_name=config_name_for(cfg) if cfg else None,
         gpu=gpu, gpu_memory_gib=float(mem) if mem and gpu is None else None,
         num_gpus=int(env["gpus"]) if env.get("gpus") else None,
     )

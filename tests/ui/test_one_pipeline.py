@@ -6,13 +6,13 @@ config (../shared/dev-cases, when present)."""
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
 
+from ask_oom.assistant.message_parts import config_name_for
 from ask_oom.ui.cli import main
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -31,16 +31,6 @@ def _seed_cases() -> list[tuple[str, dict]]:
     return out
 
 
-def _config_name(text: str) -> str:
-    """The file name a pasted config would be saved under (the diagnosis benchmark's rule, simplified)."""
-    stripped = text.lstrip()
-    if stripped.startswith("{"):
-        return "config.json"
-    if "\\\n" in text or re.search(r"^\s*(deepspeed |torchrun |python |accelerate |llamafactory-cli |swift |[A-Z_]+=\S+ )", text, re.M):
-        return "run.sh"
-    return "train.yaml"
-
-
 def _dev_cases() -> list[tuple[str, dict]]:
     if not DEV_CASES.is_dir():
         return []
@@ -53,7 +43,7 @@ def _dev_cases() -> list[tuple[str, dict]]:
         env = case.get("environment") or {}
         mem = env.get("gpu_memory_gib")
         out.append((f"dev:{case['id']}", {"log_text": case["log"], "config_text": case["config"],
-                                          "config_name": _config_name(case["config"]),
+                                          "config_name": config_name_for(case["config"]),
                                           "gpu_memory": float(mem) if mem else None,
                                           "gpus": int(env["gpus"]) if env.get("gpus") else None}))
     return out
