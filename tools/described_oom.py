@@ -12,6 +12,7 @@ import re
 from pydantic import BaseModel
 
 from .log_parser.lines import numbered_lines
+from .log_parser.messages import killed_exit_status
 
 MAX_SCAN = 2 * 1024 * 1024  # a description is short; read at most its first 2 MiB
 
@@ -37,8 +38,7 @@ _APPLE = re.compile(r"\b(?:MLX|mlx_lm|MPS|Metal|Mac(?:Book| Studio| mini)?|Apple
 # The process killed, in words: SIGKILL named ("I get a sigkill error"), as a launcher's exit code -9 / 137 would say,
 # or a process "killed" with no Python error: the host's OOM killer at work (oom-signals.md: Killed, -9). A CUDA OOM
 # raises an exception with a message instead, so a kill is the host's even when the user asks about GPU memory.
-_KILLED = (r"\bsig ?kill(?:ed)?\b|\bsignal\s?9\b|\bexit(?:ed)?\s(?:with\s)?(?:code|status)\s?(?:-9|137)\b"
-           r"|\b(?:error|return code|exit code|exit status)\s?(?:=\s?|of\s)?-9(?!\d|\.\d)"
+_KILLED = (r"\bsig ?kill(?:ed)?\b|\bsignal\s?9\b|\berror\s?(?:=\s?|of\s)?-9(?!\d|\.\d)"   # exit statuses: killed_exit_status
            r"|\b(?:was|got|gets|is|get|been)\s{1,2}(?:[a-z]{2,12}\s{1,2})?killed\b"
            r"|被\s?(?:kill(?:ed)?|杀(?:掉|死)?)")   # ... and in Chinese: "被kill了", "进程被杀掉"
 _HOST = re.compile(r"(?<!显)内存.{0,20}(?:不足|占满|爆|溢出|不够|超过|满了|小了|太小)|\b(?:host|CPU|system)\s{0,2}(?:RAM|memor\w{0,3})\b"
@@ -166,7 +166,7 @@ def described_oom(text: str) -> DescribedOOM | None:
             gpu = (lineno, line.strip())
         if kept is None and _KEPT_OUTPUTS.search(line):
             kept = (lineno, line.strip())
-        if host is None and (_HOST.search(line) or _RAM_FAILS.search(line)) and is_prose(line):
+        if host is None and (_HOST.search(line) or _RAM_FAILS.search(line) or killed_exit_status(line)) and is_prose(line):
             host = (lineno, line.strip())
         if growth is None and (_GROWTH.search(line) or (_ACCUMULATES.search(line) and not _EVAL_WORDS.search(line))):
             growth = (lineno, line.strip())
@@ -190,7 +190,7 @@ def described_oom(text: str) -> DescribedOOM | None:
     gpu_words = re.search(r"GPU|CUDA|VRAM|显存|显卡", text[:MAX_SCAN], re.IGNORECASE)
     if _APPLE.search(text[:MAX_SCAN]) and not re.search(r"CUDA|nvidia|显卡", text[:MAX_SCAN], re.IGNORECASE):
         kind, (line, said) = "mps_oom", gpu or host   # one memory for CPU and GPU: the device ran out
-    elif host is not None and (gpu is None or not gpu_words or _KILLED_SAID.search(host[1])
+    elif host is not None and (gpu is None or not gpu_words or _KILLED_SAID.search(host[1]) or killed_exit_status(host[1])
                                or (gpu[0] == host[0] and _fails_on_host(gpu[1]))):
         kind, (line, said) = "host_oom", host
     else:

@@ -68,3 +68,15 @@ def case_framework(framework: str) -> CaseFramework:
     if framework == "deepspeed_script":
         return "deepspeed"
     return framework if framework in CASE_FRAMEWORKS else "other"  # type: ignore[return-value]
+
+
+# Inference engines and servers as people name them (packages, commands, apps), each → the log parser's name for it
+# where it has one. Named in a text that says nothing of training, they say the process serves a model: its memory
+# is the weights plus the KV cache (and, for vLLM and LMDeploy, a cache pre-allocated to a share of the card).
+SERVING_ENGINES: dict[str, str | None] = {
+    "vllm": "vllm", "sglang": None, "lmdeploy": None, "turbomind": None, "tensorrt-llm": None, "trt-llm": None,
+    "text-generation-inference": None, "ollama": None, "llama.cpp": "llama.cpp", "llama-server": "llama.cpp",
+    "llama-cli": "llama.cpp", "llama_cpp": "llama.cpp", "koboldcpp": "llama.cpp", "exllama": None, "exllamav2": None,
+    "text-generation-webui": None, "oobabooga": None, "mlc-llm": None, "mlc_llm": None, "xinference": None,
+    "fastchat.serve": None, "model_worker": None, "localai": None, "lm studio": None,
+}

@@ -10,6 +10,7 @@ import re
 
 from pydantic import BaseModel, Field
 
+from .frameworks import SERVING_ENGINES
 from .gpus import DATACENTER_GPU_PATTERN
 from .log_parser.lines import numbered_lines
 
@@ -138,6 +139,14 @@ _COMPARABLE_WORKED = re.compile(
     r"|(?:其他|别的|其它).{0,12}模型.{0,6}(?:都)?(?:没问题|没有问题|可以|正常)", re.IGNORECASE)
 
 _INFERENCE = re.compile(r"(?<![A-Za-z])(?:inference|infer|serving|generate\(|做推理|推理)(?![A-Za-z])", re.IGNORECASE)
+# An engine that serves a model (frameworks.SERVING_ENGINES), as a word: "VLLM0.7.2" and "ollama run" count, "vllm_utils"
+# of a trainer does not.
+_ENGINE = re.compile(r"(?<![A-Za-z_/.-])(" + "|".join(re.escape(name) for name in sorted(SERVING_ENGINES, key=len, reverse=True))
+                     + r")(?![A-Za-z_])", re.IGNORECASE)
+# Any sign of a training run: its words, methods and steps (then an engine named is a trainer's rollout engine or an
+# aside, not a server).
+_TRAINING = re.compile(r"(?<![A-Za-z])(?:train\w{0,5}|fine-?tun\w{0,4}|finetun\w{0,4}|sft|q?lora|grpo|ppo|dpo|orpo|kto|rlhf|"
+                       r"backward|optimizer|epochs?|gradient\w{0,12})(?![A-Za-z])|训练|微调", re.IGNORECASE)
 
 # GPU models as people and nvidia-smi name them: consumer cards need a marker (RTX/GTX, a plural "3090s", "Ti", "GPU")
 # so years and ports are not read as cards.
@@ -174,6 +183,9 @@ class LogCues(BaseModel):
     adapters: Cue | None = Field(default=None, description="LoRA / QLoRA / PEFT named in the log: the weights are frozen")
     comparable_worked: Cue | None = Field(default=None, description="the user says the same run worked with other "
                                                                     "models of its kind")
+    serving: Cue | None = Field(default=None, description="an inference engine or server named in a text that says "
+                                                          "nothing of training")
+    engine: str | None = Field(default=None, description="the log parser's name of that engine, where it has one")
 
 
 def log_cues(text: str, config_text: str | None = None) -> LogCues:
@@ -222,6 +234,7 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
                     gpu_models.append(name)
     if adapters is not None and _INFERENCE.search(text[:MAX_SCAN]):
         adapters = None   # an adapter loaded to run the model: the weights are all there is, not a training step
+    serving, engine = _serving(text[:MAX_SCAN], (config_text or "")[:MAX_SCAN])
     if vision is None and config_text:
         m = _VISION.search(config_text[:MAX_SCAN])
         if m is not None:
@@ -229,7 +242,21 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
     return LogCues(phase=phase, phase_cue=phase_cue, quantization=quant, dtype_error=dtype, device_map=device_map,
                    vision=vision, kv_cache=kv, startup_free=startup, runtime_oom=runtime, index_error=index_error, failure=failure, imbalance=imbalance, zero3_sub_group=sub_group,
                    method_contrast=contrast, gpu_models=gpu_models,
-                   adapters=adapters, comparable_worked=worked)
+                   adapters=adapters, comparable_worked=worked, serving=serving, engine=engine)
+
+
+def _serving(text: str, config_text: str) -> tuple[Cue | None, str | None]:
+    """The first inference engine the log (else the config) names, when neither speaks of training."""
+    if _TRAINING.search(text) or _TRAINING.search(config_text):
+        return None, None
+    for where, body in (("", text), ("config: ", config_text)):
+        m = _ENGINE.search(body)
+        if m is not None:
+            start = body.rfind("\n", 0, m.start()) + 1
+            line = body[start:].split("\n", 1)[0]
+            cue = _cue(body.count("\n", 0, m.start()) + 1, line)
+            return cue.model_copy(update={"text": where + cue.text}), SERVING_ENGINES[m.group(1).lower()]
+    return None, None
 
 
 def startup_free_numbers(cue: Cue) -> tuple[float, float, float, float] | None:

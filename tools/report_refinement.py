@@ -69,8 +69,10 @@ def refine_report(report: OOMReport, log_text: str, *, cues: LogCues, doc: Confi
             report = report.model_copy(update={"model": named})
             notes.append(f"the model is taken from the text: {named}")
     report = _phase_from_config(report, doc)
+    report = _engine_named(report, cues)
     report = _vllm_stage(report, log_text)
     report = _phase_from_cues(report, cues)
+    report = _serving_phase(report, cues)
     return RefinedReport(report=report, described=described, notes=notes)
 
 
@@ -185,3 +187,22 @@ def _phase_from_cues(report: OOMReport, cues: LogCues) -> OOMReport:
         return report
     ev = Evidence(line=cues.phase_cue.line, text=cues.phase_cue.text, fact="phase")
     return report.model_copy(update={"phase": cues.phase, "evidence": [*report.evidence, ev]})
+
+
+def _engine_named(report: OOMReport, cues: LogCues) -> OOMReport:
+    """The inference engine the user's words or commands name ("Using vLLM 0.7.2 server ..."), when no log line did."""
+    if not report.is_memory_error or report.framework is not None or cues.engine is None or cues.serving is None:
+        return report
+    ev = Evidence(line=cues.serving.line, text=cues.serving.text, fact="framework")
+    return report.model_copy(update={"framework": cues.engine, "evidence": [*report.evidence, ev]})
+
+
+def _serving_phase(report: OOMReport, cues: LogCues) -> OOMReport:
+    """A model served by an inference engine, in a text that speaks of no training, fails while generating, unless a
+    frame or line named another phase. vLLM's own start-up lines say more (_vllm_stage); without them its phase stays
+    open: it may still be placing the weights."""
+    if (not report.is_memory_error or report.phase != "unknown" or cues.serving is None
+            or report.framework == "vllm"):
+        return report
+    ev = Evidence(line=cues.serving.line, text=cues.serving.text, fact="phase")
+    return report.model_copy(update={"phase": "generation", "evidence": [*report.evidence, ev]})

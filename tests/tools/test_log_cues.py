@@ -104,3 +104,16 @@ def test_a_vision_language_model_class_in_the_code_is_a_multimodal_run():
                  "model = AutoModelForVision2Seq.from_pretrained(path)"):
         assert log_cues("RuntimeError: XPU out of memory.", code).vision is not None, code
     assert log_cues("RuntimeError: CUDA out of memory.", "model = T5ForConditionalGeneration.from_pretrained(p)").vision is None
+
+
+def test_an_engine_named_without_training_words_is_a_server():
+    cues = log_cues("Using VLLM0.7.2 server to start DeepSeek-R1 on 8x H200: cuda out of memory, service shuts down")
+    assert cues.engine == "vllm" and cues.serving is not None and cues.serving.line == 1
+    cues = log_cues("CUDA error: out of memory", "ollama create llama3.1:70b-128k -f Modelfile\n")
+    assert cues.serving is not None and cues.serving.text.startswith("config: ") and cues.engine is None
+
+
+def test_an_engine_beside_training_words_is_not_a_server():
+    assert log_cues("GRPO training with vllm colocated: CUDA out of memory").serving is None
+    assert log_cues("vllm serve Qwen/Qwen2-7B", "per_device_train_batch_size: 2\n").serving is None
+    assert log_cues("from trl.vllm_utils import x\nCUDA out of memory").serving is None   # a module, not the engine

@@ -466,6 +466,9 @@ def test_zero_stage_from_a_printed_deepspeed_json_config():
     "subprocess.CalledProcessError: Command '['python', 'train.py']' died with <Signals.SIGKILL: 9>.",
     "srun: error: node-3: task 0: Exited with exit code 137",
     "terminate called after throwing an instance of 'std::bad_alloc'",
+    "It loads everything, then flips out right after loading the checkpoint and gives error code -9.",
+    "Error code 137 when loading RWKV-4-RAVEN model",
+    "the trainer exited with status 137",
 ])
 def test_more_host_kill_forms(line):
     assert parse_log(line).kind == "host_oom"
@@ -478,3 +481,9 @@ def test_cr_only_line_endings_are_lines_but_tqdm_redraws_are_not():
     bars = "".join(f"{p}%|##| {p}/100 [00:0{p % 10}<00:10, 9.1it/s]\r" for p in range(0, 100, 10)) + OLD
     r = parse_log(bars)
     assert r.kind == "cuda_oom" and r.lines == 1
+
+
+@pytest.mark.parametrize("line", ["Process finished with error code 1", "return code -9.5 on the meter",
+                                  "exit code 0", "error code 13"])
+def test_exit_statuses_other_than_a_kill_are_not_the_host(line):
+    assert parse_log(line).kind != "host_oom"

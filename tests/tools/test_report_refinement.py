@@ -117,3 +117,13 @@ def test_impossible_oom_numbers_are_flagged_in_the_notes(message, needle):
 
 def test_possible_oom_numbers_add_no_note():
     assert not any("cannot all be true" in n for n in refine(OOM).notes)
+
+
+def test_an_engine_the_words_name_sets_the_framework_and_a_server_fails_generating():
+    out = refine("Using VLLM0.7.2 server to start DeepSeek-R1, it dies with cuda out of memory\n" + OOM)
+    assert out.report.framework == "vllm" and out.report.phase == "unknown"   # vLLM may still be placing the weights
+    out = refine("ollama run llama3.1:70b-128k\n" + OOM)
+    assert out.report.phase == "generation" and any(e.fact == "phase" and "ollama" in e.text for e in out.report.evidence)
+    # a frame that names the phase wins, and training words mean the engine is a trainer's rollout engine
+    assert refine("ollama run x\nmodel = AutoModel.from_pretrained(p)\n" + OOM).report.phase == "model_loading"
+    assert refine("GRPO training, vllm colocated\n" + OOM).report.phase == "unknown"

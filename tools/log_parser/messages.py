@@ -106,8 +106,9 @@ _GGML_DEVICE_ALLOC = re.compile(rf"allocating{SP}{NUM}{SP}{UNIT}{SP}on{SP}device
 _GGML_BUFFER = re.compile(r"(?:failed|unable) to allocate (CUDA|ROCm)(\d{1,4}|_Host) buffer(?: of size (\d{1,20}))?")
 _GGML_BUFFER_KIND = {"CUDA": "cuda_oom", "ROCm": "hip_oom"}
 # launcher summaries: "exitcode  : -9 (pid: 14750)", "exits with return code = -9", "Signal 9 (SIGKILL) received"
-_EXIT_CODE = re.compile(r"(?:exitcode|exit code|return code|returncode|exit status)\s{0,4}[:=]?\s{0,4}(-?\d{1,3})\b",
-                        re.IGNORECASE)
+# "exitcode: -9", "return code = -9", "exited with code 137", "error code -9", "exit status 137": a process's status
+_EXIT_CODE = re.compile(r"(?:exitcode|returncode|(?:exit(?:ed)?(?: with)?|return|error) (?:code|status))\s{0,4}(?:[:=]|of)?"
+                        r"\s{0,4}(-?\d{1,3})(?!\d|\.\d)", re.IGNORECASE)
 _SIGNAL_NAME = re.compile(r"\b(SIG(?:KILL|BUS|FPE|SEGV|ABRT|TERM))\b")
 # torch DataLoader: "DataLoader worker (pid 123) is killed by signal: Bus error." (the signal's strsignal text)
 _KILLED_BY = {"bus error": "SIGBUS", "floating point exception": "SIGFPE", "segmentation fault": "SIGSEGV",
@@ -128,6 +129,11 @@ def _put(hit: MemoryHit, name: str, match: re.Match | None, num_group: int = 1) 
     if value is not None and getattr(hit, name) is None:
         setattr(hit, name, value)
         hit.fragments[name] = match.group(0).strip()
+
+
+def killed_exit_status(text: str) -> bool:
+    """Does the text give an exit status that means SIGKILL (-9, 137: the host's OOM killer, oom-signals.md)?"""
+    return any(_EXIT_SIGNALS.get(m.group(1)) == "SIGKILL" for m in _EXIT_CODE.finditer(text))
 
 
 def exit_signal(line: str) -> str | None:
