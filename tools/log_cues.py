@@ -123,12 +123,20 @@ _HOST_BUFFER = re.compile(r"ggml_backend_cpu_buffer|CPU_REPACK|host buffer", re.
 _METAL = re.compile(r"malloc_or_wait|metal::malloc|\bmlx\b", re.IGNORECASE)
 
 # accelerate's big-model placement: one process spreads the layers over every visible GPU.
-_DEVICE_MAP = re.compile(r"""device_map\s{0,2}(?:[=:(]|\s)\s{0,2}["']?(auto|balanced|balanced_low_0|sequential)\b""")
+# Also its functions (infer_auto_device_map, dispatch_model) and the words ("the device map puts the decoder on GPU 0").
+_DEVICE_MAP = re.compile(r"""device_map\s{0,2}(?:[=:(]|\s)\s{0,2}["']?(auto|balanced|balanced_low_0|sequential)\b"""
+                         r"|\b(?:infer_auto_device_map|load_checkpoint_and_dispatch|dispatch_model)\b|\b[Dd]evice map\b")
 
 
 # Adapter training named anywhere (a script finetuning_lora.py, "QLoRA", peft frames, lit-llama / litgpt's LLaMA-Adapter
 # scripts finetune/adapter.py and adapter_v2.py): the base weights are frozen.
 _ADAPTERS = re.compile(r"(?<![A-Za-z])(?:q?lora|peft|adalora|adapter(?:_v\d)?(?=\.py))(?![A-Za-z])", re.IGNORECASE)
+# ... unless the words deny it: "without any PEFT and quantization", "no LoRA", "not using lora", "不用lora"
+_DENIED = re.compile(r"(?:\b(?:without|w/o|no|not|non|nor)(?:[ -](?:any|using|use|a|the))?[ -]{1,2}|(?:不用|没用|没有用|不使用|未使用|不是)\s?)$",
+                     re.IGNORECASE)
+# Full fine-tuning stated in words ("full-parameter fine-tuning", "full finetune", "全参微调", "全量微调"): every weight trains.
+_FULL_SAID = re.compile(r"(?<![A-Za-z])full[ _-]?(?:fine[ _-]?tun[a-z]{0,5}|finetun[a-z]{0,5}|param[a-z]{0,6}(?: fine[ _-]?tun[a-z]{0,5})?|ft|sft)"
+                        r"(?![A-Za-z])|全参|全量(?:微调|训练|参数)", re.IGNORECASE)
 
 # The user says the same run worked with another model of its kind ("no issues doing a similar experiment with other
 # 7B models", "其他7B模型都没问题"): what differs is this model's own traits, not the setup's size.
@@ -181,6 +189,8 @@ class LogCues(BaseModel):
     method_contrast: Cue | None = Field(default=None, description="the user says adapters work where full fine-tuning fails")
     gpu_models: list[str] = Field(default_factory=list, description="distinct GPU models the text names, in order")
     adapters: Cue | None = Field(default=None, description="LoRA / QLoRA / PEFT named in the log: the weights are frozen")
+    full_tuning: Cue | None = Field(default=None, description="full fine-tuning stated, or adapters denied (\"without "
+                                                              "any PEFT\")")
     comparable_worked: Cue | None = Field(default=None, description="the user says the same run worked with other "
                                                                     "models of its kind")
     serving: Cue | None = Field(default=None, description="an inference engine or server named in a text that says "
@@ -191,7 +201,7 @@ class LogCues(BaseModel):
 def log_cues(text: str, config_text: str | None = None) -> LogCues:
     """The cues of `text` (the log); the device map also from `config_text` (code or config). Never raises."""
     phase = phase_cue = quant = dtype = vision = kv = adapters = worked = startup = runtime = index_error = sub_group = contrast = None
-    failure = imbalance = None
+    failure = imbalance = full = None
     gpu_models: list[str] = []
     device_map = _device_map(config_text or "") or _device_map(text)
     for lineno, line in numbered_lines(text[:MAX_SCAN]):
@@ -222,8 +232,10 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
             contrast = _cue(lineno, line)
         if vision is None and _VISION.search(line):
             vision = _cue(lineno, line)
-        if adapters is None and _ADAPTERS.search(line):
+        if adapters is None and _adapter_named(line):
             adapters = _cue(lineno, line)
+        if full is None and (_FULL_SAID.search(line) or (_ADAPTERS.search(line) and not _adapter_named(line))):
+            full = _cue(lineno, line)
         if worked is None and _COMPARABLE_WORKED.search(line):
             worked = _cue(lineno, line)
         if len(gpu_models) < 8:
@@ -242,7 +254,12 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
     return LogCues(phase=phase, phase_cue=phase_cue, quantization=quant, dtype_error=dtype, device_map=device_map,
                    vision=vision, kv_cache=kv, startup_free=startup, runtime_oom=runtime, index_error=index_error, failure=failure, imbalance=imbalance, zero3_sub_group=sub_group,
                    method_contrast=contrast, gpu_models=gpu_models,
-                   adapters=adapters, comparable_worked=worked, serving=serving, engine=engine)
+                   adapters=adapters, full_tuning=full, comparable_worked=worked, serving=serving, engine=engine)
+
+
+def _adapter_named(line: str) -> bool:
+    """Does the line name adapter training, other than to deny it?"""
+    return any(not _DENIED.search(line[max(0, m.start() - 24):m.start()]) for m in _ADAPTERS.finditer(line))
 
 
 def _serving(text: str, config_text: str) -> tuple[Cue | None, str | None]:

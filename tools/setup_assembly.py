@@ -80,10 +80,14 @@ _QUANTIZED_BASE = re.compile(r"load_in_(?:4|8)bit|(?<![\w.])(?:4|8)[- ]?bit(?![\
 def adapter_method_named(setup: TrainingSetup, cues: LogCues | None) -> TrainingSetup:
     """The method an adapter named in the log implies (a finetuning_lora.py script, QLoRA, peft frames, LLaMA-Adapter's
     adapter_v2.py), or a base loaded in 4 or 8 bits (load_in_8bit, "8-bit"), when neither the config nor the user said
-    one: frozen base weights, so no full fine-tuning states. QLoRA also means 4-bit base weights."""
+    one: frozen base weights, so no full fine-tuning states. QLoRA also means 4-bit base weights. Full fine-tuning
+    stated in words ("full-parameter", "without any PEFT") is the method too, stated rather than assumed."""
     said = setup.provenance.get("method")
     if cues is None or (said is not None and said.origin != "default"):
         return setup
+    if cues.adapters is None and cues.full_tuning is not None:
+        return setup.with_fact("method", "full", "log", f"log line {cues.full_tuning.line}: "
+                                                        f"{cues.full_tuning.text[:QUOTE_SHORT]}")
     if cues.adapters is None:
         # a base loaded in 4 or 8 bits cannot be trained in full: a quantized training run is an adapter run
         m = _QUANTIZED_BASE.search(cues.quantization.text) if cues.quantization is not None else None

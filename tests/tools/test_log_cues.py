@@ -117,3 +117,10 @@ def test_an_engine_beside_training_words_is_not_a_server():
     assert log_cues("GRPO training with vllm colocated: CUDA out of memory").serving is None
     assert log_cues("vllm serve Qwen/Qwen2-7B", "per_device_train_batch_size: 2\n").serving is None
     assert log_cues("from trl.vllm_utils import x\nCUDA out of memory").serving is None   # a module, not the engine
+
+
+def test_device_map_functions_and_words():
+    assert log_cues("model = dispatch_model(model, device_map=dm)").device_map is not None
+    assert log_cues("`infer_auto_device_map` gives decoder = 0").device_map is not None
+    assert log_cues("the device map puts everything on GPU 0").device_map is not None
+    assert log_cues("model.to(device) on one map").device_map is None

@@ -163,3 +163,21 @@ def test_a_vision_language_model_trains_on_one_image_per_sample_unless_told():
     assert vl.images_per_sample == 1 and vl.provenance["images_per_sample"].origin == "default"
     text = assemble_setup(parse_log(""), load_config("model_name_or_path: Qwen/Qwen2.5-7B\nstage: sft\n", "t.yaml"))
     assert text.images_per_sample == 0
+
+
+@pytest.mark.parametrize("words, method", [
+    ("I wanted to finetune the llama-7b model without any PEFT and quantization, OOM on an A100", "full"),
+    ("全参微调 Qwen2-7B 爆显存", "full"),
+    ("full-parameter fine-tuning of Llama-2-13b runs out of memory", "full"),
+    ("finetuning with lora on a 3090 runs out of memory", "lora"),
+])
+def test_the_method_stated_in_words_or_an_adapter_denied(words, method):
+    from ask_oom.tools.log_cues import log_cues
+    from ask_oom.tools.setup_assembly import adapter_method_named
+    from ask_oom.tools.training_setup import TrainingSetup
+
+    setup = adapter_method_named(TrainingSetup(), log_cues(words))
+    assert setup.method == method and setup.provenance["method"].origin == "log"
+    # a config's method stands
+    stated = TrainingSetup().with_fact("method", "lora", "config", "train.yaml")
+    assert adapter_method_named(stated, log_cues(words)).method == "lora"

@@ -30,7 +30,9 @@ LORA_RANK_KEYS = ("lora_rank", "lora_r", "r")
 # what-if or a fix finds the user's own spelling of a setting.
 FIELD_KEYS: dict[str, tuple[str, ...]] = {
     "seq_len": SEQ_LEN_KEYS,
-    "micro_batch": ("per_device_train_batch_size", "micro_batch_size", "train_micro_batch_size_per_gpu", "batch_size"),
+    # HF TrainingArguments, axolotl / litgpt, DeepSpeed (its config print too), plain scripts, OpenRLHF
+    "micro_batch": ("per_device_train_batch_size", "micro_batch_size", "train_micro_batch_size_per_gpu", "batch_size",
+                    "micro_train_batch_size"),
     "eval_batch": ("per_device_eval_batch_size", "eval_batch_size"),
     "grad_accum": ("gradient_accumulation_steps", "gradient_accumulation"),
     "gradient_checkpointing": ("gradient_checkpointing", "activation_checkpointing"),

@@ -13,7 +13,7 @@ from ..config_values import count, int_any, truthy
 from ..frameworks import FRAMEWORKS
 from ..model_resolver import apply_checkpoint_quantization, resolve_model_name
 from ..training_setup import TrainingSetup
-from .keys import LORA_RANK_KEYS, MODEL_NAME_KEYS, SEQ_LEN_KEYS
+from .keys import FIELD_KEYS, LORA_RANK_KEYS, MODEL_NAME_KEYS, SEQ_LEN_KEYS
 from .schema import ConfigDocument
 
 # HF TrainingArguments.optim → the calculator's optimizer families (state bytes differ per family).
@@ -125,7 +125,7 @@ def apply_config_to_setup(doc: ConfigDocument, setup: TrainingSetup) -> Training
         b.default("optimizer", "adamw", "TrainingArguments.optim default adamw_torch")
 
     # batch and schedule
-    mb_key = next((k for k in ("per_device_train_batch_size", "batch_size", "micro_train_batch_size") if count(s.get(k))), None)
+    mb_key = next((k for k in FIELD_KEYS["micro_batch"] if count(s.get(k))), None)
     if mb_key:
         b.config("micro_batch", count(s[mb_key]), mb_key)
     elif is_swift:

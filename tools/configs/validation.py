@@ -39,7 +39,7 @@ _TOKENS = Rule("a length in tokens (at least 1)", 1, 1 << 24)
 _RANK = Rule("a LoRA rank (at least 1)", 1, 1 << 16)
 _PIXELS = Rule("a pixel count (at least 1)", 1, 1 << 32)
 RULES: dict[str, Rule] = {
-    **dict.fromkeys((*FIELD_KEYS["micro_batch"], *FIELD_KEYS["eval_batch"], "micro_train_batch_size",
+    **dict.fromkeys((*FIELD_KEYS["micro_batch"], *FIELD_KEYS["eval_batch"],
                      "train_batch_size", "global_batch_size"), _BATCH),
     **dict.fromkeys((*FIELD_KEYS["grad_accum"], "eval_accumulation_steps", "grad_accumulation_steps"), _STEPS),
     **dict.fromkeys((*SEQ_LEN_KEYS, "max_source_length", "max_target_length", "max_model_len"), _TOKENS),
