@@ -193,6 +193,8 @@ class LogCues(BaseModel):
                                                               "any PEFT\")")
     comparable_worked: Cue | None = Field(default=None, description="the user says the same run worked with other "
                                                                     "models of its kind")
+    training: Cue | None = Field(default=None, description="the first sign of training in the log (else the config): its "
+                                                           "words, methods, steps")
     serving: Cue | None = Field(default=None, description="an inference engine or server named in a text that says "
                                                           "nothing of training")
     engine: str | None = Field(default=None, description="the log parser's name of that engine, where it has one")
@@ -246,7 +248,9 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
                     gpu_models.append(name)
     if adapters is not None and _INFERENCE.search(text[:MAX_SCAN]):
         adapters = None   # an adapter loaded to run the model: the weights are all there is, not a training step
-    serving, engine = _serving(text[:MAX_SCAN], (config_text or "")[:MAX_SCAN])
+    trained = _first(_TRAINING, text[:MAX_SCAN], (config_text or "")[:MAX_SCAN])
+    training = trained[0] if trained is not None else None
+    serving, engine = (None, None) if training is not None else _serving(text[:MAX_SCAN], (config_text or "")[:MAX_SCAN])
     if vision is None and config_text:
         m = _VISION.search(config_text[:MAX_SCAN])
         if m is not None:
@@ -254,7 +258,7 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
     return LogCues(phase=phase, phase_cue=phase_cue, quantization=quant, dtype_error=dtype, device_map=device_map,
                    vision=vision, kv_cache=kv, startup_free=startup, runtime_oom=runtime, index_error=index_error, failure=failure, imbalance=imbalance, zero3_sub_group=sub_group,
                    method_contrast=contrast, gpu_models=gpu_models,
-                   adapters=adapters, full_tuning=full, comparable_worked=worked, serving=serving, engine=engine)
+                   adapters=adapters, full_tuning=full, comparable_worked=worked, training=training, serving=serving, engine=engine)
 
 
 def _adapter_named(line: str) -> bool:
@@ -262,18 +266,21 @@ def _adapter_named(line: str) -> bool:
     return any(not _DENIED.search(line[max(0, m.start() - 24):m.start()]) for m in _ADAPTERS.finditer(line))
 
 
-def _serving(text: str, config_text: str) -> tuple[Cue | None, str | None]:
-    """The first inference engine the log (else the config) names, when neither speaks of training."""
-    if _TRAINING.search(text) or _TRAINING.search(config_text):
-        return None, None
+def _first(pattern: re.Pattern, text: str, config_text: str) -> tuple[Cue, re.Match] | None:
+    """The line of the first match in the log, else in the config (its text marked "config: "), and the match."""
     for where, body in (("", text), ("config: ", config_text)):
-        m = _ENGINE.search(body)
+        m = pattern.search(body)
         if m is not None:
             start = body.rfind("\n", 0, m.start()) + 1
-            line = body[start:].split("\n", 1)[0]
-            cue = _cue(body.count("\n", 0, m.start()) + 1, line)
-            return cue.model_copy(update={"text": where + cue.text}), SERVING_ENGINES[m.group(1).lower()]
-    return None, None
+            cue = _cue(body.count("\n", 0, m.start()) + 1, body[start:].split("\n", 1)[0])
+            return cue.model_copy(update={"text": where + cue.text}), m
+    return None
+
+
+def _serving(text: str, config_text: str) -> tuple[Cue | None, str | None]:
+    """The first inference engine the log (else the config) names, with the name the log parser gives it."""
+    found = _first(_ENGINE, text, config_text)
+    return (found[0], SERVING_ENGINES[found[1].group(1).lower()]) if found is not None else (None, None)
 
 
 def startup_free_numbers(cue: Cue) -> tuple[float, float, float, float] | None:

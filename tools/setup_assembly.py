@@ -108,6 +108,19 @@ def adapter_method_named(setup: TrainingSetup, cues: LogCues | None) -> Training
     return setup.with_fact("method", "lora", "log", where)
 
 
+def workload_named(setup: TrainingSetup, cues: LogCues | None) -> TrainingSetup:
+    """A paste with no sign of training anywhere (no train/fine-tune/LoRA/optimizer/epoch words in the log or config,
+    no method or workload stated) runs a model: its step is sized as inference (the weights and one forward pass), shown as
+    an assumption. Training leaves words in every log (train.py, trainer frames, loss and epoch lines)."""
+    if cues is None or cues.training is not None:
+        return setup
+    for field in ("workload", "method"):
+        said = setup.provenance.get(field)
+        if said is not None and said.origin != "default":
+            return setup
+    return setup.with_fact("workload", "eval", "default", "nothing in the paste speaks of training: sized as inference")
+
+
 def _images_of_a_vision_model(setup: TrainingSetup) -> TrainingSetup:
     """A vision-language model trains on images: with no count stated, one per sample (shown as an assumption), so
     the vision tower and its visual tokens are sized rather than left out."""

@@ -181,3 +181,18 @@ def test_the_method_stated_in_words_or_an_adapter_denied(words, method):
     # a config's method stands
     stated = TrainingSetup().with_fact("method", "lora", "config", "train.yaml")
     assert adapter_method_named(stated, log_cues(words)).method == "lora"
+
+
+def test_a_paste_without_any_sign_of_training_is_sized_as_inference():
+    from ask_oom.tools.log_cues import log_cues
+    from ask_oom.tools.setup_assembly import workload_named
+    from ask_oom.tools.training_setup import TrainingSetup
+
+    served = "python cli_demo.py --model Qwen2-7B\ntorch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.\n"
+    setup = workload_named(TrainingSetup(), log_cues(served))
+    assert setup.workload == "eval" and setup.provenance["workload"].origin == "default"   # shown as an assumption
+    trained = served.replace("cli_demo.py", "train.py")
+    assert workload_named(TrainingSetup(), log_cues(trained)).workload == "train"
+    assert workload_named(TrainingSetup(), log_cues(served, "num_train_epochs: 3\n")).workload == "train"
+    stated = TrainingSetup().with_fact("method", "lora", "config", "train.yaml")
+    assert workload_named(stated, log_cues(served)).workload == "train"
