@@ -18,7 +18,7 @@ MAX_SCAN = 2 * 1024 * 1024  # a description is short; read at most its first 2 M
 
 # ASCII-only boundaries: in Unicode mode \b sees no boundary between a Chinese character and "OOM".
 # Apple Metal (MLX, PyTorch MPS) reports "Command buffer execution failed: Insufficient Memory (...ErrorOutOfMemory)".
-_GPU = re.compile(r"(?<![A-Za-z])OOM(?![A-Za-z])|out[ -]of[ -](?:GPU[ -]|CUDA[ -]|device[ -]|video[ -])?memory|Insufficient Memory|ErrorOutOfMemory|显存(?:不足|溢出|不够|爆|占满|炸|超了|超出)|(?:爆|炸|超|超过|超出)显存"
+_GPU = re.compile(r"(?<![A-Za-z])OOM(?![A-Za-z])|out[ -]of[ -](?:GPU[ -]|CUDA[ -]|device[ -]|video[ -])?memory|Insufficient Memory|ErrorOutOfMemory|显存.{0,4}?(?:不足|溢出|不够|爆|占满|炸|超了|超出)|(?:爆|炸|超|超过|超出)显存"
                   # memory said to overflow, or to be what a run ran into ("crashes due to memory overflow", "runs into
                   # memory issues")
                   r"|\bmemory\s{1,2}overflow\w{0,3}|\b(?:runs?|ran|running|run)\s{1,2}into\s{1,2}(?:GPU\s|CUDA\s)?memory\s{1,2}(?:issues?|problems?|errors?)"
@@ -31,6 +31,14 @@ _MEMORY_FAILS = re.compile(r"\b(?:memory|VRAM)\s{0,2}(?:consumption|usage|use|fo
 # "batch can only be set to 1": the memory limit stated by the largest batch that still runs
 _BATCH_ONE = re.compile(r"batch[_ ]?(?:size)?\s{0,3}(?:只能(?:设置到|设置为|设为|开到|是|用)?|can only be(?: set to)?|only (?:fits|works|runs)(?: at| with)?)"
                         r"\s{0,3}1(?!\d)", re.IGNORECASE)
+# GPU memory said to be used in excess, with no failure: "Llama uses significantly more memory in 4.38", "rank-0 GPU
+# consumes extra 870 MiB", "image_features occupy a huge amount of GPU memory", "调用显存占40g". Asked of a memory
+# troubleshooter, that use is the problem.
+_EXCESS = r"(?:more|extra|huge|excessive|significantly|too much|much more|a lot of|lots of|far more|way more|twice|double)"
+_USE = r"(?:uses?|using|used|consum\w{0,4}|occup\w{0,4}|takes?|taking|allocat\w{0,5}|requires?|needs?|eats?)"
+_COMPLAINT = re.compile(r"\b" + _USE + r"\b.{0,40}?\b" + _EXCESS + r"\b.{0,30}?\b(?:GPU\s|CUDA\s|video\s)?(?:memory|VRAM)\b"
+                        r"|显存.{0,6}?(?:占用?了?|用了|需要|要)\s?\d{1,3}(?:\.\d)?\s?[gG]|显存.{0,8}?(?:很大|太大|更多|多了|翻倍|变大|大很多|高很多)",
+                        re.IGNORECASE)
 _RAM_FAILS = re.compile(r"\b(?:RAM|host memory|CPU memory|system memory)\s{0,2}(?:consumption|usage|use|footprint)?\b.{0,160}?" + _FAILS,
                         re.IGNORECASE)
 # Apple silicon: the GPU shares the Mac's unified memory (MLX, PyTorch MPS, Metal)
@@ -49,7 +57,7 @@ _HOST = re.compile(r"(?<!显)内存.{0,20}(?:不足|占满|爆|溢出|不够|超
                    r"|" + _KILLED, re.IGNORECASE)
 _KILLED_SAID = re.compile(_KILLED, re.IGNORECASE)
 _GROWTH = re.compile(r"\bkeeps?\s{0,2}(?:increasing|growing|rising)|\b(?:increas|grow)\w{0,4}\s{0,2}(?:from|over|steadily|gradually|until|each|every)"
-                     r"|memory leak|(?:不断|持续|逐渐|一直)在?(?:增加|增长|上涨|升高|上升|涨)|无限增加|越来越(?:大|多|高)",
+                     r"|memory leak|\bleaks?\s{1,2}(?:GPU\s|CUDA\s)?memory|(?:不断|持续|逐渐|一直)在?(?:增加|增长|上涨|升高|上升|涨)|无限增加|越来越(?:大|多|高)",
                      re.IGNORECASE)
 # Something accumulated across steps (a loss summed with its graph, kept tensors) grows until OOM; accumulating
 # predictions or logits is the evaluation loop's own mechanism (eval_accumulation), not growth across steps.
@@ -162,7 +170,8 @@ def described_oom(text: str) -> DescribedOOM | None:
     kept = None   # evaluation outputs said to be kept
     for lineno, line in numbered_lines(text[:MAX_SCAN]):
         line = line[:2000]
-        if gpu is None and (_GPU.search(line) or _MEMORY_FAILS.search(line) or _BATCH_ONE.search(line)) and is_prose(line):
+        if gpu is None and (_GPU.search(line) or _MEMORY_FAILS.search(line) or _BATCH_ONE.search(line)
+                            or _COMPLAINT.search(line)) and is_prose(line):
             gpu = (lineno, line.strip())
         if kept is None and _KEPT_OUTPUTS.search(line):
             kept = (lineno, line.strip())
