@@ -80,3 +80,8 @@ SERVING_ENGINES: dict[str, str | None] = {
     "text-generation-webui": None, "oobabooga": None, "mlc-llm": None, "mlc_llm": None, "xinference": None,
     "fastchat.serve": None, "model_worker": None, "localai": None, "lm studio": None,
 }
+
+# Evaluation harnesses: they score batch by batch and keep no logits across batches (no Trainer evaluation loop), so
+# an evaluation that runs out in one is a batch of inference too large or too long (auto batch sizes probe the largest).
+EVAL_HARNESSES: tuple[str, ...] = ("lm-evaluation-harness", "lm_eval", "lm-eval", "lighteval", "opencompass", "vlmevalkit",
+                                   "lmms-eval", "lmms_eval", "evalscope", "simple-evals", "bigcode-evaluation-harness")

@@ -10,7 +10,7 @@ import re
 
 from pydantic import BaseModel, Field
 
-from .frameworks import SERVING_ENGINES
+from .frameworks import EVAL_HARNESSES, SERVING_ENGINES
 from .gpus import DATACENTER_GPU_PATTERN
 from .log_parser.lines import numbered_lines
 
@@ -151,6 +151,8 @@ _INFERENCE = re.compile(r"(?<![A-Za-z])(?:inference|infer|serving|generate\(|做
 # of a trainer does not.
 _ENGINE = re.compile(r"(?<![A-Za-z_/.-])(" + "|".join(re.escape(name) for name in sorted(SERVING_ENGINES, key=len, reverse=True))
                      + r")(?![A-Za-z_])", re.IGNORECASE)
+_HARNESS = re.compile(r"(?<![A-Za-z_])(" + "|".join(re.escape(name) for name in sorted(EVAL_HARNESSES, key=len, reverse=True))
+                      + r")(?![A-Za-z_])", re.IGNORECASE)
 # Any sign of a training run: its words, methods and steps (then an engine named is a trainer's rollout engine or an
 # aside, not a server).
 _TRAINING = re.compile(r"(?<![A-Za-z])(?:train\w{0,5}|fine-?tun\w{0,4}|finetun\w{0,4}|sft|q?lora|grpo|ppo|dpo|orpo|kto|rlhf|"
@@ -198,6 +200,7 @@ class LogCues(BaseModel):
     serving: Cue | None = Field(default=None, description="an inference engine or server named in a text that says "
                                                           "nothing of training")
     engine: str | None = Field(default=None, description="the log parser's name of that engine, where it has one")
+    harness: Cue | None = Field(default=None, description="an evaluation harness named (lm-eval, OpenCompass, VLMEvalKit, ...)")
 
 
 def log_cues(text: str, config_text: str | None = None) -> LogCues:
@@ -248,6 +251,7 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
                     gpu_models.append(name)
     if adapters is not None and _INFERENCE.search(text[:MAX_SCAN]):
         adapters = None   # an adapter loaded to run the model: the weights are all there is, not a training step
+    harnessed = _first(_HARNESS, text[:MAX_SCAN], (config_text or "")[:MAX_SCAN])
     trained = _first(_TRAINING, text[:MAX_SCAN], (config_text or "")[:MAX_SCAN])
     training = trained[0] if trained is not None else None
     serving, engine = (None, None) if training is not None else _serving(text[:MAX_SCAN], (config_text or "")[:MAX_SCAN])
@@ -258,7 +262,8 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
     return LogCues(phase=phase, phase_cue=phase_cue, quantization=quant, dtype_error=dtype, device_map=device_map,
                    vision=vision, kv_cache=kv, startup_free=startup, runtime_oom=runtime, index_error=index_error, failure=failure, imbalance=imbalance, zero3_sub_group=sub_group,
                    method_contrast=contrast, gpu_models=gpu_models,
-                   adapters=adapters, full_tuning=full, comparable_worked=worked, training=training, serving=serving, engine=engine)
+                   adapters=adapters, full_tuning=full, comparable_worked=worked, training=training, serving=serving, engine=engine,
+                   harness=harnessed[0] if harnessed is not None else None)
 
 
 def _adapter_named(line: str) -> bool:

@@ -739,3 +739,20 @@ def test_a_neighbours_vote_for_the_cause_the_phase_already_names_is_its_own_rule
     assert ("generation_kv_cache", "similar_case_phase_agrees") in names
     assert ("weights_exceed_gpu", "similar_case_primary") in names
     assert votes_beside_the_phase(signals[1:]) == signals[1:]          # no phase prior: votes unchanged
+
+
+def test_an_evaluation_harness_is_a_batch_of_inference_not_the_trainers_accumulation():
+    from ask_oom.tools.log_cues import log_cues
+    from ask_oom.tools.root_causes.phase import phase_and_operation
+
+    log = ("lm_eval --model hf --model_args pretrained=Qwen/Qwen1.5-7B-Chat --tasks mmlu --batch_size 32\n"
+           "Running loglikelihood requests\n"
+           "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.\n")
+    report = parse_log(log).model_copy(update={"phase": "evaluation"})
+    names = {(s.label.value, s.name, s.kind.value) for s in phase_and_operation(report, None, cues=log_cues(log))}
+    assert ("batch_too_large", "phase_evaluation_harness", "support") in names
+    assert ("eval_accumulation", "harness_keeps_no_logits", "discount") in names
+    assert not any(n == "phase_evaluation" for _, n, _ in names)
+    # the Trainer's own evaluation keeps its prior
+    plain = {s.name for s in phase_and_operation(report, None, cues=log_cues("trainer.evaluate()\n"))}
+    assert "phase_evaluation" in plain and "phase_evaluation_harness" not in plain

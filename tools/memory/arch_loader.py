@@ -21,7 +21,7 @@ KNOWN_TEXT_TYPES = {
     "llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen2_moe", "qwen3_moe", "gemma", "gemma2", "gemma3_text",
     "phi", "phi3", "deepseek_v2", "deepseek_v3", "olmoe", "baichuan", "chatglm", "glm", "glm4", "internlm2",
     "yi", "codellama", "starcoder2", "falcon", "gpt_neox", "olmo", "olmo2", "cohere", "granite",
-    "qwen2_vl", "qwen2_5_vl", "kimi_vl", "bloom", "opt", "gpt2",
+    "qwen2_vl", "qwen2_5_vl", "kimi_vl", "bloom", "opt", "gpt2", "gpt_oss",
 }
 # The pre-LLaMA decoders (GPT-2, OPT, BLOOM): LayerNorm, a plain two-matrix MLP and biases everywhere, tied embeddings.
 CLASSIC_TYPES = {"bloom", "opt", "gpt2"}
@@ -134,7 +134,11 @@ def arch_from_config(cfg: dict, name: str | None = None) -> ModelArch:
     if text_type == "phi3":
         extra["fused_qkv"] = True
     # mixture of experts
-    if text_type == "mixtral":
+    if text_type == "gpt_oss":
+        # transformers' GptOss: biased q/k/v/o projections, one learned sink logit per head, biased experts and router
+        fields.update(attention_bias=True, mlp_bias=True)
+        extra.update(attention_sinks=True, router_bias=True)
+    if text_type in ("mixtral", "gpt_oss"):   # gpt-oss: num_local_experts gated MLPs of intermediate_size each
         fields.update(num_experts=int(text.get("num_local_experts", 8)), num_experts_per_tok=int(text.get("num_experts_per_tok", 2)),
                       moe_intermediate_size=inter)
     elif text_type in ("qwen2_moe", "qwen3_moe"):

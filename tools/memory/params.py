@@ -81,6 +81,8 @@ def attention_params(arch: ModelArch) -> int:
         n += 2 * hd
     elif qk_norm == "full":
         n += q + kv
+    if arch.extra.get("attention_sinks"):
+        n += arch.num_heads   # gpt-oss: one learned sink logit per head
     return n
 
 
@@ -173,7 +175,7 @@ def count_params(arch: ModelArch) -> ParamCount:
         mi = arch.moe_intermediate_size or arch.intermediate_size
         expert_size = _mlp(h, mi, arch.gated_mlp, arch.mlp_bias)
         experts = n_moe * arch.num_experts * expert_size
-        routers = n_moe * h * arch.num_experts  # router: Linear(h → experts, bias=False)
+        routers = n_moe * (h + int(bool(arch.extra.get("router_bias")))) * arch.num_experts  # Linear(h → experts)
         if arch.model_type in ("qwen2_moe",) and arch.shared_expert_intermediate_size:
             shared = n_moe * _mlp(h, arch.shared_expert_intermediate_size, True, False)
             routers += n_moe * h  # shared_expert_gate: Linear(h → 1)

@@ -13,7 +13,7 @@ from ..units import format_bytes
 from .facts import observed
 from .request_size import gathers_parameters
 from .signals import Signal, discount, support
-from .weights import BF16_BYTES, FULL_SHARDING, THRESHOLDS, Thresholds
+from .weights import BF16_BYTES, FULL_SHARDING, QUOTE_SHORT, THRESHOLDS, Thresholds
 
 # phase → (label, rule name, reason): the causes that live in that phase
 _PHASE_LABELS: dict[str, list[tuple[Label, str, str]]] = {
@@ -47,6 +47,13 @@ def phase_and_operation(report: OOMReport, setup: TrainingSetup | None, multimod
                         cues: LogCues | None = None, th: Thresholds = THRESHOLDS) -> list[Signal]:
     """Priors of the phase, the failing operation and the engine (vLLM), each on the causes that live there."""
     out = _phase_priors(report, setup)
+    if report.phase == "evaluation" and cues is not None and cues.harness is not None:
+        out = [s for s in out if s.name != "phase_evaluation"] + [support(
+            Label.batch_too_large, "phase_evaluation_harness",
+            f"the evaluation runs in a harness (line {cues.harness.line}: {cues.harness.text[:QUOTE_SHORT]}): it scores "
+            "batch by batch and keeps no logits across batches, so one batch of inference (its size, its lengths) ran out"),
+            discount(Label.eval_accumulation, "harness_keeps_no_logits",
+                     "a harness keeps no predictions across batches: the Trainer's accumulation does not happen there")]
     op_line = next((e for e in report.evidence if e.fact == "operation"), None)
     if op_line is not None and _EAGER_LINE.search(op_line.text):
         out.append(support(Label.eager_attention, "eager_line",

@@ -193,6 +193,8 @@ _POINTS: dict[str, float] = {
     "phase_lora_merge": 5,                      # failed while merging LoRA
     "phase_checkpoint_save": 4,                 # failed while saving
     "phase_evaluation": 5,                      # failed in evaluation
+    "phase_evaluation_harness": 3,              # ... in an evaluation harness: one batch of inference
+    "harness_keeps_no_logits": 0.35,            # discount: a harness keeps no logits across batches (no accumulation)
     "phase_generation": 5,                      # failed while generating
     "phase_optimizer_step": 2.5,                # failed in the optimizer step: states
     "phase_optimizer_step_sharding": 1.5,       # ... not sharded enough
