@@ -49,6 +49,7 @@ DATASETS = [REPO.parent / "shared" / "dev-cases", REPO / "evals" / "data" / "dia
             REPO / "evals" / "data" / "diagnosis_corpus_n", REPO / "evals" / "data" / "diagnosis_corpus_o",
             REPO / "evals" / "data" / "diagnosis_corpus_p", REPO / "evals" / "data" / "diagnosis_corpus_q",
             REPO / "evals" / "data" / "diagnosis_corpus_r", REPO / "evals" / "data" / "diagnosis_corpus_s",
+            REPO / "evals" / "data" / "diagnosis_corpus_t", REPO / "evals" / "data" / "diagnosis_corpus_u",
             REPO / "evals" / "data" / "diagnosis_fresh3",
             REPO / "evals" / "data" / "diagnosis_fresh4", REPO / "evals" / "data" / "diagnosis_fresh5",
             REPO / "evals" / "data" / "diagnosis_fresh6", REPO / "evals" / "data" / "diagnosis_fresh7",
@@ -60,7 +61,7 @@ TARGET_SETS = ("dev-cases", "diagnosis", "diagnosis_extra", "diagnosis_fresh", "
                "diagnosis_corpus_g", "diagnosis_corpus_h", "diagnosis_corpus_i", "diagnosis_corpus_j",
                "diagnosis_corpus_k", "diagnosis_corpus_l", "diagnosis_corpus_m", "diagnosis_corpus_n",
                "diagnosis_corpus_o", "diagnosis_corpus_p", "diagnosis_corpus_q", "diagnosis_corpus_r",
-               "diagnosis_corpus_s")
+               "diagnosis_corpus_s", "diagnosis_corpus_t", "diagnosis_corpus_u")
 # the folders the weights may be fitted on (evals/fit_weights.py): the dev set, never a held-out one
 DEV_SETS = [d for d in DATASETS if d.name in TARGET_SETS]
 PRIMARY_TARGET, TOP3_TARGET = 0.85, 0.95

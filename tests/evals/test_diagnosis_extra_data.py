@@ -1,5 +1,5 @@
 """The diagnosis sets of our own (evals/data/diagnosis_extra/, diagnosis_fresh/, diagnosis_fresh2/, diagnosis_fresh3/,
-diagnosis_fresh4/, the validation sets diagnosis_fresh5/ to diagnosis_fresh7/, the dev corpora diagnosis_corpus_a/ to diagnosis_corpus_s/, and the held-out project group
+diagnosis_fresh4/, the validation sets diagnosis_fresh5/ to diagnosis_fresh7/, the dev corpora diagnosis_corpus_a/ to diagnosis_corpus_u/, and the held-out project group
 heldout_projects/, *.yaml): real public OOM reports in the format of
 ../shared/dev-cases. These tests keep all of them usable as evaluation sets: every file has the dev-case keys, the
 labels come from the root-cause vocabulary, ids and sources are unique and never overlap the dev cases, the knowledge
@@ -26,6 +26,7 @@ HELD_OUT_SETS = [REPO / "evals" / "data" / name for name in ("diagnosis_extra", 
                                                                  "diagnosis_corpus_k", "diagnosis_corpus_l", "diagnosis_corpus_m",
                                                                  "diagnosis_corpus_n", "diagnosis_corpus_o", "diagnosis_corpus_p",
                                                                  "diagnosis_corpus_q", "diagnosis_corpus_r", "diagnosis_corpus_s",
+                                                                 "diagnosis_corpus_t", "diagnosis_corpus_u",
                                                                  "diagnosis_fresh5",
                                                                  "diagnosis_fresh6", "diagnosis_fresh7", "heldout_projects")]
 KB_CASES = REPO / "kb" / "cases"
