@@ -29,9 +29,11 @@ DEFAULT_MARGIN = Constraints().margin
 RETRIEVAL_MODE = os.environ.get("ASK_OOM_RETRIEVAL_MODE", "fast")  # fast: no torch / embeddings on the CLI path
 
 
-def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = None, mode: str | None = None) -> Diagnosis:
+def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = None, mode: str | None = None,
+             reports: Any = None) -> Diagnosis:
     """One diagnosis for one request. Bad input raises InputError (the CLI's exit 2); nothing else is raised
-    for a tool that cannot help (retrieval, planning): the answer says what is missing instead."""
+    for a tool that cannot help (retrieval, planning): the answer says what is missing instead. `index` is the
+    knowledge base and `reports` the labelled reports (kb.reports.ReportIndex); None loads the shipped ones."""
     from ..tools.log_cues import log_cues
     from ..tools.log_parser import parse_log
     from ..tools.memory_trend import failure_trend
@@ -64,15 +66,18 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
     estimate = _estimate(setup, sized, margin, notes)
     dataset = _dataset(request, doc, setup, estimate, margin) if request.dataset is not None else None
     hits = _retrieve(report, setup, index, settings, mode, notes, request.log_text, trend) if request.retrieve and has_log else []
+    near = _neighbours(request, reports, notes) if request.retrieve and has_log else []
     held, ranks = _reconcile(request, estimate), _ranks(request) if has_log else None
-    signals = collect_signals(report if has_log else None, setup, estimate, hits, trend, cues, held=held, ranks=ranks)
+    signals = collect_signals(report if has_log else None, setup, estimate, hits, trend, cues, held=held, ranks=ranks,
+                              neighbours=near)
     causes = score_signals(signals)
     eager = eager_attention_from_ranking(setup, causes)
     if eager is not None:  # the evidence says eager attention ran: size it, then rank again with that estimate
         setup = eager
         estimate = _estimate(setup, sized, margin, notes)
         held = _reconcile(request, estimate)
-        signals = collect_signals(report if has_log else None, setup, estimate, hits, trend, cues, held=held, ranks=ranks)
+        signals = collect_signals(report if has_log else None, setup, estimate, hits, trend, cues, held=held, ranks=ranks,
+                                  neighbours=near)
         causes = score_signals(signals)
     similar = [similar_case(h, report, setup) for h in hits]
     config = ConfigInfo(name=doc.name, format=doc.format, framework=doc.framework,
@@ -209,6 +214,19 @@ def _retrieve(report: OOMReport, setup: TrainingSetup, index: Any, settings: Any
         raise
     except Exception as exc:  # noqa: BLE001 - retrieval is an aid: the diagnosis stands without it
         _aid_failed(notes, "similar cases unavailable", exc)
+        return []
+
+
+def _neighbours(request: DiagnoseRequest, reports: Any, notes: list[str]) -> list[Any]:
+    """The labelled public reports worded most like the paste (its log, words and config); a failure is a note."""
+    try:
+        if reports is None:
+            from ..kb.reports import load_reports
+
+            reports = load_reports()
+        return list(reports.neighbours(request.log_text + "\n" + (request.config_text or "")))
+    except Exception as exc:  # noqa: BLE001 - like retrieval, an aid: the diagnosis stands without it
+        _aid_failed(notes, "labelled reports unavailable", exc)
         return []
 
 

@@ -134,9 +134,11 @@ def request_for(case: dict, with_title: bool = False):
 def evaluate(cases: list[dict], index=None, with_title: bool = False) -> list[dict]:
     from ask_oom.assistant.agent import diagnose
     from ask_oom.kb.index import CaseIndex
+    from ask_oom.kb.reports import LeaveOwnReportOut, load_reports
     from ask_oom.tools.errors import InputError
 
     index = index if index is not None else CaseIndex.load_or_build()
+    reports = load_reports()
     rows = []
     for case in cases:
         exp = case["expected"]
@@ -145,13 +147,14 @@ def evaluate(cases: list[dict], index=None, with_title: bool = False) -> list[di
         t0 = time.perf_counter()
         request = request_for(case, with_title)
         error = None
+        own = LeaveOwnReportOut(reports, case.get("source"))   # neither its KB thread nor its own labelled report
         try:
-            d = diagnose(request, index=LeaveOwnThreadOut(index, case.get("source")))
+            d = diagnose(request, index=LeaveOwnThreadOut(index, case.get("source")), reports=own)
         except InputError as exc:
             # A config the readers cannot use is a one-line exit 2 in the CLI; a user then pastes the log alone.
             error = f"config not usable ({exc}); diagnosed from the log alone"
             d = diagnose(request.model_copy(update={"config_text": None, "config_name": None}),
-                         index=LeaveOwnThreadOut(index, case.get("source")))
+                         index=LeaveOwnThreadOut(index, case.get("source")), reports=own)
         labels = [c.label for c in d.root_causes]
         ms = (time.perf_counter() - t0) * 1000
         top3 = labels[:3]

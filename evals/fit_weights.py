@@ -8,7 +8,8 @@ labels the case accepts as primary, plus an L2 pull of every weight towards one 
 hand-written table, which was written while reading these cases: a prior from it would leak them into every fold).
 
 Folds are grouped by project (a project's reports never sit on both sides of a fold), so the cross-validated figure
-says how the ranking does on projects it was not fitted on. The figure on the data the weights were fitted on is
+says how the ranking does on projects it was not fitted on. The labelled reports' votes (kb/reports.py) are the one
+signal whose data is the dev corpus itself: they are added per fold from the training projects' reports only. The figure on the data the weights were fitted on is
 printed second; the hand-written table's figure on the same cases (which its author read) third. Calibration: the
 softmax probability of the answer is compared with how often it is right, on the held-out folds (reliability table).
 
@@ -27,7 +28,7 @@ import math
 import re
 import sys
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,6 +57,9 @@ class CaseSignals:
     features: dict[str, dict[str, float]]   # label -> rule -> summed value
     discount: dict[str, float]              # label -> product of discount weights (fixed, not fitted)
     set_name: str = ""
+    # the labelled reports most like this one (project, primary label, similarity), its own thread left out: their
+    # votes are added per fold from the training projects only (with_votes), never from the fold held out
+    neighbours: list[tuple[str, str, float]] = field(default_factory=list)
 
 
 def project_of(case: dict) -> str:
@@ -70,19 +74,22 @@ def collect(cases: list[dict]) -> list[CaseSignals]:
     """Every case through the real pipeline once; its signals grouped by label and rule."""
     from ask_oom.assistant.agent import diagnose
     from ask_oom.kb.index import CaseIndex
+    from ask_oom.kb.reports import ReportIndex, load_reports
     from ask_oom.tools.errors import InputError
     from ask_oom.tools.root_causes.signals import Kind
     from ask_oom.tools.root_causes.weights import DEFAULT_WEIGHTS
 
-    index = CaseIndex.load_or_build(None)
+    index, reports, none = CaseIndex.load_or_build(None), load_reports(), ReportIndex()
     out = []
     for case in cases:
         request = request_for(case)
         own = LeaveOwnThreadOut(index, case.get("source"))   # a report never retrieves its own thread
-        try:
-            d = diagnose(request, index=own)
+        try:   # no labelled-report votes here: they are added per fold (with_votes)
+            d = diagnose(request, index=own, reports=none)
         except InputError:
-            d = diagnose(request.model_copy(update={"config_text": None, "config_name": None}), index=own)
+            d = diagnose(request.model_copy(update={"config_text": None, "config_name": None}), index=own, reports=none)
+        near = reports.neighbours(request.log_text + "\n" + (request.config_text or ""), NEIGHBOUR_POOL,
+                                  skip_source=case.get("source"))
         features: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         discount: dict[str, float] = defaultdict(lambda: 1.0)
         for s in d.signals:
@@ -94,8 +101,30 @@ def collect(cases: list[dict]) -> list[CaseSignals]:
         exp = case["expected"]
         out.append(CaseSignals(str(case.get("id")), project_of(case), list(exp.get("primary_any_of") or []),
                                list(exp.get("top3_must_include") or []),
-                               {k: dict(v) for k, v in features.items()}, dict(discount), case["_set"]))
+                               {k: dict(v) for k, v in features.items()}, dict(discount), case["_set"],
+                               [(n.project, n.label, n.similarity) for n in near]))
     return out
+
+
+NEIGHBOUR_POOL = 60   # neighbours kept per case, so NEIGHBOURS remain after leaving a fold's projects out
+VOTES = "labelled_report_votes"
+
+
+def with_votes(row: CaseSignals, allowed: set[str] | None = None) -> CaseSignals:
+    """`row` with the votes of its nearest labelled reports (kb.reports.NEIGHBOURS of them) from the `allowed`
+    projects (None: all), never its own project: as the product weighs them for a report of a new project."""
+    from ask_oom.kb.reports import NEIGHBOURS
+
+    near = [(label, sim) for project, label, sim in row.neighbours
+            if project != row.project and (allowed is None or project in allowed) and sim > 0][:NEIGHBOURS]
+    total = sum(sim for _, sim in near)
+    if not near or total <= 0:
+        return row
+    features = {label: dict(feats) for label, feats in row.features.items()}
+    for label, sim in near:
+        features.setdefault(label, {})
+        features[label][VOTES] = features[label].get(VOTES, 0.0) + sim / total
+    return replace(row, features=features)
 
 
 def grouped_folds(rows: list[CaseSignals], k: int) -> list[list[int]]:
@@ -204,12 +233,13 @@ def cross_validate(rows: list[CaseSignals], rules: list[str], k: int, prior: dic
     fitter = Fitter(rules, prior)
     for fi, fold in enumerate(grouped_folds(rows, k)):
         held = set(fold)
-        train = [r for i, r in enumerate(rows) if i not in held]
+        seen = {r.project for i, r in enumerate(rows) if i not in held}
+        train = [with_votes(r, seen) for i, r in enumerate(rows) if i not in held]
         l2, temperature = choose_hyperparameters(train, rules, prior)
         chosen[fi] = {"l2": l2, "temperature": temperature}
         w = fitter.fit(train, l2)
         for i in fold:
-            preds[i] = predict(rows[i], w, temperature=temperature)
+            preds[i] = predict(with_votes(rows[i], seen), w, temperature=temperature)
     return preds, chosen
 
 
@@ -305,11 +335,12 @@ def main(argv: list[str] | None = None) -> int:
     cases = load_cases(DEV_SETS)
     rows = collect(cases)
     hand = dict(HAND_WEIGHTS)
-    rules = sorted({rule for r in rows for feats in r.features.values() for rule in feats})
+    rules = sorted({rule for r in rows for feats in r.features.values() for rule in feats} | {VOTES})
     if args.calibrate_hand:
-        return _calibrate_hand(rows, hand, args)
+        return _calibrate_hand([with_votes(r) for r in rows], hand, args)
     prior = hand if args.prior == "hand" else None
     preds_cv, chosen = cross_validate(rows, rules, args.folds, prior)
+    rows = [with_votes(r) for r in rows]   # the final fit: every other project's reports vote, as in the product
     l2_all, temperature = choose_hyperparameters(rows, rules, prior)
     fitted = Fitter(rules, prior).fit(rows, l2_all)
     preds_in = [predict(r, fitted, temperature=temperature) for r in rows]

@@ -54,6 +54,25 @@ def test_similar_cases_cite_sources_that_exist(index):
         assert all(cid in known for cid in fix.confirmed_by)
 
 
+def test_the_labelled_reports_most_alike_vote_and_are_cited(index):
+    from ask_oom.kb.reports import LabelledReport, ReportIndex, report_terms
+
+    words = "vLLM serve: not enough memory for the KV cache blocks, raise gpu_memory_utilization or lower max_model_len"
+    reports = ReportIndex(reports=[
+        LabelledReport(id=f"r{i}", source=f"https://github.com/org/engine/issues/{i}", project="engine",
+                       labels=["generation_kv_cache"], terms=report_terms(words)) for i in (1, 2)] + [
+        LabelledReport(id="r3", source="https://github.com/org/trainer/issues/3", project="trainer",
+                       labels=["full_ft_model_states"], terms=report_terms("zero3 optimizer states adam full fine-tuning"))])
+    log = words + "\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.\n"
+    d = diagnose(DiagnoseRequest(log_text=log), index=index, reports=reports)
+    votes = [s for s in d.signals if s.name == "labelled_report_votes"]
+    assert [(s.label.value, round(s.value, 3)) for s in votes] == [("generation_kv_cache", 1.0)]
+    assert "org/engine#1" in votes[0].reason and "2 of the 2" in votes[0].reason
+    # an empty corpus adds nothing
+    assert not any(s.name == "labelled_report_votes" for s in diagnose(DiagnoseRequest(log_text=log), index=index,
+                                                                       reports=ReportIndex()).signals)
+
+
 def test_eager_attention_found_in_the_log_is_sized_by_the_calculator(index):
     d = diagnose(seed_request("kimi-vl-a3b"), index=index)
     assert d.setup.attn_implementation == "eager"

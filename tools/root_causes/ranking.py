@@ -41,7 +41,7 @@ from .request_size import (gathers_parameters, request_explained, request_vs_ten
                            zero_partition_request)
 from .scoring import has_evidence, score_signals
 from .signals import Signal, support
-from .similar_cases import similar_case_votes
+from .similar_cases import labelled_report_votes, similar_case_votes
 from .weights import DEFAULT_WEIGHTS, Thresholds, Weights
 
 
@@ -76,9 +76,11 @@ def collect_signals(
     weights: Weights = DEFAULT_WEIGHTS,
     held: Reconciliation | None = None,
     ranks: RankTable | None = None,
+    neighbours: Sequence[Any] | None = None,
 ) -> list[Signal]:
     """Every family's signals for one report, in the order they are weighed (the inputs of `score_signals`).
 
+    `neighbours` are the labelled public reports most like the paste (kb.reports), weighed beside the rest.
     The table matters here only through its thresholds, the choice of each label's best-matching tensor, and whether
     anything spoke at all (else the no-evidence pair is added)."""
     th = weights.thresholds
@@ -89,7 +91,8 @@ def collect_signals(
                    *related_errors(report, memory_error=False),
                    *dtype_support(report, setup, cues, memory_error=False)]
         if any(s.name == "no_failure_shown" for s in signals):
-            signals = votes_beside_the_phase(signals + failure_not_shown(report, setup, estimate, hits, trend, cues, th))
+            signals = votes_beside_the_phase(signals + failure_not_shown(report, setup, estimate, hits, trend, cues, th)
+                                             + labelled_report_votes(neighbours or []))
         return signals
     multimodal = multimodal_reason(report, setup, cues)
     signals: list[Signal] = []
@@ -113,7 +116,9 @@ def collect_signals(
     signals = votes_beside_the_phase(signals)
     if not has_evidence(signals, weights):
         signals += no_specific_evidence()
-    return signals
+    # the labelled reports always speak (they are the nearest of a fixed corpus): weighed beside the evidence, never
+    # in place of the no-evidence pair
+    return signals + labelled_report_votes(neighbours or [])
 
 
 def failure_not_shown(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None,

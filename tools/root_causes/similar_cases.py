@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from ..labels import Label
 from .signals import Signal, support
-from .weights import THRESHOLDS, Thresholds
+from .weights import CITED_REPORTS, THRESHOLDS, Thresholds
 
 _MECHANISM_FACETS = {"phase", "modality"}  # kb.facets facets that tell how memory was spent
+_GITHUB_THREAD = re.compile(r"github\.com/([^/\s]+/[^/\s]+)/(?:issues|pull|discussions)/(\d+)")
 
 
 def similar_case_votes(hits: Iterable[Any], th: Thresholds = THRESHOLDS) -> list[Signal]:
@@ -34,3 +36,30 @@ def similar_case_votes(hits: Iterable[Any], th: Thresholds = THRESHOLDS) -> list
             else:
                 out.append(support(Label(label), "similar_case_secondary", reason, value / th["secondary_label_divisor"]))
     return out
+
+
+def labelled_report_votes(neighbours: Iterable[Any]) -> list[Signal]:
+    """The causes of the labelled public reports worded most like this one (kb/reports.py), each as its share of
+    their summed similarity: "3 of the 5 most alike reports were a KV cache that did not fit" is what an engineer
+    who has read many threads brings. Each report is cited by its source."""
+    near = [n for n in neighbours if n.similarity > 0]
+    total = sum(n.similarity for n in near)
+    if not near or total <= 0:
+        return []
+    by_label: dict[str, list[Any]] = {}
+    for n in near:
+        by_label.setdefault(n.label, []).append(n)
+    out: list[Signal] = []
+    for label, group in by_label.items():
+        share = sum(n.similarity for n in group) / total
+        cited = ", ".join(_thread(n.source) for n in group[:CITED_REPORTS])
+        out.append(support(Label(label), "labelled_report_votes",
+                           f"{len(group)} of the {len(near)} labelled public reports most like this one had "
+                           f"{label.replace('_', ' ')} ({cited})", share))
+    return out
+
+
+def _thread(source: str) -> str:
+    """owner/repo#n for a GitHub issue, pull request or discussion, else the address as given."""
+    m = _GITHUB_THREAD.search(source)
+    return f"{m.group(1)}#{m.group(2)}" if m else source

@@ -243,6 +243,7 @@ _POINTS: dict[str, float] = {
     "similar_case_primary": 1.2,                # a retrieved case's primary label
     "similar_case_phase_agrees": 0.5,           # ... for the cause the failing phase already names (same words)
     "similar_case_secondary": 1.2,              # its next labels (value divided by secondary_label_divisor)
+    "labelled_report_votes": 3.0,               # x share: causes of the labelled public reports most like this one
     # ranking: nothing else spoke
     "no_evidence_batch": 0.5,                   # the per-step activations (micro-batch) are the usual suspect
     "no_evidence_length": 0.4,                  # ... and the sequence length
@@ -394,6 +395,7 @@ LARGE_VOCABS = (102400, 125696, 128256, 129280, 151936, 152064, 256000)
 QUOTE_SHORT, QUOTE_MEDIUM, QUOTE_SAID, QUOTE_LONG = 60, 80, 90, 120
 DEEPSPEED_SUB_GROUP_SIZE = 1_000_000_000       # DeepSpeed zero_optimization.sub_group_size default (ZeRO-3)
 LISTED_ITEMS = 4                                # processes / GPU models named in one reason
+CITED_REPORTS = 3                               # labelled reports cited by source in one reason
 
 
 @dataclass(frozen=True)

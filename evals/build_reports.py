@@ -1,0 +1,60 @@
+"""Write kb/reports.json, the labelled reports the diagnosis weighs as neighbours, from the dev sets only.
+
+Each report keeps its source thread, its project, the causes its thread accepts (primary first) and the words of what
+the product is given for it (the user's words, the log and the config, as diagnosis_benchmark.request_for passes them).
+Held-out and validation sets are never read here, so their figures stay a measure of reports nobody has seen.
+
+    python evals/build_reports.py [--check]
+
+`--check` exits 1 when the shipped file differs from a fresh build (the tests run the same comparison).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "evals"))
+
+from diagnosis_benchmark import DEV_SETS, load_cases, request_for  # noqa: E402
+from fit_weights import project_of  # noqa: E402
+
+from ask_oom.kb.reports import REPORTS_PATH, LabelledReport, ReportIndex, report_terms  # noqa: E402
+
+
+def report_text(case: dict) -> str:
+    """What the product reads of a case: the log text it is given, then its config."""
+    request = request_for(case)
+    return request.log_text + "\n" + (request.config_text or "")
+
+
+def build(cases: list[dict] | None = None) -> ReportIndex:
+    """The index of the dev sets' reports (or of `cases`)."""
+    cases = load_cases(DEV_SETS) if cases is None else cases
+    return ReportIndex(reports=[
+        LabelledReport(id=str(c["id"]), source=str(c.get("source") or ""), project=project_of(c),
+                       labels=list(c["expected"]["primary_any_of"]), terms=report_terms(report_text(c)))
+        for c in cases if c["expected"].get("primary_any_of")])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="compare with the shipped file instead of writing it")
+    args = ap.parse_args(argv)
+    index = build()
+    if args.check:
+        tmp = REPORTS_PATH.with_suffix(".check.json")
+        index.dump(tmp)
+        same = tmp.read_text(encoding="utf-8") == (REPORTS_PATH.read_text(encoding="utf-8") if REPORTS_PATH.is_file() else "")
+        tmp.unlink()
+        print("kb/reports.json is up to date" if same else "kb/reports.json differs from the dev sets: run evals/build_reports.py")
+        return 0 if same else 1
+    index.dump()
+    print(f"wrote {REPORTS_PATH.relative_to(REPO)}: {len(index.reports)} labelled reports")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

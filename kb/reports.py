@@ -1,0 +1,124 @@
+"""Labelled public reports as neighbours: the dev corpus's reports (evals/data, never a held-out or validation set),
+each with its source thread and the cause its thread settled, indexed so a new paste finds the reports worded most
+like it. Their causes are one piece of evidence among the others (tools/root_causes/similar_reports.py): engineers
+read a report the way they remember ones like it.
+
+TF-IDF over words (sublinear term frequency, smoothed idf, L2-normalised; Salton & Buckley 1988) with cosine
+similarity, in pure Python over an inverted index: a warm lookup touches only the reports that share a word.
+`evals/build_reports.py` writes kb/reports.json from the dev sets; a test keeps the file equal to a fresh build.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter, defaultdict
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, PrivateAttr
+
+from .cases import thread_key
+
+REPORTS_PATH = Path(__file__).resolve().parent / "reports.json"
+MAX_TEXT = 20_000          # characters of a paste read for its words (a long log's head says what it is)
+NEIGHBOURS = 10            # reports that vote: cross-validated by project, 8 to 16 do alike (3: -1 point, 20: -1)
+MIN_DF = 2                 # a word in one report only tells nothing about likeness
+# words of three letters or more (identifiers split at punctuation), and runs of Chinese characters
+_TOKEN = re.compile(r"[A-Za-z_]{3,}|[\u4e00-\u9fff]{2,}")
+
+
+def report_terms(text: str) -> dict[str, int]:
+    """Term counts of a paste (lower-cased words, Chinese runs), from its first MAX_TEXT characters."""
+    return dict(Counter(m.group(0).lower() for m in _TOKEN.finditer(text[:MAX_TEXT])))
+
+
+class LabelledReport(BaseModel):
+    """One public report: where it was discussed, the cause its thread settled (first the primary), its words."""
+
+    id: str
+    source: str
+    project: str = Field(description="the repository's name, lower-cased without punctuation (renamed repos match)")
+    labels: list[str] = Field(min_length=1, description="causes the thread accepts, the primary first")
+    terms: dict[str, int]
+
+
+class Neighbour(BaseModel):
+    """A labelled report like the paste, with how alike (cosine similarity, 0 to 1)."""
+
+    id: str
+    source: str
+    project: str
+    label: str
+    similarity: float
+
+
+class ReportIndex(BaseModel):
+    """The labelled reports and their TF-IDF vectors (built on load, not stored)."""
+
+    reports: list[LabelledReport] = Field(default_factory=list)
+    _idf: dict[str, float] = PrivateAttr(default_factory=dict)
+    _postings: dict[str, list[tuple[int, float]]] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, _context) -> None:
+        n = len(self.reports)
+        df: Counter[str] = Counter()
+        for r in self.reports:
+            df.update(r.terms.keys())
+        # scikit-learn's smoothed idf: ln((1 + n) / (1 + df)) + 1
+        self._idf = {t: math.log((1 + n) / (1 + d)) + 1 for t, d in df.items() if d >= MIN_DF}
+        postings: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        for i, r in enumerate(self.reports):
+            vec = self._vector(r.terms)
+            for t, w in vec.items():
+                postings[t].append((i, w))
+        self._postings = dict(postings)
+
+    def _vector(self, terms: dict[str, int]) -> dict[str, float]:
+        vec = {t: (1 + math.log(c)) * self._idf[t] for t, c in terms.items() if t in self._idf and c > 0}
+        norm = math.sqrt(sum(w * w for w in vec.values())) or 1.0
+        return {t: w / norm for t, w in vec.items()}
+
+    def neighbours(self, text: str, k: int = NEIGHBOURS, *, skip_source: str | None = None,
+                   skip_projects: frozenset[str] | set[str] = frozenset()) -> list[Neighbour]:
+        """The k reports most like `text`, best first; `skip_source` leaves a report's own thread out (a report is
+        never its own neighbour) and `skip_projects` whole projects (cross-validation by project)."""
+        query = self._vector(report_terms(text))
+        scores: dict[int, float] = defaultdict(float)
+        for t, w in query.items():
+            for i, dw in self._postings.get(t, ()):
+                scores[i] += w * dw
+        own = thread_key(skip_source) if skip_source else None
+        out: list[Neighbour] = []
+        for i, s in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0])):
+            r = self.reports[i]
+            if (own and thread_key(r.source) == own) or r.project in skip_projects:
+                continue
+            out.append(Neighbour(id=r.id, source=r.source, project=r.project, label=r.labels[0], similarity=round(s, 6)))
+            if len(out) == k:
+                break
+        return out
+
+    def dump(self, path: Path = REPORTS_PATH) -> None:
+        """Write the reports as sorted, one-line-per-report JSON (a stable diff when the corpus grows)."""
+        rows = [json.dumps(r.model_dump(), ensure_ascii=False, sort_keys=True) for r in sorted(self.reports, key=lambda r: r.id)]
+        path.write_text('{"reports": [\n' + ",\n".join(rows) + "\n]}\n", encoding="utf-8")
+
+
+class LeaveOwnReportOut:
+    """The labelled reports as one report sees them when it is measured: its own thread is never its neighbour."""
+
+    def __init__(self, index: ReportIndex, source: str | None):
+        self.index, self.source = index, source
+
+    def neighbours(self, text: str, k: int = NEIGHBOURS) -> list[Neighbour]:
+        return self.index.neighbours(text, k, skip_source=self.source)
+
+
+@lru_cache(maxsize=1)
+def load_reports(path: Path = REPORTS_PATH) -> ReportIndex:
+    """The shipped labelled reports (an empty index when the file is absent: the evidence is then simply missing)."""
+    if not path.is_file():
+        return ReportIndex()
+    return ReportIndex.model_validate(json.loads(path.read_text(encoding="utf-8")))

@@ -1,0 +1,66 @@
+"""The labelled reports: TF-IDF neighbours, leaving a report's own thread and whole projects out, and the shipped
+file kept equal to a build from the dev sets (never a held-out or validation set)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ask_oom.kb.reports import REPORTS_PATH, LabelledReport, LeaveOwnReportOut, ReportIndex, load_reports, report_terms
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _report(rid: str, text: str, label: str, project: str = "proj", source: str | None = None) -> LabelledReport:
+    return LabelledReport(id=rid, source=source or f"https://github.com/o/{project}/issues/{rid}", project=project,
+                          labels=[label], terms=report_terms(text))
+
+
+INDEX = ReportIndex(reports=[
+    _report("1", "vllm serve kv cache gpu_memory_utilization max_model_len out of memory", "generation_kv_cache", "vllm"),
+    _report("2", "vllm kv cache blocks gpu_memory_utilization not enough memory", "generation_kv_cache", "vllm"),
+    _report("3", "deepspeed zero3 optimizer states full fine-tuning out of memory", "full_ft_model_states", "ds"),
+    _report("4", "deepspeed zero2 optimizer states full fine-tuning adam", "full_ft_model_states", "ds"),
+    _report("5", "evaluation nested_concat preds_host logits accumulate memory", "eval_accumulation", "tf"),
+])
+
+
+def test_the_reports_worded_most_alike_come_first():
+    near = INDEX.neighbours("vLLM: not enough memory for the kv cache, raise gpu_memory_utilization", k=3)
+    assert [n.label for n in near[:2]] == ["generation_kv_cache", "generation_kv_cache"]
+    assert near[0].similarity >= near[1].similarity > 0 and len(near) <= 3
+
+
+def test_a_report_is_never_its_own_neighbour_and_projects_can_be_left_out():
+    text = "vllm serve kv cache gpu_memory_utilization max_model_len out of memory"
+    own = INDEX.neighbours(text, skip_source="https://github.com/o/vllm/issues/1/")   # URL forms of one thread match
+    assert "1" not in [n.id for n in own] and "2" in [n.id for n in own]
+    assert all(n.project != "vllm" for n in INDEX.neighbours(text, skip_projects={"vllm"}))
+    assert [n.id for n in LeaveOwnReportOut(INDEX, "https://github.com/o/vllm/issues/1").neighbours(text)][0] == "2"
+
+
+def test_words_no_report_shares_find_nothing():
+    assert INDEX.neighbours("zzz qqq xyzzy") == [] and ReportIndex().neighbours("kv cache") == []
+
+
+def test_the_shipped_reports_are_a_fresh_build_of_the_dev_sets(tmp_path):
+    sys.path.insert(0, str(REPO / "evals"))
+    from build_reports import build
+
+    fresh = tmp_path / "reports.json"
+    build().dump(fresh)
+    assert fresh.read_text(encoding="utf-8") == REPORTS_PATH.read_text(encoding="utf-8"), \
+        "kb/reports.json is stale: run python evals/build_reports.py"
+
+
+def test_no_held_out_or_validation_report_is_shipped():
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe")
+    shipped = {r["source"] for r in json.loads(REPORTS_PATH.read_text(encoding="utf-8"))["reports"]}
+    for name in ("heldout_projects", "diagnosis_fresh3", "diagnosis_fresh4", "diagnosis_fresh5", "diagnosis_fresh6",
+                 "diagnosis_fresh7"):
+        for path in (REPO / "evals" / "data" / name).glob("*.yaml"):
+            assert yaml.load(path.read_text(encoding="utf-8")).get("source") not in shipped, path.name
+    assert len(load_reports().reports) == len(shipped) >= 500
