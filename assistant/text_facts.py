@@ -9,6 +9,8 @@ from itertools import islice
 
 from ..tools.described_oom import is_prose
 from ..tools.gpus import lookup_gpu
+from ..tools.log_cues import FULL_SAID, adapter_named
+from ..tools.root_causes.weights import QUOTE_SHORT
 from ..tools.log_parser.lines import numbered_lines
 from ..tools.training_setup import TrainingSetup
 from .intent_hardware import hardware_intent
@@ -27,8 +29,6 @@ _BATCH = re.compile(r"(?<![A-Za-z_])(?:bs|batch[ _]?size|micro[ _]?batch(?:[ _]?
 _HOST_RAM = re.compile(r"(\d{1,4}(?:\.\d)?)\s{0,2}(T|G)i?B?\s{0,3}(?:of\s{1,3})?(?:host\s{1,3}|system\s{1,3}|CPU\s{1,3})?"
                        r"(?:内存|RAM\b|memory\s{0,2}\(?RAM|host memory)", re.IGNORECASE)
 _QLORA = re.compile(r"(?<![A-Za-z])q-?lora(?![A-Za-z])", re.IGNORECASE)
-_LORA = re.compile(r"(?<![A-Za-z])lora(?![A-Za-z])", re.IGNORECASE)
-_FULL = re.compile(r"full[- ](?:fine-?tun\w*|parameter\w*|ft|sft)|全参|全量微调", re.IGNORECASE)
 
 
 def prose_lines(text: str) -> list[str]:
@@ -83,13 +83,16 @@ def text_facts(setup: TrainingSetup, text: str) -> TrainingSetup:
     if b and _unsaid(setup, "micro_batch") and 1 <= int(b.group(1)) <= 4096:
         setup = setup.with_fact("micro_batch", int(b.group(1)), "user", f"the text: {b.group(0).strip()}")
     if _unsaid(setup, "method"):
-        if (q := _QLORA.search(words)) is not None:
+        # adapters named and not denied ("without any LoRA"), else full fine-tuning stated: log_cues' own tests
+        named = [line for line in words.splitlines() if adapter_named(line)]
+        adapted = named[0] if named else None
+        if (q := next((m for line in named if (m := _QLORA.search(line))), None)) is not None:
             setup = setup.with_fact("method", "qlora", "user", f"the text: {q.group(0)}")
             if setup.quantization_bit is None:
                 setup = setup.with_fact("quantization_bit", 4, "user", f"the text: {q.group(0)} (4-bit)")
-        elif (lo := _LORA.search(words)) is not None:
-            setup = setup.with_fact("method", "lora", "user", f"the text: {lo.group(0)}")
-        elif (f := _FULL.search(words)) is not None:
+        elif adapted is not None:
+            setup = setup.with_fact("method", "lora", "user", f"the text: {adapted[:QUOTE_SHORT]}")
+        elif (f := FULL_SAID.search(words)) is not None:
             setup = setup.with_fact("method", "full", "user", f"the text: {f.group(0)}")
     return setup
 

@@ -135,7 +135,7 @@ _ADAPTERS = re.compile(r"(?<![A-Za-z])(?:q?lora|peft|adalora|adapter(?:_v\d)?(?=
 _DENIED = re.compile(r"(?:\b(?:without|w/o|no|not|non|nor)(?:[ -](?:any|using|use|a|the))?[ -]{1,2}|(?:不用|没用|没有用|不使用|未使用|不是)\s?)$",
                      re.IGNORECASE)
 # Full fine-tuning stated in words ("full-parameter fine-tuning", "full finetune", "全参微调", "全量微调"): every weight trains.
-_FULL_SAID = re.compile(r"(?<![A-Za-z])full[ _-]?(?:fine[ _-]?tun[a-z]{0,5}|finetun[a-z]{0,5}|param[a-z]{0,6}(?: fine[ _-]?tun[a-z]{0,5})?|ft|sft)"
+FULL_SAID = re.compile(r"(?<![A-Za-z])full[ _-]?(?:fine[ _-]?tun[a-z]{0,5}|finetun[a-z]{0,5}|param[a-z]{0,6}(?: fine[ _-]?tun[a-z]{0,5})?|ft|sft)"
                         r"(?![A-Za-z])|全参|全量(?:微调|训练|参数)", re.IGNORECASE)
 
 # The user says the same run worked with another model of its kind ("no issues doing a similar experiment with other
@@ -237,9 +237,9 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
             contrast = _cue(lineno, line)
         if vision is None and _VISION.search(line):
             vision = _cue(lineno, line)
-        if adapters is None and _adapter_named(line):
+        if adapters is None and adapter_named(line):
             adapters = _cue(lineno, line)
-        if full is None and (_FULL_SAID.search(line) or (_ADAPTERS.search(line) and not _adapter_named(line))):
+        if full is None and (FULL_SAID.search(line) or (_ADAPTERS.search(line) and not adapter_named(line))):
             full = _cue(lineno, line)
         if worked is None and _COMPARABLE_WORKED.search(line):
             worked = _cue(lineno, line)
@@ -266,8 +266,9 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
                    harness=harnessed[0] if harnessed is not None else None)
 
 
-def _adapter_named(line: str) -> bool:
-    """Does the line name adapter training, other than to deny it?"""
+def adapter_named(line: str) -> bool:
+    """Does the line name adapter training (LoRA, QLoRA, PEFT, adapter_v2.py), other than to deny it ("without any
+    PEFT", "不用lora")? The user's words (assistant/text_facts.py) are read with the same test."""
     return any(not _DENIED.search(line[max(0, m.start() - 24):m.start()]) for m in _ADAPTERS.finditer(line))
 
 

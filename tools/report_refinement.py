@@ -51,7 +51,7 @@ def refine_report(report: OOMReport, log_text: str, *, cues: LogCues, doc: Confi
     if report.truncated:
         notes.append("the log was larger than the input limit: only its end was read")
     notes.extend(impossible_numbers(report))
-    described = _described(report, log_text)
+    described = _described(report, log_text) if cues.failure is None else None
     if described is not None:
         report = report.model_copy(update={
             "kind": described.kind, "phase": described.phase or report.phase, "model": report.model or described.model,

@@ -127,3 +127,10 @@ def test_an_engine_the_words_name_sets_the_framework_and_a_server_fails_generati
     # a frame that names the phase wins, and training words mean the engine is a trainer's rollout engine
     assert refine("ollama run x\nmodel = AutoModel.from_pretrained(p)\n" + OOM).report.phase == "model_loading"
     assert refine("GRPO training, vllm colocated\n" + OOM).report.phase == "unknown"
+
+
+def test_a_failure_the_log_shows_outranks_an_oom_the_words_suspect():
+    words = "I don't think bs=1, seq_len=64 should lead to OOM on an RTX 3060 Laptop GPU.\n"
+    shown = refine(words + "CUDA error: an illegal memory access was encountered\n")
+    assert shown.report.kind == "not_oom" and shown.described is None
+    assert refine(words).report.kind == "cuda_oom"   # with no failure shown, the words describe one

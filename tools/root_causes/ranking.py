@@ -91,9 +91,8 @@ def collect_signals(
                    *related_errors(report, memory_error=False),
                    *dtype_support(report, setup, cues, memory_error=False)]
         if any(s.name == "no_failure_shown" for s in signals):
-            signals = votes_beside_the_phase(signals + failure_not_shown(report, setup, estimate, hits, trend, cues, th)
-                                             + labelled_report_votes(neighbours or []))
-        return signals
+            signals = votes_beside_the_phase(signals + failure_not_shown(report, setup, estimate, hits, trend, cues, th))
+        return signals + labelled_report_votes(neighbours or [])
     multimodal = multimodal_reason(report, setup, cues)
     signals: list[Signal] = []
     if report.kind == "host_oom":
