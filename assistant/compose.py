@@ -11,6 +11,7 @@ from .reply_texts import help_text, localized
 from .session import SessionState
 from ..tools.units import format_bytes
 from .markdown_text import md_escape_outside_code
+from .message_parts import PASTE_TURNS
 from .what_if import agent_request, verdict_text, what_if_from_config, what_if_markdown
 
 
@@ -38,7 +39,7 @@ def compose_markdown(state: SessionState, kind: str, intents: list[Intent], chan
         said_peak = True
     for n in notes:
         out.append(localized(state, "note", note=md_escape_outside_code(n)))
-    full_report = new_diagnosis and (not had_diagnosis or kind in ("log", "config"))
+    full_report = new_diagnosis and (not had_diagnosis or kind in PASTE_TURNS)
     if d is not None and (full_report or "show_report" in names):
         out.append(_render(d, state.language))
     elif new_diagnosis and d is not None:

@@ -18,7 +18,7 @@ from .diagnosis import DiagnoseRequest, Diagnosis
 from .intent_types import IntentName
 from .intents import Intent, parse_followups
 from .live_probe import run_live_probe
-from .message_parts import MessagePart, split_message, text_files
+from .message_parts import PASTE_TURNS, MessagePart, split_message, text_files
 from .markdown_text import md_escape_outside_code
 from .reply import Action, Reply
 from .reply_texts import action_text, localized, needs, suggestion_actions, suggestions, unknown_action
@@ -186,7 +186,7 @@ class Conversation:
             state.add_turn("assistant", probe_md, "run_probe")
             return self._reply(state, sid, probe_md, "run_probe", intents, show=False)
 
-        kind = "snapshot" if snapshots and not any(p.kind in ("log", "config") for p in parts) else _turn_kind(parts, intents)
+        kind = "snapshot" if snapshots and not any(p.kind in PASTE_TURNS for p in parts) else _turn_kind(parts, intents)
         what_if = None
         if new_diagnosis or kind in ("what_if", "switch_method"):
             what_if = calculator_what_if(state, self.settings.gpu_margin)

@@ -17,6 +17,10 @@ from ..tools.configs.partial import argument_list_settings, setting_of
 from ..tools.errors import InputError
 
 PartKind = Literal["log", "config", "model_config", "chat"]
+# Turns that bring new input rather than follow up on the last answer: a pasted log or config (answered with a full
+# report), or memory snapshots (answered with what they held). Compose, the conversation and the Slack bot read these.
+PASTE_TURNS = frozenset({"log", "config"})
+NEW_INPUT_TURNS = PASTE_TURNS | {"snapshot"}
 
 MAX_PART_CHARS = 8 * 1024 * 1024  # a part beyond this is cut (logs keep their end, where the error is)
 

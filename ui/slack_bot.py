@@ -15,7 +15,7 @@ from collections import OrderedDict
 from pathlib import PurePosixPath
 from typing import Any, Callable, NamedTuple
 
-from ..assistant.message_parts import unescape_slack
+from ..assistant.message_parts import NEW_INPUT_TURNS, unescape_slack
 from ..assistant.render_slack import ACTIONS, SlackMessage, render_slack, render_slack_text
 from ..assistant.texts import tr
 
@@ -174,7 +174,7 @@ def _message_for(reply: Any, can_probe: bool, language: str = "en", skipped: lis
     diagnosis = getattr(reply, "diagnosis", None)
     if diagnosis is not None and getattr(reply, "show_diagnosis", True):
         # a new log, config or snapshot gets the diagnosis' summary; a follow-up that re-planned shows what changed
-        follow_up = getattr(reply, "intent", "") not in ("log", "config", "snapshot")
+        follow_up = getattr(reply, "intent", "") not in NEW_INPUT_TURNS
         message = render_slack(diagnosis, markdown=reply.markdown, can_probe=can_probe, language=language,
                                follow_up=follow_up)
     else:
