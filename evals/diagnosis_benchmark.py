@@ -4,8 +4,9 @@ Datasets: ../shared/dev-cases/*.yaml (when present beside the repo) and our own 
 not in kb/cases: evals/data/diagnosis, diagnosis_extra, diagnosis_fresh and diagnosis_fresh2 form the dev set the
 targets apply to (the last two were held out until their first measurement, see their READMEs);
 evals/data/diagnosis_fresh3 and diagnosis_fresh4 were written after the diagnosis was tuned, by someone who did not see
-its output; evals/data/diagnosis_fresh5 is a validation set (25 reports from 20 projects found in no other set, written
-blind to the code) whose aggregate line compares changes during a session, its cases never read; and
+its output; evals/data/diagnosis_fresh5 to diagnosis_fresh9 are validation sets (reports from projects found in no
+other set, written blind to the code) whose aggregate lines compare changes during a session, their cases never read;
+the dev corpora diagnosis_corpus_a to diagnosis_corpus_u were each measured once unseen, then joined the dev set; and
 evals/data/heldout_projects holds 45 reports from 38 projects found in no other set: they are reported
 beside the dev set as the measure of generalisation (never tune rules on them; heldout_projects is measured once per
 session, at its end). A case id already seen in an
@@ -53,6 +54,7 @@ DATASETS = [REPO.parent / "shared" / "dev-cases", REPO / "evals" / "data" / "dia
             REPO / "evals" / "data" / "diagnosis_fresh3",
             REPO / "evals" / "data" / "diagnosis_fresh4", REPO / "evals" / "data" / "diagnosis_fresh5",
             REPO / "evals" / "data" / "diagnosis_fresh6", REPO / "evals" / "data" / "diagnosis_fresh7",
+            REPO / "evals" / "data" / "diagnosis_fresh8", REPO / "evals" / "data" / "diagnosis_fresh9",
             REPO / "evals" / "data" / "heldout_projects"]
 # the issue's dev set: ../shared/dev-cases plus our own cases from public reports; diagnosis_fresh3 and diagnosis_fresh4
 # (written after the diagnosis was tuned, never developed on) are reported beside it as the measure of generalisation

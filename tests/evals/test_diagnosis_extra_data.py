@@ -1,5 +1,5 @@
 """The diagnosis sets of our own (evals/data/diagnosis_extra/, diagnosis_fresh/, diagnosis_fresh2/, diagnosis_fresh3/,
-diagnosis_fresh4/, the validation sets diagnosis_fresh5/ to diagnosis_fresh7/, the dev corpora diagnosis_corpus_a/ to diagnosis_corpus_u/, and the held-out project group
+diagnosis_fresh4/, the validation sets diagnosis_fresh5/ to diagnosis_fresh9/, the dev corpora diagnosis_corpus_a/ to diagnosis_corpus_u/, and the held-out project group
 heldout_projects/, *.yaml): real public OOM reports in the format of
 ../shared/dev-cases. These tests keep all of them usable as evaluation sets: every file has the dev-case keys, the
 labels come from the root-cause vocabulary, ids and sources are unique and never overlap the dev cases, the knowledge
@@ -28,12 +28,14 @@ HELD_OUT_SETS = [REPO / "evals" / "data" / name for name in ("diagnosis_extra", 
                                                                  "diagnosis_corpus_q", "diagnosis_corpus_r", "diagnosis_corpus_s",
                                                                  "diagnosis_corpus_t", "diagnosis_corpus_u",
                                                                  "diagnosis_fresh5",
-                                                                 "diagnosis_fresh6", "diagnosis_fresh7", "heldout_projects")]
+                                                                 "diagnosis_fresh6", "diagnosis_fresh7", "diagnosis_fresh8",
+                                                                 "diagnosis_fresh9", "heldout_projects")]
 KB_CASES = REPO / "kb" / "cases"
 # sets written as the threads were found, without a quota of non-memory reports or of first labels: the validation
 # sets (projects found in no other set), and corpus F (serving, multimodal and RL projects, whose reports are mostly
 # KV cache, images and host RAM)
-AS_FOUND_SETS = {"diagnosis_fresh5", "diagnosis_fresh6", "diagnosis_fresh7", "diagnosis_corpus_f"}
+AS_FOUND_SETS = {"diagnosis_fresh5", "diagnosis_fresh6", "diagnosis_fresh7", "diagnosis_fresh8", "diagnosis_fresh9",
+                 "diagnosis_corpus_f"}
 SIBLING_SET = REPO / "evals" / "data" / "diagnosis"  # the benchmark's other own-cases folder
 
 TOP_KEYS = {"id", "source", "project", "title", "log", "environment", "model", "phase", "expected", "resolution",
