@@ -18,12 +18,13 @@ from ..tools.labels import RootCause
 from ..tools.memory.schema import MemoryEstimate
 from ..tools.report import OOMReport
 from ..tools.training_setup import TrainingSetup
-from .diagnosis import ConfigInfo, DiagnoseRequest, Diagnosis
+from .diagnosis import ConfigInfo, DiagnoseRequest, Diagnosis, SimilarReport
 
 if TYPE_CHECKING:
     from ..tools.memory_trend import MemoryTrend
 
 SIMILAR_K = 5          # cases retrieved; the top ones also lend their fixes to the planner as hints
+SHOWN_REPORTS = 5      # labelled public reports listed in the answer (all the voting neighbours weigh in the ranking)
 PLAN_MIN_SCORE = 0.2   # causes below this score are listed as alternatives but get no fix of their own
 DEFAULT_MARGIN = Constraints().margin
 RETRIEVAL_MODE = os.environ.get("ASK_OOM_RETRIEVAL_MODE", "fast")  # fast: no torch / embeddings on the CLI path
@@ -110,6 +111,8 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
     d = Diagnosis(
         status=status, config=config, signals=signals, sized=estimate.workload if estimate is not None else None, report=report, setup=setup,
         estimate=estimate, root_causes=causes, similar_cases=similar, fixes=fixes,
+        similar_reports=[SimilarReport(id=n.id, source=n.source, cause=n.label, similarity=n.similarity)
+                         for n in near[:SHOWN_REPORTS]],
         fixed_config=plan.fixed_config if plan is not None else None,
         fixed_config_format=doc.format if doc is not None and plan is not None and plan.fixed_config else None,
         fixed_deepspeed=plan.fixed_deepspeed if plan is not None else None, diff=plan.diff if plan is not None else "",

@@ -26,6 +26,15 @@ class SimilarCase(BaseModel):
     fix_summary: str = ""
 
 
+class SimilarReport(BaseModel):
+    """A labelled public report worded like the paste (kb/reports.py): its thread and the cause it settled."""
+
+    id: str
+    source: str
+    cause: str
+    similarity: float = Field(description="cosine similarity of their words, 0 to 1")
+
+
 class Question(BaseModel):
     """Something the agent needs from the user instead of guessing."""
 
@@ -57,6 +66,8 @@ class Diagnosis(BaseModel):
     estimate: MemoryEstimate | None = None
     root_causes: list[RootCause] = Field(default_factory=list)
     similar_cases: list[SimilarCase] = Field(default_factory=list)
+    similar_reports: list[SimilarReport] = Field(default_factory=list, description="the labelled public reports most "
+                                                 "like the paste, whose causes vote (labelled_report_votes)")
     fixes: list[ConfigChange] = Field(default_factory=list)
     fixed_config: str | None = None
     fixed_config_format: str | None = None

@@ -53,6 +53,7 @@ def render_markdown(d: Diagnosis, language: str | None = "en") -> str:
         parts += [tr(lang, "rp_fixed_deepspeed", name=d.fixed_deepspeed_name), "", "```json", d.fixed_deepspeed.rstrip("\n"),
                   "```", ""]
     parts += _similar(d, lang)
+    parts += _reports(d, lang)
     parts += _bullets(tr(lang, "rp_assumptions"), d.assumptions)
     parts += _bullets(tr(lang, "rp_questions"), [q.text for q in d.questions])
     parts += _bullets(tr(lang, "rp_notes"), d.notes)
@@ -199,6 +200,17 @@ def _similar(d: Diagnosis, lang: str = "en") -> list[str]:
         out.append(line)
         if c.fix_summary:
             out.append(tr(lang, "rp_fixed_by", fix=md_escape_outside_code(c.fix_summary)))
+    return out + [""]
+
+
+def _reports(d: Diagnosis, lang: str = "en") -> list[str]:
+    """The public reports worded most like this one, with the cause each thread settled (their votes are evidence)."""
+    if not d.similar_reports:
+        return []
+    out = [tr(lang, "rp_reports"), ""]
+    for r in d.similar_reports:
+        link = f"[{r.id}]({r.source})" if r.source.startswith(("http://", "https://")) else f"`{r.id}` ({r.source})"
+        out.append(f"- {link}" + tr(lang, "rp_report_cause", cause=r.cause, similarity=f"{r.similarity:.2f}"))
     return out + [""]
 
 

@@ -115,6 +115,7 @@ EN: dict[str, str] = {
     "rp_unset": "unset", "rp_worked_in": " (worked in {cases})", "rp_changes_results": " ⚠ changes the data or the trained model",
     "rp_diff": "## Diff", "rp_fixed_config": "## Fixed config", "rp_fixed_deepspeed": "## Fixed DeepSpeed config (`{name}`)",
     "rp_similar": "## Similar documented cases", "rp_source": "{title} (source: {source})",
+    "rp_reports": "## Public reports worded like this one", "rp_report_cause": ": settled as **{cause}** (similarity {similarity})",
     "rp_case": ": `{id}`, primary cause **{cause}**", "rp_fixed_by": "  - fixed by: {fix}",
     "rp_assumptions": "Assumptions", "rp_questions": "Questions", "rp_notes": "Notes",
     # the summary paragraph (assistant/summary.py)
@@ -248,6 +249,7 @@ ZH: dict[str, str] = {
     "rp_unset": "未设置", "rp_worked_in": "（在 {cases} 中有效）", "rp_changes_results": " ⚠ 会改变数据或训练出的模型",
     "rp_diff": "## Diff", "rp_fixed_config": "## 修改后的配置", "rp_fixed_deepspeed": "## 修改后的 DeepSpeed 配置（`{name}`）",
     "rp_similar": "## 相似的已知案例", "rp_source": "{title}（来源：{source}）",
+    "rp_reports": "## 措辞相近的公开报告", "rp_report_cause": "：结论为 **{cause}**（相似度 {similarity}）",
     "rp_case": "：`{id}`，主要原因 **{cause}**", "rp_fixed_by": "  - 解决办法：{fix}",
     "rp_assumptions": "假设", "rp_questions": "问题", "rp_notes": "说明",
     "sm_likely": "最可能的原因{sure}：{label} — {meaning}。", "sm_sure": "（概率 {p}）",

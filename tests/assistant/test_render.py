@@ -26,8 +26,8 @@ def diagnosis():
 
 def test_json_has_the_documented_keys_and_round_trips(diagnosis):
     out = render_json(diagnosis)
-    for key in ("report", "setup", "estimate", "root_causes", "similar_cases", "fixes", "fixed_config", "estimate_after",
-                "primary_cause", "questions", "assumptions", "status"):
+    for key in ("report", "setup", "estimate", "root_causes", "similar_cases", "similar_reports", "fixes", "fixed_config",
+                "estimate_after", "primary_cause", "questions", "assumptions", "status"):
         assert key in out
     assert json.loads(json.dumps(out)) == out
     assert out["primary_cause"] == out["root_causes"][0]["label"] == "weights_exceed_gpu"
@@ -48,6 +48,18 @@ def test_markdown_sections_and_numbers(diagnosis):
     assert "| `bits` | unset → `4` |" in md
     assert "```bash" in md and "--bits 4" in md
     assert "None" not in md.replace("None of", "")
+
+
+def test_the_public_reports_like_this_one_are_listed_with_their_threads_and_causes(diagnosis):
+    assert diagnosis.similar_reports and len(diagnosis.similar_reports) <= 5
+    md = render_markdown(diagnosis)
+    assert "## Public reports worded like this one" in md
+    for r in diagnosis.similar_reports:
+        assert f"[{r.id}]({r.source})" in md and f"**{r.cause}**" in md and r.source.startswith("https://")
+    sims = [r.similarity for r in diagnosis.similar_reports]
+    assert sims == sorted(sims, reverse=True)
+    voted = {s.label.value for s in diagnosis.signals if s.name == "labelled_report_votes"}
+    assert {r.cause for r in diagnosis.similar_reports} <= voted   # every listed report's cause was weighed
 
 
 def test_markdown_without_a_memory_error_is_short():
