@@ -38,32 +38,14 @@ from ask_oom.assistant.deciding_facts import CONFIDENT  # the product's bar for 
 from ask_oom.kb.cases import thread_key
 
 REPO = Path(__file__).resolve().parents[1]
-DATASETS = [REPO.parent / "shared" / "dev-cases", REPO / "evals" / "data" / "diagnosis",
-            REPO / "evals" / "data" / "diagnosis_extra", REPO / "evals" / "data" / "diagnosis_fresh",
-            REPO / "evals" / "data" / "diagnosis_fresh2", REPO / "evals" / "data" / "diagnosis_corpus_a",
-            REPO / "evals" / "data" / "diagnosis_corpus_b", REPO / "evals" / "data" / "diagnosis_corpus_c",
-            REPO / "evals" / "data" / "diagnosis_corpus_d", REPO / "evals" / "data" / "diagnosis_corpus_e",
-            REPO / "evals" / "data" / "diagnosis_corpus_f", REPO / "evals" / "data" / "diagnosis_corpus_g",
-            REPO / "evals" / "data" / "diagnosis_corpus_h", REPO / "evals" / "data" / "diagnosis_corpus_i",
-            REPO / "evals" / "data" / "diagnosis_corpus_j", REPO / "evals" / "data" / "diagnosis_corpus_k",
-            REPO / "evals" / "data" / "diagnosis_corpus_l", REPO / "evals" / "data" / "diagnosis_corpus_m",
-            REPO / "evals" / "data" / "diagnosis_corpus_n", REPO / "evals" / "data" / "diagnosis_corpus_o",
-            REPO / "evals" / "data" / "diagnosis_corpus_p", REPO / "evals" / "data" / "diagnosis_corpus_q",
-            REPO / "evals" / "data" / "diagnosis_corpus_r", REPO / "evals" / "data" / "diagnosis_corpus_s",
-            REPO / "evals" / "data" / "diagnosis_corpus_t", REPO / "evals" / "data" / "diagnosis_corpus_u",
-            REPO / "evals" / "data" / "diagnosis_fresh3",
-            REPO / "evals" / "data" / "diagnosis_fresh4", REPO / "evals" / "data" / "diagnosis_fresh5",
-            REPO / "evals" / "data" / "diagnosis_fresh6", REPO / "evals" / "data" / "diagnosis_fresh7",
-            REPO / "evals" / "data" / "diagnosis_fresh8", REPO / "evals" / "data" / "diagnosis_fresh9",
-            REPO / "evals" / "data" / "heldout_projects"]
 # the dev set: ../shared/dev-cases plus our own cases from public reports; diagnosis_fresh3 and diagnosis_fresh4
 # (written after the diagnosis was tuned, never developed on) are reported beside it as the measure of generalisation
-TARGET_SETS = ("dev-cases", "diagnosis", "diagnosis_extra", "diagnosis_fresh", "diagnosis_fresh2", "diagnosis_corpus_a",
-               "diagnosis_corpus_b", "diagnosis_corpus_c", "diagnosis_corpus_d", "diagnosis_corpus_e", "diagnosis_corpus_f",
-               "diagnosis_corpus_g", "diagnosis_corpus_h", "diagnosis_corpus_i", "diagnosis_corpus_j",
-               "diagnosis_corpus_k", "diagnosis_corpus_l", "diagnosis_corpus_m", "diagnosis_corpus_n",
-               "diagnosis_corpus_o", "diagnosis_corpus_p", "diagnosis_corpus_q", "diagnosis_corpus_r",
-               "diagnosis_corpus_s", "diagnosis_corpus_t", "diagnosis_corpus_u")
+TARGET_SETS = ("dev-cases", "diagnosis", "diagnosis_extra", "diagnosis_fresh", "diagnosis_fresh2",
+               *(f"diagnosis_corpus_{letter}" for letter in "abcdefghijklmnopqrstu"))
+# measured beside the dev set, never fitted on: held out, then the validation sets, then the held-out project group
+HELD_OUT_SETS = ("diagnosis_fresh3", "diagnosis_fresh4", *(f"diagnosis_fresh{n}" for n in range(5, 10)), "heldout_projects")
+DATASETS = [REPO.parent / "shared" / "dev-cases",
+            *(REPO / "evals" / "data" / name for name in TARGET_SETS[1:] + HELD_OUT_SETS)]
 # the folders the weights may be fitted on (evals/fit_weights.py): the dev set, never a held-out one
 DEV_SETS = [d for d in DATASETS if d.name in TARGET_SETS]
 PRIMARY_TARGET, TOP3_TARGET = 0.85, 0.95

@@ -51,7 +51,7 @@ def refine_report(report: OOMReport, log_text: str, *, cues: LogCues, doc: Confi
     if report.truncated:
         notes.append("the log was larger than the input limit: only its end was read")
     notes.extend(impossible_numbers(report))
-    described = _described(report, log_text) if cues.failure is None else None
+    described = _described(report, log_text, cues.failure)
     if described is not None:
         report = report.model_copy(update={
             "kind": described.kind, "phase": described.phase or report.phase, "model": report.model or described.model,
@@ -136,9 +136,10 @@ def _unexplained(report: OOMReport) -> bool:
     return report.kind == "not_oom" and not report.exit_signal and not report.related_errors
 
 
-def _described(report: OOMReport, text: str) -> DescribedOOM | None:
-    """A memory error stated in words, used only when the parser found no error and no other signal at all."""
-    return described_oom(text) if _unexplained(report) else None
+def _described(report: OOMReport, text: str, failure: Cue | None) -> DescribedOOM | None:
+    """A memory error stated in words, used only when the parser found no error and no other signal at all, and the
+    log shows no other failure (a shown exception or CUDA error outranks an OOM the words only suspect)."""
+    return described_oom(text) if _unexplained(report) and failure is None else None
 
 
 def _phase_from_config(report: OOMReport, doc: ConfigDocument | None) -> OOMReport:
