@@ -42,6 +42,17 @@ def test_a_report_is_never_its_own_neighbour_and_projects_can_be_left_out():
     assert [n.id for n in LeaveOwnReportOut(INDEX, "https://github.com/o/vllm/issues/1").neighbours(text)][0] == "2"
 
 
+def test_chinese_is_read_as_character_pairs_so_phrases_inside_longer_runs_match():
+    """Chinese has no spaces: "训练时显存不足" and "推理显存不足了" share no whole run, but share 显存, 存不 and 不足."""
+    assert report_terms("显存不足 OOM") == {"显存": 1, "存不": 1, "不足": 1, "oom": 1}
+    index = ReportIndex(reports=[_report("a", "训练时显存不足", "batch_too_large", "p1"),
+                                 _report("b", "训练时显存不足", "batch_too_large", "p2"),
+                                 _report("c", "模型加载很慢", "model_load_oom", "p3"),
+                                 _report("d", "模型加载很慢", "model_load_oom", "p4")])
+    near = index.neighbours("推理显存不足了", k=2)
+    assert near and {n.id for n in near} == {"a", "b"}
+
+
 def test_words_no_report_shares_find_nothing():
     assert INDEX.neighbours("zzz qqq xyzzy") == [] and ReportIndex().neighbours("kv cache") == []
 
