@@ -153,6 +153,12 @@ def test_the_cuda_runtimes_own_out_of_memory_string_is_a_gpu_oom(line):
     ("[Sat Mar  8 04:12:55 2025] Out of memory: Killed process 771203 (python) total-vm:301224376kB", "SIGKILL"),
     # Ray's memory monitor: host RAM of the node, although the exception is called OutOfMemoryError
     ("ray.exceptions.OutOfMemoryError: Task was killed due to the node running low on memory.", "SIGKILL"),
+    # ... and its own words, with no "out of memory" in them, also when the paste cuts the line
+    ("Memory on the node (IP: 10.0.0.3, ID: 37f3bd9f) where the task (actor ID: 658f, name=RewardModelRayActor.__init__,"
+     " pid=5315, memory used=1.67GB) was running was 243.58GB / 251.55GB (0.968), which exceeds the memory usage "
+     "threshold of 0.95. Ray killed this worker (ID: 2c4b) because it was the most recently scheduled task", "SIGKILL"),
+    ("Memory on the node ( ID: 37f3bd9fa11d642c9e13892ee048dfc1f58c4597b77202a59a33835b) where the task (actor ID: "
+     "658f7608dec0f9a3428857d502000000, name=RewardModelRayActor.__init__, pid=5315, memory use", "SIGKILL"),
 ])
 def test_host_oom_signals(text, signal):
     r = parse_log(text)

@@ -273,11 +273,24 @@ def _bytes_hit(kind: str, priority: int, message: str, pattern: re.Pattern) -> M
 # before 1.0 ("cuda runtime error (2) : out of memory") print it
 _CUDA_RUNTIME_OOM = re.compile(r"cuda runtime error(?: \(\d{1,3}\))?\s{0,2}:\s{0,2}out of memory")
 
+# Ray's memory monitor kills a worker when the node's host RAM passes its threshold (0.95 by default) and says so in
+# its own words, none of them "out of memory" ("Memory on the node (IP: .., ID: ..) where the task (..) was running was
+# 243.6GB / 251.5GB (0.968), which exceeds the memory usage threshold of 0.95. Ray killed this worker ..."); the
+# exception it raises is ray.exceptions.OutOfMemoryError ("Task was killed due to the node running low on memory.")
+_RAY_MEMORY_MONITOR = ("node running low on memory", "memory on the node (", "exceeds the memory usage threshold")
+
+
+def _ray_host_oom(line: str) -> MemoryHit:
+    return MemoryHit(kind="host_oom", priority=P_HOST, text=line, exit_signal="SIGKILL")
+
+
 _CODE_STARTS = ("except ", "except(", "raise ", "if ", "elif ", "#", "return ", "print(", "logger.", "assert ")
 
 
 def detect(line: str, low: str) -> list[MemoryHit]:
     """Memory errors reported by one (cleaned) line. Cheap substring checks decide before any regex runs."""
+    if "memory" in low and any(phrase in low for phrase in _RAY_MEMORY_MONITOR):
+        return [_ray_host_oom(line)]
     if "out of memory" in low or "outofmemory" in low or "out_of_memory" in low or "memoryallocation" in low:
         if low.lstrip().startswith(_CODE_STARTS) and "tried to allocate" not in low:
             return []  # a source line shown in a traceback ("except torch.cuda.OutOfMemoryError:"), not an error
@@ -289,9 +302,8 @@ def detect(line: str, low: str) -> list[MemoryHit]:
             return [_bytes_hit("nccl_oom", P_LIBRARY, line, _NCCL_BYTES)]
         if "out of memory: killed process" in low or "oom-kill" in low:
             return [MemoryHit(kind="host_oom", priority=P_HOST, text=line, exit_signal="SIGKILL")]
-        if "ray.exceptions.outofmemoryerror" in low or "node running low on memory" in low:
-            # Ray's memory monitor kills a worker when the node's host RAM passes its threshold (0.95 by default)
-            return [MemoryHit(kind="host_oom", priority=P_HOST, text=line, exit_signal="SIGKILL")]
+        if "ray.exceptions.outofmemoryerror" in low:
+            return [_ray_host_oom(line)]
         if "ran out of memory trying to allocate" in low:  # BFC allocator warning (TF and XLA)
             return [_bytes_hit("tf_oom", P_LIBRARY, line, _BFC_ROUNDED)]
         if "on host" in low and ("cuda_error_out_of_memory" in low or "cudahostalloc" in low):
