@@ -115,6 +115,9 @@ class OOMReport(BaseModel):
         "percent = P%' gives U / P; GB there is GiB)")
     host_ram_used_bytes: int | None = Field(
         default=None, description="host RAM in use (total - available) at the highest such print in the log")
+    optimizer_offloaded: bool = Field(
+        default=False, description="the log shows DeepSpeed's CPU Adam (its op loaded or its banner): the optimizer and "
+        "its states are offloaded to host RAM; evidence fact 'optimizer_offloaded'")
     exit_signal: str | None = Field(default=None, description="SIGKILL / SIGBUS / SIGFPE / exit code from launcher summaries")
     evidence: list[Evidence] = Field(default_factory=list)
     related_errors: list[RelatedError] = Field(default_factory=list)

@@ -188,6 +188,9 @@ def _from_log(report: OOMReport) -> TrainingSetup:
         setup = setup.with_fact("model_name", report.model, "log", _evidence_line(report, "model") or "model named in the log")
     if report.deepspeed_stage is not None and 0 <= report.deepspeed_stage <= 3:
         setup = setup.with_fact("zero_stage", report.deepspeed_stage, "log", _evidence_line(report, "deepspeed_stage") or "DeepSpeed stage in the log")
+    if report.optimizer_offloaded and not setup.offload_optimizer:
+        setup = setup.with_fact("offload_optimizer", True, "log", (_evidence_line(report, "optimizer_offloaded") or "log")
+                                + ": DeepSpeed's CPU Adam runs the optimizer in host RAM")
     share = _trainable_share(report)
     method_prov = setup.provenance.get("method")
     if share is not None and (method_prov is None or method_prov.origin == "default"):

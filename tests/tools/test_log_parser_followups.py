@@ -195,6 +195,22 @@ def test_no_memory_print_leaves_host_ram_unknown():
     assert r.host_ram_total_bytes is None and r.host_ram_used_bytes is None
 
 
+@pytest.mark.parametrize("line", [
+    "Loading extension module cpu_adam...",
+    "Time to load cpu_adam op: 60.97907280921936 seconds",
+    "Adam Optimizer #0 is created with AVX2 arithmetic capability.",
+    "[rank0]: optimizer = DeepSpeedCPUAdam(model_params, lr=1e-5)",
+])
+def test_deepspeeds_cpu_adam_means_the_optimizer_is_offloaded(line):
+    r = parse_log("[INFO] training starts\n" + line + "\nLoading checkpoint shards: 100%|| 8/8\n")
+    assert r.optimizer_offloaded and [e.line for e in r.evidence if e.fact == "optimizer_offloaded"] == [2]
+
+
+def test_fused_adam_on_the_gpu_is_not_an_offload():
+    r = parse_log("Loading extension module fused_adam...\nTime to load fused_adam op: 0.3 seconds\n" + OOM)
+    assert not r.optimizer_offloaded and not [e for e in r.evidence if e.fact == "optimizer_offloaded"]
+
+
 def test_adversarial_progress_bar_lines_are_read_in_bounded_time():
     # lines full of bar-like fragments: the glued-bar cut scans a bounded span after the last "%|"
     lines = ["%|" + "|1/1 [" * 700, "%|" + "|1" * 3000, "50%|" * 2000, "%|| 1/2 [" + "x" * 5000 + "]Traceback"]

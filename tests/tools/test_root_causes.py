@@ -10,6 +10,7 @@ from ask_oom.tools.log_parser import parse_log
 from ask_oom.tools.memory import resolve_model
 from ask_oom.tools.memory_trend import memory_trend
 from ask_oom.tools.root_causes import rank_root_causes, tensor_candidates
+from ask_oom.tools.setup_assembly import assemble_setup
 from ask_oom.tools.training_setup import Provenance, TrainingSetup
 
 NEW_FMT = ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate {req}. GPU {gpu} has a total capacity of {total} "
@@ -88,6 +89,21 @@ def test_host_memory_kill_under_offload_is_offload_host_ram():
     setup = observed(TrainingSetup(), zero_stage=3, offload_optimizer=True, offload_param=True, method="full")
     causes = rank_root_causes(parse_log(log), setup)
     assert causes[0].label == "offload_host_ram"
+
+
+def test_a_paste_that_stops_while_the_optimizer_runs_in_host_ram_suspects_the_host():
+    """No error shown, but DeepSpeed's CPU Adam was loaded: a host OOM kill prints nothing itself."""
+    log = ("Loading extension module cpu_adam...\nTime to load cpu_adam op: 60.9 seconds\n"
+           "Loading checkpoint shards: 100%|██████████| 8/8 [19:40<00:00, 147.57s/it]\n")
+    report = parse_log(log)
+    setup = assemble_setup(report)
+    assert setup.offload_optimizer and setup.provenance["offload_optimizer"].origin == "log"
+    causes = rank_root_causes(report, setup)
+    host = next(c for c in causes if c.label == "offload_host_ram")
+    assert any("offloaded to host RAM (log line 1" in w and "dmesg" in w for w in host.why)
+    # the same paste with the optimizer on the GPU carries no such evidence
+    plain = parse_log(log.replace("cpu_adam", "fused_adam"))
+    assert not any("dmesg" in w for c in rank_root_causes(plain, assemble_setup(plain)) for w in c.why)
 
 
 def test_sigfpe_is_not_oom():

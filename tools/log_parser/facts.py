@@ -15,6 +15,11 @@ from .arguments import clean_value, find_arguments, find_eval_batch_size, may_na
 from .model_names import looks_like_model
 from .versions import find_versions, may_name_versions
 
+# DeepSpeed builds and loads its CPU Adam op ("Loading extension module cpu_adam...", "Time to load cpu_adam op") and
+# prints its banner ("Adam Optimizer #0 is created with AVX2 arithmetic capability") only when the optimizer is
+# offloaded to CPU (ZeRO offload_optimizer device cpu, DeepSpeedCPUAdam): its states then live in host RAM
+CPU_ADAM_WORDS = ("cpu_adam", "deepspeedcpuadam", "is created with avx")
+
 
 # Framework → substrings (in the lower-cased line) that show it; the most specific framework wins.
 FRAMEWORKS: list[tuple[str, tuple[str, ...]]] = [
@@ -154,6 +159,7 @@ class FactCollector:
         self._last_zero_json = -100
         self.attention: tuple[int, str, int, str] | None = None   # (strength, implementation, line, text)
         self.host_ram: tuple[float, int, int, int, str] | None = None  # (percent, used, total, line, text)
+        self.cpu_adam: tuple[int, str] | None = None   # (line, text): DeepSpeed's CPU Adam, the optimizer offloaded
         # Long logs repeat the same line shapes (loss dicts, progress, step logs) millions of times: a shape (the
         # line without its digits) that once yielded no new fact cannot yield one later (first sighting wins).
         self._seen_shapes: set[bytes] = set()
@@ -162,7 +168,7 @@ class FactCollector:
     def _state(self) -> tuple:
         return (len(self.frameworks), len(self.launchers), self.deepspeed_stage, self.model, len(self.gpus),
                 self.gpu_count, len(self.versions), len(self.training_args), self._pending_smi, self.attention,
-                self.host_ram)
+                self.host_ram, self.cpu_adam)
 
     def feed(self, lineno: int, line: str, low: str) -> None:
         encoded = low.encode("utf-8", "replace")
@@ -196,6 +202,8 @@ class FactCollector:
             self._attention(lineno, line, low)
         if "cpu virtual memory" in low:
             self._host_ram(lineno, line)
+        if self.cpu_adam is None and any(word in low for word in CPU_ADAM_WORDS):
+            self.cpu_adam = (lineno, line)
 
     # -- framework / launcher / ZeRO stage ---------------------------------------------------------------
     def _frameworks(self, lineno: int, line: str, low: str) -> None:

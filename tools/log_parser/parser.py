@@ -434,6 +434,9 @@ class LogParser:
             _, r.host_ram_used_bytes, r.host_ram_total_bytes, line, text = f.host_ram
             ev.append(Evidence(line=line, text=text[:300], fact="host_ram_used_bytes"))
             ev.append(Evidence(line=line, text=text[:300], fact="host_ram_total_bytes"))
+        if f.cpu_adam:
+            r.optimizer_offloaded = True
+            ev.append(Evidence(line=f.cpu_adam[0], text=f.cpu_adam[1][:300], fact="optimizer_offloaded"))
         r.versions = dict(f.versions)
         r.training_args = dict(f.training_args)
         ev.extend(f.evidence())

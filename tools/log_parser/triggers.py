@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable
 
 from .arguments import BANNER_WORDS, TRAINING_KEYS
-from .facts import FRAMEWORK_TOKENS
+from .facts import CPU_ADAM_WORDS, FRAMEWORK_TOKENS
 from .versions import VERSION_WORDS
 
 # Substrings the detectors and gates test for (parser._may_report_memory, messages.detect, related.detect_related,
@@ -35,7 +35,7 @@ def _minimal(words: Iterable[str]) -> list[str]:
 
 
 TRIGGER_WORDS: tuple[str, ...] = tuple(_minimal(
-    [*_GATE_WORDS, *TRAINING_KEYS, *BANNER_WORDS, *(w.decode() for w in VERSION_WORDS),
+    [*_GATE_WORDS, *CPU_ADAM_WORDS, *TRAINING_KEYS, *BANNER_WORDS, *(w.decode() for w in VERSION_WORDS),
      *(w.decode() for w in FRAMEWORK_TOKENS)]))
 
 

@@ -61,3 +61,17 @@ def host_memory(report: OOMReport, setup: TrainingSetup | None, estimate: Memory
                                f"the calculator puts host RAM needs at {format_bytes(estimate.host_bytes)}: "
                                "more than the host has"))
     return out
+
+
+def offloaded_without_failure(setup: TrainingSetup | None) -> list[Signal]:
+    """No failure shown, and the run keeps states in host RAM: the host's OOM killer ends a process with SIGKILL, which
+    prints nothing of its own (at most the shell's "Killed"), so a paste that just stops is what it leaves behind."""
+    if setup is None or not (setup.offload_optimizer or setup.offload_param):
+        return []
+    parts = [n for n, on in (("optimizer states", setup.offload_optimizer), ("parameters", setup.offload_param)) if on]
+    prov = setup.provenance.get("offload_param" if setup.offload_param and not setup.offload_optimizer else "offload_optimizer")
+    where = f" ({prov.detail})" if prov is not None and prov.detail else ""
+    return [support(Label.offload_host_ram, "offload_no_failure_shown",
+                    f"the {' and '.join(parts)} are offloaded to host RAM{where}, and the paste stops without an "
+                    "error: a process killed by the host for memory prints nothing itself (check `dmesg` for the "
+                    "OOM killer)")]

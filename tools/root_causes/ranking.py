@@ -29,7 +29,7 @@ from .facts import multimodal_reason
 from .fragmentation import fragmentation
 from .full_gpu import gpu_already_full
 from .held import held_memory
-from .host import died_of_bus_error, host_memory
+from .host import died_of_bus_error, host_memory, offloaded_without_failure
 from .memory_growth import (growth_explained_by_the_budget, growth_with_images, growth_without_length_cap,
                             memory_over_time)
 from .model_kind import moe_by_name, quantization, without_numbers
@@ -129,7 +129,7 @@ def failure_not_shown(report: OOMReport, setup: TrainingSetup | None, estimate: 
     multimodal = multimodal_reason(report, setup, cues)
     out = [*breakdown_signals(setup, estimate, th), *phase_and_operation(report, setup, multimodal, cues, th),
            *without_numbers(report, setup, cues), *imbalance_said(cues), *comparable_model_worked(setup, cues, th),
-           *adapters_worked(cues), *similar_case_votes(hits or [], th)]
+           *adapters_worked(cues), *similar_case_votes(hits or [], th), *offloaded_without_failure(setup)]
     if trend is not None:
         out += [*memory_over_time(trend, th), *growth_with_images(trend, setup, multimodal),
                 *growth_without_length_cap(trend, setup)]

@@ -113,6 +113,7 @@ _POINTS: dict[str, float] = {
     "host_ram_at_limit": 1.5,                   # the log's host RAM readings at the limit
     "host_oom_loading": 5,                      # the host ran out while loading / merging / saving
     "host_offload": 2,                          # ZeRO offloads states to host RAM
+    "offload_no_failure_shown": 2,              # ... and the paste stops without an error (the same evidence)
     "host_offload_full_ft": 1.5,                # ... of full fine-tuning
     "host_estimate_over": 2.5,                  # the calculator's host RAM needs above the host's
     "host_estimate_close": 1.0,                 # ... close to it
