@@ -57,7 +57,12 @@ _HOST = re.compile(r"(?<!显)内存.{0,20}(?:不足|占满|爆|溢出|不够|超
                    r"|" + _KILLED, re.IGNORECASE)
 _KILLED_SAID = re.compile(_KILLED, re.IGNORECASE)
 _GROWTH = re.compile(r"\bkeeps?\s{0,2}(?:increasing|growing|rising)|\b(?:increas|grow)\w{0,4}\s{0,2}(?:from|over|steadily|gradually|until|each|every)"
-                     r"|memory leak|\bleaks?\s{1,2}(?:GPU\s|CUDA\s)?memory|(?:不断|持续|逐渐|一直)在?(?:增加|增长|上涨|升高|上升|涨)|无限增加|越来越(?:大|多|高)",
+                     r"|memory leak|\bleaks?\s{1,2}(?:GPU\s|CUDA\s)?memory|(?:不断|持续|逐渐|一直)在?(?:增加|增长|上涨|升高|上升|涨)|无限增加|越来越(?:大|多|高)"
+                     # memory that should have been given back and was not: still held, so the next step or model
+                     # adds to it ("does not free all the memory", "memory is not released", "显存不释放")
+                     r"|\b(?:does\s?n[o']t|did\s?n[o']t|not|never|won't|can't|cannot)\s{1,2}(?:being\s{1,2}|be\s{1,2})?"
+                     r"(?:release|free)[sd]?\b.{0,30}?\bmemory|\bmemory\b.{0,30}?\bnot\s{1,2}(?:being\s{1,2}|be\s{1,2})?(?:released|freed)\b"
+                     r"|(?:不|没有?|未|无法)(?:被)?释放",
                      re.IGNORECASE)
 # Something accumulated across steps (a loss summed with its graph, kept tensors) grows until OOM; accumulating
 # predictions or logits is the evaluation loop's own mechanism (eval_accumulation), not growth across steps.
@@ -70,7 +75,10 @@ _KEPT_OUTPUTS = re.compile(r"\b(?:logits|preds?|predictions|outputs)\b.{0,80}?\b
 _MEMORY_WORD = re.compile(r"memory|\d\s{0,2}G[Bi]?\b|显存|内存", re.IGNORECASE)
 _A, _Z = r"(?<![A-Za-z])", r"(?![A-Za-z])"  # word edges that also hold next to Chinese characters
 _PHASES: list[tuple[str, re.Pattern]] = [
-    ("evaluation", re.compile(_A + r"(?:evaluat[a-z]{0,4}|eval|predict[a-z]{0,4})" + _Z + r"|评估|验证集|预测", re.IGNORECASE)),
+    # ... not inside an argument name ("--per_device_eval_batch_size", "do_eval", "evaluation_strategy"): every run's
+    # argument dump prints those, so they say nothing of when it failed
+    ("evaluation", re.compile(r"(?<![A-Za-z_-])(?:evaluat[a-z]{0,4}|eval|predict[a-z]{0,4})(?![A-Za-z_])|评估|验证集|预测",
+                              re.IGNORECASE)),
     ("lora_merge", re.compile(_A + r"merg[a-z]{0,3}" + _Z + r"|合并", re.IGNORECASE)),
     ("generation", re.compile(_A + r"(?:inference|generat[a-z]{0,4}|vllm|serving)" + _Z + r"|推理", re.IGNORECASE)),
     ("model_loading", re.compile(_A + r"(?:loading|load)\s{0,2}(?:the\s{0,2})?(?:model|weights|checkpoint)|加载", re.IGNORECASE)),

@@ -111,6 +111,30 @@ def test_growth_without_a_named_failure_is_the_memory_problem_on_the_memory_that
     assert gpu is not None and gpu.kind == "cuda_oom"
 
 
+@pytest.mark.parametrize("text", [
+    "With VLLM_ENABLE_V1_MULTIPROCESSING=0 it OOMs: the deletion of the LLM object does not free all the memory.",
+    "vLLM doesn't release memory on deletion of the LLM runner",
+    "GPU memory is not released between rollouts",
+    "qwen3 GRPO 训练几个轮次后显存不释放",
+])
+def test_memory_said_not_to_be_released_is_growth(text):
+    """Memory that should have been given back and was not is still held: the next step or model adds to it."""
+    d = described_oom(text)
+    assert d is not None and d.growth_text is not None
+
+
+def test_evaluation_argument_names_are_not_the_evaluation_phase():
+    """A pasted launch command prints --per_device_eval_batch_size in every run: it says nothing of when it failed."""
+    text = ("Running the training script gives me OOM constantly on 4 x A100 80GB.\n"
+            "    --per_device_train_batch_size 1 --per_device_eval_batch_size 1 --do_eval --evaluation_strategy steps\n")
+    assert described_oom(text).phase is None
+    assert described_oom("It runs out of memory during eval on 4 x A100 80GB.").phase == "evaluation"
+
+
+def test_freeing_memory_is_not_growth():
+    assert described_oom("we free the memory after each step and it works") is None
+
+
 def test_batch_that_can_only_be_one_states_the_memory_limit():
     d = described_oom("4张80G的A100好像不能支持基于lora的7b bloom在batch为4的条件下训练，我对比了一下，batch只能设置到1")
     assert d is not None and d.kind == "cuda_oom"
