@@ -222,12 +222,12 @@ def _retrieve(report: OOMReport, setup: TrainingSetup, index: Any, settings: Any
 
 def _neighbours(request: DiagnoseRequest, reports: Any, notes: list[str]) -> list[Any]:
     """The labelled public reports worded most like the paste (its log, words and config); a failure is a note."""
+    from ..kb.reports import load_reports, paste_text
+
     try:
         if reports is None:
-            from ..kb.reports import load_reports
-
             reports = load_reports()
-        return list(reports.neighbours(request.log_text + "\n" + (request.config_text or "")))
+        return list(reports.neighbours(paste_text(request.log_text, request.config_text)))
     except Exception as exc:  # noqa: BLE001 - like retrieval, an aid: the diagnosis stands without it
         _aid_failed(notes, "labelled reports unavailable", exc)
         return []

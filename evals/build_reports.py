@@ -21,13 +21,13 @@ sys.path.insert(0, str(REPO / "evals"))
 from diagnosis_benchmark import DEV_SETS, load_cases, request_for  # noqa: E402
 from fit_weights import project_of  # noqa: E402
 
-from ask_oom.kb.reports import REPORTS_PATH, LabelledReport, ReportIndex, report_terms  # noqa: E402
+from ask_oom.kb.reports import REPORTS_PATH, LabelledReport, ReportIndex, paste_text, report_terms  # noqa: E402
 
 
 def report_text(case: dict) -> str:
     """What the product reads of a case: the log text it is given, then its config."""
     request = request_for(case)
-    return request.log_text + "\n" + (request.config_text or "")
+    return paste_text(request.log_text, request.config_text)
 
 
 def build(cases: list[dict] | None = None) -> ReportIndex:

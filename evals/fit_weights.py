@@ -9,8 +9,8 @@ hand-written table, which was written while reading these cases: a prior from it
 
 Folds are grouped by project (a project's reports never sit on both sides of a fold), so the cross-validated figure
 says how the ranking does on projects it was not fitted on. The labelled reports' votes (kb/reports.py) are the one
-signal whose data is the dev corpus itself: they are added per fold from the training projects' reports only. The figure on the data the weights were fitted on is
-printed second; the hand-written table's figure on the same cases (which its author read) third. Calibration: the
+signal whose data is the dev corpus itself: they are added per fold from the training projects' reports only. The
+figure on the data the weights were fitted on is printed second; the hand-written table's figure on the same cases (which its author read) third. Calibration: the
 softmax probability of the answer is compared with how often it is right, on the held-out folds (reliability table).
 
     python evals/fit_weights.py [--folds 5] [--write] [--json]
@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO / "evals"))
 from diagnosis_benchmark import DEV_SETS, LeaveOwnThreadOut, load_cases, request_for  # noqa: E402
 
 from ask_oom.assistant.deciding_facts import CONFIDENT  # noqa: E402 - the product's bar for a stated answer
+from ask_oom.tools.root_causes.similar_cases import VOTE_RULE as VOTES, vote_shares  # noqa: E402
 
 FITTED_PATH = REPO / "tools" / "root_causes" / "fitted_weights.json"
 PRIOR_WEIGHT = 2.0        # every weight is pulled towards this one constant (the typical size of one piece of evidence)
@@ -74,7 +75,7 @@ def collect(cases: list[dict]) -> list[CaseSignals]:
     """Every case through the real pipeline once; its signals grouped by label and rule."""
     from ask_oom.assistant.agent import diagnose
     from ask_oom.kb.index import CaseIndex
-    from ask_oom.kb.reports import ReportIndex, load_reports
+    from ask_oom.kb.reports import ReportIndex, load_reports, paste_text
     from ask_oom.tools.errors import InputError
     from ask_oom.tools.root_causes.signals import Kind
     from ask_oom.tools.root_causes.weights import DEFAULT_WEIGHTS
@@ -88,7 +89,7 @@ def collect(cases: list[dict]) -> list[CaseSignals]:
             d = diagnose(request, index=own, reports=none)
         except InputError:
             d = diagnose(request.model_copy(update={"config_text": None, "config_name": None}), index=own, reports=none)
-        near = reports.neighbours(request.log_text + "\n" + (request.config_text or ""), NEIGHBOUR_POOL,
+        near = reports.neighbours(paste_text(request.log_text, request.config_text), NEIGHBOUR_POOL,
                                   skip_source=case.get("source"))
         features: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         discount: dict[str, float] = defaultdict(lambda: 1.0)
@@ -107,23 +108,19 @@ def collect(cases: list[dict]) -> list[CaseSignals]:
 
 
 NEIGHBOUR_POOL = 60   # neighbours kept per case, so NEIGHBOURS remain after leaving a fold's projects out
-VOTES = "labelled_report_votes"
-
-
 def with_votes(row: CaseSignals, allowed: set[str] | None = None) -> CaseSignals:
     """`row` with the votes of its nearest labelled reports (kb.reports.NEIGHBOURS of them) from the `allowed`
     projects (None: all), never its own project: as the product weighs them for a report of a new project."""
     from ask_oom.kb.reports import NEIGHBOURS
 
-    near = [(label, sim) for project, label, sim in row.neighbours
-            if project != row.project and (allowed is None or project in allowed) and sim > 0][:NEIGHBOURS]
-    total = sum(sim for _, sim in near)
-    if not near or total <= 0:
+    shares = vote_shares([(label, sim) for project, label, sim in row.neighbours
+                          if project != row.project and (allowed is None or project in allowed) and sim > 0][:NEIGHBOURS])
+    if not shares:
         return row
     features = {label: dict(feats) for label, feats in row.features.items()}
-    for label, sim in near:
+    for label, share in shares.items():
         features.setdefault(label, {})
-        features[label][VOTES] = features[label].get(VOTES, 0.0) + sim / total
+        features[label][VOTES] = features[label].get(VOTES, 0.0) + share
     return replace(row, features=features)
 
 
@@ -251,7 +248,8 @@ BLIND_PREFIX = "diagnosis_corpus"   # sets written blind to the code and first m
 
 def choose_hyperparameters(train: list[CaseSignals], rules: list[str], prior: dict | None = None) -> tuple[float, float]:
     """The prior strength whose probabilities are most likely on an inner split by project (3 groups) of the training
-    part (a proper score, steadier than counting hits on a few hundred cases), and the softmax temperature that makes those inner held-out probabilities most likely (calibration, never in-sample).
+    part (a proper score, steadier than counting hits on a few hundred cases), and the softmax temperature that makes
+    those inner held-out probabilities most likely (calibration, never in-sample).
 
     `train` comes without votes: each inner split's reports vote only from its own training projects, so an inner
     held-out report is scored as a new project's report is, with no vote from a report of its own inner fold.

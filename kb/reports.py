@@ -1,6 +1,6 @@
 """Labelled public reports as neighbours: the dev corpus's reports (evals/data, never a held-out or validation set),
 each with its source thread and the cause its thread settled, indexed so a new paste finds the reports worded most
-like it. Their causes are one piece of evidence among the others (tools/root_causes/similar_reports.py): engineers
+like it. Their causes are one piece of evidence among the others (similar_cases.labelled_report_votes): engineers
 read a report the way they remember ones like it.
 
 TF-IDF over words (sublinear term frequency, smoothed idf, L2-normalised; Salton & Buckley 1988) with cosine
@@ -27,6 +27,11 @@ NEIGHBOURS = 10            # reports that vote: cross-validated by project, 8 to
 MIN_DF = 2                 # a word in one report only tells nothing about likeness
 # words of three letters or more (identifiers split at punctuation), and runs of Chinese characters
 _TOKEN = re.compile(r"[A-Za-z_]{3,}|[\u4e00-\u9fff]{2,}")
+
+
+def paste_text(log_text: str, config_text: str | None) -> str:
+    """What the labelled reports are compared on: the pasted log (with the user's words), then the config."""
+    return log_text + "\n" + (config_text or "")
 
 
 def report_terms(text: str) -> dict[str, int]:

@@ -38,22 +38,33 @@ def similar_case_votes(hits: Iterable[Any], th: Thresholds = THRESHOLDS) -> list
     return out
 
 
+VOTE_RULE = "labelled_report_votes"
+
+
+def vote_shares(votes: Iterable[tuple[str, float]]) -> dict[str, float]:
+    """Each cause's share of the summed similarity of the reports that vote (only positive similarities count)."""
+    near = [(label, sim) for label, sim in votes if sim > 0]
+    total = sum(sim for _, sim in near)
+    summed: dict[str, float] = {}
+    for label, sim in near:
+        summed[label] = summed.get(label, 0.0) + sim
+    return {label: s / total for label, s in summed.items()} if total > 0 else {}
+
+
 def labelled_report_votes(neighbours: Iterable[Any]) -> list[Signal]:
     """The causes of the labelled public reports worded most like this one (kb/reports.py), each as its share of
     their summed similarity: "3 of the 5 most alike reports were a KV cache that did not fit" is what an engineer
     who has read many threads brings. Each report is cited by its source."""
     near = [n for n in neighbours if n.similarity > 0]
-    total = sum(n.similarity for n in near)
-    if not near or total <= 0:
-        return []
+    shares = vote_shares((n.label, n.similarity) for n in near)
     by_label: dict[str, list[Any]] = {}
     for n in near:
         by_label.setdefault(n.label, []).append(n)
     out: list[Signal] = []
     for label, group in by_label.items():
-        share = sum(n.similarity for n in group) / total
+        share = shares[label]
         cited = ", ".join(_thread(n.source) for n in group[:CITED_REPORTS])
-        out.append(support(Label(label), "labelled_report_votes",
+        out.append(support(Label(label), VOTE_RULE,
                            f"{len(group)} of the {len(near)} labelled public reports most like this one had "
                            f"{label.replace('_', ' ')} ({cited})", share))
     return out
