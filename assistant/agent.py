@@ -158,7 +158,7 @@ def _verified_fit(plan, setup) -> bool | None:
 
 def _load_config(request: DiagnoseRequest) -> ConfigDocument | None:
     """The user's config, or None when none was given. An unusable one raises InputError, unless the log shows an
-    out-of-memory error: then what can be read of it is used (a file cut short, a Markdown list of settings) or, when
+    out-of-memory error or the user's words describe one: then what can be read of it is used (a file cut short, a Markdown list of settings) or, when
     nothing can, none of it, and a note says so; the answer stands on the log. An impossible value is an error either
     way (ImpossibleValue names its key and line)."""
     if not request.config_text or not request.config_text.strip():
@@ -166,6 +166,7 @@ def _load_config(request: DiagnoseRequest) -> ConfigDocument | None:
     from ..tools.configs import load_config
     from ..tools.configs.partial import read_partial, unreadable
     from ..tools.configs.validation import ImpossibleValue
+    from ..tools.described_oom import described_oom
     from ..tools.errors import UnsafeInput
     from ..tools.log_parser import parse_log
 
@@ -175,7 +176,8 @@ def _load_config(request: DiagnoseRequest) -> ConfigDocument | None:
     except (ImpossibleValue, UnsafeInput):   # the user's to fix, and a refusal for safety is never read in part
         raise
     except InputError as exc:
-        if not request.log_text.strip() or not parse_log(request.log_text).is_memory_error:
+        if not request.log_text.strip() or not (parse_log(request.log_text).is_memory_error
+                                                or described_oom(request.log_text) is not None):
             raise
         try:
             return read_partial(request.config_text, name, extra, reason=str(exc))

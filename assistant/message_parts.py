@@ -251,8 +251,11 @@ def _part(kind: PartKind, text: str, name: str | None = None) -> MessagePart:
     return MessagePart(kind=kind, text=text, name=name, truncated=truncated)
 
 
-# a program (and a subcommand) with its flags on the first line (`llama-cli -m x.gguf`, `swift export --merge_lora`)
-_COMMAND = re.compile(r"\s*[\w./-]+(?:[ \t]+[a-z][\w-]*)?[ \t]+-{1,2}[A-Za-z]")
+# a program (its environment, a notebook's "!" or a prompt's "$" before it; a subcommand or a few arguments after it)
+# with its flags on the first line (`llama-cli -m x.gguf`, `swift export --merge_lora`, `CUDA_VISIBLE_DEVICES=0 swift
+# infer --model_type ...`, `vllm serve /models/MiniCPM-V-2_6 --dtype auto`)
+_COMMAND = re.compile(r"\s*(?:[A-Z_][A-Z0-9_]{0,60}=\S{0,200}[ \t]+){0,8}(?:[!$][ \t]?)?[\w./-]+(?:[ \t]+[^\s-]\S{0,300}){0,3}"
+                      r"[ \t]+-{1,2}[A-Za-z]")
 
 
 def config_name_for(text: str) -> str:

@@ -12,6 +12,7 @@ import re
 from pydantic import BaseModel
 
 from .log_parser.lines import numbered_lines
+from .log_parser.model_names import looks_like_model
 from .log_parser.messages import killed_exit_status
 
 MAX_SCAN = 2 * 1024 * 1024  # a description is short; read at most its first 2 MiB
@@ -135,13 +136,16 @@ def model_named(text: str) -> str | None:
 
 def _model_in_line(line: str) -> str | None:
     """A model named in one line, the most explicit form first: URL or org/name id, a hyphenated name with its size,
-    a family word and its size."""
-    m = _MODEL_ID.search(line)
-    if m:
-        return (m.group(1) or m.group(2)).rstrip(".")
-    m = _MODEL_NAME.search(line)
-    if m:
-        return m.group(1).rstrip(".")
+    a family word and its size. A candidate that is a file or a folder of scripts ("configs/zero3.yaml",
+    "int8/int4") is passed over for the next: the line may name the model after it."""
+    for m in _MODEL_ID.finditer(line):
+        name = (m.group(1) or m.group(2)).rstrip(".")
+        if looks_like_model(name):
+            return name
+    for m in _MODEL_NAME.finditer(line):
+        name = m.group(1).rstrip(".")
+        if looks_like_model(name):
+            return name
     m = _FAMILY_SIZE.search(line)
     if m:
         return f"{m.group(1)}-{m.group(2)}"

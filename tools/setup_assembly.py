@@ -69,7 +69,13 @@ def assemble_setup(report: OOMReport, doc: ConfigDocument | None = None, request
     setup = _resolve_gpu(setup, report, req)
     setup = _resolve_model(setup, req, doc.settings if doc is not None else None)
     if setup.model is None and report.model and report.model != setup.model_name:
-        setup = _model_the_log_names(setup, req, report)
+        setup = _model_named(setup, report.model, "named in the log")
+    if setup.model is None and doc is not None:
+        from .described_oom import model_named
+
+        in_text = model_named(doc.text)
+        if in_text and in_text != setup.model_name:
+            setup = _model_named(setup, in_text, f"named in {doc.name}")
     return _mark_defaults(_images_of_a_vision_model(setup))
 
 
@@ -130,14 +136,15 @@ def _images_of_a_vision_model(setup: TrainingSetup) -> TrainingSetup:
     return setup.with_fact("images_per_sample", 1, "default", "one image per sample assumed (a vision-language model)")
 
 
-def _model_the_log_names(setup: TrainingSetup, req: AssemblyRequest, report: OOMReport) -> TrainingSetup:
-    """The config's model is a placeholder or a local folder ("xxx", $MODEL_PATH) while the log or the user's words
-    name one ("7b bloom"): size the named one, saying why."""
-    named = resolve_model_name(report.model)
+def _model_named(setup: TrainingSetup, name: str, where: str) -> TrainingSetup:
+    """The config's model is a placeholder or a local folder ("xxx", $MODEL_PATH), or no key the readers know holds
+    it, while the log, the user's words or the config's own text name one ("7b bloom", "swift infer --model_type
+    qwen2-vl-7b-instruct"): size the named one, saying where it was named."""
+    named = resolve_model_name(name)
     if named is None:
         return setup
     was = setup.model_name
-    return apply_resolved_model(setup, named, f"{report.model}, named in the log"
+    return apply_resolved_model(setup, named, f"{name}, {where}"
                                 + (f"; the config's {was!r} is not a model name I know" if was else ""))
 
 

@@ -107,3 +107,53 @@ def test_a_config_refused_for_safety_is_never_read_in_part(text):
 
     with pytest.raises(UnsafeInput):
         diagnose(DiagnoseRequest(log_text=LOG, config_text=text, config_name="train.yaml", retrieve=False))
+
+
+ONE_LINE_COMMAND = ("torchrun --nproc_per_node=2 --master_port=9999 train.py     --model_name_or_path ../llama-13b/     "
+                    "--fp16 True     --per_device_train_batch_size 1     --fsdp \"full_shard auto_wrap\"     "
+                    "--fsdp_transformer_layer_cls_to_wrap 'LlamaDecoderLa")
+CUT_ARG_LIST = ("['/usr/bin/python3', '-u', 'fine-tune.py', '--local_rank=0', '--model_name_or_path', "
+                "'/data/models/Baichuan2-7B-Base', '--model_max_length', '256', '--per_device_train_batch_size', '1', "
+                "'--gradient_accumulation [...]\n")
+
+
+def test_every_flag_of_a_command_on_one_line_is_read_even_when_the_paste_cuts_it():
+    with pytest.raises(InputError):
+        load_config(ONE_LINE_COMMAND, "pasted_run.sh")   # the shell reader stops at the cut quote
+    doc = read_partial(ONE_LINE_COMMAND, "pasted_run.sh")
+    assert {k: doc.settings[k] for k in ("model_name_or_path", "fp16", "per_device_train_batch_size", "fsdp")} == {
+        "model_name_or_path": "../llama-13b/", "fp16": True, "per_device_train_batch_size": 1,
+        "fsdp": "full_shard auto_wrap"}
+
+
+def test_a_notebook_command_and_a_program_the_readers_do_not_know():
+    doc = read_partial("!python finetune/adapter_v2.py --data_dir data/alpaca --checkpoint_dir "
+                       "checkpoints/tiiuae/falcon-7b\n", "x.sh")
+    assert doc.settings == {"data_dir": "data/alpaca", "checkpoint_dir": "checkpoints/tiiuae/falcon-7b"}
+    doc = read_partial("CUDA_VISIBLE_DEVICES=1,0 swift infer --model_type qwen2-vl-7b-instruct   --model_id_or_path "
+                       "/data1/gpt/model/qwen2-vl-7b-instruct\n", "x.sh")
+    assert doc.settings == {"model_type": "qwen2-vl-7b-instruct", "model_id_or_path": "/data1/gpt/model/qwen2-vl-7b-instruct"}
+
+
+def test_an_argument_list_whose_closing_bracket_was_cut_off():
+    doc = read_partial(CUT_ARG_LIST, "cmd.txt")
+    assert doc.settings["model_max_length"] == 256 and doc.settings["per_device_train_batch_size"] == 1
+    assert doc.settings["model_name_or_path"] == "/data/models/Baichuan2-7B-Base"
+
+
+def test_engine_arguments_inside_a_value_make_it_a_vllm_run():
+    doc = read_partial('lm_eval --model vllm --model_args "pretrained=Qwen/Qwen2.5-72B-Instruct,tensor_parallel_size=8,'
+                       'gpu_memory_utilization=0.8" --batch_size 1 --tasks leaderboard\n', "x.sh")
+    assert doc.settings["tensor_parallel_size"] == 8 and doc.settings["gpu_memory_utilization"] == 0.8
+    assert doc.settings["pretrained"] == "Qwen/Qwen2.5-72B-Instruct" and doc.framework == "vllm"
+    assert read_partial("- batch size: 1\n- lr: 1e-4\n", "c.md").framework != "vllm"
+
+
+def test_a_config_beside_words_that_describe_an_oom_is_read_in_part():
+    words = "Loading Qwen2.5-7B with this command runs out of GPU memory on my 4090.\n"
+    d = diagnose(DiagnoseRequest(log_text=words, config_text=ONE_LINE_COMMAND, config_name="pasted_run.sh", retrieve=False))
+    assert d.config is not None and d.config.format == "partial"
+    assert d.setup.provenance["micro_batch"].origin == "config"
+    with pytest.raises(InputError):   # no memory error shown or described: still the one-line error
+        diagnose(DiagnoseRequest(log_text="training finished fine", config_text=ONE_LINE_COMMAND,
+                                 config_name="pasted_run.sh", retrieve=False))

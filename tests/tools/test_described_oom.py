@@ -71,6 +71,11 @@ def test_the_model_a_text_names_by_url_or_id():
     assert model_named("see https://huggingface.co/meta-llama/Llama-3.1-8B.") == "meta-llama/Llama-3.1-8B"
     assert model_named("fine-tuning Mixtral-8x7B on two cards") == "Mixtral-8x7B"
     assert model_named("nothing here but an A100-80GB") is None
+    # files and script folders are passed over for the model named after them on the line, or on a later line
+    assert model_named("accelerate launch --config_file configs/zero3.yaml run.py --model google/flan-t5-xxl") == \
+        "google/flan-t5-xxl"
+    assert model_named("see question-answering/run_seq2seq_qa.py\nwith Qwen2.5-7B") == "Qwen2.5-7B"
+    assert model_named("int8/int4 with InternVL2-26B") == "InternVL2-26B"
 
 
 def test_host_ram_too_small_in_chinese():

@@ -196,3 +196,15 @@ def test_a_paste_without_any_sign_of_training_is_sized_as_inference():
     assert workload_named(TrainingSetup(), log_cues(served, "num_train_epochs: 3\n")).workload == "train"
     stated = TrainingSetup().with_fact("method", "lora", "config", "train.yaml")
     assert workload_named(stated, log_cues(served)).workload == "train"
+
+
+def test_a_model_only_the_configs_text_names_is_sized():
+    """No key the readers know holds the model (an axolotl YAML pasted under its launch command), but the text names
+    one: it is sized, and the provenance says where it was named."""
+    text = ("accelerate launch scripts/finetune.py config.yaml --deepspeed deepspeed_configs/zero2.json\n[...]\n"
+            "base_model: mistralai/Mixtral-8x7B-v0.1\nmodel_type: AutoModelForCausalLM\n[...]\nload_in_4bit: true\n")
+    doc = load_config(text, "pasted_run.sh")
+    assert doc.format == "shell" and "base_model" not in doc.settings
+    setup = assemble_setup(parse_log("torch.OutOfMemoryError: CUDA out of memory."), doc)
+    assert setup.model is not None and setup.model.name == "mistralai/Mixtral-8x7B-v0.1"
+    assert "named in pasted_run.sh" in setup.provenance["model"].detail

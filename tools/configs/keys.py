@@ -26,6 +26,10 @@ MODEL_NAME_KEYS = ("model_name_or_path", "base_model", "model_path", "pretrained
 SEQ_LEN_KEYS = ("cutoff_len", "max_seq_length", "model_max_length", "max_length", "sequence_len", "max_seq_len",
                 "max_len", "seq_length")
 LORA_RANK_KEYS = ("lora_rank", "lora_r", "r")
+# vLLM's engine arguments (LLM(...) keywords, `vllm serve` flags, lm-eval's --model_args for its vllm backend): a
+# snippet or command that sets one runs the inference engine
+VLLM_KEYS = ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "max_num_seqs", "enforce_eager",
+             "limit_mm_per_prompt", "kv_cache_dtype", "quantization", "pipeline_parallel_size")
 # The keys configs use for a setup field (LLaMA-Factory, HF TrainingArguments, axolotl, DeepSpeed, launchers): where a
 # what-if or a fix finds the user's own spelling of a setting.
 FIELD_KEYS: dict[str, tuple[str, ...]] = {

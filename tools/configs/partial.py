@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import InputError
 from .json_doc import parse_json
-from .keys import FIELD_KEYS, MODEL_NAME_KEYS, SETTING_ALIASES, TRAINING_KEYS
+from .keys import FIELD_KEYS, MODEL_NAME_KEYS, SETTING_ALIASES, TRAINING_KEYS, VLLM_KEYS
 from .safe_yaml import check_size, parse_plain_scalar
 from .schema import ConfigDocument
 from .validation import impossible, key_line, setting_problem
@@ -27,6 +27,14 @@ _MAX_KEY_WORDS = 5       # "Note that the run is: ..." is a sentence, not a sett
 KNOWN_KEYS = frozenset({*TRAINING_KEYS, *MODEL_NAME_KEYS, *(k for keys in FIELD_KEYS.values() for k in keys)})
 
 _LIST_ITEM = re.compile(r"^(?:[-*+•]|\d{1,3}[.)、])\s+")
+# a shell prompt or a notebook's shell escape before a command ("$ torchrun ...", "!python train.py ...")
+_PROMPT = re.compile(r"^(?:\$\s+|!\s*)")
+# a flag inside a command line, not at its start: "torchrun --nproc_per_node=2 train.py --model_name_or_path x ..."
+_INLINE_FLAG = re.compile(r"(?<=\s)--[A-Za-z_]")
+# one token of a command line: a quoted string (closed or cut short by the paste) or a run of other characters
+_TOKEN = re.compile(r"""(?:[^\s'"]+|'[^']*(?:'|$)|"[^"]*(?:"|$))+""")
+# lm-eval style values that hold settings: --model_args "pretrained=Qwen/Qwen2.5-72B,tensor_parallel_size=8"
+_SUB_SETTING = re.compile(r"^([A-Za-z_][\w.]{0,60})=(.*)$")
 _FLAG = re.compile(r"^--([A-Za-z_][\w.-]{0,60})(?:[ \t]*=[ \t]*|[ \t]+)?(.*?)[ \t]*\\?$")
 _PAIR = re.compile(r"""^[`*'"]*([^:=：`*'"]{1,60}?)[`*'"]*[ \t]*[:=：][ \t]*(.*?)[ \t]*,?$""")
 _KEY_CHARS = re.compile(r"^[A-Za-z_\u4e00-\u9fff][\w .\-/\u4e00-\u9fff]*$")
@@ -74,7 +82,7 @@ def scalar(raw: str) -> Any:
 
 def setting_of(line: str) -> tuple[str, str, str] | None:
     """(config key, key as written, raw value) of one line that states a setting in any of the forms above."""
-    text = _LIST_ITEM.sub("", line.strip(), count=1).strip()
+    text = _PROMPT.sub("", _LIST_ITEM.sub("", line.strip(), count=1).strip(), count=1)
     if not text or text.startswith(("#", "//")):
         return None
     m = _FLAG.match(text)
@@ -89,19 +97,54 @@ def setting_of(line: str) -> tuple[str, str, str] | None:
 
 
 def settings_in(text: str) -> list[Setting]:
-    """Every setting the lines of `text` state, in order (a key stated twice: the last one counts when read)."""
+    """Every setting the lines of `text` state, in order (a key stated twice: the last one counts when read). A
+    command written on one line gives every flag it carries."""
     out = []
     for n, line in enumerate(text.splitlines(), start=1):
+        flags = command_flags(line)
+        if flags:
+            out.extend(Setting(key=k, written=w, value=scalar(v), line=n) for k, w, v in flags)
+            continue
         found = setting_of(line)
         if found is not None:
             out.append(Setting(key=found[0], written=found[1], value=scalar(found[2]), line=n))
     return out
 
 
+def command_flags(line: str) -> list[tuple[str, str, str]]:
+    """(config key, key as written, raw value) of every `--flag value` / `--flag=value` of a command line that carries
+    flags after its start (a program, its arguments and flags on one line); [] for any other line. A value that
+    lists `key=value` pairs (lm-eval's --model_args) gives those settings too. Quotes a paste cut short are read
+    to the end of the line."""
+    text = _PROMPT.sub("", _LIST_ITEM.sub("", line.strip(), count=1).strip(), count=1)
+    if not _INLINE_FLAG.search(text):
+        return []
+    tokens = [t.group(0) for t in _TOKEN.finditer(text)]
+    out: list[tuple[str, str, str]] = []
+    for i, token in enumerate(tokens):
+        if not token.startswith("--") or len(token) < 3:
+            continue
+        name, eq, inline = token[2:].partition("=")
+        key = canonical_key(name)
+        if key is None:
+            continue
+        following = tokens[i + 1] if i + 1 < len(tokens) else ""
+        raw = inline if eq else following if following and not following.startswith("-") and following != "\\" else "true"
+        out.append((key, name, raw))
+        value = raw.strip("'\"")
+        if "=" in value and "," in value or _SUB_SETTING.match(value):
+            for part in value.split(","):
+                sub = _SUB_SETTING.match(part.strip())
+                if sub and (sub_key := canonical_key(sub.group(1))) is not None:
+                    out.append((sub_key, sub.group(1), sub.group(2)))
+    return out
+
+
 def argument_list_settings(text: str) -> list[Setting]:
     """Settings from a command printed as a Python list: "['--per_device_train_batch_size', '8', '--bf16', ...]"."""
     out: list[Setting] = []
-    for m in re.finditer(r"\[[^\[\]]{0,100000}\]", text):
+    # a list of quoted strings, its closing bracket perhaps cut off by the paste ("..., '--gradient_accumulation [...]")
+    for m in re.finditer(r"\[(?=\s{0,20}['\"])[^\[\]]{0,100000}", text):
         items = [(a if a is not None else b, item.start()) for item in _QUOTED.finditer(m.group(0))
                  for a, b in [item.groups()]]
         for i, (item, pos) in enumerate(items):
@@ -221,7 +264,10 @@ def _framework(settings: dict[str, Any]) -> str | None:
     keys = set(settings)
     if keys & LLAMAFACTORY_KEYS:
         return "llamafactory"
-    return "hf_trainer" if keys & HF_TRAINER_KEYS else None
+    if keys & HF_TRAINER_KEYS:
+        return "hf_trainer"
+    # the engine's own arguments, "quantization" aside (a word training configs use too)
+    return "vllm" if keys & (set(VLLM_KEYS) - {"quantization"}) else None
 
 
 def unreadable(text: str, name: str, *, reason: str) -> ConfigDocument:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError
+from .keys import VLLM_KEYS
 
 # Calls whose keyword arguments are training settings, and what each configures (where a new key goes).
 TRAINING_ARGS_CALLS = ("TrainingArguments", "Seq2SeqTrainingArguments", "SFTConfig", "DPOConfig", "GRPOConfig",
@@ -32,8 +33,6 @@ _QUANT_KEYS = ("load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type", "bnb_4bit_
 _LORA_KEYS = ("r", "lora_alpha", "lora_dropout", "target_modules")
 _LOAD_KEYS = ("attn_implementation", "torch_dtype", "device_map", "low_cpu_mem_usage", "max_memory",
               "offload_folder", "max_seq_length", "use_gradient_checkpointing")
-_VLLM_KEYS = ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "max_num_seqs", "enforce_eager",
-              "limit_mm_per_prompt", "kv_cache_dtype", "quantization", "pipeline_parallel_size")
 _PROCESSOR_KEYS = ("max_pixels", "min_pixels")   # Qwen-VL processors take the image cap at from_pretrained
 _UNREADABLE = object()
 
@@ -284,7 +283,7 @@ def _home_call(calls: list[Call], key: str) -> Call | None:
         order = LORA_CALLS
     elif key in _LOAD_KEYS:
         order = LOAD_CALLS
-    elif key in _VLLM_KEYS:
+    elif key in VLLM_KEYS:
         order = VLLM_CALLS
     else:
         order = TRAINING_ARGS_CALLS
