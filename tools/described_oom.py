@@ -17,9 +17,10 @@ from .log_parser.messages import killed_exit_status
 
 MAX_SCAN = 2 * 1024 * 1024  # a description is short; read at most its first 2 MiB
 
-# ASCII-only boundaries: in Unicode mode \b sees no boundary between a Chinese character and "OOM".
+# ASCII-only boundaries: in Unicode mode \b sees no boundary between a Chinese character and "OOM". "OOM" is also a
+# verb ("it OOMs instantly", "OOMed at step 300", "OOMing when vLLM holds 20 GiB").
 # Apple Metal (MLX, PyTorch MPS) reports "Command buffer execution failed: Insufficient Memory (...ErrorOutOfMemory)".
-_GPU = re.compile(r"(?<![A-Za-z])OOM(?![A-Za-z])|out[ -]of[ -](?:GPU[ -]|CUDA[ -]|device[ -]|video[ -])?memory|Insufficient Memory|ErrorOutOfMemory|显存.{0,4}?(?:不足|溢出|不够|爆|占满|炸|超了|超出)|(?:爆|炸|超|超过|超出)显存"
+_GPU = re.compile(r"(?<![A-Za-z])OOM(?:s|ed|ing|'d|'ing)?(?![A-Za-z])|out[ -]of[ -](?:GPU[ -]|CUDA[ -]|device[ -]|video[ -])?memory|Insufficient Memory|ErrorOutOfMemory|显存.{0,4}?(?:不足|溢出|不够|爆|占满|炸|超了|超出)|(?:爆|炸|超|超过|超出)显存"
                   # memory said to overflow, or to be what a run ran into ("crashes due to memory overflow", "runs into
                   # memory issues")
                   r"|\bmemory\s{1,2}overflow\w{0,3}|\b(?:runs?|ran|running|run)\s{1,2}into\s{1,2}(?:GPU\s|CUDA\s)?memory\s{1,2}(?:issues?|problems?|errors?)"

@@ -132,14 +132,25 @@ def _startup_short(report: OOMReport, cue: Cue) -> OOMReport:
 
 
 def _unexplained(report: OOMReport) -> bool:
-    """The parser found no error and no other signal at all."""
-    return report.kind == "not_oom" and not report.exit_signal and not report.related_errors
+    """The parser found no error and no other signal at all, beyond what a dead rank leaves behind."""
+    return report.kind == "not_oom" and not report.exit_signal and all(
+        e.kind in CONSEQUENCE_KINDS for e in report.related_errors)
+
+
+# What the other ranks and the launcher print after one rank died, whatever killed it: a collective that timed out
+# waiting for it (NCCL watchdog), the elastic agent's ChildFailedError, a launcher's non-zero exit. They say a process
+# ended, not why, so they never outrank the failure the user's words state ("fails through the OOM killer").
+CONSEQUENCE_KINDS = frozenset({"nccl_timeout"})
+_CONSEQUENCE = re.compile(r"ChildFailedError|\bexit(?:s|ed)? with (?:return |exit )?code|exitcode\s{0,2}:|returned non-zero "
+                          r"exit status|Watchdog caught collective operation timeout", re.IGNORECASE)
 
 
 def _described(report: OOMReport, text: str, failure: Cue | None) -> DescribedOOM | None:
     """A memory error stated in words, used only when the parser found no error and no other signal at all, and the
-    log shows no other failure (a shown exception or CUDA error outranks an OOM the words only suspect)."""
-    return described_oom(text) if _unexplained(report) and failure is None else None
+    log shows no other failure (a shown exception or CUDA error outranks an OOM the words only suspect; a dead rank's
+    aftermath does not)."""
+    shown = failure is not None and not _CONSEQUENCE.search(failure.text)
+    return described_oom(text) if _unexplained(report) and not shown else None
 
 
 def _phase_from_config(report: OOMReport, doc: ConfigDocument | None) -> OOMReport:

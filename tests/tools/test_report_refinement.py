@@ -134,3 +134,23 @@ def test_a_failure_the_log_shows_outranks_an_oom_the_words_suspect():
     shown = refine(words + "CUDA error: an illegal memory access was encountered\n")
     assert shown.report.kind == "not_oom" and shown.described is None
     assert refine(words).report.kind == "cuda_oom"   # with no failure shown, the words describe one
+
+
+def test_a_dead_ranks_aftermath_does_not_outrank_the_failure_the_words_state():
+    """NCCL watchdog timeouts and the elastic agent's ChildFailedError follow any rank's death: they say a process
+    ended, not why, so the OOM killer the user names stays the failure."""
+    words = "After a few episodes of long multi-image training the run randomly dies through the OOM killer.\n"
+    timeout = ("[rank4]:[E416 13:21:26.946] ProcessGroupNCCL.cpp:616] [Rank 4] Watchdog caught collective operation "
+               "timeout: WorkNCCL(SeqNum=5, OpType=ALLREDUCE) ran for 1800000 milliseconds before timing out.\n")
+    child = "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:\ntrain.py FAILED\n"
+    for aftermath in (timeout, child):
+        out = refine(words + aftermath)
+        assert out.described is not None and out.report.kind == "host_oom"
+    assert refine(words + "KeyError: 'input_ids'\n").described is None   # a real exception still outranks the words
+
+
+@pytest.mark.parametrize("said", ["training at 131K tokens/device OOMs instantly",
+                                  "it fills up the VRAM until it OOMs", "the run OOMed at step 300",
+                                  "OOMing when the co-resident vLLM server holds 20 GiB"])
+def test_oom_said_as_a_verb(said):
+    assert refine(said + "\n").report.kind == "cuda_oom"
