@@ -81,6 +81,17 @@ SERVING_ENGINES: dict[str, str | None] = {
     "fastchat.serve": None, "model_worker": None, "localai": None, "lm studio": None,
 }
 
+# Engines that reserve their KV cache up front as a share of the card, with the setting that sizes the share: after
+# start-up the card is full by design, so a failing request there says the pool was too large or too small, never that
+# the weights alone filled it. vLLM: gpu_memory_utilization (0.9); LMDeploy's TurboMind: cache_max_entry_count (a share
+# of the free memory, 0.8 by default since 0.2); SGLang: mem_fraction_static; TensorRT-LLM:
+# kv_cache_free_gpu_mem_fraction (0.9); MLC-LLM: gpu_memory_utilization.
+KV_POOL_ENGINES: dict[str, str] = {
+    "vllm": "gpu_memory_utilization", "lmdeploy": "cache_max_entry_count", "turbomind": "cache_max_entry_count",
+    "sglang": "mem_fraction_static", "tensorrt-llm": "kv_cache_free_gpu_mem_fraction",
+    "trt-llm": "kv_cache_free_gpu_mem_fraction", "mlc-llm": "gpu_memory_utilization", "mlc_llm": "gpu_memory_utilization",
+}
+
 # Evaluation harnesses: they score batch by batch and keep no logits across batches (no Trainer evaluation loop), so
 # an evaluation that runs out in one is a batch of inference too large or too long (auto batch sizes probe the largest).
 EVAL_HARNESSES: tuple[str, ...] = ("lm-evaluation-harness", "lm_eval", "lm-eval", "lighteval", "opencompass", "vlmevalkit",

@@ -7,12 +7,16 @@ tracebacks (│ ... in _save_to_state_dict │) and prose, and these name the ph
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from .frameworks import EVAL_HARNESSES, SERVING_ENGINES
+from .frameworks import EVAL_HARNESSES, KV_POOL_ENGINES, SERVING_ENGINES
 from .gpus import DATACENTER_GPU_PATTERN
 from .log_parser.lines import numbered_lines
+
+if TYPE_CHECKING:
+    from .report import OOMReport
 
 MAX_SCAN = 2 * 1024 * 1024  # cues sit near the error; read at most the first 2 MiB
 MAX_LINE = 2000
@@ -281,6 +285,18 @@ def _first(pattern: re.Pattern, text: str, config_text: str) -> tuple[Cue, re.Ma
             cue = _cue(body.count("\n", 0, m.start()) + 1, body[start:].split("\n", 1)[0])
             return cue.model_copy(update={"text": where + cue.text}), m
     return None
+
+
+def pool_engine(report: OOMReport, cues: LogCues | None) -> str | None:
+    """The engine serving the model when it reserves its KV cache up front (frameworks.KV_POOL_ENGINES): the log
+    parser's framework, else, for a memory error, the engine the words or the config name."""
+    if report.framework in KV_POOL_ENGINES:
+        return report.framework
+    if cues is None or cues.serving is None or not report.is_memory_error:
+        return None
+    m = _ENGINE.search(cues.serving.text)
+    name = m.group(1).lower() if m else None
+    return name if name in KV_POOL_ENGINES else None
 
 
 def _serving(text: str, config_text: str) -> tuple[Cue | None, str | None]:

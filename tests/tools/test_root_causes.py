@@ -793,3 +793,16 @@ def test_labelled_report_votes_are_weighed_on_every_path():
         votes = {s.label.value: round(s.value, 2) for s in collect_signals(parse_log(log), neighbours=near)
                  if s.name == "labelled_report_votes"}
         assert votes == {"not_oom": 0.75, "batch_too_large": 0.25}, log
+
+
+@pytest.mark.parametrize("engine, knob", [("lmdeploy", "cache_max_entry_count"), ("sglang", "mem_fraction_static")])
+def test_an_engine_that_reserves_its_kv_cache_fills_the_card_by_design(engine, knob):
+    """A tiny request on a full card under an engine that reserves a share of it for the KV cache: the pool filled
+    the card, not the weights."""
+    words = f"Serving Qwen2-7B with {engine} on one card, it runs out of memory after a few long requests\n"
+    text = words + oom("20.00 MiB", "23.65 GiB", "10.00 MiB", "23.60 GiB", "22.90 GiB", "100.00 MiB")
+    report, cues = parse_log(text), log_cues(text)
+    causes = rank_root_causes(report.model_copy(update={"phase": "generation"}), TrainingSetup(), cues=cues)
+    assert causes[0].label == "generation_kv_cache"
+    assert any(knob in w for w in causes[0].why)
+    assert not any(c.label == "weights_exceed_gpu" and any("weights first" in w for w in c.why) for c in causes)

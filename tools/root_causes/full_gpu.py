@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..labels import Label
-from ..log_cues import LogCues
+from ..frameworks import KV_POOL_ENGINES
+from ..log_cues import LogCues, pool_engine
 from ..memory.schema import MemoryEstimate
 from ..report import OOMReport
 from ..training_setup import TrainingSetup
@@ -34,6 +35,12 @@ def gpu_already_full(report: OOMReport, setup: TrainingSetup | None, estimate: M
     filled = f"the GPU was already full ({format_bytes(held)} allocated) when a small {format_bytes(req)} request failed" if held \
         else f"a small {format_bytes(req)} request failed on a full GPU"
     in_step = report.phase in TRAINING_STEP   # a frame of the step: loading (or a merge) was over
+    engine = pool_engine(report, cues)
+    if engine is not None and report.phase != "model_loading":
+        # the engine filled the card on purpose: its KV cache takes the share KV_POOL_ENGINES names
+        return out + [support(Label.generation_kv_cache, "full_gpu_engine_pool",
+                              f"{filled}: {engine} fills the card with its KV cache by design "
+                              f"({KV_POOL_ENGINES[engine]}), so what is left for the step is what ran out")]
     adapter = _adapter_run(setup, cues)
     unsized = setup is None or setup.model is None or estimate is None or stand_in_model(setup)
     if unsized and adapter is not None:

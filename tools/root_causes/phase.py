@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 
 from ..labels import Label
-from ..log_cues import LogCues
+from ..frameworks import KV_POOL_ENGINES
+from ..log_cues import LogCues, pool_engine
 from ..report import OOMReport
 from ..training_setup import TrainingSetup
 from ..units import format_bytes
@@ -66,19 +67,17 @@ def phase_and_operation(report: OOMReport, setup: TrainingSetup | None, multimod
         out.append(support(Label.generation_kv_cache, "vllm_kv_cache_cue",
                            f"vLLM cannot fit its KV cache (line {cues.kv_cache.line}): max_model_len x "
                            "layers x KV heads needs more than gpu_memory_utilization leaves after the weights"))
+    engine = pool_engine(report, cues) if report.phase != "model_loading" else None
     if report.framework == "vllm" and report.phase == "model_loading":
         # vLLM places the weights before it profiles and sizes the KV cache: an OOM while loading is the weights.
         out.append(support(Label.weights_exceed_gpu, "vllm_loading",
                            "vLLM ran out while loading the weights, before any KV cache exists: the weights "
                            "per GPU (tensor_parallel_size splits them) do not fit"))
-    elif report.framework == "vllm":
-        # vLLM sizes its KV cache up front (gpu_memory_utilization) after a profile run at the longest inputs.
-        out.append(support(Label.generation_kv_cache, "vllm_kv_preallocated",
-                           "vLLM pre-allocates the KV cache from gpu_memory_utilization after a profiling run"))
-        if multimodal:
-            out.append(support(Label.vision_tokens, "vllm_profile_images",
-                               f"{multimodal}: vLLM's profiling run feeds the most images/video frames the "
-                               "limits allow (limit_mm_per_prompt, max pixels)"))
+    elif report.framework == "vllm" or (engine is not None and not (report.phase == "generation"
+                                                                    and _prefill_sized(report, setup, th))):
+        # the engine sizes its KV cache up front as a share of the card (vLLM after a profile run at the longest
+        # inputs); a request sized as the prompt's own activations (below) says more than an engine the words name
+        out += _kv_pool(engine or "vllm", multimodal)
     elif report.phase == "generation" and _prefill_sized(report, setup, th):
         out += _prefill(report, multimodal)
     elif report.phase == "generation":
@@ -89,6 +88,18 @@ def phase_and_operation(report: OOMReport, setup: TrainingSetup | None, multimod
         out.append(support(Label.batch_too_large, "eval_batch",
                            f"evaluation runs at per_device_eval_batch_size {setup.eval_batch}"
                            + (": one KV cache per sequence of the batch" if report.phase == "generation" else "")))
+    return out
+
+
+def _kv_pool(engine: str, multimodal: str | None) -> list[Signal]:
+    """An engine that reserves its KV cache as a share of the card (frameworks.KV_POOL_ENGINES)."""
+    out = [support(Label.generation_kv_cache, "engine_kv_preallocated",
+                   f"{engine} pre-allocates its KV cache as a share of the card ({KV_POOL_ENGINES[engine]})"
+                   + (" after a profiling run" if engine == "vllm" else ""))]
+    if multimodal and engine == "vllm":
+        out.append(support(Label.vision_tokens, "vllm_profile_images",
+                           f"{multimodal}: vLLM's profiling run feeds the most images/video frames the limits allow "
+                           "(limit_mm_per_prompt, max pixels)"))
     return out
 
 

@@ -107,6 +107,7 @@ _POINTS: dict[str, float] = {
     "full_gpu_full_ft_unlikely": 0.2,           # ... full fine-tuning although the method is another
     "full_gpu_loading": 0.8,                    # ... outside the step: loading
     "full_gpu_sized": 0.5,                      # tiny request, full GPU, sized setup: the weights
+    "full_gpu_engine_pool": 2.5,                # tiny request, full GPU, an engine that reserves its KV cache
     # host
     "bus_error": 8,                             # host OOM that is a bus error: not memory
     "host_oom": 6,                              # host (CPU) memory ran out
@@ -216,7 +217,7 @@ _POINTS: dict[str, float] = {
     "op_eager_attention": 2,                    # failing operation: attention, eager stated
     "vllm_kv_cache_cue": 5,                     # vLLM cannot fit its KV cache
     "vllm_loading": 2,                          # vLLM ran out loading the weights
-    "vllm_kv_preallocated": 3,                  # vLLM pre-allocates the KV cache
+    "engine_kv_preallocated": 3,                # vLLM, LMDeploy, SGLang... pre-allocate the KV cache
     "serve_kv_pool_short": 3,                   # the calculator: vLLM's KV-cache pool holds no max_model_len sequence
     "vllm_profile_images": 1.5,                 # ... its profiling run feeds the most images
     "prefill_not_kv_cache": 0.4,                # discount: one huge request while generating is no KV-cache step
