@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
+from .fixes_said import FixSaid, fixes_said
 from .frameworks import EVAL_HARNESSES, KV_POOL_ENGINES, SERVING_ENGINES
 from .gpus import DATACENTER_GPU_PATTERN
 from .log_parser.lines import numbered_lines
@@ -205,6 +206,8 @@ class LogCues(BaseModel):
                                                           "nothing of training")
     engine: str | None = Field(default=None, description="the log parser's name of that engine, where it has one")
     harness: Cue | None = Field(default=None, description="an evaluation harness named (lm-eval, OpenCompass, VLMEvalKit, ...)")
+    fixes: list[FixSaid] = Field(default_factory=list, description="the fixes the words say made the error go away "
+                                                                   "(tools/fixes_said.py): each names the cause it fixed")
 
 
 def log_cues(text: str, config_text: str | None = None) -> LogCues:
@@ -267,7 +270,7 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
                    vision=vision, kv_cache=kv, startup_free=startup, runtime_oom=runtime, index_error=index_error, failure=failure, imbalance=imbalance, zero3_sub_group=sub_group,
                    method_contrast=contrast, gpu_models=gpu_models,
                    adapters=adapters, full_tuning=full, comparable_worked=worked, training=training, serving=serving, engine=engine,
-                   harness=harnessed[0] if harnessed is not None else None)
+                   harness=harnessed[0] if harnessed is not None else None, fixes=fixes_said(text[:MAX_SCAN]))
 
 
 def adapter_named(line: str) -> bool:

@@ -26,6 +26,7 @@ _PRIMARY_BONUS = 1.5          # fixing the diagnosed primary cause outranks a ch
 _CAUSE_BONUS = 0.5
 _HINT_BONUS = 0.25
 _MIN_CAUSE_SCORE = 0.2        # causes ranked below this are hunches, not diagnoses: they earn no bonus
+_MIN_CAUSE_PROBABILITY = 0.05  # ... and so are causes the ranking gives less than this chance of being the primary one
 _UNDIAGNOSED_PENALTY = 3.0   # fixes for causes nobody diagnosed come after every diagnosed one (still tried)
 _GAP_PERSISTS = {"memory_growth", "fragmentation", "other_process"}   # misses a budget fix does not remove
 
@@ -163,10 +164,14 @@ def _plan_training(setup: TrainingSetup, doc: ConfigDocument | None, causes: lis
     notes: list[str] = []
     scorer = _Scorer(setup, constraints, mode, None)
     roomy_host = host_limit is not None and scorer.before is not None and host_limit >= 2 * scorer.before.host_bytes
-    if roomy_host and "offload_host_ram" in labels:
+    # the host's RAM binds the plan only when the diagnosis says the host ran out, not when its cause is a hunch that
+    # only a similar report's vote raised (a probability near 0 beside a GPU error)
+    host_said = any(c.label == "offload_host_ram" and c.score >= _MIN_CAUSE_SCORE
+                    and (c.probability is None or c.probability >= _MIN_CAUSE_PROBABILITY) for c in causes)
+    if roomy_host and host_said:
         notes.append(f"the host has {format_bytes(host_limit)} of RAM, far above the {format_bytes(scorer.before.host_bytes)} "
                      "the run needs at its start: what filled it grew during the run, which a smaller setting does not fix")
-    elif "offload_host_ram" in labels and scorer.before is not None and scorer.before.host_bytes:
+    elif host_said and scorer.before is not None and scorer.before.host_bytes:
         # the run was killed for host RAM: whatever it needed did not fit (even if the calculator thinks the
         # stated RAM suffices: buffers, per-rank copies and workers come on top), so the plan must need less
         observed_limit = int(scorer.before.host_bytes * 0.9)

@@ -1,5 +1,6 @@
 """What the user's own comparison rules out: "the same run worked with other 7B models" means the model states of a
-model this size fit, so what differs is this model's own traits (its vocabulary) and the step's activations."""
+model this size fit, so what differs is this model's own traits (its vocabulary) and the step's activations. And what
+they say fixed it: the setting a working fix changed names the cause."""
 
 from __future__ import annotations
 
@@ -45,3 +46,11 @@ def adapters_worked(cues: LogCues | None) -> list[Signal]:
     return [support(Label.full_ft_model_states, "adapters_worked",
                     f"LoRA fit where full fine-tuning ran out (line {said.line}: {said.text[:QUOTE_SAID]}): the gradients "
                     "and optimizer states of every parameter are the difference")]
+
+
+def fix_said(cues: LogCues | None) -> list[Signal]:
+    """The words say a change made the error go away ("I resolved this by reducing num_beams", "改成 zero3 后问题解决了"):
+    the cause is what that change fixes. Several fixes share the evidence."""
+    fixes = cues.fixes if cues is not None else []
+    return [support(f.label, "fix_said", f"the words say changing {f.knob} fixed it (line {f.line}: {f.text[:QUOTE_SAID]})",
+                    value=1.0 / len(fixes)) for f in fixes]

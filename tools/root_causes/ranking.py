@@ -24,7 +24,7 @@ from ..snapshot import RankTable, Reconciliation
 from ..training_setup import TrainingSetup
 from .breakdown import breakdown_signals
 from .budget import estimate_vs_budget, fully_trained_embeddings
-from .comparison import adapters_worked, comparable_model_worked
+from .comparison import adapters_worked, comparable_model_worked, fix_said
 from .facts import multimodal_reason
 from .fragmentation import fragmentation
 from .full_gpu import gpu_already_full
@@ -110,8 +110,8 @@ def collect_signals(
                     *growth_without_length_cap(trend, setup), *growth_explained_by_the_budget(trend, estimate)]
     signals += [*related_errors(report, memory_error=True), *dtype_support(report, setup, cues, memory_error=True),
                 *quantization(report, cues), *without_numbers(report, setup, cues),
-                *comparable_model_worked(setup, cues, th), *adapters_worked(cues), *similar_case_votes(hits or [], th),
-                *held_memory(held, ranks)]
+                *comparable_model_worked(setup, cues, th), *adapters_worked(cues), *fix_said(cues),
+                *similar_case_votes(hits or [], th), *held_memory(held, ranks)]
     signals = votes_beside_the_phase(signals)
     if not has_evidence(signals, weights):
         signals += no_specific_evidence()
@@ -129,7 +129,7 @@ def failure_not_shown(report: OOMReport, setup: TrainingSetup | None, estimate: 
     multimodal = multimodal_reason(report, setup, cues)
     out = [*breakdown_signals(setup, estimate, th), *phase_and_operation(report, setup, multimodal, cues, th),
            *without_numbers(report, setup, cues), *imbalance_said(cues), *comparable_model_worked(setup, cues, th),
-           *adapters_worked(cues), *similar_case_votes(hits or [], th), *offloaded_without_failure(setup)]
+           *adapters_worked(cues), *fix_said(cues), *similar_case_votes(hits or [], th), *offloaded_without_failure(setup)]
     if trend is not None:
         out += [*memory_over_time(trend, th), *growth_with_images(trend, setup, multimodal),
                 *growth_without_length_cap(trend, setup)]
