@@ -32,6 +32,14 @@ _NOT = re.compile(
     r"\b(?:not|no|never|still|nothing|neither|nor|without success|whether|try|trying|tried to|would|might|maybe"
     r"|perhaps|should|could)\b|n't|\?|没有|没|未|无法|不行|不能|还是|仍然|依然|如果|是否|试试|尝试|可能|吗|？", re.IGNORECASE)
 
+# ...and that says what was changed: a knob named only as a reason ("works for inference because of the kv cache") or
+# a state ("the two GPUs used 70 GB") is not a fix
+_CHANGED = re.compile(
+    r"\b(?:reduc|lower|decreas|increas|rais|set|sett|chang|enabl|disabl|turn|install|us|switch|add|remov|upgrad|downgrad"
+    r"|updat|limit|cap|capp|cut|split|modif|comment|kill|freez|froze|allocat|buy|bought|pay|paid|replac|load|mov|put"
+    r"|halv|shorten|truncat|drop|fix|pass|appl|specif|restart)\w*"
+    r"|改|设|调|加|开启|打开|关闭|关掉|减|降|换|用|安装|升级|降级|更新|限制|截断|切分|注释|去掉|删", re.IGNORECASE)
+
 # label -> the words of the settings and actions whose change fixes it
 FIX_KNOBS: dict[Label, str] = {
     Label.generation_kv_cache: r"num_beams|beams?\b|max_new_tokens|max_tokens|gpu[_-]memory[_-]utili[sz]ation|max[_-]model[_-]len"
@@ -46,7 +54,8 @@ FIX_KNOBS: dict[Label, str] = {
     Label.zero_stage_insufficient: r"zero[ _-]?3|zero stage 3|stage[\"' :=]{1,4}3|\bfsdp\b|full_shard",
     Label.full_ft_model_states: r"\bq?lora\b|\bpeft\b|adapters?\b|freez\w+|requires_grad",
     Label.weights_exceed_gpu: r"[48][ -]?bit|\bint[48]\b|quantiz\w+|\bbnb\b|\bawq\b|\bgptq\b|tensor[ _-]?parallel\w*|量化",
-    Label.offload_host_ram: r"\bswap\b|more (?:host |system |CPU )?(?:RAM|memory)|pin_memory|num_workers|内存",
+    Label.offload_host_ram: r"\bswap\b|more (?:host |system |CPU )?RAM|more (?:host|system|CPU) memory|pin_memory|num_workers"
+                            r"|(?:加|增加|扩)内存",
     Label.fragmentation: r"expandable_segments|max_split_size_mb",
     Label.eval_accumulation: r"eval_accumulation_steps|prediction_loss_only|preprocess_logits_for_metrics",
     Label.vision_tokens: r"max_pixels|min_pixels|image (?:size|resolution)|resolution|frames|\bfps\b|分辨率|帧",
@@ -80,7 +89,10 @@ def fixes_said(text: str) -> list[FixSaid]:
         for m in _SENTENCE.finditer(line):
             sentence = m.group(0)
             worked = _WORKED.search(sentence)
-            if worked is None or _NOT.search(sentence[:worked.start()] + " " + sentence[worked.end():]):
+            if worked is None:
+                continue
+            rest = sentence[:worked.start()] + " " + sentence[worked.end():]
+            if _NOT.search(rest) or not _CHANGED.search(rest):
                 continue
             for label, knob in _KNOBS:
                 hit = knob.search(sentence)

@@ -806,3 +806,14 @@ def test_an_engine_that_reserves_its_kv_cache_fills_the_card_by_design(engine, k
     assert causes[0].label == "generation_kv_cache"
     assert any(knob in w for w in causes[0].why)
     assert not any(c.label == "weights_exceed_gpu" and any("weights first" in w for w in c.why) for c in causes)
+
+
+def test_a_plain_python_launch_on_two_gpus_is_dataparallel_only_for_training_steps():
+    """HF Trainer wraps the model in DataParallel for its steps; a script that generates on two GPUs splits the model by
+    device_map, so the DataParallel gather on GPU 0 is no reason there."""
+    text = "python test.py\n" + oom("20.00 MiB", "79.15 GiB", "10.00 MiB", "79.10 GiB", "78.20 GiB", "100.00 MiB")
+    setup = TrainingSetup(num_gpus=2).with_fact("num_gpus", 2, "user", "two A100 80G")
+    report = parse_log(text).model_copy(update={"launcher": "python"})
+    said = lambda phase: any("DataParallel" in w for c in rank_root_causes(report.model_copy(update={"phase": phase}),  # noqa: E731
+                                                                          setup) for w in c.why)
+    assert said("backward") and not said("generation")

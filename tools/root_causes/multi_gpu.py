@@ -42,6 +42,8 @@ def single_process_many_gpus(report: OOMReport, setup: TrainingSetup | None) -> 
         return []  # with an nvidia-smi table, multi_gpu_spread reads the real spread
     if report.launcher != "python" or report.ranks or setup.zero_stage > 0 or setup.fsdp:
         return []
+    if report.phase in ("generation", "model_loading"):
+        return []   # the Trainer wraps DataParallel for its steps; a script that loads or generates splits by device_map
     return [support(Label.multi_gpu_imbalance, "dataparallel_launch",
                     f"{setup.num_gpus} GPUs but a plain `python` launch: DataParallel keeps the "
                     "master copy and gathers outputs on GPU 0 (use torchrun for DDP)")]
