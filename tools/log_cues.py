@@ -116,6 +116,20 @@ _FAILURE = re.compile(r"(?:^|[\s\]|:])(?:[A-Za-z_][\w.]{0,80}\.)?[A-Z]\w{0,60}(?
                       r"\b(?:CUDA|NCCL|cuBLAS|CUBLAS|cuDNN|CUDNN) error:|Segmentation fault|core dumped|\bexit(?:s|ed)? with "
                       r"(?:return |exit )?code[ =:]{1,3}-?[1-9]|exitcode\s{0,2}:\s{0,2}-?[1-9]|returned non-zero exit status|"
                       r"^\s{0,8}(?:FATAL|Fatal error)\b")
+# What the other ranks and the launcher print after one rank died, whatever killed it: a collective that timed out
+# waiting for it (NCCL watchdog), the elastic agent's ChildFailedError, a launcher's non-zero exit. They say a process
+# ended, not why: they never outrank the failure the user's words state, and a paste that shows only them has lost
+# the failing rank's own error.
+AFTERMATH_KINDS = frozenset({"nccl_timeout"})   # report.related_errors kinds of that kind
+_AFTERMATH = re.compile(r"ChildFailedError|\bexit(?:s|ed)? with (?:return |exit )?code|exitcode\s{0,2}:|returned non-zero "
+                        r"exit status|Watchdog caught collective operation timeout", re.IGNORECASE)
+
+
+def is_aftermath(cue: Cue) -> bool:
+    """Is this failure line only a dead rank's aftermath (ChildFailedError, a launcher's exit code, an NCCL timeout)?"""
+    return bool(_AFTERMATH.search(cue.text))
+
+
 # the user says one GPU holds more than the others: "GPU 0 uses far more memory", "显存分配不均匀"
 _IMBALANCE = re.compile(r"\b(?:uneven(?:ly)?|imbalanced?|unbalanced)\b.{0,40}?\b(?:memory|VRAM|GPUs?|cards?|load|split|"
                         r"allocation|distribut\w{0,5})\b|\b(?:memory|VRAM|GPU|load|allocation)\b.{0,30}?\b(?:uneven(?:ly)?|"

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from .configs.schema import ConfigDocument
 from .described_oom import DescribedOOM, described_oom, memory_question, model_named
-from .log_cues import Cue, LogCues, runtime_oom_kind, startup_free_numbers
+from .log_cues import AFTERMATH_KINDS, Cue, LogCues, is_aftermath, runtime_oom_kind, startup_free_numbers
 from .report import TORCH_ALLOCATOR_KINDS, Evidence, OOMReport
 from .units import format_bytes
 
@@ -134,22 +134,14 @@ def _startup_short(report: OOMReport, cue: Cue) -> OOMReport:
 def _unexplained(report: OOMReport) -> bool:
     """The parser found no error and no other signal at all, beyond what a dead rank leaves behind."""
     return report.kind == "not_oom" and not report.exit_signal and all(
-        e.kind in CONSEQUENCE_KINDS for e in report.related_errors)
-
-
-# What the other ranks and the launcher print after one rank died, whatever killed it: a collective that timed out
-# waiting for it (NCCL watchdog), the elastic agent's ChildFailedError, a launcher's non-zero exit. They say a process
-# ended, not why, so they never outrank the failure the user's words state ("fails through the OOM killer").
-CONSEQUENCE_KINDS = frozenset({"nccl_timeout"})
-_CONSEQUENCE = re.compile(r"ChildFailedError|\bexit(?:s|ed)? with (?:return |exit )?code|exitcode\s{0,2}:|returned non-zero "
-                          r"exit status|Watchdog caught collective operation timeout", re.IGNORECASE)
+        e.kind in AFTERMATH_KINDS for e in report.related_errors)
 
 
 def _described(report: OOMReport, text: str, failure: Cue | None) -> DescribedOOM | None:
     """A memory error stated in words, used only when the parser found no error and no other signal at all, and the
     log shows no other failure (a shown exception or CUDA error outranks an OOM the words only suspect; a dead rank's
     aftermath does not)."""
-    shown = failure is not None and not _CONSEQUENCE.search(failure.text)
+    shown = failure is not None and not is_aftermath(failure)
     return described_oom(text) if _unexplained(report) and not shown else None
 
 

@@ -817,3 +817,16 @@ def test_a_plain_python_launch_on_two_gpus_is_dataparallel_only_for_training_ste
     said = lambda phase: any("DataParallel" in w for c in rank_root_causes(report.model_copy(update={"phase": phase}),  # noqa: E731
                                                                           setup) for w in c.why)
     assert said("backward") and not said("generation")
+
+
+def test_a_paste_with_only_a_dead_ranks_aftermath_has_lost_its_error():
+    """ChildFailedError says a rank died, not why: the paste lost the failing rank's error, which says much less
+    against a memory cause than another exception would."""
+    from ask_oom.tools.root_causes.related_errors import not_a_memory_error
+
+    text = ("torch.distributed.elastic.multiprocessing.errors.ChildFailedError:\n"
+            "train.py FAILED\n")
+    lost = not_a_memory_error(parse_log(text), log_cues(text).failure)
+    assert [s.name for s in lost] == ["no_failure_shown"] and "aftermath" in lost[0].reason
+    other = "KeyError: 'labels'\n"
+    assert [s.name for s in not_a_memory_error(parse_log(other), log_cues(other).failure)] == ["no_oom_message"]

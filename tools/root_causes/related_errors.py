@@ -4,7 +4,7 @@ missing flash-attn, bitsandbytes misuse. Each names a cause, strongly when nothi
 from __future__ import annotations
 
 from ..labels import Label
-from ..log_cues import Cue, LogCues
+from ..log_cues import Cue, LogCues, is_aftermath
 from ..report import OOMReport
 from ..training_setup import TrainingSetup
 from .facts import observed
@@ -27,6 +27,10 @@ def not_a_memory_error(report: OOMReport, failure: Cue | None = None) -> list[Si
         return [support(Label.not_oom, "no_failure_shown",
                         "the log shows no failure at all, and no out-of-memory message: the error may be missing "
                         "from the paste")]
+    if report.kind == "not_oom" and is_aftermath(failure):
+        return [support(Label.not_oom, "no_failure_shown",
+                        f"the log shows only a dead rank's aftermath (line {failure.line}: {failure.text[:QUOTE_SHORT]}), "
+                        "not why it died: the failing rank's own error is missing from the paste")]
     if report.kind == "not_oom":
         return [support(Label.not_oom, "no_oom_message",
                         f"no out-of-memory message (CUDA, host, NCCL, cuBLAS) was found in the log; it fails with "
