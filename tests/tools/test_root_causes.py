@@ -435,7 +435,9 @@ def test_growth_said_of_a_run_without_a_length_cap_is_the_longest_sample_and_of_
         return labels(rank_root_causes(report, setup, estimate_memory(setup), trend=trend))
 
     uncapped = ranked("model_name_or_path: Qwen/Qwen3-4B\nuse_peft: true\nper_device_train_batch_size: 1\n")
-    assert uncapped[0] == "seq_len_too_long" and "no_gradient_checkpointing" in uncapped[:3]
+    # the climb is the longest sample's activations, kept for backward without checkpointing: those two lead (their
+    # order is the fitted table's), not a leak
+    assert set(uncapped[:2]) == {"seq_len_too_long", "no_gradient_checkpointing"}
     capped_fits = ranked("model_name_or_path: Qwen/Qwen3-4B\nuse_peft: true\nper_device_train_batch_size: 1\n"
                          "max_seq_length: 1024\ngradient_checkpointing: true\n")
     assert capped_fits[0] == "memory_growth"   # the worst case fits: something really grows

@@ -14,6 +14,7 @@ from .signals import Signal, support
 from .weights import FULL_SHARDING, QUOTE_SHORT, THRESHOLDS, Thresholds
 
 TRAINING_STEP = ("forward", "backward", "optimizer_step")
+OUTSIDE_STEP = ("model_loading", "lora_merge", "checkpoint_save")
 
 
 def gpu_already_full(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None,
@@ -51,7 +52,7 @@ def gpu_already_full(report: OOMReport, setup: TrainingSetup | None, estimate: M
         out += _replicas(setup, filled)
         out.append(support(Label.full_ft_model_states,
                            "full_gpu_full_ft" if not setup or setup.method == "full" else "full_gpu_full_ft_unlikely", filled))
-        if not in_step:
+        if report.phase in OUTSIDE_STEP:   # a frame or the words say it was loading, merging or saving
             out.append(support(Label.model_load_oom, "full_gpu_loading", filled))
         return out
     out.append(support(Label.weights_exceed_gpu, "full_gpu_sized", filled))
