@@ -17,7 +17,7 @@ softmax probability of the answer is compared with how often it is right, on the
 
 `--write` stores the weights fitted on every dev case, with the cross-validated figures, in
 tools/root_causes/fitted_weights.json (the ranking's default table reads it). Held-out sets (diagnosis_fresh3,
-diagnosis_fresh4, heldout_projects) and the validation sets (diagnosis_fresh5 to diagnosis_fresh11) are never read here.
+diagnosis_fresh4, heldout_projects) and the validation sets (diagnosis_fresh5 to diagnosis_fresh13) are never read here.
 """
 
 from __future__ import annotations
