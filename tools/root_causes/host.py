@@ -40,9 +40,8 @@ def host_memory(report: OOMReport, setup: TrainingSetup | None, estimate: Memory
         out.append(support(Label.model_load_oom, "host_oom_loading",
                            f"the host ran out while {report.phase.replace('_', ' ')}{extra}"))
     if setup is not None and (setup.offload_optimizer or setup.offload_param):
-        parts = [n for n, on in (("optimizer", setup.offload_optimizer), ("parameters", setup.offload_param)) if on]
         out.append(support(Label.offload_host_ram, "host_offload",
-                           f"ZeRO-{setup.zero_stage} offloads the {' and '.join(parts)} to CPU RAM"))
+                           f"ZeRO-{setup.zero_stage} offloads the {offloaded_parts(setup)} to CPU RAM"))
         if setup.method == "full":
             out.append(support(Label.full_ft_model_states, "host_offload_full_ft",
                                "full fine-tuning: fp32 master weights, gradients and Adam states all live in the "
@@ -63,15 +62,20 @@ def host_memory(report: OOMReport, setup: TrainingSetup | None, estimate: Memory
     return out
 
 
+def offloaded_parts(setup: TrainingSetup) -> str:
+    """What ZeRO offload keeps in host RAM, in words: "optimizer states", "parameters" or both."""
+    return " and ".join(n for n, on in (("optimizer states", setup.offload_optimizer), ("parameters", setup.offload_param))
+                        if on)
+
+
 def offloaded_without_failure(setup: TrainingSetup | None) -> list[Signal]:
     """No failure shown, and the run keeps states in host RAM: the host's OOM killer ends a process with SIGKILL, which
     prints nothing of its own (at most the shell's "Killed"), so a paste that just stops is what it leaves behind."""
     if setup is None or not (setup.offload_optimizer or setup.offload_param):
         return []
-    parts = [n for n, on in (("optimizer states", setup.offload_optimizer), ("parameters", setup.offload_param)) if on]
     prov = setup.provenance.get("offload_param" if setup.offload_param and not setup.offload_optimizer else "offload_optimizer")
     where = f" ({prov.detail})" if prov is not None and prov.detail else ""
     return [support(Label.offload_host_ram, "offload_no_failure_shown",
-                    f"the {' and '.join(parts)} are offloaded to host RAM{where}, and the paste stops without an "
+                    f"the {offloaded_parts(setup)} are offloaded to host RAM{where}, and the paste stops without an "
                     "error: a process killed by the host for memory prints nothing itself (check `dmesg` for the "
                     "OOM killer)")]
