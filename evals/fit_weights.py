@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
                       ("  new corpora only: fitted, cross-validated", "cross_validated_new_corpora"),
                       ("  new corpora only: hand table", "hand_table_new_corpora")):
         s = result[key]
-        print(f"{name:<44} {s['primary']:>8.1%} {s['top3']:>8.1%} {s.get('top3_any', 0.0):>26.1%}")
+        print(f"{name:<44} {s['primary']:>8.1%} {s['top3']:>8.1%} {s['top3_any']:>26.1%}")
     print("\nreliability of the answer's probability (cross-validated):")
     print(f"{'band':<10} {'answers':>8} {'right':>6} {'accuracy':>9} {'mean p':>7}")
     _print_bands(result["reliability_cv"])

@@ -306,7 +306,10 @@ def _first(pattern: re.Pattern, text: str, config_text: str) -> tuple[Cue, re.Ma
 
 def pool_engine(report: OOMReport, cues: LogCues | None) -> str | None:
     """The engine serving the model when it reserves its KV cache up front (frameworks.KV_POOL_ENGINES): the log
-    parser's framework, else, for a memory error, the engine the words or the config name."""
+    parser's framework, else, for a memory error, the engine the words or the config name. None while the weights
+    load: no cache exists yet."""
+    if report.phase == "model_loading":
+        return None
     if report.framework in KV_POOL_ENGINES:
         return report.framework
     if cues is None or cues.serving is None or not report.is_memory_error:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .configs.keys import MODEL_NAME_KEYS
 from .configs.schema import ConfigDocument
+from .described_oom import model_named
 from .errors import InputError
 from .frameworks import canonical_framework
 from .gpus import GPUSpec, gpu_from_memory, lookup_gpu
@@ -71,8 +72,6 @@ def assemble_setup(report: OOMReport, doc: ConfigDocument | None = None, request
     if setup.model is None and report.model and report.model != setup.model_name:
         setup = _model_named(setup, report.model, "named in the log")
     if setup.model is None and doc is not None:
-        from .described_oom import model_named
-
         in_text = model_named(doc.text)
         if in_text and in_text != setup.model_name:
             setup = _model_named(setup, in_text, f"named in {doc.name}")

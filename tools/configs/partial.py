@@ -80,9 +80,14 @@ def scalar(raw: str) -> Any:
     return parse_plain_scalar(text)
 
 
+def _bare(line: str) -> str:
+    """The line without its list marker ("- ", "1. ") and a prompt or notebook escape ("$ ", "!")."""
+    return _PROMPT.sub("", _LIST_ITEM.sub("", line.strip(), count=1).strip(), count=1)
+
+
 def setting_of(line: str) -> tuple[str, str, str] | None:
     """(config key, key as written, raw value) of one line that states a setting in any of the forms above."""
-    text = _PROMPT.sub("", _LIST_ITEM.sub("", line.strip(), count=1).strip(), count=1)
+    text = _bare(line)
     if not text or text.startswith(("#", "//")):
         return None
     m = _FLAG.match(text)
@@ -116,7 +121,7 @@ def command_flags(line: str) -> list[tuple[str, str, str]]:
     flags after its start (a program, its arguments and flags on one line); [] for any other line. A value that
     lists `key=value` pairs (lm-eval's --model_args) gives those settings too. Quotes a paste cut short are read
     to the end of the line."""
-    text = _PROMPT.sub("", _LIST_ITEM.sub("", line.strip(), count=1).strip(), count=1)
+    text = _bare(line)
     if not _INLINE_FLAG.search(text):
         return []
     tokens = [t.group(0) for t in _TOKEN.finditer(text)]
@@ -132,7 +137,7 @@ def command_flags(line: str) -> list[tuple[str, str, str]]:
         raw = inline if eq else following if following and not following.startswith("-") and following != "\\" else "true"
         out.append((key, name, raw))
         value = raw.strip("'\"")
-        if "=" in value and "," in value or _SUB_SETTING.match(value):
+        if "=" in value:
             for part in value.split(","):
                 sub = _SUB_SETTING.match(part.strip())
                 if sub and (sub_key := canonical_key(sub.group(1))) is not None:

@@ -37,7 +37,7 @@ def gpu_already_full(report: OOMReport, setup: TrainingSetup | None, estimate: M
         else f"a small {format_bytes(req)} request failed on a full GPU"
     in_step = report.phase in TRAINING_STEP   # a frame of the step: loading (or a merge) was over
     engine = pool_engine(report, cues)
-    if engine is not None and report.phase != "model_loading":
+    if engine is not None:
         # the engine filled the card on purpose: its KV cache takes the share KV_POOL_ENGINES names
         return out + [support(Label.generation_kv_cache, "full_gpu_engine_pool",
                               f"{filled}: {engine} fills the card with its KV cache by design "

@@ -67,17 +67,17 @@ def phase_and_operation(report: OOMReport, setup: TrainingSetup | None, multimod
         out.append(support(Label.generation_kv_cache, "vllm_kv_cache_cue",
                            f"vLLM cannot fit its KV cache (line {cues.kv_cache.line}): max_model_len x "
                            "layers x KV heads needs more than gpu_memory_utilization leaves after the weights"))
-    engine = pool_engine(report, cues) if report.phase != "model_loading" else None
+    engine = pool_engine(report, cues)
     if report.framework == "vllm" and report.phase == "model_loading":
         # vLLM places the weights before it profiles and sizes the KV cache: an OOM while loading is the weights.
         out.append(support(Label.weights_exceed_gpu, "vllm_loading",
                            "vLLM ran out while loading the weights, before any KV cache exists: the weights "
                            "per GPU (tensor_parallel_size splits them) do not fit"))
-    elif report.framework == "vllm" or (engine is not None and not (report.phase == "generation"
-                                                                    and _prefill_sized(report, setup, th))):
+    elif engine is not None and (report.framework == engine
+                                 or not (report.phase == "generation" and _prefill_sized(report, setup, th))):
         # the engine sizes its KV cache up front as a share of the card (vLLM after a profile run at the longest
         # inputs); a request sized as the prompt's own activations (below) says more than an engine the words name
-        out += _kv_pool(engine or "vllm", multimodal)
+        out += _kv_pool(engine, multimodal)
     elif report.phase == "generation" and _prefill_sized(report, setup, th):
         out += _prefill(report, multimodal)
     elif report.phase == "generation":
