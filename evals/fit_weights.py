@@ -10,8 +10,10 @@ hand-written table, which was written while reading these cases: a prior from it
 Folds are grouped by project (a project's reports never sit on both sides of a fold), so the cross-validated figure
 says how the ranking does on projects it was not fitted on. The labelled reports' votes (kb/reports.py) are the one
 signal whose data is the dev corpus itself: they are added per fold from the training projects' reports only. The
-figure on the data the weights were fitted on is printed second; the hand-written table's figure on the same cases (which its author read) third. Calibration: the
-softmax probability of the answer is compared with how often it is right, on the held-out folds (reliability table).
+figure on the data the weights were fitted on is printed second; the hand-written table's figure on the same cases
+(which its author read) third. Calibration: each fold's temperature and top-label map (tools/root_causes/calibration.py)
+are fitted on inner held-out splits of its training part, and the answer's probability is compared with how often it is
+right on the held-out folds (reliability table).
 
     python evals/fit_weights.py [--folds 5] [--write] [--json]
 
@@ -37,6 +39,7 @@ sys.path.insert(0, str(REPO / "evals"))
 from diagnosis_benchmark import DEV_SETS, LeaveOwnThreadOut, load_cases, request_for  # noqa: E402
 
 from ask_oom.assistant.deciding_facts import CONFIDENT  # noqa: E402 - the product's bar for a stated answer
+from ask_oom.tools.root_causes.calibration import Knots, calibrate_top, fit_confidence_map  # noqa: E402
 from ask_oom.tools.root_causes.similar_cases import VOTE_RULE as VOTES, vote_shares  # noqa: E402
 
 FITTED_PATH = REPO / "tools" / "root_causes" / "fitted_weights.json"
@@ -187,9 +190,9 @@ class Fitter:
 
 
 def predict(row: CaseSignals, weights: dict[str, float], default: float = PRIOR_WEIGHT,
-            temperature: float = 1.0) -> list[tuple[str, float, float]]:
+            temperature: float = 1.0, confidence: Knots = ()) -> list[tuple[str, float, float]]:
     """(label, points, probability) best first: points as the ranking adds them, probability as the softmax of
-    points / temperature."""
+    points / temperature, the leading one through the `confidence` map (as the ranking does)."""
     pts = {label: row.discount.get(label, 1.0) * sum(weights.get(rule, default) * v for rule, v in feats.items() if rule != NULL)
            for label, feats in row.features.items()}
     if not pts:
@@ -197,7 +200,8 @@ def predict(row: CaseSignals, weights: dict[str, float], default: float = PRIOR_
     null = weights.get(NULL, 0.0)
     top = max(max(pts.values()), null)
     z = sum(math.exp((p - top) / temperature) for p in pts.values()) + math.exp((null - top) / temperature)
-    return sorted(((label, p, math.exp((p - top) / temperature) / z) for label, p in pts.items()), key=lambda t: -t[1])
+    prob = calibrate_top({label: math.exp((p - top) / temperature) / z for label, p in pts.items()}, confidence)
+    return sorted(((label, p, prob[label]) for label, p in pts.items()), key=lambda t: -t[1])
 
 
 def score(rows: list[CaseSignals], preds: list[list[tuple[str, float, float]]]) -> dict:
@@ -235,11 +239,11 @@ def cross_validate(rows: list[CaseSignals], rules: list[str], k: int, prior: dic
         held = set(fold)
         seen = {r.project for i, r in enumerate(rows) if i not in held}
         raw_train = [r for i, r in enumerate(rows) if i not in held]
-        l2, temperature = choose_hyperparameters(raw_train, rules, prior)
-        chosen[fi] = {"l2": l2, "temperature": temperature}
+        l2, temperature, confidence = choose_hyperparameters(raw_train, rules, prior)
+        chosen[fi] = {"l2": l2, "temperature": temperature, "confidence_knots": len(confidence)}
         w = fitter.fit([with_votes(r, seen) for r in raw_train], l2)
         for i in fold:
-            preds[i] = predict(with_votes(rows[i], seen), w, temperature=temperature)
+            preds[i] = predict(with_votes(rows[i], seen), w, temperature=temperature, confidence=confidence)
     return preds, chosen
 
 
@@ -249,16 +253,19 @@ TEMPERATURES = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
 BLIND_PREFIX = "diagnosis_corpus"   # sets written blind to the code and first measured unseen (their READMEs)
 
 
-def choose_hyperparameters(train: list[CaseSignals], rules: list[str], prior: dict | None = None) -> tuple[float, float]:
+def choose_hyperparameters(train: list[CaseSignals], rules: list[str],
+                           prior: dict | None = None) -> tuple[float, float, Knots]:
     """The prior strength whose probabilities are most likely on an inner split by project (3 groups) of the training
-    part (a proper score, steadier than counting hits on a few hundred cases), and the softmax temperature that makes
-    those inner held-out probabilities most likely (calibration, never in-sample).
+    part (a proper score, steadier than counting hits on a few hundred cases), the softmax temperature that makes
+    those inner held-out probabilities most likely, and the map from the leading cause's probability at that
+    temperature to how often it was right there (calibration.py; calibration, never in-sample).
 
     `train` comes without votes: each inner split's reports vote only from its own training projects, so an inner
     held-out report is scored as a new project's report is, with no vote from a report of its own inner fold.
 
     The temperature is calibrated on the blind corpora's cases only: the older sets are the ones the rules were
-    written from, and their near-certain answers would make every new report's probability too confident."""
+    written from, and their near-certain answers would make every new report's probability too confident. The map is
+    fitted on the same cases."""
     inner = grouped_folds(train, 3)
     fitter = Fitter(rules, prior)
     splits = []
@@ -281,7 +288,9 @@ def choose_hyperparameters(train: list[CaseSignals], rules: list[str], prior: di
 
     blind = [(row, w) for row, w in inner_preds if row.set_name.startswith(BLIND_PREFIX)] or inner_preds
 
-    return l2, min(TEMPERATURES, key=lambda t: sum(_nll(row, w, t) for row, w in blind))
+    temperature = min(TEMPERATURES, key=lambda t: sum(_nll(row, w, t) for row, w in blind))
+    answers = [(p[0][2], p[0][0] in row.accepted) for row, w in blind if (p := predict(row, w, temperature=temperature))]
+    return l2, temperature, fit_confidence_map(answers)
 
 
 def _nll(row: CaseSignals, weights: dict[str, float], temperature: float) -> float:
@@ -346,10 +355,10 @@ def main(argv: list[str] | None = None) -> int:
         return _calibrate_hand([with_votes(r) for r in rows], hand, args)
     prior = hand if args.prior == "hand" else None
     preds_cv, chosen = cross_validate(rows, rules, args.folds, prior)
-    l2_all, temperature = choose_hyperparameters(rows, rules, prior)
+    l2_all, temperature, confidence = choose_hyperparameters(rows, rules, prior)
     rows = [with_votes(r) for r in rows]   # the final fit: every other project's reports vote, as in the product
     fitted = Fitter(rules, prior).fit(rows, l2_all)
-    preds_in = [predict(r, fitted, temperature=temperature) for r in rows]
+    preds_in = [predict(r, fitted, temperature=temperature, confidence=confidence) for r in rows]
     preds_hand = [predict(r, hand) for r in rows]
     result = {
         "cases": len(rows), "projects": len({r.project for r in rows}), "folds": args.folds,
@@ -376,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             "cross_validated": result["cross_validated"], "reliability_cv": result["reliability_cv"],
             "points": {k: round(v, 4) for k, v in sorted(fitted.items()) if k != NULL},
             "thresholds": {NULL: round(fitted[NULL], 4), "probability_temperature": temperature},
+            "confidence_map": [[round(p, 4), round(q, 4)] for p, q in confidence],
         }, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     if args.json:
         print(json.dumps(result, indent=1))

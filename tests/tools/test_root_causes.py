@@ -832,3 +832,19 @@ def test_a_paste_with_only_a_dead_ranks_aftermath_has_lost_its_error():
     assert [s.name for s in lost] == ["no_failure_shown"] and "aftermath" in lost[0].reason
     other = "KeyError: 'labels'\n"
     assert [s.name for s in not_a_memory_error(parse_log(other), log_cues(other).failure)] == ["no_oom_message"]
+
+
+def test_another_error_beside_words_that_say_memory_ran_out_is_a_rule_of_its_own():
+    """The words' statement of an OOM beside another exception (from an earlier attempt, or what followed the OOM)
+    weakens the other error's case: its own rule, fitted apart from a log that only shows another error."""
+    from ask_oom.tools.root_causes.related_errors import not_a_memory_error
+
+    text = ("I get an OOM error trying to train qwen-2.5-3B on 2 H100s.\n"
+            "If I halve the batch sizes: ZeroDivisionError: integer division or modulo by zero\n")
+    cues = log_cues(text)
+    assert cues.oom_said is not None and cues.oom_said.line == 1
+    sig = not_a_memory_error(parse_log(text), cues.failure, cues.oom_said)
+    assert [s.name for s in sig] == ["other_error_oom_said"]
+    assert "ZeroDivisionError" in sig[0].reason and "OOM error" in sig[0].reason
+    plain = "ZeroDivisionError: integer division or modulo by zero\n"
+    assert log_cues(plain).oom_said is None

@@ -43,6 +43,14 @@ def test_metal_allocator_failure_is_the_macs_unified_memory():
     assert d.report.kind == "mps_oom"
 
 
+def test_metal_failing_a_command_buffer_for_memory_is_the_macs_unified_memory():
+    # MLX raises Metal's command-buffer failure as a RuntimeError: the exception is the memory error, not another one
+    d = _run("crashes during generation:\nRuntimeError: [METAL] Command buffer execution failed: Insufficient Memory "
+             "(00000008:kIOGPUCommandBufferCallbackErrorOutOfMemory)\n")
+    assert d.report.kind == "mps_oom"
+    assert d.root_causes[0].label != "not_oom"
+
+
 def test_a_notebook_exception_header_without_its_message_is_a_gpu_oom():
     d = _run("---------------------------------------------------------------------------\n"
              "OutOfMemoryError                          Traceback (most recent call last)\n"

@@ -87,7 +87,8 @@ def collect_signals(
     if report is None:
         return breakdown_signals(setup, estimate, th)
     if not report.is_memory_error:
-        signals = [*not_a_memory_error(report, cues.failure if cues is not None else None),
+        signals = [*not_a_memory_error(report, cues.failure if cues is not None else None,
+                                       cues.oom_said if cues is not None else None),
                    *related_errors(report, memory_error=False),
                    *dtype_support(report, setup, cues, memory_error=False)]
         if any(s.name == "no_failure_shown" for s in signals):

@@ -12,10 +12,12 @@ from .signals import Signal, support
 from .weights import QUOTE_LONG, QUOTE_SHORT
 
 
-def not_a_memory_error(report: OOMReport, failure: Cue | None = None) -> list[Signal]:
+def not_a_memory_error(report: OOMReport, failure: Cue | None = None, oom_said: Cue | None = None) -> list[Signal]:
     """Nothing ran out: name what the log shows instead (a bus error, SIGFPE, no OOM message at all). `failure` is the
     last failure the log shows (log_cues): another error is evidence the run died of something else; a paste with no
-    failure at all (progress bars, a fragment) may just have lost the error, and says much less."""
+    failure at all (progress bars, a fragment) may just have lost the error, and says much less. `oom_said` is the
+    words' own statement of a memory failure: beside another error it weakens that error's case (the words may tell
+    of an earlier run, or of the failure the shown error followed), so it is a rule of its own."""
     signal = (report.exit_signal or "").upper()
     if "SIGBUS" in signal or "-7" in signal:
         return [support(Label.not_oom, "sigbus_exit", f"the launcher reports {report.exit_signal} (bus error): usually "
@@ -31,6 +33,11 @@ def not_a_memory_error(report: OOMReport, failure: Cue | None = None) -> list[Si
         return [support(Label.not_oom, "no_failure_shown",
                         f"the log shows only a dead rank's aftermath (line {failure.line}: {failure.text[:QUOTE_SHORT]}), "
                         "not why it died: the failing rank's own error is missing from the paste")]
+    if report.kind == "not_oom" and oom_said is not None:
+        return [support(Label.not_oom, "other_error_oom_said",
+                        f"no out-of-memory message (CUDA, host, NCCL, cuBLAS) was found in the log; it fails with "
+                        f"something else (line {failure.line}: {failure.text[:QUOTE_SHORT]}), although the words say "
+                        f"memory ran out (line {oom_said.line}: {oom_said.text[:QUOTE_SHORT]})")]
     if report.kind == "not_oom":
         return [support(Label.not_oom, "no_oom_message",
                         f"no out-of-memory message (CUDA, host, NCCL, cuBLAS) was found in the log; it fails with "

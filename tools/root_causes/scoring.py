@@ -9,6 +9,7 @@ import math
 from collections.abc import Iterable
 
 from ..labels import Label, RootCause
+from .calibration import calibrate_top
 from .signals import Kind, Signal
 from .weights import DEFAULT_WEIGHTS, SCORE_DECIMALS, Weights
 
@@ -42,7 +43,8 @@ def score_signals(signals: Iterable[Signal], weights: Weights = DEFAULT_WEIGHTS)
             reasons.append(sig.reason)
     th = weights.thresholds
     final = {label: p * factors.get(label, 1.0) for label, p in points.items()}
-    probability = label_probabilities(final, th["unexplained_points"], th["probability_temperature"])
+    probability = calibrate_top(label_probabilities(final, th["unexplained_points"], th["probability_temperature"]),
+                                weights.confidence)
     order = sorted((p, -i, label) for i, (label, p) in enumerate(final.items()) if p > th["min_points"])
     out = []
     for pts, _, label in reversed(order[-int(th["max_causes"]):]):

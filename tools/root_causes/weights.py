@@ -18,6 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from ..gpus import LARGEST_GPU_BYTES
+from .calibration import Knots
 from ..units import GiB, MiB
 
 Thresholds = Mapping[str, float]
@@ -231,6 +232,7 @@ _POINTS: dict[str, float] = {
     "sigbus_exit": 8,                           # no OOM: the launcher reports SIGBUS
     "sigfpe_exit": 8,                           # no OOM: the launcher reports SIGFPE
     "no_oom_message": 8,                        # no OOM message; the log fails with another error
+    "other_error_oom_said": 4,                  # ... while the words say memory ran out: half the case
     "no_failure_shown": 4,                      # no OOM message and no failure at all: the error may be missing
     "error_without_oom": 3,                     # an error, but no OOM message
     "cublas_after_assert": 7,                   # cuBLAS failure after a device-side assert
@@ -287,6 +289,9 @@ _FIT = _fitted()
 # Fitted weights replace the hand-written ones of the rules the dev cases exercise; the others keep theirs.
 WEIGHTS: Mapping[str, float] = MappingProxyType({**_POINTS, **{k: float(v) for k, v in _FIT.get("points", {}).items()
                                                                 if k in _POINTS}})
+# The leading cause's probability → how often such answers were right on held-out reports (calibration.py), fitted
+# with the weights; no map (an empty one) leaves the softmax's probability as it is.
+CONFIDENCE_MAP: Knots = tuple((float(p), float(q)) for p, q in _FIT.get("confidence_map", []))
 
 # ---- cut-offs and scalings the rules test against: fractions, byte sizes, counts ----------------------------------
 THRESHOLDS: Thresholds = MappingProxyType({
@@ -403,14 +408,18 @@ CITED_REPORTS = 3                               # labelled reports cited by sour
 
 @dataclass(frozen=True)
 class Weights:
-    """The table a ranking uses: points per rule and the thresholds the rules test against."""
+    """The table a ranking uses: points per rule, the thresholds the rules test against, and the map that calibrates
+    the leading cause's probability."""
 
     points: Mapping[str, float] = field(default_factory=lambda: WEIGHTS)
     thresholds: Thresholds = field(default_factory=lambda: THRESHOLDS)
+    confidence: Knots = field(default_factory=lambda: CONFIDENCE_MAP)
 
-    def replace(self, points: Mapping[str, float] | None = None, thresholds: Mapping[str, float] | None = None) -> Weights:
+    def replace(self, points: Mapping[str, float] | None = None, thresholds: Mapping[str, float] | None = None,
+                confidence: Knots | None = None) -> Weights:
         """A copy with some entries changed (for fitting); a name the table does not have raises KeyError."""
-        return Weights(points=_merged(self.points, points or {}), thresholds=_merged(self.thresholds, thresholds or {}))
+        return Weights(points=_merged(self.points, points or {}), thresholds=_merged(self.thresholds, thresholds or {}),
+                       confidence=self.confidence if confidence is None else confidence)
 
 
 def _merged(base: Mapping[str, float], changes: Mapping[str, float]) -> Mapping[str, float]:
