@@ -848,3 +848,26 @@ def test_another_error_beside_words_that_say_memory_ran_out_is_a_rule_of_its_own
     assert "ZeroDivisionError" in sig[0].reason and "OOM error" in sig[0].reason
     plain = "ZeroDivisionError: integer division or modulo by zero\n"
     assert log_cues(plain).oom_said is None
+
+
+def test_with_no_model_to_size_a_stated_extreme_knob_is_the_suspect():
+    """The calculator cannot size a step whose model is unknown, but a cutoff or micro-batch the run states at an
+    extreme value still drives its activations: each gets its own rule; a default (unstated) value does not."""
+    from ask_oom.assistant.agent import diagnose
+    from ask_oom.assistant.diagnosis import DiagnoseRequest
+
+    oom = ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of "
+           "79.19 GiB of which 1.02 GiB is free. Of the allocated memory 75.10 GiB is allocated by PyTorch, and 1.20 GiB "
+           "is reserved by PyTorch but unallocated.\n")
+
+    def reasons(flags: str) -> list[str]:
+        log = f"llamafactory-cli train --stage sft --model_name_or_path /data/models/mine {flags}\n{oom}"
+        d = diagnose(DiagnoseRequest(log_text=log, retrieve=False))
+        assert d.setup.model is None and d.estimate is None
+        return [w for c in d.root_causes for w in c.why]
+
+    stated = reasons("--cutoff_len 16384 --per_device_train_batch_size 32")
+    assert any("stated cutoff of 16384 tokens" in w for w in stated)
+    assert any("stated micro-batch of 32" in w for w in stated)
+    plain = reasons("--cutoff_len 1024 --per_device_train_batch_size 2")
+    assert not any("the model is not known" in w for w in plain)

@@ -26,6 +26,8 @@ def estimate_vs_budget(report: OOMReport, setup: TrainingSetup | None, estimate:
         out.append(support(Label.no_gradient_checkpointing, "gc_off_stated",
                            "gradient checkpointing is off (stated): every layer's activations are "
                            "kept for backward, the largest share of a training step"))
+    if setup is not None and estimate is None:
+        out += _stated_knobs_unsized(report, setup, th)
     if setup is None or estimate is None:
         return out
     budget = estimate.budget_bytes or (report.gpu_total_bytes and int(report.gpu_total_bytes * th["default_budget_share"]))
@@ -59,6 +61,27 @@ def estimate_vs_budget(report: OOMReport, setup: TrainingSetup | None, estimate:
     if estimate.host_fits is False:
         out.append(support(Label.offload_host_ram, "estimate_host_unfit",
                            f"host RAM needs of {format_bytes(estimate.host_bytes)} exceed what the host has"))
+    return out
+
+
+def _stated_knobs_unsized(report: OOMReport, setup: TrainingSetup, th: Thresholds) -> list[Signal]:
+    """No model to size, but the run states an extreme knob of a training step: activations grow linearly with the
+    micro-batch and at least linearly with the sequence (attention scores and fp32 logits with it), so a stated long
+    cutoff or large micro-batch is the first suspect, as a calculator would find it once the model is known."""
+    if setup.workload != "train" or report.phase not in ("forward", "backward", "unknown"):
+        return []
+    out: list[Signal] = []
+    seq, batch = setup.seq_len, setup.micro_batch
+    if observed(setup, "seq_len") and seq >= th["longer_cutoff_tokens"]:
+        reason = (f"the model is not known, so the step cannot be sized, but the stated cutoff of {seq} tokens is long: "
+                  "activations, attention and the logits all grow with it")
+        out.append(support(Label.seq_len_too_long, "stated_cutoff_unsized", reason))
+        if seq >= th["very_long_cutoff_tokens"]:
+            out.append(support(Label.seq_len_too_long, "stated_cutoff_very_long_unsized", reason))
+    if observed(setup, "micro_batch") and batch >= th["batch_scale_cap"]:
+        out.append(support(Label.batch_too_large, "stated_batch_unsized",
+                           f"the model is not known, so the step cannot be sized, but the stated micro-batch of {batch} "
+                           f"is large: every activation is {batch} times that of one sample"))
     return out
 
 

@@ -124,6 +124,9 @@ _POINTS: dict[str, float] = {
     "host_estimate_unfit": 2,                   # the calculator says host RAM does not fit (host size unknown)
     # budget: the calculator's breakdown against the budget
     "gc_off_stated": 2.0,                       # unsized, but gradient checkpointing stated off
+    "stated_cutoff_unsized": 1.5,               # no model to size; a stated cutoff of 4096+ tokens
+    "stated_cutoff_very_long_unsized": 1,       # ... 8192+ tokens
+    "stated_batch_unsized": 1.5,                # no model to size; a stated micro-batch of 16+
     "weights_over_budget_full_ft": 4,           # weights alone over the budget, full fine-tuning stated
     "weights_over_budget": 6,                   # weights alone over the budget
     "full_ft_weights_over_budget": 6,           # ... full fine-tuning adds states on top
