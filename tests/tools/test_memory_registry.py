@@ -93,6 +93,17 @@ def test_nearest_model_by_family_and_size():
     assert nearest_model("gpt-5-turbo") is None              # no size stated
 
 
+def test_a_size_written_straight_after_the_family_word_is_read():
+    """Local folders and community checkpoints often glue the size to the family ("baichuan13b_new", "vicuna13b",
+    "qwen7b"): the size is read as in "baichuan-13b"; a version dot ("v1.5b") or an expert count ("8x7b") is not."""
+    from ask_oom.tools.memory.registry import _size_b, nearest_model
+
+    assert _size_b("baichuan13b_new") == 13 and _size_b("qwen7b") == 7
+    assert nearest_model("./baichuan13b_new")[0].name.startswith("baichuan-inc/Baichuan")
+    assert nearest_model("vicuna13b")[0].name == "meta-llama/Llama-2-13b-hf"
+    assert _size_b("v1.5b") is None and _size_b("mixtral-8x7b") is None
+
+
 def test_the_classic_decoders_count_exactly_as_transformers_builds_them():
     """GPT-2, OPT and BLOOM (LayerNorm, plain MLP, biases, tied embeddings, learned positions / embedding norm):
     exact totals of the published checkpoints."""

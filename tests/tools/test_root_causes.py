@@ -250,10 +250,22 @@ def test_large_allocation_in_the_optimizer_step_is_a_state_partition_not_an_acti
 
 
 def test_ddp_replicas_fill_most_of_each_gpu():
+    """Each of 4 data-parallel GPUs keeping a full replica is named as evidence for sharding; how much it weighs is the
+    fitted table's (on public reports it is rarely the settled cause), but the answer is never empty: when no label
+    gains enough points to rank, the per-step activations are named as the usual suspects."""
+    from ask_oom.tools.root_causes.ranking import collect_signals
+    from ask_oom.tools.root_causes.weights import DEFAULT_WEIGHTS
+
     text = oom("1.00 GiB", "15.77 GiB", "1.00 GiB", "14.30 GiB", "13.20 GiB", "400.00 MiB")
     setup = TrainingSetup(num_gpus=4).with_fact("num_gpus", 4, "user", "4 GPUs")
-    causes = rank_root_causes(parse_log(text), setup)
-    assert causes[0].label == "zero_stage_insufficient"
+    signals = collect_signals(parse_log(text), setup)
+    replicas = [s for s in signals if s.name == "replicas_fill_gpu"]
+    assert replicas and replicas[0].label == "zero_stage_insufficient" and "full replica" in replicas[0].reason
+    whisper = DEFAULT_WEIGHTS.replace(points={"replicas_fill_gpu": 0.1})
+    causes = rank_root_causes(parse_log(text), setup, weights=whisper)
+    assert causes and {"batch_too_large", "seq_len_too_long"} <= set(labels(causes))
+    loud = DEFAULT_WEIGHTS.replace(points={"replicas_fill_gpu": 3.0})
+    assert labels(rank_root_causes(parse_log(text), setup, weights=loud))[0] == "zero_stage_insufficient"
 
 
 def test_quantization_in_a_report_without_numbers():
@@ -871,3 +883,25 @@ def test_with_no_model_to_size_a_stated_extreme_knob_is_the_suspect():
     assert any("stated micro-batch of 32" in w for w in stated)
     plain = reasons("--cutoff_len 1024 --per_device_train_batch_size 2")
     assert not any("the model is not known" in w for w in plain)
+
+
+def test_an_engine_pool_is_not_blamed_when_the_weights_cannot_even_load():
+    """vLLM reserves its KV cache only after the weights are in: a tiny request on a full card is the pool's doing
+    when the weights fit, and the weights' when they alone exceed the card."""
+    from ask_oom.assistant.agent import diagnose
+    from ask_oom.assistant.diagnosis import DiagnoseRequest
+
+    def top(model: str, total: float, allocated: float) -> tuple[str, list[str]]:
+        log = (f"python -m vllm.entrypoints.openai.api_server --model /data/{model} --dtype half\n"
+               f"torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; {total:.2f} GiB "
+               f"total capacity; {allocated:.2f} GiB already allocated; 10.38 MiB free; {allocated + 0.01:.2f} GiB "
+               "reserved in total by PyTorch)\n")
+        d = diagnose(DiagnoseRequest(log_text=log, retrieve=False))
+        return d.root_causes[0].label, [w for c in d.root_causes for w in c.why]
+
+    label, why = top("vicuna13b", 22.06, 21.64)     # ~26 GB of 16-bit weights on a 22 GiB card
+    assert label == "weights_exceed_gpu"
+    assert not any("fills the card with its KV cache by design" in w for w in why)
+    label, why = top("qwen7b", 79.15, 78.60)        # ~15 GB of weights on an 80 GB card: the pool filled it
+    assert label == "generation_kv_cache"
+    assert any("fills the card with its KV cache by design" in w for w in why)

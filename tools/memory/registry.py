@@ -93,7 +93,9 @@ def resolve_model(name_or_path: str) -> ModelArch | None:
 # ---------------------------------------------------------------------------------------------------
 # Nearest match: a model the registry does not list, read from the family and size its name states
 
-_SIZE = re.compile(r"(?<![\dx.a-z])(\d+(?:\.\d+)?)b(?![a-z\d])")
+# the size in billions, also glued to the family word ("baichuan13b", "qwen7b"), not a version ("v1.5b") or an
+# expert count ("8x7b")
+_SIZE = re.compile(r"(?<![\dx.v])(\d+(?:\.\d+)?)b(?![a-z\d])")
 _MOE_NAME = re.compile(r"\d+x\d+(?:\.\d+)?b|(?<![a-z])a\d+(?:\.\d+)?b|moe")
 _MULTIMODAL_TYPES = ("vl", "llava", "gemma3", "kimi", "moe")   # model_type parts of entries that are not plain LMs
 _SIZE_TOLERANCE = 0.25   # a neighbour within ±25% of the stated size has a comparable memory footprint

@@ -9,12 +9,21 @@ from ..memory.schema import MemoryEstimate
 from ..report import OOMReport
 from ..training_setup import TrainingSetup
 from ..units import format_bytes
+from .budget import weights_in_16_bit
 from .facts import observed, stand_in_model, stated_micro_batch
 from .signals import Signal, support
 from .weights import FULL_SHARDING, QUOTE_SHORT, THRESHOLDS, Thresholds
 
 TRAINING_STEP = ("forward", "backward", "optimizer_step")
 OUTSIDE_STEP = ("model_loading", "lora_merge", "checkpoint_save")
+
+
+def _weights_cannot_load(setup: TrainingSetup | None, estimate: MemoryEstimate | None, total: int) -> bool:
+    """The sized model's 16-bit weights exceed the card even split over every GPU of the run: an engine reserves its
+    KV cache only after the weights are in (and a profiling run), so no cache can be what filled this card."""
+    if setup is None or estimate is None or setup.model is None:
+        return False
+    return weights_in_16_bit(setup, estimate) > total * max(setup.num_gpus, 1)
 
 
 def gpu_already_full(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None,
@@ -37,7 +46,7 @@ def gpu_already_full(report: OOMReport, setup: TrainingSetup | None, estimate: M
         else f"a small {format_bytes(req)} request failed on a full GPU"
     in_step = report.phase in TRAINING_STEP   # a frame of the step: loading (or a merge) was over
     engine = pool_engine(report, cues)
-    if engine is not None:
+    if engine is not None and not _weights_cannot_load(setup, estimate, total):
         # the engine filled the card on purpose: its KV cache takes the share KV_POOL_ENGINES names
         return out + [support(Label.generation_kv_cache, "full_gpu_engine_pool",
                               f"{filled}: {engine} fills the card with its KV cache by design "

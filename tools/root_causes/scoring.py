@@ -20,12 +20,14 @@ def signal_points(signal: Signal, weights: Weights = DEFAULT_WEIGHTS) -> float:
 
 
 def has_evidence(signals: Iterable[Signal], weights: Weights = DEFAULT_WEIGHTS) -> bool:
-    """Any support signal that moves a label's points (a zero weight or value is no evidence)."""
-    return any(s.kind is Kind.support and signal_points(s, weights) != 0 for s in signals)
+    """Some label gains enough points to be ranked: evidence too weak to rank any cause is no evidence, so the
+    ranking is never empty where the evidence only whispered."""
+    final, _ = _label_points(signals, weights)
+    return any(p > weights.thresholds["min_points"] for p in final.values())
 
 
-def score_signals(signals: Iterable[Signal], weights: Weights = DEFAULT_WEIGHTS) -> list[RootCause]:
-    """Ranked causes, primary first, at most `max_causes`, each with its reasons in the order they arrived."""
+def _label_points(signals: Iterable[Signal], weights: Weights) -> tuple[dict[Label, float], dict[Label, list[str]]]:
+    """Each label's points (its support, times its discounts) and its reasons in the order they arrived."""
     points: dict[Label, float] = {}
     factors: dict[Label, float] = {}
     why: dict[Label, list[str]] = {}
@@ -41,8 +43,13 @@ def score_signals(signals: Iterable[Signal], weights: Weights = DEFAULT_WEIGHTS)
         reasons = why.setdefault(sig.label, [])
         if sig.reason and sig.reason not in reasons:
             reasons.append(sig.reason)
+    return {label: p * factors.get(label, 1.0) for label, p in points.items()}, why
+
+
+def score_signals(signals: Iterable[Signal], weights: Weights = DEFAULT_WEIGHTS) -> list[RootCause]:
+    """Ranked causes, primary first, at most `max_causes`, each with its reasons in the order they arrived."""
+    final, why = _label_points(signals, weights)
     th = weights.thresholds
-    final = {label: p * factors.get(label, 1.0) for label, p in points.items()}
     probability = calibrate_top(label_probabilities(final, th["unexplained_points"], th["probability_temperature"]),
                                 weights.confidence)
     order = sorted((p, -i, label) for i, (label, p) in enumerate(final.items()) if p > th["min_points"])
