@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from .described_oom import described_oom
+from .described_oom import DescribedOOM, described_oom
 from .fixes_said import FixSaid, fixes_said
 from .frameworks import EVAL_HARNESSES, KV_POOL_ENGINES, SERVING_ENGINES
 from .gpus import DATACENTER_GPU_PATTERN
@@ -92,9 +92,9 @@ _STARTUP_FREE = re.compile(r"Free memory on device \((\d{1,5}(?:\.\d{1,3})?)/(\d
 # exception header ("OutOfMemoryError    Traceback (most recent call last)") whose message was not pasted. Metal also
 # fails a whole command buffer when the GPU's share of unified memory runs out ("[METAL] Command buffer execution failed:
 # Insufficient Memory (00000008:kIOGPUCommandBufferCallbackErrorOutOfMemory)"): MLX raises that as a RuntimeError.
-METAL_OUT_OF_MEMORY = r"Command buffer execution failed: Insufficient Memory|kIOGPUCommandBufferCallbackErrorOutOfMemory"
+_METAL_OUT_OF_MEMORY = r"Command buffer execution failed: Insufficient Memory|kIOGPUCommandBufferCallbackErrorOutOfMemory"
 _RUNTIME_OOM = re.compile(r"\[malloc(?:_or_wait)?\] Unable to allocate|\[metal::malloc\]|failed to allocate buffer of size \d"
-                          r"|^\s{0,8}(?:torch\.)?(?:cuda\.)?OutOfMemoryError\s{2,}Traceback|" + METAL_OUT_OF_MEMORY,
+                          r"|^\s{0,8}(?:torch\.)?(?:cuda\.)?OutOfMemoryError\s{2,}Traceback|" + _METAL_OUT_OF_MEMORY,
                           re.IGNORECASE | re.MULTILINE)
 # An index past a table's end (token ids beyond the vocabulary, labels beyond the classes): on CUDA it surfaces as a
 # device-side assert or as the next cuBLAS call failing to allocate its handle (CUBLAS_STATUS_ALLOC_FAILED).
@@ -144,7 +144,7 @@ _IMBALANCE = re.compile(r"\b(?:uneven(?:ly)?|imbalanced?|unbalanced)\b.{0,40}?\b
                         r"(?:一张|某张|第一张|0号|0卡)卡?.{0,12}?(?:更多|更高|最多|多很多|多出|急剧增长|特别高|爆)",
                         re.IGNORECASE)
 _HOST_BUFFER = re.compile(r"ggml_backend_cpu_buffer|CPU_REPACK|host buffer", re.IGNORECASE)
-_METAL = re.compile(r"malloc_or_wait|metal::malloc|\bmlx\b|" + METAL_OUT_OF_MEMORY, re.IGNORECASE)
+_METAL = re.compile(r"malloc_or_wait|metal::malloc|\bmlx\b|" + _METAL_OUT_OF_MEMORY, re.IGNORECASE)
 
 # accelerate's big-model placement: one process spreads the layers over every visible GPU.
 # Also its functions (infer_auto_device_map, dispatch_model) and the words ("the device map puts the decoder on GPU 0").
@@ -227,8 +227,9 @@ class LogCues(BaseModel):
     harness: Cue | None = Field(default=None, description="an evaluation harness named (lm-eval, OpenCompass, VLMEvalKit, ...)")
     fixes: list[FixSaid] = Field(default_factory=list, description="the fixes the words say made the error go away "
                                                                    "(tools/fixes_said.py): each names the cause it fixed")
-    oom_said: Cue | None = Field(default=None, description="the words state a memory failure (tools/described_oom.py), "
-                                                           "whatever error the log shows beside them")
+    oom_said: DescribedOOM | None = Field(default=None, description="the memory failure the words state "
+                                                                    "(tools/described_oom.py), whatever error the log "
+                                                                    "shows beside them")
 
 
 def log_cues(text: str, config_text: str | None = None) -> LogCues:
@@ -292,13 +293,7 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
                    method_contrast=contrast, gpu_models=gpu_models,
                    adapters=adapters, full_tuning=full, comparable_worked=worked, training=training, serving=serving, engine=engine,
                    harness=harnessed[0] if harnessed is not None else None, fixes=fixes_said(text[:MAX_SCAN]),
-                   oom_said=_oom_said(text))
-
-
-def _oom_said(text: str) -> Cue | None:
-    """The sentence that states a memory failure, if the words state one."""
-    said = described_oom(text)
-    return None if said is None else Cue(line=said.line, text=said.text[:300])
+                   oom_said=described_oom(text))
 
 
 def adapter_named(line: str) -> bool:

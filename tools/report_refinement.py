@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from .configs.schema import ConfigDocument
-from .described_oom import DescribedOOM, described_oom, memory_question, model_named
+from .described_oom import DescribedOOM, memory_question, model_named
 from .log_cues import AFTERMATH_KINDS, Cue, LogCues, is_aftermath, runtime_oom_kind, startup_free_numbers
 from .report import TORCH_ALLOCATOR_KINDS, Evidence, OOMReport
 from .units import format_bytes
@@ -51,7 +51,7 @@ def refine_report(report: OOMReport, log_text: str, *, cues: LogCues, doc: Confi
     if report.truncated:
         notes.append("the log was larger than the input limit: only its end was read")
     notes.extend(impossible_numbers(report))
-    described = _described(report, log_text, cues.failure)
+    described = _described(report, cues)
     if described is not None:
         report = report.model_copy(update={
             "kind": described.kind, "phase": described.phase or report.phase, "model": report.model or described.model,
@@ -137,12 +137,12 @@ def _unexplained(report: OOMReport) -> bool:
         e.kind in AFTERMATH_KINDS for e in report.related_errors)
 
 
-def _described(report: OOMReport, text: str, failure: Cue | None) -> DescribedOOM | None:
+def _described(report: OOMReport, cues: LogCues) -> DescribedOOM | None:
     """A memory error stated in words, used only when the parser found no error and no other signal at all, and the
     log shows no other failure (a shown exception or CUDA error outranks an OOM the words only suspect; a dead rank's
-    aftermath does not)."""
-    shown = failure is not None and not is_aftermath(failure)
-    return described_oom(text) if _unexplained(report) and not shown else None
+    aftermath does not). The cues hold what the words state (LogCues.oom_said), read once for the log."""
+    shown = cues.failure is not None and not is_aftermath(cues.failure)
+    return cues.oom_said if _unexplained(report) and not shown else None
 
 
 def _phase_from_config(report: OOMReport, doc: ConfigDocument | None) -> OOMReport:

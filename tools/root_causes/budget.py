@@ -20,12 +20,6 @@ def estimate_vs_budget(report: OOMReport, setup: TrainingSetup | None, estimate:
     one process spreads the model over (a device_map): evenly split, each holds 1/split of the weights and states,
     and none holds a replica."""
     out: list[Signal] = []
-    if setup is not None and estimate is None and not setup.gradient_checkpointing and \
-            observed(setup, "gradient_checkpointing") and report.phase in ("forward", "backward", "unknown"):
-        # Unsized, but stated: without checkpointing every layer's activations stay alive until backward.
-        out.append(support(Label.no_gradient_checkpointing, "gc_off_stated",
-                           "gradient checkpointing is off (stated): every layer's activations are "
-                           "kept for backward, the largest share of a training step"))
     if setup is not None and estimate is None:
         out += _stated_knobs_unsized(report, setup, th)
     if setup is None or estimate is None:
@@ -67,10 +61,17 @@ def estimate_vs_budget(report: OOMReport, setup: TrainingSetup | None, estimate:
 def _stated_knobs_unsized(report: OOMReport, setup: TrainingSetup, th: Thresholds) -> list[Signal]:
     """No model to size, but the run states an extreme knob of a training step: activations grow linearly with the
     micro-batch and at least linearly with the sequence (attention scores and fp32 logits with it), so a stated long
-    cutoff or large micro-batch is the first suspect, as a calculator would find it once the model is known."""
-    if setup.workload != "train" or report.phase not in ("forward", "backward", "unknown"):
+    cutoff or large micro-batch is the first suspect, as a calculator would find it once the model is known; and
+    without checkpointing every layer's activations stay alive until backward."""
+    if report.phase not in ("forward", "backward", "unknown"):
         return []
     out: list[Signal] = []
+    if not setup.gradient_checkpointing and observed(setup, "gradient_checkpointing"):
+        out.append(support(Label.no_gradient_checkpointing, "gc_off_stated",
+                           "gradient checkpointing is off (stated): every layer's activations are "
+                           "kept for backward, the largest share of a training step"))
+    if setup.workload != "train":
+        return out
     seq, batch = setup.seq_len, setup.micro_batch
     if observed(setup, "seq_len") and seq >= th["longer_cutoff_tokens"]:
         reason = (f"the model is not known, so the step cannot be sized, but the stated cutoff of {seq} tokens is long: "

@@ -3,6 +3,7 @@ missing flash-attn, bitsandbytes misuse. Each names a cause, strongly when nothi
 
 from __future__ import annotations
 
+from ..described_oom import DescribedOOM
 from ..labels import Label
 from ..log_cues import Cue, LogCues, is_aftermath
 from ..report import OOMReport
@@ -12,7 +13,8 @@ from .signals import Signal, support
 from .weights import QUOTE_LONG, QUOTE_SHORT
 
 
-def not_a_memory_error(report: OOMReport, failure: Cue | None = None, oom_said: Cue | None = None) -> list[Signal]:
+def not_a_memory_error(report: OOMReport, failure: Cue | None = None,
+                       oom_said: DescribedOOM | None = None) -> list[Signal]:
     """Nothing ran out: name what the log shows instead (a bus error, SIGFPE, no OOM message at all). `failure` is the
     last failure the log shows (log_cues): another error is evidence the run died of something else; a paste with no
     failure at all (progress bars, a fragment) may just have lost the error, and says much less. `oom_said` is the
