@@ -354,10 +354,20 @@ def _cue(lineno: int, line: str) -> Cue:
     return Cue(line=lineno, text=line.strip(" │|")[:300])
 
 
+# A sentence that proposes a setting rather than reports one: "you need to add device_map='auto'", "需要…增加一个
+# device_map='auto'参数" (a reply's fix: the failing run did not have it). "I added …", "增加了…" report the run's own.
+_PROPOSED = re.compile(r"\b(?:need(?:s|ed)? to|should|try(?:ing)?|you (?:can|could|may)|please|suggest\w*)\b.{0,80}?"
+                       r"\b(?:add|set|use|pass|specify)\b"
+                       r"|(?:需要|建议|可以|试试|试一下|请|要).{0,40}?(?:增加|加上|添加|加一个|加个|设置|设为|使用|用)(?!了)",
+                       re.IGNORECASE)
+
+
 def _device_map(text: str) -> Cue | None:
-    m = _DEVICE_MAP.search(text[:MAX_SCAN])
-    if m is None:
-        return None
-    start = text.rfind("\n", 0, m.start()) + 1
-    end = text.find("\n", m.end())
-    return Cue(line=text.count("\n", 0, m.start()) + 1, text=text[start:end if end >= 0 else None].strip()[:300])
+    """The first device_map the text shows as the run's own: one only proposed as a fix is passed over."""
+    for m in _DEVICE_MAP.finditer(text[:MAX_SCAN]):
+        start = text.rfind("\n", 0, m.start()) + 1
+        if _PROPOSED.search(text[start:m.start()][-300:]):
+            continue
+        end = text.find("\n", m.end())
+        return Cue(line=text.count("\n", 0, m.start()) + 1, text=text[start:end if end >= 0 else None].strip()[:300])
+    return None

@@ -32,8 +32,10 @@ _MOE_LLAVA = (("phi", "MoE-LLaVA-Phi2"), ("qwen", "MoE-LLaVA-Qwen"), ("stablelm"
 # an adapter or checkpoint directory is usually named after the model it was trained on.
 _BASE_HINT_KEYS = ("checkpoint_dir", "adapter_name_or_path", "adapters", "peft_model_id", "lora_weights",
                    "resume_lora_training", "model_name")
-# Pre-quantized checkpoints say so in their names (Qwen's -GPTQ-Int4/-Int8 and -AWQ, unsloth's -bnb-4bit, TheBloke's -GPTQ).
-_QUANT_NAME = re.compile(r"[-_]?(?:gptq|awq)[-_]?int(4|8)|[-_](?:bnb[-_])?(4|8)[-_]?bit\b|int(4|8)\b|[-_](gptq|awq)\b", re.IGNORECASE)
+# Pre-quantized checkpoints say so in their names (Qwen's -GPTQ-Int4/-Int8 and -AWQ, unsloth's -bnb-4bit, TheBloke's
+# -GPTQ, the -FP8 releases of Qwen3, GLM-4.5 and DeepSeek: one byte a weight).
+_QUANT_NAME = re.compile(r"[-_]?(?:gptq|awq)[-_]?int(4|8)|[-_](?:bnb[-_])?(4|8)[-_]?bit\b|int(4|8)\b|[-_](gptq|awq)\b"
+                         r"|[-_]fp(8)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ def checkpoint_quantization(name: str | None) -> tuple[int | None, str]:
     m = _QUANT_NAME.search(name or "")
     if m is None:
         return None, ""
-    return int(next((g for g in m.groups()[:3] if g), "4")), m.group(0).strip("-_")
+    return int(next((m.group(i) for i in (1, 2, 3, 5) if m.group(i)), "4")), m.group(0).strip("-_")
 
 
 def apply_resolved_model(setup: TrainingSetup, resolved: ResolvedModel, detail: str | None = None) -> TrainingSetup:

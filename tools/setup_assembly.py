@@ -22,7 +22,8 @@ from .frameworks import canonical_framework
 from .gpus import GPUSpec, gpu_from_memory, lookup_gpu
 from .labels import RootCause
 from .log_cues import LogCues
-from .model_resolver import apply_resolved_model, resolve_model_name
+from .memory.registry import stated_params
+from .model_resolver import apply_resolved_model, checkpoint_quantization, resolve_model_name
 from .report import OOMReport
 from .root_causes.weights import QUOTE_SHORT
 from .training_setup import Provenance, TrainingSetup
@@ -71,11 +72,26 @@ def assemble_setup(report: OOMReport, doc: ConfigDocument | None = None, request
     setup = _resolve_model(setup, req, doc.settings if doc is not None else None)
     if setup.model is None and report.model and report.model != setup.model_name:
         setup = _model_named(setup, report.model, "named in the log")
-    if setup.model is None and doc is not None:
-        in_text = model_named(doc.text)
-        if in_text and in_text != setup.model_name:
-            setup = _model_named(setup, in_text, f"named in {doc.name}")
+    in_text = model_named(doc.text) if setup.model is None and doc is not None else None
+    if in_text and in_text != setup.model_name:
+        setup = _model_named(setup, in_text, f"named in {doc.name}")
+    if setup.model is None:
+        setup = _size_stated(setup, (setup.model_name, report.model, in_text))
     return _mark_defaults(_images_of_a_vision_model(setup))
+
+
+def _size_stated(setup: TrainingSetup, names: tuple[str | None, ...]) -> TrainingSetup:
+    """No architecture for the model, but its name states its size ("InternVL2-Llama3-76B", "Qwen3-VL-30B-A3B"):
+    the parameter count sizes the weights alone (root_causes.budget), and the checkpoint's name its bytes a weight."""
+    for name in names:
+        params = stated_params(name)
+        if params:
+            setup = setup.with_fact("stated_params", params, "derived", f"{name} states {params / 10**9:g}B parameters")
+            bits, evidence = checkpoint_quantization(name)
+            if bits is not None and "quantization_bit" not in setup.provenance:
+                setup = setup.with_fact("quantization_bit", bits, "derived", f"the checkpoint's name: {evidence}")
+            return setup
+    return setup
 
 
 # a base model loaded in 4 or 8 bits, as configs and users write it

@@ -49,6 +49,8 @@ class TrainingSetup(BaseModel):
     framework: Framework = "hf_trainer"
     model_name: str | None = None
     model: ModelArch | None = Field(default=None, description="resolved from config.json or the registry")
+    stated_params: int | None = Field(default=None, ge=1, description="parameters a model name states (\"-76B\") when "
+                                      "no architecture resolves: they size the weights alone")
     method: Method = "full"
     lora_rank: int = 8
     lora_targets: list[str] = Field(default_factory=lambda: ["all"], description="module names, or ['all'] for all linear layers")

@@ -81,6 +81,10 @@ def test_the_model_a_text_names_by_url_or_id():
 def test_host_ram_too_small_in_chinese():
     d = described_oom("8*V100，deepspeed zero3，跑小份数据可以正常跑起来，但是跑3M数据量时会出现这种情况，是否可能是内存小了")
     assert d is not None and d.kind == "host_oom"
+    # the verb before the memory word, as "超显存" is said of the GPU's: "超内存", "爆内存" are the host's
+    for said in ("进行chatglm2 ptuning时，sh train.sh超内存\n", "数据一多就爆内存\n"):
+        d = described_oom(said)
+        assert d is not None and d.kind == "host_oom", said
 
 
 def test_a_process_killed_said_in_chinese_is_the_host_oom_killer():

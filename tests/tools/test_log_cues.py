@@ -42,6 +42,15 @@ def test_dtype_errors_and_device_map_from_the_config():
     assert log_cues("x", "device_map: cuda:0").device_map is None  # a fixed placement is not a split
 
 
+def test_a_device_map_only_proposed_as_a_fix_is_not_the_runs_own():
+    """A reply's fix ("you need to add device_map='auto'", "需要…增加一个device_map='auto'参数") says the failing run
+    did not split the model; a run that states its own ("I added device_map='auto'", "增加了…") did."""
+    for proposed in ("需要在config的model中的llm中增加一个device_map='auto'参数", "you need to add device_map='auto' to it"):
+        assert log_cues(f"CUDA out of memory\n{proposed}\n").device_map is None, proposed
+    for own in ("I added device_map='auto' and GPU 0 fills up", "我增加了device_map='auto'参数，还是爆显存"):
+        assert log_cues(f"CUDA out of memory\n{own}\n").device_map is not None, own
+
+
 def test_gpu_models_named_in_the_text_but_not_years_or_ports():
     cues = log_cues("4 3090s on one node, 3 3090s and one 3080 on the other; 3080s only have 12GB\n"
                     "| 0 NVIDIA GeForce RTX 3090 | ... | 1 NVIDIA A100-SXM4-80GB |")

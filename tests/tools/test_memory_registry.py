@@ -104,6 +104,16 @@ def test_a_size_written_straight_after_the_family_word_is_read():
     assert _size_b("v1.5b") is None and _size_b("mixtral-8x7b") is None
 
 
+def test_the_size_a_name_states_is_its_total_not_its_active_count():
+    """A name's size sizes the weights of a model no entry gives: the total of an MoE ("30B-A3B" → 30B), read from a
+    path's last part; an expert count states no total."""
+    from ask_oom.tools.memory.registry import stated_params
+
+    assert stated_params("/models/OpenGVLab/InternVL2-Llama3-76B") == 76 * 10**9
+    assert stated_params("Qwen3-VL-30B-A3B-Instruct") == 30 * 10**9 and stated_params("InternVL2_5-38B") == 38 * 10**9
+    assert stated_params("Mixtral-8x22B") is None and stated_params("MiniCPM-o-2_6") is None and stated_params(None) is None
+
+
 def test_the_classic_decoders_count_exactly_as_transformers_builds_them():
     """GPT-2, OPT and BLOOM (LayerNorm, plain MLP, biases, tied embeddings, learned positions / embedding norm):
     exact totals of the published checkpoints."""

@@ -118,6 +118,7 @@ def test_an_adapter_path_names_the_base_of_an_opaque_model():
 @pytest.mark.parametrize("name, bits", [
     (AWQ, 4), ("Qwen/Qwen2-VL-7B-Instruct-GPTQ-Int8", 8), ("x-GPTQ-Int4", 4), ("unsloth/llama-3-8b-bnb-4bit", 4),
     ("m-8bit", 8), ("Qwen-72B-Chat-Int4", 4), ("Qwen/Qwen2.5-7B-Instruct", None), ("/data/int8_models/llama-7b", None),
+    ("zai-org/GLM-4.5V-FP8", 8), ("Qwen/Qwen3-8B-FP8", 8), ("/data/fp8/llama-7b", None),
 ])
 def test_checkpoint_quantization_reads_the_name(name, bits):
     assert checkpoint_quantization(name)[0] == bits

@@ -885,6 +885,31 @@ def test_with_no_model_to_size_a_stated_extreme_knob_is_the_suspect():
     assert not any("the model is not known" in w for w in plain)
 
 
+def test_with_no_architecture_the_size_a_name_states_sizes_the_weights():
+    """A model the registry cannot build (a vision-language or MoE name) still states its parameter count: at the
+    checkpoint's bytes a weight the weights alone are checked against the card, with the arithmetic. Over several GPUs
+    whose split is not stated, only weights over all of them together are evidence."""
+    from ask_oom.assistant.agent import diagnose
+    from ask_oom.assistant.diagnosis import DiagnoseRequest
+
+    def weights_why(model: str, gpu: str, num_gpus: int | None = None) -> list[str]:
+        log = (f"lmdeploy serve api_server /models/{model}\n"
+               "RuntimeError: [TM][ERROR] CUDA runtime error: out of memory /lmdeploy/src/turbomind/utils/memory_utils.cu:32\n")
+        d = diagnose(DiagnoseRequest(log_text=log, gpu=gpu, num_gpus=num_gpus, retrieve=False))
+        assert d.setup.model is None and d.estimate is None
+        return [w for c in d.root_causes if c.label == "weights_exceed_gpu" for w in c.why]
+
+    why = weights_why("InternVL2-Llama3-76B", "A100-40GB")
+    assert any("76B parameters x 2 B = 141.56 GiB per GPU, above the" in w for w in why)
+    # the checkpoint's name says 4-bit: half a byte a weight (38B x 0.5 B = 17.7 GiB, 83% of a 24 GB card)
+    assert any("38B parameters x 0.5 B = 17.70 GiB per GPU, 83% of" in w for w in weights_why("InternVL2_5-38B-AWQ", "RTX 4090"))
+    # a small model on a large card: no weights evidence
+    assert not any("parameters x" in w for w in weights_why("InternVL2-2B", "A100-80GB"))
+    # 76B in 16-bit over eight 40 GB cards may be split: one card's size is no evidence, all eight together hold it
+    assert not any("parameters x" in w for w in weights_why("InternVL2-Llama3-76B", "A100-40GB", 8))
+    assert any("even split over all 2 GPUs" in w for w in weights_why("InternVL2-Llama3-76B", "A100-40GB", 2))
+
+
 def test_an_engine_pool_is_not_blamed_when_the_weights_cannot_even_load():
     """vLLM reserves its KV cache only after the weights are in: a tiny request on a full card is the pool's doing
     when the weights fit, and the weights' when they alone exceed the card."""

@@ -38,6 +38,13 @@ NF4_BYTES = 0.5
 NF4_DQ_CONST_BYTES = 1 / 64 + 4 / (64 * 256)
 # LLM.int8 (Dettmers et al. 2022): int8 weights plus one fp32 scale per output row (negligible).
 INT8_BYTES = 1.0
+
+
+def bytes_per_weight(bits: int | None, fp32: bool = False) -> float:
+    """Bytes one stored weight takes: 4-bit (NF4, GPTQ, AWQ) half a byte, 8-bit (int8, FP8) one, fp32 four, else the
+    16-bit two of the usual load."""
+    return NF4_BYTES if bits == 4 else INT8_BYTES if bits == 8 else 4.0 if fp32 else 2.0
+
 # bitsandbytes 8-bit Adam (Dettmers et al. 2021): two uint8 states + fp32 absmax per 2048-value block.
 ADAM8BIT_BYTES = 2 + 2 * 4 / 2048
 # DeepSpeed ZeRO-3 defaults (deepspeed/runtime/zero/config.py): stage3_prefetch_bucket_size 5e7,

@@ -16,7 +16,7 @@ from .arch_loader import arch_from_config
 
 # Suffixes that name a fine-tuned variant of the same architecture (same config.json shape).
 _VARIANT_WORDS = ("instruct", "chat", "hf", "base", "it", "pt", "thinking", "fp16", "bf16", "awq", "gptq", "int4",
-                  "int8", "4bit", "8bit", "bnb", "v0.1", "0924", "2507", "preview")
+                  "int8", "4bit", "8bit", "bnb", "fp8", "v0.1", "0924", "2507", "preview")
 
 
 def _norm(name: str) -> str:
@@ -104,6 +104,16 @@ _SIZE_TOLERANCE = 0.25   # a neighbour within ±25% of the stated size has a com
 def _size_b(text: str) -> float | None:
     m = _SIZE.search(text.lower())
     return float(m.group(1)) if m else None
+
+
+def stated_params(name_or_path: str | None) -> int | None:
+    """The parameter count a model's name states ("InternVL2-Llama3-76B" → 76e9, "Qwen3-VL-30B-A3B" → 30e9: the total,
+    not the active count), or None. A size is what sizes the weights of a model whose architecture no entry gives; an
+    expert count ("8x7b") states no total and is not read."""
+    if not name_or_path or len(name_or_path) > 512:
+        return None
+    size = _size_b(name_or_path.strip().rstrip("/").split("/")[-1])
+    return int(size * 10**9) if size else None
 
 
 def _family(key: str) -> str:

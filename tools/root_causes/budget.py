@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from ..labels import Label
 from ..memory.activations import score_elements
+from ..memory.estimator import bytes_per_weight
 from ..memory.schema import MemoryEstimate
 from ..report import TORCH_ALLOCATOR_KINDS, OOMReport
 from ..training_setup import PAIRED_STAGES, TrainingSetup
 from ..units import format_bytes
 from .facts import observed
 from .signals import Signal, support
-from .weights import EAGER_KEPT_BYTES, FULL_SHARDING, MILLION, THRESHOLDS, Thresholds
+from .weights import BILLION, EAGER_KEPT_BYTES, FULL_SHARDING, MILLION, THRESHOLDS, Thresholds
 
 
 def estimate_vs_budget(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None,
@@ -21,7 +22,7 @@ def estimate_vs_budget(report: OOMReport, setup: TrainingSetup | None, estimate:
     and none holds a replica."""
     out: list[Signal] = []
     if setup is not None and estimate is None:
-        out += _stated_knobs_unsized(report, setup, th)
+        out += _stated_knobs_unsized(report, setup, th) + _stated_size_weights(report, setup, th)
     if setup is None or estimate is None:
         return out
     budget = estimate.budget_bytes or (report.gpu_total_bytes and int(report.gpu_total_bytes * th["default_budget_share"]))
@@ -84,6 +85,57 @@ def _stated_knobs_unsized(report: OOMReport, setup: TrainingSetup, th: Threshold
                            f"the model is not known, so the step cannot be sized, but the stated micro-batch of {batch} "
                            f"is large: every activation is {batch} times that of one sample"))
     return out
+
+
+def stated_weight_terms(setup: TrainingSetup) -> tuple[float, int] | None:
+    """(bytes a weight, GPUs one copy is split over) for a model known only by the size its name states: the
+    calculator's bytes for the checkpoint's quantization (4-bit, 8-bit/FP8), else 16-bit (the usual load; fp32 only
+    when stated), split over the GPUs that shard one copy (tensor parallelism, ZeRO-3, FSDP)."""
+    if not setup.stated_params:
+        return None
+    per = bytes_per_weight(setup.quantization_bit, setup.precision == "fp32" and observed(setup, "precision"))
+    split = setup.tensor_parallel_size if setup.tensor_parallel_size > 1 else \
+        setup.num_gpus if setup.zero_stage == FULL_SHARDING or setup.fsdp else 1
+    return per, split
+
+
+def _stated_size_weights(report: OOMReport, setup: TrainingSetup, th: Thresholds) -> list[Signal]:
+    """No architecture to size, but the model's name states its size: its weights alone against the card, the
+    calculator's first check (weights, then states, then activations). Over several GPUs whose split is not known
+    (no tensor parallelism, ZeRO-3 or FSDP stated) each may hold a copy or a share: only weights over all of them
+    together are evidence. A full fine-tune's states cannot be sized without the architecture: only its weights are."""
+    terms = stated_weight_terms(setup)
+    cap = report.gpu_total_bytes or (setup.gpu.memory_bytes if setup.gpu is not None else 0)
+    if terms is None or not cap or not setup.stated_params:
+        return []
+    per, split = terms
+    weights = int(setup.stated_params * per / split)
+    budget = int(cap * th["default_budget_share"])
+    arith = (f"{setup.stated_params / BILLION:g}B parameters x {per:g} B" + (f" / {split} GPUs" if split > 1 else "")
+             + f" = {format_bytes(weights)} per GPU")
+    if split == 1 and setup.num_gpus > 1:
+        if weights <= budget * setup.num_gpus:
+            return []
+        return [support(Label.weights_exceed_gpu, "weights_over_budget",
+                        f"the weights alone take {arith}, above the {format_bytes(budget)} budget even split over "
+                        f"all {setup.num_gpus} GPUs ({format_bytes(budget * setup.num_gpus)})")]
+    full_ft = setup.workload == "train" and setup.method == "full"
+    if weights > budget:
+        out = [support(Label.weights_exceed_gpu, "weights_over_budget",
+                       f"the weights alone take {arith}, above the {format_bytes(budget)} budget")]
+        if full_ft:
+            out.append(support(Label.full_ft_model_states, "full_ft_weights_over_budget",
+                               f"full fine-tuning: even the weights ({arith}) exceed the {format_bytes(budget)} budget "
+                               "before gradients and optimizer states",
+                               1.0 if observed(setup, "method") else th["assumed_method_scale"]))
+        return out
+    if weights > th["states_ramp_start"] * budget and not full_ft:
+        # as for a sized model's states: the fuller the card is with weights, the more they are the cause
+        fill = min(1.0, (weights / budget - th["states_ramp_start"]) / th["states_ramp_span"])
+        return [support(Label.weights_exceed_gpu, "states_fill_budget",
+                        f"the weights alone take {arith}, {weights / budget:.0%} of the {format_bytes(budget)} budget",
+                        1 + fill)]
+    return []
 
 
 def _model_states(setup: TrainingSetup, estimate: MemoryEstimate, budget: int, th: Thresholds,
