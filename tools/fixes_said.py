@@ -22,7 +22,7 @@ MAX_FIXES = 4             # a thread that lists more fixes than this is a list o
 # A sentence that says something worked. "解决" alone is also the question "怎么解决" (how to fix it): only its
 # completed forms count.
 _WORKED = re.compile(
-    r"\b(?:solved|resolved|fixed|fixes it|did the trick|works? (?:now|fine|well)|it works|worked|got it (?:to )?work\w*"
+    r"\b(?:solved|resolved|fixed|solves|resolves|fixes (?:it|the|this|my)|did the trick|works? (?:now|fine|well)|it works|worked|got it (?:to )?work\w*"
     r"|runs? (?:fine|now|ok(?:ay)?)|ran (?:fine|ok(?:ay)?|successfully)|no (?:more|longer) (?:oom|out of memory)"
     r"|went away|goes away|helped|(?:made|to make) it (?:work|fit|run))\b"
     r"|已解决|解决了|就解决|得到解决|已经解决|可以了|就好了|正常了|能跑了|跑起来了|跑通了|不报错了|不再(?:报错|爆|OOM)",
@@ -44,7 +44,7 @@ _CHANGED = re.compile(
 FIX_KNOBS: dict[Label, str] = {
     Label.generation_kv_cache: r"num_beams|beams?\b|max_new_tokens|max_tokens|gpu[_-]memory[_-]utili[sz]ation|max[_-]model[_-]len"
                                r"|kv[ _-]?cache|cache_max_entry_count|max[_-]num[_-]seqs|mem_fraction_static|num_ctx",
-    Label.batch_too_large: r"batch[ _-]?size|\bbs\b|micro[ _-]?batch|per_device_(?:train|eval)_batch_size|批大小|批次大小",
+    Label.batch_too_large: r"batch[ _-]?size|\bbs\b|micro[ _-]?batch|\w*batch_(?:per|size)\w*|批大小|批次大小",
     Label.seq_len_too_long: r"max[_ ]?length|max_len\b|max_seq_len\w*|cutoff_len|model_max_length|seq(?:uence)?[ _-]?len\w*"
                             r"|block_size|context length|truncat\w*|shorter (?:samples|sequences|inputs|texts)|序列长度|截断",
     Label.no_gradient_checkpointing: r"gradient[ _-]?checkpointing|grad[ _-]?ckpt|activation checkpointing|梯度检查点",

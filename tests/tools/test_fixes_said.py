@@ -22,6 +22,9 @@ from ask_oom.tools.training_setup import TrainingSetup
     ("it got solved when I installed flash attention", Label.eager_attention),
     ("Had to allocate 70Gb of swap to make it work.", Label.offload_host_ram),
     ("When I set PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True the code runs fine", Label.fragmentation),
+    # said in the present tense, and a framework's own batch setting
+    ("Reducing train_batch_per_replica to 4 resolves the error.", Label.batch_too_large),
+    ("TLDR: Reducing seq_len solves it.", Label.seq_len_too_long),
 ])
 def test_a_fix_that_worked_names_its_cause(text, label):
     assert [f.label for f in fixes_said(text)] == [label]
@@ -34,6 +37,7 @@ def test_a_fix_that_worked_names_its_cause(text, label):
     "how can I fix it? I use gradient checkpointing already",  # a question
     "请问怎么解决，batch_size已经是1了",                          # "how to fix it", not a fix
     'solved by setting CUDA_VISIBLE_DEVICES="" so it merges in system RAM',   # the CPU, not another process
+    "would lowering train_micro_batch_size_per_gpu resolve it?",              # a question in the present tense
 ])
 def test_a_fix_only_tried_suggested_or_asked_about_says_nothing(text):
     assert fixes_said(text) == []

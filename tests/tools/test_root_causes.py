@@ -910,6 +910,41 @@ def test_with_no_architecture_the_size_a_name_states_sizes_the_weights():
     assert any("even split over all 2 GPUs" in w for w in weights_why("InternVL2-Llama3-76B", "A100-40GB", 2))
 
 
+def test_a_request_larger_than_the_gpu_is_the_eager_score_matrix_unless_flash_is_stated():
+    """No tensor of a sane step outgrows a whole GPU except the attention score matrix (batch x heads x s x s) that
+    eager attention materialises: a request above the card names eager attention, not when flash attention is stated."""
+    from ask_oom.assistant.agent import diagnose
+    from ask_oom.assistant.diagnosis import DiagnoseRequest
+
+    oom = ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 64.00 GiB. GPU 0 has a total capacity of "
+           "14.75 GiB of which 5.00 GiB is free. Of the allocated memory 8.79 GiB is allocated by PyTorch, and 0.20 GiB "
+           "is reserved by PyTorch but unallocated.\n")
+
+    def eager_why(flags: str) -> list[str]:
+        d = diagnose(DiagnoseRequest(log_text=f"python train.py {flags}\n{oom}", retrieve=False))
+        return [w for c in d.root_causes if c.label == "eager_attention" for w in c.why]
+
+    assert any("attention score matrix" in w for w in eager_why("--lr 1e-4"))
+    assert not any("attention score matrix" in w for w in eager_why("--attn_implementation flash_attention_2"))
+
+
+def test_inference_on_several_gpus_with_no_split_stated_weighs_a_copy_against_all_of_them():
+    """Each process may load its own copy or the engine may split one: a 16-bit copy over one card that would fit
+    split over the run's GPUs is its own, weaker rule; one over all of them is the weights' plain excess."""
+    from ask_oom.assistant.agent import diagnose
+    from ask_oom.assistant.diagnosis import DiagnoseRequest
+
+    log = ("python generate.py --model meta-llama/Llama-2-70b-hf\n"
+           "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 448.00 MiB\n")
+
+    def weights_rules(gpus: int) -> set[str]:
+        d = diagnose(DiagnoseRequest(log_text=log, gpu="A100-40GB", num_gpus=gpus, retrieve=False))
+        return {s.name for s in d.signals if s.label == "weights_exceed_gpu"}
+
+    assert "weights_over_one_gpu_split_unknown" in weights_rules(4) and "weights_over_budget" not in weights_rules(4)
+    assert "weights_over_budget" in weights_rules(2) and "weights_over_one_gpu_split_unknown" not in weights_rules(2)
+
+
 def test_an_engine_pool_is_not_blamed_when_the_weights_cannot_even_load():
     """vLLM reserves its KV cache only after the weights are in: a tiny request on a full card is the pool's doing
     when the weights fit, and the weights' when they alone exceed the card."""

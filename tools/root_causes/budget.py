@@ -163,6 +163,14 @@ def _model_states(setup: TrainingSetup, estimate: MemoryEstimate, budget: int, t
             out.append(support(Label.full_ft_model_states, "full_ft_weights_over_budget",
                                f"if this is full fine-tuning, its fp32 weights alone take {gib(weights)} per GPU, "
                                f"above the {gib(budget)} budget (in 16-bit, {gib(loaded)})", conf))
+    elif weights > budget and estimate.workload != "train" and setup.num_gpus > 1 and split == 1 and \
+            setup.tensor_parallel_size == 1 and loaded <= budget * setup.num_gpus:
+        # Inference on several GPUs with no split stated (no tensor parallelism, no device_map read): each process may
+        # load its own copy, or the engine may split one; a copy over one card is evidence only as far as that goes.
+        out.append(support(Label.weights_exceed_gpu, "weights_over_one_gpu_split_unknown",
+                           f"a full copy of the weights takes {gib(loaded)}, above one GPU's {gib(budget)} budget, "
+                           f"while split over the {setup.num_gpus} GPUs it would fit: it runs out if each process "
+                           "loads its own copy (no tensor parallelism or device map)"))
     elif weights > budget:
         # The weights' size depends on the model, dtype and sharding, not on the training method: no discount for an
         # assumed method.

@@ -67,6 +67,15 @@ def request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate:
                            "many (visual) tokens"))
         out.append(support(Label.seq_len_too_long, "request_above_gpu_tokens",
                            f"a single {format_bytes(req)} tensor is larger than {where}: too many tokens per step"))
+        flash = setup is not None and setup.attn_implementation == "flash_attention_2" and \
+            observed(setup, "attn_implementation")
+        if not flash:
+            # The one tensor that outgrows a whole GPU at sane token counts is the attention score matrix,
+            # batch x heads x s x s, which only eager (naive) attention materialises: flash attention never does.
+            out.append(support(Label.eager_attention, "request_above_gpu_scores",
+                               f"a single {format_bytes(req)} tensor is larger than {where}: the attention score "
+                               "matrix (batch x heads x tokens x tokens) of eager attention grows this large; flash "
+                               "attention never allocates it"))
     matched = False
     if setup is not None and setup.model is not None:
         signals, matched = _matched_tensors(req, setup, estimate, weights)

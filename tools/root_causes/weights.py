@@ -30,6 +30,7 @@ _POINTS: dict[str, float] = {
     "request_above_gpu_multimodal": 3,          # one request larger than the GPU, in a vision-language run
     "request_above_gpu": 1,                     # one request larger than the GPU, text only
     "request_above_gpu_tokens": 1.5,            # ... too many tokens per step
+    "request_above_gpu_scores": 1.0,            # ... the eager attention score matrix, the one tensor this large
     "request_fp32_logits": 2.5,                 # request = fp32 logits of a power-of-two token count (model known)
     "request_logits_beyond_training": 2.5,      # ... more tokens than a training step holds: evaluation
     "multimodal_large_request": 2.5,            # vision-language run, one unmatched request of a large GPU share
@@ -127,6 +128,7 @@ _POINTS: dict[str, float] = {
     "stated_cutoff_unsized": 1.5,               # no model to size; a stated cutoff of 4096+ tokens
     "stated_cutoff_very_long_unsized": 1,       # ... 8192+ tokens
     "stated_batch_unsized": 1.5,                # no model to size; a stated micro-batch of 16+
+    "weights_over_one_gpu_split_unknown": 1,    # inference on several GPUs, split unknown: a copy over one card
     "weights_over_budget_full_ft": 4,           # weights alone over the budget, full fine-tuning stated
     "weights_over_budget": 6,                   # weights alone over the budget
     "full_ft_weights_over_budget": 6,           # ... full fine-tuning adds states on top
