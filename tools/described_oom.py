@@ -76,12 +76,18 @@ _KEPT_OUTPUTS = re.compile(r"\b(?:logits|preds?|predictions|outputs)\b.{0,80}?\b
                            r"predictions)\b|nested_concat|preds_host", re.IGNORECASE)
 _MEMORY_WORD = re.compile(r"memory|\d\s{0,2}G[Bi]?\b|显存|内存", re.IGNORECASE)
 _A, _Z = r"(?<![A-Za-z])", r"(?![A-Za-z])"  # word edges that also hold next to Chinese characters
+# Saving a checkpoint, as people say it: "when I saved the model", "it saves a checkpoint", "save weight", "保存模型";
+# not a model saved earlier ("the saved model", "having saved a model in 8bit")
+SAVE_WORDS = (_A + r"(?:saving|saves?|(?:when|while|as|once)\s{1,3}(?:I|we|it|they)\s{1,3}saved)\s{0,2}(?:the\s{0,2}|a\s{0,2})?"
+              r"(?:model|checkpoints?|weights?|ckpt)" + _Z
+              + r"|保存\s{0,2}(?:模型|权重|检查点|checkpoint|ckpt)|(?:模型|权重|检查点|checkpoint|ckpt)\s{0,2}保存")
 _PHASES: list[tuple[str, re.Pattern]] = [
     # ... not inside an argument name ("--per_device_eval_batch_size", "do_eval", "evaluation_strategy"): every run's
     # argument dump prints those, so they say nothing of when it failed
     ("evaluation", re.compile(r"(?<![A-Za-z_-])(?:evaluat[a-z]{0,4}|eval|predict[a-z]{0,4})(?![A-Za-z_])|评估|验证集|预测",
                               re.IGNORECASE)),
     ("lora_merge", re.compile(_A + r"merg[a-z]{0,3}" + _Z + r"|合并", re.IGNORECASE)),
+    ("checkpoint_save", re.compile(SAVE_WORDS, re.IGNORECASE)),
     ("generation", re.compile(_A + r"(?:inference|generat[a-z]{0,4}|vllm|serving)" + _Z + r"|推理", re.IGNORECASE)),
     ("model_loading", re.compile(_A + r"(?:loading|load)\s{0,2}(?:the\s{0,2})?(?:model|weights|checkpoint)|加载", re.IGNORECASE)),
 ]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from .described_oom import DescribedOOM, described_oom
+from .described_oom import SAVE_WORDS, DescribedOOM, described_oom
 from .fixes_said import FixSaid, fixes_said
 from .frameworks import EVAL_HARNESSES, KV_POOL_ENGINES, SERVING_ENGINES
 from .gpus import DATACENTER_GPU_PATTERN
@@ -35,8 +35,7 @@ _PHASE_CUES: list[tuple[str, re.Pattern]] = [
     # Serialising a checkpoint: bitsandbytes' _save_to_state_dict un-tiles 8-bit weights (a second copy) on save.
     ("checkpoint_save", re.compile(r"\b(?:_save_to_state_dict|save_pretrained|_save_checkpoint|save_checkpoint|"
                                    r"save_model|save_16bit_model|_zero3_consolidated_16bit_state_dict|get_state_dict)\b"
-                                   r"|" + _A + r"(?:saving|save)\s{0,2}(?:the\s{0,2})?(?:model|checkpoint|weights)" + _Z
-                                   + r"|保存", re.IGNORECASE)),
+                                   r"|" + SAVE_WORDS, re.IGNORECASE)),
     # Merging a LoRA adapter materialises W + BA for every layer (PEFT merge_and_unload).
     ("lora_merge", re.compile(r"\b(?:merge_and_unload|merge_adapter|_merge_lora|export_model)\b|"
                               + _A + r"merg(?:e|ing)\s{0,2}(?:the\s{0,2})?(?:lora|adapter|weights|model)" + _Z,

@@ -272,3 +272,20 @@ def test_memory_used_in_excess_is_the_problem_described(text, phase):
                                   "显存充足，训练正常"])
 def test_memory_named_without_excess_is_no_problem(text):
     assert described_oom(text) is None
+
+
+@pytest.mark.parametrize("said", [
+    "But I got OOM error when I saved the model.",
+    "when iteration>=3000,it save weight oom,how to fix it?",
+    "Every time the program saves a checkpoint, a serious memory overflow error will occur",
+])
+def test_saving_a_checkpoint_said_in_any_tense_is_the_phase(said):
+    d = described_oom(said)
+    assert d is not None and d.phase == "checkpoint_save", said
+
+
+def test_a_saved_model_spoken_of_is_not_the_phase():
+    for said in ("Having saved a model in 8bit I loaded it in 4bit and it goes out of memory",
+                 "the saved model goes OOM when I load it in 4bit", "数据保存在本地，训练时显存不足"):
+        d = described_oom(said)
+        assert d is None or d.phase != "checkpoint_save", said
