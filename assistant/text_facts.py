@@ -59,7 +59,13 @@ def text_facts(setup: TrainingSetup, text: str) -> TrainingSetup:
         spec = lookup_gpu(hw.slots.get("gpu") or hw.slots["gpu_text"], hw.slots.get("memory_gib"))
         if spec is not None:
             setup = setup.with_fact("gpu", spec, "user", f"the text: {hw.evidence}")
-    if named and hw.slots.get("count") and _unsaid(setup, "num_gpus"):
+    elif setup.gpu is None and hw is not None and hw.slots.get("count") and hw.slots.get("memory_gib"):
+        # cards counted with their size but no model ("4张24G的卡", "8x 80GB GPUs"): a card of that size, at the share
+        # of it torch reports (a size alone may be memory in use, "显存占用24G", so the count must come with it)
+        spec = lookup_gpu(f"{hw.slots['memory_gib']:g}GB GPU")
+        if spec is not None:
+            setup = setup.with_fact("gpu", spec, "user", f"the text: {hw.evidence}")
+    if hw is not None and (named or hw.slots.get("memory_gib")) and hw.slots.get("count") and _unsaid(setup, "num_gpus"):
         # "2 nodes x 8 A800", "两台机器，每台8张A800": the count is per node; the data-parallel world is all of them
         count, said = int(hw.slots["count"]), f"the text: {hw.evidence}"
         n = _NODES.search(words)

@@ -36,6 +36,16 @@ def test_log_lines_and_numbers_elsewhere_are_not_read_as_statements():
     assert "micro_batch" not in s.provenance and s.gpu is None
 
 
+def test_cards_counted_with_their_size_but_no_model_are_cards_of_that_size():
+    """"4张24G的卡" / "two 24GB GPUs": a card of that size at the share torch reports; a size said alone may be the
+    memory in use ("显存占用24G"), so it sizes no card."""
+    for said in ("我用的是4张24G的卡，lora微调还是爆显存\n", "I train on two 24GB GPUs and it runs out of memory\n"):
+        s = text_facts(TrainingSetup(), said)
+        assert s.gpu is not None and s.gpu.memory_bytes == lookup_gpu("24GB GPU").memory_bytes, said
+        assert s.num_gpus in (2, 4) and s.provenance["gpu"].origin == "user"
+    assert text_facts(TrainingSetup(), "训练时显存占用24G，然后就爆显存了\n").gpu is None
+
+
 def test_host_ram_said_in_words():
     s = text_facts(TrainingSetup(), "这是资源图，512GB内存，显存一直没问题，稳定在50GB左右，内存会一直增长\n")
     assert s.host_ram_bytes == 512 * 2**30 and s.provenance["host_ram_bytes"].origin == "user"
