@@ -87,7 +87,21 @@ def _stated_knobs_unsized(report: OOMReport, setup: TrainingSetup, th: Threshold
     return out
 
 
-def stated_weight_terms(setup: TrainingSetup) -> tuple[float, int] | None:
+def _split_unknown(setup: TrainingSetup, workload: str, split: int) -> bool:
+    """Inference on several GPUs with no split stated (no tensor parallelism, device map, ZeRO-3 or FSDP): each process
+    may load its own copy, or the engine may split one. (A training run's data-parallel ranks each keep a copy unless
+    ZeRO-3 or FSDP shards it.)"""
+    return workload != "train" and setup.num_gpus > 1 and split == 1 and setup.tensor_parallel_size == 1
+
+
+def _split_unknown_signal(copy: int, budget: int, gpus: int) -> Signal:
+    return support(Label.weights_exceed_gpu, "weights_over_one_gpu_split_unknown",
+                   f"a full copy of the weights takes {format_bytes(copy)}, above one GPU's {format_bytes(budget)} "
+                   f"budget, while split over the {gpus} GPUs it would fit: it runs out if each process loads its own "
+                   "copy (no tensor parallelism or device map)")
+
+
+def _stated_weight_terms(setup: TrainingSetup) -> tuple[float, int] | None:
     """(bytes a weight, GPUs one copy is split over) for a model known only by the size its name states: the
     calculator's bytes for the checkpoint's quantization (4-bit, 8-bit/FP8), else 16-bit (the usual load; fp32 only
     when stated), split over the GPUs that shard one copy (tensor parallelism, ZeRO-3, FSDP)."""
@@ -101,10 +115,9 @@ def stated_weight_terms(setup: TrainingSetup) -> tuple[float, int] | None:
 
 def _stated_size_weights(report: OOMReport, setup: TrainingSetup, th: Thresholds) -> list[Signal]:
     """No architecture to size, but the model's name states its size: its weights alone against the card, the
-    calculator's first check (weights, then states, then activations). Over several GPUs whose split is not known
-    (no tensor parallelism, ZeRO-3 or FSDP stated) each may hold a copy or a share: only weights over all of them
-    together are evidence. A full fine-tune's states cannot be sized without the architecture: only its weights are."""
-    terms = stated_weight_terms(setup)
+    calculator's first check (weights, then states, then activations), with the same reading of several GPUs as for
+    a sized model. A full fine-tune's states cannot be sized without the architecture: only its weights are."""
+    terms = _stated_weight_terms(setup)
     cap = report.gpu_total_bytes or (setup.gpu.memory_bytes if setup.gpu is not None else 0)
     if terms is None or not cap or not setup.stated_params:
         return []
@@ -113,16 +126,14 @@ def _stated_size_weights(report: OOMReport, setup: TrainingSetup, th: Thresholds
     budget = int(cap * th["default_budget_share"])
     arith = (f"{setup.stated_params / BILLION:g}B parameters x {per:g} B" + (f" / {split} GPUs" if split > 1 else "")
              + f" = {format_bytes(weights)} per GPU")
-    if split == 1 and setup.num_gpus > 1:
-        if weights <= budget * setup.num_gpus:
-            return []
-        return [support(Label.weights_exceed_gpu, "weights_over_budget",
-                        f"the weights alone take {arith}, above the {format_bytes(budget)} budget even split over "
-                        f"all {setup.num_gpus} GPUs ({format_bytes(budget * setup.num_gpus)})")]
+    several = _split_unknown(setup, setup.workload, split)
+    if weights > budget and several and weights <= budget * setup.num_gpus:
+        return [_split_unknown_signal(weights, budget, setup.num_gpus)]
     full_ft = setup.workload == "train" and setup.method == "full"
     if weights > budget:
+        spread = f" even split over all {setup.num_gpus} GPUs" if several else ""
         out = [support(Label.weights_exceed_gpu, "weights_over_budget",
-                       f"the weights alone take {arith}, above the {format_bytes(budget)} budget")]
+                       f"the weights alone take {arith}, above the {format_bytes(budget)} budget{spread}")]
         if full_ft:
             out.append(support(Label.full_ft_model_states, "full_ft_weights_over_budget",
                                f"full fine-tuning: even the weights ({arith}) exceed the {format_bytes(budget)} budget "
@@ -163,18 +174,14 @@ def _model_states(setup: TrainingSetup, estimate: MemoryEstimate, budget: int, t
             out.append(support(Label.full_ft_model_states, "full_ft_weights_over_budget",
                                f"if this is full fine-tuning, its fp32 weights alone take {gib(weights)} per GPU, "
                                f"above the {gib(budget)} budget (in 16-bit, {gib(loaded)})", conf))
-    elif weights > budget and estimate.workload != "train" and setup.num_gpus > 1 and split == 1 and \
-            setup.tensor_parallel_size == 1 and loaded <= budget * setup.num_gpus:
-        # Inference on several GPUs with no split stated (no tensor parallelism, no device_map read): each process may
-        # load its own copy, or the engine may split one; a copy over one card is evidence only as far as that goes.
-        out.append(support(Label.weights_exceed_gpu, "weights_over_one_gpu_split_unknown",
-                           f"a full copy of the weights takes {gib(loaded)}, above one GPU's {gib(budget)} budget, "
-                           f"while split over the {setup.num_gpus} GPUs it would fit: it runs out if each process "
-                           "loads its own copy (no tensor parallelism or device map)"))
+    elif weights > budget and _split_unknown(setup, estimate.workload, split) and loaded <= budget * setup.num_gpus:
+        # a copy over one card is evidence only as far as each process loading its own goes
+        out.append(_split_unknown_signal(loaded, budget, setup.num_gpus))
     elif weights > budget:
         # The weights' size depends on the model, dtype and sharding, not on the training method: no discount for an
         # assumed method.
-        spread = f" even split over the {split} GPUs of the device map" if split > 1 else ""
+        spread = (f" even split over the {split} GPUs of the device map" if split > 1 else
+                  f" even split over all {setup.num_gpus} GPUs" if _split_unknown(setup, estimate.workload, split) else "")
         # an assumed width is shown at 16 bits, the usual load, with the calculator's wider size beside it
         size = (f"{gib(weights)} per GPU" if loaded == weights
                 else f"{gib(loaded)} per GPU in 16-bit ({gib(weights)} at the assumed width)")
