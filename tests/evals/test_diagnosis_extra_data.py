@@ -1,5 +1,5 @@
 """The diagnosis sets of our own (evals/data/diagnosis_extra/, diagnosis_fresh/, diagnosis_fresh2/, diagnosis_fresh3/,
-diagnosis_fresh4/, the validation sets diagnosis_fresh5/ to diagnosis_fresh15/, the dev corpora diagnosis_corpus_a/ to diagnosis_corpus_z/ and diagnosis_corpus_aa/ to diagnosis_corpus_aq/, and the held-out project group
+diagnosis_fresh4/, the validation sets diagnosis_fresh5/ to diagnosis_fresh15/, the dev corpora diagnosis_corpus_a/ to diagnosis_corpus_z/ and diagnosis_corpus_aa/ to diagnosis_corpus_as/, and the held-out project group
 heldout_projects/, *.yaml): real public OOM reports in the format of
 ../shared/dev-cases. These tests keep all of them usable as evaluation sets: every file has the dev-case keys, the
 labels come from the root-cause vocabulary, ids and sources are unique and never overlap the dev cases, the knowledge
