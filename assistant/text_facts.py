@@ -8,7 +8,7 @@ import re
 from itertools import islice
 
 from ..tools.described_oom import is_prose
-from ..tools.gpus import lookup_gpu
+from ..tools.gpus import lookup_gpu, nominal_card
 from ..tools.log_cues import FULL_SAID, adapter_named
 from ..tools.root_causes.weights import QUOTE_SHORT
 from ..tools.log_parser.lines import numbered_lines
@@ -62,9 +62,10 @@ def text_facts(setup: TrainingSetup, text: str) -> TrainingSetup:
     elif setup.gpu is None and hw is not None and hw.slots.get("count") and hw.slots.get("memory_gib"):
         # cards counted with their size but no model ("4张24G的卡", "8x 80GB GPUs"): a card of that size, at the share
         # of it torch reports (a size alone may be memory in use, "显存占用24G", so the count must come with it)
-        spec = lookup_gpu(f"{hw.slots['memory_gib']:g}GB GPU")
-        if spec is not None:
-            setup = setup.with_fact("gpu", spec, "user", f"the text: {hw.evidence}")
+        size = float(hw.slots["memory_gib"])
+        if size.is_integer():   # nominal sizes are whole gigabytes; "26.5G" is memory in use
+            card = nominal_card(f"{size:g}GB GPU", int(size))
+            setup = setup.with_fact("gpu", card, "user", f"the text: {hw.evidence}")
     if hw is not None and (named or hw.slots.get("memory_gib")) and hw.slots.get("count") and _unsaid(setup, "num_gpus"):
         # "2 nodes x 8 A800", "两台机器，每台8张A800": the count is per node; the data-parallel world is all of them
         count, said = int(hw.slots["count"]), f"the text: {hw.evidence}"

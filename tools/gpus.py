@@ -92,7 +92,7 @@ def lookup_gpu(name: str, memory_gib: float | None = None) -> GPUSpec | None:
         found = _apple_silicon(key, size)
     if found is None and size and _CARD_WORDS.search(key):
         # a card the catalogue does not list, with its size in the name ('RTX 4070 Ti 12GB', '2080Ti 11GB')
-        found = GPUSpec(name=name.strip(), memory_bytes=int(int(size.group(1)) * REPORTED_SHARE * GiB))
+        found = nominal_card(name.strip(), int(size.group(1)))
     if memory_gib is not None:
         base = found or GPUSpec(name=name.strip() or "GPU", memory_bytes=0)
         return base.model_copy(update={"memory_bytes": int(memory_gib * GiB)})
@@ -137,6 +137,12 @@ REPORTED_SHARE = statistics.median_high(spec.memory_bytes / (_nominal_gb(spec) *
                                         for _, spec in _CATALOG if _nominal_gb(spec))
 # words that make an unknown name a graphics card (a consumer model number, a product line)
 _CARD_WORDS = re.compile(r"\b(?:rtx|gtx|titan|quadro|radeon|tesla|gpu)\b|\b[1-9]0[5-9]0(?:\s?ti)?\b")
+
+
+def nominal_card(name: str, nominal_gb: int) -> GPUSpec:
+    """A card the catalogue does not list, known by its nominal size ('RTX 4070 Ti 12GB', "4张24G的卡"): that size at
+    the share of it torch reports for the catalogued cards."""
+    return GPUSpec(name=name, memory_bytes=int(nominal_gb * REPORTED_SHARE * GiB))
 
 
 def _resized(spec: GPUSpec, nominal_gb: int) -> GPUSpec:

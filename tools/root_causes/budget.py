@@ -101,8 +101,13 @@ def _split_unknown_signal(copy: int, budget: int, gpus: int) -> Signal:
                    "copy (no tensor parallelism or device map)")
 
 
-def _stated_weight_terms(setup: TrainingSetup) -> tuple[float, int] | None:
-    """(bytes a weight, GPUs one copy is split over) for a model known only by the size its name states: the
+def _fill(used: int, budget: int, th: Thresholds) -> float:
+    """How far into the states ramp a share of the budget lies: 0 at the ramp's start, 1 at its end."""
+    return min(1.0, max(0.0, (used / budget - th["states_ramp_start"]) / th["states_ramp_span"]))
+
+
+def _stated_weight_terms(setup: TrainingSetup) -> tuple[int, float, int] | None:
+    """(parameters, bytes a weight, GPUs one copy is split over) for a model known only by the size its name states: the
     calculator's bytes for the checkpoint's quantization (4-bit, 8-bit/FP8), else 16-bit (the usual load; fp32 only
     when stated), split over the GPUs that shard one copy (tensor parallelism, ZeRO-3, FSDP)."""
     if not setup.stated_params:
@@ -110,7 +115,7 @@ def _stated_weight_terms(setup: TrainingSetup) -> tuple[float, int] | None:
     per = bytes_per_weight(setup.quantization_bit, setup.precision == "fp32" and observed(setup, "precision"))
     split = setup.tensor_parallel_size if setup.tensor_parallel_size > 1 else \
         setup.num_gpus if setup.zero_stage == FULL_SHARDING or setup.fsdp else 1
-    return per, split
+    return setup.stated_params, per, split
 
 
 def _stated_size_weights(report: OOMReport, setup: TrainingSetup, th: Thresholds) -> list[Signal]:
@@ -119,12 +124,12 @@ def _stated_size_weights(report: OOMReport, setup: TrainingSetup, th: Thresholds
     a sized model. A full fine-tune's states cannot be sized without the architecture: only its weights are."""
     terms = _stated_weight_terms(setup)
     cap = report.gpu_total_bytes or (setup.gpu.memory_bytes if setup.gpu is not None else 0)
-    if terms is None or not cap or not setup.stated_params:
+    if terms is None or not cap:
         return []
-    per, split = terms
-    weights = int(setup.stated_params * per / split)
+    params, per, split = terms
+    weights = int(params * per / split)
     budget = int(cap * th["default_budget_share"])
-    arith = (f"{setup.stated_params / BILLION:g}B parameters x {per:g} B" + (f" / {split} GPUs" if split > 1 else "")
+    arith = (f"{params / BILLION:g}B parameters x {per:g} B" + (f" / {split} GPUs" if split > 1 else "")
              + f" = {format_bytes(weights)} per GPU")
     several = _split_unknown(setup, setup.workload, split)
     if weights > budget and several and weights <= budget * setup.num_gpus:
@@ -142,10 +147,9 @@ def _stated_size_weights(report: OOMReport, setup: TrainingSetup, th: Thresholds
         return out
     if weights > th["states_ramp_start"] * budget and not full_ft:
         # as for a sized model's states: the fuller the card is with weights, the more they are the cause
-        fill = min(1.0, (weights / budget - th["states_ramp_start"]) / th["states_ramp_span"])
         return [support(Label.weights_exceed_gpu, "states_fill_budget",
                         f"the weights alone take {arith}, {weights / budget:.0%} of the {format_bytes(budget)} budget",
-                        1 + fill)]
+                        1 + _fill(weights, budget, th))]
     return []
 
 
@@ -167,6 +171,7 @@ def _model_states(setup: TrainingSetup, estimate: MemoryEstimate, budget: int, t
     full_ft = setup.method == "full" and observed(setup, "method")
     unsharded = setup.num_gpus > 1 and setup.zero_stage < FULL_SHARDING and not setup.fsdp and split == 1
     loaded = weights_in_16_bit(setup, estimate) // split
+    several = _split_unknown(setup, estimate.workload, split)   # inference on several GPUs, split not stated
     if weights > budget and loaded <= budget:
         # Only an assumed width makes the weights this large: loaded in 16-bit they fit, so they are no evidence that
         # the weights exceed the GPU. Under assumed full fine-tuning the fp32 states are the suspect.
@@ -174,14 +179,14 @@ def _model_states(setup: TrainingSetup, estimate: MemoryEstimate, budget: int, t
             out.append(support(Label.full_ft_model_states, "full_ft_weights_over_budget",
                                f"if this is full fine-tuning, its fp32 weights alone take {gib(weights)} per GPU, "
                                f"above the {gib(budget)} budget (in 16-bit, {gib(loaded)})", conf))
-    elif weights > budget and _split_unknown(setup, estimate.workload, split) and loaded <= budget * setup.num_gpus:
+    elif weights > budget and several and loaded <= budget * setup.num_gpus:
         # a copy over one card is evidence only as far as each process loading its own goes
         out.append(_split_unknown_signal(loaded, budget, setup.num_gpus))
     elif weights > budget:
         # The weights' size depends on the model, dtype and sharding, not on the training method: no discount for an
         # assumed method.
         spread = (f" even split over the {split} GPUs of the device map" if split > 1 else
-                  f" even split over all {setup.num_gpus} GPUs" if _split_unknown(setup, estimate.workload, split) else "")
+                  f" even split over all {setup.num_gpus} GPUs" if several else "")
         # an assumed width is shown at 16 bits, the usual load, with the calculator's wider size beside it
         size = (f"{gib(weights)} per GPU" if loaded == weights
                 else f"{gib(loaded)} per GPU in 16-bit ({gib(weights)} at the assumed width)")
@@ -222,10 +227,9 @@ def _model_states(setup: TrainingSetup, estimate: MemoryEstimate, budget: int, t
         label = Label.full_ft_model_states if setup.method == "full" else Label.weights_exceed_gpu
         # the fuller the card is with states before any activation, the more the states are the cause:
         # points = weight x (1 + fill), fill rising from 0 at the ramp's start to 1 at its end
-        fill = min(1.0, max(0.0, (states / budget - th["states_ramp_start"]) / th["states_ramp_span"]))
         out.append(support(label, "states_fill_budget",
                            f"model states already take {gib(states)} of the {gib(budget)} budget ({states / budget:.0%})",
-                           (1 + fill) * conf))
+                           (1 + _fill(states, budget, th)) * conf))
         if setup.num_gpus > 1 and setup.zero_stage < 2 and setup.method == "full":
             out.append(support(Label.zero_stage_insufficient, "states_unsharded_zero01",
                                f"ZeRO-{setup.zero_stage}: gradients and optimizer states are not sharded "
