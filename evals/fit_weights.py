@@ -40,7 +40,8 @@ from diagnosis_benchmark import DEV_SETS, LeaveOwnThreadOut, load_cases, request
 
 from ask_oom.assistant.deciding_facts import CONFIDENT  # noqa: E402 - the product's bar for a stated answer
 from ask_oom.tools.root_causes.calibration import Knots, calibrate_top, fit_confidence_map  # noqa: E402
-from ask_oom.tools.root_causes.similar_cases import VOTE_RULE as VOTES, vote_shares  # noqa: E402
+from ask_oom.tools.root_causes.similar_cases import ALSO_VOTE_RULE as ALSO_VOTES, VOTE_RULE as VOTES  # noqa: E402
+from ask_oom.tools.root_causes.similar_cases import also_vote_shares, vote_shares  # noqa: E402
 
 FITTED_PATH = REPO / "tools" / "root_causes" / "fitted_weights.json"
 PRIOR_WEIGHT = 2.0        # every weight is pulled towards this one constant (the typical size of one piece of evidence)
@@ -63,7 +64,7 @@ class CaseSignals:
     set_name: str = ""
     # the labelled reports most like this one (project, primary label, similarity), its own thread left out: their
     # votes are added per fold from the training projects only (with_votes), never from the fold held out
-    neighbours: list[tuple[str, str, float]] = field(default_factory=list)
+    neighbours: list[tuple[str, str, float, tuple[str, ...]]] = field(default_factory=list)   # (project, label, sim, also)
 
 
 def project_of(case: dict) -> str:
@@ -106,7 +107,7 @@ def collect(cases: list[dict]) -> list[CaseSignals]:
         out.append(CaseSignals(str(case.get("id")), project_of(case), list(exp.get("primary_any_of") or []),
                                list(exp.get("top3_must_include") or []),
                                {k: dict(v) for k, v in features.items()}, dict(discount), case["_set"],
-                               [(n.project, n.label, n.similarity) for n in near]))
+                               [(n.project, n.label, n.similarity, tuple(n.also)) for n in near]))
     return out
 
 
@@ -116,14 +117,16 @@ def with_votes(row: CaseSignals, allowed: set[str] | None = None) -> CaseSignals
     projects (None: all), never its own project: as the product weighs them for a report of a new project."""
     from ask_oom.kb.reports import NEIGHBOURS
 
-    shares = vote_shares([(label, sim) for project, label, sim in row.neighbours
-                          if project != row.project and (allowed is None or project in allowed) and sim > 0][:NEIGHBOURS])
+    voters = [(label, sim, also) for project, label, sim, also in row.neighbours
+              if project != row.project and (allowed is None or project in allowed) and sim > 0][:NEIGHBOURS]
+    shares = vote_shares((label, sim) for label, sim, _ in voters)
     if not shares:
         return row
     features = {label: dict(feats) for label, feats in row.features.items()}
-    for label, share in shares.items():
-        features.setdefault(label, {})
-        features[label][VOTES] = features[label].get(VOTES, 0.0) + share
+    for rule, votes in ((VOTES, shares), (ALSO_VOTES, also_vote_shares((also, sim) for _, sim, also in voters))):
+        for label, share in votes.items():
+            features.setdefault(label, {})
+            features[label][rule] = features[label].get(rule, 0.0) + share
     return replace(row, features=features)
 
 
@@ -350,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     cases = load_cases(DEV_SETS)
     rows = collect(cases)
     hand = dict(HAND_WEIGHTS)
-    rules = sorted({rule for r in rows for feats in r.features.values() for rule in feats} | {VOTES})
+    rules = sorted({rule for r in rows for feats in r.features.values() for rule in feats} | {VOTES, ALSO_VOTES})
     if args.calibrate_hand:
         return _calibrate_hand([with_votes(r) for r in rows], hand, args)
     prior = hand if args.prior == "hand" else None

@@ -67,6 +67,7 @@ class Neighbour(BaseModel):
     project: str
     label: str
     similarity: float
+    also: list[str] = Field(default_factory=list, description="the other causes its thread accepts, in its order")
 
 
 class ReportIndex(BaseModel):
@@ -110,7 +111,8 @@ class ReportIndex(BaseModel):
             r = self.reports[i]
             if (own and thread_key(r.source) == own) or r.project in skip_projects:
                 continue
-            out.append(Neighbour(id=r.id, source=r.source, project=r.project, label=r.labels[0], similarity=round(s, 6)))
+            out.append(Neighbour(id=r.id, source=r.source, project=r.project, label=r.labels[0], similarity=round(s, 6),
+                                 also=r.labels[1:]))
             if len(out) == k:
                 break
         return out

@@ -111,7 +111,7 @@ def test_the_scorer_sums_weights_times_values_then_applies_discounts():
                support(Label.fragmentation, "fragmented_cache", "frag"),         # 3.5
                support(Label.fragmentation, "fragmented_cache_excess", "frag", 3),  # + 0.5 x 3
                discount(Label.fragmentation, "comparable_model_worked", "but"),  # x 0.35
-               support(Label.moe_memory, "phase_forward_length", "tiny", 0.5)]   # 0.4 x 0.5: under the cut-off
+               support(Label.moe_memory, "phase_forward_activations", "tiny", 0.5)]   # 0.4 x 0.5: under the cut-off
     causes = score_signals(signals, Weights(points=HAND_WEIGHTS))   # the hand-written values in the comments
     assert [c.label for c in causes] == ["not_oom", "fragmentation"]
     scale = THRESHOLDS["score_scale"]

@@ -221,11 +221,20 @@ from ask_oom.tools.log_cues import log_cues  # noqa: E402
 
 
 def test_an_assumed_micro_batch_does_not_blame_the_batch():
+    """A stated micro-batch of 8 scales the blame on the batch; the same 8 assumed from a framework default adds
+    none: the answer neither cites it nor gives the batch more weight than the phase and the request already do."""
     text = "  File \"t.py\", line 1, in backward\n" + oom("2.70 GiB", "23.65 GiB", "1.10 GiB", "22.40 GiB", "21.90 GiB", "300.00 MiB")
     assumed = TrainingSetup(micro_batch=8).with_fact("micro_batch", 8, "default", "framework default")
     stated = observed(TrainingSetup(), micro_batch=8)
-    assert "batch_too_large" not in labels(rank_root_causes(parse_log(text), assumed))[:1]
+    by_stated = {c.label: c for c in rank_root_causes(parse_log(text), stated)}
+    by_assumed = {c.label: c for c in rank_root_causes(parse_log(text), assumed)}
     assert labels(rank_root_causes(parse_log(text), stated))[0] == "batch_too_large"
+    assert any("micro-batch 8" in w for w in by_stated["batch_too_large"].why)
+    assert not any("micro-batch 8" in w for w in by_assumed["batch_too_large"].why)
+    assert by_assumed["batch_too_large"].probability < by_stated["batch_too_large"].probability
+    from ask_oom.assistant.deciding_facts import CONFIDENT
+
+    assert by_assumed["batch_too_large"].probability < CONFIDENT   # unsure: it asks rather than blames
 
 
 def test_fp32_logits_of_a_large_vocabulary_without_a_model_in_backward():
@@ -966,3 +975,56 @@ def test_an_engine_pool_is_not_blamed_when_the_weights_cannot_even_load():
     label, why = top("qwen7b", 79.15, 78.60)        # ~15 GB of weights on an 80 GB card: the pool filled it
     assert label == "generation_kv_cache"
     assert any("fills the card with its KV cache by design" in w for w in why)
+
+
+def test_the_causes_a_neighbours_thread_also_accepts_vote_under_their_own_rule():
+    """A thread that settled "the weights, or the load itself" speaks for both: the causes it accepts after its first
+    vote under their own, separately fitted rule, as shares of the same summed similarity, each citing its threads."""
+    from ask_oom.kb.reports import Neighbour
+    from ask_oom.tools.root_causes.ranking import collect_signals
+
+    near = [Neighbour(id="a", source="https://github.com/o/r/issues/1", project="r", label="weights_exceed_gpu",
+                      similarity=0.6, also=["model_load_oom", "quantization_setup"]),
+            Neighbour(id="b", source="https://github.com/o/r/issues/2", project="r", label="model_load_oom",
+                      similarity=0.2, also=["offload_host_ram"])]
+    signals = collect_signals(parse_log("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.\n"),
+                              neighbours=near)
+    first = {s.label.value: round(s.value, 2) for s in signals if s.name == "labelled_report_votes"}
+    also = {s.label.value: round(s.value, 2) for s in signals if s.name == "labelled_report_votes_also"}
+    assert first == {"weights_exceed_gpu": 0.75, "model_load_oom": 0.25}
+    assert also == {"model_load_oom": 0.75, "quantization_setup": 0.75, "offload_host_ram": 0.25}
+    cited = next(s.reason for s in signals if s.name == "labelled_report_votes_also" and s.label.value == "offload_host_ram")
+    assert "also accepted" in cited and "o/r#2" in cited and "o/r#1" not in cited
+
+
+def test_a_run_that_trains_nothing_discounts_full_fine_tuning_states():
+    """Inference keeps no gradients or optimizer states: a paste with no sign of training discounts that cause,
+    unless the method itself was stated."""
+    report = parse_log("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB.\n")
+    inference = TrainingSetup().with_fact("workload", "eval", "default", "nothing in the paste speaks of training")
+    training = TrainingSetup().with_fact("workload", "train", "config", "do_train: true")
+    stated = inference.with_fact("method", "full", "config", "finetuning_type: full")
+
+    from ask_oom.tools.root_causes.phase import phase_and_operation
+
+    def discounted(setup):
+        return any(s.name == "inference_keeps_no_states" and s.label.value == "full_ft_model_states"
+                   for s in phase_and_operation(report, setup))
+
+    assert discounted(inference)
+    assert not discounted(training) and not discounted(stated)
+
+
+def test_weights_over_the_card_in_inference_are_no_full_fine_tuning_states():
+    """Sized as inference, weights larger than the card are the weights' own cause: the default method (full) adds no
+    full fine-tuning evidence, which it does for a training run."""
+    from ask_oom.tools.memory import estimate_memory
+    from ask_oom.tools.root_causes.ranking import collect_signals
+
+    text = oom("20.00 MiB", "14.75 GiB", "10.00 MiB", "14.60 GiB", "14.50 GiB", "100.00 MiB")
+    for workload, full_ft in (("eval", False), ("train", True)):
+        setup = TrainingSetup(model=resolve_model("meta-llama/Llama-2-13b-hf"), gpu=lookup_gpu("T4")).with_fact(
+            "workload", workload, "default", "as read from the paste")
+        names = {s.name for s in collect_signals(parse_log(text), setup, estimate_memory(setup))
+                 if s.label.value == "full_ft_model_states"}
+        assert bool(names & {"full_ft_weights_over_budget", "full_ft_states_over_budget"}) is full_ft, workload

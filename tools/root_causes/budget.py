@@ -168,14 +168,17 @@ def _model_states(setup: TrainingSetup, estimate: MemoryEstimate, budget: int, t
     gib = format_bytes
     # Evidence from the calculator is only as good as the setup it sized: scale it down when the method is assumed.
     conf = 1.0 if observed(setup, "method") else th["assumed_method_scale"]
-    full_ft = setup.method == "full" and observed(setup, "method")
+    # inference keeps no gradients or optimizer states: full fine-tuning's states are a cause of training runs only
+    training = estimate.workload == "train"
+    full_ft = setup.method == "full" and observed(setup, "method") and training
+    full_method = setup.method == "full" and training
     unsharded = setup.num_gpus > 1 and setup.zero_stage < FULL_SHARDING and not setup.fsdp and split == 1
     loaded = weights_in_16_bit(setup, estimate) // split
     several = _split_unknown(setup, estimate.workload, split)   # inference on several GPUs, split not stated
     if weights > budget and loaded <= budget:
         # Only an assumed width makes the weights this large: loaded in 16-bit they fit, so they are no evidence that
         # the weights exceed the GPU. Under assumed full fine-tuning the fp32 states are the suspect.
-        if setup.method == "full":
+        if full_method:
             out.append(support(Label.full_ft_model_states, "full_ft_weights_over_budget",
                                f"if this is full fine-tuning, its fp32 weights alone take {gib(weights)} per GPU, "
                                f"above the {gib(budget)} budget (in 16-bit, {gib(loaded)})", conf))
@@ -192,7 +195,7 @@ def _model_states(setup: TrainingSetup, estimate: MemoryEstimate, budget: int, t
                 else f"{gib(loaded)} per GPU in 16-bit ({gib(weights)} at the assumed width)")
         out.append(support(Label.weights_exceed_gpu, "weights_over_budget_full_ft" if full_ft else "weights_over_budget",
                            f"the weights alone take {size}{spread}, above the {gib(budget)} budget"))
-        if full_ft or setup.method == "full":
+        if full_method:
             # assumed full fine-tuning (scaled down): the states it would add are as much the suspect as the weights
             out.append(support(Label.full_ft_model_states, "full_ft_weights_over_budget",
                                f"full fine-tuning: even the weights ({gib(weights)} per GPU) exceed the "
@@ -212,7 +215,7 @@ def _model_states(setup: TrainingSetup, estimate: MemoryEstimate, budget: int, t
             out.append(support(Label.zero_stage_insufficient, "zero3_would_fit",
                                f"sharded over the {setup.num_gpus} GPUs (ZeRO-3) the {gib(states)} of model "
                                f"states would take {gib(states // setup.num_gpus)} per GPU and fit", conf))
-        if setup.method == "full":
+        if full_method:
             out.append(support(Label.full_ft_model_states, "full_ft_states_over_budget",
                                f"full fine-tuning keeps weights, gradients and optimizer states: "
                                f"{gib(states)} per GPU against a {gib(budget)} budget", conf))
@@ -224,7 +227,7 @@ def _model_states(setup: TrainingSetup, estimate: MemoryEstimate, budget: int, t
                                f"ZeRO-{setup.zero_stage} on {setup.num_gpus} GPUs leaves {gib(states)} of "
                                "states on each GPU; ZeRO-3 shards all of them", conf))
     elif states > th["states_ramp_start"] * budget and over:
-        label = Label.full_ft_model_states if setup.method == "full" else Label.weights_exceed_gpu
+        label = Label.full_ft_model_states if full_method else Label.weights_exceed_gpu
         # the fuller the card is with states before any activation, the more the states are the cause:
         # points = weight x (1 + fill), fill rising from 0 at the ramp's start to 1 at its end
         out.append(support(label, "states_fill_budget",

@@ -31,10 +31,12 @@ _PHASE_LABELS: dict[str, list[tuple[Label, str, str]]] = {
                         "it failed in the optimizer step: optimizer states and their temporaries"),
                        (Label.zero_stage_insufficient, "phase_optimizer_step_sharding",
                         "optimizer-step OOM: the states are not sharded enough")],
-    "backward": [(Label.seq_len_too_long, "phase_backward_length", "it failed in backward: activations saved for the gradient"),
-                 (Label.batch_too_large, "phase_backward_batch", "it failed in backward: activations saved for the gradient")],
-    "forward": [(Label.seq_len_too_long, "phase_forward_length", "it failed in the forward pass"),
-                (Label.batch_too_large, "phase_forward_batch", "it failed in the forward pass")],
+    # activations scale with the micro-batch and the length alike (b x s tokens): the phase favours neither, so both
+    # share one rule and one weight; what was stated (a batch, a length, a request's size) tells them apart
+    "backward": [(Label.seq_len_too_long, "phase_backward_activations", "it failed in backward: activations saved for the gradient"),
+                 (Label.batch_too_large, "phase_backward_activations", "it failed in backward: activations saved for the gradient")],
+    "forward": [(Label.seq_len_too_long, "phase_forward_activations", "it failed in the forward pass"),
+                (Label.batch_too_large, "phase_forward_activations", "it failed in the forward pass")],
 }
 
 
@@ -63,6 +65,12 @@ def phase_and_operation(report: OOMReport, setup: TrainingSetup | None, multimod
         out.append(support(Label.seq_len_too_long, "eager_line_length",
                            "the score matrix grows with the square of the sequence length"))
     out += _operation(report, setup, th)
+    if setup is not None and setup.workload != "train" and not observed(setup, "method"):
+        # inference keeps no gradients and no optimizer states: whatever else points at full fine-tuning's states
+        # (the neighbours' votes, a full card) speaks of training runs, which this is not
+        out.append(discount(Label.full_ft_model_states, "inference_keeps_no_states",
+                            f"nothing in the paste trains a model ({setup.workload} workload): inference keeps no "
+                            "gradients or optimizer states"))
     if cues is not None and cues.kv_cache is not None:
         out.append(support(Label.generation_kv_cache, "vllm_kv_cache_cue",
                            f"vLLM cannot fit its KV cache (line {cues.kv_cache.line}): max_model_len x "

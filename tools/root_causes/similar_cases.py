@@ -39,6 +39,7 @@ def similar_case_votes(hits: Iterable[Any], th: Thresholds = THRESHOLDS) -> list
 
 
 VOTE_RULE = "labelled_report_votes"
+ALSO_VOTE_RULE = "labelled_report_votes_also"   # the causes a neighbour's thread accepts after its first
 
 
 def vote_shares(votes: Iterable[tuple[str, float]]) -> dict[str, float]:
@@ -48,6 +49,18 @@ def vote_shares(votes: Iterable[tuple[str, float]]) -> dict[str, float]:
     summed: dict[str, float] = {}
     for label, sim in near:
         summed[label] = summed.get(label, 0.0) + sim
+    return {label: s / total for label, s in summed.items()} if total > 0 else {}
+
+
+def also_vote_shares(votes: Iterable[tuple[Iterable[str], float]]) -> dict[str, float]:
+    """Each cause's share of the voters' summed similarity, counting the causes a thread accepts besides its first:
+    a thread that settled "weights, or the load itself" speaks for both, the second less (its own weight)."""
+    near = [(list(also), sim) for also, sim in votes if sim > 0]
+    total = sum(sim for _, sim in near)
+    summed: dict[str, float] = {}
+    for also, sim in near:
+        for label in dict.fromkeys(also):
+            summed[label] = summed.get(label, 0.0) + sim
     return {label: s / total for label, s in summed.items()} if total > 0 else {}
 
 
@@ -66,6 +79,13 @@ def labelled_report_votes(neighbours: Iterable[Any]) -> list[Signal]:
         cited = ", ".join(_thread(n.source) for n in group[:CITED_REPORTS])
         out.append(support(Label(label), VOTE_RULE,
                            f"{len(group)} of the {len(near)} labelled public reports most like this one had "
+                           f"{label.replace('_', ' ')} ({cited})", share))
+    also = also_vote_shares((getattr(n, "also", None) or [], n.similarity) for n in near)
+    for label, share in also.items():
+        group = [n for n in near if label in (getattr(n, "also", None) or [])]
+        cited = ", ".join(_thread(n.source) for n in group[:CITED_REPORTS])
+        out.append(support(Label(label), ALSO_VOTE_RULE,
+                           f"{len(group)} of the {len(near)} labelled public reports most like this one also accepted "
                            f"{label.replace('_', ' ')} ({cited})", share))
     return out
 

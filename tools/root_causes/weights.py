@@ -207,10 +207,8 @@ _POINTS: dict[str, float] = {
     "phase_generation": 5,                      # failed while generating
     "phase_optimizer_step": 2.5,                # failed in the optimizer step: states
     "phase_optimizer_step_sharding": 1.5,       # ... not sharded enough
-    "phase_backward_length": 0.5,               # failed in backward: the length
-    "phase_backward_batch": 0.5,                # ... the micro-batch
-    "phase_forward_length": 0.4,                # failed in forward: the length
-    "phase_forward_batch": 0.4,                 # ... the micro-batch
+    "phase_backward_activations": 0.5,          # failed in backward: the length and the micro-batch alike
+    "phase_forward_activations": 0.4,           # failed in forward: the length and the micro-batch alike
     "eager_line": 3.5,                          # the failing line builds the score matrix
     "eager_line_length": 1.0,                   # ... which grows with the length squared
     "op_moe": 2.5,                              # failing operation: expert dispatch / gather
@@ -228,6 +226,7 @@ _POINTS: dict[str, float] = {
     "serve_kv_pool_short": 3,                   # the calculator: vLLM's KV-cache pool holds no max_model_len sequence
     "vllm_profile_images": 1.5,                 # ... its profiling run feeds the most images
     "prefill_not_kv_cache": 0.4,                # discount: one huge request while generating is no KV-cache step
+    "inference_keeps_no_states": 0.5,           # discount: full fine-tuning's states in a run that trains nothing
     "prefill_visual_tokens": 4.0,               # ... the prefill over visual tokens
     "prefill_tokens": 2.5,                      # ... the prefill over every prompt token
     "prefill_eager": 1.0,                       # ... its attention scores without flash-attention
@@ -254,6 +253,7 @@ _POINTS: dict[str, float] = {
     "similar_case_phase_agrees": 0.5,           # ... for the cause the failing phase already names (same words)
     "similar_case_secondary": 1.2,              # its next labels (value divided by secondary_label_divisor)
     "labelled_report_votes": 3.0,               # x share: causes of the labelled public reports most like this one
+    "labelled_report_votes_also": 1.0,          # x share: the causes those reports' threads accept after the first
     # ranking: nothing else spoke
     "no_evidence_batch": 0.5,                   # the per-step activations (micro-batch) are the usual suspect
     "no_evidence_length": 0.4,                  # ... and the sequence length
