@@ -81,6 +81,12 @@ SERVING_ENGINES: dict[str, str | None] = {
     "fastchat.serve": None, "model_worker": None, "localai": None, "lm studio": None,
 }
 
+# Engines that run GGUF files (llama.cpp and the apps built on it): their weights are as quantized as the file, and
+# ollama's library tags default to 4-bit (q4_K_M, ollama.com/library), as most GGUF downloads are; a width the name or
+# the user states wins.
+GGUF_ENGINES: tuple[str, ...] = ("ollama", "llama.cpp", "llama-server", "llama-cli", "llama_cpp", "koboldcpp", "lm studio")
+GGUF_DEFAULT_BITS = 4
+
 # Engines that reserve their KV cache up front as a share of the card, with the setting that sizes the share: after
 # start-up the card is full by design, so a failing request there says the pool was too large or too small, never that
 # the weights alone filled it. vLLM: gpu_memory_utilization (0.9); LMDeploy's TurboMind: cache_max_entry_count (a share

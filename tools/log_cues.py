@@ -320,11 +320,18 @@ def pool_engine(report: OOMReport, cues: LogCues | None) -> str | None:
         return None
     if report.framework in KV_POOL_ENGINES:
         return report.framework
-    if cues is None or cues.serving is None or not report.is_memory_error:
+    if cues is None or not report.is_memory_error:
+        return None
+    name = serving_engine(cues)
+    return name if name in KV_POOL_ENGINES else None
+
+
+def serving_engine(cues: LogCues | None) -> str | None:
+    """The engine (frameworks.SERVING_ENGINES) a text that trains nothing names, as written there, lower-cased."""
+    if cues is None or cues.serving is None:
         return None
     m = _ENGINE.search(cues.serving.text)
-    name = m.group(1).lower() if m else None
-    return name if name in KV_POOL_ENGINES else None
+    return m.group(1).lower() if m else None
 
 
 def _serving(text: str, config_text: str) -> tuple[Cue | None, str | None]:

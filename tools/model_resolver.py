@@ -74,6 +74,16 @@ def resolve_model_name(name: str | None, settings: Mapping[str, Any] | None = No
     near = nearest_model(name)
     if near is not None:
         return ResolvedModel(near[0], "stand_in", f"assumed {near[1]} (the registry does not list {name})", bits, evidence)
+    if _is_local_path(name):
+        # a run's output under a folder named for its base model: LLaMA-Factory saves to saves/<model>/<method>/<run>,
+        # ms-swift to output/<model>/<version>/checkpoint-N; the nearest such folder names what was fine-tuned
+        for part in reversed([p for p in re.split(r"[/\\]", name) if p][:-1]):
+            hinted = _listed(part, s)
+            if hinted is not None:
+                arch = hinted[0]
+                return ResolvedModel(arch, "base_hint", f"assumed {arch.name}, the base model the folder {part} of "
+                                                        f"{name} names (the registry does not list the checkpoint)",
+                                     bits, evidence)
     for key in _BASE_HINT_KEYS:
         value = s.get(key)
         if not isinstance(value, str) or not value.strip():

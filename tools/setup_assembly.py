@@ -18,10 +18,10 @@ from .configs.keys import MODEL_NAME_KEYS
 from .configs.schema import ConfigDocument
 from .described_oom import model_named
 from .errors import InputError
-from .frameworks import canonical_framework
+from .frameworks import GGUF_DEFAULT_BITS, GGUF_ENGINES, canonical_framework
 from .gpus import GPUSpec, gpu_from_memory, lookup_gpu
 from .labels import RootCause
-from .log_cues import LogCues
+from .log_cues import LogCues, serving_engine
 from .memory.registry import stated_params
 from .model_resolver import apply_resolved_model, checkpoint_quantization, resolve_model_name
 from .report import OOMReport
@@ -127,6 +127,17 @@ def adapter_method_named(setup: TrainingSetup, cues: LogCues | None) -> Training
             setup = setup.with_fact("quantization_bit", 4, "log", f"{where} (QLoRA: 4-bit base weights)")
         return setup
     return setup.with_fact("method", "lora", "log", where)
+
+
+def gguf_weights(setup: TrainingSetup, cues: LogCues | None) -> TrainingSetup:
+    """A model served by a GGUF engine (ollama, llama.cpp and its apps) with no width stated: its weights are the
+    file's quantization, 4-bit by default (frameworks.GGUF_DEFAULT_BITS), not the 16-bit of a Hugging Face load."""
+    engine = serving_engine(cues)
+    said = setup.provenance.get("quantization_bit")
+    if engine not in GGUF_ENGINES or (said is not None and said.origin != "default"):
+        return setup
+    return setup.with_fact("quantization_bit", GGUF_DEFAULT_BITS, "default",
+                           f"{engine} runs GGUF weights, {GGUF_DEFAULT_BITS}-bit (Q4_K_M) unless the file says otherwise")
 
 
 def workload_named(setup: TrainingSetup, cues: LogCues | None) -> TrainingSetup:

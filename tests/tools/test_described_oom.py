@@ -87,6 +87,17 @@ def test_host_ram_too_small_in_chinese():
         assert d is not None and d.kind == "host_oom", said
 
 
+def test_the_card_or_its_memory_said_to_blow_up_in_chinese():
+    """"显卡也爆" (the card blows up too) and "显存满了" (the GPU memory is full) are the GPU's failure; "内存炸了" the
+    host's, as "内存爆了" is. A card's count or size alone is no failure."""
+    for said in ("模型没做切割，12G的显卡也爆。\n", "跑到第二轮显存满了\n"):
+        d = described_oom(said)
+        assert d is not None and d.kind == "cuda_oom", said
+    d = described_oom("数据集一加载内存就炸了\n")
+    assert d is not None and d.kind == "host_oom"
+    assert described_oom("我有两张24G的显卡，想微调7B模型\n") is None
+
+
 def test_a_process_killed_said_in_chinese_is_the_host_oom_killer():
     for said in ("程序在加载模型中被kill了，没有其他提示信息", "训练到一半进程被杀掉了"):
         d = described_oom(said)

@@ -127,3 +127,14 @@ def test_checkpoint_quantization_reads_the_name(name, bits):
 def test_unknown_and_empty_names_resolve_to_nothing():
     assert resolve_model_name(None) is None and resolve_model_name("  ") is None
     assert resolve_model_name("my-own-model") is None
+
+
+def test_a_checkpoint_under_a_folder_named_for_its_base_model_is_sized_as_that_model():
+    """LLaMA-Factory saves to saves/<model>/<method>/<run>, ms-swift to output/<model>/<version>/checkpoint-N: the
+    nearest folder the registry knows names the base model, said as an assumption. Folders that name no model do not."""
+    swift = resolve_model_name("/workspace/output/qwen2-vl-72b-instruct/v1-20250213-024958/checkpoint-612-merged")
+    assert swift is not None and swift.arch.name == "Qwen/Qwen2-VL-72B-Instruct" and swift.origin == "derived"
+    assert "qwen2-vl-72b-instruct" in swift.detail
+    factory = resolve_model_name("/root/saves/qwen2_vl-7b/full/run-3")
+    assert factory is not None and factory.arch.name == "Qwen/Qwen2-VL-7B-Instruct"
+    assert resolve_model_name("/mnt/models/llama/finetuned/checkpoint-100") is None

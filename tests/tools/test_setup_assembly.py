@@ -11,6 +11,7 @@ from ask_oom.tools.configs import load_config
 from ask_oom.tools.errors import InputError
 from ask_oom.tools.log_parser import parse_log
 from ask_oom.tools.setup_assembly import KEY_FIELDS, assemble_setup
+from ask_oom.tools.training_setup import TrainingSetup
 from ask_oom.tools.units import GiB
 
 LF_LOG = """[INFO|2025-01-02 10:00:00] llamafactory.hparams.parser:401 >> Process rank: 0, world size: 4, device: cuda:0, distributed training: True, compute dtype: torch.bfloat16
@@ -208,3 +209,35 @@ def test_a_model_only_the_configs_text_names_is_sized():
     setup = assemble_setup(parse_log("torch.OutOfMemoryError: CUDA out of memory."), doc)
     assert setup.model is not None and setup.model.name == "mistralai/Mixtral-8x7B-v0.1"
     assert "named in pasted_run.sh" in setup.provenance["model"].detail
+
+
+def test_a_gguf_engine_runs_4_bit_weights_unless_a_width_is_stated():
+    """ollama and llama.cpp run GGUF files, 4-bit (Q4_K_M) by default: a model they serve is sized at that width, shown
+    as an assumption, and its weights are stored so even though the method defaults to full. A stated width wins,
+    and an engine that loads Hugging Face weights (vLLM) keeps 16 bits."""
+    from ask_oom.tools.log_cues import log_cues
+    from ask_oom.tools.memory import estimate_memory, resolve_model
+    from ask_oom.tools.setup_assembly import gguf_weights
+
+    cues = log_cues("ollama run llama3.1:70b\nError: CUDA error: out of memory\n")
+    base = TrainingSetup(model=resolve_model("meta-llama/Llama-2-70b-hf")).with_fact(
+        "workload", "eval", "default", "nothing in the paste speaks of training")
+    served = gguf_weights(base, cues)
+    assert served.quantization_bit == 4 and served.provenance["quantization_bit"].origin == "default"
+    assert estimate_memory(served).breakdown.all_weights() < estimate_memory(base).breakdown.all_weights() / 3
+    assert gguf_weights(base.with_fact("quantization_bit", 8, "user", "Q8_0 file"), cues).quantization_bit == 8
+    vllm = log_cues("vllm serve meta-llama/Llama-2-70b-hf\ntorch.OutOfMemoryError: CUDA out of memory\n")
+    assert gguf_weights(base, vllm).quantization_bit is None
+
+
+def test_a_quantizers_target_bits_do_not_shrink_the_model_it_loads():
+    """AutoGPTQ's bits=4 is what it will write: it loads the 16-bit model to quantize it, so a config's bits size no
+    stored weights outside training, while a checkpoint named as quantized does."""
+    from ask_oom.tools.memory import estimate_memory, resolve_model
+
+    base = TrainingSetup(model=resolve_model("Qwen/Qwen2.5-7B")).with_fact("workload", "eval", "default", "no training")
+    target = base.with_fact("quantization_bit", 4, "config", "quantize_config: bits")
+    named = base.with_fact("quantization_bit", 4, "derived", "the checkpoint's name: GPTQ-Int4")
+    sixteen = estimate_memory(base).breakdown.all_weights()
+    assert estimate_memory(target).breakdown.all_weights() == sixteen
+    assert estimate_memory(named).breakdown.all_weights() < sixteen / 2
