@@ -1,5 +1,5 @@
 """The diagnosis sets of our own (evals/data/diagnosis_extra/, diagnosis_fresh/, diagnosis_fresh2/, diagnosis_fresh3/,
-diagnosis_fresh4/, the validation sets diagnosis_fresh5/ to diagnosis_fresh20/, the dev corpora diagnosis_corpus_a/ to diagnosis_corpus_z/ and diagnosis_corpus_aa/ to diagnosis_corpus_ax/, and the held-out project group
+diagnosis_fresh4/, the validation sets diagnosis_fresh5/ to diagnosis_fresh21/, the dev corpora diagnosis_corpus_a/ to diagnosis_corpus_z/ and diagnosis_corpus_aa/ to diagnosis_corpus_ax/, and the held-out project group
 heldout_projects/, *.yaml): real public OOM reports in the format of
 ../shared/dev-cases. These tests keep all of them usable as evaluation sets: every file has the dev-case keys, the
 labels come from the root-cause vocabulary, ids and sources are unique and never overlap the dev cases, the knowledge
@@ -38,6 +38,7 @@ AS_FOUND_SETS = {"diagnosis_corpus_av", "diagnosis_corpus_aw", "diagnosis_fresh5
                  "diagnosis_fresh10", "diagnosis_fresh11", "diagnosis_fresh12", "diagnosis_fresh13",
                  "diagnosis_fresh14", "diagnosis_fresh15", "diagnosis_fresh16", "diagnosis_fresh17",
                  "diagnosis_fresh18", "diagnosis_fresh19", "diagnosis_fresh20",
+                 "diagnosis_fresh21",
                  "diagnosis_corpus_f", "diagnosis_corpus_w", "diagnosis_corpus_aa"}
 SIBLING_SET = REPO / "evals" / "data" / "diagnosis"  # the benchmark's other own-cases folder
 
