@@ -6,7 +6,7 @@ targets apply to (the last two were held out until their first measurement, see 
 evals/data/diagnosis_fresh3 and diagnosis_fresh4 were written after the diagnosis was tuned, by someone who did not see
 its output; evals/data/diagnosis_fresh5 to diagnosis_fresh21 are validation sets (reports from projects found in no
 other set, written blind to the code) whose aggregate lines compare changes during a session, their cases never read;
-the dev corpora diagnosis_corpus_a to diagnosis_corpus_z and diagnosis_corpus_aa to diagnosis_corpus_ax were each measured once unseen, then joined the dev set; and
+the dev corpora diagnosis_corpus_a to diagnosis_corpus_z and diagnosis_corpus_aa to diagnosis_corpus_ay were each measured once unseen, then joined the dev set; and
 evals/data/heldout_projects holds 45 reports from 38 projects found in no other set: they are reported
 beside the dev set as the measure of generalisation (never tune rules on them; heldout_projects is measured once per
 session, at its end). A case id already seen in an
@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 # (written after the diagnosis was tuned, never developed on) are reported beside it as the measure of generalisation
 TARGET_SETS = ("dev-cases", "diagnosis", "diagnosis_extra", "diagnosis_fresh", "diagnosis_fresh2",
                *(f"diagnosis_corpus_{letter}" for letter in "abcdefghijklmnopqrstuvwxyz"),
-               *(f"diagnosis_corpus_a{letter}" for letter in "abcdefghijklmnopqrstuvwx"))
+               *(f"diagnosis_corpus_a{letter}" for letter in "abcdefghijklmnopqrstuvwxy"))
 # measured beside the dev set, never fitted on: held out, then the validation sets, then the held-out project group
 HELD_OUT_SETS = ("diagnosis_fresh3", "diagnosis_fresh4", *(f"diagnosis_fresh{n}" for n in range(5, 22)), "heldout_projects")
 DATASETS = [REPO.parent / "shared" / "dev-cases",
