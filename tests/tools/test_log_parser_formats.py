@@ -493,3 +493,39 @@ def test_cr_only_line_endings_are_lines_but_tqdm_redraws_are_not():
                                   "exit code 0", "error code 13"])
 def test_exit_statuses_other_than_a_kill_are_not_the_host(line):
     assert parse_log(line).kind != "host_oom"
+
+
+FRACTION = (
+    "  File \"nodes.py\", line 1520, in sample\n"
+    "torch.cuda.OutOfMemoryError: Allocation on device 0 would exceed allowed memory. (out of memory)\n"
+    "Currently allocated     : 6.89 GiB\n"
+    "Requested               : 320.00 MiB\n"
+    "Device limit            : 23.69 GiB\n"
+    "Free (according to CUDA): 2.94 MiB\n"
+    "PyTorch limit (set by user-supplied memory fraction)\n"
+    "                        : 17179869184.00 GiB\n"
+    "2024-06-22 15:13:25,079- root:124- INFO- Prompt executed in 57.84 seconds\n"
+)
+
+
+def test_the_memory_fraction_message_reads_one_field_a_line():
+    """With a memory fraction set (torch.cuda.set_per_process_memory_fraction), the caching allocator prints its
+    numbers one field a line under the header: the request, what PyTorch holds, the card and what CUDA says is free."""
+    from ask_oom.tools.log_parser.parser import parse_lines
+
+    r = parse_log(FRACTION)
+    assert r.kind == "cuda_oom" and r.gpu_index == 0
+    assert r.requested_bytes == 320 * 1024**2
+    assert r.torch_allocated_bytes == gib(6.89) and r.gpu_total_bytes == gib(23.69)
+    assert abs(r.gpu_free_bytes - 2.94 * 1024**2) < 1024
+    lines = FRACTION.splitlines(keepends=True)
+    fast, slow = parse_lines(lines, prefilter=True), parse_lines(lines, prefilter=False)
+    assert (fast.requested_bytes, fast.gpu_total_bytes) == (slow.requested_bytes, slow.gpu_total_bytes)
+    # the block ends at the first line that is no field: a later log record is not read into it
+    assert "Prompt executed" not in r.message
+
+
+def test_a_header_without_its_fields_is_still_the_memory_error():
+    r = parse_log("torch.cuda.OutOfMemoryError: Allocation on device 1 would exceed allowed memory. (out of memory)\n"
+                  "Traceback (most recent call last):\n")
+    assert r.kind == "cuda_oom" and r.requested_bytes is None and r.gpu_index == 1

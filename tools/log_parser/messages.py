@@ -18,6 +18,23 @@ from .sizes import NUM, SP, UNIT, to_bytes
 P_DETAILED, P_GPU, P_LIBRARY, P_HOST = 4, 3, 2, 1
 
 # Markers that end a PyTorch OOM message; a message without one may continue on the next (wrapped) line.
+# The caching allocator's message when a memory fraction caps the process (torch.cuda.set_per_process_memory_fraction,
+# c10/cuda/CUDACachingAllocator.cpp): a header, then one field per line ("Requested               : 320.00 MiB").
+FRACTION_HEADER = "would exceed allowed memory"
+_FRACTION_FIELD = re.compile(r"\s{0,40}(?:Currently allocated|Requested|Device limit|Free \(according to CUDA\)|PyTorch limit|:)")
+_FRAC_DEVICE = re.compile(r"Allocation on device (\d{1,4})")
+_FIELD_GAP = r"\s{0,40}:\s{0,4}"   # the labels are padded to one width
+_FRAC_ALLOC = re.compile(rf"Currently{SP}allocated{_FIELD_GAP}{NUM}{SP}{UNIT}")
+_FRAC_REQ = re.compile(rf"Requested{_FIELD_GAP}{NUM}{SP}{UNIT}")
+_FRAC_LIMIT = re.compile(rf"Device{SP}limit{_FIELD_GAP}{NUM}{SP}{UNIT}")
+_FRAC_FREE = re.compile(rf"Free{SP}\(according{SP}to{SP}CUDA\){_FIELD_GAP}{NUM}{SP}{UNIT}")
+
+
+def fraction_field(line: str) -> bool:
+    """Is this line one field of the memory-fraction message (a label, then its size)?"""
+    return _FRACTION_FIELD.match(line) is not None
+
+
 _END_MARKERS = ("alloc_conf", "environment-variables", "reserved in total by pytorch)", "cached)",
                 "memory management", "disable upper limit", "may cause system failure")
 
@@ -173,6 +190,19 @@ def parse_torch_message(kind: str, message: str) -> list[MemoryHit]:
         _put(hit, "requested_bytes", _REQ.search(segment))
         if hit.requested_bytes is not None:
             hit.priority = P_DETAILED
+        if FRACTION_HEADER in segment.lower():
+            # the device limit is the card's capacity; PyTorch's own limit (the fraction) is the budget it enforced
+            _put(hit, "requested_bytes", _FRAC_REQ.search(segment))
+            _put(hit, "torch_allocated_bytes", _FRAC_ALLOC.search(segment))
+            _put(hit, "gpu_total_bytes", _FRAC_LIMIT.search(segment))
+            _put(hit, "gpu_free_bytes", _FRAC_FREE.search(segment))
+            device = _FRAC_DEVICE.search(segment)
+            if device:
+                hit.gpu_index = int(device.group(1))
+            if hit.requested_bytes is not None:
+                hit.priority = P_DETAILED
+            hits.append(hit)
+            continue
         m = _NEW_TOTAL.search(segment)
         if m:
             if m.group(1) is not None:

@@ -13,7 +13,7 @@ from ..report import Evidence, GPUSeen, OOMReport, OtherProcess, RelatedError
 from .context import find_context_phase, find_operation, find_phase
 from .facts import FactCollector
 from .lines import Piece, clean_line, iter_byte_lines, iter_text_lines, split_glued_bar, split_physical_line
-from .messages import MemoryHit, detect, exit_signal, is_open, parse_torch_message
+from .messages import FRACTION_HEADER, MemoryHit, detect, exit_signal, fraction_field, is_open, parse_torch_message
 from .related import SETUP_ERROR_KINDS, detect_related
 from .triggers import has_trigger
 
@@ -39,10 +39,11 @@ _FRAME_STARTS = ("File ", "Traceback", "During handling", "The above exception")
 class _Pending:
     """A PyTorch OOM message whose wrapped continuation lines may follow."""
 
-    def __init__(self, kind: str, lineno: int, text: str, rank: int | None, width: int) -> None:
+    def __init__(self, kind: str, lineno: int, text: str, rank: int | None, width: int, block: bool = False) -> None:
         self.kind, self.lineno, self.text, self.rank, self.width = kind, lineno, text, rank, width
         self.lines = 1
         self.last_len = width  # a hard wrap fills every line but the last to the same width
+        self.block = block     # a message of one field per line (the memory-fraction one), not a hard wrap
 
 
 class _Occurrence:
@@ -123,10 +124,11 @@ class LogParser:
         line, rank = clean_line(raw)
         if self.pending is not None:
             if self._continues(line, rank):
-                self.pending.text = (self.pending.text + line.strip())[:MAX_MESSAGE]
-                self.pending.lines += 1
-                self.pending.last_len = len(line.rstrip())
-                if is_open(self.pending.text) and self.pending.lines < MAX_WRAP_LINES:
+                p = self.pending
+                p.text = (p.text + ("; " if p.block else "") + line.strip())[:MAX_MESSAGE]
+                p.lines += 1
+                p.last_len = len(line.rstrip())
+                if (p.block or is_open(p.text)) and p.lines < MAX_WRAP_LINES:
                     return
                 self._close_pending()
                 return
@@ -180,7 +182,10 @@ class LogParser:
         hits = detect(line, low) if self._may_report_memory(low) else []
         if hits:
             first = hits[0]
-            if first.wrappable and len(hits) == 1 and is_open(line) \
+            if first.wrappable and len(hits) == 1 and FRACTION_HEADER in low:
+                # its fields follow, one a line
+                self.pending = _Pending(first.kind, lineno, line.strip(), rank, len(line.rstrip()), block=True)
+            elif first.wrappable and len(hits) == 1 and is_open(line) \
                     and len(raw.rstrip("\r\n")) >= _WRAP_MIN_WIDTH:
                 self.pending = _Pending(first.kind, lineno, line.strip(), rank, len(line.rstrip()))
             else:
@@ -203,6 +208,8 @@ class LogParser:
         """Is this line the wrapped rest of the pending message (same rank, not a new log record)?"""
         p = self.pending
         stripped = line.strip()
+        if p.block:
+            return rank == p.rank and fraction_field(line)
         if not stripped or rank != p.rank or stripped.startswith(_FRAME_STARTS):
             return False
         if abs(p.last_len - p.width) > 2:  # the previous line was short: the message ended there
