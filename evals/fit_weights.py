@@ -15,8 +15,10 @@ figure on the data the weights were fitted on is printed second; the hand-writte
 are fitted on inner held-out splits of its training part, and the answer's probability is compared with how often it is
 right on the held-out folds (reliability table).
 
-    python evals/fit_weights.py [--folds 5] [--write] [--json]
+    python evals/fit_weights.py [--folds 5] [--write] [--json] [--repeats N]
 
+`--repeats N` cross-validates again on N other splits of the projects into folds and prints the median and range:
+the split alone moves the headline by about a point, so a change smaller than that is read against the spread.
 `--write` stores the weights fitted on every dev case, with the cross-validated figures, in
 tools/root_causes/fitted_weights.json (the ranking's default table reads it). Held-out sets (diagnosis_fresh3,
 diagnosis_fresh4, heldout_projects) and the validation sets (diagnosis_fresh5 to diagnosis_fresh21) are never read here.
@@ -28,6 +30,7 @@ import argparse
 import json
 import math
 import re
+import statistics
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
@@ -130,13 +133,17 @@ def with_votes(row: CaseSignals, allowed: set[str] | None = None) -> CaseSignals
     return replace(row, features=features)
 
 
-def grouped_folds(rows: list[CaseSignals], k: int) -> list[list[int]]:
-    """k folds of case indices, whole projects per fold, balanced by size (largest projects placed first)."""
+def grouped_folds(rows: list[CaseSignals], k: int, seed: int | None = None) -> list[list[int]]:
+    """k folds of case indices, whole projects per fold, balanced by size (largest projects placed first). `seed`
+    shuffles the order of projects of equal size (None: by name), so repeated runs split the projects differently."""
+    import random
+
     by_project: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(rows):
         by_project[r.project].append(i)
+    tie = {name: random.Random(f"{seed}:{name}").random() for name in by_project} if seed is not None else {}
     folds: list[list[int]] = [[] for _ in range(k)]
-    for _, idx in sorted(by_project.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+    for _, idx in sorted(by_project.items(), key=lambda kv: (-len(kv[1]), tie.get(kv[0], 0.0), kv[0])):
         min(folds, key=len).extend(idx)
     return [f for f in folds if f]
 
@@ -233,12 +240,14 @@ def reliability(rows: list[CaseSignals], preds: list[list[tuple[str, float, floa
     return out
 
 
-def cross_validate(rows: list[CaseSignals], rules: list[str], k: int, prior: dict | None = None) -> tuple[list, dict]:
-    """Held-out predictions for every case, each from weights (and a temperature) chosen and fitted without its fold."""
+def cross_validate(rows: list[CaseSignals], rules: list[str], k: int, prior: dict | None = None,
+                   seed: int | None = None) -> tuple[list, dict]:
+    """Held-out predictions for every case, each from weights (and a temperature) chosen and fitted without its fold;
+    `seed` picks another split of the projects into folds (grouped_folds)."""
     preds: list = [None] * len(rows)
     chosen = {}
     fitter = Fitter(rules, prior)
-    for fi, fold in enumerate(grouped_folds(rows, k)):
+    for fi, fold in enumerate(grouped_folds(rows, k, seed)):
         held = set(fold)
         seen = {r.project for i, r in enumerate(rows) if i not in held}
         raw_train = [r for i, r in enumerate(rows) if i not in held]
@@ -341,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--write", action="store_true", help="store the weights fitted on all dev cases")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--repeats", type=int, default=0,
+                    help="also cross-validate on this many other splits of the projects into folds and print the "
+                         "spread (the fold split alone moves the figure by about a point)")
     ap.add_argument("--calibrate-hand", action="store_true",
                     help="keep the hand-written weights; fit (and cross-validate) only their probabilities' calibration")
     ap.add_argument("--prior", choices=("constant", "hand"), default="constant",
@@ -358,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         return _calibrate_hand([with_votes(r) for r in rows], hand, args)
     prior = hand if args.prior == "hand" else None
     preds_cv, chosen = cross_validate(rows, rules, args.folds, prior)
+    repeated = [score(rows, cross_validate(rows, rules, args.folds, prior, seed)[0]) for seed in range(1, args.repeats + 1)]
     l2_all, temperature, confidence = choose_hyperparameters(rows, rules, prior)
     rows = [with_votes(r) for r in rows]   # the final fit: every other project's reports vote, as in the product
     fitted = Fitter(rules, prior).fit(rows, l2_all)
@@ -373,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         "hand_table_new_corpora": score([r for r in rows if r.set_name.startswith("diagnosis_corpus")],
                                         [p for r, p in zip(rows, preds_hand) if r.set_name.startswith("diagnosis_corpus")]),
         "reliability_cv": reliability(rows, preds_cv), "reliability_hand_in_sample": reliability(rows, preds_hand),
+        "repeated_cv": repeated,
     }
     confident = [(r, p) for r, p in zip(rows, preds_cv) if p and p[0][2] >= CONFIDENT]
     result["confident_cv"] = {"answers": len(confident),
@@ -402,6 +416,12 @@ def main(argv: list[str] | None = None) -> int:
                       ("  new corpora only: hand table", "hand_table_new_corpora")):
         s = result[key]
         print(f"{name:<44} {s['primary']:>8.1%} {s['top3']:>8.1%} {s['top3_any']:>26.1%}")
+    if repeated:
+        every = [result["cross_validated"], *repeated]
+        print(f"\nthe same cross-validation over {len(every)} splits of the projects into folds (the first is the headline's):")
+        for key, name in (("primary", "primary"), ("top3", "top 3"), ("top3_any", "top 3, any accepted cause")):
+            values = [s[key] for s in every]
+            print(f"  {name:<26} median {statistics.median(values):.1%}   min {min(values):.1%}   max {max(values):.1%}")
     print("\nreliability of the answer's probability (cross-validated):")
     print(f"{'band':<10} {'answers':>8} {'right':>6} {'accuracy':>9} {'mean p':>7}")
     _print_bands(result["reliability_cv"])

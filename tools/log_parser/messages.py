@@ -17,7 +17,6 @@ from .sizes import NUM, SP, UNIT, to_bytes
 # failures (cuBLAS/cuDNN, NCCL, allocator warnings); 1: host RAM exhaustion.
 P_DETAILED, P_GPU, P_LIBRARY, P_HOST = 4, 3, 2, 1
 
-# Markers that end a PyTorch OOM message; a message without one may continue on the next (wrapped) line.
 # The caching allocator's message when a memory fraction caps the process (torch.cuda.set_per_process_memory_fraction,
 # c10/cuda/CUDACachingAllocator.cpp): a header, then one field per line ("Requested               : 320.00 MiB").
 FRACTION_HEADER = "would exceed allowed memory"
@@ -35,6 +34,7 @@ def fraction_field(line: str) -> bool:
     return _FRACTION_FIELD.match(line) is not None
 
 
+# Markers that end a PyTorch OOM message; a message without one may continue on the next (wrapped) line.
 _END_MARKERS = ("alloc_conf", "environment-variables", "reserved in total by pytorch)", "cached)",
                 "memory management", "disable upper limit", "may cause system failure")
 
@@ -191,7 +191,7 @@ def parse_torch_message(kind: str, message: str) -> list[MemoryHit]:
         if hit.requested_bytes is not None:
             hit.priority = P_DETAILED
         if FRACTION_HEADER in segment.lower():
-            # the device limit is the card's capacity; PyTorch's own limit (the fraction) is the budget it enforced
+            # the device limit is the card's capacity (the fraction's own limit, printed last, is not read)
             _put(hit, "requested_bytes", _FRAC_REQ.search(segment))
             _put(hit, "torch_allocated_bytes", _FRAC_ALLOC.search(segment))
             _put(hit, "gpu_total_bytes", _FRAC_LIMIT.search(segment))
