@@ -185,7 +185,7 @@ _PATTERNS = {
     "free_gib": [rf"of which {_NUM} is free", rf"{_NUM} free;", rf"Free \(according to CUDA\)\s*: {_NUM}"],
     "torch_allocated_gib": [rf"{_NUM} is allocated by PyTorch", rf"{_NUM} already allocated",
                             rf"Currently allocated\s*: {_NUM}"],
-    "reserved_unallocated_gib": [rf"{_NUM} is reserved by PyTorch but unallocated"],
+    "reserved_unallocated_gib": [rf"{_NUM} is reserved by PyTorch but unallocated", rf"{_NUM} cached\)"],   # PyTorch < 1.4
 }
 
 
