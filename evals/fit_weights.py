@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import re
 import statistics
 import sys
@@ -136,8 +137,6 @@ def with_votes(row: CaseSignals, allowed: set[str] | None = None) -> CaseSignals
 def grouped_folds(rows: list[CaseSignals], k: int, seed: int | None = None) -> list[list[int]]:
     """k folds of case indices, whole projects per fold, balanced by size (largest projects placed first). `seed`
     shuffles the order of projects of equal size (None: by name), so repeated runs split the projects differently."""
-    import random
-
     by_project: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(rows):
         by_project[r.project].append(i)

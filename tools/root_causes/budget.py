@@ -170,8 +170,8 @@ def _model_states(setup: TrainingSetup, estimate: MemoryEstimate, budget: int, t
     conf = 1.0 if observed(setup, "method") else th["assumed_method_scale"]
     # inference keeps no gradients or optimizer states: full fine-tuning's states are a cause of training runs only
     training = estimate.workload == "train"
-    full_ft = setup.method == "full" and observed(setup, "method") and training
     full_method = setup.method == "full" and training
+    full_ft = full_method and observed(setup, "method")
     unsharded = setup.num_gpus > 1 and setup.zero_stage < FULL_SHARDING and not setup.fsdp and split == 1
     loaded = weights_in_16_bit(setup, estimate) // split
     several = _split_unknown(setup, estimate.workload, split)   # inference on several GPUs, split not stated

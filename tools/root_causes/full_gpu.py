@@ -60,7 +60,7 @@ def gpu_already_full(report: OOMReport, setup: TrainingSetup | None, estimate: M
                            filled + ": the model states (weights first) fill the card"))
         out += _replicas(setup, filled)
         # full fine-tuning's states are a training run's (inference keeps none): likely only when the method may be full
-        full_likely = not setup or setup.method == "full" and setup.workload == "train"
+        full_likely = setup is None or (setup.method == "full" and setup.workload == "train")
         out.append(support(Label.full_ft_model_states,
                            "full_gpu_full_ft" if full_likely else "full_gpu_full_ft_unlikely", filled))
         if report.phase in OUTSIDE_STEP:   # a frame or the words say it was loading, merging or saving

@@ -44,22 +44,17 @@ ALSO_VOTE_RULE = "labelled_report_votes_also"   # the causes a neighbour's threa
 
 def vote_shares(votes: Iterable[tuple[str, float]]) -> dict[str, float]:
     """Each cause's share of the summed similarity of the reports that vote (only positive similarities count)."""
-    near = [(label, sim) for label, sim in votes if sim > 0]
-    total = sum(sim for _, sim in near)
-    summed: dict[str, float] = {}
-    for label, sim in near:
-        summed[label] = summed.get(label, 0.0) + sim
-    return {label: s / total for label, s in summed.items()} if total > 0 else {}
+    return also_vote_shares(([label], sim) for label, sim in votes)
 
 
 def also_vote_shares(votes: Iterable[tuple[Iterable[str], float]]) -> dict[str, float]:
-    """Each cause's share of the voters' summed similarity, counting the causes a thread accepts besides its first:
-    a thread that settled "weights, or the load itself" speaks for both, the second less (its own weight)."""
-    near = [(list(also), sim) for also, sim in votes if sim > 0]
+    """Each cause's share of the voters' summed similarity, every cause a voter names counting its similarity once:
+    a thread that settled "weights, or the load itself" speaks for both (vote_shares: one cause a voter)."""
+    near = [(list(dict.fromkeys(labels)), sim) for labels, sim in votes if sim > 0]
     total = sum(sim for _, sim in near)
     summed: dict[str, float] = {}
-    for also, sim in near:
-        for label in dict.fromkeys(also):
+    for labels, sim in near:
+        for label in labels:
             summed[label] = summed.get(label, 0.0) + sim
     return {label: s / total for label, s in summed.items()} if total > 0 else {}
 
@@ -67,26 +62,17 @@ def also_vote_shares(votes: Iterable[tuple[Iterable[str], float]]) -> dict[str, 
 def labelled_report_votes(neighbours: Iterable[Any]) -> list[Signal]:
     """The causes of the labelled public reports worded most like this one (kb/reports.py), each as its share of
     their summed similarity: "3 of the 5 most alike reports were a KV cache that did not fit" is what an engineer
-    who has read many threads brings. Each report is cited by its source."""
+    who has read many threads brings; the causes their threads accept after the first vote under their own rule.
+    Each report is cited by its source."""
     near = [n for n in neighbours if n.similarity > 0]
-    shares = vote_shares((n.label, n.similarity) for n in near)
-    by_label: dict[str, list[Any]] = {}
-    for n in near:
-        by_label.setdefault(n.label, []).append(n)
     out: list[Signal] = []
-    for label, group in by_label.items():
-        share = shares[label]
-        cited = ", ".join(_thread(n.source) for n in group[:CITED_REPORTS])
-        out.append(support(Label(label), VOTE_RULE,
-                           f"{len(group)} of the {len(near)} labelled public reports most like this one had "
-                           f"{label.replace('_', ' ')} ({cited})", share))
-    also = also_vote_shares((getattr(n, "also", None) or [], n.similarity) for n in near)
-    for label, share in also.items():
-        group = [n for n in near if label in (getattr(n, "also", None) or [])]
-        cited = ", ".join(_thread(n.source) for n in group[:CITED_REPORTS])
-        out.append(support(Label(label), ALSO_VOTE_RULE,
-                           f"{len(group)} of the {len(near)} labelled public reports most like this one also accepted "
-                           f"{label.replace('_', ' ')} ({cited})", share))
+    for rule, named, verb in ((VOTE_RULE, lambda n: [n.label], "had"), (ALSO_VOTE_RULE, lambda n: n.also, "also accepted")):
+        for label, share in also_vote_shares((named(n), n.similarity) for n in near).items():
+            group = [n for n in near if label in named(n)]
+            cited = ", ".join(_thread(n.source) for n in group[:CITED_REPORTS])
+            out.append(support(Label(label), rule,
+                               f"{len(group)} of the {len(near)} labelled public reports most like this one {verb} "
+                               f"{label.replace('_', ' ')} ({cited})", share))
     return out
 
 
