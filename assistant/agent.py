@@ -31,10 +31,11 @@ RETRIEVAL_MODE = os.environ.get("ASK_OOM_RETRIEVAL_MODE", "fast")  # fast: no to
 
 
 def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = None, mode: str | None = None,
-             reports: Any = None) -> Diagnosis:
+             reports: Any = None, words: Any = None) -> Diagnosis:
     """One diagnosis for one request. Bad input raises InputError (the CLI's exit 2); nothing else is raised
     for a tool that cannot help (retrieval, planning): the answer says what is missing instead. `index` is the
-    knowledge base and `reports` the labelled reports (kb.reports.ReportIndex); None loads the shipped ones."""
+    knowledge base, `reports` the labelled reports (kb.reports.ReportIndex) and `words` their word model
+    (kb.report_words.WordModel); None loads the shipped ones."""
     from ..tools.log_cues import log_cues
     from ..tools.log_parser import parse_log
     from ..tools.memory_trend import failure_trend
@@ -69,9 +70,10 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
     dataset = _dataset(request, doc, setup, estimate, margin) if request.dataset is not None else None
     hits = _retrieve(report, setup, index, settings, mode, notes, request.log_text, trend) if request.retrieve and has_log else []
     near = _neighbours(request, reports, notes) if request.retrieve and has_log else []
+    reading = _word_reading(request, words, notes) if request.retrieve and has_log else None
     held, ranks = _reconcile(request, estimate), _ranks(request) if has_log else None
     signals = collect_signals(report if has_log else None, setup, estimate, hits, trend, cues, held=held, ranks=ranks,
-                              neighbours=near)
+                              neighbours=near, words=reading)
     causes = score_signals(signals)
     eager = eager_attention_from_ranking(setup, causes)
     if eager is not None:  # the evidence says eager attention ran: size it, then rank again with that estimate
@@ -79,7 +81,7 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
         estimate = _estimate(setup, sized, margin, notes)
         held = _reconcile(request, estimate)
         signals = collect_signals(report if has_log else None, setup, estimate, hits, trend, cues, held=held, ranks=ranks,
-                                  neighbours=near)
+                                  neighbours=near, words=reading)
         causes = score_signals(signals)
     similar = [similar_case(h, report, setup) for h in hits]
     config = ConfigInfo(name=doc.name, format=doc.format, framework=doc.framework,
@@ -234,6 +236,18 @@ def _neighbours(request: DiagnoseRequest, reports: Any, notes: list[str]) -> lis
     except Exception as exc:  # noqa: BLE001 - like retrieval, an aid: the diagnosis stands without it
         _aid_failed(notes, "labelled reports unavailable", exc)
         return []
+
+
+def _word_reading(request: DiagnoseRequest, words: Any, notes: list[str]) -> Any:
+    """The labelled reports' word model's reading of the paste; a failure is a note."""
+    from ..kb.report_words import load_words
+    from ..kb.reports import paste_text
+
+    try:
+        return (words if words is not None else load_words()).read(paste_text(request.log_text, request.config_text))
+    except Exception as exc:  # noqa: BLE001 - like the neighbours, an aid: the diagnosis stands without it
+        _aid_failed(notes, "labelled reports' word model unavailable", exc)
+        return None
 
 
 def _plan(setup: TrainingSetup, doc: ConfigDocument | None, causes: list[RootCause], request: DiagnoseRequest,

@@ -1,4 +1,5 @@
-"""Write kb/reports.json, the labelled reports the diagnosis weighs as neighbours, from the dev sets only.
+"""Write kb/reports.json, the labelled reports the diagnosis weighs as neighbours, from the dev sets only, and
+kb/report_words.json, the word model fitted on them (kb/report_words.py).
 
 Each report keeps its source thread, its project, the causes its thread accepts (primary first) and the words of what
 the product is given for it (the user's words, the log and the config, as diagnosis_benchmark.request_for passes them).
@@ -6,7 +7,8 @@ Held-out and validation sets are never read here, so their figures stay a measur
 
     python evals/build_reports.py [--check]
 
-`--check` exits 1 when the shipped file differs from a fresh build (the tests run the same comparison).
+`--check` exits 1 when the shipped files differ from a fresh build (the tests run the same comparison; the word
+model's readings of every report must agree to WORDS_TOLERANCE, as L-BFGS may end a hair apart on another machine).
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ sys.path.insert(0, str(REPO / "evals"))
 from diagnosis_benchmark import DEV_SETS, load_cases, request_for  # noqa: E402
 from fit_weights import project_of  # noqa: E402
 
+from ask_oom.kb.report_words import WORDS_PATH, WordModel, fit  # noqa: E402
 from ask_oom.kb.reports import REPORTS_PATH, LabelledReport, ReportIndex, paste_text, report_terms  # noqa: E402
+
+WORDS_TOLERANCE = 1e-3   # the largest difference in any cause's probability for any report
 
 
 def report_text(case: dict) -> str:
@@ -39,6 +44,17 @@ def build(cases: list[dict] | None = None) -> ReportIndex:
         for c in cases if c["expected"].get("primary_any_of")])
 
 
+def words_differ(shipped: WordModel, fresh: WordModel, index: ReportIndex) -> float:
+    """The largest difference between two word models' readings of the reports (1.0 when their causes differ)."""
+    if shipped.labels != fresh.labels or shipped.reports != fresh.reports:
+        return 1.0
+    worst = 0.0
+    for r in index.reports:
+        a, b = shipped.read_terms(r.terms).probabilities, fresh.read_terms(r.terms).probabilities
+        worst = max(worst, max(abs(a[label] - b[label]) for label in a))
+    return worst
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="compare with the shipped file instead of writing it")
@@ -49,10 +65,16 @@ def main(argv: list[str] | None = None) -> int:
         index.dump(tmp)
         same = tmp.read_text(encoding="utf-8") == (REPORTS_PATH.read_text(encoding="utf-8") if REPORTS_PATH.is_file() else "")
         tmp.unlink()
-        print("kb/reports.json is up to date" if same else "kb/reports.json differs from the dev sets: run evals/build_reports.py")
+        gap = words_differ(WordModel.from_file(WORDS_PATH), fit(index.reports), index) if WORDS_PATH.is_file() else 1.0
+        same = same and gap <= WORDS_TOLERANCE
+        print("kb/reports.json and kb/report_words.json are up to date" if same
+              else "kb/reports.json or kb/report_words.json differs from the dev sets: run evals/build_reports.py")
         return 0 if same else 1
     index.dump()
-    print(f"wrote {REPORTS_PATH.relative_to(REPO)}: {len(index.reports)} labelled reports")
+    words = fit(index.reports)
+    words.dump()
+    print(f"wrote {REPORTS_PATH.relative_to(REPO)}: {len(index.reports)} labelled reports; "
+          f"{WORDS_PATH.relative_to(REPO)}: {len(words.weights)} words x {len(words.labels)} causes")
     return 0
 
 

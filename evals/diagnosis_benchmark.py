@@ -4,9 +4,9 @@ Datasets: ../shared/dev-cases/*.yaml (when present beside the repo) and our own 
 not in kb/cases: evals/data/diagnosis, diagnosis_extra, diagnosis_fresh and diagnosis_fresh2 form the dev set the
 targets apply to (the last two were held out until their first measurement, see their READMEs);
 evals/data/diagnosis_fresh3 and diagnosis_fresh4 were written after the diagnosis was tuned, by someone who did not see
-its output; evals/data/diagnosis_fresh5 to diagnosis_fresh21 are validation sets (reports from projects found in no
+its output; evals/data/diagnosis_fresh5 to diagnosis_fresh22 are validation sets (reports from projects found in no
 other set, written blind to the code) whose aggregate lines compare changes during a session, their cases never read;
-the dev corpora diagnosis_corpus_a to diagnosis_corpus_z and diagnosis_corpus_aa to diagnosis_corpus_ay were each measured once unseen, then joined the dev set; and
+the dev corpora diagnosis_corpus_a to diagnosis_corpus_z and diagnosis_corpus_aa to diagnosis_corpus_az were each measured once unseen, then joined the dev set; and
 evals/data/heldout_projects holds 45 reports from 38 projects found in no other set: they are reported
 beside the dev set as the measure of generalisation (never tune rules on them; heldout_projects is measured once per
 session, at its end). A case id already seen in an
@@ -43,9 +43,9 @@ REPO = Path(__file__).resolve().parents[1]
 # (written after the diagnosis was tuned, never developed on) are reported beside it as the measure of generalisation
 TARGET_SETS = ("dev-cases", "diagnosis", "diagnosis_extra", "diagnosis_fresh", "diagnosis_fresh2",
                *(f"diagnosis_corpus_{letter}" for letter in "abcdefghijklmnopqrstuvwxyz"),
-               *(f"diagnosis_corpus_a{letter}" for letter in "abcdefghijklmnopqrstuvwxy"))
+               *(f"diagnosis_corpus_a{letter}" for letter in "abcdefghijklmnopqrstuvwxyz"))
 # measured beside the dev set, never fitted on: held out, then the validation sets, then the held-out project group
-HELD_OUT_SETS = ("diagnosis_fresh3", "diagnosis_fresh4", *(f"diagnosis_fresh{n}" for n in range(5, 22)), "heldout_projects")
+HELD_OUT_SETS = ("diagnosis_fresh3", "diagnosis_fresh4", *(f"diagnosis_fresh{n}" for n in range(5, 23)), "heldout_projects")
 DATASETS = [REPO.parent / "shared" / "dev-cases",
             *(REPO / "evals" / "data" / name for name in TARGET_SETS[1:] + HELD_OUT_SETS)]
 # the folders the weights may be fitted on (evals/fit_weights.py): the dev set, never a held-out one
@@ -120,11 +120,15 @@ def request_for(case: dict, with_title: bool = False):
 def evaluate(cases: list[dict], index=None, with_title: bool = False) -> list[dict]:
     from ask_oom.assistant.agent import diagnose
     from ask_oom.kb.index import CaseIndex
+    from ask_oom.kb.report_words import unseen_models
     from ask_oom.kb.reports import LeaveOwnReportOut, load_reports
     from ask_oom.tools.errors import InputError
 
     index = index if index is not None else CaseIndex.load_or_build()
     reports = load_reports()
+    # the shipped word model was fitted on the dev reports: each is read by one fitted without its project
+    dev_ids = {r.id for r in reports.reports}
+    unseen = unseen_models(reports.reports) if any(str(c.get("id")) in dev_ids for c in cases) else {}
     rows = []
     for case in cases:
         exp = case["expected"]
@@ -134,13 +138,14 @@ def evaluate(cases: list[dict], index=None, with_title: bool = False) -> list[di
         request = request_for(case, with_title)
         error = None
         own = LeaveOwnReportOut(reports, case.get("source"))   # neither its KB thread nor its own labelled report
+        words = unseen.get(str(case.get("id")))   # None: the shipped model, never fitted on a held-out report
         try:
-            d = diagnose(request, index=LeaveOwnThreadOut(index, case.get("source")), reports=own)
+            d = diagnose(request, index=LeaveOwnThreadOut(index, case.get("source")), reports=own, words=words)
         except InputError as exc:
             # A config the readers cannot use is a one-line exit 2 in the CLI; a user then pastes the log alone.
             error = f"config not usable ({exc}); diagnosed from the log alone"
             d = diagnose(request.model_copy(update={"config_text": None, "config_name": None}),
-                         index=LeaveOwnThreadOut(index, case.get("source")), reports=own)
+                         index=LeaveOwnThreadOut(index, case.get("source")), reports=own, words=words)
         labels = [c.label for c in d.root_causes]
         ms = (time.perf_counter() - t0) * 1000
         top3 = labels[:3]

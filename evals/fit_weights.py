@@ -8,8 +8,9 @@ labels the case accepts as primary, plus an L2 pull of every weight towards one 
 hand-written table, which was written while reading these cases: a prior from it would leak them into every fold).
 
 Folds are grouped by project (a project's reports never sit on both sides of a fold), so the cross-validated figure
-says how the ranking does on projects it was not fitted on. The labelled reports' votes (kb/reports.py) are the one
-signal whose data is the dev corpus itself: they are added per fold from the training projects' reports only. The
+says how the ranking does on projects it was not fitted on. The labelled reports' votes (kb/reports.py) and their word
+model (kb/report_words.py) are the signals whose data is the dev corpus itself: they are added per fold from the
+training projects' reports only, the word model refitted for each (WordReadings). The
 figure on the data the weights were fitted on is printed second; the hand-written table's figure on the same cases
 (which its author read) third. Calibration: each fold's temperature and top-label map (tools/root_causes/calibration.py)
 are fitted on inner held-out splits of its training part, and the answer's probability is compared with how often it is
@@ -21,7 +22,7 @@ right on the held-out folds (reliability table).
 the split alone moves the headline by about a point, so a change smaller than that is read against the spread.
 `--write` stores the weights fitted on every dev case, with the cross-validated figures, in
 tools/root_causes/fitted_weights.json (the ranking's default table reads it). Held-out sets (diagnosis_fresh3,
-diagnosis_fresh4, heldout_projects) and the validation sets (diagnosis_fresh5 to diagnosis_fresh21) are never read here.
+diagnosis_fresh4, heldout_projects) and the validation sets (diagnosis_fresh5 to diagnosis_fresh22) are never read here.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import random
 import re
 import statistics
 import sys
@@ -45,7 +45,9 @@ from diagnosis_benchmark import DEV_SETS, LeaveOwnThreadOut, load_cases, request
 from ask_oom.assistant.deciding_facts import CONFIDENT  # noqa: E402 - the product's bar for a stated answer
 from ask_oom.tools.root_causes.calibration import Knots, calibrate_top, fit_confidence_map  # noqa: E402
 from ask_oom.tools.root_causes.similar_cases import ALSO_VOTE_RULE as ALSO_VOTES, VOTE_RULE as VOTES  # noqa: E402
+from ask_oom.tools.root_causes.similar_cases import WORDS_RULE as WORDS  # noqa: E402
 from ask_oom.tools.root_causes.similar_cases import also_vote_shares, vote_shares  # noqa: E402
+from ask_oom.tools.root_causes.weights import THRESHOLDS  # noqa: E402
 
 FITTED_PATH = REPO / "tools" / "root_causes" / "fitted_weights.json"
 PRIOR_WEIGHT = 2.0        # every weight is pulled towards this one constant (the typical size of one piece of evidence)
@@ -69,6 +71,7 @@ class CaseSignals:
     # the labelled reports most like this one (project, primary label, similarity), its own thread left out: their
     # votes are added per fold from the training projects only (with_votes), never from the fold held out
     neighbours: list[tuple[str, str, float, tuple[str, ...]]] = field(default_factory=list)   # (project, label, sim, also)
+    terms: dict[str, int] = field(default_factory=dict)   # its paste's words, for the word model (WordReadings)
 
 
 def project_of(case: dict) -> str:
@@ -83,22 +86,24 @@ def collect(cases: list[dict]) -> list[CaseSignals]:
     """Every case through the real pipeline once; its signals grouped by label and rule."""
     from ask_oom.assistant.agent import diagnose
     from ask_oom.kb.index import CaseIndex
-    from ask_oom.kb.reports import ReportIndex, load_reports, paste_text
+    from ask_oom.kb.report_words import WordModel
+    from ask_oom.kb.reports import ReportIndex, load_reports, paste_text, report_terms
     from ask_oom.tools.errors import InputError
     from ask_oom.tools.root_causes.signals import Kind
     from ask_oom.tools.root_causes.weights import DEFAULT_WEIGHTS
 
-    index, reports, none = CaseIndex.load_or_build(None), load_reports(), ReportIndex()
+    index, reports, none, no_words = CaseIndex.load_or_build(None), load_reports(), ReportIndex(), WordModel()
     out = []
     for case in cases:
         request = request_for(case)
         own = LeaveOwnThreadOut(index, case.get("source"))   # a report never retrieves its own thread
-        try:   # no labelled-report votes here: they are added per fold (with_votes)
-            d = diagnose(request, index=own, reports=none)
+        try:   # no labelled-report votes or word model here: they are added per fold (with_votes)
+            d = diagnose(request, index=own, reports=none, words=no_words)
         except InputError:
-            d = diagnose(request.model_copy(update={"config_text": None, "config_name": None}), index=own, reports=none)
-        near = reports.neighbours(paste_text(request.log_text, request.config_text), NEIGHBOUR_POOL,
-                                  skip_source=case.get("source"))
+            d = diagnose(request.model_copy(update={"config_text": None, "config_name": None}), index=own,
+                         reports=none, words=no_words)
+        text = paste_text(request.log_text, request.config_text)
+        near = reports.neighbours(text, NEIGHBOUR_POOL, skip_source=case.get("source"))
         features: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         discount: dict[str, float] = defaultdict(lambda: 1.0)
         for s in d.signals:
@@ -111,23 +116,66 @@ def collect(cases: list[dict]) -> list[CaseSignals]:
         out.append(CaseSignals(str(case.get("id")), project_of(case), list(exp.get("primary_any_of") or []),
                                list(exp.get("top3_must_include") or []),
                                {k: dict(v) for k, v in features.items()}, dict(discount), case["_set"],
-                               [(n.project, n.label, n.similarity, tuple(n.also)) for n in near]))
+                               [(n.project, n.label, n.similarity, tuple(n.also)) for n in near], report_terms(text)))
     return out
 
 
 NEIGHBOUR_POOL = 60   # neighbours kept per case, so NEIGHBOURS remain after leaving a fold's projects out
-def with_votes(row: CaseSignals, allowed: set[str] | None = None) -> CaseSignals:
+WORD_FOLDS = 5        # a training report's reading comes from the word model fitted without its fifth of the projects
+
+
+class WordReadings:
+    """The word model's (kb/report_words.py) readings of the dev reports, as the product would read each one: fitted
+    on the `allowed` projects only, and never on the report's own project. A report outside `allowed` (a held-out
+    fold's) is read by the model of all of them; one inside, by the model of the `allowed` projects less its own
+    group of WORD_FOLDS (stacking: the weight of the reading is fitted on readings as unseen as a new report's)."""
+
+    def __init__(self, rows: list[CaseSignals]):
+        self.rows = rows
+        self.position = {r.id: i for i, r in enumerate(rows)}
+        self._cache: dict[frozenset[str] | None, dict[int, dict[str, float]]] = {}
+
+    def reading(self, row: CaseSignals, allowed: set[str] | None) -> dict[str, float]:
+        key = frozenset(allowed) if allowed is not None else None
+        if key not in self._cache:
+            self._cache[key] = self._read(allowed)
+        return self._cache[key].get(self.position[row.id], {})
+
+    def _read(self, allowed: set[str] | None) -> dict[int, dict[str, float]]:
+        from ask_oom.kb.report_words import fit
+        from ask_oom.kb.reports import LabelledReport
+
+        def report(i: int) -> LabelledReport:
+            r = self.rows[i]
+            return LabelledReport(id=r.id, source="", project=r.project, labels=r.accepted[:1], terms=r.terms)
+
+        inside = [i for i, r in enumerate(self.rows) if r.accepted and (allowed is None or r.project in allowed)]
+        outside = [i for i in range(len(self.rows)) if i not in set(inside)]
+        out: dict[int, dict[str, float]] = {}
+        groups = [[inside[j] for j in fold] for fold in grouped_folds([self.rows[i] for i in inside], WORD_FOLDS)]
+        for group in groups + ([outside] if outside else []):
+            held = set(group)
+            model = fit(report(i) for i in inside if i not in held)
+            out.update({i: model.read_terms(self.rows[i].terms).probabilities for i in group})
+        return out
+
+
+def with_votes(row: CaseSignals, allowed: set[str] | None = None, words: WordReadings | None = None) -> CaseSignals:
     """`row` with the votes of its nearest labelled reports (kb.reports.NEIGHBOURS of them) from the `allowed`
-    projects (None: all), never its own project: as the product weighs them for a report of a new project."""
+    projects (None: all), never its own project, and with the word model's reading from the same projects (when
+    `words` is given): as the product weighs them for a report of a new project."""
     from ask_oom.kb.reports import NEIGHBOURS
 
     voters = [(label, sim, also) for project, label, sim, also in row.neighbours
               if project != row.project and (allowed is None or project in allowed) and sim > 0][:NEIGHBOURS]
     shares = vote_shares((label, sim) for label, sim, _ in voters)
-    if not shares:
+    reading = words.reading(row, allowed) if words is not None else {}
+    if not shares and not reading:
         return row
     features = {label: dict(feats) for label, feats in row.features.items()}
-    for rule, votes in ((VOTES, shares), (ALSO_VOTES, also_vote_shares((also, sim) for _, sim, also in voters))):
+    read = {label: p for label, p in reading.items() if p >= THRESHOLDS["report_words_floor"]}
+    for rule, votes in ((VOTES, shares), (ALSO_VOTES, also_vote_shares((also, sim) for _, sim, also in voters)),
+                        (WORDS, read)):
         for label, share in votes.items():
             features.setdefault(label, {})
             features[label][rule] = features[label].get(rule, 0.0) + share
@@ -135,16 +183,11 @@ def with_votes(row: CaseSignals, allowed: set[str] | None = None) -> CaseSignals
 
 
 def grouped_folds(rows: list[CaseSignals], k: int, seed: int | None = None) -> list[list[int]]:
-    """k folds of case indices, whole projects per fold, balanced by size (largest projects placed first). `seed`
+    """k folds of case indices, whole projects per fold, balanced by size (kb.reports.project_folds); `seed`
     shuffles the order of projects of equal size (None: by name), so repeated runs split the projects differently."""
-    by_project: dict[str, list[int]] = defaultdict(list)
-    for i, r in enumerate(rows):
-        by_project[r.project].append(i)
-    tie = {name: random.Random(f"{seed}:{name}").random() for name in by_project} if seed is not None else {}
-    folds: list[list[int]] = [[] for _ in range(k)]
-    for _, idx in sorted(by_project.items(), key=lambda kv: (-len(kv[1]), tie.get(kv[0], 0.0), kv[0])):
-        min(folds, key=len).extend(idx)
-    return [f for f in folds if f]
+    from ask_oom.kb.reports import project_folds
+
+    return project_folds([r.project for r in rows], k, seed)
 
 
 class Fitter:
@@ -240,7 +283,7 @@ def reliability(rows: list[CaseSignals], preds: list[list[tuple[str, float, floa
 
 
 def cross_validate(rows: list[CaseSignals], rules: list[str], k: int, prior: dict | None = None,
-                   seed: int | None = None) -> tuple[list, dict]:
+                   seed: int | None = None, words: WordReadings | None = None) -> tuple[list, dict]:
     """Held-out predictions for every case, each from weights (and a temperature) chosen and fitted without its fold;
     `seed` picks another split of the projects into folds (grouped_folds)."""
     preds: list = [None] * len(rows)
@@ -250,11 +293,11 @@ def cross_validate(rows: list[CaseSignals], rules: list[str], k: int, prior: dic
         held = set(fold)
         seen = {r.project for i, r in enumerate(rows) if i not in held}
         raw_train = [r for i, r in enumerate(rows) if i not in held]
-        l2, temperature, confidence = choose_hyperparameters(raw_train, rules, prior)
+        l2, temperature, confidence = choose_hyperparameters(raw_train, rules, prior, words)
         chosen[fi] = {"l2": l2, "temperature": temperature, "confidence_knots": len(confidence)}
-        w = fitter.fit([with_votes(r, seen) for r in raw_train], l2)
+        w = fitter.fit([with_votes(r, seen, words) for r in raw_train], l2)
         for i in fold:
-            preds[i] = predict(with_votes(rows[i], seen), w, temperature=temperature, confidence=confidence)
+            preds[i] = predict(with_votes(rows[i], seen, words), w, temperature=temperature, confidence=confidence)
     return preds, chosen
 
 
@@ -264,8 +307,8 @@ TEMPERATURES = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
 BLIND_PREFIX = "diagnosis_corpus"   # sets written blind to the code and first measured unseen (their READMEs)
 
 
-def choose_hyperparameters(train: list[CaseSignals], rules: list[str],
-                           prior: dict | None = None) -> tuple[float, float, Knots]:
+def choose_hyperparameters(train: list[CaseSignals], rules: list[str], prior: dict | None = None,
+                           words: WordReadings | None = None) -> tuple[float, float, Knots]:
     """The prior strength whose probabilities are most likely on an inner split by project (3 groups) of the training
     part (a proper score, steadier than counting hits on a few hundred cases), the softmax temperature that makes
     those inner held-out probabilities most likely, and the map from the leading cause's probability at that
@@ -283,8 +326,8 @@ def choose_hyperparameters(train: list[CaseSignals], rules: list[str],
     for fold in inner:
         held = set(fold)
         seen = {r.project for i, r in enumerate(train) if i not in held}
-        splits.append(([with_votes(r, seen) for i, r in enumerate(train) if i not in held],
-                       [with_votes(train[i], seen) for i in fold]))
+        splits.append(([with_votes(r, seen, words) for i, r in enumerate(train) if i not in held],
+                       [with_votes(train[i], seen, words) for i in fold]))
     best = None
     for l2 in L2_GRID:
         loglik, inner_preds = 0.0, []
@@ -364,14 +407,17 @@ def main(argv: list[str] | None = None) -> int:
     cases = load_cases(DEV_SETS)
     rows = collect(cases)
     hand = dict(HAND_WEIGHTS)
-    rules = sorted({rule for r in rows for feats in r.features.values() for rule in feats} | {VOTES, ALSO_VOTES})
+    rules = sorted({rule for r in rows for feats in r.features.values() for rule in feats} | {VOTES, ALSO_VOTES, WORDS})
+    words = WordReadings(rows)
     if args.calibrate_hand:
-        return _calibrate_hand([with_votes(r) for r in rows], hand, args)
+        return _calibrate_hand([with_votes(r, None, words) for r in rows], hand, args)
     prior = hand if args.prior == "hand" else None
-    preds_cv, chosen = cross_validate(rows, rules, args.folds, prior)
-    repeated = [score(rows, cross_validate(rows, rules, args.folds, prior, seed)[0]) for seed in range(1, args.repeats + 1)]
-    l2_all, temperature, confidence = choose_hyperparameters(rows, rules, prior)
-    rows = [with_votes(r) for r in rows]   # the final fit: every other project's reports vote, as in the product
+    preds_cv, chosen = cross_validate(rows, rules, args.folds, prior, words=words)
+    repeated = [score(rows, cross_validate(rows, rules, args.folds, prior, seed, words)[0])
+                for seed in range(1, args.repeats + 1)]
+    l2_all, temperature, confidence = choose_hyperparameters(rows, rules, prior, words)
+    # the final fit: every other project's reports vote and the word model reads each report unseen, as in the product
+    rows = [with_votes(r, None, words) for r in rows]
     fitted = Fitter(rules, prior).fit(rows, l2_all)
     preds_in = [predict(r, fitted, temperature=temperature, confidence=confidence) for r in rows]
     preds_hand = [predict(r, hand) for r in rows]

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
@@ -49,6 +51,37 @@ def report_terms(text: str) -> dict[str, int]:
     return dict(counts)
 
 
+def project_folds(projects: list[str], k: int, seed: int | None = None) -> list[list[int]]:
+    """k folds of the positions in `projects`, whole projects per fold, balanced by size (largest projects placed
+    first, each into the smallest fold). `seed` shuffles the order of projects of equal size (None: by name), so
+    repeated runs split the projects differently."""
+    by_project: dict[str, list[int]] = defaultdict(list)
+    for i, project in enumerate(projects):
+        by_project[project].append(i)
+    tie = {name: random.Random(f"{seed}:{name}").random() for name in by_project} if seed is not None else {}
+    folds: list[list[int]] = [[] for _ in range(k)]
+    for _, idx in sorted(by_project.items(), key=lambda kv: (-len(kv[1]), tie.get(kv[0], 0.0), kv[0])):
+        min(folds, key=len).extend(idx)
+    return [f for f in folds if f]
+
+
+def smoothed_idf(documents: Iterable[dict[str, int]]) -> dict[str, float]:
+    """scikit-learn's smoothed idf, ln((1 + n) / (1 + df)) + 1, of the words in MIN_DF or more of the documents."""
+    df: Counter[str] = Counter()
+    n = 0
+    for terms in documents:
+        df.update(terms.keys())
+        n += 1
+    return {t: math.log((1 + n) / (1 + d)) + 1 for t, d in df.items() if d >= MIN_DF}
+
+
+def tfidf_vector(terms: dict[str, int], idf: dict[str, float]) -> dict[str, float]:
+    """Sublinear term frequency times idf, L2-normalised (words without an idf are left out)."""
+    vec = {t: (1 + math.log(c)) * idf[t] for t, c in terms.items() if t in idf and c > 0}
+    norm = math.sqrt(sum(w * w for w in vec.values())) or 1.0
+    return {t: w / norm for t, w in vec.items()}
+
+
 class LabelledReport(BaseModel):
     """One public report: where it was discussed, the cause its thread settled (first the primary), its words."""
 
@@ -78,29 +111,24 @@ class ReportIndex(BaseModel):
     _postings: dict[str, list[tuple[int, float]]] = PrivateAttr(default_factory=dict)
 
     def model_post_init(self, _context) -> None:
-        n = len(self.reports)
-        df: Counter[str] = Counter()
-        for r in self.reports:
-            df.update(r.terms.keys())
-        # scikit-learn's smoothed idf: ln((1 + n) / (1 + df)) + 1
-        self._idf = {t: math.log((1 + n) / (1 + d)) + 1 for t, d in df.items() if d >= MIN_DF}
+        self._idf = smoothed_idf(r.terms for r in self.reports)
         postings: dict[str, list[tuple[int, float]]] = defaultdict(list)
         for i, r in enumerate(self.reports):
-            vec = self._vector(r.terms)
+            vec = tfidf_vector(r.terms, self._idf)
             for t, w in vec.items():
                 postings[t].append((i, w))
         self._postings = dict(postings)
 
-    def _vector(self, terms: dict[str, int]) -> dict[str, float]:
-        vec = {t: (1 + math.log(c)) * self._idf[t] for t, c in terms.items() if t in self._idf and c > 0}
-        norm = math.sqrt(sum(w * w for w in vec.values())) or 1.0
-        return {t: w / norm for t, w in vec.items()}
+    @property
+    def idf(self) -> dict[str, float]:
+        """The words two or more reports share, with their smoothed inverse document frequency."""
+        return self._idf
 
     def neighbours(self, text: str, k: int = NEIGHBOURS, *, skip_source: str | None = None,
                    skip_projects: frozenset[str] | set[str] = frozenset()) -> list[Neighbour]:
         """The k reports most like `text`, best first; `skip_source` leaves a report's own thread out (a report is
         never its own neighbour) and `skip_projects` whole projects (cross-validation by project)."""
-        query = self._vector(report_terms(text))
+        query = tfidf_vector(report_terms(text), self._idf)
         scores: dict[int, float] = defaultdict(float)
         for t, w in query.items():
             for i, dw in self._postings.get(t, ()):

@@ -73,6 +73,26 @@ def test_the_labelled_reports_most_alike_vote_and_are_cited(index):
                                                                        reports=ReportIndex()).signals)
 
 
+def test_the_labelled_reports_word_model_reads_the_paste_and_its_config(index):
+    """The word model given to diagnose reads the log with its config (as the neighbours are found); an empty model
+    adds nothing."""
+    from ask_oom.kb.report_words import WordModel, fit
+    from ask_oom.kb.reports import LabelledReport, ReportIndex, report_terms
+
+    texts = {"generation_kv_cache": "vllm serve kv cache gpu_memory_utilization max_model_len",
+             "full_ft_model_states": "zero3 optimizer states adam full fine-tuning finetuning_type",
+             "batch_too_large": "per_device_train_batch_size gradient_accumulation_steps micro batch"}
+    words = fit(LabelledReport(id=f"{label}{i}", source="", project=f"p{i}", labels=[label],
+                               terms=report_terms(text)) for label, text in texts.items() for i in range(3))
+    log = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.\n"
+    d = diagnose(DiagnoseRequest(log_text=log, config_text="finetuning_type: full\noptimizer: adam\n",
+                                 config_name="train.yaml"), index=index, reports=ReportIndex(), words=words)
+    read = {s.label.value: s.value for s in d.signals if s.name == "labelled_report_words"}
+    assert max(read, key=read.get) == "full_ft_model_states"
+    assert not any(s.name == "labelled_report_words" for s in diagnose(DiagnoseRequest(log_text=log), index=index,
+                                                                       reports=ReportIndex(), words=WordModel()).signals)
+
+
 def test_eager_attention_found_in_the_log_is_sized_by_the_calculator(index):
     d = diagnose(seed_request("kimi-vl-a3b"), index=index)
     assert d.setup.attn_implementation == "eager"

@@ -541,7 +541,9 @@ def test_a_full_gpu_in_a_lora_run_the_config_states_puts_the_stated_micro_batch_
     report = parse_log(oom("134.00 MiB", "39.39 GiB", "107.94 MiB", "39.28 GiB", "37.86 GiB", "93.47 MiB", frames=frames))
     assert report.phase == "backward"
     unknown = labels(rank_root_causes(report, TrainingSetup()))
-    assert unknown[0] == "weights_exceed_gpu" and "model_load_oom" not in unknown   # in backward, loading was over
+    # nothing known: a full card is the model's memory (its weights, or with them its training states: the fitted
+    # weights decide which leads); in backward, loading was over
+    assert unknown[0] in ("weights_exceed_gpu", "full_ft_model_states") and "model_load_oom" not in unknown
     lora = observed(TrainingSetup(method="lora", micro_batch=4), method="lora", micro_batch=4)
     ranked = labels(rank_root_causes(report, lora))
     assert ranked[0] == "batch_too_large" and "seq_len_too_long" in ranked[:2] and "model_load_oom" not in ranked
@@ -1028,3 +1030,21 @@ def test_weights_over_the_card_in_inference_are_no_full_fine_tuning_states():
         names = {s.name for s in collect_signals(parse_log(text), setup, estimate_memory(setup))
                  if s.label.value == "full_ft_model_states"}
         assert bool(names & {"full_ft_weights_over_budget", "full_ft_states_over_budget"}) is full_ft, workload
+
+
+def test_the_word_models_reading_speaks_for_each_cause_from_its_floor_up():
+    """The labelled reports' word model (kb/report_words.py): each cause at its probability, from the threshold
+    table's floor up, with the number of reports it was fitted on; no reading, no signal."""
+    from ask_oom.kb.report_words import WordReading
+    from ask_oom.tools.root_causes.ranking import collect_signals
+    from ask_oom.tools.root_causes.weights import THRESHOLDS
+
+    floor = THRESHOLDS["report_words_floor"]
+    reading = WordReading(probabilities={"generation_kv_cache": 0.7, "batch_too_large": floor,
+                                         "not_oom": floor / 2}, reports=1277)
+    for log in ("Traceback (most recent call last):\nKeyError: 'labels'\n",
+                "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.\n"):
+        signals = [s for s in collect_signals(parse_log(log), words=reading) if s.name == "labelled_report_words"]
+        assert {s.label.value: s.value for s in signals} == {"generation_kv_cache": 0.7, "batch_too_large": floor}
+        assert "1277 labelled public reports" in signals[0].reason and "p = 0.70" in signals[0].reason
+        assert not any(s.name == "labelled_report_words" for s in collect_signals(parse_log(log)))

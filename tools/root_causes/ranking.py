@@ -41,7 +41,7 @@ from .request_size import (gathers_parameters, request_explained, request_vs_ten
                            zero_partition_request)
 from .scoring import has_evidence, score_signals
 from .signals import Signal, support
-from .similar_cases import labelled_report_votes, similar_case_votes
+from .similar_cases import labelled_report_votes, labelled_report_words, similar_case_votes
 from .weights import DEFAULT_WEIGHTS, Thresholds, Weights
 
 
@@ -77,10 +77,12 @@ def collect_signals(
     held: Reconciliation | None = None,
     ranks: RankTable | None = None,
     neighbours: Sequence[Any] | None = None,
+    words: Any = None,
 ) -> list[Signal]:
     """Every family's signals for one report, in the order they are weighed (the inputs of `score_signals`).
 
-    `neighbours` are the labelled public reports most like the paste (kb.reports), weighed beside the rest.
+    `neighbours` are the labelled public reports most like the paste (kb.reports), weighed beside the rest; `words`
+    the labelled reports' word model's reading of it (kb.report_words.WordReading).
     The table matters here only through its thresholds, the choice of each label's best-matching tensor, and whether
     anything spoke at all (else the no-evidence pair is added)."""
     th = weights.thresholds
@@ -93,7 +95,7 @@ def collect_signals(
                    *dtype_support(report, setup, cues, memory_error=False)]
         if any(s.name == "no_failure_shown" for s in signals):
             signals = votes_beside_the_phase(signals + failure_not_shown(report, setup, estimate, hits, trend, cues, th))
-        return signals + labelled_report_votes(neighbours or [])
+        return signals + labelled_report_votes(neighbours or []) + labelled_report_words(words, th)
     multimodal = multimodal_reason(report, setup, cues)
     signals: list[Signal] = []
     if report.kind == "host_oom":
@@ -118,7 +120,7 @@ def collect_signals(
         signals += no_specific_evidence()
     # the labelled reports always speak (they are the nearest of a fixed corpus): weighed beside the evidence, never
     # in place of the no-evidence pair
-    return signals + labelled_report_votes(neighbours or [])
+    return signals + labelled_report_votes(neighbours or []) + labelled_report_words(words, th)
 
 
 def failure_not_shown(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None,

@@ -76,6 +76,20 @@ def labelled_report_votes(neighbours: Iterable[Any]) -> list[Signal]:
     return out
 
 
+WORDS_RULE = "labelled_report_words"
+
+
+def labelled_report_words(reading: Any, th: Thresholds = THRESHOLDS) -> list[Signal]:
+    """The word model's reading of the paste (kb/report_words.py), each cause at its probability from
+    `report_words_floor` up: what the words of every labelled report, weighed against every cause, say of this one."""
+    if reading is None:
+        return []
+    return [support(Label(label), WORDS_RULE,
+                    f"a word model fitted on {reading.reports} labelled public reports reads this paste as "
+                    f"{label.replace('_', ' ')} (p = {p:.2f})", p)
+            for label, p in sorted(reading.probabilities.items(), key=lambda kv: -kv[1]) if p >= th["report_words_floor"]]
+
+
 def _thread(source: str) -> str:
     """owner/repo#n for a GitHub issue, pull request or discussion, else the address as given."""
     m = _GITHUB_THREAD.search(source)

@@ -1,0 +1,129 @@
+"""The labelled reports' words as a model of their causes: multinomial logistic regression over the TF-IDF vectors
+the neighbours are found with (kb/reports.py), fitted on the dev reports' settled primary causes.
+
+The neighbours vote with the ten reports worded most like a paste; the model weighs every word of every report
+against every cause at once, so "vllm" or "generate" speak for the KV cache whichever reports they came from, and a
+word common to all causes speaks for none. Its reading is one more piece of evidence, weighed beside the rules and
+the votes with a fitted weight (tools/root_causes/similar_cases.labelled_report_words). Cross-validated by project,
+with the readings of each fold's reports from a model fitted without their projects: +2.8 points primary on the dev
+reports (evals/fit_weights.py).
+
+`evals/build_reports.py` fits it on kb/reports.json and writes kb/report_words.json; a test keeps the two in step.
+Fitting needs scikit-learn; reading a paste is pure Python over the words it shares with the model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from .reports import LabelledReport, project_folds, report_terms, smoothed_idf, tfidf_vector
+
+WORDS_PATH = Path(__file__).resolve().parent / "report_words.json"
+# scikit-learn's C, the inverse strength of the L2 penalty: cross-validated by project, 10 and 30 do alike (+2.8 and
+# +2.9 points primary over the rules and votes alone)
+INVERSE_L2 = 10.0
+MAX_ITERATIONS = 3000   # L-BFGS converges in under 100 on the dev reports
+DIGITS = 4              # weights as stored: the readings of a fresh fit and of the file agree to 1e-3
+
+
+class WordReading(BaseModel):
+    """What the word model reads in one paste: a probability per cause, and how many reports it was fitted on."""
+
+    probabilities: dict[str, float] = Field(default_factory=dict)
+    reports: int = 0
+
+
+class WordModel(BaseModel):
+    """Per word, its idf and one weight per cause; per cause an intercept. Empty: it reads nothing."""
+
+    labels: list[str] = Field(default_factory=list)
+    intercept: list[float] = Field(default_factory=list)
+    idf: dict[str, float] = Field(default_factory=dict)
+    weights: dict[str, list[float]] = Field(default_factory=dict, description="word -> one weight per label")
+    reports: int = 0
+
+    def read(self, text: str) -> WordReading:
+        """The causes' probabilities for a paste (kb.reports.paste_text), softmax of the intercepts plus its words."""
+        if not self.labels:
+            return WordReading()
+        return self.read_terms(report_terms(text))
+
+    def read_terms(self, terms: dict[str, int]) -> WordReading:
+        """As `read`, from a paste's term counts."""
+        logits = list(self.intercept)
+        for term, value in tfidf_vector(terms, self.idf).items():
+            for i, w in enumerate(self.weights[term]):
+                logits[i] += w * value
+        top = max(logits)
+        exp = [math.exp(v - top) for v in logits]
+        total = sum(exp)
+        return WordReading(probabilities={label: e / total for label, e in zip(self.labels, exp)}, reports=self.reports)
+
+    def dump(self, path: Path = WORDS_PATH) -> None:
+        """One line per word, sorted (a stable diff when the corpus grows)."""
+        head = {"labels": self.labels, "intercept": self.intercept, "reports": self.reports}
+        rows = [json.dumps(t, ensure_ascii=False) + ": " + json.dumps([self.idf[t], *self.weights[t]])
+                for t in sorted(self.weights)]
+        path.write_text(json.dumps(head, ensure_ascii=False)[:-1] + ', "words": {\n' + ",\n".join(rows) + "\n}}\n",
+                        encoding="utf-8")
+
+    @classmethod
+    def from_file(cls, path: Path = WORDS_PATH) -> WordModel:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        words = data.pop("words")
+        return cls(**data, idf={t: v[0] for t, v in words.items()}, weights={t: v[1:] for t, v in words.items()})
+
+
+def fit(reports: Iterable[LabelledReport], inverse_l2: float = INVERSE_L2) -> WordModel:
+    """The model of `reports`' primary causes (their idf from them alone); empty when they settle fewer than two."""
+    import numpy as np
+    from scipy.sparse import csr_matrix
+    from sklearn.linear_model import LogisticRegression
+
+    reports = list(reports)
+    labels = sorted({r.labels[0] for r in reports})
+    if len(labels) < 2:
+        return WordModel()
+    idf = smoothed_idf(r.terms for r in reports)
+    vocabulary = {t: i for i, t in enumerate(sorted(idf))}
+    data, cols, ptr = [], [], [0]
+    for r in reports:
+        for t, v in tfidf_vector(r.terms, idf).items():
+            data.append(v)
+            cols.append(vocabulary[t])
+        ptr.append(len(data))
+    x = csr_matrix((data, cols, ptr), shape=(len(reports), len(vocabulary)))
+    model = LogisticRegression(C=inverse_l2, max_iter=MAX_ITERATIONS).fit(x, [r.labels[0] for r in reports])
+    coef, intercept = model.coef_, model.intercept_
+    if len(labels) == 2:   # two causes: one logit, the first cause's pinned at 0
+        coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
+    order = [list(model.classes_).index(label) for label in labels]
+    coef = coef[order]
+    return WordModel(labels=labels, intercept=[round(float(v), DIGITS) for v in intercept[order]],
+                     idf={t: round(v, DIGITS + 2) for t, v in idf.items()},
+                     weights={t: [round(float(v), DIGITS) for v in coef[:, i]] for t, i in vocabulary.items()},
+                     reports=len(reports))
+
+
+def unseen_models(reports: Iterable[LabelledReport], k: int = 5) -> dict[str, WordModel]:
+    """Per report id, a model fitted without the report's project (k fits, folds grouped by project): how the
+    benchmark reads a dev report, which the shipped model was fitted on, as the product reads a new project's."""
+    reports = list(reports)
+    out: dict[str, WordModel] = {}
+    for fold in project_folds([r.project for r in reports], k):
+        held = set(fold)
+        model = fit(r for i, r in enumerate(reports) if i not in held)
+        out.update({reports[i].id: model for i in fold})
+    return out
+
+
+@lru_cache(maxsize=1)
+def load_words(path: Path = WORDS_PATH) -> WordModel:
+    """The shipped word model (an empty one when the file is absent: the evidence is then simply missing)."""
+    return WordModel.from_file(path) if path.is_file() else WordModel()

@@ -1,0 +1,76 @@
+"""The labelled reports' word model: a fit that reads a cause from words it learned from other reports, stored and
+read back alike, the shipped file kept a fresh fit of kb/reports.json, and dev reports read by a model fitted
+without their project (as the benchmark measures them)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ask_oom.kb.report_words import WordModel, fit, load_words, unseen_models
+from ask_oom.kb.reports import LabelledReport, load_reports, report_terms
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _report(rid: str, text: str, label: str, project: str) -> LabelledReport:
+    return LabelledReport(id=rid, source=f"https://github.com/o/{project}/issues/{rid}", project=project,
+                          labels=[label], terms=report_terms(text))
+
+
+REPORTS = [
+    _report("1", "vllm serve kv cache gpu_memory_utilization out of memory", "generation_kv_cache", "vllm"),
+    _report("2", "generate kv cache vllm max_model_len memory", "generation_kv_cache", "sglang"),
+    _report("3", "deepspeed zero3 optimizer states full fine-tuning adam", "full_ft_model_states", "ds"),
+    _report("4", "optimizer states adam full fine-tuning deepspeed zero2", "full_ft_model_states", "trainer"),
+    _report("5", "evaluation logits accumulate preds memory evaluation", "eval_accumulation", "tf"),
+    _report("6", "evaluation preds logits accumulate eval_accumulation_steps", "eval_accumulation", "axolotl"),
+]
+
+
+def test_a_paste_is_read_as_the_cause_its_words_were_settled_with_elsewhere():
+    model = fit(REPORTS)
+    assert model.labels == ["eval_accumulation", "full_ft_model_states", "generation_kv_cache"]
+    reading = model.read("RuntimeError while vllm serve: not enough memory for the kv cache")
+    assert max(reading.probabilities, key=reading.probabilities.get) == "generation_kv_cache"
+    assert abs(sum(reading.probabilities.values()) - 1) < 1e-9 and reading.reports == 6
+    # words no report shares read as the causes' base rates: no cause stands out
+    flat = model.read("zzz qqq xyzzy").probabilities
+    assert max(flat.values()) - min(flat.values()) < 0.05
+
+
+def test_two_causes_are_read_as_one_logit_and_one_cause_is_no_model():
+    two = fit(REPORTS[:4])
+    assert two.labels == ["full_ft_model_states", "generation_kv_cache"]
+    reading = two.read("adam optimizer states deepspeed").probabilities
+    assert reading["full_ft_model_states"] > 0.5 > reading["generation_kv_cache"]
+    assert fit(REPORTS[:2]) == WordModel() and WordModel().read("kv cache").probabilities == {}
+
+
+def test_the_stored_model_reads_as_the_fitted_one(tmp_path):
+    model = fit(REPORTS)
+    model.dump(tmp_path / "words.json")
+    back = WordModel.from_file(tmp_path / "words.json")
+    assert back.labels == model.labels and back.reports == model.reports
+    for r in REPORTS:
+        a, b = model.read_terms(r.terms).probabilities, back.read_terms(r.terms).probabilities
+        assert max(abs(a[k] - b[k]) for k in a) < 1e-6
+
+
+def test_each_report_is_read_unseen_by_a_model_fitted_without_its_project():
+    models = unseen_models(REPORTS, k=3)
+    assert set(models) == {r.id for r in REPORTS}
+    for r in REPORTS:
+        # the reports one model reads are exactly those it was not fitted on (whole projects: one report each here)
+        read_alike = [s for s in REPORTS if models[s.id] is models[r.id]]
+        assert models[r.id].reports + len(read_alike) == len(REPORTS)
+    assert len({id(m) for m in models.values()}) == 3
+
+
+def test_the_shipped_model_is_a_fresh_fit_of_the_shipped_reports():
+    sys.path.insert(0, str(REPO / "evals"))
+    from build_reports import WORDS_TOLERANCE, words_differ
+
+    index = load_reports()
+    assert words_differ(load_words(), fit(index.reports), index) <= WORDS_TOLERANCE, (
+        "kb/report_words.json is stale: run python evals/build_reports.py")
