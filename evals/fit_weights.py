@@ -147,7 +147,7 @@ class WordReadings:
 
         def report(i: int) -> LabelledReport:
             r = self.rows[i]
-            return LabelledReport(id=r.id, source="", project=r.project, labels=r.accepted[:1], terms=r.terms)
+            return LabelledReport(id=r.id, source="", project=r.project, labels=r.accepted, terms=r.terms)
 
         inside = [i for i, r in enumerate(self.rows) if r.accepted and (allowed is None or r.project in allowed)]
         outside = [i for i in range(len(self.rows)) if i not in set(inside)]

@@ -1,12 +1,13 @@
 """The labelled reports' words as a model of their causes: multinomial logistic regression over the TF-IDF vectors
-the neighbours are found with (kb/reports.py), fitted on the dev reports' settled primary causes.
+the neighbours are found with (kb/reports.py), fitted on the causes the dev reports' threads accept (a thread that
+settled "the weights, or the load itself" counts once for each).
 
 The neighbours vote with the ten reports worded most like a paste; the model weighs every word of every report
 against every cause at once, so "vllm" or "generate" speak for the KV cache whichever reports they came from, and a
 word common to all causes speaks for none. Its reading is one more piece of evidence, weighed beside the rules and
 the votes with a fitted weight (tools/root_causes/similar_cases.labelled_report_words). Cross-validated by project,
-with the readings of each fold's reports from a model fitted without their projects: +2.8 points primary on the dev
-reports (evals/fit_weights.py).
+with the readings of each fold's reports from a model fitted without their projects: +3.1 points primary and +4.1 in
+the top 3 on the dev reports (evals/fit_weights.py; fitted on the primary causes alone: +2.4 and +3.4).
 
 `evals/build_reports.py` fits it on kb/reports.json and writes kb/report_words.json; a test keeps the two in step.
 Fitting needs scikit-learn; reading a paste is pure Python over the words it shares with the model.
@@ -81,25 +82,29 @@ class WordModel(BaseModel):
 
 
 def fit(reports: Iterable[LabelledReport], inverse_l2: float = INVERSE_L2) -> WordModel:
-    """The model of `reports`' primary causes (their idf from them alone); empty when they settle fewer than two."""
+    """The model of the causes `reports`' threads accept, each a sample of its report (their idf from them alone);
+    empty when they name fewer than two causes."""
     import numpy as np
     from scipy.sparse import csr_matrix
     from sklearn.linear_model import LogisticRegression
 
     reports = list(reports)
-    labels = sorted({r.labels[0] for r in reports})
+    labels = sorted({label for r in reports for label in r.labels})
     if len(labels) < 2:
         return WordModel()
     idf = smoothed_idf(r.terms for r in reports)
     vocabulary = {t: i for i, t in enumerate(sorted(idf))}
-    data, cols, ptr = [], [], [0]
+    data, cols, ptr, causes = [], [], [0], []
     for r in reports:
-        for t, v in tfidf_vector(r.terms, idf).items():
-            data.append(v)
-            cols.append(vocabulary[t])
-        ptr.append(len(data))
-    x = csr_matrix((data, cols, ptr), shape=(len(reports), len(vocabulary)))
-    model = LogisticRegression(C=inverse_l2, max_iter=MAX_ITERATIONS).fit(x, [r.labels[0] for r in reports])
+        vector = tfidf_vector(r.terms, idf)
+        for label in dict.fromkeys(r.labels):
+            for t, v in vector.items():
+                data.append(v)
+                cols.append(vocabulary[t])
+            ptr.append(len(data))
+            causes.append(label)
+    x = csr_matrix((data, cols, ptr), shape=(len(causes), len(vocabulary)))
+    model = LogisticRegression(C=inverse_l2, max_iter=MAX_ITERATIONS).fit(x, causes)
     coef, intercept = model.coef_, model.intercept_
     if len(labels) == 2:   # two causes: one logit, the first cause's pinned at 0
         coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])

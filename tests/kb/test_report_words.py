@@ -74,3 +74,15 @@ def test_the_shipped_model_is_a_fresh_fit_of_the_shipped_reports():
     index = load_reports()
     assert words_differ(load_words(), fit(index.reports), index) <= WORDS_TOLERANCE, (
         "kb/report_words.json is stale: run python evals/build_reports.py")
+
+
+def test_every_cause_a_thread_accepts_is_learned_from_its_words():
+    """A thread that settled "the weights, or the load itself" teaches both: its words read as either."""
+    both = [_report(str(i), "loading checkpoint shards from_pretrained device_map", "weights_exceed_gpu", f"p{i}")
+            for i in range(3)]
+    for r in both:
+        r.labels.append("model_load_oom")
+    reading = fit(both + REPORTS).read("from_pretrained loading checkpoint shards").probabilities
+    ranked = sorted(reading, key=reading.get, reverse=True)
+    assert set(ranked[:2]) == {"weights_exceed_gpu", "model_load_oom"}
+    assert abs(reading["weights_exceed_gpu"] - reading["model_load_oom"]) < 0.05
