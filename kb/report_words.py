@@ -31,6 +31,7 @@ WORDS_PATH = Path(__file__).resolve().parent / "report_words.json"
 INVERSE_L2 = 10.0
 MAX_ITERATIONS = 3000   # L-BFGS converges in under 100 on the dev reports
 DIGITS = 4              # weights as stored: the readings of a fresh fit and of the file agree to 1e-3
+SHOWN_WORDS = 3         # the words that speak most for a cause, quoted with its reading
 
 
 class WordReading(BaseModel):
@@ -38,6 +39,8 @@ class WordReading(BaseModel):
 
     probabilities: dict[str, float] = Field(default_factory=dict)
     reports: int = 0
+    words: dict[str, list[str]] = Field(default_factory=dict,
+                                        description="per cause, the paste's words that speak most for it")
 
 
 class WordModel(BaseModel):
@@ -58,13 +61,22 @@ class WordModel(BaseModel):
     def read_terms(self, terms: dict[str, int]) -> WordReading:
         """As `read`, from a paste's term counts."""
         logits = list(self.intercept)
+        # a word's pull towards a cause is its weight there less its mean weight over the causes (the softmax does
+        # not change when one amount is added to every cause): what sets that cause apart
+        pulls: list[list[tuple[float, str]]] = [[] for _ in self.labels]
         for term, value in tfidf_vector(terms, self.idf).items():
-            for i, w in enumerate(self.weights[term]):
+            weights = self.weights[term]
+            mean = sum(weights) / len(weights)
+            for i, w in enumerate(weights):
                 logits[i] += w * value
+                if w > mean:
+                    pulls[i].append(((w - mean) * value, term))
         top = max(logits)
         exp = [math.exp(v - top) for v in logits]
         total = sum(exp)
-        return WordReading(probabilities={label: e / total for label, e in zip(self.labels, exp)}, reports=self.reports)
+        return WordReading(probabilities={label: e / total for label, e in zip(self.labels, exp)}, reports=self.reports,
+                           words={label: [term for _, term in sorted(pull, reverse=True)[:SHOWN_WORDS]]
+                                  for label, pull in zip(self.labels, pulls)})
 
     def dump(self, path: Path = WORDS_PATH) -> None:
         """One line per word, sorted (a stable diff when the corpus grows)."""

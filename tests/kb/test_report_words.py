@@ -34,6 +34,10 @@ def test_a_paste_is_read_as_the_cause_its_words_were_settled_with_elsewhere():
     reading = model.read("RuntimeError while vllm serve: not enough memory for the kv cache")
     assert max(reading.probabilities, key=reading.probabilities.get) == "generation_kv_cache"
     assert abs(sum(reading.probabilities.values()) - 1) < 1e-9 and reading.reports == 6
+    # the words quoted for a cause are the paste's words that set it apart, strongest first; none from elsewhere
+    assert "vllm" in reading.words["generation_kv_cache"] and len(reading.words["generation_kv_cache"]) <= 3
+    assert not {"deepspeed", "adam"} & set(reading.words["generation_kv_cache"])
+    assert "vllm" not in reading.words["full_ft_model_states"]
     # words no report shares read as the causes' base rates: no cause stands out
     flat = model.read("zzz qqq xyzzy").probabilities
     assert max(flat.values()) - min(flat.values()) < 0.05

@@ -1041,10 +1041,12 @@ def test_the_word_models_reading_speaks_for_each_cause_from_its_floor_up():
 
     floor = THRESHOLDS["report_words_floor"]
     reading = WordReading(probabilities={"generation_kv_cache": 0.7, "batch_too_large": floor,
-                                         "not_oom": floor / 2}, reports=1277)
+                                         "not_oom": floor / 2}, reports=1277,
+                          words={"generation_kv_cache": ["vllm", "generate"]})
     for log in ("Traceback (most recent call last):\nKeyError: 'labels'\n",
                 "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.\n"):
         signals = [s for s in collect_signals(parse_log(log), words=reading) if s.name == "labelled_report_words"]
         assert {s.label.value: s.value for s in signals} == {"generation_kv_cache": 0.7, "batch_too_large": floor}
         assert "1277 labelled public reports" in signals[0].reason and "p = 0.70" in signals[0].reason
+        assert '"vllm", "generate"' in signals[0].reason and "its words" not in signals[1].reason
         assert not any(s.name == "labelled_report_words" for s in collect_signals(parse_log(log)))

@@ -86,8 +86,13 @@ def labelled_report_words(reading: Any, th: Thresholds = THRESHOLDS) -> list[Sig
         return []
     return [support(Label(label), WORDS_RULE,
                     f"a word model fitted on {reading.reports} labelled public reports reads this paste as "
-                    f"{label.replace('_', ' ')} (p = {p:.2f})", p)
+                    f"{label.replace('_', ' ')} (p = {p:.2f}{_words(reading.words.get(label))})", p)
             for label, p in sorted(reading.probabilities.items(), key=lambda kv: -kv[1]) if p >= th["report_words_floor"]]
+
+
+def _words(words: list[str] | None) -> str:
+    """The words that speak most for a cause, as the reading quotes them."""
+    return "; its words: " + ", ".join(f'"{w}"' for w in words) if words else ""
 
 
 def _thread(source: str) -> str:
