@@ -43,3 +43,48 @@ def test_a_seed_gives_another_split_and_the_same_one_each_time():
     assert _split(grouped_folds(rows, 5, 1), rows) == _split(grouped_folds(rows, 5, 1), rows)
     assert _split(grouped_folds(rows, 5, 1), rows) != _split(grouped_folds(rows, 5, 2), rows)
     assert _split(grouped_folds(rows, 5), rows) == _split(grouped_folds(rows, 5, None), rows)
+
+
+def test_the_word_model_never_reads_a_report_with_a_model_fitted_on_its_project(monkeypatch):
+    """WordReadings: a report outside the allowed projects is read by the model of all of them; one inside, by a model
+    of the allowed projects less its own group. Either way no model that read a report saw its project or a project
+    outside `allowed`, and a reading is a probability per cause."""
+    import ask_oom.kb.report_words as report_words
+    from fit_weights import WordReadings
+
+    words = {"batch_too_large": "per_device_train_batch_size micro batch",
+             "generation_kv_cache": "vllm kv cache generate", "full_ft_model_states": "adam optimizer states zero3"}
+    rows = [CaseSignals(id=f"{label}-{p}", project=f"{label}-{p}", accepted=[label], must=[], features={}, discount={},
+                        terms={w: 1 for w in text.split()}) for label, text in words.items() for p in range(6)]
+    fitted_on: dict[int, set[str]] = {}
+    kept = []   # every model stays alive, so no two share an id()
+    real_fit = report_words.fit
+
+    def recording_fit(reports):
+        reports = list(reports)
+        model = real_fit(reports)
+        kept.append(model)
+        fitted_on[id(model)] = {r.project for r in reports}
+        return model
+
+    monkeypatch.setattr(report_words, "fit", recording_fit)
+    read_by: dict[str, int] = {}   # row id -> the model that read it
+    row_of = {id(r.terms): r.id for r in rows}
+    real_read = report_words.WordModel.read_terms
+
+    def recording_read(self, terms):
+        read_by[row_of[id(terms)]] = id(self)
+        return real_read(self, terms)
+
+    monkeypatch.setattr(report_words.WordModel, "read_terms", recording_read)
+    readings = WordReadings(rows)
+    allowed = {r.project for r in rows[::2]}
+    for row in rows:
+        reading = readings.reading(row, allowed)
+        assert set(reading) == set(words) and abs(sum(reading.values()) - 1) < 1e-9
+    assert set(read_by) == {r.id for r in rows}   # every report read once, by one model
+    for row in rows:
+        seen = fitted_on[read_by[row.id]]
+        assert row.project not in seen and seen <= allowed
+        if row.project not in allowed:
+            assert seen == allowed
