@@ -6,7 +6,7 @@ The neighbours vote with the ten reports worded most like a paste; the model wei
 against every cause at once, so "vllm" or "generate" speak for the KV cache whichever reports they came from, and a
 word common to all causes speaks for none. Its reading is one more piece of evidence, weighed beside the rules and
 the votes with a fitted weight (tools/root_causes/similar_cases.labelled_report_words). Cross-validated by project,
-with the readings of each fold's reports from a model fitted without their projects: +3.1 points primary and +4.1 in
+with the readings of each fold's reports from a model fitted without their projects: +3.0 points primary and +4.1 in
 the top 3 on the dev reports (evals/fit_weights.py; fitted on the primary causes alone: +2.4 and +3.4).
 
 `evals/build_reports.py` fits it on kb/reports.json and writes kb/report_words.json; a test keeps the two in step.

@@ -119,11 +119,6 @@ class ReportIndex(BaseModel):
                 postings[t].append((i, w))
         self._postings = dict(postings)
 
-    @property
-    def idf(self) -> dict[str, float]:
-        """The words two or more reports share, with their smoothed inverse document frequency."""
-        return self._idf
-
     def neighbours(self, text: str, k: int = NEIGHBOURS, *, skip_source: str | None = None,
                    skip_projects: frozenset[str] | set[str] = frozenset()) -> list[Neighbour]:
         """The k reports most like `text`, best first; `skip_source` leaves a report's own thread out (a report is
