@@ -142,21 +142,18 @@ class WordReadings:
         return self._cache[key].get(self.position[row.id], {})
 
     def _read(self, allowed: set[str] | None) -> dict[int, dict[str, float]]:
-        from ask_oom.kb.report_words import fit
+        from ask_oom.kb.report_words import fit, unseen_models
         from ask_oom.kb.reports import LabelledReport
 
-        def report(i: int) -> LabelledReport:
-            r = self.rows[i]
-            return LabelledReport(id=r.id, source="", project=r.project, labels=r.accepted, terms=r.terms)
-
         inside = [i for i, r in enumerate(self.rows) if r.accepted and (allowed is None or r.project in allowed)]
-        outside = [i for i in range(len(self.rows)) if i not in set(inside)]
-        out: dict[int, dict[str, float]] = {}
-        groups = [[inside[j] for j in fold] for fold in grouped_folds([self.rows[i] for i in inside], WORD_FOLDS)]
-        for group in groups + ([outside] if outside else []):
-            held = set(group)
-            model = fit(report(i) for i in inside if i not in held)
-            out.update({i: model.read_terms(self.rows[i].terms).probabilities for i in group})
+        taught = [LabelledReport(id=self.rows[i].id, source="", project=self.rows[i].project,
+                                 labels=self.rows[i].accepted, terms=self.rows[i].terms) for i in inside]
+        unseen = unseen_models(taught, WORD_FOLDS)   # each inside report: the model without its group of projects
+        out = {i: unseen[self.rows[i].id].read_terms(self.rows[i].terms).probabilities for i in inside}
+        outside = sorted(set(range(len(self.rows))) - set(inside))
+        if outside:
+            model = fit(taught)
+            out.update({i: model.read_terms(self.rows[i].terms).probabilities for i in outside})
         return out
 
 

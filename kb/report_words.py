@@ -54,12 +54,12 @@ class WordModel(BaseModel):
 
     def read(self, text: str) -> WordReading:
         """The causes' probabilities for a paste (kb.reports.paste_text), softmax of the intercepts plus its words."""
-        if not self.labels:
-            return WordReading()
         return self.read_terms(report_terms(text))
 
     def read_terms(self, terms: dict[str, int]) -> WordReading:
         """As `read`, from a paste's term counts."""
+        if not self.labels:
+            return WordReading()
         logits = list(self.intercept)
         # a word's pull towards a cause is its weight there less its mean weight over the causes (the softmax does
         # not change when one amount is added to every cause): what sets that cause apart
