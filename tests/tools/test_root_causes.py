@@ -230,11 +230,14 @@ def test_an_assumed_micro_batch_does_not_blame_the_batch():
     by_assumed = {c.label: c for c in rank_root_causes(parse_log(text), assumed)}
     assert labels(rank_root_causes(parse_log(text), stated))[0] == "batch_too_large"
     assert any("micro-batch 8" in w for w in by_stated["batch_too_large"].why)
-    assert not any("micro-batch 8" in w for w in by_assumed["batch_too_large"].why)
-    assert by_assumed["batch_too_large"].probability < by_stated["batch_too_large"].probability
+    # with the batch only assumed, the batch may drop out of the ranking altogether (probability 0): never cited
+    batch = by_assumed.get("batch_too_large")
+    assumed_why, assumed_p = (batch.why, batch.probability) if batch is not None else ([], 0.0)
+    assert not any("micro-batch 8" in w for w in assumed_why)
+    assert assumed_p < by_stated["batch_too_large"].probability
     from ask_oom.assistant.deciding_facts import CONFIDENT
 
-    assert by_assumed["batch_too_large"].probability < CONFIDENT   # unsure: it asks rather than blames
+    assert assumed_p < CONFIDENT   # unsure: it asks rather than blames
 
 
 def test_fp32_logits_of_a_large_vocabulary_without_a_model_in_backward():
