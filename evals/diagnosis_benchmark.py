@@ -4,15 +4,17 @@ Datasets: ../shared/dev-cases/*.yaml (when present beside the repo) and our own 
 not in kb/cases: evals/data/diagnosis, diagnosis_extra, diagnosis_fresh and diagnosis_fresh2 form the dev set the
 targets apply to (the last two were held out until their first measurement, see their READMEs);
 evals/data/diagnosis_fresh3 and diagnosis_fresh4 were written after the diagnosis was tuned, by someone who did not see
-its output; evals/data/diagnosis_fresh5 to diagnosis_fresh23 are validation sets (reports from projects found in no
+its output; evals/data/diagnosis_fresh5 to diagnosis_fresh24 are validation sets (reports from projects found in no
 other set, written blind to the code) whose aggregate lines compare changes during a session, their cases never read;
-the dev corpora diagnosis_corpus_a to diagnosis_corpus_z and diagnosis_corpus_aa to diagnosis_corpus_az and diagnosis_corpus_ba to diagnosis_corpus_bc were each measured once unseen, then joined the dev set; and
+the dev corpora diagnosis_corpus_a to diagnosis_corpus_z and diagnosis_corpus_aa to diagnosis_corpus_az and diagnosis_corpus_ba to diagnosis_corpus_be were each measured once unseen, then joined the dev set; and
 evals/data/heldout_projects holds 45 reports from 38 projects found in no other set: they are reported
 beside the dev set as the measure of generalisation (never tune rules on them; heldout_projects is measured once per
 session, at its end). A case id already seen in an
 earlier set is counted once. Each case gives the log as the reporter pasted it, the config when they gave
-one, and what the reporter said about the hardware (passed as --gpu/--gpus, as a user would); `--with-title` also
-pastes the report's title above the log, as a user's question would read.
+one, the reporter's words written before anyone replied (what others answered, and the reporter's words after an
+answer, are kept apart as `replies` and never pasted), and what the reporter said about the hardware (passed as
+--gpu/--gpus, as a user would); `--with-title` also pastes the report's title above the log, as a user's question
+would read.
 
 Reports primary-cause accuracy (target >= 85% over the dev set), a cause in the top 3 (target >= 95%; strict: the
 label a case names in top3_must_include, else any it accepts; each set's line also gives any accepted cause), a per-label
@@ -44,9 +46,9 @@ REPO = Path(__file__).resolve().parents[1]
 TARGET_SETS = ("dev-cases", "diagnosis", "diagnosis_extra", "diagnosis_fresh", "diagnosis_fresh2",
                *(f"diagnosis_corpus_{letter}" for letter in "abcdefghijklmnopqrstuvwxyz"),
                *(f"diagnosis_corpus_a{letter}" for letter in "abcdefghijklmnopqrstuvwxyz"),
-               *(f"diagnosis_corpus_b{letter}" for letter in "abc"))
+               *(f"diagnosis_corpus_b{letter}" for letter in "abcde"))
 # measured beside the dev set, never fitted on: held out, then the validation sets, then the held-out project group
-HELD_OUT_SETS = ("diagnosis_fresh3", "diagnosis_fresh4", *(f"diagnosis_fresh{n}" for n in range(5, 24)), "heldout_projects")
+HELD_OUT_SETS = ("diagnosis_fresh3", "diagnosis_fresh4", *(f"diagnosis_fresh{n}" for n in range(5, 25)), "heldout_projects")
 DATASETS = [REPO.parent / "shared" / "dev-cases",
             *(REPO / "evals" / "data" / name for name in TARGET_SETS[1:] + HELD_OUT_SETS)]
 # the folders the weights may be fitted on (evals/fit_weights.py): the dev set, never a held-out one
@@ -111,7 +113,8 @@ def request_for(case: dict, with_title: bool = False):
     cfg = case.get("config")
     return DiagnoseRequest(
         log_text=(f"{case['title']}\n\n" if with_title and case.get("title") else "")
-        + (f"{case['words'].strip()}\n\n" if case.get("words") else "") + case["log"],   # the user's words, then the log
+        # the reporter's words (before anyone replied), then the log; the thread's `replies` are never pasted
+        + (f"{case['words'].strip()}\n\n" if case.get("words") else "") + case["log"],
         config_text=cfg, config_name=config_name_for(cfg) if cfg else None,
         gpu=gpu, gpu_memory_gib=float(mem) if mem and gpu is None else None,
         num_gpus=int(env["gpus"]) if env.get("gpus") else None,

@@ -1,5 +1,5 @@
 """The diagnosis sets of our own (evals/data/diagnosis_extra/, diagnosis_fresh/, diagnosis_fresh2/, diagnosis_fresh3/,
-diagnosis_fresh4/, the validation sets diagnosis_fresh5/ to diagnosis_fresh23/, the dev corpora diagnosis_corpus_a/ to diagnosis_corpus_z/ and diagnosis_corpus_aa/ to diagnosis_corpus_az/, diagnosis_corpus_ba/ to diagnosis_corpus_bc/, and the held-out project group
+diagnosis_fresh4/, the validation sets diagnosis_fresh5/ to diagnosis_fresh24/, the dev corpora diagnosis_corpus_a/ to diagnosis_corpus_z/ and diagnosis_corpus_aa/ to diagnosis_corpus_az/, diagnosis_corpus_ba/ to diagnosis_corpus_be/, and the held-out project group
 heldout_projects/, *.yaml): real public OOM reports in the format of
 ../shared/dev-cases. These tests keep all of them usable as evaluation sets: every file has the dev-case keys, the
 labels come from the root-cause vocabulary, ids and sources are unique and never overlap the dev cases, the knowledge
@@ -46,7 +46,12 @@ SIBLING_SET = REPO / "evals" / "data" / "diagnosis"  # the benchmark's other own
 
 TOP_KEYS = {"id", "source", "project", "title", "log", "environment", "model", "phase", "expected", "resolution",
             "confirmed"}
-OPTIONAL_TOP_KEYS = {"config", "words"}   # words: the reporter's sentences around the log
+# words: the reporter's own sentences written before anyone replied (pasted above the log, as a user pastes a report);
+# replies: what others said in the thread, and the reporter after a reply (the answer: never pasted); reporter: the
+# handle of the thread's author
+OPTIONAL_TOP_KEYS = {"config", "words", "replies", "reporter"}
+# a line that starts with a GitHub handle and a colon: who is speaking, as the sets quote a thread
+SPEAKER = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{1,38}): ", re.M)
 ENV_KEYS = {"gpu", "gpu_memory_gib", "gpus"}
 EXPECTED_KEYS = {"parse", "primary_any_of"}
 OPTIONAL_EXPECTED_KEYS = {"top3_must_include"}
@@ -113,6 +118,9 @@ def test_case_has_the_dev_case_keys(path: Path):
         assert isinstance(case[key], str) and case[key].strip(), f"{key} is empty"
     if "config" in case:
         assert isinstance(case["config"], str) and case["config"].strip()
+    for key in ("words", "replies"):
+        assert key not in case or (isinstance(case[key], str) and case[key].strip()), f"{key} is empty"
+    assert case.get("reporter") is None or isinstance(case["reporter"], str)
     assert isinstance(case["confirmed"], bool)
 
     env = case["environment"]
@@ -230,3 +238,14 @@ def test_memory_errors_with_a_pytorch_message_label_its_numbers(path: Path):
     case = _load(path)
     if re.search(r"Tried to allocate [\d.]+ ?[KMG]iB", case["log"]):
         assert "requested_gib" in case["expected"]["parse"]
+
+
+@pytest.mark.parametrize("path", CASES)
+def test_the_paste_holds_no_reply_from_the_thread(path: Path):
+    """The benchmark pastes `words` and `log` as the user's report: nobody who answers in the thread (its `replies`)
+    may speak there, or the answer is handed to the tool and the measurement flatters it."""
+    case = _load(path)
+    others = set(SPEAKER.findall(str(case.get("replies") or ""))) - {case.get("reporter")}
+    for key in ("words", "log"):
+        heard = others & set(SPEAKER.findall(str(case.get(key) or "")))
+        assert not heard, f"{key} quotes {sorted(heard)}, who reply in the thread"

