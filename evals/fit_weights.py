@@ -46,7 +46,7 @@ from ask_oom.assistant.deciding_facts import CONFIDENT  # noqa: E402 - the produ
 from ask_oom.tools.root_causes.calibration import Knots, calibrate_top, fit_confidence_map  # noqa: E402
 from ask_oom.tools.root_causes.similar_cases import ALSO_VOTE_RULE as ALSO_VOTES, VOTE_RULE as VOTES  # noqa: E402
 from ask_oom.tools.root_causes.similar_cases import WORDS_RULE as WORDS  # noqa: E402
-from ask_oom.tools.root_causes.similar_cases import also_vote_shares, vote_shares  # noqa: E402
+from ask_oom.tools.root_causes.similar_cases import also_vote_shares, vote_shares, word_evidence  # noqa: E402
 from ask_oom.tools.root_causes.weights import THRESHOLDS  # noqa: E402
 
 FITTED_PATH = REPO / "tools" / "root_causes" / "fitted_weights.json"
@@ -170,7 +170,8 @@ def with_votes(row: CaseSignals, allowed: set[str] | None = None, words: WordRea
     if not shares and not reading:
         return row
     features = {label: dict(feats) for label, feats in row.features.items()}
-    read = {label: p for label, p in reading.items() if p >= THRESHOLDS["report_words_floor"]}
+    floor = THRESHOLDS["report_words_floor"]
+    read = {label: word_evidence(p, floor) for label, p in reading.items() if p > floor}
     for rule, votes in ((VOTES, shares), (ALSO_VOTES, also_vote_shares((also, sim) for _, sim, also in voters)),
                         (WORDS, read)):
         for label, share in votes.items():

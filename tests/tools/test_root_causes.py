@@ -1037,21 +1037,26 @@ def test_weights_over_the_card_in_inference_are_no_full_fine_tuning_states():
         assert bool(names & {"full_ft_weights_over_budget", "full_ft_states_over_budget"}) is full_ft, workload
 
 
-def test_the_word_models_reading_speaks_for_each_cause_from_its_floor_up():
-    """The labelled reports' word model (kb/report_words.py): each cause at its probability, from the threshold
-    table's floor up, with the number of reports it was fitted on; no reading, no signal."""
+def test_the_word_models_reading_speaks_for_each_cause_above_its_floor():
+    """The labelled reports' word model (kb/report_words.py): each cause above the threshold table's floor at its
+    log-ratio to the floor, with the number of reports it was fitted on; no reading, no signal."""
+    import math
+
     from ask_oom.kb.report_words import WordReading
     from ask_oom.tools.root_causes.ranking import collect_signals
     from ask_oom.tools.root_causes.weights import THRESHOLDS
 
     floor = THRESHOLDS["report_words_floor"]
-    reading = WordReading(probabilities={"generation_kv_cache": 0.7, "batch_too_large": floor,
-                                         "not_oom": floor / 2}, reports=1277,
+    reading = WordReading(probabilities={"generation_kv_cache": 0.7, "batch_too_large": 2 * floor,
+                                         "not_oom": floor}, reports=1277,
                           words={"generation_kv_cache": ["vllm", "generate"]})
     for log in ("Traceback (most recent call last):\nKeyError: 'labels'\n",
                 "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.\n"):
         signals = [s for s in collect_signals(parse_log(log), words=reading) if s.name == "labelled_report_words"]
-        assert {s.label.value: s.value for s in signals} == {"generation_kv_cache": 0.7, "batch_too_large": floor}
+        values = {s.label.value: s.value for s in signals}
+        assert values.keys() == {"generation_kv_cache", "batch_too_large"}   # at the floor: silent
+        assert math.isclose(values["generation_kv_cache"], math.log(0.7 / floor))
+        assert math.isclose(values["batch_too_large"], math.log(2))   # twice the floor: ln 2, whatever the floor
         assert "1277 labelled public reports" in signals[0].reason and "p = 0.70" in signals[0].reason
         assert '"vllm", "generate"' in signals[0].reason and "its words" not in signals[1].reason
         assert not any(s.name == "labelled_report_words" for s in collect_signals(parse_log(log)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -79,15 +80,25 @@ def labelled_report_votes(neighbours: Iterable[Any]) -> list[Signal]:
 WORDS_RULE = "labelled_report_words"
 
 
+def word_evidence(probability: float, floor: float) -> float:
+    """The weight of a word-model probability as evidence: its log-ratio to the floor, ln(p / floor), 0 at or under
+    it. Added to a cause's points with a fitted weight w, the reading multiplies the cause's odds by (p / floor) ** w,
+    a product of experts (a probability's ratio, not its difference, is what it says: 0.2 against 0.02 is as strong as
+    0.9 against 0.09). Cross-validated by project against the probability itself: top 3 with any accepted cause +1.0
+    and +1.1 points on two splits, primary unchanged, more answers confident at the same reliability."""
+    return math.log(probability / floor) if probability > floor else 0.0
+
+
 def labelled_report_words(reading: Any, th: Thresholds = THRESHOLDS) -> list[Signal]:
-    """The word model's reading of the paste (kb/report_words.py), each cause at its probability from
-    `report_words_floor` up: what the words of every labelled report, weighed against every cause, say of this one."""
+    """The word model's reading of the paste (kb/report_words.py), each cause above `report_words_floor` at its
+    word_evidence: what the words of every labelled report, weighed against every cause, say of this one."""
     if reading is None:
         return []
+    floor = th["report_words_floor"]
     return [support(Label(label), WORDS_RULE,
                     f"a word model fitted on {reading.reports} labelled public reports reads this paste as "
-                    f"{label.replace('_', ' ')} (p = {p:.2f}{_words(reading.words.get(label))})", p)
-            for label, p in sorted(reading.probabilities.items(), key=lambda kv: -kv[1]) if p >= th["report_words_floor"]]
+                    f"{label.replace('_', ' ')} (p = {p:.2f}{_words(reading.words.get(label))})", word_evidence(p, floor))
+            for label, p in sorted(reading.probabilities.items(), key=lambda kv: -kv[1]) if p > floor]
 
 
 def _words(words: list[str] | None) -> str:

@@ -254,7 +254,7 @@ _POINTS: dict[str, float] = {
     "similar_case_secondary": 1.2,              # its next labels (value divided by secondary_label_divisor)
     "labelled_report_votes": 3.0,               # x share: causes of the labelled public reports most like this one
     "labelled_report_votes_also": 1.0,          # x share: the causes those reports' threads accept after the first
-    "labelled_report_words": 3.0,               # x probability: the labelled reports' word model (kb/report_words.py)
+    "labelled_report_words": 1.0,               # x ln(p / floor): the labelled reports' word model (kb/report_words.py)
     # ranking: nothing else spoke
     "no_evidence_batch": 0.5,                   # the per-step activations (micro-batch) are the usual suspect
     "no_evidence_length": 0.4,                  # ... and the sequence length
@@ -381,7 +381,8 @@ THRESHOLDS: Thresholds = MappingProxyType({
     "similar_case_labels_counted": 3,           # the labels of each that vote
     "wording_only_case_scale": 0.5,             # a case sharing no mechanism facet votes this much
     "secondary_label_divisor": 3,               # a case's next labels vote this much less than its first
-    "report_words_floor": 0.05,                 # a cause the word model gives less than this does not speak
+    "report_words_floor": 0.01,                 # a cause the word model gives this or less does not speak (its
+                                                # evidence is ln(p / floor), similar_cases.word_evidence)
     # breakdown (no log)
     "breakdown_states_share": 0.5,              # states above this budget share (full / freeze fine-tuning)
     "breakdown_scores_share": 0.1,              # eager scores above this peak share
