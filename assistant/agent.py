@@ -69,8 +69,9 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
     estimate = _estimate(setup, sized, margin, notes)
     dataset = _dataset(request, doc, setup, estimate, margin) if request.dataset is not None else None
     hits = _retrieve(report, setup, index, settings, mode, notes, request.log_text, trend) if request.retrieve and has_log else []
-    near = _neighbours(request, reports, notes) if request.retrieve and has_log else []
-    reading = _word_reading(request, words, notes) if request.retrieve and has_log else None
+    terms = _paste_terms(request) if request.retrieve and has_log else None
+    near = _neighbours(terms, reports, notes) if terms is not None else []
+    reading = _word_reading(terms, words, notes) if terms is not None else None
     held, ranks = _reconcile(request, estimate), _ranks(request) if has_log else None
     signals = collect_signals(report if has_log else None, setup, estimate, hits, trend, cues, held=held, ranks=ranks,
                               neighbours=near, words=reading)
@@ -225,26 +226,33 @@ def _retrieve(report: OOMReport, setup: TrainingSetup, index: Any, settings: Any
         return []
 
 
-def _neighbours(request: DiagnoseRequest, reports: Any, notes: list[str]) -> list[Any]:
-    """The labelled public reports worded most like the paste (its log, words and config); a failure is a note."""
-    from ..kb.reports import load_reports, paste_text
+def _paste_terms(request: DiagnoseRequest) -> dict[str, int]:
+    """The paste's words (its log, words and config) as the labelled reports count them: read once, for the
+    neighbours and the word model alike."""
+    from ..kb.reports import paste_text, report_terms
+
+    return report_terms(paste_text(request.log_text, request.config_text))
+
+
+def _neighbours(terms: dict[str, int], reports: Any, notes: list[str]) -> list[Any]:
+    """The labelled public reports worded most like the paste; a failure is a note."""
+    from ..kb.reports import load_reports
 
     try:
         if reports is None:
             reports = load_reports()
-        return list(reports.neighbours(paste_text(request.log_text, request.config_text)))
+        return list(reports.neighbours_of_terms(terms))
     except Exception as exc:  # noqa: BLE001 - like retrieval, an aid: the diagnosis stands without it
         _aid_failed(notes, "labelled reports unavailable", exc)
         return []
 
 
-def _word_reading(request: DiagnoseRequest, words: Any, notes: list[str]) -> Any:
+def _word_reading(terms: dict[str, int], words: Any, notes: list[str]) -> Any:
     """The labelled reports' word model's reading of the paste; a failure is a note."""
     from ..kb.report_words import load_words
-    from ..kb.reports import paste_text
 
     try:
-        return (words if words is not None else load_words()).read(paste_text(request.log_text, request.config_text))
+        return (words if words is not None else load_words()).read_terms(terms)
     except Exception as exc:  # noqa: BLE001 - like the neighbours, an aid: the diagnosis stands without it
         _aid_failed(notes, "labelled reports' word model unavailable", exc)
         return None

@@ -102,8 +102,8 @@ def collect(cases: list[dict]) -> list[CaseSignals]:
         except InputError:
             d = diagnose(request.model_copy(update={"config_text": None, "config_name": None}), index=own,
                          reports=none, words=no_words)
-        text = paste_text(request.log_text, request.config_text)
-        near = reports.neighbours(text, NEIGHBOUR_POOL, skip_source=case.get("source"))
+        terms = report_terms(paste_text(request.log_text, request.config_text))
+        near = reports.neighbours_of_terms(terms, NEIGHBOUR_POOL, skip_source=case.get("source"))
         features: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         discount: dict[str, float] = defaultdict(lambda: 1.0)
         for s in d.signals:
@@ -116,7 +116,7 @@ def collect(cases: list[dict]) -> list[CaseSignals]:
         out.append(CaseSignals(str(case.get("id")), project_of(case), list(exp.get("primary_any_of") or []),
                                list(exp.get("top3_must_include") or []),
                                {k: dict(v) for k, v in features.items()}, dict(discount), case["_set"],
-                               [(n.project, n.label, n.similarity, tuple(n.also)) for n in near], report_terms(text)))
+                               [(n.project, n.label, n.similarity, tuple(n.also)) for n in near], terms))
     return out
 
 

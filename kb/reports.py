@@ -123,7 +123,12 @@ class ReportIndex(BaseModel):
                    skip_projects: frozenset[str] | set[str] = frozenset()) -> list[Neighbour]:
         """The k reports most like `text`, best first; `skip_source` leaves a report's own thread out (a report is
         never its own neighbour) and `skip_projects` whole projects (cross-validation by project)."""
-        query = tfidf_vector(report_terms(text), self._idf)
+        return self.neighbours_of_terms(report_terms(text), k, skip_source=skip_source, skip_projects=skip_projects)
+
+    def neighbours_of_terms(self, terms: dict[str, int], k: int = NEIGHBOURS, *, skip_source: str | None = None,
+                            skip_projects: frozenset[str] | set[str] = frozenset()) -> list[Neighbour]:
+        """As `neighbours`, from a paste's term counts (report_terms), when the word model reads the same ones."""
+        query = tfidf_vector(terms, self._idf)
         scores: dict[int, float] = defaultdict(float)
         for t, w in query.items():
             for i, dw in self._postings.get(t, ()):
@@ -154,6 +159,9 @@ class LeaveOwnReportOut:
 
     def neighbours(self, text: str, k: int = NEIGHBOURS) -> list[Neighbour]:
         return self.index.neighbours(text, k, skip_source=self.source)
+
+    def neighbours_of_terms(self, terms: dict[str, int], k: int = NEIGHBOURS) -> list[Neighbour]:
+        return self.index.neighbours_of_terms(terms, k, skip_source=self.source)
 
 
 @lru_cache(maxsize=1)

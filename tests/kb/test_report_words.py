@@ -8,14 +8,11 @@ import sys
 from pathlib import Path
 
 from ask_oom.kb.report_words import WordModel, fit, load_words, unseen_models
-from ask_oom.kb.reports import LabelledReport, load_reports, report_terms
+from ask_oom.kb.reports import load_reports
+
+from .test_reports import _report   # one labelled report from a line of words, as the index tests build them
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _report(rid: str, text: str, label: str, project: str) -> LabelledReport:
-    return LabelledReport(id=rid, source=f"https://github.com/o/{project}/issues/{rid}", project=project,
-                          labels=[label], terms=report_terms(text))
 
 
 REPORTS = [

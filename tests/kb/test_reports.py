@@ -40,6 +40,9 @@ def test_a_report_is_never_its_own_neighbour_and_projects_can_be_left_out():
     assert "1" not in [n.id for n in own] and "2" in [n.id for n in own]
     assert all(n.project != "vllm" for n in INDEX.neighbours(text, skip_projects={"vllm"}))
     assert [n.id for n in LeaveOwnReportOut(INDEX, "https://github.com/o/vllm/issues/1").neighbours(text)][0] == "2"
+    # from the paste's term counts (as the agent reads them once for the neighbours and the word model) alike
+    assert [n.id for n in LeaveOwnReportOut(INDEX, "https://github.com/o/vllm/issues/1").neighbours_of_terms(
+        report_terms(text))][0] == "2"
 
 
 def test_chinese_is_read_as_character_pairs_so_phrases_inside_longer_runs_match():
