@@ -3,7 +3,8 @@
 The ranking adds, per label, weight[rule] x value for every signal the evidence families emit (tools/root_causes).
 Here those signals are collected once per case through the real pipeline (assistant/agent.diagnose), and the
 weights are fitted as a conditional-logit model: P(label | case) = softmax over the case's candidate labels of
-points(label) = discount(label) x sum(weight[rule] x value). The loss is the negative log of the probability of the
+points(label) = discount(label) x sum(weight[rule] x value), the discount the product of the fitted factors (each in
+(0, 1]) of the rules that speak against the label. The loss is the negative log of the probability of the
 labels the case accepts as primary, plus an L2 pull of every weight towards one shared constant (never towards the
 hand-written table, which was written while reading these cases: a prior from it would leak them into every fold).
 
@@ -51,6 +52,7 @@ from ask_oom.tools.root_causes.weights import THRESHOLDS  # noqa: E402
 
 FITTED_PATH = REPO / "tools" / "root_causes" / "fitted_weights.json"
 PRIOR_WEIGHT = 2.0        # every weight is pulled towards this one constant (the typical size of one piece of evidence)
+DISCOUNT_PRIOR = 0.5      # ... and every discount towards halving its cause's points, where no table gives another
 L2_GRID = (0.03, 0.1, 0.3, 1.0, 3.0)   # prior strengths tried by an inner grouped split; the best on it is used
 STEPS = 200
 LEARNING_RATE = 0.08
@@ -66,7 +68,7 @@ class CaseSignals:
     accepted: list[str]
     must: list[str]
     features: dict[str, dict[str, float]]   # label -> rule -> summed value
-    discount: dict[str, float]              # label -> product of discount weights (fixed, not fitted)
+    discount: dict[str, dict[str, int]]     # label -> discount rule -> times it fired (its factor is fitted)
     set_name: str = ""
     # the labelled reports most like this one (project, primary label, similarity), its own thread left out: their
     # votes are added per fold from the training projects only (with_votes), never from the fold held out
@@ -90,7 +92,6 @@ def collect(cases: list[dict]) -> list[CaseSignals]:
     from ask_oom.kb.reports import ReportIndex, load_reports, paste_text, report_terms
     from ask_oom.tools.errors import InputError
     from ask_oom.tools.root_causes.signals import Kind
-    from ask_oom.tools.root_causes.weights import DEFAULT_WEIGHTS
 
     index, reports, none, no_words = CaseIndex.load_or_build(None), load_reports(), ReportIndex(), WordModel()
     out = []
@@ -105,17 +106,18 @@ def collect(cases: list[dict]) -> list[CaseSignals]:
         terms = report_terms(paste_text(request.log_text, request.config_text))
         near = reports.neighbours_of_terms(terms, NEIGHBOUR_POOL, skip_source=case.get("source"))
         features: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        discount: dict[str, float] = defaultdict(lambda: 1.0)
+        discount: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for s in d.signals:
             label = s.label.value
             if s.kind is Kind.discount:
-                discount[label] *= DEFAULT_WEIGHTS.points[s.name]
+                discount[label][s.name] += 1
             elif s.value:
                 features[label][s.name] += s.value
         exp = case["expected"]
         out.append(CaseSignals(str(case.get("id")), project_of(case), list(exp.get("primary_any_of") or []),
                                list(exp.get("top3_must_include") or []),
-                               {k: dict(v) for k, v in features.items()}, dict(discount), case["_set"],
+                               {k: dict(v) for k, v in features.items()}, {k: dict(v) for k, v in discount.items()},
+                               case["_set"],
                                [(n.project, n.label, n.similarity, tuple(n.also)) for n in near], terms))
     return out
 
@@ -188,21 +190,41 @@ def grouped_folds(rows: list[CaseSignals], k: int, seed: int | None = None) -> l
     return project_folds([r.project for r in rows], k, seed)
 
 
-class Fitter:
-    """The conditional-logit fit over a fixed rule vocabulary (torch on CPU; a few hundred cases fit in a second)."""
+def discount_rules(rows: list[CaseSignals]) -> list[str]:
+    """The discount rules that fired on `rows`: each one's factor is fitted beside the support weights."""
+    return sorted({name for r in rows for names in r.discount.values() for name in names})
 
-    def __init__(self, rules: list[str], prior: dict[str, float] | None = None):
+
+def discount_factor(row: CaseSignals, label: str, weights: dict[str, float]) -> float:
+    """The share of its points `label` keeps on `row`: the product of its discount rules' factors (a rule the table
+    lacks keeps DISCOUNT_PRIOR)."""
+    factor = 1.0
+    for name, times in row.discount.get(label, {}).items():
+        factor *= weights.get(name, DISCOUNT_PRIOR) ** times
+    return factor
+
+
+class Fitter:
+    """The conditional-logit fit over a fixed rule vocabulary (torch on CPU; a few hundred cases fit in a second):
+    a positive weight per support rule and a factor in (0, 1] per discount rule."""
+
+    def __init__(self, rules: list[str], prior: dict[str, float] | None = None, discounts: list[str] = ()):
         self.rules = rules
         self.pos = {r: i for i, r in enumerate(rules)}
         self.prior = [float((prior or {}).get(r, PRIOR_WEIGHT)) for r in rules]
+        self.discounts = list(discounts)
+        self.dpos = {r: i for i, r in enumerate(self.discounts)}
+        self.dprior = [float((prior or {}).get(r, DISCOUNT_PRIOR)) for r in self.discounts]
 
     def _tensors(self, rows: list[CaseSignals]):
-        """One padded batch: x[case, label, rule] (discount applied), which labels each case accepts, which exist."""
+        """One padded batch: x[case, label, rule], d[case, label, discount rule] (times fired), which labels each case
+        accepts, which exist."""
         import torch
 
         usable = [r for r in rows if r.features]   # a case whose evidence misses its label teaches the null option
         width = max((len(r.features) for r in usable), default=1)
         x = torch.zeros(len(usable), width, len(self.rules))
+        d = torch.zeros(len(usable), width, max(len(self.discounts), 1))
         ok = torch.zeros(len(usable), width, dtype=torch.bool)
         present = torch.zeros(len(usable), width, dtype=torch.bool)
         for ci, r in enumerate(usable):
@@ -211,30 +233,40 @@ class Fitter:
                 ok[ci, li] = label in r.accepted
                 for rule, v in r.features[label].items():
                     if rule in self.pos:
-                        x[ci, li, self.pos[rule]] = v * r.discount.get(label, 1.0)
-        return x, ok, present
+                        x[ci, li, self.pos[rule]] = v
+                for name, times in r.discount.get(label, {}).items():
+                    if name in self.dpos:
+                        d[ci, li, self.dpos[name]] = times
+        return x, d, ok, present
 
     def fit(self, rows: list[CaseSignals], l2: float):
         import torch
 
-        x, ok, present = self._tensors(rows)
+        x, d, ok, present = self._tensors(rows)
         centre = torch.tensor(self.prior).clamp(min=0.05)
         raw = torch.log(torch.expm1(centre)).clone().requires_grad_(True)
+        # a discount's log factor stays below zero (evidence against never raises a cause), pulled towards its prior
+        dcentre = torch.log(torch.tensor(self.dprior or [DISCOUNT_PRIOR]).clamp(0.01, 0.99))
+        draw = torch.log(torch.expm1(-dcentre)).clone().requires_grad_(True)
         null = torch.tensor(float(PRIOR_WEIGHT), requires_grad=True)   # the points of "none of the causes with evidence"
-        opt = torch.optim.Adam([raw, null], lr=LEARNING_RATE)
+        opt = torch.optim.Adam([raw, draw, null], lr=LEARNING_RATE)
         neg = torch.tensor(float("-inf"))
         for _ in range(STEPS):
             opt.zero_grad()
             w = torch.nn.functional.softplus(raw)        # weights stay positive: evidence never counts against
-            logits = x @ w
+            logd = -torch.nn.functional.softplus(draw)
+            logits = (x @ w) * torch.exp(d @ logd)
             missed = ~ok.any(1, keepdim=True)          # no candidate is right: "none of these" is the right answer
             right = torch.logsumexp(torch.cat([torch.where(ok, logits, neg),
                                                torch.where(missed, null.expand(len(x), 1), neg)], 1), 1)
             every = torch.logsumexp(torch.cat([torch.where(present, logits, neg), null.expand(len(x), 1)], 1), 1)
-            loss = (every - right).mean() + l2 * ((w - centre) ** 2).sum() / len(self.rules)
+            loss = (every - right).mean() + l2 * (((w - centre) ** 2).sum()
+                                                  + ((logd - dcentre) ** 2)[:len(self.discounts)].sum()) / len(self.rules)
             loss.backward()
             opt.step()
         fitted = {r: float(v) for r, v in zip(self.rules, torch.nn.functional.softplus(raw).detach())}
+        fitted.update({r: float(math.exp(-v)) for r, v in
+                       zip(self.discounts, torch.nn.functional.softplus(draw).detach().tolist())})
         fitted[NULL] = float(null.detach())
         return fitted
 
@@ -243,7 +275,8 @@ def predict(row: CaseSignals, weights: dict[str, float], default: float = PRIOR_
             temperature: float = 1.0, confidence: Knots = ()) -> list[tuple[str, float, float]]:
     """(label, points, probability) best first: points as the ranking adds them, probability as the softmax of
     points / temperature, the leading one through the `confidence` map (as the ranking does)."""
-    pts = {label: row.discount.get(label, 1.0) * sum(weights.get(rule, default) * v for rule, v in feats.items() if rule != NULL)
+    pts = {label: discount_factor(row, label, weights) * sum(weights.get(rule, default) * v for rule, v in feats.items()
+                                                             if rule != NULL)
            for label, feats in row.features.items()}
     if not pts:
         return []
@@ -286,7 +319,7 @@ def cross_validate(rows: list[CaseSignals], rules: list[str], k: int, prior: dic
     `seed` picks another split of the projects into folds (grouped_folds)."""
     preds: list = [None] * len(rows)
     chosen = {}
-    fitter = Fitter(rules, prior)
+    fitter = Fitter(rules, prior, discount_rules(rows))
     for fi, fold in enumerate(grouped_folds(rows, k, seed)):
         held = set(fold)
         seen = {r.project for i, r in enumerate(rows) if i not in held}
@@ -319,7 +352,7 @@ def choose_hyperparameters(train: list[CaseSignals], rules: list[str], prior: di
     written from, and their near-certain answers would make every new report's probability too confident. The map is
     fitted on the same cases."""
     inner = grouped_folds(train, 3)
-    fitter = Fitter(rules, prior)
+    fitter = Fitter(rules, prior, discount_rules(train))
     splits = []
     for fold in inner:
         held = set(fold)
@@ -416,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     l2_all, temperature, confidence = choose_hyperparameters(rows, rules, prior, words)
     # the final fit: every other project's reports vote and the word model reads each report unseen, as in the product
     rows = [with_votes(r, None, words) for r in rows]
-    fitted = Fitter(rules, prior).fit(rows, l2_all)
+    fitted = Fitter(rules, prior, discount_rules(rows)).fit(rows, l2_all)
     preds_in = [predict(r, fitted, temperature=temperature, confidence=confidence) for r in rows]
     preds_hand = [predict(r, hand) for r in rows]
     result = {

@@ -39,6 +39,7 @@ from .phase import PHASE_PRIOR_RULES, phase_and_operation
 from .related_errors import cublas_after_assert, dtype_support, not_a_memory_error, related_errors
 from .request_size import (gathers_parameters, request_explained, request_vs_tensors, zero3_sub_group_request,
                            zero_partition_request)
+from .ruled_out import ruled_out_by_settings
 from .scoring import has_evidence, score_signals
 from .signals import Signal, support
 from .similar_cases import labelled_report_votes, labelled_report_words, similar_case_votes
@@ -114,7 +115,7 @@ def collect_signals(
     signals += [*related_errors(report, memory_error=True), *dtype_support(report, setup, cues, memory_error=True),
                 *quantization(report, cues), *without_numbers(report, setup, cues),
                 *comparable_model_worked(setup, cues, th), *adapters_worked(cues), *fix_said(cues),
-                *similar_case_votes(hits or [], th), *held_memory(held, ranks)]
+                *ruled_out_by_settings(report, setup), *similar_case_votes(hits or [], th), *held_memory(held, ranks)]
     signals = votes_beside_the_phase(signals)
     if not has_evidence(signals, weights):
         signals += no_specific_evidence()
@@ -132,7 +133,8 @@ def failure_not_shown(report: OOMReport, setup: TrainingSetup | None, estimate: 
     multimodal = multimodal_reason(report, setup, cues)
     out = [*breakdown_signals(setup, estimate, th), *phase_and_operation(report, setup, multimodal, cues, th),
            *without_numbers(report, setup, cues), *imbalance_said(cues), *comparable_model_worked(setup, cues, th),
-           *adapters_worked(cues), *fix_said(cues), *similar_case_votes(hits or [], th), *offloaded_without_failure(setup)]
+           *adapters_worked(cues), *fix_said(cues), *ruled_out_by_settings(report, setup), *similar_case_votes(hits or [], th),
+           *offloaded_without_failure(setup)]
     if trend is not None:
         out += [*memory_over_time(trend, th), *growth_with_images(trend, setup, multimodal),
                 *growth_without_length_cap(trend, setup)]

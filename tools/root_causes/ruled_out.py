@@ -1,0 +1,26 @@
+"""What the run's stated settings rule out: a cause whose fix the settings have already applied cannot be why the run
+ran out. Each cause in ../shared/root-causes.md is named by its fix ("reduce the micro-batch"), so a run already at
+the end of that fix speaks against it, whatever else (similar reports, the words "batch size") speaks for it."""
+
+from __future__ import annotations
+
+from ..labels import Label
+from ..report import OOMReport
+from ..training_setup import TrainingSetup
+from .facts import stated_micro_batch
+from .signals import Signal, discount
+
+# phases whose batch is not the training micro-batch: evaluation runs per_device_eval_batch_size (8 by default in the
+# HF Trainer), generation its own number of sequences
+_OTHER_BATCH_PHASES = ("evaluation", "generation")
+
+
+def ruled_out_by_settings(report: OOMReport, setup: TrainingSetup | None) -> list[Signal]:
+    """Discounts for the causes the stated settings have already fixed."""
+    out: list[Signal] = []
+    if stated_micro_batch(setup) == 1 and report.phase not in _OTHER_BATCH_PHASES:
+        where = setup.provenance["micro_batch"]
+        out.append(discount(Label.batch_too_large, "batch_of_one",
+                            f"the micro-batch is already 1 ({where.detail or where.origin}): it cannot be reduced, so a "
+                            "smaller batch is no fix here; what a step holds grows with the tokens per sample instead"))
+    return out
