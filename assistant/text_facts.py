@@ -1,6 +1,7 @@
 """Facts the user's own words state beside the log: the GPUs ("8x A100 80GB", "4张10G 3080"), the host's RAM
-("512GB内存"), the sequence length ("context length is 32k"), the micro-batch ("bs=1") and the method ("QLoRA"). They fill only what the log, the config
-and the flags left unsaid (at a default), each with provenance "user" and the words it came from."""
+("512GB内存"), the sequence length ("context length is 32k"), the micro-batch ("bs=1"), the method ("QLoRA") and
+gradient checkpointing said to be off ("the gradient checkpointing is NOT implemented"). They fill only what the log,
+the config and the flags left unsaid (at a default), each with provenance "user" and the words it came from."""
 
 from __future__ import annotations
 
@@ -29,6 +30,18 @@ _BATCH = re.compile(r"(?<![A-Za-z_])(?:bs|batch[ _]?size|micro[ _]?batch(?:[ _]?
 _HOST_RAM = re.compile(r"(\d{1,4}(?:\.\d)?)\s{0,2}(T|G)i?B?\s{0,3}(?:of\s{1,3})?(?:host\s{1,3}|system\s{1,3}|CPU\s{1,3})?"
                        r"(?:内存|RAM\b|memory\s{0,2}\(?RAM|host memory)", re.IGNORECASE)
 _QLORA = re.compile(r"(?<![A-Za-z])q-?lora(?![A-Za-z])", re.IGNORECASE)
+# gradient (activation) checkpointing said to be off, missing or broken in the run: "without gradient checkpointing",
+# "activation checkpointing got broken", "gradient checkpointing is not implemented by modeling_phi.py",
+# "gradient_checkpointing=False", "没开梯度检查点". Only its state: "checkpointing does not help" says it was on.
+_GC = r"(?:gradient[ _-]?checkpoint\w*|activation[ _-]?checkpoint\w*|grad[ _-]?ckpt|梯度检查点|重计算)"
+_GC_OFF = re.compile(
+    r"(?:\bwithout|\bno|\bdisabl\w*|\bturn\w* off|\bswitch\w* off)\s{1,3}(?:the\s{1,3}|any\s{1,3})?" + _GC
+    + r"|" + _GC + r"[^.\n。;]{0,40}?\b(?:(?:is|was|are|were|got|gets|been|be)\s{1,3})?(?:not\s{1,3}(?:implemented|supported"
+    r"|enabled|applied|used|working|on)\b|(?:doesn'?t|does\s{1,3}not|didn'?t|did\s{1,3}not)\s{1,3}(?:work|apply|take effect)\b"
+    r"|broken|disabled|inert\b|off\b)"
+    r"|" + _GC + r"\s{0,3}(?:=|:)\s{0,3}(?:False|false|0)\b"
+    r"|(?:没有?开(?:启)?|未开启|未启用|关闭了?|不支持)" + _GC + r"|" + _GC + r"[^。\n]{0,10}?(?:没有?开|未开启|未启用|关闭|不支持|不生效|失效)",
+    re.IGNORECASE)
 
 
 def prose_lines(text: str) -> list[str]:
@@ -89,6 +102,9 @@ def text_facts(setup: TrainingSetup, text: str) -> TrainingSetup:
     b = _BATCH.search(words)
     if b and _unsaid(setup, "micro_batch") and 1 <= int(b.group(1)) <= 4096:
         setup = setup.with_fact("micro_batch", int(b.group(1)), "user", f"the text: {b.group(0).strip()}")
+    g = _GC_OFF.search(words)
+    if g and _unsaid(setup, "gradient_checkpointing"):
+        setup = setup.with_fact("gradient_checkpointing", False, "user", f"the text: {g.group(0).strip()[:QUOTE_SHORT]}")
     if _unsaid(setup, "method"):
         # adapters named and not denied ("without any LoRA"), else full fine-tuning stated: log_cues' own tests
         named = [line for line in words.splitlines() if adapter_named(line)]

@@ -122,10 +122,12 @@ def is_prose(line: str) -> bool:
     return symbols <= 0.2 * len(chars)
 
 
-# "llama3.1 70B", "qwen2.5 7b": a family word and its size with a space between (read as "llama3.1-70B")
+# "llama3.1 70B", "qwen2.5 7b", "Llama 3 70B", "llama-3 70b": a family word (its version glued, hyphenated or spaced)
+# and its size with a space between (read as "llama3.1-70B", "Llama3-70B", "llama-3-70b")
 _FAMILIES = (r"(?:llama|qwen|mistral|mixtral|gemma|phi|yi|baichuan|chatglm|glm|internlm|deepseek|falcon|bloomz?|opt|vicuna|"
              r"codellama|olmo|starcoder)[A-Za-z0-9_.]{0,10}")
-_FAMILY_SIZE = re.compile(r"(?<![A-Za-z0-9_/.-])(" + _FAMILIES + r") (\d{1,3}(?:\.\d)?[bB])(?![A-Za-z0-9])", re.IGNORECASE)
+_FAMILY_SIZE = re.compile(r"(?<![A-Za-z0-9_/.-])(" + _FAMILIES + r"(?:[- ]\d{1,2}(?:\.\d)?)?) (\d{1,3}(?:\.\d)?[bB])(?![A-Za-z0-9])",
+                          re.IGNORECASE)
 # ...or only its size, said of a model: "13B 模型", "a 7B model" (the registry stands in a model of that size)
 _SIZE_ONLY = re.compile(r"(?<![A-Za-z0-9_.])(\d{1,3}(?:\.\d)?) ?[bB] ?(?:的 ?)?(?:大?模型|models?\b|LLMs?\b)", re.IGNORECASE)
 # ...or its size first: "7b bloom", "70B llama"
@@ -155,7 +157,7 @@ def _model_in_line(line: str) -> str | None:
             return name
     m = _FAMILY_SIZE.search(line)
     if m:
-        return f"{m.group(1)}-{m.group(2)}"
+        return f"{m.group(1).replace(' ', '')}-{m.group(2)}"
     m = _SIZE_FAMILY.search(line)
     if m:
         return f"{m.group(2)}-{m.group(1)}"

@@ -68,3 +68,21 @@ def test_the_method_in_words_an_adapter_denied_is_full_fine_tuning():
     for text, method in said.items():
         s = text_facts(TrainingSetup(), text)
         assert (s.method if "method" in s.provenance else None) == method, text
+
+
+def test_gradient_checkpointing_said_to_be_off_or_broken():
+    """"Without gradient checkpointing", "activation checkpointing got broken", "没开梯度检查点": the run kept every
+    layer's activations, stated by the user; checkpointing said to be on (or not to help) states nothing of the kind."""
+    for said in ("Since the gradient checkpointing is NOT implemented by modeling_phi.py, finetuning it raises OOM.",
+                 "With that commit activation checkpointing got broken, resulting in out-of-memory errors.",
+                 "If we disable gradient_checkpointing, it leads to Out-of-Memory errors.",
+                 "训练时没开梯度检查点，显存爆了"):
+        s = text_facts(TrainingSetup(), said + "\ntorch.OutOfMemoryError: CUDA out of memory.\n")
+        assert s.gradient_checkpointing is False and s.provenance["gradient_checkpointing"].origin == "user", said
+    for said in ("I enabled gradient checkpointing but it did not help.",
+                 "Even with gradient checkpointing on, it fails.",
+                 "I use use_gradient_checkpointing_offload and deepspeed stage 3 and it still runs out of memory."):
+        s = text_facts(TrainingSetup(), said + "\ntorch.OutOfMemoryError: CUDA out of memory.\n")
+        assert "gradient_checkpointing" not in s.provenance, said
+    on = TrainingSetup().with_fact("gradient_checkpointing", True, "config", "train.yaml: gradient_checkpointing")
+    assert text_facts(on, "Without gradient checkpointing it would not fit.\n").gradient_checkpointing is True

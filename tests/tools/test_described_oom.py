@@ -76,6 +76,10 @@ def test_the_model_a_text_names_by_url_or_id():
         "google/flan-t5-xxl"
     assert model_named("see question-answering/run_seq2seq_qa.py\nwith Qwen2.5-7B") == "Qwen2.5-7B"
     assert model_named("int8/int4 with InternVL2-26B") == "InternVL2-26B"
+    # the family's version apart from its name, then the size: one name, without the space
+    assert model_named("fine-tune llama-3 70b with qlora") == "llama-3-70b"
+    assert model_named("Llama 3.1 8B on one 4090") == "Llama3.1-8B"
+    assert model_named("llama 2 models are great") is None
 
 
 def test_host_ram_too_small_in_chinese():
