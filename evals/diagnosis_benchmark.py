@@ -4,9 +4,9 @@ Datasets: ../shared/dev-cases/*.yaml (when present beside the repo) and our own 
 not in kb/cases: evals/data/diagnosis, diagnosis_extra, diagnosis_fresh and diagnosis_fresh2 form the dev set the
 targets apply to (the last two were held out until their first measurement, see their READMEs);
 evals/data/diagnosis_fresh3 and diagnosis_fresh4 were written after the diagnosis was tuned, by someone who did not see
-its output; evals/data/diagnosis_fresh5 to diagnosis_fresh24 are validation sets (reports from projects found in no
+its output; evals/data/diagnosis_fresh5 to diagnosis_fresh25 are validation sets (reports from projects found in no
 other set, written blind to the code) whose aggregate lines compare changes during a session, their cases never read;
-the dev corpora diagnosis_corpus_a to diagnosis_corpus_z and diagnosis_corpus_aa to diagnosis_corpus_az and diagnosis_corpus_ba to diagnosis_corpus_be were each measured once unseen, then joined the dev set; and
+the dev corpora diagnosis_corpus_a to diagnosis_corpus_z and diagnosis_corpus_aa to diagnosis_corpus_az and diagnosis_corpus_ba to diagnosis_corpus_bh were each measured once unseen, then joined the dev set; and
 evals/data/heldout_projects holds 45 reports from 38 projects found in no other set: they are reported
 beside the dev set as the measure of generalisation (never tune rules on them; heldout_projects is measured once per
 session, at its end). A case id already seen in an
@@ -46,9 +46,9 @@ REPO = Path(__file__).resolve().parents[1]
 TARGET_SETS = ("dev-cases", "diagnosis", "diagnosis_extra", "diagnosis_fresh", "diagnosis_fresh2",
                *(f"diagnosis_corpus_{letter}" for letter in "abcdefghijklmnopqrstuvwxyz"),
                *(f"diagnosis_corpus_a{letter}" for letter in "abcdefghijklmnopqrstuvwxyz"),
-               *(f"diagnosis_corpus_b{letter}" for letter in "abcde"))
+               *(f"diagnosis_corpus_b{letter}" for letter in "abcdefgh"))
 # measured beside the dev set, never fitted on: held out, then the validation sets, then the held-out project group
-HELD_OUT_SETS = ("diagnosis_fresh3", "diagnosis_fresh4", *(f"diagnosis_fresh{n}" for n in range(5, 25)), "heldout_projects")
+HELD_OUT_SETS = ("diagnosis_fresh3", "diagnosis_fresh4", *(f"diagnosis_fresh{n}" for n in range(5, 26)), "heldout_projects")
 DATASETS = [REPO.parent / "shared" / "dev-cases",
             *(REPO / "evals" / "data" / name for name in TARGET_SETS[1:] + HELD_OUT_SETS)]
 # the folders the weights may be fitted on (evals/fit_weights.py): the dev set, never a held-out one

@@ -23,7 +23,7 @@ right on the held-out folds (reliability table).
 the split alone moves the headline by about a point, so a change smaller than that is read against the spread.
 `--write` stores the weights fitted on every dev case, with the cross-validated figures, in
 tools/root_causes/fitted_weights.json (the ranking's default table reads it). Held-out sets (diagnosis_fresh3,
-diagnosis_fresh4, heldout_projects) and the validation sets (diagnosis_fresh5 to diagnosis_fresh24) are never read here.
+diagnosis_fresh4, heldout_projects) and the validation sets (diagnosis_fresh5 to diagnosis_fresh25) are never read here.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The diagnosis sets of our own (evals/data/diagnosis_extra/, diagnosis_fresh/, diagnosis_fresh2/, diagnosis_fresh3/,
-diagnosis_fresh4/, the validation sets diagnosis_fresh5/ to diagnosis_fresh24/, the dev corpora diagnosis_corpus_a/ to diagnosis_corpus_z/ and diagnosis_corpus_aa/ to diagnosis_corpus_az/, diagnosis_corpus_ba/ to diagnosis_corpus_be/, and the held-out project group
+diagnosis_fresh4/, the validation sets diagnosis_fresh5/ to diagnosis_fresh25/, the dev corpora diagnosis_corpus_a/ to diagnosis_corpus_z/ and diagnosis_corpus_aa/ to diagnosis_corpus_az/, diagnosis_corpus_ba/ to diagnosis_corpus_bh/, and the held-out project group
 heldout_projects/, *.yaml): real public OOM reports in the format of
 ../shared/dev-cases. These tests keep all of them usable as evaluation sets: every file has the dev-case keys, the
 labels come from the root-cause vocabulary, ids and sources are unique and never overlap the dev cases, the knowledge
@@ -35,12 +35,12 @@ KB_CASES = REPO / "kb" / "cases"
 # unused English threads for six causes had all been taken: its reports settled 10 first labels), and corpus AW (the
 # same for the Chinese threads: 10 first labels), and corpus AY (inference threads as found: its one look-alike prints
 # an OutOfMemoryError, so the set has no not_oom report), and corpus AZ (the unused LLM threads had run out: encoder and
-# speech reports, 5 labels)
-AS_FOUND_SETS = {"diagnosis_corpus_az", "diagnosis_corpus_av", "diagnosis_corpus_aw", "diagnosis_corpus_ay", "diagnosis_fresh5", "diagnosis_fresh6", "diagnosis_fresh7", "diagnosis_fresh8", "diagnosis_fresh9",
+# speech reports, 5 labels), and corpus BG (multimodal and speech threads as found: the unused ones held no look-alike)
+AS_FOUND_SETS = {"diagnosis_corpus_az", "diagnosis_corpus_bg", "diagnosis_corpus_av", "diagnosis_corpus_aw", "diagnosis_corpus_ay", "diagnosis_fresh5", "diagnosis_fresh6", "diagnosis_fresh7", "diagnosis_fresh8", "diagnosis_fresh9",
                  "diagnosis_fresh10", "diagnosis_fresh11", "diagnosis_fresh12", "diagnosis_fresh13",
                  "diagnosis_fresh14", "diagnosis_fresh15", "diagnosis_fresh16", "diagnosis_fresh17",
                  "diagnosis_fresh18", "diagnosis_fresh19", "diagnosis_fresh20",
-                 "diagnosis_fresh21", "diagnosis_fresh22",
+                 "diagnosis_fresh21", "diagnosis_fresh22", "diagnosis_fresh23", "diagnosis_fresh24", "diagnosis_fresh25",
                  "diagnosis_corpus_f", "diagnosis_corpus_w", "diagnosis_corpus_aa"}
 SIBLING_SET = REPO / "evals" / "data" / "diagnosis"  # the benchmark's other own-cases folder
 
