@@ -123,3 +123,13 @@ def test_the_classic_decoders_count_exactly_as_transformers_builds_them():
         assert count_params(resolve_model(name)).total == total, name
     bloom = resolve_model("bloom-7b")
     assert bloom.attention_impls == ["eager"] and bloom.vocab_size == 250_880   # no sdpa / flash-attn path for BLOOM
+
+
+def test_a_loose_name_keeps_the_size_it_states():
+    """Dropping a name's trailing words must not drop its size: "BLOOMZ-1.7B" is no alias of the 176B BLOOM (whose
+    registry name states no size), while "qwen2.5-7b-instruct-sft-v2" still finds the 7B it names."""
+    from ask_oom.tools.memory.registry import lookup_key
+
+    assert lookup_key("BLOOMZ-1.7B") != "bigscience/bloom"
+    assert lookup_key("bloomz") == lookup_key("bigscience/bloom")
+    assert lookup_key("qwen2.5-7b-instruct-sft-v2") == "Qwen/Qwen2.5-7B"

@@ -68,13 +68,21 @@ def lookup_key(name_or_path: str) -> str | None:
     n = _norm(name_or_path)
     if n in idx:
         return idx[n]
-    # "qwen2.5-7b-instruct-sft-v2": drop trailing tokens until a known name remains (longest match first)
-    tokens = [t for t in re.split(r"[-_ ]+", name_or_path.strip().rstrip("/").split("/")[-1].lower()) if t]
+    # "qwen2.5-7b-instruct-sft-v2": drop trailing tokens until a known name remains (longest match first); a name that
+    # states its size keeps it: "BLOOMZ-1.7B" is not the 176B "bloomz", whose own name states no size
+    base = name_or_path.strip().rstrip("/").split("/")[-1].lower()
+    stated = _size_b(base)
+    tokens = [t for t in re.split(r"[-_ ]+", base) if t]
     for end in range(len(tokens) - 1, 0, -1):
         cand = _norm("-".join(tokens[:end]))
-        if cand in idx:
+        if cand in idx and (stated is None or _same_size(stated, _size_b(idx[cand].split("/")[-1]))):
             return idx[cand]
     return None
+
+
+def _same_size(stated: float, size: float | None) -> bool:
+    """A registry entry of `size` billions stands for a name that states `stated` (within the nearest-match tolerance)."""
+    return size is not None and abs(size - stated) <= _SIZE_TOLERANCE * stated
 
 
 @lru_cache(maxsize=256)
