@@ -224,7 +224,7 @@ class Fitter:
         usable = [r for r in rows if r.features]   # a case whose evidence misses its label teaches the null option
         width = max((len(r.features) for r in usable), default=1)
         x = torch.zeros(len(usable), width, len(self.rules))
-        d = torch.zeros(len(usable), width, max(len(self.discounts), 1))
+        d = torch.zeros(len(usable), width, len(self.discounts))
         ok = torch.zeros(len(usable), width, dtype=torch.bool)
         present = torch.zeros(len(usable), width, dtype=torch.bool)
         for ci, r in enumerate(usable):
@@ -246,7 +246,7 @@ class Fitter:
         centre = torch.tensor(self.prior).clamp(min=0.05)
         raw = torch.log(torch.expm1(centre)).clone().requires_grad_(True)
         # a discount's log factor stays below zero (evidence against never raises a cause), pulled towards its prior
-        dcentre = torch.log(torch.tensor(self.dprior or [DISCOUNT_PRIOR]).clamp(0.01, 0.99))
+        dcentre = torch.log(torch.tensor(self.dprior, dtype=torch.float32).clamp(0.01, 0.99))
         draw = torch.log(torch.expm1(-dcentre)).clone().requires_grad_(True)
         null = torch.tensor(float(PRIOR_WEIGHT), requires_grad=True)   # the points of "none of the causes with evidence"
         opt = torch.optim.Adam([raw, draw, null], lr=LEARNING_RATE)
@@ -260,8 +260,7 @@ class Fitter:
             right = torch.logsumexp(torch.cat([torch.where(ok, logits, neg),
                                                torch.where(missed, null.expand(len(x), 1), neg)], 1), 1)
             every = torch.logsumexp(torch.cat([torch.where(present, logits, neg), null.expand(len(x), 1)], 1), 1)
-            loss = (every - right).mean() + l2 * (((w - centre) ** 2).sum()
-                                                  + ((logd - dcentre) ** 2)[:len(self.discounts)].sum()) / len(self.rules)
+            loss = (every - right).mean() + l2 * (((w - centre) ** 2).sum() + ((logd - dcentre) ** 2).sum()) / len(self.rules)
             loss.backward()
             opt.step()
         fitted = {r: float(v) for r, v in zip(self.rules, torch.nn.functional.softplus(raw).detach())}

@@ -114,8 +114,8 @@ def collect_signals(
                     *growth_without_length_cap(trend, setup), *growth_explained_by_the_budget(trend, estimate)]
     signals += [*related_errors(report, memory_error=True), *dtype_support(report, setup, cues, memory_error=True),
                 *quantization(report, cues), *without_numbers(report, setup, cues),
-                *comparable_model_worked(setup, cues, th), *adapters_worked(cues), *fix_said(cues),
-                *ruled_out_by_settings(report, setup), *similar_case_votes(hits or [], th), *held_memory(held, ranks)]
+                *what_the_run_already_tried(report, setup, cues, th), *similar_case_votes(hits or [], th),
+                *held_memory(held, ranks)]
     signals = votes_beside_the_phase(signals)
     if not has_evidence(signals, weights):
         signals += no_specific_evidence()
@@ -132,13 +132,20 @@ def failure_not_shown(report: OOMReport, setup: TrainingSetup | None, estimate: 
     what they say worked, and the similar cases are the evidence left."""
     multimodal = multimodal_reason(report, setup, cues)
     out = [*breakdown_signals(setup, estimate, th), *phase_and_operation(report, setup, multimodal, cues, th),
-           *without_numbers(report, setup, cues), *imbalance_said(cues), *comparable_model_worked(setup, cues, th),
-           *adapters_worked(cues), *fix_said(cues), *ruled_out_by_settings(report, setup), *similar_case_votes(hits or [], th),
-           *offloaded_without_failure(setup)]
+           *without_numbers(report, setup, cues), *imbalance_said(cues), *what_the_run_already_tried(report, setup, cues, th),
+           *similar_case_votes(hits or [], th), *offloaded_without_failure(setup)]
     if trend is not None:
         out += [*memory_over_time(trend, th), *growth_with_images(trend, setup, multimodal),
                 *growth_without_length_cap(trend, setup)]
     return out
+
+
+def what_the_run_already_tried(report: OOMReport, setup: TrainingSetup | None, cues: LogCues | None,
+                               th: Thresholds) -> list[Signal]:
+    """What the user ran besides the failing run, or already set: a comparable model that worked, adapters that
+    worked, a fix said to work, and the settings that rule a cause out (its fix already applied)."""
+    return [*comparable_model_worked(setup, cues, th), *adapters_worked(cues), *fix_said(cues),
+            *ruled_out_by_settings(report, setup)]
 
 
 def _gpu_memory(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None,
