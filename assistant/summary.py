@@ -127,7 +127,7 @@ def _what_ran_out(r: OOMReport, lang: str = "en") -> str:
     if r.kind == "host_oom":
         return tr(lang, "sm_host_oom", signal=tr(lang, "sm_total", total=r.exit_signal) if r.exit_signal else "")
     where = tr(lang, "sm_gpu_n", n=r.gpu_index) if r.gpu_index is not None else tr(lang, "sm_the_gpu")
-    kind = {"cuda_oom": "CUDA", "hip_oom": "ROCm/HIP", "xpu_oom": "Intel XPU", "mps_oom": "MPS", "xla_oom": "XLA", "tf_oom": "TensorFlow",
+    kind = {"cuda_oom": "CUDA", "hip_oom": "ROCm/HIP", "xpu_oom": "Intel XPU", "npu_oom": "Ascend NPU", "mps_oom": "MPS", "xla_oom": "XLA", "tf_oom": "TensorFlow",
             "cublas_alloc": "cuBLAS/cuDNN", "nccl_oom": "NCCL"}.get(r.kind, r.kind)
     s = tr(lang, "sm_oom_on", kind=kind, where=where)
     if r.gpu_total_bytes:

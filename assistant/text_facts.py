@@ -24,7 +24,9 @@ _K = r"(\d{1,6}(?:\.\d)?)\s{0,2}(k|K)?"
 _SEQ = re.compile(r"(?:context|sequence|seq|cutoff|max|model_max)[ _-]?(?:length|len)\b[^\d\n]{0,24}?" + _K + r"(?![\w.])"
                   r"|" + _K + r"\s{0,2}(?:tokens?\s{0,2})?(?:的\s{0,2})?(?:context|上下文|长度)"
                   r"|(?:上下文|序列|截断)长度\s{0,2}(?:为|是|设为|设置为|=|:|：)?\s{0,2}" + _K + r"(?![A-Za-z0-9.])", re.IGNORECASE)
+# ... "batch size per device = 16", "batch size per GPU is 1": the micro-batch too
 _BATCH = re.compile(r"(?<![A-Za-z_])(?:bs|batch[ _]?size|micro[ _]?batch(?:[ _]?size)?|per_device_train_batch_size)"
+                    r"(?:\s{1,2}(?:per|on each|for each)\s{1,2}(?:device|GPU|card))?"
                     r"\s{0,2}(?:=|:|is|of|为|设为|设置为)?\s{0,2}(\d{1,4})(?!\d|\.\d)", re.IGNORECASE)
 # "512GB内存", "256 GB of RAM", "1.4TB host memory": the host's memory (not the GPU's)
 _HOST_RAM = re.compile(r"(\d{1,4}(?:\.\d)?)\s{0,2}(T|G)i?B?\s{0,3}(?:of\s{1,3})?(?:host\s{1,3}|system\s{1,3}|CPU\s{1,3})?"

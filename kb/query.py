@@ -21,6 +21,8 @@ KIND_WORDS = {
     "cublas_alloc": "cublas_alloc CUBLAS_STATUS_ALLOC_FAILED GPU memory",
     "nccl_oom": "nccl out of memory",
     "hip_oom": "HIP out of memory ROCm GPU",
+    "xpu_oom": "XPU out of memory Intel GPU",
+    "npu_oom": "NPU out of memory Ascend",
     "mps_oom": "MPS backend out of memory",
     "xla_oom": "XLA RESOURCE_EXHAUSTED out of memory",
     "tf_oom": "OOM when allocating tensor",

@@ -20,7 +20,7 @@ MAX_SCAN = 2 * 1024 * 1024  # a description is short; read at most its first 2 M
 # ASCII-only boundaries: in Unicode mode \b sees no boundary between a Chinese character and "OOM". "OOM" is also a
 # verb ("it OOMs instantly", "OOMed at step 300", "OOMing when vLLM holds 20 GiB").
 # Apple Metal (MLX, PyTorch MPS) reports "Command buffer execution failed: Insufficient Memory (...ErrorOutOfMemory)".
-_GPU = re.compile(r"(?<![A-Za-z])OOM(?:s|ed|ing|'d|'ing)?(?![A-Za-z])|out[ -]of[ -](?:GPU[ -]|CUDA[ -]|device[ -]|video[ -])?memory|Insufficient Memory|ErrorOutOfMemory|显存.{0,4}?(?:不足|溢出|不够|爆|占满|满了|炸|超了|超出)|(?:爆|炸|超|超过|超出)显存|显卡.{0,3}?(?:爆|炸)"
+_GPU = re.compile(r"(?<![A-Za-z])OOM(?:s|ed|ing|'d|'ing)?(?![A-Za-z])|out[ -]of[ -](?:GPU[ -]|CUDA[ -]|device[ -]|video[ -])?memory|Insufficient Memory|ErrorOutOfMemory|显存.{0,4}?(?:不足|溢出|不够|爆|占满|满了|炸|超了|超出|装不下|放不下|塞不下)|(?:爆|炸|超|超过|超出)显存|显卡.{0,3}?(?:爆|炸)"
                   # memory said to overflow, or to be what a run ran into ("crashes due to memory overflow", "runs into
                   # memory issues")
                   r"|\bmemory\s{1,2}overflow\w{0,3}|\b(?:runs?|ran|running|run)\s{1,2}into\s{1,2}(?:GPU\s|CUDA\s)?memory\s{1,2}(?:issues?|problems?|errors?)"
@@ -50,6 +50,9 @@ _APPLE = re.compile(r"\b(?:MLX|mlx_lm|MPS|Metal|Mac(?:Book| Studio| mini)?|Apple
 # raises an exception with a message instead, so a kill is the host's even when the user asks about GPU memory.
 _KILLED = (r"\bsig ?kill(?:ed)?\b|\bsignal\s?9\b|\berror\s?(?:=\s?|of\s)?-9(?!\d|\.\d)"   # exit statuses: killed_exit_status
            r"|\b(?:was|got|gets|is|get|been)\s{1,2}(?:[a-z]{2,12}\s{1,2})?killed\b"
+           # the shell's own word, quoted or bracketed, or said to be what the run printed: '"Killed"', "(Killed)",
+           # "it just says killed", "popup "killed" message"
+           r"|[\"“'(\[]killed[\"”')\]]|\b(?:says?|said|shows?|showed|prints?|printed|pops?\s?up|outputs?)\W{0,6}killed\b"
            r"|被\s?(?:kill(?:ed)?|杀(?:掉|死)?)")   # ... and in Chinese: "被kill了", "进程被杀掉"
 _HOST = re.compile(r"(?<!显)内存.{0,20}(?:不足|占满|爆|炸|溢出|不够|超过|满了|小了|太小)|(?:爆|炸|超|超过|超出)内存|\b(?:host|CPU|system)\s{0,2}(?:RAM|memor\w{0,3})\b"
                    r"|\bRAM\b.{0,40}\b(?:full|exhausted)\b|\b(?:not|no)\s{1,2}enough\s{1,2}RAM\b"

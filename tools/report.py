@@ -19,6 +19,7 @@ OOMKind = Literal[
     "nccl_oom",       # NCCL "out of memory" / ncclSystemError on allocation
     "hip_oom",        # ROCm "HIP out of memory"
     "xpu_oom",        # Intel GPUs (IPEX, torch.xpu) "XPU out of memory"
+    "npu_oom",        # Huawei Ascend (torch_npu) "NPU out of memory"
     "mps_oom",        # Apple "MPS backend out of memory"
     "xla_oom",        # XLA/JAX RESOURCE_EXHAUSTED
     "tf_oom",         # TensorFlow "OOM when allocating tensor"
@@ -26,8 +27,9 @@ OOMKind = Literal[
     "not_oom",        # nothing memory-related found
 ]
 
-# PyTorch's caching-allocator message, on NVIDIA (CUDA), AMD (HIP) and Intel (XPU) GPUs: the same numbers to read
-TORCH_ALLOCATOR_KINDS: tuple[str, ...] = ("cuda_oom", "hip_oom", "xpu_oom")
+# PyTorch's caching-allocator message, on NVIDIA (CUDA), AMD (HIP) and Intel (XPU) GPUs and Ascend NPUs (torch_npu
+# forks the allocator): the same numbers to read
+TORCH_ALLOCATOR_KINDS: tuple[str, ...] = ("cuda_oom", "hip_oom", "xpu_oom", "npu_oom")
 
 Phase = Literal[
     "model_loading", "forward", "backward", "optimizer_step", "evaluation", "generation",

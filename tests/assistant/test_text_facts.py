@@ -86,3 +86,11 @@ def test_gradient_checkpointing_said_to_be_off_or_broken():
         assert "gradient_checkpointing" not in s.provenance, said
     on = TrainingSetup().with_fact("gradient_checkpointing", True, "config", "train.yaml: gradient_checkpointing")
     assert text_facts(on, "Without gradient checkpointing it would not fit.\n").gradient_checkpointing is True
+
+
+def test_a_micro_batch_said_per_device():
+    """"batch size per device = 16" and "batch size per GPU is 1" state the micro-batch, as "bs=16" does."""
+    for said, batch in (("I train on 8 A100 with batch size per device = 16, it is out of memory.\n", 16),
+                        ("I use gradient checkpointing and my batch size per GPU is 1 only.\n", 1)):
+        s = text_facts(TrainingSetup(), said)
+        assert s.micro_batch == batch and s.provenance["micro_batch"].origin == "user", said

@@ -304,3 +304,21 @@ def test_a_saved_model_spoken_of_is_not_the_phase():
                  "the saved model goes OOM when I load it in 4bit", "数据保存在本地，训练时显存不足"):
         d = described_oom(said)
         assert d is None or d.phase != "checkpoint_save", said
+
+
+@_pytest.mark.parametrize("text", ['I try the command and it just says killed after the model loads',
+                                   'Both stopped (Killed) without any error message.',
+                                   'converting the 7b model, it always popup "killed" message'])
+def test_the_shells_killed_quoted_or_said_to_be_printed_is_the_host_oom_killer(text):
+    """The shell prints "Killed" when the kernel's OOM killer ends a process (oom-signals.md); users quote it, bracket
+    it or say the run "says killed". "I killed the job" is the user's own act, not a failure."""
+    found = described_oom(text)
+    assert found is not None and found.kind == "host_oom", text
+    assert described_oom("I killed the job and restarted it with a smaller model\n") is None
+
+
+def test_gpu_memory_said_not_to_hold_the_run_in_chinese():
+    """"显存装不下" / "显存放不下" (the GPU memory cannot hold it) is the GPU's failure, as "显存不够" is."""
+    for said in ("1 batch，A100 80G显存装不下\n", "这个模型显存放不下\n"):
+        d = described_oom(said)
+        assert d is not None and d.kind == "cuda_oom", said

@@ -28,8 +28,8 @@ ACCURACY = _accuracy_module()
 def test_corpus_is_large_and_covers_every_kind():
     assert len(LABELS) >= 40
     kinds = {json.loads(p.read_text())["expected"]["kind"] for p in LABELS}
-    assert kinds == {"cuda_oom", "host_oom", "cublas_alloc", "nccl_oom", "hip_oom", "mps_oom", "xla_oom", "tf_oom",
-                     "related_error", "not_oom"}
+    assert kinds == {"cuda_oom", "host_oom", "cublas_alloc", "nccl_oom", "hip_oom", "npu_oom", "mps_oom", "xla_oom",
+                     "tf_oom", "related_error", "not_oom"}
     for p in LABELS:
         assert json.loads(p.read_text())["source"], f"{p.name} must say where its format comes from"
 

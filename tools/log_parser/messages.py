@@ -77,8 +77,9 @@ def is_open(message: str) -> bool:
 
 # --- PyTorch (CUDA/HIP) caching allocator messages -------------------------------------------------------
 _REQ = re.compile(rf"Tried{SP}to{SP}allocate{SP}{NUM}{SP}{UNIT}?")
-# old format: "(GPU 2; 23.64 GiB total capacity; 23.08 GiB already allocated; 704.00 KiB free; 23.20 GiB reserved ...)"
-_OLD_GPU = re.compile(r"\(GPU\s{0,4}(\d{1,4})\s{0,4};")
+# old format: "(GPU 2; 23.64 GiB total capacity; 23.08 GiB already allocated; 704.00 KiB free; 23.20 GiB reserved ...)";
+# torch_npu (Ascend) prints the same message with "NPU" for "GPU" ("(NPU 3; 60.96 GiB total capacity; ...)")
+_OLD_GPU = re.compile(r"\((?:GPU|NPU)\s{0,4}(\d{1,4})\s{0,4};")
 _OLD_TOTAL = re.compile(rf"{NUM}{SP}{UNIT}{SP}total{SP}capac")
 _OLD_ALLOC = re.compile(rf"{NUM}{SP}{UNIT}{SP}already{SP}alloc")
 _OLD_FREE = re.compile(rf";{SP}{NUM}{SP}{UNIT}{SP}free")
@@ -109,6 +110,13 @@ _TF_SHAPE = re.compile(r"OOM when allocating tensor (?:with|of) shape\s{0,2}\[([
 _TF_DEVICE = re.compile(r"device:GPU:(\d{1,4})")
 _TF_DTYPE_BYTES = {"float": 4, "float32": 4, "half": 2, "float16": 2, "bfloat16": 2, "double": 8, "float64": 8,
                    "int32": 4, "int64": 8, "int8": 1, "uint8": 1, "bool": 1, "int16": 2}
+# PaddlePaddle's allocator (paddle/fluid/memory/allocation, raised as ResourceExhaustedError / BadAlloc): "Out of
+# memory error on GPU 0. Cannot allocate 3.621826GB memory on GPU 0, 21.184814GB memory has been allocated and available
+# memory is only 2.814575GB." (Paddle 1.x prints no allocated part). Sizes are binary (HumanReadableSize).
+_PADDLE_GPU = re.compile(r"Out of memory error on GPU\s{0,2}(\d{1,4})")
+_PADDLE_REQ = re.compile(rf"Cannot{SP}allocate{SP}{NUM}{SP}{UNIT}")
+_PADDLE_ALLOC = re.compile(rf"{NUM}{SP}{UNIT}{SP}memory{SP}has{SP}been{SP}allocated")
+_PADDLE_FREE = re.compile(rf"available{SP}memory{SP}is(?:{SP}only)?{SP}{NUM}{SP}{UNIT}")
 # CUDA driver API: "cuMemAlloc failed to allocate 1073741824 bytes: CUDA_ERROR_OUT_OF_MEMORY"
 _DRIVER_BYTES = re.compile(r"(?:allocate|alloc)\s{0,2}(\d{1,20})\s{0,2}bytes")
 # host: "DefaultCPUAllocator: can't allocate memory: you tried to allocate 268435456 bytes."
@@ -248,6 +256,20 @@ def _parse_mps(message: str) -> MemoryHit:
     return hit
 
 
+def _parse_paddle(message: str) -> MemoryHit:
+    """PaddlePaddle's GPU allocator message: the request, the GPU, what Paddle holds and what was still free."""
+    hit = MemoryHit(kind="cuda_oom", priority=P_GPU, text=message)
+    m = _PADDLE_GPU.search(message)
+    if m:
+        hit.gpu_index = int(m.group(1))
+    _put(hit, "requested_bytes", _PADDLE_REQ.search(message))
+    _put(hit, "torch_allocated_bytes", _PADDLE_ALLOC.search(message))
+    _put(hit, "gpu_free_bytes", _PADDLE_FREE.search(message))
+    if hit.requested_bytes is not None:
+        hit.priority = P_DETAILED
+    return hit
+
+
 def _parse_tf(message: str) -> MemoryHit:
     hit = MemoryHit(kind="tf_oom", priority=P_GPU, text=message)
     m = _TF_SHAPE.search(message)
@@ -342,12 +364,17 @@ def detect(line: str, low: str) -> list[MemoryHit]:
             return [_bytes_hit("cuda_oom", P_GPU, line, _DRIVER_BYTES)]
         if "cudamalloc failed" in low or "hipmalloc failed" in low:  # ggml / llama.cpp device allocation
             return [_parse_ggml_malloc(line)]
+        if "out of memory error on gpu" in low:   # PaddlePaddle
+            return [_parse_paddle(line)]
         if "hip out of memory" in low:
             return parse_torch_message("hip_oom", line)
+        if "npu out of memory" in low:   # torch_npu on Ascend: PyTorch's message, "NPU" for "GPU"
+            return parse_torch_message("npu_oom", line)
         if "xpu out of memory" in low:
             return parse_torch_message("xpu_oom", line)
         if ("cuda out of memory" in low or "cuda error: out of memory" in low or "outofmemoryerror" in low
                 or "cuda_error_out_of_memory" in low or "cudaerrormemoryallocation" in low
+                or "cuda failed with error out of memory" in low   # CTranslate2 (faster-whisper, whisperX)
                 or _CUDA_RUNTIME_OOM.search(low)):
             return parse_torch_message("cuda_oom", line)
         return []
