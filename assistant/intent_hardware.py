@@ -49,8 +49,8 @@ _COUNT_AFTER = re.compile(
     r"[\s\-_]*(?:(?:sxm\d?|pcie|hbm\d?e?|nvl)[\s\-_]*)*(?:\(?\s*\d{1,3}\s*(?:g|gb|gib)\s*\)?s?\s*)?"
     rf"(?:(?:x|×|\*)\s*(?P<count>\d{{1,4}})(?![\d.]|\s*(?:g|gb|gib)\b)|(?P<count2>\d{{1,4}}|{_ZH_NUM})\s*(?:张|块|卡|个))", re.I)
 _COUNT_ONLY = re.compile(
-    rf"(?:(?<![\d.a-z])(?P<n>{_NUM}|a(?:\s+single)?)(?![\d.])\s*(?:x\s*)?(?:\d{{1,3}}(?:\.\d+)?\s*(?:g|gb|gib)\s+)?(?:nvidia\s+|amd\s+|identical\s+|same\s+)?"
-    r"(?:gpus?|cards?|devices?|张卡|块卡|张显卡|块显卡|卡(?!住))|(?P<zh>单|双|四|八)卡|"
+    rf"(?:(?<![\d.a-z])(?P<n>{_NUM}|a(?:\s+single)?)(?![\d.])\s*(?:[x*]\s*)?(?:\d{{1,3}}(?:\.\d+)?\s*(?:g|gb|gib)\s*)?(?:nvidia\s+|amd\s+|identical\s+|same\s+)?"
+    r"(?:gpus?|cards?|devices?|张卡|块卡|张显卡|块显卡|显卡|卡(?!住))|(?P<zh>单|双|四|八)卡|"
     rf"\bthere\s+(?:are|is)\s+(?P<t>{_NUM})\b(?:\s+of\s+them)?|(?<![\d.])(?P<o>{_NUM})\s+of\s+them\b|"
     r"(?:only|just)\s+(?P<one>one|a single|1)\s+(?:gpu|card)|\bthe\s+(?P<the>single)\s+(?:gpu|card)|"
     rf"(?<![\d.])(?P<m>\d{{1,3}}|{_ZH_NUM})\s*(?:张|块)\s*(?:\d{{1,3}}(?:\.\d+)?\s*(?:g|gb|gib)\s*(?:显存)?\s*的?\s*)(?:显)?卡)", re.I)

@@ -22,8 +22,12 @@ MAX_LINE = 1000
 
 _K = r"(\d{1,6}(?:\.\d)?)\s{0,2}(k|K)?"
 _SEQ = re.compile(r"(?:context|sequence|seq|cutoff|max|model_max)[ _-]?(?:length|len)\b[^\d\n]{0,24}?" + _K + r"(?![\w.])"
-                  r"|" + _K + r"\s{0,2}(?:tokens?\s{0,2})?(?:的\s{0,2})?(?:context|上下文|长度)"
-                  r"|(?:上下文|序列|截断)长度\s{0,2}(?:为|是|设为|设置为|=|:|：)?\s{0,2}" + _K + r"(?![A-Za-z0-9.])", re.IGNORECASE)
+                  r"|" + _K + r"\s{0,2}(?:tokens?\s{0,2})?(?:的\s{0,2})?(?:context|上下文|长度|序列)"
+                  r"|(?:上下文|序列|截断)长度\s{0,2}(?:为|是|设为|设置为|=|:|：)?\s{0,2}" + _K + r"(?![A-Za-z0-9.])"
+                  # samples said to be that long: "sequences that are over 5000 tokens long", "long prompts (~24K
+                  # tokens)", "(total sample length >30k tokens)", "spanning from 50 tokens to 19900 tokens"
+                  r"|(?:over|above|up to|longer than|to|[(（][^)）\n]{0,30}?)\s{0,2}(?:~|≈|>=?|about\s)?\s{0,2}" + _K
+                  + r"\s{0,2}tokens?(?:\s{1,2}long|\s{0,2}[)）])", re.IGNORECASE)
 # ... "batch size per device = 16", "batch size per GPU is 1": the micro-batch too
 _BATCH = re.compile(r"(?<![A-Za-z_])(?:bs|batch[ _]?size|micro[ _]?batch(?:[ _]?size)?|per_device_train_batch_size)"
                     r"(?:\s{1,2}(?:per|on each|for each)\s{1,2}(?:device|GPU|card))?"
@@ -97,7 +101,7 @@ def text_facts(setup: TrainingSetup, text: str) -> TrainingSetup:
             setup = setup.with_fact("host_ram_bytes", int(size * 2**30), "user", f"the text: {h.group(0).strip()}")
     m = _SEQ.search(words)
     if m and _unsaid(setup, "seq_len"):
-        num, k = next((m.group(i), m.group(i + 1)) for i in (1, 3, 5) if m.group(i))
+        num, k = next((m.group(i), m.group(i + 1)) for i in (1, 3, 5, 7) if m.group(i))
         tokens = int(float(num) * (1024 if k else 1))
         if 128 <= tokens <= 1 << 21:
             setup = setup.with_fact("seq_len", tokens, "user", f"the text: {m.group(0).strip()}")

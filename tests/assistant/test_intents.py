@@ -26,6 +26,9 @@ def names(text: str) -> list[str]:
     ("we have 2 GPUs with 24GB", None, 2, 24.0),
     ("4张卡，每张24G", None, 4, 24.0),
     ("显存24G", None, None, 24.0),
+    # a count and a size with no card name, "*" for "x" and the size glued to the word for the cards
+    ("I used 8*80G GPUs", None, 8, 80.0),
+    ("2*22G显卡", None, 2, 22.0),
 ])
 def test_set_hardware(text, gpu, count, mem):
     intent = parse_followup(text)

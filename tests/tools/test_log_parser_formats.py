@@ -517,6 +517,7 @@ def test_the_memory_fraction_message_reads_one_field_a_line():
     assert r.kind == "cuda_oom" and r.gpu_index == 0
     assert r.requested_bytes == 320 * 1024**2
     assert r.torch_allocated_bytes == gib(6.89) and r.gpu_total_bytes == gib(23.69)
+    assert r.torch_reserved_bytes == gib(6.89)   # "Currently allocated" is the allocator's cudaMalloc'd total
     assert abs(r.gpu_free_bytes - 2.94 * 1024**2) < 1024
     lines = FRACTION.splitlines(keepends=True)
     fast, slow = parse_lines(lines, prefilter=True), parse_lines(lines, prefilter=False)

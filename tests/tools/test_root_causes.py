@@ -1060,3 +1060,32 @@ def test_the_word_models_reading_speaks_for_each_cause_above_its_floor():
         assert "1277 labelled public reports" in signals[0].reason and "p = 0.70" in signals[0].reason
         assert '"vllm", "generate"' in signals[0].reason and "its words" not in signals[1].reason
         assert not any(s.name == "labelled_report_words" for s in collect_signals(parse_log(log)))
+
+
+@pytest.mark.parametrize("text", [
+    # the pre-2.1 message of a process that holds nothing yet: "0 bytes reserved" is a number, not a missing one
+    "RuntimeError: CUDA out of memory. Tried to allocate 90.00 MiB (GPU 0; 14.76 GiB total capacity; 0 bytes already "
+    "allocated; 43.44 MiB free; 0 bytes reserved in total by PyTorch)\n",
+    # the memory-fraction message: "Currently allocated" is what the allocator took from cudaMalloc, its reserve
+    "torch.cuda.OutOfMemoryError: Allocation on device 0 would exceed allowed memory. (out of memory)\n"
+    "Currently allocated     : 6.89 GiB\nRequested               : 320.00 MiB\nDevice limit            : 23.69 GiB\n"
+    "Free (according to CUDA): 2.94 MiB\n",
+])
+def test_a_card_held_outside_this_processs_allocator_is_another_process(text):
+    """Total - free - what this process's allocator reserved - one CUDA context is held elsewhere: 14 GiB of a 14.76
+    GiB card with nothing reserved here, 16 GiB of a 23.69 GiB card with 6.89 GiB reserved here."""
+    causes = rank_root_causes(parse_log(text))
+    top = next(c for c in causes if c.label == "other_process")
+    assert labels(causes)[0] == "other_process"
+    assert any("neither free nor in PyTorch's cache" in w for w in top.why)
+
+
+def test_processes_listed_without_this_ones_total_leave_the_foreign_share_to_another_process():
+    """Some builds list every process on the card ("Process 248104 has 37.55 GiB memory in use") but print no "this
+    process has" total: what this process's allocator holds (allocated + reserved-but-unallocated) tells which is ours."""
+    text = ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 3.88 GiB. GPU 0 has a total capacity of 44.42 "
+            "GiB of which 920.81 MiB is free. Process 247326 has 5.95 GiB memory in use. Process 248104 has 37.55 GiB "
+            "memory in use. Of the allocated memory 5.44 GiB is allocated by PyTorch, and 6.72 MiB is reserved by "
+            "PyTorch but unallocated.\n")
+    causes = rank_root_causes(parse_log(text))
+    assert labels(causes)[0] == "other_process"

@@ -202,6 +202,9 @@ def parse_torch_message(kind: str, message: str) -> list[MemoryHit]:
             # the device limit is the card's capacity (the fraction's own limit, printed last, is not read)
             _put(hit, "requested_bytes", _FRAC_REQ.search(segment))
             _put(hit, "torch_allocated_bytes", _FRAC_ALLOC.search(segment))
+            # "Currently allocated" is the allocator's total_allocated_memory: what it took from cudaMalloc, i.e. what
+            # it reserves (c10/cuda/CUDACachingAllocator.cpp), so the rest of the card is held outside it
+            _put(hit, "torch_reserved_bytes", _FRAC_ALLOC.search(segment))
             _put(hit, "gpu_total_bytes", _FRAC_LIMIT.search(segment))
             _put(hit, "gpu_free_bytes", _FRAC_FREE.search(segment))
             device = _FRAC_DEVICE.search(segment)

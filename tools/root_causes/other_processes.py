@@ -39,18 +39,19 @@ def other_processes(report: OOMReport, th: Thresholds = THRESHOLDS) -> list[Sign
                     out.append(support(Label.other_process, "would_fit_alone",
                                        f"alone, this process would have fit: {format_bytes(used)} in use + "
                                        f"{format_bytes(req)} requested < {th['fit_alone_share']:.0%} of {format_bytes(total)}"))
-        elif used is None and report.torch_reserved_bytes and report.gpu_free_bytes is not None:
+        elif used is None and (reserved := _reserved(report)) is not None and report.gpu_free_bytes is not None:
             # The old message prints no process total: this process holds PyTorch's reserved cache and one CUDA
             # context (tools.gpus.CUDA_CONTEXT_BYTES); the rest of what is not free is another process's, or this
             # process's memory outside PyTorch (a display, cuBLAS or NCCL buffers, a non-PyTorch kernel library). Its
-            # own rule, weighed by the share: most of the card held elsewhere is another process.
-            mine = report.torch_reserved_bytes + CUDA_CONTEXT_BYTES
+            # own rule, weighed by the share: most of the card held elsewhere is another process. "0 bytes reserved"
+            # with the card full is the plainest case: this process holds nothing yet.
+            mine = reserved + CUDA_CONTEXT_BYTES
             outside = total - report.gpu_free_bytes - mine
             if outside >= th["outside_memory_share"] * total:
                 out.append(support(Label.other_process, "memory_outside_reserved",
                                    f"{format_bytes(outside)} of the GPU is neither free nor in PyTorch's cache here "
                                    f"({format_bytes(total)} total - {format_bytes(report.gpu_free_bytes)} free - "
-                                   f"{format_bytes(report.torch_reserved_bytes)} reserved - one CUDA context)",
+                                   f"{format_bytes(reserved)} reserved - one CUDA context)",
                                    min(outside / total, th["outside_share_cap"]) / th["outside_share_cap"]))
         elif len(others) >= th["several_processes"]:
             biggest = sorted(others, key=lambda p: -p.bytes)
@@ -74,6 +75,16 @@ def other_processes(report: OOMReport, th: Thresholds = THRESHOLDS) -> list[Sign
                                f"{format_bytes(non_torch)} of this process's memory is outside PyTorch's allocator "
                                "(NCCL buffers, cuBLAS workspaces, another library)"))
     return out
+
+
+def _reserved(report: OOMReport) -> int | None:
+    """What PyTorch's allocator reserves in this process: printed (the pre-2.1 message, the memory-fraction one), or
+    allocated + reserved-but-unallocated (the current message when it lists the processes but not this one's total)."""
+    if report.torch_reserved_bytes is not None:
+        return report.torch_reserved_bytes
+    if report.torch_allocated_bytes is not None and report.torch_reserved_unallocated_bytes is not None:
+        return report.torch_allocated_bytes + report.torch_reserved_unallocated_bytes
+    return None
 
 
 def raw_error_while_loading(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None,
