@@ -54,13 +54,17 @@ _KILLED = (r"\bsig ?kill(?:ed)?\b|\bsignal\s?9\b|\berror\s?(?:=\s?|of\s)?-9(?!\d
            # "it just says killed", "popup "killed" message"
            r"|[\"“'(\[]killed[\"”')\]]|\b(?:says?|said|shows?|showed|prints?|printed|pops?\s?up|outputs?)\W{0,6}killed\b"
            r"|被\s?(?:kill(?:ed)?|杀(?:掉|死)?)")   # ... and in Chinese: "被kill了", "进程被杀掉"
+# An OOM said of the host by name: "CPU OOM", "host out of memory", "the OOM of cpu", "OOM on the host"
+_HOST_OOM = (r"\b(?:CPU|host|RAM|system)[ -](?:OOM|out[ -]of[ -]memory)(?![A-Za-z])"
+             r"|(?<![A-Za-z])OOM\s{1,2}(?:of|on|in)\s{1,2}(?:the\s{1,2})?(?:CPU|host|RAM|system(?:\s{1,2}memory)?)\b")
 _HOST = re.compile(r"(?<!显)内存.{0,20}(?:不足|占满|爆|炸|溢出|不够|超过|满了|小了|太小)|(?:爆|炸|超|超过|超出)内存|\b(?:host|CPU|system)\s{0,2}(?:RAM|memor\w{0,3})\b"
                    r"|\bRAM\b.{0,40}\b(?:full|exhausted)\b|\b(?:not|no)\s{1,2}enough\s{1,2}RAM\b"
                    # a RAM size said to be exceeded: "the memory requirement exceeds even this machine's 512GB RAM"
                    r"|\bexceed\w{0,3}\b.{0,80}?\b\d{1,5}\s?[GT]i?B?\s?(?:of\s)?RAM\b"
-                   r"|oom[- ]killer|Cannot allocate memory"
-                   r"|" + _KILLED, re.IGNORECASE)
+                   r"|oom[- ]killer|Cannot allocate memory|" + _HOST_OOM
+                   + r"|" + _KILLED, re.IGNORECASE)
 _KILLED_SAID = re.compile(_KILLED, re.IGNORECASE)
+_HOST_OOM_SAID = re.compile(_HOST_OOM, re.IGNORECASE)
 _GROWTH = re.compile(r"\bkeeps?\s{0,2}(?:increasing|growing|rising)|\b(?:increas|grow)\w{0,4}\s{0,2}(?:from|over|steadily|gradually|until|each|every)"
                      r"|memory leak|\bleaks?\s{1,2}(?:GPU\s|CUDA\s)?memory|(?:不断|持续|逐渐|一直)在?(?:增加|增长|上涨|升高|上升|涨)|无限增加|越来越(?:大|多|高)"
                      # memory that should have been given back and was not: still held, so the next step or model
@@ -224,6 +228,7 @@ def described_oom(text: str) -> DescribedOOM | None:
     if _APPLE.search(text[:MAX_SCAN]) and not re.search(r"CUDA|nvidia|显卡", text[:MAX_SCAN], re.IGNORECASE):
         kind, (line, said) = "mps_oom", gpu or host   # one memory for CPU and GPU: the device ran out
     elif host is not None and (gpu is None or not gpu_words or _KILLED_SAID.search(host[1]) or killed_exit_status(host[1])
+                               or _HOST_OOM_SAID.search(host[1])
                                or (gpu[0] == host[0] and _fails_on_host(gpu[1]))):
         kind, (line, said) = "host_oom", host
     else:

@@ -157,3 +157,15 @@ def test_a_config_beside_words_that_describe_an_oom_is_read_in_part():
     with pytest.raises(InputError):   # no memory error shown or described: still the one-line error
         diagnose(DiagnoseRequest(log_text="training finished fine", config_text=ONE_LINE_COMMAND,
                                  config_name="pasted_run.sh", retrieve=False))
+
+
+@pytest.mark.parametrize("text", ['"\\0"', '{"a\\q": 1}', '{"lr": "2e-5\\x"}', '{"a": "x\\u12"}'])
+def test_a_string_escape_json_does_not_know_is_a_one_line_input_error(text):
+    """JSON knows \\n, \\t, \\uXXXX and a few more; "\\0" or "\\q" in a pasted config is the paste's error, said in one
+    line with its place (found by the property test), not the decoder's traceback."""
+    from ask_oom.tools.configs import load_config
+    from ask_oom.tools.errors import InputError
+
+    with pytest.raises(InputError) as exc:
+        load_config(text, "c.json")
+    assert "\n" not in str(exc.value) and "escape" in str(exc.value)

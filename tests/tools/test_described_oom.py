@@ -322,3 +322,14 @@ def test_gpu_memory_said_not_to_hold_the_run_in_chinese():
     for said in ("1 batch，A100 80G显存装不下\n", "这个模型显存放不下\n"):
         d = described_oom(said)
         assert d is not None and d.kind == "cuda_oom", said
+
+
+@_pytest.mark.parametrize("text", ["I met the OOM of cpu problem when i run the rl training script.",
+                                   "CPU OOM when loading the model on my 24GB GPU",
+                                   "the merge dies with a host out-of-memory error"])
+def test_an_oom_said_of_the_host_by_name_is_the_hosts(text):
+    """"OOM" names no memory by itself; "CPU OOM", "the OOM of cpu", "host out of memory" name the host's, even when
+    the text also names the GPU."""
+    found = described_oom(text)
+    assert found is not None and found.kind == "host_oom", text
+    assert described_oom("OOM in the backward pass on the GPU\n").kind == "cuda_oom"

@@ -90,7 +90,7 @@ def _value(text: str, pos: int, path: Path, objects: dict, depth: int, name: str
             m = _STRING.match(text, pos)
             if not m:
                 raise _err(name, text, pos, "expected a quoted key")
-            key = json.loads(m.group(0))
+            key = _string(m, name, text)
             pos = _skip(text, m.end())
             if not text.startswith(":", pos):
                 raise _err(name, text, pos, "expected ':'")
@@ -134,7 +134,7 @@ def _value(text: str, pos: int, path: Path, objects: dict, depth: int, name: str
         m = _STRING.match(text, pos)
         if not m:
             raise _err(name, text, pos, "unterminated string")
-        return m.end(), json.loads(m.group(0))
+        return m.end(), _string(m, name, text)
     for literal, val in (("true", True), ("false", False), ("null", None)):
         if text.startswith(literal, pos):
             return pos + len(literal), val
@@ -217,3 +217,12 @@ def _insert_member(text: str, obj: JsonObject, key: str, value: Any) -> str:
     nl = _newline(text)
     member_text = member_text.replace(nl, nl + step)
     return text[:obj.start] + "{" + nl + base + step + member_text + nl + base + "}" + text[obj.end:]
+
+
+def _string(m: re.Match, name: str, text: str) -> str:
+    """A quoted JSON string as its value; an escape JSON does not know ("\\0", "\\x41") is the user's error, said in
+    one line with its place, not a decoder traceback."""
+    try:
+        return json.loads(m.group(0))
+    except json.JSONDecodeError as exc:
+        raise _err(name, text, m.start() + exc.pos, f"invalid string escape ({exc.msg})") from None

@@ -254,20 +254,21 @@ def _parse_mps(message: str) -> MemoryHit:
         hit.process_used_bytes = hit.torch_allocated_bytes + other
     if hit.gpu_total_bytes is not None and hit.process_used_bytes is not None:
         hit.gpu_free_bytes = max(0, hit.gpu_total_bytes - hit.process_used_bytes)
-    if hit.requested_bytes is not None:
-        hit.priority = P_DETAILED
-    return hit
+    return _detailed_if_sized(hit)
 
 
 def _parse_paddle(message: str) -> MemoryHit:
     """PaddlePaddle's GPU allocator message: the request, the GPU, what Paddle holds and what was still free."""
-    hit = MemoryHit(kind="cuda_oom", priority=P_GPU, text=message)
-    m = _PADDLE_GPU.search(message)
-    if m:
-        hit.gpu_index = int(m.group(1))
-    _put(hit, "requested_bytes", _PADDLE_REQ.search(message))
-    _put(hit, "torch_allocated_bytes", _PADDLE_ALLOC.search(message))
-    _put(hit, "gpu_free_bytes", _PADDLE_FREE.search(message))
+    device = _PADDLE_GPU.search(message)
+    hit = MemoryHit(kind="cuda_oom", priority=P_GPU, text=message, gpu_index=int(device.group(1)) if device else None)
+    for name, pattern in (("requested_bytes", _PADDLE_REQ), ("torch_allocated_bytes", _PADDLE_ALLOC),
+                          ("gpu_free_bytes", _PADDLE_FREE)):
+        _put(hit, name, pattern.search(message))
+    return _detailed_if_sized(hit)
+
+
+def _detailed_if_sized(hit: MemoryHit) -> MemoryHit:
+    """A message that prints the size it failed to allocate outranks one that does not (P_DETAILED)."""
     if hit.requested_bytes is not None:
         hit.priority = P_DETAILED
     return hit
