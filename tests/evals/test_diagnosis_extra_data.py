@@ -190,7 +190,8 @@ def test_no_case_duplicates_a_dev_case(directory: Path, shared_dir):
 # caching allocator's message when a memory fraction caps the process ("Allocation on device 0 would exceed allowed
 # memory ... Requested : X ... Device limit : Y") and ggml's allocator line are read.
 _NUM = r"([\d.]+)\s*(bytes|B|KiB|MiB|GiB|TiB)"   # PyTorch prints "0 bytes" for an empty count
-_UNIT = {"bytes": 1 / 1024**3, "B": 1 / 1024**3, "KiB": 1 / 1024**2, "MiB": 1 / 1024, "GiB": 1.0, "TiB": 1024.0}
+# read case-blind, as the parser reads them: a paste lower-cased as a whole keeps its numbers ("78.88 mib")
+_UNIT = {"bytes": 1 / 1024**3, "b": 1 / 1024**3, "kib": 1 / 1024**2, "mib": 1 / 1024, "gib": 1.0, "tib": 1024.0}
 _PATTERNS = {
     "requested_gib": [rf"Tried to allocate {_NUM}", rf"allocating {_NUM} on device", rf"Requested\s*: {_NUM}"],
     "total_gib": [rf"total capac\w* of {_NUM}", rf"{_NUM} total capacity", rf"Device limit\s*: {_NUM}"],
@@ -202,7 +203,7 @@ _PATTERNS = {
 
 
 def _printed_sizes(log: str, key: str) -> list[float]:
-    return [float(n) * _UNIT[u] for pattern in _PATTERNS[key] for n, u in re.findall(pattern, log)]
+    return [float(n) * _UNIT[u.lower()] for pattern in _PATTERNS[key] for n, u in re.findall(pattern, log, re.IGNORECASE)]
 
 
 def _old_format_unallocated(log: str) -> list[float]:
@@ -212,7 +213,7 @@ def _old_format_unallocated(log: str) -> list[float]:
         alloc = re.search(rf"{_NUM} already allocated", line)
         reserved = re.search(rf"{_NUM} reserved in total", line)
         if alloc and reserved:
-            out.append(float(reserved[1]) * _UNIT[reserved[2]] - float(alloc[1]) * _UNIT[alloc[2]])
+            out.append(float(reserved[1]) * _UNIT[reserved[2].lower()] - float(alloc[1]) * _UNIT[alloc[2].lower()])
     return out
 
 
@@ -223,7 +224,7 @@ def test_parse_numbers_are_printed_in_the_log(path: Path):
     log = " ".join(case["log"].replace("**", "").split())
     for key, want in case["expected"]["parse"].items():
         if key == "gpu_index":
-            assert re.search(rf"\b(?:GPU|device) {want}\b", log), f"GPU {want} not in the log"
+            assert re.search(rf"\b(?:GPU|device) {want}\b", log, re.IGNORECASE), f"GPU {want} not in the log"
             continue
         printed = _printed_sizes(log, key)
         if key == "reserved_unallocated_gib":

@@ -530,3 +530,18 @@ def test_a_header_without_its_fields_is_still_the_memory_error():
     r = parse_log("torch.cuda.OutOfMemoryError: Allocation on device 1 would exceed allowed memory. (out of memory)\n"
                   "Traceback (most recent call last):\n")
     assert r.kind == "cuda_oom" and r.requested_bytes is None and r.gpu_index == 1
+
+
+def test_a_message_lower_cased_as_a_whole_keeps_its_numbers():
+    """Issue titles and some pastes arrive lower-cased ("tried to allocate 78.88 mib (gpu 0; 3.95 gib total capacity;
+    ..."): the words and units are read case-blind, and a bare cut-off prefix stays upper-case only ("4 each" is no
+    size)."""
+    r = parse_log("runtimeerror: cuda out of memory. tried to allocate 78.88 mib (gpu 0; 3.95 gib total capacity; "
+                  "2.99 gib already allocated; 74.44 mib free; 557.82 mib cached)\n")
+    assert r.kind == "cuda_oom" and r.gpu_index == 0
+    assert r.requested_bytes == round(78.88 * 1024**2) and r.gpu_total_bytes == gib(3.95)
+    assert r.torch_allocated_bytes == gib(2.99) and r.torch_reserved_unallocated_bytes == round(557.82 * 1024**2)
+    new = parse_log("torch.outofmemoryerror: cuda out of memory. tried to allocate 2.00 gib. gpu 1 has a total capacity "
+                    "of 23.64 gib of which 1.06 gib is free. of the allocated memory 21.10 gib is allocated by pytorch, "
+                    "and 0.99 gib is reserved by pytorch but unallocated.\n")
+    assert (new.requested_bytes, new.gpu_index, new.gpu_total_bytes) == (2 * 1024**3, 1, gib(23.64))

@@ -76,26 +76,28 @@ def is_open(message: str) -> bool:
 
 
 # --- PyTorch (CUDA/HIP) caching allocator messages -------------------------------------------------------
-_REQ = re.compile(rf"Tried{SP}to{SP}allocate{SP}{NUM}{SP}{UNIT}?")
+# PyTorch's allocator messages are read case-blind: a paste lower-cased as a whole ("cuda out of memory. tried to allocate
+# 78.88 mib (gpu 0; 3.95 gib total capacity; ...)", an issue title) keeps its numbers.
+_REQ = re.compile(rf"Tried{SP}to{SP}allocate{SP}{NUM}{SP}{UNIT}?", re.IGNORECASE)
 # old format: "(GPU 2; 23.64 GiB total capacity; 23.08 GiB already allocated; 704.00 KiB free; 23.20 GiB reserved ...)";
 # torch_npu (Ascend) prints the same message with "NPU" for "GPU" ("(NPU 3; 60.96 GiB total capacity; ...)")
-_OLD_GPU = re.compile(r"\((?:GPU|NPU)\s{0,4}(\d{1,4})\s{0,4};")
-_OLD_TOTAL = re.compile(rf"{NUM}{SP}{UNIT}{SP}total{SP}capac")
-_OLD_ALLOC = re.compile(rf"{NUM}{SP}{UNIT}{SP}already{SP}alloc")
-_OLD_FREE = re.compile(rf";{SP}{NUM}{SP}{UNIT}{SP}free")
-_OLD_RESERVED = re.compile(rf"{NUM}{SP}{UNIT}{SP}reserved{SP}in{SP}total")
+_OLD_GPU = re.compile(r"\((?:GPU|NPU)\s{0,4}(\d{1,4})\s{0,4};", re.IGNORECASE)
+_OLD_TOTAL = re.compile(rf"{NUM}{SP}{UNIT}{SP}total{SP}capac", re.IGNORECASE)
+_OLD_ALLOC = re.compile(rf"{NUM}{SP}{UNIT}{SP}already{SP}alloc", re.IGNORECASE)
+_OLD_FREE = re.compile(rf";{SP}{NUM}{SP}{UNIT}{SP}free", re.IGNORECASE)
+_OLD_RESERVED = re.compile(rf"{NUM}{SP}{UNIT}{SP}reserved{SP}in{SP}total", re.IGNORECASE)
 # PyTorch 1.0-1.4 printed the cached-but-unallocated bytes as "X cached" (cached_bytes - allocated).
-_OLD_CACHED = re.compile(rf";{SP}{NUM}{SP}{UNIT}{SP}cached")
+_OLD_CACHED = re.compile(rf";{SP}{NUM}{SP}{UNIT}{SP}cached", re.IGNORECASE)
 # current format: "GPU 0 has a total capacity of 79.18 GiB of which 3.61 GiB is free. Process 1234 has ... Including
 # non-PyTorch memory, this process has 75.56 GiB memory in use. Of the allocated memory 69.86 GiB is allocated by
 # PyTorch, and 5.04 GiB is reserved by PyTorch but unallocated."  ("capacty" is PyTorch 2.1's spelling)
 # Some builds (and device-less contexts) print no index: "GPU  has a total capacity of ...".
-_NEW_TOTAL = re.compile(rf"GPU{SP}(\d{{1,4}})?{SP}has{SP}a{SP}total{SP}capac\w{{0,4}}{SP}of{SP}{NUM}{SP}{UNIT}?")
-_NEW_FREE = re.compile(rf"of{SP}which{SP}{NUM}{SP}{UNIT}?")
-_NEW_PROCESS = re.compile(rf"this{SP}process{SP}has{SP}{NUM}{SP}{UNIT}?")
-_NEW_ALLOC = re.compile(rf"Of{SP}the{SP}allocated{SP}memory{SP}{NUM}{SP}{UNIT}?")
-_NEW_UNALLOC = re.compile(rf"and{SP}{NUM}{SP}{UNIT}{SP}is{SP}reserved{SP}by")
-_OTHER_PROC = re.compile(rf"Process{SP}(\d{{1,10}}){SP}has{SP}{NUM}{SP}{UNIT}{SP}memory")
+_NEW_TOTAL = re.compile(rf"GPU{SP}(\d{{1,4}})?{SP}has{SP}a{SP}total{SP}capac\w{{0,4}}{SP}of{SP}{NUM}{SP}{UNIT}?", re.IGNORECASE)
+_NEW_FREE = re.compile(rf"of{SP}which{SP}{NUM}{SP}{UNIT}?", re.IGNORECASE)
+_NEW_PROCESS = re.compile(rf"this{SP}process{SP}has{SP}{NUM}{SP}{UNIT}?", re.IGNORECASE)
+_NEW_ALLOC = re.compile(rf"Of{SP}the{SP}allocated{SP}memory{SP}{NUM}{SP}{UNIT}?", re.IGNORECASE)
+_NEW_UNALLOC = re.compile(rf"and{SP}{NUM}{SP}{UNIT}{SP}is{SP}reserved{SP}by", re.IGNORECASE)
+_OTHER_PROC = re.compile(rf"Process{SP}(\d{{1,10}}){SP}has{SP}{NUM}{SP}{UNIT}{SP}memory", re.IGNORECASE)
 # Apple: "MPS backend out of memory (MPS allocated: 17.68 GB, other allocations: 3.95 MB, max allowed: 18.13 GB).
 # Tried to allocate 1024.00 MB on private pool."
 _MPS_ALLOC = re.compile(rf"MPS{SP}allocated:{SP}{NUM}{SP}{UNIT}")

@@ -17,7 +17,9 @@ _UNIT_BYTES = {
 
 # Regex fragments shared by the message patterns: bounded repetitions only (no backtracking blow-ups).
 NUM = r"(\d{1,15}(?:[.,]\d{1,12})?)"   # "39.39", or a comma decimal "39,39" (see units.decimal_number)
-UNIT = r"(bytes|byte|[KMGTE]i?B|[KMGTE]i?|B)"
+# ... case-blind where a pattern is compiled with re.IGNORECASE ("78.88 mib" in a paste lower-cased as a whole), except a
+# bare cut-off prefix ("22.25 Gi"), which must stay upper-case so "4 each" never reads as exabytes
+UNIT = r"(bytes|byte|[KMGTE]i?B|(?-i:[KMGTE]i?)|B)"
 SP = r"\s{0,4}"
 
 
