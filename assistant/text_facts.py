@@ -25,7 +25,8 @@ _SEQ = re.compile(r"(?:context|sequence|seq|cutoff|max|model_max)[ _-]?(?:length
                   r"|" + _K + r"\s{0,2}(?:tokens?\s{0,2})?(?:的\s{0,2})?(?:context|上下文|长度|序列)"
                   r"|(?:上下文|序列|截断)长度\s{0,2}(?:为|是|设为|设置为|=|:|：)?\s{0,2}" + _K + r"(?![A-Za-z0-9.])"
                   # samples said to be that long: "sequences that are over 5000 tokens long", "long prompts (~24K
-                  # tokens)", "(total sample length >30k tokens)", "spanning from 50 tokens to 19900 tokens"
+                  # tokens)", "(total sample length >30k tokens)"; a count of tokens said of nothing ("Maximum
+                  # concurrency for 4096 tokens per request") is not a length
                   r"|(?:over|above|up to|longer than|to|[(（][^)）\n]{0,30}?)\s{0,2}(?:~|≈|>=?|about\s)?\s{0,2}" + _K
                   + r"\s{0,2}tokens?(?:\s{1,2}long|\s{0,2}[)）])", re.IGNORECASE)
 # ... "batch size per device = 16", "batch size per GPU is 1": the micro-batch too

@@ -94,3 +94,15 @@ def test_a_micro_batch_said_per_device():
                         ("I use gradient checkpointing and my batch size per GPU is 1 only.\n", 1)):
         s = text_facts(TrainingSetup(), said)
         assert s.micro_batch == batch and s.provenance["micro_batch"].origin == "user", said
+
+
+def test_token_lengths_said_of_the_samples():
+    """"32k的序列", "sequences that are over 5000 tokens long", "long prompts (~24K tokens)" state the length; an
+    engine's "4096 tokens per request" does not."""
+    for said, tokens in (("运行报OOM，32k的序列训不起来么？\n", 32768),
+                         ("a dataset containing sequences that are over 5000 tokens long.\n", 5000),
+                         ("I'm running into OOM crashes with long prompts (~24K tokens) on a Mac mini\n", 24576)):
+        s = text_facts(TrainingSetup(), said)
+        assert s.seq_len == tokens and s.provenance["seq_len"].origin == "user", said
+    s = text_facts(TrainingSetup(), "Maximum concurrency for 4096 tokens per request: 0.00x\n")
+    assert "seq_len" not in s.provenance or s.provenance["seq_len"].origin != "user"
