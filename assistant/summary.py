@@ -4,7 +4,7 @@ the fixed config and what is still needed. Every number is one a tool produced."
 from __future__ import annotations
 
 from ..tools.labels import ROOT_CAUSES, RootCause
-from ..tools.report import OOMReport
+from ..tools.report import KIND_NAMES, OOMReport
 from ..tools.report_refinement import observed_peak
 from ..tools.units import format_bytes
 from .deciding_facts import is_confident, shown_probability
@@ -127,8 +127,7 @@ def _what_ran_out(r: OOMReport, lang: str = "en") -> str:
     if r.kind == "host_oom":
         return tr(lang, "sm_host_oom", signal=tr(lang, "sm_total", total=r.exit_signal) if r.exit_signal else "")
     where = tr(lang, "sm_gpu_n", n=r.gpu_index) if r.gpu_index is not None else tr(lang, "sm_the_gpu")
-    kind = {"cuda_oom": "CUDA", "hip_oom": "ROCm/HIP", "xpu_oom": "Intel XPU", "npu_oom": "Ascend NPU", "mps_oom": "MPS", "xla_oom": "XLA", "tf_oom": "TensorFlow",
-            "cublas_alloc": "cuBLAS/cuDNN", "nccl_oom": "NCCL"}.get(r.kind, r.kind)
+    kind = KIND_NAMES.get(r.kind, r.kind)
     s = tr(lang, "sm_oom_on", kind=kind, where=where)
     if r.gpu_total_bytes:
         s += tr(lang, "sm_total", total=format_bytes(r.gpu_total_bytes))

@@ -27,6 +27,12 @@ OOMKind = Literal[
     "not_oom",        # nothing memory-related found
 ]
 
+# How each memory error's device or library is named to the user ("CUDA out of memory on GPU 0"); host_oom and the
+# kinds without a device are worded apart
+KIND_NAMES: dict[str, str] = {"cuda_oom": "CUDA", "hip_oom": "ROCm/HIP", "xpu_oom": "Intel XPU", "npu_oom": "Ascend NPU",
+                              "mps_oom": "MPS", "xla_oom": "XLA", "tf_oom": "TensorFlow", "cublas_alloc": "cuBLAS/cuDNN",
+                              "nccl_oom": "NCCL"}
+
 # PyTorch's caching-allocator message, on NVIDIA (CUDA), AMD (HIP) and Intel (XPU) GPUs and Ascend NPUs (torch_npu
 # forks the allocator): the same numbers to read
 TORCH_ALLOCATOR_KINDS: tuple[str, ...] = ("cuda_oom", "hip_oom", "xpu_oom", "npu_oom")

@@ -159,7 +159,7 @@ def nearest_model(name_or_path: str) -> tuple[ModelArch, str] | None:
     families = sorted({f for _, f, _ in entries if f and re.search(rf"(?<![a-z]){f}", base)}, key=len, reverse=True)
 
     def closest(pool: list[tuple[str, str, float]]) -> str | None:
-        near = [e for e in pool if abs(e[2] - size) <= _SIZE_TOLERANCE * size]
+        near = [e for e in pool if _same_size(size, e[2])]
         return min(near, key=lambda e: abs(e[2] - size))[0] if near else None
 
     if families:
