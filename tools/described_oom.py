@@ -12,7 +12,7 @@ import re
 from pydantic import BaseModel
 
 from .log_parser.lines import numbered_lines
-from .log_parser.model_names import looks_like_model
+from .log_parser.model_names import FAMILIES, looks_like_model
 from .log_parser.messages import killed_exit_status
 
 MAX_SCAN = 2 * 1024 * 1024  # a description is short; read at most its first 2 MiB
@@ -129,16 +129,34 @@ def is_prose(line: str) -> bool:
     return symbols <= 0.2 * len(chars)
 
 
-# "llama3.1 70B", "qwen2.5 7b", "Llama 3 70B", "llama-3 70b": a family word (its version glued, hyphenated or spaced)
-# and its size with a space between (read as "llama3.1-70B", "Llama3-70B", "llama-3-70b")
-_FAMILIES = (r"(?:llama|qwen|mistral|mixtral|gemma|phi|yi|baichuan|chatglm|glm|internlm|deepseek|falcon|bloomz?|opt|vicuna|"
-             r"codellama|olmo|starcoder)[A-Za-z0-9_.]{0,10}")
-_FAMILY_SIZE = re.compile(r"(?<![A-Za-z0-9_/.-])(" + _FAMILIES + r"(?:[- ]\d{1,2}(?:\.\d)?)?) (\d{1,3}(?:\.\d)?[bB])(?![A-Za-z0-9])",
-                          re.IGNORECASE)
-# ...or only its size, said of a model: "13B 模型", "a 7B model" (the registry stands in a model of that size)
-_SIZE_ONLY = re.compile(r"(?<![A-Za-z0-9_.])(\d{1,3}(?:\.\d)?) ?[bB] ?(?:的 ?)?(?:大?模型|models?\b|LLMs?\b)", re.IGNORECASE)
+# A model's family as checkpoint names write it (model_names.FAMILIES, the longest first so "llama2" is not read as
+# "llama"), its version glued ("qwen2.5", "InternVL3", "gpt2").
+_FAMILY_WORD = "(?:" + "|".join(sorted(FAMILIES, key=len, reverse=True)) + ")"
+_FAMILY = _FAMILY_WORD + r"[A-Za-z0-9.]{0,10}"
+# A family and its size as people write them in a sentence: "llama3.1 70B", "Llama 3.1 (70B)", "Qwen2.5-VL 7B",
+# "Qwen1.5-chat 72B", "GPT NEO 1.3B", "gpt oss 120B", "gpt2 large(774M)": the family, a spaced version, up to two
+# qualifier words, then the size in billions or millions (read as "Llama3.1-70B", "GPT-NEO-1.3B", "gpt2-large-774M").
+# A memory size ("40 GB", "24 MB") is no model size: the unit letter must end the word.
+_FAMILY_SIZE = re.compile(r"(?<![A-Za-z0-9_/.-])(" + _FAMILY + r"(?:[- ]\d{1,2}(?:\.\d)?(?!\d))?(?:[-_ ][A-Za-z]{2,8}){0,2}?)"
+                          r"(?: \(? ?|\( ?)(\d{1,4}(?:\.\d{1,2})?) ?([bBmM])\)?(?![A-Za-z0-9])", re.IGNORECASE)
+# ...or glued to it: "qwen72b", "llama65b", "baichuan13b" (not "llama27b": a version is not read as part of a size)
+_FAMILY_GLUED = re.compile(r"(?<![A-Za-z0-9_/.-])(" + _FAMILY_WORD + r")(\d{1,3}(?:\.\d)?[bB])(?![A-Za-z0-9])", re.IGNORECASE)
 # ...or its size first: "7b bloom", "70B llama"
-_SIZE_FAMILY = re.compile(r"(?<![A-Za-z0-9_/.-])(\d{1,3}(?:\.\d)?[bB]) (" + _FAMILIES + r")(?![A-Za-z0-9])", re.IGNORECASE)
+_SIZE_FAMILY = re.compile(r"(?<![A-Za-z0-9_/.-])(\d{1,3}(?:\.\d)?[bB]) (" + _FAMILY + r")(?![A-Za-z0-9])", re.IGNORECASE)
+# ...or as an Ollama tag: "qwen2:72b-instruct-q4_K_M", "deepseek-coder:6.7b" (read as "qwen2-72b-instruct-q4_K_M")
+_FAMILY_TAG = re.compile(r"(?<![A-Za-z0-9_/.-])(" + _FAMILY + r"(?:-[A-Za-z]{2,10}){0,2}):(\d{1,4}(?:\.\d{1,2})?[bBmM](?:-[\w.]{1,30}){0,3})"
+                         r"(?![\w.])", re.IGNORECASE)
+# ...or only its size, said of a model: "13B 模型", "a 7B model"; with a checkpoint's suffix: "13B-chat", "14B-Int4";
+# said of its parameters: "an 80B param model", "9708M total parameters", "3 billion parameters"; or the model said
+# to be it: "the model is only 7B", "模型是7B" (the registry stands in a model of that size)
+_SIZE_ONLY = re.compile(r"(?<![A-Za-z0-9_.])(\d{1,3}(?:\.\d)?) ?[bB] ?(?:的 ?)?(?:大?模型|models?\b|LLMs?\b)", re.IGNORECASE)
+_SIZE_SUFFIX = re.compile(r"(?<![\w.-])(\d{1,3}(?:\.\d{1,2})?[bB]-(?:chat|instruct|base|hf|it|int4|int8|awq|gptq))(?![\w.])",
+                          re.IGNORECASE)
+_PARAMS_SAID = re.compile(r"(?<![\w.])(\d{1,5}(?:\.\d{1,3})?) ?([BM]|billion|million)[- ](?:total )?param(?:eter)?s?\b",
+                          re.IGNORECASE)
+_MODEL_IS = re.compile(r"\bmodel (?:is|was) (?:only |just )?(?:an? )?(\d{1,3}(?:\.\d)?) ?[bB](?![A-Za-z0-9])"
+                       r"|模型(?:是|为|大小为?|只有)(\d{1,3}(?:\.\d)?) ?[bB](?![A-Za-z0-9])", re.IGNORECASE)
+_UNIT = {"b": "B", "billion": "B", "m": "M", "million": "M"}
 
 
 def model_named(text: str) -> str | None:
@@ -164,12 +182,27 @@ def _model_in_line(line: str) -> str | None:
             return name
     m = _FAMILY_SIZE.search(line)
     if m:
-        return f"{m.group(1).replace(' ', '')}-{m.group(2)}"
-    m = _SIZE_FAMILY.search(line)
+        return f"{_joined(m.group(1))}-{m.group(2)}{m.group(3)}"
+    m = _SIZE_FAMILY.search(line) or _FAMILY_GLUED.search(line)
     if m:
-        return f"{m.group(2)}-{m.group(1)}"
-    m = _SIZE_ONLY.search(line)
-    return f"{m.group(1)}B" if m else None
+        return f"{m.group(2)}-{m.group(1)}" if m.re is _SIZE_FAMILY else f"{m.group(1)}-{m.group(2)}"
+    m = _FAMILY_TAG.search(line)
+    if m:
+        return f"{m.group(1)}-{m.group(2)}"
+    m = _SIZE_SUFFIX.search(line)
+    if m:
+        return m.group(1)
+    m = _PARAMS_SAID.search(line)
+    if m:
+        count, unit = float(m.group(1)), _UNIT[m.group(2).lower()]
+        return f"{count / 1000:g}B" if unit == "M" and count >= 1000 else f"{m.group(1)}{unit}"   # "9708M": 9.708B
+    m = _SIZE_ONLY.search(line) or _MODEL_IS.search(line)
+    return f"{m.group(1) or m.group(2)}B" if m else None
+
+
+def _joined(name: str) -> str:
+    """A family with its spaced version and qualifiers as one name: "Llama 3.1" → "Llama3.1", "GPT NEO" → "GPT-NEO"."""
+    return re.sub(r"(?<=[A-Za-z]) (?=\d)", "", name).replace(" ", "-")
 
 
 _HOST_SUBJECT = re.compile(r"(?:(?<!显)内存|\bRAM\b|host memory|CPU memory|system memory)(?!.*(?:显存|GPU|VRAM|CUDA))",

@@ -22,7 +22,7 @@ from .frameworks import GGUF_DEFAULT_BITS, GGUF_ENGINES, canonical_framework
 from .gpus import GPUSpec, gpu_from_memory, lookup_gpu
 from .labels import RootCause
 from .log_cues import LogCues, serving_engine
-from .memory.registry import stated_params
+from .memory.registry import nearest_model, stated_params
 from .model_resolver import apply_resolved_model, checkpoint_quantization, resolve_model_name
 from .report import OOMReport
 from .root_causes.weights import QUOTE_SHORT
@@ -76,8 +76,27 @@ def assemble_setup(report: OOMReport, doc: ConfigDocument | None = None, request
     if in_text and in_text != setup.model_name:
         setup = _model_named(setup, in_text, f"named in {doc.name}")
     if setup.model is None:
+        setup = _size_printed(setup, report)
+    if setup.model is None and setup.stated_params is None:
         setup = _size_stated(setup, (setup.model_name, report.model, in_text))
     return _mark_defaults(_images_of_a_vision_model(setup))
+
+
+def _size_printed(setup: TrainingSetup, report: OOMReport) -> TrainingSetup:
+    """No model name resolves, but the log prints the model's parameter count (PEFT's "all params", a trainer's
+    "Total parameters"): a model of that size stands in (the registry's Llama-architecture model within its size
+    tolerance), else the count sizes the weights alone, as a size a name states does."""
+    arg = report.training_args.get("all_params")
+    total = _coerce(arg.value) if arg is not None else None
+    if not isinstance(total, int) or total <= 0:
+        return setup
+    where = _evidence_line(report, "training_args.all_params") or "the log"
+    size = f"{total / 10**9:.3g}B"
+    near = nearest_model(size)
+    if near is not None:
+        return setup.with_fact("model", near[0], "derived", f"the log prints {total:,} parameters ({where}); "
+                                                               f"assumed {near[1]}")
+    return setup.with_fact("stated_params", total, "log", f"the log prints {total:,} parameters ({where})")
 
 
 def _size_stated(setup: TrainingSetup, names: tuple[str | None, ...]) -> TrainingSetup:
@@ -245,19 +264,12 @@ def _from_log(report: OOMReport) -> TrainingSetup:
     return setup
 
 
-_ALL_PARAMS = re.compile(r"all params:\s{0,3}([\d,]{1,20})")
-
-
 def _trainable_share(report: OOMReport) -> float | None:
-    """Trainable / all parameters from "trainable params: X || all params: Y" (PEFT), when the log prints both."""
-    arg = report.training_args.get("trainable_params")
-    ev = next((e for e in report.evidence if e.fact == "training_args.trainable_params"), None)
-    if arg is None or ev is None:
-        return None
-    m = _ALL_PARAMS.search(ev.text)
-    try:
-        trainable, total = int(str(arg.value).replace(",", "")), int(m.group(1).replace(",", "")) if m else 0
-    except ValueError:
+    """Trainable / all parameters, when the log prints both ("trainable params: X || all params: Y", PEFT;
+    "Trainable parameters = X of Y", Unsloth)."""
+    trainable, total = (_coerce(report.training_args[k].value) if k in report.training_args else None
+                        for k in ("trainable_params", "all_params"))
+    if not isinstance(trainable, int) or not isinstance(total, int):
         return None
     return trainable / total if total > 0 and 0 < trainable <= total else None
 

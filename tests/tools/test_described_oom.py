@@ -82,6 +82,33 @@ def test_the_model_a_text_names_by_url_or_id():
     assert model_named("llama 2 models are great") is None
 
 
+def test_the_model_a_sentence_names_by_its_family_and_size_in_the_ways_people_write_them():
+    """The family (any of model_names.FAMILIES) and its size, spaced, in parentheses, with qualifier words, glued, as
+    an Ollama tag, or only the size said of the model or its parameters; a card's memory is no model size."""
+    from ask_oom.tools.described_oom import model_named
+
+    said = {
+        "I am fine-tuning Llama 3.1 (70B) using the recipe": "Llama3.1-70B",
+        "trying to train a gpt2 large(774M) model on a V100": "gpt2-large-774M",
+        "QLora gpt oss 120B despite two GPUs": "gpt-oss-120B",
+        "my setup is InternVL3 8B + six camera views": "InternVL3-8B",
+        "Qwen1.5-chat 72B int4 on 4 V100": "Qwen1.5-chat-72B",
+        "I am finetuning GPT NEO 1.3B with 1 GPU": "GPT-NEO-1.3B",
+        "evaluating llava 34B on 8 cards": "llava-34B",       # a spaced size is not read as a version ("llava3-4B")
+        "加载llama65b模型时候": "llama-65b",                     # glued: the family word, then the size
+        "ollama run qwen2:72b-instruct-q4_K_M": "qwen2-72b-instruct-q4_K_M",
+        "training 13B-chat for four epochs": "13B-chat",
+        "converting an 80B param model": "80B",
+        "Model with 9708M total parameters": "9.708B",
+        "It's showing 3B parameters": "3B",
+        "the model is only 7B with a batch of 1": "7B",
+    }
+    for text, name in said.items():
+        assert model_named(text) == name, text
+    for text in ("I have a 40 GB card and llama runs with 24 GB", "qwen3_5_35b job", "a 512M dataset"):
+        assert model_named(text) is None, text
+
+
 def test_host_ram_too_small_in_chinese():
     d = described_oom("8*V100，deepspeed zero3，跑小份数据可以正常跑起来，但是跑3M数据量时会出现这种情况，是否可能是内存小了")
     assert d is not None and d.kind == "host_oom"

@@ -81,6 +81,29 @@ def test_peft_trainable_line_keeps_both_counts_with_their_line():
     assert any(e.fact == "training_args.all_params" and "all params" in e.text for e in r.evidence)
 
 
+def test_the_models_whole_parameter_count_as_trainers_and_tools_print_it():
+    """Unsloth's "X of Y", ParlAI's and scripts' "Total parameters", mlx-lm's two banners, nanoGPT's and llama.cpp's
+    counts are the model's size (all_params); a rank's share, a share in percent and a small count are not."""
+    printed = {
+        "Trainable parameters = 1,361,753,856 of 5,661,833,328 (24.05% trained)": "5661833328",
+        "2022-04-03 18:42:45,809 INFO | Total parameters: 2,826,830,336 (2,826,830,336 trainable)": "2826830336",
+        "Total number of parameters in the model: 3,161,117,824": "3161117824",
+        "Total parameters 7243.436M": "7243436000",
+        "Trainable parameters: 4.178% (335.544M/8030.261M)": "8030261000",
+        "number of parameters: 123.69M": "123690000",
+        "print_info: model params     = 3.21 B": "3210000000",
+    }
+    for line, count in printed.items():
+        r = parse_log(line + "\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB\n")
+        assert r.training_args["all_params"].value == count, line
+    for line in ("number of parameters on (tensor, pipeline) model parallel rank (0, 0): 6738415616",
+                 "Total params: 1,234", "Trainable parameters 0.426M"):
+        r = parse_log(line + "\n")
+        assert "all_params" not in r.training_args and "trainable_params" not in r.training_args, line
+    r = parse_log("Trainable parameters = 1,361,753,856 of 5,661,833,328 (24.05% trained)\n")
+    assert r.training_args["trainable_params"].value == "1361753856"
+
+
 def test_hf_trainer_trainable_banner_has_no_all_params():
     r = parse_log("[INFO|trainer.py:2136] >>   Number of trainable parameters = 20,971,520")
     assert r.training_args["trainable_params"].value == "20971520" and "all_params" not in r.training_args

@@ -144,6 +144,24 @@ def test_a_model_named_in_the_log_but_not_listed_gets_the_nearest_stand_in_as_an
     assert setup.quantization_bit == 4 and setup.method == "qlora"
 
 
+def test_a_printed_parameter_count_sizes_a_model_no_name_resolves():
+    """The log prints the model's count but names no model: a model of that size stands in (a derived fact that
+    cites the count), or below the registry's smallest the count sizes the weights alone; the trainable share it
+    prints beside decides the method."""
+    oom = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB\n"
+    setup = assemble_setup(parse_log("Trainable parameters = 1,361,753,856 of 5,661,833,328 (24.05% trained)\n" + oom))
+    assert setup.model is not None and setup.model.name == "meta-llama/Llama-2-7b-hf"
+    prov = setup.provenance["model"]
+    assert prov.origin == "derived" and "5,661,833,328 parameters" in prov.detail and "log line 1" in prov.detail
+    assert setup.method == "full" and setup.provenance["method"].origin == "log"
+    setup = assemble_setup(parse_log("number of parameters: 123.69M\n" + oom))
+    assert setup.model is None and setup.stated_params == 123_690_000
+    assert setup.provenance["stated_params"].origin == "log"
+    # a model the log names wins over the count
+    setup = assemble_setup(parse_log("--model_name_or_path Qwen/Qwen2.5-7B\nTotal parameters: 2,826,830,336\n" + oom))
+    assert setup.model is not None and setup.model.name == "Qwen/Qwen2.5-7B"
+
+
 def test_a_placeholder_model_in_the_config_gives_way_to_the_model_the_words_name():
     from ask_oom.tools.log_cues import log_cues
     from ask_oom.tools.report_refinement import refine_report

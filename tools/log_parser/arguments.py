@@ -46,16 +46,33 @@ _BANNERS = [
     ("total_train_batch_size", re.compile(r"Total train batch size \([^)]{0,60}\) = ([\d,]{1,12})")),
     ("num_examples", re.compile(r"Num examples = ([\d,]{1,15})")),
     ("num_epochs", re.compile(r"Num Epochs = ([\d,]{1,8})")),
-    ("trainable_params", re.compile(r"(?:Number of trainable parameters|trainable params:?) ?=? ?([\d,]{1,20})")),
+    ("trainable_params", re.compile(r"trainable param(?:eter)?s:? ?=? ?([\d,]{1,20})(?![\d.%])", re.IGNORECASE)),
     ("eval_batch_size", re.compile(r"\bBatch size = ([\d,]{1,12})")),
 ]
 _TRAINABLE = _BANNERS[5][1]
 # PEFT print_trainable_parameters: "trainable params: 4,194,304 || all params: 6,742,609,920 || trainable%: 0.0622"
 _ALL_PARAMS = re.compile(r"\|\|\s{0,3}all params:?\s{0,3}([\d,]{1,20})")
 _EVAL_BATCH = _BANNERS[6][1]
+# The model's whole parameter count as trainers and tools print it (read as all_params, like PEFT's):
+#   "Trainable parameters = 1,361,753,856 of 5,661,833,328" (Unsloth's banner: trainable of all)
+#   "Total parameters: 2,826,830,336", "Total number of parameters in the model: 3,161,117,824", "Total params: 124,439,808"
+#   (ParlAI, hand-written scripts, torchinfo), "Total parameters 7243.436M" (mlx-lm), "number of parameters: 123.69M"
+#   (nanoGPT), "model params     = 3.21 B" (llama.cpp's print_info). Megatron's "number of parameters on (tensor,
+#   pipeline) model parallel rank (0, 0): N" counts one rank's share and is not read. mlx-lm's newer banner
+#   "Trainable parameters: 4.178% (335.544M/8030.261M)" gives trainable / all.
+_TOTAL_PARAMS = [
+    re.compile(r"Trainable parameters:?\s{0,3}[\d.]{1,8}%\s{0,3}\(\s{0,2}[\d.]{1,12}[KMB]\s{0,2}/\s{0,2}(\d[\d.]{0,12})\s{0,2}"
+               r"([KMB])\)", re.IGNORECASE),
+    re.compile(r"Trainable parameters\s{0,3}=\s{0,3}[\d,]{1,20}\s{1,3}of\s{1,3}(\d[\d,]{0,20})()", re.IGNORECASE),
+    re.compile(r"(?:total (?:number of )?param(?:eter)?s(?: in the model)?|number of param(?:eter)?s|model params)"
+               r"\s{0,8}[:=]?\s{0,8}(\d[\d,]{0,20}(?:\.\d{1,6})?)\s{0,2}([KMBT]?)(?![\w.])", re.IGNORECASE),
+]
+_PARAM_UNIT = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
+MIN_MODEL_PARAMS = 10**6   # a printed count below a million is a layer's or an adapter's, not a model's
 
 
-BANNER_WORDS = ("batch size", "accumulation steps", "num examples", "num epochs", "trainable param")
+BANNER_WORDS = ("batch size", "accumulation steps", "num examples", "num epochs", "trainable param", "total param",
+                "number of param", "model params")
 
 
 _KEY_TOKENS = frozenset(k.encode() for k in TRAINING_KEYS)
@@ -115,7 +132,7 @@ def find_arguments(line: str, low: str) -> Iterator[tuple[str, str | None]]:
         return
     if "=" in text:
         if " = " in text:
-            for key, pattern in _BANNERS[:-1]:
+            for key, pattern in _BANNERS[:5]:   # the trainable count (and the total beside it) is read below
                 m = pattern.search(text)
                 if m:
                     yield key, m.group(1).replace(",", "")
@@ -135,13 +152,34 @@ def find_arguments(line: str, low: str) -> Iterator[tuple[str, str | None]]:
         for m in _KV_COLON.finditer(text):
             if m.group(1) in TRAINING_KEYS:
                 yield m.group(1), m.group(2)
-    if "trainable params" in low or "number of trainable parameters" in low:
+    if "trainable param" in low:
         m = _TRAINABLE.search(text)
         if m:
             yield "trainable_params", m.group(1).replace(",", "")
         m = _ALL_PARAMS.search(text)
         if m:
             yield "all_params", m.group(1).replace(",", "")
+            return
+    if "param" in low:
+        total = total_params(text)
+        if total is not None:
+            yield "all_params", str(total)
+
+
+def total_params(text: str) -> int | None:
+    """The model's whole parameter count a line prints (_TOTAL_PARAMS), or None; counts under MIN_MODEL_PARAMS and
+    counts said of trainable parameters alone are not the model's."""
+    for pattern in _TOTAL_PARAMS:
+        m = pattern.search(text)
+        if m is None:
+            continue
+        digits = m.group(1).replace(",", "")
+        try:
+            count = int(float(digits) * _PARAM_UNIT[m.group(2).upper()])
+        except ValueError:
+            return None
+        return count if MIN_MODEL_PARAMS <= count < 10**14 else None
+    return None
 
 
 def find_eval_batch_size(line: str) -> str | None:

@@ -71,13 +71,30 @@ def lookup_key(name_or_path: str) -> str | None:
     # "qwen2.5-7b-instruct-sft-v2": drop trailing tokens until a known name remains (longest match first); a name that
     # states its size keeps it: "BLOOMZ-1.7B" is not the 176B "bloomz", whose own name states no size
     base = name_or_path.strip().rstrip("/").split("/")[-1].lower()
-    stated = _size_b(base)
+    stated = _stated_billions(base)
     tokens = [t for t in re.split(r"[-_ ]+", base) if t]
     for end in range(len(tokens) - 1, 0, -1):
         cand = _norm("-".join(tokens[:end]))
-        if cand in idx and (stated is None or _same_size(stated, _size_b(idx[cand].split("/")[-1]))):
+        if cand in idx and (stated is None or _same_size(stated, _entry_billions(idx[cand]))):
             return idx[cand]
     return None
+
+
+def _stated_billions(base: str) -> float | None:
+    """The size a name states, in billions: "7b" → 7, "774m" → 0.774 (millions only when no billions are stated)."""
+    size = _size_b(base)
+    if size is not None:
+        return size
+    m = _SIZE_MILLIONS.search(base.lower())
+    return float(m.group(1)) / 1000 if m else None
+
+
+@lru_cache(maxsize=256)
+def _entry_billions(key: str) -> float:
+    """A registry model's size in billions: the one its id states, else its parameter count ("gpt2-large": 0.77)."""
+    from .params import count_params
+
+    return _size_b(key.split("/")[-1]) or count_params(_resolve_cached(key)).total / 10**9
 
 
 def _same_size(stated: float, size: float | None) -> bool:
@@ -104,6 +121,7 @@ def resolve_model(name_or_path: str) -> ModelArch | None:
 # the size in billions, also glued to the family word ("baichuan13b", "qwen7b"), not a version ("v1.5b") or an
 # expert count ("8x7b")
 _SIZE = re.compile(r"(?<![\dx.v])(\d+(?:\.\d+)?)b(?![a-z\d])")
+_SIZE_MILLIONS = re.compile(r"(?<![\dx.v])(\d+(?:\.\d+)?)m(?![a-z\d])")   # "bloom-560m", "CosyVoice-300M"
 _MOE_NAME = re.compile(r"\d+x\d+(?:\.\d+)?b|(?<![a-z])a\d+(?:\.\d+)?b|moe")
 _MULTIMODAL_TYPES = ("vl", "llava", "gemma3", "kimi", "moe")   # model_type parts of entries that are not plain LMs
 _SIZE_TOLERANCE = 0.25   # a neighbour within ±25% of the stated size has a comparable memory footprint
@@ -116,12 +134,12 @@ def _size_b(text: str) -> float | None:
 
 def stated_params(name_or_path: str | None) -> int | None:
     """The parameter count a model's name states ("InternVL2-Llama3-76B" → 76e9, "Qwen3-VL-30B-A3B" → 30e9: the total,
-    not the active count), or None. A size is what sizes the weights of a model whose architecture no entry gives; an
-    expert count ("8x7b") states no total and is not read."""
+    not the active count; "gpt2-large-774M" → 774e6 when no size in billions is stated), or None. A size is what sizes
+    the weights of a model whose architecture no entry gives; an expert count ("8x7b") states no total and is not read."""
     if not name_or_path or len(name_or_path) > 512:
         return None
-    size = _size_b(name_or_path.strip().rstrip("/").split("/")[-1])
-    return int(size * 10**9) if size else None
+    size = _stated_billions(name_or_path.strip().rstrip("/").split("/")[-1])
+    return int(round(size * 10**9)) if size else None
 
 
 def _family(key: str) -> str:
