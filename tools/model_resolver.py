@@ -36,6 +36,12 @@ _BASE_HINT_KEYS = ("checkpoint_dir", "adapter_name_or_path", "adapters", "peft_m
 # -GPTQ, the -FP8 releases of Qwen3, GLM-4.5 and DeepSeek: one byte a weight).
 _QUANT_NAME = re.compile(r"[-_]?(?:gptq|awq)[-_]?int(4|8)|[-_](?:bnb[-_])?(4|8)[-_]?bit\b|int(4|8)\b|[-_](gptq|awq)\b"
                          r"|[-_]fp(8)\b", re.IGNORECASE)
+# ...and in the other schemes' spellings, read to the nearer of the calculator's two widths: ExLlamaV2's bits per
+# weight ("_4.65bpw", "-6.0bpw-h6-exl2"), llm-compressor's weight/activation bits ("-W4A16", "-w8a8"), GGUF's and
+# Ollama's k-quants ("Q4_K_M", "-q5_1", "Q8_0"), MXFP4 (gpt-oss) and NF4.
+_QUANT_SCHEME = re.compile(r"(?<![\d.])(\d(?:\.\d{1,2})?)[-_ ]?bpw|(?<![a-z])w(4|8)a(?:8|16)\b|(?<![a-z])i?q([2-8])_(?:k|[01]|xx?s|m)\w{0,3}"
+                           r"|\b(?:mx)?fp(4)\b|(?<![a-z])nf(4)\b", re.IGNORECASE)
+WIDEST_4BIT_SCHEME = 6   # up to 6 bits a weight reads as the 4-bit width (the nearer one), above as 8-bit
 
 
 @dataclass(frozen=True)
@@ -100,9 +106,13 @@ def resolve_model_name(name: str | None, settings: Mapping[str, Any] | None = No
 def checkpoint_quantization(name: str | None) -> tuple[int | None, str]:
     """(4 or 8, the telling part) when a checkpoint's name says it is pre-quantized, else (None, '')."""
     m = _QUANT_NAME.search(name or "")
+    if m is not None:
+        return int(next((m.group(i) for i in (1, 2, 3, 5) if m.group(i)), "4")), m.group(0).strip("-_")
+    m = _QUANT_SCHEME.search(name or "")
     if m is None:
         return None, ""
-    return int(next((m.group(i) for i in (1, 2, 3, 5) if m.group(i)), "4")), m.group(0).strip("-_")
+    bits = float(next(g for g in m.groups() if g))
+    return (4 if bits <= WIDEST_4BIT_SCHEME else 8), m.group(0).strip("-_ ")
 
 
 def apply_resolved_model(setup: TrainingSetup, resolved: ResolvedModel, detail: str | None = None) -> TrainingSetup:

@@ -119,6 +119,11 @@ def test_an_adapter_path_names_the_base_of_an_opaque_model():
     (AWQ, 4), ("Qwen/Qwen2-VL-7B-Instruct-GPTQ-Int8", 8), ("x-GPTQ-Int4", 4), ("unsloth/llama-3-8b-bnb-4bit", 4),
     ("m-8bit", 8), ("Qwen-72B-Chat-Int4", 4), ("Qwen/Qwen2.5-7B-Instruct", None), ("/data/int8_models/llama-7b", None),
     ("zai-org/GLM-4.5V-FP8", 8), ("Qwen/Qwen3-8B-FP8", 8), ("/data/fp8/llama-7b", None),
+    # other schemes, read to the nearer width: ExLlamaV2 bits per weight, llm-compressor, GGUF/Ollama k-quants, MXFP4
+    ("FuseO1-DeepSeekR1-QwQ-SkyT1-32B-Preview-exl2_4.65bpw", 4), ("Llama-3-70B-8.0bpw-h8-exl2", 8),
+    ("RedHatAI/Qwen2.5-7B-Instruct-W4A16", 4), ("Meta-Llama-3-8B-w8a8", 8), ("qwen2-72b-instruct-q4_K_M", 4),
+    ("mixtral-8x7b-instruct-v0.1.Q5_K_M.gguf", 4), ("llama-2-7b.Q8_0.gguf", 8), ("Qwen3-8B-IQ3_M.gguf", 4),
+    ("gpt-oss-20b-mxfp4", 4), ("llama-7b-fp16", None), ("Qwen2.5-7B-q-former", None),
 ])
 def test_checkpoint_quantization_reads_the_name(name, bits):
     assert checkpoint_quantization(name)[0] == bits
