@@ -44,7 +44,7 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
     from ..tools.root_causes.ranking import collect_signals
     from ..tools.root_causes.scoring import score_signals
     from ..tools.setup_assembly import (adapter_method_named, assemble_setup, eager_attention_from_ranking, gguf_weights,
-                                        workload_named)
+                                        quantized_weights, workload_named)
     from .questions import assumptions, questions
     from .similar_cases import similar_case
     from .text_facts import text_facts
@@ -63,7 +63,8 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
         notes.extend(n for n in doc.notes if n not in notes)
     setup = assemble_setup(report, doc, request)
     if has_log:
-        setup = gguf_weights(workload_named(adapter_method_named(text_facts(setup, request.log_text), cues), cues), cues)
+        setup = gguf_weights(quantized_weights(workload_named(adapter_method_named(text_facts(setup, request.log_text), cues),
+                                                              cues), request.log_text), cues)
     margin = request.margin or getattr(settings, "gpu_margin", None) or DEFAULT_MARGIN
     sized = _sized_step(request, report, setup)
     estimate = _estimate(setup, sized, margin, notes)

@@ -114,7 +114,18 @@ def _size_stated(setup: TrainingSetup, names: tuple[str | None, ...]) -> Trainin
 
 
 # a base model loaded in 4 or 8 bits, as configs and users write it
-_QUANTIZED_BASE = re.compile(r"load_in_(?:4|8)bit|(?<![\w.])(?:4|8)[- ]?bit(?![\w])|\bnf4\b|\bint8\b|\bqlora\b", re.IGNORECASE)
+# (not an 8-bit optimizer: "8-bit Adam")
+_QUANTIZED_BASE = re.compile(r"load_in_(?:4|8)bit|(?<![\w.])(?:4|8)[- ]?bit(?![\w])(?! ?(?:adam|optim|paged))|\bnf4\b|\bint8\b"
+                             r"|\bqlora\b", re.IGNORECASE)
+# ...and, for a run that only runs the model, its checkpoint's width said in words: "72B int4", GPTQ and AWQ (4-bit
+# unless they say 8). In a training paste these words often name another run or the goal, so training reads only the
+# pattern above.
+MAX_QUANT_SCAN = 1 << 20   # the width is said near the model's name, in the paste's first MiB
+_QUANTIZED_RUN = re.compile(_QUANTIZED_BASE.pattern + r"|\bint4\b|\bgptq\b|\bawq\b", re.IGNORECASE)
+
+
+def _quantized_bits(match: re.Match[str]) -> int:
+    return 8 if "8" in match.group(0) else 4
 
 
 def adapter_method_named(setup: TrainingSetup, cues: LogCues | None) -> TrainingSetup:
@@ -134,7 +145,7 @@ def adapter_method_named(setup: TrainingSetup, cues: LogCues | None) -> Training
         if m is None:
             return setup
         where = f"log line {cues.quantization.line}: {cues.quantization.text[:QUOTE_SHORT]}"
-        bits = 8 if "8" in m.group(0) or "int8" in m.group(0).lower() else 4
+        bits = _quantized_bits(m)
         setup = setup.with_fact("method", "qlora", "log", f"{where} (a quantized base trains adapters)")
         if setup.quantization_bit is None:
             setup = setup.with_fact("quantization_bit", bits, "log", where)
@@ -146,6 +157,23 @@ def adapter_method_named(setup: TrainingSetup, cues: LogCues | None) -> Training
             setup = setup.with_fact("quantization_bit", 4, "log", f"{where} (QLoRA: 4-bit base weights)")
         return setup
     return setup.with_fact("method", "lora", "log", where)
+
+
+def quantized_weights(setup: TrainingSetup, text: str) -> TrainingSetup:
+    """A run that only runs the model (eval, generation, serving) and loads it in 4 or 8 bits as the paste says
+    ("load_in_8bit=True", "72B int4", "GPTQ"), with no width stated elsewhere: its weights take that width. (A training
+    run's quantized base is read with its method: adapter_method_named.)"""
+    said = setup.provenance.get("quantization_bit")
+    if setup.workload == "train" or (said is not None and said.origin != "default"):
+        return setup
+    m = _QUANTIZED_RUN.search(text[:MAX_QUANT_SCAN])
+    if m is None:
+        return setup
+    start = text.rfind("\n", 0, m.start()) + 1
+    end = text.find("\n", m.end())
+    line = text[start:end if end >= 0 else len(text)].strip()
+    return setup.with_fact("quantization_bit", _quantized_bits(m), "log",
+                           f"log line {text.count(chr(10), 0, m.start()) + 1}: {line[:QUOTE_SHORT]}")
 
 
 def gguf_weights(setup: TrainingSetup, cues: LogCues | None) -> TrainingSetup:

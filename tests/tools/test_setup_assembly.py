@@ -259,3 +259,23 @@ def test_a_quantizers_target_bits_do_not_shrink_the_model_it_loads():
     sixteen = estimate_memory(base).breakdown.all_weights()
     assert estimate_memory(target).breakdown.all_weights() == sixteen
     assert estimate_memory(named).breakdown.all_weights() < sixteen / 2
+
+
+def test_a_run_that_only_runs_the_model_takes_the_width_the_paste_loads_it_in():
+    """Inference that loads the model in 4 or 8 bits as the paste says ("72B int4", load_in_8bit, GPTQ) sizes its
+    weights at that width; a stated width wins, a training run's quantized base is its method's business, and an 8-bit
+    optimizer is no 8-bit model."""
+    from ask_oom.tools.setup_assembly import quantized_weights
+
+    base = TrainingSetup(model=None).with_fact("workload", "generate", "log", "generation named in the log")
+    for text, bits in (("Qwen1.5-chat 72B int4 on 4 V100 runs out of memory at 10k tokens\n", 4),
+                       ("model = AutoModelForCausalLM.from_pretrained(path, load_in_8bit=True)\n", 8),
+                       ("serving the GPTQ checkpoint OOMs\n", 4)):
+        setup = quantized_weights(base, "the model OOMs\n" + text)
+        assert setup.quantization_bit == bits and setup.provenance["quantization_bit"].origin == "log", text
+        assert setup.provenance["quantization_bit"].detail.startswith("log line 2: "), text
+    said = "load_in_4bit=True\n"
+    assert quantized_weights(base.with_fact("quantization_bit", 8, "user", "8-bit"), said).quantization_bit == 8
+    train = base.with_fact("workload", "train", "log", "training")
+    assert quantized_weights(train, said).quantization_bit is None
+    assert quantized_weights(base, "we use 8-bit Adam to save memory\n").quantization_bit is None
