@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from .log_parser.lines import numbered_lines
 from .log_parser.model_names import FAMILIES, looks_like_model
+from .memory.registry import ONE_SIZE_FAMILIES
 from .log_parser.messages import killed_exit_status
 
 MAX_SCAN = 2 * 1024 * 1024  # a description is short; read at most its first 2 MiB
@@ -157,6 +158,9 @@ _PARAMS_SAID = re.compile(r"(?<![\w.])(\d{1,5}(?:\.\d{1,3})?) ?([BM]|billion|mil
 _MODEL_IS = re.compile(r"\bmodel (?:is|was) (?:only |just )?(?:an? )?(\d{1,3}(?:\.\d)?) ?[bB](?![A-Za-z0-9])"
                        r"|模型(?:是|为|大小为?|只有)(\d{1,3}(?:\.\d)?) ?[bB](?![A-Za-z0-9])", re.IGNORECASE)
 _UNIT = {"b": "B", "billion": "B", "m": "M", "million": "M"}
+# ...or a family released in one size, named alone: "chatglm2就爆显存" (not a path's folder or a module's file name)
+_ONE_SIZE = re.compile(r"(?<![A-Za-z0-9_/.-])(" + "|".join(sorted(ONE_SIZE_FAMILIES, key=len, reverse=True)) + r")(?![A-Za-z0-9_/.-])",
+                       re.IGNORECASE)
 
 
 def model_named(text: str) -> str | None:
@@ -197,7 +201,10 @@ def _model_in_line(line: str) -> str | None:
         count, unit = float(m.group(1)), _UNIT[m.group(2).lower()]
         return f"{count / 1000:g}B" if unit == "M" and count >= 1000 else f"{m.group(1)}{unit}"   # "9708M": 9.708B
     m = _SIZE_ONLY.search(line) or _MODEL_IS.search(line)
-    return f"{m.group(1) or m.group(2)}B" if m else None
+    if m:
+        return f"{m.group(1) or m.group(2)}B"
+    m = _ONE_SIZE.search(line)
+    return m.group(1) if m else None
 
 
 def _joined(name: str) -> str:

@@ -109,6 +109,19 @@ def test_the_model_a_sentence_names_by_its_family_and_size_in_the_ways_people_wr
         assert model_named(text) is None, text
 
 
+def test_a_family_released_in_one_size_is_named_by_its_bare_name():
+    """ChatGLM, ChatGLM2 and ChatGLM3 came in 6B only: the bare name states the size (a stand-in of 6.2B, saying why);
+    a traceback's module folder or file is no naming."""
+    from ask_oom.tools.described_oom import model_named
+    from ask_oom.tools.model_resolver import resolve_model_name
+
+    assert model_named("模型使用的是chatglm，没有量化") == "chatglm"
+    assert model_named("with the same arguments chatglm2 runs out of GPU memory") == "chatglm2"
+    resolved = resolve_model_name("chatglm2")
+    assert resolved is not None and resolved.read_as == "stand_in" and "one size chatglm2 was released in" in resolved.detail
+    assert model_named('File "/root/.cache/huggingface/modules/transformers_modules/chatglm-6b/modeling_chatglm.py"') is None
+
+
 def test_host_ram_too_small_in_chinese():
     d = described_oom("8*V100，deepspeed zero3，跑小份数据可以正常跑起来，但是跑3M数据量时会出现这种情况，是否可能是内存小了")
     assert d is not None and d.kind == "host_oom"

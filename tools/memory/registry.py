@@ -124,6 +124,9 @@ _SIZE = re.compile(r"(?<![\dx.v])(\d+(?:\.\d+)?)b(?![a-z\d])")
 _SIZE_MILLIONS = re.compile(r"(?<![\dx.v])(\d+(?:\.\d+)?)m(?![a-z\d])")   # "bloom-560m", "CosyVoice-300M"
 _MOE_NAME = re.compile(r"\d+x\d+(?:\.\d+)?b|(?<![a-z])a\d+(?:\.\d+)?b|moe")
 _MULTIMODAL_TYPES = ("vl", "llava", "gemma3", "kimi", "moe")   # model_type parts of entries that are not plain LMs
+# Families released in one size, so their bare name states it: THUDM's ChatGLM-6B, ChatGLM2-6B and ChatGLM3-6B
+# (6.2B parameters each, by their model cards; GLM-4 and later came in several sizes and are not listed)
+ONE_SIZE_FAMILIES = {"chatglm": 6.2, "chatglm2": 6.2, "chatglm3": 6.2}
 _SIZE_TOLERANCE = 0.25   # a neighbour within ±25% of the stated size has a comparable memory footprint
 
 
@@ -170,7 +173,7 @@ def nearest_model(name_or_path: str) -> tuple[ModelArch, str] | None:
     if not name_or_path or len(name_or_path) > 512 or resolve_model(name_or_path) is not None:
         return None
     base = name_or_path.strip().rstrip("/").split("/")[-1].lower()
-    size = _size_b(base)
+    size = _size_b(base) or ONE_SIZE_FAMILIES.get(base)
     if size is None or _MOE_NAME.search(base) or re.search(r"vl|vision|llava", base):
         return None
     entries = _dense_text_entries()
@@ -187,4 +190,5 @@ def nearest_model(name_or_path: str) -> tuple[ModelArch, str] | None:
     key = closest([e for e in entries if registry_config(e[0]).get("model_type") == "llama"])
     if key is None:
         return None
-    return _resolve_cached(key).model_copy(deep=True), f"{key}, a Llama-architecture model of the same size ({size:g}B)"
+    said = "" if _size_b(base) else f", the one size {base} was released in"
+    return _resolve_cached(key).model_copy(deep=True), f"{key}, a Llama-architecture model of the same size ({size:g}B{said})"
