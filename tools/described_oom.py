@@ -24,7 +24,9 @@ MAX_SCAN = 2 * 1024 * 1024  # a description is short; read at most its first 2 M
 _GPU = re.compile(r"(?<![A-Za-z])OOM(?:s|ed|ing|'d|'ing)?(?![A-Za-z])|out[ -]of[ -](?:GPU[ -]|CUDA[ -]|device[ -]|video[ -])?memory|Insufficient Memory|ErrorOutOfMemory|显存.{0,4}?(?:不足|溢出|不够|爆|占满|满了|炸|超了|超出|装不下|放不下|塞不下)|(?:爆|炸|超|超过|超出)显存|显卡.{0,3}?(?:爆|炸)"
                   # memory said to overflow, or to be what a run ran into ("crashes due to memory overflow", "runs into
                   # memory issues")
-                  r"|\bmemory\s{1,2}overflow\w{0,3}|\b(?:runs?|ran|running|run)\s{1,2}into\s{1,2}(?:GPU\s|CUDA\s)?memory\s{1,2}(?:issues?|problems?|errors?)"
+                  r"|\bmemory\s{1,2}overflow\w{0,3}"
+                  # "of" dropped, as non-native writers often do: "a five minutes audio cause out memory", "ran out memory"
+                  r"|\b(?:runs?|ran|running|cause[sd]?|causing|gets?|got|getting)\s{1,2}out\s{1,2}memory\b|\b(?:runs?|ran|running|run)\s{1,2}into\s{1,2}(?:GPU\s|CUDA\s)?memory\s{1,2}(?:issues?|problems?|errors?)"
                   # VRAM said to run out (a card's "24GB VRAM" is its size, not a failure)
                   r"|(?:out of|not enough|insufficient|exceed\w{0,3}(?: the)?)\s{1,2}VRAM|VRAM\s{1,2}(?:overflow\w{0,3}|exhausted|is full|ran out|runs out)",
                   re.IGNORECASE)

@@ -373,3 +373,13 @@ def test_an_oom_said_of_the_host_by_name_is_the_hosts(text):
     found = described_oom(text)
     assert found is not None and found.kind == "host_oom", text
     assert described_oom("OOM in the backward pass on the GPU\n").kind == "cuda_oom"
+
+
+def test_out_of_memory_said_without_its_of():
+    """"cause out memory", "ran out memory": the "of" dropped, as non-native writers often do, is still the failure;
+    memory that "runs out" with nothing after it, or a word ending in "out", is not read this way."""
+    for said in ("23 minutes of audio transcribe fine, but a five minutes audio cause out memory\n",
+                 "it ran out memory at step 3\n"):
+        d = described_oom(said)
+        assert d is not None and d.kind == "cuda_oom", said
+    assert described_oom("a new layout memory map\n") is None

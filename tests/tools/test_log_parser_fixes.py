@@ -282,3 +282,25 @@ def test_ggml_error_on_several_ranks_is_reported_once_with_its_ranks():
                    for r in range(4))
     r = parse_log(text)
     assert (r.kind, r.requested_bytes, r.ranks) == ("cuda_oom", 150995968, [0, 1, 2, 3])
+
+
+def test_out_of_memory_errors_other_libraries_raise_in_their_own_words():
+    """accelerate's find_executable_batch_size gives up after a CUDA OOM at every batch size; OpenVINO's GPU plugin
+    refuses one allocation above the device's largest object (its request read); Intel MKL's host allocator fails.
+    The traceback's own source line ("raise RuntimeError(...)") is not the error."""
+    accelerate = ('  File "accelerate/utils/memory.py", line 142, in decorator\n'
+                  '    raise RuntimeError("No executable batch size found, reached zero.")\n'
+                  'RuntimeError: No executable batch size found, reached zero.\n')
+    r = parse_log(accelerate)
+    assert r.kind == "cuda_oom" and r.message == "RuntimeError: No executable batch size found, reached zero."
+    # a CUDA OOM it caught, when printed, is the message with numbers
+    r = parse_log("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity "
+                  "of 23.65 GiB of which 1.00 GiB is free.\n" + accelerate)
+    assert r.kind == "cuda_oom" and r.requested_bytes == 2 * 2**30
+    r = parse_log("RuntimeError: Exception from src/inference/src/cpp/infer_request.cpp:223: Check '!exceed_allocatable_mem_"
+                  "size' failed at src/plugins/intel_gpu/src/runtime/ocl/ocl_engine.cpp:142: [GPU] Exceeded max size of "
+                  "memory object allocation: requested 11271610368 bytes, but max alloc size supported by device is "
+                  "4294959104 bytes.Please try to reduce batch size or use lower precision.\n")
+    assert r.kind == "xpu_oom" and r.requested_bytes == 11271610368
+    r = parse_log("Traceback (most recent call last):\nRuntimeError: mkl_malloc: failed to allocate memory\n")
+    assert r.kind == "host_oom"

@@ -342,6 +342,19 @@ def _ray_host_oom(line: str) -> MemoryHit:
     return MemoryHit(kind="host_oom", priority=P_HOST, text=line, exit_signal="SIGKILL")
 
 
+# accelerate's find_executable_batch_size (the HF Trainer's auto_find_batch_size) halves the batch after each CUDA
+# out-of-memory error and gives up at zero: "RuntimeError: No executable batch size found, reached zero."
+# (accelerate/utils/memory.py): every batch size down to 1 ran out of GPU memory.
+_NO_EXECUTABLE_BATCH = "no executable batch size found"
+# OpenVINO's GPU plugin refuses one allocation above the device's largest object ("[GPU] Exceeded max size of memory
+# object allocation: requested 11271610368 bytes, but max alloc size supported by device is 4294959104 bytes"): an
+# Intel GPU's memory limit, read with the XPU kind (Intel GPUs)
+_OCL_MAX_ALLOC = "exceeded max size of memory object allocation"
+_OCL_REQUESTED = re.compile(r"requested (\d{1,20}) bytes")
+# Intel MKL's allocator on the host ("RuntimeError: mkl_malloc: failed to allocate memory")
+_MKL_MALLOC = "mkl_malloc: failed to allocate memory"
+
+
 _CODE_STARTS = ("except ", "except(", "raise ", "if ", "elif ", "#", "return ", "print(", "logger.", "assert ")
 
 
@@ -392,6 +405,13 @@ def detect(line: str, low: str) -> list[MemoryHit]:
         return []
     if "oom when allocating" in low:
         return [_parse_tf(line)]
+    if _NO_EXECUTABLE_BATCH in low and not low.lstrip().startswith(_CODE_STARTS):   # not the traceback's source line
+        # raised after the CUDA OOMs it caught: one of those, when printed, says more
+        return [MemoryHit(kind="cuda_oom", priority=P_LIBRARY, text=line)]
+    if _OCL_MAX_ALLOC in low:
+        return [_bytes_hit("xpu_oom", P_GPU, line, _OCL_REQUESTED)]
+    if _MKL_MALLOC in low:
+        return [MemoryHit(kind="host_oom", priority=P_HOST, text=line)]
     if "alloc_failed" in low or "not_enough_workspace" in low:
         if "cublas_status_alloc_failed" in low or "cudnn_status_alloc_failed" in low or \
                 "cudnn_status_not_enough_workspace" in low:

@@ -202,7 +202,7 @@ class LogParser:
     def _may_report_memory(low: str) -> bool:
         return ("memory" in low or "alloc" in low or "oom" in low or "killed" in low or "alloc_failed" in low
                 or "workspace" in low or "code" in low or "sig" in low or "status" in low or "pinned" in low
-                or "bad_alloc" in low)
+                or "bad_alloc" in low or "executable batch size" in low)
 
     def _continues(self, line: str, rank: int | None) -> bool:
         """Is this line the wrapped rest of the pending message (same rank, not a new log record)?"""
