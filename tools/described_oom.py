@@ -68,8 +68,11 @@ _HOST = re.compile(r"(?<!显)内存.{0,20}(?:不足|占满|爆|炸|溢出|不够
                    + r"|" + _KILLED, re.IGNORECASE)
 _KILLED_SAID = re.compile(_KILLED, re.IGNORECASE)
 _HOST_OOM_SAID = re.compile(_HOST_OOM, re.IGNORECASE)
-_GROWTH = re.compile(r"\bkeeps?\s{0,2}(?:increasing|growing|rising)|\b(?:increas|grow)\w{0,4}\s{0,2}(?:from|over|steadily|gradually|until|each|every)"
+_GROWTH = re.compile(r"\bkeeps?\s{0,2}(?:increasing|growing|rising)|\b(?:increas|grow|grew)\w{0,4}\s{0,2}(?:from|over|steadily|gradually|until|each|every|continuously|constantly)"
                      r"|memory leak|\bleaks?\s{1,2}(?:GPU\s|CUDA\s)?memory|(?:不断|持续|逐渐|一直)在?(?:增加|增长|上涨|升高|上升|涨)|无限增加|越来越(?:大|多|高)"
+                     # with each turn or step ("每次对话显存占用都会增加几百Mb"), or along with something ("随之增长")
+                     r"|每(?:次|轮|个|一步|步)[^，。,.]{0,12}?(?:显存|内存)[^，。,.]{0,8}?(?:增加|增长|上涨|涨)"
+                     r"|(?:显存|内存)[^，。,.]{0,6}?随之(?:增加|增长|上涨)"
                      # memory that should have been given back and was not: still held, so the next step or model
                      # adds to it ("does not free all the memory", "memory is not released", "显存不释放")
                      r"|\b(?:does\s?n[o']t|did\s?n[o']t|not|never|won't|can't|cannot)\s{1,2}(?:being\s{1,2}|be\s{1,2})?"

@@ -383,3 +383,15 @@ def test_out_of_memory_said_without_its_of():
         d = described_oom(said)
         assert d is not None and d.kind == "cuda_oom", said
     assert described_oom("a new layout memory map\n") is None
+
+
+def test_memory_said_to_grow_with_each_turn_or_along_with_something():
+    """"每次对话显存占用都会增加几百Mb" (each turn adds a few hundred MB of GPU memory), "消耗显存也随之增长" (the GPU
+    memory grows along with it), "GPU memory grew continuously": memory said to grow is the problem described; a
+    clause with no memory word ("每次训练都增加了数据", more data each time) is not."""
+    for said in ("每次对话显存占用都会增加几百Mb，请问除了重启程序有别的解决办法吗？\n", "随着对话轮数的增多，对应消耗显存也随之增长\n",
+                 "GPU memory grew continuously because the cache kept every call\n"):
+        d = described_oom(said)
+        assert d is not None and d.growth_text is not None, said
+    for said in ("每次训练都增加了数据\n", "数据随之增加\n"):
+        assert described_oom(said) is None, said
