@@ -12,9 +12,9 @@ import re
 from pydantic import BaseModel
 
 from .log_parser.lines import numbered_lines
+from .log_parser.messages import killed_exit_status
 from .log_parser.model_names import FAMILIES, looks_like_model
 from .memory.registry import ONE_SIZE_FAMILIES
-from .log_parser.messages import killed_exit_status
 
 MAX_SCAN = 2 * 1024 * 1024  # a description is short; read at most its first 2 MiB
 
@@ -156,9 +156,9 @@ _FAMILY_TAG = re.compile(r"(?<![A-Za-z0-9_/.-])(" + _FAMILY + r"(?:-[A-Za-z]{2,1
 # said of its parameters: "an 80B param model", "9708M total parameters", "3 billion parameters"; or the model said
 # to be it: "the model is only 7B", "模型是7B" (the registry stands in a model of that size)
 _SIZE_ONLY = re.compile(r"(?<![A-Za-z0-9_.])(\d{1,3}(?:\.\d)?) ?[bB] ?(?:的 ?)?(?:大?模型|models?\b|LLMs?\b)", re.IGNORECASE)
-_SIZE_SUFFIX = re.compile(r"(?<![\w.-])(\d{1,3}(?:\.\d{1,2})?[bB]-(?:chat|instruct|base|hf|it|int4|int8|awq|gptq))(?![\w.])",
+_SIZE_SUFFIX = re.compile(r"(?<![A-Za-z0-9_.-])(\d{1,3}(?:\.\d{1,2})?[bB]-(?:chat|instruct|base|hf|it|int4|int8|awq|gptq))(?![\w.])",
                           re.IGNORECASE)
-_PARAMS_SAID = re.compile(r"(?<![\w.])(\d{1,5}(?:\.\d{1,3})?) ?([BM]|billion|million)[- ](?:total )?param(?:eter)?s?\b",
+_PARAMS_SAID = re.compile(r"(?<![A-Za-z0-9_.])(\d{1,5}(?:\.\d{1,3})?) ?([BM]|billion|million)[- ](?:total )?param(?:eter)?s?\b",
                           re.IGNORECASE)
 _MODEL_IS = re.compile(r"\bmodel (?:is|was) (?:only |just )?(?:an? )?(\d{1,3}(?:\.\d)?) ?[bB](?![A-Za-z0-9])"
                        r"|模型(?:是|为|大小为?|只有)(\d{1,3}(?:\.\d)?) ?[bB](?![A-Za-z0-9])", re.IGNORECASE)

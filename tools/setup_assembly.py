@@ -117,11 +117,12 @@ def _size_stated(setup: TrainingSetup, names: tuple[str | None, ...]) -> Trainin
 # (not an 8-bit optimizer: "8-bit Adam")
 _QUANTIZED_BASE = re.compile(r"load_in_(?:4|8)bit|(?<![\w.])(?:4|8)[- ]?bit(?![\w])(?! ?(?:adam|optim|paged))|\bnf4\b|\bint8\b"
                              r"|\bqlora\b", re.IGNORECASE)
-# ...and, for a run that only runs the model, its checkpoint's width said in words: "72B int4", GPTQ and AWQ (4-bit
-# unless they say 8). In a training paste these words often name another run or the goal, so training reads only the
-# pattern above.
+# ...and, for a run that only runs the model, its checkpoint's width said in words ("72B int4"). In a training paste
+# these words often name another run or the goal, so training reads only the pattern above. A GPTQ or AWQ checkpoint
+# says so in its name (model_resolver.checkpoint_quantization); the bare word is as often the quantizing job's own
+# module ("[auto_gptq.quantization.gptq]"), whose model is loaded at 16 bits.
 MAX_QUANT_SCAN = 1 << 20   # the width is said near the model's name, in the paste's first MiB
-_QUANTIZED_RUN = re.compile(_QUANTIZED_BASE.pattern + r"|\bint4\b|\bgptq\b|\bawq\b", re.IGNORECASE)
+_QUANTIZED_RUN = re.compile(_QUANTIZED_BASE.pattern + r"|\bint4\b", re.IGNORECASE)
 
 
 def _quantized_bits(match: re.Match[str]) -> int:
@@ -161,7 +162,7 @@ def adapter_method_named(setup: TrainingSetup, cues: LogCues | None) -> Training
 
 def quantized_weights(setup: TrainingSetup, text: str) -> TrainingSetup:
     """A run that only runs the model (eval, generation, serving) and loads it in 4 or 8 bits as the paste says
-    ("load_in_8bit=True", "72B int4", "GPTQ"), with no width stated elsewhere: its weights take that width. (A training
+    ("load_in_8bit=True", "72B int4", "4-bit"), with no width stated elsewhere: its weights take that width. (A training
     run's quantized base is read with its method: adapter_method_named.)"""
     said = setup.provenance.get("quantization_bit")
     if setup.workload == "train" or (said is not None and said.origin != "default"):

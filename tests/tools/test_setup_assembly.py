@@ -262,7 +262,7 @@ def test_a_quantizers_target_bits_do_not_shrink_the_model_it_loads():
 
 
 def test_a_run_that_only_runs_the_model_takes_the_width_the_paste_loads_it_in():
-    """Inference that loads the model in 4 or 8 bits as the paste says ("72B int4", load_in_8bit, GPTQ) sizes its
+    """Inference that loads the model in 4 or 8 bits as the paste says ("72B int4", load_in_8bit, 4-bit) sizes its
     weights at that width; a stated width wins, a training run's quantized base is its method's business, and an 8-bit
     optimizer is no 8-bit model."""
     from ask_oom.tools.setup_assembly import quantized_weights
@@ -270,7 +270,7 @@ def test_a_run_that_only_runs_the_model_takes_the_width_the_paste_loads_it_in():
     base = TrainingSetup(model=None).with_fact("workload", "generate", "log", "generation named in the log")
     for text, bits in (("Qwen1.5-chat 72B int4 on 4 V100 runs out of memory at 10k tokens\n", 4),
                        ("model = AutoModelForCausalLM.from_pretrained(path, load_in_8bit=True)\n", 8),
-                       ("serving the GPTQ checkpoint OOMs\n", 4)):
+                       ("a 34B model in 4-bit runs out of memory while generating\n", 4)):
         setup = quantized_weights(base, "the model OOMs\n" + text)
         assert setup.quantization_bit == bits and setup.provenance["quantization_bit"].origin == "log", text
         assert setup.provenance["quantization_bit"].detail.startswith("log line 2: "), text
@@ -279,3 +279,5 @@ def test_a_run_that_only_runs_the_model_takes_the_width_the_paste_loads_it_in():
     train = base.with_fact("workload", "train", "log", "training")
     assert quantized_weights(train, said).quantization_bit is None
     assert quantized_weights(base, "we use 8-bit Adam to save memory\n").quantization_bit is None
+    # a quantizing job's own module names no width of the model it loads
+    assert quantized_weights(base, "INFO [auto_gptq.quantization.gptq] avg loss: 0.1\n").quantization_bit is None
