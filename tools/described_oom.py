@@ -192,9 +192,12 @@ def _model_in_line(line: str) -> str | None:
     m = _FAMILY_SIZE.search(line)
     if m:
         return f"{_joined(m.group(1))}-{m.group(2)}{m.group(3)}"
-    m = _SIZE_FAMILY.search(line) or _FAMILY_GLUED.search(line)
+    m = _SIZE_FAMILY.search(line)
     if m:
-        return f"{m.group(2)}-{m.group(1)}" if m.re is _SIZE_FAMILY else f"{m.group(1)}-{m.group(2)}"
+        return f"{m.group(2)}-{m.group(1)}"
+    m = _FAMILY_GLUED.search(line)
+    if m:
+        return f"{m.group(1)}-{m.group(2)}"
     m = _FAMILY_TAG.search(line)
     if m:
         return f"{m.group(1)}-{m.group(2)}"

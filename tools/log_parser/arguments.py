@@ -60,6 +60,7 @@ _EVAL_BATCH = _BANNERS[6][1]
 #   (nanoGPT), "model params     = 3.21 B" (llama.cpp's print_info). Megatron's "number of parameters on (tensor,
 #   pipeline) model parallel rank (0, 0): N" counts one rank's share and is not read. mlx-lm's newer banner
 #   "Trainable parameters: 4.178% (335.544M/8030.261M)" gives trainable / all.
+# (each pattern: the count, then its unit letter; Unsloth's has no unit, so an empty group stands for it)
 _TOTAL_PARAMS = [
     re.compile(r"Trainable parameters:?\s{0,3}[\d.]{1,8}%\s{0,3}\(\s{0,2}[\d.]{1,12}[KMB]\s{0,2}/\s{0,2}(\d[\d.]{0,12})\s{0,2}"
                r"([KMB])\)", re.IGNORECASE),

@@ -173,7 +173,8 @@ def nearest_model(name_or_path: str) -> tuple[ModelArch, str] | None:
     if not name_or_path or len(name_or_path) > 512 or resolve_model(name_or_path) is not None:
         return None
     base = name_or_path.strip().rstrip("/").split("/")[-1].lower()
-    size = _size_b(base) or ONE_SIZE_FAMILIES.get(base)
+    stated = _size_b(base)
+    size = stated or ONE_SIZE_FAMILIES.get(base)
     if size is None or _MOE_NAME.search(base) or re.search(r"vl|vision|llava", base):
         return None
     entries = _dense_text_entries()
@@ -190,5 +191,5 @@ def nearest_model(name_or_path: str) -> tuple[ModelArch, str] | None:
     key = closest([e for e in entries if registry_config(e[0]).get("model_type") == "llama"])
     if key is None:
         return None
-    said = "" if _size_b(base) else f", the one size {base} was released in"
+    said = "" if stated else f", the one size {base} was released in"
     return _resolve_cached(key).model_copy(deep=True), f"{key}, a Llama-architecture model of the same size ({size:g}B{said})"
