@@ -304,3 +304,20 @@ def test_out_of_memory_errors_other_libraries_raise_in_their_own_words():
     assert r.kind == "xpu_oom" and r.requested_bytes == 11271610368
     r = parse_log("Traceback (most recent call last):\nRuntimeError: mkl_malloc: failed to allocate memory\n")
     assert r.kind == "host_oom"
+
+
+def test_onnx_runtime_arena_failure_is_a_memory_error_with_its_request():
+    """ONNX Runtime's BFC arena throws when its device allocator fails: the request is read; a line cut before the
+    message still names the function, which throws nothing else. Other arena lines (its config, its stats) are not."""
+    r = parse_log("2023-05-18 09:46:49.687 [E:onnxruntime:, inference_session.cc:1532 operator()] Exception during "
+                  "initialization: /onnxruntime_src/onnxruntime/core/framework/bfc_arena.cc:368 void* onnxruntime::"
+                  "BFCArena::AllocateRawInternal(size_t, bool, onnxruntime::Stream*, bool, onnxruntime::"
+                  "WaitNotificationFn) Failed to allocate memory for requested buffer of size 37898745088\n")
+    assert (r.kind, r.requested_bytes) == ("cuda_oom", 37898745088)
+    r = parse_log("[E:onnxruntime:, inference_session.cc:1532 operator()] Exception during initialization: "
+                  "/onnxruntime_src/onnxruntime/core/framework/bfc_arena.cc:368 void* onnxruntime::BFCArena::"
+                  "AllocateRawInternal(size_t, bool, onnxruntime::Stream*, bool, on\n")
+    assert r.kind == "cuda_oom" and r.requested_bytes is None
+    r = parse_log("2023-05-18 09:46:47 [I:onnxruntime:, bfc_arena.cc:29 BFCArena] Creating BFCArena for Cuda with "
+                  "following configs: initial_chunk_size_bytes: 1048576 max_dead_bytes_per_chunk: 134217728\n")
+    assert not r.is_memory_error

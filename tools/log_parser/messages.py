@@ -353,6 +353,12 @@ _OCL_MAX_ALLOC = "exceeded max size of memory object allocation"
 _OCL_REQUESTED = re.compile(r"requested (\d{1,20}) bytes")
 # Intel MKL's allocator on the host ("RuntimeError: mkl_malloc: failed to allocate memory")
 _MKL_MALLOC = "mkl_malloc: failed to allocate memory"
+# ONNX Runtime's arena allocator (core/framework/bfc_arena.cc) throws from BFCArena::AllocateRawInternal when its
+# device allocator fails: "Failed to allocate memory for requested buffer of size 37898745088". The arena serves the
+# CUDA, ROCm and DirectML providers (and the CPU one); these reports run the GPU providers, so it reads as the GPU's.
+# A line cut before the message still names the throwing function, which throws nothing else.
+_ORT_ARENA = ("failed to allocate memory for requested buffer", "bfcarena::allocaterawinternal")
+_ORT_REQUESTED = re.compile(r"requested buffer of size (\d{1,20})")
 
 
 _CODE_STARTS = ("except ", "except(", "raise ", "if ", "elif ", "#", "return ", "print(", "logger.", "assert ")
@@ -412,6 +418,8 @@ def detect(line: str, low: str) -> list[MemoryHit]:
         return [_bytes_hit("xpu_oom", P_GPU, line, _OCL_REQUESTED)]
     if _MKL_MALLOC in low:
         return [MemoryHit(kind="host_oom", priority=P_HOST, text=line)]
+    if any(phrase in low for phrase in _ORT_ARENA):
+        return [_bytes_hit("cuda_oom", P_LIBRARY, line, _ORT_REQUESTED)]
     if "alloc_failed" in low or "not_enough_workspace" in low:
         if "cublas_status_alloc_failed" in low or "cudnn_status_alloc_failed" in low or \
                 "cudnn_status_not_enough_workspace" in low:
