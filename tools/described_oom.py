@@ -21,10 +21,15 @@ MAX_SCAN = 2 * 1024 * 1024  # a description is short; read at most its first 2 M
 # ASCII-only boundaries: in Unicode mode \b sees no boundary between a Chinese character and "OOM". "OOM" is also a
 # verb ("it OOMs instantly", "OOMed at step 300", "OOMing when vLLM holds 20 GiB").
 # Apple Metal (MLX, PyTorch MPS) reports "Command buffer execution failed: Insufficient Memory (...ErrorOutOfMemory)".
-_GPU = re.compile(r"(?<![A-Za-z])OOM(?:s|ed|ing|'d|'ing)?(?![A-Za-z])|out[ -]of[ -](?:GPU[ -]|CUDA[ -]|device[ -]|video[ -])?memory|Insufficient Memory|ErrorOutOfMemory|显存.{0,4}?(?:不足|溢出|不够|爆|占满|满了|炸|超了|超出|装不下|放不下|塞不下)|(?:爆|炸|超|超过|超出)显存|显卡.{0,3}?(?:爆|炸)"
+_GPU = re.compile(r"(?<![A-Za-z])OOM(?:s|ed|ing|'d|'ing)?(?![A-Za-z])|out[ -]of[ -](?:GPU[ -]|CUDA[ -]|device[ -]|video[ -])?memory|Insufficient Memory|ErrorOutOfMemory|显存.{0,4}?(?:不足|溢出|不够|爆|占满|满了|炸|超了|超出|超标|装不下|放不下|塞不下)|(?:爆|炸|超|超过|超出)显存|显卡.{0,3}?(?:爆|炸)"
                   # memory said to overflow, or to be what a run ran into ("crashes due to memory overflow", "runs into
                   # memory issues")
-                  r"|\bmemory\s{1,2}overflow\w{0,3}"
+                  r"|\bmemory\s{1,2}over(?:flow|load)\w{0,3}"
+                  # memory said to run out, with or without a word between ("my gpu memory still run out"), or a
+                  # "memory error" named in prose ("I have got the allocate memory error"); Python's host MemoryError
+                  # is one word, and an "illegal memory access" is no memory error
+                  r"|\bmemory\s{1,2}(?:(?!not\b|never\b)[a-z]{2,10}\s{1,2})?(?:ran|runs?|running)\s{1,2}out\b(?!\s{1,2}of\s{1,2}(?!memory))"
+                  r"|\bmemory\s{1,2}errors?\b"
                   # "of" dropped, as non-native writers often do: "a five minutes audio cause out memory", "ran out memory"
                   r"|\b(?:runs?|ran|running|cause[sd]?|causing|gets?|got|getting)\s{1,2}out\s{1,2}memory\b|\b(?:runs?|ran|running|run)\s{1,2}into\s{1,2}(?:GPU\s|CUDA\s)?memory\s{1,2}(?:issues?|problems?|errors?)"
                   # VRAM said to run out (a card's "24GB VRAM" is its size, not a failure)

@@ -385,6 +385,22 @@ def test_out_of_memory_said_without_its_of():
     assert described_oom("a new layout memory map\n") is None
 
 
+def test_memory_said_to_run_out_overload_or_error_in_prose():
+    """Memory said to run out with a word between ("my gpu memory still run out"), to overload, to exceed its limit
+    in Chinese ("显存超标"), or a "memory error" named in prose is the failure described; memory that "never runs out",
+    that runs out of something else, an "illegal memory access" and Python's one-word MemoryError are not."""
+    for said in ("I didn't change the data and parameters, but my gpu memory still run out.\n",
+                 "GPU memory ran out at step 10\n", "it stops after a while due to memory overload\n",
+                 "为什么我5070加32内存，用不了克隆，都显示显存超标。\n",
+                 "when I tried to use this trained model in generate script I have got the allocalate memory error.\n",
+                 "I encounter the memory error (allocating 253GB of VRAM)\n"):
+        d = described_oom(said)
+        assert d is not None and d.kind == "cuda_oom", said
+    for said in ("the memory never runs out\n", "the memory pool runs out of handles\n",
+                 "an illegal memory access error in the attention kernel\n"):
+        assert described_oom(said) is None, said
+
+
 def test_memory_said_to_grow_with_each_turn_or_along_with_something():
     """"每次对话显存占用都会增加几百Mb" (each turn adds a few hundred MB of GPU memory), "消耗显存也随之增长" (the GPU
     memory grows along with it), "GPU memory grew continuously": memory said to grow is the problem described; a
