@@ -63,7 +63,7 @@ def refine_report(report: OOMReport, log_text: str, *, cues: LogCues, doc: Confi
             "evidence": [*report.evidence, Evidence(line=asked.line, text=asked.text or doc.name, fact="described_oom")]})
         notes.append("no error in the text, only a config: read as the question whether this run fits in GPU memory "
                      "(paste the error to confirm)")
-    if report.model is None and report.is_memory_error:
+    if report.model is None:
         named = model_named(log_text)
         if named is not None:   # the user's words name the model the traceback does not ("I followed Qwen2-VL-7B-...")
             report = report.model_copy(update={"model": named})

@@ -154,3 +154,13 @@ def test_a_dead_ranks_aftermath_does_not_outrank_the_failure_the_words_state():
                                   "OOMing when the co-resident vLLM server holds 20 GiB"])
 def test_oom_said_as_a_verb(said):
     assert refine(said + "\n").report.kind == "cuda_oom"
+
+
+def test_the_model_a_paste_names_is_read_with_or_without_a_printed_memory_error():
+    """The model is a fact of the run whatever the paste shows: a question about a model's memory with no error
+    printed, or another error, still names it (so its size can be weighed); a paste naming none leaves it unset."""
+    asked = "I tried running the bi-encoder example with intfloat/e5-mistral-7b-instruct and it could not train at batch 1\n"
+    out = refine(asked)
+    assert not out.report.is_memory_error and out.report.model == "intfloat/e5-mistral-7b-instruct"
+    assert any("intfloat/e5-mistral-7b-instruct" in note for note in out.notes)
+    assert refine("Loading checkpoint shards:  62%|██████▏   | 5/8\n").report.model is None
