@@ -36,7 +36,8 @@ KB_CASES = REPO / "kb" / "cases"
 # same for the Chinese threads: 10 first labels), and corpus AY (inference threads as found: its one look-alike prints
 # an OutOfMemoryError, so the set has no not_oom report), and corpus AZ (the unused LLM threads had run out: encoder and
 # speech reports, 5 labels), and corpus BG (multimodal and speech threads as found: the unused ones held no look-alike)
-AS_FOUND_SETS = {"diagnosis_corpus_az", "diagnosis_corpus_bg", "diagnosis_corpus_av", "diagnosis_corpus_aw", "diagnosis_corpus_ay", "diagnosis_fresh5", "diagnosis_fresh6", "diagnosis_fresh7", "diagnosis_fresh8", "diagnosis_fresh9",
+# and corpus BM (Chinese-project threads as found: the unused ones held no look-alike)
+AS_FOUND_SETS = {"diagnosis_corpus_az", "diagnosis_corpus_bg", "diagnosis_corpus_bm", "diagnosis_corpus_av", "diagnosis_corpus_aw", "diagnosis_corpus_ay", "diagnosis_fresh5", "diagnosis_fresh6", "diagnosis_fresh7", "diagnosis_fresh8", "diagnosis_fresh9",
                  "diagnosis_fresh10", "diagnosis_fresh11", "diagnosis_fresh12", "diagnosis_fresh13",
                  "diagnosis_fresh14", "diagnosis_fresh15", "diagnosis_fresh16", "diagnosis_fresh17",
                  "diagnosis_fresh18", "diagnosis_fresh19", "diagnosis_fresh20",
