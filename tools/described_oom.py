@@ -109,6 +109,17 @@ _PHASES: list[tuple[str, re.Pattern]] = [
     ("generation", re.compile(_A + r"(?:inference|generat[a-z]{0,4}|vllm|serving)" + _Z + r"|推理", re.IGNORECASE)),
     ("model_loading", re.compile(_A + r"(?:loading|load)\s{0,2}(?:the\s{0,2})?(?:model|weights|checkpoint)|加载", re.IGNORECASE)),
 ]
+# A sentence about training ("inference at that length is fine, but fine-tuning blows up", "the script generates a CUDA
+# OOM while starting the training"): its generation word is not the phase. Training in progress only: "the trained
+# model", "the fine-tuned model", "微调后" name a model that generates.
+_TRAINING_SAID = re.compile(r"(?<![A-Za-z])(?:train(?:s|ing)?|fine-?tun(?:e|es|ing)|finetun(?:e|es|ing)|sft|pre-?train(?:s|ing)?)"
+                            r"(?![A-Za-z])|(?:微调|训练)(?![后好完])", re.IGNORECASE)
+
+
+def _phase_of(line: str) -> str | None:
+    """The phase a line's words name, first of _PHASES; generation not on a line about training."""
+    return next((name for name, pat in _PHASES if pat.search(line)
+                 and not (name == "generation" and _TRAINING_SAID.search(line))), None)
 
 
 # A Hugging Face model id as people paste it: a hub URL or "Org/Model-Name" with a size or version in it.
@@ -261,7 +272,7 @@ def described_oom(text: str) -> DescribedOOM | None:
         if growth is None and (_GROWTH.search(line) or (_ACCUMULATES.search(line) and not _EVAL_WORDS.search(line))):
             growth = (lineno, line.strip())
         if phase is None:
-            phase = next((name for name, pat in _PHASES if pat.search(line)), None)
+            phase = _phase_of(line)
         if model is None:
             model = _model_in_line(line)
     if kept is not None and _MEMORY_WORD.search(text[:MAX_SCAN]):

@@ -187,6 +187,19 @@ def test_memory_said_not_to_be_released_is_growth(text):
     assert d is not None and d.growth_text is not None
 
 
+def test_a_generation_word_in_a_sentence_about_training_is_not_the_phase():
+    """"the script generates a CUDA OOM while starting the training", "inference at this length is fine, but fine-tuning
+    blows the memory": the sentence is about training, so it names no generation phase; a model that was trained or
+    fine-tuned ("微调后的模型", "the fine-tuned model") is still one that generates."""
+    for said in ("distill_logits.py script generates cuda oom issue while starting the training.\n",
+                 "我现在的文章稳定在2w字左右，其实这个长度推理是没问题的，但是做微调就立马爆显存\n"):
+        d = described_oom(said)
+        assert d is not None and d.phase is None, said
+    for said in ("Inference with the fine-tuned model runs out of memory\n", "微调后的模型推理时显存不足\n"):
+        d = described_oom(said)
+        assert d is not None and d.phase == "generation", said
+
+
 def test_evaluation_argument_names_are_not_the_evaluation_phase():
     """A pasted launch command prints --per_device_eval_batch_size in every run: it says nothing of when it failed."""
     text = ("Running the training script gives me OOM constantly on 4 x A100 80GB.\n"
