@@ -321,3 +321,24 @@ def test_onnx_runtime_arena_failure_is_a_memory_error_with_its_request():
     r = parse_log("2023-05-18 09:46:47 [I:onnxruntime:, bfc_arena.cc:29 BFCArena] Creating BFCArena for Cuda with "
                   "following configs: initial_chunk_size_bytes: 1048576 max_dead_bytes_per_chunk: 134217728\n")
     assert not r.is_memory_error
+
+
+def test_turbomind_device_malloc_failure_is_in_model_loading():
+    """TurboMind allocates each weight tensor with deviceMalloc (memory_utils.cu) as the model loads, its KV cache from
+    the block allocator afterwards: an OOM raised in memory_utils.cu is the weights', in model loading. The same
+    CUDA runtime error elsewhere (the allocator) names no phase."""
+    r = parse_log("RuntimeError: [TM][ERROR] CUDA runtime error: out of memory "
+                  "/lmdeploy/src/turbomind/utils/memory_utils.cu:32\n")
+    assert (r.kind, r.phase) == ("cuda_oom", "model_loading")
+    assert any(e.fact == "phase" and "memory_utils.cu" in e.text for e in r.evidence)
+    r = parse_log("[TM][ERROR] CUDA runtime error: out of memory /lmdeploy/src/turbomind/utils/allocator.h:231\n")
+    assert (r.kind, r.phase) == ("cuda_oom", "unknown")
+
+
+def test_the_cuda_runtime_error_string_printed_by_a_c_program_is_a_gpu_memory_error():
+    """llm.c's cudaCheck prints "[CUDA ERROR] at file train_gpt2.cu:693:" and then cudaGetErrorString's "out of memory"
+    on a line of its own (pastes glue the two): either is a CUDA memory error. A sentence saying it is not."""
+    for text in ("[CUDA ERROR] at file train_gpt2.cu:693:\nout of memory\n",
+                 "[CUDA ERROR] at file train_gpt2.cu:693: out of memory\n"):
+        assert parse_log(text).kind == "cuda_oom", text
+    assert not parse_log("step 10: it ran out of memory after the eval\n").is_memory_error

@@ -157,3 +157,41 @@ def test_the_short_line_path_reads_carriage_returns_as_the_splitter_does(segment
     splitter = LineSplitter()
     slow = [*splitter.feed(line), *splitter.finish()]
     assert [(type(x) is Piece, x) for x in split_physical_line(line)] == [(type(x) is Piece, x) for x in slow]
+
+
+RICH_RECORD = (
+    "ERROR    2024-11-28 13:24:44,248 infinity_emb ERROR: CUDA   batch_handler.py:574\n"
+    "         out of memory. Tried to allocate 3.88 GiB. GPU 0\n"
+    "         has a total capacity of 44.42 GiB of which 920.81\n"
+    "         MiB is free. Process 247326 has 5.95 GiB memory in\n"
+    "         use. Process 248104 has 37.55 GiB memory in use.\n"
+    "         Of the allocated memory 5.44 GiB is allocated by\n"
+    "         PyTorch, and 6.72 MiB is reserved by PyTorch but\n"
+    "         unallocated.\n"
+    "         Traceback (most recent call last):\n"
+    '           File "/app/infinity_emb/inference/batch_handler.py", line 574, in _core_batch\n'
+    "[14:50:16.302] ERROR    khoj.utils.config: Error while loading the model   config.py:80\n")
+
+
+def test_a_wrapped_rich_log_record_is_read_as_the_one_message_it_prints():
+    """Rich's logging handler wraps a record's message inside its column, the source location right-aligned on the
+    first line: joined, "CUDA" + "out of memory. Tried to allocate ..." is one message with all its numbers. The
+    traceback after it is not part of it, and the lines after the record keep their numbers."""
+    r = parse_log(RICH_RECORD)
+    assert (r.kind, r.requested_bytes, r.gpu_total_bytes) == ("cuda_oom", 4166118277, 47695611822)
+    assert [p.pid for p in r.other_processes] == [247326, 248104]
+    lines = list(numbered_lines(RICH_RECORD))
+    assert lines[0][1].startswith("ERROR    2024-11-28") and lines[0][1].endswith("unallocated.   batch_handler.py:574")
+    assert [n for n, line in lines if line.startswith("         Traceback")] == [9]
+    assert lines[-1] == (11, "[14:50:16.302] ERROR    khoj.utils.config: Error while loading the model   config.py:80")
+    # a line that only looks like a record's head (no level near its start) is left as it is
+    text = "see the failing call   trainer.py:12\n         indented continuation\n"
+    assert [line for _, line in numbered_lines(text)] == text.splitlines()
+
+
+def test_ggml_cpu_buffer_failure_is_host_ram_with_its_size():
+    """ggml's CPU backend allocates its buffers in host RAM: its "failed to allocate buffer of size N" is a host
+    memory error of N bytes."""
+    r = parse_log("ggml_backend_cpu_buffer_type_alloc_buffer: failed to allocate buffer of size 17179869216\n"
+                  "llama_kv_cache_init: failed to allocate buffer for kv cache\n")
+    assert (r.kind, r.requested_bytes) == ("host_oom", 17179869216)

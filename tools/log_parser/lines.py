@@ -213,11 +213,59 @@ def iter_text_lines(text: str) -> Iterator[str]:
         start = end + 1
 
 
+# Rich's logging handler (rich.logging.RichHandler: khoj, infinity-emb and other servers) prints a record in columns,
+# "[time] LEVEL    message ...   file.py:123", and wraps the message inside its column: each continuation line is indented
+# to where the message starts. Read line by line, "ERROR: CUDA" and "out of memory. Tried to allocate ..." are two
+# lines; joined, they are the one message the program printed. The head's level sits near the start (after a time
+# column at most); its source location is right-aligned at the end. Both searches are bounded: linear per line.
+_RICH_LEVEL = re.compile(r"^.{0,40}?(?<![A-Za-z])(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\s{1,12}(?=\S)")
+_RICH_LOCATION = re.compile(r"\s{2,}([\w.-]{1,80}\.py:\d{1,6})\s{0,4}$")
+MAX_RICH_LINES = 64   # continuation lines joined into one record at most (then the rest is read line by line)
+
+
+def join_rich_records(lines: Iterable[str]) -> Iterator[str]:
+    """`lines` with each wrapped Rich log record joined into its head line (the source location moved to its end);
+    every joined continuation line is replaced by an empty line, so the lines after it keep their numbers. A
+    continuation is a line indented exactly to the message column; a traceback or a new record ends the record."""
+    record: list[str] = []
+    column = 0
+    location = head_line = ""
+    for line in lines:
+        if record:
+            if (type(line) is not Piece and len(record) <= MAX_RICH_LINES and len(line) > column
+                    and line[column] not in " \t" and not line[:column].strip()
+                    and not line.startswith(("Traceback", "File "), column)
+                    and sum(map(len, record)) + len(line) <= MAX_LINE):
+                record.append(line[column:].rstrip())
+                continue
+            yield from _joined_record(record, location, head_line)
+            record = []
+        if type(line) is not Piece and line.endswith(("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", " ")) \
+                and ".py:" in line:
+            loc = _RICH_LOCATION.search(line)
+            head = _RICH_LEVEL.match(line) if loc else None
+            if head is not None and head.end() < loc.start():
+                record, column, location, head_line = [line[:loc.start()]], head.end(), loc.group(1), line
+                continue
+        yield line
+    if record:
+        yield from _joined_record(record, location, head_line)
+
+
+def _joined_record(record: list[str], location: str, head_line: str) -> Iterator[str]:
+    if len(record) == 1:
+        yield head_line   # nothing was wrapped: the line as printed
+        return
+    yield " ".join(record) + "   " + location
+    for _ in record[1:]:
+        yield ""
+
+
 def numbered_lines(text: str) -> Iterator[tuple[int, str]]:
     """(line number, logical line) as the parser numbers them: what every other reader of a log's text iterates, so a
     cue's line is the parser's line and no reader goes quadratic on redraws or megabyte lines."""
     lineno = 0
-    for line in iter_text_lines(text):
+    for line in join_rich_records(iter_text_lines(text)):
         if type(line) is not Piece or lineno == 0:
             lineno += 1
         yield lineno, line

@@ -132,6 +132,10 @@ _NCCL_BYTES = re.compile(r"Failed to CUDA (?:calloc|malloc|host alloc\w{0,4}) (\
 _GGML_DEVICE_ALLOC = re.compile(rf"allocating{SP}{NUM}{SP}{UNIT}{SP}on{SP}device{SP}(\d{{1,4}})")
 _GGML_BUFFER = re.compile(r"(?:failed|unable) to allocate (CUDA|ROCm)(\d{1,4}|_Host) buffer(?: of size (\d{1,20}))?")
 _GGML_BUFFER_KIND = {"CUDA": "cuda_oom", "ROCm": "hip_oom"}
+# ggml's CPU backend allocates its buffers (weights, KV cache) with an aligned host malloc: "ggml_backend_cpu_buffer_
+# type_alloc_buffer: failed to allocate buffer of size 17179869216" is host RAM running out
+_GGML_CPU_BUFFER = "ggml_backend_cpu_buffer"
+_GGML_BUFFER_BYTES = re.compile(r"buffer of size (\d{1,20})")
 # launcher summaries: "exitcode  : -9 (pid: 14750)", "exits with return code = -9", "Signal 9 (SIGKILL) received"
 # "exitcode: -9", "return code = -9", "exited with code 137", "error code -9", "exit status 137": a process's status
 _EXIT_CODE = re.compile(r"(?:exitcode|returncode|(?:exit(?:ed)?(?: with)?|return|error) (?:code|status))\s{0,4}(?:[:=]|of)?"
@@ -242,6 +246,8 @@ def parse_torch_message(kind: str, message: str) -> list[MemoryHit]:
                 hit.torch_reserved_unallocated_bytes = max(0, hit.torch_reserved_bytes - hit.torch_allocated_bytes)
             elif hit.torch_reserved_unallocated_bytes is not None and hit.torch_allocated_bytes is not None:
                 hit.torch_reserved_bytes = hit.torch_allocated_bytes + hit.torch_reserved_unallocated_bytes
+        if _TURBOMIND_DEVICE_MALLOC in segment:
+            hit.phase_hint = "model_loading"
         hits.append(hit)
     return hits
 
@@ -329,7 +335,14 @@ def _bytes_hit(kind: str, priority: int, message: str, pattern: re.Pattern) -> M
 
 # the CUDA runtime's own error string, as TurboMind ("[TM][ERROR] CUDA runtime error: out of memory") and PyTorch
 # before 1.0 ("cuda runtime error (2) : out of memory") print it
-_CUDA_RUNTIME_OOM = re.compile(r"cuda runtime error(?: \(\d{1,3}\))?\s{0,2}:\s{0,2}out of memory")
+_CUDA_RUNTIME_OOM = re.compile(r"cuda runtime error(?: \(\d{1,3}\))?\s{0,2}:\s{0,2}out of memory"
+                               # ... and as llm.c's cudaCheck prints it: "[CUDA ERROR] at file train_gpt2.cu:693:" with
+                               # cudaGetErrorString's "out of memory" (on its own line, or glued in a paste)
+                               r"|\[cuda error\] at file [^:\n]{1,200}:\d{1,6}:\s{0,2}out of memory")
+# TurboMind's deviceMalloc (src/turbomind/utils/memory_utils.cu: check_cuda_error(cudaMalloc(...))) allocates the
+# weight tensors as the model loads; its KV cache comes from the block allocator after the weights are in, so a failure
+# there is the weights'
+_TURBOMIND_DEVICE_MALLOC = "memory_utils.cu"
 
 # Ray's memory monitor kills a worker when the node's host RAM passes its threshold (0.95 by default) and says so in
 # its own words, none of them "out of memory" ("Memory on the node (IP: .., ID: ..) where the task (..) was running was
@@ -371,6 +384,11 @@ def detect(line: str, low: str) -> list[MemoryHit]:
     if "out of memory" in low or "outofmemory" in low or "out_of_memory" in low or "memoryallocation" in low:
         if low.lstrip().startswith(_CODE_STARTS) and "tried to allocate" not in low:
             return []  # a source line shown in a traceback ("except torch.cuda.OutOfMemoryError:"), not an error
+        if low.strip(" .!:") == "out of memory":
+            # the CUDA runtime's error string on a line of its own (cudaGetErrorString(cudaErrorMemoryAllocation), as
+            # C/CUDA programs print it under their own "[CUDA ERROR] at file ..." line); the host's is "Cannot
+            # allocate memory"
+            return [MemoryHit(kind="cuda_oom", priority=P_LIBRARY, text=line)]
         if "mps backend out of memory" in low:
             return [_parse_mps(line)]
         if "resource_exhausted" in low or "resource exhausted" in low or "xlaruntimeerror" in low:
@@ -429,6 +447,10 @@ def detect(line: str, low: str) -> list[MemoryHit]:
         m = _GGML_BUFFER.search(line)
         if m:
             return [_parse_ggml_buffer(line, m)]
+        if _GGML_CPU_BUFFER in low:
+            hit = _bytes_hit("host_oom", P_HOST, line, _GGML_BUFFER_BYTES)
+            hit.exact_size = hit.requested_bytes is not None
+            return [hit]
     if "failed to cuda" in low and "nccl" in low:
         return [_bytes_hit("nccl_oom", P_LIBRARY, line, _NCCL_BYTES)]
     return _detect_host(line, low)

@@ -12,7 +12,8 @@ from ..frameworks import ENGINE_HOSTS
 from ..report import Evidence, GPUSeen, OOMReport, OtherProcess, RelatedError
 from .context import find_context_phase, find_operation, find_phase
 from .facts import FactCollector
-from .lines import Piece, clean_line, iter_byte_lines, iter_text_lines, split_glued_bar, split_physical_line
+from .lines import (Piece, clean_line, iter_byte_lines, iter_text_lines, join_rich_records, split_glued_bar,
+                    split_physical_line)
 from .messages import FRACTION_HEADER, MemoryHit, detect, exit_signal, fraction_field, is_open, parse_torch_message
 from .related import SETUP_ERROR_KINDS, detect_related
 from .triggers import has_trigger
@@ -365,8 +366,9 @@ class LogParser:
             else:
                 phase = (find_phase(primary.window) or find_phase(primary.after)
                          or find_context_phase(primary.context[-CONTEXT_LINES:]))
-            if hit.phase_hint:
+            if hit.phase_hint:   # the message itself says where it failed
                 r.phase = hit.phase_hint
+                ev.append(Evidence(line=primary.lineno, text=hit.text.strip()[:300], fact="phase"))
             elif phase:
                 r.phase = phase[0]
                 ev.append(Evidence(line=phase[1], text=phase[2][:300], fact="phase"))
@@ -505,7 +507,7 @@ def _mentions_pinned(window: list[tuple[int, str]]) -> bool:
 def parse_lines(lines: Iterable[str], *, prefilter: bool = True) -> OOMReport:
     parser = LogParser(prefilter=prefilter)
     try:
-        parser.feed_lines(lines)
+        parser.feed_lines(join_rich_records(lines))
     except Exception:  # noqa: BLE001 - a broken input iterator ends the log; what was read is still reported
         pass
     return parser.report()
