@@ -24,7 +24,7 @@ MAX_FIXES = 4             # a thread that lists more fixes than this is a list o
 _WORKED = re.compile(
     r"\b(?:solved|resolved|fixed|solves|resolves|fixes (?:it|the|this|my)|did the trick|works? (?:now|fine|well)|it works|worked|got it (?:to )?work\w*"
     r"|runs? (?:fine|now|ok(?:ay)?)|ran (?:fine|ok(?:ay)?|successfully)|no (?:more|longer) (?:oom|out of memory)"
-    r"|went away|goes away|helped|(?:made|to make) it (?:work|fit|run))\b"
+    r"|went away|goes away|helped|(?:made|to make) it (?:work|fit|run)|seems? (?:to )?(?:be )?working|seems to work)\b"
     r"|已解决|解决了|就解决|得到解决|已经解决|可以了|就好了|正常了|能跑了|跑起来了|跑通了|不报错了|不再(?:报错|爆|OOM)",
     re.IGNORECASE)
 # ...unless the sentence says it did not, or only may

@@ -25,6 +25,8 @@ from ask_oom.tools.training_setup import TrainingSetup
     # said in the present tense, and a framework's own batch setting
     ("Reducing train_batch_per_replica to 4 resolves the error.", Label.batch_too_large),
     ("TLDR: Reducing seq_len solves it.", Label.seq_len_too_long),
+    # said to seem to work
+    ("when i use 38400 batch size i got OOM right now i am using half of it 19200 seems working", Label.batch_too_large),
 ])
 def test_a_fix_that_worked_names_its_cause(text, label):
     assert [f.label for f in fixes_said(text)] == [label]
@@ -38,6 +40,7 @@ def test_a_fix_that_worked_names_its_cause(text, label):
     "请问怎么解决，batch_size已经是1了",                          # "how to fix it", not a fix
     'solved by setting CUDA_VISIBLE_DEVICES="" so it merges in system RAM',   # the CPU, not another process
     "would lowering train_micro_batch_size_per_gpu resolve it?",              # a question in the present tense
+    "I tried reducing the batch size, it seems working? not sure",            # unsure, and asked
 ])
 def test_a_fix_only_tried_suggested_or_asked_about_says_nothing(text):
     assert fixes_said(text) == []
