@@ -74,7 +74,12 @@ _HOST = re.compile(r"(?<!显)内存.{0,20}(?:不足|占满|爆|炸|溢出|不够
 _KILLED_SAID = re.compile(_KILLED, re.IGNORECASE)
 _HOST_OOM_SAID = re.compile(_HOST_OOM, re.IGNORECASE)
 _GROWTH = re.compile(r"\bkeeps?\s{0,2}(?:increasing|growing|rising)|\b(?:increas|grow|grew)\w{0,4}\s{0,2}(?:from|over|steadily|gradually|until|each|every|continuously|constantly)"
-                     r"|memory leak|\bleaks?\s{1,2}(?:GPU\s|CUDA\s)?memory|(?:不断|持续|逐渐|一直)在?(?:增加|增长|上涨|升高|上升|涨)|无限增加|越来越(?:大|多|高)"
+                     r"|memory leak|\bleaks?\s{1,2}(?:GPU\s|CUDA\s)?memory|(?:不断|持续|逐渐|逐步|一直|慢慢的?|缓慢)在?(?:增加|增长|增大|变大|上涨|升高|上升|飙升|攀升|涨)"
+                     r"|无限增加|越来越(?:大|多|高)"
+                     # memory said to be growing or creeping up ("the memory is increasing in the process of training",
+                     # "GPU memory keeps climbing")
+                     r"|\b(?:memory|VRAM)\b(?:\s{1,2}\w{1,12}){0,2}?\s{1,2}(?:is|was|keeps?|kept)\s{1,2}(?:increasing|growing|rising|climbing|creeping)\b"
+                     r"|\b(?:memory|VRAM)\b(?:\s{1,2}\w{1,12}){0,2}?\s{1,2}(?:creeps?|crept|climbs?|climbed)\s{1,2}up\b"
                      # with each turn or step ("每次对话显存占用都会增加几百Mb"), or along with something ("随之增长")
                      r"|每(?:次|轮|个|一步|步)[^，。,.]{0,12}?(?:显存|内存)[^，。,.]{0,8}?(?:增加|增长|上涨|涨)"
                      r"|(?:显存|内存)[^，。,.]{0,6}?随之(?:增加|增长|上涨)"

@@ -187,6 +187,19 @@ def test_memory_said_not_to_be_released_is_growth(text):
     assert d is not None and d.growth_text is not None
 
 
+def test_memory_said_to_grow_slowly_soar_or_creep_up():
+    """"显存占用会慢慢的增大" (slowly grows), "显存一直飙升" (keeps soaring), "之后逐渐增大", "the memory is increasing in the
+    process of training", "GPU memory keeps climbing": the growth described; a knob that increases memory is not."""
+    for said in ("请问一下为什么dpo训练过程中显存占用会慢慢的增大一直到最后爆显存呢？\n", "显存一直飙升，到最后就会出错\n",
+                 "开始占用显存为8G左右，之后逐渐增大，一天之后显存超过24G爆掉。\n",
+                 "I encounter the OOM when runing the stage2, the memory is increasing in the process of training.\n",
+                 "GPU memory keeps climbing during LoRA fine-tuning until it runs out\n"):
+        d = described_oom(said)
+        assert d is not None and d.growth_text is not None, said
+    d = described_oom("the batch size is increasing the memory a lot, it runs out of memory\n")
+    assert d is not None and d.growth_text is None
+
+
 def test_a_generation_word_in_a_sentence_about_training_is_not_the_phase():
     """"the script generates a CUDA OOM while starting the training", "inference at this length is fine, but fine-tuning
     blows the memory": the sentence is about training, so it names no generation phase; a model that was trained or
