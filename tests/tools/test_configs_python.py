@@ -134,6 +134,21 @@ def test_the_dtype_the_weights_are_loaded_in_sets_the_precision(dtype, flag, pre
     assert setup.precision == precision
 
 
+@pytest.mark.parametrize("value, precision", [
+    ("bf16-true", "pure_bf16"), ("16-true", "pure_bf16"), ("bf16-mixed", "bf16_mixed"), ("16-mixed", "fp16_mixed"),
+    ("32-true", "fp32"), ("bf16", "bf16_mixed"),
+])
+def test_lightning_precision_flag_sets_the_precision(value, precision):
+    """Lightning's precision (litgpt's --precision, NeMo's trainer.precision): "-true" keeps the parameters in that
+    dtype, "-mixed" keeps fp32 parameters and autocasts; a command line and a YAML config read it alike."""
+    for text, name in ((f"python finetune/lora.py --checkpoint_dir checkpoints/meta-llama/Llama-2-7b-hf "
+                        f"--precision {value} --micro_batch_size 2\n", "run.sh"),
+                       (f"precision: {value}\ncheckpoint_dir: checkpoints/tiiuae/falcon-7b\nmicro_batch_size: 4\n",
+                        "config.yaml")):
+        setup = apply_config_to_setup(load_config(text, name), TrainingSetup())
+        assert setup.precision == precision and setup.provenance["precision"].origin == "config", text
+
+
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
 _KEYS = ["per_device_train_batch_size", "gradient_accumulation_steps", "per_device_eval_batch_size", "eval_accumulation_steps"]

@@ -28,6 +28,11 @@ _LF_DEFAULT_CUTOFF = 2048                   # llamafactory DataArguments.cutoff_
 _HF_DEFAULT_BATCH = 8                       # TrainingArguments.per_device_{train,eval}_batch_size
 # from_pretrained(torch_dtype=...) values that load 16-bit weights ("auto" is left out: the checkpoint decides)
 _HALF_DTYPES = frozenset({"float16", "bfloat16", "half", "bf16", "fp16"})
+# Lightning's precision flag (litgpt, NeMo's trainer.precision): "-true" keeps the parameters in that dtype, "-mixed"
+# keeps them in fp32 and autocasts the compute (lightning.fabric.connector's accepted values, and the bare "bf16" of
+# older releases; their bare 16 and 32 are left out: a model's config.json says "precision": 16 of its weights)
+_LIGHTNING_PRECISION = {"32-true": "fp32", "64-true": "fp32", "16-mixed": "fp16_mixed", "bf16-mixed": "bf16_mixed",
+                        "bf16": "bf16_mixed", "bf16-true": "pure_bf16", "16-true": "pure_bf16"}
 
 
 class _Builder:
@@ -101,7 +106,10 @@ def apply_config_to_setup(doc: ConfigDocument, setup: TrainingSetup) -> Training
 
     # precision
     loaded = str(s.get("torch_dtype") or "").lower().removeprefix("torch.")   # from_pretrained(torch_dtype=...)
-    if is_lf and truthy(s.get("pure_bf16", False)):
+    lightning = _LIGHTNING_PRECISION.get(str(s.get("precision") or "").strip().lower())
+    if lightning is not None:
+        b.config("precision", lightning, "precision")
+    elif is_lf and truthy(s.get("pure_bf16", False)):
         b.config("precision", "pure_bf16", "pure_bf16")
     elif not is_lf and loaded in _HALF_DTYPES:
         # weights loaded in 16-bit stay 16-bit under the HF Trainer (autocast never upcasts parameters), and so do
