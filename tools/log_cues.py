@@ -179,7 +179,10 @@ _HARNESS = re.compile(r"(?<![A-Za-z_])(" + "|".join(re.escape(name) for name in 
 # Any sign of a training run: its words, methods and steps (then an engine named is a trainer's rollout engine or an
 # aside, not a server).
 _TRAINING = re.compile(r"(?<![A-Za-z])(?:train\w{0,5}|fine-?tun\w{0,4}|finetun\w{0,4}|sft|q?lora|grpo|ppo|dpo|orpo|kto|rlhf|"
-                       r"backward|optimizer|epochs?|gradient\w{0,12})(?![A-Za-z])|训练|微调", re.IGNORECASE)
+                       r"backward|optimizer|epochs?|gradient\w{0,12})(?![A-Za-z])|训练|微调"
+                       # DeepSpeed's ZeRO stages shard a training run's optimizer states, gradients and parameters
+                       # ("zero3", "deepspeed_zero2_offload", "ZeRO-3"); ZeRO-Inference says so by name
+                       r"|(?<![A-Za-z])(?:zero[_ -]?(?:stage)?[_ -]?[123]|ZeRO-[123])(?![0-9])", re.IGNORECASE)
 
 # GPU models as people and nvidia-smi name them: consumer cards need a marker (RTX/GTX, a plural "3090s", "Ti", "GPU")
 # so years and ports are not read as cards.

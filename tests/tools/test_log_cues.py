@@ -133,3 +133,13 @@ def test_device_map_functions_and_words():
     assert log_cues("`infer_auto_device_map` gives decoder = 0").device_map is not None
     assert log_cues("the device map puts everything on GPU 0").device_map is not None
     assert log_cues("model.to(device) on one map").device_map is None
+
+
+def test_a_zero_stage_named_is_a_training_run():
+    """DeepSpeed's ZeRO stages shard a training run's states: a paste that names one ("deepspeed_zero2_offload",
+    "ZeRO-3") trains, even with no other training word; ZeRO-Inference and a zero count do not."""
+    for text in ("使用deepspeed_zero2_offload依然会OOM，我的batch size已经是1了\n", "ZeRO-3 with offload still OOMs\n",
+                 "--deepspeed ds_config_zero3.json\n"):
+        assert log_cues(text).training is not None, text
+    for text in ("bloom with zero-inference on 8 GPUs runs out of memory\n", "zero 1000 tokens left\n"):
+        assert log_cues(text).training is None, text
