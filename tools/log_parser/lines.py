@@ -219,8 +219,18 @@ def iter_text_lines(text: str) -> Iterator[str]:
 # lines; joined, they are the one message the program printed. The head's level sits near the start (after a time
 # column at most); its source location is right-aligned at the end. Both searches are bounded: linear per line.
 _RICH_LEVEL = re.compile(r"^.{0,40}?(?<![A-Za-z])(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\s{1,12}(?=\S)")
-_RICH_LOCATION = re.compile(r"\s{2,}([\w.-]{1,80}\.py:\d{1,6})\s{0,4}$")
+_RICH_LOCATION = re.compile(r"[\w.-]{1,80}\.py:\d{1,6}")
 MAX_RICH_LINES = 64   # continuation lines joined into one record at most (then the rest is read line by line)
+
+
+def _rich_location(line: str) -> tuple[int, str] | None:
+    """Where a Rich record's right-aligned source location starts, and the location: its last word, after a gap of
+    two or more spaces (string scans, no backtracking)."""
+    stripped = line.rstrip()
+    cut = stripped.rfind(" ")
+    if cut < 2 or stripped[cut - 1] != " " or not _RICH_LOCATION.fullmatch(stripped, cut + 1):
+        return None
+    return len(stripped[:cut].rstrip()), stripped[cut + 1:]
 
 
 def join_rich_records(lines: Iterable[str]) -> Iterator[str]:
@@ -228,24 +238,25 @@ def join_rich_records(lines: Iterable[str]) -> Iterator[str]:
     every joined continuation line is replaced by an empty line, so the lines after it keep their numbers. A
     continuation is a line indented exactly to the message column; a traceback or a new record ends the record."""
     record: list[str] = []
-    column = 0
+    column = size = 0
     location = head_line = ""
     for line in lines:
         if record:
             if (type(line) is not Piece and len(record) <= MAX_RICH_LINES and len(line) > column
                     and line[column] not in " \t" and not line[:column].strip()
-                    and not line.startswith(("Traceback", "File "), column)
-                    and sum(map(len, record)) + len(line) <= MAX_LINE):
+                    and not line.startswith(("Traceback", "File "), column) and size + len(line) <= MAX_LINE):
                 record.append(line[column:].rstrip())
+                size += len(record[-1]) + 1
                 continue
             yield from _joined_record(record, location, head_line)
             record = []
         if type(line) is not Piece and line.endswith(("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", " ")) \
                 and ".py:" in line:
-            loc = _RICH_LOCATION.search(line)
+            loc = _rich_location(line)
             head = _RICH_LEVEL.match(line) if loc else None
-            if head is not None and head.end() < loc.start():
-                record, column, location, head_line = [line[:loc.start()]], head.end(), loc.group(1), line
+            if head is not None and head.end() < loc[0]:
+                record, column, location, head_line = [line[:loc[0]]], head.end(), loc[1], line
+                size = loc[0]
                 continue
         yield line
     if record:
