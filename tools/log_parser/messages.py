@@ -135,7 +135,7 @@ _GGML_BUFFER_KIND = {"CUDA": "cuda_oom", "ROCm": "hip_oom"}
 # ggml's CPU backend allocates its buffers (weights, KV cache) with an aligned host malloc: "ggml_backend_cpu_buffer_
 # type_alloc_buffer: failed to allocate buffer of size 17179869216" is host RAM running out
 _GGML_CPU_BUFFER = "ggml_backend_cpu_buffer"
-_GGML_BUFFER_BYTES = re.compile(r"buffer of size (\d{1,20})")
+_BUFFER_OF_SIZE = re.compile(r"buffer of size (\d{1,20})")   # ggml's and ONNX Runtime's failed request, in bytes
 # launcher summaries: "exitcode  : -9 (pid: 14750)", "exits with return code = -9", "Signal 9 (SIGKILL) received"
 # "exitcode: -9", "return code = -9", "exited with code 137", "error code -9", "exit status 137": a process's status
 _EXIT_CODE = re.compile(r"(?:exitcode|returncode|(?:exit(?:ed)?(?: with)?|return|error) (?:code|status))\s{0,4}(?:[:=]|of)?"
@@ -371,7 +371,6 @@ _MKL_MALLOC = "mkl_malloc: failed to allocate memory"
 # CUDA, ROCm and DirectML providers (and the CPU one); these reports run the GPU providers, so it reads as the GPU's.
 # A line cut before the message still names the throwing function, which throws nothing else.
 _ORT_ARENA = ("failed to allocate memory for requested buffer", "bfcarena::allocaterawinternal")
-_ORT_REQUESTED = re.compile(r"requested buffer of size (\d{1,20})")
 
 
 _CODE_STARTS = ("except ", "except(", "raise ", "if ", "elif ", "#", "return ", "print(", "logger.", "assert ")
@@ -437,7 +436,7 @@ def detect(line: str, low: str) -> list[MemoryHit]:
     if _MKL_MALLOC in low:
         return [MemoryHit(kind="host_oom", priority=P_HOST, text=line)]
     if any(phrase in low for phrase in _ORT_ARENA):
-        return [_bytes_hit("cuda_oom", P_LIBRARY, line, _ORT_REQUESTED)]
+        return [_bytes_hit("cuda_oom", P_LIBRARY, line, _BUFFER_OF_SIZE)]
     if "alloc_failed" in low or "not_enough_workspace" in low:
         if "cublas_status_alloc_failed" in low or "cudnn_status_alloc_failed" in low or \
                 "cudnn_status_not_enough_workspace" in low:
@@ -448,7 +447,7 @@ def detect(line: str, low: str) -> list[MemoryHit]:
         if m:
             return [_parse_ggml_buffer(line, m)]
         if _GGML_CPU_BUFFER in low:
-            hit = _bytes_hit("host_oom", P_HOST, line, _GGML_BUFFER_BYTES)
+            hit = _bytes_hit("host_oom", P_HOST, line, _BUFFER_OF_SIZE)
             hit.exact_size = hit.requested_bytes is not None
             return [hit]
     if "failed to cuda" in low and "nccl" in low:
