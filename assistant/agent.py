@@ -63,8 +63,11 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
         notes.extend(n for n in doc.notes if n not in notes)
     setup = assemble_setup(report, doc, request)
     if has_log:
-        setup = gguf_weights(quantized_weights(workload_named(adapter_method_named(text_facts(setup, request.log_text), cues),
-                                                              cues), request.log_text), cues)
+        # what the log's words add to the setup, in order: stated facts, an adapter method, the workload, the width
+        # the weights load in (said in words, or a GGUF engine's)
+        setup = adapter_method_named(text_facts(setup, request.log_text), cues)
+        setup = quantized_weights(workload_named(setup, cues), request.log_text)
+        setup = gguf_weights(setup, cues)
     margin = request.margin or getattr(settings, "gpu_margin", None) or DEFAULT_MARGIN
     sized = _sized_step(request, report, setup)
     estimate = _estimate(setup, sized, margin, notes)

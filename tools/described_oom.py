@@ -8,6 +8,7 @@ grow, so the agent can diagnose what was described instead of answering "no memo
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from pydantic import BaseModel
 
@@ -210,30 +211,30 @@ def _model_in_line(line: str) -> str | None:
         name = m.group(1).rstrip(".")
         if looks_like_model(name):
             return name
-    m = _FAMILY_SIZE.search(line)
-    if m:
-        return f"{_joined(m.group(1))}-{m.group(2)}{m.group(3)}"
-    m = _SIZE_FAMILY.search(line)
-    if m:
-        return f"{m.group(2)}-{m.group(1)}"
-    m = _FAMILY_GLUED.search(line)
-    if m:
-        return f"{m.group(1)}-{m.group(2)}"
-    m = _FAMILY_TAG.search(line)
-    if m:
-        return f"{m.group(1)}-{m.group(2)}"
-    m = _SIZE_SUFFIX.search(line)
-    if m:
-        return m.group(1)
-    m = _PARAMS_SAID.search(line)
-    if m:
-        count, unit = float(m.group(1)), _UNIT[m.group(2).lower()]
-        return f"{count / 1000:g}B" if unit == "M" and count >= 1000 else f"{m.group(1)}{unit}"   # "9708M": 9.708B
-    m = _SIZE_ONLY.search(line) or _MODEL_IS.search(line)
-    if m:
-        return f"{m.group(1) or m.group(2)}B"
-    m = _ONE_SIZE.search(line)
-    return m.group(1) if m else None
+    for pattern, render in _SAID_FORMS:
+        m = pattern.search(line)
+        if m:
+            return render(m)
+    return None
+
+
+def _params_said(m: re.Match[str]) -> str:
+    count, unit = float(m.group(1)), _UNIT[m.group(2).lower()]
+    return f"{count / 1000:g}B" if unit == "M" and count >= 1000 else f"{m.group(1)}{unit}"   # "9708M": 9.708B
+
+
+# The looser ways a line names a model, most explicit first, each with the name it stands for
+_SAID_FORMS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
+    (_FAMILY_SIZE, lambda m: f"{_joined(m.group(1))}-{m.group(2)}{m.group(3)}"),   # "Llama 3.1 (70B)"
+    (_SIZE_FAMILY, lambda m: f"{m.group(2)}-{m.group(1)}"),                         # "70B llama"
+    (_FAMILY_GLUED, lambda m: f"{m.group(1)}-{m.group(2)}"),                        # "qwen72b"
+    (_FAMILY_TAG, lambda m: f"{m.group(1)}-{m.group(2)}"),                          # "qwen2:72b-instruct-q4_K_M"
+    (_SIZE_SUFFIX, lambda m: m.group(1)),                                           # "13B-chat"
+    (_PARAMS_SAID, _params_said),                                                   # "an 80B param model"
+    (_SIZE_ONLY, lambda m: f"{m.group(1)}B"),                                       # "7B模型"
+    (_MODEL_IS, lambda m: f"{m.group(1) or m.group(2)}B"),                          # "the model is only 7B"
+    (_ONE_SIZE, lambda m: m.group(1)),                                              # "chatglm"
+)
 
 
 def _joined(name: str) -> str:
