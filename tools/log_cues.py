@@ -81,6 +81,13 @@ _KV_CACHE = re.compile(r"No available memory for the cache blocks|raise_if_cache
                        r"|# (?:cuda|GPU) blocks: 0\b|failed to allocate buffer for kv cache|kv_cache_init\(\) failed",
                        re.IGNORECASE)
 
+# llama.cpp creating its context: the context length it reserves the KV cache for ("llama_new_context_with_model: n_ctx
+# = 131072", "llama_context: n_ctx = 2048") and the cache it allocated ("llama_kv_cache_init: CUDA0 KV buffer size =
+# 16384.00 MiB", one line per device; older builds print the total, "KV self size = 5120.00 MiB"). llama.cpp allocates the
+# keys and values of all n_ctx tokens when it creates the context (llama_kv_cache_init), before any prompt.
+_LLAMA_N_CTX = re.compile(r"(?:llama_new_context_with_model|llama_context|llama_init_from_model):\s{1,16}n_ctx\s{0,16}=\s{0,8}(\d{1,8})(?!\d)")
+_LLAMA_KV_SIZE = re.compile(r"KV (self|buffer) size\s{0,16}=\s{0,8}(\d{1,9}(?:\.\d{1,3})?)\s{0,2}MiB")
+
 # vLLM's start-up check: "Free memory on device (31.44/47.38 GiB) on startup is less than desired GPU memory
 # utilization (0.95, 45.01 GiB)". Before the engine loads anything, what is not free is held by something else.
 _STARTUP_FREE = re.compile(r"Free memory on device \((\d{1,5}(?:\.\d{1,3})?)/(\d{1,5}(?:\.\d{1,3})?) GiB\) on startup is less "
@@ -197,6 +204,16 @@ class Cue(BaseModel):
     text: str
 
 
+class EngineContext(BaseModel):
+    """The context llama.cpp created: its length in tokens and, when printed, the KV cache it allocated for it."""
+
+    line: int
+    text: str
+    tokens: int
+    kv_bytes: int | None = Field(default=None, description="the KV buffers printed after it, summed over devices")
+    kv_line: int | None = None
+
+
 class LogCues(BaseModel):
     """Non-numeric cues of one log."""
 
@@ -208,6 +225,8 @@ class LogCues(BaseModel):
     vision: Cue | None = Field(default=None, description="a vision encoder or image input named in the log or config")
     kv_cache: Cue | None = Field(default=None, description="vLLM's KV cache does not fit (a budget error, not an OOM)")
     startup_free: Cue | None = Field(default=None, description="vLLM's start-up check: less free memory than it wants")
+    engine_context: EngineContext | None = Field(default=None, description="the last context llama.cpp created: its n_ctx "
+                                                                           "and the KV cache allocated for it")
     runtime_oom: Cue | None = Field(default=None, description="an allocation failure of MLX/Metal, ggml or a notebook header")
     index_error: Cue | None = Field(default=None, description="an index past a table's end (token id beyond the vocabulary)")
     failure: Cue | None = Field(default=None, description="the last failure the log shows: an exception line, a fatal "
@@ -237,7 +256,7 @@ class LogCues(BaseModel):
 def log_cues(text: str, config_text: str | None = None) -> LogCues:
     """The cues of `text` (the log); the device map also from `config_text` (code or config). Never raises."""
     phase = phase_cue = quant = dtype = vision = kv = adapters = worked = startup = runtime = index_error = sub_group = contrast = None
-    failure = imbalance = full = None
+    failure = imbalance = full = context = None
     gpu_models: list[str] = []
     device_map = _device_map(config_text or "") or _device_map(text)
     for lineno, line in numbered_lines(text[:MAX_SCAN]):
@@ -252,6 +271,8 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
             dtype = _cue(lineno, line)
         if kv is None and _KV_CACHE.search(line):
             kv = Cue(line=lineno, text=line.strip()[:300])
+        if "n_ctx" in line or "KV " in line:
+            context = _engine_context(context, lineno, line)
         if startup is None and "on startup" in line and _STARTUP_FREE.search(line):
             startup = Cue(line=lineno, text=line.strip()[:300])
         if runtime is None and _RUNTIME_OOM.search(line):
@@ -291,11 +312,25 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
         if m is not None:
             vision = Cue(line=config_text.count("\n", 0, m.start()) + 1, text=f"config: {m.group(0)}")
     return LogCues(phase=phase, phase_cue=phase_cue, quantization=quant, dtype_error=dtype, device_map=device_map,
-                   vision=vision, kv_cache=kv, startup_free=startup, runtime_oom=runtime, index_error=index_error, failure=failure, imbalance=imbalance, zero3_sub_group=sub_group,
+                   vision=vision, kv_cache=kv, startup_free=startup, engine_context=context, runtime_oom=runtime, index_error=index_error, failure=failure, imbalance=imbalance, zero3_sub_group=sub_group,
                    method_contrast=contrast, gpu_models=gpu_models,
                    adapters=adapters, full_tuning=full, comparable_worked=worked, training=training, serving=serving, engine=engine,
                    harness=harnessed[0] if harnessed is not None else None, fixes=fixes_said(text[:MAX_SCAN]),
                    oom_said=described_oom(text))
+
+
+def _engine_context(context: EngineContext | None, lineno: int, line: str) -> EngineContext | None:
+    """`context` updated by one line: a new n_ctx starts a new context; the KV buffers printed after it add up (one
+    line per device), and a "KV self size" line is already their total."""
+    m = _LLAMA_N_CTX.search(line)
+    if m is not None:
+        return EngineContext(line=lineno, text=line.strip()[:300], tokens=int(m.group(1)))
+    m = _LLAMA_KV_SIZE.search(line)
+    if m is None or context is None:
+        return context
+    size = int(float(m.group(2)) * 2**20)
+    total = size if m.group(1) == "self" or context.kv_bytes is None else context.kv_bytes + size
+    return context.model_copy(update={"kv_bytes": total, "kv_line": lineno})
 
 
 def adapter_named(line: str) -> bool:

@@ -75,7 +75,7 @@ class LoggedArg(BaseModel):
 class RelatedError(BaseModel):
     kind: Literal[
         "bnb_quantization_kwargs", "dtype_not_implemented", "flash_attn_missing", "flash_attn_unused",
-        "nccl_timeout", "device_side_assert", "sigbus", "sigfpe", "other",
+        "weights_offloaded", "nccl_timeout", "device_side_assert", "sigbus", "sigfpe", "other",
     ]
     message: str
     line: int

@@ -30,3 +30,33 @@ def test_a_vision_buffer_larger_than_any_gpu_gets_llama_cpp_levers_not_training_
     assert any("downscale the image" in a for a in actions)
     assert all(f.key not in ("gradient_checkpointing", "per_device_train_batch_size") for f in d.fixes)
     assert d.fits_after is None   # ggml's buffers are not sized: no verdict
+
+
+CONTEXT_LOG = ("llama_new_context_with_model: n_ctx      = {n_ctx}\n"
+               "llama_new_context_with_model: n_batch    = 2048\n"
+               "llama_kv_cache_init:      CUDA0 KV buffer size =  {kv}.00 MiB\n"
+               "llama_kv_cache_init:      CUDA1 KV buffer size =  {kv}.00 MiB\n"
+               "ggml_backend_cuda_buffer_type_alloc_buffer: allocating 1024.00 MiB on device 1: cudaMalloc failed: "
+               "out of memory\n")
+
+
+def test_the_context_llama_cpp_created_and_its_kv_buffers_are_read():
+    from ask_oom.tools.log_cues import log_cues
+
+    ctx = log_cues(CONTEXT_LOG.format(n_ctx=131072, kv=8192)).engine_context
+    assert ctx is not None and ctx.tokens == 131072 and ctx.line == 1
+    assert ctx.kv_bytes == 2 * 8192 * 2**20 and ctx.kv_line == 4   # one buffer per device, summed
+    # a later context starts afresh; an older build's total ("KV self size") is the sum already
+    again = log_cues(CONTEXT_LOG.format(n_ctx=131072, kv=8192) + "llama_new_context_with_model: n_ctx = 4096\n"
+                     "llama_new_context_with_model: KV self size  =  512.00 MiB, K (f16):  256.00 MiB\n").engine_context
+    assert again.tokens == 4096 and again.kv_bytes == 512 * 2**20
+
+
+def test_a_very_long_llama_cpp_context_speaks_for_its_kv_cache_with_the_printed_size():
+    d = diagnose(DiagnoseRequest(log_text=CONTEXT_LOG.format(n_ctx=131072, kv=8192)))
+    signal = next(s for s in d.signals if s.name == "engine_context_long")
+    assert signal.label == "generation_kv_cache"
+    assert "n_ctx = 131,072 (line 1)" in signal.reason and "16.00 GiB of KV cache" in signal.reason
+    # a default-sized context says nothing of the cache
+    d = diagnose(DiagnoseRequest(log_text=CONTEXT_LOG.format(n_ctx=2048, kv=256)))
+    assert not any(s.name == "engine_context_long" for s in d.signals)

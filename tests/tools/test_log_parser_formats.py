@@ -191,6 +191,14 @@ def test_exitcode_1_and_sigterm_are_not_memory_errors():
     ("ModuleNotFoundError: No module named 'flash_attn'", "flash_attn_missing"),
     ("Flash Attention 2 only supports torch.float16 and torch.bfloat16 dtypes, but the current dype in LlamaModel is "
      "torch.float32.", "flash_attn_unused"),
+    # accelerate's device map put layers on the CPU or the disk: the weights did not fit the GPU
+    ("Some parameters are on the meta device because they were offloaded to the cpu.", "weights_offloaded"),
+    ("NotImplementedError: Cannot copy out of meta tensor; no data!", "weights_offloaded"),
+    ("RuntimeError: Tensor on device meta is not on the expected device cuda:0!", "weights_offloaded"),
+    ("ValueError: The current `device_map` had weights offloaded to the disk. Please provide an `offload_folder` for "
+     "them.", "weights_offloaded"),
+    ("ValueError: Some modules are dispatched on the CPU or the disk. Make sure you have enough GPU RAM to fit the "
+     "quantized model.", "weights_offloaded"),
 ])
 def test_related_errors_make_a_related_error_report(line, kind):
     r = parse_log(line)
@@ -201,6 +209,12 @@ def test_related_error_beside_an_oom_keeps_the_oom_primary():
     r = parse_log(OLD + "\nValueError: You can't pass `load_in_4bit`or `load_in_8bit` as a kwarg when passing "
                   "`quantization_config` argument at the same time.")
     assert r.kind == "cuda_oom" and [e.kind for e in r.related_errors] == ["bnb_quantization_kwargs"]
+
+
+def test_meta_words_that_say_nothing_of_offloading_are_not_related_errors():
+    # loader metadata and a model built on the meta device on purpose (init_empty_weights) say nothing of placement
+    assert parse_log("llama_model_loader: loaded meta data with 26 key-value pairs and 995 tensors").related_errors == []
+    assert parse_log("with init_empty_weights(): model = AutoModel.from_config(config)  # meta device").related_errors == []
 
 
 def test_device_side_assert_before_cublas_and_nccl_timeout():

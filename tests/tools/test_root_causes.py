@@ -1090,3 +1090,15 @@ def test_processes_listed_without_this_ones_total_leave_the_foreign_share_to_ano
             "PyTorch but unallocated.\n")
     causes = rank_root_causes(parse_log(text))
     assert labels(causes)[0] == "other_process"
+
+
+@pytest.mark.parametrize("line", [
+    "RuntimeError: Tensor on device meta is not on the expected device cuda:0!",
+    "ValueError: Some modules are dispatched on the CPU or the disk. Make sure you have enough GPU RAM to fit the "
+    "quantized model.",
+])
+def test_weights_the_device_map_offloaded_did_not_fit_the_gpu(line):
+    # no out-of-memory message at all: accelerate placed what did not fit on the CPU or the disk, and said so
+    causes = rank_root_causes(parse_log("Loading checkpoint shards: 100%|██████████| 2/2\n" + line))
+    assert causes[0].label == "weights_exceed_gpu"
+    assert any("offloaded part of the weights off the GPU" in w for w in causes[0].why)

@@ -1,6 +1,7 @@
 """Errors that are not out-of-memory but belong to the same troubleshooting story: the bitsandbytes
-double-quantization ValueError, ops without a bf16/fp16 kernel, flash-attn missing or unused, NCCL
-watchdog timeouts, device-side asserts, SIGBUS (/dev/shm) and SIGFPE (cuBLAS on H20) crashes."""
+double-quantization ValueError, ops without a bf16/fp16 kernel, flash-attn missing or unused, weights that
+accelerate's device map offloaded off the GPU, NCCL watchdog timeouts, device-side asserts, SIGBUS (/dev/shm) and
+SIGFPE (cuBLAS on H20) crashes."""
 
 from __future__ import annotations
 
@@ -10,7 +11,17 @@ _DTYPE = re.compile(r"not implemented for '(BFloat16|Half|Float8\w{0,12}|Complex
 
 # kinds that alone make a log a "related_error" report; the others leave it "not_oom"
 SETUP_ERROR_KINDS = frozenset({"bnb_quantization_kwargs", "dtype_not_implemented", "flash_attn_missing",
-                               "flash_attn_unused"})
+                               "flash_attn_unused", "weights_offloaded"})
+
+# accelerate's device map (device_map="auto") places on the CPU or the disk the layers that do not fit the GPUs'
+# max_memory, and says so: its warning when it dispatches ("Some parameters are on the meta device because they were
+# offloaded to the cpu"), the errors of moving or using such a model (offloaded layers are meta tensors on the GPU
+# side: "Cannot copy out of meta tensor", "Tensor on device meta is not on the expected device", "You can't move a model
+# that has some modules offloaded"), a disk offload without a folder, and bitsandbytes refusing to offload a
+# quantized model ("Some modules are dispatched on the CPU or the disk").
+_OFFLOADED = ("some parameters are on the meta device", "cannot copy out of meta tensor",
+              "tensor on device meta is not on the expected device", "had weights offloaded to the disk",
+              "modules offloaded to cpu or disk", "dispatched on the cpu or the disk")
 
 
 def detect_related(line: str, low: str, signal: str | None) -> str | None:
@@ -29,6 +40,8 @@ def detect_related(line: str, low: str, signal: str | None) -> str | None:
             return "flash_attn_unused"
         if "does not support flash attention" in low or "flash attention is not used" in low:
             return "flash_attn_unused"
+    if ("meta" in low or "offload" in low or "dispatched" in low) and any(phrase in low for phrase in _OFFLOADED):
+        return "weights_offloaded"
     if "watchdog" in low and ("timeout" in low or "timed out" in low):
         return "nccl_timeout"
     if "nccl" in low and ("timeout(ms)" in low or "timed out" in low):

@@ -25,6 +25,7 @@ _GATE_WORDS = (
     "not implemented for", "flash", "watchdog", "nccl", "assert", "bus error", "floating point", "running evaluation",
     "running prediction", "batch size", "zero", "stage", "model", "loading", "mib", "nvidia", "gpu", "tesla", "amd",
     "size", "nproc", "cuda_visible", "include", "num_processes", "==", "attn", "attention", "sdpa", "vllm", "_name_or_path",
+    "meta device", "meta tensor", "device meta", "offloaded", "dispatched on the",
 )
 
 

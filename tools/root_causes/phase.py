@@ -7,7 +7,8 @@ import re
 
 from ..labels import Label
 from ..frameworks import KV_POOL_ENGINES
-from ..log_cues import LogCues, pool_engine
+from ..log_cues import EngineContext, LogCues, pool_engine
+from ..memory.estimator import kv_bytes_per_token
 from ..report import OOMReport
 from ..training_setup import TrainingSetup
 from ..units import format_bytes
@@ -75,6 +76,8 @@ def phase_and_operation(report: OOMReport, setup: TrainingSetup | None, multimod
         out.append(support(Label.generation_kv_cache, "vllm_kv_cache_cue",
                            f"vLLM cannot fit its KV cache (line {cues.kv_cache.line}): max_model_len x "
                            "layers x KV heads needs more than gpu_memory_utilization leaves after the weights"))
+    if cues is not None and cues.engine_context is not None:
+        out += _engine_context(cues.engine_context, setup, th)
     engine = pool_engine(report, cues)
     if report.framework == "vllm" and report.phase == "model_loading":
         # vLLM places the weights before it profiles and sizes the KV cache: an OOM while loading is the weights.
@@ -97,6 +100,26 @@ def phase_and_operation(report: OOMReport, setup: TrainingSetup | None, multimod
                            f"evaluation runs at per_device_eval_batch_size {setup.eval_batch}"
                            + (": one KV cache per sequence of the batch" if report.phase == "generation" else "")))
     return out
+
+
+def _engine_context(context: EngineContext, setup: TrainingSetup | None, th: Thresholds) -> list[Signal]:
+    """llama.cpp allocates the keys and values of every one of its n_ctx tokens when it creates the context: a very
+    long context is a KV cache sized for it, whatever the prompt. The arithmetic is the one llama.cpp printed, else
+    tokens x the model's KV bytes per token (f16 keys and values, llama.cpp's default cache type)."""
+    if context.tokens < th["very_long_cutoff_tokens"]:
+        return []
+    model = setup.model if setup is not None else None
+    if context.kv_bytes:
+        size = f"it allocated {format_bytes(context.kv_bytes)} of KV cache for them (line {context.kv_line})"
+    elif model is not None:
+        per_token = kv_bytes_per_token(model, BF16_BYTES)
+        size = (f"{context.tokens:,} tokens x {per_token:,} B of f16 keys and values per token ({model.name}) = "
+                f"{format_bytes(context.tokens * per_token)}")
+    else:
+        size = "its keys and values grow with every token of it"
+    return [support(Label.generation_kv_cache, "engine_context_long",
+                    f"llama.cpp reserves the KV cache for its whole context when it creates it: n_ctx = "
+                    f"{context.tokens:,} (line {context.line}); {size}. A smaller context (-c / n_ctx / num_ctx) shrinks it")]
 
 
 def _kv_pool(engine: str, multimodal: str | None) -> list[Signal]:

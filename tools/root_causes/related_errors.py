@@ -66,6 +66,8 @@ RELATED: dict[str, tuple[Label, str]] = {
     "dtype_not_implemented": (Label.dtype_unsupported, "an op is not implemented for this dtype (version incompatibility)"),
     "flash_attn_missing": (Label.eager_attention, "flash-attn is not installed: attention falls back to a slower, memory-hungrier path"),
     "flash_attn_unused": (Label.eager_attention, "the log warns that FlashAttention-2 is not used"),
+    "weights_offloaded": (Label.weights_exceed_gpu, "the device map offloaded part of the weights off the GPU (CPU or disk): "
+                          "they did not fit the memory it may use there"),
     "device_side_assert": (Label.not_oom, "a device-side assert fired: an allocation failure after it is not a memory budget problem"),
     "sigbus": (Label.not_oom, "SIGBUS: shared memory (/dev/shm) exhausted, not GPU memory"),
     "sigfpe": (Label.not_oom, "SIGFPE: a library bug, not memory"),
@@ -81,7 +83,10 @@ def related_errors(report: OOMReport, *, memory_error: bool) -> list[Signal]:
             continue
         seen.add(err.kind)
         label, meaning = RELATED[err.kind]
-        out.append(support(label, _related_rule(label, memory_error), f"{meaning} (log line {err.line})"))
+        # weights offloaded off the GPU speak of the weights' size whether or not an OOM followed: a rule of their
+        # own, not the generic related error's (whose fitted weight is shared with setup errors that often mean no OOM)
+        rule = "weights_offloaded" if err.kind == "weights_offloaded" else _related_rule(label, memory_error)
+        out.append(support(label, rule, f"{meaning} (log line {err.line})"))
     return out
 
 

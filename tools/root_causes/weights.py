@@ -223,6 +223,7 @@ _POINTS: dict[str, float] = {
     "vllm_kv_cache_cue": 5,                     # vLLM cannot fit its KV cache
     "vllm_loading": 2,                          # vLLM ran out loading the weights
     "engine_kv_preallocated": 3,                # vLLM, LMDeploy, SGLang... pre-allocate the KV cache
+    "engine_context_long": 3,                   # llama.cpp created a very long context: its KV cache is reserved whole
     "serve_kv_pool_short": 3,                   # the calculator: vLLM's KV-cache pool holds no max_model_len sequence
     "vllm_profile_images": 1.5,                 # ... its profiling run feeds the most images
     "prefill_not_kv_cache": 0.4,                # discount: one huge request while generating is no KV-cache step
@@ -243,6 +244,7 @@ _POINTS: dict[str, float] = {
     "cublas_after_assert": 7,                   # cuBLAS failure after a device-side assert
     "related_error_alone": 6.0,                 # a related error, no OOM
     "related_error_beside_oom": 2.0,            # a related error beside an OOM
+    "weights_offloaded": 6.0,                   # the device map offloaded weights off the GPU (meta tensors)
     "related_attention_beside_oom": 3.0,        # missing / unused flash-attn beside an OOM
     "related_not_oom_beside_oom": 1.0,          # an assert / SIGBUS beside an OOM
     "dtype_error_alone": 9.0,                   # a dtype error, no OOM: the diagnosis
