@@ -489,6 +489,10 @@ def test_zero_stage_from_a_printed_deepspeed_json_config():
     "It loads everything, then flips out right after loading the checkpoint and gives error code -9.",
     "Error code 137 when loading RWKV-4-RAVEN model",
     "the trainer exited with status 137",
+    # Windows' commit limit (RAM plus the paging file), in English and in a localised Windows
+    "OSError: [WinError 1455] The paging file is too small for this operation to complete. Error loading "
+    "\"C:\\venv\\lib\\site-packages\\torch\\lib\\cudnn_cnn_infer64_8.dll\" or one of its dependencies.",
+    "OSError: [WinError 1455] 页面文件太小，无法完成操作。",
 ])
 def test_more_host_kill_forms(line):
     assert parse_log(line).kind == "host_oom"

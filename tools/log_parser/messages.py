@@ -455,9 +455,17 @@ def detect(line: str, low: str) -> list[MemoryHit]:
     return _detect_host(line, low)
 
 
+# Windows' commit limit: virtual memory is RAM plus the paging file, and a process (often a DataLoader worker loading
+# torch's CUDA DLLs) that cannot commit more fails with ERROR_COMMITMENT_LIMIT, WinError 1455 ("The paging file is too
+# small for this operation to complete", localised: "页面文件太小，无法完成操作"): the host's memory ran out.
+WINDOWS_COMMIT_LIMIT = ("winerror 1455", "paging file is too small", "页面文件太小")
+
+
 def _detect_host(line: str, low: str) -> list[MemoryHit]:
     if "cannot allocate memory" in low or "can't allocate memory" in low or "bad_alloc" in low:
         return [_bytes_hit("host_oom", P_HOST, line, _CPU_BYTES)]
+    if any(phrase in low for phrase in WINDOWS_COMMIT_LIMIT):
+        return [MemoryHit(kind="host_oom", priority=P_HOST, text=line)]
     if "killed" in low:
         if "bus error" in low:  # "killed by signal: Bus error": SIGBUS (/dev/shm too small), not RAM exhaustion
             return []

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 
 from .arguments import BANNER_WORDS, TRAINING_KEYS
 from .facts import CPU_ADAM_WORDS, FRAMEWORK_TOKENS
+from .messages import WINDOWS_COMMIT_LIMIT
 from .versions import VERSION_WORDS
 
 # Substrings the detectors and gates test for (parser._may_report_memory, messages.detect, related.detect_related,
@@ -37,7 +38,7 @@ def _minimal(words: Iterable[str]) -> list[str]:
 
 TRIGGER_WORDS: tuple[str, ...] = tuple(_minimal(
     [*_GATE_WORDS, *CPU_ADAM_WORDS, *TRAINING_KEYS, *BANNER_WORDS, *(w.decode() for w in VERSION_WORDS),
-     *(w.decode() for w in FRAMEWORK_TOKENS)]))
+     *(w.decode() for w in FRAMEWORK_TOKENS), *WINDOWS_COMMIT_LIMIT]))
 
 
 def _trie_pattern(words: Iterable[str]) -> str:
