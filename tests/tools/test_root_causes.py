@@ -1102,3 +1102,18 @@ def test_weights_the_device_map_offloaded_did_not_fit_the_gpu(line):
     causes = rank_root_causes(parse_log("Loading checkpoint shards: 100%|██████████| 2/2\n" + line))
     assert causes[0].label == "weights_exceed_gpu"
     assert any("offloaded part of the weights off the GPU" in w for w in causes[0].why)
+
+
+def test_an_out_of_memory_error_the_log_prints_speaks_against_no_memory_error():
+    from ask_oom.tools.root_causes.ranking import collect_signals
+
+    def against_not_oom(text):
+        return [s.name for s in collect_signals(parse_log(text)) if s.label == "not_oom" and s.kind.value == "discount"]
+
+    shown = "RuntimeError: CUDA error: out of memory\nFor debugging consider passing CUDA_LAUNCH_BLOCKING=1."
+    assert against_not_oom(shown) == ["memory_error_shown"]
+    # beside a device-side assert the CUDA context broke: the OOM message may be its aftermath, so no discount
+    assert against_not_oom("Indexing.cu:1289: Assertion `srcIndex < srcSelectDimSize` failed.\n"
+                           "RuntimeError: CUDA error: device-side assert triggered\n" + shown) == []
+    # no memory error printed at all
+    assert against_not_oom("KeyError: 'labels'") == []

@@ -36,7 +36,8 @@ from .model_kind import moe_by_name, quantization, without_numbers
 from .multi_gpu import device_map_split, imbalance_said, mixed_gpu_models, multi_gpu_spread, single_process_many_gpus
 from .other_processes import held_before_start, colocated_vllm, other_processes, raw_error_while_loading
 from .phase import PHASE_PRIOR_RULES, phase_and_operation
-from .related_errors import cublas_after_assert, dtype_support, not_a_memory_error, related_errors
+from .related_errors import (cublas_after_assert, dtype_support, memory_error_shown, not_a_memory_error,
+                             related_errors)
 from .request_size import (gathers_parameters, request_explained, request_vs_tensors, zero3_sub_group_request,
                            zero_partition_request)
 from .ruled_out import ruled_out_by_settings
@@ -112,7 +113,8 @@ def collect_signals(
     if trend is not None and (report.kind != "host_oom" or trend.said):   # host RAM said to grow is growth too
         signals += [*memory_over_time(trend, th), *growth_with_images(trend, setup, multimodal),
                     *growth_without_length_cap(trend, setup), *growth_explained_by_the_budget(trend, estimate)]
-    signals += [*related_errors(report, memory_error=True), *dtype_support(report, setup, cues, memory_error=True),
+    signals += [*related_errors(report, memory_error=True), *memory_error_shown(report),
+                *dtype_support(report, setup, cues, memory_error=True),
                 *quantization(report, cues), *without_numbers(report, setup, cues),
                 *what_the_run_already_tried(report, setup, cues, th), *similar_case_votes(hits or [], th),
                 *held_memory(held, ranks)]

@@ -9,7 +9,7 @@ from ..log_cues import Cue, LogCues, is_aftermath
 from ..report import OOMReport
 from ..training_setup import TrainingSetup
 from .facts import observed
-from .signals import Signal, support
+from .signals import Signal, discount, support
 from .weights import QUOTE_LONG, QUOTE_SHORT
 
 
@@ -46,6 +46,18 @@ def not_a_memory_error(report: OOMReport, failure: Cue | None = None,
                         f"something else (line {failure.line}: {failure.text[:QUOTE_SHORT]})")]
     return [support(Label.not_oom, "error_without_oom",
                     "the log shows an error met while fixing memory, but no out-of-memory message")]
+
+
+def memory_error_shown(report: OOMReport) -> list[Signal]:
+    """The log prints an out-of-memory error (not only words that describe one) and nothing beside it says the CUDA
+    context broke: "no memory error" (not_oom) is what the log contradicts, whatever the neighbours' words say (an
+    OOM's traceback shares "CUDA_LAUNCH_BLOCKING" and "device-side assertions" with an illegal memory access)."""
+    described = any(e.fact == "described_oom" for e in report.evidence)
+    broken = any(RELATED.get(e.kind, (None,))[0] == Label.not_oom for e in report.related_errors)
+    if not report.is_memory_error or described or broken:
+        return []
+    return [discount(Label.not_oom, "memory_error_shown",
+                     f"but the log prints an out-of-memory error ({report.kind}): something did run out")]
 
 
 def cublas_after_assert(report: OOMReport, index_error: Cue | None = None) -> list[Signal]:

@@ -229,6 +229,7 @@ _POINTS: dict[str, float] = {
     "prefill_not_kv_cache": 0.4,                # discount: one huge request while generating is no KV-cache step
     "inference_keeps_no_states": 0.5,           # discount: full fine-tuning's states in a run that trains nothing
     "batch_of_one": 0.5,                        # discount: a micro-batch already at 1 cannot be the batch to reduce
+    "memory_error_shown": 0.5,                  # discount: no memory error, where the log prints one
     "prefill_visual_tokens": 4.0,               # ... the prefill over visual tokens
     "prefill_tokens": 2.5,                      # ... the prefill over every prompt token
     "prefill_eager": 1.0,                       # ... its attention scores without flash-attention
