@@ -197,6 +197,8 @@ def test_exitcode_1_and_sigterm_are_not_memory_errors():
     ("RuntimeError: Tensor on device meta is not on the expected device cuda:0!", "weights_offloaded"),
     ("ValueError: The current `device_map` had weights offloaded to the disk. Please provide an `offload_folder` for "
      "them.", "weights_offloaded"),
+    ("ValueError: We need an `offload_dir` to dispatch this model according to this `device_map`, the following "
+     "submodules need to be offloaded: base_model.model.model.layers.27", "weights_offloaded"),
     ("ValueError: Some modules are dispatched on the CPU or the disk. Make sure you have enough GPU RAM to fit the "
      "quantized model.", "weights_offloaded"),
 ])
@@ -493,6 +495,9 @@ def test_zero_stage_from_a_printed_deepspeed_json_config():
     "OSError: [WinError 1455] The paging file is too small for this operation to complete. Error loading "
     "\"C:\\venv\\lib\\site-packages\\torch\\lib\\cudnn_cnn_infer64_8.dll\" or one of its dependencies.",
     "OSError: [WinError 1455] 页面文件太小，无法完成操作。",
+    # a notebook's or a hosted app's RAM cap
+    "Your session crashed after using all available RAM.",
+    "Runtime error: Memory limit exceeded (16Gi)",
 ])
 def test_more_host_kill_forms(line):
     assert parse_log(line).kind == "host_oom"
@@ -508,7 +513,7 @@ def test_cr_only_line_endings_are_lines_but_tqdm_redraws_are_not():
 
 
 @pytest.mark.parametrize("line", ["Process finished with error code 1", "return code -9.5 on the meter",
-                                  "exit code 0", "error code 13"])
+                                  "exit code 0", "error code 13", "CUDA memory limit exceeded"])
 def test_exit_statuses_other_than_a_kill_are_not_the_host(line):
     assert parse_log(line).kind != "host_oom"
 

@@ -459,12 +459,19 @@ def detect(line: str, low: str) -> list[MemoryHit]:
 # torch's CUDA DLLs) that cannot commit more fails with ERROR_COMMITMENT_LIMIT, WinError 1455 ("The paging file is too
 # small for this operation to complete", localised: "页面文件太小，无法完成操作"): the host's memory ran out.
 WINDOWS_COMMIT_LIMIT = ("winerror 1455", "paging file is too small", "页面文件太小")
+# A notebook's or a hosted app's RAM cap: Colab's "Your session crashed after using all available RAM", Hugging Face
+# Spaces' "Memory limit exceeded (16Gi)" (the container's memory limit, which holds no GPU).
+HOSTED_RAM_CAP = ("using all available ram", "memory limit exceeded")
+# the host-limit phrases whose lines hold no other word the parser's line gates look for
+HOST_LIMIT_PHRASES = WINDOWS_COMMIT_LIMIT + HOSTED_RAM_CAP
 
 
 def _detect_host(line: str, low: str) -> list[MemoryHit]:
     if "cannot allocate memory" in low or "can't allocate memory" in low or "bad_alloc" in low:
         return [_bytes_hit("host_oom", P_HOST, line, _CPU_BYTES)]
     if any(phrase in low for phrase in WINDOWS_COMMIT_LIMIT):
+        return [MemoryHit(kind="host_oom", priority=P_HOST, text=line)]
+    if any(phrase in low for phrase in HOSTED_RAM_CAP) and not any(w in low for w in ("gpu", "cuda", "vram", "显存")):
         return [MemoryHit(kind="host_oom", priority=P_HOST, text=line)]
     if "killed" in low:
         if "bus error" in low:  # "killed by signal: Bus error": SIGBUS (/dev/shm too small), not RAM exhaustion

@@ -14,7 +14,7 @@ from .context import find_context_phase, find_operation, find_phase
 from .facts import FactCollector
 from .lines import (Piece, clean_line, iter_byte_lines, iter_text_lines, join_rich_records, split_glued_bar,
                     split_physical_line)
-from .messages import (FRACTION_HEADER, WINDOWS_COMMIT_LIMIT, MemoryHit, detect, exit_signal, fraction_field, is_open,
+from .messages import (FRACTION_HEADER, HOST_LIMIT_PHRASES, MemoryHit, detect, exit_signal, fraction_field, is_open,
                        parse_torch_message)
 from .related import SETUP_ERROR_KINDS, detect_related
 from .triggers import has_trigger
@@ -205,7 +205,7 @@ class LogParser:
         return ("memory" in low or "alloc" in low or "oom" in low or "killed" in low or "alloc_failed" in low
                 or "workspace" in low or "code" in low or "sig" in low or "status" in low or "pinned" in low
                 or "bad_alloc" in low or "executable batch size" in low
-                or any(phrase in low for phrase in WINDOWS_COMMIT_LIMIT))
+                or any(phrase in low for phrase in HOST_LIMIT_PHRASES))
 
     def _continues(self, line: str, rank: int | None) -> bool:
         """Is this line the wrapped rest of the pending message (same rank, not a new log record)?"""

@@ -17,11 +17,13 @@ SETUP_ERROR_KINDS = frozenset({"bnb_quantization_kwargs", "dtype_not_implemented
 # max_memory, and says so: its warning when it dispatches ("Some parameters are on the meta device because they were
 # offloaded to the cpu"), the errors of moving or using such a model (offloaded layers are meta tensors on the GPU
 # side: "Cannot copy out of meta tensor", "Tensor on device meta is not on the expected device", "You can't move a model
-# that has some modules offloaded"), a disk offload without a folder, and bitsandbytes refusing to offload a
+# that has some modules offloaded"), a disk offload without a folder ("We need an `offload_dir` to dispatch this model
+# according to this `device_map`, the following submodules need to be offloaded"), and bitsandbytes refusing to offload a
 # quantized model ("Some modules are dispatched on the CPU or the disk").
 _OFFLOADED = ("some parameters are on the meta device", "cannot copy out of meta tensor",
               "tensor on device meta is not on the expected device", "had weights offloaded to the disk",
-              "modules offloaded to cpu or disk", "dispatched on the cpu or the disk")
+              "modules offloaded to cpu or disk", "dispatched on the cpu or the disk",
+              "need an `offload_dir`", "need to be offloaded")
 
 
 def detect_related(line: str, low: str, signal: str | None) -> str | None:

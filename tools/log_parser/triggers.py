@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 
 from .arguments import BANNER_WORDS, TRAINING_KEYS
 from .facts import CPU_ADAM_WORDS, FRAMEWORK_TOKENS
-from .messages import WINDOWS_COMMIT_LIMIT
+from .messages import HOST_LIMIT_PHRASES
 from .versions import VERSION_WORDS
 
 # Substrings the detectors and gates test for (parser._may_report_memory, messages.detect, related.detect_related,
@@ -38,7 +38,7 @@ def _minimal(words: Iterable[str]) -> list[str]:
 
 TRIGGER_WORDS: tuple[str, ...] = tuple(_minimal(
     [*_GATE_WORDS, *CPU_ADAM_WORDS, *TRAINING_KEYS, *BANNER_WORDS, *(w.decode() for w in VERSION_WORDS),
-     *(w.decode() for w in FRAMEWORK_TOKENS), *WINDOWS_COMMIT_LIMIT]))
+     *(w.decode() for w in FRAMEWORK_TOKENS), *HOST_LIMIT_PHRASES]))
 
 
 def _trie_pattern(words: Iterable[str]) -> str:
