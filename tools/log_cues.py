@@ -88,6 +88,13 @@ _KV_CACHE = re.compile(r"No available memory for the cache blocks|raise_if_cache
 _LLAMA_N_CTX = re.compile(r"(?:llama_new_context_with_model|llama_context|llama_init_from_model):\s{1,16}n_ctx\s{0,16}=\s{0,8}(\d{1,8})(?!\d)")
 _LLAMA_KV_SIZE = re.compile(r"KV (self|buffer) size\s{0,16}=\s{0,8}(\d{1,9}(?:\.\d{1,3})?)\s{0,2}MiB")
 
+# PEFT's preparation of a k-bit model for training (prepare_model_for_kbit_training, formerly ..._int8_training) on the
+# stack: its own frame ("line 98, in prepare_model_for_kbit_training"), or its call as a traceback's source line right
+# under a frame line. A script merely calling it (every QLoRA script does) is neither.
+_KBIT_PREPARATION = re.compile(r"\bin prepare_model_for_(?:kbit|int8)_training\b")
+_KBIT_CALL = re.compile(r"^\s{1,12}(?:\w{1,40}\s{0,2}=\s{0,2})?(?:[\w.]{1,40}\.)?prepare_model_for_(?:kbit|int8)_training\(")
+_FRAME_LINE = re.compile(r'^\s{0,12}File "[^"]{1,400}", line \d{1,7}, in ')
+
 # vLLM's start-up check: "Free memory on device (31.44/47.38 GiB) on startup is less than desired GPU memory
 # utilization (0.95, 45.01 GiB)". Before the engine loads anything, what is not free is held by something else.
 _STARTUP_FREE = re.compile(r"Free memory on device \((\d{1,5}(?:\.\d{1,3})?)/(\d{1,5}(?:\.\d{1,3})?) GiB\) on startup is less "
@@ -225,6 +232,8 @@ class LogCues(BaseModel):
     vision: Cue | None = Field(default=None, description="a vision encoder or image input named in the log or config")
     kv_cache: Cue | None = Field(default=None, description="vLLM's KV cache does not fit (a budget error, not an OOM)")
     startup_free: Cue | None = Field(default=None, description="vLLM's start-up check: less free memory than it wants")
+    kbit_preparation: Cue | None = Field(default=None, description="PEFT's prepare_model_for_kbit_training on the "
+                                                                   "traceback's stack")
     engine_context: EngineContext | None = Field(default=None, description="the last context llama.cpp created: its n_ctx "
                                                                            "and the KV cache allocated for it")
     runtime_oom: Cue | None = Field(default=None, description="an allocation failure of MLX/Metal, ggml or a notebook header")
@@ -256,7 +265,8 @@ class LogCues(BaseModel):
 def log_cues(text: str, config_text: str | None = None) -> LogCues:
     """The cues of `text` (the log); the device map also from `config_text` (code or config). Never raises."""
     phase = phase_cue = quant = dtype = vision = kv = adapters = worked = startup = runtime = index_error = sub_group = contrast = None
-    failure = imbalance = full = context = None
+    failure = imbalance = full = context = kbit = None
+    previous = ""
     gpu_models: list[str] = []
     device_map = _device_map(config_text or "") or _device_map(text)
     for lineno, line in numbered_lines(text[:MAX_SCAN]):
@@ -271,6 +281,10 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
             dtype = _cue(lineno, line)
         if kv is None and _KV_CACHE.search(line):
             kv = Cue(line=lineno, text=line.strip()[:300])
+        if kbit is None and "prepare_model_for_" in line and (_KBIT_PREPARATION.search(line) or (
+                _KBIT_CALL.search(line) and _FRAME_LINE.search(previous))):
+            kbit = _cue(lineno, line)
+        previous = line
         if "n_ctx" in line or "KV " in line:
             context = _engine_context(context, lineno, line)
         if startup is None and "on startup" in line and _STARTUP_FREE.search(line):
@@ -312,7 +326,7 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
         if m is not None:
             vision = Cue(line=config_text.count("\n", 0, m.start()) + 1, text=f"config: {m.group(0)}")
     return LogCues(phase=phase, phase_cue=phase_cue, quantization=quant, dtype_error=dtype, device_map=device_map,
-                   vision=vision, kv_cache=kv, startup_free=startup, engine_context=context, runtime_oom=runtime, index_error=index_error, failure=failure, imbalance=imbalance, zero3_sub_group=sub_group,
+                   vision=vision, kv_cache=kv, startup_free=startup, engine_context=context, kbit_preparation=kbit, runtime_oom=runtime, index_error=index_error, failure=failure, imbalance=imbalance, zero3_sub_group=sub_group,
                    method_contrast=contrast, gpu_models=gpu_models,
                    adapters=adapters, full_tuning=full, comparable_worked=worked, training=training, serving=serving, engine=engine,
                    harness=harnessed[0] if harnessed is not None else None, fixes=fixes_said(text[:MAX_SCAN]),

@@ -143,3 +143,16 @@ def test_a_zero_stage_named_is_a_training_run():
         assert log_cues(text).training is not None, text
     for text in ("bloom with zero-inference on 8 GPUs runs out of memory\n", "zero 1000 tokens left\n"):
         assert log_cues(text).training is None, text
+
+
+def test_peft_kbit_preparation_on_the_stack_but_not_in_a_script():
+    frame = ('Traceback (most recent call last):\n  File "/train.py", line 85, in <module>\n'
+             "    model = prepare_model_for_kbit_training( model )\n"
+             '  File "/site-packages/peft/utils/other.py", line 98, in prepare_model_for_kbit_training\n'
+             "    param.data = param.data.to(torch.float32)\n")
+    cue = log_cues(frame).kbit_preparation
+    assert cue is not None and cue.line == 3
+    assert log_cues(frame.splitlines()[3]).kbit_preparation.line == 1   # the frame alone
+    # every QLoRA script calls it: a script pasted above a training OOM is not a failure inside it
+    script = "model = prepare_model_for_kbit_training(model)\ntrainer = SFTTrainer(model=model)\ntrainer.train()\n"
+    assert log_cues(script).kbit_preparation is None

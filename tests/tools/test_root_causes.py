@@ -1117,3 +1117,16 @@ def test_an_out_of_memory_error_the_log_prints_speaks_against_no_memory_error():
                            "RuntimeError: CUDA error: device-side assert triggered\n" + shown) == []
     # no memory error printed at all
     assert against_not_oom("KeyError: 'labels'") == []
+
+
+def test_an_oom_inside_peft_kbit_preparation_speaks_for_the_quantization_setup():
+    from ask_oom.tools.log_cues import log_cues
+    from ask_oom.tools.root_causes.ranking import collect_signals
+
+    text = ('Traceback (most recent call last):\n  File "/train.py", line 85, in <module>\n'
+            "    model = prepare_model_for_kbit_training( model )\n"
+            '  File "/site-packages/peft/utils/other.py", line 98, in prepare_model_for_kbit_training\n'
+            "    param.data = param.data.to(torch.float32)\n"
+            + oom("64.00 MiB", "23.65 GiB", "10.06 MiB", "23.63 GiB", "23.10 GiB", "20.00 MiB"))
+    signals = collect_signals(parse_log(text), cues=log_cues(text))
+    assert any(s.name == "kbit_preparation_frame" and s.label == "quantization_setup" for s in signals)

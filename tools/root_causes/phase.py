@@ -76,6 +76,12 @@ def phase_and_operation(report: OOMReport, setup: TrainingSetup | None, multimod
         out.append(support(Label.generation_kv_cache, "vllm_kv_cache_cue",
                            f"vLLM cannot fit its KV cache (line {cues.kv_cache.line}): max_model_len x "
                            "layers x KV heads needs more than gpu_memory_utilization leaves after the weights"))
+    if cues is not None and cues.kbit_preparation is not None:
+        out.append(support(Label.quantization_setup, "kbit_preparation_frame",
+                           f"it failed in PEFT's prepare_model_for_kbit_training (line {cues.kbit_preparation.line}), "
+                           "which casts every parameter that is not quantized to fp32: norms, embeddings and lm_head, "
+                           "and the whole model when it was not loaded in 4/8-bit (load it with a BitsAndBytesConfig "
+                           "first, or skip the call for a 16-bit LoRA run)"))
     if cues is not None and cues.engine_context is not None:
         out += _engine_context(cues.engine_context, setup, th)
     engine = pool_engine(report, cues)
@@ -162,6 +168,7 @@ def _operation(report: OOMReport, setup: TrainingSetup | None, th: Thresholds) -
                         "gathered layers) fill the card, not activations")]
     if op == "vision_tower":
         return [support(Label.vision_tokens, "op_vision_tower", "the failing operation is in the vision tower")]
+
     if op in ("cross_entropy", "lm_head"):
         out = [support(Label.logits_large_vocab, "op_loss",
                        f"the failing operation is the {op.replace('_', ' ')} over the vocabulary")]

@@ -215,6 +215,7 @@ _POINTS: dict[str, float] = {
     "op_zero3_gather": 2.0,                     # failing operation: ZeRO-3 gathers parameters (the model states)
     "op_zero3_gather_assumed": 1.0,             # ... the method that says whose states is assumed
     "op_vision_tower": 2,                       # failing operation: vision tower
+    "kbit_preparation_frame": 3.0,              # failed inside prepare_model_for_kbit_training (fp32 upcast)
     "op_loss": 2,                               # failing operation: loss / LM head
     "op_loss_large_request": 1.5,               # ... with a large request
     "op_loss_large_request_tokens": 1.0,        # ... many tokens per sample
