@@ -183,6 +183,16 @@ _COMPARABLE_WORKED = re.compile(
     r"|\bwork(?:s|ed)? (?:fine |well )?(?:with|for|on) (?:other|similar|older)\b.{0,30}?\bmodels?\b"
     r"|(?:其他|别的|其它).{0,12}模型.{0,6}(?:都)?(?:没问题|没有问题|可以|正常)", re.IGNORECASE)
 
+# A chat that fails after some turns: chat front-ends resend the whole history each turn, so the prompt, and the KV
+# cache built over it, grow with the conversation ("works for the first question, the second one runs out", "经过多轮
+# 对话后，显存直接爆掉"). Multi-turn training data says nothing of this: read only where nothing trains.
+_CONVERSATION = re.compile(
+    r"多轮(?:对话|聊天|问答)|几轮(?:对话|聊天)|聊了几轮|第[二2]个问题|再问(?:第[二2]个|一个|一次)|问第[二2]个|对话历史|历史对话|"
+    r"\b(?:the |a )?second (?:question|prompt|message|turn|query|request)\b|"
+    r"\bafter (?:a few|several|some|multiple|many|\d{1,3}) (?:rounds|turns|questions|messages|exchanges)\b|"
+    r"\bmulti-?turn (?:chat|conversation|dialog\w{0,3})\b|\blong (?:conversation|chat)s?\b|"
+    r"\b(?:conversation|chat) history\b", re.IGNORECASE)
+
 _INFERENCE = re.compile(r"(?<![A-Za-z])(?:inference|infer|serving|generate\(|做推理|推理)(?![A-Za-z])", re.IGNORECASE)
 # An engine that serves a model (frameworks.SERVING_ENGINES), as a word: "VLLM0.7.2" and "ollama run" count, "vllm_utils"
 # of a trainer does not.
@@ -247,6 +257,8 @@ class LogCues(BaseModel):
     adapters: Cue | None = Field(default=None, description="LoRA / QLoRA / PEFT named in the log: the weights are frozen")
     full_tuning: Cue | None = Field(default=None, description="full fine-tuning stated, or adapters denied (\"without "
                                                               "any PEFT\")")
+    conversation: Cue | None = Field(default=None, description="the words say a chat failed after some turns (its "
+                                                                "history, resent each turn, grows); unset in a training run")
     comparable_worked: Cue | None = Field(default=None, description="the user says the same run worked with other "
                                                                     "models of its kind")
     training: Cue | None = Field(default=None, description="the first sign of training in the log (else the config): its "
@@ -265,7 +277,7 @@ class LogCues(BaseModel):
 def log_cues(text: str, config_text: str | None = None) -> LogCues:
     """The cues of `text` (the log); the device map also from `config_text` (code or config). Never raises."""
     phase = phase_cue = quant = dtype = vision = kv = adapters = worked = startup = runtime = index_error = sub_group = contrast = None
-    failure = imbalance = full = context = kbit = None
+    failure = imbalance = full = context = kbit = conversation = None
     previous = ""
     gpu_models: list[str] = []
     device_map = _device_map(config_text or "") or _device_map(text)
@@ -307,6 +319,8 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
             adapters = _cue(lineno, line)
         if full is None and (FULL_SAID.search(line) or (_ADAPTERS.search(line) and not adapter_named(line))):
             full = _cue(lineno, line)
+        if conversation is None and _CONVERSATION.search(line):
+            conversation = _cue(lineno, line)
         if worked is None and _COMPARABLE_WORKED.search(line):
             worked = _cue(lineno, line)
         if len(gpu_models) < 8:
@@ -321,6 +335,8 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
     trained = _first(_TRAINING, text[:MAX_SCAN], (config_text or "")[:MAX_SCAN])
     training = trained[0] if trained is not None else None
     serving, engine = (None, None) if training is not None else _serving(text[:MAX_SCAN], (config_text or "")[:MAX_SCAN])
+    if training is not None:
+        conversation = None   # multi-turn training data, RL rollouts: not a chat's history
     if vision is None and config_text:
         m = _VISION.search(config_text[:MAX_SCAN])
         if m is not None:
@@ -328,7 +344,7 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
     return LogCues(phase=phase, phase_cue=phase_cue, quantization=quant, dtype_error=dtype, device_map=device_map,
                    vision=vision, kv_cache=kv, startup_free=startup, engine_context=context, kbit_preparation=kbit, runtime_oom=runtime, index_error=index_error, failure=failure, imbalance=imbalance, zero3_sub_group=sub_group,
                    method_contrast=contrast, gpu_models=gpu_models,
-                   adapters=adapters, full_tuning=full, comparable_worked=worked, training=training, serving=serving, engine=engine,
+                   adapters=adapters, full_tuning=full, comparable_worked=worked, conversation=conversation, training=training, serving=serving, engine=engine,
                    harness=harnessed[0] if harnessed is not None else None, fixes=fixes_said(text[:MAX_SCAN]),
                    oom_said=described_oom(text))
 

@@ -156,3 +156,11 @@ def test_peft_kbit_preparation_on_the_stack_but_not_in_a_script():
     # every QLoRA script calls it: a script pasted above a training OOM is not a failure inside it
     script = "model = prepare_model_for_kbit_training(model)\ntrainer = SFTTrainer(model=model)\ntrainer.train()\n"
     assert log_cues(script).kbit_preparation is None
+
+
+def test_a_chat_that_fails_after_some_turns_but_not_multi_turn_training_data():
+    said = log_cues("webui.py 跑起来后问了一个问题，再问第二个，就报错了\ntorch.cuda.OutOfMemoryError: CUDA out of memory.")
+    assert said.conversation is not None and said.conversation.line == 1
+    assert log_cues("It answers the first prompt, then after a few turns it runs out of VRAM.").conversation is not None
+    # fine-tuning on multi-turn conversations is training data, not a chat's growing history
+    assert log_cues("SFT on multi-turn conversation data with LoRA runs out of memory").conversation is None

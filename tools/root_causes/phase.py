@@ -82,6 +82,11 @@ def phase_and_operation(report: OOMReport, setup: TrainingSetup | None, multimod
                            "which casts every parameter that is not quantized to fp32: norms, embeddings and lm_head, "
                            "and the whole model when it was not loaded in 4/8-bit (load it with a BitsAndBytesConfig "
                            "first, or skip the call for a 16-bit LoRA run)"))
+    if cues is not None and cues.conversation is not None and report.phase in ("unknown", "generation"):
+        out.append(support(Label.generation_kv_cache, "conversation_grows",
+                           f"a chat that runs out after some turns (line {cues.conversation.line}: "
+                           f"{cues.conversation.text[:QUOTE_SHORT]}): the history is resent every turn, so the prompt "
+                           "and the KV cache built over it grow with the conversation (cap the history or max_length)"))
     if cues is not None and cues.engine_context is not None:
         out += _engine_context(cues.engine_context, setup, th)
     engine = pool_engine(report, cues)

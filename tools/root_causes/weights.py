@@ -225,6 +225,7 @@ _POINTS: dict[str, float] = {
     "vllm_loading": 2,                          # vLLM ran out loading the weights
     "engine_kv_preallocated": 3,                # vLLM, LMDeploy, SGLang... pre-allocate the KV cache
     "engine_context_long": 3,                   # llama.cpp created a very long context: its KV cache is reserved whole
+    "conversation_grows": 2,                    # a chat ran out after some turns: its resent history grows the cache
     "serve_kv_pool_short": 3,                   # the calculator: vLLM's KV-cache pool holds no max_model_len sequence
     "vllm_profile_images": 1.5,                 # ... its profiling run feeds the most images
     "prefill_not_kv_cache": 0.4,                # discount: one huge request while generating is no KV-cache step
