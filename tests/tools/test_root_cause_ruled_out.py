@@ -53,3 +53,17 @@ def test_the_discount_lowers_the_batch_below_the_length_in_the_ranking():
     assert "seq_len_too_long" in ranked
     if "batch_too_large" in ranked:
         assert ranked.index("seq_len_too_long") < ranked.index("batch_too_large")
+
+
+def test_a_stated_short_length_discounts_the_length_but_not_in_generation():
+    """Under long_cutoff_tokens (2048) the length is already short: the length is discounted, with where it was read;
+    an assumed length, a long one, or a generation step (whose prompt is not the training cutoff) rule nothing out."""
+    short = TrainingSetup().with_fact("seq_len", 256, "config", "--max_seq_len 256")
+    out = ruled_out_by_settings(parse_log(OOM), short)
+    assert _named(out) == {("seq_len_too_long", "short_length_stated", "discount")}
+    assert "256 tokens (--max_seq_len 256)" in out[0].reason
+    long = TrainingSetup().with_fact("seq_len", 4096, "config", "cutoff_len: 4096")
+    assumed = TrainingSetup().with_fact("seq_len", 512, "default", "assumed 512")
+    assert ruled_out_by_settings(parse_log(OOM), long) == []
+    assert ruled_out_by_settings(parse_log(OOM), assumed) == []
+    assert ruled_out_by_settings(parse_log(OOM).model_copy(update={"phase": "generation"}), short) == []

@@ -147,7 +147,7 @@ def what_the_run_already_tried(report: OOMReport, setup: TrainingSetup | None, c
     """What the user ran besides the failing run, or already set: a comparable model that worked, adapters that
     worked, a fix said to work, and the settings that rule a cause out (its fix already applied)."""
     return [*comparable_model_worked(setup, cues, th), *adapters_worked(cues), *fix_said(cues),
-            *ruled_out_by_settings(report, setup)]
+            *ruled_out_by_settings(report, setup, th)]
 
 
 def _gpu_memory(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None,

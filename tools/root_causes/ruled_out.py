@@ -7,17 +7,25 @@ from __future__ import annotations
 from ..labels import Label
 from ..report import OOMReport
 from ..training_setup import TrainingSetup
-from .facts import stated_micro_batch
+from .facts import observed, stated_micro_batch
 from .signals import Signal, discount
+from .weights import THRESHOLDS, Thresholds
 
 # phases whose batch is not the training micro-batch: evaluation runs per_device_eval_batch_size (8 by default in the
 # HF Trainer), generation its own number of sequences
 _OTHER_BATCH_PHASES = ("evaluation", "generation")
 
 
-def ruled_out_by_settings(report: OOMReport, setup: TrainingSetup | None) -> list[Signal]:
+def ruled_out_by_settings(report: OOMReport, setup: TrainingSetup | None, th: Thresholds = THRESHOLDS) -> list[Signal]:
     """Discounts for the causes the stated settings have already fixed."""
     out: list[Signal] = []
+    if setup is not None and observed(setup, "seq_len") and setup.seq_len < th["long_cutoff_tokens"] \
+            and report.phase != "generation":
+        where = setup.provenance["seq_len"]
+        out.append(discount(Label.seq_len_too_long, "short_length_stated",
+                            f"the sequence length is already short, {setup.seq_len} tokens ({where.detail or where.origin}): "
+                            "activations grow with the tokens per sample, and these are few; what fills the card is "
+                            "more likely the model's states or the batch"))
     if stated_micro_batch(setup) == 1 and report.phase not in _OTHER_BATCH_PHASES:
         where = setup.provenance["micro_batch"]
         out.append(discount(Label.batch_too_large, "batch_of_one",

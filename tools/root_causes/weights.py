@@ -232,6 +232,7 @@ _POINTS: dict[str, float] = {
     "inference_keeps_no_states": 0.5,           # discount: full fine-tuning's states in a run that trains nothing
     "batch_of_one": 0.5,                        # discount: a micro-batch already at 1 cannot be the batch to reduce
     "memory_error_shown": 0.5,                  # discount: no memory error, where the log prints one
+    "short_length_stated": 0.5,                 # discount: a stated length under long_cutoff_tokens is not long
     "prefill_visual_tokens": 4.0,               # ... the prefill over visual tokens
     "prefill_tokens": 2.5,                      # ... the prefill over every prompt token
     "prefill_eager": 1.0,                       # ... its attention scores without flash-attention
