@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 TARGET_SETS = ("dev-cases", "diagnosis", "diagnosis_extra", "diagnosis_fresh", "diagnosis_fresh2",
                *(f"diagnosis_corpus_{letter}" for letter in "abcdefghijklmnopqrstuvwxyz"),
                *(f"diagnosis_corpus_a{letter}" for letter in "abcdefghijklmnopqrstuvwxyz"),
-               *(f"diagnosis_corpus_b{letter}" for letter in "abcdefghijklmn"))
+               *(f"diagnosis_corpus_b{letter}" for letter in "abcdefghijklmnop"))
 # measured beside the dev set, never fitted on: held out, then the validation sets, then the held-out project group
 HELD_OUT_SETS = ("diagnosis_fresh3", "diagnosis_fresh4", *(f"diagnosis_fresh{n}" for n in range(5, 26)), "heldout_projects")
 DATASETS = [REPO.parent / "shared" / "dev-cases",
