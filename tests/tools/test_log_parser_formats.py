@@ -498,6 +498,8 @@ def test_zero_stage_from_a_printed_deepspeed_json_config():
     # a notebook's or a hosted app's RAM cap
     "Your session crashed after using all available RAM.",
     "Runtime error: Memory limit exceeded (16Gi)",
+    # ggml_init's host memory pool
+    "D:/a/ggml/src/ggml.c:1530: GGML_ASSERT(ctx->mem_buffer != NULL) failed",
 ])
 def test_more_host_kill_forms(line):
     assert parse_log(line).kind == "host_oom"
