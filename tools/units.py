@@ -8,16 +8,16 @@ KiB = 1024
 MiB = 1024**2
 GiB = 1024**3
 TiB = 1024**4
+PiB = 1024**5
+EiB = 1024**6
 
 # PyTorch, DeepSpeed and nvidia-smi all print binary units even when they write "GB"/"MB"
-# (DeepSpeed's see_memory_usage divides by 1024**3; nvidia-smi's MiB are 2**20), so "GB" is read as GiB.
-_UNITS = {
-    "b": 1, "bytes": 1, "byte": 1,
-    "k": KiB, "kb": KiB, "kib": KiB,
-    "m": MiB, "mb": MiB, "mib": MiB,
-    "g": GiB, "gb": GiB, "gib": GiB,
-    "t": TiB, "tb": TiB, "tib": TiB,
-}
+# (DeepSpeed's see_memory_usage divides by 1024**3; nvidia-smi's MiB are 2**20), so "GB" is read as GiB. A unit cut
+# short ("22.25 Gi") is the binary one. Petabytes and exabytes appear only in sizes computed wrong (an overflowed or
+# negative size read as unsigned), which must still be read to be told apart.
+UNIT_BYTES = {"b": 1, "byte": 1, "bytes": 1,
+              **{f"{prefix}{suffix}": 1024 ** power for power, prefix in enumerate("kmgtpe", start=1)
+                 for suffix in ("", "i", "b", "ib")}}
 
 _SIZE_RE = re.compile(r"^\s*([0-9]{1,15}(?:[.,][0-9]{1,12})?)\s{0,3}([A-Za-z]{1,5})\s*$")
 _THOUSANDS = re.compile(r"[0-9]{1,3}(?:,[0-9]{3})+")
@@ -37,7 +37,7 @@ def parse_size(text: str) -> int | None:
     m = _SIZE_RE.match(text)
     if not m:
         return None
-    unit = _UNITS.get(m.group(2).lower())
+    unit = UNIT_BYTES.get(m.group(2).lower())
     if unit is None:
         return None
     return int(round(decimal_number(m.group(1)) * unit))

@@ -570,3 +570,12 @@ def test_a_message_lower_cased_as_a_whole_keeps_its_numbers():
                     "of 23.64 gib of which 1.06 gib is free. of the allocated memory 21.10 gib is allocated by pytorch, "
                     "and 0.99 gib is reserved by pytorch but unallocated.\n")
     assert (new.requested_bytes, new.gpu_index, new.gpu_total_bytes) == (2 * 1024**3, 1, gib(23.64))
+
+
+
+@pytest.mark.parametrize("text, size", [
+    ("Error: CUDA out of memory. Tried to allocate more than 1EB memory", 1 << 60),   # c10's floor for a huge size
+    ("Out of memory error on GPU 0. Cannot allocate 937.335938PB memory on GPU 0", int(round(937.335938 * (1 << 50)))),
+])
+def test_sizes_past_terabytes_are_read(text, size):
+    assert parse_log(text).requested_bytes == size

@@ -1130,3 +1130,20 @@ def test_an_oom_inside_peft_kbit_preparation_speaks_for_the_quantization_setup()
             + oom("64.00 MiB", "23.65 GiB", "10.06 MiB", "23.63 GiB", "23.10 GiB", "20.00 MiB"))
     signals = collect_signals(parse_log(text), cues=log_cues(text))
     assert any(s.name == "kbit_preparation_frame" and s.label == "quantization_setup" for s in signals)
+
+
+@pytest.mark.parametrize("text", [
+    "Error: CUDA out of memory. Tried to allocate more than 1EB memory",
+    "Out of memory error on GPU 0. Cannot allocate 937.335938PB memory on GPU 0, 3.078247GB memory has been allocated "
+    "and available memory is only 12.5GB.",
+])
+def test_a_request_past_any_memory_that_exists_is_a_size_computed_wrong(text):
+    causes = rank_root_causes(parse_log(text))
+    assert causes[0].label == "not_oom"
+    assert any("a size computed wrong" in w for w in causes[0].why)
+
+
+def test_a_terabyte_request_is_still_a_budget():
+    # eager attention over a long video really asks for ~1.2 TiB: under a pebibyte it is read as a request
+    text = oom("1.23 TiB", "79.15 GiB", "60.00 GiB", "19.15 GiB", "18.50 GiB", "10.00 MiB")
+    assert "not_oom" not in labels(rank_root_causes(parse_log(text)))[:1]

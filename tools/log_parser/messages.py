@@ -78,7 +78,8 @@ def is_open(message: str) -> bool:
 # --- PyTorch (CUDA/HIP) caching allocator messages -------------------------------------------------------
 # PyTorch's allocator messages are read case-blind: a paste lower-cased as a whole ("cuda out of memory. tried to allocate
 # 78.88 mib (gpu 0; 3.95 gib total capacity; ...)", an issue title) keeps its numbers.
-_REQ = re.compile(rf"Tried{SP}to{SP}allocate{SP}{NUM}{SP}{UNIT}?", re.IGNORECASE)
+# c10 prints a size past its formatter as a floor: "Tried to allocate more than 1EB memory"
+_REQ = re.compile(rf"Tried{SP}to{SP}allocate{SP}(?:more{SP}than{SP})?{NUM}{SP}{UNIT}?", re.IGNORECASE)
 # old format: "(GPU 2; 23.64 GiB total capacity; 23.08 GiB already allocated; 704.00 KiB free; 23.20 GiB reserved ...)";
 # torch_npu (Ascend) prints the same message with "NPU" for "GPU" ("(NPU 3; 60.96 GiB total capacity; ...)")
 _OLD_GPU = re.compile(r"\((?:GPU|NPU)\s{0,4}(\d{1,4})\s{0,4};", re.IGNORECASE)

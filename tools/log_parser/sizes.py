@@ -4,22 +4,14 @@ even when they write "GB" (see tools/units.py)."""
 
 from __future__ import annotations
 
-from ..units import decimal_number
+from ..units import UNIT_BYTES, decimal_number
 
-_UNIT_BYTES = {
-    "b": 1, "byte": 1, "bytes": 1,
-    "k": 1 << 10, "ki": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,
-    "m": 1 << 20, "mi": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
-    "g": 1 << 30, "gi": 1 << 30, "gb": 1 << 30, "gib": 1 << 30,
-    "t": 1 << 40, "ti": 1 << 40, "tb": 1 << 40, "tib": 1 << 40,
-    "e": 1 << 60, "ei": 1 << 60, "eb": 1 << 60, "eib": 1 << 60,
-}
 
 # Regex fragments shared by the message patterns: bounded repetitions only (no backtracking blow-ups).
 NUM = r"(\d{1,15}(?:[.,]\d{1,12})?)"   # "39.39", or a comma decimal "39,39" (see units.decimal_number)
 # ... case-blind where a pattern is compiled with re.IGNORECASE ("78.88 mib" in a paste lower-cased as a whole), except a
 # bare cut-off prefix ("22.25 Gi"), which must stay upper-case so "4 each" never reads as exabytes
-UNIT = r"(bytes|byte|[KMGTE]i?B|(?-i:[KMGTE]i?)|B)"
+UNIT = r"(bytes|byte|[KMGTPE]i?B|(?-i:[KMGTPE]i?)|B)"
 SP = r"\s{0,4}"
 
 
@@ -27,7 +19,7 @@ def to_bytes(number: str, unit: str | None) -> int | None:
     """'23.64', 'GiB' → 25383074365; None when the unit is missing or unknown (a cut-off message)."""
     if unit is None:
         return None
-    scale = _UNIT_BYTES.get(unit.lower())
+    scale = UNIT_BYTES.get(unit.lower())
     if scale is None:
         return None
     try:

@@ -9,6 +9,7 @@ from ..log_cues import Cue, LogCues, is_aftermath
 from ..report import OOMReport
 from ..training_setup import TrainingSetup
 from .facts import observed
+from .request_size import impossible_request
 from .signals import Signal, discount, support
 from .weights import QUOTE_LONG, QUOTE_SHORT
 
@@ -54,7 +55,7 @@ def memory_error_shown(report: OOMReport) -> list[Signal]:
     OOM's traceback shares "CUDA_LAUNCH_BLOCKING" and "device-side assertions" with an illegal memory access)."""
     described = any(e.fact == "described_oom" for e in report.evidence)
     broken = any(RELATED.get(e.kind, (None,))[0] == Label.not_oom for e in report.related_errors)
-    if not report.is_memory_error or described or broken:
+    if not report.is_memory_error or described or broken or impossible_request(report):
         return []
     return [discount(Label.not_oom, "memory_error_shown",
                      f"but the log prints an out-of-memory error ({report.kind}): something did run out")]

@@ -29,6 +29,11 @@ def request_explained(report: OOMReport, setup: TrainingSetup | None, estimate: 
     return any(matches_size(req, cand.bytes, th) for cand in tensor_candidates(setup, estimate))
 
 
+def impossible_request(report: OOMReport, th: Thresholds = THRESHOLDS) -> bool:
+    """Is the failed request past any memory that exists (weights.py: impossible_request_bytes)?"""
+    return bool(report.requested_bytes) and report.requested_bytes >= th["impossible_request_bytes"]
+
+
 def gathers_parameters(report: OOMReport, setup: TrainingSetup | None) -> bool:
     """The request failed while ZeRO-3 gathered parameters (a dense model's: an MoE's gather is its experts'): a
     parameter buffer, not an activation. With a ZeRO-3 sub-group or ZeRO-partition match (their own families), the
@@ -48,6 +53,11 @@ def request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate:
     req = report.requested_bytes
     if not req:
         return []
+    if impossible_request(report, th):
+        return [support(Label.not_oom, "impossible_request",
+                        f"the request, {format_bytes(req)}, is more than any machine holds: a size computed wrong (an "
+                        "overflowed product or a negative size read as unsigned), not a memory budget; look for the "
+                        "shape or dtype that produced it")]
     out: list[Signal] = []
     total = report.gpu_total_bytes or (setup.gpu.memory_bytes if setup and setup.gpu else None)
     where = f"the whole GPU ({format_bytes(total)})" if total else ""

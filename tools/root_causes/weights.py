@@ -247,6 +247,7 @@ _POINTS: dict[str, float] = {
     "error_without_oom": 3,                     # an error, but no OOM message
     "cublas_after_assert": 7,                   # cuBLAS failure after a device-side assert
     "related_error_alone": 6.0,                 # a related error, no OOM
+    "impossible_request": 6.0,                  # a request past any memory that exists: a size computed wrong
     "related_error_beside_oom": 2.0,            # a related error beside an OOM
     "weights_offloaded": 6.0,                   # the device map offloaded weights off the GPU (meta tensors)
     "related_attention_beside_oom": 3.0,        # missing / unused flash-attn beside an OOM
@@ -324,6 +325,9 @@ THRESHOLDS: Thresholds = MappingProxyType({
     "power_of_two_slack": 0.005,                # token count within this of a power of two
     # request_size
     "largest_gpu_bytes": LARGEST_GPU_BYTES,     # the largest GPU in the catalogue (tools/gpus.py: MI300X)
+    # a request of a pebibyte or more is a size computed wrong (an overflowed product, a negative size read as
+    # unsigned: "1EB", "937.34PB", 16 EiB - 1), not a budget; the largest real single buffers seen are about a TiB
+    "impossible_request_bytes": 2 ** 50,
     "quadratic_request_share": 0.5,             # a request of this GPU share or more is a quadratic tensor
     "stand_in_match_scale": 0.3,                # a size match on a stand-in model counts this share
     "logits_min_tokens": 256,                   # fewest tokens for a logits match (model known)
