@@ -88,7 +88,19 @@ _GROWTH = re.compile(r"\bkeeps?\s{0,2}(?:increasing|growing|rising)|\b(?:increas
                      # adds to it ("does not free all the memory", "memory is not released", "显存不释放")
                      r"|\b(?:does\s?n[o']t|did\s?n[o']t|not|never|won't|can't|cannot)\s{1,2}(?:being\s{1,2}|be\s{1,2})?"
                      r"(?:release|free)[sd]?\b.{0,30}?\bmemory|\bmemory\b.{0,30}?\bnot\s{1,2}(?:being\s{1,2}|be\s{1,2})?(?:released|freed)\b"
-                     r"|(?:不|没有?|未|无法)(?:被)?释放",
+                     r"|(?:不|没有?|未|无法)(?:被)?释放"
+                     r"|\b(?:is|are|was|were)n't\s{1,2}(?:fully\s{1,2}|completely\s{1,2})?(?:released|freed)\b"
+                     # the same work repeated until it runs out: an input repeated cannot have grown, what it leaves
+                     # behind has ("连续执行 44 次后出现 OOM", "after 40 consecutive requests", "the third file OOMs");
+                     # training steps are left out (a longer batch may arrive at any step)
+                     r"|连续\s?(?:执行|运行|推理|调用|生成|请求)\s?(?:了\s?)?\d{1,5}\s?(?:次|轮|条|个)"
+                     r"|(?:执行|运行|推理|调用|生成|请求)\s?(?:了\s?)?\d{1,5}\s?次(?:后|之后|以后)"
+                     r"|\bafter\s{1,2}(?:about\s{1,2}|around\s{1,2}|some\s{1,2})?\d{1,5}\+?\s{1,2}(?:consecutive\s{1,2}|repeated\s{1,2}|successive\s{1,2})?"
+                     r"(?:runs|calls|requests|inferences|generations|files|images|utterances|queries|predictions|invocations)\b"
+                     r"|\b(?:third|fourth|fifth|sixth|\d{1,3}(?:rd|th))\s{1,2}(?:or\s{1,2}\w{1,6}\s{1,2})?(?:file|request|call|run|generation|image|utterance|query|inference)\s{1,2}(?:OOMs|fails|crashes|runs\s{1,2}out)\b"
+                     # usage said to start low and end high ("GPU memory usage starts from ~5G to more than 10G")
+                     r"|\b(?:usage|memory|VRAM)\b.{0,20}?\bstart\w{0,3}\s{1,2}(?:from|at|with)\s{0,2}(?:~|about\s|around\s)?\d{1,4}(?:\.\d{1,2})?\s?[GM]i?B?\b.{0,40}?"
+                     r"\b(?:to|then|reach\w{0,2}|up\s{1,2}to)\s{1,2}(?:more\s{1,2}than\s{1,2}|over\s{1,2}|about\s{1,2})?\d{1,4}(?:\.\d{1,2})?\s?[GM]i?B?\b",
                      re.IGNORECASE)
 # Something accumulated across steps (a loss summed with its graph, kept tensors) grows until OOM; accumulating
 # predictions or logits is the evaluation loop's own mechanism (eval_accumulation), not growth across steps.

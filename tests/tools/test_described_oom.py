@@ -200,6 +200,26 @@ def test_memory_said_to_grow_slowly_soar_or_creep_up():
     assert d is not None and d.growth_text is None
 
 
+@pytest.mark.parametrize("said", [
+    "基于PIQA 数据集进行推理，连续执行 44 次后，出现 OOM",
+    "After 40 consecutive requests the server runs out of GPU memory",
+    "Passing 5 audio files, the third or fourth file OOMs on the 24 GB card",
+    "Working memory from prior iterations isn't fully released between files, so it runs out of memory",
+    "When qlora tuning llama-7b, GPU memory usage starts from ~5G to more than 10G, and eventually OOM",
+])
+def test_the_same_work_repeated_until_it_runs_out_is_growth(said):
+    """A repeated input cannot have grown: what the runs leave behind has. Training steps are not read (a longer batch
+    may arrive at any step), nor a card size said with 'from ... to'."""
+    d = described_oom(said + "\n")
+    assert d is not None and d.growth_text is not None
+
+
+def test_steps_and_card_sizes_are_not_growth():
+    for said in ("after 50 steps it runs out of memory\n", "I start from 24GB to 48GB GPUs and still run out of memory\n"):
+        d = described_oom(said)
+        assert d is None or d.growth_text is None, said
+
+
 def test_a_generation_word_in_a_sentence_about_training_is_not_the_phase():
     """"the script generates a CUDA OOM while starting the training", "inference at this length is fine, but fine-tuning
     blows the memory": the sentence is about training, so it names no generation phase; a model that was trained or
