@@ -1147,3 +1147,21 @@ def test_a_terabyte_request_is_still_a_budget():
     # eager attention over a long video really asks for ~1.2 TiB: under a pebibyte it is read as a request
     text = oom("1.23 TiB", "79.15 GiB", "60.00 GiB", "19.15 GiB", "18.50 GiB", "10.00 MiB")
     assert "not_oom" not in labels(rank_root_causes(parse_log(text)))[:1]
+
+
+def test_weights_that_fit_with_room_to_spare_are_discounted_at_their_widest():
+    """the weights alone do not fit one GPU (weights_exceed_gpu): a 0.5B model even in fp32 takes ~2 GiB of a 24 GB
+    card, so that cause is discounted; a 7B model whose dtype is not stated may load in fp32 (28 GiB), so it is not."""
+    from ask_oom.tools.gpus import lookup_gpu
+    from ask_oom.tools.memory import estimate_memory
+    from ask_oom.tools.root_causes.ranking import collect_signals
+
+    report = parse_log(oom("20.00 MiB", "23.65 GiB", "10.06 MiB", "23.63 GiB", "23.10 GiB", "20.00 MiB"))
+
+    def against_weights(name):
+        setup = observed(TrainingSetup(model=resolve_model(name)), gpu=lookup_gpu("RTX 4090"), micro_batch=4)
+        return [s.name for s in collect_signals(report, setup, estimate_memory(setup))
+                if s.label == "weights_exceed_gpu" and s.kind.value == "discount"]
+
+    assert against_weights("Qwen/Qwen2.5-0.5B") == ["weights_fit_with_room"]
+    assert against_weights("qwen2.5-7b") == []
