@@ -74,6 +74,9 @@ _HOST = re.compile(r"(?<!显)内存.{0,20}(?:不足|占满|爆|炸|溢出|不够
                    + r"|" + _KILLED, re.IGNORECASE)
 _KILLED_SAID = re.compile(_KILLED, re.IGNORECASE)
 _HOST_OOM_SAID = re.compile(_HOST_OOM, re.IGNORECASE)
+# the host named outright as what ran out: "CPU OOM", "OOM on the host", a kill. (Not "内存不足": Chinese pastes use 内存
+# for the GPU's memory too, "CUDA内存不够", "报内存不够，应该是显存不够的意思".)
+_HOST_EXPLICIT = re.compile(_HOST_OOM + r"|" + _KILLED, re.IGNORECASE)
 _GROWTH = re.compile(r"\bkeeps?\s{0,2}(?:increasing|growing|rising)|\b(?:increas|grow|grew)\w{0,4}\s{0,2}(?:from|over|steadily|gradually|until|each|every|continuously|constantly)"
                      r"|memory leak|\bleaks?\s{1,2}(?:GPU\s|CUDA\s)?memory|(?:不断|持续|逐渐|逐步|一直|慢慢的?|缓慢)在?(?:增加|增长|增大|变大|上涨|升高|上升|飙升|攀升|涨)"
                      r"|无限增加|越来越(?:大|多|高)"
@@ -274,7 +277,7 @@ def _grows_on_host(line: str) -> bool:
 
 def described_oom(text: str) -> DescribedOOM | None:
     """The memory failure a text describes in words, or None when it describes none."""
-    gpu = host = growth = None
+    gpu = host = growth = explicit = None   # explicit: the first line that names the host outright as what ran out
     phase: str | None = None
     model: str | None = None
     kept = None   # evaluation outputs said to be kept
@@ -287,6 +290,8 @@ def described_oom(text: str) -> DescribedOOM | None:
             kept = (lineno, line.strip())
         if host is None and (_HOST.search(line) or _RAM_FAILS.search(line) or killed_exit_status(line)) and is_prose(line):
             host = (lineno, line.strip())
+        if explicit is None and (_HOST_EXPLICIT.search(line) or killed_exit_status(line)) and is_prose(line):
+            explicit = (lineno, line.strip())
         if growth is None and (_GROWTH.search(line) or (_ACCUMULATES.search(line) and not _EVAL_WORDS.search(line))):
             growth = (lineno, line.strip())
         if phase is None:
@@ -309,9 +314,9 @@ def described_oom(text: str) -> DescribedOOM | None:
     gpu_words = re.search(r"GPU|CUDA|VRAM|显存|显卡", text[:MAX_SCAN], re.IGNORECASE)
     if _APPLE.search(text[:MAX_SCAN]) and not re.search(r"CUDA|nvidia|显卡", text[:MAX_SCAN], re.IGNORECASE):
         kind, (line, said) = "mps_oom", gpu or host   # one memory for CPU and GPU: the device ran out
-    elif host is not None and (gpu is None or not gpu_words or _KILLED_SAID.search(host[1]) or killed_exit_status(host[1])
-                               or _HOST_OOM_SAID.search(host[1])
-                               or (gpu[0] == host[0] and _fails_on_host(gpu[1]))):
+    elif explicit is not None:
+        kind, (line, said) = "host_oom", explicit   # named outright anywhere: a general "OOM" elsewhere does not outrank it
+    elif host is not None and (gpu is None or not gpu_words or (gpu[0] == host[0] and _fails_on_host(gpu[1]))):
         kind, (line, said) = "host_oom", host
     else:
         kind, (line, said) = "cuda_oom", gpu or host

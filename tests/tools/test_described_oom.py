@@ -457,3 +457,14 @@ def test_memory_said_to_grow_with_each_turn_or_along_with_something():
         assert d is not None and d.growth_text is not None, said
     for said in ("每次训练都增加了数据\n", "数据随之增加\n"):
         assert described_oom(said) is None, said
+
+
+
+def test_the_host_named_outright_anywhere_outranks_a_general_oom():
+    """"I always get OOM on CPU" names the host; a general "get OOM when loading" on an earlier line does not outrank it.
+    Chinese 内存 is not read as the host outright: pastes use it for the GPU's memory too."""
+    d = described_oom("get OOM when loading llama2 70b from the line below\n"
+                      "I am using 8*A100 (32GB GPU Memory) and 670GB of RAM, I always get OOM on CPU.\n")
+    assert d is not None and d.kind == "host_oom" and d.line == 2
+    d = described_oom("GLM-4.5V-FP8 runs out of memory on one A100 GPU\n我在单卡A100上运行时会报内存不足\n")
+    assert d is not None and d.kind == "cuda_oom"
