@@ -16,6 +16,7 @@ from .fixes_said import FixSaid, fixes_said
 from .frameworks import EVAL_HARNESSES, KV_POOL_ENGINES, SERVING_ENGINES
 from .gpus import DATACENTER_GPU_PATTERN
 from .log_parser.lines import numbered_lines
+from .units import MiB
 
 if TYPE_CHECKING:
     from .report import OOMReport
@@ -358,7 +359,7 @@ def _engine_context(context: EngineContext | None, lineno: int, line: str) -> En
     m = _LLAMA_KV_SIZE.search(line)
     if m is None or context is None:
         return context
-    size = int(float(m.group(2)) * 2**20)
+    size = int(float(m.group(2)) * MiB)
     total = size if m.group(1) == "self" or context.kv_bytes is None else context.kv_bytes + size
     return context.model_copy(update={"kv_bytes": total, "kv_line": lineno})
 

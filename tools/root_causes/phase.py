@@ -173,7 +173,6 @@ def _operation(report: OOMReport, setup: TrainingSetup | None, th: Thresholds) -
                         "gathered layers) fill the card, not activations")]
     if op == "vision_tower":
         return [support(Label.vision_tokens, "op_vision_tower", "the failing operation is in the vision tower")]
-
     if op in ("cross_entropy", "lm_head"):
         out = [support(Label.logits_large_vocab, "op_loss",
                        f"the failing operation is the {op.replace('_', ' ')} over the vocabulary")]
