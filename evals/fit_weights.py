@@ -46,7 +46,7 @@ from diagnosis_benchmark import DEV_SETS, LeaveOwnThreadOut, load_cases, request
 from ask_oom.assistant.deciding_facts import CONFIDENT  # noqa: E402 - the product's bar for a stated answer
 from ask_oom.tools.root_causes.calibration import Knots, calibrate_top, fit_confidence_map  # noqa: E402
 from ask_oom.tools.root_causes.similar_cases import ALSO_VOTE_RULE as ALSO_VOTES, VOTE_RULE as VOTES  # noqa: E402
-from ask_oom.tools.root_causes.similar_cases import WORDS_RULE as WORDS  # noqa: E402
+from ask_oom.tools.root_causes.similar_cases import SIMILAR_CASE_RULES, WORDS_RULE as WORDS  # noqa: E402
 from ask_oom.tools.root_causes.similar_cases import also_vote_shares, vote_shares, word_evidence  # noqa: E402
 from ask_oom.tools.root_causes.weights import THRESHOLDS  # noqa: E402
 
@@ -299,6 +299,30 @@ def score(rows: list[CaseSignals], preds: list[list[tuple[str, float, float]]]) 
             "top3_any": top3_any / n if n else 0.0}
 
 
+# evidence borrowed from other reports and documented cases (their labels, their words), not read off the paste itself
+BORROWED_RULES = frozenset({VOTES, ALSO_VOTES, WORDS, *SIMILAR_CASE_RULES})
+
+
+def evidence_coverage(rows: list[CaseSignals], preds: list[list[tuple[str, float, float]]]) -> dict:
+    """How often the answer is right where an accepted cause has evidence of its own (a rule that read the paste, not
+    only the neighbours' labels or words) and where it has none, and the causes most often left without it: what the
+    rules do not yet read."""
+    groups: dict[str, dict[str, int]] = {"own_evidence": {"cases": 0, "right": 0}, "borrowed_only": {"cases": 0, "right": 0}}
+    uncovered: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for r, p in zip(rows, preds):
+        own = {label for label, feats in r.features.items() if any(rule not in BORROWED_RULES for rule in feats)}
+        right = bool(p) and p[0][0] in r.accepted
+        group = groups["own_evidence" if own & set(r.accepted) else "borrowed_only"]
+        group["cases"] += 1
+        group["right"] += right
+        if not own & set(r.accepted) and r.accepted:
+            uncovered[r.accepted[0]][0] += 1
+            uncovered[r.accepted[0]][1] += right
+    groups["borrowed_only_by_cause"] = [{"cause": label, "cases": n, "right": k}
+                                        for label, (n, k) in sorted(uncovered.items(), key=lambda kv: -kv[1][0])]
+    return groups
+
+
 def reliability(rows: list[CaseSignals], preds: list[list[tuple[str, float, float]]]) -> list[dict]:
     """How often the answer is right, per band of its probability (the answers' own confidence)."""
     bands = [(0.0, 0.4), (0.4, 0.6), (0.6, 0.8), (0.8, 0.9), (0.9, 1.01)]
@@ -461,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         "hand_table_new_corpora": score([r for r in rows if r.set_name.startswith("diagnosis_corpus")],
                                         [p for r, p in zip(rows, preds_hand) if r.set_name.startswith("diagnosis_corpus")]),
         "reliability_cv": reliability(rows, preds_cv), "reliability_hand_in_sample": reliability(rows, preds_hand),
-        "repeated_cv": repeated,
+        "repeated_cv": repeated, "evidence_coverage_cv": evidence_coverage(rows, preds_cv),
     }
     confident = [(r, p) for r, p in zip(rows, preds_cv) if p and p[0][2] >= CONFIDENT]
     result["confident_cv"] = {"answers": len(confident),
@@ -506,7 +530,18 @@ def main(argv: list[str] | None = None) -> int:
     if c["answers"]:
         print(f"\nconfident (p >= {CONFIDENT}): {c['right']}/{c['answers']} right ({c['right'] / c['answers']:.0%}), "
               f"{c['share_of_cases']:.0%} of the cases")
+    _print_coverage(result["evidence_coverage_cv"])
     return 0
+
+
+def _print_coverage(cov: dict, most: int = 8) -> None:
+    print("\naccepted cause with evidence of its own vs only borrowed (neighbours' votes and words, similar cases), "
+          "cross-validated:")
+    for key, name in (("own_evidence", "own evidence"), ("borrowed_only", "borrowed only")):
+        g = cov[key]
+        print(f"  {name:<14} {g['cases']:>5} cases  {g['right'] / g['cases'] if g['cases'] else 0:.1%} right")
+    print("  causes most often left with borrowed evidence only: " + ", ".join(
+        f"{c['cause']} {c['right']}/{c['cases']}" for c in cov["borrowed_only_by_cause"][:most]))
 
 
 def _calibrate_hand(rows: list[CaseSignals], hand: dict[str, float], args) -> int:

@@ -33,10 +33,14 @@ def similar_case_votes(hits: Iterable[Any], th: Thresholds = THRESHOLDS) -> list
         for i, label in enumerate(labels[:int(th["similar_case_labels_counted"])]):
             reason = f"similar documented case {cid} had {label.replace('_', ' ')}"
             if i == 0:
-                out.append(support(Label(label), "similar_case_primary", reason, value))
+                out.append(support(Label(label), SIMILAR_CASE_RULES[0], reason, value))
             else:
-                out.append(support(Label(label), "similar_case_secondary", reason, value / th["secondary_label_divisor"]))
+                out.append(support(Label(label), SIMILAR_CASE_RULES[1], reason, value / th["secondary_label_divisor"]))
     return out
+
+
+# the rules of a documented case's first label and of its next ones
+SIMILAR_CASE_RULES = ("similar_case_primary", "similar_case_secondary")
 
 
 VOTE_RULE = "labelled_report_votes"
