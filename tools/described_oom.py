@@ -72,8 +72,6 @@ _HOST = re.compile(r"(?<!显)内存.{0,20}(?:不足|占满|爆|炸|溢出|不够
                    r"|\bexceed\w{0,3}\b.{0,80}?\b\d{1,5}\s?[GT]i?B?\s?(?:of\s)?RAM\b"
                    r"|oom[- ]killer|Cannot allocate memory|" + _HOST_OOM
                    + r"|" + _KILLED, re.IGNORECASE)
-_KILLED_SAID = re.compile(_KILLED, re.IGNORECASE)
-_HOST_OOM_SAID = re.compile(_HOST_OOM, re.IGNORECASE)
 # the host named outright as what ran out: "CPU OOM", "OOM on the host", a kill. (Not "内存不足": Chinese pastes use 内存
 # for the GPU's memory too, "CUDA内存不够", "报内存不够，应该是显存不够的意思".)
 _HOST_EXPLICIT = re.compile(_HOST_OOM + r"|" + _KILLED, re.IGNORECASE)

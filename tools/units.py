@@ -8,8 +8,6 @@ KiB = 1024
 MiB = 1024**2
 GiB = 1024**3
 TiB = 1024**4
-PiB = 1024**5
-EiB = 1024**6
 
 # PyTorch, DeepSpeed and nvidia-smi all print binary units even when they write "GB"/"MB"
 # (DeepSpeed's see_memory_usage divides by 1024**3; nvidia-smi's MiB are 2**20), so "GB" is read as GiB. A unit cut

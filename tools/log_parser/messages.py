@@ -466,14 +466,15 @@ HOSTED_RAM_CAP = ("using all available ram", "memory limit exceeded")
 # ggml_init allocates its context's memory pool on the host (ggml_aligned_malloc) and asserts it got it:
 # "GGML_ASSERT(ctx->mem_buffer != NULL) failed" is host RAM (or Windows' commit limit) running out.
 GGML_HOST_POOL = ("ctx->mem_buffer != null",)
+_HOST_RAN_OUT = WINDOWS_COMMIT_LIMIT + GGML_HOST_POOL   # host memory whatever else the line names
 # the host-limit phrases whose lines hold no other word the parser's line gates look for
-HOST_LIMIT_PHRASES = WINDOWS_COMMIT_LIMIT + HOSTED_RAM_CAP + GGML_HOST_POOL
+HOST_LIMIT_PHRASES = _HOST_RAN_OUT + HOSTED_RAM_CAP
 
 
 def _detect_host(line: str, low: str) -> list[MemoryHit]:
     if "cannot allocate memory" in low or "can't allocate memory" in low or "bad_alloc" in low:
         return [_bytes_hit("host_oom", P_HOST, line, _CPU_BYTES)]
-    if any(phrase in low for phrase in WINDOWS_COMMIT_LIMIT + GGML_HOST_POOL):
+    if any(phrase in low for phrase in _HOST_RAN_OUT):
         return [MemoryHit(kind="host_oom", priority=P_HOST, text=line)]
     if any(phrase in low for phrase in HOSTED_RAM_CAP) and not any(w in low for w in ("gpu", "cuda", "vram", "显存")):
         return [MemoryHit(kind="host_oom", priority=P_HOST, text=line)]

@@ -20,7 +20,7 @@ SETUP_ERROR_KINDS = frozenset({"bnb_quantization_kwargs", "dtype_not_implemented
 # that has some modules offloaded"), a disk offload without a folder ("We need an `offload_dir` to dispatch this model
 # according to this `device_map`, the following submodules need to be offloaded"), and bitsandbytes refusing to offload a
 # quantized model ("Some modules are dispatched on the CPU or the disk").
-_OFFLOADED = ("some parameters are on the meta device", "cannot copy out of meta tensor",
+OFFLOADED_PHRASES = ("some parameters are on the meta device", "cannot copy out of meta tensor",
               "tensor on device meta is not on the expected device", "had weights offloaded to the disk",
               "modules offloaded to cpu or disk", "dispatched on the cpu or the disk",
               "need an `offload_dir`", "need to be offloaded")
@@ -42,7 +42,7 @@ def detect_related(line: str, low: str, signal: str | None) -> str | None:
             return "flash_attn_unused"
         if "does not support flash attention" in low or "flash attention is not used" in low:
             return "flash_attn_unused"
-    if ("meta" in low or "offload" in low or "dispatched" in low) and any(phrase in low for phrase in _OFFLOADED):
+    if any(phrase in low for phrase in OFFLOADED_PHRASES):
         return "weights_offloaded"
     if "watchdog" in low and ("timeout" in low or "timed out" in low):
         return "nccl_timeout"

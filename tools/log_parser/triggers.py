@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from .arguments import BANNER_WORDS, TRAINING_KEYS
 from .facts import CPU_ADAM_WORDS, FRAMEWORK_TOKENS
 from .messages import HOST_LIMIT_PHRASES
+from .related import OFFLOADED_PHRASES
 from .versions import VERSION_WORDS
 
 # Substrings the detectors and gates test for (parser._may_report_memory, messages.detect, related.detect_related,
@@ -26,7 +27,6 @@ _GATE_WORDS = (
     "not implemented for", "flash", "watchdog", "nccl", "assert", "bus error", "floating point", "running evaluation",
     "running prediction", "batch size", "zero", "stage", "model", "loading", "mib", "nvidia", "gpu", "tesla", "amd",
     "size", "nproc", "cuda_visible", "include", "num_processes", "==", "attn", "attention", "sdpa", "vllm", "_name_or_path",
-    "meta device", "meta tensor", "device meta", "offloaded", "dispatched on the",
 )
 
 
@@ -38,7 +38,7 @@ def _minimal(words: Iterable[str]) -> list[str]:
 
 TRIGGER_WORDS: tuple[str, ...] = tuple(_minimal(
     [*_GATE_WORDS, *CPU_ADAM_WORDS, *TRAINING_KEYS, *BANNER_WORDS, *(w.decode() for w in VERSION_WORDS),
-     *(w.decode() for w in FRAMEWORK_TOKENS), *HOST_LIMIT_PHRASES]))
+     *(w.decode() for w in FRAMEWORK_TOKENS), *HOST_LIMIT_PHRASES, *OFFLOADED_PHRASES]))
 
 
 def _trie_pattern(words: Iterable[str]) -> str:

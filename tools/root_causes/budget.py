@@ -101,18 +101,17 @@ def _split_unknown_signal(copy: int, budget: int, gpus: int) -> Signal:
                    "copy (no tensor parallelism or device map)")
 
 
-def _widest_weights(setup: TrainingSetup, params: int) -> int:
-    """The weights at the widest width the setup leaves open: fp32 (4 B a parameter, from_pretrained's default without a
-    torch_dtype) unless a precision or a quantization was stated."""
-    if setup.quantization_bit or observed(setup, "precision"):
-        return 0
-    return params * FP32_BYTES
-
-
-def _weights_fit(widest: int, budget: int) -> Signal:
-    return discount(Label.weights_exceed_gpu, "weights_fit_with_room",
-                    f"but the weights take at most {format_bytes(widest)} per GPU, well inside the "
-                    f"{format_bytes(budget)} budget: they alone do not fill the card")
+def _weights_fit(setup: TrainingSetup, weights: int, params: int, split: int, budget: int,
+                 th: Thresholds) -> list[Signal]:
+    """weights_exceed_gpu discounted when the weights, at the widest width the setup leaves open (fp32, 4 B a
+    parameter, from_pretrained's default without a torch_dtype, unless a precision or a quantization was stated), fill
+    at most states_ramp_start of the budget."""
+    widest = weights if setup.quantization_bit or observed(setup, "precision") else max(weights, params * FP32_BYTES // split)
+    if widest > th["states_ramp_start"] * budget:
+        return []
+    return [discount(Label.weights_exceed_gpu, "weights_fit_with_room",
+                     f"but the weights take at most {format_bytes(widest)} per GPU, well inside the "
+                     f"{format_bytes(budget)} budget: they alone do not fill the card")]
 
 
 def _fill(used: int, budget: int, th: Thresholds) -> float:
@@ -143,9 +142,9 @@ def _stated_size_weights(report: OOMReport, setup: TrainingSetup, th: Thresholds
     params, per, split = terms
     weights = int(params * per / split)
     budget = int(cap * th["default_budget_share"])
-    widest = max(weights, _widest_weights(setup, params) // split)
-    if widest <= th["states_ramp_start"] * budget:
-        return [_weights_fit(widest, budget)]
+    fit = _weights_fit(setup, weights, params, split, budget, th)
+    if fit:
+        return fit
     arith = (f"{params / BILLION:g}B parameters x {per:g} B" + (f" / {split} GPUs" if split > 1 else "")
              + f" = {format_bytes(weights)} per GPU")
     several = _split_unknown(setup, setup.workload, split)
@@ -192,9 +191,7 @@ def _model_states(setup: TrainingSetup, estimate: MemoryEstimate, budget: int, t
     unsharded = setup.num_gpus > 1 and setup.zero_stage < FULL_SHARDING and not setup.fsdp and split == 1
     loaded = weights_in_16_bit(setup, estimate) // split
     several = _split_unknown(setup, estimate.workload, split)   # inference on several GPUs, split not stated
-    widest = max(weights, _widest_weights(setup, estimate.n_params) // split)
-    if widest <= th["states_ramp_start"] * budget:
-        out.append(_weights_fit(widest, budget))
+    out += _weights_fit(setup, weights, estimate.n_params, split, budget, th)
     if weights > budget and loaded <= budget:
         # Only an assumed width makes the weights this large: loaded in 16-bit they fit, so they are no evidence that
         # the weights exceed the GPU. Under assumed full fine-tuning the fp32 states are the suspect.
