@@ -267,6 +267,9 @@ def _from_log(report: OOMReport) -> TrainingSetup:
         setup = setup.with_fact("framework", fw, "log", f"framework detected in the log ({report.framework})")
     if report.model and not report.model.lower().endswith((".json", ".bin", ".safetensors")):
         setup = setup.with_fact("model_name", report.model, "log", _evidence_line(report, "model") or "model named in the log")
+    if report.versions.get("peft"):
+        # the PEFT release decides which MoE modules LoRA's all-linear wraps (memory.params.PEFT_MOE_RETARGETING)
+        setup = setup.with_fact("peft_version", report.versions["peft"], "log", "PEFT version printed in the log")
     if report.deepspeed_stage is not None and 0 <= report.deepspeed_stage <= 3:
         setup = setup.with_fact("zero_stage", report.deepspeed_stage, "log", _evidence_line(report, "deepspeed_stage") or "DeepSpeed stage in the log")
     if report.optimizer_offloaded and not setup.offload_optimizer:

@@ -54,6 +54,8 @@ class TrainingSetup(BaseModel):
     method: Method = "full"
     lora_rank: int = 8
     lora_targets: list[str] = Field(default_factory=lambda: ["all"], description="module names, or ['all'] for all linear layers")
+    peft_version: str | None = Field(default=None, description="the PEFT release the run used (\"0.21.2\"); None: the "
+                                     "newest the calculator models (memory.params.PEFT_MOE_RETARGETING)")
     lora_dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="LoRA dropout (PEFT LoraConfig / LLaMA-Factory default 0)")
     quantization_bit: int | None = None
     precision: Precision = "bf16_mixed"

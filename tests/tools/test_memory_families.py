@@ -9,6 +9,7 @@ allocation. The calculator's peak, less the cuBLAS workspace a CPU does not allo
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import warnings
 
@@ -86,7 +87,8 @@ def test_whole_step_peak_matches(family, method):
     cfg = {**_BASE, **FAMILIES[family]}
     measured = _measured_step_peak(cfg, method)
     setup = TrainingSetup(framework="other", model=load_model_arch(cfg), method=method, lora_rank=8,
-                          precision="pure_bf16" if method == "full" else "bf16_mixed", micro_batch=B, seq_len=S)
+                          precision="pure_bf16" if method == "full" else "bf16_mixed", micro_batch=B, seq_len=S,
+                          peft_version=importlib.metadata.version("peft") if method == "lora" else None)
     est = estimate_memory(setup, margin=1.0)
     predicted = est.peak_bytes - est.breakdown.get("cuda_workspace")
     assert predicted == pytest.approx(measured, rel=0.03), (family, method, est.peak_phase)

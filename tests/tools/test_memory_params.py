@@ -8,7 +8,9 @@ import warnings
 import pytest
 
 from ask_oom.tools.memory import count_params, load_model_arch, resolve_model
-from ask_oom.tools.memory.params import lora_params
+from ask_oom.tools.memory.calibration import PROTOCOL_PEFT
+from ask_oom.tools.memory.params import (PEFT_MOE_RETARGETING, expert_lora_params, lora_params, lora_wraps_experts,
+                                         peft_moe_retargeting)
 from ask_oom.tools.memory.registry import registry_config, registry_names
 
 torch = pytest.importorskip("torch")
@@ -95,13 +97,31 @@ def test_registry_matches_calibration_ground_truth(name, expected):
 
 
 def test_lora_trainable_counts_match_peft_on_calibration_rows():
-    """PEFT all-linear r=16 trainable counts measured with peft 0.21 (calibration n_trainable)."""
-    assert lora_params(resolve_model("qwen2.5-7b"), 16, ["all"]) == 40_370_176
-    assert lora_params(resolve_model("qwen2.5-7b"), 64, ["all"]) == 161_480_704
-    assert lora_params(resolve_model("qwen2.5-0.5b"), 16, ["all"]) == 8_798_208
-    assert lora_params(resolve_model("Qwen/Qwen1.5-MoE-A2.7B"), 16, ["all"]) == 15_925_632
+    """PEFT all-linear r=16 trainable counts measured with peft 0.21.0 (calibration n_trainable, the protocol's release)."""
+    v = PROTOCOL_PEFT
+    assert lora_params(resolve_model("qwen2.5-7b"), 16, ["all"], peft_version=v) == 40_370_176
+    assert lora_params(resolve_model("qwen2.5-7b"), 64, ["all"], peft_version=v) == 161_480_704
+    assert lora_params(resolve_model("qwen2.5-0.5b"), 16, ["all"], peft_version=v) == 8_798_208
+    assert lora_params(resolve_model("Qwen/Qwen1.5-MoE-A2.7B"), 16, ["all"], peft_version=v) == 15_925_632
     # all-linear reaches the Qwen2.5-VL vision tower and merger too
-    assert lora_params(resolve_model("qwen2.5-vl-7b"), 16, ["all"], vision=True) == 51_824_640
+    assert lora_params(resolve_model("qwen2.5-vl-7b"), 16, ["all"], vision=True, peft_version=v) == 51_824_640
+    # dense models are the same on every release
+    assert lora_params(resolve_model("qwen2.5-7b"), 16, ["all"]) == 40_370_176
+
+
+def test_peft_release_decides_the_moe_retargeting():
+    """0.21 re-targets the v4 MoE layouts but not Qwen2-MoE and drops the shared expert's adapters; 0.22 re-targets
+    Qwen2-MoE too and keeps them; a release before 0.21 wraps no fused expert; no version read: the newest modelled."""
+    moe = resolve_model("Qwen/Qwen1.5-MoE-A2.7B")
+    assert not lora_wraps_experts(moe, ["all"], "0.21.0") and lora_wraps_experts(moe, ["all"], "0.22.0")
+    assert lora_wraps_experts(moe, ["all"]) and not lora_wraps_experts(moe, ["all"], "0.20.1")
+    assert not lora_wraps_experts(moe, ["q_proj", "v_proj"], "0.22.0")
+    assert peft_moe_retargeting("v0.22.0.dev0") == peft_moe_retargeting(None) == PEFT_MOE_RETARGETING[-1]
+    assert peft_moe_retargeting("1.0") == PEFT_MOE_RETARGETING[-1] and peft_moe_retargeting("unknown") == PEFT_MOE_RETARGETING[-1]
+    assert peft_moe_retargeting("0.21.2").release == (0, 21) and not peft_moe_retargeting("0.19.1").model_types
+    # the extra trainable weights 0.22 gives Qwen1.5-MoE: its experts, routers and the shared experts' namesakes
+    assert lora_params(moe, 16, ["all"], peft_version="0.22.0") - lora_params(moe, 16, ["all"], peft_version="0.21.0") \
+        == expert_lora_params(moe, 16)
 
 
 def test_lora_targets_subset():

@@ -48,6 +48,19 @@ def test_log_alone_gives_what_the_framework_printed():
     assert setup.provenance["gpu"].origin == "log"
 
 
+def test_a_printed_peft_version_decides_what_lora_wraps_on_moe():
+    """The PEFT release an env block prints is the one the estimate models: 0.21 leaves Qwen2-MoE's experts unwrapped,
+    the newest release (assumed when none is printed) wraps them."""
+    from ask_oom.tools.memory import estimate_memory
+
+    log = LF_LOG.replace("torch.OutOfMemoryError", "- `peft` version: 0.21.2\ntorch.OutOfMemoryError")
+    yaml = LF_YAML.replace("Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen1.5-MoE-A2.7B")
+    old = assemble_setup(parse_log(log), load_config(yaml, "train.yaml"), None)
+    new = assemble_setup(parse_log(LF_LOG), load_config(yaml, "train.yaml"), None)
+    assert old.peft_version == "0.21.2" and old.provenance["peft_version"].origin == "log" and new.peft_version is None
+    assert estimate_memory(old).n_trainable < estimate_memory(new).n_trainable
+
+
 def test_what_the_user_says_wins():
     req = DiagnoseRequest(log_text=LF_LOG, gpu="A100-40GB", num_gpus=8)
     setup = assemble_setup(parse_log(LF_LOG), load_config(LF_YAML, "train.yaml"), req)

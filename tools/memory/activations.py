@@ -185,11 +185,11 @@ def mlp_bytes(arch: ModelArch, p: ActPolicy, *, moe: bool) -> int:
     return n
 
 
-def lora_inputs_per_layer(arch: ModelArch, targets: list[str]) -> dict[str, tuple[int, float]]:
+def lora_inputs_per_layer(arch: ModelArch, targets: list[str], peft_version: str | None = None) -> dict[str, tuple[int, float]]:
     """LoRA module → (in_features, count per layer); modules of MoE/dense MLPs averaged over layers."""
     out: dict[str, tuple[int, int]] = {}
     L = max(arch.num_layers, 1)
-    for name, in_f, _out_f, count in lora_module_shapes(arch, targets):
+    for name, in_f, _out_f, count in lora_module_shapes(arch, targets, peft_version=peft_version):
         # count is over the whole model: per layer that is count / L (dense MLPs of MoE models are in few layers)
         out[name] = (in_f, count / L)
     return out

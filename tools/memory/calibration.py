@@ -16,6 +16,10 @@ _METHODS: dict[str, tuple[str, str]] = {
     "eval": ("full", "pure_bf16"),  # forward under no_grad of a bf16 model
 }
 
+# The stack every row was measured on (calibration README: torch 2.11.0+cu130, transformers 5.17.0, peft 0.21.0): the PEFT
+# release decides which MoE modules all-linear wraps (params.PEFT_MOE_RETARGETING). A row that records its own wins.
+PROTOCOL_PEFT = "0.21.0"
+
 
 def row_family(row: dict) -> str:
     """The model family a row measured, for leave-one-family-out: every Qwen row is one family (Qwen2.5 dense, MoE and VL
@@ -35,7 +39,7 @@ def row_to_setup(row: dict) -> tuple[TrainingSetup, Literal["train", "eval"]]:
     vision = arch.vision is not None and bool(row.get("image_px"))
     setup = TrainingSetup(
         framework="other", model_name=row.get("model"), model=arch, method=method, precision=precision,
-        lora_rank=int(row.get("lora_r", 16)), lora_targets=[row.get("lora_targets", "all")] if isinstance(row.get("lora_targets", "all"), str) else list(row["lora_targets"]),
+        lora_rank=int(row.get("lora_r", 16)), peft_version=str(row.get("peft", PROTOCOL_PEFT)), lora_targets=[row.get("lora_targets", "all")] if isinstance(row.get("lora_targets", "all"), str) else list(row["lora_targets"]),
         quantization_bit=4 if method == "qlora" else None,
         optimizer="adamw_fused" if row.get("fused") else "adamw",
         micro_batch=int(row["micro_batch"]), seq_len=int(row["seq_len"]),

@@ -108,7 +108,8 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
     if mode != "train":
         n_trainable = 0
     elif lora_like:
-        n_trainable = lora_params(arch, setup.lora_rank, setup.lora_targets, vision=vision_trainable)
+        n_trainable = lora_params(arch, setup.lora_rank, setup.lora_targets, vision=vision_trainable,
+                                  peft_version=setup.peft_version)
         full_rows = fully_trained_embedding_params(pc, setup.lora_targets)
         if full_rows:
             n_trainable += full_rows
@@ -239,7 +240,7 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
                      and setup.precision in ("bf16_mixed", "fp16_mixed"))
     lora_inputs: dict[str, tuple[int, float]] = {}
     if lora_like and mode == "train":
-        lora_inputs = lora_inputs_per_layer(arch, setup.lora_targets)
+        lora_inputs = lora_inputs_per_layer(arch, setup.lora_targets, setup.peft_version)
     policy = ActPolicy(
         weights_trainable=(mode == "train" and not lora_like),
         autocast_fp32_weights=autocast_fp32,
@@ -249,7 +250,7 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
         lora_input_bytes=2 if (lora_like and setup.precision in ("bf16_mixed", "fp16_mixed")
                                and runs_trainer(setup)) else 4,
         lora_dropout=lora_like and setup.lora_dropout > 0,
-        expert_lora_rank=setup.lora_rank if (lora_like and mode == "train" and lora_wraps_experts(arch, setup.lora_targets)) else 0,
+        expert_lora_rank=setup.lora_rank if (lora_like and mode == "train" and lora_wraps_experts(arch, setup.lora_targets, setup.peft_version)) else 0,
     )
     copies = int(n_trainable * 2) if autocast_fp32 else 0  # autocast's bf16 weight cache (torch.autocast docs)
     lm_head_copy = (pc.lm_head or pc.embedding) * 2 if autocast_fp32 else 0

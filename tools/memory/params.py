@@ -6,6 +6,8 @@ is one nn.Module's weight or bias, so a mismatch names the module that is wrong.
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, Field
 
 from ..model_arch import ModelArch, VisionArch
@@ -194,7 +196,8 @@ def count_params(arch: ModelArch) -> ParamCount:
 
 
 # Module names per LoRA target, and the (in, out) of each in one layer.
-def lora_module_shapes(arch: ModelArch, targets: list[str], include_experts: bool = False) -> list[tuple[str, int, int, int]]:
+def lora_module_shapes(arch: ModelArch, targets: list[str], include_experts: bool = False,
+                       peft_version: str | None = None) -> list[tuple[str, int, int, int]]:
     """(name, in_features, out_features, count over the model) for every Linear LoRA wraps in the LM.
 
     targets ["all"] is PEFT's all-linear (every nn.Linear except lm_head). Routed experts are fused
@@ -242,10 +245,11 @@ def lora_module_shapes(arch: ModelArch, targets: list[str], include_experts: boo
         if include_experts:
             n = len(moe) * arch.num_experts
             mods += [("experts.gate_proj", h, mi, n), ("experts.up_proj", h, mi, n), ("experts.down_proj", mi, h, n)]
-    if not include_experts and lora_wraps_experts(arch, targets):
-        # PEFT's re-targeting moves every target named like a v4 expert projection (gate_proj/up_proj/down_proj, w1-w3)
-        # to the fused expert parameters and drops it from the module targets, so the dense and shared-expert MLPs of
-        # the same names get no adapter (measured with peft 0.21 on DeepSeek-V2; huggingface/peft#3711)
+    release = peft_moe_retargeting(peft_version)
+    if not include_experts and lora_wraps_experts(arch, targets, peft_version) and not release.keeps_linear_namesakes:
+        # PEFT 0.21's re-targeting moves every target named like a v4 expert projection (gate_proj/up_proj/down_proj,
+        # w1-w3) to the fused expert parameters and drops it from the module targets, so the dense and shared-expert MLPs
+        # of the same names get no adapter (measured with peft 0.21 on DeepSeek-V2; huggingface/peft#3711)
         mods = [m for m in mods if m[0].split(".")[-1] not in _V4_EXPERT_NAMES]
     if allt:
         return mods
@@ -268,19 +272,47 @@ def lora_vision_shapes(v: VisionArch, lm_hidden: int) -> list[tuple[str, int, in
     return mods
 
 
-# PEFT >= 0.21 re-targets LoRA configs written for transformers v4 MoE models (experts were nn.Linear) onto v5's fused
-# 3-D expert parameters (peft/utils/transformers_weight_conversion.py _convert_peft_config_moe, huggingface/peft#3232:
-# "all-linear carries the experts into target_parameters"), for the model types transformers converts from the qwen2_moe
-# and mixtral layouts (_MODEL_TO_CONVERSION_PATTERN). Qwen2-MoE itself is not re-targeted: the calibration row of
-# Qwen1.5-MoE-A2.7B counts no expert adapters.
-PEFT_RETARGETED_MOE = frozenset({"mixtral", "olmoe", "deepseek_v2", "deepseek_v3", "qwen3_moe", "glm4_moe"})
+class PeftMoeRetargeting(BaseModel, frozen=True):
+    """What one PEFT release does to a LoRA config written for transformers v4 MoE models (experts were nn.Linear) on
+    transformers v5, whose routed experts are fused 3-D parameters (peft/utils/transformers_weight_conversion.py)."""
+
+    release: tuple[int, int]
+    model_types: frozenset[str] = Field(description="model types whose experts all-linear re-targets")
+    keeps_linear_namesakes: bool = Field(description="dense and shared-expert MLPs named like v4 expert projections "
+                                                     "(gate_proj, up_proj, down_proj) keep their own adapters")
+
+
+_V4_MOE_LAYOUTS = frozenset({"mixtral", "olmoe", "deepseek_v2", "deepseek_v3", "qwen3_moe", "glm4_moe"})
+# PEFT 0.21 re-targets the model types transformers converts from the qwen2_moe and mixtral layouts
+# (_MODEL_TO_CONVERSION_PATTERN; huggingface/peft#3232: "all-linear carries the experts into target_parameters"), but
+# not Qwen2-MoE itself (the calibration row of Qwen1.5-MoE-A2.7B, measured with peft 0.21.0, counts no expert adapters),
+# and drops the dense/shared MLPs of the same names. PEFT 0.22 adds qwen2_moe to the conversion patterns and keeps a
+# target module whose matches are all nn.Linear while also targeting the fused parameter of that name
+# (huggingface/peft#3945); both measured with peft 0.22.0 on the tiny Qwen2-MoE and DeepSeek-V3 layouts of the tests.
+PEFT_MOE_RETARGETING = (
+    PeftMoeRetargeting(release=(0, 21), model_types=_V4_MOE_LAYOUTS, keeps_linear_namesakes=False),
+    PeftMoeRetargeting(release=(0, 22), model_types=_V4_MOE_LAYOUTS | {"qwen2_moe"}, keeps_linear_namesakes=True),
+)
+_NO_RETARGETING = PeftMoeRetargeting(release=(0, 0), model_types=frozenset(), keeps_linear_namesakes=False)
 _V4_EXPERT_NAMES = {"gate_proj", "up_proj", "down_proj", "w1", "w2", "w3"}
+_RELEASE = re.compile(r"v?(\d{1,4})\.(\d{1,6})")
 
 
-def lora_wraps_experts(arch: ModelArch, targets: list[str]) -> bool:
+def peft_moe_retargeting(peft_version: str | None) -> PeftMoeRetargeting:
+    """The re-targeting the PEFT release `peft_version` ("0.21.2") does; None or an unreadable version: the newest
+    release modelled (what a fresh install gets); a release before 0.21: none (all-linear skips the fused experts)."""
+    m = _RELEASE.match(peft_version.strip()) if peft_version else None
+    if m is None:
+        return PEFT_MOE_RETARGETING[-1]
+    release = (int(m.group(1)), int(m.group(2)))
+    known = [r for r in PEFT_MOE_RETARGETING if r.release <= release]
+    return known[-1] if known else _NO_RETARGETING
+
+
+def lora_wraps_experts(arch: ModelArch, targets: list[str], peft_version: str | None = None) -> bool:
     """Whether PEFT's LoRA reaches the routed experts (lora.ParamWrapper on the fused expert weights and the router):
-    all-linear, or v4 expert projection names, on a model type PEFT re-targets."""
-    if not arch.is_moe or arch.model_type not in PEFT_RETARGETED_MOE:
+    all-linear, or v4 expert projection names, on a model type the PEFT release re-targets."""
+    if not arch.is_moe or arch.model_type not in peft_moe_retargeting(peft_version).model_types:
         return False
     want = {t.strip() for item in targets for t in str(item).split(",") if t.strip()}
     return not want or bool(want & {"all", "all-linear"}) or bool(want & _V4_EXPERT_NAMES)
@@ -296,13 +328,13 @@ def expert_lora_params(arch: ModelArch, rank: int) -> int:
 
 
 def lora_params(arch: ModelArch, rank: int, targets: list[str], *, vision: bool = False,
-                include_experts: bool = False) -> int:
+                include_experts: bool = False, peft_version: str | None = None) -> int:
     """LoRA adapter parameters: r x (in + out) per wrapped Linear (Hu et al. 2021, A: in→r, B: r→out), plus the expert
     adapters PEFT adds on re-targeted MoE models (lora_wraps_experts)."""
-    mods = lora_module_shapes(arch, targets, include_experts)
+    mods = lora_module_shapes(arch, targets, include_experts, peft_version)
     if vision and arch.vision is not None:
         mods = mods + lora_vision_shapes(arch.vision, arch.hidden_size)
     n = sum(rank * (i + o) * n for _, i, o, n in mods)
-    if not include_experts and lora_wraps_experts(arch, targets):
+    if not include_experts and lora_wraps_experts(arch, targets, peft_version):
         n += expert_lora_params(arch, rank)
     return n
