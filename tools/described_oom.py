@@ -15,14 +15,14 @@ from pydantic import BaseModel
 from .log_parser.lines import numbered_lines
 from .log_parser.messages import killed_exit_status
 from .log_parser.model_names import FAMILIES, looks_like_model
-from .memory.registry import ONE_SIZE_FAMILIES
+from .memory.registry import NAMED_SIZES, ONE_SIZE_FAMILIES, stated_params
 
 MAX_SCAN = 2 * 1024 * 1024  # a description is short; read at most its first 2 MiB
 
 # ASCII-only boundaries: in Unicode mode \b sees no boundary between a Chinese character and "OOM". "OOM" is also a
 # verb ("it OOMs instantly", "OOMed at step 300", "OOMing when vLLM holds 20 GiB").
 # Apple Metal (MLX, PyTorch MPS) reports "Command buffer execution failed: Insufficient Memory (...ErrorOutOfMemory)".
-_GPU = re.compile(r"(?<![A-Za-z])OOM(?:s|ed|ing|'d|'ing)?(?![A-Za-z])|out[ -]of[ -](?:GPU[ -]|CUDA[ -]|device[ -]|video[ -])?memory|Insufficient Memory|ErrorOutOfMemory|显存.{0,4}?(?:不足|溢出|不够|爆|占满|满了|炸|超了|超出|超标|装不下|放不下|塞不下)|(?:爆|炸|超|超过|超出)显存|显卡.{0,3}?(?:爆|炸)"
+GPU_OOM_SAID = re.compile(r"(?<![A-Za-z])OOM(?:s|ed|ing|'d|'ing)?(?![A-Za-z])|out[ -]of[ -](?:GPU[ -]|CUDA[ -]|device[ -]|video[ -])?memory|Insufficient Memory|ErrorOutOfMemory|显存.{0,4}?(?:不足|溢出|不够|爆|占满|满了|炸|超了|超出|超标|装不下|放不下|塞不下)|(?:爆|炸|超|超过|超出)显存|显卡.{0,3}?(?:爆|炸)"
                   # memory said to overflow, or to be what a run ran into ("crashes due to memory overflow", "runs into
                   # memory issues")
                   r"|\bmemory\s{1,2}over(?:flow|load)\w{0,3}"
@@ -75,7 +75,7 @@ _HOST = re.compile(r"(?<!显)内存.{0,20}(?:不足|占满|爆|炸|溢出|不够
 # the host named outright as what ran out: "CPU OOM", "OOM on the host", a kill. (Not "内存不足": Chinese pastes use 内存
 # for the GPU's memory too, "CUDA内存不够", "报内存不够，应该是显存不够的意思".)
 _HOST_EXPLICIT = re.compile(_HOST_OOM + r"|" + _KILLED, re.IGNORECASE)
-_GROWTH = re.compile(r"\bkeeps?\s{0,2}(?:increasing|growing|rising)|\b(?:increas|grow|grew)\w{0,4}\s{0,2}(?:from|over|steadily|gradually|until|each|every|continuously|constantly)"
+GROWTH_SAID = re.compile(r"\bkeeps?\s{0,2}(?:increasing|growing|rising)|\b(?:increas|grow|grew)\w{0,4}\s{0,2}(?:from|over|steadily|gradually|until|each|every|continuously|constantly)"
                      r"|memory leak|\bleaks?\s{1,2}(?:GPU\s|CUDA\s)?memory|(?:不断|持续|逐渐|逐步|一直|慢慢的?|缓慢)在?(?:增加|增长|增大|变大|上涨|升高|上升|飙升|攀升|涨)"
                      r"|无限增加|越来越(?:大|多|高)"
                      # memory said to be growing or creeping up ("the memory is increasing in the process of training",
@@ -202,6 +202,14 @@ _UNIT = {"b": "B", "billion": "B", "m": "M", "million": "M"}
 _ONE_SIZE = re.compile(r"(?<![A-Za-z0-9_/.-])(" + "|".join(sorted(ONE_SIZE_FAMILIES, key=len, reverse=True)) + r")(?![A-Za-z0-9_/.-])",
                        re.IGNORECASE)
 
+# ...or a family whose checkpoints name a size word (registry.NAMED_SIZES): "openai/whisper-medium", "T5-base model",
+# "whisper large-v3", "chinese-roberta-wwm-ext-large" (read as "whisper-large-v3"; registry.stated_params sizes it)
+_NAMED_FAMILY = "(?:" + "|".join(f.replace("-", "[-_ ]") for f in sorted(NAMED_SIZES, key=len, reverse=True)) + ")"
+_SIZE_WORD = "(?:" + "|".join(sorted({w for sizes in NAMED_SIZES.values() for w in sizes}, key=len, reverse=True)) + ")"
+_NAMED_SIZE = re.compile(r"(?<![A-Za-z0-9_.-])((?:[A-Za-z][\w.-]{0,38}/)?(?:[A-Za-z]{1,12}[-_])?" + _NAMED_FAMILY
+                         + r"[-_ ](?:[A-Za-z0-9]{1,8}[-_ ]){0,2}?" + _SIZE_WORD + r"(?:[-_ ]v\d(?:[-_ ]turbo)?)?)(?![A-Za-z0-9])",
+                         re.IGNORECASE)
+
 
 def model_named(text: str) -> str | None:
     """The first model the text names: a Hugging Face / ModelScope URL or id, or a loose name with its size."""
@@ -226,9 +234,15 @@ def _model_in_line(line: str) -> str | None:
             return name
     for pattern, render in _SAID_FORMS:
         m = pattern.search(line)
-        if m:
-            return render(m)
+        said = render(m) if m else None
+        if said:
+            return said
     return None
+
+
+def _sized(name: str) -> str | None:
+    """A family's size word read as a model only when it is one of that family's sizes ("whisper xxl" is a tool's name)."""
+    return name if stated_params(name) else None
 
 
 def _params_said(m: re.Match[str]) -> str:
@@ -237,7 +251,7 @@ def _params_said(m: re.Match[str]) -> str:
 
 
 # The looser ways a line names a model, most explicit first, each with the name it stands for
-_SAID_FORMS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
+_SAID_FORMS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str | None]], ...] = (
     (_FAMILY_SIZE, lambda m: f"{_joined(m.group(1))}-{m.group(2)}{m.group(3)}"),   # "Llama 3.1 (70B)"
     (_SIZE_FAMILY, lambda m: f"{m.group(2)}-{m.group(1)}"),                         # "70B llama"
     (_FAMILY_GLUED, lambda m: f"{m.group(1)}-{m.group(2)}"),                        # "qwen72b"
@@ -246,6 +260,7 @@ _SAID_FORMS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] 
     (_PARAMS_SAID, _params_said),                                                   # "an 80B param model"
     (_SIZE_ONLY, lambda m: f"{m.group(1)}B"),                                       # "7B模型"
     (_MODEL_IS, lambda m: f"{m.group(1) or m.group(2)}B"),                          # "the model is only 7B"
+    (_NAMED_SIZE, lambda m: _sized(re.sub(r"\s+", "-", m.group(1)))),              # "whisper large-v3"
     (_ONE_SIZE, lambda m: m.group(1)),                                              # "chatglm"
 )
 
@@ -262,13 +277,13 @@ _HOST_SUBJECT = re.compile(r"(?:(?<!显)内存|\bRAM\b|host memory|CPU memory|sy
 def _fails_on_host(line: str) -> bool:
     """Is host RAM what the failure sentence says ran out: the last memory named before the failure words is the
     host's ("GPU memory peaks at 14GB, but system RAM reaches 500GB, resulting in an out of memory error")?"""
-    m = _GPU.search(line)
+    m = GPU_OOM_SAID.search(line)
     return m is not None and bool(_HOST_SUBJECT.search(line[:m.end()]))   # no GPU word between it and the failure
 
 
 def _grows_on_host(line: str) -> bool:
     """Is host RAM what the growth sentence says grows (the memory word closest before the growth words)?"""
-    m = _GROWTH.search(line)
+    m = GROWTH_SAID.search(line)
     before = line[max(0, (m.start() if m else len(line)) - 24):m.start() if m else len(line)]
     return bool(_HOST_SUBJECT.search(before))
 
@@ -281,7 +296,7 @@ def described_oom(text: str) -> DescribedOOM | None:
     kept = None   # evaluation outputs said to be kept
     for lineno, line in numbered_lines(text[:MAX_SCAN]):
         line = line[:2000]
-        if gpu is None and (_GPU.search(line) or _MEMORY_FAILS.search(line) or _BATCH_ONE.search(line)
+        if gpu is None and (GPU_OOM_SAID.search(line) or _MEMORY_FAILS.search(line) or _BATCH_ONE.search(line)
                             or _COMPLAINT.search(line)) and is_prose(line):
             gpu = (lineno, line.strip())
         if kept is None and _KEPT_OUTPUTS.search(line):
@@ -290,7 +305,7 @@ def described_oom(text: str) -> DescribedOOM | None:
             host = (lineno, line.strip())
         if explicit is None and (_HOST_EXPLICIT.search(line) or killed_exit_status(line)) and is_prose(line):
             explicit = (lineno, line.strip())
-        if growth is None and (_GROWTH.search(line) or (_ACCUMULATES.search(line) and not _EVAL_WORDS.search(line))):
+        if growth is None and (GROWTH_SAID.search(line) or (_ACCUMULATES.search(line) and not _EVAL_WORDS.search(line))):
             growth = (lineno, line.strip())
         if phase is None:
             phase = _phase_of(line)

@@ -1,7 +1,9 @@
-"""What the user's words say made the memory error go away: the setting a fix changed names the cause, since every
-root cause is what its fix changes (../shared/root-causes.md: "reduce num_beams" is the KV cache, "enable gradient
-checkpointing" is the kept activations). A fix only tried, suggested or asked about ("try batch 1", "how do I fix
-it?", "reducing the batch did not help") says nothing, so only a sentence that says it worked counts.
+"""What the user's words say made the memory error go away, or brought it on: the setting a fix changed names the
+cause, since every root cause is what its fix changes (../shared/root-causes.md: "reduce num_beams" is the KV cache,
+"enable gradient checkpointing" is the kept activations). A fix only tried, suggested or asked about ("try batch 1",
+"how do I fix it?", "reducing the batch did not help") says nothing, so only a sentence that says it worked counts.
+The same knob said to bring the error on ("OOM at seq_len=21000", "when I use a batch size of 96 I get OOM", "fine-tuning
+OOMs because the articles are too long") is the user's own controlled observation of the cause.
 
 The knob table is data: each label with the words of the settings and actions that fix it, in English and Chinese.
 """
@@ -12,6 +14,7 @@ import re
 from dataclasses import dataclass
 from itertools import islice
 
+from .described_oom import GPU_OOM_SAID, GROWTH_SAID
 from .labels import Label
 from .log_parser.lines import numbered_lines
 
@@ -45,8 +48,9 @@ FIX_KNOBS: dict[Label, str] = {
     Label.generation_kv_cache: r"num_beams|beams?\b|max_new_tokens|max_tokens|gpu[_-]memory[_-]utili[sz]ation|max[_-]model[_-]len"
                                r"|kv[ _-]?cache|cache_max_entry_count|max[_-]num[_-]seqs|mem_fraction_static|num_ctx",
     Label.batch_too_large: r"batch[ _-]?size|\bbs\b|micro[ _-]?batch|\w*batch_(?:per|size)\w*|批大小|批次大小",
-    Label.seq_len_too_long: r"max[_ ]?length|max_len\b|max_seq_len\w*|cutoff_len|model_max_length|seq(?:uence)?[ _-]?len\w*"
-                            r"|block_size|context length|truncat\w*|shorter (?:samples|sequences|inputs|texts)|序列长度|截断",
+    Label.seq_len_too_long: r"max[_ ]?length|max_(?:[a-z]{1,12}_)?len(?:gth)?\b|max_seq_len\w*|cutoff_len|model_max_length"
+                            r"|seq(?:uence)?[ _-]?len\w*|block_size|context length|truncat\w*"
+                            r"|shorter (?:samples|sequences|inputs|texts)|长度|截断",
     Label.no_gradient_checkpointing: r"gradient[ _-]?checkpointing|grad[ _-]?ckpt|activation checkpointing|梯度检查点",
     Label.eager_attention: r"flash[ _-]?attn\w*|flash[ _-]?attention\w*|\bsdpa\b|xformers|attn_implementation",
     # ... CUDA_VISIBLE_DEVICES="" hides every GPU: the job then runs on the CPU, which fixes nothing on the GPU
@@ -66,6 +70,30 @@ FIX_KNOBS: dict[Label, str] = {
 }
 _KNOBS = [(label, re.compile(words, re.IGNORECASE)) for label, words in FIX_KNOBS.items()]
 _SENTENCE = re.compile(r"[^.!?。！？；;\n]+(?:[.!?。！？；;]|$)")
+
+
+# The knobs whose size scales the memory a step or a request needs: said with the memory error as its condition, the
+# size brought it on. (A mitigation named with the error, "with ZeRO-3 it still OOMs", says the opposite.)
+SIZE_KNOBS = (Label.batch_too_large, Label.seq_len_too_long, Label.vision_tokens, Label.generation_kv_cache)
+# the condition the error came under: "when", "whenever", "with", "at", "above", "超过 32k 就"
+_CONDITION = re.compile(
+    r"\b(?:when(?:ever)?|if|once|as soon as|with|at|above|beyond|exceed\w{0,3}|(?:longer|larger|bigger|greater|more) than|over)\b"
+    r"|当|时|超过|一旦|以上|就", re.IGNORECASE)
+# ...unless the knob was already small, or made smaller, and it ran out all the same: "even with batch size 1",
+# "调小batch_size，但是…就报OOM", "还是爆显存"
+# ("...with much longer prompts without OOM" says it did not run out)
+_DESPITE = re.compile(r"\b(?:even|still|regardless|no matter|despite|neither|nor|without|reduc\w*|lower\w*|decreas\w*|smaller)\b"
+                      r"|还是|依然|仍然|即使|哪怕|不管|就算|调小|减小|降低|调整|不会", re.IGNORECASE)
+# a length said of the KV cache ("the kv cache with max sequence length", "the kv buffer for a 160K context") is the
+# cache's, which the generation knobs name
+_KV = re.compile(FIX_KNOBS[Label.generation_kv_cache] + r"|kv[ _-]?buffer", re.IGNORECASE)
+# inputs said to be long, the sequence length in plain words: "long prompts", "the articles are too long", "长文本"
+_LONG_INPUTS = re.compile(
+    r"\btoo\s{1,2}long\b|\blong(?:er)?\s{1,2}(?:inputs?|prompts?|texts?|documents?|sequences?|samples?|contexts?|articles?|audio"
+    r"|utterances?|responses?|outputs?|files?|conversations?)\b|太长|过长|长文本|长序列|长度(?:较|很|太|过)长", re.IGNORECASE)
+# a number said with the knob: "batch_size of 96", "seq_len=21000", "above 32k", "max_length: 8192"
+_VALUE = re.compile(r"^[\s`'\"*:=]{0,4}(?:(?:is|was|set|to|at|of|above|over|beyond|exceeds?|reach(?:es)?|around|about|在|为|设为"
+                    r"|设置为|设置成|超过|达到)[\s`'\"*:=]{0,4}){0,3}(\d{1,7}(?:,\d{3})*)\s?([kK])?(?!\d|\.\d)")
 
 
 @dataclass(frozen=True)
@@ -99,3 +127,49 @@ def fixes_said(text: str) -> list[FixSaid]:
                 if hit is not None and label not in found:
                     found[label] = FixSaid(label=label, knob=hit.group(0), line=lineno, text=sentence.strip()[:300])
     return list(found.values()) if len(found) <= MAX_FIXES else []
+
+
+@dataclass(frozen=True)
+class TriggerSaid:
+    """A size knob the words say brought the memory error on: the cause it names, the knob, the number said with it (None:
+    none), and the line."""
+
+    label: Label
+    knob: str
+    value: int | None
+    line: int
+    text: str
+
+
+def triggers_said(text: str) -> list[TriggerSaid]:
+    """Every size knob (SIZE_KNOBS) a sentence that reports the memory error gives as its condition, and inputs said to be
+    long (the sequence length); first sentence per cause. A sentence that says the knob was small and it ran out anyway
+    ("even", "still") names nothing; nor does one that says memory grew, nor a length said of the KV cache, which the
+    generation knobs name."""
+    found: dict[Label, TriggerSaid] = {}
+    knobs = [(label, knob) for label, knob in _KNOBS if label in SIZE_KNOBS]
+    for lineno, line in islice(numbered_lines(text), MAX_LINES):
+        line = line[:MAX_LINE]
+        if not GPU_OOM_SAID.search(line):
+            continue
+        for m in _SENTENCE.finditer(line):
+            sentence = m.group(0)
+            if not GPU_OOM_SAID.search(sentence) or _DESPITE.search(sentence) or GROWTH_SAID.search(sentence):
+                continue   # (memory said to grow until it ran out is what grows, not the size the sentence names)
+            cached = _KV.search(sentence) is not None
+            said: list[tuple[Label, re.Match[str]]] = []
+            if _CONDITION.search(sentence):
+                said += [(label, hit) for label, knob in knobs if (hit := knob.search(sentence)) is not None]
+            long_inputs = _LONG_INPUTS.search(sentence)
+            if long_inputs is not None:
+                said.append((Label.seq_len_too_long, long_inputs))
+            for label, hit in said:
+                if label in found or (label is Label.seq_len_too_long and cached):
+                    continue
+                value = _VALUE.match(sentence[hit.end():hit.end() + 24])
+                number = None
+                if value is not None and hit.re is not _LONG_INPUTS:
+                    number = int(value.group(1).replace(",", "")) * (1000 if value.group(2) else 1)
+                found[label] = TriggerSaid(label=label, knob=hit.group(0), value=number, line=lineno,
+                                           text=sentence.strip()[:300])
+    return list(found.values())

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field
 
 from .described_oom import SAVE_WORDS, DescribedOOM, described_oom
-from .fixes_said import FixSaid, fixes_said
+from .fixes_said import FixSaid, TriggerSaid, fixes_said, triggers_said
 from .frameworks import EVAL_HARNESSES, KV_POOL_ENGINES, SERVING_ENGINES
 from .gpus import DATACENTER_GPU_PATTERN
 from .log_parser.lines import numbered_lines
@@ -270,6 +270,8 @@ class LogCues(BaseModel):
     harness: Cue | None = Field(default=None, description="an evaluation harness named (lm-eval, OpenCompass, VLMEvalKit, ...)")
     fixes: list[FixSaid] = Field(default_factory=list, description="the fixes the words say made the error go away "
                                                                    "(tools/fixes_said.py): each names the cause it fixed")
+    triggers: list[TriggerSaid] = Field(default_factory=list, description="the size knobs the words say brought the "
+                                                                          "error on (tools/fixes_said.py)")
     oom_said: DescribedOOM | None = Field(default=None, description="the memory failure the words state "
                                                                     "(tools/described_oom.py), whatever error the log "
                                                                     "shows beside them")
@@ -347,7 +349,7 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
                    method_contrast=contrast, gpu_models=gpu_models,
                    adapters=adapters, full_tuning=full, comparable_worked=worked, conversation=conversation, training=training, serving=serving, engine=engine,
                    harness=harnessed[0] if harnessed is not None else None, fixes=fixes_said(text[:MAX_SCAN]),
-                   oom_said=described_oom(text))
+                   triggers=triggers_said(text[:MAX_SCAN]), oom_said=described_oom(text))
 
 
 def _engine_context(context: EngineContext | None, lineno: int, line: str) -> EngineContext | None:

@@ -82,6 +82,18 @@ def test_the_model_a_text_names_by_url_or_id():
     assert model_named("llama 2 models are great") is None
 
 
+def test_a_model_named_by_its_family_size_word():
+    """"openai/whisper-medium", "a T5-base model", "whisper large-v3": read as the model (registry.NAMED_SIZES sizes
+    it); a size word that is no size of the family ("faster whisper xxl", a tool) is not a model."""
+    from ask_oom.tools.described_oom import model_named
+
+    assert model_named("finetune the openai/whisper-medium model with fleurs") == "openai/whisper-medium"
+    assert model_named("80GB seems like a lot for just a T5-base model") == "T5-base"
+    assert model_named("fine-tune whisper large-v3 on a 8gb card") == "whisper-large-v3"
+    assert model_named("I've been using faster whisper xxl for months") is None
+    assert model_named("the base model is fine") is None
+
+
 def test_the_model_a_sentence_names_by_its_family_and_size_in_the_ways_people_write_them():
     """The family (any of model_names.FAMILIES) and its size, spaced, in parentheses, with qualifier words, glued, as
     an Ollama tag, or only the size said of the model or its parameters; a card's memory is no model size."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ask_oom.tools.fixes_said import FIX_KNOBS, fixes_said
+from ask_oom.tools.fixes_said import FIX_KNOBS, fixes_said, triggers_said
 from ask_oom.tools.labels import Label
 from ask_oom.tools.log_cues import log_cues
 from ask_oom.tools.log_parser import parse_log
@@ -53,3 +53,42 @@ def test_every_knob_names_a_label_and_the_ranking_weighs_the_fix():
     causes = rank_root_causes(parse_log(text), TrainingSetup(), cues=log_cues(text))
     kv = next(c for c in causes if c.label == "generation_kv_cache")
     assert any("num_beams fixed it (line 2" in w for w in kv.why)
+
+
+@pytest.mark.parametrize("text, label, value", [
+    ("I'm experiencing `RuntimeError: CUDA error: out of memory` when I use a `batch_size` of 96-128.",
+     Label.batch_too_large, 96),
+    ("at seq_len=21000 my A800 reports OOM.", Label.seq_len_too_long, 21000),
+    ("but if seq_len is set above 32k it OOMs;", Label.seq_len_too_long, 32000),
+    ("我在A800环境下，长度在10000左右就会OOM", Label.seq_len_too_long, 10000),
+    # inputs said to be long are the length, with no number
+    ("fine-tuning always OOMs because the articles are too long", Label.seq_len_too_long, None),
+    ("I get cuda out of memory errors whenever i try long audio in inference", Label.seq_len_too_long, None),
+    ("采用官方推理代码，改成 num_beams=2 推理部分数据就会报错OOM", Label.generation_kv_cache, 2),
+    ("[title] 怎么修改分辨率，视频推理的时候显存不足", Label.vision_tokens, None),
+])
+def test_a_size_said_to_bring_the_error_on_names_its_cause(text, label, value):
+    assert [(t.label, t.value) for t in triggers_said(text)] == [(label, value)]
+
+
+@pytest.mark.parametrize("text", [
+    "Even if I set the per_device_train_batch_size = 1, I still have an OOM problem",   # small, and it ran out anyway
+    "尝试调小batch_size，但是过一轮数据都没问题，第二轮开始就报OOM。",                      # made smaller: a fix tried
+    "with ZeRO-3 and gradient checkpointing it OOMs",                                   # mitigations, not sizes
+    "the kv cache with max sequence length runs out of memory",                         # the cache's length
+    "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.",          # the error alone
+    "My batch size is 64 and the sequence length 4096.",                                # sizes, no error
+])
+def test_a_size_named_without_bringing_the_error_on_says_nothing(text):
+    assert [t.label for t in triggers_said(text) if t.label in (Label.batch_too_large, Label.seq_len_too_long)] == []
+
+
+def test_the_ranking_weighs_a_trigger_unless_its_number_is_at_the_floor():
+    def why(words: str) -> list[str]:
+        text = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB.\n" + words + "\n"
+        causes = rank_root_causes(parse_log(text), TrainingSetup(), cues=log_cues(text))
+        return [w for c in causes if c.label == "seq_len_too_long" for w in c.why]
+
+    assert any("the words say the error comes with seq_len at 21,000 (line 2" in w for w in why("at seq_len=21000 it OOMs."))
+    # a length under long_cutoff_tokens is already short: no trigger
+    assert not any("the words say the error comes" in w for w in why("CUDA OOM when finetuning with seq_length 64."))

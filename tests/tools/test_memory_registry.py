@@ -114,6 +114,21 @@ def test_the_size_a_name_states_is_its_total_not_its_active_count():
     assert stated_params("Mixtral-8x22B") is None and stated_params("MiniCPM-o-2_6") is None and stated_params(None) is None
 
 
+def test_a_family_size_word_states_the_size_its_paper_gives():
+    """Encoders, encoder-decoders and speech models name a size word, not a count: the family's table (NAMED_SIZES)
+    sizes them; the longest family wins ("xlm-roberta" over "roberta"), Whisper's turbo over its "large", and a word
+    that is no size of the family states nothing."""
+    from ask_oom.tools.memory.registry import stated_params
+
+    assert stated_params("openai/whisper-medium") == 769_000_000
+    assert stated_params("whisper-large-v3") == 1_550_000_000 and stated_params("whisper-large-v3-turbo") == 809_000_000
+    assert stated_params("xlm-roberta-large") == 550_000_000 and stated_params("FacebookAI/roberta-large") == 355_000_000
+    assert stated_params("hfl/chinese-roberta-wwm-ext-large") == 355_000_000
+    assert stated_params("google/flan-t5-xxl") == 11_300_000_000 and stated_params("t5-base") == 220_000_000
+    assert stated_params("t5-11b") == 11 * 10**9   # a count the name states comes first
+    assert stated_params("whisper-xxl") is None and stated_params("distilbert-base-uncased") is None
+
+
 def test_the_classic_decoders_count_exactly_as_transformers_builds_them():
     """GPT-2, OPT and BLOOM (LayerNorm, plain MLP, biases, tied embeddings, learned positions / embedding norm):
     exact totals of the published checkpoints."""

@@ -1165,3 +1165,19 @@ def test_weights_that_fit_with_room_to_spare_are_discounted_at_their_widest():
 
     assert against_weights("Qwen/Qwen2.5-0.5B") == ["weights_fit_with_room"]
     assert against_weights("qwen2.5-7b") == []
+
+
+def test_a_speech_model_named_by_its_size_word_is_sized_and_its_weights_fit():
+    """"the openai/whisper-medium model" states 769M parameters by its family's table: even in fp32 (3 GiB) its weights
+    fill little of a 24 GB card, so weights_exceed_gpu is discounted, with the arithmetic."""
+    from ask_oom.tools.log_cues import log_cues
+    from ask_oom.tools.report_refinement import refine_report
+    from ask_oom.tools.setup_assembly import assemble_setup
+
+    text = ("While trying to finetune the openai/whisper-medium model I very soon run out of VRAM.\n"
+            + oom("20.00 MiB", "23.65 GiB", "10.06 MiB", "23.63 GiB", "23.10 GiB", "20.00 MiB"))
+    report = refine_report(parse_log(text), text, cues=log_cues(text)).report
+    setup = assemble_setup(report)
+    assert setup.stated_params == 769_000_000
+    weights = next(c for c in rank_root_causes(report, setup) if c.label == "weights_exceed_gpu")
+    assert any("the weights take at most 2.86 GiB per GPU" in w for w in weights.why)

@@ -127,6 +127,28 @@ _MULTIMODAL_TYPES = ("vl", "llava", "gemma3", "kimi", "moe")   # model_type part
 # Families released in one size, so their bare name states it: THUDM's ChatGLM-6B, ChatGLM2-6B and ChatGLM3-6B
 # (6.2B parameters each, by their model cards; GLM-4 and later came in several sizes and are not listed)
 ONE_SIZE_FAMILIES = {"chatglm": 6.2, "chatglm2": 6.2, "chatglm3": 6.2}
+# Families whose checkpoints name a size word, not a count ("openai/whisper-medium", "roberta-large", "flan-t5-xxl"):
+# billions of parameters by size word, from each family's paper or model card. They size the weights alone
+# (stated_params) of encoders, encoder-decoders and speech models the calculator has no layer table for.
+NAMED_SIZES: dict[str, dict[str, float]] = {
+    "t5": {"small": 0.06, "base": 0.22, "large": 0.77},                      # Raffel et al. 2020, Table 14
+    "flan-t5": {"small": 0.077, "base": 0.248, "large": 0.783, "xl": 2.85, "xxl": 11.3},   # T5 v1.1 model cards
+    "mt5": {"small": 0.3, "base": 0.58, "large": 1.2, "xl": 3.7, "xxl": 13.0},             # Xue et al. 2021, Table 2
+    "mt0": {"small": 0.3, "base": 0.58, "large": 1.2, "xl": 3.7, "xxl": 13.0},             # BLOOMZ's mT5 fine-tunes
+    # Radford et al. 2022, Table 1 (large-v2 and -v3 are the same size); large-v3-turbo by its model card
+    "whisper": {"tiny": 0.039, "base": 0.074, "small": 0.244, "medium": 0.769, "large": 1.55, "turbo": 0.809},
+    "bert": {"base": 0.11, "large": 0.34},                                    # Devlin et al. 2019
+    "roberta": {"base": 0.125, "large": 0.355},                               # Liu et al. 2019
+    "xlm-roberta": {"base": 0.27, "large": 0.55},                             # Conneau et al. 2020
+    "deberta-v3": {"xsmall": 0.07, "small": 0.141, "base": 0.184, "large": 0.435},   # model cards (backbone + embedding)
+    "bart": {"base": 0.14, "large": 0.4},                                     # Lewis et al. 2020
+    "electra": {"small": 0.014, "base": 0.11, "large": 0.335},                # Clark et al. 2020
+    "wav2vec2": {"base": 0.095, "large": 0.317},                              # Baevski et al. 2020
+    "hubert": {"base": 0.095, "large": 0.317, "xlarge": 0.964},               # Hsu et al. 2021
+    "bge": {"small": 0.033, "base": 0.109, "large": 0.335, "m3": 0.568},      # BAAI model cards
+}
+# a size word that outranks the others in one name: Whisper's large-v3-turbo is the turbo model
+_NAMED_SIZE_FIRST = ("turbo",)
 _SIZE_TOLERANCE = 0.25   # a neighbour within ±25% of the stated size has a comparable memory footprint
 
 
@@ -141,8 +163,27 @@ def stated_params(name_or_path: str | None) -> int | None:
     the weights of a model whose architecture no entry gives; an expert count ("8x7b") states no total and is not read."""
     if not name_or_path or len(name_or_path) > 512:
         return None
-    size = _stated_billions(name_or_path.strip().rstrip("/").split("/")[-1])
+    base = name_or_path.strip().rstrip("/").split("/")[-1]
+    size = _stated_billions(base) or named_size(base)
     return int(round(size * 10**9)) if size else None
+
+
+def named_size(name: str) -> float | None:
+    """The size in billions a family's size word states (NAMED_SIZES): "whisper-large-v3" → 1.55, "xlm-roberta-large"
+    → 0.55, "chinese-roberta-wwm-ext-large" → 0.355; None when no listed family is followed by one of its size words."""
+    tokens = [t for t in re.split(r"[-_ ]+", name.lower()) if t]
+    for start in range(len(tokens)):
+        for family in sorted(NAMED_SIZES, key=len, reverse=True):
+            width = family.count("-") + 1
+            if "-".join(tokens[start:start + width]) != family:
+                continue
+            sizes = NAMED_SIZES[family]
+            rest = tokens[start + width:]
+            for word in [*(w for w in _NAMED_SIZE_FIRST if w in rest), *rest]:
+                if word in sizes:
+                    return sizes[word]
+            return None
+    return None
 
 
 def _family(key: str) -> str:

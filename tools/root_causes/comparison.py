@@ -54,3 +54,16 @@ def fix_said(cues: LogCues | None) -> list[Signal]:
     fixes = cues.fixes if cues is not None else []
     return [support(f.label, "fix_said", f"the words say changing {f.knob} fixed it (line {f.line}: {f.text[:QUOTE_SAID]})",
                     value=1.0 / len(fixes)) for f in fixes]
+
+
+def trigger_said(cues: LogCues | None, th: Thresholds = THRESHOLDS) -> list[Signal]:
+    """The words give a size knob as the error's condition ("OOM at seq_len=21000", "when I use a batch size of 96"), or
+    say the inputs are long: the cause is what that knob sizes. A number said with it that is already small (a length
+    under long_cutoff_tokens, a batch of 1) is no trigger: the knob is at its floor (ruled_out.short_length_stated)."""
+    said = [t for t in (cues.triggers if cues is not None else [])
+            if t.value is None or not ((t.label is Label.seq_len_too_long and t.value < th["long_cutoff_tokens"])
+                                       or (t.label is Label.batch_too_large and t.value <= 1))]
+    return [support(t.label, "trigger_said", f"the words say the error comes with {t.knob}"
+                                             f"{f' at {t.value:,}' if t.value is not None else ''} "
+                                             f"(line {t.line}: {t.text[:QUOTE_SAID]})", value=1.0 / len(said))
+            for t in said]

@@ -24,7 +24,7 @@ from ..snapshot import RankTable, Reconciliation
 from ..training_setup import TrainingSetup
 from .breakdown import breakdown_signals
 from .budget import estimate_vs_budget, fully_trained_embeddings
-from .comparison import adapters_worked, comparable_model_worked, fix_said
+from .comparison import adapters_worked, comparable_model_worked, fix_said, trigger_said
 from .facts import multimodal_reason
 from .fragmentation import fragmentation
 from .full_gpu import gpu_already_full
@@ -145,8 +145,9 @@ def failure_not_shown(report: OOMReport, setup: TrainingSetup | None, estimate: 
 def what_the_run_already_tried(report: OOMReport, setup: TrainingSetup | None, cues: LogCues | None,
                                th: Thresholds) -> list[Signal]:
     """What the user ran besides the failing run, or already set: a comparable model that worked, adapters that
-    worked, a fix said to work, and the settings that rule a cause out (its fix already applied)."""
-    return [*comparable_model_worked(setup, cues, th), *adapters_worked(cues), *fix_said(cues),
+    worked, a fix said to work, a size said to bring the error on, and the settings that rule a cause out (its fix
+    already applied)."""
+    return [*comparable_model_worked(setup, cues, th), *adapters_worked(cues), *fix_said(cues), *trigger_said(cues, th),
             *ruled_out_by_settings(report, setup, th)]
 
 

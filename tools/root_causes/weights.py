@@ -69,6 +69,7 @@ _POINTS: dict[str, float] = {
     "zero_partition_request_sharding": 1.5,     # ... under ZeRO < 3
     "adapters_worked": 4.0,                     # the user says LoRA fit where full fine-tuning ran out
     "fix_said": 2.5,                            # the words say a change fixed it: the cause that change fixes
+    "trigger_said": 1.5,                        # the words give a size knob as the error's condition
     "zero3_sub_group_request": 3.0,             # request = one ZeRO-3 optimizer sub group in fp32 (sub_group_size x 4 B)
     "match_optimizer_partition_sharding": 3.0,  # ... not sharded enough (ZeRO < 3 on several GPUs)
     # fragmentation
