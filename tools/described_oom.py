@@ -358,3 +358,32 @@ def memory_question(text: str) -> DescribedOOM | None:
         return None
     phase = next((name for name, pat in _PHASES if pat.search(head)), None)
     return DescribedOOM(kind="cuda_oom", line=first[0], text=first[1][:300], phase=phase, model=model_named(head))
+
+
+# Asked without a config: how much memory the run needs ("how much GPU memory does fine-tuning need", "至少需要多少显存",
+# "最低显存"), or whether it can run on a stated card ("I cannot start instruction tuning on a single A100 with 40GB",
+# "is it possible to fine-tune the 7B model on one 80G GPU", "单卡12g跑不了"). Asked of a memory troubleshooter, the
+# question is the memory failure itself, as memory_question reads a config with words.
+_CAPACITY_ASKED = re.compile(
+    r"\bhow much (?:GPU |video |VRAM |graphics )?(?:memory|VRAM|RAM)\b|\b(?:minimum|least|min) (?:GPU |video )?(?:memory|VRAM)\b"
+    r"|多少(?:G|GB|g)?(?:显存|内存)|(?:显存|内存).{0,6}?(?:需要多少|最低|最少|至少|要求)|(?:最低|最少|至少|最小).{0,6}?(?:显存|内存)"
+    r"|\b(?:cannot|can't|can not|unable to|not able to) (?:start|run|train|fine-?tune|finetune|load)\b[^.\n]{0,60}?\b\d{1,3} ?G(?:B|iB)?\b"
+    r"|\bpossible to (?:fine-?tune|finetune|train|run|load)\b[^.\n]{0,60}?(?:\b\d{1,3} ?G(?:B|iB)?\b|GPU)"
+    r"|\d{1,3} ?[gG](?:B|iB)?[^，。,.\n]{0,6}?跑不(?:起来|了|动)", re.IGNORECASE)
+# ...of the host when it names RAM and not the GPU
+_HOST_ASKED = re.compile(r"\bRAM\b|(?<!显)内存", re.IGNORECASE)
+_GPU_ASKED = re.compile(r"GPU|VRAM|CUDA|显存|显卡|\b(?:A|H)\d{2,3}\b|\b(?:RTX ?)?\d{4}\b", re.IGNORECASE)
+
+
+def capacity_question(text: str) -> DescribedOOM | None:
+    """Words with no error and no config that ask whether the run fits, or how much memory it needs: read as the memory
+    failure they ask about, GPU unless only the host's RAM is named, at the asking sentence."""
+    for n, line in numbered_lines(text[:MAX_SCAN]):
+        m = _CAPACITY_ASKED.search(line[:2000])
+        if m is None:
+            continue
+        asked = line[:2000]
+        kind = "host_oom" if _HOST_ASKED.search(m.group(0)) and not _GPU_ASKED.search(asked) else "cuda_oom"
+        phase = next((name for name, pat in _PHASES if pat.search(asked)), None)
+        return DescribedOOM(kind=kind, line=n, text=asked.strip()[:300], phase=phase, model=model_named(text[:MAX_SCAN]))
+    return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from collections.abc import Iterator
 from itertools import islice
 
 from .described_oom import GPU_OOM_SAID, GROWTH_SAID
@@ -110,23 +111,27 @@ def fixes_said(text: str) -> list[FixSaid]:
     """Every cause whose knob a sentence of the text says fixed the error (first sentence per cause; [] when the
     sentences name more causes than one fix would)."""
     found: dict[Label, FixSaid] = {}
+    for lineno, sentence, worked in _sentences(text, _WORKED):
+        rest = sentence[:worked.start()] + " " + sentence[worked.end():]
+        if _NOT.search(rest) or not _CHANGED.search(rest):
+            continue
+        for label, knob in _KNOBS:
+            hit = knob.search(sentence)
+            if hit is not None and label not in found:
+                found[label] = FixSaid(label=label, knob=hit.group(0), line=lineno, text=sentence.strip()[:300])
+    return list(found.values()) if len(found) <= MAX_FIXES else []
+
+
+def _sentences(text: str, said: re.Pattern[str]) -> Iterator[tuple[int, str, re.Match[str]]]:
+    """(line number, sentence, match) for each sentence of the text's first MAX_LINES lines that says `said`."""
     for lineno, line in islice(numbered_lines(text), MAX_LINES):
         line = line[:MAX_LINE]
-        if not _WORKED.search(line):
+        if not said.search(line):
             continue
         for m in _SENTENCE.finditer(line):
-            sentence = m.group(0)
-            worked = _WORKED.search(sentence)
-            if worked is None:
-                continue
-            rest = sentence[:worked.start()] + " " + sentence[worked.end():]
-            if _NOT.search(rest) or not _CHANGED.search(rest):
-                continue
-            for label, knob in _KNOBS:
-                hit = knob.search(sentence)
-                if hit is not None and label not in found:
-                    found[label] = FixSaid(label=label, knob=hit.group(0), line=lineno, text=sentence.strip()[:300])
-    return list(found.values()) if len(found) <= MAX_FIXES else []
+            hit = said.search(m.group(0))
+            if hit is not None:
+                yield lineno, m.group(0), hit
 
 
 @dataclass(frozen=True)
@@ -148,28 +153,22 @@ def triggers_said(text: str) -> list[TriggerSaid]:
     generation knobs name."""
     found: dict[Label, TriggerSaid] = {}
     knobs = [(label, knob) for label, knob in _KNOBS if label in SIZE_KNOBS]
-    for lineno, line in islice(numbered_lines(text), MAX_LINES):
-        line = line[:MAX_LINE]
-        if not GPU_OOM_SAID.search(line):
-            continue
-        for m in _SENTENCE.finditer(line):
-            sentence = m.group(0)
-            if not GPU_OOM_SAID.search(sentence) or _DESPITE.search(sentence) or GROWTH_SAID.search(sentence):
-                continue   # (memory said to grow until it ran out is what grows, not the size the sentence names)
-            cached = _KV.search(sentence) is not None
-            said: list[tuple[Label, re.Match[str]]] = []
-            if _CONDITION.search(sentence):
-                said += [(label, hit) for label, knob in knobs if (hit := knob.search(sentence)) is not None]
-            long_inputs = _LONG_INPUTS.search(sentence)
-            if long_inputs is not None:
-                said.append((Label.seq_len_too_long, long_inputs))
-            for label, hit in said:
-                if label in found or (label is Label.seq_len_too_long and cached):
-                    continue
-                value = _VALUE.match(sentence[hit.end():hit.end() + 24])
-                number = None
-                if value is not None and hit.re is not _LONG_INPUTS:
-                    number = int(value.group(1).replace(",", "")) * (1000 if value.group(2) else 1)
-                found[label] = TriggerSaid(label=label, knob=hit.group(0), value=number, line=lineno,
-                                           text=sentence.strip()[:300])
+    for lineno, sentence, _ in _sentences(text, GPU_OOM_SAID):
+        if _DESPITE.search(sentence) or GROWTH_SAID.search(sentence):
+            continue   # (memory said to grow until it ran out is what grows, not the size the sentence names)
+        cached = _KV.search(sentence) is not None
+        said: list[tuple[Label, re.Match[str]]] = []
+        if _CONDITION.search(sentence):
+            said += [(label, hit) for label, knob in knobs if (hit := knob.search(sentence)) is not None]
+        long_inputs = _LONG_INPUTS.search(sentence)
+        if long_inputs is not None:
+            said.append((Label.seq_len_too_long, long_inputs))
+        for label, hit in said:
+            if label in found or (label is Label.seq_len_too_long and cached):
+                continue
+            value = _VALUE.match(sentence[hit.end():hit.end() + 24])
+            number = None
+            if value is not None and hit.re is not _LONG_INPUTS:
+                number = int(value.group(1).replace(",", "")) * (1000 if value.group(2) else 1)
+            found[label] = TriggerSaid(label=label, knob=hit.group(0), value=number, line=lineno, text=sentence.strip()[:300])
     return list(found.values())

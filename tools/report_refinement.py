@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from .configs.schema import ConfigDocument
-from .described_oom import DescribedOOM, memory_question, model_named
+from .described_oom import DescribedOOM, capacity_question, memory_question, model_named
 from .log_cues import AFTERMATH_KINDS, Cue, LogCues, is_aftermath, runtime_oom_kind, startup_free_numbers
 from .report import TORCH_ALLOCATOR_KINDS, Evidence, OOMReport
 from .units import format_bytes
@@ -63,6 +63,12 @@ def refine_report(report: OOMReport, log_text: str, *, cues: LogCues, doc: Confi
             "evidence": [*report.evidence, Evidence(line=asked.line, text=asked.text or doc.name, fact="described_oom")]})
         notes.append("no error in the text, only a config: read as the question whether this run fits in GPU memory "
                      "(paste the error to confirm)")
+    elif _unexplained(report) and not _failure_shown(cues) and (asked := capacity_question(log_text)) is not None:
+        report = report.model_copy(update={
+            "kind": asked.kind, "phase": asked.phase or report.phase, "model": report.model or asked.model,
+            "evidence": [*report.evidence, Evidence(line=asked.line, text=asked.text, fact="described_oom")]})
+        notes.append(f"no error in the text: read as the question it asks, whether the run fits in memory (line "
+                     f"{asked.line}; paste the error to confirm)")
     if report.model is None:
         named = model_named(log_text)
         if named is not None:   # the user's words name the model the traceback does not ("I followed Qwen2-VL-7B-...")
@@ -141,8 +147,12 @@ def _described(report: OOMReport, cues: LogCues) -> DescribedOOM | None:
     """A memory error stated in words, used only when the parser found no error and no other signal at all, and the
     log shows no other failure (a shown exception or CUDA error outranks an OOM the words only suspect; a dead rank's
     aftermath does not). The cues hold what the words state (LogCues.oom_said), read once for the log."""
-    shown = cues.failure is not None and not is_aftermath(cues.failure)
-    return cues.oom_said if _unexplained(report) and not shown else None
+    return cues.oom_said if _unexplained(report) and not _failure_shown(cues) else None
+
+
+def _failure_shown(cues: LogCues) -> bool:
+    """The log shows a failure other than memory (an exception, a CUDA error), beyond a dead rank's aftermath."""
+    return cues.failure is not None and not is_aftermath(cues.failure)
 
 
 def _phase_from_config(report: OOMReport, doc: ConfigDocument | None) -> OOMReport:

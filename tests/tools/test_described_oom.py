@@ -299,6 +299,43 @@ def test_a_question_with_a_config_but_no_error_is_a_memory_question():
     assert memory_question("\n\n") is None and memory_question("my config:\n") is None   # no sentence: nothing asked
 
 
+@pytest.mark.parametrize("text, kind", [
+    ("I just cannot start instruction tuning for stage2 on single A100 with 40GB VRAM.", "cuda_oom"),
+    ("请问这是正常的吗？ 如果是，那至少需要多少显存才能满足需求", "cuda_oom"),
+    ("请问Qwen3-VL-30B模型微调显存需要多少？", "cuda_oom"),
+    ("单卡只有12g跑不了，该模型能支持两张并行吗", "cuda_oom"),
+    ("I wonder whether it is possible to fine-tune the whole model whose LLM is 7B using one 80G GPU", "cuda_oom"),
+    ("how much RAM does fine-tuning the 7B model need?", "host_oom"),   # only the host's RAM named
+])
+def test_words_that_ask_whether_the_run_fits_are_a_capacity_question(text, kind):
+    from ask_oom.tools.described_oom import capacity_question
+
+    q = capacity_question(text)
+    assert q is not None and q.kind == kind and q.line == 1
+
+
+@pytest.mark.parametrize("text", ["my GPU has 24GB and the run is slow", "how much faster is it on an H100?",
+                                  "is it possible to resume from a checkpoint?"])
+def test_words_that_ask_nothing_of_memory_are_no_capacity_question(text):
+    from ask_oom.tools.described_oom import capacity_question
+
+    assert capacity_question(text) is None
+
+
+def test_a_capacity_question_without_an_error_is_diagnosed_as_the_memory_it_asks_about():
+    """Pasted words with no error and no config ("cannot start ... on a single A100 with 40GB") are the memory question
+    they ask, not "no memory error"; an exception shown beside them outranks it."""
+    from ask_oom.tools.log_cues import log_cues
+    from ask_oom.tools.log_parser import parse_log
+    from ask_oom.tools.report_refinement import refine_report
+
+    text = "I just cannot start instruction tuning for stage2 on a single A100 with 40GB VRAM.\n"
+    refined = refine_report(parse_log(text), text, cues=log_cues(text))
+    assert refined.report.kind == "cuda_oom" and any("whether the run fits" in n for n in refined.notes)
+    shown = text + "Traceback (most recent call last):\nValueError: bad shape\n"
+    assert refine_report(parse_log(shown), shown, cues=log_cues(shown)).report.kind != "cuda_oom"
+
+
 def test_a_path_names_a_model_only_by_its_last_folder():
     from ask_oom.tools.described_oom import model_named
 
