@@ -10,7 +10,7 @@ from itertools import islice
 
 from ..tools.described_oom import is_prose
 from ..tools.gpus import lookup_gpu, nominal_card
-from ..tools.log_cues import FULL_SAID, adapter_named
+from ..tools.log_cues import FULL_SAID, METHOD_CONTRAST, adapter_named
 from ..tools.root_causes.weights import QUOTE_SHORT
 from ..tools.log_parser.lines import numbered_lines
 from ..tools.training_setup import TrainingSetup
@@ -113,10 +113,16 @@ def text_facts(setup: TrainingSetup, text: str) -> TrainingSetup:
     if g and _unsaid(setup, "gradient_checkpointing"):
         setup = setup.with_fact("gradient_checkpointing", False, "user", f"the text: {g.group(0).strip()[:QUOTE_SHORT]}")
     if _unsaid(setup, "method"):
-        # adapters named and not denied ("without any LoRA"), else full fine-tuning stated: log_cues' own tests
+        # the user's own contrast, adapters working where full fine-tuning fails ("sft_type为lora的时候是正常的，改成full
+        # 后报错"): the run that failed is the full one, whatever the adapters named beside it; else adapters named and
+        # not denied ("without any LoRA"), else full fine-tuning stated: log_cues' own tests
         named = [line for line in words.splitlines() if adapter_named(line)]
         adapted = named[0] if named else None
-        if (q := next((m for line in named if (m := _QLORA.search(line))), None)) is not None:
+        contrast = next((m for line in words.splitlines() if (m := METHOD_CONTRAST.search(line))), None)
+        if contrast is not None:
+            setup = setup.with_fact("method", "full", "user", f"the text: {contrast.group(0)[:QUOTE_SHORT]} (adapters "
+                                                              "worked; the full fine-tune is the run that failed)")
+        elif (q := next((m for line in named if (m := _QLORA.search(line))), None)) is not None:
             setup = setup.with_fact("method", "qlora", "user", f"the text: {q.group(0)}")
             if setup.quantization_bit is None:
                 setup = setup.with_fact("quantization_bit", 4, "user", f"the text: {q.group(0)} (4-bit)")

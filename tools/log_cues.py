@@ -120,7 +120,7 @@ _INDEX_ERROR = re.compile(r"IndexError: index out of range|index out of range in
 # 正常的，改成full后报错", "LoRA works fine but full fine-tuning OOMs"). Only the trained parameters' states differ.
 _ADAPTER_OK = r"(?:q?lora|peft|adapter)\w{0,4}.{0,40}?(?:works?|worked|is fine|runs?|ran|fits?|正常|没问题|没有问题|可以|能跑)"
 _FULL = r"(?:(?<![A-Za-z])full(?:[ _-]?(?:fine[ _-]?tun[a-z]{0,5}|ft|param[a-z]{0,6}|training|sft))?(?![A-Za-z])|全量|全参)"
-_METHOD_CONTRAST = re.compile(_ADAPTER_OK + r".{0,80}?" + _FULL + r"|" + _FULL + r".{0,60}?(?:oom|out of memory|fail\w{0,3}|报错|爆显存|显存不足)"
+METHOD_CONTRAST = re.compile(_ADAPTER_OK + r".{0,80}?" + _FULL + r"|" + _FULL + r".{0,60}?(?:oom|out of memory|fail\w{0,3}|报错|爆显存|显存不足)"
                               r".{0,80}?" + _ADAPTER_OK, re.IGNORECASE)
 
 # DeepSpeed ZeRO-3's optimizer works in sub groups of `sub_group_size` parameters (default 1e9): its frames
@@ -314,7 +314,7 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
             index_error = _cue(lineno, line)
         if sub_group is None and "sub_group" in line and _ZERO3_SUB_GROUP.search(line):
             sub_group = _cue(lineno, line)
-        if contrast is None and _METHOD_CONTRAST.search(line):
+        if contrast is None and METHOD_CONTRAST.search(line):
             contrast = _cue(lineno, line)
         if vision is None and _VISION.search(line):
             vision = _cue(lineno, line)

@@ -137,6 +137,10 @@ def adapter_method_named(setup: TrainingSetup, cues: LogCues | None) -> Training
     said = setup.provenance.get("method")
     if cues is None or (said is not None and said.origin != "default"):
         return setup
+    if cues.method_contrast is not None:
+        # the user's own experiment: adapters worked where full fine-tuning ran out, so the failing run is the full one
+        return setup.with_fact("method", "full", "log", f"log line {cues.method_contrast.line}: "
+                                                        f"{cues.method_contrast.text[:QUOTE_SHORT]} (adapters worked)")
     if cues.adapters is None and cues.full_tuning is not None:
         return setup.with_fact("method", "full", "log", f"log line {cues.full_tuning.line}: "
                                                         f"{cues.full_tuning.text[:QUOTE_SHORT]}")

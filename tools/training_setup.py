@@ -16,6 +16,7 @@ from .model_arch import ModelArch
 
 Origin = Literal["log", "config", "user", "default", "registry", "derived"]
 Method = Literal["full", "freeze", "lora", "qlora"]
+ADAPTER_METHODS = ("lora", "qlora")   # the methods that train adapters over frozen base weights
 # mixed = fp32 master weights + bf16/fp16 autocast (HF Trainer bf16=True on an fp32-loaded model;
 # LLaMA-Factory upcasts *trainable* params to fp32 unless pure_bf16); pure_bf16 = everything bf16.
 Precision = Literal["bf16_mixed", "fp16_mixed", "pure_bf16", "fp32"]

@@ -64,7 +64,10 @@ def test_the_method_in_words_an_adapter_denied_is_full_fine_tuning():
     said = {"I fine-tune Qwen2-7B with LoRA on one 4090 and it runs out of memory.": "lora",
             "I wanted to fine-tune llama-7b without any PEFT and quantization, and it runs out of memory.": None,
             "Full-parameter fine-tuning of Qwen2-7B on one A100 runs out of memory here.": "full",
-            "我不用lora，全参微调 Qwen2-7B，显存不够了，请问怎么办？": "full"}
+            "我不用lora，全参微调 Qwen2-7B，显存不够了，请问怎么办？": "full",
+            # the user's own contrast: adapters worked, the full fine-tune is the run that failed
+            "sft_type为lora的时候是正常的，改成full后报错 OOM": "full",
+            "LoRA works fine but full fine-tuning OOMs on the same two cards": "full"}
     for text, method in said.items():
         s = text_facts(TrainingSetup(), text)
         assert (s.method if "method" in s.provenance else None) == method, text

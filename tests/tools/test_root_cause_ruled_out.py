@@ -67,3 +67,18 @@ def test_a_stated_short_length_discounts_the_length_but_not_in_generation():
     assert ruled_out_by_settings(parse_log(OOM), long) == []
     assert ruled_out_by_settings(parse_log(OOM), assumed) == []
     assert ruled_out_by_settings(parse_log(OOM).model_copy(update={"phase": "generation"}), short) == []
+
+
+def test_stated_adapters_discount_the_full_fine_tuning_states():
+    """A run that trains LoRA or QLoRA adapters keeps no gradients or optimizer states of the frozen base: the full
+    fine-tuning states are discounted, with where the config or log states the method; assumed, only said in words (a
+    plan or an alternative as often as the run), full, or not training, nothing is."""
+    lora = TrainingSetup().with_fact("method", "lora", "config", "finetuning_type: lora")
+    out = ruled_out_by_settings(parse_log(OOM), lora)
+    assert _named(out) == {("full_ft_model_states", "adapters_trained", "discount")}
+    assert "finetuning_type: lora" in out[0].reason and 0 < DEFAULT_WEIGHTS.points["adapters_trained"] < 1
+    assumed = TrainingSetup().with_fact("method", "lora", "default", "assumed lora")
+    said = TrainingSetup().with_fact("method", "lora", "user", "the text: LoRA is supported in SFT, but not in RM")
+    full = TrainingSetup().with_fact("method", "full", "config", "finetuning_type: full")
+    serving = lora.with_fact("workload", "generate", "log", "generation")
+    assert not any(ruled_out_by_settings(parse_log(OOM), s) for s in (assumed, said, full, serving))

@@ -202,6 +202,8 @@ def test_a_vision_language_model_trains_on_one_image_per_sample_unless_told():
     ("全参微调 Qwen2-7B 爆显存", "full"),
     ("full-parameter fine-tuning of Llama-2-13b runs out of memory", "full"),
     ("finetuning with lora on a 3090 runs out of memory", "lora"),
+    # adapters worked where full fine-tuning ran out: the failing run is the full one
+    ("--finetuning_type是lora可以跑起来，--finetuning_type=full 全参就爆显存", "full"),
 ])
 def test_the_method_stated_in_words_or_an_adapter_denied(words, method):
     from ask_oom.tools.log_cues import log_cues

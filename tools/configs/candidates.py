@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..memory.estimator import effective_attention
-from ..training_setup import TrainingSetup
+from ..training_setup import ADAPTER_METHODS, TrainingSetup
 from .keys import KeyStyle
 from .rewrite import deepspeed_template
 from .schema import ConfigChange, ConfigDocument, Constraints
@@ -310,7 +310,7 @@ class Catalogue:
             for stage in (2, 3):
                 if stage <= s.zero_stage:
                     continue
-                if stage == 2 and s.method in ("lora", "qlora"):
+                if stage == 2 and s.method in ADAPTER_METHODS:
                     continue   # with adapters the optimizer states are tiny: only sharding the weights (ZeRO-3) helps
                 n = s.num_gpus
                 why = (f"ZeRO-{stage} shards {'gradients and optimizer states' if stage == 2 else 'weights, gradients and optimizer states'} "
@@ -324,7 +324,7 @@ class Catalogue:
 
     def offload(self) -> Candidate:
         def opts(s: TrainingSetup) -> list[Option]:
-            if self.constraints.no_deepspeed or s.method in ("lora", "qlora") or s.fsdp:
+            if self.constraints.no_deepspeed or s.method in ADAPTER_METHODS or s.fsdp:
                 return []
             out = []
             opt_why = "ZeRO-Offload keeps the fp32 optimizer states (12 bytes/param) in host RAM; the step runs on the CPU (slower)"

@@ -12,7 +12,7 @@ from typing import Any
 from ..config_values import count, int_any, truthy
 from ..frameworks import FRAMEWORKS
 from ..model_resolver import apply_checkpoint_quantization, resolve_model_name
-from ..training_setup import TrainingSetup
+from ..training_setup import ADAPTER_METHODS, TrainingSetup
 from .keys import FIELD_KEYS, LORA_RANK_KEYS, MODEL_NAME_KEYS, SEQ_LEN_KEYS
 from .schema import ConfigDocument
 
@@ -296,7 +296,7 @@ def _apply_stage(b: _Builder, s: dict[str, Any], doc: ConfigDocument, is_lf: boo
         return
     if openrlhf and truthy(s.get("ref_offload", False)):
         return   # the reference actor lives on the CPU
-    if not openrlhf and b.setup.method in ("lora", "qlora"):
+    if not openrlhf and b.setup.method in ADAPTER_METHODS:
         return   # the reference is the base model with the adapters disabled: no second copy
     if truthy(s.get("use_ref_model", True)) is False:
         return
@@ -378,7 +378,7 @@ def _apply_method(b: _Builder, s: dict[str, Any], is_lf: bool) -> None:
         if not is_lf and qbits == 4 and "bnb_4bit_quant_storage" not in s and not s.get("quantization_method") == "gptq":
             # LLaMA-Factory sets the quant storage dtype under ZeRO-3 itself; elsewhere it must be asked for
             b.default("quant_storage_sharded", False, "no bnb_4bit_quant_storage: ZeRO-3 cannot partition 4-bit weights")
-    if method in ("lora", "qlora"):
+    if method in ADAPTER_METHODS:
         if rank_key:
             b.config("lora_rank", count(s[rank_key]), rank_key)
         else:

@@ -7,7 +7,7 @@ from ..memory.activations import score_elements
 from ..memory.estimator import bytes_per_weight
 from ..memory.schema import MemoryEstimate
 from ..report import TORCH_ALLOCATOR_KINDS, OOMReport
-from ..training_setup import PAIRED_STAGES, TrainingSetup
+from ..training_setup import ADAPTER_METHODS, PAIRED_STAGES, TrainingSetup
 from ..units import format_bytes
 from .facts import observed
 from .signals import Signal, discount, support
@@ -373,7 +373,7 @@ def _activation_drivers(setup: TrainingSetup, estimate: MemoryEstimate, budget: 
 def fully_trained_embeddings(setup: TrainingSetup | None, th: Thresholds = THRESHOLDS) -> list[Signal]:
     """embed_tokens / lm_head among the LoRA targets: trained whole (modules_to_save), with fp32 copies, gradients and
     Adam states of vocab x hidden parameters each; a large vocabulary makes them the biggest trainable tensors."""
-    if setup is None or setup.model is None or setup.method not in ("lora", "qlora"):
+    if setup is None or setup.model is None or setup.method not in ADAPTER_METHODS:
         return []
     from ..memory.estimator import fully_trained_embedding_params
     from ..memory.params import count_params

@@ -7,7 +7,7 @@ from ..frameworks import KV_POOL_ENGINES
 from ..log_cues import LogCues, pool_engine
 from ..memory.schema import MemoryEstimate
 from ..report import OOMReport
-from ..training_setup import TrainingSetup
+from ..training_setup import ADAPTER_METHODS, TrainingSetup
 from ..units import format_bytes
 from .budget import weights_in_16_bit
 from .facts import observed, stand_in_model, stated_micro_batch
@@ -118,7 +118,7 @@ def _adapter_run(setup: TrainingSetup | None, cues: LogCues | None) -> str | Non
     """Where the input says this is adapter training (a log line, or a LoRA/QLoRA method the config states)."""
     if cues is not None and cues.adapters is not None:
         return f"line {cues.adapters.line}: {cues.adapters.text[:QUOTE_SHORT]}"
-    if setup is not None and setup.method in ("lora", "qlora") and observed(setup, "method"):
+    if setup is not None and setup.method in ADAPTER_METHODS and observed(setup, "method"):
         return f"{setup.method} per {setup.provenance['method'].detail or setup.provenance['method'].origin}"
     return None
 

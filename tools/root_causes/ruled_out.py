@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..labels import Label
 from ..report import OOMReport
-from ..training_setup import TrainingSetup
+from ..training_setup import ADAPTER_METHODS, TrainingSetup
 from .facts import observed, stated_micro_batch
 from .signals import Signal, discount
 from .weights import THRESHOLDS, Thresholds
@@ -14,6 +14,7 @@ from .weights import THRESHOLDS, Thresholds
 # phases whose batch is not the training micro-batch: evaluation runs per_device_eval_batch_size (8 by default in the
 # HF Trainer), generation its own number of sequences
 _OTHER_BATCH_PHASES = ("evaluation", "generation")
+_RAN_ORIGINS = ("config", "log")   # where a stated setting is the one the run used
 
 
 def ruled_out_by_settings(report: OOMReport, setup: TrainingSetup | None, th: Thresholds = THRESHOLDS) -> list[Signal]:
@@ -26,6 +27,15 @@ def ruled_out_by_settings(report: OOMReport, setup: TrainingSetup | None, th: Th
                             f"the sequence length is already short, {setup.seq_len} tokens ({where.detail or where.origin}): "
                             "activations grow with the tokens per sample, and these are few; what fills the card is "
                             "more likely the model's states or the batch"))
+    # (the method a config or a log states is the one that ran; words name methods as plans and alternatives too,
+    # "LoRA is supported in SFT, but not in reward model training")
+    method = setup.provenance.get("method") if setup is not None else None
+    if method is not None and method.origin in _RAN_ORIGINS and setup.method in ADAPTER_METHODS and setup.workload == "train":
+        where = method
+        out.append(discount(Label.full_ft_model_states, "adapters_trained",
+                            f"the run trains adapters ({setup.method}: {where.detail or where.origin}): the base weights "
+                            "are frozen, so no gradients or optimizer states of every parameter are kept; what fills the "
+                            "card is the frozen weights or the step's activations"))
     if stated_micro_batch(setup) == 1 and report.phase not in _OTHER_BATCH_PHASES:
         where = setup.provenance["micro_batch"]
         out.append(discount(Label.batch_too_large, "batch_of_one",

@@ -234,6 +234,7 @@ _POINTS: dict[str, float] = {
     "batch_of_one": 0.5,                        # discount: a micro-batch already at 1 cannot be the batch to reduce
     "memory_error_shown": 0.5,                  # discount: no memory error, where the log prints one
     "short_length_stated": 0.5,                 # discount: a stated length under long_cutoff_tokens is not long
+    "adapters_trained": 0.5,                    # discount: adapters train, the base is frozen: no full fine-tuning states
     "weights_fit_with_room": 0.5,               # discount: the weights at their widest fill under states_ramp_start
     "prefill_visual_tokens": 4.0,               # ... the prefill over visual tokens
     "prefill_tokens": 2.5,                      # ... the prefill over every prompt token
