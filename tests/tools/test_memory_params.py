@@ -137,3 +137,19 @@ def test_parts_add_up_and_moe_active_params():
     assert 12.5e9 < pc.active_per_token < 13.5e9  # Mixtral: ~12.9B active of 46.7B
     tied = count_params(resolve_model("qwen2.5-0.5b"))
     assert tied.lm_head == 0
+
+
+def test_an_estimate_of_lora_on_moe_says_which_peft_release_it_counted():
+    """Where the release decides what all-linear wraps (a MoE model) and none was given, the estimate says which it
+    counted and asks for an older one; a dense model, or a release given, needs no such note."""
+    from ask_oom.tools.memory import estimate_memory
+    from ask_oom.tools.training_setup import TrainingSetup
+
+    def peft_notes(name, version=None):
+        est = estimate_memory(TrainingSetup(model=resolve_model(name), method="lora", peft_version=version))
+        return [n for n in est.notes if "PEFT 0." in n]
+
+    assert peft_notes("Qwen/Qwen1.5-MoE-A2.7B") == [
+        "LoRA on a mixture-of-experts model counted as PEFT 0.22 wraps it (the fused experts and router too); "
+        "PEFT 0.21 wraps other modules: give your peft version if it is older"]
+    assert peft_notes("Qwen/Qwen1.5-MoE-A2.7B", "0.21.0") == [] and peft_notes("qwen2.5-7b") == []

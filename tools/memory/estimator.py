@@ -24,7 +24,7 @@ from .activations import (
     loss_peak_units, vision_block_bytes, vision_tokens, vision_transient_bytes,
 )
 from .arch_loader import KNOWN_TEXT_TYPES
-from .params import ParamCount, count_params, lora_params, lora_wraps_experts, moe_layer_indices
+from .params import PEFT_MOE_RETARGETING, ParamCount, count_params, lora_params, lora_wraps_experts, moe_layer_indices
 from .band import error_band, probe_command
 from .band import verdict as band_verdict
 from .schema import MemoryBreakdown, MemoryComponent, MemoryEstimate
@@ -110,6 +110,16 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
     elif lora_like:
         n_trainable = lora_params(arch, setup.lora_rank, setup.lora_targets, vision=vision_trainable,
                                   peft_version=setup.peft_version)
+        if setup.peft_version is None and arch.is_moe:
+            # what all-linear wraps on a MoE model depends on the PEFT release: say which one was counted
+            newest = ".".join(map(str, PEFT_MOE_RETARGETING[-1].release))
+            others = [".".join(map(str, r.release)) for r in PEFT_MOE_RETARGETING[:-1]
+                      if lora_params(arch, setup.lora_rank, setup.lora_targets, vision=vision_trainable,
+                                     peft_version=".".join(map(str, r.release))) != n_trainable]
+            if others:
+                notes.append(f"LoRA on a mixture-of-experts model counted as PEFT {newest} wraps it "
+                             f"({'the fused experts and router too' if lora_wraps_experts(arch, setup.lora_targets) else 'its Linear layers'}); "
+                             f"PEFT {', '.join(others)} wraps other modules: give your peft version if it is older")
         full_rows = fully_trained_embedding_params(pc, setup.lora_targets)
         if full_rows:
             n_trainable += full_rows
