@@ -87,9 +87,10 @@ def _verdict_and_fix(d: Diagnosis, lang: str = "en") -> list[str]:
         listed = ", ".join(keys) or tr(lang, "sm_no_keys")
         extra = tr(lang, "sm_actions", n=actions) if actions else ""
         parts.append(tr(lang, "sm_fixed", listed=listed, extra=extra, fit=fit))
-    if d.questions:
-        parts.append(tr(lang, "sm_need", slots=tr(lang, "sm_list").join(
-            tr(lang, "sm_decide_slot") if q.slot == "decide" else q.slot.replace("_", " ") for q in d.questions)))
+    # the deciding question is asked where the summary says it is not sure (_not_sure): listed again it only repeats
+    needed = [q.slot.replace("_", " ") for q in d.questions if q.slot != "decide"]
+    if needed:
+        parts.append(tr(lang, "sm_need", slots=tr(lang, "sm_list").join(needed)))
     return [p for p in parts if p]
 
 
