@@ -112,12 +112,11 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
                                   peft_version=setup.peft_version)
         if setup.peft_version is None and arch.is_moe:
             # what all-linear wraps on a MoE model depends on the PEFT release: say which one was counted
-            newest = ".".join(map(str, PEFT_MOE_RETARGETING[-1].release))
-            others = [".".join(map(str, r.release)) for r in PEFT_MOE_RETARGETING[:-1]
+            others = [r.version for r in PEFT_MOE_RETARGETING[:-1]
                       if lora_params(arch, setup.lora_rank, setup.lora_targets, vision=vision_trainable,
-                                     peft_version=".".join(map(str, r.release))) != n_trainable]
+                                     peft_version=r.version) != n_trainable]
             if others:
-                notes.append(f"LoRA on a mixture-of-experts model counted as PEFT {newest} wraps it "
+                notes.append(f"LoRA on a mixture-of-experts model counted as PEFT {PEFT_MOE_RETARGETING[-1].version} wraps it "
                              f"({'the fused experts and router too' if lora_wraps_experts(arch, setup.lora_targets) else 'its Linear layers'}); "
                              f"PEFT {', '.join(others)} wraps other modules: give your peft version if it is older")
         full_rows = fully_trained_embedding_params(pc, setup.lora_targets)

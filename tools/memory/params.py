@@ -281,6 +281,11 @@ class PeftMoeRetargeting(BaseModel, frozen=True):
     keeps_linear_namesakes: bool = Field(description="dense and shared-expert MLPs named like v4 expert projections "
                                                      "(gate_proj, up_proj, down_proj) keep their own adapters")
 
+    @property
+    def version(self) -> str:
+        """The release as a version string ("0.22")."""
+        return ".".join(map(str, self.release))
+
 
 _V4_MOE_LAYOUTS = frozenset({"mixtral", "olmoe", "deepseek_v2", "deepseek_v3", "qwen3_moe", "glm4_moe"})
 # PEFT 0.21 re-targets the model types transformers converts from the qwen2_moe and mixtral layouts

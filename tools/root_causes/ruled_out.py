@@ -31,9 +31,8 @@ def ruled_out_by_settings(report: OOMReport, setup: TrainingSetup | None, th: Th
     # "LoRA is supported in SFT, but not in reward model training")
     method = setup.provenance.get("method") if setup is not None else None
     if method is not None and method.origin in _RAN_ORIGINS and setup.method in ADAPTER_METHODS and setup.workload == "train":
-        where = method
         out.append(discount(Label.full_ft_model_states, "adapters_trained",
-                            f"the run trains adapters ({setup.method}: {where.detail or where.origin}): the base weights "
+                            f"the run trains adapters ({setup.method}: {method.detail or method.origin}): the base weights "
                             "are frozen, so no gradients or optimizer states of every parameter are kept; what fills the "
                             "card is the frozen weights or the step's activations"))
     if stated_micro_batch(setup) == 1 and report.phase not in _OTHER_BATCH_PHASES:
