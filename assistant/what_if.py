@@ -9,6 +9,7 @@ from typing import Any
 from ..tools.configs.keys import FIELD_KEYS
 from ..tools.configs.schema import ConfigChange
 from ..tools.errors import InputError
+from ..tools.training_setup import ADAPTER_METHODS
 from ..tools.units import format_bytes
 from .diagnosis import DiagnoseRequest, Diagnosis, StatedFact
 from .intent_what_if import setup_field
@@ -196,7 +197,7 @@ def _method_changes(fmt: str, settings: dict[str, Any], method: str) -> list[Con
     if "finetuning_type" not in settings and fmt != "llamafactory_yaml":
         return None
     why = f"switch to {method} as asked in the conversation"
-    ft = "lora" if method in ("lora", "qlora") else method
+    ft = "lora" if method in ADAPTER_METHODS else method
     changes = [ConfigChange(key="finetuning_type", from_value=settings.get("finetuning_type"), to_value=ft,
                             rationale=why, tier=6, changes_results=True)]
     if method == "qlora" and settings.get("quantization_bit") != 4:

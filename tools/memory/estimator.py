@@ -14,7 +14,7 @@ from typing import Literal
 from ..errors import InputError
 from ..frameworks import HF_TRAINER_FRAMEWORKS
 from ..gpus import CUDA_CONTEXT_BYTES, budget_bytes as gpu_budget_bytes
-from ..training_setup import PAIRED_STAGES, TrainingSetup
+from ..training_setup import ADAPTER_METHODS, PAIRED_STAGES, TrainingSetup
 from ..units import GiB
 from .activations import (
     ActPolicy, attention_score_bytes, eager_backward_units, eager_forward_transient_units, eager_mask_bytes,
@@ -101,7 +101,7 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
     half = 2
 
     # ---- which parameters train, and in which dtype they live
-    lora_like = setup.method in ("lora", "qlora")
+    lora_like = setup.method in ADAPTER_METHODS
     vision_trainable = arch.vision is not None and not setup.freeze_vision_tower and not setup.train_mm_proj_only
     projector_trainable = arch.vision is not None and not setup.freeze_projector
     trainable_layers = arch.num_layers
@@ -700,14 +700,14 @@ def estimate_memory(setup: TrainingSetup, *, mode: Mode | None = None, margin: f
         notes.append("reference log-probs: one no_grad forward per step " + (
             "of the frozen reference copy" if plan.reference_weights else
             "of the base model with the LoRA adapters disabled (no second copy of the weights)"
-            if setup.method in ("lora", "qlora") else "of the reference model")
+            if setup.method in ADAPTER_METHODS else "of the reference model")
             + f" (reference_logits {loss_peak_units()['forward'] * batch * setup.seq_len * setup.model.vocab_size / GiB:.2f} GiB "
             "at its end)")
     elif mode == "train" and setup.stage in ("orpo", "simpo"):
         notes.append(f"{setup.stage.upper()} is reference-free: no reference weights and no reference forward")
     if setup.optimizer.startswith("paged"):
         notes.append("paged optimizer: states live in unified memory and can be paged to host RAM under pressure")
-    if setup.method in ("lora", "qlora") and not setup.gradient_checkpointing and plan.policy.lora_input_bytes == 4:
+    if setup.method in ADAPTER_METHODS and not setup.gradient_checkpointing and plan.policy.lora_input_bytes == 4:
         notes.append("LoRA activations counted with PEFT's fp32 input copy per adapted Linear (no autocast)")
     if not runs_trainer(setup) and mode == "train" and not setup.liger_kernel:
         if setup.stated("framework"):

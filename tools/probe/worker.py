@@ -13,6 +13,8 @@ import json
 import sys
 import time
 
+from ..training_setup import ADAPTER_METHODS
+
 PREFIX = "@@probe "
 
 
@@ -28,7 +30,7 @@ def _dtype_policy(spec, torch):
     half = torch.float16 if spec.precision == "fp16_mixed" else torch.bfloat16
     if spec.precision == "pure_bf16":
         return torch.bfloat16, None
-    if spec.method in ("lora", "qlora"):
+    if spec.method in ADAPTER_METHODS:
         return half, None  # frozen base in half precision; adapters are upcast to fp32 below (LLaMA-Factory default)
     return torch.float32, half  # fp32 master weights + autocast (HF Trainer bf16=True on an fp32-loaded model)
 
@@ -95,7 +97,7 @@ def _quantize_4bit(model, device, torch):
 
 def _apply_method(model, spec, torch) -> list:
     """Freeze/LoRA as the framework would; returns the trainable parameters."""
-    if spec.method in ("lora", "qlora"):
+    if spec.method in ADAPTER_METHODS:
         from peft import LoraConfig, get_peft_model
 
         targets = "all-linear" if spec.lora_targets in (["all"], ["all-linear"], []) else spec.lora_targets
