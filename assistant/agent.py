@@ -58,7 +58,7 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
         refined = refine_report(parse_log(request.log_text), request.log_text, cues=cues, doc=doc,
                                 truncated=request.log_truncated)
         report, notes = refined.report, list(refined.notes)
-        trend = failure_trend(request.log_text, refined.described) if report.is_memory_error else None
+        trend = failure_trend(request.log_text, cues.oom_said) if report.is_memory_error else None
     if doc is not None:
         notes.extend(n for n in doc.notes if n not in notes)
     setup = assemble_setup(report, doc, request)

@@ -16,6 +16,7 @@ from .log_parser.lines import numbered_lines
 from .log_parser.messages import killed_exit_status
 from .log_parser.model_names import FAMILIES, looks_like_model
 from .memory.registry import NAMED_SIZES, ONE_SIZE_FAMILIES, stated_params
+from .prefilter import Prefilter, fold
 
 MAX_SCAN = 2 * 1024 * 1024  # a description is short; read at most its first 2 MiB
 
@@ -288,6 +289,11 @@ def _grows_on_host(line: str) -> bool:
     return bool(_HOST_SUBJECT.search(before))
 
 
+# the patterns searched in every line, each behind the words its matches must contain (tools/prefilter.py)
+_LINE = Prefilter(GPU_OOM_SAID, _MEMORY_FAILS, _BATCH_ONE, _COMPLAINT, _KEPT_OUTPUTS, _HOST, _RAM_FAILS, _HOST_EXPLICIT,
+                  GROWTH_SAID, _ACCUMULATES)
+
+
 def described_oom(text: str) -> DescribedOOM | None:
     """The memory failure a text describes in words, or None when it describes none."""
     gpu = host = growth = explicit = None   # explicit: the first line that names the host outright as what ran out
@@ -296,16 +302,20 @@ def described_oom(text: str) -> DescribedOOM | None:
     kept = None   # evaluation outputs said to be kept
     for lineno, line in numbered_lines(text[:MAX_SCAN]):
         line = line[:2000]
-        if gpu is None and (GPU_OOM_SAID.search(line) or _MEMORY_FAILS.search(line) or _BATCH_ONE.search(line)
-                            or _COMPLAINT.search(line)) and is_prose(line):
+        folded = fold(line)
+        if gpu is None and (_LINE.search(GPU_OOM_SAID, line, folded) or _LINE.search(_MEMORY_FAILS, line, folded)
+                            or _LINE.search(_BATCH_ONE, line, folded) or _LINE.search(_COMPLAINT, line, folded)) \
+                and is_prose(line):
             gpu = (lineno, line.strip())
-        if kept is None and _KEPT_OUTPUTS.search(line):
+        if kept is None and _LINE.search(_KEPT_OUTPUTS, line, folded):
             kept = (lineno, line.strip())
-        if host is None and (_HOST.search(line) or _RAM_FAILS.search(line) or killed_exit_status(line)) and is_prose(line):
+        if host is None and (_LINE.search(_HOST, line, folded) or _LINE.search(_RAM_FAILS, line, folded) or killed_exit_status(line)) \
+                and is_prose(line):
             host = (lineno, line.strip())
-        if explicit is None and (_HOST_EXPLICIT.search(line) or killed_exit_status(line)) and is_prose(line):
+        if explicit is None and (_LINE.search(_HOST_EXPLICIT, line, folded) or killed_exit_status(line)) and is_prose(line):
             explicit = (lineno, line.strip())
-        if growth is None and (GROWTH_SAID.search(line) or (_ACCUMULATES.search(line) and not _EVAL_WORDS.search(line))):
+        if growth is None and (_LINE.search(GROWTH_SAID, line, folded) or (_LINE.search(_ACCUMULATES, line, folded)
+                                                                  and not _EVAL_WORDS.search(line))):
             growth = (lineno, line.strip())
         if phase is None:
             phase = _phase_of(line)

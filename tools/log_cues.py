@@ -16,6 +16,7 @@ from .fixes_said import FixSaid, TriggerSaid, fixes_said, triggers_said
 from .frameworks import EVAL_HARNESSES, KV_POOL_ENGINES, SERVING_ENGINES
 from .gpus import DATACENTER_GPU_PATTERN
 from .log_parser.lines import numbered_lines
+from .prefilter import Prefilter, fold
 from .units import MiB
 
 if TYPE_CHECKING:
@@ -277,6 +278,11 @@ class LogCues(BaseModel):
                                                                     "shows beside them")
 
 
+# the patterns searched in every line of the log, each behind the words its matches must contain (tools/prefilter.py)
+_LINE = Prefilter(*(pat for _, pat in _PHASE_CUES), _QUANT, _DTYPE, _KV_CACHE, _RUNTIME_OOM, _FAILURE, _IMBALANCE,
+                  _INDEX_ERROR, METHOD_CONTRAST, _VISION, FULL_SAID, _ADAPTERS, _CONVERSATION, _COMPARABLE_WORKED)
+
+
 def log_cues(text: str, config_text: str | None = None) -> LogCues:
     """The cues of `text` (the log); the device map also from `config_text` (code or config). Never raises."""
     phase = phase_cue = quant = dtype = vision = kv = adapters = worked = startup = runtime = index_error = sub_group = contrast = None
@@ -286,15 +292,16 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
     device_map = _device_map(config_text or "") or _device_map(text)
     for lineno, line in numbered_lines(text[:MAX_SCAN]):
         line = line[:MAX_LINE]
+        folded = fold(line)
         for name, pat in _PHASE_CUES:
-            if pat.search(line):
+            if _LINE.search(pat, line, folded):
                 phase, phase_cue = name, _cue(lineno, line)
                 break
-        if quant is None and _QUANT.search(line):
+        if quant is None and _LINE.search(_QUANT, line, folded):
             quant = _cue(lineno, line)
-        if dtype is None and _DTYPE.search(line):
+        if dtype is None and _LINE.search(_DTYPE, line, folded):
             dtype = _cue(lineno, line)
-        if kv is None and _KV_CACHE.search(line):
+        if kv is None and _LINE.search(_KV_CACHE, line, folded):
             kv = Cue(line=lineno, text=line.strip()[:300])
         if kbit is None and "prepare_model_for_" in line and (_KBIT_PREPARATION.search(line) or (
                 _KBIT_CALL.search(line) and _FRAME_LINE.search(previous))):
@@ -304,27 +311,27 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
             context = _engine_context(context, lineno, line)
         if startup is None and "on startup" in line and _STARTUP_FREE.search(line):
             startup = Cue(line=lineno, text=line.strip()[:300])
-        if runtime is None and _RUNTIME_OOM.search(line):
+        if runtime is None and _LINE.search(_RUNTIME_OOM, line, folded):
             runtime = Cue(line=lineno, text=line.strip()[:300])
-        if _FAILURE.search(line):
+        if _LINE.search(_FAILURE, line, folded):
             failure = _cue(lineno, line)
-        if imbalance is None and _IMBALANCE.search(line):
+        if imbalance is None and _LINE.search(_IMBALANCE, line, folded):
             imbalance = _cue(lineno, line)
-        if index_error is None and _INDEX_ERROR.search(line):
+        if index_error is None and _LINE.search(_INDEX_ERROR, line, folded):
             index_error = _cue(lineno, line)
         if sub_group is None and "sub_group" in line and _ZERO3_SUB_GROUP.search(line):
             sub_group = _cue(lineno, line)
-        if contrast is None and METHOD_CONTRAST.search(line):
+        if contrast is None and _LINE.search(METHOD_CONTRAST, line, folded):
             contrast = _cue(lineno, line)
-        if vision is None and _VISION.search(line):
+        if vision is None and _LINE.search(_VISION, line, folded):
             vision = _cue(lineno, line)
-        if adapters is None and adapter_named(line):
+        if adapters is None and _LINE.search(_ADAPTERS, line, folded) and adapter_named(line):
             adapters = _cue(lineno, line)
-        if full is None and (FULL_SAID.search(line) or (_ADAPTERS.search(line) and not adapter_named(line))):
+        if full is None and (_LINE.search(FULL_SAID, line, folded) or (_LINE.search(_ADAPTERS, line, folded) and not adapter_named(line))):
             full = _cue(lineno, line)
-        if conversation is None and _CONVERSATION.search(line):
+        if conversation is None and _LINE.search(_CONVERSATION, line, folded):
             conversation = _cue(lineno, line)
-        if worked is None and _COMPARABLE_WORKED.search(line):
+        if worked is None and _LINE.search(_COMPARABLE_WORKED, line, folded):
             worked = _cue(lineno, line)
         if len(gpu_models) < 8:
             for m in _GPU_NAME.finditer(line):

@@ -96,11 +96,19 @@ def memory_trend(text: str) -> MemoryTrend:
     return trend
 
 
-def failure_trend(text: str, described: DescribedOOM | None = None) -> MemoryTrend:
+class _Unread:
+    """No prose reading given: failure_trend reads the text itself."""
+
+
+UNREAD = _Unread()
+
+
+def failure_trend(text: str, described: DescribedOOM | None | _Unread = UNREAD) -> MemoryTrend:
     """The log's memory over time, `growing` also when the user only said so in words ("keeps increasing every
-    step"); `described` is the prose reading of the text when the caller already has it."""
+    step"); `described` is the prose reading of the text (described_oom, None: it describes nothing) when the caller
+    already has it, so a long log is not read twice."""
     trend = memory_trend(text)
-    said = described if described is not None else described_oom(text)
+    said = described_oom(text) if isinstance(described, _Unread) else described
     if said is not None and said.growth_text and not trend.growing:
         trend = trend.model_copy(update={"growing": True, "said": said.growth_text})
     return trend
