@@ -11,13 +11,14 @@ The knob table is data: each label with the words of the settings and actions th
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from itertools import islice
 
 from .described_oom import GPU_OOM_SAID, GROWTH_SAID
 from .labels import Label
 from .log_parser.lines import numbered_lines
+from .prefilter import Prefilter, fold
 
 MAX_LINES = 2000          # the words sit around a log, not inside a 100 MB trace
 MAX_LINE = 2000
@@ -126,12 +127,16 @@ def _sentences(text: str, said: re.Pattern[str]) -> Iterator[tuple[int, str, re.
     """(line number, sentence, match) for each sentence of the text's first MAX_LINES lines that says `said`."""
     for lineno, line in islice(numbered_lines(text), MAX_LINES):
         line = line[:MAX_LINE]
-        if not said.search(line):
+        if not _LINE.search(said, line, fold(line)):
             continue
         for m in _SENTENCE.finditer(line):
             hit = said.search(m.group(0))
             if hit is not None:
                 yield lineno, m.group(0), hit
+
+
+# the patterns a line must say before its sentences are read, behind the words they need (tools/prefilter.py)
+_LINE = Prefilter(_WORKED, GPU_OOM_SAID)
 
 
 @dataclass(frozen=True)

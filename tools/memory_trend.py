@@ -100,10 +100,10 @@ class _Unread:
     """No prose reading given: failure_trend reads the text itself."""
 
 
-UNREAD = _Unread()
+_UNREAD = _Unread()
 
 
-def failure_trend(text: str, described: DescribedOOM | None | _Unread = UNREAD) -> MemoryTrend:
+def failure_trend(text: str, described: DescribedOOM | None | _Unread = _UNREAD) -> MemoryTrend:
     """The log's memory over time, `growing` also when the user only said so in words ("keeps increasing every
     step"); `described` is the prose reading of the text (described_oom, None: it describes nothing) when the caller
     already has it, so a long log is not read twice."""

@@ -84,13 +84,13 @@ class Prefilter:
     else the pattern's own search. `folded` is fold(line), computed once per line by the caller."""
 
     def __init__(self, *patterns: re.Pattern[str]) -> None:
-        self._words = {p: required_words(p) for p in patterns}
-        self._folds = {p: bool(p.flags & re.IGNORECASE) for p in patterns}   # the words are folded: check the fold
+        # per pattern its words, and whether they are folded (then the fold is checked, else the line itself)
+        self._words = {p: (required_words(p), bool(p.flags & re.IGNORECASE)) for p in patterns}
 
     def search(self, pattern: re.Pattern[str], line: str, folded: str) -> re.Match[str] | None:
-        words = self._words[pattern]
+        words, in_fold = self._words[pattern]
         if words is not None:
-            haystack = folded if self._folds[pattern] else line
+            haystack = folded if in_fold else line
             if not any(w in haystack for w in words):
                 return None
         return pattern.search(line)

@@ -20,6 +20,13 @@ def observed(setup: TrainingSetup, field_name: str) -> bool:
     return prov is not None and prov.origin in ("log", "config", "user", "registry", "derived")
 
 
+def read_from_run(setup: TrainingSetup, field_name: str) -> bool:
+    """True when the config or the log states the fact: the setting the run used. Words name settings as plans and
+    alternatives too ("LoRA is supported in SFT, but not in reward model training")."""
+    prov = setup.provenance.get(field_name)
+    return prov is not None and prov.origin in ("config", "log")
+
+
 # Model names of vision-language families (HF / vLLM / llama.cpp naming): "-VL", "Vision", LLaVA, InternVL, ...
 _VL_NAME = re.compile(r"(?<![a-z])vl(?![a-z])|vision|llava|internvl|minicpm-?v|pixtral|idefics|paligemma|cogvlm|mllama|"
                       r"glm-?4v|molmo|blip|kosmos|fuyu|(?<![a-z])ovis|deepseek-vl|janus|gemma-?3-(?:4|12|27)b", re.IGNORECASE)

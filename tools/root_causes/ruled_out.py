@@ -7,14 +7,13 @@ from __future__ import annotations
 from ..labels import Label
 from ..report import OOMReport
 from ..training_setup import ADAPTER_METHODS, TrainingSetup
-from .facts import observed, stated_micro_batch
+from .facts import observed, read_from_run, stated_micro_batch
 from .signals import Signal, discount
 from .weights import THRESHOLDS, Thresholds
 
 # phases whose batch is not the training micro-batch: evaluation runs per_device_eval_batch_size (8 by default in the
 # HF Trainer), generation its own number of sequences
 _OTHER_BATCH_PHASES = ("evaluation", "generation")
-_RAN_ORIGINS = ("config", "log")   # where a stated setting is the one the run used
 
 
 def ruled_out_by_settings(report: OOMReport, setup: TrainingSetup | None, th: Thresholds = THRESHOLDS) -> list[Signal]:
@@ -27,10 +26,8 @@ def ruled_out_by_settings(report: OOMReport, setup: TrainingSetup | None, th: Th
                             f"the sequence length is already short, {setup.seq_len} tokens ({where.detail or where.origin}): "
                             "activations grow with the tokens per sample, and these are few; what fills the card is "
                             "more likely the model's states or the batch"))
-    # (the method a config or a log states is the one that ran; words name methods as plans and alternatives too,
-    # "LoRA is supported in SFT, but not in reward model training")
-    method = setup.provenance.get("method") if setup is not None else None
-    if method is not None and method.origin in _RAN_ORIGINS and setup.method in ADAPTER_METHODS and setup.workload == "train":
+    if setup is not None and read_from_run(setup, "method") and setup.method in ADAPTER_METHODS and setup.workload == "train":
+        method = setup.provenance["method"]
         out.append(discount(Label.full_ft_model_states, "adapters_trained",
                             f"the run trains adapters ({setup.method}: {method.detail or method.origin}): the base weights "
                             "are frozen, so no gradients or optimizer states of every parameter are kept; what fills the "
