@@ -83,11 +83,17 @@ def classify_text(text: str) -> PartKind:
         return "chat"
     if is_model_config(stripped):
         return "model_config"
+    kind = _kind_by_lines(stripped)
+    if kind == "log":
+        return kind   # the parser could only say the same: parse a long log once, in the diagnosis
     from ..tools.log_parser import parse_log  # the parser is the authority on "this is an OOM log"
 
     report = parse_log(stripped)
-    if report.is_memory_error or report.kind == "related_error":
-        return "log"
+    return "log" if report.is_memory_error or report.kind == "related_error" else kind
+
+
+def _kind_by_lines(stripped: str) -> PartKind:
+    """What a text without a memory error in it is: a config (training keys, few log lines), a log, or chat."""
     lines = [ln for ln in stripped.splitlines() if ln.strip()]
     hits = training_key_hits(stripped)
     if hits >= 3 or (hits >= 2 and len(lines) <= 40) or (hits >= 1 and _LAUNCH.search(stripped) and len(lines) <= 80):

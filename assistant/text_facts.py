@@ -6,18 +6,17 @@ the config and the flags left unsaid (at a default), each with provenance "user"
 from __future__ import annotations
 
 import re
-from itertools import islice
 
 from ..tools.described_oom import is_prose
 from ..tools.gpus import lookup_gpu, nominal_card
 from ..tools.log_cues import FULL_SAID, METHOD_CONTRAST, adapter_named
 from ..tools.root_causes.weights import QUOTE_SHORT
-from ..tools.log_parser.lines import numbered_lines
+from ..tools.log_parser.lines import edge_lines
 from ..tools.training_setup import TrainingSetup
 from .intent_hardware import hardware_intent
 from .intent_values import parse_count
 
-MAX_LINES = 400          # the user's words sit around the pasted log, not inside a 100 MB trace
+MAX_LINES = 400          # lines read at each end: the user's words sit around the pasted log, not inside a 100 MB trace
 MAX_LINE = 1000
 
 _K = r"(\d{1,6}(?:\.\d)?)\s{0,2}(k|K)?"
@@ -54,7 +53,7 @@ _GC_OFF = re.compile(
 def prose_lines(text: str) -> list[str]:
     """The lines of the text that are sentences (not log records, frames or tables)."""
     out = []
-    for _, line in islice(numbered_lines(text), MAX_LINES):
+    for _, line in edge_lines(text, MAX_LINES):
         line = line[:MAX_LINE]
         stripped = line.strip()
         if stripped and not stripped.startswith(("File ", "Traceback", "[rank", "|")) and is_prose(stripped):

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 from .cases import thread_key
 
 REPORTS_PATH = Path(__file__).resolve().parent / "reports.json"
-MAX_TEXT = 20_000          # characters of a paste read for its words (a long log's head says what it is)
+MAX_TEXT = 20_000          # characters of a paste read for its words (of a long log, its two ends: paste_text)
 NEIGHBOURS = 10            # reports that vote: cross-validated by project, 8 to 16 do alike (3: -1 point, 20: -1)
 MIN_DF = 2                 # a word in one report only tells nothing about likeness
 # words of three letters or more (identifiers split at punctuation), and runs of Chinese characters
@@ -32,7 +32,12 @@ _TOKEN = re.compile(r"[A-Za-z_]{3,}|[\u4e00-\u9fff]{2,}")
 
 
 def paste_text(log_text: str, config_text: str | None) -> str:
-    """What the labelled reports are compared on: the pasted log (with the user's words), then the config."""
+    """What the labelled reports are compared on: the pasted log (with the user's words), then the config. Of a log
+    longer than MAX_TEXT, its first and last MAX_TEXT / 4 characters (the launch and the words above, the error and
+    the words below; its middle is a long run's progress), so the config after it is read too."""
+    end = MAX_TEXT // 4
+    if len(log_text) > MAX_TEXT:
+        log_text = log_text[:end] + "\n" + log_text[-end:]
     return log_text + "\n" + (config_text or "")
 
 

@@ -12,13 +12,12 @@ from collections.abc import Callable
 
 from pydantic import BaseModel
 
-from .log_parser.lines import numbered_lines
+from .log_parser.lines import numbered_lines, scan_window
 from .log_parser.messages import killed_exit_status
 from .log_parser.model_names import FAMILIES, looks_like_model
 from .memory.registry import NAMED_SIZES, ONE_SIZE_FAMILIES, stated_params
-from .prefilter import Prefilter, fold
+from .prefilter import Line, Prefilter
 
-MAX_SCAN = 2 * 1024 * 1024  # a description is short; read at most its first 2 MiB
 
 # ASCII-only boundaries: in Unicode mode \b sees no boundary between a Chinese character and "OOM". "OOM" is also a
 # verb ("it OOMs instantly", "OOMed at step 300", "OOMing when vLLM holds 20 GiB").
@@ -136,10 +135,12 @@ _TRAINING_SAID = re.compile(r"(?<![A-Za-z])(?:train(?:s|ing)?|fine-?tun(?:e|es|i
                             r"(?![A-Za-z])|(?:微调|训练)(?![后好完])", re.IGNORECASE)
 
 
-def _phase_of(line: str) -> str | None:
-    """The phase a line's words name, first of _PHASES; generation not on a line about training."""
-    return next((name for name, pat in _PHASES if pat.search(line)
-                 and not (name == "generation" and _TRAINING_SAID.search(line))), None)
+def _phase_of(line: str, seen: Line | None = None) -> str | None:
+    """The phase a line's words name, first of _PHASES; generation not on a line about training. `seen`: the line
+    behind described_oom's prefilter, when it comes from there."""
+    seen = seen or _LINE.line(line)
+    return next((name for name, pat in _PHASES if seen.search(pat)
+                 and not (name == "generation" and seen.search(_TRAINING_SAID))), None)
 
 
 # A Hugging Face model id as people paste it: a hub URL or "Org/Model-Name" with a size or version in it.
@@ -214,17 +215,21 @@ _NAMED_SIZE = re.compile(r"(?<![A-Za-z0-9_.-])((?:[A-Za-z][\w.-]{0,38}/)?(?:[A-Z
 
 def model_named(text: str) -> str | None:
     """The first model the text names: a Hugging Face / ModelScope URL or id, or a loose name with its size."""
-    for _, line in numbered_lines(text[:MAX_SCAN]):
+    text = scan_window(text)
+    for _, line in numbered_lines(text):
+        if not line:   # nothing to read (the lines a long log's scan window skips are empty)
+            continue
         model = _model_in_line(line[:2000])
         if model is not None:
             return model
     return None
 
 
-def _model_in_line(line: str) -> str | None:
+def _model_in_line(line: str, seen: Line | None = None) -> str | None:
     """A model named in one line, the most explicit form first: URL or org/name id, a hyphenated name with its size,
     a family word and its size. A candidate that is a file or a folder of scripts ("configs/zero3.yaml",
-    "int8/int4") is passed over for the next: the line may name the model after it."""
+    "int8/int4") is passed over for the next: the line may name the model after it. `seen`: the line behind
+    described_oom's prefilter, when it comes from there."""
     for m in _MODEL_ID.finditer(line):
         name = (m.group(1) or m.group(2)).rstrip(".")
         if looks_like_model(name):
@@ -233,8 +238,9 @@ def _model_in_line(line: str) -> str | None:
         name = m.group(1).rstrip(".")
         if looks_like_model(name):
             return name
+    seen = seen or _LINE.line(line)
     for pattern, render in _SAID_FORMS:
-        m = pattern.search(line)
+        m = seen.search(pattern)
         said = render(m) if m else None
         if said:
             return said
@@ -289,39 +295,44 @@ def _grows_on_host(line: str) -> bool:
     return bool(_HOST_SUBJECT.search(before))
 
 
-# the patterns searched in every line, each behind the words its matches must contain (tools/prefilter.py)
+# the patterns searched in every line, each behind the words its matches must contain (tools/prefilter.py): the
+# failure and growth words, the phases and the looser forms of a model's name (most need a family's name)
 _LINE = Prefilter(GPU_OOM_SAID, _MEMORY_FAILS, _BATCH_ONE, _COMPLAINT, _KEPT_OUTPUTS, _HOST, _RAM_FAILS, _HOST_EXPLICIT,
-                  GROWTH_SAID, _ACCUMULATES)
+                  GROWTH_SAID, _ACCUMULATES, *(pat for _, pat in _PHASES), _TRAINING_SAID,
+                  *(pat for pat, _ in _SAID_FORMS))
 
 
 def described_oom(text: str) -> DescribedOOM | None:
     """The memory failure a text describes in words, or None when it describes none."""
+    text = scan_window(text)
     gpu = host = growth = explicit = None   # explicit: the first line that names the host outright as what ran out
     phase: str | None = None
     model: str | None = None
     kept = None   # evaluation outputs said to be kept
-    for lineno, line in numbered_lines(text[:MAX_SCAN]):
+    for lineno, line in numbered_lines(text):
+        if not line:   # nothing to read (the lines a long log's scan window skips are empty)
+            continue
         line = line[:2000]
-        folded = fold(line)
-        if gpu is None and (_LINE.search(GPU_OOM_SAID, line, folded) or _LINE.search(_MEMORY_FAILS, line, folded)
-                            or _LINE.search(_BATCH_ONE, line, folded) or _LINE.search(_COMPLAINT, line, folded)) \
+        seen = _LINE.line(line)
+        if gpu is None and (seen.search(GPU_OOM_SAID) or seen.search(_MEMORY_FAILS)
+                            or seen.search(_BATCH_ONE) or seen.search(_COMPLAINT)) \
                 and is_prose(line):
             gpu = (lineno, line.strip())
-        if kept is None and _LINE.search(_KEPT_OUTPUTS, line, folded):
+        if kept is None and seen.search(_KEPT_OUTPUTS):
             kept = (lineno, line.strip())
-        if host is None and (_LINE.search(_HOST, line, folded) or _LINE.search(_RAM_FAILS, line, folded) or killed_exit_status(line)) \
+        if host is None and (seen.search(_HOST) or seen.search(_RAM_FAILS) or killed_exit_status(line)) \
                 and is_prose(line):
             host = (lineno, line.strip())
-        if explicit is None and (_LINE.search(_HOST_EXPLICIT, line, folded) or killed_exit_status(line)) and is_prose(line):
+        if explicit is None and (seen.search(_HOST_EXPLICIT) or killed_exit_status(line)) and is_prose(line):
             explicit = (lineno, line.strip())
-        if growth is None and (_LINE.search(GROWTH_SAID, line, folded) or (_LINE.search(_ACCUMULATES, line, folded)
+        if growth is None and (seen.search(GROWTH_SAID) or (seen.search(_ACCUMULATES)
                                                                   and not _EVAL_WORDS.search(line))):
             growth = (lineno, line.strip())
         if phase is None:
-            phase = _phase_of(line)
+            phase = _phase_of(line, seen)
         if model is None:
-            model = _model_in_line(line)
-    if kept is not None and _MEMORY_WORD.search(text[:MAX_SCAN]):
+            model = _model_in_line(line, seen)
+    if kept is not None and _MEMORY_WORD.search(text):
         phase = "evaluation"
         if gpu is None and host is None:
             gpu = kept
@@ -334,8 +345,8 @@ def described_oom(text: str) -> DescribedOOM | None:
             host = growth
         else:
             gpu = growth
-    gpu_words = re.search(r"GPU|CUDA|VRAM|显存|显卡", text[:MAX_SCAN], re.IGNORECASE)
-    if _APPLE.search(text[:MAX_SCAN]) and not re.search(r"CUDA|nvidia|显卡", text[:MAX_SCAN], re.IGNORECASE):
+    gpu_words = re.search(r"GPU|CUDA|VRAM|显存|显卡", text, re.IGNORECASE)
+    if _APPLE.search(text) and not re.search(r"CUDA|nvidia|显卡", text, re.IGNORECASE):
         kind, (line, said) = "mps_oom", gpu or host   # one memory for CPU and GPU: the device ran out
     elif explicit is not None:
         kind, (line, said) = "host_oom", explicit   # named outright anywhere: a general "OOM" elsewhere does not outrank it
@@ -359,7 +370,7 @@ def memory_question(text: str) -> DescribedOOM | None:
     """A config pasted with words but no error at all: asked of a memory troubleshooter, the question is whether the
     run fits. Read as a GPU memory failure of the text's phase, at its first sentence; None when any error is shown
     or no sentence was written (a config alone asks nothing: it is sized, not diagnosed)."""
-    head = text[:MAX_SCAN]
+    head = scan_window(text)
     if _ANY_ERROR.search(head):
         return None
     first = next(((n, line.strip()) for n, line in numbered_lines(head)
@@ -388,12 +399,13 @@ _GPU_ASKED = re.compile(r"GPU|VRAM|CUDA|显存|显卡|\b(?:A|H)\d{2,3}\b|\b(?:RT
 def capacity_question(text: str) -> DescribedOOM | None:
     """Words with no error and no config that ask whether the run fits, or how much memory it needs: read as the memory
     failure they ask about, GPU unless only the host's RAM is named, at the asking sentence."""
-    for n, line in numbered_lines(text[:MAX_SCAN]):
+    text = scan_window(text)
+    for n, line in numbered_lines(text):
         m = _CAPACITY_ASKED.search(line[:2000])
         if m is None:
             continue
         asked = line[:2000]
         kind = "host_oom" if _HOST_ASKED.search(m.group(0)) and not _GPU_ASKED.search(asked) else "cuda_oom"
         phase = next((name for name, pat in _PHASES if pat.search(asked)), None)
-        return DescribedOOM(kind=kind, line=n, text=asked.strip()[:300], phase=phase, model=model_named(text[:MAX_SCAN]))
+        return DescribedOOM(kind=kind, line=n, text=asked.strip()[:300], phase=phase, model=model_named(text))
     return None

@@ -13,14 +13,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import islice
 
 from .described_oom import GPU_OOM_SAID, GROWTH_SAID
 from .labels import Label
-from .log_parser.lines import numbered_lines
-from .prefilter import Prefilter, fold
+from .log_parser.lines import edge_lines
+from .prefilter import Prefilter
 
-MAX_LINES = 2000          # the words sit around a log, not inside a 100 MB trace
+MAX_LINES = 2000          # lines read at each end: the words sit around a log, not inside a 100 MB trace
 MAX_LINE = 2000
 MAX_FIXES = 4             # a thread that lists more fixes than this is a list of suggestions, not one that worked
 
@@ -124,10 +123,11 @@ def fixes_said(text: str) -> list[FixSaid]:
 
 
 def _sentences(text: str, said: re.Pattern[str]) -> Iterator[tuple[int, str, re.Match[str]]]:
-    """(line number, sentence, match) for each sentence of the text's first MAX_LINES lines that says `said`."""
-    for lineno, line in islice(numbered_lines(text), MAX_LINES):
+    """(line number, sentence, match) for each sentence of the text's first and last MAX_LINES lines that says
+    `said`."""
+    for lineno, line in edge_lines(text, MAX_LINES):
         line = line[:MAX_LINE]
-        if not _LINE.search(said, line, fold(line)):
+        if not _LINE.search(said, line):
             continue
         for m in _SENTENCE.finditer(line):
             hit = said.search(m.group(0))

@@ -15,14 +15,14 @@ from .described_oom import SAVE_WORDS, DescribedOOM, described_oom
 from .fixes_said import FixSaid, TriggerSaid, fixes_said, triggers_said
 from .frameworks import EVAL_HARNESSES, KV_POOL_ENGINES, SERVING_ENGINES
 from .gpus import DATACENTER_GPU_PATTERN
-from .log_parser.lines import numbered_lines
-from .prefilter import Prefilter, fold
+from .log_parser.lines import numbered_lines, scan_window
+from .prefilter import Prefilter
 from .units import MiB
 
 if TYPE_CHECKING:
     from .report import OOMReport
 
-MAX_SCAN = 2 * 1024 * 1024  # cues sit near the error; read at most the first 2 MiB
+MAX_SCAN = 2 * 1024 * 1024  # of a config (code or YAML); of a log, the scan window (log_parser.lines.scan_window)
 MAX_LINE = 2000
 
 _A, _Z = r"(?<![A-Za-z_])", r"(?![A-Za-z_])"  # word edges that also hold next to Chinese characters
@@ -285,23 +285,27 @@ _LINE = Prefilter(*(pat for _, pat in _PHASE_CUES), _QUANT, _DTYPE, _KV_CACHE, _
 
 def log_cues(text: str, config_text: str | None = None) -> LogCues:
     """The cues of `text` (the log); the device map also from `config_text` (code or config). Never raises."""
+    text = scan_window(text)   # its start and its end: where the cues are
     phase = phase_cue = quant = dtype = vision = kv = adapters = worked = startup = runtime = index_error = sub_group = contrast = None
     failure = imbalance = full = context = kbit = conversation = None
     previous = ""
     gpu_models: list[str] = []
     device_map = _device_map(config_text or "") or _device_map(text)
-    for lineno, line in numbered_lines(text[:MAX_SCAN]):
+    for lineno, line in numbered_lines(text):
+        if not line:   # nothing to read (the lines a long log's scan window skips are empty)
+            previous = line
+            continue
         line = line[:MAX_LINE]
-        folded = fold(line)
+        seen = _LINE.line(line)
         for name, pat in _PHASE_CUES:
-            if _LINE.search(pat, line, folded):
+            if seen.search(pat):
                 phase, phase_cue = name, _cue(lineno, line)
                 break
-        if quant is None and _LINE.search(_QUANT, line, folded):
+        if quant is None and seen.search(_QUANT):
             quant = _cue(lineno, line)
-        if dtype is None and _LINE.search(_DTYPE, line, folded):
+        if dtype is None and seen.search(_DTYPE):
             dtype = _cue(lineno, line)
-        if kv is None and _LINE.search(_KV_CACHE, line, folded):
+        if kv is None and seen.search(_KV_CACHE):
             kv = Cue(line=lineno, text=line.strip()[:300])
         if kbit is None and "prepare_model_for_" in line and (_KBIT_PREPARATION.search(line) or (
                 _KBIT_CALL.search(line) and _FRAME_LINE.search(previous))):
@@ -311,27 +315,27 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
             context = _engine_context(context, lineno, line)
         if startup is None and "on startup" in line and _STARTUP_FREE.search(line):
             startup = Cue(line=lineno, text=line.strip()[:300])
-        if runtime is None and _LINE.search(_RUNTIME_OOM, line, folded):
+        if runtime is None and seen.search(_RUNTIME_OOM):
             runtime = Cue(line=lineno, text=line.strip()[:300])
-        if _LINE.search(_FAILURE, line, folded):
+        if seen.search(_FAILURE):
             failure = _cue(lineno, line)
-        if imbalance is None and _LINE.search(_IMBALANCE, line, folded):
+        if imbalance is None and seen.search(_IMBALANCE):
             imbalance = _cue(lineno, line)
-        if index_error is None and _LINE.search(_INDEX_ERROR, line, folded):
+        if index_error is None and seen.search(_INDEX_ERROR):
             index_error = _cue(lineno, line)
         if sub_group is None and "sub_group" in line and _ZERO3_SUB_GROUP.search(line):
             sub_group = _cue(lineno, line)
-        if contrast is None and _LINE.search(METHOD_CONTRAST, line, folded):
+        if contrast is None and seen.search(METHOD_CONTRAST):
             contrast = _cue(lineno, line)
-        if vision is None and _LINE.search(_VISION, line, folded):
+        if vision is None and seen.search(_VISION):
             vision = _cue(lineno, line)
-        if adapters is None and _LINE.search(_ADAPTERS, line, folded) and adapter_named(line):
+        if adapters is None and seen.search(_ADAPTERS) and adapter_named(line):
             adapters = _cue(lineno, line)
-        if full is None and (_LINE.search(FULL_SAID, line, folded) or (_LINE.search(_ADAPTERS, line, folded) and not adapter_named(line))):
+        if full is None and (seen.search(FULL_SAID) or (seen.search(_ADAPTERS) and not adapter_named(line))):
             full = _cue(lineno, line)
-        if conversation is None and _LINE.search(_CONVERSATION, line, folded):
+        if conversation is None and seen.search(_CONVERSATION):
             conversation = _cue(lineno, line)
-        if worked is None and _LINE.search(_COMPARABLE_WORKED, line, folded):
+        if worked is None and seen.search(_COMPARABLE_WORKED):
             worked = _cue(lineno, line)
         if len(gpu_models) < 8:
             for m in _GPU_NAME.finditer(line):
@@ -339,12 +343,12 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
                 name = (number + (" Ti" if ti else "")) if number else m.group(5).upper()
                 if name not in gpu_models:
                     gpu_models.append(name)
-    if adapters is not None and _INFERENCE.search(text[:MAX_SCAN]):
+    if adapters is not None and _INFERENCE.search(text):
         adapters = None   # an adapter loaded to run the model: the weights are all there is, not a training step
-    harnessed = _first(_HARNESS, text[:MAX_SCAN], (config_text or "")[:MAX_SCAN])
-    trained = _first(_TRAINING, text[:MAX_SCAN], (config_text or "")[:MAX_SCAN])
+    harnessed = _first(_HARNESS, text, (config_text or "")[:MAX_SCAN])
+    trained = _first(_TRAINING, text, (config_text or "")[:MAX_SCAN])
     training = trained[0] if trained is not None else None
-    serving, engine = (None, None) if training is not None else _serving(text[:MAX_SCAN], (config_text or "")[:MAX_SCAN])
+    serving, engine = (None, None) if training is not None else _serving(text, (config_text or "")[:MAX_SCAN])
     if training is not None:
         conversation = None   # multi-turn training data, RL rollouts: not a chat's history
     if vision is None and config_text:
@@ -355,8 +359,8 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
                    vision=vision, kv_cache=kv, startup_free=startup, engine_context=context, kbit_preparation=kbit, runtime_oom=runtime, index_error=index_error, failure=failure, imbalance=imbalance, zero3_sub_group=sub_group,
                    method_contrast=contrast, gpu_models=gpu_models,
                    adapters=adapters, full_tuning=full, comparable_worked=worked, conversation=conversation, training=training, serving=serving, engine=engine,
-                   harness=harnessed[0] if harnessed is not None else None, fixes=fixes_said(text[:MAX_SCAN]),
-                   triggers=triggers_said(text[:MAX_SCAN]), oom_said=described_oom(text))
+                   harness=harnessed[0] if harnessed is not None else None, fixes=fixes_said(text),
+                   triggers=triggers_said(text), oom_said=described_oom(text))
 
 
 def _engine_context(context: EngineContext | None, lineno: int, line: str) -> EngineContext | None:
@@ -426,7 +430,7 @@ def startup_free_numbers(cue: Cue) -> tuple[float, float, float, float] | None:
 
 def runtime_oom_kind(cue: Cue, text: str) -> str:
     """The OOMReport kind of a runtime allocation failure: Metal's unified memory, a ggml host buffer, else the GPU."""
-    if _METAL.search(cue.text) or _METAL.search(text[:MAX_SCAN]):
+    if _METAL.search(cue.text) or _METAL.search(scan_window(text)):
         return "mps_oom"
     if _HOST_BUFFER.search(cue.text):
         return "host_oom"

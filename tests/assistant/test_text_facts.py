@@ -109,3 +109,12 @@ def test_token_lengths_said_of_the_samples():
         assert s.seq_len == tokens and s.provenance["seq_len"].origin == "user", said
     s = text_facts(TrainingSetup(), "Maximum concurrency for 4096 tokens per request: 0.00x\n")
     assert "seq_len" not in s.provenance or s.provenance["seq_len"].origin != "user"
+
+
+def test_the_words_below_a_long_log_are_read():
+    """A paste of thousands of training lines with the user's sentence under it: the sentence is read, as it is
+    above a short log."""
+    progress = "".join(f"{{'loss': {i % 7 / 3:.4f}, 'epoch': {i / 1000:.2f}}}\n" for i in range(5000))
+    setup = text_facts(TrainingSetup(), progress + "My sequence length is 4096, on one A100 40GB.\n")
+    assert setup.seq_len == 4096
+    assert setup.gpu is not None and setup.gpu.name == "A100-40GB"

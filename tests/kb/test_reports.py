@@ -84,3 +84,15 @@ def test_no_held_out_or_validation_report_is_shipped():
         for path in (REPO / "evals" / "data" / name).glob("*.yaml"):
             assert yaml.load(path.read_text(encoding="utf-8")).get("source") not in shipped, path.name
     assert len(load_reports().reports) == len(shipped) >= 500
+
+
+def test_a_long_log_is_compared_on_its_two_ends():
+    """The words that say what a long log is sit at its start (the launch) and its end (the error): both are read,
+    and the config after it too; a short paste is read whole."""
+    from ask_oom.kb.reports import MAX_TEXT, paste_text, report_terms
+
+    progress = "".join(f"{{'loss': {i % 7 / 3:.4f}}}\n" for i in range(MAX_TEXT // 10))
+    log = "deepspeed --num_gpus 8 train.py\n" + progress + "torch.OutOfMemoryError: CUDA out of memory\n"
+    terms = report_terms(paste_text(log, "gradient_checkpointing: true"))
+    assert {"deepspeed", "outofmemoryerror", "gradient_checkpointing"} <= set(terms)
+    assert paste_text("short log", None) == "short log\n"

@@ -92,3 +92,10 @@ def test_the_ranking_weighs_a_trigger_unless_its_number_is_at_the_floor():
     assert any("the words say the error comes with seq_len at 21,000 (line 2" in w for w in why("at seq_len=21000 it OOMs."))
     # a length under long_cutoff_tokens is already short: no trigger
     assert not any("the words say the error comes" in w for w in why("CUDA OOM when finetuning with seq_length 64."))
+
+
+def test_a_fix_said_below_a_long_log_is_read_with_its_line():
+    progress = "".join(f"{{'loss': {i % 7 / 3:.4f}, 'epoch': {i / 1000:.2f}}}\n" for i in range(5000))
+    found = fixes_said("Training dies after a while.\n" + progress
+                       + "It works after I set per_device_train_batch_size to 1.\n")
+    assert [(f.label, f.line) for f in found] == [(Label.batch_too_large, 5002)]

@@ -11,11 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ask_oom.tools.log_parser import parse_log, parse_log_stream
-from ask_oom.tools.log_parser.lines import MAX_LINE, Piece, clean_line, iter_byte_lines, iter_text_lines, numbered_lines
+from ask_oom.tools.log_parser.lines import (MAX_LINE, Piece, clean_line, iter_byte_lines, iter_text_lines, numbered_lines,
+                                            scan_window)
 from ask_oom.tools.memory_trend import memory_trend
 
 GiB, MiB = 1 << 30, 1 << 20
 CORPUS = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "logs"
+EXAMPLES = Path(__file__).resolve().parents[2] / "ui" / "examples"
 OOM = ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1.02 GiB. GPU 0 has a total capacity of 79.10 GiB "
        "of which 601.19 MiB is free. Including non-PyTorch memory, this process has 78.50 GiB memory in use. Of the "
        "allocated memory 75.33 GiB is allocated by PyTorch, and 1.21 GiB is reserved by PyTorch but unallocated.")
@@ -195,3 +197,39 @@ def test_ggml_cpu_buffer_failure_is_host_ram_with_its_size():
     r = parse_log("ggml_backend_cpu_buffer_type_alloc_buffer: failed to allocate buffer of size 17179869216\n"
                   "llama_kv_cache_init: failed to allocate buffer for kv cache\n")
     assert (r.kind, r.requested_bytes) == ("host_oom", 17179869216)
+
+
+_WINDOW_PIECES = ["abc", "\n", "\n", "\r", "100%|###| 5/10 [00:01<00:02, 1.2it/s]", "{'loss': 1.0}", "x" * 50,
+                  "  INFO     hello   foo.py:12"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_WINDOW_PIECES), max_size=80), st.integers(1, 300), st.integers(1, 300))
+def test_the_scan_window_keeps_the_number_of_every_line_it_keeps(pieces, head, tail):
+    """The lines of a long log's start and end are numbered in its scan window as in the whole log (redraws,
+    Rich records and blank lines included), and only the lines between are left out."""
+    text = "".join(pieces)
+    window = scan_window(text, head, tail)
+    assert window == text or len(window) < len(text)
+    start, end = text.rfind("\n", 0, head) + 1, text.find("\n", len(text) - tail) + 1
+    if not start or not end:
+        return   # a cut inside a line: its part keeps its number, its text is partial
+    whole, seen = list(numbered_lines(text)), list(numbered_lines(window))
+    kept_head, kept_tail = len(list(numbered_lines(text[:start]))), len(list(numbered_lines(text[end:])))
+    assert seen[:kept_head] == whole[:kept_head]
+    assert seen[len(seen) - kept_tail:] == whole[len(whole) - kept_tail:]
+
+
+def test_the_cues_of_a_long_log_come_from_its_end_with_their_line_numbers():
+    """Megabytes of training progress, then the failure: the error's cues are read where they are (the log's last
+    lines) and keep their numbers in the whole log, as short as the log is."""
+    from ask_oom.tools.log_cues import log_cues
+
+    tail = (EXAMPLES / "eval-oom.log").read_text()
+    progress = "".join(f"{{'loss': {i % 7 / 3:.4f}, 'learning_rate': 1e-05, 'epoch': {i / 1000:.2f}}}\n"
+                       for i in range(60_000))
+    assert len(progress) > 2 * 1024 * 1024
+    short, long = log_cues(tail), log_cues(progress + tail)
+    assert short.failure is not None and short.phase is not None
+    assert long.failure.line == short.failure.line + 60_000 and long.failure.text == short.failure.text
+    assert long.phase == short.phase and long.phase_cue.line == short.phase_cue.line + 60_000

@@ -35,8 +35,8 @@ def test_fold_is_how_the_case_insensitive_engine_compares():
 
 
 def _hot_patterns():
-    yield from log_cues._LINE._words
-    yield from described_oom._LINE._words
+    yield from log_cues._LINE.patterns
+    yield from described_oom._LINE.patterns
 
 
 def _corpus_lines():
@@ -49,18 +49,42 @@ def _corpus_lines():
 
 
 def test_every_hot_pattern_is_filtered_and_no_corpus_line_it_matches_is_skipped():
-    """Each pattern the log's lines are searched with has words (else it is not worth a filter there), and on every
+    """Each pattern log_cues searches every line with has words (else it is not worth a filter there), and on every
     line of the labelled corpus, fixtures and examples the filtered search finds what the pattern finds."""
-    patterns = list(_hot_patterns())
-    assert all(required_words(p) is not None for p in patterns)
+    assert all(required_words(p) is not None for p in log_cues._LINE.patterns)
+    patterns = [p for p in _hot_patterns() if required_words(p) is not None]
     filters = Prefilter(*patterns)
     checked = 0
     for line in _corpus_lines():
         line = line[:2000]
-        folded = fold(line)
+        seen = filters.line(line)
         for pattern in patterns:
             found = pattern.search(line)
             if found is not None:
                 checked += 1
-                assert filters.search(pattern, line, folded) is not None, (pattern.pattern[:60], line[:120])
+                assert seen.search(pattern) is not None, (pattern.pattern[:60], line[:120])
     assert checked > 1000
+
+
+def test_a_line_searches_what_its_patterns_find_on_random_text():
+    """Case-sensitive and case-insensitive patterns side by side, on random lines built from their words: the filtered
+    search finds exactly what each pattern finds."""
+    import random
+
+    patterns = [re.compile(r"bitsandbytes|\bload_in_(?:4|8)bit\b", re.I), re.compile(r"Tried to allocate \d+"),
+                re.compile(r"显存不足|OOM", re.I), re.compile(r"(?:foo|barbaz)\s+qux")]
+    filters = Prefilter(*patterns)
+    rng = random.Random(3)
+    pieces = ["bitsandbytes", "LOAD_IN_4BIT", "load_in_8bit ", "Tried to allocate 5", "tried to allocate 5", "显存不足",
+              "oom", "foo qux", "barbaz  QUX", "İ", "x", " ", "\t", "7"]
+    for _ in range(3000):
+        line = "".join(rng.choices(pieces, k=rng.randint(0, 6)))
+        seen = filters.line(line)
+        for pattern in patterns:
+            assert (seen.search(pattern) is None) == (pattern.search(line) is None), (pattern.pattern, line)
+
+
+def test_a_pattern_the_prefilter_was_not_given_is_an_error_not_a_miss():
+    filters = Prefilter(re.compile("abc"))
+    with pytest.raises(KeyError):
+        filters.line("xyz abc").search(re.compile("xyz"))

@@ -11,9 +11,15 @@ from __future__ import annotations
 import codecs
 import html
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator
 
 MAX_LINE = 4096  # characters of a logical line that are examined; a longer line is cut into pieces (LineSplitter)
+# What the readers of a log's words and cues examine of a long log (scan_window): its start (the command, the
+# arguments and banners printed at launch, the user's words above the paste) and its end (the error and the lines
+# before it, the words below the paste). The middle of a long log is the training loop's progress lines.
+SCAN_HEAD = 512 * 1024
+SCAN_TAIL = 512 * 1024
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]{0,32}[ -/]{0,4}[@-~]|\x1b\][^\x07\x1b]{0,256}(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 # Markdown bold (**text**), the span bounded so the scan stays linear
@@ -280,6 +286,38 @@ def numbered_lines(text: str) -> Iterator[tuple[int, str]]:
         if type(line) is not Piece or lineno == 0:
             lineno += 1
         yield lineno, line
+
+
+def scan_window(text: str, head: int = SCAN_HEAD, tail: int = SCAN_TAIL) -> str:
+    """`text` as the cue and word readers see it: at most its first `head` and last `tail` characters, cut at line
+    ends, with the lines between replaced by as many empty lines, so every line read keeps the number
+    `numbered_lines` gives it in the whole text. A text that short is returned as it is. (A line longer than `head`
+    or `tail` is cut inside: its part in the window keeps its number.)"""
+    if len(text) <= head + tail:
+        return text
+    start = text.rfind("\n", 0, head) + 1 or head
+    end = text.find("\n", len(text) - tail) + 1 or len(text) - tail
+    if end <= start:
+        return text
+    skipped = 0
+    for skipped, _ in numbered_lines(text[start:end]):   # linear, no regex: about 10 ms per MiB
+        pass
+    # The first empty line ends the head's last line. Cut inside a line at the head, the skipped part's first line
+    # is that line's rest, counted already; cut inside one at the tail, its last line is the tail's first.
+    return text[:start] + "\n" * (skipped - (text[end - 1] != "\n")) + text[end:]
+
+
+def edge_lines(text: str, lines: int) -> list[tuple[int, str]]:
+    """The first and the last `lines` numbered lines of the text (all of them when it has no more than twice as
+    many): where a user's words sit around a pasted log. Linear; the text is read through its scan window."""
+    head: list[tuple[int, str]] = []
+    tail: deque[tuple[int, str]] = deque(maxlen=lines)
+    for numbered in numbered_lines(scan_window(text)):
+        if len(head) < lines:
+            head.append(numbered)
+        else:
+            tail.append(numbered)
+    return head + list(tail)
 
 
 def iter_byte_lines(chunks: Iterable[bytes]) -> Iterator[str]:

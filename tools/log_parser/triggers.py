@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
+from ..prefilter import trie_pattern
 from .arguments import BANNER_WORDS, TRAINING_KEYS
 from .facts import CPU_ADAM_WORDS, FRAMEWORK_TOKENS
 from .messages import HOST_LIMIT_PHRASES
@@ -41,25 +42,6 @@ TRIGGER_WORDS: tuple[str, ...] = tuple(_minimal(
      *(w.decode() for w in FRAMEWORK_TOKENS), *HOST_LIMIT_PHRASES, *OFFLOADED_PHRASES]))
 
 
-def _trie_pattern(words: Iterable[str]) -> str:
-    """One regex for many literals, with shared prefixes factored out (sre tries far fewer branches)."""
-    root: dict = {}
-    for w in words:
-        node = root
-        for ch in w:
-            node = node.setdefault(ch, {})
-        node[""] = {}
-
-    def emit(node: dict) -> str:
-        alts = [re.escape(ch) + emit(child) for ch, child in sorted(node.items()) if ch]
-        if not alts:
-            return ""
-        body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
-        return f"(?:{body})?" if "" in node else body
-
-    return emit(root)
-
-
 def _build() -> Callable[[str], bool]:
     try:
         import ahocorasick  # optional accelerator; the regex below gives the same answers
@@ -79,7 +61,7 @@ def _build() -> Callable[[str], bool]:
     return regex_has_trigger
 
 
-_TRIGGER_RE = re.compile(_trie_pattern(TRIGGER_WORDS))
+_TRIGGER_RE = re.compile(trie_pattern(TRIGGER_WORDS))
 
 
 def regex_has_trigger(low: str) -> bool:
