@@ -38,6 +38,7 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
     (kb.report_words.WordModel); None loads the shipped ones."""
     from ..tools.log_cues import log_cues
     from ..tools.log_parser import parse_log
+    from ..tools.log_parser.lines import scan_window
     from ..tools.memory_trend import failure_trend
     from ..tools.report_refinement import refine_report
     from ..tools.root_causes import rank_root_causes
@@ -53,9 +54,12 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
     doc = _load_config(request)
     notes: list[str] = []
     report, trend, cues = OOMReport(), None, None
+    # what the readers of a log's cues and words examine: a long log's two ends (the parser and the memory trend
+    # read all of it)
+    window = scan_window(request.log_text)
     if has_log:
-        cues = log_cues(request.log_text, request.config_text)
-        refined = refine_report(parse_log(request.log_text), request.log_text, cues=cues, doc=doc,
+        cues = log_cues(window, request.config_text)
+        refined = refine_report(parse_log(request.log_text), window, cues=cues, doc=doc,
                                 truncated=request.log_truncated)
         report, notes = refined.report, list(refined.notes)
         trend = failure_trend(request.log_text, cues.oom_said) if report.is_memory_error else None
@@ -65,14 +69,14 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
     if has_log:
         # what the log's words add to the setup, in order: stated facts, an adapter method, the workload, the width
         # the weights load in (said in words, or a GGUF engine's)
-        setup = adapter_method_named(text_facts(setup, request.log_text), cues)
-        setup = quantized_weights(workload_named(setup, cues), request.log_text)
+        setup = adapter_method_named(text_facts(setup, window), cues)
+        setup = quantized_weights(workload_named(setup, cues), window)
         setup = gguf_weights(setup, cues)
     margin = request.margin or getattr(settings, "gpu_margin", None) or DEFAULT_MARGIN
     sized = _sized_step(request, report, setup)
     estimate = _estimate(setup, sized, margin, notes)
     dataset = _dataset(request, doc, setup, estimate, margin) if request.dataset is not None else None
-    hits = _retrieve(report, setup, index, settings, mode, notes, request.log_text, trend) if request.retrieve and has_log else []
+    hits = _retrieve(report, setup, index, settings, mode, notes, window, trend) if request.retrieve and has_log else []
     terms = _paste_terms(request) if request.retrieve and has_log else None
     near = _neighbours(terms, reports, notes) if terms is not None else []
     reading = _word_reading(terms, words, notes) if terms is not None else None
