@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from pydantic import BaseModel
 
-from .log_parser.lines import numbered_lines, scan_window
+from .log_parser.lines import content_lines, scan_window
 from .log_parser.messages import killed_exit_status
 from .log_parser.model_names import FAMILIES, looks_like_model
 from .memory.registry import NAMED_SIZES, ONE_SIZE_FAMILIES, stated_params
@@ -216,9 +216,7 @@ _NAMED_SIZE = re.compile(r"(?<![A-Za-z0-9_.-])((?:[A-Za-z][\w.-]{0,38}/)?(?:[A-Z
 def model_named(text: str) -> str | None:
     """The first model the text names: a Hugging Face / ModelScope URL or id, or a loose name with its size."""
     text = scan_window(text)
-    for _, line in numbered_lines(text):
-        if not line:   # nothing to read (the lines a long log's scan window skips are empty)
-            continue
+    for _, line in content_lines(text):
         model = _model_in_line(line[:2000])
         if model is not None:
             return model
@@ -309,9 +307,7 @@ def described_oom(text: str) -> DescribedOOM | None:
     phase: str | None = None
     model: str | None = None
     kept = None   # evaluation outputs said to be kept
-    for lineno, line in numbered_lines(text):
-        if not line:   # nothing to read (the lines a long log's scan window skips are empty)
-            continue
+    for lineno, line in content_lines(text):
         line = line[:2000]
         seen = _LINE.line(line)
         if gpu is None and (seen.search(GPU_OOM_SAID) or seen.search(_MEMORY_FAILS)
@@ -373,7 +369,7 @@ def memory_question(text: str) -> DescribedOOM | None:
     head = scan_window(text)
     if _ANY_ERROR.search(head):
         return None
-    first = next(((n, line.strip()) for n, line in numbered_lines(head)
+    first = next(((n, line.strip()) for n, line in content_lines(head)
                   if len(line.split()) >= MIN_QUESTION_WORDS and is_prose(line)), None)
     if first is None:
         return None
@@ -400,7 +396,7 @@ def capacity_question(text: str) -> DescribedOOM | None:
     """Words with no error and no config that ask whether the run fits, or how much memory it needs: read as the memory
     failure they ask about, GPU unless only the host's RAM is named, at the asking sentence."""
     text = scan_window(text)
-    for n, line in numbered_lines(text):
+    for n, line in content_lines(text):
         m = _CAPACITY_ASKED.search(line[:2000])
         if m is None:
             continue

@@ -15,7 +15,7 @@ from .described_oom import SAVE_WORDS, DescribedOOM, described_oom
 from .fixes_said import FixSaid, TriggerSaid, fixes_said, triggers_said
 from .frameworks import EVAL_HARNESSES, KV_POOL_ENGINES, SERVING_ENGINES
 from .gpus import DATACENTER_GPU_PATTERN
-from .log_parser.lines import numbered_lines, scan_window
+from .log_parser.lines import content_lines, scan_window
 from .prefilter import Prefilter
 from .units import MiB
 
@@ -291,10 +291,11 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
     previous = ""
     gpu_models: list[str] = []
     device_map = _device_map(config_text or "") or _device_map(text)
-    for lineno, line in numbered_lines(text):
-        if not line:   # nothing to read (the lines a long log's scan window skips are empty)
-            previous = line
-            continue
+    previous_no = 0
+    for lineno, line in content_lines(text):
+        if lineno > previous_no + 1:
+            previous = ""   # an empty line came between
+        previous_no = lineno
         line = line[:MAX_LINE]
         seen = _LINE.line(line)
         for name, pat in _PHASE_CUES:

@@ -156,6 +156,10 @@ def test_peft_kbit_preparation_on_the_stack_but_not_in_a_script():
     # every QLoRA script calls it: a script pasted above a training OOM is not a failure inside it
     script = "model = prepare_model_for_kbit_training(model)\ntrainer = SFTTrainer(model=model)\ntrainer.train()\n"
     assert log_cues(script).kbit_preparation is None
+    # the call must follow its frame line: an empty line between them is a script's, not a traceback's
+    apart = '  File "/train.py", line 85, in <module>\n\n    model = prepare_model_for_kbit_training( model )\n'
+    assert log_cues(apart).kbit_preparation is None
+    assert log_cues(apart.replace("\n\n", "\n")).kbit_preparation is not None
 
 
 def test_a_chat_that_fails_after_some_turns_but_not_multi_turn_training_data():

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ask_oom.tools.log_parser import parse_log, parse_log_stream
-from ask_oom.tools.log_parser.lines import (MAX_LINE, Piece, clean_line, iter_byte_lines, iter_text_lines, numbered_lines,
-                                            scan_window)
+from ask_oom.tools.log_parser.lines import (MAX_LINE, Piece, clean_line, content_lines, iter_byte_lines, iter_text_lines,
+                                            numbered_lines, scan_window)
 from ask_oom.tools.memory_trend import memory_trend
 
 GiB, MiB = 1 << 30, 1 << 20
@@ -211,6 +211,7 @@ def test_the_scan_window_keeps_the_number_of_every_line_it_keeps(pieces, head, t
     text = "".join(pieces)
     window = scan_window(text, head, tail)
     assert window == text or len(window) < len(text)
+    assert scan_window(window, head, tail) == window   # a window is its own window: readers may window again
     start, end = text.rfind("\n", 0, head) + 1, text.find("\n", len(text) - tail) + 1
     if not start or not end:
         return   # a cut inside a line: its part keeps its number, its text is partial
@@ -233,3 +234,16 @@ def test_the_cues_of_a_long_log_come_from_its_end_with_their_line_numbers():
     assert short.failure is not None and short.phase is not None
     assert long.failure.line == short.failure.line + 60_000 and long.failure.text == short.failure.text
     assert long.phase == short.phase and long.phase_cue.line == short.phase_cue.line + 60_000
+
+
+_CONTENT_PIECES = [*_WINDOW_PIECES, "\n\n\n", "\r\n", " ", "x" * 3000, "[12/01 10:00:00] INFO     hello world   foo.py:12",
+                   "                                  continued", '  File "a.py", line 3']
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_CONTENT_PIECES), max_size=60))
+def test_content_lines_are_the_non_empty_numbered_lines(pieces):
+    """Read in the pieces between blank lines, the text gives the same non-empty lines with the same numbers as
+    read whole: no line state (a redraw, a long line's pieces, a Rich record) crosses a blank line."""
+    text = "".join(pieces)
+    assert list(content_lines(text)) == [(n, line) for n, line in numbered_lines(text) if line]

@@ -288,6 +288,26 @@ def numbered_lines(text: str) -> Iterator[tuple[int, str]]:
         yield lineno, line
 
 
+_BLANK_RUN = re.compile(r"\n{2,}")
+
+
+def content_lines(text: str) -> Iterator[tuple[int, str]]:
+    """The non-empty lines of `numbered_lines(text)`, with the same numbers; a run of blank lines (the lines a scan
+    window skips) costs one step instead of one per line. No line state crosses a blank line (a Rich record ends
+    there), so the text is read in the pieces between such runs."""
+    offset = pos = 0
+    for run in _BLANK_RUN.finditer(text):
+        last = 1   # an empty piece is one empty line, ended by the run's first newline
+        for last, line in numbered_lines(text[pos:run.start()]):
+            if line:
+                yield offset + last, line
+        offset += last + run.end() - run.start() - 1
+        pos = run.end()
+    for n, line in numbered_lines(text[pos:]):
+        if line:
+            yield offset + n, line
+
+
 def scan_window(text: str, head: int = SCAN_HEAD, tail: int = SCAN_TAIL) -> str:
     """`text` as the cue and word readers see it: at most its first `head` and last `tail` characters, cut at line
     ends, with the lines between replaced by as many empty lines, so every line read keeps the number
@@ -297,8 +317,8 @@ def scan_window(text: str, head: int = SCAN_HEAD, tail: int = SCAN_TAIL) -> str:
         return text
     start = text.rfind("\n", 0, head) + 1 or head
     end = text.find("\n", len(text) - tail) + 1 or len(text) - tail
-    if end <= start:
-        return text
+    if end <= start or text.count("\n", start, end) == end - start:
+        return text   # nothing between the ends, or only empty lines: a window already, as it would be again
     skipped = 0
     for skipped, _ in numbered_lines(text[start:end]):   # linear, no regex: about 10 ms per MiB
         pass
@@ -308,11 +328,11 @@ def scan_window(text: str, head: int = SCAN_HEAD, tail: int = SCAN_TAIL) -> str:
 
 
 def edge_lines(text: str, lines: int) -> list[tuple[int, str]]:
-    """The first and the last `lines` numbered lines of the text (all of them when it has no more than twice as
-    many): where a user's words sit around a pasted log. Linear; the text is read through its scan window."""
+    """The first and the last `lines` non-empty numbered lines of the text (all of them when it has no more than
+    twice as many): where a user's words sit around a pasted log. Linear; the text is read through its scan window."""
     head: list[tuple[int, str]] = []
     tail: deque[tuple[int, str]] = deque(maxlen=lines)
-    for numbered in numbered_lines(scan_window(text)):
+    for numbered in content_lines(scan_window(text)):
         if len(head) < lines:
             head.append(numbered)
         else:
