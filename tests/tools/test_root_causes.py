@@ -3,6 +3,8 @@ written from the formats PyTorch, DeepSpeed and the launchers print (numbers cho
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from ask_oom.tools.labels import ROOT_CAUSES
@@ -1181,3 +1183,18 @@ def test_a_speech_model_named_by_its_size_word_is_sized_and_its_weights_fit():
     assert setup.stated_params == 769_000_000
     weights = next(c for c in rank_root_causes(report, setup) if c.label == "weights_exceed_gpu")
     assert any("the weights take at most 2.86 GiB per GPU" in w for w in weights.why)
+
+
+def test_a_vision_tower_request_back_solves_the_patches_of_one_image():
+    """With the image size unknown, a vision-tower request is read as one image's attention scores: the patches,
+    pixels and merged tokens it implies are shown with their arithmetic (oom-signals.md), once."""
+    arch = resolve_model("Qwen/Qwen2-VL-7B-Instruct")
+    setup = observed(TrainingSetup(model=arch, method="lora"), micro_batch=1)
+    text = ("    image_embeds = self.visual(pixel_values, grid_thw=image_grid_thw)\n"
+            + oom("30.00 GiB", "79.19 GiB", "20.00 GiB", "58.00 GiB", "57.00 GiB", "500.00 MiB"))
+    top = rank_root_causes(parse_log(text), setup, cues=log_cues(text))[0]
+    patches = math.isqrt(30 * 2**30 // (arch.vision.num_heads * 2))
+    assert top.label == "vision_tokens"
+    said = [w for w in top.why if "patches of 14x14 px" in w]
+    assert len(said) == 1 and f"= {patches:,} patches" in said[0]
+    assert f"{patches // 4:,} tokens after its 2x2 merge" in said[0]

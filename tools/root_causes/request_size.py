@@ -15,8 +15,8 @@ from ..units import GiB, MiB, format_bytes
 from .facts import STATE_PHASES, observed, stand_in_model, stated_micro_batch
 from .signals import Signal, support
 from .tensors import matches_size, tensor_candidates
-from .weights import (BILLION, DEEPSPEED_SUB_GROUP_SIZE, DEFAULT_WEIGHTS, FP32_BYTES, FULL_SHARDING, LARGE_VOCABS, QUOTE_SHORT,
-                      THRESHOLDS, Thresholds, Weights)
+from .weights import (BF16_BYTES, BILLION, DEEPSPEED_SUB_GROUP_SIZE, DEFAULT_WEIGHTS, FP32_BYTES, FULL_SHARDING, LARGE_VOCABS,
+                      MILLION, QUOTE_SHORT, THRESHOLDS, Thresholds, Weights)
 
 
 def request_explained(report: OOMReport, setup: TrainingSetup | None, estimate: MemoryEstimate | None,
@@ -109,7 +109,8 @@ def request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate:
         share = f"takes {req / total:.0%} of the GPU" if where.startswith("the whole") else "is more than any GPU holds"
         out.append(support(Label.vision_tokens, "multimodal_large_request",
                            f"{multimodal}, and one {format_bytes(req)} allocation {share}: visual tokens per "
-                           "sample are the likely driver"))
+                           "sample are the likely driver"
+                           + ("" if report.operation == "vision_tower" else _patches_behind(req, setup))))
     elif multimodal and total and th["multimodal_mid_request_share"] * total <= req <= th["multimodal_request_share"] * total \
             and not matched and report.phase in ("forward", "backward", "unknown", "generation"):
         out.append(support(Label.vision_tokens, "multimodal_mid_request",
@@ -177,7 +178,8 @@ def _one_piece_request(report: OOMReport, setup: TrainingSetup | None, req: int,
                            "tokens per sample"))
     elif op == "vision_tower":
         out.append(support(Label.vision_tokens, "vision_tower_request",
-                           f"a {format_bytes(req)} allocation ({frac:.0%} of the GPU) inside the vision tower"))
+                           f"a {format_bytes(req)} allocation ({frac:.0%} of the GPU) inside the vision tower"
+                           + _patches_behind(req, setup)))
     elif op == "moe_experts":
         out.append(support(Label.moe_memory, "moe_dispatch_request",
                            f"a {format_bytes(req)} allocation ({frac:.0%} of the GPU) in the MoE expert dispatch"))
@@ -218,6 +220,21 @@ def _logits_without_model(report: OOMReport, req: int, th: Thresholds) -> list[S
                     support(Label.seq_len_too_long, "unsized_logits_tokens",
                             f"{n:,} tokens of logits in one step: the tokens per sample drive it")]
     return []
+
+
+def _patches_behind(req: int, setup: TrainingSetup | None) -> str:
+    """The image a vision-attention request back-solves to, for the reason's arithmetic: read as the tower's attention
+    scores over one image or video (heads x patches^2 x 2 B, oom-signals.md), patches = sqrt(request / (heads x 2 B)),
+    with the pixels they cover and the tokens the LM gets after the spatial merge. Empty when the tower is unknown."""
+    vis = setup.model.vision if setup is not None and setup.model is not None else None
+    if vis is None or vis.num_heads <= 0:
+        return ""
+    patches = math.isqrt(req // (vis.num_heads * BF16_BYTES))
+    merge = max(vis.spatial_merge_size, 1)
+    tokens = f", {patches // merge ** 2:,} tokens after its {merge}x{merge} merge" if merge > 1 else ""
+    return (f"; read as the tower's attention scores over one image (or video), sqrt({format_bytes(req)} / "
+            f"({vis.num_heads} heads x {BF16_BYTES} B)) = {patches:,} patches of {vis.patch_size}x{vis.patch_size} px, about "
+            f"{patches * vis.patch_size ** 2 / MILLION:.1f} megapixels{tokens}: cap the pixels per image (max_pixels)")
 
 
 def _near_power_of_two(x: float, rel: float) -> bool:
