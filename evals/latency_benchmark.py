@@ -96,12 +96,13 @@ def long_logs(mib: float) -> list[tuple[str, bytes]]:
     base = (folder / exp["log"]).read_bytes()
     size = int(mib * 2**20)
     repeated = (base * (size // len(base) + 1))[:size]
-    steps, lines = 0, []
-    while sum(map(len, lines)) < size - len(base):
+    steps, lines, written = 0, [], 0
+    while written < size - len(base):
         steps += 1
         lines.append(f"{{'loss': {1.5 - steps % 997 / 1000:.4f}, 'grad_norm': {steps % 89 / 10:.2f}, 'learning_rate': "
                      f"{2e-5 * (1 - steps / 1e6):.4e}, 'epoch': {steps / 1000:.2f}}}\n".encode())
         lines.append(f" {steps % 100}%|####      | {steps}/100000 [1:23:45<3:21:00, 1.23s/it]\r".encode())
+        written += len(lines[-2]) + len(lines[-1])
     return [(f"{name} log x{len(repeated) // len(base)} ({mib:g} MiB)", repeated),
             (f"{steps} steps' progress, then {name} ({mib:g} MiB)", b"".join(lines) + base)]
 

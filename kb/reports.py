@@ -35,9 +35,9 @@ def paste_text(log_text: str, config_text: str | None) -> str:
     """What the labelled reports are compared on: the pasted log (with the user's words), then the config. Of a log
     longer than MAX_TEXT, its first and last MAX_TEXT / 4 characters (the launch and the words above, the error and
     the words below; its middle is a long run's progress), so the config after it is read too."""
-    end = MAX_TEXT // 4
+    each_end = MAX_TEXT // 4
     if len(log_text) > MAX_TEXT:
-        log_text = log_text[:end] + "\n" + log_text[-end:]
+        log_text = log_text[:each_end] + "\n" + log_text[-each_end:]
     return log_text + "\n" + (config_text or "")
 
 
