@@ -64,26 +64,32 @@ def warm(runs: int) -> list[dict]:
     return rows
 
 
-def cold(runs: int) -> list[dict]:
-    """Median wall time of `python -m ask_oom.ui.cli diagnose --config ... < log` in a fresh process."""
+def _timed_cli(args: list[str], log: bytes, runs: int, timeout: int) -> dict:
+    """Median and max wall time of `python -m ask_oom.ui.cli diagnose ARGS < log` in fresh processes, pinned to two
+    cores with `taskset` when it is available, offline; the exit codes seen."""
     pin = ["taskset", "-c", "0,1"] if shutil.which("taskset") and (os.cpu_count() or 1) >= 2 else []
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    times, codes = [], set()
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        proc = subprocess.run([*pin, sys.executable, "-m", "ask_oom.ui.cli", "diagnose", *args], input=log,
+                              capture_output=True, env=env, timeout=timeout)
+        times.append(time.perf_counter() - t0)
+        codes.add(proc.returncode)
+    return {"median_s": round(statistics.median(times), 3), "max_s": round(max(times), 3), "exit_codes": sorted(codes),
+            "cores": "0,1" if pin else "all"}
+
+
+def cold(runs: int) -> list[dict]:
+    """Median wall time of `python -m ask_oom.ui.cli diagnose --config ... < log` in a fresh process."""
     rows = []
     for name, exp, folder in scenarios():
-        args = [*pin, sys.executable, "-m", "ask_oom.ui.cli", "diagnose", "--config", str((folder / exp["config"]).resolve())]
+        args = ["--config", str((folder / exp["config"]).resolve())]
         for extra in exp.get("extra_configs", []):
             args += ["--config", str((folder / extra).resolve())]
         if exp.get("request", {}).get("gpu"):
             args += ["--gpu", exp["request"]["gpu"]]
-        log = (folder / exp["log"]).read_bytes()
-        times, codes = [], set()
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            proc = subprocess.run(args, input=log, capture_output=True, env=env, timeout=120)
-            times.append(time.perf_counter() - t0)
-            codes.add(proc.returncode)
-        rows.append({"scenario": name, "median_s": round(statistics.median(times), 3), "max_s": round(max(times), 3),
-                     "exit_codes": sorted(codes), "cores": "0,1" if pin else "all"})
+        rows.append({"scenario": name, **_timed_cli(args, (folder / exp["log"]).read_bytes(), runs, timeout=120)})
     return rows
 
 
@@ -109,20 +115,7 @@ def long_logs(mib: float) -> list[tuple[str, bytes]]:
 
 def large(runs: int, mib: float) -> list[dict]:
     """Median wall time of a cold `ask-oom diagnose < log` on each long log (long_logs)."""
-    pin = ["taskset", "-c", "0,1"] if shutil.which("taskset") and (os.cpu_count() or 1) >= 2 else []
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    rows = []
-    for name, log in long_logs(mib):
-        times, codes = [], set()
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            proc = subprocess.run([*pin, sys.executable, "-m", "ask_oom.ui.cli", "diagnose"], input=log,
-                                  capture_output=True, env=env, timeout=300)
-            times.append(time.perf_counter() - t0)
-            codes.add(proc.returncode)
-        rows.append({"scenario": name, "median_s": round(statistics.median(times), 3), "max_s": round(max(times), 3),
-                     "exit_codes": sorted(codes)})
-    return rows
+    return [{"scenario": name, **_timed_cli([], log, runs, timeout=300)} for name, log in long_logs(mib)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -135,10 +135,9 @@ _TRAINING_SAID = re.compile(r"(?<![A-Za-z])(?:train(?:s|ing)?|fine-?tun(?:e|es|i
                             r"(?![A-Za-z])|(?:微调|训练)(?![后好完])", re.IGNORECASE)
 
 
-def _phase_of(line: str, seen: Line | None = None) -> str | None:
-    """The phase a line's words name, first of _PHASES; generation not on a line about training. `seen`: the line
-    behind described_oom's prefilter, when it comes from there."""
-    seen = seen or _LINE.line(line)
+def _phase_of(seen: Line) -> str | None:
+    """The phase a line's words name, first of _PHASES; generation not on a line about training (the line behind
+    described_oom's prefilter)."""
     return next((name for name, pat in _PHASES if seen.search(pat)
                  and not (name == "generation" and seen.search(_TRAINING_SAID))), None)
 
@@ -325,7 +324,7 @@ def described_oom(text: str) -> DescribedOOM | None:
                                                                   and not _EVAL_WORDS.search(line))):
             growth = (lineno, line.strip())
         if phase is None:
-            phase = _phase_of(line, seen)
+            phase = _phase_of(seen)
         if model is None:
             model = _model_in_line(line, seen)
     if kept is not None and _MEMORY_WORD.search(text):

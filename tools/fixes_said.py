@@ -110,8 +110,12 @@ class FixSaid:
 def fixes_said(text: str) -> list[FixSaid]:
     """Every cause whose knob a sentence of the text says fixed the error (first sentence per cause; [] when the
     sentences name more causes than one fix would)."""
+    return _fixes(edge_lines(text, MAX_LINES))
+
+
+def _fixes(lines: list[tuple[int, str]]) -> list[FixSaid]:
     found: dict[Label, FixSaid] = {}
-    for lineno, sentence, worked in _sentences(text, _WORKED):
+    for lineno, sentence, worked in _sentences(lines, _WORKED):
         rest = sentence[:worked.start()] + " " + sentence[worked.end():]
         if _NOT.search(rest) or not _CHANGED.search(rest):
             continue
@@ -122,10 +126,10 @@ def fixes_said(text: str) -> list[FixSaid]:
     return list(found.values()) if len(found) <= MAX_FIXES else []
 
 
-def _sentences(text: str, said: re.Pattern[str]) -> Iterator[tuple[int, str, re.Match[str]]]:
-    """(line number, sentence, match) for each sentence of the text's first and last MAX_LINES lines that says
-    `said`."""
-    for lineno, line in edge_lines(text, MAX_LINES):
+def _sentences(lines: list[tuple[int, str]], said: re.Pattern[str]) -> Iterator[tuple[int, str, re.Match[str]]]:
+    """(line number, sentence, match) for each sentence of the numbered lines (a text's first and last MAX_LINES:
+    edge_lines) that says `said`."""
+    for lineno, line in lines:
         line = line[:MAX_LINE]
         if not _LINE.search(said, line):
             continue
@@ -156,9 +160,19 @@ def triggers_said(text: str) -> list[TriggerSaid]:
     long (the sequence length); first sentence per cause. A sentence that says the knob was small and it ran out anyway
     ("even", "still") names nothing; nor does one that says memory grew, nor a length said of the KV cache, which the
     generation knobs name."""
+    return _triggers(edge_lines(text, MAX_LINES))
+
+
+def said_in_words(text: str) -> tuple[list[FixSaid], list[TriggerSaid]]:
+    """fixes_said and triggers_said of the text, its lines read once."""
+    lines = edge_lines(text, MAX_LINES)
+    return _fixes(lines), _triggers(lines)
+
+
+def _triggers(lines: list[tuple[int, str]]) -> list[TriggerSaid]:
     found: dict[Label, TriggerSaid] = {}
     knobs = [(label, knob) for label, knob in _KNOBS if label in SIZE_KNOBS]
-    for lineno, sentence, _ in _sentences(text, GPU_OOM_SAID):
+    for lineno, sentence, _ in _sentences(lines, GPU_OOM_SAID):
         if _DESPITE.search(sentence) or GROWTH_SAID.search(sentence):
             continue   # (memory said to grow until it ran out is what grows, not the size the sentence names)
         cached = _KV.search(sentence) is not None

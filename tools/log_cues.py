@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field
 
 from .described_oom import SAVE_WORDS, DescribedOOM, described_oom
-from .fixes_said import FixSaid, TriggerSaid, fixes_said, triggers_said
+from .fixes_said import FixSaid, TriggerSaid, said_in_words
 from .frameworks import EVAL_HARNESSES, KV_POOL_ENGINES, SERVING_ENGINES
 from .gpus import DATACENTER_GPU_PATTERN
 from .log_parser.lines import content_lines, scan_window
@@ -352,6 +352,7 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
     serving, engine = (None, None) if training is not None else _serving(text, (config_text or "")[:MAX_SCAN])
     if training is not None:
         conversation = None   # multi-turn training data, RL rollouts: not a chat's history
+    fixes, triggers = said_in_words(text)
     if vision is None and config_text:
         m = _VISION.search(config_text[:MAX_SCAN])
         if m is not None:
@@ -360,8 +361,8 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
                    vision=vision, kv_cache=kv, startup_free=startup, engine_context=context, kbit_preparation=kbit, runtime_oom=runtime, index_error=index_error, failure=failure, imbalance=imbalance, zero3_sub_group=sub_group,
                    method_contrast=contrast, gpu_models=gpu_models,
                    adapters=adapters, full_tuning=full, comparable_worked=worked, conversation=conversation, training=training, serving=serving, engine=engine,
-                   harness=harnessed[0] if harnessed is not None else None, fixes=fixes_said(text),
-                   triggers=triggers_said(text), oom_said=described_oom(text))
+                   harness=harnessed[0] if harnessed is not None else None, fixes=fixes, triggers=triggers,
+                   oom_said=described_oom(text))
 
 
 def _engine_context(context: EngineContext | None, lineno: int, line: str) -> EngineContext | None:
