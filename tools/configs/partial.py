@@ -18,7 +18,8 @@ from .json_doc import parse_json
 from .keys import FIELD_KEYS, MODEL_NAME_KEYS, SETTING_ALIASES, TRAINING_KEYS, VLLM_KEYS
 from .safe_yaml import check_size, parse_plain_scalar
 from .schema import ConfigDocument
-from .validation import impossible, key_line, setting_problem
+from .python_names import UNREADABLE, UNSET, Reference, named_values, resolve, stated_values
+from .validation import RULES, impossible, key_line, setting_problem
 from .yaml_doc import read_yaml
 
 MAX_UNREAD_SHOWN = 5
@@ -103,9 +104,14 @@ def setting_of(line: str) -> tuple[str, str, str] | None:
 
 def settings_in(text: str) -> list[Setting]:
     """Every setting the lines of `text` state, in order (a key stated twice: the last one counts when read). A
-    command written on one line gives every flag it carries."""
+    command written on one line gives every flag it carries; Python code gives the values it assigns, its dataclass
+    fields' and its argparse flags' defaults (python_names), a variable by the value the snippet gives it."""
     out = []
+    code = _code_settings(text)
     for n, line in enumerate(text.splitlines(), start=1):
+        if n in code:
+            out.extend(code[n])
+            continue
         flags = command_flags(line)
         if flags:
             out.extend(Setting(key=k, written=w, value=scalar(v), line=n) for k, w, v in flags)
@@ -113,6 +119,28 @@ def settings_in(text: str) -> list[Setting]:
         found = setting_of(line)
         if found is not None:
             out.append(Setting(key=found[0], written=found[1], value=scalar(found[2]), line=n))
+    return out
+
+
+def _code_settings(text: str) -> dict[int, list[Setting]]:
+    """Line -> the settings Python code on it states where the line reader would misread it: a dataclass field's
+    default (`max_len: int = 384 + 8`), an argparse flag's default, and a value given by name or as arithmetic over
+    names, taken as the snippet sets them (python_names). A variable the snippet never sets is not read: for a
+    numeric setting its line gives none ("max_seq_length = max_seq_length" is a variable, not an impossible length);
+    for any other the line is read as text, as before. Plain literal assignments are left to the line reader."""
+    stated = stated_values(text)
+    names = named_values(stated)
+    out: dict[int, list[Setting]] = {}
+    for s in stated:
+        key = canonical_key(s.name)
+        if key is None or (s.form in ("assignment", "entry") and not isinstance(s.value, Reference)):
+            continue
+        value = resolve(s.value.source, names) if isinstance(s.value, Reference) else s.value
+        if value is UNSET or value is UNREADABLE:
+            if key in RULES:
+                out.setdefault(s.line, [])
+            continue
+        out.setdefault(s.line, []).append(Setting(key=key, written=s.name, value=value, line=s.line))
     return out
 
 
@@ -124,7 +152,11 @@ def command_flags(line: str) -> list[tuple[str, str, str]]:
     text = _bare(line)
     if not _INLINE_FLAG.search(text):
         return []
-    tokens = [t.group(0) for t in _TOKEN.finditer(text)]
+    tokens = []
+    for t in _TOKEN.finditer(text):
+        if t.group(0).startswith("#"):   # a shell comment: "run.sh  # only --num_train_epochs changed" sets nothing
+            break
+        tokens.append(t.group(0))
     out: list[tuple[str, str, str]] = []
     for i, token in enumerate(tokens):
         if not token.startswith("--") or len(token) < 3:
@@ -174,8 +206,13 @@ def read_partial(text: str, name: str, extra_files: dict[str, str] | None = None
     check_size(text, name)
     data, how, unread = _structured(text, name)
     if data is not None:
-        found = [Setting(key=key, written=k, value=v, line=key_line(text, k) or 0) for k, v in data.items()
-                 if (key := canonical_key(str(k))) is not None]
+        code = _code_settings(text)   # a YAML reading of Python's `max_len: int = 384 + 8` is the field's default
+        found = []
+        for k, v in data.items():
+            if (key := canonical_key(str(k))) is not None:
+                line = key_line(text, k) or 0
+                found += [s for s in code[line] if s.key == key] if line in code else \
+                    [Setting(key=key, written=k, value=v, line=line)]
     else:
         listed = argument_list_settings(text)
         in_lists = {s.line for s in listed}

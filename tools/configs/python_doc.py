@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import InputError
@@ -235,6 +235,10 @@ def python_settings(text: str) -> tuple[dict[str, Any], str]:
     if not calls:
         raise InputError("python snippet: no TrainingArguments / SFTConfig / from_pretrained / BitsAndBytesConfig / "
                          "LoraConfig / vLLM LLM call found; paste the code that configures the run")
+    from .python_names import UNSET, is_reference, named_values, resolve, stated_values
+    from .validation import RULES
+
+    names = named_values(stated_values(text))
     settings: dict[str, Any] = {}
     for call in calls:
         if call.name in LOAD_CALLS and call.first_positional and "model_name_or_path" not in settings:
@@ -247,6 +251,13 @@ def python_settings(text: str) -> tuple[dict[str, Any], str]:
                 if named:
                     settings["model_name_or_path"] = named
         for kw in call.kwargs:
+            if is_reference(text[kw.start:kw.end]):
+                # a variable: the value the snippet gives it; one it never sets cannot be read (not impossible)
+                value = resolve(text[kw.start:kw.end], names)
+                if value is not UNSET:
+                    kw = replace(kw, value=value)
+                elif kw.name in RULES:
+                    continue
             if kw.name in ("model_name", "pretrained_model_name_or_path") and isinstance(kw.value, str):
                 settings.setdefault("model_name_or_path", _assigned_string(text, kw.value) or kw.value)
             settings.setdefault(kw.name, kw.value)

@@ -3,7 +3,8 @@ rate, a ZeRO stage 4 or a batch of a billion. Each is a typo or a paste error, s
 names the file, the line and the key (exit 2), instead of being read as "not set" and replaced by a default that would
 make the fix look like it fits.
 
-Values nobody can check here pass: unset (null), DeepSpeed's "auto", shell variables and templates ($BS, {{bs}}).
+Values nobody can check here pass: unset (null), DeepSpeed's "auto" (lm-eval's "auto:4"), shell variables and templates
+($BS, {{bs}}).
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ RULES: dict[str, Rule] = {
     "zero_stage": Rule("a ZeRO stage (0 to 3)", 0, 3),
     "stage": Rule("a ZeRO stage (0 to 3)", 0, 3),   # only read inside zero_optimization (see check_deepspeed)
 }
-_UNCHECKED = re.compile(r"^\s*(?:auto|none|null|~|)\s*$|[$%{}<>]", re.IGNORECASE)   # "auto", $BS, {{bs}}, <BS>
+# "auto", $BS, {{bs}}, <BS>; lm-evaluation-harness's --batch_size auto:4 (find the largest batch, 4 times per run)
+_UNCHECKED = re.compile(r"^\s*(?:auto(?::\d{1,4})?|none|null|~|)\s*$|[$%{}<>]", re.IGNORECASE)
 
 
 def problem(key: str, value: Any) -> str | None:
