@@ -135,9 +135,24 @@ _TRAINING_SAID = re.compile(r"(?<![A-Za-z])(?:train(?:s|ing)?|fine-?tun(?:e|es|i
                             r"(?![A-Za-z])|(?:微调|训练)(?![后好完])", re.IGNORECASE)
 
 
+# A line that sets two runs against each other ("fine-tuning works, but the generate script runs out of memory",
+# "OOM during training, but evaluation is fine", "推理没问题，但是训练时显存不足"): the phase is the failing clause's.
+_CONTRAST = re.compile(r"\b(?:but|however|whereas|yet)\b|但是?|然而|可是|不过", re.IGNORECASE)
+_FAILURE_SAID = re.compile(r"\b(?:errors?|OOMs?|OOMed|crash\w{0,3}|fail\w{0,3}|killed)\b|out[ -]of[ -]memory|报错|爆显存|显存不足"
+                           r"|显存溢出|溢出", re.IGNORECASE)
+
+
 def _phase_of(seen: Line) -> str | None:
     """The phase a line's words name, first of _PHASES; generation not on a line about training (the line behind
-    described_oom's prefilter)."""
+    described_oom's prefilter). Where a contrast splits the line and one clause alone says what failed, that clause's
+    words decide (the other clause names the run that worked)."""
+    if seen.search(_CONTRAST) and seen.search(_FAILURE_SAID):
+        clauses = _CONTRAST.split(seen.text)
+        failing = [c for c in clauses if _FAILURE_SAID.search(c)]
+        if len(failing) == 1:
+            clause = failing[0]
+            return next((name for name, pat in _PHASES if pat.search(clause)
+                         and not (name == "generation" and _TRAINING_SAID.search(clause))), None)
     return next((name for name, pat in _PHASES if seen.search(pat)
                  and not (name == "generation" and seen.search(_TRAINING_SAID))), None)
 
@@ -295,7 +310,7 @@ def _grows_on_host(line: str) -> bool:
 # the patterns searched in every line, each behind the words its matches must contain (tools/prefilter.py): the
 # failure and growth words, the phases and the looser forms of a model's name (most need a family's name)
 _LINE = Prefilter(GPU_OOM_SAID, _MEMORY_FAILS, _BATCH_ONE, _COMPLAINT, _KEPT_OUTPUTS, _HOST, _RAM_FAILS, _HOST_EXPLICIT,
-                  GROWTH_SAID, _ACCUMULATES, *(pat for _, pat in _PHASES), _TRAINING_SAID,
+                  GROWTH_SAID, _ACCUMULATES, *(pat for _, pat in _PHASES), _TRAINING_SAID, _CONTRAST, _FAILURE_SAID,
                   *(pat for pat, _ in _SAID_FORMS))
 
 

@@ -245,6 +245,21 @@ def test_a_generation_word_in_a_sentence_about_training_is_not_the_phase():
         assert d is not None and d.phase == "generation", said
 
 
+@pytest.mark.parametrize("said, phase", [
+    ("When I finetune alpaca-lora 7b on an A10 it's fine, but when I use the trained model in the generate script I get "
+     "the out of memory error.", "generation"),
+    ("OOM during training, but evaluation is fine", None),
+    ("Training is fine but evaluation OOMs", "evaluation"),
+    ("inference at that length is fine, but fine-tuning runs out of memory", None),
+    ("训练没问题，但是推理时显存不足", "generation"),
+    ("推理没问题，但是训练时显存不足", None),
+])
+def test_a_contrast_takes_the_phase_of_the_clause_that_fails(said, phase):
+    """Two runs set against each other on one line: the one that worked names no phase, the failing one does."""
+    d = described_oom(said)
+    assert d is not None and d.phase == phase, said
+
+
 def test_evaluation_argument_names_are_not_the_evaluation_phase():
     """A pasted launch command prints --per_device_eval_batch_size in every run: it says nothing of when it failed."""
     text = ("Running the training script gives me OOM constantly on 4 x A100 80GB.\n"
