@@ -13,6 +13,7 @@ from ..tools.labels import Label, RootCause
 from ..tools.training_setup import TrainingSetup
 
 CONFIDENT = 0.8   # an answer at this probability or above is stated; below it, the leading causes and a question
+CONTENDER_SHARE = 0.25   # a cause at a quarter of the leader's probability or less is not what the question settles
 MAX_SHOWN_PROBABILITY = 0.99   # evidence is never a certainty: 0.998 is shown as 99%, not 100%
 
 
@@ -85,8 +86,11 @@ def is_confident(causes: list[RootCause]) -> bool:
 
 def deciding_question(causes: list[RootCause], setup: TrainingSetup, limit: int = 3) -> str | None:
     """The question about the fact that separates the leading causes: the first of them whose testing fact the setup
-    only assumed or lacks; else the leading cause's own question."""
-    leading = [c for c in causes[:limit] if _label(c) in DECIDING_FACTS]
+    only assumed or lacks; else the leading cause's own question. A cause far behind the leader (under
+    CONTENDER_SHARE of its probability) is not in contention: its fact would not change the answer."""
+    top = causes[0].probability if causes and causes[0].probability is not None else None
+    leading = [c for c in causes[:limit] if _label(c) in DECIDING_FACTS
+               and (top is None or c.probability is None or c.probability >= CONTENDER_SHARE * top)]
     for c in leading:
         fact = DECIDING_FACTS[_label(c)]
         if any(_unknown(setup, f) for f in fact.fields):

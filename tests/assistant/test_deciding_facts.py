@@ -47,6 +47,19 @@ def test_the_question_asks_for_a_fact_the_setup_only_assumed():
     assert deciding_question(causes, setup) == DECIDING_FACTS[Label.eval_accumulation].question
 
 
+def test_a_cause_far_behind_the_leaders_does_not_choose_the_question():
+    """Two close leaders whose facts are both known: a third cause at 2% lacks its facts, but settling them would not
+    change the answer, so the leader's own question is asked."""
+    setup = (TrainingSetup().with_fact("micro_batch", 8, "config", "axolotl.yaml: micro_batch_size")
+             .with_fact("seq_len", 4096, "config", "axolotl.yaml: sequence_len"))
+    causes = [RootCause(label="seq_len_too_long", score=0.9, probability=0.51),
+              RootCause(label="batch_too_large", score=0.9, probability=0.45),
+              RootCause(label="weights_exceed_gpu", score=0.7, probability=0.02)]
+    assert deciding_question(causes, setup) == DECIDING_FACTS[Label.seq_len_too_long].question
+    close = [*causes[:2], RootCause(label="weights_exceed_gpu", score=0.7, probability=0.40)]
+    assert deciding_question(close, setup) == DECIDING_FACTS[Label.weights_exceed_gpu].question
+
+
 def test_a_confident_answer_is_stated_with_its_probability():
     causes = [RootCause(label="other_process", score=0.9, probability=CONFIDENT + 0.05)]
     assert is_confident(causes)

@@ -124,6 +124,23 @@ def test_already_fitting_setup_changes_nothing():
     assert plan.fits and plan.changes == [] and plan.fixed_config == doc.text and plan.diff == ""
 
 
+@pytest.mark.parametrize("text, name, key", [
+    # axolotl passes micro_batch_size on as per_device_train_batch_size: a key it does not read would fix nothing
+    ("base_model: meta-llama/Llama-2-7b-hf\nadapter: lora\nlora_r: 16\nsequence_len: 4096\nmicro_batch_size: 8\n"
+     "batch_size: 64\nbf16: true\n", "axolotl.yaml", "micro_batch_size"),
+    ("model_name_or_path: meta-llama/Llama-2-7b-hf\nfinetuning_type: lora\ncutoff_len: 4096\n"
+     "per_device_train_batch_size: 8\nstage: sft\n", "train.yaml", "per_device_train_batch_size"),
+])
+def test_the_batch_is_changed_under_the_key_the_config_sets_it_with(text, name, key):
+    doc = load_config(text, name)
+    setup = apply_config_to_setup(doc, TrainingSetup()).model_copy(update={"gpu": lookup_gpu("RTX 4090")})
+    plan = plan_fixes(setup, doc, [RootCause(label="batch_too_large", score=0.9)], Constraints())
+    changed = {c.key: c for c in plan.changes if c.key}
+    assert changed[key].from_value == 8 and changed[key].to_value < 8
+    assert set(changed) & {"micro_batch_size", "per_device_train_batch_size", "batch_size"} == {key}
+    assert load_config(plan.fixed_config, name).settings[key] == changed[key].to_value
+
+
 def test_unknown_model_plans_from_causes_and_says_unverified():
     doc = load_config("model_name_or_path: /data/my-private-model\nstage: sft\nfinetuning_type: full\ncutoff_len: 8192\n"
                       "per_device_train_batch_size: 4\ngradient_accumulation_steps: 2\n", "train.yaml")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..config_values import count
 from .schema import ConfigDocument
 
 # TrainingArguments fields: valid for any HF-Trainer-based script (HfArgumentParser accepts them).
@@ -120,10 +121,19 @@ class KeyStyle:
         return "grad_accumulation_steps" if self.is_mlx else "gradient_accumulation_steps"   # mlx-lm >= 0.26
 
     def micro_batch_key(self) -> str:
-        return "batch_size" if self.has("batch_size") and not self.has("per_device_train_batch_size") else "per_device_train_batch_size"
+        """The key the micro-batch was read from (FIELD_KEYS' order, as config_to_setup reads it: axolotl's and
+        litgpt's micro_batch_size, OpenRLHF's micro_train_batch_size), else the framework's own: a key the framework
+        does not read fixes nothing (axolotl passes micro_batch_size on as per_device_train_batch_size)."""
+        return self._written("micro_batch") or ("micro_batch_size" if self.framework == "axolotl"
+                                                else "per_device_train_batch_size")
 
     def eval_batch_key(self) -> str:
-        return "eval_batch_size" if self.has("eval_batch_size") and not self.has("per_device_eval_batch_size") else "per_device_eval_batch_size"
+        return self._written("eval_batch") or ("eval_batch_size" if self.framework == "axolotl"
+                                               else "per_device_eval_batch_size")
+
+    def _written(self, field: str) -> str | None:
+        """The first of FIELD_KEYS[field] the config sets to a count (the one config_to_setup reads)."""
+        return next((k for k in FIELD_KEYS[field] if count(self.settings.get(k))), None)
 
     # --- tier 1
     def gradient_checkpointing(self) -> tuple[str, Any] | None:
