@@ -60,3 +60,21 @@ def test_a_very_long_llama_cpp_context_speaks_for_its_kv_cache_with_the_printed_
     # a default-sized context says nothing of the cache
     d = diagnose(DiagnoseRequest(log_text=CONTEXT_LOG.format(n_ctx=2048, kv=256)))
     assert not any(s.name == "engine_context_long" for s in d.signals)
+
+
+LOAD_LOG = ("llm_load_print_meta: model size       = 376.65 GiB (4.82 BPW)\n"
+            "llm_load_tensors: offloading 61 repeating layers to GPU\n"
+            "ggml_backend_cuda_buffer_type_alloc_buffer: allocating 35533.34 MiB on device 0: cudaMalloc failed: out of memory\n"
+            "llama_model_load: error loading model: unable to allocate CUDA0 buffer\n")
+
+
+def test_llama_cpp_stages_say_the_phase_loading_the_weights_or_creating_the_context():
+    """llama.cpp places the offloaded layers' weights while loading (llm_load_tensors, llama_model_load), then creates
+    its context: the KV cache and compute buffers for n_ctx tokens. The stage lines before the failed buffer say which."""
+    from ask_oom.tools.log_parser import parse_log
+
+    loading = parse_log(LOAD_LOG)
+    assert loading.is_memory_error and loading.phase == "model_loading"
+    context = parse_log(LOAD_LOG.replace("llama_model_load: error loading model: unable to allocate CUDA0 buffer\n", "")
+                        .replace("ggml_backend", "llama_new_context_with_model: n_ctx = 131072\nggml_backend"))
+    assert context.phase == "generation"

@@ -11,7 +11,9 @@ import re
 _CONTEXT_PHASES: list[tuple[str, re.Pattern]] = [
     ("generation", re.compile(
         r"\.generate\(|\bin (?:generate|_sample|sample|greedy_search|_greedy_search|beam_search|_beam_search"
-        r"|_assisted_decoding)\b")),
+        r"|_assisted_decoding)\b"
+        # llama.cpp creating its context after the weights: the KV cache and compute buffers for its n_ctx tokens
+        r"|\b(?:llama_new_context_with_model|llama_init_from_model|llama_kv_cache_init|llama_context):")),
     ("evaluation", re.compile(
         r"\.evaluate\(|\bin (?:evaluate|evaluation_loop|prediction_step|prediction_loop|predict|_evaluate"
         r"|_maybe_log_save_evaluate_eval|evaluation_step|validation_step|eval_step|_eval_step|compute_metrics"
@@ -34,7 +36,9 @@ _CONTEXT_PHASES: list[tuple[str, re.Pattern]] = [
         r"|_move_model_to_device|_configure_distributed_model|prepare_model|_load_checkpoint)\b"
         # building the model on the GPU: a layer's __init__ allocating its weight (vLLM's model_executor, meta-free init)
         r"|(?:self\.\w{1,30}\s{0,2}=\s{0,2})?(?:nn\.)?Parameter\(\s{0,2}torch\.(?:empty|zeros|ones|randn)\("
-        r"|\bin (?:_initialize_model|initialize_model|load_weights|init_model)\b")),
+        r"|\bin (?:_initialize_model|initialize_model|load_weights|init_model)\b"
+        # llama.cpp's loader stages (llm_load_print_meta, llm_load_tensors, llama_model_load: error loading model)
+        r"|\b(?:llm_load_\w{1,20}|llama_model_load|load_tensors|llama_load_model_from_file):")),
     ("data_loading", re.compile(r"DataLoader worker|\bin (?:_worker_loop|__getitem__|collate\w{0,20}|fetch)\b")),
     # DeepSpeed building the optimizer states (their memory is what runs out): the setup of the optimizer step
     ("optimizer_step", re.compile(r"initializing optimizer states|Adam Optimizer #\d{1,3} is created"
