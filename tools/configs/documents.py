@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import InputError, UnsafeInput
 from .json_doc import parse_json
+from .keys import lift_sections
 from .known_files import known_file
 from .python_doc import CALL_PATTERN, python_settings
 from .safe_yaml import check_size
@@ -176,6 +177,18 @@ def _load_yaml(text: str, name: str) -> ConfigDocument:
     keys = set(data)
     if keys & ACCELERATE_KEYS and not keys & LLAMAFACTORY_KEYS:
         return ConfigDocument(name=name, format="accelerate_yaml", text=text, settings=data, framework="accelerate")
+    data, sections = lift_sections(data)   # litgpt's train:, ChatGLM3's training_args: (keys.TRAINING_SECTIONS)
+    doc = _yaml_document(text, name, data)
+    if sections:
+        doc.sections = sections
+        doc.notes.append(f"{name}: the settings nested under {', '.join(sorted(set(sections.values())))} were read as "
+                         "the run's own")
+    return doc
+
+
+def _yaml_document(text: str, name: str, data: dict[str, Any]) -> ConfigDocument:
+    """A YAML mapping's settings, as the framework their keys belong to."""
+    keys = set(data)
     if keys & LLAMAFACTORY_KEYS:
         return ConfigDocument(name=name, format="llamafactory_yaml", text=text, settings=data, framework="llamafactory")
     if keys & MLX_LM_KEYS and ("model" in keys or "lora_parameters" in keys):

@@ -55,6 +55,46 @@ FIELD_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Sections in which frameworks nest their training arguments: litgpt's `train:` (TrainArgs: micro_batch_size,
+# global_batch_size, max_seq_length, epochs), ChatGLM3 finetune_demo's `training_args:` (Seq2SeqTrainingArguments) and
+# `peft_config:` (a LoraConfig), Lightning CLI's and Ludwig's `trainer:` (precision, accumulate_grad_batches,
+# batch_size). Their keys are read as if at the top level (which wins) and edited where they stand; a setting the
+# config does not have yet goes into its first training section (the last one, the LoRA one, only takes LoRA's).
+TRAINING_SECTIONS = ("training_args", "train", "trainer", "peft_config")
+LORA_SECTION = "peft_config"
+
+
+def lift_sections(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The settings with each training section's keys beside the top level's (the top level wins; a section that is
+    not a mapping, mlx-lm's `train: true`, is a setting), and key -> the section it came from."""
+    flat, sections = dict(settings), {}
+    for section in TRAINING_SECTIONS:
+        body = settings.get(section)
+        if not isinstance(body, dict):
+            continue
+        for key, value in body.items():
+            if isinstance(key, str) and key not in flat:
+                flat[key] = value
+                sections[key] = section
+    return flat, sections
+
+
+def written_path(doc: ConfigDocument, key: str) -> str:
+    """Where a change to `key` is written in the config: the section it was read from, the first training section for
+    a setting the config lacks (a LoRA setting: the LoRA section, when there is one), else the top level."""
+    if key in doc.sections:
+        return f"{doc.sections[key]}.{key}"
+    if not doc.sections or key in doc.settings:
+        return key
+    present = [s for s in TRAINING_SECTIONS if s in doc.sections.values()]
+    home = LORA_SECTION if key in _LORA_WRITTEN and LORA_SECTION in present else next(
+        (s for s in present if s != LORA_SECTION), None)
+    return f"{home}.{key}" if home else key
+
+
+_LORA_WRITTEN = frozenset({"r", "lora_alpha", "lora_dropout", "target_modules"})
+
+
 # Keys only training configs carry (LLaMA-Factory, HF TrainingArguments, TRL, axolotl, DeepSpeed, launchers): how a
 # pasted block is told from prose or a log, and which keys a partial read counts as settings.
 TRAINING_KEYS = frozenset({

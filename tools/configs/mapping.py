@@ -23,6 +23,9 @@ _OPTIM = {
     "paged_adamw_8bit": "paged_adamw_8bit", "paged_adamw_32bit": "paged_adamw_32bit", "adafactor": "adafactor",
     "sgd": "sgd", "lion_32bit": "lion", "lion_8bit": "lion", "paged_lion_8bit": "lion", "paged_lion_32bit": "lion",
 }
+# a sample's input and output lengths, capped apart (ChatGLM's ptuning/finetune_demo, seq2seq scripts): the sequence
+# the decoder-only model trains on is their sum
+_INPUT_OUTPUT_LENGTHS = (("max_source_length", "max_target_length"), ("max_input_length", "max_output_length"))
 _LF_DEFAULT_IMAGE_MAX_PIXELS = 768 * 768   # llamafactory ProcessorArguments.image_max_pixels
 _LF_DEFAULT_CUTOFF = 2048                   # llamafactory DataArguments.cutoff_len
 _HF_DEFAULT_BATCH = 8                       # TrainingArguments.per_device_{train,eval}_batch_size
@@ -38,12 +41,14 @@ _LIGHTNING_PRECISION = {"32-true": "fp32", "64-true": "fp32", "16-mixed": "fp16_
 class _Builder:
     """Collects facts for one setup: `config(...)` for what the file says, `default(...)` for rules."""
 
-    def __init__(self, setup: TrainingSetup, name: str):
+    def __init__(self, setup: TrainingSetup, name: str, sections: dict[str, str] | None = None):
         self.setup = setup
         self.name = name
+        self.sections = sections or {}   # a key read from a training section is named with it
 
     def config(self, field: str, value: Any, key: str) -> None:
-        self.setup = self.setup.with_fact(field, value, "config", f"{self.name}: {key}")
+        where = f"{self.sections[key]}.{key}" if key in self.sections else key
+        self.setup = self.setup.with_fact(field, value, "config", f"{self.name}: {where}")
 
     def default(self, field: str, value: Any, why: str) -> None:
         self.setup = self.setup.with_fact(field, value, "default", why)
@@ -74,7 +79,7 @@ def apply_config_to_setup(doc: ConfigDocument, setup: TrainingSetup) -> Training
     """`setup` with every fact the config states (origin "config", detail "file: key") and the
     framework's defaults for what it leaves out (origin "default")."""
     s = doc.settings or {}
-    b = _Builder(setup, doc.name)
+    b = _Builder(setup, doc.name, doc.sections)
     framework = doc.framework or ("llamafactory" if doc.format == "llamafactory_yaml" else "hf_trainer")
     is_lf = framework == "llamafactory"
     is_swift = framework == "swift"
@@ -156,9 +161,8 @@ def apply_config_to_setup(doc: ConfigDocument, setup: TrainingSetup) -> Training
     seq_key = next((k for k in SEQ_LEN_KEYS if count(s.get(k))), None)
     if seq_key:
         b.config("seq_len", count(s[seq_key]), seq_key)
-    elif count(s.get("max_source_length")) and count(s.get("max_target_length")):
-        b.config("seq_len", count(s["max_source_length"]) + count(s["max_target_length"]),
-                 "max_source_length + max_target_length")
+    elif (pair := next(((a, t) for a, t in _INPUT_OUTPUT_LENGTHS if count(s.get(a)) and count(s.get(t))), None)):
+        b.config("seq_len", count(s[pair[0]]) + count(s[pair[1]]), f"{pair[0]} + {pair[1]}")
     elif is_lf:
         b.default("seq_len", _LF_DEFAULT_CUTOFF, "LLaMA-Factory cutoff_len default 2048")
     elif is_swift:

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import InputError
 from .json_doc import set_json_values
+from .keys import written_path
 from .python_doc import set_python_values
 from .schema import ConfigChange, ConfigDocument
 from .shell import set_flags
@@ -85,7 +86,7 @@ def apply_changes(doc: ConfigDocument, changes: list[ConfigChange]) -> tuple[str
                 continue
             ds_updates[_split_path(ch.key)] = ch.to_value
         else:
-            config_updates[ch.key] = ch.to_value
+            config_updates[written_path(doc, ch.key)] = ch.to_value   # in its section, if it has one
 
     text = doc.text
     if config_updates:

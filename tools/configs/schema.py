@@ -68,6 +68,9 @@ class ConfigDocument(BaseModel):
     deepspeed_assumed: str | None = Field(default=None, description="the published file assumed for a well-known DeepSpeed "
                                           "file the config names but nobody gave (its source link)")
     notes: list[str] = Field(default_factory=list, description="what the reader assumed (e.g. ZeRO stage inferred from a file name)")
+    sections: dict[str, str] = Field(default_factory=dict, description="a setting read from a training section (keys."
+                                     "TRAINING_SECTIONS) -> that section: it is read as the top level's and edited where "
+                                     "it stands")
 
     @property
     def readable(self) -> bool:
