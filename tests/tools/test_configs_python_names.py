@@ -104,6 +104,14 @@ def test_lm_eval_auto_batch_and_shell_comments():
 
 
 def test_cut_and_hostile_snippets_stay_bounded():
-    many = "parser.add_argument(\n" * 20_000 + "x = (" * 5_000 + "\n" + "y = " + "1+" * 50_000 + "1\n"
-    stated = stated_values(many)
-    assert all(s.name != "y" or s.value is not None for s in stated)   # read or refused, never a crash
+    """Calls cut by the paste, a line too deep to recurse into (a 990-term sum is a tree 990 levels deep), an absurd
+    line: read or left unread, never a crash."""
+    deep = "1+" * 990 + "1"
+    text = ("parser.add_argument(\n" * 2_000 + f"y = {deep}\nz: int = {deep}\n"
+            f"parser.add_argument('--w', default={deep})\n" + "x = (" * 5_000 + "\nper_device_train_batch_size = 2\n")
+    stated = stated_values(text)
+    assert not any(s.name in ("y", "z", "w") for s in stated)   # too large to be a hand-written value
+    assert named_values(stated)["per_device_train_batch_size"] == 2
+    assert read_partial(text, "pasted_config.yaml").settings["per_device_train_batch_size"] == 2
+    doc = load_config(f"TrainingArguments(per_device_train_batch_size={deep}, gradient_accumulation_steps=2)\n", "t.py")
+    assert doc.settings == {"gradient_accumulation_steps": 2}

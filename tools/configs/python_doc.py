@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import InputError
 from .keys import VLLM_KEYS
@@ -162,32 +162,47 @@ def literal(source: str) -> Any:
     """The value of a literal expression, a dotted name as text, or _UNREADABLE (never evaluates code)."""
     try:
         node = ast.parse(source.strip(), mode="eval").body
-    except (SyntaxError, ValueError, RecursionError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return _UNREADABLE
+    if too_large(node):
         return _UNREADABLE
     if isinstance(node, (ast.Name, ast.Attribute)):
         return ast.unparse(node)
     if isinstance(node, ast.BinOp):
-        return _int_product(node)
+        return int_arithmetic(node)   # pixel caps are written max_pixels=1280*28*28
     try:
         return ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, RecursionError):
         return _UNREADABLE
 
 
-_INT_OPS = {ast.Mult: lambda a, b: a * b, ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b}
+MAX_NODES = 200   # a value written by hand has a few nodes; a larger tree is not read (and never recursed into)
+
+
+def too_large(node: ast.AST) -> bool:
+    """More than MAX_NODES nodes (ast.walk is iterative: counting cannot overflow the stack)."""
+    return any(i > MAX_NODES for i, _ in enumerate(ast.walk(node)))
+
+
+_INT_OPS = {ast.Mult: lambda a, b: a * b, ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
+            ast.FloorDiv: lambda a, b: a // b if b else None}
 _MAX_INT = 1 << 62   # no setting is larger; keeps a pasted 10**10**10 from being computed
 
 
-def _int_product(node: ast.AST) -> Any:
-    """Integer arithmetic of literals, as pixel caps are written (max_pixels=1280*28*28); nothing else is computed."""
+def int_arithmetic(node: ast.AST, name_value: Callable[[str], Any] | None = None) -> Any:
+    """+, -, *, // over integer literals and, given `name_value`, over the names it knows (python_names: what the
+    snippet sets them to); _UNREADABLE for anything else, a name it does not know or an absurd size."""
     if isinstance(node, ast.Constant) and type(node.value) is int:
         return node.value
+    if name_value is not None and isinstance(node, (ast.Name, ast.Attribute)):
+        value = name_value(ast.unparse(node))
+        return value if type(value) is int else _UNREADABLE
     if isinstance(node, ast.BinOp) and type(node.op) in _INT_OPS:
-        a, b = _int_product(node.left), _int_product(node.right)
+        a, b = int_arithmetic(node.left, name_value), int_arithmetic(node.right, name_value)
         if a is _UNREADABLE or b is _UNREADABLE or abs(a) > _MAX_INT or abs(b) > _MAX_INT:
             return _UNREADABLE
         out = _INT_OPS[type(node.op)](a, b)
-        return out if abs(out) <= _MAX_INT else _UNREADABLE
+        return out if out is not None and abs(out) <= _MAX_INT else _UNREADABLE
     return _UNREADABLE
 
 

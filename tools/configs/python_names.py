@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .python_doc import _UNREADABLE as UNREADABLE, _matching_paren, literal
+from .python_doc import _INT_OPS, _UNREADABLE as UNREADABLE, _matching_paren, int_arithmetic, literal, too_large
 
 MAX_CODE_LINE = 2000   # a longer line is not a setting anyone wrote by hand: not parsed
 MAX_CALL_SPAN = 4000   # an add_argument(...) call is read within this many characters of its name
@@ -62,9 +62,10 @@ def _expression(source: str) -> ast.expr | None:
     # a line ending in a comma is a keyword argument of a call that spans lines ("max_seq_length = max_seq_length,")
     for candidate in (bare[:-1], code) if bare.endswith(",") else (code, bare):
         try:
-            return ast.parse(candidate, mode="eval").body
+            node = ast.parse(candidate, mode="eval").body
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
+        return None if too_large(node) else node
     return None
 
 
@@ -86,33 +87,23 @@ def _is_arithmetic_of_names(node: ast.expr) -> bool:
         if isinstance(n, (ast.Name, ast.Attribute)):
             return _NAME.fullmatch(ast.unparse(n)) is not None
         if isinstance(n, ast.BinOp):
-            return type(n.op) in _OPS and plain(n.left) and plain(n.right)
+            return type(n.op) in _INT_OPS and plain(n.left) and plain(n.right)
         return isinstance(n, ast.Constant) and type(n.value) is int
 
     return plain(node) and any(isinstance(n, (ast.Name, ast.Attribute)) for n in ast.walk(node))
 
 
-_OPS = {ast.Mult: lambda a, b: a * b, ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
-        ast.FloorDiv: lambda a, b: a // b if b else None}
-_MAX_INT = 1 << 62   # no setting is larger
-
-
 def _evaluate(node: ast.expr, names: dict[str, Any]) -> Any:
     """A name's value, or the integer arithmetic of names and integers; UNSET when a part is not known."""
-    if isinstance(node, ast.Constant) and type(node.value) is int:
-        return node.value
+    def value_of(name: str) -> Any:
+        if name in names:
+            return names[name]
+        return names.get(name.rpartition(".")[2], UNSET) if "." in name else UNSET
+
     if isinstance(node, (ast.Name, ast.Attribute)):
-        text = ast.unparse(node)
-        if text in names:
-            return names[text]
-        return names.get(text.rpartition(".")[2], UNSET) if "." in text else UNSET
-    if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
-        a, b = _evaluate(node.left, names), _evaluate(node.right, names)
-        if type(a) is not int or type(b) is not int or abs(a) > _MAX_INT or abs(b) > _MAX_INT:
-            return UNSET
-        out = _OPS[type(node.op)](a, b)
-        return out if out is not None and abs(out) <= _MAX_INT else UNSET
-    return UNSET
+        return value_of(ast.unparse(node))
+    value = int_arithmetic(node, value_of)
+    return UNSET if value is UNREADABLE else value
 
 
 def _assignment(line: str, n: int) -> list[Stated]:
@@ -140,7 +131,7 @@ def _argument(call: str) -> tuple[str, Any] | None:
         node = ast.parse("f" + call, mode="eval").body
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
-    if not isinstance(node, ast.Call):
+    if not isinstance(node, ast.Call) or too_large(node):
         return None
     flags = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
     keywords = {k.arg: k.value for k in node.keywords if k.arg}
