@@ -315,3 +315,57 @@ def test_a_json_paste_cut_short_with_markers_reads_and_rewrites_in_place():
     assert doc.settings["cutoff_len"] == 4096 and any("cut" in n for n in doc.notes)
     with pytest.raises(InputError):
         load_config('{\n  "a": 1,\n  [...] "b"\n}\n', "config.json")     # a mark inside a member is still not JSON
+
+
+MEGATRON = ("MICRO_BATCH_SIZE=4\nSEQ_LENGTH=4096\n"
+            "torchrun --nproc_per_node 8 pretrain_gpt.py \\\n"
+            "       --tensor-model-parallel-size 2 \\\n"
+            "       --micro-batch-size $MICRO_BATCH_SIZE \\\n"
+            "       --seq-length $SEQ_LENGTH \\\n"
+            "       --bf16\n")
+
+
+def test_dashed_flags_are_the_settings_argparse_stores_and_are_edited_as_written():
+    """Megatron spells its flags --micro-batch-size; argparse stores micro_batch_size. Read under both names, edited
+    where they stand (here: the one assignment the flag takes its value from), new flags spelled the script's way."""
+    from ask_oom.tools.configs import apply_config_to_setup
+    from ask_oom.tools.training_setup import TrainingSetup
+
+    doc = load_config(MEGATRON, "pretrain.sh")
+    assert doc.settings["micro-batch-size"] == 4 and doc.settings["micro_batch_size"] == 4
+    setup = apply_config_to_setup(doc, TrainingSetup())
+    assert setup.micro_batch == 4 and setup.seq_len == 4096
+    new, _ = apply_changes(doc, [ConfigChange(key="micro_batch_size", from_value=4, to_value=1),
+                                 ConfigChange(key="recompute_granularity", to_value="full")])
+    assert new.startswith("MICRO_BATCH_SIZE=1\n") and "--micro_batch_size" not in new
+    assert new.endswith("--bf16 \\\n       --recompute-granularity full\n")
+
+
+def test_a_pastes_elision_after_a_flag_is_not_its_value():
+    text = ("deepspeed --num_gpus=1 src/train_bash.py \\\n    --stage pt \\\n    --finetuning_type lora \\\n"
+            "    --cutoff_len 16384 \\\n[...]\n")
+    assert load_config(text, "run.sh").settings["cutoff_len"] == 16384
+
+
+@pytest.mark.parametrize("flags, seq_len", [
+    ("--source_max_len 384 --target_max_len 128", 512),                   # qlora.py
+    ("--max_prompt_seq_len 256 --max_answer_seq_len 256", 512),           # DeepSpeed-Chat step 3
+    ("--prompt_max_len 1024 --generate_max_len 1024", 2048),              # OpenRLHF PPO
+    ("--max_prompt_length 512 --max_completion_length 1536", 2048),       # TRL GRPO
+    ("--max_length 4096 --max_prompt_length 512", 4096),                  # one cap on the whole sequence wins
+])
+def test_capped_prompt_and_answer_lengths_add_up_to_the_sequence(flags, seq_len):
+    from ask_oom.tools.configs import apply_config_to_setup
+    from ask_oom.tools.training_setup import TrainingSetup
+
+    doc = load_config(f"deepspeed train.py --per_device_train_batch_size 2 {flags}\n", "run.sh")
+    assert apply_config_to_setup(doc, TrainingSetup()).seq_len == seq_len
+
+
+def test_llama_recipes_and_deepspeed_chat_batch_keys_are_the_micro_batch():
+    from ask_oom.tools.configs import apply_config_to_setup
+    from ask_oom.tools.training_setup import TrainingSetup
+
+    for text in ("torchrun --nproc_per_node 1 finetuning.py --use_peft --batch_size_training 2\n",
+                 "deepspeed main.py --per_device_training_batch_size 2 --actor_zero_stage 2\n"):
+        assert apply_config_to_setup(load_config(text, "run.sh"), TrainingSetup()).micro_batch == 2, text

@@ -36,8 +36,9 @@ VLLM_KEYS = ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len", 
 FIELD_KEYS: dict[str, tuple[str, ...]] = {
     "seq_len": SEQ_LEN_KEYS,
     # HF TrainingArguments, axolotl / litgpt, DeepSpeed (its config print too), plain scripts, OpenRLHF
+    # ... DeepSpeed-Chat's RLHF step (per_device_training_batch_size), llama-recipes (batch_size_training)
     "micro_batch": ("per_device_train_batch_size", "micro_batch_size", "train_micro_batch_size_per_gpu", "batch_size",
-                    "micro_train_batch_size"),
+                    "micro_train_batch_size", "per_device_training_batch_size", "batch_size_training"),
     "eval_batch": ("per_device_eval_batch_size", "eval_batch_size"),
     "grad_accum": ("gradient_accumulation_steps", "gradient_accumulation"),
     "gradient_checkpointing": ("gradient_checkpointing", "activation_checkpointing"),

@@ -23,9 +23,12 @@ _OPTIM = {
     "paged_adamw_8bit": "paged_adamw_8bit", "paged_adamw_32bit": "paged_adamw_32bit", "adafactor": "adafactor",
     "sgd": "sgd", "lion_32bit": "lion", "lion_8bit": "lion", "paged_lion_8bit": "lion", "paged_lion_32bit": "lion",
 }
-# a sample's input and output lengths, capped apart (ChatGLM's ptuning/finetune_demo, seq2seq scripts): the sequence
-# the decoder-only model trains on is their sum
-_INPUT_OUTPUT_LENGTHS = (("max_source_length", "max_target_length"), ("max_input_length", "max_output_length"))
+# a sample's input and output lengths, capped apart (seq2seq scripts, ChatGLM's ptuning/finetune_demo, qlora.py,
+# DeepSpeed-Chat's RLHF step, OpenRLHF's PPO, TRL's GRPO, verl): the sequence the model runs over is their sum
+_INPUT_OUTPUT_LENGTHS = (("max_source_length", "max_target_length"), ("max_input_length", "max_output_length"),
+                         ("source_max_len", "target_max_len"), ("max_prompt_seq_len", "max_answer_seq_len"),
+                         ("prompt_max_len", "generate_max_len"), ("max_prompt_length", "max_completion_length"),
+                         ("max_prompt_length", "max_response_length"))
 _LF_DEFAULT_IMAGE_MAX_PIXELS = 768 * 768   # llamafactory ProcessorArguments.image_max_pixels
 _LF_DEFAULT_CUTOFF = 2048                   # llamafactory DataArguments.cutoff_len
 _HF_DEFAULT_BATCH = 8                       # TrainingArguments.per_device_{train,eval}_batch_size

@@ -62,7 +62,15 @@ class Command:
     end: int  # end of the last argument word (before redirections / operators)
 
     def flag(self, name: str) -> Flag | None:
-        return next((f for f in self.flags if f.name == name), None)
+        """The flag `name` (a setting's key: `micro_batch_size` is also `--micro-batch-size`, as argparse reads it)."""
+        return next((f for f in self.flags if f.name == name), None) or next(
+            (f for f in self.flags if setting_name(f.name) == name), None)
+
+    def flag_spelling(self, key: str) -> str:
+        """A new flag spelled the way the command spells its own: Megatron's --micro-batch-size, HF's --max_steps."""
+        worded = [f.name for f in self.flags if "-" in f.name or "_" in f.name]
+        dashed = sum("-" in n for n in worded)
+        return key.replace("_", "-") if worded and dashed > len(worded) - dashed else key
 
 
 def tokenize(text: str) -> list[list[Word]]:
@@ -162,8 +170,19 @@ def substitute(value: str, variables: dict[str, str]) -> str:
     return _VAR.sub(lambda m: variables.get(m.group(1) or m.group(2), m.group(0)), value)
 
 
+def setting_name(flag: str) -> str:
+    """The setting a flag sets: argparse stores `--micro-batch-size` as micro_batch_size."""
+    return flag.replace("-", "_")
+
+
+# a paste's elision ("[...]", "...", "…") on a continued line: not the flag's next value
+_GAP_WORD = re.compile(r"\[\s*(?:\.{3}|…)[^\]]{0,80}\]|\.{3}|…")
+
+
 def _is_value_word(w: Word) -> bool:
     v = w.value
+    if _GAP_WORD.fullmatch(v):
+        return False
     return not v.startswith("-") or bool(re.match(r"^-\d", v)) or v == "-"
 
 
@@ -307,15 +326,18 @@ def main_command(text: str, name: str = "script") -> Command:
 
 
 def flag_settings(cmd: Command, variables: dict[str, str]) -> dict[str, Any]:
-    """Flags as settings: typed single values, lists for multi-value flags, True for bare switches."""
+    """Flags as settings: typed single values, lists for multi-value flags, True for bare switches; a dashed flag
+    under its name as written and under the setting's name (micro_batch_size for --micro-batch-size)."""
     out: dict[str, Any] = {}
     for f in cmd.flags:
         if not f.values:
-            out[f.name] = True
-            continue
-        vals = [parse_plain_scalar(substitute(v.value, variables)) if not v.raw.startswith(("'", '"'))
-                else substitute(v.value, variables) for v in f.values]
-        out[f.name] = vals[0] if len(vals) == 1 else vals
+            value: Any = True
+        else:
+            vals = [parse_plain_scalar(substitute(v.value, variables)) if not v.raw.startswith(("'", '"'))
+                    else substitute(v.value, variables) for v in f.values]
+            value = vals[0] if len(vals) == 1 else vals
+        out[f.name] = value   # as written; a dashed flag is also the setting argparse stores (--micro-batch-size)
+        out.setdefault(setting_name(f.name), value)
     return out
 
 
@@ -401,7 +423,7 @@ def set_flags(text: str, updates: dict[str, Any], name: str = "script") -> str:
             elif value is not True:
                 text = text[:flag.word.end] + " " + render_value(value) + text[flag.word.end:]
             continue
-        text = _append_flag(text, cmd, f"--{key}" + ("" if value is True else " " + render_value(value)))
+        text = _append_flag(text, cmd, f"--{cmd.flag_spelling(key)}" + ("" if value is True else " " + render_value(value)))
     return text
 
 
