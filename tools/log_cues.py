@@ -252,6 +252,8 @@ class LogCues(BaseModel):
     index_error: Cue | None = Field(default=None, description="an index past a table's end (token id beyond the vocabulary)")
     failure: Cue | None = Field(default=None, description="the last failure the log shows: an exception line, a fatal "
                                                           "signal or a non-zero exit (none: a progress log or a fragment)")
+    cut_traceback: Cue | None = Field(default=None, description="the paste stops inside a traceback: its last frame, with "
+                                                                "at most the frame's code line after it and no error")
     imbalance: Cue | None = Field(default=None, description="the user says one GPU holds more memory than the others")
     zero3_sub_group: Cue | None = Field(default=None, description="a DeepSpeed ZeRO-3 optimizer sub-group frame")
     method_contrast: Cue | None = Field(default=None, description="the user says adapters work where full fine-tuning fails")
@@ -287,7 +289,8 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
     """The cues of `text` (the log); the device map also from `config_text` (code or config). Never raises."""
     text = scan_window(text)   # its start and its end: where the cues are
     phase = phase_cue = quant = dtype = vision = kv = adapters = worked = startup = runtime = index_error = sub_group = contrast = None
-    failure = imbalance = full = context = kbit = conversation = None
+    failure = imbalance = full = context = kbit = conversation = last_frame = None
+    after_frame = 0   # content lines since the last traceback frame
     previous = ""
     gpu_models: list[str] = []
     device_map = _device_map(config_text or "") or _device_map(text)
@@ -320,6 +323,10 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
             runtime = Cue(line=lineno, text=line.strip()[:300])
         if seen.search(_FAILURE):
             failure = _cue(lineno, line)
+        if line.lstrip().startswith("File ") and _FRAME_LINE.search(line):
+            last_frame, after_frame = _cue(lineno, line), 0
+        else:
+            after_frame += 1
         if imbalance is None and seen.search(_IMBALANCE):
             imbalance = _cue(lineno, line)
         if index_error is None and seen.search(_INDEX_ERROR):
@@ -353,12 +360,15 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
     if training is not None:
         conversation = None   # multi-turn training data, RL rollouts: not a chat's history
     fixes, triggers = said_in_words(text)
+    # Python prints the exception after the frames: a paste that ends on a frame (and its code line) lost the error
+    cut = last_frame if last_frame is not None and after_frame <= 1 and (failure is None or failure.line < last_frame.line) \
+        else None
     if vision is None and config_text:
         m = _VISION.search(config_text[:MAX_SCAN])
         if m is not None:
             vision = Cue(line=config_text.count("\n", 0, m.start()) + 1, text=f"config: {m.group(0)}")
     return LogCues(phase=phase, phase_cue=phase_cue, quantization=quant, dtype_error=dtype, device_map=device_map,
-                   vision=vision, kv_cache=kv, startup_free=startup, engine_context=context, kbit_preparation=kbit, runtime_oom=runtime, index_error=index_error, failure=failure, imbalance=imbalance, zero3_sub_group=sub_group,
+                   vision=vision, kv_cache=kv, startup_free=startup, engine_context=context, kbit_preparation=kbit, runtime_oom=runtime, index_error=index_error, failure=failure, cut_traceback=cut, imbalance=imbalance, zero3_sub_group=sub_group,
                    method_contrast=contrast, gpu_models=gpu_models,
                    adapters=adapters, full_tuning=full, comparable_worked=worked, conversation=conversation, training=training, serving=serving, engine=engine,
                    harness=harnessed[0] if harnessed is not None else None, fixes=fixes, triggers=triggers,

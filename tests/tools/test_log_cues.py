@@ -168,3 +168,27 @@ def test_a_chat_that_fails_after_some_turns_but_not_multi_turn_training_data():
     assert log_cues("It answers the first prompt, then after a few turns it runs out of VRAM.").conversation is not None
     # fine-tuning on multi-turn conversations is training data, not a chat's growing history
     assert log_cues("SFT on multi-turn conversation data with LoRA runs out of memory").conversation is None
+
+
+CUT = ('Traceback (most recent call last):\n  File "/x/train.py", line 10, in <module>\n    main()\n'
+       '  File "/x/trainer.py", line 766, in _inner_training_loop\n    self.optimizer.step()\n')
+
+
+def test_a_paste_that_stops_inside_a_traceback_has_lost_its_error():
+    """Python prints the exception after the frames: a paste that ends on a frame (and its code line) was cut before
+    the error. One that shows the error, or goes on after the frames, was not."""
+    cut = log_cues(CUT).cut_traceback
+    assert cut is not None and cut.line == 4 and "_inner_training_loop" in cut.text
+    assert log_cues(CUT + "torch.OutOfMemoryError: CUDA out of memory.\n").cut_traceback is None
+    assert log_cues(CUT + "Does anyone know why?\nIt happens on 8 GPUs.\n").cut_traceback is None
+    assert log_cues("step 1 loss 2.3\nstep 2 loss 2.1\n").cut_traceback is None
+
+
+def test_a_cut_traceback_is_its_own_evidence_not_a_log_without_failure():
+    from ask_oom.assistant.agent import diagnose
+    from ask_oom.assistant.diagnosis import DiagnoseRequest
+
+    names = {s.name for s in diagnose(DiagnoseRequest(log_text=CUT, retrieve=False)).signals}
+    assert "traceback_cut" in names and "no_failure_shown" not in names
+    names = {s.name for s in diagnose(DiagnoseRequest(log_text="step 1 loss 2.3\nstep 2 loss 2.1\n", retrieve=False)).signals}
+    assert "no_failure_shown" in names and "traceback_cut" not in names

@@ -36,8 +36,8 @@ from .model_kind import moe_by_name, quantization, without_numbers
 from .multi_gpu import device_map_split, imbalance_said, mixed_gpu_models, multi_gpu_spread, single_process_many_gpus
 from .other_processes import held_before_start, colocated_vllm, other_processes, raw_error_while_loading
 from .phase import PHASE_PRIOR_RULES, phase_and_operation
-from .related_errors import (cublas_after_assert, dtype_support, memory_error_shown, not_a_memory_error,
-                             related_errors)
+from .related_errors import (NO_FAILURE_RULES, cublas_after_assert, dtype_support, memory_error_shown,
+                             not_a_memory_error, related_errors)
 from .request_size import (gathers_parameters, request_explained, request_vs_tensors, zero3_sub_group_request,
                            zero_partition_request)
 from .ruled_out import ruled_out_by_settings
@@ -92,10 +92,11 @@ def collect_signals(
         return breakdown_signals(setup, estimate, th)
     if not report.is_memory_error:
         signals = [*not_a_memory_error(report, cues.failure if cues is not None else None,
-                                       cues.oom_said if cues is not None else None),
+                                       cues.oom_said if cues is not None else None,
+                                       cues.cut_traceback if cues is not None else None),
                    *related_errors(report, memory_error=False),
                    *dtype_support(report, setup, cues, memory_error=False)]
-        if any(s.name == "no_failure_shown" for s in signals):
+        if any(s.name in NO_FAILURE_RULES for s in signals):
             signals = votes_beside_the_phase(signals + failure_not_shown(report, setup, estimate, hits, trend, cues, th))
         return signals + labelled_report_votes(neighbours or []) + labelled_report_words(words, th)
     multimodal = multimodal_reason(report, setup, cues)

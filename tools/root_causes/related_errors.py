@@ -14,13 +14,19 @@ from .signals import Signal, discount, support
 from .weights import QUOTE_LONG, QUOTE_SHORT
 
 
+# the rules that say the paste shows no failure at all (then the rest of the evidence is what the failure left)
+NO_FAILURE_RULES = frozenset({"no_failure_shown", "traceback_cut"})
+
+
 def not_a_memory_error(report: OOMReport, failure: Cue | None = None,
-                       oom_said: DescribedOOM | None = None) -> list[Signal]:
+                       oom_said: DescribedOOM | None = None, cut: Cue | None = None) -> list[Signal]:
     """Nothing ran out: name what the log shows instead (a bus error, SIGFPE, no OOM message at all). `failure` is the
     last failure the log shows (log_cues): another error is evidence the run died of something else; a paste with no
     failure at all (progress bars, a fragment) may just have lost the error, and says much less. `oom_said` is the
     words' own statement of a memory failure: beside another error it weakens that error's case (the words may tell
-    of an earlier run, or of the failure the shown error followed), so it is a rule of its own."""
+    of an earlier run, or of the failure the shown error followed), so it is a rule of its own. `cut` is the last
+    frame of a traceback the paste stops in: its error was cut off, which says less of "nothing ran out" than a
+    paste that ran on without one (its own rule, its own weight)."""
     signal = (report.exit_signal or "").upper()
     if "SIGBUS" in signal or "-7" in signal:
         return [support(Label.not_oom, "sigbus_exit", f"the launcher reports {report.exit_signal} (bus error): usually "
@@ -28,6 +34,10 @@ def not_a_memory_error(report: OOMReport, failure: Cue | None = None,
     if "SIGFPE" in signal or "-8" in signal:
         return [support(Label.not_oom, "sigfpe_exit", f"the launcher reports {report.exit_signal} (floating-point "
                                                       "exception): a library bug (e.g. cuBLAS on H20), not memory")]
+    if report.kind == "not_oom" and failure is None and cut is not None:
+        return [support(Label.not_oom, "traceback_cut",
+                        f"the paste stops inside a traceback (line {cut.line}: {cut.text[:QUOTE_SHORT]}): Python prints "
+                        "the error after the frames, so it was cut off; paste the traceback's last line")]
     if report.kind == "not_oom" and failure is None:
         return [support(Label.not_oom, "no_failure_shown",
                         "the log shows no failure at all, and no out-of-memory message: the error may be missing "

@@ -247,6 +247,7 @@ _POINTS: dict[str, float] = {
     "no_oom_message": 8,                        # no OOM message; the log fails with another error
     "other_error_oom_said": 4,                  # ... while the words say memory ran out: half the case
     "no_failure_shown": 4,                      # no OOM message and no failure at all: the error may be missing
+    "traceback_cut": 2,                         # ... the paste stops inside a traceback: its error was cut off
     "error_without_oom": 3,                     # an error, but no OOM message
     "cublas_after_assert": 7,                   # cuBLAS failure after a device-side assert
     "related_error_alone": 6.0,                 # a related error, no OOM
