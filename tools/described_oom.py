@@ -139,7 +139,7 @@ _TRAINING_SAID = re.compile(r"(?<![A-Za-z])(?:train(?:s|ing)?|fine-?tun(?:e|es|i
 # "OOM during training, but evaluation is fine", "推理没问题，但是训练时显存不足"): the phase is the failing clause's.
 _CONTRAST = re.compile(r"\b(?:but|however|whereas|yet)\b|但是?|然而|可是|不过", re.IGNORECASE)
 _FAILURE_SAID = re.compile(r"\b(?:errors?|OOMs?|OOMed|crash\w{0,3}|fail\w{0,3}|killed)\b|out[ -]of[ -]memory|报错|爆显存|显存不足"
-                           r"|显存溢出|溢出", re.IGNORECASE)
+                           r"|溢出", re.IGNORECASE)
 
 
 def _phase_of(seen: Line) -> str | None:

@@ -62,6 +62,7 @@ FIELD_KEYS: dict[str, tuple[str, ...]] = {
 # batch_size). Their keys are read as if at the top level (which wins) and edited where they stand; a setting the
 # config does not have yet goes into its first training section (the last one, the LoRA one, only takes LoRA's).
 TRAINING_SECTIONS = ("training_args", "train", "trainer", "peft_config")
+LORA_CONFIG_KEYS = ("r", "lora_alpha", "lora_dropout", "target_modules")   # peft.LoraConfig's, as a call or a section
 LORA_SECTION = "peft_config"
 
 
@@ -88,12 +89,9 @@ def written_path(doc: ConfigDocument, key: str) -> str:
     if not doc.sections or key in doc.settings:
         return key
     present = [s for s in TRAINING_SECTIONS if s in doc.sections.values()]
-    home = LORA_SECTION if key in _LORA_WRITTEN and LORA_SECTION in present else next(
+    home = LORA_SECTION if key in LORA_CONFIG_KEYS and LORA_SECTION in present else next(
         (s for s in present if s != LORA_SECTION), None)
     return f"{home}.{key}" if home else key
-
-
-_LORA_WRITTEN = frozenset({"r", "lora_alpha", "lora_dropout", "target_modules"})
 
 
 # Keys only training configs carry (LLaMA-Factory, HF TrainingArguments, TRL, axolotl, DeepSpeed, launchers): how a

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from ..errors import InputError
-from .keys import VLLM_KEYS
+from .keys import LORA_CONFIG_KEYS, VLLM_KEYS
 
 # Calls whose keyword arguments are training settings, and what each configures (where a new key goes).
 TRAINING_ARGS_CALLS = ("TrainingArguments", "Seq2SeqTrainingArguments", "SFTConfig", "DPOConfig", "GRPOConfig",
@@ -30,7 +30,6 @@ SETTING_CALLS = (TRAINING_ARGS_CALLS + QUANT_CALLS + LORA_CALLS + LOAD_CALLS + V
 CALL_PATTERN = re.compile(r"(?<![\w.])(?:[A-Za-z_][\w]*\.)*(" + "|".join(SETTING_CALLS) + r")\s*\(")
 
 _QUANT_KEYS = ("load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type", "bnb_4bit_compute_dtype", "bnb_4bit_use_double_quant")
-_LORA_KEYS = ("r", "lora_alpha", "lora_dropout", "target_modules")
 _LOAD_KEYS = ("attn_implementation", "torch_dtype", "device_map", "low_cpu_mem_usage", "max_memory",
               "offload_folder", "max_seq_length", "use_gradient_checkpointing")
 _PROCESSOR_KEYS = ("max_pixels", "min_pixels")   # Qwen-VL processors take the image cap at from_pretrained
@@ -305,7 +304,7 @@ def _home_call(calls: list[Call], key: str) -> Call | None:
         return next((c for c in calls if is_processor_call(c)), None)
     if key in _QUANT_KEYS:
         order = QUANT_CALLS + LOAD_CALLS
-    elif key in _LORA_KEYS:
+    elif key in LORA_CONFIG_KEYS:
         order = LORA_CALLS
     elif key in _LOAD_KEYS:
         order = LOAD_CALLS

@@ -58,7 +58,7 @@ def _expression(source: str) -> ast.expr | None:
     code = source.strip()
     if not code or len(code) > MAX_CODE_LINE:
         return None
-    bare = re.sub(r"\s*#[^'\"]*$", "", code).rstrip()
+    bare = _without_comment(code)
     # a line ending in a comma is a keyword argument of a call that spans lines ("max_seq_length = max_seq_length,")
     for candidate in (bare[:-1], code) if bare.endswith(",") else (code, bare):
         try:
@@ -67,6 +67,13 @@ def _expression(source: str) -> ast.expr | None:
             continue
         return None if too_large(node) else node
     return None
+
+
+def _without_comment(code: str) -> str:
+    """The code before a trailing comment: the first # after the last quote (one pass, no backtracking)."""
+    last_quote = max(code.rfind("'"), code.rfind('"'))
+    cut = code.find("#", last_quote + 1)
+    return (code if cut < 0 else code[:cut]).rstrip()
 
 
 def _value_of(node: ast.expr) -> Any:
