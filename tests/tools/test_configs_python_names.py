@@ -105,7 +105,7 @@ def test_lm_eval_auto_batch_and_shell_comments():
 
 def test_cut_and_hostile_snippets_stay_bounded():
     """Calls cut by the paste, a line too deep to recurse into (a 990-term sum is a tree 990 levels deep), an absurd
-    line: read or left unread, never a crash."""
+    line: read or left unread, never a crash; a wide literal is read whatever its size."""
     deep = "1+" * 990 + "1"
     text = ("parser.add_argument(\n" * 2_000 + f"y = {deep}\nz: int = {deep}\n"
             f"parser.add_argument('--w', default={deep})\n" + "x = (" * 5_000 + "\nper_device_train_batch_size = 2\n")
@@ -115,3 +115,7 @@ def test_cut_and_hostile_snippets_stay_bounded():
     assert read_partial(text, "pasted_config.yaml").settings["per_device_train_batch_size"] == 2
     doc = load_config(f"TrainingArguments(per_device_train_batch_size={deep}, gradient_accumulation_steps=2)\n", "t.py")
     assert doc.settings == {"gradient_accumulation_steps": 2}
+    # a wide literal is not a deep one: an inline DeepSpeed dict of any size still reads
+    wide = "{" + ", ".join(f'"key_{i}": {i}' for i in range(500)) + ', "zero_optimization": {"stage": 3}}'
+    doc = load_config(f"TrainingArguments(output_dir='o', deepspeed={wide})\n", "t.py")
+    assert doc.settings["deepspeed"]["key_499"] == 499 and doc.settings["deepspeed"]["zero_optimization"]["stage"] == 3

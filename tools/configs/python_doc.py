@@ -175,12 +175,19 @@ def literal(source: str) -> Any:
         return _UNREADABLE
 
 
-MAX_NODES = 200   # a value written by hand has a few nodes; a larger tree is not read (and never recursed into)
+MAX_DEPTH = 100   # a value written by hand nests a few levels; a deeper tree is not read (and never recursed into)
 
 
 def too_large(node: ast.AST) -> bool:
-    """More than MAX_NODES nodes (ast.walk is iterative: counting cannot overflow the stack)."""
-    return any(i > MAX_NODES for i, _ in enumerate(ast.walk(node)))
+    """Nested deeper than MAX_DEPTH (a 990-term sum is 990 levels: literal_eval, unparse and the arithmetic recurse).
+    Walked with an explicit stack, so measuring cannot overflow the stack; a wide literal (a DeepSpeed dict) passes."""
+    stack = [(node, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(current))
+    return False
 
 
 _INT_OPS = {ast.Mult: lambda a, b: a * b, ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
