@@ -15,7 +15,7 @@ from .described_oom import SAVE_WORDS, DescribedOOM, described_oom
 from .fixes_said import FixSaid, TriggerSaid, said_in_words
 from .frameworks import EVAL_HARNESSES, KV_POOL_ENGINES, SERVING_ENGINES
 from .gpus import DATACENTER_GPU_PATTERN
-from .log_parser.lines import content_lines, scan_window
+from .log_parser.lines import clean_line, content_lines, scan_window
 from .prefilter import Prefilter
 from .units import MiB
 
@@ -323,7 +323,7 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
             runtime = Cue(line=lineno, text=line.strip()[:300])
         if seen.search(_FAILURE):
             failure = _cue(lineno, line)
-        if line.lstrip().startswith("File ") and _FRAME_LINE.search(line):
+        if 'File "' in line and _FRAME_LINE.search(clean_line(line)[0]):   # "[rank0]:   File ..." too
             last_frame, after_frame = _cue(lineno, line), 0
         else:
             after_frame += 1

@@ -182,6 +182,8 @@ def test_a_paste_that_stops_inside_a_traceback_has_lost_its_error():
     assert log_cues(CUT + "torch.OutOfMemoryError: CUDA out of memory.\n").cut_traceback is None
     assert log_cues(CUT + "Does anyone know why?\nIt happens on 8 GPUs.\n").cut_traceback is None
     assert log_cues("step 1 loss 2.3\nstep 2 loss 2.1\n").cut_traceback is None
+    ranked = "".join(f"[rank0]: {line}\n" for line in CUT.splitlines())   # torchrun's per-rank prefix
+    assert log_cues(ranked).cut_traceback is not None and log_cues(ranked).cut_traceback.line == 4
 
 
 def test_a_cut_traceback_is_its_own_evidence_not_a_log_without_failure():
