@@ -147,14 +147,16 @@ def _phase_of(seen: Line) -> str | None:
     described_oom's prefilter). Where a contrast splits the line and one clause alone says what failed, that clause's
     words decide (the other clause names the run that worked)."""
     if seen.search(_CONTRAST) and seen.search(_FAILURE_SAID):
-        clauses = _CONTRAST.split(seen.text)
-        failing = [c for c in clauses if _FAILURE_SAID.search(c)]
+        failing = [c for c in _CONTRAST.split(seen.text) if _FAILURE_SAID.search(c)]
         if len(failing) == 1:
-            clause = failing[0]
-            return next((name for name, pat in _PHASES if pat.search(clause)
-                         and not (name == "generation" and _TRAINING_SAID.search(clause))), None)
-    return next((name for name, pat in _PHASES if seen.search(pat)
-                 and not (name == "generation" and seen.search(_TRAINING_SAID))), None)
+            return _named_phase(lambda pat: pat.search(failing[0]))
+    return _named_phase(seen.search)
+
+
+def _named_phase(search: Callable[[re.Pattern[str]], re.Match[str] | None]) -> str | None:
+    """The first of _PHASES that `search` finds; generation not where it also finds training."""
+    return next((name for name, pat in _PHASES if search(pat)
+                 and not (name == "generation" and search(_TRAINING_SAID))), None)
 
 
 # A Hugging Face model id as people paste it: a hub URL or "Org/Model-Name" with a size or version in it.

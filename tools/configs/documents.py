@@ -12,7 +12,7 @@ from .json_doc import parse_json
 from .keys import lift_sections
 from .known_files import known_file
 from .python_doc import CALL_PATTERN, python_settings
-from .safe_yaml import check_size
+from .safe_yaml import GAP_MARK, check_size
 from .schema import ConfigDocument, format_from_filename
 from .shell import (
     ascii_digits,
@@ -161,7 +161,7 @@ def _wrapped_config(doc: ConfigDocument, extra_files: dict[str, str] | None) -> 
 
 
 # A line a user puts where they cut a paste short: "[...]", "...", "…", "[snip]".
-_GAP_LINE = re.compile(r"^([ \t]*)(\[\s*(?:\.{3}|…|snip|omitted|truncated)[^\]\n]{0,80}\]|\.{3}|…)[ \t]*$", re.MULTILINE)
+_GAP_LINE = re.compile(rf"^([ \t]*)({GAP_MARK})[ \t]*$", re.MULTILINE)
 
 
 def _load_yaml(text: str, name: str) -> ConfigDocument:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InputError, UnsafeInput
-from .safe_yaml import MAX_DEPTH, check_size
+from .safe_yaml import GAP_MARK, MAX_DEPTH, check_size
 
 Path = tuple[str, ...]
 
@@ -19,7 +19,7 @@ _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
 _STRING = re.compile(r'"(?:[^"\\\x00-\x1f]|\\.)*"')
 # Where a member would start, a user's mark of a cut paste ("[...]", "...", "…", "[snip]"), with its comma if any:
 # skipped in place, so every span still points into the text as pasted.
-_GAP = re.compile(r"(?:\[\s*(?:\.{3}|…|snip|omitted|truncated)[^\]\n]{0,80}\]|\.{3}|…)\s*,?")
+_GAP = re.compile(rf"(?:{GAP_MARK})\s*,?")
 
 
 @dataclass

@@ -18,7 +18,7 @@ from .json_doc import parse_json
 from .keys import FIELD_KEYS, MODEL_NAME_KEYS, SETTING_ALIASES, TRAINING_KEYS, VLLM_KEYS
 from .safe_yaml import check_size, parse_plain_scalar
 from .schema import ConfigDocument
-from .python_names import UNREADABLE, UNSET, Reference, named_values, resolve, stated_values
+from .python_names import UNREADABLE, UNSET, Reference, named_values, stated_values, value_of
 from .validation import RULES, impossible, key_line, setting_problem
 from .yaml_doc import read_yaml
 
@@ -135,7 +135,7 @@ def _code_settings(text: str) -> dict[int, list[Setting]]:
         key = canonical_key(s.name)
         if key is None or (s.form in ("assignment", "entry") and not isinstance(s.value, Reference)):
             continue
-        value = resolve(s.value.source, names) if isinstance(s.value, Reference) else s.value
+        value = value_of(s.value, names)
         if value is UNSET or value is UNREADABLE:
             if key in RULES:
                 out.setdefault(s.line, [])

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from ..errors import InputError
 from .keys import LORA_CONFIG_KEYS, VLLM_KEYS
+from .safe_yaml import MAX_DEPTH
 
 # Calls whose keyword arguments are training settings, and what each configures (where a new key goes).
 TRAINING_ARGS_CALLS = ("TrainingArguments", "Seq2SeqTrainingArguments", "SFTConfig", "DPOConfig", "GRPOConfig",
@@ -175,11 +176,9 @@ def literal(source: str) -> Any:
         return _UNREADABLE
 
 
-MAX_DEPTH = 100   # a value written by hand nests a few levels; a deeper tree is not read (and never recursed into)
-
-
 def too_large(node: ast.AST) -> bool:
-    """Nested deeper than MAX_DEPTH (a 990-term sum is 990 levels: literal_eval, unparse and the arithmetic recurse).
+    """Nested deeper than a config may nest (safe_yaml.MAX_DEPTH; a 990-term sum is 990 levels: literal_eval, unparse
+    and the arithmetic recurse), so it is not read and never recursed into.
     Walked with an explicit stack, so measuring cannot overflow the stack; a wide literal (a DeepSpeed dict) passes."""
     stack = [(node, 1)]
     while stack:
@@ -256,10 +255,10 @@ def python_settings(text: str) -> tuple[dict[str, Any], str]:
     if not calls:
         raise InputError("python snippet: no TrainingArguments / SFTConfig / from_pretrained / BitsAndBytesConfig / "
                          "LoraConfig / vLLM LLM call found; paste the code that configures the run")
-    from .python_names import UNSET, is_reference, named_values, resolve, stated_values
+    from .python_names import UNSET, named_values, reference, stated_values
     from .validation import RULES
 
-    names = named_values(stated_values(text))
+    assigned = named_values(stated_values(text))
     settings: dict[str, Any] = {}
     for call in calls:
         if call.name in LOAD_CALLS and call.first_positional and "model_name_or_path" not in settings:
@@ -272,9 +271,10 @@ def python_settings(text: str) -> tuple[dict[str, Any], str]:
                 if named:
                     settings["model_name_or_path"] = named
         for kw in call.kwargs:
-            if is_reference(text[kw.start:kw.end]):
+            ref = reference(text[kw.start:kw.end])
+            if ref is not None:
                 # a variable: the value the snippet gives it; one it never sets cannot be read (not impossible)
-                value = resolve(text[kw.start:kw.end], names)
+                value = ref.value_in(assigned)
                 if value is not UNSET:
                     kw = replace(kw, value=value)
                 elif kw.name in RULES:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .python_doc import _INT_OPS, _UNREADABLE as UNREADABLE, _matching_paren, int_arithmetic, literal, too_large
@@ -39,6 +39,12 @@ class Reference:
     snippet sets them to decides it, if it sets them at all."""
 
     source: str
+    node: ast.expr | None = field(default=None, compare=False, repr=False)   # its parsed form, kept: never parsed twice
+
+    def value_in(self, names: dict[str, Any]) -> Any:
+        """What the names the snippet sets make of it, or UNSET."""
+        node = self.node if self.node is not None else _expression(self.source)
+        return _evaluate(node, names) if node is not None else UNSET
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,7 @@ def _value_of(node: ast.expr) -> Any:
         default = next((k.value for k in node.keywords if k.arg == "default"), None)
         return _value_of(default) if default is not None else UNREADABLE
     if _is_arithmetic_of_names(node):
-        return Reference(ast.unparse(node))
+        return Reference(ast.unparse(node), node)
     return literal(ast.unparse(node))
 
 
@@ -181,17 +187,22 @@ def named_values(stated: list[Stated]) -> dict[str, Any]:
     that name's value so far (`max_seq_length = max_seq_length` keeps the number set above)."""
     names: dict[str, Any] = {}
     for s in stated:
-        value = resolve(s.value.source, names) if isinstance(s.value, Reference) else s.value
+        value = value_of(s.value, names)
         if value is not UNREADABLE and value is not UNSET:
             names[s.name] = value
     return names
 
 
-def is_reference(source: str) -> bool:
-    """Is a value's source a name, a dotted name or arithmetic over names (`max_seq_length`, `args.batch_size`,
-    `batch_size // micro_batch_size`), not a literal?"""
+def value_of(value: Any, names: dict[str, Any]) -> Any:
+    """A stated value as the snippet makes it: a Reference by the names it uses (or UNSET), anything else as it is."""
+    return value.value_in(names) if isinstance(value, Reference) else value
+
+
+def reference(source: str) -> Reference | None:
+    """A value's source as a Reference when it is a name, a dotted name or arithmetic over names (`max_seq_length`,
+    `args.batch_size`, `batch_size // micro_batch_size`); None for a literal or anything else."""
     node = _expression(source)
-    return node is not None and _is_arithmetic_of_names(node)
+    return Reference(ast.unparse(node), node) if node is not None and _is_arithmetic_of_names(node) else None
 
 
 def resolve(source: str, names: dict[str, Any]) -> Any:

@@ -22,6 +22,8 @@ from ..errors import InputError, UnsafeInput
 MAX_CONFIG_CHARS = 256_000       # training configs are a few KB; 256 KB is generous and bounds parse time (< 2 s)
 MAX_EXPANDED_NODES = 20_000      # nodes after expanding aliases (real configs: < 1,000; a billion-laughs file: 10^9)
 MAX_DEPTH = 64                   # real configs nest 2-4 levels
+# a user's mark of a cut paste: "[...]", "...", "…", "[snip]", "[20 lines omitted]" (the config readers skip it)
+GAP_MARK = r"\[\s*(?:\.{3}|…|snip|omitted|truncated)[^\]\n]{0,80}\]|\.{3}|…"
 
 # Tags a config may carry: the YAML core schema. Anything else (!!python/object, custom !Tags) is refused.
 _ALLOWED_TAGS = {

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InputError
-from .safe_yaml import check_size, parse_plain_scalar
+from .safe_yaml import GAP_MARK, check_size, parse_plain_scalar
 
 _OPERATORS = ("&&", "||", ";;", ";", "|", "&", "(", ")")
 _REDIRECT = re.compile(r"^\d*(?:>>?|<|>&|&>)")
@@ -175,8 +175,8 @@ def setting_name(flag: str) -> str:
     return flag.replace("-", "_")
 
 
-# a paste's elision ("[...]", "...", "…") on a continued line: not the flag's next value
-_GAP_WORD = re.compile(r"\[\s*(?:\.{3}|…)[^\]]{0,80}\]|\.{3}|…")
+# a paste's elision on a continued line: not the flag's next value
+_GAP_WORD = re.compile(GAP_MARK)
 
 
 def _is_value_word(w: Word) -> bool:
