@@ -113,9 +113,9 @@ def _size_stated(setup: TrainingSetup, names: tuple[str | None, ...]) -> Trainin
     return setup
 
 
-# a base model loaded in 4 or 8 bits, as configs and users write it
-# (not an 8-bit optimizer: "8-bit Adam")
-_QUANTIZED_BASE = re.compile(r"load_in_(?:4|8)bit|(?<![\w.])(?:4|8)[- ]?bit(?![\w])(?! ?(?:adam|optim|paged))|\bnf4\b|\bint8\b"
+# a base model loaded in 4 or 8 bits, as configs and users write it (load_in_8bit, the scripts' load_8bit and
+# --load-8bit: keys.QUANTIZED_LOAD_FLAGS) (not an 8-bit optimizer: "8-bit Adam")
+_QUANTIZED_BASE = re.compile(r"load[_-](?:in[_-])?(?:4|8)[_-]?bit|(?<![\w.])(?:4|8)[- ]?bit(?![\w])(?! ?(?:adam|optim|paged))|\bnf4\b|\bint8\b"
                              r"|\bqlora\b", re.IGNORECASE)
 # ...and, for a run that only runs the model, its checkpoint's width said in words ("72B int4"). In a training paste
 # these words often name another run or the goal, so training reads only the pattern above. A GPTQ or AWQ checkpoint

@@ -182,3 +182,20 @@ def test_opaque_model_name_resolves_through_its_adapter_path():
 
 def test_unknown_model_without_size_stays_unknown():
     assert _setup("model_name_or_path: my-org/secret-model\nstage: sft\n").model is None
+
+
+@pytest.mark.parametrize("text, name, bits", [
+    ("python3.10 generate.py --base_model=meta-llama/Llama-2-13b-chat-hf --load_8bit=True --max_new_tokens=1024\n",
+     "run.sh", 8),
+    ("python -m fastchat.serve.cli --model-path lmsys/vicuna-13b-v1.5 --load-8bit\n", "run.sh", 8),
+    ("model_name_or_path: meta-llama/Llama-2-13b-hf\nload_in_4bit: true\n", "train.yaml", 4)])
+def test_a_base_loaded_quantized_is_held_at_that_width_and_not_trained_in_full(text, name, bits):
+    """load_in_8bit and the scripts' load_8bit / --load-8bit load the weights quantized: the run holds them at that
+    width, and with no method stated it cannot be full fine-tuning (adapters, shown as the assumption it is)."""
+    from ask_oom.tools.memory import estimate_memory
+
+    s = _setup(text, name)
+    assert s.quantization_bit == bits and s.provenance["quantization_bit"].origin == "config"
+    assert s.method == "qlora" and s.provenance["method"].origin == "default"
+    full = s.with_fact("method", "full", "default", "no LoRA settings").with_fact("quantization_bit", None, "default", "")
+    assert estimate_memory(s).breakdown.all_weights() < estimate_memory(full).breakdown.all_weights() / 1.8

@@ -289,6 +289,16 @@ def test_a_run_that_only_runs_the_model_takes_the_width_the_paste_loads_it_in():
         setup = quantized_weights(base, "the model OOMs\n" + text)
         assert setup.quantization_bit == bits and setup.provenance["quantization_bit"].origin == "log", text
         assert setup.provenance["quantization_bit"].detail.startswith("log line 2: "), text
+    # ...and the calculator sizes them at it: 72B at 4 bits is about a quarter of its 16-bit weights
+    from ask_oom.tools.memory import estimate_memory, resolve_model
+
+    sized = base.model_copy(update={"model": resolve_model("Qwen/Qwen2.5-72B")})
+    sixteen = estimate_memory(sized).breakdown.all_weights()
+    four = estimate_memory(quantized_weights(sized, "Qwen1.5-chat 72B int4 on 4 V100\n")).breakdown.all_weights()
+    assert 0.25 * sixteen < four < 0.35 * sixteen
+    # h2oGPT's and alpaca-lora's load_8bit, FastChat's --load-8bit
+    for text in ("python generate.py --base_model=llama --load_8bit=True\n", "python3 -m fastchat.serve.cli --load-8bit\n"):
+        assert quantized_weights(base, text).quantization_bit == 8, text
     said = "load_in_4bit=True\n"
     assert quantized_weights(base.with_fact("quantization_bit", 8, "user", "8-bit"), said).quantization_bit == 8
     train = base.with_fact("workload", "train", "log", "training")

@@ -31,6 +31,11 @@ LORA_RANK_KEYS = ("lora_rank", "lora_r", "r")
 # snippet or command that sets one runs the inference engine
 VLLM_KEYS = ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "max_num_seqs", "enforce_eager",
              "limit_mm_per_prompt", "kv_cache_dtype", "quantization", "pipeline_parallel_size")
+# Switches that load the base model's weights quantized, and the width they load: transformers' from_pretrained
+# keywords, and the scripts that pass them on under shorter names (alpaca-lora's and h2oGPT's load_8bit/load_4bit,
+# FastChat's --load-8bit). Unlike a quantizer's `bits` (AutoGPTQ's target, its model loaded in 16 bits to quantize),
+# they say how the run itself holds the weights.
+QUANTIZED_LOAD_FLAGS: dict[str, int] = {"load_in_4bit": 4, "load_4bit": 4, "load_in_8bit": 8, "load_8bit": 8}
 # The keys configs use for a setup field (LLaMA-Factory, HF TrainingArguments, axolotl, DeepSpeed, launchers): where a
 # what-if or a fix finds the user's own spelling of a setting.
 FIELD_KEYS: dict[str, tuple[str, ...]] = {
@@ -48,7 +53,7 @@ FIELD_KEYS: dict[str, tuple[str, ...]] = {
     "max_new_tokens": ("max_new_tokens", "generation_max_new_tokens"),
     "num_beams": ("num_beams", "generation_num_beams"),
     "eval_samples": ("max_samples",),
-    "quantization_bit": ("quantization_bit", "load_in_4bit", "bits"),
+    "quantization_bit": ("quantization_bit", *QUANTIZED_LOAD_FLAGS, "bits"),
     "image_max_pixels": ("image_max_pixels", "max_pixels"),
     "video_frames": ("video_maxlen", "max_frames"),
     "optimizer": ("optim", "optimizer"),

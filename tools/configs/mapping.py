@@ -13,7 +13,7 @@ from ..config_values import count, int_any, truthy
 from ..frameworks import FRAMEWORKS
 from ..model_resolver import apply_checkpoint_quantization, resolve_model_name
 from ..training_setup import ADAPTER_METHODS, TrainingSetup
-from .keys import FIELD_KEYS, LORA_RANK_KEYS, MODEL_NAME_KEYS, SEQ_LEN_KEYS
+from .keys import FIELD_KEYS, LORA_RANK_KEYS, MODEL_NAME_KEYS, QUANTIZED_LOAD_FLAGS, SEQ_LEN_KEYS
 from .schema import ConfigDocument
 
 # HF TrainingArguments.optim → the calculator's optimizer families (state bytes differ per family).
@@ -353,10 +353,9 @@ def _apply_method(b: _Builder, s: dict[str, Any], is_lf: bool) -> None:
     lora_flag = next((k for k in ("lora_enable", "use_peft", "use_lora") if truthy(s.get(k, False))), None)
     qkey = next((k for k in ("quantization_bit", "quant_bits", "bits") if count(s.get(k))), "bits")
     qbits = count(s.get(qkey))
-    if truthy(s.get("load_in_4bit", False)):
-        qbits, qkey = 4, "load_in_4bit"
-    elif truthy(s.get("load_in_8bit", False)):
-        qbits, qkey = 8, "load_in_8bit"
+    load_key = next((k for k in QUANTIZED_LOAD_FLAGS if truthy(s.get(k, False))), None)
+    if load_key is not None:
+        qbits, qkey = QUANTIZED_LOAD_FLAGS[load_key], load_key
     if qbits is not None and qbits >= 16:
         qbits = None   # LLaVA/QLoRA scripts use bits=16 for "not quantized"
     if ft in ("lora", "oft", "longlora", "adalora", "vera", "boft", "dora"):
@@ -378,6 +377,11 @@ def _apply_method(b: _Builder, s: dict[str, Any], is_lf: bool) -> None:
         method = "qlora"
     if key:
         b.config("method", method, key if not qbits else f"{key} + {qkey}")
+    elif load_key is not None and qbits:
+        # a base loaded quantized cannot be fine-tuned in full: a training run trains adapters on it, and a run
+        # that only runs it holds its weights at that width either way
+        method = "qlora"
+        b.default("method", method, f"{load_key}: a base loaded in {qbits} bits trains adapters, not all its weights")
     else:
         b.default("method", method, "LLaMA-Factory finetuning_type default lora" if is_lf else "no LoRA settings: full fine-tuning")
     if qbits:

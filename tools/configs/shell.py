@@ -18,6 +18,8 @@ _ASSIGN = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
 _PREFIX_WORDS = ("nohup", "exec", "time", "env")   # run the command after them, with the same environment prefix
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:[:-][^}]*)?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
+# an interpreter named with its minor version (python3.10, /usr/bin/python2.7): the launcher its major version names
+_VERSIONED_PYTHON = re.compile(r"^(python[23]?)\.\d{1,2}$")
 LAUNCHERS = ("deepspeed", "torchrun", "accelerate", "llamafactory-cli", "swift", "python", "python3", "vllm")
 # launcher options that are switches (take no value); every other launcher option takes one
 _LAUNCHER_SWITCHES = {
@@ -203,6 +205,7 @@ def parse_command(words: list[Word]) -> Command | None:
     if i >= len(words):
         return None
     program = words[i].value.rsplit("/", 1)[-1]
+    program = _VERSIONED_PYTHON.sub(r"\1", program)   # python3.10 runs as python3 does
     if program not in LAUNCHERS and not is_llama_cpp_program(program):
         return None
     i += 1

@@ -147,10 +147,11 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
 
     # ---- weights resident on each GPU
     # stored 4/8-bit: QLoRA, a quantized base under adapters, or a checkpoint stored quantized (its name says so, or a
-    # GGUF engine runs it) that only runs: inference trains no weight, whatever the method defaults to. A config's bits
-    # may be a quantizer's target (AutoGPTQ loads the 16-bit model to quantize it), so it does not count there.
+    # GGUF engine runs it, the paste's words say so: "72B int4") that only runs: inference trains no weight, whatever
+    # the method defaults to. A config's bits may be a quantizer's target (AutoGPTQ loads the 16-bit model to quantize
+    # it), so it does not count there.
     stored = setup.provenance.get("quantization_bit")
-    runs_stored = setup.workload != "train" and stored is not None and stored.origin in ("default", "derived")
+    runs_stored = setup.workload != "train" and stored is not None and stored.origin in ("default", "derived", "log")
     quantized = setup.method == "qlora" or (setup.quantization_bit in (4, 8) and (setup.method != "full" or runs_stored))
     if quantized:
         bits = setup.quantization_bit or 4
