@@ -927,7 +927,8 @@ def test_with_no_architecture_the_size_a_name_states_sizes_the_weights():
     # 76B in 16-bit over eight 40 GB cards may be split: a copy over one card is its own, weaker rule
     eight = weights_why("InternVL2-Llama3-76B", "A100-40GB", 8)
     assert not any("parameters x" in w for w in eight) and any("split over the 8 GPUs it would fit" in w for w in eight)
-    assert any("even split over all 2 GPUs" in w for w in weights_why("InternVL2-Llama3-76B", "A100-40GB", 2))
+    assert any("and 70.78 GiB per GPU even split over all 2 GPUs" in w
+               for w in weights_why("InternVL2-Llama3-76B", "A100-40GB", 2))
 
 
 def test_a_request_larger_than_the_gpu_is_the_eager_score_matrix_unless_flash_is_stated():
@@ -1183,6 +1184,33 @@ def test_a_speech_model_named_by_its_size_word_is_sized_and_its_weights_fit():
     assert setup.stated_params == 769_000_000
     weights = next(c for c in rank_root_causes(report, setup) if c.label == "weights_exceed_gpu")
     assert any("the weights take at most 2.86 GiB per GPU" in w for w in weights.why)
+
+
+def test_a_full_fine_tune_of_a_model_known_by_its_size_sizes_its_states():
+    """What a trained parameter keeps (weight, gradient, Adam's two moments; 16 B under autocast) does not depend on
+    the architecture: a full fine-tune of whisper-large (1.55B, stated by its family's table) is checked against the
+    card by its states, with the arithmetic; sharded by ZeRO-3 over 8 GPUs they fit, and a whisper-small does not
+    fill the card."""
+    from ask_oom.tools.log_cues import log_cues
+    from ask_oom.tools.report_refinement import refine_report
+
+    def states_why(model: str, extra: dict | None = None) -> list[str]:
+        text = (f"Full fine-tuning of openai/{model} with the Seq2SeqTrainer runs out of memory at the first step\n"
+                + oom("20.00 MiB", "23.65 GiB", "10.06 MiB", "23.63 GiB", "23.10 GiB", "20.00 MiB"))
+        report = refine_report(parse_log(text), text, cues=log_cues(text)).report
+        setup = assemble_setup(report).with_fact("workload", "train", "log", "fine-tuning").with_fact(
+            "method", "full", "log", "full fine-tuning")
+        for name, value in (extra or {}).items():
+            setup = setup.with_fact(name, value, "user", name)
+        assert setup.model is None and setup.stated_params
+        return [w for c in rank_root_causes(report, setup) if c.label == "full_ft_model_states" for w in c.why]
+
+    why = states_why("whisper-large")
+    assert any("1.55B parameters x 16 B (weight 4 + gradient 4 + optimizer 8) = 23.10 GiB per GPU, above the" in w
+               for w in why)
+    sharded = states_why("whisper-large", {"num_gpus": 8, "zero_stage": 3})
+    assert not any("above the" in w for w in sharded)
+    assert not any("parameters x" in w for w in states_why("whisper-small"))
 
 
 def test_a_vision_tower_request_back_solves_the_patches_of_one_image():

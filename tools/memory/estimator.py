@@ -85,6 +85,66 @@ class _Plan:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class TrainedBytes:
+    """The bytes one trained parameter keeps before any sharding: its weight as the model holds it, its gradient, its
+    optimizer states (`moment` bytes each) and the optimizer's fp32 master copy. They do not depend on the architecture
+    (but for Adafactor's factored moments), so a model known only by its parameter count is sized by them too."""
+
+    weight: int
+    gradient: int
+    optimizer: float
+    master: int
+    moment: int
+
+    @property
+    def total(self) -> float:
+        return self.weight + self.gradient + self.optimizer + self.master
+
+    def formula(self) -> str:
+        parts = [f"weight {self.weight}", f"gradient {self.gradient}", f"optimizer {self.optimizer:g}"]
+        return " + ".join(parts + ([f"fp32 master {self.master}"] if self.master else []))
+
+    def per_gpu(self, params: int, zero: int, gpus: int) -> int:
+        """One GPU's share under ZeRO (ZeRO paper, section 5): stage 1 partitions the optimizer states and master copy
+        over the data-parallel GPUs, stage 2 the gradients too, stage 3 the weights too (FSDP full sharding as 3)."""
+        n = max(gpus, 1)
+        return int(params * (self.weight / (n if zero >= 3 else 1) + self.gradient / (n if zero >= 2 else 1)
+                             + (self.optimizer + self.master) / (n if zero >= 1 else 1)))
+
+
+def trained_bytes(setup: TrainingSetup, hidden_size: int = 0) -> TrainedBytes:
+    """Per trained parameter, as the setup's precision, optimizer and DeepSpeed keep it (`hidden_size` sizes
+    Adafactor's factored moments; 0 leaves them out)."""
+    deepspeed = (setup.zero_stage if not setup.fsdp else 3) > 0
+    fp32 = setup.precision == "fp32"
+    # trainable parameter dtype: fp32 master in the model (HF autocast; LLaMA-Factory upcasts trainable
+    # params to fp32 unless pure_bf16: llamafactory/model/adapter.py), DeepSpeed keeps bf16 in the model
+    # and its fp32 master copy inside the optimizer (ZeRO paper: 2 + 2 + 12 bytes/param).
+    if fp32:
+        weight = 4
+    elif setup.precision == "pure_bf16" or (deepspeed and setup.method not in ADAPTER_METHODS):
+        weight = 2
+    else:
+        weight = 4
+    moment = 4 if weight == 4 or deepspeed else 2  # Adam moments in the param dtype; fp32 under DeepSpeed
+    opt = setup.optimizer
+    if opt in ("adamw", "adamw_fused", "paged_adamw_32bit"):
+        optimizer: float = 2 * moment
+    elif opt in ("adamw_8bit", "paged_adamw_8bit"):
+        optimizer = ADAM8BIT_BYTES
+    elif opt == "adafactor":
+        # factored second moment: a row and a column vector per matrix (Shazeer & Stern 2018), no momentum
+        optimizer = 4 * 2 / hidden_size if hidden_size else 0.0
+    elif opt == "lion":
+        optimizer = moment  # one momentum buffer (Chen et al. 2023)
+    else:
+        optimizer = 0  # SGD without momentum (torch default momentum=0)
+    # DeepSpeed's bf16/fp16 optimizers always keep an fp32 master partition (even with pure_bf16 in the model)
+    master = 4 if (deepspeed and not fp32) else 0
+    return TrainedBytes(weight=weight, gradient=weight, optimizer=optimizer, master=master, moment=moment)
+
+
 def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
     arch = setup.model
     assert arch is not None
@@ -134,15 +194,8 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
     else:
         n_trainable = lm_total + (vision_total if vision_trainable else 0) + (proj_total if projector_trainable else 0)
 
-    # trainable parameter dtype: fp32 master in the model (HF autocast; LLaMA-Factory upcasts trainable
-    # params to fp32 unless pure_bf16: llamafactory/model/adapter.py), DeepSpeed keeps bf16 in the model
-    # and its fp32 master copy inside the optimizer (ZeRO paper: 2 + 2 + 12 bytes/param).
-    if fp32:
-        train_b = 4
-    elif pure or (deepspeed and not lora_like):
-        train_b = 2
-    else:
-        train_b = 4
+    per_trained = trained_bytes(setup, arch.hidden_size)
+    train_b = per_trained.weight
     frozen_b = 4 if fp32 else half
 
     # ---- weights resident on each GPU
@@ -175,22 +228,8 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
         notes.append(f"a frozen reference model for the {setup.stage.upper()} KL term: +{ref / 2**30:.2f} GiB of weights")
 
     # ---- gradients, optimizer states, master copies (per GPU, after ZeRO sharding)
-    grad_b = train_b
-    opt = setup.optimizer
-    state_b = 4 if train_b == 4 or deepspeed else 2  # Adam moments in the param dtype; fp32 under DeepSpeed
-    if opt in ("adamw", "adamw_fused", "paged_adamw_32bit"):
-        states_per = 2 * state_b
-    elif opt in ("adamw_8bit", "paged_adamw_8bit"):
-        states_per = ADAM8BIT_BYTES
-    elif opt == "adafactor":
-        # factored second moment: a row and a column vector per matrix (Shazeer & Stern 2018), no momentum
-        states_per = 4 * 2 / max(arch.hidden_size, 1)
-    elif opt == "lion":
-        states_per = state_b  # one momentum buffer (Chen et al. 2023)
-    else:
-        states_per = 0  # SGD without momentum (torch default momentum=0)
-    # DeepSpeed's bf16/fp16 optimizers always keep an fp32 master partition (even with pure_bf16 in the model)
-    master_per = 4 if (deepspeed and not fp32) else 0
+    grad_b, states_per, master_per = per_trained.gradient, per_trained.optimizer, per_trained.master
+    state_b, opt = per_trained.moment, setup.optimizer
     if mode != "train":
         grad_b, states_per, master_per = 0, 0, 0
     gradients = n_trainable * grad_b

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..labels import Label
 from ..memory.activations import score_elements
-from ..memory.estimator import bytes_per_weight
+from ..memory.estimator import bytes_per_weight, trained_bytes
 from ..memory.schema import MemoryEstimate
 from ..report import TORCH_ALLOCATOR_KINDS, OOMReport
 from ..training_setup import ADAPTER_METHODS, PAIRED_STAGES, TrainingSetup
@@ -134,7 +134,8 @@ def _stated_weight_terms(setup: TrainingSetup) -> tuple[int, float, int] | None:
 def _stated_size_weights(report: OOMReport, setup: TrainingSetup, th: Thresholds) -> list[Signal]:
     """No architecture to size, but the model's name states its size: its weights alone against the card, the
     calculator's first check (weights, then states, then activations), with the same reading of several GPUs as for
-    a sized model. A full fine-tune's states cannot be sized without the architecture: only its weights are."""
+    a sized model. A full fine-tune's states are sized too: what a trained parameter keeps does not depend on the
+    architecture (estimator.trained_bytes). Its activations do, and are left out."""
     terms = _stated_weight_terms(setup)
     cap = report.gpu_total_bytes or (setup.gpu.memory_bytes if setup.gpu is not None else 0)
     if terms is None or not cap:
@@ -142,17 +143,18 @@ def _stated_size_weights(report: OOMReport, setup: TrainingSetup, th: Thresholds
     params, per, split = terms
     weights = int(params * per / split)
     budget = int(cap * th["default_budget_share"])
+    full_ft = setup.workload == "train" and setup.method == "full"
     fit = _weights_fit(setup, weights, params, split, budget, th)
     if fit:
-        return fit
+        return fit + (_stated_size_states(setup, params, budget, th) if full_ft else [])
     arith = (f"{params / BILLION:g}B parameters x {per:g} B" + (f" / {split} GPUs" if split > 1 else "")
              + f" = {format_bytes(weights)} per GPU")
     several = _split_unknown(setup, setup.workload, split)
     if weights > budget and several and weights <= budget * setup.num_gpus:
         return [_split_unknown_signal(weights, budget, setup.num_gpus)]
-    full_ft = setup.workload == "train" and setup.method == "full"
     if weights > budget:
-        spread = f" even split over all {setup.num_gpus} GPUs" if several else ""
+        spread = (f", and {format_bytes(weights // setup.num_gpus)} per GPU even split over all {setup.num_gpus} GPUs"
+                  if several else "")
         out = [support(Label.weights_exceed_gpu, "weights_over_budget",
                        f"the weights alone take {arith}, above the {format_bytes(budget)} budget{spread}")]
         if full_ft:
@@ -161,11 +163,40 @@ def _stated_size_weights(report: OOMReport, setup: TrainingSetup, th: Thresholds
                                "before gradients and optimizer states",
                                1.0 if observed(setup, "method") else th["assumed_method_scale"]))
         return out
-    if weights > th["states_ramp_start"] * budget and not full_ft:
+    if full_ft:
+        return _stated_size_states(setup, params, budget, th)
+    if weights > th["states_ramp_start"] * budget:
         # as for a sized model's states: the fuller the card is with weights, the more they are the cause
         return [support(Label.weights_exceed_gpu, "states_fill_budget",
                         f"the weights alone take {arith}, {weights / budget:.0%} of the {format_bytes(budget)} budget",
                         1 + _fill(weights, budget, th))]
+    return []
+
+
+def _stated_size_states(setup: TrainingSetup, params: int, budget: int, th: Thresholds) -> list[Signal]:
+    """Full fine-tuning of a model known by its stated size: weights, gradients and optimizer states per trained
+    parameter, sharded as ZeRO or FSDP shard them, against the budget, read as for a sized model's states."""
+    per = trained_bytes(setup)
+    zero, gpus = (FULL_SHARDING if setup.fsdp else setup.zero_stage), setup.num_gpus
+    states = per.per_gpu(params, zero, gpus)
+    sharded = f" under ZeRO-{zero} over {gpus} GPUs" if zero and gpus > 1 else ""
+    arith = (f"{params / BILLION:g}B parameters x {per.total:g} B ({per.formula()}){sharded} = "
+             f"{format_bytes(states)} per GPU")
+    conf = 1.0 if observed(setup, "method") else th["assumed_method_scale"]
+    if states > budget:
+        out = [support(Label.full_ft_model_states, "full_ft_states_over_budget",
+                       f"full fine-tuning keeps weights, gradients and optimizer states: {arith}, above the "
+                       f"{format_bytes(budget)} budget before any activation", conf)]
+        everything = per.per_gpu(params, FULL_SHARDING, gpus)
+        if gpus > 1 and zero < FULL_SHARDING and everything <= th["states_ramp_start"] * budget:
+            out.append(support(Label.zero_stage_insufficient, "zero3_would_fit",
+                               f"sharded over the {gpus} GPUs (ZeRO-3) the same states would take "
+                               f"{format_bytes(everything)} per GPU, leaving room for activations", conf))
+        return out
+    if states > th["states_ramp_start"] * budget:
+        return [support(Label.full_ft_model_states, "states_fill_budget",
+                        f"model states already take {arith}, {states / budget:.0%} of the {format_bytes(budget)} "
+                        "budget before any activation", (1 + _fill(states, budget, th)) * conf)]
     return []
 
 
@@ -205,8 +236,10 @@ def _model_states(setup: TrainingSetup, estimate: MemoryEstimate, budget: int, t
     elif weights > budget:
         # The weights' size depends on the model, dtype and sharding, not on the training method: no discount for an
         # assumed method.
+        # a copy the run may split over its GPUs is shown whole, then split: over all of them it is still too large
         spread = (f" even split over the {split} GPUs of the device map" if split > 1 else
-                  f" even split over all {setup.num_gpus} GPUs" if several else "")
+                  f" for a whole copy, {gib(loaded // setup.num_gpus)} even split over all {setup.num_gpus} GPUs"
+                  if several else "")
         # an assumed width is shown at 16 bits, the usual load, with the calculator's wider size beside it
         size = (f"{gib(weights)} per GPU" if loaded == weights
                 else f"{gib(loaded)} per GPU in 16-bit ({gib(weights)} at the assumed width)")
