@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
+from itertools import islice
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -15,6 +17,7 @@ from ..tools.configs.documents import looks_like_python
 from ..tools.configs.keys import TRAINING_KEYS
 from ..tools.configs.partial import argument_list_settings, setting_of
 from ..tools.errors import InputError
+from ..tools.log_parser.lines import SCAN_HEAD, SCAN_TAIL
 
 PartKind = Literal["log", "config", "model_config", "chat"]
 # Turns that bring new input rather than follow up on the last answer: a pasted log or config (answered with a full
@@ -94,15 +97,19 @@ def classify_text(text: str) -> PartKind:
 
 def _kind_by_lines(stripped: str) -> PartKind:
     """What a text without a memory error in it is: a config (training keys, few log lines), a log, or chat."""
-    lines = [ln for ln in stripped.splitlines() if ln.strip()]
+    lines = _count(ln for ln in stripped.splitlines() if ln.strip())   # (counted as far as a test below looks)
     hits = training_key_hits(stripped)
-    if hits >= 3 or (hits >= 2 and len(lines) <= 40) or (hits >= 1 and _LAUNCH.search(stripped) and len(lines) <= 80):
-        log_lines = len(_LOG_LINE.findall(stripped))
-        if log_lines < max(3, hits):
+    if hits >= 3 or (hits >= 2 and lines <= 40) or (hits >= 1 and _LAUNCH.search(stripped) and lines <= 80):
+        if _count(_LOG_LINE.finditer(stripped), max(3, hits)) < max(3, hits):
             return "config"
-    if len(_LOG_LINE.findall(stripped)) >= 3 or len(lines) >= 15:
+    if _count(_LOG_LINE.finditer(stripped), 3) >= 3 or lines >= 15:
         return "log"
     return "chat"
+
+
+def _count(items: Iterable[object], most: int = 81) -> int:
+    """How many items there are, counted up to `most`: a long log's lines need not all be found to be many."""
+    return sum(1 for _ in islice(items, most))
 
 
 def classify_file(name: str, text: str) -> PartKind:
@@ -205,7 +212,11 @@ def config_runs(lines: list[str]) -> list[tuple[int, int]]:
     printed inside a log (an argument dump, the command a launcher echoes) stays part of the log."""
     runs: list[tuple[int, int]] = []
     i, n = 0, min(len(lines), MAX_RUN_LINES)
+    head_end, tail_start = _window_lines(lines[:n])
     while i < n:
+        if head_end <= i < tail_start:
+            i = tail_start   # a block opens where a user pastes one: at the text's start or end (its scan window)
+            continue
         if not _opens_block(lines[i]):
             i += 1
             continue
@@ -221,6 +232,23 @@ def config_runs(lines: list[str]) -> list[tuple[int, int]]:
             runs.append((i, end))
         i = max(j, i + 1)
     return runs
+
+
+def _window_lines(lines: list[str]) -> tuple[int, int]:
+    """(end of the head, start of the tail) of `lines` as scan_window cuts a text: the lines within its first
+    SCAN_HEAD and its last SCAN_TAIL characters; (n, n) when the text is that short."""
+    n = len(lines)
+    head, used = 0, 0
+    while head < n and used + len(lines[head]) + 1 <= SCAN_HEAD:
+        used += len(lines[head]) + 1
+        head += 1
+    if head == n:
+        return n, n
+    tail, used = n, 0
+    while tail > head and used + len(lines[tail - 1]) + 1 <= SCAN_TAIL:
+        tail -= 1
+        used += len(lines[tail]) + 1
+    return head, tail
 
 
 def _line_settings(line: str) -> list[str]:

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from pydantic import BaseModel
 
 from .log_parser.lines import content_lines, scan_window
-from .log_parser.messages import killed_exit_status
+from .log_parser.messages import EXIT_CODE, killed_exit_status
 from .log_parser.model_names import FAMILIES, looks_like_model
 from .memory.registry import NAMED_SIZES, ONE_SIZE_FAMILIES, stated_params
-from .prefilter import Line, Prefilter
+from .prefilter import Line, Prefilter, search_text
 
 
 # ASCII-only boundaries: in Unicode mode \b sees no boundary between a Chinese character and "OOM". "OOM" is also a
@@ -244,16 +244,16 @@ def _model_in_line(line: str, seen: Line | None = None) -> str | None:
     a family word and its size. A candidate that is a file or a folder of scripts ("configs/zero3.yaml",
     "int8/int4") is passed over for the next: the line may name the model after it. `seen`: the line behind
     described_oom's prefilter, when it comes from there."""
-    for m in _MODEL_ID.finditer(line):
+    for m in _MODEL_ID.finditer(line) if "/" in line else ():
         name = (m.group(1) or m.group(2)).rstrip(".")
         if looks_like_model(name):
             return name
-    for m in _MODEL_NAME.finditer(line):
+    for m in _MODEL_NAME.finditer(line) if "-" in line else ():
         name = m.group(1).rstrip(".")
         if looks_like_model(name):
             return name
     seen = seen or _LINE.line(line)
-    for pattern, render in _SAID_FORMS:
+    for pattern, render in _SAID_FORMS if seen.may_match else ():
         m = seen.search(pattern)
         said = render(m) if m else None
         if said:
@@ -313,7 +313,7 @@ def _grows_on_host(line: str) -> bool:
 # failure and growth words, the phases and the looser forms of a model's name (most need a family's name)
 _LINE = Prefilter(GPU_OOM_SAID, _MEMORY_FAILS, _BATCH_ONE, _COMPLAINT, _KEPT_OUTPUTS, _HOST, _RAM_FAILS, _HOST_EXPLICIT,
                   GROWTH_SAID, _ACCUMULATES, *(pat for _, pat in _PHASES), _TRAINING_SAID, _CONTRAST, _FAILURE_SAID,
-                  *(pat for pat, _ in _SAID_FORMS))
+                  *(pat for pat, _ in _SAID_FORMS), EXIT_CODE)
 
 
 def described_oom(text: str) -> DescribedOOM | None:
@@ -326,16 +326,21 @@ def described_oom(text: str) -> DescribedOOM | None:
     for lineno, line in content_lines(text):
         line = line[:2000]
         seen = _LINE.line(line)
+        if not seen.may_match:   # none of the words the patterns below need (nor those of a loose model name)
+            if model is None:
+                model = _model_in_line(line, seen)
+            continue
+        killed = seen.search(EXIT_CODE) is not None and killed_exit_status(line)
         if gpu is None and (seen.search(GPU_OOM_SAID) or seen.search(_MEMORY_FAILS)
                             or seen.search(_BATCH_ONE) or seen.search(_COMPLAINT)) \
                 and is_prose(line):
             gpu = (lineno, line.strip())
         if kept is None and seen.search(_KEPT_OUTPUTS):
             kept = (lineno, line.strip())
-        if host is None and (seen.search(_HOST) or seen.search(_RAM_FAILS) or killed_exit_status(line)) \
+        if host is None and (seen.search(_HOST) or seen.search(_RAM_FAILS) or killed) \
                 and is_prose(line):
             host = (lineno, line.strip())
-        if explicit is None and (seen.search(_HOST_EXPLICIT) or killed_exit_status(line)) and is_prose(line):
+        if explicit is None and (seen.search(_HOST_EXPLICIT) or killed) and is_prose(line):
             explicit = (lineno, line.strip())
         if growth is None and (seen.search(GROWTH_SAID) or (seen.search(_ACCUMULATES)
                                                                   and not _EVAL_WORDS.search(line))):
@@ -358,7 +363,7 @@ def described_oom(text: str) -> DescribedOOM | None:
         else:
             gpu = growth
     gpu_words = re.search(r"GPU|CUDA|VRAM|显存|显卡", text, re.IGNORECASE)
-    if _APPLE.search(text) and not re.search(r"CUDA|nvidia|显卡", text, re.IGNORECASE):
+    if search_text(_APPLE, text) and not re.search(r"CUDA|nvidia|显卡", text, re.IGNORECASE):
         kind, (line, said) = "mps_oom", gpu or host   # one memory for CPU and GPU: the device ran out
     elif explicit is not None:
         kind, (line, said) = "host_oom", explicit   # named outright anywhere: a general "OOM" elsewhere does not outrank it
@@ -383,13 +388,13 @@ def memory_question(text: str) -> DescribedOOM | None:
     run fits. Read as a GPU memory failure of the text's phase, at its first sentence; None when any error is shown
     or no sentence was written (a config alone asks nothing: it is sized, not diagnosed)."""
     head = scan_window(text)
-    if _ANY_ERROR.search(head):
+    if search_text(_ANY_ERROR, head):
         return None
     first = next(((n, line.strip()) for n, line in content_lines(head)
                   if len(line.split()) >= MIN_QUESTION_WORDS and is_prose(line)), None)
     if first is None:
         return None
-    phase = next((name for name, pat in _PHASES if pat.search(head)), None)
+    phase = next((name for name, pat in _PHASES if search_text(pat, head)), None)
     return DescribedOOM(kind="cuda_oom", line=first[0], text=first[1][:300], phase=phase, model=model_named(head))
 
 

@@ -16,7 +16,7 @@ from .fixes_said import FixSaid, TriggerSaid, said_in_words
 from .frameworks import EVAL_HARNESSES, KV_POOL_ENGINES, SERVING_ENGINES
 from .gpus import DATACENTER_GPU_PATTERN
 from .log_parser.lines import clean_line, content_lines, scan_window
-from .prefilter import Prefilter
+from .prefilter import Prefilter, may_contain, search_text
 from .units import MiB
 
 if TYPE_CHECKING:
@@ -301,16 +301,37 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
         previous_no = lineno
         line = line[:MAX_LINE]
         seen = _LINE.line(line)
-        for name, pat in _PHASE_CUES:
-            if seen.search(pat):
-                phase, phase_cue = name, _cue(lineno, line)
-                break
-        if quant is None and seen.search(_QUANT):
-            quant = _cue(lineno, line)
-        if dtype is None and seen.search(_DTYPE):
-            dtype = _cue(lineno, line)
-        if kv is None and seen.search(_KV_CACHE):
-            kv = Cue(line=lineno, text=line.strip()[:300])
+        if seen.may_match:   # (most lines of a long log hold none of the patterns' words)
+            for name, pat in _PHASE_CUES:
+                if seen.search(pat):
+                    phase, phase_cue = name, _cue(lineno, line)
+                    break
+            if quant is None and seen.search(_QUANT):
+                quant = _cue(lineno, line)
+            if dtype is None and seen.search(_DTYPE):
+                dtype = _cue(lineno, line)
+            if kv is None and seen.search(_KV_CACHE):
+                kv = Cue(line=lineno, text=line.strip()[:300])
+            if runtime is None and seen.search(_RUNTIME_OOM):
+                runtime = Cue(line=lineno, text=line.strip()[:300])
+            if seen.search(_FAILURE):
+                failure = _cue(lineno, line)
+            if imbalance is None and seen.search(_IMBALANCE):
+                imbalance = _cue(lineno, line)
+            if index_error is None and seen.search(_INDEX_ERROR):
+                index_error = _cue(lineno, line)
+            if contrast is None and seen.search(METHOD_CONTRAST):
+                contrast = _cue(lineno, line)
+            if vision is None and seen.search(_VISION):
+                vision = _cue(lineno, line)
+            if adapters is None and seen.search(_ADAPTERS) and adapter_named(line):
+                adapters = _cue(lineno, line)
+            if full is None and (seen.search(FULL_SAID) or (seen.search(_ADAPTERS) and not adapter_named(line))):
+                full = _cue(lineno, line)
+            if conversation is None and seen.search(_CONVERSATION):
+                conversation = _cue(lineno, line)
+            if worked is None and seen.search(_COMPARABLE_WORKED):
+                worked = _cue(lineno, line)
         if kbit is None and "prepare_model_for_" in line and (_KBIT_PREPARATION.search(line) or (
                 _KBIT_CALL.search(line) and _FRAME_LINE.search(previous))):
             kbit = _cue(lineno, line)
@@ -319,39 +340,19 @@ def log_cues(text: str, config_text: str | None = None) -> LogCues:
             context = _engine_context(context, lineno, line)
         if startup is None and "on startup" in line and _STARTUP_FREE.search(line):
             startup = Cue(line=lineno, text=line.strip()[:300])
-        if runtime is None and seen.search(_RUNTIME_OOM):
-            runtime = Cue(line=lineno, text=line.strip()[:300])
-        if seen.search(_FAILURE):
-            failure = _cue(lineno, line)
         if 'File "' in line and _FRAME_LINE.search(clean_line(line)[0]):   # "[rank0]:   File ..." too
             last_frame, after_frame = _cue(lineno, line), 0
         else:
             after_frame += 1
-        if imbalance is None and seen.search(_IMBALANCE):
-            imbalance = _cue(lineno, line)
-        if index_error is None and seen.search(_INDEX_ERROR):
-            index_error = _cue(lineno, line)
         if sub_group is None and "sub_group" in line and _ZERO3_SUB_GROUP.search(line):
             sub_group = _cue(lineno, line)
-        if contrast is None and seen.search(METHOD_CONTRAST):
-            contrast = _cue(lineno, line)
-        if vision is None and seen.search(_VISION):
-            vision = _cue(lineno, line)
-        if adapters is None and seen.search(_ADAPTERS) and adapter_named(line):
-            adapters = _cue(lineno, line)
-        if full is None and (seen.search(FULL_SAID) or (seen.search(_ADAPTERS) and not adapter_named(line))):
-            full = _cue(lineno, line)
-        if conversation is None and seen.search(_CONVERSATION):
-            conversation = _cue(lineno, line)
-        if worked is None and seen.search(_COMPARABLE_WORKED):
-            worked = _cue(lineno, line)
         if len(gpu_models) < 8:
             for m in _GPU_NAME.finditer(line):
                 number, ti = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
                 name = (number + (" Ti" if ti else "")) if number else m.group(5).upper()
                 if name not in gpu_models:
                     gpu_models.append(name)
-    if adapters is not None and _INFERENCE.search(text):
+    if adapters is not None and search_text(_INFERENCE, text):
         adapters = None   # an adapter loaded to run the model: the weights are all there is, not a training step
     harnessed = _first(_HARNESS, text, (config_text or "")[:MAX_SCAN])
     trained = _first(_TRAINING, text, (config_text or "")[:MAX_SCAN])
@@ -398,7 +399,7 @@ def adapter_named(line: str) -> bool:
 def _first(pattern: re.Pattern, text: str, config_text: str) -> tuple[Cue, re.Match] | None:
     """The line of the first match in the log, else in the config (its text marked "config: "), and the match."""
     for where, body in (("", text), ("config: ", config_text)):
-        m = pattern.search(body)
+        m = search_text(pattern, body)
         if m is not None:
             start = body.rfind("\n", 0, m.start()) + 1
             cue = _cue(body.count("\n", 0, m.start()) + 1, body[start:].split("\n", 1)[0])
@@ -442,7 +443,7 @@ def startup_free_numbers(cue: Cue) -> tuple[float, float, float, float] | None:
 
 def runtime_oom_kind(cue: Cue, text: str) -> str:
     """The OOMReport kind of a runtime allocation failure: Metal's unified memory, a ggml host buffer, else the GPU."""
-    if _METAL.search(cue.text) or _METAL.search(scan_window(text)):
+    if _METAL.search(cue.text) or search_text(_METAL, scan_window(text)):
         return "mps_oom"
     if _HOST_BUFFER.search(cue.text):
         return "host_oom"
@@ -464,7 +465,10 @@ _PROPOSED = re.compile(r"\b(?:need(?:s|ed)? to|should|try(?:ing)?|you (?:can|cou
 
 def _device_map(text: str) -> Cue | None:
     """The first device_map the text shows as the run's own: one only proposed as a fix is passed over."""
-    for m in _DEVICE_MAP.finditer(text[:MAX_SCAN]):
+    text = text[:MAX_SCAN]
+    if not may_contain(_DEVICE_MAP, text):
+        return None
+    for m in _DEVICE_MAP.finditer(text):
         start = text.rfind("\n", 0, m.start()) + 1
         if _PROPOSED.search(text[start:m.start()][-300:]):
             continue

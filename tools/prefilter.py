@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 try:   # Python 3.11+: the parser behind re.compile; sre_parse before it
     import re._constants as _sc
@@ -18,6 +19,7 @@ except ImportError:  # pragma: no cover - Python 3.10
     import sre_parse as _sp   # type: ignore[no-redef]
 
 MIN_ASCII_WORD = 2     # a single ASCII letter or digit is in nearly every line: no filter
+MAX_SPELLINGS = 4      # a run of literals read through small classes: at most this many spellings of it
 MAX_WORDS = 256        # past this many the word checks of a line (once for all its patterns) cost what a regex does
 _CASE_FLAG_GROUP = re.compile(r"\(\?[a-zA-Z]*-?[a-zA-Z]*i")   # an inline group that sets or clears IGNORECASE
 
@@ -42,9 +44,10 @@ def _useful(words: set[str] | None) -> bool:
 
 
 def _required(seq, icase: bool) -> set[str] | None:
-    """A set of strings, one of which every match of the parsed sequence `seq` contains; the most selective found."""
+    """A set of strings, one of which every match of the parsed sequence `seq` contains; the most selective found. A
+    run of literals is read through small classes of literals ("[bB]-it" requires "b-it" or "B-it")."""
     best: set[str] | None = None
-    run: list[str] = []
+    run: list[str] = [""]   # the spellings of the current run of literals, one per choice its small classes allow
 
     def consider(words: set[str] | None) -> None:
         nonlocal best
@@ -52,14 +55,17 @@ def _required(seq, icase: bool) -> set[str] | None:
             best = words
 
     def flush() -> None:
-        if run:
-            text = "".join(run)
-            consider({fold(text) if icase else text})
-            run.clear()
+        if run[0]:
+            consider({fold(text) if icase else text for text in run})
+        run[:] = [""]
 
     for op, av in seq:
         if op is _sc.LITERAL:
-            run.append(chr(av))
+            run[:] = [text + chr(av) for text in run]
+            continue
+        chars = _literal_class(av) if op is _sc.IN else None
+        if chars is not None and len(run) * len(chars) <= MAX_SPELLINGS:
+            run[:] = [text + ch for text in run for ch in chars]
             continue
         flush()   # any other item ends a run of literals: what is around it need not be adjacent
         if op is _sc.SUBPATTERN:
@@ -70,9 +76,16 @@ def _required(seq, icase: bool) -> set[str] | None:
                 consider(set().union(*parts))
         elif op in (_sc.MAX_REPEAT, _sc.MIN_REPEAT) and av[0] >= 1:
             consider(_required(av[2], icase))
-        # classes, anchors, lookarounds, backreferences: nothing they need is certain, so nothing is required
+        # other classes, anchors, lookarounds, backreferences: nothing they need is certain, so nothing is required
     flush()
     return best
+
+
+def _literal_class(items) -> list[str] | None:
+    """The characters of a class made of a few literals only ([bB], [-_]), else None (a range, a category, a negation)."""
+    if len(items) > MAX_SPELLINGS or any(op is not _sc.LITERAL for op, _ in items):
+        return None
+    return [chr(av) for _, av in items]
 
 
 def _selectivity(words: set[str]) -> float:
@@ -97,6 +110,34 @@ def trie_pattern(words: Iterable[str]) -> str:
         return f"(?:{body})?" if "" in node else body
 
     return emit(root)
+
+
+WHOLE_TEXT_MIN = 4096   # characters from which search_text checks a text's words first (below, the regex is as quick)
+
+
+@lru_cache(maxsize=256)
+def _words_of(pattern: re.Pattern[str]) -> tuple[tuple[str, ...] | None, bool]:
+    return required_words(pattern), bool(pattern.flags & re.IGNORECASE)
+
+
+@lru_cache(maxsize=4)
+def _folded(text: str) -> str:
+    return fold(text)
+
+
+def may_contain(pattern: re.Pattern[str], text: str) -> bool:
+    """False only when `text` holds none of the words every match of `pattern` needs: a whole log searched for a cue
+    it lacks costs the regex engine a pass over every character, a word check a pass of str.find per word."""
+    words, icase = _words_of(pattern)
+    if words is None or len(text) < WHOLE_TEXT_MIN:
+        return True
+    haystack = _folded(text) if icase else text
+    return any(w in haystack for w in words)
+
+
+def search_text(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    """`pattern.search(text)` over a whole text, skipped when the text lacks the pattern's words (may_contain)."""
+    return pattern.search(text) if may_contain(pattern, text) else None
 
 
 class Prefilter:
@@ -152,6 +193,11 @@ class Line:
         self.text = text
         self._possible = possible
         self._known = known
+
+    @property
+    def may_match(self) -> bool:
+        """Whether any pattern of its prefilter may match the line: a line that holds none of their words is done."""
+        return bool(self._possible)
 
     def search(self, pattern: re.Pattern[str]) -> re.Match[str] | None:
         if id(pattern) in self._possible:

@@ -92,6 +92,20 @@ def test_an_unfenced_config_beside_a_log_is_cut_out_in_either_order(seed):
         assert log.strip().splitlines()[-1] in got
 
 
+def test_a_config_is_found_at_either_end_of_a_long_log_and_not_looked_for_in_its_middle():
+    """A user pastes a config above or below the log, never inside its middle megabytes of progress: blocks open in
+    the text's scan window (log_parser.lines.scan_window), so a 2 MiB log is read for them at its two ends only."""
+    from ask_oom.tools.log_parser.lines import SCAN_HEAD
+
+    log, cfg = _seed("qwen2.5-32b")
+    progress = "".join(f"{{'loss': {1.5 - i / 1e5:.5f}, 'epoch': {i / 1000:.2f}}}\n" for i in range(2 * SCAN_HEAD // 30))
+    for message in (f"{cfg}\n\n{progress}{log}", f"{progress}{log}\n\nmy config:\n{cfg}"):
+        parts = split_message(message)
+        assert sorted(p.kind for p in parts if p.kind != "chat") == ["config", "log"]
+    middle = split_message(f"{progress}{cfg}\n\n{progress}{log}")
+    assert [p.kind for p in middle if p.kind != "chat"] == ["log"]
+
+
 @pytest.mark.parametrize("log", sorted((SEEDS.parent / "logs").glob("*.log")) + sorted(SEEDS.glob("*/train.log")),
                          ids=lambda p: p.parent.name + "/" + p.stem)
 def test_blocks_printed_inside_a_log_stay_in_the_log(log):

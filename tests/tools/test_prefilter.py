@@ -15,7 +15,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("pattern, words", [
-    (re.compile(r"bitsandbytes|\bload_in_(?:4|8)bit\b", re.I), ("bitsandbytes", "load_in_")),
+    (re.compile(r"bitsandbytes|\bload_in_(?:4|8)bit\b", re.I), ("bitsandbytes", "load_in_4bit", "load_in_8bit")),
+    (re.compile(r"\d[bB]-(?:chat|it)"), ("B-", "b-")),          # a run read through a small class of literals
+    (re.compile(r"\d[bB]-(?:chat|it)", re.I), ("b-",)),         # ...whose spellings fold together
+    (re.compile(r"x[a-z]yz|[^q]r"), None),                      # a range or a negation ends the run
     (re.compile(r"(?:foo|barbaz)\s+qux"), ("qux",)),            # the most selective run: one word over two
     (re.compile(r"abc(?:def)?"), ("abc",)),                      # an optional group requires nothing
     (re.compile(r"x{0,3}yyy|zzz"), ("yyy", "zzz")),
@@ -82,6 +85,27 @@ def test_a_line_searches_what_its_patterns_find_on_random_text():
         seen = filters.line(line)
         for pattern in patterns:
             assert (seen.search(pattern) is None) == (pattern.search(line) is None), (pattern.pattern, line)
+
+
+def test_a_whole_text_search_finds_what_the_pattern_finds_and_skips_a_text_without_its_words():
+    """search_text over a long text: the same match as the pattern's own search wherever the pattern matches, on
+    random texts built from the patterns' words and a small class's spellings; a text lacking them is not searched."""
+    import random
+
+    from ask_oom.tools.prefilter import WHOLE_TEXT_MIN, may_contain, search_text
+
+    patterns = [re.compile(r"bitsandbytes|\bload_in_(?:4|8)bit\b", re.I), re.compile(r"\d[bB]-(?:chat|it)"),
+                re.compile(r"显存不足|OOM", re.I), re.compile(r"(?:foo|barbaz)\s+qux")]
+    rng = random.Random(5)
+    pieces = ["bitsandbytes", "LOAD_IN_4BIT", "load_in_8bit ", "7B-chat", "7b-it", "7β-it", "显存不足", "oom", "foo qux",
+              "barbaz  QUX", "İ", "x", " ", "\n", "7"]
+    filler = "{'loss': 1.23, 'epoch': 0.5}\n" * (WHOLE_TEXT_MIN // 20)
+    for _ in range(300):
+        text = filler + "".join(rng.choices(pieces, k=rng.randint(0, 6))) + filler
+        for pattern in patterns:
+            found, expected = search_text(pattern, text), pattern.search(text)
+            assert (found and found.span()) == (expected and expected.span()), (pattern.pattern, text[len(filler):-len(filler)])
+    assert not may_contain(patterns[0], filler) and may_contain(patterns[0], filler + "BitsAndBytes")
 
 
 def test_a_pattern_the_prefilter_was_not_given_is_an_error_not_a_miss():

@@ -964,6 +964,10 @@ def test_inference_on_several_gpus_with_no_split_stated_weighs_a_copy_against_al
 
     assert "weights_over_one_gpu_split_unknown" in weights_rules(4) and "weights_over_budget" not in weights_rules(4)
     assert "weights_over_budget" in weights_rules(2) and "weights_over_one_gpu_split_unknown" not in weights_rules(2)
+    # the copy is shown whole, then as each GPU's share were it split: over both cards it is still too large
+    d = diagnose(DiagnoseRequest(log_text=log, gpu="A100-40GB", num_gpus=2, retrieve=False))
+    assert any("128.48 GiB for a whole copy, 64.24 GiB per GPU even split over all 2 GPUs, above the" in s.reason
+               for s in d.signals if s.name == "weights_over_budget")
 
 
 def test_an_engine_pool_is_not_blamed_when_the_weights_cannot_even_load():

@@ -139,7 +139,7 @@ _GGML_CPU_BUFFER = "ggml_backend_cpu_buffer"
 _BUFFER_OF_SIZE = re.compile(r"buffer of size (\d{1,20})")   # ggml's and ONNX Runtime's failed request, in bytes
 # launcher summaries: "exitcode  : -9 (pid: 14750)", "exits with return code = -9", "Signal 9 (SIGKILL) received"
 # "exitcode: -9", "return code = -9", "exited with code 137", "error code -9", "exit status 137": a process's status
-_EXIT_CODE = re.compile(r"(?:exitcode|returncode|(?:exit(?:ed)?(?: with)?|return|error) (?:code|status))\s{0,4}(?:[:=]|of)?"
+EXIT_CODE = re.compile(r"(?:exitcode|returncode|(?:exit(?:ed)?(?: with)?|return|error) (?:code|status))\s{0,4}(?:[:=]|of)?"
                         r"\s{0,4}(-?\d{1,3})(?!\d|\.\d)", re.IGNORECASE)
 _SIGNAL_NAME = re.compile(r"\b(SIG(?:KILL|BUS|FPE|SEGV|ABRT|TERM))\b")
 # torch DataLoader: "DataLoader worker (pid 123) is killed by signal: Bus error." (the signal's strsignal text)
@@ -165,7 +165,7 @@ def _put(hit: MemoryHit, name: str, match: re.Match | None, num_group: int = 1) 
 
 def killed_exit_status(text: str) -> bool:
     """Does the text give an exit status that means SIGKILL (-9, 137: the host's OOM killer, oom-signals.md)?"""
-    return any(_EXIT_SIGNALS.get(m.group(1)) == "SIGKILL" for m in _EXIT_CODE.finditer(text))
+    return any(_EXIT_SIGNALS.get(m.group(1)) == "SIGKILL" for m in EXIT_CODE.finditer(text))
 
 
 def exit_signal(line: str) -> str | None:
@@ -178,7 +178,7 @@ def exit_signal(line: str) -> str | None:
         for text, name in _KILLED_BY.items():
             if text in low:
                 return name
-    m = _EXIT_CODE.search(line)
+    m = EXIT_CODE.search(line)
     if m:
         return _EXIT_SIGNALS.get(m.group(1))
     return None

@@ -147,14 +147,14 @@ def _stated_size_weights(report: OOMReport, setup: TrainingSetup, th: Thresholds
     fit = _weights_fit(setup, weights, params, split, budget, th)
     if fit:
         return fit + (_stated_size_states(setup, params, budget, th) if full_ft else [])
-    arith = (f"{params / BILLION:g}B parameters x {per:g} B" + (f" / {split} GPUs" if split > 1 else "")
-             + f" = {format_bytes(weights)} per GPU")
     several = _split_unknown(setup, setup.workload, split)
+    arith = (f"{params / BILLION:g}B parameters x {per:g} B" + (f" / {split} GPUs" if split > 1 else "")
+             + f" = {format_bytes(weights)}" + (" for a whole copy" if several else " per GPU"))
     if weights > budget and several and weights <= budget * setup.num_gpus:
         return [_split_unknown_signal(weights, budget, setup.num_gpus)]
     if weights > budget:
         spread = (f", and {format_bytes(weights // setup.num_gpus)} per GPU even split over all {setup.num_gpus} GPUs"
-                  if several else "")
+                  if several else "")   # (a copy the run may split: over all its GPUs it is still too large)
         out = [support(Label.weights_exceed_gpu, "weights_over_budget",
                        f"the weights alone take {arith}, above the {format_bytes(budget)} budget{spread}")]
         if full_ft:
@@ -237,12 +237,12 @@ def _model_states(setup: TrainingSetup, estimate: MemoryEstimate, budget: int, t
         # The weights' size depends on the model, dtype and sharding, not on the training method: no discount for an
         # assumed method.
         # a copy the run may split over its GPUs is shown whole, then split: over all of them it is still too large
+        where = " for a whole copy" if several else " per GPU"
         spread = (f" even split over the {split} GPUs of the device map" if split > 1 else
-                  f" for a whole copy, {gib(loaded // setup.num_gpus)} even split over all {setup.num_gpus} GPUs"
-                  if several else "")
+                  f", {gib(loaded // setup.num_gpus)} per GPU even split over all {setup.num_gpus} GPUs" if several else "")
         # an assumed width is shown at 16 bits, the usual load, with the calculator's wider size beside it
-        size = (f"{gib(weights)} per GPU" if loaded == weights
-                else f"{gib(loaded)} per GPU in 16-bit ({gib(weights)} at the assumed width)")
+        size = (f"{gib(weights)}{where}" if loaded == weights
+                else f"{gib(loaded)}{where} in 16-bit ({gib(weights)} at the assumed width)")
         out.append(support(Label.weights_exceed_gpu, "weights_over_budget_full_ft" if full_ft else "weights_over_budget",
                            f"the weights alone take {size}{spread}, above the {gib(budget)} budget"))
         if full_method:
