@@ -1217,6 +1217,22 @@ def test_a_full_fine_tune_of_a_model_known_by_its_size_sizes_its_states():
     assert not any("parameters x" in w for w in states_why("whisper-small"))
 
 
+@pytest.mark.parametrize("log", [
+    # ggml's CPU buffer for a negative size read as unsigned (2^64 - 2048 bytes)
+    "ggml_backend_cpu_buffer_type_alloc_buffer: failed to allocate buffer of size 18446744073709549568\n"
+    "alloc_tensor_range: failed to allocate CPU buffer of size 18446744073709549568\n"
+    "libc++abi: terminating due to uncaught exception of type std::bad_alloc: std::bad_alloc\nAborted\n",
+    "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 8388608.00 TiB. GPU 0 has a total capacity of "
+    "79.19 GiB of which 70.00 GiB is free.\n"])
+def test_a_request_larger_than_any_machine_is_a_size_bug_on_the_host_or_the_gpu(log):
+    """No memory holds 2^50 bytes: such a request is a size computed wrong (an overflow, a negative size read as
+    unsigned), whichever device was asked; the memory budget is not the cause."""
+    report = parse_log(log)
+    assert report.requested_bytes and report.requested_bytes >= 2 ** 50
+    causes = rank_root_causes(report, TrainingSetup())
+    assert causes[0].label == "not_oom" and any("more than any machine holds" in w for w in causes[0].why)
+
+
 def test_a_vision_tower_request_back_solves_the_patches_of_one_image():
     """With the image size unknown, a vision-tower request is read as one image's attention scores: the patches,
     pixels and merged tokens it implies are shown with their arithmetic (oom-signals.md), once."""

@@ -8,6 +8,7 @@ from ..memory.schema import MemoryEstimate
 from ..report import OOMReport
 from ..training_setup import TrainingSetup
 from ..units import format_bytes
+from .request_size import impossible_request, impossible_request_signals
 from .signals import Signal, support
 from .weights import THRESHOLDS, Thresholds
 
@@ -27,6 +28,8 @@ def host_memory(report: OOMReport, setup: TrainingSetup | None, estimate: Memory
         return [support(Label.not_oom, "bus_error",
                         f"the process died of a bus error{line}: /dev/shm too small for DataLoader workers "
                         "(raise --shm-size or use fewer workers); not a memory budget problem")]
+    if impossible_request(report, th):
+        return impossible_request_signals(report)
     what = report.exit_signal or (report.message or "host allocation failure")
     out = [support(Label.offload_host_ram, "host_oom", f"host (CPU) memory ran out: {what}")]
     used, have = report.host_ram_used_bytes, report.host_ram_total_bytes

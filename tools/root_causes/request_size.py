@@ -34,6 +34,15 @@ def impossible_request(report: OOMReport, th: Thresholds = THRESHOLDS) -> bool:
     return bool(report.requested_bytes) and report.requested_bytes >= th["impossible_request_bytes"]
 
 
+def impossible_request_signals(report: OOMReport) -> list[Signal]:
+    """A request past any memory that exists, on the GPU or the host (ggml's CPU buffer of 2^64 - 2048 bytes): the
+    size is wrong, not the budget."""
+    return [support(Label.not_oom, "impossible_request",
+                    f"the request, {format_bytes(report.requested_bytes or 0)}, is more than any machine holds: a size "
+                    "computed wrong (an overflowed product or a negative size read as unsigned), not a memory budget; "
+                    "look for the shape or dtype that produced it")]
+
+
 def gathers_parameters(report: OOMReport, setup: TrainingSetup | None) -> bool:
     """The request failed while ZeRO-3 gathered parameters (a dense model's: an MoE's gather is its experts'): a
     parameter buffer, not an activation. With a ZeRO-3 sub-group or ZeRO-partition match (their own families), the
@@ -54,10 +63,7 @@ def request_vs_tensors(report: OOMReport, setup: TrainingSetup | None, estimate:
     if not req:
         return []
     if impossible_request(report, th):
-        return [support(Label.not_oom, "impossible_request",
-                        f"the request, {format_bytes(req)}, is more than any machine holds: a size computed wrong (an "
-                        "overflowed product or a negative size read as unsigned), not a memory budget; look for the "
-                        "shape or dtype that produced it")]
+        return impossible_request_signals(report)
     out: list[Signal] = []
     total = report.gpu_total_bytes or (setup.gpu.memory_bytes if setup and setup.gpu else None)
     where = f"the whole GPU ({format_bytes(total)})" if total else ""
