@@ -114,9 +114,14 @@ _KEPT_OUTPUTS = re.compile(r"\b(?:logits|preds?|predictions|outputs)\b.{0,80}?\b
 _MEMORY_WORD = re.compile(r"memory|\d\s{0,2}G[Bi]?\b|显存|内存", re.IGNORECASE)
 _A, _Z = r"(?<![A-Za-z])", r"(?![A-Za-z])"  # word edges that also hold next to Chinese characters
 # Saving a checkpoint, as people say it: "when I saved the model", "it saves a checkpoint", "save weight", "保存模型";
-# not a model saved earlier ("the saved model", "having saved a model in 8bit")
+# not a model saved earlier ("the saved model", "having saved a model in 8bit"). Gathering the state dict is the
+# save's first step (under ZeRO-3 or FSDP each rank assembles the full weights: "when model get state dict, gpu is
+# OOM", "consolidating the state dict"), and the save calls name it too (save_pretrained, save_model).
 SAVE_WORDS = (_A + r"(?:saving|saves?|(?:when|while|as|once)\s{1,3}(?:I|we|it|they)\s{1,3}saved)\s{0,2}(?:the\s{0,2}|a\s{0,2})?"
               r"(?:model|checkpoints?|weights?|ckpt)" + _Z
+              + r"|" + _A + r"(?:gets?|getting|gather\w{0,3}|consolidat\w{0,3}|collect\w{0,3})\s{1,2}(?:the\s{1,2})?"
+                            r"(?:full\s{1,2})?state[ _]dict" + _Z
+              + r"|\bsave_(?:pretrained\w{0,12}|model|checkpoint)\b"
               + r"|保存\s{0,2}(?:模型|权重|检查点|checkpoint|ckpt)|(?:模型|权重|检查点|checkpoint|ckpt)\s{0,2}保存")
 _PHASES: list[tuple[str, re.Pattern]] = [
     # ... not inside an argument name ("--per_device_eval_batch_size", "do_eval", "evaluation_strategy"): every run's
@@ -126,7 +131,10 @@ _PHASES: list[tuple[str, re.Pattern]] = [
     ("lora_merge", re.compile(_A + r"merg[a-z]{0,3}" + _Z + r"|合并", re.IGNORECASE)),
     ("checkpoint_save", re.compile(SAVE_WORDS, re.IGNORECASE)),
     ("generation", re.compile(_A + r"(?:inference|generat[a-z]{0,4}|vllm|serving)" + _Z + r"|推理", re.IGNORECASE)),
-    ("model_loading", re.compile(_A + r"(?:loading|load)\s{0,2}(?:the\s{0,2})?(?:model|weights|checkpoint)|加载", re.IGNORECASE)),
+    # ... resuming from a checkpoint loads it (and, in training, its optimizer states)
+    ("model_loading", re.compile(_A + r"(?:loading|load)\s{0,2}(?:the\s{0,2})?(?:model|weights|checkpoint)|加载"
+                                 + r"|" + _A + r"resum\w{0,3}\s{1,2}(?:training\s{1,2})?from\s{1,2}(?:the\s{1,2}|a\s{1,2}|my\s{1,2})?"
+                                   r"(?:ckpt|checkpoint)", re.IGNORECASE)),
 ]
 # A sentence about training ("inference at that length is fine, but fine-tuning blows up", "the script generates a CUDA
 # OOM while starting the training"): its generation word is not the phase. Training in progress only: "the trained

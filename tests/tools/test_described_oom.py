@@ -443,10 +443,19 @@ def test_memory_named_without_excess_is_no_problem(text):
     "But I got OOM error when I saved the model.",
     "when iteration>=3000,it save weight oom,how to fix it?",
     "Every time the program saves a checkpoint, a serious memory overflow error will occur",
+    "Model can be forwarded and backwarded. But when model get state dict, gpu is OOM.",   # the save's first step
+    'model.save_pretrained_gguf("model", tokenizer) fails with CUDA driver error: out of memory',
 ])
 def test_saving_a_checkpoint_said_in_any_tense_is_the_phase(said):
     d = described_oom(said)
     assert d is not None and d.phase == "checkpoint_save", said
+
+
+@pytest.mark.parametrize("said", ["I want to move to 32 V100s and resume from CKPT, got OOM",
+                                  "Resuming training from the checkpoint runs out of CUDA memory"])
+def test_resuming_from_a_checkpoint_is_loading_it(said):
+    d = described_oom(said)
+    assert d is not None and d.phase == "model_loading", said
 
 
 def test_a_saved_model_spoken_of_is_not_the_phase():
