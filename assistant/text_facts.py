@@ -27,7 +27,10 @@ _SEQ = re.compile(r"(?:context|sequence|seq|cutoff|max|model_max)[ _-]?(?:length
                   # tokens)", "(total sample length >30k tokens)"; a count of tokens said of nothing ("Maximum
                   # concurrency for 4096 tokens per request") is not a length
                   r"|(?:over|above|up to|longer than|to|[(（][^)）\n]{0,30}?)\s{0,2}(?:~|≈|>=?|about\s)?\s{0,2}" + _K
-                  + r"\s{0,2}tokens?(?:\s{1,2}long|\s{0,2}[)）])", re.IGNORECASE)
+                  + r"\s{0,2}tokens?(?:\s{1,2}long|\s{0,2}[)）])"
+                  # ...and a length written as the samples' measure: "13k-token sequences", "8192 token prompts"
+                  r"|" + _K + r"[- ]tokens?\s{1,2}(?:long\s{1,2})?(?:sequences?|samples?|inputs?|prompts?|contexts?|documents?)\b",
+                  re.IGNORECASE)
 # ... "batch size per device = 16", "batch size per GPU is 1": the micro-batch too
 _BATCH = re.compile(r"(?<![A-Za-z_])(?:bs|batch[ _]?size|micro[ _]?batch(?:[ _]?size)?|per_device_train_batch_size)"
                     r"(?:\s{1,2}(?:per|on each|for each)\s{1,2}(?:device|GPU|card))?"
@@ -38,11 +41,11 @@ _HOST_RAM = re.compile(r"(\d{1,4}(?:\.\d)?)\s{0,2}(T|G)i?B?\s{0,3}(?:of\s{1,3})?
 _QLORA = re.compile(r"(?<![A-Za-z])q-?lora(?![A-Za-z])", re.IGNORECASE)
 # gradient (activation) checkpointing said to be off, missing or broken in the run: "without gradient checkpointing",
 # "activation checkpointing got broken", "gradient checkpointing is not implemented by modeling_phi.py",
-# "gradient_checkpointing=False", "没开梯度检查点". Only its state: "checkpointing does not help" says it was on.
+# "gradient_checkpointing=False", "没开梯度检查点", "gradient checkpointing is never enabled". Only its state: "checkpointing does not help" says it was on.
 _GC = r"(?:gradient[ _-]?checkpoint\w*|activation[ _-]?checkpoint\w*|grad[ _-]?ckpt|梯度检查点|重计算)"
 _GC_OFF = re.compile(
     r"(?:\bwithout|\bno|\bdisabl\w*|\bturn\w* off|\bswitch\w* off)\s{1,3}(?:the\s{1,3}|any\s{1,3})?" + _GC
-    + r"|" + _GC + r"[^.\n。;]{0,40}?\b(?:(?:is|was|are|were|got|gets|been|be)\s{1,3})?(?:not\s{1,3}(?:implemented|supported"
+    + r"|" + _GC + r"[^.\n。;]{0,40}?\b(?:(?:is|was|are|were|got|gets|been|be)\s{1,3})?(?:(?:not|never)\s{1,3}(?:implemented|supported"
     r"|enabled|applied|used|working|on)\b|(?:doesn'?t|does\s{1,3}not|didn'?t|did\s{1,3}not)\s{1,3}(?:work|apply|take effect)\b"
     r"|broken|disabled|inert\b|off\b)"
     r"|" + _GC + r"\s{0,3}(?:=|:)\s{0,3}(?:False|false|0)\b"
@@ -101,7 +104,7 @@ def text_facts(setup: TrainingSetup, text: str) -> TrainingSetup:
             setup = setup.with_fact("host_ram_bytes", int(size * 2**30), "user", f"the text: {h.group(0).strip()}")
     m = _SEQ.search(words)
     if m and _unsaid(setup, "seq_len"):
-        num, k = next((m.group(i), m.group(i + 1)) for i in (1, 3, 5, 7) if m.group(i))
+        num, k = next((m.group(i), m.group(i + 1)) for i in range(1, m.re.groups, 2) if m.group(i))
         tokens = int(float(num) * (1024 if k else 1))
         if 128 <= tokens <= 1 << 21:
             setup = setup.with_fact("seq_len", tokens, "user", f"the text: {m.group(0).strip()}")

@@ -79,6 +79,7 @@ def test_gradient_checkpointing_said_to_be_off_or_broken():
     for said in ("Since the gradient checkpointing is NOT implemented by modeling_phi.py, finetuning it raises OOM.",
                  "With that commit activation checkpointing got broken, resulting in out-of-memory errors.",
                  "If we disable gradient_checkpointing, it leads to Out-of-Memory errors.",
+                 "Gradient checkpointing is never enabled when finetune_use_unsloth is false, so it runs out of memory.",
                  "训练时没开梯度检查点，显存爆了"):
         s = text_facts(TrainingSetup(), said + "\ntorch.OutOfMemoryError: CUDA out of memory.\n")
         assert s.gradient_checkpointing is False and s.provenance["gradient_checkpointing"].origin == "user", said
@@ -104,7 +105,9 @@ def test_token_lengths_said_of_the_samples():
     engine's "4096 tokens per request" does not."""
     for said, tokens in (("运行报OOM，32k的序列训不起来么？\n", 32768),
                          ("a dataset containing sequences that are over 5000 tokens long.\n", 5000),
-                         ("I'm running into OOM crashes with long prompts (~24K tokens) on a Mac mini\n", 24576)):
+                         ("I'm running into OOM crashes with long prompts (~24K tokens) on a Mac mini\n", 24576),
+                         ("For 13k-token sequences this accumulates to ~70 GiB of activations.\n", 13312),
+                         ("Training on 8192 token prompts runs out of memory on an A100.\n", 8192)):
         s = text_facts(TrainingSetup(), said)
         assert s.seq_len == tokens and s.provenance["seq_len"].origin == "user", said
     s = text_facts(TrainingSetup(), "Maximum concurrency for 4096 tokens per request: 0.00x\n")
