@@ -402,7 +402,7 @@ def memory_question(text: str) -> DescribedOOM | None:
                   if len(line.split()) >= MIN_QUESTION_WORDS and is_prose(line)), None)
     if first is None:
         return None
-    phase = next((name for name, pat in _PHASES if search_text(pat, head)), None)
+    phase = _named_phase(lambda pat: search_text(pat, head))
     return DescribedOOM(kind="cuda_oom", line=first[0], text=first[1][:300], phase=phase, model=model_named(head))
 
 
@@ -431,6 +431,6 @@ def capacity_question(text: str) -> DescribedOOM | None:
             continue
         asked = line[:2000]
         kind = "host_oom" if _HOST_ASKED.search(m.group(0)) and not _GPU_ASKED.search(asked) else "cuda_oom"
-        phase = next((name for name, pat in _PHASES if pat.search(asked)), None)
+        phase = _named_phase(lambda pat: pat.search(asked))
         return DescribedOOM(kind=kind, line=n, text=asked.strip()[:300], phase=phase, model=model_named(text))
     return None

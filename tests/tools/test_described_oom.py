@@ -329,6 +329,17 @@ def test_words_that_ask_whether_the_run_fits_are_a_capacity_question(text, kind)
     assert q is not None and q.kind == kind and q.line == 1
 
 
+def test_a_question_reads_its_phase_as_a_failure_line_does():
+    """Generation named beside training ("fine-tuning ... for generating long answers") is what the trained model will
+    do, not the phase, in a question as in a failure line (described_oom._named_phase); inference alone is."""
+    from ask_oom.tools.described_oom import capacity_question, memory_question
+
+    training = "How much GPU memory does fine-tuning need for generating long answers with a 7B model?"
+    assert capacity_question(training).phase is None
+    assert memory_question(training + "\n").phase is None
+    assert capacity_question("How much GPU memory does inference of a 7B model need?").phase == "generation"
+
+
 @pytest.mark.parametrize("text", ["my GPU has 24GB and the run is slow", "how much faster is it on an H100?",
                                   "is it possible to resume from a checkpoint?"])
 def test_words_that_ask_nothing_of_memory_are_no_capacity_question(text):
