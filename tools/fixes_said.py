@@ -92,6 +92,11 @@ _KV = re.compile(FIX_KNOBS[Label.generation_kv_cache] + r"|kv[ _-]?buffer", re.I
 _LONG_INPUTS = re.compile(
     r"\btoo\s{1,2}long\b|\blong(?:er)?\s{1,2}(?:inputs?|prompts?|texts?|documents?|sequences?|samples?|contexts?|articles?|audio"
     r"|utterances?|responses?|outputs?|files?|conversations?)\b|太长|过长|长文本|长序列|长度(?:较|很|太|过)长", re.IGNORECASE)
+# a count of tokens said as the condition, the sequence length in plain numbers: "token数到10k会报错OOM", "OOM once the
+# token count exceeds 8192", "OOMs at 32k tokens" (a count under long_cutoff_tokens is no trigger: trigger_said)
+_TOKENS_REACH = re.compile(r"(?<![A-Za-z])token\s{0,2}(?:数量?|count|length|长度)\s{0,2}(?:到|达到|超过|reach\w{0,2}|exceed\w{0,2})\s{0,2}"
+                           r"(?:about\s|around\s|~)?(\d{1,7})\s?([kK])?(?![\d.])", re.IGNORECASE)
+_TOKENS_COUNT = re.compile(r"(?<![\d.])(\d{1,7})\s?([kK])?\+?\s{0,2}(?:(?:input|prompt|context)\s{1,2})?tokens?\b", re.IGNORECASE)
 # a number said with the knob: "batch_size of 96", "seq_len=21000", "above 32k", "max_length: 8192"
 _VALUE = re.compile(r"^[\s`'\"*:=]{0,4}(?:(?:is|was|set|to|at|of|above|over|beyond|exceeds?|reach(?:es)?|around|about|在|为|设为"
                     r"|设置为|设置成|超过|达到)[\s`'\"*:=]{0,4}){0,3}(\d{1,7}(?:,\d{3})*)\s?([kK])?(?!\d|\.\d)")
@@ -182,8 +187,16 @@ def _triggers(lines: list[tuple[int, str]]) -> list[TriggerSaid]:
         long_inputs = _LONG_INPUTS.search(sentence)
         if long_inputs is not None:
             said.append((Label.seq_len_too_long, long_inputs))
+        tokens = _TOKENS_REACH.search(sentence) or (_TOKENS_COUNT.search(sentence) if _CONDITION.search(sentence) else None)
+        if tokens is not None:
+            said.append((Label.seq_len_too_long, tokens))
         for label, hit in said:
             if label in found or (label is Label.seq_len_too_long and cached):
+                continue
+            if hit.re in (_TOKENS_REACH, _TOKENS_COUNT):   # the count is the match's own
+                number = int(hit.group(1)) * (1000 if hit.group(2) else 1)
+                found[label] = TriggerSaid(label=label, knob=hit.group(0).strip(), value=number, line=lineno,
+                                           text=sentence.strip()[:300])
                 continue
             value = _VALUE.match(sentence[hit.end():hit.end() + 24])
             number = None

@@ -66,6 +66,10 @@ def test_every_knob_names_a_label_and_the_ranking_weighs_the_fix():
     ("I get cuda out of memory errors whenever i try long audio in inference", Label.seq_len_too_long, None),
     ("采用官方推理代码，改成 num_beams=2 推理部分数据就会报错OOM", Label.generation_kv_cache, 2),
     ("[title] 怎么修改分辨率，视频推理的时候显存不足", Label.vision_tokens, None),
+    # a count of tokens as the condition is the sequence length in plain numbers
+    ("Qwen1.5-chat 72B int4 4卡(V100) 推理过程中token数到10k会报错OOM", Label.seq_len_too_long, 10000),
+    ("OOM once the token count exceeds 8192", Label.seq_len_too_long, 8192),
+    ("I get CUDA out of memory at 16384 input tokens", Label.seq_len_too_long, 16384),
 ])
 def test_a_size_said_to_bring_the_error_on_names_its_cause(text, label, value):
     assert [(t.label, t.value) for t in triggers_said(text)] == [(label, value)]
@@ -78,6 +82,8 @@ def test_a_size_said_to_bring_the_error_on_names_its_cause(text, label, value):
     "the kv cache with max sequence length runs out of memory",                         # the cache's length
     "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.",          # the error alone
     "My batch size is 64 and the sequence length 4096.",                                # sizes, no error
+    "even with 512 tokens it still OOMs",                                               # small, and it ran out anyway
+    "The model generated 300 tokens and then ran out of memory",                        # a count, not a condition
 ])
 def test_a_size_named_without_bringing_the_error_on_says_nothing(text):
     assert [t.label for t in triggers_said(text) if t.label in (Label.batch_too_large, Label.seq_len_too_long)] == []
