@@ -44,6 +44,7 @@ _LOG_LINE = re.compile(
 )
 _MODEL_CONFIG_KEYS = {"architectures", "num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size"}
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)```", re.S)
+MAX_CONFIG_LINES = 80      # the most lines a text with one training key and a launch command has to be a config
 MAX_SETTING_LINES = 2000   # lines of a text counted for settings when classifying it (a config is short)
 MAX_RUN_LINES = 200_000    # lines searched for an unfenced config block (one may follow a long log)
 MIN_RUN_SETTINGS = 3       # an unfenced config block states at least this many settings...
@@ -97,9 +98,10 @@ def classify_text(text: str) -> PartKind:
 
 def _kind_by_lines(stripped: str) -> PartKind:
     """What a text without a memory error in it is: a config (training keys, few log lines), a log, or chat."""
-    lines = _count(ln for ln in stripped.splitlines() if ln.strip())   # (counted as far as a test below looks)
+    lines = _count((ln for ln in stripped.splitlines() if ln.strip()), MAX_CONFIG_LINES + 1)   # as far as compared
     hits = training_key_hits(stripped)
-    if hits >= 3 or (hits >= 2 and lines <= 40) or (hits >= 1 and _LAUNCH.search(stripped) and lines <= 80):
+    launched = hits >= 1 and _LAUNCH.search(stripped) and lines <= MAX_CONFIG_LINES
+    if hits >= 3 or (hits >= 2 and lines <= 40) or launched:
         if _count(_LOG_LINE.finditer(stripped), max(3, hits)) < max(3, hits):
             return "config"
     if _count(_LOG_LINE.finditer(stripped), 3) >= 3 or lines >= 15:
@@ -107,7 +109,7 @@ def _kind_by_lines(stripped: str) -> PartKind:
     return "chat"
 
 
-def _count(items: Iterable[object], most: int = 81) -> int:
+def _count(items: Iterable[object], most: int) -> int:
     """How many items there are, counted up to `most`: a long log's lines need not all be found to be many."""
     return sum(1 for _ in islice(items, most))
 
