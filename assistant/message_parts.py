@@ -17,7 +17,7 @@ from ..tools.configs.documents import looks_like_python
 from ..tools.configs.keys import TRAINING_KEYS
 from ..tools.configs.partial import argument_list_settings, setting_of
 from ..tools.errors import InputError
-from ..tools.log_parser.lines import SCAN_HEAD, SCAN_TAIL
+from ..tools.log_parser.lines import window_cut
 
 PartKind = Literal["log", "config", "model_config", "chat"]
 # Turns that bring new input rather than follow up on the last answer: a pasted log or config (answered with a full
@@ -237,20 +237,13 @@ def config_runs(lines: list[str]) -> list[tuple[int, int]]:
 
 
 def _window_lines(lines: list[str]) -> tuple[int, int]:
-    """(end of the head, start of the tail) of `lines` as scan_window cuts a text: the lines within its first
-    SCAN_HEAD and its last SCAN_TAIL characters; (n, n) when the text is that short."""
-    n = len(lines)
-    head, used = 0, 0
-    while head < n and used + len(lines[head]) + 1 <= SCAN_HEAD:
-        used += len(lines[head]) + 1
-        head += 1
-    if head == n:
-        return n, n
-    tail, used = n, 0
-    while tail > head and used + len(lines[tail - 1]) + 1 <= SCAN_TAIL:
-        tail -= 1
-        used += len(lines[tail]) + 1
-    return head, tail
+    """(end of the head, start of the tail) of `lines`: the lines scan_window keeps at the text's two ends (its
+    window_cut); (n, n) when it keeps them all."""
+    text = "\n".join(lines)
+    cut = window_cut(text)
+    if cut is None:
+        return len(lines), len(lines)
+    return text.count("\n", 0, cut[0]), text.count("\n", 0, cut[1])
 
 
 def _line_settings(line: str) -> list[str]:

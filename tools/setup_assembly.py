@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from .configs.keys import MODEL_NAME_KEYS
+from .configs.keys import MODEL_NAME_KEYS, QUANTIZED_LOAD_FLAGS
 from .configs.schema import ConfigDocument
 from .described_oom import model_named
 from .errors import InputError
@@ -115,7 +115,8 @@ def _size_stated(setup: TrainingSetup, names: tuple[str | None, ...]) -> Trainin
 
 # a base model loaded in 4 or 8 bits, as configs and users write it (load_in_8bit, the scripts' load_8bit and
 # --load-8bit: keys.QUANTIZED_LOAD_FLAGS) (not an 8-bit optimizer: "8-bit Adam")
-_QUANTIZED_BASE = re.compile(r"load[_-](?:in[_-])?(?:4|8)[_-]?bit|(?<![\w.])(?:4|8)[- ]?bit(?![\w])(?! ?(?:adam|optim|paged))|\bnf4\b|\bint8\b"
+_LOAD_FLAG_WORDS = "|".join(re.escape(flag).replace("_", "[_-]") for flag in QUANTIZED_LOAD_FLAGS)
+_QUANTIZED_BASE = re.compile(_LOAD_FLAG_WORDS + r"|(?<![\w.])(?:4|8)[- ]?bit(?![\w])(?! ?(?:adam|optim|paged))|\bnf4\b|\bint8\b"
                              r"|\bqlora\b", re.IGNORECASE)
 # ...and, for a run that only runs the model, its checkpoint's width said in words ("72B int4"). In a training paste
 # these words often name another run or the goal, so training reads only the pattern above. A GPTQ or AWQ checkpoint

@@ -108,6 +108,12 @@ class TrainingSetup(BaseModel):
     provenance: dict[str, Provenance] = Field(default_factory=dict, description="field name → where it came from")
 
     @property
+    def sharding_stage(self) -> int:
+        """The ZeRO stage the setup shards like: its own, or 3 under FSDP (FULL_SHARD partitions weights, gradients and
+        optimizer states alike)."""
+        return 3 if self.fsdp else self.zero_stage
+
+    @property
     def effective_batch(self) -> int:
         """micro-batch × accumulation × data-parallel GPUs: what a schedule change must preserve."""
         return self.micro_batch * self.grad_accum * self.num_gpus

@@ -43,8 +43,7 @@ class Reference:
 
     def value_in(self, names: dict[str, Any]) -> Any:
         """What the names the snippet sets make of it, or UNSET."""
-        node = self.node if self.node is not None else _expression(self.source)
-        return _evaluate(node, names) if node is not None else UNSET
+        return _evaluate(self.node, names) if self.node is not None else resolve(self.source, names)
 
 
 @dataclass(frozen=True)

@@ -313,18 +313,28 @@ def scan_window(text: str, head: int = SCAN_HEAD, tail: int = SCAN_TAIL) -> str:
     ends, with the lines between replaced by as many empty lines, so every line read keeps the number
     `numbered_lines` gives it in the whole text. A text that short is returned as it is. (A line longer than `head`
     or `tail` is cut inside: its part in the window keeps its number.)"""
-    if len(text) <= head + tail:
+    cut = window_cut(text, head, tail)
+    if cut is None:
         return text
-    start = text.rfind("\n", 0, head) + 1 or head
-    end = text.find("\n", len(text) - tail) + 1 or len(text) - tail
-    if end <= start or text.count("\n", start, end) == end - start:
-        return text   # nothing between the ends, or only empty lines: a window already, as it would be again
+    start, end = cut
     skipped = 0
     for skipped, _ in numbered_lines(text[start:end]):   # linear, no regex: about 10 ms per MiB
         pass
     # The first empty line ends the head's last line. Cut inside a line at the head, the skipped part's first line
     # is that line's rest, counted already; cut inside one at the tail, its last line is the tail's first.
     return text[:start] + "\n" * (skipped - (text[end - 1] != "\n")) + text[end:]
+
+
+def window_cut(text: str, head: int = SCAN_HEAD, tail: int = SCAN_TAIL) -> tuple[int, int] | None:
+    """(start, end) of the middle of `text` that scan_window leaves out, cut at line ends; None when it keeps all of
+    it (a text that short, or nothing but empty lines between its ends: a window already, as it would be again)."""
+    if len(text) <= head + tail:
+        return None
+    start = text.rfind("\n", 0, head) + 1 or head
+    end = text.find("\n", len(text) - tail) + 1 or len(text) - tail
+    if end <= start or text.count("\n", start, end) == end - start:
+        return None
+    return start, end
 
 
 def edge_lines(text: str, lines: int) -> list[tuple[int, str]]:

@@ -116,7 +116,7 @@ class TrainedBytes:
 def trained_bytes(setup: TrainingSetup, hidden_size: int = 0) -> TrainedBytes:
     """Per trained parameter, as the setup's precision, optimizer and DeepSpeed keep it (`hidden_size` sizes
     Adafactor's factored moments; 0 leaves them out)."""
-    deepspeed = (setup.zero_stage if not setup.fsdp else 3) > 0
+    deepspeed = setup.sharding_stage > 0
     fp32 = setup.precision == "fp32"
     # trainable parameter dtype: fp32 master in the model (HF autocast; LLaMA-Factory upcasts trainable
     # params to fp32 unless pure_bf16: llamafactory/model/adapter.py), DeepSpeed keeps bf16 in the model
@@ -151,7 +151,7 @@ def _plan(setup: TrainingSetup, mode: Mode) -> _Plan:
     pc = count_params(arch)
     notes: list[str] = []
     N = setup.num_gpus
-    zero = setup.zero_stage if not setup.fsdp else 3  # FSDP FULL_SHARD shards like ZeRO-3
+    zero = setup.sharding_stage
     deepspeed = zero > 0
     pure = setup.precision == "pure_bf16"
     fp32 = setup.precision == "fp32"

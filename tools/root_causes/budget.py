@@ -127,7 +127,7 @@ def _stated_weight_terms(setup: TrainingSetup) -> tuple[int, float, int] | None:
         return None
     per = bytes_per_weight(setup.quantization_bit, setup.precision == "fp32" and observed(setup, "precision"))
     split = setup.tensor_parallel_size if setup.tensor_parallel_size > 1 else \
-        setup.num_gpus if setup.zero_stage == FULL_SHARDING or setup.fsdp else 1
+        setup.num_gpus if setup.sharding_stage == FULL_SHARDING else 1
     return setup.stated_params, per, split
 
 
@@ -177,7 +177,7 @@ def _stated_size_states(setup: TrainingSetup, params: int, budget: int, th: Thre
     """Full fine-tuning of a model known by its stated size: weights, gradients and optimizer states per trained
     parameter, sharded as ZeRO or FSDP shard them, against the budget, read as for a sized model's states."""
     per = trained_bytes(setup)
-    zero, gpus = (FULL_SHARDING if setup.fsdp else setup.zero_stage), setup.num_gpus
+    zero, gpus = setup.sharding_stage, setup.num_gpus
     states = per.per_gpu(params, zero, gpus)
     sharded = f" under ZeRO-{zero} over {gpus} GPUs" if zero and gpus > 1 else ""
     arith = (f"{params / BILLION:g}B parameters x {per.total:g} B ({per.formula()}){sharded} = "
