@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..tools.units import count_said
+
 
 _ZH_DIGITS = {"零": 0, "一": 1, "二": 2, "两": 2, "俩": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _EN_NUMBERS = {"one": 1, "a": 1, "single": 1, "two": 2, "dual": 2, "three": 3, "four": 4, "five": 5, "six": 6,
@@ -43,8 +45,8 @@ def parse_value(raw: str) -> Any:
     if low in ("false", "no", "off", "disable", "disabled", "关", "关闭", "关掉", "禁用"):
         return False
     m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*k", low)
-    if m:  # "8k" context = 8192 tokens (powers of two are what people mean by 4k/8k/32k)
-        return int(float(m.group(1)) * 1024)
+    if m:  # "8k" context = 8192 tokens
+        return count_said(m.group(1), True)
     m = re.fullmatch(r"zero[-_ ]?([0-3])", low)
     if m:
         return int(m.group(1))

@@ -13,6 +13,7 @@ from ..tools.log_cues import FULL_SAID, METHOD_CONTRAST, adapter_named
 from ..tools.root_causes.weights import QUOTE_SHORT
 from ..tools.log_parser.lines import edge_lines
 from ..tools.training_setup import TrainingSetup
+from ..tools.units import count_said
 from .intent_hardware import hardware_intent
 from .intent_values import parse_count
 
@@ -105,7 +106,7 @@ def text_facts(setup: TrainingSetup, text: str) -> TrainingSetup:
     m = _SEQ.search(words)
     if m and _unsaid(setup, "seq_len"):
         num, k = next((m.group(i), m.group(i + 1)) for i in range(1, m.re.groups, 2) if m.group(i))
-        tokens = int(float(num) * (1024 if k else 1))
+        tokens = count_said(num, k)
         if 128 <= tokens <= 1 << 21:
             setup = setup.with_fact("seq_len", tokens, "user", f"the text: {m.group(0).strip()}")
     b = _BATCH.search(words)

@@ -18,6 +18,7 @@ from .described_oom import GPU_OOM_SAID, GROWTH_SAID
 from .labels import Label
 from .log_parser.lines import edge_lines
 from .prefilter import Prefilter
+from .units import count_said
 
 MAX_LINES = 2000          # lines read at each end: the words sit around a log, not inside a 100 MB trace
 MAX_LINE = 2000
@@ -174,11 +175,6 @@ def said_in_words(text: str) -> tuple[list[FixSaid], list[TriggerSaid]]:
     return _fixes(lines), _triggers(lines)
 
 
-def _said_count(digits: str, k: str | None) -> int:
-    """A number as said with a knob: "32k" is 32,000, "21,000" is 21000."""
-    return int(digits.replace(",", "")) * (1000 if k else 1)
-
-
 def _triggers(lines: list[tuple[int, str]]) -> list[TriggerSaid]:
     found: dict[Label, TriggerSaid] = {}
     knobs = [(label, knob) for label, knob in _KNOBS if label in SIZE_KNOBS]
@@ -199,13 +195,13 @@ def _triggers(lines: list[tuple[int, str]]) -> list[TriggerSaid]:
             if label in found or (label is Label.seq_len_too_long and cached):
                 continue
             if hit.re in (_TOKENS_REACH, _TOKENS_COUNT):   # the count is the match's own
-                number = _said_count(hit.group(1), hit.group(2))
+                number = count_said(hit.group(1), hit.group(2))
                 found[label] = TriggerSaid(label=label, knob=hit.group(0).strip(), value=number, line=lineno,
                                            text=sentence.strip()[:300])
                 continue
             value = _VALUE.match(sentence[hit.end():hit.end() + 24])
             number = None
             if value is not None and hit.re is not _LONG_INPUTS:
-                number = _said_count(value.group(1), value.group(2))
+                number = count_said(value.group(1), value.group(2))
             found[label] = TriggerSaid(label=label, knob=hit.group(0), value=number, line=lineno, text=sentence.strip()[:300])
     return list(found.values())

@@ -196,12 +196,14 @@ def gguf_weights(setup: TrainingSetup, cues: LogCues | None) -> TrainingSetup:
 def workload_named(setup: TrainingSetup, cues: LogCues | None) -> TrainingSetup:
     """A paste with no sign of training anywhere (no train/fine-tune/LoRA/optimizer/epoch words in the log or config,
     no method or workload stated) runs a model: its step is sized as inference (the weights and one forward pass), shown as
-    an assumption. Training leaves words in every log (train.py, trainer frames, loss and epoch lines)."""
+    an assumption. Training leaves words in every log (train.py, trainer frames, loss and epoch lines). A method only
+    derived (a quantized checkpoint's name read as adapters to train) is not a sign of training: GPTQ/AWQ checkpoints
+    are mostly served."""
     if cues is None or cues.training is not None:
         return setup
-    for field in ("workload", "method"):
+    for field, inferred in (("workload", ("default",)), ("method", ("default", "derived"))):
         said = setup.provenance.get(field)
-        if said is not None and said.origin != "default":
+        if said is not None and said.origin not in inferred:
             return setup
     return setup.with_fact("workload", "eval", "default", "nothing in the paste speaks of training: sized as inference")
 

@@ -30,6 +30,12 @@ def decimal_number(number: str) -> float:
     return float(number)
 
 
+def count_said(number: str, k: str | bool | None = None) -> int:
+    """A count as people write it beside a knob or a token count: "8192", "21,000", "1.5k". A "k" is 1024, as context
+    lengths go ("8k context" is 8192 tokens, "32k" is 32768: model cards and configs size them in powers of two)."""
+    return int(decimal_number(number) * (KiB if k else 1))
+
+
 def parse_size(text: str) -> int | None:
     """Bytes for a size such as '2.00 MiB' or '79.18GiB'; None if it is not a size."""
     m = _SIZE_RE.match(text)

@@ -59,7 +59,7 @@ def test_every_knob_names_a_label_and_the_ranking_weighs_the_fix():
     ("I'm experiencing `RuntimeError: CUDA error: out of memory` when I use a `batch_size` of 96-128.",
      Label.batch_too_large, 96),
     ("at seq_len=21000 my A800 reports OOM.", Label.seq_len_too_long, 21000),
-    ("but if seq_len is set above 32k it OOMs;", Label.seq_len_too_long, 32000),
+    ("but if seq_len is set above 32k it OOMs;", Label.seq_len_too_long, 32768),
     ("我在A800环境下，长度在10000左右就会OOM", Label.seq_len_too_long, 10000),
     # inputs said to be long are the length, with no number
     ("fine-tuning always OOMs because the articles are too long", Label.seq_len_too_long, None),
@@ -67,7 +67,7 @@ def test_every_knob_names_a_label_and_the_ranking_weighs_the_fix():
     ("采用官方推理代码，改成 num_beams=2 推理部分数据就会报错OOM", Label.generation_kv_cache, 2),
     ("[title] 怎么修改分辨率，视频推理的时候显存不足", Label.vision_tokens, None),
     # a count of tokens as the condition is the sequence length in plain numbers
-    ("Qwen1.5-chat 72B int4 4卡(V100) 推理过程中token数到10k会报错OOM", Label.seq_len_too_long, 10000),
+    ("Qwen1.5-chat 72B int4 4卡(V100) 推理过程中token数到10k会报错OOM", Label.seq_len_too_long, 10240),
     ("OOM once the token count exceeds 8192", Label.seq_len_too_long, 8192),
     ("I get CUDA out of memory at 16384 input tokens", Label.seq_len_too_long, 16384),
 ])
