@@ -230,6 +230,10 @@ def test_a_paste_without_any_sign_of_training_is_sized_as_inference():
     assert workload_named(TrainingSetup(), log_cues(served, "num_train_epochs: 3\n")).workload == "train"
     stated = TrainingSetup().with_fact("method", "lora", "config", "train.yaml")
     assert workload_named(stated, log_cues(served)).workload == "train"
+    # a method only derived from a quantized checkpoint's name ("GPTQ trains adapters") is no sign of training: a
+    # GPTQ model served by a chat server is sized as inference
+    derived = TrainingSetup().with_fact("method", "qlora", "derived", "a quantized checkpoint trains only adapters")
+    assert workload_named(derived, log_cues(served)).workload == "eval"
 
 
 def test_a_model_only_the_configs_text_names_is_sized():
