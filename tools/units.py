@@ -30,10 +30,13 @@ def decimal_number(number: str) -> float:
     return float(number)
 
 
+# a "k" said with a count of tokens: context lengths are powers of two ("8k" is 8192, "32k" 32768)
+TOKENS_PER_K = 1024
+
+
 def count_said(number: str, k: str | bool | None = None) -> int:
-    """A count as people write it beside a knob or a token count: "8192", "21,000", "1.5k". A "k" is 1024, as context
-    lengths go ("8k context" is 8192 tokens, "32k" is 32768: model cards and configs size them in powers of two)."""
-    return int(decimal_number(number) * (KiB if k else 1))
+    """A count as people write it beside a knob or a token count: "8192", "21,000", "1.5k" (a "k" is TOKENS_PER_K)."""
+    return int(decimal_number(number) * (TOKENS_PER_K if k else 1))
 
 
 def parse_size(text: str) -> int | None:
