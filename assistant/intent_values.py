@@ -7,7 +7,6 @@ from typing import Any
 
 from ..tools.units import count_said
 
-
 _ZH_DIGITS = {"零": 0, "一": 1, "二": 2, "两": 2, "俩": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _EN_NUMBERS = {"one": 1, "a": 1, "single": 1, "two": 2, "dual": 2, "three": 3, "four": 4, "five": 5, "six": 6,
                "seven": 7, "eight": 8, "sixteen": 16, "quad": 4, "twin": 2, "ten": 10, "twelve": 12, "thirty-two": 32, "sixty-four": 64}

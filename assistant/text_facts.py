@@ -30,7 +30,8 @@ _SEQ = re.compile(r"(?:context|sequence|seq|cutoff|max|model_max)[ _-]?(?:length
                   r"|(?:over|above|up to|longer than|to|[(（][^)）\n]{0,30}?)\s{0,2}(?:~|≈|>=?|about\s)?\s{0,2}" + _K
                   + r"\s{0,2}tokens?(?:\s{1,2}long|\s{0,2}[)）])"
                   # ...and a length written as the samples' measure: "13k-token sequences", "8192 token prompts"
-                  r"|" + _K + r"[- ]tokens?\s{1,2}(?:long\s{1,2})?(?:sequences?|samples?|inputs?|prompts?|contexts?|documents?)\b",
+                  r"|" + _K + r"[- ]tokens?\s{1,2}(?:long\s{1,2})?"
+                  r"(?:sequences?|samples?|inputs?|prompts?|contexts?|documents?)\b",
                   re.IGNORECASE)
 # ... "batch size per device = 16", "batch size per GPU is 1": the micro-batch too
 _BATCH = re.compile(r"(?<![A-Za-z_])(?:bs|batch[ _]?size|micro[ _]?batch(?:[ _]?size)?|per_device_train_batch_size)"
@@ -42,7 +43,8 @@ _HOST_RAM = re.compile(r"(\d{1,4}(?:\.\d)?)\s{0,2}(T|G)i?B?\s{0,3}(?:of\s{1,3})?
 _QLORA = re.compile(r"(?<![A-Za-z])q-?lora(?![A-Za-z])", re.IGNORECASE)
 # gradient (activation) checkpointing said to be off, missing or broken in the run: "without gradient checkpointing",
 # "activation checkpointing got broken", "gradient checkpointing is not implemented by modeling_phi.py",
-# "gradient_checkpointing=False", "没开梯度检查点", "gradient checkpointing is never enabled". Only its state: "checkpointing does not help" says it was on.
+# "gradient_checkpointing=False", "没开梯度检查点", "gradient checkpointing is never enabled". Only its state:
+# "checkpointing does not help" says it was on.
 _GC = r"(?:gradient[ _-]?checkpoint\w*|activation[ _-]?checkpoint\w*|grad[ _-]?ckpt|梯度检查点|重计算)"
 _GC_OFF = re.compile(
     r"(?:\bwithout|\bno|\bdisabl\w*|\bturn\w* off|\bswitch\w* off)\s{1,3}(?:the\s{1,3}|any\s{1,3})?" + _GC

@@ -37,7 +37,7 @@ def paste_chunks(text: str, chunk: int) -> list[str]:
 
 
 def embed_pastes(texts: list[str], chunk: int, tokens: int):
-    """One unit-length-chunk mean per paste: MiniLM sentence embeddings of its chunks, averaged."""
+    """One vector per paste: the mean of its chunks' unit-length MiniLM sentence embeddings."""
     import numpy as np
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
@@ -69,22 +69,15 @@ def cross_validate(terms: list[dict[str, int]], labels: list[list[str]], project
     from scipy.sparse import csr_matrix, hstack
     from sklearn.linear_model import LogisticRegression
 
-    from ask_oom.kb.reports import project_folds, smoothed_idf, tfidf_vector
+    from ask_oom.kb.report_words import tfidf_matrix
+    from ask_oom.kb.reports import project_folds, smoothed_idf
 
     causes = sorted({c for row in labels for c in row})
     probs = np.zeros((len(terms), len(causes)))
     for fold in project_folds(projects, FOLDS, seed):
         held = set(fold)
         train = [i for i in range(len(terms)) if i not in held]
-        idf = smoothed_idf(terms[i] for i in train)
-        vocabulary = {t: j for j, t in enumerate(sorted(idf))}
-        data, cols, ptr = [], [], [0]
-        for row in terms:
-            for t, v in tfidf_vector(row, idf).items():
-                data.append(v)
-                cols.append(vocabulary[t])
-            ptr.append(len(data))
-        x = csr_matrix((data, cols, ptr), shape=(len(terms), len(vocabulary)))
+        x, _ = tfidf_matrix(terms, smoothed_idf(terms[i] for i in train))
         if dense is not None:
             x = hstack([x, csr_matrix(dense)]).tocsr()
         # a thread that accepts two causes is a sample of each (as kb/report_words.fit learns them)

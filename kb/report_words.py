@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -99,7 +99,6 @@ def fit(reports: Iterable[LabelledReport], inverse_l2: float = INVERSE_L2) -> Wo
     """The model of the causes `reports`' threads accept, each a sample of its report (their idf from them alone);
     empty when they name fewer than two causes."""
     import numpy as np
-    from scipy.sparse import csr_matrix
     from sklearn.linear_model import LogisticRegression
 
     reports = list(reports)
@@ -107,17 +106,9 @@ def fit(reports: Iterable[LabelledReport], inverse_l2: float = INVERSE_L2) -> Wo
     if len(labels) < 2:
         return WordModel()
     idf = smoothed_idf(r.terms for r in reports)
-    vocabulary = {t: i for i, t in enumerate(sorted(idf))}
-    data, cols, ptr, causes = [], [], [0], []
-    for r in reports:
-        vector = tfidf_vector(r.terms, idf)
-        for label in dict.fromkeys(r.labels):
-            for t, v in vector.items():
-                data.append(v)
-                cols.append(vocabulary[t])
-            ptr.append(len(data))
-            causes.append(label)
-    x = csr_matrix((data, cols, ptr), shape=(len(causes), len(vocabulary)))
+    matrix, vocabulary = tfidf_matrix([r.terms for r in reports], idf)
+    samples = [(i, label) for i, r in enumerate(reports) for label in dict.fromkeys(r.labels)]
+    x, causes = matrix[[i for i, _ in samples]], [label for _, label in samples]
     model = LogisticRegression(C=inverse_l2, max_iter=MAX_ITERATIONS).fit(x, causes)
     coef, intercept = model.coef_, model.intercept_
     if len(labels) == 2:   # two causes: one logit, the first cause's pinned at 0
@@ -128,6 +119,21 @@ def fit(reports: Iterable[LabelledReport], inverse_l2: float = INVERSE_L2) -> Wo
                      idf={t: round(v, DIGITS + 2) for t, v in idf.items()},
                      weights={t: [round(float(v), DIGITS) for v in coef[:, i]] for t, i in vocabulary.items()},
                      reports=len(reports))
+
+
+def tfidf_matrix(rows: Sequence[dict[str, int]], idf: dict[str, float]):
+    """The TF-IDF vectors of `rows` (term counts) as a sparse matrix, one row each, and its columns: the words of
+    `idf`, sorted (words it lacks are left out)."""
+    from scipy.sparse import csr_matrix
+
+    vocabulary = {t: i for i, t in enumerate(sorted(idf))}
+    data, cols, ptr = [], [], [0]
+    for terms in rows:
+        for t, v in tfidf_vector(terms, idf).items():
+            data.append(v)
+            cols.append(vocabulary[t])
+        ptr.append(len(data))
+    return csr_matrix((data, cols, ptr), shape=(len(rows), len(vocabulary))), vocabulary
 
 
 def unseen_models(reports: Iterable[LabelledReport], k: int = 5) -> dict[str, WordModel]:

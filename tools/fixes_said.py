@@ -195,13 +195,11 @@ def _triggers(lines: list[tuple[int, str]]) -> list[TriggerSaid]:
             if label in found or (label is Label.seq_len_too_long and cached):
                 continue
             if hit.re in (_TOKENS_REACH, _TOKENS_COUNT):   # the count is the match's own
-                number = count_said(hit.group(1), hit.group(2))
-                found[label] = TriggerSaid(label=label, knob=hit.group(0).strip(), value=number, line=lineno,
-                                           text=sentence.strip()[:300])
-                continue
-            value = _VALUE.match(sentence[hit.end():hit.end() + 24])
-            number = None
-            if value is not None and hit.re is not _LONG_INPUTS:
-                number = count_said(value.group(1), value.group(2))
-            found[label] = TriggerSaid(label=label, knob=hit.group(0), value=number, line=lineno, text=sentence.strip()[:300])
+                knob, number = hit.group(0).strip(), count_said(hit.group(1), hit.group(2))
+            else:   # the knob's number follows it, if said
+                value = _VALUE.match(sentence[hit.end():hit.end() + 24])
+                knob = hit.group(0)
+                number = count_said(value.group(1), value.group(2)) \
+                    if value is not None and hit.re is not _LONG_INPUTS else None
+            found[label] = TriggerSaid(label=label, knob=knob, value=number, line=lineno, text=sentence.strip()[:300])
     return list(found.values())
