@@ -77,9 +77,10 @@ def diagnose(request: DiagnoseRequest, *, index: Any = None, settings: Any = Non
     estimate = _estimate(setup, sized, margin, notes)
     dataset = _dataset(request, doc, setup, estimate, margin) if request.dataset is not None else None
     hits = _retrieve(report, setup, index, settings, mode, notes, window, trend) if request.retrieve and has_log else []
-    terms = _paste_terms(request) if request.retrieve and has_log else None
+    paste = _paste(request) if request.retrieve and has_log else None
+    terms = _paste_terms(paste) if paste is not None else None
     near = _neighbours(terms, reports, notes) if terms is not None else []
-    reading = _word_reading(terms, words, notes) if terms is not None else None
+    reading = _word_reading(paste, terms, words, notes) if paste is not None and terms is not None else None
     held, ranks = _reconcile(request, estimate), _ranks(request) if has_log else None
     signals = collect_signals(report if has_log else None, setup, estimate, hits, trend, cues, held=held, ranks=ranks,
                               neighbours=near, words=reading)
@@ -234,12 +235,19 @@ def _retrieve(report: OOMReport, setup: TrainingSetup, index: Any, settings: Any
         return []
 
 
-def _paste_terms(request: DiagnoseRequest) -> dict[str, int]:
-    """The paste's words (its log, words and config) as the labelled reports count them: read once, for the
-    neighbours and the word model alike."""
-    from ..kb.reports import paste_text, report_terms
+def _paste(request: DiagnoseRequest) -> str:
+    """The paste (its log, words and config) as the labelled reports were read: its words and its sentence
+    embedding are taken from this one text."""
+    from ..kb.reports import paste_text
 
-    return report_terms(paste_text(request.log_text, request.config_text))
+    return paste_text(request.log_text, request.config_text)
+
+
+def _paste_terms(paste: str) -> dict[str, int]:
+    """The paste's words as the labelled reports count them: read once, for the neighbours and the word model alike."""
+    from ..kb.reports import report_terms
+
+    return report_terms(paste)
 
 
 def _neighbours(terms: dict[str, int], reports: Any, notes: list[str]) -> list[Any]:
@@ -255,13 +263,27 @@ def _neighbours(terms: dict[str, int], reports: Any, notes: list[str]) -> list[A
         return []
 
 
-def _word_reading(terms: dict[str, int], words: Any, notes: list[str]) -> Any:
-    """The labelled reports' word model's reading of the paste; a failure is a note."""
+def _word_reading(paste: str, terms: dict[str, int], words: Any, notes: list[str]) -> Any:
+    """The labelled reports' word model's reading of the paste (its words, and its sentence embedding when the model
+    reads one); a failure is a note, and without the embedding the words are read alone."""
     from ..kb.report_words import load_words
 
     try:
-        return (words if words is not None else load_words()).read_terms(terms)
+        model = words if words is not None else load_words()
     except Exception as exc:  # noqa: BLE001 - like the neighbours, an aid: the diagnosis stands without it
+        _aid_failed(notes, "labelled reports' word model unavailable", exc)
+        return None
+    embedding = None
+    if model.reads_embedding:
+        try:
+            from ..kb.paste_embedding import paste_embedding
+
+            embedding = paste_embedding(paste)
+        except Exception as exc:  # noqa: BLE001 - the words alone still read
+            _aid_failed(notes, "paste embedding unavailable (the word model read the words alone)", exc)
+    try:
+        return model.read_terms(terms, embedding)
+    except Exception as exc:  # noqa: BLE001
         _aid_failed(notes, "labelled reports' word model unavailable", exc)
         return None
 

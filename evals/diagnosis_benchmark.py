@@ -124,7 +124,8 @@ def request_for(case: dict, with_title: bool = False):
 def evaluate(cases: list[dict], index=None, with_title: bool = False) -> list[dict]:
     from ask_oom.assistant.agent import diagnose
     from ask_oom.kb.index import CaseIndex
-    from ask_oom.kb.report_words import unseen_models
+    from ask_oom.kb.paste_embedding import load_report_embeddings
+    from ask_oom.kb.report_words import load_words, unseen_models
     from ask_oom.kb.reports import LeaveOwnReportOut, load_reports
     from ask_oom.tools.errors import InputError
 
@@ -132,7 +133,9 @@ def evaluate(cases: list[dict], index=None, with_title: bool = False) -> list[di
     reports = load_reports()
     # the shipped word model was fitted on the dev reports: each is read by one fitted without its project
     dev_ids = {r.id for r in reports.reports}
-    unseen = unseen_models(reports.reports) if any(str(c.get("id")) in dev_ids for c in cases) else {}
+    embeddings = load_report_embeddings() if load_words().reads_embedding else None   # as the shipped one was fitted
+    unseen = (unseen_models(reports.reports, embeddings=embeddings) if any(str(c.get("id")) in dev_ids for c in cases)
+              else {})
     rows = []
     for case in cases:
         exp = case["expected"]

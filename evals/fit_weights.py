@@ -74,6 +74,7 @@ class CaseSignals:
     # votes are added per fold from the training projects only (with_votes), never from the fold held out
     neighbours: list[tuple[str, str, float, tuple[str, ...]]] = field(default_factory=list)   # (project, label, sim, also)
     terms: dict[str, int] = field(default_factory=dict)   # its paste's words, for the word model (WordReadings)
+    embedding: list[float] | None = None                  # its paste's sentence embedding, for the word model too
 
 
 def project_of(case: dict) -> str:
@@ -88,6 +89,7 @@ def collect(cases: list[dict]) -> list[CaseSignals]:
     """Every case through the real pipeline once; its signals grouped by label and rule."""
     from ask_oom.assistant.agent import diagnose
     from ask_oom.kb.index import CaseIndex
+    from ask_oom.kb.paste_embedding import paste_embedding
     from ask_oom.kb.report_words import WordModel
     from ask_oom.kb.reports import ReportIndex, load_reports, paste_text, report_terms
     from ask_oom.tools.errors import InputError
@@ -103,7 +105,8 @@ def collect(cases: list[dict]) -> list[CaseSignals]:
         except InputError:
             d = diagnose(request.model_copy(update={"config_text": None, "config_name": None}), index=own,
                          reports=none, words=no_words)
-        terms = report_terms(paste_text(request.log_text, request.config_text))
+        paste = paste_text(request.log_text, request.config_text)
+        terms = report_terms(paste)
         near = reports.neighbours_of_terms(terms, NEIGHBOUR_POOL, skip_source=case.get("source"))
         features: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         discount: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -118,7 +121,8 @@ def collect(cases: list[dict]) -> list[CaseSignals]:
                                list(exp.get("top3_must_include") or []),
                                {k: dict(v) for k, v in features.items()}, {k: dict(v) for k, v in discount.items()},
                                case["_set"],
-                               [(n.project, n.label, n.similarity, tuple(n.also)) for n in near], terms))
+                               [(n.project, n.label, n.similarity, tuple(n.also)) for n in near], terms,
+                               paste_embedding(paste)))
     return out
 
 
@@ -150,12 +154,17 @@ class WordReadings:
         inside = [i for i, r in enumerate(self.rows) if r.accepted and (allowed is None or r.project in allowed)]
         taught = [LabelledReport(id=self.rows[i].id, source="", project=self.rows[i].project,
                                  labels=self.rows[i].accepted, terms=self.rows[i].terms) for i in inside]
-        unseen = unseen_models(taught, WORD_FOLDS)   # each inside report: the model without its group of projects
-        out = {i: unseen[self.rows[i].id].read_terms(self.rows[i].terms).probabilities for i in inside}
+        embeddings = ({r.id: r.embedding for r in self.rows} if all(r.embedding is not None for r in self.rows)
+                      else None)   # rows collected before the word model read embeddings: the words alone
+        # each inside report: the model without its group of projects
+        unseen = unseen_models(taught, WORD_FOLDS, embeddings=embeddings)
+        out = {i: unseen[self.rows[i].id].read_terms(self.rows[i].terms, self.rows[i].embedding).probabilities
+               for i in inside}
         outside = sorted(set(range(len(self.rows))) - set(inside))
         if outside:
-            model = fit(taught)
-            out.update({i: model.read_terms(self.rows[i].terms).probabilities for i in outside})
+            model = fit(taught, embeddings=embeddings)
+            out.update({i: model.read_terms(self.rows[i].terms, self.rows[i].embedding).probabilities
+                        for i in outside})
         return out
 
 

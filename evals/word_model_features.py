@@ -1,13 +1,14 @@
 """Which features should the labelled reports' word model (kb/report_words.py) read? Cross-validated by project on the
-dev reports (kb/reports.json), the word model alone: the shipped TF-IDF words, and the same words beside the paste's
-sentence embedding (the packaged all-MiniLM-L6-v2 over the paste's first and last characters).
+dev reports (kb/reports.json), the word model alone: the TF-IDF words, and the same words beside the paste's sentence
+embedding (kb/paste_embedding.py, as stored in kb/report_embeddings.npz) times a scale (the shipped one,
+report_words.EMBEDDING_SCALE, unless `--scale` gives others).
 
-    python evals/word_model_features.py [--splits 2] [--chunk 1500] [--tokens 256]
+    python evals/word_model_features.py [--splits 2] [--scale 0.5 1 2]
 
 Prints, per feature set, primary accuracy (the top cause is one the thread accepts), top 3 and the log-loss of the
 primary cause: the median over `--splits` shuffles of the projects into 5 folds, with each split's figure beside it.
-An experiment, not a product path: the CLI's diagnosis is torch-free (agent.RETRIEVAL_MODE "fast"), and a sentence
-embedding of every paste would import torch there. Dev reports only: held-out and validation sets are never read.
+This measures the word model alone; evals/fit_weights.py measures the diagnosis it feeds. Dev reports only: held-out
+and validation sets are never read.
 """
 
 from __future__ import annotations
@@ -26,39 +27,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "evals"))
 
 FOLDS = 5
-FEATURES = ("words", "words+embedding")
-
-
-def paste_chunks(text: str, chunk: int) -> list[str]:
-    """The paste's first and last `chunk` characters (the whole paste when it is shorter than two chunks): the
-    user's words and the launch at one end, the error and the config at the other."""
-    text = text.strip()
-    return [text] if len(text) <= 2 * chunk else [text[:chunk], text[-chunk:]]
-
-
-def embed_pastes(texts: list[str], chunk: int, tokens: int):
-    """One vector per paste: the mean of its chunks' unit-length MiniLM sentence embeddings."""
-    import numpy as np
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as hf_logging
-
-    from ask_oom.kb.embedding import model_path
-
-    hf_logging.disable_progress_bar()
-    model = SentenceTransformer(str(model_path()), device="cpu")
-    model.max_seq_length = tokens
-    pieces, owner = [], []
-    for i, text in enumerate(texts):
-        for part in paste_chunks(text, chunk):
-            pieces.append(part)
-            owner.append(i)
-    vectors = model.encode(pieces, batch_size=64, show_progress_bar=False, normalize_embeddings=True)
-    out = np.zeros((len(texts), vectors.shape[1]))
-    counts = np.zeros(len(texts))
-    for vector, i in zip(vectors, owner):
-        out[i] += vector
-        counts[i] += 1
-    return out / np.maximum(counts, 1)[:, None]
 
 
 def cross_validate(terms: list[dict[str, int]], labels: list[list[str]], projects: list[str], dense, seed: int,
@@ -94,28 +62,26 @@ def cross_validate(terms: list[dict[str, int]], labels: list[list[str]], project
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--splits", type=int, default=2, help="shuffles of the projects into folds (median shown)")
-    ap.add_argument("--chunk", type=int, default=1500, help="characters embedded at each end of a paste")
-    ap.add_argument("--tokens", type=int, default=256, help="the embedding model's token limit per chunk")
+    ap.add_argument("--scale", type=float, nargs="*", help="the embedding's scales to try (default: the shipped one)")
     args = ap.parse_args(argv)
 
-    from build_reports import report_text
-    from diagnosis_benchmark import DEV_SETS, load_cases
+    import numpy as np
 
-    from ask_oom.kb.report_words import INVERSE_L2
+    from ask_oom.kb.paste_embedding import load_report_embeddings
+    from ask_oom.kb.report_words import EMBEDDING_SCALE, INVERSE_L2
     from ask_oom.kb.reports import load_reports
 
-    reports = {r.id: r for r in load_reports().reports}
-    cases = [c for c in load_cases(DEV_SETS) if str(c["id"]) in reports]
-    shipped = [reports[str(c["id"])] for c in cases]
+    shipped = load_reports().reports
+    stored = load_report_embeddings()
     terms, labels, projects = [r.terms for r in shipped], [r.labels for r in shipped], [r.project for r in shipped]
-    dense = embed_pastes([report_text(c) for c in cases], args.chunk, args.tokens)
+    embedding = np.asarray([stored[r.id] for r in shipped])
+    features = [("words", None)] + [(f"words+embedding x{s:g}", s * embedding) for s in (args.scale or [EMBEDDING_SCALE])]
     print(f"{len(shipped)} dev reports, {len({*projects})} projects, {FOLDS} folds by project, {args.splits} splits")
-    print(f"{'features':<18} {'primary':>8} {'top 3':>7} {'log-loss':>9}   per split (primary)")
-    for name in FEATURES:
-        runs = [cross_validate(terms, labels, projects, dense if "embedding" in name else None, seed, INVERSE_L2)
-                for seed in range(args.splits)]
+    print(f"{'features':<24} {'primary':>8} {'top 3':>7} {'log-loss':>9}   per split (primary)")
+    for name, dense in features:
+        runs = [cross_validate(terms, labels, projects, dense, seed, INVERSE_L2) for seed in range(args.splits)]
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-        print(f"{name:<18} {med['primary']:>8.1%} {med['top3']:>7.1%} {med['log_loss']:>9.3f}   "
+        print(f"{name:<24} {med['primary']:>8.1%} {med['top3']:>7.1%} {med['log_loss']:>9.3f}   "
               + ", ".join(f"{r['primary']:.1%}" for r in runs))
     return 0
 

@@ -10,15 +10,21 @@ with the readings of each fold's reports from a model fitted without their proje
 the top 3 on the dev reports when it was added (evals/fit_weights.py; fitted on the primary causes alone: +2.4 and
 +3.4), measured on pastes that still quoted the threads' replies.
 
-`evals/build_reports.py` fits it on kb/reports.json and writes kb/report_words.json; a test keeps the two in step.
-Fitting needs scikit-learn; reading a paste is pure Python over the words it shares with the model.
+Beside the words, the model reads the paste's sentence embedding (kb/paste_embedding.py), scaled by EMBEDDING_SCALE:
+the words in context, where a paraphrase lands near the report it paraphrases. Cross-validated by project, refitted
+per fold (evals/word_model_features.py, evals/fit_weights.py): the word model alone 49.5% -> 53.2% primary; the
+diagnosis 66.6% -> 68.0% (at 0.5; 67.6% at 1, 67.4% at 2).
+
+`evals/build_reports.py` fits it on kb/reports.json and the reports' embeddings (kb/report_embeddings.npz) and writes
+kb/report_words.json; a test keeps them in step. Fitting needs scikit-learn; reading a paste is pure Python over the
+words it shares with the model, plus one dot product per cause with its embedding.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -34,6 +40,10 @@ INVERSE_L2 = 3.0
 MAX_ITERATIONS = 3000   # L-BFGS converges in under 100 on the dev reports
 DIGITS = 4              # weights as stored: the readings of a fresh fit and of the file agree to 1e-3
 SHOWN_WORDS = 3         # the words that speak most for a cause, quoted with its reading
+# the sentence embedding's columns beside the TF-IDF ones are multiplied by this (a unit-length embedding against a
+# unit-length TF-IDF vector, under one L2 penalty): the strength the penalty leaves the embedding, tried at 0.5, 1
+# and 2 by project-grouped cross-validation of the diagnosis (the module's docstring)
+EMBEDDING_SCALE = 0.5
 
 
 class WordReading(BaseModel):
@@ -52,17 +62,31 @@ class WordModel(BaseModel):
     intercept: list[float] = Field(default_factory=list)
     idf: dict[str, float] = Field(default_factory=dict)
     weights: dict[str, list[float]] = Field(default_factory=dict, description="word -> one weight per label")
+    embedding: list[list[float]] = Field(default_factory=list,
+                                         description="per label, one weight per dimension of the paste's embedding "
+                                                     "(empty: a model of the words alone)")
+    embedding_scale: float = 0.0
     reports: int = 0
 
-    def read(self, text: str) -> WordReading:
-        """The causes' probabilities for a paste (kb.reports.paste_text), softmax of the intercepts plus its words."""
-        return self.read_terms(report_terms(text))
+    @property
+    def reads_embedding(self) -> bool:
+        """Whether a reading needs the paste's sentence embedding (kb/paste_embedding.py)."""
+        return bool(self.embedding)
 
-    def read_terms(self, terms: dict[str, int]) -> WordReading:
-        """As `read`, from a paste's term counts."""
+    def read(self, text: str, embedding: Sequence[float] | None = None) -> WordReading:
+        """The causes' probabilities for a paste (kb.reports.paste_text), softmax of the intercepts plus its words
+        (and its embedding, when the model reads one and it is given)."""
+        return self.read_terms(report_terms(text), embedding)
+
+    def read_terms(self, terms: dict[str, int], embedding: Sequence[float] | None = None) -> WordReading:
+        """As `read`, from a paste's term counts. Without the embedding a model fitted with one reads the words
+        alone (the embedding's columns at 0, as for an empty paste)."""
         if not self.labels:
             return WordReading()
         logits = list(self.intercept)
+        if embedding is not None and self.embedding:
+            for i, weights in enumerate(self.embedding):
+                logits[i] += self.embedding_scale * math.fsum(w * v for w, v in zip(weights, embedding))
         # a word's pull towards a cause is its weight there less its mean weight over the causes (the softmax does
         # not change when one amount is added to every cause): what sets that cause apart
         pulls: list[list[tuple[float, str]]] = [[] for _ in self.labels]
@@ -82,7 +106,8 @@ class WordModel(BaseModel):
 
     def dump(self, path: Path = WORDS_PATH) -> None:
         """One line per word, sorted (a stable diff when the corpus grows)."""
-        head = {"labels": self.labels, "intercept": self.intercept, "reports": self.reports}
+        head = {"labels": self.labels, "intercept": self.intercept, "reports": self.reports,
+                "embedding_scale": self.embedding_scale, "embedding": self.embedding}
         rows = [json.dumps(t, ensure_ascii=False) + ": " + json.dumps([self.idf[t], *self.weights[t]])
                 for t in sorted(self.weights)]
         path.write_text(json.dumps(head, ensure_ascii=False)[:-1] + ', "words": {\n' + ",\n".join(rows) + "\n}}\n",
@@ -95,10 +120,13 @@ class WordModel(BaseModel):
         return cls(**data, idf={t: v[0] for t, v in words.items()}, weights={t: v[1:] for t, v in words.items()})
 
 
-def fit(reports: Iterable[LabelledReport], inverse_l2: float = INVERSE_L2) -> WordModel:
+def fit(reports: Iterable[LabelledReport], inverse_l2: float = INVERSE_L2,
+        embeddings: Mapping[str, Sequence[float]] | None = None, scale: float = EMBEDDING_SCALE) -> WordModel:
     """The model of the causes `reports`' threads accept, each a sample of its report (their idf from them alone);
-    empty when they name fewer than two causes."""
+    empty when they name fewer than two causes. With `embeddings` (report id -> its paste's embedding, one for every
+    report), each report's embedding times `scale` is read beside its words."""
     import numpy as np
+    from scipy.sparse import csr_matrix, hstack
     from sklearn.linear_model import LogisticRegression
 
     reports = list(reports)
@@ -107,6 +135,9 @@ def fit(reports: Iterable[LabelledReport], inverse_l2: float = INVERSE_L2) -> Wo
         return WordModel()
     idf = smoothed_idf(r.terms for r in reports)
     matrix, vocabulary = tfidf_matrix([r.terms for r in reports], idf)
+    if embeddings is not None:
+        matrix = hstack([matrix, csr_matrix(scale * np.asarray([embeddings[r.id] for r in reports], dtype=float))],
+                        format="csr")
     samples = [(i, label) for i, r in enumerate(reports) for label in dict.fromkeys(r.labels)]
     x, causes = matrix[[i for i, _ in samples]], [label for _, label in samples]
     model = LogisticRegression(C=inverse_l2, max_iter=MAX_ITERATIONS).fit(x, causes)
@@ -118,7 +149,9 @@ def fit(reports: Iterable[LabelledReport], inverse_l2: float = INVERSE_L2) -> Wo
     return WordModel(labels=labels, intercept=[round(float(v), DIGITS) for v in intercept[order]],
                      idf={t: round(v, DIGITS + 2) for t, v in idf.items()},
                      weights={t: [round(float(v), DIGITS) for v in coef[:, i]] for t, i in vocabulary.items()},
-                     reports=len(reports))
+                     embedding=[[round(float(v), DIGITS) for v in row] for row in coef[:, len(vocabulary):]]
+                     if embeddings is not None else [],
+                     embedding_scale=scale if embeddings is not None else 0.0, reports=len(reports))
 
 
 def tfidf_matrix(rows: Sequence[dict[str, int]], idf: dict[str, float]):
@@ -136,14 +169,15 @@ def tfidf_matrix(rows: Sequence[dict[str, int]], idf: dict[str, float]):
     return csr_matrix((data, cols, ptr), shape=(len(rows), len(vocabulary))), vocabulary
 
 
-def unseen_models(reports: Iterable[LabelledReport], k: int = 5) -> dict[str, WordModel]:
+def unseen_models(reports: Iterable[LabelledReport], k: int = 5,
+                  embeddings: Mapping[str, Sequence[float]] | None = None) -> dict[str, WordModel]:
     """Per report id, a model fitted without the report's project (k fits, folds grouped by project): how the
     benchmark reads a dev report, which the shipped model was fitted on, as the product reads a new project's."""
     reports = list(reports)
     out: dict[str, WordModel] = {}
     for fold in project_folds([r.project for r in reports], k):
         held = set(fold)
-        model = fit(r for i, r in enumerate(reports) if i not in held)
+        model = fit((r for i, r in enumerate(reports) if i not in held), embeddings=embeddings)
         out.update({reports[i].id: model for i in fold})
     return out
 

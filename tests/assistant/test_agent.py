@@ -93,6 +93,53 @@ def test_the_labelled_reports_word_model_reads_the_paste_and_its_config(index):
                                                                        reports=ReportIndex(), words=WordModel()).signals)
 
 
+def _embedding_only_words():
+    """A word model whose reports share all their words: only their pastes' sentence embeddings (the real encoder's)
+    tell the causes apart."""
+    from ask_oom.kb.paste_embedding import paste_embedding
+    from ask_oom.kb.report_words import fit
+    from ask_oom.kb.reports import LabelledReport
+
+    texts = {"generation_kv_cache": ["the vLLM server preallocates its KV cache blocks for serving requests",
+                                     "serving with vllm: the key-value cache of the requests fills the card",
+                                     "KV cache of generation grows with max_model_len while the engine serves"],
+             "full_ft_model_states": ["full fine-tuning keeps Adam optimizer states and gradients for every weight",
+                                      "the optimizer's two moments and the fp32 master weights of full training",
+                                      "training all parameters: gradients and AdamW states do not fit"]}
+    reports = [LabelledReport(id=f"{label}{i}", source="", project=f"p{label}{i}", labels=[label],
+                              terms={"memory": 1}) for label, ts in texts.items() for i in range(len(ts))]
+    embeddings = {f"{label}{i}": paste_embedding(t) for label, ts in texts.items() for i, t in enumerate(ts)}
+    return fit(reports, embeddings=embeddings, scale=4.0)
+
+
+def test_the_word_model_reads_the_pastes_sentence_embedding(index, monkeypatch):
+    """A paste worded unlike any report, but meaning one of them, is read as that report's cause through its sentence
+    embedding; without an encoder the words are read alone and a note says so."""
+    from ask_oom.kb import paste_embedding
+    from ask_oom.kb.embedding import EmbeddingUnavailable
+    from ask_oom.kb.reports import ReportIndex
+
+    words = _embedding_only_words()
+    log = ("The inference engine (vllm) reserved most of the GPU for cached keys and values while answering "
+           "requests, then ran out of memory.\n")
+    d = diagnose(DiagnoseRequest(log_text=log), index=index, reports=ReportIndex(), words=words)
+    read = {s.label.value: s.value for s in d.signals if s.name == "labelled_report_words"}
+    assert read["generation_kv_cache"] - read.get("full_ft_model_states", 0.0) > 1.0   # odds x e or more
+    assert not any("embedding unavailable" in n for n in d.notes)
+
+    def missing():
+        raise EmbeddingUnavailable("the embedding model package is missing")
+
+    paste_embedding.load_encoder.cache_clear()
+    monkeypatch.setattr(paste_embedding, "load_encoder", missing)
+    d = diagnose(DiagnoseRequest(log_text=log), index=index, reports=ReportIndex(), words=words)
+    assert any(n.startswith("paste embedding unavailable") for n in d.notes)
+    alone = {s.label.value: s.value for s in d.signals if s.name == "labelled_report_words"}
+    # the words alone are the same in every report: neither cause stands out (the intercepts differ a little)
+    assert set(alone) == {"generation_kv_cache", "full_ft_model_states"}
+    assert abs(alone["generation_kv_cache"] - alone["full_ft_model_states"]) < 0.5
+
+
 def test_eager_attention_found_in_the_log_is_sized_by_the_calculator(index):
     d = diagnose(seed_request("kimi-vl-a3b"), index=index)
     assert d.setup.attn_implementation == "eager"

@@ -54,15 +54,19 @@ def test_the_word_model_never_reads_a_report_with_a_model_fitted_on_its_project(
 
     words = {"batch_too_large": "per_device_train_batch_size micro batch",
              "generation_kv_cache": "vllm kv cache generate", "full_ft_model_states": "adam optimizer states zero3"}
+    directions = {label: i for i, label in enumerate(words)}
     rows = [CaseSignals(id=f"{label}-{p}", project=f"{label}-{p}", accepted=[label], must=[], features={}, discount={},
-                        terms={w: 1 for w in text.split()}) for label, text in words.items() for p in range(6)]
+                        terms={w: 1 for w in text.split()},
+                        embedding=[float(i == directions[label]) for i in range(len(words))])
+            for label, text in words.items() for p in range(6)]
     fitted_on: dict[int, set[str]] = {}
     kept = []   # every model stays alive, so no two share an id()
     real_fit = report_words.fit
 
-    def recording_fit(reports):
+    def recording_fit(reports, embeddings=None):
         reports = list(reports)
-        model = real_fit(reports)
+        assert embeddings is not None and {r.id for r in reports} <= set(embeddings)   # the rows' embeddings are read
+        model = real_fit(reports, embeddings=embeddings)
         kept.append(model)
         fitted_on[id(model)] = {r.project for r in reports}
         return model
@@ -72,9 +76,10 @@ def test_the_word_model_never_reads_a_report_with_a_model_fitted_on_its_project(
     row_of = {id(r.terms): r.id for r in rows}
     real_read = report_words.WordModel.read_terms
 
-    def recording_read(self, terms):
+    def recording_read(self, terms, embedding=None):
         read_by[row_of[id(terms)]] = id(self)
-        return real_read(self, terms)
+        assert self.reads_embedding and embedding is not None
+        return real_read(self, terms, embedding)
 
     monkeypatch.setattr(report_words.WordModel, "read_terms", recording_read)
     readings = WordReadings(rows)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ask_oom.kb.paste_embedding import load_report_embeddings
 from ask_oom.kb.report_words import WordModel, fit, load_words, unseen_models
 from ask_oom.kb.reports import load_reports
 
@@ -72,9 +73,55 @@ def test_the_shipped_model_is_a_fresh_fit_of_the_shipped_reports():
     sys.path.insert(0, str(REPO / "evals"))
     from build_reports import WORDS_TOLERANCE, words_differ
 
-    index = load_reports()
-    assert words_differ(load_words(), fit(index.reports), index) <= WORDS_TOLERANCE, (
+    index, embeddings = load_reports(), load_report_embeddings()
+    assert load_words().reads_embedding and set(embeddings) == {r.id for r in index.reports}
+    assert words_differ(load_words(), fit(index.reports, embeddings=embeddings), index, embeddings) <= WORDS_TOLERANCE, (
         "kb/report_words.json is stale: run python evals/build_reports.py")
+
+
+# three causes whose reports share every word: only their pastes' embeddings (a direction each) tell them apart
+_ALIKE = [_report(f"{label}{i}", "cuda out of memory tried to allocate", label, f"p{label}{i}")
+          for label in ("batch_too_large", "eval_accumulation", "generation_kv_cache") for i in range(4)]
+_DIRECTION = {"batch_too_large": 0, "eval_accumulation": 1, "generation_kv_cache": 2}
+
+
+def _embedding(label: str, noise: int = 0) -> list[float]:
+    vector = [0.0] * 8
+    vector[_DIRECTION[label]] = 1.0
+    vector[3 + noise % 5] = 0.3
+    return vector
+
+
+def test_the_embedding_is_read_beside_the_words_and_stored_with_them(tmp_path):
+    embeddings = {r.id: _embedding(r.labels[0], i) for i, r in enumerate(_ALIKE)}
+    model = fit(_ALIKE, embeddings=embeddings, scale=2.0)
+    assert model.reads_embedding and model.embedding_scale == 2.0 and len(model.embedding) == 3
+    paste = "cuda out of memory tried to allocate 2.00 GiB"
+    for label in _DIRECTION:
+        reading = model.read(paste, _embedding(label, 7)).probabilities
+        assert max(reading, key=reading.get) == label and reading[label] > 0.5
+    # without the embedding, the words alone: they are the same for every cause
+    alone = model.read(paste).probabilities
+    assert max(alone.values()) - min(alone.values()) < 0.05
+    # stored and read back, the embedding's weights and scale come along
+    model.dump(tmp_path / "words.json")
+    back = WordModel.from_file(tmp_path / "words.json")
+    e = _embedding("eval_accumulation", 2)
+    a, b = model.read(paste, e).probabilities, back.read(paste, e).probabilities
+    assert back.embedding_scale == 2.0 and max(abs(a[k] - b[k]) for k in a) < 1e-6
+    # a model fitted on words alone reads no embedding (and ignores one given)
+    words_only = fit(_ALIKE)
+    assert not words_only.reads_embedding and words_only.read(paste, e) == words_only.read(paste)
+
+
+def test_each_unseen_model_reads_the_embeddings_of_the_reports_it_was_fitted_on():
+    embeddings = {r.id: _embedding(r.labels[0], i) for i, r in enumerate(_ALIKE)}
+    models = unseen_models(_ALIKE, k=4, embeddings=embeddings)
+    right = 0
+    for r in _ALIKE:   # no report's own project in its model: its cause read from the others' embeddings
+        reading = models[r.id].read_terms(r.terms, embeddings[r.id]).probabilities
+        right += max(reading, key=reading.get) == r.labels[0]
+    assert all(m.reads_embedding for m in models.values()) and right == len(_ALIKE)
 
 
 def test_every_cause_a_thread_accepts_is_learned_from_its_words():
