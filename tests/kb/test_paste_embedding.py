@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ask_oom.kb.embedding import EmbeddingUnavailable, model_path
 from ask_oom.kb.paste_embedding import (HEAD_TAIL_CHARS, MAX_TOKENS, dump_report_embeddings, load_encoder,
-                                        load_report_embeddings, paste_embedding, paste_parts)
+                                        load_report_embeddings, paste_embedding, paste_parts, read_safetensors)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,8 +29,6 @@ def reference():
     """sentence-transformers' own embedding of TEXTS with the packaged model (torch), at MAX_TOKENS."""
     from sentence_transformers import SentenceTransformer
 
-    from ask_oom.kb.embedding import model_path
-
     model = SentenceTransformer(str(model_path()), device="cpu")
     model.max_seq_length = MAX_TOKENS
     return model.encode(TEXTS, normalize_embeddings=True)
@@ -41,6 +40,19 @@ def test_the_numpy_forward_pass_is_the_models_own(reference):
         got = encoder.encode(text)
         assert got.shape == expected.shape and np.abs(got - expected).max() < 1e-5, text[:40]
         assert abs(float(np.linalg.norm(got)) - 1) < 1e-5
+
+
+def test_the_weights_are_read_as_safetensors_reads_them(tmp_path):
+    from safetensors.numpy import load_file
+
+    path = model_path() / "model.safetensors"
+    ours, theirs = read_safetensors(path), load_file(str(path))
+    assert set(ours) == set(theirs)
+    assert all(ours[k].dtype == theirs[k].dtype and np.array_equal(ours[k], theirs[k]) for k in theirs)
+    for bad in (b"", b"\xff" * 8 + b"{}", (5).to_bytes(8, "little") + b"{oops"):
+        (tmp_path / "bad.safetensors").write_bytes(bad)
+        with pytest.raises(EmbeddingUnavailable):
+            read_safetensors(tmp_path / "bad.safetensors")
 
 
 def test_a_long_paste_is_read_at_its_head_and_its_tail():
