@@ -136,8 +136,13 @@ class WordReadings:
     fold's) is read by the model of all of them; one inside, by the model of the `allowed` projects less its own
     group of WORD_FOLDS (stacking: the weight of the reading is fitted on readings as unseen as a new report's)."""
 
-    def __init__(self, rows: list[CaseSignals]):
+    def __init__(self, rows: list[CaseSignals], embedding: bool = False):
+        """`embedding`: fit and read the word model with the rows' paste embeddings beside their words (the shipped
+        model reads the words alone: evals/build_reports.py says why)."""
+        if embedding and any(r.embedding is None for r in rows):
+            raise ValueError("the word model reads embeddings, but some rows were collected without one")
         self.rows = rows
+        self.embedding = embedding
         self.position = {r.id: i for i, r in enumerate(rows)}
         self._cache: dict[frozenset[str] | None, dict[int, dict[str, float]]] = {}
 
@@ -154,18 +159,20 @@ class WordReadings:
         inside = [i for i, r in enumerate(self.rows) if r.accepted and (allowed is None or r.project in allowed)]
         taught = [LabelledReport(id=self.rows[i].id, source="", project=self.rows[i].project,
                                  labels=self.rows[i].accepted, terms=self.rows[i].terms) for i in inside]
-        embeddings = ({r.id: r.embedding for r in self.rows} if all(r.embedding is not None for r in self.rows)
-                      else None)   # rows collected before the word model read embeddings: the words alone
+        embeddings = {r.id: r.embedding for r in self.rows} if self.embedding else None
         # each inside report: the model without its group of projects
         unseen = unseen_models(taught, WORD_FOLDS, embeddings=embeddings)
-        out = {i: unseen[self.rows[i].id].read_terms(self.rows[i].terms, self.rows[i].embedding).probabilities
+        out = {i: unseen[self.rows[i].id].read_terms(self.rows[i].terms, self._embedding(i)).probabilities
                for i in inside}
         outside = sorted(set(range(len(self.rows))) - set(inside))
         if outside:
             model = fit(taught, embeddings=embeddings)
-            out.update({i: model.read_terms(self.rows[i].terms, self.rows[i].embedding).probabilities
-                        for i in outside})
+            out.update({i: model.read_terms(self.rows[i].terms, self._embedding(i)).probabilities for i in outside})
         return out
+
+
+    def _embedding(self, i: int) -> list[float] | None:
+        return self.rows[i].embedding if self.embedding else None
 
 
 def with_votes(row: CaseSignals, allowed: set[str] | None = None, words: WordReadings | None = None) -> CaseSignals:
@@ -455,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--write", action="store_true", help="store the weights fitted on all dev cases")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--embedding", action="store_true",
+                    help="the word model reads the pastes' sentence embeddings beside their words (evals/build_reports.py)")
     ap.add_argument("--repeats", type=int, default=0,
                     help="also cross-validate on this many other splits of the projects into folds and print the "
                          "spread (the fold split alone moves the figure by about a point)")
@@ -471,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = collect(cases)
     hand = dict(HAND_WEIGHTS)
     rules = sorted({rule for r in rows for feats in r.features.values() for rule in feats} | {VOTES, ALSO_VOTES, WORDS})
-    words = WordReadings(rows)
+    words = WordReadings(rows, embedding=args.embedding)
     if args.calibrate_hand:
         return _calibrate_hand([with_votes(r, None, words) for r in rows], hand, args)
     prior = hand if args.prior == "hand" else None

@@ -82,7 +82,7 @@ def test_the_word_model_never_reads_a_report_with_a_model_fitted_on_its_project(
         return real_read(self, terms, embedding)
 
     monkeypatch.setattr(report_words.WordModel, "read_terms", recording_read)
-    readings = WordReadings(rows)
+    readings = WordReadings(rows, embedding=True)
     allowed = {r.project for r in rows[::2]}
     for row in rows:
         reading = readings.reading(row, allowed)

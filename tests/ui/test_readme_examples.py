@@ -29,10 +29,10 @@ EXAMPLES = [
      ["| eval_accumulated | 0.00 | 46.00 | +46.00 |", "| **total (reserved)** | 107.47 | 63.81 | -43.65 |"]),
     # the 30-second example: its answer and the ranked cause's score and probability (the fitted weights set them)
     ("diagnose moe-llava-phi2.log --config moe-llava-phi2.sh", 0,
-     ["likely cause (probability 84%): batch too large — the per-device micro-batch is too large (train or eval). The",
-      "1. **batch_too_large** (score 0.90, probability 84%): the per-device micro-batch is too large (train or eval)"]),
+     ["Not sure yet: batch too large (78%) or full ft model states (12%). What would decide it: What are",
+      "1. **batch_too_large** (score 0.90, probability 78%): the per-device micro-batch is too large (train or eval)"]),
     ("diagnose eval-oom.log --config qwen2.5-7b-lora-eval.yaml --gpu H100 --gpus 2 --snapshot eval-oom.rank0.pickle "
-     "--snapshot eval-oom.rank1.pickle", 0, ["likely cause (probability 97%): eval accumulation"]),
+     "--snapshot eval-oom.rank1.pickle", 0, ["likely cause (probability 98%): eval accumulation"]),
     ("diagnose save-oom-4ranks.log", 0,
      ["| 0 (busiest) | 74.10 | 76.40 | 4.00 | 0.90 | – |",
       "**Verdict:** imbalance: rank 0 holds 74.10 GiB allocated and rank 3 51.90 GiB: a spread of 30% of the busiest "
