@@ -85,8 +85,9 @@ def project_of(case: dict) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower()) or "unknown"
 
 
-def collect(cases: list[dict]) -> list[CaseSignals]:
-    """Every case through the real pipeline once; its signals grouped by label and rule."""
+def collect(cases: list[dict], embedding: bool = False) -> list[CaseSignals]:
+    """Every case through the real pipeline once; its signals grouped by label and rule (with `embedding`, its
+    paste's sentence embedding too, for a word model that reads it: about 50 ms a case)."""
     from ask_oom.assistant.agent import diagnose
     from ask_oom.kb.index import CaseIndex
     from ask_oom.kb.paste_embedding import paste_embedding
@@ -122,7 +123,7 @@ def collect(cases: list[dict]) -> list[CaseSignals]:
                                {k: dict(v) for k, v in features.items()}, {k: dict(v) for k, v in discount.items()},
                                case["_set"],
                                [(n.project, n.label, n.similarity, tuple(n.also)) for n in near], terms,
-                               paste_embedding(paste)))
+                               paste_embedding(paste) if embedding else None))
     return out
 
 
@@ -477,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     from ask_oom.tools.root_causes.weights import HAND_WEIGHTS
 
     cases = load_cases(DEV_SETS)
-    rows = collect(cases)
+    rows = collect(cases, embedding=args.embedding)
     hand = dict(HAND_WEIGHTS)
     rules = sorted({rule for r in rows for feats in r.features.values() for rule in feats} | {VOTES, ALSO_VOTES, WORDS})
     words = WordReadings(rows, embedding=args.embedding)
