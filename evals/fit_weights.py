@@ -171,7 +171,6 @@ class WordReadings:
             out.update({i: model.read_terms(self.rows[i].terms, self._embedding(i)).probabilities for i in outside})
         return out
 
-
     def _embedding(self, i: int) -> list[float] | None:
         return self.rows[i].embedding if self.embedding else None
 

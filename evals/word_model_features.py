@@ -15,13 +15,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import statistics
 import sys
 from pathlib import Path
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "evals"))
@@ -31,32 +27,26 @@ FOLDS = 5
 
 def cross_validate(terms: list[dict[str, int]], labels: list[list[str]], projects: list[str], dense, seed: int,
                    inverse_l2: float) -> dict[str, float]:
-    """Primary, top 3 and log-loss of a multinomial logistic regression over each report's TF-IDF words (idf from
-    the training folds only), beside `dense` (one row per report) when given; folds grouped by project."""
-    import numpy as np
-    from scipy.sparse import csr_matrix, hstack
-    from sklearn.linear_model import LogisticRegression
+    """Primary, top 3 and log-loss of the word model (kb/report_words.fit, idf from the training folds only) over each
+    report's TF-IDF words, beside `dense` (one row per report, read as its embedding at scale 1) when given; folds
+    grouped by project."""
+    from ask_oom.kb.report_words import fit
+    from ask_oom.kb.reports import LabelledReport, project_folds
 
-    from ask_oom.kb.report_words import tfidf_matrix
-    from ask_oom.kb.reports import project_folds, smoothed_idf
-
-    causes = sorted({c for row in labels for c in row})
-    probs = np.zeros((len(terms), len(causes)))
+    reports = [LabelledReport(id=str(i), source="", project=p, labels=ls, terms=t)
+               for i, (t, ls, p) in enumerate(zip(terms, labels, projects))]
+    rows = {str(i): [float(v) for v in row] for i, row in enumerate(dense)} if dense is not None else None
+    probs: list[dict[str, float]] = [{} for _ in reports]
     for fold in project_folds(projects, FOLDS, seed):
         held = set(fold)
-        train = [i for i in range(len(terms)) if i not in held]
-        x, _ = tfidf_matrix(terms, smoothed_idf(terms[i] for i in train))
-        if dense is not None:
-            x = hstack([x, csr_matrix(dense)]).tocsr()
-        # a thread that accepts two causes is a sample of each (as kb/report_words.fit learns them)
-        samples = [(i, c) for i in train for c in dict.fromkeys(labels[i])]
-        model = LogisticRegression(C=inverse_l2, max_iter=3000).fit(x[[i for i, _ in samples]], [c for _, c in samples])
-        probs[np.ix_(fold, [causes.index(c) for c in model.classes_])] = model.predict_proba(x[fold])
+        model = fit((r for i, r in enumerate(reports) if i not in held), inverse_l2, embeddings=rows, scale=1.0)
+        for i in fold:
+            probs[i] = model.read_terms(terms[i], rows[str(i)] if rows is not None else None).probabilities
     n = len(terms)
-    ranked = np.argsort(-probs, axis=1)
-    return {"primary": sum(causes[ranked[i, 0]] in labels[i] for i in range(n)) / n,
-            "top3": sum(any(causes[j] in labels[i] for j in ranked[i, :3]) for i in range(n)) / n,
-            "log_loss": -sum(math.log(max(probs[i, causes.index(labels[i][0])], 1e-9)) for i in range(n)) / n}
+    ranked = [sorted(p, key=p.get, reverse=True) for p in probs]
+    return {"primary": sum(bool(ranked[i]) and ranked[i][0] in labels[i] for i in range(n)) / n,
+            "top3": sum(any(c in labels[i] for c in ranked[i][:3]) for i in range(n)) / n,
+            "log_loss": -sum(math.log(max(probs[i].get(labels[i][0], 0.0), 1e-9)) for i in range(n)) / n}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ two-core machine wait on each other (measured under load: 260-540 ms a part on t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -25,8 +26,6 @@ from .embedding import EMBED_DIM, EmbeddingUnavailable, model_path
 
 MAX_TOKENS = 128          # word pieces per part, [CLS] and [SEP] included: the length MiniLM was trained at
 HEAD_TAIL_CHARS = 1500    # a paste longer than this is embedded as its first and its last this many characters
-LAYER_NORM_EPS = 1e-12    # BERT's (config.json layer_norm_eps)
-_HEADS = 12               # config.json num_attention_heads
 # Abramowitz & Stegun 7.1.26, erf to 1.5e-7: GELU's exact form without scipy (whose import costs a cold start more)
 _ERF_P = 0.3275911
 _ERF_A = (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592)
@@ -56,6 +55,8 @@ class SentenceEncoder:
             raise EmbeddingUnavailable(f"the sentence encoder needs tokenizers: {exc}") from exc
         path = model_path()
         w = read_safetensors(path / "model.safetensors")
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))   # the model's own shape facts
+        self._heads, self._eps = int(config["num_attention_heads"]), float(config["layer_norm_eps"])
         self._tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(MAX_TOKENS)
@@ -83,18 +84,19 @@ class SentenceEncoder:
         """The unit-length sentence embedding of `text`'s first MAX_TOKENS word pieces (float32, EMBED_DIM)."""
         ids = np.asarray(self._tokenizer.encode(text).ids)
         n, hidden = len(ids), self._words.shape[1]
-        head = hidden // _HEADS
-        x = _layer_norm(self._words[ids] + self._positions[:n] + self._token_type, self._norm)
+        heads = self._heads
+        head = hidden // heads
+        x = _layer_norm(self._words[ids] + self._positions[:n] + self._token_type, self._norm, self._eps)
         for layer in self._layers:
             qkv = x @ layer.qkv + layer.qkv_bias
-            q, k, v = (qkv[:, j * hidden:(j + 1) * hidden].reshape(n, _HEADS, head).transpose(1, 0, 2) for j in range(3))
+            q, k, v = (qkv[:, j * hidden:(j + 1) * hidden].reshape(n, heads, head).transpose(1, 0, 2) for j in range(3))
             scores = (q @ k.transpose(0, 2, 1)) * np.float32(head ** -0.5)
             scores -= scores.max(-1, keepdims=True)
             np.exp(scores, out=scores)
             scores /= scores.sum(-1, keepdims=True)
             context = (scores @ v).transpose(1, 0, 2).reshape(n, hidden)
-            x = _layer_norm(x + context @ layer.out + layer.out_bias, layer.norm1)
-            x = _layer_norm(x + _gelu(x @ layer.up + layer.up_bias) @ layer.down + layer.down_bias, layer.norm2)
+            x = _layer_norm(x + context @ layer.out + layer.out_bias, layer.norm1, self._eps)
+            x = _layer_norm(x + _gelu(x @ layer.up + layer.up_bias) @ layer.down + layer.down_bias, layer.norm2, self._eps)
         pooled = x.mean(0)
         return pooled / max(float(np.linalg.norm(pooled)), 1e-12)
 
@@ -107,8 +109,6 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
     """The tensors of a safetensors file (an 8-byte little-endian header length, a JSON header, the raw data), each a
     read-only view of the file mapped in memory: only the pages a tensor's use touches are read (the 47 MB word-piece
     table is read a row per word piece). Raises EmbeddingUnavailable on a file that is not one."""
-    import json
-
     try:
         with path.open("rb") as fh:
             size = int.from_bytes(fh.read(8), "little")
@@ -127,9 +127,9 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
         raise EmbeddingUnavailable(f"cannot read the packaged embedding model's weights at {path}: {exc}") from exc
 
 
-def _layer_norm(x: np.ndarray, gain_bias: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+def _layer_norm(x: np.ndarray, gain_bias: tuple[np.ndarray, np.ndarray], eps: float) -> np.ndarray:
     x = x - x.mean(-1, keepdims=True)
-    x /= np.sqrt((x * x).mean(-1, keepdims=True) + LAYER_NORM_EPS)
+    x /= np.sqrt((x * x).mean(-1, keepdims=True) + eps)
     return x * gain_bias[0] + gain_bias[1]
 
 
